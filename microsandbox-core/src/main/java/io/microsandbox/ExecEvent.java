@@ -1,0 +1,47 @@
+package io.microsandbox;
+
+/**
+ * One event of a streamed command, as returned by {@link ExecHandle#recv()}. A stream is
+ * {@code Started}, any number of {@code Stdout}/{@code Stderr}, then {@code Exited} or
+ * {@code Failed}, then {@code Done}.
+ */
+public sealed interface ExecEvent {
+
+    /** The process is running with this guest pid. */
+    record Started(int pid) implements ExecEvent {
+    }
+
+    /** A chunk of standard output (all output, for a tty session). */
+    record Stdout(byte[] data) implements ExecEvent {
+        public String text() {
+            return new String(data, java.nio.charset.StandardCharsets.UTF_8);
+        }
+    }
+
+    /** A chunk of standard error. */
+    record Stderr(byte[] data) implements ExecEvent {
+        public String text() {
+            return new String(data, java.nio.charset.StandardCharsets.UTF_8);
+        }
+    }
+
+    /** The process ended; {@code code} is 128 + n when it was ended by signal n. */
+    record Exited(int code, Integer signal) implements ExecEvent {
+    }
+
+    /**
+     * The process never ran.
+     *
+     * @param kind    not_found, permission_denied, not_executable, bad_cwd, bad_args,
+     *                resource_limit, user_setup_failed, out_of_memory, pty_setup_failed or other
+     * @param errno   the guest errno, 0 when none
+     * @param message what the agent said
+     * @param stage   where it failed: spawn, user, cwd, pty or exec
+     */
+    record Failed(String kind, int errno, String message, String stage) implements ExecEvent {
+    }
+
+    /** The stream is over; nothing follows. */
+    record Done() implements ExecEvent {
+    }
+}

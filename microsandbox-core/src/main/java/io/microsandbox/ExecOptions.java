@@ -1,0 +1,170 @@
+package io.microsandbox;
+
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * Per-command options for {@link Sandbox#exec(String, java.util.List, ExecOptions)} and
+ * {@link Sandbox#execStream(String, java.util.List, ExecOptions)}.
+ */
+public final class ExecOptions {
+    private static final ExecOptions DEFAULTS = builder().build();
+
+    private final String cwd;
+    private final Map<String, String> env;
+    private final String user;
+    private final Duration timeout;
+    private final byte[] stdin;
+    private final boolean stdinPipe;
+    private final boolean tty;
+    private final int rows;
+    private final int cols;
+
+    private ExecOptions(Builder b) {
+        this.cwd = b.cwd;
+        this.env = Collections.unmodifiableMap(new LinkedHashMap<>(b.env));
+        this.user = b.user;
+        this.timeout = b.timeout;
+        this.stdin = b.stdin;
+        this.stdinPipe = b.stdinPipe;
+        this.tty = b.tty;
+        this.rows = b.rows;
+        this.cols = b.cols;
+    }
+
+    public static ExecOptions defaults() {
+        return DEFAULTS;
+    }
+
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    public String cwd() {
+        return cwd;
+    }
+
+    public Map<String, String> env() {
+        return env;
+    }
+
+    public String user() {
+        return user;
+    }
+
+    /** Time limit after which the host kills the process, or null for none. */
+    public Duration timeout() {
+        return timeout;
+    }
+
+    /** Bytes written to the process's stdin before it is closed, or null. */
+    public byte[] stdin() {
+        return stdin == null ? null : stdin.clone();
+    }
+
+    /** Whether stdin is a pipe the caller feeds through {@link ExecHandle#stdin()}. */
+    public boolean stdinPipe() {
+        return stdinPipe;
+    }
+
+    public boolean tty() {
+        return tty;
+    }
+
+    public int rows() {
+        return rows;
+    }
+
+    public int cols() {
+        return cols;
+    }
+
+    /** Builder of {@link ExecOptions}. */
+    public static final class Builder {
+        private String cwd;
+        private final Map<String, String> env = new LinkedHashMap<>();
+        private String user;
+        private Duration timeout;
+        private byte[] stdin;
+        private boolean stdinPipe;
+        private boolean tty;
+        private int rows = 24;
+        private int cols = 80;
+
+        private Builder() {
+        }
+
+        /** Working directory (absolute guest path). */
+        public Builder cwd(String cwd) {
+            this.cwd = cwd;
+            return this;
+        }
+
+        /** Adds environment variables on top of the sandbox's. */
+        public Builder env(Map<String, String> env) {
+            this.env.putAll(env);
+            return this;
+        }
+
+        public Builder env(String name, String value) {
+            this.env.put(name, value);
+            return this;
+        }
+
+        /** Guest user: a name, uid or uid:gid. */
+        public Builder user(String user) {
+            this.user = user;
+            return this;
+        }
+
+        /** Kill the process and fail with {@link ErrorKind#EXEC_TIMEOUT} after this long. */
+        public Builder timeout(Duration timeout) {
+            this.timeout = timeout;
+            return this;
+        }
+
+        /** Feed these bytes to stdin, then close it. */
+        public Builder stdin(byte[] stdin) {
+            this.stdin = stdin.clone();
+            return this;
+        }
+
+        /** Feed this UTF-8 text to stdin, then close it. */
+        public Builder stdin(String stdin) {
+            return stdin(stdin.getBytes(StandardCharsets.UTF_8));
+        }
+
+        /** Give the process a stdin pipe the caller writes through {@link ExecHandle#stdin()}. */
+        public Builder stdinPipe() {
+            this.stdinPipe = true;
+            return this;
+        }
+
+        /** Run the process on a pseudo terminal of the given size. */
+        public Builder tty(int rows, int cols) {
+            this.tty = true;
+            this.rows = rows;
+            this.cols = cols;
+            return this;
+        }
+
+        public ExecOptions build() {
+            if (cwd != null && !cwd.startsWith("/")) {
+                throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "cwd must be an absolute guest path, got '" + cwd + "'");
+            }
+            if (timeout != null && (timeout.isNegative() || timeout.isZero())) {
+                throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "timeout must be positive, got " + timeout);
+            }
+            if (stdin != null && stdinPipe) {
+                throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "stdin bytes and stdinPipe are mutually exclusive");
+            }
+            if (tty && (rows < 1 || cols < 1 || rows > 65535 || cols > 65535)) {
+                throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "tty size must be 1..65535, got " + rows + "x" + cols);
+            }
+            return new ExecOptions(this);
+        }
+    }
+}

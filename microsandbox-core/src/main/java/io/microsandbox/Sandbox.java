@@ -1,0 +1,435 @@
+package io.microsandbox;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.AgentClient;
+import io.microsandbox.runtime.Frame;
+import io.microsandbox.runtime.FrameCodec;
+import io.microsandbox.runtime.Protocol;
+import io.microsandbox.runtime.SandboxLayout;
+import io.microsandbox.runtime.SandboxLock;
+import io.microsandbox.runtime.SandboxPreparer;
+import io.microsandbox.runtime.SupervisorProcess;
+import io.microsandbox.runtime.SupervisorSpec;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+/**
+ * A running sandbox: a microVM booted from an image, with a guest agent that runs commands.
+ * Safe to use from many threads at once.
+ *
+ * <pre>{@code
+ * try (Sandbox sb = Sandbox.create("api", SandboxConfig.builder().image("/srv/rootfs").build())) {
+ *     ExecOutput out = sb.exec("python3", List.of("-c", "print(2+2)"));
+ *     System.out.println(out.stdout()); // 4
+ * }
+ * }</pre>
+ *
+ * <p>{@link #close()} stops the sandbox, whether it is attached or detached; {@link #detach()}
+ * releases the handle and leaves the sandbox running. An attached sandbox (the default) also
+ * stops when the JVM that created it exits, even on {@code kill -9}.
+ */
+public final class Sandbox implements AutoCloseable {
+    /** Names are at most this many UTF-8 bytes. */
+    public static final int MAX_NAME_BYTES = 128;
+    /** Default graceful window of {@link #stop()}. */
+    public static final Duration DEFAULT_STOP_TIMEOUT = Duration.ofSeconds(10);
+    /** Default observation window of {@link #kill()}. */
+    public static final Duration DEFAULT_KILL_TIMEOUT = Duration.ofSeconds(5);
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final ScheduledExecutorService TIMERS = Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "msb-exec-timeouts");
+        t.setDaemon(true);
+        return t;
+    });
+
+    private final String name;
+    private final SandboxConfig config;
+    private final SandboxLayout layout;
+    private final AgentClient client;
+    /** The supervisor we started, or null for a sandbox we connected to. */
+    private final SupervisorProcess supervisor;
+    private volatile boolean released;
+    private volatile boolean detached;
+
+    private Sandbox(String name, SandboxConfig config, SandboxLayout layout, AgentClient client, SupervisorProcess supervisor) {
+        this.name = name;
+        this.config = config;
+        this.layout = layout;
+        this.client = client;
+        this.supervisor = supervisor;
+        this.detached = supervisor == null || config.detached();
+    }
+
+    /**
+     * Creates and boots a sandbox, returning once its guest agent is ready.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#INVALID_ARGUMENT} for a bad name,
+     *         {@link ErrorKind#SANDBOX_ALREADY_EXISTS} when the name is taken,
+     *         {@link ErrorKind#IMAGE_NOT_FOUND} for a missing image, {@link ErrorKind#BOOT_FAILED}
+     *         when the VM does not come up (with the tail of the guest console)
+     */
+    public static Sandbox create(String name, SandboxConfig config) {
+        validateName(name);
+        Path home = io.microsandbox.runtime.RuntimeFiles.defaultHome();
+        SandboxLayout layout = SandboxLayout.of(home, name);
+        SandboxLock createLock = claim(layout);
+        SupervisorProcess supervisor;
+        try {
+            SupervisorSpec spec = SandboxPreparer.prepare(home, layout, config);
+            Files.writeString(layout.configFile(), config.toJson());
+            supervisor = SupervisorProcess.launch(spec);
+        } catch (RuntimeException | IOException e) {
+            discard(layout, createLock);
+            if (e instanceof MicrosandboxException m) {
+                throw m;
+            }
+            throw new MicrosandboxException(ErrorKind.IO, "cannot prepare sandbox '" + name + "': " + e.getMessage(), e);
+        }
+        try {
+            createLock.close();
+        } catch (IOException ignored) {
+            // the supervisor owns the sandbox now; a stuck lock file only delays the next owner check
+        }
+        AgentClient client;
+        try {
+            client = AgentClient.connect(name, layout.agentSocket());
+        } catch (MicrosandboxException e) {
+            supervisor.release();
+            throw e;
+        }
+        if (config.detached()) {
+            supervisor.detach();
+        }
+        return new Sandbox(name, config, layout, client, supervisor);
+    }
+
+    /**
+     * Connects to a running sandbox by name, typically a detached one created by another process.
+     * The returned handle does not own the sandbox's lifecycle, but {@link #close()} still stops it;
+     * use {@link #detach()} to leave it running.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_FOUND} when there is no such sandbox,
+     *         {@link ErrorKind#SANDBOX_NOT_RUNNING} when it is not running
+     */
+    public static Sandbox connect(String name) {
+        validateName(name);
+        SandboxLayout layout = SandboxLayout.of(io.microsandbox.runtime.RuntimeFiles.defaultHome(), name);
+        if (!Files.isRegularFile(layout.configFile())) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_FOUND, "no sandbox named '" + name + "'");
+        }
+        SandboxConfig config;
+        try {
+            config = SandboxConfig.fromJson(Files.readString(layout.configFile()));
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot read the configuration of '" + name + "': " + e.getMessage(), e);
+        }
+        return new Sandbox(name, config, layout, AgentClient.connect(name, layout.agentSocket()), null);
+    }
+
+    /**
+     * Checks a sandbox name: non-empty, at most 128 UTF-8 bytes, usable as a directory name.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#INVALID_ARGUMENT} naming the problem
+     */
+    public static void validateName(String name) {
+        if (name == null || name.isEmpty()) {
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "sandbox name must not be empty");
+        }
+        int bytes = name.getBytes(StandardCharsets.UTF_8).length;
+        if (bytes > MAX_NAME_BYTES) {
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT,
+                    "sandbox name is " + bytes + " UTF-8 bytes, the limit is " + MAX_NAME_BYTES);
+        }
+        if (name.equals(".") || name.equals("..") || name.startsWith(".")) {
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "sandbox name must not start with '.': '" + name + "'");
+        }
+        for (int i = 0; i < name.length(); i++) {
+            char c = name.charAt(i);
+            if (c == '/' || c == '\\' || Character.isISOControl(c)) {
+                throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT,
+                        "sandbox name must not contain '/', '\\' or control characters: '" + name.replaceAll("\\p{Cntrl}", "?") + "'");
+            }
+        }
+    }
+
+    /** Sandbox name. */
+    public String name() {
+        return name;
+    }
+
+    /** The configuration the sandbox was created with. */
+    public SandboxConfig config() {
+        return config;
+    }
+
+    /** Runs a command and collects its output. */
+    public ExecOutput exec(String command, List<String> args) {
+        return exec(command, args, ExecOptions.defaults());
+    }
+
+    /**
+     * Runs a command and collects its output.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#EXEC_FAILED} when it cannot run (missing binary,
+     *         bad cwd, unknown user), {@link ErrorKind#EXEC_TIMEOUT} when its timeout expires
+     */
+    public ExecOutput exec(String command, List<String> args, ExecOptions options) {
+        try (ExecHandle handle = execStream(command, args, options)) {
+            return handle.collect();
+        }
+    }
+
+    /** Runs {@code script} with the configured shell ({@code shell -c script}). */
+    public ExecOutput shell(String script) {
+        return shell(script, ExecOptions.defaults());
+    }
+
+    public ExecOutput shell(String script, ExecOptions options) {
+        return exec(config.shell(), List.of("-c", script), options);
+    }
+
+    /** Starts a command and returns a handle to its event stream. */
+    public ExecHandle execStream(String command, List<String> args, ExecOptions options) {
+        ensureUsable();
+        if (command == null || command.isEmpty()) {
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "command must not be empty");
+        }
+        ObjectNode request = FrameCodec.mapper().createObjectNode();
+        request.put("cmd", command);
+        var argArray = request.putArray("args");
+        args.forEach(argArray::add);
+        Map<String, String> env = new LinkedHashMap<>(config.env());
+        env.putAll(options.env());
+        request.set("env", JSON.valueToTree(env));
+        request.put("cwd", options.cwd());
+        request.put("user", options.user());
+        request.put("tty", options.tty());
+        request.put("rows", options.rows());
+        request.put("cols", options.cols());
+        request.put("stdin", options.stdinPipe() || options.stdin() != null);
+        return new ExecHandle(client, command, options, request, TIMERS);
+    }
+
+    /** Starts {@code script} with the configured shell and returns its event stream. */
+    public ExecHandle shellStream(String script, ExecOptions options) {
+        return execStream(config.shell(), List.of("-c", script), options);
+    }
+
+    /** Stops gracefully with the default 10 s window, then forcibly. */
+    public void stop() {
+        stop(DEFAULT_STOP_TIMEOUT);
+    }
+
+    /**
+     * Asks the guest to shut down (processes get SIGTERM, disks are synced) and waits until the
+     * sandbox has stopped; after {@code timeout} the VM is killed.
+     */
+    public void stop(Duration timeout) {
+        requestStop(timeout);
+        waitUntilStopped(timeout.plus(DEFAULT_KILL_TIMEOUT));
+    }
+
+    /** Sends the stop request and returns without waiting. */
+    public void requestStop() {
+        requestStop(DEFAULT_STOP_TIMEOUT);
+    }
+
+    private void requestStop(Duration timeout) {
+        ensureUsable();
+        ObjectNode p = FrameCodec.mapper().createObjectNode();
+        p.put("timeout_ms", timeout.toMillis());
+        supervisorRequest(Protocol.SUP_STOP, p);
+    }
+
+    /** Kills the VM at once and waits up to 5 s for the stop to be observed. */
+    public void kill() {
+        kill(DEFAULT_KILL_TIMEOUT);
+    }
+
+    public void kill(Duration timeout) {
+        requestKill();
+        waitUntilStopped(timeout);
+    }
+
+    /** Sends the kill request and returns without waiting. */
+    public void requestKill() {
+        ensureUsable();
+        supervisorRequest(Protocol.SUP_KILL, FrameCodec.mapper().createObjectNode());
+    }
+
+    private void supervisorRequest(String type, ObjectNode payload) {
+        try {
+            client.request(type, payload, Duration.ofSeconds(10));
+        } catch (MicrosandboxException e) {
+            if (e.kind() != ErrorKind.SANDBOX_NOT_RUNNING || !client.exited().isDone()) {
+                throw e;
+            }
+            // it ended before the request arrived: nothing left to stop
+        }
+    }
+
+    /** Blocks until the sandbox has ended and tells how. */
+    public SandboxStopResult waitUntilStopped() {
+        return waitUntilStopped(null);
+    }
+
+    /**
+     * Blocks until the sandbox has ended, or {@code timeout} passes.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#CANCELLED} when the timeout passes first
+     */
+    public SandboxStopResult waitUntilStopped(Duration timeout) {
+        Frame exited;
+        try {
+            exited = timeout == null ? client.exited().get()
+                    : client.exited().get(timeout.toMillis(), TimeUnit.MILLISECONDS);
+        } catch (TimeoutException e) {
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "sandbox '" + name + "' still runs after " + timeout);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for sandbox '" + name + "'");
+        } catch (java.util.concurrent.ExecutionException e) {
+            throw new MicrosandboxException(ErrorKind.INTERNAL, "waiting for sandbox '" + name + "' failed", e.getCause());
+        }
+        released = true;
+        client.close();
+        return exited != null ? fromExitedFrame(exited) : fromExitFile();
+    }
+
+    private SandboxStopResult fromExitedFrame(Frame exited) {
+        return new SandboxStopResult(name, SandboxStatus.valueOf(exited.text("status").toUpperCase(java.util.Locale.ROOT)),
+                toInteger(exited.number("exit_code")), toInteger(exited.number("signal")), exited.text("reason"),
+                Instant.now(), "supervisor");
+    }
+
+    /** The supervisor's record of the end, or "crashed" when it vanished without writing one. */
+    private SandboxStopResult fromExitFile() {
+        try {
+            JsonNode exit = JSON.readTree(Files.readString(layout.exitFile()));
+            return new SandboxStopResult(name, SandboxStatus.valueOf(exit.path("status").asText().toUpperCase(java.util.Locale.ROOT)),
+                    exit.path("exitCode").isNumber() ? exit.path("exitCode").asInt() : null,
+                    exit.path("signal").isNumber() ? exit.path("signal").asInt() : null,
+                    exit.path("reason").asText(), Instant.parse(exit.path("observedAt").asText()), "supervisor");
+        } catch (IOException | RuntimeException e) {
+            return new SandboxStopResult(name, SandboxStatus.CRASHED, null, null, "internal", Instant.now(), "client");
+        }
+    }
+
+    private static Integer toInteger(Long value) {
+        return value == null ? null : value.intValue();
+    }
+
+    /**
+     * Releases this handle and leaves the sandbox running; reconnect later with
+     * {@link #connect(String)}. Further calls on this handle fail with
+     * {@link ErrorKind#INVALID_HANDLE}; {@link #close()} becomes a no-op.
+     */
+    public void detach() {
+        ensureUsable();
+        if (supervisor != null && !detached) {
+            supervisor.detach();
+        }
+        detached = true;
+        released = true;
+        client.close();
+    }
+
+    /**
+     * Whether this handle owns the VM: true for an attached sandbox created by this JVM, which
+     * stops when the JVM exits; false for detached sandboxes and for connected handles.
+     */
+    public boolean ownsLifecycle() {
+        return !released && supervisor != null && !detached;
+    }
+
+    /**
+     * Stops the sandbox (gracefully, with the default window) and releases the handle.
+     * Idempotent; a no-op after {@link #detach()} or once the sandbox has stopped.
+     */
+    @Override
+    public void close() {
+        if (released) {
+            return;
+        }
+        try {
+            stop();
+        } catch (MicrosandboxException e) {
+            if (e.kind() != ErrorKind.SANDBOX_NOT_RUNNING && e.kind() != ErrorKind.INVALID_HANDLE) {
+                throw e;
+            }
+        } finally {
+            released = true;
+            client.close();
+            if (supervisor != null) {
+                supervisor.release();
+            }
+        }
+    }
+
+    private void ensureUsable() {
+        if (released) {
+            throw new MicrosandboxException(ErrorKind.INVALID_HANDLE,
+                    "the handle of sandbox '" + name + "' was closed or detached; use Sandbox.connect(\"" + name + "\")");
+        }
+    }
+
+    /** Claims the sandbox directory, clearing what a dead sandbox of the same name left. */
+    private static SandboxLock claim(SandboxLayout layout) {
+        try {
+            Files.createDirectories(layout.dir().getParent());
+            for (int attempt = 0; attempt < 2; attempt++) {
+                try {
+                    Files.createDirectory(layout.dir());
+                } catch (java.nio.file.FileAlreadyExistsException e) {
+                    if (SandboxLock.isOwned(layout)) {
+                        throw alreadyExists(layout);
+                    }
+                    SandboxPreparer.deleteTree(layout.dir());
+                    continue;
+                }
+                SandboxLock lock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout));
+                if (lock == null) {
+                    throw alreadyExists(layout);
+                }
+                return lock;
+            }
+            throw alreadyExists(layout);
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot create the state directory " + layout.dir() + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static MicrosandboxException alreadyExists(SandboxLayout layout) {
+        return new MicrosandboxException(ErrorKind.SANDBOX_ALREADY_EXISTS, "a sandbox named '" + layout.name() + "' already exists");
+    }
+
+    /** Removes everything a failed create left: disks, logs, sockets. */
+    private static void discard(SandboxLayout layout, SandboxLock lock) {
+        try {
+            lock.close();
+        } catch (IOException ignored) {
+            // released with the directory below
+        }
+        SandboxPreparer.deleteTree(layout.dir());
+        SandboxPreparer.deleteTree(layout.runDir());
+    }
+
+    @Override
+    public String toString() {
+        return "Sandbox[" + name + "]";
+    }
+}

@@ -1,0 +1,366 @@
+package io.microsandbox;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.time.Duration;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * Everything needed to boot a sandbox. Immutable; build one with {@link #builder()}.
+ *
+ * <pre>{@code
+ * SandboxConfig config = SandboxConfig.builder()
+ *         .image("/srv/images/python")
+ *         .memoryMib(512)
+ *         .cpus(1)
+ *         .env(Map.of("GREETING", "hi"))
+ *         .build();
+ * }</pre>
+ */
+public final class SandboxConfig {
+    /** Default guest memory. */
+    public static final int DEFAULT_MEMORY_MIB = 512;
+    /** Default writable upper disk size; the file is sparse, so this is a limit, not a cost. */
+    public static final int DEFAULT_UPPER_SIZE_MIB = 4096;
+    /** Default time to wait for the guest agent, generous enough for software emulation. */
+    public static final Duration DEFAULT_BOOT_TIMEOUT = Duration.ofSeconds(60);
+
+    private static final List<String> RESERVED_LABEL_PREFIXES = List.of("sandbox.", "microsandbox.", "service.");
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final String image;
+    private final int memoryMib;
+    private final int cpus;
+    private final int upperSizeMib;
+    private final String workdir;
+    private final String shell;
+    private final String hostname;
+    private final String user;
+    private final Map<String, String> env;
+    private final Map<String, String> labels;
+    private final boolean detached;
+    private final Accelerator accelerator;
+    private final Duration bootTimeout;
+
+    private SandboxConfig(Builder b) {
+        this.image = b.image;
+        this.memoryMib = b.memoryMib;
+        this.cpus = b.cpus;
+        this.upperSizeMib = b.upperSizeMib;
+        this.workdir = b.workdir;
+        this.shell = b.shell;
+        this.hostname = b.hostname;
+        this.user = b.user;
+        this.env = Collections.unmodifiableMap(new LinkedHashMap<>(b.env));
+        this.labels = Collections.unmodifiableMap(new LinkedHashMap<>(b.labels));
+        this.detached = b.detached;
+        this.accelerator = b.accelerator;
+        this.bootTimeout = b.bootTimeout;
+    }
+
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /** A builder holding a copy of this configuration. */
+    public Builder toBuilder() {
+        return new Builder()
+                .image(image).memoryMib(memoryMib).cpus(cpus).upperSizeMib(upperSizeMib)
+                .workdir(workdir).shell(shell).hostname(hostname).user(user)
+                .env(env).labels(labels).detached(detached).accelerator(accelerator).bootTimeout(bootTimeout);
+    }
+
+    /** Root filesystem source: for now a local directory holding an unpacked root filesystem. */
+    public String image() {
+        return image;
+    }
+
+    /** Guest memory in MiB. */
+    public int memoryMib() {
+        return memoryMib;
+    }
+
+    /** Virtual CPUs. */
+    public int cpus() {
+        return cpus;
+    }
+
+    /** Size limit of the writable upper disk in MiB. */
+    public int upperSizeMib() {
+        return upperSizeMib;
+    }
+
+    /** Default working directory of commands, or null for the user's home. */
+    public String workdir() {
+        return workdir;
+    }
+
+    /** Shell used by {@link Sandbox#shell(String)}. */
+    public String shell() {
+        return shell;
+    }
+
+    /** Guest hostname, or null for the sandbox name. */
+    public String hostname() {
+        return hostname;
+    }
+
+    /** Default guest user (name, uid or uid:gid), or null for root. */
+    public String user() {
+        return user;
+    }
+
+    /** Environment variables visible to every command. */
+    public Map<String, String> env() {
+        return env;
+    }
+
+    /** Labels for filtering and metrics attribution. */
+    public Map<String, String> labels() {
+        return labels;
+    }
+
+    /** Whether the sandbox outlives the JVM that created it. */
+    public boolean detached() {
+        return detached;
+    }
+
+    /** How QEMU runs the guest. */
+    public Accelerator accelerator() {
+        return accelerator;
+    }
+
+    /** How long to wait for the guest agent before the boot counts as failed. */
+    public Duration bootTimeout() {
+        return bootTimeout;
+    }
+
+    /** This configuration as JSON, the form in which sandboxes are persisted. */
+    public String toJson() {
+        ObjectNode n = JSON.createObjectNode();
+        n.put("image", image);
+        n.put("memoryMib", memoryMib);
+        n.put("cpus", cpus);
+        n.put("upperSizeMib", upperSizeMib);
+        n.put("workdir", workdir);
+        n.put("shell", shell);
+        n.put("hostname", hostname);
+        n.put("user", user);
+        n.set("env", JSON.valueToTree(env));
+        n.set("labels", JSON.valueToTree(labels));
+        n.put("detached", detached);
+        n.put("accelerator", accelerator.name().toLowerCase(java.util.Locale.ROOT));
+        n.put("bootTimeoutMs", bootTimeout.toMillis());
+        return n.toString();
+    }
+
+    /** Parses the JSON written by {@link #toJson()}. */
+    public static SandboxConfig fromJson(String json) {
+        try {
+            JsonNode n = JSON.readTree(json);
+            Builder b = builder()
+                    .image(text(n, "image"))
+                    .memoryMib(n.path("memoryMib").asInt(DEFAULT_MEMORY_MIB))
+                    .cpus(n.path("cpus").asInt(1))
+                    .upperSizeMib(n.path("upperSizeMib").asInt(DEFAULT_UPPER_SIZE_MIB))
+                    .workdir(text(n, "workdir"))
+                    .shell(n.path("shell").asText("/bin/sh"))
+                    .hostname(text(n, "hostname"))
+                    .user(text(n, "user"))
+                    .detached(n.path("detached").asBoolean(false))
+                    .accelerator(Accelerator.parse(n.path("accelerator").asText("auto")))
+                    .bootTimeout(Duration.ofMillis(n.path("bootTimeoutMs").asLong(DEFAULT_BOOT_TIMEOUT.toMillis())));
+            n.path("env").fields().forEachRemaining(e -> b.env(e.getKey(), e.getValue().asText()));
+            n.path("labels").fields().forEachRemaining(e -> b.label(e.getKey(), e.getValue().asText()));
+            return b.build();
+        } catch (java.io.IOException e) {
+            throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "sandbox configuration is not valid JSON: " + e.getMessage(), e);
+        }
+    }
+
+    private static String text(JsonNode n, String field) {
+        JsonNode v = n.get(field);
+        return v == null || v.isNull() ? null : v.asText();
+    }
+
+    @Override
+    public String toString() {
+        return "SandboxConfig" + toJson();
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof SandboxConfig other && toJson().equals(other.toJson());
+    }
+
+    @Override
+    public int hashCode() {
+        return toJson().hashCode();
+    }
+
+    /** Builder of {@link SandboxConfig}; map setters merge, later keys win. */
+    public static final class Builder {
+        private String image;
+        private int memoryMib = DEFAULT_MEMORY_MIB;
+        private int cpus = 1;
+        private int upperSizeMib = DEFAULT_UPPER_SIZE_MIB;
+        private String workdir;
+        private String shell = "/bin/sh";
+        private String hostname;
+        private String user;
+        private final Map<String, String> env = new LinkedHashMap<>();
+        private final Map<String, String> labels = new LinkedHashMap<>();
+        private boolean detached;
+        private Accelerator accelerator = Accelerator.AUTO;
+        private Duration bootTimeout = DEFAULT_BOOT_TIMEOUT;
+
+        private Builder() {
+        }
+
+        /** Root filesystem: a local directory holding an unpacked root filesystem. Required. */
+        public Builder image(String image) {
+            this.image = image;
+            return this;
+        }
+
+        /** Guest memory in MiB (default 512, at least 64). */
+        public Builder memoryMib(int memoryMib) {
+            this.memoryMib = memoryMib;
+            return this;
+        }
+
+        /** Virtual CPUs (default 1, 1 to 64). */
+        public Builder cpus(int cpus) {
+            this.cpus = cpus;
+            return this;
+        }
+
+        /** Size limit of the sparse writable upper disk in MiB (default 4096, at least 64). */
+        public Builder upperSizeMib(int upperSizeMib) {
+            this.upperSizeMib = upperSizeMib;
+            return this;
+        }
+
+        /** Default working directory of commands (absolute guest path). */
+        public Builder workdir(String workdir) {
+            this.workdir = workdir;
+            return this;
+        }
+
+        /** Shell binary used by {@code shell(...)} calls, default {@code /bin/sh}. */
+        public Builder shell(String shell) {
+            this.shell = shell;
+            return this;
+        }
+
+        /** Guest hostname; defaults to the sandbox name. */
+        public Builder hostname(String hostname) {
+            this.hostname = hostname;
+            return this;
+        }
+
+        /** Default guest user for every command: a name, a uid or uid:gid. */
+        public Builder user(String user) {
+            this.user = user;
+            return this;
+        }
+
+        /** Adds environment variables; repeated calls merge. */
+        public Builder env(Map<String, String> env) {
+            this.env.putAll(env);
+            return this;
+        }
+
+        /** Adds one environment variable. */
+        public Builder env(String name, String value) {
+            this.env.put(name, value);
+            return this;
+        }
+
+        /** Adds labels; repeated calls merge. Keys must not start with sandbox., microsandbox. or service. */
+        public Builder labels(Map<String, String> labels) {
+            this.labels.putAll(labels);
+            return this;
+        }
+
+        /** Adds one label. */
+        public Builder label(String key, String value) {
+            this.labels.put(key, value);
+            return this;
+        }
+
+        /** Keep the sandbox running after this JVM exits; reconnect with {@link Sandbox#connect(String)}. */
+        public Builder detached() {
+            return detached(true);
+        }
+
+        public Builder detached(boolean detached) {
+            this.detached = detached;
+            return this;
+        }
+
+        /** How QEMU runs the guest (default {@link Accelerator#AUTO}). */
+        public Builder accelerator(Accelerator accelerator) {
+            this.accelerator = accelerator;
+            return this;
+        }
+
+        /** How long to wait for the guest agent (default 60 s). */
+        public Builder bootTimeout(Duration bootTimeout) {
+            this.bootTimeout = bootTimeout;
+            return this;
+        }
+
+        /**
+         * Validates and builds the configuration.
+         *
+         * @throws MicrosandboxException of kind {@link ErrorKind#INVALID_CONFIG} naming the bad field
+         */
+        public SandboxConfig build() {
+            if (image == null || image.isBlank()) {
+                throw invalid("image is required (a local root filesystem directory)");
+            }
+            if (memoryMib < 64) {
+                throw invalid("memoryMib must be at least 64, got " + memoryMib);
+            }
+            if (cpus < 1 || cpus > 64) {
+                throw invalid("cpus must be between 1 and 64, got " + cpus);
+            }
+            if (upperSizeMib < 64) {
+                throw invalid("upperSizeMib must be at least 64, got " + upperSizeMib);
+            }
+            if (workdir != null && !workdir.startsWith("/")) {
+                throw invalid("workdir must be an absolute guest path, got '" + workdir + "'");
+            }
+            if (shell == null || shell.isBlank()) {
+                throw invalid("shell must not be empty");
+            }
+            Objects.requireNonNull(accelerator, "accelerator");
+            if (bootTimeout == null || bootTimeout.isNegative() || bootTimeout.isZero()) {
+                throw invalid("bootTimeout must be positive, got " + bootTimeout);
+            }
+            for (String key : env.keySet()) {
+                if (key.isEmpty() || key.indexOf('=') >= 0 || key.indexOf('\0') >= 0) {
+                    throw invalid("environment variable name '" + key + "' is empty or contains '=' or NUL");
+                }
+            }
+            for (String key : labels.keySet()) {
+                for (String prefix : RESERVED_LABEL_PREFIXES) {
+                    if (key.startsWith(prefix)) {
+                        throw invalid("label '" + key + "' uses the reserved prefix '" + prefix + "'");
+                    }
+                }
+            }
+            return new SandboxConfig(this);
+        }
+
+        private static MicrosandboxException invalid(String message) {
+            return new MicrosandboxException(ErrorKind.INVALID_CONFIG, message);
+        }
+    }
+}

@@ -1,0 +1,148 @@
+package io.microsandbox.image;
+
+import io.microsandbox.ErrorKind;
+import io.microsandbox.MicrosandboxException;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.FileVisitResult;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.SimpleFileVisitor;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Builds the two disks under a sandbox's overlay root: the shared read-only lower disk made
+ * from an image directory (cached by a fingerprint of the tree, so each image is built once),
+ * and the per-sandbox writable upper disk (a sparse ext4 file). {@code mke2fs -d} copies
+ * owners, modes, symlinks and special files, so the guest sees the image as it is on disk.
+ */
+public final class RootDisks {
+    private static final long MIB = 1024 * 1024;
+
+    private RootDisks() {
+    }
+
+    /**
+     * The lower disk for {@code imageDir}, built into {@code cacheDir} when not cached yet.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#IMAGE_NOT_FOUND} when the directory does not exist
+     */
+    public static Path lowerDisk(Path imageDir, Path cacheDir) {
+        if (!Files.isDirectory(imageDir)) {
+            throw new MicrosandboxException(ErrorKind.IMAGE_NOT_FOUND,
+                    "image '" + imageDir + "' is not a directory (a local root filesystem directory is expected)");
+        }
+        Path image = imageDir.toAbsolutePath().normalize();
+        try {
+            Fingerprint fp = Fingerprint.of(image);
+            Path target = cacheDir.resolve(fp.digest() + ".ext4");
+            if (Files.isRegularFile(target)) {
+                return target;
+            }
+            Files.createDirectories(cacheDir);
+            Path tmp = Files.createTempFile(cacheDir, "lower-", ".tmp");
+            try {
+                long inodes = fp.entries() + fp.entries() / 5 + 1024;
+                long bytes = fp.bytes() + fp.bytes() / 4 + 64 * MIB + inodes * 256;
+                mke2fs(List.of("-t", "ext4", "-O", "^has_journal", "-m", "0", "-b", "4096",
+                        "-N", Long.toString(inodes), "-L", "msb-lower", "-d", image.toString(),
+                        tmp.toString(), (bytes / 1024) + "k"));
+                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            } finally {
+                Files.deleteIfExists(tmp);
+            }
+            return target;
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot build the root disk of image " + image + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Creates the empty writable upper disk, a sparse ext4 file of {@code sizeMib}. */
+    public static void createUpperDisk(Path file, int sizeMib) {
+        try {
+            Files.deleteIfExists(file);
+            mke2fs(List.of("-t", "ext4", "-m", "0", "-L", "msb-upper",
+                    "-E", "lazy_itable_init=1,lazy_journal_init=1", file.toString(), sizeMib + "M"));
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot create the upper disk " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static void mke2fs(List<String> args) throws IOException {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(findMke2fs());
+        cmd.add("-q");
+        cmd.add("-F");
+        cmd.addAll(args);
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        String output = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        try {
+            if (!p.waitFor(10, TimeUnit.MINUTES) || p.exitValue() != 0) {
+                p.destroyForcibly();
+                throw new IOException("mke2fs failed: " + output.strip());
+            }
+        } catch (InterruptedException e) {
+            p.destroyForcibly();
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted while running mke2fs", e);
+        }
+    }
+
+    private static String findMke2fs() {
+        for (String dir : List.of("/usr/sbin", "/sbin", "/usr/bin", "/bin")) {
+            Path p = Path.of(dir, "mke2fs");
+            if (Files.isExecutable(p)) {
+                return p.toString();
+            }
+        }
+        throw new MicrosandboxException(ErrorKind.BOOT_FAILED,
+                "mke2fs not found (package e2fsprogs); run scripts/setup.sh to install what the runtime needs");
+    }
+
+    /** Identity of an image tree: path, type, size, mtime, owner and mode of every entry. */
+    record Fingerprint(String digest, long entries, long bytes) {
+        static Fingerprint of(Path root) throws IOException {
+            MessageDigest sha;
+            try {
+                sha = MessageDigest.getInstance("SHA-256");
+            } catch (NoSuchAlgorithmException e) {
+                throw new IllegalStateException(e);
+            }
+            long[] counts = new long[2];
+            Files.walkFileTree(root, new SimpleFileVisitor<>() {
+                @Override
+                public FileVisitResult preVisitDirectory(Path dir, BasicFileAttributes attrs) throws IOException {
+                    add(dir, attrs);
+                    return FileVisitResult.CONTINUE;
+                }
+
+                @Override
+                public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
+                    add(file, attrs);
+                    return FileVisitResult.CONTINUE;
+                }
+
+                private void add(Path p, BasicFileAttributes attrs) throws IOException {
+                    Map<String, Object> unix = Files.readAttributes(p, "unix:uid,gid,mode", LinkOption.NOFOLLOW_LINKS);
+                    String line = root.relativize(p) + "\0" + attrs.size() + "\0" + attrs.lastModifiedTime().toMillis()
+                            + "\0" + unix.get("uid") + ":" + unix.get("gid") + ":" + unix.get("mode")
+                            + (attrs.isSymbolicLink() ? "\0" + Files.readSymbolicLink(p) : "") + "\n";
+                    sha.update(line.getBytes(StandardCharsets.UTF_8));
+                    counts[0]++;
+                    counts[1] += (attrs.size() + 4095) / 4096 * 4096;
+                }
+            });
+            sha.update(root.toString().getBytes(StandardCharsets.UTF_8));
+            return new Fingerprint(HexFormat.of().formatHex(sha.digest(), 0, 12), counts[0], counts[1]);
+        }
+    }
+}

@@ -1,0 +1,78 @@
+package io.microsandbox.runtime;
+
+import io.microsandbox.Accelerator;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.logging.Logger;
+
+/**
+ * Picks KVM or TCG. {@link Accelerator#AUTO} boots the sandbox kernel once under KVM with the
+ * agent in probe mode; if the guest reaches userspace in time, KVM is used, otherwise TCG.
+ * The verdict is remembered in the runtime directory per kernel and initramfs, so the probe
+ * runs once per host. A host without a usable {@code /dev/kvm} goes straight to TCG.
+ */
+public final class Accelerators {
+    private static final Logger LOG = Logger.getLogger(Accelerators.class.getName());
+    private static final Duration PROBE_TIMEOUT = Duration.ofSeconds(15);
+
+    private Accelerators() {
+    }
+
+    /** The configured accelerator, with {@code MSB_ACCEL} overriding AUTO and AUTO resolved. */
+    public static Accelerator resolve(Accelerator configured, KernelBundle kernel, Path initramfs, Path runtimeDir) {
+        Accelerator wanted = configured;
+        String env = System.getenv("MSB_ACCEL");
+        if (wanted == Accelerator.AUTO && env != null && !env.isBlank()) {
+            wanted = Accelerator.parse(env);
+        }
+        if (wanted != Accelerator.AUTO) {
+            return wanted;
+        }
+        Path kvm = Path.of("/dev/kvm");
+        if (!Files.isReadable(kvm) || !Files.isWritable(kvm)) {
+            return Accelerator.TCG;
+        }
+        try {
+            Path verdict = runtimeDir.resolve("accel-"
+                    + SandboxLayout.shortHash(kernel.vmlinux().toRealPath() + "\0" + initramfs.getFileName()) + ".txt");
+            if (Files.isRegularFile(verdict)) {
+                return Accelerator.parse(Files.readString(verdict));
+            }
+            Accelerator result = probeKvm(kernel, initramfs, runtimeDir) ? Accelerator.KVM : Accelerator.TCG;
+            Files.createDirectories(runtimeDir);
+            Files.writeString(verdict, result.name());
+            return result;
+        } catch (IOException e) {
+            LOG.warning("KVM probe failed, using TCG: " + e.getMessage());
+            return Accelerator.TCG;
+        }
+    }
+
+    /** Boots the kernel under KVM to the agent's probe marker; false on any failure or timeout. */
+    static boolean probeKvm(KernelBundle kernel, Path initramfs, Path workDir) throws IOException {
+        Files.createDirectories(workDir);
+        Path console = Files.createTempFile(workDir, "kvm-probe-", ".log");
+        try {
+            List<String> argv = new QemuCommand().accelerator(Accelerator.KVM).memoryMib(128)
+                    .kernel(kernel.vmlinux(), initramfs).kernelParam(QemuCommand.PROBE_PARAM)
+                    .consoleLog(console).argv();
+            Process qemu = new ProcessBuilder(argv).redirectErrorStream(true)
+                    .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+            boolean finished = qemu.waitFor(PROBE_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            if (!finished) {
+                qemu.destroyForcibly().waitFor();
+                return false;
+            }
+            return qemu.exitValue() == 0 && Files.readString(console).contains(QemuCommand.PROBE_MARKER);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return false;
+        } finally {
+            Files.deleteIfExists(console);
+        }
+    }
+}

@@ -1,0 +1,142 @@
+package io.microsandbox.runtime;
+
+import com.fasterxml.jackson.core.StreamReadConstraints;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.dataformat.cbor.CBORFactory;
+import com.fasterxml.jackson.dataformat.cbor.databind.CBORMapper;
+import java.io.ByteArrayOutputStream;
+import java.io.DataInputStream;
+import java.io.EOFException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+
+/**
+ * Reads and writes frames: {@code [len u32 BE][id u32 BE][flags u8][CBOR {v, t, p}]}.
+ *
+ * <p>The decoder treats its input as hostile (the guest is untrusted): the length is checked
+ * before anything is allocated, the body must be exactly one CBOR map with an integer
+ * {@code v}, a text {@code t} and a map {@code p}, and nesting is bounded.
+ */
+public final class FrameCodec {
+    private static final CBORMapper MAPPER = new CBORMapper(CBORFactory.builder()
+            .streamReadConstraints(StreamReadConstraints.builder()
+                    .maxNestingDepth(32)
+                    .maxStringLength(Protocol.MAX_FRAME_BYTES)
+                    .build())
+            .build());
+
+    private FrameCodec() {
+    }
+
+    /** The complete wire form of a frame, length prefix included. */
+    public static byte[] encode(Frame frame) {
+        ObjectNode body = MAPPER.createObjectNode();
+        body.put("v", Protocol.VERSION);
+        body.put("t", frame.type());
+        body.set("p", frame.payload());
+        byte[] cbor = CborWriter.encode(body);
+        int len = Protocol.HEADER_BYTES + cbor.length;
+        if (len > Protocol.MAX_FRAME_BYTES) {
+            throw new IllegalArgumentException(frame + " is " + len + " bytes, over the "
+                    + Protocol.MAX_FRAME_BYTES + " byte frame limit");
+        }
+        ByteArrayOutputStream out = new ByteArrayOutputStream(4 + len);
+        writeInt(out, len);
+        writeInt(out, frame.id());
+        out.write(frame.flags());
+        out.writeBytes(cbor);
+        return out.toByteArray();
+    }
+
+    /** Writes one frame; callers serialise concurrent writers. */
+    public static void write(OutputStream out, Frame frame) throws IOException {
+        out.write(encode(frame));
+        out.flush();
+    }
+
+    /**
+     * Reads one frame.
+     *
+     * @return the frame, or null when the stream ended cleanly between frames
+     * @throws ProtocolException for an oversized, truncated or malformed frame
+     */
+    public static Frame read(InputStream in) throws IOException {
+        DataInputStream data = in instanceof DataInputStream d ? d : new DataInputStream(in);
+        int first = data.read();
+        if (first < 0) {
+            return null;
+        }
+        long len;
+        try {
+            len = ((long) first << 24) | ((long) data.readUnsignedByte() << 16)
+                    | ((long) data.readUnsignedByte() << 8) | data.readUnsignedByte();
+        } catch (EOFException e) {
+            throw new ProtocolException("stream ended inside a frame length", e);
+        }
+        if (len > Protocol.MAX_FRAME_BYTES) {
+            throw new ProtocolException("frame of " + len + " bytes exceeds the "
+                    + Protocol.MAX_FRAME_BYTES + " byte limit");
+        }
+        if (len < Protocol.HEADER_BYTES + 1) {
+            throw new ProtocolException("frame of " + len + " bytes is shorter than its header");
+        }
+        byte[] buf = new byte[(int) len];
+        try {
+            data.readFully(buf);
+        } catch (EOFException e) {
+            throw new ProtocolException("stream ended inside a frame of " + len + " bytes", e);
+        }
+        return decodeBody(buf);
+    }
+
+    /** Decodes a frame from the bytes that follow its length prefix. */
+    static Frame decodeBody(byte[] buf) throws ProtocolException {
+        int id = ((buf[0] & 0xFF) << 24) | ((buf[1] & 0xFF) << 16) | ((buf[2] & 0xFF) << 8) | (buf[3] & 0xFF);
+        int flags = buf[4] & 0xFF;
+        JsonNode body;
+        try (var parser = MAPPER.createParser(buf, Protocol.HEADER_BYTES, buf.length - Protocol.HEADER_BYTES)) {
+            body = MAPPER.readTree(parser);
+            if (parser.nextToken() != null) {
+                throw new ProtocolException("trailing bytes after the frame body");
+            }
+        } catch (ProtocolException e) {
+            throw e;
+        } catch (IOException | RuntimeException e) {
+            throw new ProtocolException("malformed frame body: " + e.getMessage(), e);
+        }
+        if (body == null || !body.isObject()) {
+            throw new ProtocolException("frame body is not a map");
+        }
+        JsonNode v = body.get("v");
+        JsonNode t = body.get("t");
+        JsonNode p = body.get("p");
+        if (v == null || !v.isIntegralNumber()) {
+            throw new ProtocolException("frame body lacks an integer version 'v'");
+        }
+        if (v.longValue() != Protocol.VERSION) {
+            throw new ProtocolException("frame has protocol version " + v.asText()
+                    + ", this runtime speaks " + Protocol.VERSION);
+        }
+        if (t == null || !t.isTextual() || t.textValue().isEmpty()) {
+            throw new ProtocolException("frame body lacks a type 't'");
+        }
+        if (p != null && !p.isObject() && !p.isNull()) {
+            throw new ProtocolException("frame payload 'p' of " + t.textValue() + " is not a map");
+        }
+        return new Frame(id, flags, t.textValue(), p instanceof ObjectNode o ? o : null);
+    }
+
+    /** The shared CBOR mapper, for building payload nodes. */
+    public static CBORMapper mapper() {
+        return MAPPER;
+    }
+
+    private static void writeInt(ByteArrayOutputStream out, long v) {
+        out.write((int) (v >>> 24) & 0xFF);
+        out.write((int) (v >>> 16) & 0xFF);
+        out.write((int) (v >>> 8) & 0xFF);
+        out.write((int) v & 0xFF);
+    }
+}

@@ -1,0 +1,61 @@
+package io.microsandbox.runtime;
+
+import java.io.BufferedInputStream;
+import java.io.BufferedOutputStream;
+import java.io.Closeable;
+import java.io.DataInputStream;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Path;
+
+/**
+ * A frame connection over a Unix socket: one reader thread calls {@link #read()}, any number
+ * of threads call {@link #write(Frame)}.
+ */
+public final class FrameLink implements Closeable {
+    private final SocketChannel channel;
+    private final DataInputStream in;
+    private final OutputStream out;
+    private final Object writeLock = new Object();
+
+    public FrameLink(SocketChannel channel) {
+        this.channel = channel;
+        this.in = new DataInputStream(new BufferedInputStream(ChannelStreams.input(channel), 64 * 1024));
+        this.out = new BufferedOutputStream(ChannelStreams.output(channel), 64 * 1024);
+    }
+
+    /** Connects to a listening Unix socket. */
+    public static FrameLink connect(Path socket) throws IOException {
+        return new FrameLink(SocketChannel.open(UnixDomainSocketAddress.of(socket)));
+    }
+
+    /** The next frame, or null when the peer closed the link between frames. */
+    public Frame read() throws IOException {
+        return FrameCodec.read(in);
+    }
+
+    /** Sends one frame; safe to call from many threads. */
+    public void write(Frame frame) throws IOException {
+        byte[] bytes = FrameCodec.encode(frame);
+        synchronized (writeLock) {
+            out.write(bytes);
+            out.flush();
+        }
+    }
+
+    public boolean isOpen() {
+        return channel.isOpen();
+    }
+
+    /** Closes the link; a blocked {@link #read()} then fails. */
+    @Override
+    public void close() {
+        try {
+            channel.close();
+        } catch (IOException ignored) {
+            // closing is best effort: the peer may already be gone
+        }
+    }
+}

@@ -1,0 +1,124 @@
+package io.microsandbox.runtime;
+
+import io.microsandbox.ErrorKind;
+import io.microsandbox.MicrosandboxException;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
+import java.util.List;
+import org.apache.commons.compress.archivers.cpio.CpioArchiveEntry;
+import org.apache.commons.compress.archivers.cpio.CpioArchiveOutputStream;
+import org.apache.commons.compress.archivers.cpio.CpioConstants;
+
+/**
+ * The guest kernel installed by {@code scripts/setup.sh}: an uncompressed {@code vmlinux}
+ * (booted directly through PVH), the modules the guest needs and {@code modules.order}, their
+ * load order. {@link #initramfs(Path)} packs the agent and those modules into the initramfs.
+ *
+ * @param dir the kernel directory, e.g. {@code ~/.microsandbox/kernel/current}
+ */
+public record KernelBundle(Path dir) {
+
+    /**
+     * The kernel under {@code home}, or in the directory named by the system property
+     * {@code microsandbox.kernel.dir} or the environment variable {@code MSB_KERNEL_DIR}.
+     *
+     * @throws MicrosandboxException of kind {@link ErrorKind#BOOT_FAILED} when it is missing
+     */
+    public static KernelBundle locate(Path home) {
+        String override = System.getProperty("microsandbox.kernel.dir", System.getenv("MSB_KERNEL_DIR"));
+        Path dir = override != null && !override.isBlank() ? Path.of(override) : home.resolve("kernel").resolve("current");
+        KernelBundle bundle = new KernelBundle(dir);
+        if (!Files.isRegularFile(bundle.vmlinux()) || !Files.isRegularFile(bundle.modulesOrder())) {
+            throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "no guest kernel at " + dir
+                    + " (expected vmlinux and modules.order there); run scripts/setup.sh to install it");
+        }
+        return bundle;
+    }
+
+    public Path vmlinux() {
+        return dir.resolve("vmlinux");
+    }
+
+    public Path modulesOrder() {
+        return dir.resolve("modules.order");
+    }
+
+    /** Module file names in load order. */
+    public List<String> modules() throws IOException {
+        return Files.readAllLines(modulesOrder()).stream().map(String::strip).filter(s -> !s.isEmpty()).toList();
+    }
+
+    /**
+     * The initramfs holding {@code agent} as {@code /init} plus the kernel's modules, built once
+     * into {@code cacheDir} and named by the hash of its inputs.
+     */
+    public Path initramfs(Path agent, Path cacheDir) throws IOException {
+        List<String> modules = modules();
+        String key = digest(agent, modules);
+        Path target = cacheDir.resolve("initramfs-" + key + ".cpio");
+        if (Files.isRegularFile(target)) {
+            return target;
+        }
+        Files.createDirectories(cacheDir);
+        Path tmp = Files.createTempFile(cacheDir, "initramfs-", ".tmp");
+        try (OutputStream out = Files.newOutputStream(tmp);
+             CpioArchiveOutputStream cpio = new CpioArchiveOutputStream(out, CpioConstants.FORMAT_NEW)) {
+            for (String d : List.of("dev", "proc", "sys", "mnt", "newroot", "lib", "lib/modules")) {
+                directory(cpio, d);
+            }
+            CpioArchiveEntry console = new CpioArchiveEntry(CpioConstants.FORMAT_NEW, "dev/console", 0);
+            console.setMode(CpioConstants.C_ISCHR | 0600);
+            console.setRemoteDeviceMaj(5);
+            console.setRemoteDeviceMin(1);
+            cpio.putArchiveEntry(console);
+            cpio.closeArchiveEntry();
+            file(cpio, "init", Files.readAllBytes(agent), 0755);
+            file(cpio, "modules.order", String.join("\n", modules).concat("\n").getBytes(java.nio.charset.StandardCharsets.UTF_8), 0644);
+            for (String module : modules) {
+                file(cpio, "lib/modules/" + module, Files.readAllBytes(dir.resolve("modules").resolve(module)), 0644);
+            }
+        } catch (IOException e) {
+            Files.deleteIfExists(tmp);
+            throw e;
+        }
+        Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        return target;
+    }
+
+    private String digest(Path agent, List<String> modules) throws IOException {
+        try {
+            MessageDigest sha = MessageDigest.getInstance("SHA-256");
+            sha.update(Files.readAllBytes(agent));
+            for (String module : modules) {
+                sha.update(module.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                sha.update(Files.readAllBytes(dir.resolve("modules").resolve(module)));
+            }
+            return HexFormat.of().formatHex(sha.digest(), 0, 8);
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static void directory(CpioArchiveOutputStream cpio, String name) throws IOException {
+        CpioArchiveEntry entry = new CpioArchiveEntry(CpioConstants.FORMAT_NEW, name, 0);
+        entry.setMode(CpioConstants.C_ISDIR | 0755);
+        entry.setNumberOfLinks(2);
+        cpio.putArchiveEntry(entry);
+        cpio.closeArchiveEntry();
+    }
+
+    private static void file(CpioArchiveOutputStream cpio, String name, byte[] content, int mode) throws IOException {
+        CpioArchiveEntry entry = new CpioArchiveEntry(CpioConstants.FORMAT_NEW, name, content.length);
+        entry.setMode(CpioConstants.C_ISREG | mode);
+        entry.setNumberOfLinks(1);
+        cpio.putArchiveEntry(entry);
+        cpio.write(content);
+        cpio.closeArchiveEntry();
+    }
+}

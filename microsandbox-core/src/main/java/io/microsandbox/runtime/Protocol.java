@@ -1,0 +1,49 @@
+package io.microsandbox.runtime;
+
+/** Constants of the agent protocol, version 1 (docs/protocol.md). */
+public final class Protocol {
+    /** Protocol version spoken by this build; a peer with another version is refused. */
+    public static final int VERSION = 1;
+    /** Largest frame after the length prefix; longer frames are rejected before allocation. */
+    public static final int MAX_FRAME_BYTES = 4 * 1024 * 1024;
+    /** Bytes of the id and flags that precede the CBOR body. */
+    public static final int HEADER_BYTES = 5;
+
+    public static final int FLAG_TERMINAL = 0x01;
+    public static final int FLAG_SESSION_START = 0x02;
+    public static final int FLAG_SHUTDOWN = 0x04;
+
+    /** Largest stdin or output chunk we put in one frame, well below the frame limit. */
+    public static final int CHUNK_BYTES = 64 * 1024;
+
+    public static final String CORE_HELLO = "core.hello";
+    public static final String CORE_CONFIGURE = "core.configure";
+    public static final String CORE_READY = "core.ready";
+    public static final String CORE_ERROR = "core.error";
+    public static final String CORE_PING = "core.ping";
+    public static final String CORE_PONG = "core.pong";
+    public static final String CORE_TOUCH = "core.touch";
+    public static final String CORE_SHUTDOWN = "core.shutdown";
+
+    public static final String EXEC_REQUEST = "exec.request";
+    public static final String EXEC_STARTED = "exec.started";
+    public static final String EXEC_STDIN = "exec.stdin";
+    public static final String EXEC_STDOUT = "exec.stdout";
+    public static final String EXEC_STDERR = "exec.stderr";
+    public static final String EXEC_EXITED = "exec.exited";
+    public static final String EXEC_FAILED = "exec.failed";
+    public static final String EXEC_SIGNAL = "exec.signal";
+    public static final String EXEC_RESIZE = "exec.resize";
+
+    public static final String SUP_HELLO = "sup.hello";
+    public static final String SUP_WELCOME = "sup.welcome";
+    public static final String SUP_STATUS = "sup.status";
+    public static final String SUP_STOP = "sup.stop";
+    public static final String SUP_KILL = "sup.kill";
+    public static final String SUP_OK = "sup.ok";
+    public static final String SUP_ERROR = "sup.error";
+    public static final String SUP_EXITED = "sup.exited";
+
+    private Protocol() {
+    }
+}

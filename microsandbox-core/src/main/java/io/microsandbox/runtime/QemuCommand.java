@@ -1,0 +1,136 @@
+package io.microsandbox.runtime;
+
+import io.microsandbox.Accelerator;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The QEMU {@code microvm} command line of one sandbox, device by device: a serial console
+ * to a file, the read-only lower disk, the writable upper disk, the agent's virtio-serial
+ * port and a QMP socket. Nothing else: no firmware, no PCI, no default devices.
+ */
+public final class QemuCommand {
+    /** Marker the agent prints on the console when booted with {@link #PROBE_PARAM}. */
+    public static final String PROBE_MARKER = "MSB_PROBE_OK";
+    /** Kernel parameter that makes the agent power off right away (probe and bare-boot bench). */
+    public static final String PROBE_PARAM = "msb.probe=1";
+
+    private String qemuBinary = "qemu-system-x86_64";
+    private Accelerator accelerator = Accelerator.TCG;
+    private int memoryMib = 512;
+    private int cpus = 1;
+    private Path kernel;
+    private Path initrd;
+    private final List<String> kernelParams = new ArrayList<>(List.of(
+            "console=ttyS0", "quiet", "panic=-1", "reboot=t"));
+    private Path consoleLog;
+    private Path lowerDisk;
+    private Path upperDisk;
+    private Path agentSocket;
+    private Path qmpSocket;
+
+    public QemuCommand qemuBinary(String qemuBinary) {
+        this.qemuBinary = qemuBinary;
+        return this;
+    }
+
+    /** {@link Accelerator#KVM} or {@link Accelerator#TCG}; AUTO must be resolved first. */
+    public QemuCommand accelerator(Accelerator accelerator) {
+        if (accelerator == Accelerator.AUTO) {
+            throw new IllegalArgumentException("resolve the accelerator before building the command line");
+        }
+        this.accelerator = accelerator;
+        return this;
+    }
+
+    public QemuCommand memoryMib(int memoryMib) {
+        this.memoryMib = memoryMib;
+        return this;
+    }
+
+    public QemuCommand cpus(int cpus) {
+        this.cpus = cpus;
+        return this;
+    }
+
+    public QemuCommand kernel(Path kernel, Path initrd) {
+        this.kernel = kernel;
+        this.initrd = initrd;
+        return this;
+    }
+
+    public QemuCommand kernelParam(String param) {
+        kernelParams.add(param);
+        return this;
+    }
+
+    public QemuCommand consoleLog(Path consoleLog) {
+        this.consoleLog = consoleLog;
+        return this;
+    }
+
+    public QemuCommand disks(Path lowerDisk, Path upperDisk) {
+        this.lowerDisk = lowerDisk;
+        this.upperDisk = upperDisk;
+        return this;
+    }
+
+    /** Unix socket the agent port's chardev connects to (the supervisor listens on it). */
+    public QemuCommand agentSocket(Path agentSocket) {
+        this.agentSocket = agentSocket;
+        return this;
+    }
+
+    public QemuCommand qmpSocket(Path qmpSocket) {
+        this.qmpSocket = qmpSocket;
+        return this;
+    }
+
+    public List<String> argv() {
+        if (kernel == null || initrd == null || consoleLog == null) {
+            throw new IllegalStateException("kernel, initrd and console log are required");
+        }
+        List<String> argv = new ArrayList<>();
+        argv.add(qemuBinary);
+        add(argv, "-M", "microvm,x-option-roms=off,rtc=on");
+        if (accelerator == Accelerator.KVM) {
+            add(argv, "-accel", "kvm", "-cpu", "host");
+        } else {
+            // 'max' hangs with several vCPUs under TCG here; qemu64 boots with any count.
+            add(argv, "-accel", "tcg", "-cpu", "qemu64");
+        }
+        add(argv, "-m", Integer.toString(memoryMib), "-smp", Integer.toString(cpus));
+        add(argv, "-nodefaults", "-no-user-config", "-nographic", "-no-reboot");
+        add(argv, "-kernel", kernel.toString(), "-initrd", initrd.toString());
+        add(argv, "-append", String.join(" ", kernelParams));
+        add(argv, "-chardev", "file,id=console,path=" + escape(consoleLog));
+        add(argv, "-serial", "chardev:console");
+        if (lowerDisk != null) {
+            add(argv, "-drive", "id=lower,file=" + escape(lowerDisk) + ",format=raw,if=none,readonly=on");
+            add(argv, "-device", "virtio-blk-device,drive=lower,serial=msb-lower");
+        }
+        if (upperDisk != null) {
+            add(argv, "-drive", "id=upper,file=" + escape(upperDisk) + ",format=raw,if=none,discard=unmap");
+            add(argv, "-device", "virtio-blk-device,drive=upper,serial=msb-upper");
+        }
+        if (agentSocket != null) {
+            add(argv, "-device", "virtio-serial-device");
+            add(argv, "-chardev", "socket,id=agent,path=" + escape(agentSocket));
+            add(argv, "-device", "virtserialport,chardev=agent,name=agent");
+        }
+        if (qmpSocket != null) {
+            add(argv, "-qmp", "unix:" + escape(qmpSocket) + ",server=on,wait=off");
+        }
+        return argv;
+    }
+
+    /** QEMU option values double a comma to keep it literal. */
+    private static String escape(Path path) {
+        return path.toString().replace(",", ",,");
+    }
+
+    private static void add(List<String> argv, String... items) {
+        argv.addAll(List.of(items));
+    }
+}

@@ -1,0 +1,160 @@
+package io.microsandbox.runtime;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.PosixFilePermission;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.Arrays;
+import java.util.HexFormat;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentMap;
+
+/**
+ * Locates the microsandbox home directory and unpacks the native files the core jar carries
+ * (the JNI library {@code libmsbjni.so}, the guest agent {@code msb-agent}) onto disk, where
+ * they can be loaded or copied.
+ *
+ * <p>Files are extracted to {@code <home>/runtime/<version>-<hash>/<name>}, where the hash is
+ * the first 12 hex digits of the SHA-256 of the file's bytes. Extraction is atomic (temp file
+ * in the same directory, then an atomic rename), so any number of JVMs may race on it, and a
+ * file already there with identical content is reused.
+ */
+public final class RuntimeFiles {
+
+    /** Classpath folder holding the native files built for this platform. */
+    public static final String RESOURCE_DIR = "/io/microsandbox/native/linux-x86_64/";
+
+    /** System property naming the microsandbox home directory. */
+    public static final String HOME_PROPERTY = "microsandbox.home";
+
+    /** Environment variable naming the microsandbox home directory. */
+    public static final String HOME_ENV = "MSB_HOME";
+
+    private static final Set<PosixFilePermission> EXECUTABLE = PosixFilePermissions.fromString("rwxr-xr-x");
+
+    private static final ConcurrentMap<String, Path> EXTRACTED = new ConcurrentHashMap<>();
+
+    private RuntimeFiles() {
+    }
+
+    /**
+     * The microsandbox home directory: the system property {@value #HOME_PROPERTY}, else the
+     * environment variable {@value #HOME_ENV}, else {@code ~/.microsandbox}. Not created here.
+     *
+     * @return the absolute home directory
+     */
+    public static Path defaultHome() {
+        String dir = System.getProperty(HOME_PROPERTY);
+        if (dir == null || dir.isBlank()) {
+            dir = System.getenv(HOME_ENV);
+        }
+        if (dir == null || dir.isBlank()) {
+            return Path.of(System.getProperty("user.home"), ".microsandbox").toAbsolutePath();
+        }
+        return Path.of(dir).toAbsolutePath();
+    }
+
+    /**
+     * The version used in runtime directory names: the jar manifest's
+     * {@code Implementation-Version}, or {@code "dev"} outside a jar that has one.
+     *
+     * @return the version string, never null
+     */
+    public static String version() {
+        Package p = RuntimeFiles.class.getPackage();
+        String v = p == null ? null : p.getImplementationVersion();
+        return v == null || v.isBlank() ? "dev" : v.replaceAll("[^A-Za-z0-9._+-]", "_");
+    }
+
+    /**
+     * Extracts the native file {@code name} from the classpath folder {@value #RESOURCE_DIR}
+     * to {@code <defaultHome>/runtime/<version>-<sha256 prefix>/<name>}, marks it executable
+     * and returns its path. Reuses an identical file already there; results are cached per
+     * name for the life of the JVM.
+     *
+     * @param name plain file name, e.g. {@code libmsbjni.so} or {@code msb-agent}
+     * @return absolute path of the extracted file
+     * @throws IllegalArgumentException if {@code name} is not a plain file name
+     * @throws IllegalStateException if the resource is not on the classpath (the native build
+     *     did not run, or this platform is not supported)
+     * @throws UncheckedIOException if the file cannot be written
+     */
+    public static Path extract(String name) {
+        if (name == null || name.isEmpty() || name.contains("/") || name.equals(".") || name.equals("..")) {
+            throw new IllegalArgumentException("not a plain file name: " + name);
+        }
+        return EXTRACTED.computeIfAbsent(name, RuntimeFiles::doExtract);
+    }
+
+    private static Path doExtract(String name) {
+        String resource = RESOURCE_DIR + name;
+        byte[] bytes;
+        try (InputStream in = RuntimeFiles.class.getResourceAsStream(resource)) {
+            if (in == null) {
+                throw new IllegalStateException("native resource " + resource + " is not on the classpath: "
+                        + "the native build did not run (make in microsandbox-core/src/main/native, run by the "
+                        + "Maven compile phase), or this platform (" + System.getProperty("os.name") + "/"
+                        + System.getProperty("os.arch") + ") is not supported");
+            }
+            bytes = in.readAllBytes();
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read native resource " + resource, e);
+        }
+
+        Path dir = defaultHome().resolve("runtime").resolve(version() + "-" + sha256Prefix(bytes));
+        Path target = dir.resolve(name);
+        try {
+            if (isIdentical(target, bytes)) {
+                makeExecutable(target);
+                return target;
+            }
+            Files.createDirectories(dir);
+            Path tmp = Files.createTempFile(dir, "." + name + ".", ".tmp");
+            try {
+                Files.write(tmp, bytes);
+                Files.setPosixFilePermissions(tmp, EXECUTABLE);
+                try {
+                    Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+                } catch (AtomicMoveNotSupportedException e) {
+                    throw new IOException("file system of " + dir + " cannot rename atomically", e);
+                }
+            } finally {
+                Files.deleteIfExists(tmp);
+            }
+            return target;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot extract native file " + name + " to " + target, e);
+        }
+    }
+
+    private static boolean isIdentical(Path file, byte[] bytes) throws IOException {
+        if (!Files.isRegularFile(file, LinkOption.NOFOLLOW_LINKS) || Files.size(file) != bytes.length) {
+            return false;
+        }
+        return Arrays.equals(Files.readAllBytes(file), bytes);
+    }
+
+    private static void makeExecutable(Path file) throws IOException {
+        if (!Files.isExecutable(file)) {
+            Files.setPosixFilePermissions(file, EXECUTABLE);
+        }
+    }
+
+    private static String sha256Prefix(byte[] bytes) {
+        try {
+            byte[] digest = MessageDigest.getInstance("SHA-256").digest(bytes);
+            return HexFormat.of().formatHex(digest).substring(0, 12);
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 unavailable", e);
+        }
+    }
+}

@@ -1,0 +1,88 @@
+package io.microsandbox.runtime;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
+
+/**
+ * Where one sandbox keeps its state under the home directory:
+ * {@code sandboxes/<name>/} for disks, config and logs, and {@code run/<hash>/} for its
+ * sockets (a hash of the name keeps socket paths under the 108-byte limit).
+ *
+ * @param name       sandbox name
+ * @param dir        state directory
+ * @param runDir     socket directory
+ */
+public record SandboxLayout(String name, Path dir, Path runDir) {
+
+    /** The layout of sandbox {@code name} under {@code home}. */
+    public static SandboxLayout of(Path home, String name) {
+        return new SandboxLayout(name, home.resolve("sandboxes").resolve(name),
+                home.resolve("run").resolve(shortHash(name)));
+    }
+
+    public Path upperDisk() {
+        return dir.resolve("upper.ext4");
+    }
+
+    public Path configFile() {
+        return dir.resolve("config.json");
+    }
+
+    public Path specFile() {
+        return dir.resolve("supervisor.json");
+    }
+
+    public Path exitFile() {
+        return dir.resolve("exit.json");
+    }
+
+    public Path logsDir() {
+        return dir.resolve("logs");
+    }
+
+    /** The guest serial console: kernel messages and agent diagnostics. */
+    public Path consoleLog() {
+        return logsDir().resolve("kernel.log");
+    }
+
+    /** QEMU's own stdout and stderr. */
+    public Path vmmLog() {
+        return logsDir().resolve("vmm.log");
+    }
+
+    public Path supervisorLog() {
+        return logsDir().resolve("supervisor.log");
+    }
+
+    /** Socket the SDK clients connect to. */
+    public Path agentSocket() {
+        return runDir.resolve("agent.sock");
+    }
+
+    /** Socket QEMU's agent-port chardev connects to. */
+    public Path vmSocket() {
+        return runDir.resolve("vm.sock");
+    }
+
+    /** QEMU monitor (QMP) socket, for pause, resume and snapshots. */
+    public Path qmpSocket() {
+        return runDir.resolve("qmp.sock");
+    }
+
+    /** Supervisor pid, present while it runs. */
+    public Path pidFile() {
+        return runDir.resolve("supervisor.pid");
+    }
+
+    static String shortHash(String name) {
+        try {
+            byte[] digest = MessageDigest.getInstance("SHA-256").digest(name.getBytes(StandardCharsets.UTF_8));
+            return HexFormat.of().formatHex(digest, 0, 8);
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+}

@@ -1,0 +1,103 @@
+package io.microsandbox.runtime;
+
+import io.microsandbox.Accelerator;
+import io.microsandbox.ErrorKind;
+import io.microsandbox.MicrosandboxException;
+import io.microsandbox.SandboxConfig;
+import io.microsandbox.image.RootDisks;
+import java.io.File;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.stream.Stream;
+
+/**
+ * Turns a {@link SandboxConfig} into a bootable sandbox on disk: the kernel and initramfs,
+ * the lower and upper disks, the accelerator, and the supervisor spec with the QEMU command.
+ */
+public final class SandboxPreparer {
+    private SandboxPreparer() {
+    }
+
+    /** Prepares everything under {@code layout} and writes the supervisor spec. */
+    public static SupervisorSpec prepare(Path home, SandboxLayout layout, SandboxConfig config) throws IOException {
+        String qemu = findQemu();
+        KernelBundle kernel = KernelBundle.locate(home);
+        Path agent = RuntimeFiles.extract("msb-agent");
+        Path runtimeDir = agent.getParent();
+        Path initramfs = kernel.initramfs(agent, runtimeDir);
+        Path lower = RootDisks.lowerDisk(Path.of(config.image()), home.resolve("cache").resolve("rootfs"));
+        Files.createDirectories(layout.logsDir());
+        Files.createDirectories(layout.runDir());
+        Files.deleteIfExists(layout.consoleLog());
+        RootDisks.createUpperDisk(layout.upperDisk(), config.upperSizeMib());
+        Accelerator accelerator = Accelerators.resolve(config.accelerator(), kernel, initramfs, runtimeDir);
+
+        var argv = new QemuCommand()
+                .qemuBinary(qemu)
+                .accelerator(accelerator)
+                .memoryMib(config.memoryMib())
+                .cpus(config.cpus())
+                .kernel(kernel.vmlinux(), initramfs)
+                .consoleLog(layout.consoleLog())
+                .disks(lower, layout.upperDisk())
+                .agentSocket(layout.vmSocket())
+                .qmpSocket(layout.qmpSocket())
+                .argv();
+        Map<String, Object> configure = new LinkedHashMap<>();
+        configure.put("hostname", config.hostname() != null ? config.hostname() : hostnameFor(layout.name()));
+        configure.put("env", config.env());
+        configure.put("workdir", config.workdir());
+        configure.put("user", config.user());
+        SupervisorSpec spec = new SupervisorSpec(layout.name(), argv, layout.dir().toString(), layout.runDir().toString(),
+                configure, config.bootTimeout().toMillis(), config.detached());
+        spec.write(layout.specFile());
+        return spec;
+    }
+
+    /** The sandbox name cut down to a valid hostname (letters, digits, hyphens, 63 bytes). */
+    static String hostnameFor(String name) {
+        String host = name.toLowerCase(java.util.Locale.ROOT).replaceAll("[^a-z0-9-]", "-").replaceAll("^-+|-+$", "");
+        if (host.length() > 63) {
+            host = host.substring(0, 63).replaceAll("-+$", "");
+        }
+        return host.isEmpty() ? "sandbox" : host;
+    }
+
+    /** System property {@code microsandbox.qemu}, else {@code MSB_QEMU}, else {@code qemu-system-x86_64} on the PATH. */
+    static String findQemu() {
+        String override = System.getProperty("microsandbox.qemu", System.getenv("MSB_QEMU"));
+        if (override != null && !override.isBlank()) {
+            if (!Files.isExecutable(Path.of(override))) {
+                throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "the configured QEMU " + override + " (microsandbox.qemu / MSB_QEMU) is not an executable");
+            }
+            return override;
+        }
+        String path = System.getenv().getOrDefault("PATH", "/usr/bin:/bin");
+        for (String dir : path.split(File.pathSeparator)) {
+            Path candidate = Path.of(dir, "qemu-system-x86_64");
+            if (Files.isExecutable(candidate)) {
+                return candidate.toString();
+            }
+        }
+        throw new MicrosandboxException(ErrorKind.BOOT_FAILED,
+                "QEMU (qemu-system-x86_64) is not installed; run scripts/setup.sh or set MSB_QEMU");
+    }
+
+    /** Deletes a directory tree, ignoring what is already gone. */
+    public static void deleteTree(Path dir) {
+        if (!Files.exists(dir, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            return;
+        }
+        try (Stream<Path> walk = Files.walk(dir)) {
+            for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(p);
+            }
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot delete " + dir + ": " + e.getMessage(), e);
+        }
+    }
+}

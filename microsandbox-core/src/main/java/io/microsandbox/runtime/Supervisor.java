@@ -1,0 +1,544 @@
+package io.microsandbox.runtime;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.ErrorKind;
+import io.microsandbox.SandboxStatus;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.PrintStream;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The per-sandbox supervisor: a small host process that owns the QEMU process, relays the
+ * agent channel to any number of clients over {@code agent.sock}, records how the VM ended,
+ * and takes QEMU down with it if it dies itself (QEMU runs with a parent-death signal).
+ *
+ * <p>Its creator holds the write end of the supervisor's stdin. End of stdin means the
+ * creator is gone: an attached sandbox then shuts down. A {@code 'D'} byte on stdin detaches
+ * the sandbox, which then runs until it is stopped. Stdout carries exactly one JSON line,
+ * the boot result; diagnostics go to stderr (the supervisor log).
+ */
+public final class Supervisor {
+    /** Default grace period when the creator of an attached sandbox disappears. */
+    static final long ORPHAN_STOP_GRACE_MS = 5_000;
+    /** Each client owns ids {@code slot << 24 .. (slot << 24) + 2^24 - 1}; slot 0 is never given out. */
+    private static final int ID_SLOT_SHIFT = 24;
+    private static final int MAX_CLIENTS = 255;
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final SupervisorSpec spec;
+    private final SandboxLayout layout;
+    private final PrintStream parentOut;
+    private final ScheduledExecutorService timers = Executors.newSingleThreadScheduledExecutor(r -> daemon(r, "timers"));
+    private final Map<Integer, ClientConnection> clientsBySlot = new ConcurrentHashMap<>();
+    /** Live exec sessions: id to the slot of the client that started them. */
+    private final Map<Integer, Integer> activeSessions = new ConcurrentHashMap<>();
+    private final CountDownLatch vmmExited = new CountDownLatch(1);
+    private final CountDownLatch finished = new CountDownLatch(1);
+
+    /** Kept in a field: an unreachable channel would be cleaned up and drop the lock. */
+    private SandboxLock ownership;
+    private ServerSocketChannel vmServer;
+    private ServerSocketChannel clientServer;
+    private volatile FrameLink vm;
+    private volatile int vmmPid;
+    private volatile int vmmWaitStatus;
+    private volatile boolean booted;
+    private volatile boolean detached;
+    private volatile boolean stopRequested;
+    private volatile boolean killRequested;
+    private volatile boolean shutdownAcknowledged;
+    private volatile String agentFailure;
+    private volatile ObjectNode readyPayload;
+
+    Supervisor(SupervisorSpec spec, PrintStream parentOut) {
+        this.spec = spec;
+        this.layout = spec.layout();
+        this.parentOut = parentOut;
+        this.detached = spec.detached();
+    }
+
+    /** Entry point: {@code Supervisor <path to supervisor.json>}. */
+    public static void main(String[] args) throws Exception {
+        PrintStream parentOut = System.out;
+        System.setOut(System.err);
+        SupervisorSpec spec = SupervisorSpec.read(Path.of(args[0]));
+        int code = new Supervisor(spec, parentOut).run();
+        System.exit(code);
+    }
+
+    int run() throws IOException, InterruptedException {
+        // Own session: a terminal's ^C to the creator's process group must not reach the VM.
+        Posix.setsid();
+        // Held until this process ends, however it ends: it is how others tell that the sandbox is alive.
+        ownership = SandboxLock.tryAcquire(SandboxLock.supervisorLockFile(layout));
+        if (ownership == null) {
+            ObjectNode error = JSON.createObjectNode();
+            error.put("status", "error");
+            error.put("kind", ErrorKind.SANDBOX_ALREADY_EXISTS.wireName());
+            error.put("message", "another supervisor already runs sandbox " + spec.name());
+            reportToParent(error);
+            return 1;
+        }
+        Files.createDirectories(layout.runDir());
+        Files.createDirectories(layout.logsDir());
+        Files.deleteIfExists(layout.exitFile());
+        vmServer = listen(layout.vmSocket());
+        clientServer = listen(layout.agentSocket());
+        Files.writeString(layout.pidFile(), Long.toString(ProcessHandle.current().pid()));
+
+        log("starting VMM: " + String.join(" ", spec.vmmArgv()));
+        try {
+            // Spawned from the main thread, which lives until QEMU is gone: the parent-death
+            // signal is tied to the forking thread.
+            vmmPid = Posix.spawn(spec.vmmArgv().toArray(String[]::new), null, null,
+                    layout.vmmLog().toString(), Posix.SIGKILL, false);
+        } catch (IOException e) {
+            return failBoot("cannot start the VMM: " + e.getMessage());
+        }
+        Thread reaper = new Thread(this::reapVmm, "vmm-reaper");
+        reaper.start();
+
+        ScheduledFuture<?> watchdog = timers.schedule(() -> {
+            agentFailure = "the guest agent did not become ready within " + spec.bootTimeoutMs() + " ms";
+            closeQuietly(vmServer);
+            FrameLink link = vm;
+            if (link != null) {
+                link.close();
+            }
+        }, spec.bootTimeoutMs(), TimeUnit.MILLISECONDS);
+        try {
+            handshake();
+        } catch (IOException e) {
+            watchdog.cancel(false);
+            String reason = agentFailure != null ? agentFailure
+                    : vmmExited.getCount() == 0 ? "the VMM exited (" + describeWaitStatus(vmmWaitStatus) + ") before the guest agent was ready"
+                    : "guest agent handshake failed: " + e.getMessage();
+            return failBoot(reason);
+        }
+        watchdog.cancel(false);
+        closeQuietly(vmServer);
+        booted = true;
+
+        ObjectNode ready = JSON.createObjectNode();
+        ready.put("status", "ready");
+        ready.put("pid", ProcessHandle.current().pid());
+        ready.put("vmmPid", vmmPid);
+        ready.set("ready", JSON.valueToTree(readyPayload));
+        reportToParent(ready);
+        log("sandbox " + spec.name() + " is ready");
+
+        daemon(this::relayAgentFrames, "agent-reader").start();
+        daemon(this::acceptClients, "client-acceptor").start();
+        daemon(this::watchCreator, "creator-watch").start();
+
+        finished.await();
+        return 0;
+    }
+
+    private void handshake() throws IOException {
+        SocketChannel channel = vmServer.accept();
+        vm = new FrameLink(channel);
+        Frame hello = vm.read();
+        if (hello == null || !Protocol.CORE_HELLO.equals(hello.type())) {
+            throw new ProtocolException("expected core.hello from the agent, got " + hello);
+        }
+        log("agent says hello: " + hello.payload());
+        Frame configure = new Frame(0, 0, Protocol.CORE_CONFIGURE, JSON.valueToTree(spec.configure()));
+        vm.write(configure);
+        Frame answer = vm.read();
+        if (answer == null) {
+            throw new ProtocolException("the agent closed its port during setup");
+        }
+        if (Protocol.CORE_ERROR.equals(answer.type())) {
+            agentFailure = "guest setup failed at stage " + answer.text("stage") + ": " + answer.text("message");
+            throw new ProtocolException(agentFailure);
+        }
+        if (!Protocol.CORE_READY.equals(answer.type())) {
+            throw new ProtocolException("expected core.ready from the agent, got " + answer);
+        }
+        readyPayload = answer.payload();
+    }
+
+    /** Ends a failed boot: kill QEMU, tell the creator why, leave no socket behind. */
+    private int failBoot(String reason) throws InterruptedException {
+        log("boot failed: " + reason);
+        if (vmmPid > 0) {
+            killVmm();
+            vmmExited.await(10, TimeUnit.SECONDS);
+        }
+        ObjectNode error = JSON.createObjectNode();
+        error.put("status", "error");
+        error.put("kind", ErrorKind.BOOT_FAILED.wireName());
+        error.put("message", reason);
+        error.put("console", LogTail.of(layout.consoleLog(), 40));
+        error.put("vmmLog", LogTail.of(layout.vmmLog(), 20));
+        reportToParent(error);
+        cleanupRunFiles();
+        return 1;
+    }
+
+    private void reportToParent(ObjectNode line) {
+        parentOut.println(line.toString());
+        parentOut.flush();
+    }
+
+    private void reapVmm() {
+        int status;
+        try {
+            status = Posix.waitPid(vmmPid);
+        } catch (IOException e) {
+            log("waitpid failed: " + e.getMessage());
+            status = -1;
+        }
+        vmmWaitStatus = status;
+        vmmExited.countDown();
+        log("VMM exited: " + describeWaitStatus(status));
+        if (!booted) {
+            // Unblock the handshake so the boot fails now rather than at the timeout.
+            closeQuietly(vmServer);
+            FrameLink link = vm;
+            if (link != null) {
+                link.close();
+            }
+            return;
+        }
+        recordExitAndFinish(status);
+    }
+
+    private void recordExitAndFinish(int status) {
+        boolean exitedNormally = Posix.exited(status);
+        Integer exitCode = exitedNormally ? Posix.exitCode(status) : null;
+        Integer signal = exitedNormally || status == -1 ? null : Posix.termSignal(status);
+        SandboxStatus outcome;
+        String reason;
+        if (shutdownAcknowledged || (stopRequested && exitedNormally)) {
+            outcome = SandboxStatus.STOPPED;
+            reason = "shutdown-requested";
+        } else if (killRequested || stopRequested) {
+            outcome = SandboxStatus.STOPPED;
+            reason = "signal";
+        } else if (agentFailure != null) {
+            outcome = SandboxStatus.CRASHED;
+            reason = "agent-unresponsive";
+        } else {
+            outcome = SandboxStatus.CRASHED;
+            reason = signal != null ? "signal" : "failed";
+        }
+        ObjectNode exit = JSON.createObjectNode();
+        exit.put("status", outcome.name().toLowerCase(java.util.Locale.ROOT));
+        exit.put("exitCode", exitCode);
+        exit.put("signal", signal);
+        exit.put("reason", reason);
+        exit.put("observedAt", Instant.now().toString());
+        try {
+            Files.writeString(layout.exitFile(), exit.toString());
+        } catch (IOException e) {
+            log("cannot record the exit: " + e.getMessage());
+        }
+        log("sandbox ended: " + exit);
+
+        ObjectNode payload = JSON.createObjectNode();
+        payload.put("status", exit.get("status").asText());
+        payload.set("exit_code", exit.get("exitCode"));
+        payload.set("signal", exit.get("signal"));
+        payload.put("reason", reason);
+        Frame exited = new Frame(0, Protocol.FLAG_TERMINAL, Protocol.SUP_EXITED, payload);
+        for (ClientConnection client : clientsBySlot.values()) {
+            client.sendQuietly(exited);
+            client.link.close();
+        }
+        FrameLink link = vm;
+        if (link != null) {
+            link.close();
+        }
+        closeQuietly(clientServer);
+        cleanupRunFiles();
+        finished.countDown();
+    }
+
+    private void cleanupRunFiles() {
+        try {
+            Files.deleteIfExists(layout.agentSocket());
+            Files.deleteIfExists(layout.vmSocket());
+            Files.deleteIfExists(layout.qmpSocket());
+            Files.deleteIfExists(layout.pidFile());
+            Files.deleteIfExists(layout.runDir());
+        } catch (IOException e) {
+            log("cleanup of " + layout.runDir() + " incomplete: " + e.getMessage());
+        }
+    }
+
+    /** Reads agent frames and routes each to the client that owns its id. */
+    private void relayAgentFrames() {
+        try {
+            Frame frame;
+            while ((frame = vm.read()) != null) {
+                if (frame.id() == 0) {
+                    handleAgentControl(frame);
+                    continue;
+                }
+                if (frame.isTerminal()) {
+                    activeSessions.remove(frame.id());
+                }
+                ClientConnection owner = clientsBySlot.get(frame.id() >>> ID_SLOT_SHIFT);
+                if (owner != null) {
+                    owner.sendQuietly(frame);
+                }
+            }
+            log("agent port closed");
+        } catch (ProtocolException e) {
+            // The guest is untrusted: a garbled stream ends the VM rather than confusing clients.
+            agentFailure = "agent sent an invalid frame: " + e.getMessage();
+            log(agentFailure);
+            killVmm();
+        } catch (IOException e) {
+            log("agent link ended: " + e.getMessage());
+        }
+    }
+
+    private void handleAgentControl(Frame frame) {
+        switch (frame.type()) {
+            case Protocol.CORE_SHUTDOWN -> {
+                shutdownAcknowledged = true;
+                log("agent acknowledged shutdown");
+            }
+            case Protocol.CORE_ERROR -> log("agent error: " + frame.payload());
+            default -> log("ignoring agent frame " + frame);
+        }
+    }
+
+    private void acceptClients() {
+        while (clientServer.isOpen()) {
+            try {
+                SocketChannel channel = clientServer.accept();
+                daemon(() -> serveClient(new FrameLink(channel)), "client").start();
+            } catch (IOException e) {
+                if (clientServer.isOpen()) {
+                    log("accept failed: " + e.getMessage());
+                }
+                return;
+            }
+        }
+    }
+
+    private void serveClient(FrameLink link) {
+        int slot = -1;
+        try {
+            Frame hello = link.read();
+            if (hello == null || !Protocol.SUP_HELLO.equals(hello.type())) {
+                link.close();
+                return;
+            }
+            ClientConnection client = new ClientConnection(link);
+            slot = claimSlot(client);
+            if (slot < 0) {
+                client.sendQuietly(errorFrame(0, "too many clients (" + MAX_CLIENTS + ") connected to " + spec.name()));
+                link.close();
+                return;
+            }
+            ObjectNode welcome = JSON.createObjectNode();
+            welcome.put("v", Protocol.VERSION);
+            welcome.put("name", spec.name());
+            welcome.put("id_base", slot << ID_SLOT_SHIFT);
+            welcome.put("id_count", 1 << ID_SLOT_SHIFT);
+            welcome.put("pid", ProcessHandle.current().pid());
+            welcome.put("vmm_pid", vmmPid);
+            welcome.set("ready", readyPayload);
+            link.write(new Frame(0, 0, Protocol.SUP_WELCOME, welcome));
+
+            Frame frame;
+            while ((frame = link.read()) != null) {
+                if ((frame.id() >>> ID_SLOT_SHIFT) != slot || frame.id() == 0) {
+                    log("dropping frame with foreign id from client " + slot + ": " + frame);
+                    continue;
+                }
+                if (frame.type().startsWith("sup.")) {
+                    handleClientRequest(client, frame);
+                    continue;
+                }
+                if (frame.isSessionStart()) {
+                    activeSessions.put(frame.id(), slot);
+                }
+                vm.write(frame);
+            }
+        } catch (IOException e) {
+            log("client " + slot + " disconnected: " + e.getMessage());
+        } finally {
+            link.close();
+            if (slot > 0) {
+                clientsBySlot.remove(slot);
+                killOrphanedSessions(slot);
+            }
+        }
+    }
+
+    /** Sessions of a client that went away would run on unobserved; end them. */
+    private void killOrphanedSessions(int slot) {
+        activeSessions.forEach((id, owner) -> {
+            if (owner == slot) {
+                activeSessions.remove(id);
+                ObjectNode p = JSON.createObjectNode();
+                p.put("signal", Posix.SIGKILL);
+                try {
+                    vm.write(new Frame(id, 0, Protocol.EXEC_SIGNAL, p));
+                } catch (IOException e) {
+                    log("cannot kill orphaned session " + id + ": " + e.getMessage());
+                }
+            }
+        });
+    }
+
+    private synchronized int claimSlot(ClientConnection client) {
+        for (int slot = 1; slot <= MAX_CLIENTS; slot++) {
+            if (clientsBySlot.putIfAbsent(slot, client) == null) {
+                return slot;
+            }
+        }
+        return -1;
+    }
+
+    private void handleClientRequest(ClientConnection client, Frame request) {
+        switch (request.type()) {
+            case Protocol.SUP_STATUS -> {
+                ObjectNode p = JSON.createObjectNode();
+                p.put("state", stopRequested || killRequested ? "stopping" : "running");
+                p.put("vmm_pid", vmmPid);
+                p.put("active_sessions", activeSessions.size());
+                p.put("detached", detached);
+                client.sendQuietly(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_STATUS, p));
+            }
+            case Protocol.SUP_STOP -> {
+                Long timeout = request.number("timeout_ms");
+                requestStop(timeout == null ? 10_000 : Math.max(0, timeout));
+                client.sendQuietly(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
+            }
+            case Protocol.SUP_KILL -> {
+                killRequested = true;
+                killVmm();
+                client.sendQuietly(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
+            }
+            default -> client.sendQuietly(errorFrame(request.id(), "unknown request " + request.type()));
+        }
+    }
+
+    /** Asks the agent to power off, and kills QEMU if it has not gone after {@code graceMs}. */
+    void requestStop(long graceMs) {
+        stopRequested = true;
+        log("stop requested, grace " + graceMs + " ms");
+        try {
+            if (graceMs > 0) {
+                vm.write(new Frame(0, Protocol.FLAG_SHUTDOWN, Protocol.CORE_SHUTDOWN, null));
+            }
+        } catch (IOException e) {
+            log("cannot send shutdown to the agent: " + e.getMessage());
+            killVmm();
+            return;
+        }
+        timers.schedule(() -> {
+            if (vmmExited.getCount() > 0) {
+                log("grace period over, killing the VMM");
+                killVmm();
+            }
+        }, graceMs, TimeUnit.MILLISECONDS);
+    }
+
+    private void killVmm() {
+        try {
+            Posix.kill(vmmPid, Posix.SIGKILL);
+        } catch (IOException e) {
+            log("cannot kill the VMM: " + e.getMessage());
+        }
+    }
+
+    /** Watches the creator: end of stdin without a detach byte first stops an attached sandbox. */
+    private void watchCreator() {
+        try (InputStream in = System.in) {
+            int b;
+            while ((b = in.read()) >= 0) {
+                if (b == 'D') {
+                    detached = true;
+                    log("detached from the creator");
+                }
+            }
+        } catch (IOException e) {
+            log("creator pipe failed: " + e.getMessage());
+        }
+        if (!detached && !stopRequested) {
+            log("creator is gone and the sandbox is attached: stopping");
+            requestStop(ORPHAN_STOP_GRACE_MS);
+        }
+    }
+
+    private static Frame errorFrame(int id, String message) {
+        ObjectNode p = JSON.createObjectNode();
+        p.put("message", message);
+        return new Frame(id, Protocol.FLAG_TERMINAL, Protocol.SUP_ERROR, p);
+    }
+
+    static String describeWaitStatus(int status) {
+        if (status == -1) {
+            return "unknown status";
+        }
+        return Posix.exited(status) ? "exit code " + Posix.exitCode(status) : "signal " + Posix.termSignal(status);
+    }
+
+    private static ServerSocketChannel listen(Path socket) throws IOException {
+        Files.deleteIfExists(socket);
+        ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+        server.bind(UnixDomainSocketAddress.of(socket));
+        return server;
+    }
+
+    private static void closeQuietly(java.io.Closeable c) {
+        try {
+            if (c != null) {
+                c.close();
+            }
+        } catch (IOException ignored) {
+            // already closed or never opened
+        }
+    }
+
+    private static Thread daemon(Runnable r, String name) {
+        Thread t = new Thread(r, "msb-supervisor-" + name);
+        t.setDaemon(true);
+        return t;
+    }
+
+    private void log(String message) {
+        System.err.println(Instant.now() + " [" + Thread.currentThread().getName() + "] " + message);
+    }
+
+    /** One connected client; a failed send drops the client rather than the relay. */
+    private final class ClientConnection {
+        final FrameLink link;
+
+        ClientConnection(FrameLink link) {
+            this.link = link;
+        }
+
+        void sendQuietly(Frame frame) {
+            try {
+                link.write(frame);
+            } catch (IOException e) {
+                log("dropping client after failed send: " + e.getMessage());
+                link.close();
+            }
+        }
+    }
+}

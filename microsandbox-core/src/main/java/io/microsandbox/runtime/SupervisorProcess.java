@@ -1,0 +1,146 @@
+package io.microsandbox.runtime;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.microsandbox.ErrorKind;
+import io.microsandbox.MicrosandboxException;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The creator's side of a supervisor: starts it as a child JVM on the same JDK and class
+ * path, waits for its boot report, and keeps the write end of its stdin, which tells the
+ * supervisor this JVM is alive (and, with a {@code 'D'}, that the sandbox is detached).
+ */
+public final class SupervisorProcess {
+    private static final ObjectMapper JSON = new ObjectMapper();
+    /** Small heap, no JIT warm-up work: the supervisor mostly sleeps and copies frames. */
+    private static final List<String> JVM_OPTIONS = List.of(
+            "-Xms16m", "-Xmx64m", "-Xss512k", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "-XX:CICompilerCount=1", "-XX:-UsePerfData", "-Xshare:auto");
+
+    private final Process process;
+    private final OutputStream creatorPipe;
+    private final JsonNode ready;
+
+    private SupervisorProcess(Process process, JsonNode ready) {
+        this.process = process;
+        this.creatorPipe = process.getOutputStream();
+        this.ready = ready;
+    }
+
+    /**
+     * Starts the supervisor for {@code spec} (already written to the layout's spec file) and
+     * waits until the guest agent is ready.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#BOOT_FAILED} with the console tail when the boot fails
+     */
+    public static SupervisorProcess launch(SupervisorSpec spec) {
+        SandboxLayout layout = spec.layout();
+        List<String> cmd = new ArrayList<>();
+        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        cmd.addAll(JVM_OPTIONS);
+        cmd.add("-cp");
+        cmd.add(System.getProperty("java.class.path"));
+        cmd.add("-Dmicrosandbox.home=" + RuntimeFiles.defaultHome());
+        cmd.add(Supervisor.class.getName());
+        cmd.add(layout.specFile().toString());
+        Process process;
+        try {
+            process = new ProcessBuilder(cmd)
+                    .redirectError(ProcessBuilder.Redirect.appendTo(layout.supervisorLog().toFile()))
+                    .start();
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "cannot start the supervisor of '" + spec.name() + "': " + e.getMessage(), e);
+        }
+        CompletableFuture<String> line = CompletableFuture.supplyAsync(() -> {
+            try {
+                BufferedReader reader = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));
+                return reader.readLine();
+            } catch (IOException e) {
+                return null;
+            }
+        });
+        String report;
+        try {
+            report = line.get(spec.bootTimeoutMs() + 30_000, TimeUnit.MILLISECONDS);
+        } catch (Exception e) {
+            process.destroyForcibly();
+            throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "supervisor of '" + spec.name()
+                    + "' did not report within the boot timeout; console:\n" + LogTail.of(layout.consoleLog(), 40), e);
+        }
+        JsonNode result;
+        try {
+            result = report == null ? null : JSON.readTree(report);
+        } catch (IOException e) {
+            result = null;
+        }
+        if (result == null || !"ready".equals(result.path("status").asText())) {
+            awaitExit(process);
+            if (result == null) {
+                throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "supervisor of '" + spec.name()
+                        + "' exited without a boot report; its log:\n" + LogTail.of(layout.supervisorLog(), 30));
+            }
+            StringBuilder message = new StringBuilder("sandbox '").append(spec.name()).append("' failed to boot: ")
+                    .append(result.path("message").asText());
+            appendSection(message, "guest console", result.path("console").asText());
+            appendSection(message, "VMM output", result.path("vmmLog").asText());
+            throw new MicrosandboxException(ErrorKind.fromWireName(result.path("kind").asText()), message.toString());
+        }
+        return new SupervisorProcess(process, result);
+    }
+
+    private static void appendSection(StringBuilder message, String title, String text) {
+        if (!text.isBlank()) {
+            message.append("\n--- ").append(title).append(" (tail) ---\n").append(text);
+        }
+    }
+
+    private static void awaitExit(Process process) {
+        try {
+            if (!process.waitFor(15, TimeUnit.SECONDS)) {
+                process.destroyForcibly().waitFor();
+            }
+        } catch (InterruptedException e) {
+            process.destroyForcibly();
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /** The boot report: supervisor pid, VMM pid and the agent's timings. */
+    public JsonNode ready() {
+        return ready;
+    }
+
+    /** Tells the supervisor the sandbox outlives this JVM. */
+    public void detach() {
+        try {
+            creatorPipe.write('D');
+            creatorPipe.flush();
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "cannot detach: the supervisor is gone (" + e.getMessage() + ")", e);
+        }
+    }
+
+    /** Releases the creator pipe; an attached sandbox then stops. */
+    public void release() {
+        try {
+            creatorPipe.close();
+        } catch (IOException ignored) {
+            // the supervisor is already gone
+        }
+    }
+
+    /** Waits for the supervisor process to exit. */
+    public boolean awaitExit(long millis) throws InterruptedException {
+        return process.waitFor(millis, TimeUnit.MILLISECONDS);
+    }
+}

@@ -1,0 +1,40 @@
+package io.microsandbox.runtime;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Everything a supervisor process needs to boot and serve one sandbox, written by the
+ * creating client to {@code supervisor.json} in the sandbox directory.
+ *
+ * @param name          sandbox name
+ * @param vmmArgv       the complete QEMU command line
+ * @param sandboxDir    the sandbox's state directory
+ * @param runDir        directory of its sockets (short path, Unix socket paths are limited)
+ * @param configure     payload of {@code core.configure}: hostname, env, workdir, user
+ * @param bootTimeoutMs how long to wait for {@code core.ready}
+ * @param detached      whether the sandbox ignores the end of its creator from the start
+ */
+public record SupervisorSpec(String name, List<String> vmmArgv, String sandboxDir, String runDir,
+                             Map<String, Object> configure, long bootTimeoutMs, boolean detached) {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    public SandboxLayout layout() {
+        return new SandboxLayout(name, Path.of(sandboxDir), Path.of(runDir));
+    }
+
+    public void write(Path file) throws IOException {
+        Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
+        JSON.writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), this);
+        Files.move(tmp, file, java.nio.file.StandardCopyOption.REPLACE_EXISTING,
+                java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    public static SupervisorSpec read(Path file) throws IOException {
+        return JSON.readValue(file.toFile(), SupervisorSpec.class);
+    }
+}

@@ -1,0 +1,477 @@
+/* msb-agent entry point: boot sequence, the port's frame I/O and the epoll loop. */
+#include "agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Port output queue watermarks for throttling session output (see port_throttled). */
+#define TX_HIGH (8u * 1024 * 1024)
+#define TX_LOW (1u * 1024 * 1024)
+/* While the host end is disconnected the port is polled at this interval. */
+#define HUP_POLL_MS 200
+
+static int g_epoll = -1;
+static int g_port = -1;
+static bool g_port_in_loop;    /* false while the host end is disconnected */
+static uint32_t g_port_events; /* events currently registered for the port */
+
+static uint8_t *g_rx;          /* received bytes not yet parsed */
+static size_t g_rx_len, g_rx_cap;
+
+static cbor_buf g_tx;          /* queued frames; bytes [g_tx_off, g_tx.len) are unsent */
+static size_t g_tx_off;
+static size_t g_frame_start;   /* offset of the frame being built */
+static bool g_throttled;
+
+static enum { ST_WAIT_CONFIG, ST_READY } g_state = ST_WAIT_CONFIG;
+static uint64_t g_boot_ns;
+
+uint64_t now_boottime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void logmsg(const char *fmt, ...)
+{
+    char buf[1024];
+    int n = snprintf(buf, sizeof buf, "msb-agent: ");
+    va_list ap;
+    va_start(ap, fmt);
+    n += vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof buf - 2)
+        n = (int)sizeof buf - 2;
+    buf[n++] = '\n';
+    /* fd 2 is /dev/console (set up in early_mounts); a fresh open would also work but
+     * costs a tty open per message */
+    ssize_t w = write(2, buf, (size_t)n);
+    (void)w;
+}
+
+/* ---- event loop registration ---- */
+
+static uint64_t ev_key(int fd, enum ev_kind kind, uint32_t tag)
+{
+    /* tag (session id) | fd | kind: the fd lets handlers detect stale events for fds that
+     * were closed and reused earlier in the same epoll_wait batch */
+    return ((uint64_t)tag << 32) | ((uint64_t)(uint32_t)fd << 2) | (uint64_t)kind;
+}
+
+int ev_add(int fd, uint32_t events, enum ev_kind kind, uint32_t tag)
+{
+    struct epoll_event ev = { .events = events, .data.u64 = ev_key(fd, kind, tag) };
+    return epoll_ctl(g_epoll, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int ev_mod(int fd, uint32_t events, enum ev_kind kind, uint32_t tag)
+{
+    struct epoll_event ev = { .events = events, .data.u64 = ev_key(fd, kind, tag) };
+    return epoll_ctl(g_epoll, EPOLL_CTL_MOD, fd, &ev);
+}
+
+void ev_del(int fd)
+{
+    epoll_ctl(g_epoll, EPOLL_CTL_DEL, fd, NULL);
+}
+
+/* ---- port output ---- */
+
+bool port_throttled(void) { return g_throttled; }
+
+static void update_throttle(void)
+{
+    size_t pending = g_tx.len - g_tx_off;
+    bool t = g_throttled ? pending > TX_LOW : pending > TX_HIGH;
+    if (t != g_throttled) {
+        g_throttled = t;
+        exec_throttle_changed();
+    }
+}
+
+static void port_set_events(void)
+{
+    uint32_t want = EPOLLIN | (g_tx.len > g_tx_off ? EPOLLOUT : 0);
+    if (g_port_in_loop && want != g_port_events && ev_mod(g_port, want, EV_PORT, 0) == 0)
+        g_port_events = want;
+}
+
+static void port_flush(void)
+{
+    while (g_port >= 0 && g_tx_off < g_tx.len) {
+        ssize_t n = write(g_port, g_tx.data + g_tx_off, g_tx.len - g_tx_off);
+        if (n > 0) {
+            g_tx_off += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            /* EAGAIN: ring full; anything else: host end gone, keep the data for a
+             * reconnect (the queue is bounded by throttling) */
+            break;
+        }
+    }
+    if (g_tx_off == g_tx.len) {
+        g_tx.len = g_tx_off = 0;
+    } else if (g_tx_off > 65536 && g_tx_off > g_tx.len / 2) {
+        memmove(g_tx.data, g_tx.data + g_tx_off, g_tx.len - g_tx_off);
+        g_tx.len -= g_tx_off;
+        g_tx_off = 0;
+    }
+    port_set_events();
+    update_throttle();
+}
+
+/* Blocks until the queue is sent or timeout_ms passed (used before powering off). */
+static void port_flush_blocking(int timeout_ms)
+{
+    uint64_t deadline = now_boottime_ns() + (uint64_t)timeout_ms * 1000000u;
+    while (g_port >= 0 && g_tx_off < g_tx.len) {
+        port_flush();
+        if (g_tx_off == g_tx.len)
+            break;
+        uint64_t now = now_boottime_ns();
+        if (now >= deadline)
+            break;
+        struct pollfd p = { .fd = g_port, .events = POLLOUT };
+        poll(&p, 1, (int)((deadline - now) / 1000000u) + 1);
+    }
+}
+
+cbor_buf *frame_begin(uint32_t id, uint8_t flags, const char *type, size_t npairs)
+{
+    uint8_t hdr[9] = { 0, 0, 0, 0, (uint8_t)(id >> 24), (uint8_t)(id >> 16),
+                       (uint8_t)(id >> 8), (uint8_t)id, flags };
+    g_frame_start = g_tx.len;
+    cbor_put_raw(&g_tx, hdr, sizeof hdr);
+    cbor_put_map(&g_tx, 3);
+    cbor_put_text(&g_tx, "v");
+    cbor_put_uint(&g_tx, PROTO_VERSION);
+    cbor_put_text(&g_tx, "t");
+    cbor_put_text(&g_tx, type);
+    cbor_put_text(&g_tx, "p");
+    cbor_put_map(&g_tx, npairs);
+    return &g_tx;
+}
+
+void frame_end(void)
+{
+    if (g_tx.oom) {
+        /* cannot happen short of the guest running out of memory; drop what is queued
+         * rather than send a truncated frame */
+        logmsg("out of memory queueing a frame; output dropped");
+        g_tx.oom = false;
+        g_tx.len = g_tx_off = 0;
+        return;
+    }
+    uint32_t len = (uint32_t)(g_tx.len - g_frame_start - 4);
+    uint8_t *h = g_tx.data + g_frame_start;
+    h[0] = (uint8_t)(len >> 24);
+    h[1] = (uint8_t)(len >> 16);
+    h[2] = (uint8_t)(len >> 8);
+    h[3] = (uint8_t)len;
+    port_flush();
+}
+
+void send_error(uint32_t id, const char *stage, const char *message, int err)
+{
+    cbor_buf *b = frame_begin(id, id ? FLAG_TERMINAL : 0, "core.error", 3);
+    cbor_put_text(b, "stage");
+    cbor_put_text(b, stage);
+    cbor_put_text(b, "message");
+    cbor_put_text(b, message);
+    cbor_put_text(b, "errno");
+    cbor_put_int(b, err);
+    frame_end();
+}
+
+static void send_empty(uint32_t id, uint8_t flags, const char *type)
+{
+    frame_begin(id, flags, type, 0);
+    frame_end();
+}
+
+/* Reports a fatal boot error to the host and the console, then powers off. */
+static void __attribute__((noreturn)) fatal(const char *stage, const char *msg, int err)
+{
+    logmsg("fatal: %s: %s (errno %d: %s)", stage, msg, err, strerror(err));
+    send_error(0, stage, msg, err);
+    port_flush_blocking(2000);
+    power_off();
+}
+
+/* ---- message handling ---- */
+
+static void do_configure(cbor_val p)
+{
+    const char *stage = "root";
+    char msg[512] = "";
+    int rc = setup_root(&stage, msg, sizeof msg);
+    if (rc == 0)
+        rc = apply_config(p, &stage, msg, sizeof msg);
+    if (rc < 0)
+        fatal(stage, msg, -rc);
+    uint64_t init_ns = now_boottime_ns();
+    g_state = ST_READY;
+    cbor_buf *b = frame_begin(0, 0, "core.ready", 3);
+    cbor_put_text(b, "boot_time_ns");
+    cbor_put_uint(b, g_boot_ns);
+    cbor_put_text(b, "init_time_ns");
+    cbor_put_uint(b, init_ns);
+    cbor_put_text(b, "ready_time_ns");
+    cbor_put_uint(b, now_boottime_ns());
+    frame_end();
+}
+
+static void __attribute__((noreturn)) do_shutdown(void)
+{
+    kill_all_and_sync();
+    send_empty(0, FLAG_SHUTDOWN, "core.shutdown");
+    port_flush_blocking(2000);
+    power_off();
+}
+
+static bool type_is(const char *t, size_t tlen, const char *want)
+{
+    return strlen(want) == tlen && memcmp(t, want, tlen) == 0;
+}
+
+static void handle_frame(uint32_t id, uint8_t flags, const uint8_t *body, size_t blen)
+{
+    static const uint8_t empty_map[] = { 0xa0 };
+    cbor_val root = { body, body + blen }, v, t, p;
+    const char *type;
+    size_t tlen;
+    uint64_t ver;
+    (void)flags;
+
+    if (!cbor_valid(root) || !cbor_map_get(root, "t", &t) || !cbor_get_text(t, &type, &tlen)) {
+        send_error(id, "protocol", "malformed frame body", EINVAL);
+        return;
+    }
+    if (!cbor_map_get(root, "v", &v) || !cbor_get_uint(v, &ver) || ver != PROTO_VERSION) {
+        send_error(id, "protocol", "unsupported protocol version", EPROTO);
+        return;
+    }
+    if (!cbor_map_get(root, "p", &p)) {
+        p.p = empty_map;
+        p.end = empty_map + 1;
+    }
+
+    if (type_is(type, tlen, "core.ping") || type_is(type, tlen, "core.touch")) {
+        send_empty(id, 0, "core.pong");
+    } else if (type_is(type, tlen, "core.configure")) {
+        if (g_state == ST_WAIT_CONFIG)
+            do_configure(p);
+        else
+            send_error(0, "protocol", "already configured", EALREADY);
+    } else if (type_is(type, tlen, "core.shutdown")) {
+        do_shutdown();
+    } else if (tlen > 5 && memcmp(type, "exec.", 5) == 0) {
+        if (id == 0) {
+            send_error(0, "protocol", "exec message on id 0", EINVAL);
+        } else if (type_is(type, tlen, "exec.request")) {
+            if (g_state == ST_READY) {
+                exec_request(id, p);
+            } else {
+                cbor_buf *b = frame_begin(id, FLAG_TERMINAL, "exec.failed", 4);
+                cbor_put_text(b, "kind");
+                cbor_put_text(b, "other");
+                cbor_put_text(b, "errno");
+                cbor_put_int(b, EAGAIN);
+                cbor_put_text(b, "message");
+                cbor_put_text(b, "sandbox not configured yet");
+                cbor_put_text(b, "stage");
+                cbor_put_text(b, "spawn");
+                frame_end();
+            }
+        } else {
+            exec_message(id, type, tlen, p);
+        }
+    } else if (type_is(type, tlen, "core.error")) {
+        logmsg("host reported an error (id %u)", id);
+    } else {
+        char msg[128];
+        snprintf(msg, sizeof msg, "unknown message type %.*s", (int)(tlen > 64 ? 64 : tlen), type);
+        send_error(id, "protocol", msg, ENOSYS);
+    }
+}
+
+/* Host end closed: stop watching the port until it reconnects (see main loop). */
+static void port_hangup(void)
+{
+    if (!g_port_in_loop)
+        return;
+    ev_del(g_port);
+    g_port_in_loop = false;
+    g_port_events = 0;
+    g_rx_len = 0; /* a partial frame cannot continue on a new connection */
+}
+
+static void port_reconnect_check(void)
+{
+    struct pollfd p = { .fd = g_port, .events = POLLIN };
+    if (poll(&p, 1, 0) >= 0 && !(p.revents & POLLHUP)) {
+        g_port_events = EPOLLIN;
+        if (ev_add(g_port, EPOLLIN, EV_PORT, 0) == 0) {
+            g_port_in_loop = true;
+            port_flush();
+        }
+    }
+}
+
+static void port_readable(void)
+{
+    for (;;) {
+        if (g_rx_cap - g_rx_len < 65536 && g_rx_cap < MAX_FRAME + 4) {
+            size_t cap = g_rx_cap ? g_rx_cap * 2 : 131072;
+            if (cap > MAX_FRAME + 4)
+                cap = MAX_FRAME + 4;
+            uint8_t *n = realloc(g_rx, cap);
+            if (!n) {
+                logmsg("out of memory reading the port");
+                return;
+            }
+            g_rx = n;
+            g_rx_cap = cap;
+        }
+        ssize_t n = read(g_port, g_rx + g_rx_len, g_rx_cap - g_rx_len);
+        if (n == 0) {
+            port_hangup();
+            return;
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN)
+                port_hangup();
+            return;
+        }
+        g_rx_len += (size_t)n;
+
+        size_t off = 0;
+        while (g_rx_len - off >= 4) {
+            const uint8_t *f = g_rx + off;
+            uint32_t len = (uint32_t)f[0] << 24 | (uint32_t)f[1] << 16 | (uint32_t)f[2] << 8 | f[3];
+            if (len < 5 || len > MAX_FRAME) {
+                /* no way to resynchronise a byte stream: drop everything buffered */
+                logmsg("protocol error: frame length %u", len);
+                send_error(0, "protocol", "bad frame length", EPROTO);
+                g_rx_len = 0;
+                return;
+            }
+            if (g_rx_len - off < 4 + (size_t)len)
+                break;
+            uint32_t id = (uint32_t)f[4] << 24 | (uint32_t)f[5] << 16 | (uint32_t)f[6] << 8 | f[7];
+            handle_frame(id, f[8], f + 9, len - 5);
+            off += 4 + (size_t)len;
+            if (!g_port_in_loop)
+                return;
+        }
+        if (off) {
+            memmove(g_rx, g_rx + off, g_rx_len - off);
+            g_rx_len -= off;
+        }
+    }
+}
+
+static void reap_children(void)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        exec_child_exited(pid, status);
+}
+
+static void drain_signalfd(int sfd)
+{
+    struct signalfd_siginfo si;
+    while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+        ;
+    reap_children();
+}
+
+int main(void)
+{
+    g_boot_ns = now_boottime_ns();
+    early_mounts();
+
+    if (cmdline_has("msb.probe=1")) {
+        static const char ok[] = "MSB_PROBE_OK\n";
+        ssize_t w = write(1, ok, sizeof ok - 1);
+        (void)w;
+        power_off();
+    }
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    g_epoll = epoll_create1(EPOLL_CLOEXEC);
+    if (sfd < 0 || g_epoll < 0)
+        fatal("init", "cannot create signalfd/epoll", errno);
+    ev_add(sfd, EPOLLIN, EV_SIGNAL, 0);
+
+    int rc = load_modules();
+    if (rc < 0)
+        fatal("modules", "loading kernel modules failed", -rc);
+    g_port = open_agent_port();
+    if (g_port < 0)
+        fatal("port", "virtio-serial port 'agent' not found", -g_port);
+    port_reconnect_check();
+
+    cbor_buf *b = frame_begin(0, 0, "core.hello", 2);
+    cbor_put_text(b, "v");
+    cbor_put_uint(b, PROTO_VERSION);
+    cbor_put_text(b, "agent");
+    cbor_put_text(b, AGENT_VERSION);
+    frame_end();
+
+    struct epoll_event evs[64];
+    for (;;) {
+        int n = epoll_wait(g_epoll, evs, 64, g_port_in_loop ? -1 : HUP_POLL_MS);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            fatal("loop", "epoll_wait failed", errno);
+        }
+        for (int i = 0; i < n; i++) {
+            uint64_t key = evs[i].data.u64;
+            int fd = (int)((key >> 2) & 0x3fffffff);
+            switch ((enum ev_kind)(key & 3)) {
+            case EV_PORT:
+                if (!g_port_in_loop)
+                    break;
+                if (evs[i].events & EPOLLIN)
+                    port_readable();
+                if (g_port_in_loop && (evs[i].events & EPOLLOUT))
+                    port_flush();
+                if (g_port_in_loop && (evs[i].events & (EPOLLHUP | EPOLLERR))
+                    && !(evs[i].events & EPOLLIN))
+                    port_hangup();
+                break;
+            case EV_SIGNAL:
+                drain_signalfd(sfd);
+                break;
+            case EV_SESSION:
+                exec_session_event((uint32_t)(key >> 32), fd, evs[i].events);
+                break;
+            }
+        }
+        if (!g_port_in_loop)
+            port_reconnect_check();
+    }
+}

@@ -1,0 +1,206 @@
+package io.microsandbox;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** Exec against one real VM shared by every test of the class. */
+class SandboxExecIT {
+    private static Sandbox sandbox;
+
+    @BeforeAll
+    static void boot() {
+        sandbox = Sandbox.create(TestSandboxes.uniqueName("exec"), TestSandboxes.config()
+                .env(Map.of("GREETING", "hi", "SHADOWED", "sandbox"))
+                .build());
+    }
+
+    @AfterAll
+    static void shutdown() {
+        if (sandbox != null) {
+            sandbox.close();
+        }
+    }
+
+    @Test
+    void runsPython() {
+        ExecOutput out = sandbox.exec("python3", List.of("-c", "print(2+2)"));
+        assertThat(out.stdout()).isEqualTo("4\n");
+        assertThat(out.exitCode()).isZero();
+        assertThat(out.success()).isTrue();
+    }
+
+    @Test
+    void separatesStdoutStderrAndExitCode() {
+        ExecOutput out = sandbox.shell("echo out; echo err >&2; exit 3");
+        assertThat(out.stdout()).isEqualTo("out\n");
+        assertThat(out.stderr()).isEqualTo("err\n");
+        assertThat(out.exitCode()).isEqualTo(3);
+        assertThat(out.success()).isFalse();
+    }
+
+    @Test
+    void appliesSandboxAndCallEnvironment() {
+        ExecOutput out = sandbox.shell("echo $GREETING $SHADOWED $EXTRA",
+                ExecOptions.builder().env(Map.of("SHADOWED", "call", "EXTRA", "x")).build());
+        assertThat(out.stdout()).isEqualTo("hi call x\n");
+    }
+
+    @Test
+    void honoursCwdAndUser() {
+        assertThat(sandbox.exec("pwd", List.of(), ExecOptions.builder().cwd("/tmp").build()).stdout()).isEqualTo("/tmp\n");
+        ExecOutput id = sandbox.shell("id -u; id -g; echo $HOME", ExecOptions.builder().user("sandbox").build());
+        assertThat(id.stdout()).isEqualTo("1000\n1000\n/home/sandbox\n");
+        assertThat(sandbox.shell("id -u", ExecOptions.builder().user("1000:1000").build()).stdout()).isEqualTo("1000\n");
+        assertThat(sandbox.shell("id -u").stdout()).isEqualTo("0\n");
+    }
+
+    @Test
+    void setsHostnameFromName() {
+        assertThat(sandbox.exec("cat", List.of("/proc/sys/kernel/hostname")).stdout().strip())
+                .isEqualTo(sandbox.name().toLowerCase());
+    }
+
+    @Test
+    void roundTripsBinaryStdin() {
+        byte[] input = new byte[300_000];
+        new Random(1).nextBytes(input);
+        ExecOutput out = sandbox.exec("cat", List.of(), ExecOptions.builder().stdin(input).build());
+        assertThat(out.stdoutBytes()).isEqualTo(input);
+    }
+
+    @Test
+    void streamsStdinThroughAPipe() throws Exception {
+        try (ExecHandle cat = sandbox.execStream("cat", List.of(), ExecOptions.builder().stdinPipe().build())) {
+            assertThat(cat.recv()).isInstanceOf(ExecEvent.Started.class);
+            OutputStream stdin = cat.stdin();
+            stdin.write("ping\n".getBytes(StandardCharsets.UTF_8));
+            stdin.flush();
+            ExecEvent echoed = cat.recv(Duration.ofSeconds(20));
+            assertThat(echoed).isInstanceOfSatisfying(ExecEvent.Stdout.class, e -> assertThat(e.text()).isEqualTo("ping\n"));
+            stdin.close();
+            assertThat(cat.collect().exitCode()).isZero();
+        }
+    }
+
+    @Test
+    void carriesLargeOutput() {
+        ExecOutput out = sandbox.shell("head -c 5000000 /dev/zero | tr '\\0' 'a'");
+        assertThat(out.stdoutBytes()).hasSize(5_000_000);
+    }
+
+    @Test
+    void deliversSignals() {
+        try (ExecHandle sleep = sandbox.execStream("sleep", List.of("100"), ExecOptions.defaults())) {
+            ExecEvent started = sleep.recv();
+            assertThat(started).isInstanceOfSatisfying(ExecEvent.Started.class, s -> assertThat(s.pid()).isPositive());
+            sleep.signal(ExecHandle.SIGTERM);
+            List<ExecEvent> rest = drain(sleep);
+            assertThat(rest).contains(new ExecEvent.Exited(128 + 15, 15));
+            assertThat(rest.get(rest.size() - 1)).isInstanceOf(ExecEvent.Done.class);
+            assertThat(sleep.recv()).isNull();
+        }
+    }
+
+    @Test
+    void killsOnTimeoutAndStaysUsable() {
+        long start = System.nanoTime();
+        assertThatThrownBy(() -> sandbox.exec("sleep", List.of("100"), ExecOptions.builder().timeout(Duration.ofSeconds(1)).build()))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.EXEC_TIMEOUT);
+                    assertThat(e.getMessage()).contains("sleep").contains("PT1S");
+                });
+        assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(30));
+        assertThat(sandbox.shell("pgrep -x sleep || echo none").stdout()).isEqualTo("none\n");
+    }
+
+    @Test
+    void runsOnATerminal() {
+        ExecOutput out = sandbox.shell("tty; stty size", ExecOptions.builder().tty(30, 100).build());
+        assertThat(out.stdout().replace("\r", "")).matches("(?s)/dev/pts/\\d+\n30 100\n");
+    }
+
+    @Test
+    void resizesTheTerminal() {
+        try (ExecHandle sh = sandbox.shellStream("read line; stty size", ExecOptions.builder().tty(24, 80).stdinPipe().build())) {
+            assertThat(sh.recv()).isInstanceOf(ExecEvent.Started.class);
+            sh.resize(40, 120);
+            sh.stdin().write("go\n".getBytes(StandardCharsets.UTF_8));
+            ExecOutput out = sh.collect();
+            assertThat(out.stdout().replace("\r", "")).endsWith("40 120\n");
+        } catch (java.io.IOException e) {
+            throw new AssertionError(e);
+        }
+    }
+
+    @Test
+    void reportsMissingBinary() {
+        assertThatThrownBy(() -> sandbox.exec("/no/such/binary", List.of()))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.EXEC_FAILED);
+                    assertThat(e.getMessage()).contains("not_found").contains("/no/such/binary");
+                });
+        try (ExecHandle h = sandbox.execStream("no-such-command", List.of(), ExecOptions.defaults())) {
+            ExecEvent first = h.recv();
+            assertThat(first).isInstanceOfSatisfying(ExecEvent.Failed.class, f -> {
+                assertThat(f.kind()).isEqualTo("not_found");
+                assertThat(f.errno()).isEqualTo(2);
+            });
+            assertThat(h.recv()).isInstanceOf(ExecEvent.Done.class);
+        }
+    }
+
+    @Test
+    void reportsBadCwdAndUnknownUser() {
+        assertThatThrownBy(() -> sandbox.exec("true", List.of(), ExecOptions.builder().cwd("/nope").build()))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.getMessage()).contains("bad_cwd"));
+        assertThatThrownBy(() -> sandbox.exec("true", List.of(), ExecOptions.builder().user("nobody-here").build()))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.getMessage()).contains("user_setup_failed"));
+    }
+
+    @Test
+    void runsManyCommandsConcurrently() throws Exception {
+        ExecutorService pool = Executors.newFixedThreadPool(8);
+        try {
+            List<Future<String>> results = new ArrayList<>();
+            for (int i = 0; i < 24; i++) {
+                int n = i;
+                results.add(pool.submit(() -> sandbox.shell("sleep 0.2; echo " + n).stdout()));
+            }
+            for (int i = 0; i < results.size(); i++) {
+                assertThat(results.get(i).get()).isEqualTo(i + "\n");
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    @Test
+    void keepsWritesInTheUpperLayer() {
+        sandbox.shell("echo data > /root/file.txt && sync");
+        assertThat(sandbox.exec("cat", List.of("/root/file.txt")).stdout()).isEqualTo("data\n");
+        assertThat(sandbox.shell("findmnt -n -o FSTYPE / || awk '$2==\"/\"{print $3}' /proc/mounts").stdout()).contains("overlay");
+    }
+
+    private static List<ExecEvent> drain(ExecHandle handle) {
+        List<ExecEvent> events = new ArrayList<>();
+        ExecEvent e;
+        while ((e = handle.recv(Duration.ofSeconds(30))) != null) {
+            events.add(e);
+        }
+        return events;
+    }
+}

@@ -1,0 +1,235 @@
+package io.microsandbox;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.microsandbox.runtime.RuntimeFiles;
+import io.microsandbox.runtime.SandboxLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Creation, shutdown and ownership of real VMs. */
+class SandboxLifecycleIT {
+
+    @Test
+    void stopShutsDownGracefullyAndLeavesNoProcessOrSocket() {
+        String name = TestSandboxes.uniqueName("stop");
+        Sandbox sb = Sandbox.create(name, TestSandboxes.config().build());
+        SandboxPids pids = SandboxPids.of(name);
+        assertThat(sb.ownsLifecycle()).isTrue();
+
+        sb.stop();
+        SandboxStopResult result = sb.waitUntilStopped();
+
+        assertThat(result.status()).isEqualTo(SandboxStatus.STOPPED);
+        assertThat(result.reason()).isEqualTo("shutdown-requested");
+        assertThat(result.exitCode()).isZero();
+        assertGone(name, pids);
+        assertThatThrownBy(() -> sb.exec("true", List.of()))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_HANDLE));
+        sb.close();
+        sb.close();
+    }
+
+    @Test
+    void killEndsTheVmAtOnce() {
+        String name = TestSandboxes.uniqueName("kill");
+        Sandbox sb = Sandbox.create(name, TestSandboxes.config().build());
+        SandboxPids pids = SandboxPids.of(name);
+
+        sb.kill();
+
+        SandboxStopResult result = sb.waitUntilStopped();
+        assertThat(result.status()).isEqualTo(SandboxStatus.STOPPED);
+        assertThat(result.signal()).isEqualTo(9);
+        assertGone(name, pids);
+    }
+
+    @Test
+    void requestStopReturnsAtOnceAndWaitObservesTheEnd() {
+        String name = TestSandboxes.uniqueName("request");
+        try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().build())) {
+            sb.requestStop();
+            SandboxStopResult result = sb.waitUntilStopped(Duration.ofSeconds(30));
+            assertThat(result.status()).isEqualTo(SandboxStatus.STOPPED);
+            assertThat(result.name()).isEqualTo(name);
+        }
+    }
+
+    @Test
+    void refusesADuplicateNameWhileRunning() {
+        String name = TestSandboxes.uniqueName("dup");
+        try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().build())) {
+            assertThatThrownBy(() -> Sandbox.create(name, TestSandboxes.config().build()))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                        assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_ALREADY_EXISTS);
+                        assertThat(e.getMessage()).contains(name);
+                    });
+            assertThat(sb.exec("true", List.of()).success()).isTrue();
+        }
+    }
+
+    @Test
+    void attachedSandboxDiesWithItsJvmEvenOnKill9() throws Exception {
+        String name = TestSandboxes.uniqueName("attached");
+        Process child = ChildJvm.start("attached", name);
+        try {
+            long[] pids = ChildJvm.awaitReady(child);
+            assertThat(SandboxPids.alive(pids[0])).isTrue();
+            assertThat(SandboxPids.alive(pids[1])).isTrue();
+
+            child.destroyForcibly().waitFor();
+
+            assertGone(name, new SandboxPids(pids[0], pids[1]));
+        } finally {
+            child.destroyForcibly();
+        }
+    }
+
+    @Test
+    void detachedSandboxOutlivesItsJvmAndReconnectsByName() throws Exception {
+        String name = TestSandboxes.uniqueName("detached");
+        Process child = ChildJvm.start("detached", name);
+        long[] pids = ChildJvm.awaitReady(child);
+        assertThat(child.waitFor()).isZero();
+        assertThat(SandboxPids.alive(pids[0])).isTrue();
+
+        Sandbox sb = Sandbox.connect(name);
+        assertThat(sb.ownsLifecycle()).isFalse();
+        assertThat(sb.shell("echo reconnected").stdout()).isEqualTo("reconnected\n");
+        sb.detach();
+        assertThatThrownBy(() -> sb.shell("true"))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_HANDLE));
+        assertThat(SandboxPids.alive(pids[1])).isTrue();
+
+        try (Sandbox again = Sandbox.connect(name)) {
+            assertThat(again.shell("echo still here").stdout()).isEqualTo("still here\n");
+        }
+        assertGone(name, new SandboxPids(pids[0], pids[1]));
+    }
+
+    @Test
+    void connectToUnknownSandboxFails() {
+        assertThatThrownBy(() -> Sandbox.connect(TestSandboxes.uniqueName("ghost")))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_FOUND));
+    }
+
+    @Test
+    void rejectsBadNames() {
+        for (String bad : new String[] {"", "a/b", "..", ".hidden", "tab\there", "x".repeat(129), "é".repeat(65)}) {
+            assertThatThrownBy(() -> Sandbox.create(bad, TestSandboxes.config().build()))
+                    .as("name '%s'", bad)
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_ARGUMENT));
+        }
+        Sandbox.validateName("é".repeat(64));
+        Sandbox.validateName("x".repeat(128));
+    }
+
+    @Test
+    void missingImageFailsWithoutLeavingState() {
+        String name = TestSandboxes.uniqueName("noimage");
+        assertThatThrownBy(() -> Sandbox.create(name, SandboxConfig.builder().image("/no/such/rootfs").build()))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.IMAGE_NOT_FOUND);
+                    assertThat(e.getMessage()).contains("/no/such/rootfs");
+                });
+        assertNoState(name);
+    }
+
+    @Test
+    void missingQemuFailsClearly() {
+        String name = TestSandboxes.uniqueName("noqemu");
+        withProperty("microsandbox.qemu", "/no/such/qemu", () ->
+                assertThatThrownBy(() -> Sandbox.create(name, TestSandboxes.config().build()))
+                        .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                            assertThat(e.kind()).isEqualTo(ErrorKind.BOOT_FAILED);
+                            assertThat(e.getMessage()).contains("/no/such/qemu");
+                        }));
+        assertNoState(name);
+    }
+
+    @Test
+    void missingKernelFailsClearly(@TempDir Path empty) {
+        String name = TestSandboxes.uniqueName("nokernel");
+        withProperty("microsandbox.kernel.dir", empty.toString(), () ->
+                assertThatThrownBy(() -> Sandbox.create(name, TestSandboxes.config().build()))
+                        .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                            assertThat(e.kind()).isEqualTo(ErrorKind.BOOT_FAILED);
+                            assertThat(e.getMessage()).contains("no guest kernel").contains("setup.sh");
+                        }));
+        assertNoState(name);
+    }
+
+    @Test
+    void vmmThatDiesDuringBootIsReportedWithItsOutput(@TempDir Path dir) throws Exception {
+        Path fakeQemu = dir.resolve("qemu-that-fails");
+        Files.writeString(fakeQemu, "#!/bin/sh\necho 'qemu: could not open disk' >&2\nexit 1\n");
+        Files.setPosixFilePermissions(fakeQemu, PosixFilePermissions.fromString("rwxr-xr-x"));
+        String name = TestSandboxes.uniqueName("vmmfail");
+        withProperty("microsandbox.qemu", fakeQemu.toString(), () ->
+                assertThatThrownBy(() -> Sandbox.create(name, TestSandboxes.config().build()))
+                        .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                            assertThat(e.kind()).isEqualTo(ErrorKind.BOOT_FAILED);
+                            assertThat(e.getMessage()).contains("exit code 1").contains("could not open disk");
+                        }));
+        assertNoState(name);
+    }
+
+    @Test
+    void agentThatNeverAnswersTimesOutWithTheConsoleTail() {
+        String name = TestSandboxes.uniqueName("slowboot");
+        long start = System.nanoTime();
+        assertThatThrownBy(() -> Sandbox.create(name, TestSandboxes.config().bootTimeout(Duration.ofMillis(1500)).build()))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.BOOT_FAILED);
+                    assertThat(e.getMessage()).contains("did not become ready within 1500 ms");
+                });
+        assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(30));
+        assertNoState(name);
+    }
+
+    private static void assertGone(String name, SandboxPids pids) {
+        long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+        while ((SandboxPids.alive(pids.supervisorPid()) || SandboxPids.alive(pids.vmmPid())) && System.nanoTime() < deadline) {
+            sleep(100);
+        }
+        assertThat(SandboxPids.alive(pids.vmmPid())).as("QEMU still running").isFalse();
+        assertThat(SandboxPids.alive(pids.supervisorPid())).as("supervisor still running").isFalse();
+        assertThat(SandboxLayout.of(RuntimeFiles.defaultHome(), name).runDir()).doesNotExist();
+    }
+
+    private static void assertNoState(String name) {
+        SandboxLayout layout = SandboxLayout.of(RuntimeFiles.defaultHome(), name);
+        assertThat(layout.dir()).doesNotExist();
+        assertThat(layout.runDir()).doesNotExist();
+        assertThat(ProcessHandle.current().descendants().filter(p -> p.info().commandLine().orElse("").contains(name)))
+                .isEmpty();
+    }
+
+    private static void withProperty(String key, String value, Runnable body) {
+        String old = System.getProperty(key);
+        System.setProperty(key, value);
+        try {
+            body.run();
+        } finally {
+            if (old == null) {
+                System.clearProperty(key);
+            } else {
+                System.setProperty(key, old);
+            }
+        }
+    }
+
+    private static void sleep(long millis) {
+        try {
+            Thread.sleep(millis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

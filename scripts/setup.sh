@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what microsandbox needs on a Debian machine, idempotently:
+#   - Debian packages: QEMU (microvm), e2fsprogs (disk images), debootstrap (test image),
+#     xz-utils and kmod (kernel unpacking and module dependencies)
+#   - the guest kernel, unpacked under $MSB_HOME/kernel (scripts/fetch-kernel.sh)
+#   - the test image, a minimal Debian root filesystem with python3 (scripts/build-test-image.sh)
+# Usage: scripts/setup.sh [--no-image]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+packages=(qemu-system-x86 e2fsprogs debootstrap xz-utils kmod ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install ${missing[*]}" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+"$here/fetch-kernel.sh"
+if [ "${1:-}" != "--no-image" ]; then
+  "$here/build-test-image.sh"
+fi
+echo "setup: done"
