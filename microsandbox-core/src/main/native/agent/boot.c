@@ -12,6 +12,7 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -19,9 +20,11 @@
 
 #define MODULES_DIR "/lib/modules"
 #define MODULES_ORDER "/modules.order"
-/* Device discovery happens asynchronously after the driver loads (virtio-serial ports
- * need a round trip with QEMU); TCG is slow, so allow generous time. */
-#define DEVICE_WAIT_MS 10000
+/* Virtio-serial ports appear after a round trip with QEMU once the driver loads; TCG is
+ * slow, so allow generous time. Disks are probed while their module loads, so a short
+ * wait covers them. */
+#define PORT_WAIT_MS 10000
+#define DISK_WAIT_MS 2000
 #define POLL_STEP_MS 5
 
 agent_config g_config;
@@ -131,10 +134,28 @@ int load_modules(void)
     return rc;
 }
 
+/* Creates /dev/<name> from sysfs's major:minor unless devtmpfs already has it (its
+ * node creation runs asynchronously to the driver's probe). */
+static int ensure_devnode(const char *sysdir, const char *name, mode_t type)
+{
+    char path[600], buf[32];
+    unsigned maj, min;
+    snprintf(path, sizeof path, "/dev/%s", name);
+    if (access(path, F_OK) == 0)
+        return 0;
+    snprintf(path, sizeof path, "%s/%s/dev", sysdir, name);
+    if (read_file(path, buf, sizeof buf) < 0 || sscanf(buf, "%u:%u", &maj, &min) != 2)
+        return -ENODEV;
+    snprintf(path, sizeof path, "/dev/%s", name);
+    if (mknod(path, type | 0600, makedev(maj, min)) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
 /* Finds /dev/vportNpM whose sysfs name is "agent", waiting for it to appear. */
 int open_agent_port(void)
 {
-    for (int waited = 0; waited < DEVICE_WAIT_MS; waited += POLL_STEP_MS) {
+    for (int waited = 0; waited < PORT_WAIT_MS; waited += POLL_STEP_MS) {
         DIR *d = opendir("/sys/class/virtio-ports");
         struct dirent *e;
         while (d && (e = readdir(d))) {
@@ -145,7 +166,8 @@ int open_agent_port(void)
             if (read_file(path, name, sizeof name) < 0 || strcmp(name, "agent") != 0)
                 continue;
             snprintf(path, sizeof path, "/dev/%s", e->d_name);
-            int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+            int fd = ensure_devnode("/sys/class/virtio-ports", e->d_name, S_IFCHR) < 0 ? -1 :
+                     open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
             if (fd >= 0) {
                 closedir(d);
                 return fd;
@@ -158,10 +180,10 @@ int open_agent_port(void)
     return -ENODEV;
 }
 
-/* Finds /dev/vdX whose virtio-blk serial matches, waiting for the node to appear. */
+/* Finds /dev/vdX whose virtio-blk serial matches. */
 static int find_disk(const char *serial, char *dev, size_t devlen)
 {
-    for (int waited = 0; waited < DEVICE_WAIT_MS; waited += POLL_STEP_MS) {
+    for (int waited = 0; waited < DISK_WAIT_MS; waited += POLL_STEP_MS) {
         DIR *d = opendir("/sys/block");
         struct dirent *e;
         while (d && (e = readdir(d))) {
@@ -171,7 +193,8 @@ static int find_disk(const char *serial, char *dev, size_t devlen)
             snprintf(path, sizeof path, "/sys/block/%s/serial", e->d_name);
             if (read_file(path, s, sizeof s) < 0 || strcmp(s, serial) != 0)
                 continue;
-            if (snprintf(dev, devlen, "/dev/%s", e->d_name) < (int)devlen && access(dev, F_OK) == 0) {
+            if (snprintf(dev, devlen, "/dev/%s", e->d_name) < (int)devlen &&
+                ensure_devnode("/sys/block", e->d_name, S_IFBLK) == 0) {
                 closedir(d);
                 return 0;
             }

@@ -186,7 +186,7 @@ void frame_end(void)
 
 void send_error(uint32_t id, const char *stage, const char *message, int err)
 {
-    cbor_buf *b = frame_begin(id, id ? FLAG_TERMINAL : 0, "core.error", 3);
+    cbor_buf *b = frame_begin(id, 0, "core.error", 3);
     cbor_put_text(b, "stage");
     cbor_put_text(b, stage);
     cbor_put_text(b, "message");
@@ -247,14 +247,14 @@ static bool type_is(const char *t, size_t tlen, const char *want)
     return strlen(want) == tlen && memcmp(t, want, tlen) == 0;
 }
 
-static void handle_frame(uint32_t id, uint8_t flags, const uint8_t *body, size_t blen)
+/* Frame flags are not needed to dispatch: the type says what a frame is. */
+static void handle_frame(uint32_t id, const uint8_t *body, size_t blen)
 {
     static const uint8_t empty_map[] = { 0xa0 };
     cbor_val root = { body, body + blen }, v, t, p;
     const char *type;
     size_t tlen;
     uint64_t ver;
-    (void)flags;
 
     if (!cbor_valid(root) || !cbor_map_get(root, "t", &t) || !cbor_get_text(t, &type, &tlen)) {
         send_error(id, "protocol", "malformed frame body", EINVAL);
@@ -374,7 +374,7 @@ static void port_readable(void)
             if (g_rx_len - off < 4 + (size_t)len)
                 break;
             uint32_t id = (uint32_t)f[4] << 24 | (uint32_t)f[5] << 16 | (uint32_t)f[6] << 8 | f[7];
-            handle_frame(id, f[8], f + 9, len - 5);
+            handle_frame(id, f + 9, len - 5);
             off += 4 + (size_t)len;
             if (!g_port_in_loop)
                 return;

@@ -141,6 +141,30 @@ public final class Sandbox implements AutoCloseable {
     }
 
     /**
+     * Deletes a stopped sandbox and all its state: disks, logs, sockets.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_FOUND} when there is no such sandbox,
+     *         {@link ErrorKind#SANDBOX_STILL_RUNNING} when it is running; stop it first
+     */
+    public static void remove(String name) {
+        validateName(name);
+        SandboxLayout layout = SandboxLayout.of(io.microsandbox.runtime.RuntimeFiles.defaultHome(), name);
+        if (!Files.isDirectory(layout.dir())) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_FOUND, "no sandbox named '" + name + "'");
+        }
+        try {
+            if (SandboxLock.isOwned(layout)) {
+                throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING,
+                        "sandbox '" + name + "' is still running; stop it before removing it");
+            }
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot check whether '" + name + "' runs: " + e.getMessage(), e);
+        }
+        SandboxPreparer.deleteTree(layout.dir());
+        SandboxPreparer.deleteTree(layout.runDir());
+    }
+
+    /**
      * Checks a sandbox name: non-empty, at most 128 UTF-8 bytes, usable as a directory name.
      *
      * @throws MicrosandboxException {@link ErrorKind#INVALID_ARGUMENT} naming the problem
@@ -307,7 +331,25 @@ public final class Sandbox implements AutoCloseable {
         }
         released = true;
         client.close();
+        awaitSupervisorExit();
         return exited != null ? fromExitedFrame(exited) : fromExitFile();
+    }
+
+    /**
+     * The supervisor reports the end just before it exits; waiting for the process too means
+     * that once this returns, the sandbox's locks are free and it can be removed or recreated.
+     */
+    private void awaitSupervisorExit() {
+        long pid = client.welcome().path("pid").asLong(-1);
+        ProcessHandle.of(pid).ifPresent(process -> {
+            try {
+                process.onExit().get(DEFAULT_KILL_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            } catch (TimeoutException | java.util.concurrent.ExecutionException e) {
+                // it still cleans up; callers see its lock released a moment later
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        });
     }
 
     private SandboxStopResult fromExitedFrame(Frame exited) {

@@ -32,6 +32,7 @@ class SandboxExecIT {
     static void shutdown() {
         if (sandbox != null) {
             sandbox.close();
+            Sandbox.remove(sandbox.name());
         }
     }
 

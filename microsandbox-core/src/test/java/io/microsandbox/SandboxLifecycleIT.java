@@ -34,6 +34,10 @@ class SandboxLifecycleIT {
                 .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_HANDLE));
         sb.close();
         sb.close();
+        Sandbox.remove(name);
+        assertThat(SandboxLayout.of(RuntimeFiles.defaultHome(), name).dir()).doesNotExist();
+        assertThatThrownBy(() -> Sandbox.remove(name))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_FOUND));
     }
 
     @Test
@@ -48,6 +52,7 @@ class SandboxLifecycleIT {
         assertThat(result.status()).isEqualTo(SandboxStatus.STOPPED);
         assertThat(result.signal()).isEqualTo(9);
         assertGone(name, pids);
+        Sandbox.remove(name);
     }
 
     @Test
@@ -59,6 +64,7 @@ class SandboxLifecycleIT {
             assertThat(result.status()).isEqualTo(SandboxStatus.STOPPED);
             assertThat(result.name()).isEqualTo(name);
         }
+        Sandbox.remove(name);
     }
 
     @Test
@@ -71,7 +77,10 @@ class SandboxLifecycleIT {
                         assertThat(e.getMessage()).contains(name);
                     });
             assertThat(sb.exec("true", List.of()).success()).isTrue();
+            assertThatThrownBy(() -> Sandbox.remove(name))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_STILL_RUNNING));
         }
+        Sandbox.remove(name);
     }
 
     @Test
@@ -86,6 +95,7 @@ class SandboxLifecycleIT {
             child.destroyForcibly().waitFor();
 
             assertGone(name, new SandboxPids(pids[0], pids[1]));
+            Sandbox.remove(name);
         } finally {
             child.destroyForcibly();
         }
@@ -111,6 +121,7 @@ class SandboxLifecycleIT {
             assertThat(again.shell("echo still here").stdout()).isEqualTo("still here\n");
         }
         assertGone(name, new SandboxPids(pids[0], pids[1]));
+        Sandbox.remove(name);
     }
 
     @Test

@@ -16,6 +16,9 @@ public final class QemuCommand {
     /** Kernel parameter that makes the agent power off right away (probe and bare-boot bench). */
     public static final String PROBE_PARAM = "msb.probe=1";
 
+    private static final long DEFAULT_TSC_KHZ = 2_000_000;
+    private static final long HOST_TSC_KHZ = hostTscKhz();
+
     private String qemuBinary = "qemu-system-x86_64";
     private Accelerator accelerator = Accelerator.TCG;
     private int memoryMib = 512;
@@ -103,7 +106,14 @@ public final class QemuCommand {
         add(argv, "-m", Integer.toString(memoryMib), "-smp", Integer.toString(cpus));
         add(argv, "-nodefaults", "-no-user-config", "-nographic", "-no-reboot");
         add(argv, "-kernel", kernel.toString(), "-initrd", initrd.toString());
-        add(argv, "-append", String.join(" ", kernelParams));
+        List<String> params = new ArrayList<>(kernelParams);
+        if (accelerator == Accelerator.TCG) {
+            // Under TCG the guest TSC ticks at the host's rate, and the kernel's early TSC
+            // calibration against the emulated timer sometimes spins forever (about one boot
+            // in five here): telling it the rate skips the calibration.
+            params.add("tsc_early_khz=" + HOST_TSC_KHZ);
+        }
+        add(argv, "-append", String.join(" ", params));
         add(argv, "-chardev", "file,id=console,path=" + escape(consoleLog));
         add(argv, "-serial", "chardev:console");
         if (lowerDisk != null) {
@@ -123,6 +133,17 @@ public final class QemuCommand {
             add(argv, "-qmp", "unix:" + escape(qmpSocket) + ",server=on,wait=off");
         }
         return argv;
+    }
+
+    /** The host CPU clock from /proc/cpuinfo ("cpu MHz"), which TCG passes through as the guest TSC rate. */
+    static long hostTscKhz() {
+        try (var lines = java.nio.file.Files.lines(Path.of("/proc/cpuinfo"))) {
+            return lines.filter(l -> l.startsWith("cpu MHz"))
+                    .map(l -> Math.round(Double.parseDouble(l.substring(l.indexOf(':') + 1).trim()) * 1000))
+                    .findFirst().orElse(DEFAULT_TSC_KHZ);
+        } catch (java.io.IOException | RuntimeException e) {
+            return DEFAULT_TSC_KHZ;
+        }
     }
 
     /** QEMU option values double a comma to keep it literal. */

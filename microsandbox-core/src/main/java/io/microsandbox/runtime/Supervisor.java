@@ -64,6 +64,8 @@ public final class Supervisor {
     private volatile boolean shutdownAcknowledged;
     private volatile String agentFailure;
     private volatile ObjectNode readyPayload;
+    /** What the boot waits for, for the timeout message. */
+    private volatile String bootStage = "waiting for QEMU to open the agent port";
 
     Supervisor(SupervisorSpec spec, PrintStream parentOut) {
         this.spec = spec;
@@ -114,7 +116,7 @@ public final class Supervisor {
         reaper.start();
 
         ScheduledFuture<?> watchdog = timers.schedule(() -> {
-            agentFailure = "the guest agent did not become ready within " + spec.bootTimeoutMs() + " ms";
+            agentFailure = "the guest agent did not become ready within " + spec.bootTimeoutMs() + " ms (" + bootStage + ")";
             closeQuietly(vmServer);
             FrameLink link = vm;
             if (link != null) {
@@ -153,6 +155,7 @@ public final class Supervisor {
     private void handshake() throws IOException {
         SocketChannel channel = vmServer.accept();
         vm = new FrameLink(channel);
+        bootStage = "waiting for the agent's hello: the guest kernel or agent did not start";
         Frame hello = vm.read();
         if (hello == null || !Protocol.CORE_HELLO.equals(hello.type())) {
             throw new ProtocolException("expected core.hello from the agent, got " + hello);
@@ -160,6 +163,7 @@ public final class Supervisor {
         log("agent says hello: " + hello.payload());
         Frame configure = new Frame(0, 0, Protocol.CORE_CONFIGURE, JSON.valueToTree(spec.configure()));
         vm.write(configure);
+        bootStage = "waiting for the agent to mount the root filesystem";
         Frame answer = vm.read();
         if (answer == null) {
             throw new ProtocolException("the agent closed its port during setup");
