@@ -56,6 +56,35 @@ class SandboxLifecycleIT {
     }
 
     @Test
+    void vmKilledFromOutsideIsRecordedAsCrashed() throws Exception {
+        String name = TestSandboxes.uniqueName("crash");
+        Sandbox sb = Sandbox.create(name, TestSandboxes.config().build());
+        SandboxPids pids = SandboxPids.of(name);
+
+        ProcessHandle.of(pids.vmmPid()).orElseThrow().destroyForcibly();
+
+        SandboxStopResult result = sb.waitUntilStopped(Duration.ofSeconds(30));
+        assertThat(result.status()).isEqualTo(SandboxStatus.CRASHED);
+        assertThat(result.signal()).isEqualTo(9);
+        assertThat(result.reason()).isEqualTo("signal");
+        assertGone(name, pids);
+        Sandbox.remove(name);
+    }
+
+    @Test
+    void guestKernelPanicFailsTheBootWithTheConsoleTail() {
+        String name = TestSandboxes.uniqueName("panic");
+        // An initramfs init that does not exist makes the kernel panic: "No working init found".
+        withProperty("microsandbox.kernel.extraParams", "rdinit=/no-such-init init=/no-such-init", () ->
+                assertThatThrownBy(() -> Sandbox.create(name, TestSandboxes.config().build()))
+                        .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                            assertThat(e.kind()).isEqualTo(ErrorKind.BOOT_FAILED);
+                            assertThat(e.getMessage()).contains("before the guest agent was ready").contains("Kernel panic");
+                        }));
+        assertNoState(name);
+    }
+
+    @Test
     void requestStopReturnsAtOnceAndWaitObservesTheEnd() {
         String name = TestSandboxes.uniqueName("request");
         try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().build())) {

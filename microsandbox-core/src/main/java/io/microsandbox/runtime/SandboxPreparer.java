@@ -36,7 +36,17 @@ public final class SandboxPreparer {
         RootDisks.createUpperDisk(layout.upperDisk(), config.upperSizeMib());
         Accelerator accelerator = Accelerators.resolve(config.accelerator(), kernel, initramfs, runtimeDir);
 
-        var argv = new QemuCommand()
+        QemuCommand command = new QemuCommand();
+        // Debugging aid: e.g. "loglevel=7" to see the whole kernel log in logs/kernel.log.
+        String extraParams = System.getProperty("microsandbox.kernel.extraParams", System.getenv("MSB_KERNEL_EXTRA_PARAMS"));
+        if (extraParams != null) {
+            for (String param : extraParams.trim().split("\\s+")) {
+                if (!param.isEmpty()) {
+                    command.kernelParam(param);
+                }
+            }
+        }
+        var argv = command
                 .qemuBinary(qemu)
                 .accelerator(accelerator)
                 .memoryMib(config.memoryMib())
