@@ -87,12 +87,16 @@ public final class Sandbox implements AutoCloseable {
         Path home = io.microsandbox.runtime.RuntimeFiles.defaultHome();
         SandboxLayout layout = SandboxLayout.of(home, name);
         SandboxLock createLock = claim(layout);
-        SupervisorProcess supervisor;
+        SupervisorProcess supervisor = null;
         try {
+            supervisor = SupervisorProcess.start(layout);
             SupervisorSpec spec = SandboxPreparer.prepare(home, layout, config);
             Files.writeString(layout.configFile(), config.toJson());
-            supervisor = SupervisorProcess.launch(spec);
+            supervisor.boot(spec);
         } catch (RuntimeException | IOException e) {
+            if (supervisor != null) {
+                supervisor.abandon();
+            }
             discard(layout, createLock);
             if (e instanceof MicrosandboxException m) {
                 throw m;

@@ -74,13 +74,39 @@ public final class Supervisor {
         this.detached = spec.detached();
     }
 
-    /** Entry point: {@code Supervisor <path to supervisor.json>}. */
+    /**
+     * Entry point. The creator starts this JVM before the sandbox's disks are ready, so that
+     * JVM start-up overlaps that work; it then writes the path of {@code supervisor.json} as
+     * the first line of stdin. End of stdin before that line means the creation was abandoned.
+     */
     public static void main(String[] args) throws Exception {
         PrintStream parentOut = System.out;
         System.setOut(System.err);
-        SupervisorSpec spec = SupervisorSpec.read(Path.of(args[0]));
+        warmUp();
+        String specPath = readLine(System.in);
+        if (specPath == null || specPath.isBlank()) {
+            System.exit(0);
+        }
+        SupervisorSpec spec = SupervisorSpec.read(Path.of(specPath));
         int code = new Supervisor(spec, parentOut).run();
         System.exit(code);
+    }
+
+    /** Loads what the boot path uses while the creator still prepares the disks. */
+    private static void warmUp() {
+        Posix.load();
+        FrameCodec.encode(new Frame(0, 0, Protocol.CORE_PING, JSON.createObjectNode()));
+        JSON.createObjectNode().put("warm", true).toString();
+    }
+
+    /** One line read byte by byte, so nothing after it is consumed from the creator pipe. */
+    private static String readLine(InputStream in) throws IOException {
+        java.io.ByteArrayOutputStream line = new java.io.ByteArrayOutputStream();
+        int b;
+        while ((b = in.read()) >= 0 && b != '\n') {
+            line.write(b);
+        }
+        return b < 0 && line.size() == 0 ? null : line.toString(java.nio.charset.StandardCharsets.UTF_8);
     }
 
     int run() throws IOException, InterruptedException {
@@ -127,6 +153,9 @@ public final class Supervisor {
             handshake();
         } catch (IOException e) {
             watchdog.cancel(false);
+            // A dying VMM closes the agent port just before it exits: give the reaper a moment
+            // so the report says the VMM died rather than that the port closed.
+            vmmExited.await(2, TimeUnit.SECONDS);
             String reason = agentFailure != null ? agentFailure
                     : vmmExited.getCount() == 0 ? "the VMM exited (" + describeWaitStatus(vmmWaitStatus) + ") before the guest agent was ready"
                     : "guest agent handshake failed: " + e.getMessage();

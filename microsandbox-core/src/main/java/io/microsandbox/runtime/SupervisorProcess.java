@@ -29,22 +29,18 @@ public final class SupervisorProcess {
 
     private final Process process;
     private final OutputStream creatorPipe;
-    private final JsonNode ready;
+    private volatile JsonNode ready;
 
-    private SupervisorProcess(Process process, JsonNode ready) {
+    private SupervisorProcess(Process process) {
         this.process = process;
         this.creatorPipe = process.getOutputStream();
-        this.ready = ready;
     }
 
     /**
-     * Starts the supervisor for {@code spec} (already written to the layout's spec file) and
-     * waits until the guest agent is ready.
-     *
-     * @throws MicrosandboxException {@link ErrorKind#BOOT_FAILED} with the console tail when the boot fails
+     * Starts a supervisor JVM for the sandbox at {@code layout}. It warms up and then waits
+     * for {@link #boot(SupervisorSpec)}, so JVM start-up overlaps the disk preparation.
      */
-    public static SupervisorProcess launch(SupervisorSpec spec) {
-        SandboxLayout layout = spec.layout();
+    public static SupervisorProcess start(SandboxLayout layout) {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         cmd.addAll(JVM_OPTIONS);
@@ -52,14 +48,32 @@ public final class SupervisorProcess {
         cmd.add(System.getProperty("java.class.path"));
         cmd.add("-Dmicrosandbox.home=" + RuntimeFiles.defaultHome());
         cmd.add(Supervisor.class.getName());
-        cmd.add(layout.specFile().toString());
-        Process process;
         try {
-            process = new ProcessBuilder(cmd)
+            java.nio.file.Files.createDirectories(layout.logsDir());
+            Process process = new ProcessBuilder(cmd)
                     .redirectError(ProcessBuilder.Redirect.appendTo(layout.supervisorLog().toFile()))
                     .start();
+            return new SupervisorProcess(process);
         } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "cannot start the supervisor of '" + spec.name() + "': " + e.getMessage(), e);
+            throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "cannot start the supervisor of '" + layout.name() + "': " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * Hands the supervisor its spec (already written to the layout's spec file) and waits
+     * until the guest agent is ready.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#BOOT_FAILED} with the console tail when the boot fails
+     */
+    public void boot(SupervisorSpec spec) {
+        SandboxLayout layout = spec.layout();
+        try {
+            creatorPipe.write((layout.specFile() + "\n").getBytes(StandardCharsets.UTF_8));
+            creatorPipe.flush();
+        } catch (IOException e) {
+            awaitExit(process);
+            throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "the supervisor of '" + spec.name()
+                    + "' died before booting; its log:\n" + LogTail.of(layout.supervisorLog(), 30), e);
         }
         CompletableFuture<String> line = CompletableFuture.supplyAsync(() -> {
             try {
@@ -95,7 +109,7 @@ public final class SupervisorProcess {
             appendSection(message, "VMM output", result.path("vmmLog").asText());
             throw new MicrosandboxException(ErrorKind.fromWireName(result.path("kind").asText()), message.toString());
         }
-        return new SupervisorProcess(process, result);
+        ready = result;
     }
 
     private static void appendSection(StringBuilder message, String title, String text) {
@@ -130,7 +144,10 @@ public final class SupervisorProcess {
         }
     }
 
-    /** Releases the creator pipe; an attached sandbox then stops. */
+    /**
+     * Releases the creator pipe: an attached sandbox then stops, and a supervisor still
+     * waiting for its spec exits.
+     */
     public void release() {
         try {
             creatorPipe.close();
@@ -139,8 +156,9 @@ public final class SupervisorProcess {
         }
     }
 
-    /** Waits for the supervisor process to exit. */
-    public boolean awaitExit(long millis) throws InterruptedException {
-        return process.waitFor(millis, TimeUnit.MILLISECONDS);
+    /** Abandons a supervisor that was never booted and waits for it to go. */
+    public void abandon() {
+        release();
+        awaitExit(process);
     }
 }

@@ -1,0 +1,318 @@
+package io.microsandbox.store;
+
+import io.microsandbox.ErrorKind;
+import io.microsandbox.MicrosandboxException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import org.sqlite.SQLiteConfig;
+import java.sql.Statement;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * The sandbox database, {@code <home>/db/msb.db}: an SQLite file in WAL mode shared by every
+ * JVM and supervisor that uses the same home. Each call opens a short transaction on its own
+ * connection, so concurrent processes only ever wait for the busy timeout, never for each other's
+ * long-lived handles. The schema is migrated forward on open, one numbered step at a time.
+ */
+public final class SandboxStore {
+    /** Schema steps, applied in order; the index + 1 is the schema version. Never edit a shipped step. */
+    private static final List<String> MIGRATIONS = List.of(
+            """
+            CREATE TABLE sandbox (
+                name        TEXT PRIMARY KEY,
+                config      TEXT NOT NULL,
+                status      TEXT NOT NULL,
+                ephemeral   INTEGER NOT NULL DEFAULT 0,
+                created_at  TEXT NOT NULL,
+                updated_at  TEXT NOT NULL
+            );
+            CREATE TABLE label (
+                sandbox  TEXT NOT NULL REFERENCES sandbox(name) ON DELETE CASCADE,
+                key      TEXT NOT NULL,
+                value    TEXT NOT NULL,
+                PRIMARY KEY (sandbox, key)
+            );
+            CREATE TABLE run (
+                id              INTEGER PRIMARY KEY AUTOINCREMENT,
+                sandbox         TEXT NOT NULL REFERENCES sandbox(name) ON DELETE CASCADE,
+                supervisor_pid  INTEGER,
+                vmm_pid         INTEGER,
+                started_at      TEXT NOT NULL,
+                terminated_at   TEXT,
+                status          TEXT,
+                exit_code       INTEGER,
+                signal          INTEGER,
+                reason          TEXT,
+                source          TEXT
+            );
+            CREATE INDEX run_by_sandbox ON run(sandbox, id);
+            """);
+
+    private final String url;
+
+    private SandboxStore(String url) {
+        this.url = url;
+    }
+
+    /** Opens (creating and migrating as needed) the database under {@code home}. */
+    public static SandboxStore open(Path home) {
+        try {
+            Path dir = home.resolve("db");
+            Files.createDirectories(dir);
+            SandboxStore store = new SandboxStore("jdbc:sqlite:" + dir.resolve("msb.db"));
+            store.migrate();
+            return store;
+        } catch (java.io.IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot create the database directory under " + home + ": " + e.getMessage(), e);
+        }
+    }
+
+    private Connection connect() throws SQLException {
+        SQLiteConfig config = new SQLiteConfig();
+        config.setBusyTimeout(10_000);
+        config.enforceForeignKeys(true);
+        config.setJournalMode(SQLiteConfig.JournalMode.WAL);
+        config.setSynchronous(SQLiteConfig.SynchronousMode.NORMAL);
+        // Writers take the lock when the transaction begins, so two processes wait for each
+        // other instead of failing on a lock upgrade.
+        config.setTransactionMode(SQLiteConfig.TransactionMode.IMMEDIATE);
+        return DriverManager.getConnection(url, config.toProperties());
+    }
+
+    private void migrate() {
+        inTransaction(c -> {
+            try (Statement s = c.createStatement()) {
+                s.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+                int version;
+                try (ResultSet rs = s.executeQuery("SELECT max(version) FROM schema_version")) {
+                    version = rs.next() ? rs.getInt(1) : 0;
+                }
+                if (version > MIGRATIONS.size()) {
+                    throw new MicrosandboxException(ErrorKind.INTERNAL, "database " + url + " has schema version " + version
+                            + ", newer than this library (" + MIGRATIONS.size() + "); upgrade microsandbox");
+                }
+                for (int v = version; v < MIGRATIONS.size(); v++) {
+                    for (String statement : MIGRATIONS.get(v).split(";")) {
+                        if (!statement.isBlank()) {
+                            s.execute(statement);
+                        }
+                    }
+                    s.execute("INSERT INTO schema_version (version) VALUES (" + (v + 1) + ")");
+                }
+            }
+            return null;
+        });
+    }
+
+    /** The schema version this library writes. */
+    public static int schemaVersion() {
+        return MIGRATIONS.size();
+    }
+
+    /**
+     * Records a new sandbox.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SANDBOX_ALREADY_EXISTS} when the name is taken
+     */
+    public void insert(String name, String configJson, Map<String, String> labels, boolean ephemeral, String status) {
+        inTransaction(c -> {
+            String now = Instant.now().toString();
+            try (PreparedStatement ps = c.prepareStatement(
+                    "INSERT INTO sandbox (name, config, status, ephemeral, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)")) {
+                ps.setString(1, name);
+                ps.setString(2, configJson);
+                ps.setString(3, status);
+                ps.setInt(4, ephemeral ? 1 : 0);
+                ps.setString(5, now);
+                ps.setString(6, now);
+                ps.executeUpdate();
+            } catch (SQLException e) {
+                if (e.getMessage() != null && e.getMessage().contains("UNIQUE")) {
+                    throw new MicrosandboxException(ErrorKind.SANDBOX_ALREADY_EXISTS, "a sandbox named '" + name + "' already exists");
+                }
+                throw e;
+            }
+            try (PreparedStatement ps = c.prepareStatement("INSERT INTO label (sandbox, key, value) VALUES (?, ?, ?)")) {
+                for (Map.Entry<String, String> e : labels.entrySet()) {
+                    ps.setString(1, name);
+                    ps.setString(2, e.getKey());
+                    ps.setString(3, e.getValue());
+                    ps.executeUpdate();
+                }
+            }
+            return null;
+        });
+    }
+
+    /** The sandbox named {@code name}, if recorded. */
+    public Optional<SandboxRecord> find(String name) {
+        List<SandboxRecord> found = query("WHERE s.name = ?", List.of(name));
+        return found.isEmpty() ? Optional.empty() : Optional.of(found.get(0));
+    }
+
+    /** Every sandbox carrying all of {@code labels}, newest first. */
+    public List<SandboxRecord> list(Map<String, String> labels) {
+        StringBuilder where = new StringBuilder("WHERE 1 = 1");
+        List<String> args = new ArrayList<>();
+        for (Map.Entry<String, String> e : labels.entrySet()) {
+            where.append(" AND EXISTS (SELECT 1 FROM label l WHERE l.sandbox = s.name AND l.key = ? AND l.value = ?)");
+            args.add(e.getKey());
+            args.add(e.getValue());
+        }
+        return query(where.toString(), args);
+    }
+
+    private List<SandboxRecord> query(String where, List<String> args) {
+        return inTransaction(c -> {
+            List<SandboxRecord> records = new ArrayList<>();
+            try (PreparedStatement ps = c.prepareStatement(
+                    "SELECT s.name, s.config, s.status, s.ephemeral, s.created_at, s.updated_at FROM sandbox s "
+                            + where + " ORDER BY s.created_at DESC, s.rowid DESC")) {
+                for (int i = 0; i < args.size(); i++) {
+                    ps.setString(i + 1, args.get(i));
+                }
+                try (ResultSet rs = ps.executeQuery()) {
+                    while (rs.next()) {
+                        String name = rs.getString(1);
+                        records.add(new SandboxRecord(name, rs.getString(2), rs.getString(3), rs.getInt(4) != 0,
+                                Instant.parse(rs.getString(5)), Instant.parse(rs.getString(6)), labels(c, name), lastRun(c, name)));
+                    }
+                }
+            }
+            return records;
+        });
+    }
+
+    private static Map<String, String> labels(Connection c, String name) throws SQLException {
+        Map<String, String> labels = new LinkedHashMap<>();
+        try (PreparedStatement ps = c.prepareStatement("SELECT key, value FROM label WHERE sandbox = ? ORDER BY key")) {
+            ps.setString(1, name);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    labels.put(rs.getString(1), rs.getString(2));
+                }
+            }
+        }
+        return labels;
+    }
+
+    private static RunRecord lastRun(Connection c, String name) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement(
+                "SELECT id, supervisor_pid, vmm_pid, started_at, terminated_at, status, exit_code, signal, reason, source "
+                        + "FROM run WHERE sandbox = ? ORDER BY id DESC LIMIT 1")) {
+            ps.setString(1, name);
+            try (ResultSet rs = ps.executeQuery()) {
+                if (!rs.next()) {
+                    return null;
+                }
+                return new RunRecord(rs.getLong(1), (Long) rs.getObject(2, Long.class), (Long) rs.getObject(3, Long.class),
+                        Instant.parse(rs.getString(4)), rs.getString(5) == null ? null : Instant.parse(rs.getString(5)),
+                        rs.getString(6), rs.getObject(7, Integer.class), rs.getObject(8, Integer.class), rs.getString(9), rs.getString(10));
+            }
+        }
+    }
+
+    /** Sets the status of a sandbox. */
+    public void updateStatus(String name, String status) {
+        inTransaction(c -> {
+            try (PreparedStatement ps = c.prepareStatement("UPDATE sandbox SET status = ?, updated_at = ? WHERE name = ?")) {
+                ps.setString(1, status);
+                ps.setString(2, Instant.now().toString());
+                ps.setString(3, name);
+                ps.executeUpdate();
+            }
+            return null;
+        });
+    }
+
+    /** Records that a run began: the sandbox is running under this supervisor and VMM. */
+    public void startRun(String name, long supervisorPid, long vmmPid) {
+        inTransaction(c -> {
+            String now = Instant.now().toString();
+            try (PreparedStatement ps = c.prepareStatement(
+                    "INSERT INTO run (sandbox, supervisor_pid, vmm_pid, started_at) VALUES (?, ?, ?, ?)")) {
+                ps.setString(1, name);
+                ps.setLong(2, supervisorPid);
+                ps.setLong(3, vmmPid);
+                ps.setString(4, now);
+                ps.executeUpdate();
+            }
+            try (PreparedStatement ps = c.prepareStatement("UPDATE sandbox SET status = 'running', updated_at = ? WHERE name = ?")) {
+                ps.setString(1, now);
+                ps.setString(2, name);
+                ps.executeUpdate();
+            }
+            return null;
+        });
+    }
+
+    /**
+     * Records how the latest run ended and sets the sandbox's status to match, unless the run
+     * already has an end (the first observer wins).
+     */
+    public void finishRun(String name, String status, Integer exitCode, Integer signal, String reason, String source) {
+        inTransaction(c -> {
+            String now = Instant.now().toString();
+            try (PreparedStatement ps = c.prepareStatement(
+                    "UPDATE run SET terminated_at = ?, status = ?, exit_code = ?, signal = ?, reason = ?, source = ? "
+                            + "WHERE id = (SELECT max(id) FROM run WHERE sandbox = ?) AND terminated_at IS NULL")) {
+                ps.setString(1, now);
+                ps.setString(2, status);
+                ps.setObject(3, exitCode);
+                ps.setObject(4, signal);
+                ps.setString(5, reason);
+                ps.setString(6, source);
+                ps.setString(7, name);
+                ps.executeUpdate();
+            }
+            try (PreparedStatement ps = c.prepareStatement("UPDATE sandbox SET status = ?, updated_at = ? WHERE name = ?")) {
+                ps.setString(1, status);
+                ps.setString(2, now);
+                ps.setString(3, name);
+                ps.executeUpdate();
+            }
+            return null;
+        });
+    }
+
+    /** Forgets a sandbox with its labels and runs. */
+    public void delete(String name) {
+        inTransaction(c -> {
+            try (PreparedStatement ps = c.prepareStatement("DELETE FROM sandbox WHERE name = ?")) {
+                ps.setString(1, name);
+                ps.executeUpdate();
+            }
+            return null;
+        });
+    }
+
+    private interface Work<T> {
+        T run(Connection c) throws SQLException;
+    }
+
+    private <T> T inTransaction(Work<T> work) {
+        try (Connection c = connect()) {
+            c.setAutoCommit(false);
+            try {
+                T result = work.run(c);
+                c.commit();
+                return result;
+            } catch (SQLException | RuntimeException e) {
+                c.rollback();
+                throw e;
+            }
+        } catch (SQLException e) {
+            throw new MicrosandboxException(ErrorKind.INTERNAL, "sandbox database " + url + ": " + e.getMessage(), e);
+        }
+    }
+}
