@@ -188,6 +188,9 @@ public final class ExecHandle implements AutoCloseable {
             throw new MicrosandboxException(ErrorKind.EXEC_TIMEOUT,
                     "'" + command + "' did not finish within " + timeout + " and was killed");
         }
+        if (failed != null && "sandbox_draining".equals(failed.kind())) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "cannot run '" + command + "': " + failed.message());
+        }
         if (failed != null) {
             throw new MicrosandboxException(ErrorKind.EXEC_FAILED,
                     "cannot run '" + command + "': " + failed.kind() + " (" + failed.message() + ")");

@@ -1,17 +1,19 @@
 package io.microsandbox;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.runtime.AgentClient;
 import io.microsandbox.runtime.Frame;
 import io.microsandbox.runtime.FrameCodec;
 import io.microsandbox.runtime.Protocol;
+import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxLock;
 import io.microsandbox.runtime.SandboxPreparer;
 import io.microsandbox.runtime.SupervisorProcess;
 import io.microsandbox.runtime.SupervisorSpec;
+import io.microsandbox.store.SandboxRecord;
+import io.microsandbox.store.SandboxStore;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -78,39 +80,97 @@ public final class Sandbox implements AutoCloseable {
      * Creates and boots a sandbox, returning once its guest agent is ready.
      *
      * @throws MicrosandboxException {@link ErrorKind#INVALID_ARGUMENT} for a bad name,
-     *         {@link ErrorKind#SANDBOX_ALREADY_EXISTS} when the name is taken,
-     *         {@link ErrorKind#IMAGE_NOT_FOUND} for a missing image, {@link ErrorKind#BOOT_FAILED}
-     *         when the VM does not come up (with the tail of the guest console)
+     *         {@link ErrorKind#SANDBOX_ALREADY_EXISTS} when the name is taken (unless the config
+     *         asks to replace it), {@link ErrorKind#IMAGE_NOT_FOUND} for a missing image,
+     *         {@link ErrorKind#BOOT_FAILED} when the VM does not come up (with the tail of the guest console)
      */
     public static Sandbox create(String name, SandboxConfig config) {
         validateName(name);
-        Path home = io.microsandbox.runtime.RuntimeFiles.defaultHome();
+        Path home = RuntimeFiles.defaultHome();
+        SandboxStore store = SandboxStore.open(home);
         SandboxLayout layout = SandboxLayout.of(home, name);
+        if (store.find(name).isPresent()) {
+            if (config.replaceTimeout() == null) {
+                throw alreadyExists(name);
+            }
+            replace(name, config.replaceTimeout());
+        }
         SandboxLock createLock = claim(layout);
-        SupervisorProcess supervisor = null;
         try {
-            supervisor = SupervisorProcess.start(layout);
-            SupervisorSpec spec = SandboxPreparer.prepare(home, layout, config);
-            Files.writeString(layout.configFile(), config.toJson());
+            store.insert(name, config.toJson(), config.labels(), config.ephemeral(), "running");
+        } catch (MicrosandboxException e) {
+            discard(layout, createLock);
+            throw e;
+        }
+        try {
+            return boot(home, layout, config, true, createLock);
+        } catch (MicrosandboxException e) {
+            store.delete(name);
+            discard(layout, createLock);
+            throw e;
+        }
+    }
+
+    /**
+     * Boots a stopped sandbox again from its persisted configuration and upper disk: files
+     * written before it stopped are still there. The sandbox is attached to this JVM.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_FOUND}, or
+     *         {@link ErrorKind#SANDBOX_STILL_RUNNING} when it already runs
+     */
+    public static Sandbox start(String name) {
+        return start(name, false);
+    }
+
+    /** Like {@link #start(String)}, but the sandbox keeps running after this JVM exits. */
+    public static Sandbox startDetached(String name) {
+        return start(name, true);
+    }
+
+    private static Sandbox start(String name, boolean detached) {
+        SandboxHandle handle = get(name);
+        if (!handle.status().isTerminal()) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING, "sandbox '" + name + "' is already " + handle.status().wireName());
+        }
+        Path home = RuntimeFiles.defaultHome();
+        SandboxLayout layout = SandboxLayout.of(home, name);
+        SandboxLock createLock;
+        try {
+            Files.createDirectories(layout.dir());
+            createLock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout));
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot lock sandbox '" + name + "': " + e.getMessage(), e);
+        }
+        if (createLock == null) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING, "sandbox '" + name + "' is being started by another process");
+        }
+        SandboxConfig config = handle.config().toBuilder().detached(detached).build();
+        try {
+            return boot(home, layout, config, false, createLock);
+        } catch (MicrosandboxException e) {
+            closeQuietly(createLock);
+            throw e;
+        }
+    }
+
+    /** Boots the prepared sandbox: the supervisor starts while the disks are made. */
+    private static Sandbox boot(Path home, SandboxLayout layout, SandboxConfig config, boolean freshUpper, SandboxLock createLock) {
+        SupervisorProcess supervisor = SupervisorProcess.start(layout);
+        try {
+            SupervisorSpec spec = SandboxPreparer.prepare(home, layout, config, freshUpper);
             supervisor.boot(spec);
         } catch (RuntimeException | IOException e) {
-            if (supervisor != null) {
-                supervisor.abandon();
-            }
-            discard(layout, createLock);
+            supervisor.abandon();
             if (e instanceof MicrosandboxException m) {
                 throw m;
             }
-            throw new MicrosandboxException(ErrorKind.IO, "cannot prepare sandbox '" + name + "': " + e.getMessage(), e);
+            throw new MicrosandboxException(ErrorKind.IO, "cannot prepare sandbox '" + layout.name() + "': " + e.getMessage(), e);
         }
-        try {
-            createLock.close();
-        } catch (IOException ignored) {
-            // the supervisor owns the sandbox now; a stuck lock file only delays the next owner check
-        }
+        // the supervisor owns the sandbox now and holds its own lock
+        closeQuietly(createLock);
         AgentClient client;
         try {
-            client = AgentClient.connect(name, layout.agentSocket());
+            client = AgentClient.connect(layout.name(), layout.agentSocket());
         } catch (MicrosandboxException e) {
             supervisor.release();
             throw e;
@@ -118,7 +178,20 @@ public final class Sandbox implements AutoCloseable {
         if (config.detached()) {
             supervisor.detach();
         }
-        return new Sandbox(name, config, layout, client, supervisor);
+        return new Sandbox(layout.name(), config, layout, client, supervisor);
+    }
+
+    /** Stops (gracefully within {@code timeout}, then forcibly) and removes an existing sandbox. */
+    private static void replace(String name, Duration timeout) {
+        SandboxHandle old = get(name);
+        if (!old.status().isTerminal()) {
+            if (timeout.isZero()) {
+                old.kill();
+            } else {
+                old.stop(timeout);
+            }
+        }
+        remove(name);
     }
 
     /**
@@ -130,42 +203,76 @@ public final class Sandbox implements AutoCloseable {
      *         {@link ErrorKind#SANDBOX_NOT_RUNNING} when it is not running
      */
     public static Sandbox connect(String name) {
-        validateName(name);
-        SandboxLayout layout = SandboxLayout.of(io.microsandbox.runtime.RuntimeFiles.defaultHome(), name);
-        if (!Files.isRegularFile(layout.configFile())) {
-            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_FOUND, "no sandbox named '" + name + "'");
+        SandboxHandle handle = get(name);
+        if (handle.status().isTerminal()) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name + "' is " + handle.status().wireName());
         }
-        SandboxConfig config;
-        try {
-            config = SandboxConfig.fromJson(Files.readString(layout.configFile()));
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot read the configuration of '" + name + "': " + e.getMessage(), e);
-        }
-        return new Sandbox(name, config, layout, AgentClient.connect(name, layout.agentSocket()), null);
+        SandboxLayout layout = SandboxLayout.of(RuntimeFiles.defaultHome(), name);
+        return new Sandbox(name, handle.config(), layout, AgentClient.connect(name, layout.agentSocket()), null);
     }
 
     /**
-     * Deletes a stopped sandbox and all its state: disks, logs, sockets.
+     * Looks a sandbox up without connecting to it.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_FOUND} when there is no such sandbox
+     */
+    public static SandboxHandle get(String name) {
+        validateName(name);
+        Path home = RuntimeFiles.defaultHome();
+        SandboxStore store = SandboxStore.open(home);
+        SandboxRecord record = store.find(name)
+                .orElseThrow(() -> new MicrosandboxException(ErrorKind.SANDBOX_NOT_FOUND, "no sandbox named '" + name + "'"));
+        return new SandboxHandle(observe(store, home, record));
+    }
+
+    /** Every known sandbox, newest first. */
+    public static List<SandboxHandle> list() {
+        return list(SandboxFilter.all());
+    }
+
+    /** The sandboxes carrying every label of {@code filter}, newest first. */
+    public static List<SandboxHandle> list(SandboxFilter filter) {
+        Path home = RuntimeFiles.defaultHome();
+        SandboxStore store = SandboxStore.open(home);
+        return store.list(filter.labels()).stream().map(r -> new SandboxHandle(observe(store, home, r))).toList();
+    }
+
+    /**
+     * A record that says the sandbox lives, checked against its locks: if no supervisor holds
+     * them, the supervisor died without recording the end, and the sandbox is marked crashed.
+     */
+    private static SandboxRecord observe(SandboxStore store, Path home, SandboxRecord record) {
+        if (SandboxStatus.fromWireName(record.status()).isTerminal()) {
+            return record;
+        }
+        try {
+            if (SandboxLock.isOwned(SandboxLayout.of(home, record.name()))) {
+                return record;
+            }
+        } catch (IOException e) {
+            return record;
+        }
+        store.finishRun(record.name(), "crashed", null, null, "internal", "client");
+        return store.find(record.name()).orElse(record);
+    }
+
+    /**
+     * Deletes a stopped sandbox and all its state: disks, logs, sockets, database rows.
      *
      * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_FOUND} when there is no such sandbox,
      *         {@link ErrorKind#SANDBOX_STILL_RUNNING} when it is running; stop it first
      */
     public static void remove(String name) {
-        validateName(name);
-        SandboxLayout layout = SandboxLayout.of(io.microsandbox.runtime.RuntimeFiles.defaultHome(), name);
-        if (!Files.isDirectory(layout.dir())) {
-            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_FOUND, "no sandbox named '" + name + "'");
+        SandboxHandle handle = get(name);
+        if (!handle.status().isTerminal()) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING,
+                    "sandbox '" + name + "' is " + handle.status().wireName() + "; stop it before removing it");
         }
-        try {
-            if (SandboxLock.isOwned(layout)) {
-                throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING,
-                        "sandbox '" + name + "' is still running; stop it before removing it");
-            }
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot check whether '" + name + "' runs: " + e.getMessage(), e);
-        }
+        Path home = RuntimeFiles.defaultHome();
+        SandboxLayout layout = SandboxLayout.of(home, name);
         SandboxPreparer.deleteTree(layout.dir());
         SandboxPreparer.deleteTree(layout.runDir());
+        SandboxStore.open(home).delete(name);
     }
 
     /**
@@ -310,6 +417,36 @@ public final class Sandbox implements AutoCloseable {
         }
     }
 
+    /**
+     * Starts a drain: running commands finish, new ones are refused with
+     * {@link ErrorKind#SANDBOX_NOT_RUNNING}, then the sandbox stops by itself. Returns at once.
+     */
+    public void requestDrain() {
+        ensureUsable();
+        supervisorRequest(Protocol.SUP_DRAIN, FrameCodec.mapper().createObjectNode());
+    }
+
+    /** Pauses the VM (its vCPUs stop; memory stays); status becomes paused. */
+    public void pause() {
+        ensureUsable();
+        client.request(Protocol.SUP_PAUSE, FrameCodec.mapper().createObjectNode(), Duration.ofSeconds(10));
+    }
+
+    /** Resumes a paused VM. */
+    public void resume() {
+        ensureUsable();
+        client.request(Protocol.SUP_RESUME, FrameCodec.mapper().createObjectNode(), Duration.ofSeconds(10));
+    }
+
+    /**
+     * Resets the sandbox's idle timer, as exec activity does. A sandbox with an idle timeout
+     * stays up as long as it is touched or runs commands.
+     */
+    public void touch() {
+        ensureUsable();
+        client.request(Protocol.CORE_TOUCH, FrameCodec.mapper().createObjectNode(), Duration.ofSeconds(10));
+    }
+
     /** Blocks until the sandbox has ended and tells how. */
     public SandboxStopResult waitUntilStopped() {
         return waitUntilStopped(null);
@@ -336,7 +473,7 @@ public final class Sandbox implements AutoCloseable {
         released = true;
         client.close();
         awaitSupervisorExit();
-        return exited != null ? fromExitedFrame(exited) : fromExitFile();
+        return exited != null ? fromExitedFrame(exited) : fromStore();
     }
 
     /**
@@ -362,16 +499,15 @@ public final class Sandbox implements AutoCloseable {
                 Instant.now(), "supervisor");
     }
 
-    /** The supervisor's record of the end, or "crashed" when it vanished without writing one. */
-    private SandboxStopResult fromExitFile() {
+    /** The database's record of the end; "crashed" when the supervisor vanished without one. */
+    private SandboxStopResult fromStore() {
         try {
-            JsonNode exit = JSON.readTree(Files.readString(layout.exitFile()));
-            return new SandboxStopResult(name, SandboxStatus.valueOf(exit.path("status").asText().toUpperCase(java.util.Locale.ROOT)),
-                    exit.path("exitCode").isNumber() ? exit.path("exitCode").asInt() : null,
-                    exit.path("signal").isNumber() ? exit.path("signal").asInt() : null,
-                    exit.path("reason").asText(), Instant.parse(exit.path("observedAt").asText()), "supervisor");
-        } catch (IOException | RuntimeException e) {
-            return new SandboxStopResult(name, SandboxStatus.CRASHED, null, null, "internal", Instant.now(), "client");
+            SandboxHandle handle = get(name);
+            return handle.lastStop().orElseGet(() ->
+                    new SandboxStopResult(name, SandboxStatus.CRASHED, null, null, "internal", Instant.now(), "client"));
+        } catch (MicrosandboxException e) {
+            // an ephemeral sandbox leaves no record
+            return new SandboxStopResult(name, SandboxStatus.STOPPED, null, null, "completed", Instant.now(), "client");
         }
     }
 
@@ -433,7 +569,10 @@ public final class Sandbox implements AutoCloseable {
         }
     }
 
-    /** Claims the sandbox directory, clearing what a dead sandbox of the same name left. */
+    /**
+     * Claims the sandbox directory. A directory without a database row (the caller checked)
+     * is what a crashed creation left, and is cleared.
+     */
     private static SandboxLock claim(SandboxLayout layout) {
         try {
             Files.createDirectories(layout.dir().getParent());
@@ -442,36 +581,41 @@ public final class Sandbox implements AutoCloseable {
                     Files.createDirectory(layout.dir());
                 } catch (java.nio.file.FileAlreadyExistsException e) {
                     if (SandboxLock.isOwned(layout)) {
-                        throw alreadyExists(layout);
+                        throw alreadyExists(layout.name());
                     }
                     SandboxPreparer.deleteTree(layout.dir());
                     continue;
                 }
                 SandboxLock lock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout));
                 if (lock == null) {
-                    throw alreadyExists(layout);
+                    throw alreadyExists(layout.name());
                 }
                 return lock;
             }
-            throw alreadyExists(layout);
+            throw alreadyExists(layout.name());
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot create the state directory " + layout.dir() + ": " + e.getMessage(), e);
         }
     }
 
-    private static MicrosandboxException alreadyExists(SandboxLayout layout) {
-        return new MicrosandboxException(ErrorKind.SANDBOX_ALREADY_EXISTS, "a sandbox named '" + layout.name() + "' already exists");
+    private static MicrosandboxException alreadyExists(String name) {
+        return new MicrosandboxException(ErrorKind.SANDBOX_ALREADY_EXISTS, "a sandbox named '" + name
+                + "' already exists; remove it or create with SandboxConfig.builder().replace()");
     }
 
     /** Removes everything a failed create left: disks, logs, sockets. */
     private static void discard(SandboxLayout layout, SandboxLock lock) {
+        closeQuietly(lock);
+        SandboxPreparer.deleteTree(layout.dir());
+        SandboxPreparer.deleteTree(layout.runDir());
+    }
+
+    private static void closeQuietly(SandboxLock lock) {
         try {
             lock.close();
         } catch (IOException ignored) {
-            // released with the directory below
+            // the lock goes with its file or its process
         }
-        SandboxPreparer.deleteTree(layout.dir());
-        SandboxPreparer.deleteTree(layout.runDir());
     }
 
     @Override

@@ -46,6 +46,10 @@ public final class SandboxConfig {
     private final boolean detached;
     private final Accelerator accelerator;
     private final Duration bootTimeout;
+    private final boolean ephemeral;
+    private final Duration idleTimeout;
+    private final Duration maxDuration;
+    private final Duration replaceTimeout;
 
     private SandboxConfig(Builder b) {
         this.image = b.image;
@@ -61,6 +65,10 @@ public final class SandboxConfig {
         this.detached = b.detached;
         this.accelerator = b.accelerator;
         this.bootTimeout = b.bootTimeout;
+        this.ephemeral = b.ephemeral;
+        this.idleTimeout = b.idleTimeout;
+        this.maxDuration = b.maxDuration;
+        this.replaceTimeout = b.replaceTimeout;
     }
 
     public static Builder builder() {
@@ -72,7 +80,8 @@ public final class SandboxConfig {
         return new Builder()
                 .image(image).memoryMib(memoryMib).cpus(cpus).upperSizeMib(upperSizeMib)
                 .workdir(workdir).shell(shell).hostname(hostname).user(user)
-                .env(env).labels(labels).detached(detached).accelerator(accelerator).bootTimeout(bootTimeout);
+                .env(env).labels(labels).detached(detached).accelerator(accelerator).bootTimeout(bootTimeout)
+                .ephemeral(ephemeral).idleTimeout(idleTimeout).maxDuration(maxDuration).replaceTimeout(replaceTimeout);
     }
 
     /** Root filesystem source: for now a local directory holding an unpacked root filesystem. */
@@ -140,6 +149,30 @@ public final class SandboxConfig {
         return bootTimeout;
     }
 
+    /** Whether all state is removed once the sandbox has stopped. */
+    public boolean ephemeral() {
+        return ephemeral;
+    }
+
+    /** Stop after this long without exec activity; {@link Duration#ZERO} for never. */
+    public Duration idleTimeout() {
+        return idleTimeout;
+    }
+
+    /** Stop after this long in total; {@link Duration#ZERO} for never. */
+    public Duration maxDuration() {
+        return maxDuration;
+    }
+
+    /**
+     * When a sandbox of the same name exists: null to fail with
+     * {@link ErrorKind#SANDBOX_ALREADY_EXISTS}, else the graceful window given to the old one
+     * before it is killed and replaced ({@link Duration#ZERO} kills it at once).
+     */
+    public Duration replaceTimeout() {
+        return replaceTimeout;
+    }
+
     /** This configuration as JSON, the form in which sandboxes are persisted. */
     public String toJson() {
         ObjectNode n = JSON.createObjectNode();
@@ -156,6 +189,9 @@ public final class SandboxConfig {
         n.put("detached", detached);
         n.put("accelerator", accelerator.name().toLowerCase(java.util.Locale.ROOT));
         n.put("bootTimeoutMs", bootTimeout.toMillis());
+        n.put("ephemeral", ephemeral);
+        n.put("idleTimeoutMs", idleTimeout.toMillis());
+        n.put("maxDurationMs", maxDuration.toMillis());
         return n.toString();
     }
 
@@ -174,7 +210,10 @@ public final class SandboxConfig {
                     .user(text(n, "user"))
                     .detached(n.path("detached").asBoolean(false))
                     .accelerator(Accelerator.parse(n.path("accelerator").asText("auto")))
-                    .bootTimeout(Duration.ofMillis(n.path("bootTimeoutMs").asLong(DEFAULT_BOOT_TIMEOUT.toMillis())));
+                    .bootTimeout(Duration.ofMillis(n.path("bootTimeoutMs").asLong(DEFAULT_BOOT_TIMEOUT.toMillis())))
+                    .ephemeral(n.path("ephemeral").asBoolean(false))
+                    .idleTimeout(Duration.ofMillis(n.path("idleTimeoutMs").asLong(0)))
+                    .maxDuration(Duration.ofMillis(n.path("maxDurationMs").asLong(0)));
             n.path("env").fields().forEachRemaining(e -> b.env(e.getKey(), e.getValue().asText()));
             n.path("labels").fields().forEachRemaining(e -> b.label(e.getKey(), e.getValue().asText()));
             return b.build();
@@ -218,6 +257,10 @@ public final class SandboxConfig {
         private boolean detached;
         private Accelerator accelerator = Accelerator.AUTO;
         private Duration bootTimeout = DEFAULT_BOOT_TIMEOUT;
+        private boolean ephemeral;
+        private Duration idleTimeout = Duration.ZERO;
+        private Duration maxDuration = Duration.ZERO;
+        private Duration replaceTimeout;
 
         private Builder() {
         }
@@ -316,6 +359,43 @@ public final class SandboxConfig {
             return this;
         }
 
+        /** Remove all state (disks, logs, database rows) once the sandbox has stopped. */
+        public Builder ephemeral(boolean ephemeral) {
+            this.ephemeral = ephemeral;
+            return this;
+        }
+
+        /** Stop the sandbox after this long without exec activity (rounded up to seconds; zero: never). */
+        public Builder idleTimeout(Duration idleTimeout) {
+            this.idleTimeout = roundUpToSeconds(idleTimeout);
+            return this;
+        }
+
+        /** Stop the sandbox after this long in total (rounded up to seconds; zero: never). */
+        public Builder maxDuration(Duration maxDuration) {
+            this.maxDuration = roundUpToSeconds(maxDuration);
+            return this;
+        }
+
+        /** Replace a sandbox of the same name: stop it gracefully within 10 s, then kill, remove and recreate. */
+        public Builder replace() {
+            return replaceTimeout(Duration.ofSeconds(10));
+        }
+
+        /** Like {@link #replace()} with another graceful window; zero kills the old sandbox at once. */
+        public Builder replaceTimeout(Duration replaceTimeout) {
+            this.replaceTimeout = replaceTimeout;
+            return this;
+        }
+
+        private static Duration roundUpToSeconds(Duration d) {
+            if (d == null) {
+                return null;
+            }
+            long seconds = d.getSeconds() + (d.getNano() > 0 ? 1 : 0);
+            return Duration.ofSeconds(seconds);
+        }
+
         /**
          * Validates and builds the configuration.
          *
@@ -343,6 +423,14 @@ public final class SandboxConfig {
             Objects.requireNonNull(accelerator, "accelerator");
             if (bootTimeout == null || bootTimeout.isNegative() || bootTimeout.isZero()) {
                 throw invalid("bootTimeout must be positive, got " + bootTimeout);
+            }
+            for (Duration d : new Duration[] {idleTimeout, maxDuration}) {
+                if (d == null || d.isNegative()) {
+                    throw invalid("idleTimeout and maxDuration must be zero or positive, got " + d);
+                }
+            }
+            if (replaceTimeout != null && replaceTimeout.isNegative()) {
+                throw invalid("replaceTimeout must not be negative, got " + replaceTimeout);
             }
             for (String key : env.keySet()) {
                 if (key.isEmpty() || key.indexOf('=') >= 0 || key.indexOf('\0') >= 0) {

@@ -13,6 +13,16 @@ public enum SandboxStatus {
     /** The VM is paused. */
     PAUSED;
 
+    /** The lower-case name used in the database and on the wire, e.g. {@code running}. */
+    public String wireName() {
+        return name().toLowerCase(java.util.Locale.ROOT);
+    }
+
+    /** The status for a wire name. */
+    public static SandboxStatus fromWireName(String name) {
+        return valueOf(name.toUpperCase(java.util.Locale.ROOT));
+    }
+
     /** Whether the sandbox has ended. */
     public boolean isTerminal() {
         return this == STOPPED || this == CRASHED;

@@ -40,6 +40,9 @@ public final class Protocol {
     public static final String SUP_STATUS = "sup.status";
     public static final String SUP_STOP = "sup.stop";
     public static final String SUP_KILL = "sup.kill";
+    public static final String SUP_DRAIN = "sup.drain";
+    public static final String SUP_PAUSE = "sup.pause";
+    public static final String SUP_RESUME = "sup.resume";
     public static final String SUP_OK = "sup.ok";
     public static final String SUP_ERROR = "sup.error";
     public static final String SUP_EXITED = "sup.exited";

@@ -27,16 +27,8 @@ public record SandboxLayout(String name, Path dir, Path runDir) {
         return dir.resolve("upper.ext4");
     }
 
-    public Path configFile() {
-        return dir.resolve("config.json");
-    }
-
     public Path specFile() {
         return dir.resolve("supervisor.json");
-    }
-
-    public Path exitFile() {
-        return dir.resolve("exit.json");
     }
 
     public Path logsDir() {

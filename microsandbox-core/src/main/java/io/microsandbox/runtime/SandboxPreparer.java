@@ -22,8 +22,12 @@ public final class SandboxPreparer {
     private SandboxPreparer() {
     }
 
-    /** Prepares everything under {@code layout} and writes the supervisor spec. */
-    public static SupervisorSpec prepare(Path home, SandboxLayout layout, SandboxConfig config) throws IOException {
+    /**
+     * Prepares everything under {@code layout} and writes the supervisor spec.
+     *
+     * @param freshUpper create a new empty upper disk; false keeps the one a previous run left
+     */
+    public static SupervisorSpec prepare(Path home, SandboxLayout layout, SandboxConfig config, boolean freshUpper) throws IOException {
         String qemu = findQemu();
         KernelBundle kernel = KernelBundle.locate(home);
         Path agent = RuntimeFiles.extract("msb-agent");
@@ -33,7 +37,9 @@ public final class SandboxPreparer {
         Files.createDirectories(layout.logsDir());
         Files.createDirectories(layout.runDir());
         Files.deleteIfExists(layout.consoleLog());
-        RootDisks.createUpperDisk(layout.upperDisk(), config.upperSizeMib());
+        if (freshUpper || !Files.isRegularFile(layout.upperDisk())) {
+            RootDisks.createUpperDisk(layout.upperDisk(), config.upperSizeMib());
+        }
         Accelerator accelerator = Accelerators.resolve(config.accelerator(), kernel, initramfs, runtimeDir);
 
         QemuCommand command = new QemuCommand();
@@ -63,7 +69,8 @@ public final class SandboxPreparer {
         configure.put("workdir", config.workdir());
         configure.put("user", config.user());
         SupervisorSpec spec = new SupervisorSpec(layout.name(), argv, layout.dir().toString(), layout.runDir().toString(),
-                configure, config.bootTimeout().toMillis(), config.detached());
+                configure, config.bootTimeout().toMillis(), config.detached(), home.toString(),
+                config.ephemeral(), config.idleTimeout().toMillis(), config.maxDuration().toMillis());
         spec.write(layout.specFile());
         return spec;
     }

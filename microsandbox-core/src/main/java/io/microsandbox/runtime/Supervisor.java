@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.ErrorKind;
 import io.microsandbox.SandboxStatus;
+import io.microsandbox.store.SandboxStore;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.PrintStream;
@@ -35,6 +36,8 @@ import java.util.concurrent.TimeUnit;
 public final class Supervisor {
     /** Default grace period when the creator of an attached sandbox disappears. */
     static final long ORPHAN_STOP_GRACE_MS = 5_000;
+    /** Grace period of stops the supervisor decides on itself (drain, idle, max duration). */
+    static final long STOP_GRACE_MS = 10_000;
     /** Each client owns ids {@code slot << 24 .. (slot << 24) + 2^24 - 1}; slot 0 is never given out. */
     private static final int ID_SLOT_SHIFT = 24;
     private static final int MAX_CLIENTS = 255;
@@ -42,6 +45,8 @@ public final class Supervisor {
 
     private final SupervisorSpec spec;
     private final SandboxLayout layout;
+    private final java.util.concurrent.Future<SandboxStore> storeOpening;
+    private SandboxStore store;
     private final PrintStream parentOut;
     private final ScheduledExecutorService timers = Executors.newSingleThreadScheduledExecutor(r -> daemon(r, "timers"));
     private final Map<Integer, ClientConnection> clientsBySlot = new ConcurrentHashMap<>();
@@ -62,14 +67,20 @@ public final class Supervisor {
     private volatile boolean stopRequested;
     private volatile boolean killRequested;
     private volatile boolean shutdownAcknowledged;
+    private volatile boolean draining;
+    private volatile boolean paused;
+    private volatile String stopReason = "shutdown-requested";
+    /** When exec activity last happened (System.nanoTime), for the idle timeout. */
+    private volatile long lastActivity = System.nanoTime();
     private volatile String agentFailure;
     private volatile ObjectNode readyPayload;
     /** What the boot waits for, for the timeout message. */
     private volatile String bootStage = "waiting for QEMU to open the agent port";
 
-    Supervisor(SupervisorSpec spec, PrintStream parentOut) {
+    Supervisor(SupervisorSpec spec, java.util.concurrent.Future<SandboxStore> storeOpening, PrintStream parentOut) {
         this.spec = spec;
         this.layout = spec.layout();
+        this.storeOpening = storeOpening;
         this.parentOut = parentOut;
         this.detached = spec.detached();
     }
@@ -83,12 +94,16 @@ public final class Supervisor {
         PrintStream parentOut = System.out;
         System.setOut(System.err);
         warmUp();
+        // Loading SQLite's native library takes a while: do it beside the boot, it is needed only once the VM is up.
+        java.util.concurrent.FutureTask<SandboxStore> store = new java.util.concurrent.FutureTask<>(
+                () -> SandboxStore.open(RuntimeFiles.defaultHome()));
+        daemon(store, "store-open").start();
         String specPath = readLine(System.in);
         if (specPath == null || specPath.isBlank()) {
             System.exit(0);
         }
         SupervisorSpec spec = SupervisorSpec.read(Path.of(specPath));
-        int code = new Supervisor(spec, parentOut).run();
+        int code = new Supervisor(spec, store, parentOut).run();
         System.exit(code);
     }
 
@@ -124,7 +139,6 @@ public final class Supervisor {
         }
         Files.createDirectories(layout.runDir());
         Files.createDirectories(layout.logsDir());
-        Files.deleteIfExists(layout.exitFile());
         vmServer = listen(layout.vmSocket());
         clientServer = listen(layout.agentSocket());
         Files.writeString(layout.pidFile(), Long.toString(ProcessHandle.current().pid()));
@@ -170,8 +184,21 @@ public final class Supervisor {
         ready.put("pid", ProcessHandle.current().pid());
         ready.put("vmmPid", vmmPid);
         ready.set("ready", JSON.valueToTree(readyPayload));
+        try {
+            store = storeOpening.get();
+        } catch (java.util.concurrent.ExecutionException e) {
+            return failBoot("cannot open the sandbox database: " + e.getCause().getMessage());
+        }
+        store.startRun(spec.name(), ProcessHandle.current().pid(), vmmPid);
         reportToParent(ready);
         log("sandbox " + spec.name() + " is ready");
+        lastActivity = System.nanoTime();
+        if (spec.maxDurationMs() > 0) {
+            timers.schedule(() -> requestStop(STOP_GRACE_MS, "max-duration"), spec.maxDurationMs(), TimeUnit.MILLISECONDS);
+        }
+        if (spec.idleTimeoutMs() > 0) {
+            timers.scheduleAtFixedRate(this::checkIdle, 1, 1, TimeUnit.SECONDS);
+        }
 
         daemon(this::relayAgentFrames, "agent-reader").start();
         daemon(this::acceptClients, "client-acceptor").start();
@@ -259,36 +286,35 @@ public final class Supervisor {
         Integer signal = exitedNormally || status == -1 ? null : Posix.termSignal(status);
         SandboxStatus outcome;
         String reason;
-        if (shutdownAcknowledged || (stopRequested && exitedNormally)) {
+        if (shutdownAcknowledged || stopRequested) {
+            // asked to stop: stopped, whether the guest powered off or was killed after the grace period
             outcome = SandboxStatus.STOPPED;
-            reason = "shutdown-requested";
-        } else if (killRequested || stopRequested) {
+            reason = stopReason;
+        } else if (killRequested) {
             outcome = SandboxStatus.STOPPED;
             reason = "signal";
         } else if (agentFailure != null) {
             outcome = SandboxStatus.CRASHED;
             reason = "agent-unresponsive";
+        } else if (exitedNormally && exitCode == 0 && !LogTail.of(layout.consoleLog(), 60).contains("Kernel panic")) {
+            // the guest powered itself off (e.g. `poweroff` inside it)
+            outcome = SandboxStatus.STOPPED;
+            reason = "completed";
         } else {
             outcome = SandboxStatus.CRASHED;
             reason = signal != null ? "signal" : "failed";
         }
-        ObjectNode exit = JSON.createObjectNode();
-        exit.put("status", outcome.name().toLowerCase(java.util.Locale.ROOT));
-        exit.put("exitCode", exitCode);
-        exit.put("signal", signal);
-        exit.put("reason", reason);
-        exit.put("observedAt", Instant.now().toString());
+        String statusName = outcome.name().toLowerCase(java.util.Locale.ROOT);
         try {
-            Files.writeString(layout.exitFile(), exit.toString());
-        } catch (IOException e) {
-            log("cannot record the exit: " + e.getMessage());
+            store.finishRun(spec.name(), statusName, exitCode, signal, reason, "supervisor");
+        } catch (RuntimeException e) {
+            log("cannot record the end in the database: " + e.getMessage());
         }
-        log("sandbox ended: " + exit);
-
+        log("sandbox ended: " + statusName + ", " + reason + ", " + describeWaitStatus(status));
         ObjectNode payload = JSON.createObjectNode();
-        payload.put("status", exit.get("status").asText());
-        payload.set("exit_code", exit.get("exitCode"));
-        payload.set("signal", exit.get("signal"));
+        payload.put("status", statusName);
+        payload.put("exit_code", exitCode);
+        payload.put("signal", signal);
         payload.put("reason", reason);
         Frame exited = new Frame(0, Protocol.FLAG_TERMINAL, Protocol.SUP_EXITED, payload);
         for (ClientConnection client : clientsBySlot.values()) {
@@ -301,6 +327,15 @@ public final class Supervisor {
         }
         closeQuietly(clientServer);
         cleanupRunFiles();
+        if (spec.ephemeral()) {
+            log("ephemeral sandbox: removing its state");
+            try {
+                store.delete(spec.name());
+                SandboxPreparer.deleteTree(layout.dir());
+            } catch (RuntimeException e) {
+                log("cannot remove the ephemeral sandbox's state: " + e.getMessage());
+            }
+        }
         finished.countDown();
     }
 
@@ -326,7 +361,7 @@ public final class Supervisor {
                     continue;
                 }
                 if (frame.isTerminal()) {
-                    activeSessions.remove(frame.id());
+                    sessionEnded(frame.id());
                 }
                 ClientConnection owner = clientsBySlot.get(frame.id() >>> ID_SLOT_SHIFT);
                 if (owner != null) {
@@ -404,8 +439,18 @@ public final class Supervisor {
                     handleClientRequest(client, frame);
                     continue;
                 }
-                if (frame.isSessionStart()) {
-                    activeSessions.put(frame.id(), slot);
+                boolean execStart = frame.isSessionStart() && Protocol.EXEC_REQUEST.equals(frame.type());
+                if (execStart && !sessionStarting(frame.id(), slot)) {
+                    ObjectNode refused = JSON.createObjectNode();
+                    refused.put("kind", "sandbox_draining");
+                    refused.put("errno", 0);
+                    refused.put("message", "sandbox " + spec.name() + " is " + (draining ? "draining" : "stopping") + ": new commands are refused");
+                    refused.put("stage", "spawn");
+                    client.sendQuietly(new Frame(frame.id(), Protocol.FLAG_TERMINAL, Protocol.EXEC_FAILED, refused));
+                    continue;
+                }
+                if (Protocol.CORE_TOUCH.equals(frame.type())) {
+                    lastActivity = System.nanoTime();
                 }
                 vm.write(frame);
             }
@@ -420,11 +465,55 @@ public final class Supervisor {
         }
     }
 
+    /** Registers a session unless the sandbox drains or stops; false refuses it. */
+    private synchronized boolean sessionStarting(int id, int slot) {
+        if (draining || stopRequested || killRequested) {
+            return false;
+        }
+        activeSessions.put(id, slot);
+        lastActivity = System.nanoTime();
+        return true;
+    }
+
+    private synchronized void sessionEnded(int id) {
+        if (activeSessions.remove(id) != null) {
+            lastActivity = System.nanoTime();
+        }
+        if (draining && activeSessions.isEmpty()) {
+            requestStop(STOP_GRACE_MS, "drain-requested");
+        }
+    }
+
+    /** Refuses new commands from now on and stops once the running ones have finished. */
+    private synchronized void drain() {
+        if (draining) {
+            return;
+        }
+        draining = true;
+        log("draining with " + activeSessions.size() + " running command(s)");
+        try {
+            store.updateStatus(spec.name(), "draining");
+        } catch (RuntimeException e) {
+            log("cannot record the drain: " + e.getMessage());
+        }
+        if (activeSessions.isEmpty()) {
+            requestStop(STOP_GRACE_MS, "drain-requested");
+        }
+    }
+
+    private void checkIdle() {
+        long idleNanos = System.nanoTime() - lastActivity;
+        if (activeSessions.isEmpty() && !paused && idleNanos >= TimeUnit.MILLISECONDS.toNanos(spec.idleTimeoutMs())) {
+            log("idle for " + TimeUnit.NANOSECONDS.toMillis(idleNanos) + " ms");
+            requestStop(STOP_GRACE_MS, "idle-timeout");
+        }
+    }
+
     /** Sessions of a client that went away would run on unobserved; end them. */
     private void killOrphanedSessions(int slot) {
         activeSessions.forEach((id, owner) -> {
             if (owner == slot) {
-                activeSessions.remove(id);
+                sessionEnded(id);
                 ObjectNode p = JSON.createObjectNode();
                 p.put("signal", Posix.SIGKILL);
                 try {
@@ -449,7 +538,7 @@ public final class Supervisor {
         switch (request.type()) {
             case Protocol.SUP_STATUS -> {
                 ObjectNode p = JSON.createObjectNode();
-                p.put("state", stopRequested || killRequested ? "stopping" : "running");
+                p.put("state", stopRequested || killRequested ? "stopping" : paused ? "paused" : draining ? "draining" : "running");
                 p.put("vmm_pid", vmmPid);
                 p.put("active_sessions", activeSessions.size());
                 p.put("detached", detached);
@@ -457,8 +546,24 @@ public final class Supervisor {
             }
             case Protocol.SUP_STOP -> {
                 Long timeout = request.number("timeout_ms");
-                requestStop(timeout == null ? 10_000 : Math.max(0, timeout));
+                requestStop(timeout == null ? STOP_GRACE_MS : Math.max(0, timeout), "shutdown-requested");
                 client.sendQuietly(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
+            }
+            case Protocol.SUP_DRAIN -> {
+                drain();
+                client.sendQuietly(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
+            }
+            case Protocol.SUP_PAUSE, Protocol.SUP_RESUME -> {
+                boolean pause = Protocol.SUP_PAUSE.equals(request.type());
+                try {
+                    QmpClient.execute(layout.qmpSocket(), pause ? "stop" : "cont");
+                    paused = pause;
+                    lastActivity = System.nanoTime();
+                    store.updateStatus(spec.name(), pause ? "paused" : draining ? "draining" : "running");
+                    client.sendQuietly(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
+                } catch (IOException | RuntimeException e) {
+                    client.sendQuietly(errorFrame(request.id(), (pause ? "pause" : "resume") + " failed: " + e.getMessage()));
+                }
             }
             case Protocol.SUP_KILL -> {
                 killRequested = true;
@@ -469,11 +574,22 @@ public final class Supervisor {
         }
     }
 
-    /** Asks the agent to power off, and kills QEMU if it has not gone after {@code graceMs}. */
-    void requestStop(long graceMs) {
-        stopRequested = true;
-        log("stop requested, grace " + graceMs + " ms");
+    /**
+     * Asks the agent to power off, and kills QEMU if it has not gone after {@code graceMs}.
+     * The first request's reason is the one recorded.
+     */
+    synchronized void requestStop(long graceMs, String reason) {
+        if (!stopRequested) {
+            stopRequested = true;
+            stopReason = reason;
+        }
+        log("stop requested (" + reason + "), grace " + graceMs + " ms");
         try {
+            if (paused) {
+                // a paused guest cannot shut down: let it run again first
+                QmpClient.execute(layout.qmpSocket(), "cont");
+                paused = false;
+            }
             if (graceMs > 0) {
                 vm.write(new Frame(0, Protocol.FLAG_SHUTDOWN, Protocol.CORE_SHUTDOWN, null));
             }
@@ -513,7 +629,7 @@ public final class Supervisor {
         }
         if (!detached && !stopRequested) {
             log("creator is gone and the sandbox is attached: stopping");
-            requestStop(ORPHAN_STOP_GRACE_MS);
+            requestStop(ORPHAN_STOP_GRACE_MS, "shutdown-requested");
         }
     }
 

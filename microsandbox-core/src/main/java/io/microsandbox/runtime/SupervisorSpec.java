@@ -18,9 +18,14 @@ import java.util.Map;
  * @param configure     payload of {@code core.configure}: hostname, env, workdir, user
  * @param bootTimeoutMs how long to wait for {@code core.ready}
  * @param detached      whether the sandbox ignores the end of its creator from the start
+ * @param home          the microsandbox home, for the sandbox database
+ * @param ephemeral     remove all state once the sandbox has stopped
+ * @param idleTimeoutMs stop after this long without exec activity, 0 for never
+ * @param maxDurationMs stop after this long, 0 for never
  */
 public record SupervisorSpec(String name, List<String> vmmArgv, String sandboxDir, String runDir,
-                             Map<String, Object> configure, long bootTimeoutMs, boolean detached) {
+                             Map<String, Object> configure, long bootTimeoutMs, boolean detached,
+                             String home, boolean ephemeral, long idleTimeoutMs, long maxDurationMs) {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     public SandboxLayout layout() {

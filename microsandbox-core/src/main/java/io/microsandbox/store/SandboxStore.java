@@ -215,9 +215,17 @@ public final class SandboxStore {
                 if (!rs.next()) {
                     return null;
                 }
-                return new RunRecord(rs.getLong(1), (Long) rs.getObject(2, Long.class), (Long) rs.getObject(3, Long.class),
+                Long supervisorPid = rs.getLong(2);
+                supervisorPid = rs.wasNull() ? null : supervisorPid;
+                Long vmmPid = rs.getLong(3);
+                vmmPid = rs.wasNull() ? null : vmmPid;
+                Integer exitCode = rs.getInt(7);
+                exitCode = rs.wasNull() ? null : exitCode;
+                Integer signal = rs.getInt(8);
+                signal = rs.wasNull() ? null : signal;
+                return new RunRecord(rs.getLong(1), supervisorPid, vmmPid,
                         Instant.parse(rs.getString(4)), rs.getString(5) == null ? null : Instant.parse(rs.getString(5)),
-                        rs.getString(6), rs.getObject(7, Integer.class), rs.getObject(8, Integer.class), rs.getString(9), rs.getString(10));
+                        rs.getString(6), exitCode, signal, rs.getString(9), rs.getString(10));
             }
         }
     }
@@ -273,7 +281,9 @@ public final class SandboxStore {
                 ps.setString(5, reason);
                 ps.setString(6, source);
                 ps.setString(7, name);
-                ps.executeUpdate();
+                if (ps.executeUpdate() == 0 && !endsAbandonedCreation(c, name)) {
+                    return null; // someone recorded this end first
+                }
             }
             try (PreparedStatement ps = c.prepareStatement("UPDATE sandbox SET status = ?, updated_at = ? WHERE name = ?")) {
                 ps.setString(1, status);
@@ -283,6 +293,18 @@ public final class SandboxStore {
             }
             return null;
         });
+    }
+
+    /** A live status with no open run: its creator died before the supervisor took over. */
+    private static boolean endsAbandonedCreation(Connection c, String name) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement(
+                "SELECT 1 FROM sandbox s WHERE s.name = ? AND s.status IN ('running', 'draining', 'paused') "
+                        + "AND NOT EXISTS (SELECT 1 FROM run r WHERE r.sandbox = s.name AND r.terminated_at IS NULL)")) {
+            ps.setString(1, name);
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next();
+            }
+        }
     }
 
     /** Forgets a sandbox with its labels and runs. */

@@ -1,0 +1,184 @@
+package io.microsandbox;
+
+import io.microsandbox.runtime.AgentClient;
+import io.microsandbox.runtime.RuntimeFiles;
+import io.microsandbox.runtime.SandboxLayout;
+import io.microsandbox.store.RunRecord;
+import io.microsandbox.store.SandboxRecord;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * A sandbox's persisted state, from {@link Sandbox#get(String)} or {@link Sandbox#list()}: its
+ * name, status, configuration and timestamps, with lifecycle operations that need no open
+ * connection. A handle is a snapshot; {@link #refresh()} reads the state again. To run
+ * commands, {@link #connect()} to a running sandbox or {@link #start()} a stopped one.
+ */
+public final class SandboxHandle {
+    private final SandboxRecord record;
+
+    SandboxHandle(SandboxRecord record) {
+        this.record = record;
+    }
+
+    public String name() {
+        return record.name();
+    }
+
+    /** Last known status. */
+    public SandboxStatus status() {
+        return SandboxStatus.fromWireName(record.status());
+    }
+
+    /** The configuration as persisted JSON. */
+    public String configJson() {
+        return record.configJson();
+    }
+
+    /** The parsed configuration. */
+    public SandboxConfig config() {
+        return SandboxConfig.fromJson(record.configJson());
+    }
+
+    public Map<String, String> labels() {
+        return record.labels();
+    }
+
+    public Instant createdAt() {
+        return record.createdAt();
+    }
+
+    public Instant updatedAt() {
+        return record.updatedAt();
+    }
+
+    /** How the latest run ended, when it has. */
+    public Optional<SandboxStopResult> lastStop() {
+        RunRecord run = record.lastRun();
+        if (run == null || run.terminatedAt() == null) {
+            return Optional.empty();
+        }
+        return Optional.of(new SandboxStopResult(name(), SandboxStatus.fromWireName(run.status()), run.exitCode(),
+                run.signal(), run.reason(), run.terminatedAt(), run.source()));
+    }
+
+    /** A fresh handle for the same name. */
+    public SandboxHandle refresh() {
+        return Sandbox.get(name());
+    }
+
+    /** Connects to the running sandbox. */
+    public Sandbox connect() {
+        return Sandbox.connect(name());
+    }
+
+    /** Boots the stopped sandbox, attached to this JVM. */
+    public Sandbox start() {
+        return Sandbox.start(name());
+    }
+
+    /** Boots the stopped sandbox, detached. */
+    public Sandbox startDetached() {
+        return Sandbox.startDetached(name());
+    }
+
+    /** Stops the sandbox gracefully (10 s window) and waits; a no-op when it is not running. */
+    public void stop() {
+        stop(Sandbox.DEFAULT_STOP_TIMEOUT);
+    }
+
+    public void stop(Duration timeout) {
+        withConnection(sb -> sb.stop(timeout));
+    }
+
+    /** Sends a stop request and returns; a no-op when it is not running. */
+    public void requestStop() {
+        withConnection(sb -> {
+            sb.requestStop();
+            sb.detach();
+        });
+    }
+
+    /** Kills the VM and waits until the stop is observed; a no-op when it is not running. */
+    public void kill() {
+        kill(Sandbox.DEFAULT_KILL_TIMEOUT);
+    }
+
+    public void kill(Duration timeout) {
+        withConnection(sb -> sb.kill(timeout));
+    }
+
+    /** Sends a kill request and returns. */
+    public void requestKill() {
+        withConnection(sb -> {
+            sb.requestKill();
+            sb.detach();
+        });
+    }
+
+    /**
+     * Starts a drain (see {@link Sandbox#requestDrain()}) and returns.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_RUNNING} when it is not running
+     */
+    public void requestDrain() {
+        if (!running()) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name() + "' is " + record.status());
+        }
+        withConnection(sb -> {
+            sb.requestDrain();
+            sb.detach();
+        });
+    }
+
+    /** Blocks until the sandbox has ended; returns at once for a stopped one. */
+    public SandboxStopResult waitUntilStopped() {
+        if (running()) {
+            try {
+                AgentClient client = AgentClient.connect(name(), SandboxLayout.of(RuntimeFiles.defaultHome(), name()).agentSocket());
+                try {
+                    client.exited().join();
+                } finally {
+                    client.close();
+                }
+            } catch (MicrosandboxException e) {
+                // gone already
+            }
+        }
+        SandboxHandle now = refresh();
+        return now.lastStop().orElseGet(() ->
+                new SandboxStopResult(name(), now.status(), null, null, null, Instant.now(), "client"));
+    }
+
+    /** Deletes the stopped sandbox and its state (see {@link Sandbox#remove(String)}). */
+    public void remove() {
+        Sandbox.remove(name());
+    }
+
+    private boolean running() {
+        return !status().isTerminal();
+    }
+
+    private void withConnection(java.util.function.Consumer<Sandbox> action) {
+        if (!refresh().running()) {
+            return;
+        }
+        Sandbox sb;
+        try {
+            sb = Sandbox.connect(name());
+        } catch (MicrosandboxException e) {
+            if (e.kind() == ErrorKind.SANDBOX_NOT_RUNNING) {
+                return;
+            }
+            throw e;
+        }
+        action.accept(sb);
+    }
+
+    @Override
+    public String toString() {
+        return "SandboxHandle[" + name() + ", " + record.status() + "]";
+    }
+}

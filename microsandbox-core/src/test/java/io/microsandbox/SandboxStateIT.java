@@ -1,0 +1,239 @@
+package io.microsandbox;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.microsandbox.runtime.RuntimeFiles;
+import io.microsandbox.runtime.SandboxLayout;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import org.junit.jupiter.api.Test;
+
+/** Persistent state and the full lifecycle, against real VMs and the real database. */
+class SandboxStateIT {
+    /** A label unique to this JVM, so listings ignore sandboxes of other runs. */
+    private static final String RUN = Long.toString(ProcessHandle.current().pid());
+
+    @Test
+    void restartKeepsFilesWrittenBeforeTheStop() {
+        String name = TestSandboxes.uniqueName("restart");
+        try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().build())) {
+            sb.shell("echo kept > /root/persist.txt");
+        }
+        SandboxHandle stopped = Sandbox.get(name);
+        assertThat(stopped.status()).isEqualTo(SandboxStatus.STOPPED);
+        assertThat(stopped.lastStop()).hasValueSatisfying(r -> assertThat(r.reason()).isEqualTo("shutdown-requested"));
+
+        try (Sandbox again = stopped.start()) {
+            assertThat(again.exec("cat", List.of("/root/persist.txt")).stdout()).isEqualTo("kept\n");
+            assertThat(Sandbox.get(name).status()).isEqualTo(SandboxStatus.RUNNING);
+            assertThatThrownBy(() -> Sandbox.start(name))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_STILL_RUNNING));
+        }
+        Sandbox.remove(name);
+        assertThatThrownBy(() -> Sandbox.get(name))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_FOUND));
+    }
+
+    @Test
+    void listsNewestFirstAndFiltersByAllLabels() {
+        String first = TestSandboxes.uniqueName("list-a");
+        String second = TestSandboxes.uniqueName("list-b");
+        try (Sandbox a = Sandbox.create(first, TestSandboxes.config().labels(Map.of("run", RUN, "team", "x", "role", "worker")).build())) {
+            a.requestStop();
+            a.waitUntilStopped();
+        }
+        try (Sandbox b = Sandbox.create(second, TestSandboxes.config().labels(Map.of("run", RUN, "team", "x")).build())) {
+            assertThat(Sandbox.list(SandboxFilter.labels(Map.of("run", RUN, "team", "x"))))
+                    .extracting(SandboxHandle::name).containsExactly(second, first);
+            assertThat(Sandbox.list(SandboxFilter.labels(Map.of("run", RUN)).withLabels(Map.of("role", "worker"))))
+                    .extracting(SandboxHandle::name).containsExactly(first);
+            assertThat(Sandbox.list()).extracting(SandboxHandle::name).contains(first, second);
+            SandboxHandle handle = Sandbox.get(second);
+            assertThat(handle.labels()).containsEntry("team", "x");
+            assertThat(handle.config().image()).isEqualTo(TestSandboxes.rootfs());
+            assertThat(handle.createdAt()).isAfter(Sandbox.get(first).createdAt());
+            assertThatThrownBy(() -> Sandbox.remove(second))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_STILL_RUNNING));
+        }
+        Sandbox.remove(first);
+        Sandbox.remove(second);
+        assertThat(Sandbox.list(SandboxFilter.labels(Map.of("run", RUN, "team", "x")))).isEmpty();
+    }
+
+    @Test
+    void reservedLabelPrefixesAreRejected() {
+        for (String key : List.of("sandbox.id", "microsandbox.x", "service.name")) {
+            assertThatThrownBy(() -> TestSandboxes.config().label(key, "v").build())
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                        assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG);
+                        assertThat(e.getMessage()).contains(key);
+                    });
+        }
+    }
+
+    @Test
+    void drainLetsRunningCommandsFinishRefusesNewOnesThenStops() {
+        String name = TestSandboxes.uniqueName("drain");
+        Sandbox sb = Sandbox.create(name, TestSandboxes.config().build());
+        try (ExecHandle running = sb.shellStream("sleep 3; echo finished", ExecOptions.defaults())) {
+            assertThat(running.recv()).isInstanceOf(ExecEvent.Started.class);
+            sb.requestDrain();
+
+            assertThat(Sandbox.get(name).status()).isEqualTo(SandboxStatus.DRAINING);
+            assertThatThrownBy(() -> sb.exec("true", List.of()))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                        assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_RUNNING);
+                        assertThat(e.getMessage()).contains("draining");
+                    });
+            ExecOutput out = running.collect();
+            assertThat(out.stdout()).isEqualTo("finished\n");
+            assertThat(out.exitCode()).isZero();
+        }
+        SandboxStopResult result = sb.waitUntilStopped(Duration.ofSeconds(30));
+        assertThat(result.status()).isEqualTo(SandboxStatus.STOPPED);
+        assertThat(result.reason()).isEqualTo("drain-requested");
+        assertThat(Sandbox.get(name).status()).isEqualTo(SandboxStatus.STOPPED);
+        Sandbox.remove(name);
+    }
+
+    @Test
+    void idleTimeoutStopsAnUnusedSandboxAndTouchKeepsItAlive() throws Exception {
+        String name = TestSandboxes.uniqueName("idle");
+        Sandbox sb = Sandbox.create(name, TestSandboxes.config().idleTimeout(Duration.ofSeconds(3)).build());
+        for (int i = 0; i < 4; i++) {
+            Thread.sleep(1500);
+            sb.touch();
+        }
+        assertThat(Sandbox.get(name).status()).isEqualTo(SandboxStatus.RUNNING);
+        SandboxStopResult result = sb.waitUntilStopped(Duration.ofSeconds(30));
+        assertThat(result.status()).isEqualTo(SandboxStatus.STOPPED);
+        assertThat(result.reason()).isEqualTo("idle-timeout");
+        Sandbox.remove(name);
+    }
+
+    @Test
+    void maxDurationStopsTheSandbox() {
+        String name = TestSandboxes.uniqueName("maxdur");
+        Sandbox sb = Sandbox.create(name, TestSandboxes.config().maxDuration(Duration.ofMillis(2500)).build());
+        assertThat(sb.config().maxDuration()).isEqualTo(Duration.ofSeconds(3));
+        SandboxStopResult result = sb.waitUntilStopped(Duration.ofSeconds(30));
+        assertThat(result.status()).isEqualTo(SandboxStatus.STOPPED);
+        assertThat(result.reason()).isEqualTo("max-duration");
+        assertThat(Sandbox.get(name).lastStop()).hasValueSatisfying(r -> assertThat(r.reason()).isEqualTo("max-duration"));
+        Sandbox.remove(name);
+    }
+
+    @Test
+    void killedVmIsRecordedAsCrashedWithItsSignal() {
+        String name = TestSandboxes.uniqueName("crashdb");
+        Sandbox sb = Sandbox.create(name, TestSandboxes.config().build());
+        ProcessHandle.of(SandboxPids.of(name).vmmPid()).orElseThrow().destroyForcibly();
+        sb.waitUntilStopped(Duration.ofSeconds(30));
+
+        SandboxHandle handle = Sandbox.get(name);
+        assertThat(handle.status()).isEqualTo(SandboxStatus.CRASHED);
+        assertThat(handle.lastStop()).hasValueSatisfying(r -> {
+            assertThat(r.signal()).isEqualTo(9);
+            assertThat(r.reason()).isEqualTo("signal");
+            assertThat(r.source()).isEqualTo("supervisor");
+        });
+        Sandbox.remove(name);
+    }
+
+    @Test
+    void killedSupervisorIsDetectedAsCrashedAndTakesItsVmAlong() throws Exception {
+        String name = TestSandboxes.uniqueName("supkill");
+        Sandbox sb = Sandbox.create(name, TestSandboxes.config().build());
+        SandboxPids pids = SandboxPids.of(name);
+        ProcessHandle.of(pids.supervisorPid()).orElseThrow().destroyForcibly();
+        ProcessHandle.of(pids.supervisorPid()).ifPresent(p -> p.onExit().join());
+        long deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
+        while (SandboxPids.alive(pids.vmmPid()) && System.nanoTime() < deadline) {
+            Thread.sleep(100);
+        }
+        assertThat(SandboxPids.alive(pids.vmmPid())).as("QEMU outlived its supervisor").isFalse();
+
+        SandboxHandle handle = Sandbox.get(name);
+        assertThat(handle.status()).isEqualTo(SandboxStatus.CRASHED);
+        assertThat(handle.lastStop()).hasValueSatisfying(r -> {
+            assertThat(r.reason()).isEqualTo("internal");
+            assertThat(r.source()).isEqualTo("client");
+        });
+        assertThat(sb.waitUntilStopped(Duration.ofSeconds(10)).status()).isEqualTo(SandboxStatus.CRASHED);
+        Sandbox.remove(name);
+    }
+
+    @Test
+    void replaceStopsRemovesAndRecreates() {
+        String name = TestSandboxes.uniqueName("replace");
+        Sandbox old = Sandbox.create(name, TestSandboxes.config().build());
+        old.shell("echo old > /root/marker");
+        assertThatThrownBy(() -> Sandbox.create(name, TestSandboxes.config().build()))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_ALREADY_EXISTS));
+
+        try (Sandbox fresh = Sandbox.create(name, TestSandboxes.config().replaceTimeout(Duration.ofSeconds(5)).build())) {
+            assertThat(fresh.shell("cat /root/marker 2>/dev/null || echo absent").stdout()).isEqualTo("absent\n");
+            assertThat(old.waitUntilStopped(Duration.ofSeconds(10)).status()).isEqualTo(SandboxStatus.STOPPED);
+        }
+        Sandbox.remove(name);
+    }
+
+    @Test
+    void ephemeralSandboxLeavesNoTrace() {
+        String name = TestSandboxes.uniqueName("ephemeral");
+        SandboxLayout layout = SandboxLayout.of(RuntimeFiles.defaultHome(), name);
+        try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().ephemeral(true).build())) {
+            assertThat(sb.shell("echo hi").stdout()).isEqualTo("hi\n");
+            assertThat(layout.dir()).exists();
+        }
+        assertThat(layout.dir()).doesNotExist();
+        assertThat(layout.runDir()).doesNotExist();
+        assertThatThrownBy(() -> Sandbox.get(name))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_FOUND));
+    }
+
+    @Test
+    void pauseAndResume() {
+        String name = TestSandboxes.uniqueName("pause");
+        try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().build())) {
+            sb.pause();
+            assertThat(Sandbox.get(name).status()).isEqualTo(SandboxStatus.PAUSED);
+            sb.resume();
+            assertThat(Sandbox.get(name).status()).isEqualTo(SandboxStatus.RUNNING);
+            assertThat(sb.shell("echo awake").stdout()).isEqualTo("awake\n");
+        }
+        Sandbox.remove(name);
+    }
+
+    @Test
+    void twoJvmsShareOneHome() throws Exception {
+        String mine = TestSandboxes.uniqueName("jvm-a");
+        String theirs = TestSandboxes.uniqueName("jvm-b");
+        Process child = ChildJvm.start("attached", theirs);
+        try {
+            CompletableFuture<long[]> childReady = CompletableFuture.supplyAsync(() -> {
+                try {
+                    return ChildJvm.awaitReady(child);
+                } catch (Exception e) {
+                    throw new IllegalStateException(e);
+                }
+            });
+            try (Sandbox sb = Sandbox.create(mine, TestSandboxes.config().label("run", RUN).build())) {
+                childReady.get();
+                assertThat(Sandbox.list()).extracting(SandboxHandle::name).contains(mine, theirs);
+                assertThat(Sandbox.get(theirs).status()).isEqualTo(SandboxStatus.RUNNING);
+                try (Sandbox theirsHere = Sandbox.connect(theirs)) {
+                    assertThat(theirsHere.shell("echo shared").stdout()).isEqualTo("shared\n");
+                }
+            }
+            assertThat(Sandbox.get(theirs).status()).isEqualTo(SandboxStatus.STOPPED);
+        } finally {
+            child.destroyForcibly().waitFor();
+        }
+        Sandbox.remove(mine);
+        Sandbox.remove(theirs);
+    }
+}

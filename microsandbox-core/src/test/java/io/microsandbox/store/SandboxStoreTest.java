@@ -1,0 +1,113 @@
+package io.microsandbox.store;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.microsandbox.ErrorKind;
+import io.microsandbox.MicrosandboxException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class SandboxStoreTest {
+    @TempDir
+    Path home;
+
+    @Test
+    void migratesOnceAndReopens() {
+        SandboxStore.open(home).insert("a", "{}", Map.of(), false, "running");
+        SandboxStore reopened = SandboxStore.open(home);
+        assertThat(reopened.find("a")).isPresent();
+        assertThat(SandboxStore.schemaVersion()).isEqualTo(1);
+    }
+
+    @Test
+    void refusesDuplicateNames() {
+        SandboxStore store = SandboxStore.open(home);
+        store.insert("a", "{}", Map.of(), false, "running");
+        assertThatThrownBy(() -> store.insert("a", "{}", Map.of(), false, "running"))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_ALREADY_EXISTS));
+    }
+
+    @Test
+    void listsNewestFirstWithAndMatchedLabels() throws Exception {
+        SandboxStore store = SandboxStore.open(home);
+        store.insert("old", "{}", Map.of("team", "x", "role", "w"), false, "stopped");
+        Thread.sleep(5);
+        store.insert("new", "{}", Map.of("team", "x"), false, "stopped");
+        store.insert("other", "{}", Map.of("team", "y"), false, "stopped");
+
+        assertThat(store.list(Map.of("team", "x"))).extracting(SandboxRecord::name).containsExactly("new", "old");
+        assertThat(store.list(Map.of("team", "x", "role", "w"))).extracting(SandboxRecord::name).containsExactly("old");
+        assertThat(store.list(Map.of())).extracting(SandboxRecord::name).containsExactly("other", "new", "old");
+        assertThat(store.find("old").orElseThrow().labels()).containsEntry("role", "w");
+    }
+
+    @Test
+    void recordsRunsAndTheFirstObserverOfAnEndWins() {
+        SandboxStore store = SandboxStore.open(home);
+        store.insert("a", "{}", Map.of(), false, "running");
+        store.startRun("a", 10, 11);
+        assertThat(store.find("a").orElseThrow().lastRun().terminatedAt()).isNull();
+
+        store.finishRun("a", "stopped", 0, null, "shutdown-requested", "supervisor");
+        store.finishRun("a", "crashed", null, null, "internal", "client");
+
+        SandboxRecord record = store.find("a").orElseThrow();
+        assertThat(record.status()).isEqualTo("stopped");
+        assertThat(record.lastRun().reason()).isEqualTo("shutdown-requested");
+        assertThat(record.lastRun().exitCode()).isZero();
+        assertThat(record.lastRun().signal()).isNull();
+        assertThat(record.lastRun().supervisorPid()).isEqualTo(10L);
+    }
+
+    @Test
+    void endsACreationWhoseCreatorDiedBeforeAnyRun() {
+        SandboxStore store = SandboxStore.open(home);
+        store.insert("a", "{}", Map.of(), false, "running");
+        store.finishRun("a", "crashed", null, null, "internal", "client");
+        assertThat(store.find("a").orElseThrow().status()).isEqualTo("crashed");
+    }
+
+    @Test
+    void deleteForgetsLabelsAndRuns() {
+        SandboxStore store = SandboxStore.open(home);
+        store.insert("a", "{}", Map.of("k", "v"), false, "running");
+        store.startRun("a", 1, 2);
+        store.delete("a");
+        assertThat(store.find("a")).isEmpty();
+        store.insert("a", "{}", Map.of(), false, "running");
+        assertThat(store.find("a").orElseThrow().labels()).isEmpty();
+        assertThat(store.find("a").orElseThrow().lastRun()).isNull();
+    }
+
+    @Test
+    void concurrentWritersFromManyThreadsAllLand() throws Exception {
+        SandboxStore store = SandboxStore.open(home);
+        ExecutorService pool = Executors.newFixedThreadPool(8);
+        try {
+            List<Future<?>> done = new ArrayList<>();
+            for (int i = 0; i < 40; i++) {
+                int n = i;
+                done.add(pool.submit(() -> {
+                    SandboxStore own = SandboxStore.open(home);
+                    own.insert("s" + n, "{}", Map.of("batch", "1"), false, "running");
+                    own.startRun("s" + n, n, n);
+                    own.finishRun("s" + n, "stopped", 0, null, "completed", "supervisor");
+                }));
+            }
+            for (Future<?> f : done) {
+                f.get();
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+        assertThat(store.list(Map.of("batch", "1"))).hasSize(40).allMatch(r -> r.status().equals("stopped"));
+    }
+}
