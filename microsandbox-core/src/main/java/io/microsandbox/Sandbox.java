@@ -220,9 +220,11 @@ public final class Sandbox implements AutoCloseable {
         validateName(name);
         Path home = RuntimeFiles.defaultHome();
         SandboxStore store = SandboxStore.open(home);
-        SandboxRecord record = store.find(name)
+        return store.find(name)
+                .map(record -> observe(store, home, record))
+                .filter(record -> !purgedIfEphemeral(store, home, record))
+                .map(SandboxHandle::new)
                 .orElseThrow(() -> new MicrosandboxException(ErrorKind.SANDBOX_NOT_FOUND, "no sandbox named '" + name + "'"));
-        return new SandboxHandle(observe(store, home, record));
     }
 
     /** Every known sandbox, newest first. */
@@ -234,7 +236,26 @@ public final class Sandbox implements AutoCloseable {
     public static List<SandboxHandle> list(SandboxFilter filter) {
         Path home = RuntimeFiles.defaultHome();
         SandboxStore store = SandboxStore.open(home);
-        return store.list(filter.labels()).stream().map(r -> new SandboxHandle(observe(store, home, r))).toList();
+        return store.list(filter.labels()).stream()
+                .map(record -> observe(store, home, record))
+                .filter(record -> !purgedIfEphemeral(store, home, record))
+                .map(SandboxHandle::new)
+                .toList();
+    }
+
+    /**
+     * An ephemeral sandbox whose supervisor died could not clean up after itself: whoever
+     * sees it ended does, and it is then gone.
+     */
+    private static boolean purgedIfEphemeral(SandboxStore store, Path home, SandboxRecord record) {
+        if (!record.ephemeral() || !SandboxStatus.fromWireName(record.status()).isTerminal()) {
+            return false;
+        }
+        SandboxLayout layout = SandboxLayout.of(home, record.name());
+        SandboxPreparer.deleteTree(layout.dir());
+        SandboxPreparer.deleteTree(layout.runDir());
+        store.delete(record.name());
+        return true;
     }
 
     /**
