@@ -6,6 +6,7 @@
  *                come back through a close-on-exec pipe as IOExceptions
  *   waitpid, kill, setsid, prctl(PR_SET_PDEATHSIG), pidfd_open/poll, close
  *   isatty, termios raw mode save/restore, window size
+ *   statTree     lstat of every entry under a directory, in one call, for image fingerprints
  *
  * Every failure throws java.io.IOException "<what was attempted>: <strerror>".
  * The Java side hands strings over as NUL-terminated UTF-8 byte arrays.
@@ -15,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -29,6 +31,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -641,4 +644,86 @@ JNIEXPORT jintArray JNICALL Java_io_microsandbox_runtime_Posix_windowSize0(JNIEn
         return NULL;
     }
     return out;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* statTree                                                                               */
+
+/* nftw has no user pointer: the walk's state lives in thread-locals for its duration. */
+static __thread char *tree_buf;
+static __thread size_t tree_len, tree_cap, tree_root_len;
+static __thread int tree_oom;
+
+static void put_i64(char *p, int64_t v) {
+    for (int i = 0; i < 8; i++) {
+        p[i] = (char) ((uint64_t) v >> (8 * i));
+    }
+}
+
+static int tree_visit(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    (void) type;
+    (void) ftw;
+    const char *rel = path + tree_root_len;
+    while (*rel == '/') {
+        rel++;
+    }
+    size_t rlen = strlen(rel);
+    size_t need = rlen + 1 + 6 * 8;
+    if (tree_len + need > tree_cap) {
+        size_t cap = tree_cap ? tree_cap * 2 : 1 << 16;
+        while (cap < tree_len + need) {
+            cap *= 2;
+        }
+        char *grown = realloc(tree_buf, cap);
+        if (grown == NULL) {
+            tree_oom = 1;
+            return 1; /* stop the walk */
+        }
+        tree_buf = grown;
+        tree_cap = cap;
+    }
+    char *p = tree_buf + tree_len;
+    memcpy(p, rel, rlen + 1);
+    p += rlen + 1;
+    put_i64(p, st->st_mode);
+    put_i64(p + 8, st->st_uid);
+    put_i64(p + 16, st->st_gid);
+    put_i64(p + 24, st->st_size);
+    put_i64(p + 32, (int64_t) st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec);
+    put_i64(p + 40, (int64_t) st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec);
+    tree_len += need;
+    return 0;
+}
+
+JNIEXPORT jbyteArray JNICALL Java_io_microsandbox_runtime_Posix_statTree0(JNIEnv *env, jclass cls, jbyteArray jroot) {
+    (void) cls;
+    jsize n = (*env)->GetArrayLength(env, jroot);
+    char *root = malloc((size_t) n + 1);
+    if (root == NULL) {
+        throw_class(env, "java/lang/OutOfMemoryError", "statTree: path");
+        return NULL;
+    }
+    (*env)->GetByteArrayRegion(env, jroot, 0, n, (jbyte *) root);
+    root[n] = '\0';
+    tree_buf = NULL;
+    tree_len = tree_cap = 0;
+    tree_oom = 0;
+    tree_root_len = strlen(root);
+    int rc = nftw(root, tree_visit, 64, FTW_PHYS);
+    int err = errno;
+    jbyteArray result = NULL;
+    if (tree_oom) {
+        throw_class(env, "java/lang/OutOfMemoryError", "statTree: too many entries");
+    } else if (rc != 0) {
+        throw_io(env, err, "cannot walk %s", root);
+    } else {
+        result = (*env)->NewByteArray(env, (jsize) tree_len);
+        if (result != NULL) {
+            (*env)->SetByteArrayRegion(env, result, 0, (jsize) tree_len, (const jbyte *) tree_buf);
+        }
+    }
+    free(tree_buf);
+    tree_buf = NULL;
+    free(root);
+    return result;
 }

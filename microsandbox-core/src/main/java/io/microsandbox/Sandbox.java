@@ -155,7 +155,7 @@ public final class Sandbox implements AutoCloseable {
 
     /** Boots the prepared sandbox: the supervisor starts while the disks are made. */
     private static Sandbox boot(Path home, SandboxLayout layout, SandboxConfig config, boolean freshUpper, SandboxLock createLock) {
-        SupervisorProcess supervisor = SupervisorProcess.start(layout);
+        SupervisorProcess supervisor = SupervisorProcess.acquire();
         try {
             SupervisorSpec spec = SandboxPreparer.prepare(home, layout, config, freshUpper);
             supervisor.boot(spec);
@@ -168,6 +168,7 @@ public final class Sandbox implements AutoCloseable {
         }
         // the supervisor owns the sandbox now and holds its own lock
         closeQuietly(createLock);
+        SupervisorProcess.replenish();
         AgentClient client;
         try {
             client = AgentClient.connect(layout.name(), layout.agentSocket());

@@ -37,7 +37,7 @@ public final class BootBench {
             bare.add(bareBootMillis(kernel, initramfs, accel));
         }
 
-        SandboxConfig config = SandboxConfig.builder().image(image).memoryMib(512).build();
+        SandboxConfig config = SandboxConfig.builder().image(image).memoryMib(512).ephemeral(true).build();
         // One untimed create warms the lower-disk cache and the JIT, as a long-running service would be.
         try (Sandbox warm = Sandbox.create("bench-warmup", config)) {
             warm.exec("true", List.of());

@@ -2,21 +2,19 @@ package io.microsandbox.image;
 
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
+import io.microsandbox.runtime.Posix;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.FileVisitResult;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.Path;
-import java.nio.file.SimpleFileVisitor;
 import java.nio.file.StandardCopyOption;
-import java.nio.file.attribute.BasicFileAttributes;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -108,41 +106,35 @@ public final class RootDisks {
                 "mke2fs not found (package e2fsprogs); run scripts/setup.sh to install what the runtime needs");
     }
 
-    /** Identity of an image tree: path, type, size, mtime, owner and mode of every entry. */
+    /**
+     * Identity of an image tree: path, type, owner, mode, size, mtime and ctime of every entry
+     * (ctime moves on any change of content, owner, mode or link target).
+     */
     record Fingerprint(String digest, long entries, long bytes) {
         static Fingerprint of(Path root) throws IOException {
+            byte[] records = Posix.statTree(root);
             MessageDigest sha;
             try {
                 sha = MessageDigest.getInstance("SHA-256");
             } catch (NoSuchAlgorithmException e) {
                 throw new IllegalStateException(e);
             }
-            long[] counts = new long[2];
-            Files.walkFileTree(root, new SimpleFileVisitor<>() {
-                @Override
-                public FileVisitResult preVisitDirectory(Path dir, BasicFileAttributes attrs) throws IOException {
-                    add(dir, attrs);
-                    return FileVisitResult.CONTINUE;
-                }
-
-                @Override
-                public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
-                    add(file, attrs);
-                    return FileVisitResult.CONTINUE;
-                }
-
-                private void add(Path p, BasicFileAttributes attrs) throws IOException {
-                    Map<String, Object> unix = Files.readAttributes(p, "unix:uid,gid,mode", LinkOption.NOFOLLOW_LINKS);
-                    String line = root.relativize(p) + "\0" + attrs.size() + "\0" + attrs.lastModifiedTime().toMillis()
-                            + "\0" + unix.get("uid") + ":" + unix.get("gid") + ":" + unix.get("mode")
-                            + (attrs.isSymbolicLink() ? "\0" + Files.readSymbolicLink(p) : "") + "\n";
-                    sha.update(line.getBytes(StandardCharsets.UTF_8));
-                    counts[0]++;
-                    counts[1] += (attrs.size() + 4095) / 4096 * 4096;
-                }
-            });
             sha.update(root.toString().getBytes(StandardCharsets.UTF_8));
-            return new Fingerprint(HexFormat.of().formatHex(sha.digest(), 0, 12), counts[0], counts[1]);
+            sha.update(records);
+            ByteBuffer buf = ByteBuffer.wrap(records).order(ByteOrder.LITTLE_ENDIAN);
+            long entries = 0;
+            long bytes = 0;
+            int pos = 0;
+            while (pos < records.length) {
+                while (records[pos] != 0) {
+                    pos++;
+                }
+                long size = buf.getLong(pos + 1 + 24);
+                bytes += (size + 4095) / 4096 * 4096;
+                entries++;
+                pos += 1 + 48;
+            }
+            return new Fingerprint(HexFormat.of().formatHex(sha.digest(), 0, 12), entries, bytes);
         }
     }
 }

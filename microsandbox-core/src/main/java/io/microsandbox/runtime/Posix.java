@@ -278,6 +278,19 @@ public final class Posix {
     }
 
     /**
+     * lstat of every entry under {@code root} (the root included, links not followed), in walk
+     * order, as records of: the path relative to {@code root}, a NUL byte, then six
+     * little-endian 64-bit numbers: mode, uid, gid, size, mtime and ctime in nanoseconds.
+     * One native walk is an order of magnitude faster than the same stats through NIO.
+     *
+     * @throws IOException if the tree cannot be walked
+     */
+    public static byte[] statTree(Path root) throws IOException {
+        load();
+        return statTree0(root.toString().getBytes(StandardCharsets.UTF_8));
+    }
+
+    /**
      * Puts a terminal into raw mode ({@code cfmakeraw}: no echo, no line editing, no signal
      * keys, no output processing; reads return after one byte) and returns the previous
      * settings for {@link #restoreMode(int, byte[])}.
@@ -356,6 +369,8 @@ public final class Posix {
     private static native void close0(int fd);
 
     private static native boolean isatty0(int fd);
+
+    private static native byte[] statTree0(byte[] root) throws IOException;
 
     private static native byte[] enterRawMode0(int fd) throws IOException;
 

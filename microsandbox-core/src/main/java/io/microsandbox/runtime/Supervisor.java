@@ -94,15 +94,19 @@ public final class Supervisor {
         PrintStream parentOut = System.out;
         System.setOut(System.err);
         warmUp();
-        // Loading SQLite's native library takes a while: do it beside the boot, it is needed only once the VM is up.
-        java.util.concurrent.FutureTask<SandboxStore> store = new java.util.concurrent.FutureTask<>(
-                () -> SandboxStore.open(RuntimeFiles.defaultHome()));
-        daemon(store, "store-open").start();
         String specPath = readLine(System.in);
         if (specPath == null || specPath.isBlank()) {
             System.exit(0);
         }
         SupervisorSpec spec = SupervisorSpec.read(Path.of(specPath));
+        Files.createDirectories(spec.layout().logsDir());
+        System.setErr(new PrintStream(new java.io.FileOutputStream(spec.layout().supervisorLog().toFile(), true), true,
+                java.nio.charset.StandardCharsets.UTF_8));
+        System.setOut(System.err);
+        // Opening the database is needed only once the VM is up: do it beside the boot.
+        java.util.concurrent.FutureTask<SandboxStore> store = new java.util.concurrent.FutureTask<>(
+                () -> SandboxStore.open(Path.of(spec.home())));
+        daemon(store, "store-open").start();
         int code = new Supervisor(spec, store, parentOut).run();
         System.exit(code);
     }
@@ -112,6 +116,12 @@ public final class Supervisor {
         Posix.load();
         FrameCodec.encode(new Frame(0, 0, Protocol.CORE_PING, JSON.createObjectNode()));
         JSON.createObjectNode().put("warm", true).toString();
+        // loads SQLite's native library, the slowest part of opening the database
+        try (var c = java.sql.DriverManager.getConnection("jdbc:sqlite::memory:")) {
+            c.isValid(1);
+        } catch (java.sql.SQLException e) {
+            throw new IllegalStateException("SQLite does not load: " + e.getMessage(), e);
+        }
     }
 
     /** One line read byte by byte, so nothing after it is consumed from the creator pipe. */

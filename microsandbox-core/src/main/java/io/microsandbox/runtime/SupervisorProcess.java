@@ -14,6 +14,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * The creator's side of a supervisor: starts it as a child JVM on the same JDK and class
@@ -27,6 +28,9 @@ public final class SupervisorProcess {
             "-Xms16m", "-Xmx64m", "-Xss512k", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
             "-XX:CICompilerCount=1", "-XX:-UsePerfData", "-Xshare:auto");
 
+    private static final boolean KEEP_SPARE = Boolean.parseBoolean(System.getProperty("microsandbox.supervisor.spare", "true"));
+    private static final AtomicReference<SupervisorProcess> SPARE = new AtomicReference<>();
+
     private final Process process;
     private final OutputStream creatorPipe;
     private volatile JsonNode ready;
@@ -37,25 +41,56 @@ public final class SupervisorProcess {
     }
 
     /**
-     * Starts a supervisor JVM for the sandbox at {@code layout}. It warms up and then waits
-     * for {@link #boot(SupervisorSpec)}, so JVM start-up overlaps the disk preparation.
+     * A supervisor JVM for a new sandbox, waiting for {@link #boot(SupervisorSpec)}. The spare
+     * left by {@link #replenish()} is taken when there is one, so the creation waits for no
+     * JVM start-up; otherwise one starts now, and its start-up overlaps the disk preparation.
      */
-    public static SupervisorProcess start(SandboxLayout layout) {
+    public static SupervisorProcess acquire() {
+        SupervisorProcess taken = SPARE.getAndSet(null);
+        if (taken != null && taken.process.isAlive()) {
+            return taken;
+        }
+        return launch();
+    }
+
+    /**
+     * Starts the spare supervisor for the next creation in the background, unless one is
+     * waiting or {@code -Dmicrosandbox.supervisor.spare=false}. Called once a boot is done,
+     * so the spare's start-up never competes with a booting guest for the CPU.
+     */
+    public static void replenish() {
+        if (!KEEP_SPARE || SPARE.get() != null) {
+            return;
+        }
+        Thread starter = new Thread(() -> {
+            try {
+                SupervisorProcess next = launch();
+                if (!SPARE.compareAndSet(null, next)) {
+                    next.abandon();
+                }
+            } catch (MicrosandboxException e) {
+                // no spare: the next creation starts its own supervisor
+            }
+        }, "msb-supervisor-spare");
+        starter.setDaemon(true);
+        starter.start();
+    }
+
+    private static SupervisorProcess launch() {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         cmd.addAll(JVM_OPTIONS);
         cmd.add("-cp");
         cmd.add(System.getProperty("java.class.path"));
-        cmd.add("-Dmicrosandbox.home=" + RuntimeFiles.defaultHome());
+        // where the supervisor extracts the JNI library; its database comes with the spec
+        cmd.add("-D" + RuntimeFiles.HOME_PROPERTY + "=" + RuntimeFiles.defaultHome());
         cmd.add(Supervisor.class.getName());
         try {
-            java.nio.file.Files.createDirectories(layout.logsDir());
-            Process process = new ProcessBuilder(cmd)
-                    .redirectError(ProcessBuilder.Redirect.appendTo(layout.supervisorLog().toFile()))
-                    .start();
+            // Until it knows its sandbox it has no log: it says nothing before that.
+            Process process = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.DISCARD).start();
             return new SupervisorProcess(process);
         } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "cannot start the supervisor of '" + layout.name() + "': " + e.getMessage(), e);
+            throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "cannot start a supervisor JVM: " + e.getMessage(), e);
         }
     }
 
