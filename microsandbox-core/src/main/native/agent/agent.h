@@ -62,6 +62,7 @@ int open_agent_port(void);
 int setup_root(const char **stage, char *msg, size_t msglen);
 /* Applies core.configure's payload (hostname etc.). */
 int apply_config(cbor_val payload, const char **stage, char *msg, size_t msglen);
+int env_entry(cbor_val k, cbor_val v, char **out);
 void kill_all_and_sync(void);
 void power_off(void) __attribute__((noreturn));
 

@@ -272,6 +272,25 @@ int setup_root(const char **stage, char *msg, size_t msglen)
     return 0;
 }
 
+/* One env map entry as a malloc'd "K=V": 1 done, 0 not a valid variable (skip it), -1 out of memory. */
+int env_entry(cbor_val k, cbor_val v, char **out)
+{
+    const char *ks, *vs;
+    size_t kl, vl;
+    if (!cbor_get_text(k, &ks, &kl) || !cbor_get_text(v, &vs, &vl) || kl == 0 ||
+        memchr(ks, '=', kl) || memchr(ks, 0, kl) || memchr(vs, 0, vl))
+        return 0;
+    char *s = malloc(kl + vl + 2);
+    if (!s)
+        return -1;
+    memcpy(s, ks, kl);
+    s[kl] = '=';
+    memcpy(s + kl + 1, vs, vl);
+    s[kl + vl + 1] = 0;
+    *out = s;
+    return 1;
+}
+
 /* Reads an env map {k: v} into a NULL-terminated "K=V" array. */
 static char **env_from_map(cbor_val map)
 {
@@ -282,19 +301,10 @@ static char **env_from_map(cbor_val map)
         return calloc(1, sizeof(char *));
     char **env = calloc(it.left + 1, sizeof(char *));
     while (env && cbor_iter_next(&it, &k, &v)) {
-        const char *ks, *vs;
-        size_t kl, vl;
-        if (!cbor_get_text(k, &ks, &kl) || !cbor_get_text(v, &vs, &vl) || kl == 0 ||
-            memchr(ks, '=', kl) || memchr(ks, 0, kl) || memchr(vs, 0, vl))
-            continue;
-        char *s = malloc(kl + vl + 2);
-        if (!s)
+        int rc = env_entry(k, v, &env[n]);
+        if (rc < 0)
             break;
-        memcpy(s, ks, kl);
-        s[kl] = '=';
-        memcpy(s + kl + 1, vs, vl);
-        s[kl + vl + 1] = 0;
-        env[n++] = s;
+        n += (size_t) rc;
     }
     return env;
 }

@@ -346,19 +346,10 @@ static char **build_env(cbor_val p, const spawn_req *r)
         return NULL;
     cbor_val k, v;
     while (have_map && cbor_iter_next(&it, &k, &v)) {
-        const char *ks, *vs;
-        size_t kl, vl;
-        if (!cbor_get_text(k, &ks, &kl) || !cbor_get_text(v, &vs, &vl) || kl == 0 ||
-            memchr(ks, '=', kl) || memchr(ks, 0, kl) || memchr(vs, 0, vl))
-            continue;
-        char *s = malloc(kl + vl + 2);
-        if (!s)
+        int rc = env_entry(k, v, &env[n]);
+        if (rc < 0)
             goto oom;
-        memcpy(s, ks, kl);
-        s[kl] = '=';
-        memcpy(s + kl + 1, vs, vl);
-        s[kl + vl + 1] = 0;
-        env[n++] = s;
+        n += (size_t) rc;
     }
     for (size_t i = 0; g_config.env && g_config.env[i]; i++)
         if (!env_has_key(env, n, g_config.env[i]) && !(env[n++] = strdup(g_config.env[i])))

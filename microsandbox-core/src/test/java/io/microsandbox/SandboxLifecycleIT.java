@@ -56,22 +56,6 @@ class SandboxLifecycleIT {
     }
 
     @Test
-    void vmKilledFromOutsideIsRecordedAsCrashed() throws Exception {
-        String name = TestSandboxes.uniqueName("crash");
-        Sandbox sb = Sandbox.create(name, TestSandboxes.config().build());
-        SandboxPids pids = SandboxPids.of(name);
-
-        ProcessHandle.of(pids.vmmPid()).orElseThrow().destroyForcibly();
-
-        SandboxStopResult result = sb.waitUntilStopped(Duration.ofSeconds(30));
-        assertThat(result.status()).isEqualTo(SandboxStatus.CRASHED);
-        assertThat(result.signal()).isEqualTo(9);
-        assertThat(result.reason()).isEqualTo("signal");
-        assertGone(name, pids);
-        Sandbox.remove(name);
-    }
-
-    @Test
     void guestKernelPanicFailsTheBootWithTheConsoleTail() {
         String name = TestSandboxes.uniqueName("panic");
         // An initramfs init that does not exist makes the kernel panic: "No working init found".
