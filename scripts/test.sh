@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-mvn -B -ntp verify "$@"
+mvn -B -ntp verify -Dmsb.setup.home="${MSB_HOME:-$HOME/.microsandbox}" "$@"

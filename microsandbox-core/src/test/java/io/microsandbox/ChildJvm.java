@@ -38,6 +38,7 @@ public final class ChildJvm {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         return new ProcessBuilder(java, "-cp", System.getProperty("java.class.path"),
                 "-Dmicrosandbox.home=" + io.microsandbox.runtime.RuntimeFiles.defaultHome(),
+                "-Dmicrosandbox.kernel.dir=" + System.getProperty("microsandbox.kernel.dir", ""),
                 ChildJvm.class.getName(), mode, name, TestSandboxes.rootfs())
                 .redirectError(ProcessBuilder.Redirect.INHERIT)
                 .start();

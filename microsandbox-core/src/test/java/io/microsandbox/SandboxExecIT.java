@@ -70,6 +70,12 @@ class SandboxExecIT {
     }
 
     @Test
+    void keepsOwnersModesAndSymlinksOfTheImage() {
+        ExecOutput out = sandbox.shell("stat -c '%U:%G %a' /home/sandbox; stat -c '%a' /usr/bin/chsh; readlink /bin");
+        assertThat(out.stdout()).isEqualTo("sandbox:sandbox 755\n4755\nusr/bin\n");
+    }
+
+    @Test
     void setsHostnameFromName() {
         assertThat(sandbox.exec("cat", List.of("/proc/sys/kernel/hostname")).stdout().strip())
                 .isEqualTo(sandbox.name().toLowerCase());

@@ -15,7 +15,7 @@ final class TestSandboxes {
     /** The Debian test image that scripts/build-test-image.sh builds. */
     static String rootfs() {
         String configured = System.getProperty("msb.test.rootfs");
-        Path path = configured != null && !configured.isBlank() && !configured.startsWith("${")
+        Path path = configured != null && !configured.isBlank()
                 ? Path.of(configured)
                 : RuntimeFiles.defaultHome().resolve("test-images").resolve("debian-python");
         if (!Files.isDirectory(path)) {

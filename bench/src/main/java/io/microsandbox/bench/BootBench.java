@@ -8,6 +8,7 @@ import io.microsandbox.runtime.Accelerators;
 import io.microsandbox.runtime.KernelBundle;
 import io.microsandbox.runtime.QemuCommand;
 import io.microsandbox.runtime.RuntimeFiles;
+import io.microsandbox.runtime.SandboxPreparer;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -30,11 +31,12 @@ public final class BootBench {
         KernelBundle kernel = KernelBundle.locate(home);
         Path agent = RuntimeFiles.extract("msb-agent");
         Path initramfs = kernel.initramfs(agent, agent.getParent());
-        Accelerator accel = Accelerators.resolve(Accelerator.AUTO, kernel, initramfs, agent.getParent());
+        String qemu = SandboxPreparer.findQemu();
+        Accelerator accel = Accelerators.resolve(Accelerator.AUTO, qemu, kernel, initramfs, agent.getParent());
 
         List<Double> bare = new ArrayList<>();
         for (int i = 0; i < rounds; i++) {
-            bare.add(bareBootMillis(kernel, initramfs, accel));
+            bare.add(bareBootMillis(qemu, kernel, initramfs, accel));
         }
 
         SandboxConfig config = SandboxConfig.builder().image(image).memoryMib(512).ephemeral(true).build();
@@ -82,16 +84,16 @@ public final class BootBench {
         Files.writeString(output, table.toString());
     }
 
-    private static double bareBootMillis(KernelBundle kernel, Path initramfs, Accelerator accel) throws Exception {
+    private static double bareBootMillis(String qemu, KernelBundle kernel, Path initramfs, Accelerator accel) throws Exception {
         Path console = Files.createTempFile("msb-bench-console", ".log");
         try {
-            List<String> argv = new QemuCommand().accelerator(accel).memoryMib(512)
+            List<String> argv = new QemuCommand().qemuBinary(qemu).accelerator(accel).memoryMib(512)
                     .kernel(kernel.vmlinux(), initramfs).kernelParam(QemuCommand.PROBE_PARAM)
                     .consoleLog(console).argv();
             long start = System.nanoTime();
-            Process qemu = new ProcessBuilder(argv).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
-            if (!qemu.waitFor(60, TimeUnit.SECONDS)) {
-                qemu.destroyForcibly();
+            Process vmm = new ProcessBuilder(argv).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+            if (!vmm.waitFor(60, TimeUnit.SECONDS)) {
+                vmm.destroyForcibly();
                 throw new IllegalStateException("bare boot did not power off within 60 s");
             }
             double millis = millisSince(start);

@@ -23,7 +23,7 @@ public final class Accelerators {
     }
 
     /** The configured accelerator, with {@code MSB_ACCEL} overriding AUTO and AUTO resolved. */
-    public static Accelerator resolve(Accelerator configured, KernelBundle kernel, Path initramfs, Path runtimeDir) {
+    public static Accelerator resolve(Accelerator configured, String qemu, KernelBundle kernel, Path initramfs, Path runtimeDir) {
         Accelerator wanted = configured;
         String env = System.getenv("MSB_ACCEL");
         if (wanted == Accelerator.AUTO && env != null && !env.isBlank()) {
@@ -42,7 +42,7 @@ public final class Accelerators {
             if (Files.isRegularFile(verdict)) {
                 return Accelerator.parse(Files.readString(verdict));
             }
-            Accelerator result = probeKvm(kernel, initramfs, runtimeDir) ? Accelerator.KVM : Accelerator.TCG;
+            Accelerator result = probeKvm(qemu, kernel, initramfs, runtimeDir, PROBE_TIMEOUT) ? Accelerator.KVM : Accelerator.TCG;
             Files.createDirectories(runtimeDir);
             Files.writeString(verdict, result.name());
             return result;
@@ -53,21 +53,21 @@ public final class Accelerators {
     }
 
     /** Boots the kernel under KVM to the agent's probe marker; false on any failure or timeout. */
-    static boolean probeKvm(KernelBundle kernel, Path initramfs, Path workDir) throws IOException {
+    static boolean probeKvm(String qemu, KernelBundle kernel, Path initramfs, Path workDir, Duration timeout) throws IOException {
         Files.createDirectories(workDir);
         Path console = Files.createTempFile(workDir, "kvm-probe-", ".log");
         try {
-            List<String> argv = new QemuCommand().accelerator(Accelerator.KVM).memoryMib(128)
+            List<String> argv = new QemuCommand().qemuBinary(qemu).accelerator(Accelerator.KVM).memoryMib(128)
                     .kernel(kernel.vmlinux(), initramfs).kernelParam(QemuCommand.PROBE_PARAM)
                     .consoleLog(console).argv();
-            Process qemu = new ProcessBuilder(argv).redirectErrorStream(true)
+            Process vmm = new ProcessBuilder(argv).redirectErrorStream(true)
                     .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
-            boolean finished = qemu.waitFor(PROBE_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            boolean finished = vmm.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS);
             if (!finished) {
-                qemu.destroyForcibly().waitFor();
+                vmm.destroyForcibly().waitFor();
                 return false;
             }
-            return qemu.exitValue() == 0 && Files.readString(console).contains(QemuCommand.PROBE_MARKER);
+            return vmm.exitValue() == 0 && Files.readString(console).contains(QemuCommand.PROBE_MARKER);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             return false;

@@ -40,7 +40,7 @@ public final class SandboxPreparer {
         if (freshUpper || !Files.isRegularFile(layout.upperDisk())) {
             RootDisks.createUpperDisk(layout.upperDisk(), config.upperSizeMib());
         }
-        Accelerator accelerator = Accelerators.resolve(config.accelerator(), kernel, initramfs, runtimeDir);
+        Accelerator accelerator = Accelerators.resolve(config.accelerator(), qemu, kernel, initramfs, runtimeDir);
 
         QemuCommand command = new QemuCommand();
         // Debugging aid: e.g. "loglevel=7" to see the whole kernel log in logs/kernel.log.
@@ -85,7 +85,7 @@ public final class SandboxPreparer {
     }
 
     /** System property {@code microsandbox.qemu}, else {@code MSB_QEMU}, else {@code qemu-system-x86_64} on the PATH. */
-    static String findQemu() {
+    public static String findQemu() {
         String override = System.getProperty("microsandbox.qemu", System.getenv("MSB_QEMU"));
         if (override != null && !override.isBlank()) {
             if (!Files.isExecutable(Path.of(override))) {

@@ -1,0 +1,59 @@
+package io.microsandbox.runtime;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.microsandbox.Accelerator;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The KVM probe with stand-in VMMs: it must answer, and never hang, whatever QEMU does. */
+class AcceleratorsTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void probeSucceedsWhenTheGuestReachesItsInit() throws Exception {
+        // writes the marker into the file named by "-chardev file,id=console,path=..."
+        Path qemu = script("ok", "for a; do case $a in file,id=console,path=*) echo " + QemuCommand.PROBE_MARKER
+                + " > \"${a#file,id=console,path=}\";; esac; done; exit 0");
+        assertThat(Accelerators.probeKvm(qemu.toString(), kernel(), dir.resolve("initrd"), dir, Duration.ofSeconds(10))).isTrue();
+    }
+
+    @Test
+    void probeFailsWhenQemuFails() throws Exception {
+        Path qemu = script("fails", "echo 'kvm: emulation failure' >&2; exit 1");
+        assertThat(Accelerators.probeKvm(qemu.toString(), kernel(), dir.resolve("initrd"), dir, Duration.ofSeconds(10))).isFalse();
+    }
+
+    @Test
+    void probeOfAHangingGuestTimesOutAndKillsIt() throws Exception {
+        Path pidFile = dir.resolve("pid");
+        Path qemu = script("hangs", "echo $$ > " + pidFile + "; exec sleep 60");
+        long start = System.nanoTime();
+        assertThat(Accelerators.probeKvm(qemu.toString(), kernel(), dir.resolve("initrd"), dir, Duration.ofSeconds(1))).isFalse();
+        assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(10));
+        long pid = Long.parseLong(Files.readString(pidFile).strip());
+        assertThat(ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)).isFalse();
+    }
+
+    @Test
+    void forcedAcceleratorsNeedNoProbe() {
+        assertThat(Accelerators.resolve(Accelerator.TCG, "/no/qemu", kernel(), dir.resolve("initrd"), dir)).isEqualTo(Accelerator.TCG);
+        assertThat(Accelerators.resolve(Accelerator.KVM, "/no/qemu", kernel(), dir.resolve("initrd"), dir)).isEqualTo(Accelerator.KVM);
+    }
+
+    private KernelBundle kernel() {
+        return new KernelBundle(dir);
+    }
+
+    private Path script(String name, String body) throws Exception {
+        Path file = dir.resolve(name);
+        Files.writeString(file, "#!/bin/sh\n" + body + "\n");
+        Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rwxr-xr-x"));
+        return file;
+    }
+}
