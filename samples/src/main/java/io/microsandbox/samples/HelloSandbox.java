@@ -25,6 +25,7 @@ public final class HelloSandbox {
                 .memoryMib(512)
                 .cpus(1)
                 .env(Map.of("GREETING", "hi"))
+                .ephemeral(true)                      // nothing is kept once it stops
                 .build())) {
             System.out.printf("sandbox '%s' booted in %d ms%n", sb.name(), (System.nanoTime() - start) / 1_000_000);
             ExecOutput out = sb.exec("python3", List.of("-c",
