@@ -3,7 +3,15 @@ package io.microsandbox;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.Frame;
+import io.microsandbox.runtime.FrameCodec;
+import io.microsandbox.runtime.FrameLink;
+import io.microsandbox.runtime.Protocol;
+import io.microsandbox.runtime.RuntimeFiles;
+import io.microsandbox.runtime.SandboxLayout;
 import java.io.OutputStream;
+import java.nio.file.Path;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -193,6 +201,33 @@ class SandboxExecIT {
         } finally {
             pool.shutdownNow();
         }
+    }
+
+    @Test
+    void aClientThatStopsReadingDelaysNoOtherClient() throws Exception {
+        Path socket = SandboxLayout.of(RuntimeFiles.defaultHome(), sandbox.name()).agentSocket();
+        try (FrameLink stuck = FrameLink.connect(socket)) {
+            stuck.write(Frame.of(0, 0, Protocol.SUP_HELLO));
+            Frame welcome = stuck.read();
+            ObjectNode request = FrameCodec.mapper().createObjectNode();
+            request.put("cmd", "sh");
+            request.putArray("args").add("-c").add("while :; do head -c 1000000 /dev/zero; done");
+            stuck.write(new Frame(welcome.payload().path("id_base").asInt() + 1, Protocol.FLAG_SESSION_START,
+                    Protocol.EXEC_REQUEST, request));
+            // the stuck client never reads again; its output piles up in the supervisor
+            Thread.sleep(2000);
+            ExecOutput out = sandbox.exec("echo", List.of("still served"),
+                    ExecOptions.builder().timeout(Duration.ofSeconds(30)).build());
+            assertThat(out.stdout()).isEqualTo("still served\n");
+        }
+        // once the stuck client is gone, its command is killed
+        long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+        String left;
+        do {
+            // [w]hile: the pattern must not match the shell that runs this check
+            left = sandbox.shell("ps -eo pid,args | grep '[w]hile :' || true").stdout();
+        } while (!left.isEmpty() && System.nanoTime() < deadline);
+        assertThat(left).isEmpty();
     }
 
     @Test

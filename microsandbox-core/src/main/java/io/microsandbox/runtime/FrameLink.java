@@ -38,7 +38,11 @@ public final class FrameLink implements Closeable {
 
     /** Sends one frame; safe to call from many threads. */
     public void write(Frame frame) throws IOException {
-        byte[] bytes = FrameCodec.encode(frame);
+        writeEncoded(FrameCodec.encode(frame));
+    }
+
+    /** Sends one frame already encoded by {@link FrameCodec#encode(Frame)}. */
+    public void writeEncoded(byte[] bytes) throws IOException {
         synchronized (writeLock) {
             out.write(bytes);
             out.flush();

@@ -16,12 +16,15 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
 import java.util.Map;
+import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The per-sandbox supervisor: a small host process that owns the QEMU process, relays the
@@ -41,6 +44,9 @@ public final class Supervisor {
     /** Each client owns ids {@code slot << 24 .. (slot << 24) + 2^24 - 1}; slot 0 is never given out. */
     private static final int ID_SLOT_SHIFT = 24;
     private static final int MAX_CLIENTS = 255;
+    /** Unread bytes a client may let pile up before it is dropped. */
+    private static final long MAX_QUEUED_BYTES = 64L << 20;
+    private static final byte[] END_OF_QUEUE = new byte[0];
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final SupervisorSpec spec;
@@ -187,6 +193,11 @@ public final class Supervisor {
         }
         watchdog.cancel(false);
         closeQuietly(vmServer);
+        try {
+            store = storeOpening.get();
+        } catch (java.util.concurrent.ExecutionException e) {
+            return failBoot("cannot open the sandbox database: " + e.getCause().getMessage());
+        }
         booted = true;
 
         ObjectNode ready = JSON.createObjectNode();
@@ -194,11 +205,6 @@ public final class Supervisor {
         ready.put("pid", ProcessHandle.current().pid());
         ready.put("vmmPid", vmmPid);
         ready.set("ready", JSON.valueToTree(readyPayload));
-        try {
-            store = storeOpening.get();
-        } catch (java.util.concurrent.ExecutionException e) {
-            return failBoot("cannot open the sandbox database: " + e.getCause().getMessage());
-        }
         store.startRun(spec.name(), ProcessHandle.current().pid(), vmmPid);
         reportToParent(ready);
         log("sandbox " + spec.name() + " is ready");
@@ -328,8 +334,15 @@ public final class Supervisor {
         payload.put("reason", reason);
         Frame exited = new Frame(0, Protocol.FLAG_TERMINAL, Protocol.SUP_EXITED, payload);
         for (ClientConnection client : clientsBySlot.values()) {
-            client.sendQuietly(exited);
-            client.link.close();
+            client.send(exited);
+            client.finish();
+        }
+        try {
+            for (ClientConnection client : clientsBySlot.values()) {
+                client.awaitFinished(2_000);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
         FrameLink link = vm;
         if (link != null) {
@@ -375,7 +388,7 @@ public final class Supervisor {
                 }
                 ClientConnection owner = clientsBySlot.get(frame.id() >>> ID_SLOT_SHIFT);
                 if (owner != null) {
-                    owner.sendQuietly(frame);
+                    owner.send(frame);
                 }
             }
             log("agent port closed");
@@ -416,17 +429,18 @@ public final class Supervisor {
 
     private void serveClient(FrameLink link) {
         int slot = -1;
+        ClientConnection client = null;
         try {
             Frame hello = link.read();
             if (hello == null || !Protocol.SUP_HELLO.equals(hello.type())) {
                 link.close();
                 return;
             }
-            ClientConnection client = new ClientConnection(link);
+            client = new ClientConnection(link);
             slot = claimSlot(client);
             if (slot < 0) {
-                client.sendQuietly(errorFrame(0, "too many clients (" + MAX_CLIENTS + ") connected to " + spec.name()));
-                link.close();
+                client.send(errorFrame(0, "too many clients (" + MAX_CLIENTS + ") connected to " + spec.name()));
+                client.finish();
                 return;
             }
             ObjectNode welcome = JSON.createObjectNode();
@@ -437,7 +451,7 @@ public final class Supervisor {
             welcome.put("pid", ProcessHandle.current().pid());
             welcome.put("vmm_pid", vmmPid);
             welcome.set("ready", readyPayload);
-            link.write(new Frame(0, 0, Protocol.SUP_WELCOME, welcome));
+            client.send(new Frame(0, 0, Protocol.SUP_WELCOME, welcome));
 
             Frame frame;
             while ((frame = link.read()) != null) {
@@ -456,7 +470,7 @@ public final class Supervisor {
                     refused.put("errno", 0);
                     refused.put("message", "sandbox " + spec.name() + " is " + (draining ? "draining" : "stopping") + ": new commands are refused");
                     refused.put("stage", "spawn");
-                    client.sendQuietly(new Frame(frame.id(), Protocol.FLAG_TERMINAL, Protocol.EXEC_FAILED, refused));
+                    client.send(new Frame(frame.id(), Protocol.FLAG_TERMINAL, Protocol.EXEC_FAILED, refused));
                     continue;
                 }
                 if (Protocol.CORE_TOUCH.equals(frame.type())) {
@@ -467,7 +481,11 @@ public final class Supervisor {
         } catch (IOException e) {
             log("client " + slot + " disconnected: " + e.getMessage());
         } finally {
-            link.close();
+            if (client != null) {
+                client.finish();
+            } else {
+                link.close();
+            }
             if (slot > 0) {
                 clientsBySlot.remove(slot);
                 killOrphanedSessions(slot);
@@ -552,16 +570,16 @@ public final class Supervisor {
                 p.put("vmm_pid", vmmPid);
                 p.put("active_sessions", activeSessions.size());
                 p.put("detached", detached);
-                client.sendQuietly(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_STATUS, p));
+                client.send(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_STATUS, p));
             }
             case Protocol.SUP_STOP -> {
                 Long timeout = request.number("timeout_ms");
                 requestStop(timeout == null ? STOP_GRACE_MS : Math.max(0, timeout), "shutdown-requested");
-                client.sendQuietly(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
+                client.send(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
             }
             case Protocol.SUP_DRAIN -> {
                 drain();
-                client.sendQuietly(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
+                client.send(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
             }
             case Protocol.SUP_PAUSE, Protocol.SUP_RESUME -> {
                 boolean pause = Protocol.SUP_PAUSE.equals(request.type());
@@ -570,17 +588,17 @@ public final class Supervisor {
                     paused = pause;
                     lastActivity = System.nanoTime();
                     store.updateStatus(spec.name(), pause ? "paused" : draining ? "draining" : "running");
-                    client.sendQuietly(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
+                    client.send(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
                 } catch (IOException | RuntimeException e) {
-                    client.sendQuietly(errorFrame(request.id(), (pause ? "pause" : "resume") + " failed: " + e.getMessage()));
+                    client.send(errorFrame(request.id(), (pause ? "pause" : "resume") + " failed: " + e.getMessage()));
                 }
             }
             case Protocol.SUP_KILL -> {
                 killRequested = true;
                 killVmm();
-                client.sendQuietly(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
+                client.send(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
             }
-            default -> client.sendQuietly(errorFrame(request.id(), "unknown request " + request.type()));
+            default -> client.send(errorFrame(request.id(), "unknown request " + request.type()));
         }
     }
 
@@ -683,19 +701,54 @@ public final class Supervisor {
         System.err.println(Instant.now() + " [" + Thread.currentThread().getName() + "] " + message);
     }
 
-    /** One connected client; a failed send drops the client rather than the relay. */
+    /**
+     * One connected client with its own writer thread and queue, so a client that reads
+     * slowly delays nobody else; one that lets {@link #MAX_QUEUED_BYTES} pile up is dropped.
+     */
     private final class ClientConnection {
         final FrameLink link;
+        private final BlockingQueue<byte[]> queue = new LinkedBlockingQueue<>();
+        private final AtomicLong queuedBytes = new AtomicLong();
+        private final Thread writer;
 
         ClientConnection(FrameLink link) {
             this.link = link;
+            this.writer = daemon(this::writeQueued, "client-writer");
+            writer.start();
         }
 
-        void sendQuietly(Frame frame) {
+        void send(Frame frame) {
+            byte[] bytes = FrameCodec.encode(frame);
+            if (queuedBytes.addAndGet(bytes.length) > MAX_QUEUED_BYTES) {
+                log("dropping a client that left " + MAX_QUEUED_BYTES + " bytes unread");
+                queue.clear();
+                link.close();
+                return;
+            }
+            queue.add(bytes);
+        }
+
+        /** Sends what is queued, then closes the connection. */
+        void finish() {
+            queue.add(END_OF_QUEUE);
+        }
+
+        void awaitFinished(long millis) throws InterruptedException {
+            writer.join(millis);
+        }
+
+        private void writeQueued() {
             try {
-                link.write(frame);
+                byte[] bytes;
+                while ((bytes = queue.take()) != END_OF_QUEUE) {
+                    link.writeEncoded(bytes);
+                    queuedBytes.addAndGet(-bytes.length);
+                }
             } catch (IOException e) {
-                log("dropping client after failed send: " + e.getMessage());
+                log("client gone: " + e.getMessage());
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } finally {
                 link.close();
             }
         }
