@@ -39,6 +39,8 @@ import java.util.concurrent.atomic.AtomicLong;
 public final class Supervisor {
     /** Default grace period when the creator of an attached sandbox disappears. */
     static final long ORPHAN_STOP_GRACE_MS = 5_000;
+    /** How long a supervisor started ahead of time waits for a sandbox before it exits. */
+    static final long SPARE_IDLE_MS = 10 * 60_000;
     /** Grace period of stops the supervisor decides on itself (drain, idle, max duration). */
     static final long STOP_GRACE_MS = 10_000;
     /** Each client owns ids {@code slot << 24 .. (slot << 24) + 2^24 - 1}; slot 0 is never given out. */
@@ -100,7 +102,18 @@ public final class Supervisor {
         PrintStream parentOut = System.out;
         System.setOut(System.err);
         warmUp();
+        // A spare nobody takes (its creator went quiet) should not linger for ever.
+        Thread idleSpare = daemon(() -> {
+            try {
+                Thread.sleep(SPARE_IDLE_MS);
+                System.exit(0);
+            } catch (InterruptedException e) {
+                // taken: it boots a sandbox now
+            }
+        }, "spare-timeout");
+        idleSpare.start();
         String specPath = readLine(System.in);
+        idleSpare.interrupt();
         if (specPath == null || specPath.isBlank()) {
             System.exit(0);
         }
