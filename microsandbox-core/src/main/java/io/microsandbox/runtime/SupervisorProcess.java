@@ -33,6 +33,7 @@ public final class SupervisorProcess {
 
     private final Process process;
     private final OutputStream creatorPipe;
+    private final long startedAt = System.nanoTime();
     private volatile JsonNode ready;
 
     private SupervisorProcess(Process process) {
@@ -47,8 +48,13 @@ public final class SupervisorProcess {
      */
     public static SupervisorProcess acquire() {
         SupervisorProcess taken = SPARE.getAndSet(null);
-        if (taken != null && taken.process.isAlive()) {
-            return taken;
+        if (taken != null) {
+            // one close to its own idle timeout might exit before it reads the spec
+            boolean fresh = System.nanoTime() - taken.startedAt < TimeUnit.MILLISECONDS.toNanos(Supervisor.SPARE_IDLE_MS / 2);
+            if (fresh && taken.process.isAlive()) {
+                return taken;
+            }
+            taken.abandon();
         }
         return launch();
     }
