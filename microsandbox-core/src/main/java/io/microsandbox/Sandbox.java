@@ -141,7 +141,8 @@ public final class Sandbox implements AutoCloseable {
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot lock sandbox '" + name + "': " + e.getMessage(), e);
         }
-        if (createLock == null) {
+        if (createLock == null || supervisorAlive(layout)) {
+            closeQuietly(createLock);
             throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING, "sandbox '" + name + "' is being started by another process");
         }
         SandboxConfig config = handle.config().toBuilder().detached(detached).build();
@@ -150,6 +151,20 @@ public final class Sandbox implements AutoCloseable {
         } catch (MicrosandboxException e) {
             closeQuietly(createLock);
             throw e;
+        }
+    }
+
+    /** Whether a supervisor holds the sandbox (another process started it since we looked). */
+    private static boolean supervisorAlive(SandboxLayout layout) {
+        try {
+            SandboxLock probe = SandboxLock.tryAcquire(SandboxLock.supervisorLockFile(layout));
+            if (probe == null) {
+                return true;
+            }
+            probe.close();
+            return false;
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot check sandbox '" + layout.name() + "': " + e.getMessage(), e);
         }
     }
 
@@ -633,6 +648,9 @@ public final class Sandbox implements AutoCloseable {
     }
 
     private static void closeQuietly(SandboxLock lock) {
+        if (lock == null) {
+            return;
+        }
         try {
             lock.close();
         } catch (IOException ignored) {
