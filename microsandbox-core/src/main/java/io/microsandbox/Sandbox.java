@@ -157,12 +157,7 @@ public final class Sandbox implements AutoCloseable {
     /** Whether a supervisor holds the sandbox (another process started it since we looked). */
     private static boolean supervisorAlive(SandboxLayout layout) {
         try {
-            SandboxLock probe = SandboxLock.tryAcquire(SandboxLock.supervisorLockFile(layout));
-            if (probe == null) {
-                return true;
-            }
-            probe.close();
-            return false;
+            return SandboxLock.isHeld(SandboxLock.supervisorLockFile(layout));
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot check sandbox '" + layout.name() + "': " + e.getMessage(), e);
         }

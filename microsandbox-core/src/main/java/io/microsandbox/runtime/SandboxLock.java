@@ -51,13 +51,16 @@ public final class SandboxLock implements AutoCloseable {
         if (!java.nio.file.Files.isDirectory(layout.dir())) {
             return false;
         }
-        for (Path file : new Path[] {createLockFile(layout), supervisorLockFile(layout)}) {
-            SandboxLock probe = tryAcquire(file);
-            if (probe == null) {
-                return true;
-            }
-            probe.close();
+        return isHeld(createLockFile(layout)) || isHeld(supervisorLockFile(layout));
+    }
+
+    /** Whether someone, this JVM included, holds the lock on {@code file}. */
+    public static boolean isHeld(Path file) throws IOException {
+        SandboxLock probe = tryAcquire(file);
+        if (probe == null) {
+            return true;
         }
+        probe.close();
         return false;
     }
 
