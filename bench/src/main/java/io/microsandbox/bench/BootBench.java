@@ -20,6 +20,7 @@ import java.util.concurrent.TimeUnit;
 
 /** The boot benchmark behind bench/run.sh; see that script for what it measures. */
 public final class BootBench {
+    private static final long SETTLE_MILLIS = 1500;
     private BootBench() {
     }
 
@@ -34,20 +35,22 @@ public final class BootBench {
         String qemu = SandboxPreparer.findQemu();
         Accelerator accel = Accelerators.resolve(Accelerator.AUTO, qemu, kernel, initramfs, agent.getParent());
 
-        List<Double> bare = new ArrayList<>();
-        for (int i = 0; i < rounds; i++) {
-            bare.add(bareBootMillis(qemu, kernel, initramfs, accel));
-        }
-
         SandboxConfig config = SandboxConfig.builder().image(image).memoryMib(512).ephemeral(true).build();
         // One untimed create warms the lower-disk cache and the JIT, as a long-running service would be.
         try (Sandbox warm = Sandbox.create("bench-warmup", config)) {
             warm.exec("true", List.of());
         }
+        // (a) and (b) alternate, so that drift in the machine's speed weighs on both alike, and
+        // each starts on a settled machine (the previous VM's teardown and the spare supervisor's
+        // start-up done).
+        List<Double> bare = new ArrayList<>();
         List<Double> createToExec = new ArrayList<>();
         List<Double> roundTrips = new ArrayList<>();
         long rssKib = 0;
         for (int i = 0; i < rounds; i++) {
+            Thread.sleep(SETTLE_MILLIS);
+            bare.add(bareBootMillis(qemu, kernel, initramfs, accel));
+            Thread.sleep(SETTLE_MILLIS);
             long start = System.nanoTime();
             try (Sandbox sb = Sandbox.create("bench-" + i, config)) {
                 sb.exec("true", List.of());
@@ -79,6 +82,7 @@ public final class BootBench {
         table.append(String.format("| (c) exec round trip of `true`, p50 / p99 over 100 | %.1f ms / %.1f ms |%n",
                 percentile(roundTrips, 50), percentile(roundTrips, 99)));
         table.append(String.format("| (d) host RSS of QEMU + supervisor, idle sandbox | %.0f MiB |%n", rssKib / 1024.0));
+        table.append(String.format("%nSamples (ms), in run order: (a) %s; (b) %s%n", rounded(bare), rounded(createToExec)));
         System.out.print(table);
         Files.createDirectories(output.toAbsolutePath().getParent());
         Files.writeString(output, table.toString());
@@ -130,6 +134,10 @@ public final class BootBench {
         Collections.sort(sorted);
         int index = (int) Math.ceil(p / 100.0 * sorted.size()) - 1;
         return sorted.get(Math.max(0, Math.min(sorted.size() - 1, index)));
+    }
+
+    private static String rounded(List<Double> values) {
+        return values.stream().map(v -> Long.toString(Math.round(v))).collect(java.util.stream.Collectors.joining(" "));
     }
 
     private static double millisSince(long startNanos) {

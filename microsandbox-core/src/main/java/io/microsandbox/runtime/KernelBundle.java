@@ -91,13 +91,19 @@ public record KernelBundle(Path dir) {
         return target;
     }
 
+    /**
+     * Names the initramfs by its inputs without reading them: the agent's path already carries
+     * its content hash (see {@link RuntimeFiles}), and the modules, written once by
+     * fetch-kernel.sh, are told apart by name, size and modification time.
+     */
     private String digest(Path agent, List<String> modules) throws IOException {
         try {
             MessageDigest sha = MessageDigest.getInstance("SHA-256");
-            sha.update(Files.readAllBytes(agent));
+            sha.update(agent.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8));
             for (String module : modules) {
-                sha.update(module.getBytes(java.nio.charset.StandardCharsets.UTF_8));
-                sha.update(Files.readAllBytes(dir.resolve("modules").resolve(module)));
+                Path file = dir.resolve("modules").resolve(module);
+                String identity = module + "\0" + Files.size(file) + "\0" + Files.getLastModifiedTime(file).toMillis() + "\n";
+                sha.update(identity.getBytes(java.nio.charset.StandardCharsets.UTF_8));
             }
             return HexFormat.of().formatHex(sha.digest(), 0, 8);
         } catch (NoSuchAlgorithmException e) {

@@ -12,6 +12,8 @@ import java.nio.file.Path;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.stream.Stream;
 
 /**
@@ -30,16 +32,32 @@ public final class SandboxPreparer {
     public static SupervisorSpec prepare(Path home, SandboxLayout layout, SandboxConfig config, boolean freshUpper) throws IOException {
         String qemu = findQemu();
         KernelBundle kernel = KernelBundle.locate(home);
-        Path agent = RuntimeFiles.extract("msb-agent");
-        Path runtimeDir = agent.getParent();
-        Path initramfs = kernel.initramfs(agent, runtimeDir);
-        Path lower = RootDisks.lowerDisk(Path.of(config.image()), home.resolve("cache").resolve("rootfs"));
         Files.createDirectories(layout.logsDir());
         Files.createDirectories(layout.runDir());
-        Files.deleteIfExists(layout.consoleLog());
-        if (freshUpper || !Files.isRegularFile(layout.upperDisk())) {
-            RootDisks.createUpperDisk(layout.upperDisk(), config.upperSizeMib());
+        // mke2fs runs as its own process: let it work while this thread fingerprints the image
+        CompletableFuture<Void> upper = freshUpper || !Files.isRegularFile(layout.upperDisk())
+                ? CompletableFuture.runAsync(() -> RootDisks.createUpperDisk(layout.upperDisk(), config.upperSizeMib()))
+                : CompletableFuture.completedFuture(null);
+        Path agent;
+        Path initramfs;
+        Path lower;
+        try {
+            agent = RuntimeFiles.extract("msb-agent");
+            initramfs = kernel.initramfs(agent, agent.getParent());
+            lower = RootDisks.lowerDisk(Path.of(config.image()), home.resolve("cache").resolve("rootfs"));
+        } finally {
+            // never leave mke2fs writing into a directory the caller is about to clean up
+            try {
+                upper.join();
+            } catch (CompletionException e) {
+                if (e.getCause() instanceof RuntimeException r) {
+                    throw r;
+                }
+                throw e;
+            }
         }
+        Path runtimeDir = agent.getParent();
+        Files.deleteIfExists(layout.consoleLog());
         Accelerator accelerator = Accelerators.resolve(config.accelerator(), qemu, kernel, initramfs, runtimeDir);
 
         QemuCommand command = new QemuCommand();
