@@ -17,17 +17,20 @@ class SandboxStateIT {
     private static final String RUN = Long.toString(ProcessHandle.current().pid());
 
     @Test
-    void restartKeepsFilesWrittenBeforeTheStop() {
+    void restartKeepsFilesWrittenBeforeTheStopAndTheConfiguration() {
         String name = TestSandboxes.uniqueName("restart");
-        try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().build())) {
-            sb.shell("echo kept > /root/persist.txt");
+        SandboxConfig config = TestSandboxes.config().workdir("/home/sandbox").user("sandbox").hostname("restarted-box").build();
+        try (Sandbox sb = Sandbox.create(name, config)) {
+            assertThat(sb.shell("pwd; id -un; hostname").stdout()).isEqualTo("/home/sandbox\nsandbox\nrestarted-box\n");
+            sb.shell("echo kept > persist.txt");
         }
         SandboxHandle stopped = Sandbox.get(name);
         assertThat(stopped.status()).isEqualTo(SandboxStatus.STOPPED);
         assertThat(stopped.lastStop()).hasValueSatisfying(r -> assertThat(r.reason()).isEqualTo("shutdown-requested"));
 
+        assertThat(stopped.config()).isEqualTo(config);
         try (Sandbox again = stopped.start()) {
-            assertThat(again.exec("cat", List.of("/root/persist.txt")).stdout()).isEqualTo("kept\n");
+            assertThat(again.shell("cat persist.txt; id -un; hostname").stdout()).isEqualTo("kept\nsandbox\nrestarted-box\n");
             assertThat(Sandbox.get(name).status()).isEqualTo(SandboxStatus.RUNNING);
             assertThatThrownBy(() -> Sandbox.start(name))
                     .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_STILL_RUNNING));
