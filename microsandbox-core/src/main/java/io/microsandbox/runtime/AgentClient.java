@@ -168,10 +168,6 @@ public final class AgentClient implements AutoCloseable {
         return exited;
     }
 
-    public boolean isOpen() {
-        return !closed && link.isOpen();
-    }
-
     private void readLoop() {
         String reason = "connection closed";
         try {

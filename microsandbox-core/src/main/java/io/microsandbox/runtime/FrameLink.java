@@ -49,10 +49,6 @@ public final class FrameLink implements Closeable {
         }
     }
 
-    public boolean isOpen() {
-        return channel.isOpen();
-    }
-
     /** Closes the link; a blocked {@link #read()} then fails. */
     @Override
     public void close() {

@@ -34,7 +34,6 @@ public final class SupervisorProcess {
     private final Process process;
     private final OutputStream creatorPipe;
     private final long startedAt = System.nanoTime();
-    private volatile JsonNode ready;
 
     private SupervisorProcess(Process process) {
         this.process = process;
@@ -150,7 +149,6 @@ public final class SupervisorProcess {
             appendSection(message, "VMM output", result.path("vmmLog").asText());
             throw new MicrosandboxException(ErrorKind.fromWireName(result.path("kind").asText()), message.toString());
         }
-        ready = result;
     }
 
     private static void appendSection(StringBuilder message, String title, String text) {
@@ -168,11 +166,6 @@ public final class SupervisorProcess {
             process.destroyForcibly();
             Thread.currentThread().interrupt();
         }
-    }
-
-    /** The boot report: supervisor pid, VMM pid and the agent's timings. */
-    public JsonNode ready() {
-        return ready;
     }
 
     /** Tells the supervisor the sandbox outlives this JVM. */
