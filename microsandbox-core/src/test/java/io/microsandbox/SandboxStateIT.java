@@ -147,6 +147,25 @@ class SandboxStateIT {
     }
 
     @Test
+    void crashOfADetachedSandboxIsRecordedWithNoClientConnected() throws Exception {
+        String name = TestSandboxes.uniqueName("crashalone");
+        Sandbox sb = Sandbox.create(name, TestSandboxes.config().detached().build());
+        SandboxPids pids = SandboxPids.of(name);
+        sb.detach();
+
+        ProcessHandle.of(pids.vmmPid()).orElseThrow().destroyForcibly();
+        ProcessHandle.of(pids.supervisorPid()).ifPresent(p -> p.onExit().join());
+
+        SandboxHandle handle = Sandbox.get(name);
+        assertThat(handle.status()).isEqualTo(SandboxStatus.CRASHED);
+        assertThat(handle.lastStop()).hasValueSatisfying(r -> {
+            assertThat(r.signal()).isEqualTo(9);
+            assertThat(r.source()).isEqualTo("supervisor");
+        });
+        Sandbox.remove(name);
+    }
+
+    @Test
     void killedSupervisorIsDetectedAsCrashedAndTakesItsVmAlong() throws Exception {
         String name = TestSandboxes.uniqueName("supkill");
         Sandbox sb = Sandbox.create(name, TestSandboxes.config().build());
