@@ -3,6 +3,7 @@ package io.microsandbox;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.runtime.AgentClient;
+import io.microsandbox.runtime.ExecLog;
 import io.microsandbox.runtime.Frame;
 import io.microsandbox.runtime.FrameCodec;
 import io.microsandbox.runtime.Protocol;
@@ -477,6 +478,35 @@ public final class Sandbox implements AutoCloseable {
     public void touch() {
         ensureUsable();
         client.request(Protocol.CORE_TOUCH, FrameCodec.mapper().createObjectNode(), Duration.ofSeconds(10));
+    }
+
+    /** The captured stdout and stderr of every command, oldest first. */
+    public List<LogEntry> logs() {
+        return logs(LogOptions.defaults());
+    }
+
+    /**
+     * Captured output, read from the sandbox's exec log on disk: it works without talking
+     * to the guest, and for stopped sandboxes too (see {@link SandboxHandle#logs(LogOptions)}).
+     */
+    public List<LogEntry> logs(LogOptions options) {
+        return readLogs(layout, options);
+    }
+
+    static List<LogEntry> readLogs(SandboxLayout layout, LogOptions options) {
+        List<LogEntry> entries;
+        try {
+            entries = ExecLog.read(layout.execLog()).stream()
+                    .map(l -> new LogEntry(LogSource.fromWireName(l.source()), l.session(), l.time(), l.text()))
+                    .filter(options::matches)
+                    .toList();
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot read the logs of '" + layout.name() + "': " + e.getMessage(), e);
+        }
+        if (options.tail() > 0 && entries.size() > options.tail()) {
+            return entries.subList(entries.size() - (int) options.tail(), entries.size());
+        }
+        return entries;
     }
 
     /** Blocks until the sandbox has ended and tells how. */

@@ -7,6 +7,7 @@ import io.microsandbox.store.RunRecord;
 import io.microsandbox.store.SandboxRecord;
 import java.time.Duration;
 import java.time.Instant;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 
@@ -150,6 +151,11 @@ public final class SandboxHandle {
         SandboxHandle now = refresh();
         return now.lastStop().orElseGet(() ->
                 new SandboxStopResult(name(), now.status(), null, null, null, Instant.now(), "client"));
+    }
+
+    /** Captured output of the sandbox's commands, running or stopped (see {@link Sandbox#logs(LogOptions)}). */
+    public List<LogEntry> logs(LogOptions options) {
+        return Sandbox.readLogs(SandboxLayout.of(RuntimeFiles.defaultHome(), name()), options);
     }
 
     /** Deletes the stopped sandbox and its state (see {@link Sandbox#remove(String)}). */

@@ -231,6 +231,30 @@ class SandboxExecIT {
     }
 
     @Test
+    void recordsOutputInTheExecLog() {
+        sandbox.shell("echo log-marker-out; echo log-marker-err >&2");
+        sandbox.shell("echo log-marker-tty", ExecOptions.builder().tty(24, 80).build());
+
+        List<LogEntry> entries = sandbox.logs(LogOptions.builder()
+                .sources(LogSource.STDOUT, LogSource.STDERR, LogSource.OUTPUT, LogSource.SYSTEM).build());
+        LogEntry out = entries.stream().filter(e -> e.text().equals("log-marker-out\n")).findFirst().orElseThrow();
+        LogEntry err = entries.stream().filter(e -> e.text().equals("log-marker-err\n")).findFirst().orElseThrow();
+        assertThat(out.source()).isEqualTo(LogSource.STDOUT);
+        assertThat(err.source()).isEqualTo(LogSource.STDERR);
+        assertThat(err.sessionId()).isEqualTo(out.sessionId());
+        assertThat(entries).anySatisfy(e -> {
+            assertThat(e.source()).isEqualTo(LogSource.OUTPUT);
+            assertThat(e.text()).contains("log-marker-tty");
+        });
+        assertThat(entries.get(0).source()).isEqualTo(LogSource.SYSTEM);
+        assertThat(entries.get(0).text()).isEqualTo("sandbox started");
+
+        assertThat(sandbox.logs()).noneMatch(e -> e.source() == LogSource.SYSTEM || e.source() == LogSource.OUTPUT);
+        List<LogEntry> lastErr = sandbox.logs(LogOptions.builder().sources(LogSource.STDERR).tail(1).build());
+        assertThat(lastErr).hasSize(1);
+    }
+
+    @Test
     void keepsWritesInTheUpperLayer() {
         sandbox.shell("echo data > /root/file.txt && sync");
         assertThat(sandbox.exec("cat", List.of("/root/file.txt")).stdout()).isEqualTo("data\n");

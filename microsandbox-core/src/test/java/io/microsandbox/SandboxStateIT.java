@@ -35,6 +35,13 @@ class SandboxStateIT {
             assertThatThrownBy(() -> Sandbox.start(name))
                     .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_STILL_RUNNING));
         }
+        List<LogEntry> logs = Sandbox.get(name).logs(LogOptions.builder().sources(LogSource.STDOUT, LogSource.SYSTEM).build());
+        String stdout = logs.stream().filter(e -> e.source() == LogSource.STDOUT).map(LogEntry::text)
+                .collect(java.util.stream.Collectors.joining());
+        assertThat(stdout).endsWith("kept\nsandbox\nrestarted-box\n");
+        assertThat(logs).filteredOn(e -> e.source() == LogSource.SYSTEM).extracting(LogEntry::text)
+                .containsExactly("sandbox started", "sandbox stopped: shutdown-requested", "sandbox started",
+                        "sandbox stopped: shutdown-requested");
         Sandbox.remove(name);
         assertThatThrownBy(() -> Sandbox.get(name))
                 .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_FOUND));

@@ -45,6 +45,11 @@ public record SandboxLayout(String name, Path dir, Path runDir) {
         return logsDir().resolve("vmm.log");
     }
 
+    /** Output of every exec session, as JSON lines (see {@link ExecLog}). */
+    public Path execLog() {
+        return logsDir().resolve("exec.log");
+    }
+
     public Path supervisorLog() {
         return logsDir().resolve("supervisor.log");
     }

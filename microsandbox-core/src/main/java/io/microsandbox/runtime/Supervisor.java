@@ -58,8 +58,11 @@ public final class Supervisor {
     private final PrintStream parentOut;
     private final ScheduledExecutorService timers = Executors.newSingleThreadScheduledExecutor(r -> daemon(r, "timers"));
     private final Map<Integer, ClientConnection> clientsBySlot = new ConcurrentHashMap<>();
-    /** Live exec sessions: id to the slot of the client that started them. */
-    private final Map<Integer, Integer> activeSessions = new ConcurrentHashMap<>();
+    /** Live exec sessions by correlation id. */
+    private final Map<Integer, Session> activeSessions = new ConcurrentHashMap<>();
+    /** Session numbers of the exec log, monotonic over the supervisor's life. */
+    private final AtomicLong sessionCounter = new AtomicLong();
+    private ExecLog execLog;
     private final CountDownLatch vmmExited = new CountDownLatch(1);
     private final CountDownLatch finished = new CountDownLatch(1);
 
@@ -168,6 +171,7 @@ public final class Supervisor {
         }
         Files.createDirectories(layout.runDir());
         Files.createDirectories(layout.logsDir());
+        execLog = ExecLog.append(layout.execLog());
         vmServer = listen(layout.vmSocket());
         clientServer = listen(layout.agentSocket());
         Files.writeString(layout.pidFile(), Long.toString(ProcessHandle.current().pid()));
@@ -221,6 +225,7 @@ public final class Supervisor {
         store.startRun(spec.name(), ProcessHandle.current().pid(), vmmPid);
         reportToParent(ready);
         log("sandbox " + spec.name() + " is ready");
+        logSystem("sandbox started");
         lastActivity = System.nanoTime();
         if (spec.maxDurationMs() > 0) {
             timers.schedule(() -> requestStop(STOP_GRACE_MS, "max-duration"), spec.maxDurationMs(), TimeUnit.MILLISECONDS);
@@ -334,6 +339,7 @@ public final class Supervisor {
             reason = signal != null ? "signal" : "failed";
         }
         String statusName = outcome.name().toLowerCase(java.util.Locale.ROOT);
+        logSystem("sandbox " + statusName + ": " + reason);
         try {
             store.finishRun(spec.name(), statusName, exitCode, signal, reason, "supervisor");
         } catch (RuntimeException e) {
@@ -396,6 +402,7 @@ public final class Supervisor {
                     handleAgentControl(frame);
                     continue;
                 }
+                logOutput(frame);
                 if (frame.isTerminal()) {
                     sessionEnded(frame.id());
                 }
@@ -477,7 +484,7 @@ public final class Supervisor {
                     continue;
                 }
                 boolean execStart = frame.isSessionStart() && Protocol.EXEC_REQUEST.equals(frame.type());
-                if (execStart && !sessionStarting(frame.id(), slot)) {
+                if (execStart && !sessionStarting(frame.id(), slot, frame.payload().path("tty").asBoolean(false))) {
                     ObjectNode refused = JSON.createObjectNode();
                     refused.put("kind", "sandbox_draining");
                     refused.put("errno", 0);
@@ -507,11 +514,11 @@ public final class Supervisor {
     }
 
     /** Registers a session unless the sandbox drains or stops; false refuses it. */
-    private synchronized boolean sessionStarting(int id, int slot) {
+    private synchronized boolean sessionStarting(int id, int slot, boolean tty) {
         if (draining || stopRequested || killRequested) {
             return false;
         }
-        activeSessions.put(id, slot);
+        activeSessions.put(id, new Session(slot, sessionCounter.incrementAndGet(), tty));
         lastActivity = System.nanoTime();
         return true;
     }
@@ -542,6 +549,29 @@ public final class Supervisor {
         }
     }
 
+    /** Records the output of a session in the exec log; a failing log never stops the relay. */
+    private void logOutput(Frame frame) {
+        Session session = activeSessions.get(frame.id());
+        boolean stdout = Protocol.EXEC_STDOUT.equals(frame.type());
+        if (session == null || !(stdout || Protocol.EXEC_STDERR.equals(frame.type()))) {
+            return;
+        }
+        String source = session.tty() ? "output" : stdout ? "stdout" : "stderr";
+        try {
+            execLog.write(source, session.logId(), frame.bytes("data"));
+        } catch (IOException e) {
+            log("cannot write the exec log: " + e.getMessage());
+        }
+    }
+
+    private void logSystem(String message) {
+        try {
+            execLog.write("system", null, message.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        } catch (IOException e) {
+            log("cannot write the exec log: " + e.getMessage());
+        }
+    }
+
     private void checkIdle() {
         long idleNanos = System.nanoTime() - lastActivity;
         if (activeSessions.isEmpty() && !paused && idleNanos >= TimeUnit.MILLISECONDS.toNanos(spec.idleTimeoutMs())) {
@@ -552,8 +582,8 @@ public final class Supervisor {
 
     /** Sessions of a client that went away would run on unobserved; end them. */
     private void killOrphanedSessions(int slot) {
-        activeSessions.forEach((id, owner) -> {
-            if (owner == slot) {
+        activeSessions.forEach((id, session) -> {
+            if (session.slot() == slot) {
                 sessionEnded(id);
                 ObjectNode p = JSON.createObjectNode();
                 p.put("signal", Posix.SIGKILL);
@@ -712,6 +742,16 @@ public final class Supervisor {
 
     private void log(String message) {
         System.err.println(Instant.now() + " [" + Thread.currentThread().getName() + "] " + message);
+    }
+
+    /**
+     * A live exec session.
+     *
+     * @param slot  the client that started it
+     * @param logId its number in the exec log
+     * @param tty   whether its output is a merged terminal stream
+     */
+    private record Session(int slot, long logId, boolean tty) {
     }
 
     /**
