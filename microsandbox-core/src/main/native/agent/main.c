@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
@@ -242,6 +243,38 @@ static void __attribute__((noreturn)) do_shutdown(void)
     power_off();
 }
 
+/* Guest figures for the host's metrics: memory from /proc/meminfo, the writable upper disk
+ * from statvfs. The host adds what it measures itself (CPU, RSS, disk I/O). */
+static void do_stats(uint32_t id)
+{
+    unsigned long long mem_total = 0, mem_available = 0, kib;
+    char line[160];
+    FILE *f = fopen("/proc/meminfo", "re");
+    if (f) {
+        while (fgets(line, sizeof line, f)) {
+            if (sscanf(line, "MemTotal: %llu kB", &kib) == 1)
+                mem_total = kib * 1024;
+            else if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+                mem_available = kib * 1024;
+        }
+        fclose(f);
+    }
+    struct statvfs upper;
+    bool have_upper = statvfs("/run/msb/upper", &upper) == 0;
+    cbor_buf *b = frame_begin(id, FLAG_TERMINAL, "core.stats", have_upper ? 4 : 2);
+    cbor_put_text(b, "mem_total_bytes");
+    cbor_put_uint(b, mem_total);
+    cbor_put_text(b, "mem_available_bytes");
+    cbor_put_uint(b, mem_available);
+    if (have_upper) {
+        cbor_put_text(b, "upper_used_bytes");
+        cbor_put_uint(b, (uint64_t)(upper.f_blocks - upper.f_bfree) * upper.f_frsize);
+        cbor_put_text(b, "upper_free_bytes");
+        cbor_put_uint(b, (uint64_t)upper.f_bavail * upper.f_frsize);
+    }
+    frame_end();
+}
+
 static bool type_is(const char *t, size_t tlen, const char *want)
 {
     return strlen(want) == tlen && memcmp(t, want, tlen) == 0;
@@ -271,6 +304,8 @@ static void handle_frame(uint32_t id, const uint8_t *body, size_t blen)
 
     if (type_is(type, tlen, "core.ping") || type_is(type, tlen, "core.touch")) {
         send_empty(id, 0, "core.pong");
+    } else if (type_is(type, tlen, "core.stats")) {
+        do_stats(id);
     } else if (type_is(type, tlen, "core.configure")) {
         if (g_state == ST_WAIT_CONFIG)
             do_configure(p);

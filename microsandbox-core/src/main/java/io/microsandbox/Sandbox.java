@@ -480,6 +480,30 @@ public final class Sandbox implements AutoCloseable {
         client.request(Protocol.CORE_TOUCH, FrameCodec.mapper().createObjectNode(), Duration.ofSeconds(10));
     }
 
+    /** A resource snapshot: CPU, memory, disk I/O, upper disk usage, uptime. */
+    public Metrics metrics() {
+        ensureUsable();
+        Frame host = client.request(Protocol.SUP_METRICS, FrameCodec.mapper().createObjectNode(), Duration.ofSeconds(10));
+        Frame guest = client.request(Protocol.CORE_STATS, FrameCodec.mapper().createObjectNode(), Duration.ofSeconds(10));
+        Long total = guest.number("mem_total_bytes");
+        Long available = guest.number("mem_available_bytes");
+        Long rss = host.number("rss_bytes");
+        return new Metrics(
+                host.payload().path("cpu_millipercent").asLong() / 1000.0,
+                host.payload().path("vcpu_time_ns").asLong(),
+                total != null && available != null ? total - available : 0,
+                available,
+                rss != null && rss >= 0 ? rss : null,
+                config.memoryMib() * 1024L * 1024L,
+                host.payload().path("disk_read_bytes").asLong(),
+                host.payload().path("disk_write_bytes").asLong(),
+                0,
+                0,
+                guest.number("upper_used_bytes"),
+                guest.number("upper_free_bytes"),
+                Duration.ofMillis(host.payload().path("uptime_ms").asLong()));
+    }
+
     /** The captured stdout and stderr of every command, oldest first. */
     public List<LogEntry> logs() {
         return logs(LogOptions.defaults());

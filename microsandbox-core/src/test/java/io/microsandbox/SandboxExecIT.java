@@ -255,6 +255,29 @@ class SandboxExecIT {
     }
 
     @Test
+    void reportsMetrics() throws Exception {
+        Metrics before = sandbox.metrics();
+        assertThat(before.memoryLimitBytes()).isEqualTo(256L << 20);
+        assertThat(before.memoryBytes()).isPositive().isLessThan(before.memoryLimitBytes());
+        assertThat(before.memoryAvailableBytes()).isPositive();
+        assertThat(before.memoryHostResidentBytes()).isGreaterThan(16L << 20);
+        assertThat(before.vcpuTimeNs()).isPositive();
+        assertThat(before.cpuPercent()).isGreaterThanOrEqualTo(0);
+        assertThat(before.diskReadBytes()).isPositive();
+        assertThat(before.upperFreeBytes()).isPositive();
+        assertThat(before.uptime()).isPositive();
+
+        sandbox.shell("head -c 20000000 /dev/urandom > /root/metrics.bin && sync");
+        Thread.sleep(1200);
+        Metrics after = sandbox.metrics();
+        assertThat(after.diskWriteBytes() - before.diskWriteBytes()).isGreaterThanOrEqualTo(20_000_000);
+        assertThat(after.upperUsedBytes() - before.upperUsedBytes()).isGreaterThanOrEqualTo(19_000_000);
+        assertThat(after.vcpuTimeNs()).isGreaterThan(before.vcpuTimeNs());
+        assertThat(after.uptime()).isGreaterThan(before.uptime());
+        sandbox.shell("rm /root/metrics.bin");
+    }
+
+    @Test
     void keepsWritesInTheUpperLayer() {
         sandbox.shell("echo data > /root/file.txt && sync");
         assertThat(sandbox.exec("cat", List.of("/root/file.txt")).stdout()).isEqualTo("data\n");

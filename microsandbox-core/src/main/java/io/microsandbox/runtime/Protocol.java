@@ -24,6 +24,7 @@ public final class Protocol {
     public static final String CORE_PONG = "core.pong";
     public static final String CORE_TOUCH = "core.touch";
     public static final String CORE_SHUTDOWN = "core.shutdown";
+    public static final String CORE_STATS = "core.stats";
 
     public static final String EXEC_REQUEST = "exec.request";
     public static final String EXEC_STARTED = "exec.started";
@@ -43,6 +44,7 @@ public final class Protocol {
     public static final String SUP_DRAIN = "sup.drain";
     public static final String SUP_PAUSE = "sup.pause";
     public static final String SUP_RESUME = "sup.resume";
+    public static final String SUP_METRICS = "sup.metrics";
     public static final String SUP_OK = "sup.ok";
     public static final String SUP_ERROR = "sup.error";
     public static final String SUP_EXITED = "sup.exited";

@@ -63,6 +63,7 @@ public final class Supervisor {
     /** Session numbers of the exec log, monotonic over the supervisor's life. */
     private final AtomicLong sessionCounter = new AtomicLong();
     private ExecLog execLog;
+    private final VmmSampler sampler = new VmmSampler();
     private final CountDownLatch vmmExited = new CountDownLatch(1);
     private final CountDownLatch finished = new CountDownLatch(1);
 
@@ -233,6 +234,8 @@ public final class Supervisor {
         if (spec.idleTimeoutMs() > 0) {
             timers.scheduleAtFixedRate(this::checkIdle, 1, 1, TimeUnit.SECONDS);
         }
+        sampler.start(vmmPid);
+        timers.scheduleAtFixedRate(sampler::sample, 1, 1, TimeUnit.SECONDS);
 
         daemon(this::relayAgentFrames, "agent-reader").start();
         daemon(this::acceptClients, "client-acceptor").start();
@@ -635,6 +638,26 @@ public final class Supervisor {
                 } catch (IOException | RuntimeException e) {
                     client.send(errorFrame(request.id(), (pause ? "pause" : "resume") + " failed: " + e.getMessage()));
                 }
+            }
+            case Protocol.SUP_METRICS -> {
+                ObjectNode p = JSON.createObjectNode();
+                p.put("cpu_millipercent", sampler.cpuMilliPercent());
+                p.put("vcpu_time_ns", sampler.cpuTimeNanos());
+                p.put("rss_bytes", sampler.residentBytes());
+                p.put("uptime_ms", sampler.uptimeMillis());
+                try {
+                    long read = 0;
+                    long written = 0;
+                    for (com.fasterxml.jackson.databind.JsonNode device : QmpClient.execute(layout.qmpSocket(), "query-blockstats")) {
+                        read += device.path("stats").path("rd_bytes").asLong();
+                        written += device.path("stats").path("wr_bytes").asLong();
+                    }
+                    p.put("disk_read_bytes", read);
+                    p.put("disk_write_bytes", written);
+                } catch (IOException e) {
+                    log("cannot read block statistics: " + e.getMessage());
+                }
+                client.send(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_METRICS, p));
             }
             case Protocol.SUP_KILL -> {
                 killRequested = true;

@@ -1,0 +1,27 @@
+package io.microsandbox;
+
+import java.time.Duration;
+
+/**
+ * A point-in-time resource snapshot of a running sandbox, from {@link Sandbox#metrics()}.
+ * Host-side figures come from the supervisor (sampled every second), guest-side ones from the
+ * agent; a figure that could not be read is null.
+ *
+ * @param cpuPercent              CPU use of the VM over the last second (100 = one host core)
+ * @param vcpuTimeNs              cumulative CPU time of the VM process
+ * @param memoryBytes             memory in use inside the guest (total minus available)
+ * @param memoryAvailableBytes    memory the guest reports as available
+ * @param memoryHostResidentBytes host RSS of the VM process
+ * @param memoryLimitBytes        the configured guest memory
+ * @param diskReadBytes           bytes read from the VM's disks since boot
+ * @param diskWriteBytes          bytes written to the VM's disks since boot
+ * @param netRxBytes              bytes received over the network (0: sandboxes have no network yet)
+ * @param netTxBytes              bytes sent over the network (0: sandboxes have no network yet)
+ * @param upperUsedBytes          used bytes of the writable upper filesystem, as the guest sees it
+ * @param upperFreeBytes          free bytes of the writable upper filesystem
+ * @param uptime                  time since the VM booted
+ */
+public record Metrics(double cpuPercent, long vcpuTimeNs, long memoryBytes, Long memoryAvailableBytes,
+                      Long memoryHostResidentBytes, long memoryLimitBytes, long diskReadBytes, long diskWriteBytes,
+                      long netRxBytes, long netTxBytes, Long upperUsedBytes, Long upperFreeBytes, Duration uptime) {
+}
