@@ -232,10 +232,10 @@ public final class Supervisor {
             timers.schedule(() -> requestStop(STOP_GRACE_MS, "max-duration"), spec.maxDurationMs(), TimeUnit.MILLISECONDS);
         }
         if (spec.idleTimeoutMs() > 0) {
-            timers.scheduleAtFixedRate(this::checkIdle, 1, 1, TimeUnit.SECONDS);
+            everySecond(this::checkIdle);
         }
         sampler.start(vmmPid);
-        timers.scheduleAtFixedRate(sampler::sample, 1, 1, TimeUnit.SECONDS);
+        everySecond(sampler::sample);
 
         daemon(this::relayAgentFrames, "agent-reader").start();
         daemon(this::acceptClients, "client-acceptor").start();
@@ -573,6 +573,17 @@ public final class Supervisor {
         } catch (IOException e) {
             log("cannot write the exec log: " + e.getMessage());
         }
+    }
+
+    /** Runs {@code task} every second; a failure is logged, and never ends the repetition. */
+    private void everySecond(Runnable task) {
+        timers.scheduleAtFixedRate(() -> {
+            try {
+                task.run();
+            } catch (RuntimeException e) {
+                log("periodic task failed: " + e);
+            }
+        }, 1, 1, TimeUnit.SECONDS);
     }
 
     private void checkIdle() {
