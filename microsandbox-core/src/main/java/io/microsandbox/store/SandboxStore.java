@@ -233,12 +233,7 @@ public final class SandboxStore {
     /** Sets the status of a sandbox. */
     public void updateStatus(String name, String status) {
         inTransaction(c -> {
-            try (PreparedStatement ps = c.prepareStatement("UPDATE sandbox SET status = ?, updated_at = ? WHERE name = ?")) {
-                ps.setString(1, status);
-                ps.setString(2, Instant.now().toString());
-                ps.setString(3, name);
-                ps.executeUpdate();
-            }
+            setStatus(c, name, status, Instant.now().toString());
             return null;
         });
     }
@@ -255,11 +250,7 @@ public final class SandboxStore {
                 ps.setString(4, now);
                 ps.executeUpdate();
             }
-            try (PreparedStatement ps = c.prepareStatement("UPDATE sandbox SET status = 'running', updated_at = ? WHERE name = ?")) {
-                ps.setString(1, now);
-                ps.setString(2, name);
-                ps.executeUpdate();
-            }
+            setStatus(c, name, "running", now);
             return null;
         });
     }
@@ -285,14 +276,18 @@ public final class SandboxStore {
                     return null; // someone recorded this end first
                 }
             }
-            try (PreparedStatement ps = c.prepareStatement("UPDATE sandbox SET status = ?, updated_at = ? WHERE name = ?")) {
-                ps.setString(1, status);
-                ps.setString(2, now);
-                ps.setString(3, name);
-                ps.executeUpdate();
-            }
+            setStatus(c, name, status, now);
             return null;
         });
+    }
+
+    private static void setStatus(Connection c, String name, String status, String now) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("UPDATE sandbox SET status = ?, updated_at = ? WHERE name = ?")) {
+            ps.setString(1, status);
+            ps.setString(2, now);
+            ps.setString(3, name);
+            ps.executeUpdate();
+        }
     }
 
     /** A live status with no open run: its creator died before the supervisor took over. */
