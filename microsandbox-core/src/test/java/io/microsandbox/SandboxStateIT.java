@@ -238,6 +238,26 @@ class SandboxStateIT {
     }
 
     @Test
+    void createsSandboxesInParallel() throws Exception {
+        List<String> names = List.of(TestSandboxes.uniqueName("par"), TestSandboxes.uniqueName("par"), TestSandboxes.uniqueName("par"));
+        List<CompletableFuture<Sandbox>> creating = names.stream()
+                .map(n -> CompletableFuture.supplyAsync(() -> Sandbox.create(n, TestSandboxes.config().ephemeral(true).build())))
+                .toList();
+        List<Sandbox> sandboxes = creating.stream().map(CompletableFuture::join).toList();
+        try {
+            for (Sandbox sb : sandboxes) {
+                assertThat(sb.shell("hostname").stdout().strip()).isEqualTo(sb.name().toLowerCase());
+            }
+        } finally {
+            sandboxes.forEach(Sandbox::close);
+        }
+        for (String name : names) {
+            assertThatThrownBy(() -> Sandbox.get(name))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_FOUND));
+        }
+    }
+
+    @Test
     void twoJvmsShareOneHome() throws Exception {
         String mine = TestSandboxes.uniqueName("jvm-a");
         String theirs = TestSandboxes.uniqueName("jvm-b");
