@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.runtime.AgentClient;
 import io.microsandbox.runtime.ExecLog;
+import io.microsandbox.runtime.KernelBundle;
 import io.microsandbox.runtime.Frame;
 import io.microsandbox.runtime.FrameCodec;
 import io.microsandbox.runtime.Protocol;
@@ -204,6 +205,25 @@ public final class Sandbox implements AutoCloseable {
             }
         }
         remove(name);
+    }
+
+    /**
+     * Makes sure the runtime can boot sandboxes: installs the guest kernel under the home
+     * directory when it is missing (Debian's {@code linux-image-amd64} through
+     * {@code apt-get download}, which needs the apt package lists; minutes on first use) and
+     * checks that QEMU is there. Optional: call it at start-up to surface install problems
+     * early. Idempotent.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#BOOT_FAILED} naming what is missing
+     */
+    public static void ensureInstalled() {
+        Path home = RuntimeFiles.defaultHome();
+        SandboxPreparer.findQemu();
+        try {
+            KernelBundle.locate(home);
+        } catch (MicrosandboxException missing) {
+            KernelBundle.install(home);
+        }
     }
 
     /**

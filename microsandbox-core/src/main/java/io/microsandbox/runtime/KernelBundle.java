@@ -36,9 +36,37 @@ public record KernelBundle(Path dir) {
         KernelBundle bundle = new KernelBundle(dir);
         if (!Files.isRegularFile(bundle.vmlinux()) || !Files.isRegularFile(bundle.modulesOrder())) {
             throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "no guest kernel at " + dir
-                    + " (expected vmlinux and modules.order there); run scripts/setup.sh to install it");
+                    + " (expected vmlinux and modules.order there); install it with Sandbox.ensureInstalled()"
+                    + " or scripts/setup.sh");
         }
         return bundle;
+    }
+
+    /**
+     * Installs Debian's kernel under {@code home} with the fetch-kernel.sh the jar carries
+     * (the one scripts/setup.sh runs): {@code apt-get download}, then the uncompressed
+     * vmlinux and the needed modules. Idempotent.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#BOOT_FAILED} with the script's output when it fails
+     */
+    public static KernelBundle install(Path home) {
+        Path script = RuntimeFiles.extract("fetch-kernel.sh");
+        ProcessBuilder pb = new ProcessBuilder("bash", script.toString()).redirectErrorStream(true);
+        pb.environment().put(RuntimeFiles.HOME_ENV, home.toString());
+        try {
+            Process p = pb.start();
+            String output = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+            if (p.waitFor() != 0) {
+                throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "cannot install the guest kernel under " + home
+                        + ":\n" + output.strip());
+            }
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "cannot run " + script + ": " + e.getMessage(), e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while installing the guest kernel");
+        }
+        return locate(home);
     }
 
     public Path vmlinux() {
