@@ -524,6 +524,36 @@ public final class Sandbox implements AutoCloseable {
                 Duration.ofMillis(host.payload().path("uptime_ms").asLong()));
     }
 
+    /**
+     * A snapshot every {@code interval} (at least 1 ms) until the sandbox ends or the stream
+     * is closed.
+     */
+    public MetricsStream metricsStream(Duration interval) {
+        ensureUsable();
+        return new MetricsStream(this, interval);
+    }
+
+    /** Metrics of every running sandbox under the home, by name; sandboxes that end meanwhile are left out. */
+    public static Map<String, Metrics> allMetrics() {
+        Map<String, Metrics> all = new java.util.TreeMap<>();
+        for (SandboxHandle handle : list()) {
+            if (handle.status() != SandboxStatus.RUNNING && handle.status() != SandboxStatus.DRAINING) {
+                continue;
+            }
+            try {
+                Sandbox sb = connect(handle.name());
+                try {
+                    all.put(handle.name(), sb.metrics());
+                } finally {
+                    sb.detach();
+                }
+            } catch (MicrosandboxException e) {
+                // it stopped between the listing and the connection
+            }
+        }
+        return all;
+    }
+
     /** The captured stdout and stderr of every command, oldest first. */
     public List<LogEntry> logs() {
         return logs(LogOptions.defaults());

@@ -278,6 +278,18 @@ class SandboxExecIT {
     }
 
     @Test
+    void streamsMetricsAndListsThemForAllSandboxes() {
+        try (MetricsStream stream = sandbox.metricsStream(Duration.ofMillis(200))) {
+            Metrics first = stream.recv(Duration.ofSeconds(10));
+            Metrics second = stream.recv(Duration.ofSeconds(10));
+            assertThat(first).isNotNull();
+            assertThat(second).isNotNull();
+            assertThat(second.uptime()).isGreaterThan(first.uptime());
+        }
+        assertThat(Sandbox.allMetrics()).containsKey(sandbox.name());
+    }
+
+    @Test
     void keepsWritesInTheUpperLayer() {
         sandbox.shell("echo data > /root/file.txt && sync");
         assertThat(sandbox.exec("cat", List.of("/root/file.txt")).stdout()).isEqualTo("data\n");

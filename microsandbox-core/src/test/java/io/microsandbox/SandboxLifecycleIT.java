@@ -72,8 +72,15 @@ class SandboxLifecycleIT {
     void requestStopReturnsAtOnceAndWaitObservesTheEnd() {
         String name = TestSandboxes.uniqueName("request");
         try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().build())) {
+            MetricsStream metrics = sb.metricsStream(Duration.ofMillis(100));
+            assertThat(metrics.recv(Duration.ofSeconds(10))).isNotNull();
             sb.requestStop();
             SandboxStopResult result = sb.waitUntilStopped(Duration.ofSeconds(30));
+            Metrics last;
+            do {
+                last = metrics.recv(Duration.ofSeconds(10));
+            } while (last != null);
+            assertThat(metrics.isEnded()).as("the metrics stream ends with the sandbox").isTrue();
             assertThat(result.status()).isEqualTo(SandboxStatus.STOPPED);
             assertThat(result.name()).isEqualTo(name);
         }

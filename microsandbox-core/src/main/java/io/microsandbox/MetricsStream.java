@@ -1,0 +1,82 @@
+package io.microsandbox;
+
+import java.time.Duration;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A live metrics subscription from {@link Sandbox#metricsStream(Duration)}: a snapshot every
+ * interval until the sandbox ends or the stream is closed.
+ */
+public final class MetricsStream implements AutoCloseable {
+    private static final Object END = new Object();
+
+    private final BlockingQueue<Object> snapshots = new LinkedBlockingQueue<>(64);
+    private final Thread sampler;
+    private volatile boolean ended;
+
+    MetricsStream(Sandbox sandbox, Duration interval) {
+        long millis = Math.max(1, interval.toMillis());
+        this.sampler = new Thread(() -> {
+            try {
+                while (!Thread.currentThread().isInterrupted()) {
+                    Metrics m = sandbox.metrics();
+                    // a slow reader sees the newest snapshots: drop the oldest when full
+                    while (!snapshots.offer(m)) {
+                        snapshots.poll();
+                    }
+                    Thread.sleep(millis);
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } catch (MicrosandboxException e) {
+                // the sandbox ended (or the handle was released): the stream ends with it
+            } finally {
+                ended = true;
+                snapshots.offer(END);
+            }
+        }, "msb-metrics-" + sandbox.name());
+        sampler.setDaemon(true);
+        sampler.start();
+    }
+
+    /** The next snapshot, waiting as needed; null once the stream has ended. */
+    public Metrics recv() {
+        try {
+            return unwrap(snapshots.take());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for metrics");
+        }
+    }
+
+    /** The next snapshot, or null when none arrives within {@code wait} or the stream has ended. */
+    public Metrics recv(Duration wait) {
+        try {
+            return unwrap(snapshots.poll(wait.toMillis(), TimeUnit.MILLISECONDS));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for metrics");
+        }
+    }
+
+    private Metrics unwrap(Object item) {
+        if (item == END) {
+            snapshots.offer(END); // later calls see the end too
+            return null;
+        }
+        return (Metrics) item;
+    }
+
+    /** Whether the stream has ended. */
+    public boolean isEnded() {
+        return ended;
+    }
+
+    /** Stops sampling. */
+    @Override
+    public void close() {
+        sampler.interrupt();
+    }
+}
