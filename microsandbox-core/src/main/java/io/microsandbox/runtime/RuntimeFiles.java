@@ -92,11 +92,21 @@ public final class RuntimeFiles {
         if (name == null || name.isEmpty() || name.contains("/") || name.equals(".") || name.equals("..")) {
             throw new IllegalArgumentException("not a plain file name: " + name);
         }
-        return EXTRACTED.computeIfAbsent(name, RuntimeFiles::doExtract);
+        return extractResource(RESOURCE_DIR + name);
     }
 
-    private static Path doExtract(String name) {
-        String resource = RESOURCE_DIR + name;
+    /**
+     * Like {@link #extract(String)} for any classpath resource, e.g. a dependency's native
+     * library; the file keeps the resource's file name.
+     *
+     * @param resource absolute resource path, e.g. {@code /org/sqlite/native/Linux/x86_64/libsqlitejdbc.so}
+     */
+    public static Path extractResource(String resource) {
+        return EXTRACTED.computeIfAbsent(resource, RuntimeFiles::doExtract);
+    }
+
+    private static Path doExtract(String resource) {
+        String name = resource.substring(resource.lastIndexOf('/') + 1);
         byte[] bytes;
         try (InputStream in = RuntimeFiles.class.getResourceAsStream(resource)) {
             if (in == null) {

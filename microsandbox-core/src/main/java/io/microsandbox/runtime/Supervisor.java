@@ -139,12 +139,7 @@ public final class Supervisor {
         Posix.load();
         FrameCodec.encode(new Frame(0, 0, Protocol.CORE_PING, JSON.createObjectNode()));
         JSON.createObjectNode().put("warm", true).toString();
-        // loads SQLite's native library, the slowest part of opening the database
-        try (var c = java.sql.DriverManager.getConnection("jdbc:sqlite::memory:")) {
-            c.isValid(1);
-        } catch (java.sql.SQLException e) {
-            throw new IllegalStateException("SQLite does not load: " + e.getMessage(), e);
-        }
+        SandboxStore.preload();
     }
 
     /** One line read byte by byte, so nothing after it is consumed from the creator pipe. */
@@ -314,7 +309,14 @@ public final class Supervisor {
             }
             return;
         }
-        recordExitAndFinish(status);
+        try {
+            recordExitAndFinish(status);
+        } catch (RuntimeException | Error e) {
+            log("recording the end failed: " + e);
+        } finally {
+            // whatever failed above, a supervisor whose VM is gone must not linger
+            finished.countDown();
+        }
     }
 
     private void recordExitAndFinish(int status) {
@@ -381,7 +383,6 @@ public final class Supervisor {
                 log("cannot remove the ephemeral sandbox's state: " + e.getMessage());
             }
         }
-        finished.countDown();
     }
 
     private void cleanupRunFiles() {

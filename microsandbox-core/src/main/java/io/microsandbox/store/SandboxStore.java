@@ -2,6 +2,7 @@ package io.microsandbox.store;
 
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
+import io.microsandbox.runtime.RuntimeFiles;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.sql.Connection;
@@ -58,10 +59,44 @@ public final class SandboxStore {
             CREATE INDEX run_by_sandbox ON run(sandbox, id);
             """);
 
+    /** sqlite-jdbc's own native library, for Linux x86-64 (other platforms: its default loading). */
+    private static final String SQLITE_NATIVE = "/org/sqlite/native/Linux/x86_64/libsqlitejdbc.so";
+
+    static {
+        useExtractedNativeLibrary();
+    }
+
     private final String url;
 
     private SandboxStore(String url) {
         this.url = url;
+    }
+
+    /**
+     * Points sqlite-jdbc at one copy of its native library in the versioned runtime directory.
+     * Left alone, it extracts a copy into the temp directory in every JVM (every supervisor
+     * too), which costs start-up time and leaves files behind when a JVM is killed.
+     */
+    private static void useExtractedNativeLibrary() {
+        if (System.getProperty("org.sqlite.lib.path") != null || SandboxStore.class.getResource(SQLITE_NATIVE) == null) {
+            return;
+        }
+        try {
+            Path lib = RuntimeFiles.extractResource(SQLITE_NATIVE);
+            System.setProperty("org.sqlite.lib.path", lib.getParent().toString());
+            System.setProperty("org.sqlite.lib.name", lib.getFileName().toString());
+        } catch (RuntimeException e) {
+            // sqlite-jdbc then extracts its own copy, as it would without us
+        }
+    }
+
+    /** Loads SQLite's native library now, so that a later {@link #open(Path)} does not wait for it. */
+    public static void preload() {
+        try (Connection c = DriverManager.getConnection("jdbc:sqlite::memory:")) {
+            c.isValid(1);
+        } catch (SQLException e) {
+            throw new MicrosandboxException(ErrorKind.INTERNAL, "SQLite does not load: " + e.getMessage(), e);
+        }
     }
 
     /** Opens (creating and migrating as needed) the database under {@code home}. */
