@@ -283,10 +283,7 @@ public final class Sandbox implements AutoCloseable {
         if (!record.ephemeral() || !SandboxStatus.fromWireName(record.status()).isTerminal()) {
             return false;
         }
-        SandboxLayout layout = SandboxLayout.of(home, record.name());
-        SandboxPreparer.deleteTree(layout.dir());
-        SandboxPreparer.deleteTree(layout.runDir());
-        store.delete(record.name());
+        erase(store, SandboxLayout.of(home, record.name()));
         return true;
     }
 
@@ -322,10 +319,13 @@ public final class Sandbox implements AutoCloseable {
                     "sandbox '" + name + "' is " + handle.status().wireName() + "; stop it before removing it");
         }
         Path home = RuntimeFiles.defaultHome();
-        SandboxLayout layout = SandboxLayout.of(home, name);
-        SandboxPreparer.deleteTree(layout.dir());
-        SandboxPreparer.deleteTree(layout.runDir());
-        SandboxStore.open(home).delete(name);
+        erase(SandboxStore.open(home), SandboxLayout.of(home, name));
+    }
+
+    /** Deletes a sandbox's files, then its rows. */
+    private static void erase(SandboxStore store, SandboxLayout layout) {
+        layout.deleteFiles();
+        store.delete(layout.name());
     }
 
     /**
@@ -719,7 +719,7 @@ public final class Sandbox implements AutoCloseable {
                     if (SandboxLock.isOwned(layout)) {
                         throw alreadyExists(layout.name());
                     }
-                    SandboxPreparer.deleteTree(layout.dir());
+                    layout.deleteFiles();
                     continue;
                 }
                 SandboxLock lock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout));
@@ -742,8 +742,7 @@ public final class Sandbox implements AutoCloseable {
     /** Removes everything a failed create left: disks, logs, sockets. */
     private static void discard(SandboxLayout layout, SandboxLock lock) {
         closeQuietly(lock);
-        SandboxPreparer.deleteTree(layout.dir());
-        SandboxPreparer.deleteTree(layout.runDir());
+        layout.deleteFiles();
     }
 
     private static void closeQuietly(SandboxLock lock) {

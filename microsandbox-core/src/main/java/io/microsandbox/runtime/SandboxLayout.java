@@ -74,6 +74,12 @@ public record SandboxLayout(String name, Path dir, Path runDir) {
         return runDir.resolve("supervisor.pid");
     }
 
+    /** Deletes every file of this sandbox: its state directory and its socket directory. */
+    public void deleteFiles() {
+        SandboxPreparer.deleteTree(dir);
+        SandboxPreparer.deleteTree(runDir);
+    }
+
     static String shortHash(String name) {
         try {
             byte[] digest = MessageDigest.getInstance("SHA-256").digest(name.getBytes(StandardCharsets.UTF_8));

@@ -378,7 +378,7 @@ public final class Supervisor {
             log("ephemeral sandbox: removing its state");
             try {
                 store.delete(spec.name());
-                SandboxPreparer.deleteTree(layout.dir());
+                layout.deleteFiles();
             } catch (RuntimeException e) {
                 log("cannot remove the ephemeral sandbox's state: " + e.getMessage());
             }
