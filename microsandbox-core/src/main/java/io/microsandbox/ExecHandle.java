@@ -1,10 +1,10 @@
 package io.microsandbox;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.microsandbox.runtime.AgentClient;
-import io.microsandbox.runtime.Frame;
-import io.microsandbox.runtime.FrameCodec;
-import io.microsandbox.runtime.Protocol;
+import io.microsandbox.runtime.agent.AgentClient;
+import io.microsandbox.runtime.agent.Frame;
+import io.microsandbox.runtime.agent.FrameCodec;
+import io.microsandbox.runtime.agent.Protocol;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;

@@ -1,8 +1,8 @@
 package io.microsandbox;
 
-import io.microsandbox.runtime.AgentClient;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
+import io.microsandbox.runtime.agent.AgentClient;
 import io.microsandbox.store.RunRecord;
 import io.microsandbox.store.SandboxRecord;
 import java.time.Duration;

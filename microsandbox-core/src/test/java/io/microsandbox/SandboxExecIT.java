@@ -1,18 +1,15 @@
 package io.microsandbox;
 
-import static org.assertj.core.api.Assertions.assertThat;
-import static org.assertj.core.api.Assertions.assertThatThrownBy;
-
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.microsandbox.runtime.Frame;
-import io.microsandbox.runtime.FrameCodec;
-import io.microsandbox.runtime.FrameLink;
-import io.microsandbox.runtime.Protocol;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
+import io.microsandbox.runtime.agent.Frame;
+import io.microsandbox.runtime.agent.FrameCodec;
+import io.microsandbox.runtime.agent.FrameLink;
+import io.microsandbox.runtime.agent.Protocol;
 import java.io.OutputStream;
-import java.nio.file.Path;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -24,6 +21,8 @@ import java.util.concurrent.Future;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /** Exec against one real VM shared by every test of the class. */
 class SandboxExecIT {

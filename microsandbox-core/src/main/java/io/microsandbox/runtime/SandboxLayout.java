@@ -1,5 +1,7 @@
 package io.microsandbox.runtime;
 
+import io.microsandbox.runtime.supervisor.ExecLog;
+import io.microsandbox.runtime.supervisor.Supervisor;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.security.MessageDigest;
@@ -80,7 +82,7 @@ public record SandboxLayout(String name, Path dir, Path runDir) {
         SandboxPreparer.deleteTree(runDir);
     }
 
-    static String shortHash(String name) {
+    public static String shortHash(String name) {
         try {
             byte[] digest = MessageDigest.getInstance("SHA-256").digest(name.getBytes(StandardCharsets.UTF_8));
             return HexFormat.of().formatHex(digest, 0, 8);

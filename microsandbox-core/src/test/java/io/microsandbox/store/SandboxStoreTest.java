@@ -1,8 +1,5 @@
 package io.microsandbox.store;
 
-import static org.assertj.core.api.Assertions.assertThat;
-import static org.assertj.core.api.Assertions.assertThatThrownBy;
-
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
 import java.nio.file.Path;
@@ -14,6 +11,8 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 class SandboxStoreTest {
     @TempDir

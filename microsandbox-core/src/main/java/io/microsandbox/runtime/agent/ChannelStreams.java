@@ -1,4 +1,4 @@
-package io.microsandbox.runtime;
+package io.microsandbox.runtime.agent;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -10,11 +10,11 @@ import java.nio.channels.SocketChannel;
  * Streams over a blocking socket channel that, unlike {@code Channels.newInputStream}, do not
  * share the channel's blocking lock, so one thread can read while another writes.
  */
-final class ChannelStreams {
+public final class ChannelStreams {
     private ChannelStreams() {
     }
 
-    static InputStream input(SocketChannel channel) {
+    public static InputStream input(SocketChannel channel) {
         return new InputStream() {
             @Override
             public int read() throws IOException {
@@ -39,7 +39,7 @@ final class ChannelStreams {
         };
     }
 
-    static OutputStream output(SocketChannel channel) {
+    public static OutputStream output(SocketChannel channel) {
         return new OutputStream() {
             @Override
             public void write(int b) throws IOException {

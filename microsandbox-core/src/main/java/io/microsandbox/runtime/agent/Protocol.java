@@ -1,4 +1,4 @@
-package io.microsandbox.runtime;
+package io.microsandbox.runtime.agent;
 
 /** Constants of the agent protocol, version 1 (docs/protocol.md). */
 public final class Protocol {

@@ -1,7 +1,8 @@
-package io.microsandbox.runtime;
+package io.microsandbox.runtime.vmm;
 
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
+import io.microsandbox.runtime.RuntimeFiles;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.file.Files;

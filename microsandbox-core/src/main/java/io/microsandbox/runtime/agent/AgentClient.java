@@ -1,4 +1,4 @@
-package io.microsandbox.runtime;
+package io.microsandbox.runtime.agent;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.ErrorKind;

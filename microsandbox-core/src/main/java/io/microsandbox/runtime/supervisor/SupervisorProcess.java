@@ -1,9 +1,12 @@
-package io.microsandbox.runtime;
+package io.microsandbox.runtime.supervisor;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
+import io.microsandbox.runtime.LogTail;
+import io.microsandbox.runtime.RuntimeFiles;
+import io.microsandbox.runtime.SandboxLayout;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;

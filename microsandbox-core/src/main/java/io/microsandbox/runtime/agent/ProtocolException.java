@@ -1,4 +1,4 @@
-package io.microsandbox.runtime;
+package io.microsandbox.runtime.agent;
 
 import java.io.IOException;
 

@@ -1,6 +1,4 @@
-package io.microsandbox.runtime;
-
-import static org.assertj.core.api.Assertions.assertThat;
+package io.microsandbox.runtime.vmm;
 
 import io.microsandbox.Accelerator;
 import java.nio.file.Files;
@@ -9,6 +7,7 @@ import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import static org.assertj.core.api.Assertions.assertThat;
 
 /** The KVM probe with stand-in VMMs: it must answer, and never hang, whatever QEMU does. */
 class AcceleratorsTest {

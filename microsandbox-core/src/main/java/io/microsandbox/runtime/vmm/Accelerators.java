@@ -1,6 +1,7 @@
-package io.microsandbox.runtime;
+package io.microsandbox.runtime.vmm;
 
 import io.microsandbox.Accelerator;
+import io.microsandbox.runtime.SandboxLayout;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

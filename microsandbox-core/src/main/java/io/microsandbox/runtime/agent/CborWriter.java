@@ -1,4 +1,4 @@
-package io.microsandbox.runtime;
+package io.microsandbox.runtime.agent;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import java.io.ByteArrayOutputStream;

@@ -1,9 +1,20 @@
-package io.microsandbox.runtime;
+package io.microsandbox.runtime.supervisor;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.ErrorKind;
 import io.microsandbox.SandboxStatus;
+import io.microsandbox.runtime.LogTail;
+import io.microsandbox.runtime.Posix;
+import io.microsandbox.runtime.SandboxLayout;
+import io.microsandbox.runtime.SandboxLock;
+import io.microsandbox.runtime.agent.Frame;
+import io.microsandbox.runtime.agent.FrameCodec;
+import io.microsandbox.runtime.agent.FrameLink;
+import io.microsandbox.runtime.agent.Protocol;
+import io.microsandbox.runtime.agent.ProtocolException;
+import io.microsandbox.runtime.vmm.QmpClient;
+import io.microsandbox.runtime.vmm.VmmSampler;
 import io.microsandbox.store.SandboxStore;
 import java.io.IOException;
 import java.io.InputStream;
@@ -20,9 +31,9 @@ import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 

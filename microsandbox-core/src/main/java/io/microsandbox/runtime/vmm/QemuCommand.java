@@ -1,4 +1,4 @@
-package io.microsandbox.runtime;
+package io.microsandbox.runtime.vmm;
 
 import io.microsandbox.Accelerator;
 import java.nio.file.Path;

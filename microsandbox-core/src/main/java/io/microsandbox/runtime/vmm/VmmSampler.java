@@ -1,4 +1,4 @@
-package io.microsandbox.runtime;
+package io.microsandbox.runtime.vmm;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -9,7 +9,7 @@ import java.nio.file.Path;
  * process per sandbox, is the sandbox's CPU time), the CPU share over the last second, and
  * its resident memory.
  */
-final class VmmSampler {
+public final class VmmSampler {
     /** USER_HZ, the unit of /proc/<pid>/stat times; 100 on every Linux architecture we run on. */
     private static final long TICKS_PER_SECOND = 100;
 
@@ -20,7 +20,7 @@ final class VmmSampler {
     private long lastCpuNanos;
     private long lastSampleNanos;
 
-    void start(int vmmPid) {
+    public void start(int vmmPid) {
         pid = vmmPid;
         startedNanos = System.nanoTime();
         lastSampleNanos = startedNanos;
@@ -28,7 +28,7 @@ final class VmmSampler {
         cpuNanos = lastCpuNanos;
     }
 
-    synchronized void sample() {
+    public synchronized void sample() {
         long now = System.nanoTime();
         long cpu = readCpuNanos();
         if (cpu < 0) {
@@ -43,21 +43,21 @@ final class VmmSampler {
         lastSampleNanos = now;
     }
 
-    long cpuTimeNanos() {
+    public long cpuTimeNanos() {
         return cpuNanos;
     }
 
     /** CPU share over the last sample, in thousandths of a percent (100% = one core). */
-    long cpuMilliPercent() {
+    public long cpuMilliPercent() {
         return cpuMilliPercent;
     }
 
-    long uptimeMillis() {
+    public long uptimeMillis() {
         return (System.nanoTime() - startedNanos) / 1_000_000;
     }
 
     /** VmRSS of the VMM in bytes, or -1 when it cannot be read. */
-    long residentBytes() {
+    public long residentBytes() {
         try {
             for (String line : Files.readAllLines(Path.of("/proc", Integer.toString(pid), "status"))) {
                 if (line.startsWith("VmRSS:")) {

@@ -1,11 +1,10 @@
-package io.microsandbox.runtime;
-
-import static org.assertj.core.api.Assertions.assertThat;
+package io.microsandbox.runtime.vmm;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import static org.assertj.core.api.Assertions.assertThat;
 
 /** The kernel install the jar can do by itself (Sandbox.ensureInstalled), from Debian's mirror. */
 class KernelInstallIT {

@@ -1,6 +1,4 @@
-package io.microsandbox.runtime;
-
-import static org.assertj.core.api.Assertions.assertThat;
+package io.microsandbox.runtime.supervisor;
 
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -9,6 +7,7 @@ import java.nio.file.StandardOpenOption;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import static org.assertj.core.api.Assertions.assertThat;
 
 class ExecLogTest {
     @TempDir

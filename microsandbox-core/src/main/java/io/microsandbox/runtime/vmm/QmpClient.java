@@ -1,7 +1,8 @@
-package io.microsandbox.runtime;
+package io.microsandbox.runtime.vmm;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.microsandbox.runtime.agent.ChannelStreams;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -12,14 +13,14 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 
 /** Runs one QMP command against QEMU's monitor socket (greeting, capabilities, command). */
-final class QmpClient {
+public final class QmpClient {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private QmpClient() {
     }
 
     /** Executes {@code command} (e.g. {@code stop}, {@code cont}) and returns its {@code return} value. */
-    static JsonNode execute(Path socket, String command) throws IOException {
+    public static JsonNode execute(Path socket, String command) throws IOException {
         try (SocketChannel channel = SocketChannel.open(UnixDomainSocketAddress.of(socket))) {
             BufferedReader in = new BufferedReader(new InputStreamReader(ChannelStreams.input(channel), StandardCharsets.UTF_8));
             OutputStream out = ChannelStreams.output(channel);
