@@ -1,9 +1,7 @@
 package io.microsandbox.runtime.agent;
 
-import com.fasterxml.jackson.core.StreamReadConstraints;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import com.fasterxml.jackson.dataformat.cbor.CBORFactory;
 import com.fasterxml.jackson.dataformat.cbor.databind.CBORMapper;
 import java.io.ByteArrayOutputStream;
 import java.io.DataInputStream;
@@ -17,15 +15,11 @@ import java.io.OutputStream;
  *
  * <p>The decoder treats its input as hostile (the guest is untrusted): the length is checked
  * before anything is allocated, the body must be exactly one CBOR map with an integer
- * {@code v}, a text {@code t} and a map {@code p}, and nesting is bounded.
+ * {@code v}, a text {@code t} and a map {@code p}, and {@link CborReader} accepts only what
+ * can be encoded again, with bounded items and nesting.
  */
 public final class FrameCodec {
-    private static final CBORMapper MAPPER = new CBORMapper(CBORFactory.builder()
-            .streamReadConstraints(StreamReadConstraints.builder()
-                    .maxNestingDepth(32)
-                    .maxStringLength(Protocol.MAX_FRAME_BYTES)
-                    .build())
-            .build());
+    private static final CBORMapper MAPPER = new CBORMapper();
 
     private FrameCodec() {
     }
@@ -63,6 +57,18 @@ public final class FrameCodec {
      * @throws ProtocolException for an oversized, truncated or malformed frame
      */
     public static Frame read(InputStream in) throws IOException {
+        return read(in, null);
+    }
+
+    /**
+     * Reads one frame, taking its buffer from {@code budget} (when not null) for as long as
+     * it is being decoded.
+     *
+     * @return the frame, or null when the stream ended cleanly between frames
+     * @throws ProtocolException for an oversized, truncated or malformed frame
+     * @throws java.io.InterruptedIOException when interrupted while waiting for the budget
+     */
+    public static Frame read(InputStream in, ByteBudget budget) throws IOException {
         DataInputStream data = in instanceof DataInputStream d ? d : new DataInputStream(in);
         int first = data.read();
         if (first < 0) {
@@ -82,31 +88,35 @@ public final class FrameCodec {
         if (len < Protocol.HEADER_BYTES + 1) {
             throw new ProtocolException("frame of " + len + " bytes is shorter than its header");
         }
-        byte[] buf = new byte[(int) len];
-        try {
-            data.readFully(buf);
-        } catch (EOFException e) {
-            throw new ProtocolException("stream ended inside a frame of " + len + " bytes", e);
+        if (budget != null) {
+            try {
+                budget.acquire(len);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new java.io.InterruptedIOException("interrupted while waiting to read a frame of " + len + " bytes");
+            }
         }
-        return decodeBody(buf);
+        try {
+            byte[] buf = new byte[(int) len];
+            try {
+                data.readFully(buf);
+            } catch (EOFException e) {
+                throw new ProtocolException("stream ended inside a frame of " + len + " bytes", e);
+            }
+            return decodeBody(buf);
+        } finally {
+            if (budget != null) {
+                budget.release(len);
+            }
+        }
     }
 
     /** Decodes a frame from the bytes that follow its length prefix. */
     static Frame decodeBody(byte[] buf) throws ProtocolException {
         int id = ((buf[0] & 0xFF) << 24) | ((buf[1] & 0xFF) << 16) | ((buf[2] & 0xFF) << 8) | (buf[3] & 0xFF);
         int flags = buf[4] & 0xFF;
-        JsonNode body;
-        try (var parser = MAPPER.createParser(buf, Protocol.HEADER_BYTES, buf.length - Protocol.HEADER_BYTES)) {
-            body = MAPPER.readTree(parser);
-            if (parser.nextToken() != null) {
-                throw new ProtocolException("trailing bytes after the frame body");
-            }
-        } catch (ProtocolException e) {
-            throw e;
-        } catch (IOException | RuntimeException e) {
-            throw new ProtocolException("malformed frame body: " + e.getMessage(), e);
-        }
-        if (body == null || !body.isObject()) {
+        JsonNode body = CborReader.decode(buf, Protocol.HEADER_BYTES, buf.length - Protocol.HEADER_BYTES);
+        if (!body.isObject()) {
             throw new ProtocolException("frame body is not a map");
         }
         JsonNode v = body.get("v");

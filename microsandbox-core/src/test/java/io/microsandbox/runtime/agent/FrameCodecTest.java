@@ -90,7 +90,7 @@ class FrameCodecTest {
 
     @Test
     void rejectsBodiesThatAreNotVersionedTypedMaps() throws IOException {
-        assertMalformed(FrameCodec.mapper().writeValueAsBytes(42), "not a map");
+        assertMalformed(cbor("42"), "not a map");
         assertMalformed(cbor("{\"t\":\"x\",\"p\":{}}"), "version");
         assertMalformed(cbor("{\"v\":2,\"t\":\"x\",\"p\":{}}"), "protocol version 2");
         assertMalformed(cbor("{\"v\":1,\"p\":{}}"), "type");
@@ -131,6 +131,67 @@ class FrameCodecTest {
         }
     }
 
+    /** Finding 1: whatever the decoder accepts must be forwardable, so values CborWriter cannot write are refused. */
+    @Test
+    void refusesValuesThatCannotBeEncodedAgain() {
+        byte[] prefix = {(byte) 0xA3, 0x61, 'v', 0x01, 0x61, 't', 0x61, 'x', 0x61, 'p', (byte) 0xA1, 0x61, 'n'};
+        assertMalformed(concat(prefix, new byte[] {(byte) 0xF9, 0x7E, 0x00}), "floating-point"); // half NaN
+        assertMalformed(concat(prefix, new byte[] {(byte) 0xFA, 0x7F, (byte) 0x80, 0, 0}), "floating-point"); // single Infinity
+        assertMalformed(concat(prefix, new byte[] {(byte) 0xFB, 0x3F, (byte) 0xF0, 0, 0, 0, 0, 0, 0}), "floating-point");
+        assertMalformed(concat(prefix, new byte[] {0x1B, -1, -1, -1, -1, -1, -1, -1, -1}), "beyond the 64-bit");
+        assertMalformed(concat(prefix, new byte[] {0x3B, -1, -1, -1, -1, -1, -1, -1, -1}), "beyond the 64-bit");
+        assertMalformed(concat(prefix, new byte[] {(byte) 0xC2, 0x41, 0x01}), "tags");
+        assertMalformed(concat(prefix, new byte[] {(byte) 0xF7}), "simple value 23");
+        assertMalformed(concat(prefix, new byte[] {(byte) 0x9F, (byte) 0xFF}), "indefinite");
+        assertMalformed(new byte[] {(byte) 0xA1, 0x01, 0x01}, "key is not a text");
+        assertMalformed(new byte[] {(byte) 0xA2, 0x61, 'v', 0x01, 0x61, 'v', 0x01}, "duplicate");
+    }
+
+    /** Finding 2: a 4 MiB frame of one-byte items is refused before it can expand into a huge tree. */
+    @Test
+    void aFrameOfMillionsOfTinyItemsIsRefusedWithoutExpanding() {
+        for (byte tiny : new byte[] {(byte) 0xA0, (byte) 0xF6, 0x00}) {
+            int n = Protocol.MAX_FRAME_BYTES - 64;
+            byte[] prefix = {(byte) 0xA3, 0x61, 'v', 0x01, 0x61, 't', 0x61, 'x', 0x61, 'p', (byte) 0xA1, 0x61, 'n',
+                    (byte) 0x9A, (byte) (n >>> 24), (byte) (n >>> 16), (byte) (n >>> 8), (byte) n};
+            byte[] body = Arrays.copyOf(prefix, prefix.length + n);
+            Arrays.fill(body, prefix.length, body.length, tiny);
+            assertMalformed(body, "items in one frame");
+        }
+    }
+
+    @Test
+    void everyAcceptedRandomFrameEncodesAgainToTheSameFrame() throws IOException {
+        Random random = new Random(7);
+        byte[] valid = CborWriter.encode(new com.fasterxml.jackson.databind.ObjectMapper().readTree(
+                "{\"v\":" + Protocol.VERSION + ",\"t\":\"exec.request\",\"p\":{\"cmd\":\"sh\",\"args\":[\"-c\",\"x\"],"
+                        + "\"env\":{\"A\":\"b\"},\"n\":-5,\"big\":9000000000,\"t\":true,\"z\":null}}"));
+        int accepted = 0;
+        for (int i = 0; i < 20_000; i++) {
+            byte[] body = valid.clone();
+            for (int m = random.nextInt(3); m >= 0; m--) {
+                body[random.nextInt(body.length)] = (byte) random.nextInt(256);
+            }
+            Frame frame;
+            try {
+                frame = FrameCodec.read(new ByteArrayInputStream(frame(body)));
+            } catch (ProtocolException rejected) {
+                continue;
+            }
+            accepted++;
+            Frame again = FrameCodec.read(new ByteArrayInputStream(FrameCodec.encode(frame)));
+            assertThat(again.payload()).isEqualTo(frame.payload());
+            assertThat(again.type()).isEqualTo(frame.type());
+        }
+        assertThat(accepted).isGreaterThan(100);
+    }
+
+    private static byte[] concat(byte[] a, byte[] b) {
+        byte[] out = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
+
     private static void assertMalformed(byte[] body, String message) {
         assertThatThrownBy(() -> FrameCodec.read(new ByteArrayInputStream(frame(body))))
                 .isInstanceOf(ProtocolException.class)
@@ -138,7 +199,8 @@ class FrameCodecTest {
     }
 
     private static byte[] cbor(String json) throws IOException {
-        return FrameCodec.mapper().writeValueAsBytes(new com.fasterxml.jackson.databind.ObjectMapper().readTree(json));
+        // definite lengths, as every peer of the protocol writes them
+        return CborWriter.encode(new com.fasterxml.jackson.databind.ObjectMapper().readTree(json));
     }
 
     private static byte[] frame(byte[] body) {
