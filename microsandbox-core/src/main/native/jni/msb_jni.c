@@ -42,6 +42,9 @@
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
@@ -514,6 +517,19 @@ JNIEXPORT jint JNICALL Java_io_microsandbox_runtime_Posix_pidfdOpen0(JNIEnv *env
     }
     throw_io(env, errno, "pidfd_open(%d)", (int)pid);
     return -1;
+}
+
+/* Signals the process behind a pidfd: unlike kill(2) it can never hit a reused pid. */
+JNIEXPORT jboolean JNICALL Java_io_microsandbox_runtime_Posix_pidfdSignal0(JNIEnv *env, jclass cls, jint pidfd, jint sig) {
+    (void)cls;
+    if (syscall(SYS_pidfd_send_signal, (int)pidfd, (int)sig, NULL, 0u) == 0) {
+        return JNI_TRUE;
+    }
+    if (errno == ESRCH) {
+        return JNI_FALSE; /* already exited */
+    }
+    throw_io(env, errno, "pidfd_send_signal(%d, %d)", (int)pidfd, (int)sig);
+    return JNI_FALSE;
 }
 
 static int64_t now_millis(void) {

@@ -7,8 +7,10 @@ import io.microsandbox.runtime.agent.FrameCodec;
 import io.microsandbox.runtime.agent.Protocol;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.InterruptedIOException;
 import java.io.OutputStream;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ScheduledExecutorService;
@@ -20,20 +22,41 @@ import java.util.concurrent.TimeUnit;
  * feed its stdin through {@link #stdin()} (when started with
  * {@link ExecOptions.Builder#stdinPipe()}), signal it, or {@link #collect()} everything.
  * Closing the handle kills the process if it is still running.
+ *
+ * <p>Output is flow-controlled: the guest sends at most {@link #OUTPUT_WINDOW} bytes that
+ * have not been taken with {@link #recv()}, so a reader that stops reading slows the command
+ * down (its writes block in the guest) instead of filling this JVM's heap. Stdin is
+ * flow-controlled the same way: writes to {@link #stdin()} wait while the process has not
+ * consumed what was sent.
  */
 public final class ExecHandle implements AutoCloseable {
     /** Signal numbers of Linux, for {@link #signal(int)}. */
     public static final int SIGINT = 2;
     public static final int SIGKILL = 9;
     public static final int SIGTERM = 15;
+    /** Output the guest may send ahead of the reader. */
+    public static final int OUTPUT_WINDOW = Protocol.DEFAULT_OUTPUT_WINDOW;
+    /** How long a timed-out command may take to report its end before the call returns anyway. */
+    static final Duration TIMEOUT_GRACE = Duration.ofSeconds(2);
 
     private final AgentClient client;
     private final int id;
     private final String command;
     private final BlockingQueue<ExecEvent> events = new LinkedBlockingQueue<>();
+    private final ScheduledExecutorService timers;
     private final ScheduledFuture<?> timeoutTask;
     private final Duration timeout;
+    private final long maxOutputBytes;
     private final OutputStream stdin;
+    /** Guards the two windows below; never held while anything blocks. */
+    private final Object credit = new Object();
+    /** Output taken by the reader and not yet returned to the guest as credit. */
+    private long consumedOutput;
+    /** Stdin the guest will accept now. */
+    private long stdinCredit = Protocol.STDIN_WINDOW;
+    /** Stdin given up front ({@link ExecOptions#stdin()}) that is still to be sent, from {@link #pendingOffset}. */
+    private byte[] pendingStdin;
+    private int pendingOffset;
     private volatile boolean finished;
     private volatile boolean timedOut;
     private volatile String connectionLost;
@@ -43,8 +66,11 @@ public final class ExecHandle implements AutoCloseable {
         this.client = client;
         this.id = client.newId();
         this.command = command;
+        this.timers = timers;
         this.timeout = options.timeout();
+        this.maxOutputBytes = options.maxOutputBytes();
         this.stdin = options.stdinPipe() ? new StdinStream() : null;
+        request.put("window", OUTPUT_WINDOW);
         client.register(id, new AgentClient.SessionListener() {
             @Override
             public void onFrame(Frame frame) {
@@ -61,19 +87,17 @@ public final class ExecHandle implements AutoCloseable {
             client.send(new Frame(id, Protocol.FLAG_SESSION_START, Protocol.EXEC_REQUEST, request));
             byte[] input = options.stdin();
             if (input != null) {
-                writeStdin(input, 0, input.length);
-                writeStdin(new byte[0], 0, 0);
+                synchronized (credit) {
+                    pendingStdin = input;
+                }
+                sendPendingStdin();
             }
         } catch (RuntimeException e) {
             client.unregister(id);
             throw e;
         }
-        this.timeoutTask = timeout == null ? null : timers.schedule(() -> {
-            if (!finished) {
-                timedOut = true;
-                sendSignal(SIGKILL);
-            }
-        }, timeout.toMillis(), TimeUnit.MILLISECONDS);
+        // The timer only queues frames: one sandbox that does not read can delay no other's timeouts.
+        this.timeoutTask = timeout == null ? null : timers.schedule(this::timeoutExpired, timeout.toMillis(), TimeUnit.MILLISECONDS);
     }
 
     /** Session id, unique among this client's live commands. */
@@ -84,6 +108,9 @@ public final class ExecHandle implements AutoCloseable {
     /**
      * The next event, waiting as long as it takes; null once {@link ExecEvent.Done} has been
      * returned.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#CANCELLED} when the thread is interrupted;
+     *         the command and the sandbox are not affected
      */
     public ExecEvent recv() {
         if (doneReturned) {
@@ -113,12 +140,34 @@ public final class ExecHandle implements AutoCloseable {
     private ExecEvent track(ExecEvent event) {
         if (event instanceof ExecEvent.Done) {
             doneReturned = true;
+        } else if (event instanceof ExecEvent.Stdout s) {
+            returnCredit(s.data().length);
+        } else if (event instanceof ExecEvent.Stderr s) {
+            returnCredit(s.data().length);
         }
         return event;
     }
 
+    /** Gives output credit back to the guest once half the window has been read. */
+    private void returnCredit(int bytes) {
+        long grant = 0;
+        synchronized (credit) {
+            consumedOutput += bytes;
+            if (consumedOutput >= OUTPUT_WINDOW / 2) {
+                grant = consumedOutput;
+                consumedOutput = 0;
+            }
+        }
+        if (grant > 0 && !finished) {
+            ObjectNode p = FrameCodec.mapper().createObjectNode();
+            p.put("bytes", grant);
+            trySend(new Frame(id, 0, Protocol.EXEC_WINDOW, p));
+        }
+    }
+
     /**
-     * The process's stdin; closing it sends EOF.
+     * The process's stdin; closing it sends EOF. Writes wait while the process has not
+     * consumed earlier input.
      *
      * @throws MicrosandboxException {@link ErrorKind#INVALID_ARGUMENT} unless started with a stdin pipe
      */
@@ -157,27 +206,41 @@ public final class ExecHandle implements AutoCloseable {
      *                               {@link ErrorKind#EXEC_TIMEOUT} when its timeout expired
      */
     public int waitFor() {
-        return collect().exitCode();
+        return collect(Long.MAX_VALUE, false).exitCode();
     }
 
     /**
-     * Reads the remaining events and returns the output and exit code.
+     * Reads the remaining events and returns the output and exit code, keeping at most
+     * {@link ExecOptions#maxOutputBytes()} of output.
      *
-     * @throws MicrosandboxException {@link ErrorKind#EXEC_FAILED} when the process never ran,
+     * @throws MicrosandboxException {@link ErrorKind#EXEC_FAILED} when the process never ran or
+     *                               printed more than the limit (it is then killed),
      *                               {@link ErrorKind#EXEC_TIMEOUT} when its timeout expired,
-     *                               {@link ErrorKind#SANDBOX_NOT_RUNNING} when the sandbox went away
+     *                               {@link ErrorKind#SANDBOX_NOT_RUNNING} when the sandbox went away,
+     *                               {@link ErrorKind#CANCELLED} when the thread is interrupted
      */
     public ExecOutput collect() {
+        return collect(maxOutputBytes, true);
+    }
+
+    private ExecOutput collect(long limit, boolean keep) {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
+        long total = 0;
         Integer code = null;
         ExecEvent.Failed failed = null;
         ExecEvent event;
         while ((event = recv()) != null) {
-            if (event instanceof ExecEvent.Stdout s) {
-                out.writeBytes(s.data());
-            } else if (event instanceof ExecEvent.Stderr s) {
-                err.writeBytes(s.data());
+            byte[] data = event instanceof ExecEvent.Stdout s ? s.data() : event instanceof ExecEvent.Stderr s ? s.data() : null;
+            if (data != null && keep) {
+                total += data.length;
+                if (total > limit) {
+                    kill();
+                    throw new MicrosandboxException(ErrorKind.EXEC_FAILED, "'" + command + "' printed more than "
+                            + limit + " bytes and was killed; raise ExecOptions.builder().maxOutputBytes(...) or read the "
+                            + "output as it comes with execStream(...).recv()");
+                }
+                (event instanceof ExecEvent.Stdout ? out : err).writeBytes(data);
             } else if (event instanceof ExecEvent.Exited e) {
                 code = e.code();
             } else if (event instanceof ExecEvent.Failed f) {
@@ -206,11 +269,8 @@ public final class ExecHandle implements AutoCloseable {
     @Override
     public void close() {
         if (!finished) {
-            try {
-                sendSignal(SIGKILL);
-            } catch (MicrosandboxException ignored) {
-                // the sandbox is gone, and with it the process
-            }
+            trySend(signalFrame(SIGKILL));
+            finish();
         }
         client.unregister(id);
         if (timeoutTask != null) {
@@ -223,6 +283,16 @@ public final class ExecHandle implements AutoCloseable {
             case Protocol.EXEC_STARTED -> events.add(new ExecEvent.Started(frame.number("pid") == null ? -1 : frame.number("pid").intValue()));
             case Protocol.EXEC_STDOUT -> events.add(new ExecEvent.Stdout(frame.bytes("data")));
             case Protocol.EXEC_STDERR -> events.add(new ExecEvent.Stderr(frame.bytes("data")));
+            case Protocol.EXEC_STDIN_WINDOW -> {
+                Long bytes = frame.number("bytes");
+                if (bytes != null && bytes > 0) {
+                    synchronized (credit) {
+                        stdinCredit = Math.min(stdinCredit + bytes, Protocol.STDIN_WINDOW);
+                        credit.notifyAll();
+                    }
+                    sendPendingStdin();
+                }
+            }
             case Protocol.EXEC_EXITED -> {
                 Long code = frame.number("code");
                 Long signal = frame.number("signal");
@@ -242,11 +312,28 @@ public final class ExecHandle implements AutoCloseable {
         }
     }
 
-    private void finish() {
+    /**
+     * The timeout: kill the command, and if its end has not been reported after a short grace
+     * (a daemon it left may hold its output open), end the call anyway.
+     */
+    private void timeoutExpired() {
         if (finished) {
             return;
         }
-        finished = true;
+        timedOut = true;
+        trySend(signalFrame(SIGKILL));
+        timers.schedule(this::finish, TIMEOUT_GRACE.toMillis(), TimeUnit.MILLISECONDS);
+    }
+
+    private void finish() {
+        synchronized (credit) {
+            if (finished) {
+                return;
+            }
+            finished = true;
+            pendingStdin = null;
+            credit.notifyAll();
+        }
         client.unregister(id);
         if (timeoutTask != null) {
             timeoutTask.cancel(false);
@@ -255,27 +342,57 @@ public final class ExecHandle implements AutoCloseable {
     }
 
     private void sendSignal(int signal) {
+        client.send(signalFrame(signal));
+    }
+
+    private Frame signalFrame(int signal) {
         ObjectNode p = FrameCodec.mapper().createObjectNode();
         p.put("signal", signal);
-        client.send(new Frame(id, 0, Protocol.EXEC_SIGNAL, p));
+        return new Frame(id, 0, Protocol.EXEC_SIGNAL, p);
     }
 
-    private void writeStdin(byte[] data, int off, int len) {
-        if (len == 0) {
-            ObjectNode p = FrameCodec.mapper().createObjectNode();
-            p.put("data", new byte[0]);
-            client.send(new Frame(id, 0, Protocol.EXEC_STDIN, p));
-            return;
-        }
-        for (int pos = off; pos < off + len; pos += Protocol.CHUNK_BYTES) {
-            int n = Math.min(Protocol.CHUNK_BYTES, off + len - pos);
-            ObjectNode p = FrameCodec.mapper().createObjectNode();
-            p.put("data", java.util.Arrays.copyOfRange(data, pos, pos + n));
-            client.send(new Frame(id, 0, Protocol.EXEC_STDIN, p));
+    /** Sends when the connection still works; a gone sandbox has taken the process with it. */
+    private void trySend(Frame frame) {
+        try {
+            client.send(frame);
+        } catch (MicrosandboxException ignored) {
+            // the sandbox or the handle is gone
         }
     }
 
-    /** Stdin pipe: every write is sent at once; close sends EOF. */
+    /**
+     * Sends as much of the up-front stdin as the window allows, then EOF once it is all out.
+     * Called by the constructor and by the reader thread; queuing under the lock keeps the
+     * chunks in order (queuing never blocks).
+     */
+    private void sendPendingStdin() {
+        synchronized (credit) {
+            while (pendingStdin != null && !finished) {
+                int left = pendingStdin.length - pendingOffset;
+                int n = (int) Math.min(Math.min(left, Protocol.CHUNK_BYTES), stdinCredit);
+                if (n == 0 && left > 0) {
+                    return; // wait for the guest to return credit
+                }
+                if (n > 0) {
+                    sendStdin(Arrays.copyOfRange(pendingStdin, pendingOffset, pendingOffset + n));
+                    pendingOffset += n;
+                    stdinCredit -= n;
+                }
+                if (pendingOffset == pendingStdin.length) {
+                    pendingStdin = null;
+                    sendStdin(new byte[0]);
+                }
+            }
+        }
+    }
+
+    private void sendStdin(byte[] data) {
+        ObjectNode p = FrameCodec.mapper().createObjectNode();
+        p.put("data", data);
+        client.send(new Frame(id, 0, Protocol.EXEC_STDIN, p));
+    }
+
+    /** Stdin pipe: writes wait for the guest's credit; close sends EOF. */
     private final class StdinStream extends OutputStream {
         private boolean closed;
 
@@ -289,8 +406,26 @@ public final class ExecHandle implements AutoCloseable {
             if (closed) {
                 throw new IOException("stdin of '" + command + "' is closed");
             }
-            if (len > 0) {
-                send(b, off, len);
+            int pos = off;
+            while (pos < off + len) {
+                int n;
+                synchronized (credit) {
+                    while (stdinCredit == 0 && !finished) {
+                        try {
+                            credit.wait();
+                        } catch (InterruptedException e) {
+                            Thread.currentThread().interrupt();
+                            throw new InterruptedIOException("interrupted while writing to the stdin of '" + command + "'");
+                        }
+                    }
+                    if (finished) {
+                        throw new IOException("'" + command + "' has ended; its stdin is gone");
+                    }
+                    n = (int) Math.min(Math.min(off + len - pos, Protocol.CHUNK_BYTES), stdinCredit);
+                    stdinCredit -= n;
+                }
+                send(Arrays.copyOfRange(b, pos, pos + n));
+                pos += n;
             }
         }
 
@@ -299,14 +434,14 @@ public final class ExecHandle implements AutoCloseable {
             if (!closed) {
                 closed = true;
                 if (!finished) {
-                    send(new byte[0], 0, 0);
+                    send(new byte[0]);
                 }
             }
         }
 
-        private void send(byte[] b, int off, int len) throws IOException {
+        private void send(byte[] data) throws IOException {
             try {
-                writeStdin(b, off, len);
+                sendStdin(data);
             } catch (MicrosandboxException e) {
                 throw new IOException(e.getMessage(), e);
             }

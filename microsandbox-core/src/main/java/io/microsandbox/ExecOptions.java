@@ -11,6 +11,8 @@ import java.util.Map;
  * {@link Sandbox#execStream(String, java.util.List, ExecOptions)}.
  */
 public final class ExecOptions {
+    /** Output {@link Sandbox#exec} collects by default, stdout and stderr together. */
+    public static final long DEFAULT_MAX_OUTPUT_BYTES = 16L << 20;
     private static final ExecOptions DEFAULTS = builder().build();
 
     private final String cwd;
@@ -22,6 +24,7 @@ public final class ExecOptions {
     private final boolean tty;
     private final int rows;
     private final int cols;
+    private final long maxOutputBytes;
 
     private ExecOptions(Builder b) {
         this.cwd = b.cwd;
@@ -33,6 +36,7 @@ public final class ExecOptions {
         this.tty = b.tty;
         this.rows = b.rows;
         this.cols = b.cols;
+        this.maxOutputBytes = b.maxOutputBytes;
     }
 
     public static ExecOptions defaults() {
@@ -83,6 +87,11 @@ public final class ExecOptions {
     }
 
     /** Builder of {@link ExecOptions}. */
+    /** The most output a collecting call keeps, stdout and stderr together (see {@link Builder#maxOutputBytes}). */
+    public long maxOutputBytes() {
+        return maxOutputBytes;
+    }
+
     public static final class Builder {
         private String cwd;
         private final Map<String, String> env = new LinkedHashMap<>();
@@ -93,6 +102,7 @@ public final class ExecOptions {
         private boolean tty;
         private int rows = 24;
         private int cols = 80;
+        private long maxOutputBytes = DEFAULT_MAX_OUTPUT_BYTES;
 
         private Builder() {
         }
@@ -121,6 +131,20 @@ public final class ExecOptions {
         }
 
         /** Kill the process and fail with {@link ErrorKind#EXEC_TIMEOUT} after this long. */
+        /**
+         * The most output {@link Sandbox#exec} and {@link ExecHandle#collect()} keep, stdout and
+         * stderr together (default 16 MiB): past it the command is killed and the call fails
+         * with {@link ErrorKind#EXEC_FAILED}, instead of filling the heap. Streams read with
+         * {@link ExecHandle#recv()} have no such limit: they are flow-controlled.
+         */
+        public Builder maxOutputBytes(long maxOutputBytes) {
+            if (maxOutputBytes <= 0) {
+                throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "maxOutputBytes must be positive, got " + maxOutputBytes);
+            }
+            this.maxOutputBytes = maxOutputBytes;
+            return this;
+        }
+
         public Builder timeout(Duration timeout) {
             this.timeout = timeout;
             return this;

@@ -34,7 +34,10 @@ public final class MetricsStream implements AutoCloseable {
                 // the sandbox ended (or the handle was released): the stream ends with it
             } finally {
                 ended = true;
-                snapshots.offer(END);
+                // the end marker must get in even when a slow reader left the queue full
+                while (!snapshots.offer(END)) {
+                    snapshots.poll();
+                }
             }
         }, "msb-metrics-" + sandbox.name());
         sampler.setDaemon(true);

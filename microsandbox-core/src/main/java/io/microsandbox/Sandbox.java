@@ -2,6 +2,7 @@ package io.microsandbox;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.Posix;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxLock;
@@ -52,6 +53,8 @@ public final class Sandbox implements AutoCloseable {
     public static final Duration DEFAULT_STOP_TIMEOUT = Duration.ofSeconds(10);
     /** Default observation window of {@link #kill()}. */
     public static final Duration DEFAULT_KILL_TIMEOUT = Duration.ofSeconds(5);
+    /** How long a supervisor has to acknowledge a kill before it is killed itself. */
+    private static final Duration KILL_REQUEST_TIMEOUT = Duration.ofSeconds(3);
 
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final ScheduledExecutorService TIMERS = Executors.newSingleThreadScheduledExecutor(r -> {
@@ -319,7 +322,25 @@ public final class Sandbox implements AutoCloseable {
                     "sandbox '" + name + "' is " + handle.status().wireName() + "; stop it before removing it");
         }
         Path home = RuntimeFiles.defaultHome();
-        erase(SandboxStore.open(home), SandboxLayout.of(home, name));
+        SandboxLayout layout = SandboxLayout.of(home, name);
+        // The database may lag behind the locks: another process may be starting it right now.
+        // Holding its creation lock while erasing keeps a start from beginning meanwhile.
+        SandboxLock createLock;
+        try {
+            createLock = Files.isDirectory(layout.dir()) ? SandboxLock.tryAcquire(SandboxLock.createLockFile(layout)) : null;
+            if ((Files.isDirectory(layout.dir()) && createLock == null) || supervisorAlive(layout)) {
+                closeQuietly(createLock);
+                throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING,
+                        "sandbox '" + name + "' is being started or run by another process; stop it before removing it");
+            }
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot lock sandbox '" + name + "': " + e.getMessage(), e);
+        }
+        try {
+            erase(SandboxStore.open(home), layout);
+        } finally {
+            closeQuietly(createLock);
+        }
     }
 
     /** Deletes a sandbox's files, then its rows. */
@@ -448,9 +469,36 @@ public final class Sandbox implements AutoCloseable {
         kill(DEFAULT_KILL_TIMEOUT);
     }
 
+    /**
+     * Kills the VM and waits up to {@code timeout} for the end to be observed. A supervisor
+     * that does not answer the kill request is killed itself, which takes its VM down: a
+     * kill never depends on the guest, or on the supervisor being healthy.
+     */
     public void kill(Duration timeout) {
-        requestKill();
+        ensureUsable();
+        try {
+            client.request(Protocol.SUP_KILL, FrameCodec.mapper().createObjectNode(), KILL_REQUEST_TIMEOUT);
+        } catch (MicrosandboxException e) {
+            if (e.kind() == ErrorKind.CANCELLED) {
+                throw e;
+            }
+            if (!client.exited().isDone()) {
+                killUnresponsiveSupervisor(name, client.welcome().path("pid").asLong(-1));
+            }
+        }
         waitUntilStopped(timeout);
+    }
+
+    /**
+     * Kills the supervisor of a sandbox that does not answer, and records the end the
+     * supervisor could not record.
+     */
+    static void killUnresponsiveSupervisor(String name, long supervisorPid) {
+        if (supervisorPid <= 0 || !SupervisorProcess.killUnresponsive(supervisorPid, DEFAULT_KILL_TIMEOUT)) {
+            throw new MicrosandboxException(ErrorKind.INTERNAL, "the supervisor of sandbox '" + name
+                    + "' (pid " + supervisorPid + ") does not answer and could not be killed");
+        }
+        SandboxStore.open(RuntimeFiles.defaultHome()).finishRun(name, "stopped", null, Posix.SIGKILL, "signal", "client");
     }
 
     /** Sends the kill request and returns without waiting. */

@@ -107,8 +107,29 @@ public final class SandboxHandle {
         kill(Sandbox.DEFAULT_KILL_TIMEOUT);
     }
 
+    /**
+     * Kills the VM and waits up to {@code timeout} for the end. A supervisor that does not
+     * even accept the connection is killed itself (its VM goes with it).
+     */
     public void kill(Duration timeout) {
-        withConnection(sb -> sb.kill(timeout));
+        if (!refresh().running()) {
+            return;
+        }
+        Sandbox sb;
+        try {
+            sb = Sandbox.connect(name());
+        } catch (MicrosandboxException e) {
+            if (e.kind() != ErrorKind.SANDBOX_NOT_RUNNING) {
+                throw e;
+            }
+            SandboxHandle now = refresh();
+            RunRecord run = now.record.lastRun();
+            if (now.running() && run != null && run.supervisorPid() != null) {
+                Sandbox.killUnresponsiveSupervisor(name(), run.supervisorPid());
+            }
+            return;
+        }
+        sb.kill(timeout);
     }
 
     /** Sends a kill request and returns. */

@@ -236,6 +236,18 @@ public final class Posix {
     }
 
     /**
+     * Sends a signal to the process behind a pidfd ({@code pidfd_send_signal(2)}): unlike
+     * {@link #kill(int, int)} it cannot reach another process that reused the pid.
+     *
+     * @return true if sent, false if the process has already exited
+     * @throws IOException if the fd is invalid or the signal cannot be sent
+     */
+    public static boolean pidfdSignal(int pidfd, int signal) throws IOException {
+        load();
+        return pidfdSignal0(pidfd, signal);
+    }
+
+    /**
      * Waits until the process behind a pidfd has exited (the pidfd polls readable), without
      * reaping it.
      *
@@ -363,6 +375,8 @@ public final class Posix {
     private static native void setParentDeathSignal0(int signal) throws IOException;
 
     private static native int pidfdOpen0(int pid) throws IOException;
+
+    private static native boolean pidfdSignal0(int pidfd, int signal) throws IOException;
 
     private static native boolean pidfdAwait0(int pidfd, long timeoutMillis) throws IOException;
 

@@ -7,21 +7,35 @@ import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
+import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * A client's connection to a sandbox supervisor: the handshake, an id range of its own, a
- * reader thread that hands each incoming frame to the listener registered for its id, and
- * the supervisor's {@code sup.exited} notice.
+ * A client's connection to a sandbox supervisor: the handshake, a reader thread that hands
+ * each incoming frame to the listener registered for its id, a writer thread that sends
+ * what callers queue, and the supervisor's {@code sup.exited} notice.
+ *
+ * <p>Callers never touch the socket: {@link #send} only queues. So a caller that is
+ * interrupted, or a supervisor that reads slowly, can neither close the shared channel (it is
+ * an {@code InterruptibleChannel}) nor hold a lock that another caller needs.
  */
 public final class AgentClient implements AutoCloseable {
+    /** How long {@link #connect} waits for the supervisor's welcome. */
+    public static final Duration CONNECT_TIMEOUT = Duration.ofSeconds(10);
+    private static final byte[] END = new byte[0];
+    /** Closes connections whose writer could not finish in time after {@link #close()}. */
+    private static final java.util.concurrent.ScheduledExecutorService CLOSER =
+            java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> daemon("msb-client-closer", r));
 
-    /** Receives the frames of one session. */
+    /**
+     * Receives the frames of one session. Called on the reader thread: it must not block.
+     */
     public interface SessionListener {
         void onFrame(Frame frame);
 
@@ -31,31 +45,34 @@ public final class AgentClient implements AutoCloseable {
 
     private final String name;
     private final FrameLink link;
-    private final ObjectNode welcome;
-    private final int idBase;
-    private final int idCount;
-    private final AtomicInteger nextOffset = new AtomicInteger(1);
+    private final AtomicInteger nextId = new AtomicInteger();
     private final Map<Integer, SessionListener> sessions = new ConcurrentHashMap<>();
+    private final BlockingQueue<byte[]> outbound = new LinkedBlockingQueue<>();
+    private final CompletableFuture<ObjectNode> welcome = new CompletableFuture<>();
     private final CompletableFuture<Frame> exited = new CompletableFuture<>();
     private volatile boolean closed;
+    private volatile String lostReason;
 
-    private AgentClient(String name, FrameLink link, ObjectNode welcome) {
+    private AgentClient(String name, FrameLink link) {
         this.name = name;
         this.link = link;
-        this.welcome = welcome;
-        this.idBase = welcome.path("id_base").asInt();
-        this.idCount = welcome.path("id_count").asInt();
-        Thread reader = new Thread(this::readLoop, "msb-client-" + name);
-        reader.setDaemon(true);
-        reader.start();
+        daemon("msb-client-" + name, this::readLoop).start();
+        daemon("msb-client-writer-" + name, this::writeLoop).start();
     }
 
     /**
-     * Connects to the supervisor socket of sandbox {@code name} and says hello.
+     * Connects to the supervisor socket of sandbox {@code name} and says hello, waiting at most
+     * {@link #CONNECT_TIMEOUT} for the answer.
      *
-     * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_RUNNING} when nobody listens there
+     * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_RUNNING} when nobody listens
+     *         there or the supervisor does not answer
      */
     public static AgentClient connect(String name, Path socket) {
+        return connect(name, socket, CONNECT_TIMEOUT);
+    }
+
+    /** Like {@link #connect(String, Path)}, waiting at most {@code timeout} for the welcome. */
+    public static AgentClient connect(String name, Path socket, Duration timeout) {
         FrameLink link;
         try {
             link = FrameLink.connect(socket);
@@ -63,35 +80,37 @@ public final class AgentClient implements AutoCloseable {
             throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING,
                     "sandbox '" + name + "' is not running (no supervisor at " + socket + ": " + e.getMessage() + ")", e);
         }
+        AgentClient client = new AgentClient(name, link);
+        ObjectNode hello = FrameCodec.mapper().createObjectNode();
+        hello.put("v", Protocol.VERSION);
+        client.outbound.add(FrameCodec.encode(new Frame(0, 0, Protocol.SUP_HELLO, hello)));
         try {
-            ObjectNode hello = FrameCodec.mapper().createObjectNode();
-            hello.put("v", Protocol.VERSION);
-            link.write(new Frame(0, 0, Protocol.SUP_HELLO, hello));
-            Frame welcome = link.read();
-            if (welcome == null || !Protocol.SUP_WELCOME.equals(welcome.type())) {
-                link.close();
-                String why = welcome != null && Protocol.SUP_ERROR.equals(welcome.type()) ? welcome.text("message") : String.valueOf(welcome);
-                throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING,
-                        "supervisor of sandbox '" + name + "' refused the connection: " + why);
-            }
-            return new AgentClient(name, link, welcome.payload());
-        } catch (IOException e) {
-            link.close();
+            client.welcome.get(timeout.toMillis(), TimeUnit.MILLISECONDS);
+            return client;
+        } catch (ExecutionException e) {
+            client.close();
+            throw e.getCause() instanceof MicrosandboxException m ? m
+                    : new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "cannot connect to sandbox '" + name + "': " + e.getCause(), e.getCause());
+        } catch (TimeoutException e) {
+            client.close();
             throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING,
-                    "lost the supervisor of sandbox '" + name + "' during the handshake: " + e.getMessage(), e);
+                    "the supervisor of sandbox '" + name + "' did not answer within " + timeout);
+        } catch (InterruptedException e) {
+            client.close();
+            Thread.currentThread().interrupt();
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while connecting to sandbox '" + name + "'");
         }
     }
 
     /** What the supervisor said on connect: pid, vmm_pid, ready timings. */
     public ObjectNode welcome() {
-        return welcome;
+        return welcome.getNow(null);
     }
 
-    /** A fresh correlation id from this client's range, not in use by a live session. */
+    /** A fresh correlation id, not in use by a live session of this client. */
     public int newId() {
         while (true) {
-            int offset = nextOffset.getAndUpdate(o -> o + 1 >= idCount ? 1 : o + 1);
-            int id = idBase + offset;
+            int id = nextId.updateAndGet(i -> i == Integer.MAX_VALUE ? 1 : i + 1);
             if (!sessions.containsKey(id)) {
                 return id;
             }
@@ -108,23 +127,30 @@ public final class AgentClient implements AutoCloseable {
     }
 
     /**
-     * Sends a frame.
+     * Queues a frame for the supervisor. Never blocks.
      *
-     * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_RUNNING} when the connection is gone
+     * @throws MicrosandboxException {@link ErrorKind#INVALID_HANDLE} once closed,
+     *         {@link ErrorKind#SANDBOX_NOT_RUNNING} when the connection is gone,
+     *         {@link ErrorKind#INVALID_ARGUMENT} when the frame is over the protocol's size limit
      */
     public void send(Frame frame) {
+        byte[] encoded;
+        try {
+            encoded = FrameCodec.encode(frame);
+        } catch (IllegalArgumentException e) {
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, e.getMessage(), e);
+        }
         if (closed) {
             throw new MicrosandboxException(ErrorKind.INVALID_HANDLE, "the connection to sandbox '" + name + "' is closed");
         }
-        try {
-            link.write(frame);
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING,
-                    "sandbox '" + name + "' is not running (" + e.getMessage() + ")", e);
+        String lost = lostReason;
+        if (lost != null) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name + "' is not running (" + lost + ")");
         }
+        outbound.add(encoded);
     }
 
-    /** Sends a supervisor request and waits for its answer. */
+    /** Sends a supervisor or agent request and waits for its answer. */
     public Frame request(String type, ObjectNode payload, Duration timeout) {
         int id = newId();
         CompletableFuture<Frame> answer = new CompletableFuture<>();
@@ -143,8 +169,8 @@ public final class AgentClient implements AutoCloseable {
         try {
             send(new Frame(id, Protocol.FLAG_SESSION_START, type, payload));
             Frame frame = answer.get(timeout.toMillis(), TimeUnit.MILLISECONDS);
-            if (Protocol.SUP_ERROR.equals(frame.type())) {
-                throw new MicrosandboxException(ErrorKind.INTERNAL, "supervisor of '" + name + "' refused " + type + ": " + frame.text("message"));
+            if (Protocol.SUP_ERROR.equals(frame.type()) || Protocol.CORE_ERROR.equals(frame.type())) {
+                throw new MicrosandboxException(ErrorKind.INTERNAL, "sandbox '" + name + "' refused " + type + ": " + frame.text("message"));
             }
             return frame;
         } catch (ExecutionException e) {
@@ -173,21 +199,31 @@ public final class AgentClient implements AutoCloseable {
         try {
             Frame frame;
             while ((frame = link.read()) != null) {
-                if (frame.id() == 0) {
-                    if (Protocol.SUP_EXITED.equals(frame.type())) {
-                        exited.complete(frame);
+                if (frame.id() != 0) {
+                    SessionListener listener = sessions.get(frame.id());
+                    if (listener != null) {
+                        listener.onFrame(frame);
                     }
-                    continue;
-                }
-                SessionListener listener = sessions.get(frame.id());
-                if (listener != null) {
-                    listener.onFrame(frame);
+                } else if (Protocol.SUP_WELCOME.equals(frame.type())) {
+                    welcome.complete(frame.payload());
+                } else if (Protocol.SUP_EXITED.equals(frame.type())) {
+                    exited.complete(frame);
+                } else if (Protocol.SUP_ERROR.equals(frame.type()) && !welcome.isDone()) {
+                    welcome.completeExceptionally(new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING,
+                            "supervisor of sandbox '" + name + "' refused the connection: " + frame.text("message")));
                 }
             }
         } catch (IOException e) {
             reason = e.getMessage();
+        } catch (RuntimeException e) {
+            // a listener failed: the connection cannot be trusted to deliver in order any more
+            reason = "client failure: " + e;
         } finally {
+            lostReason = reason;
             link.close();
+            outbound.add(END);
+            welcome.completeExceptionally(new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING,
+                    "lost the supervisor of sandbox '" + name + "' during the handshake: " + reason));
             exited.complete(null);
             for (var entry : sessions.entrySet()) {
                 sessions.remove(entry.getKey());
@@ -196,10 +232,38 @@ public final class AgentClient implements AutoCloseable {
         }
     }
 
-    /** Closes the connection; the sandbox itself is not affected. */
+    private void writeLoop() {
+        try {
+            byte[] frame;
+            while ((frame = outbound.take()) != END) {
+                link.writeEncoded(frame);
+            }
+        } catch (IOException e) {
+            lostReason = e.getMessage();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } finally {
+            // a reader blocked on the link ends with it
+            link.close();
+        }
+    }
+
+    /**
+     * Closes the connection once what was queued is sent (a signal to a command that is being
+     * closed, for instance); the sandbox itself is not affected.
+     */
     @Override
     public void close() {
-        closed = true;
-        link.close();
+        if (!closed) {
+            closed = true;
+            outbound.add(END);
+            CLOSER.schedule(link::close, 2, TimeUnit.SECONDS);
+        }
+    }
+
+    private static Thread daemon(String name, Runnable body) {
+        Thread t = new Thread(body, name);
+        t.setDaemon(true);
+        return t;
     }
 }

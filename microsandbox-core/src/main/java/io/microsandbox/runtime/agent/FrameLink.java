@@ -36,6 +36,11 @@ public final class FrameLink implements Closeable {
         return FrameCodec.read(in);
     }
 
+    /** The next frame, its buffer drawn from {@code budget} while it is decoded; null at a clean end. */
+    public Frame read(ByteBudget budget) throws IOException {
+        return FrameCodec.read(in, budget);
+    }
+
     /** Sends one frame; safe to call from many threads. */
     public void write(Frame frame) throws IOException {
         writeEncoded(FrameCodec.encode(frame));

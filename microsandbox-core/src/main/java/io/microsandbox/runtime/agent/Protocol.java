@@ -3,7 +3,7 @@ package io.microsandbox.runtime.agent;
 /** Constants of the agent protocol, version 1 (docs/protocol.md). */
 public final class Protocol {
     /** Protocol version spoken by this build; a peer with another version is refused. */
-    public static final int VERSION = 1;
+    public static final int VERSION = 2;
     /** Largest frame after the length prefix; longer frames are rejected before allocation. */
     public static final int MAX_FRAME_BYTES = 4 * 1024 * 1024;
     /** Bytes of the id and flags that precede the CBOR body. */
@@ -35,6 +35,15 @@ public final class Protocol {
     public static final String EXEC_FAILED = "exec.failed";
     public static final String EXEC_SIGNAL = "exec.signal";
     public static final String EXEC_RESIZE = "exec.resize";
+    /** Host to agent: more output credit for a session, {@code {bytes}}. */
+    public static final String EXEC_WINDOW = "exec.window";
+    /** Agent to host: stdin the process consumed, returned as credit, {@code {bytes}}. */
+    public static final String EXEC_STDIN_WINDOW = "exec.stdin_window";
+
+    /** Output credit of a session that asks for none in its request. */
+    public static final int DEFAULT_OUTPUT_WINDOW = 256 * 1024;
+    /** Unacknowledged stdin a host may send to a session. */
+    public static final int STDIN_WINDOW = 1 << 20;
 
     public static final String SUP_HELLO = "sup.hello";
     public static final String SUP_WELCOME = "sup.welcome";

@@ -1,13 +1,14 @@
 package io.microsandbox.runtime.supervisor;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.ErrorKind;
-import io.microsandbox.SandboxStatus;
 import io.microsandbox.runtime.LogTail;
 import io.microsandbox.runtime.Posix;
 import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxLock;
+import io.microsandbox.runtime.agent.ByteBudget;
 import io.microsandbox.runtime.agent.Frame;
 import io.microsandbox.runtime.agent.FrameCodec;
 import io.microsandbox.runtime.agent.FrameLink;
@@ -23,15 +24,17 @@ import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.time.Instant;
+import java.time.Duration;
 import java.util.Map;
-import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executors;
-import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.Future;
+import java.util.concurrent.FutureTask;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
@@ -42,6 +45,13 @@ import java.util.concurrent.atomic.AtomicLong;
  * agent channel to any number of clients over {@code agent.sock}, records how the VM ended,
  * and takes QEMU down with it if it dies itself (QEMU runs with a parent-death signal).
  *
+ * <p>The guest is hostile. Nothing the guest does can block a stop or a kill: frames to the
+ * guest go through a bounded queue written by a thread of its own, no lock is held across a
+ * write, and the escalation (kill the VMM) runs on a timer that touches nothing but the
+ * VMM's pidfd. Memory is budgeted (see {@link #HEAP_BUDGET}): frame buffers, the queue to the
+ * guest and the queues to clients are bounded, and a client that falls behind is dropped.
+ * Any unexpected failure of a relay thread ends the sandbox with a recorded reason.
+ *
  * <p>Its creator holds the write end of the supervisor's stdin. End of stdin means the
  * creator is gone: an attached sandbox then shuts down. A {@code 'D'} byte on stdin detaches
  * the sandbox, which then runs until it is stopped. Stdout carries exactly one JSON line,
@@ -51,31 +61,41 @@ public final class Supervisor {
     /** Default grace period when the creator of an attached sandbox disappears. */
     static final long ORPHAN_STOP_GRACE_MS = 5_000;
     /** How long a supervisor started ahead of time waits for a sandbox before it exits. */
-    static final long SPARE_IDLE_MS = 10 * 60_000;
+    public static final long SPARE_IDLE_MS = 10 * 60_000;
     /** Grace period of stops the supervisor decides on itself (drain, idle, max duration). */
     static final long STOP_GRACE_MS = 10_000;
-    /** Each client owns ids {@code slot << 24 .. (slot << 24) + 2^24 - 1}; slot 0 is never given out. */
-    private static final int ID_SLOT_SHIFT = 24;
-    private static final int MAX_CLIENTS = 255;
-    /** Unread bytes a client may let pile up before it is dropped. */
-    private static final long MAX_QUEUED_BYTES = 64L << 20;
-    private static final byte[] END_OF_QUEUE = new byte[0];
+    static final int MAX_CLIENTS = 255;
+    /** Frames waiting for the guest; past this, new requests are refused: the guest is not reading. */
+    static final long GUEST_QUEUE_BYTES = 8L << 20;
+    /** Frame buffers of all client readers together. */
+    static final long CLIENT_READ_BUDGET = 16L << 20;
+    /** Frames waiting for all clients together. */
+    static final long CLIENT_QUEUE_BUDGET = 32L << 20;
+    /**
+     * What the budgets above add up to with the guest reader's one frame (4 MiB and its
+     * decoded tree, bounded by the decoder's item limit) and the JVM's own needs: the heap
+     * {@link SupervisorProcess} gives the supervisor is sized from it.
+     */
+    static final long HEAP_BUDGET = GUEST_QUEUE_BYTES + CLIENT_READ_BUDGET + CLIENT_QUEUE_BUDGET
+            + 3L * Protocol.MAX_FRAME_BYTES + (32L << 20);
+    private static final Duration QMP_TIMEOUT = Duration.ofSeconds(5);
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final SupervisorSpec spec;
     private final SandboxLayout layout;
-    private final java.util.concurrent.Future<SandboxStore> storeOpening;
+    private final Future<SandboxStore> storeOpening;
     private SandboxStore store;
     private final PrintStream parentOut;
-    private final ScheduledExecutorService timers = Executors.newSingleThreadScheduledExecutor(r -> daemon(r, "timers"));
+    private final ScheduledExecutorService timers = Executors.newSingleThreadScheduledExecutor(
+            r -> SupervisorLog.daemon("timers", r, e -> { }));
     private final Map<Integer, ClientConnection> clientsBySlot = new ConcurrentHashMap<>();
-    /** Live exec sessions by correlation id. */
-    private final Map<Integer, Session> activeSessions = new ConcurrentHashMap<>();
+    private final SessionRouter router = new SessionRouter();
+    private final ByteBudget clientReadBudget = new ByteBudget(CLIENT_READ_BUDGET);
+    private final ByteBudget clientQueueBudget = new ByteBudget(CLIENT_QUEUE_BUDGET);
     /** Session numbers of the exec log, monotonic over the supervisor's life. */
     private final AtomicLong sessionCounter = new AtomicLong();
     private ExecLog execLog;
     private final VmmSampler sampler = new VmmSampler();
-    private final CountDownLatch vmmExited = new CountDownLatch(1);
     private final CountDownLatch finished = new CountDownLatch(1);
 
     /** Kept in a field: an unreachable channel would be cleaned up and drop the lock. */
@@ -83,16 +103,15 @@ public final class Supervisor {
     private ServerSocketChannel vmServer;
     private ServerSocketChannel clientServer;
     private volatile FrameLink vm;
-    private volatile int vmmPid;
-    private volatile int vmmWaitStatus;
+    private volatile OutboundQueue toGuest;
+    private volatile VmmProcess vmm;
     private volatile boolean booted;
     private volatile boolean detached;
-    private volatile boolean stopRequested;
     private volatile boolean killRequested;
-    private volatile boolean shutdownAcknowledged;
     private volatile boolean draining;
     private volatile boolean paused;
-    private volatile String stopReason = "shutdown-requested";
+    /** The reason of the first stop request; null while none was made. */
+    private volatile String stopReason;
     /** When exec activity last happened (System.nanoTime), for the idle timeout. */
     private volatile long lastActivity = System.nanoTime();
     private volatile String agentFailure;
@@ -100,7 +119,7 @@ public final class Supervisor {
     /** What the boot waits for, for the timeout message. */
     private volatile String bootStage = "waiting for QEMU to open the agent port";
 
-    Supervisor(SupervisorSpec spec, java.util.concurrent.Future<SandboxStore> storeOpening, PrintStream parentOut) {
+    Supervisor(SupervisorSpec spec, Future<SandboxStore> storeOpening, PrintStream parentOut) {
         this.spec = spec;
         this.layout = spec.layout();
         this.storeOpening = storeOpening;
@@ -118,14 +137,14 @@ public final class Supervisor {
         System.setOut(System.err);
         warmUp();
         // A spare nobody takes (its creator went quiet) should not linger for ever.
-        Thread idleSpare = daemon(() -> {
+        Thread idleSpare = SupervisorLog.daemon("spare-timeout", () -> {
             try {
                 Thread.sleep(SPARE_IDLE_MS);
                 System.exit(0);
             } catch (InterruptedException e) {
                 // taken: it boots a sandbox now
             }
-        }, "spare-timeout");
+        }, e -> { });
         idleSpare.start();
         String specPath = readLine(System.in);
         idleSpare.interrupt();
@@ -135,34 +154,42 @@ public final class Supervisor {
         SupervisorSpec spec = SupervisorSpec.read(Path.of(specPath));
         Files.createDirectories(spec.layout().logsDir());
         System.setErr(new PrintStream(new java.io.FileOutputStream(spec.layout().supervisorLog().toFile(), true), true,
-                java.nio.charset.StandardCharsets.UTF_8));
+                StandardCharsets.UTF_8));
         System.setOut(System.err);
         // Opening the database is needed only once the VM is up: do it beside the boot.
-        java.util.concurrent.FutureTask<SandboxStore> store = new java.util.concurrent.FutureTask<>(
-                () -> SandboxStore.open(Path.of(spec.home())));
-        daemon(store, "store-open").start();
-        int code = new Supervisor(spec, store, parentOut).run();
+        FutureTask<SandboxStore> store = new FutureTask<>(() -> SandboxStore.open(Path.of(spec.home())));
+        SupervisorLog.daemon("store-open", store, e -> { }).start();
+        int code;
+        try {
+            code = new Supervisor(spec, store, parentOut).run();
+        } catch (Throwable e) {
+            // run() kills the VMM on every failure path; this is the last word in the log
+            SupervisorLog.log("supervisor failed: " + e);
+            code = 1;
+        }
         System.exit(code);
     }
 
     /** Loads what the boot path uses while the creator still prepares the disks. */
-    private static void warmUp() {
+    private static void warmUp() throws IOException {
         Posix.load();
-        FrameCodec.encode(new Frame(0, 0, Protocol.CORE_PING, JSON.createObjectNode()));
+        FrameCodec.read(new java.io.ByteArrayInputStream(FrameCodec.encode(
+                new Frame(0, 0, Protocol.CORE_PING, JSON.createObjectNode()))));
         JSON.createObjectNode().put("warm", true).toString();
         SandboxStore.preload();
     }
 
-    /** One line read byte by byte, so nothing after it is consumed from the creator pipe. */
+    /** One line (at most 4 KiB) read byte by byte, so nothing after it is consumed from the creator pipe. */
     private static String readLine(InputStream in) throws IOException {
         java.io.ByteArrayOutputStream line = new java.io.ByteArrayOutputStream();
         int b;
-        while ((b = in.read()) >= 0 && b != '\n') {
+        while ((b = in.read()) >= 0 && b != '\n' && line.size() < 4096) {
             line.write(b);
         }
-        return b < 0 && line.size() == 0 ? null : line.toString(java.nio.charset.StandardCharsets.UTF_8);
+        return b < 0 && line.size() == 0 ? null : line.toString(StandardCharsets.UTF_8);
     }
 
+    /** Boots and serves the sandbox; returns the process exit code once the VM is gone. */
     int run() throws IOException, InterruptedException {
         // Own session: a terminal's ^C to the creator's process group must not reach the VM.
         Posix.setsid();
@@ -183,18 +210,32 @@ public final class Supervisor {
         clientServer = listen(layout.agentSocket());
         Files.writeString(layout.pidFile(), Long.toString(ProcessHandle.current().pid()));
 
-        log("starting VMM: " + String.join(" ", spec.vmmArgv()));
+        SupervisorLog.log("starting VMM: " + String.join(" ", spec.vmmArgv()));
         try {
             // Spawned from the main thread, which lives until QEMU is gone: the parent-death
             // signal is tied to the forking thread.
-            vmmPid = Posix.spawn(spec.vmmArgv().toArray(String[]::new), null, null,
-                    layout.vmmLog().toString(), Posix.SIGKILL, false);
+            vmm = VmmProcess.spawn(spec.vmmArgv(), layout.vmmLog());
         } catch (IOException e) {
             return failBoot("cannot start the VMM: " + e.getMessage());
         }
-        Thread reaper = new Thread(this::reapVmm, "vmm-reaper");
-        reaper.start();
+        try {
+            return serve();
+        } catch (Throwable e) {
+            // Whatever broke, QEMU must not outlive a supervisor that can no longer serve it.
+            SupervisorLog.log("unexpected failure: " + e);
+            agentFailure = "the supervisor failed: " + e;
+            vmm.kill();
+            if (!booted) {
+                return failBoot(agentFailure);
+            }
+            vmm.awaitExit(10_000);
+            finished.await(10, TimeUnit.SECONDS);
+            return 1;
+        }
+    }
 
+    private int serve() throws IOException, InterruptedException {
+        vmm.onExit(this::vmmExited);
         ScheduledFuture<?> watchdog = timers.schedule(() -> {
             agentFailure = "the guest agent did not become ready within " + spec.bootTimeoutMs() + " ms (" + bootStage + ")";
             closeQuietly(vmServer);
@@ -209,9 +250,9 @@ public final class Supervisor {
             watchdog.cancel(false);
             // A dying VMM closes the agent port just before it exits: give the reaper a moment
             // so the report says the VMM died rather than that the port closed.
-            vmmExited.await(2, TimeUnit.SECONDS);
+            vmm.awaitExit(2_000);
             String reason = agentFailure != null ? agentFailure
-                    : vmmExited.getCount() == 0 ? "the VMM exited (" + describeWaitStatus(vmmWaitStatus) + ") before the guest agent was ready"
+                    : vmm.hasExited() ? "the VMM exited (" + VmmProcess.describe(vmm.waitStatus()) + ") before the guest agent was ready"
                     : "guest agent handshake failed: " + e.getMessage();
             return failBoot(reason);
         }
@@ -219,19 +260,25 @@ public final class Supervisor {
         closeQuietly(vmServer);
         try {
             store = storeOpening.get();
-        } catch (java.util.concurrent.ExecutionException e) {
+        } catch (ExecutionException e) {
             return failBoot("cannot open the sandbox database: " + e.getCause().getMessage());
         }
+        try {
+            store.startRun(spec.name(), ProcessHandle.current().pid(), vmm.pid());
+        } catch (RuntimeException e) {
+            // e.g. the sandbox was removed while it booted
+            return failBoot("cannot record the run of sandbox " + spec.name() + ": " + e.getMessage());
+        }
+        toGuest = new OutboundQueue("guest", vm, GUEST_QUEUE_BYTES, null);
         booted = true;
 
         ObjectNode ready = JSON.createObjectNode();
         ready.put("status", "ready");
         ready.put("pid", ProcessHandle.current().pid());
-        ready.put("vmmPid", vmmPid);
-        ready.set("ready", JSON.valueToTree(readyPayload));
-        store.startRun(spec.name(), ProcessHandle.current().pid(), vmmPid);
+        ready.put("vmmPid", vmm.pid());
+        ready.set("ready", readyPayload);
         reportToParent(ready);
-        log("sandbox " + spec.name() + " is ready");
+        SupervisorLog.log("sandbox " + spec.name() + " is ready");
         logSystem("sandbox started");
         lastActivity = System.nanoTime();
         if (spec.maxDurationMs() > 0) {
@@ -240,12 +287,12 @@ public final class Supervisor {
         if (spec.idleTimeoutMs() > 0) {
             everySecond(this::checkIdle);
         }
-        sampler.start(vmmPid);
+        sampler.start(vmm.pid());
         everySecond(sampler::sample);
 
-        daemon(this::relayAgentFrames, "agent-reader").start();
-        daemon(this::acceptClients, "client-acceptor").start();
-        daemon(this::watchCreator, "creator-watch").start();
+        SupervisorLog.daemon("agent-reader", this::relayAgentFrames, this::relayFailed).start();
+        SupervisorLog.daemon("client-acceptor", this::acceptClients, this::relayFailed).start();
+        SupervisorLog.daemon("creator-watch", this::watchCreator, this::relayFailed).start();
 
         finished.await();
         return 0;
@@ -259,8 +306,9 @@ public final class Supervisor {
         if (hello == null || !Protocol.CORE_HELLO.equals(hello.type())) {
             throw new ProtocolException("expected core.hello from the agent, got " + hello);
         }
-        log("agent says hello: " + hello.payload());
+        SupervisorLog.log("agent says hello: " + hello.payload());
         Frame configure = new Frame(0, 0, Protocol.CORE_CONFIGURE, JSON.valueToTree(spec.configure()));
+        // Before the boot completes the watchdog bounds this write: it closes the link.
         vm.write(configure);
         bootStage = "waiting for the agent to mount the root filesystem";
         Frame answer = vm.read();
@@ -279,10 +327,11 @@ public final class Supervisor {
 
     /** Ends a failed boot: kill QEMU, tell the creator why, leave no socket behind. */
     private int failBoot(String reason) throws InterruptedException {
-        log("boot failed: " + reason);
-        if (vmmPid > 0) {
-            killVmm();
-            vmmExited.await(10, TimeUnit.SECONDS);
+        SupervisorLog.log("boot failed: " + reason);
+        VmmProcess process = vmm;
+        if (process != null) {
+            process.kill();
+            process.awaitExit(10_000);
         }
         ObjectNode error = JSON.createObjectNode();
         error.put("status", "error");
@@ -300,17 +349,19 @@ public final class Supervisor {
         parentOut.flush();
     }
 
-    private void reapVmm() {
-        int status;
-        try {
-            status = Posix.waitPid(vmmPid);
-        } catch (IOException e) {
-            log("waitpid failed: " + e.getMessage());
-            status = -1;
+    /** A relay thread died of something unexpected: the sandbox ends, with the reason recorded. */
+    private void relayFailed(Throwable e) {
+        if (agentFailure == null) {
+            agentFailure = "the supervisor's relay failed: " + e;
         }
-        vmmWaitStatus = status;
-        vmmExited.countDown();
-        log("VMM exited: " + describeWaitStatus(status));
+        VmmProcess process = vmm;
+        if (process != null) {
+            process.kill();
+        }
+    }
+
+    private void vmmExited(int status) {
+        SupervisorLog.log("VMM exited: " + VmmProcess.describe(status));
         if (!booted) {
             // Unblock the handshake so the boot fails now rather than at the timeout.
             closeQuietly(vmServer);
@@ -323,7 +374,7 @@ public final class Supervisor {
         try {
             recordExitAndFinish(status);
         } catch (RuntimeException | Error e) {
-            log("recording the end failed: " + e);
+            SupervisorLog.log("recording the end failed: " + e);
         } finally {
             // whatever failed above, a supervisor whose VM is gone must not linger
             finished.countDown();
@@ -331,53 +382,32 @@ public final class Supervisor {
     }
 
     private void recordExitAndFinish(int status) {
-        boolean exitedNormally = Posix.exited(status);
-        Integer exitCode = exitedNormally ? Posix.exitCode(status) : null;
-        Integer signal = exitedNormally || status == -1 ? null : Posix.termSignal(status);
-        SandboxStatus outcome;
-        String reason;
-        if (shutdownAcknowledged || stopRequested) {
-            // asked to stop: stopped, whether the guest powered off or was killed after the grace period
-            outcome = SandboxStatus.STOPPED;
-            reason = stopReason;
-        } else if (killRequested) {
-            outcome = SandboxStatus.STOPPED;
-            reason = "signal";
-        } else if (agentFailure != null) {
-            outcome = SandboxStatus.CRASHED;
-            reason = "agent-unresponsive";
-        } else if (exitedNormally && exitCode == 0 && !LogTail.of(layout.consoleLog(), 60).contains("Kernel panic")) {
-            // the guest powered itself off (e.g. `poweroff` inside it)
-            outcome = SandboxStatus.STOPPED;
-            reason = "completed";
-        } else {
-            outcome = SandboxStatus.CRASHED;
-            reason = signal != null ? "signal" : "failed";
-        }
-        String statusName = outcome.name().toLowerCase(java.util.Locale.ROOT);
-        logSystem("sandbox " + statusName + ": " + reason);
+        RunRecorder.Outcome outcome = RunRecorder.decide(status, stopReason, killRequested, agentFailure, layout.consoleLog());
+        logSystem("sandbox " + outcome.statusName() + ": " + outcome.reason());
         try {
-            store.finishRun(spec.name(), statusName, exitCode, signal, reason, "supervisor");
+            store.finishRun(spec.name(), outcome.statusName(), outcome.exitCode(), outcome.signal(), outcome.reason(), "supervisor");
         } catch (RuntimeException e) {
-            log("cannot record the end in the database: " + e.getMessage());
+            SupervisorLog.log("cannot record the end in the database: " + e.getMessage());
         }
-        log("sandbox ended: " + statusName + ", " + reason + ", " + describeWaitStatus(status));
+        SupervisorLog.log("sandbox ended: " + outcome.statusName() + ", " + outcome.reason() + ", " + VmmProcess.describe(status)
+                + (agentFailure != null ? " (" + agentFailure + ")" : ""));
         ObjectNode payload = JSON.createObjectNode();
-        payload.put("status", statusName);
-        payload.put("exit_code", exitCode);
-        payload.put("signal", signal);
-        payload.put("reason", reason);
+        payload.put("status", outcome.statusName());
+        payload.put("exit_code", outcome.exitCode());
+        payload.put("signal", outcome.signal());
+        payload.put("reason", outcome.reason());
         Frame exited = new Frame(0, Protocol.FLAG_TERMINAL, Protocol.SUP_EXITED, payload);
         for (ClientConnection client : clientsBySlot.values()) {
             client.send(exited);
             client.finish();
         }
-        try {
-            for (ClientConnection client : clientsBySlot.values()) {
-                client.awaitFinished(2_000);
+        // Give the clients' writers a moment to deliver the end; a client that does not read gets nothing.
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
+        for (ClientConnection client : clientsBySlot.values()) {
+            long left = deadline - System.nanoTime();
+            if (left <= 0 || !client.awaitClosed(TimeUnit.NANOSECONDS.toMillis(left))) {
+                client.abort();
             }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
         }
         FrameLink link = vm;
         if (link != null) {
@@ -386,12 +416,12 @@ public final class Supervisor {
         closeQuietly(clientServer);
         cleanupRunFiles();
         if (spec.ephemeral()) {
-            log("ephemeral sandbox: removing its state");
+            SupervisorLog.log("ephemeral sandbox: removing its state");
             try {
                 store.delete(spec.name());
                 layout.deleteFiles();
             } catch (RuntimeException e) {
-                log("cannot remove the ephemeral sandbox's state: " + e.getMessage());
+                SupervisorLog.log("cannot remove the ephemeral sandbox's state: " + e.getMessage());
             }
         }
     }
@@ -404,7 +434,7 @@ public final class Supervisor {
             Files.deleteIfExists(layout.pidFile());
             Files.deleteIfExists(layout.runDir());
         } catch (IOException e) {
-            log("cleanup of " + layout.runDir() + " incomplete: " + e.getMessage());
+            SupervisorLog.log("cleanup of " + layout.runDir() + " incomplete: " + e.getMessage());
         }
     }
 
@@ -415,175 +445,221 @@ public final class Supervisor {
             while ((frame = vm.read()) != null) {
                 if (frame.id() == 0) {
                     handleAgentControl(frame);
-                    continue;
-                }
-                logOutput(frame);
-                if (frame.isTerminal()) {
-                    sessionEnded(frame.id());
-                }
-                ClientConnection owner = clientsBySlot.get(frame.id() >>> ID_SLOT_SHIFT);
-                if (owner != null) {
-                    owner.send(frame);
+                } else {
+                    routeFromGuest(frame);
                 }
             }
-            log("agent port closed");
+            SupervisorLog.log("agent port closed");
         } catch (ProtocolException e) {
             // The guest is untrusted: a garbled stream ends the VM rather than confusing clients.
             agentFailure = "agent sent an invalid frame: " + e.getMessage();
-            log(agentFailure);
-            killVmm();
+            SupervisorLog.log(agentFailure);
+            logSystem(agentFailure);
+            vmm.kill();
         } catch (IOException e) {
-            log("agent link ended: " + e.getMessage());
+            SupervisorLog.log("agent link ended: " + e.getMessage());
         }
+    }
+
+    private void routeFromGuest(Frame frame) {
+        SessionRouter.Route route = router.ofGuest(frame.id());
+        if (route == null || frame.type().startsWith("sup.")) {
+            // no client asked for this id (or it is over): a forged, late or hostile frame
+            return;
+        }
+        boolean output = Protocol.EXEC_STDOUT.equals(frame.type()) || Protocol.EXEC_STDERR.equals(frame.type());
+        if (output && route.session) {
+            byte[] data = frame.bytes("data");
+            if (!router.consumeWindow(route, data.length)) {
+                if (!route.windowViolationLogged) {
+                    route.windowViolationLogged = true;
+                    String message = "guest sent more output than the client allowed for session " + route.logId + "; dropped";
+                    SupervisorLog.log(message);
+                    logSystem(message);
+                }
+                return;
+            }
+            String source = route.tty ? "output" : Protocol.EXEC_STDOUT.equals(frame.type()) ? "stdout" : "stderr";
+            try {
+                execLog.write(source, route.logId, data);
+            } catch (IOException e) {
+                SupervisorLog.log("cannot write the exec log: " + e.getMessage());
+            }
+        }
+        if (frame.isTerminal() && router.close(route) && route.session) {
+            sessionEnded();
+        }
+        route.client.send(new Frame(route.clientId, frame.flags(), frame.type(), frame.payload()));
     }
 
     private void handleAgentControl(Frame frame) {
         switch (frame.type()) {
-            case Protocol.CORE_SHUTDOWN -> {
-                shutdownAcknowledged = true;
-                log("agent acknowledged shutdown");
-            }
-            case Protocol.CORE_ERROR -> log("agent error: " + frame.payload());
-            default -> log("ignoring agent frame " + frame);
+            case Protocol.CORE_SHUTDOWN -> SupervisorLog.log("agent acknowledged shutdown");
+            case Protocol.CORE_ERROR -> SupervisorLog.log("agent error: " + frame.payload());
+            default -> SupervisorLog.log("ignoring agent frame " + frame);
         }
     }
 
     private void acceptClients() {
         while (clientServer.isOpen()) {
+            SocketChannel channel;
             try {
-                SocketChannel channel = clientServer.accept();
-                daemon(() -> serveClient(new FrameLink(channel)), "client").start();
+                channel = clientServer.accept();
             } catch (IOException e) {
                 if (clientServer.isOpen()) {
-                    log("accept failed: " + e.getMessage());
+                    SupervisorLog.log("accept failed: " + e.getMessage());
                 }
                 return;
             }
+            FrameLink link = new FrameLink(channel);
+            SupervisorLog.daemon("client", () -> serveClient(link), e -> link.close()).start();
         }
     }
 
     private void serveClient(FrameLink link) {
-        int slot = -1;
         ClientConnection client = null;
         try {
-            Frame hello = link.read();
+            Frame hello = link.read(clientReadBudget);
             if (hello == null || !Protocol.SUP_HELLO.equals(hello.type())) {
                 link.close();
                 return;
             }
-            client = new ClientConnection(link);
-            slot = claimSlot(client);
-            if (slot < 0) {
-                client.send(errorFrame(0, "too many clients (" + MAX_CLIENTS + ") connected to " + spec.name()));
-                client.finish();
+            client = claimSlot(link);
+            if (client == null) {
+                ClientConnection refused = new ClientConnection(0, link, null);
+                refused.send(errorFrame(0, "too many clients (" + MAX_CLIENTS + ") connected to " + spec.name()));
+                refused.finish();
                 return;
             }
             ObjectNode welcome = JSON.createObjectNode();
             welcome.put("v", Protocol.VERSION);
             welcome.put("name", spec.name());
-            welcome.put("id_base", slot << ID_SLOT_SHIFT);
-            welcome.put("id_count", 1 << ID_SLOT_SHIFT);
             welcome.put("pid", ProcessHandle.current().pid());
-            welcome.put("vmm_pid", vmmPid);
+            welcome.put("vmm_pid", vmm.pid());
             welcome.set("ready", readyPayload);
             client.send(new Frame(0, 0, Protocol.SUP_WELCOME, welcome));
 
             Frame frame;
-            while ((frame = link.read()) != null) {
-                if ((frame.id() >>> ID_SLOT_SHIFT) != slot || frame.id() == 0) {
-                    log("dropping frame with foreign id from client " + slot + ": " + frame);
-                    continue;
-                }
-                if (frame.type().startsWith("sup.")) {
+            while ((frame = link.read(clientReadBudget)) != null) {
+                if (frame.id() == 0) {
+                    SupervisorLog.log("dropping frame on id 0 from " + client + ": " + frame);
+                } else if (frame.type().startsWith("sup.")) {
                     handleClientRequest(client, frame);
-                    continue;
+                } else {
+                    routeToGuest(client, frame);
                 }
-                boolean execStart = frame.isSessionStart() && Protocol.EXEC_REQUEST.equals(frame.type());
-                if (execStart && !sessionStarting(frame.id(), slot, frame.payload().path("tty").asBoolean(false))) {
-                    ObjectNode refused = JSON.createObjectNode();
-                    refused.put("kind", "sandbox_draining");
-                    refused.put("errno", 0);
-                    refused.put("message", "sandbox " + spec.name() + " is " + (draining ? "draining" : "stopping") + ": new commands are refused");
-                    refused.put("stage", "spawn");
-                    client.send(new Frame(frame.id(), Protocol.FLAG_TERMINAL, Protocol.EXEC_FAILED, refused));
-                    continue;
-                }
-                if (Protocol.CORE_TOUCH.equals(frame.type())) {
-                    lastActivity = System.nanoTime();
-                }
-                vm.write(frame);
             }
         } catch (IOException e) {
-            log("client " + slot + " disconnected: " + e.getMessage());
+            SupervisorLog.log((client != null ? client : "a client") + " disconnected: " + e.getMessage());
         } finally {
             if (client != null) {
                 client.finish();
+                clientsBySlot.remove(client.slot);
+                killOrphanedSessions(client);
             } else {
                 link.close();
             }
-            if (slot > 0) {
-                clientsBySlot.remove(slot);
-                killOrphanedSessions(slot);
+        }
+    }
+
+    /** What a client may send to the guest, and with which id. */
+    private void routeToGuest(ClientConnection client, Frame frame) {
+        String type = frame.type();
+        if (frame.isSessionStart()) {
+            boolean exec = Protocol.EXEC_REQUEST.equals(type);
+            if (!exec && !Protocol.CORE_PING.equals(type) && !Protocol.CORE_TOUCH.equals(type) && !Protocol.CORE_STATS.equals(type)) {
+                client.send(errorFrame(frame.id(), "clients may not send " + type));
+                return;
             }
-        }
-    }
-
-    /** Registers a session unless the sandbox drains or stops; false refuses it. */
-    private synchronized boolean sessionStarting(int id, int slot, boolean tty) {
-        if (draining || stopRequested || killRequested) {
-            return false;
-        }
-        activeSessions.put(id, new Session(slot, sessionCounter.incrementAndGet(), tty));
-        lastActivity = System.nanoTime();
-        return true;
-    }
-
-    private synchronized void sessionEnded(int id) {
-        if (activeSessions.remove(id) != null) {
+            if (exec && !acceptingSessions()) {
+                client.send(execRefused(frame.id(), "sandbox_draining", "sandbox " + spec.name() + " is "
+                        + (draining ? "draining" : "stopping") + ": new commands are refused"));
+                return;
+            }
+            long window = exec ? frame.payload().path("window").asLong(Protocol.DEFAULT_OUTPUT_WINDOW) : 0;
+            SessionRouter.Route route = router.open(client, frame.id(), exec, exec && frame.payload().path("tty").asBoolean(false),
+                    exec ? sessionCounter.incrementAndGet() : 0, window);
+            if (route == null) {
+                client.send(exec ? execRefused(frame.id(), "resource_limit", "id " + frame.id() + " is in use or "
+                        + SessionRouter.MAX_ROUTES_PER_CLIENT + " requests are open") : errorFrame(frame.id(), "id in use or too many requests"));
+                return;
+            }
             lastActivity = System.nanoTime();
+            if (!toGuestQueue(new Frame(route.guestId, frame.flags(), type, frame.payload()))) {
+                router.close(route);
+                if (exec) {
+                    sessionEnded();
+                }
+                client.send(exec ? execRefused(frame.id(), "resource_limit", "the guest is not reading its channel")
+                        : errorFrame(frame.id(), "the guest is not reading its channel"));
+            }
+            return;
         }
-        if (draining && activeSessions.isEmpty()) {
+        SessionRouter.Route route = router.ofClient(client, frame.id());
+        if (route == null || !route.session || !type.startsWith("exec.") || Protocol.EXEC_REQUEST.equals(type)) {
+            return; // a session that ended meanwhile, or a frame no session takes
+        }
+        if (Protocol.EXEC_WINDOW.equals(type)) {
+            router.growWindow(route, frame.payload().path("bytes").asLong(0));
+        }
+        if (!toGuestQueue(new Frame(route.guestId, frame.flags(), type, frame.payload()))) {
+            SupervisorLog.log("the guest is not reading its channel: dropped " + type + " of session " + route.logId);
+        }
+    }
+
+    private boolean toGuestQueue(Frame frame) {
+        try {
+            return toGuest.offer(FrameCodec.encode(frame));
+        } catch (IllegalArgumentException e) {
+            SupervisorLog.log("cannot forward " + frame + ": " + e.getMessage());
+            return true;
+        }
+    }
+
+    private boolean acceptingSessions() {
+        return !draining && stopReason == null && !killRequested;
+    }
+
+    private static Frame execRefused(int id, String kind, String message) {
+        ObjectNode refused = JSON.createObjectNode();
+        refused.put("kind", kind);
+        refused.put("errno", 0);
+        refused.put("message", message);
+        refused.put("stage", "spawn");
+        return new Frame(id, Protocol.FLAG_TERMINAL, Protocol.EXEC_FAILED, refused);
+    }
+
+    private void sessionEnded() {
+        lastActivity = System.nanoTime();
+        if (draining && router.sessions() == 0) {
             requestStop(STOP_GRACE_MS, "drain-requested");
         }
     }
 
     /** Refuses new commands from now on and stops once the running ones have finished. */
-    private synchronized void drain() {
-        if (draining) {
-            return;
+    private void drain() {
+        synchronized (this) {
+            if (draining) {
+                return;
+            }
+            draining = true;
         }
-        draining = true;
-        log("draining with " + activeSessions.size() + " running command(s)");
+        SupervisorLog.log("draining with " + router.sessions() + " running command(s)");
         try {
             store.updateStatus(spec.name(), "draining");
         } catch (RuntimeException e) {
-            log("cannot record the drain: " + e.getMessage());
+            SupervisorLog.log("cannot record the drain: " + e.getMessage());
         }
-        if (activeSessions.isEmpty()) {
+        if (router.sessions() == 0) {
             requestStop(STOP_GRACE_MS, "drain-requested");
-        }
-    }
-
-    /** Records the output of a session in the exec log; a failing log never stops the relay. */
-    private void logOutput(Frame frame) {
-        Session session = activeSessions.get(frame.id());
-        boolean stdout = Protocol.EXEC_STDOUT.equals(frame.type());
-        if (session == null || !(stdout || Protocol.EXEC_STDERR.equals(frame.type()))) {
-            return;
-        }
-        String source = session.tty() ? "output" : stdout ? "stdout" : "stderr";
-        try {
-            execLog.write(source, session.logId(), frame.bytes("data"));
-        } catch (IOException e) {
-            log("cannot write the exec log: " + e.getMessage());
         }
     }
 
     private void logSystem(String message) {
         try {
-            execLog.write("system", null, message.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            execLog.write("system", null, message.getBytes(StandardCharsets.UTF_8));
         } catch (IOException e) {
-            log("cannot write the exec log: " + e.getMessage());
+            SupervisorLog.log("cannot write the exec log: " + e.getMessage());
         }
     }
 
@@ -593,142 +669,139 @@ public final class Supervisor {
             try {
                 task.run();
             } catch (RuntimeException e) {
-                log("periodic task failed: " + e);
+                SupervisorLog.log("periodic task failed: " + e);
             }
         }, 1, 1, TimeUnit.SECONDS);
     }
 
     private void checkIdle() {
         long idleNanos = System.nanoTime() - lastActivity;
-        if (activeSessions.isEmpty() && !paused && idleNanos >= TimeUnit.MILLISECONDS.toNanos(spec.idleTimeoutMs())) {
-            log("idle for " + TimeUnit.NANOSECONDS.toMillis(idleNanos) + " ms");
+        if (router.sessions() == 0 && !paused && idleNanos >= TimeUnit.MILLISECONDS.toNanos(spec.idleTimeoutMs())) {
+            SupervisorLog.log("idle for " + TimeUnit.NANOSECONDS.toMillis(idleNanos) + " ms");
             requestStop(STOP_GRACE_MS, "idle-timeout");
         }
     }
 
     /** Sessions of a client that went away would run on unobserved; end them. */
-    private void killOrphanedSessions(int slot) {
-        activeSessions.forEach((id, session) -> {
-            if (session.slot() == slot) {
-                sessionEnded(id);
-                ObjectNode p = JSON.createObjectNode();
-                p.put("signal", Posix.SIGKILL);
-                try {
-                    vm.write(new Frame(id, 0, Protocol.EXEC_SIGNAL, p));
-                } catch (IOException e) {
-                    log("cannot kill orphaned session " + id + ": " + e.getMessage());
-                }
+    private void killOrphanedSessions(ClientConnection client) {
+        for (SessionRouter.Route route : router.closeAll(client)) {
+            if (!route.session) {
+                continue;
             }
-        });
+            sessionEnded();
+            ObjectNode p = JSON.createObjectNode();
+            p.put("signal", Posix.SIGKILL);
+            toGuest.urgent(FrameCodec.encode(new Frame(route.guestId, 0, Protocol.EXEC_SIGNAL, p)));
+        }
     }
 
-    private synchronized int claimSlot(ClientConnection client) {
+    private synchronized ClientConnection claimSlot(FrameLink link) {
         for (int slot = 1; slot <= MAX_CLIENTS; slot++) {
-            if (clientsBySlot.putIfAbsent(slot, client) == null) {
-                return slot;
+            if (!clientsBySlot.containsKey(slot)) {
+                ClientConnection client = new ClientConnection(slot, link, clientQueueBudget);
+                clientsBySlot.put(slot, client);
+                return client;
             }
         }
-        return -1;
+        return null;
     }
 
     private void handleClientRequest(ClientConnection client, Frame request) {
         switch (request.type()) {
             case Protocol.SUP_STATUS -> {
                 ObjectNode p = JSON.createObjectNode();
-                p.put("state", stopRequested || killRequested ? "stopping" : paused ? "paused" : draining ? "draining" : "running");
-                p.put("vmm_pid", vmmPid);
-                p.put("active_sessions", activeSessions.size());
+                p.put("state", stopReason != null || killRequested ? "stopping" : paused ? "paused" : draining ? "draining" : "running");
+                p.put("vmm_pid", vmm.pid());
+                p.put("active_sessions", router.sessions());
                 p.put("detached", detached);
                 client.send(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_STATUS, p));
             }
             case Protocol.SUP_STOP -> {
                 Long timeout = request.number("timeout_ms");
                 requestStop(timeout == null ? STOP_GRACE_MS : Math.max(0, timeout), "shutdown-requested");
-                client.send(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
+                client.send(ok(request));
             }
             case Protocol.SUP_DRAIN -> {
                 drain();
-                client.send(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
+                client.send(ok(request));
             }
             case Protocol.SUP_PAUSE, Protocol.SUP_RESUME -> {
                 boolean pause = Protocol.SUP_PAUSE.equals(request.type());
                 try {
-                    QmpClient.execute(layout.qmpSocket(), pause ? "stop" : "cont");
+                    QmpClient.execute(layout.qmpSocket(), pause ? "stop" : "cont", QMP_TIMEOUT);
                     paused = pause;
                     lastActivity = System.nanoTime();
                     store.updateStatus(spec.name(), pause ? "paused" : draining ? "draining" : "running");
-                    client.send(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
+                    client.send(ok(request));
                 } catch (IOException | RuntimeException e) {
                     client.send(errorFrame(request.id(), (pause ? "pause" : "resume") + " failed: " + e.getMessage()));
                 }
             }
-            case Protocol.SUP_METRICS -> {
-                ObjectNode p = JSON.createObjectNode();
-                p.put("cpu_millipercent", sampler.cpuMilliPercent());
-                p.put("vcpu_time_ns", sampler.cpuTimeNanos());
-                p.put("rss_bytes", sampler.residentBytes());
-                p.put("uptime_ms", sampler.uptimeMillis());
-                try {
-                    long read = 0;
-                    long written = 0;
-                    for (com.fasterxml.jackson.databind.JsonNode device : QmpClient.execute(layout.qmpSocket(), "query-blockstats")) {
-                        read += device.path("stats").path("rd_bytes").asLong();
-                        written += device.path("stats").path("wr_bytes").asLong();
-                    }
-                    p.put("disk_read_bytes", read);
-                    p.put("disk_write_bytes", written);
-                } catch (IOException e) {
-                    log("cannot read block statistics: " + e.getMessage());
-                }
-                client.send(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_METRICS, p));
-            }
+            case Protocol.SUP_METRICS -> client.send(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_METRICS, hostMetrics()));
             case Protocol.SUP_KILL -> {
                 killRequested = true;
-                killVmm();
-                client.send(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null));
+                vmm.kill();
+                client.send(ok(request));
             }
             default -> client.send(errorFrame(request.id(), "unknown request " + request.type()));
         }
     }
 
-    /**
-     * Asks the agent to power off, and kills QEMU if it has not gone after {@code graceMs}.
-     * The first request's reason is the one recorded.
-     */
-    synchronized void requestStop(long graceMs, String reason) {
-        if (!stopRequested) {
-            stopRequested = true;
-            stopReason = reason;
-        }
-        log("stop requested (" + reason + "), grace " + graceMs + " ms");
+    private ObjectNode hostMetrics() {
+        ObjectNode p = JSON.createObjectNode();
+        p.put("cpu_millipercent", sampler.cpuMilliPercent());
+        p.put("vcpu_time_ns", sampler.cpuTimeNanos());
+        p.put("rss_bytes", sampler.residentBytes());
+        p.put("uptime_ms", sampler.uptimeMillis());
         try {
-            if (paused) {
-                // a paused guest cannot shut down: let it run again first
-                QmpClient.execute(layout.qmpSocket(), "cont");
-                paused = false;
+            long read = 0;
+            long written = 0;
+            for (JsonNode device : QmpClient.execute(layout.qmpSocket(), "query-blockstats", QMP_TIMEOUT)) {
+                read += device.path("stats").path("rd_bytes").asLong();
+                written += device.path("stats").path("wr_bytes").asLong();
             }
-            if (graceMs > 0) {
-                vm.write(new Frame(0, Protocol.FLAG_SHUTDOWN, Protocol.CORE_SHUTDOWN, null));
-            }
+            p.put("disk_read_bytes", read);
+            p.put("disk_write_bytes", written);
         } catch (IOException e) {
-            log("cannot send shutdown to the agent: " + e.getMessage());
-            killVmm();
-            return;
+            SupervisorLog.log("cannot read block statistics: " + e.getMessage());
         }
-        timers.schedule(() -> {
-            if (vmmExited.getCount() > 0) {
-                log("grace period over, killing the VMM");
-                killVmm();
-            }
-        }, graceMs, TimeUnit.MILLISECONDS);
+        return p;
     }
 
-    private void killVmm() {
-        try {
-            Posix.kill(vmmPid, Posix.SIGKILL);
-        } catch (IOException e) {
-            log("cannot kill the VMM: " + e.getMessage());
+    /**
+     * Asks the agent to power off, and kills QEMU if it has not gone after {@code graceMs}.
+     * The first request's reason is the one recorded. Never blocks: the kill is scheduled
+     * before anything is sent, and what is sent is only queued.
+     */
+    void requestStop(long graceMs, String reason) {
+        synchronized (this) {
+            if (stopReason == null) {
+                stopReason = reason;
+            }
         }
+        SupervisorLog.log("stop requested (" + reason + "), grace " + graceMs + " ms");
+        timers.schedule(() -> {
+            if (!vmm.hasExited()) {
+                SupervisorLog.log("grace period over, killing the VMM");
+                vmm.kill();
+            }
+        }, graceMs, TimeUnit.MILLISECONDS);
+        if (graceMs == 0) {
+            vmm.kill();
+            return;
+        }
+        if (paused) {
+            // a paused guest cannot shut down: let it run again first (off this thread: QMP may be slow)
+            SupervisorLog.daemon("resume-for-stop", () -> {
+                try {
+                    QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
+                    paused = false;
+                } catch (IOException e) {
+                    SupervisorLog.log("cannot resume the VM to stop it: " + e.getMessage());
+                }
+            }, e -> { }).start();
+        }
+        toGuest.urgent(FrameCodec.encode(new Frame(0, Protocol.FLAG_SHUTDOWN, Protocol.CORE_SHUTDOWN, null)));
     }
 
     /** Watches the creator: end of stdin without a detach byte first stops an attached sandbox. */
@@ -738,29 +811,26 @@ public final class Supervisor {
             while ((b = in.read()) >= 0) {
                 if (b == 'D') {
                     detached = true;
-                    log("detached from the creator");
+                    SupervisorLog.log("detached from the creator");
                 }
             }
         } catch (IOException e) {
-            log("creator pipe failed: " + e.getMessage());
+            SupervisorLog.log("creator pipe failed: " + e.getMessage());
         }
-        if (!detached && !stopRequested) {
-            log("creator is gone and the sandbox is attached: stopping");
-            requestStop(ORPHAN_STOP_GRACE_MS, "shutdown-requested");
+        if (!detached && stopReason == null) {
+            SupervisorLog.log("creator is gone and the sandbox is attached: stopping");
+            requestStop(ORPHAN_STOP_GRACE_MS, "creator-exited");
         }
+    }
+
+    private static Frame ok(Frame request) {
+        return new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null);
     }
 
     private static Frame errorFrame(int id, String message) {
         ObjectNode p = JSON.createObjectNode();
         p.put("message", message);
         return new Frame(id, Protocol.FLAG_TERMINAL, Protocol.SUP_ERROR, p);
-    }
-
-    static String describeWaitStatus(int status) {
-        if (status == -1) {
-            return "unknown status";
-        }
-        return Posix.exited(status) ? "exit code " + Posix.exitCode(status) : "signal " + Posix.termSignal(status);
     }
 
     private static ServerSocketChannel listen(Path socket) throws IOException {
@@ -777,79 +847,6 @@ public final class Supervisor {
             }
         } catch (IOException ignored) {
             // already closed or never opened
-        }
-    }
-
-    private static Thread daemon(Runnable r, String name) {
-        Thread t = new Thread(r, "msb-supervisor-" + name);
-        t.setDaemon(true);
-        return t;
-    }
-
-    private void log(String message) {
-        System.err.println(Instant.now() + " [" + Thread.currentThread().getName() + "] " + message);
-    }
-
-    /**
-     * A live exec session.
-     *
-     * @param slot  the client that started it
-     * @param logId its number in the exec log
-     * @param tty   whether its output is a merged terminal stream
-     */
-    private record Session(int slot, long logId, boolean tty) {
-    }
-
-    /**
-     * One connected client with its own writer thread and queue, so a client that reads
-     * slowly delays nobody else; one that lets {@link #MAX_QUEUED_BYTES} pile up is dropped.
-     */
-    private final class ClientConnection {
-        final FrameLink link;
-        private final BlockingQueue<byte[]> queue = new LinkedBlockingQueue<>();
-        private final AtomicLong queuedBytes = new AtomicLong();
-        private final Thread writer;
-
-        ClientConnection(FrameLink link) {
-            this.link = link;
-            this.writer = daemon(this::writeQueued, "client-writer");
-            writer.start();
-        }
-
-        void send(Frame frame) {
-            byte[] bytes = FrameCodec.encode(frame);
-            if (queuedBytes.addAndGet(bytes.length) > MAX_QUEUED_BYTES) {
-                log("dropping a client that left " + MAX_QUEUED_BYTES + " bytes unread");
-                queue.clear();
-                link.close();
-                return;
-            }
-            queue.add(bytes);
-        }
-
-        /** Sends what is queued, then closes the connection. */
-        void finish() {
-            queue.add(END_OF_QUEUE);
-        }
-
-        void awaitFinished(long millis) throws InterruptedException {
-            writer.join(millis);
-        }
-
-        private void writeQueued() {
-            try {
-                byte[] bytes;
-                while ((bytes = queue.take()) != END_OF_QUEUE) {
-                    link.writeEncoded(bytes);
-                    queuedBytes.addAndGet(-bytes.length);
-                }
-            } catch (IOException e) {
-                log("client gone: " + e.getMessage());
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            } finally {
-                link.close();
-            }
         }
     }
 }

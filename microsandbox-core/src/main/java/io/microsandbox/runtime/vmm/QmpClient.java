@@ -16,21 +16,52 @@ import java.nio.file.Path;
 public final class QmpClient {
     private static final ObjectMapper JSON = new ObjectMapper();
 
+    /** Closes the channels of calls that ran out of time, which ends their blocked reads. */
+    private static final java.util.concurrent.ScheduledExecutorService DEADLINES =
+            java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
+                Thread t = new Thread(r, "msb-qmp-deadlines");
+                t.setDaemon(true);
+                return t;
+            });
+
     private QmpClient() {
     }
 
-    /** Executes {@code command} (e.g. {@code stop}, {@code cont}) and returns its {@code return} value. */
-    public static JsonNode execute(Path socket, String command) throws IOException {
+    /**
+     * Executes {@code command} (e.g. {@code stop}, {@code cont}) and returns its {@code return}
+     * value, failing once {@code timeout} has passed.
+     */
+    public static JsonNode execute(Path socket, String command, java.time.Duration timeout) throws IOException {
         try (SocketChannel channel = SocketChannel.open(UnixDomainSocketAddress.of(socket))) {
-            BufferedReader in = new BufferedReader(new InputStreamReader(ChannelStreams.input(channel), StandardCharsets.UTF_8));
-            OutputStream out = ChannelStreams.output(channel);
-            JsonNode greeting = JSON.readTree(in.readLine());
-            if (greeting == null || !greeting.has("QMP")) {
-                throw new IOException("no QMP greeting on " + socket);
+            var deadline = DEADLINES.schedule(() -> {
+                try {
+                    channel.close();
+                } catch (IOException ignored) {
+                    // closing is what ends the call
+                }
+            }, timeout.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
+            try {
+                return execute(channel, command, socket);
+            } catch (IOException e) {
+                if (!channel.isOpen()) {
+                    throw new IOException("QMP " + command + " got no answer within " + timeout, e);
+                }
+                throw e;
+            } finally {
+                deadline.cancel(false);
             }
-            call(in, out, "qmp_capabilities");
-            return call(in, out, command);
         }
+    }
+
+    private static JsonNode execute(SocketChannel channel, String command, Path socket) throws IOException {
+        BufferedReader in = new BufferedReader(new InputStreamReader(ChannelStreams.input(channel), StandardCharsets.UTF_8));
+        OutputStream out = ChannelStreams.output(channel);
+        JsonNode greeting = JSON.readTree(in.readLine());
+        if (greeting == null || !greeting.has("QMP")) {
+            throw new IOException("no QMP greeting on " + socket);
+        }
+        call(in, out, "qmp_capabilities");
+        return call(in, out, command);
     }
 
     private static JsonNode call(BufferedReader in, OutputStream out, String command) throws IOException {

@@ -1,0 +1,154 @@
+package io.microsandbox.runtime.supervisor;
+
+import io.microsandbox.runtime.agent.ByteBudget;
+import io.microsandbox.runtime.agent.FrameLink;
+import java.io.IOException;
+import java.util.ArrayDeque;
+import java.util.Deque;
+
+/**
+ * Encoded frames waiting for one peer, written by a thread of their own: whoever queues a
+ * frame never blocks on the peer, and no lock is held while a write blocks. The queue is
+ * bounded in bytes, per queue and (optionally) against a budget shared with other queues.
+ */
+final class OutboundQueue {
+    private static final Entry END = new Entry(new byte[0], false);
+
+    private final String peer;
+    private final FrameLink link;
+    private final long maxBytes;
+    private final ByteBudget shared;
+    private final Deque<Entry> frames = new ArrayDeque<>();
+    private long queuedBytes;
+    private boolean ended;
+    private final java.util.concurrent.CountDownLatch closed = new java.util.concurrent.CountDownLatch(1);
+
+    /**
+     * @param peer     who is at the other end, for the log
+     * @param maxBytes bytes this queue may hold
+     * @param shared   a budget every byte queued here also draws on, or null
+     */
+    OutboundQueue(String peer, FrameLink link, long maxBytes, ByteBudget shared) {
+        this.peer = peer;
+        this.link = link;
+        this.maxBytes = maxBytes;
+        this.shared = shared;
+        SupervisorLog.daemon("writer-" + peer, this::writeQueued, e -> link.close()).start();
+    }
+
+    /**
+     * Queues an encoded frame at the back.
+     *
+     * @return false when it does not fit in this queue or the shared budget (nothing was queued)
+     */
+    synchronized boolean offer(byte[] frame) {
+        if (ended) {
+            return true; // the peer is being closed: the frame has nowhere to go
+        }
+        if (queuedBytes + frame.length > maxBytes || (shared != null && !shared.tryAcquire(frame.length))) {
+            return false;
+        }
+        queuedBytes += frame.length;
+        frames.addLast(new Entry(frame, true));
+        notifyAll();
+        return true;
+    }
+
+    /** Queues a small control frame ahead of everything else, whatever the bounds. */
+    synchronized void urgent(byte[] frame) {
+        if (!ended) {
+            frames.addFirst(new Entry(frame, false));
+            notifyAll();
+        }
+    }
+
+    /** Writes what is queued, then closes the link. */
+    synchronized void finish() {
+        if (!ended) {
+            frames.addLast(END);
+            ended = true;
+            notifyAll();
+        }
+    }
+
+    /** Drops what is queued and closes the link now. */
+    void abort() {
+        synchronized (this) {
+            ended = true;
+            releaseAll();
+            frames.clear();
+            frames.addLast(END);
+            notifyAll();
+        }
+        link.close();
+    }
+
+    /** Waits until the writer has finished and closed the link; false on timeout. */
+    boolean awaitClosed(long millis) {
+        try {
+            return closed.await(millis, java.util.concurrent.TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return false;
+        }
+    }
+
+    synchronized long queuedBytes() {
+        return queuedBytes;
+    }
+
+    private void writeQueued() {
+        try {
+            while (true) {
+                Entry next;
+                synchronized (this) {
+                    while (frames.isEmpty()) {
+                        wait();
+                    }
+                    next = frames.pollFirst();
+                }
+                if (next == END) {
+                    return;
+                }
+                link.writeEncoded(next.bytes());
+                if (next.counted()) {
+                    synchronized (this) {
+                        release(next.bytes().length);
+                    }
+                }
+            }
+        } catch (IOException e) {
+            SupervisorLog.log(peer + " gone: " + e.getMessage());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } finally {
+            synchronized (this) {
+                ended = true;
+                releaseAll();
+                frames.clear();
+            }
+            link.close();
+            closed.countDown();
+        }
+    }
+
+    /** A queued frame; urgent ones are not counted against the bounds. */
+    private record Entry(byte[] bytes, boolean counted) {
+    }
+
+    /** Gives back a written frame's bytes; an abort may have given them back already. */
+    private void release(long bytes) {
+        long released = Math.min(bytes, queuedBytes);
+        queuedBytes -= released;
+        if (shared != null) {
+            shared.release(released);
+        }
+    }
+
+    private void releaseAll() {
+        if (shared != null && queuedBytes > 0) {
+            shared.release(queuedBytes);
+        }
+        queuedBytes = 0;
+    }
+}

@@ -1,0 +1,132 @@
+package io.microsandbox.runtime.supervisor;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Which client each guest-side id belongs to. Every client numbers its own requests; the
+ * router gives each one a guest id that is never used again over the supervisor's life, so
+ * a new client can never receive what a process left by an earlier client still writes, and
+ * frames for ids nobody owns are dropped. It also keeps each exec session's output window,
+ * so a guest that sends more than the client granted is caught here.
+ */
+final class SessionRouter {
+    /** Requests one client may have open at once. */
+    static final int MAX_ROUTES_PER_CLIENT = 1024;
+
+    /** One open request or exec session. */
+    static final class Route {
+        final ClientConnection client;
+        final int clientId;
+        final int guestId;
+        /** An exec session (until its terminal frame), or a one-shot request. */
+        final boolean session;
+        final boolean tty;
+        final long logId;
+        /** Output bytes the guest may still send for this session. */
+        long window;
+        boolean windowViolationLogged;
+
+        Route(ClientConnection client, int clientId, int guestId, boolean session, boolean tty, long logId, long window) {
+            this.client = client;
+            this.clientId = clientId;
+            this.guestId = guestId;
+            this.session = session;
+            this.tty = tty;
+            this.logId = logId;
+            this.window = window;
+        }
+    }
+
+    private final Map<Integer, Route> byGuestId = new HashMap<>();
+    private final Map<ClientConnection, Map<Integer, Route>> byClient = new HashMap<>();
+    /** Guest ids are handed out once; 0 is the connection itself. */
+    private long lastGuestId;
+    private int sessions;
+
+    /**
+     * Opens a route for {@code clientId} of {@code client}.
+     *
+     * @return the route, or null when the client already uses that id, has too many open, or
+     *         the guest id space is spent
+     */
+    synchronized Route open(ClientConnection client, int clientId, boolean session, boolean tty, long logId, long window) {
+        Map<Integer, Route> own = byClient.computeIfAbsent(client, c -> new HashMap<>());
+        if (own.containsKey(clientId) || own.size() >= MAX_ROUTES_PER_CLIENT || lastGuestId >= 0xFFFF_FFFFL) {
+            return null;
+        }
+        int guestId = (int) ++lastGuestId;
+        Route route = new Route(client, clientId, guestId, session, tty, logId, window);
+        own.put(clientId, route);
+        byGuestId.put(guestId, route);
+        if (session) {
+            sessions++;
+        }
+        return route;
+    }
+
+    /** The open route of a client's id, or null. */
+    synchronized Route ofClient(ClientConnection client, int clientId) {
+        Map<Integer, Route> own = byClient.get(client);
+        return own == null ? null : own.get(clientId);
+    }
+
+    synchronized Route ofGuest(int guestId) {
+        return byGuestId.get(guestId);
+    }
+
+    /** Closes a route; false if it was closed already. */
+    synchronized boolean close(Route route) {
+        if (byGuestId.remove(route.guestId) == null) {
+            return false;
+        }
+        Map<Integer, Route> own = byClient.get(route.client);
+        if (own != null) {
+            own.remove(route.clientId);
+        }
+        if (route.session) {
+            sessions--;
+        }
+        return true;
+    }
+
+    /** Closes every route of a client that went away and returns them. */
+    synchronized List<Route> closeAll(ClientConnection client) {
+        Map<Integer, Route> own = byClient.remove(client);
+        List<Route> closed = new ArrayList<>();
+        if (own != null) {
+            for (Route route : own.values()) {
+                byGuestId.remove(route.guestId);
+                if (route.session) {
+                    sessions--;
+                }
+                closed.add(route);
+            }
+        }
+        return closed;
+    }
+
+    /**
+     * Takes {@code bytes} of output from a session's window.
+     *
+     * @return false when the guest sent more than the window allows
+     */
+    synchronized boolean consumeWindow(Route route, long bytes) {
+        if (bytes > route.window) {
+            return false;
+        }
+        route.window -= bytes;
+        return true;
+    }
+
+    synchronized void growWindow(Route route, long bytes) {
+        route.window = Math.min(route.window + Math.max(0, bytes), 1L << 30);
+    }
+
+    /** Exec sessions running now. */
+    synchronized int sessions() {
+        return sessions;
+    }
+}

@@ -1,0 +1,87 @@
+package io.microsandbox.runtime.supervisor;
+
+import io.microsandbox.runtime.Posix;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.function.IntConsumer;
+
+/**
+ * The VMM child of a supervisor: spawned with a parent-death signal, reaped by a thread of
+ * its own, and killed through a pidfd, so that a kill can never reach another process that
+ * reused its pid.
+ */
+final class VmmProcess {
+    private final int pid;
+    private final int pidfd;
+    private final CountDownLatch exited = new CountDownLatch(1);
+    private volatile int waitStatus = -1;
+
+    private VmmProcess(int pid, int pidfd) {
+        this.pid = pid;
+        this.pidfd = pidfd;
+    }
+
+    /**
+     * Starts the VMM. Call it from the thread that outlives the VMM: the parent-death signal
+     * is tied to the thread that forks.
+     */
+    static VmmProcess spawn(List<String> argv, Path log) throws IOException {
+        int pid = Posix.spawn(argv.toArray(String[]::new), null, null, log.toString(), Posix.SIGKILL, false);
+        // Not reaped yet, so the pid cannot have been reused: the pidfd names our child.
+        int pidfd = Posix.pidfdOpen(pid);
+        return new VmmProcess(pid, pidfd);
+    }
+
+    /** Reaps the VMM on a daemon thread and reports its raw wait status once. */
+    void onExit(IntConsumer listener) {
+        SupervisorLog.daemon("vmm-reaper", () -> {
+            int status;
+            try {
+                status = Posix.waitPid(pid);
+            } catch (IOException e) {
+                SupervisorLog.log("waitpid failed: " + e.getMessage());
+                status = -1;
+            }
+            waitStatus = status;
+            exited.countDown();
+            listener.accept(status);
+        }, e -> exited.countDown()).start();
+    }
+
+    /** SIGKILL; a no-op once the VMM has exited. Never blocks. */
+    void kill() {
+        try {
+            if (pidfd >= 0) {
+                Posix.pidfdSignal(pidfd, Posix.SIGKILL);
+            }
+        } catch (IOException e) {
+            SupervisorLog.log("cannot kill the VMM: " + e.getMessage());
+        }
+    }
+
+    boolean awaitExit(long millis) throws InterruptedException {
+        return exited.await(millis, TimeUnit.MILLISECONDS);
+    }
+
+    boolean hasExited() {
+        return exited.getCount() == 0;
+    }
+
+    int pid() {
+        return pid;
+    }
+
+    int waitStatus() {
+        return waitStatus;
+    }
+
+    static String describe(int status) {
+        if (status == -1) {
+            return "unknown status";
+        }
+        return Posix.exited(status) ? "exit code " + Posix.exitCode(status) : "signal " + Posix.termSignal(status);
+    }
+}
