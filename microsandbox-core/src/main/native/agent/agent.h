@@ -10,7 +10,7 @@
 #include "cbor.h"
 
 #define AGENT_VERSION "0.1.0"
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 #define MAX_FRAME (4u * 1024 * 1024) /* largest allowed value of the len field */
 
 #define FLAG_TERMINAL 0x01
@@ -18,6 +18,19 @@
 #define FLAG_SHUTDOWN 0x04
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* Flow control (docs/protocol.md, "Flow control"). */
+#define DEFAULT_OUTPUT_WINDOW 262144u            /* exec.request without window */
+#define MAX_OUTPUT_WINDOW (1024u * 1024 * 1024) /* credit saturates here */
+#define STDIN_WINDOW (1024u * 1024)             /* unacknowledged stdin the host may send */
+
+/* Fixed buffers for host- or image-provided strings: longer values are refused, never
+ * truncated. A limit counts bytes without the terminating NUL. */
+#define PATH_BUF 4096      /* cwd, workdir, home, command name */
+#define USER_SPEC_BUF 256  /* "name", "uid", "name:group", "uid:gid" */
+#define USER_NAME_BUF 256  /* a user name from /etc/passwd */
+#define HOSTNAME_MAX 64
+#define MAX_GROUPS 1024    /* supplementary groups of one user */
 
 /* ---- main.c: logging, frames, event loop ---- */
 
@@ -30,7 +43,12 @@ uint64_t now_boottime_ns(void);
  * returned buffer, and frame_end queues it on the port. */
 cbor_buf *frame_begin(uint32_t id, uint8_t flags, const char *type, size_t npairs);
 void frame_end(void);
+/* core.error; it carries TERMINAL when it answers a frame on a non-zero id that is not a
+ * running session (reply_flags). */
 void send_error(uint32_t id, const char *stage, const char *message, int err);
+/* Flags of a reply that ends the request on id: TERMINAL unless id is 0 or a running
+ * exec session (whose own exec.exited/exec.failed ends it). */
+uint8_t reply_flags(uint32_t id);
 
 /* Registers fd in the event loop; events come back through the callback given for the
  * kind (see main.c). tag is opaque to the loop (sessions use it for their id). */
@@ -62,9 +80,62 @@ int open_agent_port(void);
 int setup_root(const char **stage, char *msg, size_t msglen);
 /* Applies core.configure's payload (hostname etc.). */
 int apply_config(cbor_val payload, const char **stage, char *msg, size_t msglen);
-int env_entry(cbor_val k, cbor_val v, char **out);
 void kill_all_and_sync(void);
 void power_off(void) __attribute__((noreturn));
+
+/* ---- proto.c: pure parsing of frames and payloads (no system calls; fuzzed) ---- */
+
+/* Splits the next frame off a receive buffer. FRAME_BAD_LENGTH: the len field is out of
+ * range, the stream cannot be resynchronised. */
+enum { FRAME_NEED_MORE, FRAME_OK, FRAME_BAD_LENGTH };
+typedef struct {
+    uint32_t len;          /* the len field */
+    uint32_t id;
+    uint8_t flags;
+    const uint8_t *body;   /* CBOR body */
+    size_t blen;
+    size_t total;          /* bytes of the whole frame, 4 + len */
+} frame_ref;
+int frame_split(const uint8_t *buf, size_t avail, frame_ref *f);
+
+/* Decodes a frame body {v, t, p}. A missing or null p reads as an empty map. */
+enum { MSG_OK, MSG_MALFORMED, MSG_BAD_VERSION };
+typedef struct {
+    const char *type;
+    size_t tlen;
+    uint64_t version;
+    cbor_val payload;
+} msg_ref;
+int msg_parse(const uint8_t *body, size_t blen, msg_ref *m);
+bool msg_type_is(const msg_ref *m, const char *want);
+
+/* One env map entry as a malloc'd "K=V". 1: done; -1: out of memory; -2: not a valid
+ * variable (msg says why: a name that is empty or holds '=' or NUL, a value that is not
+ * text or holds NUL). */
+int env_entry(cbor_val k, cbor_val v, char **out, char *msg, size_t msglen);
+/* An env map {k: v} (absent or null: empty) as a NULL-terminated "K=V" array; 0, or -1
+ * (out of memory) / -2 (invalid, msg) with *out NULL. */
+int env_parse(cbor_val map, bool present, char ***out, size_t *n, char *msg, size_t msglen);
+void free_strv(char **v);
+
+/* core.configure's payload; 0, or -1 with msg (a value of the wrong type or too long). */
+int config_parse(cbor_val p, agent_config *c, char *msg, size_t msglen);
+void config_free(agent_config *c);
+
+typedef struct {
+    char **argv;           /* argv[0] is cmd; NULL-terminated */
+    char **env;            /* the request's env as "K=V", NULL-terminated */
+    size_t nenv;
+    char *cwd;             /* NULL: the default directory */
+    char *user;            /* NULL: the configured user */
+    bool tty, want_stdin;
+    unsigned short rows, cols;
+    uint64_t window;       /* initial output credit */
+} exec_args;
+/* exec.request's payload. 0, or -1 with kind ("bad_args" or "out_of_memory"), stage
+ * ("spawn", "cwd", "user") and msg filled; a refused request owns nothing. */
+int exec_args_parse(cbor_val p, exec_args *a, const char **kind, const char **stage, char *msg, size_t msglen);
+void exec_args_free(exec_args *a);
 
 /* ---- exec.c: exec sessions ---- */
 
@@ -73,19 +144,22 @@ void exec_message(uint32_t id, const char *type, size_t tlen, cbor_val payload);
 void exec_session_event(uint32_t tag, int fd, uint32_t events);
 void exec_child_exited(pid_t pid, int status);
 void exec_throttle_changed(void);
+bool exec_session_live(uint32_t id);
 
 /* ---- user.c: passwd/group lookup in the current root ---- */
 
 typedef struct {
     uid_t uid;
     gid_t gid;
-    char home[256];
-    char name[64];   /* empty when the uid has no passwd entry */
-    gid_t groups[64];
+    char home[PATH_BUF];
+    char name[USER_NAME_BUF]; /* empty when the uid has no passwd entry */
+    gid_t groups[MAX_GROUPS];
     int ngroups;
 } user_info;
 
-/* Resolves "name", "uid", "uid:gid" or "name:group"; NULL spec means root. */
+/* Resolves "name", "uid", "uid:gid" or "name:group"; NULL spec means root. Fails with
+ * -ENAMETOOLONG for a spec, or a passwd home or name, that does not fit its buffer, and
+ * -E2BIG for a user in more than MAX_GROUPS groups. */
 int resolve_user(const char *spec, user_info *out, char *msg, size_t msglen);
 
 #endif

@@ -272,62 +272,15 @@ int setup_root(const char **stage, char *msg, size_t msglen)
     return 0;
 }
 
-/* One env map entry as a malloc'd "K=V": 1 done, 0 not a valid variable (skip it), -1 out of memory. */
-int env_entry(cbor_val k, cbor_val v, char **out)
-{
-    const char *ks, *vs;
-    size_t kl, vl;
-    if (!cbor_get_text(k, &ks, &kl) || !cbor_get_text(v, &vs, &vl) || kl == 0 ||
-        memchr(ks, '=', kl) || memchr(ks, 0, kl) || memchr(vs, 0, vl))
-        return 0;
-    char *s = malloc(kl + vl + 2);
-    if (!s)
-        return -1;
-    memcpy(s, ks, kl);
-    s[kl] = '=';
-    memcpy(s + kl + 1, vs, vl);
-    s[kl + vl + 1] = 0;
-    *out = s;
-    return 1;
-}
-
-/* Reads an env map {k: v} into a NULL-terminated "K=V" array. */
-static char **env_from_map(cbor_val map)
-{
-    cbor_iter it;
-    cbor_val k, v;
-    size_t n = 0;
-    if (!cbor_iter_init(map, &it) || !it.is_map)
-        return calloc(1, sizeof(char *));
-    char **env = calloc(it.left + 1, sizeof(char *));
-    while (env && cbor_iter_next(&it, &k, &v)) {
-        int rc = env_entry(k, v, &env[n]);
-        if (rc < 0)
-            break;
-        n += (size_t) rc;
-    }
-    return env;
-}
-
 int apply_config(cbor_val p, const char **stage, char *msg, size_t msglen)
 {
-    cbor_val v;
-    if (cbor_map_get(p, "hostname", &v) && !cbor_is_null(v)) {
-        g_config.hostname = cbor_dup_text(v);
-        if (!g_config.hostname)
-            FAIL("config", "hostname is not text");
-        if (sethostname(g_config.hostname, strlen(g_config.hostname)) < 0)
-            FAIL("config", "sethostname: %s", strerror(errno));
+    char why[256] = "";
+    if (config_parse(p, &g_config, why, sizeof why) < 0) {
+        errno = EINVAL;
+        FAIL("config", "core.configure: %s", why);
     }
-    g_config.env = cbor_map_get(p, "env", &v) ? env_from_map(v) : calloc(1, sizeof(char *));
-    if (cbor_map_get(p, "workdir", &v) && !cbor_is_null(v))
-        g_config.workdir = cbor_dup_text(v);
-    if (cbor_map_get(p, "user", &v) && !cbor_is_null(v))
-        g_config.user = cbor_dup_text(v);
-    if (!g_config.env) {
-        errno = ENOMEM;
-        FAIL("config", "out of memory");
-    }
+    if (g_config.hostname && sethostname(g_config.hostname, strlen(g_config.hostname)) < 0)
+        FAIL("config", "sethostname: %s", strerror(errno));
     return 0;
 }
 

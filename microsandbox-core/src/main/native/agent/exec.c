@@ -17,9 +17,14 @@
 #include <unistd.h>
 
 #define READ_CHUNK 65536
-/* Stdin the process has not consumed yet; beyond this the session's stdin is closed
- * (the protocol has no flow control towards the host). */
+/* Hard limit of stdin the process has not consumed yet, against a host that ignores the
+ * stdin window (STDIN_WINDOW): beyond it the session's stdin is closed. */
 #define STDIN_MAX (32u * 1024 * 1024)
+/* Consumed stdin is acknowledged (exec.stdin_window) in batches of at least this much, or
+ * whenever the buffer drains. */
+#define STDIN_ACK_BATCH (64u * 1024)
+/* Registration state of an fd with nothing registered in epoll. */
+#define EV_NONE UINT32_MAX
 
 typedef struct session {
     struct session *next;
@@ -31,10 +36,16 @@ typedef struct session {
     int out_fd;        /* stdout pipe or pty master; -1 once at EOF */
     int err_fd;        /* stderr pipe; -1 for tty sessions or once at EOF */
     int in_fd;         /* stdin pipe (pipes mode); -1 when absent or closed */
+    uint32_t out_ev, err_ev, in_ev; /* events registered in epoll, EV_NONE: not in epoll */
+    bool out_parked, err_parked;    /* hung up with unread output and no credit: left out
+                                       of epoll until credit comes (else HUP would spin) */
+    uint64_t credit;   /* output bytes (stdout + stderr) the host accepts before exec.window */
     bool stdin_open;   /* accepting exec.stdin data */
     bool stdin_eof;    /* close stdin once the buffer is written */
     uint8_t *inbuf;
-    size_t inlen, inoff;
+    size_t inlen, inoff, incap;
+    uint64_t in_unacked;   /* stdin received and not yet returned by exec.stdin_window */
+    uint64_t in_consumed;  /* of which written to the process */
 } session;
 
 static session *g_sessions;
@@ -52,6 +63,11 @@ static session *find_session(uint32_t id)
         if (s->id == id)
             return s;
     return NULL;
+}
+
+bool exec_session_live(uint32_t id)
+{
+    return id != 0 && find_session(id) != NULL;
 }
 
 static void send_failed(uint32_t id, const char *kind, int err, const char *stage, const char *message)
@@ -95,17 +111,37 @@ static const char *stage_name(int stage)
 
 /* ---- epoll interest ---- */
 
+/* Output is read while the host grants credit and the port is not throttled. */
+static bool can_read(const session *s)
+{
+    return s->credit > 0 && !port_throttled();
+}
+
+static void set_interest(session *s, int fd, uint32_t *reg, uint32_t want)
+{
+    if (fd < 0 || want == *reg)
+        return;
+    if (want == EV_NONE) {
+        ev_del(fd);
+    } else if (*reg == EV_NONE ? ev_add(fd, want, EV_SESSION, s->id) < 0
+                               : ev_mod(fd, want, EV_SESSION, s->id) < 0) {
+        return;
+    }
+    *reg = want;
+}
+
+/* Registers what each fd waits for. An output fd without credit stays registered with no
+ * events, so that a hang-up is still seen (and, with nothing left to read, ends it). */
 static void update_events(session *s)
 {
-    bool reading = !port_throttled();
+    bool reading = can_read(s);
     bool pending_in = s->inoff < s->inlen;
-    if (s->out_fd >= 0)
-        ev_mod(s->out_fd, (reading ? EPOLLIN : 0) | (s->tty && pending_in ? EPOLLOUT : 0),
-               EV_SESSION, s->id);
-    if (s->err_fd >= 0)
-        ev_mod(s->err_fd, reading ? EPOLLIN : 0, EV_SESSION, s->id);
-    if (s->in_fd >= 0)
-        ev_mod(s->in_fd, pending_in ? EPOLLOUT : 0, EV_SESSION, s->id);
+    if (reading)
+        s->out_parked = s->err_parked = false;
+    uint32_t out = (reading ? EPOLLIN : 0) | (s->tty && pending_in ? EPOLLOUT : 0);
+    set_interest(s, s->out_fd, &s->out_ev, out == 0 && s->out_parked ? EV_NONE : out);
+    set_interest(s, s->err_fd, &s->err_ev, reading ? EPOLLIN : s->err_parked ? EV_NONE : 0);
+    set_interest(s, s->in_fd, &s->in_ev, pending_in ? EPOLLOUT : 0);
 }
 
 void exec_throttle_changed(void)
@@ -114,13 +150,15 @@ void exec_throttle_changed(void)
         update_events(s);
 }
 
-static void close_fd(int *fd)
+static void close_fd(int *fd, uint32_t *reg)
 {
     if (*fd >= 0) {
-        ev_del(*fd);
+        if (*reg != EV_NONE)
+            ev_del(*fd);
         close(*fd);
         *fd = -1;
     }
+    *reg = EV_NONE;
 }
 
 static void free_session(session *s)
@@ -130,9 +168,9 @@ static void free_session(session *s)
             *pp = s->next;
             break;
         }
-    close_fd(&s->out_fd);
-    close_fd(&s->err_fd);
-    close_fd(&s->in_fd);
+    close_fd(&s->out_fd, &s->out_ev);
+    close_fd(&s->err_fd, &s->err_ev);
+    close_fd(&s->in_fd, &s->in_ev);
     free(s->inbuf);
     free(s);
 }
@@ -157,31 +195,55 @@ static void maybe_finish(session *s)
 
 /* ---- stdin ---- */
 
-static void close_stdin(session *s)
+/* Returns stdin credit to the host. closed: the agent stopped taking stdin by itself (the
+ * process closed it, the terminal hung up, or the host overran STDIN_MAX); every byte
+ * still outstanding comes back with it, so a host waiting for window is not stuck. */
+static void send_stdin_window(session *s, uint64_t bytes, bool closed)
 {
+    cbor_buf *b = frame_begin(s->id, 0, "exec.stdin_window", closed ? 2 : 1);
+    cbor_put_text(b, "bytes");
+    cbor_put_uint(b, bytes);
+    if (closed) {
+        cbor_put_text(b, "closed");
+        cbor_put_bool(b, true);
+    }
+    frame_end();
+    s->in_unacked -= bytes;
+    s->in_consumed = 0;
+}
+
+/* by_host: the host asked for EOF (empty exec.stdin); otherwise the agent closes it. */
+static void close_stdin(session *s, bool by_host)
+{
+    bool was_open = s->stdin_open;
     s->stdin_open = false;
     s->inlen = s->inoff = 0;
     if (!s->tty)
-        close_fd(&s->in_fd);
+        close_fd(&s->in_fd, &s->in_ev);
+    if (was_open && !by_host)
+        send_stdin_window(s, s->in_unacked, true);
+    else if (s->in_consumed > 0)
+        send_stdin_window(s, s->in_consumed, false);
 }
 
 static void flush_stdin(session *s)
 {
     int fd = s->tty ? s->out_fd : s->in_fd;
     if (fd < 0) {
-        close_stdin(s);
+        close_stdin(s, false);
         return;
     }
     while (s->inoff < s->inlen) {
         ssize_t n = write(fd, s->inbuf + s->inoff, s->inlen - s->inoff);
         if (n > 0) {
             s->inoff += (size_t)n;
+            s->in_consumed += (uint64_t)n;
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && errno == EAGAIN) {
             break;
         } else {
-            close_stdin(s); /* EPIPE: the process closed its stdin */
+            close_stdin(s, false); /* EPIPE: the process closed its stdin */
             break;
         }
     }
@@ -195,9 +257,11 @@ static void flush_stdin(session *s)
                 ssize_t w = write(fd, &eof, 1);
                 (void)w;
             }
-            close_stdin(s);
+            close_stdin(s, true);
         }
     }
+    if (s->stdin_open && s->in_consumed > 0 && (s->in_consumed >= STDIN_ACK_BATCH || s->inlen == 0))
+        send_stdin_window(s, s->in_consumed, false);
     update_events(s);
 }
 
@@ -211,11 +275,13 @@ static void stdin_data(session *s, cbor_val p)
     if (len == 0) {
         s->stdin_eof = true;
     } else {
+        s->in_unacked += len;
         if (s->inoff > 0 && s->inoff == s->inlen)
             s->inoff = s->inlen = 0;
-        if (s->inlen + len > STDIN_MAX) {
-            logmsg("session %u: more than %u bytes of unread stdin; closing its stdin", s->id, STDIN_MAX);
-            close_stdin(s);
+        if (s->inlen - s->inoff + len > STDIN_MAX) {
+            logmsg("session %u: more than %u bytes of unread stdin (the window is %u); closing its stdin",
+                   s->id, STDIN_MAX, STDIN_WINDOW);
+            close_stdin(s, false);
             update_events(s);
             return;
         }
@@ -224,12 +290,20 @@ static void stdin_data(session *s, cbor_val p)
             s->inlen -= s->inoff;
             s->inoff = 0;
         }
-        uint8_t *nb = realloc(s->inbuf, s->inlen + len);
-        if (!nb) {
-            logmsg("session %u: out of memory buffering stdin", s->id);
-            return;
+        if (s->inlen + len > s->incap) {
+            size_t cap = s->incap ? s->incap : 65536;
+            while (cap < s->inlen + len)
+                cap *= 2;
+            uint8_t *nb = realloc(s->inbuf, cap);
+            if (!nb) {
+                logmsg("session %u: out of memory buffering stdin; closing its stdin", s->id);
+                close_stdin(s, false);
+                update_events(s);
+                return;
+            }
+            s->inbuf = nb;
+            s->incap = cap;
         }
-        s->inbuf = nb;
         memcpy(s->inbuf + s->inlen, data, len);
         s->inlen += len;
     }
@@ -238,24 +312,47 @@ static void stdin_data(session *s, cbor_val p)
 
 /* ---- output ---- */
 
-static void read_output(session *s, int *fdp, bool is_err)
+static void output_eof(session *s, int *fdp, uint32_t *reg)
+{
+    close_fd(fdp, reg);
+    if (s->tty && s->stdin_open)
+        close_stdin(s, false);
+    maybe_finish(s);
+}
+
+/* fd is readable or hung up. Reads at most the credit; without credit, a hang-up with
+ * nothing left to read is the EOF, and one with output left parks the fd until credit. */
+static void output_event(session *s, int *fdp, uint32_t *reg, bool *parked, bool is_err, uint32_t events)
 {
     static uint8_t buf[READ_CHUNK];
-    ssize_t n = read(*fdp, buf, sizeof buf);
+    if (!can_read(s)) {
+        int avail = 0;
+        if (!(events & (EPOLLHUP | EPOLLERR)))
+            return; /* stale: interest changed earlier in this batch */
+        if (ioctl(*fdp, FIONREAD, &avail) == 0 && avail == 0) {
+            output_eof(s, fdp, reg);
+        } else {
+            *parked = true;
+            update_events(s);
+        }
+        return;
+    }
+    size_t want = s->credit < READ_CHUNK ? (size_t)s->credit : READ_CHUNK;
+    ssize_t n = read(*fdp, buf, want);
     if (n > 0) {
+        s->credit -= (uint64_t)n;
         cbor_buf *b = frame_begin(s->id, 0, is_err ? "exec.stderr" : "exec.stdout", 1);
         cbor_put_text(b, "data");
         cbor_put_bytes(b, buf, (size_t)n);
         frame_end();
+        if (s->credit == 0)
+            update_events(s);
         return;
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     /* 0: pipe EOF; EIO: pty with no slave left open */
-    close_fd(fdp);
-    if (s->tty)
-        s->stdin_open = false;
-    maybe_finish(s);
+    output_eof(s, fdp, reg);
 }
 
 void exec_session_event(uint32_t tag, int fd, uint32_t events)
@@ -263,20 +360,23 @@ void exec_session_event(uint32_t tag, int fd, uint32_t events)
     session *s = find_session(tag);
     if (!s)
         return;
-    bool readable = (events & EPOLLIN) || (events & (EPOLLHUP | EPOLLERR));
+    bool hup = (events & (EPOLLHUP | EPOLLERR)) != 0;
+    bool readable = (events & EPOLLIN) || hup;
     if (fd == s->out_fd) {
-        if (s->tty && (events & EPOLLOUT))
+        if (s->tty && hup && s->stdin_open)
+            close_stdin(s, false); /* every slave closed: no reader for stdin is left */
+        else if (s->tty && (events & EPOLLOUT))
             flush_stdin(s);
         if (readable && s->out_fd >= 0)
-            read_output(s, &s->out_fd, false);
+            output_event(s, &s->out_fd, &s->out_ev, &s->out_parked, false, events);
     } else if (fd == s->err_fd) {
         if (readable)
-            read_output(s, &s->err_fd, true);
+            output_event(s, &s->err_fd, &s->err_ev, &s->err_parked, true, events);
     } else if (fd == s->in_fd) {
         if (events & EPOLLOUT)
             flush_stdin(s);
-        else if (events & (EPOLLERR | EPOLLHUP)) {
-            close_stdin(s);
+        else if (hup) {
+            close_stdin(s, false);
             update_events(s);
         }
     }
@@ -299,18 +399,11 @@ void exec_child_exited(pid_t pid, int status)
 typedef struct {
     char **argv;
     char **envp;
-    char cwd[4096];
+    char cwd[PATH_BUF];
     user_info user;
     bool tty, want_stdin;
     unsigned short rows, cols;
 } spawn_req;
-
-static void free_strv(char **v)
-{
-    for (size_t i = 0; v && v[i]; i++)
-        free(v[i]);
-    free(v);
-}
 
 static const char *env_get(char **env, const char *key)
 {
@@ -330,63 +423,38 @@ static bool env_has_key(char **env, size_t n, const char *kv)
     return false;
 }
 
-/* Request env over the configured env, plus PATH/HOME/TERM defaults when missing. */
-static char **build_env(cbor_val p, const spawn_req *r)
+/* The request's env (taken over from a) over the configured env, plus PATH/HOME/TERM
+ * defaults when missing; NULL when out of memory. */
+static char **build_env(exec_args *a, const spawn_req *r)
 {
-    cbor_val map;
-    cbor_iter it;
-    size_t cap = 4, n = 0;
-    bool have_map = cbor_map_get(p, "env", &map) && cbor_iter_init(map, &it) && it.is_map;
-    if (have_map)
-        cap += it.left;
+    size_t n = a->nenv, cap = a->nenv + 4;
     for (size_t i = 0; g_config.env && g_config.env[i]; i++)
         cap++;
-    char **env = calloc(cap, sizeof(char *));
+    char **env = realloc(a->env, cap * sizeof(char *));
     if (!env)
         return NULL;
-    cbor_val k, v;
-    while (have_map && cbor_iter_next(&it, &k, &v)) {
-        int rc = env_entry(k, v, &env[n]);
-        if (rc < 0)
-            goto oom;
-        n += (size_t) rc;
-    }
+    a->env = NULL;
+    a->nenv = 0;
+    memset(env + n, 0, (cap - n) * sizeof(char *));
     for (size_t i = 0; g_config.env && g_config.env[i]; i++)
         if (!env_has_key(env, n, g_config.env[i]) && !(env[n++] = strdup(g_config.env[i])))
             goto oom;
-    char home[300];
-    snprintf(home, sizeof home, "HOME=%s", r->user.home);
-    const char *defaults[] = { "PATH=" DEFAULT_PATH, home, r->tty ? "TERM=xterm" : NULL };
-    for (size_t i = 0; i < 3; i++)
+    char *home = malloc(strlen(r->user.home) + 6);
+    if (!home)
+        goto oom;
+    strcpy(home, "HOME=");
+    strcat(home, r->user.home);
+    if (!env_has_key(env, n, home))
+        env[n++] = home;
+    else
+        free(home);
+    const char *defaults[] = { "PATH=" DEFAULT_PATH, r->tty ? "TERM=xterm" : NULL };
+    for (size_t i = 0; i < 2; i++)
         if (defaults[i] && !env_has_key(env, n, defaults[i]) && !(env[n++] = strdup(defaults[i])))
             goto oom;
     return env;
 oom:
     free_strv(env);
-    return NULL;
-}
-
-/* argv[0] = cmd, then args; false if something is not text. */
-static char **build_argv(const char *cmd, cbor_val p)
-{
-    cbor_val args, v;
-    cbor_iter it;
-    size_t n = 0, cap = 2;
-    bool have = cbor_map_get(p, "args", &args) && !cbor_is_null(args);
-    if (have) {
-        if (!cbor_iter_init(args, &it) || it.is_map)
-            return NULL;
-        cap += it.left;
-    }
-    char **argv = calloc(cap, sizeof(char *));
-    if (!argv || !(argv[n++] = strdup(cmd)))
-        goto bad;
-    while (have && cbor_iter_next(&it, &v, &v))
-        if (!(argv[n++] = cbor_dup_text(v)))
-            goto bad;
-    return argv;
-bad:
-    free_strv(argv);
     return NULL;
 }
 
@@ -434,14 +502,16 @@ static void __attribute__((noreturn)) child_main(const spawn_req *r, int stdio[3
     } else {
         /* PATH search with the child's own PATH (execvpe would use ours) */
         const char *path = env_get(r->envp, "PATH");
-        bool eacces = false;
-        char buf[4096];
+        bool eacces = false, tried = false;
+        char buf[PATH_BUF];
         if (!path)
             path = DEFAULT_PATH;
         for (const char *p = path; ; p++) {
             const char *end = strchr(p, ':');
             size_t dl = end ? (size_t)(end - p) : strlen(p);
+            /* a directory whose path with cmd does not fit is skipped, as by execvp */
             if (snprintf(buf, sizeof buf, "%.*s%s%s", (int)dl, p, dl ? "/" : "", cmd) < (int)sizeof buf) {
+                tried = true;
                 execve(buf, r->argv, r->envp);
                 if (errno == EACCES)
                     eacces = true;
@@ -451,7 +521,7 @@ static void __attribute__((noreturn)) child_main(const spawn_req *r, int stdio[3
                 }
             }
             if (!end) {
-                err = eacces ? EACCES : ENOENT;
+                err = eacces ? EACCES : tried ? ENOENT : ENAMETOOLONG;
                 break;
             }
             p = end;
@@ -478,6 +548,12 @@ static int open_pty(session *s, int *slave, unsigned short rows, unsigned short 
     return 0;
 }
 
+static void send_refused(uint32_t id, const char *kind, const char *stage, int err, const char *msg)
+{
+    logmsg("session %u refused (%s, %s): %s", id, kind, stage, msg);
+    send_failed(id, kind, err, stage, msg);
+}
+
 void exec_request(uint32_t id, cbor_val p)
 {
     if (find_session(id)) {
@@ -487,46 +563,47 @@ void exec_request(uint32_t id, cbor_val p)
 
     spawn_req r;
     memset(&r, 0, sizeof r);
-    cbor_val v;
-    uint64_t u;
+    exec_args a;
     char msg[512];
-    bool b;
+    const char *kind, *stage;
 
-    char *cmd = cbor_map_get(p, "cmd", &v) ? cbor_dup_text(v) : NULL;
-    if (!cmd || !*cmd) {
-        free(cmd);
-        send_failed(id, "bad_args", EINVAL, "spawn", "cmd missing or not text");
+    if (exec_args_parse(p, &a, &kind, &stage, msg, sizeof msg) < 0) {
+        send_refused(id, kind, stage, strcmp(kind, "bad_args") == 0 ? EINVAL : ENOMEM, msg);
         return;
     }
-    r.tty = cbor_map_get(p, "tty", &v) && cbor_get_bool(v, &b) && b;
-    r.want_stdin = cbor_map_get(p, "stdin", &v) && cbor_get_bool(v, &b) && b;
-    r.rows = cbor_map_get(p, "rows", &v) && cbor_get_uint(v, &u) && u > 0 && u < 65536 ? (unsigned short)u : 24;
-    r.cols = cbor_map_get(p, "cols", &v) && cbor_get_uint(v, &u) && u > 0 && u < 65536 ? (unsigned short)u : 80;
+    r.tty = a.tty;
+    r.want_stdin = a.want_stdin;
+    r.rows = a.rows;
+    r.cols = a.cols;
+    uint64_t window = a.window;
 
-    char *user = cbor_map_get(p, "user", &v) && !cbor_is_null(v) ? cbor_dup_text(v) : NULL;
-    int rc = resolve_user(user ? user : g_config.user, &r.user, msg, sizeof msg);
-    free(user);
+    int rc = resolve_user(a.user ? a.user : g_config.user, &r.user, msg, sizeof msg);
     if (rc < 0) {
-        free(cmd);
-        send_failed(id, "user_setup_failed", -rc, "user", msg);
+        /* a spec too long for the agent is a bad argument; an image whose passwd entry
+         * does not fit, or a missing user, is a failed user setup */
+        send_refused(id, rc == -ENAMETOOLONG && a.user && strlen(a.user) >= USER_SPEC_BUF ? "bad_args" : "user_setup_failed",
+                     "user", -rc, msg);
+        exec_args_free(&a);
         return;
     }
 
-    char *cwd = cbor_map_get(p, "cwd", &v) && !cbor_is_null(v) ? cbor_dup_text(v) : NULL;
-    const char *dir = cwd ? cwd : g_config.workdir ? g_config.workdir : is_dir(r.user.home) ? r.user.home : "/";
-    snprintf(r.cwd, sizeof r.cwd, "%s", dir);
-    free(cwd);
-
-    r.argv = build_argv(cmd, p);
-    free(cmd);
-    if (!r.argv) {
-        send_failed(id, "bad_args", EINVAL, "spawn", "args must be an array of text");
+    const char *dir = a.cwd ? a.cwd : g_config.workdir ? g_config.workdir : is_dir(r.user.home) ? r.user.home : "/";
+    if (strlen(dir) >= sizeof r.cwd) {
+        /* exec_args_parse, config_parse and resolve_user refuse longer values already */
+        snprintf(msg, sizeof msg, "cwd is %zu bytes, the limit is %zu", strlen(dir), sizeof r.cwd - 1);
+        send_refused(id, "bad_args", "cwd", ENAMETOOLONG, msg);
+        exec_args_free(&a);
         return;
     }
-    r.envp = build_env(p, &r);
+    strcpy(r.cwd, dir);
+
+    r.argv = a.argv;
+    a.argv = NULL;
+    r.envp = build_env(&a, &r);
+    exec_args_free(&a);
     if (!r.envp) {
         free_strv(r.argv);
-        send_failed(id, "out_of_memory", ENOMEM, "spawn", "cannot build the environment");
+        send_refused(id, "out_of_memory", "spawn", ENOMEM, "cannot build the environment");
         return;
     }
 
@@ -542,6 +619,8 @@ void exec_request(uint32_t id, cbor_val p)
     s->id = id;
     s->tty = r.tty;
     s->out_fd = s->err_fd = s->in_fd = -1;
+    s->out_ev = s->err_ev = s->in_ev = EV_NONE;
+    s->credit = window;
 
     if (r.tty) {
         if ((rc = open_pty(s, &slave, r.rows, r.cols)) < 0) {
@@ -605,10 +684,8 @@ void exec_request(uint32_t id, cbor_val p)
     int fl;
     int *fds[] = { &s->out_fd, &s->err_fd, &s->in_fd };
     for (int i = 0; i < 3; i++)
-        if (*fds[i] >= 0 && (fl = fcntl(*fds[i], F_GETFL)) >= 0) {
+        if (*fds[i] >= 0 && (fl = fcntl(*fds[i], F_GETFL)) >= 0)
             fcntl(*fds[i], F_SETFL, fl | O_NONBLOCK);
-            ev_add(*fds[i], 0, EV_SESSION, id);
-        }
     s->next = g_sessions;
     g_sessions = s;
     update_events(s);
@@ -655,6 +732,12 @@ void exec_message(uint32_t id, const char *type, size_t tlen, cbor_val p)
 #define IS(name) (tlen == sizeof(name) - 1 && memcmp(type, name, tlen) == 0)
     if (IS("exec.stdin")) {
         stdin_data(s, p);
+    } else if (IS("exec.window")) {
+        uint64_t bytes;
+        if (cbor_map_get(p, "bytes", &v) && cbor_get_uint(v, &bytes) && bytes > 0) {
+            s->credit = bytes >= MAX_OUTPUT_WINDOW - s->credit ? MAX_OUTPUT_WINDOW : s->credit + bytes;
+            update_events(s);
+        }
     } else if (IS("exec.signal")) {
         /* the group (it outlives a reaped leader while members remain, and its id is
          * not reused meanwhile); the process alone if it left its group */

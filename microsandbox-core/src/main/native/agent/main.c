@@ -185,9 +185,14 @@ void frame_end(void)
     port_flush();
 }
 
+uint8_t reply_flags(uint32_t id)
+{
+    return id != 0 && !exec_session_live(id) ? FLAG_TERMINAL : 0;
+}
+
 void send_error(uint32_t id, const char *stage, const char *message, int err)
 {
-    cbor_buf *b = frame_begin(id, 0, "core.error", 3);
+    cbor_buf *b = frame_begin(id, reply_flags(id), "core.error", 3);
     cbor_put_text(b, "stage");
     cbor_put_text(b, stage);
     cbor_put_text(b, "message");
@@ -261,7 +266,7 @@ static void do_stats(uint32_t id)
     }
     struct statvfs upper;
     bool have_upper = statvfs("/run/msb/upper", &upper) == 0;
-    cbor_buf *b = frame_begin(id, FLAG_TERMINAL, "core.stats", have_upper ? 4 : 2);
+    cbor_buf *b = frame_begin(id, reply_flags(id), "core.stats", have_upper ? 4 : 2);
     cbor_put_text(b, "mem_total_bytes");
     cbor_put_uint(b, mem_total);
     cbor_put_text(b, "mem_available_bytes");
@@ -275,48 +280,37 @@ static void do_stats(uint32_t id)
     frame_end();
 }
 
-static bool type_is(const char *t, size_t tlen, const char *want)
-{
-    return strlen(want) == tlen && memcmp(t, want, tlen) == 0;
-}
-
 /* Frame flags are not needed to dispatch: the type says what a frame is. */
 static void handle_frame(uint32_t id, const uint8_t *body, size_t blen)
 {
-    static const uint8_t empty_map[] = { 0xa0 };
-    cbor_val root = { body, body + blen }, v, t, p;
-    const char *type;
-    size_t tlen;
-    uint64_t ver;
-
-    if (!cbor_valid(root) || !cbor_map_get(root, "t", &t) || !cbor_get_text(t, &type, &tlen)) {
+    msg_ref m;
+    switch (msg_parse(body, blen, &m)) {
+    case MSG_OK:
+        break;
+    case MSG_BAD_VERSION:
+        send_error(id, "protocol", "unsupported protocol version", EPROTO);
+        return;
+    default:
         send_error(id, "protocol", "malformed frame body", EINVAL);
         return;
     }
-    if (!cbor_map_get(root, "v", &v) || !cbor_get_uint(v, &ver) || ver != PROTO_VERSION) {
-        send_error(id, "protocol", "unsupported protocol version", EPROTO);
-        return;
-    }
-    if (!cbor_map_get(root, "p", &p)) {
-        p.p = empty_map;
-        p.end = empty_map + 1;
-    }
+    cbor_val p = m.payload;
 
-    if (type_is(type, tlen, "core.ping") || type_is(type, tlen, "core.touch")) {
-        send_empty(id, 0, "core.pong");
-    } else if (type_is(type, tlen, "core.stats")) {
+    if (msg_type_is(&m, "core.ping") || msg_type_is(&m, "core.touch")) {
+        send_empty(id, reply_flags(id), "core.pong");
+    } else if (msg_type_is(&m, "core.stats")) {
         do_stats(id);
-    } else if (type_is(type, tlen, "core.configure")) {
+    } else if (msg_type_is(&m, "core.configure")) {
         if (g_state == ST_WAIT_CONFIG)
             do_configure(p);
         else
             send_error(0, "protocol", "already configured", EALREADY);
-    } else if (type_is(type, tlen, "core.shutdown")) {
+    } else if (msg_type_is(&m, "core.shutdown")) {
         do_shutdown();
-    } else if (tlen > 5 && memcmp(type, "exec.", 5) == 0) {
+    } else if (m.tlen > 5 && memcmp(m.type, "exec.", 5) == 0) {
         if (id == 0) {
             send_error(0, "protocol", "exec message on id 0", EINVAL);
-        } else if (type_is(type, tlen, "exec.request")) {
+        } else if (msg_type_is(&m, "exec.request")) {
             if (g_state == ST_READY) {
                 exec_request(id, p);
             } else {
@@ -332,13 +326,13 @@ static void handle_frame(uint32_t id, const uint8_t *body, size_t blen)
                 frame_end();
             }
         } else {
-            exec_message(id, type, tlen, p);
+            exec_message(id, m.type, m.tlen, p);
         }
-    } else if (type_is(type, tlen, "core.error")) {
+    } else if (msg_type_is(&m, "core.error")) {
         logmsg("host reported an error (id %u)", id);
     } else {
         char msg[128];
-        snprintf(msg, sizeof msg, "unknown message type %.*s", (int)(tlen > 64 ? 64 : tlen), type);
+        snprintf(msg, sizeof msg, "unknown message type %.*s", (int)(m.tlen > 64 ? 64 : m.tlen), m.type);
         send_error(id, "protocol", msg, ENOSYS);
     }
 }
@@ -396,23 +390,21 @@ static void port_readable(void)
         g_rx_len += (size_t)n;
 
         size_t off = 0;
-        while (g_rx_len - off >= 4) {
-            const uint8_t *f = g_rx + off;
-            uint32_t len = (uint32_t)f[0] << 24 | (uint32_t)f[1] << 16 | (uint32_t)f[2] << 8 | f[3];
-            if (len < 5 || len > MAX_FRAME) {
-                /* no way to resynchronise a byte stream: drop everything buffered */
-                logmsg("protocol error: frame length %u", len);
-                send_error(0, "protocol", "bad frame length", EPROTO);
-                g_rx_len = 0;
-                return;
-            }
-            if (g_rx_len - off < 4 + (size_t)len)
-                break;
-            uint32_t id = (uint32_t)f[4] << 24 | (uint32_t)f[5] << 16 | (uint32_t)f[6] << 8 | f[7];
-            handle_frame(id, f + 9, len - 5);
-            off += 4 + (size_t)len;
+        frame_ref f;
+        int rc;
+        while ((rc = frame_split(g_rx + off, g_rx_len - off, &f)) == FRAME_OK) {
+            handle_frame(f.id, f.body, f.blen);
+            off += f.total;
             if (!g_port_in_loop)
                 return;
+        }
+        if (rc == FRAME_BAD_LENGTH) {
+            /* no way to resynchronise a byte stream: drop everything buffered */
+            const uint8_t *h = g_rx + off;
+            logmsg("protocol error: frame length %u", (unsigned)((uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3]));
+            send_error(0, "protocol", "bad frame length", EPROTO);
+            g_rx_len = 0;
+            return;
         }
         if (off) {
             memmove(g_rx, g_rx + off, g_rx_len - off);

@@ -31,24 +31,39 @@ static bool parse_id(const char *s, unsigned long *out)
     return !*end && !errno && *out <= 0xfffffffeUL;
 }
 
-/* Finds the passwd entry by name (name != NULL) or by uid. */
-static bool passwd_lookup(const char *name, uid_t uid, user_info *u)
+/* Lines are read whole with getline: a fixed buffer would split a long line and parse
+ * its tail as a line of its own. */
+
+/* Finds the passwd entry by name (name != NULL) or by uid: 1 found, 0 not found, or
+ * -ENAMETOOLONG (msg) for an entry whose home or name does not fit user_info. */
+static int passwd_lookup(const char *name, uid_t uid, user_info *u, char *msg, size_t msglen)
 {
     FILE *f = fopen("/etc/passwd", "re");
-    char line[1024], *fl[7];
-    bool found = false;
+    char *line = NULL, *fl[7];
+    size_t cap = 0;
+    int found = 0;
     unsigned long id, gid;
-    while (f && !found && fgets(line, sizeof line, f)) {
+    while (f && !found && getline(&line, &cap, f) >= 0) {
         if (split(line, fl, 7) < 7 || !parse_id(fl[2], &id) || !parse_id(fl[3], &gid))
             continue;
         if (name ? strcmp(fl[0], name) == 0 : id == uid) {
+            const char *home = fl[5][0] ? fl[5] : "/";
+            if (strlen(home) >= sizeof u->home || strlen(fl[0]) >= sizeof u->name) {
+                snprintf(msg, msglen, "the /etc/passwd entry of uid %lu has a %s of %zu bytes, the limit is %zu",
+                         id, strlen(home) >= sizeof u->home ? "home" : "name",
+                         strlen(home) >= sizeof u->home ? strlen(home) : strlen(fl[0]),
+                         (strlen(home) >= sizeof u->home ? sizeof u->home : sizeof u->name) - 1);
+                found = -ENAMETOOLONG;
+                break;
+            }
             u->uid = (uid_t)id;
             u->gid = (gid_t)gid;
-            snprintf(u->home, sizeof u->home, "%s", fl[5][0] ? fl[5] : "/");
-            snprintf(u->name, sizeof u->name, "%s", fl[0]);
-            found = true;
+            strcpy(u->home, home);
+            strcpy(u->name, fl[0]);
+            found = 1;
         }
     }
+    free(line);
     if (f)
         fclose(f);
     return found;
@@ -57,40 +72,52 @@ static bool passwd_lookup(const char *name, uid_t uid, user_info *u)
 static bool group_lookup(const char *name, gid_t *gid)
 {
     FILE *f = fopen("/etc/group", "re");
-    char line[4096], *fl[4];
+    char *line = NULL, *fl[4];
+    size_t cap = 0;
     bool found = false;
     unsigned long id;
-    while (f && !found && fgets(line, sizeof line, f))
+    while (f && !found && getline(&line, &cap, f) >= 0)
         if (split(line, fl, 4) >= 3 && strcmp(fl[0], name) == 0 && parse_id(fl[2], &id)) {
             *gid = (gid_t)id;
             found = true;
         }
+    free(line);
     if (f)
         fclose(f);
     return found;
 }
 
-/* Primary gid plus every group that lists the user as a member. */
-static void supplementary_groups(user_info *u)
+/* Primary gid plus every group that lists the user as a member; -E2BIG beyond MAX_GROUPS. */
+static int supplementary_groups(user_info *u, char *msg, size_t msglen)
 {
     u->groups[0] = u->gid;
     u->ngroups = 1;
     if (!u->name[0])
-        return;
+        return 0;
     FILE *f = fopen("/etc/group", "re");
-    char line[4096], *fl[4];
+    char *line = NULL, *fl[4];
+    size_t cap = 0;
     unsigned long id;
-    while (f && fgets(line, sizeof line, f)) {
+    int rc = 0;
+    while (f && rc == 0 && getline(&line, &cap, f) >= 0) {
         if (split(line, fl, 4) < 4 || !parse_id(fl[2], &id) || (gid_t)id == u->gid)
             continue;
-        for (char *m = strtok(fl[3], ","); m; m = strtok(NULL, ","))
-            if (strcmp(m, u->name) == 0 && u->ngroups < (int)(sizeof u->groups / sizeof u->groups[0])) {
-                u->groups[u->ngroups++] = (gid_t)id;
+        char *save = NULL;
+        for (char *m = strtok_r(fl[3], ",", &save); m; m = strtok_r(NULL, ",", &save))
+            if (strcmp(m, u->name) == 0) {
+                if (u->ngroups == MAX_GROUPS) {
+                    snprintf(msg, msglen, "user %s is in more than %d groups", u->name, MAX_GROUPS);
+                    rc = -E2BIG;
+                } else {
+                    u->groups[u->ngroups++] = (gid_t)id;
+                }
                 break;
             }
     }
+    free(line);
     if (f)
         fclose(f);
+    return rc;
 }
 
 int resolve_user(const char *spec, user_info *u, char *msg, size_t msglen)
@@ -99,9 +126,13 @@ int resolve_user(const char *spec, user_info *u, char *msg, size_t msglen)
     if (!spec || !*spec)
         spec = "root";
 
-    char user[256];
+    char user[USER_SPEC_BUF];
     const char *group = NULL;
-    snprintf(user, sizeof user, "%s", spec);
+    if (strlen(spec) >= sizeof user) {
+        snprintf(msg, msglen, "user is %zu bytes, the limit is %zu", strlen(spec), sizeof user - 1);
+        return -ENAMETOOLONG;
+    }
+    strcpy(user, spec);
     char *colon = strchr(user, ':');
     if (colon) {
         *colon = 0;
@@ -109,20 +140,25 @@ int resolve_user(const char *spec, user_info *u, char *msg, size_t msglen)
     }
 
     unsigned long id;
+    int rc;
     if (parse_id(user, &id)) {
         /* a uid need not exist in passwd; then gid 0 and home / (as Docker does) */
-        if (!passwd_lookup(NULL, (uid_t)id, u)) {
+        if ((rc = passwd_lookup(NULL, (uid_t)id, u, msg, msglen)) < 0)
+            return rc;
+        if (rc == 0) {
             u->uid = (uid_t)id;
             u->gid = 0;
-            snprintf(u->home, sizeof u->home, "/");
+            strcpy(u->home, "/");
         }
-    } else if (!passwd_lookup(user, 0, u)) {
+    } else if ((rc = passwd_lookup(user, 0, u, msg, msglen)) <= 0) {
+        if (rc < 0)
+            return rc;
         if (strcmp(user, "root") != 0) {
             snprintf(msg, msglen, "user %s not found in /etc/passwd", user);
             return -ENOENT;
         }
-        snprintf(u->home, sizeof u->home, "/root"); /* images without /etc/passwd */
-        snprintf(u->name, sizeof u->name, "root");
+        strcpy(u->home, "/root"); /* images without /etc/passwd */
+        strcpy(u->name, "root");
     }
 
     if (group) {
@@ -135,6 +171,5 @@ int resolve_user(const char *spec, user_info *u, char *msg, size_t msglen)
         }
         u->gid = gid;
     }
-    supplementary_groups(u);
-    return 0;
+    return supplementary_groups(u, msg, msglen);
 }

@@ -57,6 +57,8 @@ public final class ExecHandle implements AutoCloseable {
     /** Stdin given up front ({@link ExecOptions#stdin()}) that is still to be sent, from {@link #pendingOffset}. */
     private byte[] pendingStdin;
     private int pendingOffset;
+    /** The process closed its stdin (or the guest stopped taking it): writes fail. */
+    private boolean stdinClosed;
     private volatile boolean finished;
     private volatile boolean timedOut;
     private volatile String connectionLost;
@@ -285,13 +287,16 @@ public final class ExecHandle implements AutoCloseable {
             case Protocol.EXEC_STDERR -> events.add(new ExecEvent.Stderr(frame.bytes("data")));
             case Protocol.EXEC_STDIN_WINDOW -> {
                 Long bytes = frame.number("bytes");
-                if (bytes != null && bytes > 0) {
-                    synchronized (credit) {
-                        stdinCredit = Math.min(stdinCredit + bytes, Protocol.STDIN_WINDOW);
-                        credit.notifyAll();
+                boolean closed = frame.payload().path("closed").asBoolean(false);
+                synchronized (credit) {
+                    stdinCredit = Math.min(stdinCredit + (bytes == null ? 0 : Math.max(0, bytes)), Protocol.STDIN_WINDOW);
+                    stdinClosed |= closed;
+                    if (closed) {
+                        pendingStdin = null;
                     }
-                    sendPendingStdin();
+                    credit.notifyAll();
                 }
+                sendPendingStdin();
             }
             case Protocol.EXEC_EXITED -> {
                 Long code = frame.number("code");
@@ -410,7 +415,7 @@ public final class ExecHandle implements AutoCloseable {
             while (pos < off + len) {
                 int n;
                 synchronized (credit) {
-                    while (stdinCredit == 0 && !finished) {
+                    while (stdinCredit == 0 && !finished && !stdinClosed) {
                         try {
                             credit.wait();
                         } catch (InterruptedException e) {
@@ -420,6 +425,9 @@ public final class ExecHandle implements AutoCloseable {
                     }
                     if (finished) {
                         throw new IOException("'" + command + "' has ended; its stdin is gone");
+                    }
+                    if (stdinClosed) {
+                        throw new IOException("'" + command + "' closed its stdin");
                     }
                     n = (int) Math.min(Math.min(off + len - pos, Protocol.CHUNK_BYTES), stdinCredit);
                     stdinCredit -= n;

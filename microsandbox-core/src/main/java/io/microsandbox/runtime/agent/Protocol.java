@@ -1,6 +1,6 @@
 package io.microsandbox.runtime.agent;
 
-/** Constants of the agent protocol, version 1 (docs/protocol.md). */
+/** Constants of the agent protocol, version 2 (docs/protocol.md). */
 public final class Protocol {
     /** Protocol version spoken by this build; a peer with another version is refused. */
     public static final int VERSION = 2;
@@ -15,6 +15,14 @@ public final class Protocol {
 
     /** Largest stdin or output chunk we put in one frame, well below the frame limit. */
     public static final int CHUNK_BYTES = 64 * 1024;
+
+    /**
+     * Unacknowledged stdin bytes the host may have sent to one exec session; the agent returns
+     * credit with {@link #EXEC_STDIN_WINDOW} as the process consumes its stdin.
+     */
+    public static final int STDIN_WINDOW = 1 << 20;
+    /** Output credit (stdout and stderr together) of an exec.request without {@code window}. */
+    public static final int DEFAULT_OUTPUT_WINDOW = 262144;
 
     public static final String CORE_HELLO = "core.hello";
     public static final String CORE_CONFIGURE = "core.configure";
@@ -35,15 +43,10 @@ public final class Protocol {
     public static final String EXEC_FAILED = "exec.failed";
     public static final String EXEC_SIGNAL = "exec.signal";
     public static final String EXEC_RESIZE = "exec.resize";
-    /** Host to agent: more output credit for a session, {@code {bytes}}. */
+    /** Host to agent: {@code {bytes}} more output credit for the session. */
     public static final String EXEC_WINDOW = "exec.window";
-    /** Agent to host: stdin the process consumed, returned as credit, {@code {bytes}}. */
+    /** Agent to host: {@code {bytes[, closed]}} stdin credit returned as the process consumes it. */
     public static final String EXEC_STDIN_WINDOW = "exec.stdin_window";
-
-    /** Output credit of a session that asks for none in its request. */
-    public static final int DEFAULT_OUTPUT_WINDOW = 256 * 1024;
-    /** Unacknowledged stdin a host may send to a session. */
-    public static final int STDIN_WINDOW = 1 << 20;
 
     public static final String SUP_HELLO = "sup.hello";
     public static final String SUP_WELCOME = "sup.welcome";
