@@ -202,22 +202,32 @@ class SandboxExecIT {
         }
     }
 
+    /**
+     * A client that grants itself a huge output window and never reads: its queue in the
+     * supervisor hits the per-client limit, it is dropped (never the supervisor), everyone
+     * else is served throughout, and its command is killed once it is gone.
+     */
     @Test
-    void aClientThatStopsReadingDelaysNoOtherClient() throws Exception {
+    void aClientThatStopsReadingIsDroppedAndDelaysNoOtherClient() throws Exception {
         Path socket = SandboxLayout.of(RuntimeFiles.defaultHome(), sandbox.name()).agentSocket();
+        Path supervisorLog = SandboxLayout.of(RuntimeFiles.defaultHome(), sandbox.name()).supervisorLog();
         try (FrameLink stuck = FrameLink.connect(socket)) {
             stuck.write(Frame.of(0, 0, Protocol.SUP_HELLO));
-            Frame welcome = stuck.read();
+            stuck.read(); // welcome
             ObjectNode request = FrameCodec.mapper().createObjectNode();
             request.put("cmd", "sh");
             request.putArray("args").add("-c").add("while :; do head -c 1000000 /dev/zero; done");
-            stuck.write(new Frame(welcome.payload().path("id_base").asInt() + 1, Protocol.FLAG_SESSION_START,
-                    Protocol.EXEC_REQUEST, request));
-            // the stuck client never reads again; its output piles up in the supervisor
-            Thread.sleep(2000);
-            ExecOutput out = sandbox.exec("echo", List.of("still served"),
-                    ExecOptions.builder().timeout(Duration.ofSeconds(30)).build());
-            assertThat(out.stdout()).isEqualTo("still served\n");
+            request.put("window", 1 << 30);
+            stuck.write(new Frame(1, Protocol.FLAG_SESSION_START, Protocol.EXEC_REQUEST, request));
+            // the stuck client never reads again; its output piles up in the supervisor until it is dropped
+            long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+            while (!java.nio.file.Files.readString(supervisorLog).contains("dropping client")
+                    && System.nanoTime() < deadline) {
+                ExecOutput out = sandbox.exec("echo", List.of("still served"),
+                        ExecOptions.builder().timeout(Duration.ofSeconds(30)).build());
+                assertThat(out.stdout()).isEqualTo("still served\n");
+            }
+            assertThat(java.nio.file.Files.readString(supervisorLog)).contains("dropping client");
         }
         // once the stuck client is gone, its command is killed
         long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
@@ -227,6 +237,7 @@ class SandboxExecIT {
             left = sandbox.shell("ps -eo pid,args | grep '[w]hile :' || true").stdout();
         } while (!left.isEmpty() && System.nanoTime() < deadline);
         assertThat(left).isEmpty();
+        assertThat(sandbox.shell("echo fine").stdout()).isEqualTo("fine\n");
     }
 
     @Test

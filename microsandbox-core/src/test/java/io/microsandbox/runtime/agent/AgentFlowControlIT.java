@@ -207,9 +207,10 @@ class AgentFlowControlIT {
         assertThat(pong.type()).isEqualTo(Protocol.CORE_PONG);
         assertThat(pong.isTerminal()).isTrue();
 
+        // types clients may not start are refused by the supervisor, terminally
         Session unknown = send("core.no_such_type", FrameCodec.mapper().createObjectNode());
         Frame error = unknown.next();
-        assertThat(error.type()).isEqualTo(Protocol.CORE_ERROR);
+        assertThat(error.type()).isEqualTo(Protocol.SUP_ERROR);
         assertThat(error.isTerminal()).isTrue();
     }
 

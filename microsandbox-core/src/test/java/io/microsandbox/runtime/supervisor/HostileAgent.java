@@ -1,0 +1,120 @@
+package io.microsandbox.runtime.supervisor;
+
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.agent.Frame;
+import io.microsandbox.runtime.agent.FrameLink;
+import io.microsandbox.runtime.agent.Protocol;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.Channels;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Path;
+import java.util.Arrays;
+
+/**
+ * A stand-in for QEMU and the guest agent, started by a real supervisor in place of the VMM
+ * (see {@link HostileSandboxes}): it connects to the supervisor's VM socket, speaks the
+ * protocol well enough to boot, and then misbehaves the way a guest that took over PID 1
+ * could. {@code core.shutdown} makes it exit like a powered-off VM, unless the scenario
+ * ignores it.
+ *
+ * <p>Scenarios: {@code honest} (answers exec with "ok"), {@code float} (answers exec with a
+ * float in its payload), {@code tiny-items} (answers exec with a 4 MiB frame of empty maps),
+ * {@code flood} (answers exec with endless output, ignoring the window), {@code deaf} (stops
+ * reading its port after the boot), {@code forge} (sends output for ids it was never given
+ * and {@code sup.*} frames, then answers honestly), {@code silent} (never says hello).
+ */
+public final class HostileAgent {
+    private static final JsonNodeFactory NODES = JsonNodeFactory.instance;
+
+    public static void main(String[] args) throws Exception {
+        String scenario = args[0];
+        SocketChannel channel = SocketChannel.open(UnixDomainSocketAddress.of(Path.of(args[1])));
+        FrameLink link = new FrameLink(channel);
+        if (scenario.equals("silent")) {
+            Thread.sleep(Long.MAX_VALUE);
+        }
+        link.write(new Frame(0, 0, Protocol.CORE_HELLO, NODES.objectNode().put("v", Protocol.VERSION).put("agent", "hostile")));
+        link.read(); // core.configure
+        link.write(new Frame(0, 0, Protocol.CORE_READY, NODES.objectNode().put("boot_time_ns", 1).put("init_time_ns", 2).put("ready_time_ns", 3)));
+        if (scenario.equals("deaf")) {
+            // Never reads again: the supervisor's writes to the port fill the socket buffer and block.
+            Thread.sleep(Long.MAX_VALUE);
+        }
+        OutputStream raw = Channels.newOutputStream(channel);
+        Frame frame;
+        while ((frame = link.read()) != null) {
+            switch (frame.type()) {
+                case Protocol.CORE_SHUTDOWN -> System.exit(0);
+                case Protocol.CORE_PING, Protocol.CORE_TOUCH -> link.write(new Frame(frame.id(), Protocol.FLAG_TERMINAL, Protocol.CORE_PONG, null));
+                case Protocol.CORE_STATS -> link.write(new Frame(frame.id(), Protocol.FLAG_TERMINAL, Protocol.CORE_STATS,
+                        NODES.objectNode().put("mem_total_bytes", 1 << 29).put("mem_available_bytes", 1 << 28)));
+                case Protocol.EXEC_REQUEST -> exec(scenario, frame.id(), link, raw);
+                default -> {
+                    // signals, stdin, windows: ignored
+                }
+            }
+        }
+    }
+
+    private static void exec(String scenario, int id, FrameLink link, OutputStream raw) throws IOException {
+        switch (scenario) {
+            case "float" -> {
+                // {v:2, t:"exec.stdout", p:{data: 1.5}}: decodes with a generic CBOR parser, cannot be re-encoded
+                raw.write(frameBytes(id, 0, new byte[] {(byte) 0xA3, 0x61, 'v', 0x02, 0x61, 't', 0x6B,
+                        'e', 'x', 'e', 'c', '.', 's', 't', 'd', 'o', 'u', 't', 0x61, 'p', (byte) 0xA1,
+                        0x64, 'd', 'a', 't', 'a', (byte) 0xF9, 0x3E, 0x00}));
+                raw.flush();
+                return;
+            }
+            case "tiny-items" -> {
+                int n = Protocol.MAX_FRAME_BYTES - 64;
+                byte[] prefix = {(byte) 0xA3, 0x61, 'v', 0x02, 0x61, 't', 0x6B, 'e', 'x', 'e', 'c', '.', 's', 't', 'd', 'o', 'u', 't',
+                        0x61, 'p', (byte) 0xA1, 0x61, 'x', (byte) 0x9A, (byte) (n >>> 24), (byte) (n >>> 16), (byte) (n >>> 8), (byte) n};
+                byte[] body = Arrays.copyOf(prefix, prefix.length + n);
+                Arrays.fill(body, prefix.length, body.length, (byte) 0xA0);
+                raw.write(frameBytes(id, 0, body));
+                raw.flush();
+                return;
+            }
+            case "flood" -> {
+                byte[] chunk = new byte[Protocol.CHUNK_BYTES];
+                Arrays.fill(chunk, (byte) 'x');
+                while (true) {
+                    link.write(new Frame(id, 0, Protocol.EXEC_STDOUT, NODES.objectNode().put("data", chunk)));
+                }
+            }
+            case "forge" -> {
+                for (int forged : new int[] {id + 1, id + 1000, 1, 1 << 24, -1}) {
+                    link.write(new Frame(forged, 0, Protocol.EXEC_STDOUT, NODES.objectNode().put("data", "forged".getBytes())));
+                    link.write(new Frame(forged, Protocol.FLAG_TERMINAL, Protocol.EXEC_EXITED, NODES.objectNode().put("code", 66)));
+                }
+                link.write(new Frame(id, Protocol.FLAG_TERMINAL, Protocol.SUP_EXITED, NODES.objectNode().put("status", "crashed")));
+                link.write(new Frame(0, Protocol.FLAG_TERMINAL, Protocol.SUP_EXITED, NODES.objectNode().put("status", "crashed")));
+                honest(id, link);
+                return;
+            }
+            default -> honest(id, link);
+        }
+    }
+
+    private static void honest(int id, FrameLink link) throws IOException {
+        link.write(new Frame(id, 0, Protocol.EXEC_STARTED, NODES.objectNode().put("pid", 42)));
+        link.write(new Frame(id, 0, Protocol.EXEC_STDOUT, NODES.objectNode().put("data", "ok\n".getBytes())));
+        ObjectNode exited = NODES.objectNode().put("code", 0);
+        exited.putNull("signal");
+        link.write(new Frame(id, Protocol.FLAG_TERMINAL, Protocol.EXEC_EXITED, exited));
+    }
+
+    private static byte[] frameBytes(int id, int flags, byte[] body) {
+        ByteBuffer buf = ByteBuffer.allocate(4 + Protocol.HEADER_BYTES + body.length);
+        buf.putInt(Protocol.HEADER_BYTES + body.length).putInt(id).put((byte) flags).put(body);
+        return buf.array();
+    }
+
+    private HostileAgent() {
+    }
+}

@@ -1,0 +1,230 @@
+package io.microsandbox.runtime.supervisor;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.microsandbox.ErrorKind;
+import io.microsandbox.ExecEvent;
+import io.microsandbox.ExecHandle;
+import io.microsandbox.ExecOptions;
+import io.microsandbox.MicrosandboxException;
+import io.microsandbox.Sandbox;
+import io.microsandbox.SandboxHandle;
+import io.microsandbox.SandboxStatus;
+import io.microsandbox.runtime.RuntimeFiles;
+import io.microsandbox.runtime.SandboxLayout;
+import java.nio.file.Files;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A real supervisor against a {@link HostileAgent}: whatever the "guest" sends or stops
+ * doing, the supervisor records what happened, stays within its memory, and stop and kill
+ * keep working. Each test names the finding of the hardening issue it covers.
+ */
+class HostileGuestIT {
+
+    /** Finding 1: a frame that decodes but cannot be re-encoded (a float) must not wedge the relay. */
+    @Test
+    void aFrameThatCannotBeForwardedEndsTheSandboxWithARecordedReason() throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("float")) {
+            long start = System.nanoTime();
+            assertThatThrownBy(() -> booted.sandbox().exec("anything", List.of()))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_RUNNING));
+            assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(15));
+            SandboxHandle handle = awaitTerminal(booted.name());
+            assertThat(handle.status()).isEqualTo(SandboxStatus.CRASHED);
+            assertThat(handle.lastStop().orElseThrow().reason()).isEqualTo("agent-unresponsive");
+            assertThat(handle.lastStop().orElseThrow().source()).isEqualTo("supervisor");
+            assertThat(execLog(booted.name())).contains("agent sent an invalid frame").contains("floating-point");
+        }
+    }
+
+    /** Finding 2: a 4 MiB frame of empty maps must not run the supervisor out of heap. */
+    @Test
+    void aFrameOfMillionsOfTinyItemsCannotExhaustTheSupervisor() throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("tiny-items")) {
+            assertThatThrownBy(() -> booted.sandbox().exec("anything", List.of()))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_RUNNING));
+            SandboxHandle handle = awaitTerminal(booted.name());
+            // recorded by the supervisor itself: it did not die of OutOfMemoryError
+            assertThat(handle.lastStop().orElseThrow().reason()).isEqualTo("agent-unresponsive");
+            assertThat(handle.lastStop().orElseThrow().source()).isEqualTo("supervisor");
+            assertThat(supervisorLog(booted.name())).doesNotContain("OutOfMemoryError").contains("items in one frame");
+        }
+    }
+
+    /**
+     * Findings 2 and 7: a guest that ignores the output window is cut off at the window by
+     * the supervisor; an unread stream costs neither JVM more than the window.
+     */
+    @Test
+    void outputBeyondTheWindowIsDroppedAndAnUnreadStreamDoesNotGrowTheHeap() throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("flood")) {
+            long before = usedHeapAfterGc();
+            ExecHandle stream = booted.sandbox().execStream("yes", List.of(), ExecOptions.defaults());
+            Thread.sleep(4000);
+            long grown = usedHeapAfterGc() - before;
+            assertThat(grown).as("heap growth with an unread flooding stream").isLessThan(32L << 20);
+            long received = 0;
+            ExecEvent event;
+            while ((event = stream.recv(Duration.ofMillis(500))) != null) {
+                if (event instanceof ExecEvent.Stdout s) {
+                    received += s.data().length;
+                }
+            }
+            assertThat(received).isLessThanOrEqualTo(ExecHandle.OUTPUT_WINDOW);
+            assertThat(execLog(booted.name())).contains("guest sent more output than the client allowed");
+            // the supervisor is still in charge: it welcomes a new client and obeys a kill
+            Sandbox.connect(booted.name()).detach();
+            stream.close();
+            booted.sandbox().kill();
+            assertThat(awaitTerminal(booted.name()).status()).isEqualTo(SandboxStatus.STOPPED);
+        }
+    }
+
+    /**
+     * Finding 3: a guest that stops reading its port. Queued frames pile up; stop still ends
+     * the sandbox within its grace, and a kill from another process's handle is prompt.
+     */
+    @Test
+    void stopAndKillWorkWhenTheGuestStopsReading() throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("deaf")) {
+            fillTheGuestPort(booted.sandbox());
+            long start = System.nanoTime();
+            booted.sandbox().stop(Duration.ofSeconds(2));
+            assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(8));
+            assertThat(awaitTerminal(booted.name()).lastStop().orElseThrow().reason()).isEqualTo("shutdown-requested");
+        }
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("deaf")) {
+            fillTheGuestPort(booted.sandbox());
+            long start = System.nanoTime();
+            Sandbox.get(booted.name()).kill();
+            assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(8));
+            assertThat(awaitTerminal(booted.name()).status()).isEqualTo(SandboxStatus.STOPPED);
+        }
+    }
+
+    /** Finding 3: an attached sandbox whose guest stopped reading still stops when its creator goes. */
+    @Test
+    void anAttachedSandboxWithADeafGuestStopsWhenItsCreatorGoes() throws Exception {
+        HostileSandboxes.Booted booted = HostileSandboxes.boot("deaf");
+        fillTheGuestPort(booted.sandbox());
+        booted.close(); // the creator pipe closes, as when the creating JVM dies
+        SandboxHandle handle = awaitTerminal(booted.name());
+        assertThat(handle.status()).isEqualTo(SandboxStatus.STOPPED);
+        assertThat(handle.lastStop().orElseThrow().reason()).isEqualTo("creator-exited");
+    }
+
+    /** Finding 4: the call returns soon after its timeout, whatever the guest does. */
+    @Test
+    void anExecTimeoutBoundsTheCallWhenTheGuestNeverAnswers() throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("deaf")) {
+            long start = System.nanoTime();
+            assertThatThrownBy(() -> booted.sandbox().exec("sleep", List.of("100"),
+                    ExecOptions.builder().timeout(Duration.ofSeconds(1)).build()))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.EXEC_TIMEOUT));
+            assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(5));
+            booted.sandbox().kill();
+        }
+    }
+
+    /** Finding 5: one sandbox that does not read delays no other sandbox's timeouts. */
+    @Test
+    void aStuckSandboxDelaysNoOtherSandboxsTimeouts() throws Exception {
+        try (HostileSandboxes.Booted stuck = HostileSandboxes.boot("deaf");
+             HostileSandboxes.Booted other = HostileSandboxes.boot("deaf")) {
+            fillTheGuestPort(stuck.sandbox());
+            CompletableFuture<Long> stuckCall = CompletableFuture.supplyAsync(() -> timedOutAfter(stuck.sandbox(), 1));
+            CompletableFuture<Long> otherCall = CompletableFuture.supplyAsync(() -> timedOutAfter(other.sandbox(), 1));
+            assertThat(otherCall.get(30, TimeUnit.SECONDS)).isLessThan(5000);
+            assertThat(stuckCall.get(30, TimeUnit.SECONDS)).isLessThan(5000);
+            stuck.sandbox().kill();
+            other.sandbox().kill();
+        }
+    }
+
+    /** Finding 6: frames for ids the guest was never given, and sup.* frames from the guest, reach nobody. */
+    @Test
+    void forgedFramesNeverReachAClient() throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("forge")) {
+            for (int i = 0; i < 3; i++) {
+                var out = booted.sandbox().exec("anything", List.of());
+                assertThat(out.stdout()).isEqualTo("ok\n");
+                assertThat(out.exitCode()).isZero();
+            }
+            assertThat(Sandbox.get(booted.name()).status()).isEqualTo(SandboxStatus.RUNNING);
+            booted.sandbox().kill();
+        }
+    }
+
+    /** The boot timeout, with an agent that really never answers (not merely a slow boot). */
+    @Test
+    void anAgentThatNeverSaysHelloFailsTheBootAtItsTimeout() {
+        long start = System.nanoTime();
+        assertThatThrownBy(() -> HostileSandboxes.boot("silent", 3000))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.BOOT_FAILED);
+                    assertThat(e.getMessage()).contains("did not become ready within 3000 ms");
+                });
+        assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(20));
+    }
+
+    /** Queues more than the supervisor's guest queue holds: requests and stdin nobody reads. */
+    private static void fillTheGuestPort(Sandbox sandbox) {
+        byte[] chunk = new byte[64 * 1024];
+        for (int i = 0; i < 16; i++) {
+            ExecHandle h = sandbox.execStream("cat", List.of(), ExecOptions.builder().stdinPipe().build());
+            try {
+                // within the stdin window: these writes do not wait for credit
+                for (int j = 0; j < 15; j++) {
+                    h.stdin().write(chunk);
+                }
+            } catch (java.io.IOException e) {
+                throw new AssertionError(e);
+            }
+        }
+    }
+
+    private static long timedOutAfter(Sandbox sandbox, int seconds) {
+        long start = System.nanoTime();
+        try {
+            sandbox.exec("sleep", List.of("100"), ExecOptions.builder().timeout(Duration.ofSeconds(seconds)).build());
+            throw new AssertionError("no timeout");
+        } catch (MicrosandboxException e) {
+            assertThat(e.kind()).isEqualTo(ErrorKind.EXEC_TIMEOUT);
+            return TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start);
+        }
+    }
+
+    static SandboxHandle awaitTerminal(String name) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        SandboxHandle handle = Sandbox.get(name);
+        while (!handle.status().isTerminal() && System.nanoTime() < deadline) {
+            Thread.sleep(100);
+            handle = Sandbox.get(name);
+        }
+        assertThat(handle.status().isTerminal()).as("sandbox %s ended", name).isTrue();
+        return handle;
+    }
+
+    private static String execLog(String name) throws java.io.IOException {
+        return Files.readString(SandboxLayout.of(RuntimeFiles.defaultHome(), name).execLog());
+    }
+
+    private static String supervisorLog(String name) throws java.io.IOException {
+        return Files.readString(SandboxLayout.of(RuntimeFiles.defaultHome(), name).supervisorLog());
+    }
+
+    private static long usedHeapAfterGc() throws InterruptedException {
+        Runtime rt = Runtime.getRuntime();
+        for (int i = 0; i < 3; i++) {
+            System.gc();
+            Thread.sleep(50);
+        }
+        return rt.totalMemory() - rt.freeMemory();
+    }
+}

@@ -1,0 +1,66 @@
+package io.microsandbox.runtime.supervisor;
+
+import io.microsandbox.Sandbox;
+import io.microsandbox.SandboxConfig;
+import io.microsandbox.runtime.RuntimeFiles;
+import io.microsandbox.runtime.SandboxLayout;
+import io.microsandbox.store.SandboxStore;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * Sandboxes whose "VM" is a {@link HostileAgent}: a real supervisor, a real database record
+ * and real client connections, with the stand-in agent launched where QEMU would be. No
+ * production code knows about it: the test writes the supervisor spec itself.
+ */
+final class HostileSandboxes {
+    private static final AtomicInteger COUNTER = new AtomicInteger();
+
+    private HostileSandboxes() {
+    }
+
+    /** A booted sandbox and the creator pipe that keeps it attached to this JVM. */
+    record Booted(String name, Sandbox sandbox, SupervisorProcess supervisor) implements AutoCloseable {
+        /** Ends the test's hold on it: the connection is dropped, then the creator pipe. */
+        @Override
+        public void close() {
+            try {
+                sandbox.detach();
+            } catch (RuntimeException ignored) {
+                // already released by the test
+            }
+            supervisor.release();
+        }
+    }
+
+    static Booted boot(String scenario) throws Exception {
+        return boot(scenario, 30_000);
+    }
+
+    static Booted boot(String scenario, long bootTimeoutMs) throws Exception {
+        String name = "hostile-" + scenario + "-" + ProcessHandle.current().pid() + "-" + COUNTER.incrementAndGet();
+        Path home = RuntimeFiles.defaultHome();
+        SandboxLayout layout = SandboxLayout.of(home, name);
+        Files.createDirectories(layout.logsDir());
+        Files.createDirectories(layout.runDir());
+        SandboxConfig config = SandboxConfig.builder().image("/hostile-agent-has-no-image").build();
+        SandboxStore.open(home).insert(name, config.toJson(), Map.of(), false, "running");
+        List<String> argv = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "-Xmx64m", "-cp", System.getProperty("java.class.path"), HostileAgent.class.getName(), scenario,
+                layout.vmSocket().toString());
+        SupervisorSpec spec = new SupervisorSpec(name, argv, layout.dir().toString(), layout.runDir().toString(),
+                Map.of("hostname", "hostile"), bootTimeoutMs, false, home.toString(), false, 0, 0);
+        spec.write(layout.specFile());
+        SupervisorProcess supervisor = SupervisorProcess.acquire();
+        try {
+            supervisor.boot(spec);
+        } catch (RuntimeException e) {
+            supervisor.abandon();
+            throw e;
+        }
+        return new Booted(name, Sandbox.connect(name), supervisor);
+    }
+}
