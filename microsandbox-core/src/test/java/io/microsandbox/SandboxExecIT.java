@@ -141,6 +141,118 @@ class SandboxExecIT {
         assertThat(sandbox.shell("pgrep -x sleep || echo none").stdout()).isEqualTo("none\n");
     }
 
+    /**
+     * Finding 4: a daemon that keeps the command's output open must not stretch the call
+     * past its timeout: it returns within the grace, with EXEC_TIMEOUT.
+     */
+    @Test
+    void aTimeoutBoundsTheCallEvenWhenADaemonHoldsTheOutput() {
+        long start = System.nanoTime();
+        assertThatThrownBy(() -> sandbox.shell("setsid sleep 25 & echo started",
+                ExecOptions.builder().timeout(Duration.ofSeconds(3)).build()))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.EXEC_TIMEOUT));
+        assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(3).plus(ExecHandle.TIMEOUT_GRACE).plusSeconds(2));
+        sandbox.shell("pkill -x sleep || true");
+        assertThat(sandbox.exec("echo", List.of("usable")).stdout()).isEqualTo("usable\n");
+    }
+
+    /** Finding 7: collected output has a limit; the command is killed past it and the JVM is fine. */
+    @Test
+    void collectedOutputIsBoundedByMaxOutputBytes() {
+        assertThatThrownBy(() -> sandbox.exec("head", List.of("-c", "3G", "/dev/zero")))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.EXEC_FAILED);
+                    assertThat(e.getMessage()).contains("maxOutputBytes");
+                });
+        ExecOutput small = sandbox.exec("head", List.of("-c", "2000000", "/dev/zero"),
+                ExecOptions.builder().maxOutputBytes(2_000_000).build());
+        assertThat(small.stdoutBytes()).hasSize(2_000_000);
+        assertThat(sandbox.shell("pgrep -x head || echo none").stdout()).isEqualTo("none\n");
+    }
+
+    /** Finding 7: an unread stream slows the command down instead of filling the heap. */
+    @Test
+    void anUnreadStreamHoldsOnlyItsWindow() throws Exception {
+        long before = usedHeapAfterGc();
+        try (ExecHandle yes = sandbox.execStream("yes", List.of(), ExecOptions.defaults())) {
+            Thread.sleep(5000);
+            assertThat(usedHeapAfterGc() - before).as("heap growth").isLessThan(32L << 20);
+            long received = 0;
+            ExecEvent event;
+            while (received < 10_000_000 && (event = yes.recv(Duration.ofSeconds(10))) != null) {
+                if (event instanceof ExecEvent.Stdout out) {
+                    received += out.data().length;
+                }
+            }
+            assertThat(received).as("the stream still flows once read").isGreaterThanOrEqualTo(10_000_000);
+        }
+    }
+
+    /** Finding 6: a process left behind by a client that went away never writes to a later client. */
+    @Test
+    void aNewClientNeverReceivesOutputOfAnEarlierClientsLeftoverProcess() {
+        Sandbox first = Sandbox.connect(sandbox.name());
+        ExecHandle leftover = first.execStream("sh", List.of("-c",
+                "setsid sh -c 'while :; do echo SECRET-OF-A; sleep 0.05; done' & echo started"), ExecOptions.defaults());
+        assertThat(leftover.recv(Duration.ofSeconds(10))).isInstanceOf(ExecEvent.Started.class);
+        first.detach();
+        try {
+            for (int i = 0; i < 10; i++) {
+                Sandbox next = Sandbox.connect(sandbox.name());
+                try {
+                    ExecOutput out = next.exec("sh", List.of("-c", "sleep 0.2; echo mine-" + i));
+                    assertThat(out.stdout()).isEqualTo("mine-" + i + "\n");
+                } finally {
+                    next.detach();
+                }
+            }
+        } finally {
+            sandbox.shell("pkill -f SECRET-OF-A || true");
+        }
+    }
+
+    /** Finding 12: an interrupt cancels the one call; the handle and the sandbox keep working. */
+    @Test
+    void interruptingAThreadCancelsOnlyItsCall() throws Exception {
+        java.util.concurrent.atomic.AtomicReference<Throwable> failure = new java.util.concurrent.atomic.AtomicReference<>();
+        Thread caller = new Thread(() -> {
+            try {
+                sandbox.exec("sleep", List.of("30"));
+            } catch (Throwable e) {
+                failure.set(e);
+            }
+        });
+        caller.start();
+        Thread.sleep(1500);
+        caller.interrupt();
+        caller.join(10_000);
+        assertThat(failure.get()).isInstanceOfSatisfying(MicrosandboxException.class,
+                e -> assertThat(e.kind()).isEqualTo(ErrorKind.CANCELLED));
+        assertThat(sandbox.exec("echo", List.of("after")).stdout()).isEqualTo("after\n");
+        // the cancelled command was killed
+        long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+        String left;
+        do {
+            left = sandbox.shell("pgrep -x sleep || true").stdout();
+        } while (!left.isEmpty() && System.nanoTime() < deadline);
+        assertThat(left).isEmpty();
+        // closing a metrics stream interrupts its sampler: same rule
+        try (MetricsStream metrics = sandbox.metricsStream(Duration.ofMillis(50))) {
+            assertThat(metrics.recv(Duration.ofSeconds(10))).isNotNull();
+        }
+        Thread.sleep(200);
+        assertThat(sandbox.exec("echo", List.of("still")).stdout()).isEqualTo("still\n");
+    }
+
+    private static long usedHeapAfterGc() throws InterruptedException {
+        Runtime rt = Runtime.getRuntime();
+        for (int i = 0; i < 3; i++) {
+            System.gc();
+            Thread.sleep(50);
+        }
+        return rt.totalMemory() - rt.freeMemory();
+    }
+
     @Test
     void runsOnATerminal() {
         ExecOutput out = sandbox.shell("tty; stty size", ExecOptions.builder().tty(30, 100).build());

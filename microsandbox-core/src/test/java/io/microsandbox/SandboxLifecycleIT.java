@@ -114,6 +114,7 @@ class SandboxLifecycleIT {
             child.destroyForcibly().waitFor();
 
             assertGone(name, new SandboxPids(pids[0], pids[1]));
+            assertThat(Sandbox.get(name).lastStop().orElseThrow().reason()).isEqualTo("creator-exited");
             Sandbox.remove(name);
         } finally {
             child.destroyForcibly();
@@ -210,8 +211,9 @@ class SandboxLifecycleIT {
         assertNoState(name);
     }
 
+    /** A boot slower than its timeout; an agent that never answers at all is in HostileGuestIT. */
     @Test
-    void agentThatNeverAnswersTimesOutWithTheConsoleTail() {
+    void aBootThatOutlastsItsTimeoutFailsWithTheConsoleTail() {
         String name = TestSandboxes.uniqueName("slowboot");
         long start = System.nanoTime();
         assertThatThrownBy(() -> Sandbox.create(name, TestSandboxes.config().bootTimeout(Duration.ofMillis(1500)).build()))

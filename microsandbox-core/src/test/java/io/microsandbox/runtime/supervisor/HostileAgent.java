@@ -88,7 +88,11 @@ public final class HostileAgent {
                 }
             }
             case "forge" -> {
-                for (int forged : new int[] {id + 1, id + 1000, 1, 1 << 24, -1}) {
+                // ids the supervisor never gave this guest, or gave for requests that are over
+                for (int forged : new int[] {id - 1, id + 1, id + 1000, 1 << 24, -1}) {
+                    if (forged == 0) {
+                        continue;
+                    }
                     link.write(new Frame(forged, 0, Protocol.EXEC_STDOUT, NODES.objectNode().put("data", "forged".getBytes())));
                     link.write(new Frame(forged, Protocol.FLAG_TERMINAL, Protocol.EXEC_EXITED, NODES.objectNode().put("code", 66)));
                 }

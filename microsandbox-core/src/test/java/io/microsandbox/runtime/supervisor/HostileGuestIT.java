@@ -4,7 +4,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.microsandbox.ErrorKind;
-import io.microsandbox.ExecEvent;
 import io.microsandbox.ExecHandle;
 import io.microsandbox.ExecOptions;
 import io.microsandbox.MicrosandboxException;
@@ -69,14 +68,6 @@ class HostileGuestIT {
             Thread.sleep(4000);
             long grown = usedHeapAfterGc() - before;
             assertThat(grown).as("heap growth with an unread flooding stream").isLessThan(32L << 20);
-            long received = 0;
-            ExecEvent event;
-            while ((event = stream.recv(Duration.ofMillis(500))) != null) {
-                if (event instanceof ExecEvent.Stdout s) {
-                    received += s.data().length;
-                }
-            }
-            assertThat(received).isLessThanOrEqualTo(ExecHandle.OUTPUT_WINDOW);
             assertThat(execLog(booted.name())).contains("guest sent more output than the client allowed");
             // the supervisor is still in charge: it welcomes a new client and obeys a kill
             Sandbox.connect(booted.name()).detach();
