@@ -113,6 +113,61 @@ class SandboxHardeningIT {
         assertThat(stream.isEnded()).isTrue();
     }
 
+    /** A guest writing to its console without end keeps at most two rotations of it on the host. */
+    @Test
+    void theConsoleLogOnTheHostIsBounded() throws Exception {
+        String name = TestSandboxes.uniqueName("console");
+        try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().ephemeral(true).build())) {
+            sb.shell("head -c 2500000 /dev/zero | tr '\\0' x > /dev/console",
+                    ExecOptions.builder().timeout(Duration.ofMinutes(3)).build());
+            SandboxLayout layout = SandboxLayout.of(RuntimeFiles.defaultHome(), name);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (!java.nio.file.Files.exists(layout.consoleLog().resolveSibling("kernel.log.1")) && System.nanoTime() < deadline) {
+                Thread.sleep(100);
+            }
+            long current = java.nio.file.Files.size(layout.consoleLog());
+            long previous = java.nio.file.Files.size(layout.consoleLog().resolveSibling("kernel.log.1"));
+            assertThat(current).isLessThanOrEqualTo(1L << 20);
+            assertThat(previous).isLessThanOrEqualTo(1L << 20).isPositive();
+            assertThat(sb.exec("echo", List.of("alive")).stdout()).isEqualTo("alive\n");
+        }
+    }
+
+    /** A full upper disk: ENOSPC inside, the agent keeps serving, stop is clean. */
+    @Test
+    void aFullDiskLeavesTheSandboxServingAndStoppable() throws Exception {
+        String name = TestSandboxes.uniqueName("full-disk");
+        Sandbox sb = Sandbox.create(name, TestSandboxes.config().upperSizeMib(64).ephemeral(true).build());
+        SandboxPids pids = SandboxPids.of(name);
+        ExecOutput fill = sb.shell("dd if=/dev/zero of=/fill bs=1M 2>&1; echo rc=$?",
+                ExecOptions.builder().timeout(Duration.ofMinutes(2)).build());
+        assertThat(fill.stdout()).contains("No space left on device");
+        assertThat(sb.exec("echo", List.of("still serving")).stdout()).isEqualTo("still serving\n");
+        assertThat(sb.metrics().upperFreeBytes()).isNotNull();
+        sb.stop(Duration.ofSeconds(10));
+        awaitGone(pids);
+    }
+
+    /** A fork bomb as root: the guest may drown, but kill ends it at once and stop within its grace. */
+    @Test
+    void aForkBombCannotPreventKillOrStop() throws Exception {
+        for (boolean kill : new boolean[] {true, false}) {
+            String name = TestSandboxes.uniqueName(kill ? "forkbomb-kill" : "forkbomb-stop");
+            Sandbox sb = Sandbox.create(name, TestSandboxes.config().ephemeral(true).build());
+            SandboxPids pids = SandboxPids.of(name);
+            sb.execStream("sh", List.of("-c", "b() { b | b & }; b"), ExecOptions.defaults());
+            Thread.sleep(3000);
+            long start = System.nanoTime();
+            if (kill) {
+                sb.kill();
+            } else {
+                sb.stop(Duration.ofSeconds(3));
+            }
+            assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(12));
+            awaitGone(pids);
+        }
+    }
+
     private static void awaitLockHeld(SandboxLayout layout) throws Exception {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
         while (!SandboxLock.isHeld(SandboxLock.createLockFile(layout)) && System.nanoTime() < deadline) {

@@ -37,7 +37,10 @@ public record SandboxLayout(String name, Path dir, Path runDir) {
         return dir.resolve("logs");
     }
 
-    /** The guest serial console: kernel messages and agent diagnostics. */
+    /**
+     * The guest serial console: kernel messages and agent diagnostics, at most
+     * {@code ConsoleRecorder.ROTATE_BYTES} here and as much again in {@code kernel.log.1}.
+     */
     public Path consoleLog() {
         return logsDir().resolve("kernel.log");
     }
@@ -69,6 +72,11 @@ public record SandboxLayout(String name, Path dir, Path runDir) {
     /** QEMU monitor (QMP) socket, for pause, resume and snapshots. */
     public Path qmpSocket() {
         return runDir.resolve("qmp.sock");
+    }
+
+    /** Socket QEMU's serial console connects to; the supervisor writes what comes to {@link #consoleLog()}. */
+    public Path consoleSocket() {
+        return runDir.resolve("console.sock");
     }
 
     /** Supervisor pid, present while it runs. */

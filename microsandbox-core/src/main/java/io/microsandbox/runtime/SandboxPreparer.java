@@ -61,7 +61,6 @@ public final class SandboxPreparer {
             }
         }
         Path runtimeDir = agent.getParent();
-        Files.deleteIfExists(layout.consoleLog());
         Accelerator accelerator = Accelerators.resolve(config.accelerator(), qemu, kernel, initramfs, runtimeDir);
 
         QemuCommand command = new QemuCommand();
@@ -80,7 +79,7 @@ public final class SandboxPreparer {
                 .memoryMib(config.memoryMib())
                 .cpus(config.cpus())
                 .kernel(kernel.vmlinux(), initramfs)
-                .consoleLog(layout.consoleLog())
+                .consoleSocket(layout.consoleSocket())
                 .disks(lower, layout.upperDisk())
                 .agentSocket(layout.vmSocket())
                 .qmpSocket(layout.qmpSocket())

@@ -103,6 +103,7 @@ public final class Supervisor {
     private ServerSocketChannel vmServer;
     private ServerSocketChannel clientServer;
     private volatile FrameLink vm;
+    private ConsoleRecorder console;
     private volatile OutboundQueue toGuest;
     private volatile VmmProcess vmm;
     private volatile boolean booted;
@@ -208,6 +209,7 @@ public final class Supervisor {
         execLog = ExecLog.append(layout.execLog());
         vmServer = listen(layout.vmSocket());
         clientServer = listen(layout.agentSocket());
+        console = ConsoleRecorder.start(layout.consoleSocket(), layout.consoleLog());
         Files.writeString(layout.pidFile(), Long.toString(ProcessHandle.current().pid()));
 
         SupervisorLog.log("starting VMM: " + String.join(" ", spec.vmmArgv()));
@@ -428,6 +430,10 @@ public final class Supervisor {
 
     private void cleanupRunFiles() {
         try {
+            if (console != null) {
+                console.close();
+            }
+            Files.deleteIfExists(layout.consoleSocket());
             Files.deleteIfExists(layout.agentSocket());
             Files.deleteIfExists(layout.vmSocket());
             Files.deleteIfExists(layout.qmpSocket());

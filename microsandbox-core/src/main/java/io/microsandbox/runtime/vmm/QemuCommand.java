@@ -7,7 +7,7 @@ import java.util.List;
 
 /**
  * The QEMU {@code microvm} command line of one sandbox, device by device: a serial console
- * to a file, the read-only lower disk, the writable upper disk, the agent's virtio-serial
+ * to the supervisor (or a file), the read-only lower disk, the writable upper disk, the agent's virtio-serial
  * port and a QMP socket. Nothing else: no firmware, no PCI, no default devices.
  */
 public final class QemuCommand {
@@ -35,6 +35,7 @@ public final class QemuCommand {
             "console=ttyS0", "quiet", "panic=-1", "reboot=t",
             "cryptomgr.notests", "8250.nr_uarts=1", "pci=off", "no_timer_check"));
     private Path consoleLog;
+    private Path consoleSocket;
     private Path lowerDisk;
     private Path upperDisk;
     private Path agentSocket;
@@ -75,8 +76,20 @@ public final class QemuCommand {
         return this;
     }
 
+    /** The serial console goes to this file (for short runs such as the accelerator probe). */
     public QemuCommand consoleLog(Path consoleLog) {
         this.consoleLog = consoleLog;
+        this.consoleSocket = null;
+        return this;
+    }
+
+    /**
+     * The serial console goes to this Unix socket (the supervisor listens on it and keeps a
+     * bounded log): a guest writing to its console without end cannot fill the host's disk.
+     */
+    public QemuCommand consoleSocket(Path consoleSocket) {
+        this.consoleSocket = consoleSocket;
+        this.consoleLog = null;
         return this;
     }
 
@@ -98,8 +111,8 @@ public final class QemuCommand {
     }
 
     public List<String> argv() {
-        if (kernel == null || initrd == null || consoleLog == null) {
-            throw new IllegalStateException("kernel, initrd and console log are required");
+        if (kernel == null || initrd == null || (consoleLog == null && consoleSocket == null)) {
+            throw new IllegalStateException("kernel, initrd and a console (log file or socket) are required");
         }
         List<String> argv = new ArrayList<>();
         argv.add(qemuBinary);
@@ -121,7 +134,8 @@ public final class QemuCommand {
             params.add("tsc_early_khz=" + HOST_TSC_KHZ);
         }
         add(argv, "-append", String.join(" ", params));
-        add(argv, "-chardev", "file,id=console,path=" + escape(consoleLog));
+        add(argv, "-chardev", consoleSocket != null ? "socket,id=console,path=" + escape(consoleSocket)
+                : "file,id=console,path=" + escape(consoleLog));
         add(argv, "-serial", "chardev:console");
         if (lowerDisk != null) {
             add(argv, "-drive", "id=lower,file=" + escape(lowerDisk) + ",format=raw,if=none,readonly=on");

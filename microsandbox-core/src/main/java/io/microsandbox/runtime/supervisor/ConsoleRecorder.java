@@ -1,0 +1,89 @@
+package io.microsandbox.runtime.supervisor;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+
+/**
+ * Keeps the guest's serial console: QEMU connects its console chardev to a socket this
+ * supervisor listens on, and what arrives goes to {@code kernel.log}, which moves to
+ * {@code kernel.log.1} at {@link #ROTATE_BYTES}. The guest can write to its console as fast
+ * and as long as it likes; the host keeps at most twice that. Reading promptly matters: a
+ * console nobody reads stalls the guest's kernel messages.
+ */
+final class ConsoleRecorder {
+    /** Size at which the console log rotates. */
+    static final long ROTATE_BYTES = 1L << 20;
+
+    private final ServerSocketChannel server;
+    private final Path log;
+
+    private ConsoleRecorder(ServerSocketChannel server, Path log) {
+        this.server = server;
+        this.log = log;
+    }
+
+    /** Listens on {@code socket} (before QEMU starts) and records into {@code log} on a thread of its own. */
+    static ConsoleRecorder start(Path socket, Path log) throws IOException {
+        Files.deleteIfExists(socket);
+        Files.deleteIfExists(log);
+        Files.deleteIfExists(rotated(log));
+        ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+        server.bind(UnixDomainSocketAddress.of(socket));
+        ConsoleRecorder recorder = new ConsoleRecorder(server, log);
+        SupervisorLog.daemon("console", recorder::record, e -> { }).start();
+        return recorder;
+    }
+
+    private void record() {
+        try (server; SocketChannel channel = server.accept()) {
+            ByteBuffer buf = ByteBuffer.allocate(64 * 1024);
+            OutputStream out = open();
+            long size = 0;
+            try {
+                while (channel.read(buf.clear()) >= 0) {
+                    if (size + buf.position() > ROTATE_BYTES) {
+                        out.close();
+                        Files.move(log, rotated(log), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+                        out = open();
+                        size = 0;
+                    }
+                    out.write(buf.array(), 0, buf.position());
+                    out.flush();
+                    size += buf.position();
+                }
+            } finally {
+                out.close();
+            }
+        } catch (IOException e) {
+            if (server.isOpen()) {
+                SupervisorLog.log("console recording ended: " + e.getMessage());
+            }
+        }
+    }
+
+    private OutputStream open() throws IOException {
+        return Files.newOutputStream(log, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+    }
+
+    /** Stops listening (a VMM that never connected leaves nothing behind). */
+    void close() {
+        try {
+            server.close();
+        } catch (IOException ignored) {
+            // closing is best effort
+        }
+    }
+
+    static Path rotated(Path log) {
+        return log.resolveSibling(log.getFileName() + ".1");
+    }
+}
