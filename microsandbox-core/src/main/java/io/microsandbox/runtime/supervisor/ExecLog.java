@@ -3,6 +3,7 @@ package io.microsandbox.runtime.supervisor;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.OwnerOnly;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -38,13 +39,13 @@ public final class ExecLog implements AutoCloseable {
         open();
     }
 
-    /** Opens the log for appending, creating it if needed. */
+    /** Opens the log for appending, creating it if needed; it is its owner's only ({@code 0600}). */
     public static ExecLog append(Path file) throws IOException {
         return new ExecLog(file);
     }
 
     private void open() throws IOException {
-        out = Files.newOutputStream(file, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+        out = OwnerOnly.newOutputStream(file, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
         size = Files.size(file);
     }
 
@@ -74,7 +75,7 @@ public final class ExecLog implements AutoCloseable {
     }
 
     /** The previous generation of {@code file}. */
-    static Path rotated(Path file) {
+    public static Path rotated(Path file) {
         return file.resolveSibling(file.getFileName() + ".1");
     }
 
