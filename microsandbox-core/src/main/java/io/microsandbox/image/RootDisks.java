@@ -33,15 +33,22 @@ public final class RootDisks {
 
     /**
      * The lower disk for {@code imageDir}, built into {@code cacheDir} when not cached yet.
+     * Symbolic links on the way to the image are resolved first: the fingerprint walks the
+     * tree without following links, and must see the tree mke2fs copies.
      *
      * @throws MicrosandboxException {@link ErrorKind#IMAGE_NOT_FOUND} when the directory does not exist
      */
     public static Path lowerDisk(Path imageDir, Path cacheDir) {
-        if (!Files.isDirectory(imageDir)) {
+        Path image;
+        try {
+            image = imageDir.toRealPath();
+        } catch (IOException e) {
+            image = null;
+        }
+        if (image == null || !Files.isDirectory(image)) {
             throw new MicrosandboxException(ErrorKind.IMAGE_NOT_FOUND,
                     "image '" + imageDir + "' is not a directory (a local root filesystem directory is expected)");
         }
-        Path image = imageDir.toAbsolutePath().normalize();
         try {
             Fingerprint fp = Fingerprint.of(image);
             Path target = cacheDir.resolve(fp.digest() + ".ext4");
