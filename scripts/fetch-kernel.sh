@@ -10,6 +10,8 @@
 # the apt package lists are present (`apt-get download` works unprivileged into the cwd).
 # Prints the kernel dir on stdout as its last line.
 set -euo pipefail
+# The kernel lives in the microsandbox home, which is its owner's only (files 0600, dirs 0700).
+umask 077
 
 MSB_HOME="${MSB_HOME:-$HOME/.microsandbox}"
 KROOT="$MSB_HOME/kernel"

@@ -353,7 +353,7 @@ JNIEXPORT jint JNICALL Java_io_microsandbox_runtime_Posix_spawn0(
         goto out;
     }
     if (output != NULL) {
-        out_fd = above_stdio(open_cloexec(output, O_WRONLY | O_CREAT | O_APPEND, 0644));
+        out_fd = above_stdio(open_cloexec(output, O_WRONLY | O_CREAT | O_APPEND, 0600));
         if (out_fd < 0) {
             throw_io(env, errno, "cannot run %s: cannot open output file %s", argv[0], output);
             goto out;
@@ -504,6 +504,12 @@ JNIEXPORT void JNICALL Java_io_microsandbox_runtime_Posix_setParentDeathSignal0(
     if (prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0, 0, 0) != 0) {
         throw_io(env, errno, "prctl(PR_SET_PDEATHSIG, %d)", (int)sig);
     }
+}
+
+JNIEXPORT jint JNICALL Java_io_microsandbox_runtime_Posix_umask0(JNIEnv *env, jclass cls, jint mask) {
+    (void)env;
+    (void)cls;
+    return (jint)umask((mode_t)(mask & 0777));
 }
 
 JNIEXPORT jint JNICALL Java_io_microsandbox_runtime_Posix_pidfdOpen0(JNIEnv *env, jclass cls, jint pid) {

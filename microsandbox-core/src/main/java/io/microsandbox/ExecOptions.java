@@ -107,13 +107,16 @@ public final class ExecOptions {
         private Builder() {
         }
 
-        /** Working directory (absolute guest path). */
+        /** Working directory (absolute guest path, at most 4095 bytes). */
         public Builder cwd(String cwd) {
             this.cwd = cwd;
             return this;
         }
 
-        /** Adds environment variables on top of the sandbox's. */
+        /**
+         * Adds environment variables on top of the sandbox's. Names are non-empty without '='
+         * or NUL, values without NUL; each NAME=value at most 128 KiB, all of them at most 1 MiB.
+         */
         public Builder env(Map<String, String> env) {
             this.env.putAll(env);
             return this;
@@ -124,7 +127,7 @@ public final class ExecOptions {
             return this;
         }
 
-        /** Guest user: a name, uid or uid:gid. */
+        /** Guest user: a name, uid or uid:gid (at most 255 bytes). */
         public Builder user(String user) {
             this.user = user;
             return this;
@@ -176,8 +179,14 @@ public final class ExecOptions {
         }
 
         public ExecOptions build() {
-            if (cwd != null && !cwd.startsWith("/")) {
-                throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "cwd must be an absolute guest path, got '" + cwd + "'");
+            // what the guest agent would drop or cut silently: the same checks as SandboxConfig's
+            for (String problem : new String[] {
+                    GuestLimits.directoryProblem("cwd", cwd),
+                    GuestLimits.userProblem(user),
+                    GuestLimits.envProblem(env)}) {
+                if (problem != null) {
+                    throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, problem);
+                }
             }
             if (timeout != null && (timeout.isNegative() || timeout.isZero())) {
                 throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "timeout must be positive, got " + timeout);

@@ -2,6 +2,8 @@ package io.microsandbox;
 
 import java.nio.charset.StandardCharsets;
 import java.time.Instant;
+import java.util.Arrays;
+import java.util.Objects;
 
 /**
  * One captured piece of output, from {@link Sandbox#logs(LogOptions)}.
@@ -9,12 +11,47 @@ import java.time.Instant;
  * @param source    where it came from
  * @param sessionId the exec session, numbered from 1 per boot; null for system entries
  * @param timestamp when the host captured it
- * @param text      the captured output (UTF-8; malformed bytes were replaced)
+ * @param data      the captured bytes, exactly as the process wrote them (binary output too)
  */
-public record LogEntry(LogSource source, Long sessionId, Instant timestamp, String text) {
+public record LogEntry(LogSource source, Long sessionId, Instant timestamp, byte[] data) {
 
-    /** The captured output as UTF-8 bytes. */
+    public LogEntry {
+        data = Objects.requireNonNull(data, "data").clone();
+    }
+
+    /** An entry holding {@code text} as UTF-8. */
+    public LogEntry(LogSource source, Long sessionId, Instant timestamp, String text) {
+        this(source, sessionId, timestamp, text.getBytes(StandardCharsets.UTF_8));
+    }
+
+    /** The captured bytes, exactly as written; a copy. */
+    @Override
     public byte[] data() {
-        return text.getBytes(StandardCharsets.UTF_8);
+        return data.clone();
+    }
+
+    /**
+     * The captured output as UTF-8 text. A character split across the chunks the host
+     * received is whole; bytes that are not UTF-8 (binary output) become U+FFFD, so use
+     * {@link #data()} for those.
+     */
+    public String text() {
+        return new String(data, StandardCharsets.UTF_8);
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof LogEntry e && source == e.source && Objects.equals(sessionId, e.sessionId)
+                && Objects.equals(timestamp, e.timestamp) && Arrays.equals(data, e.data);
+    }
+
+    @Override
+    public int hashCode() {
+        return Objects.hash(source, sessionId, timestamp) * 31 + Arrays.hashCode(data);
+    }
+
+    @Override
+    public String toString() {
+        return "LogEntry[source=" + source + ", sessionId=" + sessionId + ", timestamp=" + timestamp + ", text=" + text() + "]";
     }
 }

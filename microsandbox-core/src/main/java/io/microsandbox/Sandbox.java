@@ -619,7 +619,7 @@ public final class Sandbox implements AutoCloseable {
         List<LogEntry> entries;
         try {
             entries = ExecLog.read(layout.execLog()).stream()
-                    .map(l -> new LogEntry(LogSource.fromWireName(l.source()), l.session(), l.time(), l.text()))
+                    .map(l -> new LogEntry(LogSource.fromWireName(l.source()), l.session(), l.time(), l.data()))
                     .filter(options::matches)
                     .toList();
         } catch (IOException e) {

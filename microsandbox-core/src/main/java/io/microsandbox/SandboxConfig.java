@@ -289,7 +289,7 @@ public final class SandboxConfig {
             return this;
         }
 
-        /** Default working directory of commands (absolute guest path). */
+        /** Default working directory of commands (absolute guest path, at most 4095 bytes). */
         public Builder workdir(String workdir) {
             this.workdir = workdir;
             return this;
@@ -301,19 +301,22 @@ public final class SandboxConfig {
             return this;
         }
 
-        /** Guest hostname; defaults to the sandbox name. */
+        /** Guest hostname, at most 64 bytes; defaults to the sandbox name. */
         public Builder hostname(String hostname) {
             this.hostname = hostname;
             return this;
         }
 
-        /** Default guest user for every command: a name, a uid or uid:gid. */
+        /** Default guest user for every command: a name, a uid or uid:gid (at most 255 bytes). */
         public Builder user(String user) {
             this.user = user;
             return this;
         }
 
-        /** Adds environment variables; repeated calls merge. */
+        /**
+         * Adds environment variables; repeated calls merge. Names are non-empty without '=' or
+         * NUL, values without NUL; each NAME=value at most 128 KiB, all of them at most 1 MiB.
+         */
         public Builder env(Map<String, String> env) {
             this.env.putAll(env);
             return this;
@@ -414,11 +417,16 @@ public final class SandboxConfig {
             if (upperSizeMib < 64) {
                 throw invalid("upperSizeMib must be at least 64, got " + upperSizeMib);
             }
-            if (workdir != null && !workdir.startsWith("/")) {
-                throw invalid("workdir must be an absolute guest path, got '" + workdir + "'");
-            }
-            if (shell == null || shell.isBlank()) {
-                throw invalid("shell must not be empty");
+            // what the guest agent would refuse only at boot, or drop or cut silently
+            for (String problem : new String[] {
+                    GuestLimits.directoryProblem("workdir", workdir),
+                    GuestLimits.programProblem("shell", shell),
+                    GuestLimits.hostnameProblem(hostname),
+                    GuestLimits.userProblem(user),
+                    GuestLimits.envProblem(env)}) {
+                if (problem != null) {
+                    throw invalid(problem);
+                }
             }
             Objects.requireNonNull(accelerator, "accelerator");
             if (bootTimeout == null || bootTimeout.isNegative() || bootTimeout.isZero()) {
@@ -431,11 +439,6 @@ public final class SandboxConfig {
             }
             if (replaceTimeout != null && replaceTimeout.isNegative()) {
                 throw invalid("replaceTimeout must not be negative, got " + replaceTimeout);
-            }
-            for (String key : env.keySet()) {
-                if (key.isEmpty() || key.indexOf('=') >= 0 || key.indexOf('\0') >= 0) {
-                    throw invalid("environment variable name '" + key + "' is empty or contains '=' or NUL");
-                }
             }
             for (String key : labels.keySet()) {
                 for (String prefix : RESERVED_LABEL_PREFIXES) {

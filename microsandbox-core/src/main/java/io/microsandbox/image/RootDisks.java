@@ -2,6 +2,7 @@ package io.microsandbox.image;
 
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
+import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.Posix;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -22,6 +23,7 @@ import java.util.concurrent.TimeUnit;
  * from an image directory (cached by a fingerprint of the tree, so each image is built once),
  * and the per-sandbox writable upper disk (a sparse ext4 file). {@code mke2fs -d} copies
  * owners, modes, symlinks and special files, so the guest sees the image as it is on disk.
+ * Both disk files, and the cache directory, are their owner's only ({@code 0600}, {@code 0700}).
  */
 public final class RootDisks {
     private static final long MIB = 1024 * 1024;
@@ -31,29 +33,40 @@ public final class RootDisks {
 
     /**
      * The lower disk for {@code imageDir}, built into {@code cacheDir} when not cached yet.
+     * Symbolic links on the way to the image are resolved first: the fingerprint walks the
+     * tree without following links, and must see the tree mke2fs copies.
      *
      * @throws MicrosandboxException {@link ErrorKind#IMAGE_NOT_FOUND} when the directory does not exist
      */
     public static Path lowerDisk(Path imageDir, Path cacheDir) {
-        if (!Files.isDirectory(imageDir)) {
+        Path image;
+        try {
+            image = imageDir.toRealPath();
+        } catch (IOException e) {
+            image = null;
+        }
+        if (image == null || !Files.isDirectory(image)) {
             throw new MicrosandboxException(ErrorKind.IMAGE_NOT_FOUND,
                     "image '" + imageDir + "' is not a directory (a local root filesystem directory is expected)");
         }
-        Path image = imageDir.toAbsolutePath().normalize();
         try {
             Fingerprint fp = Fingerprint.of(image);
             Path target = cacheDir.resolve(fp.digest() + ".ext4");
+            OwnerOnly.directory(cacheDir);
             if (Files.isRegularFile(target)) {
+                OwnerOnly.restrictFile(target);
                 return target;
             }
-            Files.createDirectories(cacheDir);
-            Path tmp = Files.createTempFile(cacheDir, "lower-", ".tmp");
+            // mke2fs fills the file it is given and keeps its mode: created 0600 here, it never
+            // exists with the umask's mode
+            Path tmp = OwnerOnly.createTempFile(cacheDir, "lower-", ".tmp");
             try {
                 long inodes = fp.entries() + fp.entries() / 5 + 1024;
                 long bytes = fp.bytes() + fp.bytes() / 4 + 64 * MIB + inodes * 256;
                 mke2fs(List.of("-t", "ext4", "-O", "^has_journal", "-m", "0", "-b", "4096",
                         "-N", Long.toString(inodes), "-L", "msb-lower", "-d", image.toString(),
                         tmp.toString(), (bytes / 1024) + "k"));
+                OwnerOnly.restrictFile(tmp);
                 Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
             } finally {
                 Files.deleteIfExists(tmp);
@@ -64,14 +77,29 @@ public final class RootDisks {
         }
     }
 
-    /** Creates the empty writable upper disk, a sparse ext4 file of {@code sizeMib}. */
+    /**
+     * Creates the empty writable upper disk, a sparse ext4 file of {@code sizeMib}, readable
+     * and writable by its owner only ({@code 0600}).
+     */
     public static void createUpperDisk(Path file, int sizeMib) {
         try {
             Files.deleteIfExists(file);
+            // created 0600 before mke2fs sees it: mke2fs would create it with the umask's mode
+            OwnerOnly.createFile(file);
             mke2fs(List.of("-t", "ext4", "-m", "0", "-L", "msb-upper",
                     "-E", "lazy_itable_init=1,lazy_journal_init=1", file.toString(), sizeMib + "M"));
+            OwnerOnly.restrictFile(file);
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot create the upper disk " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Makes an upper disk a previous run left {@code 0600}, should an older version have made it wider. */
+    public static void restrictUpperDisk(Path file) {
+        try {
+            OwnerOnly.restrictFile(file);
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot protect the upper disk " + file + ": " + e.getMessage(), e);
         }
     }
 

@@ -111,7 +111,7 @@ public final class Posix {
      * @param env environment as {@code NAME=value} strings, or {@code null} to inherit the JVM's
      * @param workDir working directory, or {@code null} to inherit the JVM's
      * @param outputPath file that receives stdout and stderr (appended; created with mode
-     *     0644), or {@code null} for {@code /dev/null}
+     *     0600), or {@code null} for {@code /dev/null}
      * @param parentDeathSignal signal the child gets when the spawning thread dies, 0 for none
      * @param newSession whether the child calls {@code setsid()} (own session and process
      *     group, no controlling terminal)
@@ -219,6 +219,23 @@ public final class Posix {
     public static void setParentDeathSignal(int signal) throws IOException {
         load();
         setParentDeathSignal0(signal);
+    }
+
+    /**
+     * Sets the file mode creation mask of the calling process ({@code umask(2)}): of the whole
+     * JVM, every thread, and every child started afterwards (QEMU's logs and sockets too).
+     * A library must not change it in a JVM it does not own; the supervisor sets
+     * {@code 077} in its own.
+     *
+     * @param mask permission bits to withhold from new files, {@code 0} to {@code 0777}
+     * @return the previous mask
+     */
+    public static int umask(int mask) {
+        if ((mask & ~0777) != 0) {
+            throw new IllegalArgumentException("umask takes permission bits 0 to 0777, got 0" + Integer.toOctalString(mask));
+        }
+        load();
+        return umask0(mask);
     }
 
     /**
@@ -373,6 +390,8 @@ public final class Posix {
     private static native int setsid0() throws IOException;
 
     private static native void setParentDeathSignal0(int signal) throws IOException;
+
+    private static native int umask0(int mask);
 
     private static native int pidfdOpen0(int pid) throws IOException;
 

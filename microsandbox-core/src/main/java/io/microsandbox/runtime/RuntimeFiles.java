@@ -8,13 +8,10 @@ import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.nio.file.attribute.PosixFilePermission;
-import java.nio.file.attribute.PosixFilePermissions;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.Arrays;
 import java.util.HexFormat;
-import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentMap;
 
@@ -26,7 +23,8 @@ import java.util.concurrent.ConcurrentMap;
  * <p>Files are extracted to {@code <home>/runtime/<version>-<hash>/<name>}, where the hash is
  * the first 12 hex digits of the SHA-256 of the file's bytes. Extraction is atomic (temp file
  * in the same directory, then an atomic rename), so any number of JVMs may race on it, and a
- * file already there with identical content is reused.
+ * file already there with identical content is reused. The home, the runtime directories and
+ * the files are the owner's only ({@code 0700}, see {@link OwnerOnly}).
  */
 public final class RuntimeFiles {
 
@@ -38,8 +36,6 @@ public final class RuntimeFiles {
 
     /** Environment variable naming the microsandbox home directory. */
     public static final String HOME_ENV = "MSB_HOME";
-
-    private static final Set<PosixFilePermission> EXECUTABLE = PosixFilePermissions.fromString("rwxr-xr-x");
 
     private static final ConcurrentMap<String, Path> EXTRACTED = new ConcurrentHashMap<>();
 
@@ -78,7 +74,7 @@ public final class RuntimeFiles {
     /**
      * Extracts the native file {@code name} from the classpath folder {@value #RESOURCE_DIR}
      * to {@code <defaultHome>/runtime/<version>-<sha256 prefix>/<name>}, marks it executable
-     * and returns its path. Reuses an identical file already there; results are cached per
+     * by its owner only ({@code 0700}, the directories too) and returns its path. Reuses an identical file already there; results are cached per
      * name for the life of the JVM.
      *
      * @param name plain file name, e.g. {@code libmsbjni.so} or {@code msb-agent}
@@ -120,18 +116,19 @@ public final class RuntimeFiles {
             throw new UncheckedIOException("cannot read native resource " + resource, e);
         }
 
-        Path dir = defaultHome().resolve("runtime").resolve(version() + "-" + sha256Prefix(bytes));
+        Path home = defaultHome();
+        Path dir = home.resolve("runtime").resolve(version() + "-" + sha256Prefix(bytes));
         Path target = dir.resolve(name);
         try {
+            OwnerOnly.directories(home, dir);
             if (isIdentical(target, bytes)) {
-                makeExecutable(target);
+                OwnerOnly.restrict(target, OwnerOnly.EXECUTABLE);
                 return target;
             }
-            Files.createDirectories(dir);
-            Path tmp = Files.createTempFile(dir, "." + name + ".", ".tmp");
+            Path tmp = OwnerOnly.createTempFile(dir, "." + name + ".", ".tmp");
             try {
                 Files.write(tmp, bytes);
-                Files.setPosixFilePermissions(tmp, EXECUTABLE);
+                OwnerOnly.restrict(tmp, OwnerOnly.EXECUTABLE);
                 try {
                     Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
                 } catch (AtomicMoveNotSupportedException e) {
@@ -151,12 +148,6 @@ public final class RuntimeFiles {
             return false;
         }
         return Arrays.equals(Files.readAllBytes(file), bytes);
-    }
-
-    private static void makeExecutable(Path file) throws IOException {
-        if (!Files.isExecutable(file)) {
-            Files.setPosixFilePermissions(file, EXECUTABLE);
-        }
     }
 
     private static String sha256Prefix(byte[] bytes) {

@@ -2,6 +2,7 @@ package io.microsandbox.runtime;
 
 import io.microsandbox.runtime.supervisor.ExecLog;
 import io.microsandbox.runtime.supervisor.Supervisor;
+import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.security.MessageDigest;
@@ -11,7 +12,8 @@ import java.util.HexFormat;
 /**
  * Where one sandbox keeps its state under the home directory:
  * {@code sandboxes/<name>/} for disks, config and logs, and {@code run/<hash>/} for its
- * sockets (a hash of the name keeps socket paths under the 108-byte limit).
+ * sockets (a hash of the name keeps socket paths under the 108-byte limit). All of it is the
+ * owner's only (see {@link #createDirectories(Path)}).
  *
  * @param name       sandbox name
  * @param dir        state directory
@@ -82,6 +84,19 @@ public record SandboxLayout(String name, Path dir, Path runDir) {
     /** Supervisor pid, present while it runs. */
     public Path pidFile() {
         return runDir.resolve("supervisor.pid");
+    }
+
+    /**
+     * Creates the state, logs and socket directories, and makes them, the directories between
+     * them and {@code home}, and the logs a previous run left, accessible to their owner only
+     * (directories {@code 0700}, files {@code 0600}), whatever the umask.
+     */
+    public void createDirectories(Path home) throws IOException {
+        OwnerOnly.directories(home, logsDir());
+        OwnerOnly.directories(home, runDir());
+        for (Path log : new Path[] {consoleLog(), vmmLog(), execLog(), ExecLog.rotated(execLog()), supervisorLog()}) {
+            OwnerOnly.restrictFileIfExists(log);
+        }
     }
 
     /** Deletes every file of this sandbox: its state directory and its socket directory. */

@@ -32,7 +32,7 @@ public final class SandboxLock implements AutoCloseable {
 
     /** Takes the lock on {@code file}, or returns null when another holder has it. */
     public static SandboxLock tryAcquire(Path file) throws IOException {
-        FileChannel channel = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
+        FileChannel channel = OwnerOnly.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
         try {
             FileLock lock = channel.tryLock();
             if (lock == null) {

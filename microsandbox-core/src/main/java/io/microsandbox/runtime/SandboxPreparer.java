@@ -36,12 +36,15 @@ public final class SandboxPreparer {
     public static SupervisorSpec prepare(Path home, SandboxLayout layout, SandboxConfig config, boolean freshUpper) throws IOException {
         String qemu = findQemu();
         KernelBundle kernel = KernelBundle.locate(home);
-        Files.createDirectories(layout.logsDir());
-        Files.createDirectories(layout.runDir());
+        layout.createDirectories(home);
         // mke2fs runs as its own process: let it work while this thread fingerprints the image
-        CompletableFuture<Void> upper = freshUpper || !Files.isRegularFile(layout.upperDisk())
-                ? CompletableFuture.runAsync(() -> RootDisks.createUpperDisk(layout.upperDisk(), config.upperSizeMib()))
-                : CompletableFuture.completedFuture(null);
+        CompletableFuture<Void> upper;
+        if (freshUpper || !Files.isRegularFile(layout.upperDisk())) {
+            upper = CompletableFuture.runAsync(() -> RootDisks.createUpperDisk(layout.upperDisk(), config.upperSizeMib()));
+        } else {
+            RootDisks.restrictUpperDisk(layout.upperDisk());
+            upper = CompletableFuture.completedFuture(null);
+        }
         Path agent;
         Path initramfs;
         Path lower;

@@ -2,8 +2,8 @@ package io.microsandbox.store;
 
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
+import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.RuntimeFiles;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.sql.Connection;
 import java.sql.DriverManager;
@@ -99,16 +99,36 @@ public final class SandboxStore {
         }
     }
 
-    /** Opens (creating and migrating as needed) the database under {@code home}. */
+    /**
+     * Opens (creating and migrating as needed) the database under {@code home}. The home, the
+     * database directory and its files are made their owner's only first (see {@link OwnerOnly}).
+     */
     public static SandboxStore open(Path home) {
         try {
-            Path dir = home.resolve("db");
-            Files.createDirectories(dir);
-            SandboxStore store = new SandboxStore("jdbc:sqlite:" + dir.resolve("msb.db"));
+            Path dir = OwnerOnly.directories(home, home.resolve("db"));
+            Path db = dir.resolve("msb.db");
+            secureDatabaseFiles(db);
+            SandboxStore store = new SandboxStore("jdbc:sqlite:" + db);
             store.migrate();
             return store;
         } catch (java.io.IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot create the database directory under " + home + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * SQLite creates the database with the umask's mode, but its journal, {@code -wal} and
+     * {@code -shm} files with the database's own mode: creating the database {@code 0600}
+     * covers them all. Files an older version left are narrowed.
+     */
+    private static void secureDatabaseFiles(Path db) throws java.io.IOException {
+        try {
+            OwnerOnly.createFile(db);
+        } catch (java.nio.file.FileAlreadyExistsException e) {
+            OwnerOnly.restrictFile(db);
+        }
+        for (String suffix : List.of("-wal", "-shm", "-journal")) {
+            OwnerOnly.restrictFileIfExists(db.resolveSibling(db.getFileName() + suffix));
         }
     }
 

@@ -5,6 +5,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermission;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -269,6 +270,47 @@ class PosixTest {
                 .hasMessageContaining("/io/microsandbox/native/linux-x86_64/msb-no-such-file")
                 .hasMessageContaining("native build did not run");
         assertThatThrownBy(() -> RuntimeFiles.extract("../x")).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
+    void umaskSetsAndReturnsThePreviousMask() {
+        int original = Posix.umask(0077);
+        try {
+            assertThat(Posix.umask(0027)).isEqualTo(0077);
+            assertThat(Posix.umask(0077)).isEqualTo(0027);
+        } finally {
+            Posix.umask(original);
+        }
+        assertThatThrownBy(() -> Posix.umask(01000)).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
+    void spawnCreatesTheOutputFileOwnerOnly() throws IOException {
+        Path out = tmp.resolve("owner-only.out");
+        reap(spawnWith(new String[] {"true"}, ENV, null, out.toString(), 0, false));
+        assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(out))).isEqualTo("rw-------");
+    }
+
+    @Test
+    void runtimeFilesAreTheOwnersOnly() throws IOException {
+        String old = System.getProperty(RuntimeFiles.HOME_PROPERTY);
+        try {
+            Path home = tmp.resolve("home");
+            System.setProperty(RuntimeFiles.HOME_PROPERTY, home.toString());
+            // a file no other unit test extracts: extraction is cached per JVM
+            Path agent = RuntimeFiles.extract("fetch-kernel.sh");
+            assertThat(agent).startsWith(home);
+            assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(agent))).isEqualTo("rwx------");
+            for (Path dir = agent.getParent(); dir.startsWith(home); dir = dir.getParent()) {
+                assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(dir))).as(dir.toString()).isEqualTo("rwx------");
+            }
+        } finally {
+            if (old == null) {
+                System.clearProperty(RuntimeFiles.HOME_PROPERTY);
+            } else {
+                System.setProperty(RuntimeFiles.HOME_PROPERTY, old);
+            }
+        }
     }
 
     @Test

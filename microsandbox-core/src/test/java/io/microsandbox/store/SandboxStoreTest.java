@@ -2,7 +2,9 @@ package io.microsandbox.store;
 
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -24,6 +26,38 @@ class SandboxStoreTest {
         SandboxStore reopened = SandboxStore.open(home);
         assertThat(reopened.find("a")).isPresent();
         assertThat(SandboxStore.schemaVersion()).isEqualTo(1);
+    }
+
+    @Test
+    void homeDatabaseAndItsWalFilesAreOwnerOnly() throws Exception {
+        Files.setPosixFilePermissions(home, PosixFilePermissions.fromString("rwxr-xr-x"));
+        SandboxStore store = SandboxStore.open(home);
+        store.insert("a", "{\"env\":{\"SECRET\":\"s3cret\"}}", Map.of(), false, "running");
+        assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(home))).isEqualTo("rwx------");
+        assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(home.resolve("db")))).isEqualTo("rwx------");
+        // the -wal and -shm files live while a connection is open (each store call has its own)
+        try (java.sql.Connection c = java.sql.DriverManager.getConnection("jdbc:sqlite:" + home.resolve("db/msb.db"));
+             java.sql.Statement s = c.createStatement()) {
+            s.execute("PRAGMA journal_mode=WAL");
+            s.execute("UPDATE sandbox SET status = 'stopped'");
+            List<String> names = new ArrayList<>();
+            try (var files = Files.list(home.resolve("db"))) {
+                for (Path f : files.toList()) {
+                    names.add(f.getFileName().toString());
+                    assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(f))).as(f.toString()).isEqualTo("rw-------");
+                }
+            }
+            assertThat(names).contains("msb.db", "msb.db-wal", "msb.db-shm");
+        }
+    }
+
+    @Test
+    void narrowsADatabaseAnOlderVersionLeftReadable() throws Exception {
+        SandboxStore.open(home);
+        Path db = home.resolve("db").resolve("msb.db");
+        Files.setPosixFilePermissions(db, PosixFilePermissions.fromString("rw-r--r--"));
+        SandboxStore.open(home).find("x");
+        assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(db))).isEqualTo("rw-------");
     }
 
     @Test

@@ -3,9 +3,15 @@ package io.microsandbox.runtime.supervisor;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.OwnerOnly;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.OutputStream;
+import java.nio.ByteBuffer;
+import java.nio.CharBuffer;
+import java.nio.charset.CharsetDecoder;
+import java.nio.charset.CoderResult;
+import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -14,7 +20,12 @@ import java.nio.file.StandardOpenOption;
 import java.time.Instant;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Base64;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.function.Consumer;
 
 /**
@@ -23,58 +34,142 @@ import java.util.function.Consumer;
  * written by the supervisor for every exec session ({@code system} lines are lifecycle markers
  * and carry no id). At 10 MiB the file moves to {@code exec.log.1}, replacing the previous
  * generation, so a sandbox keeps at most about 20 MiB of output.
+ *
+ * <p>Output is stored byte for byte. A chunk that is UTF-8 goes to {@code "d"} as text; an
+ * incomplete character at its end is held back and written with the next chunk of the same
+ * session and stream, so a character split across chunks stays one character. A chunk that
+ * is not UTF-8 (binary output) goes to {@code "b"}, base64, instead of {@code "d"}. Bytes
+ * still held back when a session ends ({@link #endSession(long)}), when the log closes, or
+ * when too many sessions hold some, are written as {@code "b"}. Concatenating the entries of
+ * one session and stream gives back exactly what the process wrote.
  */
 public final class ExecLog implements AutoCloseable {
     /** Size at which the log rotates. */
     public static final long ROTATE_BYTES = 10L * 1024 * 1024;
+    /** Most streams that may hold back an incomplete character at once; the oldest is written out beyond that. */
+    static final int MAX_HELD = 256;
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final Path file;
     private OutputStream out;
     private long size;
+    /** Incomplete trailing UTF-8 sequences (1 to 3 bytes) per session stream, oldest first. */
+    private final Map<Stream, byte[]> held = new LinkedHashMap<>();
+
+    private record Stream(long session, String source) {
+    }
 
     private ExecLog(Path file) throws IOException {
         this.file = file;
         open();
     }
 
-    /** Opens the log for appending, creating it if needed. */
+    /** Opens the log for appending, creating it if needed; it is its owner's only ({@code 0600}). */
     public static ExecLog append(Path file) throws IOException {
         return new ExecLog(file);
     }
 
     private void open() throws IOException {
-        out = Files.newOutputStream(file, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+        out = OwnerOnly.newOutputStream(file, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
         size = Files.size(file);
     }
 
-    /** Appends one entry; {@code session} is null for system lines. */
+    /**
+     * Appends a chunk of output; {@code session} is null for system lines. An incomplete
+     * UTF-8 character at the end of a session's chunk waits for that stream's next chunk.
+     */
     public synchronized void write(String source, Long session, byte[] data) throws IOException {
+        Stream stream = session == null ? null : new Stream(session, source);
+        byte[] bytes = data;
+        byte[] carried = stream == null ? null : held.remove(stream);
+        if (carried != null) {
+            bytes = Arrays.copyOf(carried, carried.length + data.length);
+            System.arraycopy(data, 0, bytes, carried.length, data.length);
+        }
+        CharsetDecoder decoder = StandardCharsets.UTF_8.newDecoder()
+                .onMalformedInput(CodingErrorAction.REPORT)
+                .onUnmappableCharacter(CodingErrorAction.REPORT);
+        ByteBuffer in = ByteBuffer.wrap(bytes);
+        CharBuffer text = CharBuffer.allocate(bytes.length); // never more UTF-16 units than UTF-8 bytes
+        CoderResult result = decoder.decode(in, text, stream == null);
+        if (result.isError()) {
+            append(source, session, null, bytes);
+            return;
+        }
+        // underflow: what remains is the start of a character that the next chunk completes
+        if (in.hasRemaining()) {
+            hold(stream, Arrays.copyOfRange(bytes, in.position(), bytes.length));
+        }
+        if (text.position() > 0) {
+            append(source, session, text.flip().toString(), null);
+        }
+    }
+
+    /** Writes out what the streams of {@code session} still hold back: the session has ended. */
+    public synchronized void endSession(long session) throws IOException {
+        Iterator<Map.Entry<Stream, byte[]>> it = held.entrySet().iterator();
+        List<Map.Entry<Stream, byte[]>> ended = new ArrayList<>();
+        while (it.hasNext()) {
+            Map.Entry<Stream, byte[]> e = it.next();
+            if (e.getKey().session() == session) {
+                ended.add(e);
+                it.remove();
+            }
+        }
+        for (Map.Entry<Stream, byte[]> e : ended) {
+            append(e.getKey().source(), e.getKey().session(), null, e.getValue());
+        }
+    }
+
+    private void hold(Stream stream, byte[] tail) throws IOException {
+        held.put(stream, tail);
+        if (held.size() > MAX_HELD) {
+            Iterator<Map.Entry<Stream, byte[]>> oldest = held.entrySet().iterator();
+            Map.Entry<Stream, byte[]> e = oldest.next();
+            oldest.remove();
+            append(e.getKey().source(), e.getKey().session(), null, e.getValue());
+        }
+    }
+
+    /** One line: {@code text} as "d", else {@code bytes} as base64 "b". */
+    private void append(String source, Long session, String text, byte[] bytes) throws IOException {
         ObjectNode line = JSON.createObjectNode();
         line.put("t", Instant.now().truncatedTo(ChronoUnit.MILLIS).toString());
         line.put("s", source);
-        line.put("d", new String(data, StandardCharsets.UTF_8));
+        if (text != null) {
+            line.put("d", text);
+        } else {
+            line.put("b", Base64.getEncoder().encodeToString(bytes));
+        }
         if (session != null) {
             line.put("id", session);
         }
-        byte[] bytes = (line + "\n").getBytes(StandardCharsets.UTF_8);
-        if (size > 0 && size + bytes.length > ROTATE_BYTES) {
+        byte[] encoded = (line + "\n").getBytes(StandardCharsets.UTF_8);
+        if (size > 0 && size + encoded.length > ROTATE_BYTES) {
             out.close();
             Files.move(file, rotated(file), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
             open();
         }
-        out.write(bytes);
+        out.write(encoded);
         out.flush();
-        size += bytes.length;
+        size += encoded.length;
     }
 
+    /** Writes out every held-back byte and closes the file. */
     @Override
     public synchronized void close() throws IOException {
-        out.close();
+        try {
+            for (Map.Entry<Stream, byte[]> e : held.entrySet()) {
+                append(e.getKey().source(), e.getKey().session(), null, e.getValue());
+            }
+            held.clear();
+        } finally {
+            out.close();
+        }
     }
 
     /** The previous generation of {@code file}. */
-    static Path rotated(Path file) {
+    public static Path rotated(Path file) {
         return file.resolveSibling(file.getFileName() + ".1");
     }
 
@@ -82,8 +177,13 @@ public final class ExecLog implements AutoCloseable {
      * One parsed entry.
      *
      * @param session null for system lines
+     * @param data    the exact bytes: {@code "b"} decoded, or the UTF-8 of {@code "d"}
      */
-    public record Line(Instant time, String source, Long session, String text) {
+    public record Line(Instant time, String source, Long session, byte[] data) {
+        /** The bytes as UTF-8 text, malformed ones replaced by U+FFFD. */
+        public String text() {
+            return new String(data, StandardCharsets.UTF_8);
+        }
     }
 
     /** Every entry of {@code file}, older generation first; unparsable lines are skipped. */
@@ -91,7 +191,9 @@ public final class ExecLog implements AutoCloseable {
         List<Line> lines = new ArrayList<>();
         for (Path generation : List.of(rotated(file), file)) {
             if (Files.isRegularFile(generation)) {
-                try (BufferedReader reader = Files.newBufferedReader(generation, StandardCharsets.UTF_8)) {
+                // lenient decoding: a line torn inside a character must not make the whole file unreadable
+                try (BufferedReader reader = new BufferedReader(new java.io.InputStreamReader(
+                        Files.newInputStream(generation), StandardCharsets.UTF_8))) {
                     reader.lines().forEach(parseInto(lines::add));
                 }
             }
@@ -103,8 +205,12 @@ public final class ExecLog implements AutoCloseable {
         return text -> {
             try {
                 JsonNode n = JSON.readTree(text);
+                JsonNode base64 = n.get("b");
+                byte[] data = base64 != null && !base64.isNull()
+                        ? Base64.getDecoder().decode(base64.asText())
+                        : n.path("d").asText().getBytes(StandardCharsets.UTF_8);
                 sink.accept(new Line(Instant.parse(n.path("t").asText()), n.path("s").asText(),
-                        n.hasNonNull("id") ? n.get("id").asLong() : null, n.path("d").asText()));
+                        n.hasNonNull("id") ? n.get("id").asLong() : null, data));
             } catch (IOException | RuntimeException e) {
                 // a torn last line of a crashed writer: skip it
             }

@@ -134,6 +134,8 @@ public final class Supervisor {
      * the first line of stdin. End of stdin before that line means the creation was abandoned.
      */
     public static void main(String[] args) throws Exception {
+        // Everything this process and QEMU create (logs, sockets, pid file) is the owner's only.
+        Posix.umask(0077);
         PrintStream parentOut = System.out;
         System.setOut(System.err);
         warmUp();

@@ -1,6 +1,7 @@
 package io.microsandbox.runtime.supervisor;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.SandboxLayout;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -33,9 +34,10 @@ public record SupervisorSpec(String name, List<String> vmmArgv, String sandboxDi
         return new SandboxLayout(name, Path.of(sandboxDir), Path.of(runDir));
     }
 
+    /** Writes the spec atomically, {@code 0600}: it holds the sandbox's environment values. */
     public void write(Path file) throws IOException {
         Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
-        JSON.writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), this);
+        OwnerOnly.write(tmp, JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(this));
         Files.move(tmp, file, java.nio.file.StandardCopyOption.REPLACE_EXISTING,
                 java.nio.file.StandardCopyOption.ATOMIC_MOVE);
     }

@@ -1,6 +1,7 @@
 package io.microsandbox.runtime.vmm;
 
 import io.microsandbox.Accelerator;
+import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.SandboxLayout;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -44,8 +45,8 @@ public final class Accelerators {
                 return Accelerator.parse(Files.readString(verdict));
             }
             Accelerator result = probeKvm(qemu, kernel, initramfs, runtimeDir, PROBE_TIMEOUT) ? Accelerator.KVM : Accelerator.TCG;
-            Files.createDirectories(runtimeDir);
-            Files.writeString(verdict, result.name());
+            OwnerOnly.directory(runtimeDir);
+            OwnerOnly.write(verdict, result.name().getBytes(java.nio.charset.StandardCharsets.UTF_8));
             return result;
         } catch (IOException e) {
             LOG.warning("KVM probe failed, using TCG: " + e.getMessage());
@@ -55,8 +56,8 @@ public final class Accelerators {
 
     /** Boots the kernel under KVM to the agent's probe marker; false on any failure or timeout. */
     static boolean probeKvm(String qemu, KernelBundle kernel, Path initramfs, Path workDir, Duration timeout) throws IOException {
-        Files.createDirectories(workDir);
-        Path console = Files.createTempFile(workDir, "kvm-probe-", ".log");
+        OwnerOnly.directory(workDir);
+        Path console = OwnerOnly.createTempFile(workDir, "kvm-probe-", ".log");
         try {
             List<String> argv = new QemuCommand().qemuBinary(qemu).accelerator(Accelerator.KVM).memoryMib(128)
                     .kernel(kernel.vmlinux(), initramfs).kernelParam(QemuCommand.PROBE_PARAM)

@@ -2,6 +2,7 @@ package io.microsandbox.runtime.vmm;
 
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
+import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.RuntimeFiles;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -61,6 +62,8 @@ public record KernelBundle(Path dir) {
                 throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "cannot install the guest kernel under " + home
                         + ":\n" + output.strip());
             }
+            // the script runs under umask 077; an older install may have left wider modes
+            OwnerOnly.directories(home, home.resolve("kernel"));
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "cannot run " + script + ": " + e.getMessage(), e);
         } catch (InterruptedException e) {
@@ -85,17 +88,19 @@ public record KernelBundle(Path dir) {
 
     /**
      * The initramfs holding {@code agent} as {@code /init} plus the kernel's modules, built once
-     * into {@code cacheDir} and named by the hash of its inputs.
+     * into {@code cacheDir} and named by the hash of its inputs; the file is its owner's only
+     * ({@code 0600}).
      */
     public Path initramfs(Path agent, Path cacheDir) throws IOException {
         List<String> modules = modules();
         String key = digest(agent, modules);
         Path target = cacheDir.resolve("initramfs-" + key + ".cpio");
         if (Files.isRegularFile(target)) {
+            OwnerOnly.restrictFile(target);
             return target;
         }
-        Files.createDirectories(cacheDir);
-        Path tmp = Files.createTempFile(cacheDir, "initramfs-", ".tmp");
+        OwnerOnly.directory(cacheDir);
+        Path tmp = OwnerOnly.createTempFile(cacheDir, "initramfs-", ".tmp");
         try (OutputStream out = Files.newOutputStream(tmp);
              CpioArchiveOutputStream cpio = new CpioArchiveOutputStream(out, CpioConstants.FORMAT_NEW)) {
             for (String d : List.of("dev", "proc", "sys", "mnt", "newroot", "lib", "lib/modules")) {

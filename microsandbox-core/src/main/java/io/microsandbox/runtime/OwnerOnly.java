@@ -1,0 +1,155 @@
+package io.microsandbox.runtime;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.channels.Channels;
+import java.nio.channels.FileChannel;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.OpenOption;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.FileAttribute;
+import java.nio.file.attribute.PosixFilePermission;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.Set;
+
+/**
+ * Files and directories that only their owner can use. Everything under the microsandbox
+ * home goes through here: the database, {@code supervisor.json} (which holds environment
+ * values), the disks, the logs and the socket directories hold secrets or give root in a
+ * guest, so they must not follow the process's umask (022 makes files world-readable, 002
+ * group-writable). Directories are {@code 0700}, files {@code 0600}, executables
+ * {@code 0700}, set explicitly: created with those modes, and set again when the umask took
+ * bits away or an older version left wider ones.
+ */
+public final class OwnerOnly {
+    /** {@code rwx------}, for directories. */
+    public static final Set<PosixFilePermission> DIRECTORY = PosixFilePermissions.fromString("rwx------");
+    /** {@code rw-------}, for files. */
+    public static final Set<PosixFilePermission> FILE = PosixFilePermissions.fromString("rw-------");
+    /** {@code rwx------}, for programs and libraries. */
+    public static final Set<PosixFilePermission> EXECUTABLE = DIRECTORY;
+
+    private static final FileAttribute<Set<PosixFilePermission>> DIRECTORY_ATTRIBUTE = PosixFilePermissions.asFileAttribute(DIRECTORY);
+    private static final FileAttribute<Set<PosixFilePermission>> FILE_ATTRIBUTE = PosixFilePermissions.asFileAttribute(FILE);
+
+    private OwnerOnly() {
+    }
+
+    /**
+     * Creates {@code dir} and its missing parents, each {@code 0700}, and makes {@code dir} and
+     * every directory above it up to {@code top} (both included) {@code 0700}.
+     *
+     * @param top {@code dir} or one of its ancestors, e.g. the home
+     * @return {@code dir}
+     * @throws IllegalArgumentException if {@code top} is not {@code dir} or above it
+     */
+    public static Path directories(Path top, Path dir) throws IOException {
+        if (!dir.startsWith(top)) {
+            throw new IllegalArgumentException(dir + " is not under " + top);
+        }
+        Files.createDirectories(dir, DIRECTORY_ATTRIBUTE);
+        for (Path p = dir; p != null && p.startsWith(top); p = p.getParent()) {
+            restrict(p, DIRECTORY);
+        }
+        return dir;
+    }
+
+    /** {@link #directories(Path, Path)} of {@code dir} alone: missing parents are created {@code 0700} too. */
+    public static Path directory(Path dir) throws IOException {
+        return directories(dir, dir);
+    }
+
+    /**
+     * Opens {@code file} as {@link FileChannel#open(Path, Set, FileAttribute[])} does, creating
+     * it {@code 0600} with {@link StandardOpenOption#CREATE}; an existing file is made
+     * {@code 0600}.
+     */
+    public static FileChannel open(Path file, OpenOption... options) throws IOException {
+        FileChannel channel = FileChannel.open(file, new HashSet<>(Arrays.asList(options)), FILE_ATTRIBUTE);
+        try {
+            restrict(file, FILE);
+        } catch (IOException | RuntimeException e) {
+            channel.close();
+            throw e;
+        }
+        return channel;
+    }
+
+    /** An output stream on {@link #open(Path, OpenOption...)}; give {@code CREATE} and {@code APPEND} or {@code TRUNCATE_EXISTING}. */
+    public static OutputStream newOutputStream(Path file, OpenOption... options) throws IOException {
+        OpenOption[] withWrite = Arrays.copyOf(options, options.length + 1);
+        withWrite[options.length] = StandardOpenOption.WRITE;
+        return Channels.newOutputStream(open(file, withWrite));
+    }
+
+    /** Writes {@code bytes} to {@code file}, created or truncated, {@code 0600}. */
+    public static void write(Path file, byte[] bytes) throws IOException {
+        try (OutputStream out = newOutputStream(file, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING)) {
+            out.write(bytes);
+        }
+    }
+
+    /**
+     * Creates a new empty file {@code 0600}.
+     *
+     * @throws FileAlreadyExistsException if it exists
+     */
+    public static Path createFile(Path file) throws IOException {
+        Files.createFile(file, FILE_ATTRIBUTE);
+        restrict(file, FILE);
+        return file;
+    }
+
+    /** A new empty file {@code 0600} in {@code dir}, as {@link Files#createTempFile(Path, String, String, FileAttribute[])}. */
+    public static Path createTempFile(Path dir, String prefix, String suffix) throws IOException {
+        Path file = Files.createTempFile(dir, prefix, suffix, FILE_ATTRIBUTE);
+        restrict(file, FILE);
+        return file;
+    }
+
+    /** Makes an existing file {@code 0600}, e.g. one another program wrote. */
+    public static void restrictFile(Path file) throws IOException {
+        restrict(file, FILE);
+    }
+
+    /** Makes {@code file} {@code 0600} if it exists; for files other programs create on their own. */
+    public static void restrictFileIfExists(Path file) throws IOException {
+        try {
+            restrict(file, FILE);
+        } catch (NoSuchFileException e) {
+            // not there: nothing to protect
+        }
+    }
+
+    /**
+     * Sets the permissions of {@code path} to exactly {@code wanted} unless they already are
+     * (a symbolic link is followed: a home that is a link protects its target).
+     */
+    public static void restrict(Path path, Set<PosixFilePermission> wanted) throws IOException {
+        Set<PosixFilePermission> current = Files.getPosixFilePermissions(path);
+        if (current.equals(wanted)) {
+            return;
+        }
+        try {
+            Files.setPosixFilePermissions(path, wanted);
+        } catch (IOException e) {
+            throw new IOException("cannot make " + path + " accessible to its owner only (" + PosixFilePermissions.toString(wanted)
+                    + ", it is " + PosixFilePermissions.toString(current) + "): " + e.getMessage(), e);
+        }
+    }
+
+    /** Whether permissions grant nothing to the group or to others. */
+    public static boolean isOwnerOnly(Set<PosixFilePermission> permissions) {
+        for (PosixFilePermission p : permissions) {
+            if (!p.name().startsWith("OWNER_")) {
+                return false;
+            }
+        }
+        return true;
+    }
+}

@@ -1,0 +1,69 @@
+package io.microsandbox.image;
+
+import io.microsandbox.ErrorKind;
+import io.microsandbox.MicrosandboxException;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/** Builds small disks with mke2fs (e2fsprogs, installed by scripts/setup.sh). */
+class RootDisksTest {
+    @TempDir
+    Path tmp;
+
+    private static String mode(Path p) throws IOException {
+        return PosixFilePermissions.toString(Files.getPosixFilePermissions(p));
+    }
+
+    private Path smallImage(Path dir) throws IOException {
+        Files.createDirectories(dir.resolve("etc"));
+        Files.writeString(dir.resolve("etc/hostname"), "small\n");
+        return dir;
+    }
+
+    @Test
+    void disksAndTheCacheAreOwnerOnly() throws IOException {
+        Path upper = tmp.resolve("upper.ext4");
+        Files.writeString(upper, "an old upper disk, world-readable");
+        Files.setPosixFilePermissions(upper, PosixFilePermissions.fromString("rw-r--r--"));
+        RootDisks.createUpperDisk(upper, 64);
+        assertThat(mode(upper)).isEqualTo("rw-------");
+        assertThat(Files.size(upper)).isEqualTo(64L * 1024 * 1024);
+
+        Path cache = tmp.resolve("cache/rootfs");
+        Path lower = RootDisks.lowerDisk(smallImage(tmp.resolve("image")), cache);
+        assertThat(lower.getParent()).isEqualTo(cache);
+        assertThat(mode(lower)).isEqualTo("rw-------");
+        assertThat(mode(cache)).isEqualTo("rwx------");
+        assertThat(mode(tmp.resolve("cache"))).isEqualTo("rwx------");
+
+        Files.setPosixFilePermissions(lower, PosixFilePermissions.fromString("rw-r--r--"));
+        assertThat(RootDisks.lowerDisk(tmp.resolve("image"), cache)).isEqualTo(lower);
+        assertThat(mode(lower)).as("a cached disk an older version left readable").isEqualTo("rw-------");
+    }
+
+    @Test
+    void anImageBehindASymbolicLinkIsFingerprintedThroughIt() throws Exception {
+        Path real = smallImage(tmp.resolve("real"));
+        Path link = Files.createSymbolicLink(tmp.resolve("link"), real);
+        Path cache = tmp.resolve("cache");
+
+        Path first = RootDisks.lowerDisk(link, cache);
+        assertThat(RootDisks.lowerDisk(real, cache)).as("the link and its target are one image").isEqualTo(first);
+
+        Thread.sleep(10);
+        Files.writeString(real.resolve("etc/hostname"), "changed behind the link\n");
+        Path second = RootDisks.lowerDisk(link, cache);
+        assertThat(second).as("a change behind the link makes a new lower disk").isNotEqualTo(first);
+        assertThat(second).isRegularFile();
+
+        Path dangling = Files.createSymbolicLink(tmp.resolve("dangling"), tmp.resolve("nowhere"));
+        assertThatThrownBy(() -> RootDisks.lowerDisk(dangling, cache))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.IMAGE_NOT_FOUND));
+    }
+}

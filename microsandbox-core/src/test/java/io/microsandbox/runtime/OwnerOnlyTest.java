@@ -1,0 +1,71 @@
+package io.microsandbox.runtime;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/** Runs under the build's umask (typically 022): whatever it is, the modes come out owner-only. */
+class OwnerOnlyTest {
+    @TempDir
+    Path tmp;
+
+    private static String mode(Path p) throws IOException {
+        return PosixFilePermissions.toString(Files.getPosixFilePermissions(p));
+    }
+
+    private static void widen(Path p) throws IOException {
+        Files.setPosixFilePermissions(p, PosixFilePermissions.fromString(Files.isDirectory(p) ? "rwxrwxrwx" : "rw-rw-rw-"));
+    }
+
+    @Test
+    void directoriesCreatesMissingOnesAndNarrowsThoseUpToTheTop() throws IOException {
+        Path home = Files.createDirectory(tmp.resolve("home"));
+        Path existing = Files.createDirectory(home.resolve("sandboxes"));
+        widen(tmp);
+        widen(home);
+        widen(existing);
+
+        Path logs = OwnerOnly.directories(home, existing.resolve("a/logs"));
+
+        assertThat(logs).isDirectory();
+        for (Path p : List.of(home, existing, existing.resolve("a"), logs)) {
+            assertThat(mode(p)).as(p.toString()).isEqualTo("rwx------");
+        }
+        assertThat(mode(tmp)).as("above the top: left alone").isEqualTo("rwxrwxrwx");
+        assertThatThrownBy(() -> OwnerOnly.directories(logs, home)).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
+    void filesAreCreatedAndNarrowedToTheOwner() throws IOException {
+        Path fresh = OwnerOnly.createFile(tmp.resolve("fresh"));
+        assertThat(mode(fresh)).isEqualTo("rw-------");
+        assertThat(mode(OwnerOnly.createTempFile(tmp, "t-", ".tmp"))).isEqualTo("rw-------");
+
+        Path old = Files.writeString(tmp.resolve("old"), "x");
+        widen(old);
+        try (OutputStream out = OwnerOnly.newOutputStream(old, StandardOpenOption.CREATE, StandardOpenOption.APPEND)) {
+            out.write('y');
+        }
+        assertThat(mode(old)).isEqualTo("rw-------");
+        assertThat(Files.readString(old)).isEqualTo("xy");
+
+        Path written = tmp.resolve("written");
+        OwnerOnly.write(written, new byte[] {1, 2});
+        assertThat(mode(written)).isEqualTo("rw-------");
+        try (FileChannel ch = OwnerOnly.open(tmp.resolve("lock"), StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
+            assertThat(mode(tmp.resolve("lock"))).isEqualTo("rw-------");
+        }
+        OwnerOnly.restrictFileIfExists(tmp.resolve("absent")); // no error
+        assertThat(OwnerOnly.isOwnerOnly(PosixFilePermissions.fromString("rwx------"))).isTrue();
+        assertThat(OwnerOnly.isOwnerOnly(PosixFilePermissions.fromString("rw----r--"))).isFalse();
+    }
+}
