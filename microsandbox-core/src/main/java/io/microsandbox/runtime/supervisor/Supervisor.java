@@ -495,7 +495,7 @@ public final class Supervisor {
             }
         }
         if (frame.isTerminal() && router.close(route) && route.session) {
-            sessionEnded();
+            sessionEnded(route);
         }
         route.client.send(new Frame(route.clientId, frame.flags(), frame.type(), frame.payload()));
     }
@@ -596,7 +596,7 @@ public final class Supervisor {
             if (!toGuestQueue(new Frame(route.guestId, frame.flags(), type, frame.payload()))) {
                 router.close(route);
                 if (exec) {
-                    sessionEnded();
+                    sessionEnded(route);
                 }
                 client.send(exec ? execRefused(frame.id(), "resource_limit", "the guest is not reading its channel")
                         : errorFrame(frame.id(), "the guest is not reading its channel"));
@@ -637,7 +637,13 @@ public final class Supervisor {
         return new Frame(id, Protocol.FLAG_TERMINAL, Protocol.EXEC_FAILED, refused);
     }
 
-    private void sessionEnded() {
+    private void sessionEnded(SessionRouter.Route route) {
+        try {
+            // what the session held back (the start of a character) is written now
+            execLog.endSession(route.logId);
+        } catch (IOException e) {
+            SupervisorLog.log("cannot write the exec log: " + e.getMessage());
+        }
         lastActivity = System.nanoTime();
         if (draining && router.sessions() == 0) {
             requestStop(STOP_GRACE_MS, "drain-requested");
@@ -696,7 +702,7 @@ public final class Supervisor {
             if (!route.session) {
                 continue;
             }
-            sessionEnded();
+            sessionEnded(route);
             ObjectNode p = JSON.createObjectNode();
             p.put("signal", Posix.SIGKILL);
             toGuest.urgent(FrameCodec.encode(new Frame(route.guestId, 0, Protocol.EXEC_SIGNAL, p)));
