@@ -108,16 +108,24 @@ class SandboxStateIT {
         Sandbox.remove(name);
     }
 
+    /**
+     * Neither half depends on the test thread's timing: a running command keeps the sandbox
+     * busy for twice the timeout, and touches come at an eighth of it, so a stalled test JVM
+     * has seven seconds of slack.
+     */
     @Test
     void idleTimeoutStopsAnUnusedSandboxAndTouchKeepsItAlive() throws Exception {
         String name = TestSandboxes.uniqueName("idle");
-        Sandbox sb = Sandbox.create(name, TestSandboxes.config().idleTimeout(Duration.ofSeconds(3)).build());
-        for (int i = 0; i < 4; i++) {
-            Thread.sleep(1500);
+        Duration idle = Duration.ofSeconds(8);
+        Sandbox sb = Sandbox.create(name, TestSandboxes.config().idleTimeout(idle).build());
+        sb.exec("sleep", List.of(Long.toString(idle.toSeconds() * 2)));
+        assertThat(Sandbox.get(name).status()).as("busy: a running command is activity").isEqualTo(SandboxStatus.RUNNING);
+        for (int i = 0; i < 12; i++) {
+            Thread.sleep(idle.toMillis() / 8);
             sb.touch();
         }
-        assertThat(Sandbox.get(name).status()).isEqualTo(SandboxStatus.RUNNING);
-        SandboxStopResult result = sb.waitUntilStopped(Duration.ofSeconds(30));
+        assertThat(Sandbox.get(name).status()).as("touched").isEqualTo(SandboxStatus.RUNNING);
+        SandboxStopResult result = sb.waitUntilStopped(Duration.ofSeconds(60));
         assertThat(result.status()).isEqualTo(SandboxStatus.STOPPED);
         assertThat(result.reason()).isEqualTo("idle-timeout");
         Sandbox.remove(name);

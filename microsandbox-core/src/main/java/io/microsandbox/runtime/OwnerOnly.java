@@ -54,6 +54,7 @@ public final class OwnerOnly {
         }
         Files.createDirectories(dir, DIRECTORY_ATTRIBUTE);
         for (Path p = dir; p != null && p.startsWith(top); p = p.getParent()) {
+            requireOwnedByUs(p);
             restrict(p, DIRECTORY);
         }
         return dir;
@@ -140,6 +141,20 @@ public final class OwnerOnly {
         } catch (IOException e) {
             throw new IOException("cannot make " + path + " accessible to its owner only (" + PosixFilePermissions.toString(wanted)
                     + ", it is " + PosixFilePermissions.toString(current) + "): " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * Refuses a directory another user owns: a home under /tmp that someone else created
+     * first would otherwise be theirs to read and to plant files in.
+     */
+    static void requireOwnedByUs(Path dir) throws IOException {
+        int owner = (Integer) Files.getAttribute(dir, "unix:uid");
+        // /proc/self belongs to this process's effective user
+        int us = (Integer) Files.getAttribute(Path.of("/proc/self"), "unix:uid");
+        if (owner != us) {
+            throw new IOException(dir + " belongs to uid " + owner + ", not to this process's uid " + us
+                    + "; choose a home of your own (-Dmicrosandbox.home or MSB_HOME)");
         }
     }
 

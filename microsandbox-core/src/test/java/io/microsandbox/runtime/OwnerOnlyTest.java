@@ -26,6 +26,19 @@ class OwnerOnlyTest {
         Files.setPosixFilePermissions(p, PosixFilePermissions.fromString(Files.isDirectory(p) ? "rwxrwxrwx" : "rw-rw-rw-"));
     }
 
+    /** A home another user created first (say under /tmp) is refused, not adopted. */
+    @Test
+    void aDirectoryOfAnotherUserIsRefused() throws IOException {
+        org.junit.jupiter.api.Assumptions.assumeTrue((Integer) Files.getAttribute(Path.of("/proc/self"), "unix:uid") == 0,
+                "handing a directory to another user takes root");
+        Path foreign = Files.createDirectory(tmp.resolve("foreign"));
+        int nobody = 65534;
+        Files.setAttribute(foreign, "unix:uid", nobody);
+        assertThatThrownBy(() -> OwnerOnly.directory(foreign))
+                .isInstanceOf(IOException.class)
+                .hasMessageContaining("belongs to uid " + nobody);
+    }
+
     @Test
     void directoriesCreatesMissingOnesAndNarrowsThoseUpToTheTop() throws IOException {
         Path home = Files.createDirectory(tmp.resolve("home"));
