@@ -31,6 +31,12 @@
 #define USER_NAME_BUF 256  /* a user name from /etc/passwd */
 #define HOSTNAME_MAX 64
 #define MAX_GROUPS 1024    /* supplementary groups of one user */
+/* Entries of exec.request's args and of an env map. Each costs a few bytes of CBOR but a
+ * malloc'd string (32+ bytes) in the agent: without a bound a 4 MiB frame of empty strings
+ * would take ~160 MiB of guest memory. execve refuses far fewer anyway (E2BIG: argv and
+ * envp share a quarter of the stack limit). */
+#define MAX_ARGS 131072
+#define MAX_ENV 131072
 
 /* ---- main.c: logging, frames, event loop ---- */
 

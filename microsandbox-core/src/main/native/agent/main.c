@@ -169,11 +169,12 @@ cbor_buf *frame_begin(uint32_t id, uint8_t flags, const char *type, size_t npair
 void frame_end(void)
 {
     if (g_tx.oom) {
-        /* cannot happen short of the guest running out of memory; drop what is queued
-         * rather than send a truncated frame */
-        logmsg("out of memory queueing a frame; output dropped");
+        /* cannot happen short of the guest running out of memory; drop this frame only:
+         * the frames before it are intact, and one of them may be partly sent already
+         * (dropping the whole queue would cut the stream inside a frame) */
+        logmsg("out of memory queueing a frame; frame dropped");
         g_tx.oom = false;
-        g_tx.len = g_tx_off = 0;
+        g_tx.len = g_frame_start;
         return;
     }
     uint32_t len = (uint32_t)(g_tx.len - g_frame_start - 4);

@@ -112,7 +112,10 @@ int env_parse(cbor_val map, bool present, char ***out, size_t *n, char *msg, siz
     }
     if (!present || cbor_is_null(map))
         it.left = 0;
-    /* the pair count is bounded by the frame size: the body passed cbor_valid */
+    if (it.left > MAX_ENV) {
+        snprintf(msg, msglen, "env has %llu entries, the limit is %u", (unsigned long long)it.left, MAX_ENV);
+        return -2;
+    }
     char **env = calloc(it.left + 1, sizeof(char *));
     if (!env)
         return -1;
@@ -230,7 +233,11 @@ int exec_args_parse(cbor_val p, exec_args *a, const char **kind, const char **st
             snprintf(msg, msglen, "args must be an array of text");
             return -1;
         }
-        nargs = it.left; /* bounded by the frame size: the body passed cbor_valid */
+        nargs = it.left;
+        if (nargs > MAX_ARGS) {
+            snprintf(msg, msglen, "args has %llu entries, the limit is %u", (unsigned long long)nargs, MAX_ARGS);
+            return -1;
+        }
     }
     if (!(a->argv = calloc(nargs + 2, sizeof(char *))) || !(a->argv[0] = strndup(s, n)))
         goto oom;

@@ -108,6 +108,21 @@ class AgentFlowControlIT {
     }
 
     @Test
+    void aTerminalSessionHonoursTheWindowToo() throws Exception {
+        // the process exits with output left in the pty: it must come out once credit comes
+        Session s = exec(request("sh", List.of("-c", "head -c 20000 /dev/zero | tr '\\0' a"))
+                .put("tty", true).put("window", 4096));
+        assertThat(s.next().type()).isEqualTo(Protocol.EXEC_STARTED);
+        s.awaitOutput(4096);
+        s.expectQuiet();
+        s.grant(1 << 20);
+        Frame end = s.awaitEnd();
+        assertThat(end.type()).isEqualTo(Protocol.EXEC_EXITED);
+        assertThat(end.number("code")).isZero();
+        assertThat(s.output).isEqualTo(20_000);
+    }
+
+    @Test
     void theDefaultWindowApplies() throws Exception {
         Session s = exec(request("head", List.of("-c", "1000000", "/dev/zero")));
         assertThat(s.next().type()).isEqualTo(Protocol.EXEC_STARTED);
@@ -190,6 +205,13 @@ class AgentFlowControlIT {
         assertThat(user.text("stage")).isEqualTo("user");
         assertThat(user.text("message")).contains("user").contains("300");
 
+        // a user that is not text used to mean the default user (root)
+        ObjectNode numeric = request("id", List.of("-u")).put("user", 1000);
+        Frame notText = exec(numeric).awaitEnd();
+        assertThat(notText.type()).isEqualTo(Protocol.EXEC_FAILED);
+        assertThat(notText.text("kind")).isEqualTo("bad_args");
+        assertThat(notText.text("stage")).isEqualTo("user");
+
         for (String name : new String[] {"A=B", ""}) {
             ObjectNode r = request("true", List.of());
             r.putObject("env").put(name, "x");
@@ -198,6 +220,33 @@ class AgentFlowControlIT {
             assertThat(env.text("kind")).isEqualTo("bad_args");
             assertThat(env.text("message")).contains("env");
         }
+    }
+
+    @Test
+    void readsLongPasswdAndGroupLinesWhole() throws Exception {
+        // a 2000-byte GECOS field, and a group whose member list is over 4 KiB: read in
+        // fixed buffers, their tails were parsed as lines of their own
+        String setup = "printf 'longuser:x:1234:1234:%s:/tmp:/bin/sh\\n' \"$(head -c 2000 /dev/zero | tr '\\0' g)\" >> /etc/passwd;"
+                + " printf 'biggroup:x:4321:%ssandbox\\n' \"$(for i in $(seq 1 600); do printf 'member%d,' $i; done)\" >> /etc/group;"
+                + " printf 'farhome:x:1235:1235::/%s:/bin/sh\\n' \"$(head -c 5000 /dev/zero | tr '\\0' h)\" >> /etc/passwd";
+        Frame done = exec(request("sh", List.of("-c", setup))).awaitEnd();
+        assertThat(done.number("code")).isZero();
+
+        Session longUser = exec(request("id", List.of("-u")).put("user", "longuser"));
+        assertThat(longUser.next().type()).isEqualTo(Protocol.EXEC_STARTED);
+        Frame out = longUser.next();
+        assertThat(new String(out.bytes("data"), java.nio.charset.StandardCharsets.UTF_8)).isEqualTo("1234\n");
+        assertThat(longUser.awaitEnd().number("code")).isZero();
+
+        Session groups = exec(request("id", List.of("-G")).put("user", "sandbox"));
+        assertThat(groups.next().type()).isEqualTo(Protocol.EXEC_STARTED);
+        assertThat(new String(groups.next().bytes("data"), java.nio.charset.StandardCharsets.UTF_8)).contains("4321");
+        groups.awaitEnd();
+
+        Frame farHome = exec(request("true", List.of()).put("user", "farhome")).awaitEnd();
+        assertThat(farHome.type()).isEqualTo(Protocol.EXEC_FAILED);
+        assertThat(farHome.text("kind")).isEqualTo("user_setup_failed");
+        assertThat(farHome.text("message")).contains("home").contains("5001");
     }
 
     @Test

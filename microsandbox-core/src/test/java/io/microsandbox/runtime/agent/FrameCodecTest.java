@@ -92,17 +92,17 @@ class FrameCodecTest {
     void rejectsBodiesThatAreNotVersionedTypedMaps() throws IOException {
         assertMalformed(cbor("42"), "not a map");
         assertMalformed(cbor("{\"t\":\"x\",\"p\":{}}"), "version");
-        assertMalformed(cbor("{\"v\":3,\"t\":\"x\",\"p\":{}}"), "protocol version 3");
-        assertMalformed(cbor("{\"v\":2,\"p\":{}}"), "type");
-        assertMalformed(cbor("{\"v\":2,\"t\":\"\",\"p\":{}}"), "type");
-        assertMalformed(cbor("{\"v\":2,\"t\":\"x\",\"p\":[1]}"), "not a map");
+        assertMalformed(cbor("{\"v\":" + (Protocol.VERSION + 1) + ",\"t\":\"x\",\"p\":{}}"), "protocol version " + (Protocol.VERSION + 1));
+        assertMalformed(cbor("{\"v\":" + Protocol.VERSION + ",\"p\":{}}"), "type");
+        assertMalformed(cbor("{\"v\":" + Protocol.VERSION + ",\"t\":\"\",\"p\":{}}"), "type");
+        assertMalformed(cbor("{\"v\":" + Protocol.VERSION + ",\"t\":\"x\",\"p\":[1]}"), "not a map");
         assertMalformed(new byte[] {(byte) 0xA1, 0x61}, "malformed");
         assertMalformed(new byte[] {(byte) 0xFF}, "malformed");
     }
 
     @Test
     void rejectsTrailingBytesAfterBody() throws IOException {
-        byte[] body = cbor("{\"v\":2,\"t\":\"x\",\"p\":{}}");
+        byte[] body = cbor("{\"v\":" + Protocol.VERSION + ",\"t\":\"x\",\"p\":{}}");
         byte[] withTrailer = Arrays.copyOf(body, body.length + 1);
         assertMalformed(withTrailer, "trailing");
     }
