@@ -54,6 +54,12 @@ final class SessionRouter {
      */
     synchronized Route open(ClientConnection client, int clientId, boolean session, boolean tty, long logId, long window) {
         Map<Integer, Route> own = byClient.computeIfAbsent(client, c -> new HashMap<>());
+        if (own.size() >= MAX_ROUTES_PER_CLIENT) {
+            // a guest that never answers requests must not use up the client's routes: the
+            // oldest unanswered one-shot request is given up (its caller has timed out by then)
+            own.values().stream().filter(r -> !r.session).min(java.util.Comparator.comparingLong(r -> Integer.toUnsignedLong(r.guestId)))
+                    .ifPresent(this::closeLocked);
+        }
         if (own.containsKey(clientId) || own.size() >= MAX_ROUTES_PER_CLIENT || lastGuestId >= 0xFFFF_FFFFL) {
             return null;
         }
@@ -79,6 +85,10 @@ final class SessionRouter {
 
     /** Closes a route; false if it was closed already. */
     synchronized boolean close(Route route) {
+        return closeLocked(route);
+    }
+
+    private boolean closeLocked(Route route) {
         if (byGuestId.remove(route.guestId) == null) {
             return false;
         }

@@ -494,7 +494,8 @@ public final class Supervisor {
                 SupervisorLog.log("cannot write the exec log: " + e.getMessage());
             }
         }
-        if (frame.isTerminal() && router.close(route) && route.session) {
+        // a one-shot request is answered by its first frame, whatever the guest flags it with
+        if ((frame.isTerminal() || !route.session) && router.close(route) && route.session) {
             sessionEnded(route);
         }
         route.client.send(new Frame(route.clientId, frame.flags(), frame.type(), frame.payload()));
