@@ -57,6 +57,8 @@ public final class ExecHandle implements AutoCloseable {
     /** Stdin given up front ({@link ExecOptions#stdin()}) that is still to be sent, from {@link #pendingOffset}. */
     private byte[] pendingStdin;
     private int pendingOffset;
+    /** Whether {@link #takeStdin()} has handed the sink out. */
+    private boolean stdinTaken;
     /** The process closed its stdin (or the guest stopped taking it): writes fail. */
     private boolean stdinClosed;
     private volatile boolean finished;
@@ -179,6 +181,21 @@ public final class ExecHandle implements AutoCloseable {
                     "'" + command + "' was not started with ExecOptions.builder().stdinPipe()");
         }
         return stdin;
+    }
+
+    /**
+     * Takes the stdin sink, once: the first call returns it (when the command was started
+     * with {@link ExecOptions.Builder#stdinPipe()}), later calls return nothing, so one owner
+     * feeds it and closes it.
+     */
+    public java.util.Optional<OutputStream> takeStdin() {
+        synchronized (credit) {
+            if (stdinTaken || stdin == null) {
+                return java.util.Optional.empty();
+            }
+            stdinTaken = true;
+            return java.util.Optional.of(stdin);
+        }
     }
 
     /** Sends a signal (Linux number) to the process group. */

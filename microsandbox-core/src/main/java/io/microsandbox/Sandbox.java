@@ -328,6 +328,9 @@ public final class Sandbox implements AutoCloseable {
         SandboxLock createLock;
         try {
             createLock = Files.isDirectory(layout.dir()) ? SandboxLock.tryAcquire(SandboxLock.createLockFile(layout)) : null;
+            if (createLock != null) {
+                awaitExitingSupervisor(layout);
+            }
             if ((Files.isDirectory(layout.dir()) && createLock == null) || supervisorAlive(layout)) {
                 closeQuietly(createLock);
                 throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING,
@@ -340,6 +343,22 @@ public final class Sandbox implements AutoCloseable {
             erase(SandboxStore.open(home), layout);
         } finally {
             closeQuietly(createLock);
+        }
+    }
+
+    /**
+     * A supervisor records the end just before it exits: give one that has recorded it a few
+     * seconds to let go of the sandbox, so that removing right after a stop is observed works.
+     */
+    private static void awaitExitingSupervisor(SandboxLayout layout) {
+        long deadline = System.nanoTime() + DEFAULT_KILL_TIMEOUT.toNanos();
+        try {
+            while (supervisorAlive(layout) && System.nanoTime() < deadline) {
+                Thread.sleep(20);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while removing sandbox '" + layout.name() + "'");
         }
     }
 

@@ -100,13 +100,30 @@ class SandboxExecIT {
     void streamsStdinThroughAPipe() throws Exception {
         try (ExecHandle cat = sandbox.execStream("cat", List.of(), ExecOptions.builder().stdinPipe().build())) {
             assertThat(cat.recv()).isInstanceOf(ExecEvent.Started.class);
-            OutputStream stdin = cat.stdin();
+            OutputStream stdin = cat.takeStdin().orElseThrow();
+            assertThat(cat.takeStdin()).as("the sink is taken once").isEmpty();
             stdin.write("ping\n".getBytes(StandardCharsets.UTF_8));
             stdin.flush();
             ExecEvent echoed = cat.recv(Duration.ofSeconds(20));
             assertThat(echoed).isInstanceOfSatisfying(ExecEvent.Stdout.class, e -> assertThat(e.text()).isEqualTo("ping\n"));
             stdin.close();
             assertThat(cat.collect().exitCode()).isZero();
+        }
+    }
+
+    /** Stdin larger than the stdin window, given up front and through the pipe, arrives whole. */
+    @Test
+    void feedsStdinLargerThanItsWindow() throws Exception {
+        byte[] data = new byte[5 * 1024 * 1024 + 123];
+        new Random(5).nextBytes(data);
+        ExecOutput upFront = sandbox.exec("sha256sum", List.of(), ExecOptions.builder().stdin(data).build());
+        String expected = java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256").digest(data));
+        assertThat(upFront.stdout()).startsWith(expected);
+        try (ExecHandle sum = sandbox.execStream("sha256sum", List.of(), ExecOptions.builder().stdinPipe().build())) {
+            try (OutputStream stdin = sum.takeStdin().orElseThrow()) {
+                stdin.write(data);
+            }
+            assertThat(sum.collect().stdout()).startsWith(expected);
         }
     }
 

@@ -108,6 +108,7 @@ class SandboxSoakIT {
     private final List<String> notes = new ArrayList<>();
 
     @Test
+    @org.junit.jupiter.api.Timeout(value = 3, unit = java.util.concurrent.TimeUnit.HOURS) // 200 sandboxes take about 20 minutes
     void sandboxesComeAndGoAndLeaveNothingBehind() throws Exception {
         SandboxStore.open(home); // the database exists, and sqlite-jdbc loads as the runtime loads it
         long heapAtStart = settledHeap();

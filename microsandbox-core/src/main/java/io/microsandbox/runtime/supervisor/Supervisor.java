@@ -293,6 +293,7 @@ public final class Supervisor {
         }
         sampler.start(vmm.pid());
         everySecond(sampler::sample);
+        everySecond(this::capVmmLog);
 
         SupervisorLog.daemon("agent-reader", this::relayAgentFrames, this::relayFailed).start();
         SupervisorLog.daemon("client-acceptor", this::acceptClients, this::relayFailed).start();
@@ -687,6 +688,32 @@ public final class Supervisor {
                 SupervisorLog.log("periodic task failed: " + e);
             }
         }, 1, 1, TimeUnit.SECONDS);
+    }
+
+    /**
+     * QEMU's own output can be provoked by the guest (device errors it reports again and
+     * again). QEMU appends to its log, so moving the content aside and truncating keeps it
+     * bounded without QEMU noticing: at most {@link ConsoleRecorder#ROTATE_BYTES} here and as
+     * much again in {@code vmm.log.1}.
+     */
+    private void capVmmLog() {
+        Path log = layout.vmmLog();
+        try (var channel = java.nio.channels.FileChannel.open(log, java.nio.file.StandardOpenOption.READ,
+                java.nio.file.StandardOpenOption.WRITE)) {
+            long size = channel.size();
+            if (size > ConsoleRecorder.ROTATE_BYTES) {
+                // keep the newest megabyte of what was written, then start over
+                try (var previous = java.nio.channels.FileChannel.open(ConsoleRecorder.rotated(log), java.nio.file.StandardOpenOption.CREATE,
+                        java.nio.file.StandardOpenOption.WRITE, java.nio.file.StandardOpenOption.TRUNCATE_EXISTING)) {
+                    channel.transferTo(size - ConsoleRecorder.ROTATE_BYTES, ConsoleRecorder.ROTATE_BYTES, previous);
+                }
+                channel.truncate(0);
+            }
+        } catch (java.nio.file.NoSuchFileException e) {
+            // QEMU has not written anything
+        } catch (IOException e) {
+            SupervisorLog.log("cannot rotate " + log + ": " + e.getMessage());
+        }
     }
 
     private void checkIdle() {

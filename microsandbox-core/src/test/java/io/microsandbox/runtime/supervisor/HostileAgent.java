@@ -25,7 +25,11 @@ import java.util.Arrays;
  * float in its payload), {@code tiny-items} (answers exec with a 4 MiB frame of empty maps),
  * {@code flood} (answers exec with endless output, ignoring the window), {@code deaf} (stops
  * reading its port after the boot), {@code forge} (sends output for ids it was never given
- * and {@code sup.*} frames, then answers honestly), {@code silent} (never says hello).
+ * and {@code sup.*} frames, then answers honestly), {@code disorder} (answers exec out of
+ * order: the end first, then output and a start for the ended session, and a second
+ * {@code core.ready}), {@code oversized} (answers exec with a frame whose length field is
+ * 2 GiB), {@code noisy} (honest, but writes megabytes to its stderr, which is the VMM's
+ * log), {@code silent} (never says hello).
  */
 public final class HostileAgent {
     private static final JsonNodeFactory NODES = JsonNodeFactory.instance;
@@ -40,6 +44,17 @@ public final class HostileAgent {
         link.write(new Frame(0, 0, Protocol.CORE_HELLO, NODES.objectNode().put("v", Protocol.VERSION).put("agent", "hostile")));
         link.read(); // core.configure
         link.write(new Frame(0, 0, Protocol.CORE_READY, NODES.objectNode().put("boot_time_ns", 1).put("init_time_ns", 2).put("ready_time_ns", 3)));
+        if (scenario.equals("noisy")) {
+            Thread noise = new Thread(() -> {
+                byte[] line = ("qemu: a device error the guest can provoke again and again " + "x".repeat(960) + "\n").getBytes();
+                for (int i = 0; i < 3 * 1024; i++) {
+                    System.err.write(line, 0, line.length);
+                }
+                System.err.flush();
+            });
+            noise.setDaemon(true);
+            noise.start();
+        }
         if (scenario.equals("deaf")) {
             // Never reads again: the supervisor's writes to the port fill the socket buffer and block.
             Thread.sleep(Long.MAX_VALUE);
@@ -86,6 +101,21 @@ public final class HostileAgent {
                 while (true) {
                     link.write(new Frame(id, 0, Protocol.EXEC_STDOUT, NODES.objectNode().put("data", chunk)));
                 }
+            }
+            case "oversized" -> {
+                raw.write(new byte[] {0x7F, (byte) 0xFF, (byte) 0xFF, (byte) 0xFF, 0, 0, 0, 1, 0});
+                raw.flush();
+                return;
+            }
+            case "disorder" -> {
+                ObjectNode exited = NODES.objectNode().put("code", 3);
+                exited.putNull("signal");
+                link.write(new Frame(id, Protocol.FLAG_TERMINAL, Protocol.EXEC_EXITED, exited));
+                link.write(new Frame(id, 0, Protocol.EXEC_STDOUT, NODES.objectNode().put("data", "late".getBytes())));
+                link.write(new Frame(id, 0, Protocol.EXEC_STARTED, NODES.objectNode().put("pid", 7)));
+                link.write(new Frame(0, 0, Protocol.CORE_READY, NODES.objectNode().put("boot_time_ns", 1)));
+                link.write(new Frame(0, 0, Protocol.CORE_HELLO, NODES.objectNode().put("v", Protocol.VERSION)));
+                return;
             }
             case "forge" -> {
                 // ids the supervisor never gave this guest, or gave for requests that are over

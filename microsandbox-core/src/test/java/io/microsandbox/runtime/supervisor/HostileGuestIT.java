@@ -104,10 +104,12 @@ class HostileGuestIT {
     void anAttachedSandboxWithADeafGuestStopsWhenItsCreatorGoes() throws Exception {
         HostileSandboxes.Booted booted = HostileSandboxes.boot("deaf");
         fillTheGuestPort(booted.sandbox());
-        booted.close(); // the creator pipe closes, as when the creating JVM dies
+        booted.sandbox().detach();
+        booted.supervisor().release(); // the creator pipe closes, as when the creating JVM dies
         SandboxHandle handle = awaitTerminal(booted.name());
         assertThat(handle.status()).isEqualTo(SandboxStatus.STOPPED);
         assertThat(handle.lastStop().orElseThrow().reason()).isEqualTo("creator-exited");
+        Sandbox.remove(booted.name());
     }
 
     /** Finding 4: the call returns soon after its timeout, whatever the guest does. */
@@ -148,6 +150,50 @@ class HostileGuestIT {
                 assertThat(out.exitCode()).isZero();
             }
             assertThat(Sandbox.get(booted.name()).status()).isEqualTo(SandboxStatus.RUNNING);
+            booted.sandbox().kill();
+        }
+    }
+
+    /** An oversized length field ends the sandbox with a recorded reason, before anything is allocated. */
+    @Test
+    void anOversizedFrameEndsTheSandboxWithARecordedReason() throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("oversized")) {
+            assertThatThrownBy(() -> booted.sandbox().exec("anything", List.of()))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_RUNNING));
+            SandboxHandle handle = awaitTerminal(booted.name());
+            assertThat(handle.lastStop().orElseThrow().reason()).isEqualTo("agent-unresponsive");
+            assertThat(execLog(booted.name())).contains("exceeds the 4194304 byte limit");
+        }
+    }
+
+    /** Frames out of order: the first end counts, what follows it for that session reaches nobody. */
+    @Test
+    void framesOutOfOrderCannotConfuseAClient() throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("disorder")) {
+            for (int i = 0; i < 3; i++) {
+                var out = booted.sandbox().exec("anything", List.of());
+                assertThat(out.exitCode()).isEqualTo(3);
+                assertThat(out.stdout()).isEmpty();
+            }
+            assertThat(Sandbox.get(booted.name()).status()).isEqualTo(SandboxStatus.RUNNING);
+            booted.sandbox().kill();
+        }
+    }
+
+    /** Whatever the VMM is made to print, its log on the host stays bounded. */
+    @Test
+    void theVmmLogOnTheHostIsBounded() throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("noisy")) {
+            SandboxLayout layout = SandboxLayout.of(RuntimeFiles.defaultHome(), booted.name());
+            java.nio.file.Path previous = layout.vmmLog().resolveSibling("vmm.log.1");
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (!Files.exists(previous) && System.nanoTime() < deadline) {
+                Thread.sleep(100);
+            }
+            Thread.sleep(2500); // the noise ends at 3 MiB; let the last rotation happen
+            assertThat(Files.size(layout.vmmLog())).isLessThanOrEqualTo(ConsoleRecorder.ROTATE_BYTES + (64 << 10));
+            assertThat(Files.size(previous)).isPositive().isLessThanOrEqualTo(ConsoleRecorder.ROTATE_BYTES);
+            assertThat(booted.sandbox().exec("anything", List.of()).stdout()).isEqualTo("ok\n");
             booted.sandbox().kill();
         }
     }

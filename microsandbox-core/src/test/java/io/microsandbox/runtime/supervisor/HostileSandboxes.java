@@ -24,7 +24,10 @@ final class HostileSandboxes {
 
     /** A booted sandbox and the creator pipe that keeps it attached to this JVM. */
     record Booted(String name, Sandbox sandbox, SupervisorProcess supervisor) implements AutoCloseable {
-        /** Ends the test's hold on it: the connection is dropped, then the creator pipe. */
+        /**
+         * Ends the test's hold on it (the connection, then the creator pipe, which stops an
+         * attached sandbox) and removes it once it has ended: tests leave nothing behind.
+         */
         @Override
         public void close() {
             try {
@@ -33,6 +36,14 @@ final class HostileSandboxes {
                 // already released by the test
             }
             supervisor.release();
+            try {
+                HostileGuestIT.awaitTerminal(name);
+                Sandbox.remove(name);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } catch (RuntimeException | AssertionError e) {
+                // the test itself removed it, or it would not end: the failure shows elsewhere
+            }
         }
     }
 
@@ -59,6 +70,8 @@ final class HostileSandboxes {
             supervisor.boot(spec);
         } catch (RuntimeException e) {
             supervisor.abandon();
+            SandboxStore.open(home).delete(name);
+            layout.deleteFiles();
             throw e;
         }
         return new Booted(name, Sandbox.connect(name), supervisor);
