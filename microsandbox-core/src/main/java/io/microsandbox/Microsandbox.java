@@ -54,6 +54,7 @@ public final class Microsandbox {
         this.qemu = qemu;
         this.kernelDir = kernelDir;
         this.accelerator = accelerator;
+        RuntimeFiles.preferNativeHome(this.home);
     }
 
     /**
