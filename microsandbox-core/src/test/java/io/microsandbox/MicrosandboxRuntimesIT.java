@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxPreparer;
 import io.microsandbox.runtime.supervisor.Supervisor;
+import io.microsandbox.runtime.supervisor.SupervisorProcess;
 import io.microsandbox.runtime.supervisor.SupervisorSpec;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -100,6 +101,11 @@ class MicrosandboxRuntimesIT {
         b.remove(beta);
         assertThat(b.list()).isEmpty();
         assertThat(SandboxLayout.of(b.home(), beta).dir()).doesNotExist();
+        // done with both homes: their spare supervisors go now, not when this JVM exits
+        SupervisorProcess.releaseSpare(a.home());
+        SupervisorProcess.releaseSpare(b.home());
+        assertThat(ProcessHandle.current().children().map(p -> p.info().commandLine().orElse(""))
+                .filter(cmd -> cmd.contains(a.home().toString()) || cmd.contains(b.home().toString()))).isEmpty();
     }
 
     /** The {@code microsandbox.home} of the supervisor running {@code name}, from its pid file and command line. */
