@@ -39,7 +39,30 @@ public final class RuntimeFiles {
 
     private static final ConcurrentMap<String, Path> EXTRACTED = new ConcurrentHashMap<>();
 
+    /** Where this JVM's own native libraries go; see {@link #nativeHome()}. */
+    private static volatile Path nativeHome;
+
     private RuntimeFiles() {
+    }
+
+    /**
+     * The home under which this JVM's own native libraries (the JNI library, SQLite's) are
+     * extracted: loaded once per JVM, they go under the home of the first
+     * {@code io.microsandbox.Microsandbox} runtime that used its home (opened its database) in this JVM, else the
+     * {@linkplain #defaultHome() default home}.
+     */
+    public static Path nativeHome() {
+        Path home = nativeHome;
+        return home != null ? home : defaultHome();
+    }
+
+    /** Makes {@code home} the {@link #nativeHome()} unless one was chosen before. */
+    public static void preferNativeHome(Path home) {
+        synchronized (RuntimeFiles.class) {
+            if (nativeHome == null) {
+                nativeHome = home.toAbsolutePath().normalize();
+            }
+        }
     }
 
     /**
@@ -85,10 +108,21 @@ public final class RuntimeFiles {
      * @throws UncheckedIOException if the file cannot be written
      */
     public static Path extract(String name) {
+        return extract(defaultHome(), name);
+    }
+
+    /**
+     * Like {@link #extract(String)}, under {@code <home>/runtime/} of the given home.
+     *
+     * @param home the microsandbox home directory
+     * @param name plain file name, e.g. {@code msb-agent}
+     * @return absolute path of the extracted file
+     */
+    public static Path extract(Path home, String name) {
         if (name == null || name.isEmpty() || name.contains("/") || name.equals(".") || name.equals("..")) {
             throw new IllegalArgumentException("not a plain file name: " + name);
         }
-        return extractResource(RESOURCE_DIR + name);
+        return extractResource(home, RESOURCE_DIR + name);
     }
 
     /**
@@ -98,10 +132,19 @@ public final class RuntimeFiles {
      * @param resource absolute resource path, e.g. {@code /org/sqlite/native/Linux/x86_64/libsqlitejdbc.so}
      */
     public static Path extractResource(String resource) {
-        return EXTRACTED.computeIfAbsent(resource, RuntimeFiles::doExtract);
+        return extractResource(defaultHome(), resource);
     }
 
-    private static Path doExtract(String resource) {
+    /**
+     * Like {@link #extractResource(String)}, under {@code <home>/runtime/} of the given home;
+     * results are cached per home and resource.
+     */
+    public static Path extractResource(Path home, String resource) {
+        Path absolute = home.toAbsolutePath().normalize();
+        return EXTRACTED.computeIfAbsent(absolute + "\0" + resource, key -> doExtract(absolute, resource));
+    }
+
+    private static Path doExtract(Path home, String resource) {
         String name = resource.substring(resource.lastIndexOf('/') + 1);
         byte[] bytes;
         try (InputStream in = RuntimeFiles.class.getResourceAsStream(resource)) {
@@ -116,7 +159,6 @@ public final class RuntimeFiles {
             throw new UncheckedIOException("cannot read native resource " + resource, e);
         }
 
-        Path home = defaultHome();
         Path dir = home.resolve("runtime").resolve(version() + "-" + sha256Prefix(bytes));
         Path target = dir.resolve(name);
         try {
@@ -150,7 +192,7 @@ public final class RuntimeFiles {
         return Arrays.equals(Files.readAllBytes(file), bytes);
     }
 
-    private static String sha256Prefix(byte[] bytes) {
+    static String sha256Prefix(byte[] bytes) {
         try {
             byte[] digest = MessageDigest.getInstance("SHA-256").digest(bytes);
             return HexFormat.of().formatHex(digest).substring(0, 12);
