@@ -119,24 +119,13 @@ public final class SandboxHandle {
      * even accept the connection is killed itself (its VM goes with it).
      */
     public void kill(Duration timeout) {
-        if (!refresh().running()) {
-            return;
-        }
-        Sandbox sb;
-        try {
-            sb = runtime.connect(name());
-        } catch (MicrosandboxException e) {
-            if (e.kind() != ErrorKind.SANDBOX_NOT_RUNNING) {
-                throw e;
-            }
+        withConnection(sb -> sb.kill(timeout), () -> {
             SandboxHandle now = refresh();
             RunRecord run = now.record.lastRun();
             if (now.running() && run != null && run.supervisorPid() != null) {
                 runtime.killUnresponsiveSupervisor(name(), run.supervisorPid());
             }
-            return;
-        }
-        sb.kill(timeout);
+        });
     }
 
     /** Sends a kill request and returns. */
@@ -196,6 +185,11 @@ public final class SandboxHandle {
     }
 
     private void withConnection(java.util.function.Consumer<Sandbox> action) {
+        withConnection(action, () -> { });
+    }
+
+    /** Runs {@code action} on a connection; {@code unreachable} when the sandbox runs but does not accept one. */
+    private void withConnection(java.util.function.Consumer<Sandbox> action, Runnable unreachable) {
         if (!refresh().running()) {
             return;
         }
@@ -204,6 +198,7 @@ public final class SandboxHandle {
             sb = runtime.connect(name());
         } catch (MicrosandboxException e) {
             if (e.kind() == ErrorKind.SANDBOX_NOT_RUNNING) {
+                unreachable.run();
                 return;
             }
             throw e;

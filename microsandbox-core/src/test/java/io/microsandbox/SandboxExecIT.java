@@ -190,10 +190,10 @@ class SandboxExecIT {
     /** Finding 7: an unread stream slows the command down instead of filling the heap. */
     @Test
     void anUnreadStreamHoldsOnlyItsWindow() throws Exception {
-        long before = usedHeapAfterGc();
+        long before = TestSandboxes.usedHeapAfterGc();
         try (ExecHandle yes = sandbox.execStream("yes", List.of(), ExecOptions.defaults())) {
             Thread.sleep(5000);
-            assertThat(usedHeapAfterGc() - before).as("heap growth").isLessThan(32L << 20);
+            assertThat(TestSandboxes.usedHeapAfterGc() - before).as("heap growth").isLessThan(32L << 20);
             long received = 0;
             ExecEvent event;
             while (received < 10_000_000 && (event = yes.recv(Duration.ofSeconds(10))) != null) {
@@ -259,15 +259,6 @@ class SandboxExecIT {
         }
         Thread.sleep(200);
         assertThat(sandbox.exec("echo", List.of("still")).stdout()).isEqualTo("still\n");
-    }
-
-    private static long usedHeapAfterGc() throws InterruptedException {
-        Runtime rt = Runtime.getRuntime();
-        for (int i = 0; i < 3; i++) {
-            System.gc();
-            Thread.sleep(50);
-        }
-        return rt.totalMemory() - rt.freeMemory();
     }
 
     @Test

@@ -6,14 +6,14 @@ import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /** Shared helpers of the VM integration tests. */
-final class TestSandboxes {
+public final class TestSandboxes {
     private static final AtomicInteger COUNTER = new AtomicInteger();
 
     private TestSandboxes() {
     }
 
     /** The Debian test image that scripts/build-test-image.sh builds. */
-    static String rootfs() {
+    public static String rootfs() {
         String configured = System.getProperty("msb.test.rootfs");
         Path path = configured != null && !configured.isBlank()
                 ? Path.of(configured)
@@ -22,6 +22,16 @@ final class TestSandboxes {
             throw new IllegalStateException("test image " + path + " is missing; run scripts/setup.sh");
         }
         return path.toString();
+    }
+
+    /** The heap in use after a few collections, to compare before and after some work. */
+    public static long usedHeapAfterGc() throws InterruptedException {
+        Runtime rt = Runtime.getRuntime();
+        for (int i = 0; i < 3; i++) {
+            System.gc();
+            Thread.sleep(50);
+        }
+        return rt.totalMemory() - rt.freeMemory();
     }
 
     /** A sandbox name unique to this test run. */

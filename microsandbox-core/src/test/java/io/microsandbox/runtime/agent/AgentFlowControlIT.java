@@ -6,7 +6,6 @@ import io.microsandbox.Sandbox;
 import io.microsandbox.SandboxConfig;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -37,7 +36,7 @@ class AgentFlowControlIT {
     @BeforeAll
     static void boot() {
         String name = "it-flow-" + ProcessHandle.current().pid();
-        sandbox = Sandbox.create(name, SandboxConfig.builder().image(rootfs()).memoryMib(256).build());
+        sandbox = Sandbox.create(name, SandboxConfig.builder().image(io.microsandbox.TestSandboxes.rootfs()).memoryMib(256).build());
     }
 
     @AfterAll
@@ -264,17 +263,6 @@ class AgentFlowControlIT {
     }
 
     // ---- helpers ----
-
-    private static String rootfs() {
-        String configured = System.getProperty("msb.test.rootfs");
-        Path path = configured != null && !configured.isBlank()
-                ? Path.of(configured)
-                : RuntimeFiles.defaultHome().resolve("test-images").resolve("debian-python");
-        if (!Files.isDirectory(path)) {
-            throw new IllegalStateException("test image " + path + " is missing; run scripts/setup.sh");
-        }
-        return path.toString();
-    }
 
     private static ObjectNode request(String cmd, List<String> args) {
         ObjectNode r = FrameCodec.mapper().createObjectNode();

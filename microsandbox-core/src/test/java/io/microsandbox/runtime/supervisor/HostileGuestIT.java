@@ -63,10 +63,10 @@ class HostileGuestIT {
     @Test
     void outputBeyondTheWindowIsDroppedAndAnUnreadStreamDoesNotGrowTheHeap() throws Exception {
         try (HostileSandboxes.Booted booted = HostileSandboxes.boot("flood")) {
-            long before = usedHeapAfterGc();
+            long before = io.microsandbox.TestSandboxes.usedHeapAfterGc();
             ExecHandle stream = booted.sandbox().execStream("yes", List.of(), ExecOptions.defaults());
             Thread.sleep(4000);
-            long grown = usedHeapAfterGc() - before;
+            long grown = io.microsandbox.TestSandboxes.usedHeapAfterGc() - before;
             assertThat(grown).as("heap growth with an unread flooding stream").isLessThan(32L << 20);
             assertThat(execLog(booted.name())).contains("guest sent more output than the client allowed");
             // the supervisor is still in charge: it welcomes a new client and obeys a kill
@@ -254,14 +254,5 @@ class HostileGuestIT {
 
     private static String supervisorLog(String name) throws java.io.IOException {
         return Files.readString(SandboxLayout.of(RuntimeFiles.defaultHome(), name).supervisorLog());
-    }
-
-    private static long usedHeapAfterGc() throws InterruptedException {
-        Runtime rt = Runtime.getRuntime();
-        for (int i = 0; i < 3; i++) {
-            System.gc();
-            Thread.sleep(50);
-        }
-        return rt.totalMemory() - rt.freeMemory();
     }
 }
