@@ -433,6 +433,23 @@ public final class Sandbox implements AutoCloseable {
         return new ExecHandle(client, command, options, request, TIMERS);
     }
 
+    /**
+     * The sandbox's files: read, write, list, copy in and out, streams for big files (see
+     * {@link SandboxFs}). Operations on a sandbox that has stopped fail with
+     * {@link ErrorKind#SANDBOX_NOT_RUNNING}.
+     */
+    public SandboxFs fs() {
+        ensureFsUsable();
+        return new SandboxFs(name, client, null, this::ensureFsUsable);
+    }
+
+    private void ensureFsUsable() {
+        if (client.exited().isDone()) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name + "' is not running");
+        }
+        ensureUsable();
+    }
+
     /** Starts {@code script} with the configured shell and returns its event stream. */
     public ExecHandle shellStream(String script, ExecOptions options) {
         return execStream(config.shell(), List.of("-c", script), options);

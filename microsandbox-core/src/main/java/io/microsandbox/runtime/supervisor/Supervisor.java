@@ -475,7 +475,8 @@ public final class Supervisor {
             // no client asked for this id (or it is over): a forged, late or hostile frame
             return;
         }
-        boolean output = Protocol.EXEC_STDOUT.equals(frame.type()) || Protocol.EXEC_STDERR.equals(frame.type());
+        boolean output = route.fs ? Protocol.FS_DATA.equals(frame.type())
+                : Protocol.EXEC_STDOUT.equals(frame.type()) || Protocol.EXEC_STDERR.equals(frame.type());
         if (output && route.session) {
             byte[] data = frame.bytes("data");
             if (!router.consumeWindow(route, data.length)) {
@@ -485,6 +486,11 @@ public final class Supervisor {
                     SupervisorLog.log(message);
                     logSystem(message);
                 }
+                return;
+            }
+            if (route.fs) {
+                // file data is not command output: not logged
+                route.client.send(new Frame(route.clientId, frame.flags(), frame.type(), frame.payload()));
                 return;
             }
             String source = route.tty ? "output" : Protocol.EXEC_STDOUT.equals(frame.type()) ? "stdout" : "stderr";
@@ -574,6 +580,10 @@ public final class Supervisor {
     private void routeToGuest(ClientConnection client, Frame frame) {
         String type = frame.type();
         if (frame.isSessionStart()) {
+            if (Protocol.FS_REQUEST.equals(type)) {
+                openFsSession(client, frame);
+                return;
+            }
             boolean exec = Protocol.EXEC_REQUEST.equals(type);
             if (!exec && !Protocol.CORE_PING.equals(type) && !Protocol.CORE_TOUCH.equals(type) && !Protocol.CORE_STATS.equals(type)) {
                 client.send(errorFrame(frame.id(), "clients may not send " + type));
@@ -604,15 +614,49 @@ public final class Supervisor {
             return;
         }
         SessionRouter.Route route = router.ofClient(client, frame.id());
-        if (route == null || !route.session || !type.startsWith("exec.") || Protocol.EXEC_REQUEST.equals(type)) {
-            return; // a session that ended meanwhile, or a frame no session takes
+        if (route == null || !route.session) {
+            return; // a session that ended meanwhile
         }
-        if (Protocol.EXEC_WINDOW.equals(type)) {
+        boolean allowed = route.fs ? Protocol.FS_DATA.equals(type) || Protocol.FS_WINDOW.equals(type) || Protocol.FS_CANCEL.equals(type)
+                : type.startsWith("exec.") && !Protocol.EXEC_REQUEST.equals(type);
+        if (!allowed) {
+            return; // a frame this session does not take
+        }
+        if (Protocol.EXEC_WINDOW.equals(type) || Protocol.FS_WINDOW.equals(type)) {
             router.growWindow(route, frame.payload().path("bytes").asLong(0));
         }
         if (!toGuestQueue(new Frame(route.guestId, frame.flags(), type, frame.payload()))) {
             SupervisorLog.log("the guest is not reading its channel: dropped " + type + " of session " + route.logId);
         }
+    }
+
+    /** An fs.request: a session whose read data is held to the window the client grants, like exec output. */
+    private void openFsSession(ClientConnection client, Frame frame) {
+        if (stopReason != null || killRequested) {
+            client.send(fsRefused(frame.id(), "sandbox_stopping", "sandbox " + spec.name() + " is stopping"));
+            return;
+        }
+        long window = frame.payload().path("window").asLong(Protocol.DEFAULT_OUTPUT_WINDOW);
+        SessionRouter.Route route = router.open(client, frame.id(), true, false, 0, window, true);
+        if (route == null) {
+            client.send(fsRefused(frame.id(), "resource_limit", "id " + frame.id() + " is in use or "
+                    + SessionRouter.MAX_ROUTES_PER_CLIENT + " requests are open"));
+            return;
+        }
+        lastActivity = System.nanoTime();
+        if (!toGuestQueue(new Frame(route.guestId, frame.flags(), frame.type(), frame.payload()))) {
+            router.close(route);
+            sessionEnded(route);
+            client.send(fsRefused(frame.id(), "resource_limit", "the guest is not reading its channel"));
+        }
+    }
+
+    private static Frame fsRefused(int id, String kind, String message) {
+        ObjectNode refused = JSON.createObjectNode();
+        refused.put("kind", kind);
+        refused.put("errno", 0);
+        refused.put("message", message);
+        return new Frame(id, Protocol.FLAG_TERMINAL, Protocol.FS_ERROR, refused);
     }
 
     private boolean toGuestQueue(Frame frame) {
@@ -640,7 +684,9 @@ public final class Supervisor {
     private void sessionEnded(SessionRouter.Route route) {
         try {
             // what the session held back (the start of a character) is written now
-            execLog.endSession(route.logId);
+            if (!route.fs) {
+                execLog.endSession(route.logId);
+            }
         } catch (IOException e) {
             SupervisorLog.log("cannot write the exec log: " + e.getMessage());
         }
