@@ -632,11 +632,20 @@ public final class Sandbox implements AutoCloseable {
         return readLogs(layout, options);
     }
 
+    /**
+     * A stream of log entries as they are written (see {@link LogStream}): with
+     * {@link LogStreamOptions.Builder#follow(boolean)} it delivers output of commands started
+     * later too, and ends when the sandbox stops.
+     */
+    public LogStream logStream(LogStreamOptions options) {
+        return new LogStream(name, layout.execLog(), options, () -> !client.exited().isDone());
+    }
+
     static List<LogEntry> readLogs(SandboxLayout layout, LogOptions options) {
         List<LogEntry> entries;
         try {
             entries = ExecLog.read(layout.execLog()).stream()
-                    .map(l -> new LogEntry(LogSource.fromWireName(l.source()), l.session(), l.time(), l.data()))
+                    .map(l -> new LogEntry(LogSource.fromWireName(l.source()), l.session(), l.time(), l.data(), LogStream.cursorOf(l.seq())))
                     .filter(options::matches)
                     .toList();
         } catch (IOException e) {

@@ -211,7 +211,7 @@ public final class Supervisor {
         execLog = ExecLog.append(layout.execLog());
         vmServer = listen(layout.vmSocket());
         clientServer = listen(layout.agentSocket());
-        console = ConsoleRecorder.start(layout.consoleSocket(), layout.consoleLog());
+        console = ConsoleRecorder.start(layout.consoleSocket(), layout.consoleLog(), this::logConsoleLine);
         Files.writeString(layout.pidFile(), Long.toString(ProcessHandle.current().pid()));
 
         SupervisorLog.log("starting VMM: " + String.join(" ", spec.vmmArgv()));
@@ -712,6 +712,18 @@ public final class Supervisor {
         }
         if (router.sessions() == 0) {
             requestStop(STOP_GRACE_MS, "drain-requested");
+        }
+    }
+
+    /** A guest console line, as a system entry of the exec log ("console: ..."), so sources=system shows why a boot failed. */
+    private void logConsoleLine(byte[] line) {
+        byte[] prefix = "console: ".getBytes(StandardCharsets.UTF_8);
+        byte[] entry = java.util.Arrays.copyOf(prefix, prefix.length + line.length);
+        System.arraycopy(line, 0, entry, prefix.length, line.length);
+        try {
+            execLog.write("system", null, entry);
+        } catch (IOException e) {
+            SupervisorLog.log("cannot write the exec log: " + e.getMessage());
         }
     }
 
