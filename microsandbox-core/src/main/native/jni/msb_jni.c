@@ -648,6 +648,39 @@ JNIEXPORT void JNICALL Java_io_microsandbox_runtime_Posix_restoreMode0(JNIEnv *e
     }
 }
 
+/* Waits up to timeout_ms for fd to be readable, then reads at most len bytes into buf:
+ * the count, 0 when nothing came in time, -1 at end of file. */
+JNIEXPORT jint JNICALL Java_io_microsandbox_runtime_Posix_readTimeout0(JNIEnv *env, jclass cls, jint fd, jbyteArray jbuf, jint timeout_ms) {
+    (void)cls;
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    int rc = poll(&p, 1, timeout_ms);
+    if (rc < 0) {
+        if (errno == EINTR)
+            return 0;
+        throw_io(env, errno, "poll(fd %d)", (int)fd);
+        return 0;
+    }
+    if (rc == 0)
+        return 0;
+    char buf[4096];
+    jsize len = (*env)->GetArrayLength(env, jbuf);
+    if (len > (jsize)sizeof buf)
+        len = (jsize)sizeof buf;
+    ssize_t n = read(fd, buf, (size_t)len);
+    if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN)
+            return 0;
+        if (errno == EIO)
+            return -1; /* the terminal hung up */
+        throw_io(env, errno, "read(fd %d)", (int)fd);
+        return 0;
+    }
+    if (n == 0)
+        return -1;
+    (*env)->SetByteArrayRegion(env, jbuf, 0, (jsize)n, (const jbyte *)buf);
+    return (jint)n;
+}
+
 JNIEXPORT jintArray JNICALL Java_io_microsandbox_runtime_Posix_windowSize0(JNIEnv *env, jclass cls, jint fd) {
     (void)cls;
     struct winsize ws;

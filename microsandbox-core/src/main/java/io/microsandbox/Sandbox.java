@@ -450,6 +450,29 @@ public final class Sandbox implements AutoCloseable {
         ensureUsable();
     }
 
+    /** What {@link #attach} returns when the user detached ({@code Ctrl-] Ctrl-]}) and left the command running. */
+    public static final int ATTACH_DETACHED = -1;
+
+    /**
+     * Bridges this process's terminal to {@code command} on a tty in the guest, like
+     * {@code docker exec -it}: raw mode on the host terminal, the window size forwarded,
+     * {@code Ctrl-] Ctrl-]} detaches (the command keeps running), and the terminal is restored
+     * however it ends. Blocks until the command exits.
+     *
+     * @return the command's exit code, or {@link #ATTACH_DETACHED}
+     * @throws MicrosandboxException {@link ErrorKind#UNSUPPORTED_OPERATION} when stdin is not a
+     *         terminal, {@link ErrorKind#EXEC_FAILED} when the command cannot run
+     */
+    public int attach(String command, String... args) {
+        ensureUsable();
+        return Attach.run(this, command, List.of(args));
+    }
+
+    /** {@link #attach} to the configured shell. */
+    public int attachShell() {
+        return attach(config.shell());
+    }
+
     /** Starts {@code script} with the configured shell and returns its event stream. */
     public ExecHandle shellStream(String script, ExecOptions options) {
         return execStream(config.shell(), List.of("-c", script), options);

@@ -359,6 +359,19 @@ public final class Posix {
         return windowSize0(fd);
     }
 
+    /**
+     * Waits up to {@code timeoutMillis} for {@code fd} to be readable, then reads what is there
+     * (at most {@code buf.length}, at most 4096 bytes): unlike a read of {@code System.in},
+     * the wait ends, so a reader thread can stop without consuming the next key press.
+     *
+     * @return the byte count, 0 when nothing came in time, -1 at end of file (or a hung-up terminal)
+     * @throws IOException if the poll or the read fails
+     */
+    public static int readTimeout(int fd, byte[] buf, int timeoutMillis) throws IOException {
+        load();
+        return readTimeout0(fd, buf, timeoutMillis);
+    }
+
     // ------------------------------------------------------------------------------------
     // helpers and natives
 
@@ -410,4 +423,6 @@ public final class Posix {
     private static native void restoreMode0(int fd, byte[] saved) throws IOException;
 
     private static native int[] windowSize0(int fd) throws IOException;
+
+    private static native int readTimeout0(int fd, byte[] buf, int timeoutMillis) throws IOException;
 }
