@@ -750,6 +750,25 @@ static int tree_visit(const char *path, const struct stat *st, int type, struct 
     return 0;
 }
 
+/* Bytes the file occupies on disk (st_blocks * 512): what a sparse file really costs. */
+JNIEXPORT jlong JNICALL Java_io_microsandbox_runtime_Posix_allocatedBytes0(JNIEnv *env, jclass cls, jbyteArray jpath) {
+    (void) cls;
+    char path[4096];
+    jsize n = (*env)->GetArrayLength(env, jpath);
+    if (n >= (jsize) sizeof path) {
+        throw_io(env, ENAMETOOLONG, "allocatedBytes");
+        return -1;
+    }
+    (*env)->GetByteArrayRegion(env, jpath, 0, n, (jbyte *) path);
+    path[n] = '\0';
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        throw_io(env, errno, "stat %s", path);
+        return -1;
+    }
+    return (jlong) st.st_blocks * 512;
+}
+
 JNIEXPORT jbyteArray JNICALL Java_io_microsandbox_runtime_Posix_statTree0(JNIEnv *env, jclass cls, jbyteArray jroot) {
     (void) cls;
     jsize n = (*env)->GetArrayLength(env, jroot);

@@ -609,7 +609,16 @@ public final class Sandbox implements AutoCloseable {
                 0,
                 guest.number("upper_used_bytes"),
                 guest.number("upper_free_bytes"),
-                Duration.ofMillis(host.payload().path("uptime_ms").asLong()));
+                Duration.ofMillis(host.payload().path("uptime_ms").asLong()),
+                upperAllocated());
+    }
+
+    private Long upperAllocated() {
+        try {
+            return io.microsandbox.runtime.Posix.allocatedBytes(layout.upperDisk());
+        } catch (IOException | RuntimeException e) {
+            return null;
+        }
     }
 
     /**

@@ -231,6 +231,19 @@ class SandboxFsIT {
     }
 
     @Test
+    void metricsShowTheUpperDiskAllocationAndTheMemoryLimit() {
+        Metrics before = sandbox.metrics();
+        assertThat(before.upperAllocatedBytes()).isNotNull().isPositive();
+        assertThat(before.memoryLimitBytes()).isEqualTo(256L << 20);
+        byte[] data = new byte[32 << 20];
+        new Random(3).nextBytes(data);
+        sandbox.fs().write("/tmp/alloc.bin", data);
+        Metrics after = sandbox.metrics();
+        assertThat(after.upperAllocatedBytes()).isGreaterThanOrEqualTo(before.upperAllocatedBytes() + (16L << 20));
+        sandbox.fs().remove("/tmp/alloc.bin");
+    }
+
+    @Test
     void transfersRunBesideCommands() throws Exception {
         SandboxFs fs = sandbox.fs();
         byte[] data = new byte[8 << 20];

@@ -17,6 +17,7 @@ import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestMethodOrder;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /** logStream against one real VM; the restart test runs last. */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
@@ -118,7 +119,13 @@ class SandboxLogStreamIT {
     @Order(4)
     void aCursorResumesAcrossARestartAndHandlesStreamStoppedSandboxes() {
         String cursor = lastCursor(LogSource.SYSTEM);
+        SandboxFs fs = sandbox.fs();
         sandbox.stop();
+        // files need a running sandbox
+        assertThatThrownBy(() -> fs.read("/etc/passwd")).isInstanceOf(MicrosandboxException.class)
+                .extracting(e -> ((MicrosandboxException) e).kind()).isEqualTo(ErrorKind.SANDBOX_NOT_RUNNING);
+        assertThatThrownBy(() -> sandbox.fs()).isInstanceOf(MicrosandboxException.class)
+                .extracting(e -> ((MicrosandboxException) e).kind()).isEqualTo(ErrorKind.SANDBOX_NOT_RUNNING);
         SandboxHandle handle = Sandbox.get(name);
         // a stopped sandbox streams what it has and ends, even when following
         List<LogEntry> afterStop = new ArrayList<>();

@@ -307,6 +307,17 @@ public final class Posix {
     }
 
     /**
+     * Bytes a file occupies on disk ({@code st_blocks * 512}): for a sparse file, what is
+     * really allocated, not its apparent size.
+     *
+     * @throws IOException if the file cannot be stat'ed
+     */
+    public static long allocatedBytes(Path file) throws IOException {
+        load();
+        return allocatedBytes0(file.toString().getBytes(StandardCharsets.UTF_8));
+    }
+
+    /**
      * lstat of every entry under {@code root} (the root included, links not followed), in walk
      * order, as records of: the path relative to {@code root}, a NUL byte, then six
      * little-endian 64-bit numbers: mode, uid, gid, size, mtime and ctime in nanoseconds.
@@ -423,6 +434,8 @@ public final class Posix {
     private static native void restoreMode0(int fd, byte[] saved) throws IOException;
 
     private static native int[] windowSize0(int fd) throws IOException;
+
+    private static native long allocatedBytes0(byte[] path) throws IOException;
 
     private static native int readTimeout0(int fd, byte[] buf, int timeoutMillis) throws IOException;
 }
