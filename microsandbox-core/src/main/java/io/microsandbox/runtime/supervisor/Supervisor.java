@@ -626,6 +626,14 @@ public final class Supervisor {
             router.growWindow(route, frame.payload().path("bytes").asLong(0));
         }
         if (!toGuestQueue(new Frame(route.guestId, frame.flags(), type, frame.payload()))) {
+            if (route.fs && router.close(route)) {
+                // a file must not silently miss a chunk: the operation fails instead
+                SupervisorLog.log("the guest is not reading its channel: cancelled a filesystem session of " + client);
+                toGuest.urgent(FrameCodec.encode(new Frame(route.guestId, 0, Protocol.FS_CANCEL, JSON.createObjectNode())));
+                sessionEnded(route);
+                client.send(fsRefused(frame.id(), "resource_limit", "the guest is not reading its channel; the transfer was cancelled"));
+                return;
+            }
             SupervisorLog.log("the guest is not reading its channel: dropped " + type + " of session " + route.logId);
         }
     }
