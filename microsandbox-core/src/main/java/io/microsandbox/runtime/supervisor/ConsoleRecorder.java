@@ -32,6 +32,8 @@ final class ConsoleRecorder {
     private final java.util.function.Consumer<byte[]> lines;
     private final java.io.ByteArrayOutputStream line = new java.io.ByteArrayOutputStream();
     private long sunk;
+    private final Object sinkLock = new Object();
+    private boolean sinkClosed;
 
     private ConsoleRecorder(ServerSocketChannel server, Path log, java.util.function.Consumer<byte[]> lines) {
         this.server = server;
@@ -112,17 +114,29 @@ final class ConsoleRecorder {
         }
         byte[] bytes = line.toByteArray();
         line.reset();
-        if (sunk >= SINK_BUDGET) {
-            return;
-        }
-        sunk += bytes.length;
-        try {
-            lines.accept(bytes);
-            if (sunk >= SINK_BUDGET) {
-                lines.accept("(further console output is only in kernel.log)".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        synchronized (sinkLock) {
+            if (sinkClosed || sunk >= SINK_BUDGET) {
+                return;
             }
-        } catch (RuntimeException e) {
-            SupervisorLog.log("console line sink failed: " + e);
+            sunk += bytes.length;
+            try {
+                lines.accept(bytes);
+                if (sunk >= SINK_BUDGET) {
+                    lines.accept("(further console output is only in kernel.log)".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                }
+            } catch (RuntimeException e) {
+                SupervisorLog.log("console line sink failed: " + e);
+            }
+        }
+    }
+
+    /**
+     * No more lines go to the sink (they still go to kernel.log): called before the run's last
+     * exec log entry, which must stay last. A line being handed over finishes first.
+     */
+    void closeSink() {
+        synchronized (sinkLock) {
+            sinkClosed = true;
         }
     }
 

@@ -387,6 +387,9 @@ public final class Supervisor {
 
     private void recordExitAndFinish(int status) {
         RunRecorder.Outcome outcome = RunRecorder.decide(status, stopReason, killRequested, agentFailure, layout.consoleLog());
+        if (console != null) {
+            console.closeSink(); // the end marker stays the run's last entry
+        }
         logSystem("sandbox " + outcome.statusName() + ": " + outcome.reason());
         try {
             store.finishRun(spec.name(), outcome.statusName(), outcome.exitCode(), outcome.signal(), outcome.reason(), "supervisor");
