@@ -86,8 +86,9 @@ public final class FsBench {
                 | in the guest: `cat` of the file to /dev/null (page cache dropped first) | %.1f |
 
                 Samples (MB/s), in run order: api write %s; api read %s; guest dd %s; guest cat %s
-                """, Instant.now(), Runtime.getRuntime().availableProcessors(), System.getProperty("msb.bench.accel", "see supervisor.log for the accelerator"),
-                rounds, MIB, median(apiWrite), median(apiRead), median(guestWrite), median(guestRead), apiWrite, apiRead, guestWrite, guestRead);
+                """, Instant.now(), Runtime.getRuntime().availableProcessors(), System.getProperty("msb.bench.accel", "accelerator as Accelerator.AUTO resolves it"),
+                rounds, MIB, median(apiWrite), median(apiRead), median(guestWrite), median(guestRead),
+                fmt(apiWrite), fmt(apiRead), fmt(guestWrite), fmt(guestRead));
         System.out.print(table);
         Files.writeString(output, table);
     }
@@ -107,6 +108,10 @@ public final class FsBench {
 
     private static double mbps(long nanos) {
         return (MIB * 1048576.0 / 1e6) / (nanos / 1e9);
+    }
+
+    private static String fmt(List<Double> values) {
+        return String.join(" ", values.stream().map(v -> String.format("%.1f", v)).toList());
     }
 
     private static double median(List<Double> values) {
