@@ -36,7 +36,7 @@ import java.util.concurrent.TimeUnit;
  * <p>File data moves in chunks of {@value Protocol#FS_CHUNK_BYTES} bytes under the same
  * credit scheme as command output and stdin: {@link #readStream} has at most
  * {@value Protocol#FS_WINDOW_BYTES} bytes in flight, {@link #writeStream} at most
- * {@value Protocol#STDIN_WINDOW}, so files of any size pass without their size in heap, and
+ * {@value Protocol#FS_WRITE_WINDOW_BYTES}, so files of any size pass without their size in heap, and
  * a slow reader slows the guest down. A write is on disk (fsynced) once the call (or the
  * stream's {@code close}) returns.
  *
@@ -359,7 +359,7 @@ public final class SandboxFs {
 
     /** A one-shot operation: the request, then its fs.result (returned) or fs.error (thrown). */
     private Frame call(ObjectNode payload) {
-        try (Session s = new Session(payload.path("path").asText(), payload, 0)) {
+        try (Session s = new Session(payload.path("path").asText(), payload)) {
             Frame end = s.awaitEnd(OP_TIMEOUT);
             return s.result(end);
         }
@@ -392,10 +392,10 @@ public final class SandboxFs {
         private String lost;
         private boolean ended;
         /** Write credit (fs.write_window). */
-        long writeCredit = Protocol.STDIN_WINDOW;
+        long writeCredit = Protocol.FS_WRITE_WINDOW_BYTES;
         boolean writeClosed;
 
-        Session(String path, ObjectNode payload, int unused) {
+        Session(String path, ObjectNode payload) {
             this.path = path;
             if (client.exited().isDone()) {
                 throw notRunning(null);
@@ -419,7 +419,7 @@ public final class SandboxFs {
             synchronized (lock) {
                 if (Protocol.FS_WRITE_WINDOW.equals(frame.type())) {
                     Long bytes = frame.number("bytes");
-                    writeCredit = Math.min(Protocol.STDIN_WINDOW, writeCredit + (bytes == null ? 0 : Math.max(0, bytes)));
+                    writeCredit = Math.min(Protocol.FS_WRITE_WINDOW_BYTES, writeCredit + (bytes == null ? 0 : Math.max(0, bytes)));
                     writeClosed |= frame.payload().path("closed").asBoolean(false);
                 } else {
                     frames.add(frame);
@@ -545,7 +545,7 @@ public final class SandboxFs {
 
         ReadStream(String path, ObjectNode payload) {
             this.path = path;
-            this.session = new Session(path, payload, 0);
+            this.session = new Session(path, payload);
             // wait for the first frame: a file that cannot be opened fails here
             try {
                 Frame first = session.next(STALL_TIMEOUT);
@@ -653,7 +653,7 @@ public final class SandboxFs {
 
         WriteStream(String path, ObjectNode payload) {
             this.path = path;
-            this.session = new Session(path, payload, 0);
+            this.session = new Session(path, payload);
         }
 
         @Override

@@ -254,6 +254,27 @@ class SandboxFsIT {
         assertThat(sandbox.exec("echo", List.of("alive")).stdout()).isEqualTo("alive\n");
         writer.join(120_000);
         assertThat(fs.read("/tmp/side.bin")).isEqualTo(data);
+        // four transfers at once, each intact, beside a command
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(4);
+        try {
+            List<java.util.concurrent.Future<byte[]>> reads = new java.util.ArrayList<>();
+            for (int i = 0; i < 4; i++) {
+                String path = "/tmp/par-" + i + ".bin";
+                reads.add(pool.submit(() -> {
+                    fs.write(path, data);
+                    return fs.read(path);
+                }));
+            }
+            assertThat(sandbox.exec("echo", List.of("still-alive")).stdout()).isEqualTo("still-alive\n");
+            for (var f : reads) {
+                assertThat(f.get(5, TimeUnit.MINUTES)).isEqualTo(data);
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+        for (int i = 0; i < 4; i++) {
+            fs.remove("/tmp/par-" + i + ".bin");
+        }
         // an abandoned read leaves nothing behind
         try (InputStream in = fs.readStream("/tmp/side.bin")) {
             assertThat(in.read()).isEqualTo(data[0] & 0xff);

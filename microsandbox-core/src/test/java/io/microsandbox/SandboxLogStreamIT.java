@@ -119,6 +119,20 @@ class SandboxLogStreamIT {
     @Order(4)
     void aCursorResumesAcrossARestartAndHandlesStreamStoppedSandboxes() {
         String cursor = lastCursor(LogSource.SYSTEM);
+        // a stream that follows across restarts sees the stop, the next boot and its output
+        List<String> across = java.util.Collections.synchronizedList(new ArrayList<>());
+        LogStream acrossStream = Sandbox.get(name).logStream(LogStreamOptions.builder().followAcrossRestarts(true).fromCursor(cursor)
+                .sources(LogSource.SYSTEM, LogSource.STDOUT).build());
+        Thread acrossReader = new Thread(() -> {
+            LogEntry e;
+            while ((e = acrossStream.recv(Duration.ofSeconds(90))) != null) {
+                across.add(e.text());
+                if (e.text().equals("after-restart\n")) {
+                    return;
+                }
+            }
+        });
+        acrossReader.start();
         SandboxFs fs = sandbox.fs();
         sandbox.stop();
         // files need a running sandbox
@@ -143,6 +157,12 @@ class SandboxLogStreamIT {
             stream.forEach(resumed::add);
         }
         assertThat(resumed).extracting(LogEntry::text).containsExactly("after-restart\n");
+        acrossReader.join(90_000);
+        acrossStream.close();
+        assertThat(across).contains("sandbox started", "after-restart\n");
+        assertThat(across).anyMatch(t -> t.startsWith("sandbox stopped"));
+        assertThat(across.indexOf("after-restart\n")).isGreaterThan(across.indexOf(
+                across.stream().filter(t -> t.startsWith("sandbox stopped")).findFirst().orElseThrow()));
     }
 
     private static String lastCursor(LogSource source) {

@@ -65,6 +65,12 @@ public final class Protocol {
     /** Read credit of a file read without {@code window}, and the chunk size of file data. */
     public static final int FS_WINDOW_BYTES = 4 * 1024 * 1024;
     public static final int FS_CHUNK_BYTES = 256 * 1024;
+    /**
+     * Write data a client may have sent to an fs session and not had returned by
+     * {@link #FS_WRITE_WINDOW}: the agent buffers what its worker has not taken yet (at most
+     * 32 MiB per session, its hard limit).
+     */
+    public static final int FS_WRITE_WINDOW_BYTES = 4 * 1024 * 1024;
 
     public static final String SUP_HELLO = "sup.hello";
     public static final String SUP_WELCOME = "sup.welcome";
