@@ -108,9 +108,16 @@ public final class SandboxFs {
      * missing file fails here. Closing it early abandons the rest.
      */
     public InputStream readStream(String path) {
-        ObjectNode p = request("read", path);
-        p.put("window", Protocol.FS_WINDOW_BYTES);
-        return new ReadStream(path, p);
+        return new ReadStream(path, request("read", path));
+    }
+
+    /**
+     * The read window of each of {@code open} concurrent reads of one connection: together they
+     * keep about {@link Protocol#FS_WINDOW_BYTES} in flight (the supervisor drops a client that
+     * leaves 8 MiB unread), each at least one chunk.
+     */
+    static long readWindow(int open) {
+        return Math.max(Protocol.FS_CHUNK_BYTES, Protocol.FS_WINDOW_BYTES / Math.max(1, open));
     }
 
     /** A stream that creates or replaces the file; {@code close()} returns once it is on disk. */
@@ -540,12 +547,23 @@ public final class SandboxFs {
         private byte[] chunk = new byte[0];
         private int pos;
         private long consumed;
+        /** Credit granted and not yet consumed plus consumed and not yet returned. */
+        private long window;
+        private boolean counted;
         private boolean eof;
         private boolean closed;
 
         ReadStream(String path, ObjectNode payload) {
             this.path = path;
-            this.session = new Session(path, payload);
+            this.window = readWindow(client.fsReads().incrementAndGet());
+            this.counted = true;
+            payload.put("window", window);
+            try {
+                this.session = new Session(path, payload);
+            } catch (RuntimeException e) {
+                uncount();
+                throw e;
+            }
             // wait for the first frame: a file that cannot be opened fails here
             try {
                 Frame first = session.next(STALL_TIMEOUT);
@@ -556,11 +574,39 @@ public final class SandboxFs {
                 take(first);
             } catch (InterruptedException e) {
                 session.close();
+                uncount();
                 Thread.currentThread().interrupt();
                 throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while opening " + path);
             } catch (RuntimeException e) {
                 session.close();
+                uncount();
                 throw e;
+            }
+        }
+
+        private void uncount() {
+            if (counted) {
+                counted = false;
+                client.fsReads().decrementAndGet();
+            }
+        }
+
+        /**
+         * Returns consumed credit once half the window is read, resized to the share this read
+         * has of the connection's read budget now (other reads may have started or ended).
+         */
+        private void grant() {
+            if (consumed < window / 2) {
+                return;
+            }
+            long target = readWindow(client.fsReads().get());
+            long give = Math.max(0, consumed + (target - window));
+            window = window - consumed + give;
+            consumed = 0;
+            if (give > 0) {
+                ObjectNode p = FrameCodec.mapper().createObjectNode();
+                p.put("bytes", give);
+                session.trySend(Protocol.FS_WINDOW, p);
             }
         }
 
@@ -569,14 +615,10 @@ public final class SandboxFs {
                 chunk = f.bytes("data");
                 pos = 0;
                 consumed += chunk.length;
-                if (consumed >= Protocol.FS_WINDOW_BYTES / 2) {
-                    ObjectNode p = FrameCodec.mapper().createObjectNode();
-                    p.put("bytes", consumed);
-                    consumed = 0;
-                    session.trySend(Protocol.FS_WINDOW, p);
-                }
+                grant();
             } else if (f.isTerminal()) {
                 eof = true;
+                uncount();
                 session.result(f);
             }
         }
@@ -641,6 +683,7 @@ public final class SandboxFs {
                 closed = true;
                 chunk = new byte[0];
                 session.close();
+                uncount();
             }
         }
     }

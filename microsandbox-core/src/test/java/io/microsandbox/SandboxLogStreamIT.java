@@ -117,7 +117,7 @@ class SandboxLogStreamIT {
 
     @Test
     @Order(4)
-    void aCursorResumesAcrossARestartAndHandlesStreamStoppedSandboxes() {
+    void aCursorResumesAcrossARestartAndHandlesStreamStoppedSandboxes() throws Exception {
         String cursor = lastCursor(LogSource.SYSTEM);
         // a stream that follows across restarts sees the stop, the next boot and its output
         List<String> across = java.util.Collections.synchronizedList(new ArrayList<>());

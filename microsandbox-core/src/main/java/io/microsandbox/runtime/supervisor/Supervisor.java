@@ -65,6 +65,8 @@ public final class Supervisor {
     /** Grace period of stops the supervisor decides on itself (drain, idle, max duration). */
     static final long STOP_GRACE_MS = 10_000;
     static final int MAX_CLIENTS = 255;
+    /** How long file data from a client waits for room in the guest queue before its transfer is cancelled. */
+    static final long FS_QUEUE_WAIT_MS = 10_000;
     /** Frames waiting for the guest; past this, new requests are refused: the guest is not reading. */
     static final long GUEST_QUEUE_BYTES = 8L << 20;
     /** Frame buffers of all client readers together. */
@@ -628,7 +630,9 @@ public final class Supervisor {
         if (Protocol.EXEC_WINDOW.equals(type) || Protocol.FS_WINDOW.equals(type)) {
             router.growWindow(route, frame.payload().path("bytes").asLong(0));
         }
-        if (!toGuestQueue(new Frame(route.guestId, frame.flags(), type, frame.payload()))) {
+        Frame toGuestFrame = new Frame(route.guestId, frame.flags(), type, frame.payload());
+        boolean queued = route.fs && Protocol.FS_DATA.equals(type) ? toGuestQueueWaiting(toGuestFrame) : toGuestQueue(toGuestFrame);
+        if (!queued) {
             if (route.fs && router.close(route)) {
                 // a file must not silently miss a chunk: the operation fails instead
                 SupervisorLog.log("the guest is not reading its channel: cancelled a filesystem session of " + client);
@@ -668,6 +672,23 @@ public final class Supervisor {
         refused.put("errno", 0);
         refused.put("message", message);
         return new Frame(id, Protocol.FLAG_TERMINAL, Protocol.FS_ERROR, refused);
+    }
+
+    /**
+     * File data waits for room in the guest queue (back-pressure on this client's channel, as
+     * the guest reads its port) rather than being dropped; a guest that does not read for
+     * {@link #FS_QUEUE_WAIT_MS} gets the transfer cancelled.
+     */
+    private boolean toGuestQueueWaiting(Frame frame) {
+        try {
+            return toGuest.offer(FrameCodec.encode(frame), FS_QUEUE_WAIT_MS);
+        } catch (IllegalArgumentException e) {
+            SupervisorLog.log("cannot forward " + frame + ": " + e.getMessage());
+            return true;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return false;
+        }
     }
 
     private boolean toGuestQueue(Frame frame) {
