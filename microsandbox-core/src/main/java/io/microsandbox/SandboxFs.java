@@ -49,6 +49,8 @@ public final class SandboxFs {
     static final Duration OP_TIMEOUT = Duration.ofMinutes(10);
     /** How long a stream waits for the guest to move without any progress before it gives up. */
     static final Duration STALL_TIMEOUT = Duration.ofMinutes(2);
+    /** Deepest directory nesting {@link #copyToHost} follows. */
+    static final int MAX_COPY_DEPTH = 256;
 
     private final String sandbox;
     private final AgentClient client;
@@ -270,13 +272,17 @@ public final class SandboxFs {
     public void copyToHost(String guestPath, Path hostPath) {
         try {
             FsStat st = lstat(guestPath);
-            copyToHost(guestPath, st.kind(), st.mode(), st.target(), hostPath);
+            copyToHost(guestPath, st.kind(), st.mode(), st.target(), hostPath, 0);
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot copy " + guestPath + " to " + hostPath + ": " + e.getMessage(), e);
         }
     }
 
-    private void copyToHost(String guestPath, FsEntryKind kind, int mode, String target, Path hostPath) throws IOException {
+    private void copyToHost(String guestPath, FsEntryKind kind, int mode, String target, Path hostPath, int depth) throws IOException {
+        if (depth > MAX_COPY_DEPTH) {
+            // a real tree is not this deep; a guest that lies about its directories could make it endless
+            throw new MicrosandboxException(ErrorKind.FILESYSTEM, guestPath + " is more than " + MAX_COPY_DEPTH + " directories deep");
+        }
         switch (kind) {
             case SYMLINK -> Files.createSymbolicLink(hostPath, Path.of(target));
             case DIRECTORY -> {
@@ -289,7 +295,7 @@ public final class SandboxFs {
                     if (name.contains("/") || name.equals(".") || name.equals("..") || name.indexOf('\0') >= 0) {
                         throw new MicrosandboxException(ErrorKind.FILESYSTEM, "the guest listed an invalid name in " + guestPath);
                     }
-                    copyToHost(e.path(), e.kind(), e.mode(), e.target(), hostPath.resolve(name));
+                    copyToHost(e.path(), e.kind(), e.mode(), e.target(), hostPath.resolve(name), depth + 1);
                 }
                 Files.setPosixFilePermissions(hostPath, permissions(mode));
             }
