@@ -231,6 +231,23 @@ class SandboxFsIT {
     }
 
     @Test
+    void aReaderThatStopsHoldsTheGuestBack() throws Exception {
+        SandboxFs fs = sandbox.fs();
+        sandbox.shell("head -c 67108864 /dev/zero > /tmp/slow.bin");
+        try (InputStream in = fs.readStream("/tmp/slow.bin")) {
+            assertThat(in.read()).isZero();
+            Thread.sleep(2000);
+            // the guest's worker has the file open on fd 3: its offset is what it has read
+            String pos = sandbox.shell("for p in /proc/[0-9]*; do [ \"$(readlink $p/fd/3 2>/dev/null)\" = /tmp/slow.bin ]"
+                    + " && grep '^pos' $p/fdinfo/3; done").stdout();
+            long position = Long.parseLong(pos.replaceAll("[^0-9]", ""));
+            // the read window (4 MiB), the pipe (1 MiB) and one chunk at most: not the 64 MiB file
+            assertThat(position).isLessThan(6L << 20);
+        }
+        fs.remove("/tmp/slow.bin");
+    }
+
+    @Test
     void metricsShowTheUpperDiskAllocationAndTheMemoryLimit() {
         Metrics before = sandbox.metrics();
         assertThat(before.upperAllocatedBytes()).isNotNull().isPositive();
