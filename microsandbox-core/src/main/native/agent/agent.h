@@ -152,6 +152,31 @@ void exec_child_exited(pid_t pid, int status);
 void exec_throttle_changed(void);
 bool exec_session_live(uint32_t id);
 
+/* ---- fs.c: filesystem operations, run in a child as the requested user ---- */
+
+/* Largest result map (fs.result) a child may produce: a list of a bigger directory fails
+ * with E2BIG rather than build a frame over the limit. */
+#define FS_RESULT_MAX (3u * 1024 * 1024)
+
+typedef struct {
+    char op[16];           /* read, write, list, stat, mkdir, remove, rmdir, rename, copy, symlink */
+    char *path;            /* guest path; relative ones are taken from the working directory */
+    char *to;              /* rename, copy */
+    char *target;          /* symlink */
+    char *user;            /* NULL: the configured user */
+    bool parents, recursive, append, follow, has_mode;
+    uint32_t mode;
+    uint64_t window;       /* initial read credit */
+} fs_args;
+int fs_args_parse(cbor_val p, fs_args *a, char *msg, size_t msglen);
+void fs_args_free(fs_args *a);
+bool fs_op_reads_stdin(const fs_args *a);
+/* In the child: fd 0 data in, fd 1 data out, fd 2 the result map. Never returns. */
+void fs_child_run(const fs_args *a) __attribute__((noreturn));
+
+/* ---- exec.c: fs sessions (exec sessions whose child runs fs_child_run) ---- */
+void fs_request(uint32_t id, cbor_val payload);
+
 /* ---- user.c: passwd/group lookup in the current root ---- */
 
 typedef struct {

@@ -12,11 +12,16 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
 #define READ_CHUNK 65536
+/* fs.data chunks of a file read (fs sessions) */
+#define FS_READ_CHUNK (256u * 1024)
+/* Pipe capacity asked for an fs session's data pipes */
+#define FS_PIPE_SIZE (1024 * 1024)
 /* Hard limit of stdin the process has not consumed yet, against a host that ignores the
  * stdin window (STDIN_WINDOW): beyond it the session's stdin is closed. */
 #define STDIN_MAX (32u * 1024 * 1024)
@@ -46,9 +51,14 @@ typedef struct session {
     size_t inlen, inoff, incap;
     uint64_t in_unacked;   /* stdin received and not yet returned by exec.stdin_window */
     uint64_t in_consumed;  /* of which written to the process */
+    bool fs;               /* an fs session: err_fd carries the result map, not output */
+    uint8_t *res;          /* the result map read so far (fs sessions) */
+    size_t reslen;
+    bool res_over;         /* the child wrote more than FS_RESULT_MAX */
 } session;
 
 static session *g_sessions;
+static void fs_finish(session *s);
 
 /* Failure report written by the child through the CLOEXEC pipe before _exit. */
 enum fail_stage { FS_SPAWN, FS_USER, FS_CWD, FS_PTY, FS_EXEC };
@@ -140,7 +150,8 @@ static void update_events(session *s)
         s->out_parked = s->err_parked = false;
     uint32_t out = (reading ? EPOLLIN : 0) | (s->tty && pending_in ? EPOLLOUT : 0);
     set_interest(s, s->out_fd, &s->out_ev, out == 0 && s->out_parked ? EV_NONE : out);
-    set_interest(s, s->err_fd, &s->err_ev, reading ? EPOLLIN : s->err_parked ? EV_NONE : 0);
+    /* an fs session's result pipe is read whatever the credit: it is not output */
+    set_interest(s, s->err_fd, &s->err_ev, reading || s->fs ? EPOLLIN : s->err_parked ? EV_NONE : 0);
     set_interest(s, s->in_fd, &s->in_ev, pending_in ? EPOLLOUT : 0);
 }
 
@@ -172,6 +183,7 @@ static void free_session(session *s)
     close_fd(&s->err_fd, &s->err_ev);
     close_fd(&s->in_fd, &s->in_ev);
     free(s->inbuf);
+    free(s->res);
     free(s);
 }
 
@@ -180,6 +192,10 @@ static void maybe_finish(session *s)
 {
     if (!s->exited || s->out_fd >= 0 || s->err_fd >= 0)
         return;
+    if (s->fs) {
+        fs_finish(s);
+        return;
+    }
     bool sig = WIFSIGNALED(s->status);
     cbor_buf *b = frame_begin(s->id, FLAG_TERMINAL, "exec.exited", 2);
     cbor_put_text(b, "code");
@@ -200,7 +216,7 @@ static void maybe_finish(session *s)
  * still outstanding comes back with it, so a host waiting for window is not stuck. */
 static void send_stdin_window(session *s, uint64_t bytes, bool closed)
 {
-    cbor_buf *b = frame_begin(s->id, 0, "exec.stdin_window", closed ? 2 : 1);
+    cbor_buf *b = frame_begin(s->id, 0, s->fs ? "fs.write_window" : "exec.stdin_window", closed ? 2 : 1);
     cbor_put_text(b, "bytes");
     cbor_put_uint(b, bytes);
     if (closed) {
@@ -310,6 +326,79 @@ static void stdin_data(session *s, cbor_val p)
     flush_stdin(s);
 }
 
+/* ---- fs sessions: the result pipe and the final frame ---- */
+
+/* The child's result map; what it writes beyond FS_RESULT_MAX is read and dropped. */
+static void result_event(session *s, int *fdp, uint32_t *reg)
+{
+    uint8_t tmp[65536];
+    for (;;) {
+        ssize_t n = read(*fdp, tmp, sizeof tmp);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) {
+            close_fd(fdp, reg);
+            maybe_finish(s);
+            return;
+        }
+        if (s->res_over || s->reslen + (size_t)n > FS_RESULT_MAX) {
+            s->res_over = true;
+            continue;
+        }
+        uint8_t *nb = realloc(s->res, s->reslen + (size_t)n);
+        if (!nb) {
+            s->res_over = true;
+            continue;
+        }
+        s->res = nb;
+        memcpy(s->res + s->reslen, tmp, (size_t)n);
+        s->reslen += (size_t)n;
+    }
+}
+
+static void send_fs_error(uint32_t id, const char *kind, int err, const char *message, const char *path)
+{
+    cbor_buf *b = frame_begin(id, FLAG_TERMINAL, "fs.error", 4);
+    cbor_put_text(b, "kind");
+    cbor_put_text(b, kind);
+    cbor_put_text(b, "errno");
+    cbor_put_int(b, err);
+    cbor_put_text(b, "message");
+    cbor_put_bytes(b, message, strlen(message));
+    cbor_put_text(b, "path");
+    cbor_put_bytes(b, path ? path : "", path ? strlen(path) : 0);
+    frame_end();
+}
+
+/* fs.result (exit status 0) or fs.error with the child's map as the payload; a child that
+ * died without a well-formed map is reported as an error of kind other. */
+static void fs_finish(session *s)
+{
+    cbor_val v = { s->res, s->res + s->reslen };
+    cbor_head h;
+    bool ok_map = !s->res_over && s->reslen > 0 && cbor_valid(v) && cbor_head_read(v, &h) && h.type == CBOR_MAP;
+    bool clean = WIFEXITED(s->status) && (WEXITSTATUS(s->status) == 0 || WEXITSTATUS(s->status) == 1);
+    if (ok_map && clean) {
+        const char *type = WEXITSTATUS(s->status) == 0 ? "fs.result" : "fs.error";
+        cbor_buf *b = frame_begin(s->id, FLAG_TERMINAL, type, 0);
+        /* frame_begin ended with an empty map head (one byte, 0xa0): replace it by the child's map */
+        b->len -= 1;
+        cbor_put_raw(b, s->res, s->reslen);
+        frame_end();
+    } else {
+        char msg[160];
+        if (WIFSIGNALED(s->status))
+            snprintf(msg, sizeof msg, "the filesystem operation was ended by signal %d", WTERMSIG(s->status));
+        else
+            snprintf(msg, sizeof msg, "the filesystem operation failed without a result (status %d)",
+                     WIFEXITED(s->status) ? WEXITSTATUS(s->status) : -1);
+        send_fs_error(s->id, "other", EIO, msg, NULL);
+    }
+    free_session(s);
+}
+
 /* ---- output ---- */
 
 static void output_eof(session *s, int *fdp, uint32_t *reg)
@@ -324,7 +413,11 @@ static void output_eof(session *s, int *fdp, uint32_t *reg)
  * nothing left to read is the EOF, and one with output left parks the fd until credit. */
 static void output_event(session *s, int *fdp, uint32_t *reg, bool *parked, bool is_err, uint32_t events)
 {
-    static uint8_t buf[READ_CHUNK];
+    static uint8_t buf[FS_READ_CHUNK];
+    if (s->fs && is_err) {
+        result_event(s, fdp, reg);
+        return;
+    }
     if (!can_read(s)) {
         int avail = 0;
         if (!(events & (EPOLLHUP | EPOLLERR)))
@@ -337,11 +430,12 @@ static void output_event(session *s, int *fdp, uint32_t *reg, bool *parked, bool
         }
         return;
     }
-    size_t want = s->credit < READ_CHUNK ? (size_t)s->credit : READ_CHUNK;
+    size_t chunk = s->fs ? FS_READ_CHUNK : READ_CHUNK;
+    size_t want = s->credit < chunk ? (size_t)s->credit : chunk;
     ssize_t n = read(*fdp, buf, want);
     if (n > 0) {
         s->credit -= (uint64_t)n;
-        cbor_buf *b = frame_begin(s->id, 0, is_err ? "exec.stderr" : "exec.stdout", 1);
+        cbor_buf *b = frame_begin(s->id, 0, s->fs ? "fs.data" : is_err ? "exec.stderr" : "exec.stdout", 1);
         cbor_put_text(b, "data");
         cbor_put_bytes(b, buf, (size_t)n);
         frame_end();
@@ -730,14 +824,17 @@ void exec_message(uint32_t id, const char *type, size_t tlen, cbor_val p)
     if (!s)
         return; /* unknown or finished session: ignored */
 #define IS(name) (tlen == sizeof(name) - 1 && memcmp(type, name, tlen) == 0)
-    if (IS("exec.stdin")) {
+    if (IS("exec.stdin") || (s->fs && IS("fs.data"))) {
         stdin_data(s, p);
-    } else if (IS("exec.window")) {
+    } else if (IS("exec.window") || (s->fs && IS("fs.window"))) {
         uint64_t bytes;
         if (cbor_map_get(p, "bytes", &v) && cbor_get_uint(v, &bytes) && bytes > 0) {
             s->credit = bytes >= MAX_OUTPUT_WINDOW - s->credit ? MAX_OUTPUT_WINDOW : s->credit + bytes;
             update_events(s);
         }
+    } else if (s->fs && IS("fs.cancel")) {
+        if (kill(-s->pid, SIGKILL) < 0 && !s->exited)
+            kill(s->pid, SIGKILL);
     } else if (IS("exec.signal")) {
         /* the group (it outlives a reaped leader while members remain, and its id is
          * not reused meanwhile); the process alone if it left its group */
@@ -752,4 +849,131 @@ void exec_message(uint32_t id, const char *type, size_t tlen, cbor_val p)
         }
     }
 #undef IS
+}
+
+/* ---- fs sessions ---- */
+
+static void __attribute__((noreturn)) fs_child(const fs_args *a, const user_info *u, const char *cwd, int fds[3])
+{
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    setsid();
+    /* fds[] may sit on 0..2 already: move them above first */
+    int hi[3];
+    for (int i = 0; i < 3; i++)
+        hi[i] = fcntl(fds[i], F_DUPFD, 10);
+    for (int i = 0; i < 3; i++)
+        if (hi[i] < 0 || dup2(hi[i], i) < 0)
+            _exit(2);
+    /* nothing of the agent's stays open here: another session's pipe held by this child
+     * would keep its process from seeing EOF */
+    if (syscall(SYS_close_range, 3u, ~0u, 0) < 0)
+        for (int fd = 3; fd < 65536; fd++)
+            close(fd);
+    if (setgroups((size_t)u->ngroups, u->groups) < 0 || setgid(u->gid) < 0 || setuid(u->uid) < 0) {
+        int err = errno;
+        const char msg[] = "cannot take the user's identity";
+        cbor_buf b = { 0 };
+        cbor_put_map(&b, 4);
+        cbor_put_text(&b, "kind");
+        cbor_put_text(&b, "permission_denied");
+        cbor_put_text(&b, "errno");
+        cbor_put_int(&b, err);
+        cbor_put_text(&b, "message");
+        cbor_put_bytes(&b, msg, sizeof msg - 1);
+        cbor_put_text(&b, "path");
+        cbor_put_bytes(&b, a->path, strlen(a->path));
+        if (!b.oom && write(2, b.data, b.len) < 0)
+            _exit(2);
+        _exit(1);
+    }
+    if (chdir(cwd) < 0 && chdir("/") < 0)
+        _exit(2);
+    umask(022);
+    fs_child_run(a);
+}
+
+void fs_request(uint32_t id, cbor_val p)
+{
+    if (find_session(id)) {
+        send_error(id, "protocol", "fs.request for a session id in use", EEXIST);
+        return;
+    }
+    fs_args a;
+    char msg[512];
+    if (fs_args_parse(p, &a, msg, sizeof msg) < 0) {
+        send_fs_error(id, "bad_args", EINVAL, msg, NULL);
+        return;
+    }
+    static user_info u; /* large (groups): not on the stack */
+    int rc = resolve_user(a.user ? a.user : g_config.user, &u, msg, sizeof msg);
+    if (rc < 0) {
+        send_fs_error(id, "user_setup_failed", -rc, msg, a.path);
+        fs_args_free(&a);
+        return;
+    }
+    const char *cwd = g_config.workdir ? g_config.workdir : is_dir(u.home) ? u.home : "/";
+
+    session *s = calloc(1, sizeof *s);
+    int in[2] = { -1, -1 }, out[2] = { -1, -1 }, res[2] = { -1, -1 };
+    int err = 0;
+    if (!s) {
+        err = ENOMEM;
+        goto failed;
+    }
+    bool want_in = fs_op_reads_stdin(&a);
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(res, O_CLOEXEC) < 0 || pipe2(in, O_CLOEXEC) < 0) {
+        err = errno;
+        goto failed;
+    }
+    fcntl(out[1], F_SETPIPE_SZ, FS_PIPE_SIZE);
+    if (want_in)
+        fcntl(in[1], F_SETPIPE_SZ, FS_PIPE_SIZE);
+    pid_t pid = fork();
+    if (pid < 0) {
+        err = errno;
+        goto failed;
+    }
+    if (pid == 0) {
+        int fds[3] = { in[0], out[1], res[1] };
+        fs_child(&a, &u, cwd, fds);
+    }
+    close(in[0]);
+    close(out[1]);
+    close(res[1]);
+    s->id = id;
+    s->fs = true;
+    s->pid = pid;
+    s->credit = a.window;
+    s->out_fd = out[0];
+    s->err_fd = res[0];
+    s->in_ev = s->out_ev = s->err_ev = EV_NONE;
+    if (want_in) {
+        s->in_fd = in[1];
+        s->stdin_open = true;
+    } else {
+        close(in[1]); /* the child reads EOF */
+        s->in_fd = -1;
+    }
+    int fl;
+    int *fds[] = { &s->out_fd, &s->err_fd, &s->in_fd };
+    for (int i = 0; i < 3; i++)
+        if (*fds[i] >= 0 && (fl = fcntl(*fds[i], F_GETFL)) >= 0)
+            fcntl(*fds[i], F_SETFL, fl | O_NONBLOCK);
+    s->next = g_sessions;
+    g_sessions = s;
+    update_events(s);
+    fs_args_free(&a);
+    return;
+
+failed:
+    snprintf(msg, sizeof msg, "%s %s: %s", a.op, a.path, strerror(err));
+    send_fs_error(id, "other", err, msg, a.path);
+    int all[] = { in[0], in[1], out[0], out[1], res[0], res[1] };
+    for (size_t i = 0; i < 6; i++)
+        if (all[i] >= 0)
+            close(all[i]);
+    free(s);
+    fs_args_free(&a);
 }

@@ -329,6 +329,27 @@ static void handle_frame(uint32_t id, const uint8_t *body, size_t blen)
         } else {
             exec_message(id, m.type, m.tlen, p);
         }
+    } else if (m.tlen > 3 && memcmp(m.type, "fs.", 3) == 0) {
+        if (id == 0) {
+            send_error(0, "protocol", "fs message on id 0", EINVAL);
+        } else if (msg_type_is(&m, "fs.request")) {
+            if (g_state == ST_READY) {
+                fs_request(id, p);
+            } else {
+                cbor_buf *b = frame_begin(id, FLAG_TERMINAL, "fs.error", 4);
+                cbor_put_text(b, "kind");
+                cbor_put_text(b, "other");
+                cbor_put_text(b, "errno");
+                cbor_put_int(b, EAGAIN);
+                cbor_put_text(b, "message");
+                cbor_put_bytes(b, "sandbox not configured yet", 26);
+                cbor_put_text(b, "path");
+                cbor_put_bytes(b, "", 0);
+                frame_end();
+            }
+        } else {
+            exec_message(id, m.type, m.tlen, p);
+        }
     } else if (msg_type_is(&m, "core.error")) {
         logmsg("host reported an error (id %u)", id);
     } else {

@@ -648,6 +648,39 @@ JNIEXPORT void JNICALL Java_io_microsandbox_runtime_Posix_restoreMode0(JNIEnv *e
     }
 }
 
+/* Waits up to timeout_ms for fd to be readable, then reads at most len bytes into buf:
+ * the count, 0 when nothing came in time, -1 at end of file. */
+JNIEXPORT jint JNICALL Java_io_microsandbox_runtime_Posix_readTimeout0(JNIEnv *env, jclass cls, jint fd, jbyteArray jbuf, jint timeout_ms) {
+    (void)cls;
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    int rc = poll(&p, 1, timeout_ms);
+    if (rc < 0) {
+        if (errno == EINTR)
+            return 0;
+        throw_io(env, errno, "poll(fd %d)", (int)fd);
+        return 0;
+    }
+    if (rc == 0)
+        return 0;
+    char buf[4096];
+    jsize len = (*env)->GetArrayLength(env, jbuf);
+    if (len > (jsize)sizeof buf)
+        len = (jsize)sizeof buf;
+    ssize_t n = read(fd, buf, (size_t)len);
+    if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN)
+            return 0;
+        if (errno == EIO)
+            return -1; /* the terminal hung up */
+        throw_io(env, errno, "read(fd %d)", (int)fd);
+        return 0;
+    }
+    if (n == 0)
+        return -1;
+    (*env)->SetByteArrayRegion(env, jbuf, 0, (jsize)n, (const jbyte *)buf);
+    return (jint)n;
+}
+
 JNIEXPORT jintArray JNICALL Java_io_microsandbox_runtime_Posix_windowSize0(JNIEnv *env, jclass cls, jint fd) {
     (void)cls;
     struct winsize ws;
@@ -715,6 +748,25 @@ static int tree_visit(const char *path, const struct stat *st, int type, struct 
     put_i64(p + 40, (int64_t) st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec);
     tree_len += need;
     return 0;
+}
+
+/* Bytes the file occupies on disk (st_blocks * 512): what a sparse file really costs. */
+JNIEXPORT jlong JNICALL Java_io_microsandbox_runtime_Posix_allocatedBytes0(JNIEnv *env, jclass cls, jbyteArray jpath) {
+    (void) cls;
+    char path[4096];
+    jsize n = (*env)->GetArrayLength(env, jpath);
+    if (n >= (jsize) sizeof path) {
+        throw_io(env, ENAMETOOLONG, "allocatedBytes");
+        return -1;
+    }
+    (*env)->GetByteArrayRegion(env, jpath, 0, n, (jbyte *) path);
+    path[n] = '\0';
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        throw_io(env, errno, "stat %s", path);
+        return -1;
+    }
+    return (jlong) st.st_blocks * 512;
 }
 
 JNIEXPORT jbyteArray JNICALL Java_io_microsandbox_runtime_Posix_statTree0(JNIEnv *env, jclass cls, jbyteArray jroot) {

@@ -284,6 +284,24 @@ public final class ExecHandle implements AutoCloseable {
         return new ExecOutput(code, out.toByteArray(), err.toByteArray());
     }
 
+    /**
+     * Releases the handle and leaves the process running: its output is no longer delivered
+     * here (it still goes to the exec log, with a large window so the process is not held up),
+     * and it ends on its own.
+     */
+    public void detach() {
+        if (!finished) {
+            ObjectNode p = FrameCodec.mapper().createObjectNode();
+            p.put("bytes", 1L << 30);
+            trySend(new Frame(id, 0, Protocol.EXEC_WINDOW, p));
+            finish();
+        }
+        client.unregister(id);
+        if (timeoutTask != null) {
+            timeoutTask.cancel(false);
+        }
+    }
+
     /** Kills the process if it still runs and releases the handle. */
     @Override
     public void close() {

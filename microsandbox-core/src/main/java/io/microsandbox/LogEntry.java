@@ -12,16 +12,24 @@ import java.util.Objects;
  * @param sessionId the exec session, numbered from 1 per boot; null for system entries
  * @param timestamp when the host captured it
  * @param data      the captured bytes, exactly as the process wrote them (binary output too)
+ * @param cursor    an opaque position: {@link LogStreamOptions.Builder#fromCursor(String)} resumes
+ *                  right after this entry (across rotations and restarts); null for entries
+ *                  of logs written before cursors existed
  */
-public record LogEntry(LogSource source, Long sessionId, Instant timestamp, byte[] data) {
+public record LogEntry(LogSource source, Long sessionId, Instant timestamp, byte[] data, String cursor) {
 
     public LogEntry {
         data = Objects.requireNonNull(data, "data").clone();
     }
 
+    /** An entry without a cursor. */
+    public LogEntry(LogSource source, Long sessionId, Instant timestamp, byte[] data) {
+        this(source, sessionId, timestamp, data, null);
+    }
+
     /** An entry holding {@code text} as UTF-8. */
     public LogEntry(LogSource source, Long sessionId, Instant timestamp, String text) {
-        this(source, sessionId, timestamp, text.getBytes(StandardCharsets.UTF_8));
+        this(source, sessionId, timestamp, text.getBytes(StandardCharsets.UTF_8), null);
     }
 
     /** The captured bytes, exactly as written; a copy. */

@@ -20,8 +20,11 @@ import java.time.Duration;
  * @param upperUsedBytes          used bytes of the writable upper filesystem, as the guest sees it
  * @param upperFreeBytes          free bytes of the writable upper filesystem
  * @param uptime                  time since the VM booted
+ * @param upperAllocatedBytes     bytes the sparse upper disk file really occupies on the host
+ *                                (its allocated blocks), null when it cannot be read
  */
 public record Metrics(double cpuPercent, long vcpuTimeNs, long memoryBytes, Long memoryAvailableBytes,
                       Long memoryHostResidentBytes, long memoryLimitBytes, long diskReadBytes, long diskWriteBytes,
-                      long netRxBytes, long netTxBytes, Long upperUsedBytes, Long upperFreeBytes, Duration uptime) {
+                      long netRxBytes, long netTxBytes, Long upperUsedBytes, Long upperFreeBytes, Duration uptime,
+                      Long upperAllocatedBytes) {
 }

@@ -252,6 +252,46 @@ public final class Sandbox implements AutoCloseable {
         return new ExecHandle(client, command, options, request, TIMERS);
     }
 
+    /**
+     * The sandbox's files: read, write, list, copy in and out, streams for big files (see
+     * {@link SandboxFs}). Operations on a sandbox that has stopped fail with
+     * {@link ErrorKind#SANDBOX_NOT_RUNNING}.
+     */
+    public SandboxFs fs() {
+        ensureFsUsable();
+        return new SandboxFs(name, client, null, this::ensureFsUsable);
+    }
+
+    private void ensureFsUsable() {
+        if (client.exited().isDone()) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name + "' is not running");
+        }
+        ensureUsable();
+    }
+
+    /** What {@link #attach} returns when the user detached ({@code Ctrl-] Ctrl-]}) and left the command running. */
+    public static final int ATTACH_DETACHED = -1;
+
+    /**
+     * Bridges this process's terminal to {@code command} on a tty in the guest, like
+     * {@code docker exec -it}: raw mode on the host terminal, the window size forwarded,
+     * {@code Ctrl-] Ctrl-]} detaches (the command keeps running), and the terminal is restored
+     * however it ends. Blocks until the command exits.
+     *
+     * @return the command's exit code, or {@link #ATTACH_DETACHED}
+     * @throws MicrosandboxException {@link ErrorKind#UNSUPPORTED_OPERATION} when stdin is not a
+     *         terminal, {@link ErrorKind#EXEC_FAILED} when the command cannot run
+     */
+    public int attach(String command, String... args) {
+        ensureUsable();
+        return Attach.run(this, command, List.of(args));
+    }
+
+    /** {@link #attach} to the configured shell. */
+    public int attachShell() {
+        return attach(config.shell());
+    }
+
     /** Starts {@code script} with the configured shell and returns its event stream. */
     public ExecHandle shellStream(String script, ExecOptions options) {
         return execStream(config.shell(), List.of("-c", script), options);
@@ -376,7 +416,16 @@ public final class Sandbox implements AutoCloseable {
                 0,
                 guest.number("upper_used_bytes"),
                 guest.number("upper_free_bytes"),
-                Duration.ofMillis(host.payload().path("uptime_ms").asLong()));
+                Duration.ofMillis(host.payload().path("uptime_ms").asLong()),
+                upperAllocated());
+    }
+
+    private Long upperAllocated() {
+        try {
+            return io.microsandbox.runtime.Posix.allocatedBytes(layout.upperDisk());
+        } catch (IOException | RuntimeException e) {
+            return null;
+        }
     }
 
     /**
@@ -409,11 +458,20 @@ public final class Sandbox implements AutoCloseable {
         return readLogs(layout, options);
     }
 
+    /**
+     * A stream of log entries as they are written (see {@link LogStream}): with
+     * {@link LogStreamOptions.Builder#follow(boolean)} it delivers output of commands started
+     * later too, and ends when the sandbox stops.
+     */
+    public LogStream logStream(LogStreamOptions options) {
+        return new LogStream(name, layout.execLog(), options, () -> !client.exited().isDone());
+    }
+
     static List<LogEntry> readLogs(SandboxLayout layout, LogOptions options) {
         List<LogEntry> entries;
         try {
             entries = ExecLog.read(layout.execLog()).stream()
-                    .map(l -> new LogEntry(LogSource.fromWireName(l.source()), l.session(), l.time(), l.data()))
+                    .map(l -> new LogEntry(LogSource.fromWireName(l.source()), l.session(), l.time(), l.data(), LogStream.cursorOf(l.seq())))
                     .filter(options::matches)
                     .toList();
         } catch (IOException e) {

@@ -175,6 +175,21 @@ public final class SandboxHandle {
         return Sandbox.readLogs(runtime.layout(name()), options);
     }
 
+    /**
+     * A stream of log entries, for a running or a stopped sandbox (see
+     * {@link Sandbox#logStream(LogStreamOptions)}); a following stream ends once the sandbox
+     * is seen stopped, unless it follows across restarts.
+     */
+    public LogStream logStream(LogStreamOptions options) {
+        return new LogStream(name(), runtime.layout(name()).execLog(), options, () -> {
+            try {
+                return refresh().running();
+            } catch (MicrosandboxException e) {
+                return false;
+            }
+        });
+    }
+
     /** Deletes the stopped sandbox and its state (see {@link Sandbox#remove(String)}). */
     public void remove() {
         runtime.remove(name());

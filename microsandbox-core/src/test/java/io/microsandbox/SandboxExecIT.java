@@ -376,8 +376,10 @@ class SandboxExecIT {
             assertThat(e.source()).isEqualTo(LogSource.OUTPUT);
             assertThat(e.text()).contains("log-marker-tty");
         });
-        assertThat(entries.get(0).source()).isEqualTo(LogSource.SYSTEM);
-        assertThat(entries.get(0).text()).isEqualTo("sandbox started");
+        // the first entry of the run is the start marker; only guest console lines ("console: ...") come before it
+        List<LogEntry> lifecycle = entries.stream().filter(e -> !e.text().startsWith("console: ")).toList();
+        assertThat(lifecycle.get(0).source()).isEqualTo(LogSource.SYSTEM);
+        assertThat(lifecycle.get(0).text()).isEqualTo("sandbox started");
 
         assertThat(sandbox.logs()).noneMatch(e -> e.source() == LogSource.SYSTEM || e.source() == LogSource.OUTPUT);
         List<LogEntry> lastErr = sandbox.logs(LogOptions.builder().sources(LogSource.STDERR).tail(1).build());

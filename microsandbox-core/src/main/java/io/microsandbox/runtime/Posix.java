@@ -308,6 +308,17 @@ public final class Posix {
     }
 
     /**
+     * Bytes a file occupies on disk ({@code st_blocks * 512}): for a sparse file, what is
+     * really allocated, not its apparent size.
+     *
+     * @throws IOException if the file cannot be stat'ed
+     */
+    public static long allocatedBytes(Path file) throws IOException {
+        load();
+        return allocatedBytes0(file.toString().getBytes(StandardCharsets.UTF_8));
+    }
+
+    /**
      * lstat of every entry under {@code root} (the root included, links not followed), in walk
      * order, as records of: the path relative to {@code root}, a NUL byte, then six
      * little-endian 64-bit numbers: mode, uid, gid, size, mtime and ctime in nanoseconds.
@@ -358,6 +369,19 @@ public final class Posix {
     public static int[] windowSize(int fd) throws IOException {
         load();
         return windowSize0(fd);
+    }
+
+    /**
+     * Waits up to {@code timeoutMillis} for {@code fd} to be readable, then reads what is there
+     * (at most {@code buf.length}, at most 4096 bytes): unlike a read of {@code System.in},
+     * the wait ends, so a reader thread can stop without consuming the next key press.
+     *
+     * @return the byte count, 0 when nothing came in time, -1 at end of file (or a hung-up terminal)
+     * @throws IOException if the poll or the read fails
+     */
+    public static int readTimeout(int fd, byte[] buf, int timeoutMillis) throws IOException {
+        load();
+        return readTimeout0(fd, buf, timeoutMillis);
     }
 
     // ------------------------------------------------------------------------------------
@@ -411,4 +435,8 @@ public final class Posix {
     private static native void restoreMode0(int fd, byte[] saved) throws IOException;
 
     private static native int[] windowSize0(int fd) throws IOException;
+
+    private static native long allocatedBytes0(byte[] path) throws IOException;
+
+    private static native int readTimeout0(int fd, byte[] buf, int timeoutMillis) throws IOException;
 }

@@ -52,6 +52,8 @@ public final class AgentClient implements AutoCloseable {
     private final CompletableFuture<Frame> exited = new CompletableFuture<>();
     private volatile boolean closed;
     private volatile String lostReason;
+    /** File reads open on this connection: they share one read budget (see SandboxFs). */
+    private final AtomicInteger fsReads = new AtomicInteger();
 
     private AgentClient(String name, FrameLink link) {
         this.name = name;
@@ -100,6 +102,11 @@ public final class AgentClient implements AutoCloseable {
             Thread.currentThread().interrupt();
             throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while connecting to sandbox '" + name + "'");
         }
+    }
+
+    /** The count of file reads open on this connection, which share its read budget. */
+    public AtomicInteger fsReads() {
+        return fsReads;
     }
 
     /** What the supervisor said on connect: pid, vmm_pid, ready timings. */

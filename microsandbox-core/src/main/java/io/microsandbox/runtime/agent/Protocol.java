@@ -48,6 +48,30 @@ public final class Protocol {
     /** Agent to host: {@code {bytes[, closed]}} stdin credit returned as the process consumes it. */
     public static final String EXEC_STDIN_WINDOW = "exec.stdin_window";
 
+    /** Host to agent, SESSION_START: a filesystem operation (docs/protocol.md, "Filesystem session"). */
+    public static final String FS_REQUEST = "fs.request";
+    /** Both ways: {@code {data}} file bytes; host to agent, empty data ends a write. */
+    public static final String FS_DATA = "fs.data";
+    /** Host to agent: {@code {bytes}} more read credit. */
+    public static final String FS_WINDOW = "fs.window";
+    /** Agent to host: {@code {bytes[, closed]}} write credit returned as the file takes the data. */
+    public static final String FS_WRITE_WINDOW = "fs.write_window";
+    /** Host to agent: abandon the operation (its worker is killed). */
+    public static final String FS_CANCEL = "fs.cancel";
+    /** Agent to host, TERMINAL: the operation succeeded, with its result. */
+    public static final String FS_RESULT = "fs.result";
+    /** Agent to host, TERMINAL: {@code {kind, errno, message, path}}. */
+    public static final String FS_ERROR = "fs.error";
+    /** Read credit of a file read without {@code window}, and the chunk size of file data. */
+    public static final int FS_WINDOW_BYTES = 4 * 1024 * 1024;
+    public static final int FS_CHUNK_BYTES = 256 * 1024;
+    /**
+     * Write data a client may have sent to an fs session and not had returned by
+     * {@link #FS_WRITE_WINDOW}: the agent buffers what its worker has not taken yet (at most
+     * 32 MiB per session, its hard limit).
+     */
+    public static final int FS_WRITE_WINDOW_BYTES = 4 * 1024 * 1024;
+
     public static final String SUP_HELLO = "sup.hello";
     public static final String SUP_WELCOME = "sup.welcome";
     public static final String SUP_STATUS = "sup.status";

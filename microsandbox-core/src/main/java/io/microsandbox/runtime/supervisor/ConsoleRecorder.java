@@ -22,23 +22,42 @@ import java.nio.file.StandardOpenOption;
 final class ConsoleRecorder {
     /** Size at which the console log rotates. */
     static final long ROTATE_BYTES = 1L << 20;
+    /** Longest console line handed to the line sink; a longer one is handed on in pieces. */
+    static final int MAX_LINE = 1024;
+    /** Console bytes handed to the line sink per run; after that one notice, then nothing. */
+    static final long SINK_BUDGET = 1L << 20;
 
     private final ServerSocketChannel server;
     private final Path log;
+    private final java.util.function.Consumer<byte[]> lines;
+    private final java.io.ByteArrayOutputStream line = new java.io.ByteArrayOutputStream();
+    private long sunk;
+    private final Object sinkLock = new Object();
+    private boolean sinkClosed;
 
-    private ConsoleRecorder(ServerSocketChannel server, Path log) {
+    private ConsoleRecorder(ServerSocketChannel server, Path log, java.util.function.Consumer<byte[]> lines) {
         this.server = server;
         this.log = log;
+        this.lines = lines;
     }
 
     /** Listens on {@code socket} (before QEMU starts) and records into {@code log} on a thread of its own. */
     static ConsoleRecorder start(Path socket, Path log) throws IOException {
+        return start(socket, log, null);
+    }
+
+    /**
+     * Like {@link #start(Path, Path)}, also handing each console line (without its line end,
+     * at most {@link #MAX_LINE} bytes, {@link #SINK_BUDGET} bytes in all) to {@code lines}
+     * on the recording thread.
+     */
+    static ConsoleRecorder start(Path socket, Path log, java.util.function.Consumer<byte[]> lines) throws IOException {
         Files.deleteIfExists(socket);
         Files.deleteIfExists(log);
         Files.deleteIfExists(rotated(log));
         ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
         server.bind(UnixDomainSocketAddress.of(socket));
-        ConsoleRecorder recorder = new ConsoleRecorder(server, log);
+        ConsoleRecorder recorder = new ConsoleRecorder(server, log, lines);
         SupervisorLog.daemon("console", recorder::record, e -> { }).start();
         return recorder;
     }
@@ -59,14 +78,65 @@ final class ConsoleRecorder {
                     out.write(buf.array(), 0, buf.position());
                     out.flush();
                     size += buf.position();
+                    split(buf.array(), buf.position());
                 }
             } finally {
                 out.close();
+                flushLine();
             }
         } catch (IOException e) {
             if (server.isOpen()) {
                 SupervisorLog.log("console recording ended: " + e.getMessage());
             }
+        }
+    }
+
+    private void split(byte[] data, int n) {
+        if (lines == null) {
+            return;
+        }
+        for (int i = 0; i < n; i++) {
+            byte b = data[i];
+            if (b == '\n') {
+                flushLine();
+            } else if (b != '\r') {
+                line.write(b);
+                if (line.size() >= MAX_LINE) {
+                    flushLine();
+                }
+            }
+        }
+    }
+
+    private void flushLine() {
+        if (lines == null || line.size() == 0) {
+            return;
+        }
+        byte[] bytes = line.toByteArray();
+        line.reset();
+        synchronized (sinkLock) {
+            if (sinkClosed || sunk >= SINK_BUDGET) {
+                return;
+            }
+            sunk += bytes.length;
+            try {
+                lines.accept(bytes);
+                if (sunk >= SINK_BUDGET) {
+                    lines.accept("(further console output is only in kernel.log)".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                }
+            } catch (RuntimeException e) {
+                SupervisorLog.log("console line sink failed: " + e);
+            }
+        }
+    }
+
+    /**
+     * No more lines go to the sink (they still go to kernel.log): called before the run's last
+     * exec log entry, which must stay last. A line being handed over finishes first.
+     */
+    void closeSink() {
+        synchronized (sinkLock) {
+            sinkClosed = true;
         }
     }
 

@@ -30,7 +30,7 @@ import java.util.function.Consumer;
 
 /**
  * A sandbox's {@code logs/exec.log}: one JSON object per line,
- * {@code {"t": RFC 3339 time (ms), "s": stdout|stderr|output|system, "d": text, "id": session}},
+ * {@code {"t": RFC 3339 time (ms), "s": stdout|stderr|output|system, "d": text, "id": session, "n": seq}},
  * written by the supervisor for every exec session ({@code system} lines are lifecycle markers
  * and carry no id). At 10 MiB the file moves to {@code exec.log.1}, replacing the previous
  * generation, so a sandbox keeps at most about 20 MiB of output.
@@ -42,6 +42,10 @@ import java.util.function.Consumer;
  * still held back when a session ends ({@link #endSession(long)}), when the log closes, or
  * when too many sessions hold some, are written as {@code "b"}. Concatenating the entries of
  * one session and stream gives back exactly what the process wrote.
+ *
+ * <p>{@code "n"} numbers the entries from 1 over the sandbox's whole life: across rotations
+ * and restarts (a new writer continues after the last number it finds), so a reader's
+ * position ({@code LogStream}'s cursor) is the number of the last entry it saw.
  */
 public final class ExecLog implements AutoCloseable {
     /** Size at which the log rotates. */
@@ -53,6 +57,8 @@ public final class ExecLog implements AutoCloseable {
     private final Path file;
     private OutputStream out;
     private long size;
+    /** Number of the last entry written. */
+    private long seq;
     /** Incomplete trailing UTF-8 sequences (1 to 3 bytes) per session stream, oldest first. */
     private final Map<Stream, byte[]> held = new LinkedHashMap<>();
 
@@ -61,7 +67,41 @@ public final class ExecLog implements AutoCloseable {
 
     private ExecLog(Path file) throws IOException {
         this.file = file;
+        this.seq = lastSeq(file);
         open();
+    }
+
+    /** The number of the last entry of the log (either generation), 0 for none. */
+    static long lastSeq(Path file) throws IOException {
+        for (Path generation : List.of(file, rotated(file))) {
+            if (!Files.isRegularFile(generation)) {
+                continue;
+            }
+            long size = Files.size(generation);
+            // entries are at most a few hundred KiB: the last complete one is in the last 1 MiB,
+            // else the whole generation is read
+            for (long window : new long[] {1 << 20, size}) {
+                long n = lastSeqIn(generation, Math.max(0, size - window));
+                if (n > 0) {
+                    return n;
+                }
+                if (window >= size) {
+                    break;
+                }
+            }
+        }
+        return 0;
+    }
+
+    private static long lastSeqIn(Path file, long from) throws IOException {
+        long[] last = {0};
+        try (var ch = Files.newByteChannel(file)) {
+            ch.position(from);
+            BufferedReader reader = new BufferedReader(new java.io.InputStreamReader(java.nio.channels.Channels.newInputStream(ch),
+                    StandardCharsets.UTF_8));
+            reader.lines().forEach(parseInto(l -> last[0] = Math.max(last[0], l.seq())));
+        }
+        return last[0];
     }
 
     /** Opens the log for appending, creating it if needed; it is its owner's only ({@code 0600}). */
@@ -144,6 +184,7 @@ public final class ExecLog implements AutoCloseable {
         if (session != null) {
             line.put("id", session);
         }
+        line.put("n", ++seq);
         byte[] encoded = (line + "\n").getBytes(StandardCharsets.UTF_8);
         if (size > 0 && size + encoded.length > ROTATE_BYTES) {
             out.close();
@@ -178,11 +219,123 @@ public final class ExecLog implements AutoCloseable {
      *
      * @param session null for system lines
      * @param data    the exact bytes: {@code "b"} decoded, or the UTF-8 of {@code "d"}
+     * @param seq     the entry's number ({@code "n"}); 0 for entries of older versions
      */
-    public record Line(Instant time, String source, Long session, byte[] data) {
+    public record Line(Instant time, String source, Long session, byte[] data, long seq) {
+        public Line(Instant time, String source, Long session, byte[] data) {
+            this(time, source, session, data, 0);
+        }
+
         /** The bytes as UTF-8 text, malformed ones replaced by U+FFFD. */
         public String text() {
             return new String(data, StandardCharsets.UTF_8);
+        }
+    }
+
+    /**
+     * Reads a log as it grows, across rotations: each {@link #poll()} returns the complete
+     * entries written since the last one, each exactly once (an entry whose number is not above
+     * the last one returned is skipped). Starts before the oldest entry kept, or after the entry
+     * numbered {@code after}.
+     */
+    public static final class Follower {
+        /** Longest line taken; a longer one (none is written) is skipped. */
+        private static final int MAX_LINE = 8 << 20;
+        private final Path file;
+        private long last;
+        private Object fileKey;
+        private long offset;
+        private final java.io.ByteArrayOutputStream partial = new java.io.ByteArrayOutputStream();
+        private boolean started;
+
+        public Follower(Path file, long after) {
+            this.file = file;
+            this.last = after;
+        }
+
+        /** The number of the last entry returned (or the starting point). */
+        public long last() {
+            return last;
+        }
+
+        public List<Line> poll() throws IOException {
+            List<Line> out = new ArrayList<>();
+            if (!started) {
+                // the older generation first, as if it were the one being followed
+                started = true;
+                fileKey = key(rotated(file));
+                offset = 0;
+            }
+            Object key = key(file);
+            if (key == null) {
+                return out; // between a rotation's move and the new file, or not written yet
+            }
+            if (!key.equals(fileKey)) {
+                // rotated since the last poll: finish the generation we were reading (now .1),
+                // or read all of a .1 we never saw; numbers filter out what was returned already
+                Path old = rotated(file);
+                Object oldKey = key(old);
+                if (oldKey != null) {
+                    readFrom(old, oldKey.equals(fileKey) ? offset : 0, out);
+                }
+                fileKey = key;
+                offset = 0;
+            }
+            offset = readFrom(file, offset, out);
+            return out;
+        }
+
+        private static Object key(Path p) {
+            try {
+                return Files.readAttributes(p, java.nio.file.attribute.BasicFileAttributes.class,
+                        java.nio.file.LinkOption.NOFOLLOW_LINKS).fileKey();
+            } catch (IOException e) {
+                return null;
+            }
+        }
+
+        /** Reads complete lines from {@code from}; returns the offset after the last complete line. */
+        private long readFrom(Path p, long from, List<Line> out) throws IOException {
+            long pos = from;
+            try (var ch = Files.newByteChannel(p)) {
+                if (ch.size() < from) {
+                    return from; // not ours any more
+                }
+                ch.position(from);
+                ByteBuffer buf = ByteBuffer.allocate(256 * 1024);
+                int n;
+                while ((n = ch.read(buf.clear())) > 0) {
+                    byte[] a = buf.array();
+                    int start = 0;
+                    for (int i = 0; i < n; i++) {
+                        if (a[i] == '\n') {
+                            partial.write(a, start, i - start);
+                            take(partial.toString(StandardCharsets.UTF_8), out);
+                            partial.reset();
+                            start = i + 1;
+                        }
+                    }
+                    if (partial.size() + (n - start) > MAX_LINE) {
+                        partial.reset();
+                    } else {
+                        partial.write(a, start, n - start);
+                    }
+                    pos += n;
+                }
+            }
+            // the partial line's bytes are re-read next time, so keep the offset before them
+            long end = pos - partial.size();
+            partial.reset();
+            return end;
+        }
+
+        private void take(String text, List<Line> out) {
+            parseInto(l -> {
+                if (l.seq() > last) {
+                    last = l.seq();
+                    out.add(l);
+                }
+            }).accept(text);
         }
     }
 
@@ -201,7 +354,7 @@ public final class ExecLog implements AutoCloseable {
         return lines;
     }
 
-    private static Consumer<String> parseInto(Consumer<Line> sink) {
+    static Consumer<String> parseInto(Consumer<Line> sink) {
         return text -> {
             try {
                 JsonNode n = JSON.readTree(text);
@@ -210,7 +363,7 @@ public final class ExecLog implements AutoCloseable {
                         ? Base64.getDecoder().decode(base64.asText())
                         : n.path("d").asText().getBytes(StandardCharsets.UTF_8);
                 sink.accept(new Line(Instant.parse(n.path("t").asText()), n.path("s").asText(),
-                        n.hasNonNull("id") ? n.get("id").asLong() : null, data));
+                        n.hasNonNull("id") ? n.get("id").asLong() : null, data, n.path("n").asLong(0)));
             } catch (IOException | RuntimeException e) {
                 // a torn last line of a crashed writer: skip it
             }

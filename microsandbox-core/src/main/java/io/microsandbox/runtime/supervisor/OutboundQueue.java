@@ -54,6 +54,25 @@ final class OutboundQueue {
         return true;
     }
 
+    /**
+     * Queues an encoded frame at the back, waiting up to {@code timeoutMillis} for room (the
+     * monitor is released while waiting): back-pressure for data that must not be dropped.
+     *
+     * @return false when it still did not fit after the wait, or the queue ended
+     */
+    synchronized boolean offer(byte[] frame, long timeoutMillis) throws InterruptedException {
+        long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(timeoutMillis);
+        while (!offer(frame)) {
+            long left = deadline - System.nanoTime();
+            if (left <= 0 || ended) {
+                return false;
+            }
+            // woken when the writer frees room; bounded, also for room in a shared budget
+            java.util.concurrent.TimeUnit.NANOSECONDS.timedWait(this, Math.min(left, 50_000_000L));
+        }
+        return true;
+    }
+
     /** Queues a small control frame ahead of everything else, whatever the bounds. */
     synchronized void urgent(byte[] frame) {
         if (!ended) {
@@ -143,6 +162,7 @@ final class OutboundQueue {
         if (shared != null) {
             shared.release(released);
         }
+        notifyAll(); // a sender waiting for room
     }
 
     private void releaseAll() {

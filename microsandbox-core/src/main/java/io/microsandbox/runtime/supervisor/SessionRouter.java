@@ -25,11 +25,14 @@ final class SessionRouter {
         final boolean session;
         final boolean tty;
         final long logId;
+        /** A filesystem session (fs.request): its data is not logged. */
+        final boolean fs;
         /** Output bytes the guest may still send for this session. */
         long window;
         boolean windowViolationLogged;
 
-        Route(ClientConnection client, int clientId, int guestId, boolean session, boolean tty, long logId, long window) {
+        Route(ClientConnection client, int clientId, int guestId, boolean session, boolean tty, long logId, long window, boolean fs) {
+            this.fs = fs;
             this.client = client;
             this.clientId = clientId;
             this.guestId = guestId;
@@ -53,6 +56,10 @@ final class SessionRouter {
      *         the guest id space is spent
      */
     synchronized Route open(ClientConnection client, int clientId, boolean session, boolean tty, long logId, long window) {
+        return open(client, clientId, session, tty, logId, window, false);
+    }
+
+    synchronized Route open(ClientConnection client, int clientId, boolean session, boolean tty, long logId, long window, boolean fs) {
         Map<Integer, Route> own = byClient.computeIfAbsent(client, c -> new HashMap<>());
         if (own.size() >= MAX_ROUTES_PER_CLIENT) {
             // a guest that never answers requests must not use up the client's routes: the
@@ -64,7 +71,7 @@ final class SessionRouter {
             return null;
         }
         int guestId = (int) ++lastGuestId;
-        Route route = new Route(client, clientId, guestId, session, tty, logId, window);
+        Route route = new Route(client, clientId, guestId, session, tty, logId, window, fs);
         own.put(clientId, route);
         byGuestId.put(guestId, route);
         if (session) {

@@ -65,6 +65,8 @@ public final class Supervisor {
     /** Grace period of stops the supervisor decides on itself (drain, idle, max duration). */
     static final long STOP_GRACE_MS = 10_000;
     static final int MAX_CLIENTS = 255;
+    /** How long file data from a client waits for room in the guest queue before its transfer is cancelled. */
+    static final long FS_QUEUE_WAIT_MS = 10_000;
     /** Frames waiting for the guest; past this, new requests are refused: the guest is not reading. */
     static final long GUEST_QUEUE_BYTES = 8L << 20;
     /** Frame buffers of all client readers together. */
@@ -211,7 +213,7 @@ public final class Supervisor {
         execLog = ExecLog.append(layout.execLog());
         vmServer = listen(layout.vmSocket());
         clientServer = listen(layout.agentSocket());
-        console = ConsoleRecorder.start(layout.consoleSocket(), layout.consoleLog());
+        console = ConsoleRecorder.start(layout.consoleSocket(), layout.consoleLog(), this::logConsoleLine);
         Files.writeString(layout.pidFile(), Long.toString(ProcessHandle.current().pid()));
 
         SupervisorLog.log("starting VMM: " + String.join(" ", spec.vmmArgv()));
@@ -388,6 +390,9 @@ public final class Supervisor {
 
     private void recordExitAndFinish(int status) {
         RunRecorder.Outcome outcome = RunRecorder.decide(status, stopReason, killRequested, agentFailure, layout.consoleLog());
+        if (console != null) {
+            console.closeSink(); // the end marker stays the run's last entry
+        }
         logSystem("sandbox " + outcome.statusName() + ": " + outcome.reason());
         try {
             store.finishRun(spec.name(), outcome.statusName(), outcome.exitCode(), outcome.signal(), outcome.reason(), "supervisor");
@@ -476,7 +481,8 @@ public final class Supervisor {
             // no client asked for this id (or it is over): a forged, late or hostile frame
             return;
         }
-        boolean output = Protocol.EXEC_STDOUT.equals(frame.type()) || Protocol.EXEC_STDERR.equals(frame.type());
+        boolean output = route.fs ? Protocol.FS_DATA.equals(frame.type())
+                : Protocol.EXEC_STDOUT.equals(frame.type()) || Protocol.EXEC_STDERR.equals(frame.type());
         if (output && route.session) {
             byte[] data = frame.bytes("data");
             if (!router.consumeWindow(route, data.length)) {
@@ -486,6 +492,11 @@ public final class Supervisor {
                     SupervisorLog.log(message);
                     logSystem(message);
                 }
+                return;
+            }
+            if (route.fs) {
+                // file data is not command output: not logged
+                route.client.send(new Frame(route.clientId, frame.flags(), frame.type(), frame.payload()));
                 return;
             }
             String source = route.tty ? "output" : Protocol.EXEC_STDOUT.equals(frame.type()) ? "stdout" : "stderr";
@@ -576,6 +587,10 @@ public final class Supervisor {
     private void routeToGuest(ClientConnection client, Frame frame) {
         String type = frame.type();
         if (frame.isSessionStart()) {
+            if (Protocol.FS_REQUEST.equals(type)) {
+                openFsSession(client, frame);
+                return;
+            }
             boolean exec = Protocol.EXEC_REQUEST.equals(type);
             if (!exec && !Protocol.CORE_PING.equals(type) && !Protocol.CORE_TOUCH.equals(type) && !Protocol.CORE_STATS.equals(type)) {
                 client.send(errorFrame(frame.id(), "clients may not send " + type));
@@ -606,14 +621,75 @@ public final class Supervisor {
             return;
         }
         SessionRouter.Route route = router.ofClient(client, frame.id());
-        if (route == null || !route.session || !type.startsWith("exec.") || Protocol.EXEC_REQUEST.equals(type)) {
-            return; // a session that ended meanwhile, or a frame no session takes
+        if (route == null || !route.session) {
+            return; // a session that ended meanwhile
         }
-        if (Protocol.EXEC_WINDOW.equals(type)) {
+        boolean allowed = route.fs ? Protocol.FS_DATA.equals(type) || Protocol.FS_WINDOW.equals(type) || Protocol.FS_CANCEL.equals(type)
+                : type.startsWith("exec.") && !Protocol.EXEC_REQUEST.equals(type);
+        if (!allowed) {
+            return; // a frame this session does not take
+        }
+        if (Protocol.EXEC_WINDOW.equals(type) || Protocol.FS_WINDOW.equals(type)) {
             router.growWindow(route, frame.payload().path("bytes").asLong(0));
         }
-        if (!toGuestQueue(new Frame(route.guestId, frame.flags(), type, frame.payload()))) {
+        Frame toGuestFrame = new Frame(route.guestId, frame.flags(), type, frame.payload());
+        boolean queued = route.fs && Protocol.FS_DATA.equals(type) ? toGuestQueueWaiting(toGuestFrame) : toGuestQueue(toGuestFrame);
+        if (!queued) {
+            if (route.fs && router.close(route)) {
+                // a file must not silently miss a chunk: the operation fails instead
+                SupervisorLog.log("the guest is not reading its channel: cancelled a filesystem session of " + client);
+                toGuest.urgent(FrameCodec.encode(new Frame(route.guestId, 0, Protocol.FS_CANCEL, JSON.createObjectNode())));
+                sessionEnded(route);
+                client.send(fsRefused(frame.id(), "resource_limit", "the guest is not reading its channel; the transfer was cancelled"));
+                return;
+            }
             SupervisorLog.log("the guest is not reading its channel: dropped " + type + " of session " + route.logId);
+        }
+    }
+
+    /** An fs.request: a session whose read data is held to the window the client grants, like exec output. */
+    private void openFsSession(ClientConnection client, Frame frame) {
+        if (stopReason != null || killRequested) {
+            client.send(fsRefused(frame.id(), "sandbox_stopping", "sandbox " + spec.name() + " is stopping"));
+            return;
+        }
+        long window = frame.payload().path("window").asLong(Protocol.DEFAULT_OUTPUT_WINDOW);
+        SessionRouter.Route route = router.open(client, frame.id(), true, false, 0, window, true);
+        if (route == null) {
+            client.send(fsRefused(frame.id(), "resource_limit", "id " + frame.id() + " is in use or "
+                    + SessionRouter.MAX_ROUTES_PER_CLIENT + " requests are open"));
+            return;
+        }
+        lastActivity = System.nanoTime();
+        if (!toGuestQueue(new Frame(route.guestId, frame.flags(), frame.type(), frame.payload()))) {
+            router.close(route);
+            sessionEnded(route);
+            client.send(fsRefused(frame.id(), "resource_limit", "the guest is not reading its channel"));
+        }
+    }
+
+    private static Frame fsRefused(int id, String kind, String message) {
+        ObjectNode refused = JSON.createObjectNode();
+        refused.put("kind", kind);
+        refused.put("errno", 0);
+        refused.put("message", message);
+        return new Frame(id, Protocol.FLAG_TERMINAL, Protocol.FS_ERROR, refused);
+    }
+
+    /**
+     * File data waits for room in the guest queue (back-pressure on this client's channel, as
+     * the guest reads its port) rather than being dropped; a guest that does not read for
+     * {@link #FS_QUEUE_WAIT_MS} gets the transfer cancelled.
+     */
+    private boolean toGuestQueueWaiting(Frame frame) {
+        try {
+            return toGuest.offer(FrameCodec.encode(frame), FS_QUEUE_WAIT_MS);
+        } catch (IllegalArgumentException e) {
+            SupervisorLog.log("cannot forward " + frame + ": " + e.getMessage());
+            return true;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return false;
         }
     }
 
@@ -642,7 +718,9 @@ public final class Supervisor {
     private void sessionEnded(SessionRouter.Route route) {
         try {
             // what the session held back (the start of a character) is written now
-            execLog.endSession(route.logId);
+            if (!route.fs) {
+                execLog.endSession(route.logId);
+            }
         } catch (IOException e) {
             SupervisorLog.log("cannot write the exec log: " + e.getMessage());
         }
@@ -668,6 +746,18 @@ public final class Supervisor {
         }
         if (router.sessions() == 0) {
             requestStop(STOP_GRACE_MS, "drain-requested");
+        }
+    }
+
+    /** A guest console line, as a system entry of the exec log ("console: ..."), so sources=system shows why a boot failed. */
+    private void logConsoleLine(byte[] line) {
+        byte[] prefix = "console: ".getBytes(StandardCharsets.UTF_8);
+        byte[] entry = java.util.Arrays.copyOf(prefix, prefix.length + line.length);
+        System.arraycopy(line, 0, entry, prefix.length, line.length);
+        try {
+            execLog.write("system", null, entry);
+        } catch (IOException e) {
+            SupervisorLog.log("cannot write the exec log: " + e.getMessage());
         }
     }
 

@@ -68,6 +68,7 @@ public final class HostileAgent {
                 case Protocol.CORE_STATS -> link.write(new Frame(frame.id(), Protocol.FLAG_TERMINAL, Protocol.CORE_STATS,
                         NODES.objectNode().put("mem_total_bytes", 1 << 29).put("mem_available_bytes", 1 << 28)));
                 case Protocol.EXEC_REQUEST -> exec(scenario, frame.id(), link, raw);
+                case Protocol.FS_REQUEST -> fs(scenario, frame.id(), link);
                 default -> {
                     // signals, stdin, windows: ignored
                 }
@@ -133,6 +134,16 @@ public final class HostileAgent {
             }
             default -> honest(id, link);
         }
+    }
+
+    private static void fs(String scenario, int id, FrameLink link) throws IOException {
+        if (scenario.equals("flood")) {
+            byte[] chunk = new byte[Protocol.FS_CHUNK_BYTES];
+            while (true) {
+                link.write(new Frame(id, 0, Protocol.FS_DATA, NODES.objectNode().put("data", chunk)));
+            }
+        }
+        link.write(new Frame(id, Protocol.FLAG_TERMINAL, Protocol.FS_RESULT, NODES.objectNode().put("size", 0)));
     }
 
     private static void honest(int id, FrameLink link) throws IOException {

@@ -77,6 +77,22 @@ class HostileGuestIT {
         }
     }
 
+    /** The same for file data: a guest that ignores a read's window is cut off at it. */
+    @Test
+    void fileDataBeyondTheWindowIsDroppedAndAnUnreadStreamDoesNotGrowTheHeap() throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("flood")) {
+            long before = io.microsandbox.TestSandboxes.usedHeapAfterGc();
+            java.io.InputStream in = booted.sandbox().fs().readStream("/big");
+            Thread.sleep(4000);
+            long grown = io.microsandbox.TestSandboxes.usedHeapAfterGc() - before;
+            assertThat(grown).as("heap growth with an unread flooding file stream").isLessThan(32L << 20);
+            assertThat(execLog(booted.name())).contains("guest sent more output than the client allowed");
+            in.close();
+            booted.sandbox().kill();
+            assertThat(awaitTerminal(booted.name()).status()).isEqualTo(SandboxStatus.STOPPED);
+        }
+    }
+
     /**
      * Finding 3: a guest that stops reading its port. Queued frames pile up; stop still ends
      * the sandbox within its grace, and a kill from another process's handle is prompt.

@@ -1,0 +1,213 @@
+package io.microsandbox;
+
+import io.microsandbox.runtime.Posix;
+import java.io.FileDescriptor;
+import java.io.FileOutputStream;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
+
+/**
+ * {@link Sandbox#attach}: the caller's terminal bridged to a tty session in the guest. Raw
+ * mode on the host terminal for the duration, the window size forwarded (on SIGWINCH, and
+ * checked at every poll), {@code Ctrl-] Ctrl-]} detaches, and the terminal is restored on
+ * every way out: the command's end, a detach, an exception, an interrupt, and the JVM's
+ * shutdown (a hook).
+ */
+final class Attach {
+    /** Ctrl-]: twice in a row detaches. */
+    static final int DETACH_KEY = 0x1d;
+    private static final int STDIN = 0;
+    private static final int POLL_MS = 100;
+
+    private Attach() {
+    }
+
+    static int run(Sandbox sandbox, String command, List<String> args) {
+        if (!Posix.isatty(STDIN)) {
+            throw new MicrosandboxException(ErrorKind.UNSUPPORTED_OPERATION, "attach needs a terminal on stdin; use execStream(...) with tty(...) instead");
+        }
+        int[] size = size(new int[] {24, 80});
+        String term = System.getenv("TERM");
+        ExecOptions options = ExecOptions.builder().tty(size[0], size[1]).stdinPipe()
+                .env("TERM", term == null || term.isEmpty() ? "xterm" : term).build();
+        OutputStream out = new FileOutputStream(FileDescriptor.out);
+        byte[] saved;
+        try {
+            saved = Posix.enterRawMode(STDIN);
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot put the terminal into raw mode: " + e.getMessage(), e);
+        }
+        AtomicBoolean restored = new AtomicBoolean();
+        Runnable restore = () -> {
+            if (restored.compareAndSet(false, true)) {
+                try {
+                    Posix.restoreMode(STDIN, saved);
+                } catch (IOException ignored) {
+                    // the terminal is gone
+                }
+            }
+        };
+        Thread hook = new Thread(restore, "msb-attach-restore");
+        Runtime.getRuntime().addShutdownHook(hook);
+        AtomicBoolean winch = new AtomicBoolean();
+        Object previousWinch = Winch.install(winch);
+        ExecHandle handle = null;
+        Thread pump = null;
+        boolean detached = false;
+        AtomicReference<Object> end = new AtomicReference<>();
+        try {
+            handle = sandbox.execStream(command, args, options);
+            ExecHandle h = handle;
+            pump = new Thread(() -> {
+                try {
+                    ExecEvent e;
+                    while ((e = h.recv()) != null) {
+                        if (e instanceof ExecEvent.Stdout s) {
+                            out.write(s.data());
+                            out.flush();
+                        } else if (e instanceof ExecEvent.Stderr s) {
+                            out.write(s.data());
+                            out.flush();
+                        } else if (e instanceof ExecEvent.Exited x) {
+                            end.compareAndSet(null, x);
+                        } else if (e instanceof ExecEvent.Failed f) {
+                            end.compareAndSet(null, f);
+                        }
+                    }
+                } catch (IOException | MicrosandboxException ex) {
+                    end.compareAndSet(null, ex);
+                }
+                end.compareAndSet(null, "gone");
+            }, "msb-attach-output");
+            pump.setDaemon(true);
+            pump.start();
+
+            byte[] buf = new byte[4096];
+            boolean escape = false;
+            boolean inputOpen = true;
+            while (end.get() == null) {
+                // SIGWINCH sets the flag; the size is also compared at every poll, so a
+                // signal the JDK does not deliver is not missed for long
+                winch.set(false);
+                int[] now = size(size);
+                if (now[0] != size[0] || now[1] != size[1]) {
+                    size = now;
+                    handle.resize(size[0], size[1]);
+                }
+                if (!inputOpen) {
+                    Thread.sleep(POLL_MS);
+                    continue;
+                }
+                int n = Posix.readTimeout(STDIN, buf, POLL_MS);
+                if (n < 0) {
+                    inputOpen = false;
+                    handle.stdin().close();
+                    continue;
+                }
+                java.io.ByteArrayOutputStream fwd = new java.io.ByteArrayOutputStream(n + 1);
+                for (int i = 0; i < n && !detached; i++) {
+                    int b = buf[i] & 0xff;
+                    if (escape) {
+                        escape = false;
+                        if (b == DETACH_KEY) {
+                            detached = true;
+                            break;
+                        }
+                        fwd.write(DETACH_KEY);
+                        fwd.write(b);
+                    } else if (b == DETACH_KEY) {
+                        escape = true;
+                    } else {
+                        fwd.write(b);
+                    }
+                }
+                if (fwd.size() > 0) {
+                    try {
+                        handle.stdin().write(fwd.toByteArray());
+                        handle.stdin().flush();
+                    } catch (IOException e) {
+                        inputOpen = false; // the process closed its terminal; wait for its end
+                    }
+                }
+                if (detached) {
+                    break;
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "attach to '" + command + "' was interrupted");
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "attach to '" + command + "' failed: " + e.getMessage(), e);
+        } finally {
+            restore.run();
+            try {
+                Runtime.getRuntime().removeShutdownHook(hook);
+            } catch (IllegalStateException ignored) {
+                // shutting down: the hook runs (and finds the terminal restored)
+            }
+            Winch.restore(previousWinch);
+            if (handle != null) {
+                if (detached) {
+                    handle.detach();
+                } else if (end.get() == null) {
+                    handle.close(); // an exception: do not leave the command behind
+                }
+            }
+            if (pump != null && !detached) {
+                try {
+                    pump.join(2000);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        }
+        if (detached) {
+            return Sandbox.ATTACH_DETACHED;
+        }
+        Object result = end.get();
+        if (result instanceof ExecEvent.Exited x) {
+            return x.code();
+        }
+        if (result instanceof ExecEvent.Failed f) {
+            throw new MicrosandboxException(ErrorKind.EXEC_FAILED, "cannot run '" + command + "': " + f.kind() + " (" + f.message() + ")");
+        }
+        if (result instanceof MicrosandboxException m) {
+            throw m;
+        }
+        throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + sandbox.name() + "' went away while '" + command + "' ran");
+    }
+
+    private static int[] size(int[] fallback) {
+        try {
+            int[] s = Posix.windowSize(STDIN);
+            return s[0] > 0 && s[1] > 0 ? s : fallback;
+        } catch (IOException e) {
+            return fallback;
+        }
+    }
+
+    /** SIGWINCH through sun.misc.Signal where the JDK has it; without it, the size is polled. */
+    private static final class Winch {
+        static Object install(AtomicBoolean flag) {
+            try {
+                sun.misc.Signal sig = new sun.misc.Signal("WINCH");
+                return sun.misc.Signal.handle(sig, s -> flag.set(true));
+            } catch (Throwable e) {
+                return null;
+            }
+        }
+
+        static void restore(Object previous) {
+            if (previous instanceof sun.misc.SignalHandler h) {
+                try {
+                    sun.misc.Signal.handle(new sun.misc.Signal("WINCH"), h);
+                } catch (Throwable ignored) {
+                    // nothing to restore
+                }
+            }
+        }
+    }
+}

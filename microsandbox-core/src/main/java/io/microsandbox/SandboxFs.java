@@ -1,0 +1,792 @@
+package io.microsandbox;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.agent.AgentClient;
+import io.microsandbox.runtime.agent.Frame;
+import io.microsandbox.runtime.agent.FrameCodec;
+import io.microsandbox.runtime.agent.Protocol;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InterruptedIOException;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.DirectoryStream;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.PosixFilePermission;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Files in a running sandbox, from {@link Sandbox#fs()}. Paths are guest paths, resolved by
+ * the guest inside the sandbox's root (a relative path from the working directory). Every
+ * operation runs in the guest as the sandbox's user, or as {@link #user(String)}; a file
+ * written as a user belongs to that user.
+ *
+ * <p>File data moves in chunks of {@value Protocol#FS_CHUNK_BYTES} bytes under the same
+ * credit scheme as command output and stdin: {@link #readStream} has at most
+ * {@value Protocol#FS_WINDOW_BYTES} bytes in flight, {@link #writeStream} at most
+ * {@value Protocol#FS_WRITE_WINDOW_BYTES}, so files of any size pass without their size in heap, and
+ * a slow reader slows the guest down. A write is on disk (fsynced) once the call (or the
+ * stream's {@code close}) returns.
+ *
+ * <p>Failures are {@link FilesystemException}s ({@link ErrorKind#PATH_NOT_FOUND},
+ * {@link ErrorKind#FILESYSTEM} with the guest errno); a sandbox that is not running gives
+ * {@link ErrorKind#SANDBOX_NOT_RUNNING}.
+ */
+public final class SandboxFs {
+    /** How long a one-shot operation (stat, mkdir, a recursive copy or remove) may take. */
+    static final Duration OP_TIMEOUT = Duration.ofMinutes(10);
+    /** How long a stream waits for the guest to move without any progress before it gives up. */
+    static final Duration STALL_TIMEOUT = Duration.ofMinutes(2);
+    /** Deepest directory nesting {@link #copyToHost} follows. */
+    static final int MAX_COPY_DEPTH = 256;
+
+    private final String sandbox;
+    private final AgentClient client;
+    private final String user;
+    private final Runnable usable;
+
+    SandboxFs(String sandbox, AgentClient client, String user, Runnable usable) {
+        this.sandbox = sandbox;
+        this.client = client;
+        this.user = user;
+        this.usable = usable;
+    }
+
+    /** The same filesystem, with every operation run as {@code user} ({@code name}, {@code uid}, {@code name:group}, {@code uid:gid}). */
+    public SandboxFs user(String user) {
+        return new SandboxFs(sandbox, client, user, usable);
+    }
+
+    // ---- whole files ----
+
+    /** The whole file (mind its size: {@link #readStream} for big ones). */
+    public byte[] read(String path) {
+        try (InputStream in = readStream(path)) {
+            return in.readAllBytes();
+        } catch (IOException e) {
+            throw unwrap(e, path);
+        }
+    }
+
+    /** The whole file as UTF-8 text. */
+    public String readString(String path) {
+        return new String(read(path), StandardCharsets.UTF_8);
+    }
+
+    /** Creates or replaces the file with {@code data} (mode 0644 for a new file); durable on return. */
+    public void write(String path, byte[] data) {
+        write(path, data, null);
+    }
+
+    /** Like {@link #write(String, byte[])}, setting the permission bits to {@code mode}. */
+    public void write(String path, byte[] data, Integer mode) {
+        try (OutputStream out = writeStream(path, mode)) {
+            out.write(data);
+        } catch (IOException e) {
+            throw unwrap(e, path);
+        }
+    }
+
+    public void writeString(String path, String text) {
+        write(path, text.getBytes(StandardCharsets.UTF_8));
+    }
+
+    // ---- streams ----
+
+    /**
+     * A stream of the file's bytes. The call returns once the guest has opened the file, so a
+     * missing file fails here. Closing it early abandons the rest.
+     */
+    public InputStream readStream(String path) {
+        return new ReadStream(path, request("read", path));
+    }
+
+    /**
+     * The read window of each of {@code open} concurrent reads of one connection: together they
+     * keep about {@link Protocol#FS_WINDOW_BYTES} in flight (the supervisor drops a client that
+     * leaves 8 MiB unread), each at least one chunk.
+     */
+    static long readWindow(int open) {
+        return Math.max(Protocol.FS_CHUNK_BYTES, Protocol.FS_WINDOW_BYTES / Math.max(1, open));
+    }
+
+    /** A stream that creates or replaces the file; {@code close()} returns once it is on disk. */
+    public OutputStream writeStream(String path) {
+        return writeStream(path, null);
+    }
+
+    /** Like {@link #writeStream(String)}, setting the permission bits to {@code mode}. */
+    public OutputStream writeStream(String path, Integer mode) {
+        ObjectNode p = request("write", path);
+        if (mode != null) {
+            p.put("mode", mode & 07777);
+        }
+        return new WriteStream(path, p);
+    }
+
+    // ---- metadata and tree operations ----
+
+    /** The entries of a directory, without {@code .} and {@code ..}, in directory order. */
+    public List<FsEntry> list(String path) {
+        JsonNode entries = call(request("list", path)).payload().path("entries");
+        List<FsEntry> out = new ArrayList<>();
+        String prefix = path.endsWith("/") ? path : path + "/";
+        for (JsonNode e : entries) {
+            String name = bytesText(e.get("name"));
+            if (name.isEmpty()) {
+                continue; // removed while the directory was read
+            }
+            out.add(new FsEntry(prefix + name, name, FsEntryKind.fromWire(e.path("kind").asText(null)), e.path("size").asLong(),
+                    e.path("mode").asInt(), Instant.ofEpochMilli(e.path("mtime_ms").asLong()),
+                    e.has("target") ? bytesText(e.get("target")) : null));
+        }
+        return out;
+    }
+
+    /** Size, mode, times and kind of the file, following symbolic links. */
+    public FsStat stat(String path) {
+        return toStat(path, call(request("stat", path)).payload());
+    }
+
+    /** Like {@link #stat} without following a final symbolic link. */
+    public FsStat lstat(String path) {
+        ObjectNode p = request("stat", path);
+        p.put("follow", false);
+        return toStat(path, call(p).payload());
+    }
+
+    /** Whether the path exists (a dangling symbolic link exists). */
+    public boolean exists(String path) {
+        try {
+            lstat(path);
+            return true;
+        } catch (MicrosandboxException e) {
+            if (e.kind() == ErrorKind.PATH_NOT_FOUND) {
+                return false;
+            }
+            throw e;
+        }
+    }
+
+    /** Creates the directory and any missing parents; an existing directory is fine. */
+    public void mkdir(String path) {
+        mkdir(path, null);
+    }
+
+    /** Like {@link #mkdir(String)}, setting the directory's permission bits to {@code mode}. */
+    public void mkdir(String path, Integer mode) {
+        ObjectNode p = request("mkdir", path);
+        p.put("parents", true);
+        if (mode != null) {
+            p.put("mode", mode & 07777);
+        }
+        call(p);
+    }
+
+    /** Removes a file or symbolic link (a directory fails with {@code is_directory}). */
+    public void remove(String path) {
+        call(request("remove", path));
+    }
+
+    /** Removes an empty directory. */
+    public void removeDir(String path) {
+        removeDir(path, false);
+    }
+
+    /** Removes a directory, with everything in it when {@code recursive}. */
+    public void removeDir(String path, boolean recursive) {
+        ObjectNode p = request("rmdir", path);
+        p.put("recursive", recursive);
+        call(p);
+    }
+
+    /** Copies a file, symbolic link or directory tree (modes and links kept) inside the guest. */
+    public void copy(String from, String to) {
+        ObjectNode p = request("copy", from);
+        p.put("to", to);
+        call(p);
+    }
+
+    /** Renames (moves) within the guest, replacing a file at {@code to}. */
+    public void rename(String from, String to) {
+        ObjectNode p = request("rename", from);
+        p.put("to", to);
+        call(p);
+    }
+
+    /** Creates a symbolic link at {@code path} pointing to {@code target}. */
+    public void symlink(String path, String target) {
+        ObjectNode p = request("symlink", path);
+        p.put("target", target);
+        call(p);
+    }
+
+    // ---- host <-> guest ----
+
+    /**
+     * Copies a host file, symbolic link or directory tree to {@code guestPath} (the name of the
+     * copy), keeping permission bits and symbolic links (not followed).
+     */
+    public void copyFromHost(Path hostPath, String guestPath) {
+        try {
+            if (Files.isSymbolicLink(hostPath)) {
+                symlink(guestPath, Files.readSymbolicLink(hostPath).toString());
+            } else if (Files.isDirectory(hostPath, LinkOption.NOFOLLOW_LINKS)) {
+                mkdir(guestPath, mode(hostPath) | 0700);
+                try (DirectoryStream<Path> children = Files.newDirectoryStream(hostPath)) {
+                    for (Path child : children) {
+                        copyFromHost(child, join(guestPath, child.getFileName().toString()));
+                    }
+                }
+                mkdir(guestPath, mode(hostPath));
+            } else if (Files.isRegularFile(hostPath, LinkOption.NOFOLLOW_LINKS)) {
+                try (InputStream in = Files.newInputStream(hostPath, LinkOption.NOFOLLOW_LINKS);
+                     OutputStream out = writeStream(guestPath, mode(hostPath))) {
+                    in.transferTo(out);
+                }
+            } else {
+                throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, hostPath + " is neither a file, a directory nor a symbolic link");
+            }
+        } catch (IOException e) {
+            throw unwrap(e, guestPath);
+        }
+    }
+
+    /**
+     * Copies a guest file, symbolic link or directory tree to {@code hostPath} (the name of the
+     * copy), keeping permission bits and symbolic links. Names from the guest are checked, and
+     * nothing is written through a symbolic link.
+     */
+    public void copyToHost(String guestPath, Path hostPath) {
+        try {
+            FsStat st = lstat(guestPath);
+            copyToHost(guestPath, st.kind(), st.mode(), st.target(), hostPath, 0);
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot copy " + guestPath + " to " + hostPath + ": " + e.getMessage(), e);
+        }
+    }
+
+    private void copyToHost(String guestPath, FsEntryKind kind, int mode, String target, Path hostPath, int depth) throws IOException {
+        if (depth > MAX_COPY_DEPTH) {
+            // a real tree is not this deep; a guest that lies about its directories could make it endless
+            throw new MicrosandboxException(ErrorKind.FILESYSTEM, guestPath + " is more than " + MAX_COPY_DEPTH + " directories deep");
+        }
+        switch (kind) {
+            case SYMLINK -> Files.createSymbolicLink(hostPath, Path.of(target));
+            case DIRECTORY -> {
+                if (!Files.isDirectory(hostPath, LinkOption.NOFOLLOW_LINKS)) {
+                    Files.createDirectory(hostPath);
+                }
+                Files.setPosixFilePermissions(hostPath, permissions(0700));
+                for (FsEntry e : list(guestPath)) {
+                    String name = e.name();
+                    if (name.contains("/") || name.equals(".") || name.equals("..") || name.indexOf('\0') >= 0) {
+                        throw new MicrosandboxException(ErrorKind.FILESYSTEM, "the guest listed an invalid name in " + guestPath);
+                    }
+                    copyToHost(e.path(), e.kind(), e.mode(), e.target(), hostPath.resolve(name), depth + 1);
+                }
+                Files.setPosixFilePermissions(hostPath, permissions(mode));
+            }
+            case FILE -> {
+                try (InputStream in = readStream(guestPath);
+                     OutputStream out = Files.newOutputStream(hostPath, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
+                             StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS)) {
+                    in.transferTo(out);
+                }
+                Files.setPosixFilePermissions(hostPath, permissions(mode));
+            }
+            default -> {
+                // devices, sockets and fifos are not copied
+            }
+        }
+    }
+
+    private static String join(String dir, String name) {
+        return dir.endsWith("/") ? dir + name : dir + "/" + name;
+    }
+
+    private static int mode(Path p) throws IOException {
+        int m = 0;
+        for (PosixFilePermission perm : Files.getPosixFilePermissions(p, LinkOption.NOFOLLOW_LINKS)) {
+            m |= 1 << (8 - perm.ordinal());
+        }
+        return m;
+    }
+
+    private static Set<PosixFilePermission> permissions(int mode) {
+        Set<PosixFilePermission> set = EnumSet.noneOf(PosixFilePermission.class);
+        for (PosixFilePermission perm : PosixFilePermission.values()) {
+            if ((mode & (1 << (8 - perm.ordinal()))) != 0) {
+                set.add(perm);
+            }
+        }
+        return set;
+    }
+
+    // ---- plumbing ----
+
+    private ObjectNode request(String op, String path) {
+        if (path == null || path.isEmpty()) {
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "path must not be empty");
+        }
+        ObjectNode p = FrameCodec.mapper().createObjectNode();
+        p.put("op", op);
+        p.put("path", path);
+        if (user != null) {
+            p.put("user", user);
+        }
+        return p;
+    }
+
+    private FsStat toStat(String path, JsonNode p) {
+        return new FsStat(path, FsEntryKind.fromWire(p.path("kind").asText(null)), p.path("size").asLong(), p.path("mode").asInt(),
+                Instant.ofEpochMilli(p.path("mtime_ms").asLong()), p.path("uid").asInt(), p.path("gid").asInt(),
+                p.has("target") ? bytesText(p.get("target")) : null);
+    }
+
+    private static String bytesText(JsonNode n) {
+        if (n == null) {
+            return "";
+        }
+        if (n.isBinary()) {
+            try {
+                return new String(n.binaryValue(), StandardCharsets.UTF_8);
+            } catch (IOException e) {
+                return "";
+            }
+        }
+        return n.asText("");
+    }
+
+    /** A one-shot operation: the request, then its fs.result (returned) or fs.error (thrown). */
+    private Frame call(ObjectNode payload) {
+        try (Session s = new Session(payload.path("path").asText(), payload)) {
+            Frame end = s.awaitEnd(OP_TIMEOUT);
+            return s.result(end);
+        }
+    }
+
+    private MicrosandboxException unwrap(IOException e, String path) {
+        if (e.getCause() instanceof MicrosandboxException m) {
+            return m;
+        }
+        if (e instanceof InterruptedIOException) {
+            return new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while transferring " + path + " in sandbox '" + sandbox + "'", e);
+        }
+        return new MicrosandboxException(ErrorKind.IO, path + " in sandbox '" + sandbox + "': " + e.getMessage(), e);
+    }
+
+    private MicrosandboxException notRunning(String reason) {
+        return new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + sandbox + "' is not running" + (reason == null ? "" : " (" + reason + ")"));
+    }
+
+    /**
+     * One fs session: frames arrive on the client's reader thread into a queue (bounded by the
+     * window the session grants); sends only queue, so nothing here blocks on the socket, and
+     * no lock is held while a caller waits.
+     */
+    private final class Session implements AutoCloseable, AgentClient.SessionListener {
+        final String path;
+        final int id;
+        private final Object lock = new Object();
+        private final ArrayDeque<Frame> frames = new ArrayDeque<>();
+        private String lost;
+        private boolean ended;
+        /** Write credit (fs.write_window). */
+        long writeCredit = Protocol.FS_WRITE_WINDOW_BYTES;
+        boolean writeClosed;
+
+        Session(String path, ObjectNode payload) {
+            this.path = path;
+            if (client.exited().isDone()) {
+                throw notRunning(null);
+            }
+            usable.run();
+            this.id = client.newId();
+            client.register(id, this);
+            try {
+                client.send(new Frame(id, Protocol.FLAG_SESSION_START, Protocol.FS_REQUEST, payload));
+            } catch (MicrosandboxException e) {
+                client.unregister(id);
+                if (e.kind() == ErrorKind.INVALID_HANDLE && client.exited().isDone()) {
+                    throw notRunning(null);
+                }
+                throw e;
+            }
+        }
+
+        @Override
+        public void onFrame(Frame frame) {
+            synchronized (lock) {
+                if (Protocol.FS_WRITE_WINDOW.equals(frame.type())) {
+                    Long bytes = frame.number("bytes");
+                    writeCredit = Math.min(Protocol.FS_WRITE_WINDOW_BYTES, writeCredit + (bytes == null ? 0 : Math.max(0, bytes)));
+                    writeClosed |= frame.payload().path("closed").asBoolean(false);
+                } else {
+                    frames.add(frame);
+                    if (frame.isTerminal()) {
+                        ended = true;
+                    }
+                }
+                lock.notifyAll();
+            }
+        }
+
+        @Override
+        public void onConnectionLost(String reason) {
+            synchronized (lock) {
+                lost = reason;
+                lock.notifyAll();
+            }
+        }
+
+        /** The next data or terminal frame, waiting at most {@code wait}; null on timeout. */
+        Frame next(Duration wait) throws InterruptedException {
+            long deadline = System.nanoTime() + wait.toNanos();
+            synchronized (lock) {
+                while (frames.isEmpty()) {
+                    if (lost != null) {
+                        throw notRunning("went away: " + lost);
+                    }
+                    long left = deadline - System.nanoTime();
+                    if (left <= 0) {
+                        return null;
+                    }
+                    TimeUnit.NANOSECONDS.timedWait(lock, left);
+                }
+                return frames.poll();
+            }
+        }
+
+        Frame awaitEnd(Duration wait) {
+            long deadline = System.nanoTime() + wait.toNanos();
+            try {
+                while (true) {
+                    Frame f = next(Duration.ofNanos(Math.max(1, deadline - System.nanoTime())));
+                    if (f == null) {
+                        throw new MicrosandboxException(ErrorKind.FILESYSTEM, "no answer from sandbox '" + sandbox + "' about " + path + " within " + wait);
+                    }
+                    if (f.isTerminal()) {
+                        return f;
+                    }
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for " + path + " in sandbox '" + sandbox + "'");
+            }
+        }
+
+        /** The terminal frame as a result, or the exception it stands for. */
+        Frame result(Frame end) {
+            if (Protocol.FS_RESULT.equals(end.type())) {
+                return end;
+            }
+            throw error(end);
+        }
+
+        MicrosandboxException error(Frame end) {
+            if (!Protocol.FS_ERROR.equals(end.type())) {
+                return new MicrosandboxException(ErrorKind.INTERNAL, "sandbox '" + sandbox + "' answered " + end.type() + " about " + path
+                        + (end.text("message") != null ? ": " + end.text("message") : ""));
+            }
+            String reason = end.text("kind");
+            String message = bytesText(end.payload().get("message"));
+            String where = bytesText(end.payload().get("path"));
+            if (where.isEmpty()) {
+                where = path;
+            }
+            int errno = end.payload().path("errno").asInt();
+            if ("sandbox_stopping".equals(reason)) {
+                return notRunning(message);
+            }
+            ErrorKind kind = "not_found".equals(reason) ? ErrorKind.PATH_NOT_FOUND
+                    : "bad_args".equals(reason) ? ErrorKind.INVALID_ARGUMENT : ErrorKind.FILESYSTEM;
+            if (!message.contains(where)) {
+                message = where + ": " + message;
+            }
+            return new FilesystemException(kind, reason, errno, where, message + " (sandbox '" + sandbox + "', errno " + errno + ")");
+        }
+
+        void send(String type, ObjectNode p) {
+            client.send(new Frame(id, 0, type, p));
+        }
+
+        void trySend(String type, ObjectNode p) {
+            try {
+                send(type, p);
+            } catch (MicrosandboxException ignored) {
+                // the connection is gone, and the operation with it
+            }
+        }
+
+        boolean ended() {
+            synchronized (lock) {
+                return ended;
+            }
+        }
+
+        @Override
+        public void close() {
+            if (!ended()) {
+                trySend(Protocol.FS_CANCEL, FrameCodec.mapper().createObjectNode());
+            }
+            client.unregister(id);
+        }
+    }
+
+    /** File bytes as fs.data frames; credit goes back once half the window has been read. */
+    private final class ReadStream extends InputStream {
+        private final String path;
+        private final Session session;
+        private byte[] chunk = new byte[0];
+        private int pos;
+        private long consumed;
+        /** Credit granted and not yet consumed plus consumed and not yet returned. */
+        private long window;
+        private boolean counted;
+        private boolean eof;
+        private boolean closed;
+
+        ReadStream(String path, ObjectNode payload) {
+            this.path = path;
+            this.window = readWindow(client.fsReads().incrementAndGet());
+            this.counted = true;
+            payload.put("window", window);
+            try {
+                this.session = new Session(path, payload);
+            } catch (RuntimeException e) {
+                uncount();
+                throw e;
+            }
+            // wait for the first frame: a file that cannot be opened fails here
+            try {
+                Frame first = session.next(STALL_TIMEOUT);
+                if (first == null) {
+                    session.close();
+                    throw new MicrosandboxException(ErrorKind.FILESYSTEM, "sandbox '" + sandbox + "' did not start reading " + path + " within " + STALL_TIMEOUT);
+                }
+                take(first);
+            } catch (InterruptedException e) {
+                session.close();
+                uncount();
+                Thread.currentThread().interrupt();
+                throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while opening " + path);
+            } catch (RuntimeException e) {
+                session.close();
+                uncount();
+                throw e;
+            }
+        }
+
+        private void uncount() {
+            if (counted) {
+                counted = false;
+                client.fsReads().decrementAndGet();
+            }
+        }
+
+        /**
+         * Returns consumed credit once half the window is read, resized to the share this read
+         * has of the connection's read budget now (other reads may have started or ended).
+         */
+        private void grant() {
+            if (consumed < window / 2) {
+                return;
+            }
+            long target = readWindow(client.fsReads().get());
+            long give = Math.max(0, consumed + (target - window));
+            window = window - consumed + give;
+            consumed = 0;
+            if (give > 0) {
+                ObjectNode p = FrameCodec.mapper().createObjectNode();
+                p.put("bytes", give);
+                session.trySend(Protocol.FS_WINDOW, p);
+            }
+        }
+
+        private void take(Frame f) {
+            if (Protocol.FS_DATA.equals(f.type())) {
+                chunk = f.bytes("data");
+                pos = 0;
+                consumed += chunk.length;
+                grant();
+            } else if (f.isTerminal()) {
+                eof = true;
+                uncount();
+                session.result(f);
+            }
+        }
+
+        private boolean fill() throws IOException {
+            while (pos >= chunk.length) {
+                if (eof) {
+                    return false;
+                }
+                if (closed) {
+                    throw new IOException("stream of " + path + " is closed");
+                }
+                Frame f;
+                try {
+                    f = session.next(STALL_TIMEOUT);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new InterruptedIOException("interrupted while reading " + path);
+                } catch (MicrosandboxException e) {
+                    throw new IOException(e.getMessage(), e);
+                }
+                if (f == null) {
+                    throw new IOException("no data of " + path + " from sandbox '" + sandbox + "' for " + STALL_TIMEOUT,
+                            new MicrosandboxException(ErrorKind.FILESYSTEM, "reading " + path + " stalled"));
+                }
+                try {
+                    take(f);
+                } catch (MicrosandboxException e) {
+                    throw new IOException(e.getMessage(), e);
+                }
+            }
+            return true;
+        }
+
+        @Override
+        public int read() throws IOException {
+            return fill() ? chunk[pos++] & 0xff : -1;
+        }
+
+        @Override
+        public int read(byte[] b, int off, int len) throws IOException {
+            if (len == 0) {
+                return 0;
+            }
+            if (!fill()) {
+                return -1;
+            }
+            int n = Math.min(len, chunk.length - pos);
+            System.arraycopy(chunk, pos, b, off, n);
+            pos += n;
+            return n;
+        }
+
+        @Override
+        public int available() {
+            return chunk.length - pos;
+        }
+
+        @Override
+        public void close() {
+            if (!closed) {
+                closed = true;
+                chunk = new byte[0];
+                session.close();
+                uncount();
+            }
+        }
+    }
+
+    /** Bytes to a file: writes wait for the guest's credit; close sends the end and waits until the file is on disk. */
+    private final class WriteStream extends OutputStream {
+        private final String path;
+        private final Session session;
+        private boolean closed;
+
+        WriteStream(String path, ObjectNode payload) {
+            this.path = path;
+            this.session = new Session(path, payload);
+        }
+
+        @Override
+        public void write(int b) throws IOException {
+            write(new byte[] {(byte) b}, 0, 1);
+        }
+
+        @Override
+        public void write(byte[] b, int off, int len) throws IOException {
+            if (closed) {
+                throw new IOException("stream of " + path + " is closed");
+            }
+            int pos = off;
+            while (pos < off + len) {
+                int n;
+                synchronized (session.lock) {
+                    long deadline = System.nanoTime() + STALL_TIMEOUT.toNanos();
+                    while (session.writeCredit == 0 && !session.writeClosed && !session.ended && session.lost == null) {
+                        long left = deadline - System.nanoTime();
+                        if (left <= 0) {
+                            throw new IOException("sandbox '" + sandbox + "' took no data of " + path + " for " + STALL_TIMEOUT,
+                                    new MicrosandboxException(ErrorKind.FILESYSTEM, "writing " + path + " stalled"));
+                        }
+                        try {
+                            TimeUnit.NANOSECONDS.timedWait(session.lock, left);
+                        } catch (InterruptedException e) {
+                            Thread.currentThread().interrupt();
+                            throw new InterruptedIOException("interrupted while writing " + path);
+                        }
+                    }
+                    if (session.lost != null) {
+                        throw new IOException("sandbox '" + sandbox + "' went away", notRunning(session.lost));
+                    }
+                    if (session.writeClosed || session.ended) {
+                        n = -1;
+                    } else {
+                        n = (int) Math.min(Math.min(off + len - pos, Protocol.FS_CHUNK_BYTES), session.writeCredit);
+                        session.writeCredit -= n;
+                    }
+                }
+                if (n < 0) {
+                    // the guest stopped taking data: its error says why
+                    closed = true;
+                    throw failure();
+                }
+                ObjectNode p = FrameCodec.mapper().createObjectNode();
+                p.put("data", Arrays.copyOfRange(b, pos, pos + n));
+                try {
+                    session.send(Protocol.FS_DATA, p);
+                } catch (MicrosandboxException e) {
+                    throw new IOException(e.getMessage(), e);
+                }
+                pos += n;
+            }
+        }
+
+        private IOException failure() {
+            Frame end = session.awaitEnd(STALL_TIMEOUT);
+            session.close();
+            try {
+                session.result(end);
+                return new IOException("sandbox '" + sandbox + "' stopped taking data of " + path);
+            } catch (MicrosandboxException e) {
+                return new IOException(e.getMessage(), e);
+            }
+        }
+
+        @Override
+        public void close() throws IOException {
+            if (closed) {
+                return;
+            }
+            closed = true;
+            try {
+                ObjectNode p = FrameCodec.mapper().createObjectNode();
+                p.put("data", new byte[0]);
+                session.trySend(Protocol.FS_DATA, p);
+                Frame end = session.awaitEnd(OP_TIMEOUT);
+                session.result(end);
+            } catch (MicrosandboxException e) {
+                throw new IOException(e.getMessage(), e);
+            } finally {
+                session.close();
+            }
+        }
+    }
+}

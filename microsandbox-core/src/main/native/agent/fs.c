@@ -1,0 +1,581 @@
+/* Filesystem operations (fs.request, docs/protocol.md "Filesystem session").
+ *
+ * Every operation runs in a child of the agent, forked by exec.c like a command, that has
+ * taken the requested user's identity: a file written as a user belongs to that user, and
+ * what the user may not touch fails with EACCES. The child's fd 0 is the data the host
+ * sends (fs.write), fd 1 the data it reads (fs.read), both through the session's windows,
+ * and fd 2 the result: one CBOR map, written before it exits (status 0: fs.result, else
+ * fs.error). A slow transfer or a huge tree never blocks the agent's event loop.
+ */
+#include "agent.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define IO_CHUNK (256u * 1024)
+
+/* ---- parsing (no system calls) ---- */
+
+static int fs_text(cbor_val p, const char *key, size_t buf, char **out, char *msg, size_t msglen)
+{
+    cbor_val v;
+    const char *s;
+    size_t n;
+    *out = NULL;
+    if (!cbor_map_get(p, key, &v) || cbor_is_null(v))
+        return 0;
+    if (!cbor_get_text(v, &s, &n) || memchr(s, 0, n)) {
+        snprintf(msg, msglen, "%s is not text (or holds NUL)", key);
+        return -1;
+    }
+    if (n >= buf) {
+        snprintf(msg, msglen, "%s is %zu bytes, the limit is %zu", key, n, buf - 1);
+        return -1;
+    }
+    if (!(*out = strndup(s, n))) {
+        snprintf(msg, msglen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static bool fs_flag(cbor_val p, const char *key)
+{
+    cbor_val v;
+    bool b;
+    return cbor_map_get(p, key, &v) && cbor_get_bool(v, &b) && b;
+}
+
+static const char *const OPS[] = { "read", "write", "list", "stat", "mkdir", "remove", "rmdir",
+                                   "rename", "copy", "symlink", NULL };
+
+int fs_args_parse(cbor_val p, fs_args *a, char *msg, size_t msglen)
+{
+    cbor_val v;
+    const char *s;
+    size_t n;
+    uint64_t u;
+    memset(a, 0, sizeof *a);
+    a->window = DEFAULT_OUTPUT_WINDOW;
+    a->follow = true;
+    if (!cbor_map_get(p, "op", &v) || !cbor_get_text(v, &s, &n) || n >= sizeof a->op) {
+        snprintf(msg, msglen, "op missing or not text");
+        return -1;
+    }
+    memcpy(a->op, s, n);
+    a->op[n] = 0;
+    bool known = false;
+    for (int i = 0; OPS[i]; i++)
+        known |= strcmp(OPS[i], a->op) == 0;
+    if (!known) {
+        snprintf(msg, msglen, "unknown op %s", a->op);
+        return -1;
+    }
+    if (fs_text(p, "path", PATH_BUF, &a->path, msg, msglen) < 0 ||
+        fs_text(p, "to", PATH_BUF, &a->to, msg, msglen) < 0 ||
+        fs_text(p, "target", PATH_BUF, &a->target, msg, msglen) < 0 ||
+        fs_text(p, "user", USER_SPEC_BUF, &a->user, msg, msglen) < 0)
+        goto bad;
+    if (!a->path || !a->path[0]) {
+        snprintf(msg, msglen, "path missing or empty");
+        goto bad;
+    }
+    if ((strcmp(a->op, "rename") == 0 || strcmp(a->op, "copy") == 0) && (!a->to || !a->to[0])) {
+        snprintf(msg, msglen, "%s needs to", a->op);
+        goto bad;
+    }
+    if (strcmp(a->op, "symlink") == 0 && !a->target) {
+        snprintf(msg, msglen, "symlink needs target");
+        goto bad;
+    }
+    if (cbor_map_get(p, "mode", &v) && !cbor_is_null(v)) {
+        if (!cbor_get_uint(v, &u) || u > 07777) {
+            snprintf(msg, msglen, "mode must be an unsigned integer up to 07777");
+            goto bad;
+        }
+        a->has_mode = true;
+        a->mode = (uint32_t)u;
+    }
+    if (cbor_map_get(p, "window", &v) && !cbor_is_null(v)) {
+        if (!cbor_get_uint(v, &u)) {
+            snprintf(msg, msglen, "window must be an unsigned integer");
+            goto bad;
+        }
+        a->window = u > MAX_OUTPUT_WINDOW ? MAX_OUTPUT_WINDOW : u;
+    }
+    a->parents = fs_flag(p, "parents");
+    a->recursive = fs_flag(p, "recursive");
+    a->append = fs_flag(p, "append");
+    if (cbor_map_get(p, "follow", &v) && cbor_get_bool(v, &a->follow) == false)
+        a->follow = true;
+    return 0;
+bad:
+    fs_args_free(a);
+    return -1;
+}
+
+void fs_args_free(fs_args *a)
+{
+    free(a->path);
+    free(a->to);
+    free(a->target);
+    free(a->user);
+    a->path = a->to = a->target = a->user = NULL;
+}
+
+bool fs_op_reads_stdin(const fs_args *a)
+{
+    return strcmp(a->op, "write") == 0;
+}
+
+/* ---- the child ---- */
+
+static cbor_buf g_res;
+
+static void write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            _exit(3); /* the agent is gone or killed the session */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static const char *err_kind(int err)
+{
+    switch (err) {
+    case ENOENT: return "not_found";
+    case EACCES: case EPERM: return "permission_denied";
+    case EROFS: return "read_only";
+    case EEXIST: return "exists";
+    case EISDIR: return "is_directory";
+    case ENOTDIR: return "not_directory";
+    case ENOTEMPTY: return "not_empty";
+    case ENOSPC: case EDQUOT: return "no_space";
+    default: return "other";
+    }
+}
+
+static void __attribute__((noreturn)) fail(const char *op, const char *path, int err)
+{
+    char msg[PATH_BUF + 256];
+    snprintf(msg, sizeof msg, "%s %s: %s", op, path, strerror(err));
+    g_res.len = 0;
+    g_res.oom = false;
+    cbor_put_map(&g_res, 4);
+    cbor_put_text(&g_res, "kind");
+    cbor_put_text(&g_res, err_kind(err));
+    cbor_put_text(&g_res, "errno");
+    cbor_put_int(&g_res, err);
+    cbor_put_text(&g_res, "message");
+    cbor_put_bytes(&g_res, msg, strlen(msg)); /* paths need not be UTF-8 */
+    cbor_put_text(&g_res, "path");
+    cbor_put_bytes(&g_res, path, strlen(path));
+    if (!g_res.oom)
+        write_all(2, g_res.data, g_res.len);
+    _exit(1);
+}
+
+static void __attribute__((noreturn)) done(void)
+{
+    if (g_res.oom)
+        fail("result", "", ENOMEM);
+    write_all(2, g_res.data, g_res.len);
+    _exit(0);
+}
+
+static const char *kind_of(mode_t m)
+{
+    return S_ISREG(m) ? "file" : S_ISDIR(m) ? "directory" : S_ISLNK(m) ? "symlink" : "other";
+}
+
+/* Puts the pairs describing st (5, or 6 with a symlink target). */
+static size_t stat_pairs(const struct stat *st, const char *linkpath, int dirfd, char *target, size_t tcap)
+{
+    ssize_t tl = -1;
+    if (S_ISLNK(st->st_mode))
+        tl = readlinkat(dirfd, linkpath, target, tcap - 1);
+    cbor_put_text(&g_res, "kind");
+    cbor_put_text(&g_res, kind_of(st->st_mode));
+    cbor_put_text(&g_res, "size");
+    cbor_put_uint(&g_res, (uint64_t)st->st_size);
+    cbor_put_text(&g_res, "mode");
+    cbor_put_uint(&g_res, st->st_mode & 07777);
+    cbor_put_text(&g_res, "mtime_ms");
+    cbor_put_int(&g_res, (int64_t)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000);
+    cbor_put_text(&g_res, "uid");
+    cbor_put_uint(&g_res, st->st_uid);
+    cbor_put_text(&g_res, "gid");
+    cbor_put_uint(&g_res, st->st_gid);
+    if (tl >= 0) {
+        cbor_put_text(&g_res, "target");
+        cbor_put_bytes(&g_res, target, (size_t)tl);
+        return 7;
+    }
+    return 6;
+}
+
+/* syncfs through the directory that holds path: the change is on disk when we answer. */
+static void sync_parent(const char *path)
+{
+    char dir[PATH_BUF];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == dir)
+        dir[1] = 0;
+    else
+        *slash = 0;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        syncfs(fd);
+        close(fd);
+    }
+}
+
+static void op_read(const fs_args *a)
+{
+    int fd = open(a->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        fail("read", a->path, errno);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        fail("read", a->path, errno);
+    if (S_ISDIR(st.st_mode))
+        fail("read", a->path, EISDIR);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    uint8_t *buf = malloc(IO_CHUNK);
+    if (!buf)
+        fail("read", a->path, ENOMEM);
+    uint64_t total = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, IO_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            fail("read", a->path, errno);
+        if (n == 0)
+            break;
+        write_all(1, buf, (size_t)n);
+        total += (uint64_t)n;
+    }
+    close(1); /* EOF of the data before the result */
+    cbor_put_map(&g_res, 1);
+    cbor_put_text(&g_res, "size");
+    cbor_put_uint(&g_res, total);
+    done();
+}
+
+static void op_write(const fs_args *a)
+{
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | (a->append ? O_APPEND : O_TRUNC);
+    int fd = open(a->path, flags, a->has_mode ? a->mode : 0644);
+    if (fd < 0)
+        fail("write", a->path, errno);
+    struct stat st;
+    if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))
+        fail("write", a->path, S_ISDIR(st.st_mode) ? EISDIR : EINVAL);
+    if (a->has_mode && fchmod(fd, a->mode) < 0)
+        fail("write", a->path, errno);
+    uint8_t *buf = malloc(IO_CHUNK);
+    if (!buf)
+        fail("write", a->path, ENOMEM);
+    uint64_t total = 0;
+    for (;;) {
+        ssize_t n = read(0, buf, IO_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            fail("write", a->path, errno);
+        if (n == 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(fd, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                fail("write", a->path, errno);
+            off += w;
+        }
+        total += (uint64_t)n;
+    }
+    if (fsync(fd) < 0)
+        fail("write", a->path, errno);
+    if (close(fd) < 0)
+        fail("write", a->path, errno);
+    sync_parent(a->path);
+    cbor_put_map(&g_res, 1);
+    cbor_put_text(&g_res, "size");
+    cbor_put_uint(&g_res, total);
+    done();
+}
+
+static void op_list(const fs_args *a)
+{
+    int dfd = open(a->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        fail("list", a->path, errno);
+    DIR *d = fdopendir(dfd);
+    if (!d)
+        fail("list", a->path, errno);
+    /* count first: a CBOR array needs its length up front */
+    size_t count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            count++;
+    rewinddir(d);
+    cbor_put_map(&g_res, 1);
+    cbor_put_text(&g_res, "entries");
+    cbor_put_array(&g_res, count);
+    size_t put = 0;
+    static char target[PATH_BUF];
+    while (put < count && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        struct stat st;
+        if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            memset(&st, 0, sizeof st); /* removed meanwhile: reported as "other" of size 0 */
+        cbor_put_map(&g_res, (S_ISLNK(st.st_mode) ? 8 : 7));
+        cbor_put_text(&g_res, "name");
+        cbor_put_bytes(&g_res, e->d_name, strlen(e->d_name));
+        size_t pairs = stat_pairs(&st, e->d_name, dfd, target, sizeof target);
+        if (S_ISLNK(st.st_mode) && pairs == 6) {
+            /* unreadable link: keep the map's announced size */
+            cbor_put_text(&g_res, "target");
+            cbor_put_bytes(&g_res, "", 0);
+        }
+        put++;
+        if (g_res.len > FS_RESULT_MAX - 65536)
+            fail("list", a->path, E2BIG);
+    }
+    /* entries removed between the two passes: pad so the array keeps its length */
+    for (; put < count; put++) {
+        cbor_put_map(&g_res, 1);
+        cbor_put_text(&g_res, "name");
+        cbor_put_bytes(&g_res, "", 0);
+    }
+    done();
+}
+
+static void op_stat(const fs_args *a)
+{
+    struct stat st;
+    if ((a->follow ? stat(a->path, &st) : lstat(a->path, &st)) < 0)
+        fail("stat", a->path, errno);
+    static char target[PATH_BUF];
+    bool link = S_ISLNK(st.st_mode);
+    cbor_put_map(&g_res, link ? 7 : 6);
+    size_t pairs = stat_pairs(&st, a->path, AT_FDCWD, target, sizeof target);
+    if (link && pairs == 6) {
+        cbor_put_text(&g_res, "target");
+        cbor_put_bytes(&g_res, "", 0);
+    }
+    done();
+}
+
+static void op_mkdir(const fs_args *a)
+{
+    mode_t mode = a->has_mode ? a->mode : 0755;
+    if (a->parents) {
+        char p[PATH_BUF];
+        snprintf(p, sizeof p, "%s", a->path);
+        for (char *s = p + 1; *s; s++) {
+            if (*s != '/')
+                continue;
+            *s = 0;
+            if (mkdir(p, 0755) < 0 && errno != EEXIST)
+                fail("mkdir", p, errno);
+            *s = '/';
+        }
+        if (mkdir(p, mode) < 0) {
+            struct stat st;
+            if (errno != EEXIST || stat(p, &st) < 0 || !S_ISDIR(st.st_mode))
+                fail("mkdir", a->path, errno == EEXIST ? EEXIST : errno);
+        }
+    } else if (mkdir(a->path, mode) < 0) {
+        fail("mkdir", a->path, errno);
+    }
+    if (a->has_mode && chmod(a->path, a->mode) < 0)
+        fail("mkdir", a->path, errno);
+    sync_parent(a->path);
+    cbor_put_map(&g_res, 0);
+    done();
+}
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if ((flag == FTW_DP ? rmdir(p) : unlink(p)) < 0)
+        fail("remove", p, errno);
+    return 0;
+}
+
+static void op_remove(const fs_args *a, bool dir)
+{
+    struct stat st;
+    if (lstat(a->path, &st) < 0)
+        fail(dir ? "rmdir" : "remove", a->path, errno);
+    if (!dir) {
+        if (S_ISDIR(st.st_mode))
+            fail("remove", a->path, EISDIR);
+        if (unlink(a->path) < 0)
+            fail("remove", a->path, errno);
+    } else if (!S_ISDIR(st.st_mode)) {
+        fail("rmdir", a->path, ENOTDIR);
+    } else if (a->recursive) {
+        if (nftw(a->path, rm_entry, 32, FTW_DEPTH | FTW_PHYS) < 0)
+            fail("rmdir", a->path, errno);
+    } else if (rmdir(a->path) < 0) {
+        fail("rmdir", a->path, errno);
+    }
+    sync_parent(a->path);
+    cbor_put_map(&g_res, 0);
+    done();
+}
+
+static void copy_file(const char *from, const char *to, const struct stat *st)
+{
+    int in = open(from, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (in < 0)
+        fail("copy", from, errno);
+    int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, st->st_mode & 07777);
+    if (out < 0)
+        fail("copy", to, errno);
+    static uint8_t *buf;
+    if (!buf && !(buf = malloc(IO_CHUNK)))
+        fail("copy", from, ENOMEM);
+    for (;;) {
+        ssize_t n = read(in, buf, IO_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            fail("copy", from, errno);
+        if (n == 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                fail("copy", to, errno);
+            off += w;
+        }
+    }
+    if (fchmod(out, st->st_mode & 07777) < 0 || fsync(out) < 0)
+        fail("copy", to, errno);
+    close(in);
+    close(out);
+}
+
+static const char *g_copy_from, *g_copy_to;
+
+static int copy_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    char dst[PATH_BUF];
+    if (snprintf(dst, sizeof dst, "%s%s", g_copy_to, p + strlen(g_copy_from)) >= (int)sizeof dst)
+        fail("copy", p, ENAMETOOLONG);
+    if (flag == FTW_D) {
+        if (mkdir(dst, 0700) < 0 && errno != EEXIST)
+            fail("copy", dst, errno);
+        if (chmod(dst, st->st_mode & 07777) < 0)
+            fail("copy", dst, errno);
+    } else if (flag == FTW_SL || flag == FTW_SLN) {
+        static char target[PATH_BUF];
+        ssize_t n = readlink(p, target, sizeof target - 1);
+        if (n < 0)
+            fail("copy", p, errno);
+        target[n] = 0;
+        if (symlink(target, dst) < 0)
+            fail("copy", dst, errno);
+    } else if (flag == FTW_F) {
+        if (S_ISREG(st->st_mode))
+            copy_file(p, dst, st);
+    } else {
+        fail("copy", p, errno ? errno : EACCES);
+    }
+    return 0;
+}
+
+static void op_copy(const fs_args *a)
+{
+    struct stat st;
+    if (lstat(a->path, &st) < 0)
+        fail("copy", a->path, errno);
+    if (S_ISDIR(st.st_mode)) {
+        size_t n = strlen(a->path);
+        if (strncmp(a->to, a->path, n) == 0 && (a->to[n] == '/' || a->to[n] == 0))
+            fail("copy", a->to, EINVAL); /* into itself */
+        g_copy_from = a->path;
+        g_copy_to = a->to;
+        if (nftw(a->path, copy_entry, 32, FTW_PHYS) < 0)
+            fail("copy", a->path, errno);
+    } else if (S_ISLNK(st.st_mode)) {
+        g_copy_from = a->path;
+        g_copy_to = a->to;
+        copy_entry(a->path, &st, FTW_SL, NULL);
+    } else if (S_ISREG(st.st_mode)) {
+        copy_file(a->path, a->to, &st);
+    } else {
+        fail("copy", a->path, EINVAL);
+    }
+    sync_parent(a->to);
+    cbor_put_map(&g_res, 0);
+    done();
+}
+
+void __attribute__((noreturn)) fs_child_run(const fs_args *a)
+{
+    const char *op = a->op;
+    if (!strcmp(op, "read"))
+        op_read(a);
+    else if (!strcmp(op, "write"))
+        op_write(a);
+    else if (!strcmp(op, "list"))
+        op_list(a);
+    else if (!strcmp(op, "stat"))
+        op_stat(a);
+    else if (!strcmp(op, "mkdir"))
+        op_mkdir(a);
+    else if (!strcmp(op, "remove"))
+        op_remove(a, false);
+    else if (!strcmp(op, "rmdir"))
+        op_remove(a, true);
+    else if (!strcmp(op, "rename")) {
+        if (rename(a->path, a->to) < 0)
+            fail("rename", a->path, errno);
+        sync_parent(a->to);
+        cbor_put_map(&g_res, 0);
+        done();
+    } else if (!strcmp(op, "copy"))
+        op_copy(a);
+    else if (!strcmp(op, "symlink")) {
+        if (symlink(a->target, a->path) < 0)
+            fail("symlink", a->path, errno);
+        sync_parent(a->path);
+        cbor_put_map(&g_res, 0);
+        done();
+    }
+    fail(op, a->path, ENOSYS);
+}

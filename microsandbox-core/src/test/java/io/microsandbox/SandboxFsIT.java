@@ -1,0 +1,304 @@
+package io.microsandbox;
+
+import java.io.BufferedReader;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.security.MessageDigest;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Collectors;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/** sandbox.fs() against one real VM (its upper disk sized for the 1 GiB stream). */
+class SandboxFsIT {
+    private static Sandbox sandbox;
+
+    @BeforeAll
+    static void boot() {
+        sandbox = Sandbox.create(TestSandboxes.uniqueName("fs"), TestSandboxes.config().upperSizeMib(2048).build());
+    }
+
+    @AfterAll
+    static void shutdown() {
+        if (sandbox != null) {
+            sandbox.close();
+            Sandbox.remove(sandbox.name());
+        }
+    }
+
+    @Test
+    void roundTripOf64MiBThroughTheStreams() throws Exception {
+        SandboxFs fs = sandbox.fs();
+        MessageDigest sent = MessageDigest.getInstance("SHA-256");
+        Random random = new Random(42);
+        byte[] buf = new byte[1 << 20];
+        long t0 = System.nanoTime();
+        try (OutputStream out = fs.writeStream("/tmp/big.bin")) {
+            for (int i = 0; i < 64; i++) {
+                random.nextBytes(buf);
+                sent.update(buf);
+                out.write(buf);
+            }
+        }
+        long t1 = System.nanoTime();
+        String expected = HexFormat.of().formatHex(sent.digest());
+        assertThat(fs.stat("/tmp/big.bin").size()).isEqualTo(64L << 20);
+        assertThat(sandbox.exec("sha256sum", List.of("/tmp/big.bin")).stdout()).startsWith(expected);
+
+        MessageDigest received = MessageDigest.getInstance("SHA-256");
+        long total = 0;
+        long t2 = System.nanoTime();
+        try (InputStream in = fs.readStream("/tmp/big.bin")) {
+            int n;
+            while ((n = in.read(buf)) > 0) {
+                received.update(buf, 0, n);
+                total += n;
+            }
+        }
+        long t3 = System.nanoTime();
+        assertThat(total).isEqualTo(64L << 20);
+        assertThat(HexFormat.of().formatHex(received.digest())).isEqualTo(expected);
+        System.out.printf("fs 64 MiB: write %.1f MB/s, read %.1f MB/s%n",
+                64 * 1.048576 / ((t1 - t0) / 1e9), 64 * 1.048576 / ((t3 - t2) / 1e9));
+        fs.remove("/tmp/big.bin");
+    }
+
+    @Test
+    void aGigabyteStreamPassesAClientWithA256MiBHeap() throws Exception {
+        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        Process child = new ProcessBuilder(java, "-Xmx256m", "-XX:-UsePerfData", "-cp", System.getProperty("java.class.path"),
+                "-Dmicrosandbox.home=" + io.microsandbox.runtime.RuntimeFiles.defaultHome(),
+                FsChildJvm.class.getName(), sandbox.name(), "/tmp/gig.bin", "1024")
+                .redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        List<String> lines;
+        try (BufferedReader r = new BufferedReader(new InputStreamReader(child.getInputStream(), StandardCharsets.UTF_8))) {
+            lines = r.lines().collect(Collectors.toList());
+        }
+        assertThat(child.waitFor(20, TimeUnit.MINUTES)).isTrue();
+        lines.forEach(l -> System.out.println("fs 1 GiB child: " + l));
+        assertThat(child.exitValue()).as("child output %s", lines).isZero();
+        String written = lines.stream().filter(l -> l.startsWith("WROTE ")).findFirst().orElseThrow().split(" ")[1];
+        String read = lines.stream().filter(l -> l.startsWith("READ ")).findFirst().orElseThrow().split(" ")[1];
+        assertThat(read).isEqualTo(written);
+        assertThat(sandbox.fs().stat("/tmp/gig.bin").size()).isEqualTo(1L << 30);
+        assertThat(sandbox.exec("sha256sum", List.of("/tmp/gig.bin")).stdout()).startsWith(written);
+        sandbox.fs().remove("/tmp/gig.bin");
+    }
+
+    @Test
+    void listStatMkdirRenameCopyRemove() {
+        SandboxFs fs = sandbox.fs();
+        fs.mkdir("/tmp/ops/a/b");
+        fs.mkdir("/tmp/ops/a/b"); // an existing directory is fine
+        fs.writeString("/tmp/ops/a/b/hello.txt", "hello\n");
+        fs.write("/tmp/ops/a/run.sh", "#!/bin/sh\necho run\n".getBytes(StandardCharsets.UTF_8), 0755);
+        fs.symlink("/tmp/ops/a/link", "b/hello.txt");
+
+        List<FsEntry> entries = fs.list("/tmp/ops/a");
+        assertThat(entries).extracting(FsEntry::name).containsExactlyInAnyOrder("b", "run.sh", "link");
+        FsEntry run = entries.stream().filter(e -> e.name().equals("run.sh")).findFirst().orElseThrow();
+        assertThat(run.kind()).isEqualTo(FsEntryKind.FILE);
+        assertThat(run.mode()).isEqualTo(0755);
+        assertThat(run.size()).isEqualTo(19);
+        assertThat(run.path()).isEqualTo("/tmp/ops/a/run.sh");
+        FsEntry link = entries.stream().filter(e -> e.name().equals("link")).findFirst().orElseThrow();
+        assertThat(link.kind()).isEqualTo(FsEntryKind.SYMLINK);
+        assertThat(link.target()).isEqualTo("b/hello.txt");
+        assertThat(entries.stream().filter(e -> e.name().equals("b")).findFirst().orElseThrow().isDir()).isTrue();
+
+        FsStat st = fs.stat("/tmp/ops/a/link");
+        assertThat(st.isFile()).isTrue();
+        assertThat(st.size()).isEqualTo(6);
+        assertThat(fs.lstat("/tmp/ops/a/link").isSymlink()).isTrue();
+        assertThat(fs.stat("/tmp/ops/a").isDir()).isTrue();
+        assertThat(st.modified()).isAfter(java.time.Instant.now().minusSeconds(3600));
+        assertThat(sandbox.exec("/tmp/ops/a/run.sh", List.of()).stdout()).isEqualTo("run\n");
+
+        fs.rename("/tmp/ops/a/b/hello.txt", "/tmp/ops/a/b/moved.txt");
+        assertThat(fs.exists("/tmp/ops/a/b/hello.txt")).isFalse();
+        assertThat(fs.readString("/tmp/ops/a/b/moved.txt")).isEqualTo("hello\n");
+
+        fs.copy("/tmp/ops/a", "/tmp/ops/copy");
+        assertThat(fs.readString("/tmp/ops/copy/b/moved.txt")).isEqualTo("hello\n");
+        assertThat(fs.stat("/tmp/ops/copy/run.sh").mode()).isEqualTo(0755);
+        assertThat(fs.lstat("/tmp/ops/copy/link").target()).isEqualTo("b/hello.txt");
+        fs.copy("/tmp/ops/copy/run.sh", "/tmp/ops/run2.sh");
+        assertThat(fs.read("/tmp/ops/run2.sh")).isEqualTo(fs.read("/tmp/ops/a/run.sh"));
+
+        fs.remove("/tmp/ops/run2.sh");
+        assertThat(fs.exists("/tmp/ops/run2.sh")).isFalse();
+        assertThatThrownBy(() -> fs.removeDir("/tmp/ops/copy"))
+                .isInstanceOfSatisfying(FilesystemException.class, e -> assertThat(e.reason()).isEqualTo("not_empty"));
+        fs.removeDir("/tmp/ops/copy", true);
+        fs.removeDir("/tmp/ops", true);
+        assertThat(fs.exists("/tmp/ops")).isFalse();
+        // the guest agrees
+        assertThat(sandbox.shell("test -e /tmp/ops; echo $?").stdout()).isEqualTo("1\n");
+    }
+
+    @Test
+    void writesAsAUserAreOwnedByThatUser() {
+        SandboxFs fs = sandbox.fs().user("sandbox");
+        fs.writeString("/tmp/owned.txt", "mine");
+        FsStat st = sandbox.fs().stat("/tmp/owned.txt");
+        assertThat(st.uid()).isEqualTo(1000);
+        assertThat(st.gid()).isEqualTo(1000);
+        assertThatThrownBy(() -> fs.writeString("/root/nope.txt", "x"))
+                .isInstanceOfSatisfying(FilesystemException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.FILESYSTEM);
+                    assertThat(e.isPermissionDenied()).isTrue();
+                    assertThat(e.errno()).isEqualTo(FilesystemException.EACCES);
+                    assertThat(e.getMessage()).contains("/root/nope.txt");
+                });
+        sandbox.fs().remove("/tmp/owned.txt");
+    }
+
+    @Test
+    void copiesATreeFromAndToTheHostKeepingModesAndLinks(@TempDir Path tmp) throws Exception {
+        Path src = tmp.resolve("src");
+        Files.createDirectories(src.resolve("sub/deeper"));
+        Files.writeString(src.resolve("plain.txt"), "plain");
+        Files.writeString(src.resolve("sub/secret.txt"), "secret");
+        Files.setPosixFilePermissions(src.resolve("sub/secret.txt"), PosixFilePermissions.fromString("rw-------"));
+        Files.write(src.resolve("sub/deeper/blob.bin"), new byte[300_000]);
+        Files.createSymbolicLink(src.resolve("sub/link"), Path.of("../plain.txt"));
+
+        SandboxFs fs = sandbox.fs();
+        fs.copyFromHost(src, "/tmp/tree");
+        assertThat(fs.stat("/tmp/tree/sub/secret.txt").mode()).isEqualTo(0600);
+        assertThat(fs.lstat("/tmp/tree/sub/link").target()).isEqualTo("../plain.txt");
+        assertThat(fs.readString("/tmp/tree/sub/link")).isEqualTo("plain");
+        assertThat(fs.stat("/tmp/tree/sub/deeper/blob.bin").size()).isEqualTo(300_000);
+
+        Path back = tmp.resolve("back");
+        fs.copyToHost("/tmp/tree", back);
+        assertThat(Files.readString(back.resolve("plain.txt"))).isEqualTo("plain");
+        assertThat(Files.readString(back.resolve("sub/secret.txt"))).isEqualTo("secret");
+        assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(back.resolve("sub/secret.txt")))).isEqualTo("rw-------");
+        assertThat(Files.isSymbolicLink(back.resolve("sub/link"))).isTrue();
+        assertThat(Files.readSymbolicLink(back.resolve("sub/link"))).isEqualTo(Path.of("../plain.txt"));
+        assertThat(Files.size(back.resolve("sub/deeper/blob.bin"))).isEqualTo(300_000);
+        assertThat(Files.isDirectory(back.resolve("sub/deeper"), LinkOption.NOFOLLOW_LINKS)).isTrue();
+        fs.removeDir("/tmp/tree", true);
+    }
+
+    @Test
+    void errorsNameThePathAndTheKind() {
+        SandboxFs fs = sandbox.fs();
+        assertThatThrownBy(() -> fs.read("/nonexistent/file"))
+                .isInstanceOfSatisfying(FilesystemException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.PATH_NOT_FOUND);
+                    assertThat(e.errno()).isEqualTo(FilesystemException.ENOENT);
+                    assertThat(e.getMessage()).contains("/nonexistent/file");
+                });
+        assertThatThrownBy(() -> fs.readStream("/etc"))
+                .isInstanceOfSatisfying(FilesystemException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.FILESYSTEM);
+                    assertThat(e.reason()).isEqualTo("is_directory");
+                    assertThat(e.errno()).isEqualTo(FilesystemException.EISDIR);
+                    assertThat(e.getMessage()).contains("/etc");
+                });
+        // the read-only lower disk of the overlay
+        assertThatThrownBy(() -> fs.writeString("/run/msb/lower/etc/new.txt", "x"))
+                .isInstanceOfSatisfying(FilesystemException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.FILESYSTEM);
+                    assertThat(e.isPermissionDenied()).isTrue();
+                    assertThat(e.errno()).isEqualTo(FilesystemException.EROFS);
+                    assertThat(e.getMessage()).contains("/run/msb/lower/etc/new.txt");
+                });
+        // a big write to a read-only place fails too, not only a small one
+        assertThatThrownBy(() -> fs.write("/run/msb/lower/big.bin", new byte[5 << 20]))
+                .isInstanceOfSatisfying(FilesystemException.class, e -> assertThat(e.errno()).isEqualTo(FilesystemException.EROFS));
+        assertThatThrownBy(() -> fs.list("/etc/passwd"))
+                .isInstanceOfSatisfying(FilesystemException.class, e -> assertThat(e.reason()).isEqualTo("not_directory"));
+        assertThatThrownBy(() -> fs.stat("/missing")).isInstanceOf(FilesystemException.class)
+                .extracting(e -> ((MicrosandboxException) e).kind()).isEqualTo(ErrorKind.PATH_NOT_FOUND);
+        // the sandbox still works after all of that
+        assertThat(fs.readString("/etc/passwd")).isNotEmpty();
+    }
+
+    @Test
+    void aReaderThatStopsHoldsTheGuestBack() throws Exception {
+        SandboxFs fs = sandbox.fs();
+        sandbox.shell("head -c 67108864 /dev/zero > /tmp/slow.bin");
+        try (InputStream in = fs.readStream("/tmp/slow.bin")) {
+            assertThat(in.read()).isZero();
+            Thread.sleep(2000);
+            // the guest's worker has the file open on fd 3: its offset is what it has read
+            String pos = sandbox.shell("for p in /proc/[0-9]*; do [ \"$(readlink $p/fd/3 2>/dev/null)\" = /tmp/slow.bin ]"
+                    + " && grep '^pos' $p/fdinfo/3; done").stdout();
+            long position = Long.parseLong(pos.replaceAll("[^0-9]", ""));
+            // the read window (4 MiB), the pipe (1 MiB) and one chunk at most: not the 64 MiB file
+            assertThat(position).isLessThan(6L << 20);
+        }
+        fs.remove("/tmp/slow.bin");
+    }
+
+    @Test
+    void metricsShowTheUpperDiskAllocationAndTheMemoryLimit() {
+        Metrics before = sandbox.metrics();
+        assertThat(before.upperAllocatedBytes()).isNotNull().isPositive();
+        assertThat(before.memoryLimitBytes()).isEqualTo(256L << 20);
+        byte[] data = new byte[32 << 20];
+        new Random(3).nextBytes(data);
+        sandbox.fs().write("/tmp/alloc.bin", data);
+        Metrics after = sandbox.metrics();
+        // the file's 32 MiB are on the host's disk now (blocks freed by earlier tests may be
+        // reused, so the growth itself is not a measure), and the sparse 2 GiB file is far from full
+        assertThat(after.upperAllocatedBytes()).isGreaterThanOrEqualTo(32L << 20).isLessThan(2048L << 20);
+        sandbox.fs().remove("/tmp/alloc.bin");
+    }
+
+    @Test
+    void transfersRunBesideCommands() throws Exception {
+        SandboxFs fs = sandbox.fs();
+        byte[] data = new byte[8 << 20];
+        new Random(7).nextBytes(data);
+        Thread writer = new Thread(() -> fs.write("/tmp/side.bin", data));
+        writer.start();
+        // a command answers while the transfer runs
+        assertThat(sandbox.exec("echo", List.of("alive")).stdout()).isEqualTo("alive\n");
+        writer.join(120_000);
+        assertThat(fs.read("/tmp/side.bin")).isEqualTo(data);
+        // four transfers at once, each intact, beside a command
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(4);
+        try {
+            List<java.util.concurrent.Future<byte[]>> reads = new java.util.ArrayList<>();
+            for (int i = 0; i < 4; i++) {
+                String path = "/tmp/par-" + i + ".bin";
+                reads.add(pool.submit(() -> {
+                    fs.write(path, data);
+                    return fs.read(path);
+                }));
+            }
+            assertThat(sandbox.exec("echo", List.of("still-alive")).stdout()).isEqualTo("still-alive\n");
+            for (var f : reads) {
+                assertThat(f.get(5, TimeUnit.MINUTES)).isEqualTo(data);
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+        for (int i = 0; i < 4; i++) {
+            fs.remove("/tmp/par-" + i + ".bin");
+        }
+        // an abandoned read leaves nothing behind
+        try (InputStream in = fs.readStream("/tmp/side.bin")) {
+            assertThat(in.read()).isEqualTo(data[0] & 0xff);
+        }
+        assertThat(fs.stat("/tmp/side.bin").size()).isEqualTo(data.length);
+        fs.remove("/tmp/side.bin");
+    }
+}
