@@ -8,7 +8,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-packages=(qemu-system-x86 e2fsprogs debootstrap xz-utils kmod ca-certificates)
+packages=(qemu-system-x86 e2fsprogs debootstrap xz-utils kmod ca-certificates tmux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
