@@ -34,6 +34,11 @@ public final class SandboxConfig {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final String image;
+    // OCI images (issue 8): how the image is pulled; auth and progress are never persisted
+    private final PullPolicy pullPolicy;
+    private final RegistryAuth registryAuth;
+    private final PullProgressListener pullProgress;
+    private final java.util.List<String> entrypoint;
     private final int memoryMib;
     private final int cpus;
     private final int upperSizeMib;
@@ -53,6 +58,10 @@ public final class SandboxConfig {
 
     private SandboxConfig(Builder b) {
         this.image = b.image;
+        this.pullPolicy = b.pullPolicy;
+        this.registryAuth = b.registryAuth;
+        this.pullProgress = b.pullProgress;
+        this.entrypoint = b.entrypoint;
         this.memoryMib = b.memoryMib;
         this.cpus = b.cpus;
         this.upperSizeMib = b.upperSizeMib;
@@ -78,7 +87,8 @@ public final class SandboxConfig {
     /** A builder holding a copy of this configuration. */
     public Builder toBuilder() {
         return new Builder()
-                .image(image).memoryMib(memoryMib).cpus(cpus).upperSizeMib(upperSizeMib)
+                .image(image).pullPolicy(pullPolicy).registryAuth(registryAuth).pullProgress(pullProgress).entrypoint(entrypoint)
+                .memoryMib(memoryMib).cpus(cpus).upperSizeMib(upperSizeMib)
                 .workdir(workdir).shell(shell).hostname(hostname).user(user)
                 .env(env).labels(labels).detached(detached).accelerator(accelerator).bootTimeout(bootTimeout)
                 .ephemeral(ephemeral).idleTimeout(idleTimeout).maxDuration(maxDuration).replaceTimeout(replaceTimeout);
@@ -173,6 +183,28 @@ public final class SandboxConfig {
         return replaceTimeout;
     }
 
+    // OCI images
+
+    /** When an OCI image is pulled (default {@link PullPolicy#IF_MISSING}). */
+    public PullPolicy pullPolicy() {
+        return pullPolicy;
+    }
+
+    /** Credentials for a private registry, or null; not persisted. */
+    public RegistryAuth registryAuth() {
+        return registryAuth;
+    }
+
+    /** Receives pull progress, or null; not persisted. */
+    public PullProgressListener pullProgress() {
+        return pullProgress;
+    }
+
+    /** The entrypoint that overrides the image's, or null to keep the image's. */
+    public java.util.List<String> entrypoint() {
+        return entrypoint;
+    }
+
     /** This configuration as JSON, the form in which sandboxes are persisted. */
     public String toJson() {
         ObjectNode n = JSON.createObjectNode();
@@ -192,6 +224,10 @@ public final class SandboxConfig {
         n.put("ephemeral", ephemeral);
         n.put("idleTimeoutMs", idleTimeout.toMillis());
         n.put("maxDurationMs", maxDuration.toMillis());
+        n.put("pullPolicy", pullPolicy.value());
+        if (entrypoint != null) {
+            n.set("entrypoint", JSON.valueToTree(entrypoint));
+        }
         return n.toString();
     }
 
@@ -216,6 +252,12 @@ public final class SandboxConfig {
                     .maxDuration(Duration.ofMillis(n.path("maxDurationMs").asLong(0)));
             n.path("env").fields().forEachRemaining(e -> b.env(e.getKey(), e.getValue().asText()));
             n.path("labels").fields().forEachRemaining(e -> b.label(e.getKey(), e.getValue().asText()));
+            b.pullPolicy(PullPolicy.parse(n.path("pullPolicy").asText("")));
+            if (n.get("entrypoint") != null && n.get("entrypoint").isArray()) {
+                java.util.List<String> ep = new java.util.ArrayList<>();
+                n.get("entrypoint").forEach(x -> ep.add(x.asText()));
+                b.entrypoint(ep);
+            }
             return b.build();
         } catch (java.io.IOException e) {
             throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "sandbox configuration is not valid JSON: " + e.getMessage(), e);
@@ -245,6 +287,10 @@ public final class SandboxConfig {
     /** Builder of {@link SandboxConfig}; map setters merge, later keys win. */
     public static final class Builder {
         private String image;
+        private PullPolicy pullPolicy = PullPolicy.IF_MISSING;
+        private RegistryAuth registryAuth;
+        private PullProgressListener pullProgress;
+        private java.util.List<String> entrypoint;
         private int memoryMib = DEFAULT_MEMORY_MIB;
         private int cpus = 1;
         private int upperSizeMib = DEFAULT_UPPER_SIZE_MIB;
@@ -269,6 +315,39 @@ public final class SandboxConfig {
         public Builder image(String image) {
             this.image = image;
             return this;
+        }
+
+        /** When the OCI image is pulled from its registry (default {@link PullPolicy#IF_MISSING}). */
+        public Builder pullPolicy(PullPolicy pullPolicy) {
+            this.pullPolicy = Objects.requireNonNull(pullPolicy, "pullPolicy");
+            return this;
+        }
+
+        /** Credentials for a private registry (basic auth, or exchanged for a bearer token). */
+        public Builder registryAuth(RegistryAuth registryAuth) {
+            this.registryAuth = registryAuth;
+            return this;
+        }
+
+        /** Receives per-layer progress of the image pull. */
+        public Builder pullProgress(PullProgressListener pullProgress) {
+            this.pullProgress = pullProgress;
+            return this;
+        }
+
+        /** Size of the writable upper layer of an OCI image in MiB (the same as {@link #upperSizeMib(int)}; default 4096, sparse). */
+        public Builder ociUpperSizeMib(int mebibytes) {
+            return upperSizeMib(mebibytes);
+        }
+
+        /** Overrides the image's entrypoint (and drops its cmd). */
+        public Builder entrypoint(java.util.List<String> entrypoint) {
+            this.entrypoint = entrypoint == null ? null : java.util.List.copyOf(entrypoint);
+            return this;
+        }
+
+        public Builder entrypoint(String... entrypoint) {
+            return entrypoint(java.util.List.of(entrypoint));
         }
 
         /** Guest memory in MiB (default 512, at least 64). */
@@ -406,7 +485,7 @@ public final class SandboxConfig {
          */
         public SandboxConfig build() {
             if (image == null || image.isBlank()) {
-                throw invalid("image is required (a local root filesystem directory)");
+                throw invalid("image is required (an OCI image reference such as python:3.12, or a local root filesystem directory)");
             }
             if (memoryMib < 64) {
                 throw invalid("memoryMib must be at least 64, got " + memoryMib);

@@ -4,6 +4,7 @@ import io.microsandbox.Accelerator;
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
 import io.microsandbox.SandboxConfig;
+import io.microsandbox.image.ImageRoots;
 import io.microsandbox.image.RootDisks;
 import io.microsandbox.runtime.supervisor.SupervisorSpec;
 import io.microsandbox.runtime.vmm.Accelerators;
@@ -47,11 +48,12 @@ public final class SandboxPreparer {
         }
         Path agent;
         Path initramfs;
-        Path lower;
+        ImageRoots.Root root;
         try {
             agent = RuntimeFiles.extract("msb-agent");
             initramfs = kernel.initramfs(agent, agent.getParent());
-            lower = RootDisks.lowerDisk(Path.of(config.image()), home.resolve("cache").resolve("rootfs"));
+            // a directory tree, or an OCI image pulled into the cache (issue 8: image/ImageRoots)
+            root = ImageRoots.resolve(home, config, layout.dir(), freshUpper);
         } finally {
             // never leave mke2fs writing into a directory the caller is about to clean up
             try {
@@ -63,6 +65,7 @@ public final class SandboxPreparer {
                 throw e;
             }
         }
+        Path lower = root.lowerDisk();
         Path runtimeDir = agent.getParent();
         Accelerator accelerator = Accelerators.resolve(config.accelerator(), qemu, kernel, initramfs, runtimeDir);
 
@@ -89,9 +92,10 @@ public final class SandboxPreparer {
                 .argv();
         Map<String, Object> configure = new LinkedHashMap<>();
         configure.put("hostname", config.hostname() != null ? config.hostname() : hostnameFor(layout.name()));
-        configure.put("env", config.env());
-        configure.put("workdir", config.workdir());
-        configure.put("user", config.user());
+        // the image config's env, working dir and user are defaults the sandbox config overrides
+        configure.put("env", root.env(config.env()));
+        configure.put("workdir", root.workdir(config.workdir()));
+        configure.put("user", root.user(config.user()));
         SupervisorSpec spec = new SupervisorSpec(layout.name(), argv, layout.dir().toString(), layout.runDir().toString(),
                 configure, config.bootTimeout().toMillis(), config.detached(), home.toString(),
                 config.ephemeral(), config.idleTimeout().toMillis(), config.maxDuration().toMillis());

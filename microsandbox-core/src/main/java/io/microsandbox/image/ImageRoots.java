@@ -1,0 +1,93 @@
+package io.microsandbox.image;
+
+import io.microsandbox.ErrorKind;
+import io.microsandbox.MicrosandboxException;
+import io.microsandbox.PullPolicy;
+import io.microsandbox.SandboxConfig;
+import io.microsandbox.image.oci.ImageReference;
+import io.microsandbox.image.oci.OciImages;
+import io.microsandbox.runtime.OwnerOnly;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * Decides what a sandbox's {@code image} is and turns it into a lower disk plus the image's
+ * defaults: an existing directory is a root filesystem tree ({@link RootDisks}); anything
+ * else that reads as a reference is an OCI image, pulled as the config's pull policy says.
+ * A sandbox is pinned to the manifest digest it was first booted from (file {@code image.digest}
+ * in its directory), so a restart uses the same lower disk under its upper even if the tag
+ * has moved since.
+ */
+public final class ImageRoots {
+    private ImageRoots() {
+    }
+
+    /** The lower disk to boot and what the image contributes to the sandbox's settings. */
+    public record Root(Path lowerDisk, OciImages.Defaults defaults, String manifestDigest) {
+        /** The image's environment under the config's: config entries win. */
+        public Map<String, String> env(Map<String, String> configured) {
+            Map<String, String> env = new LinkedHashMap<>();
+            if (defaults != null) {
+                for (String kv : defaults.env()) {
+                    int eq = kv.indexOf('=');
+                    if (eq > 0) {
+                        env.put(kv.substring(0, eq), kv.substring(eq + 1));
+                    }
+                }
+            }
+            env.putAll(configured);
+            return env;
+        }
+
+        public String workdir(String configured) {
+            return configured != null ? configured : defaults != null ? defaults.workingDir() : null;
+        }
+
+        public String user(String configured) {
+            return configured != null ? configured : defaults != null ? defaults.user() : null;
+        }
+    }
+
+    /**
+     * @param sandboxDir the sandbox's state directory, where the pin is kept
+     * @param freshUpper whether the upper disk is new (then the image is resolved anew and pinned)
+     */
+    public static Root resolve(Path home, SandboxConfig config, Path sandboxDir, boolean freshUpper) {
+        String image = config.image();
+        Path asPath = Path.of(image);
+        if (Files.isDirectory(asPath) || !ImageReference.looksLikeReference(image)) {
+            return new Root(RootDisks.lowerDisk(asPath, home.resolve("cache").resolve("rootfs")), null, null);
+        }
+        OciImages images = new OciImages(home);
+        Path pin = sandboxDir.resolve("image.digest");
+        OciImages.Image img;
+        try {
+            String pinned = !freshUpper && Files.isRegularFile(pin) ? Files.readString(pin, StandardCharsets.UTF_8).strip() : null;
+            if (pinned != null && !pinned.isEmpty()) {
+                ImageReference ref = ImageReference.parse(image);
+                String byDigest = ref.registry() + "/" + ref.repository() + "@" + pinned;
+                img = images.cached(ImageReference.parse(byDigest).toString());
+                if (img == null) {
+                    img = images.pull(byDigest, PullPolicy.IF_MISSING, config.registryAuth(), config.pullProgress());
+                }
+            } else {
+                img = images.pull(image, config.pullPolicy(), config.registryAuth(), config.pullProgress());
+            }
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot read " + pin + ": " + e.getMessage(), e);
+        }
+        Path lower = images.lowerDisk(img, config.registryAuth(), config.pullProgress());
+        try {
+            OwnerOnly.write(pin, (img.manifestDigest() + "\n").getBytes(StandardCharsets.UTF_8));
+            // the same image by its digest: a restart finds it without the registry
+            images.pinDigestReference(img);
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot write " + pin + ": " + e.getMessage(), e);
+        }
+        return new Root(lower, img.defaults(), img.manifestDigest());
+    }
+}
