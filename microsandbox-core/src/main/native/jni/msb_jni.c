@@ -817,3 +817,18 @@ JNIEXPORT void JNICALL Java_io_microsandbox_runtime_Posix_mknod0(JNIEnv *env, jc
     }
     free(path);
 }
+
+/* the modification (and access) time of path itself: never follows a link, never opens the file
+ * (opening a device node of an image would talk to the host's device) */
+JNIEXPORT void JNICALL Java_io_microsandbox_runtime_Posix_lsetmtime0(JNIEnv *env, jclass cls, jbyteArray jpath, jlong seconds) {
+    (void) cls;
+    char *path = path_arg(env, jpath);
+    if (path == NULL) {
+        return;
+    }
+    struct timespec ts[2] = {{(time_t) seconds, 0}, {(time_t) seconds, 0}};
+    if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) < 0) {
+        throw_io(env, errno, "utimensat %s", path);
+    }
+    free(path);
+}

@@ -432,6 +432,14 @@ public final class Posix {
         mknod0(cstring(path.toString(), "path"), mode, major, minor);
     }
 
+    /** Sets the access and modification time of {@code path} itself, in seconds since the epoch; never opens it, never follows a link. */
+    public static void lsetmtime(Path path, long epochSeconds) throws IOException {
+        load();
+        lsetmtime0(cstring(path.toString(), "path"), epochSeconds);
+    }
+
+    private static native void lsetmtime0(byte[] path, long seconds) throws IOException;
+
     private static native void chmod0(byte[] path, int mode) throws IOException;
 
     private static native void lsetxattr0(byte[] path, byte[] name, byte[] value) throws IOException;

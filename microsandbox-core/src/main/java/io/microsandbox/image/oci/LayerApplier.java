@@ -11,8 +11,6 @@ import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
-import java.nio.file.attribute.BasicFileAttributeView;
-import java.nio.file.attribute.FileTime;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
@@ -158,8 +156,7 @@ public final class LayerApplier {
         for (int i = dirTimes.size() - 1; i >= 0; i--) {
             Path dir = (Path) dirTimes.get(i)[0];
             if (Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS)) {
-                FileTime t = FileTime.fromMillis((Long) dirTimes.get(i)[1]);
-                Files.getFileAttributeView(dir, BasicFileAttributeView.class, LinkOption.NOFOLLOW_LINKS).setTimes(t, null, null);
+                Posix.lsetmtime(dir, (Long) dirTimes.get(i)[1] / 1000);
             }
         }
     }
@@ -187,9 +184,8 @@ public final class LayerApplier {
                 Posix.lsetxattr(target, xname, h.getValue().getBytes(StandardCharsets.UTF_8));
             }
         }
-        if (!symlink && !Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS)) {
-            FileTime t = FileTime.fromMillis(e.getLastModifiedDate().getTime());
-            Files.getFileAttributeView(target, BasicFileAttributeView.class, LinkOption.NOFOLLOW_LINKS).setTimes(t, null, null);
+        if (!Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS)) {
+            Posix.lsetmtime(target, e.getLastModifiedDate().getTime() / 1000);
         }
     }
 
