@@ -295,6 +295,53 @@ class OciPullIT {
         assertNothingHalfWritten(home);
     }
 
+    @Test
+    @Timeout(180)
+    void aPullKilledMidDownloadLeavesNothingTrustedAndTheNextPullCompletes() throws Exception {
+        // a layer of 32 MiB of random bytes, served by a proxy that stalls after 4 MiB
+        OciWriter w = new OciWriter(work.resolve("big-" + System.nanoTime()));
+        byte[] random = new byte[32 << 20];
+        new java.util.Random(42).nextBytes(random);
+        OciWriter.Blob layer = w.layer().file("big.bin", random, 0644, 0, 0, java.util.Map.of()).build(OciWriter.Compression.NONE);
+        OciWriter.Blob cfg = w.config("amd64", List.of(layer), TestImages.ENV, null, null, null, null, false);
+        OciWriter.pushImage(reg, "msb/big", "v1", cfg, List.of(layer), w.manifest(cfg, List.of(layer), false));
+        try (StallingProxy proxy = new StallingProxy(reg, 4 << 20)) {
+            String image = proxy.host() + "/msb/big:v1";
+            Process child = PullChild.start(home, image, "disk");
+            Path tmp = home.resolve("cache/oci/tmp");
+            long deadline = System.nanoTime() + 60_000_000_000L;
+            Path part = null;
+            while (part == null && System.nanoTime() < deadline && child.isAlive()) {
+                if (Files.isDirectory(tmp)) {
+                    try (Stream<Path> s = Files.list(tmp)) {
+                        part = s.filter(p -> p.getFileName().toString().startsWith(Digests.hex(layer.digest())))
+                                .filter(p -> {
+                                    try {
+                                        return Files.size(p) >= (4 << 20);
+                                    } catch (IOException e) {
+                                        return false;
+                                    }
+                                }).findFirst().orElse(null);
+                    }
+                }
+                Thread.sleep(20);
+            }
+            assertThat(part).as("the child's partial download").isNotNull();
+            child.destroyForcibly().waitFor();
+            // what it left is a temporary, not a blob, and no reference names the image
+            OciImages oci = new OciImages(home);
+            assertThat(oci.store().hasBlob(layer.digest())).isFalse();
+            assertThat(oci.cached(ImageReference.parse(image).toString())).isNull();
+            assertThatThrownBy(() -> oci.pull(image, PullPolicy.NEVER, null, null))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.IMAGE_NOT_FOUND));
+            proxy.stall = false;
+            OciImages.Image img = oci.pull(image, PullPolicy.IF_MISSING, null, null);
+            assertThat(oci.lowerDisk(img, null, null)).isRegularFile();
+            assertThat(Digests.of(oci.store().blob(layer.digest()))).isEqualTo(layer.digest());
+            assertNothingHalfWritten(home);
+        }
+    }
+
     /** No temporary file or staging tree left, and every blob matches its name. */
     static void assertNothingHalfWritten(Path home) throws IOException {
         Path oci = home.resolve("cache/oci");
