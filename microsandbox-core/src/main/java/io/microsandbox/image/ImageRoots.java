@@ -4,7 +4,9 @@ import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
 import io.microsandbox.PullPolicy;
 import io.microsandbox.SandboxConfig;
+import io.microsandbox.image.oci.Digests;
 import io.microsandbox.image.oci.ImageReference;
+import io.microsandbox.image.oci.OciArchives;
 import io.microsandbox.image.oci.OciImages;
 import io.microsandbox.runtime.OwnerOnly;
 import java.io.IOException;
@@ -59,23 +61,27 @@ public final class ImageRoots {
     public static Root resolve(Path home, SandboxConfig config, Path sandboxDir, boolean freshUpper) {
         String image = config.image();
         Path asPath = Path.of(image);
-        if (Files.isDirectory(asPath) || !ImageReference.looksLikeReference(image)) {
+        boolean layout = OciArchives.isLayout(asPath);
+        boolean archive = Files.isRegularFile(asPath);
+        if (!layout && !archive && (Files.isDirectory(asPath) || !ImageReference.looksLikeReference(image))) {
             return new Root(RootDisks.lowerDisk(asPath, home.resolve("cache").resolve("rootfs")), null, null);
         }
         OciImages images = new OciImages(home);
         Path pin = sandboxDir.resolve("image.digest");
-        OciImages.Image img;
+        OciImages.Image img = null;
         try {
             String pinned = !freshUpper && Files.isRegularFile(pin) ? Files.readString(pin, StandardCharsets.UTF_8).strip() : null;
-            if (pinned != null && !pinned.isEmpty()) {
-                ImageReference ref = ImageReference.parse(image);
-                String byDigest = ref.registry() + "/" + ref.repository() + "@" + pinned;
-                img = images.cached(ImageReference.parse(byDigest).toString());
-                if (img == null) {
-                    img = images.pull(byDigest, PullPolicy.IF_MISSING, config.registryAuth(), config.pullProgress());
+            if (pinned != null && Digests.valid(pinned)) {
+                img = images.byManifestDigest(image, pinned);
+                if (img == null && !layout && !archive) {
+                    ImageReference ref = ImageReference.parse(image);
+                    img = images.pull(ref.registry() + "/" + ref.repository() + "@" + pinned, PullPolicy.IF_MISSING,
+                            config.registryAuth(), config.pullProgress());
                 }
-            } else {
-                img = images.pull(image, config.pullPolicy(), config.registryAuth(), config.pullProgress());
+            }
+            if (img == null) {
+                img = layout || archive ? OciArchives.load(images, asPath)
+                        : images.pull(image, config.pullPolicy(), config.registryAuth(), config.pullProgress());
             }
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot read " + pin + ": " + e.getMessage(), e);
@@ -83,8 +89,6 @@ public final class ImageRoots {
         Path lower = images.lowerDisk(img, config.registryAuth(), config.pullProgress());
         try {
             OwnerOnly.write(pin, (img.manifestDigest() + "\n").getBytes(StandardCharsets.UTF_8));
-            // the same image by its digest: a restart finds it without the registry
-            images.pinDigestReference(img);
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot write " + pin + ": " + e.getMessage(), e);
         }

@@ -109,13 +109,41 @@ public final class OciImages {
         }
     }
 
-    /** Records {@code img} under its digest reference too ({@code registry/repo@sha256:...}). */
-    public void pinDigestReference(Image img) throws IOException {
-        ImageReference ref = ImageReference.parse(img.reference());
-        String byDigest = ImageReference.parse(ref.registry() + "/" + ref.repository() + "@" + img.manifestDigest()).toString();
-        if (store.readRef(byDigest) == null) {
-            store.writeRef(new OciStore.RefRecord(byDigest, img.manifestDigest(), null, System.currentTimeMillis()));
+    /**
+     * The image with this manifest digest from the cache alone (for a sandbox pinned to it),
+     * or null when its manifest, config or (without a built lower disk) a layer is missing.
+     */
+    public Image byManifestDigest(String reference, String manifestDigest) {
+        try {
+            byte[] manifest = store.readVerified(manifestDigest);
+            if (manifest == null) {
+                return null;
+            }
+            Image img = parse(reference, manifestDigest, null, JSON.readTree(manifest), null, false, null);
+            if (img != null && !Files.isRegularFile(store.lowerDisk(manifestDigest))) {
+                for (Layer layer : img.layers()) {
+                    if (!store.hasBlob(layer.digest())) {
+                        return null;
+                    }
+                }
+            }
+            return img;
+        } catch (IOException | RuntimeException e) {
+            return null;
         }
+    }
+
+    /** Parses a manifest already in the store whose config is in the store (local imports). */
+    Image fromStore(String reference, String manifestDigest) throws IOException {
+        byte[] manifest = store.readVerified(manifestDigest);
+        if (manifest == null) {
+            throw new IOException("manifest " + manifestDigest + " is not in the cache");
+        }
+        Image img = parse(reference, manifestDigest, null, JSON.readTree(manifest), null, false, null);
+        if (img == null) {
+            throw new IOException("the config of " + manifestDigest + " is not in the cache");
+        }
+        return img;
     }
 
     /** The cached image for a fully qualified reference, or null when anything it needs is missing. */
