@@ -86,12 +86,13 @@ public final class ImageRoots {
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot read " + pin + ": " + e.getMessage(), e);
         }
-        Path lower = images.lowerDisk(img, config.registryAuth(), config.pullProgress());
         try {
+            // pinned before the disk is built: from here on a prune keeps the image
             OwnerOnly.write(pin, (img.manifestDigest() + "\n").getBytes(StandardCharsets.UTF_8));
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot write " + pin + ": " + e.getMessage(), e);
         }
+        Path lower = images.lowerDisk(img, config.registryAuth(), config.pullProgress());
         return new Root(lower, img.defaults(), img.manifestDigest());
     }
 }

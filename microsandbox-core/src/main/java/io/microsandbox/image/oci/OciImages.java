@@ -413,4 +413,64 @@ public final class OciImages {
             }
         }
     }
+
+    /**
+     * Deletes blobs and lower disks that neither a recorded reference nor one of
+     * {@code pinnedManifests} reaches, and that are older than {@code minAge} (a pull in
+     * progress records its reference last: its fresh blobs are left alone). Returns the bytes freed.
+     */
+    public long collect(java.util.Set<String> pinnedManifests, java.time.Duration minAge) throws IOException {
+        long cutoff = System.currentTimeMillis() - minAge.toMillis();
+        return store.withLock("gc", () -> {
+            java.util.Set<String> keepManifests = new java.util.HashSet<>(pinnedManifests);
+            java.util.Set<String> keepBlobs = new java.util.HashSet<>();
+            for (OciStore.RefRecord r : store.refs()) {
+                keepManifests.add(r.manifestDigest());
+                if (r.indexDigest() != null) {
+                    keepBlobs.add(r.indexDigest());
+                }
+            }
+            for (String m : keepManifests) {
+                if (!Digests.valid(m)) {
+                    continue;
+                }
+                keepBlobs.add(m);
+                byte[] manifest = store.readVerified(m);
+                if (manifest == null) {
+                    continue;
+                }
+                JsonNode json = JSON.readTree(manifest);
+                keepBlobs.add(json.path("config").path("digest").asText());
+                for (JsonNode l : json.path("layers")) {
+                    keepBlobs.add(l.path("digest").asText());
+                }
+            }
+            long freed = 0;
+            Path blobs = store.root().resolve("blobs").resolve("sha256");
+            if (Files.isDirectory(blobs)) {
+                try (var s = Files.list(blobs)) {
+                    for (Path p : s.toList()) {
+                        if (!keepBlobs.contains("sha256:" + p.getFileName()) && Files.getLastModifiedTime(p).toMillis() <= cutoff) {
+                            freed += Files.size(p);
+                            Files.deleteIfExists(p);
+                        }
+                    }
+                }
+            }
+            Path lower = store.root().resolve("lower");
+            if (Files.isDirectory(lower)) {
+                try (var s = Files.list(lower)) {
+                    for (Path p : s.toList()) {
+                        String name = p.getFileName().toString();
+                        if (name.endsWith(".ext4") && !keepManifests.contains("sha256:" + name.substring(0, name.length() - 5))
+                                && Files.getLastModifiedTime(p).toMillis() <= cutoff) {
+                            freed += Files.size(p);
+                            Files.deleteIfExists(p);
+                        }
+                    }
+                }
+            }
+            return freed;
+        });
+    }
 }

@@ -154,7 +154,7 @@ public final class OciStore {
         }
     }
 
-    boolean deleteRef(String reference) throws IOException {
+    public boolean deleteRef(String reference) throws IOException {
         return Files.deleteIfExists(refFile(reference));
     }
 

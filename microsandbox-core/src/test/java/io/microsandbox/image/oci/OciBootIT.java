@@ -120,6 +120,11 @@ class OciBootIT {
             assertThat(df.stdout()).startsWith("changed\n");
             assertThat(df.stdout().lines().skip(1).findFirst().orElseThrow().split("\\s+")[1]).satisfies(total ->
                     assertThat(Integer.parseInt(total)).isBetween(400, 512));
+            // the image is in use while the sandbox exists
+            assertThat(io.microsandbox.Images.local().inspect(images.fs).inUseBy()).contains(name);
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> io.microsandbox.Images.local().remove(images.fs))
+                    .isInstanceOfSatisfying(io.microsandbox.MicrosandboxException.class,
+                            e -> assertThat(e.kind()).isEqualTo(io.microsandbox.ErrorKind.IMAGE_IN_USE));
             sb.stop();
         }
         // a restart boots the pinned digest from the cache, with the upper's changes

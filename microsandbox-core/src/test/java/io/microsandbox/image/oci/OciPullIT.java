@@ -342,6 +342,55 @@ class OciPullIT {
         }
     }
 
+    @Test
+    @Timeout(120)
+    void imageApiListsInspectsRemovesAndPrunes() throws Exception {
+        io.microsandbox.Images api = io.microsandbox.Images.at(home);
+        assertThat(api.list()).isEmpty();
+        io.microsandbox.ImageInfo small = api.pull(images.small, null, null);
+        api.pull(images.multi, null, null);
+        assertThat(small.digest()).isEqualTo(images.smallDigest);
+        assertThat(small.layers()).isEqualTo(2);
+        assertThat(small.diskBytes()).isPositive();
+        assertThat(small.workingDir()).isEqualTo("/data");
+        assertThat(api.list()).extracting(io.microsandbox.ImageInfo::reference).containsExactlyInAnyOrder(images.small, images.multi);
+        assertThat(api.inspect(images.small).env()).contains("MSB_IMAGE_VAR=from-image");
+        assertThatThrownBy(() -> api.inspect(reg.host() + "/msb/never-pulled:v1"))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.IMAGE_NOT_FOUND));
+
+        // a sandbox booted from it (its pin) keeps it: IMAGE_IN_USE
+        Path sandbox = Files.createDirectories(home.resolve("sandboxes/user-of-small"));
+        Files.writeString(sandbox.resolve("image.digest"), images.smallDigest + "\n");
+        assertThat(api.inspect(images.small).inUseBy()).containsExactly("user-of-small");
+        assertThatThrownBy(() -> api.remove(images.small))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.IMAGE_IN_USE);
+                    assertThat(e.getMessage()).contains("user-of-small");
+                });
+        Files.delete(sandbox.resolve("image.digest"));
+        // removing one reference keeps what the other (the index, same manifest) still needs
+        api.remove(images.small);
+        assertThat(api.list()).extracting(io.microsandbox.ImageInfo::reference).containsExactly(images.multi);
+        OciStore store = new OciStore(home);
+        assertThat(store.lowerDisk(images.smallDigest)).isRegularFile();
+        assertThat(api.prune(java.time.Duration.ZERO)).isZero();
+        api.remove(images.multi);
+        assertThat(api.list()).isEmpty();
+        assertThat(store.lowerDisk(images.smallDigest)).doesNotExist();
+        try (Stream<Path> s = Files.list(store.root().resolve("blobs/sha256"))) {
+            assertThat(s.toList()).isEmpty();
+        }
+        // prune removes what nothing records (here: blobs of a pull whose reference was lost)
+        OciImages oci = new OciImages(home);
+        oci.pull(images.small, PullPolicy.IF_MISSING, null, null);
+        store.deleteRef(images.small);
+        assertThat(api.prune()).isZero(); // fresh files: a pull may be in progress
+        assertThat(api.prune(java.time.Duration.ZERO)).isPositive();
+        try (Stream<Path> s = Files.list(store.root().resolve("blobs/sha256"))) {
+            assertThat(s.toList()).isEmpty();
+        }
+    }
+
     /** No temporary file or staging tree left, and every blob matches its name. */
     static void assertNothingHalfWritten(Path home) throws IOException {
         Path oci = home.resolve("cache/oci");
