@@ -39,6 +39,7 @@ public final class SandboxConfig {
     private final RegistryAuth registryAuth;
     private final PullProgressListener pullProgress;
     private final java.util.List<String> entrypoint;
+    private final java.util.List<Patch> patches;
     private final int memoryMib;
     private final int cpus;
     private final int upperSizeMib;
@@ -62,6 +63,7 @@ public final class SandboxConfig {
         this.registryAuth = b.registryAuth;
         this.pullProgress = b.pullProgress;
         this.entrypoint = b.entrypoint;
+        this.patches = java.util.List.copyOf(b.patches);
         this.memoryMib = b.memoryMib;
         this.cpus = b.cpus;
         this.upperSizeMib = b.upperSizeMib;
@@ -87,7 +89,7 @@ public final class SandboxConfig {
     /** A builder holding a copy of this configuration. */
     public Builder toBuilder() {
         return new Builder()
-                .image(image).pullPolicy(pullPolicy).registryAuth(registryAuth).pullProgress(pullProgress).entrypoint(entrypoint)
+                .image(image).pullPolicy(pullPolicy).registryAuth(registryAuth).pullProgress(pullProgress).entrypoint(entrypoint).patches(patches)
                 .memoryMib(memoryMib).cpus(cpus).upperSizeMib(upperSizeMib)
                 .workdir(workdir).shell(shell).hostname(hostname).user(user)
                 .env(env).labels(labels).detached(detached).accelerator(accelerator).bootTimeout(bootTimeout)
@@ -205,6 +207,11 @@ public final class SandboxConfig {
         return entrypoint;
     }
 
+    /** Root filesystem patches written into the upper layer before the first boot, in order. */
+    public java.util.List<Patch> patches() {
+        return patches;
+    }
+
     /** This configuration as JSON, the form in which sandboxes are persisted. */
     public String toJson() {
         ObjectNode n = JSON.createObjectNode();
@@ -227,6 +234,20 @@ public final class SandboxConfig {
         n.put("pullPolicy", pullPolicy.value());
         if (entrypoint != null) {
             n.set("entrypoint", JSON.valueToTree(entrypoint));
+        }
+        if (!patches.isEmpty()) {
+            var arr = n.putArray("patches");
+            for (Patch p : patches) {
+                ObjectNode pn = arr.addObject();
+                pn.put("kind", p.kind().name().toLowerCase(java.util.Locale.ROOT));
+                pn.put("path", p.path());
+                pn.put("content", p.content());
+                pn.put("source", p.source());
+                if (p.options().mode() != null) {
+                    pn.put("mode", p.options().mode());
+                }
+                pn.put("replace", p.options().replace());
+            }
         }
         return n.toString();
     }
@@ -253,6 +274,11 @@ public final class SandboxConfig {
             n.path("env").fields().forEachRemaining(e -> b.env(e.getKey(), e.getValue().asText()));
             n.path("labels").fields().forEachRemaining(e -> b.label(e.getKey(), e.getValue().asText()));
             b.pullPolicy(PullPolicy.parse(n.path("pullPolicy").asText("")));
+            for (JsonNode pn : n.path("patches")) {
+                b.patch(new Patch(Patch.Kind.valueOf(pn.path("kind").asText().toUpperCase(java.util.Locale.ROOT)), pn.path("path").asText(),
+                        text(pn, "content"), text(pn, "source"),
+                        new PatchOptions(pn.hasNonNull("mode") ? pn.get("mode").asInt() : null, pn.path("replace").asBoolean(false))));
+            }
             if (n.get("entrypoint") != null && n.get("entrypoint").isArray()) {
                 java.util.List<String> ep = new java.util.ArrayList<>();
                 n.get("entrypoint").forEach(x -> ep.add(x.asText()));
@@ -291,6 +317,7 @@ public final class SandboxConfig {
         private RegistryAuth registryAuth;
         private PullProgressListener pullProgress;
         private java.util.List<String> entrypoint;
+        private final java.util.List<Patch> patches = new java.util.ArrayList<>();
         private int memoryMib = DEFAULT_MEMORY_MIB;
         private int cpus = 1;
         private int upperSizeMib = DEFAULT_UPPER_SIZE_MIB;
@@ -344,6 +371,16 @@ public final class SandboxConfig {
         public Builder entrypoint(java.util.List<String> entrypoint) {
             this.entrypoint = entrypoint == null ? null : java.util.List.copyOf(entrypoint);
             return this;
+        }
+
+        /** Adds root filesystem patches, applied in order into the upper layer before the first boot. */
+        public Builder patches(java.util.List<Patch> patches) {
+            this.patches.addAll(patches);
+            return this;
+        }
+
+        public Builder patch(Patch... patches) {
+            return patches(java.util.List.of(patches));
         }
 
         public Builder entrypoint(String... entrypoint) {
@@ -505,6 +542,13 @@ public final class SandboxConfig {
                     GuestLimits.envProblem(env)}) {
                 if (problem != null) {
                     throw invalid(problem);
+                }
+            }
+            for (Patch p : patches) {
+                String path = p.path();
+                if (!path.startsWith("/") || path.indexOf('\0') >= 0 || path.indexOf('\n') >= 0 || path.indexOf('"') >= 0
+                        || java.util.Arrays.asList(path.split("/")).contains("..")) {
+                    throw invalid("patch path '" + path + "' must be an absolute guest path without '..', quotes or newlines");
                 }
             }
             Objects.requireNonNull(accelerator, "accelerator");

@@ -106,6 +106,13 @@ public final class RootDisks {
         }
     }
 
+    /** Makes {@code file} an upper disk of {@code sizeMib} holding the tree {@code dir} (overlay {@code root/} and {@code work/}). */
+    static void mke2fsUpper(Path file, int sizeMib, Path dir) throws IOException {
+        mke2fs(List.of("-t", "ext4", "-m", "0", "-L", "msb-upper", "-d", dir.toString(),
+                "-E", "lazy_itable_init=1,lazy_journal_init=1", file.toString(), sizeMib + "M"));
+        OwnerOnly.restrictFile(file);
+    }
+
     /** Makes an upper disk a previous run left {@code 0600}, should an older version have made it wider. */
     public static void restrictUpperDisk(Path file) {
         try {

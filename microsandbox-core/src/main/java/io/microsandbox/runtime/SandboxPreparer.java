@@ -6,6 +6,7 @@ import io.microsandbox.MicrosandboxException;
 import io.microsandbox.SandboxConfig;
 import io.microsandbox.image.ImageRoots;
 import io.microsandbox.image.RootDisks;
+import io.microsandbox.image.UpperPatches;
 import io.microsandbox.runtime.supervisor.SupervisorSpec;
 import io.microsandbox.runtime.vmm.Accelerators;
 import io.microsandbox.runtime.vmm.KernelBundle;
@@ -40,7 +41,11 @@ public final class SandboxPreparer {
         layout.createDirectories(home);
         // mke2fs runs as its own process: let it work while this thread fingerprints the image
         CompletableFuture<Void> upper;
-        if (freshUpper || !Files.isRegularFile(layout.upperDisk())) {
+        // patches (issue 8) need the lower disk: their upper is made after the image is resolved
+        boolean patched = !config.patches().isEmpty() && (freshUpper || !Files.isRegularFile(layout.upperDisk()));
+        if (patched) {
+            upper = CompletableFuture.completedFuture(null);
+        } else if (freshUpper || !Files.isRegularFile(layout.upperDisk())) {
             upper = CompletableFuture.runAsync(() -> RootDisks.createUpperDisk(layout.upperDisk(), config.upperSizeMib()));
         } else {
             RootDisks.restrictUpperDisk(layout.upperDisk());
@@ -66,6 +71,9 @@ public final class SandboxPreparer {
             }
         }
         Path lower = root.lowerDisk();
+        if (patched) {
+            UpperPatches.createUpperDisk(layout.upperDisk(), config.upperSizeMib(), lower, config.patches());
+        }
         Path runtimeDir = agent.getParent();
         Accelerator accelerator = Accelerators.resolve(config.accelerator(), qemu, kernel, initramfs, runtimeDir);
 
