@@ -40,6 +40,8 @@ public final class SandboxConfig {
     private final PullProgressListener pullProgress;
     private final java.util.List<String> entrypoint;
     private final java.util.List<Patch> patches;
+    private final String imageDisk;
+    private final String imageDiskFsType;
     private final int memoryMib;
     private final int cpus;
     private final int upperSizeMib;
@@ -64,6 +66,8 @@ public final class SandboxConfig {
         this.pullProgress = b.pullProgress;
         this.entrypoint = b.entrypoint;
         this.patches = java.util.List.copyOf(b.patches);
+        this.imageDisk = b.imageDisk;
+        this.imageDiskFsType = b.imageDiskFsType;
         this.memoryMib = b.memoryMib;
         this.cpus = b.cpus;
         this.upperSizeMib = b.upperSizeMib;
@@ -89,7 +93,7 @@ public final class SandboxConfig {
     /** A builder holding a copy of this configuration. */
     public Builder toBuilder() {
         return new Builder()
-                .image(image).pullPolicy(pullPolicy).registryAuth(registryAuth).pullProgress(pullProgress).entrypoint(entrypoint).patches(patches)
+                .image(image).pullPolicy(pullPolicy).registryAuth(registryAuth).pullProgress(pullProgress).entrypoint(entrypoint).patches(patches).imageDisk(imageDisk, imageDiskFsType)
                 .memoryMib(memoryMib).cpus(cpus).upperSizeMib(upperSizeMib)
                 .workdir(workdir).shell(shell).hostname(hostname).user(user)
                 .env(env).labels(labels).detached(detached).accelerator(accelerator).bootTimeout(bootTimeout)
@@ -207,6 +211,16 @@ public final class SandboxConfig {
         return entrypoint;
     }
 
+    /** A disk image (qcow2, raw, vmdk) used as the root instead of {@link #image()}, or null. */
+    public String imageDisk() {
+        return imageDisk;
+    }
+
+    /** The filesystem inside {@link #imageDisk()} (null or "ext4"). */
+    public String imageDiskFsType() {
+        return imageDiskFsType;
+    }
+
     /** Root filesystem patches written into the upper layer before the first boot, in order. */
     public java.util.List<Patch> patches() {
         return patches;
@@ -234,6 +248,10 @@ public final class SandboxConfig {
         n.put("pullPolicy", pullPolicy.value());
         if (entrypoint != null) {
             n.set("entrypoint", JSON.valueToTree(entrypoint));
+        }
+        if (imageDisk != null) {
+            n.put("imageDisk", imageDisk);
+            n.put("imageDiskFsType", imageDiskFsType);
         }
         if (!patches.isEmpty()) {
             var arr = n.putArray("patches");
@@ -274,6 +292,9 @@ public final class SandboxConfig {
             n.path("env").fields().forEachRemaining(e -> b.env(e.getKey(), e.getValue().asText()));
             n.path("labels").fields().forEachRemaining(e -> b.label(e.getKey(), e.getValue().asText()));
             b.pullPolicy(PullPolicy.parse(n.path("pullPolicy").asText("")));
+            if (n.hasNonNull("imageDisk")) {
+                b.imageDisk(n.get("imageDisk").asText(), text(n, "imageDiskFsType"));
+            }
             for (JsonNode pn : n.path("patches")) {
                 b.patch(new Patch(Patch.Kind.valueOf(pn.path("kind").asText().toUpperCase(java.util.Locale.ROOT)), pn.path("path").asText(),
                         text(pn, "content"), text(pn, "source"),
@@ -318,6 +339,8 @@ public final class SandboxConfig {
         private PullProgressListener pullProgress;
         private java.util.List<String> entrypoint;
         private final java.util.List<Patch> patches = new java.util.ArrayList<>();
+        private String imageDisk;
+        private String imageDiskFsType;
         private int memoryMib = DEFAULT_MEMORY_MIB;
         private int cpus = 1;
         private int upperSizeMib = DEFAULT_UPPER_SIZE_MIB;
@@ -370,6 +393,19 @@ public final class SandboxConfig {
         /** Overrides the image's entrypoint (and drops its cmd). */
         public Builder entrypoint(java.util.List<String> entrypoint) {
             this.entrypoint = entrypoint == null ? null : java.util.List.copyOf(entrypoint);
+            return this;
+        }
+
+        /**
+         * Boots from a disk image (format by extension: {@code .qcow2}, {@code .raw}/{@code .img},
+         * {@code .vmdk}) holding a whole-disk ext4 filesystem; the file is never modified (each
+         * sandbox writes to a qcow2 overlay backed by it, and to its own upper disk).
+         *
+         * @param fstype null, empty or "ext4"
+         */
+        public Builder imageDisk(String path, String fstype) {
+            this.imageDisk = path;
+            this.imageDiskFsType = fstype == null || fstype.isEmpty() ? null : fstype;
             return this;
         }
 
@@ -521,7 +557,21 @@ public final class SandboxConfig {
          * @throws MicrosandboxException of kind {@link ErrorKind#INVALID_CONFIG} naming the bad field
          */
         public SandboxConfig build() {
-            if (image == null || image.isBlank()) {
+            if (imageDisk != null) {
+                if (image != null) {
+                    throw invalid("image and imageDisk are mutually exclusive");
+                }
+                if (!patches.isEmpty()) {
+                    throw invalid("patches are not supported on disk-image roots (imageDisk); they need an OCI image or a directory");
+                }
+                if (imageDiskFsType != null && !imageDiskFsType.equals("ext4")) {
+                    throw invalid("imageDisk filesystem '" + imageDiskFsType + "' is not supported (ext4 only)");
+                }
+                String lower = imageDisk.toLowerCase(java.util.Locale.ROOT);
+                if (!(lower.endsWith(".qcow2") || lower.endsWith(".raw") || lower.endsWith(".img") || lower.endsWith(".vmdk"))) {
+                    throw invalid("imageDisk '" + imageDisk + "' must end in .qcow2, .raw, .img or .vmdk (the format is taken from the extension)");
+                }
+            } else if (image == null || image.isBlank()) {
                 throw invalid("image is required (an OCI image reference such as python:3.12, or a local root filesystem directory)");
             }
             if (memoryMib < 64) {

@@ -29,7 +29,11 @@ public final class ImageRoots {
     }
 
     /** The lower disk to boot and what the image contributes to the sandbox's settings. */
-    public record Root(Path lowerDisk, OciImages.Defaults defaults, String manifestDigest) {
+    public record Root(Path lowerDisk, OciImages.Defaults defaults, String manifestDigest, String lowerFormat, boolean lowerReadOnly) {
+        Root(Path lowerDisk, OciImages.Defaults defaults, String manifestDigest) {
+            this(lowerDisk, defaults, manifestDigest, "raw", true);
+        }
+
         /** The image's environment under the config's: config entries win. */
         public Map<String, String> env(Map<String, String> configured) {
             Map<String, String> env = new LinkedHashMap<>();
@@ -59,6 +63,9 @@ public final class ImageRoots {
      * @param freshUpper whether the upper disk is new (then the image is resolved anew and pinned)
      */
     public static Root resolve(Path home, SandboxConfig config, Path sandboxDir, boolean freshUpper) {
+        if (config.imageDisk() != null) {
+            return DiskImageRoots.overlay(config.imageDisk(), sandboxDir, freshUpper);
+        }
         String image = config.image();
         Path asPath = Path.of(image);
         boolean layout = OciArchives.isLayout(asPath);

@@ -94,6 +94,7 @@ public final class SandboxPreparer {
                 .cpus(config.cpus())
                 .kernel(kernel.vmlinux(), initramfs)
                 .consoleSocket(layout.consoleSocket())
+                .lowerFormat(root.lowerFormat(), root.lowerReadOnly())
                 .disks(lower, layout.upperDisk())
                 .agentSocket(layout.vmSocket())
                 .qmpSocket(layout.qmpSocket())
