@@ -38,7 +38,33 @@ public final class LayerApplier {
     private static final String OPAQUE = ".wh..wh..opq";
 
     private final Path root;
-    private final boolean root0 = runningAsRoot();
+    /**
+     * Root sets owners, devices and every xattr on the staging tree itself; otherwise (or with
+     * {@code -Dmicrosandbox.image.unprivileged=true}) the tree gets contents, links and times,
+     * with modes that keep it readable, and what it cannot hold is kept as {@link #fixups()}
+     * for {@code debugfs -w} to apply to the finished disk.
+     */
+    private final boolean root0 = runningAsRoot() && !Boolean.getBoolean("microsandbox.image.unprivileged");
+    private final int myUid = currentId("unix:uid");
+    private final int myGid = currentId("unix:gid");
+    private final Map<String, Fixup> fixups = new java.util.LinkedHashMap<>();
+
+    /** What an unprivileged unpack could not put on the staging tree (path relative to the root). */
+    public record Fixup(String path, int uid, int gid, int mode, char device, int major, int minor, Map<String, byte[]> xattrs) {
+    }
+
+    private static int currentId(String attr) {
+        try {
+            return (Integer) Files.getAttribute(Path.of("/proc/self"), attr);
+        } catch (IOException | RuntimeException e) {
+            return -1;
+        }
+    }
+
+    /** Whether this unpack runs privileged (no fixups needed). */
+    public boolean privileged() {
+        return root0;
+    }
     /** Entries made by the layer being applied (relative paths); an opaque marker keeps these. */
     private final Set<String> thisLayer = new HashSet<>();
     private final List<Object[]> dirTimes = new ArrayList<>();
@@ -125,24 +151,32 @@ public final class LayerApplier {
                     removeExisting(target, false);
                     Files.createDirectory(target);
                 }
-                metadata(target, e, false);
+                metadata(target, e, false, rel);
                 dirTimes.add(new Object[] {target, e.getLastModifiedDate().getTime()});
             } else if (e.isSymbolicLink()) {
                 removeExisting(target, false);
                 Files.createSymbolicLink(target, Path.of(e.getLinkName()));
-                metadata(target, e, true);
+                metadata(target, e, true, rel);
             } else if (e.isCharacterDevice() || e.isBlockDevice() || e.isFIFO()) {
                 removeExisting(target, false);
                 int type = e.isCharacterDevice() ? 0020000 : e.isBlockDevice() ? 0060000 : 0010000;
-                Posix.mknod(target, type | (e.getMode() & 07777), e.getDevMajor(), e.getDevMinor());
-                metadata(target, e, false);
+                if (root0) {
+                    Posix.mknod(target, type | (e.getMode() & 07777), e.getDevMajor(), e.getDevMinor());
+                    metadata(target, e, false);
+                } else {
+                    // a placeholder the disk build replaces with the node (debugfs mknod)
+                    Files.createFile(target);
+                    Posix.chmod(target, 0600);
+                    fixups.put(rel, new Fixup(rel, (int) e.getLongUserId(), (int) e.getLongGroupId(), type | (e.getMode() & 07777),
+                            e.isCharacterDevice() ? 'c' : e.isBlockDevice() ? 'b' : 'p', e.getDevMajor(), e.getDevMinor(), Map.of()));
+                }
             } else if (e.isFile()) {
                 removeExisting(target, false);
                 try (OutputStream out = Files.newOutputStream(target, java.nio.file.StandardOpenOption.CREATE_NEW,
                         java.nio.file.StandardOpenOption.WRITE)) {
                     in.transferTo(out);
                 }
-                metadata(target, e, false);
+                metadata(target, e, false, rel);
             } else {
                 throw new IOException("unsupported tar entry type '" + (char) e.getLinkFlag() + "' for " + e.getName());
             }
@@ -169,24 +203,68 @@ public final class LayerApplier {
     }
 
     private void metadata(Path target, TarArchiveEntry e, boolean symlink) throws IOException {
+        metadata(target, e, symlink, null);
+    }
+
+    private void metadata(Path target, TarArchiveEntry e, boolean symlink, String rel) throws IOException {
+        int uid = (int) e.getLongUserId();
+        int gid = (int) e.getLongGroupId();
+        int mode = e.getMode() & 07777;
+        Map<String, byte[]> deferred = new java.util.LinkedHashMap<>();
         if (root0) {
-            Files.setAttribute(target, "unix:gid", (int) e.getLongGroupId(), LinkOption.NOFOLLOW_LINKS);
-            Files.setAttribute(target, "unix:uid", (int) e.getLongUserId(), LinkOption.NOFOLLOW_LINKS);
-        }
-        if (!symlink) {
-            // after chown, which clears setuid and setgid
-            Posix.chmod(target, e.getMode() & 07777);
+            Files.setAttribute(target, "unix:gid", gid, LinkOption.NOFOLLOW_LINKS);
+            Files.setAttribute(target, "unix:uid", uid, LinkOption.NOFOLLOW_LINKS);
+            if (!symlink) {
+                // after chown, which clears setuid and setgid
+                Posix.chmod(target, mode);
+            }
+        } else if (!symlink) {
+            // the staging tree must stay writable and readable by us for later entries and mke2fs
+            boolean dir = Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS);
+            Posix.chmod(target, (mode | (dir ? 0700 : 0600)) & 0777);
         }
         for (Map.Entry<String, String> h : e.getExtraPaxHeaders().entrySet()) {
             if (h.getKey().startsWith("SCHILY.xattr.")) {
                 String xname = h.getKey().substring("SCHILY.xattr.".length());
-                // the value is raw bytes; commons-compress decoded them as UTF-8, ISO-8859-1 in tar headers of old writers
-                Posix.lsetxattr(target, xname, h.getValue().getBytes(StandardCharsets.UTF_8));
+                // the value is raw bytes; commons-compress hands PAX values over decoded as UTF-8
+                byte[] value = h.getValue().getBytes(StandardCharsets.UTF_8);
+                if (root0) {
+                    Posix.lsetxattr(target, xname, value);
+                } else {
+                    try {
+                        Posix.lsetxattr(target, xname, value);
+                    } catch (IOException notAllowed) {
+                        deferred.put(xname, value); // trusted.*, security.*: set on the disk
+                    }
+                }
+            }
+        }
+        if (!root0 && rel != null) {
+            int type = symlink ? 0120000 : Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS) ? 0040000 : 0100000;
+            int staged = symlink ? mode : (mode | (type == 0040000 ? 0700 : 0600)) & 0777;
+            if (uid != myUid || gid != myGid || staged != mode || !deferred.isEmpty()) {
+                fixups.put(rel, new Fixup(rel, uid, gid, type | mode, '\0', 0, 0, deferred));
+            } else {
+                fixups.remove(rel);
             }
         }
         if (!Files.isDirectory(target, LinkOption.NOFOLLOW_LINKS)) {
             Posix.lsetmtime(target, e.getLastModifiedDate().getTime() / 1000);
         }
+    }
+
+    /**
+     * The fixups of an unprivileged unpack for the paths that still exist (later layers may
+     * have deleted some), in order.
+     */
+    public java.util.List<Fixup> fixups() {
+        java.util.List<Fixup> out = new java.util.ArrayList<>();
+        for (Fixup f : fixups.values()) {
+            if (Files.exists(root.resolve(f.path()), LinkOption.NOFOLLOW_LINKS)) {
+                out.add(f);
+            }
+        }
+        return out;
     }
 
     /** Removes what is at {@code target} (a directory with its contents unless keepDirectory). */

@@ -404,6 +404,9 @@ public final class OciImages {
             applier.finish();
             disk = OwnerOnly.createTempFile(store.tmpDir(), lockKey + ".", ".ext4");
             RootDisks.buildLowerExt4(staging, disk);
+            if (!applier.privileged()) {
+                DebugfsFixups.apply(disk, applier.fixups(), store.tmpDir());
+            }
             store.dir(target.getParent());
             Files.move(disk, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
         } finally {

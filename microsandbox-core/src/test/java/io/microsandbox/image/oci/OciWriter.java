@@ -84,6 +84,14 @@ final class OciWriter {
             return add(e, 0644, 0, 0, null);
         }
 
+        /** A character device node. */
+        LayerBuilder charDevice(String path, int major, int minor, int mode) {
+            TarArchiveEntry e = new TarArchiveEntry(path, TarConstants.LF_CHR);
+            e.setDevMajor(major);
+            e.setDevMinor(minor);
+            return add(e, mode, 0, 0, null);
+        }
+
         /** Deletes {@code path} of lower layers. */
         LayerBuilder whiteout(String path) {
             int slash = path.lastIndexOf('/');
