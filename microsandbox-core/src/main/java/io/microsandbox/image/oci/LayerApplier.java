@@ -99,7 +99,7 @@ public final class LayerApplier {
     /** Applies one decompressed layer tar; reads it to its end (the caller hashes it for the diff_id). */
     public void apply(InputStream tar) throws IOException {
         thisLayer.clear();
-        TarArchiveInputStream in = new TarArchiveInputStream(tar, 10240, 512, StandardCharsets.UTF_8.name(), false);
+        TarArchiveInputStream in = new TarArchiveInputStream(new PaxXattrs(tar), 10240, 512, StandardCharsets.UTF_8.name(), false);
         TarArchiveEntry e;
         while ((e = in.getNextEntry()) != null) {
             String rel = normalize(e.getName());
@@ -224,10 +224,10 @@ public final class LayerApplier {
             Posix.chmod(target, (mode | (dir ? 0700 : 0600)) & 0777);
         }
         for (Map.Entry<String, String> h : e.getExtraPaxHeaders().entrySet()) {
-            if (h.getKey().startsWith("SCHILY.xattr.")) {
-                String xname = h.getKey().substring("SCHILY.xattr.".length());
-                // the value is raw bytes; commons-compress hands PAX values over decoded as UTF-8
-                byte[] value = h.getValue().getBytes(StandardCharsets.UTF_8);
+            if (h.getKey().startsWith(PaxXattrs.KEY)) {
+                // raw bytes, carried through commons-compress as base64 (PaxXattrs)
+                String xname = h.getKey().substring(PaxXattrs.KEY.length());
+                byte[] value = java.util.Base64.getDecoder().decode(h.getValue());
                 if (root0) {
                     Posix.lsetxattr(target, xname, value);
                 } else {

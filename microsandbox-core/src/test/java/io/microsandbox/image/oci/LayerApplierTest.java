@@ -76,4 +76,28 @@ class LayerApplierTest {
                 .apply(LayerApplier.decompressed(new ByteArrayInputStream("this is not a tar archive, just some text that goes on long enough to fill a header block of five hundred and twelve bytes ".repeat(8).getBytes()))))
                 .isInstanceOf(IOException.class);
     }
+
+    @Test
+    void binaryXattrValuesSurviveByteForByte() throws Exception {
+        Path src = Files.createDirectories(tmp.resolve("src"));
+        Path f = Files.writeString(src.resolve("capable"), "x");
+        byte[] value = {0x01, 0x00, (byte) 0xff, (byte) 0xfe, (byte) 0x80, 0x7f, 0x0a, 0x3d};
+        io.microsandbox.runtime.Posix.lsetxattr(f, "trusted.bin", value);
+        io.microsandbox.runtime.Posix.lsetxattr(f, "user.text", "plain=text".getBytes());
+        Path tar = tmp.resolve("layer.tar");
+        Process p = new ProcessBuilder("tar", "--xattrs", "--xattrs-include=*", "-C", src.toString(), "-cf", tar.toString(), ".")
+                .redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes());
+        assertThat(p.waitFor()).as(out).isZero();
+        Path root = Files.createDirectories(tmp.resolve("root"));
+        LayerApplier a = new LayerApplier(root);
+        try (var in = Files.newInputStream(tar)) {
+            a.apply(LayerApplier.decompressed(in));
+        }
+        Process g = new ProcessBuilder("python3", "-c", "import os,sys; print(os.getxattr(sys.argv[1], 'trusted.bin').hex(), os.getxattr(sys.argv[1], 'user.text').decode())",
+                root.resolve("capable").toString()).redirectErrorStream(true).start();
+        String got = new String(g.getInputStream().readAllBytes()).strip();
+        assertThat(g.waitFor()).as(got).isZero();
+        assertThat(got).isEqualTo(java.util.HexFormat.of().formatHex(value) + " plain=text");
+    }
 }
