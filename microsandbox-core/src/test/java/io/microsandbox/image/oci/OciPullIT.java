@@ -391,6 +391,31 @@ class OciPullIT {
         }
     }
 
+    @Test
+    @Timeout(60)
+    void bearerTokenFlowAnonymousAndWithCredentials() throws Exception {
+        try (BearerFront anonymous = new BearerFront(reg, null, null)) {
+            OciImages oci = new OciImages(home);
+            OciImages.Image img = oci.pull(anonymous.host() + "/msb/small:v1", PullPolicy.IF_MISSING, null, null);
+            assertThat(img.manifestDigest()).isEqualTo(images.smallDigest);
+            assertThat(anonymous.tokensIssued.get()).isEqualTo(1); // one token for the whole pull
+            assertThat(anonymous.lastScope).contains("scope=repository:msb/small:pull").contains("service=msb-test");
+        }
+        try (BearerFront withUser = new BearerFront(reg, "bob", "hunter2")) {
+            String image = withUser.host() + "/msb/small:v1";
+            OciImages oci = new OciImages(home.resolve("other"));
+            assertThatThrownBy(() -> oci.pull(image, PullPolicy.IF_MISSING, new RegistryAuth("bob", "wrong"), null))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                        assertThat(e.kind()).isEqualTo(ErrorKind.IMAGE_PULL_FAILED);
+                        assertThat(e.getMessage()).contains("authentication failed").contains("bob");
+                    });
+            assertThatThrownBy(() -> oci.pull(image, PullPolicy.IF_MISSING, null, null))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.IMAGE_PULL_FAILED));
+            assertThat(oci.pull(image, PullPolicy.IF_MISSING, new RegistryAuth("bob", "hunter2"), null).manifestDigest()).isEqualTo(images.smallDigest);
+            assertNothingHalfWritten(home.resolve("other"));
+        }
+    }
+
     /** No temporary file or staging tree left, and every blob matches its name. */
     static void assertNothingHalfWritten(Path home) throws IOException {
         Path oci = home.resolve("cache/oci");
