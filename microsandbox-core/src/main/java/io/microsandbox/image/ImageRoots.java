@@ -102,4 +102,36 @@ public final class ImageRoots {
         Path lower = images.lowerDisk(img, config.registryAuth(), config.pullProgress());
         return new Root(lower, img.defaults(), img.manifestDigest());
     }
+
+    /**
+     * The command line of the image's workload, as Docker forms it: the entrypoint (the
+     * config's, which drops the image's cmd, or the image's), then {@code args}, or the cmd
+     * when {@code args} is empty.
+     *
+     * @throws MicrosandboxException INVALID_ARGUMENT when there is nothing to run
+     */
+    public static java.util.List<String> command(Path home, SandboxConfig config, Path sandboxDir, java.util.List<String> args) {
+        java.util.List<String> entrypoint = config.entrypoint();
+        java.util.List<String> cmd = java.util.List.of();
+        OciImages.Defaults d = null;
+        Path pin = sandboxDir.resolve("image.digest");
+        try {
+            if (Files.isRegularFile(pin)) {
+                OciImages.Image img = new OciImages(home).byManifestDigest(String.valueOf(config.image()), Files.readString(pin).strip());
+                d = img == null ? null : img.defaults();
+            }
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot read " + pin + ": " + e.getMessage(), e);
+        }
+        if (entrypoint == null) {
+            entrypoint = d != null ? d.entrypoint() : java.util.List.of();
+            cmd = d != null ? d.cmd() : java.util.List.of();
+        }
+        java.util.List<String> argv = new java.util.ArrayList<>(entrypoint);
+        argv.addAll(args.isEmpty() ? cmd : args);
+        if (argv.isEmpty()) {
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "nothing to run: neither the sandbox config nor the image has an entrypoint or cmd, and no arguments were given");
+        }
+        return argv;
+    }
 }

@@ -112,6 +112,9 @@ class OciBootIT {
             assertThat(r.get("added").asText()).isEqualTo("from layer 2\n");
             assertThat(r.get("env").asText()).isEqualTo("from-image");
             assertThat(r.get("cwd").asText()).isEqualTo("/data");
+            // the image's entrypoint and cmd, as docker run forms them
+            assertThat(sb.run(List.of()).stdout()).isEqualTo("from-cmd from-image\n");
+            assertThat(sb.run(List.of("echo args-replace-cmd")).stdout()).isEqualTo("args-replace-cmd\n");
             // the config overrides the image's defaults
             ExecOutput whoami = sb.exec("sh", List.of("-c", "id -u; stat -c %s /data/secret"));
             assertThat(whoami.stdout()).startsWith("0\n");
@@ -139,9 +142,10 @@ class OciBootIT {
         // a second sandbox of the same image: no pull, the lower disk is shared
         long t2 = System.nanoTime();
         try (Sandbox sb = Sandbox.create(name + "-b", SandboxConfig.builder().image(images.fs).memoryMib(256)
-                .env("MSB_IMAGE_VAR", "from-config").workdir("/tmp").ephemeral(true).build())) {
+                .env("MSB_IMAGE_VAR", "from-config").workdir("/tmp").entrypoint("python3", "-c").ephemeral(true).build())) {
             System.out.printf("create from the warm cache: %.1f s%n", (System.nanoTime() - t2) / 1e9);
             ExecOutput out = sb.exec("sh", List.of("-c", "echo $MSB_IMAGE_VAR; pwd; cat /data/secret"));
+            assertThat(sb.run(List.of("print(6 * 7)")).stdout()).isEqualTo("42\n");
             assertThat(out.stdout()).isEqualTo("from-config\n/tmp\ntop secret\n");
         }
     }

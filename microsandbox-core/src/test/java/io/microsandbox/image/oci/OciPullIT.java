@@ -281,7 +281,7 @@ class OciPullIT {
         long gets = reg.blobGets();
         List<Process> children = new ArrayList<>();
         for (int i = 0; i < 2; i++) {
-            children.add(PullChild.start(home, images.small));
+            children.add(PullChild.start(home, images.small, "disk"));
         }
         int total = 0;
         for (Process p : children) {
@@ -292,6 +292,9 @@ class OciPullIT {
         }
         assertThat(total).isEqualTo(3);
         assertThat(reg.blobGets() - gets).isEqualTo(3);
+        try (Stream<Path> s = Files.list(home.resolve("cache/oci/lower"))) {
+            assertThat(s.toList()).hasSize(1); // one shared disk, built by whichever JVM came first
+        }
         assertNothingHalfWritten(home);
     }
 

@@ -72,7 +72,8 @@ final class TestImages {
 
         if (rootfs != null) {
             baseLayer = w.layerFromDirectory(rootfs);
-            Blob fsCfg = w.config("amd64", List.of(baseLayer, l1, l2), ENV, "/data", null, null, null, false);
+            Blob fsCfg = w.config("amd64", List.of(baseLayer, l1, l2), ENV, "/data",
+                    List.of("/bin/sh", "-c"), List.of("echo from-cmd $MSB_IMAGE_VAR"), null, false);
             Blob fsMan = w.manifest(fsCfg, List.of(baseLayer, l1, l2), false);
             fs = reg.host() + "/msb/fs:v1";
             fsDigest = OciWriter.pushImage(reg, "msb/fs", "v1", fsCfg, List.of(baseLayer, l1, l2), fsMan);
