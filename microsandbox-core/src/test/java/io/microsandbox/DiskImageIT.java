@@ -10,7 +10,7 @@ import org.junit.jupiter.api.io.TempDir;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-/** Raw and qcow2 disk images as roots: they boot, the guest writes, the user's file stays byte for byte the same. */
+/** Raw, qcow2 and vmdk disk images as roots: they boot, the guest writes, the user's file stays byte for byte the same. */
 class DiskImageIT {
     @TempDir
     Path tmp;
@@ -28,7 +28,9 @@ class DiskImageIT {
         run("/usr/sbin/mke2fs", "-q", "-F", "-t", "ext4", "-d", TestSandboxes.rootfs(), raw.toString(), "400M");
         Path qcow2 = tmp.resolve("root.qcow2");
         run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw.toString(), qcow2.toString());
-        for (Path disk : List.of(raw, qcow2)) {
+        Path vmdk = tmp.resolve("root.vmdk");
+        run("qemu-img", "convert", "-f", "raw", "-O", "vmdk", raw.toString(), vmdk.toString());
+        for (Path disk : List.of(raw, qcow2, vmdk)) {
             String before = Digests.of(disk);
             long mtime = Files.getLastModifiedTime(disk).toMillis();
             String name = TestSandboxes.uniqueName("disk");
