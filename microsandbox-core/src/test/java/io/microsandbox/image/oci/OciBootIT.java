@@ -63,6 +63,9 @@ class OciBootIT {
             "r['gone'] = os.path.lexists('/data/gone.txt')",
             "r['opq'] = sorted(os.listdir('/data/opq'))",
             "r['xattr'] = os.getxattr('/data/xattr', 'user.msb').decode()",
+            "r['trusted'] = os.getxattr('/data/xattr', 'trusted.msb').decode()",
+            "st = os.lstat('/data/null')",
+            "r['null'] = [oct(st.st_mode), os.major(st.st_rdev), os.minor(st.st_rdev)]",
             "r['secret'] = open('/data/secret').read()",
             "r['added'] = open('/data/added').read()",
             "r['env'] = os.environ.get('MSB_IMAGE_VAR')",
@@ -108,6 +111,14 @@ class OciBootIT {
             assertThat(r.get("gone").asBoolean()).isFalse();
             assertThat(r.get("opq")).extracting(JsonNode::asText).containsExactly("c");
             assertThat(r.get("xattr").asText()).isEqualTo("hello-xattr");
+            assertThat(r.get("trusted").asText()).isEqualTo("trusted-xattr");
+            assertThat(r.get("null").get(0).asText()).isEqualTo("0o20666");
+            assertThat(r.get("null").get(1).asInt()).isEqualTo(1);
+            assertThat(r.get("null").get(2).asInt()).isEqualTo(3);
+            // the setuid bit works: run by nobody, the setuid-root id reports effective uid 0
+            ExecOutput suid = sb.exec("/data/suid-id", List.of("-u"), io.microsandbox.ExecOptions.builder().user("nobody").build());
+            assertThat(suid.stdout()).isEqualTo("0\n");
+            assertThat(sb.exec("id", List.of("-u"), io.microsandbox.ExecOptions.builder().user("nobody").build()).stdout()).isEqualTo("65534\n");
             assertThat(r.get("secret").asText()).isEqualTo("top secret\n");
             assertThat(r.get("added").asText()).isEqualTo("from layer 2\n");
             assertThat(r.get("env").asText()).isEqualTo("from-image");

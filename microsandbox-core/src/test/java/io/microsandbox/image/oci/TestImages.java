@@ -45,7 +45,8 @@ final class TestImages {
                 .file("data/opq/a", "a", 0644, 0, 0)
                 .file("data/opq/b", "b", 0644, 0, 0)
                 .dir("data/sticky", 01777, 0, 0)
-                .file("data/xattr", "x".getBytes(StandardCharsets.UTF_8), 0644, 0, 0, Map.of("user.msb", "hello-xattr"))
+                .file("data/xattr", "x".getBytes(StandardCharsets.UTF_8), 0644, 0, 0, Map.of("user.msb", "hello-xattr", "trusted.msb", "trusted-xattr"))
+                .charDevice("data/null", 1, 3, 0666)
                 .build(Compression.GZIP);
         Blob l2 = w.layer()
                 .whiteout("data/gone.txt")
@@ -72,11 +73,15 @@ final class TestImages {
 
         if (rootfs != null) {
             baseLayer = w.layerFromDirectory(rootfs);
-            Blob fsCfg = w.config("amd64", List.of(baseLayer, l1, l2), ENV, "/data",
+            // a real setuid-root program: id, which prints the effective uid
+            Blob l3 = w.layer().file("data/suid-id", java.nio.file.Files.readAllBytes(rootfs.resolve("usr/bin/id")), 04755, 0, 0, Map.of())
+                    .build(Compression.GZIP);
+            List<Blob> fsLayers = List.of(baseLayer, l1, l2, l3);
+            Blob fsCfg = w.config("amd64", fsLayers, ENV, "/data",
                     List.of("/bin/sh", "-c"), List.of("echo from-cmd $MSB_IMAGE_VAR"), null, false);
-            Blob fsMan = w.manifest(fsCfg, List.of(baseLayer, l1, l2), false);
+            Blob fsMan = w.manifest(fsCfg, fsLayers, false);
             fs = reg.host() + "/msb/fs:v1";
-            fsDigest = OciWriter.pushImage(reg, "msb/fs", "v1", fsCfg, List.of(baseLayer, l1, l2), fsMan);
+            fsDigest = OciWriter.pushImage(reg, "msb/fs", "v1", fsCfg, fsLayers, fsMan);
         } else {
             baseLayer = null;
             fs = null;
