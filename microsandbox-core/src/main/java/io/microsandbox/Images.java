@@ -86,7 +86,8 @@ public final class Images {
     }
 
     /**
-     * Forgets a reference and deletes what only it needed (blobs, root disk).
+     * Forgets a reference and deletes what only it needed (its blobs and root disk; blobs that
+     * other images share stay).
      *
      * @throws MicrosandboxException IMAGE_IN_USE while a sandbox (running or stopped) was booted
      *         from it, IMAGE_NOT_FOUND when it is not cached
@@ -99,8 +100,16 @@ public final class Images {
         }
         OciImages oci = new OciImages(home);
         try {
+            OciStore.RefRecord rec = oci.store().readRef(info.reference());
+            OciImages.Image img = oci.byManifestDigest(info.reference(), info.digest());
             oci.store().deleteRef(info.reference());
-            oci.collect(pinnedDigests(), java.time.Duration.ZERO);
+            if (img != null) {
+                // only this image's blobs and disk, and only what no other image or sandbox needs;
+                // a pull in progress elsewhere keeps its blobs
+                img = new OciImages.Image(img.reference(), img.manifestDigest(), rec != null ? rec.indexDigest() : null,
+                        img.configDigest(), img.layers(), img.defaults());
+                oci.collect(pinnedDigests(), java.time.Duration.ZERO, img);
+            }
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot remove image " + image + ": " + e.getMessage(), e);
         }

@@ -423,6 +423,21 @@ public final class OciImages {
      * progress records its reference last: its fresh blobs are left alone). Returns the bytes freed.
      */
     public long collect(java.util.Set<String> pinnedManifests, java.time.Duration minAge) throws IOException {
+        return collect(pinnedManifests, minAge, null);
+    }
+
+    /** {@link #collect(java.util.Set, java.time.Duration)} limited to the blobs and disk of {@code only} (null: everything). */
+    public long collect(java.util.Set<String> pinnedManifests, java.time.Duration minAge, Image only) throws IOException {
+        java.util.Set<String> candidates = only == null ? null : new java.util.HashSet<>();
+        if (only != null) {
+            candidates.add(only.manifestDigest());
+            candidates.add(only.configDigest());
+            if (only.indexDigest() != null) {
+                candidates.add(only.indexDigest());
+            }
+            only.layers().forEach(l -> candidates.add(l.digest()));
+        }
+        final java.util.Set<String> limit = candidates;
         long cutoff = System.currentTimeMillis() - minAge.toMillis();
         return store.withLock("gc", () -> {
             java.util.Set<String> keepManifests = new java.util.HashSet<>(pinnedManifests);
@@ -453,7 +468,8 @@ public final class OciImages {
             if (Files.isDirectory(blobs)) {
                 try (var s = Files.list(blobs)) {
                     for (Path p : s.toList()) {
-                        if (!keepBlobs.contains("sha256:" + p.getFileName()) && Files.getLastModifiedTime(p).toMillis() <= cutoff) {
+                        String digest = "sha256:" + p.getFileName();
+                        if (!keepBlobs.contains(digest) && (limit == null || limit.contains(digest)) && Files.getLastModifiedTime(p).toMillis() <= cutoff) {
                             freed += Files.size(p);
                             Files.deleteIfExists(p);
                         }
@@ -465,7 +481,8 @@ public final class OciImages {
                 try (var s = Files.list(lower)) {
                     for (Path p : s.toList()) {
                         String name = p.getFileName().toString();
-                        if (name.endsWith(".ext4") && !keepManifests.contains("sha256:" + name.substring(0, name.length() - 5))
+                        String digest = "sha256:" + name.substring(0, Math.max(0, name.length() - 5));
+                        if (name.endsWith(".ext4") && !keepManifests.contains(digest) && (limit == null || limit.contains(digest))
                                 && Files.getLastModifiedTime(p).toMillis() <= cutoff) {
                             freed += Files.size(p);
                             Files.deleteIfExists(p);
