@@ -419,9 +419,17 @@ class OciPullIT {
         }
     }
 
-    /** No temporary file or staging tree left, and every blob matches its name. */
+    /** No temporary file or staging tree left, every blob matches its name, and all of it is owner-only. */
     static void assertNothingHalfWritten(Path home) throws IOException {
         Path oci = home.resolve("cache/oci");
+        if (Files.isDirectory(oci)) {
+            try (Stream<Path> s = Files.walk(oci)) {
+                for (Path p : s.toList()) {
+                    String perms = java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(p, java.nio.file.LinkOption.NOFOLLOW_LINKS));
+                    assertThat(perms).as(p.toString()).isEqualTo(Files.isDirectory(p) ? "rwx------" : "rw-------");
+                }
+            }
+        }
         if (Files.isDirectory(oci.resolve("tmp"))) {
             try (Stream<Path> s = Files.list(oci.resolve("tmp"))) {
                 assertThat(s.toList()).as("temporaries left in the cache").isEmpty();
