@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what microsandbox needs on a Debian machine, idempotently:
 #   - Debian packages: QEMU (microvm), e2fsprogs (disk images), debootstrap (test image),
-#     xz-utils and kmod (kernel unpacking and module dependencies)
+#     xz-utils and kmod (kernel unpacking and module dependencies), docker-registry and
+#     apache2-utils (the OCI tests run a real registry on 127.0.0.1, htpasswd makes its bcrypt users),
+#     qemu-utils (qemu-img: the copy-on-write overlay of a disk-image root)
 #   - the guest kernel, unpacked under $MSB_HOME/kernel (scripts/fetch-kernel.sh)
 #   - the test image, a minimal Debian root filesystem with python3 (scripts/build-test-image.sh)
 # Usage: scripts/setup.sh [--no-image]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-packages=(qemu-system-x86 e2fsprogs debootstrap xz-utils kmod ca-certificates tmux)
+packages=(qemu-system-x86 qemu-utils e2fsprogs debootstrap xz-utils kmod ca-certificates tmux docker-registry apache2-utils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

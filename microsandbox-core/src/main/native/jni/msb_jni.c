@@ -33,6 +33,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -800,4 +802,85 @@ JNIEXPORT jbyteArray JNICALL Java_io_microsandbox_runtime_Posix_statTree0(JNIEnv
     tree_buf = NULL;
     free(root);
     return result;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* image extraction: mode bits chmod cannot set through NIO, xattrs, device nodes          */
+
+/* the path argument: malloc'd C string, NULL with an exception pending */
+static char *path_arg(JNIEnv *env, jbyteArray arr) {
+    jsize n = (*env)->GetArrayLength(env, arr);
+    char *s = malloc((size_t) n + 1);
+    if (s == NULL) {
+        throw_oom(env);
+        return NULL;
+    }
+    (*env)->GetByteArrayRegion(env, arr, 0, n, (jbyte *) s);
+    s[n] = '\0';
+    return s;
+}
+
+/* chmod without following a final symbolic link: the full 07777 (setuid, setgid, sticky) */
+JNIEXPORT void JNICALL Java_io_microsandbox_runtime_Posix_chmod0(JNIEnv *env, jclass cls, jbyteArray jpath, jint mode) {
+    (void) cls;
+    char *path = path_arg(env, jpath);
+    if (path == NULL) {
+        return;
+    }
+    struct stat st;
+    if (lstat(path, &st) < 0) {
+        throw_io(env, errno, "lstat %s", path);
+    } else if (!S_ISLNK(st.st_mode) && chmod(path, (mode_t) (mode & 07777)) < 0) {
+        throw_io(env, errno, "chmod %s", path);
+    }
+    free(path);
+}
+
+JNIEXPORT void JNICALL Java_io_microsandbox_runtime_Posix_lsetxattr0(JNIEnv *env, jclass cls, jbyteArray jpath, jbyteArray jname, jbyteArray jvalue) {
+    (void) cls;
+    char *path = path_arg(env, jpath);
+    char *name = path == NULL ? NULL : path_arg(env, jname);
+    if (name != NULL) {
+        jsize vlen = (*env)->GetArrayLength(env, jvalue);
+        char *value = malloc((size_t) vlen + 1);
+        if (value == NULL) {
+            throw_oom(env);
+        } else {
+            (*env)->GetByteArrayRegion(env, jvalue, 0, vlen, (jbyte *) value);
+            if (lsetxattr(path, name, value, (size_t) vlen, 0) < 0) {
+                throw_io(env, errno, "lsetxattr %s %s", path, name);
+            }
+            free(value);
+        }
+    }
+    free(name);
+    free(path);
+}
+
+/* mknod: type bits in mode (S_IFCHR, S_IFBLK, S_IFIFO) */
+JNIEXPORT void JNICALL Java_io_microsandbox_runtime_Posix_mknod0(JNIEnv *env, jclass cls, jbyteArray jpath, jint mode, jint major, jint minor) {
+    (void) cls;
+    char *path = path_arg(env, jpath);
+    if (path == NULL) {
+        return;
+    }
+    if (mknod(path, (mode_t) mode, makedev((unsigned) major, (unsigned) minor)) < 0) {
+        throw_io(env, errno, "mknod %s", path);
+    }
+    free(path);
+}
+
+/* the modification (and access) time of path itself: never follows a link, never opens the file
+ * (opening a device node of an image would talk to the host's device) */
+JNIEXPORT void JNICALL Java_io_microsandbox_runtime_Posix_lsetmtime0(JNIEnv *env, jclass cls, jbyteArray jpath, jlong seconds) {
+    (void) cls;
+    char *path = path_arg(env, jpath);
+    if (path == NULL) {
+        return;
+    }
+    struct timespec ts[2] = {{(time_t) seconds, 0}, {(time_t) seconds, 0}};
+    if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) < 0) {
+        throw_io(env, errno, "utimensat %s", path);
+    }
+    free(path);
 }

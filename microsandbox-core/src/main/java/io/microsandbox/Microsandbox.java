@@ -437,6 +437,11 @@ public final class Microsandbox {
         store.delete(layout.name());
     }
 
+    /** The images cached under this runtime's home: pull ahead, list, inspect, remove, prune. */
+    public Images images() {
+        return Images.at(home);
+    }
+
     /** Metrics of every running sandbox of this runtime, by name; sandboxes that end meanwhile are left out. */
     public Map<String, Metrics> allMetrics() {
         Map<String, Metrics> all = new java.util.TreeMap<>();

@@ -204,6 +204,16 @@ public final class Sandbox implements AutoCloseable {
         return config;
     }
 
+    /**
+     * Runs the image's workload: the entrypoint ({@link SandboxConfig#entrypoint()},
+     * else the OCI image config's), followed by {@code args}, or by the image's cmd when
+     * {@code args} is empty, as {@code docker run} does; waits and collects like {@link #exec}.
+     */
+    public ExecOutput run(List<String> args) {
+        List<String> argv = io.microsandbox.image.ImageRoots.command(runtime.home(), config, layout.dir(), args);
+        return exec(argv.get(0), argv.subList(1, argv.size()));
+    }
+
     /** Runs a command and collects its output. */
     public ExecOutput exec(String command, List<String> args) {
         return exec(command, args, ExecOptions.defaults());

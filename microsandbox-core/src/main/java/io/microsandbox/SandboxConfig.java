@@ -34,6 +34,14 @@ public final class SandboxConfig {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final String image;
+    // OCI images (issue 8): how the image is pulled; auth and progress are never persisted
+    private final PullPolicy pullPolicy;
+    private final RegistryAuth registryAuth;
+    private final PullProgressListener pullProgress;
+    private final java.util.List<String> entrypoint;
+    private final java.util.List<Patch> patches;
+    private final String imageDisk;
+    private final String imageDiskFsType;
     private final int memoryMib;
     private final int cpus;
     private final int upperSizeMib;
@@ -53,6 +61,13 @@ public final class SandboxConfig {
 
     private SandboxConfig(Builder b) {
         this.image = b.image;
+        this.pullPolicy = b.pullPolicy;
+        this.registryAuth = b.registryAuth;
+        this.pullProgress = b.pullProgress;
+        this.entrypoint = b.entrypoint;
+        this.patches = java.util.List.copyOf(b.patches);
+        this.imageDisk = b.imageDisk;
+        this.imageDiskFsType = b.imageDiskFsType;
         this.memoryMib = b.memoryMib;
         this.cpus = b.cpus;
         this.upperSizeMib = b.upperSizeMib;
@@ -78,7 +93,8 @@ public final class SandboxConfig {
     /** A builder holding a copy of this configuration. */
     public Builder toBuilder() {
         return new Builder()
-                .image(image).memoryMib(memoryMib).cpus(cpus).upperSizeMib(upperSizeMib)
+                .image(image).pullPolicy(pullPolicy).registryAuth(registryAuth).pullProgress(pullProgress).entrypoint(entrypoint).patches(patches).imageDisk(imageDisk, imageDiskFsType)
+                .memoryMib(memoryMib).cpus(cpus).upperSizeMib(upperSizeMib)
                 .workdir(workdir).shell(shell).hostname(hostname).user(user)
                 .env(env).labels(labels).detached(detached).accelerator(accelerator).bootTimeout(bootTimeout)
                 .ephemeral(ephemeral).idleTimeout(idleTimeout).maxDuration(maxDuration).replaceTimeout(replaceTimeout);
@@ -173,6 +189,43 @@ public final class SandboxConfig {
         return replaceTimeout;
     }
 
+    // OCI images
+
+    /** When an OCI image is pulled (default {@link PullPolicy#IF_MISSING}). */
+    public PullPolicy pullPolicy() {
+        return pullPolicy;
+    }
+
+    /** Credentials for a private registry, or null; not persisted. */
+    public RegistryAuth registryAuth() {
+        return registryAuth;
+    }
+
+    /** Receives pull progress, or null; not persisted. */
+    public PullProgressListener pullProgress() {
+        return pullProgress;
+    }
+
+    /** The entrypoint that overrides the image's, or null to keep the image's. */
+    public java.util.List<String> entrypoint() {
+        return entrypoint;
+    }
+
+    /** A disk image (qcow2, raw, vmdk) used as the root instead of {@link #image()}, or null. */
+    public String imageDisk() {
+        return imageDisk;
+    }
+
+    /** The filesystem inside {@link #imageDisk()} (null or "ext4"). */
+    public String imageDiskFsType() {
+        return imageDiskFsType;
+    }
+
+    /** Root filesystem patches written into the upper layer before the first boot, in order. */
+    public java.util.List<Patch> patches() {
+        return patches;
+    }
+
     /** This configuration as JSON, the form in which sandboxes are persisted. */
     public String toJson() {
         ObjectNode n = JSON.createObjectNode();
@@ -192,6 +245,28 @@ public final class SandboxConfig {
         n.put("ephemeral", ephemeral);
         n.put("idleTimeoutMs", idleTimeout.toMillis());
         n.put("maxDurationMs", maxDuration.toMillis());
+        n.put("pullPolicy", pullPolicy.value());
+        if (entrypoint != null) {
+            n.set("entrypoint", JSON.valueToTree(entrypoint));
+        }
+        if (imageDisk != null) {
+            n.put("imageDisk", imageDisk);
+            n.put("imageDiskFsType", imageDiskFsType);
+        }
+        if (!patches.isEmpty()) {
+            var arr = n.putArray("patches");
+            for (Patch p : patches) {
+                ObjectNode pn = arr.addObject();
+                pn.put("kind", p.kind().name().toLowerCase(java.util.Locale.ROOT));
+                pn.put("path", p.path());
+                pn.put("content", p.content());
+                pn.put("source", p.source());
+                if (p.options().mode() != null) {
+                    pn.put("mode", p.options().mode());
+                }
+                pn.put("replace", p.options().replace());
+            }
+        }
         return n.toString();
     }
 
@@ -216,6 +291,20 @@ public final class SandboxConfig {
                     .maxDuration(Duration.ofMillis(n.path("maxDurationMs").asLong(0)));
             n.path("env").fields().forEachRemaining(e -> b.env(e.getKey(), e.getValue().asText()));
             n.path("labels").fields().forEachRemaining(e -> b.label(e.getKey(), e.getValue().asText()));
+            b.pullPolicy(PullPolicy.parse(n.path("pullPolicy").asText("")));
+            if (n.hasNonNull("imageDisk")) {
+                b.imageDisk(n.get("imageDisk").asText(), text(n, "imageDiskFsType"));
+            }
+            for (JsonNode pn : n.path("patches")) {
+                b.patch(new Patch(Patch.Kind.valueOf(pn.path("kind").asText().toUpperCase(java.util.Locale.ROOT)), pn.path("path").asText(),
+                        text(pn, "content"), text(pn, "source"),
+                        new PatchOptions(pn.hasNonNull("mode") ? pn.get("mode").asInt() : null, pn.path("replace").asBoolean(false))));
+            }
+            if (n.get("entrypoint") != null && n.get("entrypoint").isArray()) {
+                java.util.List<String> ep = new java.util.ArrayList<>();
+                n.get("entrypoint").forEach(x -> ep.add(x.asText()));
+                b.entrypoint(ep);
+            }
             return b.build();
         } catch (java.io.IOException e) {
             throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "sandbox configuration is not valid JSON: " + e.getMessage(), e);
@@ -245,6 +334,13 @@ public final class SandboxConfig {
     /** Builder of {@link SandboxConfig}; map setters merge, later keys win. */
     public static final class Builder {
         private String image;
+        private PullPolicy pullPolicy = PullPolicy.IF_MISSING;
+        private RegistryAuth registryAuth;
+        private PullProgressListener pullProgress;
+        private java.util.List<String> entrypoint;
+        private final java.util.List<Patch> patches = new java.util.ArrayList<>();
+        private String imageDisk;
+        private String imageDiskFsType;
         private int memoryMib = DEFAULT_MEMORY_MIB;
         private int cpus = 1;
         private int upperSizeMib = DEFAULT_UPPER_SIZE_MIB;
@@ -269,6 +365,62 @@ public final class SandboxConfig {
         public Builder image(String image) {
             this.image = image;
             return this;
+        }
+
+        /** When the OCI image is pulled from its registry (default {@link PullPolicy#IF_MISSING}). */
+        public Builder pullPolicy(PullPolicy pullPolicy) {
+            this.pullPolicy = Objects.requireNonNull(pullPolicy, "pullPolicy");
+            return this;
+        }
+
+        /** Credentials for a private registry (basic auth, or exchanged for a bearer token). */
+        public Builder registryAuth(RegistryAuth registryAuth) {
+            this.registryAuth = registryAuth;
+            return this;
+        }
+
+        /** Receives per-layer progress of the image pull. */
+        public Builder pullProgress(PullProgressListener pullProgress) {
+            this.pullProgress = pullProgress;
+            return this;
+        }
+
+        /** Size of the writable upper layer of an OCI image in MiB (the same as {@link #upperSizeMib(int)}; default 4096, sparse). */
+        public Builder ociUpperSizeMib(int mebibytes) {
+            return upperSizeMib(mebibytes);
+        }
+
+        /** Overrides the image's entrypoint (and drops its cmd). */
+        public Builder entrypoint(java.util.List<String> entrypoint) {
+            this.entrypoint = entrypoint == null ? null : java.util.List.copyOf(entrypoint);
+            return this;
+        }
+
+        /**
+         * Boots from a disk image (format by extension: {@code .qcow2}, {@code .raw}/{@code .img},
+         * {@code .vmdk}) holding a whole-disk ext4 filesystem; the file is never modified (each
+         * sandbox writes to a qcow2 overlay backed by it, and to its own upper disk).
+         *
+         * @param fstype null, empty or "ext4"
+         */
+        public Builder imageDisk(String path, String fstype) {
+            this.imageDisk = path;
+            this.imageDiskFsType = fstype == null || fstype.isEmpty() ? null : fstype;
+            return this;
+        }
+
+        /** Adds root filesystem patches, applied in order into the upper layer before the first boot. */
+        public Builder patches(java.util.List<Patch> patches) {
+            this.patches.addAll(patches);
+            return this;
+        }
+
+        public Builder patch(Patch... patches) {
+            return patches(java.util.List.of(patches));
+        }
+
+        public Builder entrypoint(String... entrypoint) {
+            return entrypoint(java.util.List.of(entrypoint));
         }
 
         /** Guest memory in MiB (default 512, at least 64). */
@@ -405,8 +557,22 @@ public final class SandboxConfig {
          * @throws MicrosandboxException of kind {@link ErrorKind#INVALID_CONFIG} naming the bad field
          */
         public SandboxConfig build() {
-            if (image == null || image.isBlank()) {
-                throw invalid("image is required (a local root filesystem directory)");
+            if (imageDisk != null) {
+                if (image != null) {
+                    throw invalid("image and imageDisk are mutually exclusive");
+                }
+                if (!patches.isEmpty()) {
+                    throw invalid("patches are not supported on disk-image roots (imageDisk); they need an OCI image or a directory");
+                }
+                if (imageDiskFsType != null && !imageDiskFsType.equals("ext4")) {
+                    throw invalid("imageDisk filesystem '" + imageDiskFsType + "' is not supported (ext4 only)");
+                }
+                String lower = imageDisk.toLowerCase(java.util.Locale.ROOT);
+                if (!(lower.endsWith(".qcow2") || lower.endsWith(".raw") || lower.endsWith(".img") || lower.endsWith(".vmdk"))) {
+                    throw invalid("imageDisk '" + imageDisk + "' must end in .qcow2, .raw, .img or .vmdk (the format is taken from the extension)");
+                }
+            } else if (image == null || image.isBlank()) {
+                throw invalid("image is required (an OCI image reference such as python:3.12, or a local root filesystem directory)");
             }
             if (memoryMib < 64) {
                 throw invalid("memoryMib must be at least 64, got " + memoryMib);
@@ -426,6 +592,13 @@ public final class SandboxConfig {
                     GuestLimits.envProblem(env)}) {
                 if (problem != null) {
                     throw invalid(problem);
+                }
+            }
+            for (Patch p : patches) {
+                String path = p.path();
+                if (!path.startsWith("/") || path.indexOf('\0') >= 0 || path.indexOf('\n') >= 0 || path.indexOf('"') >= 0
+                        || java.util.Arrays.asList(path.split("/")).contains("..")) {
+                    throw invalid("patch path '" + path + "' must be an absolute guest path without '..', quotes or newlines");
                 }
             }
             Objects.requireNonNull(accelerator, "accelerator");

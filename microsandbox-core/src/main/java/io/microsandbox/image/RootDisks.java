@@ -61,12 +61,7 @@ public final class RootDisks {
             // exists with the umask's mode
             Path tmp = OwnerOnly.createTempFile(cacheDir, "lower-", ".tmp");
             try {
-                long inodes = fp.entries() + fp.entries() / 5 + 1024;
-                long bytes = fp.bytes() + fp.bytes() / 4 + 64 * MIB + inodes * 256;
-                mke2fs(List.of("-t", "ext4", "-O", "^has_journal", "-m", "0", "-b", "4096",
-                        "-N", Long.toString(inodes), "-L", "msb-lower", "-d", image.toString(),
-                        tmp.toString(), (bytes / 1024) + "k"));
-                OwnerOnly.restrictFile(tmp);
+                buildLowerExt4(image, fp, tmp);
                 Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
             } finally {
                 Files.deleteIfExists(tmp);
@@ -75,6 +70,23 @@ public final class RootDisks {
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot build the root disk of image " + image + ": " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * Makes {@code disk} (an existing owner-only file) a read-only-to-be ext4 filesystem holding
+     * the tree {@code dir} exactly: owners, modes, links, devices, extended attributes.
+     */
+    public static void buildLowerExt4(Path dir, Path disk) throws IOException {
+        buildLowerExt4(dir, Fingerprint.of(dir), disk);
+    }
+
+    private static void buildLowerExt4(Path dir, Fingerprint fp, Path disk) throws IOException {
+        long inodes = fp.entries() + fp.entries() / 5 + 1024;
+        long bytes = fp.bytes() + fp.bytes() / 4 + 64 * MIB + inodes * 256;
+        mke2fs(List.of("-t", "ext4", "-O", "^has_journal", "-m", "0", "-b", "4096",
+                "-N", Long.toString(inodes), "-L", "msb-lower", "-d", dir.toString(),
+                disk.toString(), (bytes / 1024) + "k"));
+        OwnerOnly.restrictFile(disk);
     }
 
     /**
@@ -92,6 +104,13 @@ public final class RootDisks {
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot create the upper disk " + file + ": " + e.getMessage(), e);
         }
+    }
+
+    /** Makes {@code file} an upper disk of {@code sizeMib} holding the tree {@code dir} (overlay {@code root/} and {@code work/}). */
+    static void mke2fsUpper(Path file, int sizeMib, Path dir) throws IOException {
+        mke2fs(List.of("-t", "ext4", "-m", "0", "-L", "msb-upper", "-d", dir.toString(),
+                "-E", "lazy_itable_init=1,lazy_journal_init=1", file.toString(), sizeMib + "M"));
+        OwnerOnly.restrictFile(file);
     }
 
     /** Makes an upper disk a previous run left {@code 0600}, should an older version have made it wider. */

@@ -439,4 +439,39 @@ public final class Posix {
     private static native long allocatedBytes0(byte[] path) throws IOException;
 
     private static native int readTimeout0(int fd, byte[] buf, int timeoutMillis) throws IOException;
+
+    /**
+     * Sets all twelve mode bits (setuid, setgid and sticky included, which NIO cannot) of
+     * {@code path}; a symbolic link is left alone.
+     */
+    public static void chmod(Path path, int mode) throws IOException {
+        load();
+        chmod0(cstring(path.toString(), "path"), mode);
+    }
+
+    /** Sets an extended attribute of {@code path} itself (a symbolic link is not followed). */
+    public static void lsetxattr(Path path, String name, byte[] value) throws IOException {
+        load();
+        lsetxattr0(cstring(path.toString(), "path"), cstring(name, "xattr name"), value);
+    }
+
+    /** Creates a device node or FIFO; {@code mode} carries the type bits ({@code 0020000} character, {@code 0060000} block, {@code 0010000} FIFO). */
+    public static void mknod(Path path, int mode, int major, int minor) throws IOException {
+        load();
+        mknod0(cstring(path.toString(), "path"), mode, major, minor);
+    }
+
+    /** Sets the access and modification time of {@code path} itself, in seconds since the epoch; never opens it, never follows a link. */
+    public static void lsetmtime(Path path, long epochSeconds) throws IOException {
+        load();
+        lsetmtime0(cstring(path.toString(), "path"), epochSeconds);
+    }
+
+    private static native void lsetmtime0(byte[] path, long seconds) throws IOException;
+
+    private static native void chmod0(byte[] path, int mode) throws IOException;
+
+    private static native void lsetxattr0(byte[] path, byte[] name, byte[] value) throws IOException;
+
+    private static native void mknod0(byte[] path, int mode, int major, int minor) throws IOException;
 }

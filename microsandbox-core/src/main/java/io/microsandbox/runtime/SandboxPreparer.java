@@ -4,7 +4,9 @@ import io.microsandbox.Accelerator;
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
 import io.microsandbox.SandboxConfig;
+import io.microsandbox.image.ImageRoots;
 import io.microsandbox.image.RootDisks;
+import io.microsandbox.image.UpperPatches;
 import io.microsandbox.runtime.supervisor.SupervisorSpec;
 import io.microsandbox.runtime.vmm.Accelerators;
 import io.microsandbox.runtime.vmm.KernelBundle;
@@ -49,7 +51,11 @@ public final class SandboxPreparer {
         layout.createDirectories(home);
         // mke2fs runs as its own process: let it work while this thread fingerprints the image
         CompletableFuture<Void> upper;
-        if (freshUpper || !Files.isRegularFile(layout.upperDisk())) {
+        // patches (issue 8) need the lower disk: their upper is made after the image is resolved
+        boolean patched = !config.patches().isEmpty() && (freshUpper || !Files.isRegularFile(layout.upperDisk()));
+        if (patched) {
+            upper = CompletableFuture.completedFuture(null);
+        } else if (freshUpper || !Files.isRegularFile(layout.upperDisk())) {
             upper = CompletableFuture.runAsync(() -> RootDisks.createUpperDisk(layout.upperDisk(), config.upperSizeMib()));
         } else {
             RootDisks.restrictUpperDisk(layout.upperDisk());
@@ -57,11 +63,12 @@ public final class SandboxPreparer {
         }
         Path agent;
         Path initramfs;
-        Path lower;
+        ImageRoots.Root root;
         try {
             agent = RuntimeFiles.extract(home, "msb-agent");
             initramfs = kernel.initramfs(agent, agent.getParent());
-            lower = RootDisks.lowerDisk(Path.of(config.image()), home.resolve("cache").resolve("rootfs"));
+            // a directory tree, or an OCI image pulled into the cache (issue 8: image/ImageRoots)
+            root = ImageRoots.resolve(home, config, layout.dir(), freshUpper);
         } finally {
             // never leave mke2fs writing into a directory the caller is about to clean up
             try {
@@ -72,6 +79,10 @@ public final class SandboxPreparer {
                 }
                 throw e;
             }
+        }
+        Path lower = root.lowerDisk();
+        if (patched) {
+            UpperPatches.createUpperDisk(layout.upperDisk(), config.upperSizeMib(), lower, config.patches());
         }
         Path runtimeDir = agent.getParent();
         Accelerator wanted = config.accelerator() != Accelerator.AUTO ? config.accelerator() : runtimeAccelerator;
@@ -94,15 +105,17 @@ public final class SandboxPreparer {
                 .cpus(config.cpus())
                 .kernel(kernel.vmlinux(), initramfs)
                 .consoleSocket(layout.consoleSocket())
+                .lowerFormat(root.lowerFormat(), root.lowerReadOnly())
                 .disks(lower, layout.upperDisk())
                 .agentSocket(layout.vmSocket())
                 .qmpSocket(layout.qmpSocket())
                 .argv();
         Map<String, Object> configure = new LinkedHashMap<>();
         configure.put("hostname", config.hostname() != null ? config.hostname() : hostnameFor(layout.name()));
-        configure.put("env", config.env());
-        configure.put("workdir", config.workdir());
-        configure.put("user", config.user());
+        // the image config's env, working dir and user are defaults the sandbox config overrides
+        configure.put("env", root.env(config.env()));
+        configure.put("workdir", root.workdir(config.workdir()));
+        configure.put("user", root.user(config.user()));
         SupervisorSpec spec = new SupervisorSpec(layout.name(), argv, layout.dir().toString(), layout.runDir().toString(),
                 configure, config.bootTimeout().toMillis(), config.detached(), home.toString(),
                 config.ephemeral(), config.idleTimeout().toMillis(), config.maxDuration().toMillis());

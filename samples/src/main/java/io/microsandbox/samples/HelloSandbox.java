@@ -7,10 +7,13 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Boots a sandbox from a root filesystem directory, runs Python in it and shuts it down.
+ * Boots a sandbox from an image, runs Python in it and shuts it down. The image is a root
+ * filesystem directory, an OCI image reference (pulled with a progress bar on the terminal),
+ * an OCI layout directory or an image tarball.
  *
  * <pre>
  * java -cp ... io.microsandbox.samples.HelloSandbox /path/to/rootfs
+ * java -cp ... io.microsandbox.samples.HelloSandbox python:3.12
  * </pre>
  */
 public final class HelloSandbox {
@@ -22,6 +25,7 @@ public final class HelloSandbox {
         long start = System.nanoTime();
         try (Sandbox sb = Sandbox.create("hello", SandboxConfig.builder()
                 .image(image)
+                .pullProgress(new PullProgressBar())  // per-layer progress of an OCI pull
                 .memoryMib(512)
                 .cpus(1)
                 .env(Map.of("GREETING", "hi"))

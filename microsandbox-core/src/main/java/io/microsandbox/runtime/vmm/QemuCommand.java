@@ -37,6 +37,8 @@ public final class QemuCommand {
     private Path consoleLog;
     private Path consoleSocket;
     private Path lowerDisk;
+    private String lowerFormat = "raw";
+    private boolean lowerReadOnly = true;
     private Path upperDisk;
     private Path agentSocket;
     private Path qmpSocket;
@@ -93,6 +95,16 @@ public final class QemuCommand {
         return this;
     }
 
+    /**
+     * The lower disk's format and whether QEMU opens it read-only (default raw, read-only); a
+     * disk-image root is a qcow2 overlay QEMU may write (ext4 replays its journal on mount).
+     */
+    public QemuCommand lowerFormat(String format, boolean readOnly) {
+        this.lowerFormat = format;
+        this.lowerReadOnly = readOnly;
+        return this;
+    }
+
     public QemuCommand disks(Path lowerDisk, Path upperDisk) {
         this.lowerDisk = lowerDisk;
         this.upperDisk = upperDisk;
@@ -138,7 +150,7 @@ public final class QemuCommand {
                 : "file,id=console,path=" + escape(consoleLog));
         add(argv, "-serial", "chardev:console");
         if (lowerDisk != null) {
-            add(argv, "-drive", "id=lower,file=" + escape(lowerDisk) + ",format=raw,if=none,readonly=on");
+            add(argv, "-drive", "id=lower,file=" + escape(lowerDisk) + ",format=" + lowerFormat + ",if=none" + (lowerReadOnly ? ",readonly=on" : ""));
             add(argv, "-device", "virtio-blk-device,drive=lower,serial=msb-lower");
         }
         if (upperDisk != null) {

@@ -1,0 +1,74 @@
+package io.microsandbox.image;
+
+import io.microsandbox.ErrorKind;
+import io.microsandbox.MicrosandboxException;
+import io.microsandbox.runtime.OwnerOnly;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Disk-image roots: the user's qcow2, raw or vmdk file is the backing file of a qcow2 overlay
+ * in the sandbox's directory ({@code root-overlay.qcow2}, made with {@code qemu-img create -b}),
+ * and that overlay is the guest's lower disk. QEMU opens the user's file read-only as a
+ * backing file and writes only to the overlay (the ext4 inside may replay its journal); the
+ * guest's own writes go to its upper disk as with any image. The file is never modified.
+ */
+final class DiskImageRoots {
+    private DiskImageRoots() {
+    }
+
+    static ImageRoots.Root overlay(String disk, Path sandboxDir, boolean fresh) {
+        Path file;
+        try {
+            file = Path.of(disk).toRealPath();
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IMAGE_NOT_FOUND, "disk image " + disk + " does not exist");
+        }
+        if (!Files.isRegularFile(file)) {
+            throw new MicrosandboxException(ErrorKind.IMAGE_NOT_FOUND, "disk image " + disk + " is not a regular file");
+        }
+        String name = file.getFileName().toString().toLowerCase(Locale.ROOT);
+        String format = name.endsWith(".qcow2") ? "qcow2" : name.endsWith(".vmdk") ? "vmdk" : "raw";
+        Path overlay = sandboxDir.resolve("root-overlay.qcow2");
+        if (fresh || !Files.isRegularFile(overlay)) {
+            try {
+                Files.deleteIfExists(overlay);
+                run(List.of(qemuImg(), "create", "-q", "-f", "qcow2", "-F", format, "-b", file.toString(), overlay.toString()));
+                OwnerOnly.restrictFile(overlay);
+            } catch (IOException e) {
+                throw new MicrosandboxException(ErrorKind.IMAGE_NOT_FOUND, "cannot use the disk image " + disk + " (" + format + "): " + e.getMessage(), e);
+            }
+        }
+        return new ImageRoots.Root(overlay, null, null, "qcow2", false);
+    }
+
+    private static String qemuImg() {
+        for (String dir : List.of("/usr/bin", "/usr/local/bin", "/bin")) {
+            Path p = Path.of(dir, "qemu-img");
+            if (Files.isExecutable(p)) {
+                return p.toString();
+            }
+        }
+        throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "qemu-img not found (package qemu-utils); run scripts/setup.sh");
+    }
+
+    private static void run(List<String> cmd) throws IOException {
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        try {
+            if (!p.waitFor(60, TimeUnit.SECONDS) || p.exitValue() != 0) {
+                p.destroyForcibly();
+                throw new IOException(out.strip());
+            }
+        } catch (InterruptedException e) {
+            p.destroyForcibly();
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted", e);
+        }
+    }
+}

@@ -1,0 +1,259 @@
+package io.microsandbox.image;
+
+import io.microsandbox.ErrorKind;
+import io.microsandbox.MicrosandboxException;
+import io.microsandbox.Patch;
+import io.microsandbox.runtime.OwnerOnly;
+import io.microsandbox.runtime.Posix;
+import io.microsandbox.runtime.SandboxPreparer;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.List;
+import java.util.stream.Stream;
+
+/**
+ * Writes a sandbox's patches into its new upper disk: the patched files are laid out in a
+ * staging tree in overlayfs upper form ({@code root/} for the files, {@code work/} empty,
+ * a character device 0/0 as a whiteout for a removed lower path, {@code trusted.overlay.opaque}
+ * for a replaced directory), and {@code mke2fs -d} makes the upper disk from it. The lower
+ * disk is only read (with debugfs): to tell what exists, to follow its symbolic links, to
+ * copy up a file for append and to give created parent directories the lower's owner and mode.
+ */
+public final class UpperPatches {
+    private final LowerFs lower;
+    private final Path root;
+
+    private UpperPatches(Path lowerDisk, Path root) {
+        this.lower = new LowerFs(lowerDisk);
+        this.root = root;
+    }
+
+    /**
+     * Creates {@code upperDisk} ({@code sizeMib}, sparse) holding {@code patches} applied in
+     * order over {@code lowerDisk}.
+     *
+     * @throws MicrosandboxException PATCH_FAILED naming the patch and path that cannot be applied
+     */
+    public static void createUpperDisk(Path upperDisk, int sizeMib, Path lowerDisk, List<Patch> patches) {
+        Path stage = null;
+        try {
+            stage = Files.createTempDirectory(upperDisk.getParent(), "upper-stage.");
+            Posix.chmod(stage, 0755);
+            Path root = Files.createDirectory(stage.resolve("root"));
+            Posix.chmod(root, 0755);
+            Posix.chmod(Files.createDirectory(stage.resolve("work")), 0755);
+            // the merged root directory keeps the lower's attributes
+            UpperPatches up = new UpperPatches(lowerDisk, root);
+            LowerFs.Entry top = up.lower.stat("/");
+            if (top != null) {
+                up.attributes(root, top);
+            }
+            for (Patch p : patches) {
+                try {
+                    up.apply(p);
+                } catch (IOException e) {
+                    throw new MicrosandboxException(ErrorKind.PATCH_FAILED, "patch " + p.kind().name().toLowerCase(java.util.Locale.ROOT)
+                            + " " + p.path() + ": " + e.getMessage(), e);
+                }
+            }
+            Files.deleteIfExists(upperDisk);
+            OwnerOnly.createFile(upperDisk);
+            RootDisks.mke2fsUpper(upperDisk, sizeMib, stage);
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot create the upper disk " + upperDisk + ": " + e.getMessage(), e);
+        } finally {
+            if (stage != null) {
+                SandboxPreparer.deleteTree(stage);
+            }
+        }
+    }
+
+    private void apply(Patch p) throws IOException {
+        String path = normalize(p.path());
+        Integer mode = p.options().mode();
+        boolean replace = p.options().replace();
+        switch (p.kind()) {
+            case TEXT -> {
+                String at = target(path, replace, p);
+                Path f = prepare(at);
+                Files.write(f, p.content().getBytes(StandardCharsets.UTF_8));
+                Posix.chmod(f, mode != null ? mode : 0644);
+            }
+            case APPEND -> {
+                String at = lower.resolve(path, true);
+                Path f = prepare(at);
+                if (!Files.exists(f, LinkOption.NOFOLLOW_LINKS)) {
+                    LowerFs.Entry e = lower.stat(at);
+                    if (e != null && e.isDirectory()) {
+                        throw new IOException("is a directory in the image");
+                    }
+                    if (e != null && e.type().equals("regular")) {
+                        lower.dump(at, f);
+                        attributes(f, e);
+                    } else {
+                        Files.createFile(f);
+                        Posix.chmod(f, mode != null ? mode : 0644);
+                    }
+                } else if (Files.isDirectory(f, LinkOption.NOFOLLOW_LINKS)) {
+                    throw new IOException("is a directory");
+                }
+                Files.write(f, p.content().getBytes(StandardCharsets.UTF_8), StandardOpenOption.APPEND);
+            }
+            case MKDIR -> {
+                String at = lower.resolve(path, true);
+                Path d = root.resolve(at.substring(1));
+                LowerFs.Entry e = lower.stat(at);
+                if (Files.isDirectory(d, LinkOption.NOFOLLOW_LINKS) || (e != null && e.isDirectory() && !Files.exists(d, LinkOption.NOFOLLOW_LINKS))) {
+                    return; // idempotent
+                }
+                if (e != null || Files.exists(d, LinkOption.NOFOLLOW_LINKS)) {
+                    throw new IOException("exists and is not a directory");
+                }
+                Path made = prepare(at);
+                Files.createDirectory(made);
+                Posix.chmod(made, mode != null ? mode : 0755);
+            }
+            case REMOVE -> {
+                String at = lower.resolve(path, false);
+                Path f = root.resolve(at.substring(1));
+                boolean inUpper = Files.exists(f, LinkOption.NOFOLLOW_LINKS);
+                if (inUpper) {
+                    SandboxPreparer.deleteTree(f);
+                }
+                if (lower.stat(at) != null) {
+                    Path w = prepare(at);
+                    Posix.mknod(w, 0020000, 0, 0); // overlayfs whiteout
+                }
+            }
+            case SYMLINK -> {
+                String at = target(path, replace, p);
+                Files.createSymbolicLink(prepare(at), Path.of(p.source()));
+            }
+            case COPY_FILE -> {
+                Path src = Path.of(p.source());
+                if (!Files.isRegularFile(src)) {
+                    throw new IOException("the host file " + src + " does not exist or is not a regular file");
+                }
+                String at = target(path, replace, p);
+                Path f = prepare(at);
+                Files.copy(src, f);
+                Posix.chmod(f, mode != null ? mode : (Integer) Files.getAttribute(src, "unix:mode") & 07777);
+            }
+            case COPY_DIR -> {
+                Path src = Path.of(p.source());
+                if (!Files.isDirectory(src)) {
+                    throw new IOException("the host directory " + src + " does not exist");
+                }
+                String at = lower.resolve(path, false);
+                LowerFs.Entry e = lower.stat(at);
+                Path d = root.resolve(at.substring(1));
+                if ((e != null || Files.exists(d, LinkOption.NOFOLLOW_LINKS)) && !replace) {
+                    throw new IOException("exists in the image (PatchOptions replace to hide what it has there)");
+                }
+                Path made = prepare(at);
+                copyTree(src, made);
+                if (mode != null) {
+                    Posix.chmod(made, mode);
+                }
+                if (e != null) {
+                    // what the image has below it stays hidden
+                    Posix.lsetxattr(made, "trusted.overlay.opaque", "y".getBytes(StandardCharsets.US_ASCII));
+                }
+            }
+            default -> throw new IOException("unknown patch kind");
+        }
+    }
+
+    /** The resolved path for a patch that creates something: fails on an existing path unless replace. */
+    private String target(String path, boolean replace, Patch p) throws IOException {
+        String at = lower.resolve(path, false);
+        Path upper = root.resolve(at.substring(1));
+        boolean exists = Files.exists(upper, LinkOption.NOFOLLOW_LINKS) || lower.stat(at) != null;
+        if (exists && !replace) {
+            throw new IOException("the path exists in the image (PatchOptions replace to overwrite it)");
+        }
+        if (Files.exists(upper, LinkOption.NOFOLLOW_LINKS)) {
+            SandboxPreparer.deleteTree(upper);
+        }
+        return at;
+    }
+
+    /**
+     * The staging path for {@code at} with its parents made: parents the lower has get its
+     * owner and mode (an upper directory's attributes are the merged directory's); new ones 0755.
+     */
+    private Path prepare(String at) throws IOException {
+        List<String> parts = LowerFs.split(at);
+        Path p = root;
+        StringBuilder guest = new StringBuilder();
+        for (int i = 0; i < parts.size() - 1; i++) {
+            guest.append('/').append(parts.get(i));
+            p = p.resolve(parts.get(i));
+            if (Files.isSymbolicLink(p)) {
+                throw new IOException("an earlier patch made " + guest + " a symbolic link");
+            }
+            if (!Files.exists(p, LinkOption.NOFOLLOW_LINKS)) {
+                Files.createDirectory(p);
+                LowerFs.Entry e = lower.stat(guest.toString());
+                if (e != null && !e.isDirectory()) {
+                    throw new IOException(guest + " is not a directory in the image");
+                }
+                if (e != null) {
+                    attributes(p, e);
+                } else {
+                    Posix.chmod(p, 0755);
+                }
+            } else if (!Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
+                throw new IOException(guest + " is not a directory");
+            }
+        }
+        return root.resolve(at.substring(1));
+    }
+
+    private void attributes(Path p, LowerFs.Entry e) throws IOException {
+        Files.setAttribute(p, "unix:gid", e.gid(), LinkOption.NOFOLLOW_LINKS);
+        Files.setAttribute(p, "unix:uid", e.uid(), LinkOption.NOFOLLOW_LINKS);
+        Posix.chmod(p, e.mode() & 07777);
+    }
+
+    private static void copyTree(Path src, Path dst) throws IOException {
+        try (Stream<Path> walk = Files.walk(src)) {
+            for (Path s : walk.toList()) {
+                Path d = dst.resolve(src.relativize(s).toString());
+                if (Files.isSymbolicLink(s)) {
+                    Files.createSymbolicLink(d, Files.readSymbolicLink(s));
+                    continue;
+                }
+                if (Files.isDirectory(s)) {
+                    if (!Files.exists(d)) {
+                        Files.createDirectory(d);
+                    }
+                } else if (Files.isRegularFile(s)) {
+                    Files.copy(s, d);
+                } else {
+                    continue; // sockets, devices: not copied
+                }
+                Posix.chmod(d, (Integer) Files.getAttribute(s, "unix:mode") & 07777);
+            }
+        }
+    }
+
+    /** An absolute guest path without "." components; ".." is refused. */
+    static String normalize(String path) throws IOException {
+        if (!path.startsWith("/")) {
+            throw new IOException("not an absolute guest path");
+        }
+        List<String> parts = LowerFs.split(path);
+        if (parts.contains("..")) {
+            throw new IOException("'..' is not allowed");
+        }
+        if (parts.isEmpty()) {
+            throw new IOException("cannot patch the root directory itself");
+        }
+        return "/" + String.join("/", parts);
+    }
+}

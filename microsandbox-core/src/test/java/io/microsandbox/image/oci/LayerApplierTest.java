@@ -1,0 +1,103 @@
+package io.microsandbox.image.oci;
+
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/** Untrusted layers cannot write outside the staging root. */
+class LayerApplierTest {
+    @TempDir
+    Path tmp;
+
+    private void apply(Path root, OciWriter.Blob... layers) throws IOException {
+        LayerApplier a = new LayerApplier(root);
+        for (OciWriter.Blob b : layers) {
+            a.apply(LayerApplier.decompressed(new ByteArrayInputStream(b.bytes())));
+        }
+        a.finish();
+    }
+
+    @Test
+    void aSymlinkInALowerLayerIsNeverWrittenThrough() throws Exception {
+        Path outside = Files.createDirectories(tmp.resolve("outside"));
+        Path root = Files.createDirectories(tmp.resolve("root"));
+        OciWriter w = new OciWriter(tmp.resolve("w"));
+        OciWriter.Blob l1 = w.layer().symlink("etc", outside.toString()).build(OciWriter.Compression.GZIP);
+        OciWriter.Blob l2 = w.layer().file("etc/passwd", "pwned", 0644, 0, 0).build(OciWriter.Compression.ZSTD);
+        assertThatThrownBy(() -> apply(root, l1, l2)).hasMessageContaining("symbolic link");
+        assertThat(outside.resolve("passwd")).doesNotExist();
+        // a whiteout through the link cannot delete outside either
+        Files.writeString(outside.resolve("keep"), "x");
+        OciWriter.Blob l3 = w.layer().whiteout("etc/keep").build(OciWriter.Compression.NONE);
+        Path root2 = Files.createDirectories(tmp.resolve("root2"));
+        assertThatThrownBy(() -> apply(root2, l1, l3)).hasMessageContaining("symbolic link");
+        assertThat(outside.resolve("keep")).exists();
+        // nor a hard link to a file outside
+        OciWriter.Blob l4 = w.layer().hardlink("stolen", "etc/keep").build(OciWriter.Compression.NONE);
+        Path root3 = Files.createDirectories(tmp.resolve("root3"));
+        assertThatThrownBy(() -> apply(root3, l1, l4)).hasMessageContaining("symbolic link");
+    }
+
+    @Test
+    void dotDotIsRefused() throws Exception {
+        Path root = Files.createDirectories(tmp.resolve("root"));
+        OciWriter w = new OciWriter(tmp.resolve("w"));
+        OciWriter.Blob l = w.layer().file("a/../../escape", "x", 0644, 0, 0).build(OciWriter.Compression.NONE);
+        assertThatThrownBy(() -> apply(root, l)).hasMessageContaining("leaves the root");
+        assertThat(tmp.resolve("escape")).doesNotExist();
+    }
+
+    @Test
+    void whiteoutsAndOpaqueDirectories() throws Exception {
+        Path root = Files.createDirectories(tmp.resolve("root"));
+        OciWriter w = new OciWriter(tmp.resolve("w"));
+        OciWriter.Blob l1 = w.layer().dir("d", 0755, 0, 0).file("d/old", "1", 0644, 0, 0).dir("d/sub", 0755, 0, 0)
+                .file("d/sub/x", "x", 0644, 0, 0).file("gone", "g", 0644, 0, 0).build(OciWriter.Compression.GZIP);
+        OciWriter.Blob l2 = w.layer().file("d/new", "2", 0644, 0, 0).opaque("d").whiteout("gone")
+                .file("gone2", "h", 0644, 0, 0).build(OciWriter.Compression.GZIP);
+        apply(root, l1, l2);
+        try (var s = Files.list(root.resolve("d"))) {
+            assertThat(s.map(p -> p.getFileName().toString()).toList()).containsExactly("new");
+        }
+        assertThat(Files.exists(root.resolve("gone"), LinkOption.NOFOLLOW_LINKS)).isFalse();
+        assertThat(root.resolve("gone2")).hasContent("h");
+    }
+
+    @Test
+    void somethingThatIsNotATarIsRefused() {
+        Path root = tmp.resolve("root");
+        assertThatThrownBy(() -> new LayerApplier(Files.createDirectories(root))
+                .apply(LayerApplier.decompressed(new ByteArrayInputStream("this is not a tar archive, just some text that goes on long enough to fill a header block of five hundred and twelve bytes ".repeat(8).getBytes()))))
+                .isInstanceOf(IOException.class);
+    }
+
+    @Test
+    void binaryXattrValuesSurviveByteForByte() throws Exception {
+        Path src = Files.createDirectories(tmp.resolve("src"));
+        Path f = Files.writeString(src.resolve("capable"), "x");
+        byte[] value = {0x01, 0x00, (byte) 0xff, (byte) 0xfe, (byte) 0x80, 0x7f, 0x0a, 0x3d};
+        io.microsandbox.runtime.Posix.lsetxattr(f, "trusted.bin", value);
+        io.microsandbox.runtime.Posix.lsetxattr(f, "user.text", "plain=text".getBytes());
+        Path tar = tmp.resolve("layer.tar");
+        Process p = new ProcessBuilder("tar", "--xattrs", "--xattrs-include=*", "-C", src.toString(), "-cf", tar.toString(), ".")
+                .redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes());
+        assertThat(p.waitFor()).as(out).isZero();
+        Path root = Files.createDirectories(tmp.resolve("root"));
+        LayerApplier a = new LayerApplier(root);
+        try (var in = Files.newInputStream(tar)) {
+            a.apply(LayerApplier.decompressed(in));
+        }
+        Process g = new ProcessBuilder("python3", "-c", "import os,sys; print(os.getxattr(sys.argv[1], 'trusted.bin').hex(), os.getxattr(sys.argv[1], 'user.text').decode())",
+                root.resolve("capable").toString()).redirectErrorStream(true).start();
+        String got = new String(g.getInputStream().readAllBytes()).strip();
+        assertThat(g.waitFor()).as(got).isZero();
+        assertThat(got).isEqualTo(java.util.HexFormat.of().formatHex(value) + " plain=text");
+    }
+}
