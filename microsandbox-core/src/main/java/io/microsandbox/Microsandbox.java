@@ -1,163 +1,590 @@
 package io.microsandbox;
 
 import io.microsandbox.runtime.RuntimeFiles;
+import io.microsandbox.runtime.SandboxLayout;
+import io.microsandbox.runtime.SandboxLock;
 import io.microsandbox.runtime.SandboxPreparer;
+import io.microsandbox.runtime.agent.AgentClient;
+import io.microsandbox.runtime.supervisor.SupervisorProcess;
+import io.microsandbox.runtime.supervisor.SupervisorSpec;
+import io.microsandbox.runtime.vmm.Accelerators;
+import io.microsandbox.runtime.vmm.KernelBundle;
+import io.microsandbox.store.SandboxRecord;
+import io.microsandbox.store.SandboxStore;
+import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentMap;
 
 /**
- * TEMPORARY STAND-IN on branch {@code spring}: the real runtime object lands on branch
- * {@code runtime}, whose version replaces this file on merge. Same public API; it delegates to
- * the static {@link Sandbox} methods (one global home) so the starter compiles and runs meanwhile.
+ * A microsandbox runtime: a home directory (database, sandboxes, caches), the QEMU binary, the
+ * guest kernel and the accelerator that sandboxes boot with. It creates, starts, finds, lists
+ * and removes sandboxes; the {@link Sandbox} and {@link SandboxHandle} it returns remember it.
+ *
+ * <pre>{@code
+ * Microsandbox runtime = Microsandbox.builder().home(Path.of("/srv/msb")).build();
+ * try (Sandbox sb = runtime.create("api", SandboxConfig.builder().image("/srv/rootfs").build())) {
+ *     System.out.println(sb.exec("python3", List.of("-c", "print(2+2)")).stdout());
+ * }
+ * }</pre>
+ *
+ * <p>Runtimes on different homes are independent, in one JVM too: each has its own database,
+ * its own sandboxes and its own spare supervisor. Runtimes on the same home see the same
+ * sandboxes, as separate JVMs on one home do. The static methods of {@link Sandbox} use
+ * {@link #defaultRuntime()}. Instances are immutable and safe to use from many threads.
  */
 public final class Microsandbox {
-    private static final Microsandbox DEFAULT = new Microsandbox(null, null, null, Accelerator.AUTO);
+    private static final ConcurrentMap<Path, Microsandbox> DEFAULTS = new ConcurrentHashMap<>();
+
     private final Path home;
     private final Path qemu;
     private final Path kernelDir;
     private final Accelerator accelerator;
+    private volatile Accelerator resolved;
 
     private Microsandbox(Path home, Path qemu, Path kernelDir, Accelerator accelerator) {
-        this.home = home;
+        this.home = home.toAbsolutePath().normalize();
         this.qemu = qemu;
         this.kernelDir = kernelDir;
         this.accelerator = accelerator;
     }
 
+    /**
+     * The runtime of the default home: the system property {@code microsandbox.home}, else the
+     * environment variable {@code MSB_HOME}, else {@code ~/.microsandbox}; QEMU from
+     * {@code microsandbox.qemu} / {@code MSB_QEMU} or the {@code PATH}, the kernel from
+     * {@code microsandbox.kernel.dir} / {@code MSB_KERNEL_DIR} or {@code <home>/kernel/current},
+     * the accelerator {@link Accelerator#AUTO}. One shared instance per home.
+     */
     public static Microsandbox defaultRuntime() {
-        return DEFAULT;
+        return DEFAULTS.computeIfAbsent(RuntimeFiles.defaultHome().normalize(), h -> new Microsandbox(h, null, null, Accelerator.AUTO));
     }
 
+    /** A builder for a runtime of your own; {@link Builder#home(Path)} is required. */
     public static Builder builder() {
         return new Builder();
     }
 
-    public Path home() {
-        return home != null ? home : RuntimeFiles.defaultHome();
-    }
-
-    public Accelerator accelerator() {
-        return accelerator;
-    }
-
-    public Sandbox create(String name, SandboxConfig config) {
-        return Sandbox.create(name, config);
-    }
-
-    public Sandbox start(String name) {
-        return Sandbox.start(name);
-    }
-
-    public Sandbox startDetached(String name) {
-        return Sandbox.startDetached(name);
-    }
-
-    public Sandbox connect(String name) {
-        return Sandbox.connect(name);
-    }
-
-    public SandboxHandle get(String name) {
-        return Sandbox.get(name);
-    }
-
-    public Optional<SandboxHandle> find(String name) {
-        try {
-            return Optional.of(Sandbox.get(name));
-        } catch (MicrosandboxException e) {
-            if (e.kind() == ErrorKind.SANDBOX_NOT_FOUND) {
-                return Optional.empty();
-            }
-            throw e;
-        }
-    }
-
-    public List<SandboxHandle> list() {
-        return Sandbox.list();
-    }
-
-    public List<SandboxHandle> list(SandboxFilter filter) {
-        return Sandbox.list(filter);
-    }
-
-    public void remove(String name) {
-        Sandbox.remove(name);
-    }
-
-    public Map<String, Metrics> allMetrics() {
-        return Sandbox.allMetrics();
-    }
-
-    public void ensureInstalled() {
-        Sandbox.ensureInstalled();
-    }
-
-    public boolean isInstalled() {
-        return describeInstallProblem() == null;
-    }
-
-    public String describeInstallProblem() {
-        StringBuilder problems = new StringBuilder();
-        if (qemu != null) {
-            if (!Files.isExecutable(qemu)) {
-                problems.append("QEMU ").append(qemu).append(" is not an executable; install it with: apt-get install -y qemu-system-x86");
-            }
-        } else {
-            try {
-                SandboxPreparer.findQemu();
-            } catch (MicrosandboxException e) {
-                problems.append("QEMU (qemu-system-x86_64) is not installed; install it with: apt-get install -y qemu-system-x86");
-            }
-        }
-        Path dir = kernelDir;
-        if (dir == null) {
-            String override = System.getProperty("microsandbox.kernel.dir", System.getenv("MSB_KERNEL_DIR"));
-            dir = override != null && !override.isBlank() ? Path.of(override) : home().resolve("kernel").resolve("current");
-        }
-        if (!Files.isRegularFile(dir.resolve("vmlinux")) || !Files.isRegularFile(dir.resolve("modules.order"))) {
-            if (problems.length() > 0) {
-                problems.append("; ");
-            }
-            problems.append("no guest kernel at ").append(dir)
-                    .append("; install it with: bash scripts/setup.sh (or call Microsandbox.ensureInstalled())");
-        }
-        return problems.length() == 0 ? null : problems.toString();
-    }
-
-    public Accelerator resolvedAccelerator() {
-        return accelerator;
-    }
-
+    /** Builds a {@link Microsandbox}. */
     public static final class Builder {
         private Path home;
         private Path qemu;
         private Path kernelDir;
         private Accelerator accelerator = Accelerator.AUTO;
 
+        private Builder() {
+        }
+
+        /**
+         * The home directory: database, sandboxes, caches, extracted runtime files. Required.
+         * Created on first use, its owner's only.
+         */
         public Builder home(Path home) {
-            this.home = home;
+            this.home = Objects.requireNonNull(home, "home");
             return this;
         }
 
-        public Builder qemu(Path qemu) {
-            this.qemu = qemu;
+        /**
+         * The QEMU binary ({@code qemu-system-x86_64}). Default: the system property
+         * {@code microsandbox.qemu}, else {@code MSB_QEMU}, else the one on the {@code PATH}.
+         */
+        public Builder qemu(Path qemuBinary) {
+            this.qemu = qemuBinary;
             return this;
         }
 
-        public Builder kernelDir(Path kernelDir) {
-            this.kernelDir = kernelDir;
+        /**
+         * The guest kernel directory (holding {@code vmlinux}, {@code modules/} and
+         * {@code modules.order}). Default: the system property {@code microsandbox.kernel.dir},
+         * else {@code MSB_KERNEL_DIR}, else {@code <home>/kernel/current}, read at each boot.
+         */
+        public Builder kernelDir(Path dir) {
+            this.kernelDir = dir;
             return this;
         }
 
-        public Builder accelerator(Accelerator accelerator) {
-            this.accelerator = accelerator;
+        /**
+         * The accelerator of sandboxes whose configuration says {@link Accelerator#AUTO}.
+         * Default {@link Accelerator#AUTO}: {@code MSB_ACCEL=kvm|tcg} forces one, otherwise a
+         * cached probe boot decides.
+         */
+        public Builder accelerator(Accelerator a) {
+            this.accelerator = Objects.requireNonNull(a, "accelerator");
             return this;
         }
 
+        /**
+         * The runtime. Nothing is created or checked on disk yet.
+         *
+         * @throws MicrosandboxException {@link ErrorKind#INVALID_ARGUMENT} without a home
+         */
         public Microsandbox build() {
-            return new Microsandbox(home, qemu, kernelDir, accelerator);
+            if (home == null) {
+                throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT,
+                        "a Microsandbox runtime needs a home directory: Microsandbox.builder().home(path), or use Microsandbox.defaultRuntime()");
+            }
+            return new Microsandbox(home, qemu == null ? null : qemu.toAbsolutePath(),
+                    kernelDir == null ? null : kernelDir.toAbsolutePath(), accelerator);
         }
+    }
+
+    /** The home directory, absolute. */
+    public Path home() {
+        return home;
+    }
+
+    /** The accelerator as configured ({@link Accelerator#AUTO} unless the builder set one). */
+    public Accelerator accelerator() {
+        return accelerator;
+    }
+
+    /** The QEMU binary the builder named, or null for the default lookup. */
+    Path configuredQemu() {
+        return qemu;
+    }
+
+    /** The kernel directory the builder named, or null for the default location. */
+    Path configuredKernelDir() {
+        return kernelDir;
+    }
+
+    /** The kernel directory boots use now. */
+    Path kernelDir() {
+        return kernelDir != null ? kernelDir : KernelBundle.defaultDir(home);
+    }
+
+    /**
+     * Creates and boots a sandbox, returning once its guest agent is ready.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#INVALID_ARGUMENT} for a bad name,
+     *         {@link ErrorKind#SANDBOX_ALREADY_EXISTS} when the name is taken (unless the config
+     *         asks to replace it), {@link ErrorKind#IMAGE_NOT_FOUND} for a missing image,
+     *         {@link ErrorKind#BOOT_FAILED} when the VM does not come up (with the tail of the guest console)
+     */
+    public Sandbox create(String name, SandboxConfig config) {
+        Sandbox.validateName(name);
+        Objects.requireNonNull(config, "config");
+        SandboxStore store = SandboxStore.open(home);
+        SandboxLayout layout = SandboxLayout.of(home, name);
+        if (store.find(name).isPresent()) {
+            if (config.replaceTimeout() == null) {
+                throw alreadyExists(name);
+            }
+            replace(name, config.replaceTimeout());
+        }
+        SandboxLock createLock = claim(layout);
+        try {
+            store.insert(name, config.toJson(), config.labels(), config.ephemeral(), "running");
+        } catch (MicrosandboxException e) {
+            discard(layout, createLock);
+            throw e;
+        }
+        try {
+            return boot(layout, config, true, createLock);
+        } catch (MicrosandboxException e) {
+            store.delete(name);
+            discard(layout, createLock);
+            throw e;
+        }
+    }
+
+    /**
+     * Boots a stopped sandbox again from its persisted configuration and upper disk: files
+     * written before it stopped are still there. The sandbox is attached to this JVM.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_FOUND}, or
+     *         {@link ErrorKind#SANDBOX_STILL_RUNNING} when it already runs
+     */
+    public Sandbox start(String name) {
+        return start(name, false);
+    }
+
+    /** Like {@link #start(String)}, but the sandbox keeps running after this JVM exits. */
+    public Sandbox startDetached(String name) {
+        return start(name, true);
+    }
+
+    private Sandbox start(String name, boolean detached) {
+        SandboxHandle handle = get(name);
+        if (!handle.status().isTerminal()) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING, "sandbox '" + name + "' is already " + handle.status().wireName());
+        }
+        SandboxLayout layout = SandboxLayout.of(home, name);
+        SandboxLock createLock;
+        try {
+            Files.createDirectories(layout.dir());
+            createLock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout));
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot lock sandbox '" + name + "': " + e.getMessage(), e);
+        }
+        if (createLock == null || supervisorAlive(layout)) {
+            closeQuietly(createLock);
+            throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING, "sandbox '" + name + "' is being started by another process");
+        }
+        SandboxConfig config = handle.config().toBuilder().detached(detached).build();
+        try {
+            return boot(layout, config, false, createLock);
+        } catch (MicrosandboxException e) {
+            closeQuietly(createLock);
+            throw e;
+        }
+    }
+
+    /** Whether a supervisor holds the sandbox (another process started it since we looked). */
+    private static boolean supervisorAlive(SandboxLayout layout) {
+        try {
+            return SandboxLock.isHeld(SandboxLock.supervisorLockFile(layout));
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot check sandbox '" + layout.name() + "': " + e.getMessage(), e);
+        }
+    }
+
+    /** Boots the prepared sandbox: the supervisor starts while the disks are made. */
+    private Sandbox boot(SandboxLayout layout, SandboxConfig config, boolean freshUpper, SandboxLock createLock) {
+        SupervisorProcess supervisor = SupervisorProcess.acquire(home);
+        try {
+            SupervisorSpec spec = SandboxPreparer.prepare(home, SandboxPreparer.findQemu(qemu), KernelBundle.locate(home, kernelDir),
+                    accelerator, layout, config, freshUpper);
+            supervisor.boot(spec);
+        } catch (RuntimeException | IOException e) {
+            supervisor.abandon();
+            if (e instanceof MicrosandboxException m) {
+                throw m;
+            }
+            throw new MicrosandboxException(ErrorKind.IO, "cannot prepare sandbox '" + layout.name() + "': " + e.getMessage(), e);
+        }
+        // the supervisor owns the sandbox now and holds its own lock
+        closeQuietly(createLock);
+        SupervisorProcess.replenish(home);
+        AgentClient client;
+        try {
+            client = AgentClient.connect(layout.name(), layout.agentSocket());
+        } catch (MicrosandboxException e) {
+            supervisor.release();
+            throw e;
+        }
+        if (config.detached()) {
+            supervisor.detach();
+        }
+        return new Sandbox(this, layout.name(), config, layout, client, supervisor);
+    }
+
+    /** Stops (gracefully within {@code timeout}, then forcibly) and removes an existing sandbox. */
+    private void replace(String name, Duration timeout) {
+        SandboxHandle old = get(name);
+        if (!old.status().isTerminal()) {
+            if (timeout.isZero()) {
+                old.kill();
+            } else {
+                old.stop(timeout);
+            }
+        }
+        remove(name);
+    }
+
+    /**
+     * Connects to a running sandbox by name, typically a detached one created by another process.
+     * The returned handle does not own the sandbox's lifecycle, but {@link Sandbox#close()} still
+     * stops it; use {@link Sandbox#detach()} to leave it running.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_FOUND} when there is no such sandbox,
+     *         {@link ErrorKind#SANDBOX_NOT_RUNNING} when it is not running
+     */
+    public Sandbox connect(String name) {
+        SandboxHandle handle = get(name);
+        if (handle.status().isTerminal()) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name + "' is " + handle.status().wireName());
+        }
+        SandboxLayout layout = SandboxLayout.of(home, name);
+        return new Sandbox(this, name, handle.config(), layout, AgentClient.connect(name, layout.agentSocket()), null);
+    }
+
+    /**
+     * Looks a sandbox up without connecting to it.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_FOUND} when there is no such sandbox,
+     *         {@link ErrorKind#INVALID_ARGUMENT} for a bad name
+     */
+    public SandboxHandle get(String name) {
+        return find(name).orElseThrow(() -> new MicrosandboxException(ErrorKind.SANDBOX_NOT_FOUND, "no sandbox named '" + name + "'"));
+    }
+
+    /**
+     * Looks a sandbox up without connecting to it; empty when there is no such sandbox.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#INVALID_ARGUMENT} for a bad name
+     */
+    public Optional<SandboxHandle> find(String name) {
+        Sandbox.validateName(name);
+        SandboxStore store = SandboxStore.open(home);
+        return store.find(name)
+                .map(record -> observe(store, record))
+                .filter(record -> !purgedIfEphemeral(store, record))
+                .map(record -> new SandboxHandle(this, record));
+    }
+
+    /** Every sandbox of this runtime's home, newest first. */
+    public List<SandboxHandle> list() {
+        return list(SandboxFilter.all());
+    }
+
+    /** The sandboxes carrying every label of {@code filter}, newest first. */
+    public List<SandboxHandle> list(SandboxFilter filter) {
+        SandboxStore store = SandboxStore.open(home);
+        return store.list(filter.labels()).stream()
+                .map(record -> observe(store, record))
+                .filter(record -> !purgedIfEphemeral(store, record))
+                .map(record -> new SandboxHandle(this, record))
+                .toList();
+    }
+
+    /**
+     * An ephemeral sandbox whose supervisor died could not clean up after itself: whoever
+     * sees it ended does, and it is then gone.
+     */
+    private boolean purgedIfEphemeral(SandboxStore store, SandboxRecord record) {
+        if (!record.ephemeral() || !SandboxStatus.fromWireName(record.status()).isTerminal()) {
+            return false;
+        }
+        erase(store, SandboxLayout.of(home, record.name()));
+        return true;
+    }
+
+    /**
+     * A record that says the sandbox lives, checked against its locks: if no supervisor holds
+     * them, the supervisor died without recording the end, and the sandbox is marked crashed.
+     */
+    private SandboxRecord observe(SandboxStore store, SandboxRecord record) {
+        if (SandboxStatus.fromWireName(record.status()).isTerminal()) {
+            return record;
+        }
+        try {
+            if (SandboxLock.isOwned(SandboxLayout.of(home, record.name()))) {
+                return record;
+            }
+        } catch (IOException e) {
+            return record;
+        }
+        store.finishRun(record.name(), "crashed", null, null, "internal", "client");
+        return store.find(record.name()).orElse(record);
+    }
+
+    /**
+     * Deletes a stopped sandbox and all its state: disks, logs, sockets, database rows.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_FOUND} when there is no such sandbox,
+     *         {@link ErrorKind#SANDBOX_STILL_RUNNING} when it is running; stop it first
+     */
+    public void remove(String name) {
+        SandboxHandle handle = get(name);
+        if (!handle.status().isTerminal()) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING,
+                    "sandbox '" + name + "' is " + handle.status().wireName() + "; stop it before removing it");
+        }
+        SandboxLayout layout = SandboxLayout.of(home, name);
+        // The database may lag behind the locks: another process may be starting it right now.
+        // Holding its creation lock while erasing keeps a start from beginning meanwhile.
+        SandboxLock createLock;
+        try {
+            createLock = Files.isDirectory(layout.dir()) ? SandboxLock.tryAcquire(SandboxLock.createLockFile(layout)) : null;
+            if ((Files.isDirectory(layout.dir()) && createLock == null) || supervisorAlive(layout)) {
+                closeQuietly(createLock);
+                throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING,
+                        "sandbox '" + name + "' is being started or run by another process; stop it before removing it");
+            }
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot lock sandbox '" + name + "': " + e.getMessage(), e);
+        }
+        try {
+            erase(SandboxStore.open(home), layout);
+        } finally {
+            closeQuietly(createLock);
+        }
+    }
+
+    /** Deletes a sandbox's files, then its rows. */
+    private static void erase(SandboxStore store, SandboxLayout layout) {
+        layout.deleteFiles();
+        store.delete(layout.name());
+    }
+
+    /** Metrics of every running sandbox of this runtime, by name; sandboxes that end meanwhile are left out. */
+    public Map<String, Metrics> allMetrics() {
+        Map<String, Metrics> all = new java.util.TreeMap<>();
+        for (SandboxHandle handle : list()) {
+            if (handle.status() != SandboxStatus.RUNNING && handle.status() != SandboxStatus.DRAINING) {
+                continue;
+            }
+            try {
+                Sandbox sb = connect(handle.name());
+                try {
+                    all.put(handle.name(), sb.metrics());
+                } finally {
+                    sb.detach();
+                }
+            } catch (MicrosandboxException e) {
+                // it stopped between the listing and the connection
+            }
+        }
+        return all;
+    }
+
+    /**
+     * Makes sure this runtime can boot sandboxes: installs the guest kernel under the home
+     * directory when it is missing (Debian's {@code linux-image-amd64} through
+     * {@code apt-get download}, which needs the apt package lists; minutes on first use) and
+     * checks that QEMU is there. A kernel directory named with {@link Builder#kernelDir(Path)}
+     * is only checked, never installed into. Idempotent.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#BOOT_FAILED} naming what is missing
+     */
+    public void ensureInstalled() {
+        SandboxPreparer.findQemu(qemu);
+        if (kernelDir != null) {
+            KernelBundle.locate(home, kernelDir);
+            return;
+        }
+        try {
+            KernelBundle.locate(home, null);
+        } catch (MicrosandboxException missing) {
+            KernelBundle.install(home);
+        }
+    }
+
+    /** Whether QEMU is found and the guest kernel is present; checks files only, changes nothing. */
+    public boolean isInstalled() {
+        return describeInstallProblem() == null;
+    }
+
+    /**
+     * What keeps this runtime from booting sandboxes, with the command that fixes it: a missing
+     * QEMU ({@code scripts/setup.sh} installs it), a missing guest kernel
+     * ({@link #ensureInstalled()} or {@code scripts/setup.sh} installs it); null when both are
+     * there. Checks files only, changes nothing.
+     */
+    public String describeInstallProblem() {
+        List<String> problems = new ArrayList<>();
+        try {
+            SandboxPreparer.findQemu(qemu);
+        } catch (MicrosandboxException e) {
+            problems.add(e.getMessage());
+        }
+        String kernel = new KernelBundle(kernelDir()).problem();
+        if (kernel != null) {
+            problems.add(kernel);
+        }
+        return problems.isEmpty() ? null : String.join("; ", problems);
+    }
+
+    /**
+     * The accelerator that boots of sandboxes configured with {@link Accelerator#AUTO} use: the
+     * configured one, else {@code MSB_ACCEL}, else TCG on a host without a usable
+     * {@code /dev/kvm}, else the verdict of a KVM probe boot (run once per host and kernel, and
+     * remembered under the home; seconds the first time). Needs QEMU and the kernel for the probe.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#BOOT_FAILED} when the probe is needed and
+     *         QEMU or the kernel is missing
+     */
+    public Accelerator resolvedAccelerator() {
+        Accelerator known = Accelerators.withoutProbe(accelerator);
+        if (known != null) {
+            return known;
+        }
+        Accelerator cached = resolved;
+        if (cached != null) {
+            return cached;
+        }
+        String qemuBinary = SandboxPreparer.findQemu(qemu);
+        KernelBundle kernel = KernelBundle.locate(home, kernelDir);
+        try {
+            Path agent = RuntimeFiles.extract(home, "msb-agent");
+            Path initramfs = kernel.initramfs(agent, agent.getParent());
+            cached = Accelerators.resolve(accelerator, qemuBinary, kernel, initramfs, agent.getParent());
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot build the initramfs under " + home + ": " + e.getMessage(), e);
+        }
+        resolved = cached;
+        return cached;
+    }
+
+    /**
+     * Kills the supervisor of a sandbox that does not answer, and records the end the
+     * supervisor could not record.
+     */
+    void killUnresponsiveSupervisor(String name, long supervisorPid) {
+        if (supervisorPid <= 0 || !SupervisorProcess.killUnresponsive(supervisorPid, Sandbox.DEFAULT_KILL_TIMEOUT)) {
+            throw new MicrosandboxException(ErrorKind.INTERNAL, "the supervisor of sandbox '" + name
+                    + "' (pid " + supervisorPid + ") does not answer and could not be killed");
+        }
+        SandboxStore.open(home).finishRun(name, "stopped", null, io.microsandbox.runtime.Posix.SIGKILL, "signal", "client");
+    }
+
+    /** The layout of a sandbox of this runtime. */
+    SandboxLayout layout(String name) {
+        return SandboxLayout.of(home, name);
+    }
+
+    /**
+     * Claims the sandbox directory. A directory without a database row (the caller checked)
+     * is what a crashed creation left, and is cleared.
+     */
+    private static SandboxLock claim(SandboxLayout layout) {
+        try {
+            Files.createDirectories(layout.dir().getParent());
+            for (int attempt = 0; attempt < 2; attempt++) {
+                try {
+                    Files.createDirectory(layout.dir());
+                } catch (java.nio.file.FileAlreadyExistsException e) {
+                    if (SandboxLock.isOwned(layout)) {
+                        throw alreadyExists(layout.name());
+                    }
+                    layout.deleteFiles();
+                    continue;
+                }
+                SandboxLock lock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout));
+                if (lock == null) {
+                    throw alreadyExists(layout.name());
+                }
+                return lock;
+            }
+            throw alreadyExists(layout.name());
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot create the state directory " + layout.dir() + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static MicrosandboxException alreadyExists(String name) {
+        return new MicrosandboxException(ErrorKind.SANDBOX_ALREADY_EXISTS, "a sandbox named '" + name
+                + "' already exists; remove it or create with SandboxConfig.builder().replace()");
+    }
+
+    /** Removes everything a failed create left: disks, logs, sockets. */
+    private static void discard(SandboxLayout layout, SandboxLock lock) {
+        closeQuietly(lock);
+        layout.deleteFiles();
+    }
+
+    private static void closeQuietly(SandboxLock lock) {
+        if (lock == null) {
+            return;
+        }
+        try {
+            lock.close();
+        } catch (IOException ignored) {
+            // the lock goes with its file or its process
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "Microsandbox[" + home + (qemu != null ? ", qemu=" + qemu : "") + (kernelDir != null ? ", kernel=" + kernelDir : "")
+                + ", " + accelerator.name().toLowerCase(java.util.Locale.ROOT) + "]";
     }
 }

@@ -2,25 +2,15 @@ package io.microsandbox;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.microsandbox.runtime.Posix;
-import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
-import io.microsandbox.runtime.SandboxLock;
-import io.microsandbox.runtime.SandboxPreparer;
 import io.microsandbox.runtime.agent.AgentClient;
 import io.microsandbox.runtime.agent.Frame;
 import io.microsandbox.runtime.agent.FrameCodec;
 import io.microsandbox.runtime.agent.Protocol;
 import io.microsandbox.runtime.supervisor.ExecLog;
 import io.microsandbox.runtime.supervisor.SupervisorProcess;
-import io.microsandbox.runtime.supervisor.SupervisorSpec;
-import io.microsandbox.runtime.vmm.KernelBundle;
-import io.microsandbox.store.SandboxRecord;
-import io.microsandbox.store.SandboxStore;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.LinkedHashMap;
@@ -63,6 +53,7 @@ public final class Sandbox implements AutoCloseable {
         return t;
     });
 
+    private final Microsandbox runtime;
     private final String name;
     private final SandboxConfig config;
     private final SandboxLayout layout;
@@ -72,7 +63,8 @@ public final class Sandbox implements AutoCloseable {
     private volatile boolean released;
     private volatile boolean detached;
 
-    private Sandbox(String name, SandboxConfig config, SandboxLayout layout, AgentClient client, SupervisorProcess supervisor) {
+    Sandbox(Microsandbox runtime, String name, SandboxConfig config, SandboxLayout layout, AgentClient client, SupervisorProcess supervisor) {
+        this.runtime = runtime;
         this.name = name;
         this.config = config;
         this.layout = layout;
@@ -82,271 +74,89 @@ public final class Sandbox implements AutoCloseable {
     }
 
     /**
-     * Creates and boots a sandbox, returning once its guest agent is ready.
+     * Creates and boots a sandbox in the {@linkplain Microsandbox#defaultRuntime() default runtime},
+     * returning once its guest agent is ready.
      *
      * @throws MicrosandboxException {@link ErrorKind#INVALID_ARGUMENT} for a bad name,
      *         {@link ErrorKind#SANDBOX_ALREADY_EXISTS} when the name is taken (unless the config
      *         asks to replace it), {@link ErrorKind#IMAGE_NOT_FOUND} for a missing image,
      *         {@link ErrorKind#BOOT_FAILED} when the VM does not come up (with the tail of the guest console)
+     * @see Microsandbox#create(String, SandboxConfig)
      */
     public static Sandbox create(String name, SandboxConfig config) {
-        validateName(name);
-        Path home = RuntimeFiles.defaultHome();
-        SandboxStore store = SandboxStore.open(home);
-        SandboxLayout layout = SandboxLayout.of(home, name);
-        if (store.find(name).isPresent()) {
-            if (config.replaceTimeout() == null) {
-                throw alreadyExists(name);
-            }
-            replace(name, config.replaceTimeout());
-        }
-        SandboxLock createLock = claim(layout);
-        try {
-            store.insert(name, config.toJson(), config.labels(), config.ephemeral(), "running");
-        } catch (MicrosandboxException e) {
-            discard(layout, createLock);
-            throw e;
-        }
-        try {
-            return boot(home, layout, config, true, createLock);
-        } catch (MicrosandboxException e) {
-            store.delete(name);
-            discard(layout, createLock);
-            throw e;
-        }
+        return Microsandbox.defaultRuntime().create(name, config);
     }
 
     /**
-     * Boots a stopped sandbox again from its persisted configuration and upper disk: files
-     * written before it stopped are still there. The sandbox is attached to this JVM.
+     * Boots a stopped sandbox of the default runtime again from its persisted configuration and
+     * upper disk: files written before it stopped are still there. The sandbox is attached to this JVM.
      *
      * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_FOUND}, or
      *         {@link ErrorKind#SANDBOX_STILL_RUNNING} when it already runs
+     * @see Microsandbox#start(String)
      */
     public static Sandbox start(String name) {
-        return start(name, false);
+        return Microsandbox.defaultRuntime().start(name);
     }
 
     /** Like {@link #start(String)}, but the sandbox keeps running after this JVM exits. */
     public static Sandbox startDetached(String name) {
-        return start(name, true);
-    }
-
-    private static Sandbox start(String name, boolean detached) {
-        SandboxHandle handle = get(name);
-        if (!handle.status().isTerminal()) {
-            throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING, "sandbox '" + name + "' is already " + handle.status().wireName());
-        }
-        Path home = RuntimeFiles.defaultHome();
-        SandboxLayout layout = SandboxLayout.of(home, name);
-        SandboxLock createLock;
-        try {
-            Files.createDirectories(layout.dir());
-            createLock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout));
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot lock sandbox '" + name + "': " + e.getMessage(), e);
-        }
-        if (createLock == null || supervisorAlive(layout)) {
-            closeQuietly(createLock);
-            throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING, "sandbox '" + name + "' is being started by another process");
-        }
-        SandboxConfig config = handle.config().toBuilder().detached(detached).build();
-        try {
-            return boot(home, layout, config, false, createLock);
-        } catch (MicrosandboxException e) {
-            closeQuietly(createLock);
-            throw e;
-        }
-    }
-
-    /** Whether a supervisor holds the sandbox (another process started it since we looked). */
-    private static boolean supervisorAlive(SandboxLayout layout) {
-        try {
-            return SandboxLock.isHeld(SandboxLock.supervisorLockFile(layout));
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot check sandbox '" + layout.name() + "': " + e.getMessage(), e);
-        }
-    }
-
-    /** Boots the prepared sandbox: the supervisor starts while the disks are made. */
-    private static Sandbox boot(Path home, SandboxLayout layout, SandboxConfig config, boolean freshUpper, SandboxLock createLock) {
-        SupervisorProcess supervisor = SupervisorProcess.acquire();
-        try {
-            SupervisorSpec spec = SandboxPreparer.prepare(home, layout, config, freshUpper);
-            supervisor.boot(spec);
-        } catch (RuntimeException | IOException e) {
-            supervisor.abandon();
-            if (e instanceof MicrosandboxException m) {
-                throw m;
-            }
-            throw new MicrosandboxException(ErrorKind.IO, "cannot prepare sandbox '" + layout.name() + "': " + e.getMessage(), e);
-        }
-        // the supervisor owns the sandbox now and holds its own lock
-        closeQuietly(createLock);
-        SupervisorProcess.replenish();
-        AgentClient client;
-        try {
-            client = AgentClient.connect(layout.name(), layout.agentSocket());
-        } catch (MicrosandboxException e) {
-            supervisor.release();
-            throw e;
-        }
-        if (config.detached()) {
-            supervisor.detach();
-        }
-        return new Sandbox(layout.name(), config, layout, client, supervisor);
-    }
-
-    /** Stops (gracefully within {@code timeout}, then forcibly) and removes an existing sandbox. */
-    private static void replace(String name, Duration timeout) {
-        SandboxHandle old = get(name);
-        if (!old.status().isTerminal()) {
-            if (timeout.isZero()) {
-                old.kill();
-            } else {
-                old.stop(timeout);
-            }
-        }
-        remove(name);
+        return Microsandbox.defaultRuntime().startDetached(name);
     }
 
     /**
-     * Makes sure the runtime can boot sandboxes: installs the guest kernel under the home
+     * Makes sure the default runtime can boot sandboxes: installs the guest kernel under the home
      * directory when it is missing (Debian's {@code linux-image-amd64} through
      * {@code apt-get download}, which needs the apt package lists; minutes on first use) and
      * checks that QEMU is there. Optional: call it at start-up to surface install problems
      * early. Idempotent.
      *
      * @throws MicrosandboxException {@link ErrorKind#BOOT_FAILED} naming what is missing
+     * @see Microsandbox#ensureInstalled()
      */
     public static void ensureInstalled() {
-        Path home = RuntimeFiles.defaultHome();
-        SandboxPreparer.findQemu();
-        try {
-            KernelBundle.locate(home);
-        } catch (MicrosandboxException missing) {
-            KernelBundle.install(home);
-        }
+        Microsandbox.defaultRuntime().ensureInstalled();
     }
 
     /**
-     * Connects to a running sandbox by name, typically a detached one created by another process.
-     * The returned handle does not own the sandbox's lifecycle, but {@link #close()} still stops it;
-     * use {@link #detach()} to leave it running.
+     * Connects to a running sandbox of the default runtime by name, typically a detached one
+     * created by another process. The returned handle does not own the sandbox's lifecycle, but
+     * {@link #close()} still stops it; use {@link #detach()} to leave it running.
      *
      * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_FOUND} when there is no such sandbox,
      *         {@link ErrorKind#SANDBOX_NOT_RUNNING} when it is not running
      */
     public static Sandbox connect(String name) {
-        SandboxHandle handle = get(name);
-        if (handle.status().isTerminal()) {
-            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name + "' is " + handle.status().wireName());
-        }
-        SandboxLayout layout = SandboxLayout.of(RuntimeFiles.defaultHome(), name);
-        return new Sandbox(name, handle.config(), layout, AgentClient.connect(name, layout.agentSocket()), null);
+        return Microsandbox.defaultRuntime().connect(name);
     }
 
     /**
-     * Looks a sandbox up without connecting to it.
+     * Looks a sandbox of the default runtime up without connecting to it.
      *
      * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_FOUND} when there is no such sandbox
      */
     public static SandboxHandle get(String name) {
-        validateName(name);
-        Path home = RuntimeFiles.defaultHome();
-        SandboxStore store = SandboxStore.open(home);
-        return store.find(name)
-                .map(record -> observe(store, home, record))
-                .filter(record -> !purgedIfEphemeral(store, home, record))
-                .map(SandboxHandle::new)
-                .orElseThrow(() -> new MicrosandboxException(ErrorKind.SANDBOX_NOT_FOUND, "no sandbox named '" + name + "'"));
+        return Microsandbox.defaultRuntime().get(name);
     }
 
-    /** Every known sandbox, newest first. */
+    /** Every sandbox of the default runtime, newest first. */
     public static List<SandboxHandle> list() {
-        return list(SandboxFilter.all());
+        return Microsandbox.defaultRuntime().list();
     }
 
-    /** The sandboxes carrying every label of {@code filter}, newest first. */
+    /** The sandboxes of the default runtime carrying every label of {@code filter}, newest first. */
     public static List<SandboxHandle> list(SandboxFilter filter) {
-        Path home = RuntimeFiles.defaultHome();
-        SandboxStore store = SandboxStore.open(home);
-        return store.list(filter.labels()).stream()
-                .map(record -> observe(store, home, record))
-                .filter(record -> !purgedIfEphemeral(store, home, record))
-                .map(SandboxHandle::new)
-                .toList();
+        return Microsandbox.defaultRuntime().list(filter);
     }
 
     /**
-     * An ephemeral sandbox whose supervisor died could not clean up after itself: whoever
-     * sees it ended does, and it is then gone.
-     */
-    private static boolean purgedIfEphemeral(SandboxStore store, Path home, SandboxRecord record) {
-        if (!record.ephemeral() || !SandboxStatus.fromWireName(record.status()).isTerminal()) {
-            return false;
-        }
-        erase(store, SandboxLayout.of(home, record.name()));
-        return true;
-    }
-
-    /**
-     * A record that says the sandbox lives, checked against its locks: if no supervisor holds
-     * them, the supervisor died without recording the end, and the sandbox is marked crashed.
-     */
-    private static SandboxRecord observe(SandboxStore store, Path home, SandboxRecord record) {
-        if (SandboxStatus.fromWireName(record.status()).isTerminal()) {
-            return record;
-        }
-        try {
-            if (SandboxLock.isOwned(SandboxLayout.of(home, record.name()))) {
-                return record;
-            }
-        } catch (IOException e) {
-            return record;
-        }
-        store.finishRun(record.name(), "crashed", null, null, "internal", "client");
-        return store.find(record.name()).orElse(record);
-    }
-
-    /**
-     * Deletes a stopped sandbox and all its state: disks, logs, sockets, database rows.
+     * Deletes a stopped sandbox of the default runtime and all its state: disks, logs, sockets, database rows.
      *
      * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_FOUND} when there is no such sandbox,
      *         {@link ErrorKind#SANDBOX_STILL_RUNNING} when it is running; stop it first
      */
     public static void remove(String name) {
-        SandboxHandle handle = get(name);
-        if (!handle.status().isTerminal()) {
-            throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING,
-                    "sandbox '" + name + "' is " + handle.status().wireName() + "; stop it before removing it");
-        }
-        Path home = RuntimeFiles.defaultHome();
-        SandboxLayout layout = SandboxLayout.of(home, name);
-        // The database may lag behind the locks: another process may be starting it right now.
-        // Holding its creation lock while erasing keeps a start from beginning meanwhile.
-        SandboxLock createLock;
-        try {
-            createLock = Files.isDirectory(layout.dir()) ? SandboxLock.tryAcquire(SandboxLock.createLockFile(layout)) : null;
-            if ((Files.isDirectory(layout.dir()) && createLock == null) || supervisorAlive(layout)) {
-                closeQuietly(createLock);
-                throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING,
-                        "sandbox '" + name + "' is being started or run by another process; stop it before removing it");
-            }
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot lock sandbox '" + name + "': " + e.getMessage(), e);
-        }
-        try {
-            erase(SandboxStore.open(home), layout);
-        } finally {
-            closeQuietly(createLock);
-        }
-    }
-
-    /** Deletes a sandbox's files, then its rows. */
-    private static void erase(SandboxStore store, SandboxLayout layout) {
-        layout.deleteFiles();
-        store.delete(layout.name());
+        Microsandbox.defaultRuntime().remove(name);
     }
 
     /**
@@ -378,6 +188,11 @@ public final class Sandbox implements AutoCloseable {
     /** Sandbox name. */
     public String name() {
         return name;
+    }
+
+    /** The runtime this sandbox belongs to. */
+    public Microsandbox runtime() {
+        return runtime;
     }
 
     /** The configuration the sandbox was created with. */
@@ -483,22 +298,10 @@ public final class Sandbox implements AutoCloseable {
                 throw e;
             }
             if (!client.exited().isDone()) {
-                killUnresponsiveSupervisor(name, client.welcome().path("pid").asLong(-1));
+                runtime.killUnresponsiveSupervisor(name, client.welcome().path("pid").asLong(-1));
             }
         }
         waitUntilStopped(timeout);
-    }
-
-    /**
-     * Kills the supervisor of a sandbox that does not answer, and records the end the
-     * supervisor could not record.
-     */
-    static void killUnresponsiveSupervisor(String name, long supervisorPid) {
-        if (supervisorPid <= 0 || !SupervisorProcess.killUnresponsive(supervisorPid, DEFAULT_KILL_TIMEOUT)) {
-            throw new MicrosandboxException(ErrorKind.INTERNAL, "the supervisor of sandbox '" + name
-                    + "' (pid " + supervisorPid + ") does not answer and could not be killed");
-        }
-        SandboxStore.open(RuntimeFiles.defaultHome()).finishRun(name, "stopped", null, Posix.SIGKILL, "signal", "client");
     }
 
     /** Sends the kill request and returns without waiting. */
@@ -581,25 +384,12 @@ public final class Sandbox implements AutoCloseable {
         return new MetricsStream(this, interval);
     }
 
-    /** Metrics of every running sandbox under the home, by name; sandboxes that end meanwhile are left out. */
+    /**
+     * Metrics of every running sandbox of the default runtime, by name; sandboxes that end
+     * meanwhile are left out.
+     */
     public static Map<String, Metrics> allMetrics() {
-        Map<String, Metrics> all = new java.util.TreeMap<>();
-        for (SandboxHandle handle : list()) {
-            if (handle.status() != SandboxStatus.RUNNING && handle.status() != SandboxStatus.DRAINING) {
-                continue;
-            }
-            try {
-                Sandbox sb = connect(handle.name());
-                try {
-                    all.put(handle.name(), sb.metrics());
-                } finally {
-                    sb.detach();
-                }
-            } catch (MicrosandboxException e) {
-                // it stopped between the listing and the connection
-            }
-        }
-        return all;
+        return Microsandbox.defaultRuntime().allMetrics();
     }
 
     /** The captured stdout and stderr of every command, oldest first. */
@@ -686,7 +476,7 @@ public final class Sandbox implements AutoCloseable {
     /** The database's record of the end; "crashed" when the supervisor vanished without one. */
     private SandboxStopResult fromStore() {
         try {
-            SandboxHandle handle = get(name);
+            SandboxHandle handle = runtime.get(name);
             return handle.lastStop().orElseGet(() ->
                     new SandboxStopResult(name, SandboxStatus.CRASHED, null, null, "internal", Instant.now(), "client"));
         } catch (MicrosandboxException e) {
@@ -750,57 +540,6 @@ public final class Sandbox implements AutoCloseable {
         if (released) {
             throw new MicrosandboxException(ErrorKind.INVALID_HANDLE,
                     "the handle of sandbox '" + name + "' was closed or detached; use Sandbox.connect(\"" + name + "\")");
-        }
-    }
-
-    /**
-     * Claims the sandbox directory. A directory without a database row (the caller checked)
-     * is what a crashed creation left, and is cleared.
-     */
-    private static SandboxLock claim(SandboxLayout layout) {
-        try {
-            Files.createDirectories(layout.dir().getParent());
-            for (int attempt = 0; attempt < 2; attempt++) {
-                try {
-                    Files.createDirectory(layout.dir());
-                } catch (java.nio.file.FileAlreadyExistsException e) {
-                    if (SandboxLock.isOwned(layout)) {
-                        throw alreadyExists(layout.name());
-                    }
-                    layout.deleteFiles();
-                    continue;
-                }
-                SandboxLock lock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout));
-                if (lock == null) {
-                    throw alreadyExists(layout.name());
-                }
-                return lock;
-            }
-            throw alreadyExists(layout.name());
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot create the state directory " + layout.dir() + ": " + e.getMessage(), e);
-        }
-    }
-
-    private static MicrosandboxException alreadyExists(String name) {
-        return new MicrosandboxException(ErrorKind.SANDBOX_ALREADY_EXISTS, "a sandbox named '" + name
-                + "' already exists; remove it or create with SandboxConfig.builder().replace()");
-    }
-
-    /** Removes everything a failed create left: disks, logs, sockets. */
-    private static void discard(SandboxLayout layout, SandboxLock lock) {
-        closeQuietly(lock);
-        layout.deleteFiles();
-    }
-
-    private static void closeQuietly(SandboxLock lock) {
-        if (lock == null) {
-            return;
-        }
-        try {
-            lock.close();
-        } catch (IOException ignored) {
-            // the lock goes with its file or its process
         }
     }
 

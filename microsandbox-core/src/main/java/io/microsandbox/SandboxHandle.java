@@ -1,7 +1,5 @@
 package io.microsandbox;
 
-import io.microsandbox.runtime.RuntimeFiles;
-import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.agent.AgentClient;
 import io.microsandbox.store.RunRecord;
 import io.microsandbox.store.SandboxRecord;
@@ -12,18 +10,27 @@ import java.util.Map;
 import java.util.Optional;
 
 /**
- * A sandbox's persisted state, from {@link Sandbox#get(String)} or {@link Sandbox#list()}: its
+ * A sandbox's persisted state, from {@link Microsandbox#get(String)} or {@link Microsandbox#list()} (or the
+ * static {@link Sandbox#get(String)}, {@link Sandbox#list()}): its
  * name, status, configuration and timestamps, with lifecycle operations that need no open
  * connection. A handle is a snapshot; {@link #refresh()} reads the state again. To run
  * commands, {@link #connect()} to a running sandbox or {@link #start()} a stopped one.
  */
 public final class SandboxHandle {
+    private final Microsandbox runtime;
     private final SandboxRecord record;
 
-    SandboxHandle(SandboxRecord record) {
+    SandboxHandle(Microsandbox runtime, SandboxRecord record) {
+        this.runtime = runtime;
         this.record = record;
     }
 
+    /** The runtime this sandbox belongs to. */
+    public Microsandbox runtime() {
+        return runtime;
+    }
+
+    /** The sandbox's name. */
     public String name() {
         return record.name();
     }
@@ -67,22 +74,22 @@ public final class SandboxHandle {
 
     /** A fresh handle for the same name. */
     public SandboxHandle refresh() {
-        return Sandbox.get(name());
+        return runtime.get(name());
     }
 
     /** Connects to the running sandbox. */
     public Sandbox connect() {
-        return Sandbox.connect(name());
+        return runtime.connect(name());
     }
 
     /** Boots the stopped sandbox, attached to this JVM. */
     public Sandbox start() {
-        return Sandbox.start(name());
+        return runtime.start(name());
     }
 
     /** Boots the stopped sandbox, detached. */
     public Sandbox startDetached() {
-        return Sandbox.startDetached(name());
+        return runtime.startDetached(name());
     }
 
     /** Stops the sandbox gracefully (10 s window) and waits; a no-op when it is not running. */
@@ -117,7 +124,7 @@ public final class SandboxHandle {
         }
         Sandbox sb;
         try {
-            sb = Sandbox.connect(name());
+            sb = runtime.connect(name());
         } catch (MicrosandboxException e) {
             if (e.kind() != ErrorKind.SANDBOX_NOT_RUNNING) {
                 throw e;
@@ -125,7 +132,7 @@ public final class SandboxHandle {
             SandboxHandle now = refresh();
             RunRecord run = now.record.lastRun();
             if (now.running() && run != null && run.supervisorPid() != null) {
-                Sandbox.killUnresponsiveSupervisor(name(), run.supervisorPid());
+                runtime.killUnresponsiveSupervisor(name(), run.supervisorPid());
             }
             return;
         }
@@ -159,7 +166,7 @@ public final class SandboxHandle {
     public SandboxStopResult waitUntilStopped() {
         if (running()) {
             try {
-                AgentClient client = AgentClient.connect(name(), SandboxLayout.of(RuntimeFiles.defaultHome(), name()).agentSocket());
+                AgentClient client = AgentClient.connect(name(), runtime.layout(name()).agentSocket());
                 try {
                     client.exited().join();
                 } finally {
@@ -176,12 +183,12 @@ public final class SandboxHandle {
 
     /** Captured output of the sandbox's commands, running or stopped (see {@link Sandbox#logs(LogOptions)}). */
     public List<LogEntry> logs(LogOptions options) {
-        return Sandbox.readLogs(SandboxLayout.of(RuntimeFiles.defaultHome(), name()), options);
+        return Sandbox.readLogs(runtime.layout(name()), options);
     }
 
     /** Deletes the stopped sandbox and its state (see {@link Sandbox#remove(String)}). */
     public void remove() {
-        Sandbox.remove(name());
+        runtime.remove(name());
     }
 
     private boolean running() {
@@ -194,7 +201,7 @@ public final class SandboxHandle {
         }
         Sandbox sb;
         try {
-            sb = Sandbox.connect(name());
+            sb = runtime.connect(name());
         } catch (MicrosandboxException e) {
             if (e.kind() == ErrorKind.SANDBOX_NOT_RUNNING) {
                 return;

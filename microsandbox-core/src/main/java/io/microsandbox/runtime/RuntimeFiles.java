@@ -85,10 +85,21 @@ public final class RuntimeFiles {
      * @throws UncheckedIOException if the file cannot be written
      */
     public static Path extract(String name) {
+        return extract(defaultHome(), name);
+    }
+
+    /**
+     * Like {@link #extract(String)}, under {@code <home>/runtime/} of the given home.
+     *
+     * @param home the microsandbox home directory
+     * @param name plain file name, e.g. {@code msb-agent}
+     * @return absolute path of the extracted file
+     */
+    public static Path extract(Path home, String name) {
         if (name == null || name.isEmpty() || name.contains("/") || name.equals(".") || name.equals("..")) {
             throw new IllegalArgumentException("not a plain file name: " + name);
         }
-        return extractResource(RESOURCE_DIR + name);
+        return extractResource(home, RESOURCE_DIR + name);
     }
 
     /**
@@ -98,10 +109,19 @@ public final class RuntimeFiles {
      * @param resource absolute resource path, e.g. {@code /org/sqlite/native/Linux/x86_64/libsqlitejdbc.so}
      */
     public static Path extractResource(String resource) {
-        return EXTRACTED.computeIfAbsent(resource, RuntimeFiles::doExtract);
+        return extractResource(defaultHome(), resource);
     }
 
-    private static Path doExtract(String resource) {
+    /**
+     * Like {@link #extractResource(String)}, under {@code <home>/runtime/} of the given home;
+     * results are cached per home and resource.
+     */
+    public static Path extractResource(Path home, String resource) {
+        Path absolute = home.toAbsolutePath().normalize();
+        return EXTRACTED.computeIfAbsent(absolute + "\0" + resource, key -> doExtract(absolute, resource));
+    }
+
+    private static Path doExtract(Path home, String resource) {
         String name = resource.substring(resource.lastIndexOf('/') + 1);
         byte[] bytes;
         try (InputStream in = RuntimeFiles.class.getResourceAsStream(resource)) {
@@ -116,7 +136,6 @@ public final class RuntimeFiles {
             throw new UncheckedIOException("cannot read native resource " + resource, e);
         }
 
-        Path home = defaultHome();
         Path dir = home.resolve("runtime").resolve(version() + "-" + sha256Prefix(bytes));
         Path target = dir.resolve(name);
         try {
@@ -150,7 +169,7 @@ public final class RuntimeFiles {
         return Arrays.equals(Files.readAllBytes(file), bytes);
     }
 
-    private static String sha256Prefix(byte[] bytes) {
+    static String sha256Prefix(byte[] bytes) {
         try {
             byte[] digest = MessageDigest.getInstance("SHA-256").digest(bytes);
             return HexFormat.of().formatHex(digest).substring(0, 12);

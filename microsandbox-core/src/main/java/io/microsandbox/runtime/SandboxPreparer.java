@@ -34,8 +34,18 @@ public final class SandboxPreparer {
      * @param freshUpper create a new empty upper disk; false keeps the one a previous run left
      */
     public static SupervisorSpec prepare(Path home, SandboxLayout layout, SandboxConfig config, boolean freshUpper) throws IOException {
-        String qemu = findQemu();
-        KernelBundle kernel = KernelBundle.locate(home);
+        return prepare(home, findQemu(), KernelBundle.locate(home), Accelerator.AUTO, layout, config, freshUpper);
+    }
+
+    /**
+     * Prepares everything under {@code layout} with the given QEMU binary and kernel, and
+     * writes the supervisor spec.
+     *
+     * @param runtimeAccelerator the runtime's accelerator, used when the config asks for AUTO
+     * @param freshUpper create a new empty upper disk; false keeps the one a previous run left
+     */
+    public static SupervisorSpec prepare(Path home, String qemu, KernelBundle kernel, Accelerator runtimeAccelerator,
+            SandboxLayout layout, SandboxConfig config, boolean freshUpper) throws IOException {
         layout.createDirectories(home);
         // mke2fs runs as its own process: let it work while this thread fingerprints the image
         CompletableFuture<Void> upper;
@@ -49,7 +59,7 @@ public final class SandboxPreparer {
         Path initramfs;
         Path lower;
         try {
-            agent = RuntimeFiles.extract("msb-agent");
+            agent = RuntimeFiles.extract(home, "msb-agent");
             initramfs = kernel.initramfs(agent, agent.getParent());
             lower = RootDisks.lowerDisk(Path.of(config.image()), home.resolve("cache").resolve("rootfs"));
         } finally {
@@ -64,7 +74,8 @@ public final class SandboxPreparer {
             }
         }
         Path runtimeDir = agent.getParent();
-        Accelerator accelerator = Accelerators.resolve(config.accelerator(), qemu, kernel, initramfs, runtimeDir);
+        Accelerator wanted = config.accelerator() != Accelerator.AUTO ? config.accelerator() : runtimeAccelerator;
+        Accelerator accelerator = Accelerators.resolve(wanted, qemu, kernel, initramfs, runtimeDir);
 
         QemuCommand command = new QemuCommand();
         // Debugging aid: e.g. "loglevel=7" to see the whole kernel log in logs/kernel.log.
@@ -110,6 +121,22 @@ public final class SandboxPreparer {
 
     /** System property {@code microsandbox.qemu}, else {@code MSB_QEMU}, else {@code qemu-system-x86_64} on the PATH. */
     public static String findQemu() {
+        return findQemu(null);
+    }
+
+    /**
+     * {@code configured} when it is not null (it must be an executable), else as {@link #findQemu()}.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#BOOT_FAILED} naming what is missing
+     */
+    public static String findQemu(Path configured) {
+        if (configured != null) {
+            if (!Files.isExecutable(configured)) {
+                throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "the configured QEMU " + configured
+                        + " (Microsandbox.builder().qemu(...)) is not an executable");
+            }
+            return configured.toAbsolutePath().toString();
+        }
         String override = System.getProperty("microsandbox.qemu", System.getenv("MSB_QEMU"));
         if (override != null && !override.isBlank()) {
             if (!Files.isExecutable(Path.of(override))) {
@@ -125,7 +152,8 @@ public final class SandboxPreparer {
             }
         }
         throw new MicrosandboxException(ErrorKind.BOOT_FAILED,
-                "QEMU (qemu-system-x86_64) is not installed; run scripts/setup.sh or set MSB_QEMU");
+                "QEMU (qemu-system-x86_64) is not installed; install it with scripts/setup.sh (apt-get install qemu-system-x86), "
+                        + "or set -Dmicrosandbox.qemu / MSB_QEMU to its path");
     }
 
     /** Deletes a directory tree, ignoring what is already gone. */

@@ -16,6 +16,8 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 
@@ -36,7 +38,8 @@ public final class SupervisorProcess {
             "-XX:CICompilerCount=1", "-XX:-UsePerfData", "-Xshare:auto");
 
     private static final boolean KEEP_SPARE = Boolean.parseBoolean(System.getProperty("microsandbox.supervisor.spare", "true"));
-    private static final AtomicReference<SupervisorProcess> SPARE = new AtomicReference<>();
+    /** The spare supervisor of each home: runtimes on different homes never share one. */
+    private static final ConcurrentMap<Path, AtomicReference<SupervisorProcess>> SPARES = new ConcurrentHashMap<>();
 
     private final Process process;
     private final OutputStream creatorPipe;
@@ -47,13 +50,19 @@ public final class SupervisorProcess {
         this.creatorPipe = process.getOutputStream();
     }
 
-    /**
-     * A supervisor JVM for a new sandbox, waiting for {@link #boot(SupervisorSpec)}. The spare
-     * left by {@link #replenish()} is taken when there is one, so the creation waits for no
-     * JVM start-up; otherwise one starts now, and its start-up overlaps the disk preparation.
-     */
+    /** {@link #acquire(Path)} for the default home. */
     public static SupervisorProcess acquire() {
-        SupervisorProcess taken = SPARE.getAndSet(null);
+        return acquire(RuntimeFiles.defaultHome());
+    }
+
+    /**
+     * A supervisor JVM for a new sandbox under {@code home}, waiting for
+     * {@link #boot(SupervisorSpec)}. The spare left by {@link #replenish(Path)} for this home
+     * is taken when there is one, so the creation waits for no JVM start-up; otherwise one
+     * starts now, and its start-up overlaps the disk preparation.
+     */
+    public static SupervisorProcess acquire(Path home) {
+        SupervisorProcess taken = spare(home).getAndSet(null);
         if (taken != null) {
             // one close to its own idle timeout might exit before it reads the spec
             boolean fresh = System.nanoTime() - taken.startedAt < TimeUnit.MILLISECONDS.toNanos(Supervisor.SPARE_IDLE_MS / 2);
@@ -62,22 +71,28 @@ public final class SupervisorProcess {
             }
             taken.abandon();
         }
-        return launch();
+        return launch(home);
+    }
+
+    /** {@link #replenish(Path)} for the default home. */
+    public static void replenish() {
+        replenish(RuntimeFiles.defaultHome());
     }
 
     /**
-     * Starts the spare supervisor for the next creation in the background, unless one is
-     * waiting or {@code -Dmicrosandbox.supervisor.spare=false}. Called once a boot is done,
-     * so the spare's start-up never competes with a booting guest for the CPU.
+     * Starts the spare supervisor of {@code home} for the next creation in the background,
+     * unless one is waiting or {@code -Dmicrosandbox.supervisor.spare=false}. Called once a
+     * boot is done, so the spare's start-up never competes with a booting guest for the CPU.
      */
-    public static void replenish() {
-        if (!KEEP_SPARE || SPARE.get() != null) {
+    public static void replenish(Path home) {
+        AtomicReference<SupervisorProcess> spare = spare(home);
+        if (!KEEP_SPARE || spare.get() != null) {
             return;
         }
         Thread starter = new Thread(() -> {
             try {
-                SupervisorProcess next = launch();
-                if (!SPARE.compareAndSet(null, next)) {
+                SupervisorProcess next = launch(home);
+                if (!spare.compareAndSet(null, next)) {
                     next.abandon();
                 }
             } catch (MicrosandboxException e) {
@@ -88,14 +103,18 @@ public final class SupervisorProcess {
         starter.start();
     }
 
-    private static SupervisorProcess launch() {
+    private static AtomicReference<SupervisorProcess> spare(Path home) {
+        return SPARES.computeIfAbsent(home.toAbsolutePath().normalize(), h -> new AtomicReference<>());
+    }
+
+    private static SupervisorProcess launch(Path home) {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         cmd.addAll(JVM_OPTIONS);
         cmd.add("-cp");
-        cmd.add(System.getProperty("java.class.path"));
+        cmd.add(SupervisorClassPath.forHome(home));
         // where the supervisor extracts the JNI library; its database comes with the spec
-        cmd.add("-D" + RuntimeFiles.HOME_PROPERTY + "=" + RuntimeFiles.defaultHome());
+        cmd.add("-D" + RuntimeFiles.HOME_PROPERTY + "=" + home.toAbsolutePath());
         cmd.add(Supervisor.class.getName());
         try {
             // Until it knows its sandbox it has no log: it says nothing before that.

@@ -26,17 +26,9 @@ public final class Accelerators {
 
     /** The configured accelerator, with {@code MSB_ACCEL} overriding AUTO and AUTO resolved. */
     public static Accelerator resolve(Accelerator configured, String qemu, KernelBundle kernel, Path initramfs, Path runtimeDir) {
-        Accelerator wanted = configured;
-        String env = System.getenv("MSB_ACCEL");
-        if (wanted == Accelerator.AUTO && env != null && !env.isBlank()) {
-            wanted = Accelerator.parse(env);
-        }
-        if (wanted != Accelerator.AUTO) {
-            return wanted;
-        }
-        Path kvm = Path.of("/dev/kvm");
-        if (!Files.isReadable(kvm) || !Files.isWritable(kvm)) {
-            return Accelerator.TCG;
+        Accelerator known = withoutProbe(configured);
+        if (known != null) {
+            return known;
         }
         try {
             Path verdict = runtimeDir.resolve("accel-"
@@ -52,6 +44,27 @@ public final class Accelerators {
             LOG.warning("KVM probe failed, using TCG: " + e.getMessage());
             return Accelerator.TCG;
         }
+    }
+
+    /**
+     * What {@link #resolve} answers when it needs no probe: the configured accelerator unless
+     * it is AUTO, then {@code MSB_ACCEL}, then TCG on a host without a usable {@code /dev/kvm};
+     * null when only the probe can tell.
+     */
+    public static Accelerator withoutProbe(Accelerator configured) {
+        Accelerator wanted = configured;
+        String env = System.getenv("MSB_ACCEL");
+        if (wanted == Accelerator.AUTO && env != null && !env.isBlank()) {
+            wanted = Accelerator.parse(env);
+        }
+        if (wanted != Accelerator.AUTO) {
+            return wanted;
+        }
+        Path kvm = Path.of("/dev/kvm");
+        if (!Files.isReadable(kvm) || !Files.isWritable(kvm)) {
+            return Accelerator.TCG;
+        }
+        return null;
     }
 
     /** Boots the kernel under KVM to the agent's probe marker; false on any failure or timeout. */

@@ -33,15 +33,41 @@ public record KernelBundle(Path dir) {
      * @throws MicrosandboxException of kind {@link ErrorKind#BOOT_FAILED} when it is missing
      */
     public static KernelBundle locate(Path home) {
-        String override = System.getProperty("microsandbox.kernel.dir", System.getenv("MSB_KERNEL_DIR"));
-        Path dir = override != null && !override.isBlank() ? Path.of(override) : home.resolve("kernel").resolve("current");
-        KernelBundle bundle = new KernelBundle(dir);
-        if (!Files.isRegularFile(bundle.vmlinux()) || !Files.isRegularFile(bundle.modulesOrder())) {
-            throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "no guest kernel at " + dir
-                    + " (expected vmlinux and modules.order there); install it with Sandbox.ensureInstalled()"
-                    + " or scripts/setup.sh");
+        return locate(home, null);
+    }
+
+    /**
+     * The kernel in {@code kernelDir}, or when it is null where {@link #locate(Path)} looks.
+     *
+     * @throws MicrosandboxException of kind {@link ErrorKind#BOOT_FAILED} when it is missing
+     */
+    public static KernelBundle locate(Path home, Path kernelDir) {
+        KernelBundle bundle = new KernelBundle(kernelDir != null ? kernelDir : defaultDir(home));
+        String problem = bundle.problem();
+        if (problem != null) {
+            throw new MicrosandboxException(ErrorKind.BOOT_FAILED, problem);
         }
         return bundle;
+    }
+
+    /**
+     * Where the kernel of {@code home} is looked for by default: the system property
+     * {@code microsandbox.kernel.dir}, else the environment variable {@code MSB_KERNEL_DIR},
+     * else {@code <home>/kernel/current}. Read at each call.
+     */
+    public static Path defaultDir(Path home) {
+        String override = System.getProperty("microsandbox.kernel.dir", System.getenv("MSB_KERNEL_DIR"));
+        return override != null && !override.isBlank() ? Path.of(override) : home.resolve("kernel").resolve("current");
+    }
+
+    /** What is missing from this kernel directory, or null when it is complete. No side effects. */
+    public String problem() {
+        if (!Files.isRegularFile(vmlinux()) || !Files.isRegularFile(modulesOrder())) {
+            return "no guest kernel at " + dir
+                    + " (expected vmlinux and modules.order there); install it with Sandbox.ensureInstalled()"
+                    + " (Microsandbox.ensureInstalled() for a runtime of your own) or scripts/setup.sh";
+        }
+        return null;
     }
 
     /**
@@ -52,7 +78,7 @@ public record KernelBundle(Path dir) {
      * @throws MicrosandboxException {@link ErrorKind#BOOT_FAILED} with the script's output when it fails
      */
     public static KernelBundle install(Path home) {
-        Path script = RuntimeFiles.extract("fetch-kernel.sh");
+        Path script = RuntimeFiles.extract(home, "fetch-kernel.sh");
         ProcessBuilder pb = new ProcessBuilder("bash", script.toString()).redirectErrorStream(true);
         pb.environment().put(RuntimeFiles.HOME_ENV, home.toString());
         try {
