@@ -34,10 +34,9 @@ public class MicrosandboxAutoConfiguration {
     @Bean
     @ConditionalOnMissingBean
     public Microsandbox microsandbox(MicrosandboxProperties properties) {
-        Microsandbox.Builder builder = Microsandbox.builder().accelerator(properties.getAccelerator());
-        if (properties.getHome() != null) {
-            builder.home(properties.getHome().toAbsolutePath());
-        }
+        Microsandbox.Builder builder = Microsandbox.builder()
+                .home(properties.getHome() != null ? properties.getHome().toAbsolutePath() : Microsandbox.defaultRuntime().home())
+                .accelerator(properties.getAccelerator());
         if (properties.getQemu() != null) {
             builder.qemu(properties.getQemu());
         }

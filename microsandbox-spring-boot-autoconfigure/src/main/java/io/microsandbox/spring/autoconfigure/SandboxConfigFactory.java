@@ -51,13 +51,19 @@ public final class SandboxConfigFactory {
                     .cpus(p.getCpus())
                     .env(p.getEnv())
                     .labels(p.getLabels())
-                    .workdir(p.getWorkdir())
-                    .user(p.getUser())
-                    .shell(p.getShell())
                     .accelerator(p.getAccelerator())
                     .bootTimeout(p.getBootTimeout())
                     .idleTimeout(p.getIdleTimeout())
                     .maxDuration(p.getMaxDuration());
+            if (p.getWorkdir() != null) {
+                b.workdir(p.getWorkdir());
+            }
+            if (p.getUser() != null) {
+                b.user(p.getUser());
+            }
+            if (p.getShell() != null) {
+                b.shell(p.getShell());
+            }
             for (SandboxConfigCustomizer c : customizers) {
                 c.customize(b);
             }
