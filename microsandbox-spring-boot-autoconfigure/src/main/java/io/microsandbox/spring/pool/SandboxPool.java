@@ -524,11 +524,26 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
                 // already released
             }
         }
-        try {
-            runtime.remove(sandboxName);
-        } catch (MicrosandboxException e) {
-            if (e.kind() != ErrorKind.SANDBOX_NOT_FOUND) {
-                log.warn("pool '" + name() + "': cannot remove sandbox " + sandboxName + ": " + e.getMessage());
+        // the supervisor lets go of the sandbox a moment after the VM stopped
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(15);
+        while (true) {
+            try {
+                runtime.remove(sandboxName);
+                return;
+            } catch (MicrosandboxException e) {
+                if (e.kind() == ErrorKind.SANDBOX_NOT_FOUND) {
+                    return;
+                }
+                if (System.nanoTime() > deadline) {
+                    log.warn("pool '" + name() + "': cannot remove sandbox " + sandboxName + ": " + e.getMessage());
+                    return;
+                }
+            }
+            try {
+                Thread.sleep(200);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
             }
         }
     }
