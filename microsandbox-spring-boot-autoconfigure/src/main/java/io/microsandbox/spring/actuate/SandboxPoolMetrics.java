@@ -48,6 +48,12 @@ public class SandboxPoolMetrics implements MeterBinder, PoolListener {
 
     @Override
     public synchronized void bindTo(MeterRegistry registry) {
+        // Spring Boot binds MeterBinder beans itself when its metrics auto-configuration is there
+        for (MeterRegistry bound : registries) {
+            if (bound == registry) {
+                return;
+            }
+        }
         registries.add(registry);
         gauge(registry, "microsandbox.pool.sandboxes", tags.and("state", "idle"), p -> p.stats().idle(), "Idle sandboxes");
         gauge(registry, "microsandbox.pool.sandboxes", tags.and("state", "active"), p -> p.stats().active(), "Lent sandboxes");
