@@ -54,6 +54,7 @@ public final class Microsandbox {
         this.qemu = qemu;
         this.kernelDir = kernelDir;
         this.accelerator = accelerator;
+        RuntimeFiles.preferNativeHome(this.home);
     }
 
     /**
@@ -239,6 +240,9 @@ public final class Microsandbox {
 
     /** Whether a supervisor holds the sandbox (another process started it since we looked). */
     private static boolean supervisorAlive(SandboxLayout layout) {
+        if (!Files.isDirectory(layout.dir())) {
+            return false;
+        }
         try {
             return SandboxLock.isHeld(SandboxLock.supervisorLockFile(layout));
         } catch (IOException e) {

@@ -35,6 +35,10 @@ import java.util.concurrent.TimeoutException;
  * <p>{@link #close()} stops the sandbox, whether it is attached or detached; {@link #detach()}
  * releases the handle and leaves the sandbox running. An attached sandbox (the default) also
  * stops when the JVM that created it exits, even on {@code kill -9}.
+ *
+ * <p>The static methods ({@link #create}, {@link #get}, {@link #list()}, ...) use
+ * {@link Microsandbox#defaultRuntime()}; a {@link Microsandbox} built with a home of its own
+ * has the same operations. A sandbox remembers the runtime it came from ({@link #runtime()}).
  */
 public final class Sandbox implements AutoCloseable {
     /** Names are at most this many UTF-8 bytes. */

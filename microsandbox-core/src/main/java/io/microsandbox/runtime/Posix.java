@@ -9,7 +9,8 @@ import java.util.Objects;
  * POSIX process, signal and terminal calls the JDK does not offer, implemented by the JNI
  * library {@code libmsbjni.so} that the core jar carries.
  *
- * <p>The library is extracted with {@link RuntimeFiles#extract(String)} and loaded on first
+ * <p>The library is extracted with {@link RuntimeFiles#extract(Path, String)} under the
+ * {@link RuntimeFiles#nativeHome()} and loaded on first
  * use of a native method (thread-safe, once). Loading failures surface as
  * {@link UnsatisfiedLinkError}s that say why. Failing system calls throw {@link IOException}s
  * naming what was attempted and the {@code errno} text.
@@ -65,7 +66,7 @@ public final class Posix {
             if (loadFailure == null) {
                 Path lib = null;
                 try {
-                    lib = RuntimeFiles.extract(LIBRARY);
+                    lib = RuntimeFiles.extract(RuntimeFiles.nativeHome(), LIBRARY);
                     System.load(lib.toString());
                     loaded = true;
                     return;

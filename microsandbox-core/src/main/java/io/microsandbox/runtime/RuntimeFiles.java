@@ -39,7 +39,30 @@ public final class RuntimeFiles {
 
     private static final ConcurrentMap<String, Path> EXTRACTED = new ConcurrentHashMap<>();
 
+    /** Where this JVM's own native libraries go; see {@link #nativeHome()}. */
+    private static volatile Path nativeHome;
+
     private RuntimeFiles() {
+    }
+
+    /**
+     * The home under which this JVM's own native libraries (the JNI library, SQLite's) are
+     * extracted: loaded once per JVM, they go under the home of the first
+     * {@code io.microsandbox.Microsandbox} runtime made in this JVM, else the
+     * {@linkplain #defaultHome() default home}.
+     */
+    public static Path nativeHome() {
+        Path home = nativeHome;
+        return home != null ? home : defaultHome();
+    }
+
+    /** Makes {@code home} the {@link #nativeHome()} unless one was chosen before. */
+    public static void preferNativeHome(Path home) {
+        synchronized (RuntimeFiles.class) {
+            if (nativeHome == null) {
+                nativeHome = home.toAbsolutePath().normalize();
+            }
+        }
     }
 
     /**

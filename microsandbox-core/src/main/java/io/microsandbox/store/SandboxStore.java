@@ -82,7 +82,7 @@ public final class SandboxStore {
             return;
         }
         try {
-            Path lib = RuntimeFiles.extractResource(SQLITE_NATIVE);
+            Path lib = RuntimeFiles.extractResource(RuntimeFiles.nativeHome(), SQLITE_NATIVE);
             System.setProperty("org.sqlite.lib.path", lib.getParent().toString());
             System.setProperty("org.sqlite.lib.name", lib.getFileName().toString());
         } catch (RuntimeException e) {

@@ -103,6 +103,19 @@ public final class SupervisorProcess {
         starter.start();
     }
 
+    /**
+     * Ends the spare supervisor of {@code home}, if one waits, and waits for it to go: for an
+     * application that is done with a home (a closing context, a test's temporary home). A
+     * spare also ends by itself when this JVM exits or after {@link Supervisor#SPARE_IDLE_MS}.
+     */
+    public static void releaseSpare(Path home) {
+        AtomicReference<SupervisorProcess> spare = SPARES.get(home.toAbsolutePath().normalize());
+        SupervisorProcess taken = spare == null ? null : spare.getAndSet(null);
+        if (taken != null) {
+            taken.abandon();
+        }
+    }
+
     private static AtomicReference<SupervisorProcess> spare(Path home) {
         return SPARES.computeIfAbsent(home.toAbsolutePath().normalize(), h -> new AtomicReference<>());
     }

@@ -48,6 +48,32 @@ class SupervisorClassPathTest {
     }
 
     @Test
+    void findsWhereClassesCameFrom() {
+        assertThat(SupervisorClassPath.location(SupervisorClassPathTest.class)).startsWith("file:").endsWith("/test-classes/");
+        assertThat(SupervisorClassPath.requiredLocations()).hasSameSizeAs(SupervisorClassPath.REQUIRED_CLASSES)
+                .allSatisfy(location -> assertThat(SupervisorClassPath.parse(location).entry()).isNull());
+        assertThat(SupervisorClassPath.decode("/srv/my%20app/c%2B%2B+x.jar")).isEqualTo("/srv/my app/c+++x.jar");
+    }
+
+    @Test
+    void theOverridePropertyWins(@TempDir Path home) {
+        String old = System.getProperty(SupervisorClassPath.OVERRIDE_PROPERTY);
+        System.setProperty(SupervisorClassPath.OVERRIDE_PROPERTY, "/opt/supervisor/*");
+        try {
+            assertThat(SupervisorClassPath.forHome(home)).isEqualTo("/opt/supervisor/*");
+        } finally {
+            if (old == null) {
+                System.clearProperty(SupervisorClassPath.OVERRIDE_PROPERTY);
+            } else {
+                System.setProperty(SupervisorClassPath.OVERRIDE_PROPERTY, old);
+            }
+        }
+        // from plain jars and directories nothing is copied
+        assertThat(SupervisorClassPath.forHome(home)).isNotBlank();
+        assertThat(home).isEmptyDirectory();
+    }
+
+    @Test
     void refusesLocationsThatCannotBeOnAClassPath() {
         for (String location : List.of("jrt:/java.base", "http://example.com/x.jar",
                 "jar:nested:/srv/app.jar/!BOOT-INF/classes/!/", "nested:/srv/app.jar")) {

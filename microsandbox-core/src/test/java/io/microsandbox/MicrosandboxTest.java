@@ -1,0 +1,169 @@
+package io.microsandbox;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.microsandbox.runtime.RuntimeFiles;
+import io.microsandbox.store.SandboxStore;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.Map;
+import java.util.function.Supplier;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The runtime object without VMs: builder defaults, install checks, and separate homes at the database level. */
+class MicrosandboxTest {
+
+    @Test
+    void builderDefaults(@TempDir Path home) {
+        Microsandbox runtime = Microsandbox.builder().home(home).build();
+
+        assertThat(runtime.home()).isEqualTo(home.toAbsolutePath().normalize());
+        assertThat(runtime.accelerator()).isEqualTo(Accelerator.AUTO);
+        assertThat(runtime.configuredQemu()).isNull();
+        assertThat(runtime.configuredKernelDir()).isNull();
+        if (System.getenv("MSB_KERNEL_DIR") == null) {
+            withProperty("microsandbox.kernel.dir", null, () -> {
+                assertThat(runtime.kernelDir()).isEqualTo(runtime.home().resolve("kernel").resolve("current"));
+                return null;
+            });
+        }
+        // the default kernel location is read at each use, as the static API always did
+        withProperty("microsandbox.kernel.dir", home.resolve("k").toString(), () -> {
+            assertThat(runtime.kernelDir()).isEqualTo(home.resolve("k"));
+            return null;
+        });
+        // nothing is created by building
+        assertThat(home).isEmptyDirectory();
+    }
+
+    @Test
+    void builderKeepsWhatItIsGiven(@TempDir Path dir) {
+        Microsandbox runtime = Microsandbox.builder().home(Path.of("relative-home"))
+                .qemu(dir.resolve("qemu")).kernelDir(dir.resolve("kernel")).accelerator(Accelerator.TCG).build();
+
+        assertThat(runtime.home()).isAbsolute().isEqualTo(Path.of("relative-home").toAbsolutePath().normalize());
+        assertThat(runtime.configuredQemu()).isEqualTo(dir.resolve("qemu"));
+        assertThat(runtime.configuredKernelDir()).isEqualTo(dir.resolve("kernel"));
+        assertThat(runtime.kernelDir()).isEqualTo(dir.resolve("kernel"));
+        assertThat(runtime.accelerator()).isEqualTo(Accelerator.TCG);
+        // an explicit accelerator needs no probe, nor QEMU or a kernel
+        assertThat(runtime.resolvedAccelerator()).isEqualTo(Accelerator.TCG);
+        assertThat(runtime.toString()).contains("relative-home").contains("tcg");
+    }
+
+    @Test
+    void aRuntimeNeedsAHome() {
+        assertThatThrownBy(() -> Microsandbox.builder().build())
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_ARGUMENT);
+                    assertThat(e.getMessage()).contains("home").contains("defaultRuntime");
+                });
+        assertThatThrownBy(() -> Microsandbox.builder().home(null)).isInstanceOf(NullPointerException.class);
+        assertThatThrownBy(() -> Microsandbox.builder().accelerator(null)).isInstanceOf(NullPointerException.class);
+    }
+
+    @Test
+    void theDefaultRuntimeIsSharedAndFollowsTheDefaultHome(@TempDir Path other) {
+        Microsandbox runtime = Microsandbox.defaultRuntime();
+        assertThat(Microsandbox.defaultRuntime()).isSameAs(runtime);
+        assertThat(runtime.home()).isEqualTo(RuntimeFiles.defaultHome());
+        assertThat(runtime.accelerator()).isEqualTo(Accelerator.AUTO);
+        assertThat(runtime.configuredQemu()).isNull();
+        assertThat(runtime.configuredKernelDir()).isNull();
+        withProperty(RuntimeFiles.HOME_PROPERTY, other.toString(), () -> {
+            assertThat(Microsandbox.defaultRuntime().home()).isEqualTo(other.toAbsolutePath());
+            assertThat(Microsandbox.defaultRuntime()).isSameAs(Microsandbox.defaultRuntime()).isNotSameAs(runtime);
+            return null;
+        });
+        assertThat(Microsandbox.defaultRuntime()).isSameAs(runtime);
+    }
+
+    @Test
+    void installProblemsAreDescribedWithoutSideEffects(@TempDir Path dir) throws IOException {
+        Path home = dir.resolve("home");
+        Path emptyKernel = Files.createDirectories(dir.resolve("no-kernel"));
+        Microsandbox missing = Microsandbox.builder().home(home).qemu(dir.resolve("no/such/qemu")).kernelDir(emptyKernel).build();
+
+        assertThat(missing.isInstalled()).isFalse();
+        assertThat(missing.describeInstallProblem())
+                .contains(dir.resolve("no/such/qemu").toString())
+                .contains("no guest kernel at " + emptyKernel)
+                .contains("scripts/setup.sh")
+                .contains("ensureInstalled()");
+        assertThatThrownBy(missing::ensureInstalled)
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.BOOT_FAILED));
+
+        Path qemu = dir.resolve("bin/qemu-system-x86_64");
+        Files.createDirectories(qemu.getParent());
+        Files.writeString(qemu, "#!/bin/sh\nexit 0\n");
+        Files.setPosixFilePermissions(qemu, PosixFilePermissions.fromString("rwx------"));
+        Microsandbox noKernel = Microsandbox.builder().home(home).qemu(qemu).kernelDir(emptyKernel).build();
+        assertThat(noKernel.describeInstallProblem()).startsWith("no guest kernel at " + emptyKernel);
+        // a kernel directory of one's own is checked, never installed into
+        assertThatThrownBy(noKernel::ensureInstalled)
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.getMessage()).contains("no guest kernel"));
+        assertThat(emptyKernel).isEmptyDirectory();
+
+        Path kernel = Files.createDirectories(dir.resolve("kernel"));
+        Files.writeString(kernel.resolve("vmlinux"), "");
+        Files.writeString(kernel.resolve("modules.order"), "");
+        Microsandbox installed = Microsandbox.builder().home(home).qemu(qemu).kernelDir(kernel).build();
+        assertThat(installed.isInstalled()).isTrue();
+        assertThat(installed.describeInstallProblem()).isNull();
+        installed.ensureInstalled();
+        assertThat(home).doesNotExist();
+    }
+
+    @Test
+    void runtimesOnDifferentHomesSeeOnlyTheirOwnSandboxes(@TempDir Path dir) {
+        Microsandbox a = Microsandbox.builder().home(dir.resolve("a")).build();
+        Microsandbox b = Microsandbox.builder().home(dir.resolve("b")).build();
+        String config = SandboxConfig.builder().image("/nowhere").labels(Map.of("pool", "p")).build().toJson();
+        SandboxStore.open(a.home()).insert("only-in-a", config, Map.of("pool", "p"), false, "stopped");
+
+        assertThat(a.list()).extracting(SandboxHandle::name).containsExactly("only-in-a");
+        assertThat(a.list(SandboxFilter.labels(Map.of("pool", "p")))).hasSize(1);
+        assertThat(a.find("only-in-a")).hasValueSatisfying(h -> assertThat(h.runtime()).isSameAs(a));
+        assertThat(b.list()).isEmpty();
+        assertThat(b.find("only-in-a")).isEmpty();
+        assertThatThrownBy(() -> b.get("only-in-a"))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_FOUND));
+        assertThatThrownBy(() -> b.remove("only-in-a"))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_FOUND));
+        assertThat(b.allMetrics()).isEmpty();
+
+        // the handle acts on its own runtime
+        a.get("only-in-a").remove();
+        assertThat(a.list()).isEmpty();
+        assertThat(a.find("only-in-a")).isEmpty();
+    }
+
+    @Test
+    void findChecksTheName(@TempDir Path dir) {
+        Microsandbox runtime = Microsandbox.builder().home(dir).build();
+        assertThatThrownBy(() -> runtime.find("../etc"))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_ARGUMENT));
+    }
+
+    private static <T> T withProperty(String key, String value, Supplier<T> body) {
+        String old = System.getProperty(key);
+        if (value == null) {
+            System.clearProperty(key);
+        } else {
+            System.setProperty(key, value);
+        }
+        try {
+            return body.get();
+        } finally {
+            if (old == null) {
+                System.clearProperty(key);
+            } else {
+                System.setProperty(key, old);
+            }
+        }
+    }
+}
