@@ -313,6 +313,35 @@ class MicrosandboxAutoConfigurationTests {
         });
     }
 
+    @Test
+    void failedBootsBackOffAndShowInHealth() {
+        runner().withPropertyValues("microsandbox.kernel-dir=" + temp.resolve("no-kernel"), "microsandbox.pool.min-idle=1",
+                        "microsandbox.pool.boot-backoff=300ms", "microsandbox.pool.boot-backoff-max=600ms",
+                        "microsandbox.pool.acquire-timeout=200ms", "microsandbox.pool.name=failing")
+                .withBean(MeterRegistry.class, SimpleMeterRegistry::new)
+                .run(context -> {
+                    SandboxPool pool = context.getBean(SandboxPool.class);
+                    long deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
+                    while (pool.stats().totalBootFailures() < 2 && System.nanoTime() < deadline) {
+                        Thread.sleep(50);
+                    }
+                    assertThat(pool.stats().totalBootFailures()).isGreaterThanOrEqualTo(2);
+                    var health = context.getBean(SandboxPoolHealthIndicator.class).health();
+                    assertThat(health.getStatus()).isEqualTo(Status.DOWN);
+                    assertThat(String.valueOf(health.getDetails().get("reason"))).contains("fail to boot").contains("no-kernel");
+                    // backing off, not spinning: one try at a time, at most every 300-600 ms
+                    long before = pool.stats().totalBootFailures();
+                    Thread.sleep(2000);
+                    assertThat(pool.stats().totalBootFailures() - before).isBetween(1L, 8L);
+                    assertThat(context.getBean(MeterRegistry.class).get("microsandbox.pool.boot.failures").counter().count())
+                            .isGreaterThanOrEqualTo(3.0);
+                    // a borrower gets pool-exhausted with the reason, not a hang
+                    org.assertj.core.api.Assertions.assertThatThrownBy(() -> context.getBean(SandboxTemplate.class).exec("true"))
+                            .isInstanceOf(io.microsandbox.spring.SandboxPoolExhaustedException.class)
+                            .hasMessageContaining("within PT0.2S").hasMessageContaining("fail to boot");
+                });
+    }
+
     @Configuration(proxyBeanMethods = false)
     static class Customizers {
         @Bean
