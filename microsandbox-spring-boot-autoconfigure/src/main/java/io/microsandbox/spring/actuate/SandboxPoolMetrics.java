@@ -49,11 +49,14 @@ public class SandboxPoolMetrics implements MeterBinder, PoolListener {
     @Override
     public synchronized void bindTo(MeterRegistry registry) {
         // Spring Boot binds MeterBinder beans itself when its metrics auto-configuration is there
+        // and a registry inside a bound composite already gets what the composite records
         for (MeterRegistry bound : registries) {
-            if (bound == registry) {
+            if (bound == registry || contains(bound, registry)) {
                 return;
             }
         }
+        boolean first = registries.isEmpty();
+        registries.removeIf(bound -> contains(registry, bound));
         registries.add(registry);
         gauge(registry, "microsandbox.pool.sandboxes", tags.and("state", "idle"), p -> p.stats().idle(), "Idle sandboxes");
         gauge(registry, "microsandbox.pool.sandboxes", tags.and("state", "active"), p -> p.stats().active(), "Lent sandboxes");
@@ -61,13 +64,18 @@ public class SandboxPoolMetrics implements MeterBinder, PoolListener {
         gauge(registry, "microsandbox.pool.sandboxes.min", tags, p -> p.settings().getMinIdle(), "Minimum idle sandboxes");
         gauge(registry, "microsandbox.pool.sandboxes.max", tags, p -> p.settings().getMaxSize(), "Maximum sandboxes");
         gauge(registry, "microsandbox.pool.sandboxes.waiting", tags, p -> p.stats().waiting(), "Borrowers waiting");
-        if (registries.size() == 1) {
+        if (first) {
             pool.addListener(this);
         } else {
             for (PoolMemberView m : pool.members()) {
                 registerSandbox(registry, m);
             }
         }
+    }
+
+    private static boolean contains(MeterRegistry outer, MeterRegistry inner) {
+        return outer instanceof io.micrometer.core.instrument.composite.CompositeMeterRegistry composite
+                && composite.getRegistries().contains(inner);
     }
 
     private void gauge(MeterRegistry registry, String name, Tags t, ToDoubleFunction<SandboxPool> f, String description) {

@@ -45,6 +45,23 @@ class PoolCrashIT {
                         return ((SandboxTemplate) sb).sandboxName();
                     });
                     assertThat(next).isNotEqualTo(victim);
+
+                    // a VM that dies while lent: the borrower sees SandboxLostException, the member is discarded
+                    String lost = template.execute(sb -> {
+                        String name = ((SandboxTemplate) sb).sandboxName();
+                        VmTestSupport.qemuOf(HOME, name).destroyForcibly();
+                        org.assertj.core.api.Assertions.assertThatThrownBy(() -> {
+                            // the first call may still be answered while the supervisor notices
+                            for (int i = 0; i < 50; i++) {
+                                sb.exec("true");
+                                Thread.sleep(100);
+                            }
+                        }).isInstanceOf(io.microsandbox.spring.SandboxLostException.class);
+                        return name;
+                    });
+                    assertThat(pool.member(lost)).isEmpty();
+                    assertThat(meters.get("microsandbox.pool.discarded").counter().count()).isEqualTo(2.0);
+                    VmTestSupport.await("a replacement", Duration.ofSeconds(90), () -> pool.stats().idle() == 1);
                 });
     }
 }

@@ -67,6 +67,26 @@ class SampleJarIT {
             assertThat(get(base + "/actuator/microsandbox")).contains("\"poolState\"").contains("\"status\":\"running\"");
             assertThat(get(base + "/actuator/metrics/microsandbox.pool.acquire")).contains("\"COUNT\"");
             assertThat(get(base + "/actuator/metrics/microsandbox.exec")).contains("outcome");
+
+            // the endpoint drains the pool over HTTP; the pool warms up again
+            HttpResponse<String> drain = http.send(HttpRequest.newBuilder(URI.create(base + "/actuator/microsandbox"))
+                    .header("Content-Type", "application/json")
+                    .POST(HttpRequest.BodyPublishers.ofString("{\"action\":\"drain\"}"))
+                    .timeout(Duration.ofSeconds(30)).build(), HttpResponse.BodyHandlers.ofString());
+            assertThat(drain.statusCode()).as(drain.body()).isEqualTo(200);
+            assertThat(drain.body()).contains("\"members\":1");
+            long again = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+            String rotated = "";
+            while (System.nanoTime() < again && !rotated.contains("\"COUNT\",\"value\":1.0")) {
+                Thread.sleep(500);
+                rotated = get(base + "/actuator/metrics/microsandbox.pool.rotated");
+            }
+            assertThat(rotated).contains("\"value\":1.0");
+            HttpResponse<String> after = http.send(HttpRequest.newBuilder(URI.create(base + "/run"))
+                    .header("Content-Type", "application/json")
+                    .POST(HttpRequest.BodyPublishers.ofString("{\"language\":\"python\",\"code\":\"print('again')\"}"))
+                    .timeout(Duration.ofSeconds(120)).build(), HttpResponse.BodyHandlers.ofString());
+            assertThat(after.body()).contains("\"stdout\":\"again\\n\"");
         } finally {
             app.destroy();
             boolean exited = app.waitFor(90, TimeUnit.SECONDS);
