@@ -54,7 +54,6 @@ public final class Microsandbox {
         this.qemu = qemu;
         this.kernelDir = kernelDir;
         this.accelerator = accelerator;
-        RuntimeFiles.preferNativeHome(this.home);
     }
 
     /**
@@ -172,7 +171,7 @@ public final class Microsandbox {
     public Sandbox create(String name, SandboxConfig config) {
         Sandbox.validateName(name);
         Objects.requireNonNull(config, "config");
-        SandboxStore store = SandboxStore.open(home);
+        SandboxStore store = store();
         SandboxLayout layout = SandboxLayout.of(home, name);
         if (store.find(name).isPresent()) {
             if (config.replaceTimeout() == null) {
@@ -327,7 +326,7 @@ public final class Microsandbox {
      */
     public Optional<SandboxHandle> find(String name) {
         Sandbox.validateName(name);
-        SandboxStore store = SandboxStore.open(home);
+        SandboxStore store = store();
         return store.find(name)
                 .map(record -> observe(store, record))
                 .filter(record -> !purgedIfEphemeral(store, record))
@@ -341,7 +340,7 @@ public final class Microsandbox {
 
     /** The sandboxes carrying every label of {@code filter}, newest first. */
     public List<SandboxHandle> list(SandboxFilter filter) {
-        SandboxStore store = SandboxStore.open(home);
+        SandboxStore store = store();
         return store.list(filter.labels()).stream()
                 .map(record -> observe(store, record))
                 .filter(record -> !purgedIfEphemeral(store, record))
@@ -407,7 +406,7 @@ public final class Microsandbox {
             throw new MicrosandboxException(ErrorKind.IO, "cannot lock sandbox '" + name + "': " + e.getMessage(), e);
         }
         try {
-            erase(SandboxStore.open(home), layout);
+            erase(store(), layout);
         } finally {
             closeQuietly(createLock);
         }
@@ -527,7 +526,16 @@ public final class Microsandbox {
             throw new MicrosandboxException(ErrorKind.INTERNAL, "the supervisor of sandbox '" + name
                     + "' (pid " + supervisorPid + ") does not answer and could not be killed");
         }
-        SandboxStore.open(home).finishRun(name, "stopped", null, io.microsandbox.runtime.Posix.SIGKILL, "signal", "client");
+        store().finishRun(name, "stopped", null, io.microsandbox.runtime.Posix.SIGKILL, "signal", "client");
+    }
+
+    /**
+     * The database of this runtime. The first runtime of the JVM that uses its home also
+     * becomes the place of the JVM's own native libraries ({@link RuntimeFiles#nativeHome()}).
+     */
+    private SandboxStore store() {
+        RuntimeFiles.preferNativeHome(home);
+        return SandboxStore.open(home);
     }
 
     /** The layout of a sandbox of this runtime. */

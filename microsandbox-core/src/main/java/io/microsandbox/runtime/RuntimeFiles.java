@@ -48,7 +48,7 @@ public final class RuntimeFiles {
     /**
      * The home under which this JVM's own native libraries (the JNI library, SQLite's) are
      * extracted: loaded once per JVM, they go under the home of the first
-     * {@code io.microsandbox.Microsandbox} runtime made in this JVM, else the
+     * {@code io.microsandbox.Microsandbox} runtime that used its home (opened its database) in this JVM, else the
      * {@linkplain #defaultHome() default home}.
      */
     public static Path nativeHome() {
