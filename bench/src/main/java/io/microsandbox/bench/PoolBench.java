@@ -33,11 +33,12 @@ public final class PoolBench {
         Microsandbox runtime = Microsandbox.defaultRuntime();
         String image = runtime.home().resolve("test-images").resolve("debian-python").toString();
         SandboxConfig config = SandboxConfig.builder().image(image).memoryMib(256).build();
+        SandboxConfig throwaway = config.toBuilder().ephemeral(true).build();
 
         // (g) the core's round trips on one sandbox
         List<Double> corePy = new ArrayList<>();
         List<Double> coreTrue = new ArrayList<>();
-        try (Sandbox sb = runtime.create("bench-core-" + ProcessHandle.current().pid(), config)) {
+        try (Sandbox sb = runtime.create("bench-core-" + ProcessHandle.current().pid(), throwaway)) {
             for (int i = 0; i < 10; i++) {
                 sb.exec("python3", List.of("-c", "print(1)"));
                 sb.exec("true", List.of());
@@ -82,11 +83,11 @@ public final class PoolBench {
 
         // (h) cold: create + exec + close
         List<Double> coldPy = new ArrayList<>();
-        SandboxConfig ephemeral = config.toBuilder().ephemeral(true).build();
+
         for (int i = 0; i < cold; i++) {
             Thread.sleep(1500);
             long t = System.nanoTime();
-            try (Sandbox sb = runtime.create("bench-cold-" + i, ephemeral)) {
+            try (Sandbox sb = runtime.create("bench-cold-" + i, throwaway)) {
                 sb.exec("python3", List.of("-c", "print(1)"));
             }
             coldPy.add(millisSince(t));
