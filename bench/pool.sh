@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The pool benchmark: borrow + run print(1) + return from a warm pool (SandboxTemplate), beside
+# the core's exec round trip and a cold create + exec + close, in one run on this machine.
+# Writes bench/results/pool.md. Usage: bench/pool.sh [round trips] [cold boots]  (default 100 5)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+mvn -B -ntp -q install -DskipTests -pl bench -am
+mvn -B -ntp -q -pl bench dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
+exec java -cp "bench/target/classes:$(cat bench/target/classpath.txt)" io.microsandbox.bench.PoolBench \
+  "${1:-100}" "${2:-5}" bench/results/pool.md

@@ -1,0 +1,194 @@
+package io.microsandbox.spring.actuate;
+
+import io.microsandbox.Metrics;
+import io.microsandbox.Microsandbox;
+import io.microsandbox.MicrosandboxException;
+import io.microsandbox.Sandbox;
+import io.microsandbox.SandboxHandle;
+import io.microsandbox.spring.pool.PoolMemberView;
+import io.microsandbox.spring.pool.PoolStats;
+import io.microsandbox.spring.pool.SandboxPool;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import org.springframework.boot.actuate.endpoint.annotation.Endpoint;
+import org.springframework.boot.actuate.endpoint.annotation.ReadOperation;
+import org.springframework.boot.actuate.endpoint.annotation.Selector;
+import org.springframework.boot.actuate.endpoint.annotation.WriteOperation;
+import org.springframework.lang.Nullable;
+
+/**
+ * Actuator endpoint {@code microsandbox}:
+ * <ul>
+ * <li>{@code GET /actuator/microsandbox}: the runtime, the pool's counts and every sandbox under
+ *     the home with status, pool state and latest metrics;</li>
+ * <li>{@code GET /actuator/microsandbox/{name}}: one sandbox, with live metrics when it runs;</li>
+ * <li>{@code POST /actuator/microsandbox/{name}} {@code {"action":"drain|stop|kill"}}: drain (a lent
+ *     pool member is drained when it comes back), stop or kill one sandbox;</li>
+ * <li>{@code POST /actuator/microsandbox} {@code {"action":"drain"}}: drain every pool member (the pool warms up again).</li>
+ * </ul>
+ */
+@Endpoint(id = "microsandbox")
+public class MicrosandboxEndpoint {
+
+    private final Microsandbox runtime;
+    private final SandboxPool pool;
+
+    public MicrosandboxEndpoint(Microsandbox runtime, @Nullable SandboxPool pool) {
+        this.runtime = runtime;
+        this.pool = pool;
+    }
+
+    @ReadOperation
+    public Map<String, Object> sandboxes() {
+        Map<String, Object> body = new LinkedHashMap<>();
+        Map<String, Object> rt = new LinkedHashMap<>();
+        rt.put("home", String.valueOf(runtime.home()));
+        rt.put("accelerator", String.valueOf(runtime.accelerator()));
+        String problem = runtime.describeInstallProblem();
+        rt.put("installed", problem == null);
+        if (problem != null) {
+            rt.put("problem", problem);
+        }
+        body.put("runtime", rt);
+        if (pool != null) {
+            body.put("pool", poolInfo());
+        }
+        List<Map<String, Object>> list = new ArrayList<>();
+        for (SandboxHandle h : runtime.list()) {
+            list.add(describe(h, null));
+        }
+        body.put("sandboxes", list);
+        return body;
+    }
+
+    @ReadOperation
+    public Map<String, Object> sandbox(@Selector String name) {
+        Optional<SandboxHandle> h = runtime.find(name);
+        if (h.isEmpty()) {
+            return null;
+        }
+        Metrics live = null;
+        if (!h.get().status().isTerminal()) {
+            try {
+                Sandbox sb = runtime.connect(name);
+                try {
+                    live = sb.metrics();
+                } finally {
+                    sb.detach();
+                }
+            } catch (MicrosandboxException e) {
+                // stopped meanwhile
+            }
+        }
+        Map<String, Object> d = describe(h.get(), live);
+        d.put("config", h.get().configJson());
+        h.get().lastStop().ifPresent(stop -> d.put("lastStop", String.valueOf(stop)));
+        return d;
+    }
+
+    @WriteOperation
+    public Map<String, Object> operate(@Selector String name, String action) {
+        Map<String, Object> result = new LinkedHashMap<>();
+        result.put("name", name);
+        result.put("action", action);
+        boolean member = pool != null && pool.member(name).isPresent();
+        switch (action == null ? "" : action) {
+            case "drain" -> {
+                if (member) {
+                    pool.evict(name);
+                } else {
+                    runtime.get(name).requestDrain();
+                }
+            }
+            case "stop" -> {
+                if (member) {
+                    pool.evict(name);
+                } else {
+                    runtime.get(name).stop();
+                }
+            }
+            case "kill" -> {
+                if (member) {
+                    pool.kill(name);
+                } else {
+                    runtime.get(name).kill();
+                }
+            }
+            default -> throw new IllegalArgumentException("action must be drain, stop or kill, got '" + action + "'");
+        }
+        result.put("poolMember", member);
+        return result;
+    }
+
+    @WriteOperation
+    public Map<String, Object> drainPool(String action) {
+        if (!"drain".equals(action)) {
+            throw new IllegalArgumentException("action must be drain, got '" + action + "'");
+        }
+        if (pool == null) {
+            throw new IllegalStateException("no pool: microsandbox.pool.enabled=false");
+        }
+        int n = pool.members().size();
+        pool.evictAll();
+        return Map.of("action", "drain", "pool", pool.name(), "members", n);
+    }
+
+    private Map<String, Object> poolInfo() {
+        PoolStats s = pool.stats();
+        Map<String, Object> p = new LinkedHashMap<>();
+        p.put("name", pool.name());
+        p.put("instance", pool.instanceId());
+        p.put("idle", s.idle());
+        p.put("active", s.active());
+        p.put("pending", s.pending());
+        p.put("waiting", s.waiting());
+        p.put("minIdle", s.minIdle());
+        p.put("maxSize", s.maxSize());
+        p.put("failedBoots", s.totalBootFailures());
+        if (s.lastBootError() != null) {
+            p.put("lastBootError", s.lastBootError());
+        }
+        return p;
+    }
+
+    private Map<String, Object> describe(SandboxHandle h, Metrics live) {
+        Map<String, Object> d = new LinkedHashMap<>();
+        d.put("name", h.name());
+        d.put("status", h.status().wireName());
+        d.put("labels", h.labels());
+        d.put("createdAt", String.valueOf(h.createdAt()));
+        String poolName = h.labels().get(SandboxPool.POOL_LABEL);
+        if (poolName != null) {
+            d.put("pool", poolName);
+        }
+        Metrics metrics = live;
+        if (pool != null) {
+            Optional<PoolMemberView> m = pool.member(h.name());
+            if (m.isPresent()) {
+                d.put("poolState", m.get().state());
+                d.put("uses", m.get().uses());
+                d.put("expiresAt", String.valueOf(m.get().expiresAt()));
+                d.put("evictionPending", m.get().evictionPending());
+                if (metrics == null) {
+                    metrics = m.get().lastMetrics();
+                }
+            }
+        }
+        if (metrics != null) {
+            Map<String, Object> md = new LinkedHashMap<>();
+            md.put("cpuPercent", metrics.cpuPercent());
+            md.put("memoryBytes", metrics.memoryBytes());
+            md.put("memoryHostResidentBytes", metrics.memoryHostResidentBytes());
+            md.put("memoryLimitBytes", metrics.memoryLimitBytes());
+            md.put("diskReadBytes", metrics.diskReadBytes());
+            md.put("diskWriteBytes", metrics.diskWriteBytes());
+            md.put("upperUsedBytes", metrics.upperUsedBytes());
+            md.put("uptimeMs", metrics.uptime() == null ? null : metrics.uptime().toMillis());
+            d.put("metrics", md);
+        }
+        return d;
+    }
+}

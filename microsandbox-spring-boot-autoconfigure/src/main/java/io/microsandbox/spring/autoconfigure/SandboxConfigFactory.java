@@ -1,0 +1,76 @@
+package io.microsandbox.spring.autoconfigure;
+
+import io.microsandbox.MicrosandboxException;
+import io.microsandbox.SandboxConfig;
+import io.microsandbox.spring.MicrosandboxProperties;
+import io.microsandbox.spring.SandboxConfigCustomizer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+/** Turns the {@code microsandbox.*} properties into a validated core {@link SandboxConfig}. */
+public final class SandboxConfigFactory {
+
+    private SandboxConfigFactory() {
+    }
+
+    public static SandboxConfig create(MicrosandboxProperties p, List<SandboxConfigCustomizer> customizers) {
+        if (p.getImage() == null || p.getImage().isBlank()) {
+            throw new MicrosandboxConfigurationException("microsandbox.image is not set: the sandboxes need a root filesystem.",
+                    "Set microsandbox.image to a local directory holding an unpacked root filesystem "
+                            + "(for example ~/.microsandbox/test-images/debian-python, which scripts/setup.sh installs).", null);
+        }
+        Path image = Path.of(p.getImage());
+        if (!Files.isDirectory(image)) {
+            throw new MicrosandboxConfigurationException("microsandbox.image '" + p.getImage() + "' is not a directory.",
+                    "Point microsandbox.image at an existing local directory holding an unpacked root filesystem "
+                            + "(scripts/setup.sh installs one under ~/.microsandbox/test-images/debian-python).", null);
+        }
+        if (p.getMemory() == null || p.getMemory().compareTo(MicrosandboxProperties.MIN_MEMORY) < 0) {
+            throw new MicrosandboxConfigurationException("microsandbox.memory is " + p.getMemory()
+                    + ", below the minimum of 64MB.", "Set microsandbox.memory to 64MB or more (for example 256MB).", null);
+        }
+        MicrosandboxProperties.Pool pool = p.getPool();
+        if (pool.getMaxSize() < 1 || pool.getMinIdle() < 0 || pool.getMinIdle() > pool.getMaxSize()) {
+            throw new MicrosandboxConfigurationException("microsandbox.pool.min-idle (" + pool.getMinIdle()
+                    + ") and max-size (" + pool.getMaxSize() + ") do not fit.",
+                    "Set microsandbox.pool.max-size to 1 or more and microsandbox.pool.min-idle between 0 and max-size.", null);
+        }
+        if (pool.getAcquireTimeout() == null || pool.getAcquireTimeout().isNegative()) {
+            throw new MicrosandboxConfigurationException("microsandbox.pool.acquire-timeout must not be negative.",
+                    "Set microsandbox.pool.acquire-timeout to a positive duration such as 30s.", null);
+        }
+        if (pool.getName() == null || !pool.getName().matches("[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")) {
+            throw new MicrosandboxConfigurationException("microsandbox.pool.name '" + pool.getName() + "' is not a valid name.",
+                    "Use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit.", null);
+        }
+        try {
+            SandboxConfig.Builder b = SandboxConfig.builder()
+                    .image(image.toAbsolutePath().toString())
+                    .memoryMib((int) p.getMemory().toMegabytes())
+                    .cpus(p.getCpus())
+                    .env(p.getEnv())
+                    .labels(p.getLabels())
+                    .accelerator(p.getAccelerator())
+                    .bootTimeout(p.getBootTimeout())
+                    .idleTimeout(p.getIdleTimeout())
+                    .maxDuration(p.getMaxDuration());
+            if (p.getWorkdir() != null) {
+                b.workdir(p.getWorkdir());
+            }
+            if (p.getUser() != null) {
+                b.user(p.getUser());
+            }
+            if (p.getShell() != null) {
+                b.shell(p.getShell());
+            }
+            for (SandboxConfigCustomizer c : customizers) {
+                c.customize(b);
+            }
+            return b.build();
+        } catch (MicrosandboxException e) {
+            throw new MicrosandboxConfigurationException("The microsandbox.* properties do not make a valid sandbox configuration: "
+                    + e.getMessage(), "Fix the microsandbox.* property named above (or the SandboxConfigCustomizer that set it).", e);
+        }
+    }
+}

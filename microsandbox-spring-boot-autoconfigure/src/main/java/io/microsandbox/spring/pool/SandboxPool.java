@@ -1,0 +1,700 @@
+package io.microsandbox.spring.pool;
+
+import io.microsandbox.ErrorKind;
+import io.microsandbox.Metrics;
+import io.microsandbox.Microsandbox;
+import io.microsandbox.MicrosandboxException;
+import io.microsandbox.Sandbox;
+import io.microsandbox.SandboxConfig;
+import io.microsandbox.SandboxFilter;
+import io.microsandbox.SandboxHandle;
+import io.microsandbox.SandboxStatus;
+import io.microsandbox.spring.MicrosandboxProperties;
+import io.microsandbox.spring.SandboxPoolExhaustedException;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingDeque;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ThreadFactory;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+import org.apache.commons.logging.Log;
+import org.apache.commons.logging.LogFactory;
+
+/**
+ * A pool of detached sandboxes, in the manner of HikariCP.
+ *
+ * <ul>
+ * <li>Members are detached sandboxes labelled {@value #POOL_LABEL}=pool name and
+ *     {@value #INSTANCE_LABEL}=application instance; their names start with the pool name.</li>
+ * <li>A housekeeper thread keeps {@code min-idle} members booted, creation runs on pool threads
+ *     (never on a borrower's), and failed boots back off exponentially.</li>
+ * <li>{@link #borrow()} waits up to {@code acquire-timeout} and pings a member that has been idle
+ *     a while before lending it.</li>
+ * <li>Each member has a lifetime ({@code max-lifetime} less up to 2.5% jitter) and a use limit
+ *     ({@code max-uses}). An idle member past either is drained and replaced; a lent one is only
+ *     marked and is drained when it comes back, so a borrower is never disturbed.</li>
+ * <li>A member whose command timed out, that stopped answering or crashed is discarded.</li>
+ * <li>On start the pool re-adopts its running members by label and removes the stopped or
+ *     crashed ones; on close it drains them or leaves them running ({@code on-shutdown}).</li>
+ * </ul>
+ */
+public final class SandboxPool implements SandboxSource, AutoCloseable {
+
+    /** Label holding the pool's name. */
+    public static final String POOL_LABEL = "spring.pool";
+    /** Label holding the application instance. */
+    public static final String INSTANCE_LABEL = "spring.instance";
+
+    private static final Log log = LogFactory.getLog(SandboxPool.class);
+
+    private final Microsandbox runtime;
+    private final SandboxConfig config;
+    private final MicrosandboxProperties.Pool settings;
+    private final String instanceId;
+    private final Map<String, String> poolLabels;
+    private final Map<String, Member> members = new ConcurrentHashMap<>();
+    private final LinkedBlockingDeque<Member> idle = new LinkedBlockingDeque<>();
+    private final AtomicInteger pending = new AtomicInteger();
+    private final AtomicInteger waiting = new AtomicInteger();
+    private final AtomicLong consecutiveFailures = new AtomicLong();
+    private final AtomicLong totalFailures = new AtomicLong();
+    private final List<PoolListener> listeners = new CopyOnWriteArrayList<>();
+    private volatile String lastBootError;
+    private volatile long nextBootNanos = System.nanoTime();
+    private volatile boolean closed;
+    private volatile boolean started;
+    private final ScheduledExecutorService housekeeper;
+    private final ExecutorService creators;
+    private final ExecutorService reapers;
+    private final ExecutorService pingers;
+
+    public SandboxPool(Microsandbox runtime, SandboxConfig config, MicrosandboxProperties.Pool settings, String instanceId) {
+        this.runtime = runtime;
+        this.settings = settings;
+        this.instanceId = instanceId;
+        this.poolLabels = Map.of(POOL_LABEL, settings.getName(), INSTANCE_LABEL, instanceId);
+        this.config = config.toBuilder().labels(merged(config.labels(), poolLabels)).detached(true).ephemeral(false).build();
+        String prefix = "msb-pool-" + settings.getName();
+        this.housekeeper = Executors.newSingleThreadScheduledExecutor(threads(prefix + "-housekeeper"));
+        this.creators = Executors.newFixedThreadPool(Math.max(1, Math.min(settings.getMaxSize(), 2)), threads(prefix + "-boot"));
+        this.reapers = Executors.newCachedThreadPool(threads(prefix + "-reaper"));
+        this.pingers = Executors.newCachedThreadPool(threads(prefix + "-ping"));
+    }
+
+    private static Map<String, String> merged(Map<String, String> a, Map<String, String> b) {
+        Map<String, String> m = new HashMap<>(a);
+        m.putAll(b);
+        return m;
+    }
+
+    private static ThreadFactory threads(String prefix) {
+        AtomicInteger n = new AtomicInteger();
+        return r -> {
+            Thread t = new Thread(r, prefix + "-" + n.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        };
+    }
+
+    public void addListener(PoolListener listener) {
+        listeners.add(listener);
+        for (Member m : members.values()) {
+            listener.memberAdded(m);
+        }
+    }
+
+    public void removeListener(PoolListener listener) {
+        listeners.remove(listener);
+    }
+
+    @Override
+    public String name() {
+        return settings.getName();
+    }
+
+    public String instanceId() {
+        return instanceId;
+    }
+
+    public Map<String, String> labels() {
+        return poolLabels;
+    }
+
+    public SandboxConfig config() {
+        return config;
+    }
+
+    public MicrosandboxProperties.Pool settings() {
+        return settings;
+    }
+
+    /** Re-adopts running members left by an earlier run, then starts warming up in the background. */
+    public synchronized void start() {
+        if (started) {
+            return;
+        }
+        started = true;
+        try {
+            adopt();
+        } catch (RuntimeException e) {
+            log.warn("pool '" + name() + "': cannot look for sandboxes to re-adopt: " + e.getMessage());
+        }
+        long period = Math.max(50, settings.getHousekeepingPeriod().toMillis());
+        housekeeper.scheduleWithFixedDelay(this::housekeep, period, period, TimeUnit.MILLISECONDS);
+        requestFill();
+    }
+
+    private void adopt() {
+        List<SandboxHandle> found = runtime.list(SandboxFilter.labels(poolLabels));
+        for (SandboxHandle h : found) {
+            SandboxStatus status = h.status();
+            if (status == SandboxStatus.RUNNING && members.size() < settings.getMaxSize()) {
+                try {
+                    Sandbox sb = runtime.connect(h.name());
+                    Member m = new Member(h.name(), sb, h.createdAt(), true);
+                    members.put(m.name, m);
+                    idle.offerLast(m);
+                    fire(l -> l.memberAdded(m));
+                    log.info("pool '" + name() + "': re-adopted running sandbox " + h.name());
+                    continue;
+                } catch (MicrosandboxException e) {
+                    log.info("pool '" + name() + "': cannot re-adopt " + h.name() + ": " + e.getMessage());
+                }
+            }
+            String hname = h.name();
+            reapers.execute(() -> destroy(hname, null, false));
+        }
+    }
+
+    @Override
+    public Lease borrow() {
+        ensureOpen();
+        long start = System.nanoTime();
+        long deadline = start + settings.getAcquireTimeout().toNanos();
+        waiting.incrementAndGet();
+        try {
+            while (true) {
+                Member m = idle.pollFirst();
+                if (m == null) {
+                    requestFill();
+                    long left = deadline - System.nanoTime();
+                    if (left > 0) {
+                        try {
+                            m = idle.pollFirst(left, TimeUnit.NANOSECONDS);
+                        } catch (InterruptedException e) {
+                            Thread.currentThread().interrupt();
+                            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for a sandbox");
+                        }
+                    }
+                    if (m == null) {
+                        ensureOpen();
+                        Duration waited = Duration.ofNanos(System.nanoTime() - start);
+                        fire(l -> l.acquireTimedOut(waited));
+                        throw exhausted();
+                    }
+                }
+                if (!m.state.compareAndSet(State.IDLE, State.ACTIVE)) {
+                    continue;
+                }
+                if (m.expired()) {
+                    retire(m, m.usesExhausted() ? "max-uses" : "max-lifetime");
+                    continue;
+                }
+                if (System.nanoTime() - m.lastReturnedNanos > settings.getValidationInterval().toNanos() && !ping(m)) {
+                    discard(m, "unresponsive");
+                    continue;
+                }
+                m.uses.incrementAndGet();
+                Duration waited = Duration.ofNanos(System.nanoTime() - start);
+                fire(l -> l.acquired(waited));
+                return new Lease(m.sandbox, m);
+            }
+        } finally {
+            waiting.decrementAndGet();
+        }
+    }
+
+    private SandboxPoolExhaustedException exhausted() {
+        PoolStats s = stats();
+        String message = "no sandbox became free in pool '" + name() + "' within " + settings.getAcquireTimeout()
+                + " (idle " + s.idle() + ", active " + s.active() + ", booting " + s.pending() + ", max-size " + s.maxSize() + ")";
+        if (s.lastBootError() != null && s.consecutiveBootFailures() > 0) {
+            message += "; sandboxes fail to boot: " + s.lastBootError();
+        }
+        return new SandboxPoolExhaustedException(ErrorKind.UNKNOWN, message, null);
+    }
+
+    private boolean ping(Member m) {
+        try {
+            CompletableFuture.runAsync(m.sandbox::touch, pingers)
+                    .get(settings.getValidationTimeout().toMillis(), TimeUnit.MILLISECONDS);
+            return true;
+        } catch (Exception e) {
+            log.info("pool '" + name() + "': sandbox " + m.name + " did not answer a ping: " + e);
+            return false;
+        }
+    }
+
+    @Override
+    public void giveBack(Lease lease) {
+        if (!(lease.owner() instanceof Member m) || !lease.markReturned()) {
+            return;
+        }
+        Duration lent = Duration.ofNanos(System.nanoTime() - lease.borrowedNanos());
+        fire(l -> l.returned(lent));
+        if (lease.brokenReason() != null || m.lostReason != null) {
+            discard(m, lease.brokenReason() != null ? lease.brokenReason() : m.lostReason);
+        } else if (closed) {
+            shutdownMember(m);
+        } else if (m.evict || m.expired()) {
+            retire(m, m.evict ? "evicted" : m.usesExhausted() ? "max-uses" : "max-lifetime");
+        } else if (settings.getReset() == MicrosandboxProperties.Reset.CLEAN) {
+            retire(m, "reset");
+        } else {
+            m.lastReturnedNanos = System.nanoTime();
+            m.state.set(State.IDLE);
+            idle.offerFirst(m);
+        }
+    }
+
+    @Override
+    public void recordExec(long nanos, String outcome) {
+        fire(l -> l.exec(nanos, outcome));
+    }
+
+    /** Drains one member: at once when idle, when it comes back when lent. False when it is no member. */
+    public boolean evict(String name) {
+        Member m = members.get(name);
+        if (m == null) {
+            return false;
+        }
+        m.evict = true;
+        if (m.state.compareAndSet(State.IDLE, State.ACTIVE)) {
+            idle.remove(m);
+            retire(m, "evicted");
+        }
+        return true;
+    }
+
+    /** Drains every member the same way (soft eviction); the pool warms up again. */
+    public void evictAll() {
+        for (String name : List.copyOf(members.keySet())) {
+            evict(name);
+        }
+    }
+
+    /** Kills one member at once, even when lent (its borrower sees the sandbox lost). */
+    public boolean kill(String name) {
+        Member m = members.get(name);
+        if (m == null) {
+            return false;
+        }
+        m.lostReason = "killed";
+        State prior = m.state.getAndSet(State.RETIRING);
+        idle.remove(m);
+        if (prior != State.RETIRING) {
+            discard(m, "killed");
+        }
+        return true;
+    }
+
+    public PoolStats stats() {
+        int active = 0;
+        int idleCount = 0;
+        for (Member m : members.values()) {
+            State s = m.state.get();
+            if (s == State.ACTIVE) {
+                active++;
+            } else if (s == State.IDLE) {
+                idleCount++;
+            }
+        }
+        return new PoolStats(idleCount, active, pending.get(), waiting.get(), settings.getMinIdle(), settings.getMaxSize(),
+                consecutiveFailures.get(), totalFailures.get(), lastBootError);
+    }
+
+    public Collection<PoolMemberView> members() {
+        return List.copyOf(members.values());
+    }
+
+    public Optional<PoolMemberView> member(String name) {
+        return Optional.ofNullable(members.get(name));
+    }
+
+    /** Reads the metrics of every member (one connection each); kept for {@link PoolMemberView#lastMetrics()}. */
+    public void sampleMetrics() {
+        if (closed || members.isEmpty()) {
+            return;
+        }
+        Map<String, Metrics> all;
+        try {
+            all = runtime.allMetrics();
+        } catch (RuntimeException e) {
+            return;
+        }
+        for (Member m : members.values()) {
+            Metrics metrics = all.get(m.name);
+            if (metrics != null) {
+                m.lastMetrics = metrics;
+            }
+        }
+    }
+
+    // ---- housekeeping, creation, destruction (pool threads only) ----
+
+    private void housekeep() {
+        try {
+            if (closed) {
+                return;
+            }
+            Map<String, SandboxStatus> status = new HashMap<>();
+            try {
+                for (SandboxHandle h : runtime.list(SandboxFilter.labels(poolLabels))) {
+                    status.put(h.name(), h.status());
+                }
+            } catch (RuntimeException e) {
+                status = null;
+            }
+            for (Member m : members.values()) {
+                SandboxStatus s = status == null ? SandboxStatus.RUNNING : status.get(m.name);
+                boolean gone = s == null || s == SandboxStatus.STOPPED || s == SandboxStatus.CRASHED;
+                if (gone) {
+                    if (m.lostReason == null) {
+                        m.lostReason = "crashed";
+                        fire(l -> l.crashed(m.name));
+                    }
+                    if (m.state.compareAndSet(State.IDLE, State.RETIRING)) {
+                        idle.remove(m);
+                        discard(m, "crashed");
+                    }
+                } else if (m.expired()) {
+                    if (m.state.compareAndSet(State.IDLE, State.ACTIVE)) {
+                        idle.remove(m);
+                        retire(m, m.usesExhausted() ? "max-uses" : "max-lifetime");
+                    } else {
+                        m.evict = true;
+                    }
+                }
+            }
+            fill();
+        } catch (RuntimeException e) {
+            log.warn("pool '" + name() + "': housekeeping failed", e);
+        }
+    }
+
+    private void requestFill() {
+        if (!closed) {
+            try {
+                housekeeper.execute(this::fill);
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                // closing
+            }
+        }
+    }
+
+    private synchronized void fill() {
+        if (closed) {
+            return;
+        }
+        long wait = nextBootNanos - System.nanoTime();
+        if (wait > 0) {
+            // backing off after a failed boot; the housekeeper comes back
+            housekeeper.schedule(this::fill, wait, TimeUnit.NANOSECONDS);
+            return;
+        }
+        int total = members.size() + pending.get();
+        int idleOrBooting = idle.size() + pending.get();
+        int want = Math.max(settings.getMinIdle() - idleOrBooting, waiting.get() - idle.size() - pending.get());
+        if (consecutiveFailures.get() > 0) {
+            want = Math.min(want, 1 - pending.get());
+        }
+        int n = Math.min(want, settings.getMaxSize() - total);
+        for (int i = 0; i < n; i++) {
+            pending.incrementAndGet();
+            creators.execute(this::createOne);
+        }
+    }
+
+    private void createOne() {
+        String sandboxName = name() + "-" + UUID.randomUUID().toString().substring(0, 8);
+        long t0 = System.nanoTime();
+        try {
+            if (closed) {
+                return;
+            }
+            Sandbox sb = runtime.create(sandboxName, config);
+            Duration took = Duration.ofNanos(System.nanoTime() - t0);
+            consecutiveFailures.set(0);
+            Member m = new Member(sandboxName, sb, Instant.now(), false);
+            fire(l -> l.booted(took));
+            if (closed) {
+                shutdownMember(m);
+                return;
+            }
+            members.put(m.name, m);
+            fire(l -> l.memberAdded(m));
+            idle.offerLast(m);
+        } catch (RuntimeException e) {
+            long failures = consecutiveFailures.incrementAndGet();
+            totalFailures.incrementAndGet();
+            lastBootError = e.getMessage();
+            long base = settings.getBootBackoff().toNanos();
+            long delay = Math.min(settings.getBootBackoffMax().toNanos(), base << Math.min(20, failures - 1));
+            nextBootNanos = System.nanoTime() + delay;
+            fire(l -> l.bootFailed(e));
+            log.warn("pool '" + name() + "': sandbox " + sandboxName + " did not boot (failure " + failures
+                    + ", next try in " + Duration.ofNanos(delay) + "): " + e.getMessage());
+        } finally {
+            pending.decrementAndGet();
+            requestFill();
+        }
+    }
+
+    private void retire(Member m, String reason) {
+        m.state.set(State.RETIRING);
+        if (members.remove(m.name, m)) {
+            fire(l -> l.memberRemoved(m.name));
+            fire(l -> l.rotated(m.name, reason));
+        }
+        requestFill();
+        reapers.execute(() -> destroy(m.name, m.sandbox, true));
+    }
+
+    private void discard(Member m, String reason) {
+        m.state.set(State.RETIRING);
+        if (members.remove(m.name, m)) {
+            fire(l -> l.memberRemoved(m.name));
+            fire(l -> l.discarded(m.name, reason));
+        }
+        log.info("pool '" + name() + "': discarding sandbox " + m.name + " (" + reason + ")");
+        requestFill();
+        reapers.execute(() -> destroy(m.name, m.sandbox, false));
+    }
+
+    /** Stops (drain or kill) and removes a sandbox; never throws. */
+    private void destroy(String sandboxName, Sandbox sb, boolean drain) {
+        try {
+            Optional<SandboxHandle> handle = runtime.find(sandboxName);
+            if (handle.isPresent() && !handle.get().status().isTerminal()) {
+                if (drain) {
+                    handle.get().requestDrain();
+                    long deadline = System.nanoTime() + settings.getShutdownTimeout().toNanos();
+                    while (System.nanoTime() < deadline && !handle.get().refresh().status().isTerminal()) {
+                        Thread.sleep(100);
+                    }
+                }
+                if (!handle.get().refresh().status().isTerminal()) {
+                    handle.get().kill();
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } catch (RuntimeException e) {
+            log.debug("pool '" + name() + "': stopping " + sandboxName + ": " + e.getMessage());
+            try {
+                runtime.find(sandboxName).ifPresent(h -> {
+                    if (!h.status().isTerminal()) {
+                        h.kill();
+                    }
+                });
+            } catch (RuntimeException ignored) {
+                // reported below when the removal fails too
+            }
+        }
+        if (sb != null) {
+            try {
+                sb.detach();
+            } catch (RuntimeException ignored) {
+                // already released
+            }
+        }
+        // the supervisor lets go of the sandbox a moment after the VM stopped
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(15);
+        while (true) {
+            try {
+                runtime.remove(sandboxName);
+                return;
+            } catch (MicrosandboxException e) {
+                if (e.kind() == ErrorKind.SANDBOX_NOT_FOUND) {
+                    return;
+                }
+                if (System.nanoTime() > deadline) {
+                    log.warn("pool '" + name() + "': cannot remove sandbox " + sandboxName + ": " + e.getMessage());
+                    return;
+                }
+            }
+            try {
+                Thread.sleep(200);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+    }
+
+    private void shutdownMember(Member m) {
+        if (settings.getOnShutdown() == MicrosandboxProperties.OnShutdown.KEEP) {
+            members.remove(m.name, m);
+            try {
+                m.sandbox.detach();
+            } catch (RuntimeException ignored) {
+                // already released
+            }
+        } else {
+            members.remove(m.name, m);
+            destroy(m.name, m.sandbox, true);
+        }
+    }
+
+    private void ensureOpen() {
+        if (closed) {
+            throw new SandboxPoolExhaustedException(ErrorKind.SANDBOX_NOT_RUNNING, "pool '" + name() + "' is closed", null);
+        }
+    }
+
+    /** Drains or keeps the members ({@code on-shutdown}) and stops the pool's threads. */
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        housekeeper.shutdownNow();
+        creators.shutdown();
+        try {
+            // a boot in flight finishes and is shut down with the rest
+            creators.awaitTermination(config.bootTimeout().toMillis() + 5000, TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        List<CompletableFuture<Void>> stopping = new ArrayList<>();
+        for (Member m : List.copyOf(members.values())) {
+            if (m.state.compareAndSet(State.IDLE, State.RETIRING)) {
+                idle.remove(m);
+                stopping.add(CompletableFuture.runAsync(() -> shutdownMember(m), reapers));
+            } else if (settings.getOnShutdown() == MicrosandboxProperties.OnShutdown.DRAIN && m.state.get() == State.ACTIVE) {
+                // lent: the drain lets its command finish; the borrower's return then finds it gone
+                stopping.add(CompletableFuture.runAsync(() -> {
+                    members.remove(m.name, m);
+                    destroy(m.name, null, true);
+                }, reapers));
+            }
+        }
+        try {
+            CompletableFuture.allOf(stopping.toArray(CompletableFuture[]::new))
+                    .get(settings.getShutdownTimeout().toMillis() + 10_000, TimeUnit.MILLISECONDS);
+        } catch (Exception e) {
+            log.warn("pool '" + name() + "': members still stopping after the shutdown timeout: " + e);
+        }
+        for (Member m : List.copyOf(members.values())) {
+            fire(l -> l.memberRemoved(m.name));
+        }
+        reapers.shutdown();
+        pingers.shutdownNow();
+    }
+
+    private void fire(java.util.function.Consumer<PoolListener> event) {
+        for (PoolListener l : listeners) {
+            try {
+                event.accept(l);
+            } catch (RuntimeException e) {
+                log.debug("pool listener failed", e);
+            }
+        }
+    }
+
+    private enum State { IDLE, ACTIVE, RETIRING }
+
+    private final class Member implements PoolMemberView {
+        final String name;
+        final Sandbox sandbox;
+        final Instant created;
+        final Instant expires;
+        final boolean adopted;
+        final AtomicReference<State> state = new AtomicReference<>(State.IDLE);
+        final AtomicInteger uses = new AtomicInteger();
+        volatile long lastReturnedNanos = System.nanoTime();
+        volatile boolean evict;
+        volatile String lostReason;
+        volatile Metrics lastMetrics;
+
+        Member(String name, Sandbox sandbox, Instant created, boolean adopted) {
+            this.name = name;
+            this.sandbox = sandbox;
+            this.created = created;
+            this.adopted = adopted;
+            long lifetime = settings.getMaxLifetime().toMillis();
+            if (lifetime > 0) {
+                // HikariCP: up to 2.5% shorter, so that members do not all rotate at once
+                long variance = lifetime > 10_000 ? ThreadLocalRandom.current().nextLong(lifetime / 40) : 0;
+                this.expires = created.plusMillis(lifetime - variance);
+            } else {
+                this.expires = null;
+            }
+        }
+
+        boolean usesExhausted() {
+            return settings.getMaxUses() > 0 && uses.get() >= settings.getMaxUses();
+        }
+
+        boolean expired() {
+            return usesExhausted() || (expires != null && !Instant.now().isBefore(expires));
+        }
+
+        @Override
+        public String name() {
+            return name;
+        }
+
+        @Override
+        public String state() {
+            return state.get().name().toLowerCase(java.util.Locale.ROOT);
+        }
+
+        @Override
+        public int uses() {
+            return uses.get();
+        }
+
+        @Override
+        public Instant createdAt() {
+            return created;
+        }
+
+        @Override
+        public Instant expiresAt() {
+            return expires;
+        }
+
+        @Override
+        public boolean evictionPending() {
+            return evict || lostReason != null;
+        }
+
+        @Override
+        public boolean adopted() {
+            return adopted;
+        }
+
+        @Override
+        public Metrics lastMetrics() {
+            return lastMetrics;
+        }
+    }
+}

@@ -1,0 +1,54 @@
+package io.microsandbox.spring.actuate;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.microsandbox.Microsandbox;
+import io.microsandbox.SandboxConfig;
+import io.microsandbox.spring.MicrosandboxProperties;
+import io.microsandbox.spring.pool.SandboxPool;
+import io.micrometer.core.instrument.composite.CompositeMeterRegistry;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Binding to a composite and to the registry inside it (as Spring Boot and the binder may both do) counts once. */
+class SandboxPoolMetricsTests {
+
+    @TempDir
+    Path temp;
+
+    @Test
+    void compositeAndItsChildCountOnce() throws Exception {
+        Files.createDirectories(temp.resolve("rootfs"));
+        SandboxPool pool = new SandboxPool(Microsandbox.builder().home(temp.resolve("home")).build(),
+                SandboxConfig.builder().image(temp.resolve("rootfs").toString()).build(),
+                new MicrosandboxProperties.Pool(), "test");
+        try {
+            for (boolean childFirst : new boolean[] {true, false}) {
+                SimpleMeterRegistry simple = new SimpleMeterRegistry();
+                CompositeMeterRegistry composite = new CompositeMeterRegistry();
+                composite.add(simple);
+                SandboxPoolMetrics metrics = new SandboxPoolMetrics(pool);
+                if (childFirst) {
+                    metrics.bindTo(simple);
+                    metrics.bindTo(composite);
+                } else {
+                    metrics.bindTo(composite);
+                    metrics.bindTo(simple);
+                }
+                metrics.bindTo(composite);
+                metrics.acquired(Duration.ofMillis(3));
+                metrics.booted(Duration.ofSeconds(2));
+                assertThat(simple.get("microsandbox.pool.acquire").timer().count()).isEqualTo(1);
+                assertThat(simple.get("microsandbox.pool.created").counter().count()).isEqualTo(1.0);
+                assertThat(simple.get("microsandbox.pool.sandboxes").tag("state", "idle").gauge().value()).isZero();
+                pool.removeListener(metrics);
+            }
+        } finally {
+            pool.close();
+        }
+    }
+}

@@ -1,0 +1,67 @@
+package io.microsandbox.spring.it;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.microsandbox.spring.SandboxTemplate;
+import io.microsandbox.spring.pool.SandboxPool;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import java.nio.file.Path;
+import java.time.Duration;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Test;
+
+/** A member whose VM is killed from outside is discarded, counted as crashed, and replaced. */
+class PoolCrashIT {
+
+    static final Path HOME = VmTestSupport.home("crash");
+
+    @AfterAll
+    static void nothingLeft() throws InterruptedException {
+        VmTestSupport.assertNothingLeft(HOME);
+    }
+
+    @Test
+    void crashedMemberIsDiscarded() {
+        VmTestSupport.runner(HOME)
+                .withBean(MeterRegistry.class, SimpleMeterRegistry::new)
+                .withPropertyValues("microsandbox.pool.max-size=1")
+                .run(context -> {
+                    SandboxTemplate template = context.getBean(SandboxTemplate.class);
+                    SandboxPool pool = context.getBean(SandboxPool.class);
+                    MeterRegistry meters = context.getBean(MeterRegistry.class);
+                    VmTestSupport.await("warm-up", Duration.ofSeconds(90), () -> pool.stats().idle() == 1);
+                    String victim = pool.members().iterator().next().name();
+
+                    ProcessHandle qemu = VmTestSupport.qemuOf(HOME, victim);
+                    assertThat(qemu.destroyForcibly()).isTrue();
+
+                    VmTestSupport.await("the crashed member discarded", Duration.ofSeconds(30), () -> pool.member(victim).isEmpty());
+                    assertThat(meters.get("microsandbox.pool.crashed").counter().count()).isEqualTo(1.0);
+                    assertThat(meters.get("microsandbox.pool.discarded").counter().count()).isEqualTo(1.0);
+                    // never lent again: the next loan gets a new sandbox
+                    String next = template.execute(sb -> {
+                        sb.exec("true");
+                        return ((SandboxTemplate) sb).sandboxName();
+                    });
+                    assertThat(next).isNotEqualTo(victim);
+
+                    // a VM that dies while lent: the borrower sees SandboxLostException, the member is discarded
+                    String lost = template.execute(sb -> {
+                        String name = ((SandboxTemplate) sb).sandboxName();
+                        VmTestSupport.qemuOf(HOME, name).destroyForcibly();
+                        org.assertj.core.api.Assertions.assertThatThrownBy(() -> {
+                            // the first call may still be answered while the supervisor notices
+                            for (int i = 0; i < 50; i++) {
+                                sb.exec("true");
+                                Thread.sleep(100);
+                            }
+                        }).isInstanceOf(io.microsandbox.spring.SandboxLostException.class);
+                        return name;
+                    });
+                    assertThat(pool.member(lost)).isEmpty();
+                    assertThat(meters.get("microsandbox.pool.discarded").counter().count()).isEqualTo(2.0);
+                    VmTestSupport.await("a replacement", Duration.ofSeconds(90), () -> pool.stats().idle() == 1);
+                });
+    }
+}

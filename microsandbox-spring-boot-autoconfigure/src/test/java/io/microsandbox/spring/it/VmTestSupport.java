@@ -1,0 +1,98 @@
+package io.microsandbox.spring.it;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.microsandbox.spring.autoconfigure.MicrosandboxAutoConfiguration;
+import io.microsandbox.spring.autoconfigure.MicrosandboxEndpointAutoConfiguration;
+import io.microsandbox.spring.autoconfigure.MicrosandboxHealthAutoConfiguration;
+import io.microsandbox.spring.autoconfigure.MicrosandboxMetricsAutoConfiguration;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.function.BooleanSupplier;
+import org.springframework.boot.autoconfigure.AutoConfigurations;
+import org.springframework.boot.test.context.runner.ApplicationContextRunner;
+
+/** Shared set-up of the VM integration tests: a home per test class, small sandboxes, fast housekeeping. */
+final class VmTestSupport {
+
+    private VmTestSupport() {
+    }
+
+    /**
+     * A fresh home for a test class: whatever an earlier run left (detached sandboxes survive a
+     * killed JVM) is killed and removed.
+     */
+    static Path home(String name) {
+        String base = System.getProperty("msb.test.home.base", System.getProperty("java.io.tmpdir") + "/msb-spring-it");
+        Path home = Path.of(base, name).toAbsolutePath();
+        if (java.nio.file.Files.isDirectory(home)) {
+            io.microsandbox.Microsandbox runtime = io.microsandbox.Microsandbox.builder().home(home).build();
+            for (io.microsandbox.SandboxHandle h : runtime.list()) {
+                try {
+                    if (!h.status().isTerminal()) {
+                        h.kill();
+                    }
+                    runtime.remove(h.name());
+                } catch (RuntimeException e) {
+                    // best effort
+                }
+            }
+        }
+        return home;
+    }
+
+    static String image() {
+        String rootfs = System.getProperty("msb.test.rootfs");
+        assertThat(rootfs).as("msb.test.rootfs (set by failsafe)").isNotBlank();
+        return rootfs;
+    }
+
+    static ApplicationContextRunner runner(Path home) {
+        return new ApplicationContextRunner()
+                .withConfiguration(AutoConfigurations.of(MicrosandboxAutoConfiguration.class,
+                        MicrosandboxMetricsAutoConfiguration.class, MicrosandboxHealthAutoConfiguration.class,
+                        MicrosandboxEndpointAutoConfiguration.class))
+                .withPropertyValues(
+                        "microsandbox.home=" + home,
+                        "microsandbox.image=" + image(),
+                        "microsandbox.memory=256MB",
+                        "microsandbox.pool.min-idle=1",
+                        "microsandbox.pool.max-size=2",
+                        "microsandbox.pool.housekeeping-period=500ms",
+                        "microsandbox.pool.acquire-timeout=90s",
+                        "management.endpoints.web.exposure.include=microsandbox",
+                        "management.endpoints.jmx.exposure.include=microsandbox");
+    }
+
+    static void await(String what, Duration timeout, BooleanSupplier condition) throws InterruptedException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (!condition.getAsBoolean()) {
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError("timed out after " + timeout + " waiting for " + what);
+            }
+            Thread.sleep(100);
+        }
+    }
+
+    /** QEMU and supervisor processes that work on this home. */
+    static List<ProcessHandle> processesOf(Path home) {
+        String h = home.toString();
+        return ProcessHandle.allProcesses()
+                .filter(p -> p.info().commandLine().map(c -> c.contains(h)).orElse(false))
+                .toList();
+    }
+
+    /** The QEMU process of one sandbox. */
+    static ProcessHandle qemuOf(Path home, String sandbox) {
+        return ProcessHandle.allProcesses()
+                .filter(p -> p.info().commandLine().map(c -> c.contains("qemu") && c.contains(home.toString())
+                        && c.contains("/" + sandbox + "/")).orElse(false))
+                .findFirst()
+                .orElseThrow(() -> new AssertionError("no QEMU process for " + sandbox));
+    }
+
+    static void assertNothingLeft(Path home) throws InterruptedException {
+        await("no process left on " + home, Duration.ofSeconds(30), () -> processesOf(home).isEmpty());
+    }
+}
