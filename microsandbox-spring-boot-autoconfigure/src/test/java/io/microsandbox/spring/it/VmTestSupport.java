@@ -92,7 +92,16 @@ final class VmTestSupport {
                 .orElseThrow(() -> new AssertionError("no QEMU process for " + sandbox));
     }
 
+    /** Checks that no process works on the home any more, then removes the home: tests leave nothing behind. */
     static void assertNothingLeft(Path home) throws InterruptedException {
+        io.microsandbox.runtime.supervisor.SupervisorProcess.releaseSpare(home);
         await("no process left on " + home, Duration.ofSeconds(30), () -> processesOf(home).isEmpty());
+        try (var paths = java.nio.file.Files.walk(home)) {
+            for (Path p : paths.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                java.nio.file.Files.deleteIfExists(p);
+            }
+        } catch (java.io.IOException e) {
+            throw new AssertionError("cannot remove the test home " + home, e);
+        }
     }
 }

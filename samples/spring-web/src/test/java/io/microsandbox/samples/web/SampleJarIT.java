@@ -105,6 +105,8 @@ class SampleJarIT {
             }
         } while (!left.isEmpty() && System.nanoTime() < deadline);
         assertThat(left).as("sandbox processes left after the app stopped").isEmpty();
+        deleteTree(home);
+        Files.deleteIfExists(log);
     }
 
     private String get(String url) {
