@@ -74,7 +74,9 @@ if complete; then
     log "kernel $key: cached in $dir"
 else
     [ -f "$src" ] || die "no kernel source at $src (apt-get install linux-source-6.1)"
-    for tool in make gcc flex bison bc tar xz gzip; do
+    tools="make tar gzip"
+    [ -n "${MSB_KERNEL_SOURCE:-}" ] || tools="$tools gcc flex bison bc xz"
+    for tool in $tools; do
         command -v "$tool" >/dev/null || die "missing build tool: $tool (scripts/setup.sh installs them)"
     done
     mkdir -p "$cache"
