@@ -8,7 +8,7 @@ import java.util.List;
 /**
  * The QEMU {@code microvm} command line of one sandbox, device by device: a serial console
  * to the supervisor (or a file), the read-only lower disk, the writable upper disk, the agent's virtio-serial
- * port and a QMP socket. Nothing else: no firmware, no PCI, no default devices.
+ * port, a virtio balloon that returns freed guest memory to the host, and a QMP socket. Nothing else: no firmware, no PCI, no default devices.
  */
 public final class QemuCommand {
     /** Marker the agent prints on the console when booted with {@link #PROBE_PARAM}. */
@@ -40,6 +40,7 @@ public final class QemuCommand {
     private Path upperDisk;
     private Path agentSocket;
     private Path qmpSocket;
+    private boolean balloon = true;
 
     public QemuCommand qemuBinary(String qemuBinary) {
         this.qemuBinary = qemuBinary;
@@ -105,6 +106,12 @@ public final class QemuCommand {
         return this;
     }
 
+    /** A virtio balloon with free page reporting (on by default; off for probe boots). */
+    public QemuCommand balloon(boolean balloon) {
+        this.balloon = balloon;
+        return this;
+    }
+
     public QemuCommand qmpSocket(Path qmpSocket) {
         this.qmpSocket = qmpSocket;
         return this;
@@ -149,6 +156,12 @@ public final class QemuCommand {
             add(argv, "-device", "virtio-serial-device");
             add(argv, "-chardev", "socket,id=agent,path=" + escape(agentSocket));
             add(argv, "-device", "virtserialport,chardev=agent,name=agent");
+        }
+        if (balloon) {
+            // Free page reporting: pages the guest frees are handed back to the host (QEMU
+            // discards them), so an idle sandbox does not keep what it once used. The guest
+            // needs VIRTIO_BALLOON and PAGE_REPORTING (built into microsandbox's kernel).
+            add(argv, "-device", "virtio-balloon-device,free-page-reporting=on");
         }
         if (qmpSocket != null) {
             add(argv, "-qmp", "unix:" + escape(qmpSocket) + ",server=on,wait=off");
