@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Installs what microsandbox needs on a Debian machine, idempotently:
 #   - Debian packages: QEMU (microvm), e2fsprogs (disk images), debootstrap (test image),
-#     xz-utils and kmod (kernel unpacking and module dependencies)
-#   - the guest kernel, unpacked under $MSB_HOME/kernel (scripts/fetch-kernel.sh)
+#     xz-utils and kmod (kernel unpacking and module dependencies), and what the Maven
+#     module microsandbox-kernel builds the guest kernel from: linux-source-6.1 and its
+#     build dependencies (gcc, make, flex, bison, bc, libelf-dev, libssl-dev)
+#   - Debian's generic kernel, unpacked under $MSB_HOME/kernel (scripts/fetch-kernel.sh):
+#     not the default any more, kept for -Dmicrosandbox.kernel=debian, its test and the bench
 #   - the test image, a minimal Debian root filesystem with python3 (scripts/build-test-image.sh)
 # Usage: scripts/setup.sh [--no-image]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-packages=(qemu-system-x86 e2fsprogs debootstrap xz-utils kmod ca-certificates)
+packages=(qemu-system-x86 e2fsprogs debootstrap xz-utils kmod ca-certificates
+          linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
