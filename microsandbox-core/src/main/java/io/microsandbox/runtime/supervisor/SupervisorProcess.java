@@ -92,6 +92,13 @@ public final class SupervisorProcess {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         cmd.addAll(JVM_OPTIONS);
+        // measuring and debugging aid: more JVM options, after (so overriding) the defaults
+        String extra = System.getProperty("microsandbox.supervisor.jvmOptions", "");
+        for (String option : extra.trim().split("\\s+")) {
+            if (!option.isEmpty()) {
+                cmd.add(option);
+            }
+        }
         cmd.add("-cp");
         cmd.add(System.getProperty("java.class.path"));
         // where the supervisor extracts the JNI library; its database comes with the spec
