@@ -85,7 +85,7 @@ public final class BootBench {
         // (e) density: sandboxes started one after the other and left idle, then measured
         Thread.sleep(SETTLE_MILLIS);
         List<Sandbox> fleet = new ArrayList<>();
-        long[] fleetRss = new long[2];
+        long[] fleetRss = new long[4];
         long densityStart = System.nanoTime();
         double densityMillis;
         try {
@@ -98,8 +98,9 @@ public final class BootBench {
             Thread.sleep(5000);
             for (Sandbox sb : fleet) {
                 long[] rss = idleRssKib(sb.name());
-                fleetRss[0] += rss[0];
-                fleetRss[1] += rss[1];
+                for (int k = 0; k < 4; k++) {
+                    fleetRss[k] += rss[k];
+                }
             }
         } finally {
             closeAll(fleet);
@@ -149,6 +150,8 @@ public final class BootBench {
         table.append(String.format("| (e) %d idle 512 MiB sandboxes started in sequence: total host RSS, per sandbox | %.0f MiB, %.0f MiB per sandbox (QEMU %.0f + supervisor %.0f; goal 160); started in %.1f s |%n",
                 density, total / 1024.0, total / 1024.0 / density, fleetRss[0] / 1024.0 / density, fleetRss[1] / 1024.0 / density,
                 densityMillis / 1000));
+        table.append(String.format("| (e) the same, proportional set size (shared pages split among their users), per sandbox | %.0f MiB (QEMU %.0f + supervisor %.0f) |%n",
+                (fleetRss[2] + fleetRss[3]) / 1024.0 / density, fleetRss[2] / 1024.0 / density, fleetRss[3] / 1024.0 / density));
         table.append(String.format("| (e) %d sandboxes created in parallel, wall time to all first `exec` results | %.1f s |%n",
                 parallel, parallelMillis / 1000));
         table.append(String.format("%nSamples (ms), in run order: (a0) %s; (a) %s; (b) %s%n", rounded(bareDebian), rounded(bare), rounded(createToExec)));
@@ -206,7 +209,21 @@ public final class BootBench {
         for (ProcessHandle child : ProcessHandle.of(supervisor).orElseThrow().children().toList()) {
             vmm += rssKib(child.pid());
         }
-        return new long[] {vmm, rssKib(supervisor)};
+        long vmmPss = 0;
+        for (ProcessHandle child : ProcessHandle.of(supervisor).orElseThrow().children().toList()) {
+            vmmPss += pssKib(child.pid());
+        }
+        return new long[] {vmm, rssKib(supervisor), vmmPss, pssKib(supervisor)};
+    }
+
+    /** Proportional set size: shared pages (libjvm, the CDS archive, QEMU's libraries) split among their users. */
+    private static long pssKib(long pid) throws IOException {
+        for (String line : Files.readAllLines(Path.of("/proc", Long.toString(pid), "smaps_rollup"))) {
+            if (line.startsWith("Pss:")) {
+                return Long.parseLong(line.replaceAll("[^0-9]", ""));
+            }
+        }
+        return 0;
     }
 
     private static long rssKib(long pid) throws IOException {
