@@ -22,7 +22,7 @@
 #   MSB_KERNEL_CACHE           the cache directory
 #   MSB_KERNEL_JOBS            make -j (default 2); the compile runs under nice -n 19
 set -euo pipefail
-umask 022
+umask 077
 here=$(cd "$(dirname "$0")" && pwd)
 log() { echo "build-kernel: $*" >&2; }
 die() { log "error: $*"; exit 1; }
