@@ -11,6 +11,7 @@ import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.HexFormat;
@@ -172,7 +173,7 @@ public record KernelBundle(Path dir) {
     }
 
     private static void copy(InputStream in, Path target) throws IOException {
-        try (OutputStream out = OwnerOnly.newOutputStream(target)) {
+        try (OutputStream out = OwnerOnly.newOutputStream(target, StandardOpenOption.CREATE_NEW)) {
             in.transferTo(out);
         }
     }
