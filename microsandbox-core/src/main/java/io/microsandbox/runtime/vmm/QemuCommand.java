@@ -18,6 +18,15 @@ public final class QemuCommand {
 
     private static final long DEFAULT_TSC_KHZ = 2_000_000;
     private static final long HOST_TSC_KHZ = hostTscKhz();
+    /**
+     * TCG's translation buffer in MiB (QEMU's tb-size, default 1 GiB in QEMU 7.2): QEMU fills
+     * it with translated guest code, flushing only when it is full, and what it touched stays
+     * resident, so a sandbox's RSS grows with every new program it runs. Measured here: after
+     * 120 runs of {@code true} QEMU held 309 MiB with the default, 176 MiB with 64; Python
+     * start-up ran as fast with 64 as with the default, 2.7x slower with 32 (the buffer
+     * thrashes). {@code -Dmicrosandbox.tcg.tbSizeMib=0} leaves QEMU's default. KVM has no such buffer.
+     */
+    static final int TCG_TB_SIZE_MIB = Integer.getInteger("microsandbox.tcg.tbSizeMib", 64);
 
     private String qemuBinary = "qemu-system-x86_64";
     private Accelerator accelerator = Accelerator.TCG;
@@ -128,7 +137,7 @@ public final class QemuCommand {
             add(argv, "-accel", "kvm", "-cpu", "host");
         } else {
             // 'max' hangs with several vCPUs under TCG here; qemu64 boots with any count.
-            add(argv, "-accel", "tcg", "-cpu", "qemu64");
+            add(argv, "-accel", TCG_TB_SIZE_MIB > 0 ? "tcg,tb-size=" + TCG_TB_SIZE_MIB : "tcg", "-cpu", "qemu64");
         }
         add(argv, "-m", Integer.toString(memoryMib), "-smp", Integer.toString(cpus));
         add(argv, "-nodefaults", "-no-user-config", "-nographic", "-no-reboot");
