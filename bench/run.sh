@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Measures, in one run on this machine: (a) a bare QEMU boot of the sandbox kernel and
-# initramfs to a trivial init that powers off, (b) create() to the first exec result,
-# (c) exec round trip of `true` in a running sandbox, (d) host RSS of QEMU plus supervisor
-# of an idle sandbox. Prints a table and writes it to bench/results/latest.md.
-# Usage: bench/run.sh [rounds]   (default 5 boots per boot measurement)
+# Measures, in one run on this machine:
+#   (a0) a bare QEMU boot of Debian's generic kernel (scripts/fetch-kernel.sh) to a trivial
+#        init that powers off, (a) the same with microsandbox's kernel (microsandbox-kernel),
+#   (b) create() to the first exec result, (c) exec round trip of `true` in a running sandbox,
+#   (d) host RSS of QEMU plus supervisor of an idle sandbox,
+#   (e) density: DENSITY idle 512 MiB sandboxes started in sequence (total host RSS and per
+#       sandbox), and the wall time to create PARALLEL at once.
+# Prints a table and writes it to bench/results/latest.md.
+# Usage: bench/run.sh [rounds] [density] [parallel]   (defaults 7, 20, 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 mvn -B -ntp -q install -DskipTests
 mvn -B -ntp -q -pl bench dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
 exec java -cp "bench/target/classes:$(cat bench/target/classpath.txt)" io.microsandbox.bench.BootBench \
-  "${1:-5}" bench/results/latest.md
+  "${1:-7}" bench/results/latest.md "${2:-20}" "${3:-10}"

@@ -3,14 +3,19 @@
 #   - Debian packages: QEMU (microvm), e2fsprogs (disk images), debootstrap (test image),
 #     xz-utils and kmod (kernel unpacking and module dependencies), docker-registry and
 #     apache2-utils (the OCI tests run a real registry on 127.0.0.1, htpasswd makes its bcrypt users),
-#     qemu-utils (qemu-img: the copy-on-write overlay of a disk-image root)
-#   - the guest kernel, unpacked under $MSB_HOME/kernel (scripts/fetch-kernel.sh)
+#     qemu-utils (qemu-img: the copy-on-write overlay of a disk-image root), tmux (the attach test),
+#     and what the Maven module microsandbox-kernel builds the guest kernel from:
+#     linux-source-6.1 and its build dependencies (gcc, make, flex, bison, bc, libelf-dev, libssl-dev)
+#   - Debian's generic kernel, unpacked under $MSB_HOME/kernel (scripts/fetch-kernel.sh):
+#     not the default any more, kept for -Dmicrosandbox.kernel=debian, its test and the bench
 #   - the test image, a minimal Debian root filesystem with python3 (scripts/build-test-image.sh)
 # Usage: scripts/setup.sh [--no-image]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-packages=(qemu-system-x86 qemu-utils e2fsprogs debootstrap xz-utils kmod ca-certificates tmux docker-registry apache2-utils)
+packages=(qemu-system-x86 qemu-utils e2fsprogs debootstrap xz-utils kmod ca-certificates tmux
+          docker-registry apache2-utils
+          linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

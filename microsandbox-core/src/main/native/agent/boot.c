@@ -103,13 +103,15 @@ bool cmdline_has(const char *param)
     return false;
 }
 
+/* Loads the modules the initramfs carries, in modules.order's order; returns how many
+ * (0 without a modules.order: a kernel with everything built in, such as ours) or -errno. */
 int load_modules(void)
 {
     FILE *f = fopen(MODULES_ORDER, "re");
     if (!f)
         return errno == ENOENT ? 0 : -errno; /* a kernel with everything built in */
     char line[256], path[512];
-    int rc = 0;
+    int rc = 0, loaded = 0;
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\r\n")] = 0;
         if (!line[0])
@@ -129,9 +131,10 @@ int load_modules(void)
         }
         close(fd);
         unlink(path); /* the initramfs lives in RAM; loaded modules are dead weight */
+        loaded++;
     }
     fclose(f);
-    return rc;
+    return rc < 0 ? rc : loaded;
 }
 
 /* Creates /dev/<name> from sysfs's major:minor unless devtmpfs already has it (its

@@ -482,11 +482,19 @@ int main(void)
         fatal("port", "virtio-serial port 'agent' not found", -g_port);
     port_reconnect_check();
 
-    cbor_buf *b = frame_begin(0, 0, "core.hello", 2);
+    /* The boot timeline so far, CLOCK_BOOTTIME: the kernel's start to the agent's start
+     * (boot_time_ns), then modules and the port (hello_time_ns). */
+    cbor_buf *b = frame_begin(0, 0, "core.hello", 5);
     cbor_put_text(b, "v");
     cbor_put_uint(b, PROTO_VERSION);
     cbor_put_text(b, "agent");
     cbor_put_text(b, AGENT_VERSION);
+    cbor_put_text(b, "boot_time_ns");
+    cbor_put_uint(b, g_boot_ns);
+    cbor_put_text(b, "modules");
+    cbor_put_uint(b, (uint64_t)rc);
+    cbor_put_text(b, "hello_time_ns");
+    cbor_put_uint(b, now_boottime_ns());
     frame_end();
 
     struct epoll_event evs[64];

@@ -155,11 +155,6 @@ public final class Microsandbox {
         return kernelDir;
     }
 
-    /** The kernel directory boots use now. */
-    Path kernelDir() {
-        return kernelDir != null ? kernelDir : KernelBundle.defaultDir(home);
-    }
-
     /**
      * Creates and boots a sandbox, returning once its guest agent is ready.
      *
@@ -464,10 +459,11 @@ public final class Microsandbox {
     }
 
     /**
-     * Makes sure this runtime can boot sandboxes: installs the guest kernel under the home
-     * directory when it is missing (Debian's {@code linux-image-amd64} through
-     * {@code apt-get download}, which needs the apt package lists; minutes on first use) and
-     * checks that QEMU is there. A kernel directory named with {@link Builder#kernelDir(Path)}
+     * Makes sure this runtime can boot sandboxes: unpacks the guest kernel of the
+     * {@code microsandbox-kernel} jar under the home, or, when Debian's kernel is selected
+     * ({@code -Dmicrosandbox.kernel=debian}) and missing, installs it (Debian's
+     * {@code linux-image-amd64} through {@code apt-get download}, which needs the apt package
+     * lists; minutes on first use), and checks that QEMU is there. A kernel directory named with {@link Builder#kernelDir(Path)}
      * is only checked, never installed into. Idempotent.
      *
      * @throws MicrosandboxException {@link ErrorKind#BOOT_FAILED} naming what is missing
@@ -479,8 +475,11 @@ public final class Microsandbox {
             return;
         }
         try {
-            KernelBundle.locate(home, null);
+            KernelBundle.locate(home);
         } catch (MicrosandboxException missing) {
+            if (!KernelBundle.debianSelected()) {
+                throw missing;
+            }
             KernelBundle.install(home);
         }
     }
@@ -503,7 +502,7 @@ public final class Microsandbox {
         } catch (MicrosandboxException e) {
             problems.add(e.getMessage());
         }
-        String kernel = new KernelBundle(kernelDir()).problem();
+        String kernel = KernelBundle.problem(home, kernelDir);
         if (kernel != null) {
             problems.add(kernel);
         }

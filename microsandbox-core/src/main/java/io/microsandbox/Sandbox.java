@@ -109,10 +109,11 @@ public final class Sandbox implements AutoCloseable {
     }
 
     /**
-     * Makes sure the default runtime can boot sandboxes: installs the guest kernel under the home
-     * directory when it is missing (Debian's {@code linux-image-amd64} through
-     * {@code apt-get download}, which needs the apt package lists; minutes on first use) and
-     * checks that QEMU is there. Optional: call it at start-up to surface install problems
+     * Makes sure the runtime can boot sandboxes: unpacks the guest kernel of the
+     * {@code microsandbox-kernel} jar under the home directory, or, when Debian's kernel is
+     * selected ({@code -Dmicrosandbox.kernel=debian}) and missing, installs it (Debian's
+     * {@code linux-image-amd64} through {@code apt-get download}, which needs the apt package
+     * lists; minutes on first use), and checks that QEMU is there. Optional: call it at start-up to surface install problems
      * early. Idempotent.
      *
      * @throws MicrosandboxException {@link ErrorKind#BOOT_FAILED} naming what is missing

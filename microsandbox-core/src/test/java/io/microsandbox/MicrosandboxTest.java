@@ -25,17 +25,6 @@ class MicrosandboxTest {
         assertThat(runtime.accelerator()).isEqualTo(Accelerator.AUTO);
         assertThat(runtime.configuredQemu()).isNull();
         assertThat(runtime.configuredKernelDir()).isNull();
-        if (System.getenv("MSB_KERNEL_DIR") == null) {
-            withProperty("microsandbox.kernel.dir", null, () -> {
-                assertThat(runtime.kernelDir()).isEqualTo(runtime.home().resolve("kernel").resolve("current"));
-                return null;
-            });
-        }
-        // the default kernel location is read at each use, as the static API always did
-        withProperty("microsandbox.kernel.dir", home.resolve("k").toString(), () -> {
-            assertThat(runtime.kernelDir()).isEqualTo(home.resolve("k"));
-            return null;
-        });
         // nothing is created by building
         assertThat(home).isEmptyDirectory();
     }
@@ -48,7 +37,6 @@ class MicrosandboxTest {
         assertThat(runtime.home()).isAbsolute().isEqualTo(Path.of("relative-home").toAbsolutePath().normalize());
         assertThat(runtime.configuredQemu()).isEqualTo(dir.resolve("qemu"));
         assertThat(runtime.configuredKernelDir()).isEqualTo(dir.resolve("kernel"));
-        assertThat(runtime.kernelDir()).isEqualTo(dir.resolve("kernel"));
         assertThat(runtime.accelerator()).isEqualTo(Accelerator.TCG);
         // an explicit accelerator needs no probe, nor QEMU or a kernel
         assertThat(runtime.resolvedAccelerator()).isEqualTo(Accelerator.TCG);

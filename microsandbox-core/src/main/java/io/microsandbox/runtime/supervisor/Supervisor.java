@@ -115,6 +115,10 @@ public final class Supervisor {
     private volatile boolean paused;
     /** The reason of the first stop request; null while none was made. */
     private volatile String stopReason;
+    /** When QEMU was started (System.nanoTime), for the boot timeline. */
+    private long vmmStartNanos;
+    /** The agent's hello, whose boot times the timeline reports. */
+    private Frame helloFrame;
     /** When exec activity last happened (System.nanoTime), for the idle timeout. */
     private volatile long lastActivity = System.nanoTime();
     private volatile String agentFailure;
@@ -220,6 +224,7 @@ public final class Supervisor {
         try {
             // Spawned from the main thread, which lives until QEMU is gone: the parent-death
             // signal is tied to the forking thread.
+            vmmStartNanos = System.nanoTime();
             vmm = VmmProcess.spawn(spec.vmmArgv(), layout.vmmLog());
         } catch (IOException e) {
             return failBoot("cannot start the VMM: " + e.getMessage());
@@ -314,6 +319,7 @@ public final class Supervisor {
             throw new ProtocolException("expected core.hello from the agent, got " + hello);
         }
         SupervisorLog.log("agent says hello: " + hello.payload());
+        helloFrame = hello;
         Frame configure = new Frame(0, 0, Protocol.CORE_CONFIGURE, JSON.valueToTree(spec.configure()));
         // Before the boot completes the watchdog bounds this write: it closes the link.
         vm.write(configure);
@@ -330,6 +336,30 @@ public final class Supervisor {
             throw new ProtocolException("expected core.ready from the agent, got " + answer);
         }
         readyPayload = answer.payload();
+        long vmmToReadyNanos = System.nanoTime() - vmmStartNanos;
+        String timeline = bootTimeline(helloFrame.payload(), readyPayload, vmmToReadyNanos);
+        readyPayload.put("hello_time_ns", helloFrame.payload().path("hello_time_ns").asLong(0));
+        readyPayload.put("vmm_to_ready_ns", vmmToReadyNanos);
+        SupervisorLog.log("boot timeline: " + timeline);
+    }
+
+    /**
+     * The boot, read from the guest's CLOCK_BOOTTIME stamps (nanoseconds since the kernel
+     * started) in the hello and the ready, and the host's view from QEMU's start: what is
+     * left over on the host side is QEMU's own start-up and the kernel's loading.
+     */
+    static String bootTimeline(com.fasterxml.jackson.databind.JsonNode hello, com.fasterxml.jackson.databind.JsonNode ready, long vmmToReadyNanos) {
+        long agentStart = ready.path("boot_time_ns").asLong(hello.path("boot_time_ns").asLong(0));
+        long helloAt = hello.path("hello_time_ns").asLong(agentStart);
+        long init = ready.path("init_time_ns").asLong(helloAt);
+        long readyAt = ready.path("ready_time_ns").asLong(init);
+        return String.format(java.util.Locale.ROOT,
+                "kernel start to agent start %d ms, agent start to hello %d ms (%d modules, agent port),"
+                        + " hello to root mounted %d ms, to ready %d ms; agent start to ready %d ms;"
+                        + " QEMU start to ready %d ms (host clock)",
+                agentStart / 1_000_000, (helloAt - agentStart) / 1_000_000, hello.path("modules").asLong(0),
+                (init - helloAt) / 1_000_000, (readyAt - helloAt) / 1_000_000, (readyAt - agentStart) / 1_000_000,
+                vmmToReadyNanos / 1_000_000);
     }
 
     /** Ends a failed boot: kill QEMU, tell the creator why, leave no socket behind. */

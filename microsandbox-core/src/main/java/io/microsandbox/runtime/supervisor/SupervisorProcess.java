@@ -29,13 +29,20 @@ import java.util.concurrent.atomic.AtomicReference;
 public final class SupervisorProcess {
     private static final ObjectMapper JSON = new ObjectMapper();
     /**
-     * No JIT warm-up work: the supervisor mostly sleeps and copies frames. The heap holds the
-     * supervisor's memory budget; exiting on an OutOfMemoryError (which the budget should make
-     * impossible) takes QEMU down by its parent-death signal instead of leaving a half-dead relay.
+     * No JIT warm-up work: the supervisor mostly sleeps and copies frames. The heap may grow
+     * to the supervisor's memory budget but starts small, with a small young generation
+     * (an idle supervisor touches little of it); exiting on an OutOfMemoryError (which the
+     * budget should make impossible) takes QEMU down by its parent-death signal instead of
+     * leaving a half-dead relay. The JDK's class-data sharing archive is mapped (-Xshare:auto);
+     * freed native memory (the compiler's arenas after start-up) goes back to the OS every few
+     * seconds where the JDK has TrimNativeHeapInterval (17.0.10 and later; older ones ignore it).
+     * Measured idle (JDK 17.0.15): RSS 64 MiB before, about 59 MiB with these, of which about
+     * 38 MiB private; the rest is libjvm and the CDS archive, shared by every JVM on the host.
      */
     private static final List<String> JVM_OPTIONS = List.of(
-            "-Xms16m", "-Xmx" + (Supervisor.HEAP_BUDGET >> 20) + "m", "-XX:+ExitOnOutOfMemoryError", "-Xss512k", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-            "-XX:CICompilerCount=1", "-XX:-UsePerfData", "-Xshare:auto");
+            "-Xms4m", "-Xmn2m", "-Xmx" + (Supervisor.HEAP_BUDGET >> 20) + "m", "-XX:+ExitOnOutOfMemoryError", "-Xss256k",
+            "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:CICompilerCount=1", "-XX:-UsePerfData", "-Xshare:auto",
+            "-XX:+IgnoreUnrecognizedVMOptions", "-XX:+UnlockExperimentalVMOptions", "-XX:TrimNativeHeapInterval=2000");
 
     private static final boolean KEEP_SPARE = Boolean.parseBoolean(System.getProperty("microsandbox.supervisor.spare", "true"));
     /** The spare supervisor of each home: runtimes on different homes never share one. */
@@ -124,6 +131,13 @@ public final class SupervisorProcess {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         cmd.addAll(JVM_OPTIONS);
+        // measuring and debugging aid: more JVM options, after (so overriding) the defaults
+        String extra = System.getProperty("microsandbox.supervisor.jvmOptions", "");
+        for (String option : extra.trim().split("\\s+")) {
+            if (!option.isEmpty()) {
+                cmd.add(option);
+            }
+        }
         cmd.add("-cp");
         cmd.add(SupervisorClassPath.forHome(home));
         // where the supervisor extracts the JNI library; its database comes with the spec

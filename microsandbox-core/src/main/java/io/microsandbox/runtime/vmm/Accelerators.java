@@ -72,7 +72,7 @@ public final class Accelerators {
         OwnerOnly.directory(workDir);
         Path console = OwnerOnly.createTempFile(workDir, "kvm-probe-", ".log");
         try {
-            List<String> argv = new QemuCommand().qemuBinary(qemu).accelerator(Accelerator.KVM).memoryMib(128)
+            List<String> argv = new QemuCommand().qemuBinary(qemu).accelerator(Accelerator.KVM).memoryMib(128).balloon(false)
                     .kernel(kernel.vmlinux(), initramfs).kernelParam(QemuCommand.PROBE_PARAM)
                     .consoleLog(console).argv();
             Process vmm = new ProcessBuilder(argv).redirectErrorStream(true)
