@@ -28,7 +28,8 @@ class MicrosandboxRuntimesIT {
 
     @Test
     void runtimesOnTwoHomesAreIndependent(@TempDir Path dir) throws Exception {
-        Path kernelDir = Path.of(System.getProperty("microsandbox.kernel.dir"));
+        // the kernel the default configuration boots, given to the builder explicitly
+        Path kernelDir = io.microsandbox.runtime.vmm.KernelBundle.locate(io.microsandbox.runtime.RuntimeFiles.defaultHome()).dir();
         // a QEMU of our own: a wrapper around the real one, so the spec shows which one boots
         Path wrapper = dir.resolve("bin").resolve("my-qemu");
         Files.createDirectories(wrapper.getParent());

@@ -44,7 +44,8 @@ class FatJarIT {
         buildFatJar(app, loader, dir);
         Path home = dir.resolve("home");
         Process process = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "-jar", app.toString(), home.toString(), System.getProperty("microsandbox.kernel.dir"),
+                "-jar", app.toString(), home.toString(),
+                io.microsandbox.runtime.vmm.KernelBundle.locate(io.microsandbox.runtime.RuntimeFiles.defaultHome()).dir().toString(),
                 System.getProperty("msb.test.rootfs"))
                 .directory(dir.toFile()).redirectErrorStream(true).start();
         process.getOutputStream().close();

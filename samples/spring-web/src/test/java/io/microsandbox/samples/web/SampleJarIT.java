@@ -39,7 +39,6 @@ class SampleJarIT {
         List<String> cmd = new ArrayList<>(List.of(
                 Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "-Dmicrosandbox.home=" + home,
-                "-Dmicrosandbox.kernel.dir=" + System.getProperty("microsandbox.kernel.dir"),
                 "-jar", jar.toString(),
                 "--server.port=" + port,
                 "--microsandbox.image=" + System.getProperty("msb.test.rootfs")));
