@@ -13,5 +13,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 mvn -B -ntp -q install -DskipTests
 mvn -B -ntp -q -pl bench dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
-exec java -cp "bench/target/classes:$(cat bench/target/classpath.txt)" io.microsandbox.bench.BootBench \
+# This checkout's own modules, not whatever copy of them the local repository holds now
+# (another checkout may install over it while the bench runs).
+cp=$(tr ':' '\n' < bench/target/classpath.txt | grep -v '/io/microsandbox/' | paste -sd:)
+exec java -cp "bench/target/classes:microsandbox-core/target/classes:microsandbox-kernel/target/classes:$cp" \
+  io.microsandbox.bench.BootBench \
   "${1:-7}" bench/results/latest.md "${2:-20}" "${3:-10}"

@@ -13,7 +13,7 @@
 # ${MSB_HOME:-$HOME/.microsandbox}/kernel-build), key = <source version>-<sha256 of the
 # fragment and this recipe, 12 hex digits>: with nothing changed a build only copies the
 # cached files; a changed fragment or a new linux-source package builds anew. Old keys stay
-# until removed by hand (about 5 MiB each).
+# until removed by hand (about 4 MiB each).
 #
 # Environment (tests use these to build from a tiny fake source):
 #   MSB_KERNEL_SOURCE          source tarball (default /usr/src/linux-source-6.1.tar.xz)

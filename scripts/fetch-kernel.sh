@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Fetches Debian's linux-image-amd64 kernel and installs what a sandbox boot needs:
+# Fetches Debian's linux-image-amd64 kernel and installs what a sandbox boot with it needs.
+# Not the default kernel any more (that is microsandbox's own, from the microsandbox-kernel
+# jar); selected with -Dmicrosandbox.kernel=debian (MSB_KERNEL=debian), and used by
+# KernelSelectionIT and the bench's row (a0):
 #
 #   ${MSB_HOME:-$HOME/.microsandbox}/kernel/<kver>/vmlinux        uncompressed ELF (PVH entry)
 #   ${MSB_HOME:-$HOME/.microsandbox}/kernel/<kver>/modules/*.ko   the needed modules, uncompressed

@@ -42,7 +42,8 @@ public final class BootBench {
         String qemu = SandboxPreparer.findQemu();
         Accelerator accel = Accelerators.resolve(Accelerator.AUTO, qemu, ours, oursInitramfs, agent.getParent());
 
-        SandboxConfig config = SandboxConfig.builder().image(image).memoryMib(512).ephemeral(true).build();
+        // replace(): a bench run killed midway leaves its sandboxes recorded
+        SandboxConfig config = SandboxConfig.builder().image(image).memoryMib(512).ephemeral(true).replace().build();
         // One untimed create warms the lower-disk cache and the JIT, as a long-running service would be.
         try (Sandbox warm = Sandbox.create("bench-warmup", config)) {
             warm.exec("true", List.of());
