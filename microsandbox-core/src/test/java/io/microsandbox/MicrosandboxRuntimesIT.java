@@ -77,7 +77,7 @@ class MicrosandboxRuntimesIT {
             // the builder's QEMU and kernel are what booted
             List<String> argvB = SupervisorSpec.read(SandboxLayout.of(b.home(), beta).specFile()).vmmArgv();
             assertThat(argvB.get(0)).isEqualTo(wrapper.toString());
-            assertThat(argvB).contains(kernelDir.resolve("vmlinux").toString()).containsSubsequence("-accel", "tcg");
+            assertThat(argvB).contains(kernelDir.resolve("vmlinux").toString()).anySatisfy(arg -> assertThat(arg).startsWith("tcg"));
             List<String> argvA = SupervisorSpec.read(SandboxLayout.of(a.home(), alpha).specFile()).vmmArgv();
             assertThat(argvA.get(0)).isEqualTo(SandboxPreparer.findQemu());
             assertThat(argvA).contains(kernelDir.resolve("vmlinux").toString());
