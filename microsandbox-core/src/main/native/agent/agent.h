@@ -124,6 +124,13 @@ int env_entry(cbor_val k, cbor_val v, char **out, char *msg, size_t msglen);
 int env_parse(cbor_val map, bool present, char ***out, size_t *n, char *msg, size_t msglen);
 void free_strv(char **v);
 
+/* A text field that is absent or null (*out NULL), or text without NUL shorter than buf
+ * bytes (0: any length). 0, or -1 with msg naming the field. */
+int opt_text(cbor_val p, const char *key, size_t buf, char **out, char *msg, size_t msglen);
+/* A request's "window" (initial credit) when present, capped at MAX_OUTPUT_WINDOW; *window
+ * is left as it is when absent or null. 0, or -1 with msg. */
+int opt_window(cbor_val p, uint64_t *window, char *msg, size_t msglen);
+
 /* core.configure's payload; 0, or -1 with msg (a value of the wrong type or too long). */
 int config_parse(cbor_val p, agent_config *c, char *msg, size_t msglen);
 void config_free(agent_config *c);

@@ -27,29 +27,6 @@
 
 /* ---- parsing (no system calls) ---- */
 
-static int fs_text(cbor_val p, const char *key, size_t buf, char **out, char *msg, size_t msglen)
-{
-    cbor_val v;
-    const char *s;
-    size_t n;
-    *out = NULL;
-    if (!cbor_map_get(p, key, &v) || cbor_is_null(v))
-        return 0;
-    if (!cbor_get_text(v, &s, &n) || memchr(s, 0, n)) {
-        snprintf(msg, msglen, "%s is not text (or holds NUL)", key);
-        return -1;
-    }
-    if (n >= buf) {
-        snprintf(msg, msglen, "%s is %zu bytes, the limit is %zu", key, n, buf - 1);
-        return -1;
-    }
-    if (!(*out = strndup(s, n))) {
-        snprintf(msg, msglen, "out of memory");
-        return -1;
-    }
-    return 0;
-}
-
 static bool fs_flag(cbor_val p, const char *key)
 {
     cbor_val v;
@@ -82,10 +59,10 @@ int fs_args_parse(cbor_val p, fs_args *a, char *msg, size_t msglen)
         snprintf(msg, msglen, "unknown op %s", a->op);
         return -1;
     }
-    if (fs_text(p, "path", PATH_BUF, &a->path, msg, msglen) < 0 ||
-        fs_text(p, "to", PATH_BUF, &a->to, msg, msglen) < 0 ||
-        fs_text(p, "target", PATH_BUF, &a->target, msg, msglen) < 0 ||
-        fs_text(p, "user", USER_SPEC_BUF, &a->user, msg, msglen) < 0)
+    if (opt_text(p, "path", PATH_BUF, &a->path, msg, msglen) < 0 ||
+        opt_text(p, "to", PATH_BUF, &a->to, msg, msglen) < 0 ||
+        opt_text(p, "target", PATH_BUF, &a->target, msg, msglen) < 0 ||
+        opt_text(p, "user", USER_SPEC_BUF, &a->user, msg, msglen) < 0)
         goto bad;
     if (!a->path || !a->path[0]) {
         snprintf(msg, msglen, "path missing or empty");
@@ -107,13 +84,8 @@ int fs_args_parse(cbor_val p, fs_args *a, char *msg, size_t msglen)
         a->has_mode = true;
         a->mode = (uint32_t)u;
     }
-    if (cbor_map_get(p, "window", &v) && !cbor_is_null(v)) {
-        if (!cbor_get_uint(v, &u)) {
-            snprintf(msg, msglen, "window must be an unsigned integer");
-            goto bad;
-        }
-        a->window = u > MAX_OUTPUT_WINDOW ? MAX_OUTPUT_WINDOW : u;
-    }
+    if (opt_window(p, &a->window, msg, msglen) < 0)
+        goto bad;
     a->parents = fs_flag(p, "parents");
     a->recursive = fs_flag(p, "recursive");
     a->append = fs_flag(p, "append");

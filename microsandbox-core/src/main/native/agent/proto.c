@@ -139,9 +139,7 @@ int env_parse(cbor_val map, bool present, char ***out, size_t *n, char *msg, siz
     return 0;
 }
 
-/* A text field that is absent or null (*out NULL), or text without NUL shorter than buf
- * bytes. 0, or -1 with msg naming the field. */
-static int opt_text(cbor_val p, const char *key, size_t buf, char **out, char *msg, size_t msglen)
+int opt_text(cbor_val p, const char *key, size_t buf, char **out, char *msg, size_t msglen)
 {
     cbor_val v;
     const char *s;
@@ -161,6 +159,20 @@ static int opt_text(cbor_val p, const char *key, size_t buf, char **out, char *m
         snprintf(msg, msglen, "out of memory");
         return -1;
     }
+    return 0;
+}
+
+int opt_window(cbor_val p, uint64_t *window, char *msg, size_t msglen)
+{
+    cbor_val v;
+    uint64_t u;
+    if (!cbor_map_get(p, "window", &v) || cbor_is_null(v))
+        return 0;
+    if (!cbor_get_uint(v, &u)) {
+        snprintf(msg, msglen, "window is not an unsigned integer");
+        return -1;
+    }
+    *window = u > MAX_OUTPUT_WINDOW ? MAX_OUTPUT_WINDOW : u;
     return 0;
 }
 
@@ -270,13 +282,8 @@ int exec_args_parse(cbor_val p, exec_args *a, const char **kind, const char **st
     a->rows = cbor_map_get(p, "rows", &v) && cbor_get_uint(v, &u) && u > 0 && u < 65536 ? (unsigned short)u : 24;
     a->cols = cbor_map_get(p, "cols", &v) && cbor_get_uint(v, &u) && u > 0 && u < 65536 ? (unsigned short)u : 80;
     a->window = DEFAULT_OUTPUT_WINDOW;
-    if (cbor_map_get(p, "window", &v) && !cbor_is_null(v)) {
-        if (!cbor_get_uint(v, &u)) {
-            snprintf(msg, msglen, "window is not an unsigned integer");
-            goto bad;
-        }
-        a->window = u > MAX_OUTPUT_WINDOW ? MAX_OUTPUT_WINDOW : u;
-    }
+    if (opt_window(p, &a->window, msg, msglen) < 0)
+        goto bad;
     return 0;
 
 oom:

@@ -139,7 +139,7 @@ public final class LogStream implements AutoCloseable, Iterable<LogEntry> {
                 } catch (IllegalArgumentException e) {
                     continue;
                 }
-                if (!options.sources().contains(source) || (options.since() != null && l.time().isBefore(options.since()))) {
+                if (!options.includes(source) || (options.since() != null && l.time().isBefore(options.since()))) {
                     continue;
                 }
                 ready.add(new LogEntry(source, l.session(), l.time(), l.data(), cursorOf(l.seq())));

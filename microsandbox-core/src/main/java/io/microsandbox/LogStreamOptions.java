@@ -70,6 +70,11 @@ public final class LogStreamOptions {
         return EnumSet.copyOf(sources);
     }
 
+    /** Whether entries of {@code source} are wanted; asked for every entry, so it copies nothing. */
+    boolean includes(LogSource source) {
+        return sources.contains(source);
+    }
+
     /** Builder of {@link LogStreamOptions}. */
     public static final class Builder {
         private boolean follow;
