@@ -488,6 +488,19 @@ void exec_child_exited(pid_t pid, int status)
     /* an orphan reparented to PID 1: nothing to report */
 }
 
+/* Makes the session's fds non-blocking and puts it in the event loop. */
+static void add_session(session *s)
+{
+    int fl;
+    int *fds[] = { &s->out_fd, &s->err_fd, &s->in_fd };
+    for (int i = 0; i < 3; i++)
+        if (*fds[i] >= 0 && (fl = fcntl(*fds[i], F_GETFL)) >= 0)
+            fcntl(*fds[i], F_SETFL, fl | O_NONBLOCK);
+    s->next = g_sessions;
+    g_sessions = s;
+    update_events(s);
+}
+
 /* ---- spawning ---- */
 
 typedef struct {
@@ -775,14 +788,7 @@ void exec_request(uint32_t id, cbor_val p)
         out[0] = err[0] = in[1] = -1;
     }
     s->stdin_open = r.want_stdin;
-    int fl;
-    int *fds[] = { &s->out_fd, &s->err_fd, &s->in_fd };
-    for (int i = 0; i < 3; i++)
-        if (*fds[i] >= 0 && (fl = fcntl(*fds[i], F_GETFL)) >= 0)
-            fcntl(*fds[i], F_SETFL, fl | O_NONBLOCK);
-    s->next = g_sessions;
-    g_sessions = s;
-    update_events(s);
+    add_session(s);
 
     cbor_buf *bb = frame_begin(id, 0, "exec.started", 1);
     cbor_put_text(bb, "pid");
@@ -956,14 +962,7 @@ void fs_request(uint32_t id, cbor_val p)
         close(in[1]); /* the child reads EOF */
         s->in_fd = -1;
     }
-    int fl;
-    int *fds[] = { &s->out_fd, &s->err_fd, &s->in_fd };
-    for (int i = 0; i < 3; i++)
-        if (*fds[i] >= 0 && (fl = fcntl(*fds[i], F_GETFL)) >= 0)
-            fcntl(*fds[i], F_SETFL, fl | O_NONBLOCK);
-    s->next = g_sessions;
-    g_sessions = s;
-    update_events(s);
+    add_session(s);
     fs_args_free(&a);
     return;
 
