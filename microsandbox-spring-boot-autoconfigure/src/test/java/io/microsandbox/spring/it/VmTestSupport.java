@@ -92,6 +92,15 @@ final class VmTestSupport {
                 .orElseThrow(() -> new AssertionError("no QEMU process for " + sandbox));
     }
 
+    /** The base of the test homes goes with the last of them: a test run leaves nothing in the temporary directory. */
+    private static void removeBaseIfEmpty(Path base) throws java.io.IOException {
+        try {
+            java.nio.file.Files.deleteIfExists(base);
+        } catch (java.nio.file.DirectoryNotEmptyException e) {
+            // another test class's home is still there; the last one removes the base
+        }
+    }
+
     /** Checks that no process works on the home any more, then removes the home: tests leave nothing behind. */
     static void assertNothingLeft(Path home) throws InterruptedException {
         io.microsandbox.runtime.supervisor.SupervisorProcess.releaseSpare(home);
@@ -102,6 +111,7 @@ final class VmTestSupport {
                 for (Path p : paths.sorted(java.util.Comparator.reverseOrder()).toList()) {
                     java.nio.file.Files.deleteIfExists(p);
                 }
+                removeBaseIfEmpty(home.getParent());
                 return;
             } catch (java.nio.file.NoSuchFileException e) {
                 // removed meanwhile: walk again

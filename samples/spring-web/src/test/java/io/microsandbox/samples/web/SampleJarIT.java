@@ -105,6 +105,11 @@ class SampleJarIT {
         } while (!left.isEmpty() && System.nanoTime() < deadline);
         assertThat(left).as("sandbox processes left after the app stopped").isEmpty();
         deleteTree(home);
+        try {
+            Files.deleteIfExists(home.getParent());
+        } catch (java.nio.file.DirectoryNotEmptyException e) {
+            // other tests' homes are still there
+        }
         Files.deleteIfExists(log);
     }
 
