@@ -1,7 +1,6 @@
 package io.microsandbox.runtime.supervisor;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.File;
 import java.io.IOException;
@@ -28,8 +27,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * {@code java -jar app.jar} with a real Spring Boot launcher ({@code JarLauncher} from
- * {@code spring-boot-loader}, taken from the local Maven repository; the core does not depend
- * on it): the libraries are nested under {@code BOOT-INF/lib/}, so the supervisor can only run
+ * {@code spring-boot-loader}, which the build copies to {@code target/test-jars}; the core
+ * does not depend on it): the libraries are nested under {@code BOOT-INF/lib/}, so the supervisor can only run
  * from copies. The app boots a sandbox and runs Python in it.
  */
 class FatJarIT {
@@ -38,7 +37,8 @@ class FatJarIT {
     void aSandboxBootsFromAFatJarStartedWithJavaJar(@TempDir Path dir) throws Exception {
         String loaderProperty = System.getProperty("msb.test.springBootLoader", "");
         Path loader = Path.of(loaderProperty.isEmpty() ? "/nonexistent" : loaderProperty);
-        assumeTrue(Files.isRegularFile(loader), "no Spring Boot loader at " + loader + "; the Spring modules' build fetches it");
+        assertThat(loader).as("Spring Boot's loader jar (msb.test.springBootLoader); run the test through Maven,"
+                + " whose pre-integration-test phase copies it").isRegularFile();
 
         Path app = dir.resolve("app.jar");
         buildFatJar(app, loader, dir);
