@@ -13,6 +13,11 @@ public sealed interface ExecEvent {
 
     /** A chunk of standard output (all output, for a tty session). */
     record Stdout(byte[] data) implements ExecEvent {
+        /**
+         * This chunk alone as UTF-8. A chunk ends wherever the guest's read ended, which can
+         * be inside a character: for text whole across chunks decode {@link #data()} with one
+         * {@link java.nio.charset.CharsetDecoder} over the stream, or use {@link ExecHandle#collect()}.
+         */
         public String text() {
             return new String(data, java.nio.charset.StandardCharsets.UTF_8);
         }
@@ -20,6 +25,7 @@ public sealed interface ExecEvent {
 
     /** A chunk of standard error. */
     record Stderr(byte[] data) implements ExecEvent {
+        /** This chunk alone as UTF-8; see {@link Stdout#text()} for text across chunks. */
         public String text() {
             return new String(data, java.nio.charset.StandardCharsets.UTF_8);
         }
