@@ -166,6 +166,13 @@ public final class Microsandbox {
     public Sandbox create(String name, SandboxConfig config) {
         Sandbox.validateName(name);
         Objects.requireNonNull(config, "config");
+        Snapshot snapshot = null;
+        if (config.snapshot() != null) {
+            snapshot = snapshots().get(config.snapshot());
+            snapshots().checkImage(snapshot);
+            // persisted with the image: a restart boots its own upper over it, the snapshot may be gone by then
+            config = config.toBuilder().snapshot(null).image(snapshot.image()).build();
+        }
         SandboxStore store = store();
         SandboxLayout layout = SandboxLayout.of(home, name);
         if (store.find(name).isPresent()) {
@@ -182,7 +189,10 @@ public final class Microsandbox {
             throw e;
         }
         try {
-            return boot(layout, config, true, createLock);
+            if (snapshot != null) {
+                snapshots().materialize(snapshot, layout);
+            }
+            return boot(layout, config, snapshot == null, createLock);
         } catch (MicrosandboxException e) {
             store.delete(name);
             discard(layout, createLock);
@@ -430,6 +440,46 @@ public final class Microsandbox {
     private static void erase(SandboxStore store, SandboxLayout layout) {
         layout.deleteFiles();
         store.delete(layout.name());
+    }
+
+    /** The disk snapshots of this runtime's home, and those at explicit paths. */
+    public Snapshots snapshots() {
+        return new Snapshots(home);
+    }
+
+    /**
+     * Snapshots a stopped sandbox into the new directory {@code dir}, holding its creation
+     * lock so that it cannot start meanwhile.
+     */
+    Snapshot snapshot(String name, Path dir, SnapshotOptions options) {
+        SandboxHandle handle = get(name);
+        if (!handle.status().isTerminal()) {
+            throw snapshotRunning(name, handle.status().wireName());
+        }
+        SandboxLayout layout = SandboxLayout.of(home, name);
+        SandboxLock createLock;
+        try {
+            createLock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout));
+            if (createLock != null) {
+                awaitExitingSupervisor(layout);
+            }
+            if (createLock == null || supervisorAlive(layout)) {
+                closeQuietly(createLock);
+                throw snapshotRunning(name, "being started or run by another process");
+            }
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot lock sandbox '" + name + "': " + e.getMessage(), e);
+        }
+        try {
+            return snapshots().take(layout, handle.config(), dir, options);
+        } finally {
+            closeQuietly(createLock);
+        }
+    }
+
+    private static MicrosandboxException snapshotRunning(String name, String state) {
+        return new MicrosandboxException(ErrorKind.SNAPSHOT_SANDBOX_RUNNING, "sandbox '" + name + "' is " + state
+                + "; a disk snapshot needs it stopped (a checkpoint captures a running one)");
     }
 
     /** The images cached under this runtime's home: pull ahead, list, inspect, remove, prune. */
