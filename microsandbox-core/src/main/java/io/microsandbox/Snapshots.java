@@ -100,18 +100,23 @@ public final class Snapshots {
 
     /** A bare name under {@link #directory()}, or a path. */
     Path locate(String nameOrPath) {
+        return locateIn(directory(), nameOrPath, "snapshot");
+    }
+
+    /** A bare name under {@code dir}, or a path (anything holding a '/'), of a {@code what}. */
+    static Path locateIn(Path dir, String nameOrPath, String what) {
         if (nameOrPath == null || nameOrPath.isBlank()) {
-            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "a snapshot name or path is required");
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "a " + what + " name or path is required");
         }
         if (nameOrPath.indexOf('/') >= 0) {
             return Path.of(nameOrPath).toAbsolutePath().normalize();
         }
         if (nameOrPath.startsWith(".") || nameOrPath.chars().anyMatch(Character::isISOControl) || nameOrPath.indexOf('\\') >= 0
                 || nameOrPath.getBytes(StandardCharsets.UTF_8).length > Sandbox.MAX_NAME_BYTES) {
-            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "invalid snapshot name '"
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "invalid " + what + " name '"
                     + nameOrPath.replaceAll("\\p{Cntrl}", "?") + "': at most 128 bytes, no leading '.', no '\\' or control characters");
         }
-        return directory().resolve(nameOrPath);
+        return dir.resolve(nameOrPath);
     }
 
     /**
@@ -127,27 +132,13 @@ public final class Snapshots {
         if (!Files.isRegularFile(source.upperDisk())) {
             throw new MicrosandboxException(ErrorKind.IO, "sandbox '" + source.name() + "' has no upper disk at " + source.upperDisk());
         }
-        try {
-            Path parent = dir.getParent();
-            if (parent.equals(directory())) {
-                OwnerOnly.directories(home, parent);
-            } else {
-                Files.createDirectories(parent);
-            }
-            Files.createDirectory(dir);
-            OwnerOnly.restrict(dir, OwnerOnly.DIRECTORY);
-        } catch (FileAlreadyExistsException e) {
-            throw new MicrosandboxException(ErrorKind.SNAPSHOT_ALREADY_EXISTS, "snapshot " + dir + " already exists");
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot create snapshot directory " + dir + ": " + e.getMessage(), e);
-        }
+        claimDirectory(home, directory(), dir, "snapshot");
         try {
             String content = SparseFiles.copy(source.upperDisk(), dir.resolve(Snapshot.UPPER_FILE));
-            Path pin = source.dir().resolve("image.digest");
             Map<String, Object> fields = new LinkedHashMap<>();
             fields.put("format", Snapshot.FORMAT);
             fields.put("image", config.image());
-            fields.put("imageDigest", Files.isRegularFile(pin) ? Files.readString(pin, StandardCharsets.UTF_8).strip() : null);
+            fields.put("imageDigest", pinnedDigest(source));
             fields.put("sourceSandbox", source.name());
             fields.put("upperFile", Snapshot.UPPER_FILE);
             fields.put("sizeBytes", Files.size(source.upperDisk()));
@@ -155,9 +146,7 @@ public final class Snapshots {
             fields.put("labels", options.labels());
             fields.put("integrity", options.integrity() ? content : null);
             byte[] manifest = Snapshot.canonicalManifest(fields);
-            Path tmp = dir.resolve(Snapshot.MANIFEST_FILE + ".tmp");
-            OwnerOnly.write(tmp, manifest);
-            Files.move(tmp, dir.resolve(Snapshot.MANIFEST_FILE), StandardCopyOption.ATOMIC_MOVE);
+            writeManifest(dir.resolve(Snapshot.MANIFEST_FILE), manifest);
             return Snapshot.parse(dir, manifest);
         } catch (IOException | RuntimeException e) {
             SandboxPreparer.deleteTree(dir);
@@ -169,19 +158,54 @@ public final class Snapshots {
     }
 
     /**
+     * Creates the new directory {@code dir} of a {@code what}, owner-only (and the home's
+     * {@code named} directory on the way when it is there).
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_ALREADY_EXISTS} when it exists
+     */
+    static void claimDirectory(Path home, Path named, Path dir, String what) {
+        try {
+            Path parent = dir.getParent();
+            if (parent.equals(named)) {
+                OwnerOnly.directories(home, parent);
+            } else {
+                Files.createDirectories(parent);
+            }
+            Files.createDirectory(dir);
+            OwnerOnly.restrict(dir, OwnerOnly.DIRECTORY);
+        } catch (FileAlreadyExistsException e) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_ALREADY_EXISTS, what + " " + dir + " already exists");
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot create " + what + " directory " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Writes a manifest atomically: a directory without one is unfinished. */
+    static void writeManifest(Path file, byte[] manifest) throws IOException {
+        Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
+        OwnerOnly.write(tmp, manifest);
+        Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    /**
      * Checks that the image a snapshot's upper lies over is still here: its root directory, or
      * its OCI manifest in the cache.
      *
      * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_IMAGE_MISSING} when it is not
      */
     void checkImage(Snapshot snapshot) {
-        boolean present = snapshot.imageDigest() != null
-                ? new OciImages(home).byManifestDigest(snapshot.image(), snapshot.imageDigest()) != null
-                : snapshot.image() != null && Files.isDirectory(Path.of(snapshot.image()));
+        checkImage(home, "snapshot '" + snapshot.name() + "'", snapshot.image(), snapshot.imageDigest());
+    }
+
+    /** Checks that {@code image} (pinned to {@code imageDigest} when it is an OCI image) is still here, for {@code what}. */
+    static void checkImage(Path home, String what, String image, String imageDigest) {
+        boolean present = imageDigest != null
+                ? new OciImages(home).byManifestDigest(image, imageDigest) != null
+                : image != null && Files.isDirectory(Path.of(image));
         if (!present) {
-            throw new MicrosandboxException(ErrorKind.SNAPSHOT_IMAGE_MISSING, "snapshot '" + snapshot.name() + "' lies over image "
-                    + snapshot.image() + (snapshot.imageDigest() != null ? " (" + snapshot.imageDigest() + ")" : "")
-                    + ", which is no longer " + (snapshot.imageDigest() != null ? "in the image cache; pull it again" : "there"));
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_IMAGE_MISSING, what + " lies over image "
+                    + image + (imageDigest != null ? " (" + imageDigest + ")" : "")
+                    + ", which is no longer " + (imageDigest != null ? "in the image cache; pull it again" : "there"));
         }
     }
 
@@ -190,18 +214,36 @@ public final class Snapshots {
      * integrity hash when one is recorded, and pins it to the snapshot's image.
      */
     void materialize(Snapshot snapshot, SandboxLayout target) {
+        materialize(home, "snapshot '" + snapshot.name() + "'", snapshot.upperDisk(), snapshot.integrity(), snapshot.imageDigest(), target);
+    }
+
+    /**
+     * Copies the upper disk {@code upper} of a {@code what} into a new sandbox, fails with
+     * {@link ErrorKind#SNAPSHOT_INTEGRITY} when its content digest is not {@code expectedDigest}
+     * (unless that is null), and pins the sandbox to {@code imageDigest} (unless null).
+     */
+    static void materialize(Path home, String what, Path upper, String expectedDigest, String imageDigest, SandboxLayout target) {
         try {
             OwnerOnly.directories(home, target.dir());
-            String content = SparseFiles.copy(snapshot.upperDisk(), target.upperDisk());
-            snapshot.checkIntegrity(content);
-            if (snapshot.imageDigest() != null) {
-                OwnerOnly.write(target.dir().resolve("image.digest"), (snapshot.imageDigest() + "\n").getBytes(StandardCharsets.UTF_8));
+            String content = SparseFiles.copy(upper, target.upperDisk());
+            if (expectedDigest != null && !expectedDigest.equals(content)) {
+                throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the upper disk of " + what
+                        + " is corrupt: its content digest is " + content + ", the manifest records " + expectedDigest);
+            }
+            if (imageDigest != null) {
+                OwnerOnly.write(target.dir().resolve("image.digest"), (imageDigest + "\n").getBytes(StandardCharsets.UTF_8));
             }
         } catch (NoSuchFileException e) {
-            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the upper disk of snapshot '" + snapshot.name() + "' is missing: " + e.getMessage(), e);
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the upper disk of " + what + " is missing: " + e.getMessage(), e);
         } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot copy snapshot '" + snapshot.name() + "' into sandbox '"
+            throw new MicrosandboxException(ErrorKind.IO, "cannot copy the upper disk of " + what + " into sandbox '"
                     + target.name() + "': " + e.getMessage(), e);
         }
+    }
+
+    /** The OCI manifest digest a sandbox is pinned to, or null for a directory image. */
+    static String pinnedDigest(SandboxLayout layout) throws IOException {
+        Path pin = layout.dir().resolve("image.digest");
+        return Files.isRegularFile(pin) ? Files.readString(pin, StandardCharsets.UTF_8).strip() : null;
     }
 }
