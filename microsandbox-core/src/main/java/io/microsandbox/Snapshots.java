@@ -225,7 +225,7 @@ public final class Snapshots {
     static void materialize(Path home, String what, Path upper, String expectedDigest, String imageDigest, SandboxLayout target) {
         try {
             OwnerOnly.directories(home, target.dir());
-            String content = SparseFiles.copy(upper, target.upperDisk());
+            String content = SparseFiles.copy(upper, target.upperDisk(), false);
             if (expectedDigest != null && !expectedDigest.equals(content)) {
                 throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the upper disk of " + what
                         + " is corrupt: its content digest is " + content + ", the manifest records " + expectedDigest);

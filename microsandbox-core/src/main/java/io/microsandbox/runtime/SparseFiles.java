@@ -30,17 +30,27 @@ public final class SparseFiles {
     }
 
     /**
-     * Copies {@code source} to the new file {@code target} (created {@code 0600}, sparse), and
-     * returns the source's content digest.
+     * Copies {@code source} to the new file {@code target} (created {@code 0600}, sparse, and
+     * synced to disk: snapshots and checkpoints are kept), and returns the source's content digest.
      */
     public static String copy(Path source, Path target) throws IOException {
+        return copy(source, target, true);
+    }
+
+    /**
+     * Like {@link #copy(Path, Path)}; without {@code durable} the copy is left to the page cache,
+     * for a sandbox's own upper disk, which a host crash loses with the sandbox anyway.
+     */
+    public static String copy(Path source, Path target, boolean durable) throws IOException {
         OwnerOnly.createFile(target);
         try (FileChannel in = FileChannel.open(source, StandardOpenOption.READ);
              RandomAccessFile out = new RandomAccessFile(target.toFile(), "rw")) {
             long size = in.size();
             String digest = walk(source, in, size, out.getChannel());
             out.setLength(size);
-            out.getFD().sync();
+            if (durable) {
+                out.getFD().sync();
+            }
             return digest;
         }
     }

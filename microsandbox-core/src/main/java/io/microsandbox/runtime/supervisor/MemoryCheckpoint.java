@@ -14,8 +14,12 @@ import java.time.Duration;
  * Saves a paused VM: guest memory and device state through QEMU's migration into a file, and a
  * copy of the upper disk taken while the guest cannot write to it. QEMU 7.2 has no {@code file:}
  * migration target, and Java cannot pass QEMU a descriptor over QMP ({@code getfd} needs
- * SCM_RIGHTS), so QEMU writes through {@code exec:cat > file}. The VM is left paused; the
- * caller resumes or stops it.
+ * SCM_RIGHTS), so QEMU writes through an {@code exec:} command. QEMU 7.2 ends that command
+ * with SIGTERM and SIGKILL 10 ms apart as soon as the migration completes, which could cut a
+ * {@code cat} still writing its last buffer: so the shell QEMU starts hands the pipe to a
+ * background {@code cat} and exits at once, and the {@code cat} renames its file into place
+ * when it has written everything, which this waits for. The VM is left paused; the caller
+ * resumes or stops it.
  */
 public final class MemoryCheckpoint {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -42,7 +46,9 @@ public final class MemoryCheckpoint {
         QmpClient.execute(qmp, "stop", QMP_TIMEOUT);
         long paused = System.nanoTime();
         QmpClient.execute(qmp, "migrate-set-parameters", JSON.createObjectNode().put("max-bandwidth", MAX_BANDWIDTH), QMP_TIMEOUT);
-        QmpClient.execute(qmp, "migrate", JSON.createObjectNode().put("uri", "exec:cat > " + shellQuote(memoryFile)), QMP_TIMEOUT);
+        Path partial = memoryFile.resolveSibling(memoryFile.getFileName() + ".part");
+        String save = "exec 3<&0; (cat <&3 > " + shellQuote(partial) + " && mv " + shellQuote(partial) + " " + shellQuote(memoryFile) + ") &";
+        QmpClient.execute(qmp, "migrate", JSON.createObjectNode().put("uri", "exec:" + save), QMP_TIMEOUT);
         long deadline = System.nanoTime() + timeout.toNanos();
         String status;
         JsonNode info;
@@ -60,6 +66,12 @@ public final class MemoryCheckpoint {
         }
         if (!status.equals("completed")) {
             throw new IOException("saving guest memory " + status + ": " + info.path("error-desc").asText("no reason given"));
+        }
+        while (!Files.exists(memoryFile)) {
+            if (System.nanoTime() > deadline) {
+                throw new IOException("the saved guest memory was not complete within " + timeout);
+            }
+            sleep();
         }
         long migrated = System.nanoTime();
         // the migration flushed and released the disks: what the file holds is what the guest wrote

@@ -410,6 +410,9 @@ public final class Supervisor {
                 QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
                 return;
             }
+            if (!status.equals("inmigrate") && !status.equals("prelaunch") && !status.equals("no monitor yet")) {
+                throw new ProtocolException("QEMU is in state " + status + " after loading the checkpoint");
+            }
             try {
                 Thread.sleep(10);
             } catch (InterruptedException e) {
@@ -1063,6 +1066,9 @@ public final class Supervisor {
             pong = null;
             checkpointing = false;
             lastActivity = System.nanoTime();
+            if (stopReason != null) {
+                toGuest.urgent(FrameCodec.encode(new Frame(0, Protocol.FLAG_SHUTDOWN, Protocol.CORE_SHUTDOWN, null)));
+            }
         }
     }
 
@@ -1119,6 +1125,11 @@ public final class Supervisor {
                     SupervisorLog.log("cannot resume the VM to stop it: " + e.getMessage());
                 }
             }, e -> { }).start();
+        }
+        if (checkpointing) {
+            // a frame sent now would be saved inside the checkpoint: checkpoint() sends it once the guest runs again
+            SupervisorLog.log("the shutdown request waits for the checkpoint to end");
+            return;
         }
         toGuest.urgent(FrameCodec.encode(new Frame(0, Protocol.FLAG_SHUTDOWN, Protocol.CORE_SHUTDOWN, null)));
     }
