@@ -143,9 +143,22 @@ public final class Checkpoints {
      * size, vCPU count, kernel, agent or lower disk than the checkpoint's.
      *
      * @param argv the QEMU command line the restore would run
-     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_INCOMPATIBLE} naming the first difference
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_INCOMPATIBLE} naming the first difference,
+     *         {@link ErrorKind#SNAPSHOT_INTEGRITY} when the memory file is missing or not the size recorded
      */
     void checkCompatible(Checkpoint checkpoint, List<String> argv) {
+        long memoryBytes;
+        try {
+            memoryBytes = Files.size(checkpoint.memoryFile());
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the memory file of checkpoint '" + checkpoint.name()
+                    + "' is missing: " + e.getMessage(), e);
+        }
+        // a cheap check on the hot path: QEMU itself refuses a stream that does not parse
+        if (memoryBytes != checkpoint.memoryBytes()) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the memory file of checkpoint '" + checkpoint.name()
+                    + "' has " + memoryBytes + " bytes, the manifest records " + checkpoint.memoryBytes());
+        }
         String mismatch;
         try {
             mismatch = VmIdentity.mismatch(checkpoint.vm(), VmIdentity.of(argv, RuntimeFiles.extract(home, "msb-agent")));

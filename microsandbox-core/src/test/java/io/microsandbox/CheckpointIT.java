@@ -115,6 +115,24 @@ class CheckpointIT {
             assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(30));
             assertThat(runtime.find(refused)).isEmpty();
 
+            // a truncated memory file is refused before QEMU starts; one that does not parse fails the boot, never hangs it
+            Path truncated = tmp.resolve("truncated");
+            Files.createDirectory(truncated);
+            Files.createSymbolicLink(truncated.resolve("upper.ext4"), cp.path().resolve("upper.ext4"));
+            Files.copy(cp.path().resolve("checkpoint.json"), truncated.resolve("checkpoint.json"));
+            byte[] memory = Files.readAllBytes(cp.memoryFile());
+            Files.write(truncated.resolve("memory.bin"), java.util.Arrays.copyOf(memory, memory.length / 2));
+            assertThatThrownBy(() -> runtime.restore(refused, Checkpoint.get(truncated.toString()), RestoreOptions.defaults()))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_INTEGRITY));
+            byte[] garbled = memory.clone();
+            java.util.Arrays.fill(garbled, 0, 4096, (byte) 0x5a);
+            Files.write(truncated.resolve("memory.bin"), garbled);
+            long garbledStart = System.nanoTime();
+            assertThatThrownBy(() -> runtime.restore(refused, Checkpoint.get(truncated.toString()), RestoreOptions.defaults()))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.BOOT_FAILED));
+            assertThat(Duration.ofNanos(System.nanoTime() - garbledStart)).isLessThan(Duration.ofSeconds(30));
+            assertThat(runtime.find(refused)).isEmpty();
+
             Checkpoint.remove(cpName);
             assertThat(Files.exists(cp.path())).isFalse();
         } finally {
