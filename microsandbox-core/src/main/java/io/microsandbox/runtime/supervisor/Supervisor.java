@@ -683,7 +683,7 @@ public final class Supervisor {
                 } else if (frame.type().startsWith("sup.")) {
                     handleClientRequest(client, frame);
                 } else {
-                    routeToGuest(client, frame);
+                    routeToGuestUnlessCheckpointing(client, frame);
                 }
             }
         } catch (IOException e) {
@@ -699,54 +699,66 @@ public final class Supervisor {
         }
     }
 
+    /**
+     * {@link #routeToGuest}, except that nothing may start while a checkpoint needs the guest
+     * link quiet (see {@link #checkpoint(Frame)}).
+     */
+    private void routeToGuestUnlessCheckpointing(ClientConnection client, Frame frame) {
+        if (!frame.isSessionStart()) {
+            routeToGuest(client, frame);
+            return;
+        }
+        checkpointGate.readLock().lock();
+        try {
+            if (checkpointing) {
+                String type = frame.type();
+                client.send(Protocol.FS_REQUEST.equals(type) ? fsRefused(frame.id(), "sandbox_checkpointing", "a checkpoint is being taken")
+                        : Protocol.EXEC_REQUEST.equals(type) ? execRefused(frame.id(), "sandbox_checkpointing", "a checkpoint is being taken")
+                        : errorFrame(frame.id(), "a checkpoint is being taken"));
+                return;
+            }
+            routeToGuest(client, frame);
+        } finally {
+            checkpointGate.readLock().unlock();
+        }
+    }
+
     /** What a client may send to the guest, and with which id. */
     private void routeToGuest(ClientConnection client, Frame frame) {
         String type = frame.type();
         if (frame.isSessionStart()) {
-            // nothing may start while a checkpoint needs the guest link quiet (see checkpoint())
-            checkpointGate.readLock().lock();
-            try {
-                if (checkpointing) {
-                    client.send(Protocol.FS_REQUEST.equals(type) ? fsRefused(frame.id(), "sandbox_checkpointing", "a checkpoint is being taken")
-                            : Protocol.EXEC_REQUEST.equals(type) ? execRefused(frame.id(), "sandbox_checkpointing", "a checkpoint is being taken")
-                            : errorFrame(frame.id(), "a checkpoint is being taken"));
-                    return;
-                }
-                if (Protocol.FS_REQUEST.equals(type)) {
-                    openFsSession(client, frame);
-                    return;
-                }
-                boolean exec = Protocol.EXEC_REQUEST.equals(type);
-                if (!exec && !Protocol.CORE_PING.equals(type) && !Protocol.CORE_TOUCH.equals(type) && !Protocol.CORE_STATS.equals(type)) {
-                    client.send(errorFrame(frame.id(), "clients may not send " + type));
-                    return;
-                }
-                if (exec && !acceptingSessions()) {
-                    client.send(execRefused(frame.id(), "sandbox_draining", "sandbox " + spec.name() + " is "
-                            + (draining ? "draining" : "stopping") + ": new commands are refused"));
-                    return;
-                }
-                long window = exec ? frame.payload().path("window").asLong(Protocol.DEFAULT_OUTPUT_WINDOW) : 0;
-                SessionRouter.Route route = router.open(client, frame.id(), exec, exec && frame.payload().path("tty").asBoolean(false),
-                        exec ? sessionCounter.incrementAndGet() : 0, window);
-                if (route == null) {
-                    client.send(exec ? execRefused(frame.id(), "resource_limit", "id " + frame.id() + " is in use or "
-                            + SessionRouter.MAX_ROUTES_PER_CLIENT + " requests are open") : errorFrame(frame.id(), "id in use or too many requests"));
-                    return;
-                }
-                lastActivity = System.nanoTime();
-                if (!toGuestQueue(new Frame(route.guestId, frame.flags(), type, frame.payload()))) {
-                    router.close(route);
-                    if (exec) {
-                        sessionEnded(route);
-                    }
-                    client.send(exec ? execRefused(frame.id(), "resource_limit", "the guest is not reading its channel")
-                            : errorFrame(frame.id(), "the guest is not reading its channel"));
-                }
+            if (Protocol.FS_REQUEST.equals(type)) {
+                openFsSession(client, frame);
                 return;
-            } finally {
-                checkpointGate.readLock().unlock();
             }
+            boolean exec = Protocol.EXEC_REQUEST.equals(type);
+            if (!exec && !Protocol.CORE_PING.equals(type) && !Protocol.CORE_TOUCH.equals(type) && !Protocol.CORE_STATS.equals(type)) {
+                client.send(errorFrame(frame.id(), "clients may not send " + type));
+                return;
+            }
+            if (exec && !acceptingSessions()) {
+                client.send(execRefused(frame.id(), "sandbox_draining", "sandbox " + spec.name() + " is "
+                        + (draining ? "draining" : "stopping") + ": new commands are refused"));
+                return;
+            }
+            long window = exec ? frame.payload().path("window").asLong(Protocol.DEFAULT_OUTPUT_WINDOW) : 0;
+            SessionRouter.Route route = router.open(client, frame.id(), exec, exec && frame.payload().path("tty").asBoolean(false),
+                    exec ? sessionCounter.incrementAndGet() : 0, window);
+            if (route == null) {
+                client.send(exec ? execRefused(frame.id(), "resource_limit", "id " + frame.id() + " is in use or "
+                        + SessionRouter.MAX_ROUTES_PER_CLIENT + " requests are open") : errorFrame(frame.id(), "id in use or too many requests"));
+                return;
+            }
+            lastActivity = System.nanoTime();
+            if (!toGuestQueue(new Frame(route.guestId, frame.flags(), type, frame.payload()))) {
+                router.close(route);
+                if (exec) {
+                    sessionEnded(route);
+                }
+                client.send(exec ? execRefused(frame.id(), "resource_limit", "the guest is not reading its channel")
+                        : errorFrame(frame.id(), "the guest is not reading its channel"));
+            }
+            return;
         }
         SessionRouter.Route route = router.ofClient(client, frame.id());
         if (route == null || !route.session) {
