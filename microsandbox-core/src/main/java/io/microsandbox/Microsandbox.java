@@ -451,6 +451,9 @@ public final class Microsandbox {
         store.delete(layout.name());
     }
 
+    /** How many restores {@link #fork} runs at once. */
+    public static final int FORK_PARALLELISM = 4;
+
     /** The memory checkpoints of this runtime's home, and those at explicit paths. */
     public Checkpoints checkpoints() {
         return new Checkpoints(home);
@@ -522,8 +525,8 @@ public final class Microsandbox {
 
     /**
      * Starts {@code count} sandboxes from one checkpoint, named {@code namePrefix-1} to
-     * {@code namePrefix-count}, each with its own upper disk: what a pool refills from instead
-     * of cold boots. Each restored guest gets its own entropy (its kernel's random pool is
+     * {@code namePrefix-count}, each with its own upper disk, up to {@link #FORK_PARALLELISM} at
+     * a time: what a pool refills from instead of cold boots. Each restored guest gets its own entropy (its kernel's random pool is
      * reseeded from the host, so {@code /dev/urandom} and {@code getrandom} differ between
      * forks) and the current wall clock. What the kernel cannot know stays shared: random
      * state a process drew before the checkpoint (a seeded PRNG, UUID generators, TLS session
@@ -535,24 +538,59 @@ public final class Microsandbox {
             throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "fork needs a count of at least 1, got " + count);
         }
         List<Sandbox> started = new ArrayList<>();
+        RuntimeException failure = null;
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(Math.min(count, FORK_PARALLELISM), r -> {
+            Thread t = new Thread(r, "msb-fork");
+            t.setDaemon(true);
+            return t;
+        });
+        boolean interrupted = false;
         try {
+            List<java.util.concurrent.Future<Sandbox>> restores = new ArrayList<>();
             for (int i = 1; i <= count; i++) {
-                started.add(restore(namePrefix + "-" + i, checkpoint, options));
+                String name = namePrefix + "-" + i;
+                restores.add(pool.submit(() -> restore(name, checkpoint, options)));
             }
-            return started;
-        } catch (RuntimeException e) {
-            for (Sandbox sb : started) {
-                try {
-                    sb.kill();
-                    if (!options.ephemeral()) {
-                        remove(sb.name());
+            // every restore is collected, even after an interrupt: each is bounded by its boot timeout
+            for (java.util.concurrent.Future<Sandbox> restore : restores) {
+                while (true) {
+                    try {
+                        started.add(restore.get());
+                        break;
+                    } catch (java.util.concurrent.ExecutionException e) {
+                        RuntimeException cause = e.getCause() instanceof RuntimeException r ? r
+                                : new MicrosandboxException(ErrorKind.INTERNAL, "restore failed: " + e.getCause(), e.getCause());
+                        if (failure == null) {
+                            failure = cause;
+                        } else {
+                            failure.addSuppressed(cause);
+                        }
+                        break;
+                    } catch (InterruptedException e) {
+                        interrupted = true;
                     }
-                } catch (MicrosandboxException cleanup) {
-                    e.addSuppressed(cleanup);
                 }
             }
-            throw e;
+        } finally {
+            pool.shutdown();
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
         }
+        if (failure == null) {
+            return started;
+        }
+        for (Sandbox sb : started) {
+            try {
+                sb.kill();
+                if (!options.ephemeral()) {
+                    remove(sb.name());
+                }
+            } catch (MicrosandboxException cleanup) {
+                failure.addSuppressed(cleanup);
+            }
+        }
+        throw failure;
     }
 
     /** The disk snapshots of this runtime's home, and those at explicit paths. */

@@ -59,8 +59,9 @@ class CheckpointIT {
                 assertThat(Checkpoint.list()).extracting(Checkpoint::digest).contains(cp.digest());
                 assertThatThrownBy(() -> sb.checkpoint(cpName)).isInstanceOfSatisfying(MicrosandboxException.class,
                         e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_ALREADY_EXISTS));
-                // resumed: the source runs on, its loop too
+                // resumed: the source runs on, its loop too, and its disk takes writes again (restores do not see them)
                 assertThat(awaitState(sb, Integer.parseInt(before[2]) + 2)[1]).isEqualTo(before[1]);
+                assertThat(sb.shell("echo after > /root/after.txt && sync && cat /root/after.txt").stdout()).isEqualTo("after\n");
                 Checkpoint stopped = sb.checkpoint(tmp.resolve("at-stop").toString(), AfterCheckpoint.STOP);
                 assertThat(stopped.path()).isEqualTo(tmp.resolve("at-stop"));
                 assertThat(Sandbox.get(source).status()).isEqualTo(SandboxStatus.STOPPED);
