@@ -86,6 +86,9 @@ int open_agent_port(void);
 int setup_root(const char **stage, char *msg, size_t msglen);
 /* Applies core.configure's payload (hostname etc.). */
 int apply_config(cbor_val payload, const char **stage, char *msg, size_t msglen);
+/* core.restore (restore.c): reseed the entropy pool, set the clock and maybe the hostname of a
+ * guest resumed from a memory checkpoint; answers core.restored or core.error. */
+void do_restore(cbor_val payload);
 void kill_all_and_sync(void);
 void power_off(void) __attribute__((noreturn));
 

@@ -306,6 +306,11 @@ static void handle_frame(uint32_t id, const uint8_t *body, size_t blen)
             do_configure(p);
         else
             send_error(0, "protocol", "already configured", EALREADY);
+    } else if (msg_type_is(&m, "core.restore")) {
+        if (g_state == ST_READY)
+            do_restore(p);
+        else
+            send_error(0, "protocol", "core.restore before core.configure", EPROTO);
     } else if (msg_type_is(&m, "core.shutdown")) {
         do_shutdown();
     } else if (m.tlen > 5 && memcmp(m.type, "exec.", 5) == 0) {

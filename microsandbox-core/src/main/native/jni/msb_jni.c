@@ -771,6 +771,72 @@ JNIEXPORT jlong JNICALL Java_io_microsandbox_runtime_Posix_allocatedBytes0(JNIEn
     return (jlong) st.st_blocks * 512;
 }
 
+/* The data extents of a file as [start, end) pairs, found with SEEK_DATA/SEEK_HOLE: a sparse
+ * copy or hash then touches what is written and skips the holes. A filesystem without hole
+ * support reports the whole file as one extent. */
+JNIEXPORT jlongArray JNICALL Java_io_microsandbox_runtime_Posix_dataExtents0(JNIEnv *env, jclass cls, jbyteArray jpath) {
+    (void) cls;
+    char path[4096];
+    jsize n = (*env)->GetArrayLength(env, jpath);
+    if (n >= (jsize) sizeof path) {
+        throw_io(env, ENAMETOOLONG, "dataExtents");
+        return NULL;
+    }
+    (*env)->GetByteArrayRegion(env, jpath, 0, n, (jbyte *) path);
+    path[n] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        throw_io(env, errno, "open %s", path);
+        return NULL;
+    }
+    off_t end = lseek(fd, 0, SEEK_END);
+    size_t cap = 64, len = 0;
+    jlong *v = malloc(cap * sizeof *v);
+    off_t pos = 0;
+    int err = end < 0 ? errno : 0;
+    while (v != NULL && err == 0 && pos < end) {
+        off_t data = lseek(fd, pos, SEEK_DATA);
+        if (data < 0) {
+            if (errno != ENXIO)
+                err = errno;
+            break; /* ENXIO: only a hole is left */
+        }
+        off_t hole = lseek(fd, data, SEEK_HOLE);
+        if (hole < 0) {
+            err = errno;
+            break;
+        }
+        if (len + 2 > cap) {
+            jlong *grown = realloc(v, cap * 2 * sizeof *v);
+            if (grown == NULL) {
+                free(v);
+                v = NULL;
+                break;
+            }
+            v = grown;
+            cap *= 2;
+        }
+        v[len++] = (jlong) data;
+        v[len++] = (jlong) hole;
+        pos = hole;
+    }
+    close(fd);
+    if (v == NULL) {
+        throw_class(env, "java/lang/OutOfMemoryError", "dataExtents");
+        return NULL;
+    }
+    if (err != 0) {
+        free(v);
+        throw_io(env, err, "seek %s", path);
+        return NULL;
+    }
+    jlongArray out = (*env)->NewLongArray(env, (jsize) len);
+    if (out != NULL)
+        (*env)->SetLongArrayRegion(env, out, 0, (jsize) len, v);
+    free(v);
+    return out;
+}
+
 JNIEXPORT jbyteArray JNICALL Java_io_microsandbox_runtime_Posix_statTree0(JNIEnv *env, jclass cls, jbyteArray jroot) {
     (void) cls;
     jsize n = (*env)->GetArrayLength(env, jroot);

@@ -24,6 +24,8 @@ public enum ErrorKind {
     SNAPSHOT_SANDBOX_RUNNING,
     SNAPSHOT_IMAGE_MISSING,
     SNAPSHOT_INTEGRITY,
+    /** A memory checkpoint made by another QEMU, machine, kernel or agent than the runtime restoring it. */
+    SNAPSHOT_INCOMPATIBLE,
     PATCH_FAILED,
     NETWORK_POLICY,
     SECRET_VIOLATION,

@@ -166,6 +166,13 @@ public final class Microsandbox {
     public Sandbox create(String name, SandboxConfig config) {
         Sandbox.validateName(name);
         Objects.requireNonNull(config, "config");
+        Snapshot snapshot = null;
+        if (config.snapshot() != null) {
+            snapshot = snapshots().get(config.snapshot());
+            snapshots().checkImage(snapshot);
+            // persisted with the image: a restart boots its own upper over it, the snapshot may be gone by then
+            config = config.toBuilder().snapshot(null).image(snapshot.image()).build();
+        }
         SandboxStore store = store();
         SandboxLayout layout = SandboxLayout.of(home, name);
         if (store.find(name).isPresent()) {
@@ -182,7 +189,10 @@ public final class Microsandbox {
             throw e;
         }
         try {
-            return boot(layout, config, true, createLock);
+            if (snapshot != null) {
+                snapshots().materialize(snapshot, layout);
+            }
+            return boot(layout, config, snapshot == null, createLock, spec -> spec);
         } catch (MicrosandboxException e) {
             store.delete(name);
             discard(layout, createLock);
@@ -225,7 +235,7 @@ public final class Microsandbox {
         }
         SandboxConfig config = handle.config().toBuilder().detached(detached).build();
         try {
-            return boot(layout, config, false, createLock);
+            return boot(layout, config, false, createLock, spec -> spec);
         } catch (MicrosandboxException e) {
             closeQuietly(createLock);
             throw e;
@@ -244,12 +254,21 @@ public final class Microsandbox {
         }
     }
 
-    /** Boots the prepared sandbox: the supervisor starts while the disks are made. */
-    private Sandbox boot(SandboxLayout layout, SandboxConfig config, boolean freshUpper, SandboxLock createLock) {
+    /**
+     * Boots the prepared sandbox: the supervisor starts while the disks are made.
+     *
+     * @param adapt turns the prepared spec into the one to run (a restore adds its checkpoint)
+     */
+    private Sandbox boot(SandboxLayout layout, SandboxConfig config, boolean freshUpper, SandboxLock createLock,
+            java.util.function.UnaryOperator<SupervisorSpec> adapt) {
         SupervisorProcess supervisor = SupervisorProcess.acquire(home);
         try {
-            SupervisorSpec spec = SandboxPreparer.prepare(home, SandboxPreparer.findQemu(qemu), KernelBundle.locate(home, kernelDir),
+            SupervisorSpec prepared = SandboxPreparer.prepare(home, SandboxPreparer.findQemu(qemu), KernelBundle.locate(home, kernelDir),
                     accelerator, layout, config, freshUpper);
+            SupervisorSpec spec = adapt.apply(prepared);
+            if (spec != prepared) {
+                spec.write(layout.specFile());
+            }
             supervisor.boot(spec);
         } catch (RuntimeException | IOException e) {
             supervisor.abandon();
@@ -430,6 +449,188 @@ public final class Microsandbox {
     private static void erase(SandboxStore store, SandboxLayout layout) {
         layout.deleteFiles();
         store.delete(layout.name());
+    }
+
+    /** How many restores {@link #fork} runs at once. */
+    public static final int FORK_PARALLELISM = 4;
+
+    /** The memory checkpoints of this runtime's home, and those at explicit paths. */
+    public Checkpoints checkpoints() {
+        return new Checkpoints(home);
+    }
+
+    /**
+     * Starts a sandbox from a memory checkpoint ({@link Sandbox#checkpoint(String)}) without
+     * booting: QEMU loads the saved guest, which resumes where it was paused, with its own
+     * copy of the checkpoint's upper disk. Before it runs anything, the guest's entropy pool is
+     * reseeded from the host and its wall clock set (see {@link #fork}). The configuration is
+     * the source's (its persisted form, which a later {@link #start(String)} cold-boots), with
+     * the options' hostname, labels, detached and ephemeral.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_INCOMPATIBLE} when this runtime's
+     *         QEMU, machine, accelerator, kernel, agent or the image's lower disk differ from the
+     *         checkpoint's (before QEMU starts), {@link ErrorKind#SNAPSHOT_IMAGE_MISSING},
+     *         {@link ErrorKind#SNAPSHOT_INTEGRITY} for a corrupt upper copy,
+     *         {@link ErrorKind#SANDBOX_ALREADY_EXISTS}, {@link ErrorKind#BOOT_FAILED}
+     */
+    public Sandbox restore(String name, Checkpoint checkpoint, RestoreOptions options) {
+        Sandbox.validateName(name);
+        Objects.requireNonNull(checkpoint, "checkpoint");
+        Objects.requireNonNull(options, "options");
+        String what = "checkpoint '" + checkpoint.name() + "'";
+        Snapshots.checkImage(home, what, checkpoint.image(), checkpoint.imageDigest());
+        SandboxConfig.Builder builder = checkpoint.config().toBuilder().detached(options.detached()).ephemeral(options.ephemeral())
+                .labels(options.labels()).replaceTimeout(null);
+        if (options.hostname() != null) {
+            builder.hostname(options.hostname());
+        }
+        SandboxConfig config = builder.build();
+        SandboxStore store = store();
+        if (store.find(name).isPresent()) {
+            throw alreadyExists(name);
+        }
+        SandboxLayout layout = SandboxLayout.of(home, name);
+        SandboxLock createLock = claim(layout);
+        try {
+            store.insert(name, config.toJson(), config.labels(), config.ephemeral(), "running");
+        } catch (MicrosandboxException e) {
+            discard(layout, createLock);
+            throw e;
+        }
+        try {
+            Snapshots.materialize(home, what, checkpoint.upperDisk(), checkpoint.upperDigest(), checkpoint.imageDigest(), layout);
+            Map<String, Object> restore = new java.util.LinkedHashMap<>();
+            if (options.hostname() != null) {
+                restore.put("hostname", options.hostname());
+            }
+            return boot(layout, config, false, createLock, spec -> {
+                checkpoints().checkCompatible(checkpoint, spec.vmmArgv());
+                List<String> argv = new ArrayList<>(spec.vmmArgv());
+                argv.add("-incoming");
+                argv.add(io.microsandbox.runtime.supervisor.MemoryCheckpoint.incoming(checkpoint.memoryFile()));
+                return new SupervisorSpec(spec.name(), argv, spec.sandboxDir(), spec.runDir(), spec.configure(), spec.bootTimeoutMs(),
+                        spec.detached(), spec.home(), spec.ephemeral(), spec.idleTimeoutMs(), spec.maxDurationMs(), restore);
+            });
+        } catch (MicrosandboxException e) {
+            store.delete(name);
+            discard(layout, createLock);
+            throw e;
+        }
+    }
+
+    /** {@link #restore(String, Checkpoint, RestoreOptions)} of a checkpoint by bare name or path, with default options. */
+    public Sandbox restore(String name, String checkpointNameOrPath) {
+        return restore(name, checkpoints().get(checkpointNameOrPath), RestoreOptions.defaults());
+    }
+
+    /**
+     * Starts {@code count} sandboxes from one checkpoint, named {@code namePrefix-1} to
+     * {@code namePrefix-count}, each with its own upper disk, up to {@link #FORK_PARALLELISM} at
+     * a time: what a pool refills from instead of cold boots. Each restored guest gets its own entropy (its kernel's random pool is
+     * reseeded from the host, so {@code /dev/urandom} and {@code getrandom} differ between
+     * forks) and the current wall clock. What the kernel cannot know stays shared: random
+     * state a process drew before the checkpoint (a seeded PRNG, UUID generators, TLS session
+     * keys), its own idea of time elapsed, and open network connections; restart or re-seed
+     * those in the guest. If one restore fails, those already started are killed and removed.
+     */
+    public List<Sandbox> fork(Checkpoint checkpoint, String namePrefix, int count, RestoreOptions options) {
+        if (count < 1) {
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "fork needs a count of at least 1, got " + count);
+        }
+        List<Sandbox> started = new ArrayList<>();
+        RuntimeException failure = null;
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(Math.min(count, FORK_PARALLELISM), r -> {
+            Thread t = new Thread(r, "msb-fork");
+            t.setDaemon(true);
+            return t;
+        });
+        boolean interrupted = false;
+        try {
+            List<java.util.concurrent.Future<Sandbox>> restores = new ArrayList<>();
+            for (int i = 1; i <= count; i++) {
+                String name = namePrefix + "-" + i;
+                restores.add(pool.submit(() -> restore(name, checkpoint, options)));
+            }
+            // every restore is collected, even after an interrupt: each is bounded by its boot timeout
+            for (java.util.concurrent.Future<Sandbox> restore : restores) {
+                while (true) {
+                    try {
+                        started.add(restore.get());
+                        break;
+                    } catch (java.util.concurrent.ExecutionException e) {
+                        RuntimeException cause = e.getCause() instanceof RuntimeException r ? r
+                                : new MicrosandboxException(ErrorKind.INTERNAL, "restore failed: " + e.getCause(), e.getCause());
+                        if (failure == null) {
+                            failure = cause;
+                        } else {
+                            failure.addSuppressed(cause);
+                        }
+                        break;
+                    } catch (InterruptedException e) {
+                        interrupted = true;
+                    }
+                }
+            }
+        } finally {
+            pool.shutdown();
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        if (failure == null) {
+            return started;
+        }
+        for (Sandbox sb : started) {
+            try {
+                sb.kill();
+                if (!options.ephemeral()) {
+                    remove(sb.name());
+                }
+            } catch (MicrosandboxException cleanup) {
+                failure.addSuppressed(cleanup);
+            }
+        }
+        throw failure;
+    }
+
+    /** The disk snapshots of this runtime's home, and those at explicit paths. */
+    public Snapshots snapshots() {
+        return new Snapshots(home);
+    }
+
+    /**
+     * Snapshots a stopped sandbox into the new directory {@code dir}, holding its creation
+     * lock so that it cannot start meanwhile.
+     */
+    Snapshot snapshot(String name, Path dir, SnapshotOptions options) {
+        SandboxHandle handle = get(name);
+        if (!handle.status().isTerminal()) {
+            throw snapshotRunning(name, handle.status().wireName());
+        }
+        SandboxLayout layout = SandboxLayout.of(home, name);
+        SandboxLock createLock;
+        try {
+            createLock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout));
+            if (createLock != null) {
+                awaitExitingSupervisor(layout);
+            }
+            if (createLock == null || supervisorAlive(layout)) {
+                closeQuietly(createLock);
+                throw snapshotRunning(name, "being started or run by another process");
+            }
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot lock sandbox '" + name + "': " + e.getMessage(), e);
+        }
+        try {
+            return snapshots().take(layout, handle.config(), dir, options);
+        } finally {
+            closeQuietly(createLock);
+        }
+    }
+
+    private static MicrosandboxException snapshotRunning(String name, String state) {
+        return new MicrosandboxException(ErrorKind.SNAPSHOT_SANDBOX_RUNNING, "sandbox '" + name + "' is " + state
+                + "; a disk snapshot needs it stopped (a checkpoint captures a running one)");
     }
 
     /** The images cached under this runtime's home: pull ahead, list, inspect, remove, prune. */

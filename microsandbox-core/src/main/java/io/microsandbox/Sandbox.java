@@ -144,6 +144,23 @@ public final class Sandbox implements AutoCloseable {
         return Microsandbox.defaultRuntime().get(name);
     }
 
+    /**
+     * Starts a sandbox of the default runtime from a memory checkpoint, by bare name or path
+     * (see {@link Microsandbox#restore(String, Checkpoint, RestoreOptions)}).
+     */
+    public static Sandbox restore(String name, String checkpointNameOrPath) {
+        return Microsandbox.defaultRuntime().restore(name, checkpointNameOrPath);
+    }
+
+    /**
+     * Starts {@code count} sandboxes of the default runtime from one checkpoint, named
+     * {@code namePrefix-1} and on (see {@link Microsandbox#fork(Checkpoint, String, int, RestoreOptions)}).
+     */
+    public static List<Sandbox> fork(String checkpointNameOrPath, String namePrefix, int count) {
+        Microsandbox runtime = Microsandbox.defaultRuntime();
+        return runtime.fork(runtime.checkpoints().get(checkpointNameOrPath), namePrefix, count, RestoreOptions.defaults());
+    }
+
     /** Every sandbox of the default runtime, newest first. */
     public static List<SandboxHandle> list() {
         return Microsandbox.defaultRuntime().list();
@@ -383,6 +400,41 @@ public final class Sandbox implements AutoCloseable {
     public void requestDrain() {
         ensureUsable();
         supervisorRequest(Protocol.SUP_DRAIN, FrameCodec.mapper().createObjectNode());
+    }
+
+    /**
+     * Saves this running sandbox as a memory checkpoint under a bare name
+     * ({@code <home>/checkpoints/<name>/}) or at a path (a name holding a '/'), and lets it run on.
+     *
+     * @see #checkpoint(String, AfterCheckpoint)
+     */
+    public Checkpoint checkpoint(String nameOrPath) {
+        return checkpoint(nameOrPath, AfterCheckpoint.RESUME);
+    }
+
+    /**
+     * Saves this running sandbox as a memory checkpoint: the guest is paused, its memory and
+     * device state saved, a copy of its upper disk taken, then it resumes, or stops gracefully
+     * ({@link AfterCheckpoint#STOP}; this returns once it has stopped). Restore it with
+     * {@link Microsandbox#restore(String, Checkpoint, RestoreOptions)} or
+     * {@link Microsandbox#fork(Checkpoint, String, int, RestoreOptions)}. Commands started before
+     * (detached from any open exec session) keep running in the restored guests.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#UNSUPPORTED_OPERATION} while an exec or file
+     *         session is open or the sandbox is paused (a frame cut in two by the pause would end
+     *         up in the checkpoint), {@link ErrorKind#SNAPSHOT_ALREADY_EXISTS} when the name is
+     *         taken, {@link ErrorKind#SANDBOX_NOT_RUNNING} when it is stopping or draining
+     */
+    public Checkpoint checkpoint(String nameOrPath, AfterCheckpoint after) {
+        ensureUsable();
+        Checkpoints checkpoints = runtime.checkpoints();
+        Checkpoint checkpoint = checkpoints.take(layout, config, Snapshots.locateIn(checkpoints.directory(), nameOrPath, "checkpoint"),
+                after == AfterCheckpoint.RESUME,
+                payload -> client.request(Protocol.SUP_CHECKPOINT, payload, Duration.ofMillis(Checkpoints.SAVE_TIMEOUT_MS + 30_000)));
+        if (after == AfterCheckpoint.STOP) {
+            waitUntilStopped(DEFAULT_STOP_TIMEOUT.plus(DEFAULT_KILL_TIMEOUT));
+        }
+        return checkpoint;
     }
 
     /** Pauses the VM (its vCPUs stop; memory stays); status becomes paused. */

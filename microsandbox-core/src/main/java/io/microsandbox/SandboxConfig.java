@@ -42,6 +42,8 @@ public final class SandboxConfig {
     private final java.util.List<Patch> patches;
     private final String imageDisk;
     private final String imageDiskFsType;
+    // issue 11: a disk snapshot to boot from instead of an image
+    private final String snapshot;
     private final int memoryMib;
     private final int cpus;
     private final int upperSizeMib;
@@ -68,6 +70,7 @@ public final class SandboxConfig {
         this.patches = java.util.List.copyOf(b.patches);
         this.imageDisk = b.imageDisk;
         this.imageDiskFsType = b.imageDiskFsType;
+        this.snapshot = b.snapshot;
         this.memoryMib = b.memoryMib;
         this.cpus = b.cpus;
         this.upperSizeMib = b.upperSizeMib;
@@ -94,6 +97,7 @@ public final class SandboxConfig {
     public Builder toBuilder() {
         return new Builder()
                 .image(image).pullPolicy(pullPolicy).registryAuth(registryAuth).pullProgress(pullProgress).entrypoint(entrypoint).patches(patches).imageDisk(imageDisk, imageDiskFsType)
+                .snapshot(snapshot)
                 .memoryMib(memoryMib).cpus(cpus).upperSizeMib(upperSizeMib)
                 .workdir(workdir).shell(shell).hostname(hostname).user(user)
                 .env(env).labels(labels).detached(detached).accelerator(accelerator).bootTimeout(bootTimeout)
@@ -216,6 +220,11 @@ public final class SandboxConfig {
         return imageDisk;
     }
 
+    /** The disk snapshot (bare name or path) this sandbox boots from instead of an image, or null. */
+    public String snapshot() {
+        return snapshot;
+    }
+
     /** The filesystem inside {@link #imageDisk()} (null or "ext4"). */
     public String imageDiskFsType() {
         return imageDiskFsType;
@@ -248,6 +257,9 @@ public final class SandboxConfig {
         n.put("pullPolicy", pullPolicy.value());
         if (entrypoint != null) {
             n.set("entrypoint", JSON.valueToTree(entrypoint));
+        }
+        if (snapshot != null) {
+            n.put("snapshot", snapshot);
         }
         if (imageDisk != null) {
             n.put("imageDisk", imageDisk);
@@ -292,6 +304,9 @@ public final class SandboxConfig {
             n.path("env").fields().forEachRemaining(e -> b.env(e.getKey(), e.getValue().asText()));
             n.path("labels").fields().forEachRemaining(e -> b.label(e.getKey(), e.getValue().asText()));
             b.pullPolicy(PullPolicy.parse(n.path("pullPolicy").asText("")));
+            if (n.hasNonNull("snapshot")) {
+                b.snapshot(n.get("snapshot").asText());
+            }
             if (n.hasNonNull("imageDisk")) {
                 b.imageDisk(n.get("imageDisk").asText(), text(n, "imageDiskFsType"));
             }
@@ -341,6 +356,7 @@ public final class SandboxConfig {
         private final java.util.List<Patch> patches = new java.util.ArrayList<>();
         private String imageDisk;
         private String imageDiskFsType;
+        private String snapshot;
         private int memoryMib = DEFAULT_MEMORY_MIB;
         private int cpus = 1;
         private int upperSizeMib = DEFAULT_UPPER_SIZE_MIB;
@@ -393,6 +409,18 @@ public final class SandboxConfig {
         /** Overrides the image's entrypoint (and drops its cmd). */
         public Builder entrypoint(java.util.List<String> entrypoint) {
             this.entrypoint = entrypoint == null ? null : java.util.List.copyOf(entrypoint);
+            return this;
+        }
+
+        /**
+         * Boots from a disk snapshot ({@link SandboxHandle#snapshot(String)}), by bare name or
+         * by directory path (anything with a '/'), instead of an image: the sandbox gets its own
+         * copy of the snapshot's upper disk over the snapshot's image. Mutually exclusive with
+         * {@link #image(String)} and {@link #imageDisk(String, String)}. The persisted
+         * configuration names the image, so the sandbox restarts without the snapshot.
+         */
+        public Builder snapshot(String nameOrPath) {
+            this.snapshot = nameOrPath;
             return this;
         }
 
@@ -557,7 +585,14 @@ public final class SandboxConfig {
          * @throws MicrosandboxException of kind {@link ErrorKind#INVALID_CONFIG} naming the bad field
          */
         public SandboxConfig build() {
-            if (imageDisk != null) {
+            if (snapshot != null) {
+                if (image != null || imageDisk != null) {
+                    throw invalid("snapshot is mutually exclusive with image and imageDisk: a snapshot names its image itself");
+                }
+                if (snapshot.isBlank()) {
+                    throw invalid("snapshot must name a snapshot or a snapshot directory");
+                }
+            } else if (imageDisk != null) {
                 if (image != null) {
                     throw invalid("image and imageDisk are mutually exclusive");
                 }

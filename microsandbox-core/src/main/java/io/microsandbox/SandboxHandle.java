@@ -190,6 +190,35 @@ public final class SandboxHandle {
         });
     }
 
+    /**
+     * Takes a disk snapshot of this stopped sandbox under a bare name
+     * ({@code <home>/snapshots/<name>/}), with an integrity hash and no labels.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_SANDBOX_RUNNING} when it is not stopped,
+     *         {@link ErrorKind#SNAPSHOT_ALREADY_EXISTS} when the name is taken
+     */
+    public Snapshot snapshot(String snapshotName) {
+        return snapshot(snapshotName, SnapshotOptions.defaults());
+    }
+
+    /** Like {@link #snapshot(String)}, with labels and the integrity choice of {@code options}. */
+    public Snapshot snapshot(String snapshotName, SnapshotOptions options) {
+        if (snapshotName != null && snapshotName.indexOf('/') >= 0) {
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "'" + snapshotName + "' is a path: use snapshotTo(path)");
+        }
+        return runtime.snapshot(name(), runtime.snapshots().locate(snapshotName), options);
+    }
+
+    /** Takes a disk snapshot of this stopped sandbox into the directory {@code dir}, which must not exist. */
+    public Snapshot snapshotTo(java.nio.file.Path dir) {
+        return snapshotTo(dir, SnapshotOptions.defaults());
+    }
+
+    /** Like {@link #snapshotTo(java.nio.file.Path)}, with labels and the integrity choice of {@code options}. */
+    public Snapshot snapshotTo(java.nio.file.Path dir, SnapshotOptions options) {
+        return runtime.snapshot(name(), dir.toAbsolutePath().normalize(), options);
+    }
+
     /** Deletes the stopped sandbox and its state (see {@link Sandbox#remove(String)}). */
     public void remove() {
         runtime.remove(name());

@@ -319,6 +319,17 @@ public final class Posix {
     }
 
     /**
+     * The data extents of {@code file} as {@code [start, end)} pairs of byte offsets, from
+     * {@code SEEK_DATA}/{@code SEEK_HOLE}: what a sparse copy must read; everything else is a hole.
+     *
+     * @throws IOException if the file cannot be opened or searched
+     */
+    public static long[] dataExtents(Path file) throws IOException {
+        load();
+        return dataExtents0(file.toString().getBytes(StandardCharsets.UTF_8));
+    }
+
+    /**
      * lstat of every entry under {@code root} (the root included, links not followed), in walk
      * order, as records of: the path relative to {@code root}, a NUL byte, then six
      * little-endian 64-bit numbers: mode, uid, gid, size, mtime and ctime in nanoseconds.
@@ -437,6 +448,8 @@ public final class Posix {
     private static native int[] windowSize0(int fd) throws IOException;
 
     private static native long allocatedBytes0(byte[] path) throws IOException;
+
+    private static native long[] dataExtents0(byte[] path) throws IOException;
 
     private static native int readTimeout0(int fd, byte[] buf, int timeoutMillis) throws IOException;
 

@@ -118,7 +118,7 @@ public final class SandboxPreparer {
         configure.put("user", root.user(config.user()));
         SupervisorSpec spec = new SupervisorSpec(layout.name(), argv, layout.dir().toString(), layout.runDir().toString(),
                 configure, config.bootTimeout().toMillis(), config.detached(), home.toString(),
-                config.ephemeral(), config.idleTimeout().toMillis(), config.maxDuration().toMillis());
+                config.ephemeral(), config.idleTimeout().toMillis(), config.maxDuration().toMillis(), null);
         spec.write(layout.specFile());
         return spec;
     }

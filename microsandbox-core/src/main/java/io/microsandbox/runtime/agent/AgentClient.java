@@ -177,7 +177,10 @@ public final class AgentClient implements AutoCloseable {
             send(new Frame(id, Protocol.FLAG_SESSION_START, type, payload));
             Frame frame = answer.get(timeout.toMillis(), TimeUnit.MILLISECONDS);
             if (Protocol.SUP_ERROR.equals(frame.type()) || Protocol.CORE_ERROR.equals(frame.type())) {
-                throw new MicrosandboxException(ErrorKind.INTERNAL, "sandbox '" + name + "' refused " + type + ": " + frame.text("message"));
+                // a supervisor error may name its kind (a refused checkpoint, for one)
+                ErrorKind kind = frame.text("kind") != null ? ErrorKind.fromWireName(frame.text("kind")) : ErrorKind.INTERNAL;
+                throw new MicrosandboxException(kind == ErrorKind.UNKNOWN ? ErrorKind.INTERNAL : kind,
+                        "sandbox '" + name + "' refused " + type + ": " + frame.text("message"));
             }
             return frame;
         } catch (ExecutionException e) {

@@ -84,6 +84,12 @@ public final class Protocol {
     public static final String SUP_OK = "sup.ok";
     public static final String SUP_ERROR = "sup.error";
     public static final String SUP_EXITED = "sup.exited";
+    /** Client to supervisor: save guest memory and a copy of the upper disk (see docs/protocol.md, "Checkpoint"). */
+    public static final String SUP_CHECKPOINT = "sup.checkpoint";
+    /** Host to agent, id 0, after a restore from a checkpoint: {@code {entropy, realtime_ns, hostname}}. */
+    public static final String CORE_RESTORE = "core.restore";
+    /** Agent to host: the restore is applied. */
+    public static final String CORE_RESTORED = "core.restored";
 
     private Protocol() {
     }

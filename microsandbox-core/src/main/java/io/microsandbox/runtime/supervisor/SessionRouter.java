@@ -142,6 +142,11 @@ final class SessionRouter {
         route.window = Math.min(route.window + Math.max(0, bytes), 1L << 30);
     }
 
+    /** Routes open now: sessions and one-shot requests the guest has not answered yet. */
+    synchronized int routes() {
+        return byGuestId.size();
+    }
+
     /** Exec sessions running now. */
     synchronized int sessions() {
         return sessions;

@@ -113,6 +113,12 @@ public final class Supervisor {
     private volatile boolean killRequested;
     private volatile boolean draining;
     private volatile boolean paused;
+    /** Set while a memory checkpoint runs: the guest link must stay quiet (see {@link #checkpoint(Frame)}). */
+    private volatile boolean checkpointing;
+    /** Session starts hold it to read {@link #checkpointing}; a checkpoint holds it to set it. */
+    private final java.util.concurrent.locks.ReadWriteLock checkpointGate = new java.util.concurrent.locks.ReentrantReadWriteLock();
+    /** Completed by the agent's answer to the supervisor's own ping on id 0. */
+    private volatile java.util.concurrent.CompletableFuture<Void> pong;
     /** The reason of the first stop request; null while none was made. */
     private volatile String stopReason;
     /** When QEMU was started (System.nanoTime), for the boot timeline. */
@@ -313,6 +319,10 @@ public final class Supervisor {
     private void handshake() throws IOException {
         SocketChannel channel = vmServer.accept();
         vm = new FrameLink(channel);
+        if (spec.restore() != null) {
+            restoreHandshake();
+            return;
+        }
         bootStage = "waiting for the agent's hello: the guest kernel or agent did not start";
         Frame hello = vm.read();
         if (hello == null || !Protocol.CORE_HELLO.equals(hello.type())) {
@@ -341,6 +351,76 @@ public final class Supervisor {
         readyPayload.put("hello_time_ns", helloFrame.payload().path("hello_time_ns").asLong(0));
         readyPayload.put("vmm_to_ready_ns", vmmToReadyNanos);
         SupervisorLog.log("boot timeline: " + timeline);
+    }
+
+    /**
+     * The handshake of a guest resumed from a memory checkpoint: no hello (its agent has been
+     * running all along); once QEMU has loaded the checkpoint and runs the guest, the agent
+     * gets fresh entropy, the wall clock and maybe a hostname, and answers {@code core.restored}.
+     */
+    private void restoreHandshake() throws IOException {
+        bootStage = "waiting for QEMU to load the checkpoint";
+        awaitVmRunning();
+        ObjectNode restore = JSON.createObjectNode();
+        byte[] entropy = new byte[64];
+        new java.security.SecureRandom().nextBytes(entropy);
+        restore.put("entropy", entropy);
+        Object hostname = spec.restore().get("hostname");
+        if (hostname != null) {
+            restore.put("hostname", hostname.toString());
+        }
+        java.time.Instant now = java.time.Instant.now();
+        restore.put("realtime_ns", now.getEpochSecond() * 1_000_000_000L + now.getNano());
+        bootStage = "waiting for the restored guest's agent to answer core.restore";
+        vm.write(new Frame(0, 0, Protocol.CORE_RESTORE, restore));
+        Frame answer = vm.read();
+        if (answer == null) {
+            throw new ProtocolException("the agent closed its port during the restore");
+        }
+        if (Protocol.CORE_ERROR.equals(answer.type())) {
+            agentFailure = "the restore failed in the guest at stage " + answer.text("stage") + ": " + answer.text("message");
+            throw new ProtocolException(agentFailure);
+        }
+        if (!Protocol.CORE_RESTORED.equals(answer.type())) {
+            throw new ProtocolException("expected core.restored from the agent, got " + answer);
+        }
+        readyPayload = answer.payload();
+        readyPayload.put("vmm_to_ready_ns", System.nanoTime() - vmmStartNanos);
+        SupervisorLog.log("restored from a checkpoint: QEMU start to agent answer " + (System.nanoTime() - vmmStartNanos) / 1_000_000 + " ms");
+    }
+
+    /**
+     * Waits for QEMU to finish loading an incoming checkpoint, then runs the guest: QEMU takes
+     * the run state the source had when saved, which is paused (it was stopped for a consistent
+     * disk copy). The clock sent to the guest next must not age while QEMU is still loading.
+     * Bounded by the boot watchdog, which sets {@link #agentFailure}; a VMM that exits ends the wait too.
+     */
+    private void awaitVmRunning() throws IOException {
+        while (agentFailure == null && !vmm.hasExited()) {
+            String status;
+            try {
+                status = QmpClient.execute(layout.qmpSocket(), "query-status", QMP_TIMEOUT).path("status").asText();
+            } catch (IOException e) {
+                status = "no monitor yet";
+            }
+            if (status.equals("running")) {
+                return;
+            }
+            if (status.equals("paused")) {
+                QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
+                return;
+            }
+            if (!status.equals("inmigrate") && !status.equals("prelaunch") && !status.equals("no monitor yet")) {
+                throw new ProtocolException("QEMU is in state " + status + " after loading the checkpoint");
+            }
+            try {
+                Thread.sleep(10);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException("interrupted while waiting for the restore", e);
+            }
+        }
+        throw new ProtocolException("QEMU did not run the restored guest");
     }
 
     /**
@@ -546,6 +626,12 @@ public final class Supervisor {
     private void handleAgentControl(Frame frame) {
         switch (frame.type()) {
             case Protocol.CORE_SHUTDOWN -> SupervisorLog.log("agent acknowledged shutdown");
+            case Protocol.CORE_PONG -> {
+                var waiting = pong;
+                if (waiting != null) {
+                    waiting.complete(null);
+                }
+            }
             case Protocol.CORE_ERROR -> SupervisorLog.log("agent error: " + frame.payload());
             default -> SupervisorLog.log("ignoring agent frame " + frame);
         }
@@ -597,7 +683,7 @@ public final class Supervisor {
                 } else if (frame.type().startsWith("sup.")) {
                     handleClientRequest(client, frame);
                 } else {
-                    routeToGuest(client, frame);
+                    routeToGuestUnlessCheckpointing(client, frame);
                 }
             }
         } catch (IOException e) {
@@ -610,6 +696,30 @@ public final class Supervisor {
             } else {
                 link.close();
             }
+        }
+    }
+
+    /**
+     * {@link #routeToGuest}, except that nothing may start while a checkpoint needs the guest
+     * link quiet (see {@link #checkpoint(Frame)}).
+     */
+    private void routeToGuestUnlessCheckpointing(ClientConnection client, Frame frame) {
+        if (!frame.isSessionStart()) {
+            routeToGuest(client, frame);
+            return;
+        }
+        checkpointGate.readLock().lock();
+        try {
+            if (checkpointing) {
+                String type = frame.type();
+                client.send(Protocol.FS_REQUEST.equals(type) ? fsRefused(frame.id(), "sandbox_checkpointing", "a checkpoint is being taken")
+                        : Protocol.EXEC_REQUEST.equals(type) ? execRefused(frame.id(), "sandbox_checkpointing", "a checkpoint is being taken")
+                        : errorFrame(frame.id(), "a checkpoint is being taken"));
+                return;
+            }
+            routeToGuest(client, frame);
+        } finally {
+            checkpointGate.readLock().unlock();
         }
     }
 
@@ -900,12 +1010,77 @@ public final class Supervisor {
                 }
             }
             case Protocol.SUP_METRICS -> client.send(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_METRICS, hostMetrics()));
+            case Protocol.SUP_CHECKPOINT -> client.send(checkpoint(request));
             case Protocol.SUP_KILL -> {
                 killRequested = true;
                 vmm.kill();
                 client.send(ok(request));
             }
             default -> client.send(errorFrame(request.id(), "unknown request " + request.type()));
+        }
+    }
+
+    /**
+     * Takes a memory checkpoint ({@code sup.checkpoint {memory_file, upper_file, resume, timeout_ms}}):
+     * pause, save memory and device state, copy the upper disk, then resume, or resume and stop
+     * gracefully. A frame in flight at the pause would be cut in two in the saved guest, and
+     * its rest would reach the restored sandbox's supervisor: so the checkpoint needs nothing
+     * open on the guest link, refuses new requests while it runs, and first proves the link
+     * quiet with a ping whose answer comes after every earlier frame's.
+     */
+    private Frame checkpoint(Frame request) {
+        checkpointGate.writeLock().lock();
+        try {
+            String busy = checkpointing ? "another checkpoint is being taken"
+                    : paused ? "the sandbox is paused; resume it first"
+                    : router.routes() > 0 ? router.routes() + " command(s), transfer(s) or request(s) are open; a checkpoint needs them finished"
+                    : null;
+            if (stopReason != null || killRequested || draining) {
+                return errorFrame(request.id(), ErrorKind.SANDBOX_NOT_RUNNING, "the sandbox is " + (draining ? "draining" : "stopping"));
+            }
+            if (busy != null) {
+                return errorFrame(request.id(), ErrorKind.UNSUPPORTED_OPERATION, busy);
+            }
+            checkpointing = true;
+        } finally {
+            checkpointGate.writeLock().unlock();
+        }
+        try {
+            var answered = new java.util.concurrent.CompletableFuture<Void>();
+            pong = answered;
+            if (!toGuest.offer(FrameCodec.encode(new Frame(0, 0, Protocol.CORE_PING, JSON.createObjectNode())))) {
+                throw new IOException("the guest is not reading its channel");
+            }
+            answered.get(QMP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            ObjectNode result = MemoryCheckpoint.take(layout.qmpSocket(), Path.of(request.text("memory_file")), layout.upperDisk(),
+                    Path.of(request.text("upper_file")), Duration.ofMillis(request.payload().path("timeout_ms").asLong(120_000)));
+            long resumeStart = System.nanoTime();
+            QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
+            result.put("resume_ms", (System.nanoTime() - resumeStart) / 1_000_000);
+            SupervisorLog.log("checkpoint taken: " + result);
+            if (!request.payload().path("resume").asBoolean(true)) {
+                requestStop(STOP_GRACE_MS, "shutdown-requested");
+            }
+            return new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, result);
+        } catch (IOException | RuntimeException | InterruptedException | ExecutionException | java.util.concurrent.TimeoutException e) {
+            if (e instanceof InterruptedException) {
+                Thread.currentThread().interrupt();
+            }
+            SupervisorLog.log("checkpoint failed: " + e);
+            try {
+                QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
+            } catch (IOException resumeFailed) {
+                SupervisorLog.log("cannot resume the VM after the failed checkpoint: " + resumeFailed.getMessage());
+            }
+            String reason = e instanceof java.util.concurrent.TimeoutException ? "the guest agent did not answer a ping within " + QMP_TIMEOUT : e.getMessage();
+            return errorFrame(request.id(), ErrorKind.IO, "checkpoint failed: " + reason);
+        } finally {
+            pong = null;
+            checkpointing = false;
+            lastActivity = System.nanoTime();
+            if (stopReason != null) {
+                toGuest.urgent(FrameCodec.encode(new Frame(0, Protocol.FLAG_SHUTDOWN, Protocol.CORE_SHUTDOWN, null)));
+            }
         }
     }
 
@@ -963,6 +1138,11 @@ public final class Supervisor {
                 }
             }, e -> { }).start();
         }
+        if (checkpointing) {
+            // a frame sent now would be saved inside the checkpoint: checkpoint() sends it once the guest runs again
+            SupervisorLog.log("the shutdown request waits for the checkpoint to end");
+            return;
+        }
         toGuest.urgent(FrameCodec.encode(new Frame(0, Protocol.FLAG_SHUTDOWN, Protocol.CORE_SHUTDOWN, null)));
     }
 
@@ -987,6 +1167,12 @@ public final class Supervisor {
 
     private static Frame ok(Frame request) {
         return new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_OK, null);
+    }
+
+    private static Frame errorFrame(int id, ErrorKind kind, String message) {
+        Frame frame = errorFrame(id, message);
+        frame.payload().put("kind", kind.wireName());
+        return frame;
     }
 
     private static Frame errorFrame(int id, String message) {

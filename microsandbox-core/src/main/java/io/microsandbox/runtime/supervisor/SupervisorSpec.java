@@ -24,10 +24,14 @@ import java.util.Map;
  * @param ephemeral     remove all state once the sandbox has stopped
  * @param idleTimeoutMs stop after this long without exec activity, 0 for never
  * @param maxDurationMs stop after this long, 0 for never
+ * @param restore       null for a boot; for a restore from a memory checkpoint (QEMU started with
+ *                      {@code -incoming}), what {@code core.restore} carries beside fresh entropy
+ *                      and the clock: an optional {@code hostname}
  */
 public record SupervisorSpec(String name, List<String> vmmArgv, String sandboxDir, String runDir,
                              Map<String, Object> configure, long bootTimeoutMs, boolean detached,
-                             String home, boolean ephemeral, long idleTimeoutMs, long maxDurationMs) {
+                             String home, boolean ephemeral, long idleTimeoutMs, long maxDurationMs,
+                             Map<String, Object> restore) {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     public SandboxLayout layout() {

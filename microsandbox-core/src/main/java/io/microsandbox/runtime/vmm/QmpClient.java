@@ -32,6 +32,11 @@ public final class QmpClient {
      * value, failing once {@code timeout} has passed.
      */
     public static JsonNode execute(Path socket, String command, java.time.Duration timeout) throws IOException {
+        return execute(socket, command, null, timeout);
+    }
+
+    /** Like {@link #execute(Path, String, java.time.Duration)}, with the command's {@code arguments} (null for none). */
+    public static JsonNode execute(Path socket, String command, JsonNode arguments, java.time.Duration timeout) throws IOException {
         try (SocketChannel channel = SocketChannel.open(UnixDomainSocketAddress.of(socket))) {
             var deadline = DEADLINES.schedule(() -> {
                 try {
@@ -41,7 +46,7 @@ public final class QmpClient {
                 }
             }, timeout.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
             try {
-                return execute(channel, command, socket);
+                return execute(channel, command, arguments, socket);
             } catch (IOException e) {
                 if (!channel.isOpen()) {
                     throw new IOException("QMP " + command + " got no answer within " + timeout, e);
@@ -53,19 +58,23 @@ public final class QmpClient {
         }
     }
 
-    private static JsonNode execute(SocketChannel channel, String command, Path socket) throws IOException {
+    private static JsonNode execute(SocketChannel channel, String command, JsonNode arguments, Path socket) throws IOException {
         BufferedReader in = new BufferedReader(new InputStreamReader(ChannelStreams.input(channel), StandardCharsets.UTF_8));
         OutputStream out = ChannelStreams.output(channel);
         JsonNode greeting = JSON.readTree(in.readLine());
         if (greeting == null || !greeting.has("QMP")) {
             throw new IOException("no QMP greeting on " + socket);
         }
-        call(in, out, "qmp_capabilities");
-        return call(in, out, command);
+        call(in, out, "qmp_capabilities", null);
+        return call(in, out, command, arguments);
     }
 
-    private static JsonNode call(BufferedReader in, OutputStream out, String command) throws IOException {
-        out.write(("{\"execute\":\"" + command + "\"}\n").getBytes(StandardCharsets.UTF_8));
+    private static JsonNode call(BufferedReader in, OutputStream out, String command, JsonNode arguments) throws IOException {
+        var request = JSON.createObjectNode().put("execute", command);
+        if (arguments != null) {
+            request.set("arguments", arguments);
+        }
+        out.write((request + "\n").getBytes(StandardCharsets.UTF_8));
         out.flush();
         String line;
         while ((line = in.readLine()) != null) {

@@ -63,7 +63,7 @@ final class HostileSandboxes {
                 "-Xmx64m", "-cp", System.getProperty("java.class.path"), HostileAgent.class.getName(), scenario,
                 layout.vmSocket().toString());
         SupervisorSpec spec = new SupervisorSpec(name, argv, layout.dir().toString(), layout.runDir().toString(),
-                Map.of("hostname", "hostile"), bootTimeoutMs, false, home.toString(), false, 0, 0);
+                Map.of("hostname", "hostile"), bootTimeoutMs, false, home.toString(), false, 0, 0, null);
         spec.write(layout.specFile());
         SupervisorProcess supervisor = SupervisorProcess.acquire();
         try {

@@ -1,0 +1,173 @@
+package io.microsandbox;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.RuntimeFiles;
+import io.microsandbox.runtime.SandboxLayout;
+import io.microsandbox.runtime.SandboxPreparer;
+import io.microsandbox.runtime.agent.Frame;
+import io.microsandbox.runtime.agent.FrameCodec;
+import io.microsandbox.runtime.supervisor.SupervisorSpec;
+import io.microsandbox.runtime.vmm.VmIdentity;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.time.temporal.ChronoUnit;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Function;
+import java.util.stream.Stream;
+
+/**
+ * The memory checkpoints of a home ({@code <home>/checkpoints/<name>/}) and those at explicit
+ * paths: get, list, remove. From {@link Microsandbox#checkpoints()}; taken with
+ * {@link Sandbox#checkpoint(String)}, restored with {@link Microsandbox#restore(String, Checkpoint, RestoreOptions)}.
+ */
+public final class Checkpoints {
+    /** How long the supervisor may take to save a guest (memory, device state, upper copy). */
+    static final long SAVE_TIMEOUT_MS = 120_000;
+
+    private final Path home;
+
+    Checkpoints(Path home) {
+        this.home = home;
+    }
+
+    /** The directory of checkpoints with bare names. */
+    public Path directory() {
+        return home.resolve("checkpoints");
+    }
+
+    /**
+     * The checkpoint with this bare name, or at this path (anything holding a '/').
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} when there is none
+     */
+    public Checkpoint get(String nameOrPath) {
+        Path dir = Snapshots.locateIn(directory(), nameOrPath, "checkpoint");
+        try {
+            return Checkpoint.parse(dir, Files.readAllBytes(dir.resolve(Checkpoint.MANIFEST_FILE)));
+        } catch (NoSuchFileException e) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no checkpoint '" + nameOrPath + "' (looked for "
+                    + dir.resolve(Checkpoint.MANIFEST_FILE) + ")");
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot read checkpoint " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Every checkpoint with a bare name, newest first; unfinished ones are left out. */
+    public List<Checkpoint> list() {
+        if (!Files.isDirectory(directory())) {
+            return List.of();
+        }
+        List<Checkpoint> all = new ArrayList<>();
+        try (Stream<Path> dirs = Files.list(directory())) {
+            for (Path dir : dirs.toList()) {
+                try {
+                    all.add(Checkpoint.parse(dir, Files.readAllBytes(dir.resolve(Checkpoint.MANIFEST_FILE))));
+                } catch (IOException | MicrosandboxException e) {
+                    // being written, or not a checkpoint: get() names the problem
+                }
+            }
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot list " + directory() + ": " + e.getMessage(), e);
+        }
+        all.sort(Comparator.comparing(Checkpoint::createdAt).reversed());
+        return all;
+    }
+
+    /**
+     * Deletes a checkpoint; sandboxes restored from it have their own upper copy and guest memory.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} when there is none
+     */
+    public void remove(String nameOrPath) {
+        Path dir = Snapshots.locateIn(directory(), nameOrPath, "checkpoint");
+        if (!Files.isRegularFile(dir.resolve(Checkpoint.MANIFEST_FILE))) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no checkpoint '" + nameOrPath + "'");
+        }
+        SandboxPreparer.deleteTree(dir);
+    }
+
+    /**
+     * Has the supervisor of a running sandbox save it into the new directory {@code dir}, and
+     * writes the manifest once it has.
+     *
+     * @param supervisor sends {@code sup.checkpoint} with the given payload and returns the answer
+     */
+    Checkpoint take(SandboxLayout layout, SandboxConfig config, Path dir, boolean resume, Function<ObjectNode, Frame> supervisor) {
+        if (config.imageDisk() != null) {
+            throw new MicrosandboxException(ErrorKind.UNSUPPORTED_OPERATION, "sandbox '" + layout.name()
+                    + "' boots from a disk image (imageDisk), whose overlay a checkpoint does not capture");
+        }
+        Snapshots.claimDirectory(home, directory(), dir, "checkpoint");
+        try {
+            SupervisorSpec spec = SupervisorSpec.read(layout.specFile());
+            Map<String, String> vm = VmIdentity.of(spec.vmmArgv(), RuntimeFiles.extract(home, "msb-agent"));
+            ObjectNode request = FrameCodec.mapper().createObjectNode();
+            request.put("memory_file", dir.resolve(Checkpoint.MEMORY_FILE).toString());
+            request.put("upper_file", dir.resolve(Checkpoint.UPPER_FILE).toString());
+            request.put("resume", resume);
+            request.put("timeout_ms", SAVE_TIMEOUT_MS);
+            Frame saved = supervisor.apply(request);
+            Map<String, Object> fields = new LinkedHashMap<>();
+            fields.put("format", Checkpoint.FORMAT);
+            fields.put("sourceSandbox", layout.name());
+            fields.put("config", config.toJson());
+            fields.put("image", config.image());
+            fields.put("imageDigest", Snapshots.pinnedDigest(layout));
+            fields.put("memoryBytes", saved.payload().path("memory_bytes").asLong());
+            fields.put("upperDigest", saved.text("upper_digest"));
+            fields.put("pausedMs", saved.payload().path("pause_ms").asLong() + saved.payload().path("migrate_ms").asLong()
+                    + saved.payload().path("copy_ms").asLong() + saved.payload().path("resume_ms").asLong());
+            fields.put("vm", vm);
+            fields.put("createdAt", Instant.now().truncatedTo(ChronoUnit.MILLIS).toString());
+            byte[] manifest = Snapshot.canonicalManifest(fields);
+            Snapshots.writeManifest(dir.resolve(Checkpoint.MANIFEST_FILE), manifest);
+            return Checkpoint.parse(dir, manifest);
+        } catch (IOException | RuntimeException e) {
+            SandboxPreparer.deleteTree(dir);
+            if (e instanceof MicrosandboxException m) {
+                throw m;
+            }
+            throw new MicrosandboxException(ErrorKind.IO, "cannot checkpoint sandbox '" + layout.name() + "' to " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * Refuses a restore that would not run: another QEMU, machine, accelerator, CPU, memory
+     * size, vCPU count, kernel, agent or lower disk than the checkpoint's.
+     *
+     * @param argv the QEMU command line the restore would run
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_INCOMPATIBLE} naming the first difference,
+     *         {@link ErrorKind#SNAPSHOT_INTEGRITY} when the memory file is missing or not the size recorded
+     */
+    void checkCompatible(Checkpoint checkpoint, List<String> argv) {
+        long memoryBytes;
+        try {
+            memoryBytes = Files.size(checkpoint.memoryFile());
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the memory file of checkpoint '" + checkpoint.name()
+                    + "' is missing: " + e.getMessage(), e);
+        }
+        // a cheap check on the hot path: QEMU itself refuses a stream that does not parse
+        if (memoryBytes != checkpoint.memoryBytes()) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the memory file of checkpoint '" + checkpoint.name()
+                    + "' has " + memoryBytes + " bytes, the manifest records " + checkpoint.memoryBytes());
+        }
+        String mismatch;
+        try {
+            mismatch = VmIdentity.mismatch(checkpoint.vm(), VmIdentity.of(argv, RuntimeFiles.extract(home, "msb-agent")));
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot identify the VM to restore checkpoint '" + checkpoint.name() + "' into: " + e.getMessage(), e);
+        }
+        if (mismatch != null) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INCOMPATIBLE, "checkpoint '" + checkpoint.name()
+                    + "' cannot be restored by this runtime: " + mismatch);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+package io.microsandbox;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * How {@link SandboxHandle#snapshot(String, SnapshotOptions)} takes a snapshot: labels to
+ * record, and whether to record an integrity hash of the upper disk (default yes: it costs a
+ * read of the data already being copied, and boots from the snapshot then check it).
+ */
+public final class SnapshotOptions {
+    private final Map<String, String> labels;
+    private final boolean integrity;
+
+    private SnapshotOptions(Builder b) {
+        this.labels = Map.copyOf(b.labels);
+        this.integrity = b.integrity;
+    }
+
+    /** No labels, integrity hash recorded. */
+    public static SnapshotOptions defaults() {
+        return builder().build();
+    }
+
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    public Map<String, String> labels() {
+        return labels;
+    }
+
+    public boolean integrity() {
+        return integrity;
+    }
+
+    /** Builds {@link SnapshotOptions}. */
+    public static final class Builder {
+        private final Map<String, String> labels = new LinkedHashMap<>();
+        private boolean integrity = true;
+
+        private Builder() {
+        }
+
+        /** Labels recorded in the manifest. */
+        public Builder labels(Map<String, String> labels) {
+            this.labels.putAll(Objects.requireNonNull(labels, "labels"));
+            return this;
+        }
+
+        /** Whether to record the upper disk's content digest (checked by verify and at boot). */
+        public Builder integrity(boolean integrity) {
+            this.integrity = integrity;
+            return this;
+        }
+
+        public SnapshotOptions build() {
+            return new SnapshotOptions(this);
+        }
+    }
+}

@@ -1,0 +1,249 @@
+package io.microsandbox;
+
+import io.microsandbox.image.oci.OciImages;
+import io.microsandbox.runtime.OwnerOnly;
+import io.microsandbox.runtime.SandboxLayout;
+import io.microsandbox.runtime.SandboxPreparer;
+import io.microsandbox.runtime.SparseFiles;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.time.Instant;
+import java.time.temporal.ChronoUnit;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+
+/**
+ * The disk snapshots of a home ({@code <home>/snapshots/<name>/}) and those at explicit paths:
+ * get, list, remove, verify. From {@link Microsandbox#snapshots()}; {@link Snapshot}'s static
+ * methods use the default runtime's. Snapshots are taken with {@link SandboxHandle#snapshot(String)}.
+ */
+public final class Snapshots {
+    private final Path home;
+
+    Snapshots(Path home) {
+        this.home = home;
+    }
+
+    /** The directory of snapshots with bare names. */
+    public Path directory() {
+        return home.resolve("snapshots");
+    }
+
+    /**
+     * The snapshot with this bare name, or at this path (anything holding a '/').
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} when there is none,
+     *         {@link ErrorKind#SNAPSHOT_INTEGRITY} when its manifest is unreadable
+     */
+    public Snapshot get(String nameOrPath) {
+        Path dir = locate(nameOrPath);
+        try {
+            return Snapshot.parse(dir, Files.readAllBytes(dir.resolve(Snapshot.MANIFEST_FILE)));
+        } catch (NoSuchFileException e) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no snapshot '" + nameOrPath + "' (looked for " + dir.resolve(Snapshot.MANIFEST_FILE) + ")");
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot read snapshot " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Every snapshot with a bare name, newest first; directories without a readable manifest are left out. */
+    public List<Snapshot> list() {
+        if (!Files.isDirectory(directory())) {
+            return List.of();
+        }
+        List<Snapshot> all = new ArrayList<>();
+        try (Stream<Path> dirs = Files.list(directory())) {
+            for (Path dir : dirs.toList()) {
+                try {
+                    all.add(Snapshot.parse(dir, Files.readAllBytes(dir.resolve(Snapshot.MANIFEST_FILE))));
+                } catch (IOException | MicrosandboxException e) {
+                    // being written, or not a snapshot: get() names the problem
+                }
+            }
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot list " + directory() + ": " + e.getMessage(), e);
+        }
+        all.sort(Comparator.comparing(Snapshot::createdAt).reversed());
+        return all;
+    }
+
+    /**
+     * Deletes a snapshot. Sandboxes booted from it have their own copy and are not affected.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} when there is none
+     */
+    public void remove(String nameOrPath) {
+        Path dir = locate(nameOrPath);
+        if (!Files.isRegularFile(dir.resolve(Snapshot.MANIFEST_FILE))) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no snapshot '" + nameOrPath + "'");
+        }
+        SandboxPreparer.deleteTree(dir);
+    }
+
+    /**
+     * Checks a snapshot's upper copy against its integrity hash (see {@link Snapshot#verify()}).
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_INTEGRITY} on a mismatch
+     */
+    public void verify(String nameOrPath) {
+        get(nameOrPath).verify();
+    }
+
+    /** A bare name under {@link #directory()}, or a path. */
+    Path locate(String nameOrPath) {
+        return locateIn(directory(), nameOrPath, "snapshot");
+    }
+
+    /** A bare name under {@code dir}, or a path (anything holding a '/'), of a {@code what}. */
+    static Path locateIn(Path dir, String nameOrPath, String what) {
+        if (nameOrPath == null || nameOrPath.isBlank()) {
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "a " + what + " name or path is required");
+        }
+        if (nameOrPath.indexOf('/') >= 0) {
+            return Path.of(nameOrPath).toAbsolutePath().normalize();
+        }
+        if (nameOrPath.startsWith(".") || nameOrPath.chars().anyMatch(Character::isISOControl) || nameOrPath.indexOf('\\') >= 0
+                || nameOrPath.getBytes(StandardCharsets.UTF_8).length > Sandbox.MAX_NAME_BYTES) {
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "invalid " + what + " name '"
+                    + nameOrPath.replaceAll("\\p{Cntrl}", "?") + "': at most 128 bytes, no leading '.', no '\\' or control characters");
+        }
+        return dir.resolve(nameOrPath);
+    }
+
+    /**
+     * Writes a snapshot of a stopped sandbox into the new directory {@code dir}: the upper copy
+     * first, the manifest last (a directory without one is an unfinished snapshot). The caller
+     * holds the sandbox's creation lock, so it cannot start meanwhile.
+     */
+    Snapshot take(SandboxLayout source, SandboxConfig config, Path dir, SnapshotOptions options) {
+        if (config.imageDisk() != null) {
+            throw new MicrosandboxException(ErrorKind.UNSUPPORTED_OPERATION, "sandbox '" + source.name()
+                    + "' boots from a disk image (imageDisk): its writes live in that image's overlay, which snapshots do not capture");
+        }
+        if (!Files.isRegularFile(source.upperDisk())) {
+            throw new MicrosandboxException(ErrorKind.IO, "sandbox '" + source.name() + "' has no upper disk at " + source.upperDisk());
+        }
+        claimDirectory(home, directory(), dir, "snapshot");
+        try {
+            String content = SparseFiles.copy(source.upperDisk(), dir.resolve(Snapshot.UPPER_FILE));
+            Map<String, Object> fields = new LinkedHashMap<>();
+            fields.put("format", Snapshot.FORMAT);
+            fields.put("image", config.image());
+            fields.put("imageDigest", pinnedDigest(source));
+            fields.put("sourceSandbox", source.name());
+            fields.put("upperFile", Snapshot.UPPER_FILE);
+            fields.put("sizeBytes", Files.size(source.upperDisk()));
+            fields.put("createdAt", Instant.now().truncatedTo(ChronoUnit.MILLIS).toString());
+            fields.put("labels", options.labels());
+            fields.put("integrity", options.integrity() ? content : null);
+            byte[] manifest = Snapshot.canonicalManifest(fields);
+            writeManifest(dir.resolve(Snapshot.MANIFEST_FILE), manifest);
+            return Snapshot.parse(dir, manifest);
+        } catch (IOException | RuntimeException e) {
+            SandboxPreparer.deleteTree(dir);
+            if (e instanceof MicrosandboxException m) {
+                throw m;
+            }
+            throw new MicrosandboxException(ErrorKind.IO, "cannot snapshot sandbox '" + source.name() + "' to " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * Creates the new directory {@code dir} of a {@code what}, owner-only (and the home's
+     * {@code named} directory on the way when it is there).
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_ALREADY_EXISTS} when it exists
+     */
+    static void claimDirectory(Path home, Path named, Path dir, String what) {
+        try {
+            Path parent = dir.getParent();
+            if (parent.equals(named)) {
+                OwnerOnly.directories(home, parent);
+            } else {
+                Files.createDirectories(parent);
+            }
+            Files.createDirectory(dir);
+            OwnerOnly.restrict(dir, OwnerOnly.DIRECTORY);
+        } catch (FileAlreadyExistsException e) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_ALREADY_EXISTS, what + " " + dir + " already exists");
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot create " + what + " directory " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Writes a manifest atomically: a directory without one is unfinished. */
+    static void writeManifest(Path file, byte[] manifest) throws IOException {
+        Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
+        OwnerOnly.write(tmp, manifest);
+        Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    /**
+     * Checks that the image a snapshot's upper lies over is still here: its root directory, or
+     * its OCI manifest in the cache.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_IMAGE_MISSING} when it is not
+     */
+    void checkImage(Snapshot snapshot) {
+        checkImage(home, "snapshot '" + snapshot.name() + "'", snapshot.image(), snapshot.imageDigest());
+    }
+
+    /** Checks that {@code image} (pinned to {@code imageDigest} when it is an OCI image) is still here, for {@code what}. */
+    static void checkImage(Path home, String what, String image, String imageDigest) {
+        boolean present = imageDigest != null
+                ? new OciImages(home).byManifestDigest(image, imageDigest) != null
+                : image != null && Files.isDirectory(Path.of(image));
+        if (!present) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_IMAGE_MISSING, what + " lies over image "
+                    + image + (imageDigest != null ? " (" + imageDigest + ")" : "")
+                    + ", which is no longer " + (imageDigest != null ? "in the image cache; pull it again" : "there"));
+        }
+    }
+
+    /**
+     * Gives a new sandbox its own copy of the snapshot's upper disk, checked against the
+     * integrity hash when one is recorded, and pins it to the snapshot's image.
+     */
+    void materialize(Snapshot snapshot, SandboxLayout target) {
+        materialize(home, "snapshot '" + snapshot.name() + "'", snapshot.upperDisk(), snapshot.integrity(), snapshot.imageDigest(), target);
+    }
+
+    /**
+     * Copies the upper disk {@code upper} of a {@code what} into a new sandbox, fails with
+     * {@link ErrorKind#SNAPSHOT_INTEGRITY} when its content digest is not {@code expectedDigest}
+     * (unless that is null), and pins the sandbox to {@code imageDigest} (unless null).
+     */
+    static void materialize(Path home, String what, Path upper, String expectedDigest, String imageDigest, SandboxLayout target) {
+        try {
+            OwnerOnly.directories(home, target.dir());
+            String content = SparseFiles.copy(upper, target.upperDisk(), false);
+            if (expectedDigest != null && !expectedDigest.equals(content)) {
+                throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the upper disk of " + what
+                        + " is corrupt: its content digest is " + content + ", the manifest records " + expectedDigest);
+            }
+            if (imageDigest != null) {
+                OwnerOnly.write(target.dir().resolve("image.digest"), (imageDigest + "\n").getBytes(StandardCharsets.UTF_8));
+            }
+        } catch (NoSuchFileException e) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the upper disk of " + what + " is missing: " + e.getMessage(), e);
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot copy the upper disk of " + what + " into sandbox '"
+                    + target.name() + "': " + e.getMessage(), e);
+        }
+    }
+
+    /** The OCI manifest digest a sandbox is pinned to, or null for a directory image. */
+    static String pinnedDigest(SandboxLayout layout) throws IOException {
+        Path pin = layout.dir().resolve("image.digest");
+        return Files.isRegularFile(pin) ? Files.readString(pin, StandardCharsets.UTF_8).strip() : null;
+    }
+}

@@ -1,0 +1,115 @@
+package io.microsandbox.runtime;
+
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.Arrays;
+import java.util.HexFormat;
+
+/**
+ * Copies and hashes sparse disk files (a sandbox's upper disk is a 4 GiB file with a few
+ * MiB written) in time proportional to their data: only the extents {@code SEEK_DATA} reports
+ * are read, and blocks of zeros inside them are skipped too, so a copy is as sparse as it can be.
+ *
+ * <p>The content digest is {@code sha256:} over every 4 KiB block that is not all zeros, each
+ * preceded by its offset (8 bytes, big-endian), then the file's size: it depends on the
+ * logical content only, not on how the filesystem allocated it, so a copy has the digest of its
+ * source, and any changed byte, in data or in a hole, changes it.
+ */
+public final class SparseFiles {
+    static final int BLOCK = 4096;
+    private static final int CHUNK = 1 << 20;
+    private static final byte[] ZEROS = new byte[BLOCK];
+
+    private SparseFiles() {
+    }
+
+    /**
+     * Copies {@code source} to the new file {@code target} (created {@code 0600}, sparse, and
+     * synced to disk: snapshots and checkpoints are kept), and returns the source's content digest.
+     */
+    public static String copy(Path source, Path target) throws IOException {
+        return copy(source, target, true);
+    }
+
+    /**
+     * Like {@link #copy(Path, Path)}; without {@code durable} the copy is left to the page cache,
+     * for a sandbox's own upper disk, which a host crash loses with the sandbox anyway.
+     */
+    public static String copy(Path source, Path target, boolean durable) throws IOException {
+        OwnerOnly.createFile(target);
+        try (FileChannel in = FileChannel.open(source, StandardOpenOption.READ);
+             RandomAccessFile out = new RandomAccessFile(target.toFile(), "rw")) {
+            long size = in.size();
+            String digest = walk(source, in, size, out.getChannel());
+            out.setLength(size);
+            if (durable) {
+                out.getFD().sync();
+            }
+            return digest;
+        }
+    }
+
+    /** The content digest of {@code file} (see the class comment). */
+    public static String digest(Path file) throws IOException {
+        try (FileChannel in = FileChannel.open(file, StandardOpenOption.READ)) {
+            return walk(file, in, in.size(), null);
+        }
+    }
+
+    private static String walk(Path path, FileChannel in, long size, FileChannel out) throws IOException {
+        MessageDigest sha = sha256();
+        long[] extents = Posix.dataExtents(path);
+        byte[] chunk = new byte[CHUNK];
+        ByteBuffer buffer = ByteBuffer.wrap(chunk);
+        ByteBuffer offset = ByteBuffer.allocate(Long.BYTES);
+        for (int e = 0; e < extents.length; e += 2) {
+            // extents are block-aligned on every Linux filesystem; rounding down keeps the block grid
+            long pos = extents[e] / BLOCK * BLOCK;
+            long end = Math.min(extents[e + 1], size);
+            while (pos < end) {
+                int want = (int) Math.min(CHUNK, end - pos);
+                buffer.clear().limit(want);
+                int got = 0;
+                while (got < want) {
+                    int n = in.read(buffer, pos + got);
+                    if (n < 0) {
+                        throw new IOException(path + " shrank while it was read");
+                    }
+                    got += n;
+                }
+                for (int b = 0; b < got; b += BLOCK) {
+                    int len = Math.min(BLOCK, got - b);
+                    if (Arrays.mismatch(chunk, b, b + len, ZEROS, 0, len) < 0) {
+                        continue;
+                    }
+                    sha.update(offset.clear().putLong(pos + b).array());
+                    sha.update(chunk, b, len);
+                    if (out != null) {
+                        ByteBuffer block = ByteBuffer.wrap(chunk, b, len);
+                        long at = pos + b;
+                        while (block.hasRemaining()) {
+                            at += out.write(block, at);
+                        }
+                    }
+                }
+                pos += got;
+            }
+        }
+        sha.update(offset.clear().putLong(size).array());
+        return "sha256:" + HexFormat.of().formatHex(sha.digest());
+    }
+
+    private static MessageDigest sha256() {
+        try {
+            return MessageDigest.getInstance("SHA-256");
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+}

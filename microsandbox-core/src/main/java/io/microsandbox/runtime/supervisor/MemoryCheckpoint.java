@@ -1,0 +1,115 @@
+package io.microsandbox.runtime.supervisor;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.SparseFiles;
+import io.microsandbox.runtime.vmm.QmpClient;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+
+/**
+ * Saves a paused VM: guest memory and device state through QEMU's migration into a file, and a
+ * copy of the upper disk taken while the guest cannot write to it. QEMU 7.2 has no {@code file:}
+ * migration target, and Java cannot pass QEMU a descriptor over QMP ({@code getfd} needs
+ * SCM_RIGHTS), so QEMU writes through an {@code exec:} command. QEMU 7.2 ends that command
+ * with SIGTERM and SIGKILL 10 ms apart as soon as the migration completes, which could cut a
+ * {@code cat} still writing its last buffer: so the shell QEMU starts hands the pipe to a
+ * background {@code cat} and exits at once, and the {@code cat} renames its file into place
+ * when it has written everything, which this waits for. The VM is left paused; the caller
+ * resumes or stops it.
+ */
+public final class MemoryCheckpoint {
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final Duration QMP_TIMEOUT = Duration.ofSeconds(10);
+    /**
+     * QEMU 7.2 throttles migration to 32 MiB/s by default, meant for a live migration over a
+     * network; a paused guest into a local file should go as fast as the disk takes it.
+     */
+    private static final long MAX_BANDWIDTH = 64L << 30;
+    private static final long POLL_MS = 10;
+
+    private MemoryCheckpoint() {
+    }
+
+    /**
+     * Pauses the VM, migrates it into {@code memoryFile} (waiting at most {@code timeout}) and
+     * copies {@code upper} to {@code upperCopy}. On failure the migration is cancelled; the VM
+     * stays paused either way.
+     *
+     * @return {@code memory_bytes}, {@code upper_digest}, {@code pause_ms}, {@code migrate_ms}, {@code copy_ms}
+     */
+    static ObjectNode take(Path qmp, Path memoryFile, Path upper, Path upperCopy, Duration timeout) throws IOException {
+        long start = System.nanoTime();
+        QmpClient.execute(qmp, "stop", QMP_TIMEOUT);
+        long paused = System.nanoTime();
+        QmpClient.execute(qmp, "migrate-set-parameters", JSON.createObjectNode().put("max-bandwidth", MAX_BANDWIDTH), QMP_TIMEOUT);
+        Path partial = memoryFile.resolveSibling(memoryFile.getFileName() + ".part");
+        String save = "exec 3<&0; (cat <&3 > " + shellQuote(partial) + " && mv " + shellQuote(partial) + " " + shellQuote(memoryFile) + ") &";
+        QmpClient.execute(qmp, "migrate", JSON.createObjectNode().put("uri", "exec:" + save), QMP_TIMEOUT);
+        long deadline = System.nanoTime() + timeout.toNanos();
+        String status;
+        JsonNode info;
+        while (true) {
+            info = QmpClient.execute(qmp, "query-migrate", QMP_TIMEOUT);
+            status = info.path("status").asText();
+            if (status.equals("completed") || status.equals("failed") || status.equals("cancelled")) {
+                break;
+            }
+            if (System.nanoTime() > deadline) {
+                cancel(qmp);
+                throw new IOException("saving guest memory did not finish within " + timeout + " (status " + status + ")");
+            }
+            sleep();
+        }
+        if (!status.equals("completed")) {
+            throw new IOException("saving guest memory " + status + ": " + info.path("error-desc").asText("no reason given"));
+        }
+        while (!Files.exists(memoryFile)) {
+            if (System.nanoTime() > deadline) {
+                throw new IOException("the saved guest memory was not complete within " + timeout);
+            }
+            sleep();
+        }
+        long migrated = System.nanoTime();
+        // the migration flushed and released the disks: what the file holds is what the guest wrote
+        String upperDigest = SparseFiles.copy(upper, upperCopy);
+        long copied = System.nanoTime();
+        ObjectNode result = JSON.createObjectNode();
+        result.put("memory_bytes", Files.size(memoryFile));
+        result.put("upper_digest", upperDigest);
+        result.put("pause_ms", (paused - start) / 1_000_000);
+        result.put("migrate_ms", (migrated - paused) / 1_000_000);
+        result.put("copy_ms", (copied - migrated) / 1_000_000);
+        return result;
+    }
+
+    private static void cancel(Path qmp) {
+        try {
+            QmpClient.execute(qmp, "migrate_cancel", QMP_TIMEOUT);
+        } catch (IOException e) {
+            SupervisorLog.log("cannot cancel the checkpoint's migration: " + e.getMessage());
+        }
+    }
+
+    private static void sleep() throws IOException {
+        try {
+            Thread.sleep(POLL_MS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted while saving guest memory", e);
+        }
+    }
+
+    /** QEMU's {@code -incoming} argument that loads a guest saved into {@code memoryFile}. */
+    public static String incoming(Path memoryFile) {
+        return "exec:cat " + shellQuote(memoryFile);
+    }
+
+    /** A path as one word of {@code sh -c}, which QEMU runs the exec: target with. */
+    static String shellQuote(Path path) {
+        return "'" + path.toString().replace("'", "'\\''") + "'";
+    }
+}

@@ -1,0 +1,132 @@
+package io.microsandbox.runtime.vmm;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.DigestInputStream;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * What a memory checkpoint is tied to, read from a sandbox's QEMU command line: the QEMU
+ * version, machine type, accelerator, CPU model, memory and vCPU count, the kernel's and the
+ * guest agent's SHA-256, and the lower disk. Saved guest memory holds that kernel and agent
+ * running on that virtual hardware over that lower disk: restored under anything else the
+ * guest would crash or hang, so restores compare these before they launch QEMU. File digests
+ * and QEMU versions are cached by path, size and modification time.
+ */
+public final class VmIdentity {
+    private static final Map<String, String> CACHE = new ConcurrentHashMap<>();
+
+    private VmIdentity() {
+    }
+
+    /** The identity of the VM {@code argv} starts, running the guest agent {@code agent}. */
+    public static Map<String, String> of(List<String> argv, Path agent) throws IOException {
+        Map<String, String> id = new LinkedHashMap<>();
+        id.put("qemuVersion", qemuVersion(Path.of(argv.get(0))));
+        id.put("machine", after(argv, "-M"));
+        id.put("accelerator", after(argv, "-accel"));
+        id.put("cpu", after(argv, "-cpu"));
+        id.put("memoryMib", after(argv, "-m"));
+        id.put("cpus", after(argv, "-smp"));
+        id.put("kernel", fileDigest(Path.of(after(argv, "-kernel"))));
+        id.put("agent", fileDigest(agent));
+        for (int i = 0; i + 1 < argv.size(); i++) {
+            if (argv.get(i).equals("-drive") && argv.get(i + 1).startsWith("id=lower,file=")) {
+                String spec = argv.get(i + 1).substring("id=lower,file=".length());
+                Path lower = Path.of(spec.substring(0, spec.indexOf(",format=")).replace(",,", ","));
+                id.put("lowerDisk", lower + " (" + (Files.exists(lower) ? Files.size(lower) + " bytes" : "missing") + ")");
+            }
+        }
+        return id;
+    }
+
+    /**
+     * The first field in which {@code actual} differs from {@code recorded}, described, or null
+     * when they agree.
+     */
+    public static String mismatch(Map<String, String> recorded, Map<String, String> actual) {
+        for (var e : recorded.entrySet()) {
+            String now = actual.get(e.getKey());
+            if (!e.getValue().equals(now)) {
+                return e.getKey() + " was " + e.getValue() + " when the checkpoint was taken and is " + now + " now";
+            }
+        }
+        for (String key : actual.keySet()) {
+            if (!recorded.containsKey(key)) {
+                return key + " is " + actual.get(key) + " now and was not recorded";
+            }
+        }
+        return null;
+    }
+
+    private static String after(List<String> argv, String option) {
+        int i = argv.indexOf(option);
+        if (i < 0 || i + 1 >= argv.size()) {
+            throw new IllegalArgumentException("the QEMU command line has no " + option);
+        }
+        return argv.get(i + 1);
+    }
+
+    /** {@code sha256:} of a file's content. */
+    static String fileDigest(Path file) throws IOException {
+        return cached(file, "sha256", () -> {
+            MessageDigest sha = sha256();
+            try (InputStream in = new DigestInputStream(Files.newInputStream(file), sha)) {
+                in.transferTo(java.io.OutputStream.nullOutputStream());
+            }
+            return "sha256:" + HexFormat.of().formatHex(sha.digest());
+        });
+    }
+
+    /** The first line of {@code qemu --version}. */
+    static String qemuVersion(Path qemu) throws IOException {
+        return cached(qemu, "version", () -> {
+            Process p = new ProcessBuilder(qemu.toString(), "--version").redirectErrorStream(true).start();
+            byte[] out = p.getInputStream().readNBytes(4096);
+            try {
+                if (!p.waitFor(30, TimeUnit.SECONDS) || p.exitValue() != 0) {
+                    p.destroyForcibly();
+                    throw new IOException(qemu + " --version failed: " + new String(out, StandardCharsets.UTF_8).strip());
+                }
+            } catch (InterruptedException e) {
+                p.destroyForcibly();
+                Thread.currentThread().interrupt();
+                throw new IOException("interrupted while asking " + qemu + " for its version", e);
+            }
+            return new String(out, StandardCharsets.UTF_8).lines().findFirst().orElse("").strip();
+        });
+    }
+
+    private interface Compute {
+        String get() throws IOException;
+    }
+
+    private static String cached(Path file, String what, Compute compute) throws IOException {
+        Path real = file.toRealPath();
+        String key = what + ":" + real + ":" + Files.size(real) + ":" + Files.getLastModifiedTime(real).toMillis();
+        String known = CACHE.get(key);
+        if (known == null) {
+            known = compute.get();
+            CACHE.put(key, known);
+        }
+        return known;
+    }
+
+    private static MessageDigest sha256() {
+        try {
+            return MessageDigest.getInstance("SHA-256");
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+}

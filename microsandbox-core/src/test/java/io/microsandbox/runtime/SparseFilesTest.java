@@ -1,0 +1,65 @@
+package io.microsandbox.runtime;
+
+import java.io.RandomAccessFile;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import static org.assertj.core.api.Assertions.assertThat;
+
+class SparseFilesTest {
+    private static final long SIZE = 256L << 20;
+
+    @Test
+    void copiesOnlyDataAndKeepsTheContentDigest(@TempDir Path dir) throws Exception {
+        Path source = dir.resolve("source");
+        try (RandomAccessFile f = new RandomAccessFile(source.toFile(), "rw")) {
+            f.setLength(SIZE);
+            f.seek(4096);
+            f.write("hello".getBytes());
+            f.seek(SIZE - 10);
+            f.write("tail".getBytes());
+            // written zeros: allocated, but the same content as a hole
+            f.seek(64L << 20);
+            f.write(new byte[1 << 20]);
+        }
+        Path copy = dir.resolve("copy");
+        String digest = SparseFiles.copy(source, copy);
+        assertThat(Files.size(copy)).isEqualTo(SIZE);
+        assertThat(Posix.allocatedBytes(copy)).isLessThan(64 * 1024);
+        assertThat(SparseFiles.digest(copy)).isEqualTo(digest).isEqualTo(SparseFiles.digest(source)).startsWith("sha256:");
+        assertThat(Files.mismatch(source, copy)).isEqualTo(-1);
+        assertThat(Files.getPosixFilePermissions(copy)).isEqualTo(OwnerOnly.FILE);
+    }
+
+    @Test
+    void anyChangedByteChangesTheDigest(@TempDir Path dir) throws Exception {
+        Path file = dir.resolve("file");
+        try (RandomAccessFile f = new RandomAccessFile(file.toFile(), "rw")) {
+            f.setLength(SIZE);
+            f.seek(8192);
+            f.write(42);
+        }
+        String before = SparseFiles.digest(file);
+        try (RandomAccessFile f = new RandomAccessFile(file.toFile(), "rw")) {
+            f.seek(8192);
+            f.write(43);
+        }
+        String flipped = SparseFiles.digest(file);
+        assertThat(flipped).isNotEqualTo(before);
+        try (RandomAccessFile f = new RandomAccessFile(file.toFile(), "rw")) {
+            f.seek(8192);
+            f.write(42);
+            f.seek(100L << 20);
+            f.write(1);
+        }
+        assertThat(SparseFiles.digest(file)).isNotEqualTo(before).isNotEqualTo(flipped);
+        try (RandomAccessFile f = new RandomAccessFile(file.toFile(), "rw")) {
+            f.seek(100L << 20);
+            f.write(0);
+            f.setLength(SIZE + 4096);
+        }
+        // the same bytes but a longer file
+        assertThat(SparseFiles.digest(file)).isNotEqualTo(before);
+    }
+}

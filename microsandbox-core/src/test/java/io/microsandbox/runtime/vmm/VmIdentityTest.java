@@ -1,0 +1,37 @@
+package io.microsandbox.runtime.vmm;
+
+import io.microsandbox.runtime.SandboxPreparer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.FileTime;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import static org.assertj.core.api.Assertions.assertThat;
+
+class VmIdentityTest {
+
+    @Test
+    void namesTheFirstDifferenceOfTheVmACheckpointIsTiedTo(@TempDir Path dir) throws Exception {
+        Path kernel = Files.writeString(dir.resolve("vmlinux"), "kernel one");
+        Path agent = Files.writeString(dir.resolve("agent"), "agent");
+        Path lower = Files.writeString(dir.resolve("lower,x.ext4"), "lower");
+        List<String> argv = List.of(SandboxPreparer.findQemu(), "-M", "microvm", "-accel", "tcg", "-cpu", "qemu64",
+                "-m", "512", "-smp", "1", "-kernel", kernel.toString(),
+                "-drive", "id=lower,file=" + lower.toString().replace(",", ",,") + ",format=raw,if=none,readonly=on");
+        Map<String, String> recorded = VmIdentity.of(argv, agent);
+        assertThat(recorded).containsEntry("machine", "microvm").containsEntry("memoryMib", "512")
+                .containsEntry("lowerDisk", lower + " (5 bytes)");
+        assertThat(recorded.get("qemuVersion")).startsWith("QEMU emulator version");
+        assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(argv, agent))).isNull();
+
+        Files.writeString(kernel, "kernel two");
+        Files.setLastModifiedTime(kernel, FileTime.fromMillis(Files.getLastModifiedTime(kernel).toMillis() + 2000));
+        assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(argv, agent))).startsWith("kernel was sha256:");
+
+        List<String> bigger = argv.stream().map(a -> a.equals("512") ? "1024" : a).toList();
+        Files.writeString(kernel, "kernel one");
+        assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(bigger, agent))).startsWith("memoryMib was 512");
+    }
+}
