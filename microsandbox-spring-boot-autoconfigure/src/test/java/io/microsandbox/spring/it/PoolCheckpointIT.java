@@ -140,6 +140,55 @@ class PoolCheckpointIT {
     }
 
     @Test
+    void aKernelChangeReplacesTheCheckpointByAColdBoot() throws Exception {
+        // a kernel directory of the test's own, so that the test can change the kernel under the running pool
+        Path kernel = HOME.resolve("kernel-under-test");
+        Files.createDirectories(kernel);
+        Path bundled = io.microsandbox.runtime.vmm.KernelBundle.locate(HOME, null).dir();
+        try (var files = Files.list(bundled)) {
+            for (Path f : files.toList()) {
+                Files.copy(f, kernel.resolve(f.getFileName()));
+            }
+        }
+        VmTestSupport.runner(HOME)
+                .withPropertyValues("microsandbox.pool.warm-start=checkpoint", "microsandbox.pool.name=upgrade",
+                        "microsandbox.kernel-dir=" + kernel, "microsandbox.pool.min-idle=2", "microsandbox.pool.max-size=2")
+                .run(context -> {
+                    SandboxPool pool = context.getBean(SandboxPool.class);
+                    VmTestSupport.await("two members", Duration.ofMinutes(3), () -> pool.stats().idle() == 2);
+                    assertThat(pool.warmStartStats().restored()).isEqualTo(1);
+
+                    // "upgraded": another kernel file (the same kernel with a byte appended, which still boots)
+                    Path vmlinux = kernel.resolve("vmlinux");
+                    Path upgraded = kernel.resolve("vmlinux.new");
+                    Files.copy(vmlinux, upgraded);
+                    Files.write(upgraded, new byte[1], java.nio.file.StandardOpenOption.APPEND);
+                    Files.move(upgraded, vmlinux, java.nio.file.StandardCopyOption.REPLACE_EXISTING,
+                            java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+
+                    String restoredMember = pool.members().stream().filter(m -> m.origin() == MemberOrigin.RESTORE)
+                            .findFirst().orElseThrow().name();
+                    pool.kill(restoredMember);
+                    VmTestSupport.await("a cold refill under the new kernel and a new checkpoint", Duration.ofMinutes(3),
+                            () -> pool.warmStartStats().checkpointsTaken() == 2 && pool.stats().idle() == 2);
+                    WarmStartStats w = pool.warmStartStats();
+                    assertThat(w.lastCheckpointError()).contains("cannot be restored by this runtime").contains("kernel was");
+                    assertThat(w.checkpointRefreshes()).isEqualTo(1);
+                    assertThat(w.booted()).isEqualTo(2);
+                    assertThat(pool.stats().totalBootFailures()).isZero();
+
+                    // restores from the new checkpoint run under the new kernel
+                    // the oldest member is the first template, booted under the old kernel
+                    String oldMember = pool.members().stream().min(java.util.Comparator.comparing(PoolMemberView::createdAt))
+                            .orElseThrow().name();
+                    pool.kill(oldMember);
+                    VmTestSupport.await("a refill from the new checkpoint", Duration.ofMinutes(2),
+                            () -> pool.warmStartStats().restored() == 2 && pool.stats().idle() == 2);
+                    assertThat(context.getBean(SandboxTemplate.class).exec("true").exitCode()).isZero();
+                });
+    }
+
+    @Test
     void aFailingWarmUpFailsTheBootAndLeavesNoSandbox() {
         VmTestSupport.runner(HOME)
                 .withPropertyValues("microsandbox.pool.warm-start=checkpoint", "microsandbox.pool.name=cold",
