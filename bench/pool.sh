@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # The pool benchmark: borrow + run print(1) + return from a warm pool (SandboxTemplate), beside
-# the core's exec round trip and a cold create + exec + close, in one run on this machine.
-# Writes bench/results/pool.md. Usage: bench/pool.sh [round trips] [cold boots]  (default 100 5)
+# the core's exec round trip and a cold create + exec + close, in one run on this machine
+# (bench/results/pool.md); then the time to refill a drained pool of N members by cold boots
+# (warm-start=boot) against restores from a checkpoint (warm-start=checkpoint), written to
+# bench/results/pool-refill.md.
+# Usage: bench/pool.sh [round trips] [cold boots] [refill members] [refills]  (default 100 5 4 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 mvn -B -ntp -q install -DskipTests -pl bench -am
 mvn -B -ntp -q -pl bench dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
-exec java -cp "bench/target/classes:$(cat bench/target/classpath.txt)" io.microsandbox.bench.PoolBench \
+java -cp "bench/target/classes:$(cat bench/target/classpath.txt)" io.microsandbox.bench.PoolBench \
   "${1:-100}" "${2:-5}" bench/results/pool.md
+exec java -cp "bench/target/classes:$(cat bench/target/classpath.txt)" io.microsandbox.bench.PoolRefillBench \
+  "${3:-4}" "${4:-3}" bench/results/pool-refill.md

@@ -99,7 +99,7 @@ public final class CheckpointBench {
         }
     }
 
-    private static String loadAverage() throws java.io.IOException {
+    static String loadAverage() throws java.io.IOException {
         String[] parts = Files.readString(Path.of("/proc/loadavg")).split(" ");
         return parts[0] + " " + parts[1] + " " + parts[2];
     }
@@ -108,7 +108,7 @@ public final class CheckpointBench {
         return (System.nanoTime() - start) / 1e6;
     }
 
-    private static double median(List<Double> values) {
+    static double median(List<Double> values) {
         List<Double> sorted = new ArrayList<>(values);
         Collections.sort(sorted);
         return sorted.get(sorted.size() / 2);
@@ -120,7 +120,7 @@ public final class CheckpointBench {
         return sorted.get(sorted.size() / 2);
     }
 
-    private static String join(List<Double> values) {
+    static String join(List<Double> values) {
         StringBuilder s = new StringBuilder();
         for (double v : values) {
             s.append(s.length() == 0 ? "" : " ").append(Math.round(v));

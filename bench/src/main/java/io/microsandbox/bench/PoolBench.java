@@ -121,7 +121,7 @@ public final class PoolBench {
         return sorted.get(Math.max(0, Math.min(sorted.size() - 1, index)));
     }
 
-    private static double millisSince(long startNanos) {
+    static double millisSince(long startNanos) {
         return (System.nanoTime() - startNanos) / 1e6;
     }
 }

@@ -123,8 +123,12 @@ public final class SandboxPreparer {
         return spec;
     }
 
-    /** The sandbox name cut down to a valid hostname (letters, digits, hyphens, 63 bytes). */
-    static String hostnameFor(String name) {
+    /**
+     * The sandbox name cut down to a valid hostname (letters, digits, hyphens, 63 bytes): the
+     * guest hostname of a sandbox whose config names none. Public so that a bulk creator
+     * restoring members from one checkpoint can give each the hostname a cold boot would.
+     */
+    public static String hostnameFor(String name) {
         String host = name.toLowerCase(java.util.Locale.ROOT).replaceAll("[^a-z0-9-]", "-").replaceAll("^-+|-+$", "");
         if (host.length() > 63) {
             host = host.substring(0, 63).replaceAll("-+$", "");

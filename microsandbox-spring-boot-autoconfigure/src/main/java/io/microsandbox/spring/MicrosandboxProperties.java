@@ -231,6 +231,17 @@ public class MicrosandboxProperties {
         KEEP
     }
 
+    /** How the pool starts its members. */
+    public enum WarmStart {
+        /** Every member boots cold (and runs the warm-up command, if any). */
+        BOOT,
+        /**
+         * The first member boots cold, runs the warm-up command and is checkpointed; further
+         * members are restored from that memory checkpoint instead of booting.
+         */
+        CHECKPOINT
+    }
+
     /** The pool of detached sandboxes that SandboxTemplate borrows from. */
     public static class Pool {
 
@@ -284,6 +295,23 @@ public class MicrosandboxProperties {
 
         /** Longest wait for the members to drain on shutdown before they are killed. */
         private Duration shutdownTimeout = Duration.ofSeconds(30);
+
+        /**
+         * How members start: boot (each boots cold) or checkpoint (restored from a memory
+         * checkpoint of the first, warmed member; it shares that member's pre-checkpoint
+         * process state, see the README).
+         */
+        private WarmStart warmStart = WarmStart.BOOT;
+
+        /**
+         * Shell command run once in every cold-booted member before it is lent (and before the
+         * checkpoint when warm-start=checkpoint, so restored members start warmed), for
+         * example importing Python modules. A non-zero exit fails that member's boot.
+         */
+        private String warmUpCommand;
+
+        /** Longest run of the warm-up command. */
+        private Duration warmUpTimeout = Duration.ofSeconds(60);
 
         public boolean isEnabled() {
             return enabled;
@@ -411,6 +439,30 @@ public class MicrosandboxProperties {
 
         public void setShutdownTimeout(Duration shutdownTimeout) {
             this.shutdownTimeout = shutdownTimeout;
+        }
+
+        public WarmStart getWarmStart() {
+            return warmStart;
+        }
+
+        public void setWarmStart(WarmStart warmStart) {
+            this.warmStart = warmStart;
+        }
+
+        public String getWarmUpCommand() {
+            return warmUpCommand;
+        }
+
+        public void setWarmUpCommand(String warmUpCommand) {
+            this.warmUpCommand = warmUpCommand;
+        }
+
+        public Duration getWarmUpTimeout() {
+            return warmUpTimeout;
+        }
+
+        public void setWarmUpTimeout(Duration warmUpTimeout) {
+            this.warmUpTimeout = warmUpTimeout;
         }
     }
 }

@@ -8,6 +8,7 @@ import io.microsandbox.SandboxHandle;
 import io.microsandbox.spring.pool.PoolMemberView;
 import io.microsandbox.spring.pool.PoolStats;
 import io.microsandbox.spring.pool.SandboxPool;
+import io.microsandbox.spring.pool.WarmStartStats;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -151,6 +152,18 @@ public class MicrosandboxEndpoint {
         if (s.lastBootError() != null) {
             p.put("lastBootError", s.lastBootError());
         }
+        WarmStartStats w = pool.warmStartStats();
+        Map<String, Object> warm = new LinkedHashMap<>();
+        warm.put("mode", w.mode());
+        warm.put("booted", w.booted());
+        warm.put("restored", w.restored());
+        if (w.mode().equals("checkpoint")) {
+            warm.put("checkpoint", w.checkpoint());
+            warm.put("checkpointsTaken", w.checkpointsTaken());
+            warm.put("checkpointRefreshes", w.checkpointRefreshes());
+            warm.put("lastCheckpointError", w.lastCheckpointError());
+        }
+        p.put("warmStart", warm);
         return p;
     }
 
@@ -169,6 +182,7 @@ public class MicrosandboxEndpoint {
             Optional<PoolMemberView> m = pool.member(h.name());
             if (m.isPresent()) {
                 d.put("poolState", m.get().state());
+                d.put("origin", m.get().origin().tag());
                 d.put("uses", m.get().uses());
                 d.put("expiresAt", String.valueOf(m.get().expiresAt()));
                 d.put("evictionPending", m.get().evictionPending());

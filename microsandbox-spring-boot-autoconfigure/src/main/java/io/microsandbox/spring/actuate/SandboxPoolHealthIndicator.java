@@ -2,12 +2,15 @@ package io.microsandbox.spring.actuate;
 
 import io.microsandbox.spring.pool.PoolStats;
 import io.microsandbox.spring.pool.SandboxPool;
+import io.microsandbox.spring.pool.WarmStartStats;
 import org.springframework.boot.health.contributor.AbstractHealthIndicator;
 import org.springframework.boot.health.contributor.Health;
 
 /**
  * Health of the pool: idle, active, booting, waiting, failed boots. DOWN, with the last boot
- * error, while sandboxes fail to boot and the pool has none to lend.
+ * error, while sandboxes fail to boot and the pool has none to lend. Also how members started
+ * ({@code warmStart}, {@code booted}, {@code restored}) and, with warm-start=checkpoint, the
+ * checkpoint's state; a dropped checkpoint does not make it DOWN (the pool boots cold meanwhile).
  */
 public class SandboxPoolHealthIndicator extends AbstractHealthIndicator {
 
@@ -29,6 +32,17 @@ public class SandboxPoolHealthIndicator extends AbstractHealthIndicator {
                 .withDetail("minIdle", s.minIdle())
                 .withDetail("maxSize", s.maxSize())
                 .withDetail("failedBoots", s.totalBootFailures());
+        WarmStartStats w = pool.warmStartStats();
+        builder.withDetail("warmStart", w.mode())
+                .withDetail("booted", w.booted())
+                .withDetail("restored", w.restored());
+        if (w.mode().equals("checkpoint")) {
+            builder.withDetail("checkpoint", w.checkpoint() == null ? "none" : w.checkpoint())
+                    .withDetail("checkpointRefreshes", w.checkpointRefreshes());
+            if (w.lastCheckpointError() != null) {
+                builder.withDetail("lastCheckpointError", w.lastCheckpointError());
+            }
+        }
         if (s.consecutiveBootFailures() > 0 && s.idle() + s.active() == 0) {
             builder.down().withDetail("reason", "sandboxes fail to boot (" + s.consecutiveBootFailures()
                     + " in a row): " + s.lastBootError());

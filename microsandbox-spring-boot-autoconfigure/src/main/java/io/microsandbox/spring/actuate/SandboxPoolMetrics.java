@@ -1,6 +1,7 @@
 package io.microsandbox.spring.actuate;
 
 import io.microsandbox.Metrics;
+import io.microsandbox.spring.pool.MemberOrigin;
 import io.microsandbox.spring.pool.PoolListener;
 import io.microsandbox.spring.pool.PoolMemberView;
 import io.microsandbox.spring.pool.SandboxPool;
@@ -25,7 +26,8 @@ import java.util.function.ToDoubleFunction;
  *     {@code microsandbox.pool.sandboxes.min}, {@code .max}, {@code .waiting};</li>
  * <li>timers {@code microsandbox.pool.acquire}, {@code microsandbox.pool.boot},
  *     {@code microsandbox.pool.usage} (time lent), {@code microsandbox.pool.exec} (tag outcome);</li>
- * <li>counters {@code microsandbox.pool.created}, {@code .rotated}, {@code .discarded},
+ * <li>counters {@code microsandbox.pool.created} (tag {@code source=boot|restore}: booted cold or
+ *     restored from the pool's checkpoint; the boot timer carries the same tag), {@code .rotated}, {@code .discarded},
  *     {@code .crashed}, {@code .boot.failures}, {@code .timeouts} (acquire timeouts);</li>
  * <li>per sandbox, from the core's metrics, tagged {@code pool} and {@code sandbox} and removed
  *     when the sandbox goes: {@code microsandbox.sandbox.cpu} (percent of one core),
@@ -107,10 +109,11 @@ public class SandboxPoolMetrics implements MeterBinder, PoolListener {
     }
 
     @Override
-    public void booted(Duration took) {
+    public void created(Duration took, MemberOrigin origin) {
+        Tags t = tags.and("source", origin.tag());
         each(r -> {
-            timer(r, "microsandbox.pool.boot", tags, "Time to boot a pool sandbox").record(took);
-            counter(r, "microsandbox.pool.created", tags, "Sandboxes booted by the pool").increment();
+            timer(r, "microsandbox.pool.boot", t, "Time to start a pool sandbox (cold boot with warm-up, or restore)").record(took);
+            counter(r, "microsandbox.pool.created", t, "Sandboxes started by the pool").increment();
         });
     }
 

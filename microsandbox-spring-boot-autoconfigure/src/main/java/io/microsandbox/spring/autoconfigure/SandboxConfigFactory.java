@@ -44,6 +44,10 @@ public final class SandboxConfigFactory {
             throw new MicrosandboxConfigurationException("microsandbox.pool.name '" + pool.getName() + "' is not a valid name.",
                     "Use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit.", null);
         }
+        if (pool.getWarmUpTimeout() == null || pool.getWarmUpTimeout().isNegative() || pool.getWarmUpTimeout().isZero()) {
+            throw new MicrosandboxConfigurationException("microsandbox.pool.warm-up-timeout must be positive.",
+                    "Set microsandbox.pool.warm-up-timeout to a positive duration such as 60s.", null);
+        }
         try {
             SandboxConfig.Builder b = SandboxConfig.builder()
                     .image(image.toAbsolutePath().toString())

@@ -17,7 +17,8 @@ public interface PoolListener {
     default void acquireTimedOut(Duration waited) {
     }
 
-    default void booted(Duration took) {
+    /** A member started: booted cold (including its warm-up) or restored from the pool's checkpoint. */
+    default void created(Duration took, MemberOrigin origin) {
     }
 
     default void bootFailed(Throwable error) {

@@ -22,6 +22,9 @@ public interface PoolMemberView {
 
     boolean adopted();
 
+    /** Booted cold, restored from the pool's checkpoint, or re-adopted. */
+    MemberOrigin origin();
+
     /** The latest metrics sample, or null before the first one. */
     Metrics lastMetrics();
 }

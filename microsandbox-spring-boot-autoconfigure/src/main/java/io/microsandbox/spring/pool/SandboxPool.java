@@ -1,14 +1,19 @@
 package io.microsandbox.spring.pool;
 
+import io.microsandbox.Checkpoint;
 import io.microsandbox.ErrorKind;
+import io.microsandbox.ExecOptions;
+import io.microsandbox.ExecOutput;
 import io.microsandbox.Metrics;
 import io.microsandbox.Microsandbox;
 import io.microsandbox.MicrosandboxException;
+import io.microsandbox.RestoreOptions;
 import io.microsandbox.Sandbox;
 import io.microsandbox.SandboxConfig;
 import io.microsandbox.SandboxFilter;
 import io.microsandbox.SandboxHandle;
 import io.microsandbox.SandboxStatus;
+import io.microsandbox.runtime.SandboxPreparer;
 import io.microsandbox.spring.MicrosandboxProperties;
 import io.microsandbox.spring.SandboxPoolExhaustedException;
 import java.time.Duration;
@@ -52,6 +57,11 @@ import org.apache.commons.logging.LogFactory;
  * <li>A member whose command timed out, that stopped answering or crashed is discarded.</li>
  * <li>On start the pool re-adopts its running members by label and removes the stopped or
  *     crashed ones; on close it drains them or leaves them running ({@code on-shutdown}).</li>
+ * <li>A cold-booted member runs {@code warm-up-command} before it is lent. With
+ *     {@code warm-start=checkpoint} the first one is then checkpointed and further members are
+ *     restored from that checkpoint, each with its own name, hostname, upper disk, entropy and
+ *     clock; a restore that fails drops the checkpoint and the member boots cold (and is
+ *     checkpointed again) instead.</li>
  * </ul>
  */
 public final class SandboxPool implements SandboxSource, AutoCloseable {
@@ -74,6 +84,10 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     private final AtomicInteger waiting = new AtomicInteger();
     private final AtomicLong consecutiveFailures = new AtomicLong();
     private final AtomicLong totalFailures = new AtomicLong();
+    private final AtomicLong booted = new AtomicLong();
+    private final AtomicLong restored = new AtomicLong();
+    /** The checkpoint members are restored from; null with warm-start=boot. */
+    private final PoolCheckpoint checkpoint;
     private final List<PoolListener> listeners = new CopyOnWriteArrayList<>();
     private volatile String lastBootError;
     private volatile long nextBootNanos = System.nanoTime();
@@ -90,6 +104,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         this.instanceId = instanceId;
         this.poolLabels = Map.of(POOL_LABEL, settings.getName(), INSTANCE_LABEL, instanceId);
         this.config = config.toBuilder().labels(merged(config.labels(), poolLabels)).detached(true).ephemeral(false).build();
+        this.checkpoint = settings.getWarmStart() == MicrosandboxProperties.WarmStart.CHECKPOINT
+                ? new PoolCheckpoint(runtime, settings.getName(), instanceId) : null;
         String prefix = "msb-pool-" + settings.getName();
         this.housekeeper = Executors.newSingleThreadScheduledExecutor(threads(prefix + "-housekeeper"));
         this.creators = Executors.newFixedThreadPool(Math.max(1, Math.min(settings.getMaxSize(), 2)), threads(prefix + "-boot"));
@@ -150,6 +166,13 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             return;
         }
         started = true;
+        if (checkpoint != null) {
+            try {
+                checkpoint.removeLeftover();
+            } catch (RuntimeException e) {
+                log.warn("pool '" + name() + "': cannot remove the checkpoint left by an earlier run: " + e.getMessage());
+            }
+        }
         try {
             adopt();
         } catch (RuntimeException e) {
@@ -167,7 +190,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             if (status == SandboxStatus.RUNNING && members.size() < settings.getMaxSize()) {
                 try {
                     Sandbox sb = runtime.connect(h.name());
-                    Member m = new Member(h.name(), sb, h.createdAt(), true);
+                    Member m = new Member(h.name(), sb, h.createdAt(), MemberOrigin.ADOPTED);
                     members.put(m.name, m);
                     idle.offerLast(m);
                     fire(l -> l.memberAdded(m));
@@ -329,6 +352,19 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
                 consecutiveFailures.get(), totalFailures.get(), lastBootError);
     }
 
+    /** How members were started: by boot or restore, and the checkpoint's state. */
+    public WarmStartStats warmStartStats() {
+        if (checkpoint == null) {
+            return new WarmStartStats("boot", booted.get(), restored.get(), null, 0, 0, null);
+        }
+        return checkpoint.stats(booted.get(), restored.get());
+    }
+
+    /** The name of the pool's checkpoint under the home's checkpoints, or null with warm-start=boot. */
+    public String checkpointName() {
+        return checkpoint == null ? null : checkpoint.name();
+    }
+
     public Collection<PoolMemberView> members() {
         return List.copyOf(members.values());
     }
@@ -438,11 +474,12 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             if (closed) {
                 return;
             }
-            Sandbox sb = runtime.create(sandboxName, config);
+            Created created = create(sandboxName);
             Duration took = Duration.ofNanos(System.nanoTime() - t0);
             consecutiveFailures.set(0);
-            Member m = new Member(sandboxName, sb, Instant.now(), false);
-            fire(l -> l.booted(took));
+            (created.origin() == MemberOrigin.RESTORE ? restored : booted).incrementAndGet();
+            Member m = new Member(sandboxName, created.sandbox(), Instant.now(), created.origin());
+            fire(l -> l.created(took, created.origin()));
             if (closed) {
                 shutdownMember(m);
                 return;
@@ -450,7 +487,13 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             members.put(m.name, m);
             fire(l -> l.memberAdded(m));
             idle.offerLast(m);
+        } catch (InterruptedException e) {
+            // the pool is closing
+            Thread.currentThread().interrupt();
         } catch (RuntimeException e) {
+            if (closed) {
+                return;
+            }
             long failures = consecutiveFailures.incrementAndGet();
             totalFailures.incrementAndGet();
             lastBootError = e.getMessage();
@@ -463,6 +506,85 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         } finally {
             pending.decrementAndGet();
             requestFill();
+        }
+    }
+
+    private record Created(Sandbox sandbox, MemberOrigin origin) {
+    }
+
+    /**
+     * Starts one member: restored from the checkpoint when there is one, else booted cold and
+     * warmed up (and, with warm-start=checkpoint, checkpointed by the one creator holding the
+     * template role while the others wait to restore from it).
+     */
+    private Created create(String sandboxName) throws InterruptedException {
+        if (checkpoint == null) {
+            return new Created(bootWarm(sandboxName), MemberOrigin.BOOT);
+        }
+        // a second failed restore in a row (another creator's fresh checkpoint failing too) boots cold
+        for (int attempt = 0; attempt < 2; attempt++) {
+            Checkpoint cp = checkpoint.current();
+            if (cp == null && checkpoint.wanted()) {
+                Duration wait = config.bootTimeout().plus(settings.getWarmUpTimeout()).plusSeconds(30);
+                if (checkpoint.lockTemplate(wait)) {
+                    try {
+                        cp = checkpoint.current();
+                        if (closed) {
+                            throw new MicrosandboxException(ErrorKind.CANCELLED, "pool '" + name() + "' closed");
+                        }
+                        if (cp == null && checkpoint.wanted()) {
+                            Sandbox sb = bootWarm(sandboxName);
+                            checkpoint.take(sb, settings.getBootBackoffMax(), () -> closed);
+                            return new Created(sb, MemberOrigin.BOOT);
+                        }
+                    } finally {
+                        checkpoint.unlockTemplate();
+                    }
+                }
+            }
+            if (cp == null) {
+                break;
+            }
+            try {
+                return new Created(runtime.restore(sandboxName, cp, restoreOptions(sandboxName)), MemberOrigin.RESTORE);
+            } catch (MicrosandboxException e) {
+                if (e.kind() == ErrorKind.SANDBOX_ALREADY_EXISTS || e.kind() == ErrorKind.CANCELLED || closed) {
+                    throw e;
+                }
+                // SNAPSHOT_INCOMPATIBLE after a QEMU or kernel change, missing or corrupt files, a stream QEMU refuses
+                checkpoint.invalidate(cp, e);
+            }
+        }
+        return new Created(bootWarm(sandboxName), MemberOrigin.BOOT);
+    }
+
+    /** A member's own identity: its name, and the hostname a cold boot would give it (unless the config fixes one). */
+    private RestoreOptions restoreOptions(String sandboxName) {
+        RestoreOptions.Builder b = RestoreOptions.builder().detached(true).ephemeral(false);
+        if (config.hostname() == null) {
+            b.hostname(SandboxPreparer.hostnameFor(sandboxName));
+        }
+        return b.build();
+    }
+
+    /** Boots a member cold and runs the warm-up command in it; a member whose warm-up fails is removed. */
+    private Sandbox bootWarm(String sandboxName) {
+        Sandbox sb = runtime.create(sandboxName, config);
+        String warmUp = settings.getWarmUpCommand();
+        if (warmUp == null || warmUp.isBlank()) {
+            return sb;
+        }
+        try {
+            ExecOutput out = sb.shell(warmUp, ExecOptions.builder().timeout(settings.getWarmUpTimeout()).build());
+            if (!out.success()) {
+                String stderr = out.stderr().strip();
+                throw new MicrosandboxException(ErrorKind.EXEC_FAILED, "the warm-up command exited with " + out.exitCode()
+                        + (stderr.isEmpty() ? "" : ": " + (stderr.length() > 300 ? stderr.substring(stderr.length() - 300) : stderr)));
+            }
+            return sb;
+        } catch (RuntimeException e) {
+            destroy(sandboxName, sb, false);
+            throw e;
         }
     }
 
@@ -605,6 +727,10 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         for (Member m : List.copyOf(members.values())) {
             fire(l -> l.memberRemoved(m.name));
         }
+        if (checkpoint != null) {
+            // restored members have their own copies; a creator still in flight drops one it takes after this
+            checkpoint.drop();
+        }
         reapers.shutdown();
         pingers.shutdownNow();
     }
@@ -626,7 +752,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         final Sandbox sandbox;
         final Instant created;
         final Instant expires;
-        final boolean adopted;
+        final MemberOrigin origin;
         final AtomicReference<State> state = new AtomicReference<>(State.IDLE);
         final AtomicInteger uses = new AtomicInteger();
         volatile long lastReturnedNanos = System.nanoTime();
@@ -634,11 +760,11 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         volatile String lostReason;
         volatile Metrics lastMetrics;
 
-        Member(String name, Sandbox sandbox, Instant created, boolean adopted) {
+        Member(String name, Sandbox sandbox, Instant created, MemberOrigin origin) {
             this.name = name;
             this.sandbox = sandbox;
             this.created = created;
-            this.adopted = adopted;
+            this.origin = origin;
             long lifetime = settings.getMaxLifetime().toMillis();
             if (lifetime > 0) {
                 // HikariCP: up to 2.5% shorter, so that members do not all rotate at once
@@ -689,7 +815,12 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
 
         @Override
         public boolean adopted() {
-            return adopted;
+            return origin == MemberOrigin.ADOPTED;
+        }
+
+        @Override
+        public MemberOrigin origin() {
+            return origin;
         }
 
         @Override

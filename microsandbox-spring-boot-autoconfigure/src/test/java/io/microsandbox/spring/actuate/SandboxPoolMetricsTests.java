@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import io.microsandbox.Microsandbox;
 import io.microsandbox.SandboxConfig;
 import io.microsandbox.spring.MicrosandboxProperties;
+import io.microsandbox.spring.pool.MemberOrigin;
 import io.microsandbox.spring.pool.SandboxPool;
 import io.micrometer.core.instrument.composite.CompositeMeterRegistry;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
@@ -41,9 +42,10 @@ class SandboxPoolMetricsTests {
                 }
                 metrics.bindTo(composite);
                 metrics.acquired(Duration.ofMillis(3));
-                metrics.booted(Duration.ofSeconds(2));
+                metrics.created(Duration.ofSeconds(2), MemberOrigin.RESTORE);
                 assertThat(simple.get("microsandbox.pool.acquire").timer().count()).isEqualTo(1);
-                assertThat(simple.get("microsandbox.pool.created").counter().count()).isEqualTo(1.0);
+                assertThat(simple.get("microsandbox.pool.created").tag("source", "restore").counter().count()).isEqualTo(1.0);
+                assertThat(simple.get("microsandbox.pool.boot").tag("source", "restore").timer().count()).isEqualTo(1);
                 assertThat(simple.get("microsandbox.pool.sandboxes").tag("state", "idle").gauge().value()).isZero();
                 pool.removeListener(metrics);
             }

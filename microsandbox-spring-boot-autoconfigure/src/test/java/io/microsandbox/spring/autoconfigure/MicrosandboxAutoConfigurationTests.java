@@ -123,6 +123,61 @@ class MicrosandboxAutoConfigurationTests {
     }
 
     @Test
+    void warmStartDefaultsToBootWithNoWarmUp() {
+        runner().run(context -> {
+            MicrosandboxProperties.Pool p = context.getBean(MicrosandboxProperties.class).getPool();
+            assertThat(p.getWarmStart()).isEqualTo(MicrosandboxProperties.WarmStart.BOOT);
+            assertThat(p.getWarmUpCommand()).isNull();
+            assertThat(p.getWarmUpTimeout()).isEqualTo(Duration.ofSeconds(60));
+            SandboxPool pool = context.getBean(SandboxPool.class);
+            assertThat(pool.checkpointName()).isNull();
+            assertThat(pool.warmStartStats().mode()).isEqualTo("boot");
+            var health = context.getBean(SandboxPoolHealthIndicator.class).health();
+            assertThat(health.getDetails()).containsEntry("warmStart", "boot").containsEntry("booted", 0L)
+                    .containsEntry("restored", 0L).doesNotContainKey("checkpoint");
+        });
+    }
+
+    @Test
+    void warmStartCheckpointBinds() {
+        runner().withPropertyValues("microsandbox.pool.warm-start=checkpoint",
+                        "microsandbox.pool.warm-up-command=python3 -c 'import json' && touch /tmp/warm",
+                        "microsandbox.pool.warm-up-timeout=2m", "microsandbox.pool.name=py", "microsandbox.pool.instance-id=node/1")
+                .run(context -> {
+                    assertThat(context).hasNotFailed();
+                    MicrosandboxProperties.Pool p = context.getBean(MicrosandboxProperties.class).getPool();
+                    assertThat(p.getWarmStart()).isEqualTo(MicrosandboxProperties.WarmStart.CHECKPOINT);
+                    assertThat(p.getWarmUpCommand()).isEqualTo("python3 -c 'import json' && touch /tmp/warm");
+                    assertThat(p.getWarmUpTimeout()).isEqualTo(Duration.ofMinutes(2));
+                    SandboxPool pool = context.getBean(SandboxPool.class);
+                    // one checkpoint per pool and instance, a bare name under the home (no '/' from the instance id)
+                    assertThat(pool.checkpointName()).isEqualTo("spring-pool-py-node_1");
+                    assertThat(pool.warmStartStats()).isEqualTo(new io.microsandbox.spring.pool.WarmStartStats(
+                            "checkpoint", 0, 0, null, 0, 0, null));
+                    var health = context.getBean(SandboxPoolHealthIndicator.class).health();
+                    assertThat(health.getStatus()).isEqualTo(Status.UP);
+                    assertThat(health.getDetails()).containsEntry("warmStart", "checkpoint").containsEntry("checkpoint", "none")
+                            .containsEntry("checkpointRefreshes", 0L);
+                });
+    }
+
+    @Test
+    void warmStartValueThatDoesNotBind() {
+        runner().withPropertyValues("microsandbox.pool.warm-start=snapshot").run(context -> {
+            assertThat(context).hasFailed();
+            assertThat(context.getStartupFailure()).rootCause().hasMessageContaining("snapshot");
+        });
+    }
+
+    @Test
+    void warmUpTimeoutMustBePositive() {
+        runner().withPropertyValues("microsandbox.pool.warm-up-timeout=0s").run(context -> {
+            FailureAnalysis a = analyze(context.getStartupFailure());
+            assertThat(a.getDescription()).contains("microsandbox.pool.warm-up-timeout must be positive");
+        });
+    }
+
+    @Test
     void instanceIdDefaultsToTheApplicationName() {
         runner().withPropertyValues("spring.application.name=orders")
                 .run(context -> assertThat(context.getBean(SandboxPool.class).instanceId()).isEqualTo("orders"));
