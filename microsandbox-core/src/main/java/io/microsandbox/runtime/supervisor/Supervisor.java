@@ -123,6 +123,10 @@ public final class Supervisor {
     private volatile long lastActivity = System.nanoTime();
     private volatile String agentFailure;
     private volatile ObjectNode readyPayload;
+    /** QEMU's version from QMP query-version, for Sandbox.runtimeVersion(); null when it could not be read. */
+    private volatile String qemuVersion;
+    /** The agent's latest answer to the supervisor's own core.stats (id 0), for the metrics file. */
+    private volatile JsonNode guestStats;
     /** What the boot waits for, for the timeout message. */
     private volatile String bootStage = "waiting for QEMU to open the agent port";
 
@@ -161,6 +165,7 @@ public final class Supervisor {
             System.exit(0);
         }
         SupervisorSpec spec = SupervisorSpec.read(Path.of(specPath));
+        SupervisorLog.level(spec.configure().get("log_level"));
         Files.createDirectories(spec.layout().logsDir());
         System.setErr(new PrintStream(new java.io.FileOutputStream(spec.layout().supervisorLog().toFile(), true), true,
                 StandardCharsets.UTF_8));
@@ -173,7 +178,7 @@ public final class Supervisor {
             code = new Supervisor(spec, store, parentOut).run();
         } catch (Throwable e) {
             // run() kills the VMM on every failure path; this is the last word in the log
-            SupervisorLog.log("supervisor failed: " + e);
+            SupervisorLog.warn("supervisor failed: " + e);
             code = 1;
         }
         System.exit(code);
@@ -233,7 +238,7 @@ public final class Supervisor {
             return serve();
         } catch (Throwable e) {
             // Whatever broke, QEMU must not outlive a supervisor that can no longer serve it.
-            SupervisorLog.log("unexpected failure: " + e);
+            SupervisorLog.warn("unexpected failure: " + e);
             agentFailure = "the supervisor failed: " + e;
             vmm.kill();
             if (!booted) {
@@ -281,6 +286,7 @@ public final class Supervisor {
             return failBoot("cannot record the run of sandbox " + spec.name() + ": " + e.getMessage());
         }
         toGuest = new OutboundQueue("guest", vm, GUEST_QUEUE_BYTES, null);
+        qemuVersion = queryQemuVersion();
         booted = true;
 
         ObjectNode ready = JSON.createObjectNode();
@@ -299,7 +305,7 @@ public final class Supervisor {
             everySecond(this::checkIdle);
         }
         sampler.start(vmm.pid());
-        everySecond(sampler::sample);
+        everySecond(this::sampleMetrics);
         everySecond(this::capVmmLog);
 
         SupervisorLog.daemon("agent-reader", this::relayAgentFrames, this::relayFailed).start();
@@ -364,7 +370,7 @@ public final class Supervisor {
 
     /** Ends a failed boot: kill QEMU, tell the creator why, leave no socket behind. */
     private int failBoot(String reason) throws InterruptedException {
-        SupervisorLog.log("boot failed: " + reason);
+        SupervisorLog.warn("boot failed: " + reason);
         VmmProcess process = vmm;
         if (process != null) {
             process.kill();
@@ -411,7 +417,7 @@ public final class Supervisor {
         try {
             recordExitAndFinish(status);
         } catch (RuntimeException | Error e) {
-            SupervisorLog.log("recording the end failed: " + e);
+            SupervisorLog.warn("recording the end failed: " + e);
         } finally {
             // whatever failed above, a supervisor whose VM is gone must not linger
             finished.countDown();
@@ -427,7 +433,7 @@ public final class Supervisor {
         try {
             store.finishRun(spec.name(), outcome.statusName(), outcome.exitCode(), outcome.signal(), outcome.reason(), "supervisor");
         } catch (RuntimeException e) {
-            SupervisorLog.log("cannot record the end in the database: " + e.getMessage());
+            SupervisorLog.warn("cannot record the end in the database: " + e.getMessage());
         }
         SupervisorLog.log("sandbox ended: " + outcome.statusName() + ", " + outcome.reason() + ", " + VmmProcess.describe(status)
                 + (agentFailure != null ? " (" + agentFailure + ")" : ""));
@@ -461,7 +467,7 @@ public final class Supervisor {
                 store.delete(spec.name());
                 layout.deleteFiles();
             } catch (RuntimeException e) {
-                SupervisorLog.log("cannot remove the ephemeral sandbox's state: " + e.getMessage());
+                SupervisorLog.warn("cannot remove the ephemeral sandbox's state: " + e.getMessage());
             }
         }
     }
@@ -478,7 +484,7 @@ public final class Supervisor {
             Files.deleteIfExists(layout.pidFile());
             Files.deleteIfExists(layout.runDir());
         } catch (IOException e) {
-            SupervisorLog.log("cleanup of " + layout.runDir() + " incomplete: " + e.getMessage());
+            SupervisorLog.warn("cleanup of " + layout.runDir() + " incomplete: " + e.getMessage());
         }
     }
 
@@ -533,7 +539,7 @@ public final class Supervisor {
             try {
                 execLog.write(source, route.logId, data);
             } catch (IOException e) {
-                SupervisorLog.log("cannot write the exec log: " + e.getMessage());
+                SupervisorLog.warn("cannot write the exec log: " + e.getMessage());
             }
         }
         // a one-shot request is answered by its first frame, whatever the guest flags it with
@@ -546,7 +552,8 @@ public final class Supervisor {
     private void handleAgentControl(Frame frame) {
         switch (frame.type()) {
             case Protocol.CORE_SHUTDOWN -> SupervisorLog.log("agent acknowledged shutdown");
-            case Protocol.CORE_ERROR -> SupervisorLog.log("agent error: " + frame.payload());
+            case Protocol.CORE_STATS -> guestStats = knownGuestFigures(frame.payload());
+            case Protocol.CORE_ERROR -> SupervisorLog.warn("agent error: " + frame.payload());
             default -> SupervisorLog.log("ignoring agent frame " + frame);
         }
     }
@@ -558,7 +565,7 @@ public final class Supervisor {
                 channel = clientServer.accept();
             } catch (IOException e) {
                 if (clientServer.isOpen()) {
-                    SupervisorLog.log("accept failed: " + e.getMessage());
+                    SupervisorLog.warn("accept failed: " + e.getMessage());
                 }
                 return;
             }
@@ -588,12 +595,16 @@ public final class Supervisor {
             welcome.put("pid", ProcessHandle.current().pid());
             welcome.put("vmm_pid", vmm.pid());
             welcome.set("ready", readyPayload);
+            welcome.put("agent", helloFrame.payload().path("agent").asText(null));
+            welcome.put("kernel", helloFrame.payload().path("kernel").asText(null));
+            welcome.put("qemu", qemuVersion);
             client.send(new Frame(0, 0, Protocol.SUP_WELCOME, welcome));
+            SupervisorLog.debug(client + " connected");
 
             Frame frame;
             while ((frame = link.read(clientReadBudget)) != null) {
                 if (frame.id() == 0) {
-                    SupervisorLog.log("dropping frame on id 0 from " + client + ": " + frame);
+                    SupervisorLog.warn("dropping frame on id 0 from " + client + ": " + frame);
                 } else if (frame.type().startsWith("sup.")) {
                     handleClientRequest(client, frame);
                 } else {
@@ -640,6 +651,10 @@ public final class Supervisor {
                 return;
             }
             lastActivity = System.nanoTime();
+            if (exec && SupervisorLog.debugEnabled()) {
+                SupervisorLog.debug(client + " started session " + route.logId + ": " + frame.payload().path("cmd").asText()
+                        + (frame.payload().path("tty").asBoolean(false) ? " (tty)" : ""));
+            }
             if (!toGuestQueue(new Frame(route.guestId, frame.flags(), type, frame.payload()))) {
                 router.close(route);
                 if (exec) {
@@ -667,13 +682,13 @@ public final class Supervisor {
         if (!queued) {
             if (route.fs && router.close(route)) {
                 // a file must not silently miss a chunk: the operation fails instead
-                SupervisorLog.log("the guest is not reading its channel: cancelled a filesystem session of " + client);
+                SupervisorLog.warn("the guest is not reading its channel: cancelled a filesystem session of " + client);
                 toGuest.urgent(FrameCodec.encode(new Frame(route.guestId, 0, Protocol.FS_CANCEL, JSON.createObjectNode())));
                 sessionEnded(route);
                 client.send(fsRefused(frame.id(), "resource_limit", "the guest is not reading its channel; the transfer was cancelled"));
                 return;
             }
-            SupervisorLog.log("the guest is not reading its channel: dropped " + type + " of session " + route.logId);
+            SupervisorLog.warn("the guest is not reading its channel: dropped " + type + " of session " + route.logId);
         }
     }
 
@@ -715,7 +730,7 @@ public final class Supervisor {
         try {
             return toGuest.offer(FrameCodec.encode(frame), FS_QUEUE_WAIT_MS);
         } catch (IllegalArgumentException e) {
-            SupervisorLog.log("cannot forward " + frame + ": " + e.getMessage());
+            SupervisorLog.warn("cannot forward " + frame + ": " + e.getMessage());
             return true;
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
@@ -727,7 +742,7 @@ public final class Supervisor {
         try {
             return toGuest.offer(FrameCodec.encode(frame));
         } catch (IllegalArgumentException e) {
-            SupervisorLog.log("cannot forward " + frame + ": " + e.getMessage());
+            SupervisorLog.warn("cannot forward " + frame + ": " + e.getMessage());
             return true;
         }
     }
@@ -752,7 +767,7 @@ public final class Supervisor {
                 execLog.endSession(route.logId);
             }
         } catch (IOException e) {
-            SupervisorLog.log("cannot write the exec log: " + e.getMessage());
+            SupervisorLog.warn("cannot write the exec log: " + e.getMessage());
         }
         lastActivity = System.nanoTime();
         if (draining && router.sessions() == 0) {
@@ -772,7 +787,7 @@ public final class Supervisor {
         try {
             store.updateStatus(spec.name(), "draining");
         } catch (RuntimeException e) {
-            SupervisorLog.log("cannot record the drain: " + e.getMessage());
+            SupervisorLog.warn("cannot record the drain: " + e.getMessage());
         }
         if (router.sessions() == 0) {
             requestStop(STOP_GRACE_MS, "drain-requested");
@@ -787,7 +802,7 @@ public final class Supervisor {
         try {
             execLog.write("system", null, entry);
         } catch (IOException e) {
-            SupervisorLog.log("cannot write the exec log: " + e.getMessage());
+            SupervisorLog.warn("cannot write the exec log: " + e.getMessage());
         }
     }
 
@@ -795,7 +810,7 @@ public final class Supervisor {
         try {
             execLog.write("system", null, message.getBytes(StandardCharsets.UTF_8));
         } catch (IOException e) {
-            SupervisorLog.log("cannot write the exec log: " + e.getMessage());
+            SupervisorLog.warn("cannot write the exec log: " + e.getMessage());
         }
     }
 
@@ -805,7 +820,7 @@ public final class Supervisor {
             try {
                 task.run();
             } catch (RuntimeException e) {
-                SupervisorLog.log("periodic task failed: " + e);
+                SupervisorLog.warn("periodic task failed: " + e);
             }
         }, 1, 1, TimeUnit.SECONDS);
     }
@@ -832,7 +847,7 @@ public final class Supervisor {
         } catch (java.nio.file.NoSuchFileException e) {
             // QEMU has not written anything
         } catch (IOException e) {
-            SupervisorLog.log("cannot rotate " + log + ": " + e.getMessage());
+            SupervisorLog.warn("cannot rotate " + log + ": " + e.getMessage());
         }
     }
 
@@ -909,6 +924,57 @@ public final class Supervisor {
         }
     }
 
+    /**
+     * Once a second: samples the VMM, asks the agent for its figures (answered on id 0, kept
+     * for the next sample) and writes {@code metrics.json} (atomically, owner-only), so that a
+     * handle reads metrics without connecting.
+     */
+    private void sampleMetrics() {
+        sampler.sample();
+        if (stopReason == null && !killRequested) {
+            toGuestQueue(new Frame(0, 0, Protocol.CORE_STATS, JSON.createObjectNode()));
+        }
+        ObjectNode sample = JSON.createObjectNode();
+        sample.put("sampled_at_ms", System.currentTimeMillis());
+        sample.set("host", hostMetrics());
+        if (guestStats != null) {
+            sample.set("guest", guestStats);
+        }
+        Path file = layout.metricsFile();
+        Path tmp = file.resolveSibling("metrics.json.tmp");
+        try {
+            Files.write(tmp, JSON.writeValueAsBytes(sample));
+            Files.move(tmp, file, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException e) {
+            SupervisorLog.warn("cannot write " + file + ": " + e.getMessage());
+        }
+    }
+
+    /** Only the figures the agent is known to send, as numbers: a hostile guest's extra keys go nowhere. */
+    private static ObjectNode knownGuestFigures(JsonNode payload) {
+        ObjectNode figures = JSON.createObjectNode();
+        for (String key : new String[] {"mem_total_bytes", "mem_available_bytes", "upper_used_bytes", "upper_free_bytes"}) {
+            if (payload.path(key).isIntegralNumber()) {
+                figures.put(key, payload.get(key).asLong());
+            }
+        }
+        return figures;
+    }
+
+    /** "7.2.19 (Debian 1:7.2+dfsg-7+deb12u16)" from QMP, or null (logged) when QEMU does not answer. */
+    private String queryQemuVersion() {
+        try {
+            JsonNode v = QmpClient.execute(layout.qmpSocket(), "query-version", QMP_TIMEOUT);
+            JsonNode q = v.path("qemu");
+            String pkg = v.path("package").asText("").strip();
+            return q.path("major").asInt() + "." + q.path("minor").asInt() + "." + q.path("micro").asInt()
+                    + (pkg.isEmpty() ? "" : " (" + pkg + ")");
+        } catch (IOException e) {
+            SupervisorLog.warn("cannot read QEMU's version: " + e.getMessage());
+            return null;
+        }
+    }
+
     private ObjectNode hostMetrics() {
         ObjectNode p = JSON.createObjectNode();
         p.put("cpu_millipercent", sampler.cpuMilliPercent());
@@ -925,7 +991,7 @@ public final class Supervisor {
             p.put("disk_read_bytes", read);
             p.put("disk_write_bytes", written);
         } catch (IOException e) {
-            SupervisorLog.log("cannot read block statistics: " + e.getMessage());
+            SupervisorLog.warn("cannot read block statistics: " + e.getMessage());
         }
         return p;
     }
@@ -959,7 +1025,7 @@ public final class Supervisor {
                     QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
                     paused = false;
                 } catch (IOException e) {
-                    SupervisorLog.log("cannot resume the VM to stop it: " + e.getMessage());
+                    SupervisorLog.warn("cannot resume the VM to stop it: " + e.getMessage());
                 }
             }, e -> { }).start();
         }
@@ -977,7 +1043,7 @@ public final class Supervisor {
                 }
             }
         } catch (IOException e) {
-            SupervisorLog.log("creator pipe failed: " + e.getMessage());
+            SupervisorLog.warn("creator pipe failed: " + e.getMessage());
         }
         if (!detached && stopReason == null) {
             SupervisorLog.log("creator is gone and the sandbox is attached: stopping");
