@@ -66,6 +66,8 @@ public final class Sandbox implements AutoCloseable {
     private final SupervisorProcess supervisor;
     private volatile boolean released;
     private volatile boolean detached;
+    /** What {@link #closeWith} tied to this handle: closed when it is released or the sandbox ends. */
+    private final List<AutoCloseable> companions = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     Sandbox(Microsandbox runtime, String name, SandboxConfig config, SandboxLayout layout, AgentClient client, SupervisorProcess supervisor) {
         this.runtime = runtime;
@@ -75,6 +77,7 @@ public final class Sandbox implements AutoCloseable {
         this.client = client;
         this.supervisor = supervisor;
         this.detached = supervisor == null || config.detached();
+        client.exited().whenComplete((frame, failure) -> closeCompanions());
     }
 
     /**
@@ -316,6 +319,40 @@ public final class Sandbox implements AutoCloseable {
             throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name + "' is not running");
         }
         ensureUsable();
+    }
+
+    /**
+     * SSH for this sandbox: a host-side SSH server on 127.0.0.1 bridged to the guest agent, so
+     * {@code ssh}, {@code scp} and {@code sftp} work with no sshd in the guest, and an
+     * in-process client (see {@link io.microsandbox.ssh.SandboxSsh}).
+     */
+    public io.microsandbox.ssh.SandboxSsh ssh() {
+        ensureUsable();
+        return new io.microsandbox.ssh.SandboxSsh(this);
+    }
+
+    /**
+     * Ties {@code resource} to this handle: it is closed when the handle is closed or detached,
+     * or when the sandbox ends (an SSH endpoint, say, which runs its sessions through this
+     * handle). Closed at once when that has already happened.
+     */
+    public void closeWith(AutoCloseable resource) {
+        companions.add(resource);
+        if (released || client.exited().isDone()) {
+            closeCompanions();
+        }
+    }
+
+    private void closeCompanions() {
+        for (AutoCloseable c : companions) {
+            if (companions.remove(c)) {
+                try {
+                    c.close();
+                } catch (Exception e) {
+                    // closing is best effort: the sandbox it served is gone or released either way
+                }
+            }
+        }
     }
 
     /** What {@link #attach} returns when the user detached ({@code Ctrl-] Ctrl-]}) and left the command running. */
@@ -623,6 +660,7 @@ public final class Sandbox implements AutoCloseable {
         }
         detached = true;
         released = true;
+        closeCompanions();
         client.close();
     }
 
@@ -651,6 +689,7 @@ public final class Sandbox implements AutoCloseable {
             }
         } finally {
             released = true;
+            closeCompanions();
             client.close();
             if (supervisor != null) {
                 supervisor.release();
