@@ -9,7 +9,7 @@ import java.util.Locale;
  * silences both. The output of commands is not affected.
  */
 public enum LogLevel {
-    /** Everything, including per-frame detail. */
+    /** The most verbose level; today it writes the same lines as {@link #DEBUG}. */
     TRACE,
     /** What the sandbox does (clients, sessions started and ended) besides what goes wrong. */
     DEBUG,

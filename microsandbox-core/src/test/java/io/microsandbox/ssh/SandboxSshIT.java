@@ -108,6 +108,26 @@ class SandboxSshIT {
     }
 
     @Test
+    void theLoginNameIsTheGuestUserAndTheGuestEnforcesItsPermissions() throws Exception {
+        List<String> whoami = sshOptions("ssh", "-p");
+        whoami.addAll(List.of("sandbox@127.0.0.1", "id -un; echo $HOME"));
+        Result r = run(whoami);
+        assertThat(r.exit).as(r.toString()).isZero();
+        assertThat(r.out).isEqualTo("sandbox\n/home/sandbox\n");
+
+        Path local = Files.writeString(tmp.resolve("mine.txt"), "owned by sandbox\n");
+        Path batch = Files.writeString(tmp.resolve("batch"), "pwd\nput " + local + " mine.txt\n-put " + local + " /root/denied.txt\n");
+        List<String> sftp = sshOptions("sftp", "-P");
+        sftp.addAll(List.of("-b", batch.toString(), "sandbox@127.0.0.1"));
+        Result s = run(sftp);
+        assertThat(s.exit).as(s.toString()).isZero();
+        assertThat(s.out).contains("Remote working directory: /home/sandbox");
+        assertThat(s.err).contains("Permission denied");
+        assertThat(sandbox.fs().stat("/home/sandbox/mine.txt").uid()).isEqualTo(1000);
+        assertThat(sandbox.fs().exists("/root/denied.txt")).isFalse();
+    }
+
+    @Test
     void scpCopiesBothWays() throws Exception {
         byte[] data = new byte[3 * 1024 * 1024 + 17];
         new Random(7).nextBytes(data);
@@ -220,6 +240,26 @@ class SandboxSshIT {
                 try (InputStream in = sftp.read("/tmp/to-sftp-client.txt")) {
                     assertThat(new String(in.readAllBytes(), StandardCharsets.UTF_8)).isEqualTo("from the guest\n");
                 }
+                // SFTP reads by offset: a read in the middle and one going back both get the right bytes
+                byte[] big = new byte[600_000];
+                new Random(3).nextBytes(big);
+                sandbox.fs().write("/tmp/offsets.bin", big);
+                try (SftpClient.CloseableHandle h = sftp.open("/tmp/offsets.bin", SftpClient.OpenMode.Read)) {
+                    byte[] middle = new byte[1000];
+                    assertThat(sftp.read(h, 400_000, middle, 0, middle.length)).isEqualTo(middle.length);
+                    assertThat(middle).isEqualTo(java.util.Arrays.copyOfRange(big, 400_000, 401_000));
+                    byte[] start = new byte[1000];
+                    assertThat(sftp.read(h, 10, start, 0, start.length)).isEqualTo(start.length);
+                    assertThat(start).isEqualTo(java.util.Arrays.copyOfRange(big, 10, 1010));
+                }
+                // rewriting part of an existing file is refused rather than done wrong
+                assertThatThrownBy(() -> {
+                    try (SftpClient.CloseableHandle h = sftp.open("/tmp/offsets.bin", SftpClient.OpenMode.Write)) {
+                        sftp.write(h, 100, new byte[] {1, 2, 3});
+                    }
+                }).isInstanceOf(IOException.class);
+                assertThat(sandbox.fs().read("/tmp/offsets.bin")).isEqualTo(big);
+
                 List<String> names = new ArrayList<>();
                 sftp.readDir("/etc").forEach(e -> names.add(e.getFilename()));
                 assertThat(names).contains("passwd", "os-release");

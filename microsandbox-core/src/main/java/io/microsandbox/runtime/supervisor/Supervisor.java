@@ -931,7 +931,8 @@ public final class Supervisor {
      */
     private void sampleMetrics() {
         sampler.sample();
-        if (stopReason == null && !killRequested) {
+        if (stopReason == null && !killRequested && !paused) {
+            // a paused guest would not answer: its requests would only pile up in the queue
             toGuestQueue(new Frame(0, 0, Protocol.CORE_STATS, JSON.createObjectNode()));
         }
         ObjectNode sample = JSON.createObjectNode();
