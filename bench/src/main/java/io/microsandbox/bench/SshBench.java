@@ -144,13 +144,14 @@ public final class SshBench {
     }
 
     private static void run(List<String> cmd) throws Exception {
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        byte[] output = p.getInputStream().readAllBytes();
         if (!p.waitFor(5, TimeUnit.MINUTES)) {
             p.destroyForcibly();
             throw new IllegalStateException(cmd + " did not finish in 5 minutes");
         }
         if (p.exitValue() != 0) {
-            throw new IllegalStateException(cmd + " exited with " + p.exitValue());
+            throw new IllegalStateException(cmd + " exited with " + p.exitValue() + ": " + new String(output, java.nio.charset.StandardCharsets.UTF_8));
         }
     }
 

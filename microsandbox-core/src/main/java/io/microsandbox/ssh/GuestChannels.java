@@ -138,20 +138,36 @@ final class GuestChannels {
         }
     }
 
-    /** Writes a new (or truncated) guest file front to back; close makes it durable and reports failures. */
+    /** Sets a guest file's size (sshd sets SFTP's size attribute through a channel's truncate). */
+    interface Truncator {
+        void truncate(long size) throws IOException;
+    }
+
+    /**
+     * Writes a guest file front to back as one stream, opened at the first write: from there
+     * the file is replaced by what is written (OpenSSH's uploads open an existing file without
+     * truncating it, write it whole from offset 0, then set its size). A write anywhere else
+     * than where the data ends is refused; so a partial rewrite fails instead of going wrong.
+     * A truncate before any write resizes the file in the guest. Close makes the data durable
+     * and reports failures.
+     */
     static final class Writer implements SeekableByteChannel {
+        private final SandboxFs fs;
         private final String path;
-        private final OutputStream stream;
+        private final Integer mode;
+        /** Whether closing without a write still leaves an empty file (new or truncated at open). */
+        private final boolean replace;
+        private final Truncator truncator;
+        private OutputStream stream;
         private long position;
         private boolean open = true;
 
-        Writer(SandboxFs fs, String path, Integer mode) throws IOException {
+        Writer(SandboxFs fs, String path, Integer mode, boolean replace, Truncator truncator) {
+            this.fs = fs;
             this.path = path;
-            try {
-                this.stream = fs.writeStream(path, mode);
-            } catch (MicrosandboxException e) {
-                throw new IOException(path + ": " + e.getMessage(), e);
-            }
+            this.mode = mode;
+            this.replace = replace;
+            this.truncator = truncator;
         }
 
         @Override
@@ -163,12 +179,23 @@ final class GuestChannels {
             byte[] buf = new byte[n];
             src.get(buf);
             try {
-                stream.write(buf);
+                stream().write(buf);
             } catch (MicrosandboxException e) {
                 throw new IOException(path + ": " + e.getMessage(), e);
             }
             position += n;
             return n;
+        }
+
+        private OutputStream stream() throws IOException {
+            if (stream == null) {
+                try {
+                    stream = fs.writeStream(path, mode);
+                } catch (MicrosandboxException e) {
+                    throw new IOException(path + ": " + e.getMessage(), e);
+                }
+            }
+            return stream;
         }
 
         @Override
@@ -195,10 +222,16 @@ final class GuestChannels {
             throw new java.nio.channels.NonReadableChannelException();
         }
 
+        /**
+         * Before the first write: the guest file is resized. After it: a size at or past what
+         * was written is what the stream makes anyway; a smaller one is refused.
+         */
         @Override
-        public SeekableByteChannel truncate(long size) throws IOException {
-            if (size < position) {
-                throw new IOException(path + ": cannot truncate a file being written");
+        public synchronized SeekableByteChannel truncate(long size) throws IOException {
+            if (stream == null) {
+                truncator.truncate(size);
+            } else if (size < position) {
+                throw new IOException(path + ": cannot truncate a file being written below what was written");
             }
             return this;
         }
@@ -210,13 +243,17 @@ final class GuestChannels {
 
         @Override
         public synchronized void close() throws IOException {
-            if (open) {
-                open = false;
-                try {
-                    stream.close();
-                } catch (MicrosandboxException e) {
-                    throw new IOException(path + ": " + e.getMessage(), e);
-                }
+            if (!open) {
+                return;
+            }
+            open = false;
+            if (stream == null && !replace) {
+                return; // an existing file opened and left alone
+            }
+            try {
+                stream().close();
+            } catch (MicrosandboxException e) {
+                throw new IOException(path + ": " + e.getMessage(), e);
             }
         }
     }

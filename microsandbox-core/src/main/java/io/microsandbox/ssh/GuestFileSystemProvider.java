@@ -111,10 +111,11 @@ final class GuestFileSystemProvider extends FileSystemProvider {
         if (!exists && !options.contains(StandardOpenOption.CREATE) && !options.contains(StandardOpenOption.CREATE_NEW)) {
             throw new NoSuchFileException(p.guest());
         }
-        if (exists && !options.contains(StandardOpenOption.TRUNCATE_EXISTING)) {
-            throw new UnsupportedOperationException("rewriting part of an existing guest file (open it with truncation)");
-        }
-        return new GuestChannels.Writer(fs, p.guest(), mode(attrs));
+        // a new file, or a truncated one, exists (empty) even if nothing is written
+        boolean replace = !exists || options.contains(StandardOpenOption.TRUNCATE_EXISTING);
+        View view = new View(p, true);
+        return new GuestChannels.Writer(fs, p.guest(), mode(attrs), replace,
+                size -> view.guestCommand("truncate", "-s", Long.toString(size)));
     }
 
     @Override

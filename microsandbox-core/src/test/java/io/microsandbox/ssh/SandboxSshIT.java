@@ -137,6 +137,19 @@ class SandboxSshIT {
         Result r = run(put);
         assertThat(r.exit).as(r.toString()).isZero();
         assertThat(sandbox.exec("sha256sum", List.of("/tmp/scp-up.bin")).stdout()).startsWith(sha256(data));
+        // again over the file now there: it is replaced
+        Result again = run(put);
+        assertThat(again.exit).as(again.toString()).isZero();
+        assertThat(sandbox.exec("sha256sum", List.of("/tmp/scp-up.bin")).stdout()).startsWith(sha256(data));
+        // and a shorter file over it leaves nothing of the longer one behind
+        Path small = Files.writeString(tmp.resolve("small.txt"), "short\n");
+        List<String> putSmall = new ArrayList<>(sshOptions("scp", "-P"));
+        putSmall.addAll(List.of(small.toString(), "root@127.0.0.1:/tmp/scp-up.bin"));
+        Result shorter = run(putSmall);
+        assertThat(shorter.exit).as(shorter.toString()).isZero();
+        assertThat(sandbox.fs().readString("/tmp/scp-up.bin")).isEqualTo("short\n");
+        Result again2 = run(put);
+        assertThat(again2.exit).as(again2.toString()).isZero();
 
         Path down = tmp.resolve("down.bin");
         List<String> get = new ArrayList<>(sshOptions("scp", "-P"));
@@ -187,9 +200,11 @@ class SandboxSshIT {
         try {
             tmux(socket, "new-session", "-d", "-s", "t", "-x", "100", "-y", "30", cmd);
             awaitScreen(socket, s -> s.lines().map(String::strip).anyMatch(l -> l.endsWith("#")), "the guest shell's prompt");
+            String hostname = sandbox.exec("hostname", List.of()).stdout().strip();
             tmux(socket, "send-keys", "-t", "t", "stty size; tty; hostname", "Enter");
-            String screen = awaitScreen(socket, s -> s.contains("30 100"), "30 100 from stty size");
-            assertThat(screen).contains("/dev/pts/").contains(sandbox.exec("hostname", List.of()).stdout().strip());
+            // the hostname comes last: once it is there, so is the rest
+            String screen = awaitScreen(socket, s -> s.lines().anyMatch(l -> l.strip().equals(hostname)), "the guest's hostname");
+            assertThat(screen).contains("30 100").contains("/dev/pts/");
             tmux(socket, "resize-window", "-t", "t", "-x", "90", "-y", "20");
             Thread.sleep(500);
             tmux(socket, "send-keys", "-t", "t", "clear; stty size", "Enter");
