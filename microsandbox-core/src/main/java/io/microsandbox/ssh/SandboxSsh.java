@@ -23,6 +23,7 @@ import org.apache.sshd.common.config.keys.KeyUtils;
 import org.apache.sshd.common.file.FileSystemFactory;
 import org.apache.sshd.common.keyprovider.KeyPairProvider;
 import org.apache.sshd.common.session.SessionContext;
+import org.apache.sshd.core.CoreModuleProperties;
 import org.apache.sshd.server.SshServer;
 import org.apache.sshd.server.auth.pubkey.KeySetPublickeyAuthenticator;
 import org.apache.sshd.server.auth.pubkey.UserAuthPublicKeyFactory;
@@ -97,6 +98,8 @@ public final class SandboxSsh {
                     + " hold no key: nobody could log in");
         }
         SshServer server = SshServer.setUpDefaultServer();
+        // interactive traffic on loopback: Nagle's algorithm against delayed ACKs costs ~40 ms a round trip
+        CoreModuleProperties.TCP_NODELAY.set(server, true);
         server.setHost(SshServerEndpoint.HOST);
         server.setPort(options.port());
         server.setKeyPairProvider(KeyPairProvider.wrap(hostKey));
@@ -139,6 +142,7 @@ public final class SandboxSsh {
         KeyPair pair = SshKeys.generate();
         SshServerEndpoint endpoint = server(SshServerOptions.builder().authorizedKey(pair.getPublic()).build());
         SshClient client = SshClient.setUpDefaultClient();
+        CoreModuleProperties.TCP_NODELAY.set(client, true);
         client.setServerKeyVerifier((session, address, key) -> KeyUtils.compareKeys(key, endpoint.hostKey()));
         client.start();
         try {
