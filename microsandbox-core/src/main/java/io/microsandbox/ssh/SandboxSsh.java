@@ -27,6 +27,7 @@ import org.apache.sshd.core.CoreModuleProperties;
 import org.apache.sshd.server.SshServer;
 import org.apache.sshd.server.auth.pubkey.KeySetPublickeyAuthenticator;
 import org.apache.sshd.server.auth.pubkey.UserAuthPublicKeyFactory;
+import org.apache.sshd.server.forward.RejectAllForwardingFilter;
 import org.apache.sshd.sftp.server.SftpSubsystemFactory;
 
 /**
@@ -110,6 +111,9 @@ public final class SandboxSsh {
         server.setGSSAuthenticator(null);
         server.setHostBasedAuthenticator(null);
         server.setPublickeyAuthenticator(new KeySetPublickeyAuthenticator("sandbox " + sandbox.name(), keys));
+        // the server runs on the host: forwarding would reach the host's network, not the guest's
+        server.setForwardingFilter(RejectAllForwardingFilter.INSTANCE);
+        server.setAgentFactory(null);
         server.setShellFactory(channel -> new GuestSession(sandbox, null));
         server.setCommandFactory((channel, command) -> new GuestSession(sandbox, command));
         server.setSubsystemFactories(List.of(new SftpSubsystemFactory.Builder().withFileSystemAccessor(new GuestSftpAccessor()).build()));

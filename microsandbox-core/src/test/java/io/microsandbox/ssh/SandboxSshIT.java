@@ -128,6 +128,23 @@ class SandboxSshIT {
     }
 
     @Test
+    void forwardingIsRefused() throws Exception {
+        // the server runs on the host: a forward would open connections from the host
+        List<String> stdio = sshOptions("ssh", "-p");
+        stdio.addAll(List.of("-W", "127.0.0.1:" + endpoint.port(), "root@127.0.0.1"));
+        Result w = run(stdio);
+        assertThat(w.exit).isEqualTo(255);
+        assertThat(w.err).contains("stdio forwarding failed");
+
+        List<String> remote = sshOptions("ssh", "-p");
+        remote.addAll(List.of("-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:" + endpoint.port(), "root@127.0.0.1", "echo forwarded"));
+        Result r = run(remote);
+        assertThat(r.exit).isEqualTo(255);
+        assertThat(r.out).doesNotContain("forwarded");
+        assertThat(r.err).contains("forwarding failed");
+    }
+
+    @Test
     void scpCopiesBothWays() throws Exception {
         byte[] data = new byte[3 * 1024 * 1024 + 17];
         new Random(7).nextBytes(data);
@@ -288,9 +305,20 @@ class SandboxSshIT {
     void theEndpointClosesWithTheSandbox() throws Exception {
         Sandbox other = Sandbox.create(TestSandboxes.uniqueName("ssh-close"), TestSandboxes.config().ephemeral(true).build());
         SshServerEndpoint ep;
+        SshServerEndpoint second;
         try {
             ep = other.ssh().server();
             assertThat(run(ssh(ep.clientKeyFile().orElseThrow(), ep.port(), "echo up")).out).isEqualTo("up\n");
+            // a second handle's endpoint closes when the sandbox ends, whoever stops it
+            Sandbox connected = Sandbox.connect(other.name());
+            second = connected.ssh().server();
+            Sandbox.get(other.name()).stop();
+            long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+            while (second.isOpen() && System.nanoTime() < deadline) {
+                Thread.sleep(100);
+            }
+            assertThat(second.isOpen()).as("the endpoint of a handle whose sandbox stopped").isFalse();
+            connected.close();
         } finally {
             other.close();
         }
