@@ -86,14 +86,19 @@ class SandboxRuntimeInfoIT {
 
     @Test
     @Timeout(240)
-    void handleMetricsOfAStoppedSandboxFail() {
+    void handleMetricsOfAStoppedSandboxFail() throws Exception {
         String name = TestSandboxes.uniqueName("info-stopped");
         Sandbox sb = Sandbox.create(name, TestSandboxes.config().build());
         try {
+            // a sample exists before the stop, so its removal is what is checked below
+            await(() -> Sandbox.get(name).metrics(), Duration.ofSeconds(30), "a first metrics sample");
             sb.stop();
             assertThatThrownBy(() -> Sandbox.get(name).metrics())
                     .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_RUNNING));
-            assertThat(SandboxLayout.of(RuntimeFiles.defaultHome(), name).metricsFile()).doesNotExist();
+            // the supervisor removed its run files, the metrics sample with them, and the directory
+            SandboxLayout layout = SandboxLayout.of(RuntimeFiles.defaultHome(), name);
+            await(() -> Files.exists(layout.runDir()) ? null : true, Duration.ofSeconds(15), "the run directory removed");
+            assertThat(layout.metricsFile()).doesNotExist();
         } finally {
             sb.close();
             Sandbox.remove(name);

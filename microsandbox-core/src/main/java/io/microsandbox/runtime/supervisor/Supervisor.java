@@ -127,6 +127,9 @@ public final class Supervisor {
     private volatile String qemuVersion;
     /** The agent's latest answer to the supervisor's own core.stats (id 0), for the metrics file. */
     private volatile JsonNode guestStats;
+    /** Guards the metrics file against a last sample written after the run files were removed. */
+    private final Object metricsFileLock = new Object();
+    private boolean runFilesRemoved;
     /** What the boot waits for, for the timeout message. */
     private volatile String bootStage = "waiting for QEMU to open the agent port";
 
@@ -482,6 +485,11 @@ public final class Supervisor {
             Files.deleteIfExists(layout.vmSocket());
             Files.deleteIfExists(layout.qmpSocket());
             Files.deleteIfExists(layout.pidFile());
+            synchronized (metricsFileLock) {
+                runFilesRemoved = true;
+                Files.deleteIfExists(layout.metricsFile());
+                Files.deleteIfExists(metricsTmp());
+            }
             Files.deleteIfExists(layout.runDir());
         } catch (IOException e) {
             SupervisorLog.warn("cleanup of " + layout.runDir() + " incomplete: " + e.getMessage());
@@ -942,13 +950,21 @@ public final class Supervisor {
             sample.set("guest", guestStats);
         }
         Path file = layout.metricsFile();
-        Path tmp = file.resolveSibling("metrics.json.tmp");
-        try {
-            Files.write(tmp, JSON.writeValueAsBytes(sample));
-            Files.move(tmp, file, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
-        } catch (IOException e) {
-            SupervisorLog.warn("cannot write " + file + ": " + e.getMessage());
+        synchronized (metricsFileLock) {
+            if (runFilesRemoved) {
+                return;
+            }
+            try {
+                Files.write(metricsTmp(), JSON.writeValueAsBytes(sample));
+                Files.move(metricsTmp(), file, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+            } catch (IOException e) {
+                SupervisorLog.warn("cannot write " + file + ": " + e.getMessage());
+            }
         }
+    }
+
+    private Path metricsTmp() {
+        return layout.metricsFile().resolveSibling("metrics.json.tmp");
     }
 
     /** Only the figures the agent is known to send, as numbers: a hostile guest's extra keys go nowhere. */
