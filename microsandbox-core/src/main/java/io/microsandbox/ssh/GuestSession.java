@@ -129,9 +129,10 @@ final class GuestSession implements Command {
         } catch (IOException e) {
             // the client went away: the process goes too (closing the handle kills it)
             message = "channel closed: " + e.getMessage();
-        } catch (MicrosandboxException e) {
+        } catch (RuntimeException e) {
+            // the sandbox went away (or anything else): the client still gets an end
             message = e.getMessage();
-            report("msb: " + what + " ended without an exit status: " + e.getMessage(), pty);
+            report("msb: " + what + " ended without an exit status: " + e, pty);
         } finally {
             h.close();
             exit.onExit(status, message == null ? "" : message);
@@ -148,8 +149,9 @@ final class GuestSession implements Command {
                 stdin.flush();
             }
             stdin.close();
-        } catch (IOException | MicrosandboxException e) {
-            // the process closed its stdin or ended, or the channel closed: nothing more to forward
+        } catch (IOException | RuntimeException e) {
+            // the process closed its stdin or ended, the channel closed, or the sandbox went away:
+            // nothing more to forward, and the output side reports how the process ended
         }
     }
 

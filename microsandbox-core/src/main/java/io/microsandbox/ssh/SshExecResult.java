@@ -10,10 +10,12 @@ import java.nio.charset.StandardCharsets;
  * @param stderr     standard error
  */
 public record SshExecResult(int exitStatus, byte[] stdout, byte[] stderr) {
+    /** Standard output as UTF-8 text. */
     public String stdoutText() {
         return new String(stdout, StandardCharsets.UTF_8);
     }
 
+    /** Standard error as UTF-8 text. */
     public String stderrText() {
         return new String(stderr, StandardCharsets.UTF_8);
     }

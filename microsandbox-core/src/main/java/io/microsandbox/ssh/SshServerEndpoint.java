@@ -64,6 +64,7 @@ public final class SshServerEndpoint implements AutoCloseable {
         return Optional.ofNullable(clientKeyFile);
     }
 
+    /** Whether it still listens (false once closed, with its handle, or after the sandbox ended). */
     public boolean isOpen() {
         return server.isOpen();
     }

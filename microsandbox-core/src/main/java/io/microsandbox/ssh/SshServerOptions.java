@@ -33,6 +33,7 @@ public final class SshServerOptions {
         return builder().build();
     }
 
+    /** A builder with the defaults. */
     public static Builder builder() {
         return new Builder();
     }
@@ -90,6 +91,7 @@ public final class SshServerOptions {
             return this;
         }
 
+        /** The options; keys are checked when the endpoint starts. */
         public SshServerOptions build() {
             return new SshServerOptions(this);
         }
