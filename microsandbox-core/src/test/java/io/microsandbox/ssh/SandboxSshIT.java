@@ -115,6 +115,13 @@ class SandboxSshIT {
         assertThat(r.exit).as(r.toString()).isZero();
         assertThat(r.out).isEqualTo("sandbox\n/home/sandbox\n");
 
+        // a login name the guest does not know: the session says so and fails like a shell would
+        List<String> nobody = sshOptions("ssh", "-p");
+        nobody.addAll(List.of("no-such-user@127.0.0.1", "true"));
+        Result n = run(nobody);
+        assertThat(n.exit).isEqualTo(126);
+        assertThat(n.err).contains("msb: cannot run 'true'").contains("user_setup_failed");
+
         Path local = Files.writeString(tmp.resolve("mine.txt"), "owned by sandbox\n");
         Path batch = Files.writeString(tmp.resolve("batch"), "pwd\nput " + local + " mine.txt\n-put " + local + " /root/denied.txt\n");
         List<String> sftp = sshOptions("sftp", "-P");
