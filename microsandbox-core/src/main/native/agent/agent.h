@@ -48,6 +48,8 @@ extern int g_log_level;
 /* Writes "msb-agent: <msg>\n" to /dev/console at warning level (every logmsg reports a
  * problem); the host keeps the console tail. */
 void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same at error level: the agent cannot go on (a fatal boot error). */
+void errormsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same at debug level: what the agent does, not only what goes wrong. */
 void debugmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 uint64_t now_boottime_ns(void);

@@ -72,6 +72,14 @@ void logmsg(const char *fmt, ...)
     va_end(ap);
 }
 
+void errormsg(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlogmsg(LOG_ERROR, fmt, ap);
+    va_end(ap);
+}
+
 void debugmsg(const char *fmt, ...)
 {
     va_list ap;
@@ -230,7 +238,7 @@ static void send_empty(uint32_t id, uint8_t flags, const char *type)
 /* Reports a fatal boot error to the host and the console, then powers off. */
 static void __attribute__((noreturn)) fatal(const char *stage, const char *msg, int err)
 {
-    logmsg("fatal: %s: %s (errno %d: %s)", stage, msg, err, strerror(err));
+    errormsg("fatal: %s: %s (errno %d: %s)", stage, msg, err, strerror(err));
     send_error(0, stage, msg, err);
     port_flush_blocking(2000);
     power_off();

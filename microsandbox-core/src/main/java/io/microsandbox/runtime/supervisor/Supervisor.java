@@ -181,7 +181,7 @@ public final class Supervisor {
             code = new Supervisor(spec, store, parentOut).run();
         } catch (Throwable e) {
             // run() kills the VMM on every failure path; this is the last word in the log
-            SupervisorLog.warn("supervisor failed: " + e);
+            SupervisorLog.error("supervisor failed: " + e);
             code = 1;
         }
         System.exit(code);
@@ -241,7 +241,7 @@ public final class Supervisor {
             return serve();
         } catch (Throwable e) {
             // Whatever broke, QEMU must not outlive a supervisor that can no longer serve it.
-            SupervisorLog.warn("unexpected failure: " + e);
+            SupervisorLog.error("unexpected failure: " + e);
             agentFailure = "the supervisor failed: " + e;
             vmm.kill();
             if (!booted) {
@@ -373,7 +373,7 @@ public final class Supervisor {
 
     /** Ends a failed boot: kill QEMU, tell the creator why, leave no socket behind. */
     private int failBoot(String reason) throws InterruptedException {
-        SupervisorLog.warn("boot failed: " + reason);
+        SupervisorLog.error("boot failed: " + reason);
         VmmProcess process = vmm;
         if (process != null) {
             process.kill();
@@ -828,7 +828,7 @@ public final class Supervisor {
             try {
                 task.run();
             } catch (RuntimeException e) {
-                SupervisorLog.warn("periodic task failed: " + e);
+                SupervisorLog.error("periodic task failed: " + e);
             }
         }, 1, 1, TimeUnit.SECONDS);
     }

@@ -36,6 +36,11 @@ final class SupervisorLog {
         write(3, message);
     }
 
+    /** A failure of the supervisor itself: a boot that failed, a thread or task that died (error). */
+    static void error(String message) {
+        write(4, message);
+    }
+
     /** Routine traffic: clients and sessions (debug). */
     static void debug(String message) {
         write(1, message);
@@ -59,7 +64,7 @@ final class SupervisorLog {
             try {
                 body.run();
             } catch (Throwable e) {
-                warn("thread " + Thread.currentThread().getName() + " failed: " + e);
+                error("thread " + Thread.currentThread().getName() + " failed: " + e);
                 onFailure.accept(e);
             }
         }, "msb-supervisor-" + name);

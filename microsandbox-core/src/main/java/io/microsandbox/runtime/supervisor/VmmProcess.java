@@ -58,7 +58,7 @@ final class VmmProcess {
                 Posix.pidfdSignal(pidfd, Posix.SIGKILL);
             }
         } catch (IOException e) {
-            SupervisorLog.warn("cannot kill the VMM: " + e.getMessage());
+            SupervisorLog.error("cannot kill the VMM: " + e.getMessage());
         }
     }
 

@@ -25,6 +25,7 @@ class SupervisorLogTest {
         SupervisorLog.debug("a debug line");
         SupervisorLog.log("an info line");
         SupervisorLog.warn("a warning");
+        SupervisorLog.error("a failure");
         System.setErr(original);
         return buf.toString(StandardCharsets.UTF_8);
     }
@@ -33,7 +34,8 @@ class SupervisorLogTest {
     void levelsFilterLines() {
         assertThat(written("debug")).contains("DEBUG [", "a debug line", "INFO [", "an info line", "WARN [", "a warning");
         assertThat(written("info")).doesNotContain("a debug line").contains("an info line", "a warning");
-        assertThat(written("warn")).doesNotContain("a debug line", "an info line").contains("a warning");
+        assertThat(written("warn")).doesNotContain("a debug line", "an info line").contains("a warning", "a failure");
+        assertThat(written("error")).doesNotContain("a warning").contains("ERROR [", "a failure");
         assertThat(written("off")).isEmpty();
     }
 
