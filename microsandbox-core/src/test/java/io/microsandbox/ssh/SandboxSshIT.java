@@ -237,6 +237,9 @@ class SandboxSshIT {
             awaitScreen(socket, s -> s.contains("SSH-EXIT 5"), "ssh's exit status 5");
         } finally {
             tmux(socket, "kill-server");
+            // tmux leaves its socket file behind
+            String uid = run(List.of("id", "-u")).out.strip();
+            Files.deleteIfExists(Path.of(System.getenv().getOrDefault("TMUX_TMPDIR", "/tmp"), "tmux-" + uid, socket));
         }
     }
 
