@@ -79,6 +79,20 @@ class SandboxSshIT {
 
         Result stdin = run(ssh(key, "tr a-z A-Z"), "piped through\n".getBytes(StandardCharsets.UTF_8));
         assertThat(stdin.out).isEqualTo("PIPED THROUGH\n");
+
+        // a command with a forced pty runs on a guest tty (output comes back with CR LF)
+        List<String> withPty = sshOptions("ssh", "-p");
+        withPty.addAll(List.of("-tt", "root@127.0.0.1", "tty"));
+        Result tty = run(withPty);
+        assertThat(tty.exit).isZero();
+        assertThat(tty.out).matches("/dev/pts/\\d+\r\n");
+
+        // a shell without a pty reads its commands from stdin
+        List<String> noPty = sshOptions("ssh", "-p");
+        noPty.addAll(List.of("-T", "root@127.0.0.1"));
+        Result shell = run(noPty, "echo from-a-script; exit 3\n".getBytes(StandardCharsets.UTF_8));
+        assertThat(shell.exit).isEqualTo(3);
+        assertThat(shell.out).isEqualTo("from-a-script\n");
     }
 
     @Test
