@@ -40,8 +40,18 @@
 
 /* ---- main.c: logging, frames, event loop ---- */
 
-/* Writes "msb-agent: <msg>\n" to /dev/console; the host keeps the console tail. */
+/* Diagnostic levels of the agent's console output, from core.configure's log_level
+ * (SandboxConfig.logLevel / quietLogs); LOG_OFF prints nothing. Before core.configure
+ * the level is LOG_INFO. */
+enum log_level { LOG_TRACE, LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF };
+extern int g_log_level;
+/* Writes "msb-agent: <msg>\n" to /dev/console at warning level (every logmsg reports a
+ * problem); the host keeps the console tail. */
 void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same at error level: the agent cannot go on (a fatal boot error). */
+void errormsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same at debug level: what the agent does, not only what goes wrong. */
+void debugmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 uint64_t now_boottime_ns(void);
 
 /* Frame output. A frame is started with frame_begin (writes the header placeholder and
@@ -73,6 +83,7 @@ typedef struct {
     char **env;        /* "K=V" strings, NULL-terminated */
     char *workdir;     /* NULL: none configured */
     char *user;        /* NULL: root */
+    int log_level;     /* enum log_level */
 } agent_config;
 
 extern agent_config g_config;

@@ -282,6 +282,7 @@ int apply_config(cbor_val p, const char **stage, char *msg, size_t msglen)
         errno = EINVAL;
         FAIL("config", "core.configure: %s", why);
     }
+    g_log_level = g_config.log_level;
     if (g_config.hostname && sethostname(g_config.hostname, strlen(g_config.hostname)) < 0)
         FAIL("config", "sethostname: %s", strerror(errno));
     return 0;

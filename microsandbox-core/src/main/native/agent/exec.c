@@ -197,6 +197,7 @@ static void maybe_finish(session *s)
         return;
     }
     bool sig = WIFSIGNALED(s->status);
+    debugmsg("session %u: exited (%s %d)", s->id, sig ? "signal" : "code", sig ? WTERMSIG(s->status) : WEXITSTATUS(s->status));
     cbor_buf *b = frame_begin(s->id, FLAG_TERMINAL, "exec.exited", 2);
     cbor_put_text(b, "code");
     cbor_put_int(b, sig ? 128 + WTERMSIG(s->status) : WEXITSTATUS(s->status));
@@ -789,6 +790,7 @@ void exec_request(uint32_t id, cbor_val p)
     }
     s->stdin_open = r.want_stdin;
     add_session(s);
+    debugmsg("session %u: started %s (pid %d%s)", id, r.argv[0], (int)pid, r.tty ? ", tty" : "");
 
     cbor_buf *bb = frame_begin(id, 0, "exec.started", 1);
     cbor_put_text(bb, "pid");

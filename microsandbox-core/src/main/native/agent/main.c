@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <sys/statvfs.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -45,14 +46,15 @@ uint64_t now_boottime_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-void logmsg(const char *fmt, ...)
+int g_log_level = LOG_INFO;
+
+static void vlogmsg(int level, const char *fmt, va_list ap)
 {
+    if (level < g_log_level)
+        return;
     char buf[1024];
     int n = snprintf(buf, sizeof buf, "msb-agent: ");
-    va_list ap;
-    va_start(ap, fmt);
     n += vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
-    va_end(ap);
     if (n > (int)sizeof buf - 2)
         n = (int)sizeof buf - 2;
     buf[n++] = '\n';
@@ -60,6 +62,30 @@ void logmsg(const char *fmt, ...)
      * costs a tty open per message */
     ssize_t w = write(2, buf, (size_t)n);
     (void)w;
+}
+
+void logmsg(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlogmsg(LOG_WARN, fmt, ap);
+    va_end(ap);
+}
+
+void errormsg(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlogmsg(LOG_ERROR, fmt, ap);
+    va_end(ap);
+}
+
+void debugmsg(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlogmsg(LOG_DEBUG, fmt, ap);
+    va_end(ap);
 }
 
 /* ---- event loop registration ---- */
@@ -212,7 +238,7 @@ static void send_empty(uint32_t id, uint8_t flags, const char *type)
 /* Reports a fatal boot error to the host and the console, then powers off. */
 static void __attribute__((noreturn)) fatal(const char *stage, const char *msg, int err)
 {
-    logmsg("fatal: %s: %s (errno %d: %s)", stage, msg, err, strerror(err));
+    errormsg("fatal: %s: %s (errno %d: %s)", stage, msg, err, strerror(err));
     send_error(0, stage, msg, err);
     port_flush_blocking(2000);
     power_off();
@@ -489,11 +515,18 @@ int main(void)
 
     /* The boot timeline so far, CLOCK_BOOTTIME: the kernel's start to the agent's start
      * (boot_time_ns), then modules and the port (hello_time_ns). */
-    cbor_buf *b = frame_begin(0, 0, "core.hello", 5);
+    struct utsname uts;
+    bool have_uts = uname(&uts) == 0;
+    cbor_buf *b = frame_begin(0, 0, "core.hello", have_uts ? 6 : 5);
     cbor_put_text(b, "v");
     cbor_put_uint(b, PROTO_VERSION);
     cbor_put_text(b, "agent");
     cbor_put_text(b, AGENT_VERSION);
+    if (have_uts) {
+        /* the kernel in use, for Sandbox.runtimeVersion() */
+        cbor_put_text(b, "kernel");
+        cbor_put_text(b, uts.release);
+    }
     cbor_put_text(b, "boot_time_ns");
     cbor_put_uint(b, g_boot_ns);
     cbor_put_text(b, "modules");

@@ -194,6 +194,22 @@ int config_parse(cbor_val p, agent_config *c, char *msg, size_t msglen)
         opt_text(p, "workdir", PATH_BUF, &c->workdir, msg, msglen) < 0 ||
         opt_text(p, "user", USER_SPEC_BUF, &c->user, msg, msglen) < 0)
         goto bad;
+    c->log_level = LOG_INFO;
+    if (cbor_map_get(p, "log_level", &v) && !cbor_is_null(v)) {
+        static const char *const names[] = { "trace", "debug", "info", "warn", "error", "off" };
+        const char *s;
+        size_t len;
+        int level = -1;
+        if (cbor_get_text(v, &s, &len))
+            for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+                if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0)
+                    level = i;
+        if (level < 0) {
+            snprintf(msg, msglen, "log_level is not one of trace, debug, info, warn, error, off");
+            goto bad;
+        }
+        c->log_level = level;
+    }
     bool has_env = cbor_map_get(p, "env", &v);
     int rc = env_parse(v, has_env, &c->env, &n, msg, msglen);
     if (rc == -1)

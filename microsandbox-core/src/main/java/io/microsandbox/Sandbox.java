@@ -66,6 +66,8 @@ public final class Sandbox implements AutoCloseable {
     private final SupervisorProcess supervisor;
     private volatile boolean released;
     private volatile boolean detached;
+    /** What {@link #closeWith} tied to this handle: closed when it is released or the sandbox ends. */
+    private final List<AutoCloseable> companions = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     Sandbox(Microsandbox runtime, String name, SandboxConfig config, SandboxLayout layout, AgentClient client, SupervisorProcess supervisor) {
         this.runtime = runtime;
@@ -75,6 +77,7 @@ public final class Sandbox implements AutoCloseable {
         this.client = client;
         this.supervisor = supervisor;
         this.detached = supervisor == null || config.detached();
+        client.exited().whenComplete((frame, failure) -> closeCompanions());
     }
 
     /**
@@ -121,6 +124,44 @@ public final class Sandbox implements AutoCloseable {
      */
     public static void ensureInstalled() {
         Microsandbox.defaultRuntime().ensureInstalled();
+    }
+
+    /**
+     * The version of this SDK (the {@code microsandbox-core} artifact), e.g. {@code "0.1.0-SNAPSHOT"};
+     * the runtime it brings (supervisor, agent, JNI library) is the same version.
+     */
+    public static String sdkVersion() {
+        return SdkVersionHolder.VERSION;
+    }
+
+    private static final class SdkVersionHolder {
+        static final String VERSION = read();
+
+        private static String read() {
+            java.util.Properties p = new java.util.Properties();
+            try (java.io.InputStream in = Sandbox.class.getResourceAsStream("sdk.properties")) {
+                if (in != null) {
+                    p.load(in);
+                }
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException("cannot read sdk.properties", e);
+            }
+            String v = p.getProperty("version");
+            // an unfiltered copy (an IDE build that skipped Maven's resource filtering) names no version
+            return v == null || v.startsWith("${") ? "unknown" : v;
+        }
+    }
+
+    /**
+     * The versions this running sandbox uses: this SDK, the agent protocol, the guest agent and
+     * kernel (as the guest reported them at boot) and QEMU (as it answered the supervisor).
+     * Needs no guest round trip: the supervisor hands them over when the handle connects.
+     */
+    public RuntimeVersion runtimeVersion() {
+        ensureUsable();
+        ObjectNode w = client.welcome();
+        return new RuntimeVersion(sdkVersion(), w.path("v").asInt(Protocol.VERSION),
+                w.path("agent").asText(null), w.path("kernel").asText(null), w.path("qemu").asText(null));
     }
 
     /**
@@ -297,6 +338,40 @@ public final class Sandbox implements AutoCloseable {
         ensureUsable();
     }
 
+    /**
+     * SSH for this sandbox: a host-side SSH server on 127.0.0.1 bridged to the guest agent, so
+     * {@code ssh}, {@code scp} and {@code sftp} work with no sshd in the guest, and an
+     * in-process client (see {@link io.microsandbox.ssh.SandboxSsh}).
+     */
+    public io.microsandbox.ssh.SandboxSsh ssh() {
+        ensureUsable();
+        return new io.microsandbox.ssh.SandboxSsh(this);
+    }
+
+    /**
+     * Ties {@code resource} to this handle: it is closed when the handle is closed or detached,
+     * or when the sandbox ends (an SSH endpoint, say, which runs its sessions through this
+     * handle). Closed at once when that has already happened.
+     */
+    public void closeWith(AutoCloseable resource) {
+        companions.add(resource);
+        if (released || client.exited().isDone()) {
+            closeCompanions();
+        }
+    }
+
+    private void closeCompanions() {
+        for (AutoCloseable c : companions) {
+            if (companions.remove(c)) {
+                try {
+                    c.close();
+                } catch (Exception e) {
+                    // closing is best effort: the sandbox it served is gone or released either way
+                }
+            }
+        }
+    }
+
     /** What {@link #attach} returns when the user detached ({@code Ctrl-] Ctrl-]}) and left the command running. */
     public static final int ATTACH_DETACHED = -1;
 
@@ -463,27 +538,38 @@ public final class Sandbox implements AutoCloseable {
         ensureUsable();
         Frame host = client.request(Protocol.SUP_METRICS, FrameCodec.mapper().createObjectNode(), Duration.ofSeconds(10));
         Frame guest = client.request(Protocol.CORE_STATS, FrameCodec.mapper().createObjectNode(), Duration.ofSeconds(10));
-        Long total = guest.number("mem_total_bytes");
-        Long available = guest.number("mem_available_bytes");
-        Long rss = host.number("rss_bytes");
+        return toMetrics(host.payload(), guest.payload(), config, layout);
+    }
+
+    /** Metrics from the supervisor's host figures and the agent's guest figures (absent ones are null). */
+    static Metrics toMetrics(com.fasterxml.jackson.databind.JsonNode host, com.fasterxml.jackson.databind.JsonNode guest,
+                             SandboxConfig config, SandboxLayout layout) {
+        Long total = number(guest, "mem_total_bytes");
+        Long available = number(guest, "mem_available_bytes");
+        Long rss = number(host, "rss_bytes");
         return new Metrics(
-                host.payload().path("cpu_millipercent").asLong() / 1000.0,
-                host.payload().path("vcpu_time_ns").asLong(),
+                host.path("cpu_millipercent").asLong() / 1000.0,
+                host.path("vcpu_time_ns").asLong(),
                 total != null && available != null ? total - available : 0,
                 available,
                 rss != null && rss >= 0 ? rss : null,
                 config.memoryMib() * 1024L * 1024L,
-                host.payload().path("disk_read_bytes").asLong(),
-                host.payload().path("disk_write_bytes").asLong(),
+                host.path("disk_read_bytes").asLong(),
+                host.path("disk_write_bytes").asLong(),
                 0,
                 0,
-                guest.number("upper_used_bytes"),
-                guest.number("upper_free_bytes"),
-                Duration.ofMillis(host.payload().path("uptime_ms").asLong()),
-                upperAllocated());
+                number(guest, "upper_used_bytes"),
+                number(guest, "upper_free_bytes"),
+                Duration.ofMillis(host.path("uptime_ms").asLong()),
+                upperAllocated(layout));
     }
 
-    private Long upperAllocated() {
+    private static Long number(com.fasterxml.jackson.databind.JsonNode n, String field) {
+        com.fasterxml.jackson.databind.JsonNode v = n.get(field);
+        return v != null && v.isIntegralNumber() ? v.longValue() : null;
+    }
+
+    private static Long upperAllocated(SandboxLayout layout) {
         try {
             return io.microsandbox.runtime.Posix.allocatedBytes(layout.upperDisk());
         } catch (IOException | RuntimeException e) {
@@ -626,6 +712,7 @@ public final class Sandbox implements AutoCloseable {
         }
         detached = true;
         released = true;
+        closeCompanions();
         client.close();
     }
 
@@ -654,6 +741,7 @@ public final class Sandbox implements AutoCloseable {
             }
         } finally {
             released = true;
+            closeCompanions();
             client.close();
             if (supervisor != null) {
                 supervisor.release();

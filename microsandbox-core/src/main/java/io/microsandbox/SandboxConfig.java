@@ -60,6 +60,8 @@ public final class SandboxConfig {
     private final Duration idleTimeout;
     private final Duration maxDuration;
     private final Duration replaceTimeout;
+    private final LogLevel logLevel;
+    private final boolean quietLogs;
 
     private SandboxConfig(Builder b) {
         this.image = b.image;
@@ -87,6 +89,8 @@ public final class SandboxConfig {
         this.idleTimeout = b.idleTimeout;
         this.maxDuration = b.maxDuration;
         this.replaceTimeout = b.replaceTimeout;
+        this.logLevel = b.logLevel;
+        this.quietLogs = b.quietLogs;
     }
 
     public static Builder builder() {
@@ -101,7 +105,8 @@ public final class SandboxConfig {
                 .memoryMib(memoryMib).cpus(cpus).upperSizeMib(upperSizeMib)
                 .workdir(workdir).shell(shell).hostname(hostname).user(user)
                 .env(env).labels(labels).detached(detached).accelerator(accelerator).bootTimeout(bootTimeout)
-                .ephemeral(ephemeral).idleTimeout(idleTimeout).maxDuration(maxDuration).replaceTimeout(replaceTimeout);
+                .ephemeral(ephemeral).idleTimeout(idleTimeout).maxDuration(maxDuration).replaceTimeout(replaceTimeout)
+                .logLevel(logLevel).quietLogs(quietLogs);
     }
 
     /** Root filesystem source: for now a local directory holding an unpacked root filesystem. */
@@ -193,6 +198,24 @@ public final class SandboxConfig {
         return replaceTimeout;
     }
 
+    /** The configured diagnostics level, or null for the runtime default ({@link LogLevel#INFO}). */
+    public LogLevel logLevel() {
+        return logLevel;
+    }
+
+    /** Whether the sandbox's own diagnostics are silenced (see {@link Builder#quietLogs()}). */
+    public boolean quietLogs() {
+        return quietLogs;
+    }
+
+    /**
+     * The diagnostics level in effect, as the supervisor and the agent read it: {@code "off"}
+     * when {@linkplain #quietLogs() quiet}, else the {@link #logLevel()}'s name, {@code "info"} by default.
+     */
+    public String effectiveLogLevel() {
+        return quietLogs ? "off" : logLevel == null ? LogLevel.INFO.value() : logLevel.value();
+    }
+
     // OCI images
 
     /** When an OCI image is pulled (default {@link PullPolicy#IF_MISSING}). */
@@ -255,6 +278,12 @@ public final class SandboxConfig {
         n.put("idleTimeoutMs", idleTimeout.toMillis());
         n.put("maxDurationMs", maxDuration.toMillis());
         n.put("pullPolicy", pullPolicy.value());
+        if (logLevel != null) {
+            n.put("logLevel", logLevel.value());
+        }
+        if (quietLogs) {
+            n.put("quietLogs", true);
+        }
         if (entrypoint != null) {
             n.set("entrypoint", JSON.valueToTree(entrypoint));
         }
@@ -307,6 +336,10 @@ public final class SandboxConfig {
             if (n.hasNonNull("snapshot")) {
                 b.snapshot(n.get("snapshot").asText());
             }
+            if (n.hasNonNull("logLevel")) {
+                b.logLevel(LogLevel.parse(n.get("logLevel").asText()));
+            }
+            b.quietLogs(n.path("quietLogs").asBoolean(false));
             if (n.hasNonNull("imageDisk")) {
                 b.imageDisk(n.get("imageDisk").asText(), text(n, "imageDiskFsType"));
             }
@@ -373,6 +406,8 @@ public final class SandboxConfig {
         private Duration idleTimeout = Duration.ZERO;
         private Duration maxDuration = Duration.ZERO;
         private Duration replaceTimeout;
+        private LogLevel logLevel;
+        private boolean quietLogs;
 
         private Builder() {
         }
@@ -568,6 +603,31 @@ public final class SandboxConfig {
         /** Like {@link #replace()} with another graceful window; zero kills the old sandbox at once. */
         public Builder replaceTimeout(Duration replaceTimeout) {
             this.replaceTimeout = replaceTimeout;
+            return this;
+        }
+
+        /**
+         * How much the sandbox's own diagnostics say (see {@link LogLevel}); null for the
+         * default, {@link LogLevel#INFO}. {@link LogLevel#DEBUG} adds the supervisor's client and
+         * session traffic and the agent's session starts and exits.
+         */
+        public Builder logLevel(LogLevel logLevel) {
+            this.logLevel = logLevel;
+            return this;
+        }
+
+        /**
+         * Silences the sandbox's own diagnostics entirely: the supervisor writes nothing to
+         * {@code supervisor.log} and the agent prints nothing on the console once configured.
+         * Command output is still captured. Boot failures still report their cause to the caller.
+         */
+        public Builder quietLogs() {
+            return quietLogs(true);
+        }
+
+        /** Sets or clears {@link #quietLogs()}. */
+        public Builder quietLogs(boolean quietLogs) {
+            this.quietLogs = quietLogs;
             return this;
         }
 

@@ -170,6 +170,48 @@ public final class SandboxHandle {
                 new SandboxStopResult(name(), now.status(), null, null, null, Instant.now(), "client"));
     }
 
+    /** A metrics sample older than this means the supervisor has stopped writing (hung or gone). */
+    private static final Duration METRICS_STALE_AFTER = Duration.ofSeconds(10);
+    /** The metrics file is a few hundred bytes; anything much larger is not the supervisor's. */
+    private static final long METRICS_FILE_MAX_BYTES = 64 * 1024;
+    private static final com.fasterxml.jackson.databind.ObjectMapper JSON = new com.fasterxml.jackson.databind.ObjectMapper();
+
+    /**
+     * The sandbox's latest metrics without connecting to it: the supervisor samples the VM and
+     * the guest every second and leaves the figures in a file of the sandbox's run directory,
+     * which this reads. At most about a second old (the guest figures one sample more); the
+     * same fields as {@link Sandbox#metrics()}.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_RUNNING} when the sandbox is
+     *         not running, {@link ErrorKind#METRICS_UNAVAILABLE} when no recent sample exists
+     *         (just booted, or its supervisor no longer samples)
+     */
+    public Metrics metrics() {
+        SandboxHandle now = refresh();
+        if (!now.running()) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name() + "' is " + now.status().wireName());
+        }
+        io.microsandbox.runtime.SandboxLayout layout = runtime.layout(name());
+        java.nio.file.Path file = layout.metricsFile();
+        com.fasterxml.jackson.databind.JsonNode sample;
+        try {
+            if (java.nio.file.Files.size(file) > METRICS_FILE_MAX_BYTES) {
+                throw new MicrosandboxException(ErrorKind.METRICS_UNAVAILABLE, file + " is larger than " + METRICS_FILE_MAX_BYTES + " bytes");
+            }
+            sample = JSON.readTree(java.nio.file.Files.readAllBytes(file));
+        } catch (java.nio.file.NoSuchFileException e) {
+            throw new MicrosandboxException(ErrorKind.METRICS_UNAVAILABLE, "sandbox '" + name() + "' has no metrics sample yet", e);
+        } catch (java.io.IOException e) {
+            throw new MicrosandboxException(ErrorKind.METRICS_UNAVAILABLE, "cannot read " + file + ": " + e.getMessage(), e);
+        }
+        Instant sampledAt = Instant.ofEpochMilli(sample.path("sampled_at_ms").asLong(0));
+        if (sampledAt.isBefore(Instant.now().minus(METRICS_STALE_AFTER))) {
+            throw new MicrosandboxException(ErrorKind.METRICS_UNAVAILABLE, "the latest metrics sample of sandbox '" + name()
+                    + "' is from " + sampledAt + ": its supervisor no longer samples");
+        }
+        return Sandbox.toMetrics(sample.path("host"), sample.path("guest"), config(), layout);
+    }
+
     /** Captured output of the sandbox's commands, running or stopped (see {@link Sandbox#logs(LogOptions)}). */
     public List<LogEntry> logs(LogOptions options) {
         return Sandbox.readLogs(runtime.layout(name()), options);

@@ -35,11 +35,11 @@ public final class TestSandboxes {
     }
 
     /** A sandbox name unique to this test run. */
-    static String uniqueName(String prefix) {
+    public static String uniqueName(String prefix) {
         return "it-" + prefix + "-" + ProcessHandle.current().pid() + "-" + COUNTER.incrementAndGet();
     }
 
-    static SandboxConfig.Builder config() {
+    public static SandboxConfig.Builder config() {
         return SandboxConfig.builder().image(rootfs()).memoryMib(256);
     }
 }

@@ -31,6 +31,14 @@ public record SandboxLayout(String name, Path dir, Path runDir) {
         return dir.resolve("upper.ext4");
     }
 
+    /**
+     * The supervisor's latest metrics sample (JSON: {@code host} and {@code guest} figures),
+     * rewritten every second while the sandbox runs; read by {@code SandboxHandle.metrics()}.
+     */
+    public Path metricsFile() {
+        return runDir.resolve("metrics.json");
+    }
+
     public Path specFile() {
         return dir.resolve("supervisor.json");
     }

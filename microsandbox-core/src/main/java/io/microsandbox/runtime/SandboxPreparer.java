@@ -116,6 +116,7 @@ public final class SandboxPreparer {
         configure.put("env", root.env(config.env()));
         configure.put("workdir", root.workdir(config.workdir()));
         configure.put("user", root.user(config.user()));
+        configure.put("log_level", config.effectiveLogLevel());
         SupervisorSpec spec = new SupervisorSpec(layout.name(), argv, layout.dir().toString(), layout.runDir().toString(),
                 configure, config.bootTimeout().toMillis(), config.detached(), home.toString(),
                 config.ephemeral(), config.idleTimeout().toMillis(), config.maxDuration().toMillis(), null);

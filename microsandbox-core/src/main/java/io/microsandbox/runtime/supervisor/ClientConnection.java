@@ -35,12 +35,12 @@ final class ClientConnection {
         try {
             bytes = FrameCodec.encode(frame);
         } catch (IllegalArgumentException e) {
-            SupervisorLog.log("not forwarding " + frame + " to client " + slot + ": " + e.getMessage());
+            SupervisorLog.warn("not forwarding " + frame + " to client " + slot + ": " + e.getMessage());
             return;
         }
         if (!outbound.offer(bytes)) {
             dropped = true;
-            SupervisorLog.log("dropping client " + slot + ": it left " + outbound.queuedBytes()
+            SupervisorLog.warn("dropping client " + slot + ": it left " + outbound.queuedBytes()
                     + " bytes unread (limit " + MAX_QUEUED_BYTES + " per client, and a budget shared by all)");
             outbound.abort();
         }

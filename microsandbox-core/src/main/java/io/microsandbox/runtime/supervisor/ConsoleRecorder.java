@@ -86,7 +86,7 @@ final class ConsoleRecorder {
             }
         } catch (IOException e) {
             if (server.isOpen()) {
-                SupervisorLog.log("console recording ended: " + e.getMessage());
+                SupervisorLog.warn("console recording ended: " + e.getMessage());
             }
         }
     }
@@ -125,7 +125,7 @@ final class ConsoleRecorder {
                     lines.accept("(further console output is only in kernel.log)".getBytes(java.nio.charset.StandardCharsets.UTF_8));
                 }
             } catch (RuntimeException e) {
-                SupervisorLog.log("console line sink failed: " + e);
+                SupervisorLog.warn("console line sink failed: " + e);
             }
         }
     }

@@ -137,7 +137,7 @@ final class OutboundQueue {
                 }
             }
         } catch (IOException e) {
-            SupervisorLog.log(peer + " gone: " + e.getMessage());
+            SupervisorLog.warn(peer + " gone: " + e.getMessage());
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         } finally {

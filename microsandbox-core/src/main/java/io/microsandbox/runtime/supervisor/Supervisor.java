@@ -129,6 +129,13 @@ public final class Supervisor {
     private volatile long lastActivity = System.nanoTime();
     private volatile String agentFailure;
     private volatile ObjectNode readyPayload;
+    /** QEMU's version from QMP query-version, for Sandbox.runtimeVersion(); null when it could not be read. */
+    private volatile String qemuVersion;
+    /** The agent's latest answer to the supervisor's own core.stats (id 0), for the metrics file. */
+    private volatile JsonNode guestStats;
+    /** Guards the metrics file against a last sample written after the run files were removed. */
+    private final Object metricsFileLock = new Object();
+    private boolean runFilesRemoved;
     /** What the boot waits for, for the timeout message. */
     private volatile String bootStage = "waiting for QEMU to open the agent port";
 
@@ -167,6 +174,7 @@ public final class Supervisor {
             System.exit(0);
         }
         SupervisorSpec spec = SupervisorSpec.read(Path.of(specPath));
+        SupervisorLog.level(spec.configure().get("log_level"));
         Files.createDirectories(spec.layout().logsDir());
         System.setErr(new PrintStream(new java.io.FileOutputStream(spec.layout().supervisorLog().toFile(), true), true,
                 StandardCharsets.UTF_8));
@@ -179,7 +187,7 @@ public final class Supervisor {
             code = new Supervisor(spec, store, parentOut).run();
         } catch (Throwable e) {
             // run() kills the VMM on every failure path; this is the last word in the log
-            SupervisorLog.log("supervisor failed: " + e);
+            SupervisorLog.error("supervisor failed: " + e);
             code = 1;
         }
         System.exit(code);
@@ -239,7 +247,7 @@ public final class Supervisor {
             return serve();
         } catch (Throwable e) {
             // Whatever broke, QEMU must not outlive a supervisor that can no longer serve it.
-            SupervisorLog.log("unexpected failure: " + e);
+            SupervisorLog.error("unexpected failure: " + e);
             agentFailure = "the supervisor failed: " + e;
             vmm.kill();
             if (!booted) {
@@ -287,6 +295,7 @@ public final class Supervisor {
             return failBoot("cannot record the run of sandbox " + spec.name() + ": " + e.getMessage());
         }
         toGuest = new OutboundQueue("guest", vm, GUEST_QUEUE_BYTES, null);
+        qemuVersion = queryQemuVersion();
         booted = true;
 
         ObjectNode ready = JSON.createObjectNode();
@@ -305,7 +314,7 @@ public final class Supervisor {
             everySecond(this::checkIdle);
         }
         sampler.start(vmm.pid());
-        everySecond(sampler::sample);
+        everySecond(this::sampleMetrics);
         everySecond(this::capVmmLog);
 
         SupervisorLog.daemon("agent-reader", this::relayAgentFrames, this::relayFailed).start();
@@ -444,7 +453,7 @@ public final class Supervisor {
 
     /** Ends a failed boot: kill QEMU, tell the creator why, leave no socket behind. */
     private int failBoot(String reason) throws InterruptedException {
-        SupervisorLog.log("boot failed: " + reason);
+        SupervisorLog.error("boot failed: " + reason);
         VmmProcess process = vmm;
         if (process != null) {
             process.kill();
@@ -491,7 +500,7 @@ public final class Supervisor {
         try {
             recordExitAndFinish(status);
         } catch (RuntimeException | Error e) {
-            SupervisorLog.log("recording the end failed: " + e);
+            SupervisorLog.warn("recording the end failed: " + e);
         } finally {
             // whatever failed above, a supervisor whose VM is gone must not linger
             finished.countDown();
@@ -507,7 +516,7 @@ public final class Supervisor {
         try {
             store.finishRun(spec.name(), outcome.statusName(), outcome.exitCode(), outcome.signal(), outcome.reason(), "supervisor");
         } catch (RuntimeException e) {
-            SupervisorLog.log("cannot record the end in the database: " + e.getMessage());
+            SupervisorLog.warn("cannot record the end in the database: " + e.getMessage());
         }
         SupervisorLog.log("sandbox ended: " + outcome.statusName() + ", " + outcome.reason() + ", " + VmmProcess.describe(status)
                 + (agentFailure != null ? " (" + agentFailure + ")" : ""));
@@ -541,7 +550,7 @@ public final class Supervisor {
                 store.delete(spec.name());
                 layout.deleteFiles();
             } catch (RuntimeException e) {
-                SupervisorLog.log("cannot remove the ephemeral sandbox's state: " + e.getMessage());
+                SupervisorLog.warn("cannot remove the ephemeral sandbox's state: " + e.getMessage());
             }
         }
     }
@@ -556,9 +565,14 @@ public final class Supervisor {
             Files.deleteIfExists(layout.vmSocket());
             Files.deleteIfExists(layout.qmpSocket());
             Files.deleteIfExists(layout.pidFile());
+            synchronized (metricsFileLock) {
+                runFilesRemoved = true;
+                Files.deleteIfExists(layout.metricsFile());
+                Files.deleteIfExists(metricsTmp());
+            }
             Files.deleteIfExists(layout.runDir());
         } catch (IOException e) {
-            SupervisorLog.log("cleanup of " + layout.runDir() + " incomplete: " + e.getMessage());
+            SupervisorLog.warn("cleanup of " + layout.runDir() + " incomplete: " + e.getMessage());
         }
     }
 
@@ -613,7 +627,7 @@ public final class Supervisor {
             try {
                 execLog.write(source, route.logId, data);
             } catch (IOException e) {
-                SupervisorLog.log("cannot write the exec log: " + e.getMessage());
+                SupervisorLog.warn("cannot write the exec log: " + e.getMessage());
             }
         }
         // a one-shot request is answered by its first frame, whatever the guest flags it with
@@ -632,7 +646,8 @@ public final class Supervisor {
                     waiting.complete(null);
                 }
             }
-            case Protocol.CORE_ERROR -> SupervisorLog.log("agent error: " + frame.payload());
+            case Protocol.CORE_STATS -> guestStats = knownGuestFigures(frame.payload());
+            case Protocol.CORE_ERROR -> SupervisorLog.warn("agent error: " + frame.payload());
             default -> SupervisorLog.log("ignoring agent frame " + frame);
         }
     }
@@ -644,7 +659,7 @@ public final class Supervisor {
                 channel = clientServer.accept();
             } catch (IOException e) {
                 if (clientServer.isOpen()) {
-                    SupervisorLog.log("accept failed: " + e.getMessage());
+                    SupervisorLog.warn("accept failed: " + e.getMessage());
                 }
                 return;
             }
@@ -674,12 +689,16 @@ public final class Supervisor {
             welcome.put("pid", ProcessHandle.current().pid());
             welcome.put("vmm_pid", vmm.pid());
             welcome.set("ready", readyPayload);
+            welcome.put("agent", helloFrame.payload().path("agent").asText(null));
+            welcome.put("kernel", helloFrame.payload().path("kernel").asText(null));
+            welcome.put("qemu", qemuVersion);
             client.send(new Frame(0, 0, Protocol.SUP_WELCOME, welcome));
+            SupervisorLog.debug(client + " connected");
 
             Frame frame;
             while ((frame = link.read(clientReadBudget)) != null) {
                 if (frame.id() == 0) {
-                    SupervisorLog.log("dropping frame on id 0 from " + client + ": " + frame);
+                    SupervisorLog.warn("dropping frame on id 0 from " + client + ": " + frame);
                 } else if (frame.type().startsWith("sup.")) {
                     handleClientRequest(client, frame);
                 } else {
@@ -750,6 +769,10 @@ public final class Supervisor {
                 return;
             }
             lastActivity = System.nanoTime();
+            if (exec && SupervisorLog.debugEnabled()) {
+                SupervisorLog.debug(client + " started session " + route.logId + ": " + frame.payload().path("cmd").asText()
+                        + (frame.payload().path("tty").asBoolean(false) ? " (tty)" : ""));
+            }
             if (!toGuestQueue(new Frame(route.guestId, frame.flags(), type, frame.payload()))) {
                 router.close(route);
                 if (exec) {
@@ -777,13 +800,13 @@ public final class Supervisor {
         if (!queued) {
             if (route.fs && router.close(route)) {
                 // a file must not silently miss a chunk: the operation fails instead
-                SupervisorLog.log("the guest is not reading its channel: cancelled a filesystem session of " + client);
+                SupervisorLog.warn("the guest is not reading its channel: cancelled a filesystem session of " + client);
                 toGuest.urgent(FrameCodec.encode(new Frame(route.guestId, 0, Protocol.FS_CANCEL, JSON.createObjectNode())));
                 sessionEnded(route);
                 client.send(fsRefused(frame.id(), "resource_limit", "the guest is not reading its channel; the transfer was cancelled"));
                 return;
             }
-            SupervisorLog.log("the guest is not reading its channel: dropped " + type + " of session " + route.logId);
+            SupervisorLog.warn("the guest is not reading its channel: dropped " + type + " of session " + route.logId);
         }
     }
 
@@ -825,7 +848,7 @@ public final class Supervisor {
         try {
             return toGuest.offer(FrameCodec.encode(frame), FS_QUEUE_WAIT_MS);
         } catch (IllegalArgumentException e) {
-            SupervisorLog.log("cannot forward " + frame + ": " + e.getMessage());
+            SupervisorLog.warn("cannot forward " + frame + ": " + e.getMessage());
             return true;
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
@@ -837,7 +860,7 @@ public final class Supervisor {
         try {
             return toGuest.offer(FrameCodec.encode(frame));
         } catch (IllegalArgumentException e) {
-            SupervisorLog.log("cannot forward " + frame + ": " + e.getMessage());
+            SupervisorLog.warn("cannot forward " + frame + ": " + e.getMessage());
             return true;
         }
     }
@@ -862,7 +885,7 @@ public final class Supervisor {
                 execLog.endSession(route.logId);
             }
         } catch (IOException e) {
-            SupervisorLog.log("cannot write the exec log: " + e.getMessage());
+            SupervisorLog.warn("cannot write the exec log: " + e.getMessage());
         }
         lastActivity = System.nanoTime();
         if (draining && router.sessions() == 0) {
@@ -882,7 +905,7 @@ public final class Supervisor {
         try {
             store.updateStatus(spec.name(), "draining");
         } catch (RuntimeException e) {
-            SupervisorLog.log("cannot record the drain: " + e.getMessage());
+            SupervisorLog.warn("cannot record the drain: " + e.getMessage());
         }
         if (router.sessions() == 0) {
             requestStop(STOP_GRACE_MS, "drain-requested");
@@ -897,7 +920,7 @@ public final class Supervisor {
         try {
             execLog.write("system", null, entry);
         } catch (IOException e) {
-            SupervisorLog.log("cannot write the exec log: " + e.getMessage());
+            SupervisorLog.warn("cannot write the exec log: " + e.getMessage());
         }
     }
 
@@ -905,7 +928,7 @@ public final class Supervisor {
         try {
             execLog.write("system", null, message.getBytes(StandardCharsets.UTF_8));
         } catch (IOException e) {
-            SupervisorLog.log("cannot write the exec log: " + e.getMessage());
+            SupervisorLog.warn("cannot write the exec log: " + e.getMessage());
         }
     }
 
@@ -915,7 +938,7 @@ public final class Supervisor {
             try {
                 task.run();
             } catch (RuntimeException e) {
-                SupervisorLog.log("periodic task failed: " + e);
+                SupervisorLog.error("periodic task failed: " + e);
             }
         }, 1, 1, TimeUnit.SECONDS);
     }
@@ -942,7 +965,7 @@ public final class Supervisor {
         } catch (java.nio.file.NoSuchFileException e) {
             // QEMU has not written anything
         } catch (IOException e) {
-            SupervisorLog.log("cannot rotate " + log + ": " + e.getMessage());
+            SupervisorLog.warn("cannot rotate " + log + ": " + e.getMessage());
         }
     }
 
@@ -1066,11 +1089,11 @@ public final class Supervisor {
             if (e instanceof InterruptedException) {
                 Thread.currentThread().interrupt();
             }
-            SupervisorLog.log("checkpoint failed: " + e);
+            SupervisorLog.warn("checkpoint failed: " + e);
             try {
                 QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
             } catch (IOException resumeFailed) {
-                SupervisorLog.log("cannot resume the VM after the failed checkpoint: " + resumeFailed.getMessage());
+                SupervisorLog.warn("cannot resume the VM after the failed checkpoint: " + resumeFailed.getMessage());
             }
             String reason = e instanceof java.util.concurrent.TimeoutException ? "the guest agent did not answer a ping within " + QMP_TIMEOUT : e.getMessage();
             return errorFrame(request.id(), ErrorKind.IO, "checkpoint failed: " + reason);
@@ -1081,6 +1104,72 @@ public final class Supervisor {
             if (stopReason != null) {
                 toGuest.urgent(FrameCodec.encode(new Frame(0, Protocol.FLAG_SHUTDOWN, Protocol.CORE_SHUTDOWN, null)));
             }
+        }
+    }
+
+    /**
+     * Once a second: samples the VMM, asks the agent for its figures (answered on id 0, kept
+     * for the next sample) and writes {@code metrics.json} (atomically, owner-only), so that a
+     * handle reads metrics without connecting.
+     */
+    private void sampleMetrics() {
+        sampler.sample();
+        // a paused guest would not answer: its requests would only pile up in the queue; and
+        // from a checkpoint's ping to its save the link must stay quiet (the gate orders the two)
+        checkpointGate.readLock().lock();
+        try {
+            if (stopReason == null && !killRequested && !paused && !checkpointing) {
+                toGuestQueue(new Frame(0, 0, Protocol.CORE_STATS, JSON.createObjectNode()));
+            }
+        } finally {
+            checkpointGate.readLock().unlock();
+        }
+        ObjectNode sample = JSON.createObjectNode();
+        sample.put("sampled_at_ms", System.currentTimeMillis());
+        sample.set("host", hostMetrics());
+        if (guestStats != null) {
+            sample.set("guest", guestStats);
+        }
+        Path file = layout.metricsFile();
+        synchronized (metricsFileLock) {
+            if (runFilesRemoved) {
+                return;
+            }
+            try {
+                Files.write(metricsTmp(), JSON.writeValueAsBytes(sample));
+                Files.move(metricsTmp(), file, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+            } catch (IOException e) {
+                SupervisorLog.warn("cannot write " + file + ": " + e.getMessage());
+            }
+        }
+    }
+
+    private Path metricsTmp() {
+        return layout.metricsFile().resolveSibling("metrics.json.tmp");
+    }
+
+    /** Only the figures the agent is known to send, as numbers: a hostile guest's extra keys go nowhere. */
+    private static ObjectNode knownGuestFigures(JsonNode payload) {
+        ObjectNode figures = JSON.createObjectNode();
+        for (String key : new String[] {"mem_total_bytes", "mem_available_bytes", "upper_used_bytes", "upper_free_bytes"}) {
+            if (payload.path(key).isIntegralNumber()) {
+                figures.put(key, payload.get(key).asLong());
+            }
+        }
+        return figures;
+    }
+
+    /** "7.2.19 (Debian 1:7.2+dfsg-7+deb12u16)" from QMP, or null (logged) when QEMU does not answer. */
+    private String queryQemuVersion() {
+        try {
+            JsonNode v = QmpClient.execute(layout.qmpSocket(), "query-version", QMP_TIMEOUT);
+            JsonNode q = v.path("qemu");
+            String pkg = v.path("package").asText("").strip();
+            return q.path("major").asInt() + "." + q.path("minor").asInt() + "." + q.path("micro").asInt()
+                    + (pkg.isEmpty() ? "" : " (" + pkg + ")");
+        } catch (IOException e) {
+            SupervisorLog.warn("cannot read QEMU's version: " + e.getMessage());
+            return null;
         }
     }
 
@@ -1100,7 +1189,7 @@ public final class Supervisor {
             p.put("disk_read_bytes", read);
             p.put("disk_write_bytes", written);
         } catch (IOException e) {
-            SupervisorLog.log("cannot read block statistics: " + e.getMessage());
+            SupervisorLog.warn("cannot read block statistics: " + e.getMessage());
         }
         return p;
     }
@@ -1134,7 +1223,7 @@ public final class Supervisor {
                     QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
                     paused = false;
                 } catch (IOException e) {
-                    SupervisorLog.log("cannot resume the VM to stop it: " + e.getMessage());
+                    SupervisorLog.warn("cannot resume the VM to stop it: " + e.getMessage());
                 }
             }, e -> { }).start();
         }
@@ -1157,7 +1246,7 @@ public final class Supervisor {
                 }
             }
         } catch (IOException e) {
-            SupervisorLog.log("creator pipe failed: " + e.getMessage());
+            SupervisorLog.warn("creator pipe failed: " + e.getMessage());
         }
         if (!detached && stopReason == null) {
             SupervisorLog.log("creator is gone and the sandbox is attached: stopping");

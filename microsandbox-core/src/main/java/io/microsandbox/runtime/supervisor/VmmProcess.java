@@ -42,7 +42,7 @@ final class VmmProcess {
             try {
                 status = Posix.waitPid(pid);
             } catch (IOException e) {
-                SupervisorLog.log("waitpid failed: " + e.getMessage());
+                SupervisorLog.warn("waitpid failed: " + e.getMessage());
                 status = -1;
             }
             waitStatus = status;
@@ -58,7 +58,7 @@ final class VmmProcess {
                 Posix.pidfdSignal(pidfd, Posix.SIGKILL);
             }
         } catch (IOException e) {
-            SupervisorLog.log("cannot kill the VMM: " + e.getMessage());
+            SupervisorLog.error("cannot kill the VMM: " + e.getMessage());
         }
     }
 

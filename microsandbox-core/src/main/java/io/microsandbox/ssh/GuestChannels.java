@@ -1,0 +1,260 @@
+package io.microsandbox.ssh;
+
+import io.microsandbox.MicrosandboxException;
+import io.microsandbox.SandboxFs;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.ByteBuffer;
+import java.nio.channels.ClosedChannelException;
+import java.nio.channels.NonWritableChannelException;
+import java.nio.channels.SeekableByteChannel;
+
+/**
+ * Channels over {@link SandboxFs}'s streams. SFTP addresses every read and write by offset;
+ * clients read and write front to back, which maps onto one stream. A read elsewhere reopens
+ * the stream there; a write elsewhere is refused (the guest file is written as one stream).
+ */
+final class GuestChannels {
+    private GuestChannels() {
+    }
+
+    /** Reads a guest file; seeking backwards (or far ahead) reopens the stream. */
+    static final class Reader implements SeekableByteChannel {
+        private final SandboxFs fs;
+        private final String path;
+        private final long size;
+        private InputStream stream;
+        /** Where the open stream is. */
+        private long streamAt;
+        private long position;
+        private boolean open = true;
+
+        Reader(SandboxFs fs, String path, long size) {
+            this.fs = fs;
+            this.path = path;
+            this.size = size;
+        }
+
+        /**
+         * Fills {@code dst} up to the end of the file: a short read would tell an SFTP client
+         * that the file ends there (OpenSSH's scp then stops), so chunks are joined.
+         */
+        @Override
+        public synchronized int read(ByteBuffer dst) throws IOException {
+            ensureOpen();
+            try {
+                if (stream == null || streamAt != position) {
+                    reopen();
+                }
+                byte[] buf = new byte[Math.min(dst.remaining(), 256 * 1024)];
+                int total = 0;
+                while (total < buf.length) {
+                    int n = stream.read(buf, total, buf.length - total);
+                    if (n < 0) {
+                        break;
+                    }
+                    total += n;
+                }
+                if (total == 0 && buf.length > 0) {
+                    return -1;
+                }
+                dst.put(buf, 0, total);
+                position += total;
+                streamAt = position;
+                return total;
+            } catch (MicrosandboxException e) {
+                throw new IOException(path + ": " + e.getMessage(), e);
+            }
+        }
+
+        private void reopen() throws IOException {
+            if (stream != null) {
+                stream.close();
+            }
+            stream = fs.readStream(path);
+            // past the end, the next read simply finds EOF
+            long left = position;
+            while (left > 0) {
+                long skipped = stream.skip(left);
+                if (skipped <= 0) {
+                    if (stream.read() < 0) {
+                        break;
+                    }
+                    skipped = 1;
+                }
+                left -= skipped;
+            }
+            streamAt = position;
+        }
+
+        @Override
+        public synchronized long position() {
+            return position;
+        }
+
+        @Override
+        public synchronized SeekableByteChannel position(long newPosition) {
+            if (newPosition < 0) {
+                throw new IllegalArgumentException("negative position " + newPosition);
+            }
+            position = newPosition;
+            return this;
+        }
+
+        @Override
+        public long size() {
+            return size;
+        }
+
+        @Override
+        public int write(ByteBuffer src) {
+            throw new NonWritableChannelException();
+        }
+
+        @Override
+        public SeekableByteChannel truncate(long size) {
+            throw new NonWritableChannelException();
+        }
+
+        @Override
+        public synchronized boolean isOpen() {
+            return open;
+        }
+
+        @Override
+        public synchronized void close() throws IOException {
+            open = false;
+            if (stream != null) {
+                stream.close();
+                stream = null;
+            }
+        }
+
+        private void ensureOpen() throws ClosedChannelException {
+            if (!open) {
+                throw new ClosedChannelException();
+            }
+        }
+    }
+
+    /** Sets a guest file's size (sshd sets SFTP's size attribute through a channel's truncate). */
+    interface Truncator {
+        void truncate(long size) throws IOException;
+    }
+
+    /**
+     * Writes a guest file front to back as one stream, opened at the first write: from there
+     * the file is replaced by what is written (OpenSSH's uploads open an existing file without
+     * truncating it, write it whole from offset 0, then set its size). A write anywhere else
+     * than where the data ends is refused; so a partial rewrite fails instead of going wrong.
+     * A truncate before any write resizes the file in the guest. Close makes the data durable
+     * and reports failures.
+     */
+    static final class Writer implements SeekableByteChannel {
+        private final SandboxFs fs;
+        private final String path;
+        private final Integer mode;
+        /** Whether closing without a write still leaves an empty file (new or truncated at open). */
+        private final boolean replace;
+        private final Truncator truncator;
+        private OutputStream stream;
+        private long position;
+        private boolean open = true;
+
+        Writer(SandboxFs fs, String path, Integer mode, boolean replace, Truncator truncator) {
+            this.fs = fs;
+            this.path = path;
+            this.mode = mode;
+            this.replace = replace;
+            this.truncator = truncator;
+        }
+
+        @Override
+        public synchronized int write(ByteBuffer src) throws IOException {
+            if (!open) {
+                throw new ClosedChannelException();
+            }
+            int n = src.remaining();
+            byte[] buf = new byte[n];
+            src.get(buf);
+            try {
+                stream().write(buf);
+            } catch (MicrosandboxException e) {
+                throw new IOException(path + ": " + e.getMessage(), e);
+            }
+            position += n;
+            return n;
+        }
+
+        private OutputStream stream() throws IOException {
+            if (stream == null) {
+                try {
+                    stream = fs.writeStream(path, mode);
+                } catch (MicrosandboxException e) {
+                    throw new IOException(path + ": " + e.getMessage(), e);
+                }
+            }
+            return stream;
+        }
+
+        @Override
+        public synchronized long position() {
+            return position;
+        }
+
+        /** Only where the data ends so far: the guest file is written as one stream. */
+        @Override
+        public synchronized SeekableByteChannel position(long newPosition) throws IOException {
+            if (newPosition != position) {
+                throw new IOException(path + ": writes must go front to back (at " + position + ", asked for " + newPosition + ")");
+            }
+            return this;
+        }
+
+        @Override
+        public synchronized long size() {
+            return position;
+        }
+
+        @Override
+        public int read(ByteBuffer dst) {
+            throw new java.nio.channels.NonReadableChannelException();
+        }
+
+        /**
+         * Before the first write: the guest file is resized. After it: a size at or past what
+         * was written is what the stream makes anyway; a smaller one is refused.
+         */
+        @Override
+        public synchronized SeekableByteChannel truncate(long size) throws IOException {
+            if (stream == null) {
+                truncator.truncate(size);
+            } else if (size < position) {
+                throw new IOException(path + ": cannot truncate a file being written below what was written");
+            }
+            return this;
+        }
+
+        @Override
+        public synchronized boolean isOpen() {
+            return open;
+        }
+
+        @Override
+        public synchronized void close() throws IOException {
+            if (!open) {
+                return;
+            }
+            open = false;
+            if (stream == null && !replace) {
+                return; // an existing file opened and left alone
+            }
+            try {
+                stream().close();
+            } catch (MicrosandboxException e) {
+                throw new IOException(path + ": " + e.getMessage(), e);
+            }
+        }
+    }
+}
