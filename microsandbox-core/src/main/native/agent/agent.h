@@ -68,11 +68,38 @@ bool port_throttled(void);
 
 /* ---- boot.c: early setup, root filesystem, power ---- */
 
+/* Guest-side options (guestcfg.c): mounts made at boot, named scripts, security profile. */
+#define MAX_MOUNTS 16
+#define MAX_SCRIPTS 64
+#define SCRIPT_NAME_MAX 64
+#define SCRIPTS_TOTAL_MAX (1024u * 1024)
+#define SCRIPTS_DIR "/.msb/scripts"
+
+enum mount_kind { MOUNT_9P, MOUNT_TMPFS, MOUNT_EXT4 };
+typedef struct {
+    enum mount_kind kind;
+    char *path;        /* absolute guest path, no . or .. components */
+    char *source;      /* 9p mount tag or virtio-blk serial; NULL for tmpfs */
+    bool readonly, noexec, nosuid, nodev;
+    uint32_t size_mib; /* tmpfs size limit; 0: the kernel's default */
+} mount_spec;
+
+typedef struct {
+    char *name;        /* one path component */
+    uint8_t *content;
+    size_t len;
+} script_spec;
+
 typedef struct {
     char *hostname;
     char **env;        /* "K=V" strings, NULL-terminated */
     char *workdir;     /* NULL: none configured */
     char *user;        /* NULL: root */
+    mount_spec *mounts;
+    size_t nmounts;
+    script_spec *scripts;
+    size_t nscripts;
+    bool restricted;   /* security profile "restricted" */
 } agent_config;
 
 extern agent_config g_config;
@@ -88,6 +115,20 @@ int setup_root(const char **stage, char *msg, size_t msglen);
 int apply_config(cbor_val payload, const char **stage, char *msg, size_t msglen);
 void kill_all_and_sync(void);
 void power_off(void) __attribute__((noreturn));
+int mkdir_p(const char *path, mode_t mode);
+/* Finds /dev/vdX whose virtio-blk serial matches, waiting briefly for it; 0 or -errno. */
+int find_disk(const char *serial, char *dev, size_t devlen);
+
+/* ---- mounts.c: the configured mounts and scripts, the restricted profile ---- */
+
+/* Mounts the configured volumes and installs the scripts in the new root; on failure fills
+ * stage and msg and returns -errno. */
+int apply_guest_options(const agent_config *c, const char **stage, char *msg, size_t msglen);
+/* Unmounts the shares and disks once every process is gone, so disks stop clean. */
+void unmount_guest_options(const agent_config *c);
+/* In an exec child under the restricted profile: no_new_privs and no CAP_SYS_ADMIN
+ * (bounding, ambient, effective, permitted, inheritable). 0 or -1 with errno. */
+int drop_privileges_restricted(void);
 
 /* ---- proto.c: pure parsing of frames and payloads (no system calls; fuzzed) ---- */
 
@@ -134,6 +175,10 @@ int opt_window(cbor_val p, uint64_t *window, char *msg, size_t msglen);
 /* core.configure's payload; 0, or -1 with msg (a value of the wrong type or too long). */
 int config_parse(cbor_val p, agent_config *c, char *msg, size_t msglen);
 void config_free(agent_config *c);
+/* guestcfg.c: core.configure's mounts, scripts and security into c; 0, or -1 with msg
+ * (config_free releases what was parsed). */
+int guest_options_parse(cbor_val p, agent_config *c, char *msg, size_t msglen);
+void guest_options_free(agent_config *c);
 
 typedef struct {
     char **argv;           /* argv[0] is cmd; NULL-terminated */

@@ -58,6 +58,10 @@ public final class SandboxConfig {
     private final Duration idleTimeout;
     private final Duration maxDuration;
     private final Duration replaceTimeout;
+    // issue 13: volumes, scripts, security profile (validated by GuestOptions)
+    private final Map<String, Mount> mounts;
+    private final Map<String, String> scripts;
+    private final SecurityProfile securityProfile;
 
     private SandboxConfig(Builder b) {
         this.image = b.image;
@@ -84,6 +88,9 @@ public final class SandboxConfig {
         this.idleTimeout = b.idleTimeout;
         this.maxDuration = b.maxDuration;
         this.replaceTimeout = b.replaceTimeout;
+        this.mounts = Collections.unmodifiableMap(new java.util.TreeMap<>(b.mounts));
+        this.scripts = Collections.unmodifiableMap(new java.util.TreeMap<>(b.scripts));
+        this.securityProfile = b.securityProfile;
     }
 
     public static Builder builder() {
@@ -97,7 +104,8 @@ public final class SandboxConfig {
                 .memoryMib(memoryMib).cpus(cpus).upperSizeMib(upperSizeMib)
                 .workdir(workdir).shell(shell).hostname(hostname).user(user)
                 .env(env).labels(labels).detached(detached).accelerator(accelerator).bootTimeout(bootTimeout)
-                .ephemeral(ephemeral).idleTimeout(idleTimeout).maxDuration(maxDuration).replaceTimeout(replaceTimeout);
+                .ephemeral(ephemeral).idleTimeout(idleTimeout).maxDuration(maxDuration).replaceTimeout(replaceTimeout)
+                .mounts(mounts).scripts(scripts).securityProfile(securityProfile);
     }
 
     /** Root filesystem source: for now a local directory holding an unpacked root filesystem. */
@@ -226,6 +234,21 @@ public final class SandboxConfig {
         return patches;
     }
 
+    /** What is mounted where, by guest path (sorted, so parents come before what is mounted inside them). */
+    public Map<String, Mount> mounts() {
+        return mounts;
+    }
+
+    /** Named scripts installed at {@code /.msb/scripts/<name>} and on the PATH, by name. */
+    public Map<String, String> scripts() {
+        return scripts;
+    }
+
+    /** The in-guest security profile (default {@link SecurityProfile#DEFAULT}). */
+    public SecurityProfile securityProfile() {
+        return securityProfile;
+    }
+
     /** This configuration as JSON, the form in which sandboxes are persisted. */
     public String toJson() {
         ObjectNode n = JSON.createObjectNode();
@@ -252,6 +275,16 @@ public final class SandboxConfig {
         if (imageDisk != null) {
             n.put("imageDisk", imageDisk);
             n.put("imageDiskFsType", imageDiskFsType);
+        }
+        if (!mounts.isEmpty()) {
+            ObjectNode mn = n.putObject("mounts");
+            mounts.forEach((path, m) -> mn.set(path, m.toJson()));
+        }
+        if (!scripts.isEmpty()) {
+            n.set("scripts", JSON.valueToTree(scripts));
+        }
+        if (securityProfile != SecurityProfile.DEFAULT) {
+            n.put("securityProfile", securityProfile.value());
         }
         if (!patches.isEmpty()) {
             var arr = n.putArray("patches");
@@ -300,6 +333,9 @@ public final class SandboxConfig {
                         text(pn, "content"), text(pn, "source"),
                         new PatchOptions(pn.hasNonNull("mode") ? pn.get("mode").asInt() : null, pn.path("replace").asBoolean(false))));
             }
+            n.path("mounts").fields().forEachRemaining(e -> b.mount(e.getKey(), Mount.fromJson(e.getValue())));
+            n.path("scripts").fields().forEachRemaining(e -> b.script(e.getKey(), e.getValue().asText()));
+            b.securityProfile(SecurityProfile.parse(text(n, "securityProfile")));
             if (n.get("entrypoint") != null && n.get("entrypoint").isArray()) {
                 java.util.List<String> ep = new java.util.ArrayList<>();
                 n.get("entrypoint").forEach(x -> ep.add(x.asText()));
@@ -357,8 +393,49 @@ public final class SandboxConfig {
         private Duration idleTimeout = Duration.ZERO;
         private Duration maxDuration = Duration.ZERO;
         private Duration replaceTimeout;
+        private final Map<String, Mount> mounts = new LinkedHashMap<>();
+        private final Map<String, String> scripts = new LinkedHashMap<>();
+        private SecurityProfile securityProfile = SecurityProfile.DEFAULT;
 
         private Builder() {
+        }
+
+        /**
+         * Adds mounts keyed by absolute guest path; repeated calls merge, a later mount at the
+         * same path wins. At most 16; not at {@code /}, {@code /proc}, {@code /sys},
+         * {@code /dev} or {@code /.msb}, nor under them.
+         */
+        public Builder mounts(Map<String, Mount> mounts) {
+            this.mounts.putAll(mounts);
+            return this;
+        }
+
+        /** Adds one mount at an absolute guest path (see {@link #mounts(Map)}). */
+        public Builder mount(String guestPath, Mount mount) {
+            this.mounts.put(guestPath, Objects.requireNonNull(mount, "mount"));
+            return this;
+        }
+
+        /**
+         * Adds named scripts, installed executable and read-only at {@code /.msb/scripts/<name>},
+         * which is on the PATH of every command; repeated calls merge, later names win. Names
+         * are 1 to 64 letters, digits, '.', '_' or '-'; at most 64 scripts, 1 MiB in all.
+         */
+        public Builder scripts(Map<String, String> scripts) {
+            this.scripts.putAll(scripts);
+            return this;
+        }
+
+        /** Adds one named script (see {@link #scripts(Map)}). */
+        public Builder script(String name, String content) {
+            this.scripts.put(name, Objects.requireNonNull(content, "content"));
+            return this;
+        }
+
+        /** The in-guest security profile (default {@link SecurityProfile#DEFAULT}). */
+        public Builder securityProfile(SecurityProfile securityProfile) {
+            this.securityProfile = Objects.requireNonNull(securityProfile, "securityProfile");
+            return this;
         }
 
         /** Root filesystem: a local directory holding an unpacked root filesystem. Required. */
@@ -589,7 +666,9 @@ public final class SandboxConfig {
                     GuestLimits.programProblem("shell", shell),
                     GuestLimits.hostnameProblem(hostname),
                     GuestLimits.userProblem(user),
-                    GuestLimits.envProblem(env)}) {
+                    GuestLimits.envProblem(env),
+                    GuestOptions.mountsProblem(mounts),
+                    GuestOptions.scriptsProblem(scripts)}) {
                 if (problem != null) {
                     throw invalid(problem);
                 }
