@@ -100,6 +100,9 @@ typedef struct {
     script_spec *scripts;
     size_t nscripts;
     bool restricted;   /* security profile "restricted" */
+    char *init_cmd;    /* NULL: the agent stays PID 1; "auto" or an absolute path */
+    char **init_args;  /* argv after argv[0], NULL-terminated (NULL: none) */
+    char **init_env;   /* "K=V" added to PID 1's environment (NULL: none) */
 } agent_config;
 
 extern agent_config g_config;
@@ -126,6 +129,16 @@ int find_disk(const char *serial, char *dev, size_t devlen);
 int apply_guest_options(const agent_config *c, const char **stage, char *msg, size_t msglen);
 /* Unmounts the shares and disks once every process is gone, so disks stop clean. */
 void unmount_guest_options(const agent_config *c);
+/* ---- init.c: handing PID 1 to a custom init ---- */
+
+/* In PID 1 once configured: resolves the init (probing for "auto"), forks, and execs it in
+ * PID 1 while the child returns to serve as the agent. 0 in the agent child; -errno (stage
+ * and msg filled) when there is no init to run, before anything was forked. */
+int init_handoff(const agent_config *c, const char **stage, char *msg, size_t msglen);
+bool init_handed_off(void);
+/* Asks the init to power off and waits a few seconds for it; returns if it has not. */
+void init_request_poweroff(void);
+
 /* In an exec child under the restricted profile: no_new_privs and no CAP_SYS_ADMIN
  * (bounding, ambient, effective, permitted, inheritable). 0 or -1 with errno. */
 int drop_privileges_restricted(void);

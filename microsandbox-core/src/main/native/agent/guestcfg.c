@@ -187,11 +187,48 @@ static int parse_scripts(cbor_val p, agent_config *c, char *msg, size_t msglen)
     return 0;
 }
 
+/* init: {cmd, args, env}; cmd "auto" or an absolute path. */
+static int parse_init(cbor_val p, agent_config *c, char *msg, size_t msglen)
+{
+    cbor_val init, args, v, unused, env;
+    cbor_iter it;
+    size_t n;
+    if (!cbor_map_get(p, "init", &init) || cbor_is_null(init))
+        return 0;
+    if (opt_text(init, "cmd", PATH_BUF, &c->init_cmd, msg, msglen) < 0)
+        return -1;
+    if (!c->init_cmd || (strcmp(c->init_cmd, "auto") != 0 && c->init_cmd[0] != '/')) {
+        snprintf(msg, msglen, "init: cmd must be \"auto\" or an absolute path");
+        return -1;
+    }
+    if (cbor_map_get(init, "args", &args) && !cbor_is_null(args)) {
+        if (!cbor_iter_init(args, &it) || it.is_map || it.left > MAX_ARGS) {
+            snprintf(msg, msglen, "init: args must be an array of at most %u texts", MAX_ARGS);
+            return -1;
+        }
+        if (!(c->init_args = calloc(it.left + 1, sizeof(char *)))) {
+            snprintf(msg, msglen, "out of memory");
+            return -1;
+        }
+        for (uint64_t i = 0, left = it.left; i < left; i++) {
+            if (!cbor_iter_next(&it, &v, &unused) || !(c->init_args[i] = cbor_dup_text(v))) {
+                snprintf(msg, msglen, "init: an argument is not text (or holds NUL)");
+                return -1;
+            }
+        }
+    }
+    bool has_env = cbor_map_get(init, "env", &env);
+    int rc = env_parse(env, has_env, &c->init_env, &n, msg, msglen);
+    if (rc == -1)
+        snprintf(msg, msglen, "out of memory");
+    return rc < 0 ? -1 : 0;
+}
+
 int guest_options_parse(cbor_val p, agent_config *c, char *msg, size_t msglen)
 {
     char *security = NULL;
     if (parse_mounts(p, c, msg, msglen) < 0 || parse_scripts(p, c, msg, msglen) < 0 ||
-        opt_text(p, "security", 16, &security, msg, msglen) < 0)
+        parse_init(p, c, msg, msglen) < 0 || opt_text(p, "security", 16, &security, msg, msglen) < 0)
         return -1;
     if (security && strcmp(security, "restricted") == 0) {
         c->restricted = true;
@@ -216,4 +253,7 @@ void guest_options_free(agent_config *c)
         free(c->scripts[i].content);
     }
     free(c->scripts);
+    free(c->init_cmd);
+    free_strv(c->init_args);
+    free_strv(c->init_env);
 }

@@ -62,6 +62,7 @@ public final class SandboxConfig {
     private final Map<String, Mount> mounts;
     private final Map<String, String> scripts;
     private final SecurityProfile securityProfile;
+    private final Init init;
 
     private SandboxConfig(Builder b) {
         this.image = b.image;
@@ -91,6 +92,7 @@ public final class SandboxConfig {
         this.mounts = Collections.unmodifiableMap(new java.util.TreeMap<>(b.mounts));
         this.scripts = Collections.unmodifiableMap(new java.util.TreeMap<>(b.scripts));
         this.securityProfile = b.securityProfile;
+        this.init = b.init;
     }
 
     public static Builder builder() {
@@ -105,7 +107,7 @@ public final class SandboxConfig {
                 .workdir(workdir).shell(shell).hostname(hostname).user(user)
                 .env(env).labels(labels).detached(detached).accelerator(accelerator).bootTimeout(bootTimeout)
                 .ephemeral(ephemeral).idleTimeout(idleTimeout).maxDuration(maxDuration).replaceTimeout(replaceTimeout)
-                .mounts(mounts).scripts(scripts).securityProfile(securityProfile);
+                .mounts(mounts).scripts(scripts).securityProfile(securityProfile).init(init);
     }
 
     /** Root filesystem source: for now a local directory holding an unpacked root filesystem. */
@@ -249,6 +251,11 @@ public final class SandboxConfig {
         return securityProfile;
     }
 
+    /** The custom init that becomes PID 1, or null: the agent stays PID 1. */
+    public Init init() {
+        return init;
+    }
+
     /** This configuration as JSON, the form in which sandboxes are persisted. */
     public String toJson() {
         ObjectNode n = JSON.createObjectNode();
@@ -285,6 +292,9 @@ public final class SandboxConfig {
         }
         if (securityProfile != SecurityProfile.DEFAULT) {
             n.put("securityProfile", securityProfile.value());
+        }
+        if (init != null) {
+            n.set("init", init.toJson());
         }
         if (!patches.isEmpty()) {
             var arr = n.putArray("patches");
@@ -336,6 +346,9 @@ public final class SandboxConfig {
             n.path("mounts").fields().forEachRemaining(e -> b.mount(e.getKey(), Mount.fromJson(e.getValue())));
             n.path("scripts").fields().forEachRemaining(e -> b.script(e.getKey(), e.getValue().asText()));
             b.securityProfile(SecurityProfile.parse(text(n, "securityProfile")));
+            if (n.hasNonNull("init")) {
+                b.init(Init.fromJson(n.get("init")));
+            }
             if (n.get("entrypoint") != null && n.get("entrypoint").isArray()) {
                 java.util.List<String> ep = new java.util.ArrayList<>();
                 n.get("entrypoint").forEach(x -> ep.add(x.asText()));
@@ -396,8 +409,15 @@ public final class SandboxConfig {
         private final Map<String, Mount> mounts = new LinkedHashMap<>();
         private final Map<String, String> scripts = new LinkedHashMap<>();
         private SecurityProfile securityProfile = SecurityProfile.DEFAULT;
+        private Init init;
 
         private Builder() {
+        }
+
+        /** Hands PID 1 to a custom init after the agent's setup ({@link Init#auto()}, {@link Init#cmd(String)}); null: none. */
+        public Builder init(Init init) {
+            this.init = init;
+            return this;
         }
 
         /**
@@ -668,7 +688,8 @@ public final class SandboxConfig {
                     GuestLimits.userProblem(user),
                     GuestLimits.envProblem(env),
                     GuestOptions.mountsProblem(mounts),
-                    GuestOptions.scriptsProblem(scripts)}) {
+                    GuestOptions.scriptsProblem(scripts),
+                    init == null ? null : init.problem()}) {
                 if (problem != null) {
                     throw invalid(problem);
                 }

@@ -1,6 +1,7 @@
 package io.microsandbox.runtime;
 
 import io.microsandbox.ErrorKind;
+import io.microsandbox.Init;
 import io.microsandbox.MicrosandboxException;
 import io.microsandbox.Mount;
 import io.microsandbox.SandboxConfig;
@@ -45,12 +46,13 @@ public final class GuestSetup {
     }
 
     /**
-     * Resolves the mounts of {@code config} against the host and the home's volumes.
+     * Resolves the mounts of {@code config} against the host and the home's volumes, and its
+     * init against the image's {@code entrypoint} (null when there is none).
      *
      * @throws MicrosandboxException INVALID_CONFIG for a bind source that is no directory, a
      *         disk that is no file or a directory volume named as a disk; VOLUME_NOT_FOUND
      */
-    public static Plan plan(Path home, SandboxConfig config) {
+    public static Plan plan(Path home, SandboxConfig config, List<String> entrypoint) {
         List<String> qemu = new ArrayList<>();
         List<Map<String, Object>> mounts = new ArrayList<>();
         int index = 0;
@@ -90,6 +92,10 @@ public final class GuestSetup {
             agent.put("scripts", config.scripts());
         }
         agent.put("security", config.securityProfile().value());
+        if (config.init() != null) {
+            Init init = config.init().resolve(entrypoint);
+            agent.put("init", Map.of("cmd", init.command(), "args", init.args(), "env", init.env()));
+        }
         return new Plan(List.copyOf(qemu), agent);
     }
 

@@ -85,7 +85,8 @@ public final class SandboxPreparer {
             UpperPatches.createUpperDisk(layout.upperDisk(), config.upperSizeMib(), lower, config.patches());
         }
         // mounts (issue 13): resolved before QEMU starts, so a missing volume fails by name
-        GuestSetup.Plan guest = GuestSetup.plan(home, config);
+        GuestSetup.Plan guest = GuestSetup.plan(home, config, config.entrypoint() != null ? config.entrypoint()
+                : root.defaults() != null ? root.defaults().entrypoint() : null);
         Path runtimeDir = agent.getParent();
         Accelerator wanted = config.accelerator() != Accelerator.AUTO ? config.accelerator() : runtimeAccelerator;
         Accelerator accelerator = Accelerators.resolve(wanted, qemu, kernel, initramfs, runtimeDir);
