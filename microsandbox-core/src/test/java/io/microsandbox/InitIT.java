@@ -4,11 +4,13 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
+import java.time.Duration;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * A custom init as PID 1 while the agent serves from a child (issue 13). The test image has
@@ -84,5 +86,56 @@ class InitIT {
                     assertThat(e.getMessage()).contains("none of /sbin/init");
                 });
         assertThat(Microsandbox.defaultRuntime().find(missing)).isEmpty();
+    }
+
+    /**
+     * systemd from a Debian image (scripts/setup.sh builds test-images/debian-systemd) as PID
+     * 1 through Init.auto(): a unit it starts is visible from exec, and a graceful stop makes
+     * systemd stop its units (the unit's ExecStop leaves a marker in a bind mount) and the VM
+     * ends by itself.
+     */
+    @Test
+    @Timeout(400)
+    void systemdRunsItsUnitsAndStopsThemOnAGracefulStop() throws Exception {
+        Path image = Path.of(TestSandboxes.rootfs()).resolveSibling("debian-systemd");
+        assumeTrue(Files.isDirectory(image), "the systemd test image " + image + " is built by scripts/setup.sh");
+        Path share = Files.createDirectories(tmp.resolve("share"));
+        String unit = """
+                [Unit]
+                Description=microsandbox probe
+                [Service]
+                ExecStart=/bin/sh -c 'echo started > /run/msb-probe; exec sleep infinity'
+                ExecStop=/bin/sh -c 'echo stopped-by-systemd > /mnt/share/stopped'
+                [Install]
+                WantedBy=multi-user.target
+                """;
+        String name = TestSandboxes.uniqueName("systemd");
+        SandboxConfig config = SandboxConfig.builder().image(image.toString()).memoryMib(512).bootTimeout(Duration.ofSeconds(120))
+                .patch(Patch.text("/etc/systemd/system/msb-probe.service", unit),
+                        Patch.mkdir("/etc/systemd/system/multi-user.target.wants"),
+                        Patch.symlink("/etc/systemd/system/msb-probe.service", "/etc/systemd/system/multi-user.target.wants/msb-probe.service"))
+                .mount("/mnt/share", Mount.bind(share, MountOptions.defaults()))
+                .init(Init.auto())
+                .build();
+        try (Sandbox sb = Sandbox.create(name, config)) {
+            assertThat(sb.shell("cat /proc/1/comm").stdout()).isEqualTo("systemd\n");
+            String state = "";
+            long deadline = System.nanoTime() + Duration.ofSeconds(120).toNanos();
+            while (!state.equals("active") && System.nanoTime() < deadline) {
+                Thread.sleep(500);
+                state = sb.shell("systemctl is-active msb-probe.service").stdout().trim();
+            }
+            assertThat(state).isEqualTo("active");
+            assertThat(sb.shell("cat /run/msb-probe").stdout()).isEqualTo("started\n");
+            long t0 = System.nanoTime();
+            sb.stop(Duration.ofSeconds(30));
+            // under 6 s systemd powered the VM off itself; the agent's own power-off comes after 6 s
+            System.out.printf("graceful stop of systemd took %d ms%n", (System.nanoTime() - t0) / 1_000_000);
+        }
+        assertThat(Files.readString(share.resolve("stopped"))).isEqualTo("stopped-by-systemd\n");
+        SandboxStopResult stop = Sandbox.get(name).lastStop().orElseThrow();
+        assertThat(stop.signal()).as("the VMM powered off, not killed").isNull();
+        assertThat(stop.exitCode()).isZero();
+        Sandbox.remove(name);
     }
 }
