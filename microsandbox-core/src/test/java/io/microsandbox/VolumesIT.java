@@ -152,6 +152,15 @@ class VolumesIT {
                 // the disk file keeps its size on the host: the guest filled the disk, not the host
                 assertThat(Files.size(disk.path())).isEqualTo(16L << 20);
                 assertThat(Files.readString(volumes.get(dirVolume).path().resolve("kept"))).isEqualTo("kept\n");
+                // one writer per disk: QEMU's image lock refuses a second sandbox while this one runs
+                String rival = TestSandboxes.uniqueName("vol-rival");
+                assertThatThrownBy(() -> Sandbox.create(rival, TestSandboxes.config()
+                        .mount("/disk", Mount.named(diskVolume, MountOptions.defaults())).build()))
+                        .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                            assertThat(e.kind()).isEqualTo(ErrorKind.BOOT_FAILED);
+                            assertThat(e.getMessage()).contains("lock");
+                        });
+                assertThat(Microsandbox.defaultRuntime().find(rival)).isEmpty();
                 sb.stop();
             }
             assertThatThrownBy(() -> volumes.remove(dirVolume))

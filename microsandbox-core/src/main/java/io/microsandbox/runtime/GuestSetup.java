@@ -11,6 +11,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
+import java.nio.file.attribute.UserDefinedFileAttributeView;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -135,6 +136,11 @@ public final class GuestSetup {
             Path real = source.toRealPath();
             if (!Files.isDirectory(real, LinkOption.NOFOLLOW_LINKS)) {
                 throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "mount " + guestPath + ": " + source + " is not a directory");
+            }
+            // mapped-xattr keeps the guest's owners and modes in user xattrs: without them every guest write would fail
+            if (!Files.getFileStore(real).supportsFileAttributeView(UserDefinedFileAttributeView.class)) {
+                throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "mount " + guestPath + ": " + source
+                        + " is on a filesystem without user extended attributes, which the share needs (ext4, xfs, btrfs; tmpfs from Linux 6.6)");
             }
             return real;
         } catch (IOException e) {
