@@ -70,6 +70,7 @@ bool port_throttled(void);
 
 /* Guest-side options (guestcfg.c): mounts made at boot, named scripts, security profile. */
 #define MAX_MOUNTS 16
+#define MOUNT_PATH_MAX 511 /* mkdir_p's buffer */
 #define MAX_SCRIPTS 64
 #define SCRIPT_NAME_MAX 64
 #define SCRIPTS_TOTAL_MAX (1024u * 1024)

@@ -54,7 +54,7 @@ static int read_file(const char *path, char *buf, size_t size)
 
 int mkdir_p(const char *path, mode_t mode)
 {
-    char tmp[512];
+    char tmp[MOUNT_PATH_MAX + 1];
     if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
         return -ENAMETOOLONG;
     for (char *p = tmp + 1; *p; p++) {

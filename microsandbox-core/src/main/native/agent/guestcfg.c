@@ -55,7 +55,7 @@ static int parse_mount(cbor_val m, mount_spec *out, char *msg, size_t msglen)
     char *type = NULL;
     cbor_val v;
     uint64_t u;
-    if (opt_text(m, "path", PATH_BUF, &out->path, msg, msglen) < 0 ||
+    if (opt_text(m, "path", MOUNT_PATH_MAX + 1, &out->path, msg, msglen) < 0 ||
         opt_text(m, "type", 16, &type, msg, msglen) < 0 ||
         opt_text(m, "source", 64, &out->source, msg, msglen) < 0)
         goto bad;

@@ -14,6 +14,8 @@ final class GuestOptions {
     static final int MAX_SCRIPTS = 64;
     static final int MAX_SCRIPT_NAME = 64;
     static final int MAX_SCRIPTS_BYTES = 1024 * 1024;
+    /** The agent creates mount points in a 512-byte buffer (agent.h's MOUNT_PATH_MAX). */
+    static final int MAX_MOUNT_PATH_BYTES = 511;
     /** Guest paths a mount must not cover: the agent's own and the kernel's. */
     private static final List<String> RESERVED = List.of("/proc", "/sys", "/dev", "/.msb", "/run/msb");
 
@@ -39,9 +41,9 @@ final class GuestOptions {
     /** An absolute path, not "/", without empty, "." or ".." components, outside the reserved trees. */
     static String guestPathProblem(String path) {
         if (path == null || !path.startsWith("/") || path.equals("/") || path.indexOf('\0') >= 0
-                || path.getBytes(StandardCharsets.UTF_8).length > GuestLimits.PATH_MAX_BYTES) {
+                || path.getBytes(StandardCharsets.UTF_8).length > MAX_MOUNT_PATH_BYTES) {
             return "mount path '" + path + "' must be an absolute guest path other than / (at most "
-                    + GuestLimits.PATH_MAX_BYTES + " bytes)";
+                    + MAX_MOUNT_PATH_BYTES + " bytes)";
         }
         for (String part : path.substring(1).split("/", -1)) {
             if (part.isEmpty() || part.equals(".") || part.equals("..")) {

@@ -34,7 +34,8 @@ class GuestOptionsTest {
     @Test
     void refusesWhatTheGuestCannotMount() {
         Mount tmp = Mount.tmpfs(8, MountOptions.defaults());
-        for (String path : new String[] {"relative", "/", "/a/../b", "/a//b", "/a/./b", "/proc", "/dev/x", "/.msb/scripts", "/run/msb/upper"}) {
+        for (String path : new String[] {"relative", "/", "/a/../b", "/a//b", "/a/./b", "/proc", "/dev/x", "/.msb/scripts", "/run/msb/upper",
+                "/" + "x".repeat(GuestOptions.MAX_MOUNT_PATH_BYTES)}) {
             assertThatThrownBy(() -> base().mount(path, tmp).build()).as(path)
                     .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG));
         }
