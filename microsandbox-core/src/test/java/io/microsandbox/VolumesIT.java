@@ -177,19 +177,27 @@ class VolumesIT {
 
             // the volumes outlive the sandbox; the disk volume through Mount.named, read-only (which
             // cannot replay the journal the kill left: the agent mounts it as of its last checkpoint)
+            // and a disk image file of the host's, by path
+            Path image = tmp.resolve("image.ext4");
+            io.microsandbox.image.RootDisks.createDataDisk(image, 16, "test");
             SandboxConfig reader = TestSandboxes.config()
                     .mount("/data", Mount.named(dirVolume, MountOptions.defaults()))
                     .mount("/disk", Mount.named(diskVolume, MountOptions.builder().readonly().build()))
+                    .mount("/img", Mount.disk(image.toString(), "ext4", MountOptions.defaults()))
                     .build();
             try (Sandbox sb = Sandbox.create(second, reader)) {
                 ExecOutput out = sb.shell("cat /data/kept /disk/keep; echo x > /disk/new;"
-                        + " dmesg | grep -q 'try mounting with noload' && echo journal-not-replayed");
-                assertThat(out.stdout()).isEqualTo("kept\nkeep\njournal-not-replayed\n");
+                        + " dmesg | grep -q 'try mounting with noload' && echo journal-not-replayed;"
+                        + " echo from-guest > /img/hello && df -m /img | tail -1 | awk '{print $2 <= 16}'");
+                assertThat(out.stdout()).isEqualTo("kept\nkeep\njournal-not-replayed\n1\n");
                 assertThat(out.stderr()).contains("Read-only file system");
                 sb.stop();
             } finally {
                 Microsandbox.defaultRuntime().find(second).ifPresent(h -> Sandbox.remove(second));
             }
+            Process cat = new ProcessBuilder("/usr/sbin/debugfs", "-R", "cat /hello", image.toString()).redirectErrorStream(false).start();
+            assertThat(new String(cat.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8)).isEqualTo("from-guest\n");
+            assertThat(cat.waitFor()).isZero();
         } finally {
             for (String v : List.of(dirVolume, diskVolume)) {
                 if (volumes.find(v).isPresent()) {
