@@ -79,6 +79,7 @@ public final class Mount {
         return new Mount(Kind.DISK, Objects.requireNonNull(pathOrVolume, "pathOrVolume"), fstype == null ? "ext4" : fstype, options);
     }
 
+    /** What backs the mount. */
     public Kind kind() {
         return kind;
     }
@@ -93,6 +94,7 @@ public final class Mount {
         return fstype;
     }
 
+    /** Read-only, noexec, nosuid, nodev, size. */
     public MountOptions options() {
         return options;
     }

@@ -89,37 +89,45 @@ public final class MountOptions {
         private Builder() {
         }
 
+        /** Mount read-only (also enforced by QEMU for shares and disks). */
         public Builder readonly() {
             return readonly(true);
         }
 
+        /** Sets or clears readonly. */
         public Builder readonly(boolean readonly) {
             this.readonly = readonly;
             return this;
         }
 
+        /** Programs on the mount may not be executed. */
         public Builder noexec() {
             return noexec(true);
         }
 
+        /** Sets or clears noexec. */
         public Builder noexec(boolean noexec) {
             this.noexec = noexec;
             return this;
         }
 
+        /** Set-user-id and set-group-id bits are ignored on the mount. */
         public Builder nosuid() {
             return nosuid(true);
         }
 
+        /** Sets or clears nosuid. */
         public Builder nosuid(boolean nosuid) {
             this.nosuid = nosuid;
             return this;
         }
 
+        /** Device nodes on the mount cannot be opened. */
         public Builder nodev() {
             return nodev(true);
         }
 
+        /** Sets or clears nodev. */
         public Builder nodev(boolean nodev) {
             this.nodev = nodev;
             return this;
@@ -131,6 +139,7 @@ public final class MountOptions {
             return this;
         }
 
+        /** The options. */
         public MountOptions build() {
             return new MountOptions(this);
         }

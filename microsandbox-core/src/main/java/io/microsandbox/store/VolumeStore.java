@@ -51,6 +51,7 @@ public final class VolumeStore {
         });
     }
 
+    /** The volume named {@code name}, if recorded. */
     public Optional<Row> find(String name) {
         List<Row> rows = query("WHERE name = ?", name);
         return rows.isEmpty() ? Optional.empty() : Optional.of(rows.get(0));
@@ -61,6 +62,7 @@ public final class VolumeStore {
         return query("", null);
     }
 
+    /** Forgets a volume (its files are the caller's to delete). */
     public void delete(String name) {
         db.inTransaction(c -> {
             try (PreparedStatement ps = c.prepareStatement("DELETE FROM volume WHERE name = ?")) {
