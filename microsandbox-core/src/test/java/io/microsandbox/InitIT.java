@@ -40,27 +40,29 @@ class InitIT {
                 .mount("/mnt/share", Mount.bind(share, MountOptions.defaults()))
                 .init(Init.auto())
                 .build();
-        try (Sandbox sb = Sandbox.create(name, config)) {
-            ExecOutput out = sb.shell("tr '\\0' ' ' < /proc/1/cmdline; echo; grep PPid /proc/$(cat /run/service.pid)/status;"
-                    + " grep PPid /proc/self/status");
-            String[] lines = out.stdout().split("\n");
-            assertThat(lines[0]).isEqualTo("/bin/sh /sbin/init ");
-            assertThat(lines[1]).isEqualTo("PPid:\t1");
-            // the command's parent is the agent, which is not PID 1 any more
-            assertThat(lines[2]).startsWith("PPid:\t").isNotEqualTo("PPid:\t1");
-            assertThat(sb.exec("true", List.of()).success()).isTrue();
-            sb.stop();
-        }
-        assertThat(Files.readString(share.resolve("marker"))).startsWith("asked to stop");
-        SandboxStopResult stop = Sandbox.get(name).lastStop().orElseThrow();
-        assertThat(stop.status()).isEqualTo(SandboxStatus.STOPPED);
-        assertThat(stop.signal()).as("the VMM powered off, not killed").isNull();
-        assertThat(stop.exitCode()).isZero();
-        try (Sandbox again = Sandbox.start(name)) {
-            assertThat(again.shell("tr '\\0' ' ' < /proc/1/cmdline").stdout()).isEqualTo("/bin/sh /sbin/init ");
-            again.kill();
+        try {
+            try (Sandbox sb = Sandbox.create(name, config)) {
+                ExecOutput out = sb.shell("tr '\\0' ' ' < /proc/1/cmdline; echo; grep PPid /proc/$(cat /run/service.pid)/status;"
+                        + " grep PPid /proc/self/status");
+                String[] lines = out.stdout().split("\n");
+                assertThat(lines[0]).isEqualTo("/bin/sh /sbin/init ");
+                assertThat(lines[1]).isEqualTo("PPid:\t1");
+                // the command's parent is the agent, which is not PID 1 any more
+                assertThat(lines[2]).startsWith("PPid:\t").isNotEqualTo("PPid:\t1");
+                assertThat(sb.exec("true", List.of()).success()).isTrue();
+                sb.stop();
+            }
+            assertThat(Files.readString(share.resolve("marker"))).startsWith("asked to stop");
+            SandboxStopResult stop = Sandbox.get(name).lastStop().orElseThrow();
+            assertThat(stop.status()).isEqualTo(SandboxStatus.STOPPED);
+            assertThat(stop.signal()).as("the VMM powered off, not killed").isNull();
+            assertThat(stop.exitCode()).isZero();
+            try (Sandbox again = Sandbox.start(name)) {
+                assertThat(again.shell("tr '\\0' ' ' < /proc/1/cmdline").stdout()).isEqualTo("/bin/sh /sbin/init ");
+                again.kill();
+            }
         } finally {
-            Sandbox.remove(name);
+            Microsandbox.defaultRuntime().find(name).ifPresent(h -> Sandbox.remove(name));
         }
     }
 
@@ -77,7 +79,7 @@ class InitIT {
                     .isEqualTo("/bin/sh /opt/my-init first second \nINIT_FLAVOUR=test\n");
             sb.stop();
         } finally {
-            Sandbox.remove(name);
+            Microsandbox.defaultRuntime().find(name).ifPresent(h -> Sandbox.remove(name));
         }
         String missing = TestSandboxes.uniqueName("init-missing");
         assertThatThrownBy(() -> Sandbox.create(missing, TestSandboxes.config().init(Init.auto()).build()))
@@ -117,6 +119,18 @@ class InitIT {
                 .mount("/mnt/share", Mount.bind(share, MountOptions.defaults()))
                 .init(Init.auto())
                 .build();
+        try {
+            bootAndStopSystemd(name, config);
+            assertThat(Files.readString(share.resolve("stopped"))).isEqualTo("stopped-by-systemd\n");
+            SandboxStopResult stop = Sandbox.get(name).lastStop().orElseThrow();
+            assertThat(stop.signal()).as("the VMM powered off, not killed").isNull();
+            assertThat(stop.exitCode()).isZero();
+        } finally {
+            Microsandbox.defaultRuntime().find(name).ifPresent(h -> Sandbox.remove(name));
+        }
+    }
+
+    private static void bootAndStopSystemd(String name, SandboxConfig config) throws InterruptedException {
         try (Sandbox sb = Sandbox.create(name, config)) {
             // the executable, not /proc/1/comm: systemd renames itself only once it runs
             assertThat(sb.shell("readlink /proc/1/exe").stdout()).endsWith("/systemd\n");
@@ -133,10 +147,5 @@ class InitIT {
             // under 6 s systemd powered the VM off itself; the agent's own power-off comes after 6 s
             System.out.printf("graceful stop of systemd took %d ms%n", (System.nanoTime() - t0) / 1_000_000);
         }
-        assertThat(Files.readString(share.resolve("stopped"))).isEqualTo("stopped-by-systemd\n");
-        SandboxStopResult stop = Sandbox.get(name).lastStop().orElseThrow();
-        assertThat(stop.signal()).as("the VMM powered off, not killed").isNull();
-        assertThat(stop.exitCode()).isZero();
-        Sandbox.remove(name);
     }
 }

@@ -46,7 +46,7 @@ class ScriptsAndSecurityIT {
             assertThat(mounts).contains("nosuid").contains("nodev");
             sb.stop();
         } finally {
-            Sandbox.remove(name);
+            Microsandbox.defaultRuntime().find(name).ifPresent(h -> Sandbox.remove(name));
         }
     }
 
@@ -63,7 +63,7 @@ class ScriptsAndSecurityIT {
             assertThat(sb.shell("grep ' /t ' /proc/mounts").stdout()).doesNotContain("nosuid");
             sb.stop();
         } finally {
-            Sandbox.remove(name);
+            Microsandbox.defaultRuntime().find(name).ifPresent(h -> Sandbox.remove(name));
         }
     }
 

@@ -41,71 +41,74 @@ class VolumesIT {
                 .mount("/mnt/share", Mount.bind(share, MountOptions.defaults()))
                 .mount("/mnt/ro", Mount.bind(ro.toString(), MountOptions.builder().readonly().build()))
                 .build();
-        try (Sandbox sb = Sandbox.create(name, config)) {
-            // host -> guest, and guest -> host as the non-root default user
-            ExecOutput out = sb.shell("cat /mnt/share/from-host.txt && echo guest > /mnt/share/from-guest.txt"
-                    + " && mkdir /mnt/share/gdir && echo nested > /mnt/share/gdir/f && stat -c '%U %a' /mnt/share/from-guest.txt /mnt/share");
-            assertThat(out.stderr()).isEmpty();
-            assertThat(out.stdout()).isEqualTo("hello from host\nsandbox 644\nsandbox 755\n");
-            assertThat(Files.readString(share.resolve("from-guest.txt"))).isEqualTo("guest\n");
-            assertThat(Files.readString(share.resolve("gdir/f"))).isEqualTo("nested\n");
-            // live: a host write after boot, and a host append to a guest file
-            Files.writeString(share.resolve("later.txt"), "written later\n");
-            Files.writeString(share.resolve("from-guest.txt"), "host append\n", java.nio.file.StandardOpenOption.APPEND);
-            assertThat(sb.shell("cat /mnt/share/later.txt /mnt/share/from-guest.txt").stdout())
-                    .isEqualTo("written later\nguest\nhost append\n");
-            Files.delete(share.resolve("later.txt"));
-            assertThat(sb.shell("test -e /mnt/share/later.txt || echo gone").stdout()).isEqualTo("gone\n");
+        try {
+            try (Sandbox sb = Sandbox.create(name, config)) {
+                // host -> guest, and guest -> host as the non-root default user
+                ExecOutput out = sb.shell("cat /mnt/share/from-host.txt && echo guest > /mnt/share/from-guest.txt"
+                        + " && mkdir /mnt/share/gdir && echo nested > /mnt/share/gdir/f && stat -c '%U %a' /mnt/share/from-guest.txt /mnt/share");
+                assertThat(out.stderr()).isEmpty();
+                assertThat(out.stdout()).isEqualTo("hello from host\nsandbox 644\nsandbox 755\n");
+                assertThat(Files.readString(share.resolve("from-guest.txt"))).isEqualTo("guest\n");
+                assertThat(Files.readString(share.resolve("gdir/f"))).isEqualTo("nested\n");
+                // live: a host write after boot, and a host append to a guest file
+                Files.writeString(share.resolve("later.txt"), "written later\n");
+                Files.writeString(share.resolve("from-guest.txt"), "host append\n", java.nio.file.StandardOpenOption.APPEND);
+                assertThat(sb.shell("cat /mnt/share/later.txt /mnt/share/from-guest.txt").stdout())
+                        .isEqualTo("written later\nguest\nhost append\n");
+                Files.delete(share.resolve("later.txt"));
+                assertThat(sb.shell("test -e /mnt/share/later.txt || echo gone").stdout()).isEqualTo("gone\n");
 
-            // concurrent writers, one file each, while both sides run
-            CompletableFuture<ExecOutput> guest = CompletableFuture.supplyAsync(() -> sb.shell(
-                    "i=0; while [ $i -lt 300 ]; do echo guest-$i >> /mnt/share/guest.log; i=$((i+1)); done; echo done"));
-            try (var w = Files.newBufferedWriter(share.resolve("host.log"))) {
-                for (int i = 0; i < 300; i++) {
-                    w.write("host-" + i + "\n");
-                    w.flush();
-                    Thread.sleep(2);
+                // concurrent writers, one file each, while both sides run
+                CompletableFuture<ExecOutput> guest = CompletableFuture.supplyAsync(() -> sb.shell(
+                        "i=0; while [ $i -lt 300 ]; do echo guest-$i >> /mnt/share/guest.log; i=$((i+1)); done; echo done"));
+                try (var w = Files.newBufferedWriter(share.resolve("host.log"))) {
+                    for (int i = 0; i < 300; i++) {
+                        w.write("host-" + i + "\n");
+                        w.flush();
+                        Thread.sleep(2);
+                    }
                 }
-            }
-            assertThat(guest.get().stdout()).isEqualTo("done\n");
-            assertThat(Files.readAllLines(share.resolve("guest.log"))).hasSize(300).startsWith("guest-0").endsWith("guest-299");
-            assertThat(sb.shell("wc -l < /mnt/share/host.log; tail -1 /mnt/share/host.log").stdout()).isEqualTo("300\nhost-299\n");
+                assertThat(guest.get().stdout()).isEqualTo("done\n");
+                assertThat(Files.readAllLines(share.resolve("guest.log"))).hasSize(300).startsWith("guest-0").endsWith("guest-299");
+                assertThat(sb.shell("wc -l < /mnt/share/host.log; tail -1 /mnt/share/host.log").stdout()).isEqualTo("300\nhost-299\n");
 
-            // read-only
-            ExecOutput denied = sb.exec("sh", List.of("-c", "cat /mnt/ro/ro.txt; echo x > /mnt/ro/new"), AS_ROOT);
-            assertThat(denied.stdout()).isEqualTo("read only\n");
-            assertThat(denied.stderr()).contains("Read-only file system");
-            assertThat(ro.resolve("new")).doesNotExist();
+                // read-only
+                ExecOutput denied = sb.exec("sh", List.of("-c", "cat /mnt/ro/ro.txt; echo x > /mnt/ro/new"), AS_ROOT);
+                assertThat(denied.stdout()).isEqualTo("read only\n");
+                assertThat(denied.stderr()).contains("Read-only file system");
+                assertThat(ro.resolve("new")).doesNotExist();
 
-            // host symlinks inside the share never lead out of it
-            ExecOutput escape = sb.exec("sh", List.of("-c", "cat /mnt/share/abs-link/secret.txt; cat /mnt/share/up-link/secret.txt;"
-                    + " ls /mnt/share/etc-link/ | head -3; cd /mnt/share && cat ../../../../" + outside + "/secret.txt"
-                    + " ../outside/secret.txt ../../outside/secret.txt; echo end"), AS_ROOT);
-            assertThat(escape.stdout()).doesNotContain("host-secret").endsWith("end\n");
-            // guest symlinks arrive as plain files (mapped-xattr), and guest set-user-id bits stay in the guest
-            ExecOutput planted = sb.exec("sh", List.of("-c", "ln -s / /mnt/share/g-root && ln -s ../outside /mnt/share/g-up"
-                    + " && ln -s " + outside + " /mnt/share/g-abs && cp /usr/bin/id /mnt/share/suid-id && chmod 4755 /mnt/share/suid-id"
-                    + " && readlink /mnt/share/g-root /mnt/share/g-up && stat -c '%a %U' /mnt/share/suid-id"
-                    + " && cat /mnt/share/g-abs/secret.txt /mnt/share/g-up/secret.txt; echo end"), AS_ROOT);
-            assertThat(planted.stdout()).startsWith("/\n../outside\n4755 root\n").doesNotContain("host-secret").endsWith("end\n");
-            for (String link : List.of("g-root", "g-up", "g-abs")) {
-                assertThat(Files.isSymbolicLink(share.resolve(link))).as(link).isFalse();
-                assertThat(Files.isRegularFile(share.resolve(link), LinkOption.NOFOLLOW_LINKS)).as(link).isTrue();
+                // host symlinks inside the share never lead out of it
+                ExecOutput escape = sb.exec("sh", List.of("-c", "cat /mnt/share/abs-link/secret.txt; cat /mnt/share/up-link/secret.txt;"
+                        + " ls /mnt/share/etc-link/ | head -3; cd /mnt/share && cat ../../../../" + outside + "/secret.txt"
+                        + " ../outside/secret.txt ../../outside/secret.txt; echo end"), AS_ROOT);
+                assertThat(escape.stdout()).doesNotContain("host-secret").endsWith("end\n");
+                // guest symlinks arrive as plain files (mapped-xattr), and guest set-user-id bits stay in the guest
+                ExecOutput planted = sb.exec("sh", List.of("-c", "ln -s / /mnt/share/g-root && ln -s ../outside /mnt/share/g-up"
+                        + " && ln -s " + outside + " /mnt/share/g-abs && cp /usr/bin/id /mnt/share/suid-id && chmod 4755 /mnt/share/suid-id"
+                        + " && readlink /mnt/share/g-root /mnt/share/g-up && stat -c '%a %U' /mnt/share/suid-id"
+                        + " && cat /mnt/share/g-abs/secret.txt /mnt/share/g-up/secret.txt; echo end"), AS_ROOT);
+                assertThat(planted.stdout()).startsWith("/\n../outside\n4755 root\n").doesNotContain("host-secret").endsWith("end\n");
+                for (String link : List.of("g-root", "g-up", "g-abs")) {
+                    assertThat(Files.isSymbolicLink(share.resolve(link))).as(link).isFalse();
+                    assertThat(Files.isRegularFile(share.resolve(link), LinkOption.NOFOLLOW_LINKS)).as(link).isTrue();
+                }
+                assertThat(Files.readString(share.resolve("g-abs"))).isEqualTo(outside.toString());
+                int hostMode = (Integer) Files.getAttribute(share.resolve("suid-id"), "unix:mode");
+                assertThat(hostMode & 07000).as("set-id bits on the host").isZero();
+                assertThat(Files.readString(outside.resolve("secret.txt"))).isEqualTo("host-secret\n");
+                sb.stop();
             }
-            assertThat(Files.readString(share.resolve("g-abs"))).isEqualTo(outside.toString());
-            int hostMode = (Integer) Files.getAttribute(share.resolve("suid-id"), "unix:mode");
-            assertThat(hostMode & 07000).as("set-id bits on the host").isZero();
-            assertThat(Files.readString(outside.resolve("secret.txt"))).isEqualTo("host-secret\n");
-            sb.stop();
-        }
-        try (Sandbox again = Sandbox.start(name)) {
-            assertThat(again.shell("cat /mnt/share/from-host.txt /mnt/ro/ro.txt; stat -c '%U' /mnt/share/gdir/f").stdout())
-                    .isEqualTo("hello from host\nread only\nsandbox\n");
-            again.stop();
-        } finally {
+            try (Sandbox again = Sandbox.start(name)) {
+                assertThat(again.shell("cat /mnt/share/from-host.txt /mnt/ro/ro.txt; stat -c '%U' /mnt/share/gdir/f").stdout())
+                        .isEqualTo("hello from host\nread only\nsandbox\n");
+                again.stop();
+            }
             Sandbox.remove(name);
+            assertThat(Files.readString(share.resolve("gdir/f"))).isEqualTo("nested\n");
+        } finally {
+            Microsandbox.defaultRuntime().find(name).ifPresent(h -> Sandbox.remove(name));
         }
-        assertThat(Files.readString(share.resolve("gdir/f"))).isEqualTo("nested\n");
     }
 
     /**
@@ -199,6 +202,9 @@ class VolumesIT {
             assertThat(new String(cat.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8)).isEqualTo("from-guest\n");
             assertThat(cat.waitFor()).isZero();
         } finally {
+            for (String sandbox : List.of(first, second)) {
+                Microsandbox.defaultRuntime().find(sandbox).ifPresent(h -> Sandbox.remove(sandbox));
+            }
             for (String v : List.of(dirVolume, diskVolume)) {
                 if (volumes.find(v).isPresent()) {
                     volumes.remove(v);
