@@ -8,6 +8,8 @@
 # Environment:
 #   MSB_DEBIAN_MIRROR  Debian mirror URL (default: the deb.debian.org-style URL this
 #                      machine's apt sources use, else http://deb.debian.org/debian)
+#   MSB_TEST_IMAGE_EXTRA_PACKAGES  more packages, comma-separated (setup.sh builds a
+#                      second image, debian-systemd, with systemd,systemd-sysv for InitIT)
 #
 # Idempotent: a finished image carries the marker file .msb-image-complete (written last)
 # and is left alone. The image is built in DIR.tmp and renamed into place when done, so an
@@ -19,7 +21,7 @@ SUITE=bookworm
 # small and useful: python3 with its standard library (python3-minimal alone lacks json,
 # subprocess, socket helpers...) for code tests; procps (ps, kill, pkill) and
 # ca-certificates for process and networking tests
-PACKAGES=python3-minimal,python3,procps,ca-certificates
+PACKAGES=python3-minimal,python3,procps,ca-certificates${MSB_TEST_IMAGE_EXTRA_PACKAGES:+,$MSB_TEST_IMAGE_EXTRA_PACKAGES}
 
 die() { echo "build-test-image: $*" >&2; exit 1; }
 

@@ -9,7 +9,8 @@
 #     linux-source-6.1 and its build dependencies (gcc, make, flex, bison, bc, libelf-dev, libssl-dev)
 #   - Debian's generic kernel, unpacked under $MSB_HOME/kernel (scripts/fetch-kernel.sh):
 #     not the default any more, kept for -Dmicrosandbox.kernel=debian, its test and the bench
-#   - the test image, a minimal Debian root filesystem with python3 (scripts/build-test-image.sh)
+#   - the test image, a minimal Debian root filesystem with python3 (scripts/build-test-image.sh),
+#     and the same with systemd (test-images/debian-systemd, for InitIT)
 # Usage: scripts/setup.sh [--no-image]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,5 +36,8 @@ fi
 "$here/fetch-kernel.sh"
 if [ "${1:-}" != "--no-image" ]; then
   "$here/build-test-image.sh"
+  # the same with systemd as /sbin/init, for InitIT's systemd handoff
+  MSB_TEST_IMAGE_EXTRA_PACKAGES=systemd,systemd-sysv \
+    "$here/build-test-image.sh" "${MSB_HOME:-$HOME/.microsandbox}/test-images/debian-systemd"
 fi
 echo "setup: done"

@@ -78,12 +78,43 @@ bool port_throttled(void);
 
 /* ---- boot.c: early setup, root filesystem, power ---- */
 
+/* Guest-side options (guestcfg.c): mounts made at boot, named scripts, security profile. */
+#define MAX_MOUNTS 16
+#define MOUNT_PATH_MAX 511 /* mkdir_p's buffer */
+#define MAX_SCRIPTS 64
+#define SCRIPT_NAME_MAX 64
+#define SCRIPTS_TOTAL_MAX (1024u * 1024)
+#define SCRIPTS_DIR "/.msb/scripts"
+
+enum mount_kind { MOUNT_9P, MOUNT_TMPFS, MOUNT_EXT4 };
+typedef struct {
+    enum mount_kind kind;
+    char *path;        /* absolute guest path, no . or .. components */
+    char *source;      /* 9p mount tag or virtio-blk serial; NULL for tmpfs */
+    bool readonly, noexec, nosuid, nodev;
+    uint32_t size_mib; /* tmpfs size limit; 0: the kernel's default */
+} mount_spec;
+
+typedef struct {
+    char *name;        /* one path component */
+    uint8_t *content;
+    size_t len;
+} script_spec;
+
 typedef struct {
     char *hostname;
     char **env;        /* "K=V" strings, NULL-terminated */
     char *workdir;     /* NULL: none configured */
     char *user;        /* NULL: root */
     int log_level;     /* enum log_level */
+    mount_spec *mounts;
+    size_t nmounts;
+    script_spec *scripts;
+    size_t nscripts;
+    bool restricted;   /* security profile "restricted" */
+    char *init_cmd;    /* NULL: the agent stays PID 1; "auto" or an absolute path */
+    char **init_args;  /* argv after argv[0], NULL-terminated (NULL: none) */
+    char **init_env;   /* "K=V" added to PID 1's environment (NULL: none) */
 } agent_config;
 
 extern agent_config g_config;
@@ -102,6 +133,30 @@ int apply_config(cbor_val payload, const char **stage, char *msg, size_t msglen)
 void do_restore(cbor_val payload);
 void kill_all_and_sync(void);
 void power_off(void) __attribute__((noreturn));
+int mkdir_p(const char *path, mode_t mode);
+/* Finds /dev/vdX whose virtio-blk serial matches, waiting briefly for it; 0 or -errno. */
+int find_disk(const char *serial, char *dev, size_t devlen);
+
+/* ---- mounts.c: the configured mounts and scripts, the restricted profile ---- */
+
+/* Mounts the configured volumes and installs the scripts in the new root; on failure fills
+ * stage and msg and returns -errno. */
+int apply_guest_options(const agent_config *c, const char **stage, char *msg, size_t msglen);
+/* Unmounts the shares and disks once every process is gone, so disks stop clean. */
+void unmount_guest_options(const agent_config *c);
+/* ---- init.c: handing PID 1 to a custom init ---- */
+
+/* In PID 1 once configured: resolves the init (probing for "auto"), forks, and execs it in
+ * PID 1 while the child returns to serve as the agent. 0 in the agent child; -errno (stage
+ * and msg filled) when there is no init to run, before anything was forked. */
+int init_handoff(const agent_config *c, const char **stage, char *msg, size_t msglen);
+bool init_handed_off(void);
+/* Asks the init to power off and waits a few seconds for it; returns if it has not. */
+void init_request_poweroff(void);
+
+/* In an exec child under the restricted profile: no_new_privs and no CAP_SYS_ADMIN
+ * (bounding, ambient, effective, permitted, inheritable). 0 or -1 with errno. */
+int drop_privileges_restricted(void);
 
 /* ---- proto.c: pure parsing of frames and payloads (no system calls; fuzzed) ---- */
 
@@ -148,6 +203,10 @@ int opt_window(cbor_val p, uint64_t *window, char *msg, size_t msglen);
 /* core.configure's payload; 0, or -1 with msg (a value of the wrong type or too long). */
 int config_parse(cbor_val p, agent_config *c, char *msg, size_t msglen);
 void config_free(agent_config *c);
+/* guestcfg.c: core.configure's mounts, scripts and security into c; 0, or -1 with msg
+ * (config_free releases what was parsed). */
+int guest_options_parse(cbor_val p, agent_config *c, char *msg, size_t msglen);
+void guest_options_free(agent_config *c);
 
 typedef struct {
     char **argv;           /* argv[0] is cmd; NULL-terminated */

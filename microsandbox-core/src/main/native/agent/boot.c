@@ -52,9 +52,9 @@ static int read_file(const char *path, char *buf, size_t size)
     return (int)n;
 }
 
-static int mkdir_p(const char *path, mode_t mode)
+int mkdir_p(const char *path, mode_t mode)
 {
-    char tmp[512];
+    char tmp[MOUNT_PATH_MAX + 1];
     if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
         return -ENAMETOOLONG;
     for (char *p = tmp + 1; *p; p++) {
@@ -183,8 +183,7 @@ int open_agent_port(void)
     return -ENODEV;
 }
 
-/* Finds /dev/vdX whose virtio-blk serial matches. */
-static int find_disk(const char *serial, char *dev, size_t devlen)
+int find_disk(const char *serial, char *dev, size_t devlen)
 {
     for (int waited = 0; waited < DISK_WAIT_MS; waited += POLL_STEP_MS) {
         DIR *d = opendir("/sys/block");
@@ -285,7 +284,7 @@ int apply_config(cbor_val p, const char **stage, char *msg, size_t msglen)
     g_log_level = g_config.log_level;
     if (g_config.hostname && sethostname(g_config.hostname, strlen(g_config.hostname)) < 0)
         FAIL("config", "sethostname: %s", strerror(errno));
-    return 0;
+    return apply_guest_options(&g_config, stage, msg, msglen);
 }
 
 /* SIGTERM everything, give it up to 2 s, SIGKILL the rest, reap, sync. */
@@ -302,6 +301,7 @@ void kill_all_and_sync(void)
     kill(-1, SIGKILL);
     while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
         ;
+    unmount_guest_options(&g_config);
     sync();
 }
 

@@ -596,6 +596,9 @@ static void __attribute__((noreturn)) child_main(const spawn_req *r, int stdio[3
         if (dup2(stdio[i], i) < 0)
             child_fail_exit(failfd, r->tty ? FS_PTY : FS_SPAWN, errno);
 
+    /* before the user switch: dropping from the bounding set needs CAP_SETPCAP */
+    if (g_config.restricted && drop_privileges_restricted() < 0)
+        child_fail_exit(failfd, FS_SPAWN, errno);
     if (setgroups((size_t)r->user.ngroups, r->user.groups) < 0 || setgid(r->user.gid) < 0 ||
         setuid(r->user.uid) < 0)
         child_fail_exit(failfd, FS_USER, errno);

@@ -253,6 +253,8 @@ static void do_configure(cbor_val p)
     int rc = setup_root(&stage, msg, sizeof msg);
     if (rc == 0)
         rc = apply_config(p, &stage, msg, sizeof msg);
+    if (rc == 0 && g_config.init_cmd)
+        rc = init_handoff(&g_config, &stage, msg, sizeof msg);
     if (rc < 0)
         fatal(stage, msg, -rc);
     uint64_t init_ns = now_boottime_ns();
@@ -269,6 +271,8 @@ static void do_configure(cbor_val p)
 
 static void __attribute__((noreturn)) do_shutdown(void)
 {
+    if (init_handed_off())
+        init_request_poweroff();
     kill_all_and_sync();
     send_empty(0, FLAG_SHUTDOWN, "core.shutdown");
     port_flush_blocking(2000);

@@ -182,6 +182,7 @@ void config_free(agent_config *c)
     free_strv(c->env);
     free(c->workdir);
     free(c->user);
+    guest_options_free(c);
     memset(c, 0, sizeof *c);
 }
 
@@ -214,7 +215,7 @@ int config_parse(cbor_val p, agent_config *c, char *msg, size_t msglen)
     int rc = env_parse(v, has_env, &c->env, &n, msg, msglen);
     if (rc == -1)
         snprintf(msg, msglen, "out of memory");
-    if (rc < 0)
+    if (rc < 0 || guest_options_parse(p, c, msg, msglen) < 0)
         goto bad;
     return 0;
 bad:

@@ -262,10 +262,11 @@ static void body(const uint8_t *b, size_t blen)
             CHECK(c.env);
             CHECK(!c.hostname || strlen(c.hostname) <= HOSTNAME_MAX);
             CHECK(!c.workdir || strlen(c.workdir) < PATH_BUF);
+            CHECK(c.nmounts <= MAX_MOUNTS && c.nscripts <= MAX_SCRIPTS);
             config_free(&c);
         } else {
             st.config_refused++;
-            CHECK(!c.env && !c.hostname);
+            CHECK(!c.env && !c.hostname && !c.mounts && !c.scripts);
         }
     } else if (msg_type_is(&m, "exec.stdin")) {
         const uint8_t *d;
@@ -511,7 +512,8 @@ static void gen_message(bytes *out)
     static const char *const types[] = { "exec.request", "core.configure", "exec.stdin", "exec.window",
                                          "exec.signal", "exec.resize", "core.ping", "x" };
     static const char *const keys[] = { "cmd", "args", "env", "cwd", "user", "tty", "rows", "cols",
-                                        "stdin", "window", "hostname", "workdir", "data", "bytes", "signal" };
+                                        "stdin", "window", "hostname", "workdir", "data", "bytes", "signal",
+                                        "mounts", "scripts", "security" };
     cbor_buf c = { 0 };
     size_t n = 1 + below(8);
     msg_head(&c, types[below(8)], n + (chance(70) ? 1 : 0));
@@ -521,7 +523,7 @@ static void gen_message(bytes *out)
     else
         gen_item(&c, 1);
     for (size_t i = 0; i < n; i++) {
-        cbor_put_text(&c, keys[below(15)]);
+        cbor_put_text(&c, keys[below(sizeof keys / sizeof *keys)]);
         gen_item(&c, 2);
     }
     /* 30%: the map declares one pair less than it holds: trailing bytes */

@@ -12,6 +12,8 @@ public enum ErrorKind {
     SANDBOX_STILL_RUNNING,
     VOLUME_NOT_FOUND,
     VOLUME_ALREADY_EXISTS,
+    /** A volume cannot be removed while a sandbox mounts it. */
+    VOLUME_IN_USE,
     EXEC_TIMEOUT,
     EXEC_FAILED,
     FILESYSTEM,

@@ -638,6 +638,11 @@ public final class Microsandbox {
         return Images.at(home);
     }
 
+    /** The named volumes of this runtime's home: create, get, list, remove. */
+    public Volumes volumes() {
+        return Volumes.at(home);
+    }
+
     /** Metrics of every running sandbox of this runtime, by name; sandboxes that end meanwhile are left out. */
     public Map<String, Metrics> allMetrics() {
         Map<String, Metrics> all = new java.util.TreeMap<>();

@@ -62,6 +62,11 @@ public final class SandboxConfig {
     private final Duration replaceTimeout;
     private final LogLevel logLevel;
     private final boolean quietLogs;
+    // issue 13: volumes, scripts, security profile (validated by GuestOptions)
+    private final Map<String, Mount> mounts;
+    private final Map<String, String> scripts;
+    private final SecurityProfile securityProfile;
+    private final Init init;
 
     private SandboxConfig(Builder b) {
         this.image = b.image;
@@ -91,6 +96,10 @@ public final class SandboxConfig {
         this.replaceTimeout = b.replaceTimeout;
         this.logLevel = b.logLevel;
         this.quietLogs = b.quietLogs;
+        this.mounts = Collections.unmodifiableMap(new java.util.TreeMap<>(b.mounts));
+        this.scripts = Collections.unmodifiableMap(new java.util.TreeMap<>(b.scripts));
+        this.securityProfile = b.securityProfile;
+        this.init = b.init;
     }
 
     public static Builder builder() {
@@ -106,7 +115,8 @@ public final class SandboxConfig {
                 .workdir(workdir).shell(shell).hostname(hostname).user(user)
                 .env(env).labels(labels).detached(detached).accelerator(accelerator).bootTimeout(bootTimeout)
                 .ephemeral(ephemeral).idleTimeout(idleTimeout).maxDuration(maxDuration).replaceTimeout(replaceTimeout)
-                .logLevel(logLevel).quietLogs(quietLogs);
+                .logLevel(logLevel).quietLogs(quietLogs)
+                .mounts(mounts).scripts(scripts).securityProfile(securityProfile).init(init);
     }
 
     /** Root filesystem source: for now a local directory holding an unpacked root filesystem. */
@@ -258,6 +268,26 @@ public final class SandboxConfig {
         return patches;
     }
 
+    /** What is mounted where, by guest path (sorted, so parents come before what is mounted inside them). */
+    public Map<String, Mount> mounts() {
+        return mounts;
+    }
+
+    /** Named scripts installed at {@code /.msb/scripts/<name>} and on the PATH, by name. */
+    public Map<String, String> scripts() {
+        return scripts;
+    }
+
+    /** The in-guest security profile (default {@link SecurityProfile#DEFAULT}). */
+    public SecurityProfile securityProfile() {
+        return securityProfile;
+    }
+
+    /** The custom init that becomes PID 1, or null: the agent stays PID 1. */
+    public Init init() {
+        return init;
+    }
+
     /** This configuration as JSON, the form in which sandboxes are persisted. */
     public String toJson() {
         ObjectNode n = JSON.createObjectNode();
@@ -293,6 +323,19 @@ public final class SandboxConfig {
         if (imageDisk != null) {
             n.put("imageDisk", imageDisk);
             n.put("imageDiskFsType", imageDiskFsType);
+        }
+        if (!mounts.isEmpty()) {
+            ObjectNode mn = n.putObject("mounts");
+            mounts.forEach((path, m) -> mn.set(path, m.toJson()));
+        }
+        if (!scripts.isEmpty()) {
+            n.set("scripts", JSON.valueToTree(scripts));
+        }
+        if (securityProfile != SecurityProfile.DEFAULT) {
+            n.put("securityProfile", securityProfile.value());
+        }
+        if (init != null) {
+            n.set("init", init.toJson());
         }
         if (!patches.isEmpty()) {
             var arr = n.putArray("patches");
@@ -347,6 +390,12 @@ public final class SandboxConfig {
                 b.patch(new Patch(Patch.Kind.valueOf(pn.path("kind").asText().toUpperCase(java.util.Locale.ROOT)), pn.path("path").asText(),
                         text(pn, "content"), text(pn, "source"),
                         new PatchOptions(pn.hasNonNull("mode") ? pn.get("mode").asInt() : null, pn.path("replace").asBoolean(false))));
+            }
+            n.path("mounts").fields().forEachRemaining(e -> b.mount(e.getKey(), Mount.fromJson(e.getValue())));
+            n.path("scripts").fields().forEachRemaining(e -> b.script(e.getKey(), e.getValue().asText()));
+            b.securityProfile(SecurityProfile.parse(text(n, "securityProfile")));
+            if (n.hasNonNull("init")) {
+                b.init(Init.fromJson(n.get("init")));
             }
             if (n.get("entrypoint") != null && n.get("entrypoint").isArray()) {
                 java.util.List<String> ep = new java.util.ArrayList<>();
@@ -408,8 +457,56 @@ public final class SandboxConfig {
         private Duration replaceTimeout;
         private LogLevel logLevel;
         private boolean quietLogs;
+        private final Map<String, Mount> mounts = new LinkedHashMap<>();
+        private final Map<String, String> scripts = new LinkedHashMap<>();
+        private SecurityProfile securityProfile = SecurityProfile.DEFAULT;
+        private Init init;
 
         private Builder() {
+        }
+
+        /** Hands PID 1 to a custom init after the agent's setup ({@link Init#auto()}, {@link Init#cmd(String)}); null: none. */
+        public Builder init(Init init) {
+            this.init = init;
+            return this;
+        }
+
+        /**
+         * Adds mounts keyed by absolute guest path; repeated calls merge, a later mount at the
+         * same path wins. At most 16, paths of at most 511 bytes; not at {@code /}, {@code /proc}, {@code /sys},
+         * {@code /dev} or {@code /.msb}, nor under them.
+         */
+        public Builder mounts(Map<String, Mount> mounts) {
+            this.mounts.putAll(mounts);
+            return this;
+        }
+
+        /** Adds one mount at an absolute guest path (see {@link #mounts(Map)}). */
+        public Builder mount(String guestPath, Mount mount) {
+            this.mounts.put(guestPath, Objects.requireNonNull(mount, "mount"));
+            return this;
+        }
+
+        /**
+         * Adds named scripts, installed executable and read-only at {@code /.msb/scripts/<name>},
+         * which is on the PATH of every command; repeated calls merge, later names win. Names
+         * are 1 to 64 letters, digits, '.', '_' or '-'; at most 64 scripts, 1 MiB in all.
+         */
+        public Builder scripts(Map<String, String> scripts) {
+            this.scripts.putAll(scripts);
+            return this;
+        }
+
+        /** Adds one named script (see {@link #scripts(Map)}). */
+        public Builder script(String name, String content) {
+            this.scripts.put(name, Objects.requireNonNull(content, "content"));
+            return this;
+        }
+
+        /** The in-guest security profile (default {@link SecurityProfile#DEFAULT}). */
+        public Builder securityProfile(SecurityProfile securityProfile) {
+            this.securityProfile = Objects.requireNonNull(securityProfile, "securityProfile");
+            return this;
         }
 
         /** Root filesystem: a local directory holding an unpacked root filesystem. Required. */
@@ -684,7 +781,10 @@ public final class SandboxConfig {
                     GuestLimits.programProblem("shell", shell),
                     GuestLimits.hostnameProblem(hostname),
                     GuestLimits.userProblem(user),
-                    GuestLimits.envProblem(env)}) {
+                    GuestLimits.envProblem(env),
+                    GuestOptions.mountsProblem(mounts),
+                    GuestOptions.scriptsProblem(scripts),
+                    init == null ? null : init.problem()}) {
                 if (problem != null) {
                     throw invalid(problem);
                 }

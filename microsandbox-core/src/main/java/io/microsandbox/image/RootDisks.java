@@ -94,15 +94,20 @@ public final class RootDisks {
      * and writable by its owner only ({@code 0600}).
      */
     public static void createUpperDisk(Path file, int sizeMib) {
+        createDataDisk(file, sizeMib, "msb-upper");
+    }
+
+    /** Makes {@code file} ({@code 0600}) an empty ext4 data disk of {@code sizeMib} MiB, sparse, with no reserved blocks. */
+    public static void createDataDisk(Path file, int sizeMib, String label) {
         try {
             Files.deleteIfExists(file);
             // created 0600 before mke2fs sees it: mke2fs would create it with the umask's mode
             OwnerOnly.createFile(file);
-            mke2fs(List.of("-t", "ext4", "-m", "0", "-L", "msb-upper",
+            mke2fs(List.of("-t", "ext4", "-m", "0", "-L", label,
                     "-E", "lazy_itable_init=1,lazy_journal_init=1", file.toString(), sizeMib + "M"));
             OwnerOnly.restrictFile(file);
         } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot create the upper disk " + file + ": " + e.getMessage(), e);
+            throw new MicrosandboxException(ErrorKind.IO, "cannot create the disk " + file + ": " + e.getMessage(), e);
         }
     }
 

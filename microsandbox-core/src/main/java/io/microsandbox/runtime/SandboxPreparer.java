@@ -84,6 +84,9 @@ public final class SandboxPreparer {
         if (patched) {
             UpperPatches.createUpperDisk(layout.upperDisk(), config.upperSizeMib(), lower, config.patches());
         }
+        // mounts (issue 13): resolved before QEMU starts, so a missing volume fails by name
+        GuestSetup.Plan guest = GuestSetup.plan(home, config, config.entrypoint() != null ? config.entrypoint()
+                : root.defaults() != null ? root.defaults().entrypoint() : null);
         Path runtimeDir = agent.getParent();
         Accelerator wanted = config.accelerator() != Accelerator.AUTO ? config.accelerator() : runtimeAccelerator;
         Accelerator accelerator = Accelerators.resolve(wanted, qemu, kernel, initramfs, runtimeDir);
@@ -109,14 +112,16 @@ public final class SandboxPreparer {
                 .disks(lower, layout.upperDisk())
                 .agentSocket(layout.vmSocket())
                 .qmpSocket(layout.qmpSocket())
+                .extraArgs(guest.qemuArgs())
                 .argv();
         Map<String, Object> configure = new LinkedHashMap<>();
         configure.put("hostname", config.hostname() != null ? config.hostname() : hostnameFor(layout.name()));
         // the image config's env, working dir and user are defaults the sandbox config overrides
-        configure.put("env", root.env(config.env()));
+        configure.put("env", GuestSetup.withScriptsOnPath(root.env(config.env()), config));
         configure.put("workdir", root.workdir(config.workdir()));
         configure.put("user", root.user(config.user()));
         configure.put("log_level", config.effectiveLogLevel());
+        configure.putAll(guest.agentConfig());
         SupervisorSpec spec = new SupervisorSpec(layout.name(), argv, layout.dir().toString(), layout.runDir().toString(),
                 configure, config.bootTimeout().toMillis(), config.detached(), home.toString(),
                 config.ephemeral(), config.idleTimeout().toMillis(), config.maxDuration().toMillis(), null);

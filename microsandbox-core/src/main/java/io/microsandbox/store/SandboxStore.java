@@ -57,6 +57,15 @@ public final class SandboxStore {
                 source          TEXT
             );
             CREATE INDEX run_by_sandbox ON run(sandbox, id);
+            """,
+            // named volumes (VolumeStore); their data lives under <home>/volumes/<name>
+            """
+            CREATE TABLE volume (
+                name        TEXT PRIMARY KEY,
+                kind        TEXT NOT NULL,
+                size_mib    INTEGER,
+                created_at  TEXT NOT NULL
+            );
             """);
 
     /** sqlite-jdbc's own native library, for Linux x86-64 (other platforms: its default loading). */
@@ -368,11 +377,11 @@ public final class SandboxStore {
         });
     }
 
-    private interface Work<T> {
+    interface Work<T> {
         T run(Connection c) throws SQLException;
     }
 
-    private <T> T inTransaction(Work<T> work) {
+    <T> T inTransaction(Work<T> work) {
         try (Connection c = connect()) {
             c.setAutoCommit(false);
             try {

@@ -25,7 +25,7 @@ class SandboxStoreTest {
         SandboxStore.open(home).insert("a", "{}", Map.of(), false, "running");
         SandboxStore reopened = SandboxStore.open(home);
         assertThat(reopened.find("a")).isPresent();
-        assertThat(SandboxStore.schemaVersion()).isEqualTo(1);
+        assertThat(SandboxStore.schemaVersion()).isEqualTo(2);
     }
 
     @Test

@@ -52,6 +52,7 @@ public final class QemuCommand {
     private Path agentSocket;
     private Path qmpSocket;
     private boolean balloon = true;
+    private List<String> extraArgs = List.of();
 
     public QemuCommand qemuBinary(String qemuBinary) {
         this.qemuBinary = qemuBinary;
@@ -133,6 +134,12 @@ public final class QemuCommand {
         return this;
     }
 
+    /** Further devices, e.g. the shares and disks of a sandbox's mounts (runtime.GuestSetup). */
+    public QemuCommand extraArgs(List<String> extraArgs) {
+        this.extraArgs = List.copyOf(extraArgs);
+        return this;
+    }
+
     public QemuCommand qmpSocket(Path qmpSocket) {
         this.qmpSocket = qmpSocket;
         return this;
@@ -190,6 +197,7 @@ public final class QemuCommand {
             // needs VIRTIO_BALLOON and PAGE_REPORTING (built into microsandbox's kernel).
             add(argv, "-device", "virtio-balloon-device,free-page-reporting=on");
         }
+        argv.addAll(extraArgs);
         if (qmpSocket != null) {
             add(argv, "-qmp", "unix:" + escape(qmpSocket) + ",server=on,wait=off");
         }
