@@ -46,9 +46,7 @@ public final class MemoryCheckpoint {
         QmpClient.execute(qmp, "stop", QMP_TIMEOUT);
         long paused = System.nanoTime();
         QmpClient.execute(qmp, "migrate-set-parameters", JSON.createObjectNode().put("max-bandwidth", MAX_BANDWIDTH), QMP_TIMEOUT);
-        Path partial = memoryFile.resolveSibling(memoryFile.getFileName() + ".part");
-        String save = "exec 3<&0; (cat <&3 > " + shellQuote(partial) + " && mv " + shellQuote(partial) + " " + shellQuote(memoryFile) + ") &";
-        QmpClient.execute(qmp, "migrate", JSON.createObjectNode().put("uri", "exec:" + save), QMP_TIMEOUT);
+        QmpClient.execute(qmp, "migrate", JSON.createObjectNode().put("uri", "exec:" + saveCommand(memoryFile)), QMP_TIMEOUT);
         long deadline = System.nanoTime() + timeout.toNanos();
         String status;
         JsonNode info;
@@ -101,6 +99,15 @@ public final class MemoryCheckpoint {
             Thread.currentThread().interrupt();
             throw new IOException("interrupted while saving guest memory", e);
         }
+    }
+
+    /**
+     * The shell command QEMU's {@code exec:} migration writes the stream into: a background
+     * {@code cat} into {@code <memoryFile>.part}, renamed to {@code memoryFile} once complete.
+     */
+    static String saveCommand(Path memoryFile) {
+        Path partial = memoryFile.resolveSibling(memoryFile.getFileName() + ".part");
+        return "exec 3<&0; (cat <&3 > " + shellQuote(partial) + " && mv " + shellQuote(partial) + " " + shellQuote(memoryFile) + ") &";
     }
 
     /** QEMU's {@code -incoming} argument that loads a guest saved into {@code memoryFile}. */

@@ -1,0 +1,64 @@
+package io.microsandbox.runtime.supervisor;
+
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * QEMU runs the {@code exec:} migration commands with {@code /bin/sh -c}: a home or checkpoint
+ * path holding spaces, quotes, {@code ;}, {@code $()} or back quotes must reach {@code cat} as
+ * one literal word, never as shell syntax.
+ */
+class MemoryCheckpointTest {
+    /** Every character sh treats specially, and a command substitution that would leave a marker. */
+    private static final String HOSTILE = "a b'c\"d;e$(touch INJECTED)f`touch INJECTED`g\\h&i|j*k\nl";
+
+    @TempDir
+    Path tmp;
+
+    @Test
+    void theSaveAndLoadCommandsTakeAHostilePathLiterally() throws Exception {
+        Path dir = Files.createDirectories(tmp.resolve(HOSTILE).resolve("checkpoints").resolve("it's; $(x)"));
+        Path memoryFile = dir.resolve("memory.bin");
+        byte[] stream = "migration stream \u0000\u0001 bytes".getBytes(StandardCharsets.UTF_8);
+
+        Process save = sh(MemoryCheckpoint.saveCommand(memoryFile));
+        try (OutputStream in = save.getOutputStream()) {
+            in.write(stream);
+        }
+        assertThat(save.waitFor(10, TimeUnit.SECONDS)).isTrue();
+        assertThat(save.exitValue()).isZero();
+        // the background cat renames the file once it has all of it
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (!Files.exists(memoryFile) && System.nanoTime() < deadline) {
+            Thread.sleep(10);
+        }
+        assertThat(memoryFile).hasBinaryContent(stream);
+        assertThat(dir.resolve("memory.bin.part")).doesNotExist();
+
+        String incoming = MemoryCheckpoint.incoming(memoryFile);
+        assertThat(incoming).startsWith("exec:");
+        Process load = sh(incoming.substring("exec:".length()));
+        load.getOutputStream().close();
+        assertThat(load.getInputStream().readAllBytes()).isEqualTo(stream);
+        assertThat(load.waitFor(10, TimeUnit.SECONDS)).isTrue();
+
+        try (Stream<Path> all = Files.walk(tmp)) {
+            List<Path> injected = all.filter(p -> p.getFileName().toString().equals("INJECTED")).toList();
+            assertThat(injected).isEmpty();
+        }
+        assertThat(Path.of("INJECTED")).doesNotExist();
+    }
+
+    /** What QEMU 7.2 does with an exec: target (migration/exec.c): {@code /bin/sh -c <command>}. */
+    private Process sh(String command) throws Exception {
+        return new ProcessBuilder("/bin/sh", "-c", command).directory(tmp.toFile()).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+    }
+}
