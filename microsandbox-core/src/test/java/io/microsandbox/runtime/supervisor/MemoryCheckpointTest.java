@@ -1,6 +1,5 @@
 package io.microsandbox.runtime.supervisor;
 
-import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -29,10 +28,11 @@ class MemoryCheckpointTest {
         Path memoryFile = dir.resolve("memory.bin");
         byte[] stream = "migration stream \u0000\u0001 bytes".getBytes(StandardCharsets.UTF_8);
 
-        Process save = sh(MemoryCheckpoint.saveCommand(memoryFile));
-        try (OutputStream in = save.getOutputStream()) {
-            in.write(stream);
-        }
+        // QEMU's end of the pipe, as a file: Java closes a child's stdin pipe as soon as the child exits,
+        // and the shell exits at once, leaving the copy to its background cat
+        Path source = Files.write(tmp.resolve("stream"), stream);
+        Process save = new ProcessBuilder("/bin/sh", "-c", MemoryCheckpoint.saveCommand(memoryFile)).directory(tmp.toFile())
+                .redirectInput(source.toFile()).redirectError(ProcessBuilder.Redirect.INHERIT).start();
         assertThat(save.waitFor(10, TimeUnit.SECONDS)).isTrue();
         assertThat(save.exitValue()).isZero();
         // the background cat renames the file once it has all of it
