@@ -46,7 +46,29 @@ public final class MemoryCheckpoint {
         QmpClient.execute(qmp, "stop", QMP_TIMEOUT);
         long paused = System.nanoTime();
         QmpClient.execute(qmp, "migrate-set-parameters", JSON.createObjectNode().put("max-bandwidth", MAX_BANDWIDTH), QMP_TIMEOUT);
-        QmpClient.execute(qmp, "migrate", JSON.createObjectNode().put("uri", "exec:" + saveCommand(memoryFile)), QMP_TIMEOUT);
+        try {
+            QmpClient.execute(qmp, "migrate", JSON.createObjectNode().put("uri", "exec:" + saveCommand(memoryFile)), QMP_TIMEOUT);
+            awaitMigration(qmp, memoryFile, timeout);
+        } catch (IOException e) {
+            // a migration left running (QMP timed out, say) would finish later and stop the guest the caller resumed
+            cancel(qmp);
+            throw e;
+        }
+        long migrated = System.nanoTime();
+        // the migration flushed and released the disks: what the file holds is what the guest wrote
+        String upperDigest = SparseFiles.copy(upper, upperCopy);
+        long copied = System.nanoTime();
+        ObjectNode result = JSON.createObjectNode();
+        result.put("memory_bytes", Files.size(memoryFile));
+        result.put("upper_digest", upperDigest);
+        result.put("pause_ms", (paused - start) / 1_000_000);
+        result.put("migrate_ms", (migrated - paused) / 1_000_000);
+        result.put("copy_ms", (copied - migrated) / 1_000_000);
+        return result;
+    }
+
+    /** Waits for QEMU to finish the migration and the background cat to rename its file into place. */
+    private static void awaitMigration(Path qmp, Path memoryFile, Duration timeout) throws IOException {
         long deadline = System.nanoTime() + timeout.toNanos();
         String status;
         JsonNode info;
@@ -57,7 +79,6 @@ public final class MemoryCheckpoint {
                 break;
             }
             if (System.nanoTime() > deadline) {
-                cancel(qmp);
                 throw new IOException("saving guest memory did not finish within " + timeout + " (status " + status + ")");
             }
             sleep();
@@ -71,17 +92,6 @@ public final class MemoryCheckpoint {
             }
             sleep();
         }
-        long migrated = System.nanoTime();
-        // the migration flushed and released the disks: what the file holds is what the guest wrote
-        String upperDigest = SparseFiles.copy(upper, upperCopy);
-        long copied = System.nanoTime();
-        ObjectNode result = JSON.createObjectNode();
-        result.put("memory_bytes", Files.size(memoryFile));
-        result.put("upper_digest", upperDigest);
-        result.put("pause_ms", (paused - start) / 1_000_000);
-        result.put("migrate_ms", (migrated - paused) / 1_000_000);
-        result.put("copy_ms", (copied - migrated) / 1_000_000);
-        return result;
     }
 
     private static void cancel(Path qmp) {

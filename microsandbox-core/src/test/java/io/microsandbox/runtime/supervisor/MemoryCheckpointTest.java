@@ -57,6 +57,43 @@ class MemoryCheckpointTest {
         assertThat(Path.of("INJECTED")).doesNotExist();
     }
 
+    @Test
+    void aMigrationWhoseProgressCannotBeReadIsCancelledNotLeftRunning() throws Exception {
+        Path socket = tmp.resolve("qmp.sock");
+        List<String> commands = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
+        try (java.nio.channels.ServerSocketChannel server = java.nio.channels.ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+            server.bind(java.net.UnixDomainSocketAddress.of(socket));
+            Thread qemu = new Thread(() -> serveQmp(server, commands), "fake-qmp");
+            qemu.setDaemon(true);
+            qemu.start();
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> MemoryCheckpoint.take(socket, tmp.resolve("memory.bin"),
+                    tmp.resolve("upper"), tmp.resolve("upper-copy"), java.time.Duration.ofSeconds(5)))
+                    .isInstanceOf(java.io.IOException.class).hasMessageContaining("query-migrate");
+        }
+        assertThat(commands).containsSubsequence("migrate", "query-migrate", "migrate_cancel");
+    }
+
+    /**
+     * A QMP monitor whose {@code query-migrate} fails (as one that timed out would), recording
+     * each command; QmpClient opens a connection per command.
+     */
+    private static void serveQmp(java.nio.channels.ServerSocketChannel server, List<String> commands) {
+        while (server.isOpen()) {
+            try (java.nio.channels.SocketChannel c = server.accept();
+                 java.io.BufferedReader in = new java.io.BufferedReader(new java.io.InputStreamReader(java.nio.channels.Channels.newInputStream(c)));
+                 java.io.PrintStream out = new java.io.PrintStream(java.nio.channels.Channels.newOutputStream(c), true)) {
+                out.println("{\"QMP\":{}}");
+                in.readLine();
+                out.println("{\"return\":{}}");
+                String command = new com.fasterxml.jackson.databind.ObjectMapper().readTree(in.readLine()).path("execute").asText();
+                commands.add(command);
+                out.println(command.equals("query-migrate") ? "{\"error\":{\"desc\":\"monitor busy\"}}" : "{\"return\":{}}");
+            } catch (java.io.IOException e) {
+                return;
+            }
+        }
+    }
+
     /** What QEMU 7.2 does with an exec: target (migration/exec.c): {@code /bin/sh -c <command>}. */
     private Process sh(String command) throws Exception {
         return new ProcessBuilder("/bin/sh", "-c", command).directory(tmp.toFile()).redirectError(ProcessBuilder.Redirect.INHERIT).start();
