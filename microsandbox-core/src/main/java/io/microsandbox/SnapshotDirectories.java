@@ -78,6 +78,9 @@ final class SnapshotDirectories {
         List<T> all = new ArrayList<>();
         try (Stream<Path> dirs = Files.list(directory)) {
             for (Path dir : dirs.toList()) {
+                if (dir.getFileName().toString().startsWith(".")) {
+                    continue; // being deleted (see delete), or not a bare name
+                }
                 try {
                     all.add(parse.apply(dir, readManifest(dir.resolve(manifestFile), what)));
                 } catch (IOException | MicrosandboxException e) {
@@ -99,13 +102,32 @@ final class SnapshotDirectories {
      *         when it is still being written
      */
     static void remove(Path dir, String manifestFile, String what, String nameOrPath) {
-        if (!Files.isRegularFile(dir.resolve(manifestFile))) {
-            if (!abandoned(dir)) {
-                throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no " + what + " '" + nameOrPath + "'"
-                        + (Files.exists(dir.resolve(WRITING_LOCK)) ? " (one is being written there)" : ""));
-            }
+        if (!Files.isRegularFile(dir.resolve(manifestFile)) && !abandoned(dir)) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no " + what + " '" + nameOrPath + "'"
+                    + (Files.exists(dir.resolve(WRITING_LOCK)) ? " (one is being written there)" : ""));
         }
-        SandboxPreparer.deleteTree(dir);
+        if (!delete(dir)) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no " + what + " '" + nameOrPath + "' (removed meanwhile)");
+        }
+    }
+
+    /**
+     * Deletes {@code dir} after renaming it out of the way in one step, so that nobody finds it
+     * half deleted and concurrent deleters do not trip over each other's deletions.
+     *
+     * @return false when it was gone already (another deleter got there first)
+     */
+    static boolean delete(Path dir) {
+        Path doomed = dir.resolveSibling(".removing-" + dir.getFileName() + "-" + java.util.UUID.randomUUID());
+        try {
+            Files.move(dir, doomed, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        } catch (NoSuchFileException e) {
+            return false;
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot remove " + dir + ": " + e.getMessage(), e);
+        }
+        SandboxPreparer.deleteTree(doomed);
+        return true;
     }
 
     /**

@@ -162,7 +162,7 @@ public final class Snapshots {
                 if (!SnapshotDirectories.abandoned(dir)) {
                     throw e;
                 }
-                SandboxPreparer.deleteTree(dir);
+                SnapshotDirectories.delete(dir);
                 Files.createDirectory(dir);
             }
             OwnerOnly.restrict(dir, OwnerOnly.DIRECTORY);

@@ -110,6 +110,48 @@ class SnapshotDirectoriesTest {
         assertThat(foreign.resolve("keep")).exists();
     }
 
+    @Test
+    void concurrentRemovesOfOneCheckpointRemoveItOnceAndTheOthersFindNone() throws Exception {
+        Checkpoints checkpoints = new Checkpoints(home);
+        for (int round = 0; round < 5; round++) {
+            Path dir = checkpoints.directory().resolve("shared");
+            writeCheckpoint(dir, Instant.now().toString());
+            for (int i = 0; i < 300; i++) {
+                Files.write(dir.resolve("file-" + i), new byte[16]);
+            }
+            int threads = 6;
+            java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(threads);
+            java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(threads);
+            try {
+                java.util.List<java.util.concurrent.Future<String>> outcomes = new java.util.ArrayList<>();
+                for (int t = 0; t < threads; t++) {
+                    outcomes.add(pool.submit(() -> {
+                        start.await();
+                        try {
+                            checkpoints.remove("shared");
+                            return "removed";
+                        } catch (MicrosandboxException e) {
+                            return e.kind().name();
+                        } catch (RuntimeException e) {
+                            return e.toString();
+                        }
+                    }));
+                }
+                java.util.List<String> results = new java.util.ArrayList<>();
+                for (var f : outcomes) {
+                    results.add(f.get(30, java.util.concurrent.TimeUnit.SECONDS));
+                }
+                assertThat(results).containsOnly("removed", "SNAPSHOT_NOT_FOUND").containsOnlyOnce("removed");
+                assertThat(dir).doesNotExist();
+            } finally {
+                pool.shutdownNow();
+            }
+        }
+        try (var left = Files.list(checkpoints.directory())) {
+            assertThat(left.toList()).isEmpty();
+        }
+    }
+
     private static void writeCheckpoint(Path dir, String createdAt) throws Exception {
         Files.createDirectories(dir);
         Map<String, Object> fields = new LinkedHashMap<>();
