@@ -537,6 +537,11 @@ public final class Microsandbox {
         if (count < 1) {
             throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "fork needs a count of at least 1, got " + count);
         }
+        Objects.requireNonNull(checkpoint, "checkpoint");
+        Objects.requireNonNull(options, "options");
+        if (namePrefix == null || namePrefix.isEmpty()) {
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "fork needs a name prefix");
+        }
         List<Sandbox> started = new ArrayList<>();
         RuntimeException failure = null;
         java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(Math.min(count, FORK_PARALLELISM), r -> {

@@ -9,6 +9,7 @@ import java.util.List;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /**
  * QEMU saves and loads a checkpoint through {@code exec:} commands that {@code /bin/sh} runs,
@@ -29,13 +30,22 @@ class CheckpointHostilePathIT {
         try {
             try (Sandbox sb = runtime.create(source, TestSandboxes.config().build())) {
                 sb.fs().writeString("/root/before.txt", "kept");
+                // null is no way to say "stop": refused before anything happens, and the sandbox runs on
+                assertThatThrownBy(() -> sb.checkpoint("refused", null)).isInstanceOf(NullPointerException.class);
+                assertThat(sb.shell("echo running").stdout()).isEqualTo("running\n");
+                assertThatThrownBy(() -> runtime.fork(null, "x", 1, RestoreOptions.defaults())).isInstanceOf(NullPointerException.class);
                 Checkpoint named = sb.checkpoint("it's; $(touch X)");
                 assertThat(named.memoryFile()).isRegularFile();
                 assertThat(named.memoryBytes()).isPositive().isEqualTo(Files.size(named.memoryFile()));
                 Checkpoint atPath = sb.checkpoint(home.resolve("at a 'path'").toString());
                 assertThat(atPath.memoryBytes()).isEqualTo(Files.size(atPath.memoryFile()));
             }
-            try (Sandbox sb = runtime.restore(restored, runtime.checkpoints().get("it's; $(touch X)"), RestoreOptions.defaults())) {
+            Checkpoint named = runtime.checkpoints().get("it's; $(touch X)");
+            // a missing prefix would have named the forks "null-1" and on
+            assertThatThrownBy(() -> runtime.fork(named, null, 1, RestoreOptions.defaults())).isInstanceOfSatisfying(MicrosandboxException.class,
+                    e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_ARGUMENT));
+            assertThat(runtime.find("null-1")).isEmpty();
+            try (Sandbox sb = runtime.restore(restored, named, RestoreOptions.defaults())) {
                 assertThat(sb.shell("cat /root/before.txt").stdout()).isEqualTo("kept");
             }
             try (Sandbox sb = runtime.restore(fromPath, home.resolve("at a 'path'").toString())) {
