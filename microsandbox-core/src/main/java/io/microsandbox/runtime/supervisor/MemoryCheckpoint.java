@@ -86,12 +86,21 @@ public final class MemoryCheckpoint {
         if (!status.equals("completed")) {
             throw new IOException("saving guest memory " + status + ": " + info.path("error-desc").asText("no reason given"));
         }
+        Path partial = partialFile(memoryFile);
         while (!Files.exists(memoryFile)) {
+            // the rename is atomic: neither file, and still no memory file after, means the cat failed
+            if (!Files.exists(partial) && !Files.exists(memoryFile)) {
+                throw new IOException("writing the saved guest memory to " + memoryFile + " failed (is the disk full?)");
+            }
             if (System.nanoTime() > deadline) {
                 throw new IOException("the saved guest memory was not complete within " + timeout);
             }
             sleep();
         }
+    }
+
+    private static Path partialFile(Path memoryFile) {
+        return memoryFile.resolveSibling(memoryFile.getFileName() + ".part");
     }
 
     private static void cancel(Path qmp) {
@@ -113,11 +122,13 @@ public final class MemoryCheckpoint {
 
     /**
      * The shell command QEMU's {@code exec:} migration writes the stream into: a background
-     * {@code cat} into {@code <memoryFile>.part}, renamed to {@code memoryFile} once complete.
+     * {@code cat} into {@code <memoryFile>.part}, renamed to {@code memoryFile} once complete,
+     * or removed when the copy failed (a full disk), which tells {@link #take} to stop waiting.
      */
     static String saveCommand(Path memoryFile) {
-        Path partial = memoryFile.resolveSibling(memoryFile.getFileName() + ".part");
-        return "exec 3<&0; (cat <&3 > " + shellQuote(partial) + " && mv " + shellQuote(partial) + " " + shellQuote(memoryFile) + ") &";
+        Path partial = partialFile(memoryFile);
+        return "exec 3<&0; (cat <&3 > " + shellQuote(partial) + " && mv " + shellQuote(partial) + " " + shellQuote(memoryFile)
+                + " || rm -f " + shellQuote(partial) + ") &";
     }
 
     /** QEMU's {@code -incoming} argument that loads a guest saved into {@code memoryFile}. */

@@ -63,7 +63,7 @@ class MemoryCheckpointTest {
         List<String> commands = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
         try (java.nio.channels.ServerSocketChannel server = java.nio.channels.ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
             server.bind(java.net.UnixDomainSocketAddress.of(socket));
-            Thread qemu = new Thread(() -> serveQmp(server, commands), "fake-qmp");
+            Thread qemu = new Thread(() -> serveQmp(server, commands, "{\"error\":{\"desc\":\"monitor busy\"}}"), "fake-qmp");
             qemu.setDaemon(true);
             qemu.start();
             org.assertj.core.api.Assertions.assertThatThrownBy(() -> MemoryCheckpoint.take(socket, tmp.resolve("memory.bin"),
@@ -73,11 +73,47 @@ class MemoryCheckpointTest {
         assertThat(commands).containsSubsequence("migrate", "query-migrate", "migrate_cancel");
     }
 
+    @Test
+    void aFailedCopyRemovesItsPartialFile() throws Exception {
+        Path dir = Files.createDirectories(tmp.resolve(HOSTILE));
+        Path memoryFile = dir.resolve("memory.bin");
+        // no file may grow (ulimit -f 0): the cat's first write fails, as on a full disk
+        Path source = Files.write(tmp.resolve("stream"), new byte[64 * 1024]);
+        Process save = new ProcessBuilder("/bin/sh", "-c", "ulimit -f 0; " + MemoryCheckpoint.saveCommand(memoryFile)).directory(tmp.toFile())
+                .redirectInput(source.toFile()).redirectError(ProcessBuilder.Redirect.DISCARD).start();
+        assertThat(save.waitFor(10, TimeUnit.SECONDS)).isTrue();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (Files.exists(dir.resolve("memory.bin.part")) && System.nanoTime() < deadline) {
+            Thread.sleep(10);
+        }
+        assertThat(dir.resolve("memory.bin.part")).doesNotExist();
+        assertThat(memoryFile).doesNotExist();
+    }
+
+    @Test
+    void aMemoryCopyThatFailedAfterTheMigrationEndsTheWaitAtOnce() throws Exception {
+        // QEMU says completed, but the cat writing the file failed (a full disk) and removed its partial file
+        Path socket = tmp.resolve("qmp.sock");
+        List<String> commands = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
+        try (java.nio.channels.ServerSocketChannel server = java.nio.channels.ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+            server.bind(java.net.UnixDomainSocketAddress.of(socket));
+            Thread qemu = new Thread(() -> serveQmp(server, commands, "{\"return\":{\"status\":\"completed\"}}"), "fake-qmp");
+            qemu.setDaemon(true);
+            qemu.start();
+            long start = System.nanoTime();
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> MemoryCheckpoint.take(socket, tmp.resolve("memory.bin"),
+                    tmp.resolve("upper"), tmp.resolve("upper-copy"), java.time.Duration.ofSeconds(30)))
+                    .isInstanceOf(java.io.IOException.class).hasMessageContaining("failed");
+            // the guest stays paused while this waits: not the whole timeout
+            assertThat(java.time.Duration.ofNanos(System.nanoTime() - start)).isLessThan(java.time.Duration.ofSeconds(5));
+        }
+    }
+
     /**
-     * A QMP monitor whose {@code query-migrate} fails (as one that timed out would), recording
-     * each command; QmpClient opens a connection per command.
+     * A QMP monitor that answers {@code query-migrate} with {@code queryMigrateAnswer} and
+     * every other command with success, recording each; QmpClient opens a connection per command.
      */
-    private static void serveQmp(java.nio.channels.ServerSocketChannel server, List<String> commands) {
+    private static void serveQmp(java.nio.channels.ServerSocketChannel server, List<String> commands, String queryMigrateAnswer) {
         while (server.isOpen()) {
             try (java.nio.channels.SocketChannel c = server.accept();
                  java.io.BufferedReader in = new java.io.BufferedReader(new java.io.InputStreamReader(java.nio.channels.Channels.newInputStream(c)));
@@ -87,7 +123,7 @@ class MemoryCheckpointTest {
                 out.println("{\"return\":{}}");
                 String command = new com.fasterxml.jackson.databind.ObjectMapper().readTree(in.readLine()).path("execute").asText();
                 commands.add(command);
-                out.println(command.equals("query-migrate") ? "{\"error\":{\"desc\":\"monitor busy\"}}" : "{\"return\":{}}");
+                out.println(command.equals("query-migrate") ? queryMigrateAnswer : "{\"return\":{}}");
             } catch (java.io.IOException e) {
                 return;
             }
