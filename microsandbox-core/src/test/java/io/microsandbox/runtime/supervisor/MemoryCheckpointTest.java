@@ -59,17 +59,9 @@ class MemoryCheckpointTest {
 
     @Test
     void aMigrationWhoseProgressCannotBeReadIsCancelledNotLeftRunning() throws Exception {
-        Path socket = tmp.resolve("qmp.sock");
         List<String> commands = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
-        try (java.nio.channels.ServerSocketChannel server = java.nio.channels.ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
-            server.bind(java.net.UnixDomainSocketAddress.of(socket));
-            Thread qemu = new Thread(() -> serveQmp(server, commands, "{\"error\":{\"desc\":\"monitor busy\"}}"), "fake-qmp");
-            qemu.setDaemon(true);
-            qemu.start();
-            org.assertj.core.api.Assertions.assertThatThrownBy(() -> MemoryCheckpoint.take(socket, tmp.resolve("memory.bin"),
-                    tmp.resolve("upper"), tmp.resolve("upper-copy"), java.time.Duration.ofSeconds(5)))
-                    .isInstanceOf(java.io.IOException.class).hasMessageContaining("query-migrate");
-        }
+        Throwable failure = takeAgainstFakeQmp("{\"error\":{\"desc\":\"monitor busy\"}}", commands, java.time.Duration.ofSeconds(5));
+        assertThat(failure).isInstanceOf(java.io.IOException.class).hasMessageContaining("query-migrate");
         assertThat(commands).containsSubsequence("migrate", "query-migrate", "migrate_cancel");
     }
 
@@ -93,19 +85,26 @@ class MemoryCheckpointTest {
     @Test
     void aMemoryCopyThatFailedAfterTheMigrationEndsTheWaitAtOnce() throws Exception {
         // QEMU says completed, but the cat writing the file failed (a full disk) and removed its partial file
+        long start = System.nanoTime();
+        Throwable failure = takeAgainstFakeQmp("{\"return\":{\"status\":\"completed\"}}", new java.util.ArrayList<>(),
+                java.time.Duration.ofSeconds(30));
+        assertThat(failure).isInstanceOf(java.io.IOException.class).hasMessageContaining("failed");
+        // the guest stays paused while this waits: not the whole timeout
+        assertThat(java.time.Duration.ofNanos(System.nanoTime() - start)).isLessThan(java.time.Duration.ofSeconds(5));
+    }
+
+    /** What {@link MemoryCheckpoint#take} throws against a {@link #serveQmp} monitor. */
+    private Throwable takeAgainstFakeQmp(String queryMigrateAnswer, List<String> commands, java.time.Duration timeout) throws Exception {
         Path socket = tmp.resolve("qmp.sock");
-        List<String> commands = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
         try (java.nio.channels.ServerSocketChannel server = java.nio.channels.ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
             server.bind(java.net.UnixDomainSocketAddress.of(socket));
-            Thread qemu = new Thread(() -> serveQmp(server, commands, "{\"return\":{\"status\":\"completed\"}}"), "fake-qmp");
+            Thread qemu = new Thread(() -> serveQmp(server, commands, queryMigrateAnswer), "fake-qmp");
             qemu.setDaemon(true);
             qemu.start();
-            long start = System.nanoTime();
-            org.assertj.core.api.Assertions.assertThatThrownBy(() -> MemoryCheckpoint.take(socket, tmp.resolve("memory.bin"),
-                    tmp.resolve("upper"), tmp.resolve("upper-copy"), java.time.Duration.ofSeconds(30)))
-                    .isInstanceOf(java.io.IOException.class).hasMessageContaining("failed");
-            // the guest stays paused while this waits: not the whole timeout
-            assertThat(java.time.Duration.ofNanos(System.nanoTime() - start)).isLessThan(java.time.Duration.ofSeconds(5));
+            return org.assertj.core.api.Assertions.catchThrowable(() -> MemoryCheckpoint.take(socket, tmp.resolve("memory.bin"),
+                    tmp.resolve("upper"), tmp.resolve("upper-copy"), timeout));
+        } finally {
+            Files.deleteIfExists(socket);
         }
     }
 
