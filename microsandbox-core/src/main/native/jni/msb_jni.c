@@ -776,17 +776,14 @@ JNIEXPORT jlong JNICALL Java_io_microsandbox_runtime_Posix_allocatedBytes0(JNIEn
  * support reports the whole file as one extent. */
 JNIEXPORT jlongArray JNICALL Java_io_microsandbox_runtime_Posix_dataExtents0(JNIEnv *env, jclass cls, jbyteArray jpath) {
     (void) cls;
-    char path[4096];
-    jsize n = (*env)->GetArrayLength(env, jpath);
-    if (n >= (jsize) sizeof path) {
-        throw_io(env, ENAMETOOLONG, "dataExtents");
+    char *path = copy_bytes(env, jpath);
+    if (path == NULL)
         return NULL;
-    }
-    (*env)->GetByteArrayRegion(env, jpath, 0, n, (jbyte *) path);
-    path[n] = '\0';
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO put in place of a disk must not block the open (lseek then fails) */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         throw_io(env, errno, "open %s", path);
+        free(path);
         return NULL;
     }
     off_t end = lseek(fd, 0, SEEK_END);
@@ -822,14 +819,17 @@ JNIEXPORT jlongArray JNICALL Java_io_microsandbox_runtime_Posix_dataExtents0(JNI
     }
     close(fd);
     if (v == NULL) {
+        free(path);
         throw_class(env, "java/lang/OutOfMemoryError", "dataExtents");
         return NULL;
     }
     if (err != 0) {
         free(v);
         throw_io(env, err, "seek %s", path);
+        free(path);
         return NULL;
     }
+    free(path);
     jlongArray out = (*env)->NewLongArray(env, (jsize) len);
     if (out != NULL)
         (*env)->SetLongArrayRegion(env, out, 0, (jsize) len, v);

@@ -33,6 +33,7 @@ public final class Checkpoint {
     private final Path path;
     private final JsonNode manifest;
     private final Map<String, String> vm;
+    private final Instant createdAt;
     private final String digest;
 
     private Checkpoint(Path path, JsonNode manifest, String digest) {
@@ -41,6 +42,7 @@ public final class Checkpoint {
         Map<String, String> v = new LinkedHashMap<>();
         manifest.path("vm").fields().forEachRemaining(e -> v.put(e.getKey(), e.getValue().asText()));
         this.vm = Collections.unmodifiableMap(v);
+        this.createdAt = Instant.parse(manifest.path("createdAt").asText());
         this.digest = digest;
     }
 
@@ -114,7 +116,7 @@ public final class Checkpoint {
     }
 
     public Instant createdAt() {
-        return Instant.parse(manifest.path("createdAt").asText());
+        return createdAt;
     }
 
     /** How long the guest was paused to take it, in milliseconds. */
@@ -137,7 +139,7 @@ public final class Checkpoint {
                         + " is not a version " + FORMAT + " checkpoint manifest");
             }
             return new Checkpoint(dir, manifest, Snapshot.sha256(bytes));
-        } catch (IOException e) {
+        } catch (IOException | java.time.format.DateTimeParseException e) {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the manifest of checkpoint " + dir + " is unreadable: " + e.getMessage(), e);
         }
     }

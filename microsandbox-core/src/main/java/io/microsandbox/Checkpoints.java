@@ -3,6 +3,7 @@ package io.microsandbox;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
+import io.microsandbox.runtime.SandboxLock;
 import io.microsandbox.runtime.SandboxPreparer;
 import io.microsandbox.runtime.agent.Frame;
 import io.microsandbox.runtime.agent.FrameCodec;
@@ -48,49 +49,28 @@ public final class Checkpoints {
      * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} when there is none
      */
     public Checkpoint get(String nameOrPath) {
-        Path dir = Snapshots.locateIn(directory(), nameOrPath, "checkpoint");
-        try {
-            return Checkpoint.parse(dir, Files.readAllBytes(dir.resolve(Checkpoint.MANIFEST_FILE)));
-        } catch (NoSuchFileException e) {
-            throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no checkpoint '" + nameOrPath + "' (looked for "
-                    + dir.resolve(Checkpoint.MANIFEST_FILE) + ")");
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot read checkpoint " + dir + ": " + e.getMessage(), e);
-        }
+        return SnapshotDirectories.get(locate(nameOrPath), Checkpoint.MANIFEST_FILE, "checkpoint", nameOrPath, Checkpoint::parse);
     }
 
     /** Every checkpoint with a bare name, newest first; unfinished ones are left out. */
     public List<Checkpoint> list() {
-        if (!Files.isDirectory(directory())) {
-            return List.of();
-        }
-        List<Checkpoint> all = new ArrayList<>();
-        try (Stream<Path> dirs = Files.list(directory())) {
-            for (Path dir : dirs.toList()) {
-                try {
-                    all.add(Checkpoint.parse(dir, Files.readAllBytes(dir.resolve(Checkpoint.MANIFEST_FILE))));
-                } catch (IOException | MicrosandboxException e) {
-                    // being written, or not a checkpoint: get() names the problem
-                }
-            }
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot list " + directory() + ": " + e.getMessage(), e);
-        }
-        all.sort(Comparator.comparing(Checkpoint::createdAt).reversed());
-        return all;
+        return SnapshotDirectories.list(directory(), Checkpoint.MANIFEST_FILE, "checkpoint", Checkpoint::parse, Checkpoint::createdAt);
     }
 
     /**
-     * Deletes a checkpoint; sandboxes restored from it have their own upper copy and guest memory.
+     * Deletes a checkpoint, or an unfinished one whose writer died; sandboxes restored from it
+     * have their own upper copy and guest memory.
      *
-     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} when there is none
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} when there is none, or
+     *         when it is still being written
      */
     public void remove(String nameOrPath) {
-        Path dir = Snapshots.locateIn(directory(), nameOrPath, "checkpoint");
-        if (!Files.isRegularFile(dir.resolve(Checkpoint.MANIFEST_FILE))) {
-            throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no checkpoint '" + nameOrPath + "'");
-        }
-        SandboxPreparer.deleteTree(dir);
+        SnapshotDirectories.remove(locate(nameOrPath), Checkpoint.MANIFEST_FILE, "checkpoint", nameOrPath);
+    }
+
+    /** A bare name under {@link #directory()}, or a path. */
+    Path locate(String nameOrPath) {
+        return Snapshots.locateIn(directory(), nameOrPath, "checkpoint");
     }
 
     /**
@@ -104,7 +84,7 @@ public final class Checkpoints {
             throw new MicrosandboxException(ErrorKind.UNSUPPORTED_OPERATION, "sandbox '" + layout.name()
                     + "' boots from a disk image (imageDisk), whose overlay a checkpoint does not capture");
         }
-        Snapshots.claimDirectory(home, directory(), dir, "checkpoint");
+        SandboxLock writing = Snapshots.claimDirectory(home, directory(), dir, "checkpoint");
         try {
             SupervisorSpec spec = SupervisorSpec.read(layout.specFile());
             Map<String, String> vm = VmIdentity.of(spec.vmmArgv(), RuntimeFiles.extract(home, "msb-agent"));
@@ -135,6 +115,8 @@ public final class Checkpoints {
                 throw m;
             }
             throw new MicrosandboxException(ErrorKind.IO, "cannot checkpoint sandbox '" + layout.name() + "' to " + dir + ": " + e.getMessage(), e);
+        } finally {
+            SnapshotDirectories.finished(dir, writing);
         }
     }
 

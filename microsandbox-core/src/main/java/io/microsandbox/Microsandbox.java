@@ -181,13 +181,7 @@ public final class Microsandbox {
             }
             replace(name, config.replaceTimeout());
         }
-        SandboxLock createLock = claim(layout);
-        try {
-            store.insert(name, config.toJson(), config.labels(), config.ephemeral(), "running");
-        } catch (MicrosandboxException e) {
-            discard(layout, createLock);
-            throw e;
-        }
+        SandboxLock createLock = claimAndRecord(store, layout, config);
         try {
             if (snapshot != null) {
                 snapshots().materialize(snapshot, layout);
@@ -451,6 +445,18 @@ public final class Microsandbox {
         store.delete(layout.name());
     }
 
+    /** Claims a new sandbox's directory and records it as running; on failure neither is left. */
+    private SandboxLock claimAndRecord(SandboxStore store, SandboxLayout layout, SandboxConfig config) {
+        SandboxLock createLock = claim(layout);
+        try {
+            store.insert(layout.name(), config.toJson(), config.labels(), config.ephemeral(), "running");
+        } catch (MicrosandboxException e) {
+            discard(layout, createLock);
+            throw e;
+        }
+        return createLock;
+    }
+
     /** How many restores {@link #fork} runs at once. */
     public static final int FORK_PARALLELISM = 4;
 
@@ -490,13 +496,7 @@ public final class Microsandbox {
             throw alreadyExists(name);
         }
         SandboxLayout layout = SandboxLayout.of(home, name);
-        SandboxLock createLock = claim(layout);
-        try {
-            store.insert(name, config.toJson(), config.labels(), config.ephemeral(), "running");
-        } catch (MicrosandboxException e) {
-            discard(layout, createLock);
-            throw e;
-        }
+        SandboxLock createLock = claimAndRecord(store, layout, config);
         try {
             Snapshots.materialize(home, what, checkpoint.upperDisk(), checkpoint.upperDigest(), checkpoint.imageDigest(), layout);
             Map<String, Object> restore = new java.util.LinkedHashMap<>();
@@ -536,6 +536,11 @@ public final class Microsandbox {
     public List<Sandbox> fork(Checkpoint checkpoint, String namePrefix, int count, RestoreOptions options) {
         if (count < 1) {
             throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "fork needs a count of at least 1, got " + count);
+        }
+        Objects.requireNonNull(checkpoint, "checkpoint");
+        Objects.requireNonNull(options, "options");
+        if (namePrefix == null || namePrefix.isEmpty()) {
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "fork needs a name prefix");
         }
         List<Sandbox> started = new ArrayList<>();
         RuntimeException failure = null;

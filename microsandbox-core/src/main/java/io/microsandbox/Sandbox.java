@@ -501,6 +501,8 @@ public final class Sandbox implements AutoCloseable {
      *         taken, {@link ErrorKind#SANDBOX_NOT_RUNNING} when it is stopping or draining
      */
     public Checkpoint checkpoint(String nameOrPath, AfterCheckpoint after) {
+        // null would read as "do not resume": the sandbox would stop without this waiting for it
+        java.util.Objects.requireNonNull(after, "after");
         ensureUsable();
         Checkpoints checkpoints = runtime.checkpoints();
         Checkpoint checkpoint = checkpoints.take(layout, config, Snapshots.locateIn(checkpoints.directory(), nameOrPath, "checkpoint"),

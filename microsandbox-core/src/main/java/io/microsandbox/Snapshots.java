@@ -3,6 +3,7 @@ package io.microsandbox;
 import io.microsandbox.image.oci.OciImages;
 import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.SandboxLayout;
+import io.microsandbox.runtime.SandboxLock;
 import io.microsandbox.runtime.SandboxPreparer;
 import io.microsandbox.runtime.SparseFiles;
 import java.io.IOException;
@@ -45,48 +46,23 @@ public final class Snapshots {
      *         {@link ErrorKind#SNAPSHOT_INTEGRITY} when its manifest is unreadable
      */
     public Snapshot get(String nameOrPath) {
-        Path dir = locate(nameOrPath);
-        try {
-            return Snapshot.parse(dir, Files.readAllBytes(dir.resolve(Snapshot.MANIFEST_FILE)));
-        } catch (NoSuchFileException e) {
-            throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no snapshot '" + nameOrPath + "' (looked for " + dir.resolve(Snapshot.MANIFEST_FILE) + ")");
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot read snapshot " + dir + ": " + e.getMessage(), e);
-        }
+        return SnapshotDirectories.get(locate(nameOrPath), Snapshot.MANIFEST_FILE, "snapshot", nameOrPath, Snapshot::parse);
     }
 
     /** Every snapshot with a bare name, newest first; directories without a readable manifest are left out. */
     public List<Snapshot> list() {
-        if (!Files.isDirectory(directory())) {
-            return List.of();
-        }
-        List<Snapshot> all = new ArrayList<>();
-        try (Stream<Path> dirs = Files.list(directory())) {
-            for (Path dir : dirs.toList()) {
-                try {
-                    all.add(Snapshot.parse(dir, Files.readAllBytes(dir.resolve(Snapshot.MANIFEST_FILE))));
-                } catch (IOException | MicrosandboxException e) {
-                    // being written, or not a snapshot: get() names the problem
-                }
-            }
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot list " + directory() + ": " + e.getMessage(), e);
-        }
-        all.sort(Comparator.comparing(Snapshot::createdAt).reversed());
-        return all;
+        return SnapshotDirectories.list(directory(), Snapshot.MANIFEST_FILE, "snapshot", Snapshot::parse, Snapshot::createdAt);
     }
 
     /**
-     * Deletes a snapshot. Sandboxes booted from it have their own copy and are not affected.
+     * Deletes a snapshot, or an unfinished one whose writer died. Sandboxes booted from it have
+     * their own copy and are not affected.
      *
-     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} when there is none
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} when there is none, or
+     *         when it is still being written
      */
     public void remove(String nameOrPath) {
-        Path dir = locate(nameOrPath);
-        if (!Files.isRegularFile(dir.resolve(Snapshot.MANIFEST_FILE))) {
-            throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no snapshot '" + nameOrPath + "'");
-        }
-        SandboxPreparer.deleteTree(dir);
+        SnapshotDirectories.remove(locate(nameOrPath), Snapshot.MANIFEST_FILE, "snapshot", nameOrPath);
     }
 
     /**
@@ -109,7 +85,12 @@ public final class Snapshots {
             throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "a " + what + " name or path is required");
         }
         if (nameOrPath.indexOf('/') >= 0) {
-            return Path.of(nameOrPath).toAbsolutePath().normalize();
+            try {
+                return Path.of(nameOrPath).toAbsolutePath().normalize();
+            } catch (java.nio.file.InvalidPathException e) {
+                throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "invalid " + what + " path '"
+                        + nameOrPath.replaceAll("\\p{Cntrl}", "?") + "': " + e.getReason(), e);
+            }
         }
         if (nameOrPath.startsWith(".") || nameOrPath.chars().anyMatch(Character::isISOControl) || nameOrPath.indexOf('\\') >= 0
                 || nameOrPath.getBytes(StandardCharsets.UTF_8).length > Sandbox.MAX_NAME_BYTES) {
@@ -132,7 +113,7 @@ public final class Snapshots {
         if (!Files.isRegularFile(source.upperDisk())) {
             throw new MicrosandboxException(ErrorKind.IO, "sandbox '" + source.name() + "' has no upper disk at " + source.upperDisk());
         }
-        claimDirectory(home, directory(), dir, "snapshot");
+        SandboxLock writing = claimDirectory(home, directory(), dir, "snapshot");
         try {
             String content = SparseFiles.copy(source.upperDisk(), dir.resolve(Snapshot.UPPER_FILE));
             Map<String, Object> fields = new LinkedHashMap<>();
@@ -154,16 +135,20 @@ public final class Snapshots {
                 throw m;
             }
             throw new MicrosandboxException(ErrorKind.IO, "cannot snapshot sandbox '" + source.name() + "' to " + dir + ": " + e.getMessage(), e);
+        } finally {
+            SnapshotDirectories.finished(dir, writing);
         }
     }
 
     /**
      * Creates the new directory {@code dir} of a {@code what}, owner-only (and the home's
-     * {@code named} directory on the way when it is there).
+     * {@code named} directory on the way when it is there), and takes its writing lock, which
+     * the caller releases with {@link SnapshotDirectories#finished}. An unfinished one whose
+     * writer died is deleted and claimed again.
      *
      * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_ALREADY_EXISTS} when it exists
      */
-    static void claimDirectory(Path home, Path named, Path dir, String what) {
+    static SandboxLock claimDirectory(Path home, Path named, Path dir, String what) {
         try {
             Path parent = dir.getParent();
             if (parent.equals(named)) {
@@ -171,8 +156,17 @@ public final class Snapshots {
             } else {
                 Files.createDirectories(parent);
             }
-            Files.createDirectory(dir);
+            try {
+                Files.createDirectory(dir);
+            } catch (FileAlreadyExistsException e) {
+                if (!SnapshotDirectories.abandoned(dir)) {
+                    throw e;
+                }
+                SnapshotDirectories.delete(dir);
+                Files.createDirectory(dir);
+            }
             OwnerOnly.restrict(dir, OwnerOnly.DIRECTORY);
+            return SnapshotDirectories.lockForWriting(dir);
         } catch (FileAlreadyExistsException e) {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_ALREADY_EXISTS, what + " " + dir + " already exists");
         } catch (IOException e) {

@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.security.MessageDigest;
@@ -42,6 +43,7 @@ public final class SparseFiles {
      * for a sandbox's own upper disk, which a host crash loses with the sandbox anyway.
      */
     public static String copy(Path source, Path target, boolean durable) throws IOException {
+        requireRegularFile(source);
         OwnerOnly.createFile(target);
         try (FileChannel in = FileChannel.open(source, StandardOpenOption.READ);
              RandomAccessFile out = new RandomAccessFile(target.toFile(), "rw")) {
@@ -57,8 +59,16 @@ public final class SparseFiles {
 
     /** The content digest of {@code file} (see the class comment). */
     public static String digest(Path file) throws IOException {
+        requireRegularFile(file);
         try (FileChannel in = FileChannel.open(file, StandardOpenOption.READ)) {
             return walk(file, in, in.size(), null);
+        }
+    }
+
+    /** Opening a FIFO would block until someone writes to it, and a device has no extents to walk. */
+    private static void requireRegularFile(Path file) throws IOException {
+        if (Files.exists(file) && !Files.isRegularFile(file)) {
+            throw new IOException(file + " is not a regular file");
         }
     }
 

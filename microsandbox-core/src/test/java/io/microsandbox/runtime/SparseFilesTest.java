@@ -62,4 +62,19 @@ class SparseFilesTest {
         // the same bytes but a longer file
         assertThat(SparseFiles.digest(file)).isNotEqualTo(before);
     }
+
+    @Test
+    void aFifoOrADeviceIsRefusedInsteadOfBlockingTheCopy(@TempDir Path dir) throws Exception {
+        Path fifo = dir.resolve("upper.ext4");
+        assertThat(new ProcessBuilder("mkfifo", fifo.toString()).start().waitFor()).isZero();
+        org.junit.jupiter.api.Assertions.assertTimeoutPreemptively(java.time.Duration.ofSeconds(10), () -> {
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> SparseFiles.digest(fifo))
+                    .isInstanceOf(java.io.IOException.class).hasMessageContaining("not a regular file");
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> SparseFiles.copy(fifo, dir.resolve("copy")))
+                    .isInstanceOf(java.io.IOException.class).hasMessageContaining("not a regular file");
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> SparseFiles.digest(Path.of("/dev/zero")))
+                    .isInstanceOf(java.io.IOException.class).hasMessageContaining("not a regular file");
+        });
+        assertThat(dir.resolve("copy")).doesNotExist();
+    }
 }

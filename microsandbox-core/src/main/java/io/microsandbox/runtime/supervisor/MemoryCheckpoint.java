@@ -46,32 +46,13 @@ public final class MemoryCheckpoint {
         QmpClient.execute(qmp, "stop", QMP_TIMEOUT);
         long paused = System.nanoTime();
         QmpClient.execute(qmp, "migrate-set-parameters", JSON.createObjectNode().put("max-bandwidth", MAX_BANDWIDTH), QMP_TIMEOUT);
-        Path partial = memoryFile.resolveSibling(memoryFile.getFileName() + ".part");
-        String save = "exec 3<&0; (cat <&3 > " + shellQuote(partial) + " && mv " + shellQuote(partial) + " " + shellQuote(memoryFile) + ") &";
-        QmpClient.execute(qmp, "migrate", JSON.createObjectNode().put("uri", "exec:" + save), QMP_TIMEOUT);
-        long deadline = System.nanoTime() + timeout.toNanos();
-        String status;
-        JsonNode info;
-        while (true) {
-            info = QmpClient.execute(qmp, "query-migrate", QMP_TIMEOUT);
-            status = info.path("status").asText();
-            if (status.equals("completed") || status.equals("failed") || status.equals("cancelled")) {
-                break;
-            }
-            if (System.nanoTime() > deadline) {
-                cancel(qmp);
-                throw new IOException("saving guest memory did not finish within " + timeout + " (status " + status + ")");
-            }
-            sleep();
-        }
-        if (!status.equals("completed")) {
-            throw new IOException("saving guest memory " + status + ": " + info.path("error-desc").asText("no reason given"));
-        }
-        while (!Files.exists(memoryFile)) {
-            if (System.nanoTime() > deadline) {
-                throw new IOException("the saved guest memory was not complete within " + timeout);
-            }
-            sleep();
+        try {
+            QmpClient.execute(qmp, "migrate", JSON.createObjectNode().put("uri", "exec:" + saveCommand(memoryFile)), QMP_TIMEOUT);
+            awaitMigration(qmp, memoryFile, timeout);
+        } catch (IOException e) {
+            // a migration left running (QMP timed out, say) would finish later and stop the guest the caller resumed
+            cancel(qmp);
+            throw e;
         }
         long migrated = System.nanoTime();
         // the migration flushed and released the disks: what the file holds is what the guest wrote
@@ -84,6 +65,42 @@ public final class MemoryCheckpoint {
         result.put("migrate_ms", (migrated - paused) / 1_000_000);
         result.put("copy_ms", (copied - migrated) / 1_000_000);
         return result;
+    }
+
+    /** Waits for QEMU to finish the migration and the background cat to rename its file into place. */
+    private static void awaitMigration(Path qmp, Path memoryFile, Duration timeout) throws IOException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        String status;
+        JsonNode info;
+        while (true) {
+            info = QmpClient.execute(qmp, "query-migrate", QMP_TIMEOUT);
+            status = info.path("status").asText();
+            if (status.equals("completed") || status.equals("failed") || status.equals("cancelled")) {
+                break;
+            }
+            if (System.nanoTime() > deadline) {
+                throw new IOException("saving guest memory did not finish within " + timeout + " (status " + status + ")");
+            }
+            sleep();
+        }
+        if (!status.equals("completed")) {
+            throw new IOException("saving guest memory " + status + ": " + info.path("error-desc").asText("no reason given"));
+        }
+        Path partial = partialFile(memoryFile);
+        while (!Files.exists(memoryFile)) {
+            // the rename is atomic: neither file, and still no memory file after, means the cat failed
+            if (!Files.exists(partial) && !Files.exists(memoryFile)) {
+                throw new IOException("writing the saved guest memory to " + memoryFile + " failed (is the disk full?)");
+            }
+            if (System.nanoTime() > deadline) {
+                throw new IOException("the saved guest memory was not complete within " + timeout);
+            }
+            sleep();
+        }
+    }
+
+    private static Path partialFile(Path memoryFile) {
+        return memoryFile.resolveSibling(memoryFile.getFileName() + ".part");
     }
 
     private static void cancel(Path qmp) {
@@ -101,6 +118,17 @@ public final class MemoryCheckpoint {
             Thread.currentThread().interrupt();
             throw new IOException("interrupted while saving guest memory", e);
         }
+    }
+
+    /**
+     * The shell command QEMU's {@code exec:} migration writes the stream into: a background
+     * {@code cat} into {@code <memoryFile>.part}, renamed to {@code memoryFile} once complete,
+     * or removed when the copy failed (a full disk), which tells {@link #take} to stop waiting.
+     */
+    static String saveCommand(Path memoryFile) {
+        Path partial = partialFile(memoryFile);
+        return "exec 3<&0; (cat <&3 > " + shellQuote(partial) + " && mv " + shellQuote(partial) + " " + shellQuote(memoryFile)
+                + " || rm -f " + shellQuote(partial) + ") &";
     }
 
     /** QEMU's {@code -incoming} argument that loads a guest saved into {@code memoryFile}. */

@@ -25,6 +25,7 @@ import java.util.concurrent.TimeUnit;
  */
 public final class VmIdentity {
     private static final Map<String, String> CACHE = new ConcurrentHashMap<>();
+    private static final java.time.Duration VERSION_TIMEOUT = java.time.Duration.ofSeconds(30);
 
     private VmIdentity() {
     }
@@ -90,21 +91,40 @@ public final class VmIdentity {
 
     /** The first line of {@code qemu --version}. */
     static String qemuVersion(Path qemu) throws IOException {
-        return cached(qemu, "version", () -> {
-            Process p = new ProcessBuilder(qemu.toString(), "--version").redirectErrorStream(true).start();
-            byte[] out = p.getInputStream().readNBytes(4096);
+        return cached(qemu, "version", () -> askVersion(qemu, VERSION_TIMEOUT));
+    }
+
+    /**
+     * Runs {@code qemu --version}, killed after {@code timeout}. Its output goes to a file: a
+     * read of its pipe would wait for the end of the output, which a hung QEMU (or a wrapper
+     * whose children keep the pipe open) never sends, so the timeout would never come.
+     */
+    static String askVersion(Path qemu, java.time.Duration timeout) throws IOException {
+        Path out = Files.createTempFile("msb-qemu-version-", ".txt");
+        try {
+            Process p = new ProcessBuilder(qemu.toString(), "--version").redirectErrorStream(true)
+                    .redirectOutput(out.toFile()).redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null"))).start();
             try {
-                if (!p.waitFor(30, TimeUnit.SECONDS) || p.exitValue() != 0) {
+                if (!p.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
                     p.destroyForcibly();
-                    throw new IOException(qemu + " --version failed: " + new String(out, StandardCharsets.UTF_8).strip());
+                    throw new IOException(qemu + " --version did not finish within " + timeout);
                 }
             } catch (InterruptedException e) {
                 p.destroyForcibly();
                 Thread.currentThread().interrupt();
                 throw new IOException("interrupted while asking " + qemu + " for its version", e);
             }
-            return new String(out, StandardCharsets.UTF_8).lines().findFirst().orElse("").strip();
-        });
+            String text;
+            try (InputStream in = Files.newInputStream(out)) {
+                text = new String(in.readNBytes(4096), StandardCharsets.UTF_8);
+            }
+            if (p.exitValue() != 0) {
+                throw new IOException(qemu + " --version failed: " + text.strip());
+            }
+            return text.lines().findFirst().orElse("").strip();
+        } finally {
+            Files.deleteIfExists(out);
+        }
     }
 
     private interface Compute {

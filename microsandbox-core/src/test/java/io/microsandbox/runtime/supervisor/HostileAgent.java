@@ -10,6 +10,7 @@ import java.io.OutputStream;
 import java.net.UnixDomainSocketAddress;
 import java.nio.ByteBuffer;
 import java.nio.channels.Channels;
+import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -29,7 +30,10 @@ import java.util.Arrays;
  * order: the end first, then output and a start for the ended session, and a second
  * {@code core.ready}), {@code oversized} (answers exec with a frame whose length field is
  * 2 GiB), {@code noisy} (honest, but writes megabytes to its stderr, which is the VMM's
- * log), {@code silent} (never says hello).
+ * log), {@code silent} (never says hello). Resumed from a checkpoint (its third argument is
+ * the QMP socket it serves, as QEMU would, saying the VM runs): {@code restore-silent} (never
+ * answers core.restore), {@code restore-wrong} (answers it with core.ready),
+ * {@code restore-error} (answers it with core.error).
  */
 public final class HostileAgent {
     private static final JsonNodeFactory NODES = JsonNodeFactory.instance;
@@ -38,6 +42,10 @@ public final class HostileAgent {
         String scenario = args[0];
         SocketChannel channel = SocketChannel.open(UnixDomainSocketAddress.of(Path.of(args[1])));
         FrameLink link = new FrameLink(channel);
+        if (scenario.startsWith("restore-")) {
+            restored(scenario, link, Path.of(args[2]));
+            return;
+        }
         if (scenario.equals("silent")) {
             Thread.sleep(Long.MAX_VALUE);
         }
@@ -74,6 +82,42 @@ public final class HostileAgent {
                 }
             }
         }
+    }
+
+    /** A guest resumed from a checkpoint that answers core.restore wrongly, or never. */
+    private static void restored(String scenario, FrameLink link, Path qmpSocket) throws Exception {
+        ServerSocketChannel qmp = ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX);
+        qmp.bind(UnixDomainSocketAddress.of(qmpSocket));
+        Thread monitor = new Thread(() -> {
+            while (true) {
+                try (SocketChannel c = qmp.accept();
+                     java.io.BufferedReader in = new java.io.BufferedReader(new java.io.InputStreamReader(Channels.newInputStream(c)));
+                     java.io.PrintStream out = new java.io.PrintStream(Channels.newOutputStream(c), true)) {
+                    out.println("{\"QMP\":{}}");
+                    in.readLine();
+                    out.println("{\"return\":{}}");
+                    in.readLine();
+                    out.println("{\"return\":{\"status\":\"running\",\"running\":true}}");
+                } catch (IOException e) {
+                    return;
+                }
+            }
+        }, "qmp");
+        monitor.setDaemon(true);
+        monitor.start();
+        Frame restore = link.read();
+        if (restore == null || !restore.type().equals(Protocol.CORE_RESTORE)) {
+            System.exit(2);
+        }
+        switch (scenario) {
+            case "restore-wrong" -> link.write(new Frame(0, 0, Protocol.CORE_READY, NODES.objectNode().put("boot_time_ns", 1)));
+            case "restore-error" -> link.write(new Frame(0, 0, Protocol.CORE_ERROR,
+                    NODES.objectNode().put("stage", "restore").put("message", "hostile says no").put("errno", 1)));
+            default -> {
+                // restore-silent: the supervisor's boot watchdog must end it
+            }
+        }
+        Thread.sleep(Long.MAX_VALUE);
     }
 
     private static void exec(String scenario, int id, FrameLink link, OutputStream raw) throws IOException {

@@ -52,6 +52,18 @@ final class HostileSandboxes {
     }
 
     static Booted boot(String scenario, long bootTimeoutMs) throws Exception {
+        return boot(scenario, bootTimeoutMs, null);
+    }
+
+    /**
+     * Boots a stand-in resumed from a checkpoint ({@code restore-*} scenarios): the supervisor
+     * runs the restore handshake, the stand-in serves the QMP socket.
+     */
+    static Booted bootRestored(String scenario, long bootTimeoutMs) throws Exception {
+        return boot(scenario, bootTimeoutMs, Map.of());
+    }
+
+    private static Booted boot(String scenario, long bootTimeoutMs, Map<String, Object> restore) throws Exception {
         String name = "hostile-" + scenario + "-" + ProcessHandle.current().pid() + "-" + COUNTER.incrementAndGet();
         Path home = RuntimeFiles.defaultHome();
         SandboxLayout layout = SandboxLayout.of(home, name);
@@ -61,9 +73,9 @@ final class HostileSandboxes {
         SandboxStore.open(home).insert(name, config.toJson(), Map.of(), false, "running");
         List<String> argv = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "-Xmx64m", "-cp", System.getProperty("java.class.path"), HostileAgent.class.getName(), scenario,
-                layout.vmSocket().toString());
+                layout.vmSocket().toString(), layout.qmpSocket().toString());
         SupervisorSpec spec = new SupervisorSpec(name, argv, layout.dir().toString(), layout.runDir().toString(),
-                Map.of("hostname", "hostile"), bootTimeoutMs, false, home.toString(), false, 0, 0, null);
+                Map.of("hostname", "hostile"), bootTimeoutMs, false, home.toString(), false, 0, 0, restore);
         spec.write(layout.specFile());
         SupervisorProcess supervisor = SupervisorProcess.acquire();
         try {

@@ -34,4 +34,28 @@ class VmIdentityTest {
         Files.writeString(kernel, "kernel one");
         assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(bigger, agent))).startsWith("memoryMib was 512");
     }
+
+    @Test
+    void aQemuThatHangsOnVersionIsKilledAfterTheTimeout(@TempDir Path dir) throws Exception {
+        Path qemu = script(dir, "printf 'QEMU emulator version 7.2.0\\n'\nexec sleep 30\n");
+        long start = System.nanoTime();
+        org.junit.jupiter.api.Assertions.assertTimeoutPreemptively(java.time.Duration.ofSeconds(10), () ->
+                org.assertj.core.api.Assertions.assertThatThrownBy(() -> VmIdentity.askVersion(qemu, java.time.Duration.ofSeconds(1)))
+                        .isInstanceOf(java.io.IOException.class).hasMessageContaining("did not finish within"));
+        assertThat(java.time.Duration.ofNanos(System.nanoTime() - start)).isLessThan(java.time.Duration.ofSeconds(10));
+    }
+
+    @Test
+    void aWrapperWhoseChildKeepsItsOutputOpenIsNotWaitedFor(@TempDir Path dir) throws Exception {
+        // the wrapper answers and exits; a child it left behind holds the output open for a while
+        Path qemu = script(dir, "printf 'QEMU emulator version 7.2.0\\n'\nsleep 4 &\nexit 0\n");
+        org.junit.jupiter.api.Assertions.assertTimeoutPreemptively(java.time.Duration.ofSeconds(3), () ->
+                assertThat(VmIdentity.qemuVersion(qemu)).isEqualTo("QEMU emulator version 7.2.0"));
+    }
+
+    private static Path script(Path dir, String body) throws Exception {
+        Path qemu = Files.writeString(dir.resolve("qemu-system-x86_64"), "#!/bin/sh\n" + body);
+        Files.setPosixFilePermissions(qemu, java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
+        return qemu;
+    }
 }
