@@ -58,7 +58,7 @@ uint8_t reply_flags(uint32_t id);
 
 /* Registers fd in the event loop; events come back through the callback given for the
  * kind (see main.c). tag is opaque to the loop (sessions use it for their id). */
-enum ev_kind { EV_PORT, EV_SIGNAL, EV_SESSION };
+enum ev_kind { EV_PORT, EV_SIGNAL, EV_SESSION, EV_NET };
 int ev_add(int fd, uint32_t events, enum ev_kind kind, uint32_t tag);
 int ev_mod(int fd, uint32_t events, enum ev_kind kind, uint32_t tag);
 void ev_del(int fd);
@@ -183,6 +183,16 @@ void fs_child_run(const fs_args *a) __attribute__((noreturn));
 
 /* ---- exec.c: fs sessions (exec sessions whose child runs fs_child_run) ---- */
 void fs_request(uint32_t id, cbor_val payload);
+
+/* ---- net.c: the sandbox network (docs/network.md) ---- */
+
+/* Makes every IPv4 address local and steers TCP and DNS to the agent (core.configure's
+ * "network": true); a failure leaves the sandbox without network. */
+void net_setup(void);
+/* A net.* frame from the host; always consumes it. */
+bool net_message(uint32_t id, const char *type, size_t tlen, cbor_val payload);
+void net_event(uint32_t tag, int fd, uint32_t events);
+void net_throttle_changed(void);
 
 /* ---- user.c: passwd/group lookup in the current root ---- */
 

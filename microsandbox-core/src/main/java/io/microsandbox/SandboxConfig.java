@@ -58,6 +58,8 @@ public final class SandboxConfig {
     private final Duration idleTimeout;
     private final Duration maxDuration;
     private final Duration replaceTimeout;
+    private final NetworkPolicy network;
+    private final java.util.List<PortBinding> ports;
 
     private SandboxConfig(Builder b) {
         this.image = b.image;
@@ -84,6 +86,8 @@ public final class SandboxConfig {
         this.idleTimeout = b.idleTimeout;
         this.maxDuration = b.maxDuration;
         this.replaceTimeout = b.replaceTimeout;
+        this.network = b.network;
+        this.ports = java.util.List.copyOf(b.ports);
     }
 
     public static Builder builder() {
@@ -97,7 +101,8 @@ public final class SandboxConfig {
                 .memoryMib(memoryMib).cpus(cpus).upperSizeMib(upperSizeMib)
                 .workdir(workdir).shell(shell).hostname(hostname).user(user)
                 .env(env).labels(labels).detached(detached).accelerator(accelerator).bootTimeout(bootTimeout)
-                .ephemeral(ephemeral).idleTimeout(idleTimeout).maxDuration(maxDuration).replaceTimeout(replaceTimeout);
+                .ephemeral(ephemeral).idleTimeout(idleTimeout).maxDuration(maxDuration).replaceTimeout(replaceTimeout)
+                .network(network).portBindings(ports);
     }
 
     /** Root filesystem source: for now a local directory holding an unpacked root filesystem. */
@@ -226,6 +231,16 @@ public final class SandboxConfig {
         return patches;
     }
 
+    /** The network policy the host enforces; {@link NetworkPolicy#publicOnly()} unless set. */
+    public NetworkPolicy network() {
+        return network;
+    }
+
+    /** Published ports. */
+    public java.util.List<PortBinding> ports() {
+        return ports;
+    }
+
     /** This configuration as JSON, the form in which sandboxes are persisted. */
     public String toJson() {
         ObjectNode n = JSON.createObjectNode();
@@ -248,6 +263,14 @@ public final class SandboxConfig {
         n.put("pullPolicy", pullPolicy.value());
         if (entrypoint != null) {
             n.set("entrypoint", JSON.valueToTree(entrypoint));
+        }
+        n.set("network", network.toJsonNode());
+        if (!ports.isEmpty()) {
+            var arr = n.putArray("ports");
+            for (PortBinding p : ports) {
+                arr.addObject().put("bind", p.bindAddress()).put("host", p.hostPort()).put("guest", p.guestPort())
+                        .put("protocol", p.protocol().name().toLowerCase(java.util.Locale.ROOT));
+            }
         }
         if (imageDisk != null) {
             n.put("imageDisk", imageDisk);
@@ -292,6 +315,10 @@ public final class SandboxConfig {
             n.path("env").fields().forEachRemaining(e -> b.env(e.getKey(), e.getValue().asText()));
             n.path("labels").fields().forEachRemaining(e -> b.label(e.getKey(), e.getValue().asText()));
             b.pullPolicy(PullPolicy.parse(n.path("pullPolicy").asText("")));
+            if (n.hasNonNull("network")) {
+                b.network(NetworkPolicy.fromJsonNode(n.get("network")));
+            }
+            b.portBindings(io.microsandbox.runtime.network.NetworkSettings.portsFromJson(n.path("ports")));
             if (n.hasNonNull("imageDisk")) {
                 b.imageDisk(n.get("imageDisk").asText(), text(n, "imageDiskFsType"));
             }
@@ -357,11 +384,40 @@ public final class SandboxConfig {
         private Duration idleTimeout = Duration.ZERO;
         private Duration maxDuration = Duration.ZERO;
         private Duration replaceTimeout;
+        private NetworkPolicy network = NetworkPolicy.publicOnly();
+        private final java.util.List<PortBinding> ports = new java.util.ArrayList<>();
 
         private Builder() {
         }
 
         /** Root filesystem: a local directory holding an unpacked root filesystem. Required. */
+        /**
+         * The network policy the host enforces for this sandbox (default
+         * {@link NetworkPolicy#publicOnly()}: the public internet and DNS); {@link NetworkPolicy#none()}
+         * gives the guest no network at all. See docs/network.md.
+         */
+        public Builder network(NetworkPolicy policy) {
+            this.network = Objects.requireNonNull(policy, "policy");
+            return this;
+        }
+
+        /** Publishes guest TCP ports on host ports of 127.0.0.1 (key: host port, value: guest port); merges with earlier calls. */
+        public Builder ports(Map<Integer, Integer> hostToGuest) {
+            hostToGuest.forEach((host, guestPort) -> ports.add(PortBinding.tcp(host, guestPort)));
+            return this;
+        }
+
+        /** Publishes ports with explicit bind addresses; merges with earlier calls. */
+        public Builder portBindings(java.util.Collection<PortBinding> bindings) {
+            ports.addAll(bindings);
+            return this;
+        }
+
+        /** Publishes ports with explicit bind addresses; merges with earlier calls. */
+        public Builder portBindings(PortBinding... bindings) {
+            return portBindings(java.util.List.of(bindings));
+        }
+
         public Builder image(String image) {
             this.image = image;
             return this;
@@ -612,6 +668,12 @@ public final class SandboxConfig {
             }
             if (replaceTimeout != null && replaceTimeout.isNegative()) {
                 throw invalid("replaceTimeout must not be negative, got " + replaceTimeout);
+            }
+            java.util.Set<String> published = new java.util.HashSet<>();
+            for (PortBinding p : ports) {
+                if (!published.add(p.protocol() + " " + p.hostPort())) {
+                    throw invalid("host port " + p.hostPort() + " is published twice");
+                }
             }
             for (String key : labels.keySet()) {
                 for (String prefix : RESERVED_LABEL_PREFIXES) {

@@ -116,6 +116,11 @@ public final class SandboxPreparer {
         configure.put("env", root.env(config.env()));
         configure.put("workdir", root.workdir(config.workdir()));
         configure.put("user", root.user(config.user()));
+        // the policy and published ports are the supervisor's (network.json); the agent only sets up its side
+        var network = new io.microsandbox.runtime.network.NetworkSettings(config.network(), config.ports());
+        network.checkPortsFree();
+        network.write(layout.dir());
+        configure.put("network", network.enabled());
         SupervisorSpec spec = new SupervisorSpec(layout.name(), argv, layout.dir().toString(), layout.runDir().toString(),
                 configure, config.bootTimeout().toMillis(), config.detached(), home.toString(),
                 config.ephemeral(), config.idleTimeout().toMillis(), config.maxDuration().toMillis());

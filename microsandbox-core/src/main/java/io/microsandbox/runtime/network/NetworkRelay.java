@@ -1,0 +1,541 @@
+package io.microsandbox.runtime.network;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.NetworkPolicy;
+import io.microsandbox.NetworkRule.Direction;
+import io.microsandbox.NetworkRule.Protocol;
+import io.microsandbox.PortBinding;
+import io.microsandbox.runtime.agent.Frame;
+import io.microsandbox.runtime.agent.Protocol.Net;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.DatagramPacket;
+import java.net.DatagramSocket;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.SocketTimeoutException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.SynchronousQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
+
+/**
+ * The host side of a sandbox's network (docs/network.md): every connection the guest opens
+ * arrives as a {@code net.connect} session from the agent, is checked against the policy,
+ * and only then opened here as a real socket; name lookups arrive as {@code net.dns} and are
+ * answered by policy; published ports are host listeners whose connections go to the agent
+ * as {@code net.open} sessions. Each connection has a reader and a writer thread; the agent's
+ * and the host's windows bound what waits anywhere.
+ */
+public final class NetworkRelay implements AutoCloseable {
+    /** Credit each side starts with, as the agent's NET_WINDOW. */
+    static final int WINDOW = 256 * 1024;
+    private static final int CHUNK = 64 * 1024;
+    private static final int MAX_CONNECTIONS = 1024;
+    private static final int CONNECT_TIMEOUT_MS = 10_000;
+    private static final int DNS_TIMEOUT_MS = 3_000;
+    private static final int NAME_CACHE = 4096;
+    /** Ids of sessions the host starts (published ports): apart from client requests' guest ids, which count up from 1. */
+    private static final int HOST_ID_BASE = 0x4000_0000;
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final NetworkSettings settings;
+    private final PolicyMatcher matcher;
+    private final GuestChannel guest;
+    private final Consumer<String> systemLog;
+    private final List<InetSocketAddress> resolvers;
+    private final Map<Integer, Connection> connections = new ConcurrentHashMap<>();
+    private final Map<InetAddress, Set<String>> namesByAddress = java.util.Collections.synchronizedMap(
+            new LinkedHashMap<>(256, 0.75f, true) {
+                @Override
+                protected boolean removeEldestEntry(Map.Entry<InetAddress, Set<String>> eldest) {
+                    return size() > NAME_CACHE;
+                }
+            });
+    private final ExecutorService workers;
+    private final List<ServerSocket> listeners = new ArrayList<>();
+    private final AtomicInteger hostIds = new AtomicInteger();
+    private final AtomicLong rxBytes = new AtomicLong();
+    private final AtomicLong txBytes = new AtomicLong();
+    private volatile boolean closed;
+
+    public NetworkRelay(NetworkSettings settings, AddressGroups groups, GuestChannel guest, Consumer<String> systemLog) {
+        this.settings = settings;
+        this.matcher = new PolicyMatcher(settings.policy(), groups);
+        this.guest = guest;
+        this.systemLog = systemLog;
+        this.resolvers = resolvers(settings.policy());
+        this.workers = new ThreadPoolExecutor(0, MAX_CONNECTIONS * 2 + 64, 30, TimeUnit.SECONDS, new SynchronousQueue<>(), r -> {
+            Thread t = new Thread(r, "net-worker");
+            t.setDaemon(true);
+            return t;
+        });
+    }
+
+    /** Opens the published ports' listeners; {@code INVALID_CONFIG} when one is taken (nothing stays open then). */
+    public void start() {
+        for (PortBinding p : settings.ports()) {
+            try {
+                listeners.add(NetworkSettings.bind(p));
+            } catch (RuntimeException e) {
+                close();
+                throw e;
+            }
+        }
+        for (int i = 0; i < listeners.size(); i++) {
+            ServerSocket server = listeners.get(i);
+            PortBinding binding = settings.ports().get(i);
+            Thread t = new Thread(() -> acceptPublished(server, binding), "net-publish-" + binding.hostPort());
+            t.setDaemon(true);
+            t.start();
+        }
+    }
+
+    /** Bytes the guest received over the network (connections and lookups). */
+    public long rxBytes() {
+        return rxBytes.get();
+    }
+
+    /** Bytes the guest sent over the network. */
+    public long txBytes() {
+        return txBytes.get();
+    }
+
+    /** A {@code net.*} frame from the agent; called by the agent reader, never blocks. */
+    public void fromGuest(Frame frame) {
+        if (closed) {
+            return;
+        }
+        int id = frame.id();
+        switch (frame.type()) {
+            case Net.CONNECT -> {
+                if (connections.size() >= MAX_CONNECTIONS || connections.containsKey(id)) {
+                    guest.urgent(close(id, true));
+                    return;
+                }
+                Connection c = new Connection(id);
+                connections.put(id, c);
+                submit(() -> connectOut(c, frame));
+            }
+            case Net.DNS -> submit(() -> lookup(id, frame.bytes("query")));
+            case Net.CONNECTED -> {
+                Connection c = connections.get(id);
+                if (c != null && c.socket != null) {
+                    c.startReader();
+                }
+            }
+            case Net.DATA -> {
+                Connection c = connections.get(id);
+                if (c != null) {
+                    c.fromGuest(frame.bytes("data"));
+                }
+            }
+            case Net.WINDOW -> {
+                Connection c = connections.get(id);
+                Long bytes = frame.number("bytes");
+                if (c != null && bytes != null && bytes > 0) {
+                    c.grant(bytes);
+                }
+            }
+            case Net.CLOSE -> {
+                Connection c = connections.remove(id);
+                if (c != null) {
+                    c.shut(frame.payload().path("reset").asBoolean(true));
+                }
+            }
+            default -> {
+                // an unknown net.* type from the guest: nothing to do
+            }
+        }
+    }
+
+    private void submit(Runnable task) {
+        try {
+            workers.execute(task);
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            // closing, or past the thread bound (bounded by MAX_CONNECTIONS): the guest retries
+        }
+    }
+
+    private void connectOut(Connection c, Frame frame) {
+        String dst = frame.text("dst");
+        Long port = frame.number("port");
+        InetAddress address = InetLiterals.parse(dst);
+        if (address == null || port == null || port < 1 || port > 65535) {
+            abort(c, "network: refused a malformed connection request from the guest: " + frame.payload());
+            return;
+        }
+        String proto = frame.text("proto");
+        if (!"tcp".equals(proto)) {
+            abort(c, "network: refused a " + proto + " connection to " + dst + ": only TCP is carried");
+            return;
+        }
+        Collection<String> names = namesOf(address);
+        PolicyMatcher.Decision d = matcher.connection(Direction.EGRESS, Protocol.TCP, address, port.intValue(), names);
+        String target = describe(address, port.intValue(), names);
+        if (!d.allowed()) {
+            abort(c, "network: denied tcp connection to " + target + " by " + d.reason());
+            return;
+        }
+        Socket s = new Socket();
+        try {
+            s.setTcpNoDelay(true);
+            s.connect(new InetSocketAddress(address, port.intValue()), CONNECT_TIMEOUT_MS);
+        } catch (IOException e) {
+            closeQuietly(s, true);
+            abort(c, null);
+            return;
+        }
+        if (!c.attach(s)) {
+            return; // the guest gave up meanwhile
+        }
+        guest.urgent(new Frame(c.id, 0, Net.CONNECTED, JSON.createObjectNode()));
+        c.startReader();
+    }
+
+    /** Ends a session from the host side with a reset; logs {@code reason} when given. */
+    private void abort(Connection c, String reason) {
+        if (reason != null) {
+            systemLog.accept(reason);
+        }
+        if (connections.remove(c.id, c)) {
+            guest.urgent(close(c.id, true));
+        }
+        c.shut(true);
+    }
+
+    private static Frame close(int id, boolean reset) {
+        ObjectNode p = JSON.createObjectNode();
+        p.put("reset", reset);
+        return new Frame(id, io.microsandbox.runtime.agent.Protocol.FLAG_TERMINAL, Net.CLOSE, p);
+    }
+
+    private void acceptPublished(ServerSocket server, PortBinding binding) {
+        while (!closed) {
+            Socket s;
+            try {
+                s = server.accept();
+            } catch (IOException e) {
+                return; // closed
+            }
+            InetAddress peer = s.getInetAddress();
+            PolicyMatcher.Decision d = matcher.connection(Direction.INGRESS, Protocol.TCP, peer, binding.guestPort(), List.of());
+            if (!d.allowed() || connections.size() >= MAX_CONNECTIONS) {
+                systemLog.accept("network: refused a connection from " + peer.getHostAddress() + " to published port "
+                        + binding.hostPort() + (d.allowed() ? ": too many connections" : " by " + d.reason()));
+                closeQuietly(s, true);
+                continue;
+            }
+            int id = HOST_ID_BASE | (hostIds.incrementAndGet() & 0x3fff_ffff);
+            Connection c = new Connection(id);
+            c.attach(s);
+            connections.put(id, c);
+            ObjectNode p = JSON.createObjectNode();
+            p.put("port", binding.guestPort());
+            p.put("window", WINDOW);
+            guest.urgent(new Frame(id, io.microsandbox.runtime.agent.Protocol.FLAG_SESSION_START, Net.OPEN, p));
+        }
+    }
+
+    // ---- DNS ----
+
+    private void lookup(int id, byte[] query) {
+        txBytes.addAndGet(query.length);
+        DnsMessage.Question q;
+        try {
+            q = DnsMessage.question(query);
+        } catch (IllegalArgumentException e) {
+            reply(id, new byte[0]);
+            return;
+        }
+        PolicyMatcher.Decision d = matcher.lookup(q.name());
+        if (!d.allowed()) {
+            systemLog.accept("network: lookup of " + q.name() + " denied by " + d.reason());
+            reply(id, DnsMessage.error(query, q, DnsMessage.NXDOMAIN));
+            return;
+        }
+        byte[] answer = forward(query);
+        if (answer == null) {
+            reply(id, DnsMessage.error(query, q, DnsMessage.SERVFAIL));
+            return;
+        }
+        try {
+            List<InetAddress> addresses = DnsMessage.addresses(answer);
+            for (InetAddress a : addresses) {
+                if (!matcher.answerAllowed(a)) {
+                    systemLog.accept("network: answer for " + q.name() + " holds " + a.getHostAddress()
+                            + ", not a public address: refused (rebinding protection)");
+                    reply(id, DnsMessage.error(query, q, DnsMessage.REFUSED));
+                    return;
+                }
+            }
+            for (InetAddress a : addresses) {
+                namesByAddress.computeIfAbsent(a, k -> ConcurrentHashMap.newKeySet()).add(q.name());
+            }
+        } catch (IllegalArgumentException e) {
+            reply(id, DnsMessage.error(query, q, DnsMessage.SERVFAIL));
+            return;
+        }
+        reply(id, answer);
+    }
+
+    private byte[] forward(byte[] query) {
+        for (InetSocketAddress server : resolvers) {
+            try (DatagramSocket s = new DatagramSocket()) {
+                s.setSoTimeout(DNS_TIMEOUT_MS);
+                s.connect(server);
+                s.send(new DatagramPacket(query, query.length));
+                byte[] buf = new byte[4096];
+                long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(DNS_TIMEOUT_MS);
+                while (System.nanoTime() < deadline) {
+                    DatagramPacket p = new DatagramPacket(buf, buf.length);
+                    s.receive(p);
+                    // the answer to this query: same id
+                    if (p.getLength() >= 12 && buf[0] == query[0] && buf[1] == query[1]) {
+                        return java.util.Arrays.copyOf(buf, p.getLength());
+                    }
+                }
+            } catch (SocketTimeoutException e) {
+                // next server
+            } catch (IOException e) {
+                // next server
+            }
+        }
+        return null;
+    }
+
+    private void reply(int id, byte[] answer) {
+        rxBytes.addAndGet(answer.length);
+        ObjectNode p = JSON.createObjectNode();
+        p.put("reply", answer);
+        guest.urgent(new Frame(id, io.microsandbox.runtime.agent.Protocol.FLAG_TERMINAL, Net.DNS_REPLY, p));
+    }
+
+    private Collection<String> namesOf(InetAddress address) {
+        Set<String> names = namesByAddress.get(address);
+        return names == null ? List.of() : List.copyOf(names);
+    }
+
+    private static String describe(InetAddress address, int port, Collection<String> names) {
+        String a = address.getHostAddress() + ":" + port;
+        return names.isEmpty() ? a : a + " (" + String.join(", ", names) + ")";
+    }
+
+    /** The resolvers the policy names, else the host's from /etc/resolv.conf. */
+    static List<InetSocketAddress> resolvers(NetworkPolicy policy) {
+        List<InetSocketAddress> out = new ArrayList<>();
+        for (String s : policy.dnsServers()) {
+            out.add(NetworkPolicy.parseServer(s));
+        }
+        if (out.isEmpty()) {
+            try {
+                for (String line : Files.readAllLines(Path.of("/etc/resolv.conf"))) {
+                    String[] f = line.trim().split("\\s+");
+                    if (f.length >= 2 && f[0].equals("nameserver")) {
+                        try {
+                            out.add(NetworkPolicy.parseServer(f[1].contains(":") ? "[" + f[1] + "]" : f[1]));
+                        } catch (RuntimeException e) {
+                            // a scoped IPv6 nameserver or other form we do not use
+                        }
+                    }
+                }
+            } catch (IOException e) {
+                // no resolver: every lookup fails with SERVFAIL
+            }
+        }
+        return out;
+    }
+
+    private static void closeQuietly(Socket s, boolean reset) {
+        try {
+            if (reset) {
+                s.setSoLinger(true, 0);
+            }
+            s.close();
+        } catch (IOException e) {
+            // closing anyway
+        }
+    }
+
+    @Override
+    public void close() {
+        closed = true;
+        for (ServerSocket s : listeners) {
+            try {
+                s.close();
+            } catch (IOException e) {
+                // closing anyway
+            }
+        }
+        for (Connection c : connections.values()) {
+            c.shut(true);
+        }
+        connections.clear();
+        workers.shutdownNow();
+    }
+
+    /** One carried connection: a real socket and the agent's session. */
+    private final class Connection {
+        private static final byte[] EOF = new byte[0];
+        final int id;
+        volatile Socket socket;
+        private final LinkedBlockingQueue<byte[]> toSocket = new LinkedBlockingQueue<>();
+        private final AtomicLong queued = new AtomicLong();
+        private long credit = WINDOW; // guarded by this
+        private boolean readerStarted; // guarded by this
+        private boolean shut; // guarded by this
+
+        Connection(int id) {
+            this.id = id;
+        }
+
+        /** Sets the socket and starts the writer; false when the session ended first. */
+        synchronized boolean attach(Socket s) {
+            if (shut) {
+                closeQuietly(s, true);
+                return false;
+            }
+            socket = s;
+            Thread w = new Thread(this::writeLoop, "net-write-" + Integer.toHexString(id));
+            w.setDaemon(true);
+            w.start();
+            return true;
+        }
+
+        synchronized void startReader() {
+            if (readerStarted || shut) {
+                return;
+            }
+            readerStarted = true;
+            Thread r = new Thread(this::readLoop, "net-read-" + Integer.toHexString(id));
+            r.setDaemon(true);
+            r.start();
+        }
+
+        void fromGuest(byte[] data) {
+            txBytes.addAndGet(data.length);
+            // the agent keeps within the window it was given; twice that is a hostile guest
+            if (queued.addAndGet(data.length) > 2L * WINDOW) {
+                abort(this, "network: the guest overran the window of a connection; reset");
+                return;
+            }
+            toSocket.add(data.length == 0 ? EOF : data);
+        }
+
+        synchronized void grant(long bytes) {
+            credit = Math.min(credit + bytes, 1L << 30);
+            notifyAll();
+        }
+
+        private synchronized int awaitCredit() throws InterruptedException {
+            while (credit <= 0 && !shut) {
+                wait(1000);
+            }
+            return shut ? 0 : (int) Math.min(credit, CHUNK);
+        }
+
+        private synchronized void spend(int n) {
+            credit -= n;
+        }
+
+        private void readLoop() {
+            byte[] buf = new byte[CHUNK];
+            try {
+                InputStream in = socket.getInputStream();
+                while (true) {
+                    int want = awaitCredit();
+                    if (want == 0) {
+                        return;
+                    }
+                    int n = in.read(buf, 0, want);
+                    ObjectNode p = JSON.createObjectNode();
+                    p.put("data", n < 0 ? new byte[0] : java.util.Arrays.copyOf(buf, n));
+                    if (n > 0) {
+                        spend(n);
+                        rxBytes.addAndGet(n);
+                    }
+                    while (!guest.send(new Frame(id, 0, Net.DATA, p), 1000)) {
+                        if (isShut()) {
+                            return;
+                        }
+                    }
+                    if (n < 0) {
+                        return; // EOF sent; the agent ends the session once both sides are done
+                    }
+                }
+            } catch (IOException e) {
+                if (!isShut()) {
+                    abort(this, null);
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+
+        private void writeLoop() {
+            try {
+                OutputStream out = socket.getOutputStream();
+                while (true) {
+                    byte[] data = toSocket.poll(1, TimeUnit.SECONDS);
+                    if (data == null) {
+                        if (isShut()) {
+                            return;
+                        }
+                        continue;
+                    }
+                    if (data == EOF) {
+                        socket.shutdownOutput();
+                        return;
+                    }
+                    out.write(data);
+                    queued.addAndGet(-data.length);
+                    ObjectNode p = JSON.createObjectNode();
+                    p.put("bytes", data.length);
+                    guest.urgent(new Frame(id, 0, Net.WINDOW, p));
+                }
+            } catch (IOException e) {
+                if (!isShut()) {
+                    abort(this, null);
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+
+        private synchronized boolean isShut() {
+            return shut;
+        }
+
+        void shut(boolean reset) {
+            Socket s;
+            synchronized (this) {
+                if (shut) {
+                    return;
+                }
+                shut = true;
+                s = socket;
+                notifyAll();
+            }
+            if (s != null) {
+                closeQuietly(s, reset);
+            }
+        }
+    }
+}
