@@ -77,9 +77,10 @@ static net_conn *conn_find(uint32_t id)
 static uint32_t next_agent_id(void)
 {
     for (;;) {
-        g_next_id = (g_next_id + 1) & 0x7FFFFFF0u; /* the top ids are the listener tags */
+        g_next_id = (g_next_id + 1) & 0x7FFFFFFFu;
         uint32_t id = AGENT_ID_BIT | g_next_id;
-        if (g_next_id != 0 && !conn_find(id))
+        /* 0 is the connection itself, the top ids are the listener tags */
+        if (g_next_id != 0 && g_next_id < 0x7FFFFFF0u && !conn_find(id))
             return id;
     }
 }
