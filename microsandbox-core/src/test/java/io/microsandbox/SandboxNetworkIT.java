@@ -218,8 +218,45 @@ class SandboxNetworkIT {
             assertThat(r.get("http://pub.test:81/")).as("port outside the rule").startsWith("ERR");
             assertThat(systemLog(sb)).contains("lookup of blocked.test denied by rule 1")
                     .contains("denied tcp connection to " + NetTestHosts.PUBLIC_IP + ":80 by rule 5 (deny *)");
+
+            // domain rules also match what the client names: HTTP Host and TLS SNI, to the address pub.test resolved to
+            ExecOutput named = sb.exec("python3", List.of("-c", NAMED_CLIENT, NetTestHosts.PUBLIC_IP),
+                    ExecOptions.builder().timeout(Duration.ofSeconds(120)).build());
+            assertThat(named.stdout()).as(named.stderr())
+                    .contains("http pub.test OK", "http www.pub.test OK", "http blocked.test ERR", "http other.test ERR",
+                            "tls www.pub.test SSL", "tls blocked.test ERR");
+            assertThat(systemLog(sb)).containsPattern("denied tcp connection to " + NetTestHosts.PUBLIC_IP.replace(".", "\\.")
+                    + ":80 \\([a-z., ]*pub\\.test[a-z., ]*\\) for blocked\\.test by rule 1 \\(deny blocked\\.test\\)")
+                    .contains("for other.test by rule 5 (deny *)");
         }
     }
+
+    /** HTTP requests and TLS handshakes to one address under different Host / SNI names; "SSL": the handshake reached the (plain HTTP) server. */
+    private static final String NAMED_CLIENT = """
+            import socket, ssl, sys
+            ip = sys.argv[1]
+            socket.gethostbyname("pub.test")
+            def http(host):
+                try:
+                    s = socket.create_connection((ip, 80), timeout=20)
+                    s.sendall(("GET / HTTP/1.1\\r\\nHost: %s\\r\\nConnection: close\\r\\n\\r\\n" % host).encode())
+                    print("http", host, "OK" if s.recv(100).startswith(b"HTTP/1") else "ERR empty", flush=True)
+                except OSError as e:
+                    print("http", host, "ERR", type(e).__name__, flush=True)
+            def tls(name):
+                try:
+                    s = socket.create_connection((ip, 80), timeout=20)
+                    ssl.create_default_context().wrap_socket(s, server_hostname=name)
+                    print("tls", name, "OK", flush=True)
+                except ssl.SSLError as e:
+                    print("tls", name, "SSL", type(e).__name__, flush=True)
+                except OSError as e:
+                    print("tls", name, "ERR", type(e).__name__, flush=True)
+            for h in ("pub.test", "www.pub.test", "blocked.test", "other.test"):
+                http(h)
+            for n in ("www.pub.test", "blocked.test"):
+                tls(n)
+            """;
 
     @Test
     void profilesOpenPrivateAndHostButNeverMetadataAndNoneHasNoNetwork() throws Exception {

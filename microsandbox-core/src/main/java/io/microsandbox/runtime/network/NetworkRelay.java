@@ -52,6 +52,8 @@ public final class NetworkRelay implements AutoCloseable {
     private static final int CONNECT_TIMEOUT_MS = 10_000;
     private static final int DNS_TIMEOUT_MS = 3_000;
     private static final int NAME_CACHE = 4096;
+    /** How long a connection's first bytes are awaited when domain rules need its server name. */
+    private static final int SNIFF_TIMEOUT_MS = 3_000;
     /** Ids of sessions the host starts (published ports): apart from client requests' guest ids, which count up from 1. */
     private static final int HOST_ID_BASE = 0x4000_0000;
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -188,8 +190,15 @@ public final class NetworkRelay implements AutoCloseable {
             return;
         }
         Collection<String> names = namesOf(address);
-        PolicyMatcher.Decision d = matcher.connection(Direction.EGRESS, Protocol.TCP, address, port.intValue(), names);
-        String target = describe(address, port.intValue(), names);
+        List<String> claimed = List.of();
+        if (matcher.needsServerName(Protocol.TCP, port.intValue())) {
+            // domain rules also match the TLS SNI / HTTP Host: let the guest send its first bytes
+            guest.urgent(new Frame(c.id, 0, Net.CONNECTED, JSON.createObjectNode()));
+            ServerNameSniffer.Result sniffed = c.awaitServerName();
+            claimed = sniffed.name().map(List::of).orElse(List.of());
+        }
+        PolicyMatcher.Decision d = matcher.connection(Direction.EGRESS, Protocol.TCP, address, port.intValue(), names, claimed);
+        String target = describe(address, port.intValue(), names) + (claimed.isEmpty() ? "" : " for " + claimed.get(0));
         if (!d.allowed()) {
             abort(c, "network: denied tcp connection to " + target + " by " + d.reason());
             return;
@@ -206,7 +215,9 @@ public final class NetworkRelay implements AutoCloseable {
         if (!c.attach(s)) {
             return; // the guest gave up meanwhile
         }
-        guest.urgent(new Frame(c.id, 0, Net.CONNECTED, JSON.createObjectNode()));
+        if (!c.sniffing()) { // else the guest was told when its first bytes were awaited
+            guest.urgent(new Frame(c.id, 0, Net.CONNECTED, JSON.createObjectNode()));
+        }
         c.startReader();
     }
 
@@ -401,6 +412,9 @@ public final class NetworkRelay implements AutoCloseable {
         private long credit = WINDOW; // guarded by this
         private boolean readerStarted; // guarded by this
         private boolean shut; // guarded by this
+        private byte[] head; // the guest's first bytes while its server name is awaited; guarded by this
+        private int headLen; // guarded by this
+        private boolean headEnded; // the guest sent EOF; guarded by this
 
         Connection(int id) {
             this.id = id;
@@ -429,8 +443,45 @@ public final class NetworkRelay implements AutoCloseable {
             r.start();
         }
 
+        synchronized boolean sniffing() {
+            return head != null;
+        }
+
+        /** Waits for the guest's first bytes to name a server (or not); a silent client is decided without a name. */
+        ServerNameSniffer.Result awaitServerName() {
+            long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(SNIFF_TIMEOUT_MS);
+            synchronized (this) {
+                head = new byte[ServerNameSniffer.MAX_BYTES];
+                try {
+                    while (true) {
+                        ServerNameSniffer.Result r = ServerNameSniffer.sniff(head, headLen);
+                        long left = deadline - System.nanoTime();
+                        if (r.state() != ServerNameSniffer.State.NEED_MORE || headEnded || shut || left <= 0
+                                || headLen == head.length) {
+                            return r;
+                        }
+                        TimeUnit.NANOSECONDS.timedWait(this, left);
+                    }
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return ServerNameSniffer.Result.NONE;
+                }
+            }
+        }
+
+        private synchronized void sniffed(byte[] data) {
+            if (head != null) {
+                int n = Math.min(data.length, head.length - headLen);
+                System.arraycopy(data, 0, head, headLen, n);
+                headLen += n;
+                headEnded |= data.length == 0;
+                notifyAll();
+            }
+        }
+
         void fromGuest(byte[] data) {
             txBytes.addAndGet(data.length);
+            sniffed(data);
             // the agent keeps within the window it was given; twice that is a hostile guest
             if (queued.addAndGet(data.length) > 2L * WINDOW) {
                 abort(this, "network: the guest overran the window of a connection; reset");

@@ -8,6 +8,7 @@ import io.microsandbox.NetworkRule.Direction;
 import io.microsandbox.NetworkRule.Protocol;
 import java.net.InetAddress;
 import java.util.Collection;
+import java.util.List;
 import java.util.Locale;
 
 /** Decides connections and name lookups by a {@link NetworkPolicy}: the first matching rule wins. */
@@ -25,14 +26,26 @@ public final class PolicyMatcher {
     }
 
     /**
-     * A connection to {@code address:port}; {@code names} are the names the guest knows the
-     * address by (from its lookups, or the TLS SNI / HTTP Host it sent), lower case.
+     * A connection to {@code address:port}; {@code names} are the names the guest looked up
+     * for that address (lower case).
      */
     public Decision connection(Direction direction, Protocol protocol, InetAddress address, int port, Collection<String> names) {
+        return connection(direction, protocol, address, port, names, List.of());
+    }
+
+    /**
+     * A connection, with the names the client itself claimed in its first bytes (TLS SNI,
+     * HTTP Host). A deny rule by domain matches when any name, looked up or claimed, matches it;
+     * an allow rule by domain only when a looked-up name matches it and so does every claimed
+     * one: a denied name cannot hide behind an allowed address, and an allowed name cannot
+     * be claimed toward an address it does not resolve to.
+     */
+    public Decision connection(Direction direction, Protocol protocol, InetAddress address, int port,
+                               Collection<String> lookedUp, Collection<String> claimed) {
         int i = 0;
         for (NetworkRule rule : policy.rules()) {
             i++;
-            if (rule.appliesTo(direction, protocol, port) && matches(rule.destination(), address, names)) {
+            if (rule.appliesTo(direction, protocol, port) && matches(rule, address, lookedUp, claimed)) {
                 return new Decision(rule.action() == Action.ALLOW, "rule " + i + " (" + rule + ")");
             }
         }
@@ -41,6 +54,23 @@ public final class PolicyMatcher {
         }
         return new Decision(policy.defaultAction() == Action.ALLOW,
                 "default (" + policy.defaultAction().name().toLowerCase(Locale.ROOT) + ")");
+    }
+
+    /** Whether some rule that applies to this protocol and port matches by domain: then the server name matters. */
+    public boolean needsServerName(Protocol protocol, int port) {
+        return policy.rules().stream().anyMatch(r -> r.appliesTo(Direction.EGRESS, protocol, port)
+                && (r.destination().kind() == NetworkDestination.Kind.DOMAIN || r.destination().kind() == NetworkDestination.Kind.DOMAIN_SUFFIX));
+    }
+
+    private boolean matches(NetworkRule rule, InetAddress address, Collection<String> lookedUp, Collection<String> claimed) {
+        NetworkDestination d = rule.destination();
+        if (d.kind() != NetworkDestination.Kind.DOMAIN && d.kind() != NetworkDestination.Kind.DOMAIN_SUFFIX) {
+            return matches(d, address, lookedUp);
+        }
+        if (rule.action() == Action.DENY) {
+            return lookedUp.stream().anyMatch(d::matchesName) || claimed.stream().anyMatch(d::matchesName);
+        }
+        return lookedUp.stream().anyMatch(d::matchesName) && claimed.stream().allMatch(d::matchesName);
     }
 
     /** A name lookup: the first egress rule that names it by domain, or {@code *} without limits, decides; else it resolves. */
