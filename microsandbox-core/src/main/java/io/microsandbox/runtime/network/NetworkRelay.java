@@ -52,6 +52,7 @@ public final class NetworkRelay implements AutoCloseable {
     private static final int CONNECT_TIMEOUT_MS = 10_000;
     private static final int DNS_TIMEOUT_MS = 3_000;
     private static final int NAME_CACHE = 4096;
+    private static final int REPORTS_PER_MINUTE = 200;
     /** How long a connection's first bytes are awaited when domain rules need its server name. */
     private static final int SNIFF_TIMEOUT_MS = 3_000;
     /** Ids of sessions the host starts (published ports): apart from client requests' guest ids, which count up from 1. */
@@ -77,6 +78,10 @@ public final class NetworkRelay implements AutoCloseable {
     private final AtomicLong rxBytes = new AtomicLong();
     private final AtomicLong txBytes = new AtomicLong();
     private volatile boolean closed;
+    private final Object reportLock = new Object();
+    private long reportWindowStart = System.nanoTime(); // guarded by reportLock
+    private int reportsInWindow; // guarded by reportLock
+    private long reportsLeftOut; // guarded by reportLock
 
     public NetworkRelay(NetworkSettings settings, AddressGroups groups, GuestChannel guest, Consumer<String> systemLog) {
         this.settings = settings;
@@ -108,6 +113,28 @@ public final class NetworkRelay implements AutoCloseable {
             t.setDaemon(true);
             t.start();
         }
+    }
+
+    /**
+     * Logs a denial as a system entry: at most {@link #REPORTS_PER_MINUTE} a minute, so a guest
+     * that retries in a loop cannot flood the logs; what was left out is counted in the next one.
+     */
+    private void report(String message) {
+        long now = System.nanoTime();
+        String line;
+        synchronized (reportLock) {
+            if (now - reportWindowStart > TimeUnit.MINUTES.toNanos(1)) {
+                reportWindowStart = now;
+                reportsInWindow = 0;
+            }
+            if (++reportsInWindow > REPORTS_PER_MINUTE) {
+                reportsLeftOut++;
+                return;
+            }
+            line = reportsLeftOut == 0 ? message : message + " (" + reportsLeftOut + " more not logged before this)";
+            reportsLeftOut = 0;
+        }
+        systemLog.accept(line);
     }
 
     /** Bytes the guest received over the network (connections and lookups). */
@@ -224,7 +251,7 @@ public final class NetworkRelay implements AutoCloseable {
     /** Ends a session from the host side with a reset; logs {@code reason} when given. */
     private void abort(Connection c, String reason) {
         if (reason != null) {
-            systemLog.accept(reason);
+            report(reason);
         }
         if (connections.remove(c.id, c)) {
             guest.urgent(close(c.id, true));
@@ -249,7 +276,7 @@ public final class NetworkRelay implements AutoCloseable {
             InetAddress peer = s.getInetAddress();
             PolicyMatcher.Decision d = matcher.connection(Direction.INGRESS, Protocol.TCP, peer, binding.guestPort(), List.of());
             if (!d.allowed() || connections.size() >= MAX_CONNECTIONS) {
-                systemLog.accept("network: refused a connection from " + peer.getHostAddress() + " to published port "
+                report("network: refused a connection from " + peer.getHostAddress() + " to published port "
                         + binding.hostPort() + (d.allowed() ? ": too many connections" : " by " + d.reason()));
                 closeQuietly(s, true);
                 continue;
@@ -278,7 +305,7 @@ public final class NetworkRelay implements AutoCloseable {
         }
         PolicyMatcher.Decision d = matcher.lookup(q.name());
         if (!d.allowed()) {
-            systemLog.accept("network: lookup of " + q.name() + " denied by " + d.reason());
+            report("network: lookup of " + q.name() + " denied by " + d.reason());
             reply(id, DnsMessage.error(query, q, DnsMessage.NXDOMAIN));
             return;
         }
@@ -291,7 +318,7 @@ public final class NetworkRelay implements AutoCloseable {
             List<InetAddress> addresses = DnsMessage.addresses(answer);
             for (InetAddress a : addresses) {
                 if (!matcher.answerAllowed(a)) {
-                    systemLog.accept("network: answer for " + q.name() + " holds " + a.getHostAddress()
+                    report("network: answer for " + q.name() + " holds " + a.getHostAddress()
                             + ", not a public address: refused (rebinding protection)");
                     reply(id, DnsMessage.error(query, q, DnsMessage.REFUSED));
                     return;
