@@ -24,13 +24,15 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define NET_WINDOW (256u * 1024)   /* initial credit each way, see docs/protocol.md */
+#define NET_WINDOW (256u * 1024)     /* the host's initial credit for us (docs/protocol.md) */
+#define NET_RX_WINDOW (1024u * 1024) /* the credit we give the host, announced in net.connect */
 #define NET_READ_MAX 65536u
 #define NET_MAX_CONNS 1024
 #define NET_MAX_DNS 64             /* DNS queries waiting for the host */
 #define NET_ACK_BATCH 65536u
 #define TAG_TCP_LISTENER 0xFFFFFFFFu
-#define TAG_DNS 0xFFFFFFFEu
+#define TAG_DNS 0xFFFFFFFEu           /* the UDP socket every new datagram reaches */
+#define NET_MAX_UDP_FLOWS 256
 #define AGENT_ID_BIT 0x80000000u   /* ids of sessions the agent starts */
 
 enum conn_state { C_WAIT_HOST, C_CONNECTING, C_OPEN };
@@ -46,6 +48,8 @@ typedef struct net_conn {
     bool rd_eof;            /* the guest side sent EOF (and we told the host) */
     bool wr_eof;            /* the host sent EOF; shut fd's write side once out is empty */
     bool wr_shut;
+    bool udp;               /* a UDP flow: each net.data is one datagram, no credit */
+    struct sockaddr_in guest_end; /* a UDP flow's guest socket */
     uint32_t events;        /* registered epoll events */
     struct net_conn *next;
 } net_conn;
@@ -58,9 +62,16 @@ typedef struct {
 } dns_pending;
 
 static bool g_net_on;
-static int g_tcp_fd = -1, g_dns_fd = -1;
+static int g_tcp_fd = -1, g_dns_fd = -1, g_exempt_map = -1;
+
+/* A key of the exempt map: as the sk_lookup context has them */
+struct flow_key {
+    uint32_t ip;   /* network order */
+    uint32_t port; /* host order */
+};
+
 static net_conn *g_conns[256];
-static size_t g_nconns;
+static size_t g_nconns, g_nflows;
 static uint32_t g_next_id;
 static dns_pending g_dns[NET_MAX_DNS];
 
@@ -90,6 +101,20 @@ static uint32_t next_agent_id(void)
 static long bpf(int cmd, union bpf_attr *attr)
 {
     return syscall(SYS_bpf, cmd, attr, sizeof *attr);
+}
+
+static void exempt(const struct sockaddr_in *guest_end, bool add)
+{
+    struct flow_key key = { .ip = guest_end->sin_addr.s_addr, .port = ntohs(guest_end->sin_port) };
+    uint8_t one = 1;
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.map_fd = (uint32_t)g_exempt_map;
+    attr.key = (uint64_t)(uintptr_t)&key;
+    attr.value = (uint64_t)(uintptr_t)&one;
+    attr.flags = BPF_ANY;
+    if (bpf(add ? BPF_MAP_UPDATE_ELEM : BPF_MAP_DELETE_ELEM, &attr) < 0 && add)
+        logmsg("network: cannot exempt a UDP flow's guest end: %s", strerror(errno));
 }
 
 static int lo_up(void)
@@ -158,23 +183,35 @@ static int route_all_local(void)
 
 #define INSN(c, d, s, o, i) ((struct bpf_insn){ .code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i) })
 
-/* The sk_lookup program: loopback destinations and UDP to ports other than 53 keep the
- * normal lookup; TCP goes to the socket in map slot 0, UDP/53 to slot 1. */
-static int load_program(int map_fd)
+/* The sk_lookup program: loopback destinations keep the normal lookup; TCP goes to the
+ * socket in map slot 0, UDP to slot 1 (a UDP flow's own connected socket is found before
+ * the program runs), except UDP to an address and port in the exempt map: the guest ends of
+ * the agent's UDP flows, whose replies must reach them (they may be unconnected sockets,
+ * which the kernel looks up only after the program). */
+static int load_program(int map_fd, int exempt_fd)
 {
     struct bpf_insn prog[] = {
         INSN(BPF_ALU64 | BPF_MOV | BPF_X, 6, 1, 0, 0),                       /* r6 = ctx */
         INSN(BPF_LDX | BPF_W | BPF_MEM, 2, 6, offsetof(struct bpf_sk_lookup, family), 0),
-        INSN(BPF_JMP | BPF_JNE | BPF_K, 2, 0, 24, AF_INET),                 /* -> pass */
+        INSN(BPF_JMP | BPF_JNE | BPF_K, 2, 0, 32, AF_INET),                 /* -> pass */
         INSN(BPF_LDX | BPF_W | BPF_MEM, 2, 6, offsetof(struct bpf_sk_lookup, local_ip4), 0),
         INSN(BPF_ALU64 | BPF_AND | BPF_K, 2, 0, 0, 0xff),                  /* first octet */
-        INSN(BPF_JMP | BPF_JEQ | BPF_K, 2, 0, 21, 127),                     /* -> pass */
+        INSN(BPF_JMP | BPF_JEQ | BPF_K, 2, 0, 29, 127),                     /* -> pass */
         INSN(BPF_ALU64 | BPF_MOV | BPF_K, 3, 0, 0, 0),                      /* r3 = key 0 */
         INSN(BPF_LDX | BPF_W | BPF_MEM, 2, 6, offsetof(struct bpf_sk_lookup, protocol), 0),
-        INSN(BPF_JMP | BPF_JEQ | BPF_K, 2, 0, 4, IPPROTO_TCP),              /* -> store key */
-        INSN(BPF_JMP | BPF_JNE | BPF_K, 2, 0, 17, IPPROTO_UDP),             /* -> pass */
+        INSN(BPF_JMP | BPF_JEQ | BPF_K, 2, 0, 12, IPPROTO_TCP),             /* -> store key */
+        INSN(BPF_JMP | BPF_JNE | BPF_K, 2, 0, 25, IPPROTO_UDP),             /* -> pass */
+        /* UDP to a flow's guest end (a reply the agent sends) keeps the normal lookup */
+        INSN(BPF_LDX | BPF_W | BPF_MEM, 2, 6, offsetof(struct bpf_sk_lookup, local_ip4), 0),
+        INSN(BPF_STX | BPF_W | BPF_MEM, 10, 2, -16, 0),
         INSN(BPF_LDX | BPF_W | BPF_MEM, 2, 6, offsetof(struct bpf_sk_lookup, local_port), 0),
-        INSN(BPF_JMP | BPF_JNE | BPF_K, 2, 0, 15, 53),                      /* -> pass */
+        INSN(BPF_STX | BPF_W | BPF_MEM, 10, 2, -12, 0),
+        INSN(BPF_LD | BPF_DW | BPF_IMM, 1, BPF_PSEUDO_MAP_FD, 0, exempt_fd),
+        INSN(0, 0, 0, 0, 0),
+        INSN(BPF_ALU64 | BPF_MOV | BPF_X, 2, 10, 0, 0),
+        INSN(BPF_ALU64 | BPF_ADD | BPF_K, 2, 0, 0, -16),
+        INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem),
+        INSN(BPF_JMP | BPF_JNE | BPF_K, 0, 0, 15, 0),                       /* exempt -> pass */
         INSN(BPF_ALU64 | BPF_MOV | BPF_K, 3, 0, 0, 1),                      /* r3 = key 1 */
         INSN(BPF_STX | BPF_W | BPF_MEM, 10, 3, -4, 0),                      /* *(fp-4) = key */
         INSN(BPF_LD | BPF_DW | BPF_IMM, 1, BPF_PSEUDO_MAP_FD, 0, map_fd),   /* r1 = map */
@@ -236,7 +273,15 @@ static int steer_sockets(void)
         if (bpf(BPF_MAP_UPDATE_ELEM, &attr) < 0)
             return -errno;
     }
-    int prog = load_program(map);
+    memset(&attr, 0, sizeof attr);
+    attr.map_type = BPF_MAP_TYPE_HASH;
+    attr.key_size = sizeof(struct flow_key);
+    attr.value_size = 1;
+    attr.max_entries = NET_MAX_UDP_FLOWS;
+    g_exempt_map = (int)bpf(BPF_MAP_CREATE, &attr);
+    if (g_exempt_map < 0)
+        return -errno;
+    int prog = load_program(map, g_exempt_map);
     if (prog < 0)
         return prog;
     int netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
@@ -265,6 +310,7 @@ static int make_sockets(void)
     g_dns_fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     struct sockaddr_in d = { .sin_family = AF_INET, .sin_port = htons(53), .sin_addr.s_addr = htonl(INADDR_ANY) };
     if (g_dns_fd < 0 || setsockopt(g_dns_fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) < 0 ||
+        setsockopt(g_dns_fd, IPPROTO_IP, IP_RECVORIGDSTADDR, &one, sizeof one) < 0 ||
         bind(g_dns_fd, (struct sockaddr *)&d, sizeof d) < 0)
         return -errno;
     return 0;
@@ -315,6 +361,8 @@ static void conn_events(net_conn *c)
     uint32_t want = 0;
     if (c->state == C_CONNECTING)
         want = EPOLLOUT;
+    else if (c->udp)
+        want = port_throttled() ? 0 : EPOLLIN;
     else if (c->state == C_OPEN) {
         if (!c->rd_eof && c->credit > 0 && !port_throttled())
             want |= EPOLLIN;
@@ -374,6 +422,10 @@ static void conn_end(net_conn *c, bool tell, bool reset)
         }
     }
     g_nconns--;
+    if (c->udp) {
+        g_nflows--;
+        exempt(&c->guest_end, false);
+    }
     free(c->out);
     free(c);
 }
@@ -485,19 +537,70 @@ static void accept_guest_connections(void)
         cbor_put_text(b, "port");
         cbor_put_uint(b, ntohs(local.sin_port));
         cbor_put_text(b, "window");
-        cbor_put_uint(b, NET_WINDOW);
+        cbor_put_uint(b, NET_RX_WINDOW);
         frame_end();
     }
 }
 
 /* ---- DNS ---- */
 
+/* A UDP flow: a socket bound to the address and port the guest sent to and connected to the
+ * sender, so the flow's next datagrams reach it directly and replies come from where the
+ * guest expects them. The host checks the policy on net.udp and carries each datagram. */
+static void udp_flow_start(const struct sockaddr_in *client, const struct sockaddr_in *dst, const uint8_t *data, size_t n)
+{
+    if (g_nflows >= NET_MAX_UDP_FLOWS || g_nconns >= NET_MAX_CONNS)
+        return; /* dropped: the sender retries or gives up */
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        bind(fd, (const struct sockaddr *)dst, sizeof *dst) < 0 ||
+        connect(fd, (const struct sockaddr *)client, sizeof *client) < 0) {
+        close(fd);
+        return;
+    }
+    uint32_t id = next_agent_id();
+    net_conn *c = conn_new(id, fd, C_OPEN);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->udp = true;
+    c->guest_end = *client;
+    exempt(client, true);
+    g_nflows++;
+    conn_events(c);
+    char d[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &dst->sin_addr, d, sizeof d);
+    cbor_buf *b = frame_begin(id, FLAG_SESSION_START, "net.udp", 2);
+    cbor_put_text(b, "dst");
+    cbor_put_text(b, d);
+    cbor_put_text(b, "port");
+    cbor_put_uint(b, ntohs(dst->sin_port));
+    frame_end();
+    send_data(id, data, n);
+}
+
+static void udp_flow_readable(net_conn *c)
+{
+    uint8_t buf[65536];
+    for (int i = 0; i < 64 && !port_throttled(); i++) {
+        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+        if (n < 0)
+            return; /* EAGAIN, or an ICMP error for an earlier datagram: the flow goes on */
+        send_data(c->id, buf, (size_t)n);
+    }
+    conn_events(c);
+}
+
 static void dns_readable(void)
 {
     for (;;) {
-        uint8_t buf[4096];
+        uint8_t buf[65536];
         struct sockaddr_in client;
-        char ctrl[CMSG_SPACE(sizeof(struct in_pktinfo))];
+        char ctrl[CMSG_SPACE(sizeof(struct in_pktinfo)) + CMSG_SPACE(sizeof(struct sockaddr_in))];
         struct iovec iov = { .iov_base = buf, .iov_len = sizeof buf };
         struct msghdr mh = { .msg_name = &client, .msg_namelen = sizeof client, .msg_iov = &iov,
                              .msg_iovlen = 1, .msg_control = ctrl, .msg_controllen = sizeof ctrl };
@@ -505,14 +608,22 @@ static void dns_readable(void)
         if (n < 0)
             return;
         struct in_addr dst = { 0 };
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+        struct sockaddr_in orig = { .sin_family = 0 };
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
             if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO)
                 dst = ((struct in_pktinfo *)CMSG_DATA(cm))->ipi_addr;
+            else if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_ORIGDSTADDR)
+                memcpy(&orig, CMSG_DATA(cm), sizeof orig);
+        }
+        if (orig.sin_family == AF_INET && orig.sin_port != htons(53)) {
+            udp_flow_start(&client, &orig, buf, (size_t)n);
+            continue;
+        }
         dns_pending *slot = NULL;
         for (int i = 0; i < NET_MAX_DNS && !slot; i++)
             if (!g_dns[i].used)
                 slot = &g_dns[i];
-        if (!slot || n < 12)
+        if (!slot || n < 12 || n > 4096)
             continue; /* the resolver retries */
         slot->used = true;
         slot->id = next_agent_id();
@@ -631,16 +742,21 @@ bool net_message(uint32_t id, const char *type, size_t tlen, cbor_val p)
         size_t len;
         if (!cbor_map_get(p, "data", &v) || !cbor_get_bytes(v, &data, &len) || c->wr_eof)
             return true;
+        if (c->udp) {
+            if (send(c->fd, data, len, MSG_DONTWAIT) < 0 && errno != EAGAIN && errno != ECONNREFUSED)
+                logmsg("network: UDP reply not delivered: %s", strerror(errno));
+            return true;
+        }
         if (len == 0) {
             c->wr_eof = true;
         } else {
-            /* the host keeps within NET_WINDOW; twice that is a hard bound */
-            if (c->out_len + len > 2 * NET_WINDOW) {
+            /* the host keeps within NET_RX_WINDOW; twice that is a hard bound */
+            if (c->out_len + len > 2 * NET_RX_WINDOW) {
                 conn_end(c, true, true);
                 return true;
             }
             if (c->out_len + len > c->out_cap) {
-                size_t cap = c->out_len + len < NET_WINDOW ? NET_WINDOW : 2 * NET_WINDOW;
+                size_t cap = c->out_len + len < NET_RX_WINDOW ? NET_RX_WINDOW : 2 * NET_RX_WINDOW;
                 uint8_t *n = realloc(c->out, cap);
                 if (!n) {
                     conn_end(c, true, true);
@@ -683,6 +799,10 @@ void net_event(uint32_t tag, int fd, uint32_t events)
     net_conn *c = conn_find(tag);
     if (!c || c->fd != fd)
         return; /* stale event of a closed session */
+    if (c->udp) {
+        udp_flow_readable(c);
+        return;
+    }
     if (c->state == C_CONNECTING) {
         if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
             connecting_done(c);

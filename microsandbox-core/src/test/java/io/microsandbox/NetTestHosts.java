@@ -23,6 +23,7 @@ import java.util.concurrent.TimeUnit;
  * <ul>
  *   <li>"public": 203.0.113.10 (TEST-NET-3, public for the policy), host side 203.0.113.1</li>
  *   <li>"private": 10.200.0.10, host side 10.200.0.1</li>
+ *   <li>each also echoes UDP datagrams on port 7</li>
  * </ul>
  */
 final class NetTestHosts implements AutoCloseable {
@@ -83,6 +84,11 @@ final class NetTestHosts implements AutoCloseable {
                 "--directory", webRoot.toString())
                 .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
         servers.add(server);
+        // a UDP echo server on port 7
+        servers.add(new ProcessBuilder("ip", "netns", "exec", ns, "python3", "-c",
+                "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('" + ip + "', 7))\n"
+                        + "while True:\n    d, a = s.recvfrom(65535)\n    s.sendto(d, a)\n")
+                .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start());
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
         while (true) {
             try (Socket s = new Socket()) {

@@ -131,6 +131,13 @@ class SandboxNetworkIT {
                     .contains("answer for priv.test holds " + NetTestHosts.PRIVATE_IP)
                     .contains("rebinding protection");
 
+            // UDP: a flow to the public host is carried both ways, one to the private host is dropped
+            ExecOutput udp = sb.exec("python3", List.of("-c", UDP_CLIENT, NetTestHosts.PUBLIC_IP, NetTestHosts.PRIVATE_IP),
+                    ExecOptions.builder().timeout(Duration.ofSeconds(120)).build());
+            assertThat(udp.stdout()).as(udp.stderr())
+                    .contains("udp " + NetTestHosts.PUBLIC_IP + " ping-udp ping-udp-2", "udp " + NetTestHosts.PRIVATE_IP + " ERR");
+            assertThat(systemLog(sb)).contains("network: denied udp to " + NetTestHosts.PRIVATE_IP + ":7 by default (deny)");
+
             // a 4 MiB download arrives whole, and counts in the metrics
             ExecOutput big = sb.shell("python3 -c \"import urllib.request,hashlib;"
                     + "print(hashlib.sha256(urllib.request.urlopen('http://pub.test/big.bin').read()).hexdigest())\"");
@@ -162,6 +169,21 @@ class SandboxNetworkIT {
             again.bind(new InetSocketAddress("127.0.0.1", published));
         }
     }
+
+    /** Two datagrams of one flow to each address's UDP echo port; prints the echoes or the error. */
+    private static final String UDP_CLIENT = """
+            import socket, sys
+            for ip in sys.argv[1:]:
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.settimeout(5)
+                try:
+                    s.sendto(b"ping-udp", (ip, 7))
+                    first = s.recvfrom(100)[0].decode()
+                    s.sendto(b"ping-udp-2", (ip, 7))
+                    print("udp", ip, first, s.recvfrom(100)[0].decode(), flush=True)
+                except OSError as e:
+                    print("udp", ip, "ERR", type(e).__name__, flush=True)
+            """;
 
     /** Root in the guest: raw IP packets to the private host, a TUN device with a default route, then the agent's route deleted. */
     private static final String ROOT_BYPASS = """

@@ -104,6 +104,8 @@ public final class Protocol {
         public static final String CLOSE = "net.close";
         /** agent -> host, SESSION_START: {query, dst}, a DNS query the guest sent. */
         public static final String DNS = "net.dns";
+        /** agent -> host, SESSION_START: {dst, port}, a guest UDP flow to check and open; its datagrams follow as net.data. */
+        public static final String UDP = "net.udp";
         /** host -> agent, TERMINAL: {reply}, the answer (empty: none). */
         public static final String DNS_REPLY = "net.dns_reply";
 

@@ -45,14 +45,19 @@ import java.util.function.Consumer;
  * and the host's windows bound what waits anywhere.
  */
 public final class NetworkRelay implements AutoCloseable {
-    /** Credit each side starts with, as the agent's NET_WINDOW. */
+    /** Credit the agent starts with (its NET_WINDOW), and ours toward a published port's guest side. */
     static final int WINDOW = 256 * 1024;
-    private static final int CHUNK = 64 * 1024;
+    /** The most credit a guest may announce for what we send it (the agent announces 1 MiB). */
+    private static final long MAX_GUEST_WINDOW = 4L * 1024 * 1024;
+    private static final int CHUNK = 256 * 1024;
     private static final int MAX_CONNECTIONS = 1024;
     private static final int CONNECT_TIMEOUT_MS = 10_000;
     private static final int DNS_TIMEOUT_MS = 3_000;
     private static final int NAME_CACHE = 4096;
     private static final int REPORTS_PER_MINUTE = 200;
+    private static final int MAX_UDP_FLOWS = 256;
+    /** A UDP flow with no datagram either way for this long is closed (UDP has no end of its own). */
+    private static final int UDP_IDLE_MS = 60_000;
     /** How long a connection's first bytes are awaited when domain rules need its server name. */
     private static final int SNIFF_TIMEOUT_MS = 3_000;
     /** Ids of sessions the host starts (published ports): apart from client requests' guest ids, which count up from 1. */
@@ -65,6 +70,7 @@ public final class NetworkRelay implements AutoCloseable {
     private final Consumer<String> systemLog;
     private final List<InetSocketAddress> resolvers;
     private final Map<Integer, Connection> connections = new ConcurrentHashMap<>();
+    private final Map<Integer, UdpFlow> udpFlows = new ConcurrentHashMap<>();
     private final Map<InetAddress, Set<String>> namesByAddress = java.util.Collections.synchronizedMap(
             new LinkedHashMap<>(256, 0.75f, true) {
                 @Override
@@ -160,10 +166,23 @@ public final class NetworkRelay implements AutoCloseable {
                     return;
                 }
                 Connection c = new Connection(id);
+                Long window = frame.number("window");
+                if (window != null && window > 0) {
+                    c.credit = Math.min(window, MAX_GUEST_WINDOW);
+                }
                 connections.put(id, c);
                 submit(() -> connectOut(c, frame));
             }
             case Net.DNS -> submit(() -> lookup(id, frame.bytes("query")));
+            case Net.UDP -> {
+                if (udpFlows.size() >= MAX_UDP_FLOWS || udpFlows.containsKey(id)) {
+                    guest.urgent(close(id, true));
+                    return;
+                }
+                UdpFlow f = new UdpFlow(id);
+                udpFlows.put(id, f);
+                submit(() -> openUdp(f, frame));
+            }
             case Net.CONNECTED -> {
                 Connection c = connections.get(id);
                 if (c != null && c.socket != null) {
@@ -174,6 +193,11 @@ public final class NetworkRelay implements AutoCloseable {
                 Connection c = connections.get(id);
                 if (c != null) {
                     c.fromGuest(frame.bytes("data"));
+                } else {
+                    UdpFlow f = udpFlows.get(id);
+                    if (f != null) {
+                        f.fromGuest(frame.bytes("data"));
+                    }
                 }
             }
             case Net.WINDOW -> {
@@ -187,6 +211,10 @@ public final class NetworkRelay implements AutoCloseable {
                 Connection c = connections.remove(id);
                 if (c != null) {
                     c.shut(frame.payload().path("reset").asBoolean(true));
+                }
+                UdpFlow f = udpFlows.remove(id);
+                if (f != null) {
+                    f.close();
                 }
             }
             default -> {
@@ -289,6 +317,130 @@ public final class NetworkRelay implements AutoCloseable {
             p.put("port", binding.guestPort());
             p.put("window", WINDOW);
             guest.urgent(new Frame(id, io.microsandbox.runtime.agent.Protocol.FLAG_SESSION_START, Net.OPEN, p));
+        }
+    }
+
+    // ---- UDP ----
+
+    private void openUdp(UdpFlow f, Frame frame) {
+        String dst = frame.text("dst");
+        Long port = frame.number("port");
+        InetAddress address = InetLiterals.parse(dst);
+        if (address == null || port == null || port < 1 || port > 65535) {
+            endUdp(f, "network: refused a malformed UDP request from the guest: " + frame.payload());
+            return;
+        }
+        Collection<String> names = namesOf(address);
+        PolicyMatcher.Decision d = matcher.connection(Direction.EGRESS, Protocol.UDP, address, port.intValue(), names);
+        if (!d.allowed()) {
+            endUdp(f, "network: denied udp to " + describe(address, port.intValue(), names) + " by " + d.reason());
+            return;
+        }
+        try {
+            DatagramSocket s = new DatagramSocket();
+            s.connect(new InetSocketAddress(address, port.intValue()));
+            s.setSoTimeout(UDP_IDLE_MS);
+            if (!f.open(s)) {
+                s.close();
+                return;
+            }
+        } catch (IOException e) {
+            endUdp(f, null);
+            return;
+        }
+        f.receiveLoop();
+    }
+
+    private void endUdp(UdpFlow f, String reason) {
+        if (reason != null) {
+            report(reason);
+        }
+        if (udpFlows.remove(f.id, f)) {
+            guest.urgent(close(f.id, true));
+        }
+        f.close();
+    }
+
+    /** One UDP flow of the guest (its address and port to one destination): a connected host socket. */
+    private final class UdpFlow {
+        final int id;
+        private DatagramSocket socket; // guarded by this
+        private final List<byte[]> early = new ArrayList<>(); // datagrams before the socket opened; guarded by this
+        private boolean closed; // guarded by this
+        private volatile long lastActivity = System.nanoTime();
+
+        UdpFlow(int id) {
+            this.id = id;
+        }
+
+        synchronized boolean open(DatagramSocket s) {
+            if (closed) {
+                return false;
+            }
+            socket = s;
+            for (byte[] d : early) {
+                send(d);
+            }
+            early.clear();
+            return true;
+        }
+
+        synchronized void fromGuest(byte[] data) {
+            txBytes.addAndGet(data.length);
+            lastActivity = System.nanoTime();
+            if (socket != null) {
+                send(data);
+            } else if (early.size() < 64) {
+                early.add(data);
+            }
+        }
+
+        private void send(byte[] data) {
+            try {
+                socket.send(new DatagramPacket(data, data.length)); // UDP: never blocks for long
+            } catch (IOException e) {
+                // ICMP unreachable for an earlier datagram and the like: UDP carries on
+            }
+        }
+
+        void receiveLoop() {
+            byte[] buf = new byte[65536];
+            DatagramSocket s;
+            synchronized (this) {
+                s = socket;
+            }
+            while (!s.isClosed()) {
+                try {
+                    DatagramPacket p = new DatagramPacket(buf, buf.length);
+                    s.receive(p);
+                    lastActivity = System.nanoTime();
+                    rxBytes.addAndGet(p.getLength());
+                    ObjectNode payload = JSON.createObjectNode();
+                    payload.put("data", java.util.Arrays.copyOf(buf, p.getLength()));
+                    // a full channel drops the datagram, as a full network would
+                    guest.send(new Frame(id, 0, Net.DATA, payload), 0);
+                } catch (SocketTimeoutException e) {
+                    if (System.nanoTime() - lastActivity >= TimeUnit.MILLISECONDS.toNanos(UDP_IDLE_MS)) {
+                        endUdp(this, null);
+                        return;
+                    }
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return;
+                } catch (IOException e) {
+                    if (!s.isClosed()) {
+                        continue; // an ICMP error for one datagram
+                    }
+                    return;
+                }
+            }
+        }
+
+        synchronized void close() {
+            closed = true;
+            if (socket != null) {
+                socket.close();
+            }
         }
     }
 
@@ -426,6 +578,8 @@ public final class NetworkRelay implements AutoCloseable {
             c.shut(true);
         }
         connections.clear();
+        udpFlows.values().forEach(UdpFlow::close);
+        udpFlows.clear();
         workers.shutdownNow();
     }
 
@@ -436,7 +590,7 @@ public final class NetworkRelay implements AutoCloseable {
         volatile Socket socket;
         private final LinkedBlockingQueue<byte[]> toSocket = new LinkedBlockingQueue<>();
         private final AtomicLong queued = new AtomicLong();
-        private long credit = WINDOW; // guarded by this
+        private long credit = WINDOW; // guarded by this (set before the connection is shared)
         private boolean readerStarted; // guarded by this
         private boolean shut; // guarded by this
         private byte[] head; // the guest's first bytes while its server name is awaited; guarded by this
