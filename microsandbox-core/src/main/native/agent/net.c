@@ -424,10 +424,20 @@ static void conn_end(net_conn *c, bool tell, bool reset)
     g_nconns--;
     if (c->udp) {
         g_nflows--;
-        exempt(&c->guest_end, false);
+        if (c->guest_end.sin_family == AF_INET)
+            exempt(&c->guest_end, false);
     }
     free(c->out);
     free(c);
+}
+
+/* Ends a session the host started before it began (nothing to connect to, no network). */
+static void refuse(uint32_t id)
+{
+    cbor_buf *b = frame_begin(id, FLAG_TERMINAL, "net.close", 1);
+    cbor_put_text(b, "reset");
+    cbor_put_bool(b, true);
+    frame_end();
 }
 
 static void send_data(uint32_t id, const void *data, size_t n)
@@ -690,10 +700,32 @@ static void net_open(uint32_t id, cbor_val p)
         }
         close(fd);
     }
-    cbor_buf *b = frame_begin(id, FLAG_TERMINAL, "net.close", 1);
-    cbor_put_text(b, "reset");
-    cbor_put_bool(b, true);
-    frame_end();
+    refuse(id);
+}
+
+/* net.udp_open {port}: a published UDP port; the host got datagrams from a new client and
+ * wants a flow to 127.0.0.1:port in the guest. */
+static void net_udp_open(uint32_t id, cbor_val p)
+{
+    cbor_val v;
+    uint64_t port;
+    int fd = -1;
+    if (g_nflows < NET_MAX_UDP_FLOWS && g_nconns < NET_MAX_CONNS && !conn_find(id) && cbor_map_get(p, "port", &v) &&
+        cbor_get_uint(v, &port) && port > 0 && port < 65536)
+        fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        net_conn *c;
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 && (c = conn_new(id, fd, C_OPEN))) {
+            c->udp = true;
+            g_nflows++;
+            conn_events(c);
+            return;
+        }
+        close(fd);
+    }
+    refuse(id);
 }
 
 static void connecting_done(net_conn *c)
@@ -716,12 +748,15 @@ bool net_message(uint32_t id, const char *type, size_t tlen, cbor_val p)
     if (IS("net.open")) {
         if (g_net_on)
             net_open(id, p);
-        else {
-            cbor_buf *b = frame_begin(id, FLAG_TERMINAL, "net.close", 1);
-            cbor_put_text(b, "reset");
-            cbor_put_bool(b, true);
-            frame_end();
-        }
+        else
+            refuse(id);
+        return true;
+    }
+    if (IS("net.udp_open")) {
+        if (g_net_on)
+            net_udp_open(id, p);
+        else
+            refuse(id);
         return true;
     }
     if (IS("net.dns_reply")) {

@@ -8,7 +8,8 @@ package io.microsandbox;
  * @param bindAddress the host address to listen on (an IPv4 or IPv6 literal; default {@code 127.0.0.1})
  * @param hostPort    the host port
  * @param guestPort   the guest port
- * @param protocol    {@link NetworkRule.Protocol#TCP} (UDP is not supported yet)
+ * @param protocol    {@link NetworkRule.Protocol#TCP} or {@link NetworkRule.Protocol#UDP} (datagrams from
+ *                    each client address are a flow to the guest port; idle flows end after 60 s)
  */
 public record PortBinding(String bindAddress, int hostPort, int guestPort, NetworkRule.Protocol protocol) {
     public PortBinding {
@@ -20,14 +21,16 @@ public record PortBinding(String bindAddress, int hostPort, int guestPort, Netwo
         if (NetworkDestination.Cidr.literal(bindAddress) == null) {
             throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "bind address \"" + bindAddress + "\" is not an address literal");
         }
-        if (protocol != NetworkRule.Protocol.TCP) {
-            throw new MicrosandboxException(ErrorKind.UNSUPPORTED_OPERATION, "published UDP ports are not supported yet");
-        }
     }
 
     /** TCP {@code 127.0.0.1:hostPort -> guestPort}. */
     public static PortBinding tcp(int hostPort, int guestPort) {
         return new PortBinding("127.0.0.1", hostPort, guestPort, NetworkRule.Protocol.TCP);
+    }
+
+    /** UDP {@code 127.0.0.1:hostPort -> guestPort}. */
+    public static PortBinding udp(int hostPort, int guestPort) {
+        return new PortBinding("127.0.0.1", hostPort, guestPort, NetworkRule.Protocol.UDP);
     }
 
     /** TCP {@code bindAddress:hostPort -> guestPort}. */

@@ -407,6 +407,12 @@ public final class SandboxConfig {
             return this;
         }
 
+        /** Publishes guest UDP ports on host ports of 127.0.0.1 (key: host port, value: guest port); merges with earlier calls. */
+        public Builder portsUdp(Map<Integer, Integer> hostToGuest) {
+            hostToGuest.forEach((host, guestPort) -> ports.add(PortBinding.udp(host, guestPort)));
+            return this;
+        }
+
         /** Publishes ports with explicit bind addresses; merges with earlier calls. */
         public Builder portBindings(java.util.Collection<PortBinding> bindings) {
             ports.addAll(bindings);

@@ -3,6 +3,7 @@ package io.microsandbox;
 import io.microsandbox.NetworkPolicy.Profile;
 import java.io.IOException;
 import java.io.InputStream;
+import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
@@ -101,9 +102,14 @@ class SandboxNetworkIT {
         try (ServerSocket free = new ServerSocket(0)) {
             published = free.getLocalPort();
         }
+        int publishedUdp;
+        try (java.net.DatagramSocket free = new java.net.DatagramSocket(0)) {
+            publishedUdp = free.getLocalPort();
+        }
         try (Sandbox sb = Sandbox.create(TestSandboxes.uniqueName("net-default"), TestSandboxes.config()
                 .network(NetworkPolicy.publicOnly().toBuilder().dnsServers(hosts.dnsServer()).build())
                 .ports(Map.of(published, 8000))
+                .portsUdp(Map.of(publishedUdp, 9999))
                 .ephemeral(true)
                 .build())) {
             // no NIC in the guest: no interface has a device behind it (lo and sit0 are virtual)
@@ -150,6 +156,10 @@ class SandboxNetworkIT {
             sb.shell("cd /tmp && echo published-ok > index.html && (nohup python3 -m http.server 8000 >/dev/null 2>&1 &)");
             assertThat(httpGetWithRetry("127.0.0.1", published)).contains("published-ok");
             assertThatThrownBy(() -> httpGet(NetTestHosts.PUBLIC_HOST_SIDE, published)).isInstanceOf(IOException.class);
+            // the published UDP port reaches a guest UDP echo server
+            sb.shell("(nohup python3 -c \"import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                    + "s.bind(('0.0.0.0', 9999))\nwhile True:\n    d, a = s.recvfrom(9000)\n    s.sendto(b'echo:' + d, a)\n\" >/dev/null 2>&1 &)");
+            assertThat(udpEchoWithRetry(publishedUdp)).isEqualTo("echo:hello-udp");
             // the port is taken while the sandbox runs: another sandbox cannot publish it
             assertThatThrownBy(() -> Sandbox.create(TestSandboxes.uniqueName("net-taken"), TestSandboxes.config()
                     .ports(Map.of(published, 8000)).ephemeral(true).build()))
@@ -313,6 +323,26 @@ class SandboxNetworkIT {
             s.getOutputStream().write("GET / HTTP/1.0\r\nHost: x\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
             InputStream in = s.getInputStream();
             return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        }
+    }
+
+    private static String udpEchoWithRetry(int port) throws Exception {
+        try (java.net.DatagramSocket s = new java.net.DatagramSocket()) {
+            s.setSoTimeout(2000);
+            long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+            while (true) {
+                byte[] msg = "hello-udp".getBytes(StandardCharsets.US_ASCII);
+                s.send(new java.net.DatagramPacket(msg, msg.length, InetAddress.getLoopbackAddress(), port));
+                try {
+                    java.net.DatagramPacket p = new java.net.DatagramPacket(new byte[100], 100);
+                    s.receive(p);
+                    return new String(p.getData(), 0, p.getLength(), StandardCharsets.US_ASCII);
+                } catch (java.net.SocketTimeoutException e) {
+                    if (System.nanoTime() > deadline) {
+                        throw new AssertionError("no echo through the published UDP port");
+                    }
+                }
+            }
         }
     }
 

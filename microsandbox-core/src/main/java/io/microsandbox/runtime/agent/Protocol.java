@@ -106,6 +106,8 @@ public final class Protocol {
         public static final String DNS = "net.dns";
         /** agent -> host, SESSION_START: {dst, port}, a guest UDP flow to check and open; its datagrams follow as net.data. */
         public static final String UDP = "net.udp";
+        /** host -> agent, SESSION_START: {port}, a published UDP port's new client: a flow to 127.0.0.1:port in the guest. */
+        public static final String UDP_OPEN = "net.udp_open";
         /** host -> agent, TERMINAL: {reply}, the answer (empty: none). */
         public static final String DNS_REPLY = "net.dns_reply";
 

@@ -80,6 +80,7 @@ public final class NetworkRelay implements AutoCloseable {
             });
     private final ExecutorService workers;
     private final List<ServerSocket> listeners = new ArrayList<>();
+    private final List<DatagramSocket> udpListeners = new ArrayList<>();
     private final AtomicInteger hostIds = new AtomicInteger();
     private final AtomicLong rxBytes = new AtomicLong();
     private final AtomicLong txBytes = new AtomicLong();
@@ -104,18 +105,30 @@ public final class NetworkRelay implements AutoCloseable {
 
     /** Opens the published ports' listeners; {@code INVALID_CONFIG} when one is taken (nothing stays open then). */
     public void start() {
-        for (PortBinding p : settings.ports()) {
-            try {
-                listeners.add(NetworkSettings.bind(p));
-            } catch (RuntimeException e) {
-                close();
-                throw e;
+        try {
+            for (PortBinding p : settings.ports()) {
+                if (p.protocol() == Protocol.UDP) {
+                    udpListeners.add(NetworkSettings.bindUdp(p));
+                } else {
+                    listeners.add(NetworkSettings.bind(p));
+                }
             }
+        } catch (RuntimeException e) {
+            close();
+            throw e;
         }
-        for (int i = 0; i < listeners.size(); i++) {
-            ServerSocket server = listeners.get(i);
-            PortBinding binding = settings.ports().get(i);
-            Thread t = new Thread(() -> acceptPublished(server, binding), "net-publish-" + binding.hostPort());
+        int tcp = 0;
+        int udp = 0;
+        for (PortBinding binding : settings.ports()) {
+            Runnable serve;
+            if (binding.protocol() == Protocol.UDP) {
+                DatagramSocket server = udpListeners.get(udp++);
+                serve = () -> servePublishedUdp(server, binding);
+            } else {
+                ServerSocket server = listeners.get(tcp++);
+                serve = () -> acceptPublished(server, binding);
+            }
+            Thread t = new Thread(serve, "net-publish-" + binding.protocol() + "-" + binding.hostPort());
             t.setDaemon(true);
             t.start();
         }
@@ -351,6 +364,61 @@ public final class NetworkRelay implements AutoCloseable {
         f.receiveLoop();
     }
 
+    /** A published UDP port: datagrams from each client address are one flow to the guest port. */
+    private void servePublishedUdp(DatagramSocket server, PortBinding binding) {
+        Map<java.net.SocketAddress, UdpFlow> byClient = new java.util.HashMap<>();
+        byte[] buf = new byte[65536];
+        try {
+            server.setSoTimeout(1000);
+        } catch (IOException e) {
+            return;
+        }
+        while (!closed && !server.isClosed()) {
+            DatagramPacket p = new DatagramPacket(buf, buf.length);
+            try {
+                server.receive(p);
+            } catch (SocketTimeoutException e) {
+                byClient.values().removeIf(f -> {
+                    boolean idle = System.nanoTime() - f.lastActivity >= TimeUnit.MILLISECONDS.toNanos(UDP_IDLE_MS);
+                    if (idle) {
+                        endUdp(f, null);
+                    }
+                    return idle || !udpFlows.containsKey(f.id);
+                });
+                continue;
+            } catch (IOException e) {
+                return; // closed
+            }
+            java.net.SocketAddress client = p.getSocketAddress();
+            UdpFlow f = byClient.get(client);
+            if (f == null || !udpFlows.containsKey(f.id)) {
+                PolicyMatcher.Decision d = matcher.connection(Direction.INGRESS, Protocol.UDP, p.getAddress(), binding.guestPort(), List.of());
+                if (!d.allowed() || udpFlows.size() >= MAX_UDP_FLOWS) {
+                    report("network: dropped datagrams from " + p.getAddress().getHostAddress() + " to published udp port "
+                            + binding.hostPort() + (d.allowed() ? ": too many flows" : " by " + d.reason()));
+                    continue;
+                }
+                f = new UdpFlow(HOST_ID_BASE | (hostIds.incrementAndGet() & 0x3fff_ffff));
+                f.open(server, client);
+                udpFlows.put(f.id, f);
+                byClient.put(client, f);
+                ObjectNode open = JSON.createObjectNode();
+                open.put("port", binding.guestPort());
+                guest.urgent(new Frame(f.id, io.microsandbox.runtime.agent.Protocol.FLAG_SESSION_START, Net.UDP_OPEN, open));
+            }
+            f.lastActivity = System.nanoTime();
+            rxBytes.addAndGet(p.getLength());
+            ObjectNode payload = JSON.createObjectNode();
+            payload.put("data", java.util.Arrays.copyOf(buf, p.getLength()));
+            try {
+                guest.send(new Frame(f.id, 0, Net.DATA, payload), 0); // a full channel drops it
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+    }
+
     private void endUdp(UdpFlow f, String reason) {
         if (reason != null) {
             report(reason);
@@ -361,23 +429,32 @@ public final class NetworkRelay implements AutoCloseable {
         f.close();
     }
 
-    /** One UDP flow of the guest (its address and port to one destination): a connected host socket. */
+    /**
+     * One UDP flow: a guest address and port to one destination (a connected host socket of its
+     * own), or a published port's client (the port's shared socket and the client's address).
+     */
     private final class UdpFlow {
         final int id;
         private DatagramSocket socket; // guarded by this
+        private java.net.SocketAddress peer; // a published port's client; guarded by this
         private final List<byte[]> early = new ArrayList<>(); // datagrams before the socket opened; guarded by this
         private boolean closed; // guarded by this
-        private volatile long lastActivity = System.nanoTime();
+        volatile long lastActivity = System.nanoTime();
 
         UdpFlow(int id) {
             this.id = id;
         }
 
         synchronized boolean open(DatagramSocket s) {
+            return open(s, null);
+        }
+
+        synchronized boolean open(DatagramSocket s, java.net.SocketAddress client) {
             if (closed) {
                 return false;
             }
             socket = s;
+            peer = client;
             for (byte[] d : early) {
                 send(d);
             }
@@ -397,7 +474,8 @@ public final class NetworkRelay implements AutoCloseable {
 
         private void send(byte[] data) {
             try {
-                socket.send(new DatagramPacket(data, data.length)); // UDP: never blocks for long
+                // UDP: never blocks for long
+                socket.send(peer == null ? new DatagramPacket(data, data.length) : new DatagramPacket(data, data.length, peer));
             } catch (IOException e) {
                 // ICMP unreachable for an earlier datagram and the like: UDP carries on
             }
@@ -438,7 +516,7 @@ public final class NetworkRelay implements AutoCloseable {
 
         synchronized void close() {
             closed = true;
-            if (socket != null) {
+            if (socket != null && peer == null) { // a published port's socket is shared
                 socket.close();
             }
         }
@@ -574,6 +652,7 @@ public final class NetworkRelay implements AutoCloseable {
                 // closing anyway
             }
         }
+        udpListeners.forEach(DatagramSocket::close);
         for (Connection c : connections.values()) {
             c.shut(true);
         }

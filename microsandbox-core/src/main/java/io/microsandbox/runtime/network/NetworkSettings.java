@@ -11,6 +11,7 @@ import io.microsandbox.NetworkRule;
 import io.microsandbox.PortBinding;
 import io.microsandbox.runtime.OwnerOnly;
 import java.io.IOException;
+import java.net.DatagramSocket;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
@@ -69,7 +70,7 @@ public record NetworkSettings(NetworkPolicy policy, List<PortBinding> ports) {
         return ports;
     }
 
-    /** Binds a published port's host socket; {@link ErrorKind#INVALID_CONFIG} when the port is taken. */
+    /** Binds a published TCP port's host socket; {@link ErrorKind#INVALID_CONFIG} when the port is taken. */
     public static ServerSocket bind(PortBinding p) {
         try {
             ServerSocket s = new ServerSocket();
@@ -82,14 +83,31 @@ public record NetworkSettings(NetworkPolicy policy, List<PortBinding> ports) {
                 throw e;
             }
         } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "cannot publish " + p.bindAddress() + ":" + p.hostPort()
-                    + " (guest port " + p.guestPort() + "): " + e.getMessage(), e);
+            throw taken(p, e);
         }
+    }
+
+    /** Binds a published UDP port's host socket; {@link ErrorKind#INVALID_CONFIG} when the port is taken. */
+    public static DatagramSocket bindUdp(PortBinding p) {
+        try {
+            return new DatagramSocket(new InetSocketAddress(InetAddress.getByName(p.bindAddress()), p.hostPort()));
+        } catch (IOException e) {
+            throw taken(p, e);
+        }
+    }
+
+    private static MicrosandboxException taken(PortBinding p, IOException e) {
+        return new MicrosandboxException(ErrorKind.INVALID_CONFIG, "cannot publish " + p.protocol().name().toLowerCase(java.util.Locale.ROOT)
+                + " " + p.bindAddress() + ":" + p.hostPort() + " (guest port " + p.guestPort() + "): " + e.getMessage(), e);
     }
 
     /** Fails with {@link ErrorKind#INVALID_CONFIG} when a published host port is in use now (checked by the creator before boot). */
     public void checkPortsFree() {
         for (PortBinding p : ports) {
+            if (p.protocol() == NetworkRule.Protocol.UDP) {
+                bindUdp(p).close();
+                continue;
+            }
             try {
                 bind(p).close();
             } catch (IOException e) {
