@@ -266,11 +266,7 @@ public final class SandboxConfig {
         }
         n.set("network", network.toJsonNode());
         if (!ports.isEmpty()) {
-            var arr = n.putArray("ports");
-            for (PortBinding p : ports) {
-                arr.addObject().put("bind", p.bindAddress()).put("host", p.hostPort()).put("guest", p.guestPort())
-                        .put("protocol", p.protocol().name().toLowerCase(java.util.Locale.ROOT));
-            }
+            n.set("ports", io.microsandbox.runtime.network.NetworkSettings.portsToJson(ports));
         }
         if (imageDisk != null) {
             n.put("imageDisk", imageDisk);

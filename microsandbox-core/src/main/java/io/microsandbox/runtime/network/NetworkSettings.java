@@ -43,11 +43,7 @@ public record NetworkSettings(NetworkPolicy policy, List<PortBinding> ports) {
     public void write(Path sandboxDir) throws IOException {
         ObjectNode n = JSON.createObjectNode();
         n.set("policy", policy.toJsonNode());
-        ArrayNode arr = n.putArray("ports");
-        for (PortBinding p : ports) {
-            arr.addObject().put("bind", p.bindAddress()).put("host", p.hostPort()).put("guest", p.guestPort())
-                    .put("protocol", p.protocol().name().toLowerCase(java.util.Locale.ROOT));
-        }
+        n.set("ports", portsToJson(ports));
         OwnerOnly.write(file(sandboxDir), JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(n));
     }
 
@@ -59,6 +55,16 @@ public record NetworkSettings(NetworkPolicy policy, List<PortBinding> ports) {
         }
         JsonNode n = JSON.readTree(f.toFile());
         return new NetworkSettings(NetworkPolicy.fromJsonNode(n.path("policy")), portsFromJson(n.path("ports")));
+    }
+
+    /** Published ports as JSON, the form {@link #portsFromJson} reads. */
+    public static ArrayNode portsToJson(List<PortBinding> ports) {
+        ArrayNode arr = JSON.createArrayNode();
+        for (PortBinding p : ports) {
+            arr.addObject().put("bind", p.bindAddress()).put("host", p.hostPort()).put("guest", p.guestPort())
+                    .put("protocol", p.protocol().name().toLowerCase(java.util.Locale.ROOT));
+        }
+        return arr;
     }
 
     public static List<PortBinding> portsFromJson(JsonNode arr) {
