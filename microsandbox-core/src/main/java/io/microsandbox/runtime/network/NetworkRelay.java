@@ -54,6 +54,7 @@ public final class NetworkRelay implements AutoCloseable {
     private static final int CONNECT_TIMEOUT_MS = 10_000;
     private static final int DNS_TIMEOUT_MS = 3_000;
     private static final int NAME_CACHE = 4096;
+    private static final int NAMES_PER_ADDRESS = 64;
     private static final int REPORTS_PER_MINUTE = 200;
     private static final int MAX_UDP_FLOWS = 256;
     /** A UDP flow with no datagram either way for this long is closed (UDP has no end of its own). */
@@ -555,7 +556,11 @@ public final class NetworkRelay implements AutoCloseable {
                 }
             }
             for (InetAddress a : addresses) {
-                namesByAddress.computeIfAbsent(a, k -> ConcurrentHashMap.newKeySet()).add(q.name());
+                Set<String> names = namesByAddress.computeIfAbsent(a, k -> ConcurrentHashMap.newKeySet());
+                // bounded: a wildcard domain could otherwise pin any number of names on one address
+                if (names.size() < NAMES_PER_ADDRESS) {
+                    names.add(q.name());
+                }
             }
         } catch (IllegalArgumentException e) {
             reply(id, DnsMessage.error(query, q, DnsMessage.SERVFAIL));
