@@ -82,6 +82,7 @@ public final class NetworkRelay implements AutoCloseable {
     private final ExecutorService workers;
     private final List<ServerSocket> listeners = new ArrayList<>();
     private final List<DatagramSocket> udpListeners = new ArrayList<>();
+    private final List<Thread> publishers = new ArrayList<>();
     private final AtomicInteger hostIds = new AtomicInteger();
     private final AtomicLong rxBytes = new AtomicLong();
     private final AtomicLong txBytes = new AtomicLong();
@@ -132,6 +133,7 @@ public final class NetworkRelay implements AutoCloseable {
             Thread t = new Thread(serve, "net-publish-" + binding.protocol() + "-" + binding.hostPort());
             t.setDaemon(true);
             t.start();
+            publishers.add(t);
         }
     }
 
@@ -658,6 +660,16 @@ public final class NetworkRelay implements AutoCloseable {
             }
         }
         udpListeners.forEach(DatagramSocket::close);
+        // a socket closed while a thread is blocked in it is released when that thread returns:
+        // wait for them, so the ports are free when close() returns
+        for (Thread t : publishers) {
+            try {
+                t.join(2000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
         for (Connection c : connections.values()) {
             c.shut(true);
         }
