@@ -228,6 +228,7 @@ class SandboxNetworkIT {
     @Test
     void rulesMatchInOrderByDomainSuffixCidrAndWildcard() throws Exception {
         NetworkPolicy policy = NetworkPolicy.builder()
+                .rule(NetworkRule.deny("127.0.0.0/8").direction(NetworkRule.Direction.INGRESS))
                 .rule(NetworkRule.deny("blocked.test"))
                 .rule(NetworkRule.allow(".pub.test").ports(80))
                 .rule(NetworkRule.allow(NetTestHosts.PRIVATE_IP + "/24").ports(80))
@@ -235,8 +236,14 @@ class SandboxNetworkIT {
                 .rule(NetworkRule.deny("*"))
                 .dnsServers(hosts.dnsServer())
                 .build();
+        int published;
+        try (ServerSocket free = new ServerSocket(0)) {
+            published = free.getLocalPort();
+        }
         try (Sandbox sb = Sandbox.create(TestSandboxes.uniqueName("net-rules"), TestSandboxes.config()
-                .network(policy).ephemeral(true).build())) {
+                .network(policy).ports(Map.of(published, 8000)).ephemeral(true).build())) {
+            // the ingress rule refuses clients from 127.0.0.0/8 at the published port
+            assertThatThrownBy(() -> httpGet("127.0.0.1", published)).isInstanceOf(IOException.class);
             // by address before any lookup: no name, so only "*" matches
             Map<String, String> first = probe(sb, "http://" + NetTestHosts.PUBLIC_IP + "/");
             assertThat(first.get("http://" + NetTestHosts.PUBLIC_IP + "/")).startsWith("ERR");
@@ -248,8 +255,9 @@ class SandboxNetworkIT {
             assertThat(r.get("http://" + NetTestHosts.PRIVATE_IP + "/")).as("CIDR allow before the exact deny").startsWith("OK");
             assertThat(r.get("http://priv.test/")).as("no domain rule names it: \"deny *\" denies the lookup").startsWith("ERR gaierror");
             assertThat(r.get("http://pub.test:81/")).as("port outside the rule").startsWith("ERR");
-            assertThat(systemLog(sb)).contains("lookup of blocked.test denied by rule 1")
-                    .contains("denied tcp connection to " + NetTestHosts.PUBLIC_IP + ":80 by rule 5 (deny *)");
+            assertThat(systemLog(sb)).contains("lookup of blocked.test denied by rule 2")
+                    .contains("denied tcp connection to " + NetTestHosts.PUBLIC_IP + ":80 by rule 6 (deny *)")
+                    .contains("network: refused a connection from 127.0.0.1 to published port " + published + " by rule 1");
 
             // domain rules also match what the client names: HTTP Host and TLS SNI, to the address pub.test resolved to
             ExecOutput named = sb.exec("python3", List.of("-c", NAMED_CLIENT, NetTestHosts.PUBLIC_IP),
@@ -258,8 +266,8 @@ class SandboxNetworkIT {
                     .contains("http pub.test OK", "http www.pub.test OK", "http blocked.test ERR", "http other.test ERR",
                             "tls www.pub.test SSL", "tls blocked.test ERR");
             assertThat(systemLog(sb)).containsPattern("denied tcp connection to " + NetTestHosts.PUBLIC_IP.replace(".", "\\.")
-                    + ":80 \\([a-z., ]*pub\\.test[a-z., ]*\\) for blocked\\.test by rule 1 \\(deny blocked\\.test\\)")
-                    .contains("for other.test by rule 5 (deny *)");
+                    + ":80 \\([a-z., ]*pub\\.test[a-z., ]*\\) for blocked\\.test by rule 2 \\(deny blocked\\.test\\)")
+                    .contains("for other.test by rule 6 (deny *)");
         }
     }
 
