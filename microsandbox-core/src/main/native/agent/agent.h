@@ -186,11 +186,11 @@ void fs_request(uint32_t id, cbor_val payload);
 
 /* ---- net.c: the sandbox network (docs/network.md) ---- */
 
-/* Makes every IPv4 address local and steers TCP and DNS to the agent (core.configure's
+/* Makes every IPv4 address local and steers TCP and UDP to the agent (core.configure's
  * "network": true); a failure leaves the sandbox without network. */
 void net_setup(void);
-/* A net.* frame from the host; always consumes it. */
-bool net_message(uint32_t id, const char *type, size_t tlen, cbor_val payload);
+/* A net.* frame from the host (frames of ended sessions are ignored). */
+void net_message(uint32_t id, const char *type, size_t tlen, cbor_val payload);
 void net_event(uint32_t tag, int fd, uint32_t events);
 void net_throttle_changed(void);
 

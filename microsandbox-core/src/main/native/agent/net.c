@@ -742,7 +742,7 @@ static void connecting_done(net_conn *c)
     conn_events(c);
 }
 
-bool net_message(uint32_t id, const char *type, size_t tlen, cbor_val p)
+void net_message(uint32_t id, const char *type, size_t tlen, cbor_val p)
 {
 #define IS(s) (tlen == sizeof(s) - 1 && memcmp(type, s, tlen) == 0)
     if (IS("net.open")) {
@@ -750,22 +750,22 @@ bool net_message(uint32_t id, const char *type, size_t tlen, cbor_val p)
             net_open(id, p);
         else
             refuse(id);
-        return true;
+        return;
     }
     if (IS("net.udp_open")) {
         if (g_net_on)
             net_udp_open(id, p);
         else
             refuse(id);
-        return true;
+        return;
     }
     if (IS("net.dns_reply")) {
         dns_reply(id, p);
-        return true;
+        return;
     }
     net_conn *c = conn_find(id);
     if (!c)
-        return true; /* an ended session */
+        return; /* an ended session */
     cbor_val v;
     if (IS("net.connected")) {
         if (c->state == C_WAIT_HOST) {
@@ -776,11 +776,11 @@ bool net_message(uint32_t id, const char *type, size_t tlen, cbor_val p)
         const uint8_t *data;
         size_t len;
         if (!cbor_map_get(p, "data", &v) || !cbor_get_bytes(v, &data, &len) || c->wr_eof)
-            return true;
+            return;
         if (c->udp) {
             if (send(c->fd, data, len, MSG_DONTWAIT) < 0 && errno != EAGAIN && errno != ECONNREFUSED)
                 logmsg("network: UDP reply not delivered: %s", strerror(errno));
-            return true;
+            return;
         }
         if (len == 0) {
             c->wr_eof = true;
@@ -788,14 +788,14 @@ bool net_message(uint32_t id, const char *type, size_t tlen, cbor_val p)
             /* the host keeps within NET_RX_WINDOW; twice that is a hard bound */
             if (c->out_len + len > 2 * NET_RX_WINDOW) {
                 conn_end(c, true, true);
-                return true;
+                return;
             }
             if (c->out_len + len > c->out_cap) {
                 size_t cap = c->out_len + len < NET_RX_WINDOW ? NET_RX_WINDOW : 2 * NET_RX_WINDOW;
                 uint8_t *n = realloc(c->out, cap);
                 if (!n) {
                     conn_end(c, true, true);
-                    return true;
+                    return;
                 }
                 c->out = n;
                 c->out_cap = cap;
@@ -817,7 +817,6 @@ bool net_message(uint32_t id, const char *type, size_t tlen, cbor_val p)
             cbor_get_bool(v, &reset);
         conn_end(c, false, reset);
     }
-    return true;
 #undef IS
 }
 
