@@ -21,14 +21,15 @@ import java.util.concurrent.TimeUnit;
  * answering test names. Needs root; {@link #close()} removes everything it created.
  *
  * <ul>
- *   <li>"public": 203.0.113.10 (TEST-NET-3, public for the policy), host side 203.0.113.1</li>
+ *   <li>"public": 198.51.100.10 (TEST-NET-2, public for the policy), host side 198.51.100.1; not
+ *       TEST-NET-3, where this machine's package registries live</li>
  *   <li>"private": 10.200.0.10, host side 10.200.0.1</li>
  *   <li>each also echoes UDP datagrams on port 7</li>
  * </ul>
  */
 final class NetTestHosts implements AutoCloseable {
-    static final String PUBLIC_IP = "203.0.113.10";
-    static final String PUBLIC_HOST_SIDE = "203.0.113.1";
+    static final String PUBLIC_IP = "198.51.100.10";
+    static final String PUBLIC_HOST_SIDE = "198.51.100.1";
     static final String PRIVATE_IP = "10.200.0.10";
 
     private final String tag = Long.toString(ProcessHandle.current().pid() % 100000);
@@ -47,7 +48,7 @@ final class NetTestHosts implements AutoCloseable {
         new java.util.Random(7).nextBytes(big);
         Files.write(webRoot.resolve("big.bin"), big);
         try {
-            host("pub", "203.0.113", PUBLIC_IP);
+            host("pub", "198.51.100", PUBLIC_IP);
             host("priv", "10.200.0", PRIVATE_IP);
             startDns(names);
         } catch (IOException | InterruptedException | RuntimeException e) {
@@ -80,8 +81,15 @@ final class NetTestHosts implements AutoCloseable {
         sh("ip", "netns", "exec", ns, "ip", "link", "set", nsSide, "up");
         sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up");
         sh("ip", "netns", "exec", ns, "ip", "route", "add", "default", "via", net + ".1");
-        Process server = new ProcessBuilder("ip", "netns", "exec", ns, "python3", "-m", "http.server", "80", "--bind", ip,
-                "--directory", webRoot.toString())
+        // http.server's own server_bind looks its address up (getfqdn): none of that in a namespace without DNS
+        Process server = new ProcessBuilder("ip", "netns", "exec", ns, "python3", "-c",
+                "import functools, http.server, socketserver, sys\n"
+                        + "class Server(http.server.ThreadingHTTPServer):\n"
+                        + "    def server_bind(self):\n"
+                        + "        socketserver.TCPServer.server_bind(self)\n"
+                        + "        self.server_name, self.server_port = 'test', self.server_address[1]\n"
+                        + "Server((sys.argv[1], 80), functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2]))"
+                        + ".serve_forever()\n", ip, webRoot.toString())
                 .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
         servers.add(server);
         // a UDP echo server on port 7

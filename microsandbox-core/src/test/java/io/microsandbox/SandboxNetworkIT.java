@@ -169,7 +169,7 @@ class SandboxNetworkIT {
                     });
 
             // root in the guest: no interface leads out; deleting the agent's route only cuts the guest off
-            ExecOutput bypass = sb.exec("python3", List.of("-c", ROOT_BYPASS, NetTestHosts.PRIVATE_IP),
+            ExecOutput bypass = sb.exec("python3", List.of("-c", ROOT_BYPASS, NetTestHosts.PRIVATE_IP, NetTestHosts.PUBLIC_IP),
                     ExecOptions.builder().timeout(Duration.ofSeconds(120)).build());
             assertThat(bypass.stdout()).as(bypass.stderr()).contains("raw-sent").contains("connect-after-route-delete ERR");
             assertThat(bypass.stdout()).doesNotContain("connect-after-route-delete OK");
@@ -217,7 +217,7 @@ class SandboxNetworkIT {
             hdr = struct.pack("IHHII", 16 + len(rt), 25, 0x1 | 0x4, 1, 0)
             nl.sendto(hdr + rt, (0, 0))
             print("route-delete", struct.unpack("i", nl.recv(512)[16:20])[0])
-            for addr in (target, "203.0.113.10"):
+            for addr in sys.argv[1:]:
                 c = socket.socket(); c.settimeout(10)
                 try:
                     c.connect((addr, 80)); print("connect-after-route-delete OK", addr)
