@@ -189,6 +189,8 @@ void fs_request(uint32_t id, cbor_val payload);
 /* Makes every IPv4 address local and steers TCP and UDP to the agent (core.configure's
  * "network": true); a failure leaves the sandbox without network. */
 void net_setup(void);
+/* Adds core.configure's "tls_ca" (PEM) to the guest's trust stores. */
+void net_install_ca(const char *pem, size_t len);
 /* A net.* frame from the host (frames of ended sessions are ignored). */
 void net_message(uint32_t id, const char *type, size_t tlen, cbor_val payload);
 void net_event(uint32_t tag, int fd, uint32_t events);

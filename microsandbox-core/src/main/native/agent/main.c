@@ -234,6 +234,10 @@ static void do_configure(cbor_val p)
     bool want_network = false;
     if (cbor_map_get(p, "network", &network) && cbor_get_bool(network, &want_network) && want_network)
         net_setup();
+    const char *ca;
+    size_t ca_len;
+    if (cbor_map_get(p, "tls_ca", &network) && cbor_get_text(network, &ca, &ca_len))
+        net_install_ca(ca, ca_len);
     uint64_t init_ns = now_boottime_ns();
     g_state = ST_READY;
     cbor_buf *b = frame_begin(0, 0, "core.ready", 3);

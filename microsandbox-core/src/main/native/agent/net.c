@@ -21,6 +21,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -329,6 +330,25 @@ static void write_resolv_conf(void)
         logmsg("network: cannot write /etc/resolv.conf: %s", strerror(errno));
     if (fd >= 0)
         close(fd);
+}
+
+/* Appends the TLS interception CA to the guest's trust stores: Debian's bundle (also what
+ * OpenSSL reads by default there) and Alpine's /etc/ssl/cert.pem when it is a file of its own. */
+void net_install_ca(const char *pem, size_t len)
+{
+    static const char *bundles[] = { "/etc/ssl/certs/ca-certificates.crt", "/etc/ssl/cert.pem" };
+    mkdir("/etc/ssl", 0755);
+    mkdir("/etc/ssl/certs", 0755);
+    for (size_t i = 0; i < sizeof bundles / sizeof bundles[0]; i++) {
+        struct stat st;
+        if (i > 0 && (lstat(bundles[i], &st) < 0 || !S_ISREG(st.st_mode)))
+            continue;
+        int fd = open(bundles[i], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0 || write(fd, "\n", 1) != 1 || write(fd, pem, len) != (ssize_t)len)
+            logmsg("network: cannot add the TLS interception CA to %s: %s", bundles[i], strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
 }
 
 void net_setup(void)

@@ -48,6 +48,9 @@ public final class NetworkPolicy {
     private final boolean resolveNames;
     private final boolean rebindingProtection;
     private final List<String> dnsServers;
+    private final boolean tlsInterception;
+    private final List<String> tlsBypass;
+    private final String tlsTrustedCaFile;
 
     private NetworkPolicy(Builder b) {
         this.rules = List.copyOf(b.rules);
@@ -55,6 +58,9 @@ public final class NetworkPolicy {
         this.resolveNames = b.resolveNames;
         this.rebindingProtection = b.rebindingProtection;
         this.dnsServers = List.copyOf(b.dnsServers);
+        this.tlsInterception = b.tlsInterception;
+        this.tlsBypass = List.copyOf(b.tlsBypass);
+        this.tlsTrustedCaFile = b.tlsTrustedCaFile;
     }
 
     /** No network at all: no connection, no name lookup. */
@@ -99,6 +105,9 @@ public final class NetworkPolicy {
         b.resolveNames = resolveNames;
         b.rebindingProtection = rebindingProtection;
         b.dnsServers.addAll(dnsServers);
+        b.tlsInterception = tlsInterception;
+        b.tlsBypass.addAll(tlsBypass);
+        b.tlsTrustedCaFile = tlsTrustedCaFile;
         return b;
     }
 
@@ -123,6 +132,21 @@ public final class NetworkPolicy {
     /** The resolvers the host asks ({@code address} or {@code address:port}); empty: the host's own from {@code /etc/resolv.conf}. */
     public List<String> dnsServers() {
         return dnsServers;
+    }
+
+    /** Whether the host terminates the guest's TLS (see {@link Builder#tlsInterception}). */
+    public boolean tlsInterception() {
+        return tlsInterception;
+    }
+
+    /** Names whose TLS passes untouched: exact names or {@code .suffix} patterns. */
+    public List<String> tlsBypass() {
+        return tlsBypass;
+    }
+
+    /** A PEM file of CA certificates trusted for upstream servers besides the JDK's trust store, or null. */
+    public String tlsTrustedCaFile() {
+        return tlsTrustedCaFile;
     }
 
     /** Whether nothing at all can pass (no rule allows anything, no names): the guest then gets no network. */
@@ -150,6 +174,10 @@ public final class NetworkPolicy {
         n.put("rebindingProtection", rebindingProtection);
         ArrayNode dns = n.putArray("dnsServers");
         dnsServers.forEach(dns::add);
+        n.put("tlsInterception", tlsInterception);
+        ArrayNode bypass = n.putArray("tlsBypass");
+        tlsBypass.forEach(bypass::add);
+        n.put("tlsTrustedCaFile", tlsTrustedCaFile);
         return n;
     }
 
@@ -174,6 +202,9 @@ public final class NetworkPolicy {
             b.resolveNames(n.path("resolveNames").asBoolean(true));
             b.rebindingProtection(n.path("rebindingProtection").asBoolean(true));
             n.path("dnsServers").forEach(d -> b.dnsServers.add(d.asText()));
+            b.tlsInterception = n.path("tlsInterception").asBoolean(false);
+            n.path("tlsBypass").forEach(d -> b.tlsBypass.add(d.asText()));
+            b.tlsTrustedCaFile = n.hasNonNull("tlsTrustedCaFile") ? n.get("tlsTrustedCaFile").asText() : null;
             return b.build();
         } catch (IllegalArgumentException e) {
             throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "invalid network policy: " + e.getMessage(), e);
@@ -202,8 +233,40 @@ public final class NetworkPolicy {
         private boolean resolveNames = true;
         private boolean rebindingProtection = true;
         private final List<String> dnsServers = new ArrayList<>();
+        private boolean tlsInterception;
+        private final List<String> tlsBypass = new ArrayList<>();
+        private String tlsTrustedCaFile;
 
         private Builder() {
+        }
+
+        /**
+         * TLS interception: the host terminates the guest's TLS connections (those whose SNI is
+         * not bypassed) with a certificate for the SNI signed by a CA under the home directory,
+         * which the guest trusts (installed into its trust store at boot), and opens its own TLS
+         * connection upstream, verified against the host's trust store. Off by default.
+         */
+        public Builder tlsInterception(boolean on) {
+            this.tlsInterception = on;
+            return this;
+        }
+
+        /** Names whose TLS is not intercepted: exact names or {@code .suffix} patterns. */
+        public Builder tlsBypass(String... names) {
+            for (String n : names) {
+                NetworkDestination d = NetworkDestination.parse(n);
+                if (d.kind() != NetworkDestination.Kind.DOMAIN && d.kind() != NetworkDestination.Kind.DOMAIN_SUFFIX) {
+                    throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "TLS bypass entry \"" + n + "\" is not a name or .suffix");
+                }
+                tlsBypass.add(d.toString());
+            }
+            return this;
+        }
+
+        /** A PEM file of CA certificates the host also trusts for upstream servers (for private CAs). */
+        public Builder tlsTrustedCaFile(String pemFile) {
+            this.tlsTrustedCaFile = pemFile;
+            return this;
         }
 
         /** Adds a rule after the ones already added (the first match wins). */

@@ -37,6 +37,7 @@ final class NetTestHosts implements AutoCloseable {
     private final List<String> hostLinks = new ArrayList<>();
     private final List<Process> servers = new ArrayList<>();
     private final Path webRoot;
+    private final Path tlsDir;
     private DatagramSocket dns;
     private Thread dnsThread;
 
@@ -47,6 +48,11 @@ final class NetTestHosts implements AutoCloseable {
         byte[] big = new byte[4 * 1024 * 1024];
         new java.util.Random(7).nextBytes(big);
         Files.write(webRoot.resolve("big.bin"), big);
+        // a self-signed certificate for pub.test and www.pub.test: the public host's HTTPS server
+        tlsDir = Files.createTempDirectory("msb-net-tls");
+        sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", tlsDir.resolve("key.pem").toString(), "-out", tlsDir.resolve("cert.pem").toString(),
+                "-subj", "/CN=pub.test", "-addext", "subjectAltName=DNS:pub.test,DNS:www.pub.test", "-days", "2");
         try {
             host("pub", "198.51.100", PUBLIC_IP);
             host("priv", "10.200.0", PRIVATE_IP);
@@ -59,6 +65,11 @@ final class NetTestHosts implements AutoCloseable {
 
     static boolean isRoot() {
         return "root".equals(System.getProperty("user.name"));
+    }
+
+    /** The public host's HTTPS certificate (self-signed, PEM): trust it to reach https://pub.test/. */
+    String tlsCertFile() {
+        return tlsDir.resolve("cert.pem").toString();
     }
 
     /** Where the DNS responder listens, as a policy's dnsServers entry. */
@@ -92,6 +103,21 @@ final class NetTestHosts implements AutoCloseable {
                         + ".serve_forever()\n", ip, webRoot.toString())
                 .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
         servers.add(server);
+        if (role.equals("pub")) {
+            servers.add(new ProcessBuilder("ip", "netns", "exec", ns, "python3", "-c",
+                    "import functools, http.server, socketserver, ssl, sys\n"
+                            + "class Server(http.server.ThreadingHTTPServer):\n"
+                            + "    def server_bind(self):\n"
+                            + "        socketserver.TCPServer.server_bind(self)\n"
+                            + "        self.server_name, self.server_port = 'test', self.server_address[1]\n"
+                            + "srv = Server((sys.argv[1], 443), functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2]))\n"
+                            + "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+                            + "ctx.load_cert_chain(sys.argv[3], sys.argv[4])\n"
+                            + "srv.socket = ctx.wrap_socket(srv.socket, server_side=True)\n"
+                            + "srv.serve_forever()\n", ip, webRoot.toString(), tlsDir.resolve("cert.pem").toString(),
+                    tlsDir.resolve("key.pem").toString())
+                    .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start());
+        }
         // a UDP echo server on port 7
         servers.add(new ProcessBuilder("ip", "netns", "exec", ns, "python3", "-c",
                 "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('" + ip + "', 7))\n"
@@ -199,10 +225,15 @@ final class NetTestHosts implements AutoCloseable {
                 System.err.println("cannot remove network namespace " + ns + ": " + e.getMessage());
             }
         }
-        try (var files = Files.walk(webRoot)) {
-            files.sorted(java.util.Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
-        } catch (IOException e) {
-            // a temp directory
+        for (Path dir : new Path[] {webRoot, tlsDir}) {
+            if (dir == null) {
+                continue;
+            }
+            try (var files = Files.walk(dir)) {
+                files.sorted(java.util.Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
+            } catch (IOException e) {
+                // a temp directory
+            }
         }
     }
 }

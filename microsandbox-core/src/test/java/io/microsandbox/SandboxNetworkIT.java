@@ -8,6 +8,8 @@ import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import io.microsandbox.runtime.RuntimeFiles;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -297,6 +299,47 @@ class SandboxNetworkIT {
             for n in ("www.pub.test", "blocked.test"):
                 tls(n)
             """;
+
+    /** For each name: the issuer the guest sees on port 443 and the body of https://NAME/, or the error. */
+    private static final String TLS_CLIENT = """
+            import socket, ssl, sys, urllib.error, urllib.request
+            for name in sys.argv[1:]:
+                try:
+                    with socket.create_connection((name, 443), timeout=20) as s:
+                        with ssl.create_default_context().wrap_socket(s, server_hostname=name) as t:
+                            issuer = dict(x[0] for x in t.getpeercert()["issuer"])["commonName"]
+                    body = urllib.request.urlopen("https://%s/" % name, timeout=20).read().decode().strip()
+                    print("tls", name, "issuer=" + issuer.replace(" ", "_"), "body=" + body.replace(" ", "_"), flush=True)
+                except Exception as e:
+                    r = e.reason if isinstance(e, urllib.error.URLError) and isinstance(e.reason, Exception) else e
+                    print("tls", name, "ERR", type(r).__name__, flush=True)
+            """;
+
+    @Test
+    void tlsInterceptionPresentsTheHomeCaVerifiesUpstreamAndHonoursTheBypassList() throws Exception {
+        NetworkPolicy intercepting = NetworkPolicy.publicOnly().toBuilder().dnsServers(hosts.dnsServer())
+                .tlsInterception(true).tlsTrustedCaFile(hosts.tlsCertFile()).build();
+        try (Sandbox sb = Sandbox.create(TestSandboxes.uniqueName("net-tls"), TestSandboxes.config()
+                .network(intercepting).ephemeral(true).build())) {
+            ExecOutput out = sb.exec("python3", List.of("-c", TLS_CLIENT, "pub.test"),
+                    ExecOptions.builder().timeout(Duration.ofSeconds(120)).build());
+            assertThat(out.stdout()).as(out.stderr()).contains("tls pub.test issuer=microsandbox_CA_")
+                    .contains("body=hello_from_the_test_host");
+        }
+        // bypassed names keep the server's own certificate (untrusted by the guest here); an
+        // upstream the host does not trust is refused
+        NetworkPolicy bypassing = NetworkPolicy.publicOnly().toBuilder().dnsServers(hosts.dnsServer())
+                .tlsInterception(true).tlsBypass("www.pub.test").build();
+        try (Sandbox sb = Sandbox.create(TestSandboxes.uniqueName("net-tls-bypass"), TestSandboxes.config()
+                .network(bypassing).ephemeral(true).build())) {
+            ExecOutput out = sb.exec("python3", List.of("-c", TLS_CLIENT, "www.pub.test", "pub.test"),
+                    ExecOptions.builder().timeout(Duration.ofSeconds(120)).build());
+            assertThat(out.stdout()).as(out.stderr()).contains("tls www.pub.test ERR SSLCertVerificationError")
+                    .contains("tls pub.test ERR");
+            assertThat(systemLog(sb)).contains("network: TLS to pub.test (" + NetTestHosts.PUBLIC_IP + ":443) failed");
+        }
+        assertThat(Files.readString(RuntimeFiles.defaultHome().resolve("tls").resolve("ca.pem"))).contains("BEGIN CERTIFICATE");
+    }
 
     @Test
     void profilesOpenPrivateAndHostButNeverMetadataAndNoneHasNoNetwork() throws Exception {

@@ -129,6 +129,9 @@ public final class SandboxPreparer {
         var network = new io.microsandbox.runtime.network.NetworkSettings(config.network(), config.ports());
         network.write(layout.dir());
         configure.put("network", network.enabled());
+        if (config.network().tlsInterception()) {
+            configure.put("tls_ca", io.microsandbox.runtime.network.TlsAuthority.open(home).caPem());
+        }
         SupervisorSpec spec = new SupervisorSpec(layout.name(), argv, layout.dir().toString(), layout.runDir().toString(),
                 configure, config.bootTimeout().toMillis(), config.detached(), home.toString(),
                 config.ephemeral(), config.idleTimeout().toMillis(), config.maxDuration().toMillis());

@@ -87,12 +87,23 @@ public final class NetworkRelay implements AutoCloseable {
     private final AtomicLong rxBytes = new AtomicLong();
     private final AtomicLong txBytes = new AtomicLong();
     private volatile boolean closed;
+    private final TlsAuthority tls;
+    private final javax.net.ssl.SSLContext upstreamTls;
+    private ServerSocket pairServer; // guarded by this
     private final Object reportLock = new Object();
     private long reportWindowStart = System.nanoTime(); // guarded by reportLock
     private int reportsInWindow; // guarded by reportLock
     private long reportsLeftOut; // guarded by reportLock
 
     public NetworkRelay(NetworkSettings settings, AddressGroups groups, GuestChannel guest, Consumer<String> systemLog) {
+        this(settings, groups, guest, systemLog, null);
+    }
+
+    /** @param tls the home's CA when the policy intercepts TLS, else null */
+    public NetworkRelay(NetworkSettings settings, AddressGroups groups, GuestChannel guest, Consumer<String> systemLog,
+                        TlsAuthority tls) {
+        this.tls = settings.policy().tlsInterception() ? tls : null;
+        this.upstreamTls = this.tls != null ? upstreamContext(settings.policy()) : null;
         this.settings = settings;
         this.matcher = new PolicyMatcher(settings.policy(), groups);
         this.guest = guest;
@@ -262,7 +273,7 @@ public final class NetworkRelay implements AutoCloseable {
         }
         Collection<String> names = namesOf(address);
         List<String> claimed = List.of();
-        if (matcher.needsServerName(Protocol.TCP, port.intValue())) {
+        if (tls != null || matcher.needsServerName(Protocol.TCP, port.intValue())) {
             // domain rules also match the TLS SNI / HTTP Host: let the guest send its first bytes
             guest.urgent(new Frame(c.id, 0, Net.CONNECTED, JSON.createObjectNode()));
             ServerNameSniffer.Result sniffed = c.awaitServerName();
@@ -272,6 +283,10 @@ public final class NetworkRelay implements AutoCloseable {
         String target = describe(address, port.intValue(), names) + (claimed.isEmpty() ? "" : " for " + claimed.get(0));
         if (!d.allowed()) {
             abort(c, "network: denied tcp connection to " + target + " by " + d.reason());
+            return;
+        }
+        if (tls != null && c.headIsTls() && !claimed.isEmpty() && !bypassed(claimed.get(0))) {
+            intercept(c, address, port.intValue(), claimed.get(0));
             return;
         }
         Socket s = new Socket();
@@ -290,6 +305,151 @@ public final class NetworkRelay implements AutoCloseable {
             guest.urgent(new Frame(c.id, 0, Net.CONNECTED, JSON.createObjectNode()));
         }
         c.startReader();
+    }
+
+    // ---- TLS interception ----
+
+    private boolean bypassed(String name) {
+        return settings.policy().tlsBypass().stream().anyMatch(b -> io.microsandbox.NetworkDestination.parse(b).matchesName(name));
+    }
+
+    /**
+     * The guest's TLS ends here: its bytes go through a loopback socket pair into a TLS server
+     * presenting a certificate for {@code name} from the home's CA, and a TLS connection of
+     * our own, verified against the host's trust store, carries the plaintext upstream.
+     */
+    private void intercept(Connection c, InetAddress address, int port, String name) {
+        javax.net.ssl.SSLSocket up = null;
+        Socket[] pair = null;
+        try {
+            up = (javax.net.ssl.SSLSocket) upstreamTls.getSocketFactory().createSocket();
+            up.connect(new InetSocketAddress(address, port), CONNECT_TIMEOUT_MS);
+            javax.net.ssl.SSLParameters params = up.getSSLParameters();
+            params.setServerNames(List.of(new javax.net.ssl.SNIHostName(name)));
+            params.setEndpointIdentificationAlgorithm("HTTPS");
+            up.setSSLParameters(params);
+            up.setSoTimeout(CONNECT_TIMEOUT_MS);
+            up.startHandshake();
+            up.setSoTimeout(0);
+            pair = loopbackPair();
+        } catch (IOException | RuntimeException e) {
+            closeQuietly(up);
+            abort(c, "network: TLS to " + name + " (" + address.getHostAddress() + ":" + port + ") failed: " + e.getMessage());
+            return;
+        }
+        if (!c.attach(pair[0])) {
+            closeQuietly(up);
+            closeQuietly(pair[1]);
+            return;
+        }
+        c.startReader();
+        try {
+            javax.net.ssl.SSLSocket guestTls = (javax.net.ssl.SSLSocket) tls.serverContext(name).getSocketFactory()
+                    .createSocket(pair[1], null, pair[1].getPort(), true);
+            guestTls.setUseClientMode(false);
+            javax.net.ssl.SSLSocket upstream = up;
+            Thread t = new Thread(() -> pump(guestTls, upstream), "net-tls-up-" + Integer.toHexString(c.id));
+            t.setDaemon(true);
+            t.start();
+            pump(upstream, guestTls);
+        } catch (IOException e) {
+            closeQuietly(up);
+            closeQuietly(pair[1]);
+        }
+    }
+
+    /** Copies until either side ends, then closes both. */
+    private static void pump(Socket from, Socket to) {
+        byte[] buf = new byte[CHUNK];
+        try {
+            InputStream in = from.getInputStream();
+            OutputStream out = to.getOutputStream();
+            int n;
+            while ((n = in.read(buf)) > 0) {
+                out.write(buf, 0, n);
+                out.flush();
+            }
+        } catch (IOException e) {
+            // one side failed: both end
+        } finally {
+            closeQuietly(from);
+            closeQuietly(to);
+        }
+    }
+
+    private static void closeQuietly(Socket s) {
+        if (s != null) {
+            closeQuietly(s, false);
+        }
+    }
+
+    /** A connected pair of loopback sockets, from a listener of this relay's own. */
+    private synchronized Socket[] loopbackPair() throws IOException {
+        if (pairServer == null) {
+            pairServer = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
+            pairServer.setSoTimeout(CONNECT_TIMEOUT_MS);
+        }
+        Socket a = new Socket(InetAddress.getLoopbackAddress(), pairServer.getLocalPort());
+        while (true) {
+            Socket b = pairServer.accept();
+            if (b.getPort() == a.getLocalPort()) {
+                return new Socket[] {a, b};
+            }
+            b.close(); // someone else's connection
+        }
+    }
+
+    /** The TLS context for upstream servers: the JDK's trust store, plus the policy's extra CA file. */
+    private static javax.net.ssl.SSLContext upstreamContext(NetworkPolicy policy) {
+        try {
+            javax.net.ssl.TrustManagerFactory def = javax.net.ssl.TrustManagerFactory.getInstance(javax.net.ssl.TrustManagerFactory.getDefaultAlgorithm());
+            def.init((java.security.KeyStore) null);
+            javax.net.ssl.X509TrustManager system = (javax.net.ssl.X509TrustManager) def.getTrustManagers()[0];
+            javax.net.ssl.X509TrustManager extra = null;
+            if (policy.tlsTrustedCaFile() != null) {
+                java.security.KeyStore ks = java.security.KeyStore.getInstance(java.security.KeyStore.getDefaultType());
+                ks.load(null, null);
+                int i = 0;
+                try (InputStream in = Files.newInputStream(Path.of(policy.tlsTrustedCaFile()))) {
+                    for (java.security.cert.Certificate cert : java.security.cert.CertificateFactory.getInstance("X.509").generateCertificates(in)) {
+                        ks.setCertificateEntry("ca" + i++, cert);
+                    }
+                }
+                javax.net.ssl.TrustManagerFactory f = javax.net.ssl.TrustManagerFactory.getInstance(javax.net.ssl.TrustManagerFactory.getDefaultAlgorithm());
+                f.init(ks);
+                extra = (javax.net.ssl.X509TrustManager) f.getTrustManagers()[0];
+            }
+            javax.net.ssl.X509TrustManager added = extra;
+            javax.net.ssl.X509TrustManager both = new javax.net.ssl.X509TrustManager() {
+                @Override
+                public void checkClientTrusted(java.security.cert.X509Certificate[] chain, String authType) throws java.security.cert.CertificateException {
+                    system.checkClientTrusted(chain, authType);
+                }
+
+                @Override
+                public void checkServerTrusted(java.security.cert.X509Certificate[] chain, String authType) throws java.security.cert.CertificateException {
+                    try {
+                        system.checkServerTrusted(chain, authType);
+                    } catch (java.security.cert.CertificateException e) {
+                        if (added == null) {
+                            throw e;
+                        }
+                        added.checkServerTrusted(chain, authType);
+                    }
+                }
+
+                @Override
+                public java.security.cert.X509Certificate[] getAcceptedIssuers() {
+                    return system.getAcceptedIssuers();
+                }
+            };
+            javax.net.ssl.SSLContext ctx = javax.net.ssl.SSLContext.getInstance("TLS");
+            ctx.init(null, new javax.net.ssl.TrustManager[] {both}, null);
+            return ctx;
+        } catch (IOException | java.security.GeneralSecurityException e) {
+            throw new io.microsandbox.MicrosandboxException(io.microsandbox.ErrorKind.TLS,
+                    "cannot set up the upstream TLS trust: " + e.getMessage(), e);
+        }
     }
 
     /** Ends a session from the host side with a reset; logs {@code reason} when given. */
@@ -660,6 +820,15 @@ public final class NetworkRelay implements AutoCloseable {
             }
         }
         udpListeners.forEach(DatagramSocket::close);
+        synchronized (this) {
+            if (pairServer != null) {
+                try {
+                    pairServer.close();
+                } catch (IOException e) {
+                    // closing anyway
+                }
+            }
+        }
         // a socket closed while a thread is blocked in it is released when that thread returns:
         // wait for them, so the ports are free when close() returns
         for (Thread t : publishers) {
@@ -722,6 +891,11 @@ public final class NetworkRelay implements AutoCloseable {
 
         synchronized boolean sniffing() {
             return head != null;
+        }
+
+        /** Whether the guest's first bytes are a TLS handshake record. */
+        synchronized boolean headIsTls() {
+            return head != null && headLen > 0 && (head[0] & 0xff) == 0x16;
         }
 
         /** Waits for the guest's first bytes to name a server (or not); a silent client is decided without a name. */

@@ -576,7 +576,7 @@ public final class Supervisor {
                 }, message -> {
                     SupervisorLog.log(message);
                     logSystem(message);
-                });
+                }, settings.policy().tlsInterception() ? io.microsandbox.runtime.network.TlsAuthority.open(Path.of(spec.home())) : null);
         relay.start();
         return relay;
     }

@@ -199,10 +199,15 @@ class PolicyMatcherTest {
                 .defaultAction(NetworkRule.Action.ALLOW)
                 .rebindingProtection(false)
                 .dnsServers("127.0.0.1:5353", "[::1]:53")
+                .tlsInterception(true)
+                .tlsBypass("bank.test", ".internal.test")
+                .tlsTrustedCaFile("/etc/private-ca.pem")
                 .build();
         assertThat(NetworkPolicy.fromJsonNode(p.toJsonNode())).isEqualTo(p);
         assertThat(NetworkPolicy.parseServer("127.0.0.1:5353").getPort()).isEqualTo(5353);
         assertThat(NetworkPolicy.parseServer("10.0.0.2").getPort()).isEqualTo(53);
         assertThatThrownBy(() -> NetworkPolicy.parseServer("dns.example:53")).isInstanceOf(MicrosandboxException.class);
+        assertThat(p.tlsBypass()).containsExactly("bank.test", ".internal.test");
+        assertThatThrownBy(() -> NetworkPolicy.builder().tlsBypass("10.0.0.0/8")).isInstanceOf(MicrosandboxException.class);
     }
 }
