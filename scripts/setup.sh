@@ -5,6 +5,7 @@
 #     apache2-utils (the OCI tests run a real registry on 127.0.0.1, htpasswd makes its bcrypt users),
 #     qemu-utils (qemu-img: the copy-on-write overlay of a disk-image root), tmux (the attach and SSH tests),
 #     openssh-client (ssh, scp, sftp: the SSH tests drive the sandbox's SSH endpoint with them),
+#     iproute2 and python3 (the network tests' hosts: network namespaces with small HTTP servers),
 #     and what the Maven module microsandbox-kernel builds the guest kernel from:
 #     linux-source-6.1 and its build dependencies (gcc, make, flex, bison, bc, libelf-dev, libssl-dev)
 #   - Debian's generic kernel, unpacked under $MSB_HOME/kernel (scripts/fetch-kernel.sh):
@@ -17,6 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 packages=(qemu-system-x86 qemu-utils e2fsprogs debootstrap xz-utils kmod ca-certificates tmux openssh-client
           docker-registry apache2-utils
+          iproute2 python3
           linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev)
 missing=()
 for p in "${packages[@]}"; do

@@ -68,7 +68,7 @@ uint8_t reply_flags(uint32_t id);
 
 /* Registers fd in the event loop; events come back through the callback given for the
  * kind (see main.c). tag is opaque to the loop (sessions use it for their id). */
-enum ev_kind { EV_PORT, EV_SIGNAL, EV_SESSION };
+enum ev_kind { EV_PORT, EV_SIGNAL, EV_SESSION, EV_NET };
 int ev_add(int fd, uint32_t events, enum ev_kind kind, uint32_t tag);
 int ev_mod(int fd, uint32_t events, enum ev_kind kind, uint32_t tag);
 void ev_del(int fd);
@@ -256,6 +256,18 @@ void fs_child_run(const fs_args *a) __attribute__((noreturn));
 
 /* ---- exec.c: fs sessions (exec sessions whose child runs fs_child_run) ---- */
 void fs_request(uint32_t id, cbor_val payload);
+
+/* ---- net.c: the sandbox network (docs/network.md) ---- */
+
+/* Makes every IPv4 address local and steers TCP and UDP to the agent (core.configure's
+ * "network": true); a failure leaves the sandbox without network. */
+void net_setup(void);
+/* Adds core.configure's "tls_ca" (PEM) to the guest's trust stores. */
+void net_install_ca(const char *pem, size_t len);
+/* A net.* frame from the host (frames of ended sessions are ignored). */
+void net_message(uint32_t id, const char *type, size_t tlen, cbor_val payload);
+void net_event(uint32_t tag, int fd, uint32_t events);
+void net_throttle_changed(void);
 
 /* ---- user.c: passwd/group lookup in the current root ---- */
 

@@ -125,6 +125,7 @@ static void update_throttle(void)
     if (t != g_throttled) {
         g_throttled = t;
         exec_throttle_changed();
+        net_throttle_changed();
     }
 }
 
@@ -257,6 +258,14 @@ static void do_configure(cbor_val p)
         rc = init_handoff(&g_config, &stage, msg, sizeof msg);
     if (rc < 0)
         fatal(stage, msg, -rc);
+    cbor_val network;
+    bool want_network = false;
+    if (cbor_map_get(p, "network", &network) && cbor_get_bool(network, &want_network) && want_network)
+        net_setup();
+    const char *ca;
+    size_t ca_len;
+    if (cbor_map_get(p, "tls_ca", &network) && cbor_get_text(network, &ca, &ca_len))
+        net_install_ca(ca, ca_len);
     uint64_t init_ns = now_boottime_ns();
     g_state = ST_READY;
     cbor_buf *b = frame_begin(0, 0, "core.ready", 3);
@@ -385,6 +394,9 @@ static void handle_frame(uint32_t id, const uint8_t *body, size_t blen)
         } else {
             exec_message(id, m.type, m.tlen, p);
         }
+    } else if (m.tlen > 4 && memcmp(m.type, "net.", 4) == 0) {
+        if (id != 0)
+            net_message(id, m.type, m.tlen, p);
     } else if (msg_type_is(&m, "core.error")) {
         logmsg("host reported an error (id %u)", id);
     } else {
@@ -567,6 +579,9 @@ int main(void)
                 break;
             case EV_SESSION:
                 exec_session_event((uint32_t)(key >> 32), fd, evs[i].events);
+                break;
+            case EV_NET:
+                net_event((uint32_t)(key >> 32), fd, evs[i].events);
                 break;
             }
         }

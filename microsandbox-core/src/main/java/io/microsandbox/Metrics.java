@@ -15,8 +15,8 @@ import java.time.Duration;
  * @param memoryLimitBytes        the configured guest memory
  * @param diskReadBytes           bytes read from the VM's disks since boot
  * @param diskWriteBytes          bytes written to the VM's disks since boot
- * @param netRxBytes              bytes received over the network (0: sandboxes have no network yet)
- * @param netTxBytes              bytes sent over the network (0: sandboxes have no network yet)
+ * @param netRxBytes              bytes the guest received over the network (connections and name lookups the host carried)
+ * @param netTxBytes              bytes the guest sent over the network
  * @param upperUsedBytes          used bytes of the writable upper filesystem, as the guest sees it
  * @param upperFreeBytes          free bytes of the writable upper filesystem
  * @param uptime                  time since the VM booted

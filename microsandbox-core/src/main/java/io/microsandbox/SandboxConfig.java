@@ -67,6 +67,8 @@ public final class SandboxConfig {
     private final Map<String, String> scripts;
     private final SecurityProfile securityProfile;
     private final Init init;
+    private final NetworkPolicy network;
+    private final java.util.List<PortBinding> ports;
 
     private SandboxConfig(Builder b) {
         this.image = b.image;
@@ -100,6 +102,8 @@ public final class SandboxConfig {
         this.scripts = Collections.unmodifiableMap(new java.util.TreeMap<>(b.scripts));
         this.securityProfile = b.securityProfile;
         this.init = b.init;
+        this.network = b.network;
+        this.ports = java.util.List.copyOf(b.ports);
     }
 
     public static Builder builder() {
@@ -116,7 +120,8 @@ public final class SandboxConfig {
                 .env(env).labels(labels).detached(detached).accelerator(accelerator).bootTimeout(bootTimeout)
                 .ephemeral(ephemeral).idleTimeout(idleTimeout).maxDuration(maxDuration).replaceTimeout(replaceTimeout)
                 .logLevel(logLevel).quietLogs(quietLogs)
-                .mounts(mounts).scripts(scripts).securityProfile(securityProfile).init(init);
+                .mounts(mounts).scripts(scripts).securityProfile(securityProfile).init(init)
+                .network(network).portBindings(ports);
     }
 
     /** Root filesystem source: for now a local directory holding an unpacked root filesystem. */
@@ -288,6 +293,16 @@ public final class SandboxConfig {
         return init;
     }
 
+    /** The network policy the host enforces; {@link NetworkPolicy#publicOnly()} unless set. */
+    public NetworkPolicy network() {
+        return network;
+    }
+
+    /** Published ports. */
+    public java.util.List<PortBinding> ports() {
+        return ports;
+    }
+
     /** This configuration as JSON, the form in which sandboxes are persisted. */
     public String toJson() {
         ObjectNode n = JSON.createObjectNode();
@@ -319,6 +334,10 @@ public final class SandboxConfig {
         }
         if (snapshot != null) {
             n.put("snapshot", snapshot);
+        }
+        n.set("network", network.toJsonNode());
+        if (!ports.isEmpty()) {
+            n.set("ports", io.microsandbox.runtime.network.NetworkSettings.portsToJson(ports));
         }
         if (imageDisk != null) {
             n.put("imageDisk", imageDisk);
@@ -383,6 +402,10 @@ public final class SandboxConfig {
                 b.logLevel(LogLevel.parse(n.get("logLevel").asText()));
             }
             b.quietLogs(n.path("quietLogs").asBoolean(false));
+            if (n.hasNonNull("network")) {
+                b.network(NetworkPolicy.fromJsonNode(n.get("network")));
+            }
+            b.portBindings(io.microsandbox.runtime.network.NetworkSettings.portsFromJson(n.path("ports")));
             if (n.hasNonNull("imageDisk")) {
                 b.imageDisk(n.get("imageDisk").asText(), text(n, "imageDiskFsType"));
             }
@@ -461,6 +484,8 @@ public final class SandboxConfig {
         private final Map<String, String> scripts = new LinkedHashMap<>();
         private SecurityProfile securityProfile = SecurityProfile.DEFAULT;
         private Init init;
+        private NetworkPolicy network = NetworkPolicy.publicOnly();
+        private final java.util.List<PortBinding> ports = new java.util.ArrayList<>();
 
         private Builder() {
         }
@@ -510,6 +535,39 @@ public final class SandboxConfig {
         }
 
         /** Root filesystem: a local directory holding an unpacked root filesystem. Required. */
+        /**
+         * The network policy the host enforces for this sandbox (default
+         * {@link NetworkPolicy#publicOnly()}: the public internet and DNS); {@link NetworkPolicy#none()}
+         * gives the guest no network at all. See docs/network.md.
+         */
+        public Builder network(NetworkPolicy policy) {
+            this.network = Objects.requireNonNull(policy, "policy");
+            return this;
+        }
+
+        /** Publishes guest TCP ports on host ports of 127.0.0.1 (key: host port, value: guest port); merges with earlier calls. */
+        public Builder ports(Map<Integer, Integer> hostToGuest) {
+            hostToGuest.forEach((host, guestPort) -> ports.add(PortBinding.tcp(host, guestPort)));
+            return this;
+        }
+
+        /** Publishes guest UDP ports on host ports of 127.0.0.1 (key: host port, value: guest port); merges with earlier calls. */
+        public Builder portsUdp(Map<Integer, Integer> hostToGuest) {
+            hostToGuest.forEach((host, guestPort) -> ports.add(PortBinding.udp(host, guestPort)));
+            return this;
+        }
+
+        /** Publishes ports with explicit bind addresses; merges with earlier calls. */
+        public Builder portBindings(java.util.Collection<PortBinding> bindings) {
+            ports.addAll(bindings);
+            return this;
+        }
+
+        /** Publishes ports with explicit bind addresses; merges with earlier calls. */
+        public Builder portBindings(PortBinding... bindings) {
+            return portBindings(java.util.List.of(bindings));
+        }
+
         public Builder image(String image) {
             this.image = image;
             return this;
@@ -807,6 +865,12 @@ public final class SandboxConfig {
             }
             if (replaceTimeout != null && replaceTimeout.isNegative()) {
                 throw invalid("replaceTimeout must not be negative, got " + replaceTimeout);
+            }
+            java.util.Set<String> published = new java.util.HashSet<>();
+            for (PortBinding p : ports) {
+                if (!published.add(p.protocol() + " " + p.hostPort())) {
+                    throw invalid("host port " + p.hostPort() + " is published twice");
+                }
             }
             for (String key : labels.keySet()) {
                 for (String prefix : RESERVED_LABEL_PREFIXES) {

@@ -48,6 +48,8 @@ public final class SandboxPreparer {
      */
     public static SupervisorSpec prepare(Path home, String qemu, KernelBundle kernel, Accelerator runtimeAccelerator,
             SandboxLayout layout, SandboxConfig config, boolean freshUpper) throws IOException {
+        // a published port that is taken fails the create before anything is made (INVALID_CONFIG)
+        new io.microsandbox.runtime.network.NetworkSettings(config.network(), config.ports()).checkPortsFree();
         layout.createDirectories(home);
         // mke2fs runs as its own process: let it work while this thread fingerprints the image
         CompletableFuture<Void> upper;
@@ -114,6 +116,13 @@ public final class SandboxPreparer {
                 .qmpSocket(layout.qmpSocket())
                 .extraArgs(guest.qemuArgs())
                 .argv();
+        // Benchmark aid (bench/net.sh): extra QEMU arguments, e.g. QEMU's own user-mode network
+        // to compare with; never set in normal use, the guest then has a NIC outside the policy.
+        String extraQemu = System.getProperty("microsandbox.qemu.extraArgs");
+        if (extraQemu != null && !extraQemu.isBlank()) {
+            argv = new java.util.ArrayList<>(argv);
+            argv.addAll(java.util.List.of(extraQemu.trim().split("\\s+")));
+        }
         Map<String, Object> configure = new LinkedHashMap<>();
         configure.put("hostname", config.hostname() != null ? config.hostname() : hostnameFor(layout.name()));
         // the image config's env, working dir and user are defaults the sandbox config overrides
@@ -122,6 +131,13 @@ public final class SandboxPreparer {
         configure.put("user", root.user(config.user()));
         configure.put("log_level", config.effectiveLogLevel());
         configure.putAll(guest.agentConfig());
+        // the policy and published ports are the supervisor's (network.json); the agent only sets up its side
+        var network = new io.microsandbox.runtime.network.NetworkSettings(config.network(), config.ports());
+        network.write(layout.dir());
+        configure.put("network", network.enabled());
+        if (config.network().tlsInterception()) {
+            configure.put("tls_ca", io.microsandbox.runtime.network.TlsAuthority.open(home).caPem());
+        }
         SupervisorSpec spec = new SupervisorSpec(layout.name(), argv, layout.dir().toString(), layout.runDir().toString(),
                 configure, config.bootTimeout().toMillis(), config.detached(), home.toString(),
                 config.ephemeral(), config.idleTimeout().toMillis(), config.maxDuration().toMillis(), null);

@@ -93,4 +93,31 @@ public final class Protocol {
 
     private Protocol() {
     }
+
+    /** The network relay's session frames on the guest link (docs/protocol.md, "Network session"); the supervisor answers them itself. */
+    public static final class Net {
+        /** agent -> host, SESSION_START: {proto, dst, port, window}, a guest connection to check and open. */
+        public static final String CONNECT = "net.connect";
+        /** host -> agent, SESSION_START: {port, window}, a published port's connection to open in the guest. */
+        public static final String OPEN = "net.open";
+        /** either way: the connection is open. */
+        public static final String CONNECTED = "net.connected";
+        /** either way: {data}; empty data is EOF. */
+        public static final String DATA = "net.data";
+        /** either way: {bytes} more credit. */
+        public static final String WINDOW = "net.window";
+        /** either way, TERMINAL: {reset} the session is over. */
+        public static final String CLOSE = "net.close";
+        /** agent -> host, SESSION_START: {query, dst}, a DNS query the guest sent. */
+        public static final String DNS = "net.dns";
+        /** agent -> host, SESSION_START: {dst, port}, a guest UDP flow to check and open; its datagrams follow as net.data. */
+        public static final String UDP = "net.udp";
+        /** host -> agent, SESSION_START: {port}, a published UDP port's new client: a flow to 127.0.0.1:port in the guest. */
+        public static final String UDP_OPEN = "net.udp_open";
+        /** host -> agent, TERMINAL: {reply}, the answer (empty: none). */
+        public static final String DNS_REPLY = "net.dns_reply";
+
+        private Net() {
+        }
+    }
 }

@@ -107,6 +107,7 @@ public final class Supervisor {
     private volatile FrameLink vm;
     private ConsoleRecorder console;
     private volatile OutboundQueue toGuest;
+    private volatile io.microsandbox.runtime.network.NetworkRelay network;
     private volatile VmmProcess vmm;
     private volatile boolean booted;
     private volatile boolean detached;
@@ -296,6 +297,11 @@ public final class Supervisor {
         }
         toGuest = new OutboundQueue("guest", vm, GUEST_QUEUE_BYTES, null);
         qemuVersion = queryQemuVersion();
+        try {
+            network = startNetwork();
+        } catch (IOException | RuntimeException e) {
+            return failBoot("cannot start the sandbox network: " + e.getMessage());
+        }
         booted = true;
 
         ObjectNode ready = JSON.createObjectNode();
@@ -512,6 +518,10 @@ public final class Supervisor {
         if (console != null) {
             console.closeSink(); // the end marker stays the run's last entry
         }
+        io.microsandbox.runtime.network.NetworkRelay net = network;
+        if (net != null) {
+            net.close(); // published ports are released with the sandbox
+        }
         logSystem("sandbox " + outcome.statusName() + ": " + outcome.reason());
         try {
             store.finishRun(spec.name(), outcome.statusName(), outcome.exitCode(), outcome.signal(), outcome.reason(), "supervisor");
@@ -581,7 +591,12 @@ public final class Supervisor {
         try {
             Frame frame;
             while ((frame = vm.read()) != null) {
-                if (frame.id() == 0) {
+                io.microsandbox.runtime.network.NetworkRelay net = network;
+                if (frame.type().startsWith("net.")) {
+                    if (net != null) {
+                        net.fromGuest(frame);
+                    }
+                } else if (frame.id() == 0) {
                     handleAgentControl(frame);
                 } else {
                     routeFromGuest(frame);
@@ -635,6 +650,29 @@ public final class Supervisor {
             sessionEnded(route);
         }
         route.client.send(new Frame(route.clientId, frame.flags(), frame.type(), frame.payload()));
+    }
+
+    /** The host side of the network: the policy and published ports from network.json (docs/network.md). */
+    private io.microsandbox.runtime.network.NetworkRelay startNetwork() throws IOException {
+        var settings = io.microsandbox.runtime.network.NetworkSettings.read(layout.dir());
+        var relay = new io.microsandbox.runtime.network.NetworkRelay(settings,
+                io.microsandbox.runtime.network.AddressGroups.ofThisHost(),
+                new io.microsandbox.runtime.network.GuestChannel() {
+                    @Override
+                    public boolean send(Frame frame, long timeoutMillis) throws InterruptedException {
+                        return toGuest.offer(FrameCodec.encode(frame), timeoutMillis);
+                    }
+
+                    @Override
+                    public void urgent(Frame frame) {
+                        toGuest.urgent(FrameCodec.encode(frame));
+                    }
+                }, message -> {
+                    SupervisorLog.log(message);
+                    logSystem(message);
+                }, settings.policy().tlsInterception() ? io.microsandbox.runtime.network.TlsAuthority.open(Path.of(spec.home())) : null);
+        relay.start();
+        return relay;
     }
 
     private void handleAgentControl(Frame frame) {
@@ -1179,6 +1217,9 @@ public final class Supervisor {
         p.put("vcpu_time_ns", sampler.cpuTimeNanos());
         p.put("rss_bytes", sampler.residentBytes());
         p.put("uptime_ms", sampler.uptimeMillis());
+        io.microsandbox.runtime.network.NetworkRelay net = network;
+        p.put("net_rx_bytes", net != null ? net.rxBytes() : 0);
+        p.put("net_tx_bytes", net != null ? net.txBytes() : 0);
         try {
             long read = 0;
             long written = 0;

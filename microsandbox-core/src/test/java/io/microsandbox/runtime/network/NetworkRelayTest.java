@@ -1,0 +1,158 @@
+package io.microsandbox.runtime.network;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.ErrorKind;
+import io.microsandbox.MicrosandboxException;
+import io.microsandbox.NetworkPolicy;
+import io.microsandbox.PortBinding;
+import io.microsandbox.runtime.agent.Frame;
+import io.microsandbox.runtime.agent.FrameCodec;
+import io.microsandbox.runtime.agent.Protocol;
+import io.microsandbox.runtime.agent.Protocol.Net;
+import java.io.InputStream;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/** The host side of the network without a VM: the agent's frames played by the test, toward a server on 127.0.0.1. */
+class NetworkRelayTest {
+    private static final int ID = 0x8000_0001;
+    private final BlockingQueue<Frame> toGuest = new LinkedBlockingQueue<>();
+    private final List<String> log = new CopyOnWriteArrayList<>();
+    private NetworkRelay relay;
+
+    private NetworkRelay relay(NetworkPolicy policy, List<PortBinding> ports) {
+        relay = new NetworkRelay(new NetworkSettings(policy, ports), new AddressGroups(Set.of()), new GuestChannel() {
+            @Override
+            public boolean send(Frame frame, long timeoutMillis) {
+                return toGuest.add(frame);
+            }
+
+            @Override
+            public void urgent(Frame frame) {
+                toGuest.add(frame);
+            }
+        }, log::add);
+        relay.start();
+        return relay;
+    }
+
+    @AfterEach
+    void close() {
+        if (relay != null) {
+            relay.close();
+        }
+    }
+
+    private static Frame frame(int flags, String type, ObjectNode p) {
+        return new Frame(ID, flags, type, p);
+    }
+
+    private static ObjectNode connect(String dst, int port) {
+        return FrameCodec.mapper().createObjectNode().put("proto", "tcp").put("dst", dst).put("port", port).put("window", 1 << 20);
+    }
+
+    private static ObjectNode data(String s) {
+        return FrameCodec.mapper().createObjectNode().put("data", s.getBytes(StandardCharsets.UTF_8));
+    }
+
+    private Frame next(String type) throws InterruptedException {
+        while (true) {
+            Frame f = toGuest.poll(10, TimeUnit.SECONDS);
+            assertThat(f).as("a " + type + " frame").isNotNull();
+            if (f.type().equals(type)) {
+                return f;
+            }
+        }
+    }
+
+    @Test
+    void carriesAnAllowedConnectionBothWaysWithWindowsAndHalfCloses() throws Exception {
+        try (ServerSocket upstream = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            relay(NetworkPolicy.allowAll(), List.of());
+            relay.fromGuest(frame(Protocol.FLAG_SESSION_START, Net.CONNECT, connect("127.0.0.1", upstream.getLocalPort())));
+            try (Socket s = upstream.accept()) {
+                assertThat(next(Net.CONNECTED).id()).isEqualTo(ID);
+                relay.fromGuest(frame(0, Net.DATA, data("hello")));
+                InputStream in = s.getInputStream();
+                assertThat(new String(in.readNBytes(5), StandardCharsets.UTF_8)).isEqualTo("hello");
+                assertThat(next(Net.WINDOW).number("bytes")).isEqualTo(5L);
+                s.getOutputStream().write("world".getBytes(StandardCharsets.UTF_8));
+                assertThat(new String(next(Net.DATA).bytes("data"), StandardCharsets.UTF_8)).isEqualTo("world");
+                relay.fromGuest(frame(0, Net.DATA, data(""))); // the guest's EOF
+                assertThat(in.read()).isEqualTo(-1);
+                s.shutdownOutput();
+                assertThat(next(Net.DATA).bytes("data")).isEmpty(); // the server's EOF
+            }
+            relay.fromGuest(frame(Protocol.FLAG_TERMINAL, Net.CLOSE, FrameCodec.mapper().createObjectNode().put("reset", false)));
+            assertThat(relay.txBytes()).isEqualTo(5);
+            assertThat(relay.rxBytes()).isEqualTo(5);
+        }
+    }
+
+    @Test
+    void deniedAndMalformedRequestsAreResetAndLogged() throws Exception {
+        relay(NetworkPolicy.publicOnly(), List.of());
+        relay.fromGuest(frame(Protocol.FLAG_SESSION_START, Net.CONNECT, connect("127.0.0.1", 9)));
+        Frame closed = next(Net.CLOSE);
+        assertThat(closed.isTerminal()).isTrue();
+        assertThat(closed.payload().path("reset").asBoolean()).isTrue();
+        assertThat(log).anyMatch(l -> l.startsWith("network: denied tcp connection to 127.0.0.1:9 by default (deny)"));
+        for (ObjectNode bad : List.of(connect("example.com", 80), connect("1.2.3.4", 0), connect("999.1.1.1", 80),
+                FrameCodec.mapper().createObjectNode())) {
+            toGuest.clear();
+            relay.fromGuest(new Frame(ID + 1, Protocol.FLAG_SESSION_START, Net.CONNECT, bad));
+            assertThat(next(Net.CLOSE).payload().path("reset").asBoolean()).as(bad.toString()).isTrue();
+        }
+        assertThat(log).anyMatch(l -> l.contains("malformed connection request"));
+        // frames for sessions that do not exist are ignored
+        relay.fromGuest(new Frame(0x8000_0777, 0, Net.DATA, data("x")));
+        relay.fromGuest(new Frame(0x8000_0777, 0, Net.WINDOW, FrameCodec.mapper().createObjectNode().put("bytes", 5)));
+        relay.fromGuest(new Frame(0x8000_0777, 0, "net.bogus", FrameCodec.mapper().createObjectNode()));
+    }
+
+    @Test
+    void lookupsArePolicedWithoutAnUpstream() throws Exception {
+        relay(NetworkPolicy.none(), List.of());
+        byte[] query = new byte[] {0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 'a', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
+        relay.fromGuest(new Frame(ID, Protocol.FLAG_SESSION_START, Net.DNS,
+                FrameCodec.mapper().createObjectNode().put("query", query).put("dst", "10.0.2.3")));
+        byte[] reply = next(Net.DNS_REPLY).bytes("reply");
+        assertThat(DnsMessage.rcode(reply)).isEqualTo(DnsMessage.NXDOMAIN);
+        assertThat(log).anyMatch(l -> l.contains("lookup of a.test denied"));
+        relay.fromGuest(new Frame(ID + 1, Protocol.FLAG_SESSION_START, Net.DNS,
+                FrameCodec.mapper().createObjectNode().put("query", new byte[] {1, 2, 3}).put("dst", "10.0.2.3")));
+        assertThat(next(Net.DNS_REPLY).bytes("reply")).as("garbage gets no answer").isEmpty();
+    }
+
+    @Test
+    void publishedPortsAreTakenWhileRunningAndReleasedOnClose() throws Exception {
+        int port;
+        try (ServerSocket free = new ServerSocket(0)) {
+            port = free.getLocalPort();
+        }
+        relay(NetworkPolicy.publicOnly(), List.of(PortBinding.tcp(port, 80)));
+        NetworkSettings same = new NetworkSettings(NetworkPolicy.publicOnly(), List.of(PortBinding.tcp(port, 80)));
+        assertThatThrownBy(same::checkPortsFree)
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG));
+        try (Socket client = new Socket(InetAddress.getLoopbackAddress(), port)) {
+            Frame open = next(Net.OPEN);
+            assertThat(open.isSessionStart()).isTrue();
+            assertThat(open.number("port")).isEqualTo(80L);
+            assertThat(open.id() & 0xC000_0000).isEqualTo(0x4000_0000);
+        }
+        relay.close();
+        same.checkPortsFree(); // released
+    }
+}

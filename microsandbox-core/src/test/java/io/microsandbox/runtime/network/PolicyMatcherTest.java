@@ -1,0 +1,213 @@
+package io.microsandbox.runtime.network;
+
+import io.microsandbox.ErrorKind;
+import io.microsandbox.MicrosandboxException;
+import io.microsandbox.NetworkDestination;
+import io.microsandbox.NetworkDestination.Group;
+import io.microsandbox.NetworkPolicy;
+import io.microsandbox.NetworkPolicy.Profile;
+import io.microsandbox.NetworkRule;
+import io.microsandbox.NetworkRule.Direction;
+import io.microsandbox.NetworkRule.Protocol;
+import java.net.InetAddress;
+import java.util.List;
+import java.util.Set;
+import org.junit.jupiter.api.Test;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+class PolicyMatcherTest {
+    private static final InetAddress HOST_NIC = ip("192.0.2.7");
+    private static final AddressGroups GROUPS = new AddressGroups(Set.of(HOST_NIC));
+
+    private static InetAddress ip(String s) {
+        return InetLiterals.parse(s);
+    }
+
+    private static boolean tcp(NetworkPolicy p, String address, int port, String... names) {
+        return new PolicyMatcher(p, GROUPS).connection(Direction.EGRESS, Protocol.TCP, ip(address), port, List.of(names)).allowed();
+    }
+
+    @Test
+    void groupsClassifyAddresses() {
+        assertThat(GROUPS.in(ip("10.1.2.3"), Group.PRIVATE)).isTrue();
+        assertThat(GROUPS.in(ip("172.16.0.1"), Group.PRIVATE)).isTrue();
+        assertThat(GROUPS.in(ip("172.32.0.1"), Group.PRIVATE)).isFalse();
+        assertThat(GROUPS.in(ip("192.168.9.9"), Group.PRIVATE)).isTrue();
+        assertThat(GROUPS.in(ip("100.64.0.1"), Group.PRIVATE)).isTrue();
+        assertThat(GROUPS.in(ip("fd12::1"), Group.PRIVATE)).isTrue();
+        assertThat(GROUPS.in(ip("169.254.169.254"), Group.METADATA)).isTrue();
+        assertThat(GROUPS.in(ip("169.254.169.254"), Group.LINK_LOCAL)).isTrue();
+        assertThat(GROUPS.in(ip("169.254.1.1"), Group.METADATA)).isFalse();
+        assertThat(GROUPS.in(ip("fd00:ec2::254"), Group.METADATA)).isTrue();
+        assertThat(GROUPS.in(ip("224.0.0.251"), Group.MULTICAST)).isTrue();
+        assertThat(GROUPS.in(ip("127.0.0.1"), Group.LOOPBACK)).isTrue();
+        assertThat(GROUPS.in(ip("127.0.0.1"), Group.HOST)).isTrue();
+        assertThat(GROUPS.in(ip("0.0.0.0"), Group.HOST)).isTrue();
+        assertThat(GROUPS.in(HOST_NIC, Group.HOST)).isTrue();
+        assertThat(GROUPS.in(ip("203.0.113.10"), Group.PUBLIC)).isTrue();
+        assertThat(GROUPS.in(ip("8.8.8.8"), Group.PUBLIC)).isTrue();
+        assertThat(GROUPS.in(ip("2001:db8::1"), Group.PUBLIC)).isTrue();
+        for (String notPublic : new String[] {"10.0.0.1", "127.0.0.1", "169.254.169.254", "169.254.3.3", "224.1.1.1",
+                "255.255.255.255", "240.0.0.1", "0.0.0.0", "192.0.2.7", "::1", "fe80::1"}) {
+            assertThat(GROUPS.in(ip(notPublic), Group.PUBLIC)).as(notPublic).isFalse();
+        }
+    }
+
+    @Test
+    void defaultPolicyAllowsOnlyThePublicInternet() {
+        NetworkPolicy p = NetworkPolicy.publicOnly();
+        assertThat(tcp(p, "203.0.113.10", 80)).isTrue();
+        assertThat(tcp(p, "10.200.0.10", 80)).isFalse();
+        assertThat(tcp(p, "192.168.1.1", 443)).isFalse();
+        assertThat(tcp(p, "169.254.169.254", 80)).isFalse();
+        assertThat(tcp(p, "127.0.0.1", 22)).isFalse();
+        assertThat(tcp(p, "192.0.2.7", 8080)).isFalse();
+        assertThat(new PolicyMatcher(p, GROUPS).lookup("example.com").allowed()).isTrue();
+    }
+
+    @Test
+    void profilesAddUp() {
+        NetworkPolicy p = NetworkPolicy.fromProfiles(Profile.PUBLIC, Profile.PRIVATE);
+        assertThat(tcp(p, "10.200.0.10", 80)).isTrue();
+        assertThat(tcp(p, "169.254.3.3", 80)).isTrue();
+        assertThat(tcp(p, "169.254.169.254", 80)).as("metadata stays denied").isFalse();
+        assertThat(tcp(p, "192.0.2.7", 80)).isFalse();
+        NetworkPolicy host = NetworkPolicy.fromProfiles(Profile.HOST);
+        assertThat(tcp(host, "192.0.2.7", 80)).isTrue();
+        assertThat(tcp(host, "127.0.0.1", 80)).isTrue();
+        assertThat(tcp(host, "203.0.113.10", 80)).isFalse();
+    }
+
+    @Test
+    void noneAndAllowAll() {
+        assertThat(NetworkPolicy.none().isNone()).isTrue();
+        assertThat(tcp(NetworkPolicy.none(), "203.0.113.10", 80)).isFalse();
+        assertThat(new PolicyMatcher(NetworkPolicy.none(), GROUPS).lookup("example.com").allowed()).isFalse();
+        assertThat(tcp(NetworkPolicy.allowAll(), "169.254.169.254", 80)).isTrue();
+        assertThat(new PolicyMatcher(NetworkPolicy.allowAll(), GROUPS).answerAllowed(ip("10.0.0.1"))).isTrue();
+        assertThat(NetworkPolicy.publicOnly().isNone()).isFalse();
+    }
+
+    @Test
+    void firstMatchWins() {
+        NetworkPolicy denyFirst = NetworkPolicy.builder()
+                .rule(NetworkRule.deny("10.200.0.10"))
+                .rule(NetworkRule.allow("10.0.0.0/8"))
+                .build();
+        assertThat(tcp(denyFirst, "10.200.0.10", 80)).isFalse();
+        assertThat(tcp(denyFirst, "10.200.0.11", 80)).isTrue();
+        NetworkPolicy allowFirst = NetworkPolicy.builder()
+                .rule(NetworkRule.allow("10.0.0.0/8"))
+                .rule(NetworkRule.deny("10.200.0.10"))
+                .build();
+        assertThat(tcp(allowFirst, "10.200.0.10", 80)).isTrue();
+        PolicyMatcher.Decision d = new PolicyMatcher(denyFirst, GROUPS)
+                .connection(Direction.EGRESS, Protocol.TCP, ip("10.200.0.10"), 80, List.of());
+        assertThat(d.reason()).contains("rule 1").contains("deny 10.200.0.10/32");
+        assertThat(new PolicyMatcher(denyFirst, GROUPS)
+                .connection(Direction.EGRESS, Protocol.TCP, ip("8.8.8.8"), 80, List.of()).reason()).startsWith("default");
+    }
+
+    @Test
+    void protocolsAndPortsLimitARule() {
+        NetworkPolicy p = NetworkPolicy.builder()
+                .rule(NetworkRule.allow("group:public").protocols(Protocol.TCP).ports(80, 443))
+                .rule(NetworkRule.allow("group:private").portRange(5000, 5010))
+                .build();
+        assertThat(tcp(p, "203.0.113.10", 443)).isTrue();
+        assertThat(tcp(p, "203.0.113.10", 22)).isFalse();
+        assertThat(new PolicyMatcher(p, GROUPS).connection(Direction.EGRESS, Protocol.UDP, ip("203.0.113.10"), 443, List.of())
+                .allowed()).isFalse();
+        assertThat(tcp(p, "10.0.0.1", 5005)).isTrue();
+        assertThat(tcp(p, "10.0.0.1", 5011)).isFalse();
+    }
+
+    @Test
+    void domainsMatchExactlyOrBySuffix() {
+        NetworkPolicy p = NetworkPolicy.builder()
+                .rule(NetworkRule.deny("bad.example.com"))
+                .rule(NetworkRule.allow(".example.com"))
+                .rule(NetworkRule.allow("Exact.Test."))
+                .build();
+        assertThat(tcp(p, "203.0.113.10", 80, "www.example.com")).isTrue();
+        assertThat(tcp(p, "203.0.113.10", 80, "example.com")).isTrue();
+        assertThat(tcp(p, "203.0.113.10", 80, "notexample.com")).isFalse();
+        assertThat(tcp(p, "203.0.113.10", 80, "bad.example.com")).isFalse();
+        assertThat(tcp(p, "203.0.113.10", 80, "exact.test")).isTrue();
+        assertThat(tcp(p, "203.0.113.10", 80, "sub.exact.test")).isFalse();
+        assertThat(tcp(p, "203.0.113.10", 80)).as("no name: domain rules do not match").isFalse();
+        PolicyMatcher m = new PolicyMatcher(p, GROUPS);
+        assertThat(m.lookup("bad.example.com").allowed()).isFalse();
+        assertThat(m.lookup("www.example.com").allowed()).isTrue();
+        assertThat(m.lookup("other.test").allowed()).as("names resolve unless denied").isTrue();
+    }
+
+    @Test
+    void lookupsFollowUnlimitedWildcardsOnly() {
+        assertThat(new PolicyMatcher(NetworkPolicy.builder().rule(NetworkRule.deny("*")).build(), GROUPS)
+                .lookup("example.com").allowed()).isFalse();
+        assertThat(new PolicyMatcher(NetworkPolicy.builder().rule(NetworkRule.deny("*").ports(22)).build(), GROUPS)
+                .lookup("example.com").allowed()).isTrue();
+    }
+
+    @Test
+    void rebindingProtectionRefusesNonPublicAnswersUnlessAllowedByAddress() {
+        PolicyMatcher def = new PolicyMatcher(NetworkPolicy.publicOnly(), GROUPS);
+        assertThat(def.answerAllowed(ip("203.0.113.10"))).isTrue();
+        assertThat(def.answerAllowed(ip("10.200.0.10"))).isFalse();
+        assertThat(def.answerAllowed(ip("169.254.169.254"))).isFalse();
+        assertThat(def.answerAllowed(ip("127.0.0.1"))).isFalse();
+        PolicyMatcher domainOnly = new PolicyMatcher(NetworkPolicy.builder().rule(NetworkRule.allow("internal.test")).build(), GROUPS);
+        assertThat(domainOnly.answerAllowed(ip("10.200.0.10"))).as("a domain rule does not vouch for its addresses").isFalse();
+        PolicyMatcher byCidr = new PolicyMatcher(NetworkPolicy.builder().rule(NetworkRule.allow("10.200.0.0/24")).build(), GROUPS);
+        assertThat(byCidr.answerAllowed(ip("10.200.0.10"))).isTrue();
+        assertThat(byCidr.answerAllowed(ip("10.201.0.10"))).isFalse();
+    }
+
+    @Test
+    void ingressRulesApplyToPublishedPortsOnly() {
+        NetworkPolicy p = NetworkPolicy.builder()
+                .rule(NetworkRule.deny("10.0.0.0/8").direction(Direction.INGRESS))
+                .build();
+        PolicyMatcher m = new PolicyMatcher(p, GROUPS);
+        assertThat(m.connection(Direction.INGRESS, Protocol.TCP, ip("10.1.1.1"), 8080, List.of()).allowed()).isFalse();
+        assertThat(m.connection(Direction.INGRESS, Protocol.TCP, ip("127.0.0.1"), 8080, List.of()).allowed()).isTrue();
+        assertThat(m.connection(Direction.EGRESS, Protocol.TCP, ip("203.0.113.10"), 80, List.of()).allowed())
+                .as("the ingress rule leaves egress to the default").isFalse();
+    }
+
+    @Test
+    void destinationsParse() {
+        assertThat(NetworkDestination.parse("*").kind()).isEqualTo(NetworkDestination.Kind.ANY);
+        assertThat(NetworkDestination.parse("10.1.2.3/8").toString()).isEqualTo("10.0.0.0/8");
+        assertThat(NetworkDestination.parse("10.1.2.3").toString()).isEqualTo("10.1.2.3/32");
+        assertThat(NetworkDestination.parse("fd00::1/8").kind()).isEqualTo(NetworkDestination.Kind.CIDR);
+        assertThat(NetworkDestination.parse("group:Link-Local").group()).isEqualTo(Group.LINK_LOCAL);
+        assertThat(NetworkDestination.parse(".Example.COM").toString()).isEqualTo(".example.com");
+        for (String bad : new String[] {"", "10.0.0.0/33", "300.1.1.1", "group:nowhere", "a..b", "x y", "-a.com"}) {
+            assertThatThrownBy(() -> NetworkDestination.parse(bad)).as(bad)
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG));
+        }
+    }
+
+    @Test
+    void policiesRoundTripThroughJson() {
+        NetworkPolicy p = NetworkPolicy.builder()
+                .rule(NetworkRule.deny(".tracker.test").protocols(Protocol.TCP).ports(443).portRange(8000, 8100))
+                .rule(NetworkRule.allow("group:public").direction(Direction.INGRESS))
+                .defaultAction(NetworkRule.Action.ALLOW)
+                .rebindingProtection(false)
+                .dnsServers("127.0.0.1:5353", "[::1]:53")
+                .tlsInterception(true)
+                .tlsBypass("bank.test", ".internal.test")
+                .tlsTrustedCaFile("/etc/private-ca.pem")
+                .build();
+        assertThat(NetworkPolicy.fromJsonNode(p.toJsonNode())).isEqualTo(p);
+        assertThat(NetworkPolicy.parseServer("127.0.0.1:5353").getPort()).isEqualTo(5353);
+        assertThat(NetworkPolicy.parseServer("10.0.0.2").getPort()).isEqualTo(53);
+        assertThatThrownBy(() -> NetworkPolicy.parseServer("dns.example:53")).isInstanceOf(MicrosandboxException.class);
+        assertThat(p.tlsBypass()).containsExactly("bank.test", ".internal.test");
+        assertThatThrownBy(() -> NetworkPolicy.builder().tlsBypass("10.0.0.0/8")).isInstanceOf(MicrosandboxException.class);
+    }
+}
