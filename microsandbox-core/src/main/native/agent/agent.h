@@ -58,6 +58,11 @@ uint64_t now_boottime_ns(void);
  * the {v, t, p: map(npairs)} prefix), the caller adds npairs key/value pairs to the
  * returned buffer, and frame_end queues it on the port. */
 cbor_buf *frame_begin(uint32_t id, uint8_t flags, const char *type, size_t npairs);
+/* The agent's version and the guest kernel's release (uts may be NULL: left out), as map
+ * pairs of core.hello and core.restored; identity_pairs says how many it writes. */
+struct utsname;
+size_t identity_pairs(bool have_uts);
+void put_identity(cbor_buf *b, const struct utsname *uts);
 void frame_end(void);
 /* core.error; it carries TERMINAL when it answers a frame on a non-zero id that is not a
  * running session (reply_flags). */

@@ -193,6 +193,22 @@ cbor_buf *frame_begin(uint32_t id, uint8_t flags, const char *type, size_t npair
     return &g_tx;
 }
 
+size_t identity_pairs(bool have_uts)
+{
+    return have_uts ? 2 : 1;
+}
+
+void put_identity(cbor_buf *b, const struct utsname *uts)
+{
+    cbor_put_text(b, "agent");
+    cbor_put_text(b, AGENT_VERSION);
+    if (uts) {
+        /* the kernel in use, for Sandbox.runtimeVersion() */
+        cbor_put_text(b, "kernel");
+        cbor_put_text(b, uts->release);
+    }
+}
+
 void frame_end(void)
 {
     if (g_tx.oom) {
@@ -533,16 +549,10 @@ int main(void)
      * (boot_time_ns), then modules and the port (hello_time_ns). */
     struct utsname uts;
     bool have_uts = uname(&uts) == 0;
-    cbor_buf *b = frame_begin(0, 0, "core.hello", have_uts ? 6 : 5);
+    cbor_buf *b = frame_begin(0, 0, "core.hello", 4 + identity_pairs(have_uts));
     cbor_put_text(b, "v");
     cbor_put_uint(b, PROTO_VERSION);
-    cbor_put_text(b, "agent");
-    cbor_put_text(b, AGENT_VERSION);
-    if (have_uts) {
-        /* the kernel in use, for Sandbox.runtimeVersion() */
-        cbor_put_text(b, "kernel");
-        cbor_put_text(b, uts.release);
-    }
+    put_identity(b, have_uts ? &uts : NULL);
     cbor_put_text(b, "boot_time_ns");
     cbor_put_uint(b, g_boot_ns);
     cbor_put_text(b, "modules");

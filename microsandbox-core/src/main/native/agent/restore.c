@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,7 +82,11 @@ void do_restore(cbor_val p)
         send_error(0, stage, msg, -rc);
         return;
     }
-    cbor_buf *b = frame_begin(0, 0, "core.restored", 1);
+    /* the same identity as the hello, which a restored guest never sends again */
+    struct utsname uts;
+    bool have_uts = uname(&uts) == 0;
+    cbor_buf *b = frame_begin(0, 0, "core.restored", 1 + identity_pairs(have_uts));
+    put_identity(b, have_uts ? &uts : NULL);
     cbor_put_text(b, "restored_time_ns");
     cbor_put_uint(b, now_boottime_ns());
     frame_end();

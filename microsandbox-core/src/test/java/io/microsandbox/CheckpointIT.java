@@ -82,6 +82,9 @@ class CheckpointIT {
                     long hostAfter = System.currentTimeMillis();
                     assertThat((long) (guest * 1000)).isBetween(hostBefore - 1000, hostAfter + 1000);
                     fork.shell("echo mine > /root/" + fork.name() + ".txt && sync");
+                    // a restored guest sends no hello; its answer to the restore names the agent and kernel
+                    assertThat(fork.runtimeVersion().kernel()).isEqualTo(fork.shell("uname -r").stdout().strip());
+                    assertThat(fork.runtimeVersion().agent()).isNotBlank();
                 }
                 assertThat(randomness).hasSize(3);
                 for (Sandbox fork : forks) {

@@ -727,8 +727,10 @@ public final class Supervisor {
             welcome.put("pid", ProcessHandle.current().pid());
             welcome.put("vmm_pid", vmm.pid());
             welcome.set("ready", readyPayload);
-            welcome.put("agent", helloFrame.payload().path("agent").asText(null));
-            welcome.put("kernel", helloFrame.payload().path("kernel").asText(null));
+            // a restored guest sends no hello: its core.restored carries the same identity
+            JsonNode identity = helloFrame != null ? helloFrame.payload() : readyPayload;
+            welcome.put("agent", identity.path("agent").asText(null));
+            welcome.put("kernel", identity.path("kernel").asText(null));
             welcome.put("qemu", qemuVersion);
             client.send(new Frame(0, 0, Protocol.SUP_WELCOME, welcome));
             SupervisorLog.debug(client + " connected");
