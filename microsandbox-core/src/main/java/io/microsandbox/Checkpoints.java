@@ -84,6 +84,15 @@ public final class Checkpoints {
             throw new MicrosandboxException(ErrorKind.UNSUPPORTED_OPERATION, "sandbox '" + layout.name()
                     + "' boots from a disk image (imageDisk), whose overlay a checkpoint does not capture");
         }
+        List<String> hostStorage = config.mounts().entrySet().stream()
+                .filter(e -> e.getValue().kind() != Mount.Kind.TMPFS).map(Map.Entry::getKey).toList();
+        if (!hostStorage.isEmpty()) {
+            // QEMU refuses to migrate a mounted 9p share, and a disk volume is not copied: every
+            // restore would open the same one
+            throw new MicrosandboxException(ErrorKind.UNSUPPORTED_OPERATION, "sandbox '" + layout.name()
+                    + "' mounts host storage at " + hostStorage + ", which a checkpoint cannot capture;"
+                    + " only tmpfs mounts can be checkpointed");
+        }
         SandboxLock writing = Snapshots.claimDirectory(home, directory(), dir, "checkpoint");
         try {
             SupervisorSpec spec = SupervisorSpec.read(layout.specFile());

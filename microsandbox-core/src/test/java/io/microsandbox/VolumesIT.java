@@ -97,6 +97,11 @@ class VolumesIT {
                 int hostMode = (Integer) Files.getAttribute(share.resolve("suid-id"), "unix:mode");
                 assertThat(hostMode & 07000).as("set-id bits on the host").isZero();
                 assertThat(Files.readString(outside.resolve("secret.txt"))).isEqualTo("host-secret\n");
+                // a checkpoint cannot capture a host share: refused up front, naming the mount
+                assertThatThrownBy(() -> sb.checkpoint(name + "-cp")).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.UNSUPPORTED_OPERATION);
+                    assertThat(e.getMessage()).contains("/mnt/share");
+                });
                 sb.stop();
             }
             try (Sandbox again = Sandbox.start(name)) {
