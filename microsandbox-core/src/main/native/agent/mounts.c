@@ -156,17 +156,22 @@ int drop_privileges_restricted(void)
 {
     struct __user_cap_header_struct head = { _LINUX_CAPABILITY_VERSION_3, 0 };
     struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
-    const unsigned idx = CAP_TO_INDEX(CAP_SYS_ADMIN);
-    const uint32_t bit = CAP_TO_MASK(CAP_SYS_ADMIN);
-    if (prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) < 0)
-        return -1;
-    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, CAP_SYS_ADMIN, 0, 0) < 0 && errno != EINVAL)
-        return -1;
+    /* CAP_SYS_PTRACE too: with it, root could ptrace (or write /proc/PID/mem of) the agent,
+     * which keeps every capability, and run mount there */
+    static const int DROPPED[] = { CAP_SYS_ADMIN, CAP_SYS_PTRACE };
     if (syscall(SYS_capget, &head, data) < 0)
         return -1;
-    data[idx].effective &= ~bit;
-    data[idx].permitted &= ~bit;
-    data[idx].inheritable &= ~bit;
+    for (size_t i = 0; i < sizeof DROPPED / sizeof DROPPED[0]; i++) {
+        const unsigned idx = CAP_TO_INDEX(DROPPED[i]);
+        const uint32_t bit = CAP_TO_MASK(DROPPED[i]);
+        if (prctl(PR_CAPBSET_DROP, DROPPED[i], 0, 0, 0) < 0)
+            return -1;
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, DROPPED[i], 0, 0) < 0 && errno != EINVAL)
+            return -1;
+        data[idx].effective &= ~bit;
+        data[idx].permitted &= ~bit;
+        data[idx].inheritable &= ~bit;
+    }
     if (syscall(SYS_capset, &head, data) < 0)
         return -1;
     return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);

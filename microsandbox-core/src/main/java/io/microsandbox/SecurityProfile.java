@@ -6,7 +6,8 @@ public enum SecurityProfile {
     DEFAULT("default"),
     /**
      * Stronger hardening: every command runs with {@code no_new_privs} (set-user-id bits and
-     * file capabilities do not elevate) and without {@code CAP_SYS_ADMIN} (no mounts), and
+     * file capabilities do not elevate) and without {@code CAP_SYS_ADMIN} (no mounts) or
+     * {@code CAP_SYS_PTRACE} (no way into the agent), and
      * the configured mounts are forced {@code nosuid,nodev}.
      */
     RESTRICTED("restricted");

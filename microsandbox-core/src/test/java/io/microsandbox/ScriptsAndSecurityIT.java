@@ -42,6 +42,13 @@ class ScriptsAndSecurityIT {
             assertThat(Long.parseUnsignedLong(field(status, "CapBnd"), 16) & (1L << 21)).isZero();
             assertThat(Long.parseUnsignedLong(field(status, "CapEff"), 16) & (1L << 21)).isZero();
             assertThat(Long.parseUnsignedLong(field(status, "CapEff"), 16)).as("other root capabilities stay").isNotZero();
+            // CAP_SYS_PTRACE (bit 19) would let root ptrace the agent, which keeps CAP_SYS_ADMIN
+            assertThat(Long.parseUnsignedLong(field(status, "CapBnd"), 16) & (1L << 19)).isZero();
+            assertThat(Long.parseUnsignedLong(field(status, "CapEff"), 16) & (1L << 19)).isZero();
+            // the agent is PID 1: its memory and environment are out of reach (ptrace access checks)
+            ExecOutput agent = sb.exec("sh", List.of("-c", "cat /proc/1/environ > /dev/null && echo readable"), AS_ROOT);
+            assertThat(agent.stdout()).doesNotContain("readable");
+            assertThat(agent.stderr()).contains("Permission denied");
             String mounts = sb.shell("grep ' /t ' /proc/mounts").stdout();
             assertThat(mounts).contains("nosuid").contains("nodev");
             sb.stop();
@@ -61,6 +68,7 @@ class ScriptsAndSecurityIT {
                     .stdout()).isEqualTo("mounted\n");
             assertThat(field(sb.exec("cat", List.of("/proc/self/status"), AS_ROOT).stdout(), "NoNewPrivs")).isEqualTo("0");
             assertThat(sb.shell("grep ' /t ' /proc/mounts").stdout()).doesNotContain("nosuid");
+            assertThat(sb.exec("sh", List.of("-c", "cat /proc/1/environ > /dev/null && echo readable"), AS_ROOT).stdout()).isEqualTo("readable\n");
             sb.stop();
         } finally {
             Microsandbox.defaultRuntime().find(name).ifPresent(h -> Sandbox.remove(name));

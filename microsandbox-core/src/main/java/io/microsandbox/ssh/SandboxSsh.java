@@ -118,15 +118,31 @@ public final class SandboxSsh {
         server.setCommandFactory((channel, command) -> new GuestSession(sandbox, command));
         server.setSubsystemFactories(List.of(new SftpSubsystemFactory.Builder().withFileSystemAccessor(new GuestSftpAccessor()).build()));
         server.setFileSystemFactory(new GuestFileSystems());
-        try {
-            server.start();
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot start an SSH server on " + SshServerEndpoint.HOST + ":" + options.port()
-                    + " for sandbox " + sandbox.name() + ": " + e.getMessage(), e);
-        }
+        startOrRelease(server, "sandbox " + sandbox.name());
         SshServerEndpoint endpoint = new SshServerEndpoint(server, keys, hostKey.getPublic(), clientKey);
         sandbox.closeWith(endpoint);
         return endpoint;
+    }
+
+    /**
+     * Starts {@code server}; when it cannot (the port is taken), closes it again, since a failed
+     * start leaves its I/O threads and executors running.
+     */
+    static void startOrRelease(SshServer server, String forWhat) {
+        try {
+            server.start();
+        } catch (IOException | RuntimeException e) {
+            // close, not stop: stop() does nothing for a server whose start did not finish
+            try {
+                if (!server.close(true).await(CONNECT_TIMEOUT)) {
+                    e.addSuppressed(new IOException("the SSH server's threads did not stop within " + CONNECT_TIMEOUT));
+                }
+            } catch (IOException | RuntimeException close) {
+                e.addSuppressed(close);
+            }
+            throw new MicrosandboxException(ErrorKind.IO, "cannot start an SSH server on " + SshServerEndpoint.HOST + ":" + server.getPort()
+                    + " for " + forWhat + ": " + e.getMessage(), e);
+        }
     }
 
     /** {@link #openClient(String)} as the sandbox's configured user, or root. */

@@ -5,7 +5,10 @@ import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFileAttributes;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.nio.file.StandardCopyOption;
 import java.security.GeneralSecurityException;
 import java.security.KeyPair;
@@ -45,6 +48,7 @@ final class SshKeys {
             write(privateKey, pair, comment);
             return pair;
         }
+        requirePrivate(privateKey);
         FileKeyPairProvider provider = new FileKeyPairProvider(privateKey);
         try {
             for (KeyPair pair : provider.loadKeys(null)) {
@@ -54,6 +58,22 @@ final class SshKeys {
             throw new IOException("cannot read the key in " + privateKey + ": " + e.getMessage(), e);
         }
         throw new IOException(privateKey + " holds no key");
+    }
+
+    /**
+     * Refuses a private key file that is a symbolic link or that its group or others may read
+     * or write: whoever can read a host key can pose as the endpoint, whoever can replace a
+     * client key can log in.
+     */
+    static void requirePrivate(Path privateKey) throws IOException {
+        PosixFileAttributes attrs = Files.readAttributes(privateKey, PosixFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+        if (!attrs.isRegularFile()) {
+            throw new IOException(privateKey + " is not a regular file (a symbolic link?); a key file must be one");
+        }
+        if (!OwnerOnly.isOwnerOnly(attrs.permissions())) {
+            throw new IOException(privateKey + " is open to its group or others (" + PosixFilePermissions.toString(attrs.permissions())
+                    + "); a private key must be owner-only (chmod 600) or removed to be generated anew");
+        }
     }
 
     /** Writes the private key (0600, atomically) and the public key as {@code <file>.pub}. */

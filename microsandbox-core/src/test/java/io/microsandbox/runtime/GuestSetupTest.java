@@ -71,4 +71,54 @@ class GuestSetupTest {
         assertThat(GuestSetup.plan(tmp, config, List.of("/usr/bin/python3", "app.py")).agentConfig().get("init"))
                 .isEqualTo(Map.of("cmd", "auto", "args", List.of(), "env", Map.of()));
     }
+
+    @Test
+    void aShareOfTheRootOrOfWhatHoldsOrLiesInTheHomeIsRefused() throws Exception {
+        Path home = Files.createDirectories(tmp.resolve("user/.microsandbox"));
+        Path sandboxDir = Files.createDirectories(home.resolve("sandboxes/other"));
+        Path link = Files.createSymbolicLink(tmp.resolve("innocent"), tmp.resolve("user"));
+        for (Path source : List.of(Path.of("/"), tmp.resolve("user"), link, home, sandboxDir)) {
+            SandboxConfig config = SandboxConfig.builder().image("/img").mount("/h", Mount.bind(source, MountOptions.defaults())).build();
+            assertThatThrownBy(() -> GuestSetup.plan(home, config, null)).as(source.toString())
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                        assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG);
+                        assertThat(e.getMessage()).contains("/h").contains("microsandbox home");
+                    });
+        }
+        Path otherDisk = Files.write(sandboxDir.resolve("upper.ext4"), new byte[4096]);
+        SandboxConfig disk = SandboxConfig.builder().image("/img").mount("/d", Mount.disk(otherDisk.toString(), "ext4", MountOptions.defaults())).build();
+        assertThatThrownBy(() -> GuestSetup.plan(home, disk, null)).isInstanceOfSatisfying(MicrosandboxException.class,
+                e -> assertThat(e.getMessage()).contains("inside the microsandbox home"));
+        // a sibling of the home is still fine
+        Path sibling = Files.createDirectories(tmp.resolve("user/src"));
+        SandboxConfig ok = SandboxConfig.builder().image("/img").mount("/h", Mount.bind(sibling, MountOptions.defaults())).build();
+        assertThat(GuestSetup.plan(home, ok, null).qemuArgs()).hasSize(4);
+    }
+
+    @Test
+    void aQcow2ImageNamingAHostFileIsRefused() throws Exception {
+        Path backed = Files.write(tmp.resolve("backed.qcow2"), qcow2Header(3, 104, 0));
+        Path external = Files.write(tmp.resolve("external.qcow2"), qcow2Header(3, 0, 1L << 2));
+        Path plain = Files.write(tmp.resolve("plain.qcow2"), qcow2Header(3, 0, 0));
+        Path fake = Files.write(tmp.resolve("fake.qcow2"), new byte[200]);
+        for (Path bad : List.of(backed, external, fake)) {
+            SandboxConfig config = SandboxConfig.builder().image("/img").mount("/d", Mount.disk(bad.toString(), "ext4", MountOptions.defaults())).build();
+            assertThatThrownBy(() -> GuestSetup.plan(tmp.resolve("home"), config, null)).as(bad.toString())
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                        assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG);
+                        assertThat(e.getMessage()).contains("/d").contains(bad.getFileName().toString());
+                    });
+        }
+        SandboxConfig config = SandboxConfig.builder().image("/img").mount("/d", Mount.disk(plain.toString(), "ext4", MountOptions.defaults())).build();
+        assertThat(GuestSetup.plan(tmp.resolve("home"), config, null).qemuArgs())
+                .contains("id=vol0,file=" + plain.toRealPath() + ",format=qcow2,if=none");
+    }
+
+    /** A qcow2 v3 header (big-endian) with the given backing file offset and incompatible features. */
+    private static byte[] qcow2Header(int version, long backingOffset, long incompatible) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(512);
+        b.putInt(0, 0x514649fb).putInt(4, version).putLong(8, backingOffset).putInt(16, backingOffset == 0 ? 0 : 8)
+                .putInt(20, 16).putLong(24, 1L << 20).putLong(72, incompatible).putInt(100, 104);
+        return b.array();
+    }
 }

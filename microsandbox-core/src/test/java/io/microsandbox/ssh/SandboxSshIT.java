@@ -111,6 +111,18 @@ class SandboxSshIT {
         assertThat(p.exit).isEqualTo(255);
         assertThat(p.err).contains("Permission denied (publickey)");
 
+        // the server runs on the host: remote forwarding (the host's ports) and other subsystems are refused
+        List<String> forward = new ArrayList<>(sshOptions("ssh", "-p"));
+        forward.addAll(List.of("-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:9", "root@127.0.0.1", "echo forwarded"));
+        Result f = run(forward);
+        assertThat(f.exit).as(f.toString()).isNotZero();
+        assertThat(f.out).doesNotContain("forwarded");
+        assertThat(f.err).containsIgnoringCase("forwarding failed");
+        List<String> subsystem = new ArrayList<>(sshOptions("ssh", "-p"));
+        subsystem.addAll(List.of("-s", "root@127.0.0.1", "netconf"));
+        Result sub = run(subsystem);
+        assertThat(sub.exit).as(sub.toString()).isNotZero();
+
         // an endpoint with the caller's own key takes that key, and only that one
         Path mine = tmp.resolve("mine");
         assertThat(run(List.of("ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f", mine.toString())).exit).isZero();
