@@ -164,8 +164,8 @@ public final class SandboxSsh {
         SshClient client = SshClient.setUpDefaultClient();
         CoreModuleProperties.TCP_NODELAY.set(client, true);
         client.setServerKeyVerifier((session, address, key) -> KeyUtils.compareKeys(key, endpoint.hostKey()));
-        client.start();
         try {
+            client.start();
             ClientSession session = client.connect(user, SshServerEndpoint.HOST, endpoint.port()).verify(CONNECT_TIMEOUT).getSession();
             session.addPublicKeyIdentity(pair);
             session.auth().verify(CONNECT_TIMEOUT);
@@ -192,21 +192,37 @@ public final class SandboxSsh {
             return fileSystem(session);
         }
 
-        private synchronized GuestFileSystem fileSystem(SessionContext session) {
-            return bySession.computeIfAbsent(session, s -> provider.newFileSystem(s.getUsername(), home(s.getUsername())));
+        private GuestFileSystem fileSystem(SessionContext session) {
+            synchronized (this) {
+                GuestFileSystem known = bySession.get(session);
+                if (known != null) {
+                    return known;
+                }
+            }
+            // the home is a guest command (up to 30 s): looked up outside the lock, so one slow
+            // guest answer never holds up other sessions' starts
+            String home = home(session.getUsername());
+            synchronized (this) {
+                return bySession.computeIfAbsent(session, s -> provider.newFileSystem(s.getUsername(), home));
+            }
         }
     }
 
     /** The user's home as the guest sees it ($HOME of a command run as the user), or / when it cannot be told. */
     private String home(String user) {
-        return homes.computeIfAbsent(user, u -> {
-            try {
-                ExecOutput out = sandbox.exec("printenv", List.of("HOME"), ExecOptions.builder().user(u).timeout(Duration.ofSeconds(30)).build());
-                String home = out.stdout().strip();
-                return out.success() && home.startsWith("/") ? home : "/";
-            } catch (MicrosandboxException e) {
-                return "/";
-            }
-        });
+        String known = homes.get(user);
+        if (known != null) {
+            return known;
+        }
+        String home;
+        try {
+            ExecOutput out = sandbox.exec("printenv", List.of("HOME"), ExecOptions.builder().user(user).timeout(Duration.ofSeconds(30)).build());
+            String printed = out.stdout().strip();
+            home = out.success() && printed.startsWith("/") ? printed : "/";
+        } catch (MicrosandboxException e) {
+            home = "/";
+        }
+        String raced = homes.putIfAbsent(user, home);
+        return raced != null ? raced : home;
     }
 }
