@@ -73,14 +73,19 @@ class SampleJarIT {
                     .POST(HttpRequest.BodyPublishers.ofString("{\"action\":\"drain\"}"))
                     .timeout(Duration.ofSeconds(30)).build(), HttpResponse.BodyHandlers.ofString());
             assertThat(drain.statusCode()).as(drain.body()).isEqualTo(200);
-            assertThat(drain.body()).contains("\"members\":1");
+            // one member, or two when housekeeping had booted a second idle one during a request
+            java.util.regex.Matcher members = java.util.regex.Pattern.compile("\"members\":(\\d+)").matcher(drain.body());
+            assertThat(members.find()).as(drain.body()).isTrue();
+            int drained = Integer.parseInt(members.group(1));
+            assertThat(drained).as(drain.body()).isBetween(1, 2);
+            String rotatedAll = "\"COUNT\",\"value\":" + drained + ".0";
             long again = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
             String rotated = "";
-            while (System.nanoTime() < again && !rotated.contains("\"COUNT\",\"value\":1.0")) {
+            while (System.nanoTime() < again && !rotated.contains(rotatedAll)) {
                 Thread.sleep(500);
                 rotated = get(base + "/actuator/metrics/microsandbox.pool.rotated");
             }
-            assertThat(rotated).contains("\"value\":1.0");
+            assertThat(rotated).contains(rotatedAll);
             HttpResponse<String> after = http.send(HttpRequest.newBuilder(URI.create(base + "/run"))
                     .header("Content-Type", "application/json")
                     .POST(HttpRequest.BodyPublishers.ofString("{\"language\":\"python\",\"code\":\"print('again')\"}"))
