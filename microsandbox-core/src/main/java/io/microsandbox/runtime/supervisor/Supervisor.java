@@ -671,6 +671,9 @@ public final class Supervisor {
                     SupervisorLog.log(message);
                     logSystem(message);
                 }, settings.policy().tlsInterception() ? io.microsandbox.runtime.network.TlsAuthority.open(Path.of(spec.home())) : null);
+        // the values stay in this process only: their hand-over file is deleted as it is read
+        relay.secrets(io.microsandbox.runtime.network.SecretFile.take(layout.dir()),
+                () -> requestStop(STOP_GRACE_MS, "secret-violation"));
         relay.start();
         return relay;
     }
