@@ -45,6 +45,15 @@ public final class SecretFile {
         OwnerOnly.write(file(sandboxDir), JSON.writeValueAsBytes(arr));
     }
 
+    /** Deletes the file if it is still there (the supervisor did not start); never fails. */
+    public static void discard(Path sandboxDir) {
+        try {
+            Files.deleteIfExists(file(sandboxDir));
+        } catch (IOException e) {
+            // the sandbox directory itself is removed with a failed create
+        }
+    }
+
     /** Reads the secrets and deletes the file; none when there is no file. */
     public static List<Secret> take(Path sandboxDir) throws IOException {
         Path f = file(sandboxDir);
