@@ -266,6 +266,8 @@ public final class Microsandbox {
             supervisor.boot(spec);
         } catch (RuntimeException | IOException e) {
             supervisor.abandon();
+            // a supervisor that never started never took the secrets' values off the disk
+            io.microsandbox.runtime.network.SecretFile.discard(layout.dir());
             if (e instanceof MicrosandboxException m) {
                 throw m;
             }

@@ -69,6 +69,7 @@ public final class SandboxConfig {
     private final Init init;
     private final NetworkPolicy network;
     private final java.util.List<PortBinding> ports;
+    private final java.util.List<Secret> secrets;
 
     private SandboxConfig(Builder b) {
         this.image = b.image;
@@ -104,6 +105,7 @@ public final class SandboxConfig {
         this.init = b.init;
         this.network = b.network;
         this.ports = java.util.List.copyOf(b.ports);
+        this.secrets = java.util.List.copyOf(b.secrets);
     }
 
     public static Builder builder() {
@@ -121,7 +123,7 @@ public final class SandboxConfig {
                 .ephemeral(ephemeral).idleTimeout(idleTimeout).maxDuration(maxDuration).replaceTimeout(replaceTimeout)
                 .logLevel(logLevel).quietLogs(quietLogs)
                 .mounts(mounts).scripts(scripts).securityProfile(securityProfile).init(init)
-                .network(network).portBindings(ports);
+                .network(network).portBindings(ports).secrets(secrets);
     }
 
     /** Root filesystem source: for now a local directory holding an unpacked root filesystem. */
@@ -303,7 +305,15 @@ public final class SandboxConfig {
         return ports;
     }
 
-    /** This configuration as JSON, the form in which sandboxes are persisted. */
+    /**
+     * Secrets the guest sees only as placeholders (see {@link Secret}). Never part of
+     * {@link #toJson()}: a persisted or restarted sandbox does not carry them.
+     */
+    public java.util.List<Secret> secrets() {
+        return secrets;
+    }
+
+    /** This configuration as JSON, the form in which sandboxes are persisted (without {@link #secrets()}). */
     public String toJson() {
         ObjectNode n = JSON.createObjectNode();
         n.put("image", image);
@@ -486,6 +496,7 @@ public final class SandboxConfig {
         private Init init;
         private NetworkPolicy network = NetworkPolicy.publicOnly();
         private final java.util.List<PortBinding> ports = new java.util.ArrayList<>();
+        private final java.util.List<Secret> secrets = new java.util.ArrayList<>();
 
         private Builder() {
         }
@@ -542,6 +553,25 @@ public final class SandboxConfig {
          */
         public Builder network(NetworkPolicy policy) {
             this.network = Objects.requireNonNull(policy, "policy");
+            return this;
+        }
+
+        /**
+         * Adds a secret: the guest's environment gets its placeholder, the host puts the value in
+         * outgoing HTTP toward the secret's allowed hosts only (docs/network.md, "Secrets").
+         */
+        public Builder secret(Secret secret) {
+            Objects.requireNonNull(secret, "secret");
+            if (secrets.stream().anyMatch(s -> s.name().equals(secret.name()))) {
+                throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "secret " + secret.name() + " is given twice");
+            }
+            secrets.add(secret);
+            return this;
+        }
+
+        /** Adds secrets, as {@link #secret(Secret)} each. */
+        public Builder secrets(java.util.Collection<Secret> secrets) {
+            secrets.forEach(this::secret);
             return this;
         }
 

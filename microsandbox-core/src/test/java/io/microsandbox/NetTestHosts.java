@@ -137,6 +137,56 @@ final class NetTestHosts implements AutoCloseable {
         }
     }
 
+    /**
+     * An HTTP server on the public host's port 8080 and an HTTPS one on 8443 that answer "ok" when
+     * the request's Authorization header is one of {@code accepted}, else "bad": never an echo, so a
+     * value the host put in cannot come back into the guest.
+     */
+    void startAuthorizationChecker(String... accepted) throws IOException, InterruptedException {
+        String ns = "msbt-pub-" + tag;
+        String script = "import http.server, socketserver, ssl, sys\n"
+                + "class H(http.server.BaseHTTPRequestHandler):\n"
+                + "    protocol_version = 'HTTP/1.1'\n"
+                + "    def do_GET(self):\n"
+                + "        body = b'ok' if self.headers.get('Authorization') in sys.argv[3].split(',') else b'bad'\n"
+                + "        self.send_response(200)\n"
+                + "        self.send_header('Content-Length', str(len(body)))\n"
+                + "        self.end_headers()\n"
+                + "        self.wfile.write(body)\n"
+                + "    def log_message(self, *a):\n"
+                + "        pass\n"
+                + "class S(http.server.ThreadingHTTPServer):\n"
+                + "    def server_bind(self):\n"
+                + "        socketserver.TCPServer.server_bind(self)\n"
+                + "        self.server_name, self.server_port = 'test', self.server_address[1]\n"
+                + "srv = S((sys.argv[1], int(sys.argv[2])), H)\n"
+                + "if len(sys.argv) > 4:\n"
+                + "    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+                + "    ctx.load_cert_chain(sys.argv[4], sys.argv[5])\n"
+                + "    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)\n"
+                + "srv.serve_forever()\n";
+        String list = String.join(",", accepted);
+        servers.add(new ProcessBuilder("ip", "netns", "exec", ns, "python3", "-c", script, PUBLIC_IP, "8080", list)
+                .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start());
+        servers.add(new ProcessBuilder("ip", "netns", "exec", ns, "python3", "-c", script, PUBLIC_IP, "8443", list,
+                tlsDir.resolve("cert.pem").toString(), tlsDir.resolve("key.pem").toString())
+                .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start());
+        for (int port : new int[] {8080, 8443}) {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (true) {
+                try (Socket s = new Socket()) {
+                    s.connect(new InetSocketAddress(PUBLIC_IP, port), 1000);
+                    break;
+                } catch (IOException e) {
+                    if (System.nanoTime() > deadline) {
+                        throw new IOException("the authorization checker on port " + port + " did not start", e);
+                    }
+                    Thread.sleep(100);
+                }
+            }
+        }
+    }
+
     private void startDns(Map<String, String> names) throws IOException {
         dns = new DatagramSocket(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0));
         dnsThread = new Thread(() -> {

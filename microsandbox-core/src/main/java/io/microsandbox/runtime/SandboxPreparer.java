@@ -126,7 +126,10 @@ public final class SandboxPreparer {
         Map<String, Object> configure = new LinkedHashMap<>();
         configure.put("hostname", config.hostname() != null ? config.hostname() : hostnameFor(layout.name()));
         // the image config's env, working dir and user are defaults the sandbox config overrides
-        configure.put("env", GuestSetup.withScriptsOnPath(root.env(config.env()), config));
+        // secrets: the guest sees only their placeholders
+        Map<String, String> env = new LinkedHashMap<>(config.env());
+        config.secrets().forEach(secret -> env.put(secret.name(), secret.placeholder()));
+        configure.put("env", GuestSetup.withScriptsOnPath(root.env(env), config));
         configure.put("workdir", root.workdir(config.workdir()));
         configure.put("user", root.user(config.user()));
         configure.put("log_level", config.effectiveLogLevel());
@@ -134,6 +137,7 @@ public final class SandboxPreparer {
         // the policy and published ports are the supervisor's (network.json); the agent only sets up its side
         var network = new io.microsandbox.runtime.network.NetworkSettings(config.network(), config.ports());
         network.write(layout.dir());
+        io.microsandbox.runtime.network.SecretFile.write(layout.dir(), config.secrets());
         configure.put("network", network.enabled());
         if (config.network().tlsInterception()) {
             configure.put("tls_ca", io.microsandbox.runtime.network.TlsAuthority.open(home).caPem());

@@ -94,6 +94,8 @@ public final class NetworkRelay implements AutoCloseable {
     private long reportWindowStart = System.nanoTime(); // guarded by reportLock
     private int reportsInWindow; // guarded by reportLock
     private long reportsLeftOut; // guarded by reportLock
+    private volatile List<io.microsandbox.Secret> secrets = List.of();
+    private volatile Runnable onTerminate = () -> { };
 
     public NetworkRelay(NetworkSettings settings, AddressGroups groups, GuestChannel guest, Consumer<String> systemLog) {
         this(settings, groups, guest, systemLog, null);
@@ -168,6 +170,27 @@ public final class NetworkRelay implements AutoCloseable {
             reportsLeftOut = 0;
         }
         systemLog.accept(line);
+    }
+
+    /**
+     * The sandbox's secrets (docs/network.md, "Secrets"): their placeholders are replaced toward
+     * allowed hosts and are violations anywhere else; {@code terminate} stops the sandbox for a
+     * {@link io.microsandbox.Secret.Violation#TERMINATE} violation. Set before the guest connects.
+     */
+    public void secrets(List<io.microsandbox.Secret> secrets, Runnable terminate) {
+        this.secrets = List.copyOf(secrets);
+        this.onTerminate = terminate;
+    }
+
+    /** A placeholder went where it may not: the connection is reset, and logged or the sandbox stopped as the secret says. */
+    private void violated(Connection c, SecretFilter.SecretViolation v) {
+        io.microsandbox.Secret.Violation action = v.secret().onViolation();
+        abort(c, action == io.microsandbox.Secret.Violation.BLOCK ? null
+                : "network: " + v.getMessage() + ": connection reset"
+                        + (action == io.microsandbox.Secret.Violation.TERMINATE ? "; stopping the sandbox" : ""));
+        if (action == io.microsandbox.Secret.Violation.TERMINATE) {
+            onTerminate.run();
+        }
     }
 
     /** Bytes the guest received over the network (connections and lookups). */
@@ -289,6 +312,9 @@ public final class NetworkRelay implements AutoCloseable {
             intercept(c, address, port.intValue(), claimed.get(0));
             return;
         }
+        if (!secrets.isEmpty()) { // plaintext names: only those this relay resolved to the address
+            c.filter = new SecretFilter(secrets, List.copyOf(names), false);
+        }
         Socket s = new Socket();
         try {
             s.setTcpNoDelay(true);
@@ -348,7 +374,9 @@ public final class NetworkRelay implements AutoCloseable {
                     .createSocket(pair[1], null, pair[1].getPort(), true);
             guestTls.setUseClientMode(false);
             javax.net.ssl.SSLSocket upstream = up;
-            Thread t = new Thread(() -> pump(guestTls, upstream), "net-tls-up-" + Integer.toHexString(c.id));
+            // the upstream certificate was verified for name: the plaintext may carry secrets allowed there
+            SecretFilter filter = secrets.isEmpty() ? null : new SecretFilter(secrets, List.of(name), true);
+            Thread t = new Thread(() -> pumpFiltered(c, guestTls, upstream, filter), "net-tls-up-" + Integer.toHexString(c.id));
             t.setDaemon(true);
             t.start();
             pump(upstream, guestTls);
@@ -369,6 +397,34 @@ public final class NetworkRelay implements AutoCloseable {
                 out.write(buf, 0, n);
                 out.flush();
             }
+        } catch (IOException e) {
+            // one side failed: both end
+        } finally {
+            closeQuietly(from);
+            closeQuietly(to);
+        }
+    }
+
+    /** {@link #pump} for the guest's side of an intercepted connection, through its secret filter when there is one. */
+    private void pumpFiltered(Connection c, Socket from, Socket to, SecretFilter filter) {
+        if (filter == null) {
+            pump(from, to);
+            return;
+        }
+        byte[] buf = new byte[CHUNK];
+        try {
+            InputStream in = from.getInputStream();
+            OutputStream out = to.getOutputStream();
+            int n;
+            while ((n = in.read(buf)) > 0) {
+                out.write(filter.filter(java.util.Arrays.copyOf(buf, n)));
+                out.flush();
+            }
+            out.write(filter.finish());
+            out.flush();
+        } catch (SecretFilter.SecretViolation v) {
+            closeQuietly(to, true);
+            violated(c, v);
         } catch (IOException e) {
             // one side failed: both end
         } finally {
@@ -861,6 +917,8 @@ public final class NetworkRelay implements AutoCloseable {
         private byte[] head; // the guest's first bytes while its server name is awaited; guarded by this
         private int headLen; // guarded by this
         private boolean headEnded; // the guest sent EOF; guarded by this
+        /** Secrets' placeholders in what the guest sends; set before the writer starts, used by it only. */
+        SecretFilter filter;
 
         Connection(int id) {
             this.id = id;
@@ -1003,15 +1061,20 @@ public final class NetworkRelay implements AutoCloseable {
                         continue;
                     }
                     if (data == EOF) {
+                        if (filter != null) {
+                            out.write(filter.finish());
+                        }
                         socket.shutdownOutput();
                         return;
                     }
-                    out.write(data);
+                    out.write(filter == null ? data : filter.filter(data));
                     queued.addAndGet(-data.length);
                     ObjectNode p = JSON.createObjectNode();
                     p.put("bytes", data.length);
                     guest.urgent(new Frame(id, 0, Net.WINDOW, p));
                 }
+            } catch (SecretFilter.SecretViolation v) {
+                violated(this, v);
             } catch (IOException e) {
                 if (!isShut()) {
                     abort(this, null);

@@ -108,6 +108,8 @@ public final class Supervisor {
     private ConsoleRecorder console;
     private volatile OutboundQueue toGuest;
     private volatile io.microsandbox.runtime.network.NetworkRelay network;
+    /** The sandbox's secrets, values included: in this process's memory only. */
+    private java.util.List<io.microsandbox.Secret> secrets = java.util.List.of();
     private volatile VmmProcess vmm;
     private volatile boolean booted;
     private volatile boolean detached;
@@ -217,6 +219,8 @@ public final class Supervisor {
     int run() throws IOException, InterruptedException {
         // Own session: a terminal's ^C to the creator's process group must not reach the VM.
         Posix.setsid();
+        // first of all, so the values leave the disk whatever happens next (docs/network.md, "Secrets")
+        secrets = io.microsandbox.runtime.network.SecretFile.take(layout.dir());
         // Held until this process ends, however it ends: it is how others tell that the sandbox is alive.
         ownership = SandboxLock.tryAcquire(SandboxLock.supervisorLockFile(layout));
         if (ownership == null) {
@@ -671,6 +675,8 @@ public final class Supervisor {
                     SupervisorLog.log(message);
                     logSystem(message);
                 }, settings.policy().tlsInterception() ? io.microsandbox.runtime.network.TlsAuthority.open(Path.of(spec.home())) : null);
+        relay.secrets(secrets,
+                () -> requestStop(STOP_GRACE_MS, "secret-violation"));
         relay.start();
         return relay;
     }
