@@ -290,4 +290,16 @@ typedef struct {
  * -E2BIG for a user in more than MAX_GROUPS groups. */
 int resolve_user(const char *spec, user_info *out, char *msg, size_t msglen);
 
+
+/* Set-up steps report failures as (stage, message, -errno): FAIL records the stage, formats
+ * the message into msg/msglen and returns the errno of the call that failed (EIO if none);
+ * the function needs `const char **stage`, `char *msg` and `size_t msglen` in scope. */
+#define FAIL(st, ...)                                \
+    do {                                             \
+        int err_ = errno;                            \
+        *stage = (st);                               \
+        snprintf(msg, msglen, __VA_ARGS__);          \
+        return -(err_ ? err_ : EIO);                 \
+    } while (0)
+
 #endif

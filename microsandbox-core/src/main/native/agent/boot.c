@@ -208,14 +208,6 @@ int find_disk(const char *serial, char *dev, size_t devlen)
     return -ENODEV;
 }
 
-#define FAIL(st, ...)                                \
-    do {                                             \
-        int err_ = errno;                            \
-        *stage = (st);                               \
-        snprintf(msg, msglen, __VA_ARGS__);          \
-        return -(err_ ? err_ : EIO);                 \
-    } while (0)
-
 static int do_mount(const char *src, const char *dst, const char *type, unsigned long flags,
                     const char *data, const char **stage, char *msg, size_t msglen)
 {

@@ -17,14 +17,6 @@
  * 512000-byte messages; 256 KiB keeps large reads and writes to a few round trips each. */
 #define NINEP_OPTIONS "trans=virtio,version=9p2000.L,msize=262144,access=user"
 
-#define FAIL(st, ...)                                \
-    do {                                             \
-        int err_ = errno;                            \
-        *stage = (st);                               \
-        snprintf(msg, msglen, __VA_ARGS__);          \
-        return -(err_ ? err_ : EIO);                 \
-    } while (0)
-
 static const char *kind_name(enum mount_kind k)
 {
     return k == MOUNT_9P ? "9p" : k == MOUNT_TMPFS ? "tmpfs" : "ext4";
