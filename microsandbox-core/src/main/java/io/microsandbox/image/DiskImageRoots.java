@@ -2,14 +2,14 @@ package io.microsandbox.image;
 
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
+import io.microsandbox.runtime.HostCommand;
 import io.microsandbox.runtime.OwnerOnly;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
 import java.util.Locale;
-import java.util.concurrent.TimeUnit;
 
 /**
  * Disk-image roots: the user's qcow2, raw or vmdk file is the backing file of a qcow2 overlay
@@ -58,17 +58,9 @@ final class DiskImageRoots {
     }
 
     private static void run(List<String> cmd) throws IOException {
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        try {
-            if (!p.waitFor(60, TimeUnit.SECONDS) || p.exitValue() != 0) {
-                p.destroyForcibly();
-                throw new IOException(out.strip());
-            }
-        } catch (InterruptedException e) {
-            p.destroyForcibly();
-            Thread.currentThread().interrupt();
-            throw new IOException("interrupted", e);
+        HostCommand.Result r = HostCommand.run(cmd, Duration.ofSeconds(60), 1 << 20);
+        if (!r.succeeded()) {
+            throw new IOException(r.output().strip());
         }
     }
 }

@@ -1,11 +1,11 @@
 package io.microsandbox.image;
 
+import io.microsandbox.runtime.HostCommand;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -120,18 +120,7 @@ final class LowerFs {
         if (request.indexOf('\n') >= 0) {
             throw new IOException("invalid path in " + request);
         }
-        Process p = new ProcessBuilder("/usr/sbin/debugfs", "-R", request, disk.toString()).redirectErrorStream(true).start();
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        try {
-            if (!p.waitFor(60, TimeUnit.SECONDS)) {
-                p.destroyForcibly();
-                throw new IOException("debugfs timed out on " + disk);
-            }
-        } catch (InterruptedException e) {
-            p.destroyForcibly();
-            Thread.currentThread().interrupt();
-            throw new IOException("interrupted", e);
-        }
-        return out;
+        // a listing of a large directory is long: bounded all the same
+        return HostCommand.run(List.of("/usr/sbin/debugfs", "-R", request, disk.toString()), Duration.ofSeconds(60), 64 << 20).output();
     }
 }

@@ -2,6 +2,7 @@ package io.microsandbox.image;
 
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
+import io.microsandbox.runtime.HostCommand;
 import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.Posix;
 import java.io.IOException;
@@ -13,10 +14,10 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 
 /**
  * Builds the two disks under a sandbox's overlay root: the shared read-only lower disk made
@@ -133,17 +134,9 @@ public final class RootDisks {
         cmd.add("-q");
         cmd.add("-F");
         cmd.addAll(args);
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-        String output = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        try {
-            if (!p.waitFor(10, TimeUnit.MINUTES) || p.exitValue() != 0) {
-                p.destroyForcibly();
-                throw new IOException("mke2fs failed: " + output.strip());
-            }
-        } catch (InterruptedException e) {
-            p.destroyForcibly();
-            Thread.currentThread().interrupt();
-            throw new IOException("interrupted while running mke2fs", e);
+        HostCommand.Result r = HostCommand.run(cmd, Duration.ofMinutes(10), 1 << 20);
+        if (!r.succeeded()) {
+            throw new IOException("mke2fs failed: " + r.output().strip());
         }
     }
 

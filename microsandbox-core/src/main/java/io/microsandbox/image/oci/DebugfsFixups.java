@@ -1,15 +1,16 @@
 package io.microsandbox.image.oci;
 
+import io.microsandbox.runtime.HostCommand;
 import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.SandboxPreparer;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.concurrent.TimeUnit;
 
 /**
  * Without root, the staging tree cannot hold other users' files, device nodes or
@@ -59,18 +60,11 @@ final class DebugfsFixups {
             }
             Path file = work.resolve("script");
             OwnerOnly.write(file, script.toString().getBytes(StandardCharsets.UTF_8));
-            Process proc = new ProcessBuilder("/usr/sbin/debugfs", "-w", "-f", file.toString(), disk.toString())
-                    .redirectErrorStream(true).start();
-            String out = new String(proc.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-            try {
-                if (!proc.waitFor(10, TimeUnit.MINUTES) || proc.exitValue() != 0) {
-                    proc.destroyForcibly();
-                    throw new IOException("debugfs failed: " + tail(out));
-                }
-            } catch (InterruptedException e) {
-                proc.destroyForcibly();
-                Thread.currentThread().interrupt();
-                throw new IOException("interrupted", e);
+            HostCommand.Result r = HostCommand.run(List.of("/usr/sbin/debugfs", "-w", "-f", file.toString(), disk.toString()),
+                    Duration.ofMinutes(10), 64 << 20);
+            String out = r.output();
+            if (!r.succeeded()) {
+                throw new IOException("debugfs failed: " + tail(out));
             }
             // debugfs reports a failed command on its output and goes on
             for (String line : out.split("\n")) {

@@ -1,8 +1,8 @@
 package io.microsandbox.runtime.vmm;
 
+import io.microsandbox.runtime.HostCommand;
 import java.io.IOException;
 import java.io.InputStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.DigestInputStream;
@@ -13,7 +13,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.TimeUnit;
 
 /**
  * What a memory checkpoint is tied to, read from a sandbox's QEMU command line: the QEMU
@@ -94,37 +93,13 @@ public final class VmIdentity {
         return cached(qemu, "version", () -> askVersion(qemu, VERSION_TIMEOUT));
     }
 
-    /**
-     * Runs {@code qemu --version}, killed after {@code timeout}. Its output goes to a file: a
-     * read of its pipe would wait for the end of the output, which a hung QEMU (or a wrapper
-     * whose children keep the pipe open) never sends, so the timeout would never come.
-     */
+    /** Runs {@code qemu --version}, killed after {@code timeout} (a hung QEMU must not hang checkpoints and restores). */
     static String askVersion(Path qemu, java.time.Duration timeout) throws IOException {
-        Path out = Files.createTempFile("msb-qemu-version-", ".txt");
-        try {
-            Process p = new ProcessBuilder(qemu.toString(), "--version").redirectErrorStream(true)
-                    .redirectOutput(out.toFile()).redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null"))).start();
-            try {
-                if (!p.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
-                    p.destroyForcibly();
-                    throw new IOException(qemu + " --version did not finish within " + timeout);
-                }
-            } catch (InterruptedException e) {
-                p.destroyForcibly();
-                Thread.currentThread().interrupt();
-                throw new IOException("interrupted while asking " + qemu + " for its version", e);
-            }
-            String text;
-            try (InputStream in = Files.newInputStream(out)) {
-                text = new String(in.readNBytes(4096), StandardCharsets.UTF_8);
-            }
-            if (p.exitValue() != 0) {
-                throw new IOException(qemu + " --version failed: " + text.strip());
-            }
-            return text.lines().findFirst().orElse("").strip();
-        } finally {
-            Files.deleteIfExists(out);
+        HostCommand.Result r = HostCommand.run(List.of(qemu.toString(), "--version"), timeout, 64 << 10);
+        if (!r.succeeded()) {
+            throw new IOException(qemu + " --version failed: " + r.output().strip());
         }
+        return r.output().lines().findFirst().orElse("").strip();
     }
 
     private interface Compute {

@@ -1,0 +1,37 @@
+package io.microsandbox.runtime;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.io.IOException;
+import java.time.Duration;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+class HostCommandTest {
+
+    @Test
+    @Timeout(20)
+    void aToolThatLeavesAChildHoldingItsOutputDoesNotHangTheCaller() throws IOException {
+        // reading the pipe to its end waited for the background sleep as well
+        HostCommand.Result r = HostCommand.run(List.of("sh", "-c", "sleep 30 & echo done; exit 3"), Duration.ofSeconds(10), 1024);
+        assertThat(r.exitCode()).isEqualTo(3);
+        assertThat(r.succeeded()).isFalse();
+        assertThat(r.output()).isEqualTo("done\n");
+    }
+
+    @Test
+    @Timeout(20)
+    void aHungToolIsKilledAtItsTimeout() {
+        assertThatThrownBy(() -> HostCommand.run(List.of("sleep", "30"), Duration.ofSeconds(1), 1024))
+                .isInstanceOf(IOException.class).hasMessageContaining("sleep did not finish within PT1S");
+    }
+
+    @Test
+    @Timeout(20)
+    void outputPastTheLimitIsAnError() {
+        assertThatThrownBy(() -> HostCommand.run(List.of("head", "-c", "5000", "/dev/zero"), Duration.ofSeconds(10), 4096))
+                .isInstanceOf(IOException.class).hasMessageContaining("more than 4096 bytes");
+    }
+}
