@@ -124,11 +124,7 @@ final class SecretFilter {
                     out.writeBytes(replaceInHead(head));
                 }
                 case BODY -> {
-                    int n = (int) Math.min(remaining, data.length - i);
-                    check(java.util.Arrays.copyOfRange(data, i, i + n));
-                    out.write(data, i, n);
-                    i += n;
-                    remaining -= n;
+                    i += passCounted(data, i, out);
                     if (remaining == 0) {
                         state = State.HEAD;
                     }
@@ -161,11 +157,7 @@ final class SecretFilter {
                     check(new byte[] {b});
                 }
                 case CHUNK_DATA -> {
-                    int n = (int) Math.min(remaining, data.length - i);
-                    check(java.util.Arrays.copyOfRange(data, i, i + n));
-                    out.write(data, i, n);
-                    i += n;
-                    remaining -= n;
+                    i += passCounted(data, i, out);
                     if (remaining == 0) {
                         state = State.CHUNK_SIZE;
                     }
@@ -260,6 +252,15 @@ final class SecretFilter {
     }
 
     /** Fails when a placeholder of a secret not allowed on this connection is in {@code data} (or spans into it). */
+    /** Passes up to {@link #remaining} bytes of a body or chunk from {@code i}, checked for placeholders; returns how many. */
+    private int passCounted(byte[] data, int i, ByteArrayOutputStream out) throws SecretViolation {
+        int n = (int) Math.min(remaining, data.length - i);
+        check(java.util.Arrays.copyOfRange(data, i, i + n));
+        out.write(data, i, n);
+        remaining -= n;
+        return n;
+    }
+
     private void check(byte[] data) throws SecretViolation {
         byte[] joined = new byte[carry.length + data.length];
         System.arraycopy(carry, 0, joined, 0, carry.length);
