@@ -7,6 +7,8 @@
  *   waitpid, kill, setsid, prctl(PR_SET_PDEATHSIG), pidfd_open/poll, close
  *   isatty, termios raw mode save/restore, window size
  *   statTree     lstat of every entry under a directory, in one call, for image fingerprints
+ *   flock        exclusive advisory locks owned by a descriptor, not by the process
+ *   renameat2    a rename that never replaces what is there (RENAME_NOREPLACE)
  *
  * Every failure throws java.io.IOException "<what was attempted>: <strerror>".
  * The Java side hands strings over as NUL-terminated UTF-8 byte arrays.
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -949,4 +952,78 @@ JNIEXPORT void JNICALL Java_io_microsandbox_runtime_Posix_lsetmtime0(JNIEnv *env
         throw_io(env, errno, "utimensat %s", path);
     }
     free(path);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* advisory locks                                                                         */
+
+/* Opens (creating it 0600 when create is set, never through a symbolic link) and flock()s
+ * path. flock, unlike the fcntl locks of FileChannel.lock, belongs to the open file: a probe
+ * that opens and closes the same file from this process does not release a lock another
+ * descriptor holds. Returns the fd holding the lock, -1 when someone else holds it, -2 when
+ * the file is not there and create is not set. */
+JNIEXPORT jint JNICALL Java_io_microsandbox_runtime_Posix_tryLockFile0(JNIEnv *env, jclass cls, jbyteArray jpath, jboolean create) {
+    (void) cls;
+    char *path = path_arg(env, jpath);
+    if (path == NULL) {
+        return -1;
+    }
+    int fd = open_cloexec(path, O_RDWR | O_NOFOLLOW | (create ? O_CREAT : 0), 0600);
+    if (fd < 0) {
+        int err = errno;
+        if (err == ENOENT && create) {
+            throw_class(env, "java/nio/file/NoSuchFileException", path); /* its directory is gone */
+        } else if (err != ENOENT) {
+            throw_io(env, err, "open %s", path);
+        }
+        free(path);
+        return -2;
+    }
+    if (fchmod(fd, 0600) < 0) {
+        throw_io(env, errno, "chmod %s", path);
+        close(fd);
+        free(path);
+        return -1;
+    }
+    int r;
+    do {
+        r = flock(fd, LOCK_EX | LOCK_NB);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        int err = errno;
+        close(fd);
+        if (err != EWOULDBLOCK) {
+            throw_io(env, err, "flock %s", path);
+        }
+        free(path);
+        return -1;
+    }
+    free(path);
+    return fd;
+}
+
+/* rename(2) that fails with FileAlreadyExistsException instead of replacing to (an empty
+ * directory, for one); where the filesystem lacks RENAME_NOREPLACE, a plain rename */
+JNIEXPORT void JNICALL Java_io_microsandbox_runtime_Posix_renameNoReplace0(JNIEnv *env, jclass cls, jbyteArray jfrom, jbyteArray jto) {
+    (void) cls;
+    char *from = path_arg(env, jfrom);
+    char *to = from == NULL ? NULL : path_arg(env, jto);
+    if (to == NULL) {
+        free(from);
+        return;
+    }
+    long r = syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
+    if (r < 0 && errno == EINVAL) {
+        r = rename(from, to);
+    }
+    if (r < 0) {
+        int err = errno;
+        if (err == EEXIST || err == ENOTEMPTY) {
+            throw_class(env, "java/nio/file/FileAlreadyExistsException", to);
+        } else {
+            throw_io(env, err, "rename %s to %s", from, to);
+        }
+    }
+    free(from);
+    free(to);
 }

@@ -93,7 +93,7 @@ public final class Checkpoints {
                     + "' mounts host storage at " + hostStorage + ", which a checkpoint cannot capture;"
                     + " only tmpfs mounts can be checkpointed");
         }
-        SandboxLock writing = Snapshots.claimDirectory(home, directory(), dir, "checkpoint");
+        SandboxLock writing = Snapshots.claimDirectory(home, directory(), dir, "checkpoint", Checkpoint.MANIFEST_FILE);
         try {
             SupervisorSpec spec = SupervisorSpec.read(layout.specFile());
             Map<String, String> vm = VmIdentity.of(spec.vmmArgv(), RuntimeFiles.extract(home, "msb-agent"));

@@ -224,14 +224,14 @@ public final class Microsandbox {
             throw new MicrosandboxException(ErrorKind.IO, "cannot lock sandbox '" + name + "': " + e.getMessage(), e);
         }
         if (createLock == null || supervisorAlive(layout)) {
-            closeQuietly(createLock);
+            release(createLock);
             throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING, "sandbox '" + name + "' is being started by another process");
         }
         SandboxConfig config = handle.config().toBuilder().detached(detached).build();
         try {
             return boot(layout, config, false, createLock, spec -> spec);
         } catch (MicrosandboxException e) {
-            closeQuietly(createLock);
+            release(createLock);
             throw e;
         }
     }
@@ -274,7 +274,7 @@ public final class Microsandbox {
             throw new MicrosandboxException(ErrorKind.IO, "cannot prepare sandbox '" + layout.name() + "': " + e.getMessage(), e);
         }
         // the supervisor owns the sandbox now and holds its own lock
-        closeQuietly(createLock);
+        release(createLock);
         SupervisorProcess.replenish(home);
         AgentClient client;
         try {
@@ -411,7 +411,7 @@ public final class Microsandbox {
                 awaitExitingSupervisor(layout);
             }
             if ((Files.isDirectory(layout.dir()) && createLock == null) || supervisorAlive(layout)) {
-                closeQuietly(createLock);
+                release(createLock);
                 throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING,
                         "sandbox '" + name + "' is being started or run by another process; stop it before removing it");
             }
@@ -421,7 +421,7 @@ public final class Microsandbox {
         try {
             erase(store(), layout);
         } finally {
-            closeQuietly(createLock);
+            release(createLock);
         }
     }
 
@@ -622,7 +622,7 @@ public final class Microsandbox {
                 awaitExitingSupervisor(layout);
             }
             if (createLock == null || supervisorAlive(layout)) {
-                closeQuietly(createLock);
+                release(createLock);
                 throw snapshotRunning(name, "being started or run by another process");
             }
         } catch (IOException e) {
@@ -631,7 +631,7 @@ public final class Microsandbox {
         try {
             return snapshots().take(layout, handle.config(), dir, options);
         } finally {
-            closeQuietly(createLock);
+            release(createLock);
         }
     }
 
@@ -815,18 +815,13 @@ public final class Microsandbox {
 
     /** Removes everything a failed create left: disks, logs, sockets. */
     private static void discard(SandboxLayout layout, SandboxLock lock) {
-        closeQuietly(lock);
+        release(lock);
         layout.deleteFiles();
     }
 
-    private static void closeQuietly(SandboxLock lock) {
-        if (lock == null) {
-            return;
-        }
-        try {
+    private static void release(SandboxLock lock) {
+        if (lock != null) {
             lock.close();
-        } catch (IOException ignored) {
-            // the lock goes with its file or its process
         }
     }
 

@@ -1,16 +1,22 @@
 package io.microsandbox;
 
+import io.microsandbox.runtime.OwnerOnly;
+import io.microsandbox.runtime.Posix;
 import io.microsandbox.runtime.SandboxLock;
 import io.microsandbox.runtime.SandboxPreparer;
 import java.io.IOException;
 import java.io.InputStream;
+import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.UUID;
 import java.util.function.BiFunction;
 import java.util.function.Function;
 import java.util.stream.Stream;
@@ -102,12 +108,69 @@ final class SnapshotDirectories {
      *         when it is still being written
      */
     static void remove(Path dir, String manifestFile, String what, String nameOrPath) {
-        if (!Files.isRegularFile(dir.resolve(manifestFile)) && !abandoned(dir)) {
-            throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no " + what + " '" + nameOrPath + "'"
-                    + (Files.exists(dir.resolve(WRITING_LOCK)) ? " (one is being written there)" : ""));
+        Deletion deletion = deleteUnlessWritten(dir, manifestFile, true);
+        if (deletion != Deletion.DELETED) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no " + what + " '" + nameOrPath + "'" + switch (deletion) {
+                case BEING_WRITTEN -> " (one is being written there)";
+                case NOT_OURS -> " (" + dir + " holds no " + what + ")";
+                default -> "";
+            });
         }
-        if (!delete(dir)) {
-            throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no " + what + " '" + nameOrPath + "' (removed meanwhile)");
+    }
+
+    /** What {@link #deleteUnlessWritten} found. */
+    enum Deletion {
+        /** deleted */
+        DELETED,
+        /** no such directory, or it was replaced or removed meanwhile */
+        GONE,
+        /** its writer holds the writing lock */
+        BEING_WRITTEN,
+        /** finished, and only an unfinished one was to go */
+        FINISHED,
+        /** neither a manifest nor a writing lock file: not ours, never deleted */
+        NOT_OURS
+    }
+
+    /**
+     * Deletes the snapshot or checkpoint in {@code dir} when its writer is gone: an unfinished
+     * one whose writer died, and a finished one when {@code finishedToo}. Its writing lock is
+     * held from the decision to the deletion, so no writer works inside it meanwhile and no
+     * other deleter swaps it for a new one under the same name: a claim can only put a new
+     * directory there once this one is gone.
+     */
+    static Deletion deleteUnlessWritten(Path dir, String manifestFile, boolean finishedToo) {
+        Path manifest = dir.resolve(manifestFile);
+        Path lockFile = dir.resolve(WRITING_LOCK);
+        boolean finished = Files.isRegularFile(manifest, LinkOption.NOFOLLOW_LINKS);
+        if (finished && !finishedToo) {
+            return Deletion.FINISHED;
+        }
+        SandboxLock lock;
+        try {
+            // a finished directory has dropped its lock file: the deleter's own stands in for it
+            lock = finished ? SandboxLock.tryAcquire(lockFile) : SandboxLock.tryAcquireExisting(lockFile);
+        } catch (NoSuchFileException e) {
+            // no directory, or (an unfinished one) no lock file: a directory claimed since has both
+            return !finished && Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS) && !Files.exists(manifest, LinkOption.NOFOLLOW_LINKS)
+                    ? Deletion.NOT_OURS : Deletion.GONE;
+        } catch (IOException e) {
+            if (!Files.exists(dir, LinkOption.NOFOLLOW_LINKS)) {
+                return Deletion.GONE;
+            }
+            throw new MicrosandboxException(ErrorKind.IO, "cannot lock " + dir + ": " + e.getMessage(), e);
+        }
+        if (lock == null) {
+            return Deletion.BEING_WRITTEN;
+        }
+        try (lock) {
+            if (!lock.isOn(lockFile)) {
+                return Deletion.GONE;
+            }
+            if (Files.isRegularFile(manifest, LinkOption.NOFOLLOW_LINKS) && !finishedToo) {
+                return Deletion.FINISHED; // its writer finished between the two looks
+            }
+            return delete(dir) ? Deletion.DELETED : Deletion.GONE;
         }
     }
 
@@ -118,9 +181,9 @@ final class SnapshotDirectories {
      * @return false when it was gone already (another deleter got there first)
      */
     static boolean delete(Path dir) {
-        Path doomed = dir.resolveSibling(".removing-" + dir.getFileName() + "-" + java.util.UUID.randomUUID());
+        Path doomed = dir.resolveSibling(".removing-" + dir.getFileName() + "-" + UUID.randomUUID());
         try {
-            Files.move(dir, doomed, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+            Files.move(dir, doomed, StandardCopyOption.ATOMIC_MOVE);
         } catch (NoSuchFileException e) {
             return false;
         } catch (IOException e) {
@@ -131,31 +194,33 @@ final class SnapshotDirectories {
     }
 
     /**
-     * Whether {@code dir} is an unfinished snapshot or checkpoint whose writer is gone: it
-     * holds the writing lock file, nobody holds the lock, and there is no manifest.
-     */
-    static boolean abandoned(Path dir) {
-        Path lock = dir.resolve(WRITING_LOCK);
-        if (!Files.isRegularFile(lock)) {
-            return false;
-        }
-        try {
-            return !SandboxLock.isHeld(lock);
-        } catch (IOException e) {
-            return false;
-        }
-    }
-
-    /**
-     * Takes the writing lock of the new directory {@code dir}; the writer closes it with
+     * Creates the directory {@code dir} holding its writing lock, in one step as everyone else
+     * sees it: the directory is made under a hidden name beside it, its lock taken there, and
+     * only then renamed into place, so that nobody finds it with its lock file but without
+     * its lock and takes it for abandoned. The writer closes the lock with
      * {@link #finished(Path, SandboxLock)} once the manifest is in place (or the directory deleted).
+     *
+     * @throws FileAlreadyExistsException when {@code dir} exists
      */
-    static SandboxLock lockForWriting(Path dir) throws IOException {
-        SandboxLock lock = SandboxLock.tryAcquire(dir.resolve(WRITING_LOCK));
-        if (lock == null) {
-            throw new IOException(dir + " is being written by another process");
+    static SandboxLock claim(Path dir) throws IOException {
+        Path staging = dir.resolveSibling(".claiming-" + dir.getFileName() + "-" + UUID.randomUUID());
+        Files.createDirectory(staging);
+        SandboxLock lock = null;
+        try {
+            OwnerOnly.restrict(staging, OwnerOnly.DIRECTORY);
+            lock = SandboxLock.tryAcquire(staging.resolve(WRITING_LOCK));
+            if (lock == null) {
+                throw new IOException(staging + " is locked by someone else");
+            }
+            Posix.renameNoReplace(staging, dir);
+            return lock;
+        } catch (IOException | RuntimeException e) {
+            if (lock != null) {
+                lock.close();
+            }
+            SandboxPreparer.deleteTree(staging);
+            throw e;
         }
-        return lock;
     }
 
     /** Releases the writing lock of {@code dir}, and drops its file when the directory is still there. */
@@ -165,10 +230,6 @@ final class SnapshotDirectories {
         } catch (IOException e) {
             // a lock file left in a finished directory is harmless: the manifest marks it finished
         }
-        try {
-            lock.close();
-        } catch (IOException e) {
-            // the lock goes with the descriptor
-        }
+        lock.close();
     }
 }

@@ -113,7 +113,7 @@ public final class Snapshots {
         if (!Files.isRegularFile(source.upperDisk())) {
             throw new MicrosandboxException(ErrorKind.IO, "sandbox '" + source.name() + "' has no upper disk at " + source.upperDisk());
         }
-        SandboxLock writing = claimDirectory(home, directory(), dir, "snapshot");
+        SandboxLock writing = claimDirectory(home, directory(), dir, "snapshot", Snapshot.MANIFEST_FILE);
         try {
             String content = SparseFiles.copy(source.upperDisk(), dir.resolve(Snapshot.UPPER_FILE));
             Map<String, Object> fields = new LinkedHashMap<>();
@@ -142,13 +142,13 @@ public final class Snapshots {
 
     /**
      * Creates the new directory {@code dir} of a {@code what}, owner-only (and the home's
-     * {@code named} directory on the way when it is there), and takes its writing lock, which
+     * {@code named} directory on the way when it is there), holding its writing lock, which
      * the caller releases with {@link SnapshotDirectories#finished}. An unfinished one whose
      * writer died is deleted and claimed again.
      *
      * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_ALREADY_EXISTS} when it exists
      */
-    static SandboxLock claimDirectory(Path home, Path named, Path dir, String what) {
+    static SandboxLock claimDirectory(Path home, Path named, Path dir, String what, String manifestFile) {
         try {
             Path parent = dir.getParent();
             if (parent.equals(named)) {
@@ -157,16 +157,14 @@ public final class Snapshots {
                 Files.createDirectories(parent);
             }
             try {
-                Files.createDirectory(dir);
+                return SnapshotDirectories.claim(dir);
             } catch (FileAlreadyExistsException e) {
-                if (!SnapshotDirectories.abandoned(dir)) {
+                SnapshotDirectories.Deletion abandoned = SnapshotDirectories.deleteUnlessWritten(dir, manifestFile, false);
+                if (abandoned != SnapshotDirectories.Deletion.DELETED && abandoned != SnapshotDirectories.Deletion.GONE) {
                     throw e;
                 }
-                SnapshotDirectories.delete(dir);
-                Files.createDirectory(dir);
+                return SnapshotDirectories.claim(dir);
             }
-            OwnerOnly.restrict(dir, OwnerOnly.DIRECTORY);
-            return SnapshotDirectories.lockForWriting(dir);
         } catch (FileAlreadyExistsException e) {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_ALREADY_EXISTS, what + " " + dir + " already exists");
         } catch (IOException e) {

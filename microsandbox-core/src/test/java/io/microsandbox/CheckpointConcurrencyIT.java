@@ -41,7 +41,7 @@ class CheckpointConcurrencyIT {
                                 sb.checkpoint("same");
                                 return "taken";
                             } catch (MicrosandboxException e) {
-                                return e.kind().name();
+                                return e.kind() == ErrorKind.IO ? e.getMessage() : e.kind().name();
                             }
                         }));
                     }
@@ -53,7 +53,7 @@ class CheckpointConcurrencyIT {
                                 runtime.checkpoints().remove("same");
                                 outcomes.add("removed");
                             } catch (MicrosandboxException e) {
-                                outcomes.add(e.kind().name());
+                                outcomes.add(e.kind() == ErrorKind.IO ? e.getMessage() : e.kind().name());
                             }
                         }
                         return outcomes;
@@ -65,15 +65,16 @@ class CheckpointConcurrencyIT {
                     taking.set(false);
                     List<String> removed = removes.get(30, TimeUnit.SECONDS);
 
-                    // the loser lost to the claim (the name) or to the supervisor (one checkpoint at a time)
-                    assertThat(results).containsOnlyOnce("taken");
+                    // a loser lost to the claim (the name) or to the supervisor (one checkpoint at a time);
+                    // a second take wins only once a remove took the first one away
+                    assertThat(results).contains("taken");
                     assertThat(results).allMatch(r -> r.equals("taken") || r.equals("SNAPSHOT_ALREADY_EXISTS")
                             || r.equals("UNSUPPORTED_OPERATION"), "typed outcomes");
                     assertThat(removed).allMatch(r -> r.equals("removed") || r.equals("SNAPSHOT_NOT_FOUND"), "typed outcomes");
+                    assertThat(results.stream().filter("taken"::equals).count())
+                            .isLessThanOrEqualTo(1 + removed.stream().filter("removed"::equals).count());
                     Path dir = runtime.checkpoints().directory().resolve("same");
-                    if (removed.contains("removed")) {
-                        assertThat(dir).doesNotExist();
-                    } else {
+                    if (Files.exists(dir)) {
                         Checkpoint cp = runtime.checkpoints().get("same");
                         assertThat(Files.size(cp.memoryFile())).isEqualTo(cp.memoryBytes());
                         assertThat(dir.resolve(SnapshotDirectories.WRITING_LOCK)).doesNotExist();

@@ -73,14 +73,14 @@ class SnapshotDirectoriesTest {
         Checkpoints checkpoints = new Checkpoints(home);
         Path dir = checkpoints.directory().resolve("crashed");
         // what a writer killed during the migration leaves: the claim, a partial memory file, no manifest
-        Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint").close();
+        Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint", Checkpoint.MANIFEST_FILE).close();
         Files.write(dir.resolve(Checkpoint.MEMORY_FILE + ".part"), new byte[4096]);
         assertThat(checkpoints.list()).isEmpty();
         checkpoints.remove("crashed");
         assertThat(dir).doesNotExist();
 
-        Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint").close();
-        SandboxLock claimed = Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint");
+        Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint", Checkpoint.MANIFEST_FILE).close();
+        SandboxLock claimed = Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint", Checkpoint.MANIFEST_FILE);
         try {
             assertThat(dir.resolve(SnapshotDirectories.WRITING_LOCK)).exists();
         } finally {
@@ -92,11 +92,11 @@ class SnapshotDirectoriesTest {
     void aCheckpointBeingWrittenIsNeitherRemovedNorClaimedTwice() throws Exception {
         Checkpoints checkpoints = new Checkpoints(home);
         Path dir = checkpoints.directory().resolve("busy");
-        SandboxLock writing = Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint");
+        SandboxLock writing = Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint", Checkpoint.MANIFEST_FILE);
         try {
             assertThatThrownBy(() -> checkpoints.remove("busy")).isInstanceOfSatisfying(MicrosandboxException.class,
                     e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_NOT_FOUND));
-            assertThatThrownBy(() -> Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint"))
+            assertThatThrownBy(() -> Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint", Checkpoint.MANIFEST_FILE))
                     .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_ALREADY_EXISTS));
             assertThat(dir).isDirectory();
         } finally {
@@ -152,14 +152,107 @@ class SnapshotDirectoriesTest {
         }
     }
 
+    @Test
+    void concurrentTakesAndRemovesOfOneNameNeverFailUntypedNorLeaveHalfAClaim() throws Exception {
+        Checkpoints checkpoints = new Checkpoints(home);
+        Path dir = checkpoints.directory().resolve("raced");
+        int writers = 3;
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(writers + 2);
+        try {
+            for (int round = 0; round < 100; round++) {
+                java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(writers + 2);
+                java.util.concurrent.atomic.AtomicBoolean writing = new java.util.concurrent.atomic.AtomicBoolean(true);
+                java.util.List<java.util.concurrent.Future<String>> takes = new java.util.ArrayList<>();
+                for (int t = 0; t < writers; t++) {
+                    // what Checkpoints.take does around the supervisor's save: claim, write into the directory, manifest, release
+                    takes.add(pool.submit(() -> {
+                        start.await();
+                        SandboxLock lock;
+                        try {
+                            lock = Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint", Checkpoint.MANIFEST_FILE);
+                        } catch (MicrosandboxException e) {
+                            return e.kind() == ErrorKind.IO ? e.getMessage() : e.kind().name();
+                        }
+                        try {
+                            Files.write(dir.resolve(Checkpoint.MEMORY_FILE), new byte[4096]);
+                            Snapshots.writeManifest(dir.resolve(Checkpoint.MANIFEST_FILE), manifest(Instant.now().toString()));
+                            return "taken";
+                        } finally {
+                            SnapshotDirectories.finished(dir, lock);
+                        }
+                    }));
+                }
+                java.util.List<java.util.concurrent.Future<java.util.List<String>>> removers = new java.util.ArrayList<>();
+                for (int r = 0; r < 2; r++) {
+                    removers.add(pool.submit(() -> {
+                        start.await();
+                        java.util.List<String> outcomes = new java.util.ArrayList<>();
+                        while (writing.get()) {
+                            try {
+                                checkpoints.remove("raced");
+                                outcomes.add("removed");
+                            } catch (MicrosandboxException e) {
+                                outcomes.add(e.kind() == ErrorKind.IO ? e.getMessage() : e.kind().name());
+                            }
+                        }
+                        return outcomes;
+                    }));
+                }
+                java.util.List<String> taken = new java.util.ArrayList<>();
+                for (var take : takes) {
+                    taken.add(take.get(30, java.util.concurrent.TimeUnit.SECONDS)); // a writer whose directory vanished throws here
+                }
+                writing.set(false);
+                java.util.List<String> removed = new java.util.ArrayList<>();
+                for (var remover : removers) {
+                    removed.addAll(remover.get(30, java.util.concurrent.TimeUnit.SECONDS));
+                }
+                assertThat(taken).containsAnyOf("taken").allMatch(r -> r.equals("taken") || r.equals("SNAPSHOT_ALREADY_EXISTS"));
+                assertThat(removed).allMatch(r -> r.equals("removed") || r.equals("SNAPSHOT_NOT_FOUND"));
+                // each take after the first needed a remove of the one before it
+                assertThat(taken.stream().filter("taken"::equals).count()).isLessThanOrEqualTo(1 + removed.stream().filter("removed"::equals).count());
+                if (Files.exists(dir)) {
+                    assertThat(checkpoints.get("raced").name()).isEqualTo("raced");
+                    assertThat(dir.resolve(SnapshotDirectories.WRITING_LOCK)).doesNotExist();
+                    checkpoints.remove("raced");
+                }
+                try (var left = Files.list(checkpoints.directory())) {
+                    assertThat(left.toList()).as("nothing half claimed or half removed").isEmpty();
+                }
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    @Test
+    void probingALockFromTheProcessThatHoldsItLeavesItHeldForOthers() throws Exception {
+        Path file = home.resolve("probe.lock");
+        try (SandboxLock held = SandboxLock.tryAcquire(file)) {
+            assertThat(held).isNotNull();
+            assertThat(SandboxLock.isHeld(file)).isTrue();
+            assertThat(SandboxLock.tryAcquire(file)).as("a second lock in the same process").isNull();
+            // util-linux flock(1) is another process: with FileChannel locks the probes above would have released it
+            Process other = new ProcessBuilder("flock", "--nonblock", "--conflict-exit-code", "7", file.toString(), "true").inheritIO().start();
+            assertThat(other.waitFor()).isEqualTo(7);
+        }
+        assertThat(SandboxLock.isHeld(file)).isFalse();
+        assertThat(SandboxLock.isHeld(home.resolve("absent.lock"))).isFalse();
+        assertThat(home.resolve("absent.lock")).as("a probe creates nothing").doesNotExist();
+    }
+
     private static void writeCheckpoint(Path dir, String createdAt) throws Exception {
         Files.createDirectories(dir);
+        Files.write(dir.resolve(Checkpoint.MANIFEST_FILE), manifest(createdAt));
+    }
+
+    private static byte[] manifest(String createdAt) {
         Map<String, Object> fields = new LinkedHashMap<>();
         fields.put("format", Checkpoint.FORMAT);
         fields.put("config", SandboxConfig.builder().image("alpine").build().toJson());
         fields.put("vm", Map.of());
         fields.put("createdAt", createdAt);
-        Files.write(dir.resolve(Checkpoint.MANIFEST_FILE), Snapshot.canonicalManifest(fields));
+        return Snapshot.canonicalManifest(fields);
     }
 
     private static void mkfifo(Path path) throws Exception {

@@ -293,6 +293,38 @@ public final class Posix {
         close0(fd);
     }
 
+    /**
+     * Renames {@code from} to {@code to} in one step, refusing to replace anything there
+     * ({@code renameat2(RENAME_NOREPLACE)}; where the filesystem lacks it, a plain rename,
+     * which still refuses a non-empty directory).
+     *
+     * @throws java.nio.file.FileAlreadyExistsException when {@code to} exists
+     */
+    public static void renameNoReplace(Path from, Path to) throws IOException {
+        load();
+        renameNoReplace0(cstring(from.toString(), "path"), cstring(to.toString(), "path"));
+    }
+
+    /** {@link #tryLockFile}: another holder has the lock. */
+    public static final int LOCK_HELD = -1;
+    /** {@link #tryLockFile}: there is no such file (only when not asked to create it). */
+    public static final int LOCK_FILE_MISSING = -2;
+
+    /**
+     * Opens {@code file} (made {@code 0600}, created when {@code create} is set, never through
+     * a symbolic link) and takes an exclusive {@code flock(2)} on it without waiting. The lock
+     * belongs to the returned descriptor and goes with {@link #close(int)} or the process:
+     * unlike {@link java.nio.channels.FileChannel#tryLock()}, a probe that opens and closes the
+     * same file from this process leaves it held.
+     *
+     * @return the descriptor holding the lock, {@link #LOCK_HELD} or {@link #LOCK_FILE_MISSING}
+     * @throws java.nio.file.NoSuchFileException when asked to create it in a directory that is not there
+     */
+    public static int tryLockFile(Path file, boolean create) throws IOException {
+        load();
+        return tryLockFile0(cstring(file.toString(), "path"), create);
+    }
+
     // ------------------------------------------------------------------------------------
     // terminals
 
@@ -436,6 +468,10 @@ public final class Posix {
     private static native boolean pidfdAwait0(int pidfd, long timeoutMillis) throws IOException;
 
     private static native void close0(int fd);
+
+    private static native void renameNoReplace0(byte[] from, byte[] to) throws IOException;
+
+    private static native int tryLockFile0(byte[] path, boolean create) throws IOException;
 
     private static native boolean isatty0(int fd);
 

@@ -1,11 +1,11 @@
 package io.microsandbox.runtime;
 
 import java.io.IOException;
-import java.nio.channels.FileChannel;
-import java.nio.channels.FileLock;
-import java.nio.channels.OverlappingFileLockException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.BasicFileAttributes;
 
 /**
  * Advisory locks that say a sandbox is alive. The creating client holds {@code create.lock}
@@ -14,12 +14,11 @@ import java.nio.file.StandardOpenOption;
  * sandbox whose locks can both be taken has no live owner, whatever its files say.
  */
 public final class SandboxLock implements AutoCloseable {
-    private final FileChannel channel;
-    private final FileLock lock;
+    private final int fd;
+    private boolean closed;
 
-    private SandboxLock(FileChannel channel, FileLock lock) {
-        this.channel = channel;
-        this.lock = lock;
+    private SandboxLock(int fd) {
+        this.fd = fd;
     }
 
     public static Path createLockFile(SandboxLayout layout) {
@@ -30,19 +29,41 @@ public final class SandboxLock implements AutoCloseable {
         return layout.dir().resolve("supervisor.lock");
     }
 
-    /** Takes the lock on {@code file}, or returns null when another holder has it. */
+    /**
+     * Takes the lock on {@code file}, or returns null when another holder has it (another
+     * process, or another lock of this one). An {@code flock(2)}, not a {@code FileChannel}
+     * lock: with those, closing any channel on the file (as {@link #isHeld} does when it
+     * probes) would release this process's lock for every other process.
+     */
     public static SandboxLock tryAcquire(Path file) throws IOException {
-        FileChannel channel = OwnerOnly.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
+        int fd = Posix.tryLockFile(file, true);
+        return fd < 0 ? null : new SandboxLock(fd);
+    }
+
+    /**
+     * {@link #tryAcquire} on a file that must already be there.
+     *
+     * @throws NoSuchFileException when it is not
+     */
+    public static SandboxLock tryAcquireExisting(Path file) throws IOException {
+        int fd = Posix.tryLockFile(file, false);
+        if (fd == Posix.LOCK_FILE_MISSING) {
+            throw new NoSuchFileException(file.toString());
+        }
+        return fd < 0 ? null : new SandboxLock(fd);
+    }
+
+    /**
+     * Whether {@code file} is, right now, the file this lock is on: not deleted, not replaced
+     * by another one under its name, and not moved away with its directory.
+     */
+    public boolean isOn(Path file) {
         try {
-            FileLock lock = channel.tryLock();
-            if (lock == null) {
-                channel.close();
-                return null;
-            }
-            return new SandboxLock(channel, lock);
-        } catch (OverlappingFileLockException e) {
-            channel.close();
-            return null;
+            Object locked = Files.readAttributes(Path.of("/proc/self/fd/" + fd), BasicFileAttributes.class).fileKey();
+            Object named = Files.readAttributes(file, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS).fileKey();
+            return locked != null && locked.equals(named);
+        } catch (IOException e) {
+            return false;
         }
     }
 
@@ -54,22 +75,29 @@ public final class SandboxLock implements AutoCloseable {
         return isHeld(createLockFile(layout)) || isHeld(supervisorLockFile(layout));
     }
 
-    /** Whether someone, this JVM included, holds the lock on {@code file}. */
+    /**
+     * Whether someone, this process included, holds the lock on {@code file}. A missing file
+     * is not held, and the probe does not create it (a writer that just deleted its lock file
+     * would otherwise find it back).
+     */
     public static boolean isHeld(Path file) throws IOException {
-        SandboxLock probe = tryAcquire(file);
-        if (probe == null) {
+        int fd = Posix.tryLockFile(file, false);
+        if (fd == Posix.LOCK_FILE_MISSING) {
+            return false;
+        }
+        if (fd == Posix.LOCK_HELD) {
             return true;
         }
-        probe.close();
+        Posix.close(fd);
         return false;
     }
 
+    /** Releases the lock; a second call does nothing. */
     @Override
-    public void close() throws IOException {
-        try {
-            lock.release();
-        } finally {
-            channel.close();
+    public synchronized void close() {
+        if (!closed) {
+            closed = true;
+            Posix.close(fd);
         }
     }
 }
