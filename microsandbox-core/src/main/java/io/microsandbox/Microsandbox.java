@@ -166,6 +166,8 @@ public final class Microsandbox {
     public Sandbox create(String name, SandboxConfig config) {
         Sandbox.validateName(name);
         Objects.requireNonNull(config, "config");
+        // a configuration read back from a sandbox carries its secrets without values
+        config = config.withSecretValues(Map.of(), "sandbox '" + name + "'");
         Snapshot snapshot = null;
         if (config.snapshot() != null) {
             snapshot = snapshots().get(config.snapshot());
@@ -202,15 +204,33 @@ public final class Microsandbox {
      *         {@link ErrorKind#SANDBOX_STILL_RUNNING} when it already runs
      */
     public Sandbox start(String name) {
-        return start(name, false);
+        return start(name, Map.of(), false);
     }
 
     /** Like {@link #start(String)}, but the sandbox keeps running after this JVM exits. */
     public Sandbox startDetached(String name) {
-        return start(name, true);
+        return start(name, Map.of(), true);
     }
 
-    private Sandbox start(String name, boolean detached) {
+    /**
+     * Like {@link #start(String)}, for a sandbox created with secrets: their values are never
+     * stored, so they are given again here, by secret name (placeholders and allowed hosts are
+     * kept from its configuration).
+     *
+     * @throws MicrosandboxException {@link ErrorKind#INVALID_CONFIG} when a secret has no value
+     *         or a name is not one of the sandbox's secrets
+     */
+    public Sandbox start(String name, Map<String, String> secretValues) {
+        return start(name, secretValues, false);
+    }
+
+    /** Like {@link #start(String, Map)}, but the sandbox keeps running after this JVM exits. */
+    public Sandbox startDetached(String name, Map<String, String> secretValues) {
+        return start(name, secretValues, true);
+    }
+
+    private Sandbox start(String name, Map<String, String> secretValues, boolean detached) {
+        Objects.requireNonNull(secretValues, "secretValues");
         SandboxHandle handle = get(name);
         if (!handle.status().isTerminal()) {
             throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING, "sandbox '" + name + "' is already " + handle.status().wireName());
@@ -227,7 +247,13 @@ public final class Microsandbox {
             release(createLock);
             throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING, "sandbox '" + name + "' is being started by another process");
         }
-        SandboxConfig config = handle.config().toBuilder().detached(detached).build();
+        SandboxConfig config;
+        try {
+            config = handle.config().toBuilder().detached(detached).build().withSecretValues(secretValues, "sandbox '" + name + "'");
+        } catch (MicrosandboxException e) {
+            release(createLock);
+            throw e;
+        }
         try {
             return boot(layout, config, false, createLock, spec -> spec);
         } catch (MicrosandboxException e) {
@@ -492,7 +518,7 @@ public final class Microsandbox {
         if (options.hostname() != null) {
             builder.hostname(options.hostname());
         }
-        SandboxConfig config = builder.build();
+        SandboxConfig config = builder.build().withSecretValues(options.secretValues(), what);
         SandboxStore store = store();
         if (store.find(name).isPresent()) {
             throw alreadyExists(name);

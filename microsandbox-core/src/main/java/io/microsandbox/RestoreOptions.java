@@ -8,15 +8,18 @@ import java.util.Objects;
  * How {@link Microsandbox#restore(String, Checkpoint, RestoreOptions)} and
  * {@link Microsandbox#fork(Checkpoint, String, int, RestoreOptions)} start sandboxes from a
  * checkpoint: a new guest hostname (default: the source's), labels added to the source's,
- * detached and ephemeral as in {@link SandboxConfig}.
+ * detached and ephemeral as in {@link SandboxConfig}, and the values of the source's secrets,
+ * which a checkpoint never stores.
  */
 public final class RestoreOptions {
     private final String hostname;
     private final Map<String, String> labels;
     private final boolean detached;
     private final boolean ephemeral;
+    private final Map<String, String> secretValues;
 
     private RestoreOptions(Builder b) {
+        this.secretValues = Map.copyOf(b.secretValues);
         this.hostname = b.hostname;
         this.labels = Map.copyOf(b.labels);
         this.detached = b.detached;
@@ -49,12 +52,18 @@ public final class RestoreOptions {
         return ephemeral;
     }
 
+    /** The values of the source's secrets, by secret name. */
+    public Map<String, String> secretValues() {
+        return secretValues;
+    }
+
     /** Builds {@link RestoreOptions}. */
     public static final class Builder {
         private String hostname;
         private final Map<String, String> labels = new LinkedHashMap<>();
         private boolean detached;
         private boolean ephemeral;
+        private final Map<String, String> secretValues = new LinkedHashMap<>();
 
         private Builder() {
         }
@@ -77,6 +86,16 @@ public final class RestoreOptions {
 
         public Builder ephemeral(boolean ephemeral) {
             this.ephemeral = ephemeral;
+            return this;
+        }
+
+        /**
+         * The values of the source sandbox's secrets, by secret name; required when it has
+         * secrets. Placeholders and allowed hosts stay the source's: the restored guest's
+         * processes already hold those placeholders.
+         */
+        public Builder secretValues(Map<String, String> values) {
+            this.secretValues.putAll(Objects.requireNonNull(values, "values"));
             return this;
         }
 

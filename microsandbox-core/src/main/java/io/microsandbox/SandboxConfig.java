@@ -306,14 +306,44 @@ public final class SandboxConfig {
     }
 
     /**
-     * Secrets the guest sees only as placeholders (see {@link Secret}). Never part of
-     * {@link #toJson()}: a persisted or restarted sandbox does not carry them.
+     * Secrets the guest sees only as placeholders (see {@link Secret}). {@link #toJson()} keeps
+     * everything of them but their values, so a configuration read back from a persisted
+     * sandbox or a checkpoint has secrets without values ({@link Secret#hasValue()}), which a
+     * start or restore must be given again.
      */
     public java.util.List<Secret> secrets() {
         return secrets;
     }
 
-    /** This configuration as JSON, the form in which sandboxes are persisted (without {@link #secrets()}). */
+    /**
+     * This configuration with the values of its secrets (read back without them) put back, by
+     * secret name; secrets that carry a value keep it unless {@code values} names them.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#INVALID_CONFIG} naming the secrets still
+     *         without a value, or values for secrets this configuration does not have
+     */
+    SandboxConfig withSecretValues(java.util.Map<String, String> values, String what) {
+        java.util.Set<String> unknown = new java.util.TreeSet<>(values.keySet());
+        secrets.forEach(secret -> unknown.remove(secret.name()));
+        if (!unknown.isEmpty()) {
+            throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, what + " has no secrets " + unknown
+                    + " (its secrets: " + secrets.stream().map(Secret::name).toList() + ")");
+        }
+        java.util.List<Secret> filled = secrets.stream()
+                .map(secret -> values.containsKey(secret.name()) ? secret.withValue(values.get(secret.name())) : secret).toList();
+        java.util.List<String> missing = filled.stream().filter(secret -> !secret.hasValue()).map(Secret::name).toList();
+        if (!missing.isEmpty()) {
+            throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, what + " uses secrets " + missing
+                    + ", whose values are never stored: give them again by name (Microsandbox.start(name, secretValues),"
+                    + " SandboxHandle.start(secretValues), RestoreOptions.builder().secretValues(...))");
+        }
+        Builder b = toBuilder();
+        b.secrets.clear();
+        b.secrets(filled);
+        return b.build();
+    }
+
+    /** This configuration as JSON, the form in which sandboxes are persisted (its secrets without their values). */
     public String toJson() {
         ObjectNode n = JSON.createObjectNode();
         n.put("image", image);
@@ -346,6 +376,18 @@ public final class SandboxConfig {
             n.put("snapshot", snapshot);
         }
         n.set("network", network.toJsonNode());
+        if (!secrets.isEmpty()) {
+            var arr = n.putArray("secrets");
+            for (Secret secret : secrets) {
+                ObjectNode sn = arr.addObject();
+                sn.put("name", secret.name());
+                sn.put("placeholder", secret.placeholder());
+                sn.set("allowHosts", JSON.valueToTree(secret.allowHosts()));
+                sn.set("allowHostPatterns", JSON.valueToTree(secret.allowHostPatterns()));
+                sn.put("requireTls", secret.requireTls());
+                sn.put("onViolation", secret.onViolation().name());
+            }
+        }
         if (!ports.isEmpty()) {
             n.set("ports", io.microsandbox.runtime.network.NetworkSettings.portsToJson(ports));
         }
@@ -416,6 +458,14 @@ public final class SandboxConfig {
                 b.network(NetworkPolicy.fromJsonNode(n.get("network")));
             }
             b.portBindings(io.microsandbox.runtime.network.NetworkSettings.portsFromJson(n.path("ports")));
+            for (JsonNode sn : n.path("secrets")) {
+                java.util.List<String> hosts = new java.util.ArrayList<>();
+                sn.path("allowHosts").forEach(h -> hosts.add(h.asText()));
+                java.util.List<String> patterns = new java.util.ArrayList<>();
+                sn.path("allowHostPatterns").forEach(h -> patterns.add(h.asText()));
+                b.secret(Secret.withoutValue(sn.path("name").asText(), sn.path("placeholder").asText(), hosts, patterns,
+                        sn.path("requireTls").asBoolean(true), Secret.Violation.valueOf(sn.path("onViolation").asText("BLOCK_AND_LOG"))));
+            }
             if (n.hasNonNull("imageDisk")) {
                 b.imageDisk(n.get("imageDisk").asText(), text(n, "imageDiskFsType"));
             }
@@ -438,6 +488,8 @@ public final class SandboxConfig {
             return b.build();
         } catch (java.io.IOException e) {
             throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "sandbox configuration is not valid JSON: " + e.getMessage(), e);
+        } catch (IllegalArgumentException e) {
+            throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "sandbox configuration holds an unknown value: " + e.getMessage(), e);
         }
     }
 

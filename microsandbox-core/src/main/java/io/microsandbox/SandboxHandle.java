@@ -92,6 +92,16 @@ public final class SandboxHandle {
         return runtime.startDetached(name());
     }
 
+    /** Boots the stopped sandbox, attached, with the values of its secrets (see {@link Microsandbox#start(String, java.util.Map)}). */
+    public Sandbox start(java.util.Map<String, String> secretValues) {
+        return runtime.start(name(), secretValues);
+    }
+
+    /** Boots the stopped sandbox, detached, with the values of its secrets (see {@link Microsandbox#start(String, java.util.Map)}). */
+    public Sandbox startDetached(java.util.Map<String, String> secretValues) {
+        return runtime.startDetached(name(), secretValues);
+    }
+
     /** Stops the sandbox gracefully (10 s window) and waits; a no-op when it is not running. */
     public void stop() {
         stop(Sandbox.DEFAULT_STOP_TIMEOUT);

@@ -53,7 +53,7 @@ public final class Secret {
         if (!ENV_NAME.matcher(name).matches()) {
             throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "secret name " + name + " is not an environment variable name");
         }
-        if (value.isEmpty()) {
+        if (value != null && value.isEmpty()) {
             throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "secret " + name + " has an empty value");
         }
         // short placeholders would match ordinary traffic, and one inside the value would be found again after substitution
@@ -61,7 +61,7 @@ public final class Secret {
             throw new MicrosandboxException(ErrorKind.INVALID_CONFIG,
                     "secret " + name + ": the placeholder must be at least 8 printable ASCII characters without spaces");
         }
-        if (value.contains(placeholder) || placeholder.contains(value)) {
+        if (value != null && (value.contains(placeholder) || placeholder.contains(value))) {
             throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "secret " + name + ": the placeholder and the value overlap");
         }
         for (String p : allowHostPatterns) {
@@ -82,13 +82,13 @@ public final class Secret {
      * {@link Builder#allowHosts} or {@link Builder#allowHostPatterns} says where.
      */
     public static Builder env(String name, String value) {
-        return new Builder(name, value);
+        return new Builder(name, Objects.requireNonNull(value, "value"));
     }
 
     /** All settings at once, as the reference SDK's {@code Secret.Env}; {@code placeholder} null for a random one. */
     public static Secret env(String name, String value, List<String> allowHosts, List<String> allowHostPatterns,
                              String placeholder, boolean requireTls, Violation onViolation) {
-        return new Builder(name, value).allowHosts(allowHosts.toArray(String[]::new))
+        return env(name, value).allowHosts(allowHosts.toArray(String[]::new))
                 .allowHostPatterns(allowHostPatterns.toArray(String[]::new)).placeholder(placeholder)
                 .requireTls(requireTls).onViolation(onViolation).build();
     }
@@ -98,9 +98,38 @@ public final class Secret {
         return name;
     }
 
-    /** The real value: for the host's relay only. */
+    /**
+     * The real value: for the host's relay only. Null in a secret read back from a persisted
+     * sandbox ({@link SandboxHandle#config()}, a checkpoint), whose values are never stored:
+     * they are given again when it starts ({@link Microsandbox#start(String, java.util.Map)},
+     * {@link RestoreOptions.Builder#secretValues(java.util.Map)}).
+     */
     public String value() {
         return value;
+    }
+
+    /** Whether this secret carries its value (see {@link #value()}). */
+    public boolean hasValue() {
+        return value != null;
+    }
+
+    /** A secret read back from where it was persisted: everything but its value. */
+    static Secret withoutValue(String name, String placeholder, List<String> allowHosts, List<String> allowHostPatterns,
+                               boolean requireTls, Violation onViolation) {
+        return new Builder(name, null).allowHosts(allowHosts.toArray(String[]::new))
+                .allowHostPatterns(allowHostPatterns.toArray(String[]::new)).placeholder(placeholder)
+                .requireTls(requireTls).onViolation(onViolation).build();
+    }
+
+    /** This secret (read back without its value) with {@code value}, placeholder and hosts unchanged. */
+    Secret withValue(String value) {
+        return toBuilder(Objects.requireNonNull(value, "value")).build();
+    }
+
+    private Builder toBuilder(String value) {
+        return new Builder(name, value).allowHosts(allowHosts.toArray(String[]::new))
+                .allowHostPatterns(allowHostPatterns.toArray(String[]::new)).placeholder(placeholder)
+                .requireTls(requireTls).onViolation(onViolation);
     }
 
     /** Exact host names the value may be sent to (case-insensitive). */
@@ -175,7 +204,7 @@ public final class Secret {
 
         private Builder(String name, String value) {
             this.name = Objects.requireNonNull(name, "name");
-            this.value = Objects.requireNonNull(value, "value");
+            this.value = value;
         }
 
         /** Exact host names the value may go to; adds to earlier calls. */

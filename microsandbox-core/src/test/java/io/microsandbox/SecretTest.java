@@ -39,7 +39,7 @@ class SecretTest {
         SandboxConfig config = SandboxConfig.builder().image("/img").secret(s).build();
         assertThat(config.secrets()).containsExactly(s);
         assertThat(config.toBuilder().build().secrets()).containsExactly(s);
-        assertThat(config.toJson()).doesNotContain("the-real-value").doesNotContain("API_KEY");
+        assertThat(config.toJson()).doesNotContain("the-real-value").contains(s.placeholder());
         assertThat(config.toString()).doesNotContain("the-real-value");
         assertThatThrownBy(() -> SandboxConfig.builder().secrets(List.of(s, Secret.env("API_KEY", "other-value").build())))
                 .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG))
@@ -48,5 +48,34 @@ class SecretTest {
         assertThat(full.placeholder()).isEqualTo("placeholder-b");
         assertThat(full.requireTls()).isFalse();
         assertThat(full.onViolation()).isEqualTo(Secret.Violation.TERMINATE);
+    }
+
+    @Test
+    void aPersistedConfigKeepsEverythingOfItsSecretsButTheValuesWhichAStartGivesAgain() {
+        Secret s = Secret.env("API_KEY", "the-real-value").allowHosts("api.test").allowHostPatterns(".b.test")
+                .requireTls(false).onViolation(Secret.Violation.TERMINATE).build();
+        SandboxConfig read = SandboxConfig.fromJson(SandboxConfig.builder().image("/img").secret(s).build().toJson());
+        Secret back = read.secrets().get(0);
+        assertThat(back.hasValue()).isFalse();
+        assertThat(back.value()).isNull();
+        assertThat(back.toString()).isEqualTo(s.toString());
+
+        assertThatThrownBy(() -> read.withSecretValues(java.util.Map.of(), "sandbox 'x'"))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG))
+                .hasMessageContaining("sandbox 'x' uses secrets [API_KEY], whose values are never stored");
+        assertThatThrownBy(() -> read.withSecretValues(java.util.Map.of("API_KEY", "v-1", "OTHER", "v-2"), "sandbox 'x'"))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG))
+                .hasMessageContaining("has no secrets [OTHER]");
+        assertThatThrownBy(() -> read.withSecretValues(java.util.Map.of("API_KEY", "v" + s.placeholder()), "sandbox 'x'"))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG))
+                .hasMessageContaining("overlap");
+
+        Secret filled = read.withSecretValues(java.util.Map.of("API_KEY", "the-real-value"), "sandbox 'x'").secrets().get(0);
+        assertThat(filled.value()).isEqualTo("the-real-value");
+        assertThat(List.of(filled.name(), filled.placeholder(), filled.allowHosts(), filled.allowHostPatterns(), filled.requireTls(), filled.onViolation()))
+                .isEqualTo(List.of(s.name(), s.placeholder(), s.allowHosts(), s.allowHostPatterns(), s.requireTls(), s.onViolation()));
+        // a config that carries its values needs none given
+        assertThat(SandboxConfig.builder().image("/img").secret(s).build().withSecretValues(java.util.Map.of(), "sandbox 'x'").secrets())
+                .containsExactly(s);
     }
 }

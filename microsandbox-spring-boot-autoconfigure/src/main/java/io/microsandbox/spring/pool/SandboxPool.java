@@ -561,6 +561,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     /** A member's own identity: its name, and the hostname a cold boot would give it (unless the config fixes one). */
     private RestoreOptions restoreOptions(String sandboxName) {
         RestoreOptions.Builder b = RestoreOptions.builder().detached(true).ephemeral(false);
+        // a checkpoint never stores secret values: the pool's configuration holds them
+        config.secrets().forEach(secret -> b.secretValues(java.util.Map.of(secret.name(), secret.value())));
         if (config.hostname() == null) {
             b.hostname(SandboxPreparer.hostnameFor(sandboxName));
         }
