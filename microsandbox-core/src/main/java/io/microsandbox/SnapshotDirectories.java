@@ -203,6 +203,7 @@ final class SnapshotDirectories {
      * @throws FileAlreadyExistsException when {@code dir} exists
      */
     static SandboxLock claim(Path dir) throws IOException {
+        sweepLeftovers(dir, LEFTOVER_AGE);
         Path staging = dir.resolveSibling(".claiming-" + dir.getFileName() + "-" + UUID.randomUUID());
         Files.createDirectory(staging);
         SandboxLock lock = null;
@@ -220,6 +221,32 @@ final class SnapshotDirectories {
             }
             SandboxPreparer.deleteTree(staging);
             throw e;
+        }
+    }
+
+    /** How old a hidden claim or deletion beside a directory must be to count as left by a dead process. */
+    static final java.time.Duration LEFTOVER_AGE = java.time.Duration.ofMinutes(10);
+
+    /**
+     * Deletes, best effort, what processes that died left beside {@code dir} under hidden names:
+     * a claim never renamed into place ({@code .claiming-}), a deletion never finished
+     * ({@code .removing-}, which may hold a whole memory file). Only those renamed or made more
+     * than {@code age} ago (their inode change time) and whose lock nobody holds: a live claim
+     * or deletion takes milliseconds.
+     */
+    static void sweepLeftovers(Path dir, java.time.Duration age) {
+        String glob = ".{claiming,removing}-" + dir.getFileName() + "-*";
+        long before = System.currentTimeMillis() - age.toMillis();
+        try (java.nio.file.DirectoryStream<Path> leftovers = Files.newDirectoryStream(dir.getParent(), glob)) {
+            for (Path leftover : leftovers) {
+                Object changed = Files.getAttribute(leftover, "unix:ctime", LinkOption.NOFOLLOW_LINKS);
+                if (changed instanceof java.nio.file.attribute.FileTime t && t.toMillis() < before
+                        && !SandboxLock.isHeld(leftover.resolve(WRITING_LOCK))) {
+                    SandboxPreparer.deleteTree(leftover);
+                }
+            }
+        } catch (IOException | MicrosandboxException e) {
+            // best effort: the next claim of this name tries again
         }
     }
 

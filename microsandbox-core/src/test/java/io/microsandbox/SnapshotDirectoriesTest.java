@@ -241,6 +241,28 @@ class SnapshotDirectoriesTest {
         assertThat(home.resolve("absent.lock")).as("a probe creates nothing").doesNotExist();
     }
 
+    @Test
+    void aClaimSweepsOnlyOldUnlockedLeftoversOfItsNameThatDeadProcessesLeft() throws Exception {
+        Path named = Files.createDirectories(new Checkpoints(home).directory());
+        Path deadClaim = Files.createDirectories(named.resolve(".claiming-cp-1"));
+        Files.createFile(deadClaim.resolve(SnapshotDirectories.WRITING_LOCK));
+        Path deadRemoval = Files.createDirectories(named.resolve(".removing-cp-2"));
+        Files.write(deadRemoval.resolve(Checkpoint.MEMORY_FILE), new byte[4096]);
+        Path otherName = Files.createDirectories(named.resolve(".removing-other-3"));
+        Path liveClaim = Files.createDirectories(named.resolve(".claiming-cp-4"));
+        try (SandboxLock live = SandboxLock.tryAcquire(liveClaim.resolve(SnapshotDirectories.WRITING_LOCK))) {
+            SnapshotDirectories.sweepLeftovers(named.resolve("cp"), SnapshotDirectories.LEFTOVER_AGE);
+            assertThat(deadClaim).as("too young").exists();
+            assertThat(deadRemoval).as("too young").exists();
+            Thread.sleep(20); // inode change times cannot be set back: sweep with no minimum age instead
+            SnapshotDirectories.sweepLeftovers(named.resolve("cp"), Duration.ZERO);
+            assertThat(deadClaim).doesNotExist();
+            assertThat(deadRemoval).doesNotExist();
+            assertThat(otherName).as("another name's").exists();
+            assertThat(liveClaim).as("its lock is held").exists();
+        }
+    }
+
     private static void writeCheckpoint(Path dir, String createdAt) throws Exception {
         Files.createDirectories(dir);
         Files.write(dir.resolve(Checkpoint.MANIFEST_FILE), manifest(createdAt));
