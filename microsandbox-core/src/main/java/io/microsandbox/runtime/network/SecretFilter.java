@@ -178,7 +178,7 @@ final class SecretFilter implements AutoCloseable {
                         state = State.HEAD;
                     }
                 }
-                case CHUNK_SIZE, CHUNK_END, TRAILERS -> i += framingLine(data, i, out);
+                case CHUNK_SIZE, CHUNK_END, TRAILERS -> framingByte(data[i++], out);
                 case CHUNK_DATA -> {
                     int n = (int) Math.min(remaining, data.length - i);
                     byte[] joined = new byte[chunkTail.length + n];
@@ -353,11 +353,10 @@ final class SecretFilter implements AutoCloseable {
     }
 
     /**
-     * One byte at a time of a chunk-size line, the line ending a chunk's data, or a trailer line;
-     * a whole line is dealt with when its LF comes. Returns how many bytes it took (1).
+     * One byte of a chunk-size line, the line ending a chunk's data, or a trailer line; a whole
+     * line is dealt with when its LF comes.
      */
-    private int framingLine(byte[] data, int i, ByteArrayOutputStream out) throws SecretViolation {
-        byte b = data[i];
+    private void framingByte(byte b, ByteArrayOutputStream out) throws SecretViolation {
         pending.write(b);
         boolean broken = pending.size() > MAX_LINE || state == State.CHUNK_END && b != '\r' && b != '\n';
         if (broken) {
@@ -368,10 +367,10 @@ final class SecretFilter implements AutoCloseable {
             check(rest);
             out.writeBytes(rest);
             state = State.RAW;
-            return 1;
+            return;
         }
         if (b != '\n') {
-            return 1;
+            return;
         }
         byte[] line = pending.toByteArray();
         pending.reset();
@@ -403,7 +402,6 @@ final class SecretFilter implements AutoCloseable {
                 }
             }
         }
-        return 1;
     }
 
     /** {@code data} as one chunk (nothing for none: an empty chunk would end the body). */
