@@ -172,6 +172,18 @@ class SecretFilterTest {
     }
 
     @Test
+    void bodiesWhoseFramingIsInDoubtAreNotRewritten() throws Exception {
+        // two different lengths: which one the server takes is its business, so no length is rewritten
+        String two = "POST / HTTP/1.1\r\nHost: api.test\r\nContent-Length: 15\r\nContent-Length: 20\r\n\r\nPLACEHOLDER-KEY";
+        assertThat(run(two, 4)).isEqualTo(two);
+        // the guest ends its side mid-body: the partial request goes as it came
+        String cut = "POST / HTTP/1.1\r\nHost: api.test\r\nContent-Length: 30\r\n\r\nPLACEHOLDER-KEY";
+        AtomicLong budget = new AtomicLong(SecretFilter.BODY_BUDGET);
+        assertThat(run(new SecretFilter(List.of(KEY), List.of("api.test"), false, budget), cut, 5)).isEqualTo(cut);
+        assertThat(budget.get()).isEqualTo(SecretFilter.BODY_BUDGET);
+    }
+
+    @Test
     void passesTrafficWithoutPlaceholdersUnchanged() throws Exception {
         String s = "GET / HTTP/1.1\r\nHost: other.test\r\n\r\nPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
                 + "GET /x HTTP/1.0\n\n";
