@@ -9,9 +9,10 @@ import java.util.regex.Pattern;
 /**
  * A secret the guest may use without ever holding it: the guest's environment gets
  * {@code name=placeholder}, and the host's network relay puts the real value in place of the
- * placeholder in outgoing HTTP request lines and headers, toward the allowed hosts only
- * (docs/network.md, "Secrets"). A placeholder sent anywhere else is a violation, handled by
- * {@link #onViolation()}. The value lives only in the host's memory and in an owner-only file
+ * placeholder in outgoing HTTP request lines, headers and bodies ({@code Content-Length} bodies
+ * up to 1 MiB, chunked ones of any size), toward the allowed hosts only (docs/network.md,
+ * "Secrets"). A placeholder sent anywhere else, or in a larger {@code Content-Length} body, is a
+ * violation, handled by {@link #onViolation()}. The value lives only in the host's memory and in an owner-only file
  * that the supervisor deletes once it has read it; {@link #toString()} never shows it.
  *
  * <pre>{@code

@@ -140,15 +140,39 @@ final class NetTestHosts implements AutoCloseable {
     /**
      * An HTTP server on the public host's port 8080 and an HTTPS one on 8443 that answer "ok" when
      * the request's Authorization header is one of {@code accepted}, else "bad": never an echo, so a
-     * value the host put in cannot come back into the guest.
+     * value the host put in cannot come back into the guest. A POST is "ok" when its JSON body (by
+     * {@code Content-Length}, which must be its exact length, or chunked) is {@code {"key": K}} with
+     * {@code "Bearer " + K} one of {@code accepted}, "bad" for another key, "badbody" for a body
+     * that is not such JSON; a body shorter than its length times out and closes the connection.
      */
     void startAuthorizationChecker(String... accepted) throws IOException, InterruptedException {
         String ns = "msbt-pub-" + tag;
-        String script = "import http.server, socketserver, ssl, sys\n"
+        String script = "import http.server, json, socketserver, ssl, sys\n"
                 + "class H(http.server.BaseHTTPRequestHandler):\n"
                 + "    protocol_version = 'HTTP/1.1'\n"
+                + "    timeout = 20\n"
                 + "    def do_GET(self):\n"
-                + "        body = b'ok' if self.headers.get('Authorization') in sys.argv[3].split(',') else b'bad'\n"
+                + "        self.do_answer(b'ok' if self.headers.get('Authorization') in sys.argv[3].split(',') else b'bad')\n"
+                + "    def do_POST(self):\n"
+                + "        if 'chunked' in self.headers.get('Transfer-Encoding', ''):\n"
+                + "            data = b''\n"
+                + "            while True:\n"
+                + "                size = int(self.rfile.readline().split(b';')[0], 16)\n"
+                + "                if size == 0:\n"
+                + "                    while self.rfile.readline() not in (b'\\r\\n', b''):\n"
+                + "                        pass\n"
+                + "                    break\n"
+                + "                data += self.rfile.read(size)\n"
+                + "                self.rfile.readline()\n"
+                + "        else:\n"
+                + "            data = self.rfile.read(int(self.headers['Content-Length']))\n"
+                + "        try:\n"
+                + "            key = json.loads(data)['key']\n"
+                + "            body = b'ok' if 'Bearer ' + key in sys.argv[3].split(',') else b'bad'\n"
+                + "        except (ValueError, KeyError, TypeError):\n"
+                + "            body = b'badbody'\n"
+                + "        self.do_answer(body)\n"
+                + "    def do_answer(self, body):\n"
                 + "        self.send_response(200)\n"
                 + "        self.send_header('Content-Length', str(len(body)))\n"
                 + "        self.end_headers()\n"

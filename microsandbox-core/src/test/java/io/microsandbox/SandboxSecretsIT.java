@@ -30,19 +30,25 @@ class SandboxSecretsIT {
     private static final String KEY_VALUE = "real-tls-" + UUID.randomUUID();
     private static final String PLAIN_VALUE = "real-plain-" + UUID.randomUUID();
     private static final String CLIENT = """
-            import http.client, os, ssl, sys
-            def get(conn):
+            import http.client, json, ssl, sys
+            kind, key, host, how = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+            def call(conn):
                 try:
-                    conn.request("GET", "/", headers={"Authorization": "Bearer " + sys.argv[2]})
+                    if how == "get":
+                        conn.request("GET", "/", headers={"Authorization": "Bearer " + key})
+                    else:
+                        body = json.dumps({"key": key}).encode()
+                        half = len(body) // 2  # chunked: the placeholder split across two chunks
+                        conn.request("POST", "/", body=body if how == "post" else iter([body[:half], body[half:]]),
+                                     headers={"Content-Type": "application/json"}, encode_chunked=how == "chunked")
                     return conn.getresponse().read().decode()
                 except Exception as e:
                     return "ERR_" + type(e).__name__
-            kind, host = sys.argv[1], sys.argv[3]
             if kind == "tls":
                 c = http.client.HTTPSConnection(host, 8443, context=ssl.create_default_context(), timeout=30)
             else:
                 c = http.client.HTTPConnection(host, 8080, timeout=30)
-            print(kind, host, get(c), get(c), flush=True)
+            print(kind, host, call(c), call(c), flush=True)
             """;
     private static NetTestHosts hosts;
 
@@ -66,10 +72,19 @@ class SandboxSecretsIT {
                 .tlsInterception(true).tlsTrustedCaFile(hosts.tlsCertFile()).build();
     }
 
-    /** Runs the client in the guest: two requests on one connection, each printed as the server's answer or ERR_. */
+    /** Runs the client in the guest: two GETs on one connection, each printed as the server's answer or ERR_. */
     private static String request(Sandbox sb, String kind, String envName, String host) {
-        ExecOutput out = sb.shell("python3 -c '" + CLIENT.replace("'", "'\\''") + "' " + kind + " \"$" + envName + "\" " + host,
-                ExecOptions.builder().timeout(Duration.ofSeconds(120)).build());
+        return request(sb, kind, envName, host, "get");
+    }
+
+    /**
+     * As {@link #request(Sandbox, String, String, String)} with {@code how}: "get" (the placeholder
+     * in the Authorization header), "post" (in a JSON body by Content-Length) or "chunked" (the
+     * same body chunked, the placeholder split across two chunks).
+     */
+    private static String request(Sandbox sb, String kind, String envName, String host, String how) {
+        ExecOutput out = sb.shell("python3 -c '" + CLIENT.replace("'", "'\\''") + "' " + kind + " \"$" + envName + "\" " + host
+                + " " + how, ExecOptions.builder().timeout(Duration.ofSeconds(120)).build());
         assertThat(out.exitCode()).as(out.stderr()).isZero();
         return out.stdout().trim();
     }
@@ -101,6 +116,17 @@ class SandboxSecretsIT {
                 assertThat(request(sb, "plain", "PLAIN_KEY", "pub.test")).isEqualTo("plain pub.test ok ok");
                 // a literal placeholder the host does not know passes unchanged (and the server says so)
                 assertThat(request(sb, "plain", "HOME", "pub.test")).isEqualTo("plain pub.test bad bad");
+
+                // in request bodies too: the server gets the value with an exact Content-Length (the second
+                // request on the connection would be misread otherwise) or in chunks; another host is refused
+                assertThat(request(sb, "tls", "API_KEY", "pub.test", "post")).isEqualTo("tls pub.test ok ok");
+                assertThat(request(sb, "plain", "PLAIN_KEY", "pub.test", "post")).isEqualTo("plain pub.test ok ok");
+                assertThat(request(sb, "tls", "API_KEY", "pub.test", "chunked")).isEqualTo("tls pub.test ok ok");
+                assertThat(request(sb, "plain", "PLAIN_KEY", "blocked.test", "post")).matches("plain blocked\\.test ERR_\\w+ ERR_\\w+");
+                assertThat(request(sb, "tls", "API_KEY", "www.pub.test", "chunked")).matches("tls www\\.pub\\.test ERR_\\w+ ERR_\\w+");
+                String bodyLog = systemLog(sb);
+                assertThat(bodyLog).contains("the placeholder of secret PLAIN_KEY was sent to Host blocked.test:8080: connection reset")
+                        .contains("the placeholder of secret API_KEY was sent to Host www.pub.test:8443: connection reset");
 
                 // requireTls: the same allowed host in plaintext is a violation; another host (same address) too
                 assertThat(request(sb, "plain", "API_KEY", "pub.test")).matches("plain pub\\.test ERR_\\w+ ERR_\\w+");
@@ -162,7 +188,7 @@ class SandboxSecretsIT {
         try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().network(intercepting()).secret(key).build())) {
             assertThat(request(sb, "plain", "API_KEY", "pub.test")).isEqualTo("plain pub.test ok ok");
             try {
-                sb.shell("python3 -c '" + CLIENT.replace("'", "'\\''") + "' plain \"$API_KEY\" blocked.test",
+                sb.shell("python3 -c '" + CLIENT.replace("'", "'\\''") + "' plain \"$API_KEY\" blocked.test get",
                         ExecOptions.builder().timeout(Duration.ofSeconds(60)).build());
             } catch (MicrosandboxException e) {
                 // the sandbox may stop before the exec answers

@@ -50,6 +50,8 @@ public final class NetworkRelay implements AutoCloseable {
     /** The most credit a guest may announce for what we send it (the agent announces 1 MiB). */
     private static final long MAX_GUEST_WINDOW = 4L * 1024 * 1024;
     private static final int CHUNK = 256 * 1024;
+    /** Heap that request bodies held to replace secrets' placeholders in may take: the bodies, and two copies as they are sent. */
+    public static final long SECRET_BODY_HEAP = 3 * SecretFilter.BODY_BUDGET;
     private static final int MAX_CONNECTIONS = 1024;
     private static final int CONNECT_TIMEOUT_MS = 10_000;
     private static final int DNS_TIMEOUT_MS = 3_000;
@@ -96,6 +98,8 @@ public final class NetworkRelay implements AutoCloseable {
     private long reportsLeftOut; // guarded by reportLock
     private volatile List<io.microsandbox.Secret> secrets = List.of();
     private volatile Runnable onTerminate = () -> { };
+    /** What request bodies held by the connections' secret filters may still take together. */
+    private final java.util.concurrent.atomic.AtomicLong secretBodyBudget = new java.util.concurrent.atomic.AtomicLong(SecretFilter.BODY_BUDGET);
 
     public NetworkRelay(NetworkSettings settings, AddressGroups groups, GuestChannel guest, Consumer<String> systemLog) {
         this(settings, groups, guest, systemLog, null);
@@ -313,7 +317,7 @@ public final class NetworkRelay implements AutoCloseable {
             return;
         }
         if (!secrets.isEmpty()) { // plaintext names: only those this relay resolved to the address
-            c.filter = new SecretFilter(secrets, List.copyOf(names), false);
+            c.filter = new SecretFilter(secrets, List.copyOf(names), false, secretBodyBudget);
         }
         Socket s = new Socket();
         try {
@@ -375,7 +379,7 @@ public final class NetworkRelay implements AutoCloseable {
             guestTls.setUseClientMode(false);
             javax.net.ssl.SSLSocket upstream = up;
             // the upstream certificate was verified for name: the plaintext may carry secrets allowed there
-            SecretFilter filter = secrets.isEmpty() ? null : new SecretFilter(secrets, List.of(name), true);
+            SecretFilter filter = secrets.isEmpty() ? null : new SecretFilter(secrets, List.of(name), true, secretBodyBudget);
             Thread t = new Thread(() -> pumpFiltered(c, guestTls, upstream, filter), "net-tls-up-" + Integer.toHexString(c.id));
             t.setDaemon(true);
             t.start();
@@ -428,6 +432,7 @@ public final class NetworkRelay implements AutoCloseable {
         } catch (IOException e) {
             // one side failed: both end
         } finally {
+            filter.close();
             closeQuietly(from);
             closeQuietly(to);
         }
@@ -1081,6 +1086,10 @@ public final class NetworkRelay implements AutoCloseable {
                 }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
+            } finally {
+                if (filter != null) {
+                    filter.close(); // a body it held gives its room back
+                }
             }
         }
 

@@ -75,11 +75,12 @@ public final class Supervisor {
     static final long CLIENT_QUEUE_BUDGET = 32L << 20;
     /**
      * What the budgets above add up to with the guest reader's one frame (4 MiB and its
-     * decoded tree, bounded by the decoder's item limit) and the JVM's own needs: the heap
+     * decoded tree, bounded by the decoder's item limit), the request bodies the network relay
+     * holds to put secrets in, and the JVM's own needs: the heap
      * {@link SupervisorProcess} gives the supervisor is sized from it.
      */
     static final long HEAP_BUDGET = GUEST_QUEUE_BYTES + CLIENT_READ_BUDGET + CLIENT_QUEUE_BUDGET
-            + 3L * Protocol.MAX_FRAME_BYTES + (32L << 20);
+            + 3L * Protocol.MAX_FRAME_BYTES + io.microsandbox.runtime.network.NetworkRelay.SECRET_BODY_HEAP + (32L << 20);
     private static final Duration QMP_TIMEOUT = Duration.ofSeconds(5);
     private static final ObjectMapper JSON = new ObjectMapper();
 
