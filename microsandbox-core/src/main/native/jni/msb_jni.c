@@ -7,7 +7,8 @@
  *   waitpid, kill, setsid, prctl(PR_SET_PDEATHSIG), pidfd_open/poll, close
  *   isatty, termios raw mode save/restore, window size
  *   statTree     lstat of every entry under a directory, in one call, for image fingerprints
- *   flock        exclusive advisory locks owned by a descriptor, not by the process
+ *   OFD locks    exclusive advisory locks owned by an open file, not by the process, and
+ *                tested without being taken
  *   renameat2    a rename that never replaces what is there (RENAME_NOREPLACE)
  *
  * Every failure throws java.io.IOException "<what was attempted>: <strerror>".
@@ -29,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -957,11 +957,29 @@ JNIEXPORT void JNICALL Java_io_microsandbox_runtime_Posix_lsetmtime0(JNIEnv *env
 /* ------------------------------------------------------------------------------------ */
 /* advisory locks                                                                         */
 
-/* Opens (creating it 0600 when create is set, never through a symbolic link) and flock()s
- * path. flock, unlike the fcntl locks of FileChannel.lock, belongs to the open file: a probe
- * that opens and closes the same file from this process does not release a lock another
- * descriptor holds. Returns the fd holding the lock, -1 when someone else holds it, -2 when
- * the file is not there and create is not set. */
+/* An open file description lock (F_OFD_SETLK, Linux 3.15+) over the whole file. It belongs to
+ * the open file, like flock(), not to the process, like the fcntl locks of FileChannel.lock:
+ * closing another descriptor of the same file in this process does not release it. And unlike
+ * flock() it can be tested without being taken (F_OFD_GETLK), so a probe never makes a real
+ * taker fail in the moment it holds the lock. */
+static int ofd_lock(int fd, int cmd, short type, short *found) {
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET; /* l_start 0, l_len 0: the whole file; l_pid must be 0 */
+    int r;
+    do {
+        r = fcntl(fd, cmd, &fl);
+    } while (r < 0 && errno == EINTR);
+    if (found != NULL) {
+        *found = fl.l_type;
+    }
+    return r;
+}
+
+/* Opens (creating it 0600 when create is set, never through a symbolic link) and locks path.
+ * Returns the fd holding the lock, -1 when someone else holds it, -2 when the file is not
+ * there and create is not set. */
 JNIEXPORT jint JNICALL Java_io_microsandbox_runtime_Posix_tryLockFile0(JNIEnv *env, jclass cls, jbyteArray jpath, jboolean create) {
     (void) cls;
     char *path = path_arg(env, jpath);
@@ -985,21 +1003,42 @@ JNIEXPORT jint JNICALL Java_io_microsandbox_runtime_Posix_tryLockFile0(JNIEnv *e
         free(path);
         return -1;
     }
-    int r;
-    do {
-        r = flock(fd, LOCK_EX | LOCK_NB);
-    } while (r < 0 && errno == EINTR);
-    if (r < 0) {
+    if (ofd_lock(fd, F_OFD_SETLK, F_WRLCK, NULL) < 0) {
         int err = errno;
         close(fd);
-        if (err != EWOULDBLOCK) {
-            throw_io(env, err, "flock %s", path);
+        if (err != EAGAIN && err != EACCES) {
+            throw_io(env, err, "lock %s", path);
         }
         free(path);
         return -1;
     }
     free(path);
     return fd;
+}
+
+/* Whether someone (this process included) holds the lock on path, without taking it; a
+ * missing file is not held. */
+JNIEXPORT jboolean JNICALL Java_io_microsandbox_runtime_Posix_isLockHeld0(JNIEnv *env, jclass cls, jbyteArray jpath) {
+    (void) cls;
+    char *path = path_arg(env, jpath);
+    if (path == NULL) {
+        return JNI_FALSE;
+    }
+    int fd = open_cloexec(path, O_RDONLY | O_NOFOLLOW, 0);
+    if (fd < 0) {
+        if (errno != ENOENT) {
+            throw_io(env, errno, "open %s", path);
+        }
+        free(path);
+        return JNI_FALSE;
+    }
+    short found = F_UNLCK;
+    if (ofd_lock(fd, F_OFD_GETLK, F_WRLCK, &found) < 0) {
+        throw_io(env, errno, "test the lock of %s", path);
+    }
+    close(fd);
+    free(path);
+    return found != F_UNLCK ? JNI_TRUE : JNI_FALSE;
 }
 
 /* rename(2) that fails with FileAlreadyExistsException instead of replacing to (an empty

@@ -232,13 +232,43 @@ class SnapshotDirectoriesTest {
             assertThat(held).isNotNull();
             assertThat(SandboxLock.isHeld(file)).isTrue();
             assertThat(SandboxLock.tryAcquire(file)).as("a second lock in the same process").isNull();
-            // util-linux flock(1) is another process: with FileChannel locks the probes above would have released it
-            Process other = new ProcessBuilder("flock", "--nonblock", "--conflict-exit-code", "7", file.toString(), "true").inheritIO().start();
-            assertThat(other.waitFor()).isEqualTo(7);
+            // another process, whose POSIX lock conflicts with ours: with FileChannel locks the probes above would have released it
+            Process other = new ProcessBuilder("python3", "-c", "import fcntl, sys\n"
+                    + "f = open(sys.argv[1], 'r+')\n"
+                    + "try:\n    fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB); print('free')\n"
+                    + "except OSError:\n    print('held')", file.toString()).redirectErrorStream(true).start();
+            assertThat(new String(other.getInputStream().readAllBytes(), StandardCharsets.UTF_8).strip()).isEqualTo("held");
+            assertThat(other.waitFor()).isZero();
         }
         assertThat(SandboxLock.isHeld(file)).isFalse();
         assertThat(SandboxLock.isHeld(home.resolve("absent.lock"))).isFalse();
         assertThat(home.resolve("absent.lock")).as("a probe creates nothing").doesNotExist();
+    }
+
+    @Test
+    void probingALockNeverTurnsAwaySomeoneTakingIt() throws Exception {
+        Path file = home.resolve("contended.lock");
+        java.util.concurrent.atomic.AtomicBoolean probing = new java.util.concurrent.atomic.AtomicBoolean(true);
+        Thread prober = new Thread(() -> {
+            try {
+                while (probing.get()) {
+                    SandboxLock.isHeld(file);
+                }
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        });
+        prober.start();
+        try {
+            for (int i = 0; i < 20_000; i++) {
+                try (SandboxLock taken = SandboxLock.tryAcquire(file)) {
+                    assertThat(taken).as("take " + i + " while another thread probes").isNotNull();
+                }
+            }
+        } finally {
+            probing.set(false);
+            prober.join();
+        }
     }
 
     @Test

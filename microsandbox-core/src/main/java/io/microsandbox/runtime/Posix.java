@@ -312,10 +312,10 @@ public final class Posix {
 
     /**
      * Opens {@code file} (made {@code 0600}, created when {@code create} is set, never through
-     * a symbolic link) and takes an exclusive {@code flock(2)} on it without waiting. The lock
-     * belongs to the returned descriptor and goes with {@link #close(int)} or the process:
-     * unlike {@link java.nio.channels.FileChannel#tryLock()}, a probe that opens and closes the
-     * same file from this process leaves it held.
+     * a symbolic link) and takes an exclusive lock on it without waiting: an open file
+     * description lock ({@code F_OFD_SETLK}), which belongs to the returned descriptor and goes
+     * with {@link #close(int)} or the process. Unlike {@link java.nio.channels.FileChannel#tryLock()},
+     * closing another descriptor of the same file in this process leaves it held.
      *
      * @return the descriptor holding the lock, {@link #LOCK_HELD} or {@link #LOCK_FILE_MISSING}
      * @throws java.nio.file.NoSuchFileException when asked to create it in a directory that is not there
@@ -323,6 +323,15 @@ public final class Posix {
     public static int tryLockFile(Path file, boolean create) throws IOException {
         load();
         return tryLockFile0(cstring(file.toString(), "path"), create);
+    }
+
+    /**
+     * Whether someone, this process included, holds the lock {@link #tryLockFile} takes on
+     * {@code file}, tested without taking it ({@code F_OFD_GETLK}); a missing file is not held.
+     */
+    public static boolean isLockHeld(Path file) throws IOException {
+        load();
+        return isLockHeld0(cstring(file.toString(), "path"));
     }
 
     // ------------------------------------------------------------------------------------
@@ -472,6 +481,8 @@ public final class Posix {
     private static native void renameNoReplace0(byte[] from, byte[] to) throws IOException;
 
     private static native int tryLockFile0(byte[] path, boolean create) throws IOException;
+
+    private static native boolean isLockHeld0(byte[] path) throws IOException;
 
     private static native boolean isatty0(int fd);
 

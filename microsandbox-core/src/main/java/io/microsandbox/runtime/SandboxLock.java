@@ -31,9 +31,9 @@ public final class SandboxLock implements AutoCloseable {
 
     /**
      * Takes the lock on {@code file}, or returns null when another holder has it (another
-     * process, or another lock of this one). An {@code flock(2)}, not a {@code FileChannel}
-     * lock: with those, closing any channel on the file (as {@link #isHeld} does when it
-     * probes) would release this process's lock for every other process.
+     * process, or another lock of this one). An open file description lock, not a
+     * {@code FileChannel} lock: with those, closing any channel on the file in this process
+     * would release this process's lock for every other process.
      */
     public static SandboxLock tryAcquire(Path file) throws IOException {
         int fd = Posix.tryLockFile(file, true);
@@ -76,20 +76,12 @@ public final class SandboxLock implements AutoCloseable {
     }
 
     /**
-     * Whether someone, this process included, holds the lock on {@code file}. A missing file
-     * is not held, and the probe does not create it (a writer that just deleted its lock file
-     * would otherwise find it back).
+     * Whether someone, this process included, holds the lock on {@code file}. A test, not a
+     * take: a creator trying the lock at the same moment is not turned away, and a missing
+     * file is not held (nor created).
      */
     public static boolean isHeld(Path file) throws IOException {
-        int fd = Posix.tryLockFile(file, false);
-        if (fd == Posix.LOCK_FILE_MISSING) {
-            return false;
-        }
-        if (fd == Posix.LOCK_HELD) {
-            return true;
-        }
-        Posix.close(fd);
-        return false;
+        return Posix.isLockHeld(file);
     }
 
     /** Releases the lock; a second call does nothing. */
