@@ -286,34 +286,34 @@ public final class NetworkRelay implements AutoCloseable {
     }
 
     private void connectOut(Connection c, Frame frame) {
-        String dst = frame.text("dst");
-        Long port = frame.number("port");
-        InetAddress address = InetLiterals.parse(dst);
-        if (address == null || port == null || port < 1 || port > 65535) {
+        InetSocketAddress destination = requestedDestination(frame);
+        if (destination == null) {
             abort(c, "network: refused a malformed connection request from the guest: " + frame.payload());
             return;
         }
+        InetAddress address = destination.getAddress();
+        int port = destination.getPort();
         String proto = frame.text("proto");
         if (!"tcp".equals(proto)) {
-            abort(c, "network: refused a " + proto + " connection to " + dst + ": only TCP is carried");
+            abort(c, "network: refused a " + proto + " connection to " + address.getHostAddress() + ": only TCP is carried");
             return;
         }
         Collection<String> names = namesOf(address);
         List<String> claimed = List.of();
-        if (tls != null || matcher.needsServerName(Protocol.TCP, port.intValue())) {
+        if (tls != null || matcher.needsServerName(Protocol.TCP, port)) {
             // domain rules also match the TLS SNI / HTTP Host: let the guest send its first bytes
             guest.urgent(new Frame(c.id, 0, Net.CONNECTED, JSON.createObjectNode()));
             ServerNameSniffer.Result sniffed = c.awaitServerName();
             claimed = sniffed.name().map(List::of).orElse(List.of());
         }
-        PolicyMatcher.Decision d = matcher.connection(Direction.EGRESS, Protocol.TCP, address, port.intValue(), names, claimed);
-        String target = describe(address, port.intValue(), names) + (claimed.isEmpty() ? "" : " for " + claimed.get(0));
+        PolicyMatcher.Decision d = matcher.connection(Direction.EGRESS, Protocol.TCP, address, port, names, claimed);
+        String target = describe(address, port, names) + (claimed.isEmpty() ? "" : " for " + claimed.get(0));
         if (!d.allowed()) {
             abort(c, "network: denied tcp connection to " + target + " by " + d.reason());
             return;
         }
         if (tls != null && c.headIsTls() && !claimed.isEmpty() && !bypassed(claimed.get(0))) {
-            intercept(c, address, port.intValue(), claimed.get(0));
+            intercept(c, address, port, claimed.get(0));
             return;
         }
         if (!secrets.isEmpty()) { // plaintext names: only those this relay resolved to the address
@@ -322,7 +322,7 @@ public final class NetworkRelay implements AutoCloseable {
         Socket s = new Socket();
         try {
             s.setTcpNoDelay(true);
-            s.connect(new InetSocketAddress(address, port.intValue()), CONNECT_TIMEOUT_MS);
+            s.connect(destination, CONNECT_TIMEOUT_MS);
         } catch (IOException e) {
             closeQuietly(s, true);
             abort(c, null);
@@ -560,22 +560,22 @@ public final class NetworkRelay implements AutoCloseable {
     // ---- UDP ----
 
     private void openUdp(UdpFlow f, Frame frame) {
-        String dst = frame.text("dst");
-        Long port = frame.number("port");
-        InetAddress address = InetLiterals.parse(dst);
-        if (address == null || port == null || port < 1 || port > 65535) {
+        InetSocketAddress destination = requestedDestination(frame);
+        if (destination == null) {
             endUdp(f, "network: refused a malformed UDP request from the guest: " + frame.payload());
             return;
         }
+        InetAddress address = destination.getAddress();
+        int port = destination.getPort();
         Collection<String> names = namesOf(address);
-        PolicyMatcher.Decision d = matcher.connection(Direction.EGRESS, Protocol.UDP, address, port.intValue(), names);
+        PolicyMatcher.Decision d = matcher.connection(Direction.EGRESS, Protocol.UDP, address, port, names);
         if (!d.allowed()) {
-            endUdp(f, "network: denied udp to " + describe(address, port.intValue(), names) + " by " + d.reason());
+            endUdp(f, "network: denied udp to " + describe(address, port, names) + " by " + d.reason());
             return;
         }
         try {
             DatagramSocket s = new DatagramSocket();
-            s.connect(new InetSocketAddress(address, port.intValue()));
+            s.connect(destination);
             s.setSoTimeout(UDP_IDLE_MS);
             if (!f.open(s)) {
                 s.close();
@@ -586,6 +586,13 @@ public final class NetworkRelay implements AutoCloseable {
             return;
         }
         f.receiveLoop();
+    }
+
+    /** The address literal and port a guest's {@code net.connect} or UDP request names, or null when either is malformed. */
+    private static InetSocketAddress requestedDestination(Frame frame) {
+        InetAddress address = InetLiterals.parse(frame.text("dst"));
+        Long port = frame.number("port");
+        return address == null || port == null || port < 1 || port > 65535 ? null : new InetSocketAddress(address, port.intValue());
     }
 
     /** A published UDP port: datagrams from each client address are one flow to the guest port. */
