@@ -114,12 +114,20 @@ public final class OciImages {
      * or null when its manifest, config or (without a built lower disk) a layer is missing.
      */
     public Image byManifestDigest(String reference, String manifestDigest) {
+        return usableFromCache(reference, manifestDigest, null);
+    }
+
+    /**
+     * The image of a manifest in the cache, or null when its manifest, its config or (without
+     * a built lower disk) a layer is missing, or anything cannot be read.
+     */
+    private Image usableFromCache(String reference, String manifestDigest, String indexDigest) {
         try {
             byte[] manifest = store.readVerified(manifestDigest);
             if (manifest == null) {
                 return null;
             }
-            Image img = parse(reference, manifestDigest, null, JSON.readTree(manifest), null, false, null);
+            Image img = parse(reference, manifestDigest, indexDigest, JSON.readTree(manifest), null, false, null);
             if (img != null && !Files.isRegularFile(store.lowerDisk(manifestDigest))) {
                 for (Layer layer : img.layers()) {
                     if (!store.hasBlob(layer.digest())) {
@@ -149,29 +157,7 @@ public final class OciImages {
     /** The cached image for a fully qualified reference, or null when anything it needs is missing. */
     public Image cached(String key) {
         OciStore.RefRecord rec = store.readRef(key);
-        if (rec == null) {
-            return null;
-        }
-        try {
-            byte[] manifest = store.readVerified(rec.manifestDigest());
-            if (manifest == null) {
-                return null;
-            }
-            Image img = parse(key, rec.manifestDigest(), rec.indexDigest(), JSON.readTree(manifest), null, false, null);
-            if (img == null) {
-                return null;
-            }
-            if (!Files.isRegularFile(store.lowerDisk(img.manifestDigest()))) {
-                for (Layer layer : img.layers()) {
-                    if (!store.hasBlob(layer.digest())) {
-                        return null;
-                    }
-                }
-            }
-            return img;
-        } catch (IOException | RuntimeException e) {
-            return null;
-        }
+        return rec == null ? null : usableFromCache(key, rec.manifestDigest(), rec.indexDigest());
     }
 
     private Image fetch(ImageReference ref, boolean verifyCached, RegistryAuth auth, PullProgressListener l) throws IOException {
