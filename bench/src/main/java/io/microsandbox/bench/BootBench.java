@@ -20,6 +20,9 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import static io.microsandbox.bench.BenchStats.millisSince;
+import static io.microsandbox.bench.BenchStats.percentile;
+import static io.microsandbox.bench.BenchStats.testImage;
 
 /** The boot benchmark behind bench/run.sh; see that script for what it measures. */
 public final class BootBench {
@@ -33,7 +36,7 @@ public final class BootBench {
         int density = args.length > 2 ? Integer.parseInt(args[2]) : 20;
         int parallel = args.length > 3 ? Integer.parseInt(args[3]) : 10;
         Path home = RuntimeFiles.defaultHome();
-        String image = home.resolve("test-images").resolve("debian-python").toString();
+        String image = testImage();
         KernelBundle ours = KernelBundle.bundled(home);
         KernelBundle debian = KernelBundle.debian(home);
         Path agent = RuntimeFiles.extract("msb-agent");
@@ -236,19 +239,8 @@ public final class BootBench {
         return 0;
     }
 
-    private static double percentile(List<Double> values, int p) {
-        List<Double> sorted = new ArrayList<>(values);
-        Collections.sort(sorted);
-        int index = (int) Math.ceil(p / 100.0 * sorted.size()) - 1;
-        return sorted.get(Math.max(0, Math.min(sorted.size() - 1, index)));
-    }
-
     private static String rounded(List<Double> values) {
         return values.stream().map(v -> Long.toString(Math.round(v))).collect(java.util.stream.Collectors.joining(" "));
-    }
-
-    private static double millisSince(long startNanos) {
-        return (System.nanoTime() - startNanos) / 1e6;
     }
 
     private static String host() {

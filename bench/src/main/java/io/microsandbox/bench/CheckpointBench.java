@@ -6,13 +6,16 @@ import io.microsandbox.RestoreOptions;
 import io.microsandbox.Sandbox;
 import io.microsandbox.SandboxConfig;
 import io.microsandbox.runtime.Posix;
-import io.microsandbox.runtime.RuntimeFiles;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
+import static io.microsandbox.bench.BenchStats.loadAverage;
+import static io.microsandbox.bench.BenchStats.median;
+import static io.microsandbox.bench.BenchStats.millisSince;
+import static io.microsandbox.bench.BenchStats.testImage;
 
 /** The checkpoint benchmark behind bench/checkpoint.sh; see that script for what it measures. */
 public final class CheckpointBench {
@@ -25,7 +28,7 @@ public final class CheckpointBench {
         int rounds = Integer.parseInt(args[0]);
         Path output = Path.of(args[1]);
         Microsandbox runtime = Microsandbox.defaultRuntime();
-        String image = RuntimeFiles.defaultHome().resolve("test-images").resolve("debian-python").toString();
+        String image = testImage();
         // replace(): a bench run killed midway leaves its sandboxes recorded
         SandboxConfig config = SandboxConfig.builder().image(image).memoryMib(512).ephemeral(true).replace().build();
         String load = loadAverage();
@@ -97,21 +100,6 @@ public final class CheckpointBench {
                 Checkpoint.remove(c.path().toString());
             }
         }
-    }
-
-    static String loadAverage() throws java.io.IOException {
-        String[] parts = Files.readString(Path.of("/proc/loadavg")).split(" ");
-        return parts[0] + " " + parts[1] + " " + parts[2];
-    }
-
-    private static double millisSince(long start) {
-        return (System.nanoTime() - start) / 1e6;
-    }
-
-    static double median(List<Double> values) {
-        List<Double> sorted = new ArrayList<>(values);
-        Collections.sort(sorted);
-        return sorted.get(sorted.size() / 2);
     }
 
     private static long medianLong(List<Long> values) {

@@ -4,16 +4,16 @@ import io.microsandbox.ExecOutput;
 import io.microsandbox.Sandbox;
 import io.microsandbox.SandboxConfig;
 import io.microsandbox.SandboxFs;
-import io.microsandbox.runtime.RuntimeFiles;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.List;
 import java.util.Random;
+import static io.microsandbox.bench.BenchStats.median;
+import static io.microsandbox.bench.BenchStats.testImage;
 
 /**
  * The file transfer benchmark behind bench/fs.sh: write and read of a 64 MiB file through
@@ -30,8 +30,7 @@ public final class FsBench {
     public static void main(String[] args) throws Exception {
         int rounds = Integer.parseInt(args[0]);
         Path output = Path.of(args[1]);
-        Path home = RuntimeFiles.defaultHome();
-        String image = home.resolve("test-images").resolve("debian-python").toString();
+        String image = testImage();
         SandboxConfig config = SandboxConfig.builder().image(image).memoryMib(512).upperSizeMib(1024).ephemeral(true).build();
         byte[] data = new byte[MIB << 20];
         new Random(1).nextBytes(data);
@@ -114,9 +113,4 @@ public final class FsBench {
         return String.join(" ", values.stream().map(v -> String.format("%.1f", v)).toList());
     }
 
-    private static double median(List<Double> values) {
-        List<Double> sorted = new ArrayList<>(values);
-        Collections.sort(sorted);
-        return sorted.get(sorted.size() / 2);
-    }
 }

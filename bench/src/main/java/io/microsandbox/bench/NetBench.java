@@ -6,7 +6,6 @@ import io.microsandbox.ExecOutput;
 import io.microsandbox.NetworkPolicy;
 import io.microsandbox.Sandbox;
 import io.microsandbox.SandboxConfig;
-import io.microsandbox.runtime.RuntimeFiles;
 import java.io.OutputStream;
 import java.net.Inet4Address;
 import java.net.InetAddress;
@@ -19,6 +18,7 @@ import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
+import static io.microsandbox.bench.BenchStats.testImage;
 
 /**
  * The network benchmark behind bench/net.sh. One HTTP server on this host (all addresses)
@@ -103,7 +103,7 @@ public final class NetBench {
         server.start();
         int port = server.getAddress().getPort();
         String hostAddress = hostAddress();
-        String image = RuntimeFiles.defaultHome().resolve("test-images").resolve("debian-python").toString();
+        String image = testImage();
         SandboxConfig.Builder base = SandboxConfig.builder().image(image).memoryMib(512).ephemeral(true);
         String ours;
         String slirp;

@@ -13,8 +13,10 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.List;
+import static io.microsandbox.bench.BenchStats.millisSince;
+import static io.microsandbox.bench.BenchStats.percentile;
+import static io.microsandbox.bench.BenchStats.testImage;
 
 /**
  * The pool benchmark behind bench/pool.sh: in one run, (e) borrow + run {@code print(1)} +
@@ -31,7 +33,7 @@ public final class PoolBench {
         int cold = Integer.parseInt(args[1]);
         Path output = Path.of(args[2]);
         Microsandbox runtime = Microsandbox.defaultRuntime();
-        String image = runtime.home().resolve("test-images").resolve("debian-python").toString();
+        String image = testImage();
         SandboxConfig config = SandboxConfig.builder().image(image).memoryMib(256).build();
         SandboxConfig throwaway = config.toBuilder().ephemeral(true).build();
 
@@ -114,14 +116,4 @@ public final class PoolBench {
         table.append(String.format("| %s | %.1f ms | %.1f ms |%n", name, percentile(values, 50), percentile(values, 99)));
     }
 
-    private static double percentile(List<Double> values, int p) {
-        List<Double> sorted = new ArrayList<>(values);
-        Collections.sort(sorted);
-        int index = (int) Math.ceil(p / 100.0 * sorted.size()) - 1;
-        return sorted.get(Math.max(0, Math.min(sorted.size() - 1, index)));
-    }
-
-    static double millisSince(long startNanos) {
-        return (System.nanoTime() - startNanos) / 1e6;
-    }
 }

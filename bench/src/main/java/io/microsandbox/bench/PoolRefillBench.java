@@ -13,6 +13,10 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
 import java.util.stream.Collectors;
+import static io.microsandbox.bench.BenchStats.loadAverage;
+import static io.microsandbox.bench.BenchStats.median;
+import static io.microsandbox.bench.BenchStats.millisSince;
+import static io.microsandbox.bench.BenchStats.testImage;
 
 /**
  * The refill benchmark behind bench/pool.sh: the time a pool of {@code n} members takes to
@@ -32,9 +36,9 @@ public final class PoolRefillBench {
         int rounds = Integer.parseInt(args[1]);
         Path output = Path.of(args[2]);
         Microsandbox runtime = Microsandbox.defaultRuntime();
-        String image = runtime.home().resolve("test-images").resolve("debian-python").toString();
+        String image = testImage();
         SandboxConfig config = SandboxConfig.builder().image(image).memoryMib(256).build();
-        String loadBefore = CheckpointBench.loadAverage();
+        String loadBefore = loadAverage();
 
         List<String> rows = new ArrayList<>();
         List<String> samples = new ArrayList<>();
@@ -55,18 +59,18 @@ public final class PoolRefillBench {
                 long t = System.nanoTime();
                 pool.start();
                 awaitFresh(pool, n, Set.of());
-                firstFill = PoolBench.millisSince(t);
+                firstFill = millisSince(t);
                 for (int r = 0; r < rounds; r++) {
                     Thread.sleep(3000);
                     Set<String> old = pool.members().stream().map(PoolMemberView::name).collect(Collectors.toSet());
                     t = System.nanoTime();
                     pool.evictAll();
                     awaitFresh(pool, n, old);
-                    refills.add(PoolBench.millisSince(t));
+                    refills.add(millisSince(t));
                 }
                 stats = pool.warmStartStats();
             }
-            double median = CheckpointBench.median(refills);
+            double median = median(refills);
             String label = mode == MicrosandboxProperties.WarmStart.BOOT ? "cold boots" : "restores from the checkpoint";
             String ratio = "";
             if (mode == MicrosandboxProperties.WarmStart.BOOT) {
@@ -86,7 +90,7 @@ public final class PoolRefillBench {
                 .append(" cores, accelerator ").append(runtime.resolvedAccelerator().name().toLowerCase())
                 .append(", 256 MiB, 1 vCPU, ").append(n).append(" members, 2 creator threads, ").append(rounds)
                 .append(" refills per mode, warm-up `").append(WARM_UP).append("`; load average (1, 5, 15 min) ")
-                .append(loadBefore).append(" before, ").append(CheckpointBench.loadAverage()).append(" after.\n\n");
+                .append(loadBefore).append(" before, ").append(loadAverage()).append(" after.\n\n");
         table.append("| measurement | result |\n|---|---|\n");
         rows.forEach(r -> table.append(r).append('\n'));
         table.append("\nSamples (ms): ").append(String.join("; ", samples)).append(".\n");

@@ -2,7 +2,6 @@ package io.microsandbox.bench;
 
 import io.microsandbox.Sandbox;
 import io.microsandbox.SandboxConfig;
-import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.ssh.SandboxSshClient;
 import io.microsandbox.ssh.SshServerEndpoint;
 import java.io.InputStream;
@@ -11,10 +10,12 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
+import static io.microsandbox.bench.BenchStats.median;
+import static io.microsandbox.bench.BenchStats.percentile;
+import static io.microsandbox.bench.BenchStats.testImage;
 
 /**
  * The SSH benchmark behind bench/ssh.sh: OpenSSH's {@code ssh ... true} (a new connection,
@@ -33,8 +34,7 @@ public final class SshBench {
     public static void main(String[] args) throws Exception {
         int rounds = Integer.parseInt(args[0]);
         Path output = Path.of(args[1]);
-        Path home = RuntimeFiles.defaultHome();
-        String image = home.resolve("test-images").resolve("debian-python").toString();
+        String image = testImage();
         SandboxConfig config = SandboxConfig.builder().image(image).memoryMib(512).upperSizeMib(1024).ephemeral(true).build();
         Path dir = Files.createTempDirectory("msb-ssh-bench");
         Path local = dir.resolve("data.bin");
@@ -129,8 +129,8 @@ public final class SshBench {
 
                 Samples: ssh true (ms) %s; scp up %s; scp down %s; fs up %s; fs down %s
                 """, Instant.now(), Runtime.getRuntime().availableProcessors(), System.getProperty("msb.bench.accel", "accelerator as Accelerator.AUTO resolves it"),
-                SSH_ROUNDS, median(sshTrue), EXEC_ROUNDS, median(clientExec), percentile(clientExec, 0.99),
-                median(sdkExec), percentile(sdkExec, 0.99), MIB, rounds, median(scpUp), median(scpDown), median(fsUp), median(fsDown),
+                SSH_ROUNDS, median(sshTrue), EXEC_ROUNDS, median(clientExec), percentile(clientExec, 99),
+                median(sdkExec), percentile(sdkExec, 99), MIB, rounds, median(scpUp), median(scpDown), median(fsUp), median(fsDown),
                 fmt(sshTrue, "%.0f"), fmt(scpUp, "%.1f"), fmt(scpDown, "%.1f"), fmt(fsUp, "%.1f"), fmt(fsDown, "%.1f"));
         System.out.print(table);
         Files.writeString(output, table);
@@ -167,13 +167,4 @@ public final class SshBench {
         return String.join(" ", values.stream().map(v -> String.format(format, v)).toList());
     }
 
-    private static double median(List<Double> values) {
-        return percentile(values, 0.5);
-    }
-
-    private static double percentile(List<Double> values, double p) {
-        List<Double> sorted = new ArrayList<>(values);
-        Collections.sort(sorted);
-        return sorted.get(Math.min(sorted.size() - 1, (int) Math.floor(p * sorted.size())));
-    }
 }

@@ -6,7 +6,6 @@ import io.microsandbox.MountOptions;
 import io.microsandbox.Sandbox;
 import io.microsandbox.SandboxConfig;
 import io.microsandbox.Volumes;
-import io.microsandbox.runtime.RuntimeFiles;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
@@ -17,6 +16,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
+import static io.microsandbox.bench.BenchStats.testImage;
 
 /**
  * The volume benchmark behind bench/volumes.sh: sequential write (dd with fsync) and read
@@ -40,7 +40,7 @@ public final class VolumeBench {
     public static void main(String[] args) throws Exception {
         int rounds = Integer.parseInt(args[0]);
         Path output = Path.of(args[1]);
-        String image = RuntimeFiles.defaultHome().resolve("test-images").resolve("debian-python").toString();
+        String image = testImage();
         Path share = Files.createTempDirectory("msb-volume-bench");
         // a home of its own, removed at the end: the volume and the sandbox leave nothing in the default one
         Path home = Files.createTempDirectory("msb-volume-bench-home");
