@@ -65,7 +65,11 @@ public final class SupervisorClassPath {
             "com.fasterxml.jackson.databind.ObjectMapper",
             "com.fasterxml.jackson.annotation.JsonProperty",
             "com.fasterxml.jackson.dataformat.cbor.CBORFactory",
-            "org.sqlite.JDBC");
+            "org.sqlite.JDBC",
+            // TLS interception (TlsAuthority): bcprov, bcpkix and the bcutil that bcpkix needs
+            "org.bouncycastle.asn1.x500.X500Name",
+            "org.bouncycastle.cert.X509CertificateHolder",
+            "org.bouncycastle.asn1.cms.ContentInfo");
 
     private static final ConcurrentMap<Path, String> CACHE = new ConcurrentHashMap<>();
 
