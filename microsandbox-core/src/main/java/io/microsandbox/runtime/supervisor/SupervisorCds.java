@@ -35,7 +35,7 @@ import java.util.concurrent.ConcurrentHashMap;
  * JDK 17 dumps no archive for a class path with directories (as in tests and {@code mvn}
  * runs), so there is none then.
  *
- * <p>While no archive exists, one supervisor at a time per key in this JVM runs with
+ * <p>While no archive exists, one supervisor at a time per home and key in this JVM runs with
  * {@code -XX:ArchiveClassesAtExit}: the JVM writes the classes it loaded when it exits,
  * to a file of its own; that file becomes the archive (by an atomic rename) only when the
  * supervisor had booted its sandbox (so the archive holds the serving path's classes, not
@@ -47,13 +47,13 @@ final class SupervisorCds {
     private static final String PART = ".part";
     /** A dump takes seconds; a part file this old was left by a JVM that died while writing it. */
     private static final Duration STALE_PART = Duration.ofMinutes(10);
-    /** Keys whose training supervisor runs now, started by this JVM. */
-    private static final Set<String> TRAINING = ConcurrentHashMap.newKeySet();
+    /** Archives (one per home and key) whose training supervisor runs now, started by this JVM. */
+    private static final Set<Path> TRAINING = ConcurrentHashMap.newKeySet();
 
     /** What a supervisor launch adds for class-data sharing, and how to finish a training run. */
-    record Plan(List<String> jvmOptions, Path part, Path archive, String key) {
+    record Plan(List<String> jvmOptions, Path part, Path archive) {
         /** A plan that adds nothing: the supervisor runs on the JDK's own archive. */
-        static final Plan NONE = new Plan(List.of(), null, null, null);
+        static final Plan NONE = new Plan(List.of(), null, null);
 
         boolean training() {
             return part != null;
@@ -77,15 +77,15 @@ final class SupervisorCds {
             Path dir = home.toAbsolutePath().normalize().resolve("runtime").resolve("cds");
             Path archive = dir.resolve(PREFIX + key + SUFFIX);
             if (Files.isRegularFile(archive, LinkOption.NOFOLLOW_LINKS)) {
-                return new Plan(List.of("-XX:SharedArchiveFile=" + archive), null, archive, key);
-            }
-            if (!TRAINING.add(key)) {
-                return Plan.NONE;
+                return new Plan(List.of("-XX:SharedArchiveFile=" + archive), null, archive);
             }
             OwnerOnly.directories(home.toAbsolutePath().normalize(), dir);
             removeStaleParts(dir);
+            if (!TRAINING.add(archive)) {
+                return Plan.NONE;
+            }
             Path part = dir.resolve(PREFIX + key + "-" + UUID.randomUUID() + SUFFIX + PART);
-            return new Plan(List.of("-XX:ArchiveClassesAtExit=" + part), part, archive, key);
+            return new Plan(List.of("-XX:ArchiveClassesAtExit=" + part), part, archive);
         } catch (IOException | RuntimeException e) {
             return Plan.NONE;
         }
@@ -115,7 +115,7 @@ final class SupervisorCds {
             } catch (IOException ignored) {
                 // removed as stale by a later training run
             }
-            TRAINING.remove(plan.key());
+            TRAINING.remove(plan.archive());
         }
     }
 

@@ -66,6 +66,18 @@ class SupervisorCdsTest {
     }
 
     @Test
+    void eachHomeTrainsItsOwn(@TempDir Path dir) throws Exception {
+        String classPath = Files.write(dir.resolve("a.jar"), new byte[] {1}).toString();
+        SupervisorCds.Plan a = SupervisorCds.plan(dir.resolve("a"), classPath);
+        SupervisorCds.Plan b = SupervisorCds.plan(dir.resolve("b"), classPath);
+        assertThat(a.training()).isTrue();
+        assertThat(b.training()).isTrue();
+        assertThat(a.archive().getFileName()).isEqualTo(b.archive().getFileName());
+        SupervisorCds.finish(a, false);
+        SupervisorCds.finish(b, false);
+    }
+
+    @Test
     void aTrainingRunWithoutADumpLeavesNothing(@TempDir Path dir) throws Exception {
         Path home = dir.resolve("home");
         String classPath = Files.write(dir.resolve("a.jar"), new byte[] {1}).toString();
