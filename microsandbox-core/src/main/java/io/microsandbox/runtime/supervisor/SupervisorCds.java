@@ -18,9 +18,12 @@ import java.time.Instant;
 import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.BooleanSupplier;
 
 /**
  * The supervisor's application class-data archive: the classes a supervisor loads (Jackson,
@@ -49,6 +52,12 @@ final class SupervisorCds {
     private static final Duration STALE_PART = Duration.ofMinutes(10);
     /** Archives (one per home and key) whose training supervisor runs now, started by this JVM. */
     private static final Set<Path> TRAINING = ConcurrentHashMap.newKeySet();
+    /** The finishers of training runs not finished yet, by part file. */
+    private static final Map<Path, Runnable> PENDING = new ConcurrentHashMap<>();
+
+    static {
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> PENDING.values().forEach(Runnable::run), "msb-supervisor-cds"));
+    }
 
     /** What a supervisor launch adds for class-data sharing, and how to finish a training run. */
     record Plan(List<String> jvmOptions, Path part, Path archive) {
@@ -89,6 +98,29 @@ final class SupervisorCds {
         } catch (IOException | RuntimeException e) {
             return Plan.NONE;
         }
+    }
+
+    /**
+     * Ends the training run of {@code plan} once {@code process} has exited: its dump becomes
+     * the archive when {@code booted} says the supervisor had booted its sandbox and it exited
+     * normally. Also done by a shutdown hook for a supervisor that exited before this JVM
+     * ends: an application that exits right after closing its sandbox would otherwise end
+     * before the exit notification runs, and no archive would ever be made.
+     */
+    static void finishWhenExited(Plan plan, Process process, BooleanSupplier booted) {
+        AtomicBoolean done = new AtomicBoolean();
+        Runnable finisher = () -> {
+            // the shutdown hook waits here for a finish under way, which the JVM's halt would cut short
+            synchronized (done) {
+                if (!process.isAlive() && !done.getAndSet(true)) {
+                    // exit values from 128 up: killed by a signal, maybe in the middle of the dump
+                    finish(plan, booted.getAsBoolean() && process.exitValue() < 128);
+                    PENDING.remove(plan.part());
+                }
+            }
+        };
+        PENDING.put(plan.part(), finisher);
+        process.onExit().thenRun(finisher);
     }
 
     /**

@@ -159,8 +159,7 @@ public final class SupervisorProcess {
             Process process = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.DISCARD).start();
             SupervisorProcess started = new SupervisorProcess(process);
             if (cds.training()) {
-                // a supervisor killed by a signal may have left its dump cut short
-                process.onExit().thenRun(() -> SupervisorCds.finish(cds, started.booted && process.exitValue() < 128));
+                SupervisorCds.finishWhenExited(cds, process, () -> started.booted);
             }
             return started;
         } catch (IOException e) {

@@ -66,6 +66,37 @@ class SupervisorCdsTest {
     }
 
     @Test
+    void aProcessThatExitsNormallyAfterBootingLeavesTheArchiveAndOneKilledDoesNot(@TempDir Path dir) throws Exception {
+        String classPath = Files.write(dir.resolve("a.jar"), new byte[] {1}).toString();
+        Path homeA = dir.resolve("a");
+        SupervisorCds.Plan normal = SupervisorCds.plan(homeA, classPath);
+        // stands in for the JVM writing its dump as it exits
+        Process exits = new ProcessBuilder("sh", "-c", "printf x > '" + normal.part() + "'").start();
+        SupervisorCds.finishWhenExited(normal, exits, () -> true);
+        exits.waitFor();
+        awaitFile(normal.archive());
+        assertThat(normal.part()).doesNotExist();
+
+        Path homeB = dir.resolve("b");
+        SupervisorCds.Plan killed = SupervisorCds.plan(homeB, classPath);
+        Process dies = new ProcessBuilder("sh", "-c", "printf x > '" + killed.part() + "'; kill -9 $$").start();
+        SupervisorCds.finishWhenExited(killed, dies, () -> true);
+        dies.waitFor();
+        for (int i = 0; i < 100 && Files.exists(killed.part()); i++) {
+            Thread.sleep(20);
+        }
+        assertThat(killed.part()).doesNotExist();
+        assertThat(killed.archive()).doesNotExist();
+    }
+
+    private static void awaitFile(Path file) throws InterruptedException {
+        for (int i = 0; i < 250 && !Files.exists(file); i++) {
+            Thread.sleep(20);
+        }
+        assertThat(file).exists();
+    }
+
+    @Test
     void eachHomeTrainsItsOwn(@TempDir Path dir) throws Exception {
         String classPath = Files.write(dir.resolve("a.jar"), new byte[] {1}).toString();
         SupervisorCds.Plan a = SupervisorCds.plan(dir.resolve("a"), classPath);
