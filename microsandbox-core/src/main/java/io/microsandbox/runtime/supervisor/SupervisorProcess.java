@@ -36,13 +36,14 @@ public final class SupervisorProcess {
      * leaving a half-dead relay. The JDK's class-data sharing archive is mapped (-Xshare:auto);
      * freed native memory (the compiler's arenas after start-up) goes back to the OS every few
      * seconds where the JDK has TrimNativeHeapInterval (17.0.10 and later; older ones ignore it).
-     * The class-data archives are mapped where they were dumped to (ArchiveRelocationMode=0, the
-     * default of JDK 17 before 17.0.x made relocation the default): a relocated archive is
-     * rewritten in every process, about 7 MiB of private memory each (README, "The supervisor
-     * JVM"). The JVM's own warnings go to stderr, never into the boot report on stdout.
-     * Measured idle (JDK 17.0.15): RSS 64 MiB before, about 59 MiB with these; private memory
-     * 39 MiB without the mapping at the dump address, 33 MiB with it; the rest is libjvm and the
-     * archives, shared by every JVM on the host.
+     * The class-data archives are mapped where they were dumped to (ArchiveRelocationMode=0;
+     * recent 17.0.x builds map them at a random address by default and rewrite their pointers
+     * in every process, about 6 MiB of private memory each; README, "The supervisor JVM"), and
+     * {@link SupervisorCds} adds an archive of the supervisor's own classes. The JVM's own
+     * warnings go to stderr, never into the boot report on stdout. Measured idle (JDK
+     * 17.0.15): RSS 64 MiB before, about 59 MiB with these; private memory 39 MiB without the
+     * mapping at the dump address, 33 MiB with it, 26 MiB with the application archive; the
+     * rest is libjvm and the archives, shared with the other supervisors.
      */
     private static final List<String> JVM_OPTIONS = List.of(
             "-Xms4m", "-Xmn2m", "-Xmx" + (Supervisor.HEAP_BUDGET >> 20) + "m", "-XX:+ExitOnOutOfMemoryError", "-Xss256k",
