@@ -42,7 +42,8 @@ import java.util.function.BooleanSupplier;
  * {@code -XX:ArchiveClassesAtExit}: the JVM writes the classes it loaded when it exits,
  * to a file of its own; that file becomes the archive (by an atomic rename) only when the
  * supervisor had booted its sandbox (so the archive holds the serving path's classes, not
- * just a spare's) and exited normally rather than by a signal (a killed dump may be cut short).
+ * just a spare's), exited normally rather than by a signal, and a JVM started on the dump
+ * maps it and finds its checksums right: a dump cut short would crash every supervisor.
  */
 final class SupervisorCds {
     private static final String PREFIX = "supervisor-";
@@ -50,6 +51,8 @@ final class SupervisorCds {
     private static final String PART = ".part";
     /** A dump takes seconds; a part file this old was left by a JVM that died while writing it. */
     private static final Duration STALE_PART = Duration.ofMinutes(10);
+    /** The check of a dump starts a JVM that maps it and exits. */
+    private static final Duration CHECK_TIMEOUT = Duration.ofSeconds(60);
     /** Archives (one per home and key) whose training supervisor runs now, started by this JVM. */
     private static final Set<Path> TRAINING = ConcurrentHashMap.newKeySet();
     /** The finishers of training runs not finished yet, by part file. */
@@ -60,9 +63,9 @@ final class SupervisorCds {
     }
 
     /** What a supervisor launch adds for class-data sharing, and how to finish a training run. */
-    record Plan(List<String> jvmOptions, Path part, Path archive) {
+    record Plan(List<String> jvmOptions, Path part, Path archive, String classPath) {
         /** A plan that adds nothing: the supervisor runs on the JDK's own archive. */
-        static final Plan NONE = new Plan(List.of(), null, null);
+        static final Plan NONE = new Plan(List.of(), null, null, null);
 
         boolean training() {
             return part != null;
@@ -86,7 +89,7 @@ final class SupervisorCds {
             Path dir = home.toAbsolutePath().normalize().resolve("runtime").resolve("cds");
             Path archive = dir.resolve(PREFIX + key + SUFFIX);
             if (Files.isRegularFile(archive, LinkOption.NOFOLLOW_LINKS)) {
-                return new Plan(List.of("-XX:SharedArchiveFile=" + archive), null, archive);
+                return new Plan(List.of("-XX:SharedArchiveFile=" + archive), null, archive, classPath);
             }
             OwnerOnly.directories(home.toAbsolutePath().normalize(), dir);
             removeStaleParts(dir);
@@ -94,7 +97,8 @@ final class SupervisorCds {
                 return Plan.NONE;
             }
             Path part = dir.resolve(PREFIX + key + "-" + UUID.randomUUID() + SUFFIX + PART);
-            return new Plan(List.of("-XX:ArchiveClassesAtExit=" + part), part, archive);
+            // with checksums, so that the check before it becomes the archive reads every byte
+            return new Plan(List.of("-XX:ArchiveClassesAtExit=" + part, "-XX:+VerifySharedSpaces"), part, archive, classPath);
         } catch (IOException | RuntimeException e) {
             return Plan.NONE;
         }
@@ -132,7 +136,8 @@ final class SupervisorCds {
             return;
         }
         try {
-            if (usable && Files.isRegularFile(plan.part(), LinkOption.NOFOLLOW_LINKS) && Files.size(plan.part()) > 0) {
+            if (usable && Files.isRegularFile(plan.part(), LinkOption.NOFOLLOW_LINKS) && Files.size(plan.part()) > 0
+                    && loads(plan)) {
                 OwnerOnly.restrictFile(plan.part());
                 Files.move(plan.part(), plan.archive(), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
                 removeOtherArchives(plan.archive());
@@ -148,6 +153,31 @@ final class SupervisorCds {
                 // removed as stale by a later training run
             }
             TRAINING.remove(plan.archive());
+        }
+    }
+
+    /**
+     * Whether a JVM maps the dump and finds its checksums right: a dump cut short (a full
+     * disk) must not become the archive, which every later supervisor would map.
+     */
+    static boolean loads(Plan plan) {
+        try {
+            Process check = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                    "-Xshare:on", "-XX:+VerifySharedSpaces", "-XX:+UnlockDiagnosticVMOptions", "-XX:ArchiveRelocationMode=0",
+                    // a dump cut short crashes the JVM that maps it: no crash report or core file left behind
+                    "-XX:ErrorFile=/dev/null", "-XX:-CreateCoredumpOnCrash",
+                    "-XX:SharedArchiveFile=" + plan.part(), "-cp", plan.classPath(), "-version")
+                    .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+            if (!check.waitFor(CHECK_TIMEOUT.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS)) {
+                check.destroyForcibly().waitFor();
+                return false;
+            }
+            return check.exitValue() == 0;
+        } catch (IOException e) {
+            return false;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return false;
         }
     }
 
