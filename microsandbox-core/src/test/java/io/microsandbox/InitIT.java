@@ -42,7 +42,10 @@ class InitIT {
                 .build();
         try {
             try (Sandbox sb = Sandbox.create(name, config)) {
-                ExecOutput out = sb.shell("tr '\\0' ' ' < /proc/1/cmdline; echo; grep PPid /proc/$(cat /run/service.pid)/status;"
+                // the agent answers while PID 1 may still be starting the init: wait (in the guest,
+                // 60 s at most) for the pid file the init writes once it has started its service
+                ExecOutput out = sb.shell("i=0; while [ ! -s /run/service.pid ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;"
+                        + " tr '\\0' ' ' < /proc/1/cmdline; echo; grep PPid /proc/$(cat /run/service.pid)/status;"
                         + " grep PPid /proc/self/status");
                 String[] lines = out.stdout().split("\n");
                 assertThat(lines[0]).isEqualTo("/bin/sh /sbin/init ");

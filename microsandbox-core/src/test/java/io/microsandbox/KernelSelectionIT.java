@@ -63,10 +63,26 @@ class KernelSelectionIT {
         String name = TestSandboxes.uniqueName("balloon");
         try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().memoryMib(512).ephemeral(true).build())) {
             long before = sb.metrics().memoryHostResidentBytes();
-            // 300 MiB written (every page touched), then the process exits and frees it
-            ExecOutput out = sb.exec("python3", List.of("-c", "b = b'x' * (300 << 20); print(len(b) >> 20)"));
-            assertThat(out.stdout()).isEqualTo("300\n");
-            long peak = sb.metrics().memoryHostResidentBytes();
+            // 300 MiB written (every page touched) and held until the process's stdin closes: the
+            // peak is read while the guest still uses them. Read after the exit instead, a slow
+            // round trip could come after the guest reported them free (two seconds after the free)
+            String hold = "import sys\nb = b'x' * (300 << 20)\nprint(len(b) >> 20, flush=True)\nsys.stdin.read()";
+            long peak;
+            try (ExecHandle holder = sb.execStream("python3", List.of("-c", hold), ExecOptions.builder().stdinPipe().build())) {
+                StringBuilder printed = new StringBuilder();
+                while (!printed.toString().endsWith("\n")) {
+                    ExecEvent event = holder.recv(java.time.Duration.ofSeconds(120));
+                    assertThat(event).as("the process holding 300 MiB, after printing %s", printed)
+                            .isInstanceOfAny(ExecEvent.Started.class, ExecEvent.Stdout.class, ExecEvent.Stderr.class);
+                    if (event instanceof ExecEvent.Stdout out) {
+                        printed.append(out.text());
+                    }
+                }
+                assertThat(printed.toString()).isEqualTo("300\n");
+                peak = sb.metrics().memoryHostResidentBytes();
+                holder.stdin().close();
+                assertThat(holder.collect().exitCode()).isZero();
+            }
             long after = peak;
             // free page reporting runs about two seconds after pages are freed; on a loaded
             // host the guest's reporting worker can lag far behind that

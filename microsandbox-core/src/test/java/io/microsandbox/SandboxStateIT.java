@@ -84,11 +84,16 @@ class SandboxStateIT {
         }
     }
 
+    /**
+     * The running command waits for a line on its stdin, sent once the checks are done: with a
+     * fixed sleep instead, a slow host could let it end (and the drain stop the sandbox) before
+     * the test saw DRAINING.
+     */
     @Test
-    void drainLetsRunningCommandsFinishRefusesNewOnesThenStops() {
+    void drainLetsRunningCommandsFinishRefusesNewOnesThenStops() throws Exception {
         String name = TestSandboxes.uniqueName("drain");
         Sandbox sb = Sandbox.create(name, TestSandboxes.config().build());
-        try (ExecHandle running = sb.shellStream("sleep 3; echo finished", ExecOptions.defaults())) {
+        try (ExecHandle running = sb.shellStream("read go; echo finished", ExecOptions.builder().stdinPipe().build())) {
             assertThat(running.recv()).isInstanceOf(ExecEvent.Started.class);
             sb.requestDrain();
 
@@ -98,6 +103,9 @@ class SandboxStateIT {
                         assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_RUNNING);
                         assertThat(e.getMessage()).contains("draining");
                     });
+            assertThat(Sandbox.get(name).status()).as("still draining: the command runs on").isEqualTo(SandboxStatus.DRAINING);
+            running.stdin().write("go\n".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            running.stdin().close();
             ExecOutput out = running.collect();
             assertThat(out.stdout()).isEqualTo("finished\n");
             assertThat(out.exitCode()).isZero();

@@ -169,8 +169,12 @@ class AgentFlowControlIT {
     @Test
     void stdinClosedByTheProcessReturnsAllOutstandingCredit() throws Exception {
         // the pipe takes 64 KiB; the rest stays buffered in the agent until the process
-        // closes its stdin, and then comes back with closed: true
-        Session s = exec(request("sh", List.of("-c", "sleep 1; exec 0<&-; sleep 1")).put("stdin", true));
+        // closes its stdin, and then comes back with closed: true. The process closes it only
+        // once the gate file exists: a fixed delay would let a slow host deliver the last
+        // stdin frames after the close, and the agent drops (and never credits) those.
+        String gate = "/tmp/flow-close-stdin-" + ProcessHandle.current().pid();
+        Session s = exec(request("sh", List.of("-c", "while [ ! -e " + gate + " ]; do sleep 0.1; done; exec 0<&-; sleep 1"))
+                .put("stdin", true));
         assertThat(s.next().type()).isEqualTo(Protocol.EXEC_STARTED);
         int sent = 0;
         for (int i = 0; i < 4; i++) {
@@ -178,6 +182,9 @@ class AgentFlowControlIT {
             client.send(new Frame(s.id, 0, Protocol.EXEC_STDIN, p));
             sent += 50_000;
         }
+        // the agent takes frames in the order they were sent: by the time it runs this
+        // command it holds every stdin byte above
+        assertThat(exec(request("touch", List.of(gate))).awaitEnd().number("code")).isZero();
         Frame f;
         do {
             f = s.next();
@@ -185,6 +192,7 @@ class AgentFlowControlIT {
         } while (!f.payload().path("closed").asBoolean());
         assertThat(s.stdinAcked).isEqualTo(sent);
         assertThat(s.awaitEnd().number("code")).isZero();
+        assertThat(exec(request("rm", List.of(gate))).awaitEnd().number("code")).isZero();
     }
 
     @Test

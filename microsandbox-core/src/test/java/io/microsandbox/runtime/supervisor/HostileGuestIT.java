@@ -68,7 +68,7 @@ class HostileGuestIT {
             Thread.sleep(4000);
             long grown = io.microsandbox.TestSandboxes.usedHeapAfterGc() - before;
             assertThat(grown).as("heap growth with an unread flooding stream").isLessThan(32L << 20);
-            assertThat(execLog(booted.name())).contains("guest sent more output than the client allowed");
+            awaitExecLog(booted.name(), "guest sent more output than the client allowed");
             // the supervisor is still in charge: it welcomes a new client and obeys a kill
             Sandbox.connect(booted.name()).detach();
             stream.close();
@@ -86,7 +86,7 @@ class HostileGuestIT {
             Thread.sleep(4000);
             long grown = io.microsandbox.TestSandboxes.usedHeapAfterGc() - before;
             assertThat(grown).as("heap growth with an unread flooding file stream").isLessThan(32L << 20);
-            assertThat(execLog(booted.name())).contains("guest sent more output than the client allowed");
+            awaitExecLog(booted.name(), "guest sent more output than the client allowed");
             in.close();
             booted.sandbox().kill();
             assertThat(awaitTerminal(booted.name()).status()).isEqualTo(SandboxStatus.STOPPED);
@@ -262,6 +262,18 @@ class HostileGuestIT {
         }
         assertThat(handle.status().isTerminal()).as("sandbox %s ended", name).isTrue();
         return handle;
+    }
+
+    /**
+     * Waits up to 30 s for {@code text} in the exec log: on a loaded host the stand-in may not
+     * have overrun the window yet when a fixed pause ends.
+     */
+    private static void awaitExecLog(String name, String text) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (!execLog(name).contains(text) && System.nanoTime() < deadline) {
+            Thread.sleep(100);
+        }
+        assertThat(execLog(name)).contains(text);
     }
 
     private static String execLog(String name) throws java.io.IOException {

@@ -21,11 +21,13 @@ final class VmTestSupport {
 
     /**
      * A fresh home for a test class: whatever an earlier run left (detached sandboxes survive a
-     * killed JVM) is killed and removed.
+     * killed JVM) is killed and removed. The base is the checkout's own: a build of another
+     * checkout on the same machine, running the same class meanwhile, would otherwise share the
+     * home, and each would kill the other's sandboxes.
      */
     static Path home(String name) {
         String base = System.getProperty("msb.test.home.base", System.getProperty("java.io.tmpdir") + "/msb-spring-it");
-        Path home = Path.of(base, name).toAbsolutePath();
+        Path home = Path.of(base + "-" + checkoutTag(), name).toAbsolutePath();
         if (java.nio.file.Files.isDirectory(home)) {
             io.microsandbox.Microsandbox runtime = io.microsandbox.Microsandbox.builder().home(home).build();
             for (io.microsandbox.SandboxHandle h : runtime.list()) {
@@ -40,6 +42,15 @@ final class VmTestSupport {
             }
         }
         return home;
+    }
+
+    /**
+     * Eight hex digits of the module directory (failsafe's working directory): the same for every
+     * build of this checkout, so that a run still removes what a killed run of it left, and short,
+     * so that socket paths under the home fit the 108 bytes of a unix socket address.
+     */
+    static String checkoutTag() {
+        return String.format("%08x", Path.of("").toAbsolutePath().normalize().toString().hashCode());
     }
 
     static String image() {

@@ -29,7 +29,10 @@ class SampleJarIT {
     void javaDashJarServesRun() throws Exception {
         Path jar = Path.of(System.getProperty("sample.jar"));
         assertThat(jar).exists();
-        Path home = Path.of(System.getProperty("msb.test.home.base", "/tmp/msb-spring-it"), "sample-jar").toAbsolutePath();
+        // the checkout's own base, as in the auto-configuration's VmTestSupport: a build of another
+        // checkout on the same machine must not delete this home while this test uses it
+        String checkout = String.format("%08x", Path.of("").toAbsolutePath().normalize().toString().hashCode());
+        Path home = Path.of(System.getProperty("msb.test.home.base", "/tmp/msb-spring-it") + "-" + checkout, "sample-jar").toAbsolutePath();
         deleteTree(home);
         int port;
         try (ServerSocket s = new ServerSocket(0)) {
