@@ -169,36 +169,15 @@ class SandboxHardeningIT {
     }
 
     /**
-     * Waits until the start in this JVM holds the sandbox's creation lock, as /proc/locks shows
-     * it. Probing with {@link SandboxLock#isHeld} would take the lock itself for a moment, and a
-     * start trying its lock in that moment would fail as if another process were starting it.
+     * Waits until the start holds the sandbox's creation lock. {@link SandboxLock#isHeld} tests
+     * the lock without taking it, so probing never turns the start away.
      */
     private static void awaitLockHeld(SandboxLayout layout) throws Exception {
-        java.nio.file.Path file = SandboxLock.createLockFile(layout);
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-        while (!lockedByThisJvm(file) && System.nanoTime() < deadline) {
+        while (!SandboxLock.isHeld(SandboxLock.createLockFile(layout)) && System.nanoTime() < deadline) {
             Thread.sleep(5);
         }
-        assertThat(lockedByThisJvm(file)).as("the start took its lock").isTrue();
-    }
-
-    /** Whether this process holds a POSIX lock on {@code file}, read from /proc/locks without touching the lock. */
-    private static boolean lockedByThisJvm(java.nio.file.Path file) throws java.io.IOException {
-        long inode;
-        try {
-            inode = (Long) java.nio.file.Files.getAttribute(file, "unix:ino");
-        } catch (java.nio.file.NoSuchFileException e) {
-            return false;
-        }
-        String pid = Long.toString(ProcessHandle.current().pid());
-        for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/locks"))) {
-            // "1: POSIX  ADVISORY  WRITE 4711 08:01:123456 0 EOF"; a waiter's line has "->" after the number
-            String[] f = line.trim().split("\\s+");
-            if (f.length >= 6 && f[1].equals("POSIX") && f[4].equals(pid) && f[5].endsWith(":" + inode)) {
-                return true;
-            }
-        }
-        return false;
+        assertThat(SandboxLock.isHeld(SandboxLock.createLockFile(layout))).as("the start took its lock").isTrue();
     }
 
     private static void awaitGone(SandboxPids pids) throws InterruptedException {
