@@ -300,11 +300,13 @@ public final class NetworkRelay implements AutoCloseable {
         }
         Collection<String> names = namesOf(address);
         List<String> claimed = List.of();
+        boolean nameStillToCome = false;
         if (tls != null || matcher.needsServerName(Protocol.TCP, port)) {
             // domain rules also match the TLS SNI / HTTP Host: let the guest send its first bytes
             guest.urgent(new Frame(c.id, 0, Net.CONNECTED, JSON.createObjectNode()));
             ServerNameSniffer.Result sniffed = c.awaitServerName();
             claimed = sniffed.name().map(List::of).orElse(List.of());
+            nameStillToCome = sniffed.state() == ServerNameSniffer.State.NEED_MORE;
         }
         PolicyMatcher.Decision d = matcher.connection(Direction.EGRESS, Protocol.TCP, address, port, names, claimed);
         String target = describe(address, port, names) + (claimed.isEmpty() ? "" : " for " + claimed.get(0));
@@ -315,6 +317,26 @@ public final class NetworkRelay implements AutoCloseable {
         if (tls != null && c.headIsTls() && !claimed.isEmpty() && !bypassed(claimed.get(0))) {
             intercept(c, address, port, claimed.get(0));
             return;
+        }
+        if (nameStillToCome) {
+            // a silent client is let through (the server may speak first), but a name its first
+            // bytes give later is checked then: waiting out the sniff must not get a denied name
+            // past the policy, nor TLS past the interception
+            c.lateName = (late, isTls) -> {
+                if (late.isEmpty()) {
+                    return null;
+                }
+                PolicyMatcher.Decision named = matcher.connection(Direction.EGRESS, Protocol.TCP, address, port, names, List.of(late.get()));
+                if (!named.allowed()) {
+                    return "network: denied tcp connection to " + target + " for " + late.get() + ", named after "
+                            + SNIFF_TIMEOUT_MS + " ms, by " + named.reason();
+                }
+                if (tls != null && isTls && !bypassed(late.get())) {
+                    return "network: the TLS handshake for " + late.get() + " to " + target + " began more than "
+                            + SNIFF_TIMEOUT_MS + " ms after the connection, too late to intercept: reset";
+                }
+                return null;
+            };
         }
         if (!secrets.isEmpty()) { // plaintext names: only those this relay resolved to the address
             c.filter = new SecretFilter(secrets, List.copyOf(names), false, secretBodyBudget);
@@ -931,6 +953,17 @@ public final class NetworkRelay implements AutoCloseable {
         private boolean headEnded; // the guest sent EOF; guarded by this
         /** Secrets' placeholders in what the guest sends; set before the writer starts, used by it only. */
         SecretFilter filter;
+        /**
+         * Set (before the writer starts) when the guest had not named its server when the
+         * connection was decided: given the name its first bytes carry once they come (empty
+         * when they carry none) and whether they begin a TLS handshake, it returns why the
+         * connection must be reset, or null. The writer holds those bytes until then.
+         */
+        java.util.function.BiFunction<java.util.Optional<String>, Boolean, String> lateName;
+        /** The guest's first bytes, held by the writer while {@link #lateName} waits for them; writer only. */
+        private java.io.ByteArrayOutputStream lateHead;
+        private long lateHeadSince;
+        private volatile boolean upstreamSpoke;
 
         Connection(int id) {
             this.id = id;
@@ -1042,6 +1075,7 @@ public final class NetworkRelay implements AutoCloseable {
                     if (n > 0) {
                         spend(n);
                         rxBytes.addAndGet(n);
+                        upstreamSpoke = true;
                     }
                     while (!guest.send(new Frame(id, 0, Net.DATA, p), 1000)) {
                         if (isShut()) {
@@ -1070,7 +1104,24 @@ public final class NetworkRelay implements AutoCloseable {
                         if (isShut()) {
                             return;
                         }
+                        if (lateName != null && lateHead != null && !awaitingLateName() && !releaseLateHead(out)) {
+                            return;
+                        }
                         continue;
+                    }
+                    if (lateName != null) {
+                        if (data != EOF) {
+                            holdLateHead(data);
+                            if (awaitingLateName()) {
+                                continue;
+                            }
+                        }
+                        if (!releaseLateHead(out)) {
+                            return;
+                        }
+                        if (data != EOF) {
+                            continue; // written with the held bytes
+                        }
                     }
                     if (data == EOF) {
                         if (filter != null) {
@@ -1098,6 +1149,43 @@ public final class NetworkRelay implements AutoCloseable {
                     filter.close(); // a body it held gives its room back
                 }
             }
+        }
+
+        private void holdLateHead(byte[] data) {
+            if (lateHead == null) {
+                lateHead = new java.io.ByteArrayOutputStream();
+                lateHeadSince = System.nanoTime();
+            }
+            lateHead.writeBytes(data);
+        }
+
+        /** Whether the held first bytes may still grow into a name: not complete, the server silent, within the sniff's time. */
+        private boolean awaitingLateName() {
+            byte[] held = lateHead.toByteArray();
+            return ServerNameSniffer.sniff(held, Math.min(held.length, ServerNameSniffer.MAX_BYTES)).state() == ServerNameSniffer.State.NEED_MORE
+                    && !upstreamSpoke && held.length < ServerNameSniffer.MAX_BYTES
+                    && System.nanoTime() - lateHeadSince < TimeUnit.MILLISECONDS.toNanos(SNIFF_TIMEOUT_MS);
+        }
+
+        /** Decides on the held first bytes: resets the connection (false) or writes them on and stops holding. */
+        private boolean releaseLateHead(OutputStream out) throws IOException, SecretFilter.SecretViolation {
+            byte[] held = lateHead == null ? new byte[0] : lateHead.toByteArray();
+            ServerNameSniffer.Result r = ServerNameSniffer.sniff(held, Math.min(held.length, ServerNameSniffer.MAX_BYTES));
+            String refusal = lateName.apply(r.name(), held.length > 0 && (held[0] & 0xff) == 0x16);
+            lateName = null;
+            lateHead = null;
+            if (refusal != null) {
+                abort(this, refusal);
+                return false;
+            }
+            if (held.length > 0) {
+                out.write(filter == null ? held : filter.filter(held));
+                queued.addAndGet(-held.length);
+                ObjectNode p = JSON.createObjectNode();
+                p.put("bytes", held.length);
+                guest.urgent(new Frame(id, 0, Net.WINDOW, p));
+            }
+            return true;
         }
 
         private synchronized boolean isShut() {

@@ -102,6 +102,44 @@ class NetworkRelayTest {
     }
 
     @Test
+    void aClientThatNamesItsServerOnlyAfterTheSniffIsStillCheckedByThatName() throws Exception {
+        // the address is allowed; one name on it is not (a CDN address shared by an allowed and a denied site)
+        NetworkPolicy policy = NetworkPolicy.builder().rule(io.microsandbox.NetworkRule.deny("evil.test"))
+                .rule(io.microsandbox.NetworkRule.allow("*")).rebindingProtection(false).build();
+        try (ServerSocket upstream = new ServerSocket(0, 2, InetAddress.getLoopbackAddress())) {
+            relay(policy, List.of());
+            for (String host : List.of("evil.test", "good.test")) {
+                toGuest.clear();
+                int id = host.startsWith("evil") ? ID : ID + 2;
+                relay.fromGuest(new Frame(id, Protocol.FLAG_SESSION_START, Net.CONNECT, connect("127.0.0.1", upstream.getLocalPort())));
+                next(Net.CONNECTED);
+                try (Socket s = upstream.accept()) { // silent past the sniff: let through, the server may speak first
+                    s.setSoTimeout(10_000);
+                    String request = "GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n";
+                    relay.fromGuest(new Frame(id, 0, Net.DATA, data(request)));
+                    InputStream in = s.getInputStream();
+                    if (host.startsWith("evil")) {
+                        Frame closed = next(Net.CLOSE);
+                        assertThat(closed.payload().path("reset").asBoolean()).isTrue();
+                        int first;
+                        try {
+                            first = in.read();
+                        } catch (java.net.SocketException reset) {
+                            first = -1;
+                        }
+                        assertThat(first).as("nothing of the request reached the server").isEqualTo(-1);
+                        assertThat(log).anyMatch(l -> l.contains("denied tcp connection to 127.0.0.1:" + upstream.getLocalPort()
+                                + " for evil.test, named after 3000 ms, by rule 1 (deny evil.test)"));
+                    } else {
+                        assertThat(new String(in.readNBytes(request.length()), StandardCharsets.UTF_8)).isEqualTo(request);
+                        assertThat(next(Net.WINDOW).number("bytes")).isEqualTo((long) request.length());
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
     void deniedAndMalformedRequestsAreResetAndLogged() throws Exception {
         relay(NetworkPolicy.publicOnly(), List.of());
         relay.fromGuest(frame(Protocol.FLAG_SESSION_START, Net.CONNECT, connect("127.0.0.1", 9)));
