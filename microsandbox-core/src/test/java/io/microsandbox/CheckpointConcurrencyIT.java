@@ -99,6 +99,8 @@ class CheckpointConcurrencyIT {
                     h.remove();
                 });
             }
+            // a spare supervisor started for this home would write into it while it is deleted
+            io.microsandbox.runtime.supervisor.SupervisorProcess.releaseSpare(runtime.home());
             SandboxPreparer.deleteTree(base);
         }
     }

@@ -54,6 +54,10 @@ public final class SupervisorProcess {
     private static final boolean KEEP_SPARE = Boolean.parseBoolean(System.getProperty("microsandbox.supervisor.spare", "true"));
     /** The spare supervisor of each home: runtimes on different homes never share one. */
     private static final ConcurrentMap<Path, AtomicReference<SupervisorProcess>> SPARES = new ConcurrentHashMap<>();
+    /** The thread starting each home's spare, while it runs. */
+    private static final ConcurrentMap<Path, Thread> STARTERS = new ConcurrentHashMap<>();
+    /** How long {@link #releaseSpare} waits for a spare that is still starting. */
+    private static final java.time.Duration SPARE_START_WAIT = java.time.Duration.ofSeconds(60);
 
     private final Process process;
     private final OutputStream creatorPipe;
@@ -105,6 +109,7 @@ public final class SupervisorProcess {
         if (!KEEP_SPARE || spare.get() != null) {
             return;
         }
+        Path key = home.toAbsolutePath().normalize();
         Thread starter = new Thread(() -> {
             try {
                 SupervisorProcess next = launch(home);
@@ -113,19 +118,32 @@ public final class SupervisorProcess {
                 }
             } catch (MicrosandboxException e) {
                 // no spare: the next creation starts its own supervisor
+            } finally {
+                STARTERS.remove(key, Thread.currentThread());
             }
         }, "msb-supervisor-spare");
         starter.setDaemon(true);
+        STARTERS.put(key, starter);
         starter.start();
     }
 
     /**
-     * Ends the spare supervisor of {@code home}, if one waits, and waits for it to go: for an
+     * Ends the spare supervisor of {@code home}, if one waits or is starting, and waits for it to go: for an
      * application that is done with a home (a closing context, a test's temporary home). A
      * spare also ends by itself when this JVM exits or after {@link Supervisor#SPARE_IDLE_MS}.
      */
     public static void releaseSpare(Path home) {
-        AtomicReference<SupervisorProcess> spare = SPARES.get(home.toAbsolutePath().normalize());
+        Path key = home.toAbsolutePath().normalize();
+        // one still starting would be kept (and write into the home) after this returned
+        Thread starting = STARTERS.get(key);
+        if (starting != null) {
+            try {
+                starting.join(SPARE_START_WAIT.toMillis());
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        AtomicReference<SupervisorProcess> spare = SPARES.get(key);
         SupervisorProcess taken = spare == null ? null : spare.getAndSet(null);
         if (taken != null) {
             taken.abandon();
