@@ -103,14 +103,14 @@ class HostileGuestIT {
             fillTheGuestPort(booted.sandbox());
             long start = System.nanoTime();
             booted.sandbox().stop(Duration.ofSeconds(2));
-            assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(8));
+            assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(15));
             assertThat(awaitTerminal(booted.name()).lastStop().orElseThrow().reason()).isEqualTo("shutdown-requested");
         }
         try (HostileSandboxes.Booted booted = HostileSandboxes.boot("deaf")) {
             fillTheGuestPort(booted.sandbox());
             long start = System.nanoTime();
             Sandbox.get(booted.name()).kill();
-            assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(8));
+            assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(15));
             assertThat(awaitTerminal(booted.name()).status()).isEqualTo(SandboxStatus.STOPPED);
         }
     }
@@ -136,7 +136,7 @@ class HostileGuestIT {
             assertThatThrownBy(() -> booted.sandbox().exec("sleep", List.of("100"),
                     ExecOptions.builder().timeout(Duration.ofSeconds(1)).build()))
                     .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.EXEC_TIMEOUT));
-            assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(5));
+            assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(10));
             booted.sandbox().kill();
         }
     }
@@ -149,8 +149,8 @@ class HostileGuestIT {
             fillTheGuestPort(stuck.sandbox());
             CompletableFuture<Long> stuckCall = CompletableFuture.supplyAsync(() -> timedOutAfter(stuck.sandbox(), 1));
             CompletableFuture<Long> otherCall = CompletableFuture.supplyAsync(() -> timedOutAfter(other.sandbox(), 1));
-            assertThat(otherCall.get(30, TimeUnit.SECONDS)).isLessThan(5000);
-            assertThat(stuckCall.get(30, TimeUnit.SECONDS)).isLessThan(5000);
+            assertThat(otherCall.get(30, TimeUnit.SECONDS)).isLessThan(10_000);
+            assertThat(stuckCall.get(30, TimeUnit.SECONDS)).isLessThan(10_000);
             stuck.sandbox().kill();
             other.sandbox().kill();
         }
