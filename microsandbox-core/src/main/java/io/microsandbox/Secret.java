@@ -89,9 +89,7 @@ public final class Secret {
     /** All settings at once, as the reference SDK's {@code Secret.Env}; {@code placeholder} null for a random one. */
     public static Secret env(String name, String value, List<String> allowHosts, List<String> allowHostPatterns,
                              String placeholder, boolean requireTls, Violation onViolation) {
-        return env(name, value).allowHosts(allowHosts.toArray(String[]::new))
-                .allowHostPatterns(allowHostPatterns.toArray(String[]::new)).placeholder(placeholder)
-                .requireTls(requireTls).onViolation(onViolation).build();
+        return of(name, Objects.requireNonNull(value, "value"), allowHosts, allowHostPatterns, placeholder, requireTls, onViolation);
     }
 
     /** The guest environment variable that holds the placeholder. */
@@ -117,20 +115,20 @@ public final class Secret {
     /** A secret read back from where it was persisted: everything but its value. */
     static Secret withoutValue(String name, String placeholder, List<String> allowHosts, List<String> allowHostPatterns,
                                boolean requireTls, Violation onViolation) {
-        return new Builder(name, null).allowHosts(allowHosts.toArray(String[]::new))
-                .allowHostPatterns(allowHostPatterns.toArray(String[]::new)).placeholder(placeholder)
-                .requireTls(requireTls).onViolation(onViolation).build();
+        return of(name, null, allowHosts, allowHostPatterns, placeholder, requireTls, onViolation);
     }
 
     /** This secret (read back without its value) with {@code value}, placeholder and hosts unchanged. */
     Secret withValue(String value) {
-        return toBuilder(Objects.requireNonNull(value, "value")).build();
+        return of(name, Objects.requireNonNull(value, "value"), allowHosts, allowHostPatterns, placeholder, requireTls, onViolation);
     }
 
-    private Builder toBuilder(String value) {
+    /** A secret with every setting given; {@code value} null for one read back without it. */
+    private static Secret of(String name, String value, List<String> allowHosts, List<String> allowHostPatterns,
+                             String placeholder, boolean requireTls, Violation onViolation) {
         return new Builder(name, value).allowHosts(allowHosts.toArray(String[]::new))
                 .allowHostPatterns(allowHostPatterns.toArray(String[]::new)).placeholder(placeholder)
-                .requireTls(requireTls).onViolation(onViolation);
+                .requireTls(requireTls).onViolation(onViolation).build();
     }
 
     /** Exact host names the value may be sent to (case-insensitive). */
