@@ -235,6 +235,7 @@ public final class Microsandbox {
         if (!handle.status().isTerminal()) {
             throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING, "sandbox '" + name + "' is already " + handle.status().wireName());
         }
+        SandboxConfig config = handle.config().toBuilder().detached(detached).build().withSecretValues(secretValues, "sandbox '" + name + "'");
         SandboxLayout layout = SandboxLayout.of(home, name);
         SandboxLock createLock;
         try {
@@ -246,13 +247,6 @@ public final class Microsandbox {
         if (createLock == null || supervisorAlive(layout)) {
             release(createLock);
             throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING, "sandbox '" + name + "' is being started by another process");
-        }
-        SandboxConfig config;
-        try {
-            config = handle.config().toBuilder().detached(detached).build().withSecretValues(secretValues, "sandbox '" + name + "'");
-        } catch (MicrosandboxException e) {
-            release(createLock);
-            throw e;
         }
         try {
             return boot(layout, config, false, createLock, spec -> spec);

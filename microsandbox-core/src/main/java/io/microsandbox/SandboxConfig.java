@@ -459,12 +459,9 @@ public final class SandboxConfig {
             }
             b.portBindings(io.microsandbox.runtime.network.NetworkSettings.portsFromJson(n.path("ports")));
             for (JsonNode sn : n.path("secrets")) {
-                java.util.List<String> hosts = new java.util.ArrayList<>();
-                sn.path("allowHosts").forEach(h -> hosts.add(h.asText()));
-                java.util.List<String> patterns = new java.util.ArrayList<>();
-                sn.path("allowHostPatterns").forEach(h -> patterns.add(h.asText()));
-                b.secret(Secret.withoutValue(sn.path("name").asText(), sn.path("placeholder").asText(), hosts, patterns,
-                        sn.path("requireTls").asBoolean(true), Secret.Violation.valueOf(sn.path("onViolation").asText("BLOCK_AND_LOG"))));
+                b.secret(Secret.withoutValue(sn.path("name").asText(), sn.path("placeholder").asText(), texts(sn.path("allowHosts")),
+                        texts(sn.path("allowHostPatterns")), sn.path("requireTls").asBoolean(true),
+                        Secret.Violation.valueOf(sn.path("onViolation").asText("BLOCK_AND_LOG"))));
             }
             if (n.hasNonNull("imageDisk")) {
                 b.imageDisk(n.get("imageDisk").asText(), text(n, "imageDiskFsType"));
@@ -480,10 +477,8 @@ public final class SandboxConfig {
             if (n.hasNonNull("init")) {
                 b.init(Init.fromJson(n.get("init")));
             }
-            if (n.get("entrypoint") != null && n.get("entrypoint").isArray()) {
-                java.util.List<String> ep = new java.util.ArrayList<>();
-                n.get("entrypoint").forEach(x -> ep.add(x.asText()));
-                b.entrypoint(ep);
+            if (n.path("entrypoint").isArray()) {
+                b.entrypoint(texts(n.get("entrypoint")));
             }
             return b.build();
         } catch (java.io.IOException e) {
@@ -491,6 +486,13 @@ public final class SandboxConfig {
         } catch (IllegalArgumentException e) {
             throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "sandbox configuration holds an unknown value: " + e.getMessage(), e);
         }
+    }
+
+    /** The elements of a JSON array as text; none for a missing node. */
+    private static java.util.List<String> texts(JsonNode array) {
+        java.util.List<String> out = new java.util.ArrayList<>();
+        array.forEach(x -> out.add(x.asText()));
+        return out;
     }
 
     private static String text(JsonNode n, String field) {
