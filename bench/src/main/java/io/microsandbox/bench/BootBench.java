@@ -187,7 +187,7 @@ public final class BootBench {
         Path console = Files.createTempFile("msb-bench-console", ".log");
         try {
             List<String> argv = new QemuCommand().qemuBinary(qemu).accelerator(accel).memoryMib(512).balloon(false)
-                    .kernel(kernel.vmlinux(), initramfs).kernelParam(QemuCommand.PROBE_PARAM)
+                    .kernel(kernel, initramfs).kernelParam(QemuCommand.PROBE_PARAM)
                     .consoleLog(console).argv();
             long start = System.nanoTime();
             Process vmm = new ProcessBuilder(argv).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();

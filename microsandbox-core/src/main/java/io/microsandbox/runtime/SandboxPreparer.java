@@ -108,7 +108,7 @@ public final class SandboxPreparer {
                 .accelerator(accelerator)
                 .memoryMib(config.memoryMib())
                 .cpus(config.cpus())
-                .kernel(kernel.vmlinux(), initramfs)
+                .kernel(kernel, initramfs)
                 .consoleSocket(layout.consoleSocket())
                 .lowerFormat(root.lowerFormat(), root.lowerReadOnly())
                 .disks(lower, layout.upperDisk())

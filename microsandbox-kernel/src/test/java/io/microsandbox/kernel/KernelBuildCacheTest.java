@@ -14,8 +14,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 /**
  * build-kernel.sh's cache, run against a tiny fake kernel source (a Makefile that counts its
- * vmlinux builds): nothing changed means no rebuild; a changed fragment or a new source
- * version rebuilds; an option the merge drops fails the build.
+ * vmlinux builds): nothing changed means no rebuild; a changed fragment, patch or source
+ * version rebuilds; an option the merge drops or a patch that does not apply fails the build.
  */
 class KernelBuildCacheTest {
     @TempDir
@@ -23,6 +23,7 @@ class KernelBuildCacheTest {
     Path source;
     Path fragment;
     Path counter;
+    Path patches;
 
     @BeforeEach
     void fakeSource() throws Exception {
@@ -46,6 +47,7 @@ class KernelBuildCacheTest {
         fragment = tmp.resolve("fragment.config");
         Files.writeString(fragment, "# why\nCONFIG_VIRTIO_MMIO=y\n# CONFIG_MODULES is not set\n");
         counter = tmp.resolve("builds");
+        patches = Files.createDirectories(tmp.resolve("patches"));
     }
 
     @Test
@@ -79,6 +81,40 @@ class KernelBuildCacheTest {
         assertThat(build("6.1.2-1").code).isZero();
         assertThat(builds()).isEqualTo(3);
         assertThat(cacheEntries()).hasSize(3);
+    }
+
+    @Test
+    void patchesAreAppliedAndAChangedPatchRebuilds() throws Exception {
+        assertThat(build("6.1.1-1").code).isZero();
+        Path patch = patches.resolve("0001-fake.patch");
+        Files.writeString(patch, fakePatch("first"));
+        Result patched = build("6.1.1-1");
+        assertThat(patched.code).isZero();
+        assertThat(patched.output).contains("building kernel");
+        assertThat(builds()).isEqualTo(2);
+        assertThat(Files.readString(tmp.resolve("out/kernel.properties"))).contains("boot.params=fake_param\n");
+
+        assertThat(build("6.1.1-1").output).contains("cached");
+        Files.writeString(patch, fakePatch("second"));
+        assertThat(build("6.1.1-1").code).isZero();
+        assertThat(builds()).isEqualTo(3);
+    }
+
+    @Test
+    void aPatchThatDoesNotApplyFailsTheBuild() throws Exception {
+        Files.writeString(patches.resolve("0001-stale.patch"), String.join("\n",
+                "--- a/Makefile", "+++ b/Makefile", "@@ -1,2 +1,2 @@", "-no-such-line:", "+other:", " \techo", ""));
+        Result result = build("6.1.1-1");
+        assertThat(result.code).isNotZero();
+        assertThat(result.output).contains("patch 0001-stale.patch does not apply");
+        assertThat(builds()).isZero();
+        assertThat(cacheEntries()).isEmpty();
+    }
+
+    /** A patch in the shipped patches' format: a header naming the boot parameter it adds, then a new file. */
+    private static String fakePatch(String content) {
+        return String.join("\n", "fake: a parameter", "Boot-Parameter: fake_param", "", "Why it is needed.", "",
+                "--- /dev/null", "+++ b/PATCHED", "@@ -0,0 +1 @@", "+" + content, "");
     }
 
     @Test
@@ -125,6 +161,7 @@ class KernelBuildCacheTest {
                 "MSB_KERNEL_SOURCE_VERSION", version,
                 "MSB_KERNEL_FRAGMENT", fragment.toString(),
                 "MSB_KERNEL_CACHE", tmp.resolve("cache").toString(),
+                "MSB_KERNEL_PATCHES", patches.toString(),
                 "FAKE_KERNEL_COUNTER", counter.toString()));
     }
 

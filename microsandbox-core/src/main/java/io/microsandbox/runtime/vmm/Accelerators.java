@@ -73,7 +73,7 @@ public final class Accelerators {
         Path console = OwnerOnly.createTempFile(workDir, "kvm-probe-", ".log");
         try {
             List<String> argv = new QemuCommand().qemuBinary(qemu).accelerator(Accelerator.KVM).memoryMib(128).balloon(false)
-                    .kernel(kernel.vmlinux(), initramfs).kernelParam(QemuCommand.PROBE_PARAM)
+                    .kernel(kernel, initramfs).kernelParam(QemuCommand.PROBE_PARAM)
                     .consoleLog(console).argv();
             Process vmm = new ProcessBuilder(argv).redirectErrorStream(true)
                     .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();

@@ -32,7 +32,7 @@ public final class QemuCommand {
     private Accelerator accelerator = Accelerator.TCG;
     private int memoryMib = 512;
     private int cpus = 1;
-    private Path kernel;
+    private KernelBundle kernel;
     private Path initrd;
     /**
      * Kernel parameters of every boot. Beyond the console and "reboot on panic, and have QEMU
@@ -78,7 +78,8 @@ public final class QemuCommand {
         return this;
     }
 
-    public QemuCommand kernel(Path kernel, Path initrd) {
+    /** The guest kernel and its initramfs; under TCG the kernel's {@link KernelBundle#emulationParams()} are added. */
+    public QemuCommand kernel(KernelBundle kernel, Path initrd) {
         this.kernel = kernel;
         this.initrd = initrd;
         return this;
@@ -166,13 +167,14 @@ public final class QemuCommand {
         }
         add(argv, "-m", Integer.toString(memoryMib), "-smp", Integer.toString(cpus));
         add(argv, "-nodefaults", "-no-user-config", "-nographic", "-no-reboot");
-        add(argv, "-kernel", kernel.toString(), "-initrd", initrd.toString());
+        add(argv, "-kernel", kernel.vmlinux().toString(), "-initrd", initrd.toString());
         List<String> params = new ArrayList<>(kernelParams);
         if (accelerator == Accelerator.TCG) {
             // Under TCG the guest TSC ticks at the host's rate, and the kernel's early TSC
             // calibration against the emulated timer sometimes spins forever (about one boot
             // in five here): telling it the rate skips the calibration.
             params.add("tsc_early_khz=" + HOST_TSC_KHZ);
+            params.addAll(kernel.emulationParams());
         }
         add(argv, "-append", String.join(" ", params));
         add(argv, "-chardev", consoleSocket != null ? "socket,id=console,path=" + escape(consoleSocket)
