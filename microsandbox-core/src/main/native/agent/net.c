@@ -233,23 +233,28 @@ static int load_program(int map_fd, int exempt_fd)
     };
     static char log[8192];
     union bpf_attr attr;
-    memset(&attr, 0, sizeof attr);
-    attr.prog_type = BPF_PROG_TYPE_SK_LOOKUP;
-    attr.expected_attach_type = BPF_SK_LOOKUP;
-    attr.insns = (uint64_t)(uintptr_t)prog;
-    attr.insn_cnt = sizeof prog / sizeof prog[0];
-    attr.license = (uint64_t)(uintptr_t)"GPL";
-    attr.log_buf = (uint64_t)(uintptr_t)log;
-    attr.log_size = sizeof log;
-    attr.log_level = 1;
-    int fd = (int)bpf(BPF_PROG_LOAD, &attr);
-    if (fd < 0) {
-        int err = errno;
-        log[sizeof log - 1] = 0;
-        logmsg("network: the sk_lookup program was refused: %s", log);
-        return -err;
+    /* without the verifier's log first: printing every instruction it checks is most of
+     * the load's cost; only a refused program is loaded again to say why */
+    for (uint32_t log_level = 0; log_level <= 1; log_level++) {
+        memset(&attr, 0, sizeof attr);
+        attr.prog_type = BPF_PROG_TYPE_SK_LOOKUP;
+        attr.expected_attach_type = BPF_SK_LOOKUP;
+        attr.insns = (uint64_t)(uintptr_t)prog;
+        attr.insn_cnt = sizeof prog / sizeof prog[0];
+        attr.license = (uint64_t)(uintptr_t)"GPL";
+        if (log_level > 0) {
+            attr.log_buf = (uint64_t)(uintptr_t)log;
+            attr.log_size = sizeof log;
+            attr.log_level = log_level;
+        }
+        int fd = (int)bpf(BPF_PROG_LOAD, &attr);
+        if (fd >= 0)
+            return fd;
     }
-    return fd;
+    int err = errno;
+    log[sizeof log - 1] = 0;
+    logmsg("network: the sk_lookup program was refused: %s", log);
+    return -err;
 }
 
 static int steer_sockets(void)

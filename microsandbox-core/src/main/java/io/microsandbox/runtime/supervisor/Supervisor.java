@@ -204,6 +204,7 @@ public final class Supervisor {
                 new Frame(0, 0, Protocol.CORE_PING, JSON.createObjectNode()))));
         JSON.createObjectNode().put("warm", true).toString();
         SandboxStore.preload();
+        SupervisorSpec.warmUp();
     }
 
     /** One line (at most 4 KiB) read byte by byte, so nothing after it is consumed from the creator pipe. */
