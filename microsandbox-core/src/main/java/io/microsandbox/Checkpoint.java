@@ -12,9 +12,10 @@ import java.util.Map;
 
 /**
  * A memory checkpoint of a running sandbox ({@link Sandbox#checkpoint(String)}): a directory
- * holding {@code checkpoint.json} (the manifest), {@code memory.bin} (guest memory and device
- * state, a QEMU migration stream) and {@code upper.ext4} (a sparse copy of the upper disk taken
- * while the guest was paused). {@link Sandbox#restore(String, String)} starts a new sandbox from
+ * holding {@code checkpoint.json} (the manifest), {@code memory.bin} (device state, a QEMU
+ * migration stream), {@code ram.bin} (the guest's memory, a sparse file with the pages that
+ * hold data) and {@code upper.ext4} (a sparse copy of the upper disk taken while the guest was
+ * paused). {@link Sandbox#restore(String, String)} starts a new sandbox from
  * it without booting: its processes, open files and memory are as they were at the checkpoint.
  *
  * <p>A checkpoint is tied to what made it ({@link #vm()}): the QEMU version, machine type,
@@ -24,9 +25,11 @@ import java.util.Map;
  * the SHA-256 of the canonical manifest (the manifest file's exact content).
  */
 public final class Checkpoint {
-    static final int FORMAT = 1;
+    /** Version 2 keeps guest memory in {@code ram.bin}; version 1 had it in the migration stream. */
+    static final int FORMAT = 2;
     static final String MANIFEST_FILE = "checkpoint.json";
     static final String MEMORY_FILE = "memory.bin";
+    static final String RAM_FILE = "ram.bin";
     static final String UPPER_FILE = "upper.ext4";
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -90,9 +93,29 @@ public final class Checkpoint {
         return manifest.path("imageDigest").asText(null);
     }
 
-    /** The saved guest memory and device state. */
+    /** The saved device state (a QEMU migration stream without the guest's memory). */
     public Path memoryFile() {
         return path.resolve(MEMORY_FILE);
+    }
+
+    /** The saved guest memory: a sparse file as large as the guest's memory, holding the pages that had data. */
+    public Path ramFile() {
+        return path.resolve(RAM_FILE);
+    }
+
+    /** The size of {@link #ramFile()} (the guest's memory size). */
+    public long ramBytes() {
+        return manifest.path("ramBytes").asLong();
+    }
+
+    /** The bytes of guest memory the checkpoint holds (the data in {@link #ramFile()}). */
+    public long ramDataBytes() {
+        return manifest.path("ramDataBytes").asLong();
+    }
+
+    /** The manifest's format: 1 for checkpoints of an earlier microsandbox, which restores refuse. */
+    int format() {
+        return manifest.path("format").asInt();
     }
 
     /** Bytes of {@link #memoryFile()}. */
@@ -133,10 +156,12 @@ public final class Checkpoint {
     static Checkpoint parse(Path dir, byte[] bytes) {
         try {
             JsonNode manifest = JSON.readTree(bytes);
-            if (manifest == null || manifest.path("format").asInt() != FORMAT || !manifest.path("vm").isObject()
+            int format = manifest == null ? 0 : manifest.path("format").asInt();
+            // earlier formats are still listed and removable; restores refuse them
+            if (format < 1 || format > FORMAT || !manifest.path("vm").isObject()
                     || !manifest.path("config").isTextual() || !manifest.path("createdAt").isTextual()) {
                 throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the manifest of checkpoint " + dir
-                        + " is not a version " + FORMAT + " checkpoint manifest");
+                        + " is not a version 1 to " + FORMAT + " checkpoint manifest");
             }
             return new Checkpoint(dir, manifest, Snapshot.sha256(bytes));
         } catch (IOException | java.time.format.DateTimeParseException e) {

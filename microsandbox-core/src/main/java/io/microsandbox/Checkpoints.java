@@ -99,6 +99,7 @@ public final class Checkpoints {
             Map<String, String> vm = VmIdentity.of(spec.vmmArgv(), RuntimeFiles.extract(home, "msb-agent"));
             ObjectNode request = FrameCodec.mapper().createObjectNode();
             request.put("memory_file", dir.resolve(Checkpoint.MEMORY_FILE).toString());
+            request.put("ram_file", dir.resolve(Checkpoint.RAM_FILE).toString());
             request.put("upper_file", dir.resolve(Checkpoint.UPPER_FILE).toString());
             request.put("resume", resume);
             request.put("timeout_ms", SAVE_TIMEOUT_MS);
@@ -110,6 +111,8 @@ public final class Checkpoints {
             fields.put("image", config.image());
             fields.put("imageDigest", Snapshots.pinnedDigest(layout));
             fields.put("memoryBytes", saved.payload().path("memory_bytes").asLong());
+            fields.put("ramBytes", saved.payload().path("ram_bytes").asLong());
+            fields.put("ramDataBytes", saved.payload().path("ram_data_bytes").asLong());
             fields.put("upperDigest", saved.text("upper_digest"));
             fields.put("pausedMs", saved.payload().path("pause_ms").asLong() + saved.payload().path("migrate_ms").asLong()
                     + saved.payload().path("copy_ms").asLong() + saved.payload().path("resume_ms").asLong());
@@ -135,21 +138,32 @@ public final class Checkpoints {
      *
      * @param argv the QEMU command line the restore would run
      * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_INCOMPATIBLE} naming the first difference,
-     *         {@link ErrorKind#SNAPSHOT_INTEGRITY} when the memory file is missing or not the size recorded
+     *         also for a checkpoint of an earlier format; {@link ErrorKind#SNAPSHOT_INTEGRITY} when the
+     *         memory or guest memory file is missing or not the size recorded
      */
-    void checkCompatible(Checkpoint checkpoint, List<String> argv) {
-        long memoryBytes;
+    private static void requireSize(Checkpoint checkpoint, String what, Path file, long recorded) {
+        long size;
         try {
-            memoryBytes = Files.size(checkpoint.memoryFile());
+            size = Files.size(file);
         } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the memory file of checkpoint '" + checkpoint.name()
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the " + what + " of checkpoint '" + checkpoint.name()
                     + "' is missing: " + e.getMessage(), e);
         }
-        // a cheap check on the hot path: QEMU itself refuses a stream that does not parse
-        if (memoryBytes != checkpoint.memoryBytes()) {
-            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the memory file of checkpoint '" + checkpoint.name()
-                    + "' has " + memoryBytes + " bytes, the manifest records " + checkpoint.memoryBytes());
+        if (size != recorded) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the " + what + " of checkpoint '" + checkpoint.name()
+                    + "' has " + size + " bytes, the manifest records " + recorded);
         }
+    }
+
+    void checkCompatible(Checkpoint checkpoint, List<String> argv) {
+        if (checkpoint.format() < Checkpoint.FORMAT) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INCOMPATIBLE, "checkpoint '" + checkpoint.name()
+                    + "' was taken by an earlier microsandbox (format " + checkpoint.format() + ", this one restores "
+                    + Checkpoint.FORMAT + "): take it again");
+        }
+        // cheap checks on the hot path: QEMU itself refuses a stream that does not parse
+        requireSize(checkpoint, "memory file", checkpoint.memoryFile(), checkpoint.memoryBytes());
+        requireSize(checkpoint, "guest memory file", checkpoint.ramFile(), checkpoint.ramBytes());
         String mismatch;
         try {
             mismatch = VmIdentity.mismatch(checkpoint.vm(), VmIdentity.of(argv, RuntimeFiles.extract(home, "msb-agent")));

@@ -528,8 +528,11 @@ public final class Microsandbox {
             return boot(layout, config, false, createLock, spec -> {
                 checkpoints().checkCompatible(checkpoint, spec.vmmArgv());
                 List<String> argv = new ArrayList<>(spec.vmmArgv());
+                // the supervisor fills the guest's memory from ram.bin, then starts the load
                 argv.add("-incoming");
-                argv.add(io.microsandbox.runtime.supervisor.MemoryCheckpoint.incoming(checkpoint.memoryFile()));
+                argv.add("defer");
+                restore.put("ram_file", checkpoint.ramFile().toString());
+                restore.put("memory_uri", io.microsandbox.runtime.supervisor.MemoryCheckpoint.incoming(checkpoint.memoryFile()));
                 return new SupervisorSpec(spec.name(), argv, spec.sandboxDir(), spec.runDir(), spec.configure(), spec.bootTimeoutMs(),
                         spec.detached(), spec.home(), spec.ephemeral(), spec.idleTimeoutMs(), spec.maxDurationMs(), restore);
             });

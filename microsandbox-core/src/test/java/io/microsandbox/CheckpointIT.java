@@ -39,6 +39,7 @@ class CheckpointIT {
         List<String> sandboxes = new ArrayList<>(List.of(source, prefix + "-1", prefix + "-2", prefix + "-3", named));
         try {
             String[] before;
+            long sourceRss;
             try (Sandbox sb = Sandbox.create(source, TestSandboxes.config().build())) {
                 sb.fs().writeString("/root/loop.py", LOOP);
                 sb.shell("nohup python3 /root/loop.py >/dev/null 2>&1 </dev/null &");
@@ -53,9 +54,16 @@ class CheckpointIT {
                 }
                 // the source's clock an hour behind: a fork whose clock the restore did not set shows it
                 sb.shell("date -s @$(( $(date +%s) - 3600 )) > /dev/null");
+                sourceRss = sb.metrics().memoryHostResidentBytes();
                 Checkpoint cp = sb.checkpoint(cpName);
                 assertThat(cp.sourceSandbox()).isEqualTo(source);
                 assertThat(cp.memoryBytes()).isPositive().isEqualTo(Files.size(cp.memoryFile()));
+                // the guest's memory beside the stream: as large as the guest's, holding only what had data
+                assertThat(cp.ramBytes()).isEqualTo((long) sb.config().memoryMib() << 20).isEqualTo(Files.size(cp.ramFile()));
+                assertThat(cp.ramDataBytes()).isPositive().isLessThan(cp.ramBytes() / 2);
+                // saving it read only the pages that hold data: the source's memory did not grow to the guest's size
+                assertThat(sb.metrics().memoryHostResidentBytes()).as("the source's QEMU RSS after the checkpoint")
+                        .isLessThan(sourceRss + (100L << 20));
                 assertThat(cp.vm()).containsKeys("qemuVersion", "machine", "kernel", "agent", "lowerDisk");
                 assertThat(cp.digest()).isEqualTo(Snapshot.sha256(Files.readAllBytes(cp.path().resolve("checkpoint.json"))));
                 assertThat(Checkpoint.list()).extracting(Checkpoint::digest).contains(cp.digest());
@@ -76,6 +84,8 @@ class CheckpointIT {
             try {
                 Set<String> randomness = new HashSet<>();
                 for (Sandbox fork : forks) {
+                    // a restore allocates only the memory the checkpoint holds data for
+                    assertThat(fork.metrics().memoryHostResidentBytes()).as("a fork's QEMU RSS").isLessThan(sourceRss + (100L << 20));
                     // the same process, with the token it drew before the checkpoint, still counting
                     String[] state = awaitState(fork, Integer.parseInt(before[2]) + 2);
                     assertThat(state[0]).isEqualTo(before[0]);
@@ -110,7 +120,7 @@ class CheckpointIT {
             // a checkpoint from another kernel is refused before QEMU starts, and leaves nothing behind
             Path other = tmp.resolve("other-kernel");
             Files.createDirectory(other);
-            for (String file : List.of("memory.bin", "upper.ext4")) {
+            for (String file : List.of("memory.bin", "ram.bin", "upper.ext4")) {
                 Files.createSymbolicLink(other.resolve(file), cp.path().resolve(file));
             }
             String manifest = Files.readString(cp.path().resolve("checkpoint.json"), StandardCharsets.UTF_8);
@@ -133,8 +143,22 @@ class CheckpointIT {
             Files.copy(cp.path().resolve("checkpoint.json"), truncated.resolve("checkpoint.json"));
             byte[] memory = Files.readAllBytes(cp.memoryFile());
             Files.write(truncated.resolve("memory.bin"), java.util.Arrays.copyOf(memory, memory.length / 2));
+            Files.createSymbolicLink(truncated.resolve("ram.bin"), cp.ramFile());
             assertThatThrownBy(() -> runtime.restore(refused, Checkpoint.get(truncated.toString()), RestoreOptions.defaults()))
                     .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_INTEGRITY));
+            // the same for a guest memory file cut short
+            Files.write(truncated.resolve("memory.bin"), memory);
+            Files.delete(truncated.resolve("ram.bin"));
+            try (var ram = new java.io.RandomAccessFile(truncated.resolve("ram.bin").toFile(), "rw")) {
+                ram.setLength(cp.ramBytes() / 2);
+            }
+            assertThatThrownBy(() -> runtime.restore(refused, Checkpoint.get(truncated.toString()), RestoreOptions.defaults()))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                        assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_INTEGRITY);
+                        assertThat(e.getMessage()).contains("guest memory file");
+                    });
+            Files.delete(truncated.resolve("ram.bin"));
+            Files.createSymbolicLink(truncated.resolve("ram.bin"), cp.ramFile());
             byte[] garbled = memory.clone();
             java.util.Arrays.fill(garbled, 0, 4096, (byte) 0x5a);
             Files.write(truncated.resolve("memory.bin"), garbled);

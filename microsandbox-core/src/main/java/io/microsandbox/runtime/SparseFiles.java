@@ -48,7 +48,7 @@ public final class SparseFiles {
         try (FileChannel in = FileChannel.open(source, StandardOpenOption.READ);
              RandomAccessFile out = new RandomAccessFile(target.toFile(), "rw")) {
             long size = in.size();
-            String digest = walk(source, in, size, out.getChannel());
+            String digest = walk(source, in, size, out.getChannel(), sha256());
             out.setLength(size);
             if (durable) {
                 out.getFD().sync();
@@ -57,11 +57,35 @@ public final class SparseFiles {
         }
     }
 
+    /**
+     * Writes the data of {@code source} into the existing file {@code target} at the same
+     * offsets, leaving its holes alone and without hashing: what a restore does to fill a
+     * guest's empty memory from a checkpoint, allocating only the pages that hold data. With
+     * {@code durable} the target is synced to disk.
+     *
+     * @throws IOException also when {@code target} is not a regular file or is smaller than {@code source}
+     */
+    public static void copyInto(Path source, Path target, boolean durable) throws IOException {
+        requireRegularFile(source);
+        requireRegularFile(target);
+        try (FileChannel in = FileChannel.open(source, StandardOpenOption.READ);
+             FileChannel out = FileChannel.open(target, StandardOpenOption.WRITE)) {
+            long size = in.size();
+            if (out.size() < size) {
+                throw new IOException(target + " has " + out.size() + " bytes, too few for the " + size + " of " + source);
+            }
+            walk(source, in, size, out, null);
+            if (durable) {
+                out.force(true);
+            }
+        }
+    }
+
     /** The content digest of {@code file} (see the class comment). */
     public static String digest(Path file) throws IOException {
         requireRegularFile(file);
         try (FileChannel in = FileChannel.open(file, StandardOpenOption.READ)) {
-            return walk(file, in, in.size(), null);
+            return walk(file, in, in.size(), null, sha256());
         }
     }
 
@@ -72,8 +96,8 @@ public final class SparseFiles {
         }
     }
 
-    private static String walk(Path path, FileChannel in, long size, FileChannel out) throws IOException {
-        MessageDigest sha = sha256();
+    /** Copies (when {@code out} is given) and hashes (when {@code sha} is) the non-zero blocks; the digest or null. */
+    private static String walk(Path path, FileChannel in, long size, FileChannel out, MessageDigest sha) throws IOException {
         long[] extents = Posix.dataExtents(path);
         byte[] chunk = new byte[CHUNK];
         ByteBuffer buffer = ByteBuffer.wrap(chunk);
@@ -98,8 +122,10 @@ public final class SparseFiles {
                     if (Arrays.mismatch(chunk, b, b + len, ZEROS, 0, len) < 0) {
                         continue;
                     }
-                    sha.update(offset.clear().putLong(pos + b).array());
-                    sha.update(chunk, b, len);
+                    if (sha != null) {
+                        sha.update(offset.clear().putLong(pos + b).array());
+                        sha.update(chunk, b, len);
+                    }
                     if (out != null) {
                         ByteBuffer block = ByteBuffer.wrap(chunk, b, len);
                         long at = pos + b;
@@ -110,6 +136,9 @@ public final class SparseFiles {
                 }
                 pos += got;
             }
+        }
+        if (sha == null) {
+            return null;
         }
         sha.update(offset.clear().putLong(size).array());
         return "sha256:" + HexFormat.of().formatHex(sha.digest());

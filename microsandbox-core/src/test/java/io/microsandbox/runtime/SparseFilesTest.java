@@ -33,6 +33,33 @@ class SparseFilesTest {
     }
 
     @Test
+    void copyIntoWritesTheDataIntoAnExistingFileAndAllocatesNothingElse(@TempDir Path dir) throws Exception {
+        Path source = dir.resolve("source");
+        try (RandomAccessFile f = new RandomAccessFile(source.toFile(), "rw")) {
+            f.setLength(SIZE);
+            f.seek(8192);
+            f.write("page".getBytes());
+            f.seek(64L << 20);
+            f.write(new byte[1 << 20]);
+        }
+        // as a restored guest's empty memory: a file of the size, all hole
+        Path target = dir.resolve("target");
+        try (RandomAccessFile f = new RandomAccessFile(target.toFile(), "rw")) {
+            f.setLength(SIZE);
+        }
+        SparseFiles.copyInto(source, target, false);
+        assertThat(Files.mismatch(source, target)).isEqualTo(-1);
+        assertThat(Posix.allocatedBytes(target)).isLessThan(64 * 1024);
+
+        Path small = dir.resolve("small");
+        try (RandomAccessFile f = new RandomAccessFile(small.toFile(), "rw")) {
+            f.setLength(SIZE / 2);
+        }
+        assertThat(org.assertj.core.api.Assertions.catchThrowable(() -> SparseFiles.copyInto(source, small, false)))
+                .isInstanceOf(java.io.IOException.class).hasMessageContaining("too few");
+    }
+
+    @Test
     void anyChangedByteChangesTheDigest(@TempDir Path dir) throws Exception {
         Path file = dir.resolve("file");
         try (RandomAccessFile f = new RandomAccessFile(file.toFile(), "rw")) {

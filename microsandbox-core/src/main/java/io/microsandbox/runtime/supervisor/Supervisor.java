@@ -380,6 +380,11 @@ public final class Supervisor {
      * gets fresh entropy, the wall clock and maybe a hostname, and answers {@code core.restored}.
      */
     private void restoreHandshake() throws IOException {
+        bootStage = "waiting for QEMU's monitor";
+        awaitMonitor();
+        bootStage = "loading the checkpoint";
+        MemoryCheckpoint.load(layout.qmpSocket(), vmm.pid(), Path.of(spec.restore().get("ram_file").toString()),
+                spec.restore().get("memory_uri").toString());
         bootStage = "waiting for QEMU to load the checkpoint";
         awaitVmRunning();
         ObjectNode restore = JSON.createObjectNode();
@@ -411,6 +416,32 @@ public final class Supervisor {
     }
 
     /**
+     * Waits until QEMU answers on its monitor, which it opens before it waits for an incoming
+     * migration. Bounded by the boot watchdog, which sets {@link #agentFailure}; a VMM that
+     * exits ends the wait too.
+     */
+    private void awaitMonitor() throws IOException {
+        while (agentFailure == null && !vmm.hasExited()) {
+            try {
+                QmpClient.execute(layout.qmpSocket(), "query-status", QMP_TIMEOUT);
+                return;
+            } catch (IOException notYet) {
+                sleepWhileRestoring();
+            }
+        }
+        throw new ProtocolException("QEMU did not open its monitor");
+    }
+
+    private static void sleepWhileRestoring() throws IOException {
+        try {
+            Thread.sleep(10);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted while waiting for the restore", e);
+        }
+    }
+
+    /**
      * Waits for QEMU to finish loading an incoming checkpoint, then runs the guest: QEMU takes
      * the run state the source had when saved, which is paused (it was stopped for a consistent
      * disk copy). The clock sent to the guest next must not age while QEMU is still loading.
@@ -434,12 +465,7 @@ public final class Supervisor {
             if (!status.equals("inmigrate") && !status.equals("prelaunch") && !status.equals("no monitor yet")) {
                 throw new ProtocolException("QEMU is in state " + status + " after loading the checkpoint");
             }
-            try {
-                Thread.sleep(10);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new IOException("interrupted while waiting for the restore", e);
-            }
+            sleepWhileRestoring();
         }
         throw new ProtocolException("QEMU did not run the restored guest");
     }
@@ -1123,8 +1149,9 @@ public final class Supervisor {
                 throw new IOException("the guest is not reading its channel");
             }
             answered.get(QMP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
-            ObjectNode result = MemoryCheckpoint.take(layout.qmpSocket(), Path.of(request.text("memory_file")), layout.upperDisk(),
-                    Path.of(request.text("upper_file")), Duration.ofMillis(request.payload().path("timeout_ms").asLong(120_000)));
+            ObjectNode result = MemoryCheckpoint.take(layout.qmpSocket(), vmm.pid(), Path.of(request.text("memory_file")),
+                    Path.of(request.text("ram_file")), layout.upperDisk(), Path.of(request.text("upper_file")),
+                    Duration.ofMillis(request.payload().path("timeout_ms").asLong(120_000)));
             long resumeStart = System.nanoTime();
             QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
             result.put("resume_ms", (System.nanoTime() - resumeStart) / 1_000_000);

@@ -60,7 +60,7 @@ final class HostileSandboxes {
      * runs the restore handshake, the stand-in serves the QMP socket.
      */
     static Booted bootRestored(String scenario, long bootTimeoutMs) throws Exception {
-        return boot(scenario, bootTimeoutMs, Map.of());
+        return boot(scenario, bootTimeoutMs, Map.of("memory_uri", "exec:true"));
     }
 
     private static Booted boot(String scenario, long bootTimeoutMs, Map<String, Object> restore) throws Exception {
@@ -71,9 +71,21 @@ final class HostileSandboxes {
         Files.createDirectories(layout.runDir());
         SandboxConfig config = SandboxConfig.builder().image("/hostile-agent-has-no-image").build();
         SandboxStore.open(home).insert(name, config.toJson(), Map.of(), false, "running");
-        List<String> argv = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+        List<String> agent = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "-Xmx64m", "-cp", System.getProperty("java.class.path"), HostileAgent.class.getName(), scenario,
                 layout.vmSocket().toString(), layout.qmpSocket().toString());
+        List<String> argv = agent;
+        if (restore != null) {
+            // as QEMU does, the stand-in holds the guest's memory in a memfd named memory-backend-memfd,
+            // which the supervisor fills from the checkpoint's guest memory file
+            Path ram = layout.dir().resolve("ram.bin");
+            Files.write(ram, "guest memory".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            restore = new java.util.HashMap<>(restore);
+            restore.put("ram_file", ram.toString());
+            argv = new java.util.ArrayList<>(List.of("python3", "-c", "import os, sys; fd = os.memfd_create('memory-backend-memfd', 0);"
+                    + " os.ftruncate(fd, 1 << 20); os.execv(sys.argv[1], sys.argv[1:])"));
+            argv.addAll(agent);
+        }
         SupervisorSpec spec = new SupervisorSpec(name, argv, layout.dir().toString(), layout.runDir().toString(),
                 Map.of("hostname", "hostile"), bootTimeoutMs, false, home.toString(), false, 0, 0, restore);
         spec.write(layout.specFile());

@@ -101,8 +101,8 @@ class MemoryCheckpointTest {
             Thread qemu = new Thread(() -> serveQmp(server, commands, queryMigrateAnswer), "fake-qmp");
             qemu.setDaemon(true);
             qemu.start();
-            return org.assertj.core.api.Assertions.catchThrowable(() -> MemoryCheckpoint.take(socket, tmp.resolve("memory.bin"),
-                    tmp.resolve("upper"), tmp.resolve("upper-copy"), timeout));
+            return org.assertj.core.api.Assertions.catchThrowable(() -> MemoryCheckpoint.take(socket, ProcessHandle.current().pid(),
+                    tmp.resolve("memory.bin"), tmp.resolve("ram.bin"), tmp.resolve("upper"), tmp.resolve("upper-copy"), timeout));
         } finally {
             Files.deleteIfExists(socket);
         }
