@@ -135,6 +135,14 @@ class CheckpointIT {
                     });
             assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(30));
             assertThat(runtime.find(refused)).isEmpty();
+            // so is one of the earlier format, which carried guest memory in the migration stream
+            assertThat(manifest).contains("\"format\":2");
+            Files.writeString(other.resolve("checkpoint.json"), manifest.replace("\"format\":2", "\"format\":1"));
+            assertThatThrownBy(() -> runtime.restore(refused, Checkpoint.get(other.toString()), RestoreOptions.defaults()))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                        assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_INCOMPATIBLE);
+                        assertThat(e.getMessage()).contains("earlier microsandbox");
+                    });
 
             // a truncated memory file is refused before QEMU starts; one that does not parse fails the boot, never hangs it
             Path truncated = tmp.resolve("truncated");
