@@ -35,6 +35,7 @@ public final class CheckpointBench {
 
         List<Double> checkpointMillis = new ArrayList<>();
         List<Long> memoryBytes = new ArrayList<>();
+        List<Long> ramAllocated = new ArrayList<>();
         List<Long> upperAllocated = new ArrayList<>();
         List<Long> paused = new ArrayList<>();
         List<Checkpoint> checkpoints = new ArrayList<>();
@@ -48,6 +49,7 @@ public final class CheckpointBench {
                 checkpointMillis.add(millisSince(start));
                 checkpoints.add(cp);
                 memoryBytes.add(cp.memoryBytes());
+                ramAllocated.add(Posix.allocatedBytes(cp.ramFile()));
                 upperAllocated.add(Posix.allocatedBytes(cp.upperDisk()));
                 paused.add(cp.pausedMillis());
             }
@@ -60,18 +62,28 @@ public final class CheckpointBench {
             }
             List<Double> cold = new ArrayList<>();
             List<Double> restored = new ArrayList<>();
+            long coldRss = 0;
+            long restoredRss = 0;
             for (int i = 0; i < rounds; i++) {
                 Thread.sleep(SETTLE_MILLIS);
                 long start = System.nanoTime();
                 try (Sandbox sb = Sandbox.create("bench-cold-" + i, config)) {
                     sb.exec("true", List.of());
                     cold.add(millisSince(start));
+                    if (i == rounds - 1) {
+                        Thread.sleep(SETTLE_MILLIS);
+                        coldRss = sb.metrics().memoryHostResidentBytes();
+                    }
                 }
                 Thread.sleep(SETTLE_MILLIS);
                 start = System.nanoTime();
                 try (Sandbox sb = runtime.restore("bench-restored-" + i, cp, RestoreOptions.builder().ephemeral(true).build())) {
                     sb.exec("true", List.of());
                     restored.add(millisSince(start));
+                    if (i == rounds - 1) {
+                        Thread.sleep(SETTLE_MILLIS);
+                        restoredRss = sb.metrics().memoryHostResidentBytes();
+                    }
                 }
             }
             String loadAfter = loadAverage();
@@ -85,11 +97,14 @@ public final class CheckpointBench {
             md.append("| measurement | result |\n|---|---|\n");
             md.append(String.format(java.util.Locale.ROOT, "| (k) `checkpoint` of a running 512 MiB sandbox, median | %.0f ms (guest paused %d ms) |%n",
                     median(checkpointMillis), medianLong(paused)));
-            md.append(String.format(java.util.Locale.ROOT, "| (k) checkpoint size: memory file, upper copy allocated | %.1f MiB, %.1f MiB |%n",
-                    medianLong(memoryBytes) / 1048576.0, medianLong(upperAllocated) / 1048576.0));
+            md.append(String.format(java.util.Locale.ROOT,
+                    "| (k) checkpoint size: guest memory allocated, device state, upper copy allocated | %.1f MiB, %.2f MiB, %.1f MiB |%n",
+                    medianLong(ramAllocated) / 1048576.0, medianLong(memoryBytes) / 1048576.0, medianLong(upperAllocated) / 1048576.0));
             md.append(String.format(java.util.Locale.ROOT, "| (b) cold `create` to first `exec` result, median | %.0f ms |%n", coldMedian));
             md.append(String.format(java.util.Locale.ROOT, "| (r) `restore` to first `exec` result, median | %.0f ms (%.2fx of (b), goal 0.3x) |%n",
                     restoreMedian, restoreMedian / coldMedian));
+            md.append(String.format(java.util.Locale.ROOT, "| (m) QEMU RSS of the last cold-booted / restored sandbox, after the first `exec` | %d MiB / %d MiB |%n",
+                    coldRss >> 20, restoredRss >> 20));
             md.append("\nSamples (ms), in run order: (k) ").append(join(checkpointMillis)).append("; (b) ").append(join(cold))
                     .append("; (r) ").append(join(restored)).append('\n');
             Files.createDirectories(output.toAbsolutePath().getParent());

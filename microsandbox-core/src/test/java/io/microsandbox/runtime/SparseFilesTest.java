@@ -12,6 +12,18 @@ class SparseFilesTest {
 
     @Test
     void copiesOnlyDataAndKeepsTheContentDigest(@TempDir Path dir) throws Exception {
+        Path source = sparseSource(dir);
+        Path copy = dir.resolve("copy");
+        String digest = SparseFiles.copy(source, copy);
+        assertThat(Files.size(copy)).isEqualTo(SIZE);
+        assertThat(Posix.allocatedBytes(copy)).isLessThan(64 * 1024);
+        assertThat(SparseFiles.digest(copy)).isEqualTo(digest).isEqualTo(SparseFiles.digest(source)).startsWith("sha256:");
+        assertThat(Files.mismatch(source, copy)).isEqualTo(-1);
+        assertThat(Files.getPosixFilePermissions(copy)).isEqualTo(OwnerOnly.FILE);
+    }
+
+    /** SIZE bytes with a few bytes of data near each end and an allocated MiB of zeros. */
+    private static Path sparseSource(Path dir) throws java.io.IOException {
         Path source = dir.resolve("source");
         try (RandomAccessFile f = new RandomAccessFile(source.toFile(), "rw")) {
             f.setLength(SIZE);
@@ -23,25 +35,12 @@ class SparseFilesTest {
             f.seek(64L << 20);
             f.write(new byte[1 << 20]);
         }
-        Path copy = dir.resolve("copy");
-        String digest = SparseFiles.copy(source, copy);
-        assertThat(Files.size(copy)).isEqualTo(SIZE);
-        assertThat(Posix.allocatedBytes(copy)).isLessThan(64 * 1024);
-        assertThat(SparseFiles.digest(copy)).isEqualTo(digest).isEqualTo(SparseFiles.digest(source)).startsWith("sha256:");
-        assertThat(Files.mismatch(source, copy)).isEqualTo(-1);
-        assertThat(Files.getPosixFilePermissions(copy)).isEqualTo(OwnerOnly.FILE);
+        return source;
     }
 
     @Test
     void copyIntoWritesTheDataIntoAnExistingFileAndAllocatesNothingElse(@TempDir Path dir) throws Exception {
-        Path source = dir.resolve("source");
-        try (RandomAccessFile f = new RandomAccessFile(source.toFile(), "rw")) {
-            f.setLength(SIZE);
-            f.seek(8192);
-            f.write("page".getBytes());
-            f.seek(64L << 20);
-            f.write(new byte[1 << 20]);
-        }
+        Path source = sparseSource(dir);
         // as a restored guest's empty memory: a file of the size, all hole
         Path target = dir.resolve("target");
         try (RandomAccessFile f = new RandomAccessFile(target.toFile(), "rw")) {
