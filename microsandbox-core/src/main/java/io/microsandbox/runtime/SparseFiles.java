@@ -58,8 +58,8 @@ public final class SparseFiles {
     }
 
     /**
-     * Writes the data of {@code source} into the existing file {@code target} at the same
-     * offsets, leaving its holes alone and without hashing: what a restore does to fill a
+     * Writes the data extents of {@code source} into the existing file {@code target} at the
+     * same offsets, leaving its holes alone and without hashing: what a restore does to fill a
      * guest's empty memory from a checkpoint, allocating only the pages that hold data. With
      * {@code durable} the target is synced to disk.
      *
@@ -74,7 +74,19 @@ public final class SparseFiles {
             if (out.size() < size) {
                 throw new IOException(target + " has " + out.size() + " bytes, too few for the " + size + " of " + source);
             }
-            walk(source, in, size, out, null);
+            // the kernel copies each data extent (sendfile): no pass through the Java heap
+            long[] extents = Posix.dataExtents(source);
+            for (int e = 0; e < extents.length; e += 2) {
+                long pos = extents[e];
+                long end = Math.min(extents[e + 1], size);
+                while (pos < end) {
+                    long n = in.transferTo(pos, end - pos, out.position(pos));
+                    if (n <= 0) {
+                        throw new IOException(source + " shrank while it was read");
+                    }
+                    pos += n;
+                }
+            }
             if (durable) {
                 out.force(true);
             }
@@ -117,23 +129,25 @@ public final class SparseFiles {
                     }
                     got += n;
                 }
+                // runs of non-zero blocks are written with one call each: a guest's memory is
+                // thousands of scattered pages, and a write per page was most of a restore's copy
+                int run = -1;
                 for (int b = 0; b < got; b += BLOCK) {
                     int len = Math.min(BLOCK, got - b);
                     if (Arrays.mismatch(chunk, b, b + len, ZEROS, 0, len) < 0) {
+                        write(out, chunk, run, b, pos);
+                        run = -1;
                         continue;
+                    }
+                    if (run < 0) {
+                        run = b;
                     }
                     if (sha != null) {
                         sha.update(offset.clear().putLong(pos + b).array());
                         sha.update(chunk, b, len);
                     }
-                    if (out != null) {
-                        ByteBuffer block = ByteBuffer.wrap(chunk, b, len);
-                        long at = pos + b;
-                        while (block.hasRemaining()) {
-                            at += out.write(block, at);
-                        }
-                    }
                 }
+                write(out, chunk, run, got, pos);
                 pos += got;
             }
         }
@@ -142,6 +156,18 @@ public final class SparseFiles {
         }
         sha.update(offset.clear().putLong(size).array());
         return "sha256:" + HexFormat.of().formatHex(sha.digest());
+    }
+
+    /** Writes {@code chunk[from, to)} at {@code chunkPos + from}; nothing when there is no run ({@code from < 0}) or no output. */
+    private static void write(FileChannel out, byte[] chunk, int from, int to, long chunkPos) throws IOException {
+        if (out == null || from < 0) {
+            return;
+        }
+        ByteBuffer run = ByteBuffer.wrap(chunk, from, to - from);
+        long at = chunkPos + from;
+        while (run.hasRemaining()) {
+            at += out.write(run, at);
+        }
     }
 
     private static MessageDigest sha256() {

@@ -39,7 +39,7 @@ class SparseFilesTest {
     }
 
     @Test
-    void copyIntoWritesTheDataIntoAnExistingFileAndAllocatesNothingElse(@TempDir Path dir) throws Exception {
+    void copyIntoWritesTheDataExtentsIntoAnExistingFileAndLeavesItsHolesAlone(@TempDir Path dir) throws Exception {
         Path source = sparseSource(dir);
         // as a restored guest's empty memory: a file of the size, all hole
         Path target = dir.resolve("target");
@@ -48,7 +48,8 @@ class SparseFilesTest {
         }
         SparseFiles.copyInto(source, target, false);
         assertThat(Files.mismatch(source, target)).isEqualTo(-1);
-        assertThat(Posix.allocatedBytes(target)).isLessThan(64 * 1024);
+        // the source's extents, copied as they are (a checkpoint's memory file has no zero blocks left); its holes stay holes
+        assertThat(Posix.allocatedBytes(target)).isLessThanOrEqualTo(Posix.allocatedBytes(source)).isLessThan(SIZE / 64);
 
         Path small = dir.resolve("small");
         try (RandomAccessFile f = new RandomAccessFile(small.toFile(), "rw")) {
