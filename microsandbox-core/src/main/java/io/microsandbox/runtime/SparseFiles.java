@@ -43,12 +43,24 @@ public final class SparseFiles {
      * for a sandbox's own upper disk, which a host crash loses with the sandbox anyway.
      */
     public static String copy(Path source, Path target, boolean durable) throws IOException {
+        return copy(source, target, durable, sha256());
+    }
+
+    /**
+     * Like {@link #copy(Path, Path)}, without the digest: for a guest's memory, saved with a
+     * checkpoint, where hashing tens of MiB would lengthen the guest's pause and nothing checks it.
+     */
+    public static void copyUnhashed(Path source, Path target) throws IOException {
+        copy(source, target, true, null);
+    }
+
+    private static String copy(Path source, Path target, boolean durable, MessageDigest sha) throws IOException {
         requireRegularFile(source);
         OwnerOnly.createFile(target);
         try (FileChannel in = FileChannel.open(source, StandardOpenOption.READ);
              RandomAccessFile out = new RandomAccessFile(target.toFile(), "rw")) {
             long size = in.size();
-            String digest = walk(source, in, size, out.getChannel(), sha256());
+            String digest = walk(source, in, size, out.getChannel(), sha);
             out.setLength(size);
             if (durable) {
                 out.getFD().sync();
@@ -60,12 +72,12 @@ public final class SparseFiles {
     /**
      * Writes the data extents of {@code source} into the existing file {@code target} at the
      * same offsets, leaving its holes alone and without hashing: what a restore does to fill a
-     * guest's empty memory from a checkpoint, allocating only the pages that hold data. With
-     * {@code durable} the target is synced to disk.
+     * guest's empty memory from a checkpoint ({@link #copyUnhashed} left no zero blocks in it),
+     * allocating only the pages that hold data.
      *
      * @throws IOException also when {@code target} is not a regular file or is smaller than {@code source}
      */
-    public static void copyInto(Path source, Path target, boolean durable) throws IOException {
+    public static void copyInto(Path source, Path target) throws IOException {
         requireRegularFile(source);
         requireRegularFile(target);
         try (FileChannel in = FileChannel.open(source, StandardOpenOption.READ);
@@ -86,9 +98,6 @@ public final class SparseFiles {
                     }
                     pos += n;
                 }
-            }
-            if (durable) {
-                out.force(true);
             }
         }
     }

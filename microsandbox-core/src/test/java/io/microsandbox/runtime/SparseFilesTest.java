@@ -20,6 +20,11 @@ class SparseFilesTest {
         assertThat(SparseFiles.digest(copy)).isEqualTo(digest).isEqualTo(SparseFiles.digest(source)).startsWith("sha256:");
         assertThat(Files.mismatch(source, copy)).isEqualTo(-1);
         assertThat(Files.getPosixFilePermissions(copy)).isEqualTo(OwnerOnly.FILE);
+
+        Path unhashed = dir.resolve("unhashed");
+        SparseFiles.copyUnhashed(source, unhashed);
+        assertThat(Files.mismatch(source, unhashed)).isEqualTo(-1);
+        assertThat(Posix.allocatedBytes(unhashed)).isLessThan(64 * 1024);
     }
 
     /** SIZE bytes with a few bytes of data near each end and an allocated MiB of zeros. */
@@ -46,7 +51,7 @@ class SparseFilesTest {
         try (RandomAccessFile f = new RandomAccessFile(target.toFile(), "rw")) {
             f.setLength(SIZE);
         }
-        SparseFiles.copyInto(source, target, false);
+        SparseFiles.copyInto(source, target);
         assertThat(Files.mismatch(source, target)).isEqualTo(-1);
         // the source's extents, copied as they are (a checkpoint's memory file has no zero blocks left); its holes stay holes
         assertThat(Posix.allocatedBytes(target)).isLessThanOrEqualTo(Posix.allocatedBytes(source)).isLessThan(SIZE / 64);
@@ -55,7 +60,7 @@ class SparseFilesTest {
         try (RandomAccessFile f = new RandomAccessFile(small.toFile(), "rw")) {
             f.setLength(SIZE / 2);
         }
-        assertThat(org.assertj.core.api.Assertions.catchThrowable(() -> SparseFiles.copyInto(source, small, false)))
+        assertThat(org.assertj.core.api.Assertions.catchThrowable(() -> SparseFiles.copyInto(source, small)))
                 .isInstanceOf(java.io.IOException.class).hasMessageContaining("too few");
     }
 

@@ -3,7 +3,6 @@ package io.microsandbox.runtime.supervisor;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.SparseFiles;
 import io.microsandbox.runtime.vmm.QmpClient;
 import java.io.IOException;
@@ -73,12 +72,7 @@ public final class MemoryCheckpoint {
         }
         long migrated = System.nanoTime();
         // paused, and the devices stopped by the migration: nothing writes guest memory now
-        Path guestMemory = guestMemory(vmmPid);
-        OwnerOnly.createFile(ramFile);
-        try (java.io.RandomAccessFile ram = new java.io.RandomAccessFile(ramFile.toFile(), "rw")) {
-            ram.setLength(Files.size(guestMemory));
-        }
-        SparseFiles.copyInto(guestMemory, ramFile, true);
+        SparseFiles.copyUnhashed(guestMemory(vmmPid), ramFile);
         // the migration flushed and released the disks: what the file holds is what the guest wrote
         String upperDigest = SparseFiles.copy(upper, upperCopy);
         long copied = System.nanoTime();
@@ -99,7 +93,7 @@ public final class MemoryCheckpoint {
      * ({@link #incoming}); the caller waits for QEMU to leave the {@code inmigrate} state.
      */
     public static void load(Path qmp, long vmmPid, Path ramFile, String memoryUri) throws IOException {
-        SparseFiles.copyInto(ramFile, guestMemory(vmmPid), false);
+        SparseFiles.copyInto(ramFile, guestMemory(vmmPid));
         leaveGuestMemoryOut(qmp);
         QmpClient.execute(qmp, "migrate-incoming", JSON.createObjectNode().put("uri", memoryUri), QMP_TIMEOUT);
     }
