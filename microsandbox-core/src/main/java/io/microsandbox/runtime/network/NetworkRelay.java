@@ -414,17 +414,10 @@ public final class NetworkRelay implements AutoCloseable {
 
     /** Copies until either side ends, then closes both. */
     private static void pump(Socket from, Socket to) {
-        byte[] buf = new byte[CHUNK];
         try {
-            InputStream in = from.getInputStream();
-            OutputStream out = to.getOutputStream();
-            int n;
-            while ((n = in.read(buf)) > 0) {
-                out.write(buf, 0, n);
-                out.flush();
-            }
-        } catch (IOException e) {
-            // one side failed: both end
+            copy(from, to, null);
+        } catch (IOException | SecretFilter.SecretViolation e) {
+            // one side failed: both end (without a filter there is no violation)
         } finally {
             closeQuietly(from);
             closeQuietly(to);
@@ -437,17 +430,8 @@ public final class NetworkRelay implements AutoCloseable {
             pump(from, to);
             return;
         }
-        byte[] buf = new byte[CHUNK];
         try {
-            InputStream in = from.getInputStream();
-            OutputStream out = to.getOutputStream();
-            int n;
-            while ((n = in.read(buf)) > 0) {
-                out.write(filter.filter(java.util.Arrays.copyOf(buf, n)));
-                out.flush();
-            }
-            out.write(filter.finish());
-            out.flush();
+            copy(from, to, filter);
         } catch (SecretFilter.SecretViolation v) {
             closeQuietly(to, true);
             violated(c, v);
@@ -457,6 +441,26 @@ public final class NetworkRelay implements AutoCloseable {
             filter.close();
             closeQuietly(from);
             closeQuietly(to);
+        }
+    }
+
+    /** Copies {@code from} to {@code to} until the end of {@code from}, through {@code filter} when it is not null. */
+    private static void copy(Socket from, Socket to, SecretFilter filter) throws IOException, SecretFilter.SecretViolation {
+        byte[] buf = new byte[CHUNK];
+        InputStream in = from.getInputStream();
+        OutputStream out = to.getOutputStream();
+        int n;
+        while ((n = in.read(buf)) > 0) {
+            if (filter == null) {
+                out.write(buf, 0, n);
+            } else {
+                out.write(filter.filter(java.util.Arrays.copyOf(buf, n)));
+            }
+            out.flush();
+        }
+        if (filter != null) {
+            out.write(filter.finish());
+            out.flush();
         }
     }
 
