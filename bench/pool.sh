@@ -5,12 +5,6 @@
 # (warm-start=boot) against restores from a checkpoint (warm-start=checkpoint), written to
 # bench/results/pool-refill.md.
 # Usage: bench/pool.sh [round trips] [cold boots] [refill members] [refills]  (default 100 5 4 3)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-scripts/setup.sh
-mvn -B -ntp -q install -DskipTests -pl bench -am
-mvn -B -ntp -q -pl bench dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
-java -cp "bench/target/classes:$(cat bench/target/classpath.txt)" io.microsandbox.bench.PoolBench \
-  "${1:-100}" "${2:-5}" bench/results/pool.md
-exec java -cp "bench/target/classes:$(cat bench/target/classpath.txt)" io.microsandbox.bench.PoolRefillBench \
-  "${3:-4}" "${4:-3}" bench/results/pool-refill.md
+source "$(dirname "$0")/lib.sh"
+java -cp "$BENCH_CP" io.microsandbox.bench.PoolBench "${1:-100}" "${2:-5}" bench/results/pool.md
+exec java -cp "$BENCH_CP" io.microsandbox.bench.PoolRefillBench "${3:-4}" "${4:-3}" bench/results/pool-refill.md

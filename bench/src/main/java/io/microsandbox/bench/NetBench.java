@@ -99,7 +99,8 @@ public final class NetBench {
                 out.write("ok".getBytes());
             }
         });
-        server.setExecutor(java.util.concurrent.Executors.newFixedThreadPool(4));
+        java.util.concurrent.ExecutorService handlers = java.util.concurrent.Executors.newFixedThreadPool(4);
+        server.setExecutor(handlers);
         server.start();
         int port = server.getAddress().getPort();
         String hostAddress = hostAddress();
@@ -123,6 +124,8 @@ public final class NetBench {
         } finally {
             System.clearProperty("microsandbox.qemu.extraArgs");
             server.stop(0);
+            // its threads are not daemons: left running, they keep the JVM from exiting
+            handlers.shutdownNow();
         }
         String table = String.format("""
                 Measured %s on %d cores, accelerator as Accelerator.AUTO resolves it, 512 MiB, 1 vCPU; %d downloads of %d MiB (median after a warm-up), %d connections.
