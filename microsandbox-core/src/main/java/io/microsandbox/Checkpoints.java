@@ -141,20 +141,6 @@ public final class Checkpoints {
      *         also for a checkpoint of an earlier format; {@link ErrorKind#SNAPSHOT_INTEGRITY} when the
      *         memory or guest memory file is missing or not the size recorded
      */
-    private static void requireSize(Checkpoint checkpoint, String what, Path file, long recorded) {
-        long size;
-        try {
-            size = Files.size(file);
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the " + what + " of checkpoint '" + checkpoint.name()
-                    + "' is missing: " + e.getMessage(), e);
-        }
-        if (size != recorded) {
-            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the " + what + " of checkpoint '" + checkpoint.name()
-                    + "' has " + size + " bytes, the manifest records " + recorded);
-        }
-    }
-
     void checkCompatible(Checkpoint checkpoint, List<String> argv) {
         if (checkpoint.format() < Checkpoint.FORMAT) {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_INCOMPATIBLE, "checkpoint '" + checkpoint.name()
@@ -173,6 +159,20 @@ public final class Checkpoints {
         if (mismatch != null) {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_INCOMPATIBLE, "checkpoint '" + checkpoint.name()
                     + "' cannot be restored by this runtime: " + mismatch);
+        }
+    }
+
+    private static void requireSize(Checkpoint checkpoint, String what, Path file, long recorded) {
+        long size;
+        try {
+            size = Files.size(file);
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the " + what + " of checkpoint '" + checkpoint.name()
+                    + "' is missing: " + e.getMessage(), e);
+        }
+        if (size != recorded) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the " + what + " of checkpoint '" + checkpoint.name()
+                    + "' has " + size + " bytes, the manifest records " + recorded);
         }
     }
 }

@@ -522,6 +522,8 @@ public final class Microsandbox {
         try {
             Snapshots.materialize(home, what, checkpoint.upperDisk(), checkpoint.upperDigest(), checkpoint.imageDigest(), layout);
             Map<String, Object> restore = new java.util.LinkedHashMap<>();
+            restore.put("ram_file", checkpoint.ramFile().toString());
+            restore.put("memory_uri", io.microsandbox.runtime.supervisor.MemoryCheckpoint.incoming(checkpoint.memoryFile()));
             if (options.hostname() != null) {
                 restore.put("hostname", options.hostname());
             }
@@ -531,8 +533,6 @@ public final class Microsandbox {
                 // the supervisor fills the guest's memory from ram.bin, then starts the load
                 argv.add("-incoming");
                 argv.add("defer");
-                restore.put("ram_file", checkpoint.ramFile().toString());
-                restore.put("memory_uri", io.microsandbox.runtime.supervisor.MemoryCheckpoint.incoming(checkpoint.memoryFile()));
                 return new SupervisorSpec(spec.name(), argv, spec.sandboxDir(), spec.runDir(), spec.configure(), spec.bootTimeoutMs(),
                         spec.detached(), spec.home(), spec.ephemeral(), spec.idleTimeoutMs(), spec.maxDurationMs(), restore);
             });

@@ -79,7 +79,7 @@ public final class MemoryCheckpoint {
         ObjectNode result = JSON.createObjectNode();
         result.put("memory_bytes", Files.size(memoryFile));
         result.put("ram_bytes", Files.size(ramFile));
-        result.put("ram_data_bytes", dataBytes(ramFile));
+        result.put("ram_data_bytes", io.microsandbox.runtime.Posix.allocatedBytes(ramFile));
         result.put("upper_digest", upperDigest);
         result.put("pause_ms", (paused - start) / 1_000_000);
         result.put("migrate_ms", (migrated - paused) / 1_000_000);
@@ -125,16 +125,6 @@ public final class MemoryCheckpoint {
             }
         }
         throw new IOException("QEMU (process " + vmmPid + ") has no guest memory (" + GUEST_MEMORY_NAME + ") open");
-    }
-
-    /** Bytes in the data extents of a sparse file. */
-    private static long dataBytes(Path file) throws IOException {
-        long[] extents = io.microsandbox.runtime.Posix.dataExtents(file);
-        long total = 0;
-        for (int e = 0; e < extents.length; e += 2) {
-            total += extents[e + 1] - extents[e];
-        }
-        return total;
     }
 
     /** Waits for QEMU to finish the migration and the background cat to rename its file into place. */

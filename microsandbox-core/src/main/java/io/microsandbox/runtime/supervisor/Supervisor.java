@@ -82,6 +82,8 @@ public final class Supervisor {
     static final long HEAP_BUDGET = GUEST_QUEUE_BYTES + CLIENT_READ_BUDGET + CLIENT_QUEUE_BUDGET
             + 3L * Protocol.MAX_FRAME_BYTES + io.microsandbox.runtime.network.NetworkRelay.SECRET_BODY_HEAP + (32L << 20);
     private static final Duration QMP_TIMEOUT = Duration.ofSeconds(5);
+    /** What {@link #awaitQemuState} reports while QEMU's monitor does not answer yet. */
+    private static final String NO_MONITOR = "no monitor yet";
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final SupervisorSpec spec;
@@ -415,59 +417,50 @@ public final class Supervisor {
         SupervisorLog.log("restored from a checkpoint: QEMU start to agent answer " + (System.nanoTime() - vmmStartNanos) / 1_000_000 + " ms");
     }
 
-    /**
-     * Waits until QEMU answers on its monitor, which it opens before it waits for an incoming
-     * migration. Bounded by the boot watchdog, which sets {@link #agentFailure}; a VMM that
-     * exits ends the wait too.
-     */
+    /** Waits until QEMU answers on its monitor, which it opens before it waits for an incoming migration. */
     private void awaitMonitor() throws IOException {
-        while (agentFailure == null && !vmm.hasExited()) {
-            try {
-                QmpClient.execute(layout.qmpSocket(), "query-status", QMP_TIMEOUT);
-                return;
-            } catch (IOException notYet) {
-                sleepWhileRestoring();
-            }
-        }
-        throw new ProtocolException("QEMU did not open its monitor");
-    }
-
-    private static void sleepWhileRestoring() throws IOException {
-        try {
-            Thread.sleep(10);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IOException("interrupted while waiting for the restore", e);
-        }
+        awaitQemuState(NO_MONITOR::equals, "open its monitor");
     }
 
     /**
      * Waits for QEMU to finish loading an incoming checkpoint, then runs the guest: QEMU takes
      * the run state the source had when saved, which is paused (it was stopped for a consistent
      * disk copy). The clock sent to the guest next must not age while QEMU is still loading.
-     * Bounded by the boot watchdog, which sets {@link #agentFailure}; a VMM that exits ends the wait too.
      */
     private void awaitVmRunning() throws IOException {
+        String status = awaitQemuState(s -> s.equals("inmigrate") || s.equals("prelaunch") || s.equals(NO_MONITOR),
+                "run the restored guest");
+        if (status.equals("paused")) {
+            QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
+        } else if (!status.equals("running")) {
+            throw new ProtocolException("QEMU is in state " + status + " after loading the checkpoint");
+        }
+    }
+
+    /**
+     * QEMU's run state ({@code query-status}, or {@link #NO_MONITOR} while it answers none),
+     * polled every 10 ms for as long as {@code waiting} holds. Bounded by the boot watchdog,
+     * which sets {@link #agentFailure}; a VMM that exits ends the wait too.
+     */
+    private String awaitQemuState(java.util.function.Predicate<String> waiting, String what) throws IOException {
         while (agentFailure == null && !vmm.hasExited()) {
             String status;
             try {
                 status = QmpClient.execute(layout.qmpSocket(), "query-status", QMP_TIMEOUT).path("status").asText();
             } catch (IOException e) {
-                status = "no monitor yet";
+                status = NO_MONITOR;
             }
-            if (status.equals("running")) {
-                return;
+            if (!waiting.test(status)) {
+                return status;
             }
-            if (status.equals("paused")) {
-                QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
-                return;
+            try {
+                Thread.sleep(10);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException("interrupted while waiting for the restore", e);
             }
-            if (!status.equals("inmigrate") && !status.equals("prelaunch") && !status.equals("no monitor yet")) {
-                throw new ProtocolException("QEMU is in state " + status + " after loading the checkpoint");
-            }
-            sleepWhileRestoring();
         }
-        throw new ProtocolException("QEMU did not run the restored guest");
+        throw new ProtocolException("QEMU did not " + what);
     }
 
     /**
