@@ -19,7 +19,6 @@ import java.util.jar.JarEntry;
 import java.util.jar.JarFile;
 import java.util.jar.JarOutputStream;
 import java.util.jar.Manifest;
-import java.util.stream.Stream;
 import java.util.zip.CRC32;
 import java.util.zip.ZipEntry;
 import org.junit.jupiter.api.Test;
@@ -88,7 +87,7 @@ class FatJarIT {
         }
         List<Path> jars = new ArrayList<>();
         for (Path library : libraries) {
-            jars.add(Files.isDirectory(library) ? jarOf(library, work.resolve("microsandbox-core.jar")) : library);
+            jars.add(Files.isDirectory(library) ? SupervisorClassPathTest.jarOf(library, work.resolve("microsandbox-core.jar")) : library);
         }
         Manifest manifest = new Manifest();
         Attributes main = manifest.getMainAttributes();
@@ -139,14 +138,4 @@ class FatJarIT {
         }
     }
 
-    private static Path jarOf(Path dir, Path file) throws IOException {
-        try (JarOutputStream out = new JarOutputStream(Files.newOutputStream(file)); Stream<Path> walk = Files.walk(dir)) {
-            for (Path p : walk.filter(Files::isRegularFile).sorted().toList()) {
-                out.putNextEntry(new JarEntry(dir.relativize(p).toString().replace(File.separatorChar, '/')));
-                Files.copy(p, out);
-                out.closeEntry();
-            }
-        }
-        return file;
-    }
 }

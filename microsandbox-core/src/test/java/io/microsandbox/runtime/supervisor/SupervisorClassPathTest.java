@@ -212,8 +212,8 @@ class SupervisorClassPathTest {
         return file;
     }
 
-    /** A jar of a directory tree, e.g. target/classes. */
-    private static Path jarOf(Path dir, Path file) throws IOException {
+    /** A jar of a directory tree, e.g. target/classes (also for FatJarIT and SupervisorCdsIT). */
+    static Path jarOf(Path dir, Path file) throws IOException {
         try (JarOutputStream out = new JarOutputStream(Files.newOutputStream(file)); Stream<Path> walk = Files.walk(dir)) {
             for (Path p : walk.filter(Files::isRegularFile).sorted().toList()) {
                 out.putNextEntry(new JarEntry(dir.relativize(p).toString().replace(File.separatorChar, '/')));
