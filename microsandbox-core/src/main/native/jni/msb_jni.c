@@ -156,6 +156,9 @@ static char **copy_vec(JNIEnv *env, jobjectArray arr) {
 
 enum stage { STAGE_SETUP = 1, STAGE_CHDIR = 2, STAGE_EXEC = 3 };
 
+/* where a child finds the one descriptor its parent may pass it */
+#define PASSED_FD 3
+
 struct child_args {
     char **argv;
     char **envp;
@@ -163,6 +166,7 @@ struct child_args {
     int stdin_fd;   /* /dev/null, close-on-exec */
     int out_fd;     /* output file or /dev/null, close-on-exec */
     int report_fd;  /* write end of the close-on-exec error pipe */
+    int passed_fd;  /* becomes the child's fd 3 (PASSED_FD), or -1 */
     int pdeathsig;
     int new_session;
     pid_t parent_pid;
@@ -193,11 +197,11 @@ static int move_fd(int fd, int target) {
     return r < 0 ? -1 : 0;
 }
 
-/* close every fd >= 3 except keep; close_range where the kernel has it (5.9+),
+/* close every fd >= first except keep; close_range where the kernel has it (5.9+),
  * else /proc/self/fd via raw getdents64, else a loop up to RLIMIT_NOFILE */
-static void close_fds_from_3(int keep) {
+static void close_fds_from(int first, int keep) {
     int ok = 1;
-    if (keep > 3 && syscall(SYS_close_range, 3u, (unsigned)keep - 1, 0u) != 0) {
+    if (keep > first && syscall(SYS_close_range, (unsigned)first, (unsigned)keep - 1, 0u) != 0) {
         ok = 0;
     }
     if (ok && syscall(SYS_close_range, (unsigned)keep + 1, ~0u, 0u) == 0) {
@@ -222,7 +226,7 @@ static void close_fds_from_3(int keep) {
                 for (; *p >= '0' && *p <= '9'; p++) {
                     fd = fd * 10 + (*p - '0');
                 }
-                if (fd >= 3 && fd != keep && fd != dfd) {
+                if (fd >= first && fd != keep && fd != dfd) {
                     close(fd);
                 }
             }
@@ -235,7 +239,7 @@ static void close_fds_from_3(int keep) {
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
         max = (long)rl.rlim_cur;
     }
-    for (long fd = 3; fd < max; fd++) {
+    for (long fd = first; fd < max; fd++) {
         if (fd != keep) {
             close((int)fd);
         }
@@ -281,7 +285,10 @@ static int child_main(void *arg) {
     if (move_fd(a->stdin_fd, 0) < 0 || move_fd(a->out_fd, 1) < 0 || move_fd(a->out_fd, 2) < 0) {
         child_fail(a, STAGE_SETUP, errno);
     }
-    close_fds_from_3(report);
+    if (a->passed_fd >= 0 && move_fd(a->passed_fd, PASSED_FD) < 0) {
+        child_fail(a, STAGE_SETUP, errno);
+    }
+    close_fds_from(a->passed_fd >= 0 ? PASSED_FD + 1 : PASSED_FD, report);
 
     if (a->workdir != NULL && chdir(a->workdir) != 0) {
         child_fail(a, STAGE_CHDIR, errno);
@@ -310,13 +317,14 @@ static void close_quietly(int fd) {
     }
 }
 
-/* child stdin/stdout must not collide with the pipe or each other while dup2ing: keep the
- * fds the parent opens above 2 (they only collide when the JVM has 0..2 closed) */
+/* the fds the parent opens for the child must not collide with the ones the child gets
+ * (0..2 and PASSED_FD) while it dup2s them into place: keep them above PASSED_FD (below it
+ * only when the JVM has 0..2 closed, or its fd 3 is free) */
 static int above_stdio(int fd) {
-    if (fd < 0 || fd > 2) {
+    if (fd < 0 || fd > PASSED_FD) {
         return fd;
     }
-    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, PASSED_FD + 1);
     int err = errno;
     close(fd);
     errno = err;
@@ -325,11 +333,11 @@ static int above_stdio(int fd) {
 
 JNIEXPORT jint JNICALL Java_io_microsandbox_runtime_Posix_spawn0(
         JNIEnv *env, jclass cls, jobjectArray jargv, jobjectArray jenv, jbyteArray jworkdir,
-        jbyteArray joutput, jint pdeathsig, jboolean new_session) {
+        jbyteArray joutput, jint pdeathsig, jboolean new_session, jint pass_fd) {
     (void)cls;
     char **argv = NULL, **envp = NULL;
     char *workdir = NULL, *output = NULL;
-    int in_fd = -1, out_fd = -1, pipefd[2] = {-1, -1};
+    int in_fd = -1, out_fd = -1, passed_fd = -1, pipefd[2] = {-1, -1};
     void *stack = MAP_FAILED;
     size_t stack_size = 0;
     jint result = -1;
@@ -370,6 +378,11 @@ JNIEXPORT jint JNICALL Java_io_microsandbox_runtime_Posix_spawn0(
             goto out;
         }
     }
+    /* a private copy above the child's fds, whatever number the caller's has */
+    if (pass_fd >= 0 && (passed_fd = fcntl(pass_fd, F_DUPFD_CLOEXEC, PASSED_FD + 1)) < 0) {
+        throw_io(env, errno, "cannot run %s: cannot pass descriptor %d", argv[0], (int)pass_fd);
+        goto out;
+    }
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
         throw_io(env, errno, "cannot run %s: cannot create pipe", argv[0]);
         goto out;
@@ -400,6 +413,7 @@ JNIEXPORT jint JNICALL Java_io_microsandbox_runtime_Posix_spawn0(
         .stdin_fd = in_fd,
         .out_fd = out_fd,
         .report_fd = pipefd[1],
+        .passed_fd = passed_fd,
         .pdeathsig = pdeathsig,
         .new_session = new_session == JNI_TRUE,
         .parent_pid = getpid(),
@@ -449,6 +463,7 @@ out:
     close_quietly(pipefd[1]);
     close_quietly(in_fd);
     close_quietly(out_fd);
+    close_quietly(passed_fd);
     free_vec(argv);
     free_vec(envp);
     free(workdir);
@@ -753,6 +768,25 @@ static int tree_visit(const char *path, const struct stat *st, int type, struct 
     put_i64(p + 40, (int64_t) st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec);
     tree_len += need;
     return 0;
+}
+
+/* An anonymous shared-memory file of size bytes (a sparse hole until written), close-on-exec:
+ * guest RAM that the supervisor owns and passes to QEMU. */
+JNIEXPORT jint JNICALL Java_io_microsandbox_runtime_Posix_memfdCreate0(JNIEnv *env, jclass cls, jbyteArray jname, jlong size) {
+    (void) cls;
+    char *name = copy_bytes(env, jname);
+    if (name == NULL)
+        return -1;
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    if (fd < 0) {
+        throw_io(env, errno, "memfd_create %s", name);
+    } else if (ftruncate(fd, (off_t) size) != 0) {
+        throw_io(env, errno, "cannot size memfd %s to %lld bytes", name, (long long) size);
+        close(fd);
+        fd = -1;
+    }
+    free(name);
+    return fd;
 }
 
 /* Bytes the file occupies on disk (st_blocks * 512): what a sparse file really costs. */

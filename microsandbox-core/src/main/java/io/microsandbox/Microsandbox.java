@@ -188,7 +188,7 @@ public final class Microsandbox {
             if (snapshot != null) {
                 snapshots().materialize(snapshot, layout);
             }
-            return boot(layout, config, snapshot == null, createLock, spec -> spec);
+            return boot(layout, config, snapshot == null, createLock, null, spec -> spec);
         } catch (MicrosandboxException e) {
             store.delete(name);
             discard(layout, createLock);
@@ -249,7 +249,7 @@ public final class Microsandbox {
             throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING, "sandbox '" + name + "' is being started by another process");
         }
         try {
-            return boot(layout, config, false, createLock, spec -> spec);
+            return boot(layout, config, false, createLock, null, spec -> spec);
         } catch (MicrosandboxException e) {
             release(createLock);
             throw e;
@@ -271,14 +271,15 @@ public final class Microsandbox {
     /**
      * Boots the prepared sandbox: the supervisor starts while the disks are made.
      *
+     * @param knownRoot the image's root when already known, else null (see SandboxPreparer)
      * @param adapt turns the prepared spec into the one to run (a restore adds its checkpoint)
      */
     private Sandbox boot(SandboxLayout layout, SandboxConfig config, boolean freshUpper, SandboxLock createLock,
-            java.util.function.UnaryOperator<SupervisorSpec> adapt) {
+            io.microsandbox.image.ImageRoots.Root knownRoot, java.util.function.UnaryOperator<SupervisorSpec> adapt) {
         SupervisorProcess supervisor = SupervisorProcess.acquire(home);
         try {
             SupervisorSpec prepared = SandboxPreparer.prepare(home, SandboxPreparer.findQemu(qemu), KernelBundle.locate(home, kernelDir),
-                    accelerator, layout, config, freshUpper);
+                    accelerator, layout, config, freshUpper, knownRoot);
             SupervisorSpec spec = adapt.apply(prepared);
             if (spec != prepared) {
                 spec.write(layout.specFile());
@@ -527,7 +528,7 @@ public final class Microsandbox {
             if (options.hostname() != null) {
                 restore.put("hostname", options.hostname());
             }
-            return boot(layout, config, false, createLock, spec -> {
+            return boot(layout, config, false, createLock, checkpointRoot(checkpoint), spec -> {
                 checkpoints().checkCompatible(checkpoint, spec.vmmArgv());
                 List<String> argv = new ArrayList<>(spec.vmmArgv());
                 // the supervisor fills the guest's memory from ram.bin, then starts the load
@@ -541,6 +542,17 @@ public final class Microsandbox {
             discard(layout, createLock);
             throw e;
         }
+    }
+
+    /**
+     * The lower disk a checkpoint of a directory image was taken over, while it is still in the
+     * cache: its guest must see that disk whatever the directory holds now, and finding it
+     * spares walking the whole tree. Null for an OCI image (found by its pinned digest) or a
+     * disk no longer there (the image is resolved, and checked against the checkpoint, again).
+     */
+    private static io.microsandbox.image.ImageRoots.Root checkpointRoot(Checkpoint checkpoint) {
+        Path lower = checkpoint.imageDigest() == null ? io.microsandbox.runtime.vmm.VmIdentity.lowerDisk(checkpoint.vm()) : null;
+        return lower != null && Files.isRegularFile(lower) ? io.microsandbox.image.ImageRoots.Root.ofBuiltDirectoryImage(lower) : null;
     }
 
     /** {@link #restore(String, Checkpoint, RestoreOptions)} of a checkpoint by bare name or path, with default options. */

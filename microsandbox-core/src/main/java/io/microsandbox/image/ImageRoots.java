@@ -34,6 +34,11 @@ public final class ImageRoots {
             this(lowerDisk, defaults, manifestDigest, "raw", true);
         }
 
+        /** A directory image whose lower disk {@link #resolve} built before, found again without walking the tree. */
+        public static Root ofBuiltDirectoryImage(Path lowerDisk) {
+            return new Root(lowerDisk, null, null);
+        }
+
         /** The image's environment under the config's: config entries win. */
         public Map<String, String> env(Map<String, String> configured) {
             Map<String, String> env = new LinkedHashMap<>();

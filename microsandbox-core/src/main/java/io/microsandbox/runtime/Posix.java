@@ -34,6 +34,8 @@ public final class Posix {
     public static final int SIGCONT = 18;
     /** Stop; cannot be caught or ignored. */
     public static final int SIGSTOP = 19;
+    /** The descriptor number a child of {@link #spawn(String[], String[], String, String, int, boolean, int)} finds the passed one at. */
+    public static final int PASSED_FD = 3;
 
     /** File name of the JNI library inside the jar's native folder. */
     public static final String LIBRARY = "libmsbjni.so";
@@ -116,13 +118,15 @@ public final class Posix {
      * @param parentDeathSignal signal the child gets when the spawning thread dies, 0 for none
      * @param newSession whether the child calls {@code setsid()} (own session and process
      *     group, no controlling terminal)
+     * @param passFd a descriptor the child gets as its fd {@value #PASSED_FD} (every other
+     *     descriptor above 2 is closed), or -1 for none
      * @return the child's pid
      * @throws IOException {@code "cannot run <argv0>: <reason>"} if the output file cannot be
      *     opened, the working directory cannot be entered, or the program cannot be executed;
      *     no child is left behind
      */
     public static int spawn(String[] argv, String[] env, String workDir, String outputPath,
-            int parentDeathSignal, boolean newSession) throws IOException {
+            int parentDeathSignal, boolean newSession, int passFd) throws IOException {
         Objects.requireNonNull(argv, "argv");
         if (argv.length == 0 || argv[0] == null || argv[0].isEmpty()) {
             throw new IllegalArgumentException("argv must start with a program name");
@@ -135,7 +139,30 @@ public final class Posix {
         byte[] cdir = workDir == null ? null : cstring(workDir, "workDir");
         byte[] cout = outputPath == null ? null : cstring(outputPath, "outputPath");
         load();
-        return spawn0(cargv, cenv, cdir, cout, parentDeathSignal, newSession);
+        return spawn0(cargv, cenv, cdir, cout, parentDeathSignal, newSession, passFd);
+    }
+
+    /** {@link #spawn(String[], String[], String, String, int, boolean, int)} passing no descriptor. */
+    public static int spawn(String[] argv, String[] env, String workDir, String outputPath,
+            int parentDeathSignal, boolean newSession) throws IOException {
+        return spawn(argv, env, workDir, outputPath, parentDeathSignal, newSession, -1);
+    }
+
+    /**
+     * A new memfd of {@code size} bytes, all of them holes until written, closed on exec (pass
+     * it to a child with {@link #spawn(String[], String[], String, String, int, boolean, int)});
+     * open it again as {@code /proc/self/fd/<fd>}, close it with {@link #close(int)}.
+     *
+     * @param name what {@code /proc/<pid>/fd} shows it as ({@code /memfd:<name>})
+     * @throws IOException if the kernel refuses it
+     */
+    public static int memfdCreate(String name, long size) throws IOException {
+        if (size < 0) {
+            throw new IllegalArgumentException("negative size " + size);
+        }
+        byte[] cname = cstring(name, "name");
+        load();
+        return memfdCreate0(cname, size);
     }
 
     /**
@@ -457,8 +484,10 @@ public final class Posix {
         return out;
     }
 
+    private static native int memfdCreate0(byte[] name, long size) throws IOException;
+
     private static native int spawn0(byte[][] argv, byte[][] env, byte[] workDir, byte[] outputPath,
-            int parentDeathSignal, boolean newSession) throws IOException;
+            int parentDeathSignal, boolean newSession, int passFd) throws IOException;
 
     private static native int waitPid0(int pid) throws IOException;
 

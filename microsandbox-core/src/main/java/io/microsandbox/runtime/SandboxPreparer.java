@@ -36,7 +36,7 @@ public final class SandboxPreparer {
      * @param freshUpper create a new empty upper disk; false keeps the one a previous run left
      */
     public static SupervisorSpec prepare(Path home, SandboxLayout layout, SandboxConfig config, boolean freshUpper) throws IOException {
-        return prepare(home, findQemu(), KernelBundle.locate(home), Accelerator.AUTO, layout, config, freshUpper);
+        return prepare(home, findQemu(), KernelBundle.locate(home), Accelerator.AUTO, layout, config, freshUpper, null);
     }
 
     /**
@@ -45,9 +45,11 @@ public final class SandboxPreparer {
      *
      * @param runtimeAccelerator the runtime's accelerator, used when the config asks for AUTO
      * @param freshUpper create a new empty upper disk; false keeps the one a previous run left
+     * @param knownRoot the image's root when the caller already has it (a restore has its
+     *     checkpoint's), or null to resolve the config's image
      */
     public static SupervisorSpec prepare(Path home, String qemu, KernelBundle kernel, Accelerator runtimeAccelerator,
-            SandboxLayout layout, SandboxConfig config, boolean freshUpper) throws IOException {
+            SandboxLayout layout, SandboxConfig config, boolean freshUpper, ImageRoots.Root knownRoot) throws IOException {
         // a published port that is taken fails the create before anything is made (INVALID_CONFIG)
         new io.microsandbox.runtime.network.NetworkSettings(config.network(), config.ports()).checkPortsFree();
         layout.createDirectories(home);
@@ -70,7 +72,7 @@ public final class SandboxPreparer {
             agent = RuntimeFiles.extract(home, "msb-agent");
             initramfs = kernel.initramfs(agent, agent.getParent());
             // a directory tree, or an OCI image pulled into the cache (issue 8: image/ImageRoots)
-            root = ImageRoots.resolve(home, config, layout.dir(), freshUpper);
+            root = knownRoot != null ? knownRoot : ImageRoots.resolve(home, config, layout.dir(), freshUpper);
         } finally {
             // never leave mke2fs writing into a directory the caller is about to clean up
             try {
@@ -108,6 +110,7 @@ public final class SandboxPreparer {
                 .accelerator(accelerator)
                 .memoryMib(config.memoryMib())
                 .cpus(config.cpus())
+                .guestMemoryPassed()
                 .kernel(kernel, initramfs)
                 .consoleSocket(layout.consoleSocket())
                 .lowerFormat(root.lowerFormat(), root.lowerReadOnly())

@@ -194,6 +194,27 @@ class PosixTest {
     }
 
     @Test
+    void aPassedMemfdIsTheChildsFd3AndNothingElseLeaks() throws IOException {
+        int memory = Posix.memfdCreate("test-memory", 1 << 20);
+        try {
+            assertThat(Files.size(Path.of("/proc/self/fd/" + memory))).isEqualTo(1 << 20);
+            assertThat(Posix.allocatedBytes(Path.of("/proc/self/fd/" + memory))).as("a hole until written").isZero();
+            Files.writeString(Path.of("/proc/self/fd/" + memory), "written by the parent");
+            Path out = tmp.resolve("fds.out");
+            // dash runs this without opening files of its own; $$ is the shell, not ls
+            int pid = Posix.spawn(new String[] {"sh", "-c", "readlink /proc/$$/fd/3; head -c 21 /proc/$$/fd/3; echo; ls /proc/$$/fd"},
+                    ENV, null, out.toString(), 0, false, memory);
+            children.add(pid);
+            assertThat(Posix.exitCode(reap(pid))).isZero();
+            assertThat(Files.readAllLines(out)).containsExactly("/memfd:test-memory (deleted)", "written by the parent", "0", "1", "2", "3");
+        } finally {
+            Posix.close(memory);
+        }
+        // without one, fd 3 is closed like every other
+        assertThat(shell("ls /proc/$$/fd", false).lines().toList()).containsExactly("0", "1", "2");
+    }
+
+    @Test
     void parentDeathSignalFiresWhenTheSpawningThreadExits() throws Exception {
         AtomicInteger pid = new AtomicInteger();
         AtomicReference<Throwable> failure = new AtomicReference<>();

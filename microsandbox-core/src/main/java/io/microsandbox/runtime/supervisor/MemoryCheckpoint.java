@@ -15,13 +15,13 @@ import java.time.Duration;
  * sparse copy of the guest's RAM, and a copy of the upper disk taken while the guest cannot
  * write to it; and loads such a checkpoint into a new QEMU started with {@code -incoming defer}.
  *
- * <p>Guest RAM lives in a memfd ({@code memory-backend-memfd}, see QemuCommand), and the
- * migration runs with {@code x-ignore-shared}, so the stream leaves it out: migrated, QEMU
+ * <p>Guest RAM lives in the supervisor's memfd ({@link GuestMemory}), shared with QEMU, and
+ * the migration runs with {@code x-ignore-shared}, so the stream leaves it out: migrated, QEMU
  * would read every page to find the zero ones, and reading a hole in a memfd allocates it, so
  * both the source and every restored sandbox would end up holding all of the guest's memory
  * (a restored 512 MiB guest held 360 MiB instead of 130, and loading took 0.45 s). The
- * supervisor copies the pages that hold data from QEMU's memfd ({@code /proc/<qemu>/fd}) into
- * the checkpoint, and back into the new QEMU's empty memfd before its migration starts.
+ * supervisor copies the pages that hold data from the memfd into the checkpoint, and back into
+ * a new sandbox's memfd while its QEMU starts (see {@link GuestMemory#fill}).
  *
  * <p>QEMU 7.2 has no {@code file:} migration target, and Java cannot pass QEMU a descriptor
  * over QMP ({@code getfd} needs SCM_RIGHTS), so QEMU writes through an {@code exec:} command.
@@ -39,40 +39,46 @@ public final class MemoryCheckpoint {
      * network; a paused guest into a local file should go as fast as the disk takes it.
      */
     private static final long MAX_BANDWIDTH = 64L << 30;
-    private static final long POLL_MS = 10;
-    /** The name QEMU 7.2 gives the memfd of a {@code memory-backend-memfd}. */
-    private static final String GUEST_MEMORY_NAME = "memory-backend-memfd";
+    private static final long POLL_MS = 2;
 
     private MemoryCheckpoint() {
     }
 
     /**
      * Pauses the VM, migrates its device state into {@code memoryFile} (waiting at most
-     * {@code timeout}), copies the guest's memory (QEMU's, process {@code vmmPid}) to
+     * {@code timeout}), copies the guest's memory ({@code guestMemory}) to
      * {@code ramFile} and {@code upper} to {@code upperCopy}. On failure the migration is
      * cancelled; the VM stays paused either way.
      *
      * @return {@code memory_bytes}, {@code ram_bytes}, {@code ram_data_bytes}, {@code upper_digest},
      *         {@code pause_ms}, {@code migrate_ms}, {@code copy_ms}
      */
-    static ObjectNode take(Path qmp, long vmmPid, Path memoryFile, Path ramFile, Path upper, Path upperCopy, Duration timeout)
+    static ObjectNode take(Path qmp, Path guestMemory, Path memoryFile, Path ramFile, Path upper, Path upperCopy, Duration timeout)
             throws IOException {
         long start = System.nanoTime();
-        QmpClient.execute(qmp, "stop", QMP_TIMEOUT);
-        long paused = System.nanoTime();
-        leaveGuestMemoryOut(qmp);
-        QmpClient.execute(qmp, "migrate-set-parameters", JSON.createObjectNode().put("max-bandwidth", MAX_BANDWIDTH), QMP_TIMEOUT);
-        try {
-            QmpClient.execute(qmp, "migrate", JSON.createObjectNode().put("uri", "exec:" + saveCommand(memoryFile)), QMP_TIMEOUT);
-            awaitMigration(qmp, memoryFile, timeout);
+        long paused = 0;
+        boolean migrating = false;
+        // one connection for the whole save: QEMU serves one monitor client at a time, so
+        // another (the metrics sampler) waits the save out rather than slipping in between
+        try (QmpClient.Session session = QmpClient.Session.open(qmp, QMP_TIMEOUT)) {
+            session.execute("stop", null, QMP_TIMEOUT);
+            paused = System.nanoTime();
+            leaveGuestMemoryOut(session);
+            session.execute("migrate-set-parameters", JSON.createObjectNode().put("max-bandwidth", MAX_BANDWIDTH), QMP_TIMEOUT);
+            migrating = true;
+            session.execute("migrate", JSON.createObjectNode().put("uri", "exec:" + saveCommand(memoryFile)), QMP_TIMEOUT);
+            awaitMigration(session, memoryFile, timeout);
         } catch (IOException e) {
-            // a migration left running (QMP timed out, say) would finish later and stop the guest the caller resumed
-            cancel(qmp);
+            if (migrating) {
+                // a migration left running (QMP timed out, say) would finish later and stop the
+                // guest the caller resumed; on a new connection, as the session's may be what failed
+                cancel(qmp);
+            }
             throw e;
         }
         long migrated = System.nanoTime();
         // paused, and the devices stopped by the migration: nothing writes guest memory now
-        SparseFiles.copyUnhashed(guestMemory(vmmPid), ramFile);
+        SparseFiles.copyUnhashed(guestMemory, ramFile);
         // the migration flushed and released the disks: what the file holds is what the guest wrote
         String upperDigest = SparseFiles.copy(upper, upperCopy);
         long copied = System.nanoTime();
@@ -88,52 +94,30 @@ public final class MemoryCheckpoint {
     }
 
     /**
-     * Fills the empty memory of a QEMU (process {@code vmmPid}) started with {@code -incoming
-     * defer} from {@code ramFile} and starts loading the device state from {@code memoryUri}
-     * ({@link #incoming}); the caller waits for QEMU to leave the {@code inmigrate} state.
+     * Starts loading the device state from {@code memoryUri} ({@link #incoming}) into a QEMU
+     * started with {@code -incoming defer} whose guest memory already holds the checkpoint's;
+     * the caller waits for QEMU to leave the {@code inmigrate} state.
      */
-    public static void load(Path qmp, long vmmPid, Path ramFile, String memoryUri) throws IOException {
-        SparseFiles.copyInto(ramFile, guestMemory(vmmPid));
+    public static void load(QmpClient.Session qmp, String memoryUri) throws IOException {
         leaveGuestMemoryOut(qmp);
-        QmpClient.execute(qmp, "migrate-incoming", JSON.createObjectNode().put("uri", memoryUri), QMP_TIMEOUT);
+        qmp.execute("migrate-incoming", JSON.createObjectNode().put("uri", memoryUri), QMP_TIMEOUT);
     }
 
     /** The migration stream leaves shared memory (the memfd) out; source and destination must agree. */
-    private static void leaveGuestMemoryOut(Path qmp) throws IOException {
+    private static void leaveGuestMemoryOut(QmpClient.Session qmp) throws IOException {
         ObjectNode capability = JSON.createObjectNode().put("capability", "x-ignore-shared").put("state", true);
         ObjectNode arguments = JSON.createObjectNode();
         arguments.putArray("capabilities").add(capability);
-        QmpClient.execute(qmp, "migrate-set-capabilities", arguments, QMP_TIMEOUT);
-    }
-
-    /**
-     * QEMU's guest memory, {@code /proc/<pid>/fd/<n>} of its {@code memory-backend-memfd}: the
-     * memfd itself, opened again, never a path QEMU could point elsewhere (a descriptor that is
-     * not a regular file is refused by {@link SparseFiles}).
-     */
-    static Path guestMemory(long vmmPid) throws IOException {
-        Path fds = Path.of("/proc", Long.toString(vmmPid), "fd");
-        try (java.nio.file.DirectoryStream<Path> entries = Files.newDirectoryStream(fds)) {
-            for (Path fd : entries) {
-                try {
-                    if (Files.readSymbolicLink(fd).toString().startsWith("/memfd:" + GUEST_MEMORY_NAME + " ")) {
-                        return fd;
-                    }
-                } catch (IOException closedMeanwhile) {
-                    // a descriptor QEMU closed while this looked: not the guest's memory, which stays open
-                }
-            }
-        }
-        throw new IOException("QEMU (process " + vmmPid + ") has no guest memory (" + GUEST_MEMORY_NAME + ") open");
+        qmp.execute("migrate-set-capabilities", arguments, QMP_TIMEOUT);
     }
 
     /** Waits for QEMU to finish the migration and the background cat to rename its file into place. */
-    private static void awaitMigration(Path qmp, Path memoryFile, Duration timeout) throws IOException {
+    private static void awaitMigration(QmpClient.Session qmp, Path memoryFile, Duration timeout) throws IOException {
         long deadline = System.nanoTime() + timeout.toNanos();
         String status;
         JsonNode info;
         while (true) {
-            info = QmpClient.execute(qmp, "query-migrate", QMP_TIMEOUT);
+            info = qmp.execute("query-migrate", null, QMP_TIMEOUT);
             status = info.path("status").asText();
             if (status.equals("completed") || status.equals("failed") || status.equals("cancelled")) {
                 break;

@@ -29,6 +29,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
@@ -82,14 +83,15 @@ public final class Supervisor {
     static final long HEAP_BUDGET = GUEST_QUEUE_BYTES + CLIENT_READ_BUDGET + CLIENT_QUEUE_BUDGET
             + 3L * Protocol.MAX_FRAME_BYTES + io.microsandbox.runtime.network.NetworkRelay.SECRET_BODY_HEAP + (32L << 20);
     private static final Duration QMP_TIMEOUT = Duration.ofSeconds(5);
-    /** What {@link #awaitQemuState} reports while QEMU's monitor does not answer yet. */
-    private static final String NO_MONITOR = "no monitor yet";
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final SupervisorSpec spec;
     private final SandboxLayout layout;
     private final Future<SandboxStore> storeOpening;
-    private SandboxStore store;
+    /** Opened (by {@link #recordRun}) once the guest is up. */
+    private volatile SandboxStore store;
+    /** Recording this run in the database: null once recorded, else why it could not be. */
+    private volatile CompletableFuture<String> runRecording;
     private final PrintStream parentOut;
     private final ScheduledExecutorService timers = Executors.newSingleThreadScheduledExecutor(
             r -> SupervisorLog.daemon("timers", r, e -> { }));
@@ -114,6 +116,10 @@ public final class Supervisor {
     /** The sandbox's secrets, values included: in this process's memory only. */
     private java.util.List<io.microsandbox.Secret> secrets = java.util.List.of();
     private volatile VmmProcess vmm;
+    /** Set before QEMU starts, and open until this process ends. */
+    private GuestMemory guestMemory;
+    /** Filling {@link #guestMemory} from a checkpoint, for a restore. */
+    private CompletableFuture<Void> memoryFill = CompletableFuture.completedFuture(null);
     private volatile boolean booted;
     private volatile boolean detached;
     private volatile boolean killRequested;
@@ -135,8 +141,8 @@ public final class Supervisor {
     private volatile long lastActivity = System.nanoTime();
     private volatile String agentFailure;
     private volatile ObjectNode readyPayload;
-    /** QEMU's version from QMP query-version, for Sandbox.runtimeVersion(); null when it could not be read. */
-    private volatile String qemuVersion;
+    /** QEMU's version (QMP's greeting or query-version), for Sandbox.runtimeVersion(); null when it could not be read. */
+    private volatile CompletableFuture<String> qemuVersion = CompletableFuture.completedFuture(null);
     /** The agent's latest answer to the supervisor's own core.stats (id 0), for the metrics file. */
     private volatile JsonNode guestStats;
     /** Guards the metrics file against a last sample written after the run files were removed. */
@@ -235,6 +241,22 @@ public final class Supervisor {
             reportToParent(error);
             return 1;
         }
+        try {
+            guestMemory = spec.restore() != null ? GuestMemory.sizedFor(restoreRamFile()) : GuestMemory.create(0);
+        } catch (IOException e) {
+            return failBoot("cannot create the guest's memory: " + e.getMessage());
+        }
+        if (spec.restore() != null) {
+            // from now on, beside the rest of the set-up and QEMU's start: QEMU does not touch
+            // guest memory before the load, which waits for this
+            memoryFill = CompletableFuture.runAsync(() -> {
+                try {
+                    guestMemory.fill(restoreRamFile());
+                } catch (IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            }, Supervisor::helperThread);
+        }
         Files.createDirectories(layout.runDir());
         Files.createDirectories(layout.logsDir());
         execLog = ExecLog.append(layout.execLog());
@@ -248,7 +270,7 @@ public final class Supervisor {
             // Spawned from the main thread, which lives until QEMU is gone: the parent-death
             // signal is tied to the forking thread.
             vmmStartNanos = System.nanoTime();
-            vmm = VmmProcess.spawn(spec.vmmArgv(), layout.vmmLog());
+            vmm = VmmProcess.spawn(spec.vmmArgv(), layout.vmmLog(), guestMemory.fd());
         } catch (IOException e) {
             return failBoot("cannot start the VMM: " + e.getMessage());
         }
@@ -270,6 +292,14 @@ public final class Supervisor {
 
     private int serve() throws IOException, InterruptedException {
         vmm.onExit(this::vmmExited);
+        // the host side of the network needs no guest: made while it boots, started once it is up
+        CompletableFuture<io.microsandbox.runtime.network.NetworkRelay> relay = CompletableFuture.supplyAsync(() -> {
+            try {
+                return prepareNetwork();
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }, Supervisor::helperThread);
         ScheduledFuture<?> watchdog = timers.schedule(() -> {
             agentFailure = "the guest agent did not become ready within " + spec.bootTimeoutMs() + " ms (" + bootStage + ")";
             closeQuietly(vmServer);
@@ -292,25 +322,34 @@ public final class Supervisor {
         }
         watchdog.cancel(false);
         closeQuietly(vmServer);
-        try {
-            store = storeOpening.get();
-        } catch (ExecutionException e) {
-            return failBoot("cannot open the sandbox database: " + e.getCause().getMessage());
-        }
-        try {
-            store.startRun(spec.name(), ProcessHandle.current().pid(), vmm.pid());
-        } catch (RuntimeException e) {
-            // e.g. the sandbox was removed while it booted
-            return failBoot("cannot record the run of sandbox " + spec.name() + ": " + e.getMessage());
+        if (runRecording == null) {
+            recordRun();
         }
         toGuest = new OutboundQueue("guest", vm, GUEST_QUEUE_BYTES, null);
-        qemuVersion = queryQemuVersion();
-        try {
-            network = startNetwork();
-        } catch (IOException | RuntimeException e) {
-            return failBoot("cannot start the sandbox network: " + e.getMessage());
+        if (spec.restore() == null) {
+            // clients wait for it, the boot need not
+            qemuVersion = CompletableFuture.supplyAsync(this::queryQemuVersion, Supervisor::helperThread);
+        }
+        String failure = awaitRunRecorded();
+        if (failure == null) {
+            try {
+                network = relay.get();
+                network.start();
+            } catch (ExecutionException e) {
+                failure = "cannot start the sandbox network: " + causeOf(e);
+            } catch (RuntimeException e) {
+                failure = "cannot start the sandbox network: " + e.getMessage();
+            }
+        }
+        if (failure != null) {
+            return failBoot(failure);
         }
         booted = true;
+        // serving before the creator hears of it, so its connection is accepted at once
+        sampler.start(vmm.pid());
+        SupervisorLog.daemon("agent-reader", this::relayAgentFrames, this::relayFailed).start();
+        SupervisorLog.daemon("client-acceptor", this::acceptClients, this::relayFailed).start();
+        SupervisorLog.daemon("creator-watch", this::watchCreator, this::relayFailed).start();
 
         ObjectNode ready = JSON.createObjectNode();
         ready.put("status", "ready");
@@ -327,13 +366,8 @@ public final class Supervisor {
         if (spec.idleTimeoutMs() > 0) {
             everySecond(this::checkIdle);
         }
-        sampler.start(vmm.pid());
         everySecond(this::sampleMetrics);
         everySecond(this::capVmmLog);
-
-        SupervisorLog.daemon("agent-reader", this::relayAgentFrames, this::relayFailed).start();
-        SupervisorLog.daemon("client-acceptor", this::acceptClients, this::relayFailed).start();
-        SupervisorLog.daemon("creator-watch", this::watchCreator, this::relayFailed).start();
 
         finished.await();
         return 0;
@@ -383,12 +417,26 @@ public final class Supervisor {
      */
     private void restoreHandshake() throws IOException {
         bootStage = "waiting for QEMU's monitor";
-        awaitMonitor();
-        bootStage = "loading the checkpoint";
-        MemoryCheckpoint.load(layout.qmpSocket(), vmm.pid(), Path.of(spec.restore().get("ram_file").toString()),
-                spec.restore().get("memory_uri").toString());
-        bootStage = "waiting for QEMU to load the checkpoint";
-        awaitVmRunning();
+        try (QmpClient.Session qmp = awaitMonitor()) {
+            qemuVersion = CompletableFuture.completedFuture(versionText(qmp.version()));
+            bootStage = "loading the checkpoint's guest memory";
+            try {
+                memoryFill.get(spec.bootTimeoutMs(), TimeUnit.MILLISECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException("interrupted while loading the checkpoint's guest memory", e);
+            } catch (ExecutionException e) {
+                agentFailure = "cannot load the checkpoint's guest memory: " + causeOf(e);
+                throw new ProtocolException(agentFailure);
+            } catch (java.util.concurrent.TimeoutException e) {
+                agentFailure = "the checkpoint's guest memory was not loaded within " + spec.bootTimeoutMs() + " ms";
+                throw new ProtocolException(agentFailure);
+            }
+            bootStage = "loading the checkpoint";
+            MemoryCheckpoint.load(qmp, spec.restore().get("memory_uri").toString());
+            bootStage = "waiting for QEMU to load the checkpoint";
+            awaitVmRunning(qmp);
+        }
         ObjectNode restore = JSON.createObjectNode();
         byte[] entropy = new byte[64];
         new java.security.SecureRandom().nextBytes(entropy);
@@ -401,6 +449,8 @@ public final class Supervisor {
         restore.put("realtime_ns", now.getEpochSecond() * 1_000_000_000L + now.getNano());
         bootStage = "waiting for the restored guest's agent to answer core.restore";
         vm.write(new Frame(0, 0, Protocol.CORE_RESTORE, restore));
+        // the guest runs: recorded while its agent answers
+        recordRun();
         Frame answer = vm.read();
         if (answer == null) {
             throw new ProtocolException("the agent closed its port during the restore");
@@ -417,9 +467,25 @@ public final class Supervisor {
         SupervisorLog.log("restored from a checkpoint: QEMU start to agent answer " + (System.nanoTime() - vmmStartNanos) / 1_000_000 + " ms");
     }
 
-    /** Waits until QEMU answers on its monitor, which it opens before it waits for an incoming migration. */
-    private void awaitMonitor() throws IOException {
-        awaitQemuState(NO_MONITOR::equals, "open its monitor");
+    private Path restoreRamFile() {
+        return Path.of(spec.restore().get("ram_file").toString());
+    }
+
+    /**
+     * A monitor session as soon as QEMU answers, which it does before it waits for an incoming
+     * migration: connected to as soon as its socket is there (a connection that succeeds waits
+     * for QEMU's greeting). Bounded by the boot watchdog, which sets {@link #agentFailure}; a
+     * VMM that exits ends the wait too.
+     */
+    private QmpClient.Session awaitMonitor() throws IOException {
+        while (agentFailure == null && !vmm.hasExited()) {
+            try {
+                return QmpClient.Session.open(layout.qmpSocket(), QMP_TIMEOUT);
+            } catch (IOException e) {
+                pause(1);
+            }
+        }
+        throw new ProtocolException("QEMU did not open its monitor");
     }
 
     /**
@@ -427,40 +493,29 @@ public final class Supervisor {
      * the run state the source had when saved, which is paused (it was stopped for a consistent
      * disk copy). The clock sent to the guest next must not age while QEMU is still loading.
      */
-    private void awaitVmRunning() throws IOException {
-        String status = awaitQemuState(s -> s.equals("inmigrate") || s.equals("prelaunch") || s.equals(NO_MONITOR),
-                "run the restored guest");
+    private void awaitVmRunning(QmpClient.Session qmp) throws IOException {
+        String status;
+        while ((status = qmp.execute("query-status", null, QMP_TIMEOUT).path("status").asText()).equals("inmigrate")
+                || status.equals("prelaunch")) {
+            if (agentFailure != null || vmm.hasExited()) {
+                throw new ProtocolException("QEMU did not run the restored guest");
+            }
+            pause(2);
+        }
         if (status.equals("paused")) {
-            QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
+            qmp.execute("cont", null, QMP_TIMEOUT);
         } else if (!status.equals("running")) {
             throw new ProtocolException("QEMU is in state " + status + " after loading the checkpoint");
         }
     }
 
-    /**
-     * QEMU's run state ({@code query-status}, or {@link #NO_MONITOR} while it answers none),
-     * polled every 10 ms for as long as {@code waiting} holds. Bounded by the boot watchdog,
-     * which sets {@link #agentFailure}; a VMM that exits ends the wait too.
-     */
-    private String awaitQemuState(java.util.function.Predicate<String> waiting, String what) throws IOException {
-        while (agentFailure == null && !vmm.hasExited()) {
-            String status;
-            try {
-                status = QmpClient.execute(layout.qmpSocket(), "query-status", QMP_TIMEOUT).path("status").asText();
-            } catch (IOException e) {
-                status = NO_MONITOR;
-            }
-            if (!waiting.test(status)) {
-                return status;
-            }
-            try {
-                Thread.sleep(10);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new IOException("interrupted while waiting for the restore", e);
-            }
+    private static void pause(long millis) throws IOException {
+        try {
+            Thread.sleep(millis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted while waiting for the restore", e);
         }
-        throw new ProtocolException("QEMU did not " + what);
     }
 
     /**
@@ -485,6 +540,8 @@ public final class Supervisor {
     /** Ends a failed boot: kill QEMU, tell the creator why, leave no socket behind. */
     private int failBoot(String reason) throws InterruptedException {
         SupervisorLog.error("boot failed: " + reason);
+        // before the creator hears of it and removes the sandbox's record
+        awaitRunRecorded();
         VmmProcess process = vmm;
         if (process != null) {
             process.kill();
@@ -677,8 +734,43 @@ public final class Supervisor {
         route.client.send(new Frame(route.clientId, frame.flags(), frame.type(), frame.payload()));
     }
 
-    /** The host side of the network: the policy and published ports from network.json (docs/network.md). */
-    private io.microsandbox.runtime.network.NetworkRelay startNetwork() throws IOException {
+    /** Records this run in the database (opening it first) on a helper thread; see {@link #awaitRunRecorded}. */
+    private void recordRun() {
+        runRecording = CompletableFuture.supplyAsync(() -> {
+            try {
+                store = storeOpening.get();
+            } catch (ExecutionException e) {
+                return "cannot open the sandbox database: " + e.getCause().getMessage();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return "interrupted while opening the sandbox database";
+            }
+            try {
+                store.startRun(spec.name(), ProcessHandle.current().pid(), vmm.pid());
+                return null;
+            } catch (RuntimeException e) {
+                // e.g. the sandbox was removed while it booted
+                return "cannot record the run of sandbox " + spec.name() + ": " + e.getMessage();
+            }
+        }, Supervisor::helperThread);
+    }
+
+    /** Null once {@link #recordRun} has recorded the run (or was never asked to), else why not. */
+    private String awaitRunRecorded() throws InterruptedException {
+        CompletableFuture<String> recording = runRecording;
+        if (recording == null) {
+            return null;
+        }
+        try {
+            // bounded by SQLite's busy timeout (10 s) for the write
+            return recording.get(30_000, TimeUnit.MILLISECONDS);
+        } catch (ExecutionException | java.util.concurrent.TimeoutException e) {
+            return "cannot record the run of sandbox " + spec.name() + ": " + e;
+        }
+    }
+
+    /** The host side of the network, not started: the policy and published ports from network.json (docs/network.md). */
+    private io.microsandbox.runtime.network.NetworkRelay prepareNetwork() throws IOException {
         var settings = io.microsandbox.runtime.network.NetworkSettings.read(layout.dir());
         var relay = new io.microsandbox.runtime.network.NetworkRelay(settings,
                 io.microsandbox.runtime.network.AddressGroups.ofThisHost(),
@@ -698,7 +790,6 @@ public final class Supervisor {
                 }, settings.policy().tlsInterception() ? io.microsandbox.runtime.network.TlsAuthority.open(Path.of(spec.home())) : null);
         relay.secrets(secrets,
                 () -> requestStop(STOP_GRACE_MS, "secret-violation"));
-        relay.start();
         return relay;
     }
 
@@ -758,7 +849,7 @@ public final class Supervisor {
             JsonNode identity = helloFrame != null ? helloFrame.payload() : readyPayload;
             welcome.put("agent", identity.path("agent").asText(null));
             welcome.put("kernel", identity.path("kernel").asText(null));
-            welcome.put("qemu", qemuVersion);
+            welcome.put("qemu", qemuVersionOrNull());
             client.send(new Frame(0, 0, Protocol.SUP_WELCOME, welcome));
             SupervisorLog.debug(client + " connected");
 
@@ -1142,7 +1233,7 @@ public final class Supervisor {
                 throw new IOException("the guest is not reading its channel");
             }
             answered.get(QMP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
-            ObjectNode result = MemoryCheckpoint.take(layout.qmpSocket(), vmm.pid(), Path.of(request.text("memory_file")),
+            ObjectNode result = MemoryCheckpoint.take(layout.qmpSocket(), guestMemory.file(), Path.of(request.text("memory_file")),
                     Path.of(request.text("ram_file")), layout.upperDisk(), Path.of(request.text("upper_file")),
                     Duration.ofMillis(request.payload().path("timeout_ms").asLong(120_000)));
             long resumeStart = System.nanoTime();
@@ -1227,18 +1318,45 @@ public final class Supervisor {
         return figures;
     }
 
+    /** The message of what a boot step on a {@link #helperThread} failed with. */
+    private static String causeOf(ExecutionException e) {
+        Throwable cause = e.getCause() instanceof java.io.UncheckedIOException u ? u.getCause() : e.getCause();
+        return cause.getMessage();
+    }
+
+    /** A short-lived thread of the boot's host-side steps. */
+    private static void helperThread(Runnable step) {
+        SupervisorLog.daemon("boot-step", step, e -> { }).start();
+    }
+
+    /** QEMU's version, once {@link #queryQemuVersion} has answered (it is bounded by QMP's timeout); null if it could not. */
+    private String qemuVersionOrNull() {
+        try {
+            return qemuVersion.get(2 * QMP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return null;
+        } catch (ExecutionException | java.util.concurrent.TimeoutException e) {
+            return null;
+        }
+    }
+
     /** "7.2.19 (Debian 1:7.2+dfsg-7+deb12u16)" from QMP, or null (logged) when QEMU does not answer. */
     private String queryQemuVersion() {
         try {
-            JsonNode v = QmpClient.execute(layout.qmpSocket(), "query-version", QMP_TIMEOUT);
-            JsonNode q = v.path("qemu");
-            String pkg = v.path("package").asText("").strip();
-            return q.path("major").asInt() + "." + q.path("minor").asInt() + "." + q.path("micro").asInt()
-                    + (pkg.isEmpty() ? "" : " (" + pkg + ")");
+            return versionText(QmpClient.execute(layout.qmpSocket(), "query-version", QMP_TIMEOUT));
         } catch (IOException e) {
             SupervisorLog.warn("cannot read QEMU's version: " + e.getMessage());
             return null;
         }
+    }
+
+    /** "7.2.19 (Debian ...)" of QMP's version object (query-version's, or the greeting's). */
+    private static String versionText(JsonNode version) {
+        JsonNode q = version.path("qemu");
+        String pkg = version.path("package").asText("").strip();
+        return q.path("major").asInt() + "." + q.path("minor").asInt() + "." + q.path("micro").asInt()
+                + (pkg.isEmpty() ? "" : " (" + pkg + ")");
     }
 
     private ObjectNode hostMetrics() {

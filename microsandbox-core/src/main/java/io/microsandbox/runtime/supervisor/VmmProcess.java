@@ -25,11 +25,11 @@ final class VmmProcess {
     }
 
     /**
-     * Starts the VMM. Call it from the thread that outlives the VMM: the parent-death signal
-     * is tied to the thread that forks.
+     * Starts the VMM with {@code guestMemory} as its fd {@link Posix#PASSED_FD}. Call it from
+     * the thread that outlives the VMM: the parent-death signal is tied to the thread that forks.
      */
-    static VmmProcess spawn(List<String> argv, Path log) throws IOException {
-        int pid = Posix.spawn(argv.toArray(String[]::new), null, null, log.toString(), Posix.SIGKILL, false);
+    static VmmProcess spawn(List<String> argv, Path log, int guestMemory) throws IOException {
+        int pid = Posix.spawn(argv.toArray(String[]::new), null, null, log.toString(), Posix.SIGKILL, false, guestMemory);
         // Not reaped yet, so the pid cannot have been reused: the pidfd names our child.
         int pidfd = Posix.pidfdOpen(pid);
         return new VmmProcess(pid, pidfd);

@@ -32,6 +32,7 @@ public final class QemuCommand {
     private Accelerator accelerator = Accelerator.TCG;
     private int memoryMib = 512;
     private int cpus = 1;
+    private boolean guestMemoryPassed;
     private KernelBundle kernel;
     private Path initrd;
     /**
@@ -141,6 +142,16 @@ public final class QemuCommand {
         return this;
     }
 
+    /**
+     * Guest RAM in the memfd QEMU's parent passes it as fd {@link io.microsandbox.runtime.Posix#PASSED_FD}
+     * (a supervisor's, which can then fill it from a checkpoint while QEMU starts, and copy it
+     * into one), instead of a memfd QEMU creates itself.
+     */
+    public QemuCommand guestMemoryPassed() {
+        this.guestMemoryPassed = true;
+        return this;
+    }
+
     public QemuCommand qmpSocket(Path qmpSocket) {
         this.qmpSocket = qmpSocket;
         return this;
@@ -157,7 +168,9 @@ public final class QemuCommand {
         // the host; shared memory stays in 4 KiB pages (huge pages for shmem are off by default),
         // and the balloon's free page reporting punches holes in it all the same. An idle
         // sandbox holds about 11 MiB less this way.
-        add(argv, "-object", "memory-backend-memfd,id=ram,size=" + memoryMib + "M");
+        add(argv, "-object", guestMemoryPassed
+                ? "memory-backend-file,id=ram,size=" + memoryMib + "M,mem-path=/dev/fd/" + io.microsandbox.runtime.Posix.PASSED_FD + ",share=on"
+                : "memory-backend-memfd,id=ram,size=" + memoryMib + "M");
         add(argv, "-M", "microvm,x-option-roms=off,rtc=on,memory-backend=ram");
         if (accelerator == Accelerator.KVM) {
             add(argv, "-accel", "kvm", "-cpu", "host");

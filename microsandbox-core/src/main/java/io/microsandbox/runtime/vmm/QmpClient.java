@@ -12,7 +12,7 @@ import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 
-/** Runs one QMP command against QEMU's monitor socket (greeting, capabilities, command). */
+/** QMP commands against QEMU's monitor socket: one per connection (greeting, capabilities, command), or several over a {@link Session}. */
 public final class QmpClient {
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -37,7 +37,69 @@ public final class QmpClient {
 
     /** Like {@link #execute(Path, String, java.time.Duration)}, with the command's {@code arguments} (null for none). */
     public static JsonNode execute(Path socket, String command, JsonNode arguments, java.time.Duration timeout) throws IOException {
-        try (SocketChannel channel = SocketChannel.open(UnixDomainSocketAddress.of(socket))) {
+        try (Session session = Session.open(socket, timeout)) {
+            return session.execute(command, arguments, timeout);
+        }
+    }
+
+    /**
+     * One monitor connection kept open for several commands: what a caller polling QEMU's state
+     * uses instead of a connection, greeting and capabilities negotiation per question.
+     */
+    public static final class Session implements java.io.Closeable {
+        private final SocketChannel channel;
+        private final Path socket;
+        private final BufferedReader in;
+        private final OutputStream out;
+        private final JsonNode greeting;
+
+        private Session(SocketChannel channel, Path socket, java.time.Duration timeout) throws IOException {
+            this.channel = channel;
+            this.socket = socket;
+            this.in = new BufferedReader(new InputStreamReader(ChannelStreams.input(channel), StandardCharsets.UTF_8));
+            this.out = ChannelStreams.output(channel);
+            greeting = within(timeout, "greeting", () -> {
+                String line = in.readLine();
+                JsonNode node = line == null ? null : JSON.readTree(line);
+                if (node == null || !node.has("QMP")) {
+                    throw new IOException("no QMP greeting on " + socket);
+                }
+                call(in, out, "qmp_capabilities", null);
+                return node;
+            });
+        }
+
+        /**
+         * Connects to the monitor at {@code socket} and negotiates capabilities, failing once
+         * {@code timeout} has passed. QEMU greets only once its main loop runs, so a session
+         * that opens is a monitor that answers.
+         */
+        public static Session open(Path socket, java.time.Duration timeout) throws IOException {
+            SocketChannel channel = SocketChannel.open(UnixDomainSocketAddress.of(socket));
+            try {
+                return new Session(channel, socket, timeout);
+            } catch (IOException | RuntimeException e) {
+                channel.close();
+                throw e;
+            }
+        }
+
+        /** QEMU's version from the greeting: {@code {"qemu": {"major", "minor", "micro"}, "package"}}. */
+        public JsonNode version() {
+            return greeting.path("QMP").path("version");
+        }
+
+        /** Executes {@code command} with {@code arguments} (null for none) and returns its {@code return} value. */
+        public JsonNode execute(String command, JsonNode arguments, java.time.Duration timeout) throws IOException {
+            return within(timeout, command, () -> call(in, out, command, arguments));
+        }
+
+        private interface Call {
+            JsonNode run() throws IOException;
+        }
+
+        /** Runs {@code call}, closing the connection (which ends its blocked read) once {@code timeout} has passed. */
+        private JsonNode within(java.time.Duration timeout, String what, Call call) throws IOException {
             var deadline = DEADLINES.schedule(() -> {
                 try {
                     channel.close();
@@ -46,27 +108,21 @@ public final class QmpClient {
                 }
             }, timeout.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
             try {
-                return execute(channel, command, arguments, socket);
+                return call.run();
             } catch (IOException e) {
                 if (!channel.isOpen()) {
-                    throw new IOException("QMP " + command + " got no answer within " + timeout, e);
+                    throw new IOException("QMP " + what + " got no answer within " + timeout + " on " + socket, e);
                 }
                 throw e;
             } finally {
                 deadline.cancel(false);
             }
         }
-    }
 
-    private static JsonNode execute(SocketChannel channel, String command, JsonNode arguments, Path socket) throws IOException {
-        BufferedReader in = new BufferedReader(new InputStreamReader(ChannelStreams.input(channel), StandardCharsets.UTF_8));
-        OutputStream out = ChannelStreams.output(channel);
-        JsonNode greeting = JSON.readTree(in.readLine());
-        if (greeting == null || !greeting.has("QMP")) {
-            throw new IOException("no QMP greeting on " + socket);
+        @Override
+        public void close() throws IOException {
+            channel.close();
         }
-        call(in, out, "qmp_capabilities", null);
-        return call(in, out, command, arguments);
     }
 
     private static JsonNode call(BufferedReader in, OutputStream out, String command, JsonNode arguments) throws IOException {

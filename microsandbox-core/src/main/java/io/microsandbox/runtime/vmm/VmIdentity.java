@@ -26,7 +26,18 @@ public final class VmIdentity {
     private static final Map<String, String> CACHE = new ConcurrentHashMap<>();
     private static final java.time.Duration VERSION_TIMEOUT = java.time.Duration.ofSeconds(30);
 
+    private static final String LOWER_DISK = "lowerDisk";
+    /** Between the lower disk's path and its size in {@link #of}'s entry: " (" + size + ")". */
+    private static final String LOWER_SIZE_OPEN = " (";
+
     private VmIdentity() {
+    }
+
+    /** The lower disk's path in an identity from {@link #of}, or null when it names none. */
+    public static Path lowerDisk(Map<String, String> identity) {
+        String entry = identity.get(LOWER_DISK);
+        int size = entry == null ? -1 : entry.lastIndexOf(LOWER_SIZE_OPEN);
+        return size > 0 ? Path.of(entry.substring(0, size)) : null;
     }
 
     /** The identity of the VM {@code argv} starts, running the guest agent {@code agent}. */
@@ -44,7 +55,7 @@ public final class VmIdentity {
             if (argv.get(i).equals("-drive") && argv.get(i + 1).startsWith("id=lower,file=")) {
                 String spec = argv.get(i + 1).substring("id=lower,file=".length());
                 Path lower = Path.of(spec.substring(0, spec.indexOf(",format=")).replace(",,", ","));
-                id.put("lowerDisk", lower + " (" + (Files.exists(lower) ? Files.size(lower) + " bytes" : "missing") + ")");
+                id.put(LOWER_DISK, lower + LOWER_SIZE_OPEN + (Files.exists(lower) ? Files.size(lower) + " bytes" : "missing") + ")");
             }
         }
         return id;

@@ -94,10 +94,10 @@ public final class HostileAgent {
                      java.io.BufferedReader in = new java.io.BufferedReader(new java.io.InputStreamReader(Channels.newInputStream(c)));
                      java.io.PrintStream out = new java.io.PrintStream(Channels.newOutputStream(c), true)) {
                     out.println("{\"QMP\":{}}");
-                    in.readLine();
-                    out.println("{\"return\":{}}");
-                    in.readLine();
-                    out.println("{\"return\":{\"status\":\"running\",\"running\":true}}");
+                    // capabilities, then whatever the supervisor asks: "running" answers all it needs
+                    while (in.readLine() != null) {
+                        out.println("{\"return\":{\"status\":\"running\",\"running\":true}}");
+                    }
                 } catch (IOException e) {
                     return;
                 }

@@ -30,9 +30,20 @@ class HostileRestoreIT {
         expectBootFailure("restore-error", "the restore failed in the guest at stage restore: hostile says no");
     }
 
+    @Test
+    void guestMemoryThatCannotBeReadFailsTheRestoreNamingIt(@org.junit.jupiter.api.io.TempDir java.nio.file.Path tmp) {
+        // read while QEMU starts, on a thread of its own: its failure must still reach the creator
+        expectBootFailure("restore-silent", () -> HostileSandboxes.bootRestored("restore-silent", 3000, tmp),
+                "cannot load the checkpoint's guest memory: " + tmp + " is not a regular file");
+    }
+
     private static void expectBootFailure(String scenario, String reason) {
+        expectBootFailure(scenario, () -> HostileSandboxes.bootRestored(scenario, 3000), reason);
+    }
+
+    private static void expectBootFailure(String scenario, org.assertj.core.api.ThrowableAssert.ThrowingCallable restore, String reason) {
         long start = System.nanoTime();
-        assertThatThrownBy(() -> HostileSandboxes.bootRestored(scenario, 3000)).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+        assertThatThrownBy(restore).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
             assertThat(e.kind()).isEqualTo(ErrorKind.BOOT_FAILED);
             assertThat(e.getMessage()).contains(reason);
         });

@@ -63,6 +63,11 @@ final class HostileSandboxes {
         return boot(scenario, bootTimeoutMs, Map.of("memory_uri", "exec:true"));
     }
 
+    /** {@link #bootRestored(String, long)} with {@code ramFile} as the checkpoint's guest memory. */
+    static Booted bootRestored(String scenario, long bootTimeoutMs, Path ramFile) throws Exception {
+        return boot(scenario, bootTimeoutMs, Map.of("memory_uri", "exec:true", "ram_file", ramFile.toString()));
+    }
+
     private static Booted boot(String scenario, long bootTimeoutMs, Map<String, Object> restore) throws Exception {
         String name = "hostile-" + scenario + "-" + ProcessHandle.current().pid() + "-" + COUNTER.incrementAndGet();
         Path home = RuntimeFiles.defaultHome();
@@ -74,19 +79,14 @@ final class HostileSandboxes {
         List<String> agent = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "-Xmx64m", "-cp", System.getProperty("java.class.path"), HostileAgent.class.getName(), scenario,
                 layout.vmSocket().toString(), layout.qmpSocket().toString());
-        List<String> argv = agent;
-        if (restore != null) {
-            // as QEMU does, the stand-in holds the guest's memory in a memfd named memory-backend-memfd,
-            // which the supervisor fills from the checkpoint's guest memory file
+        if (restore != null && !restore.containsKey("ram_file")) {
+            // the supervisor fills the guest's memory from it while the stand-in starts
             Path ram = layout.dir().resolve("ram.bin");
             Files.write(ram, "guest memory".getBytes(java.nio.charset.StandardCharsets.UTF_8));
             restore = new java.util.HashMap<>(restore);
             restore.put("ram_file", ram.toString());
-            argv = new java.util.ArrayList<>(List.of("python3", "-c", "import os, sys; fd = os.memfd_create('memory-backend-memfd', 0);"
-                    + " os.ftruncate(fd, 1 << 20); os.execv(sys.argv[1], sys.argv[1:])"));
-            argv.addAll(agent);
         }
-        SupervisorSpec spec = new SupervisorSpec(name, argv, layout.dir().toString(), layout.runDir().toString(),
+        SupervisorSpec spec = new SupervisorSpec(name, agent, layout.dir().toString(), layout.runDir().toString(),
                 Map.of("hostname", "hostile"), bootTimeoutMs, false, home.toString(), false, 0, 0, restore);
         spec.write(layout.specFile());
         SupervisorProcess supervisor = SupervisorProcess.acquire();

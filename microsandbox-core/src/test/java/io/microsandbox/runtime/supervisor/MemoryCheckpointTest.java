@@ -101,7 +101,7 @@ class MemoryCheckpointTest {
             Thread qemu = new Thread(() -> serveQmp(server, commands, queryMigrateAnswer), "fake-qmp");
             qemu.setDaemon(true);
             qemu.start();
-            return org.assertj.core.api.Assertions.catchThrowable(() -> MemoryCheckpoint.take(socket, ProcessHandle.current().pid(),
+            return org.assertj.core.api.Assertions.catchThrowable(() -> MemoryCheckpoint.take(socket, tmp.resolve("guest-memory"),
                     tmp.resolve("memory.bin"), tmp.resolve("ram.bin"), tmp.resolve("upper"), tmp.resolve("upper-copy"), timeout));
         } finally {
             Files.deleteIfExists(socket);
@@ -110,7 +110,7 @@ class MemoryCheckpointTest {
 
     /**
      * A QMP monitor that answers {@code query-migrate} with {@code queryMigrateAnswer} and
-     * every other command with success, recording each; QmpClient opens a connection per command.
+     * every other command with success, recording each, over as many connections as it is given.
      */
     private static void serveQmp(java.nio.channels.ServerSocketChannel server, List<String> commands, String queryMigrateAnswer) {
         while (server.isOpen()) {
@@ -120,9 +120,12 @@ class MemoryCheckpointTest {
                 out.println("{\"QMP\":{}}");
                 in.readLine();
                 out.println("{\"return\":{}}");
-                String command = new com.fasterxml.jackson.databind.ObjectMapper().readTree(in.readLine()).path("execute").asText();
-                commands.add(command);
-                out.println(command.equals("query-migrate") ? queryMigrateAnswer : "{\"return\":{}}");
+                String line;
+                while ((line = in.readLine()) != null) {
+                    String command = new com.fasterxml.jackson.databind.ObjectMapper().readTree(line).path("execute").asText();
+                    commands.add(command);
+                    out.println(command.equals("query-migrate") ? queryMigrateAnswer : "{\"return\":{}}");
+                }
             } catch (java.io.IOException e) {
                 return;
             }

@@ -24,6 +24,8 @@ class VmIdentityTest {
         assertThat(recorded).containsEntry("machine", "microvm").containsEntry("memoryMib", "512")
                 .containsEntry("lowerDisk", lower + " (5 bytes)");
         assertThat(recorded.get("qemuVersion")).startsWith("QEMU emulator version");
+        assertThat(VmIdentity.lowerDisk(recorded)).as("a restore finds the disk again by it").isEqualTo(lower);
+        assertThat(VmIdentity.lowerDisk(Map.of())).isNull();
         assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(argv, agent))).isNull();
 
         Files.writeString(kernel, "kernel two");
