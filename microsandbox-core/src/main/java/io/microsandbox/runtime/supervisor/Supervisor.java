@@ -213,6 +213,8 @@ public final class Supervisor {
         JSON.createObjectNode().put("warm", true).toString();
         SandboxStore.preload();
         SupervisorSpec.warmUp();
+        // a restore draws the guest's fresh entropy from it: a JVM's first one takes 15-20 ms to set up
+        new java.security.SecureRandom().nextBytes(new byte[64]);
     }
 
     /** One line (at most 4 KiB) read byte by byte, so nothing after it is consumed from the creator pipe. */
