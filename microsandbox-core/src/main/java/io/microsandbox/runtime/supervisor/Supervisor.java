@@ -1353,9 +1353,12 @@ public final class Supervisor {
         }
     }
 
-    /** "7.2.19 (Debian ...)" of QMP's version object (query-version's, or the greeting's). */
+    /** "7.2.19 (Debian ...)" of QMP's version object (query-version's, or the greeting's); null when it has none. */
     private static String versionText(JsonNode version) {
         JsonNode q = version.path("qemu");
+        if (!q.has("major")) {
+            return null;
+        }
         String pkg = version.path("package").asText("").strip();
         return q.path("major").asInt() + "." + q.path("minor").asInt() + "." + q.path("micro").asInt()
                 + (pkg.isEmpty() ? "" : " (" + pkg + ")");
