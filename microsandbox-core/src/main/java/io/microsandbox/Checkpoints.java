@@ -151,14 +151,22 @@ public final class Checkpoints {
         requireSize(checkpoint, "memory file", checkpoint.memoryFile(), checkpoint.memoryBytes());
         requireSize(checkpoint, "guest memory file", checkpoint.ramFile(), checkpoint.ramBytes());
         String mismatch;
+        Map<String, String> actual;
         try {
-            mismatch = VmIdentity.mismatch(checkpoint.vm(), VmIdentity.of(argv, RuntimeFiles.extract(home, "msb-agent")));
+            actual = VmIdentity.of(argv, RuntimeFiles.extract(home, "msb-agent"));
+            mismatch = VmIdentity.mismatch(checkpoint.vm(), actual);
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot identify the VM to restore checkpoint '" + checkpoint.name() + "' into: " + e.getMessage(), e);
         }
         if (mismatch != null) {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_INCOMPATIBLE, "checkpoint '" + checkpoint.name()
                     + "' cannot be restored by this runtime: " + mismatch);
+        }
+        // the supervisor sizes the new guest's memory by this file: never beyond the guest's own
+        long guestBytes = Long.parseLong(actual.get("memoryMib")) << 20;
+        if (checkpoint.ramBytes() != guestBytes) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the guest memory file of checkpoint '" + checkpoint.name()
+                    + "' has " + checkpoint.ramBytes() + " bytes, the guest has " + guestBytes);
         }
     }
 

@@ -498,8 +498,10 @@ public final class Microsandbox {
      *
      * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_INCOMPATIBLE} when this runtime's
      *         QEMU, machine, accelerator, kernel, agent or the image's lower disk differ from the
-     *         checkpoint's (before QEMU starts), {@link ErrorKind#SNAPSHOT_IMAGE_MISSING},
-     *         {@link ErrorKind#SNAPSHOT_INTEGRITY} for a corrupt upper copy,
+     *         checkpoint's (before QEMU starts; a directory image's disk is the checkpoint's
+     *         while the cache still holds it), {@link ErrorKind#SNAPSHOT_IMAGE_MISSING},
+     *         {@link ErrorKind#SNAPSHOT_INTEGRITY} for a corrupt upper copy or a guest memory
+     *         file that is not the guest's size,
      *         {@link ErrorKind#SANDBOX_ALREADY_EXISTS}, {@link ErrorKind#BOOT_FAILED}
      */
     public Sandbox restore(String name, Checkpoint checkpoint, RestoreOptions options) {
@@ -528,7 +530,7 @@ public final class Microsandbox {
             if (options.hostname() != null) {
                 restore.put("hostname", options.hostname());
             }
-            return boot(layout, config, false, createLock, checkpointRoot(checkpoint), spec -> {
+            return boot(layout, config, false, createLock, checkpointRoot(home, checkpoint), spec -> {
                 checkpoints().checkCompatible(checkpoint, spec.vmmArgv());
                 List<String> argv = new ArrayList<>(spec.vmmArgv());
                 // the supervisor fills the guest's memory from ram.bin, then starts the load
@@ -550,9 +552,9 @@ public final class Microsandbox {
      * spares walking the whole tree. Null for an OCI image (found by its pinned digest) or a
      * disk no longer there (the image is resolved, and checked against the checkpoint, again).
      */
-    private static io.microsandbox.image.ImageRoots.Root checkpointRoot(Checkpoint checkpoint) {
+    private static io.microsandbox.image.ImageRoots.Root checkpointRoot(Path home, Checkpoint checkpoint) {
         Path lower = checkpoint.imageDigest() == null ? io.microsandbox.runtime.vmm.VmIdentity.lowerDisk(checkpoint.vm()) : null;
-        return lower != null && Files.isRegularFile(lower) ? io.microsandbox.image.ImageRoots.Root.ofBuiltDirectoryImage(lower) : null;
+        return lower == null ? null : io.microsandbox.image.ImageRoots.builtDirectoryImage(home, lower);
     }
 
     /** {@link #restore(String, Checkpoint, RestoreOptions)} of a checkpoint by bare name or path, with default options. */

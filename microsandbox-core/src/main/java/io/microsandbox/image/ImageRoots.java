@@ -34,10 +34,6 @@ public final class ImageRoots {
             this(lowerDisk, defaults, manifestDigest, "raw", true);
         }
 
-        /** A directory image whose lower disk {@link #resolve} built before, found again without walking the tree. */
-        public static Root ofBuiltDirectoryImage(Path lowerDisk) {
-            return new Root(lowerDisk, null, null);
-        }
 
         /** The image's environment under the config's: config entries win. */
         public Map<String, String> env(Map<String, String> configured) {
@@ -61,6 +57,17 @@ public final class ImageRoots {
         public String user(String configured) {
             return configured != null ? configured : defaults != null ? defaults.user() : null;
         }
+    }
+
+    /**
+     * The root of a directory image whose lower disk {@link #resolve} built in {@code home}'s
+     * cache, found again by its path without walking the tree (a restore has its checkpoint's);
+     * null unless {@code lowerDisk} is such a disk, so a path from a checkpoint's manifest can
+     * name nothing else on the host.
+     */
+    public static Root builtDirectoryImage(Path home, Path lowerDisk) {
+        Path disk = RootDisks.cachedLowerDisk(home.resolve("cache").resolve("rootfs"), lowerDisk);
+        return disk == null ? null : new Root(disk, null, null);
     }
 
     /**

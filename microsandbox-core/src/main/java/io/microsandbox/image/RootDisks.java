@@ -39,6 +39,9 @@ public final class RootDisks {
      *
      * @throws MicrosandboxException {@link ErrorKind#IMAGE_NOT_FOUND} when the directory does not exist
      */
+    /** The names {@link #lowerDisk} gives the disks it builds: {@link Fingerprint#digest()} + ".ext4". */
+    private static final java.util.regex.Pattern CACHED_LOWER_NAME = java.util.regex.Pattern.compile("[0-9a-f]{24}\\.ext4");
+
     public static Path lowerDisk(Path imageDir, Path cacheDir) {
         Path image;
         try {
@@ -70,6 +73,22 @@ public final class RootDisks {
             return target;
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot build the root disk of image " + image + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * {@code disk} when it is a lower disk {@link #lowerDisk} built in {@code cacheDir} (a
+     * regular file directly in it, named by a fingerprint, followed through any link); null when
+     * it is anything else.
+     */
+    static Path cachedLowerDisk(Path cacheDir, Path disk) {
+        try {
+            Path real = disk.toRealPath();
+            return real.getParent() != null && real.getParent().equals(cacheDir.toRealPath())
+                    && CACHED_LOWER_NAME.matcher(real.getFileName().toString()).matches()
+                    && Files.isRegularFile(real, java.nio.file.LinkOption.NOFOLLOW_LINKS) ? disk : null;
+        } catch (IOException e) {
+            return null;
         }
     }
 

@@ -66,4 +66,19 @@ class RootDisksTest {
         assertThatThrownBy(() -> RootDisks.lowerDisk(dangling, cache))
                 .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.IMAGE_NOT_FOUND));
     }
+
+    @Test
+    void aCheckpointsLowerDiskIsTakenOnlyFromTheCache() throws Exception {
+        Path cache = Files.createDirectories(tmp.resolve("cache"));
+        Path disk = Files.writeString(cache.resolve("0123456789abcdef01234567.ext4"), "lower");
+        assertThat(RootDisks.cachedLowerDisk(cache, disk)).isEqualTo(disk);
+        // a manifest naming any other file the user can read must not make it the guest's disk
+        Path elsewhere = Files.writeString(tmp.resolve("0123456789abcdef01234567.ext4"), "secret");
+        assertThat(RootDisks.cachedLowerDisk(cache, elsewhere)).isNull();
+        assertThat(RootDisks.cachedLowerDisk(cache, Files.writeString(cache.resolve("upper.ext4"), "x"))).isNull();
+        Path link = Files.createSymbolicLink(cache.resolve("fedcba9876543210fedcba98.ext4"), elsewhere);
+        assertThat(RootDisks.cachedLowerDisk(cache, link)).as("a link out of the cache").isNull();
+        assertThat(RootDisks.cachedLowerDisk(cache, cache.resolve("0123456789abcdef01234567.ext4/../../" + elsewhere.getFileName()))).isNull();
+        assertThat(RootDisks.cachedLowerDisk(cache, cache.resolve("ffffffffffffffffffffffff.ext4"))).as("missing").isNull();
+    }
 }
