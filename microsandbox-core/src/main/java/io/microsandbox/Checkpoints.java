@@ -139,7 +139,8 @@ public final class Checkpoints {
      * @param argv the QEMU command line the restore would run
      * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_INCOMPATIBLE} naming the first difference,
      *         also for a checkpoint of an earlier format; {@link ErrorKind#SNAPSHOT_INTEGRITY} when the
-     *         memory or guest memory file is missing or not the size recorded
+     *         memory or guest memory file is missing or not the size recorded, or the guest
+     *         memory file is not the guest's memory size
      */
     void checkCompatible(Checkpoint checkpoint, List<String> argv) {
         if (checkpoint.format() < Checkpoint.FORMAT) {

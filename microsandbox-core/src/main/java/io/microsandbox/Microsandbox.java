@@ -549,8 +549,9 @@ public final class Microsandbox {
     /**
      * The lower disk a checkpoint of a directory image was taken over, while it is still in the
      * cache: its guest must see that disk whatever the directory holds now, and finding it
-     * spares walking the whole tree. Null for an OCI image (found by its pinned digest) or a
-     * disk no longer there (the image is resolved, and checked against the checkpoint, again).
+     * spares walking the whole tree. Null for an OCI image (found by its pinned digest), a disk
+     * no longer there or a path that is not a disk of this home's cache (the image is then
+     * resolved, and checked against the checkpoint, again).
      */
     private static io.microsandbox.image.ImageRoots.Root checkpointRoot(Path home, Checkpoint checkpoint) {
         Path lower = checkpoint.imageDigest() == null ? io.microsandbox.runtime.vmm.VmIdentity.lowerDisk(checkpoint.vm()) : null;

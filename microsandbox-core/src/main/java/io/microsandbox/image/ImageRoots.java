@@ -34,7 +34,6 @@ public final class ImageRoots {
             this(lowerDisk, defaults, manifestDigest, "raw", true);
         }
 
-
         /** The image's environment under the config's: config entries win. */
         public Map<String, String> env(Map<String, String> configured) {
             Map<String, String> env = new LinkedHashMap<>();

@@ -32,6 +32,9 @@ public final class RootDisks {
     private RootDisks() {
     }
 
+    /** The names {@link #lowerDisk} gives the disks it builds: {@link Fingerprint#digest()} + ".ext4". */
+    private static final java.util.regex.Pattern CACHED_LOWER_NAME = java.util.regex.Pattern.compile("[0-9a-f]{24}\\.ext4");
+
     /**
      * The lower disk for {@code imageDir}, built into {@code cacheDir} when not cached yet.
      * Symbolic links on the way to the image are resolved first: the fingerprint walks the
@@ -39,9 +42,6 @@ public final class RootDisks {
      *
      * @throws MicrosandboxException {@link ErrorKind#IMAGE_NOT_FOUND} when the directory does not exist
      */
-    /** The names {@link #lowerDisk} gives the disks it builds: {@link Fingerprint#digest()} + ".ext4". */
-    private static final java.util.regex.Pattern CACHED_LOWER_NAME = java.util.regex.Pattern.compile("[0-9a-f]{24}\\.ext4");
-
     public static Path lowerDisk(Path imageDir, Path cacheDir) {
         Path image;
         try {

@@ -122,7 +122,8 @@ public final class Posix {
      *     descriptor above 2 is closed), or -1 for none
      * @return the child's pid
      * @throws IOException {@code "cannot run <argv0>: <reason>"} if the output file cannot be
-     *     opened, the working directory cannot be entered, or the program cannot be executed;
+     *     opened, {@code passFd} cannot be duplicated, the working directory cannot be entered,
+     *     or the program cannot be executed;
      *     no child is left behind
      */
     public static int spawn(String[] argv, String[] env, String workDir, String outputPath,
