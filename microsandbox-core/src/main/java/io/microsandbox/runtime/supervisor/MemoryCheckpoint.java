@@ -175,9 +175,13 @@ public final class MemoryCheckpoint {
                 + " || rm -f " + shellQuote(partial) + ") &";
     }
 
-    /** QEMU's {@code -incoming} argument that loads a guest saved into {@code memoryFile}. */
+    /**
+     * QEMU's {@code -incoming} argument that loads a guest saved into {@code memoryFile}. The
+     * {@code cat} gets no descriptor 3, the guest's memory that QEMU was handed (the save's
+     * command reuses that number for its input, which closes it the same way).
+     */
     public static String incoming(Path memoryFile) {
-        return "exec:cat " + shellQuote(memoryFile);
+        return "exec:cat " + shellQuote(memoryFile) + " 3<&-";
     }
 
     /** A path as one word of {@code sh -c}, which QEMU runs the exec: target with. */

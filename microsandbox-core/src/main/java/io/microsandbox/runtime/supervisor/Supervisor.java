@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.ErrorKind;
+import io.microsandbox.runtime.BoundedLines;
 import io.microsandbox.runtime.LogTail;
 import io.microsandbox.runtime.Posix;
 import io.microsandbox.runtime.SandboxLayout;
@@ -95,6 +96,13 @@ public final class Supervisor {
     private final PrintStream parentOut;
     private final ScheduledExecutorService timers = Executors.newSingleThreadScheduledExecutor(
             r -> SupervisorLog.daemon("timers", r, e -> { }));
+    /**
+     * The metrics sample asks QEMU's monitor, which can keep it waiting (a checkpoint holds the
+     * monitor's one connection; a stuck QEMU answers late, if ever): on a thread of its own, so
+     * the timers (a stop's kill among them) never wait behind it.
+     */
+    private final ScheduledExecutorService sampling = Executors.newSingleThreadScheduledExecutor(
+            r -> SupervisorLog.daemon("metrics", r, e -> { }));
     private final Map<Integer, ClientConnection> clientsBySlot = new ConcurrentHashMap<>();
     private final SessionRouter router = new SessionRouter();
     private final ByteBudget clientReadBudget = new ByteBudget(CLIENT_READ_BUDGET);
@@ -120,7 +128,11 @@ public final class Supervisor {
     private GuestMemory guestMemory;
     /** Filling {@link #guestMemory} from a checkpoint, for a restore. */
     private CompletableFuture<Void> memoryFill = CompletableFuture.completedFuture(null);
+    /** When the boot watchdog fires ({@link System#nanoTime}): what the boot's own waits are bounded by. */
+    private long bootDeadlineNanos;
     private volatile boolean booted;
+    /** Set once the creator has heard that the sandbox is ready; a failure before must reach it as a failed boot. */
+    private volatile boolean readyReported;
     private volatile boolean detached;
     private volatile boolean killRequested;
     private volatile boolean draining;
@@ -180,7 +192,7 @@ public final class Supervisor {
             }
         }, e -> { });
         idleSpare.start();
-        String specPath = readLine(System.in);
+        String specPath = BoundedLines.read(System.in, 4096, "the creator");
         idleSpare.interrupt();
         if (specPath == null || specPath.isBlank()) {
             System.exit(0);
@@ -217,16 +229,6 @@ public final class Supervisor {
         new java.security.SecureRandom().nextBytes(new byte[64]);
     }
 
-    /** One line (at most 4 KiB) read byte by byte, so nothing after it is consumed from the creator pipe. */
-    private static String readLine(InputStream in) throws IOException {
-        java.io.ByteArrayOutputStream line = new java.io.ByteArrayOutputStream();
-        int b;
-        while ((b = in.read()) >= 0 && b != '\n' && line.size() < 4096) {
-            line.write(b);
-        }
-        return b < 0 && line.size() == 0 ? null : line.toString(StandardCharsets.UTF_8);
-    }
-
     /** Boots and serves the sandbox; returns the process exit code once the VM is gone. */
     int run() throws IOException, InterruptedException {
         // Own session: a terminal's ^C to the creator's process group must not reach the VM.
@@ -251,13 +253,10 @@ public final class Supervisor {
         if (spec.restore() != null) {
             // from now on, beside the rest of the set-up and QEMU's start: QEMU does not touch
             // guest memory before the load, which waits for this
-            memoryFill = CompletableFuture.runAsync(() -> {
-                try {
-                    guestMemory.fill(restoreRamFile());
-                } catch (IOException e) {
-                    throw new java.io.UncheckedIOException(e);
-                }
-            }, Supervisor::helperThread);
+            memoryFill = onHelperThread(() -> {
+                guestMemory.fill(restoreRamFile());
+                return null;
+            });
         }
         Files.createDirectories(layout.runDir());
         Files.createDirectories(layout.logsDir());
@@ -283,7 +282,8 @@ public final class Supervisor {
             SupervisorLog.error("unexpected failure: " + e);
             agentFailure = "the supervisor failed: " + e;
             vmm.kill();
-            if (!booted) {
+            if (!readyReported) {
+                // the creator waits for a report: the failure, now, rather than its timeout
                 return failBoot(agentFailure);
             }
             vmm.awaitExit(10_000);
@@ -295,13 +295,8 @@ public final class Supervisor {
     private int serve() throws IOException, InterruptedException {
         vmm.onExit(this::vmmExited);
         // the host side of the network needs no guest: made while it boots, started once it is up
-        CompletableFuture<io.microsandbox.runtime.network.NetworkRelay> relay = CompletableFuture.supplyAsync(() -> {
-            try {
-                return prepareNetwork();
-            } catch (IOException e) {
-                throw new java.io.UncheckedIOException(e);
-            }
-        }, Supervisor::helperThread);
+        CompletableFuture<io.microsandbox.runtime.network.NetworkRelay> relay = onHelperThread(this::prepareNetwork);
+        bootDeadlineNanos = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(spec.bootTimeoutMs());
         ScheduledFuture<?> watchdog = timers.schedule(() -> {
             agentFailure = "the guest agent did not become ready within " + spec.bootTimeoutMs() + " ms (" + bootStage + ")";
             closeQuietly(vmServer);
@@ -335,10 +330,12 @@ public final class Supervisor {
         String failure = awaitRunRecorded();
         if (failure == null) {
             try {
-                network = relay.get();
+                network = relay.get(untilBootDeadline(), TimeUnit.NANOSECONDS);
                 network.start();
             } catch (ExecutionException e) {
                 failure = "cannot start the sandbox network: " + causeOf(e);
+            } catch (java.util.concurrent.TimeoutException e) {
+                failure = "the sandbox network was not prepared within the boot timeout (" + spec.bootTimeoutMs() + " ms)";
             } catch (RuntimeException e) {
                 failure = "cannot start the sandbox network: " + e.getMessage();
             }
@@ -359,6 +356,7 @@ public final class Supervisor {
         ready.put("vmmPid", vmm.pid());
         ready.set("ready", readyPayload);
         reportToParent(ready);
+        readyReported = true;
         SupervisorLog.log("sandbox " + spec.name() + " is ready");
         logSystem("sandbox started");
         lastActivity = System.nanoTime();
@@ -366,10 +364,10 @@ public final class Supervisor {
             timers.schedule(() -> requestStop(STOP_GRACE_MS, "max-duration"), spec.maxDurationMs(), TimeUnit.MILLISECONDS);
         }
         if (spec.idleTimeoutMs() > 0) {
-            everySecond(this::checkIdle);
+            everySecond(timers, this::checkIdle);
         }
-        everySecond(this::sampleMetrics);
-        everySecond(this::capVmmLog);
+        everySecond(sampling, this::sampleMetrics);
+        everySecond(timers, this::capVmmLog);
 
         finished.await();
         return 0;
@@ -423,7 +421,7 @@ public final class Supervisor {
             qemuVersion = CompletableFuture.completedFuture(versionText(qmp.version()));
             bootStage = "loading the checkpoint's guest memory";
             try {
-                memoryFill.get(spec.bootTimeoutMs(), TimeUnit.MILLISECONDS);
+                memoryFill.get(untilBootDeadline(), TimeUnit.NANOSECONDS);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 throw new IOException("interrupted while loading the checkpoint's guest memory", e);
@@ -431,7 +429,7 @@ public final class Supervisor {
                 agentFailure = "cannot load the checkpoint's guest memory: " + causeOf(e);
                 throw new ProtocolException(agentFailure);
             } catch (java.util.concurrent.TimeoutException e) {
-                agentFailure = "the checkpoint's guest memory was not loaded within " + spec.bootTimeoutMs() + " ms";
+                agentFailure = "the checkpoint's guest memory was not loaded within the boot timeout (" + spec.bootTimeoutMs() + " ms)";
                 throw new ProtocolException(agentFailure);
             }
             bootStage = "loading the checkpoint";
@@ -542,11 +540,13 @@ public final class Supervisor {
     /** Ends a failed boot: kill QEMU, tell the creator why, leave no socket behind. */
     private int failBoot(String reason) throws InterruptedException {
         SupervisorLog.error("boot failed: " + reason);
-        // before the creator hears of it and removes the sandbox's record
-        awaitRunRecorded();
         VmmProcess process = vmm;
         if (process != null) {
             process.kill();
+        }
+        // before the creator hears of it and removes the sandbox's record
+        awaitRunRecorded();
+        if (process != null) {
             process.awaitExit(10_000);
         }
         ObjectNode error = JSON.createObjectNode();
@@ -1093,8 +1093,8 @@ public final class Supervisor {
     }
 
     /** Runs {@code task} every second; a failure is logged, and never ends the repetition. */
-    private void everySecond(Runnable task) {
-        timers.scheduleAtFixedRate(() -> {
+    private static void everySecond(ScheduledExecutorService thread, Runnable task) {
+        thread.scheduleAtFixedRate(() -> {
             try {
                 task.run();
             } catch (RuntimeException e) {
@@ -1318,6 +1318,26 @@ public final class Supervisor {
             }
         }
         return figures;
+    }
+
+    /** Nanoseconds left until the boot watchdog fires; zero once it has. */
+    private long untilBootDeadline() {
+        return Math.max(0, bootDeadlineNanos - System.nanoTime());
+    }
+
+    /** A host-side step of the boot, run beside the guest's on a short-lived thread. */
+    private interface BootStep<T> {
+        T run() throws IOException;
+    }
+
+    private static <T> CompletableFuture<T> onHelperThread(BootStep<T> step) {
+        return CompletableFuture.supplyAsync(() -> {
+            try {
+                return step.run();
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }, Supervisor::helperThread);
     }
 
     /** The message of what a boot step on a {@link #helperThread} failed with. */

@@ -4,12 +4,12 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
+import io.microsandbox.runtime.BoundedLines;
 import io.microsandbox.runtime.LogTail;
+import io.microsandbox.runtime.agent.Protocol;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -205,15 +205,20 @@ public final class SupervisorProcess {
         }
         CompletableFuture<String> line = CompletableFuture.supplyAsync(() -> {
             try {
-                BufferedReader reader = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));
-                return reader.readLine();
+                // the report carries the guest's ready payload, one frame at most, as JSON
+                return BoundedLines.read(new java.io.BufferedInputStream(process.getInputStream()),
+                        4 * Protocol.MAX_FRAME_BYTES, "the supervisor");
             } catch (IOException e) {
-                return null;
+                throw new java.io.UncheckedIOException(e);
             }
         });
         String report;
         try {
             report = line.get(spec.bootTimeoutMs() + 30_000, TimeUnit.MILLISECONDS);
+        } catch (java.util.concurrent.ExecutionException e) {
+            process.destroyForcibly();
+            throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "cannot read the boot report of the supervisor of '"
+                    + spec.name() + "': " + e.getCause().getMessage() + "; its log:\n" + LogTail.of(layout.supervisorLog(), 30), e);
         } catch (Exception e) {
             process.destroyForcibly();
             throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "supervisor of '" + spec.name()

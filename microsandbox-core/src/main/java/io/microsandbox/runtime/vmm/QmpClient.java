@@ -2,10 +2,11 @@ package io.microsandbox.runtime.vmm;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.microsandbox.runtime.BoundedLines;
 import io.microsandbox.runtime.agent.ChannelStreams;
-import java.io.BufferedReader;
+import java.io.BufferedInputStream;
 import java.io.IOException;
-import java.io.InputStreamReader;
+import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.UnixDomainSocketAddress;
 import java.nio.channels.SocketChannel;
@@ -15,6 +16,12 @@ import java.nio.file.Path;
 /** QMP commands against QEMU's monitor socket: one per connection (greeting, capabilities, command), or several over a {@link Session}. */
 public final class QmpClient {
     private static final ObjectMapper JSON = new ObjectMapper();
+
+    /**
+     * The longest line read from QEMU. Its answers to what we ask are a few KiB; QEMU runs the
+     * guest's devices, so a QEMU the guest took over must not grow the supervisor's heap.
+     */
+    private static final int MAX_LINE_BYTES = 1 << 20;
 
     /** Closes the channels of calls that ran out of time, which ends their blocked reads. */
     private static final java.util.concurrent.ScheduledExecutorService DEADLINES =
@@ -49,17 +56,17 @@ public final class QmpClient {
     public static final class Session implements java.io.Closeable {
         private final SocketChannel channel;
         private final Path socket;
-        private final BufferedReader in;
+        private final InputStream in;
         private final OutputStream out;
         private final JsonNode greeting;
 
         private Session(SocketChannel channel, Path socket, java.time.Duration timeout) throws IOException {
             this.channel = channel;
             this.socket = socket;
-            this.in = new BufferedReader(new InputStreamReader(ChannelStreams.input(channel), StandardCharsets.UTF_8));
+            this.in = new BufferedInputStream(ChannelStreams.input(channel));
             this.out = ChannelStreams.output(channel);
             greeting = within(timeout, "greeting", () -> {
-                String line = in.readLine();
+                String line = BoundedLines.read(in, MAX_LINE_BYTES, "QEMU's monitor");
                 JsonNode node = line == null ? null : JSON.readTree(line);
                 if (node == null || !node.has("QMP")) {
                     throw new IOException("no QMP greeting on " + socket);
@@ -125,7 +132,7 @@ public final class QmpClient {
         }
     }
 
-    private static JsonNode call(BufferedReader in, OutputStream out, String command, JsonNode arguments) throws IOException {
+    private static JsonNode call(InputStream in, OutputStream out, String command, JsonNode arguments) throws IOException {
         var request = JSON.createObjectNode().put("execute", command);
         if (arguments != null) {
             request.set("arguments", arguments);
@@ -133,7 +140,7 @@ public final class QmpClient {
         out.write((request + "\n").getBytes(StandardCharsets.UTF_8));
         out.flush();
         String line;
-        while ((line = in.readLine()) != null) {
+        while ((line = BoundedLines.read(in, MAX_LINE_BYTES, "QEMU's monitor")) != null) {
             JsonNode reply = JSON.readTree(line);
             if (reply.has("return")) {
                 return reply.get("return");

@@ -30,7 +30,9 @@ import java.util.Arrays;
  * order: the end first, then output and a start for the ended session, and a second
  * {@code core.ready}), {@code oversized} (answers exec with a frame whose length field is
  * 2 GiB), {@code noisy} (honest, but writes megabytes to its stderr, which is the VMM's
- * log), {@code silent} (never says hello). Resumed from a checkpoint (its third argument is
+ * log), {@code silent} (never says hello), {@code mute-monitor} (honest, but its QMP socket
+ * accepts connections and never answers, as a stuck QEMU's would, and it ignores
+ * {@code core.shutdown}, so only the supervisor's kill ends it). Resumed from a checkpoint (its third argument is
  * the QMP socket it serves, as QEMU would, saying the VM runs): {@code restore-silent} (never
  * answers core.restore), {@code restore-wrong} (answers it with core.ready),
  * {@code restore-error} (answers it with core.error).
@@ -48,6 +50,9 @@ public final class HostileAgent {
         }
         if (scenario.equals("silent")) {
             Thread.sleep(Long.MAX_VALUE);
+        }
+        if (scenario.equals("mute-monitor")) {
+            muteMonitor(Path.of(args[2]));
         }
         link.write(new Frame(0, 0, Protocol.CORE_HELLO, NODES.objectNode().put("v", Protocol.VERSION).put("agent", "hostile")));
         link.read(); // core.configure
@@ -71,7 +76,11 @@ public final class HostileAgent {
         Frame frame;
         while ((frame = link.read()) != null) {
             switch (frame.type()) {
-                case Protocol.CORE_SHUTDOWN -> System.exit(0);
+                case Protocol.CORE_SHUTDOWN -> {
+                    if (!scenario.equals("mute-monitor")) {
+                        System.exit(0);
+                    }
+                }
                 case Protocol.CORE_PING, Protocol.CORE_TOUCH -> link.write(new Frame(frame.id(), Protocol.FLAG_TERMINAL, Protocol.CORE_PONG, null));
                 case Protocol.CORE_STATS -> link.write(new Frame(frame.id(), Protocol.FLAG_TERMINAL, Protocol.CORE_STATS,
                         NODES.objectNode().put("mem_total_bytes", 1 << 29).put("mem_available_bytes", 1 << 28)));
@@ -82,6 +91,24 @@ public final class HostileAgent {
                 }
             }
         }
+    }
+
+    /** A QMP socket whose connections are accepted, kept open and never greeted. */
+    private static void muteMonitor(Path qmpSocket) throws IOException {
+        ServerSocketChannel qmp = ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX);
+        qmp.bind(UnixDomainSocketAddress.of(qmpSocket));
+        java.util.List<SocketChannel> held = new java.util.ArrayList<>();
+        Thread monitor = new Thread(() -> {
+            try {
+                while (true) {
+                    held.add(qmp.accept());
+                }
+            } catch (IOException e) {
+                // the stand-in is ending
+            }
+        }, "mute-qmp");
+        monitor.setDaemon(true);
+        monitor.start();
     }
 
     /** A guest resumed from a checkpoint that answers core.restore wrongly, or never. */

@@ -115,6 +115,22 @@ class HostileGuestIT {
         }
     }
 
+    /**
+     * Finding 5 again: the once-a-second metrics sample asks QEMU's monitor; one that never
+     * answers keeps the sample waiting (5 s) but never the timer that kills a guest which
+     * ignores the stop.
+     */
+    @Test
+    void aMonitorThatNeverAnswersDelaysNoStop() throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("mute-monitor")) {
+            Thread.sleep(1_500); // the first sample (after 1 s) now waits on the monitor
+            long start = System.nanoTime();
+            booted.sandbox().stop(Duration.ofMillis(500));
+            assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(3));
+            assertThat(awaitTerminal(booted.name()).lastStop().orElseThrow().reason()).isEqualTo("shutdown-requested");
+        }
+    }
+
     /** Finding 3: an attached sandbox whose guest stopped reading still stops when its creator goes. */
     @Test
     void anAttachedSandboxWithADeafGuestStopsWhenItsCreatorGoes() throws Exception {

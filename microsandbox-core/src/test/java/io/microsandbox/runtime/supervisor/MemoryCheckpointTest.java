@@ -58,6 +58,18 @@ class MemoryCheckpointTest {
     }
 
     @Test
+    void theLoadCommandsCatDoesNotInheritTheGuestMemoryDescriptor() throws Exception {
+        Path guestMemory = Files.writeString(tmp.resolve("guest-memory"), "guest memory");
+        // QEMU runs it holding the guest's memory as descriptor 3: a cat of /proc/self/fd/3 reads it only if inherited
+        String incoming = MemoryCheckpoint.incoming(Path.of("/proc/self/fd/3")).substring("exec:".length());
+        Process load = sh("exec 3<" + MemoryCheckpoint.shellQuote(guestMemory) + "; " + incoming);
+        load.getOutputStream().close();
+        assertThat(load.getInputStream().readAllBytes()).isEmpty();
+        assertThat(load.waitFor(10, TimeUnit.SECONDS)).isTrue();
+        assertThat(load.exitValue()).isNotZero();
+    }
+
+    @Test
     void aMigrationWhoseProgressCannotBeReadIsCancelledNotLeftRunning() throws Exception {
         List<String> commands = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
         Throwable failure = takeAgainstFakeQmp("{\"error\":{\"desc\":\"monitor busy\"}}", commands, java.time.Duration.ofSeconds(5));
