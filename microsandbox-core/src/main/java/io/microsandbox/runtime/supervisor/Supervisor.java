@@ -319,9 +319,6 @@ public final class Supervisor {
         }
         watchdog.cancel(false);
         closeQuietly(vmServer);
-        if (runRecording == null) {
-            recordRun();
-        }
         toGuest = new OutboundQueue("guest", vm, GUEST_QUEUE_BYTES, null);
         if (spec.restore() == null) {
             // clients wait for it, the boot need not
@@ -387,6 +384,8 @@ public final class Supervisor {
         }
         SupervisorLog.log("agent says hello: " + hello.payload());
         helloFrame = hello;
+        // the guest runs: recorded while its agent mounts the root
+        recordRun();
         Frame configure = new Frame(0, 0, Protocol.CORE_CONFIGURE, JSON.valueToTree(spec.configure()));
         // Before the boot completes the watchdog bounds this write: it closes the link.
         vm.write(configure);
@@ -545,7 +544,14 @@ public final class Supervisor {
             process.kill();
         }
         // before the creator hears of it and removes the sandbox's record
-        awaitRunRecorded();
+        if (runRecording != null && awaitRunRecorded() == null) {
+            // the run began with the guest's hello: it ends here, as an agent that never became ready
+            try {
+                store.finishRun(spec.name(), "crashed", null, null, "agent-unresponsive", "supervisor");
+            } catch (RuntimeException e) {
+                SupervisorLog.warn("cannot record the end of the failed boot: " + e.getMessage());
+            }
+        }
         if (process != null) {
             process.awaitExit(10_000);
         }

@@ -172,6 +172,8 @@ public final class SupervisorProcess {
         cmd.add(classPath);
         // where the supervisor extracts the JNI library; its database comes with the spec
         cmd.add("-D" + RuntimeFiles.HOME_PROPERTY + "=" + home.toAbsolutePath());
+        // the native libraries this JVM extracted (JNI, SQLite's), used as they are
+        cmd.addAll(RuntimeFiles.handDownOptions());
         cmd.add(Supervisor.class.getName());
         try {
             // Until it knows its sandbox it has no log: it says nothing before that.

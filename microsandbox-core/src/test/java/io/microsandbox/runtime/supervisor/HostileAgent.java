@@ -30,7 +30,8 @@ import java.util.Arrays;
  * order: the end first, then output and a start for the ended session, and a second
  * {@code core.ready}), {@code oversized} (answers exec with a frame whose length field is
  * 2 GiB), {@code noisy} (honest, but writes megabytes to its stderr, which is the VMM's
- * log), {@code silent} (never says hello), {@code mute-monitor} (honest, but its QMP socket
+ * log), {@code silent} (never says hello), {@code setup-error} (says hello, then answers
+ * {@code core.configure} with {@code core.error}), {@code mute-monitor} (honest, but its QMP socket
  * accepts connections and never answers, as a stuck QEMU's would, and it ignores
  * {@code core.shutdown}, so only the supervisor's kill ends it). Resumed from a checkpoint (its third argument is
  * the QMP socket it serves, as QEMU would, saying the VM runs): {@code restore-silent} (never
@@ -56,6 +57,11 @@ public final class HostileAgent {
         }
         link.write(new Frame(0, 0, Protocol.CORE_HELLO, NODES.objectNode().put("v", Protocol.VERSION).put("agent", "hostile")));
         link.read(); // core.configure
+        if (scenario.equals("setup-error")) {
+            link.write(new Frame(0, 0, Protocol.CORE_ERROR,
+                    NODES.objectNode().put("stage", "mount").put("message", "hostile says no").put("errno", 5)));
+            Thread.sleep(Long.MAX_VALUE);
+        }
         link.write(new Frame(0, 0, Protocol.CORE_READY, NODES.objectNode().put("boot_time_ns", 1).put("init_time_ns", 2).put("ready_time_ns", 3)));
         if (scenario.equals("noisy")) {
             Thread noise = new Thread(() -> {

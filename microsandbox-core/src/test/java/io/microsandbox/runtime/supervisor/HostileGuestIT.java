@@ -131,6 +131,24 @@ class HostileGuestIT {
         }
     }
 
+    /**
+     * A boot records its run once the agent says hello; a boot that fails after that (here the
+     * agent's set-up) ends the run it recorded, so a start that failed reads as one.
+     */
+    @Test
+    void aBootThatFailsAfterTheHelloEndsTheRunItRecorded() throws Exception {
+        HostileSandboxes.Failed failed = HostileSandboxes.bootFailingKeepingRecord("setup-error");
+        try {
+            assertThat(failed.failure().kind()).isEqualTo(ErrorKind.BOOT_FAILED);
+            assertThat(failed.failure().getMessage()).contains("guest setup failed at stage mount: hostile says no");
+            SandboxHandle handle = Sandbox.get(failed.name());
+            assertThat(handle.status()).isEqualTo(SandboxStatus.CRASHED);
+            assertThat(handle.lastStop().orElseThrow().reason()).isEqualTo("agent-unresponsive");
+        } finally {
+            Sandbox.remove(failed.name());
+        }
+    }
+
     /** Finding 3: an attached sandbox whose guest stopped reading still stops when its creator goes. */
     @Test
     void anAttachedSandboxWithADeafGuestStopsWhenItsCreatorGoes() throws Exception {

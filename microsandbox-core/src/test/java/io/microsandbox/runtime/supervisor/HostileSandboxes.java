@@ -52,7 +52,31 @@ final class HostileSandboxes {
     }
 
     static Booted boot(String scenario, long bootTimeoutMs) throws Exception {
-        return boot(scenario, bootTimeoutMs, null);
+        return boot(scenario, bootTimeoutMs, null, false);
+    }
+
+    /**
+     * Boots a stand-in whose boot fails, as a {@code start} of an existing sandbox would: its
+     * record stays (only a failed creation removes it) for the test to read and remove.
+     *
+     * @return the sandbox's name
+     */
+    static Failed bootFailingKeepingRecord(String scenario) throws Exception {
+        String name = uniqueName(scenario);
+        try {
+            boot(name, scenario, 30_000, null, true).close();
+        } catch (io.microsandbox.MicrosandboxException e) {
+            return new Failed(name, e);
+        }
+        throw new AssertionError("the boot of scenario " + scenario + " did not fail");
+    }
+
+    /** A boot that failed: the sandbox's name and what its creator was told. */
+    record Failed(String name, io.microsandbox.MicrosandboxException failure) {
+    }
+
+    private static String uniqueName(String scenario) {
+        return "hostile-" + scenario + "-" + ProcessHandle.current().pid() + "-" + COUNTER.incrementAndGet();
     }
 
     /**
@@ -60,16 +84,20 @@ final class HostileSandboxes {
      * runs the restore handshake, the stand-in serves the QMP socket.
      */
     static Booted bootRestored(String scenario, long bootTimeoutMs) throws Exception {
-        return boot(scenario, bootTimeoutMs, Map.of("memory_uri", "exec:true"));
+        return boot(scenario, bootTimeoutMs, Map.of("memory_uri", "exec:true"), false);
     }
 
     /** {@link #bootRestored(String, long)} with {@code ramFile} as the checkpoint's guest memory. */
     static Booted bootRestored(String scenario, long bootTimeoutMs, Path ramFile) throws Exception {
-        return boot(scenario, bootTimeoutMs, Map.of("memory_uri", "exec:true", "ram_file", ramFile.toString()));
+        return boot(scenario, bootTimeoutMs, Map.of("memory_uri", "exec:true", "ram_file", ramFile.toString()), false);
     }
 
-    private static Booted boot(String scenario, long bootTimeoutMs, Map<String, Object> restore) throws Exception {
-        String name = "hostile-" + scenario + "-" + ProcessHandle.current().pid() + "-" + COUNTER.incrementAndGet();
+    private static Booted boot(String scenario, long bootTimeoutMs, Map<String, Object> restore, boolean keepRecord) throws Exception {
+        return boot(uniqueName(scenario), scenario, bootTimeoutMs, restore, keepRecord);
+    }
+
+    private static Booted boot(String name, String scenario, long bootTimeoutMs, Map<String, Object> restore, boolean keepRecord)
+            throws Exception {
         Path home = RuntimeFiles.defaultHome();
         SandboxLayout layout = SandboxLayout.of(home, name);
         Files.createDirectories(layout.logsDir());
@@ -94,8 +122,10 @@ final class HostileSandboxes {
             supervisor.boot(spec);
         } catch (RuntimeException e) {
             supervisor.abandon();
-            SandboxStore.open(home).delete(name);
-            layout.deleteFiles();
+            if (!keepRecord) {
+                SandboxStore.open(home).delete(name);
+                layout.deleteFiles();
+            }
             throw e;
         }
         return new Booted(name, Sandbox.connect(name), supervisor);

@@ -1,0 +1,59 @@
+package io.microsandbox.runtime;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class RuntimeFilesTest {
+    /** A resource every test run has: this class's own bytes. */
+    private static final String RESOURCE = "/io/microsandbox/runtime/RuntimeFilesTest.class";
+    private static final String PROPERTY = RuntimeFiles.HANDED_DOWN_PREFIX + "RuntimeFilesTest.class";
+
+    @TempDir
+    Path tmp;
+
+    @AfterEach
+    void clearProperty() {
+        System.clearProperty(PROPERTY);
+    }
+
+    private static byte[] resourceBytes() throws IOException {
+        try (InputStream in = RuntimeFilesTest.class.getResourceAsStream(RESOURCE)) {
+            return in.readAllBytes();
+        }
+    }
+
+    @Test
+    void anExtractedFileIsHandedDownToChildJvmsByName() throws IOException {
+        Path file = RuntimeFiles.extractResource(tmp.resolve("home"), RESOURCE);
+        assertThat(file).startsWith(tmp.resolve("home").resolve("runtime")).hasBinaryContent(resourceBytes());
+        // by name: one copy per file, whichever home it went to
+        String option = RuntimeFiles.handDownOptions().stream().filter(o -> o.startsWith("-D" + PROPERTY + "=")).findFirst().orElseThrow();
+        assertThat(Path.of(option.substring(option.indexOf('=') + 1))).hasBinaryContent(resourceBytes());
+    }
+
+    @Test
+    void aHandedDownFileIsUsedAsItIsWithoutExtracting() throws IOException {
+        Path parentCopy = Files.write(tmp.resolve("parent-copy"), resourceBytes());
+        System.setProperty(PROPERTY, parentCopy.toString());
+        Path home = tmp.resolve("child-home");
+        assertThat(RuntimeFiles.extractResource(home, RESOURCE)).isEqualTo(parentCopy);
+        assertThat(home.resolve("runtime")).doesNotExist();
+    }
+
+    @Test
+    void aHandedDownPathThatIsRelativeOrMissingIsIgnored() throws IOException {
+        System.setProperty(PROPERTY, "relative/copy");
+        Path first = RuntimeFiles.extractResource(tmp.resolve("home-a"), RESOURCE);
+        assertThat(first).startsWith(tmp.resolve("home-a")).hasBinaryContent(resourceBytes());
+        System.setProperty(PROPERTY, tmp.resolve("no-such-file").toString());
+        Path second = RuntimeFiles.extractResource(tmp.resolve("home-b"), RESOURCE);
+        assertThat(second).startsWith(tmp.resolve("home-b")).hasBinaryContent(resourceBytes());
+    }
+}
