@@ -96,11 +96,33 @@ public final class MemoryCheckpoint {
     /**
      * Starts loading the device state from {@code memoryUri} ({@link #incoming}) into a QEMU
      * started with {@code -incoming defer} whose guest memory already holds the checkpoint's;
-     * the caller waits for QEMU to leave the {@code inmigrate} state.
+     * {@link #awaitRunning} waits for the load to end.
      */
     public static void load(QmpClient.Session qmp, String memoryUri) throws IOException {
         leaveGuestMemoryOut(qmp);
         qmp.execute("migrate-incoming", JSON.createObjectNode().put("uri", memoryUri), QMP_TIMEOUT);
+    }
+
+    /**
+     * Waits for QEMU to finish loading an incoming checkpoint, then runs the guest: QEMU takes
+     * the run state the source had when saved, which is paused (it was stopped for a consistent
+     * disk copy). The clock sent to the guest next must not age while QEMU is still loading.
+     * Gives up once {@code abandoned} says so (the boot's watchdog fired, or QEMU exited).
+     */
+    public static void awaitRunning(QmpClient.Session qmp, java.util.function.BooleanSupplier abandoned) throws IOException {
+        String status;
+        while ((status = qmp.execute("query-status", null, QMP_TIMEOUT).path("status").asText()).equals("inmigrate")
+                || status.equals("prelaunch")) {
+            if (abandoned.getAsBoolean()) {
+                throw new IOException("QEMU did not run the restored guest");
+            }
+            pause(POLL_MS, "loading a checkpoint");
+        }
+        if (status.equals("paused")) {
+            qmp.execute("cont", null, QMP_TIMEOUT);
+        } else if (!status.equals("running")) {
+            throw new IOException("QEMU is in state " + status + " after loading the checkpoint");
+        }
     }
 
     /** The migration stream leaves shared memory (the memfd) out; source and destination must agree. */
@@ -125,7 +147,7 @@ public final class MemoryCheckpoint {
             if (System.nanoTime() > deadline) {
                 throw new IOException("saving guest memory did not finish within " + timeout + " (status " + status + ")");
             }
-            sleep();
+            pause(POLL_MS, "saving guest memory");
         }
         if (!status.equals("completed")) {
             throw new IOException("saving guest memory " + status + ": " + info.path("error-desc").asText("no reason given"));
@@ -139,7 +161,7 @@ public final class MemoryCheckpoint {
             if (System.nanoTime() > deadline) {
                 throw new IOException("the saved guest memory was not complete within " + timeout);
             }
-            sleep();
+            pause(POLL_MS, "saving guest memory");
         }
     }
 
@@ -155,12 +177,13 @@ public final class MemoryCheckpoint {
         }
     }
 
-    private static void sleep() throws IOException {
+    /** Sleeps between two polls; an interrupt ends the wait as an IOException naming what it was {@code during}. */
+    static void pause(long millis, String during) throws IOException {
         try {
-            Thread.sleep(POLL_MS);
+            Thread.sleep(millis);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            throw new IOException("interrupted while saving guest memory", e);
+            throw new IOException("interrupted while " + during, e);
         }
     }
 

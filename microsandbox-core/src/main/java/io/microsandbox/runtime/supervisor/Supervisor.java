@@ -434,7 +434,7 @@ public final class Supervisor {
             bootStage = "loading the checkpoint";
             MemoryCheckpoint.load(qmp, spec.restore().get("memory_uri").toString());
             bootStage = "waiting for QEMU to load the checkpoint";
-            awaitVmRunning(qmp);
+            MemoryCheckpoint.awaitRunning(qmp, () -> agentFailure != null || vmm.hasExited());
         }
         ObjectNode restore = JSON.createObjectNode();
         byte[] entropy = new byte[64];
@@ -481,40 +481,10 @@ public final class Supervisor {
             try {
                 return QmpClient.Session.open(layout.qmpSocket(), QMP_TIMEOUT);
             } catch (IOException e) {
-                pause(1);
+                MemoryCheckpoint.pause(1, "waiting for QEMU's monitor");
             }
         }
         throw new ProtocolException("QEMU did not open its monitor");
-    }
-
-    /**
-     * Waits for QEMU to finish loading an incoming checkpoint, then runs the guest: QEMU takes
-     * the run state the source had when saved, which is paused (it was stopped for a consistent
-     * disk copy). The clock sent to the guest next must not age while QEMU is still loading.
-     */
-    private void awaitVmRunning(QmpClient.Session qmp) throws IOException {
-        String status;
-        while ((status = qmp.execute("query-status", null, QMP_TIMEOUT).path("status").asText()).equals("inmigrate")
-                || status.equals("prelaunch")) {
-            if (agentFailure != null || vmm.hasExited()) {
-                throw new ProtocolException("QEMU did not run the restored guest");
-            }
-            pause(2);
-        }
-        if (status.equals("paused")) {
-            qmp.execute("cont", null, QMP_TIMEOUT);
-        } else if (!status.equals("running")) {
-            throw new ProtocolException("QEMU is in state " + status + " after loading the checkpoint");
-        }
-    }
-
-    private static void pause(long millis) throws IOException {
-        try {
-            Thread.sleep(millis);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IOException("interrupted while waiting for the restore", e);
-        }
     }
 
     /**
