@@ -14,7 +14,7 @@ public final class BoundedLines {
     }
 
     /**
-     * Reads one line, without its end, byte by byte (so nothing after it is consumed: pass a
+     * Reads one line, without its end ({@code \n} or {@code \r\n}), byte by byte (so nothing after it is consumed: pass a
      * buffered stream where that does not matter). Null at the end of the stream.
      *
      * @throws IOException when the line is longer than {@code maxBytes}, naming {@code peer}
@@ -28,6 +28,10 @@ public final class BoundedLines {
             }
             line.write(b);
         }
-        return b < 0 && line.size() == 0 ? null : line.toString(StandardCharsets.UTF_8);
+        if (b < 0 && line.size() == 0) {
+            return null;
+        }
+        String text = line.toString(StandardCharsets.UTF_8);
+        return text.endsWith("\r") ? text.substring(0, text.length() - 1) : text;
     }
 }

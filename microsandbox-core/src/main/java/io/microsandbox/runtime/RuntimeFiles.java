@@ -26,7 +26,9 @@ import java.util.concurrent.ConcurrentMap;
  * the first 12 hex digits of the SHA-256 of the file's bytes. Extraction is atomic (temp file
  * in the same directory, then an atomic rename), so any number of JVMs may race on it, and a
  * file already there with identical content is reused. The home, the runtime directories and
- * the files are the owner's only ({@code 0700}, see {@link OwnerOnly}).
+ * the files are the owner's only ({@code 0700}, see {@link OwnerOnly}). A JVM started by
+ * another (a supervisor) uses the copies its parent handed down instead, see
+ * {@link #HANDED_DOWN_PREFIX}.
  */
 public final class RuntimeFiles {
 
@@ -157,27 +159,43 @@ public final class RuntimeFiles {
         });
     }
 
-    /** The file a parent JVM handed down for {@code resource}, if it names an absolute path to a regular file. */
+    /**
+     * The file a parent JVM handed down for {@code resource}: an absolute path to a regular
+     * file of this process's user that nobody else may write, as extraction leaves it; else null.
+     */
     private static Path handedDown(String resource) {
         String value = System.getProperty(HANDED_DOWN_PREFIX + resource.substring(resource.lastIndexOf('/') + 1));
         if (value == null || value.isEmpty()) {
             return null;
         }
         Path file = Path.of(value);
-        return file.isAbsolute() && Files.isRegularFile(file, LinkOption.NOFOLLOW_LINKS) ? file : null;
+        try {
+            if (!file.isAbsolute() || !Files.isRegularFile(file, LinkOption.NOFOLLOW_LINKS)) {
+                return null;
+            }
+            OwnerOnly.requireOwnedByUs(file);
+            var permissions = Files.getPosixFilePermissions(file, LinkOption.NOFOLLOW_LINKS);
+            boolean othersWrite = permissions.contains(java.nio.file.attribute.PosixFilePermission.GROUP_WRITE)
+                    || permissions.contains(java.nio.file.attribute.PosixFilePermission.OTHERS_WRITE);
+            return othersWrite ? null : file;
+        } catch (IOException e) {
+            return null;
+        }
     }
 
     /**
-     * System properties for a JVM this one starts that hand it every file this JVM has
-     * extracted so far and that is still there (see {@link #HANDED_DOWN_PREFIX}); a file the
-     * child needs and does not get this way it extracts itself.
+     * System properties for a JVM this one starts that hand it the files named {@code names}
+     * (plain file names) that this JVM has extracted and that are still there (see
+     * {@link #HANDED_DOWN_PREFIX}); a file the child needs and does not get this way it
+     * extracts itself.
      */
-    public static List<String> handDownOptions() {
+    public static List<String> handDownOptions(java.util.Collection<String> names) {
         java.util.Map<String, String> byName = new java.util.TreeMap<>();
         for (Map.Entry<String, Path> e : EXTRACTED.entrySet()) {
             String resource = e.getKey().substring(e.getKey().indexOf('\0') + 1);
-            if (Files.isRegularFile(e.getValue(), LinkOption.NOFOLLOW_LINKS)) {
-                byName.putIfAbsent(resource.substring(resource.lastIndexOf('/') + 1), e.getValue().toString());
+            String name = resource.substring(resource.lastIndexOf('/') + 1);
+            if (names.contains(name) && Files.isRegularFile(e.getValue(), LinkOption.NOFOLLOW_LINKS)) {
+                byName.putIfAbsent(name, e.getValue().toString());
             }
         }
         List<String> options = new java.util.ArrayList<>();

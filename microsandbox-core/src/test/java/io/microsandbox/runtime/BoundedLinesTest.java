@@ -23,6 +23,13 @@ class BoundedLinesTest {
     }
 
     @Test
+    void aCarriageReturnBeforeTheLineEndIsPartOfTheEnd() throws IOException {
+        ByteArrayInputStream in = stream("{\"return\": {}}\r\nnext\r");
+        assertThat(BoundedLines.read(in, 64, "peer")).isEqualTo("{\"return\": {}}");
+        assertThat(BoundedLines.read(in, 64, "peer")).isEqualTo("next");
+    }
+
+    @Test
     void anEmptyLineIsNotTheEnd() throws IOException {
         ByteArrayInputStream in = stream("\n");
         assertThat(BoundedLines.read(in, 16, "peer")).isEmpty();

@@ -34,7 +34,8 @@ class RuntimeFilesTest {
         Path file = RuntimeFiles.extractResource(tmp.resolve("home"), RESOURCE);
         assertThat(file).startsWith(tmp.resolve("home").resolve("runtime")).hasBinaryContent(resourceBytes());
         // by name: one copy per file, whichever home it went to
-        String option = RuntimeFiles.handDownOptions().stream().filter(o -> o.startsWith("-D" + PROPERTY + "=")).findFirst().orElseThrow();
+        assertThat(RuntimeFiles.handDownOptions(java.util.List.of("other.so"))).noneMatch(o -> o.startsWith("-D" + PROPERTY));
+        String option = RuntimeFiles.handDownOptions(java.util.List.of("RuntimeFilesTest.class")).stream().filter(o -> o.startsWith("-D" + PROPERTY + "=")).findFirst().orElseThrow();
         assertThat(Path.of(option.substring(option.indexOf('=') + 1))).hasBinaryContent(resourceBytes());
     }
 
@@ -45,6 +46,15 @@ class RuntimeFilesTest {
         Path home = tmp.resolve("child-home");
         assertThat(RuntimeFiles.extractResource(home, RESOURCE)).isEqualTo(parentCopy);
         assertThat(home.resolve("runtime")).doesNotExist();
+    }
+
+    @Test
+    void aHandedDownFileOthersMayWriteIsIgnored() throws IOException {
+        Path parentCopy = Files.write(tmp.resolve("writable-copy"), resourceBytes());
+        Files.setPosixFilePermissions(parentCopy, java.nio.file.attribute.PosixFilePermissions.fromString("rw-rw-rw-"));
+        System.setProperty(PROPERTY, parentCopy.toString());
+        Path home = tmp.resolve("home-w");
+        assertThat(RuntimeFiles.extractResource(home, RESOURCE)).startsWith(home).hasBinaryContent(resourceBytes());
     }
 
     @Test

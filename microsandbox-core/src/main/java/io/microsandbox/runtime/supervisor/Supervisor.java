@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.ErrorKind;
+import io.microsandbox.SandboxStatus;
 import io.microsandbox.runtime.BoundedLines;
 import io.microsandbox.runtime.LogTail;
 import io.microsandbox.runtime.Posix;
@@ -281,13 +282,17 @@ public final class Supervisor {
             // Whatever broke, QEMU must not outlive a supervisor that can no longer serve it.
             SupervisorLog.error("unexpected failure: " + e);
             agentFailure = "the supervisor failed: " + e;
-            vmm.kill();
-            if (!readyReported) {
-                // the creator waits for a report: the failure, now, rather than its timeout
-                return failBoot(agentFailure);
+            if (!booted) {
+                return failBoot(agentFailure, true);
             }
+            vmm.kill();
+            // booted: the VM's end is recorded by vmmExited, as for any run that ends
             vmm.awaitExit(10_000);
             finished.await(10, TimeUnit.SECONDS);
+            if (!readyReported) {
+                // the creator waits for a report: the failure, now, rather than its timeout
+                reportBootFailure(agentFailure);
+            }
             return 1;
         }
     }
@@ -338,7 +343,7 @@ public final class Supervisor {
             }
         }
         if (failure != null) {
-            return failBoot(failure);
+            return failBoot(failure, true);
         }
         booted = true;
         // serving before the creator hears of it, so its connection is accepted at once
@@ -508,16 +513,27 @@ public final class Supervisor {
 
     /** Ends a failed boot: kill QEMU, tell the creator why, leave no socket behind. */
     private int failBoot(String reason) throws InterruptedException {
+        return failBoot(reason, false);
+    }
+
+    /**
+     * {@link #failBoot(String)}; {@code onHost} when the host side failed (the supervisor, the
+     * sandbox network), not the guest.
+     */
+    private int failBoot(String reason, boolean onHost) throws InterruptedException {
         SupervisorLog.error("boot failed: " + reason);
         VmmProcess process = vmm;
+        boolean endedByItself = process != null && process.hasExited();
         if (process != null) {
             process.kill();
         }
         // before the creator hears of it and removes the sandbox's record
         if (runRecording != null && awaitRunRecorded() == null) {
-            // the run began with the guest's hello: it ends here, as an agent that never became ready
+            // the run began with the guest's hello: it ends here, as the VM ended or else by its cause
+            RunRecorder.Outcome end = endedByItself ? RunRecorder.decide(process.waitStatus(), null, false, null, layout.consoleLog())
+                    : new RunRecorder.Outcome(SandboxStatus.CRASHED, onHost ? "internal" : "agent-unresponsive", null, null);
             try {
-                store.finishRun(spec.name(), "crashed", null, null, "agent-unresponsive", "supervisor");
+                store.finishRun(spec.name(), end.statusName(), end.exitCode(), end.signal(), end.reason(), "supervisor");
             } catch (RuntimeException e) {
                 SupervisorLog.warn("cannot record the end of the failed boot: " + e.getMessage());
             }
@@ -525,6 +541,13 @@ public final class Supervisor {
         if (process != null) {
             process.awaitExit(10_000);
         }
+        reportBootFailure(reason);
+        cleanupRunFiles();
+        return 1;
+    }
+
+    /** Tells the creator, which waits for the boot's report, why the boot failed. */
+    private void reportBootFailure(String reason) {
         ObjectNode error = JSON.createObjectNode();
         error.put("status", "error");
         error.put("kind", ErrorKind.BOOT_FAILED.wireName());
@@ -532,8 +555,6 @@ public final class Supervisor {
         error.put("console", LogTail.of(layout.consoleLog(), 40));
         error.put("vmmLog", LogTail.of(layout.vmmLog(), 20));
         reportToParent(error);
-        cleanupRunFiles();
-        return 1;
     }
 
     private void reportToParent(ObjectNode line) {

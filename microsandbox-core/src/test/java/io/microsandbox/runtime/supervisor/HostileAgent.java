@@ -31,7 +31,8 @@ import java.util.Arrays;
  * {@code core.ready}), {@code oversized} (answers exec with a frame whose length field is
  * 2 GiB), {@code noisy} (honest, but writes megabytes to its stderr, which is the VMM's
  * log), {@code silent} (never says hello), {@code setup-error} (says hello, then answers
- * {@code core.configure} with {@code core.error}), {@code mute-monitor} (honest, but its QMP socket
+ * {@code core.configure} with {@code core.error}), {@code setup-exit} (says hello, then exits
+ * with status 3 during the set-up), {@code mute-monitor} (honest, but its QMP socket
  * accepts connections and never answers, as a stuck QEMU's would, and it ignores
  * {@code core.shutdown}, so only the supervisor's kill ends it). Resumed from a checkpoint (its third argument is
  * the QMP socket it serves, as QEMU would, saying the VM runs): {@code restore-silent} (never
@@ -57,6 +58,9 @@ public final class HostileAgent {
         }
         link.write(new Frame(0, 0, Protocol.CORE_HELLO, NODES.objectNode().put("v", Protocol.VERSION).put("agent", "hostile")));
         link.read(); // core.configure
+        if (scenario.equals("setup-exit")) {
+            System.exit(3); // as a VM whose guest died during its set-up
+        }
         if (scenario.equals("setup-error")) {
             link.write(new Frame(0, 0, Protocol.CORE_ERROR,
                     NODES.objectNode().put("stage", "mount").put("message", "hostile says no").put("errno", 5)));
