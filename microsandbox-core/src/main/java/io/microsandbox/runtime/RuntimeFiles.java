@@ -161,7 +161,7 @@ public final class RuntimeFiles {
 
     /**
      * The file a parent JVM handed down for {@code resource}: an absolute path to a regular
-     * file of this process's user that nobody else may write, as extraction leaves it; else null.
+     * file of this process's user that nobody else may use, as extraction leaves it; else null.
      */
     private static Path handedDown(String resource) {
         String value = System.getProperty(HANDED_DOWN_PREFIX + resource.substring(resource.lastIndexOf('/') + 1));
@@ -174,10 +174,7 @@ public final class RuntimeFiles {
                 return null;
             }
             OwnerOnly.requireOwnedByUs(file);
-            var permissions = Files.getPosixFilePermissions(file, LinkOption.NOFOLLOW_LINKS);
-            boolean othersWrite = permissions.contains(java.nio.file.attribute.PosixFilePermission.GROUP_WRITE)
-                    || permissions.contains(java.nio.file.attribute.PosixFilePermission.OTHERS_WRITE);
-            return othersWrite ? null : file;
+            return OwnerOnly.isOwnerOnly(Files.getPosixFilePermissions(file, LinkOption.NOFOLLOW_LINKS)) ? file : null;
         } catch (IOException e) {
             return null;
         }

@@ -70,6 +70,9 @@ public final class SandboxStore {
     /** sqlite-jdbc's own native library, for Linux x86-64 (other platforms: its default loading). */
     private static final String SQLITE_NATIVE = "/org/sqlite/native/Linux/x86_64/libsqlitejdbc.so";
 
+    /** The file name of SQLite's native library, as extracted (and handed down to supervisors). */
+    public static final String NATIVE_LIBRARY = SQLITE_NATIVE.substring(SQLITE_NATIVE.lastIndexOf('/') + 1);
+
     static {
         useExtractedNativeLibrary();
     }

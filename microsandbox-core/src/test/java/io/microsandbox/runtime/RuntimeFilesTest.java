@@ -42,6 +42,8 @@ class RuntimeFilesTest {
     @Test
     void aHandedDownFileIsUsedAsItIsWithoutExtracting() throws IOException {
         Path parentCopy = Files.write(tmp.resolve("parent-copy"), resourceBytes());
+        // owner-only, as extraction leaves a file
+        Files.setPosixFilePermissions(parentCopy, java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
         System.setProperty(PROPERTY, parentCopy.toString());
         Path home = tmp.resolve("child-home");
         assertThat(RuntimeFiles.extractResource(home, RESOURCE)).isEqualTo(parentCopy);

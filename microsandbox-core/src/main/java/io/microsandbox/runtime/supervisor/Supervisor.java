@@ -1337,8 +1337,8 @@ public final class Supervisor {
         }, Supervisor::helperThread);
     }
 
-    /** The message of what a boot step on a {@link #helperThread} failed with. */
-    private static String causeOf(ExecutionException e) {
+    /** The message of what a step on another thread failed with, unwrapping an {@link java.io.UncheckedIOException}. */
+    static String causeOf(ExecutionException e) {
         Throwable cause = e.getCause() instanceof java.io.UncheckedIOException u ? u.getCause() : e.getCause();
         return cause.getMessage();
     }

@@ -173,7 +173,7 @@ public final class SupervisorProcess {
         // where the supervisor extracts the JNI library; its database comes with the spec
         cmd.add("-D" + RuntimeFiles.HOME_PROPERTY + "=" + home.toAbsolutePath());
         // the native libraries this JVM extracted (JNI, SQLite's), used as they are
-        cmd.addAll(RuntimeFiles.handDownOptions(List.of(io.microsandbox.runtime.Posix.LIBRARY, "libsqlitejdbc.so")));
+        cmd.addAll(RuntimeFiles.handDownOptions(List.of(io.microsandbox.runtime.Posix.LIBRARY, io.microsandbox.store.SandboxStore.NATIVE_LIBRARY)));
         cmd.add(Supervisor.class.getName());
         try {
             // Until it knows its sandbox it has no log: it says nothing before that.
@@ -220,8 +220,7 @@ public final class SupervisorProcess {
         } catch (java.util.concurrent.ExecutionException e) {
             process.destroyForcibly();
             throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "cannot read the boot report of the supervisor of '"
-                    + spec.name() + "': " + (e.getCause() instanceof java.io.UncheckedIOException u ? u.getCause() : e.getCause()).getMessage()
-                    + "; its log:\n" + LogTail.of(layout.supervisorLog(), 30), e);
+                    + spec.name() + "': " + Supervisor.causeOf(e) + "; its log:\n" + LogTail.of(layout.supervisorLog(), 30), e);
         } catch (Exception e) {
             process.destroyForcibly();
             throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "supervisor of '" + spec.name()
