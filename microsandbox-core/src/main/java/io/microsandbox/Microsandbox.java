@@ -5,6 +5,7 @@ import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxLock;
 import io.microsandbox.runtime.SandboxPreparer;
 import io.microsandbox.runtime.agent.AgentClient;
+import io.microsandbox.runtime.supervisor.SpareSupervisors;
 import io.microsandbox.runtime.supervisor.SupervisorProcess;
 import io.microsandbox.runtime.supervisor.SupervisorSpec;
 import io.microsandbox.runtime.vmm.Accelerators;
@@ -276,7 +277,7 @@ public final class Microsandbox {
      */
     private Sandbox boot(SandboxLayout layout, SandboxConfig config, boolean freshUpper, SandboxLock createLock,
             io.microsandbox.image.ImageRoots.Root knownRoot, java.util.function.UnaryOperator<SupervisorSpec> adapt) {
-        SupervisorProcess supervisor = SupervisorProcess.acquire(home);
+        SupervisorProcess supervisor = SpareSupervisors.acquire(home);
         try {
             SupervisorSpec prepared = SandboxPreparer.prepare(home, SandboxPreparer.findQemu(qemu), KernelBundle.locate(home, kernelDir),
                     accelerator, layout, config, freshUpper, knownRoot);
@@ -296,7 +297,6 @@ public final class Microsandbox {
         }
         // the supervisor owns the sandbox now and holds its own lock
         release(createLock);
-        SupervisorProcess.replenish(home);
         AgentClient client;
         try {
             client = AgentClient.connect(layout.name(), layout.agentSocket());
@@ -304,6 +304,8 @@ public final class Microsandbox {
             supervisor.release();
             throw e;
         }
+        // the next creation's supervisor starts once this sandbox's first command is done
+        SpareSupervisors.replenishAfter(home, client.firstExchange());
         if (config.detached()) {
             supervisor.detach();
         }

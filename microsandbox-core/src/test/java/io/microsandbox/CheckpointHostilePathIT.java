@@ -66,7 +66,7 @@ class CheckpointHostilePathIT {
                 });
             }
             // a spare supervisor started for this home would write into it while it is deleted
-            io.microsandbox.runtime.supervisor.SupervisorProcess.releaseSpare(runtime.home());
+            io.microsandbox.runtime.supervisor.SpareSupervisors.release(runtime.home());
             SandboxPreparer.deleteTree(base);
         }
     }

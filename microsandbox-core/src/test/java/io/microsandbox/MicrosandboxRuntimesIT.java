@@ -7,6 +7,7 @@ import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxPreparer;
 import io.microsandbox.runtime.supervisor.Supervisor;
 import io.microsandbox.runtime.supervisor.SupervisorProcess;
+import io.microsandbox.runtime.supervisor.SpareSupervisors;
 import io.microsandbox.runtime.supervisor.SupervisorSpec;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -103,8 +104,8 @@ class MicrosandboxRuntimesIT {
         assertThat(b.list()).isEmpty();
         assertThat(SandboxLayout.of(b.home(), beta).dir()).doesNotExist();
         // done with both homes: their spare supervisors go now, not when this JVM exits
-        SupervisorProcess.releaseSpare(a.home());
-        SupervisorProcess.releaseSpare(b.home());
+        SpareSupervisors.release(a.home());
+        SpareSupervisors.release(b.home());
         assertThat(ProcessHandle.current().children().map(p -> p.info().commandLine().orElse(""))
                 .filter(cmd -> cmd.contains(a.home().toString()) || cmd.contains(b.home().toString()))).isEmpty();
     }

@@ -50,6 +50,7 @@ public final class AgentClient implements AutoCloseable {
     private final BlockingQueue<byte[]> outbound = new LinkedBlockingQueue<>();
     private final CompletableFuture<ObjectNode> welcome = new CompletableFuture<>();
     private final CompletableFuture<Frame> exited = new CompletableFuture<>();
+    private final CompletableFuture<Void> firstExchange = new CompletableFuture<>();
     private volatile boolean closed;
     private volatile String lostReason;
     /** File reads open on this connection: they share one read budget (see SandboxFs). */
@@ -129,8 +130,10 @@ public final class AgentClient implements AutoCloseable {
         sessions.put(id, listener);
     }
 
+    /** Ends session {@code id}: its listener gets no more frames. */
     public void unregister(int id) {
         sessions.remove(id);
+        firstExchange.complete(null);
     }
 
     /**
@@ -204,6 +207,14 @@ public final class AgentClient implements AutoCloseable {
         return exited;
     }
 
+    /**
+     * Completes when the first session on this connection has ended (a request answered, a
+     * command done) or the connection has: the new sandbox's first use is over.
+     */
+    public CompletableFuture<Void> firstExchange() {
+        return firstExchange;
+    }
+
     private void readLoop() {
         String reason = "connection closed";
         try {
@@ -235,6 +246,7 @@ public final class AgentClient implements AutoCloseable {
             welcome.completeExceptionally(new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING,
                     "lost the supervisor of sandbox '" + name + "' during the handshake: " + reason));
             exited.complete(null);
+            firstExchange.complete(null);
             for (var entry : sessions.entrySet()) {
                 sessions.remove(entry.getKey());
                 entry.getValue().onConnectionLost(reason);
@@ -266,6 +278,7 @@ public final class AgentClient implements AutoCloseable {
     public void close() {
         if (!closed) {
             closed = true;
+            firstExchange.complete(null);
             outbound.add(END);
             CLOSER.schedule(link::close, 2, TimeUnit.SECONDS);
         }

@@ -182,7 +182,7 @@ public final class Supervisor {
         Posix.umask(0077);
         PrintStream parentOut = System.out;
         System.setOut(System.err);
-        warmUp();
+        SpareWarmUp.run();
         // A spare nobody takes (its creator went quiet) should not linger for ever.
         Thread idleSpare = SupervisorLog.daemon("spare-timeout", () -> {
             try {
@@ -216,18 +216,6 @@ public final class Supervisor {
             code = 1;
         }
         System.exit(code);
-    }
-
-    /** Loads what the boot path uses while the creator still prepares the disks. */
-    private static void warmUp() throws IOException {
-        Posix.load();
-        FrameCodec.read(new java.io.ByteArrayInputStream(FrameCodec.encode(
-                new Frame(0, 0, Protocol.CORE_PING, JSON.createObjectNode()))));
-        JSON.createObjectNode().put("warm", true).toString();
-        SandboxStore.preload();
-        SupervisorSpec.warmUp();
-        // a restore draws the guest's fresh entropy from it: a JVM's first one takes 15-20 ms to set up
-        new java.security.SecureRandom().nextBytes(new byte[64]);
     }
 
     /** Boots and serves the sandbox; returns the process exit code once the VM is gone. */

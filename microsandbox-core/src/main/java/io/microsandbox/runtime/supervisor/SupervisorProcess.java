@@ -13,13 +13,11 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ConcurrentMap;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * The creator's side of a supervisor: starts it as a child JVM on the same JDK and class
@@ -51,14 +49,6 @@ public final class SupervisorProcess {
             "-XX:+IgnoreUnrecognizedVMOptions", "-XX:+UnlockExperimentalVMOptions", "-XX:TrimNativeHeapInterval=2000",
             "-XX:+UnlockDiagnosticVMOptions", "-XX:ArchiveRelocationMode=0", "-Xlog:disable", "-Xlog:all=warning:stderr");
 
-    private static final boolean KEEP_SPARE = Boolean.parseBoolean(System.getProperty("microsandbox.supervisor.spare", "true"));
-    /** The spare supervisor of each home: runtimes on different homes never share one. */
-    private static final ConcurrentMap<Path, AtomicReference<SupervisorProcess>> SPARES = new ConcurrentHashMap<>();
-    /** The thread starting each home's spare, while it runs. */
-    private static final ConcurrentMap<Path, Thread> STARTERS = new ConcurrentHashMap<>();
-    /** How long {@link #releaseSpare} waits for a spare that is still starting. */
-    private static final java.time.Duration SPARE_START_WAIT = java.time.Duration.ofSeconds(60);
-
     private final Process process;
     private final OutputStream creatorPipe;
     private final long startedAt = System.nanoTime();
@@ -70,91 +60,8 @@ public final class SupervisorProcess {
         this.creatorPipe = process.getOutputStream();
     }
 
-    /** {@link #acquire(Path)} for the default home. */
-    public static SupervisorProcess acquire() {
-        return acquire(RuntimeFiles.defaultHome());
-    }
-
-    /**
-     * A supervisor JVM for a new sandbox under {@code home}, waiting for
-     * {@link #boot(SupervisorSpec)}. The spare left by {@link #replenish(Path)} for this home
-     * is taken when there is one, so the creation waits for no JVM start-up; otherwise one
-     * starts now, and its start-up overlaps the disk preparation.
-     */
-    public static SupervisorProcess acquire(Path home) {
-        SupervisorProcess taken = spare(home).getAndSet(null);
-        if (taken != null) {
-            // one close to its own idle timeout might exit before it reads the spec
-            boolean fresh = System.nanoTime() - taken.startedAt < TimeUnit.MILLISECONDS.toNanos(Supervisor.SPARE_IDLE_MS / 2);
-            if (fresh && taken.process.isAlive()) {
-                return taken;
-            }
-            taken.abandon();
-        }
-        return launch(home);
-    }
-
-    /** {@link #replenish(Path)} for the default home. */
-    public static void replenish() {
-        replenish(RuntimeFiles.defaultHome());
-    }
-
-    /**
-     * Starts the spare supervisor of {@code home} for the next creation in the background,
-     * unless one is waiting or {@code -Dmicrosandbox.supervisor.spare=false}. Called once a
-     * boot is done, so the spare's start-up never competes with a booting guest for the CPU.
-     */
-    public static void replenish(Path home) {
-        AtomicReference<SupervisorProcess> spare = spare(home);
-        if (!KEEP_SPARE || spare.get() != null) {
-            return;
-        }
-        Path key = home.toAbsolutePath().normalize();
-        Thread starter = new Thread(() -> {
-            try {
-                SupervisorProcess next = launch(home);
-                if (!spare.compareAndSet(null, next)) {
-                    next.abandon();
-                }
-            } catch (MicrosandboxException e) {
-                // no spare: the next creation starts its own supervisor
-            } finally {
-                STARTERS.remove(key, Thread.currentThread());
-            }
-        }, "msb-supervisor-spare");
-        starter.setDaemon(true);
-        STARTERS.put(key, starter);
-        starter.start();
-    }
-
-    /**
-     * Ends the spare supervisor of {@code home}, if one waits or is starting, and waits for it to go: for an
-     * application that is done with a home (a closing context, a test's temporary home). A
-     * spare also ends by itself when this JVM exits or after {@link Supervisor#SPARE_IDLE_MS}.
-     */
-    public static void releaseSpare(Path home) {
-        Path key = home.toAbsolutePath().normalize();
-        // one still starting would be kept (and write into the home) after this returned
-        Thread starting = STARTERS.get(key);
-        if (starting != null) {
-            try {
-                starting.join(SPARE_START_WAIT.toMillis());
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-        }
-        AtomicReference<SupervisorProcess> spare = SPARES.get(key);
-        SupervisorProcess taken = spare == null ? null : spare.getAndSet(null);
-        if (taken != null) {
-            taken.abandon();
-        }
-    }
-
-    private static AtomicReference<SupervisorProcess> spare(Path home) {
-        return SPARES.computeIfAbsent(home.toAbsolutePath().normalize(), h -> new AtomicReference<>());
-    }
-
-    private static SupervisorProcess launch(Path home) {
+    /** Starts a supervisor JVM for a sandbox under {@code home}; it waits for {@link #boot}. */
+    static SupervisorProcess launch(Path home) {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         cmd.addAll(JVM_OPTIONS);
@@ -264,6 +171,15 @@ public final class SupervisorProcess {
         }
     }
 
+    /** How long ago this supervisor JVM was started. */
+    Duration age() {
+        return Duration.ofNanos(System.nanoTime() - startedAt);
+    }
+
+    boolean isAlive() {
+        return process.isAlive();
+    }
+
     /** Tells the supervisor the sandbox outlives this JVM. */
     public void detach() {
         try {
@@ -293,7 +209,7 @@ public final class SupervisorProcess {
      *
      * @return true when the supervisor is gone
      */
-    public static boolean killUnresponsive(long pid, java.time.Duration wait) {
+    public static boolean killUnresponsive(long pid, Duration wait) {
         var process = ProcessHandle.of(pid).orElse(null);
         if (process == null) {
             return true;

@@ -117,7 +117,7 @@ final class HostileSandboxes {
         SupervisorSpec spec = new SupervisorSpec(name, agent, layout.dir().toString(), layout.runDir().toString(),
                 Map.of("hostname", "hostile"), bootTimeoutMs, false, home.toString(), false, 0, 0, restore);
         spec.write(layout.specFile());
-        SupervisorProcess supervisor = SupervisorProcess.acquire();
+        SupervisorProcess supervisor = SpareSupervisors.acquire();
         try {
             supervisor.boot(spec);
         } catch (RuntimeException e) {

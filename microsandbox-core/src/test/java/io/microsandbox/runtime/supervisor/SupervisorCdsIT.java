@@ -37,7 +37,7 @@ class SupervisorCdsIT {
             Path archive = awaitArchive(home.resolve("runtime/cds"));
             assertThat(Files.getPosixFilePermissions(archive)).isEqualTo(io.microsandbox.runtime.OwnerOnly.FILE);
             // the spare was started while the first supervisor still trained: without the archive
-            SupervisorProcess.releaseSpare(home);
+            SpareSupervisors.release(home);
 
             try (Sandbox second = runtime.create(TestSandboxes.uniqueName("cds-use"), TestSandboxes.config().ephemeral(true).build())) {
                 assertThat(mappedArchives(second, home)).containsExactly(archive.toString());
@@ -48,7 +48,7 @@ class SupervisorCdsIT {
             }
         } finally {
             System.clearProperty(SupervisorClassPath.OVERRIDE_PROPERTY);
-            SupervisorProcess.releaseSpare(home);
+            SpareSupervisors.release(home);
         }
         assertThat(ProcessHandle.current().children().map(p -> p.info().commandLine().orElse(""))
                 .filter(cmd -> cmd.contains(home.toString()))).isEmpty();

@@ -114,7 +114,7 @@ final class VmTestSupport {
 
     /** Checks that no process works on the home any more, then removes the home: tests leave nothing behind. */
     static void assertNothingLeft(Path home) throws InterruptedException {
-        io.microsandbox.runtime.supervisor.SupervisorProcess.releaseSpare(home);
+        io.microsandbox.runtime.supervisor.SpareSupervisors.release(home);
         await("no process left on " + home, Duration.ofSeconds(30), () -> processesOf(home).isEmpty());
         // a supervisor that has just exited may still be removing its ephemeral sandbox's files
         for (int attempt = 1; ; attempt++) {

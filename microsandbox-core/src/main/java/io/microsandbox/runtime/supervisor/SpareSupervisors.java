@@ -1,0 +1,168 @@
+package io.microsandbox.runtime.supervisor;
+
+import io.microsandbox.MicrosandboxException;
+import io.microsandbox.runtime.RuntimeFiles;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentMap;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * One spare supervisor JVM per home, started ahead of the next creation so that it waits for
+ * no JVM start-up. A spare starts once the sandbox just booted has finished its first exchange
+ * (its first command, typically) or a deferral after its boot, whichever comes first: the
+ * start costs about 0.2 s of CPU, and on a small host it would otherwise compete with that
+ * first command, which is what a caller waits for (about 25 ms of a first command under
+ * emulation on 2 cores). {@code -Dmicrosandbox.supervisor.spare=false} keeps no spare;
+ * {@value #DEFERRAL_PROPERTY} sets the deferral in milliseconds (default 1000).
+ */
+public final class SpareSupervisors {
+    /** The longest a spare's start waits for the new sandbox's first exchange, in milliseconds. */
+    public static final String DEFERRAL_PROPERTY = "microsandbox.supervisor.spareDeferralMs";
+    private static final boolean KEEP_SPARE = Boolean.parseBoolean(System.getProperty("microsandbox.supervisor.spare", "true"));
+    /** How long {@link #release} waits for a spare that is still starting. */
+    private static final Duration START_WAIT = Duration.ofSeconds(60);
+    /** Runtimes on different homes never share a spare. */
+    private static final ConcurrentMap<Path, Slot> SLOTS = new ConcurrentHashMap<>();
+
+    private SpareSupervisors() {
+    }
+
+    /** {@link #acquire(Path)} for the default home. */
+    public static SupervisorProcess acquire() {
+        return acquire(RuntimeFiles.defaultHome());
+    }
+
+    /**
+     * A supervisor JVM for a new sandbox under {@code home}, waiting for
+     * {@link SupervisorProcess#boot}: the home's spare when one waits, so the creation waits for
+     * no JVM start-up; otherwise one starts now, and its start-up overlaps the disk preparation.
+     */
+    public static SupervisorProcess acquire(Path home) {
+        SupervisorProcess taken = slot(home).take();
+        if (taken != null) {
+            // one close to its own idle timeout might exit before it reads the spec
+            if (taken.age().toMillis() < Supervisor.SPARE_IDLE_MS / 2 && taken.isAlive()) {
+                return taken;
+            }
+            taken.abandon();
+        }
+        return SupervisorProcess.launch(home);
+    }
+
+    /**
+     * Starts the spare of {@code home} in the background once {@code firstExchange} completes
+     * (normally or not) or the deferral has passed, unless a spare waits, starts or is
+     * already due.
+     */
+    public static void replenishAfter(Path home, CompletionStage<?> firstExchange) {
+        if (!KEEP_SPARE) {
+            return;
+        }
+        Slot slot = slot(home);
+        CompletableFuture<Void> due = new CompletableFuture<>();
+        if (!slot.schedule(due)) {
+            return;
+        }
+        firstExchange.whenComplete((result, failure) -> due.complete(null));
+        due.completeOnTimeout(null, Long.getLong(DEFERRAL_PROPERTY, 1000), TimeUnit.MILLISECONDS)
+                .thenRun(() -> slot.start(due, home));
+    }
+
+    /**
+     * Ends the spare of {@code home}, if one waits, starts or is due, and waits for it to go: for
+     * an application that is done with a home (a closing context, a test's temporary home). A
+     * spare also ends by itself when this JVM exits or after {@link Supervisor#SPARE_IDLE_MS}.
+     */
+    public static void release(Path home) {
+        Slot slot = SLOTS.get(key(home));
+        if (slot == null) {
+            return;
+        }
+        // one still starting would be kept (and write into the home) after this returned
+        Thread starting = slot.cancel();
+        if (starting != null) {
+            try {
+                starting.join(START_WAIT.toMillis());
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        SupervisorProcess taken = slot.take();
+        if (taken != null) {
+            taken.abandon();
+        }
+    }
+
+    private static Slot slot(Path home) {
+        return SLOTS.computeIfAbsent(key(home), h -> new Slot());
+    }
+
+    private static Path key(Path home) {
+        return home.toAbsolutePath().normalize();
+    }
+
+    /** A home's spare: the one waiting, the thread starting one, the start that is due. */
+    private static final class Slot {
+        private SupervisorProcess waiting;
+        private Thread starter;
+        private CompletableFuture<Void> due;
+
+        synchronized SupervisorProcess take() {
+            SupervisorProcess taken = waiting;
+            waiting = null;
+            return taken;
+        }
+
+        /** Makes {@code next} the start that is due, unless there is a spare or one on its way. */
+        synchronized boolean schedule(CompletableFuture<Void> next) {
+            if (waiting != null || starter != null || due != null) {
+                return false;
+            }
+            due = next;
+            return true;
+        }
+
+        /** Starts the spare {@code trigger} was due for, unless it was cancelled since. */
+        synchronized void start(CompletableFuture<Void> trigger, Path home) {
+            if (due != trigger) {
+                return;
+            }
+            due = null;
+            Thread thread = new Thread(() -> {
+                SupervisorProcess next = null;
+                try {
+                    next = SupervisorProcess.launch(home);
+                } catch (MicrosandboxException e) {
+                    // no spare: the next creation starts its own supervisor
+                }
+                SupervisorProcess surplus = settle(next);
+                if (surplus != null) {
+                    surplus.abandon();
+                }
+            }, "msb-supervisor-spare");
+            thread.setDaemon(true);
+            starter = thread;
+            thread.start();
+        }
+
+        /** Keeps {@code started} as the spare unless one already waits; returns what is not kept. */
+        private synchronized SupervisorProcess settle(SupervisorProcess started) {
+            starter = null;
+            if (waiting == null) {
+                waiting = started;
+                return null;
+            }
+            return started;
+        }
+
+        /** Cancels a due start and returns the thread starting a spare, if any. */
+        synchronized Thread cancel() {
+            due = null;
+            return starter;
+        }
+    }
+}

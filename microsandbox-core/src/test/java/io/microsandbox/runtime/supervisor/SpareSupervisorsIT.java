@@ -1,0 +1,113 @@
+package io.microsandbox.runtime.supervisor;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.microsandbox.Microsandbox;
+import io.microsandbox.Sandbox;
+import io.microsandbox.TestSandboxes;
+import io.microsandbox.runtime.RuntimeFiles;
+import io.microsandbox.runtime.SandboxLayout;
+import io.microsandbox.runtime.vmm.KernelBundle;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * When a home's spare supervisor starts, on real VMs: not while the sandbox just created has
+ * not been used yet, once its first command is done or the deferral has passed, and never
+ * after the home's spare was released.
+ */
+class SpareSupervisorsIT {
+    @TempDir
+    Path dir;
+    private Path home;
+    private Microsandbox runtime;
+
+    @BeforeEach
+    void runtimeOnItsOwnHome() {
+        home = dir.resolve("home");
+        Path kernelDir = KernelBundle.locate(RuntimeFiles.defaultHome()).dir();
+        runtime = Microsandbox.builder().home(home).kernelDir(kernelDir).build();
+    }
+
+    @AfterEach
+    void noSupervisorLeft() throws InterruptedException {
+        System.clearProperty(SpareSupervisors.DEFERRAL_PROPERTY);
+        SpareSupervisors.release(home);
+        // a closed sandbox's supervisor exits a moment after its VM
+        long deadline = System.nanoTime() + 15_000_000_000L;
+        while (!supervisorsOf(home).isEmpty() && System.nanoTime() < deadline) {
+            Thread.sleep(50);
+        }
+        assertThat(supervisorsOf(home)).isEmpty();
+    }
+
+    @Test
+    void theSpareStartsOnceTheNewSandboxsFirstCommandIsDoneAndServesTheNextCreation() throws Exception {
+        System.setProperty(SpareSupervisors.DEFERRAL_PROPERTY, "600000");
+        try (Sandbox first = runtime.create(TestSandboxes.uniqueName("spare-a"), TestSandboxes.config().ephemeral(true).build())) {
+            Thread.sleep(1500);
+            assertThat(sparesOf(first)).as("no spare before the sandbox's first command").isEmpty();
+            assertThat(first.exec("true", List.of()).exitCode()).isZero();
+            long spare = awaitOneSpare(first);
+            try (Sandbox second = runtime.create(TestSandboxes.uniqueName("spare-b"), TestSandboxes.config().ephemeral(true).build())) {
+                assertThat(supervisorPid(second)).as("the second sandbox runs on the spare").isEqualTo(spare);
+                assertThat(second.exec("true", List.of()).exitCode()).isZero();
+            }
+        }
+    }
+
+    @Test
+    void anUnusedSandboxGetsItsSpareAfterTheDeferral() throws Exception {
+        System.setProperty(SpareSupervisors.DEFERRAL_PROPERTY, "300");
+        try (Sandbox idle = runtime.create(TestSandboxes.uniqueName("spare-idle"), TestSandboxes.config().ephemeral(true).build())) {
+            awaitOneSpare(idle);
+        }
+    }
+
+    @Test
+    void aReleasedHomeGetsNoSpareFromASandboxCreatedBefore() throws Exception {
+        System.setProperty(SpareSupervisors.DEFERRAL_PROPERTY, "300");
+        try (Sandbox sb = runtime.create(TestSandboxes.uniqueName("spare-rel"), TestSandboxes.config().ephemeral(true).build())) {
+            SpareSupervisors.release(home);
+            Thread.sleep(1500);
+            assertThat(sb.exec("true", List.of()).exitCode()).isZero();
+            Thread.sleep(500);
+            assertThat(sparesOf(sb)).isEmpty();
+        }
+    }
+
+    /** Waits for the home's one spare and returns its pid. */
+    private long awaitOneSpare(Sandbox running) throws Exception {
+        long deadline = System.nanoTime() + 30_000_000_000L;
+        List<Long> spares = sparesOf(running);
+        while (spares.isEmpty() && System.nanoTime() < deadline) {
+            Thread.sleep(50);
+            spares = sparesOf(running);
+        }
+        assertThat(spares).as("the home's spare supervisor").hasSize(1);
+        return spares.get(0);
+    }
+
+    /** Supervisors of this home other than the one running {@code running}. */
+    private List<Long> sparesOf(Sandbox running) throws Exception {
+        long own = supervisorPid(running);
+        return supervisorsOf(home).stream().filter(pid -> pid != own).toList();
+    }
+
+    private long supervisorPid(Sandbox sandbox) throws Exception {
+        return Long.parseLong(Files.readString(SandboxLayout.of(home, sandbox.name()).pidFile()).strip());
+    }
+
+    private static List<Long> supervisorsOf(Path home) {
+        return ProcessHandle.current().children()
+                .filter(p -> p.info().commandLine().map(cmd -> cmd.contains(Supervisor.class.getName())
+                        && cmd.contains("-D" + RuntimeFiles.HOME_PROPERTY + "=" + home.toAbsolutePath())).orElse(false))
+                .map(ProcessHandle::pid)
+                .toList();
+    }
+}
