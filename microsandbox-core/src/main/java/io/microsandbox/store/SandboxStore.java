@@ -25,6 +25,8 @@ import org.sqlite.SQLiteConfig;
  * long-lived handles. The schema is migrated forward on open, one numbered step at a time.
  */
 public final class SandboxStore {
+    /** How long one statement waits for another process's write lock. */
+    public static final int BUSY_TIMEOUT_MS = 10_000;
     /** Schema steps, applied in order; the index + 1 is the schema version. Never edit a shipped step. */
     private static final List<String> MIGRATIONS = List.of(
             """
@@ -151,7 +153,7 @@ public final class SandboxStore {
 
     private Connection connect() throws SQLException {
         SQLiteConfig config = new SQLiteConfig();
-        config.setBusyTimeout(10_000);
+        config.setBusyTimeout(BUSY_TIMEOUT_MS);
         config.enforceForeignKeys(true);
         config.setJournalMode(SQLiteConfig.JournalMode.WAL);
         config.setSynchronous(SQLiteConfig.SynchronousMode.NORMAL);

@@ -85,6 +85,18 @@ public final class Supervisor {
     static final long HEAP_BUDGET = GUEST_QUEUE_BYTES + CLIENT_READ_BUDGET + CLIENT_QUEUE_BUDGET
             + 3L * Protocol.MAX_FRAME_BYTES + io.microsandbox.runtime.network.NetworkRelay.SECRET_BODY_HEAP + (32L << 20);
     private static final Duration QMP_TIMEOUT = Duration.ofSeconds(5);
+    /** How long a failed boot waits for the run's database write: opening the database and one write. */
+    private static final long RUN_RECORD_WAIT_MS = 3L * SandboxStore.BUSY_TIMEOUT_MS;
+    /** How long a failed boot waits for the killed QEMU to exit. */
+    private static final long VMM_EXIT_WAIT_MS = 10_000;
+    /**
+     * The longest from the boot's deadline to the report of a failed boot: the monitor call in
+     * progress when the watchdog fires (two QMP timeouts at most), the run's database write, the
+     * record of its end (one busy timeout), QEMU's exit, and some slack. The creator waits that
+     * long past the boot timeout before it calls the supervisor hung.
+     */
+    static final long FAILED_BOOT_REPORT_MS = 2 * QMP_TIMEOUT.toMillis() + RUN_RECORD_WAIT_MS + SandboxStore.BUSY_TIMEOUT_MS
+            + VMM_EXIT_WAIT_MS + 5_000;
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final SupervisorSpec spec;
@@ -527,7 +539,7 @@ public final class Supervisor {
             }
         }
         if (process != null) {
-            process.awaitExit(10_000);
+            process.awaitExit(VMM_EXIT_WAIT_MS);
         }
         reportBootFailure(reason);
         cleanupRunFiles();
@@ -749,8 +761,7 @@ public final class Supervisor {
             return null;
         }
         try {
-            // bounded by SQLite's busy timeout (10 s) for the write
-            return recording.get(30_000, TimeUnit.MILLISECONDS);
+            return recording.get(RUN_RECORD_WAIT_MS, TimeUnit.MILLISECONDS);
         } catch (ExecutionException | java.util.concurrent.TimeoutException e) {
             return "cannot record the run of sandbox " + spec.name() + ": " + e;
         }

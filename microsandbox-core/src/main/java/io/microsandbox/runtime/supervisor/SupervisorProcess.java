@@ -123,15 +123,21 @@ public final class SupervisorProcess {
         });
         String report;
         try {
-            report = line.get(spec.bootTimeoutMs() + 30_000, TimeUnit.MILLISECONDS);
+            report = line.get(spec.bootTimeoutMs() + Supervisor.FAILED_BOOT_REPORT_MS, TimeUnit.MILLISECONDS);
         } catch (java.util.concurrent.ExecutionException e) {
             process.destroyForcibly();
             throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "cannot read the boot report of the supervisor of '"
                     + spec.name() + "': " + Supervisor.causeOf(e) + "; its log:\n" + LogTail.of(layout.supervisorLog(), 30), e);
-        } catch (Exception e) {
+        } catch (InterruptedException e) {
             process.destroyForcibly();
-            throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "supervisor of '" + spec.name()
-                    + "' did not report within the boot timeout; console:\n" + LogTail.of(layout.consoleLog(), 40), e);
+            Thread.currentThread().interrupt();
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while sandbox '" + spec.name() + "' booted; its supervisor was killed");
+        } catch (java.util.concurrent.TimeoutException e) {
+            process.destroyForcibly();
+            throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "the supervisor of '" + spec.name() + "' did not report within "
+                    + (spec.bootTimeoutMs() + Supervisor.FAILED_BOOT_REPORT_MS) / 1000 + " s (the boot timeout and the longest a failed boot's"
+                    + " clean-up takes): it hangs and was killed; console:\n" + LogTail.of(layout.consoleLog(), 40)
+                    + "\nits log:\n" + LogTail.of(layout.supervisorLog(), 30), e);
         }
         JsonNode result;
         try {
