@@ -12,17 +12,22 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * One spare supervisor JVM per home, started ahead of the next creation so that it waits for
- * no JVM start-up. A spare starts once the sandbox just booted has finished its first exchange
- * (its first command, typically) or a deferral after its boot, whichever comes first: the
- * start costs about 0.2 s of CPU, and on a small host it would otherwise compete with that
- * first command, which is what a caller waits for (about 25 ms of a first command under
- * emulation on 2 cores). {@code -Dmicrosandbox.supervisor.spare=false} keeps no spare;
- * {@value #DEFERRAL_PROPERTY} sets the deferral in milliseconds (default 1000).
+ * no JVM start-up. The start costs about 0.2 s of CPU, and on a small host it competes with
+ * whatever runs beside it: when creations come now and then, a spare starts once the sandbox
+ * just booted has finished its first exchange (its first command, typically) or a deferral
+ * after its boot, whichever comes first, so it does not slow that first command, which is what
+ * a caller waits for (about 16 ms of a restore's first command under emulation on 2 cores).
+ * When they come in a burst (less than {@link #BURST_GAP} apart), the next one is due at once
+ * and a spare starts as soon as a sandbox has booted.
+ * {@code -Dmicrosandbox.supervisor.spare=false} keeps no spare; {@value #DEFERRAL_PROPERTY}
+ * sets the deferral in milliseconds (default 1000).
  */
 public final class SpareSupervisors {
     /** The longest a spare's start waits for the new sandbox's first exchange, in milliseconds. */
     public static final String DEFERRAL_PROPERTY = "microsandbox.supervisor.spareDeferralMs";
     private static final boolean KEEP_SPARE = Boolean.parseBoolean(System.getProperty("microsandbox.supervisor.spare", "true"));
+    /** Creations closer together than this are a burst: their spares start without deferral. */
+    public static final Duration BURST_GAP = Duration.ofSeconds(1);
     /** How long {@link #release} waits for a spare that is still starting. */
     private static final Duration START_WAIT = Duration.ofSeconds(60);
     /** Runtimes on different homes never share a spare. */
@@ -42,7 +47,9 @@ public final class SpareSupervisors {
      * no JVM start-up; otherwise one starts now, and its start-up overlaps the disk preparation.
      */
     public static SupervisorProcess acquire(Path home) {
-        SupervisorProcess taken = slot(home).take();
+        Slot slot = slot(home);
+        slot.acquired(System.nanoTime());
+        SupervisorProcess taken = slot.take();
         if (taken != null) {
             // one close to its own idle timeout might exit before it reads the spec
             if (taken.age().toMillis() < Supervisor.SPARE_IDLE_MS / 2 && taken.isAlive()) {
@@ -55,21 +62,25 @@ public final class SpareSupervisors {
 
     /**
      * Starts the spare of {@code home} in the background once {@code firstExchange} completes
-     * (normally or not) or the deferral has passed, unless a spare waits, starts or is
-     * already due.
+     * (normally or not) or the deferral has passed, or at once in a burst of creations, unless
+     * a spare waits, starts or is already due.
      */
     public static void replenishAfter(Path home, CompletionStage<?> firstExchange) {
         if (!KEEP_SPARE) {
             return;
         }
         Slot slot = slot(home);
+        if (slot.inBurst()) {
+            slot.startNow(home);
+            return;
+        }
         CompletableFuture<Void> due = new CompletableFuture<>();
         if (!slot.schedule(due)) {
             return;
         }
         firstExchange.whenComplete((result, failure) -> due.complete(null));
         due.completeOnTimeout(null, Long.getLong(DEFERRAL_PROPERTY, 1000), TimeUnit.MILLISECONDS)
-                .thenRun(() -> slot.start(due, home));
+                .thenRun(() -> slot.startIfDue(due, home));
     }
 
     /**
@@ -110,6 +121,20 @@ public final class SpareSupervisors {
         private SupervisorProcess waiting;
         private Thread starter;
         private CompletableFuture<Void> due;
+        /** When the last two creations took their supervisor (System.nanoTime), once there were two. */
+        private long lastAcquired;
+        private long previousAcquired;
+        private int acquisitions;
+
+        synchronized void acquired(long now) {
+            previousAcquired = lastAcquired;
+            lastAcquired = now;
+            acquisitions = Math.min(acquisitions + 1, 2);
+        }
+
+        synchronized boolean inBurst() {
+            return acquisitions == 2 && lastAcquired - previousAcquired < BURST_GAP.toNanos();
+        }
 
         synchronized SupervisorProcess take() {
             SupervisorProcess taken = waiting;
@@ -126,12 +151,23 @@ public final class SpareSupervisors {
             return true;
         }
 
-        /** Starts the spare {@code trigger} was due for, unless it was cancelled since. */
-        synchronized void start(CompletableFuture<Void> trigger, Path home) {
-            if (due != trigger) {
-                return;
+        /** Starts the spare {@code trigger} was due for, unless it was cancelled or started since. */
+        synchronized void startIfDue(CompletableFuture<Void> trigger, Path home) {
+            if (due == trigger) {
+                due = null;
+                startSpare(home);
             }
-            due = null;
+        }
+
+        /** Starts a spare now, in place of one that is due, unless one waits or starts. */
+        synchronized void startNow(Path home) {
+            if (waiting == null && starter == null) {
+                due = null;
+                startSpare(home);
+            }
+        }
+
+        private void startSpare(Path home) {
             Thread thread = new Thread(() -> {
                 SupervisorProcess next = null;
                 try {

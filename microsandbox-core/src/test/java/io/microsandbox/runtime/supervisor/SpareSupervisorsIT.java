@@ -18,8 +18,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * When a home's spare supervisor starts, on real VMs: not while the sandbox just created has
- * not been used yet, once its first command is done or the deferral has passed, and never
- * after the home's spare was released.
+ * not been used yet, once its first command is done or the deferral has passed, at once in a
+ * burst of creations, and never after the home's spare was released.
  */
 class SpareSupervisorsIT {
     @TempDir
@@ -62,6 +62,21 @@ class SpareSupervisorsIT {
     }
 
     @Test
+    void creationsInABurstGetTheirSpareWithoutWaitingForACommand() throws Exception {
+        System.setProperty(SpareSupervisors.DEFERRAL_PROPERTY, "600000");
+        java.util.concurrent.ExecutorService two = java.util.concurrent.Executors.newFixedThreadPool(2);
+        try {
+            var a = two.submit(() -> runtime.create(TestSandboxes.uniqueName("spare-burst"), TestSandboxes.config().ephemeral(true).build()));
+            var b = two.submit(() -> runtime.create(TestSandboxes.uniqueName("spare-burst"), TestSandboxes.config().ephemeral(true).build()));
+            try (Sandbox first = a.get(); Sandbox second = b.get()) {
+                awaitOneSpare(first, second);
+            }
+        } finally {
+            two.shutdown();
+        }
+    }
+
+    @Test
     void anUnusedSandboxGetsItsSpareAfterTheDeferral() throws Exception {
         System.setProperty(SpareSupervisors.DEFERRAL_PROPERTY, "300");
         try (Sandbox idle = runtime.create(TestSandboxes.uniqueName("spare-idle"), TestSandboxes.config().ephemeral(true).build())) {
@@ -82,7 +97,7 @@ class SpareSupervisorsIT {
     }
 
     /** Waits for the home's one spare and returns its pid. */
-    private long awaitOneSpare(Sandbox running) throws Exception {
+    private long awaitOneSpare(Sandbox... running) throws Exception {
         long deadline = System.nanoTime() + 30_000_000_000L;
         List<Long> spares = sparesOf(running);
         while (spares.isEmpty() && System.nanoTime() < deadline) {
@@ -93,10 +108,13 @@ class SpareSupervisorsIT {
         return spares.get(0);
     }
 
-    /** Supervisors of this home other than the one running {@code running}. */
-    private List<Long> sparesOf(Sandbox running) throws Exception {
-        long own = supervisorPid(running);
-        return supervisorsOf(home).stream().filter(pid -> pid != own).toList();
+    /** Supervisors of this home other than those running {@code running}. */
+    private List<Long> sparesOf(Sandbox... running) throws Exception {
+        java.util.Set<Long> own = new java.util.HashSet<>();
+        for (Sandbox sandbox : running) {
+            own.add(supervisorPid(sandbox));
+        }
+        return supervisorsOf(home).stream().filter(pid -> !own.contains(pid)).toList();
     }
 
     private long supervisorPid(Sandbox sandbox) throws Exception {
