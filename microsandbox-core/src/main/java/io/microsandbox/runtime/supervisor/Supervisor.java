@@ -382,18 +382,19 @@ public final class Supervisor {
             restoreHandshake();
             return;
         }
+        // made while the guest kernel boots: built after the hello it took about 9 ms of every boot
+        byte[] configure = FrameCodec.encode(new Frame(0, 0, Protocol.CORE_CONFIGURE, JSON.valueToTree(spec.configure())));
         bootStage = "waiting for the agent's hello: the guest kernel or agent did not start";
         Frame hello = vm.read();
         if (hello == null || !Protocol.CORE_HELLO.equals(hello.type())) {
             throw new ProtocolException("expected core.hello from the agent, got " + hello);
         }
-        SupervisorLog.log("agent says hello: " + hello.payload());
-        helloFrame = hello;
+        // Before the boot completes the watchdog bounds this write: it closes the link.
+        vm.writeEncoded(configure);
         // the guest runs: recorded while its agent mounts the root
         recordRun();
-        Frame configure = new Frame(0, 0, Protocol.CORE_CONFIGURE, JSON.valueToTree(spec.configure()));
-        // Before the boot completes the watchdog bounds this write: it closes the link.
-        vm.write(configure);
+        helloFrame = hello;
+        SupervisorLog.log("agent says hello: " + hello.payload());
         bootStage = "waiting for the agent to mount the root filesystem";
         Frame answer = vm.read();
         if (answer == null) {
