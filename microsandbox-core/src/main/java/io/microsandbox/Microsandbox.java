@@ -304,7 +304,7 @@ public final class Microsandbox {
             supervisor.release();
             throw e;
         }
-        // the next creation's supervisor starts once this sandbox's first command is done
+        // the next creation's supervisor: after this sandbox's first command, a deferral or at once (see SpareSupervisors)
         SpareSupervisors.replenishAfter(home, client.firstExchange());
         if (config.detached()) {
             supervisor.detach();

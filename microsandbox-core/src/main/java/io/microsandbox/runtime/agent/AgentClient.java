@@ -209,7 +209,8 @@ public final class AgentClient implements AutoCloseable {
 
     /**
      * Completes when the first session on this connection has ended (a request answered, a
-     * command done) or the connection has: the new sandbox's first use is over.
+     * command done or detached, a file transfer finished) or the connection has: the new
+     * sandbox's first use is over, or handed off.
      */
     public CompletableFuture<Void> firstExchange() {
         return firstExchange;

@@ -1,6 +1,5 @@
 package io.microsandbox.runtime.supervisor;
 
-import io.microsandbox.MicrosandboxException;
 import io.microsandbox.runtime.RuntimeFiles;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -172,20 +171,25 @@ public final class SpareSupervisors {
                 SupervisorProcess next = null;
                 try {
                     next = SupervisorProcess.launch(home);
-                } catch (MicrosandboxException e) {
+                } catch (RuntimeException e) {
                     // no spare: the next creation starts its own supervisor
-                }
-                SupervisorProcess surplus = settle(next);
-                if (surplus != null) {
-                    surplus.abandon();
+                } finally {
+                    SupervisorProcess surplus = settle(next);
+                    if (surplus != null) {
+                        surplus.abandon();
+                    }
                 }
             }, "msb-supervisor-spare");
             thread.setDaemon(true);
-            starter = thread;
-            thread.start();
+            try {
+                thread.start();
+                starter = thread;
+            } catch (RuntimeException | OutOfMemoryError e) {
+                // no thread for it: the next creation starts its own supervisor
+            }
         }
 
-        /** Keeps {@code started} as the spare unless one already waits; returns what is not kept. */
+        /** Keeps {@code started} (null when it failed) as the spare unless one already waits; returns what is not kept. */
         private synchronized SupervisorProcess settle(SupervisorProcess started) {
             starter = null;
             if (waiting == null) {

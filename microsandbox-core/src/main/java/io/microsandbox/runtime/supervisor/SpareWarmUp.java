@@ -37,22 +37,21 @@ final class SpareWarmUp {
         SupervisorSpec.warmUp();
         // a restore draws the guest's fresh entropy from it: a JVM's first one takes 15-20 ms to set up
         new java.security.SecureRandom().nextBytes(new byte[64]);
-        hostFiles();
+        Instant.now().toString();
+        try {
+            hostFiles(Files.createTempDirectory("msb-warm-up"));
+        } catch (IOException | RuntimeException e) {
+            // only a speed-up
+        }
     }
 
     /**
-     * The set-up's host I/O on throwaway files: listening UNIX sockets with a client (the agent,
-     * client and console sockets), the exec log, the pid file, a log line's timestamp. Only a
-     * speed-up: a temporary directory that cannot be made skips it.
+     * The set-up's host I/O on throwaway files in {@code dir}, which it removes: listening UNIX
+     * sockets with a client (the agent, client and console sockets), the exec log, the pid file.
+     *
+     * @return whether every step ran (it is only a speed-up: a failure skips the rest)
      */
-    private static void hostFiles() {
-        Instant.now().toString();
-        Path dir;
-        try {
-            dir = Files.createTempDirectory("msb-warm-up");
-        } catch (IOException | RuntimeException e) {
-            return;
-        }
+    static boolean hostFiles(Path dir) {
         Path socket = dir.resolve("s");
         Path execLog = dir.resolve("exec.log");
         Path pid = dir.resolve("pid");
@@ -65,8 +64,9 @@ final class SpareWarmUp {
             }
             ExecLog.append(execLog).close();
             Files.writeString(pid, Long.toString(ProcessHandle.current().pid()));
+            return true;
         } catch (IOException | RuntimeException e) {
-            // nothing to warm then
+            return false;
         } finally {
             for (Path file : new Path[] {socket, execLog, pid, dir}) {
                 try {

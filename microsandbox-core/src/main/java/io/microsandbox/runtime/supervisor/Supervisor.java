@@ -389,11 +389,12 @@ public final class Supervisor {
         if (hello == null || !Protocol.CORE_HELLO.equals(hello.type())) {
             throw new ProtocolException("expected core.hello from the agent, got " + hello);
         }
+        helloFrame = hello;
+        // the guest runs: recorded while its agent mounts the root (and ended by failBoot should the set-up fail)
+        recordRun();
+        bootStage = "sending the agent its configuration";
         // Before the boot completes the watchdog bounds this write: it closes the link.
         vm.writeEncoded(configure);
-        // the guest runs: recorded while its agent mounts the root
-        recordRun();
-        helloFrame = hello;
         SupervisorLog.log("agent says hello: " + hello.payload());
         bootStage = "waiting for the agent to mount the root filesystem";
         Frame answer = vm.read();

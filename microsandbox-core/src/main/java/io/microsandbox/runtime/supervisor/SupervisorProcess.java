@@ -130,6 +130,8 @@ public final class SupervisorProcess {
                     + spec.name() + "': " + Supervisor.causeOf(e) + "; its log:\n" + LogTail.of(layout.supervisorLog(), 30), e);
         } catch (InterruptedException e) {
             process.destroyForcibly();
+            // gone before the caller removes the sandbox's files; the interrupt is kept for the caller
+            awaitExitUninterruptibly(process);
             Thread.currentThread().interrupt();
             throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while sandbox '" + spec.name() + "' booted; its supervisor was killed");
         } catch (java.util.concurrent.TimeoutException e) {
@@ -184,6 +186,18 @@ public final class SupervisorProcess {
 
     boolean isAlive() {
         return process.isAlive();
+    }
+
+    /** Waits (at most 15 s) for a killed supervisor to exit, whatever interrupts the wait. */
+    private static void awaitExitUninterruptibly(Process process) {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(15);
+        while (process.isAlive() && System.nanoTime() < deadline) {
+            try {
+                process.waitFor(deadline - System.nanoTime(), TimeUnit.NANOSECONDS);
+            } catch (InterruptedException again) {
+                // keep waiting: the caller's interrupt is restored by the caller
+            }
+        }
     }
 
     /** Tells the supervisor the sandbox outlives this JVM. */

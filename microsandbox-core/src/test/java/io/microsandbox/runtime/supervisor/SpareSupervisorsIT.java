@@ -68,8 +68,16 @@ class SpareSupervisorsIT {
         try {
             var a = two.submit(() -> runtime.create(TestSandboxes.uniqueName("spare-burst"), TestSandboxes.config().ephemeral(true).build()));
             var b = two.submit(() -> runtime.create(TestSandboxes.uniqueName("spare-burst"), TestSandboxes.config().ephemeral(true).build()));
-            try (Sandbox first = a.get(); Sandbox second = b.get()) {
-                awaitOneSpare(first, second);
+            try {
+                awaitOneSpare(a.get(), b.get());
+            } finally {
+                for (var created : List.of(a, b)) {
+                    try {
+                        created.get().close();
+                    } catch (java.util.concurrent.ExecutionException notCreated) {
+                        // nothing to close
+                    }
+                }
             }
         } finally {
             two.shutdown();

@@ -4,22 +4,23 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.List;
-import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 class SpareWarmUpTest {
     @Test
-    void theWarmUpLeavesNoFileBehind() throws Exception {
-        Path tmp = Path.of(System.getProperty("java.io.tmpdir"));
-        List<Path> before = warmUpDirectories(tmp);
-        SpareWarmUp.run();
-        assertThat(warmUpDirectories(tmp)).isEqualTo(before);
+    void theHostIoWarmUpRunsEveryStepAndRemovesWhatItMade(@TempDir Path parent) throws Exception {
+        Path dir = Files.createDirectory(parent.resolve("warm-up"));
+        assertThat(SpareWarmUp.hostFiles(dir)).isTrue();
+        assertThat(dir).doesNotExist();
+        assertThat(parent).isEmptyDirectory();
     }
 
-    private static List<Path> warmUpDirectories(Path tmp) throws Exception {
-        try (Stream<Path> files = Files.list(tmp)) {
-            return files.filter(f -> f.getFileName().toString().startsWith("msb-warm-up")).sorted().toList();
-        }
+    @Test
+    void aDirectoryThatCannotHoldASocketSkipsTheRestAndStillCleansUp(@TempDir Path parent) throws Exception {
+        // a UNIX socket path longer than the kernel's limit (108 bytes) cannot be bound
+        Path dir = Files.createDirectories(parent.resolve("d".repeat(120)));
+        assertThat(SpareWarmUp.hostFiles(dir)).isFalse();
+        assertThat(dir).doesNotExist();
     }
 }
