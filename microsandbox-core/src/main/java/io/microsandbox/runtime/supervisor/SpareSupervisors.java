@@ -14,10 +14,10 @@ import java.util.concurrent.TimeUnit;
  * no JVM start-up. The start costs about 0.2 s of CPU, and on a small host it competes with
  * whatever runs beside it: when creations come now and then, a spare starts once the sandbox
  * just booted has finished its first exchange (its first command, typically) or a deferral
- * after its boot, whichever comes first, so it does not slow that first command, which is what
- * a caller waits for (about 16 ms of a restore's first command under emulation on 2 cores).
- * When they come in a burst (less than {@link #BURST_GAP} apart), the next one is due at once
- * and a spare starts as soon as a sandbox has booted.
+ * after its client connected, whichever comes first, so it does not slow that first command,
+ * which is what a caller waits for (about 16 ms of a restore's first command under emulation
+ * on 2 cores). When creations come in a burst (less than {@link #BURST_GAP} apart), a spare
+ * starts as soon as a sandbox has booted, so the next creation finds it at least started.
  * {@code -Dmicrosandbox.supervisor.spare=false} keeps no spare; {@value #DEFERRAL_PROPERTY}
  * sets the deferral in milliseconds (default 1000).
  */
