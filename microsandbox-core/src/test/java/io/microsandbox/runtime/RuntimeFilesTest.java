@@ -41,10 +41,8 @@ class RuntimeFilesTest {
 
     @Test
     void aHandedDownFileIsUsedAsItIsWithoutExtracting() throws IOException {
-        Path parentCopy = Files.write(tmp.resolve("parent-copy"), resourceBytes());
         // owner-only, as extraction leaves a file
-        Files.setPosixFilePermissions(parentCopy, java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
-        System.setProperty(PROPERTY, parentCopy.toString());
+        Path parentCopy = handDown("parent-copy", "rwx------");
         Path home = tmp.resolve("child-home");
         assertThat(RuntimeFiles.extractResource(home, RESOURCE)).isEqualTo(parentCopy);
         assertThat(home.resolve("runtime")).doesNotExist();
@@ -52,9 +50,7 @@ class RuntimeFilesTest {
 
     @Test
     void aHandedDownFileOthersMayWriteIsIgnored() throws IOException {
-        Path parentCopy = Files.write(tmp.resolve("writable-copy"), resourceBytes());
-        Files.setPosixFilePermissions(parentCopy, java.nio.file.attribute.PosixFilePermissions.fromString("rw-rw-rw-"));
-        System.setProperty(PROPERTY, parentCopy.toString());
+        handDown("writable-copy", "rw-rw-rw-");
         Path home = tmp.resolve("home-w");
         assertThat(RuntimeFiles.extractResource(home, RESOURCE)).startsWith(home).hasBinaryContent(resourceBytes());
     }
@@ -67,5 +63,13 @@ class RuntimeFilesTest {
         System.setProperty(PROPERTY, tmp.resolve("no-such-file").toString());
         Path second = RuntimeFiles.extractResource(tmp.resolve("home-b"), RESOURCE);
         assertThat(second).startsWith(tmp.resolve("home-b")).hasBinaryContent(resourceBytes());
+    }
+
+    /** A copy of the resource named {@code name} with {@code permissions}, handed down as a parent JVM would. */
+    private Path handDown(String name, String permissions) throws IOException {
+        Path copy = Files.write(tmp.resolve(name), resourceBytes());
+        Files.setPosixFilePermissions(copy, java.nio.file.attribute.PosixFilePermissions.fromString(permissions));
+        System.setProperty(PROPERTY, copy.toString());
+        return copy;
     }
 }

@@ -1,6 +1,5 @@
 package io.microsandbox.runtime.supervisor;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
 import io.microsandbox.runtime.Posix;
 import io.microsandbox.runtime.agent.Frame;
 import io.microsandbox.runtime.agent.FrameCodec;
@@ -23,16 +22,14 @@ import java.time.Instant;
  * spec to QEMU's start when done cold).
  */
 final class SpareWarmUp {
-    private static final ObjectMapper JSON = new ObjectMapper();
-
     private SpareWarmUp() {
     }
 
     static void run() throws IOException {
         Posix.load();
         FrameCodec.read(new java.io.ByteArrayInputStream(FrameCodec.encode(
-                new Frame(0, 0, Protocol.CORE_PING, JSON.createObjectNode()))));
-        JSON.createObjectNode().put("warm", true).toString();
+                new Frame(0, 0, Protocol.CORE_PING, Supervisor.JSON.createObjectNode()))));
+        Supervisor.JSON.createObjectNode().put("warm", true).toString();
         SandboxStore.preload();
         SupervisorSpec.warmUp();
         // a restore draws the guest's fresh entropy from it: a JVM's first one takes 15-20 ms to set up

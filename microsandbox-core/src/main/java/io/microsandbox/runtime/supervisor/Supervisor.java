@@ -97,7 +97,7 @@ public final class Supervisor {
      */
     static final long FAILED_BOOT_REPORT_MS = 2 * QMP_TIMEOUT.toMillis() + RUN_RECORD_WAIT_MS + SandboxStore.BUSY_TIMEOUT_MS
             + VMM_EXIT_WAIT_MS + 5_000;
-    private static final ObjectMapper JSON = new ObjectMapper();
+    static final ObjectMapper JSON = new ObjectMapper();
 
     private final SupervisorSpec spec;
     private final SandboxLayout layout;

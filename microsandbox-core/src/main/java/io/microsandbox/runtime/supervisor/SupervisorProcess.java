@@ -130,8 +130,8 @@ public final class SupervisorProcess {
                     + spec.name() + "': " + Supervisor.causeOf(e) + "; its log:\n" + LogTail.of(layout.supervisorLog(), 30), e);
         } catch (InterruptedException e) {
             process.destroyForcibly();
-            // gone before the caller removes the sandbox's files; the interrupt is kept for the caller
-            awaitExitUninterruptibly(process);
+            // gone before the caller removes the sandbox's files
+            awaitExit(process);
             Thread.currentThread().interrupt();
             throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while sandbox '" + spec.name() + "' booted; its supervisor was killed");
         } catch (java.util.concurrent.TimeoutException e) {
@@ -168,13 +168,30 @@ public final class SupervisorProcess {
         }
     }
 
+    /**
+     * Waits up to 15 s for the supervisor to exit, killing it after that or at once on an
+     * interrupt, and then for the killed one to go (at most 15 s more): its caller removes the
+     * sandbox's files next. An interrupt is kept for the caller.
+     */
     private static void awaitExit(Process process) {
+        boolean interrupted = false;
         try {
             if (!process.waitFor(15, TimeUnit.SECONDS)) {
-                process.destroyForcibly().waitFor();
+                process.destroyForcibly();
             }
         } catch (InterruptedException e) {
+            interrupted = true;
             process.destroyForcibly();
+        }
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(15);
+        while (process.isAlive() && System.nanoTime() < deadline) {
+            try {
+                process.waitFor(deadline - System.nanoTime(), TimeUnit.NANOSECONDS);
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) {
             Thread.currentThread().interrupt();
         }
     }
@@ -186,18 +203,6 @@ public final class SupervisorProcess {
 
     boolean isAlive() {
         return process.isAlive();
-    }
-
-    /** Waits (at most 15 s) for a killed supervisor to exit, whatever interrupts the wait. */
-    private static void awaitExitUninterruptibly(Process process) {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(15);
-        while (process.isAlive() && System.nanoTime() < deadline) {
-            try {
-                process.waitFor(deadline - System.nanoTime(), TimeUnit.NANOSECONDS);
-            } catch (InterruptedException again) {
-                // keep waiting: the caller's interrupt is restored by the caller
-            }
-        }
     }
 
     /** Tells the supervisor the sandbox outlives this JVM. */
