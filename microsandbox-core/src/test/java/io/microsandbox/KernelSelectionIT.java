@@ -58,6 +58,26 @@ class KernelSelectionIT {
 
     @Test
     @Timeout(180)
+    void anIdleGuestStopsItsTimerTick() throws Exception {
+        String name = TestSandboxes.uniqueName("tickless");
+        try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().ephemeral(true).build())) {
+            long hz = Long.parseLong(bundledProperties().getProperty("hz"));
+            // The kernel stops the tick of an idle CPU only once it runs on a clock source
+            // good for high resolution (the TSC, after its refined calibration about a second
+            // into the boot); then a sleeping guest takes only the interrupts its timers need.
+            // A periodic tick (a local APIC timer that may stop in deep idle, with no
+            // broadcast device to stand in: TCG's qemu64 without ARAT) takes HZ a second.
+            ExecOutput out = sb.shell("for i in $(seq 50); do grep -qx tsc /sys/devices/system/clocksource/clocksource0/current_clocksource && break; sleep 0.1; done; "
+                    + "sleep 0.5; a=$(awk '/LOC:/{print $2}' /proc/interrupts); sleep 2; b=$(awk '/LOC:/{print $2}' /proc/interrupts); "
+                    + "echo $((b - a)); grep -m1 nohz_mode /proc/timer_list");
+            String[] lines = out.stdout().strip().split("\n");
+            assertThat(Long.parseLong(lines[0])).as("local timer interrupts in 2 s of idle (HZ=%d)", hz).isLessThan(hz);
+            assertThat(lines[1]).as("the tick is in one-shot mode").doesNotContain(": 0");
+        }
+    }
+
+    @Test
+    @Timeout(180)
     void bootsDebiansKernelWhenSelected() throws Exception {
         String debian = System.getProperty("msb.test.debianKernel");
         assertThat(debian).as("msb.test.debianKernel (Debian's kernel from scripts/setup.sh)").isNotBlank();
