@@ -84,6 +84,11 @@ public record SandboxLayout(String name, Path dir, Path runDir) {
         return runDir.resolve("qmp.sock");
     }
 
+    /** QEMU's second monitor socket, kept connected by the supervisor's statistics sampler. */
+    public Path statsMonitorSocket() {
+        return runDir.resolve("qmp-stats.sock");
+    }
+
     /** Socket QEMU's serial console connects to; the supervisor writes what comes to {@link #consoleLog()}. */
     public Path consoleSocket() {
         return runDir.resolve("console.sock");

@@ -117,6 +117,7 @@ public final class SandboxPreparer {
                 .disks(lower, layout.upperDisk())
                 .agentSocket(layout.vmSocket())
                 .qmpSocket(layout.qmpSocket())
+                .statsMonitorSocket(layout.statsMonitorSocket())
                 .extraArgs(guest.qemuArgs())
                 .argv();
         // Benchmark aid (bench/net.sh): extra QEMU arguments, e.g. QEMU's own user-mode network

@@ -16,6 +16,7 @@ import io.microsandbox.runtime.agent.FrameCodec;
 import io.microsandbox.runtime.agent.FrameLink;
 import io.microsandbox.runtime.agent.Protocol;
 import io.microsandbox.runtime.agent.ProtocolException;
+import io.microsandbox.runtime.vmm.BlockStats;
 import io.microsandbox.runtime.vmm.QmpClient;
 import io.microsandbox.runtime.vmm.VmmSampler;
 import io.microsandbox.store.SandboxStore;
@@ -116,6 +117,10 @@ public final class Supervisor {
      */
     private final ScheduledExecutorService sampling = Executors.newSingleThreadScheduledExecutor(
             r -> SupervisorLog.daemon("metrics", r, e -> { }));
+    /** QEMU's disk counters for the metrics, over the second monitor; null until the sampling starts. */
+    private volatile BlockStats blockStats;
+    /** Whether the last read of {@link #blockStats} failed: its failure is logged once, not every second. */
+    private boolean blockStatsFailing;
     private final Map<Integer, ClientConnection> clientsBySlot = new ConcurrentHashMap<>();
     private final SessionRouter router = new SessionRouter();
     private final ByteBudget clientReadBudget = new ByteBudget(CLIENT_READ_BUDGET);
@@ -368,6 +373,7 @@ public final class Supervisor {
         if (spec.idleTimeoutMs() > 0) {
             everySecond(timers, this::checkIdle);
         }
+        blockStats = new BlockStats(layout.statsMonitorSocket(), QMP_TIMEOUT);
         everySecond(sampling, this::sampleMetrics);
         everySecond(timers, this::capVmmLog);
 
@@ -657,6 +663,10 @@ public final class Supervisor {
             Files.deleteIfExists(layout.agentSocket());
             Files.deleteIfExists(layout.vmSocket());
             Files.deleteIfExists(layout.qmpSocket());
+            if (blockStats != null) {
+                blockStats.close();
+            }
+            Files.deleteIfExists(layout.statsMonitorSocket());
             Files.deleteIfExists(layout.pidFile());
             synchronized (metricsFileLock) {
                 runFilesRemoved = true;
@@ -1392,16 +1402,18 @@ public final class Supervisor {
         p.put("net_rx_bytes", net != null ? net.rxBytes() : 0);
         p.put("net_tx_bytes", net != null ? net.txBytes() : 0);
         try {
-            long read = 0;
-            long written = 0;
-            for (JsonNode device : QmpClient.execute(layout.qmpSocket(), "query-blockstats", QMP_TIMEOUT)) {
-                read += device.path("stats").path("rd_bytes").asLong();
-                written += device.path("stats").path("wr_bytes").asLong();
+            BlockStats.Totals disks = blockStats.read();
+            p.put("disk_read_bytes", disks.readBytes());
+            p.put("disk_write_bytes", disks.writtenBytes());
+            if (blockStatsFailing) {
+                blockStatsFailing = false;
+                SupervisorLog.log("block statistics read again");
             }
-            p.put("disk_read_bytes", read);
-            p.put("disk_write_bytes", written);
         } catch (IOException e) {
-            SupervisorLog.warn("cannot read block statistics: " + e.getMessage());
+            if (!blockStatsFailing) {
+                blockStatsFailing = true;
+                SupervisorLog.warn("cannot read block statistics (logged once until they can): " + e.getMessage());
+            }
         }
         return p;
     }

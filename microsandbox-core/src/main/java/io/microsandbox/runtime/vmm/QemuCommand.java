@@ -52,6 +52,7 @@ public final class QemuCommand {
     private Path upperDisk;
     private Path agentSocket;
     private Path qmpSocket;
+    private Path statsMonitorSocket;
     private boolean balloon = true;
     private List<String> extraArgs = List.of();
 
@@ -157,6 +158,15 @@ public final class QemuCommand {
         return this;
     }
 
+    /**
+     * A second monitor, for the once-a-second statistics ({@link BlockStats}), whose client
+     * stays connected: QEMU serves one client per monitor socket at a time.
+     */
+    public QemuCommand statsMonitorSocket(Path statsMonitorSocket) {
+        this.statsMonitorSocket = statsMonitorSocket;
+        return this;
+    }
+
     public List<String> argv() {
         if (kernel == null || initrd == null || (consoleLog == null && consoleSocket == null)) {
             throw new IllegalStateException("kernel, initrd and a console (log file or socket) are required");
@@ -219,6 +229,9 @@ public final class QemuCommand {
         argv.addAll(extraArgs);
         if (qmpSocket != null) {
             add(argv, "-qmp", "unix:" + escape(qmpSocket) + ",server=on,wait=off");
+        }
+        if (statsMonitorSocket != null) {
+            add(argv, "-qmp", "unix:" + escape(statsMonitorSocket) + ",server=on,wait=off");
         }
         return argv;
     }

@@ -32,8 +32,8 @@ import java.util.Arrays;
  * 2 GiB), {@code noisy} (honest, but writes megabytes to its stderr, which is the VMM's
  * log), {@code silent} (never says hello), {@code setup-error} (says hello, then answers
  * {@code core.configure} with {@code core.error}), {@code setup-exit} (says hello, then exits
- * with status 3 during the set-up), {@code mute-monitor} (honest, but its QMP socket
- * accepts connections and never answers, as a stuck QEMU's would, and it ignores
+ * with status 3 during the set-up), {@code mute-monitor} (honest, but its two QMP sockets
+ * (its third and fourth arguments) accept connections and never answer, as a stuck QEMU's would, and it ignores
  * {@code core.shutdown}, so only the supervisor's kill ends it). Resumed from a checkpoint (its third argument is
  * the QMP socket it serves, as QEMU would, saying the VM runs): {@code restore-silent} (never
  * answers core.restore), {@code restore-wrong} (answers it with core.ready),
@@ -55,6 +55,7 @@ public final class HostileAgent {
         }
         if (scenario.equals("mute-monitor")) {
             muteMonitor(Path.of(args[2]));
+            muteMonitor(Path.of(args[3]));
         }
         link.write(new Frame(0, 0, Protocol.CORE_HELLO, NODES.objectNode().put("v", Protocol.VERSION).put("agent", "hostile")));
         link.read(); // core.configure

@@ -106,7 +106,7 @@ final class HostileSandboxes {
         SandboxStore.open(home).insert(name, config.toJson(), Map.of(), false, "running");
         List<String> agent = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "-Xmx64m", "-cp", System.getProperty("java.class.path"), HostileAgent.class.getName(), scenario,
-                layout.vmSocket().toString(), layout.qmpSocket().toString());
+                layout.vmSocket().toString(), layout.qmpSocket().toString(), layout.statsMonitorSocket().toString());
         if (restore != null && !restore.containsKey("ram_file")) {
             // the supervisor fills the guest's memory from it while the stand-in starts
             Path ram = layout.dir().resolve("ram.bin");
