@@ -123,8 +123,8 @@ public final class RootDisks {
             Files.deleteIfExists(file);
             // created 0600 before mke2fs sees it: mke2fs would create it with the umask's mode
             OwnerOnly.createFile(file);
-            mke2fs(List.of("-t", "ext4", "-m", "0", "-L", label,
-                    "-E", "lazy_itable_init=1,lazy_journal_init=1", file.toString(), sizeMib + "M"));
+            mke2fsSized(file, sizeMib, List.of("-t", "ext4", "-m", "0", "-L", label,
+                    "-E", "lazy_itable_init=1,lazy_journal_init=1"));
             OwnerOnly.restrictFile(file);
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot create the disk " + file + ": " + e.getMessage(), e);
@@ -133,9 +133,26 @@ public final class RootDisks {
 
     /** Makes {@code file} an upper disk of {@code sizeMib} holding the tree {@code dir} (overlay {@code root/} and {@code work/}). */
     static void mke2fsUpper(Path file, int sizeMib, Path dir) throws IOException {
-        mke2fs(List.of("-t", "ext4", "-m", "0", "-L", "msb-upper", "-d", dir.toString(),
-                "-E", "lazy_itable_init=1,lazy_journal_init=1", file.toString(), sizeMib + "M"));
+        mke2fsSized(file, sizeMib, List.of("-t", "ext4", "-m", "0", "-L", "msb-upper", "-d", dir.toString(),
+                "-E", "lazy_itable_init=1,lazy_journal_init=1"));
         OwnerOnly.restrictFile(file);
+    }
+
+    /**
+     * mke2fs with {@code args} on {@code file} made {@code sizeMib} long first (sparse): mke2fs
+     * then discards it, knows that a file's holes read as zeros and marks the inode tables
+     * zeroed. Given an empty file it leaves them to be zeroed by the guest's kernel in the
+     * background, which wrote 64 MiB (a 4 GiB disk's tables) in every new sandbox's first
+     * seconds, under emulation, and allocated them in the file.
+     */
+    private static void mke2fsSized(Path file, int sizeMib, List<String> args) throws IOException {
+        try (java.io.RandomAccessFile sized = new java.io.RandomAccessFile(file.toFile(), "rw")) {
+            sized.setLength((long) sizeMib * MIB);
+        }
+        List<String> all = new ArrayList<>(args);
+        all.add(file.toString());
+        all.add(sizeMib + "M");
+        mke2fs(all);
     }
 
     /** Makes an upper disk a previous run left {@code 0600}, should an older version have made it wider. */
