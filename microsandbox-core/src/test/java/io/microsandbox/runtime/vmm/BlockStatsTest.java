@@ -42,12 +42,12 @@ class BlockStatsTest {
                         connections.incrementAndGet();
                         OutputStream out = Channels.newOutputStream(client);
                         BufferedReader in = new BufferedReader(new InputStreamReader(Channels.newInputStream(client), StandardCharsets.UTF_8));
-                        send(out, "{\"QMP\":{\"version\":{}}}");
+                        QmpClientTest.send(out, "{\"QMP\":{\"version\":{}}}");
                         int here = 0;
                         String request;
                         while (here < answersPerConnection && (request = in.readLine()) != null) {
                             if (!request.contains("query-blockstats")) {
-                                send(out, "{\"return\":{}}");
+                                QmpClientTest.send(out, "{\"return\":{}}");
                                 continue;
                             }
                             if (answered.get() >= muteAfter) {
@@ -55,8 +55,8 @@ class BlockStatsTest {
                             }
                             int n = answered.incrementAndGet();
                             here++;
-                            send(out, "{\"event\":\"RTC_CHANGE\",\"data\":{\"offset\":0}}");
-                            send(out, "{\"return\":[{\"device\":\"lower\",\"stats\":{\"rd_bytes\":" + 100 * n + ",\"wr_bytes\":0}},"
+                            QmpClientTest.send(out, "{\"event\":\"RTC_CHANGE\",\"data\":{\"offset\":0}}");
+                            QmpClientTest.send(out, "{\"return\":[{\"device\":\"lower\",\"stats\":{\"rd_bytes\":" + 100 * n + ",\"wr_bytes\":0}},"
                                     + "{\"device\":\"upper\",\"stats\":{\"rd_bytes\":" + n + ",\"wr_bytes\":" + 10 * n + "}}]}");
                         }
                     } catch (IOException e) {
@@ -70,11 +70,6 @@ class BlockStatsTest {
         t.setDaemon(true);
         t.start();
         return socket;
-    }
-
-    private static void send(OutputStream out, String line) throws IOException {
-        out.write((line + "\n").getBytes(StandardCharsets.UTF_8));
-        out.flush();
     }
 
     @Test

@@ -44,7 +44,8 @@ class QmpClientTest {
         return socket;
     }
 
-    private static void send(OutputStream out, String line) throws IOException {
+    /** Writes {@code line} and its newline, as a monitor does. */
+    static void send(OutputStream out, String line) throws IOException {
         out.write((line + "\n").getBytes(StandardCharsets.UTF_8));
         out.flush();
     }
