@@ -278,6 +278,7 @@ public final class Microsandbox {
     private Sandbox boot(SandboxLayout layout, SandboxConfig config, boolean freshUpper, SandboxLock createLock,
             io.microsandbox.image.ImageRoots.Root knownRoot, java.util.function.UnaryOperator<SupervisorSpec> adapt) {
         SupervisorProcess supervisor = SpareSupervisors.acquire(home);
+        boolean handedSpec = false;
         try {
             SupervisorSpec prepared = SandboxPreparer.prepare(home, SandboxPreparer.findQemu(qemu), KernelBundle.locate(home, kernelDir),
                     accelerator, layout, config, freshUpper, knownRoot);
@@ -285,9 +286,16 @@ public final class Microsandbox {
             if (spec != prepared) {
                 spec.write(layout.specFile());
             }
+            handedSpec = true;
             supervisor.boot(spec);
         } catch (RuntimeException | IOException e) {
-            supervisor.abandon();
+            if (handedSpec) {
+                supervisor.abandon();
+                SpareSupervisors.replenishNow(home);
+            } else {
+                // it never saw this sandbox: still as good as a spare
+                SpareSupervisors.putBack(home, supervisor);
+            }
             // a supervisor that never started never took the secrets' values off the disk
             io.microsandbox.runtime.network.SecretFile.discard(layout.dir());
             if (e instanceof MicrosandboxException m) {
@@ -302,6 +310,7 @@ public final class Microsandbox {
             client = AgentClient.connect(layout.name(), layout.agentSocket());
         } catch (MicrosandboxException e) {
             supervisor.release();
+            SpareSupervisors.replenishNow(home);
             throw e;
         }
         // the next creation's supervisor: after this sandbox's first command, a deferral or at once (see SpareSupervisors)

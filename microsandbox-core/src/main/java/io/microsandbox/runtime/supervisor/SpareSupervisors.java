@@ -83,6 +83,32 @@ public final class SpareSupervisors {
     }
 
     /**
+     * Starts the spare of {@code home} now unless one waits or starts: after a creation whose
+     * supervisor was used up without a sandbox to show for it (its boot failed, or its client
+     * could not connect), so that the next creation still finds one.
+     */
+    public static void replenishNow(Path home) {
+        if (KEEP_SPARE) {
+            slot(home).startNow(home);
+        }
+    }
+
+    /**
+     * Takes back a supervisor from {@link #acquire} that was never handed a spec (its creation
+     * failed before the boot: an image that is not there, a port that is taken): it becomes the
+     * home's spare again, or is abandoned when another spare waits or spares are off.
+     */
+    public static void putBack(Path home, SupervisorProcess unused) {
+        SupervisorProcess surplus = unused;
+        if (KEEP_SPARE && unused.isAlive()) {
+            surplus = slot(home).settle(unused);
+        }
+        if (surplus != null) {
+            surplus.abandon();
+        }
+    }
+
+    /**
      * Ends the spare of {@code home}, if one waits, starts or is due, and waits for it to go: for
      * an application that is done with a home (a closing context, a test's temporary home). A
      * spare also ends by itself when this JVM exits or after {@link Supervisor#SPARE_IDLE_MS}.
@@ -190,8 +216,10 @@ public final class SpareSupervisors {
         }
 
         /** Keeps {@code started} (null when it failed) as the spare unless one already waits; returns what is not kept. */
-        private synchronized SupervisorProcess settle(SupervisorProcess started) {
-            starter = null;
+        synchronized SupervisorProcess settle(SupervisorProcess started) {
+            if (starter == Thread.currentThread()) {
+                starter = null;
+            }
             if (waiting == null) {
                 waiting = started;
                 return null;

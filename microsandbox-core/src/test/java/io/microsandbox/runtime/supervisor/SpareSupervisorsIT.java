@@ -1,9 +1,13 @@
 package io.microsandbox.runtime.supervisor;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import io.microsandbox.ErrorKind;
 import io.microsandbox.Microsandbox;
+import io.microsandbox.MicrosandboxException;
 import io.microsandbox.Sandbox;
+import io.microsandbox.SandboxConfig;
 import io.microsandbox.TestSandboxes;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
@@ -19,7 +23,8 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * When a home's spare supervisor starts, on real VMs: not while the sandbox just created has
  * not been used yet, once its first command is done or the deferral has passed, at once in a
- * burst of creations, and never after the home's spare was released.
+ * burst of creations or after a failed boot, and never after the home's spare was released; a
+ * creation that fails before its boot leaves the spare it took in place.
  */
 class SpareSupervisorsIT {
     @TempDir
@@ -102,6 +107,30 @@ class SpareSupervisorsIT {
             Thread.sleep(500);
             assertThat(sparesOf(sb)).isEmpty();
         }
+    }
+
+    @Test
+    void aCreationThatFailsBeforeItsBootLeavesTheSpareInPlace() throws Exception {
+        System.setProperty(SpareSupervisors.DEFERRAL_PROPERTY, "300");
+        try (Sandbox first = runtime.create(TestSandboxes.uniqueName("spare-keep"), TestSandboxes.config().ephemeral(true).build())) {
+            long spare = awaitOneSpare(first);
+            SandboxConfig missingImage = SandboxConfig.builder().image(dir.resolve("no-such-image").toString()).ephemeral(true).build();
+            assertThatThrownBy(() -> runtime.create(TestSandboxes.uniqueName("spare-noimage"), missingImage))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.IMAGE_NOT_FOUND));
+            assertThat(sparesOf(first)).as("the spare it took, back in place").containsExactly(spare);
+            try (Sandbox second = runtime.create(TestSandboxes.uniqueName("spare-next"), TestSandboxes.config().ephemeral(true).build())) {
+                assertThat(supervisorPid(second)).isEqualTo(spare);
+            }
+        }
+    }
+
+    @Test
+    void aBootThatFailsLeavesASpareForTheNextCreation() throws Exception {
+        System.setProperty(SpareSupervisors.DEFERRAL_PROPERTY, "600000");
+        SandboxConfig tooShort = TestSandboxes.config().ephemeral(true).bootTimeout(java.time.Duration.ofMillis(1)).build();
+        assertThatThrownBy(() -> runtime.create(TestSandboxes.uniqueName("spare-fail"), tooShort))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.BOOT_FAILED));
+        awaitOneSpare();
     }
 
     /** Waits for the home's one spare and returns its pid. */
