@@ -279,6 +279,8 @@ public final class Microsandbox {
             io.microsandbox.image.ImageRoots.Root knownRoot, java.util.function.UnaryOperator<SupervisorSpec> adapt) {
         SupervisorProcess supervisor = SpareSupervisors.acquire(home);
         boolean handedSpec = false;
+        // the shape a spare may pre-boot next: a plain boot with a fresh, empty upper disk
+        io.microsandbox.runtime.supervisor.PrebootShape shape = null;
         try {
             SupervisorSpec prepared = SandboxPreparer.prepare(home, SandboxPreparer.findQemu(qemu), KernelBundle.locate(home, kernelDir),
                     accelerator, layout, config, freshUpper, knownRoot);
@@ -286,8 +288,12 @@ public final class Microsandbox {
             if (spec != prepared) {
                 spec.write(layout.specFile());
             }
+            boolean emptyUpper = freshUpper && config.patches().isEmpty() && spec.restore() == null;
+            if (emptyUpper) {
+                shape = io.microsandbox.runtime.supervisor.PrebootShape.of(spec, config.upperSizeMib());
+            }
             handedSpec = true;
-            supervisor.boot(spec);
+            supervisor.boot(spec, emptyUpper);
         } catch (RuntimeException | IOException e) {
             if (handedSpec) {
                 supervisor.abandon();
@@ -314,7 +320,7 @@ public final class Microsandbox {
             throw e;
         }
         // the next creation's supervisor: after this sandbox's first command, a deferral or at once (see SpareSupervisors)
-        SpareSupervisors.replenishAfter(home, client.firstExchange());
+        SpareSupervisors.replenishAfter(home, client.firstExchange(), shape);
         if (config.detached()) {
             supervisor.detach();
         }

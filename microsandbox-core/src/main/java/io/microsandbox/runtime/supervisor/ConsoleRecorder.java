@@ -11,6 +11,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
+import java.util.List;
 
 /**
  * Keeps the guest's serial console: QEMU connects its console chardev to a socket this
@@ -28,8 +29,11 @@ final class ConsoleRecorder {
     static final long SINK_BUDGET = 1L << 20;
 
     private final ServerSocketChannel server;
-    private final Path log;
-    private final java.util.function.Consumer<byte[]> lines;
+    /** Where the console goes; {@link #moveTo} changes it, under {@link #fileLock}. */
+    private Path log;
+    private volatile java.util.function.Consumer<byte[]> lines;
+    /** Orders a rotation and its writes with {@link #moveTo}. */
+    private final Object fileLock = new Object();
     private final java.io.ByteArrayOutputStream line = new java.io.ByteArrayOutputStream();
     private long sunk;
     private final Object sinkLock = new Object();
@@ -65,19 +69,24 @@ final class ConsoleRecorder {
     private void record() {
         try (server; SocketChannel channel = server.accept()) {
             ByteBuffer buf = ByteBuffer.allocate(64 * 1024);
-            OutputStream out = open();
+            OutputStream out;
+            synchronized (fileLock) {
+                out = open();
+            }
             long size = 0;
             try {
                 while (channel.read(buf.clear()) >= 0) {
-                    if (size + buf.position() > ROTATE_BYTES) {
-                        out.close();
-                        Files.move(log, rotated(log), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-                        out = open();
-                        size = 0;
+                    synchronized (fileLock) {
+                        if (size + buf.position() > ROTATE_BYTES) {
+                            out.close();
+                            Files.move(log, rotated(log), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+                            out = open();
+                            size = 0;
+                        }
+                        out.write(buf.array(), 0, buf.position());
+                        out.flush();
+                        size += buf.position();
                     }
-                    out.write(buf.array(), 0, buf.position());
-                    out.flush();
-                    size += buf.position();
                     split(buf.array(), buf.position());
                 }
             } finally {
@@ -88,6 +97,34 @@ final class ConsoleRecorder {
             if (server.isOpen()) {
                 SupervisorLog.warn("console recording ended: " + e.getMessage());
             }
+        }
+    }
+
+    /**
+     * Moves the log recorded so far to {@code newLog}, where the console goes from now on, and
+     * hands {@code earlier} (lines the sink before took) and then the lines that come from now
+     * on to {@code newLines}: a pre-booted VM's console, recorded before its sandbox was known
+     * (see {@link PreBoot}).
+     */
+    void moveTo(Path newLog, java.util.function.Consumer<byte[]> newLines, List<byte[]> earlier) throws IOException {
+        synchronized (fileLock) {
+            if (Files.exists(log)) {
+                Files.move(log, newLog, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            }
+            if (Files.exists(rotated(log))) {
+                Files.move(rotated(log), rotated(newLog), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            }
+            log = newLog;
+        }
+        synchronized (sinkLock) {
+            for (byte[] line : earlier) {
+                try {
+                    newLines.accept(line);
+                } catch (RuntimeException e) {
+                    SupervisorLog.warn("console line sink failed: " + e);
+                }
+            }
+            lines = newLines;
         }
     }
 
@@ -115,14 +152,15 @@ final class ConsoleRecorder {
         byte[] bytes = line.toByteArray();
         line.reset();
         synchronized (sinkLock) {
-            if (sinkClosed || sunk >= SINK_BUDGET) {
+            java.util.function.Consumer<byte[]> sink = lines;
+            if (sink == null || sinkClosed || sunk >= SINK_BUDGET) {
                 return;
             }
             sunk += bytes.length;
             try {
-                lines.accept(bytes);
+                sink.accept(bytes);
                 if (sunk >= SINK_BUDGET) {
-                    lines.accept("(further console output is only in kernel.log)".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                    sink.accept("(further console output is only in kernel.log)".getBytes(java.nio.charset.StandardCharsets.UTF_8));
                 }
             } catch (RuntimeException e) {
                 SupervisorLog.warn("console line sink failed: " + e);
@@ -141,6 +179,7 @@ final class ConsoleRecorder {
     }
 
     private OutputStream open() throws IOException {
+        // under fileLock: the path may move
         return Files.newOutputStream(log, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
     }
 

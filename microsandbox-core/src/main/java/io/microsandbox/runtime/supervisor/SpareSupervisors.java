@@ -22,6 +22,12 @@ import java.util.concurrent.TimeUnit;
  * sets the deferral in milliseconds (default 1000).
  */
 public final class SpareSupervisors {
+    /**
+     * Set to true, a spare also boots a VM shaped like the home's last creation while it waits
+     * ({@link PreBoot}), which the next creation of that shape adopts: its QEMU start and kernel
+     * boot leave the creation's path. Read at each spare's start.
+     */
+    public static final String PREBOOT_PROPERTY = "microsandbox.supervisor.preboot";
     /** The longest a spare's start waits for the new sandbox's first exchange, in milliseconds. */
     public static final String DEFERRAL_PROPERTY = "microsandbox.supervisor.spareDeferralMs";
     private static final boolean KEEP_SPARE = Boolean.parseBoolean(System.getProperty("microsandbox.supervisor.spare", "true"));
@@ -65,10 +71,21 @@ public final class SpareSupervisors {
      * a spare waits, starts or is already due.
      */
     public static void replenishAfter(Path home, CompletionStage<?> firstExchange) {
+        replenishAfter(home, firstExchange, null);
+    }
+
+    /**
+     * Like {@link #replenishAfter(Path, CompletionStage)}; with {@link #PREBOOT_PROPERTY} set,
+     * {@code shape} (null to keep the last one) is the VM the spare boots while it waits.
+     */
+    public static void replenishAfter(Path home, CompletionStage<?> firstExchange, PrebootShape shape) {
         if (!KEEP_SPARE) {
             return;
         }
         Slot slot = slot(home);
+        if (shape != null) {
+            slot.shape = shape;
+        }
         if (slot.inBurst()) {
             slot.startNow(home);
             return;
@@ -145,6 +162,8 @@ public final class SpareSupervisors {
     private static final class Slot {
         private SupervisorProcess waiting;
         private Thread starter;
+        /** The VM the next spare pre-boots: the shape of the last creation that had a fresh upper. */
+        private volatile PrebootShape shape;
         private CompletableFuture<Void> due;
         /** When the last two creations took their supervisor (System.nanoTime), once there were two. */
         private long lastAcquired;
@@ -197,6 +216,10 @@ public final class SpareSupervisors {
                 SupervisorProcess next = null;
                 try {
                     next = SupervisorProcess.launch(home);
+                    PrebootShape boot = shape;
+                    if (boot != null && Boolean.getBoolean(PREBOOT_PROPERTY)) {
+                        next.preboot(boot);
+                    }
                 } catch (RuntimeException e) {
                     // no spare: the next creation starts its own supervisor
                 } finally {

@@ -8,6 +8,7 @@ import io.microsandbox.SandboxStatus;
 import io.microsandbox.runtime.BoundedLines;
 import io.microsandbox.runtime.LogTail;
 import io.microsandbox.runtime.Posix;
+import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxLock;
 import io.microsandbox.runtime.agent.ByteBudget;
@@ -134,6 +135,14 @@ public final class Supervisor {
     /** Kept in a field: an unreachable channel would be cleaned up and drop the lock. */
     private SandboxLock ownership;
     private ServerSocketChannel vmServer;
+    /** A VM booted before the spec came (see {@link PreBoot}); null once discarded or when there was none. */
+    private PreBoot preboot;
+    /** Whether the spec's upper disk is a fresh, empty one (which a pre-booted VM's may replace). */
+    private boolean freshUpper;
+    /** Whether this process already leads a session of its own (made before a pre-boot). */
+    private boolean ownSession;
+    /** When the pre-booted VM was adopted (System.nanoTime). */
+    private long adoptedNanos;
     private ServerSocketChannel clientServer;
     private volatile FrameLink vm;
     private ConsoleRecorder console;
@@ -182,11 +191,17 @@ public final class Supervisor {
     private volatile String bootStage = "waiting for QEMU to open the agent port";
 
     Supervisor(SupervisorSpec spec, Future<SandboxStore> storeOpening, PrintStream parentOut) {
+        this(spec, storeOpening, parentOut, null);
+    }
+
+    /** With {@code preboot}, the VM this spare booted ahead of its sandbox, adopted when it fits (else discarded). */
+    Supervisor(SupervisorSpec spec, Future<SandboxStore> storeOpening, PrintStream parentOut, PreBoot preboot) {
         this.spec = spec;
         this.layout = spec.layout();
         this.storeOpening = storeOpening;
         this.parentOut = parentOut;
         this.detached = spec.detached();
+        this.preboot = preboot;
     }
 
     /**
@@ -210,11 +225,22 @@ public final class Supervisor {
             }
         }, e -> { });
         idleSpare.start();
-        String specPath = BoundedLines.read(System.in, 4096, "the creator");
+        String line = BoundedLines.read(System.in, SupervisorProcess.MAX_CREATOR_LINE, "the creator");
+        PreBoot preboot = null;
+        boolean ownSession = false;
+        if (line != null && line.startsWith(SupervisorProcess.PREBOOT_LINE)) {
+            // own session first: QEMU, started now, must not share the creator's
+            Posix.setsid();
+            ownSession = true;
+            preboot = PreBoot.start(RuntimeFiles.defaultHome(), PrebootShape.fromJson(line.substring(SupervisorProcess.PREBOOT_LINE.length())));
+            line = BoundedLines.read(System.in, SupervisorProcess.MAX_CREATOR_LINE, "the creator");
+        }
         idleSpare.interrupt();
-        if (specPath == null || specPath.isBlank()) {
+        if (line == null || line.isBlank()) {
             System.exit(0);
         }
+        boolean freshUpper = line.startsWith(SupervisorProcess.FRESH_UPPER_LINE);
+        String specPath = freshUpper ? line.substring(SupervisorProcess.FRESH_UPPER_LINE.length()) : line;
         SupervisorSpec spec = SupervisorSpec.read(Path.of(specPath));
         SupervisorLog.level(spec.configure().get("log_level"));
         Files.createDirectories(spec.layout().logsDir());
@@ -226,7 +252,10 @@ public final class Supervisor {
         SupervisorLog.daemon("store-open", store, e -> { }).start();
         int code;
         try {
-            code = new Supervisor(spec, store, parentOut).run();
+            Supervisor supervisor = new Supervisor(spec, store, parentOut, preboot);
+            supervisor.freshUpper = freshUpper;
+            supervisor.ownSession = ownSession;
+            code = supervisor.run();
         } catch (Throwable e) {
             // run() kills the VMM on every failure path; this is the last word in the log
             SupervisorLog.error("supervisor failed: " + e);
@@ -237,8 +266,11 @@ public final class Supervisor {
 
     /** Boots and serves the sandbox; returns the process exit code once the VM is gone. */
     int run() throws IOException, InterruptedException {
-        // Own session: a terminal's ^C to the creator's process group must not reach the VM.
-        Posix.setsid();
+        // Own session: a terminal's ^C to the creator's process group must not reach the VM
+        // (a spare that pre-booted a VM made it before that).
+        if (!ownSession) {
+            Posix.setsid();
+        }
         // first of all, so the values leave the disk whatever happens next (docs/network.md, "Secrets")
         secrets = io.microsandbox.runtime.network.SecretFile.take(layout.dir());
         // Held until this process ends, however it ends: it is how others tell that the sandbox is alive.
@@ -251,8 +283,12 @@ public final class Supervisor {
             reportToParent(error);
             return 1;
         }
+        Files.createDirectories(layout.logsDir());
+        execLog = ExecLog.append(layout.execLog());
+        adoptOrDiscardPreboot();
         try {
-            guestMemory = spec.restore() != null ? GuestMemory.sizedFor(restoreRamFile()) : GuestMemory.create(0);
+            guestMemory = preboot != null ? preboot.memory()
+                    : spec.restore() != null ? GuestMemory.sizedFor(restoreRamFile()) : GuestMemory.create(0);
         } catch (IOException e) {
             return failBoot("cannot create the guest's memory: " + e.getMessage());
         }
@@ -265,21 +301,26 @@ public final class Supervisor {
             });
         }
         Files.createDirectories(layout.runDir());
-        Files.createDirectories(layout.logsDir());
-        execLog = ExecLog.append(layout.execLog());
-        vmServer = listen(layout.vmSocket());
+        if (preboot == null) {
+            vmServer = listen(layout.vmSocket());
+        }
         clientServer = listen(layout.agentSocket());
-        console = ConsoleRecorder.start(layout.consoleSocket(), layout.consoleLog(), this::logConsoleLine);
+        console = preboot != null ? preboot.console() : ConsoleRecorder.start(layout.consoleSocket(), layout.consoleLog(), this::logConsoleLine);
         Files.writeString(layout.pidFile(), Long.toString(ProcessHandle.current().pid()));
 
-        SupervisorLog.log("starting VMM: " + String.join(" ", spec.vmmArgv()));
-        try {
-            // Spawned from the main thread, which lives until QEMU is gone: the parent-death
-            // signal is tied to the forking thread.
-            vmmStartNanos = System.nanoTime();
-            vmm = VmmProcess.spawn(spec.vmmArgv(), layout.vmmLog(), guestMemory.fd());
-        } catch (IOException e) {
-            return failBoot("cannot start the VMM: " + e.getMessage());
+        if (preboot != null) {
+            vmmStartNanos = preboot.startedNanos();
+            vmm = preboot.vmm();
+        } else {
+            SupervisorLog.log("starting VMM: " + String.join(" ", spec.vmmArgv()));
+            try {
+                // Spawned from the main thread, which lives until QEMU is gone: the parent-death
+                // signal is tied to the forking thread.
+                vmmStartNanos = System.nanoTime();
+                vmm = VmmProcess.spawn(spec.vmmArgv(), layout.vmmLog(), guestMemory.fd());
+            } catch (IOException e) {
+                return failBoot("cannot start the VMM: " + e.getMessage());
+            }
         }
         try {
             return serve();
@@ -310,6 +351,9 @@ public final class Supervisor {
         ScheduledFuture<?> watchdog = timers.schedule(() -> {
             agentFailure = "the guest agent did not become ready within " + spec.bootTimeoutMs() + " ms (" + bootStage + ")";
             closeQuietly(vmServer);
+            if (preboot != null) {
+                preboot.abort();
+            }
             FrameLink link = vm;
             if (link != null) {
                 link.close();
@@ -382,16 +426,31 @@ public final class Supervisor {
     }
 
     private void handshake() throws IOException {
-        SocketChannel channel = vmServer.accept();
-        vm = new FrameLink(channel);
-        if (spec.restore() != null) {
-            restoreHandshake();
-            return;
-        }
         // made while the guest kernel boots: built after the hello it took about 9 ms of every boot
-        byte[] configure = FrameCodec.encode(new Frame(0, 0, Protocol.CORE_CONFIGURE, JSON.valueToTree(spec.configure())));
-        bootStage = "waiting for the agent's hello: the guest kernel or agent did not start";
-        Frame hello = vm.read();
+        byte[] configure = spec.restore() != null ? null
+                : FrameCodec.encode(new Frame(0, 0, Protocol.CORE_CONFIGURE, JSON.valueToTree(spec.configure())));
+        Frame hello;
+        if (preboot != null) {
+            bootStage = "waiting for the pre-booted VM's hello: the guest kernel or agent did not start";
+            PreBoot.Hello booted;
+            try {
+                booted = preboot.awaitHello(bootDeadlineNanos);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new java.io.InterruptedIOException("interrupted while the pre-booted VM booted");
+            }
+            vm = booted.link();
+            hello = booted.frame();
+        } else {
+            SocketChannel channel = vmServer.accept();
+            vm = new FrameLink(channel);
+            if (spec.restore() != null) {
+                restoreHandshake();
+                return;
+            }
+            bootStage = "waiting for the agent's hello: the guest kernel or agent did not start";
+            hello = vm.read();
+        }
         if (hello == null || !Protocol.CORE_HELLO.equals(hello.type())) {
             throw new ProtocolException("expected core.hello from the agent, got " + hello);
         }
@@ -417,6 +476,11 @@ public final class Supervisor {
         readyPayload = answer.payload();
         long vmmToReadyNanos = System.nanoTime() - vmmStartNanos;
         String timeline = bootTimeline(helloFrame.payload(), readyPayload, vmmToReadyNanos);
+        if (preboot != null) {
+            timeline += String.format(java.util.Locale.ROOT, "; a pre-booted VM (its hello to root mounted includes its wait"
+                    + " for a sandbox): adopted %d ms after QEMU's start, adoption to ready %d ms",
+                    (adoptedNanos - vmmStartNanos) / 1_000_000, (System.nanoTime() - adoptedNanos) / 1_000_000);
+        }
         readyPayload.put("hello_time_ns", helloFrame.payload().path("hello_time_ns").asLong(0));
         readyPayload.put("vmm_to_ready_ns", vmmToReadyNanos);
         SupervisorLog.log("boot timeline: " + timeline);
@@ -477,6 +541,31 @@ public final class Supervisor {
         readyPayload = answer.payload();
         readyPayload.put("vmm_to_ready_ns", System.nanoTime() - vmmStartNanos);
         SupervisorLog.log("restored from a checkpoint: QEMU start to agent answer " + (System.nanoTime() - vmmStartNanos) / 1_000_000 + " ms");
+    }
+
+    /**
+     * Takes the VM this spare pre-booted when the spec's is the same but for the sandbox's own
+     * paths and its upper disk is a fresh one; otherwise kills it and boots as without.
+     */
+    private void adoptOrDiscardPreboot() {
+        if (preboot == null) {
+            return;
+        }
+        String misfit = preboot.fits(spec, freshUpper) ? null : "its command line or upper disk differs";
+        if (misfit == null) {
+            try {
+                preboot.adoptInto(layout, this::logConsoleLine);
+                adoptedNanos = System.nanoTime();
+                SupervisorLog.log("adopted the VM this supervisor booted "
+                        + (System.nanoTime() - preboot.startedNanos()) / 1_000_000 + " ms ago: " + String.join(" ", spec.vmmArgv()));
+                return;
+            } catch (IOException e) {
+                misfit = "it could not be moved in: " + e.getMessage();
+            }
+        }
+        SupervisorLog.log("not adopting the pre-booted VM (" + misfit + "): booting one");
+        preboot.discard();
+        preboot = null;
     }
 
     private Path restoreRamFile() {
@@ -586,6 +675,9 @@ public final class Supervisor {
         if (!booted) {
             // Unblock the handshake so the boot fails now rather than at the timeout.
             closeQuietly(vmServer);
+            if (preboot != null) {
+                preboot.abort();
+            }
             FrameLink link = vm;
             if (link != null) {
                 link.close();
@@ -1494,14 +1586,14 @@ public final class Supervisor {
         return new Frame(id, Protocol.FLAG_TERMINAL, Protocol.SUP_ERROR, p);
     }
 
-    private static ServerSocketChannel listen(Path socket) throws IOException {
+    static ServerSocketChannel listen(Path socket) throws IOException {
         Files.deleteIfExists(socket);
         ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
         server.bind(UnixDomainSocketAddress.of(socket));
         return server;
     }
 
-    private static void closeQuietly(java.io.Closeable c) {
+    static void closeQuietly(java.io.Closeable c) {
         try {
             if (c != null) {
                 c.close();

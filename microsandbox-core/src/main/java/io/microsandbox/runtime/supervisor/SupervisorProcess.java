@@ -49,6 +49,13 @@ public final class SupervisorProcess {
             "-XX:+IgnoreUnrecognizedVMOptions", "-XX:+UnlockExperimentalVMOptions", "-XX:TrimNativeHeapInterval=2000",
             "-XX:+UnlockDiagnosticVMOptions", "-XX:ArchiveRelocationMode=0", "-Xlog:disable", "-Xlog:all=warning:stderr");
 
+    /** What starts a line on the creator pipe that asks a spare to pre-boot a VM of the {@link PrebootShape} that follows as JSON. */
+    static final String PREBOOT_LINE = "preboot ";
+    /** What starts the spec line when the spec's upper disk is a fresh one (a pre-booted VM may bring its own). */
+    static final String FRESH_UPPER_LINE = "fresh-upper ";
+    /** The longest line the creator writes to a supervisor. */
+    static final int MAX_CREATOR_LINE = 64 * 1024;
+
     private final Process process;
     private final OutputStream creatorPipe;
     private final long startedAt = System.nanoTime();
@@ -103,9 +110,17 @@ public final class SupervisorProcess {
      * @throws MicrosandboxException {@link ErrorKind#BOOT_FAILED} with the console tail when the boot fails
      */
     public void boot(SupervisorSpec spec) {
+        boot(spec, false);
+    }
+
+    /**
+     * Like {@link #boot(SupervisorSpec)}; {@code freshUpper} says that the spec's upper disk
+     * is a fresh, empty one, which a VM this supervisor pre-booted may replace with its own.
+     */
+    public void boot(SupervisorSpec spec, boolean freshUpper) {
         SandboxLayout layout = spec.layout();
         try {
-            creatorPipe.write((layout.specFile() + "\n").getBytes(StandardCharsets.UTF_8));
+            creatorPipe.write(((freshUpper ? FRESH_UPPER_LINE : "") + layout.specFile() + "\n").getBytes(StandardCharsets.UTF_8));
             creatorPipe.flush();
         } catch (IOException e) {
             awaitExit(process);
@@ -203,6 +218,24 @@ public final class SupervisorProcess {
 
     boolean isAlive() {
         return process.isAlive();
+    }
+
+    /**
+     * Asks this supervisor, still waiting for its spec, to boot a VM of {@code shape} meanwhile
+     * ({@link PreBoot}); returns false when the line could not be written (the supervisor is gone).
+     */
+    boolean preboot(PrebootShape shape) {
+        try {
+            String line = PREBOOT_LINE + shape.toJson() + "\n";
+            if (line.length() > MAX_CREATOR_LINE) {
+                return true;
+            }
+            creatorPipe.write(line.getBytes(StandardCharsets.UTF_8));
+            creatorPipe.flush();
+            return true;
+        } catch (IOException e) {
+            return false;
+        }
     }
 
     /** Tells the supervisor the sandbox outlives this JVM. */

@@ -18,13 +18,17 @@ import java.util.List;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
  * When a home's spare supervisor starts, on real VMs: not while the sandbox just created has
  * not been used yet, once its first command is done or the deferral has passed, at once in a
  * burst of creations or after a failed boot, and never after the home's spare was released; a
- * creation that fails before its boot leaves the spare it took in place.
+ * creation that fails before its boot leaves the spare it took in place. Spares that boot a VM
+ * while they wait ({@link SpareSupervisors#PREBOOT_PROPERTY}): a creation like the last adopts
+ * it, with the spare's upper disk in place of its own; a restart of a stopped sandbox or a
+ * creation of another shape never takes it; nothing of it is left once the spare is released.
  */
 class SpareSupervisorsIT {
     @TempDir
@@ -40,15 +44,18 @@ class SpareSupervisorsIT {
     }
 
     @AfterEach
-    void noSupervisorLeft() throws InterruptedException {
+    void noSupervisorLeft() throws Exception {
         System.clearProperty(SpareSupervisors.DEFERRAL_PROPERTY);
+        System.clearProperty(SpareSupervisors.PREBOOT_PROPERTY);
         SpareSupervisors.release(home);
         // a closed sandbox's supervisor exits a moment after its VM
-        long deadline = System.nanoTime() + 15_000_000_000L;
-        while (!supervisorsOf(home).isEmpty() && System.nanoTime() < deadline) {
+        long deadline = System.nanoTime() + 20_000_000_000L;
+        while ((!supervisorsOf(home).isEmpty() || !vmmsOf(home).isEmpty() || !prebootDirs().isEmpty()) && System.nanoTime() < deadline) {
             Thread.sleep(50);
         }
         assertThat(supervisorsOf(home)).isEmpty();
+        assertThat(vmmsOf(home)).as("QEMU processes of this home").isEmpty();
+        assertThat(prebootDirs()).as("pre-boot directories").isEmpty();
     }
 
     @Test
@@ -131,6 +138,79 @@ class SpareSupervisorsIT {
         assertThatThrownBy(() -> runtime.create(TestSandboxes.uniqueName("spare-fail"), tooShort))
                 .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.BOOT_FAILED));
         awaitOneSpare();
+    }
+
+    @Test
+    @Timeout(240)
+    void aCreationLikeTheLastAdoptsTheVmItsSparePreBootedAndARestartDoesNot() throws Exception {
+        System.setProperty(SpareSupervisors.PREBOOT_PROPERTY, "true");
+        System.setProperty(SpareSupervisors.DEFERRAL_PROPERTY, "200");
+        try (Sandbox first = runtime.create(TestSandboxes.uniqueName("pre-a"), TestSandboxes.config().ephemeral(true).build())) {
+            assertThat(first.exec("true", List.of()).exitCode()).isZero();
+            awaitPrebootDir();
+        }
+        String name = TestSandboxes.uniqueName("pre-b");
+        SandboxLayout layout = SandboxLayout.of(home, name);
+        try (Sandbox second = runtime.create(name, TestSandboxes.config().build())) {
+            assertThat(Files.readString(layout.supervisorLog())).contains("adopted the VM this supervisor booted")
+                    .containsPattern("boot timeline: .*adopted \\d+ ms after QEMU's start");
+            assertThat(second.shell("echo kept > /root/kept && sync && cat /root/kept").stdout()).isEqualTo("kept\n");
+            assertThat(Files.size(layout.upperDisk())).isEqualTo((long) TestSandboxes.config().build().upperSizeMib() << 20);
+            assertThat(Files.readString(layout.consoleLog())).as("the pre-boot's console, moved in").isNotEmpty();
+            assertThat(Files.exists(layout.vmmLog())).isTrue();
+            second.stop();
+            awaitPrebootDir();
+            // a restart boots the sandbox's own upper disk: the spare's VM must not replace it
+            try (Sandbox again = runtime.start(name)) {
+                assertThat(again.exec("cat", List.of("/root/kept")).stdout()).isEqualTo("kept\n");
+                assertThat(Files.readString(layout.supervisorLog())).contains("not adopting the pre-booted VM");
+            }
+        } finally {
+            runtime.remove(name);
+        }
+    }
+
+    @Test
+    @Timeout(240)
+    void aCreationOfAnotherShapeBootsItsOwnVmBesideAPreBootedOne() throws Exception {
+        System.setProperty(SpareSupervisors.PREBOOT_PROPERTY, "true");
+        System.setProperty(SpareSupervisors.DEFERRAL_PROPERTY, "200");
+        try (Sandbox first = runtime.create(TestSandboxes.uniqueName("pre-c"), TestSandboxes.config().ephemeral(true).build())) {
+            assertThat(first.exec("true", List.of()).exitCode()).isZero();
+            awaitPrebootDir();
+            String name = TestSandboxes.uniqueName("pre-d");
+            try (Sandbox other = runtime.create(name, TestSandboxes.config().ephemeral(true).memoryMib(384).build())) {
+                assertThat(other.exec("sh", List.of("-c", "grep MemTotal /proc/meminfo")).stdout()).isNotBlank();
+                assertThat(Files.readString(SandboxLayout.of(home, name).supervisorLog())).contains("not adopting the pre-booted VM")
+                        .doesNotContain("adopted the VM");
+            }
+        }
+    }
+
+    private void awaitPrebootDir() throws Exception {
+        long deadline = System.nanoTime() + 60_000_000_000L;
+        while (prebootDirs().isEmpty() && System.nanoTime() < deadline) {
+            Thread.sleep(50);
+        }
+        assertThat(prebootDirs()).as("the spare's pre-boot directory").hasSize(1);
+    }
+
+    /** The directories of VMs booted by spares (see PreBoot). */
+    private List<Path> prebootDirs() throws Exception {
+        Path run = home.resolve("run");
+        if (!Files.isDirectory(run)) {
+            return List.of();
+        }
+        try (var entries = Files.list(run)) {
+            return entries.filter(p -> p.getFileName().toString().startsWith("spare-")).toList();
+        }
+    }
+
+    private static List<Long> vmmsOf(Path home) {
+        return ProcessHandle.current().descendants()
+                .filter(p -> p.info().commandLine().map(cmd -> cmd.contains("qemu-system") && cmd.contains(home.toString())).orElse(false))
+                .map(ProcessHandle::pid)
+                .toList();
     }
 
     /** Waits for the home's one spare and returns its pid. */

@@ -1,0 +1,251 @@
+package io.microsandbox.runtime.supervisor;
+
+import io.microsandbox.image.RootDisks;
+import io.microsandbox.runtime.OwnerOnly;
+import io.microsandbox.runtime.SandboxLayout;
+import io.microsandbox.runtime.SandboxPreparer;
+import io.microsandbox.runtime.agent.Frame;
+import io.microsandbox.runtime.agent.FrameLink;
+import io.microsandbox.runtime.agent.Protocol;
+import java.io.IOException;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A VM a spare supervisor boots before it knows its sandbox, in a directory of its own under
+ * the home's socket directory ({@code run/spare-<pid>}): QEMU with the home's last
+ * {@link PrebootShape}, a fresh upper disk of that shape's size, up to the agent's hello. The
+ * guest has then received nothing of any sandbox: its agent waits for {@code core.configure}.
+ * A creation whose command line is the same but for its own paths, and whose upper disk is a
+ * fresh one, adopts it ({@link #adoptInto}): the directory becomes the sandbox's socket
+ * directory, the upper disk replaces the creator's empty one, and the boot goes on from the
+ * hello. Anything else discards it and boots as without. Every sandbox still boots a kernel
+ * of its own (its own address layout, entropy and boot id); what moves off the creation's path
+ * is QEMU's start and the kernel's boot.
+ */
+final class PreBoot {
+    /** Console lines kept for the sandbox's exec log while there is none (its boot's), at most this many bytes. */
+    static final int EARLY_CONSOLE_BYTES = 64 * 1024;
+    /** The longest a pre-boot waits for the agent's hello before it gives up its VM. */
+    static final long HELLO_TIMEOUT_MS = 60_000;
+    private static final String DIR_PREFIX = "spare-";
+
+    private final PrebootShape shape;
+    private final Path dir;
+    private final Path upper;
+    private final List<String> argv;
+    private final GuestMemory memory;
+    private final ServerSocketChannel vmServer;
+    private final ConsoleRecorder console;
+    private final VmmProcess vmm;
+    private final long startedNanos;
+    /** The agent's link once it said hello (with the hello), failed if it did not. */
+    private final CompletableFuture<Hello> hello = new CompletableFuture<>();
+    private volatile FrameLink link;
+    /** The console's lines so far, for the exec log of the sandbox that adopts the VM. */
+    private final EarlyLines earlyConsole;
+    private volatile boolean adopted;
+
+    record Hello(FrameLink link, Frame frame) {
+    }
+
+    private PreBoot(PrebootShape shape, Path dir, Path upper, List<String> argv, GuestMemory memory, ServerSocketChannel vmServer,
+            ConsoleRecorder console, EarlyLines earlyConsole, VmmProcess vmm, long startedNanos) {
+        this.earlyConsole = earlyConsole;
+        this.shape = shape;
+        this.dir = dir;
+        this.upper = upper;
+        this.argv = argv;
+        this.memory = memory;
+        this.vmServer = vmServer;
+        this.console = console;
+        this.vmm = vmm;
+        this.startedNanos = startedNanos;
+    }
+
+    /**
+     * Boots a VM of {@code shape} under {@code home}; null when it cannot (nothing is left
+     * behind then). Call it from the thread that outlives the VM (the parent-death signal).
+     */
+    static PreBoot start(Path home, PrebootShape shape) {
+        Path runRoot = home.resolve("run");
+        removeAbandoned(runRoot);
+        Path dir = runRoot.resolve(DIR_PREFIX + ProcessHandle.current().pid());
+        try {
+            OwnerOnly.directories(home, dir);
+            Path upper = dir.resolve("upper.ext4");
+            RootDisks.createUpperDisk(upper, shape.upperSizeMib());
+            List<String> argv = PrebootShape.relocate(shape.vmmArgv(), shape.runDir(), shape.upperDisk(), dir.toString(), upper.toString());
+            GuestMemory memory = GuestMemory.create(0);
+            ServerSocketChannel vmServer = Supervisor.listen(dir.resolve("vm.sock"));
+            EarlyLines early = new EarlyLines();
+            ConsoleRecorder console = ConsoleRecorder.start(dir.resolve("console.sock"), dir.resolve("kernel.log"), early);
+            long startedNanos = System.nanoTime();
+            VmmProcess vmm = VmmProcess.spawn(argv, dir.resolve("vmm.log"), memory.fd());
+            PreBoot preboot = new PreBoot(shape, dir, upper, argv, memory, vmServer, console, early, vmm, startedNanos);
+            Runtime.getRuntime().addShutdownHook(new Thread(preboot::removeUnlessAdopted, "msb-preboot-cleanup"));
+            SupervisorLog.daemon("preboot-hello", preboot::awaitHello, e -> preboot.hello.completeExceptionally(e)).start();
+            return preboot;
+        } catch (IOException | RuntimeException e) {
+            SandboxPreparer.deleteTree(dir);
+            return null;
+        }
+    }
+
+    private void awaitHello() {
+        var deadline = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "msb-preboot-deadline");
+            t.setDaemon(true);
+            return t;
+        });
+        deadline.schedule(this::abort, HELLO_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        try {
+            FrameLink accepted = new FrameLink(vmServer.accept());
+            link = accepted;
+            Frame frame = accepted.read();
+            if (frame == null || !Protocol.CORE_HELLO.equals(frame.type())) {
+                throw new IOException("expected core.hello from the pre-booted agent, got " + frame);
+            }
+            hello.complete(new Hello(accepted, frame));
+        } catch (IOException | RuntimeException e) {
+            hello.completeExceptionally(e);
+        } finally {
+            deadline.shutdownNow();
+            Supervisor.closeQuietly(vmServer);
+        }
+    }
+
+    /** Whether the creation of {@code spec} may take this VM instead of booting one. */
+    boolean fits(SupervisorSpec spec, boolean freshUpper) {
+        if (!freshUpper || spec.restore() != null || hello.isCompletedExceptionally()) {
+            return false;
+        }
+        List<String> relocated = PrebootShape.relocate(spec.vmmArgv(), spec.runDir(), spec.layout().upperDisk().toString(),
+                dir.toString(), upper.toString());
+        return relocated.equals(argv);
+    }
+
+    /**
+     * Makes the VM the sandbox's: its upper disk replaces {@code layout}'s, this directory
+     * becomes its socket directory, QEMU's log and the console log move to its logs (the
+     * console's lines go to {@code consoleLines} from now on).
+     */
+    void adoptInto(SandboxLayout layout, java.util.function.Consumer<byte[]> consoleLines) throws IOException {
+        Files.move(upper, layout.upperDisk(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        Files.deleteIfExists(layout.consoleLog());
+        Files.deleteIfExists(ConsoleRecorder.rotated(layout.consoleLog()));
+        console.moveTo(layout.consoleLog(), consoleLines, earlyConsole.lines());
+        Files.move(dir.resolve("vmm.log"), layout.vmmLog(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        SandboxPreparer.deleteTree(layout.runDir());
+        Files.move(dir, layout.runDir(), StandardCopyOption.ATOMIC_MOVE);
+        adopted = true;
+    }
+
+    /** The agent's link and hello, waiting until {@code deadlineNanos} (System.nanoTime) at most. */
+    Hello awaitHello(long deadlineNanos) throws IOException, InterruptedException {
+        try {
+            return hello.get(Math.max(0, deadlineNanos - System.nanoTime()), TimeUnit.NANOSECONDS);
+        } catch (java.util.concurrent.ExecutionException e) {
+            throw new IOException("the pre-booted VM's agent did not say hello: " + e.getCause().getMessage(), e.getCause());
+        } catch (java.util.concurrent.TimeoutException e) {
+            abort();
+            throw new IOException("the pre-booted VM's agent did not say hello in time");
+        }
+    }
+
+    /** Ends a wait for the hello: closes the socket and the link it waits on. */
+    void abort() {
+        Supervisor.closeQuietly(vmServer);
+        FrameLink current = link;
+        if (current != null) {
+            current.close();
+        }
+    }
+
+    /** Kills the VM, waits for it to go (bounded) and removes its directory. */
+    void discard() {
+        abort();
+        vmm.kill();
+        vmm.onExit(status -> { });
+        try {
+            vmm.awaitExit(10_000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        console.close();
+        removeUnlessAdopted();
+    }
+
+    private void removeUnlessAdopted() {
+        if (!adopted) {
+            SandboxPreparer.deleteTree(dir);
+        }
+    }
+
+    /** Removes the directories of pre-boots whose supervisor is gone (killed before it could). */
+    private static void removeAbandoned(Path runRoot) {
+        try (var entries = Files.list(runRoot)) {
+            for (Path entry : entries.toList()) {
+                String name = entry.getFileName().toString();
+                if (!name.startsWith(DIR_PREFIX)) {
+                    continue;
+                }
+                try {
+                    long pid = Long.parseLong(name.substring(DIR_PREFIX.length()));
+                    if (ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)) {
+                        continue;
+                    }
+                } catch (NumberFormatException e) {
+                    // not one of ours: left alone
+                    continue;
+                }
+                SandboxPreparer.deleteTree(entry);
+            }
+        } catch (IOException e) {
+            // no socket directory yet, or unreadable: nothing to clean
+        }
+    }
+
+    /** Console lines before adoption, kept up to {@link #EARLY_CONSOLE_BYTES} (the console recorder calls it under its lock). */
+    private static final class EarlyLines implements java.util.function.Consumer<byte[]> {
+        private final List<byte[]> lines = new java.util.ArrayList<>();
+        private int bytes;
+
+        @Override
+        public synchronized void accept(byte[] line) {
+            if (bytes + line.length <= EARLY_CONSOLE_BYTES) {
+                lines.add(line);
+                bytes += line.length;
+            }
+        }
+
+        synchronized List<byte[]> lines() {
+            return List.copyOf(lines);
+        }
+    }
+
+    GuestMemory memory() {
+        return memory;
+    }
+
+    ConsoleRecorder console() {
+        return console;
+    }
+
+    VmmProcess vmm() {
+        return vmm;
+    }
+
+    long startedNanos() {
+        return startedNanos;
+    }
+
+    PrebootShape shape() {
+        return shape;
+    }
+}

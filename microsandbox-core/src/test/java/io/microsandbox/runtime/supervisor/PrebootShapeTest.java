@@ -1,0 +1,25 @@
+package io.microsandbox.runtime.supervisor;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+class PrebootShapeTest {
+    @Test
+    void relocatesTheSandboxsOwnPathsAndTravelsAsJson() throws Exception {
+        List<String> argv = List.of("qemu", "-chardev", "socket,id=agent,path=/h/run/abc/vm.sock",
+                "-drive", "id=upper,file=/h/sandboxes/one/upper.ext4,format=raw", "-drive", "id=lower,file=/h/cache/rootfs/l.ext4",
+                "-qmp", "unix:/h/run/abc/qmp.sock,server=on,wait=off");
+        PrebootShape shape = new PrebootShape(argv, "/h/run/abc", "/h/sandboxes/one/upper.ext4", 4096);
+        List<String> spare = PrebootShape.relocate(argv, shape.runDir(), shape.upperDisk(), "/h/run/spare-7", "/h/run/spare-7/upper.ext4");
+        assertThat(spare).containsExactly("qemu", "-chardev", "socket,id=agent,path=/h/run/spare-7/vm.sock",
+                "-drive", "id=upper,file=/h/run/spare-7/upper.ext4,format=raw", "-drive", "id=lower,file=/h/cache/rootfs/l.ext4",
+                "-qmp", "unix:/h/run/spare-7/qmp.sock,server=on,wait=off");
+        // another sandbox's command line, relocated the same way, is the spare's when only its own paths differ
+        List<String> other = argv.stream().map(a -> a.replace("/h/run/abc", "/h/run/def").replace("/sandboxes/one/", "/sandboxes/two/")).toList();
+        assertThat(PrebootShape.relocate(other, "/h/run/def", "/h/sandboxes/two/upper.ext4", "/h/run/spare-7", "/h/run/spare-7/upper.ext4"))
+                .isEqualTo(spare);
+        assertThat(PrebootShape.fromJson(shape.toJson())).isEqualTo(shape);
+    }
+}
