@@ -44,6 +44,14 @@ final class GuestMemory {
         return Path.of("/proc/self/fd/" + fd);
     }
 
+    /**
+     * Frees the memory once no VM uses it and nothing will read it (a pre-booted VM that was
+     * discarded): the pages a guest touched stay allocated as long as the descriptor is open.
+     */
+    void close() {
+        Posix.close(fd);
+    }
+
     /** Copies the data extents of a checkpoint's guest memory file in; its holes stay holes here. */
     void fill(Path ramFile) throws IOException {
         SparseFiles.copyInto(ramFile, file());

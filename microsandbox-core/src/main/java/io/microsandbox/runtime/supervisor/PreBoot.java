@@ -22,8 +22,8 @@ import java.util.concurrent.TimeUnit;
  * {@link PrebootShape}, a fresh upper disk of that shape's size, up to the agent's hello. The
  * guest has then received nothing of any sandbox: its agent waits for {@code core.configure}.
  * A creation whose command line is the same but for its own paths, and whose upper disk is a
- * fresh one, adopts it ({@link #adoptInto}): the directory becomes the sandbox's socket
- * directory, the upper disk replaces the creator's empty one, and the boot goes on from the
+ * fresh one, adopts it ({@link #adoptInto}): the upper disk replaces the creator's empty one,
+ * QEMU's monitors are reachable at the sandbox's socket names, and the boot goes on from the
  * hello. Anything else discards it and boots as without. Every sandbox still boots a kernel
  * of its own (its own address layout, entropy and boot id); what moves off the creation's path
  * is QEMU's start and the kernel's boot.
@@ -31,6 +31,13 @@ import java.util.concurrent.TimeUnit;
 final class PreBoot {
     /** Console lines kept for the sandbox's exec log while there is none (its boot's), at most this many bytes. */
     static final int EARLY_CONSOLE_BYTES = 64 * 1024;
+    /**
+     * How long a pre-booted VM waits for a sandbox before it is shut down (the spare JVM stays):
+     * a booted guest holds about 135 MiB of host memory under TCG.
+     */
+    static final long IDLE_MS = 120_000;
+    /** The longest an adoption waits for QEMU to finish its start-up. */
+    static final long STARTED_TIMEOUT_MS = 10_000;
     /** The longest a pre-boot waits for the agent's hello before it gives up its VM. */
     static final long HELLO_TIMEOUT_MS = 60_000;
     private static final String DIR_PREFIX = "spare-";
@@ -50,6 +57,9 @@ final class PreBoot {
     /** The console's lines so far, for the exec log of the sandbox that adopts the VM. */
     private final EarlyLines earlyConsole;
     private volatile boolean adopted;
+    /** Set once by whoever decides the VM's fate: an adoption ({@link #claim}) or the idle timeout. */
+    private final java.util.concurrent.atomic.AtomicBoolean claimed = new java.util.concurrent.atomic.AtomicBoolean();
+    private final java.util.concurrent.atomic.AtomicBoolean discarded = new java.util.concurrent.atomic.AtomicBoolean();
 
     record Hello(FrameLink link, Frame frame) {
     }
@@ -90,6 +100,7 @@ final class PreBoot {
             PreBoot preboot = new PreBoot(shape, dir, upper, argv, memory, vmServer, console, early, vmm, startedNanos);
             Runtime.getRuntime().addShutdownHook(new Thread(preboot::removeUnlessAdopted, "msb-preboot-cleanup"));
             SupervisorLog.daemon("preboot-hello", preboot::awaitHello, e -> preboot.hello.completeExceptionally(e)).start();
+            SupervisorLog.daemon("preboot-idle", preboot::shutDownWhenIdle, e -> { }).start();
             return preboot;
         } catch (IOException | RuntimeException e) {
             SandboxPreparer.deleteTree(dir);
@@ -120,30 +131,87 @@ final class PreBoot {
         }
     }
 
-    /** Whether the creation of {@code spec} may take this VM instead of booting one. */
-    boolean fits(SupervisorSpec spec, boolean freshUpper) {
+    private void shutDownWhenIdle() {
+        try {
+            Thread.sleep(IDLE_MS);
+        } catch (InterruptedException e) {
+            return;
+        }
+        if (claimed.compareAndSet(false, true)) {
+            discard();
+        }
+    }
+
+    /**
+     * Whether the creation of {@code spec} may take this VM instead of booting one; if so, it
+     * is the creation's from now on (the idle timeout no longer touches it). Otherwise the
+     * caller {@link #discard}s it.
+     */
+    boolean claim(SupervisorSpec spec, boolean freshUpper) {
         if (!freshUpper || spec.restore() != null || hello.isCompletedExceptionally()) {
             return false;
         }
         List<String> relocated = PrebootShape.relocate(spec.vmmArgv(), spec.runDir(), spec.layout().upperDisk().toString(),
                 dir.toString(), upper.toString());
-        return relocated.equals(argv);
+        return relocated.equals(argv) && claimed.compareAndSet(false, true);
     }
 
     /**
-     * Makes the VM the sandbox's: its upper disk replaces {@code layout}'s, this directory
-     * becomes its socket directory, QEMU's log and the console log move to its logs (the
-     * console's lines go to {@code consoleLines} from now on).
+     * Makes the VM the sandbox's: its upper disk and QEMU's two monitor sockets get the
+     * sandbox's names as well (hard links: QEMU reopens a disk by the name it was given when
+     * a migration ends, so the pre-boot's names stay for the VM's life, and
+     * {@link #removeDirectory} goes once it has ended), QEMU's log and the console log move to
+     * its logs (the console's lines go to {@code consoleLines} from now on, the earlier ones
+     * first).
      */
     void adoptInto(SandboxLayout layout, java.util.function.Consumer<byte[]> consoleLines) throws IOException {
-        Files.move(upper, layout.upperDisk(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        awaitQemuStarted();
+        link(upper, layout.upperDisk());
+        Files.createDirectories(layout.runDir());
+        link(dir.resolve(layout.qmpSocket().getFileName()), layout.qmpSocket());
+        link(dir.resolve(layout.statsMonitorSocket().getFileName()), layout.statsMonitorSocket());
         Files.deleteIfExists(layout.consoleLog());
         Files.deleteIfExists(ConsoleRecorder.rotated(layout.consoleLog()));
         console.moveTo(layout.consoleLog(), consoleLines, earlyConsole.lines());
         Files.move(dir.resolve("vmm.log"), layout.vmmLog(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-        SandboxPreparer.deleteTree(layout.runDir());
-        Files.move(dir, layout.runDir(), StandardCopyOption.ATOMIC_MOVE);
         adopted = true;
+    }
+
+    /** Gives {@code existing} the name {@code name} too, in place of whatever had that name. */
+    private static void link(Path existing, Path name) throws IOException {
+        Files.deleteIfExists(name);
+        Files.createLink(name, existing);
+    }
+
+    /** Removes the pre-boot's names once the VM it became the sandbox's has ended. */
+    void removeDirectory() {
+        SandboxPreparer.deleteTree(dir);
+    }
+
+    /**
+     * Waits until QEMU has opened every path of its command line: its monitor greets only once
+     * its start-up is done. A spare taken at once (creations in a burst) would otherwise move
+     * the directory away under a QEMU still opening its disks and sockets.
+     */
+    private void awaitQemuStarted() throws IOException {
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(STARTED_TIMEOUT_MS);
+        Path monitor = dir.resolve("qmp.sock");
+        while (true) {
+            try (io.microsandbox.runtime.vmm.QmpClient.Session greeted = io.microsandbox.runtime.vmm.QmpClient.Session.open(monitor,
+                    java.time.Duration.ofMillis(STARTED_TIMEOUT_MS))) {
+                return;
+            } catch (IOException e) {
+                if (System.nanoTime() > deadline) {
+                    throw new IOException("the pre-booted QEMU did not start within " + STARTED_TIMEOUT_MS + " ms: " + e.getMessage(), e);
+                }
+            }
+            try {
+                Thread.sleep(5);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new java.io.InterruptedIOException("interrupted while the pre-booted QEMU started");
+            }
+        }
     }
 
     /** The agent's link and hello, waiting until {@code deadlineNanos} (System.nanoTime) at most. */
@@ -169,11 +237,16 @@ final class PreBoot {
 
     /** Kills the VM, waits for it to go (bounded) and removes its directory. */
     void discard() {
+        if (!discarded.compareAndSet(false, true)) {
+            return;
+        }
         abort();
         vmm.kill();
         vmm.onExit(status -> { });
         try {
-            vmm.awaitExit(10_000);
+            if (vmm.awaitExit(10_000)) {
+                memory.close();
+            }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }

@@ -23,9 +23,10 @@ import java.util.concurrent.TimeUnit;
  */
 public final class SpareSupervisors {
     /**
-     * Set to true, a spare also boots a VM shaped like the home's last creation while it waits
+     * A spare also boots a VM shaped like the home's last creation while it waits
      * ({@link PreBoot}), which the next creation of that shape adopts: its QEMU start and kernel
-     * boot leave the creation's path. Read at each spare's start.
+     * boot leave the creation's path. On by default; {@code false} turns it off. Read at each
+     * spare's start.
      */
     public static final String PREBOOT_PROPERTY = "microsandbox.supervisor.preboot";
     /** The longest a spare's start waits for the new sandbox's first exchange, in milliseconds. */
@@ -217,7 +218,7 @@ public final class SpareSupervisors {
                 try {
                     next = SupervisorProcess.launch(home);
                     PrebootShape boot = shape;
-                    if (boot != null && Boolean.getBoolean(PREBOOT_PROPERTY)) {
+                    if (boot != null && Boolean.parseBoolean(System.getProperty(PREBOOT_PROPERTY, "true"))) {
                         next.preboot(boot);
                     }
                 } catch (RuntimeException e) {

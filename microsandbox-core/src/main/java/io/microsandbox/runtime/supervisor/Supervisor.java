@@ -551,7 +551,7 @@ public final class Supervisor {
         if (preboot == null) {
             return;
         }
-        String misfit = preboot.fits(spec, freshUpper) ? null : "its command line or upper disk differs";
+        String misfit = preboot.claim(spec, freshUpper) ? null : "its command line or upper disk differs, or it was shut down idle";
         if (misfit == null) {
             try {
                 preboot.adoptInto(layout, this::logConsoleLine);
@@ -759,6 +759,9 @@ public final class Supervisor {
                 blockStats.close();
             }
             Files.deleteIfExists(layout.statsMonitorSocket());
+            if (preboot != null) {
+                preboot.removeDirectory();
+            }
             Files.deleteIfExists(layout.pidFile());
             synchronized (metricsFileLock) {
                 runFilesRemoved = true;

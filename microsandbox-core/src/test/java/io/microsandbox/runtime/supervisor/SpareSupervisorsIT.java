@@ -158,6 +158,10 @@ class SpareSupervisorsIT {
             assertThat(Files.size(layout.upperDisk())).isEqualTo((long) TestSandboxes.config().build().upperSizeMib() << 20);
             assertThat(Files.readString(layout.consoleLog())).as("the pre-boot's console, moved in").isNotEmpty();
             assertThat(Files.exists(layout.vmmLog())).isTrue();
+            // the end of a migration reopens the disks by the names QEMU was started with
+            second.checkpoint("adopted");
+            runtime.checkpoints().remove("adopted");
+            assertThat(second.exec("cat", List.of("/root/kept")).stdout()).isEqualTo("kept\n");
             second.stop();
             awaitPrebootDir();
             // a restart boots the sandbox's own upper disk: the spare's VM must not replace it
