@@ -45,8 +45,8 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
  * and the orphaned command must die in the guest.
  *
  * <p>After each sandbox, and again at the end, nothing may be left: no QEMU or supervisor
- * process (the one idle spare supervisor aside), no socket or file under the home's
- * {@code run/} and {@code sandboxes/} and nothing new elsewhere under the home, no database
+ * process (the one idle spare supervisor and the VM it pre-booted aside), no socket or file
+ * under the home's {@code run/} and {@code sandboxes/} and nothing new elsewhere under the home, no database
  * row, nothing in {@link Sandbox#list()}, no new thread or file descriptor in this JVM, and
  * the heap within 16 MiB of where it was after the first sandbox (which loads classes and
  * starts the runtime's lasting threads). What is left after a sandbox is collected rather than
@@ -180,9 +180,9 @@ class SandboxSoakIT {
         if (spares.size() > 1) {
             leftovers.add(spares.size() + " idle spare supervisors (at most one is kept): " + spares);
         }
-        waitFor(() -> difference(files(home.resolve("run")), runFilesBefore).isEmpty()
+        waitFor(() -> runFilesLeft(runFilesBefore).isEmpty()
                 && difference(files(home.resolve("sandboxes")), stateFilesBefore).isEmpty(), SETTLE);
-        difference(files(home.resolve("run")), runFilesBefore).forEach(f -> leftovers.add("file left under run/: " + f));
+        runFilesLeft(runFilesBefore).forEach(f -> leftovers.add("file left under run/: " + f));
         difference(files(home.resolve("sandboxes")), stateFilesBefore).forEach(f -> leftovers.add("file left under sandboxes/: " + f));
         List<String> rows = new ArrayList<>(dbRows(null));
         rows.removeAll(rowsBefore);
@@ -507,12 +507,32 @@ class SandboxSoakIT {
         }
     }
 
-    /** Processes that mention the home on their command line, but for this JVM, its ancestors and the idle spare supervisor. */
+    /**
+     * Processes that mention the home on their command line, but for this JVM, its ancestors,
+     * the idle spare supervisor and the VM it pre-booted.
+     */
     private List<HostProcess> leftoverProcesses(Set<Long> before) {
-        return processesMentioning(home.toString()).stream()
+        List<HostProcess> all = processesMentioning(home.toString());
+        Set<Long> spares = all.stream().filter(this::isIdleSpareSupervisor).map(HostProcess::pid).collect(Collectors.toSet());
+        return all.stream()
                 .filter(p -> !before.contains(p.pid()))
-                .filter(p -> !isIdleSpareSupervisor(p))
+                .filter(p -> !spares.contains(p.pid()))
+                .filter(p -> !(spares.contains(p.parentPid()) && p.commandLine().contains(prebootDir(p.parentPid()).toString())))
                 .toList();
+    }
+
+    /** Files under run/ that were not there before, but for the idle spare's pre-booted VM's. */
+    private Set<String> runFilesLeft(Set<String> before) {
+        Set<String> spareDirs = processesMentioning(home.toString()).stream().filter(this::isIdleSpareSupervisor)
+                .map(p -> "run/" + prebootDir(p.pid()).getFileName() + "/").collect(Collectors.toSet());
+        Set<String> left = difference(files(home.resolve("run")), before);
+        left.removeIf(f -> spareDirs.stream().anyMatch(f::startsWith));
+        return left;
+    }
+
+    /** Where a spare supervisor keeps the VM it boots while it waits (PreBoot). */
+    private Path prebootDir(long sparePid) {
+        return home.resolve("run").resolve("spare-" + sparePid);
     }
 
     private static List<HostProcess> processesMentioning(String text) {
@@ -547,15 +567,17 @@ class SandboxSoakIT {
 
     /**
      * The supervisor JVM the runtime keeps ready for the next creation: a child of this JVM
-     * that holds nothing under the home's sandboxes/ or run/. It exits with this JVM.
+     * that holds nothing under the home's sandboxes/ or run/ but its pre-booted VM's directory.
+     * It exits with this JVM.
      */
     private boolean isIdleSpareSupervisor(HostProcess p) {
         if (p.parentPid() != ProcessHandle.current().pid() || !p.commandLine().endsWith(Supervisor.class.getName())) {
             return false;
         }
+        String own = prebootDir(p.pid()) + "/";
         try (Stream<Path> fds = Files.list(Path.of("/proc", Long.toString(p.pid()), "fd"))) {
-            return fds.map(SandboxSoakIT::readLink).noneMatch(target ->
-                    target.startsWith(home.resolve("sandboxes").toString()) || target.startsWith(home.resolve("run").toString()));
+            return fds.map(SandboxSoakIT::readLink).noneMatch(target -> !target.startsWith(own)
+                    && (target.startsWith(home.resolve("sandboxes").toString()) || target.startsWith(home.resolve("run").toString())));
         } catch (IOException e) {
             return false;
         }

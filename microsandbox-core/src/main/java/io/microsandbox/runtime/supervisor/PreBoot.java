@@ -148,7 +148,7 @@ final class PreBoot {
      * caller {@link #discard}s it.
      */
     boolean claim(SupervisorSpec spec, boolean freshUpper) {
-        if (!freshUpper || spec.restore() != null || hello.isCompletedExceptionally()) {
+        if (!freshUpper || spec.restore() != null || hello.isCompletedExceptionally() || vmmGone()) {
             return false;
         }
         List<String> relocated = PrebootShape.relocate(spec.vmmArgv(), spec.runDir(), spec.layout().upperDisk().toString(),
@@ -201,6 +201,9 @@ final class PreBoot {
                     java.time.Duration.ofMillis(STARTED_TIMEOUT_MS))) {
                 return;
             } catch (IOException e) {
+                if (vmmGone()) {
+                    throw new IOException("the pre-booted QEMU has exited", e);
+                }
                 if (System.nanoTime() > deadline) {
                     throw new IOException("the pre-booted QEMU did not start within " + STARTED_TIMEOUT_MS + " ms: " + e.getMessage(), e);
                 }
@@ -211,6 +214,19 @@ final class PreBoot {
                 Thread.currentThread().interrupt();
                 throw new java.io.InterruptedIOException("interrupted while the pre-booted QEMU started");
             }
+        }
+    }
+
+    /**
+     * Whether QEMU has exited (a zombie: nobody reaps it before the adoption, whose supervisor
+     * then does) or is gone. Read from /proc: a second reaper would take the supervisor's status.
+     */
+    private boolean vmmGone() {
+        try {
+            String stat = Files.readString(Path.of("/proc", Integer.toString(vmm.pid()), "stat"));
+            return stat.substring(stat.lastIndexOf(')') + 2).startsWith("Z");
+        } catch (IOException | RuntimeException e) {
+            return true;
         }
     }
 

@@ -69,24 +69,16 @@ public final class SpareSupervisors {
     /**
      * Starts the spare of {@code home} in the background once {@code firstExchange} completes
      * (normally or not) or the deferral has passed, or at once in a burst of creations, unless
-     * a spare waits, starts or is already due.
-     */
-    public static void replenishAfter(Path home, CompletionStage<?> firstExchange) {
-        replenishAfter(home, firstExchange, null);
-    }
-
-    /**
-     * Like {@link #replenishAfter(Path, CompletionStage)}; with {@link #PREBOOT_PROPERTY} set,
-     * {@code shape} (null to keep the last one) is the VM the spare boots while it waits.
+     * a spare waits, starts or is already due. {@code shape} is the VM the spare boots while it
+     * waits (see {@link #PREBOOT_PROPERTY}), null for none: the next creation is taken to be
+     * like this one, so after a restore or a restart no VM is booted ahead.
      */
     public static void replenishAfter(Path home, CompletionStage<?> firstExchange, PrebootShape shape) {
         if (!KEEP_SPARE) {
             return;
         }
         Slot slot = slot(home);
-        if (shape != null) {
-            slot.shape = shape;
-        }
+        slot.shape = shape;
         if (slot.inBurst()) {
             slot.startNow(home);
             return;

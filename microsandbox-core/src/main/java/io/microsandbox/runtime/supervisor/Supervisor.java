@@ -434,7 +434,8 @@ public final class Supervisor {
             bootStage = "waiting for the pre-booted VM's hello: the guest kernel or agent did not start";
             PreBoot.Hello booted;
             try {
-                booted = preboot.awaitHello(bootDeadlineNanos);
+                // past the boot's deadline: at the deadline the watchdog ends this wait with its own reason
+                booted = preboot.awaitHello(bootDeadlineNanos + TimeUnit.SECONDS.toNanos(2));
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 throw new java.io.InterruptedIOException("interrupted while the pre-booted VM booted");
@@ -564,8 +565,12 @@ public final class Supervisor {
             }
         }
         SupervisorLog.log("not adopting the pre-booted VM (" + misfit + "): booting one");
-        preboot.discard();
+        // killed now; waiting for it to go and removing its files need not delay this boot
+        PreBoot unused = preboot;
         preboot = null;
+        unused.abort();
+        unused.vmm().kill();
+        SupervisorLog.daemon("preboot-discard", unused::discard, e -> { }).start();
     }
 
     private Path restoreRamFile() {

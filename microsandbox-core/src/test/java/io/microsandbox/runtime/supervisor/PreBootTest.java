@@ -1,0 +1,76 @@
+package io.microsandbox.runtime.supervisor;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+/** What decides whether a creation takes a pre-booted VM, with stand-ins for QEMU (real VMs: SpareSupervisorsIT). */
+class PreBootTest {
+    @TempDir
+    Path home;
+
+    private static final String SHAPE_RUN = "/h/run/0123456789abcdef";
+    private static final String SHAPE_UPPER = "/h/sandboxes/before/upper.ext4";
+
+    private PreBoot start(String script) {
+        PrebootShape shape = new PrebootShape(List.of("/bin/sh", "-c", script, "sh", SHAPE_RUN + "/qmp.sock", SHAPE_UPPER), SHAPE_RUN, SHAPE_UPPER, 16);
+        PreBoot preboot = PreBoot.start(home, shape);
+        assertThat(preboot).isNotNull();
+        return preboot;
+    }
+
+    /** The spec of a creation whose command line is the shape's but for its own paths (or another argument). */
+    private SupervisorSpec spec(String name, String script) {
+        Path sandboxDir = home.resolve("sandboxes").resolve(name);
+        String runDir = home.resolve("run").resolve("fedcba9876543210").toString();
+        List<String> argv = List.of("/bin/sh", "-c", script, "sh", runDir + "/qmp.sock", sandboxDir.resolve("upper.ext4").toString());
+        return new SupervisorSpec(name, argv, sandboxDir.toString(), runDir, Map.of(), 1000, false, home.toString(), true, 0, 0, null);
+    }
+
+    private List<Path> prebootDirs() throws Exception {
+        try (var entries = Files.list(home.resolve("run"))) {
+            return entries.filter(p -> p.getFileName().toString().startsWith("spare-")).toList();
+        }
+    }
+
+    @Test
+    @Timeout(30)
+    void onlyAFreshCreationOfTheSameShapeClaimsARunningVm() throws Exception {
+        PreBoot preboot = start("exec sleep 30");
+        assertThat(prebootDirs()).hasSize(1);
+        assertThat(preboot.claim(spec("other", "exec sleep 31"), true)).as("another command line").isFalse();
+        assertThat(preboot.claim(spec("restart", "exec sleep 30"), false)).as("an upper disk that is not fresh").isFalse();
+        assertThat(preboot.claim(spec("next", "exec sleep 30"), true)).isTrue();
+        assertThat(preboot.claim(spec("again", "exec sleep 30"), true)).as("claimed once").isFalse();
+        long pid = preboot.vmm().pid();
+        preboot.discard();
+        assertThat(ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)).isFalse();
+        assertThat(prebootDirs()).isEmpty();
+    }
+
+    @Test
+    @Timeout(30)
+    void aVmWhoseQemuHasExitedIsNotClaimed() throws Exception {
+        PreBoot preboot = start("exit 1");
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        boolean claimed = true;
+        while (System.nanoTime() < deadline) {
+            // a zombie until someone reaps it
+            String stat = Files.readString(Path.of("/proc", Integer.toString(preboot.vmm().pid()), "stat"));
+            if (stat.substring(stat.lastIndexOf(')') + 2).startsWith("Z")) {
+                claimed = preboot.claim(spec("next", "exit 1"), true);
+                break;
+            }
+            Thread.sleep(10);
+        }
+        assertThat(claimed).isFalse();
+        preboot.discard();
+        assertThat(prebootDirs()).isEmpty();
+    }
+}
