@@ -2,7 +2,8 @@
 # Measures, in one run on this machine:
 #   (a0) a bare QEMU boot of Debian's generic kernel (scripts/fetch-kernel.sh) to a trivial
 #        init that powers off, (a) the same with microsandbox's kernel (microsandbox-kernel),
-#   (b) create() to the first exec result, (c) exec round trip of `true` in a running sandbox,
+#   (b) create() to the first exec result (the spare supervisor has booted a VM ahead), (b') the
+#       same with a spare that boots none, (c) exec round trip of `true` in a running sandbox,
 #   (d) host RSS of QEMU plus supervisor of an idle sandbox,
 #   (e) density: DENSITY idle 512 MiB sandboxes started in sequence (total host RSS and per
 #       sandbox), and the wall time to create PARALLEL at once.

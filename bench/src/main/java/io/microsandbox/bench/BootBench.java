@@ -6,6 +6,7 @@ import io.microsandbox.Sandbox;
 import io.microsandbox.SandboxConfig;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxPreparer;
+import io.microsandbox.runtime.supervisor.SpareSupervisors;
 import io.microsandbox.runtime.vmm.Accelerators;
 import io.microsandbox.runtime.vmm.KernelBundle;
 import io.microsandbox.runtime.vmm.QemuCommand;
@@ -48,6 +49,7 @@ public final class BootBench {
         // replace(): a bench run killed midway leaves its sandboxes recorded
         SandboxConfig config = SandboxConfig.builder().image(image).memoryMib(512).ephemeral(true).replace().build();
         // One untimed create warms the lower-disk cache and the JIT, as a long-running service would be.
+        System.setProperty(SpareSupervisors.PREBOOT_PROPERTY, "true");
         try (Sandbox warm = Sandbox.create("bench-warmup", config)) {
             warm.exec("true", List.of());
         }
@@ -57,6 +59,7 @@ public final class BootBench {
         List<Double> bareDebian = new ArrayList<>();
         List<Double> bare = new ArrayList<>();
         List<Double> createToExec = new ArrayList<>();
+        List<Double> createToExecCold = new ArrayList<>();
         List<Double> roundTrips = new ArrayList<>();
         long[] idle = null;
         String timeline = "";
@@ -66,6 +69,8 @@ public final class BootBench {
             Thread.sleep(SETTLE_MILLIS);
             bare.add(bareBootMillis(qemu, ours, oursInitramfs, accel));
             Thread.sleep(SETTLE_MILLIS);
+            // (b') next, with a spare that boots no VM: the one this creation's first command starts
+            System.setProperty(SpareSupervisors.PREBOOT_PROPERTY, "false");
             long start = System.nanoTime();
             try (Sandbox sb = Sandbox.create("bench-" + i, config)) {
                 sb.exec("true", List.of());
@@ -83,6 +88,14 @@ public final class BootBench {
                     idle = idleRssKib(sb.name());
                     timeline = bootTimeline(sb.name());
                 }
+            }
+            Thread.sleep(SETTLE_MILLIS);
+            // and the spare this one's first command starts pre-boots for the next round's (b)
+            System.setProperty(SpareSupervisors.PREBOOT_PROPERTY, "true");
+            long coldStart = System.nanoTime();
+            try (Sandbox sb = Sandbox.create("bench-cold-" + i, config)) {
+                sb.exec("true", List.of());
+                createToExecCold.add(millisSince(coldStart));
             }
         }
 
@@ -138,6 +151,7 @@ public final class BootBench {
         double a0 = percentile(bareDebian, 50);
         double a = percentile(bare, 50);
         double b = percentile(createToExec, 50);
+        double bCold = percentile(createToExecCold, 50);
         long total = fleetRss[0] + fleetRss[1];
         StringBuilder table = new StringBuilder();
         table.append("Measured ").append(Instant.now()).append(" on ").append(host()).append(", accelerator ")
@@ -147,6 +161,8 @@ public final class BootBench {
         table.append(String.format("| (a) bare QEMU boot of microsandbox's kernel, the same, median | %.0f ms (%.2fx of (a0)) |%n", a, a / a0));
         table.append(String.format("| (b) `create` to first `exec` result, median | %.0f ms (%.2fx of (a), goal 1.3x; %.2fx of (a0), goal 0.6x) |%n",
                 b, b / a, b / a0));
+        table.append(String.format("| (b') the same when the spare supervisor has booted no VM ahead (`-Dmicrosandbox.supervisor.preboot=false`), median | %.0f ms (%.2fx of (a)) |%n",
+                bCold, bCold / a));
         table.append(String.format("| (c) exec round trip of `true`, p50 / p99 over 100 | %.1f ms / %.1f ms |%n",
                 percentile(roundTrips, 50), percentile(roundTrips, 99)));
         table.append(String.format("| (d) host RSS of QEMU + supervisor, idle sandbox | %.0f MiB (QEMU %.0f + supervisor %.0f; goal 160) |%n",
@@ -158,7 +174,8 @@ public final class BootBench {
                 (fleetRss[2] + fleetRss[3]) / 1024.0 / density, fleetRss[2] / 1024.0 / density, fleetRss[3] / 1024.0 / density));
         table.append(String.format("| (e) %d sandboxes created in parallel, wall time to all first `exec` results | %.1f s |%n",
                 parallel, parallelMillis / 1000));
-        table.append(String.format("%nSamples (ms), in run order: (a0) %s; (a) %s; (b) %s%n", rounded(bareDebian), rounded(bare), rounded(createToExec)));
+        table.append(String.format("%nSamples (ms), in run order: (a0) %s; (a) %s; (b) %s; (b') %s%n", rounded(bareDebian), rounded(bare),
+                rounded(createToExec), rounded(createToExecCold)));
         table.append(String.format("%nBoot timeline of the last (b) sandbox (supervisor log): %s%n", timeline));
         System.out.print(table);
         Files.createDirectories(output.toAbsolutePath().getParent());

@@ -56,7 +56,9 @@ public final class CheckpointBench {
         }
         Checkpoint cp = checkpoints.get(0);
         try {
-            // cold create and restore alternate, each on a settled machine, so drift weighs on both alike
+            // cold create and restore alternate, each on a settled machine, so drift weighs on both alike;
+            // cold means a real boot: no spare boots a VM ahead (bench/run.sh measures that as (b))
+            System.setProperty(io.microsandbox.runtime.supervisor.SpareSupervisors.PREBOOT_PROPERTY, "false");
             try (Sandbox warm = Sandbox.create("bench-cp-warmup", config)) {
                 warm.exec("true", List.of());
             }
