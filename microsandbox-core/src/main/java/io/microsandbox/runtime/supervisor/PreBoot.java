@@ -42,7 +42,6 @@ final class PreBoot {
     static final long HELLO_TIMEOUT_MS = 60_000;
     private static final String DIR_PREFIX = "spare-";
 
-    private final PrebootShape shape;
     private final Path dir;
     private final Path upper;
     private final List<String> argv;
@@ -64,10 +63,9 @@ final class PreBoot {
     record Hello(FrameLink link, Frame frame) {
     }
 
-    private PreBoot(PrebootShape shape, Path dir, Path upper, List<String> argv, GuestMemory memory, ServerSocketChannel vmServer,
+    private PreBoot(Path dir, Path upper, List<String> argv, GuestMemory memory, ServerSocketChannel vmServer,
             ConsoleRecorder console, EarlyLines earlyConsole, VmmProcess vmm, long startedNanos) {
         this.earlyConsole = earlyConsole;
-        this.shape = shape;
         this.dir = dir;
         this.upper = upper;
         this.argv = argv;
@@ -86,23 +84,34 @@ final class PreBoot {
         Path runRoot = home.resolve("run");
         removeAbandoned(runRoot);
         Path dir = runRoot.resolve(DIR_PREFIX + ProcessHandle.current().pid());
+        GuestMemory memory = null;
+        ServerSocketChannel vmServer = null;
+        ConsoleRecorder console = null;
         try {
             OwnerOnly.directories(home, dir);
             Path upper = dir.resolve("upper.ext4");
             RootDisks.createUpperDisk(upper, shape.upperSizeMib());
             List<String> argv = PrebootShape.relocate(shape.vmmArgv(), shape.runDir(), shape.upperDisk(), dir.toString(), upper.toString());
-            GuestMemory memory = GuestMemory.create(0);
-            ServerSocketChannel vmServer = Supervisor.listen(dir.resolve("vm.sock"));
+            memory = GuestMemory.create(0);
+            vmServer = Supervisor.listen(dir.resolve("vm.sock"));
             EarlyLines early = new EarlyLines();
-            ConsoleRecorder console = ConsoleRecorder.start(dir.resolve("console.sock"), dir.resolve("kernel.log"), early);
+            console = ConsoleRecorder.start(dir.resolve("console.sock"), dir.resolve("kernel.log"), early);
             long startedNanos = System.nanoTime();
             VmmProcess vmm = VmmProcess.spawn(argv, dir.resolve("vmm.log"), memory.fd());
-            PreBoot preboot = new PreBoot(shape, dir, upper, argv, memory, vmServer, console, early, vmm, startedNanos);
+            PreBoot preboot = new PreBoot(dir, upper, argv, memory, vmServer, console, early, vmm, startedNanos);
             Runtime.getRuntime().addShutdownHook(new Thread(preboot::removeUnlessAdopted, "msb-preboot-cleanup"));
             SupervisorLog.daemon("preboot-hello", preboot::awaitHello, e -> preboot.hello.completeExceptionally(e)).start();
             SupervisorLog.daemon("preboot-idle", preboot::shutDownWhenIdle, e -> { }).start();
             return preboot;
         } catch (IOException | RuntimeException e) {
+            // nothing of it stays in the spare, which goes on waiting without a VM
+            if (console != null) {
+                console.close();
+            }
+            Supervisor.closeQuietly(vmServer);
+            if (memory != null) {
+                memory.close();
+            }
             SandboxPreparer.deleteTree(dir);
             return null;
         }
@@ -332,9 +341,5 @@ final class PreBoot {
 
     long startedNanos() {
         return startedNanos;
-    }
-
-    PrebootShape shape() {
-        return shape;
     }
 }

@@ -94,13 +94,21 @@ final class VmTestSupport {
                 .toList();
     }
 
-    /** The QEMU process of one sandbox. */
+    /**
+     * The QEMU process of one sandbox: the child of the supervisor its pid file names (QEMU's
+     * command line may name the spare's directory it was pre-booted in, not the sandbox).
+     */
     static ProcessHandle qemuOf(Path home, String sandbox) {
-        return ProcessHandle.allProcesses()
-                .filter(p -> p.info().commandLine().map(c -> c.contains("qemu") && c.contains(home.toString())
-                        && c.contains("/" + sandbox + "/")).orElse(false))
-                .findFirst()
-                .orElseThrow(() -> new AssertionError("no QEMU process for " + sandbox));
+        java.nio.file.Path pidFile = io.microsandbox.runtime.SandboxLayout.of(home, sandbox).pidFile();
+        try {
+            long supervisor = Long.parseLong(java.nio.file.Files.readString(pidFile).strip());
+            return ProcessHandle.of(supervisor).stream().flatMap(ProcessHandle::children)
+                    .filter(p -> p.info().command().orElse("").contains("qemu"))
+                    .findFirst()
+                    .orElseThrow(() -> new AssertionError("no QEMU process for " + sandbox));
+        } catch (java.io.IOException e) {
+            throw new AssertionError("no pid file for sandbox " + sandbox, e);
+        }
     }
 
     /** The base of the test homes goes with the last of them: a test run leaves nothing in the temporary directory. */
