@@ -279,7 +279,7 @@ public final class Microsandbox {
             io.microsandbox.image.ImageRoots.Root knownRoot, java.util.function.UnaryOperator<SupervisorSpec> adapt) {
         SupervisorProcess supervisor = SpareSupervisors.acquire(home);
         boolean handedSpec = false;
-        // the shape a spare may pre-boot next: a plain boot with a fresh, empty upper disk
+        // the shape a spare may pre-boot next: a plain boot with a new, empty upper disk
         io.microsandbox.runtime.supervisor.PrebootShape shape = null;
         try {
             SupervisorSpec prepared = SandboxPreparer.prepare(home, SandboxPreparer.findQemu(qemu), KernelBundle.locate(home, kernelDir),
@@ -289,7 +289,9 @@ public final class Microsandbox {
                 spec.write(layout.specFile());
             }
             boolean emptyUpper = freshUpper && config.patches().isEmpty() && spec.restore() == null;
-            if (emptyUpper) {
+            // no VM booted ahead with host files of its own open (mounts, volumes, an image
+            // disk's overlay): it would hold them as they were, and their locks, until adopted
+            if (emptyUpper && config.mounts().isEmpty() && config.imageDisk() == null) {
                 shape = io.microsandbox.runtime.supervisor.PrebootShape.of(spec, config.upperSizeMib());
             }
             handedSpec = true;

@@ -102,11 +102,11 @@ final class ConsoleRecorder {
 
     /**
      * Moves the log recorded so far to {@code newLog}, where the console goes from now on, and
-     * hands {@code earlier} (lines the sink before took) and then the lines that come from now
+     * hands what {@code earlier} gives (lines the sink before took) and then the lines that come from now
      * on to {@code newLines}: a pre-booted VM's console, recorded before its sandbox was known
      * (see {@link PreBoot}).
      */
-    void moveTo(Path newLog, java.util.function.Consumer<byte[]> newLines, List<byte[]> earlier) throws IOException {
+    void moveTo(Path newLog, java.util.function.Consumer<byte[]> newLines, java.util.function.Supplier<List<byte[]>> earlier) throws IOException {
         synchronized (fileLock) {
             if (Files.exists(log)) {
                 Files.move(log, newLog, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
@@ -117,7 +117,8 @@ final class ConsoleRecorder {
             log = newLog;
         }
         synchronized (sinkLock) {
-            for (byte[] line : earlier) {
+            // taken under the lock the sink is called under: no line falls between the two sinks
+            for (byte[] line : earlier.get()) {
                 try {
                     newLines.accept(line);
                 } catch (RuntimeException e) {

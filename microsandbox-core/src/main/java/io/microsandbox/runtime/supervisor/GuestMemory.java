@@ -10,9 +10,10 @@ import java.nio.file.Path;
  * The guest's RAM: a memfd the supervisor creates and hands QEMU as its fd
  * {@link Posix#PASSED_FD} ({@code QemuCommand.guestMemoryPassed}), which QEMU maps shared.
  * Owning it, the supervisor fills it from a checkpoint while QEMU starts rather than after,
- * and copies it into a checkpoint without searching QEMU's descriptors for it. It stays open
- * as long as the supervisor runs (closing it early would let its number name another file
- * while a checkpoint reads it); its pages are freed once QEMU and the supervisor are gone.
+ * and copies it into a checkpoint without searching QEMU's descriptors for it. A sandbox's
+ * stays open as long as the supervisor runs (closing it early would let its number name
+ * another file while a checkpoint reads it); its pages are freed once QEMU and the supervisor
+ * are gone. Only a pre-booted VM's that was discarded is closed before ({@link #close}).
  */
 final class GuestMemory {
     /** What {@code /proc/<pid>/fd} of QEMU and of the supervisor show it as. */

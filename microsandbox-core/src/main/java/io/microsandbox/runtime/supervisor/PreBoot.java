@@ -56,6 +56,12 @@ final class PreBoot {
     /** The console's lines so far, for the exec log of the sandbox that adopts the VM. */
     private final EarlyLines earlyConsole;
     private volatile boolean adopted;
+    /** Ends a hello that does not come while the VM is nobody's; an adoption cancels it (its boot timeout rules then). */
+    private final java.util.concurrent.ScheduledExecutorService helloDeadline = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "msb-preboot-deadline");
+        t.setDaemon(true);
+        return t;
+    });
     /** Set once by whoever decides the VM's fate: an adoption ({@link #claim}) or the idle timeout. */
     private final java.util.concurrent.atomic.AtomicBoolean claimed = new java.util.concurrent.atomic.AtomicBoolean();
     private final java.util.concurrent.atomic.AtomicBoolean discarded = new java.util.concurrent.atomic.AtomicBoolean();
@@ -77,21 +83,28 @@ final class PreBoot {
     }
 
     /**
-     * Boots a VM of {@code shape} under {@code home}; null when it cannot (nothing is left
-     * behind then). Call it from the thread that outlives the VM (the parent-death signal).
+     * Boots a VM of {@code shape} under {@code home}; null when it cannot (what it had made is
+     * closed and removed). Call it from the thread that outlives the VM (the parent-death signal).
      */
     static PreBoot start(Path home, PrebootShape shape) {
         Path runRoot = home.resolve("run");
-        removeAbandoned(runRoot);
         Path dir = runRoot.resolve(DIR_PREFIX + ProcessHandle.current().pid());
         GuestMemory memory = null;
         ServerSocketChannel vmServer = null;
         ConsoleRecorder console = null;
         try {
+            removeAbandoned(runRoot);
+            // a directory of a dead process that had this pid
+            SandboxPreparer.deleteTree(dir);
             OwnerOnly.directories(home, dir);
             Path upper = dir.resolve("upper.ext4");
             RootDisks.createUpperDisk(upper, shape.upperSizeMib());
             List<String> argv = PrebootShape.relocate(shape.vmmArgv(), shape.runDir(), shape.upperDisk(), dir.toString(), upper.toString());
+            if (argv.stream().anyMatch(a -> a.contains(shape.runDir()) || a.contains(shape.upperDisk()))
+                    || argv.equals(shape.vmmArgv())) {
+                // not relocated (a path QEMU's option syntax escapes): it must never touch that sandbox's files
+                throw new IOException("the command line could not be relocated");
+            }
             memory = GuestMemory.create(0);
             vmServer = Supervisor.listen(dir.resolve("vm.sock"));
             EarlyLines early = new EarlyLines();
@@ -100,6 +113,7 @@ final class PreBoot {
             VmmProcess vmm = VmmProcess.spawn(argv, dir.resolve("vmm.log"), memory.fd());
             PreBoot preboot = new PreBoot(dir, upper, argv, memory, vmServer, console, early, vmm, startedNanos);
             Runtime.getRuntime().addShutdownHook(new Thread(preboot::removeUnlessAdopted, "msb-preboot-cleanup"));
+            preboot.helloDeadline.schedule(preboot::abort, HELLO_TIMEOUT_MS, TimeUnit.MILLISECONDS);
             SupervisorLog.daemon("preboot-hello", preboot::awaitHello, e -> preboot.hello.completeExceptionally(e)).start();
             SupervisorLog.daemon("preboot-idle", preboot::shutDownWhenIdle, e -> { }).start();
             return preboot;
@@ -112,18 +126,16 @@ final class PreBoot {
             if (memory != null) {
                 memory.close();
             }
-            SandboxPreparer.deleteTree(dir);
+            try {
+                SandboxPreparer.deleteTree(dir);
+            } catch (RuntimeException cleanup) {
+                // left for the next spare's removeAbandoned
+            }
             return null;
         }
     }
 
     private void awaitHello() {
-        var deadline = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
-            Thread t = new Thread(r, "msb-preboot-deadline");
-            t.setDaemon(true);
-            return t;
-        });
-        deadline.schedule(this::abort, HELLO_TIMEOUT_MS, TimeUnit.MILLISECONDS);
         try {
             FrameLink accepted = new FrameLink(vmServer.accept());
             link = accepted;
@@ -135,7 +147,6 @@ final class PreBoot {
         } catch (IOException | RuntimeException e) {
             hello.completeExceptionally(e);
         } finally {
-            deadline.shutdownNow();
             Supervisor.closeQuietly(vmServer);
         }
     }
@@ -156,13 +167,25 @@ final class PreBoot {
      * is the creation's from now on (the idle timeout no longer touches it). Otherwise the
      * caller {@link #discard}s it.
      */
-    boolean claim(SupervisorSpec spec, boolean freshUpper) {
-        if (!freshUpper || spec.restore() != null || hello.isCompletedExceptionally() || vmmGone()) {
+    boolean claim(SupervisorSpec spec, boolean emptyUpper) {
+        if (!emptyUpper || spec.restore() != null || hello.isCompletedExceptionally() || vmmGone()) {
             return false;
         }
         List<String> relocated = PrebootShape.relocate(spec.vmmArgv(), spec.runDir(), spec.layout().upperDisk().toString(),
                 dir.toString(), upper.toString());
-        return relocated.equals(argv) && claimed.compareAndSet(false, true);
+        try {
+            // the upper's size is not on the command line
+            if (!relocated.equals(argv) || Files.size(spec.layout().upperDisk()) != Files.size(upper)) {
+                return false;
+            }
+        } catch (IOException e) {
+            return false;
+        }
+        if (!claimed.compareAndSet(false, true)) {
+            return false;
+        }
+        helloDeadline.shutdownNow();
+        return true;
     }
 
     /**
@@ -175,14 +198,15 @@ final class PreBoot {
      */
     void adoptInto(SandboxLayout layout, java.util.function.Consumer<byte[]> consoleLines) throws IOException {
         awaitQemuStarted();
-        link(upper, layout.upperDisk());
         Files.createDirectories(layout.runDir());
         link(dir.resolve(layout.qmpSocket().getFileName()), layout.qmpSocket());
         link(dir.resolve(layout.statsMonitorSocket().getFileName()), layout.statsMonitorSocket());
         Files.deleteIfExists(layout.consoleLog());
         Files.deleteIfExists(ConsoleRecorder.rotated(layout.consoleLog()));
-        console.moveTo(layout.consoleLog(), consoleLines, earlyConsole.lines());
+        console.moveTo(layout.consoleLog(), consoleLines, earlyConsole::takeLines);
         Files.move(dir.resolve("vmm.log"), layout.vmmLog(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        // last: should anything before fail, the sandbox keeps its own empty upper for a cold boot
+        link(upper, layout.upperDisk());
         adopted = true;
     }
 
@@ -281,7 +305,15 @@ final class PreBoot {
 
     private void removeUnlessAdopted() {
         if (!adopted) {
-            SandboxPreparer.deleteTree(dir);
+            // at the JVM's exit the parent-death signal comes only after the hooks: kill it first
+            if (!discarded.get()) {
+                vmm.kill();
+            }
+            try {
+                SandboxPreparer.deleteTree(dir);
+            } catch (RuntimeException e) {
+                // left for the next spare's removeAbandoned
+            }
         }
     }
 
@@ -322,8 +354,12 @@ final class PreBoot {
             }
         }
 
-        synchronized List<byte[]> lines() {
-            return List.copyOf(lines);
+        /** The lines kept so far, handed over once: the buffer is emptied. */
+        synchronized List<byte[]> takeLines() {
+            List<byte[]> taken = List.copyOf(lines);
+            lines.clear();
+            bytes = EARLY_CONSOLE_BYTES;
+            return taken;
         }
     }
 

@@ -137,8 +137,8 @@ public final class Supervisor {
     private ServerSocketChannel vmServer;
     /** A VM booted before the spec came (see {@link PreBoot}); null once discarded or when there was none. */
     private PreBoot preboot;
-    /** Whether the spec's upper disk is a fresh, empty one (which a pre-booted VM's may replace). */
-    private boolean freshUpper;
+    /** Whether the spec's upper disk is a new, empty one (which a pre-booted VM's may replace). */
+    private boolean emptyUpper;
     /** Whether this process already leads a session of its own (made before a pre-boot). */
     private boolean ownSession;
     /** When the pre-booted VM was adopted (System.nanoTime). */
@@ -206,8 +206,9 @@ public final class Supervisor {
 
     /**
      * Entry point. The creator starts this JVM before the sandbox's disks are ready, so that
-     * JVM start-up overlaps that work; it then writes the path of {@code supervisor.json} as
-     * the first line of stdin. End of stdin before that line means the creation was abandoned.
+     * JVM start-up overlaps that work; it then writes the path of {@code supervisor.json} as a
+     * line of stdin (after a line asking for a pre-booted VM, if any; see {@link PreBoot}).
+     * End of stdin before that line means the creation was abandoned.
      */
     public static void main(String[] args) throws Exception {
         // Everything this process and QEMU create (logs, sockets, pid file) is the owner's only.
@@ -232,15 +233,20 @@ public final class Supervisor {
             // own session first: QEMU, started now, must not share the creator's
             Posix.setsid();
             ownSession = true;
-            preboot = PreBoot.start(RuntimeFiles.defaultHome(), PrebootShape.fromJson(line.substring(SupervisorProcess.PREBOOT_LINE.length())));
+            try {
+                preboot = PreBoot.start(RuntimeFiles.defaultHome(), PrebootShape.fromJson(line.substring(SupervisorProcess.PREBOOT_LINE.length())));
+            } catch (IOException | RuntimeException e) {
+                // no VM booted ahead: the spare still serves its sandbox
+                preboot = null;
+            }
             line = BoundedLines.read(System.in, SupervisorProcess.MAX_CREATOR_LINE, "the creator");
         }
         idleSpare.interrupt();
         if (line == null || line.isBlank()) {
             System.exit(0);
         }
-        boolean freshUpper = line.startsWith(SupervisorProcess.FRESH_UPPER_LINE);
-        String specPath = freshUpper ? line.substring(SupervisorProcess.FRESH_UPPER_LINE.length()) : line;
+        boolean emptyUpper = line.startsWith(SupervisorProcess.EMPTY_UPPER_LINE);
+        String specPath = emptyUpper ? line.substring(SupervisorProcess.EMPTY_UPPER_LINE.length()) : line;
         SupervisorSpec spec = SupervisorSpec.read(Path.of(specPath));
         SupervisorLog.level(spec.configure().get("log_level"));
         Files.createDirectories(spec.layout().logsDir());
@@ -253,7 +259,7 @@ public final class Supervisor {
         int code;
         try {
             Supervisor supervisor = new Supervisor(spec, store, parentOut, preboot);
-            supervisor.freshUpper = freshUpper;
+            supervisor.emptyUpper = emptyUpper;
             supervisor.ownSession = ownSession;
             code = supervisor.run();
         } catch (Throwable e) {
@@ -552,7 +558,7 @@ public final class Supervisor {
         if (preboot == null) {
             return;
         }
-        String misfit = preboot.claim(spec, freshUpper) ? null : "its command line or upper disk differs, or it was shut down idle";
+        String misfit = preboot.claim(spec, emptyUpper) ? null : "its command line or upper disk differs, or it was shut down idle";
         if (misfit == null) {
             try {
                 preboot.adoptInto(layout, this::logConsoleLine);
@@ -565,12 +571,9 @@ public final class Supervisor {
             }
         }
         SupervisorLog.log("not adopting the pre-booted VM (" + misfit + "): booting one");
-        // killed now; waiting for it to go and removing its files need not delay this boot
-        PreBoot unused = preboot;
+        // gone before this boot starts its own QEMU, which may open the same files (a kill takes milliseconds)
+        preboot.discard();
         preboot = null;
-        unused.abort();
-        unused.vmm().kill();
-        SupervisorLog.daemon("preboot-discard", unused::discard, e -> { }).start();
     }
 
     private Path restoreRamFile() {
@@ -765,7 +768,11 @@ public final class Supervisor {
             }
             Files.deleteIfExists(layout.statsMonitorSocket());
             if (preboot != null) {
-                preboot.removeDirectory();
+                try {
+                    preboot.removeDirectory();
+                } catch (RuntimeException e) {
+                    SupervisorLog.warn("cannot remove the pre-booted VM's directory: " + e.getMessage());
+                }
             }
             Files.deleteIfExists(layout.pidFile());
             synchronized (metricsFileLock) {

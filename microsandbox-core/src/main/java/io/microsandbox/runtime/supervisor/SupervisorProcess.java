@@ -51,8 +51,8 @@ public final class SupervisorProcess {
 
     /** What starts a line on the creator pipe that asks a spare to pre-boot a VM of the {@link PrebootShape} that follows as JSON. */
     static final String PREBOOT_LINE = "preboot ";
-    /** What starts the spec line when the spec's upper disk is a fresh one (a pre-booted VM may bring its own). */
-    static final String FRESH_UPPER_LINE = "fresh-upper ";
+    /** What starts the spec line when the spec's upper disk is a new, empty one (a pre-booted VM may bring its own). */
+    static final String EMPTY_UPPER_LINE = "empty-upper ";
     /** The longest line the creator writes to a supervisor. */
     static final int MAX_CREATOR_LINE = 64 * 1024;
 
@@ -114,13 +114,13 @@ public final class SupervisorProcess {
     }
 
     /**
-     * Like {@link #boot(SupervisorSpec)}; {@code freshUpper} says that the spec's upper disk
-     * is a fresh, empty one, which a VM this supervisor pre-booted may replace with its own.
+     * Like {@link #boot(SupervisorSpec)}; {@code emptyUpper} says that the spec's upper disk
+     * is a new, empty one, which a VM this supervisor pre-booted may replace with its own.
      */
-    public void boot(SupervisorSpec spec, boolean freshUpper) {
+    public void boot(SupervisorSpec spec, boolean emptyUpper) {
         SandboxLayout layout = spec.layout();
         try {
-            creatorPipe.write(((freshUpper ? FRESH_UPPER_LINE : "") + layout.specFile() + "\n").getBytes(StandardCharsets.UTF_8));
+            creatorPipe.write(((emptyUpper ? EMPTY_UPPER_LINE : "") + layout.specFile() + "\n").getBytes(StandardCharsets.UTF_8));
             creatorPipe.flush();
         } catch (IOException e) {
             awaitExit(process);
@@ -222,19 +222,18 @@ public final class SupervisorProcess {
 
     /**
      * Asks this supervisor, still waiting for its spec, to boot a VM of {@code shape} meanwhile
-     * ({@link PreBoot}); returns false when the line could not be written (the supervisor is gone).
+     * ({@link PreBoot}); a shape too long for one creator line is not asked for. A supervisor
+     * that is gone is found out by the creation that takes it.
      */
-    boolean preboot(PrebootShape shape) {
+    void preboot(PrebootShape shape) {
         try {
-            String line = PREBOOT_LINE + shape.toJson() + "\n";
-            if (line.length() > MAX_CREATOR_LINE) {
-                return true;
+            byte[] line = (PREBOOT_LINE + shape.toJson() + "\n").getBytes(StandardCharsets.UTF_8);
+            if (line.length <= MAX_CREATOR_LINE) {
+                creatorPipe.write(line);
+                creatorPipe.flush();
             }
-            creatorPipe.write(line.getBytes(StandardCharsets.UTF_8));
-            creatorPipe.flush();
-            return true;
         } catch (IOException e) {
-            return false;
+            // gone: acquire() does not hand out a spare that is not alive
         }
     }
 

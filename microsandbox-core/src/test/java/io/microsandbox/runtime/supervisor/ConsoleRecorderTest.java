@@ -34,7 +34,7 @@ class ConsoleRecorderTest {
             awaitSize(before, 2);
             Path moved = Files.createDirectories(dir.resolve("sandbox/logs")).resolve("kernel.log");
             recorder.moveTo(moved, line -> after.add(new String(line, StandardCharsets.UTF_8)),
-                    before.stream().map(s -> s.getBytes(StandardCharsets.UTF_8)).toList());
+                    () -> before.stream().map(s -> s.getBytes(StandardCharsets.UTF_8)).toList());
             qemu.write(ByteBuffer.wrap("after the move\n".getBytes(StandardCharsets.UTF_8)));
             awaitSize(after, 3);
             assertThat(after).containsExactly("boot one", "boot two", "after the move");

@@ -26,8 +26,16 @@ class PreBootTest {
     }
 
     /** The spec of a creation whose command line is the shape's but for its own paths (or another argument). */
-    private SupervisorSpec spec(String name, String script) {
-        Path sandboxDir = home.resolve("sandboxes").resolve(name);
+    private SupervisorSpec spec(String name, String script) throws Exception {
+        return spec(name, script, 16);
+    }
+
+    /** Like {@link #spec(String, String)}, with an empty upper disk of {@code upperMib} made as the creator would. */
+    private SupervisorSpec spec(String name, String script, int upperMib) throws Exception {
+        Path sandboxDir = Files.createDirectories(home.resolve("sandboxes").resolve(name));
+        try (java.io.RandomAccessFile upper = new java.io.RandomAccessFile(sandboxDir.resolve("upper.ext4").toFile(), "rw")) {
+            upper.setLength((long) upperMib << 20);
+        }
         String runDir = home.resolve("run").resolve("fedcba9876543210").toString();
         List<String> argv = List.of("/bin/sh", "-c", script, "sh", runDir + "/qmp.sock", sandboxDir.resolve("upper.ext4").toString());
         return new SupervisorSpec(name, argv, sandboxDir.toString(), runDir, Map.of(), 1000, false, home.toString(), true, 0, 0, null);
@@ -45,7 +53,8 @@ class PreBootTest {
         PreBoot preboot = start("exec sleep 30");
         assertThat(prebootDirs()).hasSize(1);
         assertThat(preboot.claim(spec("other", "exec sleep 31"), true)).as("another command line").isFalse();
-        assertThat(preboot.claim(spec("restart", "exec sleep 30"), false)).as("an upper disk that is not fresh").isFalse();
+        assertThat(preboot.claim(spec("restart", "exec sleep 30"), false)).as("an upper disk that is not new").isFalse();
+        assertThat(preboot.claim(spec("bigger", "exec sleep 30", 32), true)).as("an upper disk of another size").isFalse();
         assertThat(preboot.claim(spec("next", "exec sleep 30"), true)).isTrue();
         assertThat(preboot.claim(spec("again", "exec sleep 30"), true)).as("claimed once").isFalse();
         long pid = preboot.vmm().pid();

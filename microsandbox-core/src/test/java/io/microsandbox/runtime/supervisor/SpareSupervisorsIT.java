@@ -199,6 +199,22 @@ class SpareSupervisorsIT {
         assertThat(prebootDirs()).as("the spare's pre-boot directory").hasSize(1);
     }
 
+    @Test
+    @Timeout(240)
+    void aCreationWithMountsHasNoVmBootedAfterIt() throws Exception {
+        // a VM booted ahead would hold the mounts' host files as they were, and their locks
+        System.setProperty(SpareSupervisors.PREBOOT_PROPERTY, "true");
+        System.setProperty(SpareSupervisors.DEFERRAL_PROPERTY, "200");
+        SandboxConfig withMount = TestSandboxes.config().ephemeral(true)
+                .mount("/scratch", io.microsandbox.Mount.tmpfs(16, io.microsandbox.MountOptions.defaults())).build();
+        try (Sandbox mounted = runtime.create(TestSandboxes.uniqueName("pre-m"), withMount)) {
+            assertThat(mounted.exec("true", List.of()).exitCode()).isZero();
+            awaitOneSpare(mounted);
+            Thread.sleep(1500);
+            assertThat(prebootDirs()).as("no VM booted ahead of a creation like this one").isEmpty();
+        }
+    }
+
     /** The directories of VMs booted by spares (see PreBoot). */
     private List<Path> prebootDirs() throws Exception {
         Path run = home.resolve("run");
