@@ -18,6 +18,8 @@ import java.util.concurrent.TimeUnit;
  * which is what a caller waits for (about 16 ms of a restore's first command under emulation
  * on 2 cores). When creations come in a burst (less than {@link #BURST_GAP} apart), a spare
  * starts as soon as a sandbox has booted, so the next creation finds it at least started.
+ * While it waits, a spare also boots a VM like the home's last creation's, which the next
+ * creation adopts when it is of the same shape ({@link #PREBOOT_PROPERTY}).
  * {@code -Dmicrosandbox.supervisor.spare=false} keeps no spare; {@value #DEFERRAL_PROPERTY}
  * sets the deferral in milliseconds (default 1000).
  */
