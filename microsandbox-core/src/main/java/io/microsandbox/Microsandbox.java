@@ -288,7 +288,8 @@ public final class Microsandbox {
             if (spec != prepared) {
                 spec.write(layout.specFile());
             }
-            boolean emptyUpper = freshUpper && config.patches().isEmpty() && spec.restore() == null;
+            // a restore's upper is the checkpoint's copy: it comes with freshUpper false
+            boolean emptyUpper = freshUpper && config.patches().isEmpty();
             // no VM booted ahead with host files of its own open (mounts, volumes, an image
             // disk's overlay): it would hold them as they were, and their locks, until adopted
             if (emptyUpper && config.mounts().isEmpty() && config.imageDisk() == null) {

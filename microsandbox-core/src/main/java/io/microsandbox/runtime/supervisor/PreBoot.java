@@ -168,7 +168,7 @@ final class PreBoot {
      * caller {@link #discard}s it.
      */
     boolean claim(SupervisorSpec spec, boolean emptyUpper) {
-        if (!emptyUpper || spec.restore() != null || hello.isCompletedExceptionally() || vmmGone()) {
+        if (!emptyUpper || spec.restore() != null || hello.isCompletedExceptionally() || vmm.hasEnded()) {
             return false;
         }
         List<String> relocated = PrebootShape.relocate(spec.vmmArgv(), spec.runDir(), spec.layout().upperDisk().toString(),
@@ -228,38 +228,12 @@ final class PreBoot {
      */
     private void awaitQemuStarted() throws IOException {
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(STARTED_TIMEOUT_MS);
-        Path monitor = dir.resolve("qmp.sock");
-        while (true) {
-            try (io.microsandbox.runtime.vmm.QmpClient.Session greeted = io.microsandbox.runtime.vmm.QmpClient.Session.open(monitor,
-                    java.time.Duration.ofMillis(STARTED_TIMEOUT_MS))) {
-                return;
-            } catch (IOException e) {
-                if (vmmGone()) {
-                    throw new IOException("the pre-booted QEMU has exited", e);
-                }
-                if (System.nanoTime() > deadline) {
-                    throw new IOException("the pre-booted QEMU did not start within " + STARTED_TIMEOUT_MS + " ms: " + e.getMessage(), e);
-                }
-            }
-            try {
-                Thread.sleep(5);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new java.io.InterruptedIOException("interrupted while the pre-booted QEMU started");
-            }
-        }
-    }
-
-    /**
-     * Whether QEMU has exited (a zombie: nobody reaps it before the adoption, whose supervisor
-     * then does) or is gone. Read from /proc: a second reaper would take the supervisor's status.
-     */
-    private boolean vmmGone() {
-        try {
-            String stat = Files.readString(Path.of("/proc", Integer.toString(vmm.pid()), "stat"));
-            return stat.substring(stat.lastIndexOf(')') + 2).startsWith("Z");
-        } catch (IOException | RuntimeException e) {
-            return true;
+        try (io.microsandbox.runtime.vmm.QmpClient.Session greeted = Supervisor.awaitMonitor(dir.resolve("qmp.sock"),
+                () -> !vmm.hasEnded() && System.nanoTime() < deadline)) {
+            // started
+        } catch (IOException e) {
+            throw new IOException(vmm.hasEnded() ? "the pre-booted QEMU has exited"
+                    : "the pre-booted QEMU did not start within " + STARTED_TIMEOUT_MS + " ms", e);
         }
     }
 

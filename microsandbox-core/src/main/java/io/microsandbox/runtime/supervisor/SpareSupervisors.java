@@ -157,7 +157,7 @@ public final class SpareSupervisors {
     private static final class Slot {
         private SupervisorProcess waiting;
         private Thread starter;
-        /** The VM the next spare pre-boots: the shape of the last creation that had a fresh upper. */
+        /** The VM the next spare pre-boots: the last creation's shape, null when it was not a plain create. */
         private volatile PrebootShape shape;
         private CompletableFuture<Void> due;
         /** When the last two creations took their supervisor (System.nanoTime), once there were two. */

@@ -138,9 +138,7 @@ public final class Supervisor {
     /** A VM booted before the spec came (see {@link PreBoot}); null once discarded or when there was none. */
     private PreBoot preboot;
     /** Whether the spec's upper disk is a new, empty one (which a pre-booted VM's may replace). */
-    private boolean emptyUpper;
-    /** Whether this process already leads a session of its own (made before a pre-boot). */
-    private boolean ownSession;
+    private final boolean emptyUpper;
     /** When the pre-booted VM was adopted (System.nanoTime). */
     private long adoptedNanos;
     private ServerSocketChannel clientServer;
@@ -190,18 +188,20 @@ public final class Supervisor {
     /** What the boot waits for, for the timeout message. */
     private volatile String bootStage = "waiting for QEMU to open the agent port";
 
-    Supervisor(SupervisorSpec spec, Future<SandboxStore> storeOpening, PrintStream parentOut) {
-        this(spec, storeOpening, parentOut, null);
-    }
-
-    /** With {@code preboot}, the VM this spare booted ahead of its sandbox, adopted when it fits (else discarded). */
-    Supervisor(SupervisorSpec spec, Future<SandboxStore> storeOpening, PrintStream parentOut, PreBoot preboot) {
+    /**
+     * @param preboot    the VM this spare booted ahead of its sandbox, adopted when it fits (else
+     *                   discarded); null for none
+     * @param emptyUpper whether the spec's upper disk is a new, empty one, which the pre-booted
+     *                   VM's may replace
+     */
+    Supervisor(SupervisorSpec spec, Future<SandboxStore> storeOpening, PrintStream parentOut, PreBoot preboot, boolean emptyUpper) {
         this.spec = spec;
         this.layout = spec.layout();
         this.storeOpening = storeOpening;
         this.parentOut = parentOut;
         this.detached = spec.detached();
         this.preboot = preboot;
+        this.emptyUpper = emptyUpper;
     }
 
     /**
@@ -228,11 +228,9 @@ public final class Supervisor {
         idleSpare.start();
         String line = BoundedLines.read(System.in, SupervisorProcess.MAX_CREATOR_LINE, "the creator");
         PreBoot preboot = null;
-        boolean ownSession = false;
         if (line != null && line.startsWith(SupervisorProcess.PREBOOT_LINE)) {
             // own session first: QEMU, started now, must not share the creator's
             Posix.setsid();
-            ownSession = true;
             try {
                 preboot = PreBoot.start(RuntimeFiles.defaultHome(), PrebootShape.fromJson(line.substring(SupervisorProcess.PREBOOT_LINE.length())));
             } catch (IOException | RuntimeException e) {
@@ -258,10 +256,7 @@ public final class Supervisor {
         SupervisorLog.daemon("store-open", store, e -> { }).start();
         int code;
         try {
-            Supervisor supervisor = new Supervisor(spec, store, parentOut, preboot);
-            supervisor.emptyUpper = emptyUpper;
-            supervisor.ownSession = ownSession;
-            code = supervisor.run();
+            code = new Supervisor(spec, store, parentOut, preboot, emptyUpper).run();
         } catch (Throwable e) {
             // run() kills the VMM on every failure path; this is the last word in the log
             SupervisorLog.error("supervisor failed: " + e);
@@ -273,10 +268,8 @@ public final class Supervisor {
     /** Boots and serves the sandbox; returns the process exit code once the VM is gone. */
     int run() throws IOException, InterruptedException {
         // Own session: a terminal's ^C to the creator's process group must not reach the VM
-        // (a spare that pre-booted a VM made it before that).
-        if (!ownSession) {
-            Posix.setsid();
-        }
+        // (a spare that pre-booted a VM made it before that: then this returns it).
+        Posix.setsid();
         // first of all, so the values leave the disk whatever happens next (docs/network.md, "Secrets")
         secrets = io.microsandbox.runtime.network.SecretFile.take(layout.dir());
         // Held until this process ends, however it ends: it is how others tell that the sandbox is alive.
@@ -356,14 +349,7 @@ public final class Supervisor {
         bootDeadlineNanos = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(spec.bootTimeoutMs());
         ScheduledFuture<?> watchdog = timers.schedule(() -> {
             agentFailure = "the guest agent did not become ready within " + spec.bootTimeoutMs() + " ms (" + bootStage + ")";
-            closeQuietly(vmServer);
-            if (preboot != null) {
-                preboot.abort();
-            }
-            FrameLink link = vm;
-            if (link != null) {
-                link.close();
-            }
+            unblockHandshake();
         }, spec.bootTimeoutMs(), TimeUnit.MILLISECONDS);
         try {
             handshake();
@@ -500,7 +486,8 @@ public final class Supervisor {
      */
     private void restoreHandshake() throws IOException {
         bootStage = "waiting for QEMU's monitor";
-        try (QmpClient.Session qmp = awaitMonitor()) {
+        // until the boot watchdog gives up (agentFailure) or QEMU exits
+        try (QmpClient.Session qmp = awaitMonitor(layout.qmpSocket(), () -> agentFailure == null && !vmm.hasExited())) {
             qemuVersion = CompletableFuture.completedFuture(versionText(qmp.version()));
             bootStage = "loading the checkpoint's guest memory";
             try {
@@ -581,15 +568,15 @@ public final class Supervisor {
     }
 
     /**
-     * A monitor session as soon as QEMU answers, which it does before it waits for an incoming
-     * migration: connected to as soon as its socket is there (a connection that succeeds waits
-     * for QEMU's greeting). Bounded by the boot watchdog, which sets {@link #agentFailure}; a
-     * VMM that exits ends the wait too.
+     * A session with the monitor at {@code socket} as soon as QEMU answers, which it does once
+     * its start-up is done (before it waits for an incoming migration): connected to as soon
+     * as the socket is there (a connection that succeeds waits for QEMU's greeting), tried
+     * again every millisecond while {@code stillWaiting} says so.
      */
-    private QmpClient.Session awaitMonitor() throws IOException {
-        while (agentFailure == null && !vmm.hasExited()) {
+    static QmpClient.Session awaitMonitor(Path socket, java.util.function.BooleanSupplier stillWaiting) throws IOException {
+        while (stillWaiting.getAsBoolean()) {
             try {
-                return QmpClient.Session.open(layout.qmpSocket(), QMP_TIMEOUT);
+                return QmpClient.Session.open(socket, QMP_TIMEOUT);
             } catch (IOException e) {
                 MemoryCheckpoint.pause(1, "waiting for QEMU's monitor");
             }
@@ -678,18 +665,23 @@ public final class Supervisor {
         }
     }
 
+    /** Ends the handshake's waits (for the agent's connection, its hello, its answers): it then fails. */
+    private void unblockHandshake() {
+        closeQuietly(vmServer);
+        if (preboot != null) {
+            preboot.abort();
+        }
+        FrameLink link = vm;
+        if (link != null) {
+            link.close();
+        }
+    }
+
     private void vmmExited(int status) {
         SupervisorLog.log("VMM exited: " + VmmProcess.describe(status));
         if (!booted) {
-            // Unblock the handshake so the boot fails now rather than at the timeout.
-            closeQuietly(vmServer);
-            if (preboot != null) {
-                preboot.abort();
-            }
-            FrameLink link = vm;
-            if (link != null) {
-                link.close();
-            }
+            // the boot fails now rather than at the timeout
+            unblockHandshake();
             return;
         }
         try {

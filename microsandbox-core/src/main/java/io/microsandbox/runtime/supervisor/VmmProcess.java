@@ -70,6 +70,18 @@ final class VmmProcess {
         return exited.getCount() == 0;
     }
 
+    /**
+     * Whether the VMM has exited, reaped or not: read from /proc, for a VMM nobody reaps yet
+     * (a second reaper would take the status from the one {@link #onExit} starts later).
+     */
+    boolean hasEnded() {
+        try {
+            return io.microsandbox.runtime.vmm.VmmSampler.statFields(pid)[0].equals("Z");
+        } catch (IOException | RuntimeException e) {
+            return true;
+        }
+    }
+
     int pid() {
         return pid;
     }

@@ -70,12 +70,20 @@ public final class VmmSampler {
         return -1;
     }
 
+    /**
+     * The fields of {@code /proc/<pid>/stat} after the command name, from the state on
+     * ({@code [0]} is the state, {@code [11]} utime, {@code [12]} stime).
+     */
+    public static String[] statFields(int pid) throws IOException {
+        String stat = Files.readString(Path.of("/proc", Integer.toString(pid), "stat"));
+        // the command name (field 2) may hold spaces: count fields after its closing parenthesis
+        return stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+    }
+
     /** utime + stime of the VMM in nanoseconds, or -1 when it cannot be read. */
     private long readCpuNanos() {
         try {
-            String stat = Files.readString(Path.of("/proc", Integer.toString(pid), "stat"));
-            // the command name (field 2) may hold spaces: count fields after its closing parenthesis
-            String[] fields = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+            String[] fields = statFields(pid);
             long ticks = Long.parseLong(fields[11]) + Long.parseLong(fields[12]);
             return ticks * (1_000_000_000L / TICKS_PER_SECOND);
         } catch (IOException | RuntimeException e) {

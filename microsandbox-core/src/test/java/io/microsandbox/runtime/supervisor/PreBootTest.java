@@ -71,8 +71,7 @@ class PreBootTest {
         boolean claimed = true;
         while (System.nanoTime() < deadline) {
             // a zombie until someone reaps it
-            String stat = Files.readString(Path.of("/proc", Integer.toString(preboot.vmm().pid()), "stat"));
-            if (stat.substring(stat.lastIndexOf(')') + 2).startsWith("Z")) {
+            if (io.microsandbox.runtime.vmm.VmmSampler.statFields(preboot.vmm().pid())[0].equals("Z")) {
                 claimed = preboot.claim(spec("next", "exit 1"), true);
                 break;
             }

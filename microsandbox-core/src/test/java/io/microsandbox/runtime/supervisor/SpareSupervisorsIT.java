@@ -143,8 +143,7 @@ class SpareSupervisorsIT {
     @Test
     @Timeout(240)
     void aCreationLikeTheLastAdoptsTheVmItsSparePreBootedAndARestartDoesNot() throws Exception {
-        System.setProperty(SpareSupervisors.PREBOOT_PROPERTY, "true");
-        System.setProperty(SpareSupervisors.DEFERRAL_PROPERTY, "200");
+        sparesPreBootingSoon();
         try (Sandbox first = runtime.create(TestSandboxes.uniqueName("pre-a"), TestSandboxes.config().ephemeral(true).build())) {
             assertThat(first.exec("true", List.of()).exitCode()).isZero();
             awaitPrebootDir();
@@ -177,8 +176,7 @@ class SpareSupervisorsIT {
     @Test
     @Timeout(240)
     void aCreationOfAnotherShapeBootsItsOwnVmBesideAPreBootedOne() throws Exception {
-        System.setProperty(SpareSupervisors.PREBOOT_PROPERTY, "true");
-        System.setProperty(SpareSupervisors.DEFERRAL_PROPERTY, "200");
+        sparesPreBootingSoon();
         try (Sandbox first = runtime.create(TestSandboxes.uniqueName("pre-c"), TestSandboxes.config().ephemeral(true).build())) {
             assertThat(first.exec("true", List.of()).exitCode()).isZero();
             awaitPrebootDir();
@@ -189,6 +187,12 @@ class SpareSupervisorsIT {
                         .doesNotContain("adopted the VM");
             }
         }
+    }
+
+    /** Spares that boot a VM ahead, and start soon after a creation's client connected. */
+    private static void sparesPreBootingSoon() {
+        System.setProperty(SpareSupervisors.PREBOOT_PROPERTY, "true");
+        System.setProperty(SpareSupervisors.DEFERRAL_PROPERTY, "200");
     }
 
     private void awaitPrebootDir() throws Exception {
@@ -203,8 +207,7 @@ class SpareSupervisorsIT {
     @Timeout(240)
     void aCreationWithMountsHasNoVmBootedAfterIt() throws Exception {
         // a VM booted ahead would hold the mounts' host files as they were, and their locks
-        System.setProperty(SpareSupervisors.PREBOOT_PROPERTY, "true");
-        System.setProperty(SpareSupervisors.DEFERRAL_PROPERTY, "200");
+        sparesPreBootingSoon();
         SandboxConfig withMount = TestSandboxes.config().ephemeral(true)
                 .mount("/scratch", io.microsandbox.Mount.tmpfs(16, io.microsandbox.MountOptions.defaults())).build();
         try (Sandbox mounted = runtime.create(TestSandboxes.uniqueName("pre-m"), withMount)) {
