@@ -427,6 +427,7 @@ public final class Microsandbox {
             return record;
         }
         store.finishRun(record.name(), "crashed", null, null, "internal", "client");
+        SpareSupervisors.removeAbandonedPreBoots(home);
         return store.find(record.name()).orElse(record);
     }
 
@@ -483,8 +484,9 @@ public final class Microsandbox {
     }
 
     /** Deletes a sandbox's files, then its rows. */
-    private static void erase(SandboxStore store, SandboxLayout layout) {
+    private void erase(SandboxStore store, SandboxLayout layout) {
         layout.deleteFiles();
+        SpareSupervisors.removeAbandonedPreBoots(home);
         store.delete(layout.name());
     }
 

@@ -13,7 +13,7 @@ import java.nio.file.Path;
  * and copies it into a checkpoint without searching QEMU's descriptors for it. A sandbox's
  * stays open as long as the supervisor runs (closing it early would let its number name
  * another file while a checkpoint reads it); its pages are freed once QEMU and the supervisor
- * are gone. Only a pre-booted VM's that was discarded is closed before ({@link #close}).
+ * are gone. Only a discarded pre-booted VM's is closed before ({@link #close}), at once: nothing reads it.
  */
 final class GuestMemory {
     /** What {@code /proc/<pid>/fd} of QEMU and of the supervisor show it as. */

@@ -266,10 +266,11 @@ final class PreBoot {
         abort();
         vmm.kill();
         vmm.onExit(status -> { });
+        // nobody else reads this memory: QEMU's own reference keeps it until QEMU is gone
+        memory.close();
         try {
-            if (vmm.awaitExit(10_000)) {
-                memory.close();
-            }
+            // its memory freed before a cold boot starts another VM, within bounds
+            vmm.awaitExit(10_000);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
@@ -292,7 +293,7 @@ final class PreBoot {
     }
 
     /** Removes the directories of pre-boots whose supervisor is gone (killed before it could). */
-    private static void removeAbandoned(Path runRoot) {
+    static void removeAbandoned(Path runRoot) {
         try (var entries = Files.list(runRoot)) {
             for (Path entry : entries.toList()) {
                 String name = entry.getFileName().toString();

@@ -44,6 +44,15 @@ public final class SpareSupervisors {
     private SpareSupervisors() {
     }
 
+    /**
+     * Removes what pre-booted VMs of {@code home} left whose supervisor is gone: the directory
+     * of a VM adopted by a sandbox whose supervisor was killed still names that sandbox's upper
+     * disk, whose space a removal of the sandbox alone would not free.
+     */
+    public static void removeAbandonedPreBoots(Path home) {
+        PreBoot.removeAbandoned(home.resolve("run"));
+    }
+
     /** {@link #acquire(Path)} for the default home. */
     public static SupervisorProcess acquire() {
         return acquire(RuntimeFiles.defaultHome());

@@ -15,7 +15,8 @@ import java.util.function.IntConsumer;
  */
 final class VmmProcess {
     private final int pid;
-    private final int pidfd;
+    /** -1 once closed; guarded by {@code this} so that a kill never uses a number the kernel gave to another descriptor. */
+    private int pidfd;
     private final CountDownLatch exited = new CountDownLatch(1);
     private volatile int waitStatus = -1;
 
@@ -46,19 +47,28 @@ final class VmmProcess {
                 status = -1;
             }
             waitStatus = status;
+            closePidfd();
             exited.countDown();
             listener.accept(status);
         }, e -> exited.countDown()).start();
     }
 
-    /** SIGKILL; a no-op once the VMM has exited. Never blocks. */
-    void kill() {
+    /** SIGKILL; a no-op once the VMM has been reaped. Never blocks. */
+    synchronized void kill() {
         try {
             if (pidfd >= 0) {
                 Posix.pidfdSignal(pidfd, Posix.SIGKILL);
             }
         } catch (IOException e) {
             SupervisorLog.error("cannot kill the VMM: " + e.getMessage());
+        }
+    }
+
+    /** Reaped, the process is gone for good: its pidfd has nothing left to name. */
+    private synchronized void closePidfd() {
+        if (pidfd >= 0) {
+            Posix.close(pidfd);
+            pidfd = -1;
         }
     }
 

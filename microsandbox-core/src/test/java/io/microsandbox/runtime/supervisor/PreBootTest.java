@@ -81,4 +81,33 @@ class PreBootTest {
         preboot.discard();
         assertThat(prebootDirs()).isEmpty();
     }
+
+    @Test
+    @Timeout(30)
+    void aDiscardedVmLeavesNoDescriptorOfItsProcessOrMemoryBehind() throws Exception {
+        List<String> before = vmDescriptors();
+        PreBoot preboot = start("exec sleep 30");
+        assertThat(vmDescriptors()).hasSize(before.size() + 2);
+        preboot.discard();
+        assertThat(vmDescriptors()).isEqualTo(before);
+    }
+
+    /** This JVM's descriptors of processes (pidfds) and of guest memory (memfds). */
+    private static List<String> vmDescriptors() throws Exception {
+        List<String> found = new java.util.ArrayList<>();
+        try (var fds = Files.list(Path.of("/proc/self/fd"))) {
+            for (Path fd : fds.toList()) {
+                try {
+                    String target = Files.readSymbolicLink(fd).toString();
+                    if (target.equals("anon_inode:[pidfd]") || target.startsWith("/memfd:")) {
+                        found.add(target);
+                    }
+                } catch (java.io.IOException closedMeanwhile) {
+                    // the listing's own descriptor
+                }
+            }
+        }
+        java.util.Collections.sort(found);
+        return found;
+    }
 }

@@ -175,6 +175,41 @@ class SpareSupervisorsIT {
 
     @Test
     @Timeout(240)
+    void aKilledSupervisorOfAnAdoptedVmLeavesNoSecondNameOfItsDiskOnceTheSandboxIsRemoved() throws Exception {
+        sparesPreBootingSoon();
+        try (Sandbox first = runtime.create(TestSandboxes.uniqueName("pre-k"), TestSandboxes.config().ephemeral(true).build())) {
+            assertThat(first.exec("true", List.of()).exitCode()).isZero();
+            awaitPrebootDir();
+        }
+        String name = TestSandboxes.uniqueName("pre-l");
+        SandboxLayout layout = SandboxLayout.of(home, name);
+        Sandbox adopting = runtime.create(name, TestSandboxes.config().build());
+        Path adoptedDir;
+        try {
+            assertThat(Files.readString(layout.supervisorLog())).contains("adopted the VM this supervisor booted");
+            long supervisor = Long.parseLong(Files.readString(layout.pidFile()).strip());
+            adoptedDir = home.resolve("run").resolve("spare-" + supervisor);
+            assertThat(adoptedDir.resolve("upper.ext4")).exists();
+            ProcessHandle killed = ProcessHandle.of(supervisor).orElseThrow();
+            killed.destroyForcibly();
+            killed.onExit().get(20, java.util.concurrent.TimeUnit.SECONDS);
+        } finally {
+            try {
+                adopting.close();
+            } catch (MicrosandboxException supervisorGone) {
+                // the close cannot reach a killed supervisor
+            }
+        }
+        long deadline = System.nanoTime() + 30_000_000_000L;
+        while (!runtime.get(name).status().isTerminal() && System.nanoTime() < deadline) {
+            Thread.sleep(100);
+        }
+        runtime.remove(name);
+        assertThat(adoptedDir).as("the killed supervisor's pre-boot directory").doesNotExist();
+    }
+
+    @Test
+    @Timeout(240)
     void aCreationOfAnotherShapeBootsItsOwnVmBesideAPreBootedOne() throws Exception {
         sparesPreBootingSoon();
         try (Sandbox first = runtime.create(TestSandboxes.uniqueName("pre-c"), TestSandboxes.config().ephemeral(true).build())) {
