@@ -56,12 +56,11 @@ final class PreBoot {
     /** The console's lines so far, for the exec log of the sandbox that adopts the VM. */
     private final EarlyLines earlyConsole;
     private volatile boolean adopted;
-    /** Ends a hello that does not come while the VM is nobody's; an adoption cancels it (its boot timeout rules then). */
-    private final java.util.concurrent.ScheduledExecutorService helloDeadline = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
-        Thread t = new Thread(r, "msb-preboot-deadline");
-        t.setDaemon(true);
-        return t;
-    });
+    /**
+     * The deadlines of a VM that is nobody's: its hello's, and its idle time's. An adoption
+     * cancels both (the sandbox's boot timeout rules then).
+     */
+    private final java.util.concurrent.ScheduledThreadPoolExecutor deadlines = deadlineTimer();
     /** Set once by whoever decides the VM's fate: an adoption ({@link #claim}) or the idle timeout. */
     private final java.util.concurrent.atomic.AtomicBoolean claimed = new java.util.concurrent.atomic.AtomicBoolean();
     private final java.util.concurrent.atomic.AtomicBoolean discarded = new java.util.concurrent.atomic.AtomicBoolean();
@@ -87,6 +86,11 @@ final class PreBoot {
      * closed and removed). Call it from the thread that outlives the VM (the parent-death signal).
      */
     static PreBoot start(Path home, PrebootShape shape) {
+        return start(home, shape, IDLE_MS);
+    }
+
+    /** {@link #start(Path, PrebootShape)}, shutting the VM down after {@code idleMillis} unclaimed. */
+    static PreBoot start(Path home, PrebootShape shape, long idleMillis) {
         Path runRoot = home.resolve("run");
         Path dir = runRoot.resolve(DIR_PREFIX + ProcessHandle.current().pid());
         GuestMemory memory = null;
@@ -113,9 +117,9 @@ final class PreBoot {
             VmmProcess vmm = VmmProcess.spawn(argv, dir.resolve("vmm.log"), memory.fd());
             PreBoot preboot = new PreBoot(dir, upper, argv, memory, vmServer, console, early, vmm, startedNanos);
             Runtime.getRuntime().addShutdownHook(new Thread(preboot::removeUnlessAdopted, "msb-preboot-cleanup"));
-            preboot.helloDeadline.schedule(preboot::abort, HELLO_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            preboot.deadlines.schedule(preboot::abort, HELLO_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            preboot.deadlines.schedule(preboot::shutDownUnclaimed, idleMillis, TimeUnit.MILLISECONDS);
             SupervisorLog.daemon("preboot-hello", preboot::awaitHello, e -> preboot.hello.completeExceptionally(e)).start();
-            SupervisorLog.daemon("preboot-idle", preboot::shutDownWhenIdle, e -> { }).start();
             return preboot;
         } catch (IOException | RuntimeException e) {
             // nothing of it stays in the spare, which goes on waiting without a VM
@@ -151,12 +155,18 @@ final class PreBoot {
         }
     }
 
-    private void shutDownWhenIdle() {
-        try {
-            Thread.sleep(IDLE_MS);
-        } catch (InterruptedException e) {
-            return;
-        }
+    /** One daemon thread; a shutdown drops the deadlines still due, never interrupting the one running. */
+    private static java.util.concurrent.ScheduledThreadPoolExecutor deadlineTimer() {
+        var timer = new java.util.concurrent.ScheduledThreadPoolExecutor(1, r -> {
+            Thread t = new Thread(r, "msb-preboot-deadlines");
+            t.setDaemon(true);
+            return t;
+        });
+        timer.setExecuteExistingDelayedTasksAfterShutdownPolicy(false);
+        return timer;
+    }
+
+    private void shutDownUnclaimed() {
         if (claimed.compareAndSet(false, true)) {
             discard();
         }
@@ -184,7 +194,7 @@ final class PreBoot {
         if (!claimed.compareAndSet(false, true)) {
             return false;
         }
-        helloDeadline.shutdownNow();
+        deadlines.shutdownNow();
         return true;
     }
 
@@ -263,6 +273,8 @@ final class PreBoot {
         if (!discarded.compareAndSet(false, true)) {
             return;
         }
+        // the deadlines have nothing left to end; called at the idle time, its thread ends after this
+        deadlines.shutdown();
         abort();
         vmm.kill();
         vmm.onExit(status -> { });

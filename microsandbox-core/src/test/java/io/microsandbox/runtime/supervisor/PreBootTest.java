@@ -19,8 +19,12 @@ class PreBootTest {
     private static final String SHAPE_UPPER = "/h/sandboxes/before/upper.ext4";
 
     private PreBoot start(String script) {
+        return start(script, PreBoot.IDLE_MS);
+    }
+
+    private PreBoot start(String script, long idleMillis) {
         PrebootShape shape = new PrebootShape(List.of("/bin/sh", "-c", script, "sh", SHAPE_RUN + "/qmp.sock", SHAPE_UPPER), SHAPE_RUN, SHAPE_UPPER, 16);
-        PreBoot preboot = PreBoot.start(home, shape);
+        PreBoot preboot = PreBoot.start(home, shape, idleMillis);
         assertThat(preboot).isNotNull();
         return preboot;
     }
@@ -90,6 +94,27 @@ class PreBootTest {
         assertThat(vmDescriptors()).hasSize(before.size() + 2);
         preboot.discard();
         assertThat(vmDescriptors()).isEqualTo(before);
+    }
+
+    @Test
+    @Timeout(30)
+    void aVmNobodyClaimsIsShutDownAfterItsIdleTimeWithItsTimerThread() throws Exception {
+        List<String> before = vmDescriptors();
+        PreBoot preboot = start("exec sleep 30", 300);
+        long pid = preboot.vmm().pid();
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while ((!prebootDirs().isEmpty() || deadlineThreads() > 0) && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+        }
+        assertThat(prebootDirs()).isEmpty();
+        assertThat(deadlineThreads()).as("the pre-boot's timer thread").isZero();
+        assertThat(ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)).isFalse();
+        assertThat(vmDescriptors()).isEqualTo(before);
+        assertThat(preboot.claim(spec("late", "exec sleep 30"), true)).as("shut down, not claimable").isFalse();
+    }
+
+    private static long deadlineThreads() {
+        return Thread.getAllStackTraces().keySet().stream().filter(t -> t.getName().equals("msb-preboot-deadlines") && t.isAlive()).count();
     }
 
     /** This JVM's descriptors of processes (pidfds) and of guest memory (memfds). */
