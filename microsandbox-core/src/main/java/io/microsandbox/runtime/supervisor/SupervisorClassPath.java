@@ -34,8 +34,9 @@ import java.util.zip.ZipEntry;
 import java.util.zip.ZipFile;
 
 /**
- * The class path of the supervisor JVM. Normally it is the caller's {@code java.class.path}.
- * When the classes the supervisor needs (the core, Jackson, sqlite-jdbc) were not loaded from
+ * The class path of the supervisor JVM: the jars (or directories) of the libraries it uses,
+ * {@link #REQUIRED_CLASSES}, normally as they appear on the caller's {@code java.class.path},
+ * and nothing else of it. When the classes the supervisor needs (the core, Jackson, sqlite-jdbc) were not loaded from
  * plain jars or directories on that class path, as in a Spring Boot fat jar started with
  * {@code java -jar app.jar} whose libraries are nested under {@code BOOT-INF/lib/}, the jar
  * each of them came from is found through its {@link CodeSource}; nested jars are copied out of
@@ -126,21 +127,29 @@ public final class SupervisorClassPath {
     }
 
     /**
-     * The supervisor class path for classes loaded from {@code locations}: {@code javaClassPath}
-     * when every location is a plain jar or directory on it, else the locations themselves,
-     * nested jars copied out under {@code home}.
+     * The supervisor class path for classes loaded from {@code locations}: those of the
+     * entries of {@code javaClassPath}, in its order, when every location is a plain jar or
+     * directory on it, else the locations themselves, nested jars copied out under
+     * {@code home}. Never the rest of the caller's class path: a supervisor opens every jar on
+     * its class path (service look-ups), and keeps each one's directory on its heap.
      */
     static String compute(Path home, List<String> locations, String javaClassPath) {
         List<Source> sources = locations.stream().map(SupervisorClassPath::parse).toList();
-        Set<Path> onClassPath = new LinkedHashSet<>();
-        for (String entry : javaClassPath.split(File.pathSeparator)) {
-            if (!entry.isEmpty()) {
-                onClassPath.add(normalize(Path.of(entry)));
+        Set<Path> needed = new LinkedHashSet<>();
+        for (Source source : sources) {
+            if (source.entry() == null) {
+                needed.add(normalize(source.file()));
             }
         }
-        boolean allOnClassPath = sources.stream().allMatch(s -> s.entry() == null && onClassPath.contains(normalize(s.file())));
+        List<String> kept = new ArrayList<>();
+        for (String entry : javaClassPath.split(File.pathSeparator)) {
+            if (!entry.isEmpty() && needed.remove(normalize(Path.of(entry)))) {
+                kept.add(entry);
+            }
+        }
+        boolean allOnClassPath = needed.isEmpty() && sources.stream().allMatch(s -> s.entry() == null);
         if (allOnClassPath) {
-            return javaClassPath;
+            return String.join(File.pathSeparator, kept);
         }
         List<Source> nested = sources.stream().filter(s -> s.entry() != null).distinct().toList();
         Map<Source, Path> copies = nested.isEmpty() ? Map.of() : copyOut(home, nested);

@@ -86,12 +86,13 @@ class SupervisorClassPathTest {
     }
 
     @Test
-    void keepsTheCallersClassPathWhenEveryClassComesFromIt(@TempDir Path dir) throws IOException {
+    void keepsOnlyTheEntriesOfTheCallersClassPathItsClassesComeFromInTheirOrder(@TempDir Path dir) throws IOException {
         Path a = jar(dir.resolve("a.jar"), Map.of("a/A.class", "a"));
         Path classes = Files.createDirectories(dir.resolve("classes"));
-        String classPath = a + File.pathSeparator + classes + File.pathSeparator + dir.resolve("other.jar");
+        String classPath = dir.resolve("first.jar") + File.pathSeparator + classes + File.pathSeparator + dir.resolve("other.jar")
+                + File.pathSeparator + a;
         assertThat(SupervisorClassPath.compute(dir.resolve("home"), List.of(a.toUri().toString(), classes.toUri().toString()), classPath))
-                .isEqualTo(classPath);
+                .isEqualTo(classes + File.pathSeparator + a);
         assertThat(dir.resolve("home")).doesNotExist();
         // a class from somewhere else: the class path is built from the locations
         Path b = jar(dir.resolve("b.jar"), Map.of("b/B.class", "b"));
