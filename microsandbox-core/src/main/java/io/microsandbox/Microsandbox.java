@@ -257,6 +257,15 @@ public final class Microsandbox {
         }
     }
 
+    /** The shape of a restore's VM, for a spare to start the next restore of its checkpoint ahead. */
+    private static io.microsandbox.runtime.supervisor.PrebootShape restoreShape(SupervisorSpec spec) {
+        Map<String, Object> restore = spec.restore();
+        Object digest = restore.get("upper_digest");
+        return io.microsandbox.runtime.supervisor.PrebootShape.ofRestore(spec, new io.microsandbox.runtime.supervisor.PrebootShape.Restore(
+                restore.get("ram_file").toString(), restore.get("memory_uri").toString(), restore.get("upper_file").toString(),
+                digest == null ? null : digest.toString()));
+    }
+
     /** Whether a supervisor holds the sandbox (another process started it since we looked). */
     private static boolean supervisorAlive(SandboxLayout layout) {
         if (!Files.isDirectory(layout.dir())) {
@@ -279,7 +288,7 @@ public final class Microsandbox {
             io.microsandbox.image.ImageRoots.Root knownRoot, java.util.function.UnaryOperator<SupervisorSpec> adapt) {
         SupervisorProcess supervisor = SpareSupervisors.acquire(home);
         boolean handedSpec = false;
-        // the shape a spare may pre-boot next: a plain boot with a new, empty upper disk
+        // the shape a spare may pre-boot next: a plain boot with a new, empty upper disk, or a restore
         io.microsandbox.runtime.supervisor.PrebootShape shape = null;
         try {
             SupervisorSpec prepared = SandboxPreparer.prepare(home, SandboxPreparer.findQemu(qemu), KernelBundle.locate(home, kernelDir),
@@ -292,8 +301,9 @@ public final class Microsandbox {
             boolean emptyUpper = freshUpper && config.patches().isEmpty();
             // no VM booted ahead with host files of its own open (mounts, volumes, an image
             // disk's overlay): it would hold them as they were, and their locks, until adopted
-            if (emptyUpper && config.mounts().isEmpty() && config.imageDisk() == null) {
-                shape = io.microsandbox.runtime.supervisor.PrebootShape.of(spec, config.upperSizeMib());
+            if (config.mounts().isEmpty() && config.imageDisk() == null) {
+                shape = emptyUpper ? io.microsandbox.runtime.supervisor.PrebootShape.of(spec, config.upperSizeMib())
+                        : spec.restore() != null ? restoreShape(spec) : null;
             }
             handedSpec = true;
             supervisor.boot(spec, emptyUpper);
@@ -549,6 +559,11 @@ public final class Microsandbox {
             Map<String, Object> restore = new java.util.LinkedHashMap<>();
             restore.put("ram_file", checkpoint.ramFile().toString());
             restore.put("memory_uri", io.microsandbox.runtime.supervisor.MemoryCheckpoint.incoming(checkpoint.memoryFile()));
+            // for a spare to start the next restore of this checkpoint ahead (PrebootShape.Restore)
+            restore.put("upper_file", checkpoint.upperDisk().toString());
+            if (checkpoint.upperDigest() != null) {
+                restore.put("upper_digest", checkpoint.upperDigest());
+            }
             if (options.hostname() != null) {
                 restore.put("hostname", options.hostname());
             }

@@ -4,6 +4,7 @@ import io.microsandbox.image.RootDisks;
 import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxPreparer;
+import io.microsandbox.runtime.SparseFiles;
 import io.microsandbox.runtime.agent.Frame;
 import io.microsandbox.runtime.agent.FrameLink;
 import io.microsandbox.runtime.agent.Protocol;
@@ -27,6 +28,13 @@ import java.util.concurrent.TimeUnit;
  * hello. Anything else discards it and boots as without. Every sandbox still boots a kernel
  * of its own (its own address layout, entropy and boot id); what moves off the creation's path
  * is QEMU's start and the kernel's boot.
+ *
+ * <p>After a restore the shape names its checkpoint: QEMU is started waiting for it
+ * ({@code -incoming defer}) with its own copy of the checkpoint's upper disk (checked against
+ * the checkpoint's digest) and its guest memory filled from the checkpoint's, up to QEMU's
+ * connection to the agent port (a resumed agent says nothing before {@code core.restore}).
+ * A restore of the same checkpoint files, unchanged since, adopts it and only loads the
+ * device state; what moves off its path is QEMU's start and the memory's fill.
  */
 final class PreBoot {
     /** Console lines kept for the sandbox's exec log while there is none (its boot's), at most this many bytes. */
@@ -50,7 +58,13 @@ final class PreBoot {
     private final ConsoleRecorder console;
     private final VmmProcess vmm;
     private final long startedNanos;
-    /** The agent's link once it said hello (with the hello), failed if it did not. */
+    /** For a restore's VM: its checkpoint, and what its files were when the VM was made of them; else null. */
+    private final PrebootShape.Restore checkpoint;
+    private final List<Object> checkpointFiles;
+    /**
+     * The agent's link once it said hello (with the hello), failed if it did not. For a
+     * restore's VM, the link once QEMU connected and the guest memory is filled, with no frame.
+     */
     private final CompletableFuture<Hello> hello = new CompletableFuture<>();
     private volatile FrameLink link;
     /** The console's lines so far, for the exec log of the sandbox that adopts the VM. */
@@ -65,11 +79,15 @@ final class PreBoot {
     private final java.util.concurrent.atomic.AtomicBoolean claimed = new java.util.concurrent.atomic.AtomicBoolean();
     private final java.util.concurrent.atomic.AtomicBoolean discarded = new java.util.concurrent.atomic.AtomicBoolean();
 
+    /** The agent's link, and its hello: null for a restore's VM, whose agent resumes silent. */
     record Hello(FrameLink link, Frame frame) {
     }
 
     private PreBoot(Path dir, Path upper, List<String> argv, GuestMemory memory, ServerSocketChannel vmServer,
-            ConsoleRecorder console, EarlyLines earlyConsole, VmmProcess vmm, long startedNanos) {
+            ConsoleRecorder console, EarlyLines earlyConsole, VmmProcess vmm, long startedNanos,
+            PrebootShape.Restore checkpoint, List<Object> checkpointFiles) {
+        this.checkpoint = checkpoint;
+        this.checkpointFiles = checkpointFiles;
         this.earlyConsole = earlyConsole;
         this.dir = dir;
         this.upper = upper;
@@ -102,20 +120,30 @@ final class PreBoot {
             SandboxPreparer.deleteTree(dir);
             OwnerOnly.directories(home, dir);
             Path upper = dir.resolve("upper.ext4");
-            RootDisks.createUpperDisk(upper, shape.upperSizeMib());
+            PrebootShape.Restore checkpoint = shape.restore();
+            // taken before the copy: a checkpoint replaced after it no longer matches at the claim
+            List<Object> checkpointFiles = checkpoint == null ? null : identities(checkpoint);
+            if (checkpoint == null) {
+                RootDisks.createUpperDisk(upper, shape.upperSizeMib());
+            } else {
+                String digest = SparseFiles.copy(Path.of(checkpoint.upperFile()), upper, false);
+                if (checkpoint.upperDigest() != null && !checkpoint.upperDigest().equals(digest)) {
+                    throw new IOException("the checkpoint's upper disk does not match its digest");
+                }
+            }
             List<String> argv = PrebootShape.relocate(shape.vmmArgv(), shape.runDir(), shape.upperDisk(), dir.toString(), upper.toString());
             if (argv.stream().anyMatch(a -> a.contains(shape.runDir()) || a.contains(shape.upperDisk()))
                     || argv.equals(shape.vmmArgv())) {
                 // not relocated (a path QEMU's option syntax escapes): it must never touch that sandbox's files
                 throw new IOException("the command line could not be relocated");
             }
-            memory = GuestMemory.create(0);
+            memory = checkpoint == null ? GuestMemory.create(0) : GuestMemory.sizedFor(Path.of(checkpoint.ramFile()));
             vmServer = Supervisor.listen(dir.resolve("vm.sock"));
             EarlyLines early = new EarlyLines();
             console = ConsoleRecorder.start(dir.resolve("console.sock"), dir.resolve("kernel.log"), early);
             long startedNanos = System.nanoTime();
             VmmProcess vmm = VmmProcess.spawn(argv, dir.resolve("vmm.log"), memory.fd());
-            PreBoot preboot = new PreBoot(dir, upper, argv, memory, vmServer, console, early, vmm, startedNanos);
+            PreBoot preboot = new PreBoot(dir, upper, argv, memory, vmServer, console, early, vmm, startedNanos, checkpoint, checkpointFiles);
             Runtime.getRuntime().addShutdownHook(new Thread(preboot::removeUnlessAdopted, "msb-preboot-cleanup"));
             preboot.deadlines.schedule(preboot::abort, HELLO_TIMEOUT_MS, TimeUnit.MILLISECONDS);
             preboot.deadlines.schedule(preboot::shutDownUnclaimed, idleMillis, TimeUnit.MILLISECONDS);
@@ -141,8 +169,16 @@ final class PreBoot {
 
     private void awaitHello() {
         try {
+            if (checkpoint != null) {
+                // QEMU does not touch guest memory before the load, which the adoption starts
+                memory.fill(Path.of(checkpoint.ramFile()));
+            }
             FrameLink accepted = new FrameLink(vmServer.accept());
             link = accepted;
+            if (checkpoint != null) {
+                hello.complete(new Hello(accepted, null));
+                return;
+            }
             Frame frame = accepted.read();
             if (frame == null || !Protocol.CORE_HELLO.equals(frame.type())) {
                 throw new IOException("expected core.hello from the pre-booted agent, got " + frame);
@@ -178,7 +214,8 @@ final class PreBoot {
      * caller {@link #discard}s it.
      */
     boolean claim(SupervisorSpec spec, boolean emptyUpper) {
-        if (!emptyUpper || spec.restore() != null || hello.isCompletedExceptionally() || vmm.hasEnded()) {
+        boolean fits = checkpoint == null ? emptyUpper && spec.restore() == null : sameCheckpoint(spec);
+        if (!fits || hello.isCompletedExceptionally() || vmm.hasEnded()) {
             return false;
         }
         List<String> relocated = PrebootShape.relocate(spec.vmmArgv(), spec.runDir(), spec.layout().upperDisk().toString(),
@@ -196,6 +233,29 @@ final class PreBoot {
         }
         deadlines.shutdownNow();
         return true;
+    }
+
+    /** Whether {@code spec} restores this VM's checkpoint, whose files are still those it was made of. */
+    private boolean sameCheckpoint(SupervisorSpec spec) {
+        if (spec.restore() == null || !checkpoint.ramFile().equals(String.valueOf(spec.restore().get("ram_file")))
+                || !checkpoint.memoryUri().equals(String.valueOf(spec.restore().get("memory_uri")))) {
+            return false;
+        }
+        try {
+            return identities(checkpoint).equals(checkpointFiles);
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
+    /** What tells a checkpoint's files from others of the same names: file keys, sizes, times. */
+    private static List<Object> identities(PrebootShape.Restore checkpoint) throws IOException {
+        List<Object> identities = new java.util.ArrayList<>();
+        for (String file : List.of(checkpoint.ramFile(), checkpoint.upperFile())) {
+            var attributes = Files.readAttributes(Path.of(file), java.nio.file.attribute.BasicFileAttributes.class);
+            identities.add(List.of(String.valueOf(attributes.fileKey()), attributes.size(), attributes.lastModifiedTime().to(TimeUnit.NANOSECONDS)));
+        }
+        return identities;
     }
 
     /**

@@ -6,22 +6,46 @@ import java.util.List;
 
 /**
  * The VM a spare supervisor boots ahead of its sandbox ({@link PreBoot}): the QEMU command
- * line of the home's last creation that had a fresh upper disk, with the paths in it that
- * belong to that sandbox (its socket directory and its upper disk), and the upper's size.
- * The next creation adopts the booted VM when its own command line is the same but for
- * those paths.
+ * line of the home's last creation that had a fresh upper disk, or of its last restore, with
+ * the paths in it that belong to that sandbox (its socket directory and its upper disk), and
+ * the upper's size. The next creation adopts the booted VM when its own command line is the
+ * same but for those paths (and, for a restore, its checkpoint the same).
  *
  * @param vmmArgv      the QEMU command line of that creation
  * @param runDir       its socket directory, as it appears in {@code vmmArgv}
  * @param upperDisk    its upper disk, as it appears in {@code vmmArgv}
  * @param upperSizeMib the upper disk's size
+ * @param restore      for a restore, the checkpoint it came from; null for a boot
  */
-public record PrebootShape(List<String> vmmArgv, String runDir, String upperDisk, int upperSizeMib) {
+public record PrebootShape(List<String> vmmArgv, String runDir, String upperDisk, int upperSizeMib, Restore restore) {
     private static final ObjectMapper JSON = new ObjectMapper();
+
+    /**
+     * The checkpoint a restore loads: QEMU is started ahead waiting for it
+     * ({@code -incoming defer}), with its guest memory filled from {@code ramFile} and its own
+     * copy of the checkpoint's upper disk.
+     *
+     * @param ramFile     the checkpoint's guest memory file
+     * @param memoryUri   where QEMU loads the device state from
+     * @param upperFile   the checkpoint's upper disk, copied for the VM
+     * @param upperDigest its content digest as the checkpoint's manifest records it (null: not recorded)
+     */
+    public record Restore(String ramFile, String memoryUri, String upperFile, String upperDigest) {
+    }
+
+    /** A shape to boot, with no checkpoint. */
+    public PrebootShape(List<String> vmmArgv, String runDir, String upperDisk, int upperSizeMib) {
+        this(vmmArgv, runDir, upperDisk, upperSizeMib, null);
+    }
 
     /** The shape of the VM {@code spec} boots, whose upper disk is a fresh one of {@code upperSizeMib}. */
     public static PrebootShape of(SupervisorSpec spec, int upperSizeMib) {
         return new PrebootShape(List.copyOf(spec.vmmArgv()), spec.runDir(), spec.layout().upperDisk().toString(), upperSizeMib);
+    }
+
+    /** The shape of the restore {@code spec} runs, of the checkpoint {@code checkpoint}. */
+    public static PrebootShape ofRestore(SupervisorSpec spec, Restore checkpoint) {
+        return new PrebootShape(List.copyOf(spec.vmmArgv()), spec.runDir(), spec.layout().upperDisk().toString(), 0, checkpoint);
     }
 
     /** {@code argv} with this shape's sandbox paths replaced by {@code runDir} and {@code upperDisk}. */

@@ -27,7 +27,8 @@ public final class SpareSupervisors {
     /**
      * A spare also boots a VM shaped like the home's last creation while it waits
      * ({@link PreBoot}), which the next creation of that shape adopts: its QEMU start and kernel
-     * boot leave the creation's path. On by default; {@code false} turns it off. Read at each
+     * boot leave the creation's path (after a restore: QEMU's start and the filling of its
+     * memory, for the next restore of that checkpoint). On by default; {@code false} turns it off. Read at each
      * spare's start.
      */
     public static final String PREBOOT_PROPERTY = "microsandbox.supervisor.preboot";
@@ -82,7 +83,8 @@ public final class SpareSupervisors {
      * (normally or not) or the deferral has passed, or at once in a burst of creations, unless
      * a spare waits, starts or is already due. {@code shape} is the VM the spare boots while it
      * waits (see {@link #PREBOOT_PROPERTY}), null for none: the next creation is taken to be
-     * like this one, so after a restore or a restart no VM is booted ahead.
+     * like this one, so after a restart no VM is booted ahead, and after a restore QEMU is
+     * started for the next restore of the same checkpoint.
      */
     public static void replenishAfter(Path home, CompletionStage<?> firstExchange, PrebootShape shape) {
         if (!KEEP_SPARE) {

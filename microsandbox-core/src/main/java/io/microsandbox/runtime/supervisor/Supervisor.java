@@ -291,9 +291,9 @@ public final class Supervisor {
         } catch (IOException e) {
             return failBoot("cannot create the guest's memory: " + e.getMessage());
         }
-        if (spec.restore() != null) {
+        if (spec.restore() != null && preboot == null) {
             // from now on, beside the rest of the set-up and QEMU's start: QEMU does not touch
-            // guest memory before the load, which waits for this
+            // guest memory before the load, which waits for this (an adopted VM's is filled)
             memoryFill = onHelperThread(() -> {
                 guestMemory.fill(restoreRamFile());
                 return null;
@@ -423,7 +423,8 @@ public final class Supervisor {
                 : FrameCodec.encode(new Frame(0, 0, Protocol.CORE_CONFIGURE, JSON.valueToTree(spec.configure())));
         Frame hello;
         if (preboot != null) {
-            bootStage = "waiting for the pre-booted VM's hello: the guest kernel or agent did not start";
+            bootStage = spec.restore() != null ? "waiting for the pre-started QEMU's agent port and guest memory"
+                    : "waiting for the pre-booted VM's hello: the guest kernel or agent did not start";
             PreBoot.Hello booted;
             try {
                 // past the boot's deadline: at the deadline the watchdog ends this wait with its own reason
@@ -433,6 +434,10 @@ public final class Supervisor {
                 throw new java.io.InterruptedIOException("interrupted while the pre-booted VM booted");
             }
             vm = booted.link();
+            if (spec.restore() != null) {
+                restoreHandshake();
+                return;
+            }
             hello = booted.frame();
         } else {
             SocketChannel channel = vmServer.accept();
@@ -534,18 +539,22 @@ public final class Supervisor {
         }
         readyPayload = answer.payload();
         readyPayload.put("vmm_to_ready_ns", System.nanoTime() - vmmStartNanos);
-        SupervisorLog.log("restored from a checkpoint: QEMU start to agent answer " + (System.nanoTime() - vmmStartNanos) / 1_000_000 + " ms");
+        String adoption = preboot == null ? "" : String.format(java.util.Locale.ROOT,
+                " (QEMU started ahead by this spare with the checkpoint's memory: adopted %d ms after its start, adoption to answer %d ms)",
+                (adoptedNanos - vmmStartNanos) / 1_000_000, (System.nanoTime() - adoptedNanos) / 1_000_000);
+        SupervisorLog.log("restored from a checkpoint: QEMU start to agent answer " + (System.nanoTime() - vmmStartNanos) / 1_000_000 + " ms" + adoption);
     }
 
     /**
      * Takes the VM this spare pre-booted when the spec's is the same but for the sandbox's own
-     * paths and its upper disk is a fresh one; otherwise kills it and boots as without.
+     * paths and its upper disk is a fresh one (or, for a restore, its checkpoint is the one the
+     * VM was started with); otherwise kills it and boots as without.
      */
     private void adoptOrDiscardPreboot() {
         if (preboot == null) {
             return;
         }
-        String misfit = preboot.claim(spec, emptyUpper) ? null : "its command line or upper disk differs, or it was shut down idle";
+        String misfit = preboot.claim(spec, emptyUpper) ? null : "its command line, upper disk or checkpoint differs, or it was shut down idle";
         if (misfit == null) {
             try {
                 preboot.adoptInto(layout, this::logConsoleLine);

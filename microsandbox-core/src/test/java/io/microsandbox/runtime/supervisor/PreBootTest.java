@@ -117,6 +117,57 @@ class PreBootTest {
         return Thread.getAllStackTraces().keySet().stream().filter(t -> t.getName().equals("msb-preboot-deadlines") && t.isAlive()).count();
     }
 
+    @Test
+    @Timeout(30)
+    void aRestoresVmIsStartedWithItsCheckpointsMemoryAndUpperCopyAndClaimedOnlyByARestoreOfTheSameFiles() throws Exception {
+        Path checkpoint = Files.createDirectories(home.resolve("checkpoints").resolve("c"));
+        byte[] ram = new byte[1 << 20];
+        new java.util.Random(7).nextBytes(ram);
+        Files.write(checkpoint.resolve("ram.bin"), ram);
+        Files.write(checkpoint.resolve("upper.ext4"), "the checkpoint's upper".getBytes());
+        String digest = io.microsandbox.runtime.SparseFiles.copy(checkpoint.resolve("upper.ext4"), home.resolve("digest-probe"));
+        PrebootShape.Restore source = new PrebootShape.Restore(checkpoint.resolve("ram.bin").toString(), "file:" + checkpoint.resolve("memory.bin"),
+                checkpoint.resolve("upper.ext4").toString(), digest);
+        PreBoot preboot = PreBoot.start(home, new PrebootShape(List.of("/bin/sh", "-c", "exec sleep 30", "sh", SHAPE_RUN + "/qmp.sock", SHAPE_UPPER),
+                SHAPE_RUN, SHAPE_UPPER, 0, source));
+        assertThat(preboot).isNotNull();
+        Path spareUpper = prebootDirs().get(0).resolve("upper.ext4");
+        assertThat(spareUpper).hasContent("the checkpoint's upper");
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (!java.util.Arrays.equals(Files.readAllBytes(preboot.memory().file()), ram) && System.nanoTime() < deadline) {
+            Thread.sleep(10);
+        }
+        assertThat(Files.readAllBytes(preboot.memory().file())).as("guest memory filled from ram.bin").isEqualTo(ram);
+
+        assertThat(preboot.claim(spec("boot", "exec sleep 30", 0), true)).as("a boot").isFalse();
+        assertThat(preboot.claim(restoreSpec("other", source.memoryUri(), home.resolve("other-ram.bin").toString()), false))
+                .as("another checkpoint").isFalse();
+        // the checkpoint replaced by another of the same name since the VM was started
+        Path replaced = Files.write(checkpoint.resolve("ram.bin.new"), ram);
+        Files.move(replaced, checkpoint.resolve("ram.bin"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        assertThat(preboot.claim(restoreSpec("stale", source.memoryUri(), source.ramFile()), false)).as("a replaced checkpoint").isFalse();
+        preboot.discard();
+        assertThat(prebootDirs()).isEmpty();
+
+        PreBoot fresh = PreBoot.start(home, new PrebootShape(List.of("/bin/sh", "-c", "exec sleep 30", "sh", SHAPE_RUN + "/qmp.sock", SHAPE_UPPER),
+                SHAPE_RUN, SHAPE_UPPER, 0, source));
+        assertThat(fresh.claim(restoreSpec("next", source.memoryUri(), source.ramFile()), false)).isTrue();
+        fresh.discard();
+
+        Files.write(checkpoint.resolve("upper.ext4"), "corrupt".getBytes());
+        assertThat(PreBoot.start(home, new PrebootShape(List.of("/bin/sh", "-c", "exec sleep 30", "sh", SHAPE_RUN + "/qmp.sock", SHAPE_UPPER),
+                SHAPE_RUN, SHAPE_UPPER, 0, source))).as("an upper copy that does not match the checkpoint's digest").isNull();
+        assertThat(prebootDirs()).isEmpty();
+    }
+
+    /** The spec of a restore whose command line is the shape's but for its own paths, with an upper copy like the checkpoint's. */
+    private SupervisorSpec restoreSpec(String name, String memoryUri, String ramFile) throws Exception {
+        SupervisorSpec boot = spec(name, "exec sleep 30", 0);
+        Files.write(boot.layout().upperDisk(), "the checkpoint's upper".getBytes());
+        return new SupervisorSpec(boot.name(), boot.vmmArgv(), boot.sandboxDir(), boot.runDir(), Map.of(), 1000, false, home.toString(), true, 0, 0,
+                Map.of("ram_file", ramFile, "memory_uri", memoryUri));
+    }
+
     /** This JVM's descriptors of processes (pidfds) and of guest memory (memfds). */
     private static List<String> vmDescriptors() throws Exception {
         List<String> found = new java.util.ArrayList<>();

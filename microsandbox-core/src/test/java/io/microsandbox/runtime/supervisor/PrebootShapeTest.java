@@ -21,5 +21,8 @@ class PrebootShapeTest {
         assertThat(PrebootShape.relocate(other, "/h/run/def", "/h/sandboxes/two/upper.ext4", "/h/run/spare-7", "/h/run/spare-7/upper.ext4"))
                 .isEqualTo(spare);
         assertThat(PrebootShape.fromJson(shape.toJson())).isEqualTo(shape);
+        PrebootShape restore = new PrebootShape(argv, "/h/run/abc", "/h/sandboxes/one/upper.ext4", 0,
+                new PrebootShape.Restore("/h/checkpoints/c/ram.bin", "file:/h/checkpoints/c/memory.bin", "/h/checkpoints/c/upper.ext4", null));
+        assertThat(PrebootShape.fromJson(restore.toJson())).isEqualTo(restore);
     }
 }

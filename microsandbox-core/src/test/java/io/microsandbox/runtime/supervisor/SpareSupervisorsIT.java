@@ -209,6 +209,45 @@ class SpareSupervisorsIT {
     }
 
     @Test
+    @Timeout(300)
+    void aRestoreOfTheLastRestoredCheckpointAdoptsQemuStartedAheadAndAReplacedCheckpointIsNotTaken() throws Exception {
+        sparesPreBootingSoon();
+        io.microsandbox.RestoreOptions ephemeral = io.microsandbox.RestoreOptions.builder().ephemeral(true).build();
+        // checkpointed later under the same name, without a creation that would take the spare
+        try (Sandbox later = runtime.create(TestSandboxes.uniqueName("pre-later"), TestSandboxes.config().ephemeral(true).build())) {
+            later.shell("echo newer > /root/f && sync");
+            try (Sandbox source = runtime.create(TestSandboxes.uniqueName("pre-src"), TestSandboxes.config().ephemeral(true).build())) {
+                source.shell("echo saved > /root/f && sync");
+                source.checkpoint("pre-cp");
+            }
+            try (Sandbox first = runtime.restore(TestSandboxes.uniqueName("pre-r1"), runtime.checkpoints().get("pre-cp"), ephemeral)) {
+                first.shell("echo changed > /root/f && sync");
+                awaitPrebootDir();
+            }
+            String second = TestSandboxes.uniqueName("pre-r2");
+            try (Sandbox adopted = runtime.restore(second, runtime.checkpoints().get("pre-cp"), ephemeral)) {
+                assertThat(Files.readString(SandboxLayout.of(home, second).supervisorLog())).contains("adopted the VM this supervisor booted")
+                        .containsPattern("restored from a checkpoint: .*QEMU started ahead by this spare");
+                assertThat(adopted.exec("cat", List.of("/root/f")).stdout()).as("the checkpoint's upper, not the last restore's").isEqualTo("saved\n");
+                assertThat(adopted.shell("echo mine > /root/g && cat /root/g").stdout()).isEqualTo("mine\n");
+                // the adopted VM's directory stays while it runs; the next spare's comes beside it
+                awaitPrebootDirs(2);
+            }
+            // another checkpoint at the same paths: the QEMU started for the old one must not serve it
+            runtime.checkpoints().remove("pre-cp");
+            later.checkpoint("pre-cp");
+            String third = TestSandboxes.uniqueName("pre-r3");
+            try (Sandbox restored = runtime.restore(third, runtime.checkpoints().get("pre-cp"), ephemeral)) {
+                assertThat(restored.exec("cat", List.of("/root/f")).stdout()).isEqualTo("newer\n");
+                assertThat(Files.readString(SandboxLayout.of(home, third).supervisorLog())).contains("not adopting the pre-booted VM")
+                        .doesNotContain("adopted the VM");
+            }
+        } finally {
+            runtime.checkpoints().remove("pre-cp");
+        }
+    }
+
+    @Test
     @Timeout(240)
     void aCreationOfAnotherShapeBootsItsOwnVmBesideAPreBootedOne() throws Exception {
         sparesPreBootingSoon();
@@ -231,11 +270,15 @@ class SpareSupervisorsIT {
     }
 
     private void awaitPrebootDir() throws Exception {
+        awaitPrebootDirs(1);
+    }
+
+    private void awaitPrebootDirs(int count) throws Exception {
         long deadline = System.nanoTime() + 60_000_000_000L;
-        while (prebootDirs().isEmpty() && System.nanoTime() < deadline) {
+        while (prebootDirs().size() < count && System.nanoTime() < deadline) {
             Thread.sleep(50);
         }
-        assertThat(prebootDirs()).as("the spare's pre-boot directory").hasSize(1);
+        assertThat(prebootDirs()).as("pre-boot directories").hasSize(count);
     }
 
     @Test
