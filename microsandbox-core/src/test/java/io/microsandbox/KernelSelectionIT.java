@@ -37,6 +37,19 @@ class KernelSelectionIT {
 
     @Test
     @Timeout(180)
+    void ourKernelKeepsItsVirtqueuesSmallSoTheConsoleDriverPostsFewBuffers() throws Exception {
+        try (Sandbox sb = Sandbox.create(TestSandboxes.uniqueName("queues"), TestSandboxes.config().ephemeral(true).build())) {
+            assertThat(sb.exec("cat", List.of("/proc/cmdline")).stdout().strip().split(" ")).contains("virtio_mmio.max_queue_size=256");
+            assertThat(sb.exec("cat", List.of("/sys/module/virtio_mmio/parameters/max_queue_size")).stdout().strip()).isEqualTo("256");
+            // virtio-mmio offers 1024 entries a queue, and the console driver posts a 4 KiB
+            // buffer for each entry of two queues: 8 MiB of kernel memory (14 MiB in all)
+            long slabKib = Long.parseLong(sb.shell("awk '/^Slab:/ {print $2}' /proc/meminfo").stdout().strip());
+            assertThat(slabKib).as("the guest kernel's slab, KiB").isLessThan(8 * 1024);
+        }
+    }
+
+    @Test
+    @Timeout(180)
     void underTcgOurKernelIsToldTheApicTimerRateAndKeepsTime() throws Exception {
         String name = TestSandboxes.uniqueName("timer");
         try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().ephemeral(true).build())) {
@@ -91,7 +104,8 @@ class KernelSelectionIT {
         try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().ephemeral(true).build())) {
             assertThat(sb.exec("uname", List.of("-r")).stdout().strip()).endsWith("-amd64");
             // the parameters of microsandbox's kernel patches are never given to another kernel
-            assertThat(sb.exec("cat", List.of("/proc/cmdline")).stdout()).doesNotContain("lapic_timer_period").doesNotContain("noinitpoison");
+            assertThat(sb.exec("cat", List.of("/proc/cmdline")).stdout()).doesNotContain("lapic_timer_period").doesNotContain("noinitpoison")
+                    .doesNotContain("virtio_mmio.max_queue_size");
             assertThat(sb.exec("python3", List.of("-c", "print(6*7)")).stdout()).isEqualTo("42\n");
             String log = Files.readString(SandboxLayout.of(RuntimeFiles.defaultHome(), name).supervisorLog());
             assertThat(log).containsPattern("boot timeline: .*\\([1-9]\\d* modules");

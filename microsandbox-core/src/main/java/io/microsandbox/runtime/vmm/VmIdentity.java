@@ -16,7 +16,7 @@ import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * What a memory checkpoint is tied to, read from a sandbox's QEMU command line: the QEMU
- * version, machine type, accelerator, CPU model, memory and vCPU count, the kernel's and the
+ * version, machine type, accelerator, CPU model, memory and vCPU count, devices, the kernel's and the
  * guest agent's SHA-256, and the lower disk. Saved guest memory holds that kernel and agent
  * running on that virtual hardware over that lower disk: restored under anything else the
  * guest would crash or hang, so restores compare these before they launch QEMU. File digests
@@ -51,6 +51,14 @@ public final class VmIdentity {
         id.put("cpus", after(argv, "-smp"));
         id.put("kernel", fileDigest(Path.of(after(argv, "-kernel"))));
         id.put("agent", fileDigest(agent));
+        // the virtual hardware the saved device state describes (no paths in these)
+        List<String> devices = new java.util.ArrayList<>();
+        for (int i = 0; i + 1 < argv.size(); i++) {
+            if (argv.get(i).equals("-device")) {
+                devices.add(argv.get(i + 1));
+            }
+        }
+        id.put("devices", String.join(" ", devices));
         for (int i = 0; i + 1 < argv.size(); i++) {
             if (argv.get(i).equals("-drive") && argv.get(i + 1).startsWith("id=lower,file=")) {
                 String spec = argv.get(i + 1).substring("id=lower,file=".length());

@@ -38,6 +38,9 @@ class KernelBundleTest {
         assertThat(elf).containsExactly(0x7f, 'E', 'L', 'F');
         assertThat(kernel.modules()).isEmpty();
         assertThat(Files.readString(kernel.dir().resolve("config"))).contains("CONFIG_VIRTIO_MMIO=y");
+        // its patches' parameters: on every boot, and under TCG
+        assertThat(kernel.bootParams()).containsExactly("virtio_mmio.max_queue_size=256");
+        assertThat(kernel.emulationParams()).contains("noreplace-smp", "noinitpoison").anyMatch(p -> p.startsWith("lapic_timer_period="));
         var modified = Files.getLastModifiedTime(kernel.vmlinux());
         assertThat(KernelBundle.locate(home)).isEqualTo(kernel);
         assertThat(Files.getLastModifiedTime(kernel.vmlinux())).isEqualTo(modified);

@@ -19,7 +19,8 @@ class VmIdentityTest {
         Path lower = Files.writeString(dir.resolve("lower,x.ext4"), "lower");
         List<String> argv = List.of(SandboxPreparer.findQemu(), "-M", "microvm", "-accel", "tcg", "-cpu", "qemu64",
                 "-m", "512", "-smp", "1", "-kernel", kernel.toString(),
-                "-drive", "id=lower,file=" + lower.toString().replace(",", ",,") + ",format=raw,if=none,readonly=on");
+                "-drive", "id=lower,file=" + lower.toString().replace(",", ",,") + ",format=raw,if=none,readonly=on",
+                "-device", "virtio-blk-device,drive=lower", "-device", "virtio-serial-device,max_ports=2");
         Map<String, String> recorded = VmIdentity.of(argv, agent);
         assertThat(recorded).containsEntry("machine", "microvm").containsEntry("memoryMib", "512")
                 .containsEntry("lowerDisk", lower + " (5 bytes)");
@@ -35,6 +36,15 @@ class VmIdentityTest {
         List<String> bigger = argv.stream().map(a -> a.equals("512") ? "1024" : a).toList();
         Files.writeString(kernel, "kernel one");
         assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(bigger, agent))).startsWith("memoryMib was 512");
+
+        // the saved device state describes these devices: other ones could not load it
+        List<String> morePorts = argv.stream().map(a -> a.equals("virtio-serial-device,max_ports=2") ? "virtio-serial-device" : a).toList();
+        assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(morePorts, agent)))
+                .isEqualTo("devices was virtio-blk-device,drive=lower virtio-serial-device,max_ports=2 when the checkpoint was taken"
+                        + " and is virtio-blk-device,drive=lower virtio-serial-device now");
+        Map<String, String> beforeDevicesWereRecorded = new java.util.LinkedHashMap<>(recorded);
+        beforeDevicesWereRecorded.remove("devices");
+        assertThat(VmIdentity.mismatch(beforeDevicesWereRecorded, VmIdentity.of(argv, agent))).startsWith("devices is ");
     }
 
     @Test
