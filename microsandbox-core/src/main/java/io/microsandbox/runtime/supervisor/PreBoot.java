@@ -104,11 +104,14 @@ final class PreBoot {
      * closed and removed). Call it from the thread that outlives the VM (the parent-death signal).
      */
     static PreBoot start(Path home, PrebootShape shape) {
-        return start(home, shape, IDLE_MS);
+        return start(home, shape, HELLO_TIMEOUT_MS, IDLE_MS);
     }
 
-    /** {@link #start(Path, PrebootShape)}, shutting the VM down after {@code idleMillis} unclaimed. */
-    static PreBoot start(Path home, PrebootShape shape, long idleMillis) {
+    /**
+     * {@link #start(Path, PrebootShape)}, giving up a VM whose hello has not come after
+     * {@code helloMillis} and shutting it down after {@code idleMillis} unclaimed.
+     */
+    static PreBoot start(Path home, PrebootShape shape, long helloMillis, long idleMillis) {
         Path runRoot = home.resolve("run");
         Path dir = runRoot.resolve(DIR_PREFIX + ProcessHandle.current().pid());
         GuestMemory memory = null;
@@ -145,7 +148,7 @@ final class PreBoot {
             VmmProcess vmm = VmmProcess.spawn(argv, dir.resolve("vmm.log"), memory.fd());
             PreBoot preboot = new PreBoot(dir, upper, argv, memory, vmServer, console, early, vmm, startedNanos, checkpoint, checkpointFiles);
             Runtime.getRuntime().addShutdownHook(new Thread(preboot::removeUnlessAdopted, "msb-preboot-cleanup"));
-            preboot.deadlines.schedule(preboot::abort, HELLO_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            preboot.deadlines.schedule(preboot::abortUnlessHelloCame, helloMillis, TimeUnit.MILLISECONDS);
             preboot.deadlines.schedule(preboot::shutDownUnclaimed, idleMillis, TimeUnit.MILLISECONDS);
             SupervisorLog.daemon("preboot-hello", preboot::awaitHello, e -> preboot.hello.completeExceptionally(e)).start();
             return preboot;
@@ -316,6 +319,14 @@ final class PreBoot {
         } catch (java.util.concurrent.TimeoutException e) {
             abort();
             throw new IOException("the pre-booted VM's agent did not say hello in time");
+        }
+    }
+
+    /** The hello deadline: a VM that said hello keeps its link for the sandbox that adopts it. */
+    private void abortUnlessHelloCame() {
+        // decided once: a hello that comes after this finds the wait failed, and is not adopted
+        if (hello.completeExceptionally(new IOException("no hello within the pre-boot's deadline"))) {
+            abort();
         }
     }
 

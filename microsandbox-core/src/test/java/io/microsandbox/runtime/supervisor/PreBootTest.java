@@ -24,7 +24,7 @@ class PreBootTest {
 
     private PreBoot start(String script, long idleMillis) {
         PrebootShape shape = new PrebootShape(List.of("/bin/sh", "-c", script, "sh", SHAPE_RUN + "/qmp.sock", SHAPE_UPPER), SHAPE_RUN, SHAPE_UPPER, 16);
-        PreBoot preboot = PreBoot.start(home, shape, idleMillis);
+        PreBoot preboot = PreBoot.start(home, shape, PreBoot.HELLO_TIMEOUT_MS, idleMillis);
         assertThat(preboot).isNotNull();
         return preboot;
     }
@@ -157,6 +157,32 @@ class PreBootTest {
         Files.write(checkpoint.resolve("upper.ext4"), "corrupt".getBytes());
         assertThat(PreBoot.start(home, new PrebootShape(List.of("/bin/sh", "-c", "exec sleep 30", "sh", SHAPE_RUN + "/qmp.sock", SHAPE_UPPER),
                 SHAPE_RUN, SHAPE_UPPER, 0, source))).as("an upper copy that does not match the checkpoint's digest").isNull();
+        assertThat(prebootDirs()).isEmpty();
+    }
+
+    @Test
+    @Timeout(30)
+    void aVmThatSaidHelloKeepsItsLinkPastTheHelloDeadlineForTheSandboxThatAdoptsIt() throws Exception {
+        Path checkpoint = Files.createDirectories(home.resolve("checkpoints").resolve("c"));
+        Files.write(checkpoint.resolve("ram.bin"), new byte[4096]);
+        Files.write(checkpoint.resolve("upper.ext4"), "the checkpoint's upper".getBytes());
+        PrebootShape.Restore source = new PrebootShape.Restore(checkpoint.resolve("ram.bin").toString(), "file:" + checkpoint.resolve("memory.bin"),
+                checkpoint.resolve("upper.ext4").toString(), null);
+        // a restore's VM says hello by connecting to the agent port: this stand-in connects and waits
+        String connect = "import socket, sys, time; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); time.sleep(30)";
+        PreBoot preboot = PreBoot.start(home, new PrebootShape(List.of("python3", "-c", connect, SHAPE_RUN + "/vm.sock", SHAPE_UPPER),
+                SHAPE_RUN, SHAPE_UPPER, 0, source), 300, PreBoot.IDLE_MS);
+        assertThat(preboot).isNotNull();
+        PreBoot.Hello hello = preboot.awaitHello(System.nanoTime() + 10_000_000_000L);
+        Thread.sleep(600);
+        SupervisorSpec restore = restoreSpec("late", source.memoryUri(), source.ramFile());
+        restore = new SupervisorSpec(restore.name(), List.of("python3", "-c", connect, restore.runDir() + "/vm.sock", restore.layout().upperDisk().toString()),
+                restore.sandboxDir(), restore.runDir(), Map.of(), 1000, false, home.toString(), true, 0, 0, restore.restore());
+        assertThat(preboot.claim(restore, false)).as("claimed after the hello deadline").isTrue();
+        // still open: a write reaches the stand-in's socket
+        hello.link().write(new io.microsandbox.runtime.agent.Frame(0, 0, io.microsandbox.runtime.agent.Protocol.CORE_RESTORE,
+                com.fasterxml.jackson.databind.node.JsonNodeFactory.instance.objectNode()));
+        preboot.discard();
         assertThat(prebootDirs()).isEmpty();
     }
 
