@@ -78,13 +78,22 @@ public final class SparseFiles {
      * @throws IOException also when {@code target} is not a regular file or is smaller than {@code source}
      */
     public static void copyInto(Path source, Path target) throws IOException {
-        requireRegularFile(source);
         requireRegularFile(target);
-        try (FileChannel in = FileChannel.open(source, StandardOpenOption.READ);
-             FileChannel out = FileChannel.open(target, StandardOpenOption.WRITE)) {
+        try (FileChannel out = FileChannel.open(target, StandardOpenOption.WRITE)) {
+            copyInto(source, out, target.toString());
+        }
+    }
+
+    /**
+     * {@link #copyInto(Path, Path)} into an open channel ({@code name} for messages), which
+     * stays open: whoever closes it meanwhile ends the copy with an exception.
+     */
+    public static void copyInto(Path source, FileChannel out, String name) throws IOException {
+        requireRegularFile(source);
+        try (FileChannel in = FileChannel.open(source, StandardOpenOption.READ)) {
             long size = in.size();
             if (out.size() < size) {
-                throw new IOException(target + " has " + out.size() + " bytes, too few for the " + size + " of " + source);
+                throw new IOException(name + " has " + out.size() + " bytes, too few for the " + size + " of " + source);
             }
             // the kernel copies each data extent (sendfile): no pass through the Java heap
             long[] extents = Posix.dataExtents(source);

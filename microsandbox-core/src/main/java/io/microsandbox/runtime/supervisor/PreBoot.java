@@ -48,6 +48,11 @@ final class PreBoot {
     static final long STARTED_TIMEOUT_MS = 10_000;
     /** The longest a pre-boot waits for the agent's hello before it gives up its VM. */
     static final long HELLO_TIMEOUT_MS = 60_000;
+    /**
+     * A checkpoint's upper disk larger than this (allocated) gets no VM started ahead: the
+     * spare copies it before it reads its next spec, which a creation would wait for.
+     */
+    static final long MAX_UPPER_COPY_BYTES = 64L << 20;
     private static final String DIR_PREFIX = "spare-";
 
     private final Path dir;
@@ -61,6 +66,14 @@ final class PreBoot {
     /** For a restore's VM: its checkpoint, and what its files were when the VM was made of them; else null. */
     private final PrebootShape.Restore checkpoint;
     private final List<Object> checkpointFiles;
+    /**
+     * The guest memory as the fill writes it, opened before anything could close the memfd:
+     * a fill that opened it by descriptor number later could write into a file that reused
+     * the number. Closing it ends the fill. Null for a boot.
+     */
+    private final java.nio.channels.FileChannel memoryFill;
+    /** Released once a discard is over: a second caller waits for the VM to be gone too. */
+    private final java.util.concurrent.CountDownLatch discardDone = new java.util.concurrent.CountDownLatch(1);
     /**
      * The agent's link once it said hello (with the hello), failed if it did not. For a
      * restore's VM, the link once QEMU connected and the guest memory is filled, with no frame.
@@ -85,8 +98,9 @@ final class PreBoot {
 
     private PreBoot(Path dir, Path upper, List<String> argv, GuestMemory memory, ServerSocketChannel vmServer,
             ConsoleRecorder console, EarlyLines earlyConsole, VmmProcess vmm, long startedNanos,
-            PrebootShape.Restore checkpoint, List<Object> checkpointFiles) {
+            PrebootShape.Restore checkpoint, List<Object> checkpointFiles, java.nio.channels.FileChannel memoryFill) {
         this.checkpoint = checkpoint;
+        this.memoryFill = memoryFill;
         this.checkpointFiles = checkpointFiles;
         this.earlyConsole = earlyConsole;
         this.dir = dir;
@@ -115,8 +129,11 @@ final class PreBoot {
         Path runRoot = home.resolve("run");
         Path dir = runRoot.resolve(DIR_PREFIX + ProcessHandle.current().pid());
         GuestMemory memory = null;
+        java.nio.channels.FileChannel memoryFill = null;
         ServerSocketChannel vmServer = null;
         ConsoleRecorder console = null;
+        VmmProcess vmm = null;
+        PreBoot preboot = null;
         try {
             removeAbandoned(runRoot);
             // a directory of a dead process that had this pid
@@ -129,6 +146,9 @@ final class PreBoot {
             if (checkpoint == null) {
                 RootDisks.createUpperDisk(upper, shape.upperSizeMib());
             } else {
+                if (io.microsandbox.runtime.Posix.allocatedBytes(Path.of(checkpoint.upperFile())) > MAX_UPPER_COPY_BYTES) {
+                    throw new IOException("the checkpoint's upper disk is too large to copy ahead");
+                }
                 String digest = SparseFiles.copy(Path.of(checkpoint.upperFile()), upper, false);
                 if (checkpoint.upperDigest() != null && !checkpoint.upperDigest().equals(digest)) {
                     throw new IOException("the checkpoint's upper disk does not match its digest");
@@ -141,19 +161,33 @@ final class PreBoot {
                 throw new IOException("the command line could not be relocated");
             }
             memory = checkpoint == null ? GuestMemory.create(0) : GuestMemory.sizedFor(Path.of(checkpoint.ramFile()));
+            if (checkpoint != null) {
+                memoryFill = java.nio.channels.FileChannel.open(memory.file(), java.nio.file.StandardOpenOption.WRITE);
+            }
             vmServer = Supervisor.listen(dir.resolve("vm.sock"));
             EarlyLines early = new EarlyLines();
             console = ConsoleRecorder.start(dir.resolve("console.sock"), dir.resolve("kernel.log"), early);
             long startedNanos = System.nanoTime();
-            VmmProcess vmm = VmmProcess.spawn(argv, dir.resolve("vmm.log"), memory.fd());
-            PreBoot preboot = new PreBoot(dir, upper, argv, memory, vmServer, console, early, vmm, startedNanos, checkpoint, checkpointFiles);
-            Runtime.getRuntime().addShutdownHook(new Thread(preboot::removeUnlessAdopted, "msb-preboot-cleanup"));
-            preboot.deadlines.schedule(preboot::abortUnlessHelloCame, helloMillis, TimeUnit.MILLISECONDS);
-            preboot.deadlines.schedule(preboot::shutDownUnclaimed, idleMillis, TimeUnit.MILLISECONDS);
-            SupervisorLog.daemon("preboot-hello", preboot::awaitHello, e -> preboot.hello.completeExceptionally(e)).start();
-            return preboot;
+            vmm = VmmProcess.spawn(argv, dir.resolve("vmm.log"), memory.fd());
+            preboot = new PreBoot(dir, upper, argv, memory, vmServer, console, early, vmm, startedNanos, checkpoint, checkpointFiles, memoryFill);
+            PreBoot started = preboot;
+            Runtime.getRuntime().addShutdownHook(new Thread(started::removeUnlessAdopted, "msb-preboot-cleanup"));
+            started.deadlines.schedule(logged("hello deadline", started::abortUnlessHelloCame), helloMillis, TimeUnit.MILLISECONDS);
+            started.deadlines.schedule(logged("idle shutdown", started::shutDownUnclaimed), idleMillis, TimeUnit.MILLISECONDS);
+            SupervisorLog.daemon("preboot-hello", started::awaitHello, e -> started.failHello(e)).start();
+            return started;
         } catch (IOException | RuntimeException e) {
             // nothing of it stays in the spare, which goes on waiting without a VM
+            SupervisorLog.log("no VM started ahead: " + e.getMessage());
+            if (preboot != null) {
+                preboot.discard();
+                return null;
+            }
+            if (vmm != null) {
+                vmm.kill();
+                vmm.onExit(status -> { });
+            }
+            Supervisor.closeQuietly(memoryFill);
             if (console != null) {
                 console.close();
             }
@@ -170,11 +204,24 @@ final class PreBoot {
         }
     }
 
+    /** A task of the deadline timer whose failure is logged rather than kept in a future nobody reads. */
+    private static Runnable logged(String what, Runnable task) {
+        return () -> {
+            try {
+                task.run();
+            } catch (RuntimeException e) {
+                SupervisorLog.warn("pre-booted VM's " + what + " failed: " + e);
+            }
+        };
+    }
+
     private void awaitHello() {
         try {
             if (checkpoint != null) {
                 // QEMU does not touch guest memory before the load, which the adoption starts
-                memory.fill(Path.of(checkpoint.ramFile()));
+                try (java.nio.channels.FileChannel fill = memoryFill) {
+                    SparseFiles.copyInto(Path.of(checkpoint.ramFile()), fill, "the pre-started VM's guest memory");
+                }
             }
             FrameLink accepted = new FrameLink(vmServer.accept());
             link = accepted;
@@ -188,10 +235,16 @@ final class PreBoot {
             }
             hello.complete(new Hello(accepted, frame));
         } catch (IOException | RuntimeException e) {
-            hello.completeExceptionally(e);
+            failHello(e);
         } finally {
             Supervisor.closeQuietly(vmServer);
         }
+    }
+
+    /** A VM that cannot say hello can never be adopted: unless it already is, it goes at once. */
+    private void failHello(Throwable e) {
+        hello.completeExceptionally(e);
+        shutDownUnclaimed();
     }
 
     /** One daemon thread; a shutdown drops the deadlines still due, never interrupting the one running. */
@@ -231,8 +284,11 @@ final class PreBoot {
         } catch (IOException e) {
             return false;
         }
-        if (!claimed.compareAndSet(false, true)) {
-            return false;
+        synchronized (this) {
+            // against the hello deadline: either the hello failed first, or the claim won
+            if (hello.isCompletedExceptionally() || !claimed.compareAndSet(false, true)) {
+                return false;
+            }
         }
         deadlines.shutdownNow();
         return true;
@@ -283,10 +339,20 @@ final class PreBoot {
         adopted = true;
     }
 
-    /** Gives {@code existing} the name {@code name} too, in place of whatever had that name. */
+    /**
+     * Gives {@code existing} the name {@code name} too, in place of whatever had that name:
+     * made under a temporary name and moved over, so a failure leaves the old file in place.
+     */
     private static void link(Path existing, Path name) throws IOException {
-        Files.deleteIfExists(name);
-        Files.createLink(name, existing);
+        Path staged = name.resolveSibling(name.getFileName() + ".adopting");
+        Files.deleteIfExists(staged);
+        Files.createLink(staged, existing);
+        try {
+            Files.move(staged, name, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException e) {
+            Files.deleteIfExists(staged);
+            throw e;
+        }
     }
 
     /** Removes the pre-boot's names once the VM it became the sandbox's has ended. */
@@ -324,9 +390,15 @@ final class PreBoot {
 
     /** The hello deadline: a VM that said hello keeps its link for the sandbox that adopts it. */
     private void abortUnlessHelloCame() {
-        // decided once: a hello that comes after this finds the wait failed, and is not adopted
-        if (hello.completeExceptionally(new IOException("no hello within the pre-boot's deadline"))) {
+        boolean gaveUp;
+        synchronized (this) {
+            // decided once: a hello that comes after this finds the wait failed, and a VM
+            // claimed before it keeps its link
+            gaveUp = !claimed.get() && hello.completeExceptionally(new IOException("no hello within the pre-boot's deadline"));
+        }
+        if (gaveUp) {
             abort();
+            shutDownUnclaimed();
         }
     }
 
@@ -342,14 +414,29 @@ final class PreBoot {
     /** Kills the VM, waits for it to go (bounded) and removes its directory. */
     void discard() {
         if (!discarded.compareAndSet(false, true)) {
+            try {
+                // the first caller's: its VM gone before this one's caller goes on
+                discardDone.await(15, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
             return;
         }
+        try {
+            discardOnce();
+        } finally {
+            discardDone.countDown();
+        }
+    }
+
+    private void discardOnce() {
         // the deadlines have nothing left to end; called at the idle time, its thread ends after this
         deadlines.shutdown();
         abort();
         vmm.kill();
         vmm.onExit(status -> { });
-        // nobody else reads this memory: QEMU's own reference keeps it until QEMU is gone
+        // ends a fill still running; nobody else reads this memory: QEMU's own reference keeps it until QEMU is gone
+        Supervisor.closeQuietly(memoryFill);
         memory.close();
         try {
             // its memory freed before a cold boot starts another VM, within bounds

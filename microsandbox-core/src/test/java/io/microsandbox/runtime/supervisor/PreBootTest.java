@@ -186,6 +186,69 @@ class PreBootTest {
         assertThat(prebootDirs()).isEmpty();
     }
 
+    @Test
+    @Timeout(60)
+    void aDiscardWhileTheMemoryIsStillFillingEndsTheFillAndLeavesNoDescriptor() throws Exception {
+        List<String> before = vmDescriptors();
+        Path checkpoint = Files.createDirectories(home.resolve("checkpoints").resolve("big"));
+        byte[] chunk = new byte[1 << 20];
+        new java.util.Random(3).nextBytes(chunk);
+        try (var out = Files.newOutputStream(checkpoint.resolve("ram.bin"))) {
+            for (int i = 0; i < 256; i++) {
+                out.write(chunk);
+            }
+        }
+        Files.write(checkpoint.resolve("upper.ext4"), "upper".getBytes());
+        PrebootShape.Restore source = new PrebootShape.Restore(checkpoint.resolve("ram.bin").toString(), "file:m",
+                checkpoint.resolve("upper.ext4").toString(), null);
+        PreBoot preboot = PreBoot.start(home, new PrebootShape(List.of("/bin/sh", "-c", "exec sleep 30", "sh", SHAPE_RUN + "/qmp.sock", SHAPE_UPPER),
+                SHAPE_RUN, SHAPE_UPPER, 0, source));
+        assertThat(preboot).isNotNull();
+        preboot.discard();
+        long deadline = System.nanoTime() + 20_000_000_000L;
+        while (!vmDescriptors().equals(before) && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+        }
+        assertThat(vmDescriptors()).as("no memfd or pidfd left, the fill's own included").isEqualTo(before);
+        assertThat(prebootDirs()).isEmpty();
+    }
+
+    @Test
+    @Timeout(30)
+    void aVmThatCannotSayHelloIsShutDownAtOnceRatherThanAtItsIdleTime() throws Exception {
+        // a stand-in that connects to the agent port and sends what is not a frame
+        String junk = "import socket, sys, time; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b'\\xff' * 64); s.close(); time.sleep(30)";
+        PrebootShape shape = new PrebootShape(List.of("python3", "-c", junk, SHAPE_RUN + "/vm.sock", SHAPE_UPPER), SHAPE_RUN, SHAPE_UPPER, 16);
+        PreBoot preboot = PreBoot.start(home, shape);
+        assertThat(preboot).isNotNull();
+        long pid = preboot.vmm().pid();
+        long deadline = System.nanoTime() + 20_000_000_000L;
+        while (!prebootDirs().isEmpty() && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+        }
+        assertThat(prebootDirs()).isEmpty();
+        assertThat(ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)).isFalse();
+    }
+
+    @Test
+    @Timeout(30)
+    void aCheckpointWhoseUpperIsTooLargeToCopyAheadGetsNoVm() throws Exception {
+        Path checkpoint = Files.createDirectories(home.resolve("checkpoints").resolve("wide"));
+        Files.write(checkpoint.resolve("ram.bin"), new byte[4096]);
+        byte[] chunk = new byte[1 << 20];
+        java.util.Arrays.fill(chunk, (byte) 1);
+        try (var out = Files.newOutputStream(checkpoint.resolve("upper.ext4"))) {
+            for (long written = 0; written <= PreBoot.MAX_UPPER_COPY_BYTES; written += chunk.length) {
+                out.write(chunk);
+            }
+        }
+        PrebootShape.Restore source = new PrebootShape.Restore(checkpoint.resolve("ram.bin").toString(), "file:m",
+                checkpoint.resolve("upper.ext4").toString(), null);
+        assertThat(PreBoot.start(home, new PrebootShape(List.of("/bin/sh", "-c", "exec sleep 30", "sh", SHAPE_RUN + "/qmp.sock", SHAPE_UPPER),
+                SHAPE_RUN, SHAPE_UPPER, 0, source))).isNull();
+        assertThat(prebootDirs()).isEmpty();
+    }
+
     /** The spec of a restore whose command line is the shape's but for its own paths, with an upper copy like the checkpoint's. */
     private SupervisorSpec restoreSpec(String name, String memoryUri, String ramFile) throws Exception {
         SupervisorSpec boot = spec(name, "exec sleep 30", 0);
