@@ -126,10 +126,8 @@ class PreBootTest {
         Files.write(checkpoint.resolve("ram.bin"), ram);
         Files.write(checkpoint.resolve("upper.ext4"), "the checkpoint's upper".getBytes());
         String digest = io.microsandbox.runtime.SparseFiles.copy(checkpoint.resolve("upper.ext4"), home.resolve("digest-probe"));
-        PrebootShape.Restore source = new PrebootShape.Restore(checkpoint.resolve("ram.bin").toString(), "file:" + checkpoint.resolve("memory.bin"),
-                checkpoint.resolve("upper.ext4").toString(), digest);
-        PreBoot preboot = PreBoot.start(home, new PrebootShape(List.of("/bin/sh", "-c", "exec sleep 30", "sh", SHAPE_RUN + "/qmp.sock", SHAPE_UPPER),
-                SHAPE_RUN, SHAPE_UPPER, 0, source));
+        PrebootShape.Restore source = restoreOf(checkpoint, digest);
+        PreBoot preboot = PreBoot.start(home, restoreShape(source));
         assertThat(preboot).isNotNull();
         Path spareUpper = prebootDirs().get(0).resolve("upper.ext4");
         assertThat(spareUpper).hasContent("the checkpoint's upper");
@@ -149,14 +147,12 @@ class PreBootTest {
         preboot.discard();
         assertThat(prebootDirs()).isEmpty();
 
-        PreBoot fresh = PreBoot.start(home, new PrebootShape(List.of("/bin/sh", "-c", "exec sleep 30", "sh", SHAPE_RUN + "/qmp.sock", SHAPE_UPPER),
-                SHAPE_RUN, SHAPE_UPPER, 0, source));
+        PreBoot fresh = PreBoot.start(home, restoreShape(source));
         assertThat(fresh.claim(restoreSpec("next", source.memoryUri(), source.ramFile()), false)).isTrue();
         fresh.discard();
 
         Files.write(checkpoint.resolve("upper.ext4"), "corrupt".getBytes());
-        assertThat(PreBoot.start(home, new PrebootShape(List.of("/bin/sh", "-c", "exec sleep 30", "sh", SHAPE_RUN + "/qmp.sock", SHAPE_UPPER),
-                SHAPE_RUN, SHAPE_UPPER, 0, source))).as("an upper copy that does not match the checkpoint's digest").isNull();
+        assertThat(PreBoot.start(home, restoreShape(source))).as("an upper copy that does not match the checkpoint's digest").isNull();
         assertThat(prebootDirs()).isEmpty();
     }
 
@@ -166,8 +162,7 @@ class PreBootTest {
         Path checkpoint = Files.createDirectories(home.resolve("checkpoints").resolve("c"));
         Files.write(checkpoint.resolve("ram.bin"), new byte[4096]);
         Files.write(checkpoint.resolve("upper.ext4"), "the checkpoint's upper".getBytes());
-        PrebootShape.Restore source = new PrebootShape.Restore(checkpoint.resolve("ram.bin").toString(), "file:" + checkpoint.resolve("memory.bin"),
-                checkpoint.resolve("upper.ext4").toString(), null);
+        PrebootShape.Restore source = restoreOf(checkpoint, null);
         // a restore's VM says hello by connecting to the agent port: this stand-in connects and waits
         String connect = "import socket, sys, time; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); time.sleep(30)";
         PreBoot preboot = PreBoot.start(home, new PrebootShape(List.of("python3", "-c", connect, SHAPE_RUN + "/vm.sock", SHAPE_UPPER),
@@ -199,10 +194,8 @@ class PreBootTest {
             }
         }
         Files.write(checkpoint.resolve("upper.ext4"), "upper".getBytes());
-        PrebootShape.Restore source = new PrebootShape.Restore(checkpoint.resolve("ram.bin").toString(), "file:m",
-                checkpoint.resolve("upper.ext4").toString(), null);
-        PreBoot preboot = PreBoot.start(home, new PrebootShape(List.of("/bin/sh", "-c", "exec sleep 30", "sh", SHAPE_RUN + "/qmp.sock", SHAPE_UPPER),
-                SHAPE_RUN, SHAPE_UPPER, 0, source));
+        PrebootShape.Restore source = restoreOf(checkpoint, null);
+        PreBoot preboot = PreBoot.start(home, restoreShape(source));
         assertThat(preboot).isNotNull();
         preboot.discard();
         long deadline = System.nanoTime() + 20_000_000_000L;
@@ -242,11 +235,19 @@ class PreBootTest {
                 out.write(chunk);
             }
         }
-        PrebootShape.Restore source = new PrebootShape.Restore(checkpoint.resolve("ram.bin").toString(), "file:m",
-                checkpoint.resolve("upper.ext4").toString(), null);
-        assertThat(PreBoot.start(home, new PrebootShape(List.of("/bin/sh", "-c", "exec sleep 30", "sh", SHAPE_RUN + "/qmp.sock", SHAPE_UPPER),
-                SHAPE_RUN, SHAPE_UPPER, 0, source))).isNull();
+        PrebootShape.Restore source = restoreOf(checkpoint, null);
+        assertThat(PreBoot.start(home, restoreShape(source))).isNull();
         assertThat(prebootDirs()).isEmpty();
+    }
+
+    /** A restore shape of the checkpoint files {@code source} names, with a stand-in QEMU that waits. */
+    private static PrebootShape restoreShape(PrebootShape.Restore source) {
+        return new PrebootShape(List.of("/bin/sh", "-c", "exec sleep 30", "sh", SHAPE_RUN + "/qmp.sock", SHAPE_UPPER), SHAPE_RUN, SHAPE_UPPER, 0, source);
+    }
+
+    /** The checkpoint in {@code dir}: its ram.bin and upper.ext4, with {@code upperDigest} (null: not recorded). */
+    private static PrebootShape.Restore restoreOf(Path dir, String upperDigest) {
+        return new PrebootShape.Restore(dir.resolve("ram.bin").toString(), "file:" + dir.resolve("memory.bin"), dir.resolve("upper.ext4").toString(), upperDigest);
     }
 
     /** The spec of a restore whose command line is the shape's but for its own paths, with an upper copy like the checkpoint's. */
