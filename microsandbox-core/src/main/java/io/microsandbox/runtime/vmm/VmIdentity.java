@@ -82,7 +82,7 @@ public final class VmIdentity {
         }
         for (String key : actual.keySet()) {
             if (!recorded.containsKey(key)) {
-                return key + " is " + actual.get(key) + " now and was not recorded";
+                return key + " is " + actual.get(key) + " now and was not recorded (an earlier microsandbox took the checkpoint: take it again)";
             }
         }
         return null;

@@ -44,7 +44,7 @@ class VmIdentityTest {
                         + " and is virtio-blk-device,drive=lower virtio-serial-device now");
         Map<String, String> beforeDevicesWereRecorded = new java.util.LinkedHashMap<>(recorded);
         beforeDevicesWereRecorded.remove("devices");
-        assertThat(VmIdentity.mismatch(beforeDevicesWereRecorded, VmIdentity.of(argv, agent))).startsWith("devices is ");
+        assertThat(VmIdentity.mismatch(beforeDevicesWereRecorded, VmIdentity.of(argv, agent))).startsWith("devices is ").endsWith("take it again)");
     }
 
     @Test
