@@ -230,15 +230,11 @@ public final class BootBench {
         Path pidFile = io.microsandbox.runtime.SandboxLayout.of(RuntimeFiles.defaultHome(), name).pidFile();
         long supervisor = Long.parseLong(Files.readString(pidFile).strip());
         long vmm = 0;
-        for (ProcessHandle child : ProcessHandle.of(supervisor).orElseThrow().children().toList()) {
-            vmm += rssKib(child.pid());
-        }
         long vmmPss = 0;
-        for (ProcessHandle child : ProcessHandle.of(supervisor).orElseThrow().children().toList()) {
-            vmmPss += pssKib(child.pid());
-        }
         long translated = 0;
         for (ProcessHandle child : ProcessHandle.of(supervisor).orElseThrow().children().toList()) {
+            vmm += rssKib(child.pid());
+            vmmPss += pssKib(child.pid());
             translated += translationBufferKib(child.pid());
         }
         return new long[] {vmm, rssKib(supervisor), vmmPss, pssKib(supervisor), translated};

@@ -271,7 +271,7 @@ final class PreBoot {
      */
     boolean claim(SupervisorSpec spec, boolean emptyUpper) {
         boolean fits = checkpoint == null ? emptyUpper && spec.restore() == null : sameCheckpoint(spec);
-        if (!fits || hello.isCompletedExceptionally() || vmm.hasEnded()) {
+        if (!fits || vmm.hasEnded()) {
             return false;
         }
         List<String> relocated = PrebootShape.relocate(spec.vmmArgv(), spec.runDir(), spec.layout().upperDisk().toString(),

@@ -168,7 +168,7 @@ public final class SpareSupervisors {
     private static final class Slot {
         private SupervisorProcess waiting;
         private Thread starter;
-        /** The VM the next spare pre-boots: the last creation's shape, null when it was not a plain create. */
+        /** The VM the next spare pre-boots: the last creation's shape, null when it was neither a plain create nor a restore. */
         private volatile PrebootShape shape;
         private CompletableFuture<Void> due;
         /** When the last two creations took their supervisor (System.nanoTime), once there were two. */

@@ -434,18 +434,17 @@ public final class Supervisor {
                 throw new java.io.InterruptedIOException("interrupted while the pre-booted VM booted");
             }
             vm = booted.link();
-            if (spec.restore() != null) {
-                restoreHandshake();
-                return;
-            }
             hello = booted.frame();
         } else {
             SocketChannel channel = vmServer.accept();
             vm = new FrameLink(channel);
-            if (spec.restore() != null) {
-                restoreHandshake();
-                return;
-            }
+            hello = null;
+        }
+        if (spec.restore() != null) {
+            restoreHandshake();
+            return;
+        }
+        if (preboot == null) {
             bootStage = "waiting for the agent's hello: the guest kernel or agent did not start";
             hello = vm.read();
         }
