@@ -106,8 +106,19 @@ class MicrosandboxRuntimesIT {
         // done with both homes: their spare supervisors go now, not when this JVM exits
         SpareSupervisors.release(a.home());
         SpareSupervisors.release(b.home());
-        assertThat(ProcessHandle.current().children().map(p -> p.info().commandLine().orElse(""))
-                .filter(cmd -> cmd.contains(a.home().toString()) || cmd.contains(b.home().toString()))).isEmpty();
+        // a home's first supervisor writes its class-data archive as it exits, and a JVM started
+        // on the archive checks it (bounded by SupervisorCds.CHECK_TIMEOUT): gone a moment later
+        long deadline = System.nanoTime() + Duration.ofSeconds(90).toNanos();
+        while (!processesOf(a.home(), b.home()).isEmpty() && System.nanoTime() < deadline) {
+            Thread.sleep(100);
+        }
+        assertThat(processesOf(a.home(), b.home())).isEmpty();
+    }
+
+    /** This JVM's child processes whose command line names one of {@code homes}. */
+    private static List<String> processesOf(Path... homes) {
+        return ProcessHandle.current().children().map(p -> p.info().commandLine().orElse(""))
+                .filter(cmd -> java.util.Arrays.stream(homes).anyMatch(home -> cmd.contains(home.toString()))).toList();
     }
 
     /** The {@code microsandbox.home} of the supervisor running {@code name}, from its pid file and command line. */
