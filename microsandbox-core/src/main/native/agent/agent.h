@@ -77,6 +77,9 @@ enum ev_kind { EV_PORT, EV_SIGNAL, EV_SESSION, EV_NET };
 int ev_add(int fd, uint32_t events, enum ev_kind kind, uint32_t tag);
 int ev_mod(int fd, uint32_t events, enum ev_kind kind, uint32_t tag);
 void ev_del(int fd);
+/* In the process that goes on as the agent after a fork: a signalfd of its own in the loop
+ * (the inherited one wakes epoll only for signals to the other process). */
+int signals_after_fork(void);
 /* True while the port's output queue is above its high-water mark: sessions stop
  * reading process output until it drains (backpressure towards the processes). */
 bool port_throttled(void);

@@ -112,6 +112,11 @@ int init_handoff(const agent_config *c, const char **stage, char *msg, size_t ms
     if (pid > 0)
         become_init(path, c);
     g_handed_off = true;
+    int rc = signals_after_fork();
+    if (rc < 0) {
+        snprintf(msg, msglen, "init: the agent's signalfd after the fork: %s", strerror(-rc));
+        return rc;
+    }
     logmsg("PID 1 is %s now; the agent serves as pid %d", path, (int)getpid());
     return 0;
 }

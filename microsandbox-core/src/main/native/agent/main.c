@@ -509,12 +509,46 @@ static void reap_children(void)
         exec_child_exited(pid, status);
 }
 
-static void drain_signalfd(int sfd)
+/* SIGCHLD, read through a signalfd in the event loop */
+static int g_sfd = -1;
+
+static void drain_signalfd(void)
 {
     struct signalfd_siginfo si;
-    while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+    while (read(g_sfd, &si, sizeof si) == (ssize_t)sizeof si)
         ;
     reap_children();
+}
+
+static int signals_open(void)
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd < 0)
+        return -errno;
+    if (ev_add(sfd, EPOLLIN, EV_SIGNAL, 0) < 0) {
+        int err = errno;
+        close(sfd);
+        return -err;
+    }
+    g_sfd = sfd;
+    return 0;
+}
+
+int signals_after_fork(void)
+{
+    /* epoll learns of a signalfd's signals through the wait queue of the process that added
+     * it: the one now PID 1 (signalfd(2), "epoll(7) semantics"). Left as it was, this child's
+     * exits were noticed only when PID 1 happened to get a signal too, so with a quiet init
+     * an exec's result waited as long as the init stayed quiet. */
+    int old = g_sfd;
+    ev_del(old);
+    int rc = signals_open();
+    close(old);
+    /* a child that exited meanwhile left SIGCHLD pending: the new signalfd is ready at once */
+    return rc;
 }
 
 int main(void)
@@ -534,13 +568,14 @@ int main(void)
     sigaddset(&mask, SIGCHLD);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
-    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     g_epoll = epoll_create1(EPOLL_CLOEXEC);
-    if (sfd < 0 || g_epoll < 0)
-        fatal("init", "cannot create signalfd/epoll", errno);
-    ev_add(sfd, EPOLLIN, EV_SIGNAL, 0);
+    if (g_epoll < 0)
+        fatal("init", "cannot create the epoll instance", errno);
+    int rc = signals_open();
+    if (rc < 0)
+        fatal("init", "cannot create the signalfd", -rc);
 
-    int rc = load_modules();
+    rc = load_modules();
     if (rc < 0)
         fatal("modules", "loading kernel modules failed", -rc);
     g_port = open_agent_port();
@@ -588,7 +623,7 @@ int main(void)
                     port_hangup();
                 break;
             case EV_SIGNAL:
-                drain_signalfd(sfd);
+                drain_signalfd();
                 break;
             case EV_SESSION:
                 exec_session_event((uint32_t)(key >> 32), fd, evs[i].events);

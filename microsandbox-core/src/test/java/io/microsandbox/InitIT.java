@@ -69,6 +69,35 @@ class InitIT {
         }
     }
 
+    /**
+     * An init that never gets a signal (here it becomes a sleep): the agent still learns at
+     * once that a command ended. Its SIGCHLD came through a signalfd that epoll watched on
+     * behalf of the process that became PID 1, so a command's result waited for PID 1's next
+     * signal (for a quiet init, for ever; under systemd, a minute and a half once, while it
+     * waited for a device).
+     */
+    @Test
+    @Timeout(300)
+    void commandsEndAtOnceUnderAnInitThatGetsNoSignals() {
+        String name = TestSandboxes.uniqueName("init-quiet");
+        SandboxConfig config = TestSandboxes.config()
+                .patch(Patch.text("/opt/quiet-init", "#!/bin/sh\nexec sleep 1000000\n", PatchOptions.mode(0755)))
+                .init(Init.cmd("/opt/quiet-init"))
+                .build();
+        ExecOptions bounded = ExecOptions.builder().timeout(Duration.ofSeconds(30)).build();
+        try (Sandbox sb = Sandbox.create(name, config)) {
+            assertThat(sb.shell("tr '\\0' ' ' < /proc/1/cmdline", bounded).stdout()).isEqualTo("sleep 1000000 ");
+            for (int i = 0; i < 5; i++) {
+                long start = System.nanoTime();
+                assertThat(sb.exec("true", List.of(), bounded).success()).isTrue();
+                assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(20));
+            }
+            sb.kill();
+        } finally {
+            Microsandbox.defaultRuntime().find(name).ifPresent(h -> Sandbox.remove(name));
+        }
+    }
+
     @Test
     @Timeout(300)
     void cmdPassesArgumentsAndEnvironmentAndAMissingInitFailsTheBootByName() {
