@@ -156,7 +156,8 @@ void unmount_guest_options(const agent_config *c);
 
 /* In PID 1 once configured: resolves the init (probing for "auto"), forks, and execs it in
  * PID 1 while the child returns to serve as the agent. 0 in the agent child; -errno (stage
- * and msg filled) when there is no init to run, before anything was forked. */
+ * and msg filled) when there is no init to run, before anything was forked, or, after the
+ * fork, when the agent child cannot open its own signalfd. */
 int init_handoff(const agent_config *c, const char **stage, char *msg, size_t msglen);
 bool init_handed_off(void);
 /* Asks the init to power off and waits a few seconds for it; returns if it has not. */

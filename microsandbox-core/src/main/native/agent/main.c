@@ -544,11 +544,12 @@ int signals_after_fork(void)
      * exits were noticed only when PID 1 happened to get a signal too, so with a quiet init
      * an exec's result waited as long as the init stayed quiet. */
     int old = g_sfd;
-    ev_del(old);
     int rc = signals_open();
+    if (rc < 0)
+        return rc; /* the old one stays, so the loop is as it was */
+    ev_del(old);
     close(old);
-    /* a child that exited meanwhile left SIGCHLD pending: the new signalfd is ready at once */
-    return rc;
+    return 0;
 }
 
 int main(void)

@@ -13,7 +13,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 /**
  * The built kernel's image as the VMM loads it: every byte of its loadable segments goes into
  * each guest's memory (and into QEMU's copy of the image), so none of them may be huge-page
- * padding (patches/0004).
+ * padding (patches/0004). A fragment that turned on page table isolation or the SRSO
+ * mitigation would bring the padding back, and fail this on purpose.
  */
 class KernelImageTest {
     private static final int PT_LOAD = 1;
