@@ -1,6 +1,7 @@
 package io.microsandbox;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxLock;
@@ -97,7 +98,7 @@ public final class Checkpoints {
         try {
             SupervisorSpec spec = SupervisorSpec.read(layout.specFile());
             Map<String, String> vm = VmIdentity.of(spec.vmmArgv(), RuntimeFiles.extract(home, "msb-agent"));
-            ObjectNode request = FrameCodec.mapper().createObjectNode();
+            ObjectNode request = Json.object();
             request.put("memory_file", dir.resolve(Checkpoint.MEMORY_FILE).toString());
             request.put("ram_file", dir.resolve(Checkpoint.RAM_FILE).toString());
             request.put("upper_file", dir.resolve(Checkpoint.UPPER_FILE).toString());

@@ -1,6 +1,7 @@
 package io.microsandbox;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.agent.AgentClient;
 import io.microsandbox.runtime.agent.Frame;
 import io.microsandbox.runtime.agent.FrameCodec;
@@ -163,7 +164,7 @@ public final class ExecHandle implements AutoCloseable {
             }
         }
         if (grant > 0 && !finished) {
-            ObjectNode p = FrameCodec.mapper().createObjectNode();
+            ObjectNode p = Json.object();
             p.put("bytes", grant);
             trySend(new Frame(id, 0, Protocol.EXEC_WINDOW, p));
         }
@@ -212,7 +213,7 @@ public final class ExecHandle implements AutoCloseable {
 
     /** Changes the terminal size of a tty session. */
     public void resize(int rows, int cols) {
-        ObjectNode p = FrameCodec.mapper().createObjectNode();
+        ObjectNode p = Json.object();
         p.put("rows", rows);
         p.put("cols", cols);
         client.send(new Frame(id, 0, Protocol.EXEC_RESIZE, p));
@@ -291,7 +292,7 @@ public final class ExecHandle implements AutoCloseable {
      */
     public void detach() {
         if (!finished) {
-            ObjectNode p = FrameCodec.mapper().createObjectNode();
+            ObjectNode p = Json.object();
             p.put("bytes", 1L << 30);
             trySend(new Frame(id, 0, Protocol.EXEC_WINDOW, p));
             finish();
@@ -386,7 +387,7 @@ public final class ExecHandle implements AutoCloseable {
     }
 
     private Frame signalFrame(int signal) {
-        ObjectNode p = FrameCodec.mapper().createObjectNode();
+        ObjectNode p = Json.object();
         p.put("signal", signal);
         return new Frame(id, 0, Protocol.EXEC_SIGNAL, p);
     }
@@ -427,7 +428,7 @@ public final class ExecHandle implements AutoCloseable {
     }
 
     private void sendStdin(byte[] data) {
-        ObjectNode p = FrameCodec.mapper().createObjectNode();
+        ObjectNode p = Json.object();
         p.put("data", data);
         client.send(new Frame(id, 0, Protocol.EXEC_STDIN, p));
     }

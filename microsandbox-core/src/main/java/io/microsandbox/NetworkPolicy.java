@@ -1,9 +1,9 @@
 package io.microsandbox;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.Json;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -31,7 +31,6 @@ import java.util.Locale;
  * }</pre>
  */
 public final class NetworkPolicy {
-    private static final ObjectMapper JSON = new ObjectMapper();
 
     /** Ready-made groups of destinations for {@link #fromProfiles}. */
     public enum Profile {
@@ -157,7 +156,7 @@ public final class NetworkPolicy {
 
     /** The policy as JSON, the form it is persisted in. */
     public ObjectNode toJsonNode() {
-        ObjectNode n = JSON.createObjectNode();
+        ObjectNode n = Json.object();
         ArrayNode arr = n.putArray("rules");
         for (NetworkRule r : rules) {
             ObjectNode rn = arr.addObject();

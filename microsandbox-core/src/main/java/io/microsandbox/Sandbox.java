@@ -2,6 +2,7 @@ package io.microsandbox;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.agent.AgentClient;
 import io.microsandbox.runtime.agent.Frame;
@@ -305,7 +306,7 @@ public final class Sandbox implements AutoCloseable {
         if (command == null || command.isEmpty()) {
             throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "command must not be empty");
         }
-        ObjectNode request = FrameCodec.mapper().createObjectNode();
+        ObjectNode request = Json.object();
         request.put("cmd", command);
         var argArray = request.putArray("args");
         args.forEach(argArray::add);
@@ -421,7 +422,7 @@ public final class Sandbox implements AutoCloseable {
 
     private void requestStop(Duration timeout) {
         ensureUsable();
-        ObjectNode p = FrameCodec.mapper().createObjectNode();
+        ObjectNode p = Json.object();
         p.put("timeout_ms", timeout.toMillis());
         supervisorRequest(Protocol.SUP_STOP, p);
     }
@@ -439,7 +440,7 @@ public final class Sandbox implements AutoCloseable {
     public void kill(Duration timeout) {
         ensureUsable();
         try {
-            client.request(Protocol.SUP_KILL, FrameCodec.mapper().createObjectNode(), KILL_REQUEST_TIMEOUT);
+            client.request(Protocol.SUP_KILL, Json.object(), KILL_REQUEST_TIMEOUT);
         } catch (MicrosandboxException e) {
             if (e.kind() == ErrorKind.CANCELLED) {
                 throw e;
@@ -454,7 +455,7 @@ public final class Sandbox implements AutoCloseable {
     /** Sends the kill request and returns without waiting. */
     public void requestKill() {
         ensureUsable();
-        supervisorRequest(Protocol.SUP_KILL, FrameCodec.mapper().createObjectNode());
+        supervisorRequest(Protocol.SUP_KILL, Json.object());
     }
 
     private void supervisorRequest(String type, ObjectNode payload) {
@@ -474,7 +475,7 @@ public final class Sandbox implements AutoCloseable {
      */
     public void requestDrain() {
         ensureUsable();
-        supervisorRequest(Protocol.SUP_DRAIN, FrameCodec.mapper().createObjectNode());
+        supervisorRequest(Protocol.SUP_DRAIN, Json.object());
     }
 
     /**
@@ -517,13 +518,13 @@ public final class Sandbox implements AutoCloseable {
     /** Pauses the VM (its vCPUs stop; memory stays); status becomes paused. */
     public void pause() {
         ensureUsable();
-        client.request(Protocol.SUP_PAUSE, FrameCodec.mapper().createObjectNode(), Duration.ofSeconds(10));
+        client.request(Protocol.SUP_PAUSE, Json.object(), Duration.ofSeconds(10));
     }
 
     /** Resumes a paused VM. */
     public void resume() {
         ensureUsable();
-        client.request(Protocol.SUP_RESUME, FrameCodec.mapper().createObjectNode(), Duration.ofSeconds(10));
+        client.request(Protocol.SUP_RESUME, Json.object(), Duration.ofSeconds(10));
     }
 
     /**
@@ -532,14 +533,14 @@ public final class Sandbox implements AutoCloseable {
      */
     public void touch() {
         ensureUsable();
-        client.request(Protocol.CORE_TOUCH, FrameCodec.mapper().createObjectNode(), Duration.ofSeconds(10));
+        client.request(Protocol.CORE_TOUCH, Json.object(), Duration.ofSeconds(10));
     }
 
     /** A resource snapshot: CPU, memory, disk I/O, upper disk usage, uptime. */
     public Metrics metrics() {
         ensureUsable();
-        Frame host = client.request(Protocol.SUP_METRICS, FrameCodec.mapper().createObjectNode(), Duration.ofSeconds(10));
-        Frame guest = client.request(Protocol.CORE_STATS, FrameCodec.mapper().createObjectNode(), Duration.ofSeconds(10));
+        Frame host = client.request(Protocol.SUP_METRICS, Json.object(), Duration.ofSeconds(10));
+        Frame guest = client.request(Protocol.CORE_STATS, Json.object(), Duration.ofSeconds(10));
         return toMetrics(host.payload(), guest.payload(), config, layout);
     }
 

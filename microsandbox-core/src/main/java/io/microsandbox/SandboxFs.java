@@ -2,6 +2,7 @@ package io.microsandbox;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.agent.AgentClient;
 import io.microsandbox.runtime.agent.Frame;
 import io.microsandbox.runtime.agent.FrameCodec;
@@ -341,7 +342,7 @@ public final class SandboxFs {
         if (path == null || path.isEmpty()) {
             throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "path must not be empty");
         }
-        ObjectNode p = FrameCodec.mapper().createObjectNode();
+        ObjectNode p = Json.object();
         p.put("op", op);
         p.put("path", path);
         if (user != null) {
@@ -540,7 +541,7 @@ public final class SandboxFs {
         @Override
         public void close() {
             if (!ended()) {
-                trySend(Protocol.FS_CANCEL, FrameCodec.mapper().createObjectNode());
+                trySend(Protocol.FS_CANCEL, Json.object());
             }
             client.unregister(id);
         }
@@ -610,7 +611,7 @@ public final class SandboxFs {
             window = window - consumed + give;
             consumed = 0;
             if (give > 0) {
-                ObjectNode p = FrameCodec.mapper().createObjectNode();
+                ObjectNode p = Json.object();
                 p.put("bytes", give);
                 session.trySend(Protocol.FS_WINDOW, p);
             }
@@ -748,7 +749,7 @@ public final class SandboxFs {
                     closed = true;
                     throw failure();
                 }
-                ObjectNode p = FrameCodec.mapper().createObjectNode();
+                ObjectNode p = Json.object();
                 p.put("data", Arrays.copyOfRange(b, pos, pos + n));
                 try {
                     session.send(Protocol.FS_DATA, p);
@@ -777,7 +778,7 @@ public final class SandboxFs {
             }
             closed = true;
             try {
-                ObjectNode p = FrameCodec.mapper().createObjectNode();
+                ObjectNode p = Json.object();
                 p.put("data", new byte[0]);
                 session.trySend(Protocol.FS_DATA, p);
                 Frame end = session.awaitEnd(OP_TIMEOUT);

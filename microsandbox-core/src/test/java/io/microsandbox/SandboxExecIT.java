@@ -1,6 +1,7 @@
 package io.microsandbox;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.agent.Frame;
@@ -335,7 +336,7 @@ class SandboxExecIT {
         try (FrameLink stuck = FrameLink.connect(socket)) {
             stuck.write(Frame.of(0, 0, Protocol.SUP_HELLO));
             stuck.read(); // welcome
-            ObjectNode request = FrameCodec.mapper().createObjectNode();
+            ObjectNode request = Json.object();
             request.put("cmd", "sh");
             request.putArray("args").add("-c").add("while :; do head -c 1000000 /dev/zero; done");
             request.put("window", 1 << 30);

@@ -3,6 +3,7 @@ package io.microsandbox.runtime.agent;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
+import io.microsandbox.runtime.Json;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -84,7 +85,7 @@ public final class AgentClient implements AutoCloseable {
                     "sandbox '" + name + "' is not running (no supervisor at " + socket + ": " + e.getMessage() + ")", e);
         }
         AgentClient client = new AgentClient(name, link);
-        ObjectNode hello = FrameCodec.mapper().createObjectNode();
+        ObjectNode hello = Json.object();
         hello.put("v", Protocol.VERSION);
         client.outbound.add(FrameCodec.encode(new Frame(0, 0, Protocol.SUP_HELLO, hello)));
         try {

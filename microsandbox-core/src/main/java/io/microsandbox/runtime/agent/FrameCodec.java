@@ -2,7 +2,7 @@ package io.microsandbox.runtime.agent;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import com.fasterxml.jackson.dataformat.cbor.databind.CBORMapper;
+import io.microsandbox.runtime.Json;
 import java.io.ByteArrayOutputStream;
 import java.io.DataInputStream;
 import java.io.EOFException;
@@ -19,14 +19,12 @@ import java.io.OutputStream;
  * can be encoded again, with bounded items and nesting.
  */
 public final class FrameCodec {
-    private static final CBORMapper MAPPER = new CBORMapper();
-
     private FrameCodec() {
     }
 
     /** The complete wire form of a frame, length prefix included. */
     public static byte[] encode(Frame frame) {
-        ObjectNode body = MAPPER.createObjectNode();
+        ObjectNode body = Json.object();
         body.put("v", Protocol.VERSION);
         body.put("t", frame.type());
         body.set("p", frame.payload());
@@ -138,10 +136,6 @@ public final class FrameCodec {
         return new Frame(id, flags, t.textValue(), p instanceof ObjectNode o ? o : null);
     }
 
-    /** The shared CBOR mapper, for building payload nodes. */
-    public static CBORMapper mapper() {
-        return MAPPER;
-    }
 
     private static void writeInt(ByteArrayOutputStream out, long v) {
         out.write((int) (v >>> 24) & 0xFF);

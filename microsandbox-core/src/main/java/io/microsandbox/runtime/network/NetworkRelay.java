@@ -1,11 +1,11 @@
 package io.microsandbox.runtime.network;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.NetworkPolicy;
 import io.microsandbox.NetworkRule.Direction;
 import io.microsandbox.NetworkRule.Protocol;
 import io.microsandbox.PortBinding;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.agent.Frame;
 import io.microsandbox.runtime.agent.Protocol.Net;
 import java.io.IOException;
@@ -65,7 +65,6 @@ public final class NetworkRelay implements AutoCloseable {
     private static final int SNIFF_TIMEOUT_MS = 3_000;
     /** Ids of sessions the host starts (published ports): apart from client requests' guest ids, which count up from 1. */
     private static final int HOST_ID_BASE = 0x4000_0000;
-    private static final ObjectMapper JSON = new ObjectMapper();
 
     private final NetworkSettings settings;
     private final PolicyMatcher matcher;
@@ -303,7 +302,7 @@ public final class NetworkRelay implements AutoCloseable {
         boolean nameStillToCome = false;
         if (tls != null || matcher.needsServerName(Protocol.TCP, port)) {
             // domain rules also match the TLS SNI / HTTP Host: let the guest send its first bytes
-            guest.urgent(new Frame(c.id, 0, Net.CONNECTED, JSON.createObjectNode()));
+            guest.urgent(new Frame(c.id, 0, Net.CONNECTED, Json.object()));
             ServerNameSniffer.Result sniffed = c.awaitServerName();
             claimed = sniffed.name().map(List::of).orElse(List.of());
             nameStillToCome = sniffed.state() == ServerNameSniffer.State.NEED_MORE;
@@ -354,7 +353,7 @@ public final class NetworkRelay implements AutoCloseable {
             return; // the guest gave up meanwhile
         }
         if (!c.sniffing()) { // else the guest was told when its first bytes were awaited
-            guest.urgent(new Frame(c.id, 0, Net.CONNECTED, JSON.createObjectNode()));
+            guest.urgent(new Frame(c.id, 0, Net.CONNECTED, Json.object()));
         }
         c.startReader();
     }
@@ -551,7 +550,7 @@ public final class NetworkRelay implements AutoCloseable {
     }
 
     private static Frame close(int id, boolean reset) {
-        ObjectNode p = JSON.createObjectNode();
+        ObjectNode p = Json.object();
         p.put("reset", reset);
         return new Frame(id, io.microsandbox.runtime.agent.Protocol.FLAG_TERMINAL, Net.CLOSE, p);
     }
@@ -576,7 +575,7 @@ public final class NetworkRelay implements AutoCloseable {
             Connection c = new Connection(id);
             c.attach(s);
             connections.put(id, c);
-            ObjectNode p = JSON.createObjectNode();
+            ObjectNode p = Json.object();
             p.put("port", binding.guestPort());
             p.put("window", WINDOW);
             guest.urgent(new Frame(id, io.microsandbox.runtime.agent.Protocol.FLAG_SESSION_START, Net.OPEN, p));
@@ -659,13 +658,13 @@ public final class NetworkRelay implements AutoCloseable {
                 f.open(server, client);
                 udpFlows.put(f.id, f);
                 byClient.put(client, f);
-                ObjectNode open = JSON.createObjectNode();
+                ObjectNode open = Json.object();
                 open.put("port", binding.guestPort());
                 guest.urgent(new Frame(f.id, io.microsandbox.runtime.agent.Protocol.FLAG_SESSION_START, Net.UDP_OPEN, open));
             }
             f.lastActivity = System.nanoTime();
             rxBytes.addAndGet(p.getLength());
-            ObjectNode payload = JSON.createObjectNode();
+            ObjectNode payload = Json.object();
             payload.put("data", java.util.Arrays.copyOf(buf, p.getLength()));
             try {
                 guest.send(new Frame(f.id, 0, Net.DATA, payload), 0); // a full channel drops it
@@ -750,7 +749,7 @@ public final class NetworkRelay implements AutoCloseable {
                     s.receive(p);
                     lastActivity = System.nanoTime();
                     rxBytes.addAndGet(p.getLength());
-                    ObjectNode payload = JSON.createObjectNode();
+                    ObjectNode payload = Json.object();
                     payload.put("data", java.util.Arrays.copyOf(buf, p.getLength()));
                     // a full channel drops the datagram, as a full network would
                     guest.send(new Frame(id, 0, Net.DATA, payload), 0);
@@ -852,7 +851,7 @@ public final class NetworkRelay implements AutoCloseable {
 
     private void reply(int id, byte[] answer) {
         rxBytes.addAndGet(answer.length);
-        ObjectNode p = JSON.createObjectNode();
+        ObjectNode p = Json.object();
         p.put("reply", answer);
         guest.urgent(new Frame(id, io.microsandbox.runtime.agent.Protocol.FLAG_TERMINAL, Net.DNS_REPLY, p));
     }
@@ -1074,7 +1073,7 @@ public final class NetworkRelay implements AutoCloseable {
                         return;
                     }
                     int n = in.read(buf, 0, want);
-                    ObjectNode p = JSON.createObjectNode();
+                    ObjectNode p = Json.object();
                     p.put("data", n < 0 ? new byte[0] : java.util.Arrays.copyOf(buf, n));
                     if (n > 0) {
                         spend(n);
@@ -1136,7 +1135,7 @@ public final class NetworkRelay implements AutoCloseable {
                     }
                     out.write(filter == null ? data : filter.filter(data));
                     queued.addAndGet(-data.length);
-                    ObjectNode p = JSON.createObjectNode();
+                    ObjectNode p = Json.object();
                     p.put("bytes", data.length);
                     guest.urgent(new Frame(id, 0, Net.WINDOW, p));
                 }
@@ -1185,7 +1184,7 @@ public final class NetworkRelay implements AutoCloseable {
             if (held.length > 0) {
                 out.write(filter == null ? held : filter.filter(held));
                 queued.addAndGet(-held.length);
-                ObjectNode p = JSON.createObjectNode();
+                ObjectNode p = Json.object();
                 p.put("bytes", held.length);
                 guest.urgent(new Frame(id, 0, Net.WINDOW, p));
             }

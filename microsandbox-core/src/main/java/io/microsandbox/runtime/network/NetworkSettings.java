@@ -1,7 +1,6 @@
 package io.microsandbox.runtime.network;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.ErrorKind;
@@ -9,6 +8,7 @@ import io.microsandbox.MicrosandboxException;
 import io.microsandbox.NetworkPolicy;
 import io.microsandbox.NetworkRule;
 import io.microsandbox.PortBinding;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.OwnerOnly;
 import java.io.IOException;
 import java.net.DatagramSocket;
@@ -25,7 +25,6 @@ import java.util.List;
  * the creator next to {@code supervisor.json} as {@code network.json}.
  */
 public record NetworkSettings(NetworkPolicy policy, List<PortBinding> ports) {
-    private static final ObjectMapper JSON = new ObjectMapper();
 
     public NetworkSettings {
         ports = List.copyOf(ports);
@@ -41,10 +40,10 @@ public record NetworkSettings(NetworkPolicy policy, List<PortBinding> ports) {
     }
 
     public void write(Path sandboxDir) throws IOException {
-        ObjectNode n = JSON.createObjectNode();
+        ObjectNode n = Json.object();
         n.set("policy", policy.toJsonNode());
         n.set("ports", portsToJson(ports));
-        OwnerOnly.write(file(sandboxDir), JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(n));
+        OwnerOnly.write(file(sandboxDir), Json.pretty(n));
     }
 
     /** The settings of a sandbox directory; without a file, the default policy and no ports. */
@@ -53,13 +52,13 @@ public record NetworkSettings(NetworkPolicy policy, List<PortBinding> ports) {
         if (!Files.exists(f)) {
             return new NetworkSettings(NetworkPolicy.publicOnly(), List.of());
         }
-        JsonNode n = JSON.readTree(f.toFile());
+        JsonNode n = Json.parse(f);
         return new NetworkSettings(NetworkPolicy.fromJsonNode(n.path("policy")), portsFromJson(n.path("ports")));
     }
 
     /** Published ports as JSON, the form {@link #portsFromJson} reads. */
     public static ArrayNode portsToJson(List<PortBinding> ports) {
-        ArrayNode arr = JSON.createArrayNode();
+        ArrayNode arr = Json.array();
         for (PortBinding p : ports) {
             arr.addObject().put("bind", p.bindAddress()).put("host", p.hostPort()).put("guest", p.guestPort())
                     .put("protocol", p.protocol().name().toLowerCase(java.util.Locale.ROOT));

@@ -1,10 +1,10 @@
 package io.microsandbox.runtime.network;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.Secret;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.OwnerOnly;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -19,7 +19,6 @@ import java.util.List;
  * supervisor's memory. Nothing else (config JSON, database, logs, the guest) ever holds them.
  */
 public final class SecretFile {
-    private static final ObjectMapper JSON = new ObjectMapper();
 
     private SecretFile() {
     }
@@ -34,7 +33,7 @@ public final class SecretFile {
         if (secrets.isEmpty()) {
             return;
         }
-        ArrayNode arr = JSON.createArrayNode();
+        ArrayNode arr = Json.array();
         for (Secret s : secrets) {
             ObjectNode n = arr.addObject();
             n.put("name", s.name()).put("value", s.value()).put("placeholder", s.placeholder())
@@ -42,7 +41,7 @@ public final class SecretFile {
             s.allowHosts().forEach(n.putArray("allowHosts")::add);
             s.allowHostPatterns().forEach(n.putArray("allowHostPatterns")::add);
         }
-        OwnerOnly.write(file(sandboxDir), JSON.writeValueAsBytes(arr));
+        OwnerOnly.write(file(sandboxDir), Json.bytes(arr));
     }
 
     /** Deletes the file if it is still there (the supervisor did not start); never fails. */
@@ -62,7 +61,7 @@ public final class SecretFile {
         }
         try {
             List<Secret> out = new ArrayList<>();
-            for (JsonNode n : JSON.readTree(f.toFile())) {
+            for (JsonNode n : Json.parse(f)) {
                 List<String> hosts = new ArrayList<>();
                 n.path("allowHosts").forEach(h -> hosts.add(h.asText()));
                 List<String> patterns = new ArrayList<>();

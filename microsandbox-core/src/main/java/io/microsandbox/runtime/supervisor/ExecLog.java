@@ -1,8 +1,8 @@
 package io.microsandbox.runtime.supervisor;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.OwnerOnly;
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -52,7 +52,6 @@ public final class ExecLog implements AutoCloseable {
     public static final long ROTATE_BYTES = 10L * 1024 * 1024;
     /** Most streams that may hold back an incomplete character at once; the oldest is written out beyond that. */
     static final int MAX_HELD = 256;
-    private static final ObjectMapper JSON = new ObjectMapper();
 
     private final Path file;
     private OutputStream out;
@@ -173,7 +172,7 @@ public final class ExecLog implements AutoCloseable {
 
     /** One line: {@code text} as "d", else {@code bytes} as base64 "b". */
     private void append(String source, Long session, String text, byte[] bytes) throws IOException {
-        ObjectNode line = JSON.createObjectNode();
+        ObjectNode line = Json.object();
         line.put("t", Instant.now().truncatedTo(ChronoUnit.MILLIS).toString());
         line.put("s", source);
         if (text != null) {
@@ -185,7 +184,7 @@ public final class ExecLog implements AutoCloseable {
             line.put("id", session);
         }
         line.put("n", ++seq);
-        byte[] encoded = (line + "\n").getBytes(StandardCharsets.UTF_8);
+        byte[] encoded = (Json.toText(line) + "\n").getBytes(StandardCharsets.UTF_8);
         if (size > 0 && size + encoded.length > ROTATE_BYTES) {
             out.close();
             Files.move(file, rotated(file), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
@@ -357,7 +356,7 @@ public final class ExecLog implements AutoCloseable {
     static Consumer<String> parseInto(Consumer<Line> sink) {
         return text -> {
             try {
-                JsonNode n = JSON.readTree(text);
+                JsonNode n = Json.parse(text);
                 JsonNode base64 = n.get("b");
                 byte[] data = base64 != null && !base64.isNull()
                         ? Base64.getDecoder().decode(base64.asText())

@@ -1,8 +1,8 @@
 package io.microsandbox.runtime.supervisor;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.SparseFiles;
 import io.microsandbox.runtime.vmm.QmpClient;
 import java.io.IOException;
@@ -32,7 +32,6 @@ import java.time.Duration;
  * left paused; the caller resumes or stops it.
  */
 public final class MemoryCheckpoint {
-    private static final ObjectMapper JSON = new ObjectMapper();
     private static final Duration QMP_TIMEOUT = Duration.ofSeconds(10);
     /**
      * QEMU 7.2 throttles migration to 32 MiB/s by default, meant for a live migration over a
@@ -64,9 +63,9 @@ public final class MemoryCheckpoint {
             session.execute("stop", null, QMP_TIMEOUT);
             paused = System.nanoTime();
             leaveGuestMemoryOut(session);
-            session.execute("migrate-set-parameters", JSON.createObjectNode().put("max-bandwidth", MAX_BANDWIDTH), QMP_TIMEOUT);
+            session.execute("migrate-set-parameters", Json.object().put("max-bandwidth", MAX_BANDWIDTH), QMP_TIMEOUT);
             migrating = true;
-            session.execute("migrate", JSON.createObjectNode().put("uri", "exec:" + saveCommand(memoryFile)), QMP_TIMEOUT);
+            session.execute("migrate", Json.object().put("uri", "exec:" + saveCommand(memoryFile)), QMP_TIMEOUT);
             awaitMigration(session, memoryFile, timeout);
         } catch (IOException e) {
             if (migrating) {
@@ -82,7 +81,7 @@ public final class MemoryCheckpoint {
         // the migration flushed and released the disks: what the file holds is what the guest wrote
         String upperDigest = SparseFiles.copy(upper, upperCopy);
         long copied = System.nanoTime();
-        ObjectNode result = JSON.createObjectNode();
+        ObjectNode result = Json.object();
         result.put("memory_bytes", Files.size(memoryFile));
         result.put("ram_bytes", Files.size(ramFile));
         result.put("ram_data_bytes", io.microsandbox.runtime.Posix.allocatedBytes(ramFile));
@@ -100,7 +99,7 @@ public final class MemoryCheckpoint {
      */
     public static void load(QmpClient.Session qmp, String memoryUri) throws IOException {
         leaveGuestMemoryOut(qmp);
-        qmp.execute("migrate-incoming", JSON.createObjectNode().put("uri", memoryUri), QMP_TIMEOUT);
+        qmp.execute("migrate-incoming", Json.object().put("uri", memoryUri), QMP_TIMEOUT);
     }
 
     /**
@@ -127,8 +126,8 @@ public final class MemoryCheckpoint {
 
     /** The migration stream leaves shared memory (the memfd) out; source and destination must agree. */
     private static void leaveGuestMemoryOut(QmpClient.Session qmp) throws IOException {
-        ObjectNode capability = JSON.createObjectNode().put("capability", "x-ignore-shared").put("state", true);
-        ObjectNode arguments = JSON.createObjectNode();
+        ObjectNode capability = Json.object().put("capability", "x-ignore-shared").put("state", true);
+        ObjectNode arguments = Json.object();
         arguments.putArray("capabilities").add(capability);
         qmp.execute("migrate-set-capabilities", arguments, QMP_TIMEOUT);
     }

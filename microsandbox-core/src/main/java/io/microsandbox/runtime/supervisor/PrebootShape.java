@@ -1,6 +1,8 @@
 package io.microsandbox.runtime.supervisor;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.Json;
 import java.io.IOException;
 import java.util.List;
 
@@ -18,8 +20,6 @@ import java.util.List;
  * @param restore      for a restore, the checkpoint it came from; null for a boot
  */
 public record PrebootShape(List<String> vmmArgv, String runDir, String upperDisk, int upperSizeMib, Restore restore) {
-    private static final ObjectMapper JSON = new ObjectMapper();
-
     /**
      * The checkpoint a restore loads: QEMU is started ahead waiting for it
      * ({@code -incoming defer}), with its guest memory filled from {@code ramFile} and its own
@@ -53,11 +53,39 @@ public record PrebootShape(List<String> vmmArgv, String runDir, String upperDisk
         return argv.stream().map(a -> a.replace(fromUpper, upperDisk).replace(fromRunDir, runDir)).toList();
     }
 
-    String toJson() throws IOException {
-        return JSON.writeValueAsString(this);
+    String toJson() {
+        ObjectNode n = Json.object();
+        n.set("vmmArgv", Json.tree(vmmArgv));
+        n.put("runDir", runDir);
+        n.put("upperDisk", upperDisk);
+        n.put("upperSizeMib", upperSizeMib);
+        if (restore == null) {
+            n.putNull("restore");
+        } else {
+            n.putObject("restore").put("ramFile", restore.ramFile()).put("memoryUri", restore.memoryUri())
+                    .put("upperFile", restore.upperFile()).put("upperDigest", restore.upperDigest());
+        }
+        return Json.toText(n);
     }
 
+    /**
+     * Reads what {@link #toJson} wrote.
+     *
+     * @throws IOException for text that is no shape, naming the field that is wrong
+     */
     static PrebootShape fromJson(String json) throws IOException {
-        return JSON.readValue(json, PrebootShape.class);
+        JsonNode n = Json.parse(json);
+        if (!n.isObject()) {
+            throw new IOException("a pre-boot shape must be a JSON object, not " + n.getNodeType());
+        }
+        JsonNode r = n.path("restore");
+        Restore restore = r.isObject() ? new Restore(Json.string(r, "ramFile"), Json.string(r, "memoryUri"),
+                Json.string(r, "upperFile"), Json.string(r, "upperDigest")) : null;
+        long upperSizeMib = Json.integer(n, "upperSizeMib");
+        if (upperSizeMib < 0 || upperSizeMib > Integer.MAX_VALUE) {
+            throw new IOException("\"upperSizeMib\" is out of range: " + upperSizeMib);
+        }
+        return new PrebootShape(Json.strings(n, "vmmArgv"), Json.string(n, "runDir"), Json.string(n, "upperDisk"),
+                (int) upperSizeMib, restore);
     }
 }

@@ -1,5 +1,6 @@
 package io.microsandbox.runtime.supervisor;
 
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.Posix;
 import io.microsandbox.runtime.agent.Frame;
 import io.microsandbox.runtime.agent.FrameCodec;
@@ -28,8 +29,8 @@ final class SpareWarmUp {
     static void run() throws IOException {
         Posix.load();
         FrameCodec.read(new java.io.ByteArrayInputStream(FrameCodec.encode(
-                new Frame(0, 0, Protocol.CORE_PING, Supervisor.JSON.createObjectNode()))));
-        Supervisor.JSON.createObjectNode().put("warm", true).toString();
+                new Frame(0, 0, Protocol.CORE_PING, Json.object()))));
+        Json.toText(Json.object().put("warm", true));
         SandboxStore.preload();
         SupervisorSpec.warmUp();
         // a restore draws the guest's fresh entropy from it: a JVM's first one takes 15-20 ms to set up

@@ -1,11 +1,11 @@
 package io.microsandbox.runtime.supervisor;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.ErrorKind;
 import io.microsandbox.SandboxStatus;
 import io.microsandbox.runtime.BoundedLines;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.LogTail;
 import io.microsandbox.runtime.Posix;
 import io.microsandbox.runtime.RuntimeFiles;
@@ -99,7 +99,6 @@ public final class Supervisor {
      */
     static final long FAILED_BOOT_REPORT_MS = 2 * QMP_TIMEOUT.toMillis() + RUN_RECORD_WAIT_MS + SandboxStore.BUSY_TIMEOUT_MS
             + VMM_EXIT_WAIT_MS + 5_000;
-    static final ObjectMapper JSON = new ObjectMapper();
 
     private final SupervisorSpec spec;
     private final SandboxLayout layout;
@@ -275,7 +274,7 @@ public final class Supervisor {
         // Held until this process ends, however it ends: it is how others tell that the sandbox is alive.
         ownership = SandboxLock.tryAcquire(SandboxLock.supervisorLockFile(layout));
         if (ownership == null) {
-            ObjectNode error = JSON.createObjectNode();
+            ObjectNode error = Json.object();
             error.put("status", "error");
             error.put("kind", ErrorKind.SANDBOX_ALREADY_EXISTS.wireName());
             error.put("message", "another supervisor already runs sandbox " + spec.name());
@@ -393,7 +392,7 @@ public final class Supervisor {
         SupervisorLog.daemon("client-acceptor", this::acceptClients, this::relayFailed).start();
         SupervisorLog.daemon("creator-watch", this::watchCreator, this::relayFailed).start();
 
-        ObjectNode ready = JSON.createObjectNode();
+        ObjectNode ready = Json.object();
         ready.put("status", "ready");
         ready.put("pid", ProcessHandle.current().pid());
         ready.put("vmmPid", vmm.pid());
@@ -420,7 +419,7 @@ public final class Supervisor {
     private void handshake() throws IOException {
         // made while the guest kernel boots: built after the hello it took about 9 ms of every boot
         byte[] configure = spec.restore() != null ? null
-                : FrameCodec.encode(new Frame(0, 0, Protocol.CORE_CONFIGURE, JSON.valueToTree(spec.configure())));
+                : FrameCodec.encode(new Frame(0, 0, Protocol.CORE_CONFIGURE, Json.object(spec.configure())));
         Frame hello;
         if (preboot != null) {
             bootStage = spec.restore() != null ? "waiting for the pre-started QEMU's agent port and guest memory"
@@ -457,7 +456,7 @@ public final class Supervisor {
         bootStage = "sending the agent its configuration";
         // Before the boot completes the watchdog bounds this write: it closes the link.
         vm.writeEncoded(configure);
-        SupervisorLog.log("agent says hello: " + hello.payload());
+        SupervisorLog.log("agent says hello: " + Json.toText(hello.payload()));
         bootStage = "waiting for the agent to mount the root filesystem";
         Frame answer = vm.read();
         if (answer == null) {
@@ -511,7 +510,7 @@ public final class Supervisor {
             bootStage = "waiting for QEMU to load the checkpoint";
             MemoryCheckpoint.awaitRunning(qmp, () -> agentFailure != null || vmm.hasExited());
         }
-        ObjectNode restore = JSON.createObjectNode();
+        ObjectNode restore = Json.object();
         byte[] entropy = new byte[64];
         new java.security.SecureRandom().nextBytes(entropy);
         restore.put("entropy", entropy);
@@ -648,7 +647,7 @@ public final class Supervisor {
 
     /** Tells the creator, which waits for the boot's report, why the boot failed. */
     private void reportBootFailure(String reason) {
-        ObjectNode error = JSON.createObjectNode();
+        ObjectNode error = Json.object();
         error.put("status", "error");
         error.put("kind", ErrorKind.BOOT_FAILED.wireName());
         error.put("message", reason);
@@ -658,7 +657,7 @@ public final class Supervisor {
     }
 
     private void reportToParent(ObjectNode line) {
-        parentOut.println(line.toString());
+        parentOut.println(Json.toText(line));
         parentOut.flush();
     }
 
@@ -719,7 +718,7 @@ public final class Supervisor {
         }
         SupervisorLog.log("sandbox ended: " + outcome.statusName() + ", " + outcome.reason() + ", " + VmmProcess.describe(status)
                 + (agentFailure != null ? " (" + agentFailure + ")" : ""));
-        ObjectNode payload = JSON.createObjectNode();
+        ObjectNode payload = Json.object();
         payload.put("status", outcome.statusName());
         payload.put("exit_code", outcome.exitCode());
         payload.put("signal", outcome.signal());
@@ -956,7 +955,7 @@ public final class Supervisor {
                 refused.finish();
                 return;
             }
-            ObjectNode welcome = JSON.createObjectNode();
+            ObjectNode welcome = Json.object();
             welcome.put("v", Protocol.VERSION);
             welcome.put("name", spec.name());
             welcome.put("pid", ProcessHandle.current().pid());
@@ -1076,7 +1075,7 @@ public final class Supervisor {
             if (route.fs && router.close(route)) {
                 // a file must not silently miss a chunk: the operation fails instead
                 SupervisorLog.warn("the guest is not reading its channel: cancelled a filesystem session of " + client);
-                toGuest.urgent(FrameCodec.encode(new Frame(route.guestId, 0, Protocol.FS_CANCEL, JSON.createObjectNode())));
+                toGuest.urgent(FrameCodec.encode(new Frame(route.guestId, 0, Protocol.FS_CANCEL, Json.object())));
                 sessionEnded(route);
                 client.send(fsRefused(frame.id(), "resource_limit", "the guest is not reading its channel; the transfer was cancelled"));
                 return;
@@ -1107,7 +1106,7 @@ public final class Supervisor {
     }
 
     private static Frame fsRefused(int id, String kind, String message) {
-        ObjectNode refused = JSON.createObjectNode();
+        ObjectNode refused = Json.object();
         refused.put("kind", kind);
         refused.put("errno", 0);
         refused.put("message", message);
@@ -1145,7 +1144,7 @@ public final class Supervisor {
     }
 
     private static Frame execRefused(int id, String kind, String message) {
-        ObjectNode refused = JSON.createObjectNode();
+        ObjectNode refused = Json.object();
         refused.put("kind", kind);
         refused.put("errno", 0);
         refused.put("message", message);
@@ -1259,7 +1258,7 @@ public final class Supervisor {
                 continue;
             }
             sessionEnded(route);
-            ObjectNode p = JSON.createObjectNode();
+            ObjectNode p = Json.object();
             p.put("signal", Posix.SIGKILL);
             toGuest.urgent(FrameCodec.encode(new Frame(route.guestId, 0, Protocol.EXEC_SIGNAL, p)));
         }
@@ -1279,7 +1278,7 @@ public final class Supervisor {
     private void handleClientRequest(ClientConnection client, Frame request) {
         switch (request.type()) {
             case Protocol.SUP_STATUS -> {
-                ObjectNode p = JSON.createObjectNode();
+                ObjectNode p = Json.object();
                 p.put("state", stopReason != null || killRequested ? "stopping" : paused ? "paused" : draining ? "draining" : "running");
                 p.put("vmm_pid", vmm.pid());
                 p.put("active_sessions", router.sessions());
@@ -1346,7 +1345,7 @@ public final class Supervisor {
         try {
             var answered = new java.util.concurrent.CompletableFuture<Void>();
             pong = answered;
-            if (!toGuest.offer(FrameCodec.encode(new Frame(0, 0, Protocol.CORE_PING, JSON.createObjectNode())))) {
+            if (!toGuest.offer(FrameCodec.encode(new Frame(0, 0, Protocol.CORE_PING, Json.object())))) {
                 throw new IOException("the guest is not reading its channel");
             }
             answered.get(QMP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
@@ -1356,7 +1355,7 @@ public final class Supervisor {
             long resumeStart = System.nanoTime();
             QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
             result.put("resume_ms", (System.nanoTime() - resumeStart) / 1_000_000);
-            SupervisorLog.log("checkpoint taken: " + result);
+            SupervisorLog.log("checkpoint taken: " + Json.toText(result));
             if (!request.payload().path("resume").asBoolean(true)) {
                 requestStop(STOP_GRACE_MS, "shutdown-requested");
             }
@@ -1395,12 +1394,12 @@ public final class Supervisor {
         checkpointGate.readLock().lock();
         try {
             if (stopReason == null && !killRequested && !paused && !checkpointing) {
-                toGuestQueue(new Frame(0, 0, Protocol.CORE_STATS, JSON.createObjectNode()));
+                toGuestQueue(new Frame(0, 0, Protocol.CORE_STATS, Json.object()));
             }
         } finally {
             checkpointGate.readLock().unlock();
         }
-        ObjectNode sample = JSON.createObjectNode();
+        ObjectNode sample = Json.object();
         sample.put("sampled_at_ms", System.currentTimeMillis());
         sample.set("host", hostMetrics());
         if (guestStats != null) {
@@ -1412,7 +1411,7 @@ public final class Supervisor {
                 return;
             }
             try {
-                Files.write(metricsTmp(), JSON.writeValueAsBytes(sample));
+                Files.write(metricsTmp(), Json.bytes(sample));
                 Files.move(metricsTmp(), file, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
             } catch (IOException e) {
                 SupervisorLog.warn("cannot write " + file + ": " + e.getMessage());
@@ -1426,7 +1425,7 @@ public final class Supervisor {
 
     /** Only the figures the agent is known to send, as numbers: a hostile guest's extra keys go nowhere. */
     private static ObjectNode knownGuestFigures(JsonNode payload) {
-        ObjectNode figures = JSON.createObjectNode();
+        ObjectNode figures = Json.object();
         for (String key : new String[] {"mem_total_bytes", "mem_available_bytes", "upper_used_bytes", "upper_free_bytes"}) {
             if (payload.path(key).isIntegralNumber()) {
                 figures.put(key, payload.get(key).asLong());
@@ -1500,7 +1499,7 @@ public final class Supervisor {
     }
 
     private ObjectNode hostMetrics() {
-        ObjectNode p = JSON.createObjectNode();
+        ObjectNode p = Json.object();
         p.put("cpu_millipercent", sampler.cpuMilliPercent());
         p.put("vcpu_time_ns", sampler.cpuTimeNanos());
         p.put("rss_bytes", sampler.residentBytes());
@@ -1596,7 +1595,7 @@ public final class Supervisor {
     }
 
     private static Frame errorFrame(int id, String message) {
-        ObjectNode p = JSON.createObjectNode();
+        ObjectNode p = Json.object();
         p.put("message", message);
         return new Frame(id, Protocol.FLAG_TERMINAL, Protocol.SUP_ERROR, p);
     }

@@ -63,9 +63,8 @@ public final class SupervisorClassPath {
     static final List<String> REQUIRED_CLASSES = List.of(
             "io.microsandbox.runtime.supervisor.Supervisor",
             "com.fasterxml.jackson.core.JsonFactory",
-            "com.fasterxml.jackson.databind.ObjectMapper",
+            "com.fasterxml.jackson.databind.JsonNode",
             "com.fasterxml.jackson.annotation.JsonProperty",
-            "com.fasterxml.jackson.dataformat.cbor.CBORFactory",
             "org.sqlite.JDBC",
             // TLS interception (TlsAuthority): bcprov, bcpkix and the bcutil that bcpkix needs
             "org.bouncycastle.asn1.x500.X500Name",

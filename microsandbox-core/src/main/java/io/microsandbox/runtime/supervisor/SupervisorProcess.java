@@ -1,10 +1,10 @@
 package io.microsandbox.runtime.supervisor;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
 import io.microsandbox.runtime.BoundedLines;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.LogTail;
 import io.microsandbox.runtime.agent.Protocol;
 import io.microsandbox.runtime.RuntimeFiles;
@@ -25,7 +25,6 @@ import java.util.concurrent.TimeUnit;
  * supervisor this JVM is alive (and, with a {@code 'D'}, that the sandbox is detached).
  */
 public final class SupervisorProcess {
-    private static final ObjectMapper JSON = new ObjectMapper();
     /**
      * No JIT warm-up work: the supervisor mostly sleeps and copies frames. The heap may grow
      * to the supervisor's memory budget but starts small, with a small young generation
@@ -158,7 +157,7 @@ public final class SupervisorProcess {
         }
         JsonNode result;
         try {
-            result = report == null ? null : JSON.readTree(report);
+            result = report == null ? null : Json.parse(report);
         } catch (IOException e) {
             result = null;
         }

@@ -1,8 +1,8 @@
 package io.microsandbox.runtime.vmm;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import io.microsandbox.runtime.BoundedLines;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.agent.ChannelStreams;
 import java.io.BufferedInputStream;
 import java.io.IOException;
@@ -15,7 +15,6 @@ import java.nio.file.Path;
 
 /** QMP commands against QEMU's monitor socket: one per connection (greeting, capabilities, command), or several over a {@link Session}. */
 public final class QmpClient {
-    private static final ObjectMapper JSON = new ObjectMapper();
 
     /**
      * The longest line read from QEMU. Its answers to what we ask are a few KiB; QEMU runs the
@@ -67,7 +66,7 @@ public final class QmpClient {
             this.out = ChannelStreams.output(channel);
             greeting = within(timeout, "greeting", () -> {
                 String line = BoundedLines.read(in, MAX_LINE_BYTES, "QEMU's monitor");
-                JsonNode node = line == null ? null : JSON.readTree(line);
+                JsonNode node = line == null ? null : Json.parse(line);
                 if (node == null || !node.has("QMP")) {
                     throw new IOException("no QMP greeting on " + socket);
                 }
@@ -133,15 +132,15 @@ public final class QmpClient {
     }
 
     private static JsonNode call(InputStream in, OutputStream out, String command, JsonNode arguments) throws IOException {
-        var request = JSON.createObjectNode().put("execute", command);
+        var request = Json.object().put("execute", command);
         if (arguments != null) {
             request.set("arguments", arguments);
         }
-        out.write((request + "\n").getBytes(StandardCharsets.UTF_8));
+        out.write((Json.toText(request) + "\n").getBytes(StandardCharsets.UTF_8));
         out.flush();
         String line;
         while ((line = BoundedLines.read(in, MAX_LINE_BYTES, "QEMU's monitor")) != null) {
-            JsonNode reply = JSON.readTree(line);
+            JsonNode reply = Json.parse(line);
             if (reply.has("return")) {
                 return reply.get("return");
             }

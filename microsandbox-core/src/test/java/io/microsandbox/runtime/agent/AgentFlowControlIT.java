@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.Sandbox;
 import io.microsandbox.SandboxConfig;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
 import java.nio.file.Path;
@@ -148,7 +149,7 @@ class AgentFlowControlIT {
                 assertThat(f.type()).isEqualTo(Protocol.EXEC_STDIN_WINDOW);
                 waits++;
             }
-            ObjectNode p = FrameCodec.mapper().createObjectNode().put("data", chunk);
+            ObjectNode p = Json.object().put("data", chunk);
             client.send(new Frame(s.id, 0, Protocol.EXEC_STDIN, p));
             sent += chunk.length;
         }
@@ -160,7 +161,7 @@ class AgentFlowControlIT {
         assertThat(s.stdinWindowFrames).isGreaterThanOrEqualTo(3);
         assertThat(s.stdinWindowTerminal).isFalse();
 
-        client.send(new Frame(s.id, 0, Protocol.EXEC_STDIN, FrameCodec.mapper().createObjectNode().put("data", new byte[0])));
+        client.send(new Frame(s.id, 0, Protocol.EXEC_STDIN, Json.object().put("data", new byte[0])));
         Frame end = s.awaitEnd();
         assertThat(end.type()).isEqualTo(Protocol.EXEC_EXITED);
         assertThat(end.number("code")).isZero();
@@ -178,7 +179,7 @@ class AgentFlowControlIT {
         assertThat(s.next().type()).isEqualTo(Protocol.EXEC_STARTED);
         int sent = 0;
         for (int i = 0; i < 4; i++) {
-            ObjectNode p = FrameCodec.mapper().createObjectNode().put("data", new byte[50_000]);
+            ObjectNode p = Json.object().put("data", new byte[50_000]);
             client.send(new Frame(s.id, 0, Protocol.EXEC_STDIN, p));
             sent += 50_000;
         }
@@ -258,13 +259,13 @@ class AgentFlowControlIT {
 
     @Test
     void repliesOnAClientIdAreTerminal() throws Exception {
-        Session ping = send(Protocol.CORE_PING, FrameCodec.mapper().createObjectNode());
+        Session ping = send(Protocol.CORE_PING, Json.object());
         Frame pong = ping.next();
         assertThat(pong.type()).isEqualTo(Protocol.CORE_PONG);
         assertThat(pong.isTerminal()).isTrue();
 
         // types clients may not start are refused by the supervisor, terminally
-        Session unknown = send("core.no_such_type", FrameCodec.mapper().createObjectNode());
+        Session unknown = send("core.no_such_type", Json.object());
         Frame error = unknown.next();
         assertThat(error.type()).isEqualTo(Protocol.SUP_ERROR);
         assertThat(error.isTerminal()).isTrue();
@@ -273,7 +274,7 @@ class AgentFlowControlIT {
     // ---- helpers ----
 
     private static ObjectNode request(String cmd, List<String> args) {
-        ObjectNode r = FrameCodec.mapper().createObjectNode();
+        ObjectNode r = Json.object();
         r.put("cmd", cmd);
         ArrayNode a = r.putArray("args");
         args.forEach(a::add);
@@ -360,7 +361,7 @@ class AgentFlowControlIT {
         }
 
         void grant(long bytes) {
-            client.send(new Frame(id, 0, Protocol.EXEC_WINDOW, FrameCodec.mapper().createObjectNode().put("bytes", bytes)));
+            client.send(new Frame(id, 0, Protocol.EXEC_WINDOW, Json.object().put("bytes", bytes)));
         }
 
         /** Frames until the TERMINAL one, which it returns. */

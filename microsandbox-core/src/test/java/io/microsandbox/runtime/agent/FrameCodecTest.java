@@ -1,6 +1,7 @@
 package io.microsandbox.runtime.agent;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.Json;
 import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -16,7 +17,7 @@ class FrameCodecTest {
 
     @Test
     void roundTripsIdFlagsTypeAndPayload() throws IOException {
-        ObjectNode p = FrameCodec.mapper().createObjectNode();
+        ObjectNode p = Json.object();
         p.put("cmd", "echo");
         p.putArray("args").add("hi").add("there");
         p.put("data", new byte[] {0, 1, (byte) 0xFF});
@@ -62,7 +63,7 @@ class FrameCodecTest {
 
     @Test
     void refusesToEncodeOversizedFrame() {
-        ObjectNode p = FrameCodec.mapper().createObjectNode();
+        ObjectNode p = Json.object();
         p.put("data", new byte[Protocol.MAX_FRAME_BYTES]);
         assertThatThrownBy(() -> FrameCodec.encode(new Frame(1, 0, "exec.stdout", p)))
                 .isInstanceOf(IllegalArgumentException.class)

@@ -2,6 +2,7 @@ package io.microsandbox.runtime.agent;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.Json;
 import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -405,29 +406,28 @@ public final class FrameFuzz {
     }
 
     private void buildCorpus() {
-        var m = FrameCodec.mapper();
-        ObjectNode hello = m.createObjectNode().put("v", Protocol.VERSION).put("agent", "0.1.0");
+        ObjectNode hello = Json.object().put("v", Protocol.VERSION).put("agent", "0.1.0");
         corpus.add(FrameCodec.encode(new Frame(0, 0, Protocol.CORE_HELLO, hello)));
-        corpus.add(FrameCodec.encode(new Frame(0, 0, Protocol.CORE_READY, m.createObjectNode()
+        corpus.add(FrameCodec.encode(new Frame(0, 0, Protocol.CORE_READY, Json.object()
                 .put("boot_time_ns", 123456789L).put("init_time_ns", 223456789L).put("ready_time_ns", 9_000_000_000L))));
-        corpus.add(FrameCodec.encode(new Frame(0x10001, 0, Protocol.EXEC_STARTED, m.createObjectNode().put("pid", 42))));
-        corpus.add(FrameCodec.encode(new Frame(0x10001, 0, Protocol.EXEC_STDOUT, m.createObjectNode()
+        corpus.add(FrameCodec.encode(new Frame(0x10001, 0, Protocol.EXEC_STARTED, Json.object().put("pid", 42))));
+        corpus.add(FrameCodec.encode(new Frame(0x10001, 0, Protocol.EXEC_STDOUT, Json.object()
                 .put("data", "hello\nworld\u00e9".getBytes(StandardCharsets.UTF_8)))));
-        corpus.add(FrameCodec.encode(new Frame(0x10001, 0, Protocol.EXEC_STDERR, m.createObjectNode().put("data", new byte[300]))));
-        corpus.add(FrameCodec.encode(new Frame(0x10001, Protocol.FLAG_TERMINAL, Protocol.EXEC_EXITED, m.createObjectNode()
+        corpus.add(FrameCodec.encode(new Frame(0x10001, 0, Protocol.EXEC_STDERR, Json.object().put("data", new byte[300]))));
+        corpus.add(FrameCodec.encode(new Frame(0x10001, Protocol.FLAG_TERMINAL, Protocol.EXEC_EXITED, Json.object()
                 .put("code", 137).put("signal", 9))));
-        ObjectNode exited = m.createObjectNode().put("code", 0);
+        ObjectNode exited = Json.object().put("code", 0);
         exited.putNull("signal");
         corpus.add(FrameCodec.encode(new Frame(0x10001, Protocol.FLAG_TERMINAL, Protocol.EXEC_EXITED, exited)));
-        corpus.add(FrameCodec.encode(new Frame(0x10001, Protocol.FLAG_TERMINAL, Protocol.EXEC_FAILED, m.createObjectNode()
+        corpus.add(FrameCodec.encode(new Frame(0x10001, Protocol.FLAG_TERMINAL, Protocol.EXEC_FAILED, Json.object()
                 .put("kind", "not_found").put("errno", 2).put("message", "x: No such file").put("stage", "exec"))));
-        corpus.add(FrameCodec.encode(new Frame(3, Protocol.FLAG_TERMINAL, Protocol.CORE_STATS, m.createObjectNode()
+        corpus.add(FrameCodec.encode(new Frame(3, Protocol.FLAG_TERMINAL, Protocol.CORE_STATS, Json.object()
                 .put("mem_total_bytes", 268435456L).put("mem_available_bytes", 200000000L)
                 .put("upper_used_bytes", -1L).put("upper_free_bytes", Long.MAX_VALUE))));
-        corpus.add(FrameCodec.encode(new Frame(0x10001, 0, Protocol.EXEC_STDIN_WINDOW, m.createObjectNode()
+        corpus.add(FrameCodec.encode(new Frame(0x10001, 0, Protocol.EXEC_STDIN_WINDOW, Json.object()
                 .put("bytes", 65536).put("closed", true))));
         corpus.add(FrameCodec.encode(new Frame(0, Protocol.FLAG_SHUTDOWN, Protocol.CORE_SHUTDOWN, null)));
-        ObjectNode request = m.createObjectNode().put("cmd", "sh").put("tty", false).put("window", 65536);
+        ObjectNode request = Json.object().put("cmd", "sh").put("tty", false).put("window", 65536);
         request.putArray("args").add("-c").add("echo hi");
         request.putObject("env").put("A", "1").put("PATH", "/bin");
         request.putNull("cwd");

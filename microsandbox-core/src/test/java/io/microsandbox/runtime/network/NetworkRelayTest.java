@@ -5,6 +5,7 @@ import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
 import io.microsandbox.NetworkPolicy;
 import io.microsandbox.PortBinding;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.agent.Frame;
 import io.microsandbox.runtime.agent.FrameCodec;
 import io.microsandbox.runtime.agent.Protocol;
@@ -60,11 +61,11 @@ class NetworkRelayTest {
     }
 
     private static ObjectNode connect(String dst, int port) {
-        return FrameCodec.mapper().createObjectNode().put("proto", "tcp").put("dst", dst).put("port", port).put("window", 1 << 20);
+        return Json.object().put("proto", "tcp").put("dst", dst).put("port", port).put("window", 1 << 20);
     }
 
     private static ObjectNode data(String s) {
-        return FrameCodec.mapper().createObjectNode().put("data", s.getBytes(StandardCharsets.UTF_8));
+        return Json.object().put("data", s.getBytes(StandardCharsets.UTF_8));
     }
 
     private Frame next(String type) throws InterruptedException {
@@ -95,7 +96,7 @@ class NetworkRelayTest {
                 s.shutdownOutput();
                 assertThat(next(Net.DATA).bytes("data")).isEmpty(); // the server's EOF
             }
-            relay.fromGuest(frame(Protocol.FLAG_TERMINAL, Net.CLOSE, FrameCodec.mapper().createObjectNode().put("reset", false)));
+            relay.fromGuest(frame(Protocol.FLAG_TERMINAL, Net.CLOSE, Json.object().put("reset", false)));
             assertThat(relay.txBytes()).isEqualTo(5);
             assertThat(relay.rxBytes()).isEqualTo(5);
         }
@@ -148,7 +149,7 @@ class NetworkRelayTest {
         assertThat(closed.payload().path("reset").asBoolean()).isTrue();
         assertThat(log).anyMatch(l -> l.startsWith("network: denied tcp connection to 127.0.0.1:9 by default (deny)"));
         for (ObjectNode bad : List.of(connect("example.com", 80), connect("1.2.3.4", 0), connect("999.1.1.1", 80),
-                FrameCodec.mapper().createObjectNode())) {
+                Json.object())) {
             toGuest.clear();
             relay.fromGuest(new Frame(ID + 1, Protocol.FLAG_SESSION_START, Net.CONNECT, bad));
             assertThat(next(Net.CLOSE).payload().path("reset").asBoolean()).as(bad.toString()).isTrue();
@@ -156,8 +157,8 @@ class NetworkRelayTest {
         assertThat(log).anyMatch(l -> l.contains("malformed connection request"));
         // frames for sessions that do not exist are ignored
         relay.fromGuest(new Frame(0x8000_0777, 0, Net.DATA, data("x")));
-        relay.fromGuest(new Frame(0x8000_0777, 0, Net.WINDOW, FrameCodec.mapper().createObjectNode().put("bytes", 5)));
-        relay.fromGuest(new Frame(0x8000_0777, 0, "net.bogus", FrameCodec.mapper().createObjectNode()));
+        relay.fromGuest(new Frame(0x8000_0777, 0, Net.WINDOW, Json.object().put("bytes", 5)));
+        relay.fromGuest(new Frame(0x8000_0777, 0, "net.bogus", Json.object()));
     }
 
     @Test
@@ -165,12 +166,12 @@ class NetworkRelayTest {
         relay(NetworkPolicy.none(), List.of());
         byte[] query = new byte[] {0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 'a', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
         relay.fromGuest(new Frame(ID, Protocol.FLAG_SESSION_START, Net.DNS,
-                FrameCodec.mapper().createObjectNode().put("query", query).put("dst", "10.0.2.3")));
+                Json.object().put("query", query).put("dst", "10.0.2.3")));
         byte[] reply = next(Net.DNS_REPLY).bytes("reply");
         assertThat(DnsMessage.rcode(reply)).isEqualTo(DnsMessage.NXDOMAIN);
         assertThat(log).anyMatch(l -> l.contains("lookup of a.test denied"));
         relay.fromGuest(new Frame(ID + 1, Protocol.FLAG_SESSION_START, Net.DNS,
-                FrameCodec.mapper().createObjectNode().put("query", new byte[] {1, 2, 3}).put("dst", "10.0.2.3")));
+                Json.object().put("query", new byte[] {1, 2, 3}).put("dst", "10.0.2.3")));
         assertThat(next(Net.DNS_REPLY).bytes("reply")).as("garbage gets no answer").isEmpty();
     }
 

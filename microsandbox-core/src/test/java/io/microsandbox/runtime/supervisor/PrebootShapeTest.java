@@ -1,6 +1,10 @@
 package io.microsandbox.runtime.supervisor;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
 
 import java.util.List;
 import org.junit.jupiter.api.Test;
@@ -24,5 +28,17 @@ class PrebootShapeTest {
         PrebootShape restore = new PrebootShape(argv, "/h/run/abc", "/h/sandboxes/one/upper.ext4", 0,
                 new PrebootShape.Restore("/h/checkpoints/c/ram.bin", "file:/h/checkpoints/c/memory.bin", "/h/checkpoints/c/upper.ext4", null));
         assertThat(PrebootShape.fromJson(restore.toJson())).isEqualTo(restore);
+        // the JSON is what databind's mapper writes for the records
+        ObjectMapper mapper = new ObjectMapper();
+        assertThat(shape.toJson()).isEqualTo(mapper.writeValueAsString(shape));
+        assertThat(restore.toJson()).isEqualTo(mapper.writeValueAsString(restore));
+    }
+
+    @Test
+    void aShapeOfTheWrongFormIsRefusedNamingTheField() {
+        assertThatThrownBy(() -> PrebootShape.fromJson("{\"vmmArgv\":[1]}")).isInstanceOf(IOException.class).hasMessageContaining("\"vmmArgv\"");
+        assertThatThrownBy(() -> PrebootShape.fromJson("{\"upperSizeMib\":-1}")).isInstanceOf(IOException.class).hasMessageContaining("\"upperSizeMib\"");
+        assertThatThrownBy(() -> PrebootShape.fromJson("{\"restore\":{\"ramFile\":7}}")).isInstanceOf(IOException.class).hasMessageContaining("\"ramFile\"");
+        assertThatThrownBy(() -> PrebootShape.fromJson("null")).isInstanceOf(IOException.class).hasMessageContaining("JSON object");
     }
 }

@@ -168,7 +168,7 @@ class SupervisorClassPathTest {
      * The real thing: the supervisor's libraries (the core, Jackson, sqlite-jdbc) packed as a
      * Spring Boot fat jar packs them, found through nested locations, copied out, and a
      * supervisor JVM started on the result loads all of them (its warm-up touches the JNI
-     * library, Jackson CBOR and SQLite) and exits cleanly when its creator sends no spec.
+     * library, Jackson and SQLite) and exits cleanly when its creator sends no spec.
      */
     @Test
     void aSupervisorRunsFromTheJarsCopiedOutOfAFatJar(@TempDir Path dir) throws Exception {

@@ -1,0 +1,117 @@
+package io.microsandbox;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * A supervisor serving the usual work never starts Jackson databind's {@code ObjectMapper}:
+ * its start-up cost every supervisor about 6 MiB of memory, so the runtime reads and writes
+ * JSON through {@code io.microsandbox.runtime.Json} (and a node's {@code toString()}, which
+ * starts a mapper of its own, is not used there). Checked in the live process with
+ * {@code jcmd VM.class_hierarchy}, which lists every class it has loaded.
+ */
+class SupervisorFootprintIT {
+    @Test
+    @Timeout(300)
+    void aSupervisorServingCommandsFilesLogsMetricsAndItsNetworkLoadsNoObjectMapper() throws Exception {
+        int published;
+        try (ServerSocket free = new ServerSocket(0)) {
+            published = free.getLocalPort();
+        }
+        NetworkPolicy policy = NetworkPolicy.builder()
+                .rule(NetworkRule.allow("127.0.0.0/8").direction(NetworkRule.Direction.INGRESS))
+                .rule(NetworkRule.deny("*"))
+                .build();
+        String name = TestSandboxes.uniqueName("footprint");
+        try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().network(policy).ports(Map.of(published, 8000))
+                .ephemeral(true).build())) {
+            assertThat(sb.exec("echo", List.of("hi")).stdout()).isEqualTo("hi\n");
+            sb.fs().writeString("/tmp/f.txt", "content");
+            assertThat(sb.fs().readString("/tmp/f.txt")).isEqualTo("content");
+            // a connection the policy denies (it never leaves the host) and one through the published port
+            sb.exec("python3", List.of("-c", "import socket\ntry:\n s = socket.create_connection(('192.0.2.1', 80), 5)\n"
+                    + " s.settimeout(10)\n s.recv(1)\nexcept OSError:\n pass"));
+            assertThat(await(() -> systemLog(sb).contains("denied tcp connection to 192.0.2.1:80"))).isTrue();
+            try (ExecHandle server = sb.execStream("python3", List.of("-m", "http.server", "8000"), ExecOptions.defaults())) {
+                assertThat(httpGetWithRetry(published)).contains("200");
+                server.kill();
+            }
+            assertThat(sb.logs(LogOptions.builder().build())).isNotEmpty();
+            assertThat(sb.metrics().memoryBytes()).isPositive();
+            // the supervisor's once-a-second samples and the guest's statistics
+            assertThat(Sandbox.get(name).metrics().uptime()).isPositive();
+            Thread.sleep(2500);
+
+            String classes = loadedClasses(SandboxPids.of(name).supervisorPid());
+            assertThat(classes).contains("io.microsandbox.runtime.supervisor.Supervisor/")
+                    .contains("io.microsandbox.runtime.network.NetworkRelay/");
+            assertThat(classes.lines().filter(l -> l.contains("com.fasterxml.jackson.databind.ObjectMapper/")).toList())
+                    .as("a mapper in the supervisor: code there used one, or a JsonNode's toString(); use runtime.Json")
+                    .isEmpty();
+        }
+    }
+
+    private static String systemLog(Sandbox sb) {
+        return sb.logs(LogOptions.builder().sources(LogSource.SYSTEM).build()).stream().map(LogEntry::text)
+                .collect(java.util.stream.Collectors.joining("\n"));
+    }
+
+    private static boolean await(java.util.function.BooleanSupplier condition) throws InterruptedException {
+        long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+        while (!condition.getAsBoolean()) {
+            if (System.nanoTime() > deadline) {
+                return false;
+            }
+            Thread.sleep(100);
+        }
+        return true;
+    }
+
+    private static String loadedClasses(long pid) throws IOException, InterruptedException {
+        Path jcmd = Path.of(System.getProperty("java.home"), "bin", "jcmd");
+        Process p = new ProcessBuilder(jcmd.toString(), Long.toString(pid), "VM.class_hierarchy")
+                .redirectErrorStream(true).start();
+        byte[] out = p.getInputStream().readAllBytes();
+        assertThat(p.waitFor(60, TimeUnit.SECONDS)).as("jcmd ends").isTrue();
+        String text = new String(out, StandardCharsets.UTF_8);
+        assertThat(p.exitValue()).as(text).isZero();
+        return text;
+    }
+
+    private static String httpGetWithRetry(int port) throws Exception {
+        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+        while (true) {
+            try (Socket s = new Socket()) {
+                s.connect(new InetSocketAddress("127.0.0.1", port), 5000);
+                s.setSoTimeout(20_000);
+                s.getOutputStream().write("GET / HTTP/1.0\r\nHost: x\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
+                InputStream in = s.getInputStream();
+                String body = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+                if (body.contains("200")) {
+                    return body;
+                }
+            } catch (IOException e) {
+                if (System.nanoTime() > deadline) {
+                    throw e;
+                }
+            }
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError("no answer through the published port");
+            }
+            Thread.sleep(200);
+        }
+    }
+}
