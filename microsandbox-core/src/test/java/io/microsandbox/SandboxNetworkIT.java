@@ -89,7 +89,7 @@ class SandboxNetworkIT {
         return Double.parseDouble(f[f.length - 1]);
     }
 
-    private static String systemLog(Sandbox sb) {
+    static String systemLog(Sandbox sb) {
         return sb.logs(LogOptions.builder().sources(LogSource.SYSTEM).build()).stream().map(LogEntry::text)
                 .collect(Collectors.joining("\n"));
     }
@@ -374,7 +374,7 @@ class SandboxNetworkIT {
         return java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256").digest(big));
     }
 
-    private static String httpGet(String host, int port) throws IOException {
+    static String httpGet(String host, int port) throws IOException {
         try (Socket s = new Socket()) {
             s.connect(new InetSocketAddress(host, port), 5000);
             s.setSoTimeout(20_000);
@@ -404,7 +404,7 @@ class SandboxNetworkIT {
         }
     }
 
-    private static String httpGetWithRetry(String host, int port) throws Exception {
+    static String httpGetWithRetry(String host, int port) throws Exception {
         long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
         while (true) {
             try {

@@ -3,10 +3,7 @@ package io.microsandbox;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.io.IOException;
-import java.io.InputStream;
-import java.net.InetSocketAddress;
 import java.net.ServerSocket;
-import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -44,9 +41,9 @@ class SupervisorFootprintIT {
             // a connection the policy denies (it never leaves the host) and one through the published port
             sb.exec("python3", List.of("-c", "import socket\ntry:\n s = socket.create_connection(('192.0.2.1', 80), 5)\n"
                     + " s.settimeout(10)\n s.recv(1)\nexcept OSError:\n pass"));
-            assertThat(await(() -> systemLog(sb).contains("denied tcp connection to 192.0.2.1:80"))).isTrue();
+            assertThat(await(() -> SandboxNetworkIT.systemLog(sb).contains("denied tcp connection to 192.0.2.1:80"))).isTrue();
             try (ExecHandle server = sb.execStream("python3", List.of("-m", "http.server", "8000"), ExecOptions.defaults())) {
-                assertThat(httpGetWithRetry(published)).contains("200");
+                assertThat(SandboxNetworkIT.httpGetWithRetry("127.0.0.1", published)).contains("200");
                 server.kill();
             }
             assertThat(sb.logs(LogOptions.builder().build())).isNotEmpty();
@@ -62,11 +59,6 @@ class SupervisorFootprintIT {
                     .as("a mapper in the supervisor: code there used one, or a JsonNode's toString(); use runtime.Json")
                     .isEmpty();
         }
-    }
-
-    private static String systemLog(Sandbox sb) {
-        return sb.logs(LogOptions.builder().sources(LogSource.SYSTEM).build()).stream().map(LogEntry::text)
-                .collect(java.util.stream.Collectors.joining("\n"));
     }
 
     private static boolean await(java.util.function.BooleanSupplier condition) throws InterruptedException {
@@ -89,29 +81,5 @@ class SupervisorFootprintIT {
         String text = new String(out, StandardCharsets.UTF_8);
         assertThat(p.exitValue()).as(text).isZero();
         return text;
-    }
-
-    private static String httpGetWithRetry(int port) throws Exception {
-        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
-        while (true) {
-            try (Socket s = new Socket()) {
-                s.connect(new InetSocketAddress("127.0.0.1", port), 5000);
-                s.setSoTimeout(20_000);
-                s.getOutputStream().write("GET / HTTP/1.0\r\nHost: x\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
-                InputStream in = s.getInputStream();
-                String body = new String(in.readAllBytes(), StandardCharsets.UTF_8);
-                if (body.contains("200")) {
-                    return body;
-                }
-            } catch (IOException e) {
-                if (System.nanoTime() > deadline) {
-                    throw e;
-                }
-            }
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError("no answer through the published port");
-            }
-            Thread.sleep(200);
-        }
     }
 }

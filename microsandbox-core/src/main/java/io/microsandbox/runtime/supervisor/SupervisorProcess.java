@@ -39,8 +39,9 @@ public final class SupervisorProcess {
      * {@link SupervisorCds} adds an archive of the supervisor's own classes. The JVM's own
      * warnings go to stderr, never into the boot report on stdout. Measured idle (JDK
      * 17.0.15): RSS 64 MiB before, about 59 MiB with these; private memory 39 MiB without the
-     * mapping at the dump address, 33 MiB with it, 26 MiB with the application archive; the
-     * rest is libjvm and the archives, shared with the other supervisors.
+     * mapping at the dump address, 33 MiB with it, 26 MiB with the application archive, 22 MiB
+     * (RSS 52 MiB) once the runtime's JSON stopped starting databind's mapper ({@code runtime.Json});
+     * the rest is libjvm and the archives, shared with the other supervisors.
      */
     private static final List<String> JVM_OPTIONS = List.of(
             "-Xms4m", "-Xmn2m", "-Xmx" + (Supervisor.HEAP_BUDGET >> 20) + "m", "-XX:+ExitOnOutOfMemoryError", "-Xss256k",
