@@ -2,6 +2,7 @@ package io.microsandbox.runtime.supervisor;
 
 import io.microsandbox.image.RootDisks;
 import io.microsandbox.runtime.OwnerOnly;
+import io.microsandbox.runtime.SandboxLock;
 import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxPreparer;
 import io.microsandbox.runtime.SparseFiles;
@@ -11,10 +12,14 @@ import io.microsandbox.runtime.agent.Protocol;
 import java.io.IOException;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -35,6 +40,12 @@ import java.util.concurrent.TimeUnit;
  * connection to the agent port (a resumed agent says nothing before {@code core.restore}).
  * A restore of the same checkpoint files, unchanged since, adopts it and only loads the
  * device state; what moves off its path is QEMU's start and the memory's fill.
+ *
+ * <p>The directory belongs to the process that holds the lock on {@code run/.spare-<pid>.lock}
+ * (taken before the directory is made, kept until the process ends, since an adopted VM's
+ * upper disk keeps a name in it): another process removes the directory only once it can take
+ * that lock. A pid says nothing across pid namespaces (two containers sharing a home), where a
+ * live supervisor's pid is no process, or another one, in the other.
  */
 final class PreBoot {
     /** Console lines kept for the sandbox's exec log while there is none (its boot's), at most this many bytes. */
@@ -54,6 +65,12 @@ final class PreBoot {
      */
     static final long MAX_UPPER_COPY_BYTES = 64L << 20;
     private static final String DIR_PREFIX = "spare-";
+    /** The lock file of {@code run/spare-<pid>} is {@code run/.spare-<pid>.lock}: outside, so that it is there before the directory. */
+    private static final String LOCK_SUFFIX = ".lock";
+    /** The pre-boot directory locks this process holds, by socket directory (one per home). */
+    private static final Map<Path, SandboxLock> OWNED = new ConcurrentHashMap<>();
+    /** Tries at taking a lock file that a remover deletes in between. */
+    private static final int LOCK_TRIES = 5;
 
     private final Path dir;
     private final Path upper;
@@ -134,6 +151,14 @@ final class PreBoot {
         ConsoleRecorder console = null;
         VmmProcess vmm = null;
         PreBoot preboot = null;
+        try {
+            OwnerOnly.directories(home, runRoot);
+            ownDirectory(runRoot, dir);
+        } catch (IOException | RuntimeException e) {
+            // never cleaned up below: the directory may be another live process's
+            SupervisorLog.log("no VM started ahead: " + e.getMessage());
+            return null;
+        }
         try {
             removeAbandoned(runRoot);
             // a directory of a dead process that had this pid
@@ -462,27 +487,89 @@ final class PreBoot {
         }
     }
 
-    /** Removes the directories of pre-boots whose supervisor is gone (killed before it could). */
+    private static Path lockFile(Path dir) {
+        return dir.resolveSibling("." + dir.getFileName() + LOCK_SUFFIX);
+    }
+
+    /**
+     * Takes, once per process and home, the lock that makes {@code dir} this process's.
+     *
+     * @throws IOException when another process holds it: a supervisor with this pid in another
+     *         pid namespace, whose directory this one must leave alone (it boots nothing ahead)
+     */
+    private static void ownDirectory(Path runRoot, Path dir) throws IOException {
+        synchronized (OWNED) {
+            SandboxLock held = OWNED.get(runRoot);
+            if (held != null && held.isOn(lockFile(dir))) {
+                return;
+            }
+            for (int i = 0; i < LOCK_TRIES; i++) {
+                SandboxLock lock = SandboxLock.tryAcquire(lockFile(dir));
+                if (lock == null) {
+                    throw new IOException(dir + " belongs to a live process of another pid namespace");
+                }
+                // a remover may have deleted the file between our open and our lock: then the lock is on no name
+                if (lock.isOn(lockFile(dir))) {
+                    OWNED.put(runRoot, lock);
+                    return;
+                }
+                lock.close();
+            }
+            throw new IOException("could not take " + lockFile(dir) + ": it was removed under us " + LOCK_TRIES + " times");
+        }
+    }
+
+    /**
+     * Removes the directories of pre-boots whose supervisor is gone (killed before it could):
+     * those whose lock nobody holds, with their lock files, and lock files left without a
+     * directory. A directory without a lock file (made before there were any) goes when no
+     * process has its pid.
+     */
     static void removeAbandoned(Path runRoot) {
         try (var entries = Files.list(runRoot)) {
             for (Path entry : entries.toList()) {
                 String name = entry.getFileName().toString();
-                if (!name.startsWith(DIR_PREFIX)) {
-                    continue;
-                }
-                try {
-                    long pid = Long.parseLong(name.substring(DIR_PREFIX.length()));
-                    if (ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)) {
+                Path dir;
+                if (name.startsWith(DIR_PREFIX)) {
+                    dir = entry;
+                } else if (name.startsWith("." + DIR_PREFIX) && name.endsWith(LOCK_SUFFIX)) {
+                    dir = runRoot.resolve(name.substring(1, name.length() - LOCK_SUFFIX.length()));
+                    if (Files.exists(dir, LinkOption.NOFOLLOW_LINKS)) {
+                        // handled with its directory
                         continue;
                     }
+                } else {
+                    continue;
+                }
+                long pid;
+                try {
+                    pid = Long.parseLong(dir.getFileName().toString().substring(DIR_PREFIX.length()));
                 } catch (NumberFormatException e) {
                     // not one of ours: left alone
                     continue;
                 }
-                SandboxPreparer.deleteTree(entry);
+                removeIfAbandoned(dir, pid);
             }
         } catch (IOException e) {
             // no socket directory yet, or unreadable: nothing to clean
+        }
+    }
+
+    private static void removeIfAbandoned(Path dir, long pid) {
+        Path lockFile = lockFile(dir);
+        try (SandboxLock lock = SandboxLock.tryAcquireExisting(lockFile)) {
+            if (lock == null) {
+                return;
+            }
+            SandboxPreparer.deleteTree(dir);
+            // under the lock: a process that opened the file meanwhile finds its lock on no name and takes a new one
+            Files.deleteIfExists(lockFile);
+        } catch (NoSuchFileException e) {
+            if (!ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)) {
+                SandboxPreparer.deleteTree(dir);
+            }
+        } catch (IOException | RuntimeException e) {
+            // left for the next removal
         }
     }
 

@@ -2,6 +2,7 @@ package io.microsandbox.runtime.supervisor;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.microsandbox.runtime.SandboxLock;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -275,5 +276,52 @@ class PreBootTest {
         }
         java.util.Collections.sort(found);
         return found;
+    }
+
+    @Test
+    void aPreBootDirectoryIsRemovedOnlyOnceNoProcessHoldsItsLockWhateverItsPidSays() throws Exception {
+        Path run = Files.createDirectories(home.resolve("run"));
+        long dead = 999_999_999L;
+        Path heldDead = Files.createDirectories(run.resolve("spare-" + dead));
+        Path freeLive = Files.createDirectories(run.resolve("spare-1"));
+        Files.createFile(run.resolve(".spare-1.lock"));
+        Path legacyDead = Files.createDirectories(run.resolve("spare-" + (dead - 1)));
+        Path legacyLive = Files.createDirectories(run.resolve("spare-" + ProcessHandle.current().pid()));
+        Path orphanFree = Files.createFile(run.resolve(".spare-" + (dead - 2) + ".lock"));
+        Path orphanHeld = run.resolve(".spare-" + (dead - 3) + ".lock");
+        try (SandboxLock held = SandboxLock.tryAcquire(run.resolve(".spare-" + dead + ".lock"));
+             SandboxLock heldOrphan = SandboxLock.tryAcquire(orphanHeld)) {
+            assertThat(held).isNotNull();
+            assertThat(heldOrphan).isNotNull();
+            PreBoot.removeAbandoned(run);
+            // a held lock keeps a directory whose pid is no process here (another pid namespace's supervisor)
+            assertThat(heldDead).isDirectory();
+            assertThat(orphanHeld).exists();
+            // a free lock lets one go whose pid is a live process here (another namespace's, or a reused pid)
+            assertThat(freeLive).doesNotExist();
+            assertThat(run.resolve(".spare-1.lock")).doesNotExist();
+            // directories made before there were lock files go by their pid
+            assertThat(legacyDead).doesNotExist();
+            assertThat(legacyLive).isDirectory();
+            assertThat(orphanFree).doesNotExist();
+        }
+        PreBoot.removeAbandoned(run);
+        assertThat(heldDead).doesNotExist();
+        assertThat(run.resolve(".spare-" + dead + ".lock")).doesNotExist();
+        assertThat(orphanHeld).doesNotExist();
+    }
+
+    @Test
+    void aSpareLeavesTheDirectoryOfItsPidAloneWhileAnotherProcessHoldsItsLock() throws Exception {
+        Path run = Files.createDirectories(home.resolve("run"));
+        Path theirs = Files.createDirectories(run.resolve("spare-" + ProcessHandle.current().pid()));
+        Files.writeString(theirs.resolve("upper.ext4"), "another namespace's sandbox disk");
+        try (SandboxLock other = SandboxLock.tryAcquire(run.resolve(".spare-" + ProcessHandle.current().pid() + ".lock"))) {
+            assertThat(other).isNotNull();
+            PrebootShape shape = new PrebootShape(List.of("/bin/sh", "-c", "exec sleep 30", "sh", SHAPE_RUN + "/qmp.sock", SHAPE_UPPER),
+                    SHAPE_RUN, SHAPE_UPPER, 16);
+            assertThat(PreBoot.start(home, shape)).isNull();
+            assertThat(Files.readString(theirs.resolve("upper.ext4"))).isEqualTo("another namespace's sandbox disk");
+        }
     }
 }
