@@ -222,7 +222,7 @@ public final class NetworkPolicy {
 
     @Override
     public String toString() {
-        return "NetworkPolicy" + toJsonNode();
+        return "NetworkPolicy" + Json.toText(toJsonNode());
     }
 
     /** Builds a policy; by default no rules, default action deny, names resolved, rebinding protection on. */

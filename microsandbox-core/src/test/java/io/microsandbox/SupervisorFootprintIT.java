@@ -15,7 +15,7 @@ import org.junit.jupiter.api.Timeout;
 
 /**
  * A supervisor serving the usual work never starts Jackson databind's {@code ObjectMapper}:
- * its start-up cost every supervisor about 6 MiB of memory, so the runtime reads and writes
+ * its start-up cost every supervisor about 6.5 MiB of memory, so the runtime reads and writes
  * JSON through {@code io.microsandbox.runtime.Json} (and a node's {@code toString()}, which
  * starts a mapper of its own, is not used there). Checked in the live process with
  * {@code jcmd VM.class_hierarchy}, which lists every class it has loaded.

@@ -58,6 +58,7 @@ class JsonTest {
         value.put("none", null);
         value.put("bytes", new byte[] {1, 2});
         value.put("big", BigInteger.TEN.pow(30));
+        value.put("float", 0.1f);
         assertThat(Json.tree(value)).isEqualTo(MAPPER.valueToTree(value));
         assertThat(Json.object(value)).isEqualTo(MAPPER.valueToTree(value));
         assertThat(Json.plain(Json.tree(List.of(Map.of("k", "v"))))).isEqualTo(List.of(Map.of("k", "v")));
@@ -72,13 +73,14 @@ class JsonTest {
     }
 
     @Test
-    void textThatIsNotExactlyOneJsonValueIsRefused() {
+    void textThatIsNotExactlyOneJsonValueIsRefused() throws IOException {
         assertThatThrownBy(() -> Json.parse("")).isInstanceOf(IOException.class).hasMessageContaining("empty");
         assertThatThrownBy(() -> Json.parse("{} {}")).isInstanceOf(IOException.class).hasMessageContaining("more after");
         assertThatThrownBy(() -> Json.parse("{\"a\":")).isInstanceOf(IOException.class);
         assertThatThrownBy(() -> Json.parse("[1,]")).isInstanceOf(IOException.class);
-        assertThatThrownBy(() -> Json.parse("[".repeat(5000) + "]".repeat(5000)))
+        assertThatThrownBy(() -> Json.parse("[".repeat(Json.MAX_DEPTH + 1) + "]".repeat(Json.MAX_DEPTH + 1)))
                 .isInstanceOf(IOException.class).hasMessageContaining("nesting depth");
+        assertThat(Json.parse("[".repeat(Json.MAX_DEPTH) + "]".repeat(Json.MAX_DEPTH))).isNotNull();
     }
 
     @Test
@@ -98,5 +100,15 @@ class JsonTest {
         assertThatThrownBy(() -> Json.bool(n, "s")).hasMessageContaining("\"s\" must be true or false");
         assertThatThrownBy(() -> Json.strings(n, "bad")).hasMessageContaining("\"bad\" must be an array of text");
         assertThatThrownBy(() -> Json.strings(n, "s")).hasMessageContaining("\"s\" must be an array of text");
+        assertThat(Json.object(Json.parse("{\"o\":{\"k\":1}}"), "o")).isEqualTo(Json.object().put("k", 1));
+        assertThat(Json.object(n, "z")).isNull();
+        assertThatThrownBy(() -> Json.object(n, "l")).hasMessageContaining("\"l\" must be a JSON object");
+    }
+
+    @Test
+    void briefTextIsCutForLogLines() {
+        assertThat(Json.brief(Json.object().put("k", "v"))).isEqualTo("{\"k\":\"v\"}");
+        String brief = Json.brief(Json.object().put("k", "x".repeat(10_000)));
+        assertThat(brief).hasSizeLessThan(Json.BRIEF_CHARS + 40).startsWith("{\"k\":\"xxx").endsWith("(10008 characters)");
     }
 }

@@ -4,7 +4,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
-import java.util.Iterator;
 import java.util.Map;
 
 /**
@@ -32,8 +31,7 @@ final class CborWriter {
         switch (node.getNodeType()) {
             case OBJECT -> {
                 head(MAJOR_MAP, node.size());
-                for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); ) {
-                    Map.Entry<String, JsonNode> e = it.next();
+                for (Map.Entry<String, JsonNode> e : node.properties()) {
                     text(e.getKey());
                     write(e.getValue());
                 }
@@ -59,7 +57,7 @@ final class CborWriter {
 
     private void number(JsonNode node) {
         if (!node.isIntegralNumber() || !node.canConvertToLong()) {
-            throw new IllegalArgumentException("only integers are used by the protocol, got " + node);
+            throw new IllegalArgumentException("only integers are used by the protocol, got " + node.asText());
         }
         long v = node.longValue();
         if (v >= 0) {

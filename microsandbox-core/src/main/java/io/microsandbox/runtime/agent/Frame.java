@@ -1,8 +1,8 @@
 package io.microsandbox.runtime.agent;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.Json;
 
 /**
  * One protocol frame: correlation id, flags, message type and payload. See docs/protocol.md.
@@ -23,13 +23,13 @@ public record Frame(int id, int flags, String type, ObjectNode payload) {
             throw new IllegalArgumentException("flags must fit in one byte: " + flags);
         }
         if (payload == null) {
-            payload = JsonNodeFactory.instance.objectNode();
+            payload = Json.object();
         }
     }
 
     /** A new frame with an empty payload that callers fill in. */
     public static Frame of(int id, int flags, String type) {
-        return new Frame(id, flags, type, JsonNodeFactory.instance.objectNode());
+        return new Frame(id, flags, type, Json.object());
     }
 
     public boolean isTerminal() {

@@ -136,7 +136,6 @@ public final class FrameCodec {
         return new Frame(id, flags, t.textValue(), p instanceof ObjectNode o ? o : null);
     }
 
-
     private static void writeInt(ByteArrayOutputStream out, long v) {
         out.write((int) (v >>> 24) & 0xFF);
         out.write((int) (v >>> 16) & 0xFF);

@@ -287,7 +287,7 @@ public final class NetworkRelay implements AutoCloseable {
     private void connectOut(Connection c, Frame frame) {
         InetSocketAddress destination = requestedDestination(frame);
         if (destination == null) {
-            abort(c, "network: refused a malformed connection request from the guest: " + frame.payload());
+            abort(c, "network: refused a malformed connection request from the guest: " + Json.brief(frame.payload()));
             return;
         }
         InetAddress address = destination.getAddress();
@@ -587,7 +587,7 @@ public final class NetworkRelay implements AutoCloseable {
     private void openUdp(UdpFlow f, Frame frame) {
         InetSocketAddress destination = requestedDestination(frame);
         if (destination == null) {
-            endUdp(f, "network: refused a malformed UDP request from the guest: " + frame.payload());
+            endUdp(f, "network: refused a malformed UDP request from the guest: " + Json.brief(frame.payload()));
             return;
         }
         InetAddress address = destination.getAddress();

@@ -16,10 +16,10 @@ import java.nio.file.LinkOption;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -44,8 +44,8 @@ import java.util.concurrent.TimeUnit;
  * <p>The directory belongs to the process that holds the lock on {@code run/.spare-<pid>.lock}
  * (taken before the directory is made, kept until the process ends, since an adopted VM's
  * upper disk keeps a name in it): another process removes the directory only once it can take
- * that lock. A pid says nothing across pid namespaces (two containers sharing a home), where a
- * live supervisor's pid is no process, or another one, in the other.
+ * that lock, not because no process has its pid, which says nothing across pid namespaces (two
+ * containers sharing a home). Only directories made before there were lock files go by pid.
  */
 final class PreBoot {
     /** Console lines kept for the sandbox's exec log while there is none (its boot's), at most this many bytes. */
@@ -68,9 +68,11 @@ final class PreBoot {
     /** The lock file of {@code run/spare-<pid>} is {@code run/.spare-<pid>.lock}: outside, so that it is there before the directory. */
     private static final String LOCK_SUFFIX = ".lock";
     /** The pre-boot directory locks this process holds, by socket directory (one per home). */
-    private static final Map<Path, SandboxLock> OWNED = new ConcurrentHashMap<>();
-    /** Tries at taking a lock file that a remover deletes in between. */
-    private static final int LOCK_TRIES = 5;
+    private static final Map<Path, SandboxLock> OWNED = new HashMap<>();
+    /** Tries at taking the lock file of this process's directory, which a remover may hold for a moment. */
+    private static final int LOCK_TRIES = 10;
+    /** The pause between those tries. */
+    private static final long LOCK_RETRY_MS = 20;
 
     private final Path dir;
     private final Path upper;
@@ -494,28 +496,39 @@ final class PreBoot {
     /**
      * Takes, once per process and home, the lock that makes {@code dir} this process's.
      *
-     * @throws IOException when another process holds it: a supervisor with this pid in another
+     * @throws IOException when another process keeps it: a supervisor with this pid in another
      *         pid namespace, whose directory this one must leave alone (it boots nothing ahead)
      */
     private static void ownDirectory(Path runRoot, Path dir) throws IOException {
+        Path file = lockFile(dir);
         synchronized (OWNED) {
             SandboxLock held = OWNED.get(runRoot);
-            if (held != null && held.isOn(lockFile(dir))) {
+            if (held != null && held.isOn(file)) {
                 return;
             }
             for (int i = 0; i < LOCK_TRIES; i++) {
-                SandboxLock lock = SandboxLock.tryAcquire(lockFile(dir));
-                if (lock == null) {
-                    throw new IOException(dir + " belongs to a live process of another pid namespace");
-                }
-                // a remover may have deleted the file between our open and our lock: then the lock is on no name
-                if (lock.isOn(lockFile(dir))) {
+                SandboxLock lock = SandboxLock.tryAcquire(file);
+                // not on the file's name: a remover deleted it between our open and our lock
+                if (lock != null && lock.isOn(file)) {
+                    if (held != null) {
+                        held.close();
+                    }
                     OWNED.put(runRoot, lock);
                     return;
                 }
-                lock.close();
+                if (lock != null) {
+                    lock.close();
+                }
+                // held: by a remover for a moment (it deletes the file as it goes), or by another pid namespace's supervisor
+                try {
+                    Thread.sleep(LOCK_RETRY_MS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new java.io.InterruptedIOException("interrupted while taking " + file);
+                }
             }
-            throw new IOException("could not take " + lockFile(dir) + ": it was removed under us " + LOCK_TRIES + " times");
+            throw new IOException(file + " stays locked by another process (a supervisor with this pid in another pid namespace"
+                    + " that shares the home?): its directory is left alone");
         }
     }
 
@@ -523,22 +536,19 @@ final class PreBoot {
      * Removes the directories of pre-boots whose supervisor is gone (killed before it could):
      * those whose lock nobody holds, with their lock files, and lock files left without a
      * directory. A directory without a lock file (made before there were any) goes when no
-     * process has its pid.
+     * process here has its pid, judged under a lock taken for it, so that no owner starts meanwhile.
      */
     static void removeAbandoned(Path runRoot) {
         try (var entries = Files.list(runRoot)) {
             for (Path entry : entries.toList()) {
                 String name = entry.getFileName().toString();
-                Path dir;
-                if (name.startsWith(DIR_PREFIX)) {
-                    dir = entry;
-                } else if (name.startsWith("." + DIR_PREFIX) && name.endsWith(LOCK_SUFFIX)) {
-                    dir = runRoot.resolve(name.substring(1, name.length() - LOCK_SUFFIX.length()));
-                    if (Files.exists(dir, LinkOption.NOFOLLOW_LINKS)) {
-                        // handled with its directory
-                        continue;
-                    }
-                } else {
+                boolean lockFileListed = name.startsWith("." + DIR_PREFIX) && name.endsWith(LOCK_SUFFIX);
+                if (!name.startsWith(DIR_PREFIX) && !lockFileListed) {
+                    continue;
+                }
+                Path dir = lockFileListed ? runRoot.resolve(name.substring(1, name.length() - LOCK_SUFFIX.length())) : entry;
+                if (lockFileListed && Files.exists(dir, LinkOption.NOFOLLOW_LINKS)) {
+                    // handled with its directory
                     continue;
                 }
                 long pid;
@@ -548,25 +558,41 @@ final class PreBoot {
                     // not one of ours: left alone
                     continue;
                 }
-                removeIfAbandoned(dir, pid);
+                removeIfAbandoned(dir, pid, lockFileListed);
             }
         } catch (IOException e) {
             // no socket directory yet, or unreadable: nothing to clean
         }
     }
 
-    private static void removeIfAbandoned(Path dir, long pid) {
-        Path lockFile = lockFile(dir);
-        try (SandboxLock lock = SandboxLock.tryAcquireExisting(lockFile)) {
+    private static void removeIfAbandoned(Path dir, long pid, boolean lockFileListed) {
+        Path file = lockFile(dir);
+        try {
+            boolean legacy = false;
+            SandboxLock lock;
+            try {
+                lock = SandboxLock.tryAcquireExisting(file);
+            } catch (NoSuchFileException e) {
+                if (lockFileListed) {
+                    // another remover took it meanwhile
+                    return;
+                }
+                legacy = true;
+                lock = SandboxLock.tryAcquire(file);
+            }
             if (lock == null) {
                 return;
             }
-            SandboxPreparer.deleteTree(dir);
-            // under the lock: a process that opened the file meanwhile finds its lock on no name and takes a new one
-            Files.deleteIfExists(lockFile);
-        } catch (NoSuchFileException e) {
-            if (!ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)) {
-                SandboxPreparer.deleteTree(dir);
+            try (SandboxLock taken = lock) {
+                // else deleted, and maybe made again by an owner, since our open: not the lock that says anything
+                if (!taken.isOn(file)) {
+                    return;
+                }
+                if (!legacy || !ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)) {
+                    SandboxPreparer.deleteTree(dir);
+                }
+                // under the lock: an owner waiting for it then makes a new one
+                Files.deleteIfExists(file);
             }
         } catch (IOException | RuntimeException e) {
             // left for the next removal

@@ -78,9 +78,9 @@ public record PrebootShape(List<String> vmmArgv, String runDir, String upperDisk
         if (!n.isObject()) {
             throw new IOException("a pre-boot shape must be a JSON object, not " + n.getNodeType());
         }
-        JsonNode r = n.path("restore");
-        Restore restore = r.isObject() ? new Restore(Json.string(r, "ramFile"), Json.string(r, "memoryUri"),
-                Json.string(r, "upperFile"), Json.string(r, "upperDigest")) : null;
+        JsonNode r = Json.object(n, "restore");
+        Restore restore = r == null ? null : new Restore(Json.string(r, "ramFile"), Json.string(r, "memoryUri"),
+                Json.string(r, "upperFile"), Json.string(r, "upperDigest"));
         long upperSizeMib = Json.integer(n, "upperSizeMib");
         if (upperSizeMib < 0 || upperSizeMib > Integer.MAX_VALUE) {
             throw new IOException("\"upperSizeMib\" is out of range: " + upperSizeMib);

@@ -419,7 +419,8 @@ public final class Supervisor {
     private void handshake() throws IOException {
         // made while the guest kernel boots: built after the hello it took about 9 ms of every boot
         byte[] configure = spec.restore() != null ? null
-                : FrameCodec.encode(new Frame(0, 0, Protocol.CORE_CONFIGURE, Json.object(spec.configure())));
+                : FrameCodec.encode(new Frame(0, 0, Protocol.CORE_CONFIGURE,
+                        spec.configure() == null ? Json.object() : Json.object(spec.configure())));
         Frame hello;
         if (preboot != null) {
             bootStage = spec.restore() != null ? "waiting for the pre-started QEMU's agent port and guest memory"
@@ -919,7 +920,7 @@ public final class Supervisor {
                 }
             }
             case Protocol.CORE_STATS -> guestStats = knownGuestFigures(frame.payload());
-            case Protocol.CORE_ERROR -> SupervisorLog.warn("agent error: " + frame.payload());
+            case Protocol.CORE_ERROR -> SupervisorLog.warn("agent error: " + Json.brief(frame.payload()));
             default -> SupervisorLog.log("ignoring agent frame " + frame);
         }
     }

@@ -84,14 +84,8 @@ public record SupervisorSpec(String name, List<String> vmmArgv, String sandboxDi
 
     @SuppressWarnings("unchecked")
     private static Map<String, Object> map(JsonNode n, String field) throws IOException {
-        JsonNode value = n.path(field);
-        if (value.isMissingNode() || value.isNull()) {
-            return null;
-        }
-        if (!value.isObject()) {
-            throw new IOException("\"" + field + "\" must be a JSON object, not " + value.getNodeType());
-        }
-        return (Map<String, Object>) Json.plain(value);
+        ObjectNode value = Json.object(n, field);
+        return value == null ? null : (Map<String, Object>) Json.plain(value);
     }
 
     /**

@@ -140,6 +140,9 @@ public final class QmpClient {
         out.flush();
         String line;
         while ((line = BoundedLines.read(in, MAX_LINE_BYTES, "QEMU's monitor")) != null) {
+            if (line.isBlank()) {
+                continue;
+            }
             JsonNode reply = Json.parse(line);
             if (reply.has("return")) {
                 return reply.get("return");

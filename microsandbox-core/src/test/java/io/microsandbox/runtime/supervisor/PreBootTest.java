@@ -303,12 +303,35 @@ class PreBootTest {
             // directories made before there were lock files go by their pid
             assertThat(legacyDead).doesNotExist();
             assertThat(legacyLive).isDirectory();
+            assertThat(run.resolve(".spare-" + (dead - 1) + ".lock")).doesNotExist();
+            assertThat(run.resolve(".spare-" + ProcessHandle.current().pid() + ".lock")).doesNotExist();
             assertThat(orphanFree).doesNotExist();
         }
         PreBoot.removeAbandoned(run);
         assertThat(heldDead).doesNotExist();
         assertThat(run.resolve(".spare-" + dead + ".lock")).doesNotExist();
         assertThat(orphanHeld).doesNotExist();
+    }
+
+    @Test
+    @Timeout(30)
+    void aSpareWaitsOutARemoverThatHoldsItsLockForAMoment() throws Exception {
+        Path run = Files.createDirectories(home.resolve("run"));
+        SandboxLock remover = SandboxLock.tryAcquire(run.resolve(".spare-" + ProcessHandle.current().pid() + ".lock"));
+        assertThat(remover).isNotNull();
+        Thread release = new Thread(() -> {
+            try {
+                Thread.sleep(60);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            remover.close();
+        });
+        release.start();
+        PreBoot preboot = start("exec sleep 30");
+        release.join();
+        assertThat(prebootDirs()).hasSize(1);
+        preboot.discard();
     }
 
     @Test

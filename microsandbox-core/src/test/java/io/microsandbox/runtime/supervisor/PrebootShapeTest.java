@@ -39,6 +39,7 @@ class PrebootShapeTest {
         assertThatThrownBy(() -> PrebootShape.fromJson("{\"vmmArgv\":[1]}")).isInstanceOf(IOException.class).hasMessageContaining("\"vmmArgv\"");
         assertThatThrownBy(() -> PrebootShape.fromJson("{\"upperSizeMib\":-1}")).isInstanceOf(IOException.class).hasMessageContaining("\"upperSizeMib\"");
         assertThatThrownBy(() -> PrebootShape.fromJson("{\"restore\":{\"ramFile\":7}}")).isInstanceOf(IOException.class).hasMessageContaining("\"ramFile\"");
+        assertThatThrownBy(() -> PrebootShape.fromJson("{\"restore\":[]}")).isInstanceOf(IOException.class).hasMessageContaining("\"restore\"");
         assertThatThrownBy(() -> PrebootShape.fromJson("null")).isInstanceOf(IOException.class).hasMessageContaining("JSON object");
     }
 }
