@@ -14,7 +14,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 /**
- * A supervisor serving the usual work never starts Jackson databind's {@code ObjectMapper}:
+ * A supervisor serving the usual work, checkpoints and restores never starts Jackson databind's {@code ObjectMapper}:
  * its start-up cost every supervisor about 6.5 MiB of memory, so the runtime reads and writes
  * JSON through {@code io.microsandbox.runtime.Json} (and a node's {@code toString()}, which
  * starts a mapper of its own, is not used there). Checked in the live process with
@@ -52,13 +52,47 @@ class SupervisorFootprintIT {
             assertThat(Sandbox.get(name).metrics().uptime()).isPositive();
             Thread.sleep(2500);
 
-            String classes = loadedClasses(SandboxPids.of(name).supervisorPid());
-            assertThat(classes).contains("io.microsandbox.runtime.supervisor.Supervisor/")
-                    .contains("io.microsandbox.runtime.network.NetworkRelay/");
-            assertThat(classes.lines().filter(l -> l.contains("com.fasterxml.jackson.databind.ObjectMapper/")).toList())
-                    .as("a mapper in the supervisor: code there used one, or a JsonNode's toString(); use runtime.Json")
-                    .isEmpty();
+            assertThat(loadedClasses(SandboxPids.of(name).supervisorPid())).contains("io.microsandbox.runtime.network.NetworkRelay/");
+            assertNoMapper(name);
         }
+    }
+
+    @Test
+    @Timeout(300)
+    void theSupervisorsOfACheckpointedSandboxAndOfItsRestoresLoadNoObjectMapper() throws Exception {
+        Microsandbox runtime = Microsandbox.defaultRuntime();
+        String source = TestSandboxes.uniqueName("footprint-cp-src");
+        String cpName = TestSandboxes.uniqueName("footprint-cp");
+        List<String> restores = List.of(TestSandboxes.uniqueName("footprint-r1"), TestSandboxes.uniqueName("footprint-r2"));
+        try (Sandbox sb = Sandbox.create(source, TestSandboxes.config().ephemeral(true).build())) {
+            Checkpoint cp = sb.checkpoint(cpName);
+            assertNoMapper(source);
+            // the second restore may take the QEMU that the spare started ahead for this checkpoint
+            for (String name : restores) {
+                try (Sandbox restored = runtime.restore(name, cp, RestoreOptions.defaults())) {
+                    assertThat(restored.exec("echo", List.of("back")).stdout()).isEqualTo("back\n");
+                    assertNoMapper(name);
+                }
+            }
+        } finally {
+            for (String name : restores) {
+                runtime.find(name).ifPresent(h -> {
+                    h.kill();
+                    h.remove();
+                });
+            }
+            if (java.nio.file.Files.isDirectory(runtime.checkpoints().directory().resolve(cpName))) {
+                Checkpoint.remove(cpName);
+            }
+        }
+    }
+
+    private static void assertNoMapper(String sandbox) throws Exception {
+        String classes = loadedClasses(SandboxPids.of(sandbox).supervisorPid());
+        assertThat(classes).contains("io.microsandbox.runtime.supervisor.Supervisor/");
+        assertThat(classes.lines().filter(l -> l.contains("com.fasterxml.jackson.databind.ObjectMapper/")).toList())
+                .as("a mapper in the supervisor of " + sandbox + ": code there used one, or a JsonNode's toString(); use runtime.Json")
+                .isEmpty();
     }
 
     private static boolean await(java.util.function.BooleanSupplier condition) throws InterruptedException {
