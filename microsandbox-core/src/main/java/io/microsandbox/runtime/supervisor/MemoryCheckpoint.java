@@ -64,6 +64,7 @@ public final class MemoryCheckpoint {
             paused = System.nanoTime();
             leaveGuestMemoryOut(session);
             session.execute("migrate-set-parameters", Json.object().put("max-bandwidth", MAX_BANDWIDTH), QMP_TIMEOUT);
+            Files.deleteIfExists(failedFile(memoryFile));
             migrating = true;
             session.execute("migrate", Json.object().put("uri", "exec:" + saveCommand(memoryFile)), QMP_TIMEOUT);
             awaitMigration(session, memoryFile, timeout);
@@ -151,10 +152,12 @@ public final class MemoryCheckpoint {
         if (!status.equals("completed")) {
             throw new IOException("saving guest memory " + status + ": " + info.path("error-desc").asText("no reason given"));
         }
-        Path partial = partialFile(memoryFile);
+        // the background cat may not even have opened its file yet: QEMU's stream is small enough
+        // to sit in the pipe, so the migration can complete first; only its marker says it failed
+        Path failed = failedFile(memoryFile);
         while (!Files.exists(memoryFile)) {
-            // the rename is atomic: neither file, and still no memory file after, means the cat failed
-            if (!Files.exists(partial) && !Files.exists(memoryFile)) {
+            if (Files.exists(failed)) {
+                Files.deleteIfExists(failed);
                 throw new IOException("writing the saved guest memory to " + memoryFile + " failed (is the disk full?)");
             }
             if (System.nanoTime() > deadline) {
@@ -166,6 +169,11 @@ public final class MemoryCheckpoint {
 
     private static Path partialFile(Path memoryFile) {
         return memoryFile.resolveSibling(memoryFile.getFileName() + ".part");
+    }
+
+    /** The empty file the save's command makes when its copy failed. */
+    static Path failedFile(Path memoryFile) {
+        return memoryFile.resolveSibling(memoryFile.getFileName() + ".failed");
     }
 
     private static void cancel(Path qmp) {
@@ -188,13 +196,14 @@ public final class MemoryCheckpoint {
 
     /**
      * The shell command QEMU's {@code exec:} migration writes the stream into: a background
-     * {@code cat} into {@code <memoryFile>.part}, renamed to {@code memoryFile} once complete,
-     * or removed when the copy failed (a full disk), which tells {@link #take} to stop waiting.
+     * {@code cat} into {@code <memoryFile>.part}, renamed to {@code memoryFile} once complete;
+     * when the copy failed (a full disk) the partial file is removed and an empty
+     * {@code <memoryFile>.failed} made, which tells {@link #take} to stop waiting.
      */
     static String saveCommand(Path memoryFile) {
         Path partial = partialFile(memoryFile);
         return "exec 3<&0; (cat <&3 > " + shellQuote(partial) + " && mv " + shellQuote(partial) + " " + shellQuote(memoryFile)
-                + " || rm -f " + shellQuote(partial) + ") &";
+                + " || { rm -f " + shellQuote(partial) + "; : > " + shellQuote(failedFile(memoryFile)) + "; }) &";
     }
 
     /**

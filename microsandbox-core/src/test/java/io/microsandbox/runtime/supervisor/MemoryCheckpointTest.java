@@ -19,6 +19,9 @@ class MemoryCheckpointTest {
     /** Every character sh treats specially, and a command substitution that would leave a marker. */
     private static final String HOSTILE = "a b'c\"d;e$(touch INJECTED)f`touch INJECTED`g\\h&i|j*k\nl";
 
+    /** The migration stream a fake QMP's save command is fed. */
+    private static final byte[] SAVE_STREAM = new byte[64 * 1024];
+
     @TempDir
     Path tmp;
 
@@ -92,25 +95,50 @@ class MemoryCheckpointTest {
         }
         assertThat(dir.resolve("memory.bin.part")).doesNotExist();
         assertThat(memoryFile).doesNotExist();
+        assertThat(MemoryCheckpoint.failedFile(memoryFile)).exists();
     }
 
     @Test
     void aMemoryCopyThatFailedAfterTheMigrationEndsTheWaitAtOnce() throws Exception {
-        // QEMU says completed, but the cat writing the file failed (a full disk) and removed its partial file
+        // QEMU says completed, but the cat writing the file failed (no file may grow, as on a full disk)
         long start = System.nanoTime();
         Throwable failure = takeAgainstFakeQmp("{\"return\":{\"status\":\"completed\"}}", new java.util.ArrayList<>(),
-                java.time.Duration.ofSeconds(30));
+                java.time.Duration.ofSeconds(30), "ulimit -f 0; ");
         assertThat(failure).isInstanceOf(java.io.IOException.class).hasMessageContaining("failed");
         // the guest stays paused while this waits: not the whole timeout
         assertThat(java.time.Duration.ofNanos(System.nanoTime() - start)).isLessThan(java.time.Duration.ofSeconds(5));
+        assertThat(MemoryCheckpoint.failedFile(tmp.resolve("memory.bin"))).doesNotExist();
     }
 
-    /** What {@link MemoryCheckpoint#take} throws against a {@link #serveQmp} monitor. */
+    @Test
+    void aSaveWhoseCopyStartsOnlyAfterTheMigrationCompletedIsWaitedFor() throws Exception {
+        // a small stream sits in the pipe: QEMU may say completed before the shell has even made the partial file
+        Files.write(tmp.resolve("guest-memory"), new byte[4096]);
+        Files.write(tmp.resolve("upper"), new byte[4096]);
+        Throwable failure = takeAgainstFakeQmp("{\"return\":{\"status\":\"completed\"}}", new java.util.ArrayList<>(),
+                java.time.Duration.ofSeconds(30), "sleep 0.5; ");
+        assertThat(failure).isNull();
+        assertThat(tmp.resolve("memory.bin")).hasBinaryContent(SAVE_STREAM);
+        assertThat(tmp.resolve("memory.bin.part")).doesNotExist();
+    }
+
+    /** What {@link MemoryCheckpoint#take} throws against a {@link #serveQmp} monitor that runs no save command. */
     private Throwable takeAgainstFakeQmp(String queryMigrateAnswer, List<String> commands, java.time.Duration timeout) throws Exception {
+        return takeAgainstFakeQmp(queryMigrateAnswer, commands, timeout, null);
+    }
+
+    /**
+     * What {@link MemoryCheckpoint#take} throws (null for nothing) against a {@link #serveQmp}
+     * monitor that, unless {@code savePrefix} is null, runs the migration's save command as
+     * QEMU does, after that shell prefix, fed {@link #SAVE_STREAM}.
+     */
+    private Throwable takeAgainstFakeQmp(String queryMigrateAnswer, List<String> commands, java.time.Duration timeout, String savePrefix)
+            throws Exception {
         Path socket = tmp.resolve("qmp.sock");
+        Path stream = Files.write(tmp.resolve("stream"), SAVE_STREAM);
         try (java.nio.channels.ServerSocketChannel server = java.nio.channels.ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
             server.bind(java.net.UnixDomainSocketAddress.of(socket));
-            Thread qemu = new Thread(() -> serveQmp(server, commands, queryMigrateAnswer), "fake-qmp");
+            Thread qemu = new Thread(() -> serveQmp(server, commands, queryMigrateAnswer, savePrefix, stream), "fake-qmp");
             qemu.setDaemon(true);
             qemu.start();
             return org.assertj.core.api.Assertions.catchThrowable(() -> MemoryCheckpoint.take(socket, tmp.resolve("guest-memory"),
@@ -122,9 +150,12 @@ class MemoryCheckpointTest {
 
     /**
      * A QMP monitor that answers {@code query-migrate} with {@code queryMigrateAnswer} and
-     * every other command with success, recording each, over as many connections as it is given.
+     * every other command with success, recording each, over as many connections as it is
+     * given; with a {@code savePrefix}, {@code migrate} starts its {@code exec:} command
+     * (after the prefix, reading {@code stream}) without waiting for it.
      */
-    private static void serveQmp(java.nio.channels.ServerSocketChannel server, List<String> commands, String queryMigrateAnswer) {
+    private static void serveQmp(java.nio.channels.ServerSocketChannel server, List<String> commands, String queryMigrateAnswer,
+                                 String savePrefix, Path stream) {
         while (server.isOpen()) {
             try (java.nio.channels.SocketChannel c = server.accept();
                  java.io.BufferedReader in = new java.io.BufferedReader(new java.io.InputStreamReader(java.nio.channels.Channels.newInputStream(c)));
@@ -134,8 +165,14 @@ class MemoryCheckpointTest {
                 out.println("{\"return\":{}}");
                 String line;
                 while ((line = in.readLine()) != null) {
-                    String command = new com.fasterxml.jackson.databind.ObjectMapper().readTree(line).path("execute").asText();
+                    com.fasterxml.jackson.databind.JsonNode request = new com.fasterxml.jackson.databind.ObjectMapper().readTree(line);
+                    String command = request.path("execute").asText();
                     commands.add(command);
+                    if (command.equals("migrate") && savePrefix != null) {
+                        String uri = request.path("arguments").path("uri").asText();
+                        new ProcessBuilder("/bin/sh", "-c", savePrefix + uri.substring("exec:".length())).redirectInput(stream.toFile())
+                                .redirectError(ProcessBuilder.Redirect.DISCARD).start();
+                    }
                     out.println(command.equals("query-migrate") ? queryMigrateAnswer : "{\"return\":{}}");
                 }
             } catch (java.io.IOException e) {
