@@ -523,16 +523,22 @@ class SandboxSoakIT {
 
     /** Files under run/ that were not there before, but for the idle spare's pre-booted VM's. */
     private Set<String> runFilesLeft(Set<String> before) {
-        Set<String> spareDirs = processesMentioning(home.toString()).stream().filter(this::isIdleSpareSupervisor)
-                .map(p -> "run/" + prebootDir(p.pid()).getFileName() + "/").collect(Collectors.toSet());
+        List<HostProcess> spares = processesMentioning(home.toString()).stream().filter(this::isIdleSpareSupervisor).toList();
+        Set<String> spareDirs = spares.stream().map(p -> "run/" + prebootDir(p.pid()).getFileName() + "/").collect(Collectors.toSet());
+        Set<String> spareLocks = spares.stream().map(p -> "run/" + prebootLock(p.pid()).getFileName()).collect(Collectors.toSet());
         Set<String> left = difference(files(home.resolve("run")), before);
-        left.removeIf(f -> spareDirs.stream().anyMatch(f::startsWith));
+        left.removeIf(f -> spareDirs.stream().anyMatch(f::startsWith) || spareLocks.contains(f));
         return left;
     }
 
     /** Where a spare supervisor keeps the VM it boots while it waits (PreBoot). */
     private Path prebootDir(long sparePid) {
         return home.resolve("run").resolve("spare-" + sparePid);
+    }
+
+    /** The lock file that makes that directory the spare's while it lives (PreBoot). */
+    private Path prebootLock(long sparePid) {
+        return home.resolve("run").resolve(".spare-" + sparePid + ".lock");
     }
 
     private static List<HostProcess> processesMentioning(String text) {
@@ -575,8 +581,9 @@ class SandboxSoakIT {
             return false;
         }
         String own = prebootDir(p.pid()) + "/";
+        String lock = prebootLock(p.pid()).toString();
         try (Stream<Path> fds = Files.list(Path.of("/proc", Long.toString(p.pid()), "fd"))) {
-            return fds.map(SandboxSoakIT::readLink).noneMatch(target -> !target.startsWith(own)
+            return fds.map(SandboxSoakIT::readLink).noneMatch(target -> !target.startsWith(own) && !target.equals(lock)
                     && (target.startsWith(home.resolve("sandboxes").toString()) || target.startsWith(home.resolve("run").toString())));
         } catch (IOException e) {
             return false;

@@ -42,8 +42,8 @@ import java.util.concurrent.TimeUnit;
  * device state; what moves off its path is QEMU's start and the memory's fill.
  *
  * <p>The directory belongs to the process that holds the lock on {@code run/.spare-<pid>.lock}
- * (taken before the directory is made, kept until the process ends, since an adopted VM's
- * upper disk keeps a name in it): another process removes the directory only once it can take
+ * (taken before the directory is made, kept until the directory is removed, for an adopted VM
+ * at the end of its sandbox, or until the process dies): another process removes the directory only once it can take
  * that lock, not because no process has its pid, which says nothing across pid namespaces (two
  * containers sharing a home). Only directories made before there were lock files go by pid.
  */
@@ -224,6 +224,7 @@ final class PreBoot {
             }
             try {
                 SandboxPreparer.deleteTree(dir);
+                disown(dir);
             } catch (RuntimeException cleanup) {
                 // left for the next spare's removeAbandoned
             }
@@ -385,6 +386,7 @@ final class PreBoot {
     /** Removes the pre-boot's names once the VM it became the sandbox's has ended. */
     void removeDirectory() {
         SandboxPreparer.deleteTree(dir);
+        disown(dir);
     }
 
     /**
@@ -483,6 +485,7 @@ final class PreBoot {
             }
             try {
                 SandboxPreparer.deleteTree(dir);
+                disown(dir);
             } catch (RuntimeException e) {
                 // left for the next spare's removeAbandoned
             }
@@ -529,6 +532,26 @@ final class PreBoot {
             }
             throw new IOException(file + " stays locked by another process (a supervisor with this pid in another pid namespace"
                     + " that shares the home?): its directory is left alone");
+        }
+    }
+
+    /** Gives up {@code dir} once it is removed: its lock file goes too, under the lock, so that nothing is left. */
+    private static void disown(Path dir) {
+        Path file = lockFile(dir);
+        synchronized (OWNED) {
+            SandboxLock lock = OWNED.remove(dir.getParent());
+            if (lock == null) {
+                return;
+            }
+            try {
+                if (lock.isOn(file)) {
+                    Files.deleteIfExists(file);
+                }
+            } catch (IOException e) {
+                // left for removeAbandoned, which takes it once this process has let go
+            } finally {
+                lock.close();
+            }
         }
     }
 

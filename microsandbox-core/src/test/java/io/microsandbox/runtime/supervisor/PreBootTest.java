@@ -332,6 +332,9 @@ class PreBootTest {
         release.join();
         assertThat(prebootDirs()).hasSize(1);
         preboot.discard();
+        // given up with its directory: nothing of it is left under run/
+        assertThat(prebootDirs()).isEmpty();
+        assertThat(run.resolve(".spare-" + ProcessHandle.current().pid() + ".lock")).doesNotExist();
     }
 
     @Test
