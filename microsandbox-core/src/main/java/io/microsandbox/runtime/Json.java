@@ -56,9 +56,7 @@ public final class Json {
 
     /** A new object node of {@code map}'s entries, converted as {@link #tree} converts values. */
     public static ObjectNode object(Map<String, ?> map) {
-        ObjectNode object = object();
-        map.forEach((key, value) -> object.set(key, tree(value)));
-        return object;
+        return (ObjectNode) tree(map);
     }
 
     /** A new, empty array node. */
@@ -202,12 +200,12 @@ public final class Json {
      * @throws IOException when it holds anything but text, naming the field
      */
     public static String string(JsonNode object, String field) throws IOException {
-        JsonNode value = object.path(field);
-        if (value.isMissingNode() || value.isNull()) {
+        JsonNode value = present(object, field);
+        if (value == null) {
             return null;
         }
         if (!value.isTextual()) {
-            throw new IOException("\"" + field + "\" must be text, not " + value.getNodeType());
+            throw wrongType(field, "text", value);
         }
         return value.textValue();
     }
@@ -218,12 +216,12 @@ public final class Json {
      * @throws IOException when it holds anything but an integer within long, naming the field
      */
     public static long integer(JsonNode object, String field) throws IOException {
-        JsonNode value = object.path(field);
-        if (value.isMissingNode() || value.isNull()) {
+        JsonNode value = present(object, field);
+        if (value == null) {
             return 0;
         }
         if (!value.isIntegralNumber() || !value.canConvertToLong()) {
-            throw new IOException("\"" + field + "\" must be an integer, not " + value.getNodeType());
+            throw wrongType(field, "an integer", value);
         }
         return value.longValue();
     }
@@ -234,12 +232,12 @@ public final class Json {
      * @throws IOException when it holds anything but a boolean, naming the field
      */
     public static boolean bool(JsonNode object, String field) throws IOException {
-        JsonNode value = object.path(field);
-        if (value.isMissingNode() || value.isNull()) {
+        JsonNode value = present(object, field);
+        if (value == null) {
             return false;
         }
         if (!value.isBoolean()) {
-            throw new IOException("\"" + field + "\" must be true or false, not " + value.getNodeType());
+            throw wrongType(field, "true or false", value);
         }
         return value.booleanValue();
     }
@@ -250,12 +248,12 @@ public final class Json {
      * @throws IOException when it holds anything but an object, naming the field
      */
     public static ObjectNode object(JsonNode object, String field) throws IOException {
-        JsonNode value = object.path(field);
-        if (value.isMissingNode() || value.isNull()) {
+        JsonNode value = present(object, field);
+        if (value == null) {
             return null;
         }
         if (!value.isObject()) {
-            throw new IOException("\"" + field + "\" must be a JSON object, not " + value.getNodeType());
+            throw wrongType(field, "a JSON object", value);
         }
         return (ObjectNode) value;
     }
@@ -266,12 +264,12 @@ public final class Json {
      * @throws IOException when it holds anything but an array of text, naming the field
      */
     public static List<String> strings(JsonNode object, String field) throws IOException {
-        JsonNode value = object.path(field);
-        if (value.isMissingNode() || value.isNull()) {
+        JsonNode value = present(object, field);
+        if (value == null) {
             return null;
         }
         if (!value.isArray()) {
-            throw new IOException("\"" + field + "\" must be an array of text, not " + value.getNodeType());
+            throw wrongType(field, "an array of text", value);
         }
         List<String> texts = new ArrayList<>(value.size());
         for (JsonNode item : value) {
@@ -281,6 +279,16 @@ public final class Json {
             texts.add(item.textValue());
         }
         return texts;
+    }
+
+    /** {@code object}'s {@code field}, or null when it is absent or null. */
+    private static JsonNode present(JsonNode object, String field) {
+        JsonNode value = object.path(field);
+        return value.isMissingNode() || value.isNull() ? null : value;
+    }
+
+    private static IOException wrongType(String field, String expected, JsonNode value) {
+        return new IOException("\"" + field + "\" must be " + expected + ", not " + value.getNodeType());
     }
 
     private static byte[] binary(JsonNode node) {
