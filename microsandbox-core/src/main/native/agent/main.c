@@ -520,11 +520,14 @@ static void drain_signalfd(void)
     reap_children();
 }
 
+/* SIGCHLD blocked (a signalfd reads only blocked signals; a no-op again after the init's fork)
+ * and a signalfd for it added to the event loop. */
 static int signals_open(void)
 {
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
     int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sfd < 0)
         return -errno;
@@ -564,10 +567,6 @@ int main(void)
         power_off();
     }
 
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
     g_epoll = epoll_create1(EPOLL_CLOEXEC);
     if (g_epoll < 0)

@@ -43,9 +43,10 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>The directory belongs to the process that holds the lock on {@code run/.spare-<pid>.lock}
  * (taken before the directory is made, kept until the directory is removed, for an adopted VM
- * at the end of its sandbox, or until the process dies): another process removes the directory only once it can take
- * that lock, not because no process has its pid, which says nothing across pid namespaces (two
- * containers sharing a home). Only directories made before there were lock files go by pid.
+ * at the end of its sandbox, or until the process dies): another process removes the
+ * directory only once it can take that lock, not because no process has its pid, which says
+ * nothing across pid namespaces (two containers sharing a home). Only directories made before
+ * there were lock files go by pid.
  */
 final class PreBoot {
     /** Console lines kept for the sandbox's exec log while there is none (its boot's), at most this many bytes. */
