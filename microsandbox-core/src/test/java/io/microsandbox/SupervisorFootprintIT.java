@@ -14,7 +14,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 /**
- * A supervisor serving the usual work, checkpoints and restores never starts Jackson databind's {@code ObjectMapper}:
+ * A supervisor serving the usual work, checkpoints and restores never starts Jackson databind's {@code ObjectMapper}
+ * (nor, without TLS interception, opens Bouncy Castle's jars):
  * its start-up cost every supervisor about 6.5 MiB of memory, so the runtime reads and writes
  * JSON through {@code io.microsandbox.runtime.Json} (and a node's {@code toString()}, which
  * starts a mapper of its own, is not used there). Checked in the live process with
@@ -52,8 +53,12 @@ class SupervisorFootprintIT {
             assertThat(Sandbox.get(name).metrics().uptime()).isPositive();
             Thread.sleep(2500);
 
-            assertThat(loadedClasses(SandboxPids.of(name).supervisorPid())).contains("io.microsandbox.runtime.network.NetworkRelay/");
+            long supervisor = SandboxPids.of(name).supervisorPid();
+            assertThat(loadedClasses(supervisor)).contains("io.microsandbox.runtime.network.NetworkRelay/");
             assertNoMapper(name);
+            // without TLS interception, Bouncy Castle's jars are never opened (their directories cost 1.5 MiB)
+            assertThat(openFiles(supervisor)).as("files the supervisor holds open").anyMatch(f -> f.contains("jackson-core"))
+                    .noneMatch(f -> f.contains("bcprov") || f.contains("bcpkix") || f.contains("bcutil"));
         }
     }
 
@@ -93,6 +98,20 @@ class SupervisorFootprintIT {
         assertThat(classes.lines().filter(l -> l.contains("com.fasterxml.jackson.databind.ObjectMapper/")).toList())
                 .as("a mapper in the supervisor of " + sandbox + ": code there used one, or a JsonNode's toString(); use runtime.Json")
                 .isEmpty();
+    }
+
+    private static List<String> openFiles(long pid) throws IOException {
+        List<String> files = new java.util.ArrayList<>();
+        try (java.util.stream.Stream<Path> fds = java.nio.file.Files.list(Path.of("/proc", Long.toString(pid), "fd"))) {
+            for (Path fd : fds.toList()) {
+                try {
+                    files.add(java.nio.file.Files.readSymbolicLink(fd).toString());
+                } catch (java.nio.file.NoSuchFileException closedMeanwhile) {
+                    // gone since the listing
+                }
+            }
+        }
+        return files;
     }
 
     private static boolean await(java.util.function.BooleanSupplier condition) throws InterruptedException {

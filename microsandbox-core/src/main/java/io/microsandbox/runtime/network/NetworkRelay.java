@@ -88,7 +88,7 @@ public final class NetworkRelay implements AutoCloseable {
     private final AtomicLong rxBytes = new AtomicLong();
     private final AtomicLong txBytes = new AtomicLong();
     private volatile boolean closed;
-    private final TlsAuthority tls;
+    private final LeafCertificates tls;
     private final javax.net.ssl.SSLContext upstreamTls;
     private ServerSocket pairServer; // guarded by this
     private final Object reportLock = new Object();
@@ -104,9 +104,9 @@ public final class NetworkRelay implements AutoCloseable {
         this(settings, groups, guest, systemLog, null);
     }
 
-    /** @param tls the home's CA when the policy intercepts TLS, else null */
+    /** @param tls the home's CA's certificates when the policy intercepts TLS, else null */
     public NetworkRelay(NetworkSettings settings, AddressGroups groups, GuestChannel guest, Consumer<String> systemLog,
-                        TlsAuthority tls) {
+                        LeafCertificates tls) {
         this.tls = settings.policy().tlsInterception() ? tls : null;
         this.upstreamTls = this.tls != null ? upstreamContext(settings.policy()) : null;
         this.settings = settings;

@@ -46,7 +46,7 @@ import org.bouncycastle.operator.jcajce.JcaContentSignerBuilder;
  * ({@code ca.pem}, {@code ca.key} owner-only), installed into guests' trust stores, and signing
  * a leaf certificate per host name, minted on first use and kept for the supervisor's life.
  */
-public final class TlsAuthority {
+public final class TlsAuthority implements LeafCertificates {
     private static final SecureRandom RANDOM = new SecureRandom();
     private final X509Certificate ca;
     private final PrivateKey caKey;
@@ -103,6 +103,7 @@ public final class TlsAuthority {
     }
 
     /** A server context presenting a leaf certificate for {@code host}, signed by this CA. */
+    @Override
     public SSLContext serverContext(String host) {
         return leaves.computeIfAbsent(host, this::mint);
     }

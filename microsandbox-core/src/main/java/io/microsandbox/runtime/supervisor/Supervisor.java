@@ -904,7 +904,7 @@ public final class Supervisor {
                 }, message -> {
                     SupervisorLog.log(message);
                     logSystem(message);
-                }, settings.policy().tlsInterception() ? io.microsandbox.runtime.network.TlsAuthority.open(Path.of(spec.home())) : null);
+                }, settings.policy().tlsInterception() ? TlsLibraries.open(Path.of(spec.home())) : null);
         relay.secrets(secrets,
                 () -> requestStop(STOP_GRACE_MS, "secret-violation"));
         return relay;

@@ -36,12 +36,13 @@ import java.util.zip.ZipFile;
 /**
  * The class path of the supervisor JVM: the jars (or directories) of the libraries it uses,
  * {@link #REQUIRED_CLASSES}, normally as they appear on the caller's {@code java.class.path},
- * and nothing else of it. When the classes the supervisor needs (the core, Jackson, sqlite-jdbc) were not loaded from
- * plain jars or directories on that class path, as in a Spring Boot fat jar started with
- * {@code java -jar app.jar} whose libraries are nested under {@code BOOT-INF/lib/}, the jar
- * each of them came from is found through its {@link CodeSource}; nested jars are copied out of
- * the outer jar once, into {@code <home>/runtime/<version>-<hash>/lib/}, and the supervisor runs
- * with those.
+ * and nothing else of it; and apart from it, the class path of what only TLS interception
+ * uses, {@link #TLS_CLASSES} (Bouncy Castle, loaded by {@link TlsLibraries}). When those
+ * classes were not loaded from plain jars or directories on that class path, as in a Spring
+ * Boot fat jar started with {@code java -jar app.jar} whose libraries are nested under
+ * {@code BOOT-INF/lib/}, the jar each of them came from is found through its
+ * {@link CodeSource}; nested jars are copied out of the outer jar once, into
+ * {@code <home>/runtime/<version>-<hash>/lib/}, and the supervisor runs with those.
  *
  * <p>Understood locations: {@code file:} jars and directories, {@code jar:file:/x.jar!/},
  * Spring Boot 3.2+ nested jars {@code jar:nested:/path/app.jar/!BOOT-INF/lib/x.jar!/} (also
@@ -53,7 +54,8 @@ import java.util.zip.ZipFile;
  * and a file already there is reused only when its size and CRC-32 match the entry. Any number
  * of JVMs may race on it. Directories are {@code 0700}, files {@code 0600}.
  *
- * <p>The system property {@value #OVERRIDE_PROPERTY} replaces the computed class path.
+ * <p>The system property {@value #OVERRIDE_PROPERTY} replaces the computed class path; the
+ * supervisor then loads Bouncy Castle from it as well.
  */
 public final class SupervisorClassPath {
     /** System property: a class path for the supervisor JVM, used as given instead of the computed one. */
@@ -65,39 +67,48 @@ public final class SupervisorClassPath {
             "com.fasterxml.jackson.core.JsonFactory",
             "com.fasterxml.jackson.databind.JsonNode",
             "com.fasterxml.jackson.annotation.JsonProperty",
-            "org.sqlite.JDBC",
-            // TLS interception (TlsAuthority): bcprov, bcpkix and the bcutil that bcpkix needs
+            "org.sqlite.JDBC");
+
+    /** One class of every library only TLS interception uses ({@code TlsAuthority}): bcprov, bcpkix and the bcutil that bcpkix needs. */
+    static final List<String> TLS_CLASSES = List.of(
             "org.bouncycastle.asn1.x500.X500Name",
             "org.bouncycastle.cert.X509CertificateHolder",
             "org.bouncycastle.asn1.cms.ContentInfo");
 
-    private static final ConcurrentMap<Path, String> CACHE = new ConcurrentHashMap<>();
+    /**
+     * The supervisor's class path, and that of the libraries only TLS interception loads
+     * (empty when they are on the first, or the supervisor is to take them from there).
+     */
+    public record ClassPaths(String supervisor, String tls) {
+    }
+
+    private static final ConcurrentMap<Path, ClassPaths> CACHE = new ConcurrentHashMap<>();
 
     private SupervisorClassPath() {
     }
 
     /**
-     * The class path to start a supervisor with, for runtimes on {@code home}: the override
-     * property when set, else computed once per home for the life of the JVM (see the class
-     * comment). Nested jars are copied under {@code <home>/runtime/}.
+     * The class paths to start a supervisor with, for runtimes on {@code home}: the override
+     * property when set (and no separate one for TLS), else computed once per home for the
+     * life of the JVM (see the class comment). Nested jars are copied under {@code <home>/runtime/}.
      *
      * @throws MicrosandboxException {@link ErrorKind#BOOT_FAILED} when a needed class comes
      *         from somewhere that cannot be put on a class path, or the copy fails
      */
-    public static String forHome(Path home) {
+    public static ClassPaths forHome(Path home) {
         String override = System.getProperty(OVERRIDE_PROPERTY);
         if (override != null && !override.isBlank()) {
-            return override;
+            return new ClassPaths(override, "");
         }
         return CACHE.computeIfAbsent(home.toAbsolutePath().normalize(),
-                h -> compute(h, requiredLocations(), System.getProperty("java.class.path", "")));
+                h -> compute(h, locations(REQUIRED_CLASSES), locations(TLS_CLASSES), System.getProperty("java.class.path", "")));
     }
 
-    /** Where each of {@link #REQUIRED_CLASSES} was loaded from, as URLs in external form. */
-    static List<String> requiredLocations() {
+    /** Where each of the named classes was loaded from, as URLs in external form. */
+    static List<String> locations(List<String> classNames) {
         ClassLoader loader = SupervisorClassPath.class.getClassLoader();
         List<String> locations = new ArrayList<>();
-        for (String name : REQUIRED_CLASSES) {
+        for (String name : classNames) {
             try {
                 locations.add(location(Class.forName(name, false, loader)));
             } catch (ClassNotFoundException e) {
@@ -126,37 +137,53 @@ public final class SupervisorClassPath {
     }
 
     /**
-     * The supervisor class path for classes loaded from {@code locations}: those of the
-     * entries of {@code javaClassPath}, in its order, when every location is a plain jar or
-     * directory on it, else the locations themselves, nested jars copied out under
-     * {@code home}. Never the rest of the caller's class path: a supervisor opens every jar on
-     * its class path (service look-ups), and keeps each one's directory on its heap.
+     * The class paths for classes loaded from {@code supervisorLocations} and (apart, less
+     * what is already on the first) {@code tlsLocations}: the entries of {@code javaClassPath}
+     * that hold them, in its order, when every location is a plain jar or directory on it,
+     * else the locations themselves, nested jars copied out under {@code home}. Never the rest
+     * of the caller's class path: a supervisor opens every jar on its class path (service
+     * look-ups), and keeps each one's directory on its heap.
      */
-    static String compute(Path home, List<String> locations, String javaClassPath) {
-        List<Source> sources = locations.stream().map(SupervisorClassPath::parse).toList();
-        Set<Path> needed = new LinkedHashSet<>();
-        for (Source source : sources) {
-            if (source.entry() == null) {
-                needed.add(normalize(source.file()));
-            }
-        }
-        List<String> kept = new ArrayList<>();
+    static ClassPaths compute(Path home, List<String> supervisorLocations, List<String> tlsLocations, String javaClassPath) {
+        List<Source> supervisorSources = supervisorLocations.stream().map(SupervisorClassPath::parse).toList();
+        List<Source> tlsSources = tlsLocations.stream().map(SupervisorClassPath::parse).toList();
+        Map<Path, String> onClassPath = new LinkedHashMap<>();
         for (String entry : javaClassPath.split(File.pathSeparator)) {
-            if (!entry.isEmpty() && needed.remove(normalize(Path.of(entry)))) {
-                kept.add(entry);
+            if (!entry.isEmpty()) {
+                onClassPath.putIfAbsent(normalize(Path.of(entry)), entry);
             }
         }
-        boolean allOnClassPath = needed.isEmpty() && sources.stream().allMatch(s -> s.entry() == null);
-        if (allOnClassPath) {
-            return String.join(File.pathSeparator, kept);
+        List<Source> all = new ArrayList<>(supervisorSources);
+        all.addAll(tlsSources);
+        if (all.stream().allMatch(s -> s.entry() == null && onClassPath.containsKey(normalize(s.file())))) {
+            Set<Path> supervisorFiles = new LinkedHashSet<>();
+            supervisorSources.forEach(s -> supervisorFiles.add(normalize(s.file())));
+            Set<Path> tlsFiles = new LinkedHashSet<>();
+            tlsSources.forEach(s -> tlsFiles.add(normalize(s.file())));
+            List<String> supervisor = new ArrayList<>();
+            List<String> tls = new ArrayList<>();
+            onClassPath.forEach((file, entry) -> {
+                if (supervisorFiles.contains(file)) {
+                    supervisor.add(entry);
+                } else if (tlsFiles.contains(file)) {
+                    tls.add(entry);
+                }
+            });
+            return new ClassPaths(String.join(File.pathSeparator, supervisor), String.join(File.pathSeparator, tls));
         }
-        List<Source> nested = sources.stream().filter(s -> s.entry() != null).distinct().toList();
+        List<Source> nested = all.stream().filter(s -> s.entry() != null).distinct().toList();
         Map<Source, Path> copies = nested.isEmpty() ? Map.of() : copyOut(home, nested);
-        Set<String> entries = new LinkedHashSet<>();
-        for (Source source : sources) {
-            entries.add((source.entry() == null ? normalize(source.file()) : copies.get(source)).toString());
-        }
-        return String.join(File.pathSeparator, entries);
+        Set<String> supervisor = new LinkedHashSet<>();
+        supervisorSources.forEach(s -> supervisor.add(entry(s, copies)));
+        Set<String> tls = new LinkedHashSet<>();
+        tlsSources.forEach(s -> tls.add(entry(s, copies)));
+        tls.removeAll(supervisor);
+        return new ClassPaths(String.join(File.pathSeparator, supervisor), String.join(File.pathSeparator, tls));
+    }
+
+    /** The class path entry of {@code source}: its file, or its copy when it is nested. */
+    private static String entry(Source source, Map<Source, Path> copies) {
+        return (source.entry() == null ? normalize(source.file()) : copies.get(source)).toString();
     }
 
     private static Path normalize(Path path) {

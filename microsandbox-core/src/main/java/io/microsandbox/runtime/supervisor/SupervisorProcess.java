@@ -72,8 +72,8 @@ public final class SupervisorProcess {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         cmd.addAll(JVM_OPTIONS);
-        String classPath = SupervisorClassPath.forHome(home);
-        SupervisorCds.Plan cds = SupervisorCds.plan(home, classPath);
+        SupervisorClassPath.ClassPaths classPaths = SupervisorClassPath.forHome(home);
+        SupervisorCds.Plan cds = SupervisorCds.plan(home, classPaths.supervisor());
         cmd.addAll(cds.jvmOptions());
         // measuring and debugging aid: more JVM options, after (so overriding) the defaults
         String extra = System.getProperty("microsandbox.supervisor.jvmOptions", "");
@@ -83,7 +83,10 @@ public final class SupervisorProcess {
             }
         }
         cmd.add("-cp");
-        cmd.add(classPath);
+        cmd.add(classPaths.supervisor());
+        if (!classPaths.tls().isEmpty()) {
+            cmd.add("-D" + TlsLibraries.CLASS_PATH_PROPERTY + "=" + classPaths.tls());
+        }
         // where the supervisor extracts the JNI library; its database comes with the spec
         cmd.add("-D" + RuntimeFiles.HOME_PROPERTY + "=" + home.toAbsolutePath());
         // the native libraries this JVM extracted (JNI, SQLite's), used as they are

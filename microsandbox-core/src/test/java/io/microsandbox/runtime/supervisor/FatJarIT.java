@@ -63,7 +63,13 @@ class FatJarIT {
         assertThat(classPath.split(File.pathSeparator)).isNotEmpty()
                 .allSatisfy(entry -> assertThat(Path.of(entry)).startsWith(home.resolve("runtime")).isRegularFile());
         assertThat(classPath).contains("sqlite-jdbc").contains("jackson-core").contains("jackson-databind").contains("jackson-annotations")
-                .contains("bcprov").contains("bcpkix").contains("bcutil");
+                .doesNotContain("bcprov");
+        // Bouncy Castle apart, for TLS interception only
+        String tlsClassPath = output.lines().filter(l -> l.startsWith("tls class path: ")).findFirst().orElseThrow()
+                .substring("tls class path: ".length());
+        assertThat(tlsClassPath.split(File.pathSeparator)).hasSize(3)
+                .allSatisfy(entry -> assertThat(Path.of(entry)).startsWith(home.resolve("runtime")).isRegularFile());
+        assertThat(tlsClassPath).contains("bcprov").contains("bcpkix").contains("bcutil");
         assertThat(output).containsPattern("guest trusts the CA: [1-9]");
     }
 
@@ -73,7 +79,9 @@ class FatJarIT {
      */
     private static void buildFatJar(Path app, Path loader, Path work) throws IOException {
         Set<Path> libraries = new LinkedHashSet<>();
-        for (String location : SupervisorClassPath.requiredLocations()) {
+        List<String> locations = new ArrayList<>(SupervisorClassPath.locations(SupervisorClassPath.REQUIRED_CLASSES));
+        locations.addAll(SupervisorClassPath.locations(SupervisorClassPath.TLS_CLASSES));
+        for (String location : locations) {
             libraries.add(SupervisorClassPath.parse(location).file());
         }
         // the probe's JVM also builds the initramfs: commons-compress and what it needs

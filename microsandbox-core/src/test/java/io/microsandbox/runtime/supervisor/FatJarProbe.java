@@ -19,8 +19,10 @@ public final class FatJarProbe {
     public static void main(String[] args) {
         Microsandbox runtime = Microsandbox.builder().home(Path.of(args[0])).kernelDir(Path.of(args[1])).build();
         System.out.println("core location: " + Microsandbox.class.getProtectionDomain().getCodeSource().getLocation());
-        System.out.println("supervisor class path: " + SupervisorClassPath.forHome(runtime.home()));
-        // TLS interception: the supervisor mints certificates with Bouncy Castle, so it must be on its class path too
+        SupervisorClassPath.ClassPaths classPaths = SupervisorClassPath.forHome(runtime.home());
+        System.out.println("supervisor class path: " + classPaths.supervisor());
+        // TLS interception: the supervisor mints certificates with Bouncy Castle, which it gets apart
+        System.out.println("tls class path: " + classPaths.tls());
         NetworkPolicy intercepting = NetworkPolicy.publicOnly().toBuilder().tlsInterception(true).build();
         try (Sandbox sb = runtime.create("fat-jar", SandboxConfig.builder().image(args[2]).memoryMib(256).ephemeral(true)
                 .network(intercepting).build())) {

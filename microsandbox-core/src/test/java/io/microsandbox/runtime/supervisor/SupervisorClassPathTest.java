@@ -50,7 +50,7 @@ class SupervisorClassPathTest {
     @Test
     void findsWhereClassesCameFrom() {
         assertThat(SupervisorClassPath.location(SupervisorClassPathTest.class)).startsWith("file:").endsWith("/test-classes/");
-        assertThat(SupervisorClassPath.requiredLocations()).hasSameSizeAs(SupervisorClassPath.REQUIRED_CLASSES)
+        assertThat(SupervisorClassPath.locations(SupervisorClassPath.REQUIRED_CLASSES)).hasSameSizeAs(SupervisorClassPath.REQUIRED_CLASSES)
                 .allSatisfy(location -> assertThat(SupervisorClassPath.parse(location).entry()).isNull());
         assertThat(SupervisorClassPath.decode("/srv/my%20app/c%2B%2B+x.jar")).isEqualTo("/srv/my app/c+++x.jar");
     }
@@ -60,7 +60,7 @@ class SupervisorClassPathTest {
         String old = System.getProperty(SupervisorClassPath.OVERRIDE_PROPERTY);
         System.setProperty(SupervisorClassPath.OVERRIDE_PROPERTY, "/opt/supervisor/*");
         try {
-            assertThat(SupervisorClassPath.forHome(home)).isEqualTo("/opt/supervisor/*");
+            assertThat(SupervisorClassPath.forHome(home)).isEqualTo(new SupervisorClassPath.ClassPaths("/opt/supervisor/*", ""));
         } finally {
             if (old == null) {
                 System.clearProperty(SupervisorClassPath.OVERRIDE_PROPERTY);
@@ -68,8 +68,11 @@ class SupervisorClassPathTest {
                 System.setProperty(SupervisorClassPath.OVERRIDE_PROPERTY, old);
             }
         }
-        // from plain jars and directories nothing is copied
-        assertThat(SupervisorClassPath.forHome(home)).isNotBlank();
+        // from plain jars and directories nothing is copied; Bouncy Castle comes apart
+        SupervisorClassPath.ClassPaths computed = SupervisorClassPath.forHome(home);
+        assertThat(computed.supervisor()).contains("jackson-core").contains("sqlite-jdbc").doesNotContain("bcprov");
+        assertThat(computed.tls().split(File.pathSeparator)).hasSize(3)
+                .allSatisfy(entry -> assertThat(Path.of(entry).getFileName().toString()).startsWith("bc"));
         assertThat(home).isEmptyDirectory();
     }
 
@@ -89,15 +92,21 @@ class SupervisorClassPathTest {
     void keepsOnlyTheEntriesOfTheCallersClassPathItsClassesComeFromInTheirOrder(@TempDir Path dir) throws IOException {
         Path a = jar(dir.resolve("a.jar"), Map.of("a/A.class", "a"));
         Path classes = Files.createDirectories(dir.resolve("classes"));
-        String classPath = dir.resolve("first.jar") + File.pathSeparator + classes + File.pathSeparator + dir.resolve("other.jar")
-                + File.pathSeparator + a;
-        assertThat(SupervisorClassPath.compute(dir.resolve("home"), List.of(a.toUri().toString(), classes.toUri().toString()), classPath))
-                .isEqualTo(classes + File.pathSeparator + a);
+        Path tls = jar(dir.resolve("tls.jar"), Map.of("t/T.class", "t"));
+        String classPath = dir.resolve("first.jar") + File.pathSeparator + tls + File.pathSeparator + classes
+                + File.pathSeparator + dir.resolve("other.jar") + File.pathSeparator + a;
+        assertThat(SupervisorClassPath.compute(dir.resolve("home"), List.of(a.toUri().toString(), classes.toUri().toString()),
+                List.of(tls.toUri().toString(), a.toUri().toString()), classPath))
+                .isEqualTo(new SupervisorClassPath.ClassPaths(classes + File.pathSeparator + a, tls.toString()));
         assertThat(dir.resolve("home")).doesNotExist();
-        // a class from somewhere else: the class path is built from the locations
+        // a class from somewhere else: the class paths are built from the locations
         Path b = jar(dir.resolve("b.jar"), Map.of("b/B.class", "b"));
-        assertThat(SupervisorClassPath.compute(dir.resolve("home"), List.of(a.toUri().toString(), b.toUri().toString()), classPath))
-                .isEqualTo(a + File.pathSeparator + b);
+        assertThat(SupervisorClassPath.compute(dir.resolve("home"), List.of(a.toUri().toString(), b.toUri().toString()),
+                List.of(b.toUri().toString(), tls.toUri().toString()), classPath))
+                .isEqualTo(new SupervisorClassPath.ClassPaths(a + File.pathSeparator + b, tls.toString()));
+        // TLS's libraries in a jar that the supervisor has anyway (a shaded jar): no class path of their own
+        assertThat(SupervisorClassPath.compute(dir.resolve("home"), List.of(a.toUri().toString()), List.of(a.toUri().toString()), classPath))
+                .isEqualTo(new SupervisorClassPath.ClassPaths(a.toString(), ""));
     }
 
     @Test
@@ -111,7 +120,7 @@ class SupervisorClassPathTest {
                 "jar:file:" + app + "!/BOOT-INF/lib/b.jar!/",
                 "jar:nested:" + app + "/!BOOT-INF/lib/a.jar!/");
 
-        String classPath = SupervisorClassPath.compute(home, locations, app.toString());
+        String classPath = SupervisorClassPath.compute(home, locations, List.of(), app.toString()).supervisor();
 
         List<Path> entries = Arrays.stream(classPath.split(File.pathSeparator)).map(Path::of).toList();
         assertThat(entries).hasSize(2);
@@ -135,20 +144,21 @@ class SupervisorClassPathTest {
         // a second JVM (or runtime) reuses the copies as they are
         FileTime written = FileTime.fromMillis(1_000_000_000_000L);
         Files.setLastModifiedTime(entries.get(0), written);
-        assertThat(SupervisorClassPath.compute(home, locations, app.toString())).isEqualTo(classPath);
+        assertThat(SupervisorClassPath.compute(home, locations, List.of(), app.toString()).supervisor()).isEqualTo(classPath);
         assertThat(Files.getLastModifiedTime(entries.get(0))).isEqualTo(written);
 
         // a damaged copy (same size, other bytes) is replaced
         byte[] damaged = Files.readAllBytes(entries.get(0));
         damaged[damaged.length / 2] ^= 0x55;
         Files.write(entries.get(0), damaged);
-        assertThat(SupervisorClassPath.compute(home, locations, app.toString())).isEqualTo(classPath);
+        assertThat(SupervisorClassPath.compute(home, locations, List.of(), app.toString()).supervisor()).isEqualTo(classPath);
         assertThat(Files.readAllBytes(entries.get(0))).isEqualTo(Files.readAllBytes(a));
 
         // other content goes to another directory: two versions of an app never mix
         Path a2 = jar(dir.resolve("a2/a.jar"), Map.of("a/A.class", "alpha, version 2"));
         Path app2 = fatJar(dir.resolve("app2.jar"), List.of(a2, b));
-        String classPath2 = SupervisorClassPath.compute(home, List.of("jar:nested:" + app2 + "/!BOOT-INF/lib/a.jar!/"), app2.toString());
+        String classPath2 = SupervisorClassPath.compute(home, List.of("jar:nested:" + app2 + "/!BOOT-INF/lib/a.jar!/"), List.of(),
+                app2.toString()).supervisor();
         assertThat(Path.of(classPath2).getParent()).isNotEqualTo(lib);
         assertThat(Files.readAllBytes(Path.of(classPath2))).isEqualTo(Files.readAllBytes(a2));
     }
@@ -157,7 +167,7 @@ class SupervisorClassPathTest {
     void aMissingNestedJarIsReported(@TempDir Path dir) throws IOException {
         Path app = fatJar(dir.resolve("app.jar"), List.of(jar(dir.resolve("a.jar"), Map.of("a/A.class", "a"))));
         assertThatThrownBy(() -> SupervisorClassPath.compute(dir.resolve("home"),
-                List.of("jar:nested:" + app + "/!BOOT-INF/lib/gone.jar!/"), app.toString()))
+                List.of("jar:nested:" + app + "/!BOOT-INF/lib/gone.jar!/"), List.of(), app.toString()))
                 .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
                     assertThat(e.kind()).isEqualTo(ErrorKind.BOOT_FAILED);
                     assertThat(e.getMessage()).contains("BOOT-INF/lib/gone.jar");
@@ -165,27 +175,34 @@ class SupervisorClassPathTest {
     }
 
     /**
-     * The real thing: the supervisor's libraries (the core, Jackson, sqlite-jdbc) packed as a
-     * Spring Boot fat jar packs them, found through nested locations, copied out, and a
-     * supervisor JVM started on the result loads all of them (its warm-up touches the JNI
-     * library, Jackson and SQLite) and exits cleanly when its creator sends no spec.
+     * The real thing: the supervisor's libraries (the core, Jackson, sqlite-jdbc) and Bouncy
+     * Castle packed as a Spring Boot fat jar packs them, found through nested locations, copied
+     * out, and a supervisor JVM started on the result loads all of them (its warm-up touches
+     * the JNI library, Jackson and SQLite) and exits cleanly when its creator sends no spec.
      */
     @Test
     void aSupervisorRunsFromTheJarsCopiedOutOfAFatJar(@TempDir Path dir) throws Exception {
         List<Path> libraries = new ArrayList<>();
-        for (String location : SupervisorClassPath.requiredLocations()) {
+        for (String location : SupervisorClassPath.locations(SupervisorClassPath.REQUIRED_CLASSES)) {
             Path path = SupervisorClassPath.parse(location).file();
             libraries.add(Files.isDirectory(path) ? jarOf(path, dir.resolve("microsandbox-core.jar")) : path);
         }
-        Path app = fatJar(dir.resolve("app.jar"), libraries);
-        List<String> nested = libraries.stream()
-                .map(p -> "jar:nested:" + app + "/!BOOT-INF/lib/" + p.getFileName() + "!/").toList();
+        List<Path> tlsLibraries = SupervisorClassPath.locations(SupervisorClassPath.TLS_CLASSES).stream()
+                .map(location -> SupervisorClassPath.parse(location).file()).distinct().toList();
+        List<Path> all = new ArrayList<>(libraries);
+        all.addAll(tlsLibraries);
+        Path app = fatJar(dir.resolve("app.jar"), all);
         Path home = dir.resolve("home");
 
-        String classPath = SupervisorClassPath.compute(home, nested, app.toString());
+        SupervisorClassPath.ClassPaths classPaths = SupervisorClassPath.compute(home, nested(app, libraries), nested(app, tlsLibraries),
+                app.toString());
 
+        String classPath = classPaths.supervisor();
         assertThat(classPath.split(File.pathSeparator)).hasSize(libraries.size())
                 .allSatisfy(entry -> assertThat(Path.of(entry)).startsWith(home.resolve("runtime")));
+        assertThat(classPaths.tls().split(File.pathSeparator)).hasSize(3)
+                .allSatisfy(entry -> assertThat(Path.of(entry).getParent()).isEqualTo(Path.of(classPath.split(File.pathSeparator)[0]).getParent()))
+                .allSatisfy(entry -> assertThat(Path.of(entry).getFileName().toString()).startsWith("bc"));
         Process supervisor = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "-cp", classPath, "-Dmicrosandbox.home=" + home, Supervisor.class.getName())
                 .redirectErrorStream(true).start();
@@ -198,6 +215,10 @@ class SupervisorClassPathTest {
         try (Stream<Path> files = Files.walk(home.resolve("runtime"))) {
             assertThat(files.map(p -> p.getFileName().toString())).contains("libmsbjni.so");
         }
+    }
+
+    private static List<String> nested(Path app, List<Path> libraries) {
+        return libraries.stream().map(p -> "jar:nested:" + app + "/!BOOT-INF/lib/" + p.getFileName() + "!/").toList();
     }
 
     /** A jar with the given entries. */
