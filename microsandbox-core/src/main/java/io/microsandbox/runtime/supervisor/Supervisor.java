@@ -457,7 +457,7 @@ public final class Supervisor {
         bootStage = "sending the agent its configuration";
         // Before the boot completes the watchdog bounds this write: it closes the link.
         vm.writeEncoded(configure);
-        SupervisorLog.log("agent says hello: " + Json.toText(hello.payload()));
+        SupervisorLog.log("agent says hello: " + Json.brief(hello.payload()));
         bootStage = "waiting for the agent to mount the root filesystem";
         Frame answer = vm.read();
         if (answer == null) {

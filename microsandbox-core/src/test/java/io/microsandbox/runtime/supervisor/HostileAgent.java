@@ -30,7 +30,7 @@ import java.util.Arrays;
  * order: the end first, then output and a start for the ended session, and a second
  * {@code core.ready}), {@code oversized} (answers exec with a frame whose length field is
  * 2 GiB), {@code noisy} (honest, but writes megabytes to its stderr, which is the VMM's
- * log), {@code silent} (never says hello), {@code setup-error} (says hello, then answers
+ * log), {@code big-hello} (honest, but says hello with a 1 MiB agent name), {@code silent} (never says hello), {@code setup-error} (says hello, then answers
  * {@code core.configure} with {@code core.error}), {@code setup-exit} (says hello, then exits
  * with status 3 during the set-up), {@code mute-monitor} (honest, but its two QMP sockets
  * (its third and fourth arguments) accept connections and never answer, as a stuck QEMU's would, and it ignores
@@ -57,7 +57,8 @@ public final class HostileAgent {
             muteMonitor(Path.of(args[2]));
             muteMonitor(Path.of(args[3]));
         }
-        link.write(new Frame(0, 0, Protocol.CORE_HELLO, NODES.objectNode().put("v", Protocol.VERSION).put("agent", "hostile")));
+        String agent = scenario.equals("big-hello") ? "x".repeat(1 << 20) : "hostile";
+        link.write(new Frame(0, 0, Protocol.CORE_HELLO, NODES.objectNode().put("v", Protocol.VERSION).put("agent", agent)));
         link.read(); // core.configure
         if (scenario.equals("setup-exit")) {
             System.exit(3); // as a VM whose guest died during its set-up

@@ -264,6 +264,17 @@ class HostileGuestIT {
         }
     }
 
+    /** What the guest says in its hello reaches the supervisor's log cut short. */
+    @Test
+    void aHugeHelloIsLoggedCutShort() throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("big-hello")) {
+            assertThat(booted.sandbox().exec("anything", List.of()).stdout()).isEqualTo("ok\n");
+            String hello = supervisorLog(booted.name()).lines().filter(l -> l.contains("agent says hello")).findFirst().orElseThrow();
+            assertThat(hello).hasSizeLessThan(1024).endsWith(" characters)");
+            booted.sandbox().kill();
+        }
+    }
+
     /** The boot timeout, with an agent that really never answers (not merely a slow boot). */
     @Test
     void anAgentThatNeverSaysHelloFailsTheBootAtItsTimeout() {
