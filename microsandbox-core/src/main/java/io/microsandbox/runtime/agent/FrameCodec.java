@@ -3,7 +3,6 @@ package io.microsandbox.runtime.agent;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.runtime.Json;
-import java.io.ByteArrayOutputStream;
 import java.io.DataInputStream;
 import java.io.EOFException;
 import java.io.IOException;
@@ -22,24 +21,23 @@ public final class FrameCodec {
     private FrameCodec() {
     }
 
-    /** The complete wire form of a frame, length prefix included. */
+    /** The complete wire form of a frame, length prefix included: one array of its size. */
     public static byte[] encode(Frame frame) {
         ObjectNode body = Json.object();
         body.put("v", Protocol.VERSION);
         body.put("t", frame.type());
         body.set("p", frame.payload());
-        byte[] cbor = CborWriter.encode(body);
-        int len = Protocol.HEADER_BYTES + cbor.length;
+        long len = Protocol.HEADER_BYTES + CborWriter.size(body);
         if (len > Protocol.MAX_FRAME_BYTES) {
             throw new IllegalArgumentException(frame + " is " + len + " bytes, over the "
                     + Protocol.MAX_FRAME_BYTES + " byte frame limit");
         }
-        ByteArrayOutputStream out = new ByteArrayOutputStream(4 + len);
-        writeInt(out, len);
-        writeInt(out, frame.id());
-        out.write(frame.flags());
-        out.writeBytes(cbor);
-        return out.toByteArray();
+        byte[] out = new byte[4 + (int) len];
+        putInt(out, 0, len);
+        putInt(out, 4, frame.id());
+        out[8] = (byte) frame.flags();
+        CborWriter.write(body, out, 4 + Protocol.HEADER_BYTES);
+        return out;
     }
 
     /** Writes one frame; callers serialise concurrent writers. */
@@ -136,10 +134,10 @@ public final class FrameCodec {
         return new Frame(id, flags, t.textValue(), p instanceof ObjectNode o ? o : null);
     }
 
-    private static void writeInt(ByteArrayOutputStream out, long v) {
-        out.write((int) (v >>> 24) & 0xFF);
-        out.write((int) (v >>> 16) & 0xFF);
-        out.write((int) (v >>> 8) & 0xFF);
-        out.write((int) v & 0xFF);
+    private static void putInt(byte[] out, int offset, long v) {
+        out[offset] = (byte) (v >>> 24);
+        out[offset + 1] = (byte) (v >>> 16);
+        out[offset + 2] = (byte) (v >>> 8);
+        out[offset + 3] = (byte) v;
     }
 }
