@@ -27,8 +27,10 @@ import java.util.concurrent.TimeUnit;
 public final class SupervisorProcess {
     /**
      * No JIT warm-up work: the supervisor mostly sleeps and copies frames. The heap may grow
-     * to the supervisor's memory budget but starts small, with a small young generation
-     * (an idle supervisor touches little of it); exiting on an OutOfMemoryError (which the
+     * to the supervisor's memory budget but starts small, with a young generation of 1 MiB
+     * (an idle supervisor touches all of it) that grows to at most 8 MiB when a transfer's
+     * chunks fill the old generation (a fixed 2 MiB took 1.1 MiB more of every idle supervisor
+     * and paused it twice as long during a 64 MiB write and read: 245 against 115 ms); exiting on an OutOfMemoryError (which the
      * budget should make impossible) takes QEMU down by its parent-death signal instead of
      * leaving a half-dead relay. The JDK's class-data sharing archive is mapped (-Xshare:auto);
      * freed native memory (the compiler's arenas after start-up) goes back to the OS every few
@@ -40,11 +42,12 @@ public final class SupervisorProcess {
      * warnings go to stderr, never into the boot report on stdout. Measured idle (JDK
      * 17.0.15): RSS 64 MiB before, about 59 MiB with these; private memory 39 MiB without the
      * mapping at the dump address, 33 MiB with it, 26 MiB with the application archive, 22 MiB
-     * (RSS 52 MiB) once the runtime's JSON stopped starting databind's mapper ({@code runtime.Json});
-     * the rest is libjvm and the archives, shared with the other supervisors.
+     * (RSS 52 MiB) once the runtime's JSON stopped starting databind's mapper ({@code runtime.Json}),
+     * RSS 50 MiB without Bouncy Castle's jars opened ({@link TlsLibraries}) and 49 MiB with the
+     * young generation above; the rest is libjvm and the archives, shared with the other supervisors.
      */
     private static final List<String> JVM_OPTIONS = List.of(
-            "-Xms4m", "-Xmn2m", "-Xmx" + (Supervisor.HEAP_BUDGET >> 20) + "m", "-XX:+ExitOnOutOfMemoryError", "-Xss256k",
+            "-Xms4m", "-XX:NewSize=1m", "-XX:MaxNewSize=8m", "-Xmx" + (Supervisor.HEAP_BUDGET >> 20) + "m", "-XX:+ExitOnOutOfMemoryError", "-Xss256k",
             "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:CICompilerCount=1", "-XX:-UsePerfData", "-Xshare:auto",
             "-XX:+IgnoreUnrecognizedVMOptions", "-XX:+UnlockExperimentalVMOptions", "-XX:TrimNativeHeapInterval=2000",
             "-XX:+UnlockDiagnosticVMOptions", "-XX:ArchiveRelocationMode=0", "-Xlog:disable", "-Xlog:all=warning:stderr");
