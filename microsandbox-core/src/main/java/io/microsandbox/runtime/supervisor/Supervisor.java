@@ -81,7 +81,8 @@ public final class Supervisor {
     /**
      * What the budgets above add up to with the guest reader's one frame (4 MiB and its
      * decoded tree, bounded by the decoder's item limit), the request bodies the network relay
-     * holds to put secrets in, and the JVM's own needs: the heap
+     * holds to put secrets in, and the JVM's own needs (among them the young generation,
+     * which grows to 8 MiB under load): the heap
      * {@link SupervisorProcess} gives the supervisor is sized from it.
      */
     static final long HEAP_BUDGET = GUEST_QUEUE_BYTES + CLIENT_READ_BUDGET + CLIENT_QUEUE_BUDGET
@@ -175,7 +176,15 @@ public final class Supervisor {
     private Frame helloFrame;
     /** When exec activity last happened (System.nanoTime), for the idle timeout. */
     private volatile long lastActivity = System.nanoTime();
+    /** The longest version text from the guest that a client's welcome carries. */
+    static final int GUEST_TEXT_CHARS = 128;
     private volatile String agentFailure;
+    /**
+     * Set once, by whichever comes first: the boot watchdog firing (the boot fails) or the
+     * handshake ending (the watchdog then does nothing). Without it a watchdog firing between
+     * the pre-booted VM's hello and the link's hand-over was lost, and the boot went on.
+     */
+    private final java.util.concurrent.atomic.AtomicBoolean bootSettled = new java.util.concurrent.atomic.AtomicBoolean();
     private volatile ObjectNode readyPayload;
     /** QEMU's version (QMP's greeting or query-version), for Sandbox.runtimeVersion(); null when it could not be read. */
     private volatile CompletableFuture<String> qemuVersion = CompletableFuture.completedFuture(null);
@@ -347,8 +356,10 @@ public final class Supervisor {
         CompletableFuture<io.microsandbox.runtime.network.NetworkRelay> relay = onHelperThread(this::prepareNetwork);
         bootDeadlineNanos = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(spec.bootTimeoutMs());
         ScheduledFuture<?> watchdog = timers.schedule(() -> {
-            agentFailure = "the guest agent did not become ready within " + spec.bootTimeoutMs() + " ms (" + bootStage + ")";
-            unblockHandshake();
+            if (bootSettled.compareAndSet(false, true)) {
+                agentFailure = bootTimeoutReason();
+                unblockHandshake();
+            }
         }, spec.bootTimeoutMs(), TimeUnit.MILLISECONDS);
         try {
             handshake();
@@ -358,9 +369,15 @@ public final class Supervisor {
             // so the report says the VMM died rather than that the port closed.
             vmm.awaitExit(2_000);
             String reason = agentFailure != null ? agentFailure
+                    : bootSettled.get() ? bootTimeoutReason()
                     : vmm.hasExited() ? "the VMM exited (" + VmmProcess.describe(vmm.waitStatus()) + ") before the guest agent was ready"
                     : "guest agent handshake failed: " + e.getMessage();
             return failBoot(reason);
+        }
+        if (!bootSettled.compareAndSet(false, true)) {
+            // the watchdog fired as the handshake ended, and may have closed the agent's link
+            String reason = agentFailure;
+            return failBoot(reason != null ? reason : bootTimeoutReason());
         }
         watchdog.cancel(false);
         closeQuietly(vmServer);
@@ -433,11 +450,10 @@ public final class Supervisor {
                 Thread.currentThread().interrupt();
                 throw new java.io.InterruptedIOException("interrupted while the pre-booted VM booted");
             }
-            vm = booted.link();
+            linkVm(booted.link());
             hello = booted.frame();
         } else {
-            SocketChannel channel = vmServer.accept();
-            vm = new FrameLink(channel);
+            linkVm(new FrameLink(vmServer.accept()));
             hello = null;
         }
         if (spec.restore() != null) {
@@ -450,6 +466,9 @@ public final class Supervisor {
         }
         if (hello == null || !Protocol.CORE_HELLO.equals(hello.type())) {
             throw new ProtocolException("expected core.hello from the agent, got " + hello);
+        }
+        if (hello.payload() == null) {
+            throw new ProtocolException("the agent's hello has no payload");
         }
         helloFrame = hello;
         // the guest runs: recorded while its agent mounts the root (and ended by failBoot should the set-up fail)
@@ -674,6 +693,27 @@ public final class Supervisor {
     }
 
     /** Ends the handshake's waits (for the agent's connection, its hello, its answers): it then fails. */
+    /**
+     * Takes the agent's link for the handshake; closed at once when the boot watchdog fired
+     * before it was taken (and so could not close it), so that the handshake's next read fails
+     * instead of waiting for a guest that may never answer.
+     */
+    private void linkVm(FrameLink link) {
+        vm = link;
+        if (bootSettled.get()) {
+            link.close();
+        }
+    }
+
+    /** A name the guest reported (its agent's or kernel's version), cut short for clients' welcomes. */
+    private static String guestText(String text) {
+        return text == null || text.length() <= GUEST_TEXT_CHARS ? text : text.substring(0, GUEST_TEXT_CHARS) + "...";
+    }
+
+    private String bootTimeoutReason() {
+        return "the guest agent did not become ready within " + spec.bootTimeoutMs() + " ms (" + bootStage + ")";
+    }
+
     private void unblockHandshake() {
         closeQuietly(vmServer);
         if (preboot != null) {
@@ -964,8 +1004,8 @@ public final class Supervisor {
             welcome.set("ready", readyPayload);
             // a restored guest sends no hello: its core.restored carries the same identity
             JsonNode identity = helloFrame != null ? helloFrame.payload() : readyPayload;
-            welcome.put("agent", identity.path("agent").asText(null));
-            welcome.put("kernel", identity.path("kernel").asText(null));
+            welcome.put("agent", guestText(identity.path("agent").asText(null)));
+            welcome.put("kernel", guestText(identity.path("kernel").asText(null)));
             welcome.put("qemu", qemuVersionOrNull());
             client.send(new Frame(0, 0, Protocol.SUP_WELCOME, welcome));
             SupervisorLog.debug(client + " connected");

@@ -264,13 +264,15 @@ class HostileGuestIT {
         }
     }
 
-    /** What the guest says in its hello reaches the supervisor's log cut short. */
+    /** What the guest says in its hello reaches the supervisor's log and its clients cut short. */
     @Test
     void aHugeHelloIsLoggedCutShort() throws Exception {
         try (HostileSandboxes.Booted booted = HostileSandboxes.boot("big-hello")) {
             assertThat(booted.sandbox().exec("anything", List.of()).stdout()).isEqualTo("ok\n");
             String hello = supervisorLog(booted.name()).lines().filter(l -> l.contains("agent says hello")).findFirst().orElseThrow();
             assertThat(hello).hasSizeLessThan(1024).endsWith(" characters)");
+            // and clients are handed a short version of it
+            assertThat(booted.sandbox().runtimeVersion().agent()).hasSize(Supervisor.GUEST_TEXT_CHARS + 3).startsWith("xxx");
             booted.sandbox().kill();
         }
     }
