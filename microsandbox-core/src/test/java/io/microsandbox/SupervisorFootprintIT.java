@@ -56,7 +56,7 @@ class SupervisorFootprintIT {
             long supervisor = SandboxPids.of(name).supervisorPid();
             assertThat(loadedClasses(supervisor)).contains("io.microsandbox.runtime.network.NetworkRelay/");
             assertNoMapper(name);
-            // without TLS interception, Bouncy Castle's jars are never opened (their directories cost 1.5 MiB)
+            // without TLS interception, Bouncy Castle's jars are never opened (their directories took close to 1 MiB of its heap)
             assertThat(openFiles(supervisor)).as("files the supervisor holds open").anyMatch(f -> f.contains("jackson-core"))
                     .noneMatch(f -> f.contains("bcprov") || f.contains("bcpkix") || f.contains("bcutil"));
         }

@@ -408,6 +408,11 @@ public final class NetworkRelay implements AutoCloseable {
         } catch (IOException e) {
             closeQuietly(up);
             closeQuietly(pair[1]);
+        } catch (RuntimeException | LinkageError e) {
+            // no certificate for the name (the CA unreadable, Bouncy Castle missing): said, not silent
+            closeQuietly(up);
+            closeQuietly(pair[1]);
+            abort(c, "network: TLS interception for " + name + " failed: " + e);
         }
     }
 

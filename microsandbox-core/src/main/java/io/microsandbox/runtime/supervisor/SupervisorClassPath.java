@@ -21,6 +21,7 @@ import java.security.CodeSource;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -77,7 +78,7 @@ public final class SupervisorClassPath {
 
     /**
      * The supervisor's class path, and that of the libraries only TLS interception loads
-     * (empty when they are on the first, or the supervisor is to take them from there).
+     * (empty when they are on the first, are missing, or the supervisor is to take them from there).
      */
     public record ClassPaths(String supervisor, String tls) {
     }
@@ -101,19 +102,26 @@ public final class SupervisorClassPath {
             return new ClassPaths(override, "");
         }
         return CACHE.computeIfAbsent(home.toAbsolutePath().normalize(),
-                h -> compute(h, locations(REQUIRED_CLASSES), locations(TLS_CLASSES), System.getProperty("java.class.path", "")));
+                h -> compute(h, locations(REQUIRED_CLASSES, true), locations(TLS_CLASSES, false),
+                        System.getProperty("java.class.path", "")));
     }
 
-    /** Where each of the named classes was loaded from, as URLs in external form. */
-    static List<String> locations(List<String> classNames) {
+    /**
+     * Where each of the named classes was loaded from, as URLs in external form. A missing
+     * class is an error when {@code required}, else left out (Bouncy Castle: only a sandbox
+     * that intercepts TLS needs it, and says so then).
+     */
+    static List<String> locations(List<String> classNames, boolean required) {
         ClassLoader loader = SupervisorClassPath.class.getClassLoader();
         List<String> locations = new ArrayList<>();
         for (String name : classNames) {
             try {
                 locations.add(location(Class.forName(name, false, loader)));
             } catch (ClassNotFoundException e) {
-                throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "the supervisor needs " + name
-                        + ", which is not on the class path", e);
+                if (required) {
+                    throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "the supervisor needs " + name
+                            + ", which is not on the class path", e);
+                }
             }
         }
         return locations;
@@ -137,8 +145,8 @@ public final class SupervisorClassPath {
     }
 
     /**
-     * The class paths for classes loaded from {@code supervisorLocations} and (apart, less
-     * what is already on the first) {@code tlsLocations}: the entries of {@code javaClassPath}
+     * The class paths for classes loaded from {@code supervisorLocations} and, apart,
+     * {@code tlsLocations} (all of them on the first when the two share an entry): the entries of {@code javaClassPath}
      * that hold them, in its order, when every location is a plain jar or directory on it,
      * else the locations themselves, nested jars copied out under {@code home}. Never the rest
      * of the caller's class path: a supervisor opens every jar on its class path (service
@@ -160,6 +168,11 @@ public final class SupervisorClassPath {
             supervisorSources.forEach(s -> supervisorFiles.add(normalize(s.file())));
             Set<Path> tlsFiles = new LinkedHashSet<>();
             tlsSources.forEach(s -> tlsFiles.add(normalize(s.file())));
+            if (!Collections.disjoint(supervisorFiles, tlsFiles)) {
+                // a jar of both (a shaded one): Bouncy Castle all on the supervisor's, never split between two loaders
+                supervisorFiles.addAll(tlsFiles);
+                tlsFiles.clear();
+            }
             List<String> supervisor = new ArrayList<>();
             List<String> tls = new ArrayList<>();
             onClassPath.forEach((file, entry) -> {
@@ -177,7 +190,10 @@ public final class SupervisorClassPath {
         supervisorSources.forEach(s -> supervisor.add(entry(s, copies)));
         Set<String> tls = new LinkedHashSet<>();
         tlsSources.forEach(s -> tls.add(entry(s, copies)));
-        tls.removeAll(supervisor);
+        if (!Collections.disjoint(supervisor, tls)) {
+            supervisor.addAll(tls);
+            tls.clear();
+        }
         return new ClassPaths(String.join(File.pathSeparator, supervisor), String.join(File.pathSeparator, tls));
     }
 

@@ -79,8 +79,8 @@ class FatJarIT {
      */
     private static void buildFatJar(Path app, Path loader, Path work) throws IOException {
         Set<Path> libraries = new LinkedHashSet<>();
-        List<String> locations = new ArrayList<>(SupervisorClassPath.locations(SupervisorClassPath.REQUIRED_CLASSES));
-        locations.addAll(SupervisorClassPath.locations(SupervisorClassPath.TLS_CLASSES));
+        List<String> locations = new ArrayList<>(SupervisorClassPath.locations(SupervisorClassPath.REQUIRED_CLASSES, true));
+        locations.addAll(SupervisorClassPath.locations(SupervisorClassPath.TLS_CLASSES, true));
         for (String location : locations) {
             libraries.add(SupervisorClassPath.parse(location).file());
         }

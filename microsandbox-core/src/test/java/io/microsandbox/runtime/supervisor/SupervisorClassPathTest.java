@@ -50,7 +50,7 @@ class SupervisorClassPathTest {
     @Test
     void findsWhereClassesCameFrom() {
         assertThat(SupervisorClassPath.location(SupervisorClassPathTest.class)).startsWith("file:").endsWith("/test-classes/");
-        assertThat(SupervisorClassPath.locations(SupervisorClassPath.REQUIRED_CLASSES)).hasSameSizeAs(SupervisorClassPath.REQUIRED_CLASSES)
+        assertThat(SupervisorClassPath.locations(SupervisorClassPath.REQUIRED_CLASSES, true)).hasSameSizeAs(SupervisorClassPath.REQUIRED_CLASSES)
                 .allSatisfy(location -> assertThat(SupervisorClassPath.parse(location).entry()).isNull());
         assertThat(SupervisorClassPath.decode("/srv/my%20app/c%2B%2B+x.jar")).isEqualTo("/srv/my app/c+++x.jar");
     }
@@ -96,16 +96,26 @@ class SupervisorClassPathTest {
         String classPath = dir.resolve("first.jar") + File.pathSeparator + tls + File.pathSeparator + classes
                 + File.pathSeparator + dir.resolve("other.jar") + File.pathSeparator + a;
         assertThat(SupervisorClassPath.compute(dir.resolve("home"), List.of(a.toUri().toString(), classes.toUri().toString()),
-                List.of(tls.toUri().toString(), a.toUri().toString()), classPath))
+                List.of(tls.toUri().toString()), classPath))
                 .isEqualTo(new SupervisorClassPath.ClassPaths(classes + File.pathSeparator + a, tls.toString()));
         assertThat(dir.resolve("home")).doesNotExist();
         // a class from somewhere else: the class paths are built from the locations
         Path b = jar(dir.resolve("b.jar"), Map.of("b/B.class", "b"));
         assertThat(SupervisorClassPath.compute(dir.resolve("home"), List.of(a.toUri().toString(), b.toUri().toString()),
-                List.of(b.toUri().toString(), tls.toUri().toString()), classPath))
+                List.of(tls.toUri().toString()), classPath))
                 .isEqualTo(new SupervisorClassPath.ClassPaths(a + File.pathSeparator + b, tls.toString()));
         // TLS's libraries in a jar that the supervisor has anyway (a shaded jar): no class path of their own
         assertThat(SupervisorClassPath.compute(dir.resolve("home"), List.of(a.toUri().toString()), List.of(a.toUri().toString()), classPath))
+                .isEqualTo(new SupervisorClassPath.ClassPaths(a.toString(), ""));
+        // some of them there: all of them there, never split between two class loaders
+        assertThat(SupervisorClassPath.compute(dir.resolve("home"), List.of(a.toUri().toString()),
+                List.of(a.toUri().toString(), tls.toUri().toString()), classPath))
+                .isEqualTo(new SupervisorClassPath.ClassPaths(tls + File.pathSeparator + a, ""));
+        assertThat(SupervisorClassPath.compute(dir.resolve("home"), List.of(a.toUri().toString()),
+                List.of(b.toUri().toString(), a.toUri().toString()), classPath))
+                .isEqualTo(new SupervisorClassPath.ClassPaths(a + File.pathSeparator + b, ""));
+        // none of them at all: nothing apart
+        assertThat(SupervisorClassPath.compute(dir.resolve("home"), List.of(a.toUri().toString()), List.of(), classPath))
                 .isEqualTo(new SupervisorClassPath.ClassPaths(a.toString(), ""));
     }
 
@@ -183,11 +193,11 @@ class SupervisorClassPathTest {
     @Test
     void aSupervisorRunsFromTheJarsCopiedOutOfAFatJar(@TempDir Path dir) throws Exception {
         List<Path> libraries = new ArrayList<>();
-        for (String location : SupervisorClassPath.locations(SupervisorClassPath.REQUIRED_CLASSES)) {
+        for (String location : SupervisorClassPath.locations(SupervisorClassPath.REQUIRED_CLASSES, true)) {
             Path path = SupervisorClassPath.parse(location).file();
             libraries.add(Files.isDirectory(path) ? jarOf(path, dir.resolve("microsandbox-core.jar")) : path);
         }
-        List<Path> tlsLibraries = SupervisorClassPath.locations(SupervisorClassPath.TLS_CLASSES).stream()
+        List<Path> tlsLibraries = SupervisorClassPath.locations(SupervisorClassPath.TLS_CLASSES, true).stream()
                 .map(location -> SupervisorClassPath.parse(location).file()).distinct().toList();
         List<Path> all = new ArrayList<>(libraries);
         all.addAll(tlsLibraries);

@@ -24,7 +24,7 @@ class TlsLibrariesTest {
     @Test
     void theAuthorityFindsBouncyCastleInALoaderOfItsOwn(@TempDir Path home) throws Exception {
         URL core = TlsLibraries.class.getProtectionDomain().getCodeSource().getLocation();
-        List<String> bouncyCastle = SupervisorClassPath.locations(SupervisorClassPath.TLS_CLASSES).stream()
+        List<String> bouncyCastle = SupervisorClassPath.locations(SupervisorClassPath.TLS_CLASSES, true).stream()
                 .map(location -> SupervisorClassPath.parse(location).file().toString()).distinct().toList();
         try (URLClassLoader supervisor = new URLClassLoader(new URL[] {core}, ClassLoader.getPlatformClassLoader())) {
             assertThat(supervisor.getResource("org/bouncycastle/asn1/x500/X500Name.class")).isNull();
