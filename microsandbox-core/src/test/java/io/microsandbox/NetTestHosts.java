@@ -42,6 +42,7 @@ final class NetTestHosts implements AutoCloseable {
     private Thread dnsThread;
 
     NetTestHosts(Map<String, String> names) throws IOException, InterruptedException {
+        removeLeftoversOfDeadRuns();
         webRoot = Files.createTempDirectory("msb-net-web");
         Files.writeString(webRoot.resolve("index.html"), "hello from the test host\n");
         // 4 MiB for the throughput check
@@ -261,6 +262,42 @@ final class NetTestHosts implements AutoCloseable {
             }
         }
         return out.toByteArray();
+    }
+
+    /**
+     * The namespaces of a test JVM that was killed (its {@link #close} never ran) still hold
+     * the same addresses, and their servers answer this run's connections with their own
+     * certificate: removed first, with their servers.
+     */
+    private void removeLeftoversOfDeadRuns() throws IOException, InterruptedException {
+        Process list = new ProcessBuilder("ip", "netns", "list").redirectErrorStream(true).start();
+        String out = new String(list.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        list.waitFor(30, TimeUnit.SECONDS);
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("(?m)^msbt-(pub|priv)-(\\d+)\\b").matcher(out);
+        while (m.find()) {
+            String role = m.group(1);
+            String owner = m.group(2);
+            boolean ownerAlive = ProcessHandle.allProcesses().anyMatch(h -> Long.toString(h.pid() % 100000).equals(owner)
+                    && h.info().command().orElse("").endsWith("java"));
+            if (owner.equals(tag) || ownerAlive) {
+                continue;
+            }
+            String ns = "msbt-" + role + "-" + owner;
+            Process pids = new ProcessBuilder("ip", "netns", "pids", ns).redirectErrorStream(true).start();
+            for (String pid : new String(pids.getInputStream().readAllBytes(), StandardCharsets.UTF_8).split("\\s+")) {
+                if (pid.matches("\\d+")) {
+                    ProcessHandle.of(Long.parseLong(pid)).ifPresent(ProcessHandle::destroyForcibly);
+                }
+            }
+            pids.waitFor(30, TimeUnit.SECONDS);
+            try {
+                sh("ip", "link", "del", "mh" + role + owner);
+            } catch (IOException e) {
+                // gone with its namespace already
+            }
+            sh("ip", "netns", "del", ns);
+            System.err.println("removed " + ns + ", left by a test JVM that is gone");
+        }
     }
 
     private static void sh(String... argv) throws IOException, InterruptedException {
