@@ -692,7 +692,6 @@ public final class Supervisor {
         }
     }
 
-    /** Ends the handshake's waits (for the agent's connection, its hello, its answers): it then fails. */
     /**
      * Takes the agent's link for the handshake; closed at once when the boot watchdog fired
      * before it was taken (and so could not close it), so that the handshake's next read fails
@@ -714,6 +713,7 @@ public final class Supervisor {
         return "the guest agent did not become ready within " + spec.bootTimeoutMs() + " ms (" + bootStage + ")";
     }
 
+    /** Ends the handshake's waits (for the agent's connection, its hello, its answers): it then fails. */
     private void unblockHandshake() {
         closeQuietly(vmServer);
         if (preboot != null) {

@@ -146,9 +146,9 @@ public final class SupervisorClassPath {
 
     /**
      * The class paths for classes loaded from {@code supervisorLocations} and, apart,
-     * {@code tlsLocations} (all of them on the first when the two share an entry): the entries of {@code javaClassPath}
-     * that hold them, in its order, when every location is a plain jar or directory on it,
-     * else the locations themselves, nested jars copied out under {@code home}. Never the rest
+     * {@code tlsLocations} (all of them on the first when the two share an entry): the
+     * entries of {@code javaClassPath} that hold them, in its order, when every location is
+     * a plain jar or directory on it, else the locations themselves, nested jars copied out under {@code home}. Never the rest
      * of the caller's class path: a supervisor opens every jar on its class path (service
      * look-ups), and keeps each one's directory on its heap.
      */

@@ -17,9 +17,9 @@ import java.util.List;
  * ({@code runtime.network.TlsAuthority}). Its jars stay off the supervisor's class path: any
  * service look-up (sqlite-jdbc's logging starts one) opens every jar there and keeps each one's
  * directory on the heap, close to 1 MiB for Bouncy Castle's 8,000 entries, in every supervisor,
- * most of which never intercept (an idle supervisor's RSS went from 51.7 to 50.0 MiB without them). The creator passes them in {@value #CLASS_PATH_PROPERTY}
- * instead, and the first sandbox that intercepts loads the authority in a class loader of
- * its own over them. Without the property (a class path named by hand, or one jar holding
+ * most of which never intercept (an idle supervisor's RSS went from 51.7 to 50.0 MiB without
+ * them). The creator passes them in {@value #CLASS_PATH_PROPERTY} instead, and the first
+ * sandbox that intercepts loads the authority in a class loader of its own over them. Without the property (a class path named by hand, or one jar holding
  * everything) the authority and Bouncy Castle come from the supervisor's class path.
  */
 final class TlsLibraries {
