@@ -270,10 +270,7 @@ final class NetTestHosts implements AutoCloseable {
      * certificate: removed first, with their servers.
      */
     private void removeLeftoversOfDeadRuns() throws IOException, InterruptedException {
-        Process list = new ProcessBuilder("ip", "netns", "list").redirectErrorStream(true).start();
-        String out = new String(list.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        list.waitFor(30, TimeUnit.SECONDS);
-        java.util.regex.Matcher m = java.util.regex.Pattern.compile("(?m)^msbt-(pub|priv)-(\\d+)\\b").matcher(out);
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("(?m)^msbt-(pub|priv)-(\\d+)\\b").matcher(sh("ip", "netns", "list"));
         while (m.find()) {
             String role = m.group(1);
             String owner = m.group(2);
@@ -283,13 +280,11 @@ final class NetTestHosts implements AutoCloseable {
                 continue;
             }
             String ns = "msbt-" + role + "-" + owner;
-            Process pids = new ProcessBuilder("ip", "netns", "pids", ns).redirectErrorStream(true).start();
-            for (String pid : new String(pids.getInputStream().readAllBytes(), StandardCharsets.UTF_8).split("\\s+")) {
+            for (String pid : sh("ip", "netns", "pids", ns).split("\\s+")) {
                 if (pid.matches("\\d+")) {
                     ProcessHandle.of(Long.parseLong(pid)).ifPresent(ProcessHandle::destroyForcibly);
                 }
             }
-            pids.waitFor(30, TimeUnit.SECONDS);
             try {
                 sh("ip", "link", "del", "mh" + role + owner);
             } catch (IOException e) {
@@ -300,12 +295,14 @@ final class NetTestHosts implements AutoCloseable {
         }
     }
 
-    private static void sh(String... argv) throws IOException, InterruptedException {
+    /** Runs a command; its output, or an IOException with it when it fails. */
+    private static String sh(String... argv) throws IOException, InterruptedException {
         Process p = new ProcessBuilder(argv).redirectErrorStream(true).start();
         String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         if (!p.waitFor(30, TimeUnit.SECONDS) || p.exitValue() != 0) {
             throw new IOException(String.join(" ", argv) + " failed: " + out);
         }
+        return out;
     }
 
     @Override

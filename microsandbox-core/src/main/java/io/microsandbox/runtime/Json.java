@@ -104,8 +104,12 @@ public final class Json {
      * or an error message about something from the guest, which controls its size.
      */
     public static String brief(JsonNode node) {
-        String text = toText(node);
-        return text.length() <= BRIEF_CHARS ? text : text.substring(0, BRIEF_CHARS) + "... (" + text.length() + " characters)";
+        return brief(toText(node), BRIEF_CHARS);
+    }
+
+    /** {@code text} cut to {@code max} characters, saying how long it was: for text a peer controls. */
+    public static String brief(String text, int max) {
+        return text.length() <= max ? text : text.substring(0, max) + "... (" + text.length() + " characters)";
     }
 
     /** {@code node} as compact JSON text; what {@link JsonNode#toString()} gives, without a mapper. */

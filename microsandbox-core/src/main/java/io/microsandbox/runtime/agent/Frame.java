@@ -68,7 +68,6 @@ public record Frame(int id, int flags, String type, ObjectNode payload) {
     @Override
     public String toString() {
         // the type comes from the peer, the guest perhaps: cut short for log lines and errors
-        String shown = type.length() <= 64 ? type : type.substring(0, 64) + "... (" + type.length() + " characters)";
-        return "Frame[id=" + Integer.toUnsignedString(id) + ", flags=" + flags + ", type=" + shown + "]";
+        return "Frame[id=" + Integer.toUnsignedString(id) + ", flags=" + flags + ", type=" + Json.brief(type, 64) + "]";
     }
 }

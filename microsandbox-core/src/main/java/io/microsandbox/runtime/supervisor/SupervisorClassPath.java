@@ -22,6 +22,7 @@ import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.Comparator;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -30,6 +31,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentMap;
+import java.util.function.Function;
 import java.util.zip.CRC32;
 import java.util.zip.ZipEntry;
 import java.util.zip.ZipFile;
@@ -148,9 +150,9 @@ public final class SupervisorClassPath {
      * The class paths for classes loaded from {@code supervisorLocations} and, apart,
      * {@code tlsLocations} (all of them on the first when the two share an entry): the
      * entries of {@code javaClassPath} that hold them, in its order, when every location is
-     * a plain jar or directory on it, else the locations themselves, nested jars copied out under {@code home}. Never the rest
-     * of the caller's class path: a supervisor opens every jar on its class path (service
-     * look-ups), and keeps each one's directory on its heap.
+     * a plain jar or directory on it, else the locations themselves, nested jars copied out
+     * under {@code home}. Never the rest of the caller's class path: a supervisor opens every
+     * jar on its class path (service look-ups), and keeps each one's directory on its heap.
      */
     static ClassPaths compute(Path home, List<String> supervisorLocations, List<String> tlsLocations, String javaClassPath) {
         List<Source> supervisorSources = supervisorLocations.stream().map(SupervisorClassPath::parse).toList();
@@ -163,43 +165,34 @@ public final class SupervisorClassPath {
         }
         List<Source> all = new ArrayList<>(supervisorSources);
         all.addAll(tlsSources);
+        Function<Source, String> entryOf;
+        Comparator<String> order;
         if (all.stream().allMatch(s -> s.entry() == null && onClassPath.containsKey(normalize(s.file())))) {
-            Set<Path> supervisorFiles = new LinkedHashSet<>();
-            supervisorSources.forEach(s -> supervisorFiles.add(normalize(s.file())));
-            Set<Path> tlsFiles = new LinkedHashSet<>();
-            tlsSources.forEach(s -> tlsFiles.add(normalize(s.file())));
-            if (!Collections.disjoint(supervisorFiles, tlsFiles)) {
-                // a jar of both (a shaded one): Bouncy Castle all on the supervisor's, never split between two loaders
-                supervisorFiles.addAll(tlsFiles);
-                tlsFiles.clear();
-            }
-            List<String> supervisor = new ArrayList<>();
-            List<String> tls = new ArrayList<>();
-            onClassPath.forEach((file, entry) -> {
-                if (supervisorFiles.contains(file)) {
-                    supervisor.add(entry);
-                } else if (tlsFiles.contains(file)) {
-                    tls.add(entry);
-                }
-            });
-            return new ClassPaths(String.join(File.pathSeparator, supervisor), String.join(File.pathSeparator, tls));
+            // as the caller's class path spells them, in its order
+            List<String> spelled = new ArrayList<>(onClassPath.values());
+            entryOf = s -> onClassPath.get(normalize(s.file()));
+            order = Comparator.comparingInt(spelled::indexOf);
+        } else {
+            List<Source> nested = all.stream().filter(s -> s.entry() != null).distinct().toList();
+            Map<Source, Path> copies = nested.isEmpty() ? Map.of() : copyOut(home, nested);
+            entryOf = s -> (s.entry() == null ? normalize(s.file()) : copies.get(s)).toString();
+            // in the locations' order
+            order = (x, y) -> 0;
         }
-        List<Source> nested = all.stream().filter(s -> s.entry() != null).distinct().toList();
-        Map<Source, Path> copies = nested.isEmpty() ? Map.of() : copyOut(home, nested);
         Set<String> supervisor = new LinkedHashSet<>();
-        supervisorSources.forEach(s -> supervisor.add(entry(s, copies)));
+        supervisorSources.forEach(s -> supervisor.add(entryOf.apply(s)));
         Set<String> tls = new LinkedHashSet<>();
-        tlsSources.forEach(s -> tls.add(entry(s, copies)));
+        tlsSources.forEach(s -> tls.add(entryOf.apply(s)));
         if (!Collections.disjoint(supervisor, tls)) {
+            // a jar of both (a shaded one): Bouncy Castle all on the supervisor's, never split between two loaders
             supervisor.addAll(tls);
             tls.clear();
         }
-        return new ClassPaths(String.join(File.pathSeparator, supervisor), String.join(File.pathSeparator, tls));
+        return new ClassPaths(join(supervisor, order), join(tls, order));
     }
 
-    /** The class path entry of {@code source}: its file, or its copy when it is nested. */
-    private static String entry(Source source, Map<Source, Path> copies) {
-        return (source.entry() == null ? normalize(source.file()) : copies.get(source)).toString();
+    private static String join(Set<String> entries, Comparator<String> order) {
+        return String.join(File.pathSeparator, entries.stream().sorted(order).toList());
     }
 
     private static Path normalize(Path path) {

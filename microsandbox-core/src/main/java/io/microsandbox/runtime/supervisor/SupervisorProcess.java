@@ -30,9 +30,9 @@ public final class SupervisorProcess {
      * to the supervisor's memory budget but starts small, with a young generation of 1 MiB
      * (an idle supervisor touches all of it) that grows to at most 8 MiB when a transfer's
      * chunks fill the old generation (a fixed 2 MiB took 1.1 MiB more of every idle supervisor
-     * and paused it twice as long during a 64 MiB write and read: 245 against 115 ms); exiting on an OutOfMemoryError (which the
-     * budget should make impossible) takes QEMU down by its parent-death signal instead of
-     * leaving a half-dead relay. The JDK's class-data sharing archive is mapped (-Xshare:auto);
+     * and paused it twice as long during a 64 MiB write and read: 245 against 115 ms);
+     * exiting on an OutOfMemoryError (which the budget should make impossible) takes QEMU
+     * down by its parent-death signal instead of leaving a half-dead relay. The JDK's class-data sharing archive is mapped (-Xshare:auto);
      * freed native memory (the compiler's arenas after start-up) goes back to the OS every few
      * seconds where the JDK has TrimNativeHeapInterval (17.0.10 and later; older ones ignore it).
      * The class-data archives are mapped where they were dumped to (ArchiveRelocationMode=0;
