@@ -70,6 +70,27 @@ class KernelSelectionIT {
     }
 
     @Test
+    @Timeout(240)
+    void underTcgGuestProcessesMapTheirCodeWhereTheLastOneDidUnlessRandomisationIsAsked() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue(Microsandbox.defaultRuntime().resolvedAccelerator() == Accelerator.TCG,
+                "KVM guests keep their address randomisation");
+        // TCG finds translated code by its virtual address: a process whose libc is where the
+        // last one's was reuses its translation
+        String libcStart = "grep -m1 'libc\\.so' /proc/self/maps | cut -d- -f1";
+        try (Sandbox sb = Sandbox.create(TestSandboxes.uniqueName("norandmaps"), TestSandboxes.config().ephemeral(true).build())) {
+            assertThat(sb.exec("cat", List.of("/proc/sys/kernel/randomize_va_space")).stdout().strip()).isEqualTo("0");
+            assertThat(sb.shell(libcStart).stdout()).isNotBlank().isEqualTo(sb.shell(libcStart).stdout());
+        }
+        System.setProperty(io.microsandbox.runtime.vmm.QemuCommand.TCG_GUEST_ASLR_PROPERTY, "true");
+        try (Sandbox sb = Sandbox.create(TestSandboxes.uniqueName("randmaps"), TestSandboxes.config().ephemeral(true).build())) {
+            assertThat(sb.exec("cat", List.of("/proc/sys/kernel/randomize_va_space")).stdout().strip()).isEqualTo("2");
+            assertThat(sb.shell(libcStart).stdout()).isNotBlank().isNotEqualTo(sb.shell(libcStart).stdout());
+        } finally {
+            System.clearProperty(io.microsandbox.runtime.vmm.QemuCommand.TCG_GUEST_ASLR_PROPERTY);
+        }
+    }
+
+    @Test
     @Timeout(180)
     void anIdleGuestStopsItsTimerTickAndWritesNothing() throws Exception {
         String name = TestSandboxes.uniqueName("tickless");
