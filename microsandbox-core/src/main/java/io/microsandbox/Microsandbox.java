@@ -574,7 +574,7 @@ public final class Microsandbox {
                 argv.add("-incoming");
                 argv.add("defer");
                 return new SupervisorSpec(spec.name(), argv, spec.sandboxDir(), spec.runDir(), spec.configure(), spec.bootTimeoutMs(),
-                        spec.detached(), spec.home(), spec.ephemeral(), spec.idleTimeoutMs(), spec.maxDurationMs(), restore);
+                        spec.detached(), spec.home(), spec.ephemeral(), spec.idleTimeoutMs(), spec.cacheReclaimAfterMs(), spec.maxDurationMs(), restore);
             });
         } catch (MicrosandboxException e) {
             store.delete(name);

@@ -29,6 +29,8 @@ public final class SandboxConfig {
     public static final int DEFAULT_UPPER_SIZE_MIB = 4096;
     /** Default time to wait for the guest agent, generous enough for software emulation. */
     public static final Duration DEFAULT_BOOT_TIMEOUT = Duration.ofSeconds(60);
+    /** How long a sandbox is idle before its guest gives back its page cache (see {@link Builder#cacheReclaimAfter}). */
+    public static final Duration DEFAULT_CACHE_RECLAIM_AFTER = Duration.ofSeconds(30);
 
     private static final List<String> RESERVED_LABEL_PREFIXES = List.of("sandbox.", "microsandbox.", "service.");
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -58,6 +60,7 @@ public final class SandboxConfig {
     private final Duration bootTimeout;
     private final boolean ephemeral;
     private final Duration idleTimeout;
+    private final Duration cacheReclaimAfter;
     private final Duration maxDuration;
     private final Duration replaceTimeout;
     private final LogLevel logLevel;
@@ -95,6 +98,7 @@ public final class SandboxConfig {
         this.bootTimeout = b.bootTimeout;
         this.ephemeral = b.ephemeral;
         this.idleTimeout = b.idleTimeout;
+        this.cacheReclaimAfter = b.cacheReclaimAfter;
         this.maxDuration = b.maxDuration;
         this.replaceTimeout = b.replaceTimeout;
         this.logLevel = b.logLevel;
@@ -120,7 +124,7 @@ public final class SandboxConfig {
                 .memoryMib(memoryMib).cpus(cpus).upperSizeMib(upperSizeMib)
                 .workdir(workdir).shell(shell).hostname(hostname).user(user)
                 .env(env).labels(labels).detached(detached).accelerator(accelerator).bootTimeout(bootTimeout)
-                .ephemeral(ephemeral).idleTimeout(idleTimeout).maxDuration(maxDuration).replaceTimeout(replaceTimeout)
+                .ephemeral(ephemeral).idleTimeout(idleTimeout).cacheReclaimAfter(cacheReclaimAfter).maxDuration(maxDuration).replaceTimeout(replaceTimeout)
                 .logLevel(logLevel).quietLogs(quietLogs)
                 .mounts(mounts).scripts(scripts).securityProfile(securityProfile).init(init)
                 .network(network).portBindings(ports).secrets(secrets);
@@ -199,6 +203,14 @@ public final class SandboxConfig {
     /** Stop after this long without exec activity; {@link Duration#ZERO} for never. */
     public Duration idleTimeout() {
         return idleTimeout;
+    }
+
+    /**
+     * After this long without commands or file transfers the guest drops its page cache, if it
+     * holds much of it, and the memory goes back to the host; {@link Duration#ZERO} for never.
+     */
+    public Duration cacheReclaimAfter() {
+        return cacheReclaimAfter;
     }
 
     /** Stop after this long in total; {@link Duration#ZERO} for never. */
@@ -361,6 +373,7 @@ public final class SandboxConfig {
         n.put("bootTimeoutMs", bootTimeout.toMillis());
         n.put("ephemeral", ephemeral);
         n.put("idleTimeoutMs", idleTimeout.toMillis());
+        n.put("cacheReclaimAfterMs", cacheReclaimAfter.toMillis());
         n.put("maxDurationMs", maxDuration.toMillis());
         n.put("pullPolicy", pullPolicy.value());
         if (logLevel != null) {
@@ -443,6 +456,7 @@ public final class SandboxConfig {
                     .bootTimeout(Duration.ofMillis(n.path("bootTimeoutMs").asLong(DEFAULT_BOOT_TIMEOUT.toMillis())))
                     .ephemeral(n.path("ephemeral").asBoolean(false))
                     .idleTimeout(Duration.ofMillis(n.path("idleTimeoutMs").asLong(0)))
+                    .cacheReclaimAfter(Duration.ofMillis(n.path("cacheReclaimAfterMs").asLong(DEFAULT_CACHE_RECLAIM_AFTER.toMillis())))
                     .maxDuration(Duration.ofMillis(n.path("maxDurationMs").asLong(0)));
             n.path("env").fields().forEachRemaining(e -> b.env(e.getKey(), e.getValue().asText()));
             n.path("labels").fields().forEachRemaining(e -> b.label(e.getKey(), e.getValue().asText()));
@@ -540,6 +554,7 @@ public final class SandboxConfig {
         private Duration bootTimeout = DEFAULT_BOOT_TIMEOUT;
         private boolean ephemeral;
         private Duration idleTimeout = Duration.ZERO;
+        private Duration cacheReclaimAfter = DEFAULT_CACHE_RECLAIM_AFTER;
         private Duration maxDuration = Duration.ZERO;
         private Duration replaceTimeout;
         private LogLevel logLevel;
@@ -828,6 +843,18 @@ public final class SandboxConfig {
             return this;
         }
 
+        /**
+         * After this long without commands or file transfers (default 30 s; rounded up to
+         * seconds; zero: never), a guest that holds at least 32 MiB of page cache drops it and
+         * compacts its free memory, which free page reporting hands back to the host. A guest
+         * keeps what it once read for ever otherwise, though the host's page cache holds the
+         * same disk blocks. Once per idle spell; the next command may read its files again.
+         */
+        public Builder cacheReclaimAfter(Duration cacheReclaimAfter) {
+            this.cacheReclaimAfter = roundUpToSeconds(cacheReclaimAfter);
+            return this;
+        }
+
         /** Stop the sandbox after this long in total (rounded up to seconds; zero: never). */
         public Builder maxDuration(Duration maxDuration) {
             this.maxDuration = roundUpToSeconds(maxDuration);
@@ -942,9 +969,9 @@ public final class SandboxConfig {
             if (bootTimeout == null || bootTimeout.isNegative() || bootTimeout.isZero()) {
                 throw invalid("bootTimeout must be positive, got " + bootTimeout);
             }
-            for (Duration d : new Duration[] {idleTimeout, maxDuration}) {
+            for (Duration d : new Duration[] {idleTimeout, cacheReclaimAfter, maxDuration}) {
                 if (d == null || d.isNegative()) {
-                    throw invalid("idleTimeout and maxDuration must be zero or positive, got " + d);
+                    throw invalid("idleTimeout, cacheReclaimAfter and maxDuration must be zero or positive, got " + d);
                 }
             }
             if (replaceTimeout != null && replaceTimeout.isNegative()) {

@@ -141,6 +141,25 @@ class SandboxStateIT {
     }
 
     @Test
+    void watchingASandboxDoesNotKeepItFromIdling() throws Exception {
+        String name = TestSandboxes.uniqueName("watched");
+        Sandbox sb = Sandbox.create(name, TestSandboxes.config().idleTimeout(Duration.ofSeconds(4)).build());
+        sb.exec("true", List.of());
+        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+        while (Sandbox.get(name).status() == SandboxStatus.RUNNING && System.nanoTime() < deadline) {
+            try {
+                sb.metrics();
+            } catch (MicrosandboxException e) {
+                break; // stopped between the status and the request
+            }
+            Thread.sleep(500);
+        }
+        SandboxStopResult result = sb.waitUntilStopped(Duration.ofSeconds(30));
+        assertThat(result.reason()).as("metrics read every half second").isEqualTo("idle-timeout");
+        Sandbox.remove(name);
+    }
+
+    @Test
     void maxDurationStopsTheSandbox() {
         String name = TestSandboxes.uniqueName("maxdur");
         Sandbox sb = Sandbox.create(name, TestSandboxes.config().maxDuration(Duration.ofMillis(2500)).build());

@@ -148,7 +148,7 @@ public final class SandboxPreparer {
         }
         SupervisorSpec spec = new SupervisorSpec(layout.name(), argv, layout.dir().toString(), layout.runDir().toString(),
                 configure, config.bootTimeout().toMillis(), config.detached(), home.toString(),
-                config.ephemeral(), config.idleTimeout().toMillis(), config.maxDuration().toMillis(), null);
+                config.ephemeral(), config.idleTimeout().toMillis(), config.cacheReclaimAfter().toMillis(), config.maxDuration().toMillis(), null);
         spec.write(layout.specFile());
         return spec;
     }

@@ -37,7 +37,7 @@ class SandboxLayoutTest {
 
         layout.createDirectories(home);
         new SupervisorSpec("perm", List.of("qemu"), layout.dir().toString(), layout.runDir().toString(),
-                Map.of("env", Map.of("SECRET", "s3cret")), 1000, false, home.toString(), false, 0, 0, null)
+                Map.of("env", Map.of("SECRET", "s3cret")), 1000, false, home.toString(), false, 0, 0, 0, null)
                 .write(layout.specFile());
         try (SandboxLock lock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout));
              ExecLog log = ExecLog.append(layout.execLog())) {

@@ -61,6 +61,12 @@ public class MicrosandboxProperties {
     /** A sandbox that runs no command for this long stops by itself; 0 means never. */
     private Duration idleTimeout = Duration.ZERO;
 
+    /**
+     * After this long without commands, a sandbox whose guest holds much page cache has it
+     * dropped, and the memory goes back to the host (idle pool members too); 0 means never.
+     */
+    private Duration cacheReclaimAfter = io.microsandbox.SandboxConfig.DEFAULT_CACHE_RECLAIM_AFTER;
+
     /** A sandbox stops by itself after running this long; 0 means never. */
     private Duration maxDuration = Duration.ZERO;
 
@@ -177,6 +183,14 @@ public class MicrosandboxProperties {
 
     public void setIdleTimeout(Duration idleTimeout) {
         this.idleTimeout = idleTimeout;
+    }
+
+    public Duration getCacheReclaimAfter() {
+        return cacheReclaimAfter;
+    }
+
+    public void setCacheReclaimAfter(Duration cacheReclaimAfter) {
+        this.cacheReclaimAfter = cacheReclaimAfter;
     }
 
     public Duration getMaxDuration() {

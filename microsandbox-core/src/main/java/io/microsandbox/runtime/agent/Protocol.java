@@ -33,6 +33,7 @@ public final class Protocol {
     public static final String CORE_TOUCH = "core.touch";
     public static final String CORE_SHUTDOWN = "core.shutdown";
     public static final String CORE_STATS = "core.stats";
+    public static final String CORE_RECLAIM = "core.reclaim";
 
     public static final String EXEC_REQUEST = "exec.request";
     public static final String EXEC_STARTED = "exec.started";

@@ -25,6 +25,8 @@ import java.util.Map;
  * @param home          the microsandbox home, for the sandbox database
  * @param ephemeral     remove all state once the sandbox has stopped
  * @param idleTimeoutMs stop after this long without exec activity, 0 for never
+ * @param cacheReclaimAfterMs have the guest drop its page cache after this long without exec
+ *                      activity, 0 for never
  * @param maxDurationMs stop after this long, 0 for never
  * @param restore       null for a boot; for a restore from a memory checkpoint (QEMU started with
  *                      {@code -incoming}), what {@code core.restore} carries beside fresh entropy
@@ -32,7 +34,7 @@ import java.util.Map;
  */
 public record SupervisorSpec(String name, List<String> vmmArgv, String sandboxDir, String runDir,
                              Map<String, Object> configure, long bootTimeoutMs, boolean detached,
-                             String home, boolean ephemeral, long idleTimeoutMs, long maxDurationMs,
+                             String home, boolean ephemeral, long idleTimeoutMs, long cacheReclaimAfterMs, long maxDurationMs,
                              Map<String, Object> restore) {
     public SandboxLayout layout() {
         return new SandboxLayout(name, Path.of(sandboxDir), Path.of(runDir));
@@ -67,6 +69,7 @@ public record SupervisorSpec(String name, List<String> vmmArgv, String sandboxDi
         n.put("home", home);
         n.put("ephemeral", ephemeral);
         n.put("idleTimeoutMs", idleTimeoutMs);
+        n.put("cacheReclaimAfterMs", cacheReclaimAfterMs);
         n.put("maxDurationMs", maxDurationMs);
         n.set("restore", Json.tree(restore));
         return n;
@@ -79,7 +82,7 @@ public record SupervisorSpec(String name, List<String> vmmArgv, String sandboxDi
         return new SupervisorSpec(Json.string(n, "name"), Json.strings(n, "vmmArgv"), Json.string(n, "sandboxDir"),
                 Json.string(n, "runDir"), map(n, "configure"), Json.integer(n, "bootTimeoutMs"), Json.bool(n, "detached"),
                 Json.string(n, "home"), Json.bool(n, "ephemeral"), Json.integer(n, "idleTimeoutMs"),
-                Json.integer(n, "maxDurationMs"), map(n, "restore"));
+                n.has("cacheReclaimAfterMs") ? Json.integer(n, "cacheReclaimAfterMs") : 0, Json.integer(n, "maxDurationMs"), map(n, "restore"));
     }
 
     @SuppressWarnings("unchecked")
@@ -95,7 +98,7 @@ public record SupervisorSpec(String name, List<String> vmmArgv, String sandboxDi
     static void warmUp() throws IOException {
         Map<String, Object> nested = Map.of("list", List.of("text", 1, true), "map", Map.of("n", 1L));
         SupervisorSpec sample = new SupervisorSpec("warm-up", List.of("qemu", "-m", "512"), "/", "/", nested, 1,
-                false, "/", true, 1, 1, nested);
+                false, "/", true, 1, 1, 1, nested);
         fromJson(Json.parse(Json.pretty(sample.toJson())));
     }
 }

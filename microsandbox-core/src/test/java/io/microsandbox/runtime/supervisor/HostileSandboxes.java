@@ -115,7 +115,7 @@ final class HostileSandboxes {
             restore.put("ram_file", ram.toString());
         }
         SupervisorSpec spec = new SupervisorSpec(name, agent, layout.dir().toString(), layout.runDir().toString(),
-                Map.of("hostname", "hostile"), bootTimeoutMs, false, home.toString(), false, 0, 0, restore);
+                Map.of("hostname", "hostile"), bootTimeoutMs, false, home.toString(), false, 0, 0, 0, restore);
         spec.write(layout.specFile());
         SupervisorProcess supervisor = SpareSupervisors.acquire();
         try {

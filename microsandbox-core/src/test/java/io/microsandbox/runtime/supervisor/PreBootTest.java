@@ -43,7 +43,7 @@ class PreBootTest {
         }
         String runDir = home.resolve("run").resolve("fedcba9876543210").toString();
         List<String> argv = List.of("/bin/sh", "-c", script, "sh", runDir + "/qmp.sock", sandboxDir.resolve("upper.ext4").toString());
-        return new SupervisorSpec(name, argv, sandboxDir.toString(), runDir, Map.of(), 1000, false, home.toString(), true, 0, 0, null);
+        return new SupervisorSpec(name, argv, sandboxDir.toString(), runDir, Map.of(), 1000, false, home.toString(), true, 0, 0, 0, null);
     }
 
     private List<Path> prebootDirs() throws Exception {
@@ -173,7 +173,7 @@ class PreBootTest {
         Thread.sleep(600);
         SupervisorSpec restore = restoreSpec("late", source.memoryUri(), source.ramFile());
         restore = new SupervisorSpec(restore.name(), List.of("python3", "-c", connect, restore.runDir() + "/vm.sock", restore.layout().upperDisk().toString()),
-                restore.sandboxDir(), restore.runDir(), Map.of(), 1000, false, home.toString(), true, 0, 0, restore.restore());
+                restore.sandboxDir(), restore.runDir(), Map.of(), 1000, false, home.toString(), true, 0, 0, 0, restore.restore());
         assertThat(preboot.claim(restore, false)).as("claimed after the hello deadline").isTrue();
         // still open: a write reaches the stand-in's socket
         hello.link().write(new io.microsandbox.runtime.agent.Frame(0, 0, io.microsandbox.runtime.agent.Protocol.CORE_RESTORE,
@@ -255,7 +255,7 @@ class PreBootTest {
     private SupervisorSpec restoreSpec(String name, String memoryUri, String ramFile) throws Exception {
         SupervisorSpec boot = spec(name, "exec sleep 30", 0);
         Files.write(boot.layout().upperDisk(), "the checkpoint's upper".getBytes());
-        return new SupervisorSpec(boot.name(), boot.vmmArgv(), boot.sandboxDir(), boot.runDir(), Map.of(), 1000, false, home.toString(), true, 0, 0,
+        return new SupervisorSpec(boot.name(), boot.vmmArgv(), boot.sandboxDir(), boot.runDir(), Map.of(), 1000, false, home.toString(), true, 0, 0, 0,
                 Map.of("ram_file", ramFile, "memory_uri", memoryUri));
     }
 

@@ -26,7 +26,7 @@ class SupervisorSpecTest {
         configure.put("network", true);
         configure.put("log_level", null);
         return new SupervisorSpec("box", List.of("qemu-system-x86_64", "-m", "512"), "/home/s/box", "/run/b", configure,
-                60_000, true, "/home", false, 5_000, 9_000_000_000L, restore);
+                60_000, true, "/home", false, 5_000, 30_000, 9_000_000_000L, restore);
     }
 
     @Test
@@ -49,6 +49,15 @@ class SupervisorSpecTest {
         spec.write(fresh);
         assertThat(Files.readString(fresh)).isEqualTo(Files.readString(old));
         assertThat(MAPPER.readValue(fresh.toFile(), SupervisorSpec.class)).isEqualTo(spec);
+    }
+
+    @Test
+    void aSpecWrittenBeforeCacheReclaimReadsAsNeverReclaiming(@TempDir Path dir) throws IOException {
+        Path file = dir.resolve("supervisor.json");
+        sample(null).write(file);
+        Files.writeString(file, Files.readString(file).replaceAll("\\s*\"cacheReclaimAfterMs\" : 30000,", ""));
+        assertThat(Files.readString(file)).doesNotContain("cacheReclaimAfterMs");
+        assertThat(SupervisorSpec.read(file).cacheReclaimAfterMs()).isZero();
     }
 
     @Test

@@ -58,6 +58,7 @@ public final class SandboxConfigFactory {
                     .accelerator(p.getAccelerator())
                     .bootTimeout(p.getBootTimeout())
                     .idleTimeout(p.getIdleTimeout())
+                    .cacheReclaimAfter(p.getCacheReclaimAfter())
                     .maxDuration(p.getMaxDuration());
             if (p.getWorkdir() != null) {
                 b.workdir(p.getWorkdir());

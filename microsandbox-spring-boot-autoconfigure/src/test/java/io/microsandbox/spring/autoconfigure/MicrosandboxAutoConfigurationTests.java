@@ -91,7 +91,7 @@ class MicrosandboxAutoConfigurationTests {
     void propertiesBindToTheSandboxConfig() {
         runner().withPropertyValues("microsandbox.memory=256MB", "microsandbox.cpus=2", "microsandbox.env.GREETING=hi",
                         "microsandbox.labels.team=blue", "microsandbox.workdir=/tmp", "microsandbox.user=nobody",
-                        "microsandbox.shell=/bin/bash", "microsandbox.idle-timeout=5m", "microsandbox.max-duration=1h",
+                        "microsandbox.shell=/bin/bash", "microsandbox.idle-timeout=5m", "microsandbox.cache-reclaim-after=2m", "microsandbox.max-duration=1h",
                         "microsandbox.boot-timeout=90s", "microsandbox.accelerator=tcg", "microsandbox.exec-timeout=7s",
                         "microsandbox.pool.name=py", "microsandbox.pool.instance-id=node-1", "microsandbox.pool.max-size=3",
                         "microsandbox.pool.max-lifetime=10m", "microsandbox.pool.max-uses=5", "microsandbox.pool.reset=clean",
@@ -107,6 +107,7 @@ class MicrosandboxAutoConfigurationTests {
                     assertThat(c.user()).isEqualTo("nobody");
                     assertThat(c.shell()).isEqualTo("/bin/bash");
                     assertThat(c.idleTimeout()).isEqualTo(Duration.ofMinutes(5));
+                    assertThat(c.cacheReclaimAfter()).isEqualTo(Duration.ofMinutes(2));
                     assertThat(c.maxDuration()).isEqualTo(Duration.ofHours(1));
                     assertThat(c.bootTimeout()).isEqualTo(Duration.ofSeconds(90));
                     assertThat(c.accelerator()).isEqualTo(Accelerator.TCG);
