@@ -4,7 +4,8 @@
 #        init that powers off, (a) the same with microsandbox's kernel (microsandbox-kernel),
 #   (b) create() to the first exec result (the spare supervisor has booted a VM ahead), (b') the
 #       same with a spare that boots none, (c) exec round trip of `true` in a running sandbox,
-#   (d) host RSS of QEMU plus supervisor of an idle sandbox,
+#   (d) host RSS of QEMU plus supervisor of an idle sandbox, (d') its QEMU after the guest
+#       wrote and read 200 MB, and again once its idle guest dropped that page cache,
 #   (e) density: DENSITY idle 512 MiB sandboxes started in sequence (total host RSS and per
 #       sandbox), and the wall time to create PARALLEL at once.
 # Prints a table and writes it to bench/results/latest.md.
