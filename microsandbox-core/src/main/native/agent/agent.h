@@ -240,6 +240,11 @@ void exec_session_event(uint32_t tag, int fd, uint32_t events);
 void exec_child_exited(pid_t pid, int status);
 void exec_throttle_changed(void);
 bool exec_session_live(uint32_t id);
+/* Whether any exec or file session is open. */
+bool exec_sessions_open(void);
+/* Closes every fd from 3 up, in a child that does not exec (O_CLOEXEC does nothing there) or
+ * before an exec that must inherit none of the agent's. */
+void close_agent_fds(void);
 
 /* ---- fs.c: filesystem operations, run in a child as the requested user ---- */
 

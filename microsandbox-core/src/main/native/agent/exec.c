@@ -80,6 +80,18 @@ bool exec_session_live(uint32_t id)
     return id != 0 && find_session(id) != NULL;
 }
 
+bool exec_sessions_open(void)
+{
+    return g_sessions != NULL;
+}
+
+void close_agent_fds(void)
+{
+    if (syscall(SYS_close_range, 3u, ~0u, 0) < 0)
+        for (int fd = 3; fd < 65536; fd++)
+            close(fd);
+}
+
 static void send_failed(uint32_t id, const char *kind, int err, const char *stage, const char *message)
 {
     cbor_buf *b = frame_begin(id, FLAG_TERMINAL, "exec.failed", 4);
@@ -486,7 +498,8 @@ void exec_child_exited(pid_t pid, int status)
             maybe_finish(s);
             return;
         }
-    /* an orphan reparented to PID 1: nothing to report */
+    /* an orphan reparented to PID 1, or a child of the agent that is no session (core.reclaim's):
+     * nothing to report */
 }
 
 /* Makes the session's fds non-blocking and puts it in the event loop. */
@@ -879,9 +892,7 @@ static void __attribute__((noreturn)) fs_child(const fs_args *a, const user_info
             _exit(2);
     /* nothing of the agent's stays open here: another session's pipe held by this child
      * would keep its process from seeing EOF */
-    if (syscall(SYS_close_range, 3u, ~0u, 0) < 0)
-        for (int fd = 3; fd < 65536; fd++)
-            close(fd);
+    close_agent_fds();
     if (setgroups((size_t)u->ngroups, u->groups) < 0 || setgid(u->gid) < 0 || setuid(u->uid) < 0) {
         int err = errno;
         const char msg[] = "cannot take the user's identity";

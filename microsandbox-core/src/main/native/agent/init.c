@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,9 +47,7 @@ static void __attribute__((noreturn)) become_init(const char *path, const agent_
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
     /* the port, epoll and signalfd are the agent child's now */
-    if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0)
-        for (int fd = 3; fd < 1024; fd++)
-            close(fd);
+    close_agent_fds();
 
     size_t nargs = 0, nenv = 0, nbase = 0;
     while (c->init_args && c->init_args[nargs])

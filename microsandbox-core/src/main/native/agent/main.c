@@ -312,7 +312,7 @@ static void __attribute__((noreturn)) do_shutdown(void)
  * from statvfs. The host adds what it measures itself (CPU, RSS, disk I/O). */
 static void do_stats(uint32_t id)
 {
-    unsigned long long mem_total = 0, mem_available = 0, file_lru = 0, kib;
+    unsigned long long mem_total = 0, mem_available = 0, file_lru = 0, busy_file = 0, kib;
     char line[160];
     FILE *f = fopen("/proc/meminfo", "re");
     if (f) {
@@ -323,6 +323,8 @@ static void do_stats(uint32_t id)
                 mem_available = kib * 1024;
             else if (sscanf(line, "Active(file): %llu kB", &kib) == 1 || sscanf(line, "Inactive(file): %llu kB", &kib) == 1)
                 file_lru += kib * 1024;
+            else if (sscanf(line, "Mapped: %llu kB", &kib) == 1 || sscanf(line, "Dirty: %llu kB", &kib) == 1)
+                busy_file += kib * 1024;
         }
         fclose(f);
     }
@@ -333,10 +335,10 @@ static void do_stats(uint32_t id)
     cbor_put_uint(b, mem_total);
     cbor_put_text(b, "mem_available_bytes");
     cbor_put_uint(b, mem_available);
-    /* file pages the kernel may drop (tmpfs pages are on the anonymous lists): what a
-     * core.reclaim would free */
+    /* file pages that drop_caches frees, about: those on the file lists (tmpfs pages are on
+     * the anonymous ones) less those mapped by processes or dirty, which it skips */
     cbor_put_text(b, "mem_file_bytes");
-    cbor_put_uint(b, file_lru);
+    cbor_put_uint(b, file_lru > busy_file ? file_lru - busy_file : 0);
     if (have_upper) {
         cbor_put_text(b, "upper_used_bytes");
         cbor_put_uint(b, (uint64_t)(upper.f_blocks - upper.f_bfree) * upper.f_frsize);
@@ -359,9 +361,17 @@ static void write_knob(const char *path, const char *value)
  * for ever when nothing presses on its memory, and which the host's page cache holds already.
  * Dropped, then compacted into the 4 MiB blocks that free page reporting hands back to the
  * host. Done by a child at the lowest priority: under TCG it takes about 0.1 s, during which
- * the agent keeps serving (the child is reaped like any orphan). */
+ * the agent keeps serving (reap_children ignores a pid that is no session's). Skipped while a
+ * session runs (one may have started after the host decided) and without a balloon driver
+ * (Debian's kernel has it as a module that is not loaded): nothing would reach the host. */
 static void do_reclaim(void)
 {
+    if (exec_sessions_open())
+        return;
+    if (access("/sys/bus/virtio/drivers/virtio_balloon", F_OK) != 0) {
+        logmsg("reclaim: no balloon driver, so dropped caches would not reach the host");
+        return;
+    }
     pid_t pid = fork();
     if (pid < 0) {
         logmsg("reclaim: fork: %s", strerror(errno));
@@ -369,6 +379,8 @@ static void do_reclaim(void)
     }
     if (pid > 0)
         return;
+    /* the agent's sockets and pipes held here would delay their peers' end-of-file */
+    close_agent_fds();
     if (setpriority(PRIO_PROCESS, 0, 19) < 0)
         logmsg("reclaim: setpriority: %s", strerror(errno));
     write_knob("/proc/sys/vm/drop_caches", "3");

@@ -71,7 +71,7 @@ class KernelSelectionIT {
 
     @Test
     @Timeout(240)
-    void underTcgGuestProcessesMapTheirCodeWhereTheLastOneDidUnlessRandomisationIsAsked() throws Exception {
+    void underTcgGuestProcessesMapTheirCodeWhereTheLastOneDidUnlessRestrictedOrAsked() throws Exception {
         org.junit.jupiter.api.Assumptions.assumeTrue(Microsandbox.defaultRuntime().resolvedAccelerator() == Accelerator.TCG,
                 "KVM guests keep their address randomisation");
         // TCG finds translated code by its virtual address: a process whose libc is where the
@@ -80,6 +80,11 @@ class KernelSelectionIT {
         try (Sandbox sb = Sandbox.create(TestSandboxes.uniqueName("norandmaps"), TestSandboxes.config().ephemeral(true).build())) {
             assertThat(sb.exec("cat", List.of("/proc/sys/kernel/randomize_va_space")).stdout().strip()).isEqualTo("0");
             assertThat(sb.shell(libcStart).stdout()).isNotBlank().isEqualTo(sb.shell(libcStart).stdout());
+        }
+        // a sandbox hardened inside keeps it
+        try (Sandbox sb = Sandbox.create(TestSandboxes.uniqueName("restricted"),
+                TestSandboxes.config().securityProfile(SecurityProfile.RESTRICTED).ephemeral(true).build())) {
+            assertThat(sb.exec("cat", List.of("/proc/sys/kernel/randomize_va_space")).stdout().strip()).isEqualTo("2");
         }
         System.setProperty(io.microsandbox.runtime.vmm.QemuCommand.TCG_GUEST_ASLR_PROPERTY, "true");
         try (Sandbox sb = Sandbox.create(TestSandboxes.uniqueName("randmaps"), TestSandboxes.config().ephemeral(true).build())) {

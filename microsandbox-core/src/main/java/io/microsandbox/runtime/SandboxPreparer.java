@@ -110,6 +110,7 @@ public final class SandboxPreparer {
                 .accelerator(accelerator)
                 .memoryMib(config.memoryMib())
                 .cpus(config.cpus())
+                .guestAslr(config.securityProfile() == io.microsandbox.SecurityProfile.RESTRICTED)
                 .guestMemoryPassed()
                 .kernel(kernel, initramfs)
                 .consoleSocket(layout.consoleSocket())

@@ -22,6 +22,7 @@ class QemuCommandTest {
     @Test
     void underTcgTheGuestRunsWithoutAddressRandomisationUnlessAsked() throws IOException {
         assertThat(kernelParams(Accelerator.TCG)).contains("norandmaps", "noreplace-smp");
+        assertThat(kernelParams(new QemuCommand().guestAslr(true), Accelerator.TCG)).doesNotContain("norandmaps").contains("noreplace-smp");
         System.setProperty(QemuCommand.TCG_GUEST_ASLR_PROPERTY, "true");
         assertThat(kernelParams(Accelerator.TCG)).doesNotContain("norandmaps").contains("noreplace-smp");
     }
@@ -32,7 +33,11 @@ class QemuCommandTest {
     }
 
     private List<String> kernelParams(Accelerator accelerator) throws IOException {
-        List<String> argv = new QemuCommand().accelerator(accelerator).kernel(KernelBundle.locate(home), home.resolve("initramfs"))
+        return kernelParams(new QemuCommand(), accelerator);
+    }
+
+    private List<String> kernelParams(QemuCommand command, Accelerator accelerator) throws IOException {
+        List<String> argv = command.accelerator(accelerator).kernel(KernelBundle.locate(home), home.resolve("initramfs"))
                 .consoleLog(home.resolve("console.log")).argv();
         return Arrays.asList(argv.get(argv.indexOf("-append") + 1).split(" "));
     }

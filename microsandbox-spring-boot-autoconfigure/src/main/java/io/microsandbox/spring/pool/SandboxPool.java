@@ -12,6 +12,7 @@ import io.microsandbox.Sandbox;
 import io.microsandbox.SandboxConfig;
 import io.microsandbox.SandboxFilter;
 import io.microsandbox.SandboxHandle;
+import io.microsandbox.SandboxStopResult;
 import io.microsandbox.SandboxStatus;
 import io.microsandbox.runtime.SandboxPreparer;
 import io.microsandbox.spring.MicrosandboxProperties;
@@ -394,15 +395,23 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
 
     // ---- housekeeping, creation, destruction (pool threads only) ----
 
+    /** Stop reasons of a member that its sandbox configuration set, not a failure. */
+    private static final java.util.Set<String> STOPPED_BY_ITS_CONFIG = java.util.Set.of("idle-timeout", "max-duration");
+
     private void housekeep() {
         try {
             if (closed) {
                 return;
             }
             Map<String, SandboxStatus> status = new HashMap<>();
+            Map<String, String> timedOut = new HashMap<>();
             try {
                 for (SandboxHandle h : runtime.list(SandboxFilter.labels(poolLabels))) {
                     status.put(h.name(), h.status());
+                    if (h.status() == SandboxStatus.STOPPED) {
+                        h.lastStop().map(SandboxStopResult::reason).filter(STOPPED_BY_ITS_CONFIG::contains)
+                                .ifPresent(reason -> timedOut.put(h.name(), reason));
+                    }
                 }
             } catch (RuntimeException e) {
                 status = null;
@@ -412,12 +421,15 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
                 boolean gone = s == null || s == SandboxStatus.STOPPED || s == SandboxStatus.CRASHED;
                 if (gone) {
                     if (m.lostReason == null) {
-                        m.lostReason = "crashed";
-                        fire(l -> l.crashed(m.name));
+                        // a member that ran out its idle timeout or maximum duration did what its configuration says
+                        m.lostReason = timedOut.getOrDefault(m.name, "crashed");
+                        if (!timedOut.containsKey(m.name)) {
+                            fire(l -> l.crashed(m.name));
+                        }
                     }
                     if (m.state.compareAndSet(State.IDLE, State.RETIRING)) {
                         idle.remove(m);
-                        discard(m, "crashed");
+                        discard(m, m.lostReason);
                     }
                 } else if (m.expired()) {
                     if (m.state.compareAndSet(State.IDLE, State.ACTIVE)) {

@@ -21,6 +21,29 @@ class PoolCrashIT {
         VmTestSupport.assertNothingLeft(HOME);
     }
 
+    /**
+     * Metrics read from the sandboxes (the meter binder's, every housekeeping period) do not
+     * keep a member from idling out; one that stops so is discarded for that reason, not as a crash.
+     */
+    @Test
+    void aMemberThatIdlesOutIsDiscardedAsSuchNotAsACrash() {
+        VmTestSupport.runner(HOME)
+                .withBean(MeterRegistry.class, SimpleMeterRegistry::new)
+                .withPropertyValues("microsandbox.pool.max-size=1", "microsandbox.idle-timeout=3s",
+                        "microsandbox.pool.housekeeping-period=1s")
+                .run(context -> {
+                    SandboxPool pool = context.getBean(SandboxPool.class);
+                    MeterRegistry meters = context.getBean(MeterRegistry.class);
+                    VmTestSupport.await("warm-up", Duration.ofSeconds(90), () -> pool.stats().idle() == 1);
+                    String first = pool.members().iterator().next().name();
+                    VmTestSupport.await("the idle member discarded", Duration.ofSeconds(60), () -> pool.member(first).isEmpty()
+                            && meters.find("microsandbox.pool.discarded").counter() != null
+                            && meters.get("microsandbox.pool.discarded").counter().count() >= 1);
+                    var crashed = meters.find("microsandbox.pool.crashed").counter();
+                    assertThat(crashed == null ? 0.0 : crashed.count()).as("members counted as crashed").isZero();
+                });
+    }
+
     @Test
     void crashedMemberIsDiscarded() {
         VmTestSupport.runner(HOME)
