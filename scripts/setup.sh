@@ -7,7 +7,8 @@
 #     openssh-client (ssh, scp, sftp: the SSH tests drive the sandbox's SSH endpoint with them),
 #     iproute2 and python3 (the network tests' hosts: network namespaces with small HTTP servers),
 #     and what the Maven module microsandbox-kernel builds the guest kernel from:
-#     linux-source-6.1 and its build dependencies (gcc, make, patch, flex, bison, bc, libelf-dev, libssl-dev)
+#     linux-source-6.1 and its build dependencies (gcc, make, patch, flex, bison, bc, libelf-dev, libssl-dev),
+#     and musl-tools (the guest agent links statically against musl)
 #   - Debian's generic kernel, unpacked under $MSB_HOME/kernel (scripts/fetch-kernel.sh):
 #     not the default any more, kept for -Dmicrosandbox.kernel=debian, its test and the bench
 #   - the test image, a minimal Debian root filesystem with python3 (scripts/build-test-image.sh),
@@ -19,7 +20,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 packages=(qemu-system-x86 qemu-utils e2fsprogs debootstrap xz-utils kmod ca-certificates tmux openssh-client
           docker-registry apache2-utils
           iproute2 python3
-          linux-source-6.1 build-essential patch flex bison bc libelf-dev libssl-dev)
+          linux-source-6.1 build-essential patch flex bison bc libelf-dev libssl-dev musl-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
