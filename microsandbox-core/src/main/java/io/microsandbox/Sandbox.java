@@ -536,7 +536,11 @@ public final class Sandbox implements AutoCloseable {
         client.request(Protocol.CORE_TOUCH, Json.object(), Duration.ofSeconds(10));
     }
 
-    /** A resource snapshot: CPU, memory, disk I/O, upper disk usage, uptime. */
+    /**
+     * A resource snapshot: CPU, memory, disk I/O, upper disk usage, uptime. Reading it is not
+     * activity: a monitor polling it does not keep a sandbox with an idle timeout up (see
+     * {@link #touch()}).
+     */
     public Metrics metrics() {
         ensureUsable();
         Frame host = client.request(Protocol.SUP_METRICS, Json.object(), Duration.ofSeconds(10));
