@@ -60,16 +60,8 @@ class IdleMemoryIT {
      */
     private static long cacheWhileRunning(Sandbox sb) throws Exception {
         try (ExecHandle holder = sb.execStream("sh", List.of("-c", CACHE_AND_HOLD), ExecOptions.builder().stdinPipe().build())) {
-            StringBuilder printed = new StringBuilder();
-            while (!printed.toString().endsWith("\n")) {
-                ExecEvent event = holder.recv(Duration.ofSeconds(120));
-                assertThat(event).as("the command filling the page cache, after printing %s", printed)
-                        .isInstanceOfAny(ExecEvent.Started.class, ExecEvent.Stdout.class, ExecEvent.Stderr.class);
-                if (event instanceof ExecEvent.Stdout out) {
-                    printed.append(out.text());
-                }
-            }
-            assertThat(Long.parseLong(printed.toString().strip())).as("the guest's page cache, KiB").isGreaterThan(190_000);
+            String printed = TestSandboxes.firstLine(holder, "the command filling the page cache");
+            assertThat(Long.parseLong(printed.strip())).as("the guest's page cache, KiB").isGreaterThan(190_000);
             Thread.sleep(1500); // a metrics sample taken after the cache was filled
             long peak = sb.metrics().memoryHostResidentBytes();
             holder.stdin().close();

@@ -156,16 +156,7 @@ class KernelSelectionIT {
             String hold = "import sys\nb = b'x' * (300 << 20)\nprint(len(b) >> 20, flush=True)\nsys.stdin.read()";
             long peak;
             try (ExecHandle holder = sb.execStream("python3", List.of("-c", hold), ExecOptions.builder().stdinPipe().build())) {
-                StringBuilder printed = new StringBuilder();
-                while (!printed.toString().endsWith("\n")) {
-                    ExecEvent event = holder.recv(java.time.Duration.ofSeconds(120));
-                    assertThat(event).as("the process holding 300 MiB, after printing %s", printed)
-                            .isInstanceOfAny(ExecEvent.Started.class, ExecEvent.Stdout.class, ExecEvent.Stderr.class);
-                    if (event instanceof ExecEvent.Stdout out) {
-                        printed.append(out.text());
-                    }
-                }
-                assertThat(printed.toString()).isEqualTo("300\n");
+                assertThat(TestSandboxes.firstLine(holder, "the process holding 300 MiB")).isEqualTo("300\n");
                 peak = sb.metrics().memoryHostResidentBytes();
                 holder.stdin().close();
                 assertThat(holder.collect().exitCode()).isZero();

@@ -3,7 +3,9 @@ package io.microsandbox;
 import io.microsandbox.runtime.RuntimeFiles;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.concurrent.atomic.AtomicInteger;
+import static org.assertj.core.api.Assertions.assertThat;
 
 /** Shared helpers of the VM integration tests. */
 public final class TestSandboxes {
@@ -37,6 +39,23 @@ public final class TestSandboxes {
     /** A sandbox name unique to this test run. */
     public static String uniqueName(String prefix) {
         return "it-" + prefix + "-" + ProcessHandle.current().pid() + "-" + COUNTER.incrementAndGet();
+    }
+
+    /**
+     * What a running command printed on stdout up to its first line's end (a command that
+     * signals it reached a state and then waits), failing if it ends or fails first.
+     */
+    public static String firstLine(ExecHandle command, String what) throws Exception {
+        StringBuilder printed = new StringBuilder();
+        while (!printed.toString().endsWith("\n")) {
+            ExecEvent event = command.recv(Duration.ofSeconds(120));
+            assertThat(event).as(what + ", after printing %s", printed)
+                    .isInstanceOfAny(ExecEvent.Started.class, ExecEvent.Stdout.class, ExecEvent.Stderr.class);
+            if (event instanceof ExecEvent.Stdout out) {
+                printed.append(out.text());
+            }
+        }
+        return printed.toString();
     }
 
     public static SandboxConfig.Builder config() {

@@ -1309,7 +1309,7 @@ public final class Supervisor {
         long since = lastActivity;
         long fileBytes = guestFileBytes;
         if (spec.cacheReclaimAfterMs() <= 0 || since == cacheReclaimedAfter || fileBytes < CACHE_RECLAIM_MIN_BYTES
-                || router.sessions() > 0 || System.nanoTime() - since < TimeUnit.MILLISECONDS.toNanos(spec.cacheReclaimAfterMs())) {
+                || !idleSince(since, spec.cacheReclaimAfterMs())) {
             return;
         }
         if (toGuestQueue(new Frame(0, 0, Protocol.CORE_RECLAIM, Json.object()))) {
@@ -1319,10 +1319,15 @@ public final class Supervisor {
         }
     }
 
+    /** No session runs, and none has started or ended since {@code since} for {@code millis} or more. */
+    private boolean idleSince(long since, long millis) {
+        return router.sessions() == 0 && System.nanoTime() - since >= TimeUnit.MILLISECONDS.toNanos(millis);
+    }
+
     private void checkIdle() {
-        long idleNanos = System.nanoTime() - lastActivity;
-        if (router.sessions() == 0 && !paused && idleNanos >= TimeUnit.MILLISECONDS.toNanos(spec.idleTimeoutMs())) {
-            SupervisorLog.log("idle for " + TimeUnit.NANOSECONDS.toMillis(idleNanos) + " ms");
+        long since = lastActivity;
+        if (!paused && idleSince(since, spec.idleTimeoutMs())) {
+            SupervisorLog.log("idle for " + TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - since) + " ms");
             requestStop(STOP_GRACE_MS, "idle-timeout");
         }
     }

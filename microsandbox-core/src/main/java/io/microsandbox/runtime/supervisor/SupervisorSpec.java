@@ -82,7 +82,7 @@ public record SupervisorSpec(String name, List<String> vmmArgv, String sandboxDi
         return new SupervisorSpec(Json.string(n, "name"), Json.strings(n, "vmmArgv"), Json.string(n, "sandboxDir"),
                 Json.string(n, "runDir"), map(n, "configure"), Json.integer(n, "bootTimeoutMs"), Json.bool(n, "detached"),
                 Json.string(n, "home"), Json.bool(n, "ephemeral"), Json.integer(n, "idleTimeoutMs"),
-                n.has("cacheReclaimAfterMs") ? Json.integer(n, "cacheReclaimAfterMs") : 0, Json.integer(n, "maxDurationMs"), map(n, "restore"));
+                Json.integer(n, "cacheReclaimAfterMs"), Json.integer(n, "maxDurationMs"), map(n, "restore"));
     }
 
     @SuppressWarnings("unchecked")
