@@ -30,17 +30,6 @@ final class CborWriter {
         this.pos = pos;
     }
 
-    /** {@code node} as CBOR. */
-    static byte[] encode(JsonNode node) {
-        long size = size(node);
-        if (size > Integer.MAX_VALUE - 8) {
-            throw new IllegalArgumentException("a tree of " + size + " bytes as CBOR is too large for an array");
-        }
-        byte[] bytes = new byte[(int) size];
-        write(node, bytes, 0);
-        return bytes;
-    }
-
     /**
      * Writes {@code node} into {@code out} from {@code offset}, which must leave exactly
      * {@link #size}{@code (node)} bytes.

@@ -164,7 +164,7 @@ class FrameCodecTest {
     @Test
     void everyAcceptedRandomFrameEncodesAgainToTheSameFrame() throws IOException {
         Random random = new Random(7);
-        byte[] valid = CborWriter.encode(new com.fasterxml.jackson.databind.ObjectMapper().readTree(
+        byte[] valid = CborWriterTest.cbor(new com.fasterxml.jackson.databind.ObjectMapper().readTree(
                 "{\"v\":" + Protocol.VERSION + ",\"t\":\"exec.request\",\"p\":{\"cmd\":\"sh\",\"args\":[\"-c\",\"x\"],"
                         + "\"env\":{\"A\":\"b\"},\"n\":-5,\"big\":9000000000,\"t\":true,\"z\":null}}"));
         int accepted = 0;
@@ -201,7 +201,7 @@ class FrameCodecTest {
 
     private static byte[] cbor(String json) throws IOException {
         // definite lengths, as every peer of the protocol writes them
-        return CborWriter.encode(new com.fasterxml.jackson.databind.ObjectMapper().readTree(json));
+        return CborWriterTest.cbor(new com.fasterxml.jackson.databind.ObjectMapper().readTree(json));
     }
 
     private static byte[] frame(byte[] body) {
