@@ -716,7 +716,7 @@ public final class Supervisor {
 
     /** A name the guest reported (its agent's or kernel's version), cut short for clients' welcomes. */
     private static String guestText(String text) {
-        return text == null || text.length() <= GUEST_TEXT_CHARS ? text : text.substring(0, GUEST_TEXT_CHARS) + "...";
+        return text == null ? null : Json.brief(text, GUEST_TEXT_CHARS);
     }
 
     private String bootTimeoutReason() {
