@@ -84,6 +84,33 @@ class SandboxRuntimeInfoIT {
         }
     }
 
+    /**
+     * A client polling metrics without pause while the supervisor samples once a second: QEMU's
+     * disk counters are asked by the sampling thread alone (two threads on the monitor's one
+     * connection read each other's answers), so every answer is whole and the counters never go back.
+     */
+    @Test
+    @Timeout(120)
+    void metricsPolledWithoutPauseAreWholeAndNeverGoBack() throws Exception {
+        sandbox.shell("head -c 1000000 /dev/urandom > /root/poll.bin && sync");
+        long deadline = System.nanoTime() + Duration.ofSeconds(5).toNanos();
+        long lastRead = 0;
+        long lastWritten = 0;
+        int polls = 0;
+        while (System.nanoTime() < deadline) {
+            Metrics m = sandbox.metrics();
+            assertThat(m.diskReadBytes()).isGreaterThanOrEqualTo(lastRead);
+            assertThat(m.diskWriteBytes()).isGreaterThanOrEqualTo(lastWritten);
+            lastRead = m.diskReadBytes();
+            lastWritten = m.diskWriteBytes();
+            polls++;
+        }
+        assertThat(lastWritten).isGreaterThanOrEqualTo(1_000_000);
+        assertThat(polls).isGreaterThan(20);
+        assertThat(Files.readString(layout(sandbox.name()).supervisorLog())).doesNotContain("block statistics");
+        sandbox.shell("rm /root/poll.bin");
+    }
+
     @Test
     @Timeout(240)
     void handleMetricsOfAStoppedSandboxFail() throws Exception {

@@ -118,10 +118,18 @@ public final class Supervisor {
      */
     private final ScheduledExecutorService sampling = Executors.newSingleThreadScheduledExecutor(
             r -> SupervisorLog.daemon("metrics", r, e -> { }));
-    /** QEMU's disk counters for the metrics, over the second monitor; null until the sampling starts. */
+    /** QEMU's disk counters for the metrics, over the second monitor; null until the sampling starts. Asked by the metrics thread only. */
     private volatile BlockStats blockStats;
     /** Whether the last read of {@link #blockStats} failed: its failure is logged once, not every second. */
     private boolean blockStatsFailing;
+    /**
+     * The disk counters of the last sample, which clients' metrics requests are answered with:
+     * the monitor connection serves one question at a time (a second thread's question would
+     * read the first one's answer); null until a read succeeds, the last good ones while reads fail.
+     */
+    private volatile BlockStats.Totals diskTotals;
+    /** Done once the first reading of the disk counters has succeeded or failed. */
+    private final CompletableFuture<Void> firstDiskSample = new CompletableFuture<>();
     private final Map<Integer, ClientConnection> clientsBySlot = new ConcurrentHashMap<>();
     private final SessionRouter router = new SessionRouter();
     private final ByteBudget clientReadBudget = new ByteBudget(CLIENT_READ_BUDGET);
@@ -392,6 +400,9 @@ public final class Supervisor {
         watchdog.cancel(false);
         closeQuietly(vmServer);
         toGuest = new OutboundQueue("guest", vm, GUEST_QUEUE_BYTES, null);
+        blockStats = new BlockStats(layout.statsMonitorSocket(), QMP_TIMEOUT);
+        // the first disk reading, beside the rest of the boot: clients' metrics are answered from it
+        sampling.execute(this::sampleDisks);
         if (spec.restore() == null) {
             // clients wait for it, the boot need not
             qemuVersion = CompletableFuture.supplyAsync(this::queryQemuVersion, Supervisor::helperThread);
@@ -435,7 +446,6 @@ public final class Supervisor {
         if (spec.idleTimeoutMs() > 0) {
             everySecond(timers, this::checkIdle);
         }
-        blockStats = new BlockStats(layout.statsMonitorSocket(), QMP_TIMEOUT);
         everySecond(sampling, this::sampleMetrics);
         everySecond(timers, this::capVmmLog);
 
@@ -1481,6 +1491,7 @@ public final class Supervisor {
         } finally {
             checkpointGate.readLock().unlock();
         }
+        sampleDisks();
         ObjectNode sample = Json.object();
         sample.put("sampled_at_ms", System.currentTimeMillis());
         sample.set("host", hostMetrics());
@@ -1580,7 +1591,26 @@ public final class Supervisor {
                 + (pkg.isEmpty() ? "" : " (" + pkg + ")");
     }
 
+    /** Reads QEMU's disk counters into {@link #diskTotals}; on the metrics thread only. */
+    private void sampleDisks() {
+        BlockStats.Totals disks = readDiskTotals();
+        if (disks != null) {
+            diskTotals = disks;
+        }
+        firstDiskSample.complete(null);
+    }
+
     private ObjectNode hostMetrics() {
+        if (diskTotals == null) {
+            // a client that asks as soon as it hears of the boot: the first reading is under way
+            try {
+                firstDiskSample.get(QMP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } catch (ExecutionException | java.util.concurrent.TimeoutException e) {
+                // answered without disk figures
+            }
+        }
         ObjectNode p = Json.object();
         p.put("cpu_millipercent", sampler.cpuMilliPercent());
         p.put("vcpu_time_ns", sampler.cpuTimeNanos());
@@ -1589,21 +1619,30 @@ public final class Supervisor {
         io.microsandbox.runtime.network.NetworkRelay net = network;
         p.put("net_rx_bytes", net != null ? net.rxBytes() : 0);
         p.put("net_tx_bytes", net != null ? net.txBytes() : 0);
-        try {
-            BlockStats.Totals disks = blockStats.read();
+        BlockStats.Totals disks = diskTotals;
+        if (disks != null) {
             p.put("disk_read_bytes", disks.readBytes());
             p.put("disk_write_bytes", disks.writtenBytes());
+        }
+        return p;
+    }
+
+    /** QEMU's disk counters now, or null when they cannot be read (said once until they can, unless QEMU is being stopped). */
+    private BlockStats.Totals readDiskTotals() {
+        try {
+            BlockStats.Totals totals = blockStats.read();
             if (blockStatsFailing) {
                 blockStatsFailing = false;
                 SupervisorLog.log("block statistics read again");
             }
+            return totals;
         } catch (IOException e) {
-            if (!blockStatsFailing) {
-                blockStatsFailing = true;
+            if (!blockStatsFailing && stopReason == null && !killRequested) {
                 SupervisorLog.warn("cannot read block statistics (logged once until they can): " + e.getMessage());
             }
+            blockStatsFailing = true;
+            return null;
         }
-        return p;
     }
 
     /**
