@@ -64,7 +64,10 @@ public final class QmpClient {
             this.socket = socket;
             this.in = new BufferedInputStream(ChannelStreams.input(channel));
             this.out = ChannelStreams.output(channel);
+            // connected within the deadline too: a QEMU whose main loop is stuck accepts nobody,
+            // and once its backlog (of one) is full a blocking connect would wait for ever
             greeting = within(timeout, "greeting", () -> {
+                channel.connect(UnixDomainSocketAddress.of(socket));
                 String line = BoundedLines.read(in, MAX_LINE_BYTES, "QEMU's monitor");
                 JsonNode node = line == null ? null : Json.parse(line);
                 if (node == null || !node.has("QMP")) {
@@ -81,7 +84,7 @@ public final class QmpClient {
          * that opens is a monitor that answers.
          */
         public static Session open(Path socket, java.time.Duration timeout) throws IOException {
-            SocketChannel channel = SocketChannel.open(UnixDomainSocketAddress.of(socket));
+            SocketChannel channel = SocketChannel.open(java.net.StandardProtocolFamily.UNIX);
             try {
                 return new Session(channel, socket, timeout);
             } catch (IOException | RuntimeException e) {
