@@ -301,7 +301,9 @@ public final class NetworkRelay implements AutoCloseable {
         List<String> claimed = List.of();
         boolean nameStillToCome = false;
         if (tls != null || matcher.needsServerName(Protocol.TCP, port)) {
-            // domain rules also match the TLS SNI / HTTP Host: let the guest send its first bytes
+            // domain rules also match the TLS SNI / HTTP Host: let the guest send its first bytes,
+            // kept from the first (they may come before this thread waits for them)
+            c.startSniffing();
             guest.urgent(new Frame(c.id, 0, Net.CONNECTED, Json.object()));
             ServerNameSniffer.Result sniffed = c.awaitServerName();
             claimed = sniffed.name().map(List::of).orElse(List.of());
@@ -1009,11 +1011,18 @@ public final class NetworkRelay implements AutoCloseable {
             return head != null && headLen > 0 && (head[0] & 0xff) == 0x16;
         }
 
-        /** Waits for the guest's first bytes to name a server (or not); a silent client is decided without a name. */
+        /** Keeps the guest's first bytes from now on, for {@link #awaitServerName}. */
+        synchronized void startSniffing() {
+            head = new byte[ServerNameSniffer.MAX_BYTES];
+        }
+
+        /**
+         * Waits for the guest's first bytes, kept since {@link #startSniffing}, to name a server
+         * (or not); a silent client is decided without a name.
+         */
         ServerNameSniffer.Result awaitServerName() {
             long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(SNIFF_TIMEOUT_MS);
             synchronized (this) {
-                head = new byte[ServerNameSniffer.MAX_BYTES];
                 try {
                     while (true) {
                         ServerNameSniffer.Result r = ServerNameSniffer.sniff(head, headLen);
