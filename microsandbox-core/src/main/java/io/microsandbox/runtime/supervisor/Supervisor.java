@@ -163,7 +163,12 @@ public final class Supervisor {
     private CompletableFuture<Void> memoryFill = CompletableFuture.completedFuture(null);
     /** When the boot watchdog fires ({@link System#nanoTime}): what the boot's own waits are bounded by. */
     private long bootDeadlineNanos;
+    /** Whether the sandbox serves: from then on the VM's end is recorded by {@link #vmmExited}. Guarded by {@link #bootEnd}. */
     private volatile boolean booted;
+    /** Whether the VM ended before the sandbox served, after which the boot cannot succeed. Guarded by {@link #bootEnd}. */
+    private boolean exitedDuringBoot;
+    /** Orders the boot's end against the VM's: exactly one of the two handles a VM that ends as the boot ends. */
+    private final Object bootEnd = new Object();
     /** Set once the creator has heard that the sandbox is ready; a failure before must reach it as a failed boot. */
     private volatile boolean readyReported;
     private volatile boolean detached;
@@ -423,7 +428,13 @@ public final class Supervisor {
         if (failure != null) {
             return failBoot(failure, true);
         }
-        booted = true;
+        synchronized (bootEnd) {
+            booted = !exitedDuringBoot;
+        }
+        if (!booted) {
+            // it ended after the handshake (which then had nothing to fail): the boot fails instead of serving nobody
+            return failBoot("the VMM exited (" + VmmProcess.describe(vmm.waitStatus()) + ") as the sandbox became ready");
+        }
         // serving before the creator hears of it, so its connection is accepted at once
         sampler.start(vmm.pid());
         SupervisorLog.daemon("agent-reader", this::relayAgentFrames, this::relayFailed).start();
@@ -747,7 +758,10 @@ public final class Supervisor {
 
     private void vmmExited(int status) {
         SupervisorLog.log("VMM exited: " + VmmProcess.describe(status));
-        if (!booted) {
+        synchronized (bootEnd) {
+            exitedDuringBoot = !booted;
+        }
+        if (exitedDuringBoot) {
             // the boot fails now rather than at the timeout
             unblockHandshake();
             return;

@@ -32,7 +32,7 @@ import java.util.Arrays;
  * 2 GiB), {@code noisy} (honest, but writes megabytes to its stderr, which is the VMM's
  * log), {@code big-hello} (honest, but says hello with a 1 MiB agent name), {@code silent} (never says hello), {@code setup-error} (says hello, then answers
  * {@code core.configure} with {@code core.error}), {@code setup-exit} (says hello, then exits
- * with status 3 during the set-up), {@code mute-monitor} (honest, but its two QMP sockets
+ * with status 3 during the set-up), {@code ready-exit} (exits with status 3 right after saying it is ready), {@code mute-monitor} (honest, but its two QMP sockets
  * (its third and fourth arguments) accept connections and never answer, as a stuck QEMU's would, and it ignores
  * {@code core.shutdown}, so only the supervisor's kill ends it). Resumed from a checkpoint (its third argument is
  * the QMP socket it serves, as QEMU would, saying the VM runs): {@code restore-silent} (never
@@ -69,6 +69,9 @@ public final class HostileAgent {
             Thread.sleep(Long.MAX_VALUE);
         }
         link.write(new Frame(0, 0, Protocol.CORE_READY, NODES.objectNode().put("boot_time_ns", 1).put("init_time_ns", 2).put("ready_time_ns", 3)));
+        if (scenario.equals("ready-exit")) {
+            Runtime.getRuntime().halt(3); // as a VM that dies the moment its guest is ready
+        }
         if (scenario.equals("noisy")) {
             Thread noise = new Thread(() -> {
                 byte[] line = ("qemu: a device error the guest can provoke again and again " + "x".repeat(960) + "\n").getBytes();

@@ -165,6 +165,29 @@ class HostileGuestIT {
         }
     }
 
+    /**
+     * A VM that dies the moment its guest says it is ready, while the supervisor finishes the
+     * boot: the boot fails or the run ends as the VM did, never a supervisor that serves a
+     * VM that is gone and waits for its end for ever.
+     */
+    @Test
+    void aVmThatDiesAsItBecomesReadyEndsItsRun() throws Exception {
+        for (int attempt = 0; attempt < 3; attempt++) {
+            String name = HostileSandboxes.bootKeepingRecord("ready-exit");
+            try {
+                SandboxHandle handle = awaitTerminal(name);
+                assertThat(handle.status()).isEqualTo(SandboxStatus.CRASHED);
+                assertThat(handle.lastStop().orElseThrow().exitCode()).isEqualTo(3);
+            } finally {
+                try {
+                    Sandbox.remove(name);
+                } catch (io.microsandbox.MicrosandboxException stillRunning) {
+                    // the assertion above failed and says why
+                }
+            }
+        }
+    }
+
     /** Finding 3: an attached sandbox whose guest stopped reading still stops when its creator goes. */
     @Test
     void anAttachedSandboxWithADeafGuestStopsWhenItsCreatorGoes() throws Exception {

@@ -10,6 +10,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
+import static org.assertj.core.api.Assertions.assertThat;
 
 /**
  * Sandboxes whose "VM" is a {@link HostileAgent}: a real supervisor, a real database record
@@ -69,6 +70,22 @@ final class HostileSandboxes {
             return new Failed(name, e);
         }
         throw new AssertionError("the boot of scenario " + scenario + " did not fail");
+    }
+
+    /**
+     * Boots a stand-in whose boot may fail or succeed: its record stays either way, and a
+     * sandbox that booted is left to end by itself.
+     *
+     * @return the sandbox's name
+     */
+    static String bootKeepingRecord(String scenario) throws Exception {
+        String name = uniqueName(scenario);
+        try {
+            boot(name, scenario, 30_000, null, true).sandbox().detach();
+        } catch (io.microsandbox.MicrosandboxException e) {
+            assertThat(e.kind()).isEqualTo(io.microsandbox.ErrorKind.BOOT_FAILED);
+        }
+        return name;
     }
 
     /** A boot that failed: the sandbox's name and what its creator was told. */
