@@ -362,6 +362,23 @@ class SandboxExecIT {
         assertThat(sandbox.shell("echo fine").stdout()).isEqualTo("fine\n");
     }
 
+    /** A connection that never says hello is closed after the hello timeout instead of holding a thread for ever. */
+    @Test
+    void aConnectionThatNeverSaysHelloIsClosed() throws Exception {
+        Path socket = SandboxLayout.of(RuntimeFiles.defaultHome(), sandbox.name()).agentSocket();
+        java.util.concurrent.ExecutorService reader = java.util.concurrent.Executors.newSingleThreadExecutor();
+        try (java.nio.channels.SocketChannel silent = java.nio.channels.SocketChannel.open(java.net.UnixDomainSocketAddress.of(socket))) {
+            long start = System.nanoTime();
+            int read = reader.submit(() -> silent.read(java.nio.ByteBuffer.allocate(64))).get(60, java.util.concurrent.TimeUnit.SECONDS);
+            assertThat(read).isEqualTo(-1);
+            assertThat(Duration.ofNanos(System.nanoTime() - start))
+                    .isGreaterThanOrEqualTo(Duration.ofMillis(io.microsandbox.runtime.supervisor.Supervisor.CLIENT_HELLO_TIMEOUT_MS - 500));
+        } finally {
+            reader.shutdownNow();
+        }
+        assertThat(sandbox.exec("echo", List.of("served")).stdout()).isEqualTo("served\n");
+    }
+
     @Test
     void recordsOutputInTheExecLog() {
         sandbox.shell("echo log-marker-out; echo log-marker-err >&2");

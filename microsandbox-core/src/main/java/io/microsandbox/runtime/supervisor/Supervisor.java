@@ -70,6 +70,8 @@ public final class Supervisor {
     /** Grace period of stops the supervisor decides on itself (drain, idle, max duration). */
     static final long STOP_GRACE_MS = 10_000;
     static final int MAX_CLIENTS = 255;
+    /** How long a connection may take to say {@code sup.hello}; a client sends it as it connects. */
+    public static final long CLIENT_HELLO_TIMEOUT_MS = 10_000;
     /** How long file data from a client waits for room in the guest queue before its transfer is cancelled. */
     static final long FS_QUEUE_WAIT_MS = 10_000;
     /** Frames waiting for the guest; past this, new requests are refused: the guest is not reading. */
@@ -131,6 +133,8 @@ public final class Supervisor {
     /** Done once the first reading of the disk counters has succeeded or failed. */
     private final CompletableFuture<Void> firstDiskSample = new CompletableFuture<>();
     private final Map<Integer, ClientConnection> clientsBySlot = new ConcurrentHashMap<>();
+    /** Connections accepted whose {@code sup.hello} has not come yet: at most {@link #MAX_CLIENTS}. */
+    private final java.util.concurrent.atomic.AtomicInteger awaitingHello = new java.util.concurrent.atomic.AtomicInteger();
     private final SessionRouter router = new SessionRouter();
     private final ByteBudget clientReadBudget = new ByteBudget(CLIENT_READ_BUDGET);
     private final ByteBudget clientQueueBudget = new ByteBudget(CLIENT_QUEUE_BUDGET);
@@ -1014,6 +1018,13 @@ public final class Supervisor {
                 return;
             }
             FrameLink link = new FrameLink(channel);
+            if (awaitingHello.incrementAndGet() > MAX_CLIENTS) {
+                // connections that never say hello must not cost a thread each without end
+                awaitingHello.decrementAndGet();
+                SupervisorLog.debug("refused a connection: " + MAX_CLIENTS + " others have not said hello yet");
+                link.close();
+                continue;
+            }
             SupervisorLog.daemon("client", () -> serveClient(link), e -> link.close()).start();
         }
     }
@@ -1021,7 +1032,14 @@ public final class Supervisor {
     private void serveClient(FrameLink link) {
         ClientConnection client = null;
         try {
-            Frame hello = link.read(clientReadBudget);
+            Frame hello;
+            ScheduledFuture<?> helloDeadline = timers.schedule(link::close, CLIENT_HELLO_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            try {
+                hello = link.read(clientReadBudget);
+            } finally {
+                helloDeadline.cancel(false);
+                awaitingHello.decrementAndGet();
+            }
             if (hello == null || !Protocol.SUP_HELLO.equals(hello.type())) {
                 link.close();
                 return;
