@@ -1310,7 +1310,8 @@ public final class Supervisor {
         thread.scheduleAtFixedRate(() -> {
             try {
                 task.run();
-            } catch (RuntimeException e) {
+            } catch (RuntimeException | Error e) {
+                // an Error too: a scheduled task that throws is never run again, silently
                 SupervisorLog.error("periodic task failed: " + e);
             }
         }, 1, 1, TimeUnit.SECONDS);
@@ -1625,11 +1626,14 @@ public final class Supervisor {
 
     /** Reads QEMU's disk counters into {@link #diskTotals}; on the metrics thread only. */
     private void sampleDisks() {
-        BlockStats.Totals disks = readDiskTotals();
-        if (disks != null) {
-            diskTotals = disks;
+        try {
+            BlockStats.Totals disks = readDiskTotals();
+            if (disks != null) {
+                diskTotals = disks;
+            }
+        } finally {
+            firstDiskSample.complete(null);
         }
-        firstDiskSample.complete(null);
     }
 
     private ObjectNode hostMetrics() {
