@@ -497,8 +497,9 @@ public final class Sandbox implements AutoCloseable {
      * (detached from any open exec session) keep running in the restored guests.
      *
      * @throws MicrosandboxException {@link ErrorKind#UNSUPPORTED_OPERATION} while an exec or file
-     *         session is open or the sandbox is paused (a frame cut in two by the pause would end
-     *         up in the checkpoint), {@link ErrorKind#SNAPSHOT_ALREADY_EXISTS} when the name is
+     *         session or a network connection is open, the sandbox is paused or a pause or resume
+     *         is under way (a frame cut in two by the pause would end up in the checkpoint; a
+     *         guest resumed during it would change while it is copied), {@link ErrorKind#SNAPSHOT_ALREADY_EXISTS} when the name is
      *         taken, {@link ErrorKind#SANDBOX_NOT_RUNNING} when it is stopping or draining
      */
     public Checkpoint checkpoint(String nameOrPath, AfterCheckpoint after) {

@@ -13,6 +13,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.junit.jupiter.api.Test;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /**
  * Checkpoints of one name taken and removed at the same time, against a real VM: one take
@@ -102,6 +103,80 @@ class CheckpointConcurrencyIT {
             // a spare supervisor started for this home would write into it while it is deleted
             io.microsandbox.runtime.supervisor.SpareSupervisors.release(runtime.home());
             SandboxPreparer.deleteTree(base);
+        }
+    }
+
+    /**
+     * A network connection open through a published port: the guest could be writing its data
+     * as the VM stops, cutting a frame in two inside the checkpoint, so the checkpoint is
+     * refused, saying why; once the connection is closed it is taken and restores.
+     */
+    @Test
+    void aCheckpointWaitsForTheSandboxsNetworkConnectionsToClose() throws Exception {
+        Path base = Files.createTempDirectory("msb-cp-net");
+        Microsandbox runtime = Microsandbox.builder().home(base.resolve("home"))
+                .kernelDir(io.microsandbox.runtime.vmm.KernelBundle.locate(io.microsandbox.runtime.RuntimeFiles.defaultHome()).dir()).build();
+        int published;
+        try (java.net.ServerSocket free = new java.net.ServerSocket(0)) {
+            published = free.getLocalPort();
+        }
+        try {
+            Checkpoint cp = null;
+            try (Sandbox sb = runtime.create("net-src", TestSandboxes.config().ports(java.util.Map.of(published, 8000)).build())) {
+                sb.shell("setsid python3 -m http.server 8000 > /dev/null 2>&1 < /dev/null &");
+                awaitServing(published);
+                try (java.net.Socket held = new java.net.Socket("127.0.0.1", published)) {
+                    // the relay opens the guest's side when the host's connection is accepted
+                    Thread.sleep(1000);
+                    assertThatThrownBy(() -> sb.checkpoint("with-connection"))
+                            .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                                assertThat(e.kind()).isEqualTo(ErrorKind.UNSUPPORTED_OPERATION);
+                                assertThat(e.getMessage()).contains("1 network connection(s) or UDP flow(s) are open");
+                            });
+                }
+                for (long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(30); cp == null; Thread.sleep(200)) {
+                    try {
+                        cp = sb.checkpoint("closed");
+                    } catch (MicrosandboxException e) {
+                        if (e.kind() != ErrorKind.UNSUPPORTED_OPERATION || System.nanoTime() > end) {
+                            throw e;
+                        }
+                    }
+                }
+            }
+            // once the source has given its published port back
+            try (Sandbox restored = runtime.restore("net-restored", cp, RestoreOptions.defaults())) {
+                assertThat(restored.exec("echo", List.of("restored")).stdout()).isEqualTo("restored\n");
+            }
+        } finally {
+            for (String name : List.of("net-src", "net-restored")) {
+                runtime.find(name).ifPresent(h -> {
+                    h.kill();
+                    h.remove();
+                });
+            }
+            io.microsandbox.runtime.supervisor.SpareSupervisors.release(runtime.home());
+            SandboxPreparer.deleteTree(base);
+        }
+    }
+
+    /** Waits until a whole HTTP answer comes through the published port. */
+    private static void awaitServing(int port) throws Exception {
+        for (long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(60); ; Thread.sleep(250)) {
+            try (java.net.Socket s = new java.net.Socket("127.0.0.1", port)) {
+                s.setSoTimeout(5000);
+                s.getOutputStream().write("GET / HTTP/1.0\r\n\r\n".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+                if (new String(s.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.ISO_8859_1).startsWith("HTTP/1.0 200")) {
+                    return;
+                }
+            } catch (java.io.IOException notYet) {
+                if (System.nanoTime() > end) {
+                    throw notYet;
+                }
+            }
+            if (System.nanoTime() > end) {
+                throw new AssertionError("nothing served on port " + port);
+            }
         }
     }
 }

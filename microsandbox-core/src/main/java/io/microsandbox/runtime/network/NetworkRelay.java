@@ -197,6 +197,11 @@ public final class NetworkRelay implements AutoCloseable {
     }
 
     /** Bytes the guest received over the network (connections and lookups). */
+    /** TCP connections and UDP flows open now, the guest's and published ports'. */
+    public int openFlows() {
+        return connections.size() + udpFlows.size();
+    }
+
     public long rxBytes() {
         return rxBytes.get();
     }

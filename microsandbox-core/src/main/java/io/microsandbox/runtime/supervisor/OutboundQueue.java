@@ -21,6 +21,10 @@ final class OutboundQueue {
     private final Deque<Entry> frames = new ArrayDeque<>();
     private long queuedBytes;
     private boolean ended;
+    /** The frame queued by {@link #offerThenHold} that the writer has not taken yet; null when none. */
+    private Entry holdAfter;
+    /** Whether the writer waits, after that frame, until {@link #releaseHold}. */
+    private boolean held;
     private final java.util.concurrent.CountDownLatch closed = new java.util.concurrent.CountDownLatch(1);
 
     /**
@@ -45,11 +49,36 @@ final class OutboundQueue {
         if (ended) {
             return true; // the peer is being closed: the frame has nowhere to go
         }
+        return queue(frame, false);
+    }
+
+    /**
+     * Queues an encoded frame at the back, like {@link #offer(byte[])}, and holds every frame
+     * after it: once it is written, what is queued (urgent frames too) waits for
+     * {@link #releaseHold}, within the bounds. A checkpoint's last frame: nothing may follow it
+     * into the guest until the guest runs again.
+     */
+    synchronized boolean offerThenHold(byte[] frame) {
+        return !ended && queue(frame, true);
+    }
+
+    /** Lets the writer go on after {@link #offerThenHold}'s frame, or not hold at all if it is still queued. */
+    synchronized void releaseHold() {
+        holdAfter = null;
+        held = false;
+        notifyAll();
+    }
+
+    private boolean queue(byte[] frame, boolean hold) {
         if (queuedBytes + frame.length > maxBytes || (shared != null && !shared.tryAcquire(frame.length))) {
             return false;
         }
         queuedBytes += frame.length;
-        frames.addLast(new Entry(frame, true));
+        Entry entry = new Entry(frame, true);
+        frames.addLast(entry);
+        if (hold) {
+            holdAfter = entry;
+        }
         notifyAll();
         return true;
     }
@@ -121,10 +150,15 @@ final class OutboundQueue {
             while (true) {
                 Entry next;
                 synchronized (this) {
-                    while (frames.isEmpty()) {
+                    // a hold ends with the queue: what a closing peer is owed is written
+                    while (frames.isEmpty() || (held && !ended)) {
                         wait();
                     }
                     next = frames.pollFirst();
+                    if (next == holdAfter) {
+                        holdAfter = null;
+                        held = true;
+                    }
                 }
                 if (next == END) {
                     return;

@@ -181,10 +181,22 @@ public final class Supervisor {
     private volatile boolean paused;
     /** Set while a memory checkpoint runs: the guest link must stay quiet (see {@link #checkpoint(Frame)}). */
     private volatile boolean checkpointing;
-    /** Session starts hold it to read {@link #checkpointing}; a checkpoint holds it to set it. */
+    /**
+     * Session starts and stop requests hold it to read {@link #checkpointing}; a checkpoint
+     * holds it to set it: a stop either comes first (and the checkpoint is refused) or sees it.
+     */
     private final java.util.concurrent.locks.ReadWriteLock checkpointGate = new java.util.concurrent.locks.ReentrantReadWriteLock();
-    /** Completed by the agent's answer to the supervisor's own ping on id 0. */
-    private volatile java.util.concurrent.CompletableFuture<Void> pong;
+    /**
+     * Held while the VM's run state changes, with {@link #paused}: a pause, a resume, a
+     * checkpoint (from its checks to the guest running again), the resume before a stop. A
+     * resume during a checkpoint would run the guest while its memory is copied.
+     */
+    private final java.util.concurrent.locks.ReentrantLock runState = new java.util.concurrent.locks.ReentrantLock();
+    /** The supervisor's own pings on id 0 (a checkpoint's), and the agent's answers to them, in order. */
+    private final AtomicLong pingsSent = new AtomicLong();
+    private final AtomicLong pongsReceived = new AtomicLong();
+    /** The checkpoint's ping awaiting its answer; null when none: a late answer to an earlier ping is not its answer. */
+    private volatile PongWait pong;
     /** The reason of the first stop request; null while none was made. */
     private volatile String stopReason;
     /** When QEMU was started (System.nanoTime), for the boot timeline. */
@@ -992,9 +1004,10 @@ public final class Supervisor {
         switch (frame.type()) {
             case Protocol.CORE_SHUTDOWN -> SupervisorLog.log("agent acknowledged shutdown");
             case Protocol.CORE_PONG -> {
-                var waiting = pong;
-                if (waiting != null) {
-                    waiting.complete(null);
+                long answered = pongsReceived.incrementAndGet();
+                PongWait waiting = pong;
+                if (waiting != null && answered >= waiting.ping()) {
+                    waiting.answered().complete(null);
                 }
             }
             case Protocol.CORE_STATS -> {
@@ -1369,7 +1382,7 @@ public final class Supervisor {
 
     private void checkIdle() {
         long since = lastActivity;
-        if (!paused && idleSince(since, spec.idleTimeoutMs())) {
+        if (!paused && !checkpointing && idleSince(since, spec.idleTimeoutMs())) {
             SupervisorLog.log("idle for " + TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - since) + " ms");
             requestStop(STOP_GRACE_MS, "idle-timeout");
         }
@@ -1418,18 +1431,7 @@ public final class Supervisor {
                 drain();
                 client.send(ok(request));
             }
-            case Protocol.SUP_PAUSE, Protocol.SUP_RESUME -> {
-                boolean pause = Protocol.SUP_PAUSE.equals(request.type());
-                try {
-                    QmpClient.execute(layout.qmpSocket(), pause ? "stop" : "cont", QMP_TIMEOUT);
-                    paused = pause;
-                    lastActivity = System.nanoTime();
-                    store.updateStatus(spec.name(), pause ? "paused" : draining ? "draining" : "running");
-                    client.send(ok(request));
-                } catch (IOException | RuntimeException e) {
-                    client.send(errorFrame(request.id(), (pause ? "pause" : "resume") + " failed: " + e.getMessage()));
-                }
-            }
+            case Protocol.SUP_PAUSE, Protocol.SUP_RESUME -> client.send(pauseOrResume(request, Protocol.SUP_PAUSE.equals(request.type())));
             case Protocol.SUP_METRICS -> client.send(new Frame(request.id(), Protocol.FLAG_TERMINAL, Protocol.SUP_METRICS, hostMetrics()));
             case Protocol.SUP_CHECKPOINT -> client.send(checkpoint(request));
             case Protocol.SUP_KILL -> {
@@ -1441,20 +1443,76 @@ public final class Supervisor {
         }
     }
 
+    /** {@code sup.pause} / {@code sup.resume}: QMP {@code stop} / {@code cont}, one run-state change at a time. */
+    private Frame pauseOrResume(Frame request, boolean pause) {
+        String verb = pause ? "pause" : "resume";
+        try {
+            // a pause or resume under way ends within QMP's timeout; a checkpoint may take minutes
+            if (!runState.tryLock(QMP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
+                return errorFrame(request.id(), ErrorKind.UNSUPPORTED_OPERATION, verb + " refused: "
+                        + (checkpointing ? "a checkpoint is being taken" : "another pause or resume is under way"));
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return errorFrame(request.id(), verb + " failed: interrupted");
+        }
+        try {
+            if (pause && (stopReason != null || killRequested)) {
+                // a paused guest could not shut down: the stop would end in its kill
+                return errorFrame(request.id(), ErrorKind.SANDBOX_NOT_RUNNING, "pause refused: the sandbox is stopping");
+            }
+            QmpClient.execute(layout.qmpSocket(), pause ? "stop" : "cont", QMP_TIMEOUT);
+            paused = pause;
+            lastActivity = System.nanoTime();
+            store.updateStatus(spec.name(), pause ? "paused" : draining ? "draining" : "running");
+            return ok(request);
+        } catch (IOException | RuntimeException e) {
+            return errorFrame(request.id(), verb + " failed: " + e.getMessage());
+        } finally {
+            runState.unlock();
+        }
+    }
+
+    /** A ping of the supervisor's own and the future its answer completes. */
+    private record PongWait(long ping, java.util.concurrent.CompletableFuture<Void> answered) {
+    }
+
     /**
      * Takes a memory checkpoint ({@code sup.checkpoint {memory_file, upper_file, resume, timeout_ms}}):
      * pause, save memory and device state, copy the upper disk, then resume, or resume and stop
      * gracefully. A frame in flight at the pause would be cut in two in the saved guest, and
      * its rest would reach the restored sandbox's supervisor: so the checkpoint needs nothing
-     * open on the guest link, refuses new requests while it runs, and first proves the link
-     * quiet with a ping whose answer comes after every earlier frame's.
+     * open on the guest link (network connections included), refuses new requests while it
+     * runs, proves the link quiet with a ping whose answer comes after every earlier frame's,
+     * and holds whatever is queued for the guest after the ping until the guest runs again.
      */
     private Frame checkpoint(Frame request) {
+        try {
+            if (!runState.tryLock(QMP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
+                return errorFrame(request.id(), ErrorKind.UNSUPPORTED_OPERATION,
+                        checkpointing ? "another checkpoint is being taken" : "a pause or resume is under way");
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return errorFrame(request.id(), ErrorKind.IO, "checkpoint failed: interrupted");
+        }
+        try {
+            return checkpointHoldingRunState(request);
+        } finally {
+            runState.unlock();
+        }
+    }
+
+    private Frame checkpointHoldingRunState(Frame request) {
+        io.microsandbox.runtime.network.NetworkRelay net = network;
+        int flows = net != null ? net.openFlows() : 0;
         checkpointGate.writeLock().lock();
         try {
             String busy = checkpointing ? "another checkpoint is being taken"
                     : paused ? "the sandbox is paused; resume it first"
                     : router.routes() > 0 ? router.routes() + " command(s), transfer(s) or request(s) are open; a checkpoint needs them finished"
+                    // the guest may be writing one's data as the VM stops: its frame would be cut in two
+                    : flows > 0 ? flows + " network connection(s) or UDP flow(s) are open; a checkpoint needs them closed"
                     : null;
             if (stopReason != null || killRequested || draining) {
                 return errorFrame(request.id(), ErrorKind.SANDBOX_NOT_RUNNING, "the sandbox is " + (draining ? "draining" : "stopping"));
@@ -1468,8 +1526,9 @@ public final class Supervisor {
         }
         try {
             var answered = new java.util.concurrent.CompletableFuture<Void>();
-            pong = answered;
-            if (!toGuest.offer(FrameCodec.encode(new Frame(0, 0, Protocol.CORE_PING, Json.object())))) {
+            pong = new PongWait(pingsSent.incrementAndGet(), answered);
+            // nothing queued after the ping reaches the guest before it runs again
+            if (!toGuest.offerThenHold(FrameCodec.encode(new Frame(0, 0, Protocol.CORE_PING, Json.object())))) {
                 throw new IOException("the guest is not reading its channel");
             }
             answered.get(QMP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
@@ -1498,6 +1557,7 @@ public final class Supervisor {
             return errorFrame(request.id(), ErrorKind.IO, "checkpoint failed: " + reason);
         } finally {
             pong = null;
+            toGuest.releaseHold();
             checkpointing = false;
             lastActivity = System.nanoTime();
             if (stopReason != null) {
@@ -1687,10 +1747,17 @@ public final class Supervisor {
      * before anything is sent, and what is sent is only queued.
      */
     void requestStop(long graceMs, String reason) {
-        synchronized (this) {
-            if (stopReason == null) {
-                stopReason = reason;
+        boolean duringCheckpoint;
+        checkpointGate.readLock().lock();
+        try {
+            synchronized (this) {
+                if (stopReason == null) {
+                    stopReason = reason;
+                }
             }
+            duringCheckpoint = checkpointing;
+        } finally {
+            checkpointGate.readLock().unlock();
         }
         SupervisorLog.log("stop requested (" + reason + "), grace " + graceMs + " ms");
         timers.schedule(() -> {
@@ -1703,23 +1770,38 @@ public final class Supervisor {
             vmm.kill();
             return;
         }
-        if (paused) {
-            // a paused guest cannot shut down: let it run again first (off this thread: QMP may be slow)
-            SupervisorLog.daemon("resume-for-stop", () -> {
-                try {
-                    QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
-                    paused = false;
-                } catch (IOException e) {
-                    SupervisorLog.warn("cannot resume the VM to stop it: " + e.getMessage());
-                }
-            }, e -> { }).start();
+        if (paused || (runState.isLocked() && !duringCheckpoint)) {
+            // a paused guest (or one a pause under way leaves paused) cannot shut down: let it run
+            // again first, off this thread: QMP may be slow; a checkpoint resumes it itself
+            SupervisorLog.daemon("resume-for-stop", this::resumeForStop, e -> { }).start();
         }
-        if (checkpointing) {
+        if (duringCheckpoint) {
             // a frame sent now would be saved inside the checkpoint: checkpoint() sends it once the guest runs again
             SupervisorLog.log("the shutdown request waits for the checkpoint to end");
             return;
         }
         toGuest.urgent(FrameCodec.encode(new Frame(0, Protocol.FLAG_SHUTDOWN, Protocol.CORE_SHUTDOWN, null)));
+    }
+
+    private void resumeForStop() {
+        try {
+            if (!runState.tryLock(2 * QMP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
+                SupervisorLog.warn("cannot resume the VM to stop it: its run state is changing; it is killed after the grace period");
+                return;
+            }
+        } catch (InterruptedException e) {
+            return;
+        }
+        try {
+            if (paused) {
+                QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
+                paused = false;
+            }
+        } catch (IOException e) {
+            SupervisorLog.warn("cannot resume the VM to stop it: " + e.getMessage());
+        } finally {
+            runState.unlock();
+        }
     }
 
     /** Watches the creator: end of stdin without a detach byte first stops an attached sandbox. */

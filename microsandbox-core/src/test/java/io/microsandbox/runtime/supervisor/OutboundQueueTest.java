@@ -1,0 +1,105 @@
+package io.microsandbox.runtime.supervisor;
+
+import io.microsandbox.runtime.agent.Frame;
+import io.microsandbox.runtime.agent.FrameCodec;
+import io.microsandbox.runtime.agent.FrameLink;
+import io.microsandbox.runtime.agent.Protocol;
+import io.microsandbox.runtime.Json;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/** The writer's hold after a checkpoint's ping, over a real socket. */
+class OutboundQueueTest {
+    private Path dir;
+    private SocketChannel peerSide;
+    private FrameLink peer;
+    private OutboundQueue queue;
+    private final ExecutorService reader = Executors.newSingleThreadExecutor();
+
+    @BeforeEach
+    void connect() throws Exception {
+        dir = Files.createTempDirectory("msb-queue");
+        Path socket = dir.resolve("s");
+        try (ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+            server.bind(UnixDomainSocketAddress.of(socket));
+            SocketChannel ours = SocketChannel.open(UnixDomainSocketAddress.of(socket));
+            peerSide = server.accept();
+            peer = new FrameLink(peerSide);
+            queue = new OutboundQueue("test", new FrameLink(ours), 1 << 20, null);
+        }
+    }
+
+    @AfterEach
+    void close() throws Exception {
+        queue.abort();
+        peer.close();
+        reader.shutdownNow();
+        Files.deleteIfExists(dir.resolve("s"));
+        Files.delete(dir);
+    }
+
+    @Test
+    void framesQueuedAfterAHeldFrameWaitForTheRelease() throws Exception {
+        assertThat(queue.offer(frame("before"))).isTrue();
+        assertThat(queue.offerThenHold(frame("ping"))).isTrue();
+        assertThat(read()).isEqualTo("before");
+        assertThat(read()).isEqualTo("ping");
+        // queued after the ping: neither a counted frame nor an urgent one goes out
+        assertThat(queue.offer(frame("data"))).isTrue();
+        queue.urgent(frame("window"));
+        Future<String> next = reader.submit(() -> peer.read().type());
+        assertThatThrownBy(() -> next.get(500, TimeUnit.MILLISECONDS)).isInstanceOf(TimeoutException.class);
+        assertThat(queue.queuedBytes()).isPositive();
+
+        queue.releaseHold();
+        assertThat(next.get(5, TimeUnit.SECONDS)).isEqualTo("window");
+        assertThat(read()).isEqualTo("data");
+        assertThat(queue.queuedBytes()).isZero();
+    }
+
+    /** A checkpoint that fails before its ping is written releases a hold that has not begun: none begins later. */
+    @Test
+    void aReleaseBeforeTheHeldFrameIsWrittenCancelsTheHold() throws Exception {
+        // the peer reads nothing for a while: the writer blocks in a large frame, the ping waits behind it
+        assertThat(queue.offer(FrameCodec.encode(new Frame(0, 0, "large", Json.object().put("data", new byte[900_000]))))).isTrue();
+        Thread.sleep(200);
+        assertThat(queue.offerThenHold(frame("ping"))).isTrue();
+        queue.releaseHold();
+        assertThat(queue.offer(frame("after"))).isTrue();
+        assertThat(read()).isEqualTo("large");
+        assertThat(read()).isEqualTo("ping");
+        assertThat(read()).isEqualTo("after");
+    }
+
+    @Test
+    void aHoldEndsWhenTheQueueIsFinished() throws Exception {
+        assertThat(queue.offerThenHold(frame("ping"))).isTrue();
+        assertThat(queue.offer(frame("last"))).isTrue();
+        assertThat(read()).isEqualTo("ping");
+        queue.finish();
+        assertThat(read()).isEqualTo("last");
+        assertThat(queue.awaitClosed(5000)).isTrue();
+    }
+
+    private String read() throws Exception {
+        return reader.submit(() -> peer.read().type()).get(5, TimeUnit.SECONDS);
+    }
+
+    private static byte[] frame(String type) {
+        return FrameCodec.encode(new Frame(0, 0, type, Json.object().put("p", Protocol.VERSION)));
+    }
+}
