@@ -160,6 +160,59 @@ class CheckpointConcurrencyIT {
         }
     }
 
+    /**
+     * A pause asked for while a checkpoint is taken waits for it (the guest must not change
+     * state while its memory is copied, nor the checkpoint's own resume undo the pause): it
+     * either comes first, and the checkpoint is refused as the sandbox is paused, or it ends
+     * after the checkpoint, and the sandbox is then paused for real.
+     */
+    @Test
+    void aPauseDuringACheckpointWaitsForIt() throws Exception {
+        Path base = Files.createTempDirectory("msb-cp-pause");
+        Microsandbox runtime = Microsandbox.builder().home(base.resolve("home"))
+                .kernelDir(io.microsandbox.runtime.vmm.KernelBundle.locate(io.microsandbox.runtime.RuntimeFiles.defaultHome()).dir()).build();
+        ExecutorService pool = Executors.newFixedThreadPool(1);
+        try (Sandbox sb = runtime.create("pause-src", TestSandboxes.config().build())) {
+            // memory worth copying, so that the checkpoint takes a while
+            sb.shell("head -c 100000000 /dev/urandom > /dev/shm/fill");
+            Future<Long> checkpointEnd = pool.submit(() -> {
+                sb.checkpoint("paused-or-not");
+                return System.nanoTime();
+            });
+            Thread.sleep(100);
+            // from a second client: one client's requests are served one after another anyway
+            long pauseEnd;
+            try (Sandbox other = runtime.connect("pause-src")) {
+                other.pause();
+                pauseEnd = System.nanoTime();
+                other.detach();
+            }
+            long taken;
+            try {
+                taken = checkpointEnd.get(180, TimeUnit.SECONDS);
+            } catch (java.util.concurrent.ExecutionException e) {
+                // the pause came first
+                assertThat(e.getCause()).isInstanceOfSatisfying(MicrosandboxException.class,
+                        m -> assertThat(m.getMessage()).contains("paused"));
+                taken = -1;
+            }
+            if (taken > 0) {
+                assertThat(pauseEnd).as("the pause ended after the checkpoint").isGreaterThan(taken);
+            }
+            assertThat(runtime.find("pause-src").orElseThrow().status()).isEqualTo(SandboxStatus.PAUSED);
+            sb.resume();
+            assertThat(sb.exec("echo", List.of("running")).stdout()).isEqualTo("running\n");
+        } finally {
+            pool.shutdownNow();
+            runtime.find("pause-src").ifPresent(h -> {
+                h.kill();
+                h.remove();
+            });
+            io.microsandbox.runtime.supervisor.SpareSupervisors.release(runtime.home());
+            SandboxPreparer.deleteTree(base);
+        }
+    }
+
     /** Waits until a whole HTTP answer comes through the published port. */
     private static void awaitServing(int port) throws Exception {
         for (long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(60); ; Thread.sleep(250)) {
