@@ -333,7 +333,7 @@ class SandboxExecIT {
     void aClientThatStopsReadingIsDroppedAndDelaysNoOtherClient() throws Exception {
         Path socket = SandboxLayout.of(RuntimeFiles.defaultHome(), sandbox.name()).agentSocket();
         Path supervisorLog = SandboxLayout.of(RuntimeFiles.defaultHome(), sandbox.name()).supervisorLog();
-        try (FrameLink stuck = FrameLink.connect(socket)) {
+        try (FrameLink stuck = new FrameLink(java.nio.channels.SocketChannel.open(java.net.UnixDomainSocketAddress.of(socket)))) {
             stuck.write(Frame.of(0, 0, Protocol.SUP_HELLO));
             stuck.read(); // welcome
             ObjectNode request = Json.object();

@@ -75,11 +75,37 @@ public final class AgentClient implements AutoCloseable {
         return connect(name, socket, CONNECT_TIMEOUT);
     }
 
+    /**
+     * Connects within {@code timeout}: a connect to a supervisor that accepts nobody (frozen,
+     * its acceptor dead) waits, once the socket's backlog is full, without end.
+     */
+    private static FrameLink connectWithin(Path socket, Duration timeout) throws IOException {
+        java.nio.channels.SocketChannel channel = java.nio.channels.SocketChannel.open(java.net.StandardProtocolFamily.UNIX);
+        var deadline = CLOSER.schedule(() -> {
+            try {
+                channel.close();
+            } catch (IOException ignored) {
+                // closing is what ends the connect
+            }
+        }, timeout.toMillis(), TimeUnit.MILLISECONDS);
+        try {
+            channel.connect(java.net.UnixDomainSocketAddress.of(socket));
+        } catch (java.nio.channels.AsynchronousCloseException e) {
+            throw new IOException("the connection was not accepted within " + timeout, e);
+        } catch (IOException | RuntimeException e) {
+            channel.close();
+            throw e;
+        } finally {
+            deadline.cancel(false);
+        }
+        return new FrameLink(channel);
+    }
+
     /** Like {@link #connect(String, Path)}, waiting at most {@code timeout} for the welcome. */
     public static AgentClient connect(String name, Path socket, Duration timeout) {
         FrameLink link;
         try {
-            link = FrameLink.connect(socket);
+            link = connectWithin(socket, timeout);
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING,
                     "sandbox '" + name + "' is not running (no supervisor at " + socket + ": " + e.getMessage() + ")", e);

@@ -6,9 +6,7 @@ import java.io.Closeable;
 import java.io.DataInputStream;
 import java.io.IOException;
 import java.io.OutputStream;
-import java.net.UnixDomainSocketAddress;
 import java.nio.channels.SocketChannel;
-import java.nio.file.Path;
 
 /**
  * A frame connection over a Unix socket: one reader thread calls {@link #read()}, any number
@@ -24,11 +22,6 @@ public final class FrameLink implements Closeable {
         this.channel = channel;
         this.in = new DataInputStream(new BufferedInputStream(ChannelStreams.input(channel), 64 * 1024));
         this.out = new BufferedOutputStream(ChannelStreams.output(channel), 64 * 1024);
-    }
-
-    /** Connects to a listening Unix socket. */
-    public static FrameLink connect(Path socket) throws IOException {
-        return new FrameLink(SocketChannel.open(UnixDomainSocketAddress.of(socket)));
     }
 
     /** The next frame, or null when the peer closed the link between frames. */
