@@ -686,10 +686,16 @@ public final class Sandbox implements AutoCloseable {
         });
     }
 
+    /** The supervisor's report of the end; the database's record when the report names no status this SDK knows. */
     private SandboxStopResult fromExitedFrame(Frame exited) {
-        return new SandboxStopResult(name, SandboxStatus.valueOf(exited.text("status").toUpperCase(java.util.Locale.ROOT)),
-                toInteger(exited.number("exit_code")), toInteger(exited.number("signal")), exited.text("reason"),
-                Instant.now(), "supervisor");
+        String status = exited.text("status");
+        SandboxStatus known = status == null ? null : java.util.Arrays.stream(SandboxStatus.values())
+                .filter(s -> s.isTerminal() && s.name().equalsIgnoreCase(status)).findFirst().orElse(null);
+        if (known == null) {
+            return fromStore();
+        }
+        return new SandboxStopResult(name, known, toInteger(exited.number("exit_code")), toInteger(exited.number("signal")),
+                exited.text("reason"), Instant.now(), "supervisor");
     }
 
     /** The database's record of the end; "crashed" when the supervisor vanished without one. */
@@ -722,6 +728,19 @@ public final class Sandbox implements AutoCloseable {
         released = true;
         closeCompanions();
         client.close();
+    }
+
+    /**
+     * Lets go of this handle's connection, whatever happened on it, and leaves the sandbox as
+     * it is: for a {@link SandboxHandle}'s one-off connections, which own no VM.
+     */
+    void releaseConnection() {
+        if (!released) {
+            released = true;
+            detached = true;
+            closeCompanions();
+            client.close();
+        }
     }
 
     /**

@@ -113,10 +113,7 @@ public final class SandboxHandle {
 
     /** Sends a stop request and returns; a no-op when it is not running. */
     public void requestStop() {
-        withConnection(sb -> {
-            sb.requestStop();
-            sb.detach();
-        });
+        withConnection(Sandbox::requestStop);
     }
 
     /** Kills the VM and waits until the stop is observed; a no-op when it is not running. */
@@ -140,10 +137,7 @@ public final class SandboxHandle {
 
     /** Sends a kill request and returns. */
     public void requestKill() {
-        withConnection(sb -> {
-            sb.requestKill();
-            sb.detach();
-        });
+        withConnection(Sandbox::requestKill);
     }
 
     /**
@@ -155,23 +149,32 @@ public final class SandboxHandle {
         if (!running()) {
             throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name() + "' is " + record.status());
         }
-        withConnection(sb -> {
-            sb.requestDrain();
-            sb.detach();
-        });
+        withConnection(Sandbox::requestDrain);
     }
 
-    /** Blocks until the sandbox has ended; returns at once for a stopped one. */
+    /**
+     * Blocks until the sandbox has ended; returns at once for a stopped one.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#CANCELLED} when the waiting thread is interrupted
+     */
     public SandboxStopResult waitUntilStopped() {
         if (running()) {
             try {
                 AgentClient client = AgentClient.connect(name(), runtime.layout(name()).agentSocket());
                 try {
-                    client.exited().join();
+                    client.exited().get();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for sandbox '" + name() + "'");
+                } catch (java.util.concurrent.ExecutionException e) {
+                    // the connection ended without a report: the record below says how the run ended
                 } finally {
                     client.close();
                 }
             } catch (MicrosandboxException e) {
+                if (e.kind() == ErrorKind.CANCELLED) {
+                    throw e;
+                }
                 // gone already
             }
         }
@@ -299,7 +302,12 @@ public final class SandboxHandle {
             }
             throw e;
         }
-        action.accept(sb);
+        try {
+            action.accept(sb);
+        } finally {
+            // a call that failed (a supervisor that did not answer) must not keep the connection
+            sb.releaseConnection();
+        }
     }
 
     @Override
