@@ -78,7 +78,14 @@ public final class Sandbox implements AutoCloseable {
         this.client = client;
         this.supervisor = supervisor;
         this.detached = supervisor == null || config.detached();
-        client.exited().whenComplete((frame, failure) -> closeCompanions());
+        client.exited().whenComplete((frame, failure) -> {
+            if (!companions.isEmpty()) {
+                // off the connection's reader thread, which completes this: an SSH server's stop waits for its sessions
+                Thread closer = new Thread(this::closeCompanions, "msb-companions-" + name);
+                closer.setDaemon(true);
+                closer.start();
+            }
+        });
     }
 
     /**

@@ -271,14 +271,15 @@ public final class AgentClient implements AutoCloseable {
             lostReason = reason;
             link.close();
             outbound.add(END);
-            welcome.completeExceptionally(new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING,
-                    "lost the supervisor of sandbox '" + name + "' during the handshake: " + reason));
-            exited.complete(null);
-            firstExchange.complete(null);
+            // sessions first: what completes below may run callbacks that wait for them
             for (var entry : sessions.entrySet()) {
                 sessions.remove(entry.getKey());
                 entry.getValue().onConnectionLost(reason);
             }
+            welcome.completeExceptionally(new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING,
+                    "lost the supervisor of sandbox '" + name + "' during the handshake: " + reason));
+            exited.complete(null);
+            firstExchange.complete(null);
         }
     }
 
