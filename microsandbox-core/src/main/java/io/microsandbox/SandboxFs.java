@@ -72,10 +72,36 @@ public final class SandboxFs {
 
     // ---- whole files ----
 
-    /** The whole file (mind its size: {@link #readStream} for big ones). */
+    /** The most {@link #read(String)} collects: the guest decides how much a file (or /dev/zero) gives. */
+    public static final long DEFAULT_MAX_READ_BYTES = 256L << 20;
+
+    /**
+     * The whole file, at most {@link #DEFAULT_MAX_READ_BYTES} ({@link #readStream} or
+     * {@link #copyToHost} for bigger ones).
+     *
+     * @throws MicrosandboxException {@link ErrorKind#FILESYSTEM} when the file gives more
+     */
     public byte[] read(String path) {
+        return read(path, DEFAULT_MAX_READ_BYTES);
+    }
+
+    /**
+     * The whole file, at most {@code maxBytes} of it: a guest file that gives more (a device, a
+     * file that keeps growing) is abandoned rather than fill the host's heap.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#FILESYSTEM} when the file gives more than {@code maxBytes}
+     */
+    public byte[] read(String path, long maxBytes) {
+        if (maxBytes < 0 || maxBytes > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("maxBytes must be between 0 and " + (Integer.MAX_VALUE - 8) + ": " + maxBytes);
+        }
         try (InputStream in = readStream(path)) {
-            return in.readAllBytes();
+            byte[] data = in.readNBytes((int) maxBytes);
+            if (in.read() >= 0) {
+                throw new MicrosandboxException(ErrorKind.FILESYSTEM, path + " in sandbox '" + sandbox + "' gives more than "
+                        + maxBytes + " bytes: use read(path, maxBytes) with a larger limit, readStream or copyToHost");
+            }
+            return data;
         } catch (IOException e) {
             throw unwrap(e, path);
         }
@@ -130,11 +156,15 @@ public final class SandboxFs {
 
     /** Like {@link #writeStream(String)}, setting the permission bits to {@code mode}. */
     public OutputStream writeStream(String path, Integer mode) {
+        return new WriteStream(path, writeRequest(path, mode));
+    }
+
+    private ObjectNode writeRequest(String path, Integer mode) {
         ObjectNode p = request("write", path);
         if (mode != null) {
             p.put("mode", mode & 07777);
         }
-        return new WriteStream(path, p);
+        return p;
     }
 
     // ---- metadata and tree operations ----
@@ -253,9 +283,16 @@ public final class SandboxFs {
                 }
                 mkdir(guestPath, mode(hostPath));
             } else if (Files.isRegularFile(hostPath, LinkOption.NOFOLLOW_LINKS)) {
-                try (InputStream in = Files.newInputStream(hostPath, LinkOption.NOFOLLOW_LINKS);
-                     OutputStream out = writeStream(guestPath, mode(hostPath))) {
-                    in.transferTo(out);
+                try (InputStream in = Files.newInputStream(hostPath, LinkOption.NOFOLLOW_LINKS)) {
+                    WriteStream out = new WriteStream(guestPath, writeRequest(guestPath, mode(hostPath)));
+                    try {
+                        in.transferTo(out);
+                    } catch (IOException | RuntimeException e) {
+                        // the host's file failed mid-way: the guest's copy is abandoned, not stored cut short
+                        out.abandon();
+                        throw e;
+                    }
+                    out.close();
                 }
             } else {
                 throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, hostPath + " is neither a file, a directory nor a symbolic link");
@@ -559,6 +596,8 @@ public final class SandboxFs {
         private boolean counted;
         private boolean eof;
         private boolean closed;
+        /** What ended the read, thrown again by every later read: a failed read is never a clean end. */
+        private IOException failure;
 
         ReadStream(String path, ObjectNode payload) {
             this.path = path;
@@ -631,6 +670,18 @@ public final class SandboxFs {
         }
 
         private boolean fill() throws IOException {
+            if (failure != null) {
+                throw new IOException(failure.getMessage(), failure);
+            }
+            try {
+                return fillOnce();
+            } catch (IOException e) {
+                failure = e;
+                throw e;
+            }
+        }
+
+        private boolean fillOnce() throws IOException {
             while (pos >= chunk.length) {
                 if (eof) {
                     return false;
@@ -700,6 +751,8 @@ public final class SandboxFs {
         private final String path;
         private final Session session;
         private boolean closed;
+        /** Whether a write failed: the file is then abandoned, never ended as if it were whole. */
+        private boolean failed;
 
         WriteStream(String path, ObjectNode payload) {
             this.path = path;
@@ -716,6 +769,18 @@ public final class SandboxFs {
             if (closed) {
                 throw new IOException("stream of " + path + " is closed");
             }
+            if (failed) {
+                throw new IOException("an earlier write of " + path + " failed");
+            }
+            try {
+                writeChunks(b, off, len);
+            } catch (IOException | RuntimeException e) {
+                failed = true;
+                throw e;
+            }
+        }
+
+        private void writeChunks(byte[] b, int off, int len) throws IOException {
             int pos = off;
             while (pos < off + len) {
                 int n;
@@ -771,12 +836,23 @@ public final class SandboxFs {
             }
         }
 
+        /** Gives the file up: the guest's worker is stopped instead of told the data is whole. */
+        void abandon() throws IOException {
+            failed = true;
+            close();
+        }
+
         @Override
         public void close() throws IOException {
             if (closed) {
                 return;
             }
             closed = true;
+            if (failed) {
+                // its writer was told; ending the file now would store the part written as the whole
+                session.close();
+                return;
+            }
             try {
                 ObjectNode p = Json.object();
                 p.put("data", new byte[0]);

@@ -247,6 +247,24 @@ class SandboxFsIT {
         fs.remove("/tmp/slow.bin");
     }
 
+    /** A guest file that never ends (a device, a file that keeps growing) fills no host heap: read stops at its limit. */
+    @Test
+    void aWholeFileReadStopsAtItsLimit() {
+        SandboxFs fs = sandbox.fs();
+        assertThatThrownBy(() -> fs.read("/dev/zero", 1 << 20))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.FILESYSTEM);
+                    assertThat(e.getMessage()).contains("/dev/zero", "gives more than 1048576 bytes", "readStream");
+                });
+        byte[] exact = new byte[1 << 20];
+        new Random(5).nextBytes(exact);
+        fs.write("/tmp/exact.bin", exact);
+        assertThat(fs.read("/tmp/exact.bin", 1 << 20)).isEqualTo(exact);
+        fs.remove("/tmp/exact.bin");
+        // the connection serves on
+        assertThat(fs.readString("/etc/passwd")).contains("root:");
+    }
+
     @Test
     void metricsShowTheUpperDiskAllocationAndTheMemoryLimit() {
         Metrics before = sandbox.metrics();

@@ -64,7 +64,20 @@ final class GuestChannels {
                 streamAt = position;
                 return total;
             } catch (MicrosandboxException e) {
+                dropStream();
                 throw new IOException(path + ": " + e.getMessage(), e);
+            } catch (IOException | RuntimeException e) {
+                dropStream();
+                throw e;
+            }
+        }
+
+        /** Bytes taken from the stream before a failure are not delivered: a retry reopens at the position. */
+        private void dropStream() throws IOException {
+            if (stream != null) {
+                InputStream failed = stream;
+                stream = null;
+                failed.close();
             }
         }
 
