@@ -358,10 +358,13 @@ public final class ExecHandle implements AutoCloseable {
      * (a daemon it left may hold its output open), end the call anyway.
      */
     private void timeoutExpired() {
-        if (finished) {
-            return;
+        // decided against finish(): a command whose end came first did not time out
+        synchronized (credit) {
+            if (finished) {
+                return;
+            }
+            timedOut = true;
         }
-        timedOut = true;
         trySend(signalFrame(SIGKILL));
         timers.schedule(this::finish, TIMEOUT_GRACE.toMillis(), TimeUnit.MILLISECONDS);
     }
