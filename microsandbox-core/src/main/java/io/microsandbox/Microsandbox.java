@@ -725,7 +725,13 @@ public final class Microsandbox {
         return Volumes.at(home);
     }
 
-    /** Metrics of every running sandbox of this runtime, by name; sandboxes that end meanwhile are left out. */
+    /**
+     * Metrics of every running sandbox of this runtime, by name, from their supervisors' latest
+     * samples ({@link SandboxHandle#metrics()}: no connection, nothing asked of the guests, so a
+     * monitor polling them never stands in the way of a checkpoint), or over a connection for
+     * one without a fresh sample (started in the last second); sandboxes that end meanwhile
+     * are left out.
+     */
     public Map<String, Metrics> allMetrics() {
         Map<String, Metrics> all = new java.util.TreeMap<>();
         for (SandboxHandle handle : list()) {
@@ -733,17 +739,28 @@ public final class Microsandbox {
                 continue;
             }
             try {
-                Sandbox sb = connect(handle.name());
-                try {
-                    all.put(handle.name(), sb.metrics());
-                } finally {
-                    sb.detach();
-                }
+                all.put(handle.name(), sampledOrAsked(handle));
             } catch (MicrosandboxException e) {
-                // it stopped between the listing and the connection
+                // it stopped since the listing
             }
         }
         return all;
+    }
+
+    private Metrics sampledOrAsked(SandboxHandle handle) {
+        try {
+            return handle.metrics();
+        } catch (MicrosandboxException e) {
+            if (e.kind() != ErrorKind.METRICS_UNAVAILABLE) {
+                throw e;
+            }
+        }
+        Sandbox sb = connect(handle.name());
+        try {
+            return sb.metrics();
+        } finally {
+            sb.detach();
+        }
     }
 
     /**

@@ -602,8 +602,8 @@ public final class Sandbox implements AutoCloseable {
     }
 
     /**
-     * Metrics of every running sandbox of the default runtime, by name; sandboxes that end
-     * meanwhile are left out.
+     * Metrics of every running sandbox of the default runtime, by name, from their supervisors'
+     * latest samples (see {@link Microsandbox#allMetrics()}); sandboxes that end meanwhile are left out.
      */
     public static Map<String, Metrics> allMetrics() {
         return Microsandbox.defaultRuntime().allMetrics();
