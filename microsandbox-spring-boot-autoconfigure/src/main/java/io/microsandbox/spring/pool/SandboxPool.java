@@ -236,8 +236,12 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
                 if (!m.state.compareAndSet(State.IDLE, State.ACTIVE)) {
                     continue;
                 }
-                if (m.expired()) {
-                    retire(m, m.usesExhausted() ? "max-uses" : "max-lifetime");
+                if (m.lostReason != null) {
+                    discard(m, m.lostReason);
+                    continue;
+                }
+                if (m.evict || m.expired()) {
+                    retire(m, rotationReason(m));
                     continue;
                 }
                 if (System.nanoTime() - m.lastReturnedNanos > settings.getValidationInterval().toNanos() && !ping(m)) {
@@ -269,6 +273,11 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             CompletableFuture.runAsync(m.sandbox::touch, pingers)
                     .get(settings.getValidationTimeout().toMillis(), TimeUnit.MILLISECONDS);
             return true;
+        } catch (InterruptedException e) {
+            // the borrower was cancelled, not the member: it goes back as it was
+            Thread.currentThread().interrupt();
+            backToIdle(m);
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while checking a sandbox of pool '" + name() + "'");
         } catch (Exception e) {
             log.info("pool '" + name() + "': sandbox " + m.name + " did not answer a ping: " + e);
             return false;
@@ -287,14 +296,36 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         } else if (closed) {
             shutdownMember(m);
         } else if (m.evict || m.expired()) {
-            retire(m, m.evict ? "evicted" : m.usesExhausted() ? "max-uses" : "max-lifetime");
+            retire(m, rotationReason(m));
         } else if (settings.getReset() == MicrosandboxProperties.Reset.CLEAN) {
             retire(m, "reset");
         } else {
             m.lastReturnedNanos = System.nanoTime();
-            m.state.set(State.IDLE);
-            idle.offerFirst(m);
+            backToIdle(m);
         }
+    }
+
+    /**
+     * A lent member made idle again, unless a kill or housekeeping retired it meanwhile; an
+     * eviction or loss noticed while it was lent (which could not take it then) takes it now.
+     */
+    private void backToIdle(Member m) {
+        if (!m.state.compareAndSet(State.ACTIVE, State.IDLE)) {
+            return;
+        }
+        idle.offerFirst(m);
+        if ((m.lostReason != null || m.evict) && m.state.compareAndSet(State.IDLE, State.ACTIVE)) {
+            idle.remove(m);
+            if (m.lostReason != null) {
+                discard(m, m.lostReason);
+            } else {
+                retire(m, "evicted");
+            }
+        }
+    }
+
+    private static String rotationReason(Member m) {
+        return m.evict ? "evicted" : m.usesExhausted() ? "max-uses" : "max-lifetime";
     }
 
     @Override
@@ -431,17 +462,18 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
                         idle.remove(m);
                         discard(m, m.lostReason);
                     }
-                } else if (m.expired()) {
+                } else if (m.evict || m.expired()) {
                     if (m.state.compareAndSet(State.IDLE, State.ACTIVE)) {
                         idle.remove(m);
-                        retire(m, m.usesExhausted() ? "max-uses" : "max-lifetime");
+                        retire(m, rotationReason(m));
                     } else {
                         m.evict = true;
                     }
                 }
             }
             fill();
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
+            // an Error too: a scheduled task that throws is never run again, silently
             log.warn("pool '" + name() + "': housekeeping failed", e);
         }
     }
@@ -466,6 +498,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             housekeeper.schedule(this::fill, wait, TimeUnit.NANOSECONDS);
             return;
         }
+        // members retired between a return or creation and its offer linger in the queue: not warm
+        idle.removeIf(m -> m.state.get() != State.IDLE);
         int total = members.size() + pending.get();
         int idleOrBooting = idle.size() + pending.get();
         int want = Math.max(settings.getMinIdle() - idleOrBooting, waiting.get() - idle.size() - pending.get());
@@ -609,7 +643,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             fire(l -> l.rotated(m.name, reason));
         }
         requestFill();
-        reapers.execute(() -> destroy(m.name, m.sandbox, true));
+        reap(() -> destroy(m.name, m.sandbox, true));
     }
 
     private void discard(Member m, String reason) {
@@ -620,7 +654,16 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         }
         log.info("pool '" + name() + "': discarding sandbox " + m.name + " (" + reason + ")");
         requestFill();
-        reapers.execute(() -> destroy(m.name, m.sandbox, false));
+        reap(() -> destroy(m.name, m.sandbox, false));
+    }
+
+    /** Runs {@code destruction} on a reaper, or here once the pool has closed and its reapers with it. */
+    private void reap(Runnable destruction) {
+        try {
+            reapers.execute(destruction);
+        } catch (java.util.concurrent.RejectedExecutionException closing) {
+            destruction.run();
+        }
     }
 
     /** Stops (drain or kill) and removes a sandbox; never throws. */
@@ -685,6 +728,9 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     }
 
     private void shutdownMember(Member m) {
+        if (members.containsKey(m.name)) {
+            fire(l -> l.memberRemoved(m.name));
+        }
         if (settings.getOnShutdown() == MicrosandboxProperties.OnShutdown.KEEP) {
             members.remove(m.name, m);
             try {
@@ -715,7 +761,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         creators.shutdown();
         try {
             // a boot in flight finishes and is shut down with the rest
-            creators.awaitTermination(config.bootTimeout().toMillis() + 5000, TimeUnit.MILLISECONDS);
+            creators.awaitTermination(config.bootTimeout().plus(settings.getWarmUpTimeout()).toMillis() + 5000, TimeUnit.MILLISECONDS);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }

@@ -44,6 +44,27 @@ class PoolCrashIT {
                 });
     }
 
+    /**
+     * A loan that ends broken after the pool closed (a command that timed out as the application
+     * shut down): its sandbox is still destroyed, on the returning thread since the pool's own
+     * threads are gone, and the return does not throw.
+     */
+    @Test
+    void aLeaseReturnedBrokenAfterThePoolClosedIsStillDestroyed() {
+        VmTestSupport.runner(HOME)
+                .withPropertyValues("microsandbox.pool.max-size=1", "microsandbox.pool.on-shutdown=keep")
+                .run(context -> {
+                    SandboxPool pool = context.getBean(SandboxPool.class);
+                    io.microsandbox.Microsandbox runtime = context.getBean(io.microsandbox.Microsandbox.class);
+                    VmTestSupport.await("warm-up", Duration.ofSeconds(90), () -> pool.stats().idle() == 1);
+                    io.microsandbox.spring.pool.Lease lease = pool.borrow();
+                    pool.close();
+                    lease.markBroken("a command timed out");
+                    pool.giveBack(lease);
+                    assertThat(runtime.find(lease.name())).isEmpty();
+                });
+    }
+
     @Test
     void crashedMemberIsDiscarded() {
         VmTestSupport.runner(HOME)
