@@ -25,8 +25,7 @@ class CheckpointConcurrencyIT {
     @Test
     void concurrentTakesAndRemovesOfOneNameLeaveOneWholeCheckpointOrNone() throws Exception {
         Path base = Files.createTempDirectory("msb-cp-race");
-        Microsandbox runtime = Microsandbox.builder().home(base.resolve("home"))
-                .kernelDir(io.microsandbox.runtime.vmm.KernelBundle.locate(io.microsandbox.runtime.RuntimeFiles.defaultHome()).dir()).build();
+        Microsandbox runtime = runtimeIn(base);
         ExecutorService pool = Executors.newFixedThreadPool(3);
         try {
             try (Sandbox sb = runtime.create("race-src", TestSandboxes.config().build())) {
@@ -94,15 +93,7 @@ class CheckpointConcurrencyIT {
             }
         } finally {
             pool.shutdownNow();
-            for (String name : List.of("race-src", "race-restored")) {
-                runtime.find(name).ifPresent(h -> {
-                    h.kill();
-                    h.remove();
-                });
-            }
-            // a spare supervisor started for this home would write into it while it is deleted
-            io.microsandbox.runtime.supervisor.SpareSupervisors.release(runtime.home());
-            SandboxPreparer.deleteTree(base);
+            removeAll(runtime, base, "race-src", "race-restored");
         }
     }
 
@@ -114,8 +105,7 @@ class CheckpointConcurrencyIT {
     @Test
     void aCheckpointWaitsForTheSandboxsNetworkConnectionsToClose() throws Exception {
         Path base = Files.createTempDirectory("msb-cp-net");
-        Microsandbox runtime = Microsandbox.builder().home(base.resolve("home"))
-                .kernelDir(io.microsandbox.runtime.vmm.KernelBundle.locate(io.microsandbox.runtime.RuntimeFiles.defaultHome()).dir()).build();
+        Microsandbox runtime = runtimeIn(base);
         int published;
         try (java.net.ServerSocket free = new java.net.ServerSocket(0)) {
             published = free.getLocalPort();
@@ -149,14 +139,7 @@ class CheckpointConcurrencyIT {
                 assertThat(restored.exec("echo", List.of("restored")).stdout()).isEqualTo("restored\n");
             }
         } finally {
-            for (String name : List.of("net-src", "net-restored")) {
-                runtime.find(name).ifPresent(h -> {
-                    h.kill();
-                    h.remove();
-                });
-            }
-            io.microsandbox.runtime.supervisor.SpareSupervisors.release(runtime.home());
-            SandboxPreparer.deleteTree(base);
+            removeAll(runtime, base, "net-src", "net-restored");
         }
     }
 
@@ -169,8 +152,7 @@ class CheckpointConcurrencyIT {
     @Test
     void aPauseDuringACheckpointWaitsForIt() throws Exception {
         Path base = Files.createTempDirectory("msb-cp-pause");
-        Microsandbox runtime = Microsandbox.builder().home(base.resolve("home"))
-                .kernelDir(io.microsandbox.runtime.vmm.KernelBundle.locate(io.microsandbox.runtime.RuntimeFiles.defaultHome()).dir()).build();
+        Microsandbox runtime = runtimeIn(base);
         ExecutorService pool = Executors.newFixedThreadPool(1);
         try (Sandbox sb = runtime.create("pause-src", TestSandboxes.config().build())) {
             // memory worth copying, so that the checkpoint takes a while
@@ -204,12 +186,7 @@ class CheckpointConcurrencyIT {
             assertThat(sb.exec("echo", List.of("running")).stdout()).isEqualTo("running\n");
         } finally {
             pool.shutdownNow();
-            runtime.find("pause-src").ifPresent(h -> {
-                h.kill();
-                h.remove();
-            });
-            io.microsandbox.runtime.supervisor.SpareSupervisors.release(runtime.home());
-            SandboxPreparer.deleteTree(base);
+            removeAll(runtime, base, "pause-src");
         }
     }
 
@@ -231,5 +208,24 @@ class CheckpointConcurrencyIT {
                 throw new AssertionError("nothing served on port " + port);
             }
         }
+    }
+
+    /** A runtime of its own under {@code base}, with the kernel the suite set up. */
+    private static Microsandbox runtimeIn(Path base) {
+        return Microsandbox.builder().home(base.resolve("home"))
+                .kernelDir(io.microsandbox.runtime.vmm.KernelBundle.locate(io.microsandbox.runtime.RuntimeFiles.defaultHome()).dir()).build();
+    }
+
+    /** Kills and removes {@code names}, then deletes the runtime's home. */
+    private static void removeAll(Microsandbox runtime, Path base, String... names) {
+        for (String name : names) {
+            runtime.find(name).ifPresent(h -> {
+                h.kill();
+                h.remove();
+            });
+        }
+        // a spare supervisor started for this home would write into it while it is deleted
+        io.microsandbox.runtime.supervisor.SpareSupervisors.release(runtime.home());
+        SandboxPreparer.deleteTree(base);
     }
 }

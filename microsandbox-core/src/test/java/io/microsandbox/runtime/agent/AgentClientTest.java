@@ -2,15 +2,9 @@ package io.microsandbox.runtime.agent;
 
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
-import java.io.IOException;
-import java.net.StandardProtocolFamily;
-import java.net.UnixDomainSocketAddress;
-import java.nio.channels.ServerSocketChannel;
-import java.nio.channels.SocketChannel;
+import io.microsandbox.runtime.FullBacklog;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -26,21 +20,7 @@ class AgentClientTest {
     @Timeout(20)
     void aSupervisorThatAcceptsNobodyFailsTheConnectAtItsTimeout() throws Exception {
         Path socket = dir.resolve("agent.sock");
-        List<SocketChannel> queued = new ArrayList<>();
-        try (ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
-            server.bind(UnixDomainSocketAddress.of(socket), 1);
-            boolean full = false;
-            while (!full && queued.size() < 16) {
-                SocketChannel c = SocketChannel.open(StandardProtocolFamily.UNIX);
-                c.configureBlocking(false);
-                queued.add(c);
-                try {
-                    full = !c.connect(UnixDomainSocketAddress.of(socket));
-                } catch (IOException wouldWait) {
-                    full = true;
-                }
-            }
-            assertThat(full).as("the backlog filled").isTrue();
+        try (FullBacklog stuck = new FullBacklog(socket)) {
             long start = System.nanoTime();
             assertThatThrownBy(() -> AgentClient.connect("frozen", socket, Duration.ofMillis(300)))
                     .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
@@ -48,10 +28,6 @@ class AgentClientTest {
                         assertThat(e.getMessage()).contains("not accepted within PT0.3S");
                     });
             assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(10));
-        } finally {
-            for (SocketChannel c : queued) {
-                c.close();
-            }
         }
     }
 }
