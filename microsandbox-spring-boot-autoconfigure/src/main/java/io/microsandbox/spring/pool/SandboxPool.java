@@ -773,7 +773,9 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             } else if (settings.getOnShutdown() == MicrosandboxProperties.OnShutdown.DRAIN && m.state.get() == State.ACTIVE) {
                 // lent: the drain lets its command finish; the borrower's return then finds it gone
                 stopping.add(CompletableFuture.runAsync(() -> {
-                    members.remove(m.name, m);
+                    if (members.remove(m.name, m)) {
+                        fire(l -> l.memberRemoved(m.name));
+                    }
                     destroy(m.name, null, true);
                 }, reapers));
             }
