@@ -434,6 +434,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             if (closed) {
                 return;
             }
+            // the members that the listing below can know of: one created after it has no status yet, not a crash
+            List<Member> listed = List.copyOf(members.values());
             Map<String, SandboxStatus> status = new HashMap<>();
             Map<String, String> timedOut = new HashMap<>();
             try {
@@ -447,7 +449,10 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             } catch (RuntimeException e) {
                 status = null;
             }
-            for (Member m : members.values()) {
+            for (Member m : listed) {
+                if (members.get(m.name) != m) {
+                    continue; // retired since: its sandbox may be gone from the listing without having crashed
+                }
                 SandboxStatus s = status == null ? SandboxStatus.RUNNING : status.get(m.name);
                 boolean gone = s == null || s == SandboxStatus.STOPPED || s == SandboxStatus.CRASHED;
                 if (gone) {
