@@ -81,6 +81,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     private final Map<String, String> poolLabels;
     private final Map<String, Member> members = new ConcurrentHashMap<>();
     private final LinkedBlockingDeque<Member> idle = new LinkedBlockingDeque<>();
+    /** How often a borrower waiting for a member looks whether the pool has closed. */
+    private static final long CLOSED_CHECK_NANOS = TimeUnit.MILLISECONDS.toNanos(100);
     private final AtomicInteger pending = new AtomicInteger();
     private final AtomicInteger waiting = new AtomicInteger();
     private final AtomicLong consecutiveFailures = new AtomicLong();
@@ -217,15 +219,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
                 Member m = idle.pollFirst();
                 if (m == null) {
                     requestFill();
-                    long left = deadline - System.nanoTime();
-                    if (left > 0) {
-                        try {
-                            m = idle.pollFirst(left, TimeUnit.NANOSECONDS);
-                        } catch (InterruptedException e) {
-                            Thread.currentThread().interrupt();
-                            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for a sandbox");
-                        }
-                    }
+                    m = awaitIdle(deadline);
                     if (m == null) {
                         ensureOpen();
                         Duration waited = Duration.ofNanos(System.nanoTime() - start);
@@ -255,6 +249,27 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             }
         } finally {
             waiting.decrementAndGet();
+        }
+    }
+
+    /** The next idle member by {@code deadline}, or null; a pool that closes meanwhile ends the wait within 100 ms. */
+    private Member awaitIdle(long deadline) {
+        while (true) {
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                return null;
+            }
+            Member m;
+            try {
+                m = idle.pollFirst(Math.min(left, CLOSED_CHECK_NANOS), TimeUnit.NANOSECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for a sandbox");
+            }
+            if (m != null) {
+                return m;
+            }
+            ensureOpen();
         }
     }
 

@@ -65,6 +65,33 @@ class PoolCrashIT {
                 });
     }
 
+    /** A borrower waiting for a member when the pool closes is told so at once, not after its acquire timeout. */
+    @Test
+    void aBorrowerWaitingWhenThePoolClosesIsToldAtOnce() {
+        VmTestSupport.runner(HOME)
+                .withPropertyValues("microsandbox.pool.max-size=1", "microsandbox.pool.acquire-timeout=60s")
+                .run(context -> {
+                    SandboxPool pool = context.getBean(SandboxPool.class);
+                    VmTestSupport.await("warm-up", Duration.ofSeconds(90), () -> pool.stats().idle() == 1);
+                    io.microsandbox.spring.pool.Lease lease = pool.borrow();
+                    java.util.concurrent.CompletableFuture<Throwable> waiter = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+                        try {
+                            pool.giveBack(pool.borrow());
+                            return null;
+                        } catch (RuntimeException e) {
+                            return e;
+                        }
+                    });
+                    VmTestSupport.await("the second borrower waiting", Duration.ofSeconds(10), () -> pool.stats().waiting() == 1);
+                    long closing = System.nanoTime();
+                    pool.close();
+                    Throwable told = waiter.get(10, java.util.concurrent.TimeUnit.SECONDS);
+                    assertThat(Duration.ofNanos(System.nanoTime() - closing)).isLessThan(Duration.ofSeconds(10));
+                    assertThat(told).isInstanceOf(io.microsandbox.spring.SandboxPoolExhaustedException.class).hasMessageContaining("is closed");
+                    pool.giveBack(lease);
+                });
+    }
+
     @Test
     void crashedMemberIsDiscarded() {
         VmTestSupport.runner(HOME)
