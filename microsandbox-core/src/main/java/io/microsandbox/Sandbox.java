@@ -731,15 +731,13 @@ public final class Sandbox implements AutoCloseable {
         if (supervisor != null && !detached) {
             supervisor.detach();
         }
-        detached = true;
-        released = true;
-        closeCompanions();
-        client.close();
+        releaseConnection();
     }
 
     /**
      * Lets go of this handle's connection, whatever happened on it, and leaves the sandbox as
-     * it is: for a {@link SandboxHandle}'s one-off connections, which own no VM.
+     * it is: how {@link #detach()} ends, and all a {@link SandboxHandle}'s one-off connections
+     * (which own no VM) need.
      */
     void releaseConnection() {
         if (!released) {

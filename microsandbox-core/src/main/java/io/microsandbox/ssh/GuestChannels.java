@@ -72,7 +72,7 @@ final class GuestChannels {
             }
         }
 
-        /** Bytes taken from the stream before a failure are not delivered: a retry reopens at the position. */
+        /** Closes the open stream, if any; after a failure, a retry reopens at the position (bytes taken before it were not delivered). */
         private void dropStream() throws IOException {
             if (stream != null) {
                 InputStream failed = stream;
@@ -82,9 +82,7 @@ final class GuestChannels {
         }
 
         private void reopen() throws IOException {
-            if (stream != null) {
-                stream.close();
-            }
+            dropStream();
             stream = fs.readStream(path);
             // past the end, the next read simply finds EOF
             long left = position;
@@ -138,10 +136,7 @@ final class GuestChannels {
         @Override
         public synchronized void close() throws IOException {
             open = false;
-            if (stream != null) {
-                stream.close();
-                stream = null;
-            }
+            dropStream();
         }
 
         private void ensureOpen() throws ClosedChannelException {

@@ -196,12 +196,12 @@ public final class NetworkRelay implements AutoCloseable {
         }
     }
 
-    /** Bytes the guest received over the network (connections and lookups). */
     /** TCP connections and UDP flows open now, the guest's and published ports'. */
     public int openFlows() {
         return connections.size() + udpFlows.size();
     }
 
+    /** Bytes the guest received over the network (connections and lookups). */
     public long rxBytes() {
         return rxBytes.get();
     }

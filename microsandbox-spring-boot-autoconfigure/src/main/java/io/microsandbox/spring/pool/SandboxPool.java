@@ -73,6 +73,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     public static final String INSTANCE_LABEL = "spring.instance";
 
     private static final Log log = LogFactory.getLog(SandboxPool.class);
+    /** How often a borrower waiting for a member looks whether the pool has closed. */
+    private static final long CLOSED_CHECK_NANOS = TimeUnit.MILLISECONDS.toNanos(100);
 
     private final Microsandbox runtime;
     private final SandboxConfig config;
@@ -81,8 +83,6 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     private final Map<String, String> poolLabels;
     private final Map<String, Member> members = new ConcurrentHashMap<>();
     private final LinkedBlockingDeque<Member> idle = new LinkedBlockingDeque<>();
-    /** How often a borrower waiting for a member looks whether the pool has closed. */
-    private static final long CLOSED_CHECK_NANOS = TimeUnit.MILLISECONDS.toNanos(100);
     private final AtomicInteger pending = new AtomicInteger();
     private final AtomicInteger waiting = new AtomicInteger();
     private final AtomicLong consecutiveFailures = new AtomicLong();
