@@ -846,8 +846,8 @@ public final class Microsandbox {
     }
 
     /**
-     * Kills the supervisor of a sandbox that does not answer, and records the end the
-     * supervisor could not record.
+     * Kills the supervisor of a sandbox that does not answer, and records the end and removes
+     * the sockets and run files the supervisor could not.
      */
     void killUnresponsiveSupervisor(String name, long supervisorPid) {
         if (supervisorPid <= 0 || !SupervisorProcess.killUnresponsive(supervisorPid, Sandbox.DEFAULT_KILL_TIMEOUT)) {
@@ -855,6 +855,15 @@ public final class Microsandbox {
                     + "' (pid " + supervisorPid + ") does not answer and could not be killed");
         }
         store().finishRun(name, "stopped", null, io.microsandbox.runtime.Posix.SIGKILL, "signal", "client");
+        SandboxLayout layout = layout(name);
+        // under the supervisor's lock: a new run of the sandbox, started meanwhile, keeps its files
+        try (SandboxLock lock = SandboxLock.tryAcquireExisting(SandboxLock.supervisorLockFile(layout))) {
+            if (lock != null) {
+                SandboxPreparer.deleteTree(layout.runDir());
+            }
+        } catch (IOException e) {
+            // the sandbox directory is gone (removed meanwhile): nothing of this run is left to remove
+        }
     }
 
     /**

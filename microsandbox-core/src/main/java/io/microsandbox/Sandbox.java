@@ -415,11 +415,26 @@ public final class Sandbox implements AutoCloseable {
 
     /**
      * Asks the guest to shut down (processes get SIGTERM, disks are synced) and waits until the
-     * sandbox has stopped; after {@code timeout} the VM is killed.
+     * sandbox has stopped; after {@code timeout} the VM is killed. A supervisor that does not
+     * take the request, or has not ended the VM {@link #DEFAULT_KILL_TIMEOUT} after the window,
+     * is dealt with as {@link #kill(Duration)} does: a stop never depends on it being healthy.
      */
     public void stop(Duration timeout) {
-        requestStop(timeout);
-        waitUntilStopped(timeout.plus(DEFAULT_KILL_TIMEOUT));
+        try {
+            requestStop(timeout);
+        } catch (MicrosandboxException e) {
+            if (e.kind() == ErrorKind.CANCELLED || e.kind() == ErrorKind.INVALID_HANDLE) {
+                throw e;
+            }
+            // sup.stop is always answered: no answer means a supervisor that is hung or gone
+            kill(DEFAULT_KILL_TIMEOUT);
+            return;
+        }
+        if (!endsWithin(timeout.plus(DEFAULT_KILL_TIMEOUT))) {
+            kill(DEFAULT_KILL_TIMEOUT);
+            return;
+        }
+        waitUntilStopped(DEFAULT_KILL_TIMEOUT);
     }
 
     /** Sends the stop request and returns without waiting. */
@@ -674,6 +689,25 @@ public final class Sandbox implements AutoCloseable {
         client.close();
         awaitSupervisorExit();
         return exited != null ? fromExitedFrame(exited) : fromStore();
+    }
+
+    /**
+     * Whether the supervisor reports the end, or its connection ends, within {@code timeout}.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#CANCELLED} when the waiting thread is interrupted
+     */
+    private boolean endsWithin(Duration timeout) {
+        try {
+            client.exited().get(timeout.toMillis(), TimeUnit.MILLISECONDS);
+            return true;
+        } catch (TimeoutException e) {
+            return false;
+        } catch (java.util.concurrent.ExecutionException e) {
+            return true;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for sandbox '" + name + "'");
+        }
     }
 
     /**

@@ -107,8 +107,13 @@ public final class SandboxHandle {
         stop(Sandbox.DEFAULT_STOP_TIMEOUT);
     }
 
+    /**
+     * Stops the sandbox gracefully within {@code timeout}, then forcibly, and waits (see
+     * {@link Sandbox#stop(Duration)}); a supervisor that does not even accept the connection is
+     * killed, as {@link #kill(Duration)} does. A no-op when it is not running.
+     */
     public void stop(Duration timeout) {
-        withConnection(sb -> sb.stop(timeout));
+        withConnection(sb -> sb.stop(timeout), this::killUnreachableSupervisor);
     }
 
     /** Sends a stop request and returns; a no-op when it is not running. */
@@ -126,13 +131,16 @@ public final class SandboxHandle {
      * even accept the connection is killed itself (its VM goes with it).
      */
     public void kill(Duration timeout) {
-        withConnection(sb -> sb.kill(timeout), () -> {
-            SandboxHandle now = refresh();
-            RunRecord run = now.record.lastRun();
-            if (now.running() && run != null && run.supervisorPid() != null) {
-                runtime.killUnresponsiveSupervisor(name(), run.supervisorPid());
-            }
-        });
+        withConnection(sb -> sb.kill(timeout), this::killUnreachableSupervisor);
+    }
+
+    /** The last step of a stop or kill when the supervisor does not accept a connection. */
+    private void killUnreachableSupervisor() {
+        SandboxHandle now = refresh();
+        RunRecord run = now.record.lastRun();
+        if (now.running() && run != null && run.supervisorPid() != null) {
+            runtime.killUnresponsiveSupervisor(name(), run.supervisorPid());
+        }
     }
 
     /** Sends a kill request and returns. */

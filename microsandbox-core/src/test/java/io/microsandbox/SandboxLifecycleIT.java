@@ -1,5 +1,6 @@
 package io.microsandbox;
 
+import io.microsandbox.runtime.Posix;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
 import java.nio.file.Files;
@@ -51,6 +52,57 @@ class SandboxLifecycleIT {
         assertThat(result.status()).isEqualTo(SandboxStatus.STOPPED);
         assertThat(result.signal()).isEqualTo(9);
         assertGone(name, pids);
+        Sandbox.remove(name);
+    }
+
+    /**
+     * A supervisor that stops answering (frozen here, as a hung one would be): a stop still
+     * ends the sandbox, through a connection made before it froze and through a
+     * {@link SandboxHandle}, whose connection it no longer welcomes, and leaves no process,
+     * socket or run file behind.
+     */
+    @Test
+    void stopEndsASandboxWhoseSupervisorStoppedAnswering() {
+        String connected = TestSandboxes.uniqueName("frozen");
+        Sandbox sb = Sandbox.create(connected, TestSandboxes.config().build());
+        SandboxPids pids = SandboxPids.of(connected);
+        try {
+            signal(pids.supervisorPid(), Posix.SIGSTOP);
+            sb.stop(Duration.ofSeconds(1));
+            assertGone(connected, pids);
+            assertThat(Sandbox.get(connected).status()).isEqualTo(SandboxStatus.STOPPED);
+        } finally {
+            forceRemove(connected, pids);
+        }
+
+        String byHandle = TestSandboxes.uniqueName("frozen");
+        Sandbox.create(byHandle, TestSandboxes.config().build()).detach();
+        SandboxPids handlePids = SandboxPids.of(byHandle);
+        try {
+            signal(handlePids.supervisorPid(), Posix.SIGSTOP);
+            Sandbox.get(byHandle).stop(Duration.ofSeconds(1));
+            assertGone(byHandle, handlePids);
+            assertThat(Sandbox.get(byHandle).status()).isEqualTo(SandboxStatus.STOPPED);
+        } finally {
+            forceRemove(byHandle, handlePids);
+        }
+    }
+
+    private static void signal(long pid, int signal) {
+        try {
+            Posix.kill((int) pid, signal);
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
+    /** Whatever a failed assertion left of a sandbox whose supervisor was frozen. */
+    private static void forceRemove(String name, SandboxPids pids) {
+        if (SandboxPids.alive(pids.supervisorPid())) {
+            signal(pids.supervisorPid(), Posix.SIGKILL);
+            signal(pids.vmmPid(), Posix.SIGKILL);
+            ProcessHandle.of(pids.supervisorPid()).ifPresent(p -> p.onExit().join());
+        }
         Sandbox.remove(name);
     }
 
