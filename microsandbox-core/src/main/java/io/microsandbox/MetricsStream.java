@@ -14,9 +14,12 @@ public final class MetricsStream implements AutoCloseable {
 
     private final BlockingQueue<Object> snapshots = new LinkedBlockingQueue<>(64);
     private final Thread sampler;
+    private final String name;
     private volatile boolean ended;
+    private volatile MicrosandboxException failure;
 
     MetricsStream(Sandbox sandbox, Duration interval) {
+        this.name = sandbox.name();
         long millis = Math.max(1, interval.toMillis());
         this.sampler = new Thread(() -> {
             try {
@@ -31,7 +34,11 @@ public final class MetricsStream implements AutoCloseable {
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             } catch (MicrosandboxException e) {
-                // the sandbox ended (or the handle was released): the stream ends with it
+                // the sandbox ended (or the handle was released): the stream ends with it;
+                // anything else (a supervisor that stopped answering) the reader is told of
+                if (e.kind() != ErrorKind.SANDBOX_NOT_RUNNING && e.kind() != ErrorKind.INVALID_HANDLE) {
+                    failure = e;
+                }
             } finally {
                 ended = true;
                 // the end marker must get in even when a slow reader left the queue full
@@ -44,7 +51,12 @@ public final class MetricsStream implements AutoCloseable {
         sampler.start();
     }
 
-    /** The next snapshot, waiting as needed; null once the stream has ended. */
+    /**
+     * The next snapshot, waiting as needed; null once the stream has ended with the sandbox.
+     *
+     * @throws MicrosandboxException when sampling failed (the supervisor stopped answering, for
+     *         one): the stream has ended, and every later call says so again
+     */
     public Metrics recv() {
         try {
             return unwrap(snapshots.take());
@@ -54,7 +66,12 @@ public final class MetricsStream implements AutoCloseable {
         }
     }
 
-    /** The next snapshot, or null when none arrives within {@code wait} or the stream has ended. */
+    /**
+     * The next snapshot, or null when none arrives within {@code wait} or the stream has ended
+     * with the sandbox.
+     *
+     * @throws MicrosandboxException when sampling failed, as {@link #recv()} does
+     */
     public Metrics recv(Duration wait) {
         try {
             return unwrap(snapshots.poll(wait.toMillis(), TimeUnit.MILLISECONDS));
@@ -67,6 +84,10 @@ public final class MetricsStream implements AutoCloseable {
     private Metrics unwrap(Object item) {
         if (item == END) {
             snapshots.offer(END); // later calls see the end too
+            MicrosandboxException failed = failure;
+            if (failed != null) {
+                throw new MicrosandboxException(failed.kind(), "the metrics stream of sandbox '" + name + "' failed: " + failed.getMessage(), failed);
+            }
             return null;
         }
         return (Metrics) item;

@@ -1,5 +1,6 @@
 package io.microsandbox;
 
+import io.microsandbox.runtime.Posix;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
 import java.nio.file.Files;
@@ -109,6 +110,39 @@ class SandboxRuntimeInfoIT {
         assertThat(polls).isGreaterThan(20);
         assertThat(Files.readString(layout(sandbox.name()).supervisorLog())).doesNotContain("block statistics");
         sandbox.shell("rm /root/poll.bin");
+    }
+
+    /** A stream whose supervisor stops answering (frozen here) says so instead of ending as if the sandbox had. */
+    @Test
+    @Timeout(120)
+    void aMetricsStreamWhoseSupervisorStopsAnsweringFails() throws Exception {
+        String name = TestSandboxes.uniqueName("info-frozen");
+        try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().build());
+             MetricsStream stream = sb.metricsStream(Duration.ofMillis(100))) {
+            assertThat(stream.recv(Duration.ofSeconds(10))).isNotNull();
+            long supervisor = Long.parseLong(Files.readString(layout(name).pidFile()).strip());
+            Posix.kill((int) supervisor, Posix.SIGSTOP);
+            try {
+                // snapshots sampled before the freeze, then the failure, and again on the next call
+                long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+                MicrosandboxException failure = null;
+                while (failure == null && System.nanoTime() < deadline) {
+                    try {
+                        assertThat(stream.recv(Duration.ofSeconds(30))).as("a stream that ended as if the sandbox had").isNotNull();
+                    } catch (MicrosandboxException e) {
+                        failure = e;
+                    }
+                }
+                assertThat(failure).isNotNull();
+                assertThat(failure.getMessage()).contains("metrics stream of sandbox '" + name + "' failed", "no answer");
+                assertThat(stream.isEnded()).isTrue();
+                assertThatThrownBy(stream::recv).isInstanceOf(MicrosandboxException.class);
+            } finally {
+                Posix.kill((int) supervisor, Posix.SIGCONT);
+            }
+        } finally {
+            Sandbox.remove(name);
+        }
     }
 
     @Test

@@ -264,8 +264,19 @@ class SandboxStateIT {
     void pauseAndResume() {
         String name = TestSandboxes.uniqueName("pause");
         try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().build())) {
+            // a first figure from the guest, sampled by the supervisor once a second
+            sb.shell("sleep 1.5");
             sb.pause();
             assertThat(Sandbox.get(name).status()).isEqualTo(SandboxStatus.PAUSED);
+            // a paused guest cannot answer: its last figures come from the supervisor's sample
+            Metrics paused = sb.metrics();
+            assertThat(paused.memoryHostResidentBytes()).isPositive();
+            assertThat(paused.memoryBytes()).isPositive();
+            assertThat(paused.memoryLimitBytes()).isEqualTo(256L << 20);
+            try (MetricsStream stream = sb.metricsStream(Duration.ofMillis(100))) {
+                assertThat(stream.recv(Duration.ofSeconds(5))).isNotNull();
+                assertThat(stream.recv(Duration.ofSeconds(5))).isNotNull();
+            }
             sb.resume();
             assertThat(Sandbox.get(name).status()).isEqualTo(SandboxStatus.RUNNING);
             assertThat(sb.shell("echo awake").stdout()).isEqualTo("awake\n");

@@ -227,8 +227,11 @@ public final class Supervisor {
     private volatile ObjectNode readyPayload;
     /** QEMU's version (QMP's greeting or query-version), for Sandbox.runtimeVersion(); null when it could not be read. */
     private volatile CompletableFuture<String> qemuVersion = CompletableFuture.completedFuture(null);
-    /** The agent's latest answer to the supervisor's own core.stats (id 0), for the metrics file. */
-    private volatile JsonNode guestStats;
+    /**
+     * The agent's latest answer to the supervisor's own core.stats (id 0), for the metrics file
+     * and for clients' requests while the guest is not running.
+     */
+    private volatile ObjectNode guestStats;
     /** Guards the metrics file against a last sample written after the run files were removed. */
     private final Object metricsFileLock = new Object();
     private boolean runFilesRemoved;
@@ -1112,6 +1115,12 @@ public final class Supervisor {
         }
         checkpointGate.readLock().lock();
         try {
+            if (Protocol.CORE_STATS.equals(frame.type()) && (paused || checkpointing || runState.isLocked())) {
+                // a guest that is not running cannot answer: its last figures, as the metrics file has them
+                ObjectNode figures = guestStats;
+                client.send(new Frame(frame.id(), Protocol.FLAG_TERMINAL, Protocol.CORE_STATS, figures != null ? figures.deepCopy() : Json.object()));
+                return;
+            }
             if (checkpointing) {
                 String type = frame.type();
                 client.send(Protocol.FS_REQUEST.equals(type) ? fsRefused(frame.id(), "sandbox_checkpointing", "a checkpoint is being taken")
