@@ -128,13 +128,29 @@ public class SandboxTemplate implements SandboxOperations {
     @Override
     public <T> T execute(SandboxCallback<T> callback) {
         if (bound != null) {
-            return callback.doInSandbox(this);
+            return onBound(() -> callback.doInSandbox(this));
         }
         Lease lease = borrow();
         try {
             return callback.doInSandbox(new SandboxTemplate(source, observer, timeout, env, cwd, stdin, lease));
         } finally {
             source.giveBack(lease);
+        }
+    }
+
+    /**
+     * Runs a step of a template bound to a callback's sandbox: refused once the callback has
+     * returned (the sandbox may be another borrower's by now).
+     */
+    private <T> T onBound(java.util.function.Supplier<T> step) {
+        if (!bound.beginUse()) {
+            throw new SandboxAccessException(ErrorKind.INVALID_HANDLE, "this template was bound to sandbox '" + bound.name()
+                    + "' for one execute(...) callback, which has returned it to the pool; use the template outside the callback instead", null);
+        }
+        try {
+            return step.get();
+        } finally {
+            bound.endUse();
         }
     }
 
@@ -189,7 +205,7 @@ public class SandboxTemplate implements SandboxOperations {
         };
         return observer.observe(source.name(), operation, () -> {
             if (bound != null) {
-                return onLease.apply(bound);
+                return onBound(() -> onLease.apply(bound));
             }
             Lease lease = borrow();
             try {

@@ -5,7 +5,10 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.microsandbox.ExecOutput;
 import io.microsandbox.Microsandbox;
+import io.microsandbox.ErrorKind;
+import io.microsandbox.spring.SandboxAccessException;
 import io.microsandbox.spring.SandboxExecutionFailedException;
+import io.microsandbox.spring.SandboxOperations;
 import io.microsandbox.spring.SandboxTemplate;
 import io.microsandbox.spring.SandboxTimeoutException;
 import io.microsandbox.spring.actuate.MicrosandboxEndpoint;
@@ -79,13 +82,19 @@ class SandboxTemplateIT {
                     assertThat(template.run("sh", "echo from sh").stdout()).isEqualTo("from sh\n");
 
                     // a callback keeps one sandbox for several steps
+                    SandboxOperations[] kept = new SandboxOperations[1];
                     List<String> steps = template.execute(sb -> {
+                        kept[0] = sb;
                         sb.shell("echo state > /tmp/kept");
                         return List.of(((SandboxTemplate) sb).sandboxName(), sb.exec("cat", "/tmp/kept").stdout());
                     });
                     assertThat(steps.get(1)).isEqualTo("state\n");
                     assertThat(pool.member(steps.get(0))).isPresent();
                     assertThat(pool.stats().active()).isZero();
+                    // the callback's template is not usable once its sandbox went back to the pool
+                    assertThatThrownBy(() -> kept[0].exec("true"))
+                            .isInstanceOfSatisfying(SandboxAccessException.class, e -> assertThat(e.getKind()).isEqualTo(ErrorKind.INVALID_HANDLE))
+                            .hasMessageContaining("returned it to the pool");
 
                     // a program that is not there: the sandbox is fine and stays
                     assertThatThrownBy(() -> template.exec("no-such-program"))
