@@ -79,6 +79,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     private final Microsandbox runtime;
     private final SandboxConfig config;
     private final MicrosandboxProperties.Pool settings;
+    private final PoolInstanceLock instanceLock;
     private final String instanceId;
     private final Map<String, String> poolLabels;
     private final Map<String, Member> members = new ConcurrentHashMap<>();
@@ -101,10 +102,21 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     private final ExecutorService reapers;
     private final ExecutorService pingers;
 
-    public SandboxPool(Microsandbox runtime, SandboxConfig config, MicrosandboxProperties.Pool settings, String instanceId) {
+    /**
+     * A pool of sandboxes of {@code runtime}. Its instance id is {@code requestedInstanceId} unless
+     * another open pool of the same name already runs as that id on the runtime's home (another
+     * replica of the application on this host): then the first free {@code requestedInstanceId-N}, see
+     * {@link #instanceId()}.
+     */
+    public SandboxPool(Microsandbox runtime, SandboxConfig config, MicrosandboxProperties.Pool settings, String requestedInstanceId) {
         this.runtime = runtime;
         this.settings = settings;
-        this.instanceId = instanceId;
+        this.instanceLock = PoolInstanceLock.claim(runtime.home(), settings.getName(), requestedInstanceId);
+        this.instanceId = instanceLock.instanceId();
+        if (!this.instanceId.equals(requestedInstanceId)) {
+            log.info("pool '" + settings.getName() + "': instance id '" + requestedInstanceId + "' is taken by another open pool on "
+                    + runtime.home() + "; this one runs as '" + this.instanceId + "'");
+        }
         this.poolLabels = Map.of(POOL_LABEL, settings.getName(), INSTANCE_LABEL, instanceId);
         this.config = config.toBuilder().labels(merged(config.labels(), poolLabels)).detached(true).ephemeral(false).build();
         this.checkpoint = settings.getWarmStart() == MicrosandboxProperties.WarmStart.CHECKPOINT
@@ -147,6 +159,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         return settings.getName();
     }
 
+    /** The instance id of this pool's members (their {@value #INSTANCE_LABEL} label), see the constructor. */
     public String instanceId() {
         return instanceId;
     }
@@ -815,6 +828,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         }
         reapers.shutdown();
         pingers.shutdownNow();
+        // members are stopped or handed on: the next start of this instance may adopt them
+        instanceLock.close();
     }
 
     private void fire(java.util.function.Consumer<PoolListener> event) {

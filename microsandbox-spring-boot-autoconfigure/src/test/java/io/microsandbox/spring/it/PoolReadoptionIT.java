@@ -18,7 +18,8 @@ import org.junit.jupiter.api.Test;
 
 /**
  * on-shutdown=keep leaves the members running; a new context on the same home and instance
- * re-adopts them instead of booting, removes a stopped one, and on-shutdown=drain leaves nothing.
+ * re-adopts them instead of booting, removes a stopped one, a second open pool with the same
+ * instance id runs as another instance, and on-shutdown=drain leaves nothing.
  */
 class PoolReadoptionIT {
 
@@ -63,6 +64,20 @@ class PoolReadoptionIT {
                             .as("no boot: the running member was re-adopted").isNull();
                     VmTestSupport.await("the stopped member removed", Duration.ofSeconds(30),
                             () -> runtime.find("default-stale").isEmpty());
+
+                    // another application instance on this home with the same id (a second replica)
+                    // runs as node-a-2: it neither adopts nor, on its close, drains node-a's members
+                    VmTestSupport.runner(HOME)
+                            .withPropertyValues("microsandbox.pool.instance-id=node-a", "microsandbox.pool.min-idle=0",
+                                    "microsandbox.pool.max-size=1")
+                            .run(replica -> {
+                                SandboxPool second = replica.getBean(SandboxPool.class);
+                                assertThat(second.instanceId()).isEqualTo("node-a-2");
+                                assertThat(second.member(kept.get())).isEmpty();
+                            });
+                    assertThat(pool.member(kept.get())).isPresent();
+                    assertThat(runtime.get(kept.get()).status()).isEqualTo(SandboxStatus.RUNNING);
+                    assertThat(context.getBean(SandboxTemplate.class).exec("cat", "/tmp/mark").stdout()).isEqualTo("remembered\n");
                 });
         // drained on close
         assertThat(runtime.list(SandboxFilter.labels(java.util.Map.of(SandboxPool.INSTANCE_LABEL, "node-a")))).isEmpty();
