@@ -80,8 +80,9 @@ void ev_del(int fd);
 /* In the process that goes on as the agent after a fork: a signalfd of its own in the loop
  * (the inherited one wakes epoll only for signals to the other process). */
 int signals_after_fork(void);
-/* True while the port's output queue is above its high-water mark: sessions stop
- * reading process output until it drains (backpressure towards the processes). */
+/* True while the port's output queue is above its high-water mark, or a checkpoint asked for
+ * quiet: sessions stop reading process output and the network stops taking new connections
+ * and datagrams until it ends (backpressure towards the processes). */
 bool port_throttled(void);
 
 /* ---- boot.c: early setup, root filesystem, power ---- */

@@ -36,6 +36,13 @@ static cbor_buf g_tx;          /* queued frames; bytes [g_tx_off, g_tx.len) are 
 static size_t g_tx_off;
 static size_t g_frame_start;   /* offset of the frame being built */
 static bool g_throttled;
+/* A checkpoint's quiet spell (core.ping with quiesce): from its pong until core.resume or
+ * core.restore, nothing the guest does starts a frame to the host, so that the VM never stops
+ * in the middle of one. Ends by itself after QUIESCE_MAX_NS of guest time, should the host
+ * that asked for it be gone. */
+#define QUIESCE_MAX_NS (10ull * 1000000000ull)
+static bool g_quiesced;
+static uint64_t g_quiesce_end_ns;
 
 static enum { ST_WAIT_CONFIG, ST_READY } g_state = ST_WAIT_CONFIG;
 static uint64_t g_boot_ns;
@@ -117,7 +124,31 @@ void ev_del(int fd)
 
 /* ---- port output ---- */
 
-bool port_throttled(void) { return g_throttled; }
+bool port_throttled(void) { return g_throttled || g_quiesced; }
+
+static void set_quiesced(bool on)
+{
+    if (on)
+        g_quiesce_end_ns = now_boottime_ns() + QUIESCE_MAX_NS;
+    if (on != g_quiesced) {
+        g_quiesced = on;
+        exec_throttle_changed();
+        net_throttle_changed();
+    }
+}
+
+/* epoll_wait's timeout: the quiet spell's end, when one is on, bounds it. */
+static int loop_timeout_ms(void)
+{
+    int ms = g_port_in_loop ? -1 : HUP_POLL_MS;
+    if (g_quiesced) {
+        uint64_t now = now_boottime_ns();
+        int left = now >= g_quiesce_end_ns ? 0 : (int)((g_quiesce_end_ns - now) / 1000000u) + 1;
+        if (ms < 0 || left < ms)
+            ms = left;
+    }
+    return ms;
+}
 
 static void update_throttle(void)
 {
@@ -405,7 +436,15 @@ static void handle_frame(uint32_t id, const uint8_t *body, size_t blen)
     cbor_val p = m.payload;
 
     if (msg_type_is(&m, "core.ping") || msg_type_is(&m, "core.touch")) {
+        cbor_val v;
+        bool quiesce = false;
+        if (id == 0 && msg_type_is(&m, "core.ping") && cbor_map_get(p, "quiesce", &v))
+            cbor_get_bool(v, &quiesce);
+        if (quiesce)
+            set_quiesced(true);
         send_empty(id, reply_flags(id), "core.pong");
+    } else if (msg_type_is(&m, "core.resume")) {
+        set_quiesced(false);
     } else if (msg_type_is(&m, "core.stats")) {
         do_stats(id);
     } else if (msg_type_is(&m, "core.configure")) {
@@ -414,8 +453,10 @@ static void handle_frame(uint32_t id, const uint8_t *body, size_t blen)
         else
             send_error(0, "protocol", "already configured", EALREADY);
     } else if (msg_type_is(&m, "core.restore")) {
-        if (g_state == ST_READY)
+        if (g_state == ST_READY) {
+            set_quiesced(false);
             do_restore(p);
+        }
         else
             send_error(0, "protocol", "core.restore before core.configure", EPROTO);
     } else if (msg_type_is(&m, "core.reclaim")) {
@@ -655,7 +696,7 @@ int main(void)
 
     struct epoll_event evs[64];
     for (;;) {
-        int n = epoll_wait(g_epoll, evs, 64, g_port_in_loop ? -1 : HUP_POLL_MS);
+        int n = epoll_wait(g_epoll, evs, 64, loop_timeout_ms());
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -689,5 +730,9 @@ int main(void)
         }
         if (!g_port_in_loop)
             port_reconnect_check();
+        if (g_quiesced && now_boottime_ns() >= g_quiesce_end_ns) {
+            logmsg("the host did not end the checkpoint's quiet spell: the guest's traffic flows again");
+            set_quiesced(false);
+        }
     }
 }

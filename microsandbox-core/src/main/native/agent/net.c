@@ -888,6 +888,13 @@ void net_event(uint32_t tag, int fd, uint32_t events)
 
 void net_throttle_changed(void)
 {
+    /* new connections and datagrams wait in the kernel's queues too while the port is full
+     * or quiet for a checkpoint: each would start a frame to the host */
+    static uint32_t listening = EPOLLIN;
+    uint32_t want = port_throttled() ? 0 : EPOLLIN;
+    if (g_net_on && want != listening && ev_mod(g_tcp_fd, want, EV_NET, TAG_TCP_LISTENER) == 0
+        && ev_mod(g_dns_fd, want, EV_NET, TAG_DNS) == 0)
+        listening = want;
     for (int i = 0; i < 256; i++)
         for (net_conn *c = g_conns[i]; c; c = c->next)
             conn_events(c);

@@ -133,10 +133,15 @@ class CheckpointConcurrencyIT {
                         }
                     }
                 }
+                // the agent kept the guest's traffic quiet from the checkpoint's ping: it flows again
+                // at once (a quiet spell left on would hold the answer back for 10 s)
+                assertThat(fetch(published)).startsWith("HTTP/1.0 200");
             }
-            // once the source has given its published port back
+            // once the source has given its published port back; the restored agent's quiet spell
+            // ends with the restore
             try (Sandbox restored = runtime.restore("net-restored", cp, RestoreOptions.defaults())) {
                 assertThat(restored.exec("echo", List.of("restored")).stdout()).isEqualTo("restored\n");
+                assertThat(fetch(published)).startsWith("HTTP/1.0 200");
             }
         } finally {
             removeAll(runtime, base, "net-src", "net-restored");
@@ -191,6 +196,16 @@ class CheckpointConcurrencyIT {
     }
 
     /** Waits until a whole HTTP answer comes through the published port. */
+    /** One GET to the guest's server through its published port, given 5 s to answer. */
+    private static String fetch(int port) throws java.io.IOException {
+        try (java.net.Socket s = new java.net.Socket()) {
+            s.connect(new java.net.InetSocketAddress("127.0.0.1", port), 5000);
+            s.setSoTimeout(5000);
+            s.getOutputStream().write("GET / HTTP/1.0\r\n\r\n".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+            return new String(s.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.ISO_8859_1);
+        }
+    }
+
     private static void awaitServing(int port) throws Exception {
         for (long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(60); ; Thread.sleep(250)) {
             try (java.net.Socket s = new java.net.Socket("127.0.0.1", port)) {

@@ -30,6 +30,8 @@ public final class Protocol {
     public static final String CORE_ERROR = "core.error";
     public static final String CORE_PING = "core.ping";
     public static final String CORE_PONG = "core.pong";
+    /** Ends the quiet spell a checkpoint's {@code core.ping {quiesce: true}} began (id 0, no answer). */
+    public static final String CORE_RESUME = "core.resume";
     public static final String CORE_TOUCH = "core.touch";
     public static final String CORE_SHUTDOWN = "core.shutdown";
     public static final String CORE_STATS = "core.stats";

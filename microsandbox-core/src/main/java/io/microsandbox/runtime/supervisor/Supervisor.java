@@ -1533,14 +1533,26 @@ public final class Supervisor {
         } finally {
             checkpointGate.writeLock().unlock();
         }
+        boolean quiesceAsked = false;
         try {
             var answered = new java.util.concurrent.CompletableFuture<Void>();
             pong = new PongWait(pingsSent.incrementAndGet(), answered);
-            // nothing queued after the ping reaches the guest before it runs again
-            if (!toGuest.offerThenHold(FrameCodec.encode(new Frame(0, 0, Protocol.CORE_PING, Json.object())))) {
+            // nothing queued after the ping reaches the guest before it runs again; and from its
+            // pong the agent starts no frame of its own (a connection or DNS query of the guest's
+            // would be cut in two by the stop) until core.resume, or core.restore in a restored copy
+            ObjectNode quiesce = Json.object();
+            quiesce.put("quiesce", true);
+            if (!toGuest.offerThenHold(FrameCodec.encode(new Frame(0, 0, Protocol.CORE_PING, quiesce)))) {
                 throw new IOException("the guest is not reading its channel");
             }
+            quiesceAsked = true;
             answered.get(QMP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            int opened = net != null ? net.openFlows() : 0;
+            if (opened > 0) {
+                // the guest opened them between the check above and the pong: their frames may be under way
+                return errorFrame(request.id(), ErrorKind.UNSUPPORTED_OPERATION, opened
+                        + " network connection(s) or UDP flow(s) opened as the checkpoint began; a checkpoint needs them closed");
+            }
             ObjectNode result = MemoryCheckpoint.take(layout.qmpSocket(), guestMemory.file(), Path.of(request.text("memory_file")),
                     Path.of(request.text("ram_file")), layout.upperDisk(), Path.of(request.text("upper_file")),
                     Duration.ofMillis(request.payload().path("timeout_ms").asLong(120_000)));
@@ -1566,6 +1578,9 @@ public final class Supervisor {
             return errorFrame(request.id(), ErrorKind.IO, "checkpoint failed: " + reason);
         } finally {
             pong = null;
+            if (quiesceAsked && !toGuest.offer(FrameCodec.encode(new Frame(0, 0, Protocol.CORE_RESUME, Json.object())))) {
+                SupervisorLog.warn("cannot queue core.resume: the agent ends its quiet spell by itself in 10 s");
+            }
             toGuest.releaseHold();
             checkpointing = false;
             lastActivity = System.nanoTime();
