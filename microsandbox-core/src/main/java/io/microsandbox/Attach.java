@@ -87,7 +87,12 @@ final class Attach {
 
             byte[] buf = new byte[4096];
             boolean escape = false;
-            boolean inputOpen = true;
+            boolean terminalOpen = true;
+            boolean stdinOpen = true;
+            // keys the guest has not taken yet: the terminal is read on regardless, so that
+            // the detach keys work while the guest takes no input (paused, or a process that
+            // does not read), and what goes past the bound is dropped
+            PendingInput pending = new PendingInput();
             while (end.get() == null) {
                 // SIGWINCH sets the flag; the size is also compared at every poll, so a
                 // signal the JDK does not deliver is not missed for long
@@ -97,17 +102,26 @@ final class Attach {
                     size = now;
                     handle.resize(size[0], size[1]);
                 }
-                if (!inputOpen) {
+                if (stdinOpen) {
+                    try {
+                        pending.sendTo(handle);
+                        if (!terminalOpen && pending.isEmpty()) {
+                            stdinOpen = false;
+                            handle.stdin().close();
+                        }
+                    } catch (IOException e) {
+                        stdinOpen = false; // the process closed its terminal; wait for its end
+                    }
+                }
+                if (!terminalOpen) {
                     Thread.sleep(POLL_MS);
                     continue;
                 }
                 int n = Posix.readTimeout(STDIN, buf, POLL_MS);
                 if (n < 0) {
-                    inputOpen = false;
-                    handle.stdin().close();
+                    terminalOpen = false;
                     continue;
                 }
-                java.io.ByteArrayOutputStream fwd = new java.io.ByteArrayOutputStream(n + 1);
                 for (int i = 0; i < n && !detached; i++) {
                     int b = buf[i] & 0xff;
                     if (escape) {
@@ -116,24 +130,23 @@ final class Attach {
                             detached = true;
                             break;
                         }
-                        fwd.write(DETACH_KEY);
-                        fwd.write(b);
+                        pending.add(DETACH_KEY);
+                        pending.add(b);
                     } else if (b == DETACH_KEY) {
                         escape = true;
                     } else {
-                        fwd.write(b);
-                    }
-                }
-                if (fwd.size() > 0) {
-                    try {
-                        handle.stdin().write(fwd.toByteArray());
-                        handle.stdin().flush();
-                    } catch (IOException e) {
-                        inputOpen = false; // the process closed its terminal; wait for its end
+                        pending.add(b);
                     }
                 }
                 if (detached) {
                     break;
+                }
+                if (stdinOpen) {
+                    try {
+                        pending.sendTo(handle);
+                    } catch (IOException e) {
+                        stdinOpen = false;
+                    }
                 }
             }
         } catch (InterruptedException e) {
@@ -207,6 +220,38 @@ final class Attach {
                 } catch (Throwable ignored) {
                     // nothing to restore
                 }
+            }
+        }
+    }
+
+    /** Terminal input waiting for the guest's stdin credit, bounded. */
+    static final class PendingInput {
+        /** A paste's worth; typing never gets near it. */
+        static final int MAX_BYTES = 1 << 20;
+        private byte[] bytes = new byte[4096];
+        private int length;
+
+        /** Adds a byte, or drops it when {@link #MAX_BYTES} are already waiting. */
+        void add(int b) {
+            if (length == MAX_BYTES) {
+                return;
+            }
+            if (length == bytes.length) {
+                bytes = java.util.Arrays.copyOf(bytes, Math.min(MAX_BYTES, bytes.length * 2));
+            }
+            bytes[length++] = (byte) b;
+        }
+
+        boolean isEmpty() {
+            return length == 0;
+        }
+
+        /** Sends what the guest's credit allows now and keeps the rest. */
+        void sendTo(ExecHandle handle) throws IOException {
+            if (length > 0) {
+                int sent = handle.offerStdin(bytes, 0, length);
+                System.arraycopy(bytes, sent, bytes, 0, length - sent);
+                length -= sent;
             }
         }
     }

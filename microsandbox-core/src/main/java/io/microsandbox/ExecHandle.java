@@ -185,6 +185,21 @@ public final class ExecHandle implements AutoCloseable {
     }
 
     /**
+     * Sends what the process's stdin credit allows now of {@code b[off, off+len)} (see
+     * {@link #stdin()}), without waiting: {@link Attach} stays responsive to its detach keys
+     * while the guest takes no input.
+     *
+     * @return the bytes sent, 0 when there is no credit
+     */
+    int offerStdin(byte[] b, int off, int len) throws IOException {
+        if (!(stdin instanceof StdinStream pipe)) {
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT,
+                    "'" + command + "' was not started with ExecOptions.builder().stdinPipe()");
+        }
+        return pipe.offer(b, off, len);
+    }
+
+    /**
      * Takes the stdin sink, once: the first call returns it (when the command was started
      * with {@link ExecOptions.Builder#stdinPipe()}), later calls return nothing, so one owner
      * feeds it and closes it.
@@ -447,32 +462,61 @@ public final class ExecHandle implements AutoCloseable {
 
         @Override
         public synchronized void write(byte[] b, int off, int len) throws IOException {
+            ensureOpen();
+            int pos = off;
+            while (pos < off + len) {
+                int n = takeCredit(off + len - pos, true);
+                send(Arrays.copyOfRange(b, pos, pos + n));
+                pos += n;
+            }
+        }
+
+        /**
+         * Sends as much of {@code b[off, off+len)} as the process's credit allows now, without
+         * waiting for more: for a caller that must stay responsive while the guest takes no input.
+         *
+         * @return the bytes sent, 0 when there is no credit
+         */
+        synchronized int offer(byte[] b, int off, int len) throws IOException {
+            ensureOpen();
+            int sent = 0;
+            while (sent < len) {
+                int n = takeCredit(len - sent, false);
+                if (n == 0) {
+                    break;
+                }
+                send(Arrays.copyOfRange(b, off + sent, off + sent + n));
+                sent += n;
+            }
+            return sent;
+        }
+
+        private void ensureOpen() throws IOException {
             if (closed) {
                 throw new IOException("stdin of '" + command + "' is closed");
             }
-            int pos = off;
-            while (pos < off + len) {
-                int n;
-                synchronized (credit) {
-                    while (stdinCredit == 0 && !finished && !stdinClosed) {
-                        try {
-                            credit.wait();
-                        } catch (InterruptedException e) {
-                            Thread.currentThread().interrupt();
-                            throw new InterruptedIOException("interrupted while writing to the stdin of '" + command + "'");
-                        }
+        }
+
+        /** Up to {@code wanted} bytes (one chunk at most) of the process's credit, waiting for some when {@code wait}. */
+        private int takeCredit(int wanted, boolean wait) throws IOException {
+            synchronized (credit) {
+                while (wait && stdinCredit == 0 && !finished && !stdinClosed) {
+                    try {
+                        credit.wait();
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        throw new InterruptedIOException("interrupted while writing to the stdin of '" + command + "'");
                     }
-                    if (finished) {
-                        throw new IOException("'" + command + "' has ended; its stdin is gone");
-                    }
-                    if (stdinClosed) {
-                        throw new IOException("'" + command + "' closed its stdin");
-                    }
-                    n = (int) Math.min(Math.min(off + len - pos, Protocol.CHUNK_BYTES), stdinCredit);
-                    stdinCredit -= n;
                 }
-                send(Arrays.copyOfRange(b, pos, pos + n));
-                pos += n;
+                if (finished) {
+                    throw new IOException("'" + command + "' has ended; its stdin is gone");
+                }
+                if (stdinClosed) {
+                    throw new IOException("'" + command + "' closed its stdin");
+                }
+                int n = (int) Math.min(Math.min(wanted, Protocol.CHUNK_BYTES), stdinCredit);
+                stdinCredit -= n;
+                return n;
             }
         }
 

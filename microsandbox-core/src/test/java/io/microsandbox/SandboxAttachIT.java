@@ -3,6 +3,7 @@ package io.microsandbox;
 import java.io.ByteArrayOutputStream;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -74,6 +75,30 @@ class SandboxAttachIT {
         tmux("send-keys", "-t", "t", "-H", "1d", "1d");
         String screen = awaitScreen(s -> s.contains("CHILD-DONE"), "the child's report");
         assertThat(screen).contains("ATTACH-RESULT -1").contains("RESTORED true").contains("SHELL alive");
+    }
+
+    /**
+     * A process that reads no input (the terminal raw, so the guest's buffers fill instead of
+     * dropping keys) and a paste far beyond the stdin window: the attach still reads its
+     * terminal, so the detach keys that follow the paste work.
+     */
+    @Test
+    void detachWorksWhileTheGuestTakesNoInput() throws Exception {
+        startPane();
+        awaitScreen(SandboxAttachIT::prompt, "the shell prompt");
+        keys("echo $$ > /tmp/attached.pid; stty raw -echo; echo not-reading; sleep 1000", "Enter");
+        awaitScreen(s -> s.contains("not-reading"), "the shell that stopped reading");
+        Path paste = Files.createTempFile("msb-paste", ".txt");
+        try {
+            Files.write(paste, "a".repeat(4 << 20).getBytes(StandardCharsets.US_ASCII));
+            tmux("load-buffer", "-b", "paste", paste.toString());
+            tmux("paste-buffer", "-b", "paste", "-t", "t");
+            tmux("send-keys", "-t", "t", "-H", "1d", "1d");
+            String screen = awaitScreen(s -> s.contains("CHILD-DONE"), "the child's report");
+            assertThat(screen).contains("ATTACH-RESULT -1").contains("RESTORED true").contains("SHELL alive");
+        } finally {
+            Files.deleteIfExists(paste);
+        }
     }
 
     /** capture-pane drops trailing blanks: a prompt is a line ending in # or $. */
