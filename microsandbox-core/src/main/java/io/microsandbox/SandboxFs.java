@@ -591,6 +591,8 @@ public final class SandboxFs {
         private byte[] chunk = new byte[0];
         private int pos;
         private long consumed;
+        /** File bytes received in all, checked against the size the guest reports at the end. */
+        private long received;
         /** Credit granted and not yet consumed plus consumed and not yet returned. */
         private long window;
         private boolean counted;
@@ -661,11 +663,18 @@ public final class SandboxFs {
                 chunk = f.bytes("data");
                 pos = 0;
                 consumed += chunk.length;
+                received += chunk.length;
                 grant();
             } else if (f.isTerminal()) {
                 eof = true;
                 uncount();
-                session.result(f);
+                long reported = session.result(f).payload().path("size").asLong(-1);
+                if (reported >= 0 && reported != received) {
+                    // bytes the supervisor dropped (a guest past its window) or a guest that lies:
+                    // never a short file passed off as whole
+                    throw new MicrosandboxException(ErrorKind.FILESYSTEM, "reading " + path + " in sandbox '" + sandbox + "' ended after "
+                            + received + " bytes, but the guest reported " + reported);
+                }
             }
         }
 

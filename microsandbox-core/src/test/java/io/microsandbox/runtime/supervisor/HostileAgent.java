@@ -24,7 +24,8 @@ import java.util.Arrays;
  *
  * <p>Scenarios: {@code honest} (answers exec with "ok"), {@code float} (answers exec with a
  * float in its payload), {@code tiny-items} (answers exec with a 4 MiB frame of empty maps),
- * {@code flood} (answers exec with endless output, ignoring the window), {@code deaf} (stops
+ * {@code flood} (answers exec with endless output, ignoring the window), {@code short-read}
+ * (answers a file read with 9 bytes and a result claiming a million), {@code deaf} (stops
  * reading its port after the boot), {@code forge} (sends output for ids it was never given
  * and {@code sup.*} frames, then answers honestly), {@code disorder} (answers exec out of
  * order: the end first, then output and a start for the ended session, and a second
@@ -223,6 +224,11 @@ public final class HostileAgent {
     }
 
     private static void fs(String scenario, int id, FrameLink link) throws IOException {
+        if (scenario.equals("short-read")) {
+            link.write(new Frame(id, 0, Protocol.FS_DATA, NODES.objectNode().put("data", "only this".getBytes())));
+            link.write(new Frame(id, Protocol.FLAG_TERMINAL, Protocol.FS_RESULT, NODES.objectNode().put("size", 1_000_000)));
+            return;
+        }
         if (scenario.equals("flood")) {
             byte[] chunk = new byte[Protocol.FS_CHUNK_BYTES];
             while (true) {

@@ -93,6 +93,17 @@ class HostileGuestIT {
         }
     }
 
+    /** A file read whose data falls short of the size the guest reports fails; it never passes off part of a file as all of it. */
+    @Test
+    void aReadShorterThanItsReportedSizeFails() throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("short-read")) {
+            assertThatThrownBy(() -> booted.sandbox().fs().read("/etc/hostname"))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.FILESYSTEM))
+                    .hasMessageContaining("ended after 9 bytes, but the guest reported 1000000");
+            booted.sandbox().kill();
+        }
+    }
+
     /**
      * Finding 3: a guest that stops reading its port. Queued frames pile up; stop still ends
      * the sandbox within its grace, and a kill from another process's handle is prompt.
