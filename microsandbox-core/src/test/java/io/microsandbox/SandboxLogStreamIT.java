@@ -165,6 +165,41 @@ class SandboxLogStreamIT {
                 across.stream().filter(t -> t.startsWith("sandbox stopped")).findFirst().orElseThrow()));
     }
 
+    /**
+     * Output the guest sent as its VM was killed is logged before the run's end marker, which
+     * stays the run's last entry.
+     */
+    @Test
+    @Order(5)
+    void theEndMarkerIsTheRunsLastEntry() throws Exception {
+        String name = TestSandboxes.uniqueName("logs-end");
+        Sandbox sb = Sandbox.create(name, TestSandboxes.config().build());
+        try {
+            ExecHandle flood = sb.execStream("sh", List.of("-c", "while :; do echo tick; done"), ExecOptions.defaults());
+            Thread reader = new Thread(() -> {
+                try {
+                    while (flood.recv() != null) {
+                        // consumed, so that the guest keeps writing until the kill
+                    }
+                } catch (MicrosandboxException ended) {
+                    // the kill ends the stream
+                }
+            });
+            reader.setDaemon(true);
+            reader.start();
+            Thread.sleep(1000);
+            sb.kill();
+            List<LogEntry> all = new ArrayList<>();
+            try (LogStream stream = Sandbox.get(name).logStream(LogStreamOptions.builder().sources(LogSource.SYSTEM, LogSource.STDOUT).build())) {
+                stream.forEach(all::add);
+            }
+            assertThat(all).anyMatch(e -> e.text().startsWith("tick"));
+            assertThat(all.get(all.size() - 1).text()).startsWith("sandbox stopped");
+        } finally {
+            Sandbox.remove(name);
+        }
+    }
+
     private static String lastCursor(LogSource source) {
         String cursor = null;
         LogStreamOptions.Builder b = LogStreamOptions.builder().sources(LogSource.STDOUT, LogSource.STDERR, LogSource.SYSTEM, LogSource.OUTPUT);

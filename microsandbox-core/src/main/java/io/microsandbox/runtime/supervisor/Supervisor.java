@@ -65,6 +65,8 @@ import java.util.concurrent.atomic.AtomicLong;
 public final class Supervisor {
     /** Default grace period when the creator of an attached sandbox disappears. */
     static final long ORPHAN_STOP_GRACE_MS = 5_000;
+    /** How long the end waits for the agent's last frames to be relayed. */
+    private static final long AGENT_DRAIN_MS = 1000;
     /** How long a supervisor started ahead of time waits for a sandbox before it exits. */
     public static final long SPARE_IDLE_MS = 10 * 60_000;
     /** Grace period of stops the supervisor decides on itself (drain, idle, max duration). */
@@ -155,6 +157,8 @@ public final class Supervisor {
     private long adoptedNanos;
     private ServerSocketChannel clientServer;
     private volatile FrameLink vm;
+    /** Relays the agent's frames once the sandbox serves; null before. */
+    private volatile Thread agentReader;
     private ConsoleRecorder console;
     private volatile OutboundQueue toGuest;
     private volatile io.microsandbox.runtime.network.NetworkRelay network;
@@ -456,7 +460,9 @@ public final class Supervisor {
         }
         // serving before the creator hears of it, so its connection is accepted at once
         sampler.start(vmm.pid());
-        SupervisorLog.daemon("agent-reader", this::relayAgentFrames, this::relayFailed).start();
+        Thread reader = SupervisorLog.daemon("agent-reader", this::relayAgentFrames, this::relayFailed);
+        agentReader = reader;
+        reader.start();
         SupervisorLog.daemon("client-acceptor", this::acceptClients, this::relayFailed).start();
         SupervisorLog.daemon("creator-watch", this::watchCreator, this::relayFailed).start();
 
@@ -800,6 +806,7 @@ public final class Supervisor {
         if (console != null) {
             console.closeSink(); // the end marker stays the run's last entry
         }
+        awaitAgentFramesRelayed();
         io.microsandbox.runtime.network.NetworkRelay net = network;
         if (net != null) {
             net.close(); // published ports are released with the sandbox
@@ -876,6 +883,21 @@ public final class Supervisor {
             Files.deleteIfExists(layout.runDir());
         } catch (IOException e) {
             SupervisorLog.warn("cleanup of " + layout.runDir() + " incomplete: " + e.getMessage());
+        }
+    }
+
+    /**
+     * The last output the guest sent before its VM ended is logged before the end marker: the
+     * agent's port reaches its end a moment after the VMM's exit.
+     */
+    private void awaitAgentFramesRelayed() {
+        Thread reader = agentReader;
+        if (reader != null && reader != Thread.currentThread()) {
+            try {
+                reader.join(AGENT_DRAIN_MS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
         }
     }
 
