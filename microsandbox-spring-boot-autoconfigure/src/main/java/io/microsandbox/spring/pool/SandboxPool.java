@@ -118,7 +118,12 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
                     + runtime.home() + "; this one runs as '" + this.instanceId + "'");
         }
         this.poolLabels = Map.of(POOL_LABEL, settings.getName(), INSTANCE_LABEL, instanceId);
-        this.config = config.toBuilder().labels(merged(config.labels(), poolLabels)).detached(true).ephemeral(false).build();
+        try {
+            this.config = config.toBuilder().labels(merged(config.labels(), poolLabels)).detached(true).ephemeral(false).build();
+        } catch (RuntimeException e) {
+            instanceLock.close(); // no pool: the id is free again
+            throw e;
+        }
         this.checkpoint = settings.getWarmStart() == MicrosandboxProperties.WarmStart.CHECKPOINT
                 ? new PoolCheckpoint(runtime, settings.getName(), instanceId) : null;
         String prefix = "msb-pool-" + settings.getName();
