@@ -847,12 +847,15 @@ void net_message(uint32_t id, const char *type, size_t tlen, cbor_val p)
 
 void net_event(uint32_t tag, int fd, uint32_t events)
 {
-    if (tag == TAG_TCP_LISTENER) {
-        accept_guest_connections();
-        return;
-    }
-    if (tag == TAG_DNS) {
-        dns_readable();
+    if (tag == TAG_TCP_LISTENER || tag == TAG_DNS) {
+        /* stale when the port got full or quiet earlier in this batch (a checkpoint's ping
+         * may come just before): level-triggered, the event comes back once it is over */
+        if (port_throttled())
+            return;
+        if (tag == TAG_TCP_LISTENER)
+            accept_guest_connections();
+        else
+            dns_readable();
         return;
     }
     net_conn *c = conn_find(tag);
