@@ -856,9 +856,10 @@ public final class Microsandbox {
         }
         store().finishRun(name, "stopped", null, io.microsandbox.runtime.Posix.SIGKILL, "signal", "client");
         SandboxLayout layout = layout(name);
-        // under the supervisor's lock: a new run of the sandbox, started meanwhile, keeps its files
-        try (SandboxLock lock = SandboxLock.tryAcquireExisting(SandboxLock.supervisorLockFile(layout))) {
-            if (lock != null) {
+        // under both of its locks: a new run of the sandbox, started meanwhile, keeps its files
+        try (SandboxLock supervisorLock = SandboxLock.tryAcquireExisting(SandboxLock.supervisorLockFile(layout));
+             SandboxLock createLock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout))) {
+            if (supervisorLock != null && createLock != null) {
                 SandboxPreparer.deleteTree(layout.runDir());
             }
         } catch (IOException e) {

@@ -420,14 +420,12 @@ public final class Sandbox implements AutoCloseable {
      * is dealt with as {@link #kill(Duration)} does: a stop never depends on it being healthy.
      */
     public void stop(Duration timeout) {
-        try {
-            requestStop(timeout);
-        } catch (MicrosandboxException e) {
-            if (e.kind() == ErrorKind.CANCELLED || e.kind() == ErrorKind.INVALID_HANDLE) {
-                throw e;
-            }
-            // sup.stop is always answered: no answer means a supervisor that is hung or gone
-            kill(DEFAULT_KILL_TIMEOUT);
+        ensureUsable();
+        ObjectNode p = Json.object();
+        p.put("timeout_ms", timeout.toMillis());
+        if (!requestEvenIfThisConnectionIsBusy(Protocol.SUP_STOP, p, Duration.ofSeconds(10))) {
+            killUnansweringSupervisor();
+            waitUntilStopped(DEFAULT_KILL_TIMEOUT);
             return;
         }
         if (!endsWithin(timeout.plus(DEFAULT_KILL_TIMEOUT))) {
@@ -439,13 +437,9 @@ public final class Sandbox implements AutoCloseable {
 
     /** Sends the stop request and returns without waiting. */
     public void requestStop() {
-        requestStop(DEFAULT_STOP_TIMEOUT);
-    }
-
-    private void requestStop(Duration timeout) {
         ensureUsable();
         ObjectNode p = Json.object();
-        p.put("timeout_ms", timeout.toMillis());
+        p.put("timeout_ms", DEFAULT_STOP_TIMEOUT.toMillis());
         supervisorRequest(Protocol.SUP_STOP, p);
     }
 
@@ -461,17 +455,50 @@ public final class Sandbox implements AutoCloseable {
      */
     public void kill(Duration timeout) {
         ensureUsable();
+        if (!requestEvenIfThisConnectionIsBusy(Protocol.SUP_KILL, Json.object(), KILL_REQUEST_TIMEOUT)) {
+            killUnansweringSupervisor();
+        }
+        waitUntilStopped(timeout);
+    }
+
+    /**
+     * Sends {@code sup.stop} or {@code sup.kill} (which the supervisor always answers) on this
+     * connection and, when no answer comes within {@code wait}, again on a fresh one: the
+     * supervisor serves one connection's requests in turn, so another thread's long request
+     * (a checkpoint) can hold this one up while the supervisor is healthy.
+     *
+     * @return false when neither connection got an answer: the supervisor is hung; true when
+     *         one did, or this connection ended (the supervisor exits, or is gone)
+     * @throws MicrosandboxException {@link ErrorKind#CANCELLED} when the thread is interrupted
+     */
+    private boolean requestEvenIfThisConnectionIsBusy(String type, ObjectNode payload, Duration wait) {
         try {
-            client.request(Protocol.SUP_KILL, Json.object(), KILL_REQUEST_TIMEOUT);
+            client.request(type, payload, wait);
+            return true;
         } catch (MicrosandboxException e) {
             if (e.kind() == ErrorKind.CANCELLED) {
                 throw e;
             }
-            if (!client.exited().isDone()) {
-                runtime.killUnresponsiveSupervisor(name, client.welcome().path("pid").asLong(-1));
+            if (e.kind() == ErrorKind.SANDBOX_NOT_RUNNING) {
+                return true; // the connection ended: waiting for the end tells how the run ended
             }
         }
-        waitUntilStopped(timeout);
+        try (AgentClient fresh = AgentClient.connect(name, layout.agentSocket(), KILL_REQUEST_TIMEOUT)) {
+            fresh.request(type, payload, KILL_REQUEST_TIMEOUT);
+            return true;
+        } catch (MicrosandboxException e) {
+            if (e.kind() == ErrorKind.CANCELLED) {
+                throw e;
+            }
+            return false;
+        }
+    }
+
+    /** The last step of a stop or kill: the supervisor answers on no connection, so it is killed, its VM with it. */
+    private void killUnansweringSupervisor() {
+        if (!client.exited().isDone()) {
+            runtime.killUnresponsiveSupervisor(name, client.welcome().path("pid").asLong(-1));
+        }
     }
 
     /** Sends the kill request and returns without waiting. */

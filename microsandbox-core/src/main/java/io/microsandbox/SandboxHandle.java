@@ -134,11 +134,14 @@ public final class SandboxHandle {
         withConnection(sb -> sb.kill(timeout), this::killUnreachableSupervisor);
     }
 
-    /** The last step of a stop or kill when the supervisor does not accept a connection. */
+    /**
+     * The last step of a stop or kill when the supervisor does not accept a connection (hung,
+     * or still booting the VM: a boot has no graceful way out).
+     */
     private void killUnreachableSupervisor() {
         SandboxHandle now = refresh();
         RunRecord run = now.record.lastRun();
-        if (now.running() && run != null && run.supervisorPid() != null) {
+        if (now.running() && run != null && run.terminatedAt() == null && run.supervisorPid() != null) {
             runtime.killUnresponsiveSupervisor(name(), run.supervisorPid());
         }
     }
