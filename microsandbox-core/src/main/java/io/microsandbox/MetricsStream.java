@@ -17,6 +17,7 @@ public final class MetricsStream implements AutoCloseable {
     private final String name;
     private volatile boolean ended;
     private volatile MicrosandboxException failure;
+    private volatile boolean closed;
 
     MetricsStream(Sandbox sandbox, Duration interval) {
         this.name = sandbox.name();
@@ -34,11 +35,13 @@ public final class MetricsStream implements AutoCloseable {
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             } catch (MicrosandboxException e) {
-                // the sandbox ended (or the handle was released): the stream ends with it;
-                // anything else (a supervisor that stopped answering) the reader is told of
-                if (e.kind() != ErrorKind.SANDBOX_NOT_RUNNING && e.kind() != ErrorKind.INVALID_HANDLE) {
+                // the sandbox ended (or the handle was released), or the stream was closed: it
+                // ends with them; anything else (a supervisor that stopped answering) the reader is told of
+                if (e.kind() != ErrorKind.SANDBOX_NOT_RUNNING && e.kind() != ErrorKind.INVALID_HANDLE && !closed) {
                     failure = e;
                 }
+            } catch (RuntimeException e) {
+                failure = new MicrosandboxException(ErrorKind.INTERNAL, "metrics sampling failed: " + e, e);
             } finally {
                 ended = true;
                 // the end marker must get in even when a slow reader left the queue full
@@ -101,6 +104,7 @@ public final class MetricsStream implements AutoCloseable {
     /** Stops sampling. */
     @Override
     public void close() {
+        closed = true;
         sampler.interrupt();
     }
 }

@@ -236,6 +236,8 @@ public final class Supervisor {
      * and for clients' requests while the guest is not running.
      */
     private volatile ObjectNode guestStats;
+    /** Clients' core.stats on their way to the guest, answered from {@link #guestStats} if it is paused first. */
+    private final java.util.Set<SessionRouter.Route> clientStatsRequests = ConcurrentHashMap.newKeySet();
     /** Guards the metrics file against a last sample written after the run files were removed. */
     private final Object metricsFileLock = new Object();
     private boolean runFilesRemoved;
@@ -961,6 +963,9 @@ public final class Supervisor {
             }
         }
         // a one-shot request is answered by its first frame, whatever the guest flags it with
+        if (!route.session) {
+            clientStatsRequests.remove(route);
+        }
         if ((frame.isTerminal() || !route.session) && router.close(route) && route.session) {
             sessionEnded(route);
         }
@@ -1138,9 +1143,7 @@ public final class Supervisor {
         checkpointGate.readLock().lock();
         try {
             if (Protocol.CORE_STATS.equals(frame.type()) && (paused || checkpointing || runState.isLocked())) {
-                // a guest that is not running cannot answer: its last figures, as the metrics file has them
-                ObjectNode figures = guestStats;
-                client.send(new Frame(frame.id(), Protocol.FLAG_TERMINAL, Protocol.CORE_STATS, figures != null ? figures.deepCopy() : Json.object()));
+                client.send(statsFromSample(frame.id()));
                 return;
             }
             if (checkpointing) {
@@ -1190,7 +1193,11 @@ public final class Supervisor {
                 SupervisorLog.debug(client + " started session " + route.logId + ": " + frame.payload().path("cmd").asText()
                         + (frame.payload().path("tty").asBoolean(false) ? " (tty)" : ""));
             }
+            if (Protocol.CORE_STATS.equals(type)) {
+                clientStatsRequests.add(route);
+            }
             if (!toGuestQueue(new Frame(route.guestId, frame.flags(), type, frame.payload()))) {
+                clientStatsRequests.remove(route);
                 router.close(route);
                 if (exec) {
                     sessionEnded(route);
@@ -1421,6 +1428,7 @@ public final class Supervisor {
 
     /** Sessions of a client that went away would run on unobserved; end them. */
     private void killOrphanedSessions(ClientConnection client) {
+        clientStatsRequests.removeIf(route -> route.client == client);
         for (SessionRouter.Route route : router.closeAll(client)) {
             if (!route.session) {
                 continue;
@@ -1474,6 +1482,25 @@ public final class Supervisor {
         }
     }
 
+    /**
+     * The answer to a client's {@code core.stats} that a guest that is not running cannot give:
+     * its last figures, as the metrics file has them.
+     */
+    private Frame statsFromSample(int clientId) {
+        ObjectNode figures = guestStats;
+        return new Frame(clientId, Protocol.FLAG_TERMINAL, Protocol.CORE_STATS, figures != null ? figures.deepCopy() : Json.object());
+    }
+
+    /** Clients' {@code core.stats} the guest had not answered when it was paused: answered from the sample. */
+    private void answerStatsRequestsFromSample() {
+        for (SessionRouter.Route route : clientStatsRequests) {
+            clientStatsRequests.remove(route);
+            if (router.close(route)) {
+                route.client.send(statsFromSample(route.clientId));
+            }
+        }
+    }
+
     /** {@code sup.pause} / {@code sup.resume}: QMP {@code stop} / {@code cont}, one run-state change at a time. */
     private Frame pauseOrResume(Frame request, boolean pause) {
         String verb = pause ? "pause" : "resume";
@@ -1494,6 +1521,9 @@ public final class Supervisor {
             }
             QmpClient.execute(layout.qmpSocket(), pause ? "stop" : "cont", QMP_TIMEOUT);
             paused = pause;
+            if (pause) {
+                answerStatsRequestsFromSample();
+            }
             lastActivity = System.nanoTime();
             store.updateStatus(spec.name(), pause ? "paused" : draining ? "draining" : "running");
             return ok(request);
