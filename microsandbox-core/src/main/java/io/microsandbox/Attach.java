@@ -21,6 +21,8 @@ final class Attach {
     static final int DETACH_KEY = 0x1d;
     private static final int STDIN = 0;
     private static final int POLL_MS = 100;
+    /** How often a full input queue looks for the guest's credit. */
+    private static final int CREDIT_POLL_MS = 10;
 
     private Attach() {
     }
@@ -89,9 +91,10 @@ final class Attach {
             boolean escape = false;
             boolean terminalOpen = true;
             boolean stdinOpen = true;
-            // keys the guest has not taken yet: the terminal is read on regardless, so that
-            // the detach keys work while the guest takes no input (paused, or a process that
-            // does not read), and what goes past the bound is dropped
+            // keys the guest has not taken yet: the terminal is read on while the guest takes
+            // no input (paused, or a process that does not read), so that the detach keys
+            // work; a full queue (a paste of megabytes) holds the terminal back instead, in
+            // its own buffers: nothing typed is ever dropped
             PendingInput pending = new PendingInput();
             while (end.get() == null) {
                 // SIGWINCH sets the flag; the size is also compared at every poll, so a
@@ -115,6 +118,10 @@ final class Attach {
                 }
                 if (!terminalOpen) {
                     Thread.sleep(POLL_MS);
+                    continue;
+                }
+                if (stdinOpen && pending.isFull()) {
+                    Thread.sleep(CREDIT_POLL_MS);
                     continue;
                 }
                 int n = Posix.readTimeout(STDIN, buf, POLL_MS);
@@ -224,20 +231,17 @@ final class Attach {
         }
     }
 
-    /** Terminal input waiting for the guest's stdin credit, bounded. */
+    /** Terminal input waiting for the guest's stdin credit. */
     static final class PendingInput {
-        /** A paste's worth; typing never gets near it. */
+        /** A paste's worth, beyond the guest's stdin window; typing never gets near it. */
         static final int MAX_BYTES = 1 << 20;
         private byte[] bytes = new byte[4096];
         private int length;
 
-        /** Adds a byte, or drops it when {@link #MAX_BYTES} are already waiting. */
+        /** Adds a byte; the queue grows past {@link #MAX_BYTES} by what one read of the terminal gives at most. */
         void add(int b) {
-            if (length == MAX_BYTES) {
-                return;
-            }
             if (length == bytes.length) {
-                bytes = java.util.Arrays.copyOf(bytes, Math.min(MAX_BYTES, bytes.length * 2));
+                bytes = java.util.Arrays.copyOf(bytes, bytes.length * 2);
             }
             bytes[length++] = (byte) b;
         }
@@ -246,13 +250,20 @@ final class Attach {
             return length == 0;
         }
 
-        /** Sends what the guest's credit allows now and keeps the rest. */
-        void sendTo(ExecHandle handle) throws IOException {
-            if (length > 0) {
-                int sent = handle.offerStdin(bytes, 0, length);
-                System.arraycopy(bytes, sent, bytes, 0, length - sent);
-                length -= sent;
+        /** Full: the terminal is not read until the guest takes some. */
+        boolean isFull() {
+            return length >= MAX_BYTES;
+        }
+
+        /** Sends what the guest's credit allows now and keeps the rest; returns the bytes sent. */
+        int sendTo(ExecHandle handle) throws IOException {
+            if (length == 0) {
+                return 0;
             }
+            int sent = handle.offerStdin(bytes, 0, length);
+            System.arraycopy(bytes, sent, bytes, 0, length - sent);
+            length -= sent;
+            return sent;
         }
     }
 }

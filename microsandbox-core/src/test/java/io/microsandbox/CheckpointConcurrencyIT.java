@@ -195,7 +195,6 @@ class CheckpointConcurrencyIT {
         }
     }
 
-    /** Waits until a whole HTTP answer comes through the published port. */
     /** One GET to the guest's server through its published port, given 5 s to answer. */
     private static String fetch(int port) throws java.io.IOException {
         try (java.net.Socket s = new java.net.Socket()) {
@@ -206,6 +205,7 @@ class CheckpointConcurrencyIT {
         }
     }
 
+    /** Waits until a whole HTTP answer comes through the published port. */
     private static void awaitServing(int port) throws Exception {
         for (long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(60); ; Thread.sleep(250)) {
             try (java.net.Socket s = new java.net.Socket("127.0.0.1", port)) {

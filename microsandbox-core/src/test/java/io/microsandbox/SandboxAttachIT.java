@@ -79,8 +79,9 @@ class SandboxAttachIT {
 
     /**
      * A process that reads no input (the terminal raw, so the guest's buffers fill instead of
-     * dropping keys) and a paste far beyond the stdin window: the attach still reads its
-     * terminal, so the detach keys that follow the paste work.
+     * dropping keys) and a paste beyond the stdin window and the guest's terminal buffers (but
+     * within the attach's queue): the attach still reads its terminal, so the detach keys that
+     * follow the paste work.
      */
     @Test
     void detachWorksWhileTheGuestTakesNoInput() throws Exception {
@@ -90,12 +91,34 @@ class SandboxAttachIT {
         awaitScreen(s -> s.contains("not-reading"), "the shell that stopped reading");
         Path paste = Files.createTempFile("msb-paste", ".txt");
         try {
-            Files.write(paste, "a".repeat(4 << 20).getBytes(StandardCharsets.US_ASCII));
+            Files.write(paste, "a".repeat(1900 << 10).getBytes(StandardCharsets.US_ASCII));
             tmux("load-buffer", "-b", "paste", paste.toString());
             tmux("paste-buffer", "-b", "paste", "-t", "t");
             tmux("send-keys", "-t", "t", "-H", "1d", "1d");
             String screen = awaitScreen(s -> s.contains("CHILD-DONE"), "the child's report");
             assertThat(screen).contains("ATTACH-RESULT -1").contains("RESTORED true").contains("SHELL alive");
+        } finally {
+            Files.deleteIfExists(paste);
+        }
+    }
+
+    /** A paste beyond the stdin window and the attach's queue reaches a process that reads it, whole. */
+    @Test
+    void aLargePasteReachesAReadingProcessWhole() throws Exception {
+        int size = 3 << 20;
+        startPane();
+        awaitScreen(SandboxAttachIT::prompt, "the shell prompt");
+        keys("stty raw -echo; echo reading; head -c " + size + " > /tmp/pasted; stty sane; echo pasted-$(wc -c < /tmp/pasted)", "Enter");
+        awaitScreen(s -> s.contains("reading"), "the reading process");
+        Path paste = Files.createTempFile("msb-paste", ".txt");
+        try {
+            Files.write(paste, "b".repeat(size).getBytes(StandardCharsets.US_ASCII));
+            tmux("load-buffer", "-b", "paste", paste.toString());
+            tmux("paste-buffer", "-b", "paste", "-t", "t");
+            // the guest's terminal takes some 70 KB/s under TCG here
+            awaitScreen(s -> s.contains("pasted-" + size), "the whole paste in the guest", Duration.ofSeconds(180));
+            keys("exit 0", "Enter");
+            awaitScreen(s -> s.contains("CHILD-DONE"), "the child's report");
         } finally {
             Files.deleteIfExists(paste);
         }
@@ -121,7 +144,11 @@ class SandboxAttachIT {
     }
 
     private String awaitScreen(java.util.function.Predicate<String> want, String what) throws Exception {
-        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+        return awaitScreen(want, what, Duration.ofSeconds(60));
+    }
+
+    private String awaitScreen(java.util.function.Predicate<String> want, String what, Duration wait) throws Exception {
+        long deadline = System.nanoTime() + wait.toNanos();
         String screen = "";
         while (System.nanoTime() < deadline) {
             screen = tmux("capture-pane", "-p", "-t", "t");
