@@ -39,9 +39,8 @@ final class PoolInstanceLock implements AutoCloseable {
         try {
             Files.createDirectories(dir);
             for (int n = 1; n <= MAX_INSTANCES; n++) {
-                String id = n == 1 ? instanceId : instanceId + "-" + n;
-                // hashed: pool names and instance ids are free text, file names are not
-                SandboxLock lock = SandboxLock.tryAcquire(dir.resolve(SandboxLayout.shortHash(pool + "\n" + id) + ".lock"));
+                String id = instanceId(instanceId, n);
+                SandboxLock lock = SandboxLock.tryAcquire(lockFile(home, pool, id));
                 if (lock != null) {
                     return new PoolInstanceLock(lock, id);
                 }
@@ -52,6 +51,31 @@ final class PoolInstanceLock implements AutoCloseable {
         }
         throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, MAX_INSTANCES + " instances of pool '" + pool + "' with instance id '"
                 + instanceId + "' are open on " + home + "; give each application instance its own microsandbox.pool.instance-id");
+    }
+
+    /** The {@code n}th id of {@code instanceId}: itself, then {@code instanceId-2}, ... */
+    static String instanceId(String instanceId, int n) {
+        return n == 1 ? instanceId : instanceId + "-" + n;
+    }
+
+    /**
+     * Claims {@code id} exactly when a pool once ran as it on {@code home} and none does now:
+     * its members and checkpoint are then nobody's.
+     *
+     * @return the claim, or null when the id was never used or is held
+     */
+    static PoolInstanceLock claimAbandoned(Path home, String pool, String id) {
+        try {
+            SandboxLock lock = SandboxLock.tryAcquireExisting(lockFile(home, pool, id));
+            return lock == null ? null : new PoolInstanceLock(lock, id);
+        } catch (IOException e) {
+            return null; // never used (no lock file), or not readable: nothing to clean up
+        }
+    }
+
+    /** Hashed: pool names and instance ids are free text, file names are not. */
+    private static Path lockFile(Path home, String pool, String id) {
+        return home.resolve("pools").resolve(SandboxLayout.shortHash(pool + "\n" + id) + ".lock");
     }
 
     /** The id this pool runs as: the one asked for, or the first free {@code -N} variant. */

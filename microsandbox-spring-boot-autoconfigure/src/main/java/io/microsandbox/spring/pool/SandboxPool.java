@@ -79,6 +79,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     private final Microsandbox runtime;
     private final SandboxConfig config;
     private final MicrosandboxProperties.Pool settings;
+    private final String requestedInstanceId;
     private final PoolInstanceLock instanceLock;
     private final String instanceId;
     private final Map<String, String> poolLabels;
@@ -111,6 +112,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     public SandboxPool(Microsandbox runtime, SandboxConfig config, MicrosandboxProperties.Pool settings, String requestedInstanceId) {
         this.runtime = runtime;
         this.settings = settings;
+        this.requestedInstanceId = requestedInstanceId;
         this.instanceLock = PoolInstanceLock.claim(runtime.home(), settings.getName(), requestedInstanceId);
         this.instanceId = instanceLock.instanceId();
         if (!this.instanceId.equals(requestedInstanceId)) {
@@ -199,9 +201,43 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         } catch (RuntimeException e) {
             log.warn("pool '" + name() + "': cannot look for sandboxes to re-adopt: " + e.getMessage());
         }
+        removeAbandonedInstances();
         long period = Math.max(50, settings.getHousekeepingPeriod().toMillis());
         housekeeper.scheduleWithFixedDelay(this::housekeep, period, period, TimeUnit.MILLISECONDS);
         requestFill();
+    }
+
+    /**
+     * Removes, in the background, the members and warm-start checkpoint of this pool's later
+     * ids ({@code id-N} after this one's) that no open pool runs as any more (a second replica
+     * that crashed, or was stopped with {@code on-shutdown=keep} and will not come back while
+     * this one holds the earlier id): nobody would ever adopt them. Earlier ids are left alone:
+     * their pool may be restarting this very moment to re-adopt its members.
+     */
+    private void removeAbandonedInstances() {
+        int own = 1;
+        while (own < PoolInstanceLock.MAX_INSTANCES && !PoolInstanceLock.instanceId(requestedInstanceId, own).equals(instanceId)) {
+            own++;
+        }
+        for (int n = own + 1; n <= PoolInstanceLock.MAX_INSTANCES; n++) {
+            PoolInstanceLock abandoned = PoolInstanceLock.claimAbandoned(runtime.home(), name(), PoolInstanceLock.instanceId(requestedInstanceId, n));
+            if (abandoned == null) {
+                continue;
+            }
+            reapers.execute(() -> {
+                // held until its members are gone: a replica starting meanwhile takes another id
+                try (abandoned) {
+                    String id = abandoned.instanceId();
+                    for (SandboxHandle h : runtime.list(SandboxFilter.labels(Map.of(POOL_LABEL, name(), INSTANCE_LABEL, id)))) {
+                        log.info("pool '" + name() + "': removing " + h.name() + " of instance '" + id + "', which no open pool runs as");
+                        destroy(h.name(), null, false);
+                    }
+                    new PoolCheckpoint(runtime, name(), id).removeLeftover();
+                } catch (RuntimeException e) {
+                    log.warn("pool '" + name() + "': cannot remove what instance '" + abandoned.instanceId() + "' left: " + e.getMessage());
+                }
+            });
+        }
     }
 
     private void adopt() {

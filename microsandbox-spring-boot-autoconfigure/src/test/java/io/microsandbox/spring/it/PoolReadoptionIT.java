@@ -19,7 +19,8 @@ import org.junit.jupiter.api.Test;
 /**
  * on-shutdown=keep leaves the members running; a new context on the same home and instance
  * re-adopts them instead of booting, removes a stopped one, a second open pool with the same
- * instance id runs as another instance, and on-shutdown=drain leaves nothing.
+ * instance id runs as another instance, and on-shutdown=drain leaves nothing; members of a
+ * later instance that no pool runs as any more are removed.
  */
 class PoolReadoptionIT {
 
@@ -81,5 +82,36 @@ class PoolReadoptionIT {
                 });
         // drained on close
         assertThat(runtime.list(SandboxFilter.labels(java.util.Map.of(SandboxPool.INSTANCE_LABEL, "node-a")))).isEmpty();
+    }
+
+    /**
+     * A second replica (node-b-2) stopped with on-shutdown=keep while the first runs leaves a
+     * member that nobody would adopt once the first holds node-b: the next start of node-b
+     * removes it.
+     */
+    @Test
+    void membersOfALaterInstanceThatNoPoolRunsAsAreRemoved() {
+        Microsandbox runtime = Microsandbox.builder().home(HOME).build();
+        AtomicReference<String> left = new AtomicReference<>();
+        VmTestSupport.runner(HOME)
+                .withPropertyValues("microsandbox.pool.instance-id=node-b", "microsandbox.pool.min-idle=0")
+                .run(first -> VmTestSupport.runner(HOME)
+                        .withPropertyValues("microsandbox.pool.instance-id=node-b", "microsandbox.pool.on-shutdown=keep",
+                                "microsandbox.pool.max-size=1")
+                        .run(replica -> {
+                            SandboxPool pool = replica.getBean(SandboxPool.class);
+                            assertThat(pool.instanceId()).isEqualTo("node-b-2");
+                            VmTestSupport.await("warm-up", Duration.ofSeconds(90), () -> pool.stats().idle() == 1);
+                            left.set(pool.members().iterator().next().name());
+                        }));
+        assertThat(runtime.get(left.get()).status()).isEqualTo(SandboxStatus.RUNNING);
+
+        VmTestSupport.runner(HOME)
+                .withPropertyValues("microsandbox.pool.instance-id=node-b", "microsandbox.pool.min-idle=0")
+                .run(context -> {
+                    assertThat(context.getBean(SandboxPool.class).instanceId()).isEqualTo("node-b");
+                    VmTestSupport.await("the abandoned member removed", Duration.ofSeconds(60), () -> runtime.find(left.get()).isEmpty());
+                });
+        assertThat(runtime.list(SandboxFilter.labels(java.util.Map.of(SandboxPool.INSTANCE_LABEL, "node-b-2")))).isEmpty();
     }
 }
