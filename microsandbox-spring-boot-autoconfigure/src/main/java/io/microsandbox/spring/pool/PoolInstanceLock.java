@@ -7,13 +7,18 @@ import io.microsandbox.runtime.SandboxLock;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.FileTime;
+import java.time.Duration;
+import java.time.Instant;
 
 /**
  * A pool's claim on its instance id within one runtime home, held while the pool is open. Two
  * processes with the same pool name and instance id on one home (two replicas of an
  * application on one host) would re-adopt, lend and reap each other's members, and share one
- * warm-start checkpoint; the second therefore runs as {@code <id>-2}, the next as
- * {@code <id>-3}, and a restarted instance takes the first free id and re-adopts what it left.
+ * warm-start checkpoint; the second therefore runs as {@code <id>#2}, the next as
+ * {@code <id>#3} ('#' keeps them apart from ids a user chose, such as {@code worker-2}), and a
+ * restarted instance takes the first free id and re-adopts what it left. The lock file's
+ * modification time is the last claim or release of its id.
  */
 final class PoolInstanceLock implements AutoCloseable {
     /** Instances of one pool and id on one home; past this something is leaking pools. */
@@ -21,15 +26,29 @@ final class PoolInstanceLock implements AutoCloseable {
 
     private final SandboxLock lock;
     private final String instanceId;
+    /** The lock file, touched on release; null for a claim that cleans an abandoned id up. */
+    private final Path touchOnClose;
 
-    private PoolInstanceLock(SandboxLock lock, String instanceId) {
+    private PoolInstanceLock(SandboxLock lock, String instanceId, Path touchOnClose) {
         this.lock = lock;
         this.instanceId = instanceId;
+        this.touchOnClose = touchOnClose;
+        if (touchOnClose != null) {
+            touch();
+        }
+    }
+
+    private void touch() {
+        try {
+            Files.setLastModifiedTime(touchOnClose, FileTime.from(Instant.now()));
+        } catch (IOException e) {
+            // the time only delays a clean-up by another instance
+        }
     }
 
     /**
      * Claims {@code instanceId} for pool {@code pool} on {@code home}, or the first free
-     * {@code instanceId-N}.
+     * {@code instanceId#N}.
      *
      * @throws MicrosandboxException {@link ErrorKind#IO} when the lock files cannot be made,
      *         {@link ErrorKind#INVALID_CONFIG} when {@value #MAX_INSTANCES} instances hold them all
@@ -40,9 +59,10 @@ final class PoolInstanceLock implements AutoCloseable {
             Files.createDirectories(dir);
             for (int n = 1; n <= MAX_INSTANCES; n++) {
                 String id = instanceId(instanceId, n);
-                SandboxLock lock = SandboxLock.tryAcquire(lockFile(home, pool, id));
+                Path file = lockFile(home, pool, id);
+                SandboxLock lock = SandboxLock.tryAcquire(file);
                 if (lock != null) {
-                    return new PoolInstanceLock(lock, id);
+                    return new PoolInstanceLock(lock, id, file);
                 }
             }
         } catch (IOException e) {
@@ -53,21 +73,30 @@ final class PoolInstanceLock implements AutoCloseable {
                 + instanceId + "' are open on " + home + "; give each application instance its own microsandbox.pool.instance-id");
     }
 
-    /** The {@code n}th id of {@code instanceId}: itself, then {@code instanceId-2}, ... */
+    /** The {@code n}th id of {@code instanceId}: itself, then {@code instanceId#2}, ... */
     static String instanceId(String instanceId, int n) {
-        return n == 1 ? instanceId : instanceId + "-" + n;
+        return n == 1 ? instanceId : instanceId + "#" + n;
     }
 
     /**
-     * Claims {@code id} exactly when a pool once ran as it on {@code home} and none does now:
-     * its members and checkpoint are then nobody's.
+     * Claims {@code id} exactly when a pool once ran as it on {@code home}, none does now, and
+     * none has claimed or released it for {@code quietFor}: its members and checkpoint are then
+     * nobody's (a replica that is merely restarting, in a deploy, has released it moments ago).
      *
-     * @return the claim, or null when the id was never used or is held
+     * @return the claim, or null when the id was never used, is held or was used lately
      */
-    static PoolInstanceLock claimAbandoned(Path home, String pool, String id) {
+    static PoolInstanceLock claimAbandoned(Path home, String pool, String id, Duration quietFor) {
+        Path file = lockFile(home, pool, id);
         try {
-            SandboxLock lock = SandboxLock.tryAcquireExisting(lockFile(home, pool, id));
-            return lock == null ? null : new PoolInstanceLock(lock, id);
+            SandboxLock lock = SandboxLock.tryAcquireExisting(file);
+            if (lock == null) {
+                return null;
+            }
+            if (Files.getLastModifiedTime(file).toInstant().isAfter(Instant.now().minus(quietFor))) {
+                lock.close();
+                return null;
+            }
+            return new PoolInstanceLock(lock, id, null);
         } catch (IOException e) {
             return null; // never used (no lock file), or not readable: nothing to clean up
         }
@@ -85,6 +114,9 @@ final class PoolInstanceLock implements AutoCloseable {
 
     @Override
     public void close() {
+        if (touchOnClose != null) {
+            touch();
+        }
         lock.close();
     }
 }

@@ -73,6 +73,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     public static final String INSTANCE_LABEL = "spring.instance";
 
     private static final Log log = LogFactory.getLog(SandboxPool.class);
+    /** How long an instance id must have been left unused before another instance removes what it left. */
+    public static final Duration ABANDONED_AFTER = Duration.ofMinutes(5);
     /** How often a borrower waiting for a member looks whether the pool has closed. */
     private static final long CLOSED_CHECK_NANOS = TimeUnit.MILLISECONDS.toNanos(100);
 
@@ -106,7 +108,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     /**
      * A pool of sandboxes of {@code runtime}. Its instance id is {@code requestedInstanceId} unless
      * another open pool of the same name already runs as that id on the runtime's home (another
-     * replica of the application on this host): then the first free {@code requestedInstanceId-N}, see
+     * replica of the application on this host): then the first free {@code requestedInstanceId#N}, see
      * {@link #instanceId()}.
      */
     public SandboxPool(Microsandbox runtime, SandboxConfig config, MicrosandboxProperties.Pool settings, String requestedInstanceId) {
@@ -115,7 +117,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         this.requestedInstanceId = requestedInstanceId;
         this.instanceLock = PoolInstanceLock.claim(runtime.home(), settings.getName(), requestedInstanceId);
         this.instanceId = instanceLock.instanceId();
-        if (!this.instanceId.equals(requestedInstanceId)) {
+        if (!instanceId.equals(requestedInstanceId)) {
             log.info("pool '" + settings.getName() + "': instance id '" + requestedInstanceId + "' is taken by another open pool on "
                     + runtime.home() + "; this one runs as '" + this.instanceId + "'");
         }
@@ -209,10 +211,11 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
 
     /**
      * Removes, in the background, the members and warm-start checkpoint of this pool's later
-     * ids ({@code id-N} after this one's) that no open pool runs as any more (a second replica
-     * that crashed, or was stopped with {@code on-shutdown=keep} and will not come back while
-     * this one holds the earlier id): nobody would ever adopt them. Earlier ids are left alone:
-     * their pool may be restarting this very moment to re-adopt its members.
+     * ids ({@code id#N} after this one's) that no open pool runs as any more, nor claimed or
+     * released in the last {@link #ABANDONED_AFTER} (a second replica that crashed, or was
+     * stopped with {@code on-shutdown=keep} and did not come back): nobody would ever adopt
+     * them while this one holds the earlier id. Earlier ids, and later ones used lately, are
+     * left alone: their pool may be restarting to re-adopt its members.
      */
     private void removeAbandonedInstances() {
         int own = 1;
@@ -220,11 +223,12 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             own++;
         }
         for (int n = own + 1; n <= PoolInstanceLock.MAX_INSTANCES; n++) {
-            PoolInstanceLock abandoned = PoolInstanceLock.claimAbandoned(runtime.home(), name(), PoolInstanceLock.instanceId(requestedInstanceId, n));
+            PoolInstanceLock abandoned = PoolInstanceLock.claimAbandoned(runtime.home(), name(),
+                    PoolInstanceLock.instanceId(requestedInstanceId, n), ABANDONED_AFTER);
             if (abandoned == null) {
                 continue;
             }
-            reapers.execute(() -> {
+            Runnable removal = () -> {
                 // held until its members are gone: a replica starting meanwhile takes another id
                 try (abandoned) {
                     String id = abandoned.instanceId();
@@ -236,7 +240,12 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
                 } catch (RuntimeException e) {
                     log.warn("pool '" + name() + "': cannot remove what instance '" + abandoned.instanceId() + "' left: " + e.getMessage());
                 }
-            });
+            };
+            try {
+                reapers.execute(removal);
+            } catch (java.util.concurrent.RejectedExecutionException closedMeanwhile) {
+                abandoned.close();
+            }
         }
     }
 

@@ -67,13 +67,13 @@ class PoolReadoptionIT {
                             () -> runtime.find("default-stale").isEmpty());
 
                     // another application instance on this home with the same id (a second replica)
-                    // runs as node-a-2: it neither adopts nor, on its close, drains node-a's members
+                    // runs as node-a#2: it neither adopts nor, on its close, drains node-a's members
                     VmTestSupport.runner(HOME)
                             .withPropertyValues("microsandbox.pool.instance-id=node-a", "microsandbox.pool.min-idle=0",
                                     "microsandbox.pool.max-size=1")
                             .run(replica -> {
                                 SandboxPool second = replica.getBean(SandboxPool.class);
-                                assertThat(second.instanceId()).isEqualTo("node-a-2");
+                                assertThat(second.instanceId()).isEqualTo("node-a#2");
                                 assertThat(second.member(kept.get())).isEmpty();
                             });
                     assertThat(pool.member(kept.get())).isPresent();
@@ -85,12 +85,12 @@ class PoolReadoptionIT {
     }
 
     /**
-     * A second replica (node-b-2) stopped with on-shutdown=keep while the first runs leaves a
+     * A second replica (node-b#2) stopped with on-shutdown=keep while the first runs leaves a
      * member that nobody would adopt once the first holds node-b: the next start of node-b
-     * removes it.
+     * removes it once the replica has been gone for longer than a restart takes.
      */
     @Test
-    void membersOfALaterInstanceThatNoPoolRunsAsAreRemoved() {
+    void membersOfALaterInstanceThatNoPoolRunsAsAreRemoved() throws Exception {
         Microsandbox runtime = Microsandbox.builder().home(HOME).build();
         AtomicReference<String> left = new AtomicReference<>();
         VmTestSupport.runner(HOME)
@@ -100,11 +100,18 @@ class PoolReadoptionIT {
                                 "microsandbox.pool.max-size=1")
                         .run(replica -> {
                             SandboxPool pool = replica.getBean(SandboxPool.class);
-                            assertThat(pool.instanceId()).isEqualTo("node-b-2");
+                            assertThat(pool.instanceId()).isEqualTo("node-b#2");
                             VmTestSupport.await("warm-up", Duration.ofSeconds(90), () -> pool.stats().idle() == 1);
                             left.set(pool.members().iterator().next().name());
                         }));
         assertThat(runtime.get(left.get()).status()).isEqualTo(SandboxStatus.RUNNING);
+        // the replica left longer ago than a restart takes (its id's lock file says when)
+        try (var files = java.nio.file.Files.list(HOME.resolve("pools"))) {
+            for (Path f : files.toList()) {
+                java.nio.file.Files.setLastModifiedTime(f, java.nio.file.attribute.FileTime.from(
+                        java.time.Instant.now().minus(SandboxPool.ABANDONED_AFTER).minusSeconds(60)));
+            }
+        }
 
         VmTestSupport.runner(HOME)
                 .withPropertyValues("microsandbox.pool.instance-id=node-b", "microsandbox.pool.min-idle=0")
@@ -112,6 +119,6 @@ class PoolReadoptionIT {
                     assertThat(context.getBean(SandboxPool.class).instanceId()).isEqualTo("node-b");
                     VmTestSupport.await("the abandoned member removed", Duration.ofSeconds(60), () -> runtime.find(left.get()).isEmpty());
                 });
-        assertThat(runtime.list(SandboxFilter.labels(java.util.Map.of(SandboxPool.INSTANCE_LABEL, "node-b-2")))).isEmpty();
+        assertThat(runtime.list(SandboxFilter.labels(java.util.Map.of(SandboxPool.INSTANCE_LABEL, "node-b#2")))).isEmpty();
     }
 }
