@@ -137,12 +137,12 @@ final class Attach {
                             detached = true;
                             break;
                         }
-                        pending.add(DETACH_KEY);
-                        pending.add(b);
+                        forward(pending, stdinOpen, DETACH_KEY);
+                        forward(pending, stdinOpen, b);
                     } else if (b == DETACH_KEY) {
                         escape = true;
                     } else {
-                        pending.add(b);
+                        forward(pending, stdinOpen, b);
                     }
                 }
                 if (detached) {
@@ -228,6 +228,13 @@ final class Attach {
                     // nothing to restore
                 }
             }
+        }
+    }
+
+    /** Queues a key for the guest; once the process closed its input, keys only count for the detach sequence. */
+    private static void forward(PendingInput pending, boolean stdinOpen, int b) {
+        if (stdinOpen) {
+            pending.add(b);
         }
     }
 

@@ -40,7 +40,7 @@ public final class MetricsStream implements AutoCloseable {
                 if (e.kind() != ErrorKind.SANDBOX_NOT_RUNNING && e.kind() != ErrorKind.INVALID_HANDLE && !closed) {
                     failure = e;
                 }
-            } catch (RuntimeException e) {
+            } catch (RuntimeException | Error e) {
                 failure = new MicrosandboxException(ErrorKind.INTERNAL, "metrics sampling failed: " + e, e);
             } finally {
                 ended = true;

@@ -854,16 +854,16 @@ public final class Microsandbox {
             throw new MicrosandboxException(ErrorKind.INTERNAL, "the supervisor of sandbox '" + name
                     + "' (pid " + supervisorPid + ") does not answer and could not be killed");
         }
-        store().finishRun(name, "stopped", null, io.microsandbox.runtime.Posix.SIGKILL, "signal", "client");
         SandboxLayout layout = layout(name);
-        // under both of its locks: a new run of the sandbox, started meanwhile, keeps its files
+        // under both of its locks: a new run of the sandbox, started meanwhile, keeps its record and files
         try (SandboxLock supervisorLock = SandboxLock.tryAcquireExisting(SandboxLock.supervisorLockFile(layout));
              SandboxLock createLock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout))) {
             if (supervisorLock != null && createLock != null) {
+                store().finishRun(name, "stopped", null, io.microsandbox.runtime.Posix.SIGKILL, "signal", "client");
                 SandboxPreparer.deleteTree(layout.runDir());
             }
         } catch (IOException e) {
-            // the sandbox directory is gone (removed meanwhile): nothing of this run is left to remove
+            // the sandbox directory is gone (removed meanwhile): nothing of this run is left to record or remove
         }
     }
 

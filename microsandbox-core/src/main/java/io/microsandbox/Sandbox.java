@@ -387,7 +387,9 @@ public final class Sandbox implements AutoCloseable {
      * Bridges this process's terminal to {@code command} on a tty in the guest, like
      * {@code docker exec -it}: raw mode on the host terminal, the window size forwarded,
      * {@code Ctrl-] Ctrl-]} detaches (the command keeps running), and the terminal is restored
-     * however it ends. Blocks until the command exits.
+     * however it ends. Blocks until the command exits. Keys wait for the command to take them
+     * (nothing typed is dropped), the detach keys included only behind a paste of more than
+     * about 2 MiB that the command does not read.
      *
      * @return the command's exit code, or {@link #ATTACH_DETACHED}
      * @throws MicrosandboxException {@link ErrorKind#UNSUPPORTED_OPERATION} when stdin is not a
@@ -468,10 +470,12 @@ public final class Sandbox implements AutoCloseable {
      * (a checkpoint) can hold this one up while the supervisor is healthy.
      *
      * @return false when neither connection got an answer: the supervisor is hung; true when
-     *         one did, or this connection ended (the supervisor exits, or is gone)
+     *         one did, or this connection ended and no other is accepted (the supervisor exits,
+     *         or is gone)
      * @throws MicrosandboxException {@link ErrorKind#CANCELLED} when the thread is interrupted
      */
     private boolean requestEvenIfThisConnectionIsBusy(String type, ObjectNode payload, Duration wait) {
+        boolean connectionEnded;
         try {
             client.request(type, payload, wait);
             return true;
@@ -479,9 +483,8 @@ public final class Sandbox implements AutoCloseable {
             if (e.kind() == ErrorKind.CANCELLED) {
                 throw e;
             }
-            if (e.kind() == ErrorKind.SANDBOX_NOT_RUNNING) {
-                return true; // the connection ended: waiting for the end tells how the run ended
-            }
+            // ended: the supervisor exits, or dropped this client (one that fell behind)
+            connectionEnded = e.kind() == ErrorKind.SANDBOX_NOT_RUNNING;
         }
         try (AgentClient fresh = AgentClient.connect(name, layout.agentSocket(), KILL_REQUEST_TIMEOUT)) {
             fresh.request(type, payload, KILL_REQUEST_TIMEOUT);
@@ -490,7 +493,8 @@ public final class Sandbox implements AutoCloseable {
             if (e.kind() == ErrorKind.CANCELLED) {
                 throw e;
             }
-            return false;
+            // a supervisor that ended this connection and accepts no other is on its way out
+            return connectionEnded;
         }
     }
 

@@ -1195,6 +1195,17 @@ public final class Supervisor {
             }
             if (Protocol.CORE_STATS.equals(type)) {
                 clientStatsRequests.add(route);
+                if (clientStatsRequests.size() > SessionRouter.MAX_ROUTES_PER_CLIENT) {
+                    // requests the router gave up (a guest that does not answer) are not kept here either
+                    clientStatsRequests.removeIf(r -> router.ofGuest(r.guestId) != r);
+                }
+                if (paused) {
+                    // a pause that landed after the check above: its own look may have missed this one
+                    if (clientStatsRequests.remove(route) && router.close(route)) {
+                        client.send(statsFromSample(frame.id()));
+                    }
+                    return;
+                }
             }
             if (!toGuestQueue(new Frame(route.guestId, frame.flags(), type, frame.payload()))) {
                 clientStatsRequests.remove(route);
