@@ -35,7 +35,12 @@ public interface SandboxOperations {
      */
     ExecOutput run(String language, String code);
 
-    /** Lends one sandbox to the callback for several steps and always gives it back. */
+    /**
+     * Lends one sandbox to the callback for several steps and always gives it back. The
+     * operations passed to the callback are for the callback only: once it has returned they
+     * refuse work ({@link io.microsandbox.ErrorKind#INVALID_HANDLE}), and a sandbox still in use
+     * by work the callback started on another thread is discarded, never lent again.
+     */
     <T> T execute(SandboxCallback<T> callback);
 
     /** A copy whose commands are killed after {@code timeout} (then {@link SandboxTimeoutException}). */
