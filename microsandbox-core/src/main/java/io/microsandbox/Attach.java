@@ -262,15 +262,13 @@ final class Attach {
             return length >= MAX_BYTES;
         }
 
-        /** Sends what the guest's credit allows now and keeps the rest; returns the bytes sent. */
-        int sendTo(ExecHandle handle) throws IOException {
-            if (length == 0) {
-                return 0;
+        /** Sends what the guest's credit allows now and keeps the rest. */
+        void sendTo(ExecHandle handle) throws IOException {
+            if (length > 0) {
+                int sent = handle.offerStdin(bytes, 0, length);
+                System.arraycopy(bytes, sent, bytes, 0, length - sent);
+                length -= sent;
             }
-            int sent = handle.offerStdin(bytes, 0, length);
-            System.arraycopy(bytes, sent, bytes, 0, length - sent);
-            length -= sent;
-            return sent;
         }
     }
 }
