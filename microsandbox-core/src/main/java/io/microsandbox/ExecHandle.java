@@ -192,11 +192,7 @@ public final class ExecHandle implements AutoCloseable {
      * @return the bytes sent, 0 when there is no credit
      */
     int offerStdin(byte[] b, int off, int len) throws IOException {
-        if (!(stdin instanceof StdinStream pipe)) {
-            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT,
-                    "'" + command + "' was not started with ExecOptions.builder().stdinPipe()");
-        }
-        return pipe.offer(b, off, len);
+        return ((StdinStream) stdin()).offer(b, off, len);
     }
 
     /**
@@ -462,13 +458,7 @@ public final class ExecHandle implements AutoCloseable {
 
         @Override
         public synchronized void write(byte[] b, int off, int len) throws IOException {
-            ensureOpen();
-            int pos = off;
-            while (pos < off + len) {
-                int n = takeCredit(off + len - pos, true);
-                send(Arrays.copyOfRange(b, pos, pos + n));
-                pos += n;
-            }
+            transfer(b, off, len, true);
         }
 
         /**
@@ -478,23 +468,24 @@ public final class ExecHandle implements AutoCloseable {
          * @return the bytes sent, 0 when there is no credit
          */
         synchronized int offer(byte[] b, int off, int len) throws IOException {
-            ensureOpen();
+            return transfer(b, off, len, false);
+        }
+
+        /** Sends {@code b[off, off+len)} chunk by chunk within the credit, waiting for more when {@code wait}; returns the bytes sent. */
+        private int transfer(byte[] b, int off, int len, boolean wait) throws IOException {
+            if (closed) {
+                throw new IOException("stdin of '" + command + "' is closed");
+            }
             int sent = 0;
             while (sent < len) {
-                int n = takeCredit(len - sent, false);
+                int n = takeCredit(len - sent, wait);
                 if (n == 0) {
-                    break;
+                    break; // no credit, and not waiting for it
                 }
                 send(Arrays.copyOfRange(b, off + sent, off + sent + n));
                 sent += n;
             }
             return sent;
-        }
-
-        private void ensureOpen() throws IOException {
-            if (closed) {
-                throw new IOException("stdin of '" + command + "' is closed");
-            }
         }
 
         /** Up to {@code wanted} bytes (one chunk at most) of the process's credit, waiting for some when {@code wait}. */
