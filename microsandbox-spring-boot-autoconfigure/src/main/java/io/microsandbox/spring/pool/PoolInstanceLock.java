@@ -26,12 +26,15 @@ final class PoolInstanceLock implements AutoCloseable {
 
     private final SandboxLock lock;
     private final String instanceId;
+    /** Which of the requested id's variants this is: 1 for the id itself, N for {@code id#N}. */
+    private final int ordinal;
     /** The lock file, touched on release; null for a claim that cleans an abandoned id up. */
     private final Path touchOnClose;
 
-    private PoolInstanceLock(SandboxLock lock, String instanceId, Path touchOnClose) {
+    private PoolInstanceLock(SandboxLock lock, String instanceId, int ordinal, Path touchOnClose) {
         this.lock = lock;
         this.instanceId = instanceId;
+        this.ordinal = ordinal;
         this.touchOnClose = touchOnClose;
         if (touchOnClose != null) {
             touch();
@@ -62,7 +65,7 @@ final class PoolInstanceLock implements AutoCloseable {
                 Path file = lockFile(home, pool, id);
                 SandboxLock lock = SandboxLock.tryAcquire(file);
                 if (lock != null) {
-                    return new PoolInstanceLock(lock, id, file);
+                    return new PoolInstanceLock(lock, id, n, file);
                 }
             }
         } catch (IOException e) {
@@ -79,13 +82,15 @@ final class PoolInstanceLock implements AutoCloseable {
     }
 
     /**
-     * Claims {@code id} exactly when a pool once ran as it on {@code home}, none does now, and
+     * Claims {@code instanceId}'s {@code ordinal}th id (see {@link #instanceId(String, int)})
+     * exactly when a pool once ran as it on {@code home}, none does now, and
      * none has claimed or released it for {@code quietFor}: its members and checkpoint are then
      * nobody's (a replica that is merely restarting, in a deploy, has released it moments ago).
      *
      * @return the claim, or null when the id was never used, is held or was used lately
      */
-    static PoolInstanceLock claimAbandoned(Path home, String pool, String id, Duration quietFor) {
+    static PoolInstanceLock claimAbandoned(Path home, String pool, String instanceId, int ordinal, Duration quietFor) {
+        String id = instanceId(instanceId, ordinal);
         Path file = lockFile(home, pool, id);
         try {
             SandboxLock lock = SandboxLock.tryAcquireExisting(file);
@@ -96,7 +101,7 @@ final class PoolInstanceLock implements AutoCloseable {
                 lock.close();
                 return null;
             }
-            return new PoolInstanceLock(lock, id, null);
+            return new PoolInstanceLock(lock, id, ordinal, null);
         } catch (IOException e) {
             return null; // never used (no lock file), or not readable: nothing to clean up
         }
@@ -107,9 +112,14 @@ final class PoolInstanceLock implements AutoCloseable {
         return home.resolve("pools").resolve(SandboxLayout.shortHash(pool + "\n" + id) + ".lock");
     }
 
-    /** The id this pool runs as: the one asked for, or the first free {@code -N} variant. */
+    /** The id this pool runs as: the one asked for, or the first free {@code #N} variant. */
     String instanceId() {
         return instanceId;
+    }
+
+    /** 1 for the id asked for, N for its {@code #N} variant. */
+    int ordinal() {
+        return ordinal;
     }
 
     @Override

@@ -218,13 +218,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
      * left alone: their pool may be restarting to re-adopt its members.
      */
     private void removeAbandonedInstances() {
-        int own = 1;
-        while (own < PoolInstanceLock.MAX_INSTANCES && !PoolInstanceLock.instanceId(requestedInstanceId, own).equals(instanceId)) {
-            own++;
-        }
-        for (int n = own + 1; n <= PoolInstanceLock.MAX_INSTANCES; n++) {
-            PoolInstanceLock abandoned = PoolInstanceLock.claimAbandoned(runtime.home(), name(),
-                    PoolInstanceLock.instanceId(requestedInstanceId, n), ABANDONED_AFTER);
+        for (int n = instanceLock.ordinal() + 1; n <= PoolInstanceLock.MAX_INSTANCES; n++) {
+            PoolInstanceLock abandoned = PoolInstanceLock.claimAbandoned(runtime.home(), name(), requestedInstanceId, n, ABANDONED_AFTER);
             if (abandoned == null) {
                 continue;
             }

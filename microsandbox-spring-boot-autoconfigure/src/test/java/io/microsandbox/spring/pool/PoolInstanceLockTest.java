@@ -38,18 +38,18 @@ class PoolInstanceLockTest {
     @Test
     void onlyAnIdLeftUnusedForLongEnoughIsAbandoned() throws Exception {
         Duration quiet = Duration.ofMinutes(5);
-        assertThat(PoolInstanceLock.claimAbandoned(home, "default", "app#2", quiet)).as("never used").isNull();
+        assertThat(PoolInstanceLock.claimAbandoned(home, "default", "app", 2, quiet)).as("never used").isNull();
         try (PoolInstanceLock first = PoolInstanceLock.claim(home, "default", "app");
              PoolInstanceLock second = PoolInstanceLock.claim(home, "default", "app")) {
-            assertThat(PoolInstanceLock.claimAbandoned(home, "default", "app#2", quiet)).as("held").isNull();
+            assertThat(PoolInstanceLock.claimAbandoned(home, "default", "app", 2, quiet)).as("held").isNull();
         }
-        assertThat(PoolInstanceLock.claimAbandoned(home, "default", "app#2", quiet)).as("released a moment ago").isNull();
+        assertThat(PoolInstanceLock.claimAbandoned(home, "default", "app", 2, quiet)).as("released a moment ago").isNull();
         try (var files = Files.list(home.resolve("pools"))) {
             for (Path f : files.toList()) {
                 Files.setLastModifiedTime(f, FileTime.from(Instant.now().minus(quiet).minusSeconds(1)));
             }
         }
-        try (PoolInstanceLock abandoned = PoolInstanceLock.claimAbandoned(home, "default", "app#2", quiet)) {
+        try (PoolInstanceLock abandoned = PoolInstanceLock.claimAbandoned(home, "default", "app", 2, quiet)) {
             assertThat(abandoned).isNotNull();
             assertThat(abandoned.instanceId()).isEqualTo("app#2");
             // an instance starting while it is cleaned up takes another id
