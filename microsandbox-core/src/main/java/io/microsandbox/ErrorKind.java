@@ -40,6 +40,8 @@ public enum ErrorKind {
     LIBRARY_NOT_LOADED,
     METRICS_UNAVAILABLE,
     UNSUPPORTED_OPERATION,
+    /** A limit of the runtime was reached, such as the 255 clients one sandbox serves at a time; try again later. */
+    RESOURCE_LIMIT,
     /** The VM did not boot: missing VMM or kernel, guest panic, or no agent within the boot timeout. */
     BOOT_FAILED,
     INTERNAL;

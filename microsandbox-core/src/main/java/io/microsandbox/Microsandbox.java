@@ -362,12 +362,23 @@ public final class Microsandbox {
      *         {@link ErrorKind#SANDBOX_NOT_RUNNING} when it is not running
      */
     public Sandbox connect(String name) {
+        return connect(name, false);
+    }
+
+    /** A connection that may only stop, kill or ask the status, which the supervisor takes even when clients hold every slot. */
+    Sandbox connectForControl(String name) {
+        return connect(name, true);
+    }
+
+    private Sandbox connect(String name, boolean control) {
         SandboxHandle handle = get(name);
         if (handle.status().isTerminal()) {
             throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name + "' is " + handle.status().wireName());
         }
         SandboxLayout layout = SandboxLayout.of(home, name);
-        return new Sandbox(this, name, handle.config(), layout, AgentClient.connect(name, layout.agentSocket()), null);
+        AgentClient client = control ? AgentClient.connectForControl(name, layout.agentSocket(), AgentClient.CONNECT_TIMEOUT)
+                : AgentClient.connect(name, layout.agentSocket());
+        return new Sandbox(this, name, handle.config(), layout, client, null);
     }
 
     /**

@@ -486,7 +486,7 @@ public final class Sandbox implements AutoCloseable {
             // ended: the supervisor exits, or dropped this client (one that fell behind)
             connectionEnded = e.kind() == ErrorKind.SANDBOX_NOT_RUNNING;
         }
-        try (AgentClient fresh = AgentClient.connect(name, layout.agentSocket(), KILL_REQUEST_TIMEOUT)) {
+        try (AgentClient fresh = AgentClient.connectForControl(name, layout.agentSocket(), KILL_REQUEST_TIMEOUT)) {
             fresh.request(type, payload, KILL_REQUEST_TIMEOUT);
             return true;
         } catch (MicrosandboxException e) {

@@ -113,7 +113,7 @@ public final class SandboxHandle {
      * killed, as {@link #kill(Duration)} does. A no-op when it is not running.
      */
     public void stop(Duration timeout) {
-        withConnection(sb -> sb.stop(timeout), this::killUnreachableSupervisor);
+        withControlConnection(sb -> sb.stop(timeout));
     }
 
     /** Sends a stop request and returns; a no-op when it is not running. */
@@ -131,7 +131,7 @@ public final class SandboxHandle {
      * even accept the connection is killed itself (its VM goes with it).
      */
     public void kill(Duration timeout) {
-        withConnection(sb -> sb.kill(timeout), this::killUnreachableSupervisor);
+        withControlConnection(sb -> sb.kill(timeout));
     }
 
     /**
@@ -294,12 +294,8 @@ public final class SandboxHandle {
         return !status().isTerminal();
     }
 
+    /** Runs {@code action} on a connection; a no-op when the sandbox does not run or accepts no connection. */
     private void withConnection(java.util.function.Consumer<Sandbox> action) {
-        withConnection(action, () -> { });
-    }
-
-    /** Runs {@code action} on a connection; {@code unreachable} when the sandbox runs but does not accept one. */
-    private void withConnection(java.util.function.Consumer<Sandbox> action, Runnable unreachable) {
         if (!refresh().running()) {
             return;
         }
@@ -308,11 +304,35 @@ public final class SandboxHandle {
             sb = runtime.connect(name());
         } catch (MicrosandboxException e) {
             if (e.kind() == ErrorKind.SANDBOX_NOT_RUNNING) {
-                unreachable.run();
                 return;
             }
             throw e;
         }
+        runThenRelease(sb, action);
+    }
+
+    /**
+     * Runs a stop or kill on a control connection, which the supervisor takes even when clients
+     * hold every slot; kills a supervisor that does not accept one.
+     */
+    private void withControlConnection(java.util.function.Consumer<Sandbox> action) {
+        if (!refresh().running()) {
+            return;
+        }
+        Sandbox sb;
+        try {
+            sb = runtime.connectForControl(name());
+        } catch (MicrosandboxException e) {
+            if (e.kind() == ErrorKind.SANDBOX_NOT_RUNNING) {
+                killUnreachableSupervisor();
+                return;
+            }
+            throw e;
+        }
+        runThenRelease(sb, action);
+    }
+
+    private static void runThenRelease(Sandbox sb, java.util.function.Consumer<Sandbox> action) {
         try {
             action.accept(sb);
         } finally {

@@ -1,8 +1,11 @@
 package io.microsandbox;
 
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.Posix;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
+import io.microsandbox.runtime.agent.AgentClient;
+import io.microsandbox.runtime.agent.Protocol;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
@@ -85,6 +88,45 @@ class SandboxLifecycleIT {
             assertThat(Sandbox.get(byHandle).status()).isEqualTo(SandboxStatus.STOPPED);
         } finally {
             forceRemove(byHandle, handlePids);
+        }
+    }
+
+    /**
+     * A supervisor whose 255 client slots are taken refuses the next client with
+     * {@link ErrorKind#RESOURCE_LIMIT} (it is running, not gone), and still takes a stop, on a
+     * control connection, instead of being killed as if it were hung.
+     */
+    @Test
+    void aStopGetsThroughWhenClientsHoldEverySlot() {
+        String name = TestSandboxes.uniqueName("full");
+        Sandbox.create(name, TestSandboxes.config().build()).detach();
+        SandboxPids pids = SandboxPids.of(name);
+        Path socket = SandboxLayout.of(RuntimeFiles.defaultHome(), name).agentSocket();
+        List<AgentClient> clients = new java.util.ArrayList<>();
+        try {
+            for (int i = 0; i < 255; i++) {
+                clients.add(AgentClient.connect(name, socket));
+            }
+            assertThatThrownBy(() -> AgentClient.connect(name, socket).close())
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                        assertThat(e.kind()).isEqualTo(ErrorKind.RESOURCE_LIMIT);
+                        assertThat(e.getMessage()).contains("too many clients (255)");
+                    });
+            try (AgentClient control = AgentClient.connectForControl(name, socket, Duration.ofSeconds(10))) {
+                assertThatThrownBy(() -> control.request(Protocol.EXEC_REQUEST, Json.object().put("cmd", "true"), Duration.ofSeconds(10)))
+                        .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.getMessage()).contains("a control connection may only send"));
+            }
+
+            Sandbox.get(name).stop();
+
+            SandboxStopResult result = Sandbox.get(name).lastStop().orElseThrow();
+            assertThat(result.reason()).isEqualTo("shutdown-requested");
+            assertThat(result.exitCode()).isZero();
+            assertGone(name, pids);
+            assertThat(clients).allSatisfy(c -> assertThat(c.exited()).succeedsWithin(Duration.ofSeconds(10)));
+        } finally {
+            clients.forEach(AgentClient::close);
+            forceRemove(name, pids);
         }
     }
 

@@ -29,6 +29,8 @@ import java.util.concurrent.atomic.AtomicInteger;
 public final class AgentClient implements AutoCloseable {
     /** How long {@link #connect} waits for the supervisor's welcome. */
     public static final Duration CONNECT_TIMEOUT = Duration.ofSeconds(10);
+    /** The pause between tries of a control connection the supervisor refused for want of a slot. */
+    private static final long CONTROL_RETRY_NANOS = TimeUnit.MILLISECONDS.toNanos(100);
     private static final byte[] END = new byte[0];
     /** Closes connections whose writer could not finish in time after {@link #close()}. */
     private static final java.util.concurrent.ScheduledExecutorService CLOSER =
@@ -103,6 +105,35 @@ public final class AgentClient implements AutoCloseable {
 
     /** Like {@link #connect(String, Path)}, waiting at most {@code timeout} for the welcome. */
     public static AgentClient connect(String name, Path socket, Duration timeout) {
+        return connect(name, socket, timeout, false);
+    }
+
+    /**
+     * Connects for {@code sup.stop}, {@code sup.kill} and {@code sup.status} only: the
+     * supervisor keeps a few connections for these beyond its client limit, so that a stop gets
+     * through while clients hold every other slot. While those are taken too (other stops under
+     * way) it tries again until {@code timeout}.
+     */
+    public static AgentClient connectForControl(String name, Path socket, Duration timeout) {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (true) {
+            try {
+                return connect(name, socket, Duration.ofNanos(Math.max(1, deadline - System.nanoTime())), true);
+            } catch (MicrosandboxException e) {
+                if (e.kind() != ErrorKind.RESOURCE_LIMIT || System.nanoTime() + CONTROL_RETRY_NANOS >= deadline) {
+                    throw e;
+                }
+            }
+            try {
+                TimeUnit.NANOSECONDS.sleep(CONTROL_RETRY_NANOS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while connecting to sandbox '" + name + "'");
+            }
+        }
+    }
+
+    private static AgentClient connect(String name, Path socket, Duration timeout, boolean control) {
         FrameLink link;
         try {
             link = connectWithin(socket, timeout);
@@ -113,6 +144,9 @@ public final class AgentClient implements AutoCloseable {
         AgentClient client = new AgentClient(name, link);
         ObjectNode hello = Json.object();
         hello.put("v", Protocol.VERSION);
+        if (control) {
+            hello.put("control", true);
+        }
         client.outbound.add(FrameCodec.encode(new Frame(0, 0, Protocol.SUP_HELLO, hello)));
         try {
             client.welcome.get(timeout.toMillis(), TimeUnit.MILLISECONDS);
@@ -258,7 +292,9 @@ public final class AgentClient implements AutoCloseable {
                 } else if (Protocol.SUP_EXITED.equals(frame.type())) {
                     exited.complete(frame);
                 } else if (Protocol.SUP_ERROR.equals(frame.type()) && !welcome.isDone()) {
-                    welcome.completeExceptionally(new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING,
+                    // a supervisor that says why (too many clients) is running; one that does not is on its way out
+                    ErrorKind kind = frame.text("kind") != null ? ErrorKind.fromWireName(frame.text("kind")) : ErrorKind.SANDBOX_NOT_RUNNING;
+                    welcome.completeExceptionally(new MicrosandboxException(kind,
                             "supervisor of sandbox '" + name + "' refused the connection: " + frame.text("message")));
                 }
             }

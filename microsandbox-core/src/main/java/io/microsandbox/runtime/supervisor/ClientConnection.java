@@ -17,12 +17,15 @@ final class ClientConnection {
 
     final int slot;
     final FrameLink link;
+    /** A connection that may only stop, kill or ask the status (see {@link Supervisor#CONTROL_SLOTS}). */
+    final boolean control;
     private final OutboundQueue outbound;
     private volatile boolean dropped;
 
-    ClientConnection(int slot, FrameLink link, ByteBudget sharedQueueBudget) {
+    ClientConnection(int slot, FrameLink link, ByteBudget sharedQueueBudget, boolean control) {
         this.slot = slot;
         this.link = link;
+        this.control = control;
         this.outbound = new OutboundQueue("client-" + slot, link, MAX_QUEUED_BYTES, sharedQueueBudget);
     }
 

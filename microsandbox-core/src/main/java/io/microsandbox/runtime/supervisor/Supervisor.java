@@ -72,6 +72,13 @@ public final class Supervisor {
     /** Grace period of stops the supervisor decides on itself (drain, idle, max duration). */
     static final long STOP_GRACE_MS = 10_000;
     static final int MAX_CLIENTS = 255;
+    /**
+     * Connections beyond {@link #MAX_CLIENTS} kept for control ({@code sup.hello {control: true}}):
+     * a stop or kill must get through even when clients have taken every slot.
+     */
+    static final int CONTROL_SLOTS = 8;
+    /** What a control connection may ask: never a session, which would hold its slot. */
+    private static final java.util.Set<String> CONTROL_REQUESTS = java.util.Set.of(Protocol.SUP_STATUS, Protocol.SUP_STOP, Protocol.SUP_KILL);
     /** How long a connection may take to say {@code sup.hello}; a client sends it as it connects. */
     public static final long CLIENT_HELLO_TIMEOUT_MS = 10_000;
     /** How long file data from a client waits for room in the guest queue before its transfer is cancelled. */
@@ -1087,10 +1094,13 @@ public final class Supervisor {
                 link.close();
                 return;
             }
-            client = claimSlot(link);
+            boolean control = hello.payload().path("control").asBoolean(false);
+            client = claimSlot(link, control);
             if (client == null) {
-                ClientConnection refused = new ClientConnection(0, link, null);
-                refused.send(errorFrame(0, "too many clients (" + MAX_CLIENTS + ") connected to " + spec.name()));
+                ClientConnection refused = new ClientConnection(0, link, null, control);
+                refused.send(errorFrame(0, ErrorKind.RESOURCE_LIMIT, control
+                        ? "too many control connections (" + CONTROL_SLOTS + ") to " + spec.name()
+                        : "too many clients (" + MAX_CLIENTS + ") connected to " + spec.name()));
                 refused.finish();
                 return;
             }
@@ -1112,6 +1122,8 @@ public final class Supervisor {
             while ((frame = link.read(clientReadBudget)) != null) {
                 if (frame.id() == 0) {
                     SupervisorLog.warn("dropping frame on id 0 from " + client + ": " + frame);
+                } else if (client.control && !CONTROL_REQUESTS.contains(frame.type())) {
+                    client.send(errorFrame(frame.id(), ErrorKind.INVALID_ARGUMENT, "a control connection may only send " + CONTROL_REQUESTS));
                 } else if (frame.type().startsWith("sup.")) {
                     handleClientRequest(client, frame);
                 } else {
@@ -1451,10 +1463,11 @@ public final class Supervisor {
         }
     }
 
-    private synchronized ClientConnection claimSlot(FrameLink link) {
-        for (int slot = 1; slot <= MAX_CLIENTS; slot++) {
+    /** A free slot for a client; a control connection may also take one of the {@link #CONTROL_SLOTS}. */
+    private synchronized ClientConnection claimSlot(FrameLink link, boolean control) {
+        for (int slot = 1; slot <= MAX_CLIENTS + (control ? CONTROL_SLOTS : 0); slot++) {
             if (!clientsBySlot.containsKey(slot)) {
-                ClientConnection client = new ClientConnection(slot, link, clientQueueBudget);
+                ClientConnection client = new ClientConnection(slot, link, clientQueueBudget, control);
                 clientsBySlot.put(slot, client);
                 return client;
             }

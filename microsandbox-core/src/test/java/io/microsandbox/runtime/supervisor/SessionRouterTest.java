@@ -12,7 +12,7 @@ import org.junit.jupiter.api.Test;
 class SessionRouterTest {
 
     private static ClientConnection client(int slot) throws IOException {
-        return new ClientConnection(slot, new FrameLink(SocketChannel.open()), null);
+        return new ClientConnection(slot, new FrameLink(SocketChannel.open()), null, false);
     }
 
     /** Finding 6: clients that number their requests alike never share a guest id, now or later. */
