@@ -1,10 +1,13 @@
 package io.microsandbox.spring.actuate;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.Metrics;
 import io.microsandbox.Microsandbox;
 import io.microsandbox.MicrosandboxException;
 import io.microsandbox.Sandbox;
 import io.microsandbox.SandboxHandle;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.spring.pool.PoolMemberView;
 import io.microsandbox.spring.pool.PoolStats;
 import io.microsandbox.spring.pool.SandboxPool;
@@ -14,6 +17,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import org.springframework.boot.actuate.endpoint.Access;
+import org.springframework.boot.actuate.endpoint.InvalidEndpointRequestException;
 import org.springframework.boot.actuate.endpoint.annotation.Endpoint;
 import org.springframework.boot.actuate.endpoint.annotation.ReadOperation;
 import org.springframework.boot.actuate.endpoint.annotation.Selector;
@@ -25,13 +30,18 @@ import org.springframework.lang.Nullable;
  * <ul>
  * <li>{@code GET /actuator/microsandbox}: the runtime, the pool's counts and every sandbox under
  *     the home with status, pool state and latest metrics;</li>
- * <li>{@code GET /actuator/microsandbox/{name}}: one sandbox, with live metrics when it runs;</li>
+ * <li>{@code GET /actuator/microsandbox/{name}}: one sandbox, with live metrics when it runs and
+ *     its configuration, environment values masked;</li>
  * <li>{@code POST /actuator/microsandbox/{name}} {@code {"action":"drain|stop|kill"}}: drain (a lent
- *     pool member is drained when it comes back), stop or kill one sandbox;</li>
+ *     pool member is drained when it comes back), stop or kill one of this application's pool
+ *     members (a sandbox labelled with this pool and instance);</li>
  * <li>{@code POST /actuator/microsandbox} {@code {"action":"drain"}}: drain every pool member (the pool warms up again).</li>
  * </ul>
+ * Like Spring Boot's {@code shutdown} endpoint, its write operations are off unless enabled
+ * ({@code management.endpoint.microsandbox.access=unrestricted}): exposing the endpoint shows
+ * the sandboxes, it does not let every caller stop them.
  */
-@Endpoint(id = "microsandbox")
+@Endpoint(id = "microsandbox", defaultAccess = Access.READ_ONLY)
 public class MicrosandboxEndpoint {
 
     private final Microsandbox runtime;
@@ -67,7 +77,7 @@ public class MicrosandboxEndpoint {
 
     @ReadOperation
     public Map<String, Object> sandbox(@Selector String name) {
-        Optional<SandboxHandle> h = runtime.find(name);
+        Optional<SandboxHandle> h = find(name);
         if (h.isEmpty()) {
             return null;
         }
@@ -85,56 +95,103 @@ public class MicrosandboxEndpoint {
             }
         }
         Map<String, Object> d = describe(h.get(), live);
-        d.put("config", h.get().configJson());
+        d.put("config", maskedConfig(h.get().configJson()));
         h.get().lastStop().ifPresent(stop -> d.put("lastStop", String.valueOf(stop)));
         return d;
     }
 
     @WriteOperation
     public Map<String, Object> operate(@Selector String name, String action) {
-        Map<String, Object> result = new LinkedHashMap<>();
-        result.put("name", name);
-        result.put("action", action);
-        boolean member = pool != null && pool.member(name).isPresent();
-        switch (action == null ? "" : action) {
+        if (!List.of("drain", "stop", "kill").contains(action)) {
+            throw new InvalidEndpointRequestException("action must be drain, stop or kill, got '" + action + "'", "bad action");
+        }
+        SandboxHandle handle = ownMember(name);
+        boolean member = pool.member(name).isPresent();
+        switch (action) {
             case "drain" -> {
                 if (member) {
                     pool.evict(name);
                 } else {
-                    runtime.get(name).requestDrain();
+                    handle.requestDrain();
                 }
             }
             case "stop" -> {
                 if (member) {
                     pool.evict(name);
                 } else {
-                    runtime.get(name).stop();
+                    handle.stop();
                 }
             }
-            case "kill" -> {
+            default -> {
                 if (member) {
                     pool.kill(name);
                 } else {
-                    runtime.get(name).kill();
+                    handle.kill();
                 }
             }
-            default -> throw new IllegalArgumentException("action must be drain, stop or kill, got '" + action + "'");
         }
+        Map<String, Object> result = new LinkedHashMap<>();
+        result.put("name", name);
+        result.put("action", action);
         result.put("poolMember", member);
+        // a lent member is only marked: it is drained when its borrower returns it
+        pool.member(name).ifPresent(m -> result.put("poolState", m.state()));
         return result;
     }
 
     @WriteOperation
     public Map<String, Object> drainPool(String action) {
         if (!"drain".equals(action)) {
-            throw new IllegalArgumentException("action must be drain, got '" + action + "'");
+            throw new InvalidEndpointRequestException("action must be drain, got '" + action + "'", "bad action");
         }
         if (pool == null) {
-            throw new IllegalStateException("no pool: microsandbox.pool.enabled=false");
+            throw new InvalidEndpointRequestException("there is no pool to drain (microsandbox.pool.enabled=false)", "no pool");
         }
         int n = pool.members().size();
         pool.evictAll();
         return Map.of("action", "drain", "pool", pool.name(), "members", n);
+    }
+
+    private Optional<SandboxHandle> find(String name) {
+        try {
+            return runtime.find(name);
+        } catch (MicrosandboxException e) {
+            throw new InvalidEndpointRequestException(e.getMessage(), "bad sandbox name");
+        }
+    }
+
+    /**
+     * The sandbox, when it belongs to this application's pool (its labels name this pool and
+     * instance, booting members included): the endpoint never stops another application's
+     * sandboxes, or another replica's members, that share the home.
+     */
+    private SandboxHandle ownMember(String name) {
+        if (pool == null) {
+            throw new InvalidEndpointRequestException("there is no pool (microsandbox.pool.enabled=false): the endpoint stops only this application's pool members", "no pool");
+        }
+        Optional<SandboxHandle> handle = find(name)
+                .filter(h -> pool.name().equals(h.labels().get(SandboxPool.POOL_LABEL))
+                        && pool.instanceId().equals(h.labels().get(SandboxPool.INSTANCE_LABEL)));
+        if (handle.isEmpty()) {
+            throw new InvalidEndpointRequestException("sandbox '" + name + "' is not a member of pool '" + pool.name()
+                    + "' (instance '" + pool.instanceId() + "'): the endpoint stops only this application's pool members", "not a pool member");
+        }
+        return handle.get();
+    }
+
+    /** The stored configuration with every environment value masked, as Spring Boot's {@code env} endpoint does. */
+    private static Object maskedConfig(String configJson) {
+        try {
+            JsonNode config = Json.parse(configJson);
+            if (config.path("env") instanceof ObjectNode env) {
+                List<String> keys = new ArrayList<>();
+                env.fieldNames().forEachRemaining(keys::add);
+                keys.forEach(key -> env.put(key, "******"));
+            }
+            return Json.plain(config);
+        } catch (java.io.IOException e) {
+            return "unreadable: " + e.getMessage();
+        }
     }
 
     private Map<String, Object> poolInfo() {

@@ -1,6 +1,7 @@
 package io.microsandbox.spring.autoconfigure;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.microsandbox.Accelerator;
 import io.microsandbox.Microsandbox;
@@ -22,9 +23,16 @@ import io.micrometer.observation.ObservationRegistry;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.springframework.boot.actuate.autoconfigure.endpoint.EndpointAutoConfiguration;
+import org.springframework.boot.actuate.autoconfigure.endpoint.jmx.JmxEndpointAutoConfiguration;
+import org.springframework.boot.actuate.endpoint.InvalidEndpointRequestException;
+import org.springframework.boot.actuate.endpoint.OperationType;
+import org.springframework.boot.actuate.endpoint.jmx.JmxEndpointsSupplier;
+import org.springframework.boot.autoconfigure.jmx.JmxAutoConfiguration;
 import org.springframework.boot.actuate.endpoint.annotation.Endpoint;
 import org.springframework.boot.autoconfigure.AutoConfigurations;
 import org.springframework.boot.diagnostics.FailureAnalysis;
@@ -45,22 +53,26 @@ class MicrosandboxAutoConfigurationTests {
     static Path temp;
 
     private static ApplicationContextRunner runner() {
+        return new ApplicationContextRunner().withConfiguration(MICROSANDBOX).withPropertyValues(properties());
+    }
+
+    private static final AutoConfigurations MICROSANDBOX = AutoConfigurations.of(MicrosandboxAutoConfiguration.class,
+            MicrosandboxMetricsAutoConfiguration.class, MicrosandboxHealthAutoConfiguration.class,
+            MicrosandboxEndpointAutoConfiguration.class);
+
+    private static String[] properties() {
         Path image = temp.resolve("rootfs");
         try {
             Files.createDirectories(image);
         } catch (java.io.IOException e) {
             throw new java.io.UncheckedIOException(e);
         }
-        return new ApplicationContextRunner()
-                .withConfiguration(AutoConfigurations.of(MicrosandboxAutoConfiguration.class,
-                        MicrosandboxMetricsAutoConfiguration.class, MicrosandboxHealthAutoConfiguration.class,
-                        MicrosandboxEndpointAutoConfiguration.class))
-                .withPropertyValues(
-                        "microsandbox.home=" + temp.resolve("home"),
-                        "microsandbox.kernel-dir=" + SETUP_HOME.resolve("kernel/current"),
-                        "microsandbox.fail-fast=false",
-                        "microsandbox.image=" + image,
-                        "microsandbox.pool.min-idle=0");
+        return new String[] {
+                "microsandbox.home=" + temp.resolve("home"),
+                "microsandbox.kernel-dir=" + SETUP_HOME.resolve("kernel/current"),
+                "microsandbox.fail-fast=false",
+                "microsandbox.image=" + image,
+                "microsandbox.pool.min-idle=0"};
     }
 
     private static FailureAnalysis analyze(Throwable failure) {
@@ -274,6 +286,51 @@ class MicrosandboxAutoConfigurationTests {
                 });
         runner().withPropertyValues("management.endpoint.microsandbox.access=NONE")
                 .run(context -> assertThat(context).doesNotHaveBean(MicrosandboxEndpoint.class));
+    }
+
+    /** Like Boot's shutdown endpoint: exposing it shows the sandboxes; stopping them takes access=unrestricted (JMX and web share the rule). */
+    @Test
+    void endpointWritesAreOffUntilEnabled() {
+        ApplicationContextRunner jmx = runner()
+                .withConfiguration(AutoConfigurations.of(EndpointAutoConfiguration.class, JmxAutoConfiguration.class, JmxEndpointAutoConfiguration.class))
+                .withPropertyValues("spring.jmx.enabled=true", "management.endpoints.jmx.exposure.include=*");
+        jmx.run(context -> assertThat(microsandboxOperations(context)).containsOnly(OperationType.READ));
+        jmx.withPropertyValues("management.endpoint.microsandbox.access=UNRESTRICTED")
+                .run(context -> assertThat(microsandboxOperations(context)).contains(OperationType.READ, OperationType.WRITE));
+    }
+
+    private static List<OperationType> microsandboxOperations(org.springframework.context.ApplicationContext context) {
+        return context.getBean(JmxEndpointsSupplier.class).getEndpoints().stream()
+                .filter(e -> e.getEndpointId().toString().equals("microsandbox"))
+                .flatMap(e -> e.getOperations().stream())
+                .map(o -> o.getType())
+                .toList();
+    }
+
+    /** Bad requests are 400s that say why; sandboxes other than this pool's members are never touched. */
+    @Test
+    void endpointRefusesBadActionsAndSandboxesOutsideItsPool() {
+        ApplicationContextRunner exposed = runner().withPropertyValues("management.endpoints.web.exposure.include=microsandbox");
+        exposed.run(context -> {
+            MicrosandboxEndpoint endpoint = context.getBean(MicrosandboxEndpoint.class);
+            assertThatThrownBy(() -> endpoint.operate("x", "explode"))
+                    .isInstanceOf(InvalidEndpointRequestException.class).hasMessageContaining("drain, stop or kill");
+            assertThatThrownBy(() -> endpoint.operate("no-such", "kill"))
+                    .isInstanceOf(InvalidEndpointRequestException.class).hasMessageContaining("not a member of pool 'default'");
+            assertThatThrownBy(() -> endpoint.operate("../bad", "kill"))
+                    .isInstanceOf(InvalidEndpointRequestException.class);
+            assertThatThrownBy(() -> endpoint.sandbox("../bad"))
+                    .isInstanceOf(InvalidEndpointRequestException.class);
+            assertThatThrownBy(() -> endpoint.drainPool("stop"))
+                    .isInstanceOf(InvalidEndpointRequestException.class).hasMessageContaining("must be drain");
+        });
+        exposed.withPropertyValues("microsandbox.pool.enabled=false").run(context -> {
+            MicrosandboxEndpoint endpoint = context.getBean(MicrosandboxEndpoint.class);
+            assertThatThrownBy(() -> endpoint.operate("any", "stop"))
+                    .isInstanceOf(InvalidEndpointRequestException.class).hasMessageContaining("no pool");
+            assertThatThrownBy(() -> endpoint.drainPool("drain"))
+                    .isInstanceOf(InvalidEndpointRequestException.class).hasMessageContaining("no pool");
+        });
     }
 
     @Test

@@ -6,6 +6,8 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import io.microsandbox.ExecOutput;
 import io.microsandbox.Microsandbox;
 import io.microsandbox.ErrorKind;
+import io.microsandbox.SandboxConfig;
+import io.microsandbox.SandboxStatus;
 import io.microsandbox.spring.SandboxAccessException;
 import io.microsandbox.spring.SandboxExecutionFailedException;
 import io.microsandbox.spring.SandboxOperations;
@@ -27,6 +29,7 @@ import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Test;
+import org.springframework.boot.actuate.endpoint.InvalidEndpointRequestException;
 import org.springframework.boot.health.contributor.Status;
 
 /**
@@ -50,7 +53,7 @@ class SandboxTemplateIT {
         VmTestSupport.runner(HOME)
                 .withBean(MeterRegistry.class, SimpleMeterRegistry::new)
                 .withBean(ObservationRegistry.class, () -> observations)
-                .withPropertyValues("microsandbox.pool.max-size=1")
+                .withPropertyValues("microsandbox.pool.max-size=1", "microsandbox.env.API_TOKEN=s3cret-value")
                 .run(context -> {
                     assertThat(context).hasNotFailed();
                     SandboxTemplate template = context.getBean(SandboxTemplate.class);
@@ -146,9 +149,21 @@ class SandboxTemplateIT {
                         assertThat(s.get("poolState")).isEqualTo("idle");
                     });
                     assertThat(endpoint.sandbox(member)).containsKey("metrics");
+                    assertThat(String.valueOf(endpoint.sandbox(member))).contains("API_TOKEN").doesNotContain("s3cret-value");
+                    assertThat(template.shell("echo $API_TOKEN").stdout()).isEqualTo("s3cret-value\n");
+                    // a sandbox of the same home outside the pool is not the endpoint's to stop
+                    Microsandbox runtime = context.getBean(Microsandbox.class);
+                    runtime.create("outsider", SandboxConfig.builder().image(VmTestSupport.image()).memoryMib(256).build()).detach();
+                    try {
+                        assertThatThrownBy(() -> endpoint.operate("outsider", "kill"))
+                                .isInstanceOf(InvalidEndpointRequestException.class).hasMessageContaining("not a member of pool 'default'");
+                        assertThat(runtime.get("outsider").status()).isEqualTo(SandboxStatus.RUNNING);
+                    } finally {
+                        runtime.get("outsider").kill();
+                        runtime.remove("outsider");
+                    }
                     endpoint.operate(member, "drain");
                     assertThat(pool.member(member)).isEmpty();
-                    Microsandbox runtime = context.getBean(Microsandbox.class);
                     VmTestSupport.await("the drained sandbox removed", Duration.ofSeconds(60), () -> runtime.find(member).isEmpty());
                     VmTestSupport.await("a new member after the drain", Duration.ofSeconds(90), () -> pool.stats().idle() == 1);
                     assertThat(meters.get("microsandbox.pool.rotated").counter().count()).isEqualTo(1.0);
