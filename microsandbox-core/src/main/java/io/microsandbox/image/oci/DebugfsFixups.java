@@ -53,6 +53,10 @@ final class DebugfsFixups {
                     script.append("sif ").append(q).append(" mode 0").append(Integer.toOctalString(f.mode())).append('\n');
                 }
                 for (Map.Entry<String, byte[]> x : f.xattrs().entrySet()) {
+                    if (!PaxXattrs.validName(x.getKey())) {
+                        // the name is a bare word of the script: it must not be able to end the line
+                        throw new IOException("cannot fix up " + p + " without root (an invalid extended attribute name)");
+                    }
                     Path value = work.resolve("x" + (n++));
                     Files.write(value, x.getValue());
                     script.append("ea_set -f \"").append(value).append("\" ").append(q).append(' ').append(x.getKey()).append('\n');

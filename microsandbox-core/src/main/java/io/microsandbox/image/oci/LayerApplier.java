@@ -1,5 +1,6 @@
 package io.microsandbox.image.oci;
 
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.Posix;
 import io.microsandbox.runtime.SandboxPreparer;
 import java.io.BufferedInputStream;
@@ -227,6 +228,9 @@ public final class LayerApplier {
             if (h.getKey().startsWith(PaxXattrs.KEY)) {
                 // raw bytes, carried through commons-compress as base64 (PaxXattrs)
                 String xname = h.getKey().substring(PaxXattrs.KEY.length());
+                if (!PaxXattrs.validName(xname)) {
+                    throw new IOException("invalid extended attribute name " + Json.brief(Json.tree(xname)) + " on " + e.getName());
+                }
                 byte[] value = java.util.Base64.getDecoder().decode(h.getValue());
                 if (root0) {
                     Posix.lsetxattr(target, xname, value);

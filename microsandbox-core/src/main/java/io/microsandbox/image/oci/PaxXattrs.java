@@ -26,6 +26,26 @@ final class PaxXattrs extends FilterInputStream {
     private long passThrough;
     private boolean ended;
 
+    /**
+     * Whether an image's extended attribute name may be used: in a namespace the kernel knows,
+     * at most 255 bytes (its limit), printable ASCII without a space, quote or backslash. A name
+     * from an untrusted layer ends up as a word of a {@code debugfs} script when the build runs
+     * without root, where a newline or a quote would start a command of the image's choosing.
+     */
+    static boolean validName(String name) {
+        if (name.isEmpty() || name.length() > 255
+                || !(name.startsWith("user.") || name.startsWith("trusted.") || name.startsWith("security.") || name.startsWith("system."))) {
+            return false;
+        }
+        for (int i = 0; i < name.length(); i++) {
+            char c = name.charAt(i);
+            if (c <= ' ' || c >= 0x7f || c == '"' || c == '\\') {
+                return false;
+            }
+        }
+        return true;
+    }
+
     PaxXattrs(InputStream in) {
         super(in);
         this.in = in;

@@ -7,6 +7,7 @@ import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /**
  * The unprivileged build (staging tree without chown/mknod/trusted xattrs, then debugfs -w on
@@ -58,6 +59,41 @@ class UnprivilegedUnpackTest {
         assertThat(inode(plainDisk, "/data/null")).contains("character special").contains("Device major/minor number: 01:03");
         assertThat(OciPullIT.debugfs(plainDisk, "ea_list /data/xattrs")).contains("trusted.msb").contains("t-value").contains("u-value");
         assertThat(OciPullIT.debugfs(plainDisk, "ls /data")).doesNotContain("gone");
+    }
+
+    /**
+     * An image's extended attribute name becomes a word of the debugfs script when the build
+     * runs without root (a name the kernel refuses, here longer than 255 bytes, is deferred
+     * to it): a newline in it must not start a command of the image's choosing, such as
+     * copying a host file into the disk the guest reads.
+     */
+    @Test
+    void anXattrNameCannotRunDebugfsCommands() throws Exception {
+        Path secret = tmp.resolve("host-secret");
+        java.nio.file.Files.writeString(secret, "host only\n");
+        String injected = "trusted.x\nwrite " + secret + " stolen\n#" + "#".repeat(300);
+        OciWriter w = new OciWriter(tmp.resolve("w"));
+        OciWriter.Blob layer = w.layer()
+                .file("f", "x".getBytes(StandardCharsets.UTF_8), 0644, 0, 0, Map.of(injected, "v"))
+                .build(OciWriter.Compression.GZIP);
+        OciWriter.Blob cfg = w.config("amd64", List.of(layer), TestImages.ENV, null, null, null, null, false);
+        OciArchiveIT.Built b = new OciArchiveIT.Built(cfg, List.of(layer), w.manifest(cfg, List.of(layer), false));
+        Path layout = tmp.resolve("layout");
+        OciArchiveIT.writeLayout(layout, b, true);
+
+        for (boolean unprivileged : List.of(true, false)) {
+            if (unprivileged) {
+                System.setProperty("microsandbox.image.unprivileged", "true");
+            }
+            try {
+                OciImages images = new OciImages(tmp.resolve("home-" + unprivileged));
+                assertThatThrownBy(() -> images.lowerDisk(OciArchives.load(images, layout), null, null))
+                        .as("unprivileged=" + unprivileged)
+                        .hasMessageContaining("invalid extended attribute name");
+            } finally {
+                System.clearProperty("microsandbox.image.unprivileged");
+            }
+        }
     }
 
     /** The lines of debugfs stat that describe the inode's identity (not times or its number). */
