@@ -68,7 +68,7 @@ public final class LayerApplier {
     }
     /** Entries made by the layer being applied (relative paths); an opaque marker keeps these. */
     private final Set<String> thisLayer = new HashSet<>();
-    private final List<Object[]> dirTimes = new ArrayList<>();
+    private final List<DirTime> dirTimes = new ArrayList<>();
 
     public LayerApplier(Path root) {
         this.root = root;
@@ -153,7 +153,7 @@ public final class LayerApplier {
                     Files.createDirectory(target);
                 }
                 metadata(target, e, false, rel);
-                dirTimes.add(new Object[] {target, e.getLastModifiedDate().getTime()});
+                dirTimes.add(new DirTime(target, e.getLastModifiedDate().getTime()));
             } else if (e.isSymbolicLink()) {
                 removeExisting(target, false);
                 Files.createSymbolicLink(target, Path.of(e.getLinkName()));
@@ -186,14 +186,33 @@ public final class LayerApplier {
         tar.transferTo(OutputStream.nullOutputStream());
     }
 
-    /** Directory times last: creating entries inside a directory moves its mtime. */
+    private record DirTime(Path dir, long millis) {
+    }
+
+    /**
+     * Directory times last: creating entries inside a directory moves its mtime. A directory
+     * that a later entry replaced, itself or one above it (by a symbolic link to anywhere),
+     * keeps no time: setting it would write through that link.
+     */
     public void finish() throws IOException {
         for (int i = dirTimes.size() - 1; i >= 0; i--) {
-            Path dir = (Path) dirTimes.get(i)[0];
-            if (Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS)) {
-                Posix.lsetmtime(dir, (Long) dirTimes.get(i)[1] / 1000);
+            DirTime t = dirTimes.get(i);
+            if (isDirectoryWithoutLinks(t.dir())) {
+                Posix.lsetmtime(t.dir(), t.millis() / 1000);
             }
         }
+    }
+
+    /** Whether {@code dir} and every directory between it and the root are directories, none a symbolic link. */
+    private boolean isDirectoryWithoutLinks(Path dir) {
+        Path p = root;
+        for (Path part : root.relativize(dir)) {
+            p = p.resolve(part);
+            if (!Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     private void markThisLayer(String rel) {

@@ -44,6 +44,20 @@ class LayerApplierTest {
         assertThatThrownBy(() -> apply(root3, l1, l4)).hasMessageContaining("symbolic link");
     }
 
+    /** A directory replaced by a link after its entry must not get its time set through that link. */
+    @Test
+    void directoryTimesAreNotSetThroughALinkThatReplacedAParent() throws Exception {
+        Path victim = Files.createDirectories(tmp.resolve("outside/victim"));
+        Files.setLastModifiedTime(victim, java.nio.file.attribute.FileTime.fromMillis(1_600_000_000_000L));
+        Path root = Files.createDirectories(tmp.resolve("root"));
+        OciWriter w = new OciWriter(tmp.resolve("w"));
+        OciWriter.Blob l1 = w.layer().dir("a", 0755, 0, 0).dir("a/victim", 0755, 0, 0).build(OciWriter.Compression.NONE);
+        OciWriter.Blob l2 = w.layer().symlink("a", tmp.resolve("outside").toString()).build(OciWriter.Compression.NONE);
+        apply(root, l1, l2);
+        assertThat(Files.isSymbolicLink(root.resolve("a"))).isTrue();
+        assertThat(Files.getLastModifiedTime(victim).toMillis()).isEqualTo(1_600_000_000_000L);
+    }
+
     @Test
     void dotDotIsRefused() throws Exception {
         Path root = Files.createDirectories(tmp.resolve("root"));
