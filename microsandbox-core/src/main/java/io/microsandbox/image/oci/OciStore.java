@@ -2,6 +2,8 @@ package io.microsandbox.image.oci;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.microsandbox.ErrorKind;
+import io.microsandbox.MicrosandboxException;
 import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.SandboxPreparer;
 import java.io.IOException;
@@ -213,7 +215,13 @@ public final class OciStore {
      */
     public <T> T withLock(String key, IoAction<T> action) throws IOException {
         ReentrantLock local = THREAD_LOCKS.computeIfAbsent(root + "/" + key, k -> new ReentrantLock());
-        local.lock();
+        try {
+            // a pull waiting behind another (a slow registry) can be cancelled
+            local.lockInterruptibly();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for the image cache lock " + key);
+        }
         try {
             Path lockFile = dir(root.resolve("locks")).resolve(key + ".lock");
             if (!Files.exists(lockFile)) {
@@ -226,6 +234,8 @@ public final class OciStore {
             try (FileChannel ch = FileChannel.open(lockFile, StandardOpenOption.WRITE);
                  FileLock ignored = ch.lock()) {
                 return action.run();
+            } catch (java.nio.channels.FileLockInterruptionException e) {
+                throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for the image cache lock " + key);
             }
         } finally {
             local.unlock();

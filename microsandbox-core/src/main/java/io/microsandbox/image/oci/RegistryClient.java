@@ -196,7 +196,7 @@ public final class RegistryClient {
         for (int hop = 0; hop < 10; hop++) {
             boolean sameHost = uri.getAuthority().equalsIgnoreCase(ref.apiHost());
             HttpRequest.Builder b = HttpRequest.newBuilder(uri).method(method, HttpRequest.BodyPublishers.noBody())
-                    .timeout(Duration.ofMinutes(10)).header("Accept", accept)
+                    .timeout(Duration.ofMinutes(2)).header("Accept", accept)
                     .header("User-Agent", "microsandbox-java");
             if (sameHost && authorization != null) {
                 b.header("Authorization", authorization);
@@ -235,7 +235,7 @@ public final class RegistryClient {
 
     private HttpResponse<InputStream> exchange(HttpRequest request) {
         try {
-            return HTTP.send(request, HttpResponse.BodyHandlers.ofInputStream());
+            return HTTP.send(request, info -> HttpResponse.BodySubscribers.mapping(HttpResponse.BodySubscribers.ofInputStream(), StallGuard::new));
         } catch (ConnectException | HttpConnectTimeoutException e) {
             throw failed("cannot reach the registry " + request.uri().getAuthority() + ": " + (e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName()), e);
         } catch (HttpTimeoutException e) {

@@ -10,6 +10,7 @@ import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
@@ -341,6 +342,43 @@ class OciPullIT {
             OciImages.Image img = oci.pull(image, PullPolicy.IF_MISSING, null, null);
             assertThat(oci.lowerDisk(img, null, null)).isRegularFile();
             assertThat(Digests.of(oci.store().blob(layer.digest()))).isEqualTo(layer.digest());
+            assertNothingHalfWritten(home);
+        }
+    }
+
+    /**
+     * A registry that sends a blob's headers and first bytes, then nothing, fails the pull after
+     * a window without data (2 s here, 30 s by default) instead of holding it, and the image's
+     * locks, for ever; the next pull completes.
+     */
+    @Test
+    @Timeout(120)
+    void aRegistryThatStallsMidBlobFailsThePull() throws Exception {
+        OciWriter w = new OciWriter(work.resolve("stall-" + System.nanoTime()));
+        byte[] random = new byte[16 << 20];
+        new java.util.Random(7).nextBytes(random);
+        OciWriter.Blob layer = w.layer().file("big.bin", random, 0644, 0, 0, java.util.Map.of()).build(OciWriter.Compression.NONE);
+        OciWriter.Blob cfg = w.config("amd64", List.of(layer), TestImages.ENV, null, null, null, null, false);
+        OciWriter.pushImage(reg, "msb/stall", "v1", cfg, List.of(layer), w.manifest(cfg, List.of(layer), false));
+        try (StallingProxy proxy = new StallingProxy(reg, 4 << 20)) {
+            String image = proxy.host() + "/msb/stall:v1";
+            OciImages oci = new OciImages(home);
+            System.setProperty("microsandbox.registry.stallSeconds", "2");
+            try {
+                long start = System.nanoTime();
+                assertThatThrownBy(() -> oci.pull(image, PullPolicy.IF_MISSING, null, null))
+                        .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                            assertThat(e.kind()).isEqualTo(ErrorKind.IMAGE_PULL_FAILED);
+                            assertThat(e.getMessage()).contains("a stalled connection");
+                        });
+                assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(30));
+            } finally {
+                System.clearProperty("microsandbox.registry.stallSeconds");
+            }
+            assertThat(oci.store().hasBlob(layer.digest())).isFalse();
+            proxy.stall = false;
+            OciImages.Image img = oci.pull(image, PullPolicy.IF_MISSING, null, null);
+            assertThat(oci.lowerDisk(img, null, null)).isRegularFile();
             assertNothingHalfWritten(home);
         }
     }

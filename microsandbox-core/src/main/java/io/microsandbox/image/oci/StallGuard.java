@@ -1,0 +1,92 @@
+package io.microsandbox.image.oci;
+
+import java.io.FilterInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.time.Duration;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A registry's response body that is closed when a window of {@link #window()} brings fewer
+ * than {@link #MIN_BYTES_PER_WINDOW} bytes. The HTTP client's request timeout ends with the
+ * headers: a registry that then sends nothing, or a byte a minute, would hold the pull, and the
+ * cache locks it holds for every other pull of the same image or layer, for ever. Closing the
+ * body wakes the blocked reader, which then fails with a message that says so.
+ */
+final class StallGuard extends FilterInputStream {
+    /** About 1 KiB/s: far below any network an image could be pulled over. */
+    static final long MIN_BYTES_PER_WINDOW = 32 << 10;
+    private static final ScheduledExecutorService WATCH = Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "msb-registry-stall-guard");
+        t.setDaemon(true);
+        return t;
+    });
+
+    private final Duration window;
+    private final ScheduledFuture<?> check;
+    private volatile long bytes;
+    private long bytesAtLastCheck;
+    private volatile boolean ended;
+    private volatile boolean stalled;
+
+    StallGuard(InputStream in) {
+        super(in);
+        this.window = window();
+        this.check = WATCH.scheduleWithFixedDelay(this::check, window.toMillis(), window.toMillis(), TimeUnit.MILLISECONDS);
+    }
+
+    /** The window: 30 s, or {@code microsandbox.registry.stallSeconds}. */
+    static Duration window() {
+        return Duration.ofSeconds(Long.getLong("microsandbox.registry.stallSeconds", 30));
+    }
+
+    private void check() {
+        long now = bytes;
+        if (!ended && now - bytesAtLastCheck < MIN_BYTES_PER_WINDOW) {
+            stalled = true;
+            check.cancel(false);
+            try {
+                in.close();
+            } catch (IOException ignored) {
+                // closing is what wakes the reader
+            }
+        }
+        bytesAtLastCheck = now;
+    }
+
+    @Override
+    public int read() throws IOException {
+        byte[] one = new byte[1];
+        int n = read(one, 0, 1);
+        return n < 0 ? -1 : one[0] & 0xff;
+    }
+
+    @Override
+    public int read(byte[] b, int off, int len) throws IOException {
+        try {
+            int n = in.read(b, off, len);
+            if (n < 0) {
+                ended = true;
+            } else {
+                bytes += n;
+            }
+            return n;
+        } catch (IOException e) {
+            if (stalled) {
+                throw new IOException("the registry sent fewer than " + MIN_BYTES_PER_WINDOW + " bytes in " + window.toSeconds()
+                        + " s (a stalled connection)", e);
+            }
+            throw e;
+        }
+    }
+
+    @Override
+    public void close() throws IOException {
+        ended = true;
+        check.cancel(false);
+        in.close();
+    }
+}
