@@ -30,6 +30,9 @@ final class SessionRouter {
         /** Output bytes the guest may still send for this session. */
         long window;
         boolean windowViolationLogged;
+        /** Whether the guest has said the command started: once per session. */
+        boolean startSeen;
+        boolean unexpectedFrameLogged;
 
         Route(ClientConnection client, int clientId, int guestId, boolean session, boolean tty, long logId, long window, boolean fs) {
             this.fs = fs;

@@ -944,6 +944,16 @@ public final class Supervisor {
             // no client asked for this id (or it is over): a forged, late or hostile frame
             return;
         }
+        if (route.session && !frame.isTerminal() && !expectedWithinSession(route, frame.type())) {
+            // unmetered frames a client would have to queue: a guest could fill its heap with them
+            if (!route.unexpectedFrameLogged) {
+                route.unexpectedFrameLogged = true;
+                String message = "guest sent an unexpected " + Json.brief(frame.type(), 64) + " in session " + route.logId + "; dropped";
+                SupervisorLog.log(message);
+                logSystem(message);
+            }
+            return;
+        }
         boolean output = route.fs ? Protocol.FS_DATA.equals(frame.type())
                 : Protocol.EXEC_STDOUT.equals(frame.type()) || Protocol.EXEC_STDERR.equals(frame.type());
         if (output && route.session) {
@@ -977,6 +987,22 @@ public final class Supervisor {
             sessionEnded(route);
         }
         route.client.send(new Frame(route.clientId, frame.flags(), frame.type(), frame.payload()));
+    }
+
+    /**
+     * The frames a session's client takes before its end: output within its window, credit for
+     * what it sent, and one start. Anything else would sit unmetered in the client's queue.
+     */
+    private static boolean expectedWithinSession(SessionRouter.Route route, String type) {
+        if (route.fs) {
+            return Protocol.FS_DATA.equals(type) || Protocol.FS_WRITE_WINDOW.equals(type);
+        }
+        if (Protocol.EXEC_STARTED.equals(type)) {
+            boolean first = !route.startSeen;
+            route.startSeen = true;
+            return first;
+        }
+        return Protocol.EXEC_STDOUT.equals(type) || Protocol.EXEC_STDERR.equals(type) || Protocol.EXEC_STDIN_WINDOW.equals(type);
     }
 
     /** Records this run in the database (opening it first) on a helper thread; see {@link #awaitRunRecorded}. */

@@ -26,7 +26,8 @@ import java.util.Arrays;
  * float in its payload), {@code tiny-items} (answers exec with a 4 MiB frame of empty maps),
  * {@code flood} (answers exec with endless output, ignoring the window), {@code short-read}
  * (answers a file read with 9 bytes and a result claiming a million), {@code deaf} (stops
- * reading its port after the boot), {@code forge} (sends output for ids it was never given
+ * reading its port after the boot), {@code junk} (answers a file request and exec each with 64
+ * MiB of frames no window meters, file progress and repeated starts, then honestly), {@code forge} (sends output for ids it was never given
  * and {@code sup.*} frames, then answers honestly), {@code disorder} (answers exec out of
  * order: the end first, then output and a start for the ended session, and a second
  * {@code core.ready}), {@code oversized} (answers exec with a frame whose length field is
@@ -219,15 +220,29 @@ public final class HostileAgent {
                 honest(id, link);
                 return;
             }
+            case "junk" -> {
+                for (int i = 0; i < JUNK_FRAMES; i++) {
+                    link.write(new Frame(id, 0, Protocol.EXEC_STARTED, NODES.objectNode().put("pid", 7).put("pad", new byte[1 << 20])));
+                }
+                honest(id, link);
+            }
             default -> honest(id, link);
         }
     }
+
+    /** Frames of 1 MiB the {@code junk} scenario sends that no window meters, before its honest answer. */
+    private static final int JUNK_FRAMES = 64;
 
     private static void fs(String scenario, int id, FrameLink link) throws IOException {
         if (scenario.equals("short-read")) {
             link.write(new Frame(id, 0, Protocol.FS_DATA, NODES.objectNode().put("data", "only this".getBytes())));
             link.write(new Frame(id, Protocol.FLAG_TERMINAL, Protocol.FS_RESULT, NODES.objectNode().put("size", 1_000_000)));
             return;
+        }
+        if (scenario.equals("junk")) {
+            for (int i = 0; i < JUNK_FRAMES; i++) {
+                link.write(new Frame(id, 0, "fs.progress", NODES.objectNode().put("pad", new byte[1 << 20])));
+            }
         }
         if (scenario.equals("flood")) {
             byte[] chunk = new byte[Protocol.FS_CHUNK_BYTES];

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.microsandbox.ErrorKind;
+import io.microsandbox.ExecOutput;
 import io.microsandbox.ExecHandle;
 import io.microsandbox.ExecOptions;
 import io.microsandbox.MicrosandboxException;
@@ -90,6 +91,31 @@ class HostileGuestIT {
             in.close();
             booted.sandbox().kill();
             assertThat(awaitTerminal(booted.name()).status()).isEqualTo(SandboxStatus.STOPPED);
+        }
+    }
+
+    /**
+     * Frames no window meters (an unknown type in a file session, a command's start again and
+     * again), sent to a client that is not reading, would pile up in its heap: the supervisor
+     * drops them and says so in the log.
+     */
+    @Test
+    void framesNoWindowMetersAreDroppedBeforeTheyReachAClient() throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("junk")) {
+            long before = io.microsandbox.TestSandboxes.usedHeapAfterGc();
+            java.io.InputStream in = booted.sandbox().fs().readStream("/junk");
+            io.microsandbox.ExecHandle exec = booted.sandbox().execStream("junk", java.util.List.of(), io.microsandbox.ExecOptions.defaults());
+            Thread.sleep(4000);
+            long grown = io.microsandbox.TestSandboxes.usedHeapAfterGc() - before;
+            assertThat(grown).as("heap growth with unread streams of unmetered frames").isLessThan(32L << 20);
+            awaitExecLog(booted.name(), "guest sent an unexpected fs.progress");
+            awaitExecLog(booted.name(), "guest sent an unexpected exec.started");
+            assertThat(in.readAllBytes()).isEmpty();
+            in.close();
+            ExecOutput out = exec.collect();
+            assertThat(out.exitCode()).isZero();
+            assertThat(out.stdout()).isEqualTo("ok\n");
+            booted.sandbox().kill();
         }
     }
 
