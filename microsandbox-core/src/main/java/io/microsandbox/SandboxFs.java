@@ -16,6 +16,7 @@ import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.PosixFilePermission;
 import java.time.Duration;
@@ -51,7 +52,15 @@ public final class SandboxFs {
     /** How long a stream waits for the guest to move without any progress before it gives up. */
     static final Duration STALL_TIMEOUT = Duration.ofMinutes(2);
     /** Deepest directory nesting {@link #copyToHost} follows. */
-    static final int MAX_COPY_DEPTH = 256;
+    public static final int MAX_COPY_DEPTH = 256;
+    /** Most files, directories and links one {@link #copyToHost} makes. */
+    public static final int MAX_COPY_ENTRIES = 1_000_000;
+    /** File data one {@link #copyToHost(String, Path)} copies at most: 16 GiB. */
+    public static final long DEFAULT_COPY_MAX_BYTES = 16L << 30;
+    /** Characters of the listings {@link #copyToHost} holds at once, for the directories it is inside. */
+    static final long MAX_COPY_PENDING_CHARS = 32L << 20;
+    /** Group and others lose write permission on the host, as a umask of 022 gives. */
+    private static final int HOST_COPY_MODE_MASK = 0755;
 
     private final String sandbox;
     private final AgentClient client;
@@ -179,6 +188,10 @@ public final class SandboxFs {
             if (name.isEmpty()) {
                 continue; // removed while the directory was read
             }
+            if (name.contains("/") || name.equals(".") || name.equals("..") || name.indexOf('\0') >= 0) {
+                // a caller joining it to a path of its own would leave the directory
+                throw new MicrosandboxException(ErrorKind.FILESYSTEM, "the guest listed an invalid name in " + path + ": " + Json.brief(Json.tree(name)));
+            }
             out.add(new FsEntry(prefix + name, name, FsEntryKind.fromWire(e.path("kind").asText(null)), e.path("size").asLong(),
                     e.path("mode").asInt(), Instant.ofEpochMilli(e.path("mtime_ms").asLong()),
                     e.has("target") ? bytesText(e.get("target")) : null));
@@ -304,50 +317,136 @@ public final class SandboxFs {
 
     /**
      * Copies a guest file, symbolic link or directory tree to {@code hostPath} (the name of the
-     * copy), keeping permission bits and symbolic links. Names from the guest are checked, and
-     * nothing is written through a symbolic link.
+     * copy), keeping symbolic links and permission bits (less write permission for group and
+     * others, as a umask of 022 gives), at most {@link #DEFAULT_COPY_MAX_BYTES} of file data.
+     * Names from the guest are checked, and nothing is written through a symbolic link. Each
+     * file appears whole or not at all (an existing one is replaced only by a complete copy); a
+     * tree that fails part-way keeps the files already copied.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#FILESYSTEM} when the tree holds more than
+     *         {@link #MAX_COPY_ENTRIES} entries or {@link #DEFAULT_COPY_MAX_BYTES}, is deeper than
+     *         {@link #MAX_COPY_DEPTH}, or the guest describes it impossibly; the guest's errors
+     *         as {@link FilesystemException}s
      */
     public void copyToHost(String guestPath, Path hostPath) {
+        copyToHost(guestPath, hostPath, DEFAULT_COPY_MAX_BYTES);
+    }
+
+    /** Like {@link #copyToHost(String, Path)}, copying at most {@code maxBytes} of file data. */
+    public void copyToHost(String guestPath, Path hostPath, long maxBytes) {
+        if (maxBytes < 0) {
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "maxBytes must not be negative");
+        }
         try {
             FsStat st = lstat(guestPath);
-            copyToHost(guestPath, st.kind(), st.mode(), st.target(), hostPath, 0);
+            if (st.kind() == FsEntryKind.OTHER) {
+                throw new MicrosandboxException(ErrorKind.FILESYSTEM, guestPath + " is neither a file, a directory nor a symbolic link");
+            }
+            new HostCopy(maxBytes).copy(guestPath, st.kind(), st.mode(), st.target(), hostPath, 0);
         } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot copy " + guestPath + " to " + hostPath + ": " + e.getMessage(), e);
+            throw unwrap(e, guestPath);
         }
     }
 
-    private void copyToHost(String guestPath, FsEntryKind kind, int mode, String target, Path hostPath, int depth) throws IOException {
-        if (depth > MAX_COPY_DEPTH) {
-            // a real tree is not this deep; a guest that lies about its directories could make it endless
-            throw new MicrosandboxException(ErrorKind.FILESYSTEM, guestPath + " is more than " + MAX_COPY_DEPTH + " directories deep");
+    /** One {@link #copyToHost} under way: what it has used of its limits. */
+    private final class HostCopy {
+        private final long maxBytes;
+        private long bytes;
+        private long entries;
+        /** Characters of names and targets listed and not yet copied, in the directories open above. */
+        private long pendingChars;
+
+        HostCopy(long maxBytes) {
+            this.maxBytes = maxBytes;
         }
-        switch (kind) {
-            case SYMLINK -> Files.createSymbolicLink(hostPath, Path.of(target));
-            case DIRECTORY -> {
-                if (!Files.isDirectory(hostPath, LinkOption.NOFOLLOW_LINKS)) {
-                    Files.createDirectory(hostPath);
+
+        void copy(String guestPath, FsEntryKind kind, int mode, String target, Path hostPath, int depth) throws IOException {
+            if (depth > MAX_COPY_DEPTH) {
+                // a real tree is not this deep; a guest that lies about its directories could make it endless
+                throw new MicrosandboxException(ErrorKind.FILESYSTEM, guestPath + " is more than " + MAX_COPY_DEPTH + " directories deep");
+            }
+            if (++entries > MAX_COPY_ENTRIES) {
+                throw new MicrosandboxException(ErrorKind.FILESYSTEM, "cannot copy " + guestPath + ": the tree has more than " + MAX_COPY_ENTRIES + " entries");
+            }
+            switch (kind) {
+                case SYMLINK -> Files.createSymbolicLink(hostPath, linkTarget(guestPath, target));
+                case DIRECTORY -> directory(guestPath, mode, hostPath, depth);
+                case FILE -> file(guestPath, mode, hostPath);
+                default -> {
+                    // devices, sockets and fifos within a tree are not copied
                 }
-                Files.setPosixFilePermissions(hostPath, permissions(0700));
-                for (FsEntry e : list(guestPath)) {
-                    String name = e.name();
-                    if (name.contains("/") || name.equals(".") || name.equals("..") || name.indexOf('\0') >= 0) {
-                        throw new MicrosandboxException(ErrorKind.FILESYSTEM, "the guest listed an invalid name in " + guestPath);
+            }
+        }
+
+        private void directory(String guestPath, int mode, Path hostPath, int depth) throws IOException {
+            if (!Files.isDirectory(hostPath, LinkOption.NOFOLLOW_LINKS)) {
+                Files.createDirectory(hostPath);
+            }
+            Files.setPosixFilePermissions(hostPath, permissions(0700));
+            List<FsEntry> listed = list(guestPath);
+            long listedChars = 0;
+            for (FsEntry e : listed) {
+                listedChars += chars(e);
+            }
+            pendingChars += listedChars;
+            if (pendingChars > MAX_COPY_PENDING_CHARS) {
+                // what the directories above still hold: a guest listing huge directories at every level would fill the heap
+                throw new MicrosandboxException(ErrorKind.FILESYSTEM, "cannot copy " + guestPath + ": the listings of the directories being copied hold more than "
+                        + MAX_COPY_PENDING_CHARS + " characters");
+            }
+            try {
+                for (int i = 0; i < listed.size(); i++) {
+                    FsEntry e = listed.get(i);
+                    listed.set(i, null);
+                    pendingChars -= chars(e);
+                    listedChars -= chars(e);
+                    copy(e.path(), e.kind(), e.mode(), e.target(), hostPath.resolve(e.name()), depth + 1);
+                }
+            } finally {
+                pendingChars -= listedChars;
+            }
+            Files.setPosixFilePermissions(hostPath, permissions(mode & HOST_COPY_MODE_MASK));
+        }
+
+        private static long chars(FsEntry e) {
+            return e.path().length() + (e.target() == null ? 0 : e.target().length());
+        }
+
+        /** The file into a temporary beside it, renamed over {@code hostPath} once whole: a failure leaves no file cut short. */
+        private void file(String guestPath, int mode, Path hostPath) throws IOException {
+            if (Files.isSymbolicLink(hostPath)) {
+                throw new java.nio.file.FileSystemException(hostPath.toString(), null, "is a symbolic link; nothing is written through one");
+            }
+            Path part = Files.createTempFile(hostPath.toAbsolutePath().getParent(), "." + hostPath.getFileName() + ".", ".part");
+            try {
+                try (InputStream in = readStream(guestPath); OutputStream out = Files.newOutputStream(part, StandardOpenOption.WRITE)) {
+                    byte[] buf = new byte[Protocol.FS_CHUNK_BYTES];
+                    int n;
+                    while ((n = in.read(buf)) > 0) {
+                        bytes += n;
+                        if (bytes > maxBytes) {
+                            throw new MicrosandboxException(ErrorKind.FILESYSTEM, "cannot copy " + guestPath + ": more than " + maxBytes
+                                    + " bytes of file data (copyToHost(guestPath, hostPath, maxBytes) takes another limit)");
+                        }
+                        out.write(buf, 0, n);
                     }
-                    copyToHost(e.path(), e.kind(), e.mode(), e.target(), hostPath.resolve(name), depth + 1);
                 }
-                Files.setPosixFilePermissions(hostPath, permissions(mode));
+                Files.setPosixFilePermissions(part, permissions(mode & HOST_COPY_MODE_MASK));
+                Files.move(part, hostPath, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            } finally {
+                Files.deleteIfExists(part);
             }
-            case FILE -> {
-                try (InputStream in = readStream(guestPath);
-                     OutputStream out = Files.newOutputStream(hostPath, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
-                             StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS)) {
-                    in.transferTo(out);
-                }
-                Files.setPosixFilePermissions(hostPath, permissions(mode));
+        }
+    }
+
+    private static Path linkTarget(String guestPath, String target) {
+        try {
+            if (target == null || target.isEmpty()) {
+                throw new java.nio.file.InvalidPathException(String.valueOf(target), "empty");
             }
-            default -> {
-                // devices, sockets and fifos are not copied
-            }
+            return Path.of(target);
+        } catch (java.nio.file.InvalidPathException e) {
+            throw new MicrosandboxException(ErrorKind.FILESYSTEM, "the guest gave the symbolic link " + guestPath + " an invalid target");
         }
     }
 

@@ -195,6 +195,37 @@ class SandboxFsIT {
         fs.removeDir("/tmp/tree", true);
     }
 
+    /**
+     * What a guest can make the host write is bounded (a sparse 64 MiB file against a 1 MiB
+     * limit), a failed copy leaves no file cut short and an existing one as it was, and group
+     * and others get no write permission on the host.
+     */
+    @Test
+    void copyToHostIsBoundedWholeOrNothingAndUmasked(@TempDir Path tmp) throws Exception {
+        SandboxFs fs = sandbox.fs();
+        assertThat(sandbox.shell("truncate -s 64M /tmp/sparse && mkdir -p /tmp/open && echo x > /tmp/open/f"
+                + " && chmod 777 /tmp/open && chmod 666 /tmp/open/f").exitCode()).isZero();
+        Path dest = tmp.resolve("sparse");
+        Files.writeString(dest, "kept");
+        assertThatThrownBy(() -> fs.copyToHost("/tmp/sparse", dest, 1 << 20))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.FILESYSTEM))
+                .hasMessageContaining("more than 1048576 bytes");
+        assertThat(Files.readString(dest)).isEqualTo("kept");
+        try (var left = Files.list(tmp)) {
+            assertThat(left.map(p -> p.getFileName().toString())).containsExactly("sparse");
+        }
+        fs.copyToHost("/tmp/sparse", dest);
+        assertThat(Files.size(dest)).isEqualTo(64L << 20);
+
+        fs.copyToHost("/tmp/open", tmp.resolve("open"));
+        assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(tmp.resolve("open")))).isEqualTo("rwxr-xr-x");
+        assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(tmp.resolve("open/f")))).isEqualTo("rw-r--r--");
+        assertThatThrownBy(() -> fs.copyToHost("/dev/null", tmp.resolve("null")))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.FILESYSTEM))
+                .hasMessageContaining("neither a file, a directory nor a symbolic link");
+        sandbox.shell("rm -rf /tmp/sparse /tmp/open");
+    }
+
     @Test
     void errorsNameThePathAndTheKind() {
         SandboxFs fs = sandbox.fs();

@@ -26,7 +26,8 @@ import java.util.Arrays;
  * float in its payload), {@code tiny-items} (answers exec with a 4 MiB frame of empty maps),
  * {@code flood} (answers exec with endless output, ignoring the window), {@code short-read}
  * (answers a file read with 9 bytes and a result claiming a million), {@code deaf} (stops
- * reading its port after the boot), {@code junk} (answers a file request and exec each with 64
+ * reading its port after the boot), {@code wide-deep} (describes every directory as holding
+ * another and 12,000 other entries, without end), {@code bad-name} (lists a {@code ..} name), {@code junk} (answers a file request and exec each with 64
  * MiB of frames no window meters, file progress and repeated starts, then honestly), {@code forge} (sends output for ids it was never given
  * and {@code sup.*} frames, then answers honestly), {@code disorder} (answers exec out of
  * order: the end first, then output and a start for the ended session, and a second
@@ -102,7 +103,7 @@ public final class HostileAgent {
                 case Protocol.CORE_STATS -> link.write(new Frame(frame.id(), Protocol.FLAG_TERMINAL, Protocol.CORE_STATS,
                         NODES.objectNode().put("mem_total_bytes", 1 << 29).put("mem_available_bytes", 1 << 28)));
                 case Protocol.EXEC_REQUEST -> exec(scenario, frame.id(), link, raw);
-                case Protocol.FS_REQUEST -> fs(scenario, frame.id(), link);
+                case Protocol.FS_REQUEST -> fs(scenario, frame.id(), frame.payload().path("op").asText(), link);
                 default -> {
                     // signals, stdin, windows: ignored
                 }
@@ -233,7 +234,27 @@ public final class HostileAgent {
     /** Frames of 1 MiB the {@code junk} scenario sends that no window meters, before its honest answer. */
     private static final int JUNK_FRAMES = 64;
 
-    private static void fs(String scenario, int id, FrameLink link) throws IOException {
+    private static void fs(String scenario, int id, String op, FrameLink link) throws IOException {
+        if (scenario.equals("wide-deep") || scenario.equals("bad-name")) {
+            if (op.equals("stat")) {
+                link.write(new Frame(id, Protocol.FLAG_TERMINAL, Protocol.FS_RESULT, NODES.objectNode().put("kind", "directory").put("mode", 0755)));
+                return;
+            }
+            var entries = NODES.arrayNode();
+            if (scenario.equals("bad-name")) {
+                entries.addObject().put("name", "../escaped".getBytes()).put("kind", "file").put("mode", 0644);
+            } else {
+                // one directory to go down into, and thousands of entries to hold at every level
+                entries.addObject().put("name", "ddddddddddddddd".getBytes()).put("kind", "directory").put("mode", 0755);
+                for (int i = 0; i < 12_000; i++) {
+                    entries.addObject().put("name", ("x" + i).getBytes()).put("kind", "other");
+                }
+            }
+            ObjectNode result = NODES.objectNode();
+            result.set("entries", entries);
+            link.write(new Frame(id, Protocol.FLAG_TERMINAL, Protocol.FS_RESULT, result));
+            return;
+        }
         if (scenario.equals("short-read")) {
             link.write(new Frame(id, 0, Protocol.FS_DATA, NODES.objectNode().put("data", "only this".getBytes())));
             link.write(new Frame(id, Protocol.FLAG_TERMINAL, Protocol.FS_RESULT, NODES.objectNode().put("size", 1_000_000)));

@@ -119,6 +119,30 @@ class HostileGuestIT {
         }
     }
 
+    /**
+     * A guest that describes an endless tree, each directory listing thousands of entries,
+     * cannot make {@code copyToHost} fill the heap or the disk: it stops at a bound on what the
+     * open directories' listings hold. A name that would leave its directory is refused.
+     */
+    @Test
+    void copyToHostBoundsATreeTheGuestMakesUp(@org.junit.jupiter.api.io.TempDir java.nio.file.Path tmp) throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("wide-deep")) {
+            assertThatThrownBy(() -> booted.sandbox().fs().copyToHost("/tree", tmp.resolve("tree")))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.FILESYSTEM))
+                    .hasMessageContaining("listings of the directories being copied hold more than");
+            booted.sandbox().kill();
+        }
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("bad-name")) {
+            assertThatThrownBy(() -> booted.sandbox().fs().list("/dir"))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.FILESYSTEM))
+                    .hasMessageContaining("invalid name");
+            assertThatThrownBy(() -> booted.sandbox().fs().copyToHost("/dir", tmp.resolve("dir")))
+                    .hasMessageContaining("invalid name");
+            assertThat(tmp.resolve("escaped")).doesNotExist();
+            booted.sandbox().kill();
+        }
+    }
+
     /** A file read whose data falls short of the size the guest reports fails; it never passes off part of a file as all of it. */
     @Test
     void aReadShorterThanItsReportedSizeFails() throws Exception {
