@@ -540,6 +540,7 @@ public final class SandboxFs {
         private final Object lock = new Object();
         private final ArrayDeque<Frame> frames = new ArrayDeque<>();
         private String lost;
+        private boolean closedByCaller;
         private boolean ended;
         /** Write credit (fs.write_window). */
         long writeCredit = Protocol.FS_WRITE_WINDOW_BYTES;
@@ -596,6 +597,9 @@ public final class SandboxFs {
                 while (frames.isEmpty()) {
                     if (lost != null) {
                         throw notRunning("went away: " + lost);
+                    }
+                    if (closedByCaller) {
+                        throw new MicrosandboxException(ErrorKind.CANCELLED, path + " was closed while waiting for the guest");
                     }
                     long left = deadline - System.nanoTime();
                     if (left <= 0) {
@@ -676,6 +680,11 @@ public final class SandboxFs {
 
         @Override
         public void close() {
+            synchronized (lock) {
+                // a reader waiting on another thread returns now instead of after its stall timeout
+                closedByCaller = true;
+                lock.notifyAll();
+            }
             if (!ended()) {
                 trySend(Protocol.FS_CANCEL, Json.object());
             }
@@ -696,7 +705,7 @@ public final class SandboxFs {
         private long window;
         private boolean counted;
         private boolean eof;
-        private boolean closed;
+        private volatile boolean closed;
         /** What ended the read, thrown again by every later read: a failed read is never a clean end. */
         private IOException failure;
 

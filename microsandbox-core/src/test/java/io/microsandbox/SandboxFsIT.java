@@ -226,6 +226,29 @@ class SandboxFsIT {
         sandbox.shell("rm -rf /tmp/sparse /tmp/open");
     }
 
+    /** Closing a read stream from another thread ends a read waiting there for the guest at once, not after the stall timeout. */
+    @Test
+    void closingAReadStreamWakesAReaderWaitingForTheGuest() throws Exception {
+        // the writer's open of the fifo waits for the reader: it must not hold this command's output meanwhile
+        sandbox.shell("rm -f /tmp/slow && mkfifo /tmp/slow && ( (printf x; sleep 60) > /tmp/slow ) > /dev/null 2>&1 < /dev/null &");
+        InputStream in = sandbox.fs().readStream("/tmp/slow");
+        assertThat(in.read()).isEqualTo('x');
+        java.util.concurrent.CompletableFuture<Throwable> reader = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+            try {
+                in.read();
+                return null;
+            } catch (Throwable t) {
+                return t;
+            }
+        });
+        Thread.sleep(500);
+        long start = System.nanoTime();
+        in.close();
+        assertThat(reader.get(10, TimeUnit.SECONDS)).isInstanceOf(java.io.IOException.class);
+        assertThat(java.time.Duration.ofNanos(System.nanoTime() - start)).isLessThan(java.time.Duration.ofSeconds(10));
+        sandbox.shell("pkill -f 'sleep 60'; rm -f /tmp/slow");
+    }
+
     @Test
     void errorsNameThePathAndTheKind() {
         SandboxFs fs = sandbox.fs();
