@@ -383,7 +383,7 @@ final class GuestFileSystemProvider extends FileSystemProvider {
     static IOException io(MicrosandboxException e, GuestPath p) {
         String path = p.guest();
         if (e instanceof FilesystemException f) {
-            IOException mapped = switch (f.reason()) {
+            IOException mapped = switch (f.reason() == null ? "" : f.reason()) {
                 case "not_found" -> new NoSuchFileException(path);
                 case "permission_denied", "read_only" -> new AccessDeniedException(path, null, f.getMessage());
                 case "exists" -> new FileAlreadyExistsException(path);

@@ -99,11 +99,20 @@ final class SshKeys {
         return privateKey.resolveSibling(privateKey.getFileName() + ".pub");
     }
 
-    /** The keys of an {@code authorized_keys} or {@code .pub} file (options before a key are allowed and ignored). */
+    /**
+     * The keys of an {@code authorized_keys} or {@code .pub} file. A key with options
+     * ({@code command=}, {@code restrict}, {@code from=}, ...) is refused: this server would not
+     * enforce them, so a key limited to one command would get a shell.
+     */
     static List<PublicKey> readAuthorized(Path file) throws IOException {
         List<PublicKey> keys = new ArrayList<>();
         try {
             for (AuthorizedKeyEntry entry : AuthorizedKeyEntry.readAuthorizedKeys(file)) {
+                if (entry.getLoginOptions() != null && !entry.getLoginOptions().isEmpty()) {
+                    throw new IOException("the key " + (entry.getComment() == null ? "" : "'" + entry.getComment() + "' ") + "in " + file
+                            + " has options (" + String.join(", ", entry.getLoginOptions().keySet())
+                            + ") that this SSH server does not enforce; give it the key without them");
+                }
                 keys.add(entry.resolvePublicKey(null, PublicKeyEntryResolver.FAILING));
             }
         } catch (GeneralSecurityException | IllegalArgumentException e) {

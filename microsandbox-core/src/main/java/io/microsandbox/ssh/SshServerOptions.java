@@ -84,7 +84,8 @@ public final class SshServerOptions {
 
         /**
          * An OpenSSH {@code authorized_keys} file (or a single {@code .pub} file) whose keys may
-         * log in; read when the endpoint starts. May be called several times.
+         * log in; read when the endpoint starts. May be called several times. A key with options
+         * ({@code command=}, {@code restrict}, ...) makes the start fail: they would not be enforced.
          */
         public Builder authorizedKeys(Path file) {
             authorizedKeyFiles.add(java.util.Objects.requireNonNull(file, "file"));

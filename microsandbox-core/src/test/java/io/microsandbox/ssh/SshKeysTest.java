@@ -22,6 +22,19 @@ class SshKeysTest {
         assertThat(SshKeys.loadOrCreate(key, "test").getPublic()).isEqualTo(pair.getPublic());
     }
 
+    /** Options such as a forced command would not be enforced: such a key is refused, not given a shell. */
+    @Test
+    void anAuthorizedKeyWithOptionsIsRefused() throws Exception {
+        Path key = tmp.resolve("ssh/client_key");
+        SshKeys.loadOrCreate(key, "client");
+        String pub = Files.readString(SshKeys.publicKeyFile(key)).strip();
+        Path plain = Files.writeString(tmp.resolve("plain_keys"), pub + "\n");
+        assertThat(SshKeys.readAuthorized(plain)).hasSize(1);
+        Path restricted = Files.writeString(tmp.resolve("authorized_keys"), "restrict,command=\"/bin/true\" " + pub + "\n");
+        assertThatThrownBy(() -> SshKeys.readAuthorized(restricted)).isInstanceOf(IOException.class)
+                .hasMessageContaining("has options").hasMessageContaining("command");
+    }
+
     @Test
     void aKeyOthersCanReadOrALinkIsRefused() throws Exception {
         Path key = tmp.resolve("ssh/host_key");
