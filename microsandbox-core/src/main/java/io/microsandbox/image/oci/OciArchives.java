@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.SandboxPreparer;
 import java.io.IOException;
@@ -110,8 +111,11 @@ public final class OciArchives {
 
     private static OciImages.Image importLayout(OciImages images, Path dir, String reference) throws IOException {
         JsonNode index = JSON.readTree(dir.resolve("index.json").toFile());
-        String manifestDigest = chooseManifest(dir, index, reference);
+        String manifestDigest = chooseManifest(dir, index, reference, 0);
         byte[] manifestBytes = copyBlob(images, dir, manifestDigest, -1);
+        if (manifestBytes == null) {
+            throw new IOException("the manifest " + manifestDigest + " is larger than " + RegistryClient.MAX_MANIFEST + " bytes");
+        }
         JsonNode manifest = JSON.readTree(manifestBytes);
         JsonNode cfg = manifest.path("config");
         copyBlob(images, dir, cfg.path("digest").asText(), cfg.path("size").asLong(-1));
@@ -121,7 +125,13 @@ public final class OciArchives {
         return finish(images, reference, manifestDigest);
     }
 
-    private static String chooseManifest(Path dir, JsonNode index, String reference) throws IOException {
+    /** Nested indexes followed at most: a real image has one level, an index naming itself would have no end. */
+    private static final int MAX_INDEX_NESTING = 4;
+
+    private static String chooseManifest(Path dir, JsonNode index, String reference, int nesting) throws IOException {
+        if (nesting > MAX_INDEX_NESTING) {
+            throw new IOException("indexes nested more than " + MAX_INDEX_NESTING + " deep");
+        }
         JsonNode manifests = index.path("manifests");
         if (!manifests.isArray() || manifests.size() == 0) {
             throw new IOException("index.json lists no manifest");
@@ -131,7 +141,7 @@ public final class OciArchives {
             String digest = d.path("digest").asText();
             if (type.equals(RegistryClient.OCI_INDEX) || type.equals(RegistryClient.DOCKER_LIST)) {
                 byte[] nested = readBlob(dir, digest);
-                return chooseManifest(dir, JSON.readTree(nested), reference);
+                return chooseManifest(dir, JSON.readTree(nested), reference, nesting + 1);
             }
         }
         if (manifests.size() == 1 && !manifests.get(0).has("platform")) {
@@ -141,7 +151,13 @@ public final class OciArchives {
     }
 
     private static byte[] readBlob(Path dir, String digest) throws IOException {
+        if (!Digests.valid(digest)) {
+            throw new IOException("invalid digest '" + Json.brief(digest, 100) + "'");
+        }
         Path p = dir.resolve("blobs").resolve("sha256").resolve(Digests.hex(digest));
+        if (!Files.isRegularFile(p, LinkOption.NOFOLLOW_LINKS) || Files.size(p) > RegistryClient.MAX_MANIFEST) {
+            throw new IOException("the index " + digest + " is missing or larger than " + RegistryClient.MAX_MANIFEST + " bytes");
+        }
         byte[] data = Files.readAllBytes(p);
         if (!Digests.of(data).equals(digest)) {
             throw new IOException("blob " + digest + " does not match its digest");

@@ -196,6 +196,10 @@ public final class OciImages {
         if (!Digests.valid(cfgDigest)) {
             throw RegistryClient.failed("image " + key + ": the manifest has no valid config digest");
         }
+        if (cfgDesc.path("size").asLong() > RegistryClient.MAX_MANIFEST) {
+            throw RegistryClient.failed("image " + key + ": its config is " + cfgDesc.path("size").asLong() + " bytes, more than the "
+                    + RegistryClient.MAX_MANIFEST + " a config may have");
+        }
         byte[] cfg = store.readVerified(cfgDigest);
         if (cfg == null || verifyCached && client != null) {
             if (client == null) {
@@ -287,9 +291,15 @@ public final class OciImages {
             store.deleteLeftovers(hex);
             Path blob = store.blob(digest);
             if (Files.isRegularFile(blob)) {
-                if (Files.size(blob) == size && (!verifyCached || Digests.of(blob).equals(digest))) {
+                long cached = Files.size(blob);
+                if (cached == size && (!verifyCached || Digests.of(blob).equals(digest))) {
                     l.onProgress(key, digest, Phase.CACHED, size, size);
                     return null;
+                }
+                if (cached != size && Digests.of(blob).equals(digest)) {
+                    // the blob is whole: the manifest is what is wrong, and must not evict it for every other image
+                    throw RegistryClient.failed("image " + key + ": its manifest gives blob " + digest + " a size of " + size
+                            + " bytes, but that blob has " + cached);
                 }
                 Files.delete(blob); // corrupt: fetched again
             }

@@ -117,6 +117,10 @@ public final class OciStore {
         if (!Files.isRegularFile(p)) {
             return null;
         }
+        if (Files.size(p) > RegistryClient.MAX_MANIFEST) {
+            // manifests and configs only: one this large (an imported archive's) is not read into memory
+            throw RegistryClient.failed("the JSON blob " + digest + " is larger than " + RegistryClient.MAX_MANIFEST + " bytes");
+        }
         byte[] data = Files.readAllBytes(p);
         if (!Digests.of(data).equals(digest)) {
             Files.deleteIfExists(p);

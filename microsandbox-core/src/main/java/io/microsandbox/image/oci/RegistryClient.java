@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
 import io.microsandbox.PullProgressListener;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.RegistryAuth;
 import java.io.IOException;
 import java.io.InputStream;
@@ -221,7 +222,8 @@ public final class RegistryClient {
                 if (location == null) {
                     throw failed("HTTP " + status + " without a Location from " + uri);
                 }
-                URI next = uri.resolve(location);
+                URI from = uri;
+                URI next = httpUri(() -> from.resolve(location), "the registry redirected to");
                 if (uri.getScheme().equals("https") && !next.getScheme().equals("https")) {
                     throw failed("the registry redirected from HTTPS to " + next.getScheme() + ": refused");
                 }
@@ -231,6 +233,20 @@ public final class RegistryClient {
             return resp;
         }
         throw failed("too many redirects from " + url);
+    }
+
+    /** An absolute http(s) URI with a host from what a registry sent, or a pull failure that names it. */
+    private static URI httpUri(java.util.function.Supplier<URI> parse, String what) {
+        URI uri;
+        try {
+            uri = parse.get();
+        } catch (IllegalArgumentException e) {
+            throw failed(what + " an invalid URL: " + e.getMessage());
+        }
+        if (uri.getScheme() == null || !(uri.getScheme().equals("https") || uri.getScheme().equals("http")) || uri.getAuthority() == null) {
+            throw failed(what + " " + Json.brief(uri.toString(), 200) + ", which is not an http(s) URL with a host");
+        }
+        return uri;
     }
 
     private HttpResponse<InputStream> exchange(HttpRequest request) {
@@ -277,7 +293,7 @@ public final class RegistryClient {
         }
         String scope = params.getOrDefault("scope", "repository:" + ref.repository() + ":pull");
         url.append("scope=").append(URLEncoder.encode(scope, StandardCharsets.UTF_8));
-        URI tokenUri = URI.create(url.toString());
+        URI tokenUri = httpUri(() -> URI.create(url.toString()), "the token realm is");
         if (!tokenUri.getScheme().equals("https") && !(tokenUri.getScheme().equals("http") && plainHttp(tokenUri.getAuthority()))) {
             throw failed("the token realm " + tokenUri + " is not HTTPS: refused");
         }
@@ -299,6 +315,10 @@ public final class RegistryClient {
             String token = json.hasNonNull("token") ? json.get("token").asText() : json.path("access_token").asText(null);
             if (token == null || token.isEmpty()) {
                 throw failed("the token service " + tokenUri.getAuthority() + " returned no token");
+            }
+            if (!token.chars().allMatch(c -> c > ' ' && c < 0x7f)) {
+                // it goes into a header line as it is
+                throw failed("the token service " + tokenUri.getAuthority() + " returned a token with characters a header cannot carry");
             }
             authorization = "Bearer " + token;
         } catch (IOException e) {
