@@ -70,6 +70,12 @@ public final class LayerApplier {
     private final Set<String> thisLayer = new HashSet<>();
     private final List<DirTime> dirTimes = new ArrayList<>();
 
+    /** Entries and file bytes this image's layers made so far, against {@link #maxEntries} and {@link #maxBytes}. */
+    private long entries;
+    private long bytes;
+    private final long maxEntries = Long.getLong("microsandbox.image.maxEntries", 4_000_000);
+    private final long maxBytes = Long.getLong("microsandbox.image.maxUnpackedBytes", 64L << 30);
+
     public LayerApplier(Path root) {
         this.root = root;
     }
@@ -103,6 +109,10 @@ public final class LayerApplier {
         TarArchiveInputStream in = new TarArchiveInputStream(new PaxXattrs(tar), 10240, 512, StandardCharsets.UTF_8.name(), false);
         TarArchiveEntry e;
         while ((e = in.getNextEntry()) != null) {
+            if (++entries > maxEntries) {
+                // a layer of a few bytes can hold millions of empty entries
+                throw new IOException("the image has more than " + maxEntries + " entries (microsandbox.image.maxEntries)");
+            }
             String rel = normalize(e.getName());
             if (rel == null) {
                 continue; // the root itself
@@ -175,7 +185,7 @@ public final class LayerApplier {
                 removeExisting(target, false);
                 try (OutputStream out = Files.newOutputStream(target, java.nio.file.StandardOpenOption.CREATE_NEW,
                         java.nio.file.StandardOpenOption.WRITE)) {
-                    in.transferTo(out);
+                    copyCounted(in, out, e.getName());
                 }
                 metadata(target, e, false, rel);
             } else {
@@ -184,6 +194,19 @@ public final class LayerApplier {
         }
         // the rest of the stream (end blocks, padding) belongs to the diff_id too
         tar.transferTo(OutputStream.nullOutputStream());
+    }
+
+    /** The entry's data, counted against {@link #maxBytes}: a compressed layer of a few megabytes can unpack to terabytes. */
+    private void copyCounted(InputStream in, OutputStream out, String name) throws IOException {
+        byte[] buf = new byte[1 << 16];
+        int n;
+        while ((n = in.read(buf)) > 0) {
+            bytes += n;
+            if (bytes > maxBytes) {
+                throw new IOException("the image unpacks to more than " + maxBytes + " bytes (at " + name + "; microsandbox.image.maxUnpackedBytes)");
+            }
+            out.write(buf, 0, n);
+        }
     }
 
     private record DirTime(Path dir, long millis) {

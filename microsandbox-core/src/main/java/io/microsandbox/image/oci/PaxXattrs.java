@@ -18,6 +18,10 @@ import java.util.Base64;
  */
 final class PaxXattrs extends FilterInputStream {
     static final String KEY = "MSB.xattr64.";
+    /** Extended headers larger than this are refused (xattrs of a few values, long names: far smaller). */
+    static final int MAX_PAX_HEADER = 16 << 20;
+    /** GNU long names and link targets larger than this are refused (a path has at most 4096 bytes). */
+    static final int MAX_LONG_NAME = 64 << 10;
     private static final int BLOCK = 512;
     private final InputStream in;
     private byte[] pending = new byte[0];
@@ -96,7 +100,11 @@ final class PaxXattrs extends FilterInputStream {
         if (size < 0) {
             throw new IOException("invalid size in a tar header");
         }
-        if ((type == 'x' || type == 'g') && size < (16 << 20)) {
+        if ((type == 'x' || type == 'g') && size >= MAX_PAX_HEADER || (type == 'L' || type == 'K') && size > MAX_LONG_NAME) {
+            // the tar reader takes these into memory whole: a layer of a few compressed bytes could fill the heap
+            throw new IOException("a tar header entry (type '" + type + "') of " + size + " bytes");
+        }
+        if (type == 'x' || type == 'g') {
             byte[] data = in.readNBytes((int) padded);
             if (data.length < padded) {
                 throw new IOException("truncated PAX header");

@@ -58,6 +58,41 @@ class LayerApplierTest {
         assertThat(Files.getLastModifiedTime(victim).toMillis()).isEqualTo(1_600_000_000_000L);
     }
 
+    /** A layer of a few compressed bytes cannot fill the disk, the inode table or the heap. */
+    @Test
+    void whatALayerUnpacksToIsBounded() throws Exception {
+        OciWriter w = new OciWriter(tmp.resolve("w"));
+        OciWriter.Blob zeros = w.layer().file("zeros", new byte[2 << 20], 0644, 0, 0, java.util.Map.of()).build(OciWriter.Compression.GZIP);
+        assertThat(zeros.bytes().length).isLessThan(64 << 10);
+        OciWriter.LayerBuilder many = w.layer();
+        for (int i = 0; i < 200; i++) {
+            many.file("f" + i, "", 0644, 0, 0);
+        }
+        OciWriter.Blob manyEntries = many.build(OciWriter.Compression.GZIP);
+        System.setProperty("microsandbox.image.maxUnpackedBytes", String.valueOf(1 << 20));
+        System.setProperty("microsandbox.image.maxEntries", "100");
+        try {
+            assertThatThrownBy(() -> apply(Files.createDirectories(tmp.resolve("r1")), zeros)).hasMessageContaining("unpacks to more than 1048576 bytes");
+            assertThatThrownBy(() -> apply(Files.createDirectories(tmp.resolve("r2")), manyEntries)).hasMessageContaining("more than 100 entries");
+        } finally {
+            System.clearProperty("microsandbox.image.maxUnpackedBytes");
+            System.clearProperty("microsandbox.image.maxEntries");
+        }
+        apply(Files.createDirectories(tmp.resolve("r3")), zeros, manyEntries);
+        assertThat(Files.size(tmp.resolve("r3/zeros"))).isEqualTo(2 << 20);
+
+        // a GNU long name the tar reader would take into memory whole
+        java.io.ByteArrayOutputStream raw = new java.io.ByteArrayOutputStream();
+        try (var tar = new org.apache.commons.compress.archivers.tar.TarArchiveOutputStream(raw)) {
+            tar.setLongFileMode(org.apache.commons.compress.archivers.tar.TarArchiveOutputStream.LONGFILE_GNU);
+            var entry = new org.apache.commons.compress.archivers.tar.TarArchiveEntry("d/" + "n".repeat(100_000));
+            tar.putArchiveEntry(entry);
+            tar.closeArchiveEntry();
+        }
+        LayerApplier a = new LayerApplier(Files.createDirectories(tmp.resolve("r4")));
+        assertThatThrownBy(() -> a.apply(new ByteArrayInputStream(raw.toByteArray()))).hasMessageContaining("tar header entry (type 'L')");
+    }
+
     @Test
     void dotDotIsRefused() throws Exception {
         Path root = Files.createDirectories(tmp.resolve("root"));
