@@ -68,6 +68,7 @@ public class MicrosandboxAutoConfiguration {
     @ConditionalOnProperty(prefix = "microsandbox.pool", name = "enabled", havingValue = "true", matchIfMissing = true)
     public SandboxPool microsandboxPool(Microsandbox runtime, SandboxConfig config, MicrosandboxProperties properties,
                                         Environment environment) {
+        PoolSettings.check(properties.getPool());
         String instance = properties.getPool().getInstanceId();
         if (instance == null || instance.isBlank()) {
             instance = environment.getProperty("spring.application.name", "app");

@@ -22,6 +22,6 @@ public class MicrosandboxEndpointAutoConfiguration {
     @Bean
     @ConditionalOnMissingBean
     public MicrosandboxEndpoint microsandboxEndpoint(Microsandbox runtime, ObjectProvider<SandboxPool> pool) {
-        return new MicrosandboxEndpoint(runtime, pool.getIfAvailable());
+        return new MicrosandboxEndpoint(runtime, pool.getIfUnique());
     }
 }

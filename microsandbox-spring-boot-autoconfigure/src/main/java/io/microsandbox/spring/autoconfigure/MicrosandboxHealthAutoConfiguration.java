@@ -8,6 +8,7 @@ import org.springframework.boot.autoconfigure.AutoConfiguration;
 import org.springframework.boot.autoconfigure.condition.ConditionalOnBean;
 import org.springframework.boot.autoconfigure.condition.ConditionalOnClass;
 import org.springframework.boot.autoconfigure.condition.ConditionalOnMissingBean;
+import org.springframework.boot.autoconfigure.condition.ConditionalOnSingleCandidate;
 import org.springframework.boot.health.autoconfigure.contributor.ConditionalOnEnabledHealthIndicator;
 import org.springframework.boot.health.contributor.HealthIndicator;
 import org.springframework.context.annotation.Bean;
@@ -30,7 +31,7 @@ public class MicrosandboxHealthAutoConfiguration {
     }
 
     @Bean
-    @ConditionalOnBean(SandboxPool.class)
+    @ConditionalOnSingleCandidate(SandboxPool.class)
     @ConditionalOnMissingBean(name = "microsandboxPoolHealthIndicator")
     public SandboxPoolHealthIndicator microsandboxPoolHealthIndicator(SandboxPool pool) {
         return new SandboxPoolHealthIndicator(pool);

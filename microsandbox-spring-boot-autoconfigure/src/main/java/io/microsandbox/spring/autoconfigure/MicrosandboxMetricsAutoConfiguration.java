@@ -11,7 +11,7 @@ import org.springframework.beans.factory.DisposableBean;
 import org.springframework.beans.factory.ObjectProvider;
 import org.springframework.beans.factory.SmartInitializingSingleton;
 import org.springframework.boot.autoconfigure.AutoConfiguration;
-import org.springframework.boot.autoconfigure.condition.ConditionalOnBean;
+import org.springframework.boot.autoconfigure.condition.ConditionalOnSingleCandidate;
 import org.springframework.boot.autoconfigure.condition.ConditionalOnClass;
 import org.springframework.boot.autoconfigure.condition.ConditionalOnMissingBean;
 import org.springframework.context.annotation.Bean;
@@ -24,7 +24,7 @@ import org.springframework.context.annotation.Bean;
  */
 @AutoConfiguration(after = MicrosandboxAutoConfiguration.class)
 @ConditionalOnClass(MeterRegistry.class)
-@ConditionalOnBean(SandboxPool.class)
+@ConditionalOnSingleCandidate(SandboxPool.class)
 public class MicrosandboxMetricsAutoConfiguration {
 
     @Bean
@@ -60,7 +60,7 @@ public class MicrosandboxMetricsAutoConfiguration {
         @Override
         public void afterSingletonsInstantiated() {
             SandboxPoolMetrics m = metrics.getIfAvailable();
-            SandboxPool p = pool.getIfAvailable();
+            SandboxPool p = pool.getIfUnique();
             if (m == null || p == null) {
                 return;
             }

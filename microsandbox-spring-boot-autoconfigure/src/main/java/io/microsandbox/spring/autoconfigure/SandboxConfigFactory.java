@@ -30,24 +30,6 @@ public final class SandboxConfigFactory {
             throw new MicrosandboxConfigurationException("microsandbox.memory is " + p.getMemory()
                     + ", below the minimum of 64MB.", "Set microsandbox.memory to 64MB or more (for example 256MB).", null);
         }
-        MicrosandboxProperties.Pool pool = p.getPool();
-        if (pool.getMaxSize() < 1 || pool.getMinIdle() < 0 || pool.getMinIdle() > pool.getMaxSize()) {
-            throw new MicrosandboxConfigurationException("microsandbox.pool.min-idle (" + pool.getMinIdle()
-                    + ") and max-size (" + pool.getMaxSize() + ") do not fit.",
-                    "Set microsandbox.pool.max-size to 1 or more and microsandbox.pool.min-idle between 0 and max-size.", null);
-        }
-        if (pool.getAcquireTimeout() == null || pool.getAcquireTimeout().isNegative()) {
-            throw new MicrosandboxConfigurationException("microsandbox.pool.acquire-timeout must not be negative.",
-                    "Set microsandbox.pool.acquire-timeout to a positive duration such as 30s.", null);
-        }
-        if (pool.getName() == null || !pool.getName().matches("[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")) {
-            throw new MicrosandboxConfigurationException("microsandbox.pool.name '" + pool.getName() + "' is not a valid name.",
-                    "Use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit.", null);
-        }
-        if (pool.getWarmUpTimeout() == null || pool.getWarmUpTimeout().isNegative() || pool.getWarmUpTimeout().isZero()) {
-            throw new MicrosandboxConfigurationException("microsandbox.pool.warm-up-timeout must be positive.",
-                    "Set microsandbox.pool.warm-up-timeout to a positive duration such as 60s.", null);
-        }
         try {
             SandboxConfig.Builder b = SandboxConfig.builder()
                     .image(image.toAbsolutePath().toString())

@@ -186,7 +186,56 @@ class MicrosandboxAutoConfigurationTests {
     void warmUpTimeoutMustBePositive() {
         runner().withPropertyValues("microsandbox.pool.warm-up-timeout=0s").run(context -> {
             FailureAnalysis a = analyze(context.getStartupFailure());
-            assertThat(a.getDescription()).contains("microsandbox.pool.warm-up-timeout must be positive");
+            assertThat(a.getDescription()).contains("microsandbox.pool.warm-up-timeout").contains("must be positive");
+        });
+    }
+
+    /** An application with two pools of its own starts; the beans made for one pool step aside. */
+    @Test
+    void twoPoolsOfTheApplicationsOwnDoNotStopTheStart() {
+        runner().withUserConfiguration(UserOperations.class, TwoPools.class)
+                .withBean(MeterRegistry.class, SimpleMeterRegistry::new)
+                .withPropertyValues("management.endpoints.web.exposure.include=microsandbox")
+                .run(context -> {
+                    assertThat(context).hasNotFailed();
+                    assertThat(context.getBeansOfType(SandboxPool.class)).hasSize(2);
+                    assertThat(context).doesNotHaveBean(SandboxPoolHealthIndicator.class);
+                    assertThat(context).doesNotHaveBean(SandboxPoolMetrics.class);
+                    assertThat(context.getBean(MicrosandboxEndpoint.class).sandboxes()).doesNotContainKey("pool");
+                });
+    }
+
+    @Configuration(proxyBeanMethods = false)
+    static class TwoPools {
+        private static SandboxPool pool(Microsandbox runtime, SandboxConfig config, String name) {
+            MicrosandboxProperties.Pool settings = new MicrosandboxProperties.Pool();
+            settings.setName(name);
+            settings.setMinIdle(0);
+            return new SandboxPool(runtime, config, settings, "node");
+        }
+
+        @Bean(destroyMethod = "close")
+        SandboxPool python(Microsandbox runtime, SandboxConfig config) {
+            return pool(runtime, config, "py");
+        }
+
+        @Bean(destroyMethod = "close")
+        SandboxPool node(Microsandbox runtime, SandboxConfig config) {
+            return pool(runtime, config, "node");
+        }
+    }
+
+    /** Pool settings are checked even when the application supplies its own sandbox configuration. */
+    @Test
+    void poolSettingsAreCheckedWhateverSuppliesTheConfig() {
+        runner().withUserConfiguration(UserConfig.class).withPropertyValues("microsandbox.pool.max-size=0").run(context -> {
+            FailureAnalysis a = analyze(context.getStartupFailure());
+            assertThat(a.getDescription()).contains("max-size (0)");
+        });
+        runner().withUserConfiguration(UserConfig.class).withPropertyValues("microsandbox.pool.validation-timeout=0s").run(context -> {
+            FailureAnalysis a = analyze(context.getStartupFailure());
+            assertThat(a.getDescription()).contains("microsandbox.pool.validation-timeout").contains("must be positive");
+            assertThat(a.getAction()).contains("5s");
         });
     }
 
@@ -475,6 +524,14 @@ class MicrosandboxAutoConfigurationTests {
         @Bean
         Microsandbox myRuntime() {
             return Microsandbox.builder().home(temp.resolve("user-home")).build();
+        }
+    }
+
+    @Configuration(proxyBeanMethods = false)
+    static class UserConfig {
+        @Bean
+        SandboxConfig myConfig() {
+            return SandboxConfig.builder().image(temp.resolve("rootfs").toString()).memoryMib(128).build();
         }
     }
 
