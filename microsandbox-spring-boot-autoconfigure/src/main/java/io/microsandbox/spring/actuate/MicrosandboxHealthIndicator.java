@@ -2,17 +2,23 @@ package io.microsandbox.spring.actuate;
 
 import io.microsandbox.Accelerator;
 import io.microsandbox.Microsandbox;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicReference;
 import org.springframework.boot.health.contributor.AbstractHealthIndicator;
 import org.springframework.boot.health.contributor.Health;
 
 /**
  * Health of the runtime: DOWN with the reason (and the command that installs it) when QEMU or
- * the guest kernel is missing; UP with the home and the accelerator otherwise.
+ * the guest kernel is missing; UP with the home and the accelerator otherwise. The accelerator
+ * in use is found once in the background ({@code resolving} until then): with {@code auto} on
+ * a KVM host that is a probe boot, which a health check must not wait for.
  */
 public class MicrosandboxHealthIndicator extends AbstractHealthIndicator {
 
     private final Microsandbox runtime;
-    private volatile Accelerator resolved;
+    /** The accelerator in use, found once off the health check's thread: with "auto" that can take a probe boot. */
+    private final AtomicReference<CompletableFuture<Accelerator>> resolving =
+            new AtomicReference<>();
 
     public MicrosandboxHealthIndicator(Microsandbox runtime) {
         super("microsandbox runtime health check failed");
@@ -28,9 +34,23 @@ public class MicrosandboxHealthIndicator extends AbstractHealthIndicator {
             builder.down().withDetail("reason", problem);
             return;
         }
-        if (resolved == null) {
-            resolved = runtime.resolvedAccelerator();
+        CompletableFuture<Accelerator> found = resolving.get();
+        if (found == null) {
+            CompletableFuture<Accelerator> started = new CompletableFuture<>();
+            if (resolving.compareAndSet(null, started)) {
+                Thread probe = new Thread(() -> {
+                    try {
+                        started.complete(runtime.resolvedAccelerator());
+                    } catch (RuntimeException e) {
+                        started.completeExceptionally(e);
+                    }
+                }, "msb-health-accelerator");
+                probe.setDaemon(true);
+                probe.start();
+            }
+            found = resolving.get();
         }
-        builder.up().withDetail("acceleratorInUse", String.valueOf(resolved));
+        builder.up().withDetail("acceleratorInUse", !found.isDone() ? "resolving"
+                : found.isCompletedExceptionally() ? "unknown" : String.valueOf(found.join()));
     }
 }
