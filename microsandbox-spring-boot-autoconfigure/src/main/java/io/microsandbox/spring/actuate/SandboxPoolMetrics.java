@@ -167,6 +167,11 @@ public class SandboxPoolMetrics implements MeterBinder, PoolListener {
                 .tags(t).baseUnit("bytes").description("Bytes read from the VM's disks").register(r));
         meters.add(Gauge.builder("microsandbox.sandbox.disk.written", member, m -> value(m, x -> x.diskWriteBytes()))
                 .tags(t).baseUnit("bytes").description("Bytes written to the VM's disks").register(r));
+        if (pool.member(member.name()).isEmpty()) {
+            // removed while these were made (the removal saw none of them): they would stay for ever
+            memberRemoved(member.name());
+            meters.forEach(r::remove);
+        }
     }
 
     private static double value(PoolMemberView m, ToDoubleFunction<Metrics> f) {

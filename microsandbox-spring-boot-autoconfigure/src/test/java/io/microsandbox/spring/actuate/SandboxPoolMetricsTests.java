@@ -6,6 +6,7 @@ import io.microsandbox.Microsandbox;
 import io.microsandbox.SandboxConfig;
 import io.microsandbox.spring.MicrosandboxProperties;
 import io.microsandbox.spring.pool.MemberOrigin;
+import io.microsandbox.spring.pool.PoolMemberView;
 import io.microsandbox.spring.pool.SandboxPool;
 import io.micrometer.core.instrument.composite.CompositeMeterRegistry;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
@@ -20,6 +21,36 @@ class SandboxPoolMetricsTests {
 
     @TempDir
     Path temp;
+
+    /** A member removed before its gauges were made (a kill racing the pool's notice) leaves no gauges behind. */
+    @Test
+    void gaugesOfAMemberAlreadyGoneAreNotKept() throws Exception {
+        Files.createDirectories(temp.resolve("rootfs"));
+        SandboxPool pool = new SandboxPool(Microsandbox.builder().home(temp.resolve("home")).build(),
+                SandboxConfig.builder().image(temp.resolve("rootfs").toString()).build(),
+                new MicrosandboxProperties.Pool(), "test");
+        try {
+            SimpleMeterRegistry registry = new SimpleMeterRegistry();
+            SandboxPoolMetrics metrics = new SandboxPoolMetrics(pool);
+            metrics.bindTo(registry);
+            metrics.memberRemoved("gone");
+            metrics.memberAdded(new PoolMemberView() {
+                public String name() { return "gone"; }
+                public String state() { return "idle"; }
+                public int uses() { return 0; }
+                public java.time.Instant createdAt() { return java.time.Instant.now(); }
+                public java.time.Instant expiresAt() { return java.time.Instant.now(); }
+                public boolean evictionPending() { return false; }
+                public boolean adopted() { return false; }
+                public MemberOrigin origin() { return MemberOrigin.BOOT; }
+                public io.microsandbox.Metrics lastMetrics() { return null; }
+            });
+            assertThat(registry.find("microsandbox.sandbox.cpu").tag("sandbox", "gone").gauge()).isNull();
+            pool.removeListener(metrics);
+        } finally {
+            pool.close();
+        }
+    }
 
     @Test
     void compositeAndItsChildCountOnce() throws Exception {
