@@ -296,19 +296,7 @@ public final class SandboxHandle {
 
     /** Runs {@code action} on a connection; a no-op when the sandbox does not run or accepts no connection. */
     private void withConnection(java.util.function.Consumer<Sandbox> action) {
-        if (!refresh().running()) {
-            return;
-        }
-        Sandbox sb;
-        try {
-            sb = runtime.connect(name());
-        } catch (MicrosandboxException e) {
-            if (e.kind() == ErrorKind.SANDBOX_NOT_RUNNING) {
-                return;
-            }
-            throw e;
-        }
-        runThenRelease(sb, action);
+        withConnection(action, false);
     }
 
     /**
@@ -316,23 +304,25 @@ public final class SandboxHandle {
      * hold every slot; kills a supervisor that does not accept one.
      */
     private void withControlConnection(java.util.function.Consumer<Sandbox> action) {
+        withConnection(action, true);
+    }
+
+    private void withConnection(java.util.function.Consumer<Sandbox> action, boolean control) {
         if (!refresh().running()) {
             return;
         }
         Sandbox sb;
         try {
-            sb = runtime.connectForControl(name());
+            sb = control ? runtime.connectForControl(name()) : runtime.connect(name());
         } catch (MicrosandboxException e) {
             if (e.kind() == ErrorKind.SANDBOX_NOT_RUNNING) {
-                killUnreachableSupervisor();
+                if (control) {
+                    killUnreachableSupervisor();
+                }
                 return;
             }
             throw e;
         }
-        runThenRelease(sb, action);
-    }
-
-    private static void runThenRelease(Sandbox sb, java.util.function.Consumer<Sandbox> action) {
         try {
             action.accept(sb);
         } finally {

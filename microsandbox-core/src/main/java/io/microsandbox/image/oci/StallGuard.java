@@ -59,9 +59,17 @@ final class StallGuard extends FilterInputStream {
 
     @Override
     public int read() throws IOException {
-        byte[] one = new byte[1];
-        int n = read(one, 0, 1);
-        return n < 0 ? -1 : one[0] & 0xff;
+        try {
+            int c = in.read();
+            if (c < 0) {
+                ended = true;
+            } else {
+                bytes++;
+            }
+            return c;
+        } catch (IOException e) {
+            throw explained(e);
+        }
     }
 
     @Override
@@ -75,12 +83,14 @@ final class StallGuard extends FilterInputStream {
             }
             return n;
         } catch (IOException e) {
-            if (stalled) {
-                throw new IOException("the registry sent fewer than " + MIN_BYTES_PER_WINDOW + " bytes in " + window.toSeconds()
-                        + " s (a stalled connection)", e);
-            }
-            throw e;
+            throw explained(e);
         }
+    }
+
+    /** The failure of a read this guard ended says so; any other passes as it is. */
+    private IOException explained(IOException e) {
+        return stalled ? new IOException("the registry sent fewer than " + MIN_BYTES_PER_WINDOW + " bytes in " + window.toSeconds()
+                + " s (a stalled connection)", e) : e;
     }
 
     @Override

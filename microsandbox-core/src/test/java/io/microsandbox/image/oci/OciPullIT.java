@@ -299,16 +299,22 @@ class OciPullIT {
         assertNothingHalfWritten(home);
     }
 
+    /** Pushes {@code repo:v1}, one uncompressed layer holding a file of {@code size} random bytes; returns that layer. */
+    private OciWriter.Blob pushRandomLayerImage(String repo, int size) throws Exception {
+        OciWriter w = new OciWriter(work.resolve("random-" + System.nanoTime()));
+        byte[] random = new byte[size];
+        new java.util.Random(42).nextBytes(random);
+        OciWriter.Blob layer = w.layer().file("big.bin", random, 0644, 0, 0, java.util.Map.of()).build(OciWriter.Compression.NONE);
+        OciWriter.Blob cfg = w.config("amd64", List.of(layer), TestImages.ENV, null, null, null, null, false);
+        OciWriter.pushImage(reg, repo, "v1", cfg, List.of(layer), w.manifest(cfg, List.of(layer), false));
+        return layer;
+    }
+
     @Test
     @Timeout(180)
     void aPullKilledMidDownloadLeavesNothingTrustedAndTheNextPullCompletes() throws Exception {
         // a layer of 32 MiB of random bytes, served by a proxy that stalls after 4 MiB
-        OciWriter w = new OciWriter(work.resolve("big-" + System.nanoTime()));
-        byte[] random = new byte[32 << 20];
-        new java.util.Random(42).nextBytes(random);
-        OciWriter.Blob layer = w.layer().file("big.bin", random, 0644, 0, 0, java.util.Map.of()).build(OciWriter.Compression.NONE);
-        OciWriter.Blob cfg = w.config("amd64", List.of(layer), TestImages.ENV, null, null, null, null, false);
-        OciWriter.pushImage(reg, "msb/big", "v1", cfg, List.of(layer), w.manifest(cfg, List.of(layer), false));
+        OciWriter.Blob layer = pushRandomLayerImage("msb/big", 32 << 20);
         try (StallingProxy proxy = new StallingProxy(reg, 4 << 20)) {
             String image = proxy.host() + "/msb/big:v1";
             Process child = PullChild.start(home, image, "disk");
@@ -354,12 +360,7 @@ class OciPullIT {
     @Test
     @Timeout(120)
     void aRegistryThatStallsMidBlobFailsThePull() throws Exception {
-        OciWriter w = new OciWriter(work.resolve("stall-" + System.nanoTime()));
-        byte[] random = new byte[16 << 20];
-        new java.util.Random(7).nextBytes(random);
-        OciWriter.Blob layer = w.layer().file("big.bin", random, 0644, 0, 0, java.util.Map.of()).build(OciWriter.Compression.NONE);
-        OciWriter.Blob cfg = w.config("amd64", List.of(layer), TestImages.ENV, null, null, null, null, false);
-        OciWriter.pushImage(reg, "msb/stall", "v1", cfg, List.of(layer), w.manifest(cfg, List.of(layer), false));
+        OciWriter.Blob layer = pushRandomLayerImage("msb/stall", 16 << 20);
         try (StallingProxy proxy = new StallingProxy(reg, 4 << 20)) {
             String image = proxy.host() + "/msb/stall:v1";
             OciImages oci = new OciImages(home);

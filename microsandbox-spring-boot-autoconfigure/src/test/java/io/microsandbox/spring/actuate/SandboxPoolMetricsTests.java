@@ -22,13 +22,17 @@ class SandboxPoolMetricsTests {
     @TempDir
     Path temp;
 
+    private SandboxPool newPool() throws java.io.IOException {
+        Files.createDirectories(temp.resolve("rootfs"));
+        return new SandboxPool(Microsandbox.builder().home(temp.resolve("home")).build(),
+                SandboxConfig.builder().image(temp.resolve("rootfs").toString()).build(),
+                new MicrosandboxProperties.Pool(), "test");
+    }
+
     /** A member removed before its gauges were made (a kill racing the pool's notice) leaves no gauges behind. */
     @Test
     void gaugesOfAMemberAlreadyGoneAreNotKept() throws Exception {
-        Files.createDirectories(temp.resolve("rootfs"));
-        SandboxPool pool = new SandboxPool(Microsandbox.builder().home(temp.resolve("home")).build(),
-                SandboxConfig.builder().image(temp.resolve("rootfs").toString()).build(),
-                new MicrosandboxProperties.Pool(), "test");
+        SandboxPool pool = newPool();
         try {
             SimpleMeterRegistry registry = new SimpleMeterRegistry();
             SandboxPoolMetrics metrics = new SandboxPoolMetrics(pool);
@@ -54,10 +58,7 @@ class SandboxPoolMetricsTests {
 
     @Test
     void compositeAndItsChildCountOnce() throws Exception {
-        Files.createDirectories(temp.resolve("rootfs"));
-        SandboxPool pool = new SandboxPool(Microsandbox.builder().home(temp.resolve("home")).build(),
-                SandboxConfig.builder().image(temp.resolve("rootfs").toString()).build(),
-                new MicrosandboxProperties.Pool(), "test");
+        SandboxPool pool = newPool();
         try {
             for (boolean childFirst : new boolean[] {true, false}) {
                 SimpleMeterRegistry simple = new SimpleMeterRegistry();
