@@ -320,13 +320,15 @@ public final class SandboxFs {
      * copy), keeping symbolic links and permission bits (less write permission for group and
      * others, as a umask of 022 gives), at most {@link #DEFAULT_COPY_MAX_BYTES} of file data.
      * Names from the guest are checked, and nothing is written through a symbolic link. Each
-     * file appears whole or not at all (an existing one is replaced only by a complete copy); a
-     * tree that fails part-way keeps the files already copied.
+     * file appears whole or not at all (written to a temporary in the same directory, then renamed
+     * over an existing one); a path that exists and is not a regular file (a link, a fifo, a
+     * device) is not replaced; a tree that fails part-way keeps the files already copied.
      *
      * @throws MicrosandboxException {@link ErrorKind#FILESYSTEM} when the tree holds more than
      *         {@link #MAX_COPY_ENTRIES} entries or {@link #DEFAULT_COPY_MAX_BYTES}, is deeper than
      *         {@link #MAX_COPY_DEPTH}, or the guest describes it impossibly; the guest's errors
-     *         as {@link FilesystemException}s
+     *         as {@link FilesystemException}s; {@link ErrorKind#IO} naming both paths when the
+     *         host's side fails
      */
     public void copyToHost(String guestPath, Path hostPath) {
         copyToHost(guestPath, hostPath, DEFAULT_COPY_MAX_BYTES);
@@ -344,7 +346,14 @@ public final class SandboxFs {
             }
             new HostCopy(maxBytes).copy(guestPath, st.kind(), st.mode(), st.target(), hostPath, 0);
         } catch (IOException e) {
-            throw unwrap(e, guestPath);
+            if (e.getCause() instanceof MicrosandboxException m) {
+                throw m;
+            }
+            if (e instanceof InterruptedIOException) {
+                throw unwrap(e, guestPath);
+            }
+            // the host's side failed (a missing directory, a full disk): say so, with both paths
+            throw new MicrosandboxException(ErrorKind.IO, "cannot copy " + guestPath + " of sandbox '" + sandbox + "' to " + hostPath + ": " + e.getMessage(), e);
         }
     }
 
@@ -414,10 +423,11 @@ public final class SandboxFs {
 
         /** The file into a temporary beside it, renamed over {@code hostPath} once whole: a failure leaves no file cut short. */
         private void file(String guestPath, int mode, Path hostPath) throws IOException {
-            if (Files.isSymbolicLink(hostPath)) {
-                throw new java.nio.file.FileSystemException(hostPath.toString(), null, "is a symbolic link; nothing is written through one");
+            if (Files.exists(hostPath, LinkOption.NOFOLLOW_LINKS) && !Files.isRegularFile(hostPath, LinkOption.NOFOLLOW_LINKS)) {
+                // a link is not written through; a device or fifo is not replaced by a file
+                throw new java.nio.file.FileSystemException(hostPath.toString(), null, "exists and is not a regular file");
             }
-            Path part = Files.createTempFile(hostPath.toAbsolutePath().getParent(), "." + hostPath.getFileName() + ".", ".part");
+            Path part = Files.createTempFile(hostPath.toAbsolutePath().getParent(), ".msb-copy-", ".part");
             try {
                 try (InputStream in = readStream(guestPath); OutputStream out = Files.newOutputStream(part, StandardOpenOption.WRITE)) {
                     byte[] buf = new byte[Protocol.FS_CHUNK_BYTES];

@@ -118,7 +118,8 @@ public final class SandboxHandle {
 
     /** Sends a stop request and returns; a no-op when it is not running. */
     public void requestStop() {
-        withConnection(Sandbox::requestStop);
+        // a control connection: a stop gets through while clients hold every slot
+        withConnection(Sandbox::requestStop, true, false);
     }
 
     /** Kills the VM and waits until the stop is observed; a no-op when it is not running. */
@@ -148,7 +149,7 @@ public final class SandboxHandle {
 
     /** Sends a kill request and returns. */
     public void requestKill() {
-        withConnection(Sandbox::requestKill);
+        withConnection(Sandbox::requestKill, true, false);
     }
 
     /**
@@ -186,12 +187,35 @@ public final class SandboxHandle {
                 if (e.kind() == ErrorKind.CANCELLED) {
                     throw e;
                 }
-                // gone already
+                if (e.kind() == ErrorKind.RESOURCE_LIMIT) {
+                    // running, with every client slot taken: wait for its supervisor to end instead
+                    awaitSupervisorExit();
+                }
+                // else gone already
             }
         }
         SandboxHandle now = refresh();
         return now.lastStop().orElseGet(() ->
                 new SandboxStopResult(name(), now.status(), null, null, null, Instant.now(), "client"));
+    }
+
+    private void awaitSupervisorExit() {
+        RunRecord run = refresh().record.lastRun();
+        if (run == null || run.terminatedAt() != null || run.supervisorPid() == null) {
+            return;
+        }
+        java.util.Optional<ProcessHandle> supervisor = ProcessHandle.of(run.supervisorPid());
+        if (supervisor.isEmpty()) {
+            return;
+        }
+        try {
+            supervisor.get().onExit().get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for sandbox '" + name() + "'");
+        } catch (java.util.concurrent.ExecutionException e) {
+            // it ended all the same
+        }
     }
 
     /** A metrics sample older than this means the supervisor has stopped writing (hung or gone). */
@@ -294,7 +318,12 @@ public final class SandboxHandle {
         return !status().isTerminal();
     }
 
-    /** Runs {@code action} on a connection; a no-op when the sandbox does not run or accepts no connection. */
+    /**
+     * Runs {@code action} on a connection; a no-op when the sandbox does not run or accepts no
+     * connection.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#RESOURCE_LIMIT} when clients hold every slot
+     */
     private void withConnection(java.util.function.Consumer<Sandbox> action) {
         withConnection(action, false);
     }
@@ -308,6 +337,11 @@ public final class SandboxHandle {
     }
 
     private void withConnection(java.util.function.Consumer<Sandbox> action, boolean control) {
+        withConnection(action, control, control);
+    }
+
+    /** @param killIfUnreachable whether a running sandbox whose supervisor accepts no connection has it killed */
+    private void withConnection(java.util.function.Consumer<Sandbox> action, boolean control, boolean killIfUnreachable) {
         if (!refresh().running()) {
             return;
         }
@@ -316,7 +350,7 @@ public final class SandboxHandle {
             sb = control ? runtime.connectForControl(name()) : runtime.connect(name());
         } catch (MicrosandboxException e) {
             if (e.kind() == ErrorKind.SANDBOX_NOT_RUNNING) {
-                if (control) {
+                if (killIfUnreachable) {
                     killUnreachableSupervisor();
                 }
                 return;

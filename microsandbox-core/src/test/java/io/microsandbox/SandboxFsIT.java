@@ -220,6 +220,13 @@ class SandboxFsIT {
         fs.copyToHost("/tmp/open", tmp.resolve("open"));
         assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(tmp.resolve("open")))).isEqualTo("rwxr-xr-x");
         assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(tmp.resolve("open/f")))).isEqualTo("rw-r--r--");
+        // a fifo (or a device) on the host is not replaced by a file
+        Path fifo = tmp.resolve("fifo");
+        assertThat(new ProcessBuilder("mkfifo", fifo.toString()).start().waitFor()).isZero();
+        assertThatThrownBy(() -> fs.copyToHost("/tmp/open/f", fifo))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.IO))
+                .hasMessageContaining("cannot copy /tmp/open/f").hasMessageContaining("is not a regular file");
+        assertThat(Files.isRegularFile(fifo, LinkOption.NOFOLLOW_LINKS)).isFalse();
         assertThatThrownBy(() -> fs.copyToHost("/dev/null", tmp.resolve("null")))
                 .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.FILESYSTEM))
                 .hasMessageContaining("neither a file, a directory nor a symbolic link");

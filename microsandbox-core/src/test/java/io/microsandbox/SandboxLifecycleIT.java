@@ -97,7 +97,7 @@ class SandboxLifecycleIT {
      * control connection, instead of being killed as if it were hung.
      */
     @Test
-    void aStopGetsThroughWhenClientsHoldEverySlot() {
+    void aStopGetsThroughWhenClientsHoldEverySlot() throws Exception {
         String name = TestSandboxes.uniqueName("full");
         Sandbox.create(name, TestSandboxes.config().build()).detach();
         SandboxPids pids = SandboxPids.of(name);
@@ -117,8 +117,15 @@ class SandboxLifecycleIT {
                         .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.getMessage()).contains("a control connection may only send"));
             }
 
+            // a wait with every slot taken waits for the end instead of returning at once
+            java.util.concurrent.CompletableFuture<SandboxStopResult> waited =
+                    java.util.concurrent.CompletableFuture.supplyAsync(() -> Sandbox.get(name).waitUntilStopped());
+            Thread.sleep(1000);
+            assertThat(waited).isNotDone();
+
             Sandbox.get(name).stop();
 
+            assertThat(waited.get(30, java.util.concurrent.TimeUnit.SECONDS).reason()).isEqualTo("shutdown-requested");
             SandboxStopResult result = Sandbox.get(name).lastStop().orElseThrow();
             assertThat(result.reason()).isEqualTo("shutdown-requested");
             assertThat(result.exitCode()).isZero();

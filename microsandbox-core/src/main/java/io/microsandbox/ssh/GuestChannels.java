@@ -24,11 +24,12 @@ final class GuestChannels {
         private final SandboxFs fs;
         private final String path;
         private final long size;
-        private InputStream stream;
+        /** Volatile: {@link #close()} closes it from another thread to end a read waiting for the guest. */
+        private volatile InputStream stream;
         /** Where the open stream is. */
         private long streamAt;
         private long position;
-        private boolean open = true;
+        private volatile boolean open = true;
 
         Reader(SandboxFs fs, String path, long size) {
             this.fs = fs;
@@ -43,6 +44,11 @@ final class GuestChannels {
         @Override
         public synchronized int read(ByteBuffer dst) throws IOException {
             ensureOpen();
+            if (position > size && (stream == null || streamAt != position)) {
+                // a seek past the end the file had when opened: nothing to skip towards (a client asking at
+                // 2^62 of /dev/zero); reading on from where the stream is (a /proc file of size 0) goes on
+                return -1;
+            }
             try {
                 if (stream == null || streamAt != position) {
                     reopen();
@@ -84,6 +90,11 @@ final class GuestChannels {
         private void reopen() throws IOException {
             dropStream();
             stream = fs.readStream(path);
+            if (!open) {
+                // closed while it opened: close() may have missed it
+                dropStream();
+                throw new ClosedChannelException();
+            }
             // past the end, the next read simply finds EOF
             long left = position;
             while (left > 0) {
@@ -129,14 +140,18 @@ final class GuestChannels {
         }
 
         @Override
-        public synchronized boolean isOpen() {
+        public boolean isOpen() {
             return open;
         }
 
+        /** Not synchronized: it must end a read that waits for the guest, which holds the channel's lock. */
         @Override
-        public synchronized void close() throws IOException {
+        public void close() throws IOException {
             open = false;
-            dropStream();
+            InputStream s = stream;
+            if (s != null) {
+                s.close();
+            }
         }
 
         private void ensureOpen() throws ClosedChannelException {

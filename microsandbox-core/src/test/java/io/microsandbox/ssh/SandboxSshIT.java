@@ -319,6 +319,17 @@ class SandboxSshIT {
                     byte[] start = new byte[1000];
                     assertThat(sftp.read(h, 10, start, 0, start.length)).isEqualTo(start.length);
                     assertThat(start).isEqualTo(java.util.Arrays.copyOfRange(big, 10, 1010));
+                    // a read far past the end is the end at once, not a skip through the file towards it
+                    assertThat(sftp.read(h, 1L << 40, start, 0, start.length)).isEqualTo(-1);
+                }
+                try (SftpClient.CloseableHandle h = sftp.open("/dev/zero", SftpClient.OpenMode.Read)) {
+                    long started = System.nanoTime();
+                    assertThat(sftp.read(h, 1L << 62, new byte[10], 0, 10)).isEqualTo(-1);
+                    assertThat(java.time.Duration.ofNanos(System.nanoTime() - started)).isLessThan(java.time.Duration.ofSeconds(10));
+                }
+                // a /proc file reports size 0 and is read whole all the same
+                try (InputStream in = sftp.read("/proc/cpuinfo")) {
+                    assertThat(new String(in.readAllBytes(), StandardCharsets.UTF_8)).contains("processor");
                 }
                 // rewriting part of an existing file is refused rather than done wrong
                 assertThatThrownBy(() -> {

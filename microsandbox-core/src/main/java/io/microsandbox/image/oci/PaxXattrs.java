@@ -12,7 +12,7 @@ import java.util.Base64;
  * {@code SCHILY.xattr.*} (GNU tar writes {@code security.capability} as binary), but
  * commons-compress decodes every PAX value as UTF-8, losing what is not UTF-8. This stream
  * sits between the layer and the tar reader and rewrites each PAX extended header
- * ({@code x} and {@code g}): {@code SCHILY.xattr.NAME=<bytes>} becomes
+ * ({@code x}, {@code g} and Solaris' {@code X}): {@code SCHILY.xattr.NAME=<bytes>} becomes
  * {@code MSB.xattr64.NAME=<base64>}, which {@link #KEY} marks; the header's size and checksum
  * are redone. Every other block passes through untouched.
  */
@@ -100,11 +100,13 @@ final class PaxXattrs extends FilterInputStream {
         if (size < 0) {
             throw new IOException("invalid size in a tar header");
         }
-        if ((type == 'x' || type == 'g') && size >= MAX_PAX_HEADER || (type == 'L' || type == 'K') && size > MAX_LONG_NAME) {
+        // 'X' is the old Solaris spelling of 'x', which the tar reader takes as one too
+        boolean pax = type == 'x' || type == 'g' || type == 'X';
+        if (pax && size >= MAX_PAX_HEADER || (type == 'L' || type == 'K') && size > MAX_LONG_NAME) {
             // the tar reader takes these into memory whole: a layer of a few compressed bytes could fill the heap
             throw new IOException("a tar header entry (type '" + type + "') of " + size + " bytes");
         }
-        if (type == 'x' || type == 'g') {
+        if (pax) {
             byte[] data = in.readNBytes((int) padded);
             if (data.length < padded) {
                 throw new IOException("truncated PAX header");
@@ -208,14 +210,14 @@ final class PaxXattrs extends FilterInputStream {
         return v;
     }
 
-    private static void writeOctal(byte[] b, int off, int len, long v) {
+    static void writeOctal(byte[] b, int off, int len, long v) {
         String s = String.format("%0" + (len - 1) + "o", v);
         byte[] d = s.getBytes(StandardCharsets.US_ASCII);
         System.arraycopy(d, 0, b, off, len - 1);
         b[off + len - 1] = 0;
     }
 
-    private static void checksum(byte[] h) {
+    static void checksum(byte[] h) {
         for (int i = 148; i < 156; i++) {
             h[i] = ' ';
         }

@@ -251,7 +251,7 @@ public final class RegistryClient {
 
     private HttpResponse<InputStream> exchange(HttpRequest request) {
         try {
-            return HTTP.send(request, info -> HttpResponse.BodySubscribers.mapping(HttpResponse.BodySubscribers.ofInputStream(), StallGuard::new));
+            return HTTP.send(request, info -> HttpResponse.BodySubscribers.mapping(HttpResponse.BodySubscribers.ofInputStream(), StallGuard::guard));
         } catch (ConnectException | HttpConnectTimeoutException e) {
             throw failed("cannot reach the registry " + request.uri().getAuthority() + ": " + (e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName()), e);
         } catch (HttpTimeoutException e) {

@@ -4,9 +4,8 @@ import java.io.FilterInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.time.Duration;
-import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -19,11 +18,16 @@ import java.util.concurrent.TimeUnit;
 final class StallGuard extends FilterInputStream {
     /** About 1 KiB/s: far below any network an image could be pulled over. */
     static final long MIN_BYTES_PER_WINDOW = 32 << 10;
-    private static final ScheduledExecutorService WATCH = Executors.newSingleThreadScheduledExecutor(r -> {
+    private static final ScheduledThreadPoolExecutor WATCH = new ScheduledThreadPoolExecutor(1, r -> {
         Thread t = new Thread(r, "msb-registry-stall-guard");
         t.setDaemon(true);
         return t;
     });
+
+    static {
+        // a closed body's check leaves the queue at once instead of holding the body for a window
+        WATCH.setRemoveOnCancelPolicy(true);
+    }
 
     private final Duration window;
     private final ScheduledFuture<?> check;
@@ -32,13 +36,19 @@ final class StallGuard extends FilterInputStream {
     private volatile boolean ended;
     private volatile boolean stalled;
 
-    StallGuard(InputStream in) {
+    /** {@code body} guarded, or as it is when the window is 0 or less (the guard turned off). */
+    static InputStream guard(InputStream body) {
+        Duration window = window();
+        return window.isNegative() || window.isZero() ? body : new StallGuard(body, window);
+    }
+
+    private StallGuard(InputStream in, Duration window) {
         super(in);
-        this.window = window();
+        this.window = window;
         this.check = WATCH.scheduleWithFixedDelay(this::check, window.toMillis(), window.toMillis(), TimeUnit.MILLISECONDS);
     }
 
-    /** The window: 30 s, or {@code microsandbox.registry.stallSeconds}. */
+    /** The window: 30 s, or {@code microsandbox.registry.stallSeconds} (0 turns the guard off). */
     static Duration window() {
         return Duration.ofSeconds(Long.getLong("microsandbox.registry.stallSeconds", 30));
     }

@@ -1098,6 +1098,14 @@ public final class Supervisor {
                 // connections that never say hello must not cost a thread each without end
                 awaitingHello.decrementAndGet();
                 SupervisorLog.debug("refused a connection: " + MAX_CLIENTS + " others have not said hello yet");
+                try {
+                    // a few bytes into a fresh socket's empty buffer: this does not block. A client told
+                    // why (a control connection tries again) does not take a busy supervisor for a hung one
+                    link.writeEncoded(FrameCodec.encode(errorFrame(0, ErrorKind.RESOURCE_LIMIT,
+                            MAX_CLIENTS + " connections to " + spec.name() + " have not said hello yet")));
+                } catch (IOException | RuntimeException e) {
+                    // gone already
+                }
                 link.close();
                 continue;
             }
@@ -1128,6 +1136,8 @@ public final class Supervisor {
                         ? "too many control connections (" + CONTROL_SLOTS + ") to " + spec.name()
                         : "too many clients (" + MAX_CLIENTS + ") connected to " + spec.name()));
                 refused.finish();
+                // the finally below closes the link: the refusal must be written first
+                refused.awaitClosed(CLIENT_HELLO_TIMEOUT_MS);
                 return;
             }
             ObjectNode welcome = Json.object();

@@ -91,6 +91,16 @@ class LayerApplierTest {
         }
         LayerApplier a = new LayerApplier(Files.createDirectories(tmp.resolve("r4")));
         assertThatThrownBy(() -> a.apply(new ByteArrayInputStream(raw.toByteArray()))).hasMessageContaining("tar header entry (type 'L')");
+
+        // an extended header of the Solaris kind ('X'), which the tar reader takes into memory like 'x'
+        byte[] header = new byte[512];
+        System.arraycopy("PaxHeader/f".getBytes(java.nio.charset.StandardCharsets.US_ASCII), 0, header, 0, 11);
+        PaxXattrs.writeOctal(header, 100, 8, 0644);
+        PaxXattrs.writeOctal(header, 124, 12, 17L << 20);
+        header[156] = 'X';
+        PaxXattrs.checksum(header);
+        LayerApplier b = new LayerApplier(Files.createDirectories(tmp.resolve("r5")));
+        assertThatThrownBy(() -> b.apply(new ByteArrayInputStream(header))).hasMessageContaining("tar header entry (type 'X')");
     }
 
     @Test

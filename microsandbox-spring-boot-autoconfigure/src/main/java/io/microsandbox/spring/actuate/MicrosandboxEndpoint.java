@@ -145,7 +145,7 @@ public class MicrosandboxEndpoint {
             throw new InvalidEndpointRequestException("action must be drain, got '" + action + "'", "bad action");
         }
         if (pool == null) {
-            throw new InvalidEndpointRequestException("there is no pool to drain (microsandbox.pool.enabled=false)", "no pool");
+            throw new InvalidEndpointRequestException("there is no single pool to drain (microsandbox.pool.enabled=false, or several pools)", "no pool");
         }
         int n = pool.members().size();
         pool.evictAll();
@@ -156,7 +156,10 @@ public class MicrosandboxEndpoint {
         try {
             return runtime.find(name);
         } catch (MicrosandboxException e) {
-            throw new InvalidEndpointRequestException(e.getMessage(), "bad sandbox name");
+            if (e.kind() == io.microsandbox.ErrorKind.INVALID_ARGUMENT) {
+                throw new InvalidEndpointRequestException(e.getMessage(), "bad sandbox name");
+            }
+            throw e;
         }
     }
 
@@ -167,7 +170,7 @@ public class MicrosandboxEndpoint {
      */
     private SandboxHandle ownMember(String name) {
         if (pool == null) {
-            throw new InvalidEndpointRequestException("there is no pool (microsandbox.pool.enabled=false): the endpoint stops only this application's pool members", "no pool");
+            throw new InvalidEndpointRequestException("there is no single pool (microsandbox.pool.enabled=false, or several pools): the endpoint stops only the members of the application's pool", "no pool");
         }
         Optional<SandboxHandle> handle = find(name)
                 .filter(h -> pool.name().equals(h.labels().get(SandboxPool.POOL_LABEL))
@@ -179,18 +182,27 @@ public class MicrosandboxEndpoint {
         return handle.get();
     }
 
-    /** The stored configuration with every environment value masked, as Spring Boot's {@code env} endpoint does. */
-    private static Object maskedConfig(String configJson) {
+    /** The stored configuration with every environment value masked (the sandbox's and a custom init's), as Spring Boot's {@code env} endpoint does. */
+    static Object maskedConfig(String configJson) {
         try {
             JsonNode config = Json.parse(configJson);
-            if (config.path("env") instanceof ObjectNode env) {
+            maskEnvironments(config);
+            return Json.plain(config);
+        } catch (java.io.IOException e) {
+            return "unreadable: " + e.getMessage();
+        }
+    }
+
+    private static void maskEnvironments(JsonNode node) {
+        if (node instanceof ObjectNode object) {
+            if (object.get("env") instanceof ObjectNode env) {
                 List<String> keys = new ArrayList<>();
                 env.fieldNames().forEachRemaining(keys::add);
                 keys.forEach(key -> env.put(key, "******"));
             }
-            return Json.plain(config);
-        } catch (java.io.IOException e) {
-            return "unreadable: " + e.getMessage();
+            object.elements().forEachRemaining(MicrosandboxEndpoint::maskEnvironments);
+        } else if (node != null && node.isArray()) {
+            node.elements().forEachRemaining(MicrosandboxEndpoint::maskEnvironments);
         }
     }
 

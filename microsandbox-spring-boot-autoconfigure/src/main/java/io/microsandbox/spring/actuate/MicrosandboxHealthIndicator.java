@@ -4,6 +4,7 @@ import io.microsandbox.Accelerator;
 import io.microsandbox.Microsandbox;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Supplier;
 import org.springframework.boot.health.contributor.AbstractHealthIndicator;
 import org.springframework.boot.health.contributor.Health;
 
@@ -20,9 +21,16 @@ public class MicrosandboxHealthIndicator extends AbstractHealthIndicator {
     private final AtomicReference<CompletableFuture<Accelerator>> resolving =
             new AtomicReference<>();
 
+    private final Supplier<Accelerator> resolver;
+
     public MicrosandboxHealthIndicator(Microsandbox runtime) {
+        this(runtime, runtime::resolvedAccelerator);
+    }
+
+    MicrosandboxHealthIndicator(Microsandbox runtime, Supplier<Accelerator> resolver) {
         super("microsandbox runtime health check failed");
         this.runtime = runtime;
+        this.resolver = resolver;
     }
 
     @Override
@@ -40,9 +48,11 @@ public class MicrosandboxHealthIndicator extends AbstractHealthIndicator {
             if (resolving.compareAndSet(null, started)) {
                 Thread probe = new Thread(() -> {
                     try {
-                        started.complete(runtime.resolvedAccelerator());
-                    } catch (RuntimeException e) {
+                        started.complete(resolver.get());
+                    } catch (Throwable e) {
                         started.completeExceptionally(e);
+                        // a later check tries again (an I/O failure may pass)
+                        resolving.compareAndSet(started, null);
                     }
                 }, "msb-health-accelerator");
                 probe.setDaemon(true);
