@@ -806,18 +806,17 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     }
 
     private void shutdownMember(Member m) {
-        if (members.containsKey(m.name)) {
+        // out of the map before the listeners hear of it: one binding meanwhile must not see it as a member
+        if (members.remove(m.name, m)) {
             fire(l -> l.memberRemoved(m.name));
         }
         if (settings.getOnShutdown() == MicrosandboxProperties.OnShutdown.KEEP) {
-            members.remove(m.name, m);
             try {
                 m.sandbox.detach();
             } catch (RuntimeException ignored) {
                 // already released
             }
         } else {
-            members.remove(m.name, m);
             destroy(m.name, m.sandbox, true);
         }
     }
