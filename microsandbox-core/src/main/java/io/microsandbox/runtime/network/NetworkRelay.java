@@ -380,15 +380,7 @@ public final class NetworkRelay implements AutoCloseable {
         javax.net.ssl.SSLSocket up = null;
         Socket[] pair = null;
         try {
-            up = (javax.net.ssl.SSLSocket) upstreamTls.getSocketFactory().createSocket();
-            up.connect(new InetSocketAddress(address, port), CONNECT_TIMEOUT_MS);
-            javax.net.ssl.SSLParameters params = up.getSSLParameters();
-            params.setServerNames(List.of(new javax.net.ssl.SNIHostName(name)));
-            params.setEndpointIdentificationAlgorithm("HTTPS");
-            up.setSSLParameters(params);
-            up.setSoTimeout(CONNECT_TIMEOUT_MS);
-            up.startHandshake();
-            up.setSoTimeout(0);
+            up = connectTlsVerifiedFor(upstreamTls, address, port, name, CONNECT_TIMEOUT_MS);
             pair = loopbackPair();
         } catch (IOException | RuntimeException e) {
             closeQuietly(up);
@@ -498,6 +490,32 @@ public final class NetworkRelay implements AutoCloseable {
     }
 
     /** The TLS context for upstream servers: the JDK's trust store, plus the policy's extra CA file. */
+    /**
+     * A TLS connection to {@code address} whose certificate must be valid for {@code name}. The
+     * TLS socket is layered on a connected one under that name: one connected to the bare address
+     * would accept a certificate for the address when the name does not match (the JDK falls back
+     * to the peer host), and secrets allowed for the name would go to whoever holds an IP certificate.
+     */
+    static javax.net.ssl.SSLSocket connectTlsVerifiedFor(javax.net.ssl.SSLContext context, InetAddress address, int port, String name,
+                                                         int timeoutMillis) throws IOException {
+        Socket plain = new Socket();
+        try {
+            plain.connect(new InetSocketAddress(address, port), timeoutMillis);
+            javax.net.ssl.SSLSocket up = (javax.net.ssl.SSLSocket) context.getSocketFactory().createSocket(plain, name, port, true);
+            javax.net.ssl.SSLParameters params = up.getSSLParameters();
+            params.setServerNames(List.of(new javax.net.ssl.SNIHostName(name)));
+            params.setEndpointIdentificationAlgorithm("HTTPS");
+            up.setSSLParameters(params);
+            up.setSoTimeout(timeoutMillis);
+            up.startHandshake();
+            up.setSoTimeout(0);
+            return up;
+        } catch (IOException | RuntimeException e) {
+            closeQuietly(plain);
+            throw e;
+        }
+    }
+
     private static javax.net.ssl.SSLContext upstreamContext(NetworkPolicy policy) {
         try {
             javax.net.ssl.TrustManagerFactory def = javax.net.ssl.TrustManagerFactory.getInstance(javax.net.ssl.TrustManagerFactory.getDefaultAlgorithm());
