@@ -44,6 +44,8 @@ class SampleJarIT {
                 "-Dmicrosandbox.home=" + home,
                 "-jar", jar.toString(),
                 "--server.port=" + port,
+                // the endpoint's writes are off unless the operator turns them on; this test drains the pool through it
+                "--management.endpoint.microsandbox.access=unrestricted",
                 "--microsandbox.image=" + System.getProperty("msb.test.rootfs")));
         Process app = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
         String base = "http://127.0.0.1:" + port;
