@@ -73,6 +73,10 @@ final class SecretFilter implements AutoCloseable {
     private final ByteArrayOutputStream pending = new ByteArrayOutputStream(); // a head or chunked-framing line being collected
     private long remaining; // body or chunk data bytes still to come
     private int lastFour; // the last bytes of the head being collected, to see its blank line
+    /** Whether the head being collected has shown its method and a space: it may be HTTP. */
+    private boolean methodSeen;
+    /** A request method longer than this is not one: the stream is not HTTP. */
+    private static final int MAX_METHOD = 32;
     private String requestHost; // the Host of the request whose body is passing
     private byte[] heldHead; // the head of the request whose body is held
     private byte[] heldBody; // that body, filled up to heldLength
@@ -129,9 +133,21 @@ final class SecretFilter implements AutoCloseable {
             switch (state) {
                 case HEAD -> {
                     int end = -1;
+                    boolean notHttp = false;
                     for (int j = i; j < data.length; j++) {
                         pending.write(data[j]);
                         lastFour = (lastFour << 8) | (data[j] & 0xff);
+                        if (!methodSeen && !(pending.size() <= 2 && (data[j] == '\r' || data[j] == '\n'))) {
+                            // TLS to a bypassed name, SSH, a database protocol: not a request line, so
+                            // nothing to wait for; held back, they would never reach the server
+                            if (data[j] == ' ' && pending.size() > 1) {
+                                methodSeen = true;
+                            } else if (!isTokenChar(data[j]) || pending.size() > MAX_METHOD) {
+                                notHttp = true;
+                                end = j + 1;
+                                break;
+                            }
+                        }
                         if ((lastFour & 0xffff) == 0x0a0a || lastFour == 0x0d0a0d0a) {
                             end = j + 1;
                             break;
@@ -148,7 +164,8 @@ final class SecretFilter implements AutoCloseable {
                     i = end;
                     byte[] head = pending.toByteArray();
                     pending.reset();
-                    if (head.length > MAX_HEAD) {
+                    methodSeen = false;
+                    if (head.length > MAX_HEAD || notHttp) {
                         check(head);
                         out.writeBytes(head);
                         state = State.RAW;
@@ -486,6 +503,11 @@ final class SecretFilter implements AutoCloseable {
     }
 
     /** Fails when a placeholder of a secret not allowed on this connection is in {@code data} (or spans into it). */
+    /** An RFC 9110 token character, of which a request method is made. */
+    private static boolean isTokenChar(byte b) {
+        return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || "!#$%&'*+-.^_`|~".indexOf(b) >= 0;
+    }
+
     private void check(byte[] data) throws SecretViolation {
         byte[] joined = join(carry, data);
         for (int k = 0; k < secrets.size(); k++) {

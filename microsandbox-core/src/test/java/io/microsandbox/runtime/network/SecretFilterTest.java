@@ -37,6 +37,31 @@ class SecretFilterTest {
     }
 
     /**
+     * A stream that does not start with a request line (a TLS ClientHello to a bypassed name, an
+     * SSH banner, a database's binary start) goes on at once: held back waiting for a blank line,
+     * it never reached the server. A placeholder in it toward a host it is not for is still refused.
+     */
+    @Test
+    void aStreamThatIsNotHttpPassesAtOnce() throws Exception {
+        SecretFilter ssh = filter(List.of(KEY), "api.test", false);
+        byte[] banner = "SSH-2.0-OpenSSH_9.2\r\n".getBytes(StandardCharsets.US_ASCII);
+        assertThat(ssh.filter(banner)).isEqualTo(banner);
+        byte[] more = {0, 0, 1, 0x14, 0x0a, 0x14};
+        assertThat(ssh.filter(more)).isEqualTo(more);
+
+        SecretFilter tls = filter(List.of(KEY), "api.test", false);
+        byte[] hello = {0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x03};
+        assertThat(tls.filter(hello)).isEqualTo(hello);
+
+        SecretFilter redis = filter(List.of(KEY), "elsewhere.test", false);
+        assertThatThrownBy(() -> redis.filter("*2\r\n$4\r\nAUTH\r\n$15\r\nPLACEHOLDER-KEY\r\n".getBytes(StandardCharsets.US_ASCII)))
+                .isInstanceOf(SecretFilter.SecretViolation.class);
+
+        // a request line is still a request: its head is collected and replaced
+        assertThat(run("\r\nGET / HTTP/1.1\r\nHost: api.test\r\nX-Key: PLACEHOLDER-KEY\r\n\r\n", 1)).contains("X-Key: real-value-123");
+    }
+
+    /**
      * {@code s} with each chunked body (from {@code start}) decoded into {@code <data|trailers>}:
      * fails on framing that is not valid, so re-framed chunks are checked as a server reads them.
      */
