@@ -20,8 +20,8 @@ public record NetworkDestination(Kind kind, String value) {
 
     /**
      * Groups of addresses. {@code PUBLIC} is every address in none of the others (and not
-     * reserved); {@code METADATA} is the cloud metadata address 169.254.169.254 (inside
-     * link-local); {@code HOST} is every address of the machine the sandbox runs on, its
+     * reserved); {@code METADATA} is the cloud metadata and credential addresses (169.254.169.254,
+     * 169.254.170.2, 169.254.170.23, 100.100.100.200, 168.63.129.16, fd00:ec2::254, fd00:ec2::23); {@code HOST} is every address of the machine the sandbox runs on, its
      * loopback and the unspecified addresses included.
      */
     public enum Group { PUBLIC, PRIVATE, LOOPBACK, LINK_LOCAL, METADATA, MULTICAST, HOST }

@@ -36,7 +36,7 @@ public final class NetworkPolicy {
     public enum Profile {
         /** The public internet. */
         PUBLIC,
-        /** Private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) and link-local, the metadata address excepted. */
+        /** Private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) and link-local, the metadata addresses and the host's own addresses excepted. */
         PRIVATE,
         /** The machine the sandbox runs on. */
         HOST
@@ -79,15 +79,24 @@ public final class NetworkPolicy {
 
     /** The union of the given profiles; everything else denied. */
     public static NetworkPolicy fromProfiles(Profile... profiles) {
+        java.util.EnumSet<Profile> set = java.util.EnumSet.noneOf(Profile.class);
+        set.addAll(java.util.Arrays.asList(profiles));
         Builder b = builder();
-        for (Profile p : profiles) {
-            switch (p) {
-                case PUBLIC -> b.rule(NetworkRule.allow("group:public"));
-                case PRIVATE -> b.rule(NetworkRule.deny("group:metadata"))
-                        .rule(NetworkRule.allow("group:private"))
-                        .rule(NetworkRule.allow("group:link-local"));
-                case HOST -> b.rule(NetworkRule.allow("group:host"));
+        if (set.contains(Profile.HOST)) {
+            b.rule(NetworkRule.allow("group:host"));
+        }
+        if (set.contains(Profile.PRIVATE)) {
+            if (!set.contains(Profile.HOST)) {
+                // the host's own private addresses (a cloud VM's 10.x, docker0) are the host, not the private network
+                b.rule(NetworkRule.deny("group:host"));
             }
+            b.rule(NetworkRule.deny("group:metadata"));
+        }
+        if (set.contains(Profile.PUBLIC)) {
+            b.rule(NetworkRule.allow("group:public"));
+        }
+        if (set.contains(Profile.PRIVATE)) {
+            b.rule(NetworkRule.allow("group:private")).rule(NetworkRule.allow("group:link-local"));
         }
         return b.build();
     }

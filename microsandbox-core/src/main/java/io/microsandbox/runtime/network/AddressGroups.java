@@ -40,6 +40,14 @@ public final class AddressGroups {
         }
     }
 
+    /**
+     * Cloud metadata and credential endpoints: 169.254.169.254 (AWS, GCP, Azure, OpenStack, and
+     * AWS's IPv6 fd00:ec2::254), AWS ECS task credentials 169.254.170.2 and EKS Pod Identity
+     * 169.254.170.23 (fd00:ec2::23), Alibaba Cloud 100.100.100.200, Azure's WireServer 168.63.129.16.
+     */
+    private static final Set<String> CLOUD_METADATA = Set.of("169.254.169.254", "169.254.170.2", "169.254.170.23",
+            "100.100.100.200", "168.63.129.16", "fd00:ec2:0:0:0:0:0:254", "fd00:ec2:0:0:0:0:0:23");
+
     public boolean in(InetAddress address, Group group) {
         byte[] b = address.getAddress();
         int o0 = b[0] & 0xff;
@@ -50,8 +58,7 @@ public final class AddressGroups {
             case PRIVATE -> v4 ? o0 == 10 || (o0 == 172 && (o1 & 0xf0) == 16) || (o0 == 192 && o1 == 168) || (o0 == 100 && (o1 & 0xc0) == 64)
                     : (o0 & 0xfe) == 0xfc;
             case LINK_LOCAL -> address.isLinkLocalAddress();
-            case METADATA -> v4 ? o0 == 169 && o1 == 254 && (b[2] & 0xff) == 169 && (b[3] & 0xff) == 254
-                    : withoutScope(address).getHostAddress().equals("fd00:ec2:0:0:0:0:0:254");
+            case METADATA -> CLOUD_METADATA.contains(withoutScope(address).getHostAddress());
             case MULTICAST -> address.isMulticastAddress();
             case HOST -> address.isLoopbackAddress() || address.isAnyLocalAddress() || (v4 && o0 == 0)
                     || hostAddresses.contains(withoutScope(address));

@@ -73,6 +73,17 @@ class PolicyMatcherTest {
         assertThat(tcp(p, "169.254.3.3", 80)).isTrue();
         assertThat(tcp(p, "169.254.169.254", 80)).as("metadata stays denied").isFalse();
         assertThat(tcp(p, "192.0.2.7", 80)).isFalse();
+        // the host's own private address (a cloud VM's 10.x) is the host, not the private network
+        AddressGroups cloudHost = new AddressGroups(Set.of(ip("10.0.0.5")));
+        assertThat(new PolicyMatcher(p, cloudHost).connection(Direction.EGRESS, Protocol.TCP, ip("10.0.0.5"), 22, List.of()).allowed()).isFalse();
+        assertThat(new PolicyMatcher(p, cloudHost).connection(Direction.EGRESS, Protocol.TCP, ip("10.0.0.6"), 22, List.of()).allowed()).isTrue();
+        NetworkPolicy privateAndHost = NetworkPolicy.fromProfiles(Profile.PRIVATE, Profile.HOST);
+        assertThat(new PolicyMatcher(privateAndHost, cloudHost).connection(Direction.EGRESS, Protocol.TCP, ip("10.0.0.5"), 22, List.of()).allowed()).isTrue();
+        // other clouds' metadata and credential endpoints are metadata too
+        for (String metadata : List.of("169.254.170.2", "169.254.170.23", "100.100.100.200", "168.63.129.16", "fd00:ec2::254")) {
+            assertThat(tcp(p, metadata, 80)).as(metadata).isFalse();
+            assertThat(tcp(NetworkPolicy.publicOnly(), metadata, 80)).as(metadata).isFalse();
+        }
         NetworkPolicy host = NetworkPolicy.fromProfiles(Profile.HOST);
         assertThat(tcp(host, "192.0.2.7", 80)).isTrue();
         assertThat(tcp(host, "127.0.0.1", 80)).isTrue();
