@@ -25,13 +25,17 @@ public final class DnsMessage {
     private DnsMessage() {
     }
 
+    /**
+     * Whether {@code msg} is a standard query (QR clear, opcode QUERY): a response, an UPDATE or a
+     * NOTIFY is never forwarded to the host's resolver under the host's identity.
+     */
+    public static boolean standardQuery(byte[] msg) {
+        return msg.length >= 12 && (msg[2] & 0x80) == 0 && (msg[2] >> 3 & 0x0f) == 0;
+    }
+
     public static Question question(byte[] msg) {
         if (msg.length < 12 || u16(msg, 4) != 1) {
             throw new IllegalArgumentException("not a DNS query with one question");
-        }
-        if ((msg[2] & 0x80) != 0 || (msg[2] >> 3 & 0x0f) != 0) {
-            // a response, or an UPDATE or NOTIFY: never forwarded to the host's resolver under its identity
-            throw new IllegalArgumentException("not a standard query (QR or opcode set)");
         }
         StringBuilder name = new StringBuilder();
         int p = readName(msg, 12, name, 0);

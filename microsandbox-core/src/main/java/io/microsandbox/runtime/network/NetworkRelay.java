@@ -814,6 +814,9 @@ public final class NetworkRelay implements AutoCloseable {
         txBytes.addAndGet(query.length);
         DnsMessage.Question q;
         try {
+            if (!DnsMessage.standardQuery(query)) {
+                throw new IllegalArgumentException("not a standard query");
+            }
             q = DnsMessage.question(query);
         } catch (IllegalArgumentException e) {
             reply(id, new byte[0]);

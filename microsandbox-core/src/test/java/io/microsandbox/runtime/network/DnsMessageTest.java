@@ -55,12 +55,13 @@ class DnsMessageTest {
     void refusesMalformedMessages() {
         assertThatThrownBy(() -> DnsMessage.question(new byte[5])).isInstanceOf(IllegalArgumentException.class);
         // an UPDATE (opcode 5) or a response is not a lookup: it is not forwarded
+        assertThat(DnsMessage.standardQuery(query("www.example.test", 1))).isTrue();
         byte[] update = query("www.example.test", 1);
         update[2] = (byte) (5 << 3);
-        assertThatThrownBy(() -> DnsMessage.question(update)).hasMessageContaining("not a standard query");
+        assertThat(DnsMessage.standardQuery(update)).isFalse();
         byte[] response = query("www.example.test", 1);
         response[2] = (byte) 0x80;
-        assertThatThrownBy(() -> DnsMessage.question(response)).hasMessageContaining("not a standard query");
+        assertThat(DnsMessage.standardQuery(response)).isFalse();
         byte[] loop = query("a.test", 1);
         loop[12] = (byte) 0xc0;
         loop[13] = 12; // points at itself
