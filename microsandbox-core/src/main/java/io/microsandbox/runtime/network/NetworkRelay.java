@@ -50,6 +50,15 @@ public final class NetworkRelay implements AutoCloseable {
     /** The most credit a guest may announce for what we send it (the agent announces 1 MiB). */
     private static final long MAX_GUEST_WINDOW = 4L * 1024 * 1024;
     private static final int CHUNK = 256 * 1024;
+    /**
+     * What each connection's reader holds while it waits for the upstream: a fast stream's
+     * further bytes, already waiting in the socket, are taken in the same read up to a
+     * {@link #CHUNK}. A 256 KiB buffer per connection would put a thousand idle connections
+     * past the supervisor's heap.
+     */
+    private static final int WAITING_READ_BUFFER = 16 * 1024;
+    /** The buffer of each direction of an intercepted connection. */
+    private static final int COPY_BUFFER = 32 * 1024;
     /** Heap that request bodies held to replace secrets' placeholders in may take: the bodies, and two copies as they are sent. */
     public static final long SECRET_BODY_HEAP = 3 * SecretFilter.BODY_BUDGET;
     private static final int MAX_CONNECTIONS = 1024;
@@ -449,7 +458,8 @@ public final class NetworkRelay implements AutoCloseable {
 
     /** Copies {@code from} to {@code to} until the end of {@code from}, through {@code filter} when it is not null. */
     private static void copy(Socket from, Socket to, SecretFilter filter) throws IOException, SecretFilter.SecretViolation {
-        byte[] buf = new byte[CHUNK];
+        // one side is TLS, whose records carry 16 KiB at most: a larger buffer per connection would only sit idle
+        byte[] buf = new byte[COPY_BUFFER];
         InputStream in = from.getInputStream();
         OutputStream out = to.getOutputStream();
         int n;
@@ -1104,7 +1114,7 @@ public final class NetworkRelay implements AutoCloseable {
         }
 
         private void readLoop() {
-            byte[] buf = new byte[CHUNK];
+            byte[] buf = new byte[WAITING_READ_BUFFER];
             try {
                 InputStream in = socket.getInputStream();
                 while (true) {
@@ -1112,9 +1122,22 @@ public final class NetworkRelay implements AutoCloseable {
                     if (want == 0) {
                         return;
                     }
-                    int n = in.read(buf, 0, want);
+                    int n = in.read(buf, 0, Math.min(want, buf.length));
+                    byte[] data = n < 0 ? new byte[0] : java.util.Arrays.copyOf(buf, n);
+                    if (n == buf.length && want > n) {
+                        // more is waiting in the socket (a fast download): taken now, without blocking
+                        int more = Math.min(in.available(), want - n);
+                        if (more > 0) {
+                            data = java.util.Arrays.copyOf(buf, n + more);
+                            int got = in.readNBytes(data, n, more);
+                            n += got;
+                            if (got < more) {
+                                data = java.util.Arrays.copyOf(data, n);
+                            }
+                        }
+                    }
                     ObjectNode p = Json.object();
-                    p.put("data", n < 0 ? new byte[0] : java.util.Arrays.copyOf(buf, n));
+                    p.put("data", data);
                     if (n > 0) {
                         spend(n);
                         rxBytes.addAndGet(n);
