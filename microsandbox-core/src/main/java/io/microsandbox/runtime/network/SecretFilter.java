@@ -148,7 +148,8 @@ final class SecretFilter implements AutoCloseable {
                                 break;
                             }
                         }
-                        if ((lastFour & 0xffff) == 0x0a0a || lastFour == 0x0d0a0d0a) {
+                        // a blank line as any server reads one: LF LF, CRLF CRLF, or LF CRLF
+                        if ((lastFour & 0xffff) == 0x0a0a || (lastFour & 0xffffff) == 0x0a0d0a) {
                             end = j + 1;
                             break;
                         }
@@ -280,7 +281,10 @@ final class SecretFilter implements AutoCloseable {
         boolean lengthSeen = false;
         boolean chunked = false;
         boolean upgrade = text.regionMatches(true, 0, "CONNECT ", 0, 8);
-        for (String line : text.split("\r?\n")) {
+        String[] lines = text.split("\r?\n");
+        String hostHeader = null;
+        boolean hostsDiffer = false;
+        for (String line : lines) {
             int colon = line.indexOf(':');
             if (colon <= 0) {
                 continue;
@@ -288,7 +292,10 @@ final class SecretFilter implements AutoCloseable {
             String field = line.substring(0, colon).trim().toLowerCase(Locale.ROOT);
             String v = line.substring(colon + 1).trim();
             switch (field) {
-                case "host" -> requestHost = v;
+                case "host" -> {
+                    hostsDiffer |= hostHeader != null && !hostHeader.equalsIgnoreCase(v);
+                    hostHeader = v;
+                }
                 case "content-length" -> {
                     long length;
                     try {
@@ -307,6 +314,10 @@ final class SecretFilter implements AutoCloseable {
                 }
             }
         }
+        // the server takes the host from an absolute-form target over the Host field (RFC 9112
+        // 3.2.2); two Host fields that differ name no host a secret could be allowed for
+        String targetHost = absoluteTargetHost(lines.length == 0 ? "" : lines[0]);
+        requestHost = targetHost != null ? targetHost : hostsDiffer ? "" : hostHeader;
         // what crosses from the last body into this head is checked with it
         checkAcrossCarry(head);
         for (Secret s : secrets) {
@@ -503,6 +514,29 @@ final class SecretFilter implements AutoCloseable {
     }
 
     /** Fails when a placeholder of a secret not allowed on this connection is in {@code data} (or spans into it). */
+    /** The host of a request line's absolute-form target ({@code GET http://host/ HTTP/1.1}), or null. */
+    static String absoluteTargetHost(String requestLine) {
+        String[] parts = requestLine.split(" ");
+        if (parts.length < 2) {
+            return null;
+        }
+        String target = parts[1];
+        int scheme = target.indexOf("://");
+        if (scheme <= 0 || !target.substring(0, scheme).matches("(?i)https?")) {
+            return null;
+        }
+        String rest = target.substring(scheme + 3);
+        int end = rest.length();
+        for (char c : new char[] {'/', '?', '#'}) {
+            int at = rest.indexOf(c);
+            if (at >= 0) {
+                end = Math.min(end, at);
+            }
+        }
+        String authority = rest.substring(0, end);
+        return authority.substring(authority.lastIndexOf('@') + 1);
+    }
+
     /** An RFC 9110 token character, of which a request method is made. */
     private static boolean isTokenChar(byte b) {
         return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || "!#$%&'*+-.^_`|~".indexOf(b) >= 0;

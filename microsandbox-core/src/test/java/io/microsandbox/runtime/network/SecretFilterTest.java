@@ -37,6 +37,24 @@ class SecretFilterTest {
     }
 
     /**
+     * The host a server takes is the one checked: an absolute-form target over the Host field,
+     * a head ended by LF CRLF (nginx and Go end it there), and two Host fields that differ.
+     */
+    @Test
+    void theHostCheckedIsTheHostTheServerTakes() throws Exception {
+        assertThatThrownBy(() -> run("GET http://evil.test/ HTTP/1.1\r\nHost: api.test\r\nX-Key: PLACEHOLDER-KEY\r\n\r\n", 7))
+                .isInstanceOf(SecretFilter.SecretViolation.class);
+        assertThat(run("GET http://api.test:8080/x HTTP/1.1\r\nHost: api.test\r\nX-Key: PLACEHOLDER-KEY\r\n\r\n", 7))
+                .contains("X-Key: real-value-123");
+        assertThatThrownBy(() -> run("GET / HTTP/1.1\nHost: evil.test\nX-Key: PLACEHOLDER-KEY\n\r\n"
+                + "GET / HTTP/1.1\r\nHost: api.test\r\n\r\n", 5)).isInstanceOf(SecretFilter.SecretViolation.class);
+        assertThatThrownBy(() -> run("GET / HTTP/1.1\r\nHost: api.test\r\nHost: evil.test\r\nX-Key: PLACEHOLDER-KEY\r\n\r\n", 3))
+                .isInstanceOf(SecretFilter.SecretViolation.class);
+        assertThat(SecretFilter.absoluteTargetHost("GET https://user@api.test:443/a?b HTTP/1.1")).isEqualTo("api.test:443");
+        assertThat(SecretFilter.absoluteTargetHost("GET /a HTTP/1.1")).isNull();
+    }
+
+    /**
      * A stream that does not start with a request line (a TLS ClientHello to a bypassed name, an
      * SSH banner, a database's binary start) goes on at once: held back waiting for a blank line,
      * it never reached the server. A placeholder in it toward a host it is not for is still refused.
