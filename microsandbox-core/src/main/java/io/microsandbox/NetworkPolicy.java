@@ -82,15 +82,15 @@ public final class NetworkPolicy {
         java.util.EnumSet<Profile> set = java.util.EnumSet.noneOf(Profile.class);
         set.addAll(java.util.Arrays.asList(profiles));
         Builder b = builder();
+        if (set.contains(Profile.PRIVATE) || set.contains(Profile.HOST)) {
+            // first: no profile reaches a metadata address, not even one the host has bound itself
+            b.rule(NetworkRule.deny("group:metadata"));
+        }
         if (set.contains(Profile.HOST)) {
             b.rule(NetworkRule.allow("group:host"));
-        }
-        if (set.contains(Profile.PRIVATE)) {
-            if (!set.contains(Profile.HOST)) {
-                // the host's own private addresses (a cloud VM's 10.x, docker0) are the host, not the private network
-                b.rule(NetworkRule.deny("group:host"));
-            }
-            b.rule(NetworkRule.deny("group:metadata"));
+        } else if (set.contains(Profile.PRIVATE)) {
+            // the host's own private addresses (a cloud VM's 10.x, docker0) are the host, not the private network
+            b.rule(NetworkRule.deny("group:host"));
         }
         if (set.contains(Profile.PUBLIC)) {
             b.rule(NetworkRule.allow("group:public"));

@@ -73,10 +73,13 @@ final class SecretFilter implements AutoCloseable {
     private final ByteArrayOutputStream pending = new ByteArrayOutputStream(); // a head or chunked-framing line being collected
     private long remaining; // body or chunk data bytes still to come
     private int lastFour; // the last bytes of the head being collected, to see its blank line
-    /** Whether the head being collected has shown its method and a space: it may be HTTP. */
-    private boolean methodSeen;
-    /** A request method longer than this is not one: the stream is not HTTP. */
-    private static final int MAX_METHOD = 32;
+    /** Whether the head being collected has shown a whole request line: it is HTTP. */
+    private boolean requestLineSeen;
+    /** A request line longer than this is not one (servers refuse 8 KiB and more): the stream is not HTTP. */
+    private static final int MAX_REQUEST_LINE = 16 * 1024;
+    /** {@code method SP target SP HTTP/d.d}, as servers read it (repeated spaces or tabs allowed). */
+    private static final java.util.regex.Pattern REQUEST_LINE =
+            java.util.regex.Pattern.compile("[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \\t]+\\S+[ \\t]+HTTP/\\d\\.\\d\r?");
     private String requestHost; // the Host of the request whose body is passing
     private byte[] heldHead; // the head of the request whose body is held
     private byte[] heldBody; // that body, filled up to heldLength
@@ -137,16 +140,13 @@ final class SecretFilter implements AutoCloseable {
                     for (int j = i; j < data.length; j++) {
                         pending.write(data[j]);
                         lastFour = (lastFour << 8) | (data[j] & 0xff);
-                        if (!methodSeen && !(pending.size() <= 2 && (data[j] == '\r' || data[j] == '\n'))) {
-                            // TLS to a bypassed name, SSH, a database protocol: not a request line, so
+                        if (!requestLineSeen && !(pending.size() <= 2 && (data[j] == '\r' || data[j] == '\n'))
+                                && !looksLikeRequestLineSoFar(data[j])) {
+                            // TLS to a bypassed name, SSH, SMTP, a database protocol: not a request line, so
                             // nothing to wait for; held back, they would never reach the server
-                            if (data[j] == ' ' && pending.size() > 1) {
-                                methodSeen = true;
-                            } else if (!isTokenChar(data[j]) || pending.size() > MAX_METHOD) {
-                                notHttp = true;
-                                end = j + 1;
-                                break;
-                            }
+                            notHttp = true;
+                            end = j + 1;
+                            break;
                         }
                         // a blank line as any server reads one: LF LF, CRLF CRLF, or LF CRLF
                         if ((lastFour & 0xffff) == 0x0a0a || (lastFour & 0xffffff) == 0x0a0d0a) {
@@ -165,7 +165,7 @@ final class SecretFilter implements AutoCloseable {
                     i = end;
                     byte[] head = pending.toByteArray();
                     pending.reset();
-                    methodSeen = false;
+                    requestLineSeen = false;
                     if (head.length > MAX_HEAD || notHttp) {
                         check(head);
                         out.writeBytes(head);
@@ -316,7 +316,8 @@ final class SecretFilter implements AutoCloseable {
         }
         // the server takes the host from an absolute-form target over the Host field (RFC 9112
         // 3.2.2); two Host fields that differ name no host a secret could be allowed for
-        String targetHost = absoluteTargetHost(lines.length == 0 ? "" : lines[0]);
+        String requestLine = java.util.Arrays.stream(lines).filter(l -> !l.isEmpty()).findFirst().orElse("");
+        String targetHost = absoluteTargetHost(requestLine);
         requestHost = targetHost != null ? targetHost : hostsDiffer ? "" : hostHeader;
         // what crosses from the last body into this head is checked with it
         checkAcrossCarry(head);
@@ -514,18 +515,22 @@ final class SecretFilter implements AutoCloseable {
     }
 
     /** Fails when a placeholder of a secret not allowed on this connection is in {@code data} (or spans into it). */
-    /** The host of a request line's absolute-form target ({@code GET http://host/ HTTP/1.1}), or null. */
+    /**
+     * The host a request line names in its target, or null for origin form ({@code /path}) and
+     * {@code *}: an absolute form's authority (any scheme), or an authority form's ({@code CONNECT
+     * host:port}); "" when the line cannot be read, which no secret is allowed for.
+     */
     static String absoluteTargetHost(String requestLine) {
-        String[] parts = requestLine.split(" ");
+        String[] parts = requestLine.strip().split("[ \t]+");
         if (parts.length < 2) {
-            return null;
+            return "";
         }
         String target = parts[1];
-        int scheme = target.indexOf("://");
-        if (scheme <= 0 || !target.substring(0, scheme).matches("(?i)https?")) {
+        if (target.startsWith("/") || target.equals("*")) {
             return null;
         }
-        String rest = target.substring(scheme + 3);
+        java.util.regex.Matcher scheme = java.util.regex.Pattern.compile("^[A-Za-z][A-Za-z0-9+.-]*://").matcher(target);
+        String rest = scheme.find() ? target.substring(scheme.end()) : target;
         int end = rest.length();
         for (char c : new char[] {'/', '?', '#'}) {
             int at = rest.indexOf(c);
@@ -537,9 +542,17 @@ final class SecretFilter implements AutoCloseable {
         return authority.substring(authority.lastIndexOf('@') + 1);
     }
 
-    /** An RFC 9110 token character, of which a request method is made. */
-    private static boolean isTokenChar(byte b) {
-        return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || "!#$%&'*+-.^_`|~".indexOf(b) >= 0;
+    /**
+     * Whether the head collected so far, {@code b} its last byte, may still be a request line:
+     * no control or binary byte before its end, and, once its line ends, the shape of one.
+     */
+    private boolean looksLikeRequestLineSoFar(byte b) {
+        if (b == '\n') {
+            String text = pending.toString(StandardCharsets.ISO_8859_1).replaceFirst("^[\r\n]+", "");
+            requestLineSeen = REQUEST_LINE.matcher(text.substring(0, text.length() - 1)).matches();
+            return requestLineSeen;
+        }
+        return (b >= 0x20 && b < 0x7f || b == '\t' || b == '\r') && pending.size() <= MAX_REQUEST_LINE;
     }
 
     private void check(byte[] data) throws SecretViolation {

@@ -46,12 +46,18 @@ class SecretFilterTest {
                 .isInstanceOf(SecretFilter.SecretViolation.class);
         assertThat(run("GET http://api.test:8080/x HTTP/1.1\r\nHost: api.test\r\nX-Key: PLACEHOLDER-KEY\r\n\r\n", 7))
                 .contains("X-Key: real-value-123");
-        assertThatThrownBy(() -> run("GET / HTTP/1.1\nHost: evil.test\nX-Key: PLACEHOLDER-KEY\n\r\n"
-                + "GET / HTTP/1.1\r\nHost: api.test\r\n\r\n", 5)).isInstanceOf(SecretFilter.SecretViolation.class);
+        for (String evil : List.of("\r\nGET http://evil.test/ HTTP/1.1", "GET  http://evil.test/ HTTP/1.1", "GET ws://evil.test/ HTTP/1.1")) {
+            assertThatThrownBy(() -> run(evil + "\r\nHost: api.test\r\nX-Key: PLACEHOLDER-KEY\r\n\r\n", 4))
+                    .as(evil).isInstanceOf(SecretFilter.SecretViolation.class);
+        }
+        // LF CRLF ends a head: the body after it is a body, sent whole, not a head held for ever
+        assertThat(run("POST / HTTP/1.1\nHost: api.test\nContent-Length: 5\n\r\nhello", 2))
+                .isEqualTo("POST / HTTP/1.1\nHost: api.test\nContent-Length: 5\n\r\nhello");
         assertThatThrownBy(() -> run("GET / HTTP/1.1\r\nHost: api.test\r\nHost: evil.test\r\nX-Key: PLACEHOLDER-KEY\r\n\r\n", 3))
                 .isInstanceOf(SecretFilter.SecretViolation.class);
         assertThat(SecretFilter.absoluteTargetHost("GET https://user@api.test:443/a?b HTTP/1.1")).isEqualTo("api.test:443");
         assertThat(SecretFilter.absoluteTargetHost("GET /a HTTP/1.1")).isNull();
+        assertThat(SecretFilter.absoluteTargetHost("CONNECT api.test:443 HTTP/1.1")).isEqualTo("api.test:443");
     }
 
     /**
@@ -61,11 +67,14 @@ class SecretFilterTest {
      */
     @Test
     void aStreamThatIsNotHttpPassesAtOnce() throws Exception {
-        SecretFilter ssh = filter(List.of(KEY), "api.test", false);
-        byte[] banner = "SSH-2.0-OpenSSH_9.2\r\n".getBytes(StandardCharsets.US_ASCII);
-        assertThat(ssh.filter(banner)).isEqualTo(banner);
-        byte[] more = {0, 0, 1, 0x14, 0x0a, 0x14};
-        assertThat(ssh.filter(more)).isEqualTo(more);
+        for (String line : List.of("SSH-2.0-OpenSSH_9.2\r\n", "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n", "EHLO client.test\r\n",
+                "get some-key\r\n")) {
+            SecretFilter plain = filter(List.of(KEY), "api.test", false);
+            byte[] bytes = line.getBytes(StandardCharsets.US_ASCII);
+            assertThat(plain.filter(bytes)).as(line).isEqualTo(bytes);
+            byte[] more = {0, 0, 1, 0x14, 0x0a, 0x14};
+            assertThat(plain.filter(more)).as(line).isEqualTo(more);
+        }
 
         SecretFilter tls = filter(List.of(KEY), "api.test", false);
         byte[] hello = {0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x03};
