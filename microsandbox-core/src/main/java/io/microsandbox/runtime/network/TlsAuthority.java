@@ -21,7 +21,6 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.Date;
 import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
 import javax.net.ssl.KeyManagerFactory;
 import javax.net.ssl.SSLContext;
 import org.bouncycastle.asn1.x500.X500Name;
@@ -51,7 +50,21 @@ public final class TlsAuthority implements LeafCertificates {
     private final X509Certificate ca;
     private final PrivateKey caKey;
     private final String caPem;
-    private final Map<String, SSLContext> leaves = new ConcurrentHashMap<>();
+    /** Leaves kept at most: a guest naming random subdomains under a wildcard host would otherwise add one each for ever. */
+    static final int MAX_LEAVES = 256;
+    /** A leaf is minted again after this: it is valid for 30 days, and a sandbox may run longer. */
+    private static final Duration LEAF_REFRESH = Duration.ofDays(7);
+
+    private record Leaf(SSLContext context, Instant minted) {
+    }
+
+    /** Least recently used first; guarded by itself. */
+    private final Map<String, Leaf> leaves = new java.util.LinkedHashMap<>(16, 0.75f, true) {
+        @Override
+        protected boolean removeEldestEntry(Map.Entry<String, Leaf> eldest) {
+            return size() > MAX_LEAVES;
+        }
+    };
 
     private TlsAuthority(X509Certificate ca, PrivateKey caKey, String caPem) {
         this.ca = ca;
@@ -105,7 +118,25 @@ public final class TlsAuthority implements LeafCertificates {
     /** A server context presenting a leaf certificate for {@code host}, signed by this CA. */
     @Override
     public SSLContext serverContext(String host) {
-        return leaves.computeIfAbsent(host, this::mint);
+        synchronized (leaves) {
+            Leaf kept = leaves.get(host);
+            if (kept != null && kept.minted().plus(LEAF_REFRESH).isAfter(Instant.now())) {
+                return kept.context();
+            }
+        }
+        // minted outside the lock: other names' handshakes do not wait for it
+        Leaf fresh = new Leaf(mint(host), Instant.now());
+        synchronized (leaves) {
+            leaves.put(host, fresh);
+        }
+        return fresh.context();
+    }
+
+    /** How many leaves are kept, for tests. */
+    int keptLeaves() {
+        synchronized (leaves) {
+            return leaves.size();
+        }
     }
 
     private SSLContext mint(String host) {
