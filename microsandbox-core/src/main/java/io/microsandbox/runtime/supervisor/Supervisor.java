@@ -1098,19 +1098,25 @@ public final class Supervisor {
                 // connections that never say hello must not cost a thread each without end
                 awaitingHello.decrementAndGet();
                 SupervisorLog.debug("refused a connection: " + MAX_CLIENTS + " others have not said hello yet");
-                try {
-                    // a few bytes into a fresh socket's empty buffer: this does not block. A client told
-                    // why (a control connection tries again) does not take a busy supervisor for a hung one
-                    link.writeEncoded(FrameCodec.encode(errorFrame(0, ErrorKind.RESOURCE_LIMIT,
-                            MAX_CLIENTS + " connections to " + spec.name() + " have not said hello yet")));
-                } catch (IOException | RuntimeException e) {
-                    // gone already
-                }
-                link.close();
+                refuse(link, MAX_CLIENTS + " connections to " + spec.name() + " have not said hello yet");
                 continue;
             }
             SupervisorLog.daemon("client", () -> serveClient(link), e -> link.close()).start();
         }
+    }
+
+    /**
+     * Tells a connection why it is refused ({@code resource_limit}: the supervisor runs, a control
+     * connection tries again), then closes it. A few bytes into the empty buffer of a connection
+     * that has been sent nothing yet: the write does not block.
+     */
+    private static void refuse(FrameLink link, String message) {
+        try {
+            link.writeEncoded(FrameCodec.encode(errorFrame(0, ErrorKind.RESOURCE_LIMIT, message)));
+        } catch (IOException | RuntimeException e) {
+            // gone already
+        }
+        link.close();
     }
 
     private void serveClient(FrameLink link) {
@@ -1131,13 +1137,8 @@ public final class Supervisor {
             boolean control = hello.payload().path("control").asBoolean(false);
             client = claimSlot(link, control);
             if (client == null) {
-                ClientConnection refused = new ClientConnection(0, link, null, control);
-                refused.send(errorFrame(0, ErrorKind.RESOURCE_LIMIT, control
-                        ? "too many control connections (" + CONTROL_SLOTS + ") to " + spec.name()
-                        : "too many clients (" + MAX_CLIENTS + ") connected to " + spec.name()));
-                refused.finish();
-                // the finally below closes the link: the refusal must be written first
-                refused.awaitClosed(CLIENT_HELLO_TIMEOUT_MS);
+                refuse(link, control ? "too many control connections (" + CONTROL_SLOTS + ") to " + spec.name()
+                        : "too many clients (" + MAX_CLIENTS + ") connected to " + spec.name());
                 return;
             }
             ObjectNode welcome = Json.object();
