@@ -346,10 +346,7 @@ public final class SandboxFs {
             }
             new HostCopy(maxBytes).copy(guestPath, st.kind(), st.mode(), st.target(), hostPath, 0);
         } catch (IOException e) {
-            if (e.getCause() instanceof MicrosandboxException m) {
-                throw m;
-            }
-            if (e instanceof InterruptedIOException) {
+            if (e.getCause() instanceof MicrosandboxException || e instanceof InterruptedIOException) {
                 throw unwrap(e, guestPath);
             }
             // the host's side failed (a missing directory, a full disk): say so, with both paths
@@ -407,8 +404,9 @@ public final class SandboxFs {
                 for (int i = 0; i < listed.size(); i++) {
                     FsEntry e = listed.get(i);
                     listed.set(i, null);
-                    pendingChars -= chars(e);
-                    listedChars -= chars(e);
+                    long c = chars(e);
+                    pendingChars -= c;
+                    listedChars -= c;
                     copy(e.path(), e.kind(), e.mode(), e.target(), hostPath.resolve(e.name()), depth + 1);
                 }
             } finally {

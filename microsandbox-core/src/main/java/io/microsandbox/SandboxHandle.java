@@ -325,7 +325,7 @@ public final class SandboxHandle {
      * @throws MicrosandboxException {@link ErrorKind#RESOURCE_LIMIT} when clients hold every slot
      */
     private void withConnection(java.util.function.Consumer<Sandbox> action) {
-        withConnection(action, false);
+        withConnection(action, false, false);
     }
 
     /**
@@ -333,11 +333,7 @@ public final class SandboxHandle {
      * hold every slot; kills a supervisor that does not accept one.
      */
     private void withControlConnection(java.util.function.Consumer<Sandbox> action) {
-        withConnection(action, true);
-    }
-
-    private void withConnection(java.util.function.Consumer<Sandbox> action, boolean control) {
-        withConnection(action, control, control);
+        withConnection(action, true, true);
     }
 
     /** @param killIfUnreachable whether a running sandbox whose supervisor accepts no connection has it killed */

@@ -103,6 +103,12 @@ public final class AgentClient implements AutoCloseable {
         return new FrameLink(channel);
     }
 
+    /** The kind a supervisor's error frame names, or {@code unnamed} when it names none. */
+    private static ErrorKind kindOf(Frame error, ErrorKind unnamed) {
+        String kind = error.text("kind");
+        return kind != null ? ErrorKind.fromWireName(kind) : unnamed;
+    }
+
     /** Like {@link #connect(String, Path)}, waiting at most {@code timeout} for the welcome. */
     public static AgentClient connect(String name, Path socket, Duration timeout) {
         return connect(name, socket, timeout, false);
@@ -242,7 +248,7 @@ public final class AgentClient implements AutoCloseable {
             Frame frame = answer.get(timeout.toMillis(), TimeUnit.MILLISECONDS);
             if (Protocol.SUP_ERROR.equals(frame.type()) || Protocol.CORE_ERROR.equals(frame.type())) {
                 // a supervisor error may name its kind (a refused checkpoint, for one)
-                ErrorKind kind = frame.text("kind") != null ? ErrorKind.fromWireName(frame.text("kind")) : ErrorKind.INTERNAL;
+                ErrorKind kind = kindOf(frame, ErrorKind.INTERNAL);
                 throw new MicrosandboxException(kind == ErrorKind.UNKNOWN ? ErrorKind.INTERNAL : kind,
                         "sandbox '" + name + "' refused " + type + ": " + frame.text("message"));
             }
@@ -293,8 +299,7 @@ public final class AgentClient implements AutoCloseable {
                     exited.complete(frame);
                 } else if (Protocol.SUP_ERROR.equals(frame.type()) && !welcome.isDone()) {
                     // a supervisor that says why (too many clients) is running; one that does not is on its way out
-                    ErrorKind kind = frame.text("kind") != null ? ErrorKind.fromWireName(frame.text("kind")) : ErrorKind.SANDBOX_NOT_RUNNING;
-                    welcome.completeExceptionally(new MicrosandboxException(kind,
+                    welcome.completeExceptionally(new MicrosandboxException(kindOf(frame, ErrorKind.SANDBOX_NOT_RUNNING),
                             "supervisor of sandbox '" + name + "' refused the connection: " + frame.text("message")));
                 }
             }

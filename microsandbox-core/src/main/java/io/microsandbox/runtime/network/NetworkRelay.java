@@ -1123,17 +1123,14 @@ public final class NetworkRelay implements AutoCloseable {
                         return;
                     }
                     int n = in.read(buf, 0, Math.min(want, buf.length));
-                    byte[] data = n < 0 ? new byte[0] : java.util.Arrays.copyOf(buf, n);
-                    if (n == buf.length && want > n) {
-                        // more is waiting in the socket (a fast download): taken now, without blocking
-                        int more = Math.min(in.available(), want - n);
-                        if (more > 0) {
-                            data = java.util.Arrays.copyOf(buf, n + more);
-                            int got = in.readNBytes(data, n, more);
-                            n += got;
-                            if (got < more) {
-                                data = java.util.Arrays.copyOf(data, n);
-                            }
+                    // more waiting in the socket (a fast download) is taken now, without blocking
+                    int more = n == buf.length && want > n ? Math.min(in.available(), want - n) : 0;
+                    byte[] data = n < 0 ? new byte[0] : java.util.Arrays.copyOf(buf, n + more);
+                    if (more > 0) {
+                        int got = in.readNBytes(data, n, more);
+                        n += got;
+                        if (got < more) {
+                            data = java.util.Arrays.copyOf(data, n);
                         }
                     }
                     ObjectNode p = Json.object();

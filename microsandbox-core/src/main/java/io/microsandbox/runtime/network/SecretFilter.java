@@ -77,6 +77,8 @@ final class SecretFilter implements AutoCloseable {
     private boolean requestLineSeen;
     /** A request line longer than this is not one (servers refuse 8 KiB and more): the stream is not HTTP. */
     private static final int MAX_REQUEST_LINE = 16 * 1024;
+    /** The scheme of an absolute-form request target: any, since servers route by its authority whatever it is. */
+    private static final java.util.regex.Pattern TARGET_SCHEME = java.util.regex.Pattern.compile("^[A-Za-z][A-Za-z0-9+.-]*://");
     /** {@code method SP target SP HTTP/d.d}, as servers read it (repeated spaces or tabs allowed). */
     private static final java.util.regex.Pattern REQUEST_LINE =
             java.util.regex.Pattern.compile("[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \\t]+\\S+[ \\t]+HTTP/\\d\\.\\d\r?");
@@ -529,7 +531,7 @@ final class SecretFilter implements AutoCloseable {
         if (target.startsWith("/") || target.equals("*")) {
             return null;
         }
-        java.util.regex.Matcher scheme = java.util.regex.Pattern.compile("^[A-Za-z][A-Za-z0-9+.-]*://").matcher(target);
+        java.util.regex.Matcher scheme = TARGET_SCHEME.matcher(target);
         String rest = scheme.find() ? target.substring(scheme.end()) : target;
         int end = rest.length();
         for (char c : new char[] {'/', '?', '#'}) {

@@ -144,12 +144,18 @@ public class MicrosandboxEndpoint {
         if (!"drain".equals(action)) {
             throw new InvalidEndpointRequestException("action must be drain, got '" + action + "'", "bad action");
         }
-        if (pool == null) {
-            throw new InvalidEndpointRequestException("there is no single pool to drain (microsandbox.pool.enabled=false, or several pools)", "no pool");
-        }
+        requirePool("drain");
         int n = pool.members().size();
         pool.evictAll();
         return Map.of("action", "drain", "pool", pool.name(), "members", n);
+    }
+
+    /** Refuses, saying why, when the application has no single pool for the endpoint to {@code act} on. */
+    private void requirePool(String act) {
+        if (pool == null) {
+            throw new InvalidEndpointRequestException("there is no single pool to " + act
+                    + " (microsandbox.pool.enabled=false, or several pools)", "no pool");
+        }
     }
 
     private Optional<SandboxHandle> find(String name) {
@@ -169,9 +175,7 @@ public class MicrosandboxEndpoint {
      * sandboxes, or another replica's members, that share the home.
      */
     private SandboxHandle ownMember(String name) {
-        if (pool == null) {
-            throw new InvalidEndpointRequestException("there is no single pool (microsandbox.pool.enabled=false, or several pools): the endpoint stops only the members of the application's pool", "no pool");
-        }
+        requirePool("act on");
         Optional<SandboxHandle> handle = find(name)
                 .filter(h -> pool.name().equals(h.labels().get(SandboxPool.POOL_LABEL))
                         && pool.instanceId().equals(h.labels().get(SandboxPool.INSTANCE_LABEL)));
