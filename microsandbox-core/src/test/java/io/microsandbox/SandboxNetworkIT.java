@@ -51,6 +51,7 @@ class SandboxNetworkIT {
                 "blocked.test", NetTestHosts.PUBLIC_IP,
                 "priv.test", NetTestHosts.PRIVATE_IP,
                 "meta.test", "169.254.169.254"));
+        hosts.startAuthorizationChecker("Bearer none-needed"); // keep-alive HTTP on 8080, HTTPS on 8443
         // a service of the host itself, on all addresses: the "host" group
         hostService = new ServerSocket();
         hostService.bind(new InetSocketAddress("0.0.0.0", 0));
@@ -272,6 +273,50 @@ class SandboxNetworkIT {
                     .contains("for other.test by rule 6 (deny *)");
         }
     }
+
+    /**
+     * Domain rules judge every request of a connection, not only its first bytes: a keep-alive
+     * connection to an allowed name cannot go on to a denied name served at the same address, in
+     * plaintext nor inside intercepted TLS (domain fronting: SNI allowed, Host denied).
+     */
+    @Test
+    void everyRequestOfAConnectionIsJudgedByTheDomainRules() throws Exception {
+        NetworkPolicy policy = NetworkPolicy.builder()
+                .rule(NetworkRule.deny("blocked.test"))
+                .rule(NetworkRule.allow(".pub.test"))
+                .rule(NetworkRule.deny("*"))
+                .dnsServers(hosts.dnsServer()).tlsInterception(true).tlsTrustedCaFile(hosts.tlsCertFile())
+                .build();
+        try (Sandbox sb = Sandbox.create(TestSandboxes.uniqueName("net-per-request"), TestSandboxes.config()
+                .network(policy).ephemeral(true).build())) {
+            ExecOutput out = sb.exec("python3", List.of("-c", KEEP_ALIVE_CLIENT),
+                    ExecOptions.builder().timeout(Duration.ofSeconds(120)).build());
+            // the checker answers "bad" to a request without its Authorization: an answer all the same
+            assertThat(out.stdout()).as(out.stderr()).containsPattern("plain bad ERR_\\w+")
+                    .containsPattern("tls bad ERR_\\w+");
+            assertThat(systemLog(sb))
+                    .contains("network: denied a request for blocked.test on the tcp connection to " + NetTestHosts.PUBLIC_IP + ":8080")
+                    .contains("network: denied a request for blocked.test on the tcp connection to " + NetTestHosts.PUBLIC_IP + ":8443");
+        }
+    }
+
+    /** On one keep-alive connection per kind, a request for pub.test, then one naming blocked.test; each answer or ERR_. */
+    private static final String KEEP_ALIVE_CLIENT = """
+            import http.client, ssl
+            for kind in ("plain", "tls"):
+                if kind == "tls":
+                    c = http.client.HTTPSConnection("pub.test", 8443, context=ssl.create_default_context(), timeout=30)
+                else:
+                    c = http.client.HTTPConnection("pub.test", 8080, timeout=30)
+                answers = []
+                for host in ("pub.test", "blocked.test"):
+                    try:
+                        c.request("GET", "/", headers={"Host": host})
+                        answers.append(c.getresponse().read().decode())
+                    except Exception as e:
+                        answers.append("ERR_" + type(e).__name__)
+                print(kind, *answers, flush=True)
+            """;
 
     /** HTTP requests and TLS handshakes to one address under different Host / SNI names; "SSL": the handshake reached the (plain HTTP) server. */
     private static final String NAMED_CLIENT = """

@@ -60,7 +60,7 @@ public final class NetworkRelay implements AutoCloseable {
     /** The buffer of each direction of an intercepted connection. */
     private static final int COPY_BUFFER = 32 * 1024;
     /** Heap that request bodies held to replace secrets' placeholders in may take: the bodies, and two copies as they are sent. */
-    public static final long SECRET_BODY_HEAP = 3 * SecretFilter.BODY_BUDGET;
+    public static final long SECRET_BODY_HEAP = 3 * RequestFilter.BODY_BUDGET;
     private static final int MAX_CONNECTIONS = 1024;
     private static final int CONNECT_TIMEOUT_MS = 10_000;
     private static final int DNS_TIMEOUT_MS = 3_000;
@@ -107,7 +107,7 @@ public final class NetworkRelay implements AutoCloseable {
     private volatile List<io.microsandbox.Secret> secrets = List.of();
     private volatile Runnable onTerminate = () -> { };
     /** What request bodies held by the connections' secret filters may still take together. */
-    private final java.util.concurrent.atomic.AtomicLong secretBodyBudget = new java.util.concurrent.atomic.AtomicLong(SecretFilter.BODY_BUDGET);
+    private final java.util.concurrent.atomic.AtomicLong secretBodyBudget = new java.util.concurrent.atomic.AtomicLong(RequestFilter.BODY_BUDGET);
 
     public NetworkRelay(NetworkSettings settings, AddressGroups groups, GuestChannel guest, Consumer<String> systemLog) {
         this(settings, groups, guest, systemLog, null);
@@ -195,7 +195,11 @@ public final class NetworkRelay implements AutoCloseable {
     }
 
     /** A placeholder went where it may not: the connection is reset, and logged or the sandbox stopped as the secret says. */
-    private void violated(Connection c, SecretFilter.SecretViolation v) {
+    private void violated(Connection c, RequestFilter.Violation v) {
+        if (v.secret() == null) { // a request the policy refuses
+            abort(c, "network: " + v.getMessage() + ": connection reset");
+            return;
+        }
         io.microsandbox.Secret.Violation action = v.secret().onViolation();
         abort(c, action == io.microsandbox.Secret.Violation.BLOCK ? null
                 : "network: " + v.getMessage() + ": connection reset"
@@ -329,8 +333,9 @@ public final class NetworkRelay implements AutoCloseable {
             abort(c, "network: denied tcp connection to " + target + " by " + d.reason());
             return;
         }
+        RequestFilter.HostPolicy hostPolicy = requestHostPolicy(address, port, names, target);
         if (tls != null && c.headIsTls() && !claimed.isEmpty() && !bypassed(claimed.get(0))) {
-            intercept(c, address, port, claimed.get(0));
+            intercept(c, address, port, claimed.get(0), hostPolicy);
             return;
         }
         if (nameStillToCome) {
@@ -353,8 +358,8 @@ public final class NetworkRelay implements AutoCloseable {
                 return null;
             };
         }
-        if (!secrets.isEmpty()) { // plaintext names: only those this relay resolved to the address
-            c.filter = new SecretFilter(secrets, List.copyOf(names), false, secretBodyBudget);
+        if (!secrets.isEmpty() || hostPolicy != null) { // plaintext names: only those this relay resolved to the address
+            c.filter = new RequestFilter(secrets, List.copyOf(names), false, secretBodyBudget, hostPolicy);
         }
         Socket s = new Socket();
         try {
@@ -376,6 +381,22 @@ public final class NetworkRelay implements AutoCloseable {
 
     // ---- TLS interception ----
 
+    /**
+     * When domain rules apply to the connection, what each of its requests is checked by, as its
+     * first bytes were: a later request of a keep-alive connection, or one inside intercepted
+     * TLS (domain fronting), must not reach a denied host through an allowed one's address.
+     */
+    private RequestFilter.HostPolicy requestHostPolicy(InetAddress address, int port, Collection<String> names, String target) {
+        if (!matcher.needsServerName(Protocol.TCP, port)) {
+            return null;
+        }
+        return hosts -> {
+            PolicyMatcher.Decision d = matcher.connection(Direction.EGRESS, Protocol.TCP, address, port, names, hosts);
+            return d.allowed() ? null : "denied a request for " + String.join(", ", hosts) + " on the tcp connection to " + target
+                    + " by " + d.reason();
+        };
+    }
+
     private boolean bypassed(String name) {
         return settings.policy().tlsBypass().stream().anyMatch(b -> io.microsandbox.NetworkDestination.parse(b).matchesName(name));
     }
@@ -385,7 +406,7 @@ public final class NetworkRelay implements AutoCloseable {
      * presenting a certificate for {@code name} from the home's CA, and a TLS connection of
      * our own, verified against the host's trust store, carries the plaintext upstream.
      */
-    private void intercept(Connection c, InetAddress address, int port, String name) {
+    private void intercept(Connection c, InetAddress address, int port, String name, RequestFilter.HostPolicy hostPolicy) {
         javax.net.ssl.SSLSocket up = null;
         Socket[] pair = null;
         try {
@@ -408,7 +429,8 @@ public final class NetworkRelay implements AutoCloseable {
             guestTls.setUseClientMode(false);
             javax.net.ssl.SSLSocket upstream = up;
             // the upstream certificate was verified for name: the plaintext may carry secrets allowed there
-            SecretFilter filter = secrets.isEmpty() ? null : new SecretFilter(secrets, List.of(name), true, secretBodyBudget);
+            RequestFilter filter = secrets.isEmpty() && hostPolicy == null ? null
+                    : new RequestFilter(secrets, List.of(name), true, secretBodyBudget, hostPolicy);
             Thread t = new Thread(() -> pumpFiltered(c, guestTls, upstream, filter), "net-tls-up-" + Integer.toHexString(c.id));
             t.setDaemon(true);
             t.start();
@@ -428,7 +450,7 @@ public final class NetworkRelay implements AutoCloseable {
     private static void pump(Socket from, Socket to) {
         try {
             copy(from, to, null);
-        } catch (IOException | SecretFilter.SecretViolation e) {
+        } catch (IOException | RequestFilter.Violation e) {
             // one side failed: both end (without a filter there is no violation)
         } finally {
             closeQuietly(from);
@@ -437,14 +459,14 @@ public final class NetworkRelay implements AutoCloseable {
     }
 
     /** {@link #pump} for the guest's side of an intercepted connection, through its secret filter when there is one. */
-    private void pumpFiltered(Connection c, Socket from, Socket to, SecretFilter filter) {
+    private void pumpFiltered(Connection c, Socket from, Socket to, RequestFilter filter) {
         if (filter == null) {
             pump(from, to);
             return;
         }
         try {
             copy(from, to, filter);
-        } catch (SecretFilter.SecretViolation v) {
+        } catch (RequestFilter.Violation v) {
             closeQuietly(to, true);
             violated(c, v);
         } catch (IOException e) {
@@ -457,7 +479,7 @@ public final class NetworkRelay implements AutoCloseable {
     }
 
     /** Copies {@code from} to {@code to} until the end of {@code from}, through {@code filter} when it is not null. */
-    private static void copy(Socket from, Socket to, SecretFilter filter) throws IOException, SecretFilter.SecretViolation {
+    private static void copy(Socket from, Socket to, RequestFilter filter) throws IOException, RequestFilter.Violation {
         // one side is TLS, whose records carry 16 KiB at most: a larger buffer per connection would only sit idle
         byte[] buf = new byte[COPY_BUFFER];
         InputStream in = from.getInputStream();
@@ -998,7 +1020,7 @@ public final class NetworkRelay implements AutoCloseable {
         private int headLen; // guarded by this
         private boolean headEnded; // the guest sent EOF; guarded by this
         /** Secrets' placeholders in what the guest sends; set before the writer starts, used by it only. */
-        SecretFilter filter;
+        RequestFilter filter;
         /**
          * Set (before the writer starts) when the guest had not named its server when the
          * connection was decided: given the name its first bytes carry once they come (empty
@@ -1199,7 +1221,7 @@ public final class NetworkRelay implements AutoCloseable {
                     p.put("bytes", data.length);
                     guest.urgent(new Frame(id, 0, Net.WINDOW, p));
                 }
-            } catch (SecretFilter.SecretViolation v) {
+            } catch (RequestFilter.Violation v) {
                 violated(this, v);
             } catch (IOException e) {
                 if (!isShut()) {
@@ -1231,7 +1253,7 @@ public final class NetworkRelay implements AutoCloseable {
         }
 
         /** Decides on the held first bytes: resets the connection (false) or writes them on and stops holding. */
-        private boolean releaseLateHead(OutputStream out) throws IOException, SecretFilter.SecretViolation {
+        private boolean releaseLateHead(OutputStream out) throws IOException, RequestFilter.Violation {
             byte[] held = lateHead == null ? new byte[0] : lateHead.toByteArray();
             ServerNameSniffer.Result r = ServerNameSniffer.sniff(held, Math.min(held.length, ServerNameSniffer.MAX_BYTES));
             String refusal = lateName.apply(r.name(), held.length > 0 && (held[0] & 0xff) == 0x16);

@@ -140,6 +140,36 @@ class NetworkRelayTest {
         }
     }
 
+    /** A keep-alive connection judged by its first request cannot switch to a denied host on the same address. */
+    @Test
+    void aLaterRequestOfAKeepAliveConnectionIsCheckedToo() throws Exception {
+        NetworkPolicy policy = NetworkPolicy.builder().rule(io.microsandbox.NetworkRule.deny("evil.test"))
+                .rule(io.microsandbox.NetworkRule.allow("*")).rebindingProtection(false).build();
+        try (ServerSocket upstream = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            relay(policy, List.of());
+            relay.fromGuest(frame(Protocol.FLAG_SESSION_START, Net.CONNECT, connect("127.0.0.1", upstream.getLocalPort())));
+            next(Net.CONNECTED);
+            String first = "GET / HTTP/1.1\r\nHost: good.test\r\n\r\n";
+            relay.fromGuest(frame(0, Net.DATA, data(first)));
+            try (Socket s = upstream.accept()) {
+                s.setSoTimeout(10_000);
+                InputStream in = s.getInputStream();
+                assertThat(new String(in.readNBytes(first.length()), StandardCharsets.UTF_8)).isEqualTo(first);
+                relay.fromGuest(frame(0, Net.DATA, data("GET /secret HTTP/1.1\r\nHost: evil.test\r\n\r\n")));
+                assertThat(next(Net.CLOSE).payload().path("reset").asBoolean()).isTrue();
+                int more;
+                try {
+                    more = in.read();
+                } catch (java.net.SocketException reset) {
+                    more = -1;
+                }
+                assertThat(more).as("nothing of the second request reached the server").isEqualTo(-1);
+                assertThat(log).anyMatch(l -> l.equals("network: denied a request for evil.test on the tcp connection to 127.0.0.1:"
+                        + upstream.getLocalPort() + " for good.test by rule 1 (deny evil.test): connection reset"));
+            }
+        }
+    }
+
     @Test
     void deniedAndMalformedRequestsAreResetAndLogged() throws Exception {
         relay(NetworkPolicy.publicOnly(), List.of());

@@ -11,8 +11,18 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.regex.Pattern;
 
 /**
- * The guest-to-server byte stream of one connection, with secrets' placeholders dealt with
- * (docs/network.md, "Secrets"). An allowed secret's placeholder is replaced by its value in:
+ * The guest-to-server byte stream of one connection, read as HTTP/1 requests where it is: each
+ * request's host is checked against the network policy, and secrets' placeholders are dealt
+ * with (docs/network.md, "Domain rules" and "Secrets").
+ *
+ * <p>The host every request names (its absolute-form target, its {@code Host} fields) is put to
+ * the {@link HostPolicy}, when there is one: a keep-alive or pipelined connection, or the
+ * plaintext of an intercepted one, cannot name a denied host after the first bytes that the
+ * connection was judged by. Once the stream is HTTP, a request this class cannot follow to its
+ * end (a head over {@link #MAX_HEAD}, a body of ambiguous length, chunked framing it cannot read)
+ * is a {@link Violation} under a host policy, since the request after it could not be seen.
+ *
+ * <p>An allowed secret's placeholder is replaced by its value in:
  * <ul>
  * <li>HTTP/1.x request lines and headers, collected whole (at most {@link #MAX_HEAD} bytes);
  * <li>{@code Content-Length} bodies of at most {@link #MAX_BODY} bytes: the head is held until
@@ -23,7 +33,7 @@ import java.util.regex.Pattern;
  * <li>trailers of chunked bodies.
  * </ul>
  * Any placeholder that may not go where this connection goes, anywhere in the stream, split
- * across writes or chunks or not, is a {@link SecretViolation}; so is an allowed placeholder in
+ * across writes or chunks or not, is a {@link Violation}; so is an allowed placeholder in
  * a {@code Content-Length} body too large to hold, which passes unreplaced up to that point.
  *
  * <p>A secret is allowed on a connection when {@code host} (the TLS server name the upstream
@@ -32,7 +42,7 @@ import java.util.regex.Pattern;
  * connection is TLS if the secret requires that. Not thread-safe: one writer per connection,
  * which calls {@link #close()} when the connection ends.
  */
-final class SecretFilter implements AutoCloseable {
+final class RequestFilter implements AutoCloseable {
     /** The largest request head collected; a longer one is passed on unreplaced (and still checked). */
     static final int MAX_HEAD = 64 * 1024;
     /** The largest {@code Content-Length} body held to replace placeholders in; a larger one streams unreplaced. */
@@ -45,18 +55,32 @@ final class SecretFilter implements AutoCloseable {
     private static final Pattern CONTENT_LENGTH = Pattern.compile("(?imd)^(content-length[ \\t]*:[ \\t]*)[0-9]+");
     private static final Pattern EXPECT_CONTINUE = Pattern.compile("(?imd)^expect[ \\t]*:[ \\t]*100-continue[ \\t]*\\r?\\n");
 
-    /** A placeholder went where its secret may not; names the secret, never its value. */
-    static final class SecretViolation extends Exception {
+    /**
+     * A placeholder went where its secret may not (naming the secret, never its value), or a
+     * request named a host the policy denies ({@link #secret()} null).
+     */
+    static final class Violation extends Exception {
         private final transient Secret secret;
 
-        SecretViolation(Secret secret, String message) {
+        Violation(Secret secret, String message) {
             super(message, null, false, false);
             this.secret = secret;
         }
 
+        /** The secret whose placeholder went astray; null for a request the policy refuses. */
         Secret secret() {
             return secret;
         }
+    }
+
+    /** The network policy's say on the hosts one request names. */
+    @FunctionalInterface
+    interface HostPolicy {
+        /**
+         * Why a request naming {@code hosts} (lower case, without port or trailing dot, never an
+         * address) may not go on this connection, or null when it may.
+         */
+        String refusal(List<String> hosts);
     }
 
     private enum State { HEAD, BODY_HELD, BODY_STREAMED, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, RAW }
@@ -67,6 +91,7 @@ final class SecretFilter implements AutoCloseable {
     private final List<String> hosts;
     private final boolean tls;
     private final AtomicLong bodyBudget;
+    private final HostPolicy hostPolicy;
     private final int longest;
     private byte[] carry = new byte[0]; // the stream's last bytes, for placeholders split across writes
     private State state = State.HEAD;
@@ -95,12 +120,14 @@ final class SecretFilter implements AutoCloseable {
      * @param tls whether the stream is the plaintext of an intercepted TLS connection
      * @param bodyBudget bytes that held bodies may still take, shared by all connections of a sandbox:
      *     a body that does not fit streams as one over {@link #MAX_BODY} does
+     * @param hostPolicy what each request's hosts are checked against; null when names do not matter
      */
-    SecretFilter(List<Secret> secrets, List<String> hosts, boolean tls, AtomicLong bodyBudget) {
+    RequestFilter(List<Secret> secrets, List<String> hosts, boolean tls, AtomicLong bodyBudget, HostPolicy hostPolicy) {
         this.secrets = List.copyOf(secrets);
         this.hosts = List.copyOf(hosts);
         this.tls = tls;
         this.bodyBudget = bodyBudget;
+        this.hostPolicy = hostPolicy;
         int max = 0;
         for (Secret s : secrets) {
             byte[] p = s.placeholder().getBytes(StandardCharsets.US_ASCII);
@@ -121,6 +148,31 @@ final class SecretFilter implements AutoCloseable {
         return hosts.stream().anyMatch(s::allows);
     }
 
+    /** The domain names a request names (its target's, its Host fields'), as the policy matches them. */
+    private static List<String> namedHosts(String targetHost, List<String> hostFields) {
+        List<String> named = new ArrayList<>(hostFields.size() + 1);
+        List<String> given = new ArrayList<>(hostFields);
+        if (targetHost != null) {
+            given.add(0, targetHost);
+        }
+        for (String h : given) {
+            String name = stripPort(h).toLowerCase(Locale.ROOT);
+            if (name.endsWith(".")) {
+                name = name.substring(0, name.length() - 1);
+            }
+            // an address names no domain: the connection's address was judged already
+            if (!name.isEmpty() && InetLiterals.parse(name) == null && !named.contains(name)) {
+                named.add(name);
+            }
+        }
+        return named;
+    }
+
+    /** A request whose end cannot be found: what follows it cannot be checked against the policy. */
+    private static Violation unfollowable(String what) {
+        return new Violation(null, "denied " + what + ": the requests after it could not be checked against the network policy");
+    }
+
     private static String stripPort(String host) {
         if (host.startsWith("[")) {
             int end = host.indexOf(']');
@@ -131,7 +183,7 @@ final class SecretFilter implements AutoCloseable {
     }
 
     /** The bytes to send for {@code data} (perhaps fewer, while a head or body is being collected). */
-    byte[] filter(byte[] data) throws SecretViolation {
+    byte[] filter(byte[] data) throws Violation {
         ByteArrayOutputStream out = new ByteArrayOutputStream(data.length + 64);
         int i = 0;
         while (i < data.length) {
@@ -168,6 +220,9 @@ final class SecretFilter implements AutoCloseable {
                     byte[] head = pending.toByteArray();
                     pending.reset();
                     requestLineSeen = false;
+                    if (head.length > MAX_HEAD && hostPolicy != null) {
+                        throw unfollowable("a request head over " + MAX_HEAD + " bytes");
+                    }
                     if (head.length > MAX_HEAD || notHttp) {
                         check(head);
                         out.writeBytes(head);
@@ -228,7 +283,7 @@ final class SecretFilter implements AutoCloseable {
      * What is still held when the guest ends its side: an unfinished head or held body passed on
      * as it is, the held-back end of chunk data as a chunk of its own (all checked).
      */
-    byte[] finish() throws SecretViolation {
+    byte[] finish() throws Violation {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         if (state == State.BODY_HELD) {
             // the request can no longer be whole: what came of it goes as it came
@@ -275,7 +330,7 @@ final class SecretFilter implements AutoCloseable {
     }
 
     /** Replaces allowed placeholders in one request head, and sends it or holds it with its body. */
-    private void startRequest(byte[] head, ByteArrayOutputStream out) throws SecretViolation {
+    private void startRequest(byte[] head, ByteArrayOutputStream out) throws Violation {
         lastFour = 0;
         String text = new String(head, StandardCharsets.ISO_8859_1);
         requestHost = null;
@@ -285,6 +340,8 @@ final class SecretFilter implements AutoCloseable {
         boolean upgrade = text.regionMatches(true, 0, "CONNECT ", 0, 8);
         String[] lines = text.split("\r?\n");
         String hostHeader = null;
+        List<String> hostFields = new ArrayList<>(1);
+        String contentLengthText = "";
         boolean hostsDiffer = false;
         for (String line : lines) {
             int colon = line.indexOf(':');
@@ -297,6 +354,7 @@ final class SecretFilter implements AutoCloseable {
                 case "host" -> {
                     hostsDiffer |= hostHeader != null && !hostHeader.equalsIgnoreCase(v);
                     hostHeader = v;
+                    hostFields.add(v);
                 }
                 case "content-length" -> {
                     long length;
@@ -307,6 +365,7 @@ final class SecretFilter implements AutoCloseable {
                     }
                     // two different lengths: servers disagree on the framing, so we do not pick one
                     contentLength = lengthSeen && contentLength != length ? -1 : length;
+                    contentLengthText = v;
                     lengthSeen = true;
                 }
                 case "transfer-encoding" -> chunked = v.toLowerCase(Locale.ROOT).contains("chunked");
@@ -321,6 +380,16 @@ final class SecretFilter implements AutoCloseable {
         String requestLine = java.util.Arrays.stream(lines).filter(l -> !l.isEmpty()).findFirst().orElse("");
         String targetHost = absoluteTargetHost(requestLine);
         requestHost = targetHost != null ? targetHost : hostsDiffer ? "" : hostHeader;
+        if (hostPolicy != null) {
+            List<String> named = namedHosts(targetHost, hostFields);
+            String refusal = named.isEmpty() ? null : hostPolicy.refusal(named);
+            if (refusal != null) {
+                throw new Violation(null, refusal);
+            }
+            if (contentLength < 0 && !chunked && !upgrade) {
+                throw unfollowable("a request whose body length is ambiguous (Content-Length " + contentLengthText + ")");
+            }
+        }
         // what crosses from the last body into this head is checked with it
         checkAcrossCarry(head);
         for (Secret s : secrets) {
@@ -334,14 +403,15 @@ final class SecretFilter implements AutoCloseable {
         }
         carry = tail(head);
         if (upgrade) {
-            // what follows is another protocol (or a refused upgrade's next request): passed on as it comes, checked
+            // what follows is another protocol, which the next head's first line shows (passed on as
+            // it comes, checked), or a refused upgrade's next request (read as any other)
             out.writeBytes(text.getBytes(StandardCharsets.ISO_8859_1));
-            state = State.RAW;
+            state = State.HEAD;
         } else if (chunked) {
             out.writeBytes(text.getBytes(StandardCharsets.ISO_8859_1));
             chunkTail = new byte[0];
             state = State.CHUNK_SIZE;
-        } else if (contentLength > 0 && contentLength <= MAX_BODY && reserve(contentLength)) {
+        } else if (!secrets.isEmpty() && contentLength > 0 && contentLength <= MAX_BODY && reserve(contentLength)) {
             // the client's wait for "100 Continue" would be for a head we send only with its body
             heldHead = EXPECT_CONTINUE.matcher(text).replaceAll("").getBytes(StandardCharsets.ISO_8859_1);
             heldBody = new byte[(int) contentLength];
@@ -368,7 +438,7 @@ final class SecretFilter implements AutoCloseable {
     }
 
     /** The held head and its whole body, placeholders replaced, {@code Content-Length} the new length when it changed. */
-    private void sendHeldRequest(ByteArrayOutputStream out) throws SecretViolation {
+    private void sendHeldRequest(ByteArrayOutputStream out) throws Violation {
         byte[] body = heldBody;
         ByteArrayOutputStream replaced = new ByteArrayOutputStream(body.length + 64);
         replace(body, replaced, true);
@@ -387,10 +457,13 @@ final class SecretFilter implements AutoCloseable {
      * One byte of a chunk-size line, the line ending a chunk's data, or a trailer line; a whole
      * line is dealt with when its LF comes.
      */
-    private void framingByte(byte b, ByteArrayOutputStream out) throws SecretViolation {
+    private void framingByte(byte b, ByteArrayOutputStream out) throws Violation {
         pending.write(b);
         boolean broken = pending.size() > MAX_LINE || state == State.CHUNK_END && b != '\r' && b != '\n';
         if (broken) {
+            if (hostPolicy != null) {
+                throw unfollowable("chunked framing that cannot be read");
+            }
             // not chunked framing we follow: what is held goes out, the rest passes as it comes (checked)
             flushChunkTail(out);
             byte[] rest = pending.toByteArray();
@@ -418,6 +491,9 @@ final class SecretFilter implements AutoCloseable {
                 long size = chunkSize(text);
                 check(line);
                 if (size < 0) {
+                    if (hostPolicy != null) {
+                        throw unfollowable("a chunk size that cannot be read");
+                    }
                     flushChunkTail(out);
                     out.writeBytes(line);
                     state = State.RAW;
@@ -456,7 +532,7 @@ final class SecretFilter implements AutoCloseable {
      * allowed here. Unless {@code whole}, the end of {@code data} that may begin a placeholder is
      * not written but returned, to go before the data that follows.
      */
-    private byte[] replace(byte[] data, ByteArrayOutputStream out, boolean whole) throws SecretViolation {
+    private byte[] replace(byte[] data, ByteArrayOutputStream out, boolean whole) throws Violation {
         int pos = 0;
         while (true) {
             int at = -1;
@@ -501,7 +577,10 @@ final class SecretFilter implements AutoCloseable {
      * here too. Sending it on unreplaced would have the server see a wrong credential and the
      * guest a puzzling refusal; reset and named in the log, the cause is plain.
      */
-    private void checkStreamedBody(byte[] data) throws SecretViolation {
+    private void checkStreamedBody(byte[] data) throws Violation {
+        if (secrets.isEmpty()) {
+            return;
+        }
         byte[] joined = join(carry, data);
         for (int k = 0; k < secrets.size(); k++) {
             Secret s = secrets.get(k);
@@ -509,14 +588,13 @@ final class SecretFilter implements AutoCloseable {
                 if (!allowedHere(s, requestHost)) {
                     throw violation(s, requestHost);
                 }
-                throw new SecretViolation(s, violation(s, requestHost).getMessage() + " in a request body too large to replace"
+                throw new Violation(s, violation(s, requestHost).getMessage() + " in a request body too large to replace"
                         + " it in (over " + MAX_BODY + " bytes, or the sandbox's held bodies at their " + BODY_BUDGET + ")");
             }
         }
         carry = tail(joined);
     }
 
-    /** Fails when a placeholder of a secret not allowed on this connection is in {@code data} (or spans into it). */
     /**
      * The host a request line names in its target, or null for origin form ({@code /path}) and
      * {@code *}: an absolute form's authority (any scheme), or an authority form's ({@code CONNECT
@@ -557,7 +635,11 @@ final class SecretFilter implements AutoCloseable {
         return (b >= 0x20 && b < 0x7f || b == '\t' || b == '\r') && pending.size() <= MAX_REQUEST_LINE;
     }
 
-    private void check(byte[] data) throws SecretViolation {
+    /** Fails when a placeholder of a secret not allowed on this connection is in {@code data} (or spans into it). */
+    private void check(byte[] data) throws Violation {
+        if (secrets.isEmpty()) {
+            return;
+        }
         byte[] joined = join(carry, data);
         for (int k = 0; k < secrets.size(); k++) {
             Secret s = secrets.get(k);
@@ -569,7 +651,10 @@ final class SecretFilter implements AutoCloseable {
     }
 
     /** Only the spans a head shares with what came before (the head itself is checked per secret). */
-    private void checkAcrossCarry(byte[] head) throws SecretViolation {
+    private void checkAcrossCarry(byte[] head) throws Violation {
+        if (secrets.isEmpty()) {
+            return;
+        }
         int n = Math.min(head.length, Math.max(0, longest - 1));
         byte[] joined = join(carry, Arrays.copyOf(head, n));
         for (int k = 0; k < secrets.size(); k++) {
@@ -591,11 +676,11 @@ final class SecretFilter implements AutoCloseable {
         return Arrays.copyOfRange(b, b.length - keep, b.length);
     }
 
-    private SecretViolation violation(Secret s, String requestHost) {
+    private Violation violation(Secret s, String requestHost) {
         String where = requestHost != null ? "Host " + requestHost : hosts.isEmpty() ? "an unnamed host" : String.join(", ", hosts);
         String why = s.requireTls() && !tls && (requestHost == null || s.allows(stripPort(requestHost))) && hosts.stream().anyMatch(s::allows)
                 ? " in plaintext (the secret requires TLS)" : "";
-        return new SecretViolation(s, "the placeholder of secret " + s.name() + " was sent to " + where + why);
+        return new Violation(s, "the placeholder of secret " + s.name() + " was sent to " + where + why);
     }
 
     private static int indexOf(byte[] hay, byte[] needle, int from) {
