@@ -187,6 +187,9 @@ public final class Images {
         }
         try (var s = Files.list(dir)) {
             for (Path sb : s.toList()) {
+                if (sb.getFileName().toString().startsWith(".")) {
+                    continue; // a claim or a deletion under way (see ClaimedDirectory), not a sandbox
+                }
                 Path pin = sb.resolve("image.digest");
                 if (Files.isRegularFile(pin)) {
                     pins.put(sb.getFileName().toString(), Files.readString(pin).strip());

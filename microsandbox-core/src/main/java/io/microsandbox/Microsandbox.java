@@ -1,5 +1,6 @@
 package io.microsandbox;
 
+import io.microsandbox.runtime.ClaimedDirectory;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxLock;
@@ -178,7 +179,7 @@ public final class Microsandbox {
         }
         SandboxStore store = store();
         SandboxLayout layout = SandboxLayout.of(home, name);
-        if (store.find(name).isPresent()) {
+        if (taken(store, name)) {
             if (config.replaceTimeout() == null) {
                 throw alreadyExists(name);
             }
@@ -190,10 +191,20 @@ public final class Microsandbox {
                 snapshots().materialize(snapshot, layout);
             }
             return boot(layout, config, snapshot == null, createLock, null, spec -> spec);
-        } catch (MicrosandboxException e) {
-            store.delete(name);
-            discard(layout, createLock);
+        } catch (RuntimeException e) {
+            forgetFailedCreation(store, layout, createLock, e);
             throw e;
+        }
+    }
+
+    /** Removes the row and files of a creation that failed with {@code failure}, which a failing clean-up does not hide. */
+    private static void forgetFailedCreation(SandboxStore store, SandboxLayout layout, SandboxLock createLock, RuntimeException failure) {
+        try {
+            store.delete(layout.name());
+            discard(layout, createLock);
+        } catch (RuntimeException cleanUp) {
+            release(createLock);
+            failure.addSuppressed(cleanUp);
         }
     }
 
@@ -238,10 +249,13 @@ public final class Microsandbox {
         }
         SandboxConfig config = handle.config().toBuilder().detached(detached).build().withSecretValues(secretValues, "sandbox '" + name + "'");
         SandboxLayout layout = SandboxLayout.of(home, name);
+        Path lockFile = SandboxLock.createLockFile(layout);
         SandboxLock createLock;
         try {
-            Files.createDirectories(layout.dir());
-            createLock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout));
+            // never made here: a directory a remove took away meanwhile must stay gone
+            createLock = SandboxLock.tryAcquire(lockFile);
+        } catch (java.nio.file.NoSuchFileException e) {
+            throw removedMeanwhile(name);
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot lock sandbox '" + name + "': " + e.getMessage(), e);
         }
@@ -249,12 +263,21 @@ public final class Microsandbox {
             release(createLock);
             throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING, "sandbox '" + name + "' is being started by another process");
         }
+        // under the lock: a remove that erased the sandbox since get() took its directory (and lock file) away
+        if (!createLock.isOn(lockFile) || store().find(name).isEmpty()) {
+            release(createLock);
+            throw removedMeanwhile(name);
+        }
         try {
             return boot(layout, config, false, createLock, null, spec -> spec);
-        } catch (MicrosandboxException e) {
+        } catch (RuntimeException e) {
             release(createLock);
             throw e;
         }
+    }
+
+    private static MicrosandboxException removedMeanwhile(String name) {
+        return new MicrosandboxException(ErrorKind.SANDBOX_NOT_FOUND, "sandbox '" + name + "' is gone: its state directory was removed");
     }
 
     /** The shape of a restore's VM, for a spare to start the next restore of its checkpoint ahead. */
@@ -399,10 +422,7 @@ public final class Microsandbox {
     public Optional<SandboxHandle> find(String name) {
         Sandbox.validateName(name);
         SandboxStore store = store();
-        return store.find(name)
-                .map(record -> observe(store, record))
-                .filter(record -> !purgedIfEphemeral(store, record))
-                .map(record -> new SandboxHandle(this, record));
+        return visible(store, name).map(record -> new SandboxHandle(this, record));
     }
 
     /** Every sandbox of this runtime's home, newest first. */
@@ -420,16 +440,49 @@ public final class Microsandbox {
                 .toList();
     }
 
+    /** The record of {@code name} as it is: checked against its locks, and gone if it was an ephemeral sandbox that ended. */
+    private Optional<SandboxRecord> visible(SandboxStore store, String name) {
+        return store.find(name).map(record -> observe(store, record)).filter(record -> !purgedIfEphemeral(store, record));
+    }
+
+    private boolean taken(SandboxStore store, String name) {
+        return visible(store, name).isPresent();
+    }
+
     /**
      * An ephemeral sandbox whose supervisor died could not clean up after itself: whoever
      * sees it ended does, and it is then gone.
      */
     private boolean purgedIfEphemeral(SandboxStore store, SandboxRecord record) {
-        if (!record.ephemeral() || !SandboxStatus.fromWireName(record.status()).isTerminal()) {
+        if (!endedEphemeral(record)) {
             return false;
         }
-        erase(store, SandboxLayout.of(home, record.name()));
-        return true;
+        SandboxLayout layout = SandboxLayout.of(home, record.name());
+        SandboxLock createLock = null;
+        try {
+            // under its creation lock, as remove() erases: never under a start, nor twice at once
+            if (Files.isDirectory(layout.dir())) {
+                createLock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout));
+                if (createLock == null || supervisorAlive(layout)) {
+                    return false; // being started, or its supervisor is still erasing it: shown as it is
+                }
+            }
+            // the record read before the lock may be stale: the name may be a new sandbox's by now
+            Optional<SandboxRecord> now = store.find(record.name());
+            if (now.isPresent() && !(endedEphemeral(now.get()) && now.get().createdAt().equals(record.createdAt()))) {
+                return false;
+            }
+            erase(store, layout);
+            return true;
+        } catch (IOException e) {
+            return false; // its directory went meanwhile: whoever took it away erases it
+        } finally {
+            release(createLock);
+        }
+    }
+
+    private static boolean endedEphemeral(SandboxRecord record) {
+        return record.ephemeral() && SandboxStatus.fromWireName(record.status()).isTerminal();
     }
 
     /**
@@ -515,7 +568,7 @@ public final class Microsandbox {
     private SandboxLock claimAndRecord(SandboxStore store, SandboxLayout layout, SandboxConfig config) {
         SandboxLock createLock = claim(layout);
         try {
-            store.insert(layout.name(), config.toJson(), config.labels(), config.ephemeral(), "running");
+            store.insert(layout.name(), config.toJson(), config.labels(), config.ephemeral(), "running", Volumes.mountedBy(config));
         } catch (MicrosandboxException e) {
             discard(layout, createLock);
             throw e;
@@ -560,7 +613,7 @@ public final class Microsandbox {
         }
         SandboxConfig config = builder.build().withSecretValues(options.secretValues(), what);
         SandboxStore store = store();
-        if (store.find(name).isPresent()) {
+        if (taken(store, name)) {
             throw alreadyExists(name);
         }
         SandboxLayout layout = SandboxLayout.of(home, name);
@@ -587,9 +640,8 @@ public final class Microsandbox {
                 return new SupervisorSpec(spec.name(), argv, spec.sandboxDir(), spec.runDir(), spec.configure(), spec.bootTimeoutMs(),
                         spec.detached(), spec.home(), spec.ephemeral(), spec.idleTimeoutMs(), spec.cacheReclaimAfterMs(), spec.maxDurationMs(), restore);
             });
-        } catch (MicrosandboxException e) {
-            store.delete(name);
-            discard(layout, createLock);
+        } catch (RuntimeException e) {
+            forgetFailedCreation(store, layout, createLock, e);
             throw e;
         }
     }
@@ -893,31 +945,50 @@ public final class Microsandbox {
     }
 
     /**
-     * Claims the sandbox directory. A directory without a database row (the caller checked)
-     * is what a crashed creation left, and is cleared.
+     * Claims a new sandbox's directory, its creation lock held from the moment it appears (see
+     * {@link ClaimedDirectory#claim}), so two creators can never both own it. A directory there
+     * without a database row (the caller checked) that nobody owns is what a crashed creation
+     * left: it is cleared under its own lock first.
      */
-    private static SandboxLock claim(SandboxLayout layout) {
+    static SandboxLock claim(SandboxLayout layout) {
         try {
             Files.createDirectories(layout.dir().getParent());
-            for (int attempt = 0; attempt < 2; attempt++) {
+            for (int attempt = 0; attempt < 3; attempt++) {
                 try {
-                    Files.createDirectory(layout.dir());
+                    return ClaimedDirectory.claim(layout.dir(), SandboxLock.CREATE_LOCK);
                 } catch (java.nio.file.FileAlreadyExistsException e) {
-                    if (SandboxLock.isOwned(layout)) {
+                    if (!clearedAbandoned(layout)) {
                         throw alreadyExists(layout.name());
                     }
-                    layout.deleteFiles();
-                    continue;
                 }
-                SandboxLock lock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout));
-                if (lock == null) {
-                    throw alreadyExists(layout.name());
-                }
-                return lock;
             }
             throw alreadyExists(layout.name());
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot create the state directory " + layout.dir() + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Deletes a sandbox directory that nobody owns, under its creation lock; false when somebody owns it. */
+    private static boolean clearedAbandoned(SandboxLayout layout) throws IOException {
+        Path lockFile = SandboxLock.createLockFile(layout);
+        SandboxLock lock;
+        try {
+            lock = SandboxLock.tryAcquire(lockFile);
+        } catch (java.nio.file.NoSuchFileException e) {
+            return true; // gone meanwhile
+        }
+        if (lock == null) {
+            return false;
+        }
+        try (lock) {
+            if (!lock.isOn(lockFile)) {
+                return true; // deleted or replaced meanwhile: look again
+            }
+            if (SandboxLock.isHeld(SandboxLock.supervisorLockFile(layout))) {
+                return false;
+            }
+            layout.deleteFiles();
+            return true;
         }
     }
 
@@ -926,10 +997,16 @@ public final class Microsandbox {
                 + "' already exists; remove it or create with SandboxConfig.builder().replace()");
     }
 
-    /** Removes everything a failed create left: disks, logs, sockets. */
+    /**
+     * Removes everything a failed create left: disks, logs, sockets; under its lock until the
+     * directory has left its name, so that a new creator's directory is never the one deleted.
+     */
     private static void discard(SandboxLayout layout, SandboxLock lock) {
-        release(lock);
-        layout.deleteFiles();
+        try {
+            layout.deleteFiles();
+        } finally {
+            release(lock);
+        }
     }
 
     private static void release(SandboxLock lock) {

@@ -33,6 +33,10 @@ public final class SandboxConfig {
     public static final Duration DEFAULT_CACHE_RECLAIM_AFTER = Duration.ofSeconds(30);
 
     private static final List<String> RESERVED_LABEL_PREFIXES = List.of("sandbox.", "microsandbox.", "service.");
+    /** Labels are for selecting sandboxes, kept in the database and listed with every sandbox: a few short ones. */
+    static final int MAX_LABELS = 64;
+    static final int MAX_LABEL_KEY_LENGTH = 128;
+    static final int MAX_LABEL_VALUE_LENGTH = 1024;
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final String image;
@@ -983,7 +987,18 @@ public final class SandboxConfig {
                     throw invalid("host port " + p.hostPort() + " is published twice");
                 }
             }
-            for (String key : labels.keySet()) {
+            if (labels.size() > MAX_LABELS) {
+                throw invalid("at most " + MAX_LABELS + " labels, got " + labels.size());
+            }
+            for (Map.Entry<String, String> label : labels.entrySet()) {
+                String key = label.getKey();
+                String value = label.getValue();
+                if (key == null || key.isEmpty() || key.length() > MAX_LABEL_KEY_LENGTH || value == null || value.length() > MAX_LABEL_VALUE_LENGTH
+                        || key.chars().anyMatch(Character::isISOControl) || value.chars().anyMatch(Character::isISOControl)) {
+                    throw invalid("label " + (key == null ? "null" : "'" + io.microsandbox.runtime.Json.brief(key.replaceAll("\\p{Cntrl}", "?"), 40) + "'") + " must have a key of 1 to "
+                            + MAX_LABEL_KEY_LENGTH + " characters and a value of at most " + MAX_LABEL_VALUE_LENGTH
+                            + " (not null), without control characters");
+                }
                 for (String prefix : RESERVED_LABEL_PREFIXES) {
                     if (key.startsWith(prefix)) {
                         throw invalid("label '" + key + "' uses the reserved prefix '" + prefix + "'");

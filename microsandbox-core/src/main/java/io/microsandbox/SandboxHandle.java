@@ -170,11 +170,28 @@ public final class SandboxHandle {
      * @throws MicrosandboxException {@link ErrorKind#CANCELLED} when the waiting thread is interrupted
      */
     public SandboxStopResult waitUntilStopped() {
+        return waitUntilStopped(null);
+    }
+
+    /**
+     * Blocks until the sandbox has ended, or {@code timeout} passes; returns at once for a stopped one.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#CANCELLED} when the timeout passes first or the
+     *         waiting thread is interrupted
+     */
+    public SandboxStopResult waitUntilStopped(Duration timeout) {
+        long deadline = timeout == null ? Long.MAX_VALUE : System.nanoTime() + timeout.toNanos();
         if (running()) {
             try {
                 AgentClient client = AgentClient.connect(name(), runtime.layout(name()).agentSocket());
                 try {
-                    client.exited().get();
+                    if (timeout == null) {
+                        client.exited().get();
+                    } else {
+                        client.exited().get(Math.max(0, deadline - System.nanoTime()), java.util.concurrent.TimeUnit.NANOSECONDS);
+                    }
+                } catch (java.util.concurrent.TimeoutException e) {
+                    throw stillRuns(timeout);
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
                     throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for sandbox '" + name() + "'");
@@ -189,7 +206,7 @@ public final class SandboxHandle {
                 }
                 if (e.kind() == ErrorKind.RESOURCE_LIMIT) {
                     // running, with every client slot taken: wait for its supervisor to end instead
-                    awaitSupervisorExit();
+                    awaitSupervisorExit(deadline, timeout);
                 }
                 // else gone already
             }
@@ -199,22 +216,28 @@ public final class SandboxHandle {
                 new SandboxStopResult(name(), now.status(), null, null, null, Instant.now(), "client"));
     }
 
-    private void awaitSupervisorExit() {
-        RunRecord run = refresh().record.lastRun();
-        if (run == null || run.terminatedAt() != null || run.supervisorPid() == null) {
-            return;
-        }
-        java.util.Optional<ProcessHandle> supervisor = ProcessHandle.of(run.supervisorPid());
-        if (supervisor.isEmpty()) {
-            return;
-        }
+    private MicrosandboxException stillRuns(Duration timeout) {
+        return new MicrosandboxException(ErrorKind.CANCELLED, "sandbox '" + name() + "' still runs after " + timeout);
+    }
+
+    /**
+     * Waits while the sandbox's supervisor holds its lock: the lock, not a recorded pid, which
+     * another process may have taken since a supervisor died unrecorded.
+     */
+    private void awaitSupervisorExit(long deadline, Duration timeout) {
+        java.nio.file.Path lock = io.microsandbox.runtime.SandboxLock.supervisorLockFile(runtime.layout(name()));
         try {
-            supervisor.get().onExit().get();
+            while (io.microsandbox.runtime.SandboxLock.isHeld(lock)) {
+                if (timeout != null && System.nanoTime() - deadline >= 0) {
+                    throw stillRuns(timeout);
+                }
+                Thread.sleep(50);
+            }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for sandbox '" + name() + "'");
-        } catch (java.util.concurrent.ExecutionException e) {
-            // it ended all the same
+        } catch (java.io.IOException e) {
+            // its directory is gone: so is the sandbox
         }
     }
 

@@ -1,9 +1,7 @@
 package io.microsandbox;
 
-import io.microsandbox.runtime.OwnerOnly;
-import io.microsandbox.runtime.Posix;
+import io.microsandbox.runtime.ClaimedDirectory;
 import io.microsandbox.runtime.SandboxLock;
-import io.microsandbox.runtime.SandboxPreparer;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.FileAlreadyExistsException;
@@ -11,12 +9,10 @@ import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
-import java.util.UUID;
 import java.util.function.BiFunction;
 import java.util.function.Function;
 import java.util.stream.Stream;
@@ -170,84 +166,19 @@ final class SnapshotDirectories {
             if (Files.isRegularFile(manifest, LinkOption.NOFOLLOW_LINKS) && !finishedToo) {
                 return Deletion.FINISHED; // its writer finished between the two looks
             }
-            return delete(dir) ? Deletion.DELETED : Deletion.GONE;
+            return ClaimedDirectory.delete(dir) ? Deletion.DELETED : Deletion.GONE;
         }
     }
 
     /**
-     * Deletes {@code dir} after renaming it out of the way in one step, so that nobody finds it
-     * half deleted and concurrent deleters do not trip over each other's deletions.
-     *
-     * @return false when it was gone already (another deleter got there first)
-     */
-    static boolean delete(Path dir) {
-        Path doomed = dir.resolveSibling(".removing-" + dir.getFileName() + "-" + UUID.randomUUID());
-        try {
-            Files.move(dir, doomed, StandardCopyOption.ATOMIC_MOVE);
-        } catch (NoSuchFileException e) {
-            return false;
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot remove " + dir + ": " + e.getMessage(), e);
-        }
-        SandboxPreparer.deleteTree(doomed);
-        return true;
-    }
-
-    /**
-     * Creates the directory {@code dir} holding its writing lock, in one step as everyone else
-     * sees it: the directory is made under a hidden name beside it, its lock taken there, and
-     * only then renamed into place, so that nobody finds it with its lock file but without
-     * its lock and takes it for abandoned. The writer closes the lock with
-     * {@link #finished(Path, SandboxLock)} once the manifest is in place (or the directory deleted).
+     * Creates the directory {@code dir} holding its writing lock (see {@link ClaimedDirectory#claim}).
+     * The writer closes the lock with {@link #finished(Path, SandboxLock)} once the manifest is in
+     * place (or the directory deleted).
      *
      * @throws FileAlreadyExistsException when {@code dir} exists
      */
     static SandboxLock claim(Path dir) throws IOException {
-        sweepLeftovers(dir, LEFTOVER_AGE);
-        Path staging = dir.resolveSibling(".claiming-" + dir.getFileName() + "-" + UUID.randomUUID());
-        Files.createDirectory(staging);
-        SandboxLock lock = null;
-        try {
-            OwnerOnly.restrict(staging, OwnerOnly.DIRECTORY);
-            lock = SandboxLock.tryAcquire(staging.resolve(WRITING_LOCK));
-            if (lock == null) {
-                throw new IOException(staging + " is locked by someone else");
-            }
-            Posix.renameNoReplace(staging, dir);
-            return lock;
-        } catch (IOException | RuntimeException e) {
-            if (lock != null) {
-                lock.close();
-            }
-            SandboxPreparer.deleteTree(staging);
-            throw e;
-        }
-    }
-
-    /** How old a hidden claim or deletion beside a directory must be to count as left by a dead process. */
-    static final java.time.Duration LEFTOVER_AGE = java.time.Duration.ofMinutes(10);
-
-    /**
-     * Deletes, best effort, what processes that died left beside {@code dir} under hidden names:
-     * a claim never renamed into place ({@code .claiming-}), a deletion never finished
-     * ({@code .removing-}, which may hold a whole memory file). Only those renamed or made more
-     * than {@code age} ago (their inode change time) and whose lock nobody holds: a live claim
-     * or deletion takes milliseconds.
-     */
-    static void sweepLeftovers(Path dir, java.time.Duration age) {
-        String glob = ".{claiming,removing}-" + dir.getFileName() + "-*";
-        long before = System.currentTimeMillis() - age.toMillis();
-        try (java.nio.file.DirectoryStream<Path> leftovers = Files.newDirectoryStream(dir.getParent(), glob)) {
-            for (Path leftover : leftovers) {
-                Object changed = Files.getAttribute(leftover, "unix:ctime", LinkOption.NOFOLLOW_LINKS);
-                if (changed instanceof java.nio.file.attribute.FileTime t && t.toMillis() < before
-                        && !SandboxLock.isHeld(leftover.resolve(WRITING_LOCK))) {
-                    SandboxPreparer.deleteTree(leftover);
-                }
-            }
-        } catch (IOException | MicrosandboxException e) {
-            // best effort: the next claim of this name tries again
-        }
+        return ClaimedDirectory.claim(dir, WRITING_LOCK);
     }
 
     /** Releases the writing lock of {@code dir}, and drops its file when the directory is still there. */

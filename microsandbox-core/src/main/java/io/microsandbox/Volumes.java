@@ -122,33 +122,42 @@ public final class Volumes {
      */
     public void remove(String name) {
         get(name);
-        List<String> users = usedBy(name);
+        // the row goes first, in one transaction with the check: a sandbox recorded meanwhile
+        // either mounts it (kept) or finds it gone; the files of a removal cut short are
+        // cleared by the next creation of the name
+        List<String> users = volumeStore().deleteUnlessMounted(name, configJson -> mounts(configJson, name));
         if (!users.isEmpty()) {
             throw new MicrosandboxException(ErrorKind.VOLUME_IN_USE,
                     "volume '" + name + "' is mounted by sandbox(es) " + String.join(", ", users) + "; remove them first");
         }
         SandboxPreparer.deleteTree(dir(name));
-        volumeStore().delete(name);
     }
 
     /** The sandboxes whose configuration mounts the volume, by name. */
     public List<String> usedBy(String name) {
         List<String> users = new ArrayList<>();
         for (SandboxRecord r : SandboxStore.open(home).list(java.util.Map.of())) {
-            SandboxConfig config;
-            try {
-                config = SandboxConfig.fromJson(r.configJson());
-            } catch (MicrosandboxException e) {
-                continue; // an unreadable config cannot boot, so it mounts nothing
-            }
-            for (Mount m : config.mounts().values()) {
-                if ((m.kind() == Mount.Kind.NAMED || m.kind() == Mount.Kind.DISK) && name.equals(m.source())) {
-                    users.add(r.name());
-                    break;
-                }
+            if (mounts(r.configJson(), name)) {
+                users.add(r.name());
             }
         }
         return users;
+    }
+
+    /** The volumes a sandbox configuration mounts by name. */
+    static List<String> mountedBy(SandboxConfig config) {
+        return config.mounts().values().stream().filter(m -> m.kind() == Mount.Kind.NAMED).map(Mount::source).distinct().toList();
+    }
+
+    private static boolean mounts(String configJson, String volume) {
+        SandboxConfig config;
+        try {
+            config = SandboxConfig.fromJson(configJson);
+        } catch (MicrosandboxException e) {
+            return false; // an unreadable config cannot boot, so it mounts nothing
+        }
+        return config.mounts().values().stream()
+                .anyMatch(m -> (m.kind() == Mount.Kind.NAMED || m.kind() == Mount.Kind.DISK) && volume.equals(m.source()));
     }
 
     /** Why {@code name} is no valid volume name, or null: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'. */

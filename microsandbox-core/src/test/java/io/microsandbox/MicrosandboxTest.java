@@ -154,4 +154,89 @@ class MicrosandboxTest {
             }
         }
     }
+    /**
+     * Creators racing for one name: exactly one claims its directory, and keeps it (its lock on
+     * the file under the name) while the others, finding it, neither share nor delete it.
+     */
+    @Test
+    void creatorsRacingForANameNeverBothClaimIt(@TempDir Path home) throws Exception {
+        int creators = 6;
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(creators);
+        try {
+            for (int round = 0; round < 150; round++) {
+                io.microsandbox.runtime.SandboxLayout layout = io.microsandbox.runtime.SandboxLayout.of(home, "race-" + round);
+                java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(creators);
+                java.util.List<java.util.concurrent.Future<io.microsandbox.runtime.SandboxLock>> claims = new java.util.ArrayList<>();
+                for (int i = 0; i < creators; i++) {
+                    claims.add(pool.submit(() -> {
+                        start.await();
+                        try {
+                            return Microsandbox.claim(layout);
+                        } catch (MicrosandboxException e) {
+                            assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_ALREADY_EXISTS);
+                            return null;
+                        }
+                    }));
+                }
+                java.util.List<io.microsandbox.runtime.SandboxLock> won = new java.util.ArrayList<>();
+                for (var f : claims) {
+                    io.microsandbox.runtime.SandboxLock lock = f.get(30, java.util.concurrent.TimeUnit.SECONDS);
+                    if (lock != null) {
+                        won.add(lock);
+                    }
+                }
+                assertThat(won).as("round " + round).hasSize(1);
+                assertThat(won.get(0).isOn(io.microsandbox.runtime.SandboxLock.createLockFile(layout))).as("the winner's directory is still there").isTrue();
+                won.get(0).close();
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    /** A directory a crashed creation left (nobody holds its lock) is cleared by the next claim; hidden leftovers never count. */
+    @Test
+    void aClaimClearsWhatACrashedCreationLeft(@TempDir Path home) throws Exception {
+        io.microsandbox.runtime.SandboxLayout layout = io.microsandbox.runtime.SandboxLayout.of(home, "crashed");
+        Files.createDirectories(layout.dir());
+        Files.writeString(layout.dir().resolve("upper.ext4"), "half");
+        Files.createDirectories(layout.runDir());
+        try (io.microsandbox.runtime.SandboxLock lock = Microsandbox.claim(layout)) {
+            assertThat(layout.dir().resolve("upper.ext4")).doesNotExist();
+            assertThat(layout.runDir()).doesNotExist();
+            assertThat(lock.isOn(io.microsandbox.runtime.SandboxLock.createLockFile(layout))).isTrue();
+            // owned now: a second creator is told so, and takes nothing away
+            assertThatThrownBy(() -> Microsandbox.claim(layout)).isInstanceOfSatisfying(MicrosandboxException.class,
+                    e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_ALREADY_EXISTS));
+            assertThat(lock.isOn(io.microsandbox.runtime.SandboxLock.createLockFile(layout))).isTrue();
+        }
+        try (var entries = Files.list(layout.dir().getParent())) {
+            assertThat(entries.map(p -> p.getFileName().toString())).containsExactly("crashed");
+        }
+    }
+
+    /** A start of a sandbox whose directory a remove took away fails as not found, and makes no directory of its own. */
+    @Test
+    void aStartAfterItsDirectoryWasRemovedIsNotFoundAndLeavesNothing(@TempDir Path home) {
+        Microsandbox runtime = Microsandbox.builder().home(home).accelerator(Accelerator.TCG).build();
+        String config = SandboxConfig.builder().image("/nonexistent").build().toJson();
+        SandboxStore.open(home).insert("half-removed", config, Map.of(), false, "stopped");
+        assertThatThrownBy(() -> runtime.start("half-removed")).isInstanceOfSatisfying(MicrosandboxException.class,
+                e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_FOUND));
+        assertThat(home.resolve("sandboxes").resolve("half-removed")).doesNotExist();
+    }
+
+    @Test
+    void labelsAreFewShortAndNeverNull() {
+        for (java.util.function.Consumer<SandboxConfig.Builder> bad : java.util.List.<java.util.function.Consumer<SandboxConfig.Builder>>of(
+                b -> b.label("k", null), b -> b.label(null, "v"), b -> b.label("", "v"), b -> b.label("a\nb", "v"),
+                b -> b.label("k", "x".repeat(SandboxConfig.MAX_LABEL_VALUE_LENGTH + 1)),
+                b -> { for (int i = 0; i <= SandboxConfig.MAX_LABELS; i++) { b.label("k" + i, "v"); } })) {
+            SandboxConfig.Builder b = SandboxConfig.builder().image("python:3.12");
+            bad.accept(b);
+            assertThatThrownBy(b::build).isInstanceOfSatisfying(MicrosandboxException.class,
+                    e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG));
+        }
+        assertThat(SandboxConfig.builder().image("python:3.12").label("team", "").build().labels()).containsEntry("team", "");
+    }
 }

@@ -19,6 +19,45 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 /** Creation, shutdown and ownership of real VMs. */
 class SandboxLifecycleIT {
 
+    /**
+     * A creation runs none of its blocking steps on the common pool: an application that keeps
+     * that pool busy (parallel streams, async tasks) does not stall or fail its boots.
+     * A handle's bounded wait gives up when its time passes.
+     */
+    @Test
+    void aBusyCommonPoolDoesNotHoldUpACreation() {
+        java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+        java.util.concurrent.ForkJoinPool common = java.util.concurrent.ForkJoinPool.commonPool();
+        for (int i = 0; i < common.getParallelism() + 2; i++) {
+            common.execute(() -> {
+                try {
+                    release.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            });
+        }
+        String name = TestSandboxes.uniqueName("busy-pool");
+        java.util.concurrent.FutureTask<String> creation = new java.util.concurrent.FutureTask<>(() -> {
+            try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().ephemeral(true).build())) {
+                assertThatThrownBy(() -> Sandbox.get(name).waitUntilStopped(java.time.Duration.ofMillis(300)))
+                        .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.CANCELLED));
+                return sb.shell("echo up").stdout();
+            }
+        });
+        new Thread(creation, "creator").start();
+        try {
+            // a step queued behind the blocked pool would wait until released below
+            assertThat(creation.get(120, java.util.concurrent.TimeUnit.SECONDS)).isEqualTo("up\n");
+        } catch (java.util.concurrent.TimeoutException e) {
+            throw new AssertionError("the creation waited for the busy common pool", e);
+        } catch (Exception e) {
+            throw new AssertionError(e);
+        } finally {
+            release.countDown();
+        }
+    }
+
     @Test
     void stopShutsDownGracefullyAndLeavesNoProcessOrSocket() {
         String name = TestSandboxes.uniqueName("stop");

@@ -1,5 +1,6 @@
 package io.microsandbox;
 
+import io.microsandbox.runtime.ClaimedDirectory;
 import io.microsandbox.runtime.SandboxLock;
 import java.io.RandomAccessFile;
 import java.nio.charset.StandardCharsets;
@@ -281,11 +282,11 @@ class SnapshotDirectoriesTest {
         Path otherName = Files.createDirectories(named.resolve(".removing-other-3"));
         Path liveClaim = Files.createDirectories(named.resolve(".claiming-cp-4"));
         try (SandboxLock live = SandboxLock.tryAcquire(liveClaim.resolve(SnapshotDirectories.WRITING_LOCK))) {
-            SnapshotDirectories.sweepLeftovers(named.resolve("cp"), SnapshotDirectories.LEFTOVER_AGE);
+            ClaimedDirectory.sweepLeftovers(named.resolve("cp"), SnapshotDirectories.WRITING_LOCK, ClaimedDirectory.LEFTOVER_AGE);
             assertThat(deadClaim).as("too young").exists();
             assertThat(deadRemoval).as("too young").exists();
             Thread.sleep(20); // inode change times cannot be set back: sweep with no minimum age instead
-            SnapshotDirectories.sweepLeftovers(named.resolve("cp"), Duration.ZERO);
+            ClaimedDirectory.sweepLeftovers(named.resolve("cp"), SnapshotDirectories.WRITING_LOCK, Duration.ZERO);
             assertThat(deadClaim).doesNotExist();
             assertThat(deadRemoval).doesNotExist();
             assertThat(otherName).as("another name's").exists();

@@ -114,8 +114,8 @@ public record SandboxLayout(String name, Path dir, Path runDir) {
 
     /** Deletes every file of this sandbox: its state directory and its socket directory. */
     public void deleteFiles() {
-        SandboxPreparer.deleteTree(dir);
         SandboxPreparer.deleteTree(runDir);
+        ClaimedDirectory.delete(dir);
     }
 
     public static String shortHash(String name) {

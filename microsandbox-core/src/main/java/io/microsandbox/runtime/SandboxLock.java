@@ -21,8 +21,11 @@ public final class SandboxLock implements AutoCloseable {
         this.fd = fd;
     }
 
+    /** The name of the creation lock's file in a sandbox's directory. */
+    public static final String CREATE_LOCK = "create.lock";
+
     public static Path createLockFile(SandboxLayout layout) {
-        return layout.dir().resolve("create.lock");
+        return layout.dir().resolve(CREATE_LOCK);
     }
 
     public static Path supervisorLockFile(SandboxLayout layout) {

@@ -60,7 +60,8 @@ public final class SandboxPreparer {
         if (patched) {
             upper = CompletableFuture.completedFuture(null);
         } else if (freshUpper || !Files.isRegularFile(layout.upperDisk())) {
-            upper = CompletableFuture.runAsync(() -> RootDisks.createUpperDisk(layout.upperDisk(), config.upperSizeMib()));
+            upper = CompletableFuture.runAsync(() -> RootDisks.createUpperDisk(layout.upperDisk(), config.upperSizeMib()),
+                    DedicatedThreads.named("msb-upper-disk-" + layout.name()));
         } else {
             RootDisks.restrictUpperDisk(layout.upperDisk());
             upper = CompletableFuture.completedFuture(null);
@@ -206,13 +207,32 @@ public final class SandboxPreparer {
 
     /** Deletes a directory tree, ignoring what is already gone. */
     public static void deleteTree(Path dir) {
-        if (!Files.exists(dir, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
-            return;
-        }
-        try (Stream<Path> walk = Files.walk(dir)) {
-            for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(p);
-            }
+        try {
+            // what disappears meanwhile (another deleter) is as good as deleted
+            Files.walkFileTree(dir, new java.nio.file.SimpleFileVisitor<>() {
+                @Override
+                public java.nio.file.FileVisitResult visitFile(Path file, java.nio.file.attribute.BasicFileAttributes attrs) throws IOException {
+                    Files.deleteIfExists(file);
+                    return java.nio.file.FileVisitResult.CONTINUE;
+                }
+
+                @Override
+                public java.nio.file.FileVisitResult visitFileFailed(Path file, IOException e) throws IOException {
+                    if (e instanceof java.nio.file.NoSuchFileException) {
+                        return java.nio.file.FileVisitResult.CONTINUE;
+                    }
+                    throw e;
+                }
+
+                @Override
+                public java.nio.file.FileVisitResult postVisitDirectory(Path d, IOException e) throws IOException {
+                    if (e != null && !(e instanceof java.nio.file.NoSuchFileException)) {
+                        throw e;
+                    }
+                    Files.deleteIfExists(d);
+                    return java.nio.file.FileVisitResult.CONTINUE;
+                }
+            });
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot delete " + dir + ": " + e.getMessage(), e);
         }

@@ -151,19 +151,29 @@ public final class SandboxStore {
         }
     }
 
-    private Connection connect() throws SQLException {
+    private Connection connect(SQLiteConfig.TransactionMode mode) throws SQLException {
         SQLiteConfig config = new SQLiteConfig();
         config.setBusyTimeout(BUSY_TIMEOUT_MS);
         config.enforceForeignKeys(true);
         config.setJournalMode(SQLiteConfig.JournalMode.WAL);
         config.setSynchronous(SQLiteConfig.SynchronousMode.NORMAL);
-        // Writers take the lock when the transaction begins, so two processes wait for each
-        // other instead of failing on a lock upgrade.
-        config.setTransactionMode(SQLiteConfig.TransactionMode.IMMEDIATE);
+        config.setTransactionMode(mode);
         return SQLITE.connect(url, config.toProperties());
     }
 
+    /** Brings the schema up to this library's version; a read alone when it is there already (every open). */
     private void migrate() {
+        int found = inReadTransaction(c -> {
+            try (Statement s = c.createStatement();
+                 ResultSet rs = s.executeQuery("SELECT max(version) FROM schema_version")) {
+                return rs.next() ? rs.getInt(1) : 0;
+            } catch (SQLException e) {
+                return 0; // no schema yet
+            }
+        });
+        if (found == MIGRATIONS.size()) {
+            return;
+        }
         inTransaction(c -> {
             try (Statement s = c.createStatement()) {
                 s.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
@@ -199,7 +209,31 @@ public final class SandboxStore {
      * @throws MicrosandboxException {@link ErrorKind#SANDBOX_ALREADY_EXISTS} when the name is taken
      */
     public void insert(String name, String configJson, Map<String, String> labels, boolean ephemeral, String status) {
+        insert(name, configJson, labels, ephemeral, status, List.of());
+    }
+
+    /**
+     * Records a new sandbox that mounts the named {@code volumes}, which must be recorded: in the
+     * transaction that records it, so that a volume's removal either sees the sandbox or is seen
+     * by it (see {@link VolumeStore#deleteUnlessMounted}).
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SANDBOX_ALREADY_EXISTS} when the name is taken,
+     *         {@link ErrorKind#VOLUME_NOT_FOUND} when a volume is not (or no longer) there
+     */
+    public void insert(String name, String configJson, Map<String, String> labels, boolean ephemeral, String status,
+            java.util.Collection<String> volumes) {
         inTransaction(c -> {
+            try (PreparedStatement ps = c.prepareStatement("SELECT 1 FROM volume WHERE name = ?")) {
+                for (String volume : volumes) {
+                    ps.setString(1, volume);
+                    try (ResultSet rs = ps.executeQuery()) {
+                        if (!rs.next()) {
+                            throw new MicrosandboxException(ErrorKind.VOLUME_NOT_FOUND, "no volume named '" + volume
+                                    + "' for sandbox '" + name + "' (removed meanwhile?); create it with Volumes.create");
+                        }
+                    }
+                }
+            }
             String now = Instant.now().toString();
             try (PreparedStatement ps = c.prepareStatement(
                     "INSERT INTO sandbox (name, config, status, ephemeral, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)")) {
@@ -247,11 +281,11 @@ public final class SandboxStore {
     }
 
     private List<SandboxRecord> query(String where, List<String> args) {
-        return inTransaction(c -> {
+        return inReadTransaction(c -> {
             List<SandboxRecord> records = new ArrayList<>();
             try (PreparedStatement ps = c.prepareStatement(
                     "SELECT s.name, s.config, s.status, s.ephemeral, s.created_at, s.updated_at FROM sandbox s "
-                            + where + " ORDER BY s.created_at DESC, s.rowid DESC")) {
+                            + where + " ORDER BY s.rowid DESC")) {
                 for (int i = 0; i < args.size(); i++) {
                     ps.setString(i + 1, args.get(i));
                 }
@@ -263,6 +297,8 @@ public final class SandboxStore {
                     }
                 }
             }
+            // as instants, not as their text (whose fraction has 0 to 9 digits); ties newest row first
+            records.sort(java.util.Comparator.comparing(SandboxRecord::createdAt).reversed());
             return records;
         });
     }
@@ -391,8 +427,21 @@ public final class SandboxStore {
         T run(Connection c) throws SQLException;
     }
 
+    /**
+     * Runs {@code work} in a transaction that takes the write lock when it begins, so that two
+     * writing processes wait for each other instead of failing on a lock upgrade.
+     */
     <T> T inTransaction(Work<T> work) {
-        try (Connection c = connect()) {
+        return transaction(SQLiteConfig.TransactionMode.IMMEDIATE, work);
+    }
+
+    /** Runs reads only: in WAL mode they never wait for a writer, nor make one wait. */
+    <T> T inReadTransaction(Work<T> work) {
+        return transaction(SQLiteConfig.TransactionMode.DEFERRED, work);
+    }
+
+    private <T> T transaction(SQLiteConfig.TransactionMode mode, Work<T> work) {
+        try (Connection c = connect(mode)) {
             c.setAutoCommit(false);
             try {
                 T result = work.run(c);

@@ -62,6 +62,35 @@ public final class VolumeStore {
         return query("", null);
     }
 
+    /**
+     * Forgets a volume unless a sandbox's configuration mounts it, in one transaction with the
+     * sandboxes' rows: a sandbox being recorded meanwhile is either seen here or finds the
+     * volume gone (see {@link SandboxStore#insert(String, String, java.util.Map, boolean, String, java.util.Collection)}).
+     *
+     * @param mountsIt whether a sandbox configuration (JSON) mounts the volume
+     * @return the sandboxes that mount it, by name, when it was kept; empty when it was forgotten
+     */
+    public List<String> deleteUnlessMounted(String name, java.util.function.Predicate<String> mountsIt) {
+        return db.inTransaction(c -> {
+            List<String> users = new ArrayList<>();
+            try (PreparedStatement ps = c.prepareStatement("SELECT name, config FROM sandbox ORDER BY name");
+                 ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    if (mountsIt.test(rs.getString(2))) {
+                        users.add(rs.getString(1));
+                    }
+                }
+            }
+            if (users.isEmpty()) {
+                try (PreparedStatement ps = c.prepareStatement("DELETE FROM volume WHERE name = ?")) {
+                    ps.setString(1, name);
+                    ps.executeUpdate();
+                }
+            }
+            return users;
+        });
+    }
+
     /** Forgets a volume (its files are the caller's to delete). */
     public void delete(String name) {
         db.inTransaction(c -> {
@@ -74,7 +103,7 @@ public final class VolumeStore {
     }
 
     private List<Row> query(String where, String arg) {
-        return db.inTransaction(c -> {
+        return db.inReadTransaction(c -> {
             List<Row> rows = new ArrayList<>();
             try (PreparedStatement ps = c.prepareStatement("SELECT name, kind, size_mib, created_at FROM volume " + where + " ORDER BY name")) {
                 if (arg != null) {

@@ -143,4 +143,51 @@ class SandboxStoreTest {
         }
         assertThat(store.list(Map.of("batch", "1"))).hasSize(40).allMatch(r -> r.status().equals("stopped"));
     }
+    /** Reads neither wait for a writer nor make one wait: a long write elsewhere does not hold up a lookup or a listing. */
+    @Test
+    void readsDoNotWaitForAWriter() throws Exception {
+        SandboxStore store = SandboxStore.open(home);
+        store.insert("a", "{}", Map.of(), false, "running");
+        try (java.sql.Connection writer = java.sql.DriverManager.getConnection("jdbc:sqlite:" + home.resolve("db").resolve("msb.db"));
+             java.sql.Statement s = writer.createStatement()) {
+            s.execute("BEGIN IMMEDIATE");
+            s.execute("UPDATE sandbox SET status = 'stopped' WHERE name = 'a'");
+            long start = System.nanoTime();
+            assertThat(SandboxStore.open(home).find("a")).get().extracting(SandboxRecord::status).isEqualTo("running");
+            assertThat(store.list(Map.of())).hasSize(1);
+            assertThat(java.time.Duration.ofNanos(System.nanoTime() - start)).isLessThan(java.time.Duration.ofSeconds(5));
+            s.execute("ROLLBACK");
+        }
+    }
+
+    /** Newest first by the instant, not by its text (whose fraction has 0 to 9 digits). */
+    @Test
+    void listsNewestFirstWhateverTheTimestampsLength() throws Exception {
+        SandboxStore store = SandboxStore.open(home);
+        store.insert("half", "{}", Map.of(), false, "stopped");
+        store.insert("whole", "{}", Map.of(), false, "stopped");
+        try (java.sql.Connection c = java.sql.DriverManager.getConnection("jdbc:sqlite:" + home.resolve("db").resolve("msb.db"));
+             java.sql.Statement s = c.createStatement()) {
+            s.execute("UPDATE sandbox SET created_at = '2026-01-01T00:00:00Z' WHERE name = 'whole'");
+            s.execute("UPDATE sandbox SET created_at = '2026-01-01T00:00:00.500Z' WHERE name = 'half'");
+        }
+        assertThat(store.list(Map.of())).extracting(SandboxRecord::name).containsExactly("half", "whole");
+    }
+
+    /** A volume's removal and the recording of a sandbox that mounts it see each other: never both. */
+    @Test
+    void aVolumeIsNeverRemovedUnderASandboxRecordedToMountIt() {
+        SandboxStore store = SandboxStore.open(home);
+        VolumeStore volumes = VolumeStore.open(home);
+        volumes.insert("v", "directory", null);
+        store.insert("user", "{\"v\":1}", Map.of(), false, "running", List.of("v"));
+        assertThat(volumes.deleteUnlessMounted("v", json -> json.contains("\"v\""))).containsExactly("user");
+        assertThat(volumes.find("v")).isPresent();
+        store.delete("user");
+        assertThat(volumes.deleteUnlessMounted("v", json -> json.contains("\"v\""))).isEmpty();
+        assertThat(volumes.find("v")).isEmpty();
+        assertThatThrownBy(() -> store.insert("late", "{\"v\":1}", Map.of(), false, "running", List.of("v")))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.VOLUME_NOT_FOUND));
+        assertThat(store.find("late")).isEmpty();
+    }
 }

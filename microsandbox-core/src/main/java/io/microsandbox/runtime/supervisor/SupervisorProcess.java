@@ -141,7 +141,7 @@ public final class SupervisorProcess {
             } catch (IOException e) {
                 throw new java.io.UncheckedIOException(e);
             }
-        });
+        }, io.microsandbox.runtime.DedicatedThreads.named("msb-boot-report-" + spec.name()));
         String report;
         try {
             report = line.get(spec.bootTimeoutMs() + Supervisor.FAILED_BOOT_REPORT_MS, TimeUnit.MILLISECONDS);

@@ -1,0 +1,97 @@
+package io.microsandbox.runtime;
+
+import io.microsandbox.ErrorKind;
+import io.microsandbox.MicrosandboxException;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.time.Duration;
+import java.util.UUID;
+
+/**
+ * A directory that one process at a time owns by a lock file inside it (a sandbox's
+ * {@code create.lock}, a snapshot's writing lock), made and deleted so that nobody ever sees it
+ * in between: it appears under its name with its lock already held, and it leaves its name in
+ * one step before it is deleted. Without that, a second process could find a directory with
+ * its lock file but not yet its lock, take it for abandoned and delete it under its owner.
+ */
+public final class ClaimedDirectory {
+    /** How old a hidden claim or deletion beside a directory must be to count as left by a dead process. */
+    public static final Duration LEFTOVER_AGE = Duration.ofMinutes(10);
+
+    private ClaimedDirectory() {
+    }
+
+    /**
+     * Creates {@code dir} holding the lock on {@code lockName} inside it: the directory is made
+     * under a hidden name beside it ({@code .claiming-}), its lock taken there, and only then
+     * renamed into place. Leftovers of dead claims and deletions of the same name go first.
+     *
+     * @throws java.nio.file.FileAlreadyExistsException when {@code dir} exists
+     */
+    public static SandboxLock claim(Path dir, String lockName) throws IOException {
+        sweepLeftovers(dir, lockName, LEFTOVER_AGE);
+        Path staging = dir.resolveSibling(".claiming-" + dir.getFileName() + "-" + UUID.randomUUID());
+        Files.createDirectory(staging);
+        SandboxLock lock = null;
+        try {
+            OwnerOnly.restrict(staging, OwnerOnly.DIRECTORY);
+            lock = SandboxLock.tryAcquire(staging.resolve(lockName));
+            if (lock == null) {
+                throw new IOException(staging + " is locked by someone else");
+            }
+            Posix.renameNoReplace(staging, dir);
+            return lock;
+        } catch (IOException | RuntimeException e) {
+            if (lock != null) {
+                lock.close();
+            }
+            SandboxPreparer.deleteTree(staging);
+            throw e;
+        }
+    }
+
+    /**
+     * Deletes {@code dir} after renaming it out of the way ({@code .removing-}) in one step, so
+     * that nobody finds it half deleted and concurrent deleters do not trip over each other.
+     *
+     * @return false when it was gone already (another deleter got there first)
+     */
+    public static boolean delete(Path dir) {
+        Path doomed = dir.resolveSibling(".removing-" + dir.getFileName() + "-" + UUID.randomUUID());
+        try {
+            Files.move(dir, doomed, StandardCopyOption.ATOMIC_MOVE);
+        } catch (NoSuchFileException e) {
+            return false;
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot remove " + dir + ": " + e.getMessage(), e);
+        }
+        SandboxPreparer.deleteTree(doomed);
+        return true;
+    }
+
+    /**
+     * Deletes, best effort, what processes that died left beside {@code dir} under hidden names:
+     * a claim never renamed into place, a deletion never finished (which may hold a whole disk or
+     * memory file). Only those renamed or made more than {@code age} ago (their inode change
+     * time) and whose lock nobody holds: a live claim or deletion takes milliseconds.
+     */
+    public static void sweepLeftovers(Path dir, String lockName, Duration age) {
+        String glob = ".{claiming,removing}-" + dir.getFileName() + "-*";
+        long before = System.currentTimeMillis() - age.toMillis();
+        try (java.nio.file.DirectoryStream<Path> leftovers = Files.newDirectoryStream(dir.getParent(), glob)) {
+            for (Path leftover : leftovers) {
+                Object changed = Files.getAttribute(leftover, "unix:ctime", LinkOption.NOFOLLOW_LINKS);
+                if (changed instanceof java.nio.file.attribute.FileTime t && t.toMillis() < before
+                        && !SandboxLock.isHeld(leftover.resolve(lockName))) {
+                    SandboxPreparer.deleteTree(leftover);
+                }
+            }
+        } catch (IOException | MicrosandboxException e) {
+            // best effort: the next claim of this name tries again
+        }
+    }
+}

@@ -1,0 +1,73 @@
+package io.microsandbox.runtime;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Directories owned by a lock inside them, made and deleted so that nobody sees them in between. */
+class ClaimedDirectoryTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void aClaimedDirectoryAppearsWithItsLockHeldAndOnlyOnce() throws Exception {
+        Path claimed = dir.resolve("box");
+        try (SandboxLock lock = ClaimedDirectory.claim(claimed, "owner.lock")) {
+            assertThat(lock.isOn(claimed.resolve("owner.lock"))).isTrue();
+            assertThat(SandboxLock.isHeld(claimed.resolve("owner.lock"))).isTrue();
+            assertThatThrownBy(() -> ClaimedDirectory.claim(claimed, "owner.lock")).isInstanceOf(FileAlreadyExistsException.class);
+        }
+        try (var entries = Files.list(dir)) {
+            assertThat(entries).as("no staging directory left").containsExactly(claimed);
+        }
+        assertThat(ClaimedDirectory.delete(claimed)).isTrue();
+        assertThat(ClaimedDirectory.delete(claimed)).as("gone already").isFalse();
+        try (var entries = Files.list(dir)) {
+            assertThat(entries).isEmpty();
+        }
+    }
+
+    /** Deleters of one tree at once (a remove and a listing purging the same sandbox) do not trip over each other's deletions. */
+    @Test
+    void treesDeletedByTwoAtOnceAreDeletedWithoutErrors() throws Exception {
+        ExecutorService pool = Executors.newFixedThreadPool(2);
+        try {
+            for (int round = 0; round < 5; round++) {
+                Path tree = dir.resolve("tree-" + round);
+                for (int d = 0; d < 50; d++) {
+                    Path sub = Files.createDirectories(tree.resolve("d" + d));
+                    for (int f = 0; f < 40; f++) {
+                        Files.createFile(sub.resolve("f" + f));
+                    }
+                }
+                CyclicBarrier start = new CyclicBarrier(2);
+                List<Future<?>> deleters = new ArrayList<>();
+                for (int i = 0; i < 2; i++) {
+                    deleters.add(pool.submit(() -> {
+                        start.await();
+                        SandboxPreparer.deleteTree(tree);
+                        return null;
+                    }));
+                }
+                for (Future<?> f : deleters) {
+                    f.get(60, TimeUnit.SECONDS);
+                }
+                assertThat(tree).doesNotExist();
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+}
