@@ -37,7 +37,7 @@ final class LowerFs {
 
     /** The entry at {@code path} itself (no link followed), or null when absent. */
     Entry stat(String path) throws IOException {
-        String out = run("stat \"" + path + "\"");
+        String out = run("stat " + DebugfsPaths.quote(path, "read the image's"));
         Matcher t = TYPE.matcher(out);
         if (!t.find()) {
             return null;
@@ -113,13 +113,10 @@ final class LowerFs {
 
     /** Copies a regular file of the lower to {@code dest} on the host. */
     void dump(String path, Path dest) throws IOException {
-        run("dump \"" + path + "\" \"" + dest + "\"");
+        run("dump " + DebugfsPaths.quote(path, "copy the image's") + " " + DebugfsPaths.quote(dest.toString(), "copy to"));
     }
 
     private String run(String request) throws IOException {
-        if (request.indexOf('\n') >= 0) {
-            throw new IOException("invalid path in " + request);
-        }
         // a listing of a large directory is long: bounded all the same
         return HostCommand.run(List.of("/usr/sbin/debugfs", "-R", request, disk.toString()), Duration.ofSeconds(60), 64 << 20).output();
     }

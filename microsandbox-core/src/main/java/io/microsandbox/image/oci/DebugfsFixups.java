@@ -32,10 +32,7 @@ final class DebugfsFixups {
             int n = 0;
             for (LayerApplier.Fixup f : fixups) {
                 String p = "/" + f.path();
-                if (p.indexOf('"') >= 0 || p.indexOf('\n') >= 0 || p.indexOf('\\') >= 0) {
-                    throw new IOException("cannot fix up " + p + " without root (a quote, backslash or newline in its name)");
-                }
-                String q = "\"" + p + "\"";
+                String q = io.microsandbox.image.DebugfsPaths.quote(p, "fix up (without root)");
                 if (f.device() != '\0') {
                     script.append("rm ").append(q).append('\n');
                     // mknod takes a name in the current directory, not a path
