@@ -12,7 +12,6 @@ import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.time.Instant;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
@@ -174,9 +173,7 @@ public final class Snapshots {
 
     /** Writes a manifest atomically: a directory without one is unfinished. */
     static void writeManifest(Path file, byte[] manifest) throws IOException {
-        Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
-        OwnerOnly.write(tmp, manifest);
-        Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE);
+        OwnerOnly.write(file, manifest);
     }
 
     /**

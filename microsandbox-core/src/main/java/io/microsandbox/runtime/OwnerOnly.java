@@ -88,10 +88,20 @@ public final class OwnerOnly {
         return Channels.newOutputStream(open(file, withWrite));
     }
 
-    /** Writes {@code bytes} to {@code file}, created or truncated, {@code 0600}. */
+    /**
+     * Writes {@code bytes} to {@code file}, {@code 0600}, whole or not at all: into a new file
+     * beside it, renamed over it. A file cut short by a killed process is never left under the
+     * name, and a descriptor another user opened on an older, wider file does not see the new bytes.
+     */
     public static void write(Path file, byte[] bytes) throws IOException {
-        try (OutputStream out = newOutputStream(file, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING)) {
-            out.write(bytes);
+        Path tmp = createTempFile(file.toAbsolutePath().getParent(), "." + file.getFileName() + ".", ".part");
+        try {
+            try (OutputStream out = Files.newOutputStream(tmp, StandardOpenOption.WRITE)) {
+                out.write(bytes);
+            }
+            Files.move(tmp, file, java.nio.file.StandardCopyOption.ATOMIC_MOVE, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        } finally {
+            Files.deleteIfExists(tmp);
         }
     }
 
@@ -149,9 +159,16 @@ public final class OwnerOnly {
      * first would otherwise be theirs to read and to plant files in.
      */
     static void requireOwnedByUs(Path dir) throws IOException {
-        int owner = (Integer) Files.getAttribute(dir, "unix:uid");
         // /proc/self belongs to this process's effective user
         int us = (Integer) Files.getAttribute(Path.of("/proc/self"), "unix:uid");
+        // a link is its owner's to point elsewhere later: one of another user (root aside) is refused
+        // even when it points to a directory of ours today
+        int linkOwner = (Integer) Files.getAttribute(dir, "unix:uid", java.nio.file.LinkOption.NOFOLLOW_LINKS);
+        if (Files.isSymbolicLink(dir) && linkOwner != us && linkOwner != 0) {
+            throw new IOException(dir + " is a symbolic link of uid " + linkOwner + ", not of this process's uid " + us
+                    + "; choose a home of your own (-Dmicrosandbox.home or MSB_HOME)");
+        }
+        int owner = (Integer) Files.getAttribute(dir, "unix:uid");
         if (owner != us) {
             throw new IOException(dir + " belongs to uid " + owner + ", not to this process's uid " + us
                     + "; choose a home of your own (-Dmicrosandbox.home or MSB_HOME)");

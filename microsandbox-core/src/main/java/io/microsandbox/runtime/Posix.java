@@ -541,6 +541,7 @@ public final class Posix {
 
     /** Sets an extended attribute of {@code path} itself (a symbolic link is not followed). */
     public static void lsetxattr(Path path, String name, byte[] value) throws IOException {
+        java.util.Objects.requireNonNull(value, "value"); // the native side would crash the JVM on null
         load();
         lsetxattr0(cstring(path.toString(), "path"), cstring(name, "xattr name"), value);
     }

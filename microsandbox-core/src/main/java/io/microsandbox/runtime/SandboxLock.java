@@ -60,7 +60,10 @@ public final class SandboxLock implements AutoCloseable {
      * Whether {@code file} is, right now, the file this lock is on: not deleted, not replaced
      * by another one under its name, and not moved away with its directory.
      */
-    public boolean isOn(Path file) {
+    public synchronized boolean isOn(Path file) {
+        if (closed) {
+            return false; // its descriptor number may be another file's, or this file's again, by now
+        }
         try {
             Object locked = Files.readAttributes(Path.of("/proc/self/fd/" + fd), BasicFileAttributes.class).fileKey();
             Object named = Files.readAttributes(file, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS).fileKey();

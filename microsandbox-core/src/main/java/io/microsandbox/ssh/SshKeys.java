@@ -9,7 +9,6 @@ import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFileAttributes;
 import java.nio.file.attribute.PosixFilePermissions;
-import java.nio.file.StandardCopyOption;
 import java.security.GeneralSecurityException;
 import java.security.KeyPair;
 import java.security.KeyPairGenerator;
@@ -85,13 +84,7 @@ final class SshKeys {
         } catch (GeneralSecurityException e) {
             throw new IOException("cannot encode the key pair: " + e.getMessage(), e);
         }
-        Path tmp = OwnerOnly.createTempFile(privateKey.getParent(), ".key", ".tmp");
-        try {
-            OwnerOnly.write(tmp, priv.toByteArray());
-            Files.move(tmp, privateKey, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
+        OwnerOnly.write(privateKey, priv.toByteArray());
         OwnerOnly.write(publicKeyFile(privateKey), (PublicKeyEntry.toString(pair.getPublic()) + " " + comment + "\n").getBytes(StandardCharsets.UTF_8));
     }
 

@@ -39,6 +39,18 @@ class ClaimedDirectoryTest {
         }
     }
 
+    /** A closed lock is on nothing, even when the same descriptor number now holds the same file's new lock. */
+    @Test
+    void aClosedLockIsOnNothing() throws Exception {
+        Path file = dir.resolve("owner.lock");
+        SandboxLock first = SandboxLock.tryAcquire(file);
+        first.close();
+        try (SandboxLock second = SandboxLock.tryAcquire(file)) {
+            assertThat(second.isOn(file)).isTrue();
+            assertThat(first.isOn(file)).isFalse();
+        }
+    }
+
     /** Deleters of one tree at once (a remove and a listing purging the same sandbox) do not trip over each other's deletions. */
     @Test
     void treesDeletedByTwoAtOnceAreDeletedWithoutErrors() throws Exception {

@@ -39,6 +39,39 @@ class OwnerOnlyTest {
                 .hasMessageContaining("belongs to uid " + nobody);
     }
 
+    /** A link another user owns is theirs to point elsewhere later: refused even while it points to a directory of ours. */
+    @Test
+    void aLinkOfAnotherUserIsRefusedWhereverItPoints() throws IOException {
+        org.junit.jupiter.api.Assumptions.assumeTrue((Integer) Files.getAttribute(Path.of("/proc/self"), "unix:uid") == 0,
+                "handing a link to another user takes root");
+        Path ours = Files.createDirectory(tmp.resolve("ours"));
+        Path link = Files.createSymbolicLink(tmp.resolve("home-link"), ours);
+        assertThat(OwnerOnly.directory(link)).isEqualTo(link);
+        Files.setAttribute(link, "unix:uid", 65534, java.nio.file.LinkOption.NOFOLLOW_LINKS);
+        assertThatThrownBy(() -> OwnerOnly.directory(link)).isInstanceOf(IOException.class)
+                .hasMessageContaining("is a symbolic link of uid 65534");
+    }
+
+    /**
+     * A write replaces the file whole: a descriptor opened on the older file (perhaps by another
+     * user while it was wider) never reads the new bytes, and no temporary is left.
+     */
+    @Test
+    void aWriteReplacesTheFileWhole() throws IOException {
+        Path file = tmp.resolve("settings.json");
+        Files.writeString(file, "old");
+        Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rw-r--r--"));
+        try (java.io.InputStream earlier = Files.newInputStream(file)) {
+            OwnerOnly.write(file, "secret".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            assertThat(new String(earlier.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8)).isEqualTo("old");
+        }
+        assertThat(Files.readString(file)).isEqualTo("secret");
+        assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(file))).isEqualTo("rw-------");
+        try (var entries = Files.list(tmp)) {
+            assertThat(entries).containsExactly(file);
+        }
+    }
+
     @Test
     void directoriesCreatesMissingOnesAndNarrowsThoseUpToTheTop() throws IOException {
         Path home = Files.createDirectory(tmp.resolve("home"));

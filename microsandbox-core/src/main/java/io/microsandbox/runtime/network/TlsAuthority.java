@@ -80,17 +80,12 @@ public final class TlsAuthority implements LeafCertificates {
         try {
             if (!Files.exists(cert) || !Files.exists(key)) {
                 OwnerOnly.directories(home, dir);
-                KeyPair pair = ecKeys();
-                Instant now = Instant.now();
-                X500Name name = new X500Name("CN=microsandbox CA " + Long.toHexString(RANDOM.nextLong()));
-                JcaX509v3CertificateBuilder b = new JcaX509v3CertificateBuilder(name, new BigInteger(64, RANDOM),
-                        Date.from(now.minus(Duration.ofDays(1))), Date.from(now.plus(Duration.ofDays(3650))), name, pair.getPublic());
-                b.addExtension(Extension.basicConstraints, true, new BasicConstraints(0));
-                b.addExtension(Extension.keyUsage, true, new KeyUsage(KeyUsage.keyCertSign | KeyUsage.cRLSign));
-                X509Certificate c = sign(b, pair.getPrivate());
-                OwnerOnly.write(key, pem(new org.bouncycastle.openssl.jcajce.JcaPKCS8Generator(pair.getPrivate(), null))
-                        .getBytes(StandardCharsets.US_ASCII));
-                OwnerOnly.write(cert, pem(c).getBytes(StandardCharsets.US_ASCII));
+                try (io.microsandbox.runtime.SandboxLock creating = awaitCreationLock(dir.resolve(".create.lock"))) {
+                    // another process may have made the pair while this one waited: it is made once
+                    if (!Files.exists(cert) || !Files.exists(key)) {
+                        create(cert, key);
+                    }
+                }
             }
             String certPem = Files.readString(cert, StandardCharsets.US_ASCII);
             X509Certificate c;
@@ -107,6 +102,48 @@ public final class TlsAuthority implements LeafCertificates {
             return new TlsAuthority(c, k, certPem);
         } catch (IOException | java.security.GeneralSecurityException | org.bouncycastle.operator.OperatorCreationException | ClassCastException e) {
             throw new MicrosandboxException(ErrorKind.TLS, "cannot open the TLS interception CA under " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** A new CA: the key first, then the certificate, each written whole, under the creation lock. */
+    private static void create(Path cert, Path key) throws IOException, java.security.GeneralSecurityException,
+            org.bouncycastle.operator.OperatorCreationException {
+        KeyPair pair = ecKeys();
+        Instant now = Instant.now();
+        X500Name name = new X500Name("CN=microsandbox CA " + Long.toHexString(RANDOM.nextLong()));
+        JcaX509v3CertificateBuilder b = new JcaX509v3CertificateBuilder(name, new BigInteger(64, RANDOM),
+                Date.from(now.minus(Duration.ofDays(1))), Date.from(now.plus(Duration.ofDays(3650))), name, pair.getPublic());
+        b.addExtension(Extension.basicConstraints, true, new BasicConstraints(0));
+        b.addExtension(Extension.keyUsage, true, new KeyUsage(KeyUsage.keyCertSign | KeyUsage.cRLSign));
+        X509Certificate c = sign(b, pair.getPrivate());
+        OwnerOnly.write(key, pem(new org.bouncycastle.openssl.jcajce.JcaPKCS8Generator(pair.getPrivate(), null))
+                .getBytes(StandardCharsets.US_ASCII));
+        OwnerOnly.write(cert, pem(c).getBytes(StandardCharsets.US_ASCII));
+    }
+
+    /** How long a process waits for another that creates the CA (a key pair and a signature: milliseconds). */
+    private static final Duration CREATION_WAIT = Duration.ofSeconds(30);
+
+    /**
+     * The lock under which one process at a time creates the CA: two at once would leave one's
+     * key beside the other's certificate.
+     */
+    private static io.microsandbox.runtime.SandboxLock awaitCreationLock(Path file) throws IOException {
+        long deadline = System.nanoTime() + CREATION_WAIT.toNanos();
+        while (true) {
+            io.microsandbox.runtime.SandboxLock lock = io.microsandbox.runtime.SandboxLock.tryAcquire(file);
+            if (lock != null) {
+                return lock;
+            }
+            if (System.nanoTime() - deadline > 0) {
+                throw new IOException("another process has been creating the CA (" + file + " is locked) for over " + CREATION_WAIT);
+            }
+            try {
+                Thread.sleep(10);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException("interrupted while another process created the CA", e);
+            }
         }
     }
 

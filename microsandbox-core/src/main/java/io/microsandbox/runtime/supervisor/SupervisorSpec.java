@@ -6,7 +6,6 @@ import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.SandboxLayout;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
@@ -42,10 +41,7 @@ public record SupervisorSpec(String name, List<String> vmmArgv, String sandboxDi
 
     /** Writes the spec atomically, {@code 0600}: it holds the sandbox's environment values. */
     public void write(Path file) throws IOException {
-        Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
-        OwnerOnly.write(tmp, Json.pretty(toJson()));
-        Files.move(tmp, file, java.nio.file.StandardCopyOption.REPLACE_EXISTING,
-                java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        OwnerOnly.write(file, Json.pretty(toJson()));
     }
 
     /**

@@ -20,4 +20,24 @@ class TlsAuthorityTest {
         }
         assertThat(ca.keptLeaves()).isEqualTo(TlsAuthority.MAX_LEAVES);
     }
+    /**
+     * Processes sharing a home make the CA once: one that finds another creating it waits, then
+     * takes the pair that one made (two at once left one's key beside the other's certificate).
+     */
+    @Test
+    void aCaBeingCreatedElsewhereIsWaitedForAndTaken(@TempDir Path elsewhere) throws Exception {
+        TlsAuthority other = TlsAuthority.open(elsewhere);
+        Path tls = java.nio.file.Files.createDirectories(home.resolve("tls"));
+        java.util.concurrent.CompletableFuture<TlsAuthority> opening;
+        // the lock another process holds while it creates (an open file description of its own, as a process's would be)
+        try (io.microsandbox.runtime.SandboxLock creating = io.microsandbox.runtime.SandboxLock.tryAcquire(tls.resolve(".create.lock"))) {
+            opening = java.util.concurrent.CompletableFuture.supplyAsync(() -> TlsAuthority.open(home));
+            Thread.sleep(300);
+            assertThat(opening).as("waits for the creator").isNotDone();
+            for (String f : new String[] {"ca.key", "ca.pem"}) {
+                java.nio.file.Files.copy(elsewhere.resolve("tls").resolve(f), tls.resolve(f));
+            }
+        }
+        assertThat(opening.get(30, java.util.concurrent.TimeUnit.SECONDS).caPem()).isEqualTo(other.caPem());
+    }
 }
