@@ -80,7 +80,7 @@ public final class TlsAuthority implements LeafCertificates {
         try {
             if (!Files.exists(cert) || !Files.exists(key)) {
                 OwnerOnly.directories(home, dir);
-                try (io.microsandbox.runtime.SandboxLock creating = awaitCreationLock(dir.resolve(".create.lock"))) {
+                try (java.nio.channels.FileChannel creating = awaitCreationLock(dir.resolve(".create.lock"))) {
                     // another process may have made the pair while this one waited: it is made once
                     if (!Files.exists(cert) || !Files.exists(key)) {
                         create(cert, key);
@@ -126,24 +126,28 @@ public final class TlsAuthority implements LeafCertificates {
 
     /**
      * The lock under which one process at a time creates the CA: two at once would leave one's
-     * key beside the other's certificate.
+     * key beside the other's certificate. A {@code FileChannel} lock, not the JNI library's
+     * (this class may live in a class loader of its own, which cannot load that library again);
+     * within a JVM {@link #open} is synchronized, so no other channel of it is on the file.
      */
-    private static io.microsandbox.runtime.SandboxLock awaitCreationLock(Path file) throws IOException {
+    private static java.nio.channels.FileChannel awaitCreationLock(Path file) throws IOException {
+        java.nio.channels.FileChannel channel = OwnerOnly.open(file, java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.WRITE);
         long deadline = System.nanoTime() + CREATION_WAIT.toNanos();
-        while (true) {
-            io.microsandbox.runtime.SandboxLock lock = io.microsandbox.runtime.SandboxLock.tryAcquire(file);
-            if (lock != null) {
-                return lock;
-            }
-            if (System.nanoTime() - deadline > 0) {
-                throw new IOException("another process has been creating the CA (" + file + " is locked) for over " + CREATION_WAIT);
-            }
-            try {
+        try {
+            while (channel.tryLock() == null) {
+                if (System.nanoTime() - deadline > 0) {
+                    throw new IOException("another process has been creating the CA (" + file + " is locked) for over " + CREATION_WAIT);
+                }
                 Thread.sleep(10);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new IOException("interrupted while another process created the CA", e);
             }
+            return channel; // closing it lets go of the lock
+        } catch (InterruptedException e) {
+            channel.close();
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted while another process created the CA", e);
+        } catch (IOException | RuntimeException e) {
+            channel.close();
+            throw e;
         }
     }
 
