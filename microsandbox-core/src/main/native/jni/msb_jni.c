@@ -728,6 +728,9 @@ JNIEXPORT jintArray JNICALL Java_io_microsandbox_runtime_Posix_windowSize0(JNIEn
 static __thread char *tree_buf;
 static __thread size_t tree_len, tree_cap, tree_root_len;
 static __thread int tree_oom;
+/* an entry the walk could not read (FTW_NS: no stat at all, FTW_DNR: a directory not listed) */
+static __thread int tree_errno;
+static __thread char *tree_failed;
 
 static void put_i64(char *p, int64_t v) {
     for (int i = 0; i < 8; i++) {
@@ -736,8 +739,13 @@ static void put_i64(char *p, int64_t v) {
 }
 
 static int tree_visit(const char *path, const struct stat *st, int type, struct FTW *ftw) {
-    (void) type;
     (void) ftw;
+    if (type == FTW_NS || type == FTW_DNR) {
+        /* st is not filled in for FTW_NS: recording it would record whatever the stack held */
+        tree_errno = errno != 0 ? errno : EACCES;
+        tree_failed = strdup(path);
+        return 1; /* stop the walk */
+    }
     const char *rel = path + tree_root_len;
     while (*rel == '/') {
         rel++;
@@ -887,12 +895,16 @@ JNIEXPORT jbyteArray JNICALL Java_io_microsandbox_runtime_Posix_statTree0(JNIEnv
     tree_buf = NULL;
     tree_len = tree_cap = 0;
     tree_oom = 0;
+    tree_errno = 0;
     tree_root_len = strlen(root);
+    errno = 0;
     int rc = nftw(root, tree_visit, 64, FTW_PHYS);
     int err = errno;
     jbyteArray result = NULL;
-    if (tree_oom) {
+    if (tree_oom || tree_len > INT32_MAX) {
         throw_class(env, "java/lang/OutOfMemoryError", "statTree: too many entries");
+    } else if (tree_errno != 0) {
+        throw_io(env, tree_errno, "cannot read %s", tree_failed != NULL ? tree_failed : root);
     } else if (rc != 0) {
         throw_io(env, err, "cannot walk %s", root);
     } else {
@@ -903,6 +915,8 @@ JNIEXPORT jbyteArray JNICALL Java_io_microsandbox_runtime_Posix_statTree0(JNIEnv
     }
     free(tree_buf);
     tree_buf = NULL;
+    free(tree_failed);
+    tree_failed = NULL;
     free(root);
     return result;
 }

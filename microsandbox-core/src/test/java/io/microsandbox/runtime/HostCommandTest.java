@@ -34,4 +34,22 @@ class HostCommandTest {
         assertThatThrownBy(() -> HostCommand.run(List.of("head", "-c", "5000", "/dev/zero"), Duration.ofSeconds(10), 4096))
                 .isInstanceOf(IOException.class).hasMessageContaining("more than 4096 bytes");
     }
+    /** A tool killed at its timeout takes what it started with it: nothing of it runs on. */
+    @Test
+    @Timeout(30)
+    void aKilledToolTakesItsChildrenWithIt() {
+        String marker = "30" + ProcessHandle.current().pid() % 1000 + ".5";
+        assertThatThrownBy(() -> HostCommand.run(List.of("sh", "-c", "sleep " + marker + " & sleep 31"), Duration.ofSeconds(1), 1024))
+                .isInstanceOf(IOException.class).hasMessageContaining("did not finish");
+        assertThat(ProcessHandle.allProcesses().filter(h -> h.info().commandLine().orElse("").contains("sleep " + marker)))
+                .as("the tool's child").isEmpty();
+    }
+
+    /** Output past the limit stops the tool as it writes, not at its timeout (a tool writing without end fills the disk meanwhile). */
+    @Test
+    @Timeout(60)
+    void aToolWritingPastItsLimitIsStoppedBeforeItsTimeout() {
+        assertThatThrownBy(() -> HostCommand.run(List.of("sh", "-c", "head -c 1000000 /dev/zero; sleep 300"), Duration.ofSeconds(120), 4096))
+                .isInstanceOf(IOException.class).hasMessageContaining("more than 4096 bytes");
+    }
 }

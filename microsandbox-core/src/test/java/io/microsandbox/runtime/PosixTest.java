@@ -65,6 +65,26 @@ class PosixTest {
         return text;
     }
 
+    /**
+     * An entry the walk cannot read fails the walk, naming it, instead of being recorded with
+     * whatever the stack held (a fingerprint of a local image would change from boot to boot).
+     * Root reads everything: only a run as another user can show it.
+     */
+    @Test
+    void aTreeWithAnEntryThatCannotBeReadFailsNamingIt() throws IOException {
+        org.junit.jupiter.api.Assumptions.assumeFalse((Integer) Files.getAttribute(Path.of("/proc/self"), "unix:uid") == 0,
+                "root reads a directory whatever its mode");
+        Path root = Files.createDirectories(tmp.resolve("tree/locked"));
+        Files.writeString(root.resolve("f"), "x");
+        Files.setPosixFilePermissions(root, PosixFilePermissions.fromString("rw-------"));
+        try {
+            assertThatThrownBy(() -> Posix.statTree(tmp.resolve("tree"))).isInstanceOf(IOException.class)
+                    .hasMessageContaining("locked");
+        } finally {
+            Files.setPosixFilePermissions(root, PosixFilePermissions.fromString("rwx------"));
+        }
+    }
+
     @Test
     void spawnPassesEnvironmentWorkDirAndCapturesOutput() throws IOException {
         Path out = tmp.resolve("out.log");
