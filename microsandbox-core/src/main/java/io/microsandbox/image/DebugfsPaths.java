@@ -29,7 +29,6 @@ public final class DebugfsPaths {
     }
 
     private static String printable(String path) {
-        String shown = path.length() > 200 ? path.substring(0, 200) + "..." : path;
-        return shown.replaceAll("\\p{Cntrl}", "?");
+        return io.microsandbox.runtime.Json.brief(io.microsandbox.runtime.Printable.line(path), 200);
     }
 }

@@ -8,7 +8,7 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 
-/** The last lines of a log file, for error messages. */
+/** The last lines of a log file, for error messages: what the guest wrote there, with its escape sequences made harmless. */
 public final class LogTail {
     private static final int MAX_BYTES = 16 * 1024;
 
@@ -21,13 +21,14 @@ public final class LogTail {
             return "";
         }
         try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "r")) {
-            long start = Math.max(0, raf.length() - MAX_BYTES);
-            byte[] buf = new byte[(int) (raf.length() - start)];
+            long length = raf.length(); // once: the file may change meanwhile
+            long start = Math.max(0, length - MAX_BYTES);
+            byte[] buf = new byte[(int) (length - start)];
             raf.seek(start);
-            raf.readFully(buf);
-            String text = new String(buf, StandardCharsets.UTF_8).replace("\r", "");
+            int read = raf.read(buf);
+            String text = new String(buf, 0, Math.max(0, read), StandardCharsets.UTF_8).replace("\r", "");
             List<String> all = Arrays.asList(text.split("\n"));
-            return String.join("\n", all.subList(Math.max(0, all.size() - lines), all.size())).strip();
+            return Printable.lines(String.join("\n", all.subList(Math.max(0, all.size() - lines), all.size())).strip());
         } catch (IOException e) {
             return "(cannot read " + file + ": " + e.getMessage() + ")";
         }

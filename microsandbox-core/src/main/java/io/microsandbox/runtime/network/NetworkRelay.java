@@ -6,6 +6,7 @@ import io.microsandbox.NetworkRule.Direction;
 import io.microsandbox.NetworkRule.Protocol;
 import io.microsandbox.PortBinding;
 import io.microsandbox.runtime.Json;
+import io.microsandbox.runtime.Printable;
 import io.microsandbox.runtime.agent.Frame;
 import io.microsandbox.runtime.agent.Protocol.Net;
 import java.io.IOException;
@@ -178,7 +179,8 @@ public final class NetworkRelay implements AutoCloseable {
                 reportsLeftOut++;
                 return;
             }
-            line = reportsLeftOut == 0 ? message : message + " (" + reportsLeftOut + " more not logged before this)";
+            // names and requests in it are the guest's: one line, nothing a terminal would act on
+            line = Printable.line(message) + (reportsLeftOut == 0 ? "" : " (" + reportsLeftOut + " more not logged before this)");
             reportsLeftOut = 0;
         }
         systemLog.accept(line);

@@ -54,7 +54,7 @@ final class SupervisorLog {
     private static void write(int level, String message) {
         if (level >= threshold) {
             System.err.println(Instant.now() + " " + LEVELS.get(level).toUpperCase(java.util.Locale.ROOT)
-                    + " [" + Thread.currentThread().getName() + "] " + message);
+                    + " [" + Thread.currentThread().getName() + "] " + io.microsandbox.runtime.Printable.lines(message)); // may quote the guest
         }
     }
 

@@ -170,6 +170,22 @@ class NetworkRelayTest {
         }
     }
 
+    /** A name the guest sends is logged as text, never as the escape sequence it may hold. */
+    @Test
+    void aDeniedNameIsLoggedWithoutItsControlCharacters() throws Exception {
+        NetworkPolicy policy = NetworkPolicy.builder().rule(io.microsandbox.NetworkRule.allow("good.test"))
+                .rule(io.microsandbox.NetworkRule.deny("*")).rebindingProtection(false).build();
+        try (ServerSocket upstream = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            relay(policy, List.of());
+            relay.fromGuest(frame(Protocol.FLAG_SESSION_START, Net.CONNECT, connect("127.0.0.1", upstream.getLocalPort())));
+            next(Net.CONNECTED);
+            relay.fromGuest(frame(0, Net.DATA, data("GET / HTTP/1.1\r\nHost: x\u001b]52;c;QUFB\u0007.test\r\n\r\n")));
+            assertThat(next(Net.CLOSE).payload().path("reset").asBoolean()).isTrue();
+            assertThat(log).anyMatch(l -> l.contains("for x\\x1b]52;c;qufb\\x07.test by"))
+                    .noneMatch(l -> l.chars().anyMatch(Character::isISOControl));
+        }
+    }
+
     @Test
     void deniedAndMalformedRequestsAreResetAndLogged() throws Exception {
         relay(NetworkPolicy.publicOnly(), List.of());
