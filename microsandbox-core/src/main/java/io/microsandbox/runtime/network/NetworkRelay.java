@@ -23,7 +23,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collection;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -65,8 +64,6 @@ public final class NetworkRelay implements AutoCloseable {
     private static final int MAX_CONNECTIONS = 1024;
     private static final int CONNECT_TIMEOUT_MS = 10_000;
     private static final int DNS_TIMEOUT_MS = 3_000;
-    private static final int NAME_CACHE = 4096;
-    private static final int NAMES_PER_ADDRESS = 64;
     private static final int REPORTS_PER_MINUTE = 200;
     private static final int MAX_UDP_FLOWS = 256;
     /** A UDP flow with no datagram either way for this long is closed (UDP has no end of its own). */
@@ -83,13 +80,7 @@ public final class NetworkRelay implements AutoCloseable {
     private final List<InetSocketAddress> resolvers;
     private final Map<Integer, Connection> connections = new ConcurrentHashMap<>();
     private final Map<Integer, UdpFlow> udpFlows = new ConcurrentHashMap<>();
-    private final Map<InetAddress, Set<String>> namesByAddress = java.util.Collections.synchronizedMap(
-            new LinkedHashMap<>(256, 0.75f, true) {
-                @Override
-                protected boolean removeEldestEntry(Map.Entry<InetAddress, Set<String>> eldest) {
-                    return size() > NAME_CACHE;
-                }
-            });
+    private final LookedUpNames lookedUp = new LookedUpNames();
     private final ExecutorService workers;
     private final List<ServerSocket> listeners = new ArrayList<>();
     private final List<DatagramSocket> udpListeners = new ArrayList<>();
@@ -878,11 +869,7 @@ public final class NetworkRelay implements AutoCloseable {
                 }
             }
             for (InetAddress a : addresses) {
-                Set<String> names = namesByAddress.computeIfAbsent(a, k -> ConcurrentHashMap.newKeySet());
-                // bounded: a wildcard domain could otherwise pin any number of names on one address
-                if (names.size() < NAMES_PER_ADDRESS) {
-                    names.add(q.name());
-                }
+                lookedUp.add(a, q.name());
             }
         } catch (IllegalArgumentException e) {
             reply(id, DnsMessage.error(query, q, DnsMessage.SERVFAIL));
@@ -924,8 +911,7 @@ public final class NetworkRelay implements AutoCloseable {
     }
 
     private Collection<String> namesOf(InetAddress address) {
-        Set<String> names = namesByAddress.get(address);
-        return names == null ? List.of() : List.copyOf(names);
+        return lookedUp.of(address);
     }
 
     private static String describe(InetAddress address, int port, Collection<String> names) {

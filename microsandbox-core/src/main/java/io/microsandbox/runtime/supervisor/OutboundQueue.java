@@ -20,6 +20,9 @@ final class OutboundQueue {
     private final ByteBudget shared;
     private final Deque<Entry> frames = new ArrayDeque<>();
     private long queuedBytes;
+    /** Bytes of urgent frames queued: outside the bounds above, but not without end. */
+    private long urgentBytes;
+    private boolean urgentDropLogged;
     private boolean ended;
     /** The frame queued by {@link #offerThenHold} that the writer has not taken yet; null when none. */
     private Entry holdAfter;
@@ -102,12 +105,35 @@ final class OutboundQueue {
         return true;
     }
 
-    /** Queues a small control frame ahead of everything else, whatever the bounds. */
-    synchronized void urgent(byte[] frame) {
-        if (!ended) {
-            frames.addFirst(new Entry(frame, false));
-            notifyAll();
+    /**
+     * What urgent frames may hold at most. They answer what the peer sends (a window for each
+     * piece of data, a reply for each name lookup), so a peer that sends but never reads would
+     * otherwise have them grow without end; past this it is not reading at all.
+     */
+    static final long MAX_URGENT_BYTES = 4L << 20;
+
+    /**
+     * Queues a small control frame ahead of everything else, outside the bounds of
+     * {@link #offer}; dropped (and logged once) past {@link #MAX_URGENT_BYTES}.
+     *
+     * @return false when it was dropped
+     */
+    synchronized boolean urgent(byte[] frame) {
+        if (ended) {
+            return true;
         }
+        if (urgentBytes + frame.length > MAX_URGENT_BYTES) {
+            if (!urgentDropLogged) {
+                urgentDropLogged = true;
+                SupervisorLog.warn(peer + " reads nothing: over " + MAX_URGENT_BYTES + " bytes of control frames wait for it;"
+                        + " further ones are dropped while they do");
+            }
+            return false;
+        }
+        urgentBytes += frame.length;
+        frames.addFirst(new Entry(frame, false));
+        notifyAll();
+        return true;
     }
 
     /** Writes what is queued, then closes the link. */
@@ -125,6 +151,7 @@ final class OutboundQueue {
             ended = true;
             releaseAll();
             frames.clear();
+            urgentBytes = 0;
             frames.addLast(END);
             notifyAll();
         }
@@ -164,9 +191,11 @@ final class OutboundQueue {
                     return;
                 }
                 link.writeEncoded(next.bytes());
-                if (next.counted()) {
-                    synchronized (this) {
+                synchronized (this) {
+                    if (next.counted()) {
                         release(next.bytes().length);
+                    } else {
+                        urgentBytes -= next.bytes().length;
                     }
                 }
             }
@@ -179,13 +208,18 @@ final class OutboundQueue {
                 ended = true;
                 releaseAll();
                 frames.clear();
+                urgentBytes = 0;
             }
             link.close();
             closed.countDown();
         }
     }
 
-    /** A queued frame; urgent ones are not counted against the bounds. */
+    synchronized long urgentBytes() {
+        return urgentBytes;
+    }
+
+    /** A queued frame; urgent ones are not counted against the bounds of {@link #offer}. */
     private record Entry(byte[] bytes, boolean counted) {
     }
 

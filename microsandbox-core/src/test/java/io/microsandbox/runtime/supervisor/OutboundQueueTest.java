@@ -52,6 +52,33 @@ class OutboundQueueTest {
         Files.delete(dir);
     }
 
+    /** A peer that never reads cannot grow the urgent frames it is owed (a window per piece of data it sends) without end. */
+    @Test
+    void urgentFramesForAPeerThatReadsNothingAreBounded() throws Exception {
+        byte[] window = frame("window");
+        long queued = 0;
+        int dropped = 0;
+        for (int i = 0; i < 2 * OutboundQueue.MAX_URGENT_BYTES / window.length + 100_000; i++) {
+            if (queue.urgent(window)) {
+                queued++;
+            } else {
+                dropped++;
+            }
+        }
+        assertThat(dropped).isPositive();
+        assertThat(queue.urgentBytes()).isLessThanOrEqualTo(OutboundQueue.MAX_URGENT_BYTES);
+        // once the peer reads again, what was queued goes out and the room comes back
+        for (long n = 0; n < queued; n++) {
+            assertThat(read()).isEqualTo("window");
+        }
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (queue.urgentBytes() > 0 && System.nanoTime() < deadline) {
+            Thread.sleep(10);
+        }
+        assertThat(queue.urgentBytes()).isZero();
+        assertThat(queue.urgent(window)).isTrue();
+    }
+
     @Test
     void framesQueuedAfterAHeldFrameWaitForTheRelease() throws Exception {
         assertThat(queue.offer(frame("before"))).isTrue();
