@@ -3,6 +3,7 @@ package io.microsandbox;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.runtime.Json;
+import io.microsandbox.runtime.Printable;
 import io.microsandbox.runtime.agent.AgentClient;
 import io.microsandbox.runtime.agent.Frame;
 import io.microsandbox.runtime.agent.FrameCodec;
@@ -180,6 +181,15 @@ public final class SandboxFs {
 
     /** The entries of a directory, without {@code .} and {@code ..}, in directory order. */
     public List<FsEntry> list(String path) {
+        return list(path, null);
+    }
+
+    /**
+     * {@link #list(String)}, adding to {@code notUtf8} (when not null) the entries whose name or
+     * link target is not UTF-8: their {@link FsEntry} holds U+FFFD in its place, a path that does
+     * not name them in the guest.
+     */
+    private List<FsEntry> list(String path, List<FsEntry> notUtf8) {
         JsonNode entries = call(request("list", path)).payload().path("entries");
         List<FsEntry> out = new ArrayList<>();
         String prefix = path.endsWith("/") ? path : path + "/";
@@ -192,11 +202,29 @@ public final class SandboxFs {
                 // a caller joining it to a path of its own would leave the directory
                 throw new MicrosandboxException(ErrorKind.FILESYSTEM, "the guest listed an invalid name in " + path + ": " + Json.brief(Json.tree(name)));
             }
-            out.add(new FsEntry(prefix + name, name, FsEntryKind.fromWire(e.path("kind").asText(null)), e.path("size").asLong(),
+            FsEntry entry = new FsEntry(prefix + name, name, FsEntryKind.fromWire(e.path("kind").asText(null)), e.path("size").asLong(),
                     e.path("mode").asInt(), Instant.ofEpochMilli(e.path("mtime_ms").asLong()),
-                    e.has("target") ? bytesText(e.get("target")) : null));
+                    e.has("target") ? bytesText(e.get("target")) : null);
+            if (notUtf8 != null && (!isUtf8(e.get("name")) || !isUtf8(e.get("target")))) {
+                notUtf8.add(entry);
+            }
+            out.add(entry);
         }
         return out;
+    }
+
+    /** Whether a name the guest sent (bytes: Linux names need not be UTF-8) decodes as UTF-8; true for text and for none. */
+    private static boolean isUtf8(JsonNode n) {
+        if (n == null || !n.isBinary()) {
+            return true;
+        }
+        try {
+            StandardCharsets.UTF_8.newDecoder().onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT).decode(java.nio.ByteBuffer.wrap(n.binaryValue()));
+            return true;
+        } catch (IOException e) {
+            return false;
+        }
     }
 
     /** Size, mode, times and kind of the file, following symbolic links. */
@@ -389,7 +417,14 @@ public final class SandboxFs {
                 Files.createDirectory(hostPath);
             }
             Files.setPosixFilePermissions(hostPath, permissions(0700));
-            List<FsEntry> listed = list(guestPath);
+            List<FsEntry> notUtf8 = new ArrayList<>();
+            List<FsEntry> listed = list(guestPath, notUtf8);
+            if (!notUtf8.isEmpty()) {
+                // decoded, such a name names nothing in the guest (nor would a target on the host): said before any of it is copied
+                throw new MicrosandboxException(ErrorKind.FILESYSTEM, "cannot copy " + guestPath + ": the guest name or link target of "
+                        + Json.brief(Printable.line(notUtf8.get(0).path()), 200) + (notUtf8.size() > 1 ? " and " + (notUtf8.size() - 1) + " more" : "")
+                        + " is not UTF-8; rename it in the guest");
+            }
             long listedChars = 0;
             for (FsEntry e : listed) {
                 listedChars += chars(e);

@@ -233,6 +233,21 @@ class SandboxFsIT {
         sandbox.shell("rm -rf /tmp/sparse /tmp/open");
     }
 
+    /**
+     * A guest name that is not UTF-8 names nothing once decoded: a copy of its directory says so
+     * before copying any of it, rather than failing on it part-way with a path that does not exist.
+     */
+    @Test
+    void aCopyOfADirectoryHoldingANameThatIsNotUtf8SaysSoBeforeCopying(@TempDir Path tmp) {
+        assertThat(sandbox.shell("mkdir -p /tmp/names && echo a > /tmp/names/a && echo b > \"/tmp/names/b$(printf '\\377')\"").exitCode()).isZero();
+        assertThat(sandbox.fs().list("/tmp/names")).extracting(FsEntry::name).contains("a", "b\ufffd");
+        assertThatThrownBy(() -> sandbox.fs().copyToHost("/tmp/names", tmp.resolve("names")))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.FILESYSTEM))
+                .hasMessageContaining("/tmp/names/b").hasMessageContaining("is not UTF-8; rename it in the guest");
+        assertThat(tmp.resolve("names/a")).as("nothing of the directory copied").doesNotExist();
+        sandbox.shell("rm -rf /tmp/names");
+    }
+
     /** Closing a read stream from another thread ends a read waiting there for the guest at once, not after the stall timeout. */
     @Test
     void closingAReadStreamWakesAReaderWaitingForTheGuest() throws Exception {

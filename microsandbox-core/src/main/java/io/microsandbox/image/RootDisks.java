@@ -117,17 +117,30 @@ public final class RootDisks {
         createDataDisk(file, sizeMib, "msb-upper");
     }
 
-    /** Makes {@code file} ({@code 0600}) an empty ext4 data disk of {@code sizeMib} MiB, sparse, with no reserved blocks. */
+    /**
+     * Makes {@code file} ({@code 0600}) an empty ext4 data disk of {@code sizeMib} MiB, sparse,
+     * with no reserved blocks: made beside it and renamed into place once whole, so that a
+     * creation killed or failed half-way leaves no disk a later start would take for a good one.
+     */
     public static void createDataDisk(Path file, int sizeMib, String label) {
+        Path making = null;
         try {
-            Files.deleteIfExists(file);
             // created 0600 before mke2fs sees it: mke2fs would create it with the umask's mode
-            OwnerOnly.createFile(file);
-            mke2fsSized(file, sizeMib, List.of("-t", "ext4", "-m", "0", "-L", label,
+            making = OwnerOnly.createTempFile(file.toAbsolutePath().getParent(), "." + file.getFileName() + ".", ".part");
+            mke2fsSized(making, sizeMib, List.of("-t", "ext4", "-m", "0", "-L", label,
                     "-E", "lazy_itable_init=1,lazy_journal_init=1"));
-            OwnerOnly.restrictFile(file);
+            OwnerOnly.restrictFile(making);
+            Files.move(making, file, java.nio.file.StandardCopyOption.ATOMIC_MOVE, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot create the disk " + file + ": " + e.getMessage(), e);
+        } finally {
+            if (making != null) {
+                try {
+                    Files.deleteIfExists(making);
+                } catch (IOException e) {
+                    // the sandbox's or volume's directory goes with its owner's removal
+                }
+            }
         }
     }
 

@@ -47,6 +47,17 @@ class RootDisksTest {
         assertThat(mode(lower)).as("a cached disk an older version left readable").isEqualTo("rw-------");
     }
 
+    /** A disk whose making fails leaves nothing under its name (a later start would take an empty file for the sandbox's disk). */
+    @Test
+    void aDiskThatCannotBeMadeLeavesNothingBehind() throws IOException {
+        Path upper = tmp.resolve("upper.ext4");
+        assertThatThrownBy(() -> RootDisks.createUpperDisk(upper, 0)).isInstanceOfSatisfying(MicrosandboxException.class,
+                e -> assertThat(e.kind()).isEqualTo(ErrorKind.IO));
+        try (var left = Files.list(tmp)) {
+            assertThat(left).isEmpty();
+        }
+    }
+
     @Test
     void writableDisksHaveTheirInodeTablesMarkedZeroed() throws Exception {
         // else the guest's kernel zeroes them in the background after mounting: 64 MiB of
