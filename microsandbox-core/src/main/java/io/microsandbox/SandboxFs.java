@@ -907,12 +907,19 @@ public final class SandboxFs {
     }
 
     /** Bytes to a file: writes wait for the guest's credit; close sends the end and waits until the file is on disk. */
+    /**
+     * File bytes as fs.data frames, within the guest's credit. One writer at a time; a close
+     * from another thread while a write waits for credit gives the file up (ending it then
+     * could send its end before the data being written) and wakes the writer at once.
+     */
     private final class WriteStream extends OutputStream {
         private final String path;
         private final Session session;
-        private boolean closed;
+        private volatile boolean closed;
+        /** Whether a write is under way: a close seeing it gives the file up. */
+        private volatile boolean writing;
         /** Whether a write failed: the file is then abandoned, never ended as if it were whole. */
-        private boolean failed;
+        private volatile boolean failed;
 
         WriteStream(String path, ObjectNode payload) {
             this.path = path;
@@ -926,17 +933,20 @@ public final class SandboxFs {
 
         @Override
         public void write(byte[] b, int off, int len) throws IOException {
-            if (closed) {
-                throw new IOException("stream of " + path + " is closed");
-            }
-            if (failed) {
-                throw new IOException("an earlier write of " + path + " failed");
-            }
+            writing = true; // before looking at closed: a close either sees this or is seen here
             try {
+                if (closed) {
+                    throw new IOException("stream of " + path + " is closed");
+                }
+                if (failed) {
+                    throw new IOException("an earlier write of " + path + " failed");
+                }
                 writeChunks(b, off, len);
             } catch (IOException | RuntimeException e) {
                 failed = true;
                 throw e;
+            } finally {
+                writing = false;
             }
         }
 
@@ -946,7 +956,8 @@ public final class SandboxFs {
                 int n;
                 synchronized (session.lock) {
                     long deadline = System.nanoTime() + STALL_TIMEOUT.toNanos();
-                    while (session.writeCredit == 0 && !session.writeClosed && !session.ended && session.lost == null) {
+                    while (session.writeCredit == 0 && !session.writeClosed && !session.ended && session.lost == null
+                            && !session.closedByCaller) {
                         long left = deadline - System.nanoTime();
                         if (left <= 0) {
                             throw new IOException("sandbox '" + sandbox + "' took no data of " + path + " for " + STALL_TIMEOUT,
@@ -961,6 +972,9 @@ public final class SandboxFs {
                     }
                     if (session.lost != null) {
                         throw new IOException("sandbox '" + sandbox + "' went away", notRunning(session.lost));
+                    }
+                    if (session.closedByCaller) {
+                        throw new IOException("stream of " + path + " was closed while it was written; the file was given up");
                     }
                     if (session.writeClosed || session.ended) {
                         n = -1;
@@ -1008,7 +1022,7 @@ public final class SandboxFs {
                 return;
             }
             closed = true;
-            if (failed) {
+            if (failed || writing) {
                 // its writer was told; ending the file now would store the part written as the whole
                 session.close();
                 return;

@@ -248,6 +248,33 @@ class SandboxFsIT {
         sandbox.shell("rm -rf /tmp/names");
     }
 
+    /**
+     * Closing a write stream from another thread while a write waits for the guest's credit (a
+     * fifo nobody reads takes nothing) gives the file up and ends that write at once, not after
+     * the stall timeout.
+     */
+    @Test
+    void closingAWriteStreamWakesAWriterWaitingForTheGuest() throws Exception {
+        assertThat(sandbox.shell("rm -f /tmp/unread && mkfifo /tmp/unread").exitCode()).isZero();
+        java.io.OutputStream out = sandbox.fs().writeStream("/tmp/unread");
+        java.util.concurrent.CompletableFuture<Throwable> writer = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+            try {
+                out.write(new byte[8 << 20]);
+                return null;
+            } catch (java.io.IOException e) {
+                return e;
+            }
+        });
+        Thread.sleep(1000);
+        assertThat(writer).as("the write waits for credit").isNotDone();
+        long start = System.nanoTime();
+        out.close();
+        assertThat(writer.get(30, java.util.concurrent.TimeUnit.SECONDS)).isInstanceOf(java.io.IOException.class)
+                .hasMessageContaining("was closed while it was written");
+        assertThat(java.time.Duration.ofNanos(System.nanoTime() - start)).isLessThan(java.time.Duration.ofSeconds(30));
+        sandbox.shell("rm -f /tmp/unread");
+    }
+
     /** Closing a read stream from another thread ends a read waiting there for the guest at once, not after the stall timeout. */
     @Test
     void closingAReadStreamWakesAReaderWaitingForTheGuest() throws Exception {

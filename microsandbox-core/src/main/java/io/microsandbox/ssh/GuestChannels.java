@@ -111,7 +111,7 @@ final class GuestChannels {
         }
 
         @Override
-        public synchronized long position() {
+        public long position() {
             return position;
         }
 
@@ -181,9 +181,11 @@ final class GuestChannels {
         /** Whether closing without a write still leaves an empty file (new or truncated at open). */
         private final boolean replace;
         private final Truncator truncator;
-        private OutputStream stream;
-        private long position;
-        private boolean open = true;
+        private OutputStream stream; // guarded by this
+        /** One write at a time; the monitor is never held while a write waits for the guest. */
+        private final java.util.concurrent.locks.ReentrantLock writing = new java.util.concurrent.locks.ReentrantLock();
+        private volatile long position;
+        private volatile boolean open = true;
 
         Writer(SandboxFs fs, String path, Integer mode, boolean replace, Truncator truncator) {
             this.fs = fs;
@@ -194,23 +196,29 @@ final class GuestChannels {
         }
 
         @Override
-        public synchronized int write(ByteBuffer src) throws IOException {
-            if (!open) {
-                throw new ClosedChannelException();
-            }
-            int n = src.remaining();
-            byte[] buf = new byte[n];
-            src.get(buf);
+        public int write(ByteBuffer src) throws IOException {
+            writing.lock();
             try {
-                stream().write(buf);
-            } catch (MicrosandboxException e) {
-                throw new IOException(path + ": " + e.getMessage(), e);
+                if (!open) {
+                    throw new ClosedChannelException();
+                }
+                int n = src.remaining();
+                byte[] buf = new byte[n];
+                src.get(buf);
+                try {
+                    // waits for the guest's credit without the monitor: a close from another thread is not held up
+                    stream().write(buf);
+                } catch (MicrosandboxException e) {
+                    throw new IOException(path + ": " + e.getMessage(), e);
+                }
+                position += n;
+                return n;
+            } finally {
+                writing.unlock();
             }
-            position += n;
-            return n;
         }
 
-        private OutputStream stream() throws IOException {
+        private synchronized OutputStream stream() throws IOException {
             if (stream == null) {
                 try {
                     stream = fs.writeStream(path, mode);
@@ -222,13 +230,13 @@ final class GuestChannels {
         }
 
         @Override
-        public synchronized long position() {
+        public long position() {
             return position;
         }
 
         /** Only where the data ends so far: the guest file is written as one stream. */
         @Override
-        public synchronized SeekableByteChannel position(long newPosition) throws IOException {
+        public SeekableByteChannel position(long newPosition) throws IOException {
             if (newPosition != position) {
                 throw new IOException(path + ": writes must go front to back (at " + position + ", asked for " + newPosition + ")");
             }
@@ -236,7 +244,7 @@ final class GuestChannels {
         }
 
         @Override
-        public synchronized long size() {
+        public long size() {
             return position;
         }
 
@@ -250,31 +258,43 @@ final class GuestChannels {
          * was written is what the stream makes anyway; a smaller one is refused.
          */
         @Override
-        public synchronized SeekableByteChannel truncate(long size) throws IOException {
-            if (stream == null) {
-                truncator.truncate(size);
-            } else if (size < position) {
-                throw new IOException(path + ": cannot truncate a file being written below what was written");
+        public SeekableByteChannel truncate(long size) throws IOException {
+            writing.lock();
+            try {
+                synchronized (this) {
+                    if (stream == null) {
+                        truncator.truncate(size);
+                    } else if (size < position) {
+                        throw new IOException(path + ": cannot truncate a file being written below what was written");
+                    }
+                }
+                return this;
+            } finally {
+                writing.unlock();
             }
-            return this;
         }
 
         @Override
-        public synchronized boolean isOpen() {
+        public boolean isOpen() {
             return open;
         }
 
+        /** Ends the file; while a write waits for the guest on another thread, gives the file up and wakes that write. */
         @Override
-        public synchronized void close() throws IOException {
-            if (!open) {
-                return;
-            }
-            open = false;
-            if (stream == null && !replace) {
-                return; // an existing file opened and left alone
+        public void close() throws IOException {
+            OutputStream s;
+            synchronized (this) {
+                if (!open) {
+                    return;
+                }
+                open = false;
+                if (stream == null && !replace) {
+                    return; // an existing file opened and left alone
+                }
+                s = stream();
             }
             try {
-                stream().close();
+                s.close();
             } catch (MicrosandboxException e) {
                 throw new IOException(path + ": " + e.getMessage(), e);
             }
