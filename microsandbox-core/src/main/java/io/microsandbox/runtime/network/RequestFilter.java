@@ -100,13 +100,17 @@ final class RequestFilter implements AutoCloseable {
     private int lastFour; // the last bytes of the head being collected, to see its blank line
     /** Whether the head being collected has shown a whole request line: it is HTTP. */
     private boolean requestLineSeen;
+    /** Whether a request went by: the stream is HTTP, and a line after it that is not a request line is not another protocol. */
+    private boolean requestSeen;
+    /** Whether the last request asked to switch protocols: what follows it may be another protocol. */
+    private boolean afterUpgrade;
     /** A request line longer than this is not one (servers refuse 8 KiB and more): the stream is not HTTP. */
     private static final int MAX_REQUEST_LINE = 16 * 1024;
     /** The scheme of an absolute-form request target: any, since servers route by its authority whatever it is. */
     private static final java.util.regex.Pattern TARGET_SCHEME = java.util.regex.Pattern.compile("^[A-Za-z][A-Za-z0-9+.-]*://");
     /** {@code method SP target SP HTTP/d.d}, as servers read it (repeated spaces or tabs allowed). */
     private static final java.util.regex.Pattern REQUEST_LINE =
-            java.util.regex.Pattern.compile("[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \\t]+\\S+[ \\t]+HTTP/\\d\\.\\d\r?");
+            java.util.regex.Pattern.compile("[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \\t]+\\S+[ \\t]+HTTP/\\d\\.\\d[ \\t]*\r?");
     private String requestHost; // the Host of the request whose body is passing
     private byte[] heldHead; // the head of the request whose body is held
     private byte[] heldBody; // that body, filled up to heldLength
@@ -178,8 +182,9 @@ final class RequestFilter implements AutoCloseable {
             int end = host.indexOf(']');
             return end > 0 ? host.substring(1, end) : host;
         }
-        int colon = host.lastIndexOf(':');
-        return colon > 0 && host.indexOf(':') == colon ? host.substring(0, colon) : host;
+        // at the first colon, as servers cut it: "evil.test:1:2" is evil.test
+        int colon = host.indexOf(':');
+        return colon >= 0 ? host.substring(0, colon) : host;
     }
 
     /** The bytes to send for {@code data} (perhaps fewer, while a head or body is being collected). */
@@ -222,6 +227,16 @@ final class RequestFilter implements AutoCloseable {
                     requestLineSeen = false;
                     if (head.length > MAX_HEAD && hostPolicy != null) {
                         throw unfollowable("a request head over " + MAX_HEAD + " bytes");
+                    }
+                    if (notHttp && hostPolicy != null) {
+                        if (head.length > MAX_REQUEST_LINE && lastByteText(head)) {
+                            throw unfollowable("a request line over " + MAX_REQUEST_LINE + " bytes");
+                        }
+                        // another protocol may follow a switch to it; otherwise a server reading HTTP takes
+                        // lines this does not take for requests (and the request after them would pass unseen)
+                        if (requestSeen && !afterUpgrade) {
+                            throw unfollowable("a line that is not a request line after a request");
+                        }
                     }
                     if (head.length > MAX_HEAD || notHttp) {
                         check(head);
@@ -343,7 +358,16 @@ final class RequestFilter implements AutoCloseable {
         List<String> hostFields = new ArrayList<>(1);
         String contentLengthText = "";
         boolean hostsDiffer = false;
+        int transferEncodings = 0;
+        boolean folded = false;
+        boolean first = true;
         for (String line : lines) {
+            if (first && !line.isEmpty()) {
+                first = false;
+                continue; // the request line
+            }
+            // obs-fold: a server may join it to the field above (RFC 9112 5.2), giving it another value
+            folded |= !line.isEmpty() && (line.charAt(0) == ' ' || line.charAt(0) == '\t');
             int colon = line.indexOf(':');
             if (colon <= 0) {
                 continue;
@@ -359,7 +383,7 @@ final class RequestFilter implements AutoCloseable {
                 case "content-length" -> {
                     long length;
                     try {
-                        length = Long.parseLong(v);
+                        length = v.matches("[0-9]{1,18}") ? Long.parseLong(v) : -1;
                     } catch (NumberFormatException e) {
                         length = -1;
                     }
@@ -368,7 +392,10 @@ final class RequestFilter implements AutoCloseable {
                     contentLengthText = v;
                     lengthSeen = true;
                 }
-                case "transfer-encoding" -> chunked = v.toLowerCase(Locale.ROOT).contains("chunked");
+                case "transfer-encoding" -> {
+                    chunked = v.toLowerCase(Locale.ROOT).contains("chunked");
+                    transferEncodings++;
+                }
                 case "upgrade" -> upgrade = true;
                 default -> {
                     // other fields do not frame the body
@@ -381,12 +408,21 @@ final class RequestFilter implements AutoCloseable {
         String targetHost = absoluteTargetHost(requestLine);
         requestHost = targetHost != null ? targetHost : hostsDiffer ? "" : hostHeader;
         if (hostPolicy != null) {
+            if (folded) {
+                throw unfollowable("a request with a folded header line");
+            }
+            if (transferEncodings > 1) {
+                throw unfollowable("a request with " + transferEncodings + " Transfer-Encoding fields");
+            }
+            if (requestLine.startsWith("PRI ")) {
+                throw unfollowable("HTTP/2 in cleartext, whose requests name their hosts where they cannot be read here,");
+            }
             List<String> named = namedHosts(targetHost, hostFields);
             String refusal = named.isEmpty() ? null : hostPolicy.refusal(named);
             if (refusal != null) {
                 throw new Violation(null, refusal);
             }
-            if (contentLength < 0 && !chunked && !upgrade) {
+            if (contentLength < 0 && !chunked) {
                 throw unfollowable("a request whose body length is ambiguous (Content-Length " + contentLengthText + ")");
             }
         }
@@ -402,12 +438,11 @@ final class RequestFilter implements AutoCloseable {
             text = text.replace(s.placeholder(), s.value());
         }
         carry = tail(head);
-        if (upgrade) {
-            // what follows is another protocol, which the next head's first line shows (passed on as
-            // it comes, checked), or a refused upgrade's next request (read as any other)
-            out.writeBytes(text.getBytes(StandardCharsets.ISO_8859_1));
-            state = State.HEAD;
-        } else if (chunked) {
+        requestSeen = true;
+        // after its body: another protocol, which the next bytes show (passed on as they come,
+        // checked), or a refused upgrade's next request (read as any other)
+        afterUpgrade = upgrade;
+        if (chunked) {
             out.writeBytes(text.getBytes(StandardCharsets.ISO_8859_1));
             chunkTail = new byte[0];
             state = State.CHUNK_SIZE;
@@ -632,7 +667,14 @@ final class RequestFilter implements AutoCloseable {
             requestLineSeen = REQUEST_LINE.matcher(text.substring(0, text.length() - 1)).matches();
             return requestLineSeen;
         }
-        return (b >= 0x20 && b < 0x7f || b == '\t' || b == '\r') && pending.size() <= MAX_REQUEST_LINE;
+        // bytes past ASCII too: servers take them in a target (a path in UTF-8, say)
+        return lastByteText(new byte[] {b}) && pending.size() <= MAX_REQUEST_LINE;
+    }
+
+    /** Whether the last byte of {@code bytes} is one a request line may hold: printable, a tab, CR, or past ASCII. */
+    private static boolean lastByteText(byte[] bytes) {
+        int b = bytes[bytes.length - 1] & 0xff;
+        return b >= 0x20 && b != 0x7f || b == '\t' || b == '\r';
     }
 
     /** Fails when a placeholder of a secret not allowed on this connection is in {@code data} (or spans into it). */

@@ -284,6 +284,42 @@ class RequestFilterTest {
     }
 
     /**
+     * What servers take as requests is read as requests (a target past ASCII, a blank after the
+     * version), and what they read otherwise than this filter would is refused: a line that is
+     * not a request line after a request, an upgrade's body read as a head, a Host cut at its
+     * first colon, folded header lines, HTTP/2 in cleartext. Each would let the next request
+     * (for evil.test) pass unchecked; another protocol after a switch still passes.
+     */
+    @Test
+    void aPolicedStreamCannotBeMadeToLoseTrackOfItsRequests() throws Exception {
+        String good = "GET / HTTP/1.1\r\nHost: good.test\r\n\r\n";
+        String evil = "GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n";
+        for (String odd : List.of("GET /\u00e9t\u00e9 HTTP/1.1\r\nHost: good.test\r\n\r\n", "GET / HTTP/1.1 \r\nHost: good.test\r\n\r\n",
+                "x\u0000y\r\n", "POST / HTTP/1.1\r\nHost: good.test\r\nUpgrade: x\r\nContent-Length: 1\r\n\r\n\u0000",
+                "POST / HTTP/1.1\r\nHost: good.test\r\nUpgrade: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n\u0000\r\n0\r\n\r\n")) {
+            assertThatThrownBy(() -> run(policed(new java.util.ArrayList<>()), good + odd + evil, 7)).as(odd)
+                    .isInstanceOf(RequestFilter.Violation.class);
+        }
+        for (String refused : List.of("GET / HTTP/1.1\r\nHost: evil.test:1:2\r\n\r\n", "GET / HTTP/1.1\r\nX: a\r\n Host: evil.test\r\nHost: good.test\r\n\r\n",
+                "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")) {
+            assertThatThrownBy(() -> run(policed(new java.util.ArrayList<>()), refused, 4096)).as(refused)
+                    .isInstanceOf(RequestFilter.Violation.class);
+        }
+        // a request line over the limit is not another protocol either
+        assertThatThrownBy(() -> run(policed(new java.util.ArrayList<>()), "GET /" + "a".repeat(20_000) + " HTTP/1.1\r\n\r\n", 4096))
+                .isInstanceOf(RequestFilter.Violation.class);
+        // a switch to another protocol: its bytes pass; an upgrade's body is not held for a line end
+        RequestFilter ws = policed(new java.util.ArrayList<>());
+        String upgrade = "GET /ws HTTP/1.1\r\nHost: good.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        assertThat(ws.filter(upgrade.getBytes(StandardCharsets.ISO_8859_1))).hasSize(upgrade.length());
+        byte[] frame = {(byte) 0x81, 0x02, 'h', 'i'};
+        assertThat(ws.filter(frame)).isEqualTo(frame);
+        String h2c = "POST / HTTP/1.1\r\nHost: good.test\r\nUpgrade: h2c\r\nContent-Length: 7\r\n\r\n{\"a\":1}";
+        assertThat(new String(filter(List.of(KEY), "good.test", false).filter(h2c.getBytes(StandardCharsets.ISO_8859_1)),
+                StandardCharsets.ISO_8859_1)).isEqualTo(h2c);
+    }
+
+    /**
      * Under a policy, a request the filter cannot follow to its end is refused: the request after
      * it would pass unseen. A stream that never was HTTP still passes (its first bytes were judged).
      */
