@@ -275,12 +275,12 @@ class SnapshotDirectoriesTest {
     @Test
     void aClaimSweepsOnlyOldUnlockedLeftoversOfItsNameThatDeadProcessesLeft() throws Exception {
         Path named = Files.createDirectories(new Checkpoints(home).directory());
-        Path deadClaim = Files.createDirectories(named.resolve(".claiming-cp-1"));
+        Path deadClaim = Files.createDirectories(named.resolve(".claiming-cp-" + java.util.UUID.randomUUID()));
         Files.createFile(deadClaim.resolve(SnapshotDirectories.WRITING_LOCK));
-        Path deadRemoval = Files.createDirectories(named.resolve(".removing-cp-2"));
+        Path deadRemoval = Files.createDirectories(named.resolve(".removing-cp-" + java.util.UUID.randomUUID()));
         Files.write(deadRemoval.resolve(Checkpoint.MEMORY_FILE), new byte[4096]);
-        Path otherName = Files.createDirectories(named.resolve(".removing-other-3"));
-        Path liveClaim = Files.createDirectories(named.resolve(".claiming-cp-4"));
+        Path otherName = Files.createDirectories(named.resolve(".removing-other-" + java.util.UUID.randomUUID()));
+        Path liveClaim = Files.createDirectories(named.resolve(".claiming-cp-" + java.util.UUID.randomUUID()));
         try (SandboxLock live = SandboxLock.tryAcquire(liveClaim.resolve(SnapshotDirectories.WRITING_LOCK))) {
             ClaimedDirectory.sweepLeftovers(named.resolve("cp"), SnapshotDirectories.WRITING_LOCK, ClaimedDirectory.LEFTOVER_AGE);
             assertThat(deadClaim).as("too young").exists();

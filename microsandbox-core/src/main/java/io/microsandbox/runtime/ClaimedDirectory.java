@@ -73,6 +73,20 @@ public final class ClaimedDirectory {
         return true;
     }
 
+    private static final java.util.regex.Pattern UUID_TEXT =
+            java.util.regex.Pattern.compile("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}");
+
+    /** Whether {@code entry} is a hidden claim or deletion of {@code name}: its prefix, the name, a dash and a UUID. */
+    static boolean isLeftoverOf(String entry, String name) {
+        for (String prefix : new String[] {".claiming-", ".removing-"}) {
+            String start = prefix + name + "-";
+            if (entry.startsWith(start) && UUID_TEXT.matcher(entry.substring(start.length())).matches()) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /**
      * Deletes, best effort, what processes that died left beside {@code dir} under hidden names:
      * a claim never renamed into place, a deletion never finished (which may hold a whole disk or
@@ -80,9 +94,10 @@ public final class ClaimedDirectory {
      * time) and whose lock nobody holds: a live claim or deletion takes milliseconds.
      */
     public static void sweepLeftovers(Path dir, String lockName, Duration age) {
-        String glob = ".{claiming,removing}-" + dir.getFileName() + "-*";
         long before = System.currentTimeMillis() - age.toMillis();
-        try (java.nio.file.DirectoryStream<Path> leftovers = Files.newDirectoryStream(dir.getParent(), glob)) {
+        // compared as text, not as a glob: a name may hold [ { * ?, and "a" must not take "a-b"'s
+        java.nio.file.DirectoryStream.Filter<Path> ofThisName = p -> isLeftoverOf(p.getFileName().toString(), dir.getFileName().toString());
+        try (java.nio.file.DirectoryStream<Path> leftovers = Files.newDirectoryStream(dir.getParent(), ofThisName)) {
             for (Path leftover : leftovers) {
                 Object changed = Files.getAttribute(leftover, "unix:ctime", LinkOption.NOFOLLOW_LINKS);
                 if (changed instanceof java.nio.file.attribute.FileTime t && t.toMillis() < before

@@ -39,6 +39,26 @@ class ClaimedDirectoryTest {
         }
     }
 
+    /** Names with glob characters claim like any other, and a sweep takes only its own name's leftovers. */
+    @Test
+    void aSweepTakesOnlyItsOwnNamesLeftovers() throws Exception {
+        for (String name : List.of("web[", "a{b", "x*", "q?")) {
+            try (SandboxLock lock = ClaimedDirectory.claim(dir.resolve(name), "owner.lock")) {
+                assertThat(lock.isOn(dir.resolve(name).resolve("owner.lock"))).isTrue();
+            }
+        }
+        String uuid = java.util.UUID.randomUUID().toString();
+        Path ofA = Files.createDirectory(dir.resolve(".removing-a-" + uuid));
+        Path ofAb = Files.createDirectory(dir.resolve(".removing-a-b-" + uuid));
+        Path ofStar = Files.createDirectory(dir.resolve(".claiming-x*-" + uuid));
+        Thread.sleep(20); // inode change times cannot be set back: the sweep below takes any age
+        ClaimedDirectory.sweepLeftovers(dir.resolve("a"), "owner.lock", java.time.Duration.ZERO);
+        ClaimedDirectory.sweepLeftovers(dir.resolve("x"), "owner.lock", java.time.Duration.ZERO);
+        assertThat(ofA).doesNotExist();
+        assertThat(ofAb).as("a-b's").exists();
+        assertThat(ofStar).as("x*'s").exists();
+    }
+
     /** A closed lock is on nothing, even when the same descriptor number now holds the same file's new lock. */
     @Test
     void aClosedLockIsOnNothing() throws Exception {
