@@ -197,8 +197,15 @@ public final class Microsandbox {
         }
     }
 
-    /** Removes the row and files of a creation that failed with {@code failure}, which a failing clean-up does not hide. */
+    /**
+     * Removes the row and files of a creation that failed with {@code failure}, which a failing
+     * clean-up does not hide. An unexpected failure after the supervisor took the sandbox over
+     * (the creation lock let go) leaves it be: it runs, and is the supervisor's to end.
+     */
     private static void forgetFailedCreation(SandboxStore store, SandboxLayout layout, SandboxLock createLock, RuntimeException failure) {
+        if (!(failure instanceof MicrosandboxException) && !createLock.isOn(SandboxLock.createLockFile(layout))) {
+            return;
+        }
         try {
             store.delete(layout.name());
             discard(layout, createLock);
@@ -466,13 +473,16 @@ public final class Microsandbox {
                 if (createLock == null || supervisorAlive(layout)) {
                     return false; // being started, or its supervisor is still erasing it: shown as it is
                 }
+                // the record read before the lock may be stale: the name may be a new sandbox's by now
+                Optional<SandboxRecord> now = store.find(record.name());
+                if (now.isPresent() && !(endedEphemeral(now.get()) && now.get().createdAt().equals(record.createdAt()))) {
+                    return false;
+                }
+                layout.deleteFiles();
+                SpareSupervisors.removeAbandonedPreBoots(home);
             }
-            // the record read before the lock may be stale: the name may be a new sandbox's by now
-            Optional<SandboxRecord> now = store.find(record.name());
-            if (now.isPresent() && !(endedEphemeral(now.get()) && now.get().createdAt().equals(record.createdAt()))) {
-                return false;
-            }
-            erase(store, layout);
+            // its files gone (here, or before): only its own row, never that of a sandbox created since under the name
+            store.delete(record.name(), record.createdAt());
             return true;
         } catch (IOException e) {
             return false; // its directory went meanwhile: whoever took it away erases it

@@ -122,7 +122,9 @@ public final class SandboxConfig {
 
     /** A builder holding a copy of this configuration. */
     public Builder toBuilder() {
-        return new Builder()
+        Builder b = new Builder();
+        b.recordedLabels = labels;
+        return b
                 .image(image).pullPolicy(pullPolicy).registryAuth(registryAuth).pullProgress(pullProgress).entrypoint(entrypoint).patches(patches).imageDisk(imageDisk, imageDiskFsType)
                 .snapshot(snapshot)
                 .memoryMib(memoryMib).cpus(cpus).upperSizeMib(upperSizeMib)
@@ -498,6 +500,8 @@ public final class SandboxConfig {
             if (n.path("entrypoint").isArray()) {
                 b.entrypoint(texts(n.get("entrypoint")));
             }
+            // labels an older version recorded stay readable (they were not checked then)
+            b.recordedLabels = Map.copyOf(b.labels);
             return b.build();
         } catch (java.io.IOException e) {
             throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "sandbox configuration is not valid JSON: " + e.getMessage(), e);
@@ -553,6 +557,8 @@ public final class SandboxConfig {
         private String user;
         private final Map<String, String> env = new LinkedHashMap<>();
         private final Map<String, String> labels = new LinkedHashMap<>();
+        /** Labels of a recorded configuration, taken as they are: an older version did not check them. */
+        private Map<String, String> recordedLabels = Map.of();
         private boolean detached;
         private Accelerator accelerator = Accelerator.AUTO;
         private Duration bootTimeout = DEFAULT_BOOT_TIMEOUT;
@@ -987,12 +993,20 @@ public final class SandboxConfig {
                     throw invalid("host port " + p.hostPort() + " is published twice");
                 }
             }
-            if (labels.size() > MAX_LABELS) {
+            checkLabels();
+            return new SandboxConfig(this);
+        }
+
+        private void checkLabels() {
+            if (labels.size() > MAX_LABELS && labels.size() > recordedLabels.size()) {
                 throw invalid("at most " + MAX_LABELS + " labels, got " + labels.size());
             }
             for (Map.Entry<String, String> label : labels.entrySet()) {
                 String key = label.getKey();
                 String value = label.getValue();
+                if (key != null && value != null && value.equals(recordedLabels.get(key))) {
+                    continue;
+                }
                 if (key == null || key.isEmpty() || key.length() > MAX_LABEL_KEY_LENGTH || value == null || value.length() > MAX_LABEL_VALUE_LENGTH
                         || key.chars().anyMatch(Character::isISOControl) || value.chars().anyMatch(Character::isISOControl)) {
                     throw invalid("label " + (key == null ? "null" : "'" + io.microsandbox.runtime.Json.brief(io.microsandbox.runtime.Printable.line(key), 40) + "'") + " must have a key of 1 to "
@@ -1005,7 +1019,6 @@ public final class SandboxConfig {
                     }
                 }
             }
-            return new SandboxConfig(this);
         }
 
         private static MicrosandboxException invalid(String message) {

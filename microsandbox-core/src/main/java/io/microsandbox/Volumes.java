@@ -77,6 +77,7 @@ public final class Volumes {
         Path dir = dir(name);
         try {
             SandboxPreparer.deleteTree(dir); // what a crashed creation or removal left
+            io.microsandbox.runtime.ClaimedDirectory.sweepLeftovers(dir, ".none", io.microsandbox.runtime.ClaimedDirectory.LEFTOVER_AGE);
             OwnerOnly.directories(home, dir);
             if (kind == Volume.Kind.DIRECTORY) {
                 OwnerOnly.directory(dir.resolve("data"));
@@ -122,15 +123,42 @@ public final class Volumes {
      */
     public void remove(String name) {
         get(name);
-        // the row goes first, in one transaction with the check: a sandbox recorded meanwhile
-        // either mounts it (kept) or finds it gone; the files of a removal cut short are
-        // cleared by the next creation of the name
+        requireUnused(name, usedBy(name));
+        // the data leaves its name while the row still holds the name (no creation of it can
+        // begin), then the row goes in one transaction with the check: a sandbox recorded
+        // meanwhile either mounts it (the data comes back) or finds it gone
+        Path dir = dir(name);
+        Path aside = dir.resolveSibling(".removing-" + name + "-" + java.util.UUID.randomUUID());
+        boolean moved;
+        try {
+            Files.move(dir, aside, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+            moved = true;
+        } catch (java.nio.file.NoSuchFileException e) {
+            moved = false; // a creation or removal cut short: the row alone
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot remove volume '" + name + "': " + e.getMessage(), e);
+        }
         List<String> users = volumeStore().deleteUnlessMounted(name, configJson -> mounts(configJson, name));
+        if (!users.isEmpty()) {
+            if (moved) {
+                try {
+                    Files.move(aside, dir, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+                } catch (IOException e) {
+                    throw new MicrosandboxException(ErrorKind.IO, "cannot put volume '" + name + "' back from " + aside + ": " + e.getMessage(), e);
+                }
+            }
+            requireUnused(name, users);
+        }
+        if (moved) {
+            SandboxPreparer.deleteTree(aside);
+        }
+    }
+
+    private static void requireUnused(String name, List<String> users) {
         if (!users.isEmpty()) {
             throw new MicrosandboxException(ErrorKind.VOLUME_IN_USE,
                     "volume '" + name + "' is mounted by sandbox(es) " + String.join(", ", users) + "; remove them first");
         }
-        SandboxPreparer.deleteTree(dir(name));
     }
 
     /** The sandboxes whose configuration mounts the volume, by name. */
@@ -144,9 +172,11 @@ public final class Volumes {
         return users;
     }
 
-    /** The volumes a sandbox configuration mounts by name. */
+    /** The volumes a sandbox configuration mounts by name: named mounts, and disk mounts naming a disk volume (no path). */
     static List<String> mountedBy(SandboxConfig config) {
-        return config.mounts().values().stream().filter(m -> m.kind() == Mount.Kind.NAMED).map(Mount::source).distinct().toList();
+        return config.mounts().values().stream()
+                .filter(m -> m.kind() == Mount.Kind.NAMED || m.kind() == Mount.Kind.DISK && !m.source().startsWith("/"))
+                .map(Mount::source).distinct().toList();
     }
 
     private static boolean mounts(String configJson, String volume) {

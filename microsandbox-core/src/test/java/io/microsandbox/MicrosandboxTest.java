@@ -238,5 +238,37 @@ class MicrosandboxTest {
                     e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG));
         }
         assertThat(SandboxConfig.builder().image("python:3.12").label("team", "").build().labels()).containsEntry("team", "");
+        // a configuration an older version recorded, with a label it did not check, still reads and starts
+        SandboxConfig recorded = SandboxConfig.fromJson("{\"image\":\"python:3.12\",\"labels\":{\"k\":\"a\\tb\"}}");
+        assertThat(recorded.labels()).containsEntry("k", "a\tb");
+        assertThat(recorded.toBuilder().detached(true).build().labels()).containsEntry("k", "a\tb");
+        assertThatThrownBy(() -> recorded.toBuilder().label("new", "x\u0001").build()).isInstanceOfSatisfying(MicrosandboxException.class,
+                e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG));
+    }
+
+    /**
+     * A volume mounted by a recorded sandbox (named or as a disk) stays, data and all; once
+     * removed, a sandbox recorded to mount it is refused rather than booted without it.
+     */
+    @Test
+    void aVolumeAndTheSandboxesMountingItAreDecidedTogether(@TempDir Path home) throws Exception {
+        Volumes volumes = Volumes.at(home);
+        volumes.create("shared");
+        Files.writeString(volumes.get("shared").path().resolve("kept"), "data");
+        SandboxConfig mounting = SandboxConfig.builder().image("/nonexistent")
+                .mount("/data", Mount.disk("shared", null, MountOptions.defaults())).build();
+        assertThat(Volumes.mountedBy(mounting)).containsExactly("shared");
+        SandboxStore store = SandboxStore.open(home);
+        store.insert("user", mounting.toJson(), Map.of(), false, "stopped", Volumes.mountedBy(mounting));
+        assertThatThrownBy(() -> volumes.remove("shared")).isInstanceOfSatisfying(MicrosandboxException.class,
+                e -> assertThat(e.kind()).isEqualTo(ErrorKind.VOLUME_IN_USE));
+        assertThat(Files.readString(volumes.get("shared").path().resolve("kept"))).isEqualTo("data");
+        store.delete("user");
+        volumes.remove("shared");
+        try (var left = Files.list(home.resolve("volumes"))) {
+            assertThat(left).as("nothing left aside").isEmpty();
+        }
+        assertThatThrownBy(() -> store.insert("late", mounting.toJson(), Map.of(), false, "stopped", Volumes.mountedBy(mounting)))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.VOLUME_NOT_FOUND));
     }
 }

@@ -412,6 +412,21 @@ public final class SandboxStore {
         }
     }
 
+    /**
+     * Forgets the sandbox {@code name} created at {@code createdAt}, with its labels and runs:
+     * never a newer sandbox of the same name, recorded since the caller read the old one.
+     */
+    public void delete(String name, Instant createdAt) {
+        inTransaction(c -> {
+            try (PreparedStatement ps = c.prepareStatement("DELETE FROM sandbox WHERE name = ? AND created_at = ?")) {
+                ps.setString(1, name);
+                ps.setString(2, createdAt.toString());
+                ps.executeUpdate();
+            }
+            return null;
+        });
+    }
+
     /** Forgets a sandbox with its labels and runs. */
     public void delete(String name) {
         inTransaction(c -> {

@@ -190,4 +190,16 @@ class SandboxStoreTest {
                 .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.VOLUME_NOT_FOUND));
         assertThat(store.find("late")).isEmpty();
     }
+
+    /** A delete of a sandbox read earlier never takes a newer one recorded since under its name. */
+    @Test
+    void aDeleteByCreationTakesOnlyThatSandbox() {
+        SandboxStore store = SandboxStore.open(home);
+        store.insert("a", "{}", Map.of(), true, "stopped");
+        SandboxRecord read = store.find("a").orElseThrow();
+        store.delete("a", read.createdAt().minusSeconds(1));
+        assertThat(store.find("a")).isPresent();
+        store.delete("a", read.createdAt());
+        assertThat(store.find("a")).isEmpty();
+    }
 }

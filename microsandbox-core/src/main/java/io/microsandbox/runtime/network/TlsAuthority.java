@@ -134,7 +134,7 @@ public final class TlsAuthority implements LeafCertificates {
         java.nio.channels.FileChannel channel = OwnerOnly.open(file, java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.WRITE);
         long deadline = System.nanoTime() + CREATION_WAIT.toNanos();
         try {
-            while (channel.tryLock() == null) {
+            while (tryLock(channel) == null) {
                 if (System.nanoTime() - deadline > 0) {
                     throw new IOException("another process has been creating the CA (" + file + " is locked) for over " + CREATION_WAIT);
                 }
@@ -148,6 +148,15 @@ public final class TlsAuthority implements LeafCertificates {
         } catch (IOException | RuntimeException e) {
             channel.close();
             throw e;
+        }
+    }
+
+    /** The lock, or null while another holds it (in this JVM too: the authority loaded by a second class loader). */
+    private static java.nio.channels.FileLock tryLock(java.nio.channels.FileChannel channel) throws IOException {
+        try {
+            return channel.tryLock();
+        } catch (java.nio.channels.OverlappingFileLockException e) {
+            return null;
         }
     }
 

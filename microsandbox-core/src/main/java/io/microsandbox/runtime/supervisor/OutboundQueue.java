@@ -114,15 +114,12 @@ final class OutboundQueue {
 
     /**
      * Queues a small control frame ahead of everything else, outside the bounds of
-     * {@link #offer}; dropped (and logged once) past {@link #MAX_URGENT_BYTES}.
+     * {@link #offer}; dropped (and logged, once while they are) past {@link #MAX_URGENT_BYTES}.
      *
      * @return false when it was dropped
      */
     synchronized boolean urgent(byte[] frame) {
-        if (ended) {
-            return true;
-        }
-        if (urgentBytes + frame.length > MAX_URGENT_BYTES) {
+        if (!ended && urgentBytes + frame.length > MAX_URGENT_BYTES) {
             if (!urgentDropLogged) {
                 urgentDropLogged = true;
                 SupervisorLog.warn(peer + " reads nothing: over " + MAX_URGENT_BYTES + " bytes of control frames wait for it;"
@@ -130,10 +127,21 @@ final class OutboundQueue {
             }
             return false;
         }
+        essential(frame);
+        return true;
+    }
+
+    /**
+     * Queues a control frame the supervisor itself must get through (a shutdown) ahead of
+     * everything else, whatever the bounds: one or two in a life, never in answer to anyone.
+     */
+    synchronized void essential(byte[] frame) {
+        if (ended) {
+            return;
+        }
         urgentBytes += frame.length;
         frames.addFirst(new Entry(frame, false));
         notifyAll();
-        return true;
     }
 
     /** Writes what is queued, then closes the link. */
@@ -196,6 +204,7 @@ final class OutboundQueue {
                         release(next.bytes().length);
                     } else {
                         urgentBytes -= next.bytes().length;
+                        urgentDropLogged &= urgentBytes > 0; // a new spell of drops is logged again
                     }
                 }
             }

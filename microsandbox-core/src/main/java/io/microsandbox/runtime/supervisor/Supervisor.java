@@ -1698,7 +1698,7 @@ public final class Supervisor {
             checkpointing = false;
             lastActivity = System.nanoTime();
             if (stopReason != null) {
-                toGuest.urgent(FrameCodec.encode(new Frame(0, Protocol.FLAG_SHUTDOWN, Protocol.CORE_SHUTDOWN, null)));
+                toGuest.essential(FrameCodec.encode(new Frame(0, Protocol.FLAG_SHUTDOWN, Protocol.CORE_SHUTDOWN, null)));
             }
         }
     }
@@ -1917,7 +1917,7 @@ public final class Supervisor {
             SupervisorLog.log("the shutdown request waits for the checkpoint to end");
             return;
         }
-        toGuest.urgent(FrameCodec.encode(new Frame(0, Protocol.FLAG_SHUTDOWN, Protocol.CORE_SHUTDOWN, null)));
+        toGuest.essential(FrameCodec.encode(new Frame(0, Protocol.FLAG_SHUTDOWN, Protocol.CORE_SHUTDOWN, null)));
     }
 
     private void resumeForStop() {
