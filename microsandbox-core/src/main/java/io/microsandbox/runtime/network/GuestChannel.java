@@ -7,6 +7,10 @@ public interface GuestChannel {
     /** Queues a frame at the back, waiting up to {@code timeoutMillis} for room; false when it did not fit. */
     boolean send(Frame frame, long timeoutMillis) throws InterruptedException;
 
-    /** Queues a small control frame ahead of everything else. */
-    void urgent(Frame frame);
+    /**
+     * Queues a small control frame ahead of everything else.
+     *
+     * @return false when it was dropped: the agent has left too many such frames unread
+     */
+    boolean urgent(Frame frame);
 }

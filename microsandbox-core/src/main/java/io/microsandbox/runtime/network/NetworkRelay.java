@@ -1168,6 +1168,9 @@ public final class NetworkRelay implements AutoCloseable {
             }
         }
 
+        /** Window credit whose frame was dropped, to go with the next one (the writer thread's). */
+        private long unsentCredit;
+
         private void writeLoop() {
             try {
                 OutputStream out = socket.getOutputStream();
@@ -1176,6 +1179,9 @@ public final class NetworkRelay implements AutoCloseable {
                     if (data == null) {
                         if (isShut()) {
                             return;
+                        }
+                        if (unsentCredit > 0) {
+                            credit(0); // the guest may read again: without it, its side waits for ever
                         }
                         if (lateName != null && lateHead != null && !awaitingLateName() && !releaseLateHead(out)) {
                             return;
@@ -1205,9 +1211,7 @@ public final class NetworkRelay implements AutoCloseable {
                     }
                     out.write(filter == null ? data : filter.filter(data));
                     queued.addAndGet(-data.length);
-                    ObjectNode p = Json.object();
-                    p.put("bytes", data.length);
-                    guest.urgent(new Frame(id, 0, Net.WINDOW, p));
+                    credit(data.length);
                 }
             } catch (RequestFilter.Violation v) {
                 violated(this, v);
@@ -1222,6 +1226,18 @@ public final class NetworkRelay implements AutoCloseable {
                     filter.close(); // a body it held gives its room back
                 }
             }
+        }
+
+        /**
+         * Gives the guest back {@code bytes} of its window, with what an earlier window frame that
+         * was dropped (the agent had left too many control frames unread) did not get to it.
+         * The writer thread's alone.
+         */
+        private void credit(long bytes) {
+            long total = unsentCredit + bytes;
+            ObjectNode p = Json.object();
+            p.put("bytes", total);
+            unsentCredit = guest.urgent(new Frame(id, 0, Net.WINDOW, p)) ? 0 : total;
         }
 
         private void holdLateHead(byte[] data) {
@@ -1254,9 +1270,7 @@ public final class NetworkRelay implements AutoCloseable {
             if (held.length > 0) {
                 out.write(filter == null ? held : filter.filter(held));
                 queued.addAndGet(-held.length);
-                ObjectNode p = Json.object();
-                p.put("bytes", held.length);
-                guest.urgent(new Frame(id, 0, Net.WINDOW, p));
+                credit(held.length);
             }
             return true;
         }

@@ -1051,8 +1051,8 @@ public final class Supervisor {
                     }
 
                     @Override
-                    public void urgent(Frame frame) {
-                        toGuest.urgent(FrameCodec.encode(frame));
+                    public boolean urgent(Frame frame) {
+                        return toGuest.urgent(FrameCodec.encode(frame));
                     }
                 }, message -> {
                     SupervisorLog.log(message);

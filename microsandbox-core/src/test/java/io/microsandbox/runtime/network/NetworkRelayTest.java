@@ -31,6 +31,8 @@ class NetworkRelayTest {
     private static final int ID = 0x8000_0001;
     private final BlockingQueue<Frame> toGuest = new LinkedBlockingQueue<>();
     private final List<String> log = new CopyOnWriteArrayList<>();
+    /** How many window frames the guest channel drops next. */
+    private final java.util.concurrent.atomic.AtomicInteger droppedWindows = new java.util.concurrent.atomic.AtomicInteger();
     private NetworkRelay relay;
 
     private NetworkRelay relay(NetworkPolicy policy, List<PortBinding> ports) {
@@ -41,8 +43,11 @@ class NetworkRelayTest {
             }
 
             @Override
-            public void urgent(Frame frame) {
-                toGuest.add(frame);
+            public boolean urgent(Frame frame) {
+                if (frame.type().equals(Net.WINDOW) && droppedWindows.getAndDecrement() > 0) {
+                    return false; // as the supervisor's queue does for an agent that reads nothing
+                }
+                return toGuest.add(frame);
             }
         }, log::add);
         relay.start();
@@ -136,6 +141,31 @@ class NetworkRelayTest {
                         assertThat(next(Net.WINDOW).number("bytes")).isEqualTo((long) request.length());
                     }
                 }
+            }
+        }
+    }
+
+    /**
+     * A window frame the supervisor's queue dropped (an agent that left too many control frames
+     * unread) is not lost: its credit goes with the next one, or again once the connection idles.
+     */
+    @Test
+    void windowCreditOfADroppedFrameStillReachesTheGuest() throws Exception {
+        try (ServerSocket upstream = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            relay(NetworkPolicy.allowAll(), List.of());
+            relay.fromGuest(frame(Protocol.FLAG_SESSION_START, Net.CONNECT, connect("127.0.0.1", upstream.getLocalPort())));
+            try (Socket s = upstream.accept()) {
+                next(Net.CONNECTED);
+                droppedWindows.set(1);
+                relay.fromGuest(frame(0, Net.DATA, data("hello")));
+                assertThat(new String(s.getInputStream().readNBytes(5), StandardCharsets.UTF_8)).isEqualTo("hello");
+                assertThat(next(Net.WINDOW).number("bytes")).as("sent again while the connection idles").isEqualTo(5L);
+                droppedWindows.set(1);
+                relay.fromGuest(frame(0, Net.DATA, data("hello")));
+                s.getInputStream().readNBytes(5);
+                relay.fromGuest(frame(0, Net.DATA, data("world")));
+                s.getInputStream().readNBytes(5);
+                assertThat(next(Net.WINDOW).number("bytes")).as("with the next window").isEqualTo(10L);
             }
         }
     }
