@@ -478,8 +478,7 @@ public final class Microsandbox {
                 if (now.isPresent() && !(endedEphemeral(now.get()) && now.get().createdAt().equals(record.createdAt()))) {
                     return false;
                 }
-                layout.deleteFiles();
-                SpareSupervisors.removeAbandonedPreBoots(home);
+                eraseFiles(layout);
             }
             // its files gone (here, or before): only its own row, never that of a sandbox created since under the name
             store.delete(record.name(), record.createdAt());
@@ -569,9 +568,14 @@ public final class Microsandbox {
 
     /** Deletes a sandbox's files, then its rows. */
     private void erase(SandboxStore store, SandboxLayout layout) {
+        eraseFiles(layout);
+        store.delete(layout.name());
+    }
+
+    /** Deletes a sandbox's files, and the home's pre-boot directories whose supervisor died. */
+    private void eraseFiles(SandboxLayout layout) {
         layout.deleteFiles();
         SpareSupervisors.removeAbandonedPreBoots(home);
-        store.delete(layout.name());
     }
 
     /** Claims a new sandbox's directory and records it as running; on failure neither is left. */

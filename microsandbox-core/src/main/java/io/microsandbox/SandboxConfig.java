@@ -1009,7 +1009,7 @@ public final class SandboxConfig {
                 }
                 if (key == null || key.isEmpty() || key.length() > MAX_LABEL_KEY_LENGTH || value == null || value.length() > MAX_LABEL_VALUE_LENGTH
                         || key.chars().anyMatch(Character::isISOControl) || value.chars().anyMatch(Character::isISOControl)) {
-                    throw invalid("label " + (key == null ? "null" : "'" + io.microsandbox.runtime.Json.brief(io.microsandbox.runtime.Printable.line(key), 40) + "'") + " must have a key of 1 to "
+                    throw invalid("label " + (key == null ? "null" : "'" + io.microsandbox.runtime.Printable.brief(key, 40) + "'") + " must have a key of 1 to "
                             + MAX_LABEL_KEY_LENGTH + " characters and a value of at most " + MAX_LABEL_VALUE_LENGTH
                             + " (not null), without control characters");
                 }

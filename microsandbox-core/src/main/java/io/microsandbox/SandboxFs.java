@@ -422,7 +422,7 @@ public final class SandboxFs {
             if (!notUtf8.isEmpty()) {
                 // decoded, such a name names nothing in the guest (nor would a target on the host): said before any of it is copied
                 throw new MicrosandboxException(ErrorKind.FILESYSTEM, "cannot copy " + guestPath + ": the guest name or link target of "
-                        + Json.brief(Printable.line(notUtf8.get(0).path()), 200) + (notUtf8.size() > 1 ? " and " + (notUtf8.size() - 1) + " more" : "")
+                        + Printable.brief(notUtf8.get(0).path(), 200) + (notUtf8.size() > 1 ? " and " + (notUtf8.size() - 1) + " more" : "")
                         + " is not UTF-8; rename it in the guest");
             }
             long listedChars = 0;
@@ -906,11 +906,11 @@ public final class SandboxFs {
         }
     }
 
-    /** Bytes to a file: writes wait for the guest's credit; close sends the end and waits until the file is on disk. */
     /**
-     * File bytes as fs.data frames, within the guest's credit. One writer at a time; a close
-     * from another thread while a write waits for credit gives the file up (ending it then
-     * could send its end before the data being written) and wakes the writer at once.
+     * Bytes to a file: writes wait for the guest's credit; close sends the end and waits until
+     * the file is on disk. One writer at a time; a close from another thread while a write waits
+     * for credit gives the file up (ending it then could send its end before the data being
+     * written) and wakes the writer at once.
      */
     private final class WriteStream extends OutputStream {
         private final String path;

@@ -1,6 +1,7 @@
 package io.microsandbox;
 
 import io.microsandbox.image.RootDisks;
+import io.microsandbox.runtime.ClaimedDirectory;
 import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxPreparer;
@@ -77,7 +78,7 @@ public final class Volumes {
         Path dir = dir(name);
         try {
             SandboxPreparer.deleteTree(dir); // what a crashed creation or removal left
-            io.microsandbox.runtime.ClaimedDirectory.sweepLeftovers(dir, ".none", io.microsandbox.runtime.ClaimedDirectory.LEFTOVER_AGE);
+            ClaimedDirectory.sweepLeftovers(dir, null, ClaimedDirectory.LEFTOVER_AGE);
             OwnerOnly.directories(home, dir);
             if (kind == Volume.Kind.DIRECTORY) {
                 OwnerOnly.directory(dir.resolve("data"));
@@ -128,19 +129,10 @@ public final class Volumes {
         // begin), then the row goes in one transaction with the check: a sandbox recorded
         // meanwhile either mounts it (the data comes back) or finds it gone
         Path dir = dir(name);
-        Path aside = dir.resolveSibling(".removing-" + name + "-" + java.util.UUID.randomUUID());
-        boolean moved;
-        try {
-            Files.move(dir, aside, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
-            moved = true;
-        } catch (java.nio.file.NoSuchFileException e) {
-            moved = false; // a creation or removal cut short: the row alone
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot remove volume '" + name + "': " + e.getMessage(), e);
-        }
+        Path aside = ClaimedDirectory.moveAside(dir); // null: a creation or removal cut short, the row alone
         List<String> users = volumeStore().deleteUnlessMounted(name, configJson -> mounts(configJson, name));
         if (!users.isEmpty()) {
-            if (moved) {
+            if (aside != null) {
                 try {
                     Files.move(aside, dir, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
                 } catch (IOException e) {
@@ -149,7 +141,7 @@ public final class Volumes {
             }
             requireUnused(name, users);
         }
-        if (moved) {
+        if (aside != null) {
             SandboxPreparer.deleteTree(aside);
         }
     }
@@ -180,14 +172,11 @@ public final class Volumes {
     }
 
     private static boolean mounts(String configJson, String volume) {
-        SandboxConfig config;
         try {
-            config = SandboxConfig.fromJson(configJson);
+            return mountedBy(SandboxConfig.fromJson(configJson)).contains(volume);
         } catch (MicrosandboxException e) {
             return false; // an unreadable config cannot boot, so it mounts nothing
         }
-        return config.mounts().values().stream()
-                .anyMatch(m -> (m.kind() == Mount.Kind.NAMED || m.kind() == Mount.Kind.DISK) && volume.equals(m.source()));
     }
 
     /** Why {@code name} is no valid volume name, or null: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'. */

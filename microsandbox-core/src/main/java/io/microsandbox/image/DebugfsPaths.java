@@ -21,14 +21,10 @@ public final class DebugfsPaths {
         for (int i = 0; i < path.length(); i++) {
             char c = path.charAt(i);
             if (c == '"' || c == '\\' || Character.isISOControl(c)) {
-                throw new IOException("cannot " + what + " " + printable(path)
+                throw new IOException("cannot " + what + " " + io.microsandbox.runtime.Printable.brief(path, 200)
                         + ": debugfs cannot be given a path with a quote, a backslash or a control character");
             }
         }
         return "\"" + path + "\"";
-    }
-
-    private static String printable(String path) {
-        return io.microsandbox.runtime.Json.brief(io.microsandbox.runtime.Printable.line(path), 200);
     }
 }

@@ -123,24 +123,12 @@ public final class RootDisks {
      * creation killed or failed half-way leaves no disk a later start would take for a good one.
      */
     public static void createDataDisk(Path file, int sizeMib, String label) {
-        Path making = null;
         try {
             // created 0600 before mke2fs sees it: mke2fs would create it with the umask's mode
-            making = OwnerOnly.createTempFile(file.toAbsolutePath().getParent(), "." + file.getFileName() + ".", ".part");
-            mke2fsSized(making, sizeMib, List.of("-t", "ext4", "-m", "0", "-L", label,
-                    "-E", "lazy_itable_init=1,lazy_journal_init=1"));
-            OwnerOnly.restrictFile(making);
-            Files.move(making, file, java.nio.file.StandardCopyOption.ATOMIC_MOVE, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            OwnerOnly.replace(file, making -> mke2fsSized(making, sizeMib, List.of("-t", "ext4", "-m", "0", "-L", label,
+                    "-E", "lazy_itable_init=1,lazy_journal_init=1")));
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot create the disk " + file + ": " + e.getMessage(), e);
-        } finally {
-            if (making != null) {
-                try {
-                    Files.deleteIfExists(making);
-                } catch (IOException e) {
-                    // the sandbox's or volume's directory goes with its owner's removal
-                }
-            }
         }
     }
 

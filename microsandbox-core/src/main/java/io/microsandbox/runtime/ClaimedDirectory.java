@@ -61,16 +61,30 @@ public final class ClaimedDirectory {
      * @return false when it was gone already (another deleter got there first)
      */
     public static boolean delete(Path dir) {
-        Path doomed = dir.resolveSibling(".removing-" + dir.getFileName() + "-" + UUID.randomUUID());
-        try {
-            Files.move(dir, doomed, StandardCopyOption.ATOMIC_MOVE);
-        } catch (NoSuchFileException e) {
+        Path doomed = moveAside(dir);
+        if (doomed == null) {
             return false;
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot remove " + dir + ": " + e.getMessage(), e);
         }
         SandboxPreparer.deleteTree(doomed);
         return true;
+    }
+
+    /**
+     * Renames {@code dir} out of the way in one step, under the hidden name of a deletion
+     * ({@code .removing-}, swept if its deleter dies), for the caller to delete or put back.
+     *
+     * @return where it went; null when it was not there
+     */
+    public static Path moveAside(Path dir) {
+        Path aside = dir.resolveSibling(".removing-" + dir.getFileName() + "-" + UUID.randomUUID());
+        try {
+            Files.move(dir, aside, StandardCopyOption.ATOMIC_MOVE);
+            return aside;
+        } catch (NoSuchFileException e) {
+            return null;
+        } catch (IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot remove " + dir + ": " + e.getMessage(), e);
+        }
     }
 
     private static final java.util.regex.Pattern UUID_TEXT =
@@ -92,6 +106,8 @@ public final class ClaimedDirectory {
      * a claim never renamed into place, a deletion never finished (which may hold a whole disk or
      * memory file). Only those renamed or made more than {@code age} ago (their inode change
      * time) and whose lock nobody holds: a live claim or deletion takes milliseconds.
+     *
+     * @param lockName the lock file in such a leftover; null for directories that hold none
      */
     public static void sweepLeftovers(Path dir, String lockName, Duration age) {
         long before = System.currentTimeMillis() - age.toMillis();
@@ -101,7 +117,7 @@ public final class ClaimedDirectory {
             for (Path leftover : leftovers) {
                 Object changed = Files.getAttribute(leftover, "unix:ctime", LinkOption.NOFOLLOW_LINKS);
                 if (changed instanceof java.nio.file.attribute.FileTime t && t.toMillis() < before
-                        && !SandboxLock.isHeld(leftover.resolve(lockName))) {
+                        && (lockName == null || !SandboxLock.isHeld(leftover.resolve(lockName)))) {
                     SandboxPreparer.deleteTree(leftover);
                 }
             }

@@ -94,11 +94,29 @@ public final class OwnerOnly {
      * name, and a descriptor another user opened on an older, wider file does not see the new bytes.
      */
     public static void write(Path file, byte[] bytes) throws IOException {
-        Path tmp = createTempFile(file.toAbsolutePath().getParent(), "." + file.getFileName() + ".", ".part");
-        try {
+        replace(file, tmp -> {
             try (OutputStream out = Files.newOutputStream(tmp, StandardOpenOption.WRITE)) {
                 out.write(bytes);
             }
+        });
+    }
+
+    /** What fills a new file, given its path. */
+    @FunctionalInterface
+    public interface FileMaker {
+        void make(Path file) throws IOException;
+    }
+
+    /**
+     * Replaces {@code file} whole: {@code maker} fills a new, empty {@code 0600} file beside it,
+     * which is then renamed over it; on failure nothing changes under the name and the new file
+     * goes.
+     */
+    public static void replace(Path file, FileMaker maker) throws IOException {
+        Path tmp = createTempFile(file.toAbsolutePath().getParent(), "." + file.getFileName() + ".", ".part");
+        try {
+            maker.make(tmp);
+            restrict(tmp, FILE); // a tool that wrote it may have widened it
             Files.move(tmp, file, java.nio.file.StandardCopyOption.ATOMIC_MOVE, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
         } finally {
             Files.deleteIfExists(tmp);

@@ -20,6 +20,11 @@ public final class Printable {
         return escape(text, true);
     }
 
+    /** {@link #line} cut to {@code max} characters, saying how long it was: a name quoted in a message. */
+    public static String brief(String text, int max) {
+        return Json.brief(line(text), max);
+    }
+
     private static String escape(String text, boolean keepLineEnds) {
         StringBuilder out = null;
         for (int i = 0; i < text.length(); i++) {

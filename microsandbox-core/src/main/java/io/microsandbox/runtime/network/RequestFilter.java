@@ -154,22 +154,10 @@ final class RequestFilter implements AutoCloseable {
 
     /** The domain names a request names (its target's, its Host fields'), as the policy matches them. */
     private static List<String> namedHosts(String targetHost, List<String> hostFields) {
-        List<String> named = new ArrayList<>(hostFields.size() + 1);
-        List<String> given = new ArrayList<>(hostFields);
-        if (targetHost != null) {
-            given.add(0, targetHost);
-        }
-        for (String h : given) {
-            String name = stripPort(h).toLowerCase(Locale.ROOT);
-            if (name.endsWith(".")) {
-                name = name.substring(0, name.length() - 1);
-            }
-            // an address names no domain: the connection's address was judged already
-            if (!name.isEmpty() && InetLiterals.parse(name) == null && !named.contains(name)) {
-                named.add(name);
-            }
-        }
-        return named;
+        java.util.stream.Stream<String> given = targetHost == null ? hostFields.stream()
+                : java.util.stream.Stream.concat(java.util.stream.Stream.of(targetHost), hostFields.stream());
+        // as the first bytes' names are read: an address names no domain (the connection's was judged already)
+        return given.map(h -> ServerNameSniffer.Result.found(stripPort(h)).name()).flatMap(java.util.Optional::stream).distinct().toList();
     }
 
     /** A request whose end cannot be found: what follows it cannot be checked against the policy. */
@@ -354,18 +342,17 @@ final class RequestFilter implements AutoCloseable {
         boolean chunked = false;
         boolean upgrade = text.regionMatches(true, 0, "CONNECT ", 0, 8);
         String[] lines = text.split("\r?\n");
-        String hostHeader = null;
+        int requestLineAt = 0; // servers skip blank lines before it
+        while (requestLineAt < lines.length && lines[requestLineAt].isEmpty()) {
+            requestLineAt++;
+        }
+        String requestLine = requestLineAt < lines.length ? lines[requestLineAt] : "";
         List<String> hostFields = new ArrayList<>(1);
         String contentLengthText = "";
-        boolean hostsDiffer = false;
         int transferEncodings = 0;
         boolean folded = false;
-        boolean first = true;
-        for (String line : lines) {
-            if (first && !line.isEmpty()) {
-                first = false;
-                continue; // the request line
-            }
+        for (int n = requestLineAt + 1; n < lines.length; n++) {
+            String line = lines[n];
             // obs-fold: a server may join it to the field above (RFC 9112 5.2), giving it another value
             folded |= !line.isEmpty() && (line.charAt(0) == ' ' || line.charAt(0) == '\t');
             int colon = line.indexOf(':');
@@ -375,18 +362,9 @@ final class RequestFilter implements AutoCloseable {
             String field = line.substring(0, colon).trim().toLowerCase(Locale.ROOT);
             String v = line.substring(colon + 1).trim();
             switch (field) {
-                case "host" -> {
-                    hostsDiffer |= hostHeader != null && !hostHeader.equalsIgnoreCase(v);
-                    hostHeader = v;
-                    hostFields.add(v);
-                }
+                case "host" -> hostFields.add(v);
                 case "content-length" -> {
-                    long length;
-                    try {
-                        length = v.matches("[0-9]{1,18}") ? Long.parseLong(v) : -1;
-                    } catch (NumberFormatException e) {
-                        length = -1;
-                    }
+                    long length = v.matches("[0-9]{1,18}") ? Long.parseLong(v) : -1;
                     // two different lengths: servers disagree on the framing, so we do not pick one
                     contentLength = lengthSeen && contentLength != length ? -1 : length;
                     contentLengthText = v;
@@ -404,9 +382,9 @@ final class RequestFilter implements AutoCloseable {
         }
         // the server takes the host from an absolute-form target over the Host field (RFC 9112
         // 3.2.2); two Host fields that differ name no host a secret could be allowed for
-        String requestLine = java.util.Arrays.stream(lines).filter(l -> !l.isEmpty()).findFirst().orElse("");
         String targetHost = absoluteTargetHost(requestLine);
-        requestHost = targetHost != null ? targetHost : hostsDiffer ? "" : hostHeader;
+        boolean hostsDiffer = hostFields.stream().map(h -> h.toLowerCase(Locale.ROOT)).distinct().count() > 1;
+        requestHost = targetHost != null ? targetHost : hostsDiffer ? "" : hostFields.isEmpty() ? null : hostFields.get(hostFields.size() - 1);
         if (hostPolicy != null) {
             if (folded) {
                 throw unfollowable("a request with a folded header line");
