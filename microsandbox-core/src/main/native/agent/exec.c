@@ -839,6 +839,24 @@ cleanup: {
     free_strv(r.envp);
 }
 
+/* The host gave the session up (exec.cancel, fs.cancel): its processes are killed and what
+ * they would still write is discarded. Its output fds are closed rather than left parked
+ * without credit, so the session ends once its process is reaped, even with output unread
+ * or a process that left the group holding the pipe (which gets EPIPE). An fs worker's
+ * result pipe stays: its end is reported as usual. May free s. */
+static void cancel_session(session *s)
+{
+    if (kill(-s->pid, SIGKILL) < 0 && !s->exited)
+        kill(s->pid, SIGKILL);
+    s->stdin_open = false;
+    s->inlen = s->inoff = 0;
+    close_fd(&s->in_fd, &s->in_ev);
+    close_fd(&s->out_fd, &s->out_ev);
+    if (!s->fs)
+        close_fd(&s->err_fd, &s->err_ev);
+    maybe_finish(s);
+}
+
 void exec_message(uint32_t id, const char *type, size_t tlen, cbor_val p)
 {
     session *s = find_session(id);
@@ -856,9 +874,8 @@ void exec_message(uint32_t id, const char *type, size_t tlen, cbor_val p)
             s->credit = bytes >= MAX_OUTPUT_WINDOW - s->credit ? MAX_OUTPUT_WINDOW : s->credit + bytes;
             update_events(s);
         }
-    } else if (s->fs && IS("fs.cancel")) {
-        if (kill(-s->pid, SIGKILL) < 0 && !s->exited)
-            kill(s->pid, SIGKILL);
+    } else if (IS("exec.cancel") || (s->fs && IS("fs.cancel"))) {
+        cancel_session(s);
     } else if (IS("exec.signal")) {
         /* the group (it outlives a reaped leader while members remain, and its id is
          * not reused meanwhile); the process alone if it left its group */

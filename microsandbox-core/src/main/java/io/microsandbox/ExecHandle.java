@@ -314,11 +314,11 @@ public final class ExecHandle implements AutoCloseable {
         }
     }
 
-    /** Kills the process if it still runs and releases the handle. */
+    /** Kills the process if it still runs, discards its unread output and releases the handle. */
     @Override
     public void close() {
         if (!finished) {
-            trySend(signalFrame(SIGKILL));
+            trySend(cancelFrame());
             finish();
         }
         client.unregister(id);
@@ -377,7 +377,15 @@ public final class ExecHandle implements AutoCloseable {
             timedOut = true;
         }
         trySend(signalFrame(SIGKILL));
-        timers.schedule(this::finish, TIMEOUT_GRACE.toMillis(), TimeUnit.MILLISECONDS);
+        timers.schedule(this::giveUp, TIMEOUT_GRACE.toMillis(), TimeUnit.MILLISECONDS);
+    }
+
+    /** Ends the call at the grace's end, and the session with it: output nobody reads must not hold it open. */
+    private void giveUp() {
+        if (!finished) {
+            trySend(cancelFrame());
+            finish();
+        }
     }
 
     private void finish() {
@@ -398,6 +406,10 @@ public final class ExecHandle implements AutoCloseable {
 
     private void sendSignal(int signal) {
         client.send(signalFrame(signal));
+    }
+
+    private Frame cancelFrame() {
+        return new Frame(id, 0, Protocol.EXEC_CANCEL, Json.object());
     }
 
     private Frame signalFrame(int signal) {

@@ -45,6 +45,11 @@ public final class Protocol {
     public static final String EXEC_EXITED = "exec.exited";
     public static final String EXEC_FAILED = "exec.failed";
     public static final String EXEC_SIGNAL = "exec.signal";
+    /**
+     * Host to agent: {@code {}} the session is given up: its process group is killed and its
+     * output discarded, so it ends even with output unread.
+     */
+    public static final String EXEC_CANCEL = "exec.cancel";
     public static final String EXEC_RESIZE = "exec.resize";
     /** Host to agent: {@code {bytes}} more output credit for the session. */
     public static final String EXEC_WINDOW = "exec.window";

@@ -1494,9 +1494,8 @@ public final class Supervisor {
                 continue;
             }
             sessionEnded(route);
-            ObjectNode p = Json.object();
-            p.put("signal", Posix.SIGKILL);
-            toGuest.urgent(FrameCodec.encode(new Frame(route.guestId, 0, Protocol.EXEC_SIGNAL, p)));
+            String cancel = route.fs ? Protocol.FS_CANCEL : Protocol.EXEC_CANCEL;
+            toGuest.urgent(FrameCodec.encode(new Frame(route.guestId, 0, cancel, Json.object())));
         }
     }
 
