@@ -65,7 +65,12 @@ public final class ExecHandle implements AutoCloseable {
     private volatile boolean finished;
     private volatile boolean timedOut;
     private volatile String connectionLost;
-    private boolean doneReturned;
+    /** How the command ended, as the guest reported it; null while it runs or when it never ran. */
+    private volatile ExecEvent.Exited exit;
+    private volatile ExecEvent.Failed failure;
+    /** Closed or detached by the caller before it ended. */
+    private volatile boolean released;
+    private volatile boolean doneReturned;
 
     ExecHandle(AgentClient client, String command, ExecOptions options, ObjectNode request, ScheduledExecutorService timers) {
         this.client = client;
@@ -112,7 +117,8 @@ public final class ExecHandle implements AutoCloseable {
 
     /**
      * The next event, waiting as long as it takes; null once {@link ExecEvent.Done} has been
-     * returned.
+     * returned. Several threads may wait: each gets the events none of the others took, and
+     * every one of them gets {@link ExecEvent.Done} at the end.
      *
      * @throws MicrosandboxException {@link ErrorKind#CANCELLED} when the thread is interrupted;
      *         the command and the sandbox are not affected
@@ -145,6 +151,7 @@ public final class ExecHandle implements AutoCloseable {
     private ExecEvent track(ExecEvent event) {
         if (event instanceof ExecEvent.Done) {
             doneReturned = true;
+            events.add(event); // for every other thread waiting on this stream
         } else if (event instanceof ExecEvent.Stdout s) {
             returnCredit(s.data().length);
         } else if (event instanceof ExecEvent.Stderr s) {
@@ -231,7 +238,8 @@ public final class ExecHandle implements AutoCloseable {
     }
 
     /**
-     * Waits for the process to end and returns its exit code, discarding output not yet read.
+     * Waits for the process to end and returns its exit code, discarding output not yet read
+     * (also when another thread reads the events).
      *
      * @throws MicrosandboxException {@link ErrorKind#EXEC_FAILED} when it never ran,
      *                               {@link ErrorKind#EXEC_TIMEOUT} when its timeout expired
@@ -258,8 +266,6 @@ public final class ExecHandle implements AutoCloseable {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         long total = 0;
-        Integer code = null;
-        ExecEvent.Failed failed = null;
         ExecEvent event;
         while ((event = recv()) != null) {
             byte[] data = event instanceof ExecEvent.Stdout s ? s.data() : event instanceof ExecEvent.Stderr s ? s.data() : null;
@@ -272,16 +278,13 @@ public final class ExecHandle implements AutoCloseable {
                             + "output as it comes with execStream(...).recv()");
                 }
                 (event instanceof ExecEvent.Stdout ? out : err).writeBytes(data);
-            } else if (event instanceof ExecEvent.Exited e) {
-                code = e.code();
-            } else if (event instanceof ExecEvent.Failed f) {
-                failed = f;
             }
         }
         if (timedOut) {
             throw new MicrosandboxException(ErrorKind.EXEC_TIMEOUT,
                     "'" + command + "' did not finish within " + timeout + " and was killed");
         }
+        ExecEvent.Failed failed = failure;
         if (failed != null && "sandbox_draining".equals(failed.kind())) {
             throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "cannot run '" + command + "': " + failed.message());
         }
@@ -289,11 +292,18 @@ public final class ExecHandle implements AutoCloseable {
             throw new MicrosandboxException(ErrorKind.EXEC_FAILED,
                     "cannot run '" + command + "': " + failed.kind() + " (" + failed.message() + ")");
         }
-        if (code == null) {
-            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING,
-                    "sandbox went away while '" + command + "' ran: " + connectionLost);
+        ExecEvent.Exited exited = exit;
+        if (exited != null) {
+            return new ExecOutput(exited.code(), out.toByteArray(), err.toByteArray());
         }
-        return new ExecOutput(code, out.toByteArray(), err.toByteArray());
+        if (released) {
+            throw new MicrosandboxException(ErrorKind.INVALID_HANDLE, "'" + command + "' was closed or detached before it ended");
+        }
+        if (client.closedWhileRunning()) {
+            throw new MicrosandboxException(ErrorKind.INVALID_HANDLE,
+                    "the sandbox handle was closed or detached while '" + command + "' ran");
+        }
+        throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox went away while '" + command + "' ran: " + connectionLost);
     }
 
     /**
@@ -302,6 +312,7 @@ public final class ExecHandle implements AutoCloseable {
      * and it ends on its own.
      */
     public void detach() {
+        released = true;
         if (!finished) {
             ObjectNode p = Json.object();
             p.put("bytes", 1L << 30);
@@ -317,6 +328,7 @@ public final class ExecHandle implements AutoCloseable {
     /** Kills the process if it still runs, discards its unread output and releases the handle. */
     @Override
     public void close() {
+        released = true;
         if (!finished) {
             trySend(cancelFrame());
             finish();
@@ -343,17 +355,27 @@ public final class ExecHandle implements AutoCloseable {
                     }
                     credit.notifyAll();
                 }
-                sendPendingStdin();
+                try {
+                    sendPendingStdin();
+                } catch (MicrosandboxException e) {
+                    // the connection is closing: the rest of the stdin has nowhere to go, and this
+                    // reader thread must not fail for it (that would end every session on it)
+                    synchronized (credit) {
+                        pendingStdin = null;
+                    }
+                }
             }
             case Protocol.EXEC_EXITED -> {
                 Long code = frame.number("code");
                 Long signal = frame.number("signal");
-                events.add(new ExecEvent.Exited(code == null ? -1 : code.intValue(), signal == null ? null : signal.intValue()));
+                exit = new ExecEvent.Exited(code == null ? -1 : code.intValue(), signal == null ? null : signal.intValue());
+                events.add(exit);
             }
             case Protocol.EXEC_FAILED -> {
                 Long errno = frame.number("errno");
-                events.add(new ExecEvent.Failed(frame.text("kind"), errno == null ? 0 : errno.intValue(),
-                        frame.text("message"), frame.text("stage")));
+                failure = new ExecEvent.Failed(frame.text("kind"), errno == null ? 0 : errno.intValue(),
+                        frame.text("message"), frame.text("stage"));
+                events.add(failure);
             }
             default -> {
                 // a type this version does not know; newer agents may add some
@@ -461,7 +483,8 @@ public final class ExecHandle implements AutoCloseable {
 
     /** Stdin pipe: writes wait for the guest's credit; close sends EOF. */
     private final class StdinStream extends OutputStream {
-        private boolean closed;
+        /** Set under {@link #credit}, so that a write waiting for credit sees it. */
+        private volatile boolean closed;
 
         @Override
         public void write(int b) throws IOException {
@@ -503,7 +526,7 @@ public final class ExecHandle implements AutoCloseable {
         /** Up to {@code wanted} bytes (one chunk at most) of the process's credit, waiting for some when {@code wait}. */
         private int takeCredit(int wanted, boolean wait) throws IOException {
             synchronized (credit) {
-                while (wait && stdinCredit == 0 && !finished && !stdinClosed) {
+                while (wait && stdinCredit == 0 && !finished && !stdinClosed && !closed) {
                     try {
                         credit.wait();
                     } catch (InterruptedException e) {
@@ -517,19 +540,27 @@ public final class ExecHandle implements AutoCloseable {
                 if (stdinClosed) {
                     throw new IOException("'" + command + "' closed its stdin");
                 }
+                if (closed) {
+                    throw new IOException("stdin of '" + command + "' was closed while this write waited");
+                }
                 int n = (int) Math.min(Math.min(wanted, Protocol.CHUNK_BYTES), stdinCredit);
                 stdinCredit -= n;
                 return n;
             }
         }
 
+        /** Sends EOF; not behind a write that waits for credit, which it ends instead. */
         @Override
-        public synchronized void close() throws IOException {
-            if (!closed) {
-                closed = true;
-                if (!finished) {
-                    send(new byte[0]);
+        public void close() throws IOException {
+            synchronized (credit) {
+                if (closed) {
+                    return;
                 }
+                closed = true;
+                credit.notifyAll();
+            }
+            if (!finished) {
+                send(new byte[0]);
             }
         }
 

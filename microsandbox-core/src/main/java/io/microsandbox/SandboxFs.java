@@ -569,6 +569,9 @@ public final class SandboxFs {
     }
 
     private MicrosandboxException notRunning(String reason) {
+        if (client.closedWhileRunning()) {
+            return new MicrosandboxException(ErrorKind.INVALID_HANDLE, "the handle of sandbox '" + sandbox + "' was closed or detached");
+        }
         return new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + sandbox + "' is not running" + (reason == null ? "" : " (" + reason + ")"));
     }
 

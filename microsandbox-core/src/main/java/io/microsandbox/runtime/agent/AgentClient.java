@@ -32,6 +32,8 @@ public final class AgentClient implements AutoCloseable {
     /** The pause between tries of a control connection the supervisor refused for want of a slot. */
     private static final long CONTROL_RETRY_NANOS = TimeUnit.MILLISECONDS.toNanos(100);
     private static final byte[] END = new byte[0];
+    /** The reason sessions get when this process closed the connection. */
+    private static final String CLOSED_HERE = "the sandbox handle was closed or detached";
     /** Closes connections whose writer could not finish in time after {@link #close()}. */
     private static final java.util.concurrent.ScheduledExecutorService CLOSER =
             java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> daemon("msb-client-closer", r));
@@ -304,7 +306,7 @@ public final class AgentClient implements AutoCloseable {
                 }
             }
         } catch (IOException e) {
-            reason = e.getMessage();
+            reason = lossReason(e);
         } catch (RuntimeException e) {
             // a listener failed: the connection cannot be trusted to deliver in order any more
             reason = "client failure: " + e;
@@ -331,13 +333,21 @@ public final class AgentClient implements AutoCloseable {
                 link.writeEncoded(frame);
             }
         } catch (IOException e) {
-            lostReason = e.getMessage();
+            lostReason = lossReason(e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         } finally {
             // a reader blocked on the link ends with it
             link.close();
         }
+    }
+
+    /**
+     * Whether this process closed the connection ({@link #close()}) before the supervisor
+     * reported the sandbox's end: the handle was closed or detached, the sandbox may run on.
+     */
+    public boolean closedWhileRunning() {
+        return closed && exited.getNow(null) == null;
     }
 
     /**
@@ -352,6 +362,11 @@ public final class AgentClient implements AutoCloseable {
             outbound.add(END);
             CLOSER.schedule(link::close, 2, TimeUnit.SECONDS);
         }
+    }
+
+    /** Why the link failed, never null: a link this process closed fails with no message of its own. */
+    private String lossReason(IOException e) {
+        return closed ? CLOSED_HERE : e.getMessage() != null ? e.getMessage() : e.toString();
     }
 
     private static Thread daemon(String name, Runnable body) {

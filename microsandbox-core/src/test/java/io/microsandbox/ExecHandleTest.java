@@ -1,0 +1,130 @@
+package io.microsandbox;
+
+import io.microsandbox.runtime.Json;
+import io.microsandbox.runtime.agent.AgentClient;
+import io.microsandbox.runtime.agent.Frame;
+import io.microsandbox.runtime.agent.Protocol;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/** The client side of a command against a {@link FakeSupervisor}. */
+@Timeout(30)
+class ExecHandleTest {
+    @TempDir
+    Path dir;
+    private FakeSupervisor supervisor;
+    private AgentClient client;
+    private final ScheduledExecutorService timers = Executors.newSingleThreadScheduledExecutor();
+
+    @BeforeEach
+    void connect() throws IOException {
+        supervisor = new FakeSupervisor(dir);
+        client = supervisor.connect();
+    }
+
+    @AfterEach
+    void close() throws IOException {
+        client.close();
+        supervisor.close();
+        timers.shutdownNow();
+    }
+
+    private ExecHandle start(ExecOptions options) {
+        return new ExecHandle(client, "cmd", options, Json.object(), timers);
+    }
+
+    /** Answers the command's request: started, some output, then its exit with {@code code}. */
+    private void runToExit(int code) throws Exception {
+        int id = supervisor.next(Protocol.EXEC_REQUEST).id();
+        supervisor.send(new Frame(id, 0, Protocol.EXEC_STARTED, Json.object().put("pid", 7)));
+        supervisor.send(new Frame(id, 0, Protocol.EXEC_STDOUT, Json.object().put("data", "out".getBytes())));
+        supervisor.send(new Frame(id, Protocol.FLAG_TERMINAL, Protocol.EXEC_EXITED, Json.object().put("code", code)));
+    }
+
+    @Test
+    void everyThreadWaitingOnTheStreamSeesItsEnd() throws Exception {
+        ExecHandle handle = start(ExecOptions.builder().build());
+        CompletableFuture<Integer> events = CompletableFuture.supplyAsync(() -> {
+            int n = 0;
+            while (handle.recv() != null) {
+                n++;
+            }
+            return n;
+        });
+        CompletableFuture<Integer> exit = CompletableFuture.supplyAsync(handle::waitFor);
+        runToExit(3);
+        assertThat(exit.get(5, TimeUnit.SECONDS)).isEqualTo(3);
+        assertThat(events.get(5, TimeUnit.SECONDS)).isPositive();
+    }
+
+    @Test
+    void waitForAfterTheEventsWereReadReturnsTheExitCode() throws Exception {
+        ExecHandle handle = start(ExecOptions.builder().build());
+        runToExit(3);
+        while (handle.recv() != null) {
+            // read to the end
+        }
+        assertThat(handle.waitFor()).isEqualTo(3);
+        assertThat(handle.collect().exitCode()).isEqualTo(3);
+    }
+
+    @Test
+    void closingStdinIsNotHeldUpByAWriteThatWaitsForCredit() throws Exception {
+        ExecHandle handle = start(ExecOptions.builder().stdinPipe().build());
+        supervisor.next(Protocol.EXEC_REQUEST); // never returns stdin credit
+        OutputStream stdin = handle.stdin();
+        CompletableFuture<Void> write = CompletableFuture.runAsync(() -> {
+            try {
+                stdin.write(new byte[2 * Protocol.STDIN_WINDOW]);
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        });
+        Thread.sleep(200); // the write waits for credit
+        assertThat(write).isNotDone();
+        CompletableFuture.runAsync(() -> {
+            try {
+                stdin.close();
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }).get(2, TimeUnit.SECONDS);
+        assertThatThrownBy(() -> write.get(2, TimeUnit.SECONDS)).hasRootCauseInstanceOf(IOException.class)
+                .hasMessageContaining("was closed while this write waited");
+        assertThat(supervisor.next(Protocol.EXEC_STDIN).payload().path("data").binaryValue()).isNotEmpty();
+    }
+
+    @Test
+    void closingAHandleCancelsTheSessionSoItsUnreadOutputCannotHoldItOpen() throws Exception {
+        ExecHandle handle = start(ExecOptions.builder().build());
+        int id = supervisor.next(Protocol.EXEC_REQUEST).id();
+        handle.close();
+        assertThat(supervisor.next(Protocol.EXEC_CANCEL).id()).isEqualTo(id);
+        assertThatThrownBy(handle::waitFor).isInstanceOfSatisfying(MicrosandboxException.class,
+                e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_HANDLE));
+    }
+
+    @Test
+    void aCommandOfAClosedConnectionSaysSo() throws Exception {
+        ExecHandle handle = start(ExecOptions.builder().build());
+        supervisor.next(Protocol.EXEC_REQUEST);
+        client.close();
+        assertThatThrownBy(handle::waitFor).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+            assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_HANDLE);
+            assertThat(e.getMessage()).contains("closed or detached while 'cmd' ran");
+        });
+    }
+}
