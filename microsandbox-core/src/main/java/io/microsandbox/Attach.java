@@ -97,6 +97,9 @@ final class Attach {
             // its own buffers: nothing typed is ever dropped
             PendingInput pending = new PendingInput();
             while (end.get() == null) {
+                if (Thread.interrupted()) {
+                    throw new InterruptedException(); // the terminal read below does not see interrupts
+                }
                 // SIGWINCH sets the flag; the size is also compared at every poll, so a
                 // signal the JDK does not deliver is not missed for long
                 winch.set(false);
@@ -172,8 +175,8 @@ final class Attach {
             if (handle != null) {
                 if (detached) {
                     handle.detach();
-                } else if (end.get() == null) {
-                    handle.close(); // an exception: do not leave the command behind
+                } else {
+                    handle.close(); // after its end a no-op; otherwise the command is not left behind
                 }
             }
             if (pump != null && !detached) {
@@ -196,6 +199,10 @@ final class Attach {
         }
         if (result instanceof MicrosandboxException m) {
             throw m;
+        }
+        if (result instanceof IOException e) {
+            throw new MicrosandboxException(ErrorKind.IO, "cannot write the output of '" + command + "': " + e.getMessage()
+                    + "; the command was killed", e);
         }
         throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + sandbox.name() + "' went away while '" + command + "' ran");
     }

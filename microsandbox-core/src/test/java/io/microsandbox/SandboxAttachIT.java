@@ -124,16 +124,31 @@ class SandboxAttachIT {
         }
     }
 
+    /** A terminal that takes no output ends the attach with an I/O error, and the command with it. */
+    @Test
+    void anOutputThatFailsEndsTheAttachAndItsCommand() throws Exception {
+        startPane("closed-stdout");
+        String screen = awaitScreen(s -> s.contains("CHILD-DONE"), "the child's report");
+        assertThat(screen).contains("ATTACH-ERROR IO").contains("SLEEPING 0");
+    }
+
+    @Test
+    void anInterruptEndsTheAttachAndItsCommand() throws Exception {
+        startPane("interrupt");
+        String screen = awaitScreen(s -> s.contains("CHILD-DONE"), "the child's report");
+        assertThat(screen).contains("ATTACH-ERROR CANCELLED").contains("SLEEPING 0");
+    }
+
     /** capture-pane drops trailing blanks: a prompt is a line ending in # or $. */
     private static boolean prompt(String screen) {
         return screen.lines().map(String::strip).anyMatch(l -> l.endsWith("#") || l.endsWith("$"));
     }
 
-    private void startPane() throws Exception {
+    private void startPane(String... childArgs) throws Exception {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         String cmd = String.join(" ", java, "-XX:-UsePerfData", "-cp", System.getProperty("java.class.path"),
                 "-Dmicrosandbox.home=" + io.microsandbox.runtime.RuntimeFiles.defaultHome(),
-                AttachChildJvm.class.getName(), sandbox.name());
+                AttachChildJvm.class.getName(), sandbox.name(), String.join(" ", childArgs));
         tmux("new-session", "-d", "-s", "t", "-x", "80", "-y", "24", cmd);
     }
 
