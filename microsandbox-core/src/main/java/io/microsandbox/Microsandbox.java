@@ -62,8 +62,9 @@ public final class Microsandbox {
      * The runtime of the default home: the system property {@code microsandbox.home}, else the
      * environment variable {@code MSB_HOME}, else {@code ~/.microsandbox}; QEMU from
      * {@code microsandbox.qemu} / {@code MSB_QEMU} or the {@code PATH}, the kernel from
-     * {@code microsandbox.kernel.dir} / {@code MSB_KERNEL_DIR} or {@code <home>/kernel/current},
-     * the accelerator {@link Accelerator#AUTO}. One shared instance per home.
+     * {@code microsandbox.kernel.dir} / {@code MSB_KERNEL_DIR}, else the one
+     * {@code microsandbox.kernel} / {@code MSB_KERNEL} selects: by default the kernel of the
+     * {@code microsandbox-kernel} jar, the accelerator {@link Accelerator#AUTO}. One shared instance per home.
      */
     public static Microsandbox defaultRuntime() {
         return DEFAULTS.computeIfAbsent(RuntimeFiles.defaultHome().normalize(), h -> new Microsandbox(h, null, null, Accelerator.AUTO));
@@ -103,9 +104,12 @@ public final class Microsandbox {
         }
 
         /**
-         * The guest kernel directory (holding {@code vmlinux}, {@code modules/} and
-         * {@code modules.order}). Default: the system property {@code microsandbox.kernel.dir},
-         * else {@code MSB_KERNEL_DIR}, else {@code <home>/kernel/current}, read at each boot.
+         * A guest kernel directory of this runtime's own (holding {@code vmlinux}, and
+         * {@code modules/} with {@code modules.order} for a distribution kernel). Default: the
+         * system property {@code microsandbox.kernel.dir}, else {@code MSB_KERNEL_DIR}, else the
+         * kernel {@code microsandbox.kernel} / {@code MSB_KERNEL} selects ({@code microsandbox},
+         * the kernel of the {@code microsandbox-kernel} jar, by default; {@code debian} for
+         * {@code <home>/kernel/current}), read at each boot.
          */
         public Builder kernelDir(Path dir) {
             this.kernelDir = dir;

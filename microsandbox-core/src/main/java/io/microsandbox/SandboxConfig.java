@@ -944,6 +944,13 @@ public final class SandboxConfig {
                 }
             } else if (image == null || image.isBlank()) {
                 throw invalid("image is required (an OCI image reference such as python:3.12, or a local root filesystem directory)");
+            } else if (!io.microsandbox.image.oci.ImageReference.looksLikePath(image) && !onDisk(image)) {
+                // not on disk, so it must read as a reference: "Python:3.12" is a bad reference, not a missing directory
+                try {
+                    io.microsandbox.image.oci.ImageReference.parse(image);
+                } catch (MicrosandboxException e) {
+                    throw invalid(e.getMessage() + ", and no local directory or archive has that name");
+                }
             }
             if (memoryMib < 64) {
                 throw invalid("memoryMib must be at least 64, got " + memoryMib);
@@ -1018,6 +1025,14 @@ public final class SandboxConfig {
                         throw invalid("label '" + key + "' uses the reserved prefix '" + prefix + "'");
                     }
                 }
+            }
+        }
+
+        private static boolean onDisk(String path) {
+            try {
+                return java.nio.file.Files.exists(java.nio.file.Path.of(path));
+            } catch (java.nio.file.InvalidPathException e) {
+                return false;
             }
         }
 

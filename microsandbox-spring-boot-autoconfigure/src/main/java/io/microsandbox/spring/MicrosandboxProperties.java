@@ -1,6 +1,7 @@
 package io.microsandbox.spring;
 
 import io.microsandbox.Accelerator;
+import io.microsandbox.PullPolicy;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.LinkedHashMap;
@@ -28,14 +29,28 @@ public class MicrosandboxProperties {
     /** Hardware acceleration of the VMs: auto (KVM when the host allows it, else TCG), kvm or tcg. */
     private Accelerator accelerator = Accelerator.AUTO;
 
-    /** Path of the qemu-system-x86_64 binary; by default it is looked up on the PATH. */
+    /** Path of the qemu-system-x86_64 binary; by default microsandbox.qemu, then MSB_QEMU, then the PATH. */
     private Path qemu;
 
-    /** Directory of the guest kernel (vmlinux and modules.order); by default {@code <home>/kernel/current}. */
+    /**
+     * Directory of a guest kernel of the application's own (vmlinux); by default the kernel of
+     * the microsandbox-kernel jar (or the one microsandbox.kernel.dir / microsandbox.kernel selects).
+     */
     private Path kernelDir;
 
-    /** Root filesystem of the sandboxes: a local directory holding an unpacked root filesystem. */
+    /**
+     * Root filesystem of the sandboxes: an OCI image reference (python:3.12,
+     * registry.example.com/team/app@sha256:...), pulled on first use and cached in the home; an
+     * OCI image layout directory or archive; or a local directory holding an unpacked root
+     * filesystem.
+     */
     private String image;
+
+    /** When an OCI image is pulled from its registry: always, if-missing or never. */
+    private PullPolicy pullPolicy = PullPolicy.IF_MISSING;
+
+    /** Credentials for a private registry of the image. */
+    private final Registry registry = new Registry();
 
     /** Guest memory of each sandbox; at least 64MB. */
     private DataSize memory = DataSize.ofMegabytes(512);
@@ -119,6 +134,18 @@ public class MicrosandboxProperties {
 
     public void setImage(String image) {
         this.image = image;
+    }
+
+    public PullPolicy getPullPolicy() {
+        return pullPolicy;
+    }
+
+    public void setPullPolicy(PullPolicy pullPolicy) {
+        this.pullPolicy = pullPolicy;
+    }
+
+    public Registry getRegistry() {
+        return registry;
     }
 
     public DataSize getMemory() {
@@ -254,6 +281,32 @@ public class MicrosandboxProperties {
          * members are restored from that memory checkpoint instead of booting.
          */
         CHECKPOINT
+    }
+
+    /** Credentials for the registry of an OCI image (basic auth, or exchanged for a bearer token). */
+    public static class Registry {
+
+        /** User name at the registry; anonymous when unset. */
+        private String username;
+
+        /** Password or access token at the registry. */
+        private String password;
+
+        public String getUsername() {
+            return username;
+        }
+
+        public void setUsername(String username) {
+            this.username = username;
+        }
+
+        public String getPassword() {
+            return password;
+        }
+
+        public void setPassword(String password) {
+            this.password = password;
+        }
     }
 
     /** The pool of detached sandboxes that SandboxTemplate borrows from. */

@@ -67,9 +67,14 @@ public record ImageReference(String registry, String repository, String tag, Str
         return new ImageReference(registry, rest, tag, digest);
     }
 
+    /** Whether {@code s} is spelt as a file path (absolute, relative to {@code .} or {@code ~}), which no reference is. */
+    public static boolean looksLikePath(String s) {
+        return s.startsWith("/") || s.startsWith(".") || s.startsWith("~");
+    }
+
     /** Whether {@code s} reads as an image reference rather than a file path. */
     public static boolean looksLikeReference(String s) {
-        if (s == null || s.isEmpty() || s.startsWith("/") || s.startsWith(".") || s.startsWith("~")) {
+        if (s == null || s.isEmpty() || looksLikePath(s)) {
             return false;
         }
         try {

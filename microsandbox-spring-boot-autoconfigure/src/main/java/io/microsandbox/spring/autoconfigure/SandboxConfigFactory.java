@@ -1,7 +1,9 @@
 package io.microsandbox.spring.autoconfigure;
 
 import io.microsandbox.MicrosandboxException;
+import io.microsandbox.RegistryAuth;
 import io.microsandbox.SandboxConfig;
+import io.microsandbox.image.oci.ImageReference;
 import io.microsandbox.spring.MicrosandboxProperties;
 import io.microsandbox.spring.SandboxConfigCustomizer;
 import java.nio.file.Files;
@@ -17,14 +19,23 @@ public final class SandboxConfigFactory {
     public static SandboxConfig create(MicrosandboxProperties p, List<SandboxConfigCustomizer> customizers) {
         if (p.getImage() == null || p.getImage().isBlank()) {
             throw new MicrosandboxConfigurationException("microsandbox.image is not set: the sandboxes need a root filesystem.",
-                    "Set microsandbox.image to a local directory holding an unpacked root filesystem "
-                            + "(for example ~/.microsandbox/test-images/debian-python, which scripts/setup.sh installs).", null);
+                    "Set microsandbox.image to an OCI image reference (for example python:3.12-slim), or to a local directory "
+                            + "holding an unpacked root filesystem (for example ~/.microsandbox/test-images/debian-python, "
+                            + "which scripts/setup.sh installs).", null);
         }
-        Path image = Path.of(p.getImage());
-        if (!Files.isDirectory(image)) {
-            throw new MicrosandboxConfigurationException("microsandbox.image '" + p.getImage() + "' is not a directory.",
+        String image = p.getImage().strip();
+        if (ImageReference.looksLikePath(image) && !Files.exists(Path.of(image))) {
+            throw new MicrosandboxConfigurationException("microsandbox.image '" + image + "' does not exist.",
                     "Point microsandbox.image at an existing local directory holding an unpacked root filesystem "
-                            + "(scripts/setup.sh installs one under ~/.microsandbox/test-images/debian-python).", null);
+                            + "(scripts/setup.sh installs one under ~/.microsandbox/test-images/debian-python), "
+                            + "an OCI image layout or archive, or give an OCI image reference such as python:3.12-slim.", null);
+        }
+        if (Files.exists(Path.of(image))) {
+            image = Path.of(image).toAbsolutePath().toString(); // the sandboxes do not depend on the working directory
+        }
+        if (p.getRegistry().getUsername() != null && p.getRegistry().getPassword() == null) {
+            throw new MicrosandboxConfigurationException("microsandbox.registry.username is set, but microsandbox.registry.password is not.",
+                    "Set microsandbox.registry.password to the password or access token of that user at the registry.", null);
         }
         if (p.getMemory() == null || p.getMemory().compareTo(MicrosandboxProperties.MIN_MEMORY) < 0) {
             throw new MicrosandboxConfigurationException("microsandbox.memory is " + p.getMemory()
@@ -32,7 +43,8 @@ public final class SandboxConfigFactory {
         }
         try {
             SandboxConfig.Builder b = SandboxConfig.builder()
-                    .image(image.toAbsolutePath().toString())
+                    .image(image)
+                    .pullPolicy(p.getPullPolicy())
                     .memoryMib((int) p.getMemory().toMegabytes())
                     .cpus(p.getCpus())
                     .env(p.getEnv())
@@ -42,6 +54,9 @@ public final class SandboxConfigFactory {
                     .idleTimeout(p.getIdleTimeout())
                     .cacheReclaimAfter(p.getCacheReclaimAfter())
                     .maxDuration(p.getMaxDuration());
+            if (p.getRegistry().getUsername() != null) {
+                b.registryAuth(new RegistryAuth(p.getRegistry().getUsername(), p.getRegistry().getPassword()));
+            }
             if (p.getWorkdir() != null) {
                 b.workdir(p.getWorkdir());
             }

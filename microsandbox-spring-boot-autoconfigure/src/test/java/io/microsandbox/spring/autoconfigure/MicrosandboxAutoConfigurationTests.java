@@ -5,6 +5,8 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.microsandbox.Accelerator;
 import io.microsandbox.Microsandbox;
+import io.microsandbox.PullPolicy;
+import io.microsandbox.RegistryAuth;
 import io.microsandbox.SandboxConfig;
 import io.microsandbox.spring.MicrosandboxProperties;
 import io.microsandbox.spring.SandboxConfigCustomizer;
@@ -436,8 +438,46 @@ class MicrosandboxAutoConfigurationTests {
     void imageDirectoryMissing() {
         runner().withPropertyValues("microsandbox.image=" + temp.resolve("nope")).run(context -> {
             FailureAnalysis a = analyze(context.getStartupFailure());
-            assertThat(a.getDescription()).contains("is not a directory");
-            assertThat(a.getAction()).contains("existing local directory");
+            assertThat(a.getDescription()).contains("does not exist");
+            assertThat(a.getAction()).contains("existing local directory").contains("OCI image reference");
+        });
+    }
+
+    @Test
+    void anOciImageReferenceWithItsPullPolicyAndCredentials() {
+        runner().withPropertyValues("microsandbox.image=registry.example.com/team/python:3.12", "microsandbox.pull-policy=always",
+                        "microsandbox.registry.username=ci", "microsandbox.registry.password=token")
+                .run(context -> {
+                    assertThat(context).hasNotFailed();
+                    SandboxConfig c = context.getBean(SandboxConfig.class);
+                    assertThat(c.image()).isEqualTo("registry.example.com/team/python:3.12");
+                    assertThat(c.pullPolicy()).isEqualTo(PullPolicy.ALWAYS);
+                    assertThat(c.registryAuth()).isEqualTo(new RegistryAuth("ci", "token"));
+                });
+    }
+
+    @Test
+    void anOciArchiveIsAnImageToo() throws Exception {
+        Path archive = Files.write(temp.resolve("image.tar"), new byte[0]);
+        runner().withPropertyValues("microsandbox.image=" + archive).run(context -> {
+            assertThat(context).hasNotFailed();
+            assertThat(context.getBean(SandboxConfig.class).image()).isEqualTo(archive.toString());
+        });
+    }
+
+    @Test
+    void aMalformedImageReference() {
+        runner().withPropertyValues("microsandbox.image=Python:3.12").run(context -> {
+            FailureAnalysis a = analyze(context.getStartupFailure());
+            assertThat(a.getDescription()).contains("invalid image reference 'Python:3.12'");
+        });
+    }
+
+    @Test
+    void aRegistryUserWithoutPassword() {
+        runner().withPropertyValues("microsandbox.image=python:3.12", "microsandbox.registry.username=ci").run(context -> {
+            FailureAnalysis a = analyze(context.getStartupFailure());
+            assertThat(a.getDescription()).contains("microsandbox.registry.password is not");
         });
     }
 

@@ -1,0 +1,32 @@
+package io.microsandbox;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+class SandboxConfigImageTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void aMalformedReferenceIsAnInvalidConfigNotAMissingDirectory() {
+        assertThatThrownBy(() -> SandboxConfig.builder().image("Python:3.12").build())
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG);
+                    assertThat(e.getMessage()).contains("invalid image reference 'Python:3.12'").contains("no local directory");
+                });
+    }
+
+    @Test
+    void referencesAndPathsAreAccepted() throws Exception {
+        assertThat(SandboxConfig.builder().image("python:3.12").build().image()).isEqualTo("python:3.12");
+        assertThat(SandboxConfig.builder().image("127.0.0.1:5000/team/app@sha256:" + "a".repeat(64)).build()).isNotNull();
+        // a path is resolved when the sandbox is created, where a missing one is IMAGE_NOT_FOUND
+        assertThat(SandboxConfig.builder().image("/no/such/rootfs").build()).isNotNull();
+        Path relative = Files.createDirectories(dir.resolve("Rootfs"));
+        assertThat(SandboxConfig.builder().image(relative.toString()).build()).isNotNull();
+    }
+}
