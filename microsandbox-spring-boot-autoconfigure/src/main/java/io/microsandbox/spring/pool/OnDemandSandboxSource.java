@@ -3,13 +3,17 @@ package io.microsandbox.spring.pool;
 import io.microsandbox.Microsandbox;
 import io.microsandbox.Sandbox;
 import io.microsandbox.SandboxConfig;
+import io.microsandbox.SandboxHandle;
 import java.util.UUID;
+import org.apache.commons.logging.Log;
+import org.apache.commons.logging.LogFactory;
 
 /**
  * Used when {@code microsandbox.pool.enabled=false}: every loan boots a fresh ephemeral sandbox
  * (on the borrowing thread) and every return stops it.
  */
 public final class OnDemandSandboxSource implements SandboxSource {
+    private static final Log log = LogFactory.getLog(OnDemandSandboxSource.class);
     private final Microsandbox runtime;
     private final SandboxConfig config;
     private final String name;
@@ -31,13 +35,30 @@ public final class OnDemandSandboxSource implements SandboxSource {
         return new Lease(sb, this);
     }
 
+    /**
+     * Stops the loan's sandbox, also for a borrower whose thread was interrupted (its status is
+     * kept), and never throws: a failed stop is followed by a kill by name.
+     */
     @Override
     public void giveBack(Lease lease) {
-        if (lease.markReturned()) {
+        if (!lease.markReturned()) {
+            return;
+        }
+        boolean interrupted = Thread.interrupted(); // else the stop would give up at once, and leave the VM running
+        String sandbox = lease.sandbox().name();
+        try {
+            lease.sandbox().close();
+        } catch (RuntimeException e) {
+            // close() released the handle whatever happened: the sandbox is ended through another
             try {
-                lease.sandbox().close();
-            } catch (RuntimeException e) {
-                lease.sandbox().kill();
+                runtime.find(sandbox).ifPresent(SandboxHandle::kill);
+            } catch (RuntimeException stillFailing) {
+                log.warn("cannot end the on-demand sandbox " + sandbox + " after its loan: " + e.getMessage()
+                        + " (then " + stillFailing.getMessage() + ")");
+            }
+        } finally {
+            if (interrupted) {
+                Thread.currentThread().interrupt();
             }
         }
     }

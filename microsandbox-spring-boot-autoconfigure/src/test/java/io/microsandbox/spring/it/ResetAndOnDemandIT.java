@@ -55,4 +55,26 @@ class ResetAndOnDemandIT {
                             () -> runtime.list().stream().noneMatch(h -> h.name().startsWith("ondemand-")));
                 });
     }
+
+    /** A borrower interrupted while it held the sandbox: the loan still ends, and the sandbox with it. */
+    @Test
+    void anInterruptedBorrowerStillEndsItsOnDemandSandbox() {
+        VmTestSupport.runner(HOME)
+                .withPropertyValues("microsandbox.pool.enabled=false", "microsandbox.pool.name=interrupted")
+                .run(context -> {
+                    SandboxTemplate template = context.getBean(SandboxTemplate.class);
+                    String name;
+                    try {
+                        name = template.execute(sb -> {
+                            Thread.currentThread().interrupt();
+                            return ((SandboxTemplate) sb).sandboxName();
+                        });
+                        assertThat(Thread.currentThread().isInterrupted()).as("the interrupt is kept for the caller").isTrue();
+                    } finally {
+                        Thread.interrupted();
+                    }
+                    Microsandbox runtime = context.getBean(Microsandbox.class);
+                    VmTestSupport.await("the ephemeral sandbox gone", Duration.ofSeconds(30), () -> runtime.find(name).isEmpty());
+                });
+    }
 }
