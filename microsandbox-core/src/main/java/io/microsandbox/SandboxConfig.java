@@ -500,8 +500,9 @@ public final class SandboxConfig {
             if (n.path("entrypoint").isArray()) {
                 b.entrypoint(texts(n.get("entrypoint")));
             }
-            // labels an older version recorded stay readable (they were not checked then)
+            // labels an older version recorded stay readable (they were not checked then), its secrets too
             b.recordedLabels = Map.copyOf(b.labels);
+            b.recorded = true;
             return b.build();
         } catch (java.io.IOException e) {
             throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "sandbox configuration is not valid JSON: " + e.getMessage(), e);
@@ -559,6 +560,8 @@ public final class SandboxConfig {
         private final Map<String, String> labels = new LinkedHashMap<>();
         /** Labels of a recorded configuration, taken as they are: an older version did not check them. */
         private Map<String, String> recordedLabels = Map.of();
+        /** A recorded configuration: what an older version did not check is read as it is. */
+        private boolean recorded;
         private boolean detached;
         private Accelerator accelerator = Accelerator.AUTO;
         private Duration bootTimeout = DEFAULT_BOOT_TIMEOUT;
@@ -993,6 +996,14 @@ public final class SandboxConfig {
             }
             if (replaceTimeout != null && replaceTimeout.isNegative()) {
                 throw invalid("replaceTimeout must not be negative, got " + replaceTimeout);
+            }
+            for (Secret secret : secrets) {
+                // it would never be put anywhere: plain HTTP is refused it, and TLS is not looked into
+                if (secret.requireTls() && !network.tlsInterception() && !recorded) {
+                    throw invalid("secret " + secret.name() + " is put only into intercepted TLS (requireTls), but the network "
+                            + "policy does not intercept TLS: add tlsInterception(true) to the NetworkPolicy, or requireTls(false) "
+                            + "to the secret to have it put into plain HTTP");
+                }
             }
             java.util.Set<String> published = new java.util.HashSet<>();
             for (PortBinding p : ports) {

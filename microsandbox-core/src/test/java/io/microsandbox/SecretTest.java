@@ -36,7 +36,7 @@ class SecretTest {
     @Test
     void theConfigKeepsSecretsButNeverPersistsThem() {
         Secret s = Secret.env("API_KEY", "the-real-value").allowHosts("api.test").build();
-        SandboxConfig config = SandboxConfig.builder().image("/img").secret(s).build();
+        SandboxConfig config = SandboxConfig.builder().image("/img").network(INTERCEPTING).secret(s).build();
         assertThat(config.secrets()).containsExactly(s);
         assertThat(config.toBuilder().build().secrets()).containsExactly(s);
         assertThat(config.toJson()).doesNotContain("the-real-value").contains(s.placeholder());
@@ -77,5 +77,19 @@ class SecretTest {
         // a config that carries its values needs none given
         assertThat(SandboxConfig.builder().image("/img").secret(s).build().withSecretValues(java.util.Map.of(), "sandbox 'x'").secrets())
                 .containsExactly(s);
+    }
+
+    private static final NetworkPolicy INTERCEPTING = NetworkPolicy.publicOnly().toBuilder().tlsInterception(true).build();
+
+    @Test
+    void aSecretForInterceptedTlsNeedsAPolicyThatInterceptsIt() {
+        Secret s = Secret.env("API_KEY", "the-real-value").allowHosts("api.test").build();
+        assertThatThrownBy(() -> SandboxConfig.builder().image("/img").secret(s).build())
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG);
+                    assertThat(e.getMessage()).contains("secret API_KEY").contains("tlsInterception(true)").contains("requireTls(false)");
+                });
+        Secret plain = Secret.env("API_KEY", "the-real-value").allowHosts("api.test").requireTls(false).build();
+        assertThat(SandboxConfig.builder().image("/img").secret(plain).build().secrets()).containsExactly(plain);
     }
 }
