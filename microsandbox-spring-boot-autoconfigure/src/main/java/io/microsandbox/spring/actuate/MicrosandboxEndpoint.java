@@ -32,9 +32,11 @@ import org.springframework.lang.Nullable;
  *     the home with status, pool state and latest metrics;</li>
  * <li>{@code GET /actuator/microsandbox/{name}}: one sandbox, with live metrics when it runs and
  *     its configuration, environment values masked;</li>
- * <li>{@code POST /actuator/microsandbox/{name}} {@code {"action":"drain|stop|kill"}}: drain (a lent
- *     pool member is drained when it comes back), stop or kill one of this application's pool
- *     members (a sandbox labelled with this pool and instance);</li>
+ * <li>{@code POST /actuator/microsandbox/{name}} {@code {"action":"drain|stop|kill"}}: acts on one
+ *     of this application's pool members (a sandbox labelled with this pool and instance):
+ *     {@code drain} and {@code stop} retire a member softly (a lent one once it comes back, so
+ *     no borrower is disturbed), {@code kill} ends it at once; a sandbox of this pool that is
+ *     not a member (still booting, or left over) is drained, stopped or killed directly;</li>
  * <li>{@code POST /actuator/microsandbox} {@code {"action":"drain"}}: drain every pool member (the pool warms up again).</li>
  * </ul>
  * Like Spring Boot's {@code shutdown} endpoint, its write operations are off unless enabled
