@@ -86,12 +86,12 @@ public final class ExecOptions {
         return cols;
     }
 
-    /** Builder of {@link ExecOptions}. */
     /** The most output a collecting call keeps, stdout and stderr together (see {@link Builder#maxOutputBytes}). */
     public long maxOutputBytes() {
         return maxOutputBytes;
     }
 
+    /** Builder of {@link ExecOptions}. */
     public static final class Builder {
         private String cwd;
         private final Map<String, String> env = new LinkedHashMap<>();
@@ -133,7 +133,6 @@ public final class ExecOptions {
             return this;
         }
 
-        /** Kill the process and fail with {@link ErrorKind#EXEC_TIMEOUT} after this long. */
         /**
          * The most output {@link Sandbox#exec} and {@link ExecHandle#collect()} keep, stdout and
          * stderr together (default 16 MiB): past it the command is killed and the call fails
@@ -148,7 +147,16 @@ public final class ExecOptions {
             return this;
         }
 
+        /**
+         * Kill the process after this long and fail with {@link ErrorKind#EXEC_TIMEOUT} (a stream
+         * then ends without an exit); null, the default, waits as long as it runs.
+         *
+         * @throws MicrosandboxException {@link ErrorKind#INVALID_ARGUMENT} when zero or negative
+         */
         public Builder timeout(Duration timeout) {
+            if (timeout != null && (timeout.isZero() || timeout.isNegative())) {
+                throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "timeout must be positive (or null for none), got " + timeout);
+            }
             this.timeout = timeout;
             return this;
         }

@@ -37,4 +37,9 @@ public record PortBinding(String bindAddress, int hostPort, int guestPort, Netwo
     public static PortBinding tcp(String bindAddress, int hostPort, int guestPort) {
         return new PortBinding(bindAddress, hostPort, guestPort, NetworkRule.Protocol.TCP);
     }
+
+    /** UDP {@code bindAddress:hostPort -> guestPort}. */
+    public static PortBinding udp(String bindAddress, int hostPort, int guestPort) {
+        return new PortBinding(bindAddress, hostPort, guestPort, NetworkRule.Protocol.UDP);
+    }
 }

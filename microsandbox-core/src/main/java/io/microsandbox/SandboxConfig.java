@@ -136,7 +136,7 @@ public final class SandboxConfig {
                 .network(network).portBindings(ports).secrets(secrets);
     }
 
-    /** Root filesystem source: for now a local directory holding an unpacked root filesystem. */
+    /** Root filesystem source: an OCI image reference, an OCI layout or archive, or a root filesystem directory. */
     public String image() {
         return image;
     }
@@ -627,7 +627,6 @@ public final class SandboxConfig {
             return this;
         }
 
-        /** Root filesystem: a local directory holding an unpacked root filesystem. Required. */
         /**
          * The network policy the host enforces for this sandbox (default
          * {@link NetworkPolicy#publicOnly()}: the public internet and DNS); {@link NetworkPolicy#none()}
@@ -680,6 +679,12 @@ public final class SandboxConfig {
             return portBindings(java.util.List.of(bindings));
         }
 
+        /**
+         * Root filesystem, required (unless {@link #imageDisk} or {@link #snapshot}): an OCI image
+         * reference ({@code python:3.12}, {@code registry.example.com/team/app@sha256:...}), pulled
+         * by {@link #pullPolicy}; an OCI image layout directory or archive; or a local directory
+         * holding an unpacked root filesystem. A name that is not on disk must read as a reference.
+         */
         public Builder image(String image) {
             this.image = image;
             return this;

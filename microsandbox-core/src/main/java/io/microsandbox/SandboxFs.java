@@ -103,7 +103,7 @@ public final class SandboxFs {
      */
     public byte[] read(String path, long maxBytes) {
         if (maxBytes < 0 || maxBytes > Integer.MAX_VALUE - 8) {
-            throw new IllegalArgumentException("maxBytes must be between 0 and " + (Integer.MAX_VALUE - 8) + ": " + maxBytes);
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "maxBytes must be between 0 and " + (Integer.MAX_VALUE - 8) + ": " + maxBytes);
         }
         try (InputStream in = readStream(path)) {
             byte[] data = in.readNBytes((int) maxBytes);

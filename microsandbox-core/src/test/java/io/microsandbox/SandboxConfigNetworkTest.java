@@ -31,5 +31,6 @@ class SandboxConfigNetworkTest {
         assertThatThrownBy(() -> PortBinding.tcp(0, 80)).isInstanceOf(MicrosandboxException.class);
         assertThatThrownBy(() -> PortBinding.tcp("localhost", 8080, 80)).isInstanceOf(MicrosandboxException.class);
         assertThat(PortBinding.udp(5353, 53).bindAddress()).isEqualTo("127.0.0.1");
+        assertThat(PortBinding.udp("0.0.0.0", 5353, 53)).isEqualTo(new PortBinding("0.0.0.0", 5353, 53, NetworkRule.Protocol.UDP));
     }
 }

@@ -88,7 +88,7 @@ public class MicrosandboxProperties {
     /** How long to wait for a sandbox's guest agent after starting its VM. */
     private Duration bootTimeout = Duration.ofSeconds(60);
 
-    /** Default time limit of one command run through SandboxTemplate; the process is killed past it. */
+    /** Default time limit of one command run through SandboxTemplate; the process is killed past it. 0 means none. */
     private Duration execTimeout = Duration.ofSeconds(30);
 
     /** Whether start-up fails when QEMU or the guest kernel is missing (false: the application starts and health reports DOWN). */

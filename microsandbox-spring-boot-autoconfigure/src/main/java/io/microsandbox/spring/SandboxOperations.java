@@ -43,7 +43,10 @@ public interface SandboxOperations {
      */
     <T> T execute(SandboxCallback<T> callback);
 
-    /** A copy whose commands are killed after {@code timeout} (then {@link SandboxTimeoutException}). */
+    /**
+     * A copy whose commands are killed after {@code timeout} (then {@link SandboxTimeoutException});
+     * null, zero or negative: no time limit.
+     */
     SandboxOperations withTimeout(Duration timeout);
 
     /** A copy that adds these environment variables to its commands. */
