@@ -308,15 +308,13 @@ public final class ExecHandle implements AutoCloseable {
 
     /**
      * Releases the handle and leaves the process running: its output is no longer delivered
-     * here (it still goes to the exec log, with a large window so the process is not held up),
-     * and it ends on its own.
+     * here (it still goes to the exec log, and is never held up), and it ends on its own, also
+     * after this sandbox handle is closed or detached or this JVM exits.
      */
     public void detach() {
         released = true;
         if (!finished) {
-            ObjectNode p = Json.object();
-            p.put("bytes", 1L << 30);
-            trySend(new Frame(id, 0, Protocol.EXEC_WINDOW, p));
+            trySend(new Frame(id, 0, Protocol.EXEC_DETACH, Json.object()));
             finish();
         }
         client.unregister(id);

@@ -207,6 +207,24 @@ class SandboxExecIT {
         }
     }
 
+    /** A detached command runs on after its client's connection is gone, its output still logged and never held up. */
+    @Test
+    void aDetachedCommandOutlivesItsClient() throws Exception {
+        Sandbox client = Sandbox.connect(sandbox.name());
+        ExecHandle command = client.execStream("sh", List.of("-c",
+                "head -c 10000000 /dev/zero | tr '\\0' x; sleep 2; echo finished > /tmp/detached.txt"), ExecOptions.defaults());
+        assertThat(command.recv(Duration.ofSeconds(10))).isInstanceOf(ExecEvent.Started.class);
+        command.detach();
+        client.detach();
+        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+        String result = "";
+        while (System.nanoTime() < deadline && !result.equals("finished\n")) {
+            Thread.sleep(500);
+            result = sandbox.shell("cat /tmp/detached.txt 2>/dev/null || true").stdout();
+        }
+        assertThat(result).as("what the detached command wrote after its 10 MB of output").isEqualTo("finished\n");
+    }
+
     /** Finding 6: a process left behind by a client that went away never writes to a later client. */
     @Test
     void aNewClientNeverReceivesOutputOfAnEarlierClientsLeftoverProcess() {

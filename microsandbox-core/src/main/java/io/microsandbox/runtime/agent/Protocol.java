@@ -50,6 +50,12 @@ public final class Protocol {
      * output discarded, so it ends even with output unread.
      */
     public static final String EXEC_CANCEL = "exec.cancel";
+    /**
+     * Client to supervisor: {@code {}} the client lets the session go on without it: the
+     * supervisor keeps logging its output, grants it credit itself, and does not end it when the
+     * client leaves. The agent never sees it.
+     */
+    public static final String EXEC_DETACH = "exec.detach";
     public static final String EXEC_RESIZE = "exec.resize";
     /** Host to agent: {@code {bytes}} more output credit for the session. */
     public static final String EXEC_WINDOW = "exec.window";

@@ -33,6 +33,8 @@ final class SessionRouter {
         /** Whether the guest has said the command started: once per session. */
         boolean startSeen;
         boolean unexpectedFrameLogged;
+        /** Let go by its client ({@link #detach}): no longer the client's, and nothing goes to it. */
+        volatile boolean detached;
 
         Route(ClientConnection client, int clientId, int guestId, boolean session, boolean tty, long logId, long window, boolean fs) {
             this.fs = fs;
@@ -112,6 +114,21 @@ final class SessionRouter {
         return true;
     }
 
+    /**
+     * Takes a session from its client, which goes on without it: it stays open (by its guest id)
+     * until its end, and the client's leaving does not close it.
+     */
+    synchronized void detach(Route route) {
+        if (byGuestId.get(route.guestId) != route) {
+            return;
+        }
+        Map<Integer, Route> own = byClient.get(route.client);
+        if (own != null) {
+            own.remove(route.clientId);
+        }
+        route.detached = true;
+    }
+
     /** Closes every route of a client that went away and returns them. */
     synchronized List<Route> closeAll(ClientConnection client) {
         Map<Integer, Route> own = byClient.remove(client);
@@ -139,6 +156,10 @@ final class SessionRouter {
         }
         route.window -= bytes;
         return true;
+    }
+
+    synchronized long window(Route route) {
+        return route.window;
     }
 
     synchronized void growWindow(Route route, long bytes) {

@@ -83,6 +83,8 @@ public final class Supervisor {
     public static final long CLIENT_HELLO_TIMEOUT_MS = 10_000;
     /** How long file data from a client waits for room in the guest queue before its transfer is cancelled. */
     static final long FS_QUEUE_WAIT_MS = 10_000;
+    /** Output credit a detached session has ahead of the exec log. */
+    static final long DETACHED_WINDOW = 4L << 20;
     /** Frames waiting for the guest; past this, new requests are refused: the guest is not reading. */
     static final long GUEST_QUEUE_BYTES = 8L << 20;
     /** Frame buffers of all client readers together. */
@@ -979,6 +981,15 @@ public final class Supervisor {
                 SupervisorLog.warn("cannot write the exec log: " + e.getMessage());
             }
         }
+        if (route.detached) {
+            // nobody reads it: its output went to the exec log, its end closes it
+            if (frame.isTerminal() && router.close(route)) {
+                sessionEnded(route);
+            } else if (output) {
+                grantDetachedCredit(route);
+            }
+            return;
+        }
         // a one-shot request is answered by its first frame, whatever the guest flags it with
         if (!route.session) {
             clientStatsRequests.remove(route);
@@ -1276,6 +1287,11 @@ public final class Supervisor {
         if (!allowed) {
             return; // a frame this session does not take
         }
+        if (Protocol.EXEC_DETACH.equals(type)) {
+            router.detach(route);
+            grantDetachedCredit(route);
+            return;
+        }
         if (Protocol.EXEC_WINDOW.equals(type) || Protocol.FS_WINDOW.equals(type)) {
             router.growWindow(route, frame.payload().path("bytes").asLong(0));
         }
@@ -1483,6 +1499,22 @@ public final class Supervisor {
         if (!paused && !checkpointing && idleSince(since, spec.idleTimeoutMs())) {
             SupervisorLog.log("idle for " + TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - since) + " ms");
             requestStop(STOP_GRACE_MS, "idle-timeout");
+        }
+    }
+
+    /**
+     * Output credit for a detached session, granted here as its output is logged, so that it is
+     * never held up; a grant the guest's queue refuses is tried again with the next output,
+     * which the credit left (half the window) still lets come.
+     */
+    private void grantDetachedCredit(SessionRouter.Route route) {
+        long grant = DETACHED_WINDOW - router.window(route);
+        if (grant >= DETACHED_WINDOW / 2) {
+            ObjectNode p = Json.object();
+            p.put("bytes", grant);
+            if (toGuestQueue(new Frame(route.guestId, 0, Protocol.EXEC_WINDOW, p))) {
+                router.growWindow(route, grant);
+            }
         }
     }
 
