@@ -674,7 +674,25 @@ public final class Sandbox implements AutoCloseable {
      * later too, and ends when the sandbox stops.
      */
     public LogStream logStream(LogStreamOptions options) {
-        return new LogStream(name, layout.execLog(), options, () -> !client.exited().isDone());
+        return new LogStream(name, layout.execLog(), options, this::runningAsFarAsKnown);
+    }
+
+    /**
+     * Whether the sandbox runs: by this handle's connection while it is open, by the store once
+     * the connection is closed or lost (a detached handle's stream follows a sandbox that runs on).
+     */
+    private boolean runningAsFarAsKnown() {
+        if (!client.exited().isDone()) {
+            return true;
+        }
+        if (client.exited().getNow(null) != null) {
+            return false; // the supervisor reported the end
+        }
+        try {
+            return runtime.find(name).map(h -> !h.status().isTerminal()).orElse(false);
+        } catch (MicrosandboxException e) {
+            return false;
+        }
     }
 
     static List<LogEntry> readLogs(SandboxLayout layout, LogOptions options) {

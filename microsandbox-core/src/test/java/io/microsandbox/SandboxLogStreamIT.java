@@ -9,6 +9,8 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -60,6 +62,27 @@ class SandboxLogStreamIT {
             assertThat(seen.get()).isNotNull();
             assertThat(seen.get().source()).isEqualTo(LogSource.STDOUT);
             assertThat(seen.get().cursor()).isNotNull();
+        }
+    }
+
+    /** The stream reads the host's log: it follows on when the handle it came from is detached. */
+    @Test
+    @Order(2)
+    void aFollowStreamOfADetachedHandleFollowsOn() throws Exception {
+        Sandbox watcher = Sandbox.connect(name);
+        try (LogStream stream = watcher.logStream(LogStreamOptions.builder().follow(true).since(Instant.now()).build())) {
+            CompletableFuture<LogEntry> marker = CompletableFuture.supplyAsync(() -> {
+                LogEntry e;
+                while ((e = stream.recv(Duration.ofSeconds(60))) != null && !e.text().contains("after-detach-marker")) {
+                    // earlier entries
+                }
+                return e;
+            });
+            Thread.sleep(500); // the stream waits at the end of the log
+            watcher.detach();
+            Thread.sleep(3000); // the stream's checks of whether the sandbox runs go on meanwhile
+            sandbox.exec("sh", List.of("-c", "echo after-detach-marker"));
+            assertThat(marker.get(60, TimeUnit.SECONDS)).as("the entry written after the detach").isNotNull();
         }
     }
 
