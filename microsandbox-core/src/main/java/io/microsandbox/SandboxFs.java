@@ -752,7 +752,7 @@ public final class SandboxFs {
         private boolean counted;
         private boolean eof;
         private volatile boolean closed;
-        /** What ended the read, thrown again by every later read: a failed read is never a clean end. */
+        /** What ended the read, thrown again by every later read: a failed read is never a clean end (an interrupt ends none). */
         private IOException failure;
 
         ReadStream(String path, ObjectNode payload) {
@@ -838,6 +838,8 @@ public final class SandboxFs {
             }
             try {
                 return fillOnce();
+            } catch (InterruptedIOException e) {
+                throw e; // nothing was taken: a later read goes on where this one stopped
             } catch (IOException e) {
                 failure = e;
                 throw e;

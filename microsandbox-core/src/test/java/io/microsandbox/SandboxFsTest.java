@@ -1,6 +1,8 @@
 package io.microsandbox;
 
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.agent.AgentClient;
+import io.microsandbox.runtime.agent.Frame;
 import io.microsandbox.runtime.agent.Protocol;
 import java.nio.file.Path;
 import java.util.concurrent.CompletableFuture;
@@ -29,6 +31,27 @@ class SandboxFsTest {
                 assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_HANDLE);
                 assertThat(e.getMessage()).contains("was closed or detached");
             });
+        }
+    }
+
+    @Test
+    void anInterruptedReadLosesNothingAndTheStreamGoesOn() throws Exception {
+        try (FakeSupervisor supervisor = new FakeSupervisor(dir)) {
+            AgentClient client = supervisor.connect();
+            SandboxFs fs = new SandboxFs("fake", client, null, () -> { });
+            CompletableFuture<java.io.InputStream> opened = CompletableFuture.supplyAsync(() -> fs.readStream("/data"));
+            int id = supervisor.next(Protocol.FS_REQUEST).id();
+            supervisor.send(new Frame(id, 0, Protocol.FS_DATA, Json.object().put("data", "ab".getBytes())));
+            java.io.InputStream in = opened.get(5, TimeUnit.SECONDS);
+            assertThat(in.readNBytes(2)).isEqualTo("ab".getBytes());
+            Thread.currentThread().interrupt();
+            assertThatThrownBy(in::read).isInstanceOf(java.io.InterruptedIOException.class);
+            assertThat(Thread.interrupted()).as("the interrupt is kept").isTrue();
+            supervisor.send(new Frame(id, 0, Protocol.FS_DATA, Json.object().put("data", "cd".getBytes())));
+            supervisor.send(new Frame(id, Protocol.FLAG_TERMINAL, Protocol.FS_RESULT, Json.object().put("size", 4)));
+            assertThat(in.readAllBytes()).isEqualTo("cd".getBytes());
+            in.close();
+            client.close();
         }
     }
 }
