@@ -50,6 +50,8 @@ typedef struct net_conn {
     bool wr_eof;            /* the host sent EOF; shut fd's write side once out is empty */
     bool wr_shut;
     bool udp;               /* a UDP flow: each net.data is one datagram, no credit */
+    bool parked;            /* hung up with bytes left to read and no credit: out of epoll
+                               (a hang-up cannot be masked, it would spin) until net.window */
     struct sockaddr_in guest_end; /* a UDP flow's guest socket */
     uint32_t events;        /* registered epoll events */
     struct net_conn *next;
@@ -64,6 +66,9 @@ typedef struct {
 
 static bool g_net_on;
 static int g_tcp_fd = -1, g_dns_fd = -1, g_exempt_map = -1;
+/* Given up to accept a connection with when no fd is left, so that it is refused instead of
+ * waiting in the listener's queue, which would wake the loop for ever. */
+static int g_spare_fd = -1;
 
 /* A key of the exempt map: as the sk_lookup context has them */
 struct flow_key {
@@ -307,6 +312,7 @@ static int steer_sockets(void)
 static int make_sockets(void)
 {
     int one = 1;
+    g_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     g_tcp_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     if (g_tcp_fd < 0 || bind(g_tcp_fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(g_tcp_fd, 1024) < 0)
@@ -383,6 +389,12 @@ void net_setup(void)
 
 static void conn_events(net_conn *c)
 {
+    if (c->parked) {
+        if (c->credit == 0 || port_throttled() || ev_add(c->fd, EPOLLIN, EV_NET, c->id) < 0)
+            return;
+        c->parked = false;
+        c->events = EPOLLIN;
+    }
     uint32_t want = 0;
     if (c->state == C_CONNECTING)
         want = EPOLLOUT;
@@ -545,6 +557,15 @@ static void accept_guest_connections(void)
         struct sockaddr_in peer, local;
         socklen_t plen = sizeof peer, llen = sizeof local;
         int fd = accept4(g_tcp_fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE) && g_spare_fd >= 0) {
+            close(g_spare_fd);
+            fd = accept4(g_tcp_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd >= 0)
+                reset_fd(fd);
+            g_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (fd >= 0)
+                continue;
+        }
         if (fd < 0)
             return;
         /* the accepted socket's own address is where the guest meant to connect */
@@ -882,6 +903,17 @@ void net_event(uint32_t tag, int fd, uint32_t events)
                 conn_end(c, true, true); /* the guest gave up before the host answered */
         } else if (!c->rd_eof && c->credit > 0) {
             conn_readable(c);
+        } else if ((events & EPOLLHUP) && !c->rd_eof) {
+            /* both directions are shut, but what the guest sent last is still owed to the host:
+             * it waits for credit; with nothing left to read, only the EOF is */
+            int avail = 0;
+            if (ioctl(c->fd, FIONREAD, &avail) == 0 && avail > 0) {
+                ev_del(c->fd);
+                c->parked = true;
+                c->events = 0;
+            } else {
+                conn_readable(c);
+            }
         } else if (events & EPOLLHUP) {
             /* both directions are shut: what is left cannot be delivered */
             conn_end(c, true, !(c->rd_eof && c->wr_eof && c->out_len == 0));

@@ -99,6 +99,52 @@ class SandboxNetworkIT {
         return "http://" + NetTestHosts.PUBLIC_HOST_SIDE + ":" + hostService.getLocalPort() + "/";
     }
 
+    /**
+     * A host client that sends its request, half-closes and reads slowly: the guest server's
+     * answer, written after the request's end and closed, arrives whole. The guest socket hangs
+     * up (both directions shut) while its last bytes still wait for the client's credit.
+     */
+    @Test
+    void aHalfClosedConnectionGetsTheWholeAnswerOfAServerThatCloses() throws Exception {
+        int published;
+        try (ServerSocket free = new ServerSocket(0)) {
+            published = free.getLocalPort();
+        }
+        int size = 8 << 20;
+        try (Sandbox sb = Sandbox.create(TestSandboxes.uniqueName("net-halfclose"), TestSandboxes.config()
+                .network(NetworkPolicy.none()).ports(Map.of(published, 8001)).ephemeral(true).build())) {
+            sb.fs().writeString("/tmp/answer.py", String.join("\n",
+                    "import socket",
+                    "s = socket.socket()",
+                    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
+                    "s.bind(('0.0.0.0', 8001))",
+                    "s.listen(1)",
+                    "while True:",
+                    "    c, _ = s.accept()",
+                    "    while c.recv(65536):",
+                    "        pass",
+                    "    c.sendall(b'x' * " + size + ")",
+                    "    c.close()",
+                    ""));
+            sb.shell("(nohup python3 /tmp/answer.py > /dev/null 2>&1 &); for i in $(seq 1 300); do"
+                    + " grep -q ':1F41 00000000:0000 0A' /proc/net/tcp && break; sleep 0.1; done");
+            long received = 0;
+            try (Socket client = new Socket(InetAddress.getLoopbackAddress(), published)) {
+                client.setReceiveBufferSize(16 << 10);
+                client.getOutputStream().write("request".getBytes(StandardCharsets.US_ASCII));
+                client.shutdownOutput();
+                InputStream in = client.getInputStream();
+                byte[] buf = new byte[16 << 10];
+                int n;
+                while ((n = in.read(buf)) > 0) {
+                    received += n;
+                    Thread.sleep(2); // slower than the guest writes: its credit runs out
+                }
+            }
+            assertThat(received).isEqualTo(size);
+        }
+    }
+
     @Test
     void defaultPolicyReachesThePublicInternetOnly() throws Exception {
         int published;

@@ -25,6 +25,7 @@ import java.util.ArrayList;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.LinkedBlockingQueue;
@@ -62,6 +63,8 @@ public final class NetworkRelay implements AutoCloseable {
     public static final long SECRET_BODY_HEAP = 3 * RequestFilter.BODY_BUDGET;
     private static final int MAX_CONNECTIONS = 1024;
     private static final int CONNECT_TIMEOUT_MS = 10_000;
+    /** How long an orderly close waits for a peer to read what the guest sent before it; then the connection is reset. */
+    static final long CLOSE_LINGER_MS = 30_000;
     private static final int DNS_TIMEOUT_MS = 3_000;
     private static final int REPORTS_PER_MINUTE = 200;
     private static final int MAX_UDP_FLOWS = 256;
@@ -1003,6 +1006,10 @@ public final class NetworkRelay implements AutoCloseable {
         private long credit = WINDOW; // guarded by this (set before the connection is shared)
         private boolean readerStarted; // guarded by this
         private boolean shut; // guarded by this
+        /** The writer has ended (its socket may be closed without cutting a write short); guarded by this. */
+        private boolean writerDone;
+        /** An orderly close waits for the writer: it closes the socket once the guest's last bytes are out; guarded by this. */
+        private boolean closeWhenWritten;
         private byte[] head; // the guest's first bytes while its server name is awaited; guarded by this
         private int headLen; // guarded by this
         private boolean headEnded; // the guest sent EOF; guarded by this
@@ -1172,6 +1179,21 @@ public final class NetworkRelay implements AutoCloseable {
 
         private void writeLoop() {
             try {
+                writeQueued();
+            } finally {
+                boolean close;
+                synchronized (this) {
+                    writerDone = true;
+                    close = closeWhenWritten;
+                }
+                if (close) {
+                    closeQuietly(socket, false);
+                }
+            }
+        }
+
+        private void writeQueued() {
+            try {
                 OutputStream out = socket.getOutputStream();
                 while (true) {
                     byte[] data = toSocket.poll(1, TimeUnit.SECONDS);
@@ -1287,10 +1309,25 @@ public final class NetworkRelay implements AutoCloseable {
                 shut = true;
                 s = socket;
                 notifyAll();
+                if (!reset && s != null && !writerDone) {
+                    // an orderly end: what the guest sent before it is still owed to the peer,
+                    // which gets it (then EOF) as fast as it reads, for at most CLOSE_LINGER_MS
+                    closeWhenWritten = true;
+                    CompletableFuture.delayedExecutor(CLOSE_LINGER_MS, TimeUnit.MILLISECONDS, Runnable::run).execute(() -> {
+                        if (!isWriterDone()) {
+                            closeQuietly(s, true);
+                        }
+                    });
+                    return;
+                }
             }
             if (s != null) {
                 closeQuietly(s, reset);
             }
+        }
+
+        private synchronized boolean isWriterDone() {
+            return writerDone;
         }
     }
 }
