@@ -21,6 +21,7 @@
 
 /* Flow control (docs/protocol.md, "Flow control"). */
 #define DEFAULT_OUTPUT_WINDOW 262144u            /* exec.request without window */
+#define AGENT_MAX_FDS 65536 /* open files of the agent and, inherited, of what it runs */
 #define MAX_OUTPUT_WINDOW (1024u * 1024 * 1024) /* credit saturates here */
 #define STDIN_WINDOW (1024u * 1024)             /* unacknowledged stdin the host may send */
 
@@ -161,6 +162,10 @@ void unmount_guest_options(const agent_config *c);
  * fork, when the agent child cannot open its own signalfd. */
 int init_handoff(const agent_config *c, const char **stage, char *msg, size_t msglen);
 bool init_handed_off(void);
+#define OOM_SCORE_ADJ_NEVER "-1000"
+#define OOM_SCORE_ADJ_DEFAULT "0"
+/* Writes /proc/self/oom_score_adj; best effort. */
+void set_oom_score_adj(const char *value);
 /* Asks the init to power off and waits a few seconds for it; returns if it has not. */
 void init_request_poweroff(void);
 

@@ -278,16 +278,8 @@ static void flush_stdin(session *s)
     }
     if (s->inoff == s->inlen) {
         s->inoff = s->inlen = 0;
-        if (s->stdin_eof && s->stdin_open) {
-            if (s->tty) {
-                /* a pty has no half-close: send the EOF character (VEOF, ^D), which
-                 * ends the input of a reader in canonical mode at a line start */
-                static const char eof = 4;
-                ssize_t w = write(fd, &eof, 1);
-                (void)w;
-            }
+        if (s->stdin_eof && s->stdin_open)
             close_stdin(s, true);
-        }
     }
     if (s->stdin_open && s->in_consumed > 0 && (s->in_consumed >= STDIN_ACK_BATCH || s->inlen == 0))
         send_stdin_window(s, s->in_consumed, false);
@@ -301,6 +293,15 @@ static void stdin_data(session *s, cbor_val p)
     size_t len;
     if (!s->stdin_open || !cbor_map_get(p, "data", &v) || !cbor_get_bytes(v, &data, &len))
         return;
+    if (len == 0 && s->tty) {
+        /* a pty has no half-close: the EOF character (VEOF, ^D), which ends the input of a
+         * reader in canonical mode at a line start, goes after what is buffered, written
+         * like data (a full terminal takes it later instead of losing it) */
+        static const uint8_t veof = 4;
+        s->stdin_eof = true;
+        data = &veof;
+        len = 1;
+    }
     if (len == 0) {
         s->stdin_eof = true;
     } else {
@@ -609,6 +610,9 @@ static void __attribute__((noreturn)) child_main(const spawn_req *r, int stdio[3
         if (dup2(stdio[i], i) < 0)
             child_fail_exit(failfd, r->tty ? FS_PTY : FS_SPAWN, errno);
 
+    /* the agent's protection from the OOM killer is not the command's */
+    if (init_handed_off())
+        set_oom_score_adj(OOM_SCORE_ADJ_DEFAULT);
     /* before the user switch: dropping from the bounding set needs CAP_SETPCAP */
     if (g_config.restricted && drop_privileges_restricted() < 0)
         child_fail_exit(failfd, FS_SPAWN, errno);
@@ -910,6 +914,8 @@ static void __attribute__((noreturn)) fs_child(const fs_args *a, const user_info
     /* nothing of the agent's stays open here: another session's pipe held by this child
      * would keep its process from seeing EOF */
     close_agent_fds();
+    if (init_handed_off())
+        set_oom_score_adj(OOM_SCORE_ADJ_DEFAULT);
     if (setgroups((size_t)u->ngroups, u->groups) < 0 || setgid(u->gid) < 0 || setuid(u->uid) < 0) {
         int err = errno;
         const char msg[] = "cannot take the user's identity";

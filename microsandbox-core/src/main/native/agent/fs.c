@@ -431,8 +431,17 @@ static void copy_file(const char *from, const char *to, const struct stat *st)
     int in = open(from, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (in < 0)
         fail("copy", from, errno);
-    int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, st->st_mode & 07777);
+    /* truncated only once it is known not to be the source (the same path spelt otherwise, a
+     * hard link, a symlink to it): that would empty the file and report a copy */
+    int out = open(to, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, st->st_mode & 07777);
     if (out < 0)
+        fail("copy", to, errno);
+    struct stat in_st, out_st;
+    if (fstat(in, &in_st) < 0 || fstat(out, &out_st) < 0)
+        fail("copy", to, errno);
+    if (in_st.st_dev == out_st.st_dev && in_st.st_ino == out_st.st_ino)
+        fail("copy onto its own source", to, EINVAL);
+    if (ftruncate(out, 0) < 0)
         fail("copy", to, errno);
     static uint8_t *buf;
     if (!buf && !(buf = malloc(IO_CHUNK)))

@@ -4,6 +4,7 @@
 #include "agent.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,16 @@ static bool g_handed_off;
 bool init_handed_off(void)
 {
     return g_handed_off;
+}
+
+void set_oom_score_adj(const char *value)
+{
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t w = write(fd, value, strlen(value));
+    (void)w;
+    close(fd);
 }
 
 static bool is_systemd(const char *path)
@@ -109,6 +120,9 @@ int init_handoff(const agent_config *c, const char **stage, char *msg, size_t ms
     if (pid > 0)
         become_init(path, c);
     g_handed_off = true;
+    /* PID 1 no more, the OOM killer could pick the agent (its queues hold megabytes), and
+     * the VM would run on with nobody serving the host; what it runs gets 0 back */
+    set_oom_score_adj(OOM_SCORE_ADJ_NEVER);
     int rc = signals_after_fork();
     if (rc < 0) {
         snprintf(msg, msglen, "init: the agent's signalfd after the fork: %s", strerror(-rc));

@@ -650,6 +650,15 @@ int signals_after_fork(void)
     return 0;
 }
 
+/* PID 1 starts with the kernel's 1024 open files: too few for what the agent serves (three
+ * fds an exec session, one a connection, NET_MAX_CONNS of them). Its children inherit this. */
+static void raise_fd_limit(void)
+{
+    struct rlimit r = { AGENT_MAX_FDS, AGENT_MAX_FDS };
+    if (setrlimit(RLIMIT_NOFILE, &r) < 0)
+        logmsg("cannot raise the open-file limit to %d: %s", AGENT_MAX_FDS, strerror(errno));
+}
+
 int main(void)
 {
     g_boot_ns = now_boottime_ns();
@@ -663,6 +672,7 @@ int main(void)
     }
 
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
     g_epoll = epoll_create1(EPOLL_CLOEXEC);
     if (g_epoll < 0)
         fatal("init", "cannot create the epoll instance", errno);

@@ -87,6 +87,8 @@ class InitIT {
         ExecOptions bounded = ExecOptions.builder().timeout(Duration.ofSeconds(30)).build();
         try (Sandbox sb = Sandbox.create(name, config)) {
             assertThat(sb.shell("tr '\\0' ' ' < /proc/1/cmdline", bounded).stdout()).isEqualTo("sleep 1000000 ");
+            // no longer PID 1, the agent keeps out of the OOM killer's choice; its commands do not
+            assertThat(sb.shell("cat /proc/$PPID/oom_score_adj /proc/self/oom_score_adj", bounded).stdout()).isEqualTo("-1000\n0\n");
             for (int i = 0; i < 5; i++) {
                 long start = System.nanoTime();
                 assertThat(sb.exec("true", List.of(), bounded).success()).isTrue();

@@ -225,6 +225,24 @@ class SandboxExecIT {
         assertThat(result).as("what the detached command wrote after its 10 MB of output").isEqualTo("finished\n");
     }
 
+    /** PID 1 starts at 1024 open files, too few for the sessions and connections the agent serves. */
+    @Test
+    void commandsAndTheAgentMayOpenManyFiles() {
+        assertThat(sandbox.shell("ulimit -n; ulimit -Hn").stdout()).isEqualTo("65536\n65536\n");
+        // 400 commands at once hold 1200 of the agent's descriptors
+        List<ExecHandle> running = new java.util.ArrayList<>();
+        try {
+            for (int i = 0; i < 400; i++) {
+                running.add(sandbox.execStream("sleep", List.of("30"), ExecOptions.builder().stdinPipe().build()));
+            }
+            for (ExecHandle h : running) {
+                assertThat(h.recv(Duration.ofSeconds(60))).isInstanceOf(ExecEvent.Started.class);
+            }
+        } finally {
+            running.forEach(ExecHandle::close);
+        }
+    }
+
     /** Finding 6: a process left behind by a client that went away never writes to a later client. */
     @Test
     void aNewClientNeverReceivesOutputOfAnEarlierClientsLeftoverProcess() {
@@ -246,6 +264,17 @@ class SandboxExecIT {
         } finally {
             sandbox.shell("pkill -f SECRET-OF-A || true");
         }
+    }
+
+    /** A terminal's EOF (^D) waits behind input the full terminal has not taken yet, and ends the input whole. */
+    @Test
+    void aTerminalsEndOfInputFollowsInputThatFilledIt() {
+        byte[] lines = "x\n".repeat(20_000).getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+        ExecOutput out = sandbox.shell("stty -echo; wc -l", ExecOptions.builder().tty(24, 80).stdin(lines)
+                .timeout(Duration.ofSeconds(120)).build());
+        // input that came before stty took echo off is echoed first, the last of it without its newline
+        List<String> printed = out.stdout().strip().lines().toList();
+        assertThat(printed.get(printed.size() - 1).strip().replaceFirst("^x*", "")).isEqualTo("20000");
     }
 
     /** Finding 12: an interrupt cancels the one call; the handle and the sandbox keep working. */

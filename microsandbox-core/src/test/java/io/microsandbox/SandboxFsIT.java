@@ -137,6 +137,14 @@ class SandboxFsIT {
         assertThat(fs.lstat("/tmp/ops/copy/link").target()).isEqualTo("b/hello.txt");
         fs.copy("/tmp/ops/copy/run.sh", "/tmp/ops/run2.sh");
         assertThat(fs.read("/tmp/ops/run2.sh")).isEqualTo(fs.read("/tmp/ops/a/run.sh"));
+        // a file copied onto itself, by another spelling or a link, is refused, not emptied
+        fs.symlink("/tmp/ops/run2-link", "/tmp/ops/run2.sh");
+        for (String self : List.of("/tmp/ops/./run2.sh", "/tmp/ops/run2-link")) {
+            assertThatThrownBy(() -> fs.copy("/tmp/ops/run2.sh", self)).as(self)
+                    .isInstanceOfSatisfying(FilesystemException.class, e -> assertThat(e.getMessage()).contains("copy onto its own source"));
+        }
+        assertThat(fs.read("/tmp/ops/run2.sh")).isEqualTo(fs.read("/tmp/ops/a/run.sh"));
+        fs.remove("/tmp/ops/run2-link");
 
         fs.remove("/tmp/ops/run2.sh");
         assertThat(fs.exists("/tmp/ops/run2.sh")).isFalse();
