@@ -30,7 +30,8 @@ public final class LogStreamOptions {
         this.since = b.since;
         this.until = b.until;
         this.fromCursor = b.fromCursor;
-        this.sources = b.sources.isEmpty() ? EnumSet.of(LogSource.STDOUT, LogSource.STDERR) : EnumSet.copyOf(b.sources);
+        // what a watcher expects to see of a command, on a terminal or not (as the Go SDK's stream)
+        this.sources = b.sources.isEmpty() ? EnumSet.of(LogSource.STDOUT, LogSource.STDERR, LogSource.OUTPUT) : EnumSet.copyOf(b.sources);
     }
 
     public static LogStreamOptions defaults() {
@@ -113,7 +114,7 @@ public final class LogStreamOptions {
             return this;
         }
 
-        /** Adds sources; none given means stdout and stderr. */
+        /** Adds sources; none given means stdout, stderr and tty output. */
         public Builder sources(LogSource... sources) {
             this.sources.addAll(List.of(sources));
             return this;

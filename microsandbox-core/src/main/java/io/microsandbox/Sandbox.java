@@ -193,6 +193,11 @@ public final class Sandbox implements AutoCloseable {
         return Microsandbox.defaultRuntime().get(name);
     }
 
+    /** Like {@link #get(String)}, empty instead of {@link ErrorKind#SANDBOX_NOT_FOUND}. */
+    public static java.util.Optional<SandboxHandle> find(String name) {
+        return Microsandbox.defaultRuntime().find(name);
+    }
+
     /**
      * Starts a sandbox of the default runtime from a memory checkpoint, by bare name or path
      * (see {@link Microsandbox#restore(String, Checkpoint, RestoreOptions)}).

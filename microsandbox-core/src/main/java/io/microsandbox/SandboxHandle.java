@@ -283,6 +283,11 @@ public final class SandboxHandle {
         return Sandbox.toMetrics(sample.path("host"), sample.path("guest"), config(), layout);
     }
 
+    /** Captured stdout and stderr of the sandbox's commands, running or stopped (see {@link Sandbox#logs()}). */
+    public List<LogEntry> logs() {
+        return logs(LogOptions.defaults());
+    }
+
     /** Captured output of the sandbox's commands, running or stopped (see {@link Sandbox#logs(LogOptions)}). */
     public List<LogEntry> logs(LogOptions options) {
         return Sandbox.readLogs(runtime.layout(name()), options);

@@ -42,9 +42,11 @@ class SandboxStateIT {
         assertThat(logs).filteredOn(e -> e.source() == LogSource.SYSTEM && !e.text().startsWith("console: ")).extracting(LogEntry::text)
                 .containsExactly("sandbox started", "sandbox stopped: shutdown-requested", "sandbox started",
                         "sandbox stopped: shutdown-requested");
+        assertThat(Sandbox.find(name)).hasValueSatisfying(h -> assertThat(h.logs()).isEqualTo(Sandbox.get(name).logs(LogOptions.defaults())));
         Sandbox.remove(name);
         assertThatThrownBy(() -> Sandbox.get(name))
                 .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_FOUND));
+        assertThat(Sandbox.find(name)).isEmpty();
     }
 
     @Test
