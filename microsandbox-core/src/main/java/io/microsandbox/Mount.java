@@ -62,7 +62,7 @@ public final class Mount {
         return new Mount(Kind.NAMED, Objects.requireNonNull(volume, "volume"), null, options);
     }
 
-    /** A tmpfs of at most {@code sizeMib} MiB of guest memory. */
+    /** A tmpfs of at most {@code sizeMib} MiB of guest memory (which wins over a size in {@code options}). */
     public static Mount tmpfs(int sizeMib, MountOptions options) {
         MountOptions o = options == null ? MountOptions.defaults() : options;
         return new Mount(Kind.TMPFS, null, null, MountOptions.builder().readonly(o.readonly()).noexec(o.noexec())

@@ -592,7 +592,7 @@ public final class SandboxConfig {
         /**
          * Adds mounts keyed by absolute guest path; repeated calls merge, a later mount at the
          * same path wins. At most 16, paths of at most 511 bytes; not at {@code /}, {@code /proc}, {@code /sys},
-         * {@code /dev} or {@code /.msb}, nor under them.
+         * {@code /dev}, {@code /.msb} or {@code /run/msb}, nor under them.
          */
         public Builder mounts(Map<String, Mount> mounts) {
             this.mounts.putAll(mounts);
