@@ -34,6 +34,7 @@
 #define TAG_TCP_LISTENER 0xFFFFFFFFu
 #define TAG_DNS 0xFFFFFFFEu           /* the UDP socket every new datagram reaches */
 #define NET_MAX_UDP_FLOWS 256
+#define DNS_ANSWER_WAIT_NS (10ull * 1000000000) /* a resolver has given up on the query by then */
 #define AGENT_ID_BIT 0x80000000u   /* ids of sessions the agent starts */
 
 enum conn_state { C_WAIT_HOST, C_CONNECTING, C_OPEN };
@@ -62,6 +63,7 @@ typedef struct {
     uint32_t id;
     struct sockaddr_in client;
     struct in_addr dst;
+    uint64_t since_ns;  /* when the query went to the host (CLOCK_BOOTTIME) */
 } dns_pending;
 
 static bool g_net_on;
@@ -651,6 +653,20 @@ static void udp_flow_readable(net_conn *c)
     conn_events(c);
 }
 
+/* A free slot, or the oldest when it has waited longer than any resolver does: an answer the
+ * host never sent must not keep its slot for the sandbox's life. NULL when all are recent. */
+static dns_pending *free_dns_slot(void)
+{
+    dns_pending *oldest = NULL;
+    for (int i = 0; i < NET_MAX_DNS; i++) {
+        if (!g_dns[i].used)
+            return &g_dns[i];
+        if (!oldest || g_dns[i].since_ns < oldest->since_ns)
+            oldest = &g_dns[i];
+    }
+    return oldest && now_boottime_ns() - oldest->since_ns > DNS_ANSWER_WAIT_NS ? oldest : NULL;
+}
+
 static void dns_readable(void)
 {
     for (;;) {
@@ -675,13 +691,13 @@ static void dns_readable(void)
             udp_flow_start(&client, &orig, buf, (size_t)n);
             continue;
         }
-        dns_pending *slot = NULL;
-        for (int i = 0; i < NET_MAX_DNS && !slot; i++)
-            if (!g_dns[i].used)
-                slot = &g_dns[i];
-        if (!slot || n < 12 || n > 4096)
+        if (n < 12 || n > 4096)
+            continue;
+        dns_pending *slot = free_dns_slot();
+        if (!slot)
             continue; /* the resolver retries */
         slot->used = true;
+        slot->since_ns = now_boottime_ns();
         slot->id = next_agent_id();
         slot->client = client;
         slot->dst = dst;

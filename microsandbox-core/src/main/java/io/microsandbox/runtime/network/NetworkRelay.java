@@ -237,9 +237,12 @@ public final class NetworkRelay implements AutoCloseable {
                     c.credit = Math.min(window, MAX_GUEST_WINDOW);
                 }
                 connections.put(id, c);
-                submit(() -> connectOut(c, frame));
+                submit(() -> connectOut(c, frame), () -> {
+                    connections.remove(id);
+                    guest.urgent(close(id, true));
+                });
             }
-            case Net.DNS -> submit(() -> lookup(id, frame.bytes("query")));
+            case Net.DNS -> submit(() -> lookup(id, frame.bytes("query")), () -> reply(id, new byte[0])); // frees the agent's slot
             case Net.UDP -> {
                 if (udpFlows.size() >= MAX_UDP_FLOWS || udpFlows.containsKey(id)) {
                     guest.urgent(close(id, true));
@@ -247,7 +250,10 @@ public final class NetworkRelay implements AutoCloseable {
                 }
                 UdpFlow f = new UdpFlow(id);
                 udpFlows.put(id, f);
-                submit(() -> openUdp(f, frame));
+                submit(() -> openUdp(f, frame), () -> {
+                    udpFlows.remove(id);
+                    guest.urgent(close(id, true));
+                });
             }
             case Net.CONNECTED -> {
                 Connection c = connections.get(id);
@@ -289,11 +295,12 @@ public final class NetworkRelay implements AutoCloseable {
         }
     }
 
-    private void submit(Runnable task) {
+    /** Runs {@code task} on a worker; {@code refused} when none takes it (closing, or past the thread bound): the guest's session must still end. */
+    private void submit(Runnable task, Runnable refused) {
         try {
             workers.execute(task);
         } catch (java.util.concurrent.RejectedExecutionException e) {
-            // closing, or past the thread bound (bounded by MAX_CONNECTIONS): the guest retries
+            refused.run();
         }
     }
 
