@@ -478,9 +478,8 @@ static int copy_entry(const char *p, const struct stat *st, int flag, struct FTW
     if (snprintf(dst, sizeof dst, "%s%s", g_copy_to, p + strlen(g_copy_from)) >= (int)sizeof dst)
         fail("copy", p, ENAMETOOLONG);
     if (flag == FTW_D) {
+        /* owner-writable while its entries are copied in: its own mode comes after them */
         if (mkdir(dst, 0700) < 0 && errno != EEXIST)
-            fail("copy", dst, errno);
-        if (chmod(dst, st->st_mode & 07777) < 0)
             fail("copy", dst, errno);
     } else if (flag == FTW_SL || flag == FTW_SLN) {
         static char target[PATH_BUF];
@@ -499,6 +498,20 @@ static int copy_entry(const char *p, const struct stat *st, int flag, struct FTW
     return 0;
 }
 
+/* The second walk of a directory's copy, contents first: each copied directory gets its mode. */
+static int copy_dir_mode(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    if (flag != FTW_DP)
+        return 0;
+    char dst[PATH_BUF];
+    if (snprintf(dst, sizeof dst, "%s%s", g_copy_to, p + strlen(g_copy_from)) >= (int)sizeof dst)
+        fail("copy", p, ENAMETOOLONG);
+    if (chmod(dst, st->st_mode & 07777) < 0)
+        fail("copy", dst, errno);
+    return 0;
+}
+
 static void op_copy(const fs_args *a)
 {
     struct stat st;
@@ -510,7 +523,7 @@ static void op_copy(const fs_args *a)
             fail("copy", a->to, EINVAL); /* into itself */
         g_copy_from = a->path;
         g_copy_to = a->to;
-        if (nftw(a->path, copy_entry, 32, FTW_PHYS) < 0)
+        if (nftw(a->path, copy_entry, 32, FTW_PHYS) < 0 || nftw(a->path, copy_dir_mode, 32, FTW_PHYS | FTW_DEPTH) < 0)
             fail("copy", a->path, errno);
     } else if (S_ISLNK(st.st_mode)) {
         g_copy_from = a->path;

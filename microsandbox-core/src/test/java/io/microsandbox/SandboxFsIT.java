@@ -172,6 +172,15 @@ class SandboxFsIT {
                     assertThat(e.getMessage()).contains("/root/nope.txt");
                 });
         sandbox.fs().remove("/tmp/owned.txt");
+        // a read-only directory is copied whole by a user who is not root, its mode last
+        fs.mkdir("/tmp/ro-src/inner");
+        fs.writeString("/tmp/ro-src/inner/file.txt", "kept");
+        sandbox.shell("chmod 555 /tmp/ro-src /tmp/ro-src/inner");
+        fs.copy("/tmp/ro-src", "/tmp/ro-copy");
+        assertThat(fs.readString("/tmp/ro-copy/inner/file.txt")).isEqualTo("kept");
+        assertThat(fs.stat("/tmp/ro-copy").mode()).isEqualTo(0555);
+        assertThat(fs.stat("/tmp/ro-copy/inner").mode()).isEqualTo(0555);
+        sandbox.shell("rm -rf /tmp/ro-src /tmp/ro-copy");
     }
 
     @Test
