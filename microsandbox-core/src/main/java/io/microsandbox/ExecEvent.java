@@ -3,7 +3,9 @@ package io.microsandbox;
 /**
  * One event of a streamed command, as returned by {@link ExecHandle#recv()}. A stream is
  * {@code Started}, any number of {@code Stdout}/{@code Stderr}, then {@code Exited} or
- * {@code Failed}, then {@code Done}.
+ * {@code Failed}, then {@code Done}. {@code Done} comes without {@code Exited} when the
+ * command's timeout expired ({@link ExecHandle#timedOut()}), the handle was closed or detached,
+ * or the sandbox went away.
  */
 public sealed interface ExecEvent {
 

@@ -110,6 +110,14 @@ public final class ExecHandle implements AutoCloseable {
         this.timeoutTask = timeout == null ? null : timers.schedule(this::timeoutExpired, timeout.toMillis(), TimeUnit.MILLISECONDS);
     }
 
+    /**
+     * Whether the command's timeout ({@link ExecOptions.Builder#timeout}) expired before it
+     * ended: it was killed, and its stream may end with no {@link ExecEvent.Exited}.
+     */
+    public boolean timedOut() {
+        return timedOut;
+    }
+
     /** Session id, unique among this client's live commands. */
     public int id() {
         return id;

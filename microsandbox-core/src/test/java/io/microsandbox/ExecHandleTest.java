@@ -127,4 +127,19 @@ class ExecHandleTest {
             assertThat(e.getMessage()).contains("closed or detached while 'cmd' ran");
         });
     }
+
+    @Test
+    void aStreamEndedByItsTimeoutSaysSo() throws Exception {
+        ExecHandle handle = start(ExecOptions.builder().timeout(java.time.Duration.ofMillis(100)).build());
+        supervisor.next(Protocol.EXEC_REQUEST); // the guest never answers
+        assertThat(supervisor.next(Protocol.EXEC_SIGNAL).payload().path("signal").asInt()).isEqualTo(ExecHandle.SIGKILL);
+        ExecEvent last = null;
+        ExecEvent e;
+        while ((e = handle.recv(java.time.Duration.ofSeconds(10))) != null) {
+            last = e;
+        }
+        assertThat(last).isInstanceOf(ExecEvent.Done.class);
+        assertThat(handle.timedOut()).isTrue();
+        assertThat(supervisor.next(Protocol.EXEC_CANCEL)).as("the session given up after the grace").isNotNull();
+    }
 }
