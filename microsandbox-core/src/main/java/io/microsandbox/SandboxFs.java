@@ -12,6 +12,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.InterruptedIOException;
 import java.io.OutputStream;
+import java.lang.ref.Cleaner;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
@@ -749,7 +750,9 @@ public final class SandboxFs {
         private long received;
         /** Credit granted and not yet consumed plus consumed and not yet returned. */
         private long window;
-        private boolean counted;
+        /** Whether this read counts among the connection's reads; shared with {@link #abandoned}. */
+        private final java.util.concurrent.atomic.AtomicBoolean counted = new java.util.concurrent.atomic.AtomicBoolean(true);
+        private final Cleaner.Cleanable abandoned;
         private boolean eof;
         private volatile boolean closed;
         /** What ended the read, thrown again by every later read: a failed read is never a clean end (an interrupt ends none). */
@@ -758,7 +761,6 @@ public final class SandboxFs {
         ReadStream(String path, ObjectNode payload) {
             this.path = path;
             this.window = readWindow(client.fsReads().incrementAndGet());
-            this.counted = true;
             payload.put("window", window);
             try {
                 this.session = new Session(path, payload);
@@ -766,29 +768,27 @@ public final class SandboxFs {
                 uncount();
                 throw e;
             }
+            this.abandoned = CLEANER.register(this, new Abandon(session, client, counted));
             // wait for the first frame: a file that cannot be opened fails here
             try {
                 Frame first = session.next(STALL_TIMEOUT);
                 if (first == null) {
-                    session.close();
+                    abandoned.clean();
                     throw new MicrosandboxException(ErrorKind.FILESYSTEM, "sandbox '" + sandbox + "' did not start reading " + path + " within " + STALL_TIMEOUT);
                 }
                 take(first);
             } catch (InterruptedException e) {
-                session.close();
-                uncount();
+                abandoned.clean();
                 Thread.currentThread().interrupt();
                 throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while opening " + path);
             } catch (RuntimeException e) {
-                session.close();
-                uncount();
+                abandoned.clean();
                 throw e;
             }
         }
 
         private void uncount() {
-            if (counted) {
-                counted = false;
+            if (counted.compareAndSet(true, false)) {
                 client.fsReads().decrementAndGet();
             }
         }
@@ -905,8 +905,33 @@ public final class SandboxFs {
             if (!closed) {
                 closed = true;
                 chunk = new byte[0];
+                abandoned.clean(); // the session's end and the count, once
+            }
+        }
+    }
+
+    /** Cleans up after a stream: closed, or dropped unclosed (then when the collector finds it). */
+    private static final Cleaner CLEANER = Cleaner.create(r -> {
+        Thread t = new Thread(r, "msb-fs-streams-cleaner");
+        t.setDaemon(true);
+        return t;
+    });
+
+    /**
+     * Ends a stream's session (which would otherwise hold the guest's worker and keep the
+     * sandbox from idling) and gives its share of the read budget back. Refers to the session,
+     * never to the stream.
+     */
+    private record Abandon(AutoCloseable session, AgentClient client, java.util.concurrent.atomic.AtomicBoolean counted) implements Runnable {
+        @Override
+        public void run() {
+            try {
                 session.close();
-                uncount();
+            } catch (Exception e) {
+                // a session's close only queues frames
+            }
+            if (counted != null && counted.compareAndSet(true, false)) {
+                client.fsReads().decrementAndGet();
             }
         }
     }
@@ -925,10 +950,13 @@ public final class SandboxFs {
         private volatile boolean writing;
         /** Whether a write failed: the file is then abandoned, never ended as if it were whole. */
         private volatile boolean failed;
+        /** Ends the session of a stream dropped unclosed (the file is given up). */
+        private final Cleaner.Cleanable abandoned;
 
         WriteStream(String path, ObjectNode payload) {
             this.path = path;
             this.session = new Session(path, payload);
+            this.abandoned = CLEANER.register(this, new Abandon(session, client, null));
         }
 
         @Override
@@ -1029,7 +1057,7 @@ public final class SandboxFs {
             closed = true;
             if (failed || writing) {
                 // its writer was told; ending the file now would store the part written as the whole
-                session.close();
+                abandoned.clean();
                 return;
             }
             try {
@@ -1041,7 +1069,7 @@ public final class SandboxFs {
             } catch (MicrosandboxException e) {
                 throw new IOException(e.getMessage(), e);
             } finally {
-                session.close();
+                abandoned.clean();
             }
         }
     }

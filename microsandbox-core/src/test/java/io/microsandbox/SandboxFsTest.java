@@ -54,4 +54,34 @@ class SandboxFsTest {
             client.close();
         }
     }
+
+    /** A stream dropped without close would hold the guest's worker, and keep the sandbox from idling, for ever. */
+    @Test
+    void aStreamDroppedUnclosedEndsItsSession() throws Exception {
+        try (FakeSupervisor supervisor = new FakeSupervisor(dir)) {
+            AgentClient client = supervisor.connect();
+            SandboxFs fs = new SandboxFs("fake", client, null, () -> { });
+            CompletableFuture<java.io.InputStream> opened = CompletableFuture.supplyAsync(() -> fs.readStream("/data"));
+            int read = supervisor.next(Protocol.FS_REQUEST).id();
+            supervisor.send(new Frame(read, 0, Protocol.FS_DATA, Json.object().put("data", "ab".getBytes())));
+            opened.get(5, TimeUnit.SECONDS).read();
+            assertThat(client.fsReads().get()).isEqualTo(1);
+            fs.writeStream("/out").write('x');
+            int write = supervisor.next(Protocol.FS_REQUEST).id();
+            opened = null; // both streams unreachable now
+            java.util.Set<Integer> cancelled = new java.util.HashSet<>();
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (cancelled.size() < 2 && System.nanoTime() < deadline) {
+                System.gc();
+                try {
+                    cancelled.add(supervisor.next(Protocol.FS_CANCEL).id());
+                } catch (AssertionError e) {
+                    // none yet
+                }
+            }
+            assertThat(cancelled).containsExactlyInAnyOrder(read, write);
+            assertThat(client.fsReads().get()).isZero();
+            client.close();
+        }
+    }
 }
