@@ -38,11 +38,9 @@ class SandboxFsTest {
     void anInterruptedReadLosesNothingAndTheStreamGoesOn() throws Exception {
         try (FakeSupervisor supervisor = new FakeSupervisor(dir)) {
             AgentClient client = supervisor.connect();
-            SandboxFs fs = new SandboxFs("fake", client, null, () -> { });
-            CompletableFuture<java.io.InputStream> opened = CompletableFuture.supplyAsync(() -> fs.readStream("/data"));
-            int id = supervisor.next(Protocol.FS_REQUEST).id();
-            supervisor.send(new Frame(id, 0, Protocol.FS_DATA, Json.object().put("data", "ab".getBytes())));
-            java.io.InputStream in = opened.get(5, TimeUnit.SECONDS);
+            OpenRead opened = openRead(supervisor, new SandboxFs("fake", client, null, () -> { }));
+            int id = opened.id();
+            java.io.InputStream in = opened.in();
             assertThat(in.readNBytes(2)).isEqualTo("ab".getBytes());
             Thread.currentThread().interrupt();
             assertThatThrownBy(in::read).isInstanceOf(java.io.InterruptedIOException.class);
@@ -61,10 +59,9 @@ class SandboxFsTest {
         try (FakeSupervisor supervisor = new FakeSupervisor(dir)) {
             AgentClient client = supervisor.connect();
             SandboxFs fs = new SandboxFs("fake", client, null, () -> { });
-            CompletableFuture<java.io.InputStream> opened = CompletableFuture.supplyAsync(() -> fs.readStream("/data"));
-            int read = supervisor.next(Protocol.FS_REQUEST).id();
-            supervisor.send(new Frame(read, 0, Protocol.FS_DATA, Json.object().put("data", "ab".getBytes())));
-            opened.get(5, TimeUnit.SECONDS).read();
+            OpenRead opened = openRead(supervisor, fs);
+            int read = opened.id();
+            opened.in().read();
             assertThat(client.fsReads().get()).isEqualTo(1);
             fs.writeStream("/out").write('x');
             int write = supervisor.next(Protocol.FS_REQUEST).id();
@@ -83,5 +80,16 @@ class SandboxFsTest {
             assertThat(client.fsReads().get()).isZero();
             client.close();
         }
+    }
+
+    private record OpenRead(int id, java.io.InputStream in) {
+    }
+
+    /** A read of /data the supervisor answers with its first bytes, "ab". */
+    private static OpenRead openRead(FakeSupervisor supervisor, SandboxFs fs) throws Exception {
+        CompletableFuture<java.io.InputStream> opening = CompletableFuture.supplyAsync(() -> fs.readStream("/data"));
+        int id = supervisor.next(Protocol.FS_REQUEST).id();
+        supervisor.send(new Frame(id, 0, Protocol.FS_DATA, Json.object().put("data", "ab".getBytes())));
+        return new OpenRead(id, opening.get(5, TimeUnit.SECONDS));
     }
 }

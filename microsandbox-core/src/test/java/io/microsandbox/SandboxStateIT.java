@@ -165,26 +165,34 @@ class SandboxStateIT {
     /** A command closed with its output unread ends in the guest too, so it keeps nothing running. */
     @Test
     void aClosedCommandWithUnreadOutputLetsTheSandboxIdle() throws Exception {
-        String name = TestSandboxes.uniqueName("idle-closed");
-        Sandbox sb = Sandbox.create(name, TestSandboxes.config().idleTimeout(Duration.ofSeconds(4)).build());
-        ExecHandle yes = sb.execStream("yes", List.of(), ExecOptions.builder().build());
-        assertThat(yes.recv(Duration.ofSeconds(30))).isInstanceOf(ExecEvent.Started.class);
-        Thread.sleep(1000); // its output window and the pipe behind it fill up
-        yes.close();
-        SandboxStopResult result = sb.waitUntilStopped(Duration.ofSeconds(60));
-        assertThat(result.reason()).isEqualTo("idle-timeout");
-        Sandbox.remove(name);
+        idlesOutAfter(sb -> {
+            ExecHandle yes = sb.execStream("yes", List.of(), ExecOptions.builder().build());
+            assertThat(yes.recv(Duration.ofSeconds(30))).isInstanceOf(ExecEvent.Started.class);
+            Thread.sleep(1000); // its output window and the pipe behind it fill up
+            yes.close();
+        });
     }
 
     @Test
     void anAbandonedFileReadLetsTheSandboxIdle() throws Exception {
-        String name = TestSandboxes.uniqueName("idle-read");
+        idlesOutAfter(sb -> {
+            sb.shell("head -c 64M /dev/zero > /tmp/big");
+            try (java.io.InputStream in = sb.fs().readStream("/tmp/big")) {
+                assertThat(in.read()).isZero();
+                Thread.sleep(1000); // its window and the worker's pipe fill up
+            }
+        });
+    }
+
+    private interface SandboxUse {
+        void accept(Sandbox sb) throws Exception;
+    }
+
+    /** Runs {@code use} in a sandbox with an idle timeout of 4 s, which must then stop for being idle. */
+    private static void idlesOutAfter(SandboxUse use) throws Exception {
+        String name = TestSandboxes.uniqueName("idle-after");
         Sandbox sb = Sandbox.create(name, TestSandboxes.config().idleTimeout(Duration.ofSeconds(4)).build());
-        sb.shell("head -c 64M /dev/zero > /tmp/big");
-        try (java.io.InputStream in = sb.fs().readStream("/tmp/big")) {
-            assertThat(in.read()).isZero();
-            Thread.sleep(1000); // its window and the worker's pipe fill up
-        }
+        use.accept(sb);
         SandboxStopResult result = sb.waitUntilStopped(Duration.ofSeconds(60));
         assertThat(result.reason()).isEqualTo("idle-timeout");
         Sandbox.remove(name);
