@@ -106,7 +106,7 @@ final class SessionRouter {
         }
         Map<Integer, Route> own = byClient.get(route.client);
         if (own != null) {
-            own.remove(route.clientId);
+            own.remove(route.clientId, route);
         }
         if (route.session) {
             sessions--;
@@ -124,7 +124,7 @@ final class SessionRouter {
         }
         Map<Integer, Route> own = byClient.get(route.client);
         if (own != null) {
-            own.remove(route.clientId);
+            own.remove(route.clientId, route);
         }
         route.detached = true;
     }

@@ -41,6 +41,21 @@ class SessionRouterTest {
         assertThat(router.open(client(2), 7, true, false, 3, 1000)).as("another client's 7 is its own").isNotNull();
     }
 
+    /** A detached session is no longer its client's: the client's leaving keeps it, and its end touches none of the client's routes. */
+    @Test
+    void aDetachedSessionOutlivesItsClientAndItsIdIsTheClientsAgain() throws IOException {
+        SessionRouter router = new SessionRouter();
+        ClientConnection client = client(1);
+        SessionRouter.Route detached = router.open(client, 7, true, false, 1, 1000);
+        router.detach(detached);
+        SessionRouter.Route reused = router.open(client, 7, true, false, 2, 1000);
+        assertThat(reused).as("the id is free again").isNotNull();
+        assertThat(router.close(detached)).isTrue();
+        assertThat(router.ofClient(client, 7)).as("the detached session's end leaves the new one").isSameAs(reused);
+        assertThat(router.closeAll(client)).containsExactly(reused);
+        assertThat(router.sessions()).isZero();
+    }
+
     /** A guest that never answers one-shot requests cannot use up a client's routes; sessions are kept. */
     @Test
     void unansweredRequestsAreGivenUpOldestFirstButSessionsAreKept() throws IOException {
