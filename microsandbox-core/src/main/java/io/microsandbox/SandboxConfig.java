@@ -75,6 +75,8 @@ public final class SandboxConfig {
     private final SecurityProfile securityProfile;
     private final Init init;
     private final NetworkPolicy network;
+    /** Read back from a record (see {@code Builder.recorded}): a copy keeps what the record was spared. */
+    private final boolean recorded;
     private final java.util.List<PortBinding> ports;
     private final java.util.List<Secret> secrets;
 
@@ -112,6 +114,7 @@ public final class SandboxConfig {
         this.securityProfile = b.securityProfile;
         this.init = b.init;
         this.network = b.network;
+        this.recorded = b.recorded;
         this.ports = java.util.List.copyOf(b.ports);
         this.secrets = java.util.List.copyOf(b.secrets);
     }
@@ -124,6 +127,7 @@ public final class SandboxConfig {
     public Builder toBuilder() {
         Builder b = new Builder();
         b.recordedLabels = labels;
+        b.recorded = recorded;
         return b
                 .image(image).pullPolicy(pullPolicy).registryAuth(registryAuth).pullProgress(pullProgress).entrypoint(entrypoint).patches(patches).imageDisk(imageDisk, imageDiskFsType)
                 .snapshot(snapshot)

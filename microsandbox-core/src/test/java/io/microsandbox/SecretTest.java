@@ -92,4 +92,16 @@ class SecretTest {
         Secret plain = Secret.env("API_KEY", "the-real-value").allowHosts("api.test").requireTls(false).build();
         assertThat(SandboxConfig.builder().image("/img").secret(plain).build().secrets()).containsExactly(plain);
     }
+
+    /** A configuration recorded before the check (a stopped sandbox, a checkpoint) still starts with its values given. */
+    @Test
+    void aRecordedConfigurationWithASecretForTlsStillStarts() {
+        String recorded = SandboxConfig.builder().image("/img")
+                .secret(Secret.env("API_KEY", "v-1").allowHosts("api.test").requireTls(false).build()).build().toJson()
+                .replace("\"requireTls\":false", "\"requireTls\":true");
+        SandboxConfig read = SandboxConfig.fromJson(recorded);
+        assertThat(read.secrets().get(0).requireTls()).isTrue();
+        assertThat(read.withSecretValues(java.util.Map.of("API_KEY", "the-real-value"), "sandbox 'x'").secrets().get(0).value())
+                .isEqualTo("the-real-value");
+    }
 }
