@@ -323,11 +323,7 @@ public final class ExecHandle implements AutoCloseable {
         released = true;
         if (!finished) {
             trySend(new Frame(id, 0, Protocol.EXEC_DETACH, Json.object()));
-            finish();
-        }
-        client.unregister(id);
-        if (timeoutTask != null) {
-            timeoutTask.cancel(false);
+            finish(); // which unregisters and cancels the timeout, as it did if the command ended first
         }
     }
 
@@ -335,14 +331,7 @@ public final class ExecHandle implements AutoCloseable {
     @Override
     public void close() {
         released = true;
-        if (!finished) {
-            trySend(cancelFrame());
-            finish();
-        }
-        client.unregister(id);
-        if (timeoutTask != null) {
-            timeoutTask.cancel(false);
-        }
+        giveUp(); // finish() unregisters and cancels the timeout, now or when the command ended
     }
 
     private void onAgentFrame(Frame frame) {
@@ -408,7 +397,7 @@ public final class ExecHandle implements AutoCloseable {
         timers.schedule(this::giveUp, TIMEOUT_GRACE.toMillis(), TimeUnit.MILLISECONDS);
     }
 
-    /** Ends the call at the grace's end, and the session with it: output nobody reads must not hold it open. */
+    /** Ends the call, and the session with it (a closed handle, a timeout's grace): output nobody reads must not hold it open. */
     private void giveUp() {
         if (!finished) {
             trySend(cancelFrame());

@@ -788,9 +788,7 @@ public final class SandboxFs {
         }
 
         private void uncount() {
-            if (counted.compareAndSet(true, false)) {
-                client.fsReads().decrementAndGet();
-            }
+            Abandon.uncount(counted, client);
         }
 
         /**
@@ -930,7 +928,14 @@ public final class SandboxFs {
             } catch (Exception e) {
                 // a session's close only queues frames
             }
-            if (counted != null && counted.compareAndSet(true, false)) {
+            if (counted != null) {
+                uncount(counted, client);
+            }
+        }
+
+        /** Gives a read's share of the connection's read budget back, once. */
+        static void uncount(java.util.concurrent.atomic.AtomicBoolean counted, AgentClient client) {
+            if (counted.compareAndSet(true, false)) {
                 client.fsReads().decrementAndGet();
             }
         }
