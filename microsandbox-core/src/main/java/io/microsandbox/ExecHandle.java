@@ -316,8 +316,12 @@ public final class ExecHandle implements AutoCloseable {
 
     /**
      * Releases the handle and leaves the process running: its output is no longer delivered
-     * here (it still goes to the exec log, and is never held up), and it ends on its own, also
-     * after this sandbox handle is closed or detached or this JVM exits.
+     * here (it still goes to the exec log, {@link Sandbox#logs}, and is never held up), and it
+     * ends on its own, also after this sandbox handle is closed or detached or this JVM exits.
+     * A piped stdin ({@link ExecOptions.Builder#stdinPipe()}) reaches its end after what was
+     * written to it; a terminal's input is left open. A detached command still counts as
+     * running: the sandbox's idle timeout waits for it, a drain waits for it and a checkpoint is
+     * refused while it runs.
      */
     public void detach() {
         released = true;
@@ -508,18 +512,22 @@ public final class ExecHandle implements AutoCloseable {
             }
             int sent = 0;
             while (sent < len) {
-                int n = takeCredit(len - sent, wait);
+                int n = sendChunk(b, off + sent, len - sent, wait);
                 if (n == 0) {
                     break; // no credit, and not waiting for it
                 }
-                send(Arrays.copyOfRange(b, off + sent, off + sent + n));
                 sent += n;
             }
             return sent;
         }
 
-        /** Up to {@code wanted} bytes (one chunk at most) of the process's credit, waiting for some when {@code wait}. */
-        private int takeCredit(int wanted, boolean wait) throws IOException {
+        /**
+         * Sends up to {@code wanted} bytes from {@code b[off]} (one chunk at most) within the process's
+         * credit, waiting for some when {@code wait}. The chunk is queued under the credit lock, so
+         * that a {@link #close()} from another thread cannot send EOF between taking the credit and
+         * queueing the chunk (the guest drops stdin that follows EOF).
+         */
+        private int sendChunk(byte[] b, int off, int wanted, boolean wait) throws IOException {
             synchronized (credit) {
                 while (wait && stdinCredit == 0 && !finished && !stdinClosed && !closed) {
                     try {
@@ -539,7 +547,10 @@ public final class ExecHandle implements AutoCloseable {
                     throw new IOException("stdin of '" + command + "' was closed while this write waited");
                 }
                 int n = (int) Math.min(Math.min(wanted, Protocol.CHUNK_BYTES), stdinCredit);
-                stdinCredit -= n;
+                if (n > 0) {
+                    send(Arrays.copyOfRange(b, off, off + n));
+                    stdinCredit -= n;
+                }
                 return n;
             }
         }
@@ -553,9 +564,9 @@ public final class ExecHandle implements AutoCloseable {
                 }
                 closed = true;
                 credit.notifyAll();
-            }
-            if (!finished) {
-                send(new byte[0]);
+                if (!finished) {
+                    send(new byte[0]); // queued, never blocks: see sendChunk
+                }
             }
         }
 

@@ -15,6 +15,7 @@ import java.time.Duration;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Predicate;
 
 /**
  * A supervisor for unit tests of the client side: it welcomes one client, records what the
@@ -56,16 +57,25 @@ final class FakeSupervisor implements AutoCloseable {
 
     /** The next frame of {@code type} the client sent, skipping others; fails after 5 s. */
     Frame next(String type) throws InterruptedException {
+        return next(frame -> frame.type().equals(type), type);
+    }
+
+    private Frame next(Predicate<Frame> wanted, String what) throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
         while (true) {
             Frame frame = received.poll(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
             if (frame == null) {
-                throw new AssertionError("the client sent no " + type + " within 5 s");
+                throw new AssertionError("the client sent no " + what + " within 5 s");
             }
-            if (frame.type().equals(type)) {
+            if (wanted.test(frame)) {
                 return frame;
             }
         }
+    }
+
+    /** The next frame the client sent for session {@code id}, skipping others; fails after 5 s. */
+    Frame next(int id) throws InterruptedException {
+        return next(frame -> frame.id() == id, "frame for session " + id);
     }
 
     void send(Frame frame) throws IOException {
