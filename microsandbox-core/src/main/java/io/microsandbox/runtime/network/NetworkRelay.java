@@ -25,6 +25,7 @@ import java.util.ArrayList;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
@@ -91,6 +92,8 @@ public final class NetworkRelay implements AutoCloseable {
     private final AtomicLong rxBytes = new AtomicLong();
     private final AtomicLong txBytes = new AtomicLong();
     private volatile boolean closed;
+    /** Connections the guest closed whose writer still hands the peer their last bytes; reset by {@link #close()}. */
+    private final Set<Connection> lingering = ConcurrentHashMap.newKeySet();
     private final LeafCertificates tls;
     private final javax.net.ssl.SSLContext upstreamTls;
     private ServerSocket pairServer; // guarded by this
@@ -998,6 +1001,10 @@ public final class NetworkRelay implements AutoCloseable {
             c.shut(true);
         }
         connections.clear();
+        for (Connection c : lingering) {
+            closeQuietly(c.socket, true);
+        }
+        lingering.clear();
         udpFlows.values().forEach(UdpFlow::close);
         udpFlows.clear();
         workers.shutdownNow();
@@ -1195,6 +1202,7 @@ public final class NetworkRelay implements AutoCloseable {
                 }
                 if (close) {
                     closeQuietly(socket, false);
+                    lingering.remove(this);
                 }
             }
         }
@@ -1320,21 +1328,23 @@ public final class NetworkRelay implements AutoCloseable {
                     // an orderly end: what the guest sent before it is still owed to the peer,
                     // which gets it (then EOF) as fast as it reads, for at most CLOSE_LINGER_MS
                     closeWhenWritten = true;
+                    lingering.add(this);
                     CompletableFuture.delayedExecutor(CLOSE_LINGER_MS, TimeUnit.MILLISECONDS, Runnable::run).execute(() -> {
-                        if (!isWriterDone()) {
+                        if (lingering.remove(this)) {
                             closeQuietly(s, true);
                         }
                     });
+                    if (closed) {
+                        // the relay closed meanwhile: its sweep may have missed this one
+                        lingering.remove(this);
+                        closeQuietly(s, true);
+                    }
                     return;
                 }
             }
             if (s != null) {
                 closeQuietly(s, reset);
             }
-        }
-
-        private synchronized boolean isWriterDone() {
-            return writerDone;
         }
     }
 }

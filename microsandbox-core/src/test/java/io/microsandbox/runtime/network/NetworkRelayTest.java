@@ -107,6 +107,47 @@ class NetworkRelayTest {
         }
     }
 
+    /** A connection the guest closed whose peer reads slowly is reset when the relay closes, not handed its last bytes for 30 s more. */
+    @Test
+    void closingTheRelayResetsAConnectionThatStillHandsItsPeerTheGuestsLastBytes() throws Exception {
+        try (ServerSocket upstream = new ServerSocket()) {
+            upstream.setReceiveBufferSize(4096);
+            upstream.bind(new java.net.InetSocketAddress(InetAddress.getLoopbackAddress(), 0));
+            relay(NetworkPolicy.allowAll(), List.of());
+            relay.fromGuest(frame(Protocol.FLAG_SESSION_START, Net.CONNECT, connect("127.0.0.1", upstream.getLocalPort())));
+            try (Socket s = upstream.accept()) {
+                next(Net.CONNECTED);
+                // as the agent does: within the window, until the peer's buffers are full and no credit comes back
+                long total = 0;
+                long credit = NetworkRelay.WINDOW;
+                for (Frame f = null; total < (64 << 20); f = toGuest.poll(1, TimeUnit.SECONDS)) {
+                    if (f != null && f.type().equals(Net.WINDOW)) {
+                        credit += f.number("bytes");
+                    } else if (f == null && total > 0) {
+                        break;
+                    }
+                    for (; credit >= 65536; credit -= 65536, total += 65536) {
+                        relay.fromGuest(frame(0, Net.DATA, Json.object().put("data", new byte[65536])));
+                    }
+                }
+                relay.fromGuest(frame(Protocol.FLAG_TERMINAL, Net.CLOSE, Json.object().put("reset", false)));
+                Thread.sleep(500); // the writer is held up by the peer, which reads nothing
+                relay.close();
+                long read = 0;
+                try {
+                    InputStream in = s.getInputStream();
+                    s.setSoTimeout(10_000);
+                    for (int n; (n = in.read(new byte[65536])) > 0; ) {
+                        read += n;
+                    }
+                } catch (java.net.SocketException reset) {
+                    // what the relay's close does to it
+                }
+                assertThat(read).as("bytes the peer got after the relay closed").isLessThan(total);
+            }
+        }
+    }
+
     @Test
     void aClientThatNamesItsServerOnlyAfterTheSniffIsStillCheckedByThatName() throws Exception {
         // the address is allowed; one name on it is not (a CDN address shared by an allowed and a denied site)
