@@ -956,8 +956,9 @@ public final class SandboxConfig {
                 }
             } else if (image == null || image.isBlank()) {
                 throw invalid("image is required (an OCI image reference such as python:3.12, or a local root filesystem directory)");
-            } else if (!io.microsandbox.image.oci.ImageReference.looksLikePath(image) && !onDisk(image)) {
-                // not on disk, so it must read as a reference: "Python:3.12" is a bad reference, not a missing directory
+            } else if (!recorded && !io.microsandbox.image.oci.ImageReference.looksLikePath(image) && !onDisk(image)) {
+                // not on disk, so it must read as a reference: "Python:3.12" is a bad reference, not a missing directory;
+                // a record keeps what it was created with (a relative directory since removed, an older version's reference)
                 try {
                     io.microsandbox.image.oci.ImageReference.parse(image);
                 } catch (MicrosandboxException e) {

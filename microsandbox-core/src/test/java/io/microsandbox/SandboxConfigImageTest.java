@@ -20,6 +20,15 @@ class SandboxConfigImageTest {
                 });
     }
 
+    /** A sandbox recorded by a version that did not check references (or from a directory since removed) still reads back. */
+    @Test
+    void aRecordedConfigurationIsReadBackWhateverItsImage() {
+        String recorded = SandboxConfig.builder().image("python:3.12").build().toJson().replace("python:3.12", "Python:3.12");
+        SandboxConfig read = SandboxConfig.fromJson(recorded);
+        assertThat(read.image()).isEqualTo("Python:3.12");
+        assertThat(read.toBuilder().build().image()).isEqualTo("Python:3.12");
+    }
+
     @Test
     void referencesAndPathsAreAccepted() throws Exception {
         assertThat(SandboxConfig.builder().image("python:3.12").build().image()).isEqualTo("python:3.12");
