@@ -923,13 +923,14 @@ public final class SandboxFs {
     private record Abandon(AutoCloseable session, AgentClient client, java.util.concurrent.atomic.AtomicBoolean counted) implements Runnable {
         @Override
         public void run() {
+            // the budget first: once the cancel is out, a watcher may take the read for over
+            if (counted != null) {
+                uncount(counted, client);
+            }
             try {
                 session.close();
             } catch (Exception e) {
                 // a session's close only queues frames
-            }
-            if (counted != null) {
-                uncount(counted, client);
             }
         }
 
