@@ -7,6 +7,7 @@ import io.microsandbox.image.oci.ImageReference;
 import io.microsandbox.spring.MicrosandboxProperties;
 import io.microsandbox.spring.SandboxConfigCustomizer;
 import java.nio.file.Files;
+import java.nio.file.InvalidPathException;
 import java.nio.file.Path;
 import java.util.List;
 
@@ -14,6 +15,16 @@ import java.util.List;
 public final class SandboxConfigFactory {
 
     private SandboxConfigFactory() {
+    }
+
+    /** The file or directory {@code image} names, or null when there is none (or it cannot name one: a NUL in it). */
+    private static Path existing(String image) {
+        try {
+            Path path = Path.of(image);
+            return Files.exists(path) ? path : null;
+        } catch (InvalidPathException e) {
+            return null;
+        }
     }
 
     public static SandboxConfig create(MicrosandboxProperties p, List<SandboxConfigCustomizer> customizers) {
@@ -24,14 +35,15 @@ public final class SandboxConfigFactory {
                             + "which scripts/setup.sh installs).", null);
         }
         String image = p.getImage().strip();
-        if (ImageReference.looksLikePath(image) && !Files.exists(Path.of(image))) {
+        Path local = existing(image);
+        if (ImageReference.looksLikePath(image) && local == null) {
             throw new MicrosandboxConfigurationException("microsandbox.image '" + image + "' does not exist.",
                     "Point microsandbox.image at an existing local directory holding an unpacked root filesystem "
                             + "(scripts/setup.sh installs one under ~/.microsandbox/test-images/debian-python), "
                             + "an OCI image layout or archive, or give an OCI image reference such as python:3.12-slim.", null);
         }
-        if (Files.exists(Path.of(image))) {
-            image = Path.of(image).toAbsolutePath().toString(); // the sandboxes do not depend on the working directory
+        if (local != null) {
+            image = local.toAbsolutePath().toString(); // the sandboxes do not depend on the working directory
         }
         if (p.getRegistry().getUsername() != null && p.getRegistry().getPassword() == null) {
             throw new MicrosandboxConfigurationException("microsandbox.registry.username is set, but microsandbox.registry.password is not.",

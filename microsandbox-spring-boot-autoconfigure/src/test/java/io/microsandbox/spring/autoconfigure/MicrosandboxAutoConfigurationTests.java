@@ -473,6 +473,19 @@ class MicrosandboxAutoConfigurationTests {
         });
     }
 
+    /** A value no file can have (a NUL in it) is a bad reference, not an exception from the file system. */
+    @Test
+    void anImageNoPathCanName() {
+        runner().withPropertyValues("microsandbox.image=python\u0000:3.12").run(context -> {
+            FailureAnalysis a = analyze(context.getStartupFailure());
+            assertThat(a.getDescription()).contains("invalid image reference");
+        });
+        runner().withPropertyValues("microsandbox.image=./rootfs\u0000").run(context -> {
+            FailureAnalysis a = analyze(context.getStartupFailure());
+            assertThat(a.getDescription()).contains("does not exist");
+        });
+    }
+
     @Test
     void aRegistryUserWithoutPassword() {
         runner().withPropertyValues("microsandbox.image=python:3.12", "microsandbox.registry.username=ci").run(context -> {
