@@ -88,7 +88,7 @@ bool exec_sessions_open(void)
 void close_agent_fds(void)
 {
     if (syscall(SYS_close_range, 3u, ~0u, 0) < 0)
-        for (int fd = 3; fd < 65536; fd++)
+        for (int fd = 3; fd < AGENT_MAX_FDS; fd++)
             close(fd);
 }
 

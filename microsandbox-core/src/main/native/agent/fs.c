@@ -507,7 +507,8 @@ static int copy_dir_mode(const char *p, const struct stat *st, int flag, struct 
     char dst[PATH_BUF];
     if (snprintf(dst, sizeof dst, "%s%s", g_copy_to, p + strlen(g_copy_from)) >= (int)sizeof dst)
         fail("copy", p, ENAMETOOLONG);
-    if (chmod(dst, st->st_mode & 07777) < 0)
+    /* a directory made in the source after the first walk has no copy: nothing to set */
+    if (chmod(dst, st->st_mode & 07777) < 0 && errno != ENOENT)
         fail("copy", dst, errno);
     return 0;
 }
