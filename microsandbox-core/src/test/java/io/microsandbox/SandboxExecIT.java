@@ -225,6 +225,23 @@ class SandboxExecIT {
         assertThat(result).as("what the detached command wrote after its 10 MB of output").isEqualTo("finished\n");
     }
 
+    /** Nobody can write to a detached command's stdin any more, so it reaches its end after what was written. */
+    @Test
+    void aDetachedCommandGetsTheEndOfItsInput() throws Exception {
+        ExecHandle command = sandbox.execStream("sh", List.of("-c", "cat > /tmp/detached-input.txt; echo ended >> /tmp/detached-input.txt"),
+                ExecOptions.builder().stdinPipe().build());
+        assertThat(command.recv(Duration.ofSeconds(10))).isInstanceOf(ExecEvent.Started.class);
+        command.stdin().write("written before\n".getBytes(StandardCharsets.UTF_8));
+        command.detach();
+        long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+        String result = "";
+        while (System.nanoTime() < deadline && !result.endsWith("ended\n")) {
+            Thread.sleep(200);
+            result = sandbox.shell("cat /tmp/detached-input.txt 2>/dev/null || true").stdout();
+        }
+        assertThat(result).isEqualTo("written before\nended\n");
+    }
+
     /** PID 1 starts at 1024 open files, too few for the sessions and connections the agent serves. */
     @Test
     void commandsAndTheAgentMayOpenManyFiles() {

@@ -210,6 +210,25 @@ class SandboxStateIT {
         Sandbox.remove(name);
     }
 
+    /** As the reference: at its maximum duration a sandbox drains (a running command may finish within the grace), then stops. */
+    @Test
+    void maxDurationDrainsTheSandbox() throws Exception {
+        String name = TestSandboxes.uniqueName("maxdrain");
+        Sandbox sb = Sandbox.create(name, TestSandboxes.config().maxDuration(Duration.ofSeconds(3)).build());
+        ExecHandle running = sb.execStream("sh", List.of("-c", "sleep 6; echo finished"), ExecOptions.defaults());
+        long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+        while (Sandbox.get(name).status() != SandboxStatus.DRAINING && System.nanoTime() < deadline) {
+            Thread.sleep(100);
+        }
+        assertThat(Sandbox.get(name).status()).isEqualTo(SandboxStatus.DRAINING);
+        assertThatThrownBy(() -> sb.exec("true", List.of())).isInstanceOf(MicrosandboxException.class);
+        ExecOutput out = running.collect();
+        assertThat(out.stdout()).isEqualTo("finished\n");
+        assertThat(out.exitCode()).isZero();
+        assertThat(sb.waitUntilStopped(Duration.ofSeconds(30)).reason()).isEqualTo("max-duration");
+        Sandbox.remove(name);
+    }
+
     @Test
     void killedVmIsRecordedAsCrashedWithItsSignal() {
         String name = TestSandboxes.uniqueName("crashdb");
@@ -288,10 +307,17 @@ class SandboxStateIT {
     void ephemeralSandboxLeavesNoTrace() {
         String name = TestSandboxes.uniqueName("ephemeral");
         SandboxLayout layout = SandboxLayout.of(RuntimeFiles.defaultHome(), name);
+        SandboxHandle handle;
+        CompletableFuture<SandboxStopResult> waiting;
         try (Sandbox sb = Sandbox.create(name, TestSandboxes.config().ephemeral(true).build())) {
             assertThat(sb.shell("echo hi").stdout()).isEqualTo("hi\n");
             assertThat(layout.dir()).exists();
+            handle = Sandbox.get(name);
+            waiting = CompletableFuture.supplyAsync(() -> handle.waitUntilStopped(Duration.ofSeconds(60)));
         }
+        // a waiter on the record sees the end, though the record is gone with it
+        assertThat(waiting.join().status()).isEqualTo(SandboxStatus.STOPPED);
+        assertThat(handle.waitUntilStopped().status()).isEqualTo(SandboxStatus.STOPPED);
         assertThat(layout.dir()).doesNotExist();
         assertThat(layout.runDir()).doesNotExist();
         assertThatThrownBy(() -> Sandbox.get(name))

@@ -95,6 +95,12 @@ final class SessionRouter {
         return byGuestId.get(guestId);
     }
 
+    /** Whether {@code guestId} was given to a request of this sandbox (its route may be closed since). */
+    synchronized boolean handedOut(int guestId) {
+        long id = Integer.toUnsignedLong(guestId);
+        return id > 0 && id <= lastGuestId;
+    }
+
     /** Closes a route; false if it was closed already. */
     synchronized boolean close(Route route) {
         return closeLocked(route);

@@ -191,6 +191,8 @@ public final class Supervisor {
     private volatile boolean detached;
     private volatile boolean killRequested;
     private volatile boolean draining;
+    /** The stop reason a drain ends with: a client's drain, or the maximum duration. */
+    private volatile String drainReason = "drain-requested";
     private volatile boolean paused;
     /** Set while a memory checkpoint runs: the guest link must stay quiet (see {@link #checkpoint(Frame)}). */
     private volatile boolean checkpointing;
@@ -488,7 +490,15 @@ public final class Supervisor {
         logSystem("sandbox started");
         lastActivity = System.nanoTime();
         if (spec.maxDurationMs() > 0) {
-            timers.schedule(() -> requestStop(STOP_GRACE_MS, "max-duration"), spec.maxDurationMs(), TimeUnit.MILLISECONDS);
+            // drained, as the reference does: running commands get one grace to finish, then it stops
+            timers.schedule(() -> {
+                drain("max-duration");
+                timers.schedule(() -> {
+                    if (stopReason == null) {
+                        requestStop(STOP_GRACE_MS, "max-duration");
+                    }
+                }, STOP_GRACE_MS, TimeUnit.MILLISECONDS);
+            }, spec.maxDurationMs(), TimeUnit.MILLISECONDS);
         }
         if (spec.idleTimeoutMs() > 0) {
             everySecond(timers, this::checkIdle);
@@ -944,6 +954,9 @@ public final class Supervisor {
         SessionRouter.Route route = router.ofGuest(frame.id());
         if (route == null || frame.type().startsWith("sup.")) {
             // no client asked for this id (or it is over): a forged, late or hostile frame
+            if (route == null && !frame.isTerminal() && router.handedOut(frame.id())) {
+                cancelEndedSession(frame);
+            }
             return;
         }
         if (route.session && !frame.isTerminal() && !expectedWithinSession(route, frame.type())) {
@@ -986,7 +999,7 @@ public final class Supervisor {
             if (frame.isTerminal() && router.close(route)) {
                 sessionEnded(route);
             } else if (output) {
-                grantDetachedCredit(route);
+                grantDetachedCredit(route, true);
             }
             return;
         }
@@ -1287,9 +1300,19 @@ public final class Supervisor {
         if (!allowed) {
             return; // a frame this session does not take
         }
+        if (Protocol.EXEC_CANCEL.equals(type) || Protocol.FS_CANCEL.equals(type)) {
+            cancelSession(route, type);
+            return;
+        }
         if (Protocol.EXEC_DETACH.equals(type)) {
             router.detach(route);
-            grantDetachedCredit(route);
+            if (!route.tty) {
+                // nobody can write to it any more: a command reading its stdin must not wait for ever
+                ObjectNode eof = Json.object();
+                eof.put("data", new byte[0]);
+                toGuestQueue(new Frame(route.guestId, 0, Protocol.EXEC_STDIN, eof));
+            }
+            grantDetachedCredit(route, false);
             return;
         }
         if (Protocol.EXEC_WINDOW.equals(type) || Protocol.FS_WINDOW.equals(type)) {
@@ -1389,16 +1412,17 @@ public final class Supervisor {
         }
         lastActivity = System.nanoTime();
         if (draining && router.sessions() == 0) {
-            requestStop(STOP_GRACE_MS, "drain-requested");
+            requestStop(STOP_GRACE_MS, drainReason);
         }
     }
 
-    /** Refuses new commands from now on and stops once the running ones have finished. */
-    private void drain() {
+    /** Refuses new commands from now on and stops once the running ones have finished, recording {@code reason}. */
+    private void drain(String reason) {
         synchronized (this) {
             if (draining) {
                 return;
             }
+            drainReason = reason;
             draining = true;
         }
         SupervisorLog.log("draining with " + router.sessions() + " running command(s)");
@@ -1408,7 +1432,7 @@ public final class Supervisor {
             SupervisorLog.warn("cannot record the drain: " + e.getMessage());
         }
         if (router.sessions() == 0) {
-            requestStop(STOP_GRACE_MS, "drain-requested");
+            requestStop(STOP_GRACE_MS, reason);
         }
     }
 
@@ -1504,17 +1528,48 @@ public final class Supervisor {
 
     /**
      * Output credit for a detached session, granted here as its output is logged, so that it is
-     * never held up; a grant the guest's queue refuses is tried again with the next output,
-     * which the credit left (half the window) still lets come.
+     * never held up. A grant answering output goes ahead of the queue (the guest knows the
+     * session, and a full queue must not stall it for good); the one at detach keeps its place
+     * behind the request, and if the queue refuses it the first output brings the next.
      */
-    private void grantDetachedCredit(SessionRouter.Route route) {
+    private void grantDetachedCredit(SessionRouter.Route route, boolean answeringOutput) {
         long grant = DETACHED_WINDOW - router.window(route);
         if (grant >= DETACHED_WINDOW / 2) {
             ObjectNode p = Json.object();
             p.put("bytes", grant);
-            if (toGuestQueue(new Frame(route.guestId, 0, Protocol.EXEC_WINDOW, p))) {
+            Frame window = new Frame(route.guestId, 0, Protocol.EXEC_WINDOW, p);
+            if (answeringOutput ? toGuest.urgent(FrameCodec.encode(window)) : toGuestQueue(window)) {
                 router.growWindow(route, grant);
             }
+        }
+    }
+
+    /**
+     * A client's cancel: its client has let the session go, so it ends here at once (for the idle
+     * timer and a drain) and whatever the guest still sends for it is dropped. The cancel keeps its
+     * place behind the request; a full queue sends it ahead instead, and should it overtake the
+     * request, the start that follows is cancelled again ({@link #cancelEndedSession}).
+     */
+    private void cancelSession(SessionRouter.Route route, String type) {
+        if (router.close(route)) {
+            sessionEnded(route);
+        }
+        Frame cancel = new Frame(route.guestId, 0, type, Json.object());
+        if (!toGuestQueue(cancel)) {
+            toGuest.urgent(FrameCodec.encode(cancel));
+        }
+    }
+
+    /**
+     * A session the guest started (or goes on with) after its route closed: a cancel that went
+     * ahead of its request (urgent frames do), or one dropped. Nobody reads it, so it is ended;
+     * a guest that repeats such frames gets a cancel for each, within the urgent bound.
+     */
+    private void cancelEndedSession(Frame frame) {
+        String cancel = Protocol.EXEC_STARTED.equals(frame.type()) ? Protocol.EXEC_CANCEL
+                : Protocol.FS_DATA.equals(frame.type()) || Protocol.FS_WRITE_WINDOW.equals(frame.type()) ? Protocol.FS_CANCEL : null;
+        if (cancel != null) {
+            toGuest.urgent(FrameCodec.encode(new Frame(frame.id(), 0, cancel, Json.object())));
         }
     }
 
@@ -1559,7 +1614,7 @@ public final class Supervisor {
                 client.send(ok(request));
             }
             case Protocol.SUP_DRAIN -> {
-                drain();
+                drain("drain-requested");
                 client.send(ok(request));
             }
             case Protocol.SUP_PAUSE, Protocol.SUP_RESUME -> client.send(pauseOrResume(request, Protocol.SUP_PAUSE.equals(request.type())));

@@ -290,6 +290,19 @@ class HostileGuestIT {
         }
     }
 
+    /**
+     * A cancel that overtakes its request (a full guest queue sends it ahead) leaves the guest a
+     * command nobody reads: the start that follows is cancelled again.
+     */
+    @Test
+    void aCommandStartedAfterItsCancelIsCancelledAgain() throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("late-start")) {
+            booted.sandbox().execStream("sleep", List.of("100"), ExecOptions.builder().build()).close();
+            SandboxHandle handle = awaitTerminal(booted.name());
+            assertThat(handle.lastStop().orElseThrow().exitCode()).as("the stand-in got the second cancel").isEqualTo(5);
+        }
+    }
+
     /** Finding 6: frames for ids the guest was never given, and sup.* frames from the guest, reach nobody. */
     @Test
     void forgedFramesNeverReachAClient() throws Exception {
