@@ -67,6 +67,12 @@ public final class Sandbox implements AutoCloseable {
     private final SupervisorProcess supervisor;
     private volatile boolean released;
     private volatile boolean detached;
+    /** Let go by {@link #close()}: like a detached handle, it is no longer valid. */
+    private volatile boolean closed;
+    /** This handle saw the sandbox end (a stop, a kill, a wait): its calls say it is not running. */
+    private volatile boolean sawEnd;
+    /** How it ended, once known (a moment after {@link #sawEnd}). */
+    private volatile SandboxStopResult stopResult;
     /** What {@link #closeWith} tied to this handle: closed when it is released or the sandbox ends. */
     private final List<AutoCloseable> companions = new java.util.concurrent.CopyOnWriteArrayList<>();
 
@@ -308,11 +314,25 @@ public final class Sandbox implements AutoCloseable {
         return shell(script, ExecOptions.defaults());
     }
 
+    /** Runs {@code script} with the configured shell and {@code options}, and collects its output. */
     public ExecOutput shell(String script, ExecOptions options) {
         return exec(config.shell(), List.of("-c", script), options);
     }
 
-    /** Starts a command and returns a handle to its event stream. */
+    /** Starts a command with the default options and returns a handle to its event stream. */
+    public ExecHandle execStream(String command, List<String> args) {
+        return execStream(command, args, ExecOptions.defaults());
+    }
+
+    /**
+     * Starts a command and returns a handle to its event stream; close the handle when done
+     * with it (that ends the command), or {@link ExecHandle#detach()} it.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#INVALID_ARGUMENT} for an empty command,
+     *         {@link ErrorKind#SANDBOX_NOT_RUNNING} once the sandbox has stopped,
+     *         {@link ErrorKind#INVALID_HANDLE} on a closed or detached handle; a command that
+     *         cannot run reports it as an {@link ExecEvent.Failed} event
+     */
     public ExecHandle execStream(String command, List<String> args, ExecOptions options) {
         ensureUsable();
         if (command == null || command.isEmpty()) {
@@ -410,6 +430,11 @@ public final class Sandbox implements AutoCloseable {
         return attach(config.shell());
     }
 
+    /** Starts {@code script} with the configured shell and the default options, and returns its event stream. */
+    public ExecHandle shellStream(String script) {
+        return shellStream(script, ExecOptions.defaults());
+    }
+
     /** Starts {@code script} with the configured shell and returns its event stream. */
     public ExecHandle shellStream(String script, ExecOptions options) {
         return execStream(config.shell(), List.of("-c", script), options);
@@ -425,6 +450,8 @@ public final class Sandbox implements AutoCloseable {
      * sandbox has stopped; after {@code timeout} the VM is killed. A supervisor that does not
      * take the request, or has not ended the VM {@link #DEFAULT_KILL_TIMEOUT} after the window,
      * is dealt with as {@link #kill(Duration)} does: a stop never depends on it being healthy.
+     * Afterwards {@link #waitUntilStopped()} tells how it ended and other calls fail with
+     * {@link ErrorKind#SANDBOX_NOT_RUNNING}.
      */
     public void stop(Duration timeout) {
         ensureUsable();
@@ -644,10 +671,17 @@ public final class Sandbox implements AutoCloseable {
     }
 
     /**
-     * A snapshot every {@code interval} (at least 1 ms) until the sandbox ends or the stream
-     * is closed.
+     * A snapshot every {@code interval} until the sandbox ends or the stream is closed: at a
+     * fixed rate (a slow sample does not push the later ones back), sub-millisecond intervals
+     * rounded up, zero or negative ones taken as 1 ms. The stream keeps the newest 64 snapshots:
+     * a reader that falls further behind loses the oldest.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#INVALID_ARGUMENT} for a null interval
      */
     public MetricsStream metricsStream(Duration interval) {
+        if (interval == null) {
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "interval must not be null");
+        }
         ensureUsable();
         return new MetricsStream(this, interval);
     }
@@ -722,11 +756,22 @@ public final class Sandbox implements AutoCloseable {
     }
 
     /**
-     * Blocks until the sandbox has ended, or {@code timeout} passes.
+     * Blocks until the sandbox has ended, or {@code timeout} passes, and tells how; once it has
+     * ended, every call returns the same result. After this returns, the handle's other calls
+     * fail with {@link ErrorKind#SANDBOX_NOT_RUNNING}.
      *
-     * @throws MicrosandboxException {@link ErrorKind#CANCELLED} when the timeout passes first
+     * @throws MicrosandboxException {@link ErrorKind#CANCELLED} when the timeout passes first,
+     *         {@link ErrorKind#INVALID_HANDLE} on a handle that was closed or detached (reconnect
+     *         with {@link #connect(String)}, or wait on {@link SandboxHandle#waitUntilStopped})
      */
     public SandboxStopResult waitUntilStopped(Duration timeout) {
+        if (!sawEnd || detached || closed) {
+            ensureUsable();
+        }
+        SandboxStopResult ended = stopResult;
+        if (ended != null) {
+            return ended;
+        }
         Frame exited;
         try {
             exited = timeout == null ? client.exited().get()
@@ -739,10 +784,13 @@ public final class Sandbox implements AutoCloseable {
         } catch (java.util.concurrent.ExecutionException e) {
             throw new MicrosandboxException(ErrorKind.INTERNAL, "waiting for sandbox '" + name + "' failed", e.getCause());
         }
+        sawEnd = true;
         released = true;
         client.close();
         awaitSupervisorExit();
-        return exited != null ? fromExitedFrame(exited) : fromStore();
+        SandboxStopResult result = exited != null ? fromExitedFrame(exited) : fromStore();
+        stopResult = result;
+        return result;
     }
 
     /**
@@ -783,14 +831,8 @@ public final class Sandbox implements AutoCloseable {
 
     /** The supervisor's report of the end; the database's record when the report names no status this SDK knows. */
     private SandboxStopResult fromExitedFrame(Frame exited) {
-        String status = exited.text("status");
-        SandboxStatus known = status == null ? null : java.util.Arrays.stream(SandboxStatus.values())
-                .filter(s -> s.isTerminal() && s.name().equalsIgnoreCase(status)).findFirst().orElse(null);
-        if (known == null) {
-            return fromStore();
-        }
-        return new SandboxStopResult(name, known, toInteger(exited.number("exit_code")), toInteger(exited.number("signal")),
-                exited.text("reason"), Instant.now(), "supervisor");
+        SandboxStopResult reported = SandboxStopResult.reported(name, exited);
+        return reported != null ? reported : fromStore();
     }
 
     /** The database's record of the end; "crashed" when the supervisor vanished without one. */
@@ -803,10 +845,6 @@ public final class Sandbox implements AutoCloseable {
             // an ephemeral sandbox leaves no record
             return new SandboxStopResult(name, SandboxStatus.STOPPED, null, null, "completed", Instant.now(), "client");
         }
-    }
-
-    private static Integer toInteger(Long value) {
-        return value == null ? null : value.intValue();
     }
 
     /**
@@ -851,6 +889,7 @@ public final class Sandbox implements AutoCloseable {
     @Override
     public void close() {
         if (released) {
+            closed = true;
             return;
         }
         try {
@@ -860,6 +899,7 @@ public final class Sandbox implements AutoCloseable {
                 throw e;
             }
         } finally {
+            closed = true;
             released = true;
             closeCompanions();
             client.close();
@@ -870,10 +910,17 @@ public final class Sandbox implements AutoCloseable {
     }
 
     private void ensureUsable() {
-        if (released) {
-            throw new MicrosandboxException(ErrorKind.INVALID_HANDLE,
-                    "the handle of sandbox '" + name + "' was closed or detached; use Sandbox.connect(\"" + name + "\")");
+        if (!released) {
+            return;
         }
+        if (sawEnd && !detached && !closed) {
+            SandboxStopResult ended = stopResult;
+            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name + "' has stopped"
+                    + (ended == null ? "" : " (" + ended.status().name().toLowerCase(java.util.Locale.ROOT) + ", " + ended.reason() + ")")
+                    + "; start it again with Sandbox.start(\"" + name + "\")");
+        }
+        throw new MicrosandboxException(ErrorKind.INVALID_HANDLE,
+                "the handle of sandbox '" + name + "' was closed or detached; use Sandbox.connect(\"" + name + "\")");
     }
 
     @Override

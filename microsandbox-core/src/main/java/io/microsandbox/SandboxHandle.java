@@ -50,14 +50,17 @@ public final class SandboxHandle {
         return SandboxConfig.fromJson(record.configJson());
     }
 
+    /** The sandbox's labels (empty when it has none). */
     public Map<String, String> labels() {
         return record.labels();
     }
 
+    /** When the sandbox was created. */
     public Instant createdAt() {
         return record.createdAt();
     }
 
+    /** When its record last changed (a start, a stop, a status change). */
     public Instant updatedAt() {
         return record.updatedAt();
     }
@@ -158,10 +161,17 @@ public final class SandboxHandle {
      * @throws MicrosandboxException {@link ErrorKind#SANDBOX_NOT_RUNNING} when it is not running
      */
     public void requestDrain() {
-        if (!running()) {
-            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name() + "' is " + record.status());
+        // the record read now, not the one this handle was made from: the sandbox may have stopped or started since
+        SandboxHandle now = refresh();
+        if (!now.running()) {
+            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name() + "' is " + now.record.status());
         }
-        withConnection(Sandbox::requestDrain);
+        Sandbox sb = runtime.connect(name());
+        try {
+            sb.requestDrain();
+        } finally {
+            sb.releaseConnection();
+        }
     }
 
     /**
@@ -181,15 +191,13 @@ public final class SandboxHandle {
      */
     public SandboxStopResult waitUntilStopped(Duration timeout) {
         long deadline = timeout == null ? Long.MAX_VALUE : System.nanoTime() + timeout.toNanos();
+        io.microsandbox.runtime.agent.Frame exited = null;
         if (running()) {
             try {
                 AgentClient client = AgentClient.connect(name(), runtime.layout(name()).agentSocket());
                 try {
-                    if (timeout == null) {
-                        client.exited().get();
-                    } else {
-                        client.exited().get(Math.max(0, deadline - System.nanoTime()), java.util.concurrent.TimeUnit.NANOSECONDS);
-                    }
+                    exited = timeout == null ? client.exited().get()
+                            : client.exited().get(Math.max(0, deadline - System.nanoTime()), java.util.concurrent.TimeUnit.NANOSECONDS);
                 } catch (java.util.concurrent.TimeoutException e) {
                     throw stillRuns(timeout);
                 } catch (InterruptedException e) {
@@ -211,9 +219,19 @@ public final class SandboxHandle {
                 // else gone already
             }
         }
-        SandboxHandle now = refresh();
-        return now.lastStop().orElseGet(() ->
-                new SandboxStopResult(name(), now.status(), null, null, null, Instant.now(), "client"));
+        SandboxStopResult reported = exited == null ? null : SandboxStopResult.reported(name(), exited);
+        SandboxHandle now;
+        try {
+            now = refresh();
+        } catch (MicrosandboxException e) {
+            if (e.kind() != ErrorKind.SANDBOX_NOT_FOUND || !record.ephemeral()) {
+                throw e;
+            }
+            // an ephemeral sandbox leaves no record once it has ended
+            return reported != null ? reported : new SandboxStopResult(name(), SandboxStatus.STOPPED, null, null, "completed", Instant.now(), "client");
+        }
+        return now.lastStop().orElseGet(() -> reported != null ? reported
+                : new SandboxStopResult(name(), now.status(), null, null, null, Instant.now(), "client"));
     }
 
     private MicrosandboxException stillRuns(Duration timeout) {
@@ -352,10 +370,6 @@ public final class SandboxHandle {
      *
      * @throws MicrosandboxException {@link ErrorKind#RESOURCE_LIMIT} when clients hold every slot
      */
-    private void withConnection(java.util.function.Consumer<Sandbox> action) {
-        withConnection(action, false, false);
-    }
-
     /**
      * Runs a stop or kill on a control connection, which the supervisor takes even when clients
      * hold every slot; kills a supervisor that does not accept one.

@@ -15,4 +15,19 @@ import java.time.Instant;
  */
 public record SandboxStopResult(String name, SandboxStatus status, Integer exitCode, Integer signal,
                                 String reason, Instant observedAt, String source) {
+    /** The end the supervisor reported in {@code sup.exited}; null when it names no terminal status this SDK knows. */
+    static SandboxStopResult reported(String name, io.microsandbox.runtime.agent.Frame exited) {
+        String status = exited.text("status");
+        SandboxStatus known = status == null ? null : java.util.Arrays.stream(SandboxStatus.values())
+                .filter(s -> s.isTerminal() && s.name().equalsIgnoreCase(status)).findFirst().orElse(null);
+        if (known == null) {
+            return null;
+        }
+        return new SandboxStopResult(name, known, toInteger(exited.number("exit_code")), toInteger(exited.number("signal")),
+                exited.text("reason"), Instant.now(), "supervisor");
+    }
+
+    private static Integer toInteger(Long value) {
+        return value == null ? null : value.intValue();
+    }
 }

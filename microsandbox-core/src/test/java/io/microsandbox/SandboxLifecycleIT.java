@@ -72,10 +72,15 @@ class SandboxLifecycleIT {
         assertThat(result.reason()).isEqualTo("shutdown-requested");
         assertThat(result.exitCode()).isZero();
         assertGone(name, pids);
+        assertThat(sb.waitUntilStopped()).isEqualTo(result);
+        assertThatThrownBy(() -> sb.exec("true", List.of())).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+            assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_RUNNING);
+            assertThat(e.getMessage()).contains("has stopped (stopped, shutdown-requested)");
+        });
+        sb.close();
+        sb.close();
         assertThatThrownBy(() -> sb.exec("true", List.of()))
                 .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_HANDLE));
-        sb.close();
-        sb.close();
         Sandbox.remove(name);
         assertThat(SandboxLayout.of(RuntimeFiles.defaultHome(), name).dir()).doesNotExist();
         assertThatThrownBy(() -> Sandbox.remove(name))
@@ -274,6 +279,9 @@ class SandboxLifecycleIT {
         assertThat(sb.shell("echo reconnected").stdout()).isEqualTo("reconnected\n");
         sb.detach();
         assertThatThrownBy(() -> sb.shell("true"))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_HANDLE));
+        // the sandbox runs on: a wait on the released handle is no wait (it reported a crash)
+        assertThatThrownBy(() -> sb.waitUntilStopped(Duration.ofSeconds(10)))
                 .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_HANDLE));
         assertThat(SandboxPids.alive(pids[1])).isTrue();
 
