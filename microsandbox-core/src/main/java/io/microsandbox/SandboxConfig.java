@@ -223,7 +223,7 @@ public final class SandboxConfig {
         return cacheReclaimAfter;
     }
 
-    /** Stop after this long in total; {@link Duration#ZERO} for never. */
+    /** Drain, then stop, after this long in total; {@link Duration#ZERO} for never. */
     public Duration maxDuration() {
         return maxDuration;
     }
@@ -660,25 +660,37 @@ public final class SandboxConfig {
             return this;
         }
 
-        /** Publishes guest TCP ports on host ports of 127.0.0.1 (key: host port, value: guest port); merges with earlier calls. */
+        /**
+         * Publishes guest TCP ports on host ports of 127.0.0.1 (key: host port, value: guest port);
+         * merges with earlier calls as maps do: a host port given again goes to its latest guest port.
+         */
         public Builder ports(Map<Integer, Integer> hostToGuest) {
-            hostToGuest.forEach((host, guestPort) -> ports.add(PortBinding.tcp(host, guestPort)));
+            hostToGuest.forEach((host, guestPort) -> mergePort(PortBinding.tcp(host, guestPort)));
             return this;
         }
 
-        /** Publishes guest UDP ports on host ports of 127.0.0.1 (key: host port, value: guest port); merges with earlier calls. */
+        /**
+         * Publishes guest UDP ports on host ports of 127.0.0.1 (key: host port, value: guest port);
+         * merges with earlier calls as maps do: a host port given again goes to its latest guest port.
+         */
         public Builder portsUdp(Map<Integer, Integer> hostToGuest) {
-            hostToGuest.forEach((host, guestPort) -> ports.add(PortBinding.udp(host, guestPort)));
+            hostToGuest.forEach((host, guestPort) -> mergePort(PortBinding.udp(host, guestPort)));
             return this;
         }
 
-        /** Publishes ports with explicit bind addresses; merges with earlier calls. */
+        private void mergePort(PortBinding binding) {
+            ports.removeIf(p -> p.protocol() == binding.protocol() && p.hostPort() == binding.hostPort()
+                    && p.bindAddress().equals(binding.bindAddress()));
+            ports.add(binding);
+        }
+
+        /** Publishes ports with explicit bind addresses; adds to earlier calls (a host port published twice is refused by {@link #build()}). */
         public Builder portBindings(java.util.Collection<PortBinding> bindings) {
             ports.addAll(bindings);
             return this;
         }
 
-        /** Publishes ports with explicit bind addresses; merges with earlier calls. */
+        /** Publishes ports with explicit bind addresses; adds to earlier calls. */
         public Builder portBindings(PortBinding... bindings) {
             return portBindings(java.util.List.of(bindings));
         }
@@ -727,8 +739,9 @@ public final class SandboxConfig {
          * Boots from a disk snapshot ({@link SandboxHandle#snapshot(String)}), by bare name or
          * by directory path (anything with a '/'), instead of an image: the sandbox gets its own
          * copy of the snapshot's upper disk over the snapshot's image. Mutually exclusive with
-         * {@link #image(String)} and {@link #imageDisk(String, String)}. The persisted
-         * configuration names the image, so the sandbox restarts without the snapshot.
+         * {@link #image(String)}, {@link #imageDisk(String, String)} and {@link #patch patches};
+         * the upper disk keeps the snapshot's size ({@link #upperSizeMib} does not apply). The
+         * persisted configuration names the image, so the sandbox restarts without the snapshot.
          */
         public Builder snapshot(String nameOrPath) {
             this.snapshot = nameOrPath;
@@ -877,7 +890,12 @@ public final class SandboxConfig {
             return this;
         }
 
-        /** Stop the sandbox after this long in total (rounded up to seconds; zero: never). */
+        /**
+         * Caps the sandbox's run (rounded up to seconds; zero: never). When it is reached the
+         * sandbox drains: new commands are refused and running ones get 10 s to finish; then it
+         * stops (processes get SIGTERM, then the usual 10 s grace). The run ends with reason
+         * {@code max-duration}.
+         */
         public Builder maxDuration(Duration maxDuration) {
             this.maxDuration = roundUpToSeconds(maxDuration);
             return this;
@@ -940,6 +958,11 @@ public final class SandboxConfig {
                 if (snapshot.isBlank()) {
                     throw invalid("snapshot must name a snapshot or a snapshot directory");
                 }
+                if (!patches.isEmpty()) {
+                    // they are written into a new upper disk; a snapshot brings its own, whose files they would miss
+                    throw invalid("patches are not supported with a snapshot: the sandbox boots on a copy of the snapshot's upper disk;"
+                            + " patch the sandbox the snapshot is taken from, or write the files with fs() once it runs");
+                }
             } else if (imageDisk != null) {
                 if (image != null) {
                     throw invalid("image and imageDisk are mutually exclusive");
@@ -956,6 +979,9 @@ public final class SandboxConfig {
                 }
             } else if (image == null || image.isBlank()) {
                 throw invalid("image is required (an OCI image reference such as python:3.12, or a local root filesystem directory)");
+            } else if (!recorded && isDiskImageFile(image)) {
+                throw invalid("image '" + image + "' is a disk image file: boot it with imageDisk(\"" + image + "\", \"ext4\")"
+                        + " (image takes an OCI reference, layout or archive, or a root filesystem directory)");
             } else if (!recorded && !io.microsandbox.image.oci.ImageReference.looksLikePath(image) && !onDisk(image)) {
                 // not on disk, so it must read as a reference: "Python:3.12" is a bad reference, not a missing directory;
                 // a record keeps what it was created with (a relative directory since removed, an older version's reference)
@@ -1046,6 +1072,19 @@ public final class SandboxConfig {
                         throw invalid("label '" + key + "' uses the reserved prefix '" + prefix + "'");
                     }
                 }
+            }
+        }
+
+        /** A regular file named as {@link #imageDisk} takes them: not an OCI archive. */
+        private static boolean isDiskImageFile(String path) {
+            String lower = path.toLowerCase(java.util.Locale.ROOT);
+            if (!(lower.endsWith(".qcow2") || lower.endsWith(".raw") || lower.endsWith(".img") || lower.endsWith(".vmdk"))) {
+                return false;
+            }
+            try {
+                return java.nio.file.Files.isRegularFile(java.nio.file.Path.of(path));
+            } catch (java.nio.file.InvalidPathException e) {
+                return false;
             }
         }
 

@@ -29,6 +29,27 @@ class SandboxConfigImageTest {
         assertThat(read.toBuilder().build().image()).isEqualTo("Python:3.12");
     }
 
+    /** A snapshot brings its own upper disk, so patches (written into a new one) would be dropped without a word. */
+    @Test
+    void patchesWithASnapshotAreRefused() {
+        assertThatThrownBy(() -> SandboxConfig.builder().snapshot("base").patch(Patch.text("/p", "x")).build())
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG);
+                    assertThat(e.getMessage()).contains("patches are not supported with a snapshot");
+                });
+    }
+
+    /** A disk image given as image would be opened as an OCI archive and fail with an archive error. */
+    @Test
+    void aDiskImageGivenAsImageSaysToUseImageDisk() throws Exception {
+        Path disk = Files.write(dir.resolve("root.qcow2"), new byte[512]);
+        assertThatThrownBy(() -> SandboxConfig.builder().image(disk.toString()).build())
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG);
+                    assertThat(e.getMessage()).contains("is a disk image file: boot it with imageDisk(");
+                });
+    }
+
     @Test
     void referencesAndPathsAreAccepted() throws Exception {
         assertThat(SandboxConfig.builder().image("python:3.12").build().image()).isEqualTo("python:3.12");

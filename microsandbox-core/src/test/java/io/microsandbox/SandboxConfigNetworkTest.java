@@ -23,6 +23,14 @@ class SandboxConfigNetworkTest {
         assertThat(SandboxConfig.fromJson("{\"image\":\"/rootfs\"}").network()).isEqualTo(NetworkPolicy.publicOnly());
     }
 
+    /** As the Go SDK's maps merge: the latest mapping of a host port wins. */
+    @Test
+    void aHostPortMappedAgainGoesToItsLatestGuestPort() {
+        SandboxConfig config = SandboxConfig.builder().image("/rootfs").ports(Map.of(8080, 80)).ports(Map.of(8080, 81, 9090, 90))
+                .portsUdp(Map.of(8080, 53)).build();
+        assertThat(config.ports()).containsExactlyInAnyOrder(PortBinding.tcp(8080, 81), PortBinding.tcp(9090, 90), PortBinding.udp(8080, 53));
+    }
+
     @Test
     void badPortsAreInvalidConfig() {
         assertThatThrownBy(() -> SandboxConfig.builder().image("/rootfs").ports(Map.of(8080, 80))
