@@ -27,7 +27,7 @@ public enum ErrorKind {
     EXEC_FAILED,
     /** A file operation in the guest failed; {@link FilesystemException} names the reason and the path. */
     FILESYSTEM,
-    /** A path on the host that an operation needs does not exist. */
+    /** A path an operation needs does not exist: in the guest (a {@link FilesystemException}) or on the host. */
     PATH_NOT_FOUND,
     /** The image is not cached (and may not be pulled), or its directory, layout or archive is missing. */
     IMAGE_NOT_FOUND,

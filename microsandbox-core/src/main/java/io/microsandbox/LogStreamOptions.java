@@ -6,8 +6,8 @@ import java.util.List;
 import java.util.Set;
 
 /**
- * Options of {@link Sandbox#logStream(LogStreamOptions)}. The defaults read the stdout and
- * stderr entries there are now, from the oldest kept, and end. {@code since} and
+ * Options of {@link Sandbox#logStream(LogStreamOptions)}. The defaults read the stdout,
+ * stderr and tty output entries there are now, from the oldest kept, and end. {@code since} and
  * {@code fromCursor} are mutually exclusive.
  */
 public final class LogStreamOptions {

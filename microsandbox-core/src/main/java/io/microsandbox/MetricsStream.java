@@ -21,16 +21,19 @@ public final class MetricsStream implements AutoCloseable {
 
     MetricsStream(Sandbox sandbox, Duration interval) {
         this.name = sandbox.name();
-        long millis = Math.max(1, interval.toMillis());
+        long period = Math.max(1_000_000L, (interval.toNanos() + 999_999L) / 1_000_000L * 1_000_000L); // whole ms, rounded up
         this.sampler = new Thread(() -> {
             try {
+                long next = System.nanoTime();
                 while (!Thread.currentThread().isInterrupted()) {
                     Metrics m = sandbox.metrics();
                     // a slow reader sees the newest snapshots: drop the oldest when full
                     while (!snapshots.offer(m)) {
                         snapshots.poll();
                     }
-                    Thread.sleep(millis);
+                    // a fixed rate; after a sample slower than the period, the next comes at once, not a burst
+                    next = Math.max(next + period, System.nanoTime());
+                    TimeUnit.NANOSECONDS.sleep(next - System.nanoTime());
                 }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();

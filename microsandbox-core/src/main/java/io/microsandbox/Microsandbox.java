@@ -441,10 +441,10 @@ public final class Microsandbox {
         return list(SandboxFilter.all());
     }
 
-    /** The sandboxes carrying every label of {@code filter}, newest first. */
+    /** The sandboxes carrying every label of {@code filter} (every sandbox for null), newest first. */
     public List<SandboxHandle> list(SandboxFilter filter) {
         SandboxStore store = store();
-        return store.list(filter.labels()).stream()
+        return store.list((filter == null ? SandboxFilter.all() : filter).labels()).stream()
                 .map(record -> observe(store, record))
                 .filter(record -> !purgedIfEphemeral(store, record))
                 .map(record -> new SandboxHandle(this, record))
@@ -810,8 +810,9 @@ public final class Microsandbox {
      * Metrics of every running sandbox of this runtime, by name, from their supervisors' latest
      * samples ({@link SandboxHandle#metrics()}: no connection, nothing asked of the guests, so a
      * monitor polling them never stands in the way of a checkpoint), or over a connection for
-     * one without a fresh sample (started in the last second); sandboxes that end meanwhile
-     * are left out.
+     * one without a fresh sample (started in the last second). A sandbox whose figures cannot be
+     * had is left out rather than failing the whole map: one that ended meanwhile, or whose
+     * supervisor does not answer; {@link SandboxHandle#metrics()} on it says why.
      */
     public Map<String, Metrics> allMetrics() {
         Map<String, Metrics> all = new java.util.TreeMap<>();
@@ -822,7 +823,7 @@ public final class Microsandbox {
             try {
                 all.put(handle.name(), sampledOrAsked(handle));
             } catch (MicrosandboxException e) {
-                // it stopped since the listing
+                // it stopped since the listing, or cannot answer: see the javadoc
             }
         }
         return all;

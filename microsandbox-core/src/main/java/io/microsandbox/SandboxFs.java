@@ -299,7 +299,11 @@ public final class SandboxFs {
         call(p);
     }
 
-    /** Creates a symbolic link at {@code path} pointing to {@code target}. */
+    /**
+     * Creates a symbolic link at {@code path} pointing to {@code target}: the link first, as
+     * {@link Files#createSymbolicLink} takes them ({@link Patch#symlink} takes the target first,
+     * as the Go SDK's patch does).
+     */
     public void symlink(String path, String target) {
         ObjectNode p = request("symlink", path);
         p.put("target", target);
@@ -336,6 +340,8 @@ public final class SandboxFs {
                     }
                     out.close();
                 }
+            } else if (!Files.exists(hostPath, LinkOption.NOFOLLOW_LINKS)) {
+                throw new MicrosandboxException(ErrorKind.PATH_NOT_FOUND, "host path " + hostPath + " does not exist");
             } else {
                 throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, hostPath + " is neither a file, a directory nor a symbolic link");
             }

@@ -194,6 +194,8 @@ class SandboxFsIT {
         Files.createSymbolicLink(src.resolve("sub/link"), Path.of("../plain.txt"));
 
         SandboxFs fs = sandbox.fs();
+        assertThatThrownBy(() -> fs.copyFromHost(tmp.resolve("missing"), "/tmp/missing"))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.PATH_NOT_FOUND));
         fs.copyFromHost(src, "/tmp/tree");
         assertThat(fs.stat("/tmp/tree/sub/secret.txt").mode()).isEqualTo(0600);
         assertThat(fs.lstat("/tmp/tree/sub/link").target()).isEqualTo("../plain.txt");
