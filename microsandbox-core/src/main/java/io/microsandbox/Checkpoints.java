@@ -1,11 +1,11 @@
 package io.microsandbox;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.microsandbox.runtime.ClaimedDirectory;
 import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxLock;
-import io.microsandbox.runtime.SandboxPreparer;
 import io.microsandbox.runtime.agent.Frame;
 import io.microsandbox.runtime.agent.FrameCodec;
 import io.microsandbox.runtime.supervisor.SupervisorSpec;
@@ -123,7 +123,8 @@ public final class Checkpoints {
             Snapshots.writeManifest(dir.resolve(Checkpoint.MANIFEST_FILE), manifest);
             return Checkpoint.parse(dir, manifest);
         } catch (IOException | RuntimeException e) {
-            SandboxPreparer.deleteTree(dir);
+            // out of the way in one step, its lock still held: nobody finds it half deleted
+            ClaimedDirectory.delete(dir);
             if (e instanceof MicrosandboxException m) {
                 throw m;
             }

@@ -183,8 +183,12 @@ final class SnapshotDirectories {
 
     /** Releases the writing lock of {@code dir}, and drops its file when the directory is still there. */
     static void finished(Path dir, SandboxLock lock) {
+        Path lockFile = dir.resolve(WRITING_LOCK);
         try {
-            Files.deleteIfExists(dir.resolve(WRITING_LOCK));
+            // only its own: a directory deleted on failure may have a new claimant's under the name by now
+            if (lock.isOn(lockFile)) {
+                Files.delete(lockFile);
+            }
         } catch (IOException e) {
             // a lock file left in a finished directory is harmless: the manifest marks it finished
         }

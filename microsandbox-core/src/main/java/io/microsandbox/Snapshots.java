@@ -1,10 +1,10 @@
 package io.microsandbox;
 
 import io.microsandbox.image.oci.OciImages;
+import io.microsandbox.runtime.ClaimedDirectory;
 import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxLock;
-import io.microsandbox.runtime.SandboxPreparer;
 import io.microsandbox.runtime.SparseFiles;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -129,7 +129,8 @@ public final class Snapshots {
             writeManifest(dir.resolve(Snapshot.MANIFEST_FILE), manifest);
             return Snapshot.parse(dir, manifest);
         } catch (IOException | RuntimeException e) {
-            SandboxPreparer.deleteTree(dir);
+            // out of the way in one step, its lock still held: nobody finds it half deleted
+            ClaimedDirectory.delete(dir);
             if (e instanceof MicrosandboxException m) {
                 throw m;
             }

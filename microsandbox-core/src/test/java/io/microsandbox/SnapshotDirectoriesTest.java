@@ -21,6 +21,22 @@ class SnapshotDirectoriesTest {
     @TempDir
     Path home;
 
+    /** A writer whose directory went on failure must not take the lock file of the next claimant of the name. */
+    @Test
+    void aWriterFinishingAfterItsDirectoryWentLeavesTheNextClaimantsLock() throws Exception {
+        Checkpoints checkpoints = new Checkpoints(home);
+        Path dir = checkpoints.directory().resolve("again");
+        SandboxLock first = Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint", Checkpoint.MANIFEST_FILE);
+        ClaimedDirectory.delete(dir); // as a failed take deletes it, its lock still held
+        SandboxLock second = Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint", Checkpoint.MANIFEST_FILE);
+        try {
+            SnapshotDirectories.finished(dir, first);
+            assertThat(second.isOn(dir.resolve(SnapshotDirectories.WRITING_LOCK))).as("the second claimant's lock is still its file").isTrue();
+        } finally {
+            SnapshotDirectories.finished(dir, second);
+        }
+    }
+
     @Test
     void aManifestThatIsAFifoIsRefusedInsteadOfBlockingTheReader() throws Exception {
         Checkpoints checkpoints = new Checkpoints(home);

@@ -65,9 +65,23 @@ public final class ClaimedDirectory {
         if (doomed == null) {
             return false;
         }
-        SandboxPreparer.deleteTree(doomed);
-        return true;
+        for (int attempt = 1; ; attempt++) {
+            try {
+                SandboxPreparer.deleteTree(doomed);
+                return true;
+            } catch (MicrosandboxException e) {
+                // a lookup of the old name begun before the rename may still create an entry in it
+                // (another deleter's lock file, O_CREAT); none can begin since, so this ends
+                if (!(e.getCause() instanceof java.nio.file.DirectoryNotEmptyException) || attempt == DELETE_ATTEMPTS) {
+                    throw e;
+                }
+                Thread.onSpinWait();
+            }
+        }
     }
+
+    /** Walks of a directory being deleted, should late creations leave it not empty. */
+    private static final int DELETE_ATTEMPTS = 10;
 
     /**
      * Renames {@code dir} out of the way in one step, under the hidden name of a deletion
