@@ -67,7 +67,7 @@ class ExecHandleTest {
         CompletableFuture<Integer> exit = CompletableFuture.supplyAsync(handle::waitFor);
         runToExit(3);
         assertThat(exit.get(5, TimeUnit.SECONDS)).isEqualTo(3);
-        assertThat(events.get(5, TimeUnit.SECONDS)).as("events the other thread left to this one").isBetween(0, 3);
+        assertThat(events.get(5, TimeUnit.SECONDS)).as("events the other thread left to this one, Done among them").isBetween(1, 4);
     }
 
     @Test
