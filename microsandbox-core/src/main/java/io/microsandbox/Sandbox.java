@@ -141,6 +141,16 @@ public final class Sandbox implements AutoCloseable {
     }
 
     /**
+     * Whether the default runtime can boot sandboxes (QEMU found, the guest kernel present);
+     * checks files only, changes nothing.
+     *
+     * @see Microsandbox#isInstalled()
+     */
+    public static boolean isInstalled() {
+        return Microsandbox.defaultRuntime().isInstalled();
+    }
+
+    /**
      * The version of this SDK (the {@code microsandbox-core} artifact), e.g. {@code "0.1.0-SNAPSHOT"};
      * the runtime it brings (supervisor, agent, JNI library) is the same version.
      */
