@@ -39,22 +39,27 @@ public final class ExecOptions {
         this.maxOutputBytes = b.maxOutputBytes;
     }
 
+    /** No cwd, env, user, timeout or stdin; no tty; output collected up to 16 MiB. */
     public static ExecOptions defaults() {
         return DEFAULTS;
     }
 
+    /** A builder starting from {@link #defaults()}. */
     public static Builder builder() {
         return new Builder();
     }
 
+    /** The working directory in the guest, or null for the sandbox's workdir. */
     public String cwd() {
         return cwd;
     }
 
+    /** Environment variables added to the sandbox's for this command. */
     public Map<String, String> env() {
         return env;
     }
 
+    /** The guest user it runs as, or null for the sandbox's user. */
     public String user() {
         return user;
     }
@@ -74,14 +79,17 @@ public final class ExecOptions {
         return stdinPipe;
     }
 
+    /** Whether it runs on a pseudo-terminal (stdout and stderr merged, as {@code output}). */
     public boolean tty() {
         return tty;
     }
 
+    /** The terminal's rows when {@link #tty()}. */
     public int rows() {
         return rows;
     }
 
+    /** The terminal's columns when {@link #tty()}. */
     public int cols() {
         return cols;
     }

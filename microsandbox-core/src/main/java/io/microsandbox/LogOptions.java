@@ -22,10 +22,12 @@ public final class LogOptions {
         this.sources = b.sources.isEmpty() ? EnumSet.of(LogSource.STDOUT, LogSource.STDERR) : EnumSet.copyOf(b.sources);
     }
 
+    /** Every stdout and stderr entry. */
     public static LogOptions defaults() {
         return DEFAULTS;
     }
 
+    /** A builder starting from {@link #defaults()}. */
     public static Builder builder() {
         return new Builder();
     }
@@ -66,6 +68,7 @@ public final class LogOptions {
         private Builder() {
         }
 
+        /** Keep only the last {@code tail} matching entries; 0 (the default) keeps all. */
         public Builder tail(long tail) {
             if (tail < 0) {
                 throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "tail must not be negative, got " + tail);
@@ -74,11 +77,13 @@ public final class LogOptions {
             return this;
         }
 
+        /** Only entries at or after {@code since} (null: no bound). */
         public Builder since(Instant since) {
             this.since = since;
             return this;
         }
 
+        /** Only entries before {@code until} (null: no bound). */
         public Builder until(Instant until) {
             this.until = until;
             return this;
@@ -90,6 +95,7 @@ public final class LogOptions {
             return this;
         }
 
+        /** The options. */
         public LogOptions build() {
             return new LogOptions(this);
         }

@@ -34,10 +34,12 @@ public final class LogStreamOptions {
         this.sources = b.sources.isEmpty() ? EnumSet.of(LogSource.STDOUT, LogSource.STDERR, LogSource.OUTPUT) : EnumSet.copyOf(b.sources);
     }
 
+    /** The entries there are now, of stdout, stderr and tty output, from the oldest kept; no follow. */
     public static LogStreamOptions defaults() {
         return builder().build();
     }
 
+    /** A builder starting from {@link #defaults()}. */
     public static Builder builder() {
         return new Builder();
     }
@@ -67,6 +69,7 @@ public final class LogStreamOptions {
         return fromCursor;
     }
 
+    /** The sources to include. */
     public Set<LogSource> sources() {
         return EnumSet.copyOf(sources);
     }
@@ -88,6 +91,7 @@ public final class LogStreamOptions {
         private Builder() {
         }
 
+        /** Keep the stream open past the current end (see {@link LogStreamOptions#follow()}). */
         public Builder follow(boolean follow) {
             this.follow = follow;
             return this;
@@ -99,16 +103,19 @@ public final class LogStreamOptions {
             return this;
         }
 
+        /** Start at the first entry at or after {@code since}; exclusive with {@link #fromCursor}. */
         public Builder since(Instant since) {
             this.since = since;
             return this;
         }
 
+        /** End before the first entry at or after {@code until} (see {@link LogStreamOptions#until()}). */
         public Builder until(Instant until) {
             this.until = until;
             return this;
         }
 
+        /** Resume strictly after the entry with this cursor; exclusive with {@link #since}. */
         public Builder fromCursor(String cursor) {
             this.fromCursor = cursor;
             return this;
@@ -120,6 +127,12 @@ public final class LogStreamOptions {
             return this;
         }
 
+        /**
+         * The options.
+         *
+         * @throws MicrosandboxException {@link ErrorKind#INVALID_ARGUMENT} when both {@code since} and
+         *         {@code fromCursor} are set, or the cursor is malformed
+         */
         public LogStreamOptions build() {
             return new LogStreamOptions(this);
         }
