@@ -31,9 +31,11 @@ import java.util.concurrent.TimeUnit;
  * consumed what was sent.
  */
 public final class ExecHandle implements AutoCloseable {
-    /** Signal numbers of Linux, for {@link #signal(int)}. */
+    /** Linux's SIGINT, for {@link #signal(int)}. */
     public static final int SIGINT = 2;
+    /** Linux's SIGKILL, for {@link #signal(int)}. */
     public static final int SIGKILL = 9;
+    /** Linux's SIGTERM, for {@link #signal(int)}. */
     public static final int SIGTERM = 15;
     /** Output the guest may send ahead of the reader. */
     public static final int OUTPUT_WINDOW = Protocol.DEFAULT_OUTPUT_WINDOW;
@@ -250,7 +252,12 @@ public final class ExecHandle implements AutoCloseable {
      * (also when another thread reads the events).
      *
      * @throws MicrosandboxException {@link ErrorKind#EXEC_FAILED} when it never ran,
-     *                               {@link ErrorKind#EXEC_TIMEOUT} when its timeout expired
+     *                               {@link ErrorKind#EXEC_TIMEOUT} when its timeout expired,
+     *                               {@link ErrorKind#SANDBOX_NOT_RUNNING} when the sandbox refused it
+     *                               (draining or stopping) or ended while it ran,
+     *                               {@link ErrorKind#INVALID_HANDLE} when this handle or its sandbox
+     *                               handle was closed or detached meanwhile,
+     *                               {@link ErrorKind#CANCELLED} when the waiting thread is interrupted
      */
     public int waitFor() {
         return collect(Long.MAX_VALUE, false).exitCode();

@@ -10,11 +10,13 @@ public class MicrosandboxException extends RuntimeException {
 
     private final ErrorKind kind;
 
+    /** A failure of {@code kind}; the message names what failed and, where it can, what to do. */
     public MicrosandboxException(ErrorKind kind, String message) {
         super(message);
         this.kind = kind;
     }
 
+    /** A failure of {@code kind} caused by {@code cause}. */
     public MicrosandboxException(ErrorKind kind, String message, Throwable cause) {
         super(message, cause);
         this.kind = kind;

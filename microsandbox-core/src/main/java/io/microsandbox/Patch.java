@@ -28,6 +28,7 @@ public record Patch(Kind kind, String path, String content, String source, Patch
         return new Patch(Kind.TEXT, path, Objects.requireNonNull(content, "content"), null, options);
     }
 
+    /** {@link #text(String, String, PatchOptions)} with the default options. */
     public static Patch text(String path, String content) {
         return text(path, content, PatchOptions.DEFAULT);
     }
@@ -42,6 +43,7 @@ public record Patch(Kind kind, String path, String content, String source, Patch
         return new Patch(Kind.MKDIR, path, null, null, options);
     }
 
+    /** {@link #mkdir(String, PatchOptions)} with the default options. */
     public static Patch mkdir(String path) {
         return mkdir(path, PatchOptions.DEFAULT);
     }
@@ -56,6 +58,7 @@ public record Patch(Kind kind, String path, String content, String source, Patch
         return new Patch(Kind.SYMLINK, link, null, Objects.requireNonNull(target, "target"), options);
     }
 
+    /** {@link #symlink(String, String, PatchOptions)} with the default options. */
     public static Patch symlink(String target, String link) {
         return symlink(target, link, PatchOptions.DEFAULT);
     }
@@ -65,6 +68,7 @@ public record Patch(Kind kind, String path, String content, String source, Patch
         return new Patch(Kind.COPY_FILE, dst, null, Objects.requireNonNull(src, "src"), options);
     }
 
+    /** {@link #copyFile(String, String, PatchOptions)} with the default options. */
     public static Patch copyFile(String src, String dst) {
         return copyFile(src, dst, PatchOptions.DEFAULT);
     }
@@ -74,6 +78,7 @@ public record Patch(Kind kind, String path, String content, String source, Patch
         return new Patch(Kind.COPY_DIR, dst, null, Objects.requireNonNull(src, "src"), options);
     }
 
+    /** {@link #copyDir(String, String, PatchOptions)} with the default options. */
     public static Patch copyDir(String src, String dst) {
         return copyDir(src, dst, PatchOptions.DEFAULT);
     }

@@ -119,6 +119,7 @@ public final class SandboxConfig {
         this.secrets = java.util.List.copyOf(b.secrets);
     }
 
+    /** A builder with the defaults (no image: {@link Builder#image} is required). */
     public static Builder builder() {
         return new Builder();
     }

@@ -137,6 +137,7 @@ public final class SandboxFs {
         }
     }
 
+    /** {@link #write(String, byte[])} of {@code text} as UTF-8. */
     public void writeString(String path, String text) {
         write(path, text.getBytes(StandardCharsets.UTF_8));
     }
