@@ -329,13 +329,24 @@ public final class ExecHandle implements AutoCloseable {
      * written to it; a terminal's input is left open. A detached command still counts as
      * running: the sandbox's idle timeout waits for it, a drain waits for it and a checkpoint is
      * refused while it runs.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#UNSUPPORTED_OPERATION} while part of
+     *         {@link ExecOptions.Builder#stdin(byte[]) the stdin given up front} is still to be
+     *         sent (the command would get it cut short): wait for the command to take it
      */
     public void detach() {
-        released = true;
-        if (!finished) {
-            trySend(new Frame(id, 0, Protocol.EXEC_DETACH, Json.object()));
-            finish(); // which unregisters and cancels the timeout, as it did if the command ended first
+        synchronized (credit) {
+            // under the credit lock: no stdin chunk can follow the detach, which its route would drop
+            if (!finished && pendingStdin != null) {
+                throw new MicrosandboxException(ErrorKind.UNSUPPORTED_OPERATION, "cannot detach '" + command + "' yet: "
+                        + (pendingStdin.length - pendingOffset) + " bytes of the stdin given up front are still to be sent");
+            }
+            released = true;
+            if (!finished) {
+                trySend(new Frame(id, 0, Protocol.EXEC_DETACH, Json.object()));
+            }
         }
+        finish(); // which unregisters and cancels the timeout, as it did if the command ended first
     }
 
     /** Kills the process if it still runs, discards its unread output and releases the handle. */
@@ -536,7 +547,7 @@ public final class ExecHandle implements AutoCloseable {
          */
         private int sendChunk(byte[] b, int off, int wanted, boolean wait) throws IOException {
             synchronized (credit) {
-                while (wait && stdinCredit == 0 && !finished && !stdinClosed && !closed) {
+                while (wait && stdinCredit == 0 && !finished && !released && !stdinClosed && !closed) {
                     try {
                         credit.wait();
                     } catch (InterruptedException e) {
@@ -544,8 +555,8 @@ public final class ExecHandle implements AutoCloseable {
                         throw new InterruptedIOException("interrupted while writing to the stdin of '" + command + "'");
                     }
                 }
-                if (finished) {
-                    throw new IOException("'" + command + "' has ended; its stdin is gone");
+                if (finished || released) {
+                    throw new IOException("'" + command + "' has ended or was let go; its stdin is gone");
                 }
                 if (stdinClosed) {
                     throw new IOException("'" + command + "' closed its stdin");

@@ -136,6 +136,18 @@ class ExecHandleTest {
         }
     }
 
+    /** Its end of input would follow what was sent so far: the command would take a cut input for the whole. */
+    @Test
+    void aCommandIsNotDetachedBeforeItsUpFrontStdinIsSent() throws Exception {
+        ExecHandle handle = start(ExecOptions.builder().stdin(new byte[2 * Protocol.STDIN_WINDOW]).build());
+        supervisor.next(Protocol.EXEC_REQUEST); // never returns stdin credit
+        assertThatThrownBy(handle::detach).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+            assertThat(e.kind()).isEqualTo(ErrorKind.UNSUPPORTED_OPERATION);
+            assertThat(e.getMessage()).contains(Protocol.STDIN_WINDOW + " bytes of the stdin given up front are still to be sent");
+        });
+        handle.close();
+    }
+
     @Test
     void closingAHandleCancelsTheSessionSoItsUnreadOutputCannotHoldItOpen() throws Exception {
         ExecHandle handle = start(ExecOptions.builder().build());

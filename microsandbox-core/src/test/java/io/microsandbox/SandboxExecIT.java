@@ -216,13 +216,19 @@ class SandboxExecIT {
         assertThat(command.recv(Duration.ofSeconds(10))).isInstanceOf(ExecEvent.Started.class);
         command.detach();
         client.detach();
-        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
-        String result = "";
-        while (System.nanoTime() < deadline && !result.equals("finished\n")) {
-            Thread.sleep(500);
-            result = sandbox.shell("cat /tmp/detached.txt 2>/dev/null || true").stdout();
+        assertThat(awaitFileEndingWith("/tmp/detached.txt", "finished\n", Duration.ofSeconds(60)))
+                .as("what the detached command wrote after its 10 MB of output").isEqualTo("finished\n");
+    }
+
+    /** The guest file's content once it ends with {@code end}, or as it is after {@code timeout}. */
+    private String awaitFileEndingWith(String path, String end, Duration timeout) throws InterruptedException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        String content = "";
+        while (System.nanoTime() < deadline && !content.endsWith(end)) {
+            Thread.sleep(200);
+            content = sandbox.shell("cat " + path + " 2>/dev/null || true").stdout();
         }
-        assertThat(result).as("what the detached command wrote after its 10 MB of output").isEqualTo("finished\n");
+        return content;
     }
 
     /** Nobody can write to a detached command's stdin any more, so it reaches its end after what was written. */
@@ -233,13 +239,7 @@ class SandboxExecIT {
         assertThat(command.recv(Duration.ofSeconds(10))).isInstanceOf(ExecEvent.Started.class);
         command.stdin().write("written before\n".getBytes(StandardCharsets.UTF_8));
         command.detach();
-        long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
-        String result = "";
-        while (System.nanoTime() < deadline && !result.endsWith("ended\n")) {
-            Thread.sleep(200);
-            result = sandbox.shell("cat /tmp/detached-input.txt 2>/dev/null || true").stdout();
-        }
-        assertThat(result).isEqualTo("written before\nended\n");
+        assertThat(awaitFileEndingWith("/tmp/detached-input.txt", "ended\n", Duration.ofSeconds(30))).isEqualTo("written before\nended\n");
     }
 
     /** PID 1 starts at 1024 open files, too few for the sessions and connections the agent serves. */

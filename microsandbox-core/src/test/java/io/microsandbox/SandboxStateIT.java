@@ -214,8 +214,10 @@ class SandboxStateIT {
     @Test
     void maxDurationDrainsTheSandbox() throws Exception {
         String name = TestSandboxes.uniqueName("maxdrain");
-        Sandbox sb = Sandbox.create(name, TestSandboxes.config().maxDuration(Duration.ofSeconds(3)).build());
-        ExecHandle running = sb.execStream("sh", List.of("-c", "sleep 6; echo finished"), ExecOptions.defaults());
+        // started well before the drain (a loaded host may take seconds to answer), ending within its grace
+        Sandbox sb = Sandbox.create(name, TestSandboxes.config().maxDuration(Duration.ofSeconds(6)).build());
+        ExecHandle running = sb.execStream("sh", List.of("-c", "sleep 9; echo finished"), ExecOptions.defaults());
+        assertThat(running.recv(Duration.ofSeconds(5))).isInstanceOf(ExecEvent.Started.class);
         long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
         while (Sandbox.get(name).status() != SandboxStatus.DRAINING && System.nanoTime() < deadline) {
             Thread.sleep(100);

@@ -35,6 +35,10 @@ final class SessionRouter {
         boolean unexpectedFrameLogged;
         /** Let go by its client ({@link #detach}): no longer the client's, and nothing goes to it. */
         volatile boolean detached;
+        /** Given up by its client ({@link #cancel}): no longer the client's; the guest is ending it. */
+        volatile boolean cancelled;
+        /** Whether the guest was told again, for a start that came after the cancel; guest reader only. */
+        boolean cancelRepeated;
 
         Route(ClientConnection client, int clientId, int guestId, boolean session, boolean tty, long logId, long window, boolean fs) {
             this.fs = fs;
@@ -95,12 +99,6 @@ final class SessionRouter {
         return byGuestId.get(guestId);
     }
 
-    /** Whether {@code guestId} was given to a request of this sandbox (its route may be closed since). */
-    synchronized boolean handedOut(int guestId) {
-        long id = Integer.toUnsignedLong(guestId);
-        return id > 0 && id <= lastGuestId;
-    }
-
     /** Closes a route; false if it was closed already. */
     synchronized boolean close(Route route) {
         return closeLocked(route);
@@ -125,30 +123,52 @@ final class SessionRouter {
      * until its end, and the client's leaving does not close it.
      */
     synchronized void detach(Route route) {
+        if (letGo(route)) {
+            route.detached = true;
+        }
+    }
+
+    /**
+     * Takes a session from its client, which gave it up: it stays open (by its guest id, counted
+     * as running and keeping a checkpoint off) until the guest reports its end, and nothing of it
+     * reaches a client any more.
+     */
+    synchronized void cancel(Route route) {
+        if (letGo(route)) {
+            route.cancelled = true;
+        }
+    }
+
+    /** Takes an open route from its client's map (its id free for the client again); false when it is closed. */
+    private boolean letGo(Route route) {
         if (byGuestId.get(route.guestId) != route) {
-            return;
+            return false;
         }
         Map<Integer, Route> own = byClient.get(route.client);
         if (own != null) {
             own.remove(route.clientId, route);
         }
-        route.detached = true;
+        return true;
     }
 
-    /** Closes every route of a client that went away and returns them. */
-    synchronized List<Route> closeAll(ClientConnection client) {
+    /**
+     * A client went away: closes its one-shot requests and cancels its sessions (see
+     * {@link #cancel}), and returns the sessions, for the guest to be told.
+     */
+    synchronized List<Route> cancelAll(ClientConnection client) {
         Map<Integer, Route> own = byClient.remove(client);
-        List<Route> closed = new ArrayList<>();
+        List<Route> cancelled = new ArrayList<>();
         if (own != null) {
             for (Route route : own.values()) {
-                byGuestId.remove(route.guestId);
                 if (route.session) {
-                    sessions--;
+                    route.cancelled = true;
+                    cancelled.add(route);
+                } else {
+                    byGuestId.remove(route.guestId);
                 }
-                closed.add(route);
             }
         }
-        return closed;
+        return cancelled;
     }
 
     /**

@@ -492,6 +492,9 @@ public final class Supervisor {
         if (spec.maxDurationMs() > 0) {
             // drained, as the reference does: running commands get one grace to finish, then it stops
             timers.schedule(() -> {
+                if (stopReason != null) {
+                    return; // stopping already
+                }
                 drain("max-duration");
                 timers.schedule(() -> {
                     if (stopReason == null) {
@@ -954,9 +957,10 @@ public final class Supervisor {
         SessionRouter.Route route = router.ofGuest(frame.id());
         if (route == null || frame.type().startsWith("sup.")) {
             // no client asked for this id (or it is over): a forged, late or hostile frame
-            if (route == null && !frame.isTerminal() && router.handedOut(frame.id())) {
-                cancelEndedSession(frame);
-            }
+            return;
+        }
+        if (route.cancelled) {
+            cancelledSessionFrame(route, frame);
             return;
         }
         if (route.session && !frame.isTerminal() && !expectedWithinSession(route, frame.type())) {
@@ -1310,7 +1314,9 @@ public final class Supervisor {
                 // nobody can write to it any more: a command reading its stdin must not wait for ever
                 ObjectNode eof = Json.object();
                 eof.put("data", new byte[0]);
-                toGuestQueue(new Frame(route.guestId, 0, Protocol.EXEC_STDIN, eof));
+                if (!toGuestQueueWaiting(new Frame(route.guestId, 0, Protocol.EXEC_STDIN, eof))) {
+                    SupervisorLog.warn("the guest is not reading its channel: the end of stdin of detached session " + route.logId + " was dropped");
+                }
             }
             grantDetachedCredit(route, false);
             return;
@@ -1363,9 +1369,10 @@ public final class Supervisor {
     }
 
     /**
-     * File data waits for room in the guest queue (back-pressure on this client's channel, as
-     * the guest reads its port) rather than being dropped; a guest that does not read for
-     * {@link #FS_QUEUE_WAIT_MS} gets the transfer cancelled.
+     * Waits up to {@link #FS_QUEUE_WAIT_MS} for room in the guest queue (back-pressure on this
+     * client's channel, as the guest reads its port) rather than dropping the frame: for file data
+     * (a guest that does not read that long gets the transfer cancelled) and for frames that must
+     * keep their place (cancels, a detached session's end of input and first credit).
      */
     private boolean toGuestQueueWaiting(Frame frame) {
         try {
@@ -1530,7 +1537,7 @@ public final class Supervisor {
      * Output credit for a detached session, granted here as its output is logged, so that it is
      * never held up. A grant answering output goes ahead of the queue (the guest knows the
      * session, and a full queue must not stall it for good); the one at detach keeps its place
-     * behind the request, and if the queue refuses it the first output brings the next.
+     * behind the request (the guest may not know the session yet), waiting for room if need be.
      */
     private void grantDetachedCredit(SessionRouter.Route route, boolean answeringOutput) {
         long grant = DETACHED_WINDOW - router.window(route);
@@ -1538,51 +1545,59 @@ public final class Supervisor {
             ObjectNode p = Json.object();
             p.put("bytes", grant);
             Frame window = new Frame(route.guestId, 0, Protocol.EXEC_WINDOW, p);
-            if (answeringOutput ? toGuest.urgent(FrameCodec.encode(window)) : toGuestQueue(window)) {
+            if (answeringOutput ? toGuest.urgent(FrameCodec.encode(window)) : toGuestQueueWaiting(window)) {
                 router.growWindow(route, grant);
+            } else if (!answeringOutput) {
+                SupervisorLog.warn("the guest is not reading its channel: the output credit of detached session " + route.logId + " was dropped");
             }
         }
     }
 
     /**
-     * A client's cancel: its client has let the session go, so it ends here at once (for the idle
-     * timer and a drain) and whatever the guest still sends for it is dropped. The cancel keeps its
-     * place behind the request; a full queue sends it ahead instead, and should it overtake the
-     * request, the start that follows is cancelled again ({@link #cancelEndedSession}).
+     * A client's cancel: its client has let the session go, so nothing of it goes to a client
+     * any more; it stays open (counted, and keeping a checkpoint off) until the guest reports its
+     * end. The cancel keeps its place behind the request, waiting for room in the guest queue if
+     * need be; only a guest that reads nothing for that long gets it ahead of the queue.
      */
     private void cancelSession(SessionRouter.Route route, String type) {
-        if (router.close(route)) {
-            sessionEnded(route);
-        }
+        router.cancel(route);
         Frame cancel = new Frame(route.guestId, 0, type, Json.object());
-        if (!toGuestQueue(cancel)) {
+        if (!toGuestQueueWaiting(cancel)) {
             toGuest.urgent(FrameCodec.encode(cancel));
         }
     }
 
     /**
-     * A session the guest started (or goes on with) after its route closed: a cancel that went
-     * ahead of its request (urgent frames do), or one dropped. Nobody reads it, so it is ended;
-     * a guest that repeats such frames gets a cancel for each, within the urgent bound.
+     * What the guest sends for a session its client gave up: dropped, but its end closes it. A
+     * start that comes after the cancel (one that went ahead of its request) is cancelled again,
+     * once: the guest knows the session now.
      */
-    private void cancelEndedSession(Frame frame) {
-        String cancel = Protocol.EXEC_STARTED.equals(frame.type()) ? Protocol.EXEC_CANCEL
-                : Protocol.FS_DATA.equals(frame.type()) || Protocol.FS_WRITE_WINDOW.equals(frame.type()) ? Protocol.FS_CANCEL : null;
-        if (cancel != null) {
-            toGuest.urgent(FrameCodec.encode(new Frame(frame.id(), 0, cancel, Json.object())));
+    private void cancelledSessionFrame(SessionRouter.Route route, Frame frame) {
+        if (frame.isTerminal()) {
+            if (router.close(route)) {
+                sessionEnded(route);
+            }
+            return;
+        }
+        boolean started = route.fs ? Protocol.FS_DATA.equals(frame.type()) || Protocol.FS_WRITE_WINDOW.equals(frame.type())
+                : Protocol.EXEC_STARTED.equals(frame.type());
+        if (started && !route.cancelRepeated) {
+            route.cancelRepeated = true;
+            String cancel = route.fs ? Protocol.FS_CANCEL : Protocol.EXEC_CANCEL;
+            toGuest.urgent(FrameCodec.encode(new Frame(route.guestId, 0, cancel, Json.object())));
         }
     }
 
-    /** Sessions of a client that went away would run on unobserved; end them. */
+    /** Sessions of a client that went away would run on unobserved; end them (see {@link #cancelSession}). */
     private void killOrphanedSessions(ClientConnection client) {
         clientStatsRequests.removeIf(route -> route.client == client);
-        for (SessionRouter.Route route : router.closeAll(client)) {
-            if (!route.session) {
-                continue;
-            }
-            sessionEnded(route);
+        for (SessionRouter.Route route : router.cancelAll(client)) {
             String cancel = route.fs ? Protocol.FS_CANCEL : Protocol.EXEC_CANCEL;
-            toGuest.urgent(FrameCodec.encode(new Frame(route.guestId, 0, cancel, Json.object())));
+            Frame frame = new Frame(route.guestId, 0, cancel, Json.object());
+            // in order behind their requests; ahead of the queue only when it is full (this thread must not wait)
+            if (!toGuestQueue(frame)) {
+                toGuest.urgent(FrameCodec.encode(frame));
+            }
         }
     }
 

@@ -27,7 +27,9 @@ class SessionRouterTest {
                 assertThat(seen.add(route.guestId)).as("guest id %d reused", route.guestId).isTrue();
                 assertThat(router.ofGuest(route.guestId).client).isSameAs(client);
             }
-            router.closeAll(client);
+            for (SessionRouter.Route cancelled : router.cancelAll(client)) {
+                router.close(cancelled); // the guest reports the end
+            }
         }
         assertThat(router.sessions()).isZero();
     }
@@ -52,8 +54,35 @@ class SessionRouterTest {
         assertThat(reused).as("the id is free again").isNotNull();
         assertThat(router.close(detached)).isTrue();
         assertThat(router.ofClient(client, 7)).as("the detached session's end leaves the new one").isSameAs(reused);
-        assertThat(router.closeAll(client)).containsExactly(reused);
+        assertThat(router.cancelAll(client)).containsExactly(reused);
+        assertThat(router.close(reused)).isTrue();
         assertThat(router.sessions()).isZero();
+    }
+
+    /**
+     * A session its client gave up stays open, counted and routed by its guest id, until the guest
+     * reports its end (a checkpoint must not start meanwhile), while its id is the client's again;
+     * a client's leaving closes its one-shot requests at once.
+     */
+    @Test
+    void aCancelledSessionStaysOpenUntilItsEnd() throws IOException {
+        SessionRouter router = new SessionRouter();
+        ClientConnection client = client(1);
+        SessionRouter.Route session = router.open(client, 7, true, false, 1, 1000);
+        router.cancel(session);
+        assertThat(session.cancelled).isTrue();
+        assertThat(router.ofGuest(session.guestId)).isSameAs(session);
+        assertThat(router.sessions()).isEqualTo(1);
+        SessionRouter.Route reused = router.open(client, 7, true, false, 2, 1000);
+        assertThat(reused).as("the id is free again").isNotNull();
+        SessionRouter.Route request = router.open(client, 8, false, false, 0, 0);
+        assertThat(router.cancelAll(client)).containsExactly(reused);
+        assertThat(router.ofGuest(request.guestId)).as("a one-shot request closes with its client").isNull();
+        assertThat(router.routes()).isEqualTo(2);
+        assertThat(router.close(session)).isTrue();
+        assertThat(router.close(reused)).isTrue();
+        assertThat(router.sessions()).isZero();
+        assertThat(router.routes()).isZero();
     }
 
     /** A guest that never answers one-shot requests cannot use up a client's routes; sessions are kept. */
