@@ -67,8 +67,8 @@ public final class Sandbox implements AutoCloseable {
     private final SupervisorProcess supervisor;
     private volatile boolean released;
     private volatile boolean detached;
-    /** Let go by {@link #close()}: like a detached handle, it is no longer valid. */
-    private volatile boolean closed;
+    /** Let go by its user ({@link #close()}, {@link #detach()}): no longer valid, whether the sandbox ran on or not. */
+    private volatile boolean letGo;
     /** This handle saw the sandbox end (a stop, a kill, a wait): its calls say it is not running. */
     private volatile boolean sawEnd;
     /** How it ended, once known (a moment after {@link #sawEnd}). */
@@ -775,7 +775,7 @@ public final class Sandbox implements AutoCloseable {
      *         with {@link #connect(String)}, or wait on {@link SandboxHandle#waitUntilStopped})
      */
     public SandboxStopResult waitUntilStopped(Duration timeout) {
-        if (!sawEnd || detached || closed) {
+        if (!sawEnd || letGo) {
             ensureUsable();
         }
         SandboxStopResult ended = stopResult;
@@ -876,6 +876,7 @@ public final class Sandbox implements AutoCloseable {
      * (which own no VM) need.
      */
     void releaseConnection() {
+        letGo = true;
         if (!released) {
             released = true;
             detached = true;
@@ -899,7 +900,7 @@ public final class Sandbox implements AutoCloseable {
     @Override
     public void close() {
         if (released) {
-            closed = true;
+            letGo = true;
             return;
         }
         try {
@@ -909,7 +910,7 @@ public final class Sandbox implements AutoCloseable {
                 throw e;
             }
         } finally {
-            closed = true;
+            letGo = true;
             released = true;
             closeCompanions();
             client.close();
@@ -923,7 +924,7 @@ public final class Sandbox implements AutoCloseable {
         if (!released) {
             return;
         }
-        if (sawEnd && !detached && !closed) {
+        if (sawEnd && !letGo) {
             SandboxStopResult ended = stopResult;
             throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name + "' has stopped"
                     + (ended == null ? "" : " (" + ended.status().name().toLowerCase(java.util.Locale.ROOT) + ", " + ended.reason() + ")")

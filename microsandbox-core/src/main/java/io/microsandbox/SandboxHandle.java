@@ -220,6 +220,9 @@ public final class SandboxHandle {
             }
         }
         SandboxStopResult reported = exited == null ? null : SandboxStopResult.reported(name(), exited);
+        if (reported != null) {
+            return reported; // the supervisor's own word, as Sandbox.waitUntilStopped prefers it
+        }
         SandboxHandle now;
         try {
             now = refresh();
@@ -228,10 +231,9 @@ public final class SandboxHandle {
                 throw e;
             }
             // an ephemeral sandbox leaves no record once it has ended
-            return reported != null ? reported : new SandboxStopResult(name(), SandboxStatus.STOPPED, null, null, "completed", Instant.now(), "client");
+            return new SandboxStopResult(name(), SandboxStatus.STOPPED, null, null, "completed", Instant.now(), "client");
         }
-        return now.lastStop().orElseGet(() -> reported != null ? reported
-                : new SandboxStopResult(name(), now.status(), null, null, null, Instant.now(), "client"));
+        return now.lastStop().orElseGet(() -> new SandboxStopResult(name(), now.status(), null, null, null, Instant.now(), "client"));
     }
 
     private MicrosandboxException stillRuns(Duration timeout) {

@@ -285,9 +285,14 @@ class SandboxLifecycleIT {
                 .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_HANDLE));
         assertThat(SandboxPids.alive(pids[1])).isTrue();
 
-        try (Sandbox again = Sandbox.connect(name)) {
-            assertThat(again.shell("echo still here").stdout()).isEqualTo("still here\n");
-        }
+        Sandbox again = Sandbox.connect(name);
+        assertThat(again.shell("echo still here").stdout()).isEqualTo("still here\n");
+        again.stop();
+        // a connected handle after its stop: not running (not a closed handle), and its end again
+        assertThatThrownBy(() -> again.shell("true"))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_NOT_RUNNING));
+        assertThat(again.waitUntilStopped().reason()).isEqualTo("shutdown-requested");
+        again.close();
         assertGone(name, new SandboxPids(pids[0], pids[1]));
         Sandbox.remove(name);
     }
