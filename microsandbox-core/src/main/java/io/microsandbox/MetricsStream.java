@@ -21,7 +21,9 @@ public final class MetricsStream implements AutoCloseable {
 
     MetricsStream(Sandbox sandbox, Duration interval) {
         this.name = sandbox.name();
-        long period = Math.max(1_000_000L, (interval.toNanos() + 999_999L) / 1_000_000L * 1_000_000L); // whole ms, rounded up
+        // whole milliseconds, rounded up; an interval past a day is taken as a day (nanoseconds would overflow)
+        Duration bounded = interval.compareTo(Duration.ofDays(1)) > 0 ? Duration.ofDays(1) : interval;
+        long period = Math.max(1_000_000L, (bounded.toNanos() + 999_999L) / 1_000_000L * 1_000_000L);
         this.sampler = new Thread(() -> {
             try {
                 long next = System.nanoTime();

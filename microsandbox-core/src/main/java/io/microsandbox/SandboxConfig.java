@@ -75,8 +75,6 @@ public final class SandboxConfig {
     private final SecurityProfile securityProfile;
     private final Init init;
     private final NetworkPolicy network;
-    /** Read back from a record (see {@code Builder.recorded}): a copy keeps what the record was spared. */
-    private final boolean recorded;
     private final java.util.List<PortBinding> ports;
     private final java.util.List<Secret> secrets;
 
@@ -114,7 +112,6 @@ public final class SandboxConfig {
         this.securityProfile = b.securityProfile;
         this.init = b.init;
         this.network = b.network;
-        this.recorded = b.recorded;
         this.ports = java.util.List.copyOf(b.ports);
         this.secrets = java.util.List.copyOf(b.secrets);
     }
@@ -127,8 +124,10 @@ public final class SandboxConfig {
     /** A builder holding a copy of this configuration. */
     public Builder toBuilder() {
         Builder b = new Builder();
+        // what this configuration holds was checked when it was built, or read back from a record: a copy keeps it
         b.recordedLabels = labels;
-        b.recorded = recorded;
+        b.recordedImage = image;
+        b.recordedSecrets = secrets.stream().map(Secret::name).collect(java.util.stream.Collectors.toUnmodifiableSet());
         return b
                 .image(image).pullPolicy(pullPolicy).registryAuth(registryAuth).pullProgress(pullProgress).entrypoint(entrypoint).patches(patches).imageDisk(imageDisk, imageDiskFsType)
                 .snapshot(snapshot)
@@ -507,7 +506,8 @@ public final class SandboxConfig {
             }
             // labels an older version recorded stay readable (they were not checked then), its secrets too
             b.recordedLabels = Map.copyOf(b.labels);
-            b.recorded = true;
+            b.recordedImage = b.image;
+            b.recordedSecrets = b.secrets.stream().map(Secret::name).collect(java.util.stream.Collectors.toUnmodifiableSet());
             return b.build();
         } catch (java.io.IOException e) {
             throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "sandbox configuration is not valid JSON: " + e.getMessage(), e);
@@ -565,8 +565,10 @@ public final class SandboxConfig {
         private final Map<String, String> labels = new LinkedHashMap<>();
         /** Labels of a recorded configuration, taken as they are: an older version did not check them. */
         private Map<String, String> recordedLabels = Map.of();
-        /** A recorded configuration: what an older version did not check is read as it is. */
-        private boolean recorded;
+        /** The image of a recorded configuration, taken as it is: an older version did not check it (nor a directory since removed). */
+        private String recordedImage;
+        /** Secrets (by name) of a recorded configuration, taken as they are. */
+        private java.util.Set<String> recordedSecrets = java.util.Set.of();
         private boolean detached;
         private Accelerator accelerator = Accelerator.AUTO;
         private Duration bootTimeout = DEFAULT_BOOT_TIMEOUT;
@@ -680,8 +682,8 @@ public final class SandboxConfig {
         }
 
         private void mergePort(PortBinding binding) {
-            ports.removeIf(p -> p.protocol() == binding.protocol() && p.hostPort() == binding.hostPort()
-                    && p.bindAddress().equals(binding.bindAddress()));
+            // a host port is one binding whatever its address (build() refuses two)
+            ports.removeIf(p -> p.protocol() == binding.protocol() && p.hostPort() == binding.hostPort());
             ports.add(binding);
         }
 
@@ -980,10 +982,10 @@ public final class SandboxConfig {
                 }
             } else if (image == null || image.isBlank()) {
                 throw invalid("image is required (an OCI image reference such as python:3.12, or a local root filesystem directory)");
-            } else if (!recorded && isDiskImageFile(image)) {
+            } else if (!image.equals(recordedImage) && isDiskImageFile(image)) {
                 throw invalid("image '" + image + "' is a disk image file: boot it with imageDisk(\"" + image + "\", \"ext4\")"
                         + " (image takes an OCI reference, layout or archive, or a root filesystem directory)");
-            } else if (!recorded && !io.microsandbox.image.oci.ImageReference.looksLikePath(image) && !onDisk(image)) {
+            } else if (!image.equals(recordedImage) && !io.microsandbox.image.oci.ImageReference.looksLikePath(image) && !onDisk(image)) {
                 // not on disk, so it must read as a reference: "Python:3.12" is a bad reference, not a missing directory;
                 // a record keeps what it was created with (a relative directory since removed, an older version's reference)
                 try {
@@ -1036,7 +1038,7 @@ public final class SandboxConfig {
             }
             for (Secret secret : secrets) {
                 // it would never be put anywhere: plain HTTP is refused it, and TLS is not looked into
-                if (secret.requireTls() && !network.tlsInterception() && !recorded) {
+                if (secret.requireTls() && !network.tlsInterception() && !recordedSecrets.contains(secret.name())) {
                     throw invalid("secret " + secret.name() + " is put only into intercepted TLS (requireTls), but the network "
                             + "policy does not intercept TLS: add tlsInterception(true) to the NetworkPolicy, or requireTls(false) "
                             + "to the secret to have it put into plain HTTP");

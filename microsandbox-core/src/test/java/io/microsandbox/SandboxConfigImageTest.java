@@ -27,6 +27,9 @@ class SandboxConfigImageTest {
         SandboxConfig read = SandboxConfig.fromJson(recorded);
         assertThat(read.image()).isEqualTo("Python:3.12");
         assertThat(read.toBuilder().build().image()).isEqualTo("Python:3.12");
+        // only what the record holds is spared: an image set since is checked
+        assertThatThrownBy(() -> read.toBuilder().image("Python:3.13").build()).isInstanceOfSatisfying(MicrosandboxException.class,
+                e -> assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG));
     }
 
     /** A snapshot brings its own upper disk, so patches (written into a new one) would be dropped without a word. */

@@ -27,8 +27,9 @@ class SandboxConfigNetworkTest {
     @Test
     void aHostPortMappedAgainGoesToItsLatestGuestPort() {
         SandboxConfig config = SandboxConfig.builder().image("/rootfs").ports(Map.of(8080, 80)).ports(Map.of(8080, 81, 9090, 90))
-                .portsUdp(Map.of(8080, 53)).build();
-        assertThat(config.ports()).containsExactlyInAnyOrder(PortBinding.tcp(8080, 81), PortBinding.tcp(9090, 90), PortBinding.udp(8080, 53));
+                .portsUdp(Map.of(8080, 53)).portBindings(PortBinding.tcp("0.0.0.0", 7070, 70)).ports(Map.of(7070, 71)).build();
+        assertThat(config.ports()).containsExactlyInAnyOrder(PortBinding.tcp(8080, 81), PortBinding.tcp(9090, 90), PortBinding.udp(8080, 53),
+                PortBinding.tcp(7070, 71));
     }
 
     @Test
