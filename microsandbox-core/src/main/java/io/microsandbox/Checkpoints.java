@@ -124,7 +124,11 @@ public final class Checkpoints {
             return Checkpoint.parse(dir, manifest);
         } catch (IOException | RuntimeException e) {
             // out of the way in one step, its lock still held: nobody finds it half deleted
-            ClaimedDirectory.delete(dir);
+            try {
+                ClaimedDirectory.delete(dir);
+            } catch (RuntimeException cleanup) {
+                e.addSuppressed(cleanup); // the failure that matters is the take's
+            }
             if (e instanceof MicrosandboxException m) {
                 throw m;
             }

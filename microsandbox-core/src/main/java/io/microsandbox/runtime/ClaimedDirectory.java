@@ -75,7 +75,12 @@ public final class ClaimedDirectory {
                 if (!(e.getCause() instanceof java.nio.file.DirectoryNotEmptyException) || attempt == DELETE_ATTEMPTS) {
                     throw e;
                 }
-                Thread.onSpinWait();
+                try {
+                    Thread.sleep(Math.min(1L << attempt, 100)); // lets a creator stalled in its lookup finish first
+                } catch (InterruptedException interrupted) {
+                    Thread.currentThread().interrupt();
+                    throw e;
+                }
             }
         }
     }
