@@ -853,7 +853,7 @@ public final class Sandbox implements AutoCloseable {
                     new SandboxStopResult(name, SandboxStatus.CRASHED, null, null, "internal", Instant.now(), "client"));
         } catch (MicrosandboxException e) {
             // an ephemeral sandbox leaves no record
-            return new SandboxStopResult(name, SandboxStatus.STOPPED, null, null, "completed", Instant.now(), "client");
+            return SandboxStopResult.withoutRecord(name);
         }
     }
 

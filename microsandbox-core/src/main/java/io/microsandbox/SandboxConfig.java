@@ -116,6 +116,10 @@ public final class SandboxConfig {
         this.secrets = java.util.List.copyOf(b.secrets);
     }
 
+    private static java.util.Set<String> namesOf(java.util.List<Secret> secrets) {
+        return secrets.stream().map(Secret::name).collect(java.util.stream.Collectors.toUnmodifiableSet());
+    }
+
     /** A builder with the defaults (no image: {@link Builder#image} is required). */
     public static Builder builder() {
         return new Builder();
@@ -127,7 +131,7 @@ public final class SandboxConfig {
         // what this configuration holds was checked when it was built, or read back from a record: a copy keeps it
         b.recordedLabels = labels;
         b.recordedImage = image;
-        b.recordedSecrets = secrets.stream().map(Secret::name).collect(java.util.stream.Collectors.toUnmodifiableSet());
+        b.recordedSecrets = namesOf(secrets);
         return b
                 .image(image).pullPolicy(pullPolicy).registryAuth(registryAuth).pullProgress(pullProgress).entrypoint(entrypoint).patches(patches).imageDisk(imageDisk, imageDiskFsType)
                 .snapshot(snapshot)
@@ -507,7 +511,7 @@ public final class SandboxConfig {
             // labels an older version recorded stay readable (they were not checked then), its secrets too
             b.recordedLabels = Map.copyOf(b.labels);
             b.recordedImage = b.image;
-            b.recordedSecrets = b.secrets.stream().map(Secret::name).collect(java.util.stream.Collectors.toUnmodifiableSet());
+            b.recordedSecrets = namesOf(b.secrets);
             return b.build();
         } catch (java.io.IOException e) {
             throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "sandbox configuration is not valid JSON: " + e.getMessage(), e);
@@ -976,8 +980,7 @@ public final class SandboxConfig {
                 if (imageDiskFsType != null && !imageDiskFsType.equals("ext4")) {
                     throw invalid("imageDisk filesystem '" + imageDiskFsType + "' is not supported (ext4 only)");
                 }
-                String lower = imageDisk.toLowerCase(java.util.Locale.ROOT);
-                if (!(lower.endsWith(".qcow2") || lower.endsWith(".raw") || lower.endsWith(".img") || lower.endsWith(".vmdk"))) {
+                if (!hasDiskImageExtension(imageDisk)) {
                     throw invalid("imageDisk '" + imageDisk + "' must end in .qcow2, .raw, .img or .vmdk (the format is taken from the extension)");
                 }
             } else if (image == null || image.isBlank()) {
@@ -1078,10 +1081,15 @@ public final class SandboxConfig {
             }
         }
 
+        /** Whether {@code path} ends as a disk image {@link #imageDisk} takes (the format is taken from it). */
+        private static boolean hasDiskImageExtension(String path) {
+            String lower = path.toLowerCase(java.util.Locale.ROOT);
+            return lower.endsWith(".qcow2") || lower.endsWith(".raw") || lower.endsWith(".img") || lower.endsWith(".vmdk");
+        }
+
         /** A regular file named as {@link #imageDisk} takes them: not an OCI archive. */
         private static boolean isDiskImageFile(String path) {
-            String lower = path.toLowerCase(java.util.Locale.ROOT);
-            if (!(lower.endsWith(".qcow2") || lower.endsWith(".raw") || lower.endsWith(".img") || lower.endsWith(".vmdk"))) {
+            if (!hasDiskImageExtension(path)) {
                 return false;
             }
             try {

@@ -230,8 +230,7 @@ public final class SandboxHandle {
             if (e.kind() != ErrorKind.SANDBOX_NOT_FOUND || !record.ephemeral()) {
                 throw e;
             }
-            // an ephemeral sandbox leaves no record once it has ended
-            return new SandboxStopResult(name(), SandboxStatus.STOPPED, null, null, "completed", Instant.now(), "client");
+            return SandboxStopResult.withoutRecord(name());
         }
         return now.lastStop().orElseGet(() -> new SandboxStopResult(name(), now.status(), null, null, null, Instant.now(), "client"));
     }
@@ -367,12 +366,6 @@ public final class SandboxHandle {
     }
 
     /**
-     * Runs {@code action} on a connection; a no-op when the sandbox does not run or accepts no
-     * connection.
-     *
-     * @throws MicrosandboxException {@link ErrorKind#RESOURCE_LIMIT} when clients hold every slot
-     */
-    /**
      * Runs a stop or kill on a control connection, which the supervisor takes even when clients
      * hold every slot; kills a supervisor that does not accept one.
      */
@@ -380,7 +373,13 @@ public final class SandboxHandle {
         withConnection(action, true, true);
     }
 
-    /** @param killIfUnreachable whether a running sandbox whose supervisor accepts no connection has it killed */
+    /**
+     * Runs {@code action} on a connection; a no-op when the sandbox does not run or accepts no
+     * connection.
+     *
+     * @param killIfUnreachable whether a running sandbox whose supervisor accepts no connection has it killed
+     * @throws MicrosandboxException {@link ErrorKind#RESOURCE_LIMIT} when clients hold every slot
+     */
     private void withConnection(java.util.function.Consumer<Sandbox> action, boolean control, boolean killIfUnreachable) {
         if (!refresh().running()) {
             return;

@@ -27,6 +27,11 @@ public record SandboxStopResult(String name, SandboxStatus status, Integer exitC
                 exited.text("reason"), Instant.now(), "supervisor");
     }
 
+    /** An ephemeral sandbox that has ended: it left no record to read its end from. */
+    static SandboxStopResult withoutRecord(String name) {
+        return new SandboxStopResult(name, SandboxStatus.STOPPED, null, null, "completed", Instant.now(), "client");
+    }
+
     private static Integer toInteger(Long value) {
         return value == null ? null : value.intValue();
     }

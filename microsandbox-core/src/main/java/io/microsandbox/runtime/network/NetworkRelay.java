@@ -1001,10 +1001,7 @@ public final class NetworkRelay implements AutoCloseable {
             c.shut(true);
         }
         connections.clear();
-        for (Connection c : lingering) {
-            closeQuietly(c.socket, true);
-        }
-        lingering.clear();
+        lingering.forEach(Connection::stopLingering);
         udpFlows.values().forEach(UdpFlow::close);
         udpFlows.clear();
         workers.shutdownNow();
@@ -1315,6 +1312,13 @@ public final class NetworkRelay implements AutoCloseable {
             return shut;
         }
 
+        /** Resets a connection still handing its peer the guest's last bytes (the linger is over, or the relay closed). */
+        private void stopLingering() {
+            if (lingering.remove(this)) {
+                closeQuietly(socket, true);
+            }
+        }
+
         void shut(boolean reset) {
             Socket s;
             synchronized (this) {
@@ -1329,15 +1333,9 @@ public final class NetworkRelay implements AutoCloseable {
                     // which gets it (then EOF) as fast as it reads, for at most CLOSE_LINGER_MS
                     closeWhenWritten = true;
                     lingering.add(this);
-                    CompletableFuture.delayedExecutor(CLOSE_LINGER_MS, TimeUnit.MILLISECONDS, Runnable::run).execute(() -> {
-                        if (lingering.remove(this)) {
-                            closeQuietly(s, true);
-                        }
-                    });
+                    CompletableFuture.delayedExecutor(CLOSE_LINGER_MS, TimeUnit.MILLISECONDS, Runnable::run).execute(this::stopLingering);
                     if (closed) {
-                        // the relay closed meanwhile: its sweep may have missed this one
-                        lingering.remove(this);
-                        closeQuietly(s, true);
+                        stopLingering(); // the relay closed meanwhile: its sweep may have missed this one
                     }
                     return;
                 }

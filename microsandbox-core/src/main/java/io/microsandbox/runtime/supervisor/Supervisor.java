@@ -1305,7 +1305,7 @@ public final class Supervisor {
             return; // a frame this session does not take
         }
         if (Protocol.EXEC_CANCEL.equals(type) || Protocol.FS_CANCEL.equals(type)) {
-            cancelSession(route, type);
+            cancelSession(route); // the session's own kind: an fs session takes only fs.cancel, an exec one exec.cancel
             return;
         }
         if (Protocol.EXEC_DETACH.equals(type)) {
@@ -1330,7 +1330,7 @@ public final class Supervisor {
             if (route.fs && router.close(route)) {
                 // a file must not silently miss a chunk: the operation fails instead
                 SupervisorLog.warn("the guest is not reading its channel: cancelled a filesystem session of " + client);
-                toGuest.urgent(FrameCodec.encode(new Frame(route.guestId, 0, Protocol.FS_CANCEL, Json.object())));
+                toGuest.urgent(FrameCodec.encode(cancelOf(route)));
                 sessionEnded(route);
                 client.send(fsRefused(frame.id(), "resource_limit", "the guest is not reading its channel; the transfer was cancelled"));
                 return;
@@ -1559,9 +1559,9 @@ public final class Supervisor {
      * end. The cancel keeps its place behind the request, waiting for room in the guest queue if
      * need be; only a guest that reads nothing for that long gets it ahead of the queue.
      */
-    private void cancelSession(SessionRouter.Route route, String type) {
+    private void cancelSession(SessionRouter.Route route) {
         router.cancel(route);
-        Frame cancel = new Frame(route.guestId, 0, type, Json.object());
+        Frame cancel = cancelOf(route);
         if (!toGuestQueueWaiting(cancel)) {
             toGuest.urgent(FrameCodec.encode(cancel));
         }
@@ -1583,17 +1583,20 @@ public final class Supervisor {
                 : Protocol.EXEC_STARTED.equals(frame.type());
         if (started && !route.cancelRepeated) {
             route.cancelRepeated = true;
-            String cancel = route.fs ? Protocol.FS_CANCEL : Protocol.EXEC_CANCEL;
-            toGuest.urgent(FrameCodec.encode(new Frame(route.guestId, 0, cancel, Json.object())));
+            toGuest.urgent(FrameCodec.encode(cancelOf(route)));
         }
+    }
+
+    /** The frame that tells the guest to give {@code route}'s session up. */
+    private static Frame cancelOf(SessionRouter.Route route) {
+        return new Frame(route.guestId, 0, route.fs ? Protocol.FS_CANCEL : Protocol.EXEC_CANCEL, Json.object());
     }
 
     /** Sessions of a client that went away would run on unobserved; end them (see {@link #cancelSession}). */
     private void killOrphanedSessions(ClientConnection client) {
         clientStatsRequests.removeIf(route -> route.client == client);
         for (SessionRouter.Route route : router.cancelAll(client)) {
-            String cancel = route.fs ? Protocol.FS_CANCEL : Protocol.EXEC_CANCEL;
-            Frame frame = new Frame(route.guestId, 0, cancel, Json.object());
+            Frame frame = cancelOf(route);
             // in order behind their requests; ahead of the queue only when it is full (this thread must not wait)
             if (!toGuestQueue(frame)) {
                 toGuest.urgent(FrameCodec.encode(frame));
