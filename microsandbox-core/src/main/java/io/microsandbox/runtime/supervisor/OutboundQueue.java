@@ -5,6 +5,8 @@ import io.microsandbox.runtime.agent.FrameLink;
 import java.io.IOException;
 import java.util.ArrayDeque;
 import java.util.Deque;
+import java.util.HashMap;
+import java.util.Map;
 
 /**
  * Encoded frames waiting for one peer, written by a thread of their own: whoever queues a
@@ -12,13 +14,15 @@ import java.util.Deque;
  * bounded in bytes, per queue and (optionally) against a budget shared with other queues.
  */
 final class OutboundQueue {
-    private static final Entry END = new Entry(new byte[0], false);
+    private static final Entry END = new Entry(new byte[0], false, 0);
 
     private final String peer;
     private final FrameLink link;
     private final long maxBytes;
     private final ByteBudget shared;
     private final Deque<Entry> frames = new ArrayDeque<>();
+    /** Sessions' opening requests the writer has not taken yet, by session id. */
+    private final Map<Integer, Entry> requests = new HashMap<>();
     private long queuedBytes;
     /** Bytes of urgent frames queued: outside the bounds above, but not without end. */
     private long urgentBytes;
@@ -52,7 +56,35 @@ final class OutboundQueue {
         if (ended) {
             return true; // the peer is being closed: the frame has nowhere to go
         }
-        return queue(frame, false);
+        return queue(frame, false, 0);
+    }
+
+    /**
+     * Queues a session's opening request at the back, like {@link #offer(byte[])}, so that
+     * {@link #withdraw} can take it back while it waits.
+     */
+    synchronized boolean offerRequest(byte[] frame, int session) {
+        if (ended) {
+            return true;
+        }
+        return queue(frame, false, session);
+    }
+
+    /**
+     * Takes back {@code session}'s request if the writer has not taken it yet: the peer never
+     * hears of the session. Once the writer has taken it, whatever is queued later, urgent
+     * frames too, reaches the peer after it.
+     *
+     * @return true when the request was taken back
+     */
+    synchronized boolean withdraw(int session) {
+        Entry request = requests.remove(session);
+        if (request == null) {
+            return false;
+        }
+        request.withdrawn = true;
+        release(request.bytes.length);
+        return true;
     }
 
     /**
@@ -62,7 +94,7 @@ final class OutboundQueue {
      * into the guest until the guest runs again.
      */
     synchronized boolean offerThenHold(byte[] frame) {
-        return !ended && queue(frame, true);
+        return !ended && queue(frame, true, 0);
     }
 
     /** Lets the writer go on after {@link #offerThenHold}'s frame, or not hold at all if it is still queued. */
@@ -72,13 +104,16 @@ final class OutboundQueue {
         notifyAll();
     }
 
-    private boolean queue(byte[] frame, boolean hold) {
+    private boolean queue(byte[] frame, boolean hold, int session) {
         if (queuedBytes + frame.length > maxBytes || (shared != null && !shared.tryAcquire(frame.length))) {
             return false;
         }
         queuedBytes += frame.length;
-        Entry entry = new Entry(frame, true);
+        Entry entry = new Entry(frame, true, session);
         frames.addLast(entry);
+        if (session != 0) {
+            requests.put(session, entry);
+        }
         if (hold) {
             holdAfter = entry;
         }
@@ -132,15 +167,16 @@ final class OutboundQueue {
     }
 
     /**
-     * Queues a control frame the supervisor itself must get through (a shutdown) ahead of
-     * everything else, whatever the bounds: one or two in a life, never in answer to anyone.
+     * Queues a control frame the supervisor itself must get through ahead of everything else,
+     * whatever the bounds: a shutdown, or a session's cancel (at most one for each session the
+     * peer has heard of, so bounded by the sessions open); never in answer to the peer.
      */
     synchronized void essential(byte[] frame) {
         if (ended) {
             return;
         }
         urgentBytes += frame.length;
-        frames.addFirst(new Entry(frame, false));
+        frames.addFirst(new Entry(frame, false, 0));
         notifyAll();
     }
 
@@ -159,6 +195,7 @@ final class OutboundQueue {
             ended = true;
             releaseAll();
             frames.clear();
+            requests.clear();
             urgentBytes = 0;
             frames.addLast(END);
             notifyAll();
@@ -194,16 +231,22 @@ final class OutboundQueue {
                         holdAfter = null;
                         held = true;
                     }
+                    if (next.withdrawn) {
+                        continue; // its bytes were given back when it was withdrawn
+                    }
+                    if (next.session != 0) {
+                        requests.remove(next.session); // the peer hears of it now
+                    }
                 }
                 if (next == END) {
                     return;
                 }
-                link.writeEncoded(next.bytes());
+                link.writeEncoded(next.bytes);
                 synchronized (this) {
-                    if (next.counted()) {
-                        release(next.bytes().length);
+                    if (next.counted) {
+                        release(next.bytes.length);
                     } else {
-                        urgentBytes -= next.bytes().length;
+                        urgentBytes -= next.bytes.length;
                         urgentDropLogged &= urgentBytes > 0; // a new spell of drops is logged again
                     }
                 }
@@ -217,6 +260,7 @@ final class OutboundQueue {
                 ended = true;
                 releaseAll();
                 frames.clear();
+                requests.clear();
                 urgentBytes = 0;
             }
             link.close();
@@ -228,8 +272,21 @@ final class OutboundQueue {
         return urgentBytes;
     }
 
-    /** A queued frame; urgent ones are not counted against the bounds of {@link #offer}. */
-    private record Entry(byte[] bytes, boolean counted) {
+    /**
+     * A queued frame; urgent ones are not counted against the bounds of {@link #offer}. A
+     * session's request ({@code session} not 0) may be withdrawn while it waits.
+     */
+    private static final class Entry {
+        final byte[] bytes;
+        final boolean counted;
+        final int session;
+        boolean withdrawn;
+
+        Entry(byte[] bytes, boolean counted, int session) {
+            this.bytes = bytes;
+            this.counted = counted;
+            this.session = session;
+        }
     }
 
     /** Gives back a written frame's bytes; an abort may have given them back already. */

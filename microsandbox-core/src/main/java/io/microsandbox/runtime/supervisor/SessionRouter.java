@@ -37,8 +37,6 @@ final class SessionRouter {
         volatile boolean detached;
         /** Given up by its client ({@link #cancel}): no longer the client's; the guest is ending it. */
         volatile boolean cancelled;
-        /** Whether the guest was told again, for a start that came after the cancel; guest reader only. */
-        boolean cancelRepeated;
 
         Route(ClientConnection client, int clientId, int guestId, boolean session, boolean tty, long logId, long window, boolean fs) {
             this.fs = fs;

@@ -1284,7 +1284,7 @@ public final class Supervisor {
                     return;
                 }
             }
-            if (!toGuestQueue(new Frame(route.guestId, frame.flags(), type, frame.payload()))) {
+            if (!toGuestQueueRequest(route, frame)) {
                 clientStatsRequests.remove(route);
                 router.close(route);
                 if (exec) {
@@ -1330,7 +1330,7 @@ public final class Supervisor {
             if (route.fs && router.close(route)) {
                 // a file must not silently miss a chunk: the operation fails instead
                 SupervisorLog.warn("the guest is not reading its channel: cancelled a filesystem session of " + client);
-                toGuest.urgent(FrameCodec.encode(cancelOf(route)));
+                cancelInGuest(route);
                 sessionEnded(route);
                 client.send(fsRefused(frame.id(), "resource_limit", "the guest is not reading its channel; the transfer was cancelled"));
                 return;
@@ -1353,7 +1353,7 @@ public final class Supervisor {
             return;
         }
         lastActivity = System.nanoTime();
-        if (!toGuestQueue(new Frame(route.guestId, frame.flags(), frame.type(), frame.payload()))) {
+        if (!toGuestQueueRequest(route, frame)) {
             router.close(route);
             sessionEnded(route);
             client.send(fsRefused(frame.id(), "resource_limit", "the guest is not reading its channel"));
@@ -1372,7 +1372,7 @@ public final class Supervisor {
      * Waits up to {@link #FS_QUEUE_WAIT_MS} for room in the guest queue (back-pressure on this
      * client's channel, as the guest reads its port) rather than dropping the frame: for file data
      * (a guest that does not read that long gets the transfer cancelled) and for frames that must
-     * keep their place (cancels, a detached session's end of input and first credit).
+     * keep their place (a detached session's end of input and first credit).
      */
     private boolean toGuestQueueWaiting(Frame frame) {
         try {
@@ -1383,6 +1383,17 @@ public final class Supervisor {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             return false;
+        }
+    }
+
+    /** Queues the request that opens {@code route}, so that a cancel can withdraw it while it waits. */
+    private boolean toGuestQueueRequest(SessionRouter.Route route, Frame request) {
+        Frame frame = new Frame(route.guestId, request.flags(), request.type(), request.payload());
+        try {
+            return toGuest.offerRequest(FrameCodec.encode(frame), route.guestId);
+        } catch (IllegalArgumentException e) {
+            SupervisorLog.warn("cannot forward " + frame + ": " + e.getMessage());
+            return true;
         }
     }
 
@@ -1556,51 +1567,40 @@ public final class Supervisor {
     /**
      * A client's cancel: its client has let the session go, so nothing of it goes to a client
      * any more; it stays open (counted, and keeping a checkpoint off) until the guest reports its
-     * end. The cancel keeps its place behind the request, waiting for room in the guest queue if
-     * need be; only a guest that reads nothing for that long gets it ahead of the queue.
+     * end.
      */
     private void cancelSession(SessionRouter.Route route) {
         router.cancel(route);
-        Frame cancel = cancelOf(route);
-        if (!toGuestQueueWaiting(cancel)) {
-            toGuest.urgent(FrameCodec.encode(cancel));
-        }
+        cancelInGuest(route);
     }
 
     /**
-     * What the guest sends for a session its client gave up: dropped, but its end closes it. A
-     * start that comes after the cancel (one that went ahead of its request) is cancelled again,
-     * once: the guest knows the session now.
+     * Tells the guest to give {@code route}'s session up, ahead of whatever else waits for it. A
+     * request still queued is withdrawn instead and the route closed: the guest never hears of
+     * it (a cancel that went ahead of its request would leave the guest a session nobody ends).
      */
-    private void cancelledSessionFrame(SessionRouter.Route route, Frame frame) {
-        if (frame.isTerminal()) {
+    private void cancelInGuest(SessionRouter.Route route) {
+        if (toGuest.withdraw(route.guestId)) {
             if (router.close(route)) {
                 sessionEnded(route);
             }
             return;
         }
-        boolean started = route.fs ? Protocol.FS_DATA.equals(frame.type()) || Protocol.FS_WRITE_WINDOW.equals(frame.type())
-                : Protocol.EXEC_STARTED.equals(frame.type());
-        if (started && !route.cancelRepeated) {
-            route.cancelRepeated = true;
-            toGuest.urgent(FrameCodec.encode(cancelOf(route)));
-        }
+        toGuest.essential(FrameCodec.encode(new Frame(route.guestId, 0, route.fs ? Protocol.FS_CANCEL : Protocol.EXEC_CANCEL, Json.object())));
     }
 
-    /** The frame that tells the guest to give {@code route}'s session up. */
-    private static Frame cancelOf(SessionRouter.Route route) {
-        return new Frame(route.guestId, 0, route.fs ? Protocol.FS_CANCEL : Protocol.EXEC_CANCEL, Json.object());
+    /** What the guest sends for a session its client gave up: dropped, but its end closes it. */
+    private void cancelledSessionFrame(SessionRouter.Route route, Frame frame) {
+        if (frame.isTerminal() && router.close(route)) {
+            sessionEnded(route);
+        }
     }
 
     /** Sessions of a client that went away would run on unobserved; end them (see {@link #cancelSession}). */
     private void killOrphanedSessions(ClientConnection client) {
         clientStatsRequests.removeIf(route -> route.client == client);
         for (SessionRouter.Route route : router.cancelAll(client)) {
-            Frame frame = cancelOf(route);
-            // in order behind their requests; ahead of the queue only when it is full (this thread must not wait)
-            if (!toGuestQueue(frame)) {
-                toGuest.urgent(FrameCodec.encode(frame));
-            }
+            cancelInGuest(route);
         }
     }
 

@@ -32,8 +32,9 @@ import java.util.Arrays;
  * and {@code sup.*} frames, then answers honestly), {@code disorder} (answers exec out of
  * order: the end first, then output and a start for the ended session, and a second
  * {@code core.ready}), {@code oversized} (answers exec with a frame whose length field is
- * 2 GiB), {@code late-start} (starts a command only when its first cancel comes, as if that cancel
- * had overtaken the request, and exits with status 5 when a started command is cancelled), {@code noisy} (honest, but writes megabytes to its stderr, which is the VMM's
+ * 2 GiB), {@code deaf-spell} (reads nothing after the boot until a file
+ * {@code hear-again} appears beside its VM socket, then answers honestly, but exits with status 5
+ * when a request comes after its own cancel), {@code noisy} (honest, but writes megabytes to its stderr, which is the VMM's
  * log), {@code big-hello} (honest, but says hello with a 1 MiB agent name), {@code silent} (never says hello), {@code setup-error} (says hello, then answers
  * {@code core.configure} with {@code core.error}), {@code setup-exit} (says hello, then exits
  * with status 3 during the set-up), {@code ready-exit} (exits with status 3 right after saying it is ready), {@code mute-monitor} (honest, but its two QMP sockets
@@ -91,12 +92,22 @@ public final class HostileAgent {
             // Never reads again: the supervisor's writes to the port fill the socket buffer and block.
             Thread.sleep(Long.MAX_VALUE);
         }
+        if (scenario.equals("deaf-spell")) {
+            Path hearAgain = Path.of(args[1]).resolveSibling("hear-again");
+            while (!java.nio.file.Files.exists(hearAgain)) {
+                Thread.sleep(50);
+            }
+        }
         OutputStream raw = Channels.newOutputStream(channel);
-        java.util.Set<Integer> started = new java.util.HashSet<>();
+        java.util.Set<Integer> cancelled = new java.util.HashSet<>();
         Frame frame;
         while ((frame = link.read()) != null) {
-            if (scenario.equals("late-start") && lateStart(frame, started, link)) {
-                continue;
+            if (scenario.equals("deaf-spell")) {
+                if (Protocol.EXEC_CANCEL.equals(frame.type())) {
+                    cancelled.add(frame.id());
+                } else if (Protocol.EXEC_REQUEST.equals(frame.type()) && cancelled.contains(frame.id())) {
+                    System.exit(5); // a cancel overtook its request: the test sees it as the VM's end
+                }
             }
             switch (frame.type()) {
                 case Protocol.CORE_SHUTDOWN -> {
@@ -112,26 +123,6 @@ public final class HostileAgent {
                 default -> {
                     // signals, stdin, windows: ignored
                 }
-            }
-        }
-    }
-
-    /** The {@code late-start} scenario's answers to exec requests and cancels; false for other frames. */
-    private static boolean lateStart(Frame frame, java.util.Set<Integer> started, FrameLink link) throws IOException {
-        switch (frame.type()) {
-            case Protocol.EXEC_REQUEST -> {
-                return true; // started by its cancel
-            }
-            case Protocol.EXEC_CANCEL -> {
-                if (started.add(frame.id())) {
-                    link.write(new Frame(frame.id(), 0, Protocol.EXEC_STARTED, NODES.objectNode().put("pid", 42)));
-                } else {
-                    System.exit(5); // the cancel of a started command came: the test sees it as the VM's end
-                }
-                return true;
-            }
-            default -> {
-                return false;
             }
         }
     }

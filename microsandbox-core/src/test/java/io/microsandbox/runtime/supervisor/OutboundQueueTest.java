@@ -22,7 +22,7 @@ import org.junit.jupiter.api.Test;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-/** The writer's hold after a checkpoint's ping, over a real socket. */
+/** The writer's bounds, hold and withdrawals, over a real socket. */
 class OutboundQueueTest {
     private Path dir;
     private SocketChannel peerSide;
@@ -117,6 +117,26 @@ class OutboundQueueTest {
         assertThat(read()).isEqualTo("large");
         assertThat(read()).isEqualTo("ping");
         assertThat(read()).isEqualTo("after");
+    }
+
+    /** A request withdrawn while it waits never reaches the peer; one the writer has taken is not withdrawn. */
+    @Test
+    void aRequestIsWithdrawnOnlyWhileItWaits() throws Exception {
+        // the peer reads nothing for a while: the writer blocks in a large frame, the requests wait behind it
+        assertThat(queue.offer(FrameCodec.encode(new Frame(0, 0, "large", Json.object().put("data", new byte[900_000]))))).isTrue();
+        Thread.sleep(200);
+        long before = queue.queuedBytes();
+        assertThat(queue.offerRequest(frame("withdrawn"), 7)).isTrue();
+        assertThat(queue.offerRequest(frame("kept"), 8)).isTrue();
+        assertThat(queue.withdraw(7)).isTrue();
+        assertThat(queue.withdraw(7)).isFalse();
+        assertThat(queue.queuedBytes()).as("the withdrawn request's room is free").isEqualTo(before + frame("kept").length);
+        assertThat(read()).isEqualTo("large");
+        assertThat(read()).isEqualTo("kept");
+        assertThat(queue.withdraw(8)).as("written already").isFalse();
+        queue.urgent(frame("after"));
+        assertThat(read()).isEqualTo("after");
+        assertThat(queue.queuedBytes()).isZero();
     }
 
     @Test
