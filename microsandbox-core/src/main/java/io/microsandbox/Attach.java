@@ -195,7 +195,7 @@ final class Attach {
             return x.code();
         }
         if (result instanceof ExecEvent.Failed f) {
-            throw new MicrosandboxException(ErrorKind.EXEC_FAILED, "cannot run '" + command + "': " + f.kind() + " (" + f.message() + ")");
+            throw ExecHandle.notRun(command, f);
         }
         if (result instanceof MicrosandboxException m) {
             throw m;

@@ -78,7 +78,11 @@ public enum ErrorKind {
     METRICS_UNAVAILABLE,
     /** The operation does not apply here (a paused sandbox, no terminal, an open command during a checkpoint). */
     UNSUPPORTED_OPERATION,
-    /** A limit of the runtime was reached, such as the 255 clients one sandbox serves at a time; try again later. */
+    /**
+     * A limit was reached, such as the 255 clients one sandbox serves at a time, or a command
+     * that cannot start now (the guest out of processes or files, or not reading its channel);
+     * try again later.
+     */
     RESOURCE_LIMIT,
     /** The VM did not boot: missing VMM or kernel, guest panic, or no agent within the boot timeout. */
     BOOT_FAILED,

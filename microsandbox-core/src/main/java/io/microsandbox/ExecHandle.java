@@ -300,12 +300,8 @@ public final class ExecHandle implements AutoCloseable {
                     "'" + command + "' did not finish within " + timeout + " and was killed");
         }
         ExecEvent.Failed failed = failure;
-        if (failed != null && "sandbox_draining".equals(failed.kind())) {
-            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "cannot run '" + command + "': " + failed.message());
-        }
         if (failed != null) {
-            throw new MicrosandboxException(ErrorKind.EXEC_FAILED,
-                    "cannot run '" + command + "': " + failed.kind() + " (" + failed.message() + ")");
+            throw notRun(command, failed);
         }
         ExecEvent.Exited exited = exit;
         if (exited != null) {
@@ -490,6 +486,20 @@ public final class ExecHandle implements AutoCloseable {
                 }
             }
         }
+    }
+
+    /**
+     * What a call whose command never ran throws: a sandbox that refuses new commands is not
+     * running, a limit reached (the guest out of processes, or not reading) may pass, anything
+     * else is the command's failure.
+     */
+    static MicrosandboxException notRun(String command, ExecEvent.Failed failed) {
+        return switch (failed.kind()) {
+            case "sandbox_draining" -> new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "cannot run '" + command + "': " + failed.message());
+            case "resource_limit" -> new MicrosandboxException(ErrorKind.RESOURCE_LIMIT,
+                    "cannot run '" + command + "' now: " + failed.message() + "; try again later");
+            default -> new MicrosandboxException(ErrorKind.EXEC_FAILED, "cannot run '" + command + "': " + failed.kind() + " (" + failed.message() + ")");
+        };
     }
 
     private void sendStdin(byte[] data) {

@@ -159,6 +159,25 @@ class ExecHandleTest {
     }
 
     @Test
+    void aCommandThatCouldNotStartForALimitMayBeTriedAgain() throws Exception {
+        for (String kind : new String[] {"resource_limit", "sandbox_draining", "not_found"}) {
+            ExecHandle handle = start(ExecOptions.builder().build());
+            int id = supervisor.next(Protocol.EXEC_REQUEST).id();
+            supervisor.send(new Frame(id, Protocol.FLAG_TERMINAL, Protocol.EXEC_FAILED,
+                    Json.object().put("kind", kind).put("errno", 0).put("message", "said the guest").put("stage", "spawn")));
+            ErrorKind expected = switch (kind) {
+                case "resource_limit" -> ErrorKind.RESOURCE_LIMIT;
+                case "sandbox_draining" -> ErrorKind.SANDBOX_NOT_RUNNING;
+                default -> ErrorKind.EXEC_FAILED;
+            };
+            assertThatThrownBy(handle::waitFor).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                assertThat(e.kind()).isEqualTo(expected);
+                assertThat(e.getMessage()).contains("'cmd'").contains("said the guest");
+            });
+        }
+    }
+
+    @Test
     void aCommandOfAClosedConnectionSaysSo() throws Exception {
         ExecHandle handle = start(ExecOptions.builder().build());
         supervisor.next(Protocol.EXEC_REQUEST);
