@@ -86,6 +86,10 @@ public final class UpperPatches {
             case APPEND -> {
                 String at = lower.resolve(path, true);
                 Path f = prepare(at);
+                if (Files.isSymbolicLink(f)) {
+                    // staged on the host: appending through it would write wherever it points there
+                    throw new IOException("an earlier patch made " + at + " a symbolic link; append to what it points to instead");
+                }
                 if (!Files.exists(f, LinkOption.NOFOLLOW_LINKS)) {
                     LowerFs.Entry e = lower.stat(at);
                     if (e != null && e.isDirectory()) {
@@ -155,7 +159,10 @@ public final class UpperPatches {
                     throw new IOException("exists in the image (PatchOptions replace to hide what it has there)");
                 }
                 Path made = prepare(at);
-                copyTree(src, made);
+                if (Files.exists(made, LinkOption.NOFOLLOW_LINKS) && !Files.isDirectory(made, LinkOption.NOFOLLOW_LINKS)) {
+                    SandboxPreparer.deleteTree(made); // what an earlier patch staged there gives way (replace was asked)
+                }
+                copyTree(src, made, at);
                 if (mode != null) {
                     Posix.chmod(made, mode);
                 }
@@ -220,17 +227,26 @@ public final class UpperPatches {
         Posix.chmod(p, e.mode() & 07777);
     }
 
-    private static void copyTree(Path src, Path dst) throws IOException {
+    /**
+     * Copies the host tree {@code src} to the staging directory {@code dst} (the guest's
+     * {@code guestDst}), merging into what earlier patches staged there, but never through a
+     * link one of them staged: that would write to the host.
+     */
+    private static void copyTree(Path src, Path dst, String guestDst) throws IOException {
         try (Stream<Path> walk = Files.walk(src)) {
             for (Path s : walk.toList()) {
-                Path d = dst.resolve(src.relativize(s).toString());
+                String relative = src.relativize(s).toString();
+                Path d = dst.resolve(relative);
                 if (Files.isSymbolicLink(s)) {
                     Files.createSymbolicLink(d, Files.readSymbolicLink(s));
                     continue;
                 }
                 if (Files.isDirectory(s)) {
-                    if (!Files.exists(d)) {
+                    if (!Files.exists(d, LinkOption.NOFOLLOW_LINKS)) {
                         Files.createDirectory(d);
+                    } else if (!Files.isDirectory(d, LinkOption.NOFOLLOW_LINKS)) {
+                        throw new IOException("an earlier patch made " + guestDst + (relative.isEmpty() ? "" : "/" + relative)
+                                + " something other than a directory");
                     }
                 } else if (Files.isRegularFile(s)) {
                     Files.copy(s, d);

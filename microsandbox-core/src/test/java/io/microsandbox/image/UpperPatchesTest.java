@@ -1,0 +1,81 @@
+package io.microsandbox.image;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.microsandbox.ErrorKind;
+import io.microsandbox.MicrosandboxException;
+import io.microsandbox.Patch;
+import io.microsandbox.PatchOptions;
+import io.microsandbox.runtime.HostCommand;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Patches are staged on the host: a symbolic link an earlier patch staged is a link in the
+ * guest, never a way for a later patch to write to the host.
+ */
+class UpperPatchesTest {
+    @TempDir
+    Path dir;
+    private Path lowerDisk;
+    private Path upperDisk;
+    private Path host;
+
+    @BeforeEach
+    void image() throws Exception {
+        Path root = Files.createDirectories(dir.resolve("image/app"));
+        lowerDisk = dir.resolve("lower.ext4");
+        HostCommand.run(List.of("/usr/sbin/mke2fs", "-q", "-F", "-t", "ext4", "-d", root.getParent().toString(), lowerDisk.toString(), "8M"),
+                Duration.ofSeconds(60), 1 << 20);
+        upperDisk = dir.resolve("sandbox/upper.ext4");
+        Files.createDirectories(upperDisk.getParent());
+        host = Files.createDirectories(dir.resolve("host"));
+        Files.writeString(host.resolve("passwd"), "root:x:0:0\n");
+    }
+
+    @Test
+    void anAppendToALinkAnEarlierPatchMadeIsRefusedAndTheHostFileIsUntouched() {
+        List<Patch> patches = List.of(Patch.symlink(host.resolve("passwd").toString(), "/app/x"), Patch.append("/app/x", "evil::0:0\n"));
+        assertThatThrownBy(() -> UpperPatches.createUpperDisk(upperDisk, 16, lowerDisk, patches))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.PATCH_FAILED);
+                    assertThat(e.getMessage()).contains("/app/x").contains("symbolic link");
+                });
+        assertThat(host.resolve("passwd")).hasContent("root:x:0:0\n");
+    }
+
+    @Test
+    void aDirectoryCopiedOverALinkAnEarlierPatchMadeReplacesTheLink() throws Exception {
+        Path src = Files.createDirectories(dir.resolve("src"));
+        Files.writeString(src.resolve("file"), "data");
+        List<Patch> patches = List.of(Patch.symlink(host.toString(), "/app/d"),
+                Patch.copyDir(src.toString(), "/app/d", PatchOptions.DEFAULT.withReplace(true)));
+        UpperPatches.createUpperDisk(upperDisk, 16, lowerDisk, patches);
+        assertThat(host.resolve("file")).doesNotExist();
+        try (var listing = Files.list(host)) {
+            assertThat(listing).containsExactly(host.resolve("passwd"));
+        }
+        assertThat(upperDisk).isNotEmptyFile();
+    }
+
+    @Test
+    void aDirectoryMergedIntoOneHoldingALinkAnEarlierPatchMadeIsRefused() throws Exception {
+        Path first = Files.createDirectories(dir.resolve("first"));
+        Path second = Files.createDirectories(dir.resolve("second/sub"));
+        Files.writeString(second.resolve("file"), "data");
+        List<Patch> patches = List.of(Patch.copyDir(first.toString(), "/app/d"), Patch.symlink(host.toString(), "/app/d/sub"),
+                Patch.copyDir(second.getParent().toString(), "/app/d", PatchOptions.DEFAULT.withReplace(true)));
+        assertThatThrownBy(() -> UpperPatches.createUpperDisk(upperDisk, 16, lowerDisk, patches))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.PATCH_FAILED);
+                    assertThat(e.getMessage()).contains("/app/d/sub");
+                });
+        assertThat(host.resolve("file")).doesNotExist();
+    }
+}
