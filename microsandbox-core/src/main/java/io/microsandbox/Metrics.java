@@ -19,7 +19,8 @@ import java.time.Duration;
  * @param netTxBytes              bytes the guest sent over the network
  * @param upperUsedBytes          used bytes of the writable upper filesystem, as the guest sees it
  * @param upperFreeBytes          free bytes of the writable upper filesystem
- * @param uptime                  time since the VM booted
+ * @param uptime                  time since this run of the sandbox became ready (its create,
+ *                                start or restore; the boot itself is not counted)
  * @param upperAllocatedBytes     bytes the sparse upper disk file really occupies on the host
  *                                (its allocated blocks), null when it cannot be read
  */

@@ -71,8 +71,9 @@ public final class Sandbox implements AutoCloseable {
     private volatile boolean letGo;
     /** This handle saw the sandbox end (a stop, a kill, a wait): its calls say it is not running. */
     private volatile boolean sawEnd;
-    /** How it ended, once known (a moment after {@link #sawEnd}). */
+    /** How it ended, once known (a moment after {@link #sawEnd}); set once, under {@link #endLock}. */
     private volatile SandboxStopResult stopResult;
+    private final Object endLock = new Object();
     /** What {@link #closeWith} tied to this handle: closed when it is released or the sandbox ends. */
     private final List<AutoCloseable> companions = new java.util.concurrent.CopyOnWriteArrayList<>();
 
@@ -566,7 +567,9 @@ public final class Sandbox implements AutoCloseable {
 
     /**
      * Starts a drain: running commands finish, new ones are refused with
-     * {@link ErrorKind#SANDBOX_NOT_RUNNING}, then the sandbox stops by itself. Returns at once.
+     * {@link ErrorKind#SANDBOX_NOT_RUNNING}, then the sandbox stops by itself. File transfers
+     * are not refused, and one in flight is waited for like a command, but the sandbox stops as
+     * soon as nothing runs: copy results out before the last command ends. Returns at once.
      */
     public void requestDrain() {
         ensureUsable();
@@ -796,11 +799,15 @@ public final class Sandbox implements AutoCloseable {
         }
         sawEnd = true;
         released = true;
-        client.close();
-        awaitSupervisorExit();
-        SandboxStopResult result = exited != null ? fromExitedFrame(exited) : fromStore();
-        stopResult = result;
-        return result;
+        synchronized (endLock) {
+            // threads that saw the end together get one result
+            if (stopResult == null) {
+                client.close();
+                awaitSupervisorExit();
+                stopResult = exited != null ? fromExitedFrame(exited) : fromStore();
+            }
+            return stopResult;
+        }
     }
 
     /**

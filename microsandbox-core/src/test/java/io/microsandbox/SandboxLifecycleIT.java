@@ -92,10 +92,13 @@ class SandboxLifecycleIT {
         String name = TestSandboxes.uniqueName("kill");
         Sandbox sb = Sandbox.create(name, TestSandboxes.config().build());
         SandboxPids pids = SandboxPids.of(name);
+        java.util.concurrent.CompletableFuture<SandboxStopResult> otherWaiter =
+                java.util.concurrent.CompletableFuture.supplyAsync(() -> sb.waitUntilStopped());
 
         sb.kill();
 
         SandboxStopResult result = sb.waitUntilStopped();
+        assertThat(otherWaiter.join()).as("one result for every thread that saw the end").isSameAs(result);
         assertThat(result.status()).isEqualTo(SandboxStatus.STOPPED);
         assertThat(result.signal()).isEqualTo(9);
         assertGone(name, pids);
