@@ -16,13 +16,14 @@ import java.util.Locale;
  * in the sandbox's directory ({@code root-overlay.qcow2}, made with {@code qemu-img create -b}),
  * and that overlay is the guest's lower disk. QEMU opens the user's file read-only as a
  * backing file and writes only to the overlay (the ext4 inside may replay its journal); the
- * guest's own writes go to its upper disk as with any image. The file is never modified.
+ * guest's own writes go to its upper disk as with any image. The file is never modified,
+ * and must be self-contained ({@link HostDiskImages}): checked at every start, as it may change.
  */
 final class DiskImageRoots {
     private DiskImageRoots() {
     }
 
-    static ImageRoots.Root overlay(String disk, Path sandboxDir, boolean fresh) {
+    static ImageRoots.Root overlay(Path home, String disk, Path sandboxDir, boolean fresh) {
         Path file;
         try {
             file = Path.of(disk).toRealPath();
@@ -34,20 +35,32 @@ final class DiskImageRoots {
         }
         String name = file.getFileName().toString().toLowerCase(Locale.ROOT);
         String format = name.endsWith(".qcow2") ? "qcow2" : name.endsWith(".vmdk") ? "vmdk" : "raw";
+        String what = "disk image " + disk;
+        HostDiskImages.requireOutsideHome(file, home, what, "use a file of your own");
+        HostDiskImages.requireSelfContained(file, format, what);
         Path overlay = sandboxDir.resolve("root-overlay.qcow2");
         if (fresh || !Files.isRegularFile(overlay)) {
+            Path made = sandboxDir.resolve("root-overlay.qcow2.part");
             try {
-                Files.deleteIfExists(overlay);
-                run(List.of(qemuImg(), "create", "-q", "-f", "qcow2", "-F", format, "-b", file.toString(), overlay.toString()));
-                OwnerOnly.restrictFile(overlay);
+                // made aside and renamed: a run cut short leaves no overlay a later start would take as whole
+                Files.deleteIfExists(made);
+                run(List.of(qemuImg(), "create", "-q", "-f", "qcow2", "-F", format, "-b", file.toString(), made.toString()));
+                OwnerOnly.restrictFile(made);
+                Files.move(made, overlay, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
             } catch (IOException e) {
                 throw new MicrosandboxException(ErrorKind.IMAGE_NOT_FOUND, "cannot use the disk image " + disk + " (" + format + "): " + e.getMessage(), e);
+            } finally {
+                try {
+                    Files.deleteIfExists(made);
+                } catch (IOException e) {
+                    // a leftover .part is made again next time
+                }
             }
         }
         return new ImageRoots.Root(overlay, null, null, "qcow2", false);
     }
 
-    private static String qemuImg() {
+    static String qemuImg() {
         for (String dir : List.of("/usr/bin", "/usr/local/bin", "/bin")) {
             Path p = Path.of(dir, "qemu-img");
             if (Files.isExecutable(p)) {

@@ -75,7 +75,7 @@ public final class ImageRoots {
      */
     public static Root resolve(Path home, SandboxConfig config, Path sandboxDir, boolean freshUpper) {
         if (config.imageDisk() != null) {
-            return DiskImageRoots.overlay(config.imageDisk(), sandboxDir, freshUpper);
+            return DiskImageRoots.overlay(home, config.imageDisk(), sandboxDir, freshUpper);
         }
         String image = config.image();
         Path asPath = Path.of(image);

@@ -7,13 +7,11 @@ import io.microsandbox.Mount;
 import io.microsandbox.SandboxConfig;
 import io.microsandbox.Volume;
 import io.microsandbox.Volumes;
+import io.microsandbox.image.HostDiskImages;
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.UserDefinedFileAttributeView;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -45,12 +43,6 @@ public final class GuestSetup {
      */
     public record Plan(List<String> qemuArgs, Map<String, Object> agentConfig) {
     }
-
-    private static final int QCOW2_MAGIC = 0x514649fb;
-    private static final int QCOW2_HEADER_V2 = 72;
-    private static final int QCOW2_HEADER_V3 = 104;
-    /** Incompatible feature bit 2 of a qcow2 v3 header. */
-    private static final long QCOW2_EXTERNAL_DATA_FILE = 1L << 2;
 
     private GuestSetup() {
     }
@@ -146,7 +138,7 @@ public final class GuestSetup {
             if (!Files.isDirectory(real, LinkOption.NOFOLLOW_LINKS)) {
                 throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "mount " + guestPath + ": " + source + " is not a directory");
             }
-            Path realHome = realHome(home);
+            Path realHome = RuntimeFiles.realHome(home);
             // the home holds every sandbox's disks, SSH keys and state: a share holding it gives the guest all of them
             if (real.getNameCount() == 0 || realHome.startsWith(real) || real.startsWith(realHome)) {
                 throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "mount " + guestPath + ": " + source
@@ -184,58 +176,16 @@ public final class GuestSetup {
         if (!Files.isRegularFile(file, LinkOption.NOFOLLOW_LINKS)) {
             throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "mount " + guestPath + ": disk image " + source + " is not a file");
         }
-        if (file.startsWith(realHome(home))) {
-            throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "mount " + guestPath + ": disk image " + source
-                    + " lies inside the microsandbox home " + home + " (another sandbox's disk?); mount a disk volume by name instead");
-        }
+        String what = "mount " + guestPath + ": disk image " + source;
+        HostDiskImages.requireOutsideHome(file, home, what, "mount a disk volume by name instead");
         if (isQcow2(file)) {
-            qcow2WithoutHostReferences(guestPath, file);
+            HostDiskImages.requireSelfContained(file, "qcow2", what);
         }
         return file;
     }
 
-    /** The home with its symbolic links resolved as far as it exists (it may not yet). */
-    private static Path realHome(Path home) {
-        Path abs = home.toAbsolutePath().normalize();
-        try {
-            return abs.toRealPath();
-        } catch (IOException e) {
-            return abs;
-        }
-    }
-
     private static boolean isQcow2(Path file) {
         return file.getFileName().toString().toLowerCase(Locale.ROOT).endsWith(".qcow2");
-    }
-
-    /**
-     * A qcow2 image names further host files in its header (a backing file, an external data
-     * file) which QEMU opens as the user running it: an image from elsewhere could so hand the
-     * guest any host file it names. Such images are refused.
-     */
-    static void qcow2WithoutHostReferences(String guestPath, Path file) {
-        ByteBuffer header = ByteBuffer.allocate(QCOW2_HEADER_V3);
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
-            while (header.hasRemaining() && ch.read(header) > 0) {
-                // read the header, a short one is checked below
-            }
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "mount " + guestPath + ": cannot read disk image " + file + ": " + e.getMessage(), e);
-        }
-        header.flip();
-        if (header.remaining() < QCOW2_HEADER_V2 || header.getInt(0) != QCOW2_MAGIC) {
-            throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "mount " + guestPath + ": disk image " + file + " is named .qcow2 but is no qcow2 image");
-        }
-        if (header.getLong(8) != 0) {
-            throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "mount " + guestPath + ": qcow2 image " + file
-                    + " has a backing file, which would let the guest read a host file the image names; flatten it first (qemu-img convert)");
-        }
-        boolean externalData = header.getInt(4) >= 3 && header.remaining() >= QCOW2_HEADER_V3
-                && (header.getLong(72) & QCOW2_EXTERNAL_DATA_FILE) != 0;
-        if (externalData) {
-            throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "mount " + guestPath + ": qcow2 image " + file
-                    + " keeps its data in an external file, which would let the guest reach a host file the image names; convert it first (qemu-img convert)");
-        }
     }
 
     /** QEMU option values double a comma to keep it literal. */

@@ -94,6 +94,16 @@ public final class RuntimeFiles {
         return Path.of(dir).toAbsolutePath();
     }
 
+    /** {@code home} with its symbolic links resolved as far as it exists (it may not yet). */
+    public static Path realHome(Path home) {
+        Path abs = home.toAbsolutePath().normalize();
+        try {
+            return abs.toRealPath();
+        } catch (java.io.IOException e) {
+            return abs;
+        }
+    }
+
     /**
      * The version used in runtime directory names: the jar manifest's
      * {@code Implementation-Version}, or {@code "dev"} outside a jar that has one.
