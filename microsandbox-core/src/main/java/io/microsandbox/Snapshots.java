@@ -12,6 +12,7 @@ import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.time.Instant;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
@@ -219,13 +220,21 @@ public final class Snapshots {
     static void materialize(Path home, String what, Path upper, String expectedDigest, String imageDigest, SandboxLayout target) {
         try {
             OwnerOnly.directories(home, target.dir());
-            String content = SparseFiles.copy(upper, target.upperDisk(), false);
-            if (expectedDigest != null && !expectedDigest.equals(content)) {
-                throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the upper disk of " + what
-                        + " is corrupt: its content digest is " + content + ", the manifest records " + expectedDigest);
-            }
             if (imageDigest != null) {
                 OwnerOnly.write(target.dir().resolve("image.digest"), (imageDigest + "\n").getBytes(StandardCharsets.UTF_8));
+            }
+            // copied aside, checked, then renamed: a creation cut short leaves no upper a later start would boot
+            Path copy = target.dir().resolve(".upper.ext4.part");
+            try {
+                Files.deleteIfExists(copy);
+                String content = SparseFiles.copy(upper, copy, false);
+                if (expectedDigest != null && !expectedDigest.equals(content)) {
+                    throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the upper disk of " + what
+                            + " is corrupt: its content digest is " + content + ", the manifest records " + expectedDigest);
+                }
+                Files.move(copy, target.upperDisk(), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            } finally {
+                Files.deleteIfExists(copy);
             }
         } catch (NoSuchFileException e) {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the upper disk of " + what + " is missing: " + e.getMessage(), e);

@@ -60,9 +60,9 @@ public final class UpperPatches {
                             + " " + p.path() + ": " + e.getMessage(), e);
                 }
             }
-            Files.deleteIfExists(upperDisk);
-            OwnerOnly.createFile(upperDisk);
-            RootDisks.mke2fsUpper(upperDisk, sizeMib, stage);
+            // made aside and renamed once whole: a creation cut short leaves no upper a later start would boot
+            Path staged = stage;
+            OwnerOnly.replace(upperDisk, making -> RootDisks.mke2fsUpper(making, sizeMib, staged));
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot create the upper disk " + upperDisk + ": " + e.getMessage(), e);
         } finally {

@@ -78,4 +78,22 @@ class UpperPatchesTest {
                 });
         assertThat(host.resolve("file")).doesNotExist();
     }
+
+    /** Only a whole upper disk is put under its name, which a later start would boot. */
+    @Test
+    void anUpperDiskThatCannotBeMadeLeavesNothingUnderItsName() throws Exception {
+        Path big = dir.resolve("big");
+        byte[] megabyte = new byte[1 << 20];
+        java.util.Arrays.fill(megabyte, (byte) 'x'); // not zeros, which mke2fs would leave as holes
+        try (var out = Files.newOutputStream(big)) {
+            for (int i = 0; i < 24; i++) {
+                out.write(megabyte); // more than the 16 MiB disk holds
+            }
+        }
+        assertThatThrownBy(() -> UpperPatches.createUpperDisk(upperDisk, 16, lowerDisk, List.of(Patch.copyFile(big.toString(), "/app/big", PatchOptions.DEFAULT))))
+                .isInstanceOf(MicrosandboxException.class);
+        try (var left = Files.list(upperDisk.getParent())) {
+            assertThat(left).isEmpty();
+        }
+    }
 }
