@@ -358,19 +358,24 @@ public final class Microsandbox {
         }
         // the supervisor owns the sandbox now and holds its own lock
         release(createLock);
-        AgentClient client;
+        AgentClient client = null;
         try {
             client = AgentClient.connect(layout.name(), layout.agentSocket());
+            if (config.detached()) {
+                supervisor.detach();
+            }
         } catch (MicrosandboxException e) {
-            supervisor.release();
+            if (client != null) {
+                client.close();
+            }
+            // it ends the sandbox and records that before the caller erases what is left: a
+            // supervisor still running then would end a successor of the same name in its stead
+            supervisor.abandon();
             SpareSupervisors.replenishNow(home);
             throw e;
         }
         // the next creation's supervisor: after this sandbox's first command, a deferral or at once (see SpareSupervisors)
         SpareSupervisors.replenishAfter(home, client.firstExchange(), shape);
-        if (config.detached()) {
-            supervisor.detach();
-        }
         return new Sandbox(this, layout.name(), config, layout, client, supervisor);
     }
 
