@@ -151,13 +151,12 @@ public final class SandboxStore {
         }
     }
 
-    private Connection connect(SQLiteConfig.TransactionMode mode) throws SQLException {
+    private Connection connect() throws SQLException {
         SQLiteConfig config = new SQLiteConfig();
         config.setBusyTimeout(BUSY_TIMEOUT_MS);
         config.enforceForeignKeys(true);
         config.setJournalMode(SQLiteConfig.JournalMode.WAL);
         config.setSynchronous(SQLiteConfig.SynchronousMode.NORMAL);
-        config.setTransactionMode(mode);
         return SQLITE.connect(url, config.toProperties());
     }
 
@@ -168,7 +167,10 @@ public final class SandboxStore {
                  ResultSet rs = s.executeQuery("SELECT max(version) FROM schema_version")) {
                 return rs.next() ? rs.getInt(1) : 0;
             } catch (SQLException e) {
-                return 0; // no schema yet
+                if (String.valueOf(e.getMessage()).contains("no such table")) {
+                    return 0; // no schema yet
+                }
+                throw e; // a busy or damaged database is not an empty one
             }
         });
         if (found == MIGRATIONS.size()) {
@@ -447,26 +449,40 @@ public final class SandboxStore {
      * writing processes wait for each other instead of failing on a lock upgrade.
      */
     <T> T inTransaction(Work<T> work) {
-        return transaction(SQLiteConfig.TransactionMode.IMMEDIATE, work);
+        return transaction("BEGIN IMMEDIATE", work);
     }
 
     /** Runs reads only: in WAL mode they never wait for a writer, nor make one wait. */
     <T> T inReadTransaction(Work<T> work) {
-        return transaction(SQLiteConfig.TransactionMode.DEFERRED, work);
+        return transaction("BEGIN DEFERRED", work);
     }
 
-    private <T> T transaction(SQLiteConfig.TransactionMode mode, Work<T> work) {
-        try (Connection c = connect(mode)) {
-            c.setAutoCommit(false);
+    /**
+     * The transaction is begun and ended by statements on a connection in auto-commit mode: the
+     * driver's own {@code commit()} begins the next transaction at once, which took the write
+     * lock a second time and could fail, waiting for it, after the work was committed.
+     */
+    private <T> T transaction(String begin, Work<T> work) {
+        try (Connection c = connect(); Statement s = c.createStatement()) {
+            s.execute(begin);
             try {
                 T result = work.run(c);
-                c.commit();
+                s.execute("COMMIT");
                 return result;
             } catch (SQLException | RuntimeException e) {
-                c.rollback();
+                try {
+                    s.execute("ROLLBACK");
+                } catch (SQLException rollback) {
+                    e.addSuppressed(rollback); // the failure is what the caller needs to see
+                }
                 throw e;
             }
         } catch (SQLException e) {
+            if (e instanceof org.sqlite.SQLiteException lite && (lite.getResultCode() == org.sqlite.SQLiteErrorCode.SQLITE_BUSY
+                    || lite.getResultCode() == org.sqlite.SQLiteErrorCode.SQLITE_BUSY_SNAPSHOT)) {
+                throw new MicrosandboxException(ErrorKind.RESOURCE_LIMIT, "sandbox database " + url + " stayed locked by another process for "
+                        + BUSY_TIMEOUT_MS + " ms; try again", e);
+            }
             throw new MicrosandboxException(ErrorKind.INTERNAL, "sandbox database " + url + ": " + e.getMessage(), e);
         }
     }

@@ -28,6 +28,25 @@ class SandboxStoreTest {
         assertThat(SandboxStore.schemaVersion()).isEqualTo(2);
     }
 
+    /** A database another process keeps locked past the busy timeout is a limit to try again, and nothing is half done. */
+    @Test
+    void aWriteThatWaitsTooLongForTheLockIsAResourceLimit() throws Exception {
+        SandboxStore store = SandboxStore.open(home);
+        try (java.sql.Connection c = java.sql.DriverManager.getConnection("jdbc:sqlite:" + home.resolve("db/msb.db"));
+             java.sql.Statement s = c.createStatement()) {
+            s.execute("BEGIN IMMEDIATE");
+            assertThatThrownBy(() -> store.insert("a", "{}", Map.of(), false, "running"))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                        assertThat(e.kind()).isEqualTo(ErrorKind.RESOURCE_LIMIT);
+                        assertThat(e.getMessage()).contains("locked by another process").contains("try again");
+                    });
+            s.execute("ROLLBACK");
+        }
+        assertThat(store.find("a")).isEmpty();
+        store.insert("a", "{}", Map.of(), false, "running");
+        assertThat(store.find("a")).isPresent();
+    }
+
     @Test
     void homeDatabaseAndItsWalFilesAreOwnerOnly() throws Exception {
         Files.setPosixFilePermissions(home, PosixFilePermissions.fromString("rwxr-xr-x"));
