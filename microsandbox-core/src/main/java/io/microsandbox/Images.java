@@ -90,13 +90,24 @@ public final class Images {
      * other images share stay).
      *
      * @throws MicrosandboxException IMAGE_IN_USE while a sandbox (running or stopped) was booted
-     *         from it, IMAGE_NOT_FOUND when it is not cached
+     *         from it, or a snapshot or checkpoint of the home needs it; IMAGE_NOT_FOUND when it
+     *         is not cached
      */
     public void remove(String image) {
         ImageInfo info = inspect(image);
         if (!info.inUseBy().isEmpty()) {
             throw new MicrosandboxException(ErrorKind.IMAGE_IN_USE,
                     "image " + info.reference() + " is in use by sandbox(es) " + String.join(", ", info.inUseBy()) + "; remove them first");
+        }
+        List<String> keptBy = new ArrayList<>();
+        savedStates().forEach((what, digest) -> {
+            if (digest.equals(info.digest())) {
+                keptBy.add(what);
+            }
+        });
+        if (!keptBy.isEmpty()) {
+            throw new MicrosandboxException(ErrorKind.IMAGE_IN_USE, "image " + info.reference() + " is needed by " + String.join(", ", keptBy)
+                    + " (booting from one needs this exact image, which a pull of the tag may not bring back); remove them first");
         }
         OciImages oci = new OciImages(home);
         try {
@@ -201,7 +212,28 @@ public final class Images {
         return pins;
     }
 
+    /**
+     * Snapshots and checkpoints with a bare name (those at other paths are not known here), as
+     * {@code snapshot 'x'}, to the manifest digest that booting from them needs.
+     */
+    private java.util.Map<String, String> savedStates() {
+        java.util.Map<String, String> saved = new java.util.TreeMap<>();
+        for (Snapshot s : new Snapshots(home).list()) {
+            if (s.imageDigest() != null) {
+                saved.put("snapshot '" + s.name() + "'", s.imageDigest());
+            }
+        }
+        for (Checkpoint c : new Checkpoints(home).list()) {
+            if (c.imageDigest() != null) {
+                saved.put("checkpoint '" + c.name() + "'", c.imageDigest());
+            }
+        }
+        return saved;
+    }
+
     private java.util.Set<String> pinnedDigests() {
-        return new java.util.HashSet<>(pins().values());
+        java.util.Set<String> pinned = new java.util.HashSet<>(pins().values());
+        pinned.addAll(savedStates().values());
+        return pinned;
     }
 }

@@ -410,6 +410,16 @@ class OciPullIT {
                     assertThat(e.getMessage()).contains("user-of-small");
                 });
         Files.delete(sandbox.resolve("image.digest"));
+        // so does a snapshot of the home: booting from it needs that exact image
+        Path snapshot = Files.createDirectories(home.resolve("snapshots/kept"));
+        Files.writeString(snapshot.resolve("snapshot.json"), "{\"format\":1,\"createdAt\":\"2026-11-28T12:00:00Z\",\"image\":\""
+                + images.small + "\",\"imageDigest\":\"" + images.smallDigest + "\"}");
+        assertThatThrownBy(() -> api.remove(images.small))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.IMAGE_IN_USE);
+                    assertThat(e.getMessage()).contains("snapshot 'kept'");
+                });
+        Files.delete(snapshot.resolve("snapshot.json"));
         // removing one reference keeps what the other (the index, same manifest) still needs
         api.remove(images.small);
         assertThat(api.list()).extracting(io.microsandbox.ImageInfo::reference).containsExactly(images.multi);
