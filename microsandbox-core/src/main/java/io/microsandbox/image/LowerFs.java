@@ -12,6 +12,8 @@ import java.util.regex.Pattern;
 /**
  * Reads the read-only lower ext4 disk from the host with {@code debugfs} (e2fsprogs): what a
  * path is, its mode and owner, a link's target, a file's bytes. Never writes to the disk.
+ * debugfs exits 0 whatever fails and says so on its output: each answer is read for that, as
+ * a disk it cannot open would otherwise look empty (patches applied as if nothing were there).
  */
 final class LowerFs {
     private static final Pattern TYPE = Pattern.compile("Inode: (\\d+)\\s+Type: (\\S+)\\s+Mode:\\s+(\\d+)");
@@ -40,7 +42,10 @@ final class LowerFs {
         String out = run("stat " + DebugfsPaths.quote(path, "read the image's"));
         Matcher t = TYPE.matcher(out);
         if (!t.find()) {
-            return null;
+            if (out.contains("File not found by ext2_lookup")) {
+                return null;
+            }
+            throw new IOException("debugfs cannot tell what " + path + " is in the image: " + answer(out));
         }
         Matcher o = OWNER.matcher(out);
         int uid = 0;
@@ -53,7 +58,7 @@ final class LowerFs {
         String target = null;
         if (type.equals("symlink")) {
             Matcher f = FAST_LINK.matcher(out);
-            target = f.find() ? f.group(1) : run("cat <" + t.group(1) + ">").replaceFirst("^debugfs [^\\n]*\\n", "");
+            target = f.find() ? f.group(1) : withoutBanner(run("cat <" + t.group(1) + ">"));
         }
         return new Entry(path, Long.parseLong(t.group(1)), type, Integer.parseInt(t.group(3), 8), uid, gid, target);
     }
@@ -113,11 +118,28 @@ final class LowerFs {
 
     /** Copies a regular file of the lower to {@code dest} on the host. */
     void dump(String path, Path dest) throws IOException {
-        run("dump " + DebugfsPaths.quote(path, "copy the image's") + " " + DebugfsPaths.quote(dest.toString(), "copy to"));
+        String out = run("dump " + DebugfsPaths.quote(path, "copy the image's") + " " + DebugfsPaths.quote(dest.toString(), "copy to"));
+        if (!answer(out).isEmpty()) {
+            throw new IOException("debugfs cannot copy " + path + " out of the image: " + answer(out));
+        }
     }
 
     private String run(String request) throws IOException {
         // a listing of a large directory is long: bounded all the same
-        return HostCommand.run(List.of("/usr/sbin/debugfs", "-R", request, disk.toString()), Duration.ofSeconds(60), 64 << 20).output();
+        String out = HostCommand.run(List.of(RootDisks.e2fsprogsTool("debugfs"), "-R", request, disk.toString()),
+                Duration.ofSeconds(60), 64 << 20).output();
+        if (out.contains("while trying to open") || out.contains("Filesystem not open")) {
+            throw new IOException("debugfs cannot open the image's disk " + disk + ": " + answer(out));
+        }
+        return out;
+    }
+
+    /** What debugfs said besides its banner. */
+    private static String answer(String out) {
+        return withoutBanner(out).strip();
+    }
+
+    private static String withoutBanner(String out) {
+        return out.replaceFirst("^debugfs [^\\n]*\\n", "");
     }
 }

@@ -167,7 +167,7 @@ public final class RootDisks {
 
     private static void mke2fs(List<String> args) throws IOException {
         List<String> cmd = new ArrayList<>();
-        cmd.add(findMke2fs());
+        cmd.add(e2fsprogsTool("mke2fs"));
         cmd.add("-q");
         cmd.add("-F");
         cmd.addAll(args);
@@ -177,15 +177,16 @@ public final class RootDisks {
         }
     }
 
-    private static String findMke2fs() {
+    /** An e2fsprogs tool ({@code mke2fs}, {@code debugfs}) wherever the distribution puts it. */
+    public static String e2fsprogsTool(String name) {
         for (String dir : List.of("/usr/sbin", "/sbin", "/usr/bin", "/bin")) {
-            Path p = Path.of(dir, "mke2fs");
+            Path p = Path.of(dir, name);
             if (Files.isExecutable(p)) {
                 return p.toString();
             }
         }
         throw new MicrosandboxException(ErrorKind.BOOT_FAILED,
-                "mke2fs not found (package e2fsprogs); run scripts/setup.sh to install what the runtime needs");
+                name + " not found (package e2fsprogs); run scripts/setup.sh to install what the runtime needs");
     }
 
     /**

@@ -48,4 +48,21 @@ class LowerFsTest {
         assertThatThrownBy(() -> lower.dump("/a\\b", dir.resolve("out"))).isInstanceOf(IOException.class);
         assertThat(dir.resolve("out")).doesNotExist();
     }
+
+    /** debugfs exits 0 whatever fails: a disk it cannot open must not read as an empty image. */
+    @Test
+    void aDiskDebugfsCannotOpenOrACopyThatFailsIsAnError() throws Exception {
+        LowerFs notADisk = new LowerFs(Files.write(dir.resolve("zeros.ext4"), new byte[100_000]));
+        assertThatThrownBy(() -> notADisk.stat("/etc/passwd")).isInstanceOf(IOException.class)
+                .hasMessageContaining("cannot open the image's disk").hasMessageContaining("Bad magic number");
+
+        Path root = Files.createDirectories(dir.resolve("root"));
+        Files.writeString(root.resolve("file"), "data");
+        LowerFs lower = disk(root);
+        assertThat(lower.stat("/missing")).isNull();
+        assertThatThrownBy(() -> lower.dump("/file", dir.resolve("no-such-dir/out"))).isInstanceOf(IOException.class)
+                .hasMessageContaining("cannot copy /file");
+        lower.dump("/file", dir.resolve("out"));
+        assertThat(dir.resolve("out")).hasContent("data");
+    }
 }

@@ -61,7 +61,7 @@ final class DebugfsFixups {
             }
             Path file = work.resolve("script");
             OwnerOnly.write(file, script.toString().getBytes(StandardCharsets.UTF_8));
-            HostCommand.Result r = HostCommand.run(List.of("/usr/sbin/debugfs", "-w", "-f", file.toString(), disk.toString()),
+            HostCommand.Result r = HostCommand.run(List.of(io.microsandbox.image.RootDisks.e2fsprogsTool("debugfs"), "-w", "-f", file.toString(), disk.toString()),
                     Duration.ofMinutes(10), 64 << 20);
             String out = r.output();
             if (!r.succeeded()) {
