@@ -2,6 +2,7 @@ package io.microsandbox.image;
 
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
+import io.microsandbox.runtime.FileLocks;
 import io.microsandbox.runtime.HostCommand;
 import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.Posix;
@@ -61,16 +62,25 @@ public final class RootDisks {
                 OwnerOnly.restrictFile(target);
                 return target;
             }
-            // mke2fs fills the file it is given and keeps its mode: created 0600 here, it never
-            // exists with the umask's mode
-            Path tmp = OwnerOnly.createTempFile(cacheDir, "lower-", ".tmp");
-            try {
-                buildLowerExt4(image, fp, tmp);
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            } finally {
+            Path treeImage = image;
+            // one build per tree at a time, among threads and processes: the others wait and take its disk
+            return FileLocks.withLock(cacheDir.resolve("." + fp.digest() + ".lock"), "the root disk build of " + image, () -> {
+                if (Files.isRegularFile(target)) {
+                    return target;
+                }
+                // named by the tree, so that what a build killed half-way left is made again, not left for ever;
+                // mke2fs fills the file it is given and keeps its mode: created 0600 here
+                Path tmp = cacheDir.resolve("." + fp.digest() + ".ext4.part");
                 Files.deleteIfExists(tmp);
-            }
-            return target;
+                OwnerOnly.createFile(tmp);
+                try {
+                    buildLowerExt4(treeImage, fp, tmp);
+                    Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+                } finally {
+                    Files.deleteIfExists(tmp);
+                }
+                return target;
+            });
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot build the root disk of image " + image + ": " + e.getMessage(), e);
         }

@@ -119,4 +119,34 @@ class RootDisksTest {
         assertThat(RootDisks.cachedLowerDisk(cache, cache.resolve("0123456789abcdef01234567.ext4/../../" + elsewhere.getFileName()))).isNull();
         assertThat(RootDisks.cachedLowerDisk(cache, cache.resolve("ffffffffffffffffffffffff.ext4"))).as("missing").isNull();
     }
+
+    /** Creators of one new tree at once build its disk once: the others take that disk, not one of their own renamed over it. */
+    @Test
+    void aTreeIsBuiltOnceWhenSeveralCreatorsWantItAtOnce() throws Exception {
+        Path image = smallImage(tmp.resolve("image"));
+        Path cache = tmp.resolve("cache/rootfs");
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(4);
+        try {
+            java.util.concurrent.CountDownLatch start = new java.util.concurrent.CountDownLatch(1);
+            java.util.List<java.util.concurrent.Future<Object>> builds = new java.util.ArrayList<>();
+            for (int i = 0; i < 4; i++) {
+                builds.add(pool.submit(() -> {
+                    start.await();
+                    Path disk = RootDisks.lowerDisk(image, cache);
+                    return Files.readAttributes(disk, java.nio.file.attribute.BasicFileAttributes.class).fileKey();
+                }));
+            }
+            start.countDown();
+            java.util.Set<Object> disks = new java.util.HashSet<>();
+            for (var build : builds) {
+                disks.add(build.get(60, java.util.concurrent.TimeUnit.SECONDS));
+            }
+            assertThat(disks).hasSize(1);
+        } finally {
+            pool.shutdownNow();
+        }
+        try (var left = Files.list(cache)) {
+            assertThat(left.map(p -> p.getFileName().toString()).filter(n -> !n.endsWith(".lock")).toList()).hasSize(1).allMatch(n -> n.endsWith(".ext4"));
+        }
+    }
 }

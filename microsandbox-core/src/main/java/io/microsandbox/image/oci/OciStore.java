@@ -2,23 +2,17 @@ package io.microsandbox.image.oci;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.microsandbox.ErrorKind;
-import io.microsandbox.MicrosandboxException;
+import io.microsandbox.runtime.FileLocks;
 import io.microsandbox.runtime.OwnerOnly;
 import io.microsandbox.runtime.SandboxPreparer;
 import java.io.IOException;
-import java.nio.channels.FileChannel;
-import java.nio.channels.FileLock;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * The content-addressed image cache under {@code <home>/cache/oci}, shared by every JVM on
@@ -36,8 +30,6 @@ import java.util.concurrent.locks.ReentrantLock;
  */
 public final class OciStore {
     private static final ObjectMapper JSON = new ObjectMapper();
-    /** In-JVM half of each lock: a file lock is per process, threads must queue first. */
-    private static final ConcurrentHashMap<String, ReentrantLock> THREAD_LOCKS = new ConcurrentHashMap<>();
 
     private final Path root;
 
@@ -207,42 +199,11 @@ public final class OciStore {
 
     // locks
 
-    /** A callable that may throw IOException. */
-    @FunctionalInterface
-    public interface IoAction<T> {
-        T run() throws IOException;
-    }
-
     /**
      * Runs {@code action} holding the lock {@code key}: first among this JVM's threads, then
      * among processes (a file lock, freed by the kernel if the holder dies).
      */
-    public <T> T withLock(String key, IoAction<T> action) throws IOException {
-        ReentrantLock local = THREAD_LOCKS.computeIfAbsent(root + "/" + key, k -> new ReentrantLock());
-        try {
-            // a pull waiting behind another (a slow registry) can be cancelled
-            local.lockInterruptibly();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for the image cache lock " + key);
-        }
-        try {
-            Path lockFile = dir(root.resolve("locks")).resolve(key + ".lock");
-            if (!Files.exists(lockFile)) {
-                try {
-                    OwnerOnly.createFile(lockFile);
-                } catch (java.nio.file.FileAlreadyExistsException e) {
-                    // another process made it
-                }
-            }
-            try (FileChannel ch = FileChannel.open(lockFile, StandardOpenOption.WRITE);
-                 FileLock ignored = ch.lock()) {
-                return action.run();
-            } catch (java.nio.channels.FileLockInterruptionException e) {
-                throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for the image cache lock " + key);
-            }
-        } finally {
-            local.unlock();
-        }
+    public <T> T withLock(String key, FileLocks.IoAction<T> action) throws IOException {
+        return FileLocks.withLock(dir(root.resolve("locks")).resolve(key + ".lock"), "the image cache lock " + key, action);
     }
 }
