@@ -173,7 +173,7 @@ public final class Microsandbox {
         Sandbox.validateName(name);
         Objects.requireNonNull(config, "config");
         // a configuration read back from a sandbox carries its secrets without values
-        config = config.withSecretValues(Map.of(), "sandbox '" + name + "'");
+        config = config.withSecretValues(Map.of(), "sandbox '" + name + "'").withAbsolutePaths();
         Snapshot snapshot = null;
         if (config.snapshot() != null) {
             snapshot = snapshots().get(config.snapshot());

@@ -369,6 +369,26 @@ public final class SandboxConfig {
         return b.build();
     }
 
+    /**
+     * This configuration with a relative image or disk-image path that names a local file or
+     * directory made absolute, against the working directory now: a persisted sandbox must find
+     * the same files when a later process, elsewhere, starts it again.
+     */
+    SandboxConfig withAbsolutePaths() {
+        String absoluteImage = Builder.absoluteIfOnDisk(image);
+        String absoluteDisk = Builder.absoluteIfOnDisk(imageDisk);
+        if (Objects.equals(absoluteImage, image) && Objects.equals(absoluteDisk, imageDisk)) {
+            return this;
+        }
+        Builder b = toBuilder();
+        if (imageDisk != null) {
+            b.imageDisk(absoluteDisk, imageDiskFsType);
+        } else {
+            b.image(absoluteImage);
+        }
+        return b.build();
+    }
+
     /** This configuration as JSON, the form in which sandboxes are persisted (its secrets without their values). */
     public String toJson() {
         ObjectNode n = JSON.createObjectNode();
@@ -1097,6 +1117,14 @@ public final class SandboxConfig {
             } catch (java.nio.file.InvalidPathException e) {
                 return false;
             }
+        }
+
+        static String absoluteIfOnDisk(String path) {
+            if (path == null || !onDisk(path)) {
+                return path;
+            }
+            java.nio.file.Path p = java.nio.file.Path.of(path);
+            return p.isAbsolute() ? path : p.toAbsolutePath().normalize().toString();
         }
 
         private static boolean onDisk(String path) {

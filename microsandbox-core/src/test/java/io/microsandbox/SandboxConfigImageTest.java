@@ -20,6 +20,26 @@ class SandboxConfigImageTest {
                 });
     }
 
+    /** A relative path is persisted absolute: a later process elsewhere must find the same files; references stay as given. */
+    @Test
+    void aRelativeImagePathIsMadeAbsoluteForTheRecord() throws Exception {
+        Path cwd = Path.of("").toAbsolutePath();
+        Path tree = Files.createDirectories(cwd.resolve("target/relative-image-" + ProcessHandle.current().pid()));
+        Path disk = Files.write(tree.resolve("root.raw"), new byte[4096]);
+        try {
+            String relative = cwd.relativize(tree).toString();
+            assertThat(SandboxConfig.builder().image(relative).build().withAbsolutePaths().image()).isEqualTo(tree.toString());
+            assertThat(SandboxConfig.builder().imageDisk(cwd.relativize(disk).toString(), "ext4").build().withAbsolutePaths().imageDisk())
+                    .isEqualTo(disk.toString());
+            assertThat(SandboxConfig.builder().image("python:3.12").build().withAbsolutePaths().image()).isEqualTo("python:3.12");
+            SandboxConfig absolute = SandboxConfig.builder().image(tree.toString()).build();
+            assertThat(absolute.withAbsolutePaths()).isSameAs(absolute);
+        } finally {
+            Files.delete(disk);
+            Files.delete(tree);
+        }
+    }
+
     /** A sandbox recorded by a version that did not check references (or from a directory since removed) still reads back. */
     @Test
     void aRecordedConfigurationIsReadBackWhateverItsImage() {
