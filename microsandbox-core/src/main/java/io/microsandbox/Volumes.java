@@ -105,6 +105,23 @@ public final class Volumes {
         return find(name).orElseThrow(() -> new MicrosandboxException(ErrorKind.VOLUME_NOT_FOUND, "no volume named '" + name + "'"));
     }
 
+    /**
+     * The volume named {@code name} with its data in place, as a mount needs it.
+     *
+     * @throws MicrosandboxException VOLUME_NOT_FOUND, also when its data is missing (a creation
+     *         cut short, or one still under way in another process)
+     */
+    public Volume withData(String name) {
+        Volume v = get(name);
+        boolean there = v.kind() == Volume.Kind.DISK ? Files.isRegularFile(v.path(), java.nio.file.LinkOption.NOFOLLOW_LINKS)
+                : Files.isDirectory(v.path(), java.nio.file.LinkOption.NOFOLLOW_LINKS);
+        if (!there) {
+            throw new MicrosandboxException(ErrorKind.VOLUME_NOT_FOUND, "volume '" + name + "' has no data at " + v.path()
+                    + " (its creation was cut short, or is still under way); remove it and create it again");
+        }
+        return v;
+    }
+
     /** The volume named {@code name}, if there is one. */
     public Optional<Volume> find(String name) {
         validateName(name);

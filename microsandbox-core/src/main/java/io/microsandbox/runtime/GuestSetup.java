@@ -66,7 +66,7 @@ public final class GuestSetup {
             switch (m.kind()) {
                 case BIND -> share(qemu, entry, index, hostDirectory(home, guestPath, Path.of(m.source())), m);
                 case NAMED -> {
-                    Volume v = Volumes.at(home).get(m.source());
+                    Volume v = Volumes.at(home).withData(m.source());
                     if (v.kind() == Volume.Kind.DIRECTORY) {
                         share(qemu, entry, index, v.path(), m);
                     } else {
@@ -159,7 +159,7 @@ public final class GuestSetup {
 
     private static Path diskFile(Path home, String guestPath, String source) {
         if (!source.startsWith("/")) {
-            Volume v = Volumes.at(home).get(source);
+            Volume v = Volumes.at(home).withData(source);
             if (v.kind() != Volume.Kind.DISK) {
                 throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "mount " + guestPath + ": volume '" + source
                         + "' is a directory, not a disk; mount it with Mount.named");

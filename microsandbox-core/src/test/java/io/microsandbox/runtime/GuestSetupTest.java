@@ -59,6 +59,14 @@ class GuestSetupTest {
         SandboxConfig noVolume = SandboxConfig.builder().image("/img").mount("/a", Mount.named("nope", MountOptions.defaults())).build();
         assertThatThrownBy(() -> GuestSetup.plan(tmp, noVolume, null)).isInstanceOfSatisfying(MicrosandboxException.class,
                 e -> assertThat(e.kind()).isEqualTo(ErrorKind.VOLUME_NOT_FOUND));
+        // a volume whose creation was cut short has its row but no data: not mounted as if empty
+        io.microsandbox.Volume cut = io.microsandbox.Volumes.at(tmp).create("cut");
+        io.microsandbox.runtime.SandboxPreparer.deleteTree(cut.path());
+        SandboxConfig noData = SandboxConfig.builder().image("/img").mount("/a", Mount.named("cut", MountOptions.defaults())).build();
+        assertThatThrownBy(() -> GuestSetup.plan(tmp, noData, null)).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+            assertThat(e.kind()).isEqualTo(ErrorKind.VOLUME_NOT_FOUND);
+            assertThat(e.getMessage()).contains("'cut' has no data").contains("create it again");
+        });
     }
 
     @Test
