@@ -51,6 +51,7 @@ public final class SandboxPreparer {
         // a published port that is taken fails the create before anything is made (INVALID_CONFIG)
         new io.microsandbox.runtime.network.NetworkSettings(config.network(), config.ports()).checkPortsFree();
         layout.createDirectories(home);
+        sweepHalfMade(layout.dir());
         // mke2fs runs as its own process: let it work while this thread fingerprints the image
         CompletableFuture<Void> upper;
         // patches (issue 8) need the lower disk: their upper is made after the image is resolved
@@ -204,6 +205,22 @@ public final class SandboxPreparer {
     }
 
     /** Deletes a directory tree, ignoring what is already gone. */
+    /**
+     * Deletes what a preparation killed half-way left in a sandbox's directory: patch staging
+     * trees and files made aside ({@code .part}) to be renamed once whole. Only called under the
+     * sandbox's creation lock, so nothing else is making them.
+     */
+    static void sweepHalfMade(Path sandboxDir) throws IOException {
+        try (java.util.stream.Stream<Path> entries = Files.list(sandboxDir)) {
+            for (Path p : entries.toList()) {
+                String name = p.getFileName().toString();
+                if (name.startsWith("upper-stage.") || name.endsWith(".part")) {
+                    deleteTree(p);
+                }
+            }
+        }
+    }
+
     public static void deleteTree(Path dir) {
         try {
             // what disappears meanwhile (another deleter) is as good as deleted
