@@ -157,6 +157,7 @@ public final class Checkpoints {
         // cheap checks on the hot path: QEMU itself refuses a stream that does not parse
         requireSize(checkpoint, "memory file", checkpoint.memoryFile(), checkpoint.memoryBytes());
         requireSize(checkpoint, "guest memory file", checkpoint.ramFile(), checkpoint.ramBytes());
+        requireOwnFile(checkpoint, "upper disk", checkpoint.upperDisk());
         String mismatch;
         Map<String, String> actual;
         try {
@@ -178,6 +179,7 @@ public final class Checkpoints {
     }
 
     private static void requireSize(Checkpoint checkpoint, String what, Path file, long recorded) {
+        requireOwnFile(checkpoint, what, file);
         long size;
         try {
             size = Files.size(file);
@@ -188,6 +190,14 @@ public final class Checkpoints {
         if (size != recorded) {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the " + what + " of checkpoint '" + checkpoint.name()
                     + "' has " + size + " bytes, the manifest records " + recorded);
+        }
+    }
+
+    /** A checkpoint's files are its own: a link could stand for another sandbox's disk, or any host file. */
+    private static void requireOwnFile(Checkpoint checkpoint, String what, Path file) {
+        if (Files.isSymbolicLink(file)) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the " + what + " of checkpoint '" + checkpoint.name()
+                    + "' is a symbolic link (" + file + ")");
         }
     }
 }

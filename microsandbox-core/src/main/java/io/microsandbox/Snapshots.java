@@ -219,6 +219,10 @@ public final class Snapshots {
      */
     static void materialize(Path home, String what, Path upper, String expectedDigest, String imageDigest, SandboxLayout target) {
         try {
+            if (Files.isSymbolicLink(upper)) {
+                // a snapshot's files are its own: a link could stand for another sandbox's disk, or any host file
+                throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, "the upper disk of " + what + " is a symbolic link (" + upper + ")");
+            }
             OwnerOnly.directories(home, target.dir());
             if (imageDigest != null) {
                 OwnerOnly.write(target.dir().resolve("image.digest"), (imageDigest + "\n").getBytes(StandardCharsets.UTF_8));

@@ -121,7 +121,7 @@ class CheckpointIT {
             Path other = tmp.resolve("other-kernel");
             Files.createDirectory(other);
             for (String file : List.of("memory.bin", "ram.bin", "upper.ext4")) {
-                Files.createSymbolicLink(other.resolve(file), cp.path().resolve(file));
+                sameFile(cp.path().resolve(file), other.resolve(file));
             }
             String manifest = Files.readString(cp.path().resolve("checkpoint.json"), StandardCharsets.UTF_8);
             String kernel = cp.vm().get("kernel");
@@ -144,14 +144,27 @@ class CheckpointIT {
                         assertThat(e.getMessage()).contains("earlier microsandbox");
                     });
 
+            // a checkpoint's files are its own: one that is a link (to any host file) is refused
+            Path linked = tmp.resolve("linked");
+            Files.createDirectory(linked);
+            Files.copy(cp.path().resolve("checkpoint.json"), linked.resolve("checkpoint.json"));
+            sameFile(cp.memoryFile(), linked.resolve("memory.bin"));
+            sameFile(cp.path().resolve("upper.ext4"), linked.resolve("upper.ext4"));
+            Files.createSymbolicLink(linked.resolve("ram.bin"), cp.ramFile());
+            assertThatThrownBy(() -> runtime.restore(refused, Checkpoint.get(linked.toString()), RestoreOptions.defaults()))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                        assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_INTEGRITY);
+                        assertThat(e.getMessage()).contains("guest memory file").contains("symbolic link");
+                    });
+
             // a truncated memory file is refused before QEMU starts; one that does not parse fails the boot, never hangs it
             Path truncated = tmp.resolve("truncated");
             Files.createDirectory(truncated);
-            Files.createSymbolicLink(truncated.resolve("upper.ext4"), cp.path().resolve("upper.ext4"));
+            sameFile(cp.path().resolve("upper.ext4"), truncated.resolve("upper.ext4"));
             Files.copy(cp.path().resolve("checkpoint.json"), truncated.resolve("checkpoint.json"));
             byte[] memory = Files.readAllBytes(cp.memoryFile());
             Files.write(truncated.resolve("memory.bin"), java.util.Arrays.copyOf(memory, memory.length / 2));
-            Files.createSymbolicLink(truncated.resolve("ram.bin"), cp.ramFile());
+            sameFile(cp.ramFile(), truncated.resolve("ram.bin"));
             assertThatThrownBy(() -> runtime.restore(refused, Checkpoint.get(truncated.toString()), RestoreOptions.defaults()))
                     .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_INTEGRITY));
             // the same for a guest memory file cut short
@@ -166,7 +179,7 @@ class CheckpointIT {
                         assertThat(e.getMessage()).contains("guest memory file");
                     });
             Files.delete(truncated.resolve("ram.bin"));
-            Files.createSymbolicLink(truncated.resolve("ram.bin"), cp.ramFile());
+            sameFile(cp.ramFile(), truncated.resolve("ram.bin"));
             byte[] garbled = memory.clone();
             java.util.Arrays.fill(garbled, 0, 4096, (byte) 0x5a);
             Files.write(truncated.resolve("memory.bin"), garbled);
@@ -205,5 +218,14 @@ class CheckpointIT {
             Thread.sleep(200);
         }
         throw new AssertionError("the loop's state did not reach " + atLeast + " in 30 s: '" + last + "'");
+    }
+
+    /** {@code source} under another checkpoint's name: a hard link, or a sparse copy across filesystems (links are refused). */
+    private static void sameFile(Path source, Path target) throws java.io.IOException {
+        try {
+            Files.createLink(target, source);
+        } catch (java.io.IOException crossDevice) {
+            io.microsandbox.runtime.SparseFiles.copy(source, target);
+        }
     }
 }

