@@ -119,7 +119,7 @@ public final class Images {
                 // a pull in progress elsewhere keeps its blobs
                 img = new OciImages.Image(img.reference(), img.manifestDigest(), rec != null ? rec.indexDigest() : null,
                         img.configDigest(), img.layers(), img.defaults());
-                oci.collect(pinnedDigests(), java.time.Duration.ZERO, img);
+                oci.collect(this::pinnedDigests, java.time.Duration.ZERO, img);
             }
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot remove image " + image + ": " + e.getMessage(), e);
@@ -138,7 +138,7 @@ public final class Images {
     /** {@link #prune()} with another grace period for fresh files ({@link java.time.Duration#ZERO}: none). */
     public long prune(java.time.Duration olderThan) {
         try {
-            return new OciImages(home).collect(pinnedDigests(), olderThan);
+            return new OciImages(home).collect(this::pinnedDigests, olderThan);
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot prune the image cache: " + e.getMessage(), e);
         }

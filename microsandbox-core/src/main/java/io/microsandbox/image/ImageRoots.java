@@ -8,7 +8,6 @@ import io.microsandbox.image.oci.Digests;
 import io.microsandbox.image.oci.ImageReference;
 import io.microsandbox.image.oci.OciArchives;
 import io.microsandbox.image.oci.OciImages;
-import io.microsandbox.runtime.OwnerOnly;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -105,8 +104,8 @@ public final class ImageRoots {
             throw new MicrosandboxException(ErrorKind.IO, "cannot read " + pin + ": " + e.getMessage(), e);
         }
         try {
-            // pinned before the disk is built: from here on a prune keeps the image
-            OwnerOnly.write(pin, (img.manifestDigest() + "\n").getBytes(StandardCharsets.UTF_8));
+            // pinned before the disk is built: from here on a prune or remove keeps the image
+            images.pinned(pin, img);
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot write " + pin + ": " + e.getMessage(), e);
         }

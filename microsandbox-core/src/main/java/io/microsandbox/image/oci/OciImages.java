@@ -318,6 +318,18 @@ public final class OciImages {
     }
 
     /**
+     * Writes {@code pin}, which names {@code img}'s manifest as a sandbox's, under the lock a
+     * collection holds: one under way finishes first (what it deleted, {@link #lowerDisk} then
+     * fetches or builds again), and one that begins later reads the pin and keeps the image.
+     */
+    public void pinned(Path pin, Image img) throws IOException {
+        store.withLock("gc", () -> {
+            OwnerOnly.write(pin, (img.manifestDigest() + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            return null;
+        });
+    }
+
+    /**
      * The read-only lower disk of {@code img}, built once per manifest digest: the layers are
      * applied in order into a staging tree, checked against their digests and diff_ids, and
      * the tree becomes an ext4 image. A cached layer found corrupt is deleted and fetched again
@@ -414,16 +426,18 @@ public final class OciImages {
     }
 
     /**
-     * Deletes blobs and lower disks that neither a recorded reference nor one of
-     * {@code pinnedManifests} reaches, and that are older than {@code minAge} (a pull in
-     * progress records its reference last: its fresh blobs are left alone). Returns the bytes freed.
+     * Deletes blobs and lower disks that neither a recorded reference nor one of the pinned
+     * manifests reaches, and that are older than {@code minAge} (a pull in progress records its
+     * reference last: its fresh blobs are left alone). Returns the bytes freed. The pins are read
+     * under the lock that {@link #pinned} takes too: a sandbox pinned once this begins is kept.
      */
-    public long collect(java.util.Set<String> pinnedManifests, java.time.Duration minAge) throws IOException {
+    public long collect(java.util.function.Supplier<java.util.Set<String>> pinnedManifests, java.time.Duration minAge) throws IOException {
         return collect(pinnedManifests, minAge, null);
     }
 
-    /** {@link #collect(java.util.Set, java.time.Duration)} limited to the blobs and disk of {@code only} (null: everything). */
-    public long collect(java.util.Set<String> pinnedManifests, java.time.Duration minAge, Image only) throws IOException {
+    /** {@link #collect(java.util.function.Supplier, java.time.Duration)} limited to the blobs and disk of {@code only} (null: everything). */
+    public long collect(java.util.function.Supplier<java.util.Set<String>> pinnedManifests, java.time.Duration minAge, Image only)
+            throws IOException {
         java.util.Set<String> candidates = only == null ? null : new java.util.HashSet<>();
         if (only != null) {
             candidates.add(only.manifestDigest());
@@ -436,7 +450,7 @@ public final class OciImages {
         final java.util.Set<String> limit = candidates;
         long cutoff = System.currentTimeMillis() - minAge.toMillis();
         return store.withLock("gc", () -> {
-            java.util.Set<String> keepManifests = new java.util.HashSet<>(pinnedManifests);
+            java.util.Set<String> keepManifests = new java.util.HashSet<>(pinnedManifests.get());
             java.util.Set<String> keepBlobs = new java.util.HashSet<>();
             for (OciStore.RefRecord r : store.refs()) {
                 keepManifests.add(r.manifestDigest());
