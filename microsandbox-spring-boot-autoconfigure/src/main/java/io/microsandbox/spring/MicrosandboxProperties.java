@@ -258,9 +258,16 @@ public class MicrosandboxProperties {
 
     /** What a returned sandbox goes through before it is lent again. */
     public enum Reset {
-        /** Nothing: the next borrower sees the files the previous one left. */
+        /**
+         * Nothing: the next borrower sees the files the previous one left, and processes it left
+         * running in the background. Fast, and right when borrowers trust each other (one
+         * tenant's jobs); use {@link #CLEAN} when they must not see each other's work.
+         */
         NONE,
-        /** The member is replaced by a freshly booted sandbox with a clean upper disk. */
+        /**
+         * The member is replaced by a freshly booted sandbox with a clean upper disk; one lent
+         * when the application closes is drained, whatever on-shutdown says.
+         */
         CLEAN
     }
 
@@ -330,10 +337,13 @@ public class MicrosandboxProperties {
         /** Most sandboxes the pool holds, idle, lent and booting together. */
         private int maxSize = 4;
 
-        /** How long a borrower waits for a sandbox before failing with SandboxPoolExhaustedException. */
+        /** How long a borrower waits for a sandbox, pinging idle ones included, before failing with SandboxPoolExhaustedException. */
         private Duration acquireTimeout = Duration.ofSeconds(30);
 
-        /** Longest life of a member; a few percent of jitter spreads rotations. 0 means no limit. */
+        /**
+         * Longest life of a member; a few percent of jitter spreads rotations. 0 means no limit. A
+         * member is also retired a tenth (at most a minute) before microsandbox.max-duration.
+         */
         private Duration maxLifetime = Duration.ofMinutes(30);
 
         /** Most loans of one member before it is rotated. 0 means no limit. */

@@ -24,6 +24,9 @@ import java.util.function.Function;
  */
 public class SandboxTemplate implements SandboxOperations {
 
+    /** Longest run of the commands that write and remove the code file of {@link #run} with stdin: they only handle a file. */
+    private static final Duration FILE_STEP_TIMEOUT = Duration.ofSeconds(10);
+
     private final SandboxSource source;
     private final ExecObserver observer;
     private final Duration timeout;
@@ -91,21 +94,38 @@ public class SandboxTemplate implements SandboxOperations {
             // stdin belongs to the program: write the code to a file first
             String file = "/tmp/msb-run-" + UUID.randomUUID() + extension(interpreter);
             ExecOutput written = sb.exec("sh", List.of("-c", "cat > \"$1\"", "sh", file),
-                    ExecOptions.builder().stdin(code).timeout(Duration.ofSeconds(30)).build());
+                    ExecOptions.builder().stdin(code).timeout(fileStepTimeout()).build());
             if (written.exitCode() != 0) {
                 throw new SandboxExecutionFailedException(ErrorKind.EXEC_FAILED,
                         "cannot write the code to " + file + ": " + written.stderr(), null);
             }
+            boolean sandboxDiscarded = false;
             try {
                 return sb.exec(interpreter, List.of(file), opts.build());
+            } catch (MicrosandboxException e) {
+                // the file goes with the sandbox; a removal would only wait on a sandbox that may not answer
+                sandboxDiscarded = discardsTheSandbox(translate(e));
+                throw e;
             } finally {
-                try {
-                    sb.exec("rm", List.of("-f", file));
-                } catch (MicrosandboxException ignored) {
-                    // the run's own error tells more
+                if (!sandboxDiscarded) {
+                    try {
+                        sb.exec("rm", List.of("-f", file), ExecOptions.builder().timeout(fileStepTimeout()).build());
+                    } catch (MicrosandboxException ignored) {
+                        // the run's own error tells more
+                    }
                 }
             }
         });
+    }
+
+    /** The time limit of a code file step: {@link #FILE_STEP_TIMEOUT}, or the template's timeout when shorter. */
+    private Duration fileStepTimeout() {
+        return timeout != null && timeout.compareTo(FILE_STEP_TIMEOUT) < 0 ? timeout : FILE_STEP_TIMEOUT;
+    }
+
+    /** Whether a command's failure makes its sandbox unfit to lend again (timed out, lost). */
+    private static boolean discardsTheSandbox(SandboxAccessException e) {
+        return e instanceof SandboxTimeoutException || e instanceof SandboxLostException;
     }
 
     private static String interpreter(String language) {
@@ -191,7 +211,7 @@ public class SandboxTemplate implements SandboxOperations {
                 return out;
             } catch (MicrosandboxException e) {
                 SandboxAccessException translated = translate(e);
-                if (translated instanceof SandboxTimeoutException || translated instanceof SandboxLostException) {
+                if (discardsTheSandbox(translated)) {
                     lease.markBroken(translated instanceof SandboxTimeoutException ? "timeout" : "lost");
                 }
                 error = translated;
@@ -222,7 +242,8 @@ public class SandboxTemplate implements SandboxOperations {
         return switch (kind) {
             case EXEC_TIMEOUT -> new SandboxTimeoutException(kind, e.getMessage(), e);
             case EXEC_FAILED -> new SandboxExecutionFailedException(kind, e.getMessage(), e);
-            case SANDBOX_NOT_RUNNING, SANDBOX_NOT_FOUND, INVALID_HANDLE, IO, INTERNAL, UNKNOWN, BOOT_FAILED, CANCELLED ->
+            case CANCELLED -> new SandboxInterruptedException(kind, e.getMessage(), e);
+            case SANDBOX_NOT_RUNNING, SANDBOX_NOT_FOUND, INVALID_HANDLE, IO, INTERNAL, UNKNOWN, BOOT_FAILED ->
                     new SandboxLostException(kind, e.getMessage(), e);
             default -> new SandboxAccessException(kind, e.getMessage(), e);
         };

@@ -23,6 +23,7 @@ public interface ExecObserver {
         if (error != null) {
             return error instanceof io.microsandbox.spring.SandboxTimeoutException ? "timeout"
                     : error instanceof io.microsandbox.spring.SandboxLostException ? "lost"
+                    : error instanceof io.microsandbox.spring.SandboxInterruptedException ? "cancelled"
                     : error instanceof io.microsandbox.spring.SandboxPoolExhaustedException ? "exhausted" : "error";
         }
         return output.exitCode() == 0 ? "success" : "nonzero-exit";

@@ -16,7 +16,8 @@ import org.apache.commons.logging.LogFactory;
 
 /**
  * The memory checkpoint a pool with {@code warm-start=checkpoint} restores its members from:
- * {@code <home>/checkpoints/spring-pool-<pool>-<instance>}, taken once of the first warmed
+ * {@code <home>/checkpoints/spring-pool-<pool>-<instance>-<hash>} (the hash of the pool and
+ * instance pair keeps pairs apart that the joined name does not), taken once of the first warmed
  * member, dropped when a restore from it fails (the next member boots cold and is checkpointed
  * again) and when the pool closes. A leftover of an earlier run is removed on start rather than
  * reused: it holds that run's configuration and warm-up, which the application may have changed.
@@ -39,7 +40,10 @@ final class PoolCheckpoint {
     PoolCheckpoint(Microsandbox runtime, String poolName, String instanceId) {
         this.runtime = runtime;
         this.poolName = poolName;
-        this.name = "spring-pool-" + poolName + "-" + instanceId.replaceAll("[^A-Za-z0-9_.-]", "_");
+        String hash = "-" + PoolInstanceLock.idHash(poolName, instanceId);
+        String readable = ("spring-pool-" + poolName + "-" + instanceId).replaceAll("[^A-Za-z0-9_.-]", "_");
+        // the hash names it alone: the readable part is cut to fit the limit on checkpoint names
+        this.name = readable.substring(0, Math.min(readable.length(), Sandbox.MAX_NAME_BYTES - hash.length())) + hash;
     }
 
     String name() {

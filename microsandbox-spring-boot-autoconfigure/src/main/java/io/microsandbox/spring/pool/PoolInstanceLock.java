@@ -109,7 +109,15 @@ final class PoolInstanceLock implements AutoCloseable {
 
     /** Hashed: pool names and instance ids are free text, file names are not. */
     private static Path lockFile(Path home, String pool, String id) {
-        return home.resolve("pools").resolve(SandboxLayout.shortHash(pool + "\n" + id) + ".lock");
+        return home.resolve("pools").resolve(idHash(pool, id) + ".lock");
+    }
+
+    /**
+     * A short hash of a pool name and an instance id, which tells apart the pairs that joining
+     * them in a name would not ({@code default-web} and {@code 1}, {@code default} and {@code web-1}).
+     */
+    static String idHash(String pool, String id) {
+        return SandboxLayout.shortHash(pool + "\n" + id);
     }
 
     /** The id this pool runs as: the one asked for, or the first free {@code #N} variant. */

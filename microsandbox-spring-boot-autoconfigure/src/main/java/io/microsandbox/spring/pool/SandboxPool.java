@@ -14,6 +14,7 @@ import io.microsandbox.SandboxFilter;
 import io.microsandbox.SandboxHandle;
 import io.microsandbox.SandboxStopResult;
 import io.microsandbox.SandboxStatus;
+import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxPreparer;
 import io.microsandbox.spring.MicrosandboxProperties;
 import io.microsandbox.spring.SandboxPoolExhaustedException;
@@ -36,6 +37,7 @@ import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
@@ -46,18 +48,22 @@ import org.apache.commons.logging.LogFactory;
  * A pool of detached sandboxes, in the manner of HikariCP.
  *
  * <ul>
- * <li>Members are detached sandboxes labelled {@value #POOL_LABEL}=pool name and
- *     {@value #INSTANCE_LABEL}=application instance; their names start with the pool name.</li>
+ * <li>Members are detached sandboxes labelled {@value #POOL_LABEL}=pool name,
+ *     {@value #INSTANCE_LABEL}=application instance and {@value #CONFIG_LABEL}=a hash of the
+ *     configuration they were created with; their names start with the pool name.</li>
  * <li>A housekeeper thread keeps {@code min-idle} members booted, creation runs on pool threads
  *     (never on a borrower's), and failed boots back off exponentially.</li>
  * <li>{@link #borrow()} waits up to {@code acquire-timeout} and pings a member that has been idle
- *     a while before lending it.</li>
- * <li>Each member has a lifetime ({@code max-lifetime} less up to 2.5% jitter) and a use limit
- *     ({@code max-uses}). An idle member past either is drained and replaced; a lent one is only
- *     marked and is drained when it comes back, so a borrower is never disturbed.</li>
+ *     a while before lending it, within the validation timeout and the time the borrower has left.</li>
+ * <li>Each member has a lifetime ({@code max-lifetime} less up to 2.5% jitter, and ending a
+ *     margin before the sandbox's own {@code max-duration}) and a use limit ({@code max-uses}).
+ *     An idle member past either is drained and replaced; a lent one is only marked and is
+ *     drained when it comes back, so a borrower is never disturbed.</li>
  * <li>A member whose command timed out, that stopped answering or crashed is discarded.</li>
  * <li>On start the pool re-adopts its running members by label and removes the stopped or
- *     crashed ones; on close it drains them or leaves them running ({@code on-shutdown}).</li>
+ *     crashed ones, and those created with another configuration; on close it drains them or
+ *     leaves them running ({@code on-shutdown}; with {@code reset=clean} a member lent at the
+ *     close is drained either way).</li>
  * <li>A cold-booted member runs {@code warm-up-command} before it is lent. With
  *     {@code warm-start=checkpoint} the first one is then checkpointed and further members are
  *     restored from that checkpoint, each with its own name, hostname, upper disk, entropy and
@@ -71,12 +77,27 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     public static final String POOL_LABEL = "spring.pool";
     /** Label holding the application instance. */
     public static final String INSTANCE_LABEL = "spring.instance";
+    /**
+     * Label holding a short hash of what a member was created with (its sandbox configuration,
+     * warm-up command and warm-start mode): a member an earlier run left with another hash is
+     * removed on start, not re-adopted.
+     */
+    public static final String CONFIG_LABEL = "spring.config";
 
     private static final Log log = LogFactory.getLog(SandboxPool.class);
     /** How long an instance id must have been left unused before another instance removes what it left. */
     public static final Duration ABANDONED_AFTER = Duration.ofMinutes(5);
     /** How often a borrower waiting for a member looks whether the pool has closed. */
     private static final long CLOSED_CHECK_NANOS = TimeUnit.MILLISECONDS.toNanos(100);
+    /**
+     * The least time a ping before a loan gets, even when the borrower's time is (nearly) up: a
+     * healthy agent answers well within it, and {@code acquire-timeout=0} can still lend.
+     */
+    private static final long MIN_VALIDATION_NANOS = TimeUnit.MILLISECONDS.toNanos(100);
+    /** The longest margin by which a member is retired before its sandbox's own {@code max-duration}. */
+    private static final Duration MAX_DURATION_MARGIN = Duration.ofMinutes(1);
+    /** How much longer than {@code shutdown-timeout} a close waits for the members to stop and be removed. */
+    private static final Duration STOP_GRACE = Duration.ofSeconds(10);
 
     private final Microsandbox runtime;
     private final SandboxConfig config;
@@ -85,6 +106,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     private final PoolInstanceLock instanceLock;
     private final String instanceId;
     private final Map<String, String> poolLabels;
+    /** The {@value #CONFIG_LABEL} of this run's members. */
+    private final String configHash;
     private final Map<String, Member> members = new ConcurrentHashMap<>();
     private final LinkedBlockingDeque<Member> idle = new LinkedBlockingDeque<>();
     private final AtomicInteger pending = new AtomicInteger();
@@ -123,10 +146,16 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         }
         this.poolLabels = Map.of(POOL_LABEL, settings.getName(), INSTANCE_LABEL, instanceId);
         try {
-            this.config = config.toBuilder().labels(merged(config.labels(), poolLabels)).detached(true).ephemeral(false).build();
+            SandboxConfig pooled = config.toBuilder().labels(merged(config.labels(), poolLabels)).detached(true).ephemeral(false).build();
+            this.configHash = configHash(pooled, settings);
+            this.config = pooled.toBuilder().label(CONFIG_LABEL, configHash).build();
         } catch (RuntimeException e) {
             instanceLock.close(); // no pool: the id is free again
             throw e;
+        }
+        if (this.config.idleTimeout().compareTo(Duration.ZERO) > 0) {
+            log.warn("pool '" + settings.getName() + "': microsandbox.idle-timeout is " + this.config.idleTimeout() + ", so idle members"
+                    + " stop after that long and are booted again, over and over; leave it at 0 for a pool (max-lifetime retires members)");
         }
         this.checkpoint = settings.getWarmStart() == MicrosandboxProperties.WarmStart.CHECKPOINT
                 ? new PoolCheckpoint(runtime, settings.getName(), instanceId) : null;
@@ -135,6 +164,16 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         this.creators = Executors.newFixedThreadPool(Math.max(1, Math.min(settings.getMaxSize(), 2)), threads(prefix + "-boot"));
         this.reapers = Executors.newCachedThreadPool(threads(prefix + "-reaper"));
         this.pingers = Executors.newCachedThreadPool(threads(prefix + "-ping"));
+    }
+
+    /**
+     * A short hash of what makes a member: its sandbox configuration (without secret values,
+     * which are never stored) and how it is warmed. A member an earlier run left with another
+     * hash is not re-adopted: the application changed {@code microsandbox.*} or the warm-up since.
+     */
+    private static String configHash(SandboxConfig config, MicrosandboxProperties.Pool settings) {
+        String warmUp = settings.getWarmUpCommand() == null ? "" : settings.getWarmUpCommand().strip();
+        return SandboxLayout.shortHash(config.toJson() + "\n" + settings.getWarmStart() + "\n" + warmUp);
     }
 
     private static Map<String, String> merged(Map<String, String> a, Map<String, String> b) {
@@ -248,10 +287,16 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         List<SandboxHandle> found = runtime.list(SandboxFilter.labels(poolLabels));
         for (SandboxHandle h : found) {
             SandboxStatus status = h.status();
-            if (status == SandboxStatus.RUNNING && members.size() < settings.getMaxSize()) {
+            boolean current = configHash.equals(h.labels().get(CONFIG_LABEL));
+            if (status == SandboxStatus.RUNNING && !current) {
+                log.info("pool '" + name() + "': removing running sandbox " + h.name()
+                        + ", created with another configuration (microsandbox.* or the warm-up changed since)");
+            }
+            if (status == SandboxStatus.RUNNING && current && members.size() < settings.getMaxSize()) {
                 try {
                     Sandbox sb = runtime.connect(h.name());
-                    Member m = new Member(h.name(), sb, h.createdAt(), MemberOrigin.ADOPTED);
+                    // the record's creation: no later than the VM's start, which max-duration counts from
+                    Member m = new Member(h.name(), sb, h.createdAt(), h.createdAt(), MemberOrigin.ADOPTED);
                     members.put(m.name, m);
                     idle.offerLast(m);
                     fire(l -> l.memberAdded(m));
@@ -273,16 +318,18 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         long deadline = start + settings.getAcquireTimeout().toNanos();
         waiting.incrementAndGet();
         try {
+            boolean pinged = false;
             while (true) {
+                // a pass that only skipped a member took no time; one that pinged may have taken the rest
+                if (pinged && System.nanoTime() - deadline >= 0) {
+                    throw timedOut(start);
+                }
                 Member m = idle.pollFirst();
                 if (m == null) {
                     requestFill();
                     m = awaitIdle(deadline);
                     if (m == null) {
-                        ensureOpen();
-                        Duration waited = Duration.ofNanos(System.nanoTime() - start);
-                        fire(l -> l.acquireTimedOut(waited));
-                        throw exhausted();
+                        throw timedOut(start);
                     }
                 }
                 if (!m.state.compareAndSet(State.IDLE, State.ACTIVE)) {
@@ -296,9 +343,17 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
                     retire(m, rotationReason(m));
                     continue;
                 }
-                if (System.nanoTime() - m.lastReturnedNanos > settings.getValidationInterval().toNanos() && !ping(m)) {
-                    discard(m, "unresponsive");
-                    continue;
+                if (System.nanoTime() - m.lastReturnedNanos > settings.getValidationInterval().toNanos()) {
+                    pinged = true;
+                    Validation validation = validate(m, deadline);
+                    if (validation == Validation.UNRESPONSIVE) {
+                        discard(m, "unresponsive");
+                        continue;
+                    }
+                    if (validation == Validation.OUT_OF_TIME) {
+                        backToIdle(m);
+                        throw timedOut(start);
+                    }
                 }
                 m.uses.incrementAndGet();
                 Duration waited = Duration.ofNanos(System.nanoTime() - start);
@@ -331,6 +386,14 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         }
     }
 
+    /** Ends a borrow that got no member by its deadline (or, when the pool closed meanwhile, says so). */
+    private SandboxPoolExhaustedException timedOut(long start) {
+        ensureOpen();
+        Duration waited = Duration.ofNanos(System.nanoTime() - start);
+        fire(l -> l.acquireTimedOut(waited));
+        return exhausted();
+    }
+
     private SandboxPoolExhaustedException exhausted() {
         PoolStats s = stats();
         String message = "no sandbox became free in pool '" + name() + "' within " + settings.getAcquireTimeout()
@@ -338,22 +401,37 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         if (s.lastBootError() != null && s.consecutiveBootFailures() > 0) {
             message += "; sandboxes fail to boot: " + s.lastBootError();
         }
-        return new SandboxPoolExhaustedException(ErrorKind.UNKNOWN, message, null);
+        return new SandboxPoolExhaustedException(ErrorKind.RESOURCE_LIMIT, message, null);
     }
 
-    private boolean ping(Member m) {
+    private enum Validation { ANSWERED, UNRESPONSIVE, OUT_OF_TIME }
+
+    /**
+     * Pings a member before a loan, within {@code validation-timeout} or the borrower's time left
+     * when that is shorter (but {@link #MIN_VALIDATION_NANOS} at least). A member that fails, or
+     * stays silent for the whole validation timeout, is unresponsive; one whose ping the
+     * borrower's deadline cut short is merely not validated ({@link Validation#OUT_OF_TIME}).
+     */
+    private Validation validate(Member m, long deadline) {
+        long validationTimeout = settings.getValidationTimeout().toNanos();
+        long allowed = Math.min(validationTimeout, Math.max(deadline - System.nanoTime(), MIN_VALIDATION_NANOS));
         try {
-            CompletableFuture.runAsync(m.sandbox::touch, pingers)
-                    .get(settings.getValidationTimeout().toMillis(), TimeUnit.MILLISECONDS);
-            return true;
+            CompletableFuture.runAsync(m.sandbox::touch, pingers).get(allowed, TimeUnit.NANOSECONDS);
+            return Validation.ANSWERED;
         } catch (InterruptedException e) {
             // the borrower was cancelled, not the member: it goes back as it was
             Thread.currentThread().interrupt();
             backToIdle(m);
             throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while checking a sandbox of pool '" + name() + "'");
+        } catch (TimeoutException e) {
+            if (allowed < validationTimeout) {
+                return Validation.OUT_OF_TIME;
+            }
+            log.info("pool '" + name() + "': sandbox " + m.name + " did not answer a ping within " + settings.getValidationTimeout());
+            return Validation.UNRESPONSIVE;
         } catch (Exception e) {
             log.info("pool '" + name() + "': sandbox " + m.name + " did not answer a ping: " + e);
-            return false;
+            return Validation.UNRESPONSIVE;
         }
     }
 
@@ -367,7 +445,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         if (lease.brokenReason() != null || m.lostReason != null) {
             discard(m, lease.brokenReason() != null ? lease.brokenReason() : m.lostReason);
         } else if (closed) {
-            shutdownMember(m);
+            // with reset=clean close() has drained it already: a used member is dirty, not one to re-adopt
+            shutdownMember(m, keepOnShutdown());
         } else if (m.evict || m.expired()) {
             retire(m, rotationReason(m));
         } else if (settings.getReset() == MicrosandboxProperties.Reset.CLEAN) {
@@ -587,13 +666,19 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         int n = Math.min(want, settings.getMaxSize() - total);
         for (int i = 0; i < n; i++) {
             pending.incrementAndGet();
-            creators.execute(this::createOne);
+            try {
+                creators.execute(this::createOne);
+            } catch (java.util.concurrent.RejectedExecutionException closing) {
+                pending.decrementAndGet(); // this boot never runs
+                return;
+            }
         }
     }
 
     private void createOne() {
         String sandboxName = name() + "-" + UUID.randomUUID().toString().substring(0, 8);
         long t0 = System.nanoTime();
+        Instant started = Instant.now();
         try {
             if (closed) {
                 return;
@@ -602,10 +687,10 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             Duration took = Duration.ofNanos(System.nanoTime() - t0);
             consecutiveFailures.set(0);
             (created.origin() == MemberOrigin.RESTORE ? restored : booted).incrementAndGet();
-            Member m = new Member(sandboxName, created.sandbox(), Instant.now(), created.origin());
+            Member m = new Member(sandboxName, created.sandbox(), Instant.now(), started, created.origin());
             fire(l -> l.created(took, created.origin()));
             if (closed) {
-                shutdownMember(m);
+                shutdownMember(m, keepOnShutdown());
                 return;
             }
             members.put(m.name, m);
@@ -614,23 +699,31 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         } catch (InterruptedException e) {
             // the pool is closing
             Thread.currentThread().interrupt();
-        } catch (RuntimeException e) {
-            if (closed) {
-                return;
+        } catch (RuntimeException | Error e) {
+            // an Error too: else the fill that follows would try again at once, and again
+            if (!closed) {
+                bootFailed(sandboxName, e);
             }
-            long failures = consecutiveFailures.incrementAndGet();
-            totalFailures.incrementAndGet();
-            lastBootError = e.getMessage();
-            long base = settings.getBootBackoff().toNanos();
-            long delay = Math.min(settings.getBootBackoffMax().toNanos(), base << Math.min(20, failures - 1));
-            nextBootNanos = System.nanoTime() + delay;
-            fire(l -> l.bootFailed(e));
-            log.warn("pool '" + name() + "': sandbox " + sandboxName + " did not boot (failure " + failures
-                    + ", next try in " + Duration.ofNanos(delay) + "): " + e.getMessage());
+            if (e instanceof Error error) {
+                throw error;
+            }
         } finally {
             pending.decrementAndGet();
             requestFill();
         }
+    }
+
+    /** Counts a failed boot and backs off before the next one. */
+    private void bootFailed(String sandboxName, Throwable e) {
+        long failures = consecutiveFailures.incrementAndGet();
+        totalFailures.incrementAndGet();
+        lastBootError = e.getMessage() != null ? e.getMessage() : e.toString();
+        long base = settings.getBootBackoff().toNanos();
+        long delay = Math.min(settings.getBootBackoffMax().toNanos(), base << Math.min(20, failures - 1));
+        nextBootNanos = System.nanoTime() + delay;
+        fire(l -> l.bootFailed(e));
+        log.warn("pool '" + name() + "': sandbox " + sandboxName + " did not boot (failure " + failures
+                + ", next try in " + Duration.ofNanos(delay) + "): " + lastBootError);
     }
 
     private record Created(Sandbox sandbox, MemberOrigin origin) {
@@ -805,12 +898,17 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         }
     }
 
-    private void shutdownMember(Member m) {
+    private boolean keepOnShutdown() {
+        return settings.getOnShutdown() == MicrosandboxProperties.OnShutdown.KEEP;
+    }
+
+    /** Takes a member out of the closing pool: left running for the next start to re-adopt ({@code keep}), or drained. */
+    private void shutdownMember(Member m, boolean keep) {
         // out of the map before the listeners hear of it: one binding meanwhile must not see it as a member
         if (members.remove(m.name, m)) {
             fire(l -> l.memberRemoved(m.name));
         }
-        if (settings.getOnShutdown() == MicrosandboxProperties.OnShutdown.KEEP) {
+        if (keep) {
             try {
                 m.sandbox.detach();
             } catch (RuntimeException ignored) {
@@ -842,12 +940,15 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+        long stopDeadline = System.nanoTime() + settings.getShutdownTimeout().plus(STOP_GRACE).toNanos();
+        // with reset=clean a lent member is dirty: it is not left running for the next start either
+        boolean keepLent = keepOnShutdown() && settings.getReset() != MicrosandboxProperties.Reset.CLEAN;
         List<CompletableFuture<Void>> stopping = new ArrayList<>();
         for (Member m : List.copyOf(members.values())) {
             if (m.state.compareAndSet(State.IDLE, State.RETIRING)) {
                 idle.remove(m);
-                stopping.add(CompletableFuture.runAsync(() -> shutdownMember(m), reapers));
-            } else if (settings.getOnShutdown() == MicrosandboxProperties.OnShutdown.DRAIN && m.state.get() == State.ACTIVE) {
+                stopping.add(CompletableFuture.runAsync(() -> shutdownMember(m, keepOnShutdown()), reapers));
+            } else if (!keepLent && m.state.get() == State.ACTIVE) {
                 // lent: the drain lets its command finish; the borrower's return then finds it gone
                 stopping.add(CompletableFuture.runAsync(() -> {
                     if (members.remove(m.name, m)) {
@@ -859,7 +960,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         }
         try {
             CompletableFuture.allOf(stopping.toArray(CompletableFuture[]::new))
-                    .get(settings.getShutdownTimeout().toMillis() + 10_000, TimeUnit.MILLISECONDS);
+                    .get(Math.max(0, stopDeadline - System.nanoTime()), TimeUnit.NANOSECONDS);
         } catch (Exception e) {
             log.warn("pool '" + name() + "': members still stopping after the shutdown timeout: " + e);
         }
@@ -871,6 +972,14 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             checkpoint.drop();
         }
         reapers.shutdown();
+        try {
+            // retirements and discards still under way: a member left half-stopped would be re-adopted by the next start
+            if (!reapers.awaitTermination(Math.max(0, stopDeadline - System.nanoTime()), TimeUnit.NANOSECONDS)) {
+                log.warn("pool '" + name() + "': sandboxes still being removed after the shutdown timeout");
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
         pingers.shutdownNow();
         // members are stopped or handed on: the next start of this instance may adopt them
         instanceLock.close();
@@ -888,6 +997,35 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
 
     private enum State { IDLE, ACTIVE, RETIRING }
 
+    /** When a member created at {@code created} reaches {@code max-lifetime}, less its jitter; null without a limit. */
+    private Instant lifetimeEnd(Instant created) {
+        long lifetime = settings.getMaxLifetime().toMillis();
+        if (lifetime <= 0) {
+            return null;
+        }
+        // HikariCP: up to 2.5% shorter, so that members do not all rotate at once
+        long variance = lifetime > 10_000 ? ThreadLocalRandom.current().nextLong(lifetime / 40) : 0;
+        return created.plusMillis(lifetime - variance);
+    }
+
+    /**
+     * When a member whose VM started at {@code started} is retired ahead of its sandbox's own
+     * {@code max-duration} (which would drain it under a borrower): a tenth of it before, at most
+     * {@link #MAX_DURATION_MARGIN}, so that a loan begun just before has time to end. Null without one.
+     */
+    private Instant maxDurationEnd(Instant started) {
+        Duration maxDuration = config.maxDuration();
+        if (maxDuration.isZero() || maxDuration.isNegative()) {
+            return null;
+        }
+        Duration margin = maxDuration.dividedBy(10);
+        return started.plus(maxDuration).minus(margin.compareTo(MAX_DURATION_MARGIN) > 0 ? MAX_DURATION_MARGIN : margin);
+    }
+
+    private static Instant earliest(Instant a, Instant b) {
+        return a == null ? b : b == null || a.isBefore(b) ? a : b;
+    }
+
     private final class Member implements PoolMemberView {
         final String name;
         final Sandbox sandbox;
@@ -901,19 +1039,13 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         volatile String lostReason;
         volatile Metrics lastMetrics;
 
-        Member(String name, Sandbox sandbox, Instant created, MemberOrigin origin) {
+        /** {@code started}: when its VM started, or earlier; the sandbox's {@code max-duration} counts from then. */
+        Member(String name, Sandbox sandbox, Instant created, Instant started, MemberOrigin origin) {
             this.name = name;
             this.sandbox = sandbox;
             this.created = created;
             this.origin = origin;
-            long lifetime = settings.getMaxLifetime().toMillis();
-            if (lifetime > 0) {
-                // HikariCP: up to 2.5% shorter, so that members do not all rotate at once
-                long variance = lifetime > 10_000 ? ThreadLocalRandom.current().nextLong(lifetime / 40) : 0;
-                this.expires = created.plusMillis(lifetime - variance);
-            } else {
-                this.expires = null;
-            }
+            this.expires = earliest(lifetimeEnd(created), maxDurationEnd(started));
         }
 
         boolean usesExhausted() {

@@ -1,0 +1,96 @@
+package io.microsandbox.spring;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.mockito.ArgumentMatchers.any;
+import static org.mockito.ArgumentMatchers.anyList;
+import static org.mockito.ArgumentMatchers.eq;
+import static org.mockito.Mockito.mock;
+import static org.mockito.Mockito.never;
+import static org.mockito.Mockito.verify;
+import static org.mockito.Mockito.when;
+
+import io.microsandbox.ErrorKind;
+import io.microsandbox.ExecOptions;
+import io.microsandbox.ExecOutput;
+import io.microsandbox.MicrosandboxException;
+import io.microsandbox.Sandbox;
+import io.microsandbox.spring.pool.ExecObserver;
+import io.microsandbox.spring.pool.Lease;
+import io.microsandbox.spring.pool.SandboxSource;
+import java.time.Duration;
+import java.util.List;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.mockito.ArgumentCaptor;
+
+/** The template against a mocked sandbox lent by a source that lends only it. */
+class SandboxTemplateTest {
+
+    private static final ExecOutput OK = new ExecOutput(0, new byte[0], new byte[0]);
+
+    private Sandbox sandbox;
+    private Lease returned;
+
+    private final SandboxSource source = new SandboxSource() {
+        @Override
+        public String name() {
+            return "test";
+        }
+
+        @Override
+        public Lease borrow() {
+            return new Lease(sandbox, this);
+        }
+
+        @Override
+        public void giveBack(Lease lease) {
+            returned = lease;
+        }
+    };
+
+    @BeforeEach
+    void sandbox() {
+        sandbox = mock(Sandbox.class);
+        when(sandbox.name()).thenReturn("test-1");
+        when(sandbox.exec(eq("sh"), anyList(), any(ExecOptions.class))).thenReturn(OK);
+    }
+
+    private SandboxTemplate template(Duration timeout) {
+        return new SandboxTemplate(source, ExecObserver.NOOP, timeout);
+    }
+
+    @Test
+    void theCodeFileStepsOfARunWithStdinHaveAShortTimeLimit() {
+        when(sandbox.exec(eq("python3"), anyList(), any(ExecOptions.class))).thenReturn(OK);
+        template(Duration.ofMinutes(5)).withStdin("input").run("python", "print(input())");
+        template(Duration.ofSeconds(2)).withStdin("input").run("python", "print(input())");
+        ArgumentCaptor<ExecOptions> written = ArgumentCaptor.forClass(ExecOptions.class);
+        ArgumentCaptor<ExecOptions> removed = ArgumentCaptor.forClass(ExecOptions.class);
+        verify(sandbox, org.mockito.Mockito.times(2)).exec(eq("sh"), anyList(), written.capture());
+        verify(sandbox, org.mockito.Mockito.times(2)).exec(eq("rm"), anyList(), removed.capture());
+        assertThat(written.getAllValues()).extracting(ExecOptions::timeout).containsExactly(Duration.ofSeconds(10), Duration.ofSeconds(2));
+        assertThat(removed.getAllValues()).extracting(ExecOptions::timeout).containsExactly(Duration.ofSeconds(10), Duration.ofSeconds(2));
+    }
+
+    @Test
+    void aRunThatTimedOutLeavesItsCodeFileToTheDiscardedSandbox() {
+        when(sandbox.exec(eq("python3"), anyList(), any(ExecOptions.class)))
+                .thenThrow(new MicrosandboxException(ErrorKind.EXEC_TIMEOUT, "killed after 5s"));
+        assertThatThrownBy(() -> template(Duration.ofSeconds(5)).withStdin("input").run("python", "while True: pass"))
+                .isInstanceOf(SandboxTimeoutException.class);
+        verify(sandbox, never()).exec(eq("rm"), anyList(), any(ExecOptions.class));
+        verify(sandbox, never()).exec(eq("rm"), anyList());
+        assertThat(returned.brokenReason()).isEqualTo("timeout");
+    }
+
+    @Test
+    void anInterruptedCallerKeepsTheSandboxForThePool() {
+        when(sandbox.exec(eq("sleep"), anyList(), any(ExecOptions.class)))
+                .thenThrow(new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for 'sleep'"));
+        assertThatThrownBy(() -> template(null).exec("sleep", "60"))
+                .isInstanceOfSatisfying(SandboxInterruptedException.class, e -> assertThat(e.getKind()).isEqualTo(ErrorKind.CANCELLED));
+        assertThat(returned).isNotNull();
+        assertThat(returned.brokenReason()).isNull();
+    }
+}
