@@ -81,7 +81,8 @@ public class MicrosandboxAutoConfiguration {
     @ConditionalOnProperty(prefix = "microsandbox.pool", name = "enabled", havingValue = "false")
     public OnDemandSandboxSource microsandboxOnDemandSource(Microsandbox runtime, SandboxConfig config,
                                                            MicrosandboxProperties properties) {
-        return new OnDemandSandboxSource(runtime, config, properties.getPool().getName());
+        MicrosandboxProperties.Pool pool = properties.getPool();
+        return new OnDemandSandboxSource(runtime, config, pool.getName(), pool.getMaxSize(), pool.getAcquireTimeout());
     }
 
     @Bean

@@ -1,27 +1,42 @@
 package io.microsandbox.spring.pool;
 
+import io.microsandbox.ErrorKind;
 import io.microsandbox.Microsandbox;
+import io.microsandbox.MicrosandboxException;
 import io.microsandbox.Sandbox;
 import io.microsandbox.SandboxConfig;
 import io.microsandbox.SandboxHandle;
+import io.microsandbox.spring.SandboxPoolExhaustedException;
+import java.time.Duration;
 import java.util.UUID;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.TimeUnit;
 import org.apache.commons.logging.Log;
 import org.apache.commons.logging.LogFactory;
 
 /**
  * Used when {@code microsandbox.pool.enabled=false}: every loan boots a fresh ephemeral sandbox
- * (on the borrowing thread) and every return stops it.
+ * (on the borrowing thread) and every return stops it. At most {@code max-size} run at once, as
+ * with the pool: a burst of requests waits up to {@code acquire-timeout} for one to end rather
+ * than booting a VM each and running the host out of memory.
  */
 public final class OnDemandSandboxSource implements SandboxSource {
     private static final Log log = LogFactory.getLog(OnDemandSandboxSource.class);
     private final Microsandbox runtime;
     private final SandboxConfig config;
     private final String name;
+    private final int maxSize;
+    private final Duration acquireTimeout;
+    /** One permit per sandbox that may run at once, handed out in arrival order. */
+    private final Semaphore running;
 
-    public OnDemandSandboxSource(Microsandbox runtime, SandboxConfig config, String name) {
+    public OnDemandSandboxSource(Microsandbox runtime, SandboxConfig config, String name, int maxSize, Duration acquireTimeout) {
         this.runtime = runtime;
         this.config = config.toBuilder().detached(false).ephemeral(true).build();
         this.name = name;
+        this.maxSize = maxSize;
+        this.acquireTimeout = acquireTimeout;
+        this.running = new Semaphore(maxSize, true);
     }
 
     @Override
@@ -31,8 +46,22 @@ public final class OnDemandSandboxSource implements SandboxSource {
 
     @Override
     public Lease borrow() {
-        Sandbox sb = runtime.create(name + "-" + UUID.randomUUID().toString().substring(0, 8), config);
-        return new Lease(sb, this);
+        try {
+            if (!running.tryAcquire(acquireTimeout.toNanos(), TimeUnit.NANOSECONDS)) {
+                throw new SandboxPoolExhaustedException(ErrorKind.RESOURCE_LIMIT, "no sandbox could start for '" + name + "' within "
+                        + acquireTimeout + ": " + maxSize + " (microsandbox.pool.max-size) are running", null);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting to start a sandbox for '" + name + "'");
+        }
+        try {
+            Sandbox sb = runtime.create(name + "-" + UUID.randomUUID().toString().substring(0, 8), config);
+            return new Lease(sb, this);
+        } catch (RuntimeException | Error e) {
+            running.release();
+            throw e;
+        }
     }
 
     /**
@@ -57,6 +86,7 @@ public final class OnDemandSandboxSource implements SandboxSource {
                         + " (then " + stillFailing.getMessage() + ")");
             }
         } finally {
+            running.release();
             if (interrupted) {
                 Thread.currentThread().interrupt();
             }
