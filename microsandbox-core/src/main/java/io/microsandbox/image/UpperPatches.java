@@ -84,7 +84,7 @@ public final class UpperPatches {
                 Posix.chmod(f, mode != null ? mode : 0644);
             }
             case APPEND -> {
-                String at = lower.resolve(path, true);
+                String at = unstaged(lower.resolve(path, true));
                 Path f = prepare(at);
                 if (Files.isSymbolicLink(f)) {
                     // staged on the host: appending through it would write wherever it points there
@@ -108,7 +108,7 @@ public final class UpperPatches {
                 Files.write(f, p.content().getBytes(StandardCharsets.UTF_8), StandardOpenOption.APPEND);
             }
             case MKDIR -> {
-                String at = lower.resolve(path, true);
+                String at = unstaged(lower.resolve(path, true));
                 Path d = root.resolve(at.substring(1));
                 LowerFs.Entry e = lower.stat(at);
                 if (Files.isDirectory(d, LinkOption.NOFOLLOW_LINKS) || (e != null && e.isDirectory() && !Files.exists(d, LinkOption.NOFOLLOW_LINKS))) {
@@ -122,7 +122,7 @@ public final class UpperPatches {
                 Posix.chmod(made, mode != null ? mode : 0755);
             }
             case REMOVE -> {
-                String at = lower.resolve(path, false);
+                String at = unstaged(lower.resolve(path, false));
                 Path f = root.resolve(at.substring(1));
                 boolean inUpper = Files.exists(f, LinkOption.NOFOLLOW_LINKS);
                 if (inUpper) {
@@ -152,7 +152,7 @@ public final class UpperPatches {
                 if (!Files.isDirectory(src)) {
                     throw new IOException("the host directory " + src + " does not exist");
                 }
-                String at = lower.resolve(path, false);
+                String at = unstaged(lower.resolve(path, false));
                 LowerFs.Entry e = lower.stat(at);
                 Path d = root.resolve(at.substring(1));
                 if ((e != null || Files.exists(d, LinkOption.NOFOLLOW_LINKS)) && !replace) {
@@ -177,7 +177,7 @@ public final class UpperPatches {
 
     /** The resolved path for a patch that creates something: fails on an existing path unless replace. */
     private String target(String path, boolean replace, Patch p) throws IOException {
-        String at = lower.resolve(path, false);
+        String at = unstaged(lower.resolve(path, false));
         Path upper = root.resolve(at.substring(1));
         boolean exists = Files.exists(upper, LinkOption.NOFOLLOW_LINKS) || lower.stat(at) != null;
         if (exists && !replace) {
@@ -190,22 +190,49 @@ public final class UpperPatches {
     }
 
     /**
+     * {@code at}, refused when a directory on its way is a link an earlier patch staged: the
+     * staging tree is on the host, where that link leads out of it (a removal would delete, a
+     * write would write, wherever it points). Checked before anything under it is touched.
+     */
+    private String unstaged(String at) throws IOException {
+        for (Parent parent : parents(at)) {
+            if (Files.isSymbolicLink(parent.staged())) {
+                throw new IOException("an earlier patch made " + parent.guest() + " a symbolic link; patch what it points to instead");
+            }
+        }
+        return at;
+    }
+
+    /** A directory on the way to a path: its guest path and where it is staged. */
+    private record Parent(String guest, Path staged) {
+    }
+
+    /** The directories on the way to {@code at}, outermost first. */
+    private List<Parent> parents(String at) {
+        List<String> parts = LowerFs.split(at);
+        List<Parent> parents = new java.util.ArrayList<>();
+        Path staged = root;
+        StringBuilder guest = new StringBuilder();
+        for (int i = 0; i < parts.size() - 1; i++) {
+            guest.append('/').append(parts.get(i));
+            staged = staged.resolve(parts.get(i));
+            parents.add(new Parent(guest.toString(), staged));
+        }
+        return parents;
+    }
+
+    /**
      * The staging path for {@code at} with its parents made: parents the lower has get its
      * owner and mode (an upper directory's attributes are the merged directory's); new ones 0755.
      */
     private Path prepare(String at) throws IOException {
-        List<String> parts = LowerFs.split(at);
-        Path p = root;
-        StringBuilder guest = new StringBuilder();
-        for (int i = 0; i < parts.size() - 1; i++) {
-            guest.append('/').append(parts.get(i));
-            p = p.resolve(parts.get(i));
-            if (Files.isSymbolicLink(p)) {
-                throw new IOException("an earlier patch made " + guest + " a symbolic link");
-            }
+        for (Parent parent : parents(at)) {
+            // not a staged link: every path went through unstaged()
+            Path p = parent.staged();
+            String guest = parent.guest();
             if (!Files.exists(p, LinkOption.NOFOLLOW_LINKS)) {
                 Files.createDirectory(p);
-                LowerFs.Entry e = lower.stat(guest.toString());
+                LowerFs.Entry e = lower.stat(guest);
                 if (e != null && !e.isDirectory()) {
                     throw new IOException(guest + " is not a directory in the image");
                 }

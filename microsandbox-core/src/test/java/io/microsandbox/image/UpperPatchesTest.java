@@ -50,6 +50,31 @@ class UpperPatchesTest {
         assertThat(host.resolve("passwd")).hasContent("root:x:0:0\n");
     }
 
+    /** Every kind of patch: nothing is removed, written or made through a staged link on its way. */
+    @Test
+    void noPatchReachesTheHostThroughADirectoryAnEarlierPatchMadeALink() throws Exception {
+        Path data = Files.createDirectories(host.resolve("data/cache"));
+        Files.writeString(data.resolve("keep"), "host data");
+        Path src = Files.createDirectories(dir.resolve("src"));
+        Files.writeString(src.resolve("file"), "data");
+        PatchOptions replace = PatchOptions.DEFAULT.withReplace(true);
+        for (Patch later : List.of(Patch.remove("/data/cache"), Patch.text("/data/cache/keep", "x", replace), Patch.append("/data/cache/keep", "x"),
+                Patch.mkdir("/data/new", PatchOptions.DEFAULT), Patch.symlink("/x", "/data/cache/keep", replace),
+                Patch.copyFile(src.resolve("file").toString(), "/data/cache/keep", replace), Patch.copyDir(src.toString(), "/data/cache", replace))) {
+            List<Patch> patches = List.of(Patch.symlink(host.resolve("data").toString(), "/data"), later);
+            assertThatThrownBy(() -> UpperPatches.createUpperDisk(upperDisk, 16, lowerDisk, patches)).as(later.kind().toString())
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                        assertThat(e.kind()).isEqualTo(ErrorKind.PATCH_FAILED);
+                        assertThat(e.getMessage()).contains("an earlier patch made /data a symbolic link");
+                    });
+            assertThat(data.resolve("keep")).as(later.kind().toString()).hasContent("host data");
+            try (var left = Files.list(data)) {
+                assertThat(left).as(later.kind().toString()).containsExactly(data.resolve("keep"));
+            }
+            assertThat(host.resolve("data/new")).doesNotExist();
+        }
+    }
+
     @Test
     void aDirectoryCopiedOverALinkAnEarlierPatchMadeReplacesTheLink() throws Exception {
         Path src = Files.createDirectories(dir.resolve("src"));
