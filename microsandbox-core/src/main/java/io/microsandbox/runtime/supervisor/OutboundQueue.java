@@ -82,7 +82,9 @@ final class OutboundQueue {
         if (request == null) {
             return false;
         }
-        request.withdrawn = true;
+        // out of the queue, not only its bytes: a client that requests and cancels on a guest
+        // that reads nothing must not grow it past its bound
+        frames.removeFirstOccurrence(request);
         release(request.bytes.length);
         return true;
     }
@@ -231,9 +233,6 @@ final class OutboundQueue {
                         holdAfter = null;
                         held = true;
                     }
-                    if (next.withdrawn) {
-                        continue; // its bytes were given back when it was withdrawn
-                    }
                     if (next.session != 0) {
                         requests.remove(next.session); // the peer hears of it now
                     }
@@ -272,15 +271,20 @@ final class OutboundQueue {
         return urgentBytes;
     }
 
+    /** Frames waiting for the writer, whatever their kind. */
+    synchronized int queuedFrames() {
+        return frames.size();
+    }
+
     /**
      * A queued frame; urgent ones are not counted against the bounds of {@link #offer}. A
-     * session's request ({@code session} not 0) may be withdrawn while it waits.
+     * session's request ({@code session} not 0) may be withdrawn while it waits. Compared by
+     * identity (a class, not a record): two equal frames are still two entries.
      */
     private static final class Entry {
         final byte[] bytes;
         final boolean counted;
         final int session;
-        boolean withdrawn;
 
         Entry(byte[] bytes, boolean counted, int session) {
             this.bytes = bytes;

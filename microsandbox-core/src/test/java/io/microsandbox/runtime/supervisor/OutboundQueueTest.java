@@ -139,6 +139,21 @@ class OutboundQueueTest {
         assertThat(queue.queuedBytes()).isZero();
     }
 
+    /** A client that requests and cancels on a peer that reads nothing cannot grow the queue past its bound. */
+    @Test
+    void withdrawnRequestsLeaveTheQueue() throws Exception {
+        assertThat(queue.offer(FrameCodec.encode(new Frame(0, 0, "large", Json.object().put("data", new byte[900_000]))))).isTrue();
+        Thread.sleep(200); // the writer blocks in it
+        for (int session = 1; session <= 10_000; session++) {
+            assertThat(queue.offerRequest(frame("request"), session)).isTrue();
+            assertThat(queue.withdraw(session)).isTrue();
+        }
+        assertThat(queue.queuedFrames()).isZero();
+        assertThat(read()).isEqualTo("large");
+        assertThat(queue.offer(frame("after"))).isTrue();
+        assertThat(read()).isEqualTo("after");
+    }
+
     @Test
     void aHoldEndsWhenTheQueueIsFinished() throws Exception {
         assertThat(queue.offerThenHold(frame("ping"))).isTrue();
