@@ -39,7 +39,8 @@ final class DiskImageRoots {
         HostDiskImages.requireOutsideHome(file, home, what, "use a file of your own");
         HostDiskImages.requireSelfContained(file, format, what);
         Path overlay = sandboxDir.resolve("root-overlay.qcow2");
-        if (fresh || !Files.isRegularFile(overlay)) {
+        // one made over another file (the name now leads elsewhere) would hand the guest that one, unchecked
+        if (fresh || !Files.isRegularFile(overlay) || !file.toString().equals(backingFileOf(overlay))) {
             Path made = sandboxDir.resolve("root-overlay.qcow2.part");
             try {
                 // made aside and renamed: a run cut short leaves no overlay a later start would take as whole
@@ -58,6 +59,28 @@ final class DiskImageRoots {
             }
         }
         return new ImageRoots.Root(overlay, null, null, "qcow2", false);
+    }
+
+    /** The backing file named in the header of the qcow2 {@code overlay}; null when it names none or cannot be read. */
+    static String backingFileOf(Path overlay) {
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(overlay, java.nio.file.StandardOpenOption.READ)) {
+            java.nio.ByteBuffer header = java.nio.ByteBuffer.allocate(20);
+            while (header.hasRemaining() && ch.read(header, header.position()) > 0) {
+                // the header's first 20 bytes: magic, version, backing file offset and size
+            }
+            long offset = header.getLong(8);
+            int size = header.getInt(16);
+            if (header.hasRemaining() || offset <= 0 || size <= 0 || size > 4096) {
+                return null;
+            }
+            java.nio.ByteBuffer name = java.nio.ByteBuffer.allocate(size);
+            while (name.hasRemaining() && ch.read(name, offset + name.position()) > 0) {
+                // the name, as qemu-img create wrote it
+            }
+            return name.hasRemaining() ? null : new String(name.array(), java.nio.charset.StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            return null;
+        }
     }
 
     static String qemuImg() {

@@ -68,6 +68,24 @@ class DiskImageRootsTest {
         assertThat(sandboxDir.resolve("root-overlay.qcow2")).doesNotExist();
     }
 
+    /** A start checks the file the name leads to now, and the overlay is made over that file: never over one unchecked. */
+    @Test
+    void anOverlayFollowsTheFileItsImageNameLeadsTo() throws Exception {
+        Path first = Files.write(dir.resolve("first.raw"), new byte[1 << 20]);
+        Path second = Files.write(dir.resolve("second.raw"), new byte[1 << 20]);
+        Path name = Files.createSymbolicLink(dir.resolve("root.raw"), first);
+        Path overlay = DiskImageRoots.overlay(home, name.toString(), sandboxDir, true).lowerDisk();
+        assertThat(DiskImageRoots.backingFileOf(overlay)).isEqualTo(first.toRealPath().toString());
+        Object made = Files.readAttributes(overlay, java.nio.file.attribute.BasicFileAttributes.class).fileKey();
+        DiskImageRoots.overlay(home, name.toString(), sandboxDir, false);
+        assertThat(Files.readAttributes(overlay, java.nio.file.attribute.BasicFileAttributes.class).fileKey())
+                .as("kept while the name leads to the same file").isEqualTo(made);
+        Files.delete(name);
+        Files.createSymbolicLink(name, second);
+        DiskImageRoots.overlay(home, name.toString(), sandboxDir, false);
+        assertThat(DiskImageRoots.backingFileOf(overlay)).isEqualTo(second.toRealPath().toString());
+    }
+
     @Test
     void anImageInsideTheHomeIsRefused() throws Exception {
         Path other = home.resolve("sandboxes/other/upper.raw");
