@@ -97,8 +97,7 @@ public final class ImageRoots {
                 }
             }
             if (img == null) {
-                img = layout || archive ? OciArchives.load(images, asPath)
-                        : images.pull(image, config.pullPolicy(), config.registryAuth(), config.pullProgress());
+                img = fetch(images, config, layout || archive);
             }
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot read " + pin + ": " + e.getMessage(), e);
@@ -106,11 +105,22 @@ public final class ImageRoots {
         try {
             // pinned before the disk is built: from here on a prune or remove keeps the image
             images.pinned(pin, img);
+            if (images.byManifestDigest(image, img.manifestDigest()) == null) {
+                // a remove collected it between the pull and the pin: fetched or loaded again, now pinned
+                img = fetch(images, config, layout || archive);
+                images.pinned(pin, img);
+            }
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot write " + pin + ": " + e.getMessage(), e);
         }
         Path lower = images.lowerDisk(img, config.registryAuth(), config.pullProgress());
         return new Root(lower, img.defaults(), img.manifestDigest());
+    }
+
+    /** The config's OCI image, loaded from its layout or archive ({@code local}) or pulled by its pull policy. */
+    private static OciImages.Image fetch(OciImages images, SandboxConfig config, boolean local) {
+        return local ? OciArchives.load(images, Path.of(config.image()))
+                : images.pull(config.image(), config.pullPolicy(), config.registryAuth(), config.pullProgress());
     }
 
     /**
