@@ -173,7 +173,16 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
      */
     private static String configHash(SandboxConfig config, MicrosandboxProperties.Pool settings) {
         String warmUp = settings.getWarmUpCommand() == null ? "" : settings.getWarmUpCommand().strip();
-        return SandboxLayout.shortHash(config.toJson() + "\n" + settings.getWarmStart() + "\n" + warmUp);
+        String json;
+        try {
+            com.fasterxml.jackson.databind.JsonNode n = io.microsandbox.runtime.Json.parse(config.toJson());
+            // a secret's placeholder is random unless one is given: it would differ in every run
+            n.path("secrets").forEach(secret -> ((com.fasterxml.jackson.databind.node.ObjectNode) secret).remove("placeholder"));
+            json = n.toString();
+        } catch (java.io.IOException e) {
+            throw new IllegalStateException("the pool's own configuration does not read back: " + e.getMessage(), e);
+        }
+        return SandboxLayout.shortHash(json + "\n" + settings.getWarmStart() + "\n" + warmUp);
     }
 
     private static Map<String, String> merged(Map<String, String> a, Map<String, String> b) {
@@ -351,8 +360,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
                         continue;
                     }
                     if (validation == Validation.OUT_OF_TIME) {
-                        backToIdle(m);
-                        throw timedOut(start);
+                        throw timedOut(start); // the ping goes on without the borrower and settles the member
                     }
                 }
                 m.uses.incrementAndGet();
@@ -410,13 +418,17 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
      * Pings a member before a loan, within {@code validation-timeout} or the borrower's time left
      * when that is shorter (but {@link #MIN_VALIDATION_NANOS} at least). A member that fails, or
      * stays silent for the whole validation timeout, is unresponsive; one whose ping the
-     * borrower's deadline cut short is merely not validated ({@link Validation#OUT_OF_TIME}).
+     * borrower's deadline cut short ({@link Validation#OUT_OF_TIME}) is judged by that ping once
+     * it ends, off the borrower's thread: back to idle when it answers, discarded when it does not
+     * within the validation timeout (put back unjudged, a hung member would be tried first by
+     * every borrower, for ever).
      */
     private Validation validate(Member m, long deadline) {
         long validationTimeout = settings.getValidationTimeout().toNanos();
         long allowed = Math.min(validationTimeout, Math.max(deadline - System.nanoTime(), MIN_VALIDATION_NANOS));
+        CompletableFuture<Void> ping = CompletableFuture.runAsync(m.sandbox::touch, pingers);
         try {
-            CompletableFuture.runAsync(m.sandbox::touch, pingers).get(allowed, TimeUnit.NANOSECONDS);
+            ping.get(allowed, TimeUnit.NANOSECONDS);
             return Validation.ANSWERED;
         } catch (InterruptedException e) {
             // the borrower was cancelled, not the member: it goes back as it was
@@ -425,6 +437,14 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while checking a sandbox of pool '" + name() + "'");
         } catch (TimeoutException e) {
             if (allowed < validationTimeout) {
+                ping.orTimeout(validationTimeout - allowed, TimeUnit.NANOSECONDS).whenComplete((answered, failure) -> {
+                    if (failure == null) {
+                        backToIdle(m);
+                    } else {
+                        log.info("pool '" + name() + "': sandbox " + m.name + " did not answer a ping within " + settings.getValidationTimeout());
+                        discard(m, "unresponsive");
+                    }
+                });
                 return Validation.OUT_OF_TIME;
             }
             log.info("pool '" + name() + "': sandbox " + m.name + " did not answer a ping within " + settings.getValidationTimeout());
