@@ -8,7 +8,8 @@ import org.springframework.boot.health.contributor.Health;
 
 /**
  * Health of the pool: idle, active, booting, waiting, failed boots. DOWN, with the last boot
- * error, while sandboxes fail to boot and the pool has none to lend. Also how members started
+ * error, while sandboxes fail to boot and the pool has none to lend, unless it needs none
+ * (min-idle 0 and nobody waiting: no boot is tried until someone borrows). Also how members started
  * ({@code warmStart}, {@code booted}, {@code restored}) and, with warm-start=checkpoint, the
  * checkpoint's state; a dropped checkpoint does not make it DOWN (the pool boots cold meanwhile).
  */
@@ -43,10 +44,15 @@ public class SandboxPoolHealthIndicator extends AbstractHealthIndicator {
                 builder.withDetail("lastCheckpointError", w.lastCheckpointError());
             }
         }
-        if (s.consecutiveBootFailures() > 0 && s.idle() + s.active() == 0) {
+        boolean failing = s.consecutiveBootFailures() > 0 && s.idle() + s.active() == 0;
+        // with min-idle 0 and nobody waiting no boot is tried: the last failure would hold it DOWN for ever
+        if (failing && (s.minIdle() > 0 || s.waiting() > 0)) {
             builder.down().withDetail("reason", "sandboxes fail to boot (" + s.consecutiveBootFailures()
                     + " in a row): " + s.lastBootError());
         } else {
+            if (failing) {
+                builder.withDetail("lastBootError", s.lastBootError());
+            }
             builder.up();
         }
     }
