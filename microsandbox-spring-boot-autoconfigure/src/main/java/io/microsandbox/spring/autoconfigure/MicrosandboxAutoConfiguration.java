@@ -82,6 +82,7 @@ public class MicrosandboxAutoConfiguration {
     public OnDemandSandboxSource microsandboxOnDemandSource(Microsandbox runtime, SandboxConfig config,
                                                            MicrosandboxProperties properties) {
         MicrosandboxProperties.Pool pool = properties.getPool();
+        PoolSettings.check(pool); // max-size and acquire-timeout bound on-demand sandboxes too
         return new OnDemandSandboxSource(runtime, config, pool.getName(), pool.getMaxSize(), pool.getAcquireTimeout());
     }
 

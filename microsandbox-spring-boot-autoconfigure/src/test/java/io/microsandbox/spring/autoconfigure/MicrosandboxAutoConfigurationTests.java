@@ -284,6 +284,11 @@ class MicrosandboxAutoConfigurationTests {
             assertThat(context).hasSingleBean(MicrosandboxHealthIndicator.class);
             assertThat(context).doesNotHaveBean(SandboxPoolMetrics.class);
         });
+        // max-size bounds on-demand sandboxes too: a zero would fail every borrow
+        runner().withPropertyValues("microsandbox.pool.enabled=false", "microsandbox.pool.max-size=0").run(context -> {
+            FailureAnalysis a = analyze(context.getStartupFailure());
+            assertThat(a.getDescription()).contains("max-size (0)");
+        });
     }
 
     @Test
