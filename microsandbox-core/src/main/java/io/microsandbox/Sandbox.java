@@ -71,9 +71,11 @@ public final class Sandbox implements AutoCloseable {
     private volatile boolean letGo;
     /** This handle saw the sandbox end (a stop, a kill, a wait): its calls say it is not running. */
     private volatile boolean sawEnd;
-    /** How it ended, once known (a moment after {@link #sawEnd}); set once, under {@link #endLock}. */
+    /** How it ended, once known (a moment after {@link #sawEnd}); set once, by the thread that took {@link #endTaken}. */
     private volatile SandboxStopResult stopResult;
-    private final Object endLock = new Object();
+    /** Taken by the first thread that saw the end: it records the result, the others wait for it within their own timeout. */
+    private final java.util.concurrent.atomic.AtomicBoolean endTaken = new java.util.concurrent.atomic.AtomicBoolean();
+    private final java.util.concurrent.CompletableFuture<SandboxStopResult> ending = new java.util.concurrent.CompletableFuture<>();
     /** What {@link #closeWith} tied to this handle: closed when it is released or the sandbox ends. */
     private final List<AutoCloseable> companions = new java.util.concurrent.CopyOnWriteArrayList<>();
 
@@ -785,6 +787,7 @@ public final class Sandbox implements AutoCloseable {
         if (ended != null) {
             return ended;
         }
+        long deadline = timeout == null ? 0 : System.nanoTime() + timeout.toNanos();
         Frame exited;
         try {
             exited = timeout == null ? client.exited().get()
@@ -799,14 +802,32 @@ public final class Sandbox implements AutoCloseable {
         }
         sawEnd = true;
         released = true;
-        synchronized (endLock) {
-            // threads that saw the end together get one result
-            if (stopResult == null) {
+        if (endTaken.compareAndSet(false, true)) {
+            try {
                 client.close();
                 awaitSupervisorExit();
-                stopResult = exited != null ? fromExitedFrame(exited) : fromStore();
+                SandboxStopResult result = exited != null ? fromExitedFrame(exited) : fromStore();
+                stopResult = result;
+                ending.complete(result);
+                return result;
+            } catch (RuntimeException | Error e) {
+                ending.completeExceptionally(e);
+                throw e;
             }
-            return stopResult;
+        }
+        // another thread saw the end too and is recording it: one result for both, within this call's timeout
+        try {
+            return timeout == null ? ending.get() : ending.get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+        } catch (TimeoutException e) {
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "sandbox '" + name + "' has stopped, but its end was still being recorded after " + timeout);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for sandbox '" + name + "'");
+        } catch (java.util.concurrent.ExecutionException e) {
+            if (e.getCause() instanceof MicrosandboxException m) {
+                throw m;
+            }
+            throw new MicrosandboxException(ErrorKind.INTERNAL, "waiting for sandbox '" + name + "' failed", e.getCause());
         }
     }
 
