@@ -41,21 +41,12 @@ final class DiskImageRoots {
         Path overlay = sandboxDir.resolve("root-overlay.qcow2");
         // one made over another file (the name now leads elsewhere) would hand the guest that one, unchecked
         if (fresh || !Files.isRegularFile(overlay) || !file.toString().equals(backingFileOf(overlay))) {
-            Path made = sandboxDir.resolve("root-overlay.qcow2.part");
             try {
                 // made aside and renamed: a run cut short leaves no overlay a later start would take as whole
-                Files.deleteIfExists(made);
-                run(List.of(qemuImg(), "create", "-q", "-f", "qcow2", "-F", format, "-b", file.toString(), made.toString()));
-                OwnerOnly.restrictFile(made);
-                Files.move(made, overlay, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+                OwnerOnly.replace(overlay, sandboxDir.resolve("root-overlay.qcow2.part"), making ->
+                        run(List.of(qemuImg(), "create", "-q", "-f", "qcow2", "-F", format, "-b", file.toString(), making.toString())));
             } catch (IOException e) {
                 throw new MicrosandboxException(ErrorKind.IMAGE_NOT_FOUND, "cannot use the disk image " + disk + " (" + format + "): " + e.getMessage(), e);
-            } finally {
-                try {
-                    Files.deleteIfExists(made);
-                } catch (IOException e) {
-                    // a leftover .part is made again next time
-                }
             }
         }
         return new ImageRoots.Root(overlay, null, null, "qcow2", false);

@@ -12,7 +12,6 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.time.Duration;
@@ -68,17 +67,8 @@ public final class RootDisks {
                 if (Files.isRegularFile(target)) {
                     return target;
                 }
-                // named by the tree, so that what a build killed half-way left is made again, not left for ever;
-                // mke2fs fills the file it is given and keeps its mode: created 0600 here
-                Path tmp = cacheDir.resolve("." + fp.digest() + ".ext4.part");
-                Files.deleteIfExists(tmp);
-                OwnerOnly.createFile(tmp);
-                try {
-                    buildLowerExt4(treeImage, fp, tmp);
-                    Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-                } finally {
-                    Files.deleteIfExists(tmp);
-                }
+                // made aside under a name of the tree's, so that what a build killed half-way left is made again
+                OwnerOnly.replace(target, cacheDir.resolve("." + fp.digest() + ".ext4.part"), making -> buildLowerExt4(treeImage, fp, making));
                 return target;
             });
         } catch (IOException e) {

@@ -113,7 +113,20 @@ public final class OwnerOnly {
      * goes.
      */
     public static void replace(Path file, FileMaker maker) throws IOException {
-        Path tmp = createTempFile(file.toAbsolutePath().getParent(), "." + file.getFileName() + ".", ".part");
+        replaceFrom(createTempFile(file.toAbsolutePath().getParent(), "." + file.getFileName() + ".", ".part"), file, maker);
+    }
+
+    /**
+     * {@link #replace(Path, FileMaker)} made aside under {@code aside}, a name of the caller's
+     * beside {@code file}, so that what a run killed half-way left there is made again rather
+     * than left for ever: for a file that one maker at a time makes (the caller holds its lock).
+     */
+    public static void replace(Path file, Path aside, FileMaker maker) throws IOException {
+        Files.deleteIfExists(aside);
+        replaceFrom(createFile(aside), file, maker);
+    }
+
+    private static void replaceFrom(Path tmp, Path file, FileMaker maker) throws IOException {
         try {
             maker.make(tmp);
             restrict(tmp, FILE); // a tool that wrote it may have widened it
