@@ -71,10 +71,9 @@ public final class Sandbox implements AutoCloseable {
     private volatile boolean letGo;
     /** This handle saw the sandbox end (a stop, a kill, a wait): its calls say it is not running. */
     private volatile boolean sawEnd;
-    /** How it ended, once known (a moment after {@link #sawEnd}); set once, by the thread that took {@link #endTaken}. */
-    private volatile SandboxStopResult stopResult;
     /** Taken by the first thread that saw the end: it records the result, the others wait for it within their own timeout. */
     private final java.util.concurrent.atomic.AtomicBoolean endTaken = new java.util.concurrent.atomic.AtomicBoolean();
+    /** How it ended, completed a moment after {@link #sawEnd} by the thread that took {@link #endTaken}. */
     private final java.util.concurrent.CompletableFuture<SandboxStopResult> ending = new java.util.concurrent.CompletableFuture<>();
     /** What {@link #closeWith} tied to this handle: closed when it is released or the sandbox ends. */
     private final List<AutoCloseable> companions = new java.util.concurrent.CopyOnWriteArrayList<>();
@@ -783,7 +782,7 @@ public final class Sandbox implements AutoCloseable {
         if (!sawEnd || letGo) {
             ensureUsable();
         }
-        SandboxStopResult ended = stopResult;
+        SandboxStopResult ended = recordedEnd();
         if (ended != null) {
             return ended;
         }
@@ -807,7 +806,6 @@ public final class Sandbox implements AutoCloseable {
                 client.close();
                 awaitSupervisorExit();
                 SandboxStopResult result = exited != null ? fromExitedFrame(exited) : fromStore();
-                stopResult = result;
                 ending.complete(result);
                 return result;
             } catch (RuntimeException | Error e) {
@@ -829,6 +827,11 @@ public final class Sandbox implements AutoCloseable {
             }
             throw new MicrosandboxException(ErrorKind.INTERNAL, "waiting for sandbox '" + name + "' failed", e.getCause());
         }
+    }
+
+    /** How the sandbox ended, once recorded; null before (or when recording it failed). */
+    private SandboxStopResult recordedEnd() {
+        return ending.isDone() && !ending.isCompletedExceptionally() ? ending.join() : null;
     }
 
     /**
@@ -953,7 +956,7 @@ public final class Sandbox implements AutoCloseable {
             return;
         }
         if (sawEnd && !letGo) {
-            SandboxStopResult ended = stopResult;
+            SandboxStopResult ended = recordedEnd();
             throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name + "' has stopped"
                     + (ended == null ? "" : " (" + ended.status().name().toLowerCase(java.util.Locale.ROOT) + ", " + ended.reason() + ")")
                     + "; start it again with Sandbox.start(\"" + name + "\")");
