@@ -466,7 +466,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             discard(m, lease.brokenReason() != null ? lease.brokenReason() : m.lostReason);
         } else if (closed) {
             // with reset=clean close() has drained it already: a used member is dirty, not one to re-adopt
-            shutdownMember(m, keepOnShutdown());
+            shutdownMember(m);
         } else if (m.evict || m.expired()) {
             retire(m, rotationReason(m));
         } else if (settings.getReset() == MicrosandboxProperties.Reset.CLEAN) {
@@ -710,7 +710,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             Member m = new Member(sandboxName, created.sandbox(), Instant.now(), started, created.origin());
             fire(l -> l.created(took, created.origin()));
             if (closed) {
-                shutdownMember(m, keepOnShutdown());
+                shutdownMember(m);
                 return;
             }
             members.put(m.name, m);
@@ -923,12 +923,12 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     }
 
     /** Takes a member out of the closing pool: left running for the next start to re-adopt ({@code keep}), or drained. */
-    private void shutdownMember(Member m, boolean keep) {
+    private void shutdownMember(Member m) {
         // out of the map before the listeners hear of it: one binding meanwhile must not see it as a member
         if (members.remove(m.name, m)) {
             fire(l -> l.memberRemoved(m.name));
         }
-        if (keep) {
+        if (keepOnShutdown()) {
             try {
                 m.sandbox.detach();
             } catch (RuntimeException ignored) {
@@ -967,7 +967,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         for (Member m : List.copyOf(members.values())) {
             if (m.state.compareAndSet(State.IDLE, State.RETIRING)) {
                 idle.remove(m);
-                stopping.add(CompletableFuture.runAsync(() -> shutdownMember(m, keepOnShutdown()), reapers));
+                stopping.add(CompletableFuture.runAsync(() -> shutdownMember(m), reapers));
             } else if (!keepLent && m.state.get() == State.ACTIVE) {
                 // lent: the drain lets its command finish; the borrower's return then finds it gone
                 stopping.add(CompletableFuture.runAsync(() -> {
