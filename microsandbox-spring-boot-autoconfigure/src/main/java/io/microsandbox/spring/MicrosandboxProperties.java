@@ -334,7 +334,10 @@ public class MicrosandboxProperties {
         /** Sandboxes kept booted and idle, warmed up in the background. */
         private int minIdle = 1;
 
-        /** Most sandboxes the pool holds, idle, lent and booting together. */
+        /**
+         * Most sandboxes the pool holds, idle, lent, booting and still stopping together: a
+         * retired member's VM counts until it has stopped, so its replacement may wait for that.
+         */
         private int maxSize = 4;
 
         /** How long a borrower waits for a sandbox, pinging idle ones included, before failing with SandboxPoolExhaustedException. */

@@ -111,6 +111,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     private final Map<String, Member> members = new ConcurrentHashMap<>();
     private final LinkedBlockingDeque<Member> idle = new LinkedBlockingDeque<>();
     private final AtomicInteger pending = new AtomicInteger();
+    /** Sandboxes out of the pool that are still being stopped and removed: their VMs still count toward {@code max-size}. */
+    private final AtomicInteger removing = new AtomicInteger();
     private final AtomicInteger waiting = new AtomicInteger();
     private final AtomicLong consecutiveFailures = new AtomicLong();
     private final AtomicLong totalFailures = new AtomicLong();
@@ -315,8 +317,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
                     log.info("pool '" + name() + "': cannot re-adopt " + h.name() + ": " + e.getMessage());
                 }
             }
-            String hname = h.name();
-            reapers.execute(() -> destroy(hname, null, false));
+            reap(h.name(), null, false);
         }
     }
 
@@ -405,7 +406,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     private SandboxPoolExhaustedException exhausted() {
         PoolStats s = stats();
         String message = "no sandbox became free in pool '" + name() + "' within " + settings.getAcquireTimeout()
-                + " (idle " + s.idle() + ", active " + s.active() + ", booting " + s.pending() + ", max-size " + s.maxSize() + ")";
+                + " (idle " + s.idle() + ", active " + s.active() + ", booting " + s.pending()
+                + (removing.get() > 0 ? ", stopping " + removing.get() : "") + ", max-size " + s.maxSize() + ")";
         if (s.lastBootError() != null && s.consecutiveBootFailures() > 0) {
             message += "; sandboxes fail to boot: " + s.lastBootError();
         }
@@ -677,7 +679,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         }
         // members retired between a return or creation and its offer linger in the queue: not warm
         idle.removeIf(m -> m.state.get() != State.IDLE);
-        int total = members.size() + pending.get();
+        int total = members.size() + pending.get() + removing.get();
         int idleOrBooting = idle.size() + pending.get();
         int want = Math.max(settings.getMinIdle() - idleOrBooting, waiting.get() - idle.size() - pending.get());
         if (consecutiveFailures.get() > 0) {
@@ -829,27 +831,41 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
 
     private void retire(Member m, String reason) {
         m.state.set(State.RETIRING);
+        // counted as stopping before it leaves the members: a fill in between would see room for one more
+        reap(m.name, m.sandbox, true);
         if (members.remove(m.name, m)) {
             fire(l -> l.memberRemoved(m.name));
             fire(l -> l.rotated(m.name, reason));
         }
         requestFill();
-        reap(() -> destroy(m.name, m.sandbox, true));
     }
 
     private void discard(Member m, String reason) {
         m.state.set(State.RETIRING);
+        log.info("pool '" + name() + "': discarding sandbox " + m.name + " (" + reason + ")");
+        reap(m.name, m.sandbox, false); // before it leaves the members, as in retire
         if (members.remove(m.name, m)) {
             fire(l -> l.memberRemoved(m.name));
             fire(l -> l.discarded(m.name, reason));
         }
-        log.info("pool '" + name() + "': discarding sandbox " + m.name + " (" + reason + ")");
         requestFill();
-        reap(() -> destroy(m.name, m.sandbox, false));
     }
 
-    /** Runs {@code destruction} on a reaper, or here once the pool has closed and its reapers with it. */
-    private void reap(Runnable destruction) {
+    /**
+     * Stops and removes a sandbox on a reaper, or here once the pool has closed and its reapers
+     * with it. Until it is gone it counts toward {@code max-size} (a drain can take up to
+     * {@code shutdown-timeout}), and its end lets a replacement boot.
+     */
+    private void reap(String sandboxName, Sandbox sb, boolean drain) {
+        removing.incrementAndGet();
+        Runnable destruction = () -> {
+            try {
+                destroy(sandboxName, sb, drain);
+            } finally {
+                removing.decrementAndGet();
+                requestFill();
+            }
+        };
         try {
             reapers.execute(destruction);
         } catch (java.util.concurrent.RejectedExecutionException closing) {

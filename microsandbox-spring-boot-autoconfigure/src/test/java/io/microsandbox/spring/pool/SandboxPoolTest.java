@@ -280,4 +280,31 @@ class SandboxPoolTest {
         assertThat(pool.stats().lastBootError()).contains("io/example/Missing");
         verify(runtime, times(1)).create(anyString(), any(SandboxConfig.class));
     }
+
+    /** max-size bounds VMs: a retired member still draining counts until it has stopped. */
+    @Test
+    void aReplacementWaitsForTheRetiredMembersVmWhenThePoolIsFull() throws Exception {
+        java.util.concurrent.atomic.AtomicReference<SandboxStatus> draining = new java.util.concurrent.atomic.AtomicReference<>(SandboxStatus.RUNNING);
+        SandboxHandle handle = mock(SandboxHandle.class);
+        when(handle.status()).thenAnswer(inv -> draining.get());
+        when(handle.refresh()).thenReturn(handle);
+        when(runtime.find("default-a")).thenReturn(Optional.of(handle));
+        when(runtime.create(anyString(), any(SandboxConfig.class))).thenAnswer(inv -> sandbox(inv.getArgument(0)));
+        MicrosandboxProperties.Pool settings = settings();
+        settings.setMinIdle(1);
+        settings.setMaxSize(1);
+        settings.setShutdownTimeout(Duration.ofSeconds(30));
+        settings.setAcquireTimeout(Duration.ofMillis(300));
+        SandboxPool pool = pool(config, settings);
+        leftRunning(pool, "default-a");
+        pool.start();
+        pool.evict("default-a");
+        verify(handle, timeout(5000)).requestDrain();
+        Thread.sleep(500);
+        verify(runtime, never()).create(anyString(), any(SandboxConfig.class));
+        assertThatThrownBy(() -> pool.borrow()).hasMessageContaining("stopping 1");
+        draining.set(SandboxStatus.STOPPED);
+        verify(runtime, timeout(5000)).create(anyString(), any(SandboxConfig.class));
+        verify(runtime).remove("default-a");
+    }
 }
