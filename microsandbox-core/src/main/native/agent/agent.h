@@ -245,6 +245,10 @@ void exec_message(uint32_t id, const char *type, size_t tlen, cbor_val payload);
 void exec_session_event(uint32_t tag, int fd, uint32_t events);
 void exec_child_exited(pid_t pid, int status);
 void exec_throttle_changed(void);
+/* Milliseconds until a cancelled fs worker is due to be killed, -1: none due. */
+int exec_deadline_ms(void);
+/* Kills the cancelled fs workers whose grace is over. */
+void exec_kill_overdue(void);
 bool exec_session_live(uint32_t id);
 /* Whether any exec or file session is open. */
 bool exec_sessions_open(void);

@@ -55,7 +55,23 @@ typedef struct session {
     uint8_t *res;          /* the result map read so far (fs sessions) */
     size_t reslen;
     bool res_over;         /* the child wrote more than FS_RESULT_MAX */
+    uint64_t kill_at_ns;   /* a cancelled fs worker's SIGKILL, CLOCK_BOOTTIME; 0: none due */
 } session;
+
+/* How long a cancelled fs worker has to put things back (a replacing write removes its
+ * temporary, an append cuts the file back) before it is killed. */
+#define FS_CANCEL_GRACE_NS (2000ull * 1000000u)
+/* Cancelled fs workers still within their grace: the loop only looks for deadlines then. */
+static unsigned g_kills_due;
+
+/* The worker ended or was killed: no kill is due for it any more. */
+static void kill_done(session *s)
+{
+    if (s->kill_at_ns) {
+        s->kill_at_ns = 0;
+        g_kills_due--;
+    }
+}
 
 static session *g_sessions;
 static void fs_finish(session *s);
@@ -194,6 +210,7 @@ static void free_session(session *s)
     close_fd(&s->out_fd, &s->out_ev);
     close_fd(&s->err_fd, &s->err_ev);
     close_fd(&s->in_fd, &s->in_ev);
+    kill_done(s);
     free(s->inbuf);
     free(s->res);
     free(s);
@@ -490,12 +507,37 @@ void exec_session_event(uint32_t tag, int fd, uint32_t events)
     }
 }
 
+int exec_deadline_ms(void)
+{
+    if (!g_kills_due)
+        return -1;
+    uint64_t now = now_boottime_ns(), first = UINT64_MAX;
+    for (session *s = g_sessions; s; s = s->next)
+        if (s->kill_at_ns && s->kill_at_ns < first)
+            first = s->kill_at_ns;
+    return first == UINT64_MAX ? -1 : now >= first ? 0 : (int)((first - now) / 1000000u) + 1;
+}
+
+void exec_kill_overdue(void)
+{
+    if (!g_kills_due)
+        return;
+    uint64_t now = now_boottime_ns();
+    for (session *s = g_sessions; s; s = s->next)
+        if (s->kill_at_ns && now >= s->kill_at_ns) {
+            if (kill(-s->pid, SIGKILL) < 0)
+                kill(s->pid, SIGKILL);
+            kill_done(s);
+        }
+}
+
 void exec_child_exited(pid_t pid, int status)
 {
     for (session *s = g_sessions; s; s = s->next)
         if (s->pid == pid && !s->exited) {
             s->exited = true;
             s->status = status;
+            kill_done(s);
             maybe_finish(s);
             return;
         }
@@ -850,8 +892,18 @@ cleanup: {
  * result pipe stays: its end is reported as usual. May free s. */
 static void cancel_session(session *s)
 {
-    if (kill(-s->pid, SIGKILL) < 0 && !s->exited)
+    if (s->fs && !s->exited) {
+        /* SIGTERM first: the worker leaves the file as it was (fs.c), and is killed if it
+         * has not ended within the grace (stopped, or stuck in a system call) */
+        if (s->kill_at_ns == 0) {
+            kill(s->pid, SIGTERM);
+            kill(s->pid, SIGCONT);
+            s->kill_at_ns = now_boottime_ns() + FS_CANCEL_GRACE_NS;
+            g_kills_due++;
+        }
+    } else if (kill(-s->pid, SIGKILL) < 0 && !s->exited) {
         kill(s->pid, SIGKILL);
+    }
     s->stdin_open = false;
     s->inlen = s->inoff = 0;
     close_fd(&s->in_fd, &s->in_ev);

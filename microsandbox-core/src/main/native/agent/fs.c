@@ -143,8 +143,34 @@ static const char *err_kind(int err)
     }
 }
 
+/* What a write cut short puts back, on a failure or a cancel (exec.c sends SIGTERM before
+ * it kills): a replacing write's temporary is removed, an append cuts the file back to its
+ * size before. */
+static char g_tmp_path[PATH_BUF + 32];
+static volatile sig_atomic_t g_tmp_live;
+static volatile int g_append_fd = -1;
+static volatile off_t g_append_size;
+
+static void put_back(void)
+{
+    if (g_tmp_live) {
+        unlink(g_tmp_path);
+        g_tmp_live = 0;
+    } else if (g_append_fd >= 0 && ftruncate(g_append_fd, g_append_size) == 0) {
+        g_append_fd = -1;
+    }
+}
+
+static void __attribute__((noreturn)) abandon_write(int sig)
+{
+    (void)sig;
+    put_back();
+    _exit(3);
+}
+
 static void __attribute__((noreturn)) fail(const char *op, const char *path, int err)
 {
+    put_back();
     char msg[PATH_BUF + 256];
     snprintf(msg, sizeof msg, "%s %s: %s", op, path, strerror(err));
     g_res.len = 0;
@@ -257,7 +283,44 @@ static void op_read(const fs_args *a)
     done();
 }
 
-static void op_write(const fs_args *a)
+/* Copies from into to until from's end; returns the byte count. */
+static uint64_t pump(int from, int to, const char *path)
+{
+    static uint8_t buf[IO_CHUNK];
+    uint64_t total = 0;
+    for (;;) {
+        ssize_t n = read(from, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            fail("write", path, errno);
+        if (n == 0)
+            return total;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(to, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                fail("write", path, errno);
+            off += w;
+        }
+        total += (uint64_t)n;
+    }
+}
+
+static void __attribute__((noreturn)) written(int fd, const char *path, uint64_t total)
+{
+    if (fd >= 0 && (fsync(fd) < 0 || close(fd) < 0))
+        fail("write", path, errno);
+    sync_parent(path);
+    cbor_put_map(&g_res, 1);
+    cbor_put_text(&g_res, "size");
+    cbor_put_uint(&g_res, total);
+    done();
+}
+
+/* Writes into the file itself: appends, and replacements a temporary cannot make (see op_write). */
+static void __attribute__((noreturn)) write_in_place(const fs_args *a)
 {
     int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | (a->append ? O_APPEND : O_TRUNC);
     int fd = open(a->path, flags, a->has_mode ? a->mode : 0644);
@@ -268,37 +331,95 @@ static void op_write(const fs_args *a)
         fail("write", a->path, S_ISDIR(st.st_mode) ? EISDIR : EINVAL);
     if (a->has_mode && fchmod(fd, a->mode) < 0)
         fail("write", a->path, errno);
-    uint8_t *buf = malloc(IO_CHUNK);
-    if (!buf)
-        fail("write", a->path, ENOMEM);
-    uint64_t total = 0;
-    for (;;) {
-        ssize_t n = read(0, buf, IO_CHUNK);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            fail("write", a->path, errno);
-        if (n == 0)
-            break;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(fd, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0)
-                fail("write", a->path, errno);
-            off += w;
-        }
-        total += (uint64_t)n;
+    if (a->append) {
+        g_append_size = st.st_size;
+        g_append_fd = fd;
     }
-    if (fsync(fd) < 0)
+    uint64_t total = pump(0, fd, a->path);
+    written(fd, a->path, total);
+}
+
+static void block_term(bool block)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
+/* The temporary for target (a name of this worker's beside it), with the owner and group
+ * target has (when it exists); -1 when it cannot be made so. */
+static int open_temporary(const char *target, const struct stat *existing)
+{
+    const char *slash = strrchr(target, '/');
+    int dirlen = slash ? (int)(slash - target) + 1 : 0;
+    snprintf(g_tmp_path, sizeof g_tmp_path, "%.*s.msb-write-%ld", dirlen, target, (long)getpid());
+    block_term(true);
+    int fd = open(g_tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
+    g_tmp_live = fd >= 0;
+    block_term(false);
+    struct stat made;
+    if (fd >= 0 && existing && fstat(fd, &made) == 0 &&
+        (made.st_uid != existing->st_uid || made.st_gid != existing->st_gid) &&
+        fchown(fd, existing->st_uid, existing->st_gid) < 0) {
+        /* another user's file, or a group this user is not in: only an in-place write keeps them */
+        close(fd);
+        put_back();
+        fd = -1;
+    }
+    return fd;
+}
+
+/*
+ * A replacing write is whole or nothing: the data goes to a temporary beside the file,
+ * renamed over it once complete, so a transfer cut short (a failure, the host's cancel, a
+ * client gone) leaves the file as it was. The replacement keeps the file's owner, group and
+ * mode (unless a mode is given); a link is followed to the file it leads to. Written in
+ * place instead (as before a temporary could be made): an append, a file with a second name
+ * (which must keep seeing the data), a fifo or device, a file whose owner or group the
+ * temporary cannot be given, a directory this user may not add to.
+ */
+static void op_write(const fs_args *a)
+{
+    struct sigaction sa = { .sa_handler = abandon_write };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    if (a->append)
+        write_in_place(a);
+    char target[PATH_BUF];
+    struct stat st;
+    bool exists = lstat(a->path, &st) == 0;
+    if (exists && S_ISLNK(st.st_mode)) {
+        if (!realpath(a->path, target) || stat(target, &st) < 0)
+            write_in_place(a); /* a dangling link: creating its file goes through it */
+    } else {
+        snprintf(target, sizeof target, "%s", a->path);
+    }
+    if (exists && (!S_ISREG(st.st_mode) || st.st_nlink > 1))
+        write_in_place(a);
+    if (exists && faccessat(AT_FDCWD, target, W_OK, AT_EACCESS) < 0)
         fail("write", a->path, errno);
-    if (close(fd) < 0)
+    int fd = open_temporary(target, exists ? &st : NULL);
+    if (fd < 0)
+        write_in_place(a);
+    uint64_t total = pump(0, fd, a->path);
+    if (fchmod(fd, a->has_mode ? a->mode : exists ? st.st_mode & 07777 : 0644) < 0 || fsync(fd) < 0 || close(fd) < 0)
         fail("write", a->path, errno);
-    sync_parent(a->path);
-    cbor_put_map(&g_res, 1);
-    cbor_put_text(&g_res, "size");
-    cbor_put_uint(&g_res, total);
-    done();
+    block_term(true);
+    if (rename(g_tmp_path, target) < 0) {
+        if (errno != EBUSY)
+            fail("write", a->path, errno);
+        /* a file mounted over its name (a bind mount) cannot be renamed over: copied into */
+        int in = open(g_tmp_path, O_RDONLY | O_CLOEXEC);
+        int out = in < 0 ? -1 : open(target, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY);
+        if (out < 0)
+            fail("write", a->path, errno);
+        pump(in, out, a->path);
+        put_back();
+        written(out, target, total);
+    }
+    g_tmp_live = 0;
+    written(-1, target, total);
 }
 
 static void op_list(const fs_args *a)

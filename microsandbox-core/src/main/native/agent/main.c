@@ -137,10 +137,14 @@ static void set_quiesced(bool on)
     }
 }
 
-/* epoll_wait's timeout: the quiet spell's end, when one is on, bounds it. */
+/* epoll_wait's timeout: the quiet spell's end, when one is on, and a cancelled fs worker's
+ * kill bound it. */
 static int loop_timeout_ms(void)
 {
     int ms = g_port_in_loop ? -1 : HUP_POLL_MS;
+    int kill_ms = exec_deadline_ms();
+    if (kill_ms >= 0 && (ms < 0 || kill_ms < ms))
+        ms = kill_ms;
     if (g_quiesced) {
         uint64_t now = now_boottime_ns();
         int left = now >= g_quiesce_end_ns ? 0 : (int)((g_quiesce_end_ns - now) / 1000000u) + 1;
@@ -738,6 +742,7 @@ int main(void)
                 break;
             }
         }
+        exec_kill_overdue();
         if (!g_port_in_loop)
             port_reconnect_check();
         if (g_quiesced && now_boottime_ns() >= g_quiesce_end_ns) {

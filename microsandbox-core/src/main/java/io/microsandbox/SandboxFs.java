@@ -123,7 +123,13 @@ public final class SandboxFs {
         return new String(read(path), StandardCharsets.UTF_8);
     }
 
-    /** Creates or replaces the file with {@code data} (mode 0644 for a new file); durable on return. */
+    /**
+     * Creates or replaces the file with {@code data} (mode 0644 for a new file; a replaced file
+     * keeps its mode, owner and group, and a link is followed to its file); durable on return.
+     * Whole or nothing: the guest writes a temporary beside the file and renames it over the
+     * file once complete, so a write that fails or is given up leaves the file as it was (a
+     * file with a second name, or in a directory the user may not add to, is written in place).
+     */
     public void write(String path, byte[] data) {
         write(path, data, null);
     }
@@ -161,7 +167,11 @@ public final class SandboxFs {
         return Math.max(Protocol.FS_CHUNK_BYTES, Protocol.FS_WINDOW_BYTES / Math.max(1, open));
     }
 
-    /** A stream that creates or replaces the file; {@code close()} returns once it is on disk. */
+    /**
+     * A stream that creates or replaces the file, whole or nothing like {@link #write(String, byte[])};
+     * {@code close()} returns once it is on disk. A stream closed while a write is under way
+     * (from another thread) or after a failed write gives the file up: the file stays as it was.
+     */
     public OutputStream writeStream(String path) {
         return writeStream(path, null);
     }

@@ -268,6 +268,68 @@ class SandboxFsIT {
     }
 
     /**
+     * A replacing write is whole or nothing: a stream given up half-way (closed from another
+     * thread while 256 MiB are on their way) leaves the file as it was and no temporary.
+     */
+    @Test
+    void anAbandonedWriteLeavesTheFileAsItWas() throws Exception {
+        SandboxFs fs = sandbox.fs();
+        fs.mkdir("/srv/abandon");
+        fs.writeString("/srv/abandon/kept.txt", "the old content");
+        java.io.OutputStream out = fs.writeStream("/srv/abandon/kept.txt");
+        java.util.concurrent.CompletableFuture<Throwable> writer = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+            try {
+                byte[] chunk = new byte[1 << 20];
+                for (int i = 0; i < 256; i++) {
+                    out.write(chunk);
+                }
+                return null;
+            } catch (java.io.IOException e) {
+                return e;
+            }
+        });
+        // under way: the guest holds part of the data in the temporary
+        long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(60);
+        while (!sandbox.shell("test -s /srv/abandon/.msb-write-*").success() && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+        }
+        assertThat(writer).as("the write is still under way when it is given up").isNotDone();
+        out.close();
+        assertThat(writer.get(30, java.util.concurrent.TimeUnit.SECONDS)).isInstanceOf(java.io.IOException.class);
+        assertThat(fs.readString("/srv/abandon/kept.txt")).isEqualTo("the old content");
+        // the worker put things back before it ended
+        deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(10);
+        while (!sandbox.shell("ls -A /srv/abandon").stdout().equals("kept.txt\n") && System.nanoTime() < deadline) {
+            Thread.sleep(50);
+        }
+        assertThat(sandbox.shell("ls -A /srv/abandon").stdout()).isEqualTo("kept.txt\n");
+        sandbox.shell("rm -rf /srv/abandon");
+    }
+
+    /** A replacement keeps what the file was: its owner, group and mode, the link leading to it, its second name. */
+    @Test
+    void aReplacedFileKeepsItsOwnerModeLinkAndSecondName() {
+        SandboxFs fs = sandbox.fs();
+        assertThat(sandbox.shell("mkdir -p /srv/w && cd /srv/w && echo old > owned && chown 1000:1000 owned && chmod 640 owned"
+                + " && echo old > target && ln -s target link && echo old > one && ln one two").exitCode()).isZero();
+        fs.writeString("/srv/w/owned", "new");
+        FsStat owned = fs.stat("/srv/w/owned");
+        assertThat(List.of(owned.uid(), owned.gid(), owned.mode())).containsExactly(1000, 1000, 0640);
+        fs.writeString("/srv/w/link", "through the link");
+        assertThat(sandbox.shell("test -L /srv/w/link").success()).as("still a link").isTrue();
+        assertThat(fs.readString("/srv/w/target")).isEqualTo("through the link");
+        fs.writeString("/srv/w/one", "both names");
+        assertThat(fs.readString("/srv/w/two")).isEqualTo("both names");
+        // the owner's own write (through a temporary in its directory), and the mode a caller gives
+        sandbox.shell("chown 1000:1000 /srv/w");
+        sandbox.fs().user("sandbox").write("/srv/w/owned", "by its owner".getBytes(java.nio.charset.StandardCharsets.UTF_8), 0600);
+        owned = fs.stat("/srv/w/owned");
+        assertThat(List.of(owned.uid(), owned.gid(), owned.mode())).containsExactly(1000, 1000, 0600);
+        assertThat(sandbox.shell("ls -A /srv/w | sort | tr '\\n' ' '").stdout()).isEqualTo("link one owned target two ");
+        sandbox.shell("rm -rf /srv/w");
+    }
+
+    /**
      * Closing a write stream from another thread while a write waits for the guest's credit (a
      * fifo nobody reads takes nothing) gives the file up and ends that write at once, not after
      * the stall timeout.
