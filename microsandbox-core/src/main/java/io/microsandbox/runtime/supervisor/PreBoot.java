@@ -183,7 +183,7 @@ final class PreBoot {
                 }
             }
             List<String> argv = PrebootShape.relocate(shape.vmmArgv(), shape.runDir(), shape.upperDisk(), dir.toString(), upper.toString());
-            if (argv.stream().anyMatch(a -> a.contains(shape.runDir()) || a.contains(shape.upperDisk()))
+            if (argv.stream().anyMatch(a -> PrebootShape.mentions(a, shape.runDir()) || PrebootShape.mentions(a, shape.upperDisk()))
                     || argv.equals(shape.vmmArgv())) {
                 // not relocated (a path QEMU's option syntax escapes): it must never touch that sandbox's files
                 throw new IOException("the command line could not be relocated");

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.runtime.Json;
 import java.io.IOException;
+import io.microsandbox.runtime.vmm.QemuCommand;
 import java.util.List;
 
 /**
@@ -48,9 +49,20 @@ public record PrebootShape(List<String> vmmArgv, String runDir, String upperDisk
         return new PrebootShape(List.copyOf(spec.vmmArgv()), spec.runDir(), spec.layout().upperDisk().toString(), 0, checkpoint);
     }
 
-    /** {@code argv} with this shape's sandbox paths replaced by {@code runDir} and {@code upperDisk}. */
+    /**
+     * {@code argv} with this shape's sandbox paths replaced by {@code runDir} and {@code upperDisk},
+     * both as they stand in option values (commas doubled) and as they are.
+     */
     static List<String> relocate(List<String> argv, String fromRunDir, String fromUpper, String runDir, String upperDisk) {
-        return argv.stream().map(a -> a.replace(fromUpper, upperDisk).replace(fromRunDir, runDir)).toList();
+        return argv.stream().map(a -> a.replace(QemuCommand.optionValue(fromUpper), QemuCommand.optionValue(upperDisk))
+                .replace(fromUpper, upperDisk)
+                .replace(QemuCommand.optionValue(fromRunDir), QemuCommand.optionValue(runDir))
+                .replace(fromRunDir, runDir)).toList();
+    }
+
+    /** Whether {@code arg} names {@code path}, as it is or as an option value. */
+    static boolean mentions(String arg, String path) {
+        return arg.contains(path) || arg.contains(QemuCommand.optionValue(path));
     }
 
     String toJson() {

@@ -281,7 +281,12 @@ public final class QemuCommand {
 
     /** QEMU option values double a comma to keep it literal. */
     private static String escape(Path path) {
-        return path.toString().replace(",", ",,");
+        return optionValue(path.toString());
+    }
+
+    /** {@code value} as it stands in a QEMU option's {@code key=value} list: its commas doubled. */
+    public static String optionValue(String value) {
+        return value.replace(",", ",,");
     }
 
     private static void add(List<String> argv, String... items) {

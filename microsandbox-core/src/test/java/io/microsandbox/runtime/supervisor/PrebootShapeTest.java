@@ -34,6 +34,18 @@ class PrebootShapeTest {
         assertThat(restore.toJson()).isEqualTo(mapper.writeValueAsString(restore));
     }
 
+    /** A sandbox name with a comma stands doubled in QEMU's option values: relocated all the same, never left naming that sandbox's disk. */
+    @Test
+    void pathsWithCommasAreRelocatedAsQemuWritesThem() {
+        List<String> argv = List.of("qemu", "-chardev", "socket,id=agent,path=/h,1/run/abc/vm.sock",
+                "-drive", "id=upper,file=/h,,1/sandboxes/a,,b/upper.ext4,format=raw", "-pidfile", "/h,1/sandboxes/a,b/upper.ext4");
+        List<String> spare = PrebootShape.relocate(argv, "/h,1/run/abc", "/h,1/sandboxes/a,b/upper.ext4", "/h,1/run/spare", "/h,1/run/spare/upper.ext4");
+        assertThat(spare).containsExactly("qemu", "-chardev", "socket,id=agent,path=/h,1/run/spare/vm.sock",
+                "-drive", "id=upper,file=/h,,1/run/spare/upper.ext4,format=raw", "-pidfile", "/h,1/run/spare/upper.ext4");
+        assertThat(spare).noneMatch(a -> PrebootShape.mentions(a, "/h,1/sandboxes/a,b/upper.ext4"));
+        assertThat(PrebootShape.mentions(argv.get(4), "/h,1/sandboxes/a,b/upper.ext4")).isTrue();
+    }
+
     @Test
     void aShapeOfTheWrongFormIsRefusedNamingTheField() {
         assertThatThrownBy(() -> PrebootShape.fromJson("{\"vmmArgv\":[1]}")).isInstanceOf(IOException.class).hasMessageContaining("\"vmmArgv\"");
