@@ -38,6 +38,8 @@ final class ConsoleRecorder {
     private long sunk;
     private final Object sinkLock = new Object();
     private boolean sinkClosed;
+    /** Counted down once the console has closed and everything it sent is recorded. */
+    private final java.util.concurrent.CountDownLatch drained = new java.util.concurrent.CountDownLatch(1);
 
     private ConsoleRecorder(ServerSocketChannel server, Path log, java.util.function.Consumer<byte[]> lines) {
         this.server = server;
@@ -60,7 +62,12 @@ final class ConsoleRecorder {
         Files.deleteIfExists(log);
         Files.deleteIfExists(rotated(log));
         ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
-        server.bind(UnixDomainSocketAddress.of(socket));
+        try {
+            server.bind(UnixDomainSocketAddress.of(socket));
+        } catch (IOException | RuntimeException e) {
+            server.close();
+            throw e;
+        }
         ConsoleRecorder recorder = new ConsoleRecorder(server, log, lines);
         SupervisorLog.daemon("console", recorder::record, e -> { }).start();
         return recorder;
@@ -69,34 +76,65 @@ final class ConsoleRecorder {
     private void record() {
         try (server; SocketChannel channel = server.accept()) {
             ByteBuffer buf = ByteBuffer.allocate(64 * 1024);
-            OutputStream out;
-            synchronized (fileLock) {
-                out = open();
-            }
+            OutputStream out = null;
             long size = 0;
+            boolean writable = true;
+            try {
+                synchronized (fileLock) {
+                    out = open();
+                }
+            } catch (IOException e) {
+                SupervisorLog.warn("console log not written: " + e.getMessage());
+                writable = false;
+            }
             try {
                 while (channel.read(buf.clear()) >= 0) {
-                    synchronized (fileLock) {
-                        if (size + buf.position() > ROTATE_BYTES) {
-                            out.close();
-                            Files.move(log, rotated(log), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-                            out = open();
-                            size = 0;
+                    if (writable) {
+                        try {
+                            synchronized (fileLock) {
+                                if (size + buf.position() > ROTATE_BYTES) {
+                                    out.close();
+                                    out = null;
+                                    Files.move(log, rotated(log), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+                                    out = open();
+                                    size = 0;
+                                }
+                                out.write(buf.array(), 0, buf.position());
+                                out.flush();
+                                size += buf.position();
+                            }
+                        } catch (IOException e) {
+                            // a full host disk: the console is still read (an unread one stalls the guest), not kept
+                            SupervisorLog.warn("console log not written any more: " + e.getMessage());
+                            writable = false;
                         }
-                        out.write(buf.array(), 0, buf.position());
-                        out.flush();
-                        size += buf.position();
                     }
                     split(buf.array(), buf.position());
                 }
             } finally {
-                out.close();
+                if (out != null) {
+                    out.close();
+                }
                 flushLine();
             }
         } catch (IOException e) {
             if (server.isOpen()) {
                 SupervisorLog.warn("console recording ended: " + e.getMessage());
             }
+        } finally {
+            drained.countDown();
+        }
+    }
+
+    /**
+     * Waits, at most {@code timeout}, for what the console sent before it closed to be in the
+     * log: the last lines of a VM that just exited (a panic's) are what its end is judged by.
+     */
+    void awaitDrained(java.time.Duration timeout) {
+        try {
+            drained.await(timeout.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 

@@ -67,6 +67,10 @@ public final class Supervisor {
     static final long ORPHAN_STOP_GRACE_MS = 5_000;
     /** How long the end waits for the agent's last frames to be relayed. */
     private static final long AGENT_DRAIN_MS = 1000;
+    /** How long the end of a run waits for the console's last bytes (a panic's lines) to be in its log. */
+    private static final Duration CONSOLE_DRAIN = Duration.ofSeconds(1);
+    /** The longest a checkpoint's save may be given ({@code sup.checkpoint}'s {@code timeout_ms}). */
+    private static final Duration MAX_CHECKPOINT_TIMEOUT = Duration.ofHours(1);
     /** How long a supervisor started ahead of time waits for a sandbox before it exits. */
     public static final long SPARE_IDLE_MS = 10 * 60_000;
     /** Grace period of stops the supervisor decides on itself (drain, idle, max duration). */
@@ -826,6 +830,9 @@ public final class Supervisor {
     }
 
     private void recordExitAndFinish(int status) {
+        if (console != null) {
+            console.awaitDrained(CONSOLE_DRAIN);
+        }
         RunRecorder.Outcome outcome = RunRecorder.decide(status, stopReason, killRequested, agentFailure, layout.consoleLog());
         if (console != null) {
             console.closeSink(); // the end marker stays the run's last entry
