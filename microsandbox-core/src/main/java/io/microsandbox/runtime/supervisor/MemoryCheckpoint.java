@@ -68,7 +68,7 @@ public final class MemoryCheckpoint {
             migrating = true;
             session.execute("migrate", Json.object().put("uri", "exec:" + saveCommand(memoryFile)), QMP_TIMEOUT);
             awaitMigration(session, memoryFile, timeout);
-        } catch (IOException e) {
+        } catch (IOException | RuntimeException e) {
             if (migrating) {
                 // a migration left running (QMP timed out, say) would finish later and stop the
                 // guest the caller resumed; on a new connection, as the session's may be what failed

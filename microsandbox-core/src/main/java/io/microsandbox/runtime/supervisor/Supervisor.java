@@ -1737,6 +1737,10 @@ public final class Supervisor {
     }
 
     private Frame checkpointHoldingRunState(Frame request) {
+        long timeoutMs = request.payload().path("timeout_ms").asLong(120_000);
+        if (timeoutMs < 1 || timeoutMs > MAX_CHECKPOINT_TIMEOUT.toMillis()) {
+            return errorFrame(request.id(), ErrorKind.INVALID_ARGUMENT, "timeout_ms must be 1 to " + MAX_CHECKPOINT_TIMEOUT.toMillis() + ", not " + timeoutMs);
+        }
         io.microsandbox.runtime.network.NetworkRelay net = network;
         int flows = net != null ? net.openFlows() : 0;
         checkpointGate.writeLock().lock();
@@ -1779,7 +1783,7 @@ public final class Supervisor {
             }
             ObjectNode result = MemoryCheckpoint.take(layout.qmpSocket(), guestMemory.file(), Path.of(request.text("memory_file")),
                     Path.of(request.text("ram_file")), layout.upperDisk(), Path.of(request.text("upper_file")),
-                    Duration.ofMillis(request.payload().path("timeout_ms").asLong(120_000)));
+                    Duration.ofMillis(timeoutMs));
             long resumeStart = System.nanoTime();
             QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
             result.put("resume_ms", (System.nanoTime() - resumeStart) / 1_000_000);

@@ -271,6 +271,23 @@ class AgentFlowControlIT {
         assertThat(error.isTerminal()).isTrue();
     }
 
+    /** A checkpoint's save time out of range is refused before the VM is touched (a huge one overflowed after the save began). */
+    @Test
+    void aCheckpointTimeoutOutOfRangeIsRefused() throws Exception {
+        for (long timeout : new long[] {Long.MAX_VALUE, 0, -5}) {
+            ObjectNode p = Json.object();
+            p.put("memory_file", "/nonexistent/memory.bin");
+            p.put("ram_file", "/nonexistent/ram.bin");
+            p.put("upper_file", "/nonexistent/upper.ext4");
+            p.put("timeout_ms", timeout);
+            Frame error = send(Protocol.SUP_CHECKPOINT, p).next();
+            assertThat(error.type()).isEqualTo(Protocol.SUP_ERROR);
+            assertThat(error.text("kind")).isEqualTo("invalid_argument");
+            assertThat(error.text("message")).contains("timeout_ms");
+        }
+        assertThat(send(Protocol.CORE_PING, Json.object()).next().type()).isEqualTo(Protocol.CORE_PONG);
+    }
+
     // ---- helpers ----
 
     private static ObjectNode request(String cmd, List<String> args) {
