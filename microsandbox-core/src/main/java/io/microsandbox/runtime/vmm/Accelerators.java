@@ -20,6 +20,8 @@ import java.util.logging.Logger;
 public final class Accelerators {
     private static final Logger LOG = Logger.getLogger(Accelerators.class.getName());
     private static final Duration PROBE_TIMEOUT = Duration.ofSeconds(15);
+    /** How much of the probe's console is searched for its marker. */
+    private static final int CONSOLE_READ_BYTES = 1 << 20;
 
     private Accelerators() {
     }
@@ -67,6 +69,13 @@ public final class Accelerators {
         return null;
     }
 
+    /** Whether the first {@value #CONSOLE_READ_BYTES} bytes of the probe's console hold {@code marker} (whatever else the guest wrote). */
+    private static boolean consoleShows(Path console, String marker) throws IOException {
+        try (var in = Files.newInputStream(console)) {
+            return new String(in.readNBytes(CONSOLE_READ_BYTES), java.nio.charset.StandardCharsets.ISO_8859_1).contains(marker);
+        }
+    }
+
     /** Boots the kernel under KVM to the agent's probe marker; false on any failure or timeout. */
     static boolean probeKvm(String qemu, KernelBundle kernel, Path initramfs, Path workDir, Duration timeout) throws IOException {
         OwnerOnly.directory(workDir);
@@ -77,15 +86,18 @@ public final class Accelerators {
                     .consoleLog(console).argv();
             Process vmm = new ProcessBuilder(argv).redirectErrorStream(true)
                     .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
-            boolean finished = vmm.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS);
-            if (!finished) {
-                vmm.destroyForcibly().waitFor();
-                return false;
+            try {
+                if (!vmm.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
+                    vmm.destroyForcibly().waitFor();
+                    return false;
+                }
+            } catch (InterruptedException e) {
+                // no verdict: an interrupted probe says nothing about the host, and is not remembered
+                vmm.destroyForcibly();
+                Thread.currentThread().interrupt();
+                throw new IOException("the KVM probe was interrupted");
             }
-            return vmm.exitValue() == 0 && Files.readString(console).contains(QemuCommand.PROBE_MARKER);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            return false;
+            return vmm.exitValue() == 0 && consoleShows(console, QemuCommand.PROBE_MARKER);
         } finally {
             Files.deleteIfExists(console);
         }
