@@ -25,6 +25,7 @@ import java.util.ArrayList;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
@@ -323,6 +324,7 @@ public final class NetworkRelay implements AutoCloseable {
         Collection<String> names = namesOf(address);
         List<String> claimed = List.of();
         boolean nameStillToCome = false;
+        boolean nameHidden = false;
         if (tls != null || matcher.needsServerName(Protocol.TCP, port)) {
             // domain rules also match the TLS SNI / HTTP Host: let the guest send its first bytes,
             // kept from the first (they may come before this thread waits for them)
@@ -331,12 +333,20 @@ public final class NetworkRelay implements AutoCloseable {
             ServerNameSniffer.Result sniffed = c.awaitServerName();
             claimed = sniffed.name().map(List::of).orElse(List.of());
             nameStillToCome = sniffed.state() == ServerNameSniffer.State.NEED_MORE;
+            nameHidden = sniffed.state() == ServerNameSniffer.State.HIDDEN;
         }
         PolicyMatcher.Decision d = matcher.connection(Direction.EGRESS, Protocol.TCP, address, port, names, claimed);
         String target = describe(address, port, names) + (claimed.isEmpty() ? "" : " for " + claimed.get(0));
         if (!d.allowed()) {
             abort(c, "network: denied tcp connection to " + target + " by " + d.reason());
             return;
+        }
+        if (nameHidden) {
+            String refusal = hiddenNameRefusal(address, port, target);
+            if (refusal != null) {
+                abort(c, refusal);
+                return;
+            }
         }
         RequestFilter.HostPolicy hostPolicy = requestHostPolicy(address, port, names, target);
         if (tls != null && c.headIsTls() && !claimed.isEmpty() && !bypassed(claimed.get(0))) {
@@ -347,7 +357,12 @@ public final class NetworkRelay implements AutoCloseable {
             // a silent client is let through (the server may speak first), but a name its first
             // bytes give later is checked then: waiting out the sniff must not get a denied name
             // past the policy, nor TLS past the interception
-            c.lateName = (late, isTls) -> {
+            c.lateName = (sniffed, isTls) -> {
+                Optional<String> late = sniffed.name();
+                if (isTls && late.isEmpty() && sniffed.state() != ServerNameSniffer.State.NONE) {
+                    // a handshake still cut short when decided, or unreadable: its name is hidden
+                    return hiddenNameRefusal(address, port, target);
+                }
                 if (late.isEmpty()) {
                     return null;
                 }
@@ -382,6 +397,19 @@ public final class NetworkRelay implements AutoCloseable {
             guest.urgent(new Frame(c.id, 0, Net.CONNECTED, Json.object()));
         }
         c.startReader();
+    }
+
+    /**
+     * Why a TLS connection whose ClientHello hides its server name (split past the sniff, padded
+     * past {@link ServerNameSniffer#MAX_BYTES}, malformed, or dripped in slower than the sniff
+     * waits) is reset, or null: without the name only the address may allow it (a name looked up
+     * for a shared address would let the guest reach any site behind it), and never intercepted.
+     */
+    private String hiddenNameRefusal(InetAddress address, int port, String target) {
+        PolicyMatcher.Decision byAddress = matcher.connection(Direction.EGRESS, Protocol.TCP, address, port, List.of(), List.of());
+        return byAddress.allowed() ? null : "network: denied tcp connection to " + target
+                + ": its TLS ClientHello hides the server name from the policy (split, padded, malformed or too slow), and its address alone is not allowed ("
+                + byAddress.reason() + ")";
     }
 
     // ---- TLS interception ----
@@ -1028,11 +1056,11 @@ public final class NetworkRelay implements AutoCloseable {
         RequestFilter filter;
         /**
          * Set (before the writer starts) when the guest had not named its server when the
-         * connection was decided: given the name its first bytes carry once they come (empty
-         * when they carry none) and whether they begin a TLS handshake, it returns why the
+         * connection was decided: given what its first bytes tell once they come (or once the
+         * sniff stops waiting) and whether they begin a TLS handshake, it returns why the
          * connection must be reset, or null. The writer holds those bytes until then.
          */
-        java.util.function.BiFunction<java.util.Optional<String>, Boolean, String> lateName;
+        java.util.function.BiFunction<ServerNameSniffer.Result, Boolean, String> lateName;
         /** The guest's first bytes, held by the writer while {@link #lateName} waits for them; writer only. */
         private java.io.ByteArrayOutputStream lateHead;
         private long lateHeadSince;
@@ -1293,7 +1321,7 @@ public final class NetworkRelay implements AutoCloseable {
         private boolean releaseLateHead(OutputStream out) throws IOException, RequestFilter.Violation {
             byte[] held = lateHead == null ? new byte[0] : lateHead.toByteArray();
             ServerNameSniffer.Result r = ServerNameSniffer.sniff(held, Math.min(held.length, ServerNameSniffer.MAX_BYTES));
-            String refusal = lateName.apply(r.name(), held.length > 0 && (held[0] & 0xff) == 0x16);
+            String refusal = lateName.apply(r, held.length > 0 && (held[0] & 0xff) == 0x16);
             lateName = null;
             lateHead = null;
             if (refusal != null) {

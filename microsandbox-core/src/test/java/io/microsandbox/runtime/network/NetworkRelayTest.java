@@ -187,6 +187,97 @@ class NetworkRelayTest {
     }
 
     /**
+     * A TLS client that hides its server name from the sniff cannot reach another site behind an
+     * allowed name's address: a ClientHello split over records is read whole (its name denied),
+     * one padded past the sniff's limit or never finished is reset, as only an address rule could
+     * allow it; an allowed name split the same way passes.
+     */
+    @Test
+    void aTlsClientHidingItsServerNameIsNotLetThroughByAnAllowedName() throws Exception {
+        try (java.net.DatagramSocket dns = new java.net.DatagramSocket(0, InetAddress.getLoopbackAddress());
+                ServerSocket upstream = new ServerSocket(0, 8, InetAddress.getLoopbackAddress())) {
+            Thread resolver = new Thread(() -> answerEveryQueryWithLoopback(dns), "test-dns");
+            resolver.setDaemon(true);
+            resolver.start();
+            NetworkPolicy policy = NetworkPolicy.builder().rule(io.microsandbox.NetworkRule.allow("good.test"))
+                    .rule(io.microsandbox.NetworkRule.deny("*")).rebindingProtection(false)
+                    .dnsServers("127.0.0.1:" + dns.getLocalPort()).build();
+            relay(policy, List.of());
+            byte[] query = new byte[] {0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, 'g', 'o', 'o', 'd', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
+            relay.fromGuest(new Frame(ID, Protocol.FLAG_SESSION_START, Net.DNS, Json.object().put("query", query).put("dst", "10.0.2.3")));
+            assertThat(DnsMessage.addresses(next(Net.DNS_REPLY).bytes("reply"))).containsExactly(InetAddress.getByName("127.0.0.1"));
+
+            byte[] evil = ServerNameSnifferTest.handshake("evil.test", 0);
+            byte[] padded = ServerNameSnifferTest.records(ServerNameSnifferTest.handshake("evil.test", ServerNameSniffer.MAX_BYTES));
+            byte[] unfinished = java.util.Arrays.copyOf(ServerNameSnifferTest.records(evil, 30), 5 + 30 + 5);
+            int id = ID + 2;
+            for (byte[] hello : List.of(ServerNameSnifferTest.records(evil, 20), padded, unfinished)) {
+                toGuest.clear();
+                relay.fromGuest(new Frame(id, Protocol.FLAG_SESSION_START, Net.CONNECT, connect("127.0.0.1", upstream.getLocalPort())));
+                next(Net.CONNECTED);
+                relay.fromGuest(new Frame(id, 0, Net.DATA, Json.object().put("data", hello)));
+                Frame closed = next(Net.CLOSE);
+                assertThat(closed.id()).isEqualTo(id);
+                assertThat(closed.payload().path("reset").asBoolean()).isTrue();
+                id += 2;
+            }
+            assertThat(log).anyMatch(l -> l.contains("for evil.test by"))
+                    .anyMatch(l -> l.contains("hides the server name"));
+            // an unfinished hello is let through past the sniff (the server may speak first), so its upstream was
+            // connected; nothing of it reached the server
+            drainAccepted(upstream);
+
+            toGuest.clear();
+            byte[] good = ServerNameSnifferTest.records(ServerNameSnifferTest.handshake("good.test", 0), 20);
+            relay.fromGuest(new Frame(id, Protocol.FLAG_SESSION_START, Net.CONNECT, connect("127.0.0.1", upstream.getLocalPort())));
+            next(Net.CONNECTED);
+            relay.fromGuest(new Frame(id, 0, Net.DATA, Json.object().put("data", good)));
+            try (Socket s = upstream.accept()) {
+                assertThat(s.getInputStream().readNBytes(good.length)).isEqualTo(good);
+            }
+        }
+    }
+
+    /** Accepts what the relay connected so far and checks that none of it carried a byte. */
+    private static void drainAccepted(ServerSocket upstream) throws Exception {
+        upstream.setSoTimeout(200);
+        while (true) {
+            try (Socket s = upstream.accept()) {
+                s.setSoTimeout(2000);
+                int first;
+                try {
+                    first = s.getInputStream().read();
+                } catch (java.io.IOException reset) {
+                    first = -1;
+                }
+                assertThat(first).as("nothing of a refused hello reached the server").isEqualTo(-1);
+            } catch (java.net.SocketTimeoutException none) {
+                upstream.setSoTimeout(0);
+                return;
+            }
+        }
+    }
+
+    /** A resolver that answers every A query with 127.0.0.1. */
+    private static void answerEveryQueryWithLoopback(java.net.DatagramSocket dns) {
+        byte[] buf = new byte[512];
+        while (!dns.isClosed()) {
+            try {
+                java.net.DatagramPacket q = new java.net.DatagramPacket(buf, buf.length);
+                dns.receive(q);
+                java.io.ByteArrayOutputStream a = new java.io.ByteArrayOutputStream();
+                a.write(buf, 0, 2);
+                a.writeBytes(new byte[] {(byte) 0x81, (byte) 0x80, 0, 1, 0, 1, 0, 0, 0, 0});
+                a.write(buf, 12, q.getLength() - 12);
+                a.writeBytes(new byte[] {(byte) 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1});
+                dns.send(new java.net.DatagramPacket(a.toByteArray(), a.size(), q.getSocketAddress()));
+            } catch (java.io.IOException closed) {
+                return;
+            }
+        }
+    }
+
+    /**
      * A window frame the supervisor's queue dropped (an agent that left too many control frames
      * unread) is not lost: its credit goes with the next one, or again once the connection idles.
      */

@@ -15,14 +15,29 @@ import static org.assertj.core.api.Assertions.assertThat;
 class ServerNameSnifferTest {
     /** A TLS 1.2 ClientHello record with one cipher suite and the SNI extension. */
     static byte[] clientHello(String sni) {
+        return records(handshake(sni, 0));
+    }
+
+    /**
+     * A ClientHello handshake message (its 4-byte header first) with one cipher suite, then a
+     * padding extension of {@code padding} bytes when above 0, then the SNI extension (none for a null {@code sni}).
+     */
+    static byte[] handshake(String sni, int padding) {
         ByteArrayOutputStream ext = new ByteArrayOutputStream();
-        byte[] name = sni.getBytes(StandardCharsets.US_ASCII);
-        writeU16(ext, 0);                 // server_name
-        writeU16(ext, name.length + 5);
-        writeU16(ext, name.length + 3);   // list
-        ext.write(0);                     // host_name
-        writeU16(ext, name.length);
-        ext.writeBytes(name);
+        if (padding > 0) {
+            writeU16(ext, 21);
+            writeU16(ext, padding);
+            ext.writeBytes(new byte[padding]);
+        }
+        if (sni != null) {
+            byte[] name = sni.getBytes(StandardCharsets.US_ASCII);
+            writeU16(ext, 0);                 // server_name
+            writeU16(ext, name.length + 5);
+            writeU16(ext, name.length + 3);   // list
+            ext.write(0);                     // host_name
+            writeU16(ext, name.length);
+            ext.writeBytes(name);
+        }
         ByteArrayOutputStream hello = new ByteArrayOutputStream();
         hello.writeBytes(new byte[] {3, 3});
         hello.writeBytes(new byte[32]);
@@ -34,11 +49,23 @@ class ServerNameSnifferTest {
         writeU16(hello, ext.size());
         hello.writeBytes(ext.toByteArray());
         ByteArrayOutputStream out = new ByteArrayOutputStream();
-        out.writeBytes(new byte[] {0x16, 3, 1});
-        writeU16(out, hello.size() + 4);
         out.write(1);
-        out.writeBytes(new byte[] {0, (byte) (hello.size() >> 8), (byte) hello.size()});
+        out.writeBytes(new byte[] {(byte) (hello.size() >> 16), (byte) (hello.size() >> 8), (byte) hello.size()});
         out.writeBytes(hello.toByteArray());
+        return out.toByteArray();
+    }
+
+    /** {@code message} in handshake records, split at {@code cuts} and at most 16 KiB each (as TLS limits a record). */
+    static byte[] records(byte[] message, int... cuts) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        int from = 0;
+        for (int i = 0; from < message.length; i++) {
+            int to = Math.min(message.length, Math.min(i < cuts.length ? cuts[i] : message.length, from + 16384));
+            out.writeBytes(new byte[] {0x16, 3, 1});
+            writeU16(out, to - from);
+            out.write(message, from, to - from);
+            from = to;
+        }
         return out.toByteArray();
     }
 
@@ -59,6 +86,32 @@ class ServerNameSnifferTest {
         for (int cut : new int[] {1, 4, 5, 40, hello.length - 1}) {
             assertThat(sniff(java.util.Arrays.copyOf(hello, cut)).state()).as("cut at " + cut).isEqualTo(State.NEED_MORE);
         }
+    }
+
+    /** A ClientHello split over records is joined: a name past the first record is found all the same. */
+    @Test
+    void findsTheSniOfAClientHelloSplitOverRecords() {
+        byte[] message = handshake("evil.test", 0);
+        for (int[] cuts : new int[][] {{1}, {4}, {20}, {message.length - 3}, {10, 11, 50}}) {
+            byte[] split = records(message, cuts);
+            assertThat(sniff(split).name()).as(java.util.Arrays.toString(cuts)).contains("evil.test");
+            assertThat(sniff(java.util.Arrays.copyOf(split, split.length - 1)).state()).isEqualTo(State.NEED_MORE);
+        }
+    }
+
+    /** A name the sniff cannot read (padded past its limit, malformed, another record in between) is hidden, not absent. */
+    @Test
+    void aNameTheSniffCannotReadIsHidden() {
+        byte[] padded = records(handshake("evil.test", ServerNameSniffer.MAX_BYTES));
+        assertThat(sniff(java.util.Arrays.copyOf(padded, ServerNameSniffer.MAX_BYTES)).state()).isEqualTo(State.HIDDEN);
+        byte[] malformed = clientHello("evil.test");
+        malformed[malformed.length - 11] = (byte) 0xff; // the name's length past its extension
+        assertThat(sniff(malformed).state()).isEqualTo(State.HIDDEN);
+        byte[] message = handshake("evil.test", 0);
+        byte[] interleaved = records(message, 20);
+        interleaved[5 + 20] = 0x17; // application data before the hello ended
+        assertThat(sniff(interleaved).state()).isEqualTo(State.HIDDEN);
+        assertThat(sniff(records(handshake(null, 0))).state()).as("a whole hello without SNI names none").isEqualTo(State.NONE);
     }
 
     @Test
