@@ -99,6 +99,24 @@ public final class DnsMessage {
         return ((b[p] & 0xff) << 8) | (b[p + 1] & 0xff);
     }
 
+    /**
+     * A label as the master-file format writes it: a dot or backslash in it escaped, a byte
+     * outside printable ASCII as {@code \DDD}. A label {@code "api.example.com"} is one name,
+     * not three labels: unescaped it would read as the allowed name it is not.
+     */
+    private static void appendLabel(StringBuilder out, byte[] msg, int from, int len) {
+        for (int i = from; i < from + len; i++) {
+            int b = msg[i] & 0xff;
+            if (b == '.' || b == '\\') {
+                out.append('\\').append((char) b);
+            } else if (b <= 0x20 || b >= 0x7f) {
+                out.append('\\').append(String.format("%03d", b));
+            } else {
+                out.append((char) b);
+            }
+        }
+    }
+
     /** Reads a (possibly compressed) name at p, appending it to out; returns where it ends at p. */
     private static int readName(byte[] msg, int p, StringBuilder out, int depth) {
         int length = 0;
@@ -127,7 +145,7 @@ public final class DnsMessage {
                 if (out.length() > 0) {
                     out.append('.');
                 }
-                out.append(new String(msg, p + 1, len, java.nio.charset.StandardCharsets.ISO_8859_1));
+                appendLabel(out, msg, p + 1, len);
             }
             p += 1 + len;
         }

@@ -33,6 +33,18 @@ class DnsMessageTest {
         assertThat(DnsMessage.addresses(nx)).isEmpty();
     }
 
+    /** A label holding dots is one name, not the allowed name its text spells: read escaped, as the master-file format writes it. */
+    @Test
+    void aLabelHoldingDotsOrOddBytesIsReadEscaped() {
+        byte[] label = "api.example.test".getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+        java.io.ByteArrayOutputStream q = new java.io.ByteArrayOutputStream();
+        q.writeBytes(new byte[] {0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0});
+        q.write(label.length);
+        q.writeBytes(label);
+        q.writeBytes(new byte[] {2, 'a', 0x07, 1, '\\', 0, 0, 1, 0, 1});
+        assertThat(DnsMessage.question(q.toByteArray()).name()).isEqualTo("api\\.example\\.test.a\\007.\\\\");
+    }
+
     @Test
     void readsAddressesThroughCompressedNames() {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
