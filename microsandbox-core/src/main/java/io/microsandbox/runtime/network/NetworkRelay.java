@@ -231,7 +231,7 @@ public final class NetworkRelay implements AutoCloseable {
         int id = frame.id();
         switch (frame.type()) {
             case Net.CONNECT -> {
-                if (connections.size() >= MAX_CONNECTIONS || connections.containsKey(id)) {
+                if (!guestStarted(id) || connections.size() >= MAX_CONNECTIONS || connections.containsKey(id)) {
                     guest.urgent(close(id, true));
                     return;
                 }
@@ -248,7 +248,7 @@ public final class NetworkRelay implements AutoCloseable {
             }
             case Net.DNS -> submit(() -> lookup(id, frame.bytes("query")), () -> reply(id, new byte[0])); // frees the agent's slot
             case Net.UDP -> {
-                if (udpFlows.size() >= MAX_UDP_FLOWS || udpFlows.containsKey(id)) {
+                if (!guestStarted(id) || udpFlows.size() >= MAX_UDP_FLOWS || udpFlows.containsKey(id)) {
                     guest.urgent(close(id, true));
                     return;
                 }
@@ -297,6 +297,15 @@ public final class NetworkRelay implements AutoCloseable {
                 // an unknown net.* type from the guest: nothing to do
             }
         }
+    }
+
+    /**
+     * Whether {@code id} is one the agent may start a session with (top bit set, docs/protocol.md):
+     * one of the host's own ids would let a later published connection take its place in the
+     * map, leaving the guest's socket and threads to nobody.
+     */
+    private static boolean guestStarted(int id) {
+        return (id & 0x8000_0000) != 0;
     }
 
     /** Runs {@code task} on a worker; {@code refused} when none takes it (closing, or past the thread bound): the guest's session must still end. */

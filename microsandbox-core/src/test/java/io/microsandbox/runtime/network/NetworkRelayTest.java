@@ -363,10 +363,29 @@ class NetworkRelayTest {
             assertThat(next(Net.CLOSE).payload().path("reset").asBoolean()).as(bad.toString()).isTrue();
         }
         assertThat(log).anyMatch(l -> l.contains("malformed connection request"));
+
         // frames for sessions that do not exist are ignored
         relay.fromGuest(new Frame(0x8000_0777, 0, Net.DATA, data("x")));
         relay.fromGuest(new Frame(0x8000_0777, 0, Net.WINDOW, Json.object().put("bytes", 5)));
         relay.fromGuest(new Frame(0x8000_0777, 0, "net.bogus", Json.object()));
+    }
+
+    /** The host's own session ids (published ports) are not the guest's to start sessions with, even toward an allowed destination. */
+    @Test
+    void aSessionOnAHostIdIsRefused() throws Exception {
+        try (ServerSocket upstream = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            relay(NetworkPolicy.allowAll(), List.of());
+            for (String type : List.of(Net.CONNECT, Net.UDP)) {
+                toGuest.clear();
+                ObjectNode p = type.equals(Net.CONNECT) ? connect("127.0.0.1", upstream.getLocalPort())
+                        : Json.object().put("dst", "127.0.0.1").put("port", upstream.getLocalPort());
+                relay.fromGuest(new Frame(0x4000_0001, Protocol.FLAG_SESSION_START, type, p));
+                Frame first = toGuest.poll(10, TimeUnit.SECONDS);
+                assertThat(first).isNotNull();
+                assertThat(first.type()).as(type).isEqualTo(Net.CLOSE);
+                assertThat(first.id()).isEqualTo(0x4000_0001);
+            }
+        }
     }
 
     @Test
