@@ -77,10 +77,53 @@ void cbor_put_int(cbor_buf *b, int64_t v)
         put_head(b, 1, (uint64_t)(-(v + 1)));
 }
 
+/* The length of the well-formed UTF-8 sequence at p (at most n bytes), or 0: no overlong
+ * forms, surrogates or code points past U+10FFFF (RFC 3629), as the host's decoder requires. */
+static size_t utf8_sequence(const uint8_t *p, size_t n)
+{
+    uint8_t c = p[0];
+    size_t len;
+    uint32_t cp, min;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0) {
+        len = 2, cp = c & 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+        len = 3, cp = c & 0x0f, min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+        len = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    return cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ? 0 : len;
+}
+
+/* A text string; a byte that is not part of well-formed UTF-8 (a message cut mid-character,
+ * a name from the guest's files) goes as '?': the host ends a sandbox whose agent sends text
+ * that is not UTF-8. The length stays n. */
 void cbor_put_textn(cbor_buf *b, const char *s, size_t n)
 {
+    const uint8_t *p = (const uint8_t *)s;
     put_head(b, 3, n);
-    cbor_put_raw(b, s, n);
+    size_t i = 0;
+    while (i < n) {
+        size_t valid = i, k;
+        while (valid < n && (k = utf8_sequence(p + valid, n - valid)) > 0)
+            valid += k;
+        cbor_put_raw(b, p + i, valid - i);
+        if (valid < n) {
+            cbor_put_raw(b, "?", 1);
+            valid++;
+        }
+        i = valid;
+    }
 }
 
 void cbor_put_text(cbor_buf *b, const char *s) { cbor_put_textn(b, s, strlen(s)); }
