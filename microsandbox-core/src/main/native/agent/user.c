@@ -3,9 +3,12 @@
 #include "agent.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Splits a colon-separated line in place into at most max fields; returns the count. */
 static int split(char *line, char **f, int max)
@@ -34,11 +37,29 @@ static bool parse_id(const char *s, unsigned long *out)
 /* Lines are read whole with getline: a fixed buffer would split a long line and parse
  * its tail as a line of its own. */
 
+/* Account files are the guest's: one that is not a regular file (a fifo nobody writes would
+ * block PID 1 for ever, /dev/zero would never end) or is over 16 MiB reads as absent. */
+static FILE *open_account_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+        return NULL;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (16 << 20)) {
+        close(fd);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "r");
+    if (!f)
+        close(fd);
+    return f;
+}
+
 /* Finds the passwd entry by name (name != NULL) or by uid: 1 found, 0 not found, or
  * -ENAMETOOLONG (msg) for an entry whose home or name does not fit user_info. */
 static int passwd_lookup(const char *name, uid_t uid, user_info *u, char *msg, size_t msglen)
 {
-    FILE *f = fopen("/etc/passwd", "re");
+    FILE *f = open_account_file("/etc/passwd");
     char *line = NULL, *fl[7];
     size_t cap = 0;
     int found = 0;
@@ -71,7 +92,7 @@ static int passwd_lookup(const char *name, uid_t uid, user_info *u, char *msg, s
 
 static bool group_lookup(const char *name, gid_t *gid)
 {
-    FILE *f = fopen("/etc/group", "re");
+    FILE *f = open_account_file("/etc/group");
     char *line = NULL, *fl[4];
     size_t cap = 0;
     bool found = false;
@@ -94,7 +115,7 @@ static int supplementary_groups(user_info *u, char *msg, size_t msglen)
     u->ngroups = 1;
     if (!u->name[0])
         return 0;
-    FILE *f = fopen("/etc/group", "re");
+    FILE *f = open_account_file("/etc/group");
     char *line = NULL, *fl[4];
     size_t cap = 0;
     unsigned long id;

@@ -44,6 +44,32 @@ class SandboxExecIT {
         }
     }
 
+    /**
+     * A command name too long to run, of characters of several bytes, fails by itself: the
+     * agent's message, cut mid-character, was text the host refused, and the sandbox ended.
+     */
+    @Test
+    void aLongNonAsciiCommandNameFailsWithoutEndingTheSandbox() {
+        String name = "\u00fc".repeat(300);
+        assertThatThrownBy(() -> sandbox.exec(name, List.of())).isInstanceOf(MicrosandboxException.class);
+        assertThat(sandbox.exec("true", List.of()).exitCode()).isZero();
+    }
+
+    /** The guest's account files are read only when they are regular files: a fifo at /etc/passwd cannot hold the agent. */
+    @Test
+    void aFifoAtEtcPasswdCannotHoldTheAgent() {
+        ExecOptions asRoot = ExecOptions.builder().user("root").build();
+        assertThat(sandbox.exec("sh", List.of("-c", "mv /etc/passwd /etc/passwd.real && mkfifo /etc/passwd"), asRoot).exitCode()).isZero();
+        try {
+            // a named user is looked up there; root is root without it
+            assertThatThrownBy(() -> sandbox.exec("true", List.of(), ExecOptions.builder().user("sandbox").timeout(java.time.Duration.ofSeconds(30)).build()))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.getMessage()).contains("sandbox"));
+            assertThat(sandbox.exec("true", List.of(), asRoot).exitCode()).isZero();
+        } finally {
+            sandbox.exec("sh", List.of("-c", "rm -f /etc/passwd && mv /etc/passwd.real /etc/passwd"), asRoot);
+        }
+    }
+
     @Test
     void runsPython() {
         ExecOutput out = sandbox.exec("python3", List.of("-c", "print(2+2)"));
