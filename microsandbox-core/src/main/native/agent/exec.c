@@ -73,6 +73,18 @@ static void kill_done(session *s)
     }
 }
 
+/* Ends an fs worker whose transfer is given up: SIGTERM first, so a write leaves the file as
+ * it was (fs.c), and SIGKILL once the grace is over (stopped, or stuck in a system call). */
+static void stop_fs_worker(session *s)
+{
+    if (s->exited || s->kill_at_ns)
+        return;
+    kill(s->pid, SIGTERM);
+    kill(s->pid, SIGCONT);
+    s->kill_at_ns = now_boottime_ns() + FS_CANCEL_GRACE_NS;
+    g_kills_due++;
+}
+
 static session *g_sessions;
 static void fs_finish(session *s);
 
@@ -241,6 +253,18 @@ static void maybe_finish(session *s)
 
 /* ---- stdin ---- */
 
+static void close_stdin(session *s, bool by_host);
+
+/* The agent stops taking a session's input itself (an overrun, no memory): a write's data is
+ * incomplete, so its worker is stopped before it could read the end as the file's. */
+static void cut_stdin(session *s)
+{
+    if (s->fs)
+        stop_fs_worker(s);
+    close_stdin(s, false);
+    update_events(s);
+}
+
 /* Returns stdin credit to the host. closed: the agent stopped taking stdin by itself (the
  * process closed it, the terminal hung up, or the host overran STDIN_MAX); every byte
  * still outstanding comes back with it, so a host waiting for window is not stuck. */
@@ -328,8 +352,7 @@ static void stdin_data(session *s, cbor_val p)
         if (s->inlen - s->inoff + len > STDIN_MAX) {
             logmsg("session %u: more than %u bytes of unread stdin (the window is %u); closing its stdin",
                    s->id, STDIN_MAX, STDIN_WINDOW);
-            close_stdin(s, false);
-            update_events(s);
+            cut_stdin(s);
             return;
         }
         if (s->inoff > 0) {
@@ -344,8 +367,7 @@ static void stdin_data(session *s, cbor_val p)
             uint8_t *nb = realloc(s->inbuf, cap);
             if (!nb) {
                 logmsg("session %u: out of memory buffering stdin; closing its stdin", s->id);
-                close_stdin(s, false);
-                update_events(s);
+                cut_stdin(s);
                 return;
             }
             s->inbuf = nb;
@@ -892,18 +914,10 @@ cleanup: {
  * result pipe stays: its end is reported as usual. May free s. */
 static void cancel_session(session *s)
 {
-    if (s->fs && !s->exited) {
-        /* SIGTERM first: the worker leaves the file as it was (fs.c), and is killed if it
-         * has not ended within the grace (stopped, or stuck in a system call) */
-        if (s->kill_at_ns == 0) {
-            kill(s->pid, SIGTERM);
-            kill(s->pid, SIGCONT);
-            s->kill_at_ns = now_boottime_ns() + FS_CANCEL_GRACE_NS;
-            g_kills_due++;
-        }
-    } else if (kill(-s->pid, SIGKILL) < 0 && !s->exited) {
+    if (s->fs)
+        stop_fs_worker(s);
+    else if (kill(-s->pid, SIGKILL) < 0 && !s->exited)
         kill(s->pid, SIGKILL);
-    }
     s->stdin_open = false;
     s->inlen = s->inoff = 0;
     close_fd(&s->in_fd, &s->in_ev);

@@ -283,8 +283,8 @@ static void op_read(const fs_args *a)
     done();
 }
 
-/* Copies from into to until from's end; returns the byte count. */
-static uint64_t pump(int from, int to, const char *path)
+/* Copies from into to until from's end, failing as op on path; returns the byte count. */
+static uint64_t pump(int from, int to, const char *op, const char *path)
 {
     static uint8_t buf[IO_CHUNK];
     uint64_t total = 0;
@@ -293,7 +293,7 @@ static uint64_t pump(int from, int to, const char *path)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            fail("write", path, errno);
+            fail(op, path, errno);
         if (n == 0)
             return total;
         for (ssize_t off = 0; off < n;) {
@@ -301,7 +301,7 @@ static uint64_t pump(int from, int to, const char *path)
             if (w < 0 && errno == EINTR)
                 continue;
             if (w < 0)
-                fail("write", path, errno);
+                fail(op, path, errno);
             off += w;
         }
         total += (uint64_t)n;
@@ -335,7 +335,7 @@ static void __attribute__((noreturn)) write_in_place(const fs_args *a)
         g_append_size = st.st_size;
         g_append_fd = fd;
     }
-    uint64_t total = pump(0, fd, a->path);
+    uint64_t total = pump(0, fd, "write", a->path);
     written(fd, a->path, total);
 }
 
@@ -347,25 +347,31 @@ static void block_term(bool block)
     sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
-/* The temporary for target (a name of this worker's beside it), with the owner and group
- * target has (when it exists); -1 when it cannot be made so. */
+/* The temporary for target (a name of this worker's beside it; another when a worker killed
+ * before it could clean up, or the guest, left that one), with the owner and group target has
+ * (when it exists); -1 with errno when it cannot be made so (EPERM: not with that owner). */
 static int open_temporary(const char *target, const struct stat *existing)
 {
     const char *slash = strrchr(target, '/');
     int dirlen = slash ? (int)(slash - target) + 1 : 0;
-    snprintf(g_tmp_path, sizeof g_tmp_path, "%.*s.msb-write-%ld", dirlen, target, (long)getpid());
-    block_term(true);
-    int fd = open(g_tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
-    g_tmp_live = fd >= 0;
-    block_term(false);
+    int fd = -1;
+    for (int attempt = 0; fd < 0 && attempt < 16; attempt++) {
+        snprintf(g_tmp_path, sizeof g_tmp_path, "%.*s.msb-write-%ld-%d", dirlen, target, (long)getpid(), attempt);
+        block_term(true);
+        fd = open(g_tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
+        g_tmp_live = fd >= 0;
+        block_term(false);
+        if (fd < 0 && errno != EEXIST)
+            return -1;
+    }
     struct stat made;
     if (fd >= 0 && existing && fstat(fd, &made) == 0 &&
         (made.st_uid != existing->st_uid || made.st_gid != existing->st_gid) &&
         fchown(fd, existing->st_uid, existing->st_gid) < 0) {
-        /* another user's file, or a group this user is not in: only an in-place write keeps them */
         close(fd);
         put_back();
-        fd = -1;
+        errno = EPERM;
+        return -1;
     }
     return fd;
 }
@@ -375,9 +381,9 @@ static int open_temporary(const char *target, const struct stat *existing)
  * renamed over it once complete, so a transfer cut short (a failure, the host's cancel, a
  * client gone) leaves the file as it was. The replacement keeps the file's owner, group and
  * mode (unless a mode is given); a link is followed to the file it leads to. Written in
- * place instead (as before a temporary could be made): an append, a file with a second name
- * (which must keep seeing the data), a fifo or device, a file whose owner or group the
- * temporary cannot be given, a directory this user may not add to.
+ * place instead: an append, a file with a second name (which must keep seeing the data), a
+ * dangling link, a file whose owner or group the temporary cannot be given, a directory this
+ * user may not add to. A fifo or device is refused (EINVAL; opening a fifo waits for its reader).
  */
 static void op_write(const fs_args *a)
 {
@@ -400,9 +406,11 @@ static void op_write(const fs_args *a)
     if (exists && faccessat(AT_FDCWD, target, W_OK, AT_EACCESS) < 0)
         fail("write", a->path, errno);
     int fd = open_temporary(target, exists ? &st : NULL);
+    if (fd < 0 && (errno == EACCES || errno == EPERM || errno == ENAMETOOLONG))
+        write_in_place(a); /* a directory the user may not add to; another user's file or group */
     if (fd < 0)
-        write_in_place(a);
-    uint64_t total = pump(0, fd, a->path);
+        fail("write", a->path, errno); /* a full disk or inode table: not a reason to truncate the file */
+    uint64_t total = pump(0, fd, "write", a->path);
     if (fchmod(fd, a->has_mode ? a->mode : exists ? st.st_mode & 07777 : 0644) < 0 || fsync(fd) < 0 || close(fd) < 0)
         fail("write", a->path, errno);
     block_term(true);
@@ -414,7 +422,7 @@ static void op_write(const fs_args *a)
         int out = in < 0 ? -1 : open(target, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY);
         if (out < 0)
             fail("write", a->path, errno);
-        pump(in, out, a->path);
+        pump(in, out, "write", a->path);
         put_back();
         written(out, target, total);
     }
@@ -515,10 +523,72 @@ static void op_mkdir(const fs_args *a)
     done();
 }
 
+/* The mount points below a tree being walked (canonical paths, from /proc/self/mountinfo), so
+ * that a recursive removal or copy stays on the tree's own filesystems. Device numbers cannot
+ * tell: on the overlay root a file's st_dev is its layer's, not the directory's. */
+#define MAX_MOUNTS_BELOW 256
+static char g_walk_root[PATH_BUF];
+static char *g_mounts_below[MAX_MOUNTS_BELOW];
+static size_t g_mounts_below_n;
+
+/* Undoes mountinfo's octal escapes (\040 for a space) in place. */
+static void unescape_mountinfo(char *s)
+{
+    char *out = s;
+    for (char *in = s; *in; out++) {
+        if (in[0] == '\\' && in[1] >= '0' && in[1] <= '3' && in[2] >= '0' && in[2] <= '7' && in[3] >= '0' && in[3] <= '7') {
+            *out = (char)((in[1] - '0') << 6 | (in[2] - '0') << 3 | (in[3] - '0'));
+            in += 4;
+        } else {
+            *out = *in++;
+        }
+    }
+    *out = 0;
+}
+
+/* Sets g_walk_root to path, canonical, and finds the mount points strictly below it. */
+static void find_mounts_below(const char *path)
+{
+    if (!realpath(path, g_walk_root))
+        snprintf(g_walk_root, sizeof g_walk_root, "%s", path);
+    size_t rootlen = strlen(g_walk_root);
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char *line = NULL;
+    size_t cap = 0;
+    while (f && getline(&line, &cap, f) >= 0 && g_mounts_below_n < MAX_MOUNTS_BELOW) {
+        char *save = NULL, *field = strtok_r(line, " ", &save);
+        for (int i = 1; field && i < 5; i++)
+            field = strtok_r(NULL, " ", &save); /* the fifth field: the mount point */
+        if (!field)
+            continue;
+        unescape_mountinfo(field);
+        bool below = rootlen == 1 ? field[1] != 0
+                                  : strncmp(field, g_walk_root, rootlen) == 0 && field[rootlen] == '/';
+        if (below && (g_mounts_below[g_mounts_below_n] = strdup(field)))
+            g_mounts_below_n++;
+    }
+    free(line);
+    if (f)
+        fclose(f);
+}
+
+/* Whether p (a path of the walk from g_walk_root) is a mount point found below it, or lies in one. */
+static bool beyond_a_mount(const char *p)
+{
+    for (size_t i = 0; i < g_mounts_below_n; i++) {
+        size_t n = strlen(g_mounts_below[i]);
+        if (strncmp(p, g_mounts_below[i], n) == 0 && (p[n] == 0 || p[n] == '/'))
+            return true;
+    }
+    return false;
+}
+
 static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;
     (void)ftw;
+    if (beyond_a_mount(p))
+        return 0;
     if ((flag == FTW_DP ? rmdir(p) : unlink(p)) < 0)
         fail("remove", p, errno);
     return 0;
@@ -537,7 +607,10 @@ static void op_remove(const fs_args *a, bool dir)
     } else if (!S_ISDIR(st.st_mode)) {
         fail("rmdir", a->path, ENOTDIR);
     } else if (a->recursive) {
-        if (nftw(a->path, rm_entry, 32, FTW_DEPTH | FTW_PHYS) < 0)
+        /* not into what is mounted below (a volume's host files): its mount point stays, and the
+         * directory above it with it (not_empty) */
+        find_mounts_below(a->path);
+        if (nftw(g_walk_root, rm_entry, 32, FTW_DEPTH | FTW_PHYS) < 0)
             fail("rmdir", a->path, errno);
     } else if (rmdir(a->path) < 0) {
         fail("rmdir", a->path, errno);
@@ -564,26 +637,7 @@ static void copy_file(const char *from, const char *to, const struct stat *st)
         fail("copy onto its own source", to, EINVAL);
     if (ftruncate(out, 0) < 0)
         fail("copy", to, errno);
-    static uint8_t *buf;
-    if (!buf && !(buf = malloc(IO_CHUNK)))
-        fail("copy", from, ENOMEM);
-    for (;;) {
-        ssize_t n = read(in, buf, IO_CHUNK);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            fail("copy", from, errno);
-        if (n == 0)
-            break;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(out, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0)
-                fail("copy", to, errno);
-            off += w;
-        }
-    }
+    pump(in, out, "copy", to);
     if (fchmod(out, st->st_mode & 07777) < 0 || fsync(out) < 0)
         fail("copy", to, errno);
     close(in);
@@ -595,6 +649,8 @@ static const char *g_copy_from, *g_copy_to;
 static int copy_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)ftw;
+    if (beyond_a_mount(p))
+        return 0;
     char dst[PATH_BUF];
     if (snprintf(dst, sizeof dst, "%s%s", g_copy_to, p + strlen(g_copy_from)) >= (int)sizeof dst)
         fail("copy", p, ENAMETOOLONG);
@@ -623,7 +679,7 @@ static int copy_entry(const char *p, const struct stat *st, int flag, struct FTW
 static int copy_dir_mode(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)ftw;
-    if (flag != FTW_DP)
+    if (flag != FTW_DP || beyond_a_mount(p))
         return 0;
     char dst[PATH_BUF];
     if (snprintf(dst, sizeof dst, "%s%s", g_copy_to, p + strlen(g_copy_from)) >= (int)sizeof dst)
@@ -634,29 +690,64 @@ static int copy_dir_mode(const char *p, const struct stat *st, int flag, struct 
     return 0;
 }
 
+/* path without trailing slashes ("/" stays): the walk names entries "path/name", and the
+ * copy's names are the source's with to in place of path. */
+static void without_trailing_slashes(char *out, const char *path)
+{
+    snprintf(out, PATH_BUF, "%s", path);
+    for (size_t n = strlen(out); n > 1 && out[n - 1] == '/'; n--)
+        out[n - 1] = 0;
+}
+
+/* Whether the copy's name to lies in the directory from (compared by device and inode up
+ * to's existing parents, however either is spelt). */
+static bool inside(const char *from, const char *to)
+{
+    struct stat src, up;
+    char dir[PATH_BUF];
+    if (stat(from, &src) < 0)
+        return false;
+    snprintf(dir, sizeof dir, "%s", to);
+    for (;;) {
+        if (stat(dir, &up) == 0 && up.st_dev == src.st_dev && up.st_ino == src.st_ino)
+            return true;
+        char *slash = strrchr(dir, '/');
+        if (!slash || (slash == dir && dir[1] == 0))
+            return false;
+        if (slash == dir)
+            dir[1] = 0;
+        else
+            *slash = 0;
+    }
+}
+
 static void op_copy(const fs_args *a)
 {
+    static char from[PATH_BUF], to[PATH_BUF];
+    without_trailing_slashes(from, a->path);
+    without_trailing_slashes(to, a->to);
     struct stat st;
-    if (lstat(a->path, &st) < 0)
+    if (lstat(from, &st) < 0)
         fail("copy", a->path, errno);
     if (S_ISDIR(st.st_mode)) {
-        size_t n = strlen(a->path);
-        if (strncmp(a->to, a->path, n) == 0 && (a->to[n] == '/' || a->to[n] == 0))
+        if (inside(from, to))
             fail("copy", a->to, EINVAL); /* into itself */
-        g_copy_from = a->path;
-        g_copy_to = a->to;
-        if (nftw(a->path, copy_entry, 32, FTW_PHYS) < 0 || nftw(a->path, copy_dir_mode, 32, FTW_PHYS | FTW_DEPTH) < 0)
+        /* not into what is mounted below (a volume): the copy holds the directory's own tree */
+        find_mounts_below(from);
+        g_copy_from = g_walk_root;
+        g_copy_to = to;
+        if (nftw(g_walk_root, copy_entry, 32, FTW_PHYS) < 0 || nftw(g_walk_root, copy_dir_mode, 32, FTW_PHYS | FTW_DEPTH) < 0)
             fail("copy", a->path, errno);
     } else if (S_ISLNK(st.st_mode)) {
-        g_copy_from = a->path;
-        g_copy_to = a->to;
-        copy_entry(a->path, &st, FTW_SL, NULL);
+        g_copy_from = from;
+        g_copy_to = to;
+        copy_entry(from, &st, FTW_SL, NULL);
     } else if (S_ISREG(st.st_mode)) {
-        copy_file(a->path, a->to, &st);
+        copy_file(from, to, &st);
     } else {
         fail("copy", a->path, EINVAL);
     }
-    sync_parent(a->to);
+    sync_parent(to);
     cbor_put_map(&g_res, 0);
     done();
 }

@@ -289,14 +289,21 @@ public final class SandboxFs {
         removeDir(path, false);
     }
 
-    /** Removes a directory, with everything in it when {@code recursive}. */
+    /**
+     * Removes a directory, with everything in it when {@code recursive}. A recursive removal
+     * does not go into what is mounted below the directory (a volume keeps its files): the
+     * mount point stays, and the call then fails with {@code not_empty}.
+     */
     public void removeDir(String path, boolean recursive) {
         ObjectNode p = request("rmdir", path);
         p.put("recursive", recursive);
         call(p);
     }
 
-    /** Copies a file, symbolic link or directory tree (modes and links kept) inside the guest. */
+    /**
+     * Copies a file, symbolic link or directory tree (modes and links kept) inside the guest;
+     * a tree's copy holds what lies on its own filesystem (not what is mounted below it).
+     */
     public void copy(String from, String to) {
         ObjectNode p = request("copy", from);
         p.put("to", to);

@@ -306,6 +306,31 @@ class SandboxFsIT {
         sandbox.shell("rm -rf /srv/abandon");
     }
 
+    /**
+     * A tree's copy and recursive removal stay on its own filesystem (a volume mounted below keeps
+     * its files), a source named with a trailing slash copies as without, and a copy into the
+     * tree itself is refused however it is spelt.
+     */
+    @Test
+    void treesStayOnTheirOwnFilesystemAndTrailingSlashesAreIgnored() {
+        SandboxFs fs = sandbox.fs();
+        assertThat(sandbox.shell("mkdir -p /srv/tree/a /srv/tree/mnt && echo x > /srv/tree/a/f"
+                + " && mount -t tmpfs tmpfs /srv/tree/mnt && echo inside > /srv/tree/mnt/kept").exitCode()).isZero();
+        try {
+            fs.copy("/srv/tree/", "/srv/copy/");
+            assertThat(fs.readString("/srv/copy/a/f")).isEqualTo("x\n");
+            assertThat(fs.exists("/srv/copy/mnt/kept")).as("what is mounted below is not copied").isFalse();
+            assertThatThrownBy(() -> fs.copy("/srv/tree", "/srv/../srv/tree/a/sub"))
+                    .isInstanceOfSatisfying(FilesystemException.class, e -> assertThat(e.errno()).isEqualTo(22));
+            assertThatThrownBy(() -> fs.removeDir("/srv/tree", true))
+                    .isInstanceOfSatisfying(FilesystemException.class, e -> assertThat(e.errno()).isEqualTo(39)); // ENOTEMPTY
+            assertThat(fs.readString("/srv/tree/mnt/kept")).as("the mounted filesystem keeps its files").isEqualTo("inside\n");
+            assertThat(fs.exists("/srv/tree/a")).isFalse();
+        } finally {
+            sandbox.shell("umount /srv/tree/mnt; rm -rf /srv/tree /srv/copy");
+        }
+    }
+
     /** A replacement keeps what the file was: its owner, group and mode, the link leading to it, its second name. */
     @Test
     void aReplacedFileKeepsItsOwnerModeLinkAndSecondName() {
