@@ -49,6 +49,11 @@ public final class AddressGroups {
             "100.100.100.200", "168.63.129.16", "fd00:ec2:0:0:0:0:0:254", "fd00:ec2:0:0:0:0:0:23");
 
     public boolean in(InetAddress address, Group group) {
+        Inet4Address carried = carriedIpv4(address);
+        if (carried != null) {
+            // reached through the IPv4 address it carries: 64:ff9b::a9fe:a9fe is the metadata endpoint
+            return in(carried, group);
+        }
         byte[] b = address.getAddress();
         int o0 = b[0] & 0xff;
         int o1 = b[1] & 0xff;
@@ -72,7 +77,58 @@ public final class AddressGroups {
                 return false;
             }
         }
-        // reserved (240/4, broadcast) and IPv4-mapped or site-local IPv6 are not the internet
-        return v4 ? o0 < 240 : !address.isSiteLocalAddress();
+        byte[] b = address.getAddress();
+        int o1 = b[1] & 0xff;
+        // reserved (240/4, broadcast), IETF protocol assignments (192.0.0.0/24) and the
+        // benchmarking range (198.18.0.0/15, used inside networks) are not the internet; nor is site-local IPv6
+        return v4 ? o0 < 240 && !(o0 == 192 && o1 == 0 && b[2] == 0) && !(o0 == 198 && (o1 & 0xfe) == 18)
+                : !address.isSiteLocalAddress();
+    }
+
+    /**
+     * The IPv4 address an IPv6 address reaches: NAT64's (64:ff9b::/96, the local-use
+     * 64:ff9b:1::/48), 6to4's (2002::/16), Teredo's client (2001::/32, its last 32 bits
+     * inverted) and the IPv4-compatible form (::a.b.c.d); null for any other address.
+     */
+    static Inet4Address carriedIpv4(InetAddress address) {
+        byte[] b = address.getAddress();
+        if (b.length != 16) {
+            return null;
+        }
+        int at = -1;
+        boolean invert = false;
+        if (b[0] == 0 && b[1] == 0x64 && b[2] == (byte) 0xff && b[3] == (byte) 0x9b) {
+            boolean wellKnown = zeros(b, 4, 12);
+            boolean localUse = b[4] == 0 && b[5] == 1;
+            at = wellKnown || localUse ? 12 : -1;
+        } else if (b[0] == 0x20 && b[1] == 0x02) {
+            at = 2;
+        } else if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0) {
+            at = 12;
+            invert = true;
+        } else if (zeros(b, 0, 12) && !zeros(b, 12, 15)) { // not :: or ::1
+            at = 12;
+        }
+        if (at < 0) {
+            return null;
+        }
+        byte[] v4 = new byte[4];
+        for (int i = 0; i < 4; i++) {
+            v4[i] = (byte) (invert ? ~b[at + i] : b[at + i]);
+        }
+        try {
+            return (Inet4Address) InetAddress.getByAddress(v4);
+        } catch (java.net.UnknownHostException e) {
+            throw new IllegalStateException(e); // four bytes are always an address
+        }
+    }
+
+    private static boolean zeros(byte[] b, int from, int to) {
+        for (int i = from; i < to; i++) {
+            if (b[i] != 0) {
+                return false;
+            }
+        }
+        return true;
     }
 }

@@ -54,6 +54,25 @@ class PolicyMatcherTest {
         }
     }
 
+    /** An IPv6 address that carries an IPv4 one (NAT64, 6to4, Teredo, IPv4-compatible) is in that address's groups. */
+    @Test
+    void addressesCarriedInIpv6AreClassifiedAsTheIpv4TheyReach() {
+        assertThat(GROUPS.in(ip("64:ff9b::a9fe:a9fe"), Group.METADATA)).as("NAT64 of 169.254.169.254").isTrue();
+        assertThat(GROUPS.in(ip("64:ff9b::a9fe:a9fe"), Group.PUBLIC)).isFalse();
+        assertThat(GROUPS.in(ip("64:ff9b::a00:5"), Group.PRIVATE)).as("NAT64 of 10.0.0.5").isTrue();
+        assertThat(GROUPS.in(ip("64:ff9b:1::a00:5"), Group.PRIVATE)).as("local-use NAT64").isTrue();
+        assertThat(GROUPS.in(ip("2002:a00:5::1"), Group.PRIVATE)).as("6to4 of 10.0.0.5").isTrue();
+        assertThat(GROUPS.in(ip("2001:0:4136:e378:8000:63bf:f5ff:fffa"), Group.PRIVATE)).as("Teredo client 10.0.0.5").isTrue();
+        assertThat(GROUPS.in(ip("::7f00:1"), Group.LOOPBACK)).as("IPv4-compatible 127.0.0.1").isTrue();
+        assertThat(GROUPS.in(ip("::c000:207"), Group.HOST)).as("the host's own address, compatible form").isTrue();
+        assertThat(GROUPS.in(ip("64:ff9b::808:808"), Group.PUBLIC)).as("NAT64 of a public address").isTrue();
+        assertThat(GROUPS.in(ip("192.0.0.192"), Group.PUBLIC)).isFalse();
+        assertThat(GROUPS.in(ip("198.18.0.1"), Group.PUBLIC)).isFalse();
+        assertThat(GROUPS.in(ip("198.20.0.1"), Group.PUBLIC)).isTrue();
+        assertThat(GROUPS.in(ip("2606:4700::1111"), Group.PUBLIC)).isTrue();
+        assertThat(GROUPS.in(ip("::1"), Group.LOOPBACK)).isTrue();
+    }
+
     @Test
     void defaultPolicyAllowsOnlyThePublicInternet() {
         NetworkPolicy p = NetworkPolicy.publicOnly();
