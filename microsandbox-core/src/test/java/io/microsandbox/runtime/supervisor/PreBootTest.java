@@ -157,6 +157,9 @@ class PreBootTest {
         assertThat(prebootDirs()).isEmpty();
     }
 
+    /** Long enough for the stand-in (python3) to start and connect on a loaded machine: 300 ms was not, under CI. */
+    private static final long HELLO_DEADLINE_MS = 4000;
+
     @Test
     @Timeout(30)
     void aVmThatSaidHelloKeepsItsLinkPastTheHelloDeadlineForTheSandboxThatAdoptsIt() throws Exception {
@@ -167,10 +170,10 @@ class PreBootTest {
         // a restore's VM says hello by connecting to the agent port: this stand-in connects and waits
         String connect = "import socket, sys, time; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); time.sleep(30)";
         PreBoot preboot = PreBoot.start(home, new PrebootShape(List.of("python3", "-c", connect, SHAPE_RUN + "/vm.sock", SHAPE_UPPER),
-                SHAPE_RUN, SHAPE_UPPER, 0, source), 300, PreBoot.IDLE_MS);
+                SHAPE_RUN, SHAPE_UPPER, 0, source), HELLO_DEADLINE_MS, PreBoot.IDLE_MS);
         assertThat(preboot).isNotNull();
         PreBoot.Hello hello = preboot.awaitHello(System.nanoTime() + 10_000_000_000L);
-        Thread.sleep(600);
+        Thread.sleep(HELLO_DEADLINE_MS + 300);
         SupervisorSpec restore = restoreSpec("late", source.memoryUri(), source.ramFile());
         restore = new SupervisorSpec(restore.name(), List.of("python3", "-c", connect, restore.runDir() + "/vm.sock", restore.layout().upperDisk().toString()),
                 restore.sandboxDir(), restore.runDir(), Map.of(), 1000, false, home.toString(), true, 0, 0, 0, restore.restore());
