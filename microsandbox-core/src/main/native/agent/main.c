@@ -66,10 +66,29 @@ static void vlogmsg(int level, const char *fmt, va_list ap)
     if (n > (int)sizeof buf - 2)
         n = (int)sizeof buf - 2;
     buf[n++] = '\n';
-    /* fd 2 is /dev/console (set up in early_mounts); a fresh open would also work but
-     * costs a tty open per message */
-    ssize_t w = write(2, buf, (size_t)n);
-    (void)w;
+    /* A console of its own that never blocks: a guest that stops the console (tcflow
+     * TCOOFF) or a host that stops reading it would otherwise hang PID 1 in write. Lines it
+     * cannot take are dropped and counted. Not fd 2 made non-blocking: after an init handoff
+     * the init shares that file description. */
+    static int console = -1;
+    static unsigned dropped;
+    if (console < 0 && (console = open("/dev/console", O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+        /* before /dev is mounted: the kernel's console on fd 2, if any */
+        ssize_t w = write(2, buf, (size_t)n);
+        (void)w;
+        return;
+    }
+    if (dropped) {
+        char note[64];
+        int m = snprintf(note, sizeof note, "msb-agent: (%u log lines dropped: the console was full)\n", dropped);
+        if (write(console, note, (size_t)m) != m) {
+            dropped++;
+            return;
+        }
+        dropped = 0;
+    }
+    if (write(console, buf, (size_t)n) != n)
+        dropped++;
 }
 
 void logmsg(const char *fmt, ...)

@@ -70,6 +70,26 @@ class SandboxExecIT {
         }
     }
 
+    /**
+     * The agent's log never blocks it: with the console's output stopped (tcflow TCOOFF, as
+     * root in the guest may), lines it logs are dropped and requests are still served.
+     */
+    @Test
+    void aStoppedConsoleCannotHoldTheAgent() {
+        ExecOptions asRoot = ExecOptions.builder().user("root").build();
+        String flow = "import os, sys, termios; fd = os.open('/dev/console', os.O_WRONLY | os.O_NOCTTY); termios.tcflow(fd, getattr(termios, sys.argv[1]))";
+        assertThat(sandbox.exec("python3", List.of("-c", flow, "TCOOFF"), asRoot).exitCode()).isZero();
+        try {
+            ExecOptions unknownUser = ExecOptions.builder().user("nosuch").timeout(Duration.ofSeconds(30)).build();
+            for (int i = 0; i < 200; i++) { // each refusal is a line of the agent's log
+                assertThatThrownBy(() -> sandbox.exec("true", List.of(), unknownUser)).isInstanceOf(MicrosandboxException.class);
+            }
+            assertThat(sandbox.exec("true", List.of(), ExecOptions.builder().user("root").timeout(Duration.ofSeconds(30)).build()).exitCode()).isZero();
+        } finally {
+            sandbox.exec("python3", List.of("-c", flow, "TCOON"), asRoot);
+        }
+    }
+
     @Test
     void runsPython() {
         ExecOutput out = sandbox.exec("python3", List.of("-c", "print(2+2)"));
