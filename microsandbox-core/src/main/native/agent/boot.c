@@ -279,22 +279,48 @@ int apply_config(cbor_val p, const char **stage, char *msg, size_t msglen)
     return apply_guest_options(&g_config, stage, msg, msglen);
 }
 
-/* SIGTERM everything, give it up to 2 s, SIGKILL the rest, reap, sync. */
-void kill_all_and_sync(void)
+/* Reaps children for at most ms; true once none is left. */
+static bool reap_for(int ms)
 {
-    kill(-1, SIGTERM);
-    for (int waited = 0; waited < 2000; waited += 10) {
+    for (int waited = 0; waited < ms; waited += 10) {
         while (waitpid(-1, NULL, WNOHANG) > 0)
             ;
         if (waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD)
-            break;
+            return true;
         sleep_ms(10);
     }
+    return false;
+}
+
+/* sync(2) in a child, waited for at most ms: a filesystem that hangs (a 9p share whose
+ * server is gone) must not keep the guest from powering off. */
+static void sync_for(int ms)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        sync();
+        _exit(0);
+    }
+    for (int waited = 0; pid > 0 && waited < ms; waited += 10) {
+        if (waitpid(pid, NULL, WNOHANG) != 0)
+            return;
+        sleep_ms(10);
+    }
+    if (pid < 0)
+        sync();
+}
+
+/* SIGTERM everything, give it up to 2 s, SIGKILL the rest, reap (2 s at most: a process
+ * stuck in the kernel is left), sync (5 s at most). */
+void kill_all_and_sync(void)
+{
+    kill(-1, SIGTERM);
+    reap_for(2000);
     kill(-1, SIGKILL);
-    while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
-        ;
+    if (!reap_for(2000))
+        logmsg("shutdown: processes still there 2 s after SIGKILL (stuck in the kernel); going on");
     unmount_guest_options(&g_config);
-    sync();
+    sync_for(5000);
 }
 
 /* RB_POWER_OFF goes through ACPI (microvm's GED sleep register); should that be missing,
@@ -302,7 +328,7 @@ void kill_all_and_sync(void)
  * return or exit (the kernel would panic), hence the final pause loop. */
 void power_off(void)
 {
-    sync();
+    sync_for(5000);
     reboot(RB_POWER_OFF);
     reboot(RB_AUTOBOOT);
     for (;;)
