@@ -9,16 +9,49 @@ import java.util.Collections;
 import java.util.HashSet;
 import java.util.Set;
 
-/** Which {@link Group}s an address is in; the host's own addresses are taken once at start. */
+/**
+ * Which {@link Group}s an address is in. The host's own addresses are read again when a second
+ * has passed since the last read: an address the host gains later (a privacy IPv6 address, a
+ * VPN, a DHCP change) is the host's too.
+ */
 public final class AddressGroups {
-    private final Set<InetAddress> hostAddresses;
+    /** How long a read of the host's addresses stands. */
+    static final java.time.Duration HOST_ADDRESSES_FRESH = java.time.Duration.ofSeconds(1);
 
+    private final java.util.function.Supplier<Set<InetAddress>> hostAddressSource;
+    private final long freshNanos;
+    private volatile Set<InetAddress> hostAddresses;
+    private volatile long readAtNanos;
+
+    /** Groups with a fixed set of host addresses. */
     public AddressGroups(Set<InetAddress> hostAddresses) {
-        this.hostAddresses = Set.copyOf(hostAddresses);
+        this(() -> hostAddresses, java.time.Duration.ofDays(365));
     }
 
-    /** The addresses of every interface of this machine. */
+    /** Groups whose host addresses come from {@code source}, read again once {@code fresh} has passed. */
+    AddressGroups(java.util.function.Supplier<Set<InetAddress>> source, java.time.Duration fresh) {
+        this.hostAddressSource = source;
+        this.freshNanos = fresh.toNanos();
+        this.hostAddresses = Set.copyOf(source.get());
+        this.readAtNanos = System.nanoTime();
+    }
+
+    /** The addresses of every interface of this machine, read again as they change. */
     public static AddressGroups ofThisHost() {
+        return new AddressGroups(AddressGroups::interfaceAddresses, HOST_ADDRESSES_FRESH);
+    }
+
+    private Set<InetAddress> hostAddresses() {
+        long now = System.nanoTime();
+        if (now - readAtNanos > freshNanos) {
+            // two threads may both read: the same answer, no lock needed
+            hostAddresses = Set.copyOf(hostAddressSource.get());
+            readAtNanos = now;
+        }
+        return hostAddresses;
+    }
+
+    private static Set<InetAddress> interfaceAddresses() {
         Set<InetAddress> addresses = new HashSet<>();
         try {
             for (NetworkInterface ni : Collections.list(NetworkInterface.getNetworkInterfaces())) {
@@ -29,7 +62,7 @@ public final class AddressGroups {
         } catch (SocketException e) {
             // no interface list: loopback and the unspecified addresses still count as the host
         }
-        return new AddressGroups(addresses);
+        return addresses;
     }
 
     private static InetAddress withoutScope(InetAddress a) {
@@ -66,7 +99,7 @@ public final class AddressGroups {
             case METADATA -> CLOUD_METADATA.contains(withoutScope(address).getHostAddress());
             case MULTICAST -> address.isMulticastAddress();
             case HOST -> address.isLoopbackAddress() || address.isAnyLocalAddress() || (v4 && o0 == 0)
-                    || hostAddresses.contains(withoutScope(address));
+                    || hostAddresses().contains(withoutScope(address));
             case PUBLIC -> isPublic(address, v4, o0);
         };
     }

@@ -73,6 +73,19 @@ class PolicyMatcherTest {
         assertThat(GROUPS.in(ip("::1"), Group.LOOPBACK)).isTrue();
     }
 
+    /** An address the host gains after the sandbox started (a VPN, a privacy IPv6 address) is the host's too, once the read is stale. */
+    @Test
+    void anAddressTheHostGainsLaterIsTheHostsToo() throws Exception {
+        java.util.Set<InetAddress> addresses = new java.util.concurrent.CopyOnWriteArraySet<>(Set.of(HOST_NIC));
+        AddressGroups groups = new AddressGroups(() -> addresses, java.time.Duration.ofMillis(50));
+        InetAddress later = ip("2001:db8::5");
+        assertThat(groups.in(later, Group.HOST)).isFalse();
+        addresses.add(later);
+        Thread.sleep(100);
+        assertThat(groups.in(later, Group.HOST)).isTrue();
+        assertThat(groups.in(later, Group.PUBLIC)).isFalse();
+    }
+
     @Test
     void defaultPolicyAllowsOnlyThePublicInternet() {
         NetworkPolicy p = NetworkPolicy.publicOnly();
