@@ -28,11 +28,15 @@ public final class AddressGroups {
         this(() -> hostAddresses, java.time.Duration.ofDays(365));
     }
 
-    /** Groups whose host addresses come from {@code source}, read again once {@code fresh} has passed. */
+    /**
+     * Groups whose host addresses come from {@code source}, read again once {@code fresh} has
+     * passed; a read that gives null (it failed) keeps the last good one.
+     */
     AddressGroups(java.util.function.Supplier<Set<InetAddress>> source, java.time.Duration fresh) {
         this.hostAddressSource = source;
         this.freshNanos = fresh.toNanos();
-        this.hostAddresses = Set.copyOf(source.get());
+        Set<InetAddress> first = source.get();
+        this.hostAddresses = first == null ? Set.of() : Set.copyOf(first);
         this.readAtNanos = System.nanoTime();
     }
 
@@ -45,7 +49,10 @@ public final class AddressGroups {
         long now = System.nanoTime();
         if (now - readAtNanos > freshNanos) {
             // two threads may both read: the same answer, no lock needed
-            hostAddresses = Set.copyOf(hostAddressSource.get());
+            Set<InetAddress> read = hostAddressSource.get();
+            if (read != null) { // a failed read keeps the last good one: the host's addresses must never look public
+                hostAddresses = Set.copyOf(read);
+            }
             readAtNanos = now;
         }
         return hostAddresses;
@@ -59,8 +66,10 @@ public final class AddressGroups {
                     addresses.add(withoutScope(a));
                 }
             }
-        } catch (SocketException e) {
-            // no interface list: loopback and the unspecified addresses still count as the host
+        } catch (SocketException | RuntimeException e) {
+            // an interface gone mid-read, no descriptors left: no answer (loopback and the
+            // unspecified addresses count as the host without it)
+            return null;
         }
         return addresses;
     }

@@ -84,6 +84,12 @@ class PolicyMatcherTest {
         Thread.sleep(100);
         assertThat(groups.in(later, Group.HOST)).isTrue();
         assertThat(groups.in(later, Group.PUBLIC)).isFalse();
+        // a read that fails keeps the last good one
+        java.util.concurrent.atomic.AtomicBoolean failing = new java.util.concurrent.atomic.AtomicBoolean();
+        AddressGroups flaky = new AddressGroups(() -> failing.get() ? null : Set.of(HOST_NIC), java.time.Duration.ofMillis(50));
+        failing.set(true);
+        Thread.sleep(100);
+        assertThat(flaky.in(HOST_NIC, Group.HOST)).isTrue();
     }
 
     @Test
