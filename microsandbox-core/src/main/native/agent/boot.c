@@ -296,6 +296,9 @@ static bool reap_for(int ms)
  * server is gone) must not keep the guest from powering off. */
 static void sync_for(int ms)
 {
+    static bool hung; /* a sync that did not end: a second would wait as long for nothing */
+    if (hung)
+        return;
     pid_t pid = fork();
     if (pid == 0) {
         sync();
@@ -308,6 +311,8 @@ static void sync_for(int ms)
     }
     if (pid < 0)
         sync();
+    else
+        hung = true;
 }
 
 /* SIGTERM everything, give it up to 2 s, SIGKILL the rest, reap (2 s at most: a process

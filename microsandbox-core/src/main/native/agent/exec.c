@@ -59,8 +59,9 @@ typedef struct session {
 } session;
 
 /* How long a cancelled fs worker has to put things back (a replacing write removes its
- * temporary, an append cuts the file back) before it is killed. */
-#define FS_CANCEL_GRACE_NS (2000ull * 1000000u)
+ * temporary, an append cuts the file back) before it is killed: long enough for the fsync
+ * of a large file on a slow disk, which the worker's SIGTERM handler waits out. */
+#define FS_CANCEL_GRACE_NS (10000ull * 1000000u)
 /* Cancelled fs workers still within their grace: the loop only looks for deadlines then. */
 static unsigned g_kills_due;
 
@@ -118,6 +119,7 @@ void close_agent_fds(void)
     if (syscall(SYS_close_range, 3u, ~0u, 0) < 0)
         for (int fd = 3; fd < AGENT_MAX_FDS; fd++)
             close(fd);
+    log_console_closed(); /* else a line logged here would go to whatever file reuses its number */
 }
 
 static void send_failed(uint32_t id, const char *kind, int err, const char *stage, const char *message)

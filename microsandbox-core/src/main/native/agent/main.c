@@ -56,6 +56,14 @@ uint64_t now_boottime_ns(void)
 
 int g_log_level = LOG_INFO;
 
+/* The agent's own console fd for its log (see vlogmsg); -1 until the first line. */
+static int console = -1;
+
+void log_console_closed(void)
+{
+    console = -1;
+}
+
 static void vlogmsg(int level, const char *fmt, va_list ap)
 {
     if (level < g_log_level)
@@ -70,7 +78,6 @@ static void vlogmsg(int level, const char *fmt, va_list ap)
      * TCOOFF) or a host that stops reading it would otherwise hang PID 1 in write. Lines it
      * cannot take are dropped and counted. Not fd 2 made non-blocking: after an init handoff
      * the init shares that file description. */
-    static int console = -1;
     static unsigned dropped;
     if (console < 0 && (console = open("/dev/console", O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)) < 0) {
         /* before /dev is mounted: the kernel's console on fd 2, if any */
