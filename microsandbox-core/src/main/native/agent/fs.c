@@ -150,13 +150,22 @@ static char g_tmp_path[PATH_BUF + 32];
 static volatile sig_atomic_t g_tmp_live;
 static volatile int g_append_fd = -1;
 static volatile off_t g_append_size;
+/* Bytes pump() wrote so far. */
+static volatile uint64_t g_pumped;
 
 static void put_back(void)
 {
+    struct stat st;
     if (g_tmp_live) {
         unlink(g_tmp_path);
         g_tmp_live = 0;
-    } else if (g_append_fd >= 0 && ftruncate(g_append_fd, g_append_size) == 0) {
+    } else if (g_append_fd >= 0) {
+        /* cut back only when the file holds nothing but this append after its old end: a
+         * process of the guest appending meanwhile keeps its lines (and this append stays) */
+        if (fstat(g_append_fd, &st) == 0 && (uint64_t)st.st_size == (uint64_t)g_append_size + g_pumped &&
+            ftruncate(g_append_fd, g_append_size) < 0) {
+            /* nothing more can be put back */
+        }
         g_append_fd = -1;
     }
 }
@@ -166,6 +175,14 @@ static void __attribute__((noreturn)) abandon_write(int sig)
     (void)sig;
     put_back();
     _exit(3);
+}
+
+static void block_term(bool block)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
 static void __attribute__((noreturn)) fail(const char *op, const char *path, int err)
@@ -303,6 +320,7 @@ static uint64_t pump(int from, int to, const char *op, const char *path)
             if (w < 0)
                 fail(op, path, errno);
             off += w;
+            g_pumped += (uint64_t)w;
         }
         total += (uint64_t)n;
     }
@@ -310,8 +328,11 @@ static uint64_t pump(int from, int to, const char *op, const char *path)
 
 static void __attribute__((noreturn)) written(int fd, const char *path, uint64_t total)
 {
+    /* a cancel from here on comes too late: the data is the file's, and reported so */
+    block_term(true);
     if (fd >= 0 && (fsync(fd) < 0 || close(fd) < 0))
         fail("write", path, errno);
+    g_append_fd = -1;
     sync_parent(path);
     cbor_put_map(&g_res, 1);
     cbor_put_text(&g_res, "size");
@@ -337,14 +358,6 @@ static void __attribute__((noreturn)) write_in_place(const fs_args *a)
     }
     uint64_t total = pump(0, fd, "write", a->path);
     written(fd, a->path, total);
-}
-
-static void block_term(bool block)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
 /* The temporary for target (a name of this worker's beside it; another when a worker killed
@@ -406,8 +419,8 @@ static void op_write(const fs_args *a)
     if (exists && faccessat(AT_FDCWD, target, W_OK, AT_EACCESS) < 0)
         fail("write", a->path, errno);
     int fd = open_temporary(target, exists ? &st : NULL);
-    if (fd < 0 && (errno == EACCES || errno == EPERM || errno == ENAMETOOLONG))
-        write_in_place(a); /* a directory the user may not add to; another user's file or group */
+    if (fd < 0 && (errno == EACCES || errno == EPERM || errno == EROFS || errno == ENAMETOOLONG))
+        write_in_place(a); /* a directory the user may not add to (or read-only, a file mounted writable in it); another user's file or group */
     if (fd < 0)
         fail("write", a->path, errno); /* a full disk or inode table: not a reason to truncate the file */
     uint64_t total = pump(0, fd, "write", a->path);
@@ -417,13 +430,15 @@ static void op_write(const fs_args *a)
     if (rename(g_tmp_path, target) < 0) {
         if (errno != EBUSY)
             fail("write", a->path, errno);
-        /* a file mounted over its name (a bind mount) cannot be renamed over: copied into */
+        /* a file mounted over its name (a bind mount) cannot be renamed over: copied into, in
+         * place (not whole or nothing); should that fail, the temporary keeps the whole data */
+        g_tmp_live = 0;
         int in = open(g_tmp_path, O_RDONLY | O_CLOEXEC);
         int out = in < 0 ? -1 : open(target, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY);
         if (out < 0)
             fail("write", a->path, errno);
         pump(in, out, "write", a->path);
-        put_back();
+        unlink(g_tmp_path);
         written(out, target, total);
     }
     g_tmp_live = 0;
@@ -729,6 +744,14 @@ static void op_copy(const fs_args *a)
     struct stat st;
     if (lstat(from, &st) < 0)
         fail("copy", a->path, errno);
+    size_t given = strlen(a->path);
+    if (S_ISLNK(st.st_mode) && given > 1 && a->path[given - 1] == '/') {
+        /* "link/" names the directory the link leads to, as the system calls read it */
+        static char resolved[PATH_BUF];
+        if (!realpath(from, resolved) || lstat(resolved, &st) < 0)
+            fail("copy", a->path, errno);
+        memcpy(from, resolved, sizeof from);
+    }
     if (S_ISDIR(st.st_mode)) {
         if (inside(from, to))
             fail("copy", a->to, EINVAL); /* into itself */

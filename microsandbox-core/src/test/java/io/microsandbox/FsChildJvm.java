@@ -7,7 +7,7 @@ import java.util.HexFormat;
 import java.util.Random;
 
 /**
- * The client half of the 1 GiB stream test, run in a JVM with a small heap: connects to a
+ * The client half of the 1 GiB stream test (or, with {@code forever}, a writer that never ends), run in a JVM with a small heap: connects to a
  * running sandbox, writes {@code mib} MiB of pseudo-random data to a guest file through
  * {@link SandboxFs#writeStream}, reads it back through {@link SandboxFs#readStream}, and
  * prints {@code WROTE <sha256>} and {@code READ <sha256>} with the heap's peak.
@@ -19,9 +19,18 @@ public final class FsChildJvm {
     public static void main(String[] args) throws Exception {
         String name = args[0];
         String path = args[1];
-        int mib = Integer.parseInt(args[2]);
         Sandbox sb = Sandbox.connect(name);
         SandboxFs fs = sb.fs();
+        if (args[2].equals("forever")) {
+            // a client that dies half-way: writes until it is killed
+            try (OutputStream out = fs.writeStream(path)) {
+                byte[] chunk = new byte[1 << 20];
+                while (true) {
+                    out.write(chunk);
+                }
+            }
+        }
+        int mib = Integer.parseInt(args[2]);
         byte[] buf = new byte[1 << 20];
         Random random = new Random(1);
         MessageDigest sent = MessageDigest.getInstance("SHA-256");
