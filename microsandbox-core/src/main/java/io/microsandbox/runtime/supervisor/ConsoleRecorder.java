@@ -76,20 +76,20 @@ final class ConsoleRecorder {
     private void record() {
         try (server; SocketChannel channel = server.accept()) {
             ByteBuffer buf = ByteBuffer.allocate(64 * 1024);
+            // null once the log cannot be written (a full host disk): the console is still read
+            // (an unread one stalls the guest), not kept
             OutputStream out = null;
             long size = 0;
-            boolean writable = true;
             try {
                 synchronized (fileLock) {
                     out = open();
                 }
             } catch (IOException e) {
                 SupervisorLog.warn("console log not written: " + e.getMessage());
-                writable = false;
             }
             try {
                 while (channel.read(buf.clear()) >= 0) {
-                    if (writable) {
+                    if (out != null) {
                         try {
                             synchronized (fileLock) {
                                 if (size + buf.position() > ROTATE_BYTES) {
@@ -104,17 +104,15 @@ final class ConsoleRecorder {
                                 size += buf.position();
                             }
                         } catch (IOException e) {
-                            // a full host disk: the console is still read (an unread one stalls the guest), not kept
                             SupervisorLog.warn("console log not written any more: " + e.getMessage());
-                            writable = false;
+                            Supervisor.closeQuietly(out);
+                            out = null;
                         }
                     }
                     split(buf.array(), buf.position());
                 }
             } finally {
-                if (out != null) {
-                    out.close();
-                }
+                Supervisor.closeQuietly(out);
                 flushLine();
             }
         } catch (IOException e) {
