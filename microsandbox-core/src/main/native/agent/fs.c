@@ -162,9 +162,9 @@ static void put_back(void)
     } else if (g_append_fd >= 0) {
         /* cut back only when the file holds nothing but this append after its old end: a
          * process of the guest appending meanwhile keeps its lines (and this append stays) */
-        if (fstat(g_append_fd, &st) == 0 && (uint64_t)st.st_size == (uint64_t)g_append_size + g_pumped &&
-            ftruncate(g_append_fd, g_append_size) < 0) {
-            /* nothing more can be put back */
+        if (fstat(g_append_fd, &st) == 0 && (uint64_t)st.st_size == (uint64_t)g_append_size + g_pumped) {
+            int cut = ftruncate(g_append_fd, g_append_size); /* failing, nothing more can be put back */
+            (void)cut;
         }
         g_append_fd = -1;
     }
@@ -245,18 +245,27 @@ static size_t stat_pairs(const struct stat *st, const char *linkpath, int dirfd,
     return 6;
 }
 
+/* Cuts path (in place) to the directory that holds it; false when it names none ("/", or a
+ * name without a slash, which lies in the working directory), leaving it as it is. */
+static bool cut_to_parent(char *path)
+{
+    char *slash = strrchr(path, '/');
+    if (!slash || (slash == path && path[1] == 0))
+        return false;
+    if (slash == path)
+        path[1] = 0;
+    else
+        *slash = 0;
+    return true;
+}
+
 /* syncfs through the directory that holds path: the change is on disk when we answer. */
 static void sync_parent(const char *path)
 {
     char dir[PATH_BUF];
     snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
+    if (!cut_to_parent(dir) && dir[0] != '/')
         strcpy(dir, ".");
-    else if (slash == dir)
-        dir[1] = 0;
-    else
-        *slash = 0;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
         fsync(fd);
@@ -723,17 +732,11 @@ static bool inside(const char *from, const char *to)
     if (stat(from, &src) < 0)
         return false;
     snprintf(dir, sizeof dir, "%s", to);
-    for (;;) {
+    do {
         if (stat(dir, &up) == 0 && up.st_dev == src.st_dev && up.st_ino == src.st_ino)
             return true;
-        char *slash = strrchr(dir, '/');
-        if (!slash || (slash == dir && dir[1] == 0))
-            return false;
-        if (slash == dir)
-            dir[1] = 0;
-        else
-            *slash = 0;
-    }
+    } while (cut_to_parent(dir));
+    return false;
 }
 
 static void op_copy(const fs_args *a)
