@@ -53,6 +53,8 @@ void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void errormsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same at debug level: what the agent does, not only what goes wrong. */
 void debugmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Forgets the log's console fd once close_agent_fds closed it: the next line opens it again. */
+void log_console_closed(void);
 uint64_t now_boottime_ns(void);
 
 /* Frame output. A frame is started with frame_begin (writes the header placeholder and
@@ -247,8 +249,6 @@ void exec_child_exited(pid_t pid, int status);
 void exec_throttle_changed(void);
 /* Milliseconds until a cancelled fs worker is due to be killed, -1: none due. */
 int exec_deadline_ms(void);
-/* Forgets the log's console fd once close_agent_fds closed it: the next line opens it again. */
-void log_console_closed(void);
 /* Kills the cancelled fs workers whose grace is over. */
 void exec_kill_overdue(void);
 bool exec_session_live(uint32_t id);

@@ -3,8 +3,8 @@ package io.microsandbox.runtime.supervisor;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.runtime.Json;
-import java.io.IOException;
 import io.microsandbox.runtime.vmm.QemuCommand;
+import java.io.IOException;
 import java.util.List;
 
 /**
