@@ -171,13 +171,15 @@ public final class SandboxFs {
      * A stream that creates or replaces the file, whole or nothing like {@link #write(String, byte[])};
      * {@code close()} returns once it is on disk. A stream closed while a write is under way
      * (from another thread) or after a failed write gives the file up: the file stays as it was.
+     * When what feeds the stream fails, call {@link WriteStream#abandon()} rather than
+     * {@code close()}, which would store the part written as the whole file.
      */
-    public OutputStream writeStream(String path) {
+    public WriteStream writeStream(String path) {
         return writeStream(path, null);
     }
 
     /** Like {@link #writeStream(String)}, setting the permission bits to {@code mode}. */
-    public OutputStream writeStream(String path, Integer mode) {
+    public WriteStream writeStream(String path, Integer mode) {
         return new WriteStream(path, writeRequest(path, mode));
     }
 
@@ -967,12 +969,13 @@ public final class SandboxFs {
     }
 
     /**
-     * Bytes to a file: writes wait for the guest's credit; close sends the end and waits until
-     * the file is on disk. One writer at a time; a close from another thread while a write waits
-     * for credit gives the file up (ending it then could send its end before the data being
-     * written) and wakes the writer at once.
+     * Bytes to a guest file, from {@link #writeStream(String)}: writes wait for the guest's
+     * credit; {@link #close()} sends the end and waits until the file is on disk;
+     * {@link #abandon()} gives the file up, leaving it as it was. One writer at a time; a close
+     * from another thread while a write waits for credit gives the file up (ending it then could
+     * send its end before the data being written) and wakes the writer at once.
      */
-    private final class WriteStream extends OutputStream {
+    public final class WriteStream extends OutputStream {
         private final String path;
         private final Session session;
         private volatile boolean closed;
@@ -1073,8 +1076,12 @@ public final class SandboxFs {
             }
         }
 
-        /** Gives the file up: the guest's worker is stopped instead of told the data is whole. */
-        void abandon() throws IOException {
+        /**
+         * Gives the file up: the guest stops writing it and removes what was written, so the
+         * file stays as it was (or absent, if it was new). Closes the stream; after a close,
+         * does nothing.
+         */
+        public void abandon() throws IOException {
             failed = true;
             close();
         }

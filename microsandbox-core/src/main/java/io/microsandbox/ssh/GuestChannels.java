@@ -4,7 +4,6 @@ import io.microsandbox.MicrosandboxException;
 import io.microsandbox.SandboxFs;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.OutputStream;
 import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.NonWritableChannelException;
@@ -12,14 +11,15 @@ import java.nio.channels.SeekableByteChannel;
 
 /**
  * Channels over {@link SandboxFs}'s streams. SFTP addresses every read and write by offset;
- * clients read and write front to back, which maps onto one stream. A read elsewhere reopens
- * the stream there; a write elsewhere is refused (the guest file is written as one stream).
+ * clients read and write front to back, which maps onto one stream. A read further on skips
+ * ahead on the stream, one further back reopens it; a write elsewhere is refused and gives the
+ * file up (the guest file is written as one stream, whole or not at all).
  */
 final class GuestChannels {
     private GuestChannels() {
     }
 
-    /** Reads a guest file; seeking backwards (or far ahead) reopens the stream. */
+    /** Reads a guest file; seeking ahead skips on the open stream, seeking back reopens it. */
     static final class Reader implements SeekableByteChannel {
         private final SandboxFs fs;
         private final String path;
@@ -50,7 +50,9 @@ final class GuestChannels {
                 return -1;
             }
             try {
-                if (stream == null || streamAt != position) {
+                if (stream != null && streamAt < position) {
+                    skipTo(position); // ahead: cheaper on the open stream than from the start
+                } else if (stream == null || streamAt != position) {
                     reopen();
                 }
                 byte[] buf = new byte[Math.min(dst.remaining(), 256 * 1024)];
@@ -95,8 +97,13 @@ final class GuestChannels {
                 dropStream();
                 throw new ClosedChannelException();
             }
-            // past the end, the next read simply finds EOF
-            long left = position;
+            streamAt = 0;
+            skipTo(position);
+        }
+
+        /** Moves the open stream on to {@code target}; past the end, the next read simply finds EOF. */
+        private void skipTo(long target) throws IOException {
+            long left = target - streamAt;
             while (left > 0) {
                 long skipped = stream.skip(left);
                 if (skipped <= 0) {
@@ -107,7 +114,7 @@ final class GuestChannels {
                 }
                 left -= skipped;
             }
-            streamAt = position;
+            streamAt = target;
         }
 
         @Override
@@ -170,9 +177,10 @@ final class GuestChannels {
      * Writes a guest file front to back as one stream, opened at the first write: from there
      * the file is replaced by what is written (OpenSSH's uploads open an existing file without
      * truncating it, write it whole from offset 0, then set its size). A write anywhere else
-     * than where the data ends is refused; so a partial rewrite fails instead of going wrong.
-     * A truncate before any write resizes the file in the guest. Close makes the data durable
-     * and reports failures.
+     * than where the data ends is refused, and gives the file up: a partial rewrite fails
+     * instead of going wrong, and the file stays as it was. A truncate before any write resizes
+     * the file in the guest. Close makes the data durable and reports failures; a handle the
+     * SFTP session left open when it ended is given up ({@link #giveUp()}), never stored cut short.
      */
     static final class Writer implements SeekableByteChannel {
         private final SandboxFs fs;
@@ -181,7 +189,9 @@ final class GuestChannels {
         /** Whether closing without a write still leaves an empty file (new or truncated at open). */
         private final boolean replace;
         private final Truncator truncator;
-        private OutputStream stream; // guarded by this
+        private SandboxFs.WriteStream stream; // guarded by this
+        /** Why the file is given up (a refused write, the session gone); null while it is not. */
+        private volatile String givenUp;
         /** One write at a time; the monitor is never held while a write waits for the guest. */
         private final java.util.concurrent.locks.ReentrantLock writing = new java.util.concurrent.locks.ReentrantLock();
         private volatile long position;
@@ -202,6 +212,7 @@ final class GuestChannels {
                 if (!open) {
                     throw new ClosedChannelException();
                 }
+                refuseIfGivenUp();
                 int n = src.remaining();
                 byte[] buf = new byte[n];
                 src.get(buf);
@@ -218,7 +229,7 @@ final class GuestChannels {
             }
         }
 
-        private synchronized OutputStream stream() throws IOException {
+        private synchronized SandboxFs.WriteStream stream() throws IOException {
             if (stream == null) {
                 try {
                     stream = fs.writeStream(path, mode);
@@ -234,13 +245,32 @@ final class GuestChannels {
             return position;
         }
 
-        /** Only where the data ends so far: the guest file is written as one stream. */
+        /**
+         * Only where the data ends so far: the guest file is written as one stream. Elsewhere
+         * the file is given up, since the stream could only store it without the part asked for.
+         */
         @Override
         public SeekableByteChannel position(long newPosition) throws IOException {
             if (newPosition != position) {
-                throw new IOException(path + ": writes must go front to back (at " + position + ", asked for " + newPosition + ")");
+                String why = "writes must go front to back (at " + position + ", asked for " + newPosition + ")";
+                giveUp(why);
+                throw new IOException(path + ": " + why + "; the file is left as it was");
             }
             return this;
+        }
+
+        /** Marks the file given up: later writes are refused and close leaves the file as it was. */
+        void giveUp(String why) {
+            if (givenUp == null) {
+                givenUp = why;
+            }
+        }
+
+        private void refuseIfGivenUp() throws IOException {
+            String why = givenUp;
+            if (why != null) {
+                throw new IOException(path + ": given up (" + why + "); the file is left as it was");
+            }
         }
 
         @Override
@@ -265,7 +295,8 @@ final class GuestChannels {
                     if (stream == null) {
                         truncator.truncate(size);
                     } else if (size < position) {
-                        throw new IOException(path + ": cannot truncate a file being written below what was written");
+                        giveUp("truncated below what was written");
+                        throw new IOException(path + ": cannot truncate a file being written below what was written; the file is left as it was");
                     }
                 }
                 return this;
@@ -279,25 +310,38 @@ final class GuestChannels {
             return open;
         }
 
-        /** Ends the file; while a write waits for the guest on another thread, gives the file up and wakes that write. */
+        /**
+         * Ends the file; while a write waits for the guest on another thread, gives the file up
+         * and wakes that write. A file given up is abandoned (and the close reports why).
+         */
         @Override
         public void close() throws IOException {
-            OutputStream s;
+            SandboxFs.WriteStream s;
             synchronized (this) {
                 if (!open) {
                     return;
                 }
                 open = false;
-                if (stream == null && !replace) {
+                if (givenUp != null) {
+                    s = stream;
+                } else if (stream == null && !replace) {
                     return; // an existing file opened and left alone
+                } else {
+                    s = stream();
                 }
-                s = stream();
             }
             try {
-                s.close();
+                if (givenUp == null) {
+                    s.close();
+                    return;
+                }
+                if (s != null) {
+                    s.abandon();
+                }
             } catch (MicrosandboxException e) {
                 throw new IOException(path + ": " + e.getMessage(), e);
             }
+            refuseIfGivenUp();
         }
     }
 }

@@ -59,6 +59,12 @@ import java.util.Set;
  * SFTP status codes.
  */
 final class GuestFileSystemProvider extends FileSystemProvider {
+    /**
+     * Taken from the permissions an SFTP client asks a new file or directory to have, as
+     * OpenSSH's sftp-server's usual umask does: a local file that is group- or world-writable
+     * does not arrive so.
+     */
+    private static final int CREATION_UMASK = 022;
     private final Sandbox sandbox;
 
     GuestFileSystemProvider(Sandbox sandbox) {
@@ -114,7 +120,9 @@ final class GuestFileSystemProvider extends FileSystemProvider {
         // a new file, or a truncated one, exists (empty) even if nothing is written
         boolean replace = !exists || options.contains(StandardOpenOption.TRUNCATE_EXISTING);
         View view = new View(p, true);
-        return new GuestChannels.Writer(fs, p.guest(), mode(attrs), replace,
+        // the permissions an open carries are for a file it creates (as open(2)'s mode): an
+        // existing file keeps its own, so an upload cannot widen a private file's
+        return new GuestChannels.Writer(fs, p.guest(), exists ? null : mode(attrs), replace,
                 size -> view.guestCommand("truncate", "-s", Long.toString(size)));
     }
 
@@ -326,11 +334,14 @@ final class GuestFileSystemProvider extends FileSystemProvider {
         return (Set<PosixFilePermission>) value;
     }
 
-    /** The permission bits a new file or directory is created with, from a {@code posix:permissions} attribute; null when none. */
+    /**
+     * The permission bits a new file or directory is created with, from a {@code posix:permissions}
+     * attribute, less {@link #CREATION_UMASK}; null when none.
+     */
     private static Integer mode(FileAttribute<?>... attrs) {
         for (FileAttribute<?> a : attrs) {
             if (a.name().endsWith("permissions") && a.value() instanceof Set<?> perms) {
-                return bits(perms);
+                return bits(perms) & ~CREATION_UMASK;
             }
         }
         return null;

@@ -46,6 +46,10 @@ import org.apache.sshd.sftp.server.SftpSubsystemFactory;
 public final class SandboxSsh {
     /** How long connecting, authenticating and opening a channel of the in-process client may take. */
     static final Duration CONNECT_TIMEOUT = Duration.ofSeconds(30);
+    /** How long a command's output waits for an SSH client to read: for as long as the channel is open. */
+    private static final Duration OUTPUT_WAIT = Duration.ofDays(365);
+    /** How many users' homes are remembered. */
+    private static final int KNOWN_HOMES = 64;
 
     private final Sandbox sandbox;
     /** Home directories of guest users, looked up once per user (SFTP starts there). */
@@ -101,6 +105,11 @@ public final class SandboxSsh {
         SshServer server = SshServer.setUpDefaultServer();
         // interactive traffic on loopback: Nagle's algorithm against delayed ACKs costs ~40 ms a round trip
         CoreModuleProperties.TCP_NODELAY.set(server, true);
+        // as OpenSSH's sshd: a silent command or an idle shell keeps its session (sshd's default
+        // ends it after 10 minutes, killing the command), and output waits for a client that
+        // reads slowly (sshd's default gives up after 30 s, which ended the command too)
+        CoreModuleProperties.IDLE_TIMEOUT.set(server, Duration.ZERO);
+        CoreModuleProperties.WAIT_FOR_SPACE_TIMEOUT.set(server, OUTPUT_WAIT);
         server.setHost(SshServerEndpoint.HOST);
         server.setPort(options.port());
         server.setKeyPairProvider(KeyPairProvider.wrap(hostKey));
@@ -116,7 +125,9 @@ public final class SandboxSsh {
         server.setAgentFactory(null);
         server.setShellFactory(channel -> new GuestSession(sandbox, null));
         server.setCommandFactory((channel, command) -> new GuestSession(sandbox, command));
-        server.setSubsystemFactories(List.of(new SftpSubsystemFactory.Builder().withFileSystemAccessor(new GuestSftpAccessor()).build()));
+        SftpSubsystemFactory sftp = new SftpSubsystemFactory.Builder().withFileSystemAccessor(new GuestSftpAccessor()).build();
+        sftp.addSftpEventListener(new GuestSftpAccessor.UnclosedWrites());
+        server.setSubsystemFactories(List.of(sftp));
         server.setFileSystemFactory(new GuestFileSystems());
         startOrRelease(server, "sandbox " + sandbox.name());
         SshServerEndpoint endpoint = new SshServerEndpoint(server, keys, hostKey.getPublic(), clientKey);
@@ -163,6 +174,8 @@ public final class SandboxSsh {
         SshServerEndpoint endpoint = server(SshServerOptions.builder().authorizedKey(pair.getPublic()).build());
         SshClient client = SshClient.setUpDefaultClient();
         CoreModuleProperties.TCP_NODELAY.set(client, true);
+        // a client held and used now and then stays open; exec has its own timeout
+        CoreModuleProperties.IDLE_TIMEOUT.set(client, Duration.ZERO);
         client.setServerKeyVerifier((session, address, key) -> KeyUtils.compareKeys(key, endpoint.hostKey()));
         try {
             client.start();
@@ -208,7 +221,11 @@ public final class SandboxSsh {
         }
     }
 
-    /** The user's home as the guest sees it ($HOME of a command run as the user), or / when it cannot be told. */
+    /**
+     * The user's home as the guest sees it ($HOME of a command run as the user), or / when it
+     * cannot be told. Remembered for up to {@link #KNOWN_HOMES} users (login names are the
+     * client's choice); a lookup that failed (a busy guest) is tried again next time.
+     */
     private String home(String user) {
         String known = homes.get(user);
         if (known != null) {
@@ -220,7 +237,10 @@ public final class SandboxSsh {
             String printed = out.stdout().strip();
             home = out.success() && printed.startsWith("/") ? printed : "/";
         } catch (MicrosandboxException e) {
-            home = "/";
+            return "/";
+        }
+        if (homes.size() >= KNOWN_HOMES) {
+            return home;
         }
         String raced = homes.putIfAbsent(user, home);
         return raced != null ? raced : home;

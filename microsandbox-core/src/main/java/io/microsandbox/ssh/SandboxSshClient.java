@@ -5,6 +5,7 @@ import io.microsandbox.ExecOptions;
 import io.microsandbox.MicrosandboxException;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.InputStream;
 import java.time.Duration;
 import java.util.EnumSet;
 import java.util.Set;
@@ -56,19 +57,22 @@ public final class SandboxSshClient implements AutoCloseable {
      *         channel fails
      */
     public SshExecResult exec(String command, Duration timeout) {
-        Bounded out = new Bounded();
-        Bounded err = new Bounded();
         try (ChannelExec channel = session.createExecChannel(command)) {
+            // past the output limit the command is ended at once, as Sandbox.exec does
+            Bounded out = new Bounded(() -> channel.close(true));
+            Bounded err = new Bounded(() -> channel.close(true));
             channel.setOut(out);
             channel.setErr(err);
+            // stdin at its end, as with `ssh host 'command' </dev/null`: a command reading it ends instead of waiting
+            channel.setIn(InputStream.nullInputStream());
             channel.open().verify(SandboxSsh.CONNECT_TIMEOUT);
             Set<ClientChannelEvent> events = channel.waitFor(EnumSet.of(ClientChannelEvent.CLOSED), timeout.toMillis());
-            if (events.contains(ClientChannelEvent.TIMEOUT)) {
-                throw new MicrosandboxException(ErrorKind.EXEC_TIMEOUT, "'" + command + "' did not finish within " + timeout);
-            }
             if (out.overflow || err.overflow) {
                 throw new MicrosandboxException(ErrorKind.EXEC_FAILED, "'" + command + "' wrote more than "
-                        + ExecOptions.DEFAULT_MAX_OUTPUT_BYTES + " bytes to a stream");
+                        + ExecOptions.DEFAULT_MAX_OUTPUT_BYTES + " bytes to a stream; it was ended");
+            }
+            if (events.contains(ClientChannelEvent.TIMEOUT)) {
+                throw new MicrosandboxException(ErrorKind.EXEC_TIMEOUT, "'" + command + "' did not finish within " + timeout);
             }
             Integer status = channel.getExitStatus();
             if (status == null) {
@@ -123,14 +127,23 @@ public final class SandboxSshClient implements AutoCloseable {
         }
     }
 
-    /** Collects up to the exec output limit; past it, the rest is dropped and the overflow noted. */
+    /** Collects up to the exec output limit; past it, the rest is dropped, the overflow noted and reported once. */
     private static final class Bounded extends ByteArrayOutputStream {
+        private final Runnable onOverflow;
         volatile boolean overflow;
+
+        Bounded(Runnable onOverflow) {
+            this.onOverflow = onOverflow;
+        }
 
         @Override
         public synchronized void write(byte[] b, int off, int len) {
-            if (overflow || count + (long) len > ExecOptions.DEFAULT_MAX_OUTPUT_BYTES) {
+            if (overflow) {
+                return;
+            }
+            if (count + (long) len > ExecOptions.DEFAULT_MAX_OUTPUT_BYTES) {
                 overflow = true;
+                onOverflow.run();
                 return;
             }
             super.write(b, off, len);

@@ -241,6 +241,87 @@ class SandboxSshIT {
     }
 
     @Test
+    void sftpCreatesWithTheClientsModeLessGroupAndWorldWriteAndKeepsAnExistingFilesMode() throws Exception {
+        Path open = Files.writeString(tmp.resolve("open.txt"), "everyone may write\n");
+        Files.setPosixFilePermissions(open, java.nio.file.attribute.PosixFilePermissions.fromString("rw-rw-rw-"));
+        sandbox.fs().write("/tmp/private.txt", "secret\n".getBytes(StandardCharsets.UTF_8), 0600);
+        Path batch = Files.writeString(tmp.resolve("batch"), String.join("\n",
+                "put " + open + " /tmp/open.txt",
+                "put " + open + " /tmp/private.txt",
+                ""));
+        List<String> cmd = new ArrayList<>(sshOptions("sftp", "-P"));
+        cmd.addAll(List.of("-b", batch.toString(), "root@127.0.0.1"));
+        Result r = run(cmd);
+        assertThat(r.exit).as(r.toString()).isZero();
+        assertThat(sandbox.fs().stat("/tmp/open.txt").mode()).isEqualTo(0644);
+        assertThat(sandbox.fs().readString("/tmp/private.txt")).isEqualTo("everyone may write\n");
+        assertThat(sandbox.fs().stat("/tmp/private.txt").mode()).isEqualTo(0600);
+    }
+
+    @Test
+    @Timeout(180)
+    void sftpStoresAFileWholeOrLeavesItAsItWas() throws Exception {
+        byte[] original = new byte[1 << 20];
+        new Random(7).nextBytes(original);
+        String path = "/tmp/whole-or-nothing.bin";
+        sandbox.fs().write(path, original);
+        try (SandboxSshClient client = sandbox.ssh().openClient()) {
+            try (SftpClient sftp = client.sftp()) {
+                // an append is refused, not turned into a replacement by the appended bytes
+                assertThatThrownBy(() -> {
+                    try (SftpClient.CloseableHandle h = sftp.open(path, SftpClient.OpenMode.Write, SftpClient.OpenMode.Append)) {
+                        sftp.write(h, 0, new byte[] {1, 2, 3});
+                    }
+                }).isInstanceOfSatisfying(org.apache.sshd.sftp.common.SftpException.class,
+                        e -> assertThat(e.getStatus()).isEqualTo(org.apache.sshd.sftp.common.SftpConstants.SSH_FX_OP_UNSUPPORTED));
+                assertThat(sandbox.fs().read(path)).isEqualTo(original);
+
+                // a write out of order after one in order gives the file up: its close fails, the file is as it was
+                SftpClient.CloseableHandle h = sftp.open(path, SftpClient.OpenMode.Write);
+                sftp.write(h, 0, new byte[4096]);
+                assertThatThrownBy(() -> sftp.write(h, 512 * 1024, new byte[10])).isInstanceOf(IOException.class);
+                assertThatThrownBy(h::close).isInstanceOf(IOException.class);
+                assertThat(sandbox.fs().read(path)).isEqualTo(original);
+            }
+            // an upload whose SFTP session ends before the client closed the file leaves it as it was
+            SftpClient sftp = client.sftp();
+            SftpClient.CloseableHandle h = sftp.open(path, SftpClient.OpenMode.Write);
+            sftp.write(h, 0, new byte[8192]);
+            awaitTemporaries(n -> n > 0);
+            sftp.close(); // the session, not the handle
+            awaitTemporaries(n -> n == 0);
+            assertThat(sandbox.fs().read(path)).isEqualTo(original);
+        }
+    }
+
+    /** Waits (20 s at most) until the number of write temporaries in the guest's /tmp satisfies {@code wanted}. */
+    private static void awaitTemporaries(java.util.function.IntPredicate wanted) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        int count;
+        do {
+            count = (int) sandbox.fs().list("/tmp").stream().filter(e -> e.name().startsWith(".msb-write-")).count();
+            if (wanted.test(count)) {
+                return;
+            }
+            Thread.sleep(50);
+        } while (System.nanoTime() < deadline);
+        throw new AssertionError(count + " write temporaries in /tmp after 20 s");
+    }
+
+    @Test
+    void theInProcessClientsExecHasNoInputAndEndsACommandPastTheOutputLimit() {
+        try (SandboxSshClient client = sandbox.ssh().openClient()) {
+            // stdin is at its end, as with ssh host 'cat' </dev/null
+            assertThat(client.exec("cat; echo read-all", Duration.ofSeconds(60)).stdoutText()).isEqualTo("read-all\n");
+            long started = System.nanoTime();
+            assertThatThrownBy(() -> client.exec("yes", Duration.ofMinutes(3)))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.EXEC_FAILED))
+                    .hasMessageContaining("wrote more than");
+            assertThat(Duration.ofNanos(System.nanoTime() - started)).isLessThan(Duration.ofMinutes(2));
+        }
+    }
+
+    @Test
     @Timeout(180)
     void anInteractiveSessionGetsAPtyThatFollowsTheWindow() throws Exception {
         String socket = "msb-ssh-" + ProcessHandle.current().pid();
