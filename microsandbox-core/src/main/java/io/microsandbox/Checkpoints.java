@@ -80,19 +80,28 @@ public final class Checkpoints {
      *
      * @param supervisor sends {@code sup.checkpoint} with the given payload and returns the answer
      */
-    Checkpoint take(SandboxLayout layout, SandboxConfig config, Path dir, boolean resume, Function<ObjectNode, Frame> supervisor) {
+    /**
+     * What in {@code config} a checkpoint cannot capture, said of the sandbox; null when nothing.
+     * A restore refuses a checkpoint whose recorded configuration has any of it: no checkpoint
+     * can have been taken of such a sandbox, so its manifest was written by other means, and
+     * would hand the restored guest host directories or disks.
+     */
+    static String uncapturable(SandboxConfig config) {
         if (config.imageDisk() != null) {
-            throw new MicrosandboxException(ErrorKind.UNSUPPORTED_OPERATION, "sandbox '" + layout.name()
-                    + "' boots from a disk image (imageDisk), whose overlay a checkpoint does not capture");
+            return "boots from a disk image (imageDisk), whose overlay a checkpoint does not capture";
         }
         List<String> hostStorage = config.mounts().entrySet().stream()
                 .filter(e -> e.getValue().kind() != Mount.Kind.TMPFS).map(Map.Entry::getKey).toList();
-        if (!hostStorage.isEmpty()) {
-            // QEMU refuses to migrate a mounted 9p share, and a disk volume is not copied: every
-            // restore would open the same one
-            throw new MicrosandboxException(ErrorKind.UNSUPPORTED_OPERATION, "sandbox '" + layout.name()
-                    + "' mounts host storage at " + hostStorage + ", which a checkpoint cannot capture;"
-                    + " only tmpfs mounts can be checkpointed");
+        // QEMU refuses to migrate a mounted 9p share, and a disk volume is not copied: every
+        // restore would open the same one
+        return hostStorage.isEmpty() ? null : "mounts host storage at " + hostStorage
+                + ", which a checkpoint cannot capture; only tmpfs mounts can be checkpointed";
+    }
+
+    Checkpoint take(SandboxLayout layout, SandboxConfig config, Path dir, boolean resume, Function<ObjectNode, Frame> supervisor) {
+        String uncapturable = uncapturable(config);
+        if (uncapturable != null) {
+            throw new MicrosandboxException(ErrorKind.UNSUPPORTED_OPERATION, "sandbox '" + layout.name() + "' " + uncapturable);
         }
         SandboxLock writing = Snapshots.claimDirectory(home, directory(), dir, "checkpoint", Checkpoint.MANIFEST_FILE);
         try {

@@ -628,6 +628,11 @@ public final class Microsandbox {
         Objects.requireNonNull(checkpoint, "checkpoint");
         Objects.requireNonNull(options, "options");
         String what = "checkpoint '" + checkpoint.name() + "'";
+        String uncapturable = Checkpoints.uncapturable(checkpoint.config());
+        if (uncapturable != null) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, what + " records a sandbox that " + uncapturable
+                    + ": no checkpoint can have been taken of it, so its manifest was altered");
+        }
         Snapshots.checkImage(home, what, checkpoint.image(), checkpoint.imageDigest());
         SandboxConfig.Builder builder = checkpoint.config().toBuilder().detached(options.detached()).ephemeral(options.ephemeral())
                 .labels(options.labels()).replaceTimeout(null);

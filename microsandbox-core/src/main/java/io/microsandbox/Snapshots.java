@@ -3,6 +3,8 @@ package io.microsandbox;
 import io.microsandbox.image.oci.OciImages;
 import io.microsandbox.runtime.ClaimedDirectory;
 import io.microsandbox.runtime.OwnerOnly;
+import io.microsandbox.runtime.Printable;
+import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxLock;
 import io.microsandbox.runtime.SparseFiles;
@@ -196,12 +198,38 @@ public final class Snapshots {
     static void checkImage(Path home, String what, String image, String imageDigest) {
         boolean present = imageDigest != null
                 ? new OciImages(home).byManifestDigest(image, imageDigest) != null
-                : image != null && Files.isDirectory(Path.of(image));
+                : image != null && Files.isDirectory(imageDirectory(home, what, image));
         if (!present) {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_IMAGE_MISSING, what + " lies over image "
                     + image + (imageDigest != null ? " (" + imageDigest + ")" : "")
                     + ", which is no longer " + (imageDigest != null ? "in the image cache; pull it again" : "there"));
         }
+    }
+
+    /**
+     * The directory image a manifest names, refused ({@link ErrorKind#SNAPSHOT_INTEGRITY}) when it
+     * is not an absolute path or is the root, the home, or holds or lies inside the home: a
+     * manifest is a file anyone who could write it may have chosen the guest's root filesystem in.
+     */
+    private static Path imageDirectory(Path home, String what, String image) {
+        Path dir;
+        try {
+            dir = Path.of(image);
+        } catch (java.nio.file.InvalidPathException e) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, what + " names an image that is no path: " + Printable.brief(image, 200));
+        }
+        if (!dir.isAbsolute()) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, what + " names image " + Printable.brief(image, 200) + ", not an absolute path");
+        }
+        try {
+            if (RuntimeFiles.overlapsHome(home, dir.toRealPath())) {
+                throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, what + " names image " + dir
+                        + ", which is, holds or lies inside the microsandbox home " + home + " or is the root: no sandbox can have been made over it");
+            }
+        } catch (IOException e) {
+            // missing: reported as a missing image
+        }
+        return dir;
     }
 
     /**

@@ -75,6 +75,36 @@ class SnapshotDirectoriesTest {
                 e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_INTEGRITY));
     }
 
+    /** A manifest is a file: whoever could write it must not choose host storage for the restored guest. */
+    @Test
+    void aCheckpointRecordingHostStorageIsRefusedBeforeAnythingIsPrepared(@TempDir Path shared) throws Exception {
+        Checkpoints checkpoints = new Checkpoints(home);
+        Path dir = Files.createDirectories(checkpoints.directory().resolve("altered"));
+        Map<String, Object> fields = new LinkedHashMap<>();
+        fields.put("format", Checkpoint.FORMAT);
+        fields.put("config", SandboxConfig.builder().image("alpine").mount("/host", Mount.bind(shared, MountOptions.defaults())).build().toJson());
+        fields.put("vm", Map.of());
+        fields.put("createdAt", Instant.now().toString());
+        Files.write(dir.resolve(Checkpoint.MANIFEST_FILE), Snapshot.canonicalManifest(fields));
+        Microsandbox runtime = Microsandbox.builder().home(home).build();
+        assertThatThrownBy(() -> runtime.restore("restored", checkpoints.get("altered"), RestoreOptions.defaults()))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_INTEGRITY))
+                .hasMessageContaining("mounts host storage at [/host]");
+        assertThat(runtime.list()).isEmpty();
+    }
+
+    @Test
+    void aManifestsDirectoryImageMustBeAnAbsolutePathAwayFromTheRootAndTheHome(@TempDir Path image) throws Exception {
+        Path inside = Files.createDirectories(home.resolve("cache"));
+        for (String named : new String[] {"/", home.toString(), inside.toString(), home.getParent().toString(), "rootfs", "a\0b"}) {
+            assertThatThrownBy(() -> Snapshots.checkImage(home, "snapshot 'x'", named, null)).as(named)
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_INTEGRITY));
+        }
+        Snapshots.checkImage(home, "snapshot 'x'", image.toString(), null);
+        assertThatThrownBy(() -> Snapshots.checkImage(home, "snapshot 'x'", image.resolve("gone").toString(), null))
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_IMAGE_MISSING));
+    }
+
     @Test
     void aPathWithANulIsAnInvalidArgument() {
         assertThatThrownBy(() -> new Checkpoints(home).get(home + "/a\0b")).isInstanceOfSatisfying(MicrosandboxException.class,

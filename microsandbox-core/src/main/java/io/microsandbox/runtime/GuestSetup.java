@@ -138,9 +138,7 @@ public final class GuestSetup {
             if (!Files.isDirectory(real, LinkOption.NOFOLLOW_LINKS)) {
                 throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "mount " + guestPath + ": " + source + " is not a directory");
             }
-            Path realHome = RuntimeFiles.realHome(home);
-            // the home holds every sandbox's disks, SSH keys and state: a share holding it gives the guest all of them
-            if (real.getNameCount() == 0 || realHome.startsWith(real) || real.startsWith(realHome)) {
+            if (RuntimeFiles.overlapsHome(home, real)) {
                 throw new MicrosandboxException(ErrorKind.INVALID_CONFIG, "mount " + guestPath + ": " + source
                         + " is, holds or lies inside the microsandbox home " + home
                         + ", whose sandboxes' disks, keys and state the guest must not reach; share a directory of its own (or use a named volume)");

@@ -105,6 +105,16 @@ public final class RuntimeFiles {
     }
 
     /**
+     * Whether {@code real} (a path with its links resolved) is the root, the home, a directory
+     * holding the home or one inside it: the home holds every sandbox's disks, SSH keys and
+     * state, so none of these may become what a guest sees.
+     */
+    public static boolean overlapsHome(Path home, Path real) {
+        Path realHome = realHome(home);
+        return real.getNameCount() == 0 || realHome.startsWith(real) || real.startsWith(realHome);
+    }
+
+    /**
      * The version used in runtime directory names: the jar manifest's
      * {@code Implementation-Version}, or {@code "dev"} outside a jar that has one.
      *
