@@ -60,6 +60,16 @@ class SandboxTemplateTest {
         return new SandboxTemplate(source, ExecObserver.NOOP, timeout);
     }
 
+    /** An Error inside a command reaches the caller as it is, recorded as an error (it was an NPE from the outcome). */
+    @Test
+    void anErrorInACommandReachesTheCallerUnchanged() {
+        when(sandbox.exec(eq("boom"), anyList(), any(ExecOptions.class))).thenThrow(new AssertionError("deep"));
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> template(Duration.ofSeconds(5)).exec("boom", java.util.List.of()))
+                .isInstanceOf(AssertionError.class).hasMessage("deep");
+        org.assertj.core.api.Assertions.assertThat(returned).isNotNull();
+        org.assertj.core.api.Assertions.assertThat(ExecObserver.outcome(null, null)).isEqualTo("error");
+    }
+
     @Test
     void theCodeFileStepsOfARunWithStdinHaveAShortTimeLimit() {
         when(sandbox.exec(eq("python3"), anyList(), any(ExecOptions.class))).thenReturn(OK);

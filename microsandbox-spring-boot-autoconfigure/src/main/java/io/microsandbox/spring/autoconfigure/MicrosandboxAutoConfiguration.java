@@ -11,13 +11,15 @@ import io.microsandbox.spring.pool.OnDemandSandboxSource;
 import io.microsandbox.spring.pool.SandboxPool;
 import io.microsandbox.spring.pool.SandboxSource;
 import io.micrometer.observation.ObservationRegistry;
+import java.time.Duration;
 import org.springframework.beans.factory.ObjectProvider;
 import org.springframework.boot.autoconfigure.AutoConfiguration;
 import org.springframework.boot.autoconfigure.condition.ConditionalOnClass;
 import org.springframework.boot.autoconfigure.condition.ConditionalOnMissingBean;
-import org.springframework.boot.autoconfigure.condition.ConditionalOnProperty;
 import org.springframework.boot.context.properties.EnableConfigurationProperties;
+import org.springframework.context.SmartLifecycle;
 import org.springframework.context.annotation.Bean;
+import org.springframework.context.annotation.Conditional;
 import org.springframework.context.annotation.Configuration;
 import org.springframework.core.env.Environment;
 
@@ -65,7 +67,7 @@ public class MicrosandboxAutoConfiguration {
 
     @Bean(initMethod = "start", destroyMethod = "close")
     @ConditionalOnMissingBean(SandboxSource.class)
-    @ConditionalOnProperty(prefix = "microsandbox.pool", name = "enabled", havingValue = "true", matchIfMissing = true)
+    @Conditional(PoolEnabledCondition.On.class)
     public SandboxPool microsandboxPool(Microsandbox runtime, SandboxConfig config, MicrosandboxProperties properties,
                                         Environment environment) {
         PoolSettings.check(properties.getPool());
@@ -76,9 +78,15 @@ public class MicrosandboxAutoConfiguration {
         return new SandboxPool(runtime, config, properties.getPool(), instance);
     }
 
+    /** Stops the pools' warming as the context begins to stop (see {@link PoolQuiescer}). */
+    @Bean
+    public SmartLifecycle microsandboxPoolQuiescer(ObjectProvider<SandboxPool> pools) {
+        return new PoolQuiescer(pools);
+    }
+
     @Bean
     @ConditionalOnMissingBean(SandboxSource.class)
-    @ConditionalOnProperty(prefix = "microsandbox.pool", name = "enabled", havingValue = "false")
+    @Conditional(PoolEnabledCondition.Off.class)
     public OnDemandSandboxSource microsandboxOnDemandSource(Microsandbox runtime, SandboxConfig config,
                                                            MicrosandboxProperties properties) {
         MicrosandboxProperties.Pool pool = properties.getPool();
@@ -90,7 +98,13 @@ public class MicrosandboxAutoConfiguration {
     @ConditionalOnMissingBean(SandboxOperations.class)
     public SandboxTemplate sandboxTemplate(SandboxSource source, ObjectProvider<ExecObserver> observer,
                                            MicrosandboxProperties properties) {
-        return new SandboxTemplate(source, observer.getIfAvailable(() -> ExecObserver.NOOP), properties.getExecTimeout());
+        Duration execTimeout = properties.getExecTimeout();
+        if (execTimeout != null && execTimeout.isNegative()) {
+            // the template reads a negative timeout as none: a typo must not lift the limit on untrusted code
+            throw new MicrosandboxConfigurationException("microsandbox.exec-timeout is " + execTimeout + ": it must not be negative.",
+                    "Set microsandbox.exec-timeout to a duration such as 30s, or 0 for no limit.", null);
+        }
+        return new SandboxTemplate(source, observer.getIfAvailable(() -> ExecObserver.NOOP), execTimeout);
     }
 
     /** Records every command through the Observation API when Micrometer's is on the class path. */

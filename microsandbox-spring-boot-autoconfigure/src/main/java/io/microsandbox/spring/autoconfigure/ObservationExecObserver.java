@@ -35,7 +35,7 @@ public class ObservationExecObserver implements ExecObserver {
         try (Observation.Scope scope = observation.openScope()) {
             out = call.get();
             return out;
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
             error = e;
             observation.error(e);
             throw e;

@@ -18,8 +18,14 @@ public interface ExecObserver {
 
     ExecOutput observe(String pool, String operation, Supplier<ExecOutput> call);
 
-    /** The low-cardinality outcome tag of a finished command. */
+    /**
+     * The low-cardinality outcome tag of a finished command: {@code error} also when neither an
+     * output nor an exception was seen (an {@link Error} went through).
+     */
     static String outcome(ExecOutput output, Throwable error) {
+        if (output == null && error == null) {
+            return "error";
+        }
         if (error != null) {
             return error instanceof io.microsandbox.spring.SandboxTimeoutException ? "timeout"
                     : error instanceof io.microsandbox.spring.SandboxLostException ? "lost"

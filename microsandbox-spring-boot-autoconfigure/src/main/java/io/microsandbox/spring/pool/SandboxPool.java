@@ -124,6 +124,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     private volatile String lastBootError;
     private volatile long nextBootNanos = System.nanoTime();
     private volatile boolean closed;
+    /** Shutting down: no boot for min-idle or rotation any more, only for a borrower waiting ({@link #quiesce()}). */
+    private volatile boolean quiescing;
     private volatile boolean started;
     private final ScheduledExecutorService housekeeper;
     private final ExecutorService creators;
@@ -681,7 +683,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         idle.removeIf(m -> m.state.get() != State.IDLE);
         int total = members.size() + pending.get() + removing.get();
         int idleOrBooting = idle.size() + pending.get();
-        int want = Math.max(settings.getMinIdle() - idleOrBooting, waiting.get() - idle.size() - pending.get());
+        int minIdle = quiescing ? 0 : settings.getMinIdle();
+        int want = Math.max(minIdle - idleOrBooting, waiting.get() - idle.size() - pending.get());
         if (consecutiveFailures.get() > 0) {
             want = Math.min(want, 1 - pending.get());
         }
@@ -961,22 +964,37 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         }
     }
 
-    /** Drains or keeps the members ({@code on-shutdown}) and stops the pool's threads. */
+    /**
+     * Begins shutting down while borrowers may still come (an application's graceful shutdown):
+     * no sandbox is booted any more to keep {@code min-idle} or to replace a retired member, only
+     * for a borrower waiting with nothing idle. {@link #close()} follows.
+     */
+    public void quiesce() {
+        quiescing = true;
+    }
+
+    /**
+     * Drains or keeps the members ({@code on-shutdown}) and stops the pool's threads, within
+     * {@code shutdown-timeout} (and a grace for the stops under way to report): a boot still in
+     * flight then is left to finish on its own thread, which shuts its sandbox down.
+     */
     @Override
     public void close() {
         if (closed) {
             return;
         }
         closed = true;
+        quiescing = true;
+        long stopDeadline = System.nanoTime() + settings.getShutdownTimeout().plus(STOP_GRACE).toNanos();
         housekeeper.shutdownNow();
         creators.shutdown();
         try {
-            // a boot in flight finishes and is shut down with the rest
-            creators.awaitTermination(config.bootTimeout().plus(settings.getWarmUpTimeout()).toMillis() + 5000, TimeUnit.MILLISECONDS);
+            // a boot in flight finishes and is shut down with the rest, if it finishes in time
+            long bootBudget = config.bootTimeout().plus(settings.getWarmUpTimeout()).toNanos() + TimeUnit.SECONDS.toNanos(5);
+            creators.awaitTermination(Math.min(bootBudget, settings.getShutdownTimeout().toNanos()), TimeUnit.NANOSECONDS);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
-        long stopDeadline = System.nanoTime() + settings.getShutdownTimeout().plus(STOP_GRACE).toNanos();
         // with reset=clean a lent member is dirty: it is not left running for the next start either
         boolean keepLent = keepOnShutdown() && settings.getReset() != MicrosandboxProperties.Reset.CLEAN;
         List<CompletableFuture<Void>> stopping = new ArrayList<>();

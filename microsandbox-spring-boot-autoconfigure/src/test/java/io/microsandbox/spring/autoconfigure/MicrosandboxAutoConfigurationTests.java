@@ -291,6 +291,28 @@ class MicrosandboxAutoConfigurationTests {
         });
     }
 
+    /** Any boolean spelling Spring binds picks one source; a property condition matched neither for "off". */
+    @Test
+    void poolEnabledTakesEveryBooleanSpelling() {
+        for (String off : new String[] {"off", "no", "0", "FALSE"}) {
+            runner().withPropertyValues("microsandbox.pool.enabled=" + off).run(context -> {
+                assertThat(context).as(off).hasSingleBean(OnDemandSandboxSource.class);
+                assertThat(context).doesNotHaveBean(SandboxPool.class);
+            });
+        }
+        runner().withPropertyValues("microsandbox.pool.enabled=maybe").run(context ->
+                assertThat(context.getStartupFailure()).hasStackTraceContaining("microsandbox.pool.enabled"));
+    }
+
+    /** A negative exec-timeout would have meant no limit at all. */
+    @Test
+    void aNegativeExecTimeoutIsRefused() {
+        runner().withPropertyValues("microsandbox.exec-timeout=-10s").run(context -> {
+            FailureAnalysis a = analyze(context.getStartupFailure());
+            assertThat(a.getDescription()).contains("microsandbox.exec-timeout");
+        });
+    }
+
     @Test
     void metersWithAMeterRegistry() {
         runner().withBean(MeterRegistry.class, SimpleMeterRegistry::new).run(context -> {

@@ -264,6 +264,59 @@ class SandboxPoolTest {
         verify(runtime).remove("default-a");
     }
 
+    /** A graceful shutdown: once quiesced, the pool boots for a borrower waiting, never to keep min-idle. */
+    @Test
+    void aQuiescedPoolBootsOnlyForAWaitingBorrower() throws Exception {
+        when(runtime.create(anyString(), any(SandboxConfig.class))).thenAnswer(inv -> sandbox(inv.getArgument(0)));
+        MicrosandboxProperties.Pool settings = settings();
+        settings.setMinIdle(1);
+        settings.setAcquireTimeout(Duration.ofSeconds(10));
+        SandboxPool pool = pool(config, settings);
+        pool.start();
+        verify(runtime, timeout(5000)).create(anyString(), any(SandboxConfig.class));
+        long deadline = System.nanoTime() + Duration.ofSeconds(5).toNanos();
+        while (pool.stats().idle() < 1 && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+        }
+        pool.quiesce();
+        Lease first = pool.borrow();
+        Thread.sleep(500);
+        // min-idle alone would have booted a replacement by now
+        verify(runtime, times(1)).create(anyString(), any(SandboxConfig.class));
+        Lease second = pool.borrow();
+        assertThat(second.sandbox().name()).isNotEqualTo(first.sandbox().name());
+        verify(runtime, times(2)).create(anyString(), any(SandboxConfig.class));
+        pool.giveBack(second);
+        pool.giveBack(first);
+    }
+
+    /** close() is bounded by shutdown-timeout, not by a boot in flight (which may take minutes). */
+    @Test
+    void closeWaitsForABootInFlightNoLongerThanTheShutdownTimeout() throws Exception {
+        java.util.concurrent.CountDownLatch booting = new java.util.concurrent.CountDownLatch(1);
+        java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+        when(runtime.create(anyString(), any(SandboxConfig.class))).thenAnswer(inv -> {
+            booting.countDown();
+            release.await(60, java.util.concurrent.TimeUnit.SECONDS);
+            return sandbox(inv.getArgument(0));
+        });
+        MicrosandboxProperties.Pool settings = settings();
+        settings.setMinIdle(1);
+        settings.setShutdownTimeout(Duration.ofSeconds(1));
+        SandboxPool pool = pool(config, settings);
+        pool.start();
+        assertThat(booting.await(5, java.util.concurrent.TimeUnit.SECONDS)).isTrue();
+        long started = System.nanoTime();
+        try {
+            pool.close();
+            assertThat(Duration.ofNanos(System.nanoTime() - started)).isLessThan(Duration.ofSeconds(12));
+        } finally {
+            release.countDown();
+        }
+        // the boot that finished after the close shuts its own sandbox down
+        verify(runtime, timeout(20_000)).remove(anyString());
+    }
+
     @Test
     void anErrorInABootBacksOffLikeAFailure() throws Exception {
         when(runtime.create(anyString(), any(SandboxConfig.class))).thenThrow(new NoClassDefFoundError("io/example/Missing"));
