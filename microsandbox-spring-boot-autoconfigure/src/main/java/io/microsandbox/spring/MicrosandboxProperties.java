@@ -326,6 +326,14 @@ public class MicrosandboxProperties {
         private String name = "default";
 
         /**
+         * Whether each member also gets the microsandbox.sandbox.* meters (CPU, memory, disk),
+         * tagged with its name: a time series per member, new with every rotation (and every
+         * loan with reset=clean), each of which a metrics backend keeps; off by default, as
+         * HikariCP publishes nothing per connection.
+         */
+        private boolean sandboxMetrics;
+
+        /**
          * Identity of this application instance, a label on its sandboxes: a restart with the same
          * instance id re-adopts the sandboxes left running. Defaults to spring.application.name, else "app".
          */
@@ -407,6 +415,14 @@ public class MicrosandboxProperties {
 
         public void setName(String name) {
             this.name = name;
+        }
+
+        public boolean isSandboxMetrics() {
+            return sandboxMetrics;
+        }
+
+        public void setSandboxMetrics(boolean sandboxMetrics) {
+            this.sandboxMetrics = sandboxMetrics;
         }
 
         public String getInstanceId() {

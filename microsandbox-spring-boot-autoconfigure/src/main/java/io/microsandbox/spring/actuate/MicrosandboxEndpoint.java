@@ -1,6 +1,7 @@
 package io.microsandbox.spring.actuate;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.Metrics;
 import io.microsandbox.Microsandbox;
@@ -188,27 +189,45 @@ public class MicrosandboxEndpoint {
         return handle.get();
     }
 
-    /** The stored configuration with every environment value masked (the sandbox's and a custom init's), as Spring Boot's {@code env} endpoint does. */
+    /**
+     * The stored configuration with every value that may hold a credential masked, as Spring
+     * Boot's {@code env} endpoint does: environment values (the sandbox's and a custom init's),
+     * scripts, and the content of files patched in.
+     */
     static Object maskedConfig(String configJson) {
         try {
             JsonNode config = Json.parse(configJson);
-            maskEnvironments(config);
+            mask(config);
             return Json.plain(config);
         } catch (java.io.IOException e) {
             return "unreadable: " + e.getMessage();
         }
     }
 
-    private static void maskEnvironments(JsonNode node) {
+    private static final String MASK = "******";
+
+    private static void mask(JsonNode node) {
         if (node instanceof ObjectNode object) {
-            if (object.get("env") instanceof ObjectNode env) {
-                List<String> keys = new ArrayList<>();
-                env.fieldNames().forEachRemaining(keys::add);
-                keys.forEach(key -> env.put(key, "******"));
+            maskValues(object.get("env"));
+            maskValues(object.get("scripts"));
+            if (object.get("patches") instanceof ArrayNode patches) {
+                patches.forEach(patch -> {
+                    if (patch instanceof ObjectNode p && p.hasNonNull("content")) {
+                        p.put("content", MASK);
+                    }
+                });
             }
-            object.elements().forEachRemaining(MicrosandboxEndpoint::maskEnvironments);
+            object.elements().forEachRemaining(MicrosandboxEndpoint::mask);
         } else if (node != null && node.isArray()) {
-            node.elements().forEachRemaining(MicrosandboxEndpoint::maskEnvironments);
+            node.elements().forEachRemaining(MicrosandboxEndpoint::mask);
+        }
+    }
+
+    private static void maskValues(JsonNode node) {
+        if (node instanceof ObjectNode values) {
+            List<String> keys = new ArrayList<>();
+            values.fieldNames().forEachRemaining(keys::add);
+            keys.forEach(key -> values.put(key, MASK));
         }
     }
 

@@ -29,8 +29,8 @@ import java.util.function.ToDoubleFunction;
  * <li>counters {@code microsandbox.pool.created} (tag {@code source=boot|restore}: booted cold or
  *     restored from the pool's checkpoint; the boot timer carries the same tag), {@code .rotated}, {@code .discarded},
  *     {@code .crashed}, {@code .boot.failures}, {@code .timeouts} (acquire timeouts);</li>
- * <li>per sandbox, from the core's metrics, tagged {@code pool} and {@code sandbox} and removed
- *     when the sandbox goes: {@code microsandbox.sandbox.cpu} (percent of one core),
+ * <li>per sandbox with {@code microsandbox.pool.sandbox-metrics=true}, from the core's metrics,
+ *     tagged {@code pool} and {@code sandbox} and removed when the sandbox goes: {@code microsandbox.sandbox.cpu} (percent of one core),
  *     {@code microsandbox.sandbox.memory.used}, {@code .memory.resident},
  *     {@code microsandbox.sandbox.disk.read}, {@code .disk.written} (bytes).</li>
  * </ul>
@@ -150,7 +150,9 @@ public class SandboxPoolMetrics implements MeterBinder, PoolListener {
 
     @Override
     public void memberAdded(PoolMemberView member) {
-        each(r -> registerSandbox(r, member));
+        if (pool.settings().isSandboxMetrics()) {
+            each(r -> registerSandbox(r, member));
+        }
     }
 
     private void registerSandbox(MeterRegistry r, PoolMemberView member) {

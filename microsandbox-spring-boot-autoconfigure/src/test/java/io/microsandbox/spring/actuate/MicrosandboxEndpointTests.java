@@ -20,4 +20,15 @@ class MicrosandboxEndpointTests {
         String shown = String.valueOf(MicrosandboxEndpoint.maskedConfig(config.toJson()));
         assertThat(shown).contains("API_TOKEN").contains("INIT_TOKEN").doesNotContain("s3cret");
     }
+
+    /** Scripts and the content of patched files are masked too: a credentials file written in by a patch is one. */
+    @Test
+    void scriptsAndPatchedContentAreMasked() {
+        SandboxConfig config = SandboxConfig.builder().image("/images/x")
+                .script("login", "curl -H 'Authorization: s3cret-three' https://example.test")
+                .patch(io.microsandbox.Patch.text("/root/.netrc", "password s3cret-four"))
+                .build();
+        String shown = String.valueOf(MicrosandboxEndpoint.maskedConfig(config.toJson()));
+        assertThat(shown).contains("login").contains("/root/.netrc").doesNotContain("s3cret");
+    }
 }

@@ -56,6 +56,44 @@ class SandboxPoolMetricsTests {
         }
     }
 
+    /** One series per member and rotation is opt-in: by default a member gets no meters of its own. */
+    @Test
+    void perSandboxMetersOnlyWhenAskedFor() throws Exception {
+        for (boolean asked : new boolean[] {false, true}) {
+            Files.createDirectories(temp.resolve("rootfs"));
+            MicrosandboxProperties.Pool settings = new MicrosandboxProperties.Pool();
+            settings.setSandboxMetrics(asked);
+            SandboxPool pool = new SandboxPool(Microsandbox.builder().home(temp.resolve("home")).build(),
+                    SandboxConfig.builder().image(temp.resolve("rootfs").toString()).build(), settings, "test");
+            try {
+                SimpleMeterRegistry registry = new SimpleMeterRegistry();
+                SandboxPoolMetrics metrics = new SandboxPoolMetrics(pool);
+                metrics.bindTo(registry);
+                java.util.Set<String> registered = new java.util.HashSet<>();
+                registry.config().onMeterAdded(m -> registered.add(m.getId().getName()));
+                metrics.memberAdded(member("m1"));
+                assertThat(registered.contains("microsandbox.sandbox.cpu")).as("asked: " + asked).isEqualTo(asked);
+                pool.removeListener(metrics);
+            } finally {
+                pool.close();
+            }
+        }
+    }
+
+    private static PoolMemberView member(String name) {
+        return new PoolMemberView() {
+            public String name() { return name; }
+            public String state() { return "idle"; }
+            public int uses() { return 0; }
+            public java.time.Instant createdAt() { return java.time.Instant.now(); }
+            public java.time.Instant expiresAt() { return java.time.Instant.now(); }
+            public boolean evictionPending() { return false; }
+            public boolean adopted() { return false; }
+            public MemberOrigin origin() { return MemberOrigin.BOOT; }
+            public io.microsandbox.Metrics lastMetrics() { return null; }
+        };
+    }
+
     @Test
     void compositeAndItsChildCountOnce() throws Exception {
         SandboxPool pool = newPool();

@@ -53,7 +53,7 @@ class SandboxTemplateIT {
         VmTestSupport.runner(HOME)
                 .withBean(MeterRegistry.class, SimpleMeterRegistry::new)
                 .withBean(ObservationRegistry.class, () -> observations)
-                .withPropertyValues("microsandbox.pool.max-size=1", "microsandbox.env.API_TOKEN=s3cret-value")
+                .withPropertyValues("microsandbox.pool.max-size=1", "microsandbox.pool.sandbox-metrics=true", "microsandbox.env.API_TOKEN=s3cret-value")
                 .run(context -> {
                     assertThat(context).hasNotFailed();
                     SandboxTemplate template = context.getBean(SandboxTemplate.class);
