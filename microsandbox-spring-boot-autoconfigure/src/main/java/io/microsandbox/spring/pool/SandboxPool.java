@@ -126,6 +126,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     private volatile boolean closed;
     /** Shutting down: no boot for min-idle or rotation any more, only for a borrower waiting ({@link #quiesce()}). */
     private volatile boolean quiescing;
+    /** Whether a fill is scheduled for when a boot back-off ends (guarded by this). */
+    private boolean fillScheduled;
     private volatile boolean started;
     private final ScheduledExecutorService housekeeper;
     private final ExecutorService creators;
@@ -486,6 +488,13 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
      * eviction or loss noticed while it was lent (which could not take it then) takes it now.
      */
     private void backToIdle(Member m) {
+        if (closed) {
+            // a ping judged after close() (which left it, as not idle): stopped or handed on like the rest
+            if (m.state.compareAndSet(State.ACTIVE, State.RETIRING)) {
+                shutdownMember(m);
+            }
+            return;
+        }
         if (!m.state.compareAndSet(State.ACTIVE, State.IDLE)) {
             return;
         }
@@ -675,8 +684,11 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         }
         long wait = nextBootNanos - System.nanoTime();
         if (wait > 0) {
-            // backing off after a failed boot; the housekeeper comes back
-            housekeeper.schedule(this::fill, wait, TimeUnit.NANOSECONDS);
+            // backing off after a failed boot: one fill comes back when it ends, however many asked meanwhile
+            if (!fillScheduled) {
+                fillScheduled = true;
+                housekeeper.schedule(this::scheduledFill, wait, TimeUnit.NANOSECONDS);
+            }
             return;
         }
         // members retired between a return or creation and its offer linger in the queue: not warm
@@ -698,6 +710,11 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
                 return;
             }
         }
+    }
+
+    private synchronized void scheduledFill() {
+        fillScheduled = false;
+        fill();
     }
 
     private void createOne() {
@@ -1019,7 +1036,10 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             log.warn("pool '" + name() + "': members still stopping after the shutdown timeout: " + e);
         }
         for (Member m : List.copyOf(members.values())) {
-            fire(l -> l.memberRemoved(m.name));
+            // kept (on-shutdown=keep) or still stopping: no member of this pool any more either way
+            if (members.remove(m.name, m)) {
+                fire(l -> l.memberRemoved(m.name));
+            }
         }
         if (checkpoint != null) {
             // restored members have their own copies; a creator still in flight drops one it takes after this
