@@ -405,6 +405,14 @@ public final class Sandbox implements AutoCloseable {
         }
     }
 
+    /**
+     * Unties {@code resource} from this handle ({@link #closeWith}): for a resource closed by its
+     * own user first, which the handle would otherwise keep until it is closed itself.
+     */
+    public void forget(AutoCloseable resource) {
+        companions.remove(resource);
+    }
+
     private void closeCompanions() {
         for (AutoCloseable c : companions) {
             if (companions.remove(c)) {

@@ -130,7 +130,7 @@ public final class SandboxSsh {
         server.setSubsystemFactories(List.of(sftp));
         server.setFileSystemFactory(new GuestFileSystems());
         startOrRelease(server, "sandbox " + sandbox.name());
-        SshServerEndpoint endpoint = new SshServerEndpoint(server, keys, hostKey.getPublic(), clientKey);
+        SshServerEndpoint endpoint = new SshServerEndpoint(server, keys, hostKey.getPublic(), clientKey, sandbox);
         sandbox.closeWith(endpoint);
         return endpoint;
     }

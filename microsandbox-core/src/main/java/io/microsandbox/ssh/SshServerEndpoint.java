@@ -1,5 +1,6 @@
 package io.microsandbox.ssh;
 
+import io.microsandbox.Sandbox;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
@@ -25,7 +26,11 @@ public final class SshServerEndpoint implements AutoCloseable {
     private final PublicKey hostKey;
     private final Path clientKeyFile;
 
-    SshServerEndpoint(SshServer server, List<PublicKey> authorizedKeys, PublicKey hostKey, Path clientKeyFile) {
+    /** The handle that closes this endpoint when it goes; told when the endpoint is closed first. */
+    private final Sandbox owner;
+
+    SshServerEndpoint(SshServer server, List<PublicKey> authorizedKeys, PublicKey hostKey, Path clientKeyFile, Sandbox owner) {
+        this.owner = owner;
         this.server = server;
         this.authorizedKeys = List.copyOf(authorizedKeys);
         this.hostKey = hostKey;
@@ -76,6 +81,8 @@ public final class SshServerEndpoint implements AutoCloseable {
             server.stop(true);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot stop the SSH server on port " + port(), e);
+        } finally {
+            owner.forget(this);
         }
     }
 

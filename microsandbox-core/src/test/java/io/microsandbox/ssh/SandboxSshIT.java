@@ -308,6 +308,20 @@ class SandboxSshIT {
         throw new AssertionError(count + " write temporaries in /tmp after 20 s");
     }
 
+    /** A client opened and closed per request must not leave its endpoint on a long-lived handle (read by reflection: nothing else shows it). */
+    @Test
+    void closedEndpointsAreNotKeptByTheirHandle() throws Exception {
+        java.lang.reflect.Field companions = Sandbox.class.getDeclaredField("companions");
+        companions.setAccessible(true);
+        int before = ((List<?>) companions.get(sandbox)).size();
+        for (int i = 0; i < 3; i++) {
+            try (SandboxSshClient client = sandbox.ssh().openClient()) {
+                assertThat(client.exec("true").exitStatus()).isZero();
+            }
+        }
+        assertThat(((List<?>) companions.get(sandbox)).size()).isEqualTo(before);
+    }
+
     @Test
     void theInProcessClientsExecHasNoInputAndEndsACommandPastTheOutputLimit() {
         try (SandboxSshClient client = sandbox.ssh().openClient()) {
