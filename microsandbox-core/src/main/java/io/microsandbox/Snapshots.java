@@ -9,12 +9,15 @@ import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxLock;
 import io.microsandbox.runtime.SparseFiles;
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
 import java.time.Instant;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
@@ -180,8 +183,24 @@ public final class Snapshots {
     }
 
     /** Writes a manifest atomically: a directory without one is unfinished. */
+    /**
+     * Writes a snapshot's or checkpoint's manifest durably, after the files it describes (which
+     * their writers made durable): on disk before it is renamed in, and its directory entry
+     * synced after, so a power loss cannot leave a manifest naming files that were lost.
+     */
     static void writeManifest(Path file, byte[] manifest) throws IOException {
-        OwnerOnly.write(file, manifest);
+        OwnerOnly.replace(file, tmp -> {
+            try (FileChannel out = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
+                ByteBuffer bytes = ByteBuffer.wrap(manifest);
+                while (bytes.hasRemaining()) {
+                    out.write(bytes);
+                }
+                out.force(true);
+            }
+        });
+        try (FileChannel dir = FileChannel.open(file.toAbsolutePath().getParent(), StandardOpenOption.READ)) {
+            dir.force(true);
+        }
     }
 
     /**

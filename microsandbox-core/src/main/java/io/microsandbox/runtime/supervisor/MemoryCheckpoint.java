@@ -196,13 +196,15 @@ public final class MemoryCheckpoint {
 
     /**
      * The shell command QEMU's {@code exec:} migration writes the stream into: a background
-     * {@code cat} into {@code <memoryFile>.part}, renamed to {@code memoryFile} once complete;
+     * {@code cat} into {@code <memoryFile>.part}, renamed to {@code memoryFile} once complete
+     * and on disk ({@code sync}: the checkpoint's manifest, written after, must not outlive it);
      * when the copy failed (a full disk) the partial file is removed and an empty
      * {@code <memoryFile>.failed} made, which tells {@link #take} to stop waiting.
      */
     static String saveCommand(Path memoryFile) {
         Path partial = partialFile(memoryFile);
-        return "exec 3<&0; (cat <&3 > " + shellQuote(partial) + " && mv " + shellQuote(partial) + " " + shellQuote(memoryFile)
+        return "exec 3<&0; (cat <&3 > " + shellQuote(partial) + " && sync " + shellQuote(partial)
+                + " && mv " + shellQuote(partial) + " " + shellQuote(memoryFile)
                 + " || { rm -f " + shellQuote(partial) + "; : > " + shellQuote(failedFile(memoryFile)) + "; }) &";
     }
 
