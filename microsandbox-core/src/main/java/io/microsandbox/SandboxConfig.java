@@ -985,6 +985,10 @@ public final class SandboxConfig {
                 if (snapshot.isBlank()) {
                     throw invalid("snapshot must name a snapshot or a snapshot directory");
                 }
+                if (upperSizeMib != DEFAULT_UPPER_SIZE_MIB) {
+                    // as the Go SDK: the size is the snapshot's, whose upper disk the sandbox boots on a copy of
+                    throw invalid("upperSizeMib does not apply to a snapshot: the sandbox boots on a copy of the snapshot's upper disk, of its size");
+                }
                 if (!patches.isEmpty()) {
                     // they are written into a new upper disk; a snapshot brings its own, whose files they would miss
                     throw invalid("patches are not supported with a snapshot: the sandbox boots on a copy of the snapshot's upper disk;"

@@ -62,6 +62,16 @@ class SandboxConfigImageTest {
                 });
     }
 
+    /** A snapshot's upper disk has the snapshot's size: a size asked for would be ignored without a word (the Go SDK refuses it). */
+    @Test
+    void anUpperSizeWithASnapshotIsRefused() {
+        assertThatThrownBy(() -> SandboxConfig.builder().snapshot("base").upperSizeMib(8192).build())
+                .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                    assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_CONFIG);
+                    assertThat(e.getMessage()).contains("upperSizeMib does not apply to a snapshot");
+                });
+    }
+
     /** A disk image given as image would be opened as an OCI archive and fail with an archive error. */
     @Test
     void aDiskImageGivenAsImageSaysToUseImageDisk() throws Exception {
