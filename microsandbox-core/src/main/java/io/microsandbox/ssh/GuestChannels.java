@@ -19,6 +19,20 @@ final class GuestChannels {
     private GuestChannels() {
     }
 
+    /**
+     * A failure of {@code path}'s stream as sshd should report it: a guest error (thrown, or the
+     * cause of a stream's {@link IOException}) as the NIO exception of its kind, which sshd turns
+     * into the matching SFTP status (permission denied, no such file) instead of a bare failure.
+     */
+    static IOException failure(String path, Exception e) {
+        MicrosandboxException guest = e instanceof MicrosandboxException m ? m
+                : e.getCause() instanceof MicrosandboxException cause ? cause : null;
+        if (guest != null) {
+            return GuestFileSystemProvider.io(guest, path);
+        }
+        return e instanceof IOException io ? io : new IOException(path + ": " + e.getMessage(), e);
+    }
+
     /** Reads a guest file; seeking ahead skips on the open stream, seeking back reopens it. */
     static final class Reader implements SeekableByteChannel {
         private final SandboxFs fs;
@@ -71,12 +85,9 @@ final class GuestChannels {
                 position += total;
                 streamAt = position;
                 return total;
-            } catch (MicrosandboxException e) {
-                dropStream();
-                throw new IOException(path + ": " + e.getMessage(), e);
             } catch (IOException | RuntimeException e) {
                 dropStream();
-                throw e;
+                throw failure(path, e);
             }
         }
 
@@ -219,8 +230,8 @@ final class GuestChannels {
                 try {
                     // waits for the guest's credit without the monitor: a close from another thread is not held up
                     stream().write(buf);
-                } catch (MicrosandboxException e) {
-                    throw new IOException(path + ": " + e.getMessage(), e);
+                } catch (IOException | MicrosandboxException e) {
+                    throw failure(path, e);
                 }
                 position += n;
                 return n;
@@ -338,8 +349,8 @@ final class GuestChannels {
                 if (s != null) {
                     s.abandon();
                 }
-            } catch (MicrosandboxException e) {
-                throw new IOException(path + ": " + e.getMessage(), e);
+            } catch (IOException | MicrosandboxException e) {
+                throw failure(path, e);
             }
             refuseIfGivenUp();
         }

@@ -392,7 +392,11 @@ final class GuestFileSystemProvider extends FileSystemProvider {
 
     /** A guest failure as the NIO exception that says the same, so SFTP reports the right status. */
     static IOException io(MicrosandboxException e, GuestPath p) {
-        String path = p.guest();
+        return io(e, p.guest());
+    }
+
+    /** {@link #io(MicrosandboxException, GuestPath)} for a guest path given as text. */
+    static IOException io(MicrosandboxException e, String path) {
         if (e instanceof FilesystemException f) {
             IOException mapped = switch (f.reason() == null ? "" : f.reason()) {
                 case "not_found" -> new NoSuchFileException(path);

@@ -294,6 +294,20 @@ class SandboxSshIT {
         }
     }
 
+    /** A guest refusal found only at the first write reaches the SFTP client as what it is, not as a bare failure. */
+    @Test
+    void aWriteTheGuestRefusesIsPermissionDenied() throws Exception {
+        try (SandboxSshClient client = sandbox.ssh().openClient("sandbox"); SftpClient sftp = client.sftp()) {
+            assertThatThrownBy(() -> {
+                try (OutputStream out = sftp.write("/etc/denied.txt")) {
+                    out.write(new byte[100]);
+                }
+            }).isInstanceOfSatisfying(org.apache.sshd.sftp.common.SftpException.class,
+                    e -> assertThat(e.getStatus()).isEqualTo(org.apache.sshd.sftp.common.SftpConstants.SSH_FX_PERMISSION_DENIED));
+        }
+        assertThat(sandbox.fs().exists("/etc/denied.txt")).isFalse();
+    }
+
     /** Waits (20 s at most) until the number of write temporaries in the guest's /tmp satisfies {@code wanted}. */
     private static void awaitTemporaries(java.util.function.IntPredicate wanted) throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
