@@ -110,28 +110,33 @@ public class MicrosandboxEndpoint {
         }
         SandboxHandle handle = ownMember(name);
         boolean member = pool.member(name).isPresent();
-        switch (action) {
-            case "drain" -> {
-                if (member) {
-                    pool.evict(name);
-                } else {
-                    handle.requestDrain();
+        try {
+            switch (action) {
+                case "drain" -> {
+                    if (member) {
+                        pool.evict(name);
+                    } else {
+                        handle.requestDrain();
+                    }
+                }
+                case "stop" -> {
+                    if (member) {
+                        pool.evict(name);
+                    } else {
+                        handle.requestStop(); // asked, not waited for: the request thread is not held for the stop
+                    }
+                }
+                default -> {
+                    if (member) {
+                        pool.kill(name);
+                    } else {
+                        handle.kill();
+                    }
                 }
             }
-            case "stop" -> {
-                if (member) {
-                    pool.evict(name);
-                } else {
-                    handle.stop();
-                }
-            }
-            default -> {
-                if (member) {
-                    pool.kill(name);
-                } else {
-                    handle.kill();
-                }
-            }
+        } catch (MicrosandboxException e) {
+            // a leftover already stopped, say: the caller's request does not apply, the endpoint has not failed
+            throw new InvalidEndpointRequestException("cannot " + action + " sandbox '" + name + "': " + e.getMessage(), e.kind().name());
         }
         Map<String, Object> result = new LinkedHashMap<>();
         result.put("name", name);

@@ -21,6 +21,26 @@ class MicrosandboxEndpointTests {
         assertThat(shown).contains("API_TOKEN").contains("INIT_TOKEN").doesNotContain("s3cret");
     }
 
+    /** Draining a leftover of this pool that has stopped since is the caller's mistake (400), not the endpoint's failure (500). */
+    @Test
+    void anActionThatNoLongerAppliesIsABadRequest() {
+        io.microsandbox.Microsandbox runtime = org.mockito.Mockito.mock(io.microsandbox.Microsandbox.class);
+        io.microsandbox.spring.pool.SandboxPool pool = org.mockito.Mockito.mock(io.microsandbox.spring.pool.SandboxPool.class);
+        io.microsandbox.SandboxHandle handle = org.mockito.Mockito.mock(io.microsandbox.SandboxHandle.class);
+        org.mockito.Mockito.when(pool.name()).thenReturn("default");
+        org.mockito.Mockito.when(pool.instanceId()).thenReturn("app");
+        org.mockito.Mockito.when(pool.member("default-old")).thenReturn(java.util.Optional.empty());
+        org.mockito.Mockito.when(handle.labels()).thenReturn(Map.of(io.microsandbox.spring.pool.SandboxPool.POOL_LABEL, "default",
+                io.microsandbox.spring.pool.SandboxPool.INSTANCE_LABEL, "app"));
+        org.mockito.Mockito.when(runtime.find("default-old")).thenReturn(java.util.Optional.of(handle));
+        org.mockito.Mockito.doThrow(new io.microsandbox.MicrosandboxException(io.microsandbox.ErrorKind.SANDBOX_NOT_RUNNING, "not running"))
+                .when(handle).requestDrain();
+        MicrosandboxEndpoint endpoint = new MicrosandboxEndpoint(runtime, pool);
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> endpoint.operate("default-old", "drain"))
+                .isInstanceOf(org.springframework.boot.actuate.endpoint.InvalidEndpointRequestException.class)
+                .hasMessageContaining("not running");
+    }
+
     /** Scripts and the content of patched files are masked too: a credentials file written in by a patch is one. */
     @Test
     void scriptsAndPatchedContentAreMasked() {
