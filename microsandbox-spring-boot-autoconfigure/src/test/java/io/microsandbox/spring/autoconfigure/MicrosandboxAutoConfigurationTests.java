@@ -304,6 +304,18 @@ class MicrosandboxAutoConfigurationTests {
                 assertThat(context.getStartupFailure()).hasStackTraceContaining("microsandbox.pool.enabled"));
     }
 
+    /** IDEs know every property the starter reads, with its default: the health switch and the reclaim delay too. */
+    @Test
+    void theConfigurationMetadataNamesTheHealthSwitchAndTheReclaimDefault() throws Exception {
+        try (java.io.InputStream in = getClass().getClassLoader().getResourceAsStream("META-INF/spring-configuration-metadata.json")) {
+            com.fasterxml.jackson.databind.JsonNode metadata = new com.fasterxml.jackson.databind.ObjectMapper().readTree(in);
+            Map<String, com.fasterxml.jackson.databind.JsonNode> byName = new java.util.HashMap<>();
+            metadata.get("properties").forEach(p -> byName.put(p.get("name").asText(), p));
+            assertThat(byName).containsKeys("management.health.microsandbox.enabled", "microsandbox.pool.sandbox-metrics");
+            assertThat(byName.get("microsandbox.cache-reclaim-after").path("defaultValue").asText()).isEqualTo("30s");
+        }
+    }
+
     /** A negative exec-timeout would have meant no limit at all. */
     @Test
     void aNegativeExecTimeoutIsRefused() {
