@@ -17,9 +17,9 @@ import org.springframework.boot.autoconfigure.condition.ConditionalOnMissingBean
 import org.springframework.context.annotation.Bean;
 
 /**
- * Binds {@link SandboxPoolMetrics} to every {@link MeterRegistry} of the context (once all
- * singletons exist, so it does not depend on the order of Spring Boot's metrics
- * auto-configuration) and samples the members' core metrics every
+ * Binds {@link SandboxPoolMetrics} to the context's primary {@link MeterRegistry} (Spring
+ * Boot's composite when there are several; else the first), once all singletons exist, so it
+ * does not depend on the order of Spring Boot's metrics auto-configuration, and samples the members' core metrics every
  * {@code microsandbox.pool.housekeeping-period}.
  */
 @AutoConfiguration(after = MicrosandboxAutoConfiguration.class)
