@@ -68,11 +68,28 @@ public class SandboxPoolMetrics implements MeterBinder, PoolListener {
         gauge(registry, "microsandbox.pool.sandboxes.waiting", tags, p -> p.stats().waiting(), "Borrowers waiting");
         if (first) {
             pool.addListener(this);
-        } else {
+        } else if (pool.settings().isSandboxMetrics()) {
             for (PoolMemberView m : pool.members()) {
                 registerSandbox(registry, m);
             }
         }
+    }
+
+    /**
+     * Stops recording and removes this pool's meters from the registries it was bound to: a
+     * registry that outlives the pool (a parent context's) would go on showing a closed pool.
+     */
+    public synchronized void unbind() {
+        pool.removeListener(this);
+        for (MeterRegistry r : registries) {
+            for (Meter m : List.copyOf(r.getMeters())) {
+                if (m.getId().getName().startsWith("microsandbox.") && pool.name().equals(m.getId().getTag("pool"))) {
+                    r.remove(m);
+                }
+            }
+        }
+        registries.clear();
+        perSandbox.clear();
     }
 
     private static boolean contains(MeterRegistry outer, MeterRegistry inner) {

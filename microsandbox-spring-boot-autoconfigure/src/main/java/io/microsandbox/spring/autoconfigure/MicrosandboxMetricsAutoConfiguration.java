@@ -89,6 +89,10 @@ public class MicrosandboxMetricsAutoConfiguration {
         public void destroy() {
             if (sampler != null) {
                 sampler.shutdownNow();
+                SandboxPoolMetrics m = metrics.getIfAvailable();
+                if (m != null) {
+                    m.unbind();
+                }
             }
         }
     }

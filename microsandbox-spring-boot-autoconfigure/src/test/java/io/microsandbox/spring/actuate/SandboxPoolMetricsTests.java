@@ -80,6 +80,26 @@ class SandboxPoolMetricsTests {
         }
     }
 
+    /** A registry that outlives the pool (a parent context's) keeps none of its meters, which would show a closed pool. */
+    @Test
+    void unbindingRemovesThePoolsMeters() throws Exception {
+        SandboxPool pool = newPool();
+        try {
+            SimpleMeterRegistry registry = new SimpleMeterRegistry();
+            SandboxPoolMetrics metrics = new SandboxPoolMetrics(pool);
+            metrics.bindTo(registry);
+            metrics.acquired(Duration.ofMillis(3));
+            metrics.created(Duration.ofSeconds(2), MemberOrigin.BOOT);
+            assertThat(registry.getMeters()).isNotEmpty();
+            metrics.unbind();
+            assertThat(registry.getMeters()).isEmpty();
+            metrics.acquired(Duration.ofMillis(3));
+            assertThat(registry.getMeters()).isEmpty();
+        } finally {
+            pool.close();
+        }
+    }
+
     private static PoolMemberView member(String name) {
         return new PoolMemberView() {
             public String name() { return name; }
