@@ -23,32 +23,27 @@ class SandboxPoolMetricsTests {
     Path temp;
 
     private SandboxPool newPool() throws java.io.IOException {
+        return newPool(false);
+    }
+
+    private SandboxPool newPool(boolean sandboxMetrics) throws java.io.IOException {
         Files.createDirectories(temp.resolve("rootfs"));
+        MicrosandboxProperties.Pool settings = new MicrosandboxProperties.Pool();
+        settings.setSandboxMetrics(sandboxMetrics);
         return new SandboxPool(Microsandbox.builder().home(temp.resolve("home")).build(),
-                SandboxConfig.builder().image(temp.resolve("rootfs").toString()).build(),
-                new MicrosandboxProperties.Pool(), "test");
+                SandboxConfig.builder().image(temp.resolve("rootfs").toString()).build(), settings, "test");
     }
 
     /** A member removed before its gauges were made (a kill racing the pool's notice) leaves no gauges behind. */
     @Test
     void gaugesOfAMemberAlreadyGoneAreNotKept() throws Exception {
-        SandboxPool pool = newPool();
+        SandboxPool pool = newPool(true);
         try {
             SimpleMeterRegistry registry = new SimpleMeterRegistry();
             SandboxPoolMetrics metrics = new SandboxPoolMetrics(pool);
             metrics.bindTo(registry);
             metrics.memberRemoved("gone");
-            metrics.memberAdded(new PoolMemberView() {
-                public String name() { return "gone"; }
-                public String state() { return "idle"; }
-                public int uses() { return 0; }
-                public java.time.Instant createdAt() { return java.time.Instant.now(); }
-                public java.time.Instant expiresAt() { return java.time.Instant.now(); }
-                public boolean evictionPending() { return false; }
-                public boolean adopted() { return false; }
-                public MemberOrigin origin() { return MemberOrigin.BOOT; }
-                public io.microsandbox.Metrics lastMetrics() { return null; }
-            });
+            metrics.memberAdded(member("gone"));
             assertThat(registry.find("microsandbox.sandbox.cpu").tag("sandbox", "gone").gauge()).isNull();
             pool.removeListener(metrics);
         } finally {
@@ -60,11 +55,7 @@ class SandboxPoolMetricsTests {
     @Test
     void perSandboxMetersOnlyWhenAskedFor() throws Exception {
         for (boolean asked : new boolean[] {false, true}) {
-            Files.createDirectories(temp.resolve("rootfs"));
-            MicrosandboxProperties.Pool settings = new MicrosandboxProperties.Pool();
-            settings.setSandboxMetrics(asked);
-            SandboxPool pool = new SandboxPool(Microsandbox.builder().home(temp.resolve("home")).build(),
-                    SandboxConfig.builder().image(temp.resolve("rootfs").toString()).build(), settings, "test");
+            SandboxPool pool = newPool(asked);
             try {
                 SimpleMeterRegistry registry = new SimpleMeterRegistry();
                 SandboxPoolMetrics metrics = new SandboxPoolMetrics(pool);
