@@ -163,6 +163,10 @@ public final class Snapshots {
             Path parent = dir.getParent();
             if (parent.equals(named)) {
                 OwnerOnly.directories(home, parent);
+                // one whose writer died, or whose removal did, may hold gigabytes (an upper disk, a
+                // guest's memory) under a name nobody claims again; only in the home's own directory,
+                // never in one the caller named, which is not ours to sweep
+                ClaimedDirectory.sweepAllLeftovers(parent, SnapshotDirectories.WRITING_LOCK, ClaimedDirectory.LEFTOVER_AGE);
             } else {
                 Files.createDirectories(parent);
             }
@@ -182,9 +186,9 @@ public final class Snapshots {
         }
     }
 
-    /** Writes a manifest atomically: a directory without one is unfinished. */
     /**
-     * Writes a snapshot's or checkpoint's manifest durably, after the files it describes (which
+     * Writes a snapshot's or checkpoint's manifest, whole or not at all (a directory without one
+     * is unfinished) and durably, after the files it describes (which
      * their writers made durable): on disk before it is renamed in, and its directory entry
      * synced after, so a power loss cannot leave a manifest naming files that were lost.
      */

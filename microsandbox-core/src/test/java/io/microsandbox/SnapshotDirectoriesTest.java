@@ -340,6 +340,27 @@ class SnapshotDirectoriesTest {
         }
     }
 
+    /** What died under a name nobody claims again is swept by a claim of any other name in the home's directory. */
+    @Test
+    void leftoversOfEveryNameAreSweptButLiveOnesAndOtherEntriesStay() throws Exception {
+        Path named = Files.createDirectories(new Checkpoints(home).directory());
+        Path deadRemoval = Files.createDirectories(named.resolve(".removing-once-a-b-" + java.util.UUID.randomUUID()));
+        Files.write(deadRemoval.resolve(Checkpoint.MEMORY_FILE), new byte[4096]);
+        Path deadClaim = Files.createDirectories(named.resolve(".claiming-other-" + java.util.UUID.randomUUID()));
+        Path notALeftover = Files.createDirectories(named.resolve(".removing-no-uuid"));
+        Path finished = Files.createDirectories(named.resolve("kept"));
+        Path liveClaim = Files.createDirectories(named.resolve(".claiming-busy-" + java.util.UUID.randomUUID()));
+        try (SandboxLock live = SandboxLock.tryAcquire(liveClaim.resolve(SnapshotDirectories.WRITING_LOCK))) {
+            Thread.sleep(20); // inode change times cannot be set back: swept with no minimum age
+            ClaimedDirectory.sweepAllLeftovers(named, SnapshotDirectories.WRITING_LOCK, Duration.ZERO);
+            assertThat(deadRemoval).doesNotExist();
+            assertThat(deadClaim).doesNotExist();
+            assertThat(notALeftover).exists();
+            assertThat(finished).exists();
+            assertThat(liveClaim).as("its lock is held").exists();
+        }
+    }
+
     private static void writeCheckpoint(Path dir, String createdAt) throws Exception {
         Files.createDirectories(dir);
         Files.write(dir.resolve(Checkpoint.MANIFEST_FILE), manifest(createdAt));

@@ -120,6 +120,13 @@ public final class ClaimedDirectory {
         return false;
     }
 
+    /** Whether {@code entry} is a hidden claim or deletion of any name. */
+    private static boolean isLeftover(String entry) {
+        int uuid = entry.length() - 36;
+        return (entry.startsWith(".claiming-") || entry.startsWith(".removing-")) && uuid > ".claiming-".length()
+                && entry.charAt(uuid - 1) == '-' && UUID_TEXT.matcher(entry.substring(uuid)).matches();
+    }
+
     /**
      * Deletes, best effort, what processes that died left beside {@code dir} under hidden names:
      * a claim never renamed into place, a deletion never finished (which may hold a whole disk or
@@ -129,10 +136,22 @@ public final class ClaimedDirectory {
      * @param lockName the lock file in such a leftover; null for directories that hold none
      */
     public static void sweepLeftovers(Path dir, String lockName, Duration age) {
-        long before = System.currentTimeMillis() - age.toMillis();
         // compared as text, not as a glob: a name may hold [ { * ?, and "a" must not take "a-b"'s
-        java.nio.file.DirectoryStream.Filter<Path> ofThisName = p -> isLeftoverOf(p.getFileName().toString(), dir.getFileName().toString());
-        try (java.nio.file.DirectoryStream<Path> leftovers = Files.newDirectoryStream(dir.getParent(), ofThisName)) {
+        sweep(dir.getParent(), p -> isLeftoverOf(p.getFileName().toString(), dir.getFileName().toString()), lockName, age);
+    }
+
+    /**
+     * {@link #sweepLeftovers} for every name in {@code parent}: for directories whose leftovers
+     * would otherwise wait for a claim of the same name, which may never come (a snapshot taken
+     * once under a name of the moment).
+     */
+    public static void sweepAllLeftovers(Path parent, String lockName, Duration age) {
+        sweep(parent, p -> isLeftover(p.getFileName().toString()), lockName, age);
+    }
+
+    private static void sweep(Path parent, java.nio.file.DirectoryStream.Filter<Path> which, String lockName, Duration age) {
+        long before = System.currentTimeMillis() - age.toMillis();
+        try (java.nio.file.DirectoryStream<Path> leftovers = Files.newDirectoryStream(parent, which)) {
             for (Path leftover : leftovers) {
                 Object changed = Files.getAttribute(leftover, "unix:ctime", LinkOption.NOFOLLOW_LINKS);
                 if (changed instanceof java.nio.file.attribute.FileTime t && t.toMillis() < before
