@@ -3,7 +3,6 @@ package io.microsandbox;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.microsandbox.runtime.ClaimedDirectory;
 import io.microsandbox.runtime.Json;
-import io.microsandbox.runtime.RuntimeFiles;
 import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxLock;
 import io.microsandbox.runtime.agent.Frame;
@@ -106,7 +105,7 @@ public final class Checkpoints {
         SandboxLock writing = Snapshots.claimDirectory(home, directory(), dir, "checkpoint", Checkpoint.MANIFEST_FILE);
         try {
             SupervisorSpec spec = SupervisorSpec.read(layout.specFile());
-            Map<String, String> vm = VmIdentity.of(spec.vmmArgv(), RuntimeFiles.extract(home, "msb-agent"));
+            Map<String, String> vm = VmIdentity.of(spec.vmmArgv());
             ObjectNode request = Json.object();
             request.put("memory_file", dir.resolve(Checkpoint.MEMORY_FILE).toString());
             request.put("ram_file", dir.resolve(Checkpoint.RAM_FILE).toString());
@@ -170,7 +169,7 @@ public final class Checkpoints {
         String mismatch;
         Map<String, String> actual;
         try {
-            actual = VmIdentity.of(argv, RuntimeFiles.extract(home, "msb-agent"));
+            actual = VmIdentity.of(argv);
             mismatch = VmIdentity.mismatch(checkpoint.vm(), actual);
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot identify the VM to restore checkpoint '" + checkpoint.name() + "' into: " + e.getMessage(), e);

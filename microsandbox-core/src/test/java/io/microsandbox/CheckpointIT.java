@@ -64,7 +64,7 @@ class CheckpointIT {
                 // saving it read only the pages that hold data: the source's memory did not grow to the guest's size
                 assertThat(sb.metrics().memoryHostResidentBytes()).as("the source's QEMU RSS after the checkpoint")
                         .isLessThan(sourceRss + (100L << 20));
-                assertThat(cp.vm()).containsKeys("qemuVersion", "machine", "kernel", "agent", "lowerDisk");
+                assertThat(cp.vm()).containsKeys("qemuVersion", "machine", "kernel", "initramfs", "lowerDisk");
                 assertThat(cp.digest()).isEqualTo(Snapshot.sha256(Files.readAllBytes(cp.path().resolve("checkpoint.json"))));
                 assertThat(Checkpoint.list()).extracting(Checkpoint::digest).contains(cp.digest());
                 assertThatThrownBy(() -> sb.checkpoint(cpName)).isInstanceOfSatisfying(MicrosandboxException.class,

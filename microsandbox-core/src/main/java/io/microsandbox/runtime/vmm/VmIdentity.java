@@ -17,7 +17,8 @@ import java.util.concurrent.ConcurrentHashMap;
 /**
  * What a memory checkpoint is tied to, read from a sandbox's QEMU command line: the QEMU
  * version, machine type, accelerator, CPU model, memory and vCPU count, devices, the kernel's and the
- * guest agent's SHA-256, and the lower disk. Saved guest memory holds that kernel and agent
+ * initramfs's SHA-256 (the guest agent the VM was booted with, not the one this JVM would start
+ * now: a sandbox started by an earlier SDK runs that SDK's agent), and the lower disk. Saved guest memory holds that kernel and agent
  * running on that virtual hardware over that lower disk: restored under anything else the
  * guest would crash or hang, so restores compare these before they launch QEMU. File digests
  * and QEMU versions are cached by path, size and modification time.
@@ -40,8 +41,8 @@ public final class VmIdentity {
         return size > 0 ? Path.of(entry.substring(0, size)) : null;
     }
 
-    /** The identity of the VM {@code argv} starts, running the guest agent {@code agent}. */
-    public static Map<String, String> of(List<String> argv, Path agent) throws IOException {
+    /** The identity of the VM {@code argv} starts. */
+    public static Map<String, String> of(List<String> argv) throws IOException {
         Map<String, String> id = new LinkedHashMap<>();
         id.put("qemuVersion", qemuVersion(Path.of(argv.get(0))));
         id.put("machine", after(argv, "-M"));
@@ -50,7 +51,7 @@ public final class VmIdentity {
         id.put("memoryMib", after(argv, "-m"));
         id.put("cpus", after(argv, "-smp"));
         id.put("kernel", fileDigest(Path.of(after(argv, "-kernel"))));
-        id.put("agent", fileDigest(agent));
+        id.put("initramfs", fileDigest(Path.of(after(argv, "-initrd"))));
         // the virtual hardware the saved device state describes (no paths in these)
         List<String> devices = new java.util.ArrayList<>();
         for (int i = 0; i + 1 < argv.size(); i++) {

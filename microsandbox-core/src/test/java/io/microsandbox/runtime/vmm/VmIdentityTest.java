@@ -15,36 +15,41 @@ class VmIdentityTest {
     @Test
     void namesTheFirstDifferenceOfTheVmACheckpointIsTiedTo(@TempDir Path dir) throws Exception {
         Path kernel = Files.writeString(dir.resolve("vmlinux"), "kernel one");
-        Path agent = Files.writeString(dir.resolve("agent"), "agent");
+        Path initrd = Files.writeString(dir.resolve("initramfs.cpio"), "agent");
         Path lower = Files.writeString(dir.resolve("lower,x.ext4"), "lower");
         List<String> argv = List.of(SandboxPreparer.findQemu(), "-M", "microvm", "-accel", "tcg", "-cpu", "qemu64",
-                "-m", "512", "-smp", "1", "-kernel", kernel.toString(),
+                "-m", "512", "-smp", "1", "-kernel", kernel.toString(), "-initrd", initrd.toString(),
                 "-drive", "id=lower,file=" + lower.toString().replace(",", ",,") + ",format=raw,if=none,readonly=on",
                 "-device", "virtio-blk-device,drive=lower", "-device", "virtio-serial-device,max_ports=2");
-        Map<String, String> recorded = VmIdentity.of(argv, agent);
+        Map<String, String> recorded = VmIdentity.of(argv);
         assertThat(recorded).containsEntry("machine", "microvm").containsEntry("memoryMib", "512")
                 .containsEntry("lowerDisk", lower + " (5 bytes)");
         assertThat(recorded.get("qemuVersion")).startsWith("QEMU emulator version");
         assertThat(VmIdentity.lowerDisk(recorded)).as("a restore finds the disk again by it").isEqualTo(lower);
         assertThat(VmIdentity.lowerDisk(Map.of())).isNull();
-        assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(argv, agent))).isNull();
+        assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(argv))).isNull();
 
         Files.writeString(kernel, "kernel two");
         Files.setLastModifiedTime(kernel, FileTime.fromMillis(Files.getLastModifiedTime(kernel).toMillis() + 2000));
-        assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(argv, agent))).startsWith("kernel was sha256:");
+        assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(argv))).startsWith("kernel was sha256:");
+
+        Files.writeString(kernel, "kernel one");
+        // the agent the VM was booted with: another initramfs (an SDK upgrade since) runs another
+        Path newer = Files.writeString(dir.resolve("initramfs-newer.cpio"), "agent two");
+        List<String> upgraded = argv.stream().map(a -> a.equals(initrd.toString()) ? newer.toString() : a).toList();
+        assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(upgraded))).startsWith("initramfs was sha256:");
 
         List<String> bigger = argv.stream().map(a -> a.equals("512") ? "1024" : a).toList();
-        Files.writeString(kernel, "kernel one");
-        assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(bigger, agent))).startsWith("memoryMib was 512");
+        assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(bigger))).startsWith("memoryMib was 512");
 
         // the saved device state describes these devices: other ones could not load it
         List<String> morePorts = argv.stream().map(a -> a.equals("virtio-serial-device,max_ports=2") ? "virtio-serial-device" : a).toList();
-        assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(morePorts, agent)))
+        assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(morePorts)))
                 .isEqualTo("devices was virtio-blk-device,drive=lower virtio-serial-device,max_ports=2 when the checkpoint was taken"
                         + " and is virtio-blk-device,drive=lower virtio-serial-device now");
         Map<String, String> beforeDevicesWereRecorded = new java.util.LinkedHashMap<>(recorded);
         beforeDevicesWereRecorded.remove("devices");
-        assertThat(VmIdentity.mismatch(beforeDevicesWereRecorded, VmIdentity.of(argv, agent))).startsWith("devices is ").endsWith("take it again)");
+        assertThat(VmIdentity.mismatch(beforeDevicesWereRecorded, VmIdentity.of(argv))).startsWith("devices is ").endsWith("take it again)");
     }
 
     @Test
