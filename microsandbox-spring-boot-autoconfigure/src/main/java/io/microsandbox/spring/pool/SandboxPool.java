@@ -330,10 +330,16 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         ensureOpen();
         long start = System.nanoTime();
         long deadline = start + settings.getAcquireTimeout().toNanos();
-        waiting.incrementAndGet();
+        // counted as waiting only while it holds no member: a fill meanwhile must not boot one for a
+        // borrower checking the member it took (quiesced, a pool boots for waiting borrowers only)
+        boolean counted = false;
         try {
             boolean pinged = false;
             while (true) {
+                if (!counted) {
+                    waiting.incrementAndGet();
+                    counted = true;
+                }
                 // a pass that only skipped a member took no time; one that pinged may have taken the rest
                 if (pinged && System.nanoTime() - deadline >= 0) {
                     throw timedOut(start);
@@ -346,6 +352,8 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
                         throw timedOut(start);
                     }
                 }
+                waiting.decrementAndGet();
+                counted = false;
                 if (!m.state.compareAndSet(State.IDLE, State.ACTIVE)) {
                     continue;
                 }
@@ -374,7 +382,9 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
                 return new Lease(m.sandbox, m);
             }
         } finally {
-            waiting.decrementAndGet();
+            if (counted) {
+                waiting.decrementAndGet();
+            }
         }
     }
 

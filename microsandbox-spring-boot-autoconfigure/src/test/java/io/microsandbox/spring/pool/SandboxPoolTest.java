@@ -267,10 +267,20 @@ class SandboxPoolTest {
     /** A graceful shutdown: once quiesced, the pool boots for a borrower waiting, never to keep min-idle. */
     @Test
     void aQuiescedPoolBootsOnlyForAWaitingBorrower() throws Exception {
-        when(runtime.create(anyString(), any(SandboxConfig.class))).thenAnswer(inv -> sandbox(inv.getArgument(0)));
+        when(runtime.create(anyString(), any(SandboxConfig.class))).thenAnswer(inv -> {
+            Sandbox sb = sandbox(inv.getArgument(0));
+            // a ping slow enough for housekeeping to fill while the borrower checks the member it took
+            org.mockito.Mockito.doAnswer(ping -> {
+                Thread.sleep(300);
+                return null;
+            }).when(sb).touch();
+            return sb;
+        });
         MicrosandboxProperties.Pool settings = settings();
         settings.setMinIdle(1);
         settings.setAcquireTimeout(Duration.ofSeconds(10));
+        settings.setValidationInterval(Duration.ZERO);
+        settings.setHousekeepingPeriod(Duration.ofMillis(50));
         SandboxPool pool = pool(config, settings);
         pool.start();
         verify(runtime, timeout(5000)).create(anyString(), any(SandboxConfig.class));
