@@ -191,7 +191,7 @@ final class GuestChannels {
      * than where the data ends is refused, and gives the file up: a partial rewrite fails
      * instead of going wrong, and the file stays as it was. A truncate before any write resizes
      * the file in the guest. Close makes the data durable and reports failures; a handle the
-     * SFTP session left open when it ended is given up ({@link #giveUp()}), never stored cut short.
+     * SFTP session left open when it ended is given up ({@link #giveUp(String)}), never stored cut short.
      */
     static final class Writer implements SeekableByteChannel {
         private final SandboxFs fs;
