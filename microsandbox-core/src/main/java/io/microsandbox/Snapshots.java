@@ -230,9 +230,17 @@ public final class Snapshots {
     }
 
     /**
+     * Where in a home a directory image may not lie: the runtime's state (other sandboxes' disks
+     * and SSH keys, volumes, snapshots, checkpoints, the database). Images of the user's own
+     * there (a {@code test-images} directory, say) are fine.
+     */
+    private static final List<String> HOME_STATE = List.of("sandboxes", "volumes", "snapshots", "checkpoints", "db", "pools");
+
+    /**
      * The directory image a manifest names, refused ({@link ErrorKind#SNAPSHOT_INTEGRITY}) when it
-     * is not an absolute path or is the root, the home, or holds or lies inside the home: a
-     * manifest is a file anyone who could write it may have chosen the guest's root filesystem in.
+     * is not an absolute path, or is the root, the home, a directory holding the home, or lies in
+     * the home's state ({@link #HOME_STATE}): a manifest is a file anyone who could write it may
+     * have chosen the guest's root filesystem in.
      */
     private static Path imageDirectory(Path home, String what, String image) {
         Path dir;
@@ -244,13 +252,17 @@ public final class Snapshots {
         if (!dir.isAbsolute()) {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, what + " names image " + Printable.brief(image, 200) + ", not an absolute path");
         }
+        Path real;
         try {
-            if (RuntimeFiles.overlapsHome(home, dir.toRealPath())) {
-                throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, what + " names image " + dir
-                        + ", which is, holds or lies inside the microsandbox home " + home + " or is the root: no sandbox can have been made over it");
-            }
+            real = dir.toRealPath();
         } catch (IOException e) {
-            // missing: reported as a missing image
+            return dir; // missing: reported as a missing image
+        }
+        Path realHome = RuntimeFiles.realHome(home);
+        if (real.getNameCount() == 0 || realHome.startsWith(real) || HOME_STATE.stream().anyMatch(state -> real.startsWith(realHome.resolve(state)))) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, what + " names image " + dir
+                    + ", which is the root, holds the microsandbox home " + home + " or lies in its sandboxes, volumes, snapshots,"
+                    + " checkpoints or database: no sandbox can have been made over it");
         }
         return dir;
     }

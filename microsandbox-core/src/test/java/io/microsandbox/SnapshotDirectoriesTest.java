@@ -94,13 +94,15 @@ class SnapshotDirectoriesTest {
     }
 
     @Test
-    void aManifestsDirectoryImageMustBeAnAbsolutePathAwayFromTheRootAndTheHome(@TempDir Path image) throws Exception {
-        Path inside = Files.createDirectories(home.resolve("cache"));
+    void aManifestsDirectoryImageMustBeAnAbsolutePathAwayFromTheRootAndTheHomesState(@TempDir Path image) throws Exception {
+        Path inside = Files.createDirectories(home.resolve("sandboxes").resolve("other"));
         for (String named : new String[] {"/", home.toString(), inside.toString(), home.getParent().toString(), "rootfs", "a\0b"}) {
             assertThatThrownBy(() -> Snapshots.checkImage(home, "snapshot 'x'", named, null)).as(named)
                     .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_INTEGRITY));
         }
         Snapshots.checkImage(home, "snapshot 'x'", image.toString(), null);
+        // an image of the user's own kept in the home is not the runtime's state
+        Snapshots.checkImage(home, "snapshot 'x'", Files.createDirectories(home.resolve("test-images").resolve("rootfs")).toString(), null);
         assertThatThrownBy(() -> Snapshots.checkImage(home, "snapshot 'x'", image.resolve("gone").toString(), null))
                 .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_IMAGE_MISSING));
     }
