@@ -600,21 +600,21 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         return Optional.ofNullable(members.get(name));
     }
 
-    /** Reads the metrics of every member (one connection each); kept for {@link PoolMemberView#lastMetrics()}. */
+    /**
+     * Reads the metrics of every member from its supervisor's latest sample (a file: no
+     * connection, nothing asked of the guest), kept for {@link PoolMemberView#lastMetrics()}.
+     * Only the pool's own members: other sandboxes of a shared home are not its business. A
+     * member without a sample yet (just booted) or gone meanwhile keeps its last one.
+     */
     public void sampleMetrics() {
-        if (closed || members.isEmpty()) {
-            return;
-        }
-        Map<String, Metrics> all;
-        try {
-            all = runtime.allMetrics();
-        } catch (RuntimeException e) {
-            return;
-        }
         for (Member m : members.values()) {
-            Metrics metrics = all.get(m.name);
-            if (metrics != null) {
-                m.lastMetrics = metrics;
+            if (closed) {
+                return;
+            }
+            try {
+                runtime.find(m.name).ifPresent(h -> m.lastMetrics = h.metrics());
+            } catch (RuntimeException e) {
+                // no sample yet, or it stopped since
             }
         }
     }

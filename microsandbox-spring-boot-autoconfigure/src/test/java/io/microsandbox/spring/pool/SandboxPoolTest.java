@@ -300,6 +300,21 @@ class SandboxPoolTest {
         pool.giveBack(first);
     }
 
+    /** The sampler reads its own members' samples, not every sandbox of a shared home over a connection each. */
+    @Test
+    void metricsAreSampledForTheMembersOnly() {
+        SandboxPool pool = pool(config, settings());
+        SandboxHandle member = leftRunning(pool, "default-a");
+        io.microsandbox.Metrics sample = new io.microsandbox.Metrics(1.5, 0, 1 << 20, null, null, 1 << 29, 0, 0, 0, 0, null, null,
+                Duration.ofSeconds(3), null);
+        when(member.metrics()).thenReturn(sample);
+        when(runtime.find("default-a")).thenReturn(Optional.of(member));
+        pool.start();
+        pool.sampleMetrics();
+        assertThat(pool.member("default-a").orElseThrow().lastMetrics()).isEqualTo(sample);
+        verify(runtime, never()).allMetrics();
+    }
+
     /** close() is bounded by shutdown-timeout, not by a boot in flight (which may take minutes). */
     @Test
     void closeWaitsForABootInFlightNoLongerThanTheShutdownTimeout() throws Exception {
