@@ -336,24 +336,23 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         try {
             boolean pinged = false;
             while (true) {
-                if (!counted) {
-                    waiting.incrementAndGet();
-                    counted = true;
-                }
                 // a pass that only skipped a member took no time; one that pinged may have taken the rest
                 if (pinged && System.nanoTime() - deadline >= 0) {
                     throw timedOut(start);
                 }
                 Member m = idle.pollFirst();
                 if (m == null) {
+                    // counted before the fill it asks for, which boots for waiting borrowers
+                    waiting.incrementAndGet();
+                    counted = true;
                     requestFill();
                     m = awaitIdle(deadline);
                     if (m == null) {
                         throw timedOut(start);
                     }
+                    waiting.decrementAndGet();
+                    counted = false;
                 }
-                waiting.decrementAndGet();
-                counted = false;
                 if (!m.state.compareAndSet(State.IDLE, State.ACTIVE)) {
                     continue;
                 }

@@ -269,6 +269,11 @@ class SandboxPoolTest {
     void aQuiescedPoolBootsOnlyForAWaitingBorrower() throws Exception {
         when(runtime.create(anyString(), any(SandboxConfig.class))).thenAnswer(inv -> {
             Sandbox sb = sandbox(inv.getArgument(0));
+            // listed as running, or housekeeping would take it for crashed and boot another
+            SandboxHandle h = mock(SandboxHandle.class);
+            when(h.name()).thenReturn(inv.getArgument(0));
+            when(h.status()).thenReturn(SandboxStatus.RUNNING);
+            running.add(h);
             // a ping slow enough for housekeeping to fill while the borrower checks the member it took
             org.mockito.Mockito.doAnswer(ping -> {
                 Thread.sleep(300);
