@@ -111,20 +111,17 @@ public final class ClaimedDirectory {
 
     /** Whether {@code entry} is a hidden claim or deletion of {@code name}: its prefix, the name, a dash and a UUID. */
     static boolean isLeftoverOf(String entry, String name) {
-        for (String prefix : new String[] {".claiming-", ".removing-"}) {
-            String start = prefix + name + "-";
-            if (entry.startsWith(start) && UUID_TEXT.matcher(entry.substring(start.length())).matches()) {
-                return true;
-            }
-        }
-        return false;
+        return name.equals(leftoverName(entry));
     }
 
-    /** Whether {@code entry} is a hidden claim or deletion of any name. */
-    private static boolean isLeftover(String entry) {
-        int uuid = entry.length() - 36;
-        return (entry.startsWith(".claiming-") || entry.startsWith(".removing-")) && uuid > ".claiming-".length()
-                && entry.charAt(uuid - 1) == '-' && UUID_TEXT.matcher(entry.substring(uuid)).matches();
+    /** The name {@code entry} is a hidden claim or deletion of; null when it is none. */
+    private static String leftoverName(String entry) {
+        int uuid = entry.length() - 36; // prefixes ".claiming-" and ".removing-" are equally long
+        if ((!entry.startsWith(".claiming-") && !entry.startsWith(".removing-")) || uuid <= ".claiming-".length()
+                || entry.charAt(uuid - 1) != '-' || !UUID_TEXT.matcher(entry.substring(uuid)).matches()) {
+            return null;
+        }
+        return entry.substring(".claiming-".length(), uuid - 1);
     }
 
     /**
@@ -146,7 +143,7 @@ public final class ClaimedDirectory {
      * once under a name of the moment).
      */
     public static void sweepAllLeftovers(Path parent, String lockName, Duration age) {
-        sweep(parent, p -> isLeftover(p.getFileName().toString()), lockName, age);
+        sweep(parent, p -> leftoverName(p.getFileName().toString()) != null, lockName, age);
     }
 
     private static void sweep(Path parent, java.nio.file.DirectoryStream.Filter<Path> which, String lockName, Duration age) {

@@ -59,8 +59,9 @@ public final class SandboxSshClient implements AutoCloseable {
     public SshExecResult exec(String command, Duration timeout) {
         try (ChannelExec channel = session.createExecChannel(command)) {
             // past the output limit the command is ended at once, as Sandbox.exec does
-            Bounded out = new Bounded(() -> channel.close(true));
-            Bounded err = new Bounded(() -> channel.close(true));
+            Runnable end = () -> channel.close(true);
+            Bounded out = new Bounded(end);
+            Bounded err = new Bounded(end);
             channel.setOut(out);
             channel.setErr(err);
             // stdin at its end, as with `ssh host 'command' </dev/null`: a command reading it ends instead of waiting

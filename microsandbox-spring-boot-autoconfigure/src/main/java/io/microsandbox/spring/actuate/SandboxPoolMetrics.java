@@ -68,7 +68,7 @@ public class SandboxPoolMetrics implements MeterBinder, PoolListener {
         gauge(registry, "microsandbox.pool.sandboxes.waiting", tags, p -> p.stats().waiting(), "Borrowers waiting");
         if (first) {
             pool.addListener(this);
-        } else if (pool.settings().isSandboxMetrics()) {
+        } else {
             for (PoolMemberView m : pool.members()) {
                 registerSandbox(registry, m);
             }
@@ -167,12 +167,14 @@ public class SandboxPoolMetrics implements MeterBinder, PoolListener {
 
     @Override
     public void memberAdded(PoolMemberView member) {
-        if (pool.settings().isSandboxMetrics()) {
-            each(r -> registerSandbox(r, member));
-        }
+        each(r -> registerSandbox(r, member));
     }
 
+    /** The member's own meters in {@code r}, when they are asked for ({@code sandbox-metrics}). */
     private void registerSandbox(MeterRegistry r, PoolMemberView member) {
+        if (!pool.settings().isSandboxMetrics()) {
+            return;
+        }
         Tags t = tags.and("sandbox", member.name());
         List<Meter> meters = perSandbox.computeIfAbsent(member.name(), k -> new java.util.concurrent.CopyOnWriteArrayList<>());
         meters.add(Gauge.builder("microsandbox.sandbox.cpu", member, m -> value(m, x -> x.cpuPercent()))

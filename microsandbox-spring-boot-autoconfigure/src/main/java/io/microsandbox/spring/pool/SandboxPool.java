@@ -330,60 +330,54 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         ensureOpen();
         long start = System.nanoTime();
         long deadline = start + settings.getAcquireTimeout().toNanos();
-        // counted as waiting only while it holds no member: a fill meanwhile must not boot one for a
-        // borrower checking the member it took (quiesced, a pool boots for waiting borrowers only)
-        boolean counted = false;
-        try {
-            boolean pinged = false;
-            while (true) {
-                // a pass that only skipped a member took no time; one that pinged may have taken the rest
-                if (pinged && System.nanoTime() - deadline >= 0) {
-                    throw timedOut(start);
-                }
-                Member m = idle.pollFirst();
-                if (m == null) {
-                    // counted before the fill it asks for, which boots for waiting borrowers
-                    waiting.incrementAndGet();
-                    counted = true;
+        boolean pinged = false;
+        while (true) {
+            // a pass that only skipped a member took no time; one that pinged may have taken the rest
+            if (pinged && System.nanoTime() - deadline >= 0) {
+                throw timedOut(start);
+            }
+            Member m = idle.pollFirst();
+            if (m == null) {
+                // counted as waiting only while it has no member, and before the fill it asks for:
+                // a fill must not boot one for a borrower checking the member it took (quiesced, a
+                // pool boots for waiting borrowers only)
+                waiting.incrementAndGet();
+                try {
                     requestFill();
                     m = awaitIdle(deadline);
-                    if (m == null) {
-                        throw timedOut(start);
-                    }
+                } finally {
                     waiting.decrementAndGet();
-                    counted = false;
                 }
-                if (!m.state.compareAndSet(State.IDLE, State.ACTIVE)) {
-                    continue;
+                if (m == null) {
+                    throw timedOut(start);
                 }
-                if (m.lostReason != null) {
-                    discard(m, m.lostReason);
-                    continue;
-                }
-                if (m.evict || m.expired()) {
-                    retire(m, rotationReason(m));
-                    continue;
-                }
-                if (System.nanoTime() - m.lastReturnedNanos > settings.getValidationInterval().toNanos()) {
-                    pinged = true;
-                    Validation validation = validate(m, deadline);
-                    if (validation == Validation.UNRESPONSIVE) {
-                        discard(m, "unresponsive");
-                        continue;
-                    }
-                    if (validation == Validation.OUT_OF_TIME) {
-                        throw timedOut(start); // the ping goes on without the borrower and settles the member
-                    }
-                }
-                m.uses.incrementAndGet();
-                Duration waited = Duration.ofNanos(System.nanoTime() - start);
-                fire(l -> l.acquired(waited));
-                return new Lease(m.sandbox, m);
             }
-        } finally {
-            if (counted) {
-                waiting.decrementAndGet();
+            if (!m.state.compareAndSet(State.IDLE, State.ACTIVE)) {
+                continue;
             }
+            if (m.lostReason != null) {
+                discard(m, m.lostReason);
+                continue;
+            }
+            if (m.evict || m.expired()) {
+                retire(m, rotationReason(m));
+                continue;
+            }
+            if (System.nanoTime() - m.lastReturnedNanos > settings.getValidationInterval().toNanos()) {
+                pinged = true;
+                Validation validation = validate(m, deadline);
+                if (validation == Validation.UNRESPONSIVE) {
+                    discard(m, "unresponsive");
+                    continue;
+                }
+                if (validation == Validation.OUT_OF_TIME) {
+                    throw timedOut(start); // the ping goes on without the borrower and settles the member
+                }
+            }
+            m.uses.incrementAndGet();
+            Duration waited = Duration.ofNanos(System.nanoTime() - start);
+            fire(l -> l.acquired(waited));
+            return new Lease(m.sandbox, m);
         }
     }
 
