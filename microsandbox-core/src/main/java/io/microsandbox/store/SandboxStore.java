@@ -460,30 +460,50 @@ public final class SandboxStore {
     /**
      * The transaction is begun and ended by statements on a connection in auto-commit mode: the
      * driver's own {@code commit()} begins the next transaction at once, which took the write
-     * lock a second time and could fail, waiting for it, after the work was committed.
+     * lock a second time and could fail, waiting for it, after the work was committed. A lock
+     * that the connection's set-up or its {@code BEGIN} meets is tried again until the busy
+     * timeout: SQLite reports some at once, without waiting, where waiting could deadlock (two
+     * connections switching a new database to WAL together), and nothing is done before.
      */
     private <T> T transaction(String begin, Work<T> work) {
-        try (Connection c = connect(); Statement s = c.createStatement()) {
-            s.execute(begin);
-            try {
-                T result = work.run(c);
-                s.execute("COMMIT");
-                return result;
-            } catch (SQLException | RuntimeException e) {
+        long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(BUSY_TIMEOUT_MS);
+        for (int attempt = 0; ; attempt++) {
+            boolean begun = false;
+            try (Connection c = connect(); Statement s = c.createStatement()) {
+                s.execute(begin);
+                begun = true;
                 try {
-                    s.execute("ROLLBACK");
-                } catch (SQLException rollback) {
-                    e.addSuppressed(rollback); // the failure is what the caller needs to see
+                    T result = work.run(c);
+                    s.execute("COMMIT");
+                    return result;
+                } catch (SQLException | RuntimeException e) {
+                    try {
+                        s.execute("ROLLBACK");
+                    } catch (SQLException rollback) {
+                        e.addSuppressed(rollback); // the failure is what the caller needs to see
+                    }
+                    throw e;
                 }
-                throw e;
+            } catch (SQLException e) {
+                if (!busy(e)) {
+                    throw new MicrosandboxException(ErrorKind.INTERNAL, "sandbox database " + url + ": " + e.getMessage(), e);
+                }
+                if (begun || System.nanoTime() - deadline >= 0) {
+                    throw new MicrosandboxException(ErrorKind.RESOURCE_LIMIT, "sandbox database " + url + " stayed locked by another process for "
+                            + BUSY_TIMEOUT_MS + " ms; try again", e);
+                }
+                try {
+                    Thread.sleep(Math.min(50, 1L << Math.min(attempt, 6)));
+                } catch (InterruptedException interrupted) {
+                    Thread.currentThread().interrupt();
+                    throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while waiting for the sandbox database " + url, e);
+                }
             }
-        } catch (SQLException e) {
-            if (e instanceof org.sqlite.SQLiteException lite && (lite.getResultCode() == org.sqlite.SQLiteErrorCode.SQLITE_BUSY
-                    || lite.getResultCode() == org.sqlite.SQLiteErrorCode.SQLITE_BUSY_SNAPSHOT)) {
-                throw new MicrosandboxException(ErrorKind.RESOURCE_LIMIT, "sandbox database " + url + " stayed locked by another process for "
-                        + BUSY_TIMEOUT_MS + " ms; try again", e);
-            }
-            throw new MicrosandboxException(ErrorKind.INTERNAL, "sandbox database " + url + ": " + e.getMessage(), e);
         }
+    }
+
+    private static boolean busy(SQLException e) {
+        return e instanceof org.sqlite.SQLiteException lite && (lite.getResultCode() == org.sqlite.SQLiteErrorCode.SQLITE_BUSY
+                || lite.getResultCode() == org.sqlite.SQLiteErrorCode.SQLITE_BUSY_SNAPSHOT);
     }
 }

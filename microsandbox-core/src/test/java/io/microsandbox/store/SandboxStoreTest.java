@@ -162,6 +162,38 @@ class SandboxStoreTest {
         }
         assertThat(store.list(Map.of("batch", "1"))).hasSize(40).allMatch(r -> r.status().equals("stopped"));
     }
+    /**
+     * Creations in a burst on a new home open its database together: the first to switch it to
+     * WAL holds a lock that SQLite reports to the others at once, without waiting the busy
+     * timeout, and each must wait for it (a race: 300 rounds of 8 hit it about once on the old code).
+     */
+    @Test
+    void aNewDatabaseOpenedByManyAtOnceOpensForEach() throws Exception {
+        int openers = 8;
+        ExecutorService pool = Executors.newFixedThreadPool(openers);
+        try {
+            for (int round = 0; round < 300; round++) {
+                Path fresh = home.resolve("round-" + round);
+                java.util.concurrent.CyclicBarrier together = new java.util.concurrent.CyclicBarrier(openers);
+                List<Future<?>> done = new ArrayList<>();
+                for (int i = 0; i < openers; i++) {
+                    int n = i;
+                    done.add(pool.submit(() -> {
+                        together.await();
+                        SandboxStore.open(fresh).insert("s" + n, "{}", Map.of(), false, "running");
+                        return null;
+                    }));
+                }
+                for (Future<?> f : done) {
+                    f.get();
+                }
+                assertThat(SandboxStore.open(fresh).list(Map.of())).hasSize(openers);
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
     /** Reads neither wait for a writer nor make one wait: a long write elsewhere does not hold up a lookup or a listing. */
     @Test
     void readsDoNotWaitForAWriter() throws Exception {
