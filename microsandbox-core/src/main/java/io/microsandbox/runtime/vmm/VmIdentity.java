@@ -18,7 +18,7 @@ import java.util.concurrent.ConcurrentHashMap;
  * What a memory checkpoint is tied to, read from a sandbox's QEMU command line: the QEMU
  * version, machine type, accelerator, CPU model, memory and vCPU count, devices, the kernel's and the
  * initramfs's SHA-256 (the guest agent the VM was booted with, not the one this JVM would start
- * now: a sandbox started by an earlier SDK runs that SDK's agent), and the lower disk. Saved guest memory holds that kernel and agent
+ * now: a sandbox started by an earlier SDK runs that SDK's agent), and the lower disk (path, size and build time). Saved guest memory holds that kernel and agent
  * running on that virtual hardware over that lower disk: restored under anything else the
  * guest would crash or hang, so restores compare these before they launch QEMU. File digests
  * and QEMU versions are cached by path, size and modification time.
@@ -64,7 +64,10 @@ public final class VmIdentity {
             if (argv.get(i).equals("-drive") && argv.get(i + 1).startsWith("id=lower,file=")) {
                 String spec = argv.get(i + 1).substring("id=lower,file=".length());
                 Path lower = Path.of(spec.substring(0, spec.indexOf(",format=")).replace(",,", ","));
-                id.put(LOWER_DISK, lower + LOWER_SIZE_OPEN + (Files.exists(lower) ? Files.size(lower) + " bytes" : "missing") + ")");
+                // the time a disk was built tells a rebuilt one (a pruned cache builds it again, at the
+                // same path and size, laid out anew) from the one the saved guest has cached
+                id.put(LOWER_DISK, lower + LOWER_SIZE_OPEN + (Files.exists(lower) ? Files.size(lower) + " bytes, built "
+                        + Files.getLastModifiedTime(lower).toInstant().truncatedTo(java.time.temporal.ChronoUnit.MILLIS) : "missing") + ")");
             }
         }
         return id;

@@ -17,13 +17,14 @@ class VmIdentityTest {
         Path kernel = Files.writeString(dir.resolve("vmlinux"), "kernel one");
         Path initrd = Files.writeString(dir.resolve("initramfs.cpio"), "agent");
         Path lower = Files.writeString(dir.resolve("lower,x.ext4"), "lower");
+        Files.setLastModifiedTime(lower, FileTime.from(java.time.Instant.parse("2026-11-28T12:00:00.123Z")));
         List<String> argv = List.of(SandboxPreparer.findQemu(), "-M", "microvm", "-accel", "tcg", "-cpu", "qemu64",
                 "-m", "512", "-smp", "1", "-kernel", kernel.toString(), "-initrd", initrd.toString(),
                 "-drive", "id=lower,file=" + lower.toString().replace(",", ",,") + ",format=raw,if=none,readonly=on",
                 "-device", "virtio-blk-device,drive=lower", "-device", "virtio-serial-device,max_ports=2");
         Map<String, String> recorded = VmIdentity.of(argv);
         assertThat(recorded).containsEntry("machine", "microvm").containsEntry("memoryMib", "512")
-                .containsEntry("lowerDisk", lower + " (5 bytes)");
+                .containsEntry("lowerDisk", lower + " (5 bytes, built 2026-11-28T12:00:00.123Z)");
         assertThat(recorded.get("qemuVersion")).startsWith("QEMU emulator version");
         assertThat(VmIdentity.lowerDisk(recorded)).as("a restore finds the disk again by it").isEqualTo(lower);
         assertThat(VmIdentity.lowerDisk(Map.of())).isNull();
@@ -41,6 +42,11 @@ class VmIdentityTest {
 
         List<String> bigger = argv.stream().map(a -> a.equals("512") ? "1024" : a).toList();
         assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(bigger))).startsWith("memoryMib was 512");
+
+        // the disk built again (a pruned cache): same path and size, laid out anew under the saved guest's page cache
+        Files.writeString(lower, "LOWER");
+        assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(argv))).startsWith("lowerDisk was " + lower + " (5 bytes, built 2026-11-28T12:00:00.123Z)");
+        Files.setLastModifiedTime(lower, FileTime.from(java.time.Instant.parse("2026-11-28T12:00:00.123Z")));
 
         // the saved device state describes these devices: other ones could not load it
         List<String> morePorts = argv.stream().map(a -> a.equals("virtio-serial-device,max_ports=2") ? "virtio-serial-device" : a).toList();
