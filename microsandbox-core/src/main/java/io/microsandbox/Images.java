@@ -129,7 +129,9 @@ public final class Images {
     /**
      * Deletes every blob and root disk that no recorded image and no sandbox needs, except
      * those written in the last 10 minutes (a pull in progress records its image last);
-     * returns the bytes freed.
+     * returns the bytes freed. Directory images' disks go too (one per content of a tree, so
+     * each edit of a tree leaves the old one behind) unless a sandbox of the home last booted
+     * on it or a checkpoint of the home was taken over it.
      */
     public long prune() {
         return prune(java.time.Duration.ofMinutes(10));
@@ -138,7 +140,8 @@ public final class Images {
     /** {@link #prune()} with another grace period for fresh files ({@link java.time.Duration#ZERO}: none). */
     public long prune(java.time.Duration olderThan) {
         try {
-            return new OciImages(home).collect(this::pinnedDigests, olderThan);
+            return new OciImages(home).collect(this::pinnedDigests, olderThan)
+                    + io.microsandbox.image.DirectoryImageCache.collect(home, this::checkpointedDirectoryDisks, olderThan);
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot prune the image cache: " + e.getMessage(), e);
         }
@@ -229,6 +232,17 @@ public final class Images {
             }
         }
         return saved;
+    }
+
+    /** The directory images' lower disks the home's checkpoints were taken over: their saved guests read those very disks. */
+    private java.util.Set<Path> checkpointedDirectoryDisks() {
+        java.util.Set<Path> disks = new java.util.HashSet<>();
+        for (Checkpoint c : new Checkpoints(home).list()) {
+            if (c.imageDigest() == null) {
+                disks.add(io.microsandbox.runtime.vmm.VmIdentity.lowerDisk(c.vm()));
+            }
+        }
+        return disks;
     }
 
     private java.util.Set<String> pinnedDigests() {

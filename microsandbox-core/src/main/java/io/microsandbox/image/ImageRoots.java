@@ -17,11 +17,12 @@ import java.util.Map;
 
 /**
  * Decides what a sandbox's {@code image} is and turns it into a lower disk plus the image's
- * defaults: an existing directory is a root filesystem tree ({@link RootDisks}); anything
+ * defaults: an existing directory is a root filesystem tree ({@link DirectoryImageCache}); anything
  * else that reads as a reference is an OCI image, pulled as the config's pull policy says.
  * A sandbox is pinned to the manifest digest it was first booted from (file {@code image.digest}
  * in its directory), so a restart uses the same lower disk under its upper even if the tag
- * has moved since.
+ * has moved since; a directory image's sandbox names the cached disk it booted on (file
+ * {@value DirectoryImageCache#PIN}), which keeps that disk from a prune.
  */
 public final class ImageRoots {
     private ImageRoots() {
@@ -64,7 +65,7 @@ public final class ImageRoots {
      * name nothing else on the host.
      */
     public static Root builtDirectoryImage(Path home, Path lowerDisk) {
-        Path disk = RootDisks.cachedLowerDisk(home.resolve("cache").resolve("rootfs"), lowerDisk);
+        Path disk = RootDisks.cachedLowerDisk(DirectoryImageCache.cacheDir(home), lowerDisk);
         return disk == null ? null : new Root(disk, null, null);
     }
 
@@ -81,7 +82,7 @@ public final class ImageRoots {
         boolean layout = OciArchives.isLayout(asPath);
         boolean archive = Files.isRegularFile(asPath);
         if (!layout && !archive && (Files.isDirectory(asPath) || !ImageReference.looksLikeReference(image))) {
-            return new Root(RootDisks.lowerDisk(asPath, home.resolve("cache").resolve("rootfs")), null, null);
+            return new Root(DirectoryImageCache.lowerDisk(home, asPath, sandboxDir), null, null);
         }
         OciImages images = new OciImages(home);
         Path pin = sandboxDir.resolve("image.digest");

@@ -76,6 +76,11 @@ public final class RootDisks {
         }
     }
 
+    /** Whether {@code fileName} is one {@link #lowerDisk} gives the disks it builds. */
+    static boolean isCachedLowerName(String fileName) {
+        return CACHED_LOWER_NAME.matcher(fileName).matches();
+    }
+
     /**
      * {@code disk} when it is a lower disk {@link #lowerDisk} built in {@code cacheDir} (a
      * regular file directly in it, named by a fingerprint, followed through any link); null when
@@ -85,7 +90,7 @@ public final class RootDisks {
         try {
             Path real = disk.toRealPath();
             return real.getParent() != null && real.getParent().equals(cacheDir.toRealPath())
-                    && CACHED_LOWER_NAME.matcher(real.getFileName().toString()).matches()
+                    && isCachedLowerName(real.getFileName().toString())
                     && Files.isRegularFile(real, java.nio.file.LinkOption.NOFOLLOW_LINKS) ? disk : null;
         } catch (IOException e) {
             return null;

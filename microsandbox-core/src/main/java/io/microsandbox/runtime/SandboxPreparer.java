@@ -44,7 +44,8 @@ public final class SandboxPreparer {
      * @param runtimeAccelerator the runtime's accelerator, used when the config asks for AUTO
      * @param freshUpper create a new empty upper disk; false keeps the one a previous run left
      * @param knownRoot the image's root when the caller already has it (a restore has its
-     *     checkpoint's), or null to resolve the config's image
+     *     checkpoint's directory-image disk, {@link ImageRoots#builtDirectoryImage}), or null to
+     *     resolve the config's image
      */
     public static SupervisorSpec prepare(Path home, String qemu, KernelBundle kernel, Accelerator runtimeAccelerator,
             SandboxLayout layout, SandboxConfig config, boolean freshUpper, ImageRoots.Root knownRoot) throws IOException {
@@ -72,7 +73,13 @@ public final class SandboxPreparer {
             agent = RuntimeFiles.extract(home, "msb-agent");
             initramfs = kernel.initramfs(agent, agent.getParent());
             // a directory tree, or an OCI image pulled into the cache (issue 8: image/ImageRoots)
-            root = knownRoot != null ? knownRoot : ImageRoots.resolve(home, config, layout.dir(), freshUpper);
+            if (knownRoot != null) {
+                // a directory image's cached disk (a checkpoint's): kept while this sandbox is, as one resolved is
+                io.microsandbox.image.DirectoryImageCache.pin(home, layout.dir(), knownRoot.lowerDisk());
+                root = knownRoot;
+            } else {
+                root = ImageRoots.resolve(home, config, layout.dir(), freshUpper);
+            }
         } finally {
             // never leave mke2fs writing into a directory the caller is about to clean up
             try {

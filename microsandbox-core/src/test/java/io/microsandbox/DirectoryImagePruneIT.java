@@ -1,0 +1,76 @@
+package io.microsandbox;
+
+import io.microsandbox.image.DirectoryImageCache;
+import io.microsandbox.runtime.RuntimeFiles;
+import io.microsandbox.runtime.SandboxPreparer;
+import io.microsandbox.runtime.vmm.KernelBundle;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * {@link Images#prune} collects a directory image's cached disk once nothing needs it, and
+ * keeps it while a sandbox (running or stopped) or a checkpoint does. A home of its own: the
+ * other tests' cached disk stays out of reach.
+ */
+class DirectoryImagePruneIT {
+    @Test
+    @Timeout(600)
+    void aDirectoryImagesDiskIsKeptWhileASandboxOrCheckpointNeedsItAndPrunedAfter() throws Exception {
+        Path home = Files.createTempDirectory("msb-prune-home");
+        Microsandbox runtime = Microsandbox.builder().home(home)
+                .kernelDir(KernelBundle.locate(RuntimeFiles.defaultHome()).dir()).build();
+        Images images = Images.at(home);
+        String source = "prune-src";
+        String restored = "prune-restored";
+        try {
+            try (Sandbox sb = runtime.create(source, TestSandboxes.config().build())) {
+                assertThat(sb.shell("echo booted").stdout()).isEqualTo("booted\n");
+            }
+            Path disk = onlyCachedDisk(home);
+            assertThat(images.prune(Duration.ZERO)).as("a stopped sandbox booted on it").isZero();
+            assertThat(disk).exists();
+
+            try (Sandbox sb = runtime.start(source)) {
+                assertThat(sb.shell("echo again").stdout()).isEqualTo("again\n");
+                sb.checkpoint("prune-cp");
+            }
+            runtime.remove(source);
+            assertThat(images.prune(Duration.ZERO)).as("a checkpoint was taken over it").isZero();
+            assertThat(disk).exists();
+
+            try (Sandbox sb = runtime.restore(restored, "prune-cp")) {
+                runtime.checkpoints().remove("prune-cp");
+                assertThat(images.prune(Duration.ZERO)).as("a running sandbox restored over it").isZero();
+                assertThat(sb.shell("echo restored").stdout()).isEqualTo("restored\n");
+            }
+            runtime.remove(restored);
+            long size = Files.size(disk);
+            assertThat(images.prune(Duration.ZERO)).isEqualTo(size);
+            assertThat(disk).doesNotExist();
+        } finally {
+            for (String name : List.of(source, restored)) {
+                runtime.find(name).ifPresent(h -> {
+                    h.kill();
+                    h.remove();
+                });
+            }
+            // a spare supervisor started for this home would write into it while it is deleted
+            io.microsandbox.runtime.supervisor.SpareSupervisors.release(runtime.home());
+            SandboxPreparer.deleteTree(home);
+        }
+    }
+
+    private static Path onlyCachedDisk(Path home) throws Exception {
+        try (Stream<Path> s = Files.list(DirectoryImageCache.cacheDir(home))) {
+            List<Path> disks = s.filter(p -> p.getFileName().toString().endsWith(".ext4")).toList();
+            assertThat(disks).hasSize(1);
+            return disks.get(0);
+        }
+    }
+}
