@@ -613,7 +613,7 @@ public final class Microsandbox {
      * copy of the checkpoint's upper disk. Before it runs anything, the guest's entropy pool is
      * reseeded from the host and its wall clock set (see {@link #fork}). The configuration is
      * the source's (its persisted form, which a later {@link #start(String)} cold-boots), with
-     * the options' hostname, labels, detached and ephemeral.
+     * the options' hostname, labels, detached, ephemeral and published ports.
      *
      * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_INCOMPATIBLE} when this runtime's
      *         QEMU, machine, accelerator, kernel, agent or the image's lower disk differ from the
@@ -638,6 +638,9 @@ public final class Microsandbox {
                 .labels(options.labels()).replaceTimeout(null);
         if (options.hostname() != null) {
             builder.hostname(options.hostname());
+        }
+        if (options.portBindings() != null) {
+            builder.withoutPorts().portBindings(options.portBindings());
         }
         SandboxConfig config = builder.build().withSecretValues(options.secretValues(), what);
         SandboxStore store = store();
@@ -700,6 +703,11 @@ public final class Microsandbox {
      * state a process drew before the checkpoint (a seeded PRNG, UUID generators, TLS session
      * keys), its own idea of time elapsed, and open network connections; restart or re-seed
      * those in the guest. If one restore fails, those already started are killed and removed.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#INVALID_ARGUMENT} for a count below 1, no
+     *         prefix, or more than one fork publishing ports (the checkpoint's, unless
+     *         {@link RestoreOptions.Builder#portBindings} replaces them): a host port can be
+     *         published once; else as {@link #restore(String, Checkpoint, RestoreOptions)}
      */
     public List<Sandbox> fork(Checkpoint checkpoint, String namePrefix, int count, RestoreOptions options) {
         if (count < 1) {
@@ -709,6 +717,15 @@ public final class Microsandbox {
         Objects.requireNonNull(options, "options");
         if (namePrefix == null || namePrefix.isEmpty()) {
             throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "fork needs a name prefix");
+        }
+        List<PortBinding> published = options.portBindings() != null ? options.portBindings() : checkpoint.config().ports();
+        if (count > 1 && !published.isEmpty()) {
+            // the second restore would fail on the first's port, after booting, and take all down with it
+            throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, "a fork of " + count + " from checkpoint '" + checkpoint.name()
+                    + "' would publish host port(s) " + published.stream().map(p -> p.bindAddress() + ":" + p.hostPort() + "/"
+                    + p.protocol().name().toLowerCase(java.util.Locale.ROOT)).collect(java.util.stream.Collectors.joining(", "))
+                    + " " + count + " times; fork with RestoreOptions.builder().portBindings(List.of()), or restore one at a time"
+                    + " with ports of its own");
         }
         List<Sandbox> started = new ArrayList<>();
         RuntimeException failure = null;

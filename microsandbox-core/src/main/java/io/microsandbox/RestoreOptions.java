@@ -1,6 +1,8 @@
 package io.microsandbox;
 
+import java.util.Collection;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 
@@ -8,8 +10,8 @@ import java.util.Objects;
  * How {@link Microsandbox#restore(String, Checkpoint, RestoreOptions)} and
  * {@link Microsandbox#fork(Checkpoint, String, int, RestoreOptions)} start sandboxes from a
  * checkpoint: a new guest hostname (default: the source's), labels added to the source's,
- * detached and ephemeral as in {@link SandboxConfig}, and the values of the source's secrets,
- * which a checkpoint never stores.
+ * detached and ephemeral as in {@link SandboxConfig}, the values of the source's secrets,
+ * which a checkpoint never stores, and published ports other than the source's.
  */
 public final class RestoreOptions {
     private final String hostname;
@@ -17,8 +19,10 @@ public final class RestoreOptions {
     private final boolean detached;
     private final boolean ephemeral;
     private final Map<String, String> secretValues;
+    private final List<PortBinding> portBindings;
 
     private RestoreOptions(Builder b) {
+        this.portBindings = b.portBindings == null ? null : List.copyOf(b.portBindings);
         this.secretValues = Map.copyOf(b.secretValues);
         this.hostname = b.hostname;
         this.labels = Map.copyOf(b.labels);
@@ -57,6 +61,11 @@ public final class RestoreOptions {
         return secretValues;
     }
 
+    /** The ports to publish instead of the source's, or null to publish the source's. */
+    public List<PortBinding> portBindings() {
+        return portBindings;
+    }
+
     /** Builds {@link RestoreOptions}. */
     public static final class Builder {
         private String hostname;
@@ -64,6 +73,7 @@ public final class RestoreOptions {
         private boolean detached;
         private boolean ephemeral;
         private final Map<String, String> secretValues = new LinkedHashMap<>();
+        private List<PortBinding> portBindings;
 
         private Builder() {
         }
@@ -96,6 +106,18 @@ public final class RestoreOptions {
          */
         public Builder secretValues(Map<String, String> values) {
             this.secretValues.putAll(Objects.requireNonNull(values, "values"));
+            return this;
+        }
+
+        /**
+         * Publishes these ports instead of the source's ({@link SandboxConfig#ports()}); an
+         * empty list publishes none. The guest's services listen where they did; only the host
+         * side moves: a restore while the source still holds its ports, or a
+         * {@link Microsandbox#fork fork} of more than one, which cannot publish one host port
+         * twice.
+         */
+        public Builder portBindings(Collection<PortBinding> bindings) {
+            this.portBindings = List.copyOf(Objects.requireNonNull(bindings, "bindings"));
             return this;
         }
 

@@ -711,6 +711,12 @@ public final class SandboxConfig {
             ports.add(binding);
         }
 
+        /** Drops the published ports given so far (a restore publishing others than its checkpoint's). */
+        Builder withoutPorts() {
+            ports.clear();
+            return this;
+        }
+
         /** Publishes ports with explicit bind addresses; adds to earlier calls (a host port published twice is refused by {@link #build()}). */
         public Builder portBindings(java.util.Collection<PortBinding> bindings) {
             ports.addAll(bindings);

@@ -109,7 +109,7 @@ public final class Volumes {
      * The volume named {@code name} with its data in place, as a mount needs it.
      *
      * @throws MicrosandboxException VOLUME_NOT_FOUND, also when its data is missing (a creation
-     *         cut short, or one still under way in another process)
+     *         or removal cut short, or a creation still under way in another process)
      */
     public Volume withData(String name) {
         Volume v = get(name);
@@ -117,7 +117,7 @@ public final class Volumes {
                 : Files.isDirectory(v.path(), java.nio.file.LinkOption.NOFOLLOW_LINKS);
         if (!there) {
             throw new MicrosandboxException(ErrorKind.VOLUME_NOT_FOUND, "volume '" + name + "' has no data at " + v.path()
-                    + " (its creation was cut short, or is still under way); remove it and create it again");
+                    + " (its creation or removal was cut short, or its creation is still under way); remove it and create it again");
         }
         return v;
     }

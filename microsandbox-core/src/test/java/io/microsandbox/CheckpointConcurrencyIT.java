@@ -100,16 +100,15 @@ class CheckpointConcurrencyIT {
     /**
      * A network connection open through a published port: the guest could be writing its data
      * as the VM stops, cutting a frame in two inside the checkpoint, so the checkpoint is
-     * refused, saying why; once the connection is closed it is taken and restores.
+     * refused, saying why; once the connection is closed it is taken and restores. A restore
+     * can publish the guest's port on another host port (the source still holds its own), and
+     * forks, which cannot all publish one, are refused unless they publish none.
      */
     @Test
-    void aCheckpointWaitsForTheSandboxsNetworkConnectionsToClose() throws Exception {
+    void aCheckpointWaitsForTheSandboxsNetworkConnectionsToCloseAndRestoresPublishPortsOfTheirOwn() throws Exception {
         Path base = Files.createTempDirectory("msb-cp-net");
         Microsandbox runtime = runtimeIn(base);
-        int published;
-        try (java.net.ServerSocket free = new java.net.ServerSocket(0)) {
-            published = free.getLocalPort();
-        }
+        int published = TestSandboxes.freePort();
         try {
             Checkpoint cp = null;
             try (Sandbox sb = runtime.create("net-src", TestSandboxes.config().ports(java.util.Map.of(published, 8000)).build())) {
@@ -136,6 +135,22 @@ class CheckpointConcurrencyIT {
                 // the agent kept the guest's traffic quiet from the checkpoint's ping: it flows again
                 // at once (a quiet spell left on would hold the answer back for 10 s)
                 assertThat(fetch(published)).startsWith("HTTP/1.0 200");
+
+                // the source holds its port: a restore publishes the guest's server on another
+                int moved = TestSandboxes.freePort();
+                try (Sandbox restored = runtime.restore("net-moved", cp,
+                        RestoreOptions.builder().portBindings(List.of(PortBinding.tcp(moved, 8000))).build())) {
+                    assertThat(restored.config().ports()).containsExactly(PortBinding.tcp(moved, 8000));
+                    assertThat(fetch(moved)).startsWith("HTTP/1.0 200");
+                }
+                // forks would publish the source's port twice: refused before any of them starts
+                Checkpoint taken = cp;
+                assertThatThrownBy(() -> runtime.fork(taken, "net-fork", 2, RestoreOptions.defaults()))
+                        .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                            assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_ARGUMENT);
+                            assertThat(e.getMessage()).contains("127.0.0.1:" + published + "/tcp", "portBindings");
+                        });
+                assertThat(runtime.find("net-fork-1")).isEmpty();
             }
             // once the source has given its published port back; the restored agent's quiet spell
             // ends with the restore
@@ -143,8 +158,15 @@ class CheckpointConcurrencyIT {
                 assertThat(restored.exec("echo", List.of("restored")).stdout()).isEqualTo("restored\n");
                 assertThat(fetch(published)).startsWith("HTTP/1.0 200");
             }
+            List<Sandbox> forks = runtime.fork(cp, "net-fork", 2, RestoreOptions.builder().portBindings(List.of()).build());
+            for (Sandbox fork : forks) {
+                try (fork) {
+                    assertThat(fork.config().ports()).isEmpty();
+                    assertThat(fork.exec("echo", List.of("forked")).stdout()).isEqualTo("forked\n");
+                }
+            }
         } finally {
-            removeAll(runtime, base, "net-src", "net-restored");
+            removeAll(runtime, base, "net-src", "net-moved", "net-restored", "net-fork-1", "net-fork-2");
         }
     }
 

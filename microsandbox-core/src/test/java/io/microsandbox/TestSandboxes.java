@@ -58,6 +58,13 @@ public final class TestSandboxes {
         return printed.toString();
     }
 
+    /** A host port free now, for a sandbox to publish. */
+    public static int freePort() throws java.io.IOException {
+        try (java.net.ServerSocket free = new java.net.ServerSocket(0)) {
+            return free.getLocalPort();
+        }
+    }
+
     public static SandboxConfig.Builder config() {
         return SandboxConfig.builder().image(rootfs()).memoryMib(256);
     }
