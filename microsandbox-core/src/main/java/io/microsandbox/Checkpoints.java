@@ -1,7 +1,6 @@
 package io.microsandbox;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.microsandbox.runtime.ClaimedDirectory;
 import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.SandboxLayout;
 import io.microsandbox.runtime.SandboxLock;
@@ -74,12 +73,6 @@ public final class Checkpoints {
     }
 
     /**
-     * Has the supervisor of a running sandbox save it into the new directory {@code dir}, and
-     * writes the manifest once it has.
-     *
-     * @param supervisor sends {@code sup.checkpoint} with the given payload and returns the answer
-     */
-    /**
      * What in {@code config} a checkpoint cannot capture, said of the sandbox; null when nothing.
      * A restore refuses a checkpoint whose recorded configuration has any of it: no checkpoint
      * can have been taken of such a sandbox, so its manifest was written by other means, and
@@ -97,6 +90,12 @@ public final class Checkpoints {
                 + ", which a checkpoint cannot capture; only tmpfs mounts can be checkpointed";
     }
 
+    /**
+     * Has the supervisor of a running sandbox save it into the new directory {@code dir}, and
+     * writes the manifest once it has.
+     *
+     * @param supervisor sends {@code sup.checkpoint} with the given payload and returns the answer
+     */
     Checkpoint take(SandboxLayout layout, SandboxConfig config, Path dir, boolean resume, Function<ObjectNode, Frame> supervisor) {
         String uncapturable = uncapturable(config);
         if (uncapturable != null) {
@@ -110,6 +109,7 @@ public final class Checkpoints {
             request.put("memory_file", dir.resolve(Checkpoint.MEMORY_FILE).toString());
             request.put("ram_file", dir.resolve(Checkpoint.RAM_FILE).toString());
             request.put("upper_file", dir.resolve(Checkpoint.UPPER_FILE).toString());
+            request.put("writer", io.microsandbox.runtime.CheckpointSaving.leaveToken(dir));
             request.put("resume", resume);
             request.put("timeout_ms", SAVE_TIMEOUT_MS);
             Frame saved = supervisor.apply(request);
@@ -131,9 +131,10 @@ public final class Checkpoints {
             Snapshots.writeManifest(dir.resolve(Checkpoint.MANIFEST_FILE), manifest);
             return Checkpoint.parse(dir, manifest);
         } catch (IOException | RuntimeException e) {
-            // out of the way in one step, its lock still held: nobody finds it half deleted
+            // out of the way in one step, its lock still held: nobody finds it half deleted; one the
+            // supervisor still writes into (its save outlived the wait) is left to a later remove or claim
             try {
-                ClaimedDirectory.delete(dir);
+                SnapshotDirectories.deleteUnlessSaving(dir);
             } catch (RuntimeException cleanup) {
                 e.addSuppressed(cleanup); // the failure that matters is the take's
             }

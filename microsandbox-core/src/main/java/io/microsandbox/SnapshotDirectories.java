@@ -1,5 +1,6 @@
 package io.microsandbox;
 
+import io.microsandbox.runtime.CheckpointSaving;
 import io.microsandbox.runtime.ClaimedDirectory;
 import io.microsandbox.runtime.SandboxLock;
 import java.io.IOException;
@@ -166,7 +167,28 @@ final class SnapshotDirectories {
             if (Files.isRegularFile(manifest, LinkOption.NOFOLLOW_LINKS) && !finishedToo) {
                 return Deletion.FINISHED; // its writer finished between the two looks
             }
+            return deleteUnlessSaving(dir);
+        }
+    }
+
+    /**
+     * Deletes {@code dir} unless a supervisor still writes a checkpoint into it (its client,
+     * the writer, may have died meanwhile), holding the saving lock across the deletion so that
+     * none begins to.
+     */
+    static Deletion deleteUnlessSaving(Path dir) {
+        try (SandboxLock saving = SandboxLock.tryAcquire(dir.resolve(CheckpointSaving.SAVING_LOCK))) {
+            if (saving == null) {
+                return Deletion.BEING_WRITTEN;
+            }
             return ClaimedDirectory.delete(dir) ? Deletion.DELETED : Deletion.GONE;
+        } catch (NoSuchFileException e) {
+            return Deletion.GONE;
+        } catch (IOException e) {
+            if (!Files.exists(dir, LinkOption.NOFOLLOW_LINKS)) {
+                return Deletion.GONE;
+            }
+            throw new MicrosandboxException(ErrorKind.IO, "cannot lock " + dir + ": " + e.getMessage(), e);
         }
     }
 

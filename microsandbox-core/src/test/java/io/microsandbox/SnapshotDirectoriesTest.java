@@ -1,5 +1,6 @@
 package io.microsandbox;
 
+import io.microsandbox.runtime.CheckpointSaving;
 import io.microsandbox.runtime.ClaimedDirectory;
 import io.microsandbox.runtime.SandboxLock;
 import java.io.RandomAccessFile;
@@ -157,6 +158,47 @@ class SnapshotDirectoriesTest {
         assertThatThrownBy(() -> checkpoints.remove(foreign.toString())).isInstanceOfSatisfying(MicrosandboxException.class,
                 e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_NOT_FOUND));
         assertThat(foreign.resolve("keep")).exists();
+    }
+
+    /**
+     * A client killed while its supervisor saves the checkpoint frees the writing lock: the
+     * directory is neither removed nor claimed again under the supervisor, which holds the
+     * saving lock until its files are written, and a supervisor sent to a directory claimed
+     * again since writes nothing there.
+     */
+    @Test
+    void aCheckpointItsSupervisorStillWritesOutlivesItsDeadClientAndIsNotClaimedAgain() throws Exception {
+        Checkpoints checkpoints = new Checkpoints(home);
+        Path dir = checkpoints.directory().resolve("orphan");
+        SandboxLock writing = Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint", Checkpoint.MANIFEST_FILE);
+        String token = CheckpointSaving.leaveToken(dir);
+        SandboxLock saving = CheckpointSaving.lockForSaving(dir, token);
+        try {
+            writing.close(); // the client dies
+            assertThatThrownBy(() -> checkpoints.remove("orphan")).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_NOT_FOUND);
+                assertThat(e.getMessage()).contains("being written");
+            });
+            assertThatThrownBy(() -> Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint", Checkpoint.MANIFEST_FILE))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_ALREADY_EXISTS));
+            assertThatThrownBy(() -> CheckpointSaving.lockForSaving(dir, token)).as("a second supervisor")
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_ALREADY_EXISTS));
+            assertThat(dir.resolve(Checkpoint.MEMORY_FILE)).doesNotExist();
+        } finally {
+            saving.close();
+        }
+        // saved, with no client to finish it: the next claim takes the name
+        SandboxLock next = Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint", Checkpoint.MANIFEST_FILE);
+        try {
+            String nextToken = CheckpointSaving.leaveToken(dir);
+            assertThat(nextToken).isNotEqualTo(token);
+            // the dead client's supervisor, had it begun only now, finds another claimant's directory
+            assertThatThrownBy(() -> CheckpointSaving.lockForSaving(dir, token))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> assertThat(e.getMessage()).contains("claimed again"));
+            CheckpointSaving.lockForSaving(dir, nextToken).close();
+        } finally {
+            SnapshotDirectories.finished(dir, next);
+        }
     }
 
     @Test

@@ -1762,7 +1762,12 @@ public final class Supervisor {
             checkpointGate.writeLock().unlock();
         }
         boolean quiesceAsked = false;
+        io.microsandbox.runtime.SandboxLock saving = null;
         try {
+            // held until the files are written: a client that dies meanwhile must not have the
+            // directory deleted, and its name claimed again, under this save
+            saving = io.microsandbox.runtime.CheckpointSaving.lockForSaving(Path.of(request.text("memory_file")).getParent(),
+                    request.payload().path("writer").textValue());
             var answered = new java.util.concurrent.CompletableFuture<Void>();
             pong = new PongWait(pingsSent.incrementAndGet(), answered);
             // nothing queued after the ping reaches the guest before it runs again; and from its
@@ -1797,6 +1802,9 @@ public final class Supervisor {
                 Thread.currentThread().interrupt();
             }
             SupervisorLog.warn("checkpoint failed: " + e);
+            if (saving == null && e instanceof io.microsandbox.MicrosandboxException refused) {
+                return errorFrame(request.id(), refused.kind(), refused.getMessage()); // nothing was paused
+            }
             try {
                 QmpClient.execute(layout.qmpSocket(), "cont", QMP_TIMEOUT);
             } catch (IOException resumeFailed) {
@@ -1805,6 +1813,9 @@ public final class Supervisor {
             String reason = e instanceof java.util.concurrent.TimeoutException ? "the guest agent did not answer a ping within " + QMP_TIMEOUT : e.getMessage();
             return errorFrame(request.id(), ErrorKind.IO, "checkpoint failed: " + reason);
         } finally {
+            if (saving != null) {
+                saving.close();
+            }
             pong = null;
             if (quiesceAsked && !toGuest.offer(FrameCodec.encode(new Frame(0, 0, Protocol.CORE_RESUME, Json.object())))) {
                 SupervisorLog.warn("cannot queue core.resume: the agent ends its quiet spell by itself in 10 s");
