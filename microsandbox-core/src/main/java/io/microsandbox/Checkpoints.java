@@ -94,9 +94,12 @@ public final class Checkpoints {
      * Has the supervisor of a running sandbox save it into the new directory {@code dir}, and
      * writes the manifest once it has.
      *
+     * @param runningQemu the version of the QEMU running the sandbox, as its supervisor read it
+     *        ({@link RuntimeVersion#qemu()}); null when unknown
      * @param supervisor sends {@code sup.checkpoint} with the given payload and returns the answer
      */
-    Checkpoint take(SandboxLayout layout, SandboxConfig config, Path dir, boolean resume, Function<ObjectNode, Frame> supervisor) {
+    Checkpoint take(SandboxLayout layout, SandboxConfig config, Path dir, boolean resume, String runningQemu,
+            Function<ObjectNode, Frame> supervisor) {
         String uncapturable = uncapturable(config);
         if (uncapturable != null) {
             throw new MicrosandboxException(ErrorKind.UNSUPPORTED_OPERATION, "sandbox '" + layout.name() + "' " + uncapturable);
@@ -105,6 +108,10 @@ public final class Checkpoints {
         try {
             SupervisorSpec spec = SupervisorSpec.read(layout.specFile());
             Map<String, String> vm = VmIdentity.of(spec.vmmArgv());
+            String upgraded = upgradedSince(runningQemu, vm.get("qemuVersion"));
+            if (upgraded != null) {
+                throw new MicrosandboxException(ErrorKind.SNAPSHOT_INCOMPATIBLE, "sandbox '" + layout.name() + "': " + upgraded);
+            }
             ObjectNode request = Json.object();
             request.put("memory_file", dir.resolve(Checkpoint.MEMORY_FILE).toString());
             request.put("ram_file", dir.resolve(Checkpoint.RAM_FILE).toString());
@@ -145,6 +152,21 @@ public final class Checkpoints {
         } finally {
             SnapshotDirectories.finished(dir, writing);
         }
+    }
+
+    /**
+     * Why a checkpoint of a sandbox that QEMU {@code running} runs cannot be restored by the
+     * QEMU installed now, which says {@code installed} for {@code --version} (restores run the
+     * installed one, and the checkpoint records it); null when both are the same, or the
+     * running one is unknown. QEMU upgraded under a running sandbox (a package update) would
+     * otherwise record a version the saved state did not come from.
+     */
+    static String upgradedSince(String running, String installed) {
+        if (running == null || installed == null || installed.endsWith(" " + running)) {
+            return null;
+        }
+        return "QEMU changed since it started: it runs " + running + ", the one installed now says \"" + installed
+                + "\", and a restore would run that one; stop and start the sandbox, then take the checkpoint";
     }
 
     /**

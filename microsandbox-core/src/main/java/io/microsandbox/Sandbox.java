@@ -607,7 +607,9 @@ public final class Sandbox implements AutoCloseable {
      *         session or a network connection is open, the sandbox is paused or a pause or resume
      *         is under way (a frame cut in two by the pause would end up in the checkpoint; a
      *         guest resumed during it would change while it is copied), {@link ErrorKind#SNAPSHOT_ALREADY_EXISTS} when the name is
-     *         taken, {@link ErrorKind#SANDBOX_NOT_RUNNING} when it is stopping or draining
+     *         taken, {@link ErrorKind#SANDBOX_NOT_RUNNING} when it is stopping or draining,
+     *         {@link ErrorKind#SNAPSHOT_INCOMPATIBLE} when QEMU was upgraded since the sandbox
+     *         started (restores would run the new one over the old one's saved state)
      */
     public Checkpoint checkpoint(String nameOrPath, AfterCheckpoint after) {
         // null would read as "do not resume": the sandbox would stop without this waiting for it
@@ -615,7 +617,7 @@ public final class Sandbox implements AutoCloseable {
         ensureUsable();
         Checkpoints checkpoints = runtime.checkpoints();
         Checkpoint checkpoint = checkpoints.take(layout, config, Snapshots.locateIn(checkpoints.directory(), nameOrPath, "checkpoint"),
-                after == AfterCheckpoint.RESUME,
+                after == AfterCheckpoint.RESUME, client.welcome().path("qemu").asText(null),
                 payload -> client.request(Protocol.SUP_CHECKPOINT, payload, Duration.ofMillis(Checkpoints.SAVE_TIMEOUT_MS + 30_000)));
         if (after == AfterCheckpoint.STOP) {
             waitUntilStopped(DEFAULT_STOP_TIMEOUT.plus(DEFAULT_KILL_TIMEOUT));
