@@ -110,6 +110,9 @@ public class MicrosandboxEndpoint {
         }
         SandboxHandle handle = ownMember(name);
         boolean member = pool.member(name).isPresent();
+        if (!member && !action.equals("drain")) {
+            pool.cancelBoot(name); // stopped on purpose, should it be booting: no failed boot, no back-off
+        }
         try {
             switch (action) {
                 case "drain" -> {

@@ -118,6 +118,10 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
     private final AtomicLong totalFailures = new AtomicLong();
     private final AtomicLong booted = new AtomicLong();
     private final AtomicLong restored = new AtomicLong();
+    /** Sandboxes being created for the pool, by name (not members yet). */
+    private final java.util.Set<String> booting = ConcurrentHashMap.newKeySet();
+    /** Boots an operator stopped ({@link #cancelBoot}): their failure is no boot failure, and one that made it is not kept. */
+    private final java.util.Set<String> cancelledBoots = ConcurrentHashMap.newKeySet();
     /** The checkpoint members are restored from; null with warm-start=boot. */
     private final PoolCheckpoint checkpoint;
     private final List<PoolListener> listeners = new CopyOnWriteArrayList<>();
@@ -542,6 +546,20 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         }
     }
 
+    /**
+     * Marks the sandbox being booted as {@code name} as stopped on purpose (an operator stopping
+     * it through the endpoint, which then stops it): it ends without counting as a failed boot or
+     * backing the pool off, and is not kept should it finish booting. False when no boot of that
+     * name is under way.
+     */
+    public boolean cancelBoot(String name) {
+        if (!booting.contains(name)) {
+            return false;
+        }
+        cancelledBoots.add(name);
+        return true;
+    }
+
     /** Kills one member at once, even when lent (its borrower sees the sandbox lost). */
     public boolean kill(String name) {
         Member m = members.get(name);
@@ -724,6 +742,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         String sandboxName = name() + "-" + UUID.randomUUID().toString().substring(0, 8);
         long t0 = System.nanoTime();
         Instant started = Instant.now();
+        booting.add(sandboxName);
         try {
             if (closed) {
                 return;
@@ -738,6 +757,10 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
                 shutdownMember(m);
                 return;
             }
+            if (cancelledBoots.contains(sandboxName)) {
+                reap(sandboxName, created.sandbox(), false); // booted before the stop reached it: stopped all the same
+                return;
+            }
             members.put(m.name, m);
             fire(l -> l.memberAdded(m));
             idle.offerLast(m);
@@ -746,13 +769,17 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             Thread.currentThread().interrupt();
         } catch (RuntimeException | Error e) {
             // an Error too: else the fill that follows would try again at once, and again
-            if (!closed) {
+            if (cancelledBoots.contains(sandboxName)) {
+                log.info("pool '" + name() + "': the boot of sandbox " + sandboxName + " was stopped: " + e.getMessage());
+            } else if (!closed) {
                 bootFailed(sandboxName, e);
             }
             if (e instanceof Error error) {
                 throw error;
             }
         } finally {
+            booting.remove(sandboxName);
+            cancelledBoots.remove(sandboxName);
             pending.decrementAndGet();
             requestFill();
         }

@@ -41,6 +41,26 @@ class MicrosandboxEndpointTests {
                 .hasMessageContaining("not running");
     }
 
+    /** A sandbox the pool is still booting, stopped or killed here, is a boot stopped on purpose, not a failed one. */
+    @Test
+    void stoppingABootingMemberTellsThePool() {
+        io.microsandbox.Microsandbox runtime = org.mockito.Mockito.mock(io.microsandbox.Microsandbox.class);
+        io.microsandbox.spring.pool.SandboxPool pool = org.mockito.Mockito.mock(io.microsandbox.spring.pool.SandboxPool.class);
+        io.microsandbox.SandboxHandle handle = org.mockito.Mockito.mock(io.microsandbox.SandboxHandle.class);
+        org.mockito.Mockito.when(pool.name()).thenReturn("default");
+        org.mockito.Mockito.when(pool.instanceId()).thenReturn("app");
+        org.mockito.Mockito.when(pool.member("default-new")).thenReturn(java.util.Optional.empty());
+        org.mockito.Mockito.when(handle.labels()).thenReturn(Map.of(io.microsandbox.spring.pool.SandboxPool.POOL_LABEL, "default",
+                io.microsandbox.spring.pool.SandboxPool.INSTANCE_LABEL, "app"));
+        org.mockito.Mockito.when(runtime.find("default-new")).thenReturn(java.util.Optional.of(handle));
+        MicrosandboxEndpoint endpoint = new MicrosandboxEndpoint(runtime, pool);
+        endpoint.operate("default-new", "stop");
+        endpoint.operate("default-new", "kill");
+        org.mockito.Mockito.verify(pool, org.mockito.Mockito.times(2)).cancelBoot("default-new");
+        org.mockito.Mockito.verify(handle).requestStop();
+        org.mockito.Mockito.verify(handle).kill();
+    }
+
     /** Scripts and the content of patched files are masked too: a credentials file written in by a patch is one. */
     @Test
     void scriptsAndPatchedContentAreMasked() {

@@ -364,6 +364,38 @@ class SandboxPoolTest {
         verify(runtime, times(1)).create(anyString(), any(SandboxConfig.class));
     }
 
+    /**
+     * A boot an operator stops through the endpoint ends as asked, not as a failure: no failed
+     * boot counted and no back-off (10 s here) before the next one.
+     */
+    @Test
+    void aBootStoppedOnPurposeIsNoFailedBootAndDoesNotBackOff() throws Exception {
+        java.util.concurrent.BlockingQueue<String> boots = new java.util.concurrent.LinkedBlockingQueue<>();
+        java.util.concurrent.CountDownLatch stopped = new java.util.concurrent.CountDownLatch(1);
+        java.util.concurrent.atomic.AtomicReference<String> stoppedOne = new java.util.concurrent.atomic.AtomicReference<>();
+        when(runtime.create(anyString(), any(SandboxConfig.class))).thenAnswer(inv -> {
+            String name = inv.getArgument(0);
+            boots.add(name);
+            if (stoppedOne.compareAndSet(null, name) || name.equals(stoppedOne.get())) {
+                stopped.await();
+                throw new MicrosandboxException(ErrorKind.BOOT_FAILED, "sandbox '" + name + "' stopped while it booted");
+            }
+            return sandbox(name);
+        });
+        MicrosandboxProperties.Pool settings = settings();
+        settings.setMinIdle(1);
+        SandboxPool pool = pool(config, settings);
+        pool.start();
+        String first = boots.poll(5, java.util.concurrent.TimeUnit.SECONDS);
+        assertThat(first).isNotNull();
+        assertThat(pool.cancelBoot("default-unknown")).isFalse();
+        assertThat(pool.cancelBoot(first)).isTrue();
+        stopped.countDown();
+        assertThat(boots.poll(5, java.util.concurrent.TimeUnit.SECONDS)).as("the next boot, at once").isNotNull();
+        assertThat(pool.stats().consecutiveBootFailures()).as(String.valueOf(pool.stats().lastBootError())).isZero();
+        assertThat(pool.stats().totalBootFailures()).isZero();
+    }
+
     /** max-size bounds VMs: a retired member still draining counts until it has stopped. */
     @Test
     void aReplacementWaitsForTheRetiredMembersVmWhenThePoolIsFull() throws Exception {
