@@ -247,6 +247,7 @@ public class MicrosandboxEndpoint {
         p.put("idle", s.idle());
         p.put("active", s.active());
         p.put("pending", s.pending());
+        p.put("stopping", s.stopping());
         p.put("waiting", s.waiting());
         p.put("minIdle", s.minIdle());
         p.put("maxSize", s.maxSize());

@@ -29,6 +29,7 @@ public class SandboxPoolHealthIndicator extends AbstractHealthIndicator {
                 .withDetail("idle", s.idle())
                 .withDetail("active", s.active())
                 .withDetail("pending", s.pending())
+                .withDetail("stopping", s.stopping())
                 .withDetail("waiting", s.waiting())
                 .withDetail("minIdle", s.minIdle())
                 .withDetail("maxSize", s.maxSize())

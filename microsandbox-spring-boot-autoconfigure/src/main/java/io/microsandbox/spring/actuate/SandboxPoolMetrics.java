@@ -22,7 +22,7 @@ import java.util.function.ToDoubleFunction;
 /**
  * Meters of a {@link SandboxPool}, named like HikariCP's {@code hikaricp.connections.*}:
  * <ul>
- * <li>{@code microsandbox.pool.sandboxes} gauges tagged {@code state=idle|active|pending}, and
+ * <li>{@code microsandbox.pool.sandboxes} gauges tagged {@code state=idle|active|pending|stopping}, and
  *     {@code microsandbox.pool.sandboxes.min}, {@code .max}, {@code .waiting};</li>
  * <li>timers {@code microsandbox.pool.acquire}, {@code microsandbox.pool.boot},
  *     {@code microsandbox.pool.usage} (time lent), {@code microsandbox.pool.exec} (tag outcome);</li>
@@ -63,6 +63,8 @@ public class SandboxPoolMetrics implements MeterBinder, PoolListener {
         gauge(registry, "microsandbox.pool.sandboxes", tags.and("state", "idle"), p -> p.stats().idle(), "Idle sandboxes");
         gauge(registry, "microsandbox.pool.sandboxes", tags.and("state", "active"), p -> p.stats().active(), "Lent sandboxes");
         gauge(registry, "microsandbox.pool.sandboxes", tags.and("state", "pending"), p -> p.stats().pending(), "Booting sandboxes");
+        gauge(registry, "microsandbox.pool.sandboxes", tags.and("state", "stopping"), p -> p.stats().stopping(),
+                "Sandboxes out of the pool still stopping (they count toward the maximum)");
         gauge(registry, "microsandbox.pool.sandboxes.min", tags, p -> p.settings().getMinIdle(), "Minimum idle sandboxes");
         gauge(registry, "microsandbox.pool.sandboxes.max", tags, p -> p.settings().getMaxSize(), "Maximum sandboxes");
         gauge(registry, "microsandbox.pool.sandboxes.waiting", tags, p -> p.stats().waiting(), "Borrowers waiting");

@@ -418,7 +418,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         PoolStats s = stats();
         String message = "no sandbox became free in pool '" + name() + "' within " + settings.getAcquireTimeout()
                 + " (idle " + s.idle() + ", active " + s.active() + ", booting " + s.pending()
-                + (removing.get() > 0 ? ", stopping " + removing.get() : "") + ", max-size " + s.maxSize() + ")";
+                + (s.stopping() > 0 ? ", stopping " + s.stopping() : "") + ", max-size " + s.maxSize() + ")";
         if (s.lastBootError() != null && s.consecutiveBootFailures() > 0) {
             message += "; sandboxes fail to boot: " + s.lastBootError();
         }
@@ -586,7 +586,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
                 idleCount++;
             }
         }
-        return new PoolStats(idleCount, active, pending.get(), waiting.get(), settings.getMinIdle(), settings.getMaxSize(),
+        return new PoolStats(idleCount, active, pending.get(), removing.get(), waiting.get(), settings.getMinIdle(), settings.getMaxSize(),
                 consecutiveFailures.get(), totalFailures.get(), lastBootError);
     }
 

@@ -22,14 +22,14 @@ class SandboxPoolHealthIndicatorTests {
 
     @Test
     void downWhileBootsFailAndThePoolHasNothingToLend() {
-        assertThat(health(new PoolStats(0, 0, 0, 0, 1, 4, 2, 2, "no kernel"))).isEqualTo(Status.DOWN);
-        assertThat(health(new PoolStats(1, 0, 0, 0, 1, 4, 2, 2, "no kernel"))).isEqualTo(Status.UP);
+        assertThat(health(new PoolStats(0, 0, 0, 0, 0, 1, 4, 2, 2, "no kernel"))).isEqualTo(Status.DOWN);
+        assertThat(health(new PoolStats(1, 0, 0, 0, 0, 1, 4, 2, 2, "no kernel"))).isEqualTo(Status.UP);
     }
 
     /** With min-idle 0 nothing boots until someone borrows: a past failure must not hold it DOWN for ever. */
     @Test
     void aPoolThatNeedsNoMemberIsNotHeldDownByAnOldFailure() {
-        assertThat(health(new PoolStats(0, 0, 0, 0, 0, 4, 1, 1, "no kernel"))).isEqualTo(Status.UP);
-        assertThat(health(new PoolStats(0, 0, 0, 1, 0, 4, 1, 1, "no kernel"))).isEqualTo(Status.DOWN);
+        assertThat(health(new PoolStats(0, 0, 0, 0, 0, 0, 4, 1, 1, "no kernel"))).isEqualTo(Status.UP);
+        assertThat(health(new PoolStats(0, 0, 0, 0, 1, 0, 4, 1, 1, "no kernel"))).isEqualTo(Status.DOWN);
     }
 }

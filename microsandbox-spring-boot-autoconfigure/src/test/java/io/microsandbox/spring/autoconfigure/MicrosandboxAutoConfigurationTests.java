@@ -333,6 +333,7 @@ class MicrosandboxAutoConfigurationTests {
             assertThat(registry.get("microsandbox.pool.sandboxes").tag("state", "idle").tag("pool", "default").gauge().value()).isZero();
             assertThat(registry.get("microsandbox.pool.sandboxes").tag("state", "active").gauge()).isNotNull();
             assertThat(registry.get("microsandbox.pool.sandboxes").tag("state", "pending").gauge()).isNotNull();
+            assertThat(registry.get("microsandbox.pool.sandboxes").tag("state", "stopping").gauge().value()).isZero();
             assertThat(registry.get("microsandbox.pool.sandboxes.max").gauge().value()).isEqualTo(4.0);
             assertThat(registry.get("microsandbox.pool.sandboxes.min").gauge().value()).isZero();
         });

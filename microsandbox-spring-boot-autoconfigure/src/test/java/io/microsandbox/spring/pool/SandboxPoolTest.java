@@ -418,8 +418,10 @@ class SandboxPoolTest {
         Thread.sleep(500);
         verify(runtime, never()).create(anyString(), any(SandboxConfig.class));
         assertThatThrownBy(() -> pool.borrow()).hasMessageContaining("stopping 1");
+        assertThat(pool.stats().stopping()).isEqualTo(1);
         draining.set(SandboxStatus.STOPPED);
         verify(runtime, timeout(5000)).create(anyString(), any(SandboxConfig.class));
         verify(runtime).remove("default-a");
+        assertThat(pool.stats().stopping()).isZero();
     }
 }
