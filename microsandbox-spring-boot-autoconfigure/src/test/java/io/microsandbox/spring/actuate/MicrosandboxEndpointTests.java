@@ -24,15 +24,9 @@ class MicrosandboxEndpointTests {
     /** Draining a leftover of this pool that has stopped since is the caller's mistake (400), not the endpoint's failure (500). */
     @Test
     void anActionThatNoLongerAppliesIsABadRequest() {
-        io.microsandbox.Microsandbox runtime = org.mockito.Mockito.mock(io.microsandbox.Microsandbox.class);
         io.microsandbox.spring.pool.SandboxPool pool = org.mockito.Mockito.mock(io.microsandbox.spring.pool.SandboxPool.class);
         io.microsandbox.SandboxHandle handle = org.mockito.Mockito.mock(io.microsandbox.SandboxHandle.class);
-        org.mockito.Mockito.when(pool.name()).thenReturn("default");
-        org.mockito.Mockito.when(pool.instanceId()).thenReturn("app");
-        org.mockito.Mockito.when(pool.member("default-old")).thenReturn(java.util.Optional.empty());
-        org.mockito.Mockito.when(handle.labels()).thenReturn(Map.of(io.microsandbox.spring.pool.SandboxPool.POOL_LABEL, "default",
-                io.microsandbox.spring.pool.SandboxPool.INSTANCE_LABEL, "app"));
-        org.mockito.Mockito.when(runtime.find("default-old")).thenReturn(java.util.Optional.of(handle));
+        io.microsandbox.Microsandbox runtime = nonMemberOfPool(pool, "default-old", handle);
         org.mockito.Mockito.doThrow(new io.microsandbox.MicrosandboxException(io.microsandbox.ErrorKind.SANDBOX_NOT_RUNNING, "not running"))
                 .when(handle).requestDrain();
         MicrosandboxEndpoint endpoint = new MicrosandboxEndpoint(runtime, pool);
@@ -44,21 +38,31 @@ class MicrosandboxEndpointTests {
     /** A sandbox the pool is still booting, stopped or killed here, is a boot stopped on purpose, not a failed one. */
     @Test
     void stoppingABootingMemberTellsThePool() {
-        io.microsandbox.Microsandbox runtime = org.mockito.Mockito.mock(io.microsandbox.Microsandbox.class);
         io.microsandbox.spring.pool.SandboxPool pool = org.mockito.Mockito.mock(io.microsandbox.spring.pool.SandboxPool.class);
         io.microsandbox.SandboxHandle handle = org.mockito.Mockito.mock(io.microsandbox.SandboxHandle.class);
-        org.mockito.Mockito.when(pool.name()).thenReturn("default");
-        org.mockito.Mockito.when(pool.instanceId()).thenReturn("app");
-        org.mockito.Mockito.when(pool.member("default-new")).thenReturn(java.util.Optional.empty());
-        org.mockito.Mockito.when(handle.labels()).thenReturn(Map.of(io.microsandbox.spring.pool.SandboxPool.POOL_LABEL, "default",
-                io.microsandbox.spring.pool.SandboxPool.INSTANCE_LABEL, "app"));
-        org.mockito.Mockito.when(runtime.find("default-new")).thenReturn(java.util.Optional.of(handle));
+        io.microsandbox.Microsandbox runtime = nonMemberOfPool(pool, "default-new", handle);
         MicrosandboxEndpoint endpoint = new MicrosandboxEndpoint(runtime, pool);
         endpoint.operate("default-new", "stop");
         endpoint.operate("default-new", "kill");
         org.mockito.Mockito.verify(pool, org.mockito.Mockito.times(2)).cancelBoot("default-new");
         org.mockito.Mockito.verify(handle).requestStop();
         org.mockito.Mockito.verify(handle).kill();
+    }
+
+    /**
+     * A runtime holding {@code handle} as {@code name}, a sandbox of the pool {@code pool} (named
+     * "default", instance "app") by its labels that is not among its members: a leftover, or one booting.
+     */
+    private static io.microsandbox.Microsandbox nonMemberOfPool(io.microsandbox.spring.pool.SandboxPool pool, String name,
+            io.microsandbox.SandboxHandle handle) {
+        io.microsandbox.Microsandbox runtime = org.mockito.Mockito.mock(io.microsandbox.Microsandbox.class);
+        org.mockito.Mockito.when(pool.name()).thenReturn("default");
+        org.mockito.Mockito.when(pool.instanceId()).thenReturn("app");
+        org.mockito.Mockito.when(pool.member(name)).thenReturn(java.util.Optional.empty());
+        org.mockito.Mockito.when(handle.labels()).thenReturn(Map.of(io.microsandbox.spring.pool.SandboxPool.POOL_LABEL, "default",
+                io.microsandbox.spring.pool.SandboxPool.INSTANCE_LABEL, "app"));
+        org.mockito.Mockito.when(runtime.find(name)).thenReturn(java.util.Optional.of(handle));
+        return runtime;
     }
 
     /** Scripts and the content of patched files are masked too: a credentials file written in by a patch is one. */
