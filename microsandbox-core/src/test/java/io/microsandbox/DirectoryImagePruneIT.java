@@ -12,6 +12,7 @@ import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /**
  * {@link Images#prune} collects a directory image's cached disk once nothing needs it, and
@@ -61,6 +62,48 @@ class DirectoryImagePruneIT {
                 });
             }
             // a spare supervisor started for this home would write into it while it is deleted
+            io.microsandbox.runtime.supervisor.SpareSupervisors.release(runtime.home());
+            SandboxPreparer.deleteTree(home);
+        }
+    }
+
+    /**
+     * A running sandbox's guest has read the disk it booted on: one put at its path since (a
+     * prune, then a build) is another, and a checkpoint recording it would restore the saved
+     * guest over a disk it never read. Refused until the sandbox boots again.
+     */
+    @Test
+    @Timeout(600)
+    void aCheckpointOverADiskBuiltAgainUnderTheRunningSandboxIsRefused() throws Exception {
+        Path home = Files.createTempDirectory("msb-rebuilt-home");
+        Microsandbox runtime = Microsandbox.builder().home(home)
+                .kernelDir(KernelBundle.locate(RuntimeFiles.defaultHome()).dir()).build();
+        String name = "rebuilt-under";
+        try {
+            try (Sandbox sb = runtime.create(name, TestSandboxes.config().build())) {
+                assertThat(sb.shell("echo booted").stdout()).isEqualTo("booted\n");
+                Path disk = onlyCachedDisk(home);
+                // the same bytes and times in another file, as a build at the same path makes
+                Path copy = disk.resolveSibling("rebuilt.tmp");
+                Files.copy(disk, copy, java.nio.file.StandardCopyOption.COPY_ATTRIBUTES);
+                Files.move(copy, disk, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+                assertThatThrownBy(() -> sb.checkpoint("rebuilt-cp"))
+                        .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                            assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_INCOMPATIBLE);
+                            assertThat(e.getMessage()).contains(disk.toString()).contains("stop and start the sandbox");
+                        });
+                assertThat(runtime.checkpoints().list()).isEmpty();
+                assertThat(sb.shell("echo still serving").stdout()).isEqualTo("still serving\n");
+            }
+            try (Sandbox sb = runtime.start(name)) {
+                sb.checkpoint("rebuilt-cp");
+            }
+            assertThat(runtime.checkpoints().list()).hasSize(1);
+        } finally {
+            runtime.find(name).ifPresent(h -> {
+                h.kill();
+                h.remove();
+            });
             io.microsandbox.runtime.supervisor.SpareSupervisors.release(runtime.home());
             SandboxPreparer.deleteTree(home);
         }

@@ -3,13 +3,17 @@ package io.microsandbox.image;
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
 import io.microsandbox.runtime.FileLocks;
+import io.microsandbox.runtime.Json;
 import io.microsandbox.runtime.OwnerOnly;
+import io.microsandbox.runtime.SandboxLayout;
+import io.microsandbox.runtime.vmm.LowerDiskFile;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.HashSet;
+import java.util.List;
 import java.util.Set;
 import java.util.function.Supplier;
 
@@ -127,7 +131,11 @@ public final class DirectoryImageCache {
         return Files.getLastModifiedTime(p, java.nio.file.LinkOption.NOFOLLOW_LINKS).toMillis() <= cutoffMillis;
     }
 
-    /** The disk names the home's sandboxes pin (those being claimed or deleted, hidden, have none yet or any more). */
+    /**
+     * The disk names the home's sandboxes pin (those being claimed or deleted, hidden, have none
+     * yet or any more). A sandbox made before there were pins has the disk it booted on in its
+     * supervisor's spec: QEMU's command line.
+     */
     private static Set<String> pinnedNames(Path home) throws IOException {
         Set<String> names = new HashSet<>();
         Path sandboxes = home.resolve("sandboxes");
@@ -137,17 +145,41 @@ public final class DirectoryImageCache {
         try (var s = Files.list(sandboxes)) {
             for (Path sb : s.toList()) {
                 Path pin = sb.resolve(PIN);
-                if (sb.getFileName().toString().startsWith(".") || !Files.isRegularFile(pin)) {
+                if (sb.getFileName().toString().startsWith(".")) {
                     continue;
                 }
                 try {
-                    names.add(Files.readString(pin, StandardCharsets.UTF_8).strip());
+                    if (Files.isRegularFile(pin)) {
+                        names.add(Files.readString(pin, StandardCharsets.UTF_8).strip());
+                    } else {
+                        Path booted = diskInSpec(SandboxLayout.of(home, sb.getFileName().toString()).specFile());
+                        if (booted != null && booted.getFileName() != null) {
+                            names.add(booted.getFileName().toString());
+                        }
+                    }
                 } catch (java.nio.file.NoSuchFileException e) {
                     // its sandbox was removed meanwhile
                 }
             }
         }
         return names;
+    }
+
+    /** The lower disk QEMU's command line in a supervisor's spec opens; null when it names none or cannot be read. */
+    private static Path diskInSpec(Path spec) throws java.nio.file.NoSuchFileException {
+        if (!Files.isRegularFile(spec)) {
+            return null;
+        }
+        try {
+            List<String> argv = new java.util.ArrayList<>();
+            Json.parse(spec).path("vmmArgv").forEach(a -> argv.add(a.asText()));
+            return LowerDiskFile.pathIn(argv);
+        } catch (java.nio.file.NoSuchFileException e) {
+            throw e;
+        } catch (IOException | RuntimeException e) {
+            // a spec that does not parse boots nothing
+            return null;
+        }
     }
 
     private static <T> T withCollectionLock(Path home, FileLocks.IoAction<T> action) throws IOException {

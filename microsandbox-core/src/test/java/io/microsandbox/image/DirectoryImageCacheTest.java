@@ -60,6 +60,28 @@ class DirectoryImageCacheTest {
         assertThat(after).exists();
     }
 
+    /**
+     * A sandbox made before there were pins names its disk only on QEMU's command line in its
+     * spec: a running one still reads it, a stopped one would boot it again.
+     */
+    @Test
+    void aDiskASandboxOfAnEarlierVersionBootedOnIsKept() throws IOException {
+        Path sandbox = sandbox("older");
+        Path disk = DirectoryImageCache.lowerDisk(home(), image("older"), sandbox);
+        Files.delete(sandbox.resolve(DirectoryImageCache.PIN));
+        Files.writeString(sandbox.resolve("supervisor.json"), "{\"vmmArgv\": [\"qemu-system-x86_64\", \"-drive\", \"id=lower,file="
+                + disk.toString().replace(",", ",,") + ",format=raw,if=none,readonly=on\"]}");
+        Path unreadable = sandbox("broken");
+        Files.writeString(unreadable.resolve("supervisor.json"), "{\"vmmArgv\": ");
+        assertThat(DirectoryImageCache.collect(home(), Set::of, Duration.ZERO)).isZero();
+        assertThat(disk).exists();
+
+        long size = Files.size(disk);
+        Files.delete(sandbox.resolve("supervisor.json"));
+        assertThat(DirectoryImageCache.collect(home(), Set::of, Duration.ZERO)).as("no longer named").isEqualTo(size);
+        assertThat(disk).doesNotExist();
+    }
+
     /** A checkpoint's saved guest reads the very disk it was taken over: a rebuilt one may lay the tree out otherwise. */
     @Test
     void aDiskACheckpointWasTakenOverIsKept() throws IOException {

@@ -86,6 +86,8 @@ final class PreBoot {
     /** For a restore's VM: its checkpoint, and what its files were when the VM was made of them; else null. */
     private final PrebootShape.Restore checkpoint;
     private final List<Object> checkpointFiles;
+    /** The lower disk QEMU opened (a disk rebuilt at its path since is another one's); null when none. */
+    private final io.microsandbox.runtime.vmm.LowerDiskFile lowerDisk;
     /**
      * The guest memory as the fill writes it, opened before anything could close the memfd:
      * a fill that opened it by descriptor number later could write into a file that reused
@@ -118,8 +120,10 @@ final class PreBoot {
 
     private PreBoot(Path dir, Path upper, List<String> argv, GuestMemory memory, ServerSocketChannel vmServer,
             ConsoleRecorder console, EarlyLines earlyConsole, VmmProcess vmm, long startedNanos,
-            PrebootShape.Restore checkpoint, List<Object> checkpointFiles, java.nio.channels.FileChannel memoryFill) {
+            PrebootShape.Restore checkpoint, List<Object> checkpointFiles, io.microsandbox.runtime.vmm.LowerDiskFile lowerDisk,
+            java.nio.channels.FileChannel memoryFill) {
         this.checkpoint = checkpoint;
+        this.lowerDisk = lowerDisk;
         this.memoryFill = memoryFill;
         this.checkpointFiles = checkpointFiles;
         this.earlyConsole = earlyConsole;
@@ -195,9 +199,11 @@ final class PreBoot {
             vmServer = Supervisor.listen(dir.resolve("vm.sock"));
             EarlyLines early = new EarlyLines();
             console = ConsoleRecorder.start(dir.resolve("console.sock"), dir.resolve("kernel.log"), early);
+            var lowerDisk = io.microsandbox.runtime.vmm.LowerDiskFile.of(argv);
             long startedNanos = System.nanoTime();
             vmm = VmmProcess.spawn(argv, dir.resolve("vmm.log"), memory.fd());
-            preboot = new PreBoot(dir, upper, argv, memory, vmServer, console, early, vmm, startedNanos, checkpoint, checkpointFiles, memoryFill);
+            preboot = new PreBoot(dir, upper, argv, memory, vmServer, console, early, vmm, startedNanos, checkpoint, checkpointFiles,
+                    lowerDisk, memoryFill);
             PreBoot started = preboot;
             Runtime.getRuntime().addShutdownHook(new Thread(started::removeUnlessAdopted, "msb-preboot-cleanup"));
             started.deadlines.schedule(logged("hello deadline", started::abortUnlessHelloCame), helloMillis, TimeUnit.MILLISECONDS);
@@ -306,8 +312,10 @@ final class PreBoot {
         List<String> relocated = PrebootShape.relocate(spec.vmmArgv(), spec.runDir(), spec.layout().upperDisk().toString(),
                 dir.toString(), upper.toString());
         try {
-            // the upper's size is not on the command line
-            if (!relocated.equals(argv) || Files.size(spec.layout().upperDisk()) != Files.size(upper)) {
+            // the upper's size is not on the command line; a lower disk of the same path may be
+            // another one (pruned from the image cache, then built again for this sandbox)
+            if (!relocated.equals(argv) || Files.size(spec.layout().upperDisk()) != Files.size(upper)
+                    || lowerDisk != null && !lowerDisk.isStillAtItsPath()) {
                 return false;
             }
         } catch (IOException e) {
@@ -655,6 +663,11 @@ final class PreBoot {
 
     VmmProcess vmm() {
         return vmm;
+    }
+
+    /** The lower disk QEMU opened, as it was then; null when none or a writable one. */
+    io.microsandbox.runtime.vmm.LowerDiskFile lowerDisk() {
+        return lowerDisk;
     }
 
     long startedNanos() {

@@ -244,6 +244,11 @@ public final class Supervisor {
      */
     private final java.util.concurrent.atomic.AtomicBoolean bootSettled = new java.util.concurrent.atomic.AtomicBoolean();
     private volatile ObjectNode readyPayload;
+    /**
+     * The read-only lower disk QEMU opened, as it was then (null when none): a checkpoint over
+     * a disk rebuilt at its path since would record a disk the guest never read.
+     */
+    private io.microsandbox.runtime.vmm.LowerDiskFile lowerDisk;
     /** QEMU's version (QMP's greeting or query-version), for Sandbox.runtimeVersion(); null when it could not be read. */
     private volatile CompletableFuture<String> qemuVersion = CompletableFuture.completedFuture(null);
     /**
@@ -381,9 +386,11 @@ public final class Supervisor {
         if (preboot != null) {
             vmmStartNanos = preboot.startedNanos();
             vmm = preboot.vmm();
+            lowerDisk = preboot.lowerDisk();
         } else {
             SupervisorLog.log("starting VMM: " + String.join(" ", spec.vmmArgv()));
             try {
+                lowerDisk = io.microsandbox.runtime.vmm.LowerDiskFile.of(spec.vmmArgv());
                 // Spawned from the main thread, which lives until QEMU is gone: the parent-death
                 // signal is tied to the forking thread.
                 vmmStartNanos = System.nanoTime();
@@ -1740,6 +1747,11 @@ public final class Supervisor {
         long timeoutMs = request.payload().path("timeout_ms").asLong(120_000);
         if (timeoutMs < 1 || timeoutMs > MAX_CHECKPOINT_TIMEOUT.toMillis()) {
             return errorFrame(request.id(), ErrorKind.INVALID_ARGUMENT, "timeout_ms must be 1 to " + MAX_CHECKPOINT_TIMEOUT.toMillis() + ", not " + timeoutMs);
+        }
+        if (lowerDisk != null && !lowerDisk.isStillAtItsPath()) {
+            return errorFrame(request.id(), ErrorKind.SNAPSHOT_INCOMPATIBLE, "the root disk " + lowerDisk.path()
+                    + " was deleted or built again since the sandbox started (an image prune), and a restore would run"
+                    + " over that one; stop and start the sandbox, then take the checkpoint");
         }
         io.microsandbox.runtime.network.NetworkRelay net = network;
         int flows = net != null ? net.openFlows() : 0;

@@ -60,15 +60,12 @@ public final class VmIdentity {
             }
         }
         id.put("devices", String.join(" ", devices));
-        for (int i = 0; i + 1 < argv.size(); i++) {
-            if (argv.get(i).equals("-drive") && argv.get(i + 1).startsWith("id=lower,file=")) {
-                String spec = argv.get(i + 1).substring("id=lower,file=".length());
-                Path lower = Path.of(spec.substring(0, spec.indexOf(",format=")).replace(",,", ","));
-                // the time a disk was built tells a rebuilt one (a pruned cache builds it again, at the
-                // same path and size, laid out anew) from the one the saved guest has cached
-                id.put(LOWER_DISK, lower + LOWER_SIZE_OPEN + (Files.exists(lower) ? Files.size(lower) + " bytes, built "
-                        + Files.getLastModifiedTime(lower).toInstant().truncatedTo(java.time.temporal.ChronoUnit.MILLIS) : "missing") + ")");
-            }
+        Path lower = LowerDiskFile.pathIn(argv);
+        if (lower != null) {
+            // the time a disk was built tells a rebuilt one (a pruned cache builds it again, at the
+            // same path and size, laid out anew) from the one the saved guest has cached
+            id.put(LOWER_DISK, lower + LOWER_SIZE_OPEN + (Files.exists(lower) ? Files.size(lower) + " bytes, built "
+                    + Files.getLastModifiedTime(lower).toInstant().truncatedTo(java.time.temporal.ChronoUnit.MILLIS) : "missing") + ")");
         }
         return id;
     }

@@ -263,6 +263,30 @@ class SpareSupervisorsIT {
         }
     }
 
+    /**
+     * A pre-booted VM has read the lower disk it started over: a prune may delete that disk (no
+     * sandbox pins it), and the next creation builds it again at the same path. Adopted, the VM
+     * would run over a disk its sandbox does not name, and a checkpoint would record the new one.
+     */
+    @Test
+    @Timeout(240)
+    void aVmBootedAheadOverADiskPrunedAndBuiltAgainIsNotAdopted() throws Exception {
+        sparesPreBootingSoon();
+        try (Sandbox first = runtime.create(TestSandboxes.uniqueName("pre-p"), TestSandboxes.config().ephemeral(true).build())) {
+            assertThat(first.exec("true", List.of()).exitCode()).isZero();
+            awaitPrebootDir();
+        }
+        assertThat(io.microsandbox.Images.at(home).prune(java.time.Duration.ZERO)).as("the disk only the pre-booted VM holds").isPositive();
+        String name = TestSandboxes.uniqueName("pre-q");
+        try (Sandbox second = runtime.create(name, TestSandboxes.config().ephemeral(true).build())) {
+            assertThat(Files.readString(SandboxLayout.of(home, name).supervisorLog())).contains("not adopting the pre-booted VM")
+                    .doesNotContain("adopted the VM");
+            assertThat(second.shell("echo own").stdout()).isEqualTo("own\n");
+            second.checkpoint("over-the-rebuilt-disk");
+            runtime.checkpoints().remove("over-the-rebuilt-disk");
+        }
+    }
+
     /** Spares that boot a VM ahead, and start soon after a creation's client connected. */
     private static void sparesPreBootingSoon() {
         System.setProperty(SpareSupervisors.PREBOOT_PROPERTY, "true");
