@@ -449,12 +449,15 @@ public final class SandboxStore {
      * writing processes wait for each other instead of failing on a lock upgrade.
      */
     <T> T inTransaction(Work<T> work) {
-        return transaction("BEGIN IMMEDIATE", work);
+        return transaction("BEGIN IMMEDIATE", false, work);
     }
 
-    /** Runs reads only: in WAL mode they never wait for a writer, nor make one wait. */
+    /**
+     * Runs reads only: in WAL mode they never wait for a writer, nor make one wait, but for a
+     * moment of recovery (a connection that died while writing); they are tried again then.
+     */
     <T> T inReadTransaction(Work<T> work) {
-        return transaction("BEGIN DEFERRED", work);
+        return transaction("BEGIN DEFERRED", true, work);
     }
 
     /**
@@ -464,8 +467,10 @@ public final class SandboxStore {
      * that the connection's set-up or its {@code BEGIN} meets is tried again until the busy
      * timeout: SQLite reports some at once, without waiting, where waiting could deadlock (two
      * connections switching a new database to WAL together), and nothing is done before.
+     *
+     * @param readOnly whether {@code work} only reads: then a lock met within it is tried again too
      */
-    private <T> T transaction(String begin, Work<T> work) {
+    private <T> T transaction(String begin, boolean readOnly, Work<T> work) {
         long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(BUSY_TIMEOUT_MS);
         for (int attempt = 0; ; attempt++) {
             boolean begun = false;
@@ -488,7 +493,7 @@ public final class SandboxStore {
                 if (!busy(e)) {
                     throw new MicrosandboxException(ErrorKind.INTERNAL, "sandbox database " + url + ": " + e.getMessage(), e);
                 }
-                if (begun || System.nanoTime() - deadline >= 0) {
+                if (begun && !readOnly || System.nanoTime() - deadline >= 0) {
                     throw new MicrosandboxException(ErrorKind.RESOURCE_LIMIT, "sandbox database " + url + " stayed locked by another process for "
                             + BUSY_TIMEOUT_MS + " ms; try again", e);
                 }
@@ -502,8 +507,9 @@ public final class SandboxStore {
         }
     }
 
-    private static boolean busy(SQLException e) {
-        return e instanceof org.sqlite.SQLiteException lite && (lite.getResultCode() == org.sqlite.SQLiteErrorCode.SQLITE_BUSY
-                || lite.getResultCode() == org.sqlite.SQLiteErrorCode.SQLITE_BUSY_SNAPSHOT);
+    /** SQLITE_BUSY, or one of its extended codes (recovery, snapshot, timeout). */
+    static boolean busy(SQLException e) {
+        return e instanceof org.sqlite.SQLiteException lite
+                && (lite.getResultCode().code & 0xff) == org.sqlite.SQLiteErrorCode.SQLITE_BUSY.code;
     }
 }

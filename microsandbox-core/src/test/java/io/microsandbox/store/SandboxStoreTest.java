@@ -195,6 +195,20 @@ class SandboxStoreTest {
     }
 
     /** Reads neither wait for a writer nor make one wait: a long write elsewhere does not hold up a lookup or a listing. */
+    /** SQLite reports a lock under several extended codes: each is one to wait out, nothing else is. */
+    @Test
+    void everyKindOfBusyIsALockToWaitOut() {
+        for (var code : java.util.List.of(org.sqlite.SQLiteErrorCode.SQLITE_BUSY, org.sqlite.SQLiteErrorCode.SQLITE_BUSY_RECOVERY,
+                org.sqlite.SQLiteErrorCode.SQLITE_BUSY_SNAPSHOT, org.sqlite.SQLiteErrorCode.SQLITE_BUSY_TIMEOUT)) {
+            assertThat(SandboxStore.busy(new org.sqlite.SQLiteException("locked", code))).as(code.name()).isTrue();
+        }
+        for (var code : java.util.List.of(org.sqlite.SQLiteErrorCode.SQLITE_LOCKED, org.sqlite.SQLiteErrorCode.SQLITE_CORRUPT,
+                org.sqlite.SQLiteErrorCode.SQLITE_IOERR)) {
+            assertThat(SandboxStore.busy(new org.sqlite.SQLiteException("not busy", code))).as(code.name()).isFalse();
+        }
+        assertThat(SandboxStore.busy(new java.sql.SQLException("other driver"))).isFalse();
+    }
+
     @Test
     void readsDoNotWaitForAWriter() throws Exception {
         SandboxStore store = SandboxStore.open(home);

@@ -30,6 +30,8 @@ public final class VmIdentity {
     private static final String LOWER_DISK = "lowerDisk";
     /** Between the lower disk's path and its size in {@link #of}'s entry: " (" + size + ")". */
     private static final String LOWER_SIZE_OPEN = " (";
+    /** Between the lower disk's size and its modification time in {@link #of}'s entry. */
+    private static final String LOWER_BUILT = " bytes, built ";
 
     private VmIdentity() {
     }
@@ -64,7 +66,7 @@ public final class VmIdentity {
         if (lower != null) {
             // the time a disk was built tells a rebuilt one (a pruned cache builds it again, at the
             // same path and size, laid out anew) from the one the saved guest has cached
-            id.put(LOWER_DISK, lower + LOWER_SIZE_OPEN + (Files.exists(lower) ? Files.size(lower) + " bytes, built "
+            id.put(LOWER_DISK, lower + LOWER_SIZE_OPEN + (Files.exists(lower) ? Files.size(lower) + LOWER_BUILT
                     + Files.getLastModifiedTime(lower).toInstant().truncatedTo(java.time.temporal.ChronoUnit.MILLIS) : "missing") + ")");
         }
         return id;
@@ -78,7 +80,10 @@ public final class VmIdentity {
         for (var e : recorded.entrySet()) {
             String now = actual.get(e.getKey());
             if (!e.getValue().equals(now)) {
-                return e.getKey() + " was " + e.getValue() + " when the checkpoint was taken and is " + now + " now";
+                // an earlier version recorded the size alone: the same disk no longer matches
+                boolean earlierFormat = e.getKey().equals(LOWER_DISK) && !e.getValue().contains(LOWER_BUILT);
+                return e.getKey() + " was " + e.getValue() + " when the checkpoint was taken and is " + now + " now"
+                        + (earlierFormat ? " (an earlier microsandbox took the checkpoint: take it again)" : "");
             }
         }
         for (String key : actual.keySet()) {

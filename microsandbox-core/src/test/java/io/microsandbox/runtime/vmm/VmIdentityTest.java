@@ -47,6 +47,10 @@ class VmIdentityTest {
         Files.writeString(lower, "LOWER");
         assertThat(VmIdentity.mismatch(recorded, VmIdentity.of(argv))).startsWith("lowerDisk was " + lower + " (5 bytes, built 2026-11-28T12:00:00.123Z)");
         Files.setLastModifiedTime(lower, FileTime.from(java.time.Instant.parse("2026-11-28T12:00:00.123Z")));
+        Map<String, String> beforeBuildTimesWereRecorded = new java.util.LinkedHashMap<>(recorded);
+        beforeBuildTimesWereRecorded.put("lowerDisk", lower + " (5 bytes)");
+        assertThat(VmIdentity.mismatch(beforeBuildTimesWereRecorded, VmIdentity.of(argv))).startsWith("lowerDisk was " + lower + " (5 bytes) when")
+                .endsWith("take it again)");
 
         // the saved device state describes these devices: other ones could not load it
         List<String> morePorts = argv.stream().map(a -> a.equals("virtio-serial-device,max_ports=2") ? "virtio-serial-device" : a).toList();
