@@ -1028,7 +1028,7 @@ static int ofd_lock(int fd, int cmd, short type, short *found) {
 /* Opens (creating it 0600 when create is set, never through a symbolic link) and locks path.
  * Returns the fd holding the lock, -1 when someone else holds it, -2 when the file is not
  * there and create is not set. */
-JNIEXPORT jint JNICALL Java_io_microsandbox_runtime_Posix_tryLockFile0(JNIEnv *env, jclass cls, jbyteArray jpath, jboolean create) {
+JNIEXPORT jint JNICALL Java_io_microsandbox_runtime_Posix_tryLockFile0(JNIEnv *env, jclass cls, jbyteArray jpath, jboolean create, jboolean shared) {
     (void) cls;
     char *path = path_arg(env, jpath);
     if (path == NULL) {
@@ -1051,7 +1051,7 @@ JNIEXPORT jint JNICALL Java_io_microsandbox_runtime_Posix_tryLockFile0(JNIEnv *e
         free(path);
         return -1;
     }
-    if (ofd_lock(fd, F_OFD_SETLK, F_WRLCK, NULL) < 0) {
+    if (ofd_lock(fd, F_OFD_SETLK, shared ? F_RDLCK : F_WRLCK, NULL) < 0) {
         int err = errno;
         close(fd);
         if (err != EAGAIN && err != EACCES) {

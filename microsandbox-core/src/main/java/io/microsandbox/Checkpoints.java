@@ -61,7 +61,7 @@ public final class Checkpoints {
      * have their own upper copy and guest memory.
      *
      * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} when there is none, or
-     *         when it is still being written
+     *         when it is still being written, or a restore is reading it
      */
     public void remove(String nameOrPath) {
         SnapshotDirectories.remove(locate(nameOrPath), Checkpoint.MANIFEST_FILE, "checkpoint", nameOrPath);
@@ -152,6 +152,28 @@ public final class Checkpoints {
         } finally {
             SnapshotDirectories.finished(dir, writing);
         }
+    }
+
+    /**
+     * A shared hold on {@code checkpoint}'s files for a restore or fork that reads them: a
+     * remove, which takes the same lock exclusively, is refused until every one has ended (else
+     * a remove and a new checkpoint of the name during a fork could hand later restores the new
+     * one's files beside the old one's). Null when the lock cannot be made (a directory this
+     * user cannot write, or one removed meanwhile): the restore runs unpinned.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} while it is being removed
+     */
+    static SandboxLock pinForRestore(Checkpoint checkpoint) {
+        SandboxLock pin;
+        try {
+            pin = SandboxLock.tryAcquireShared(checkpoint.path().resolve(io.microsandbox.runtime.CheckpointSaving.SAVING_LOCK));
+        } catch (IOException e) {
+            return null;
+        }
+        if (pin == null) {
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "checkpoint '" + checkpoint.name() + "' is being removed");
+        }
+        return pin;
     }
 
     /**

@@ -633,6 +633,14 @@ public final class Microsandbox {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, what + " records a sandbox that " + uncapturable
                     + ": no checkpoint can have been taken of it, so its manifest was altered");
         }
+        // its files stay the ones this restore reads, to its end: a remove (and a new checkpoint
+        // of the name) waits for it
+        try (SandboxLock pin = Checkpoints.pinForRestore(checkpoint)) {
+            return restorePinned(name, checkpoint, options, what);
+        }
+    }
+
+    private Sandbox restorePinned(String name, Checkpoint checkpoint, RestoreOptions options, String what) {
         Snapshots.checkImage(home, what, checkpoint.image(), checkpoint.imageDigest());
         SandboxConfig.Builder builder = checkpoint.config().toBuilder().detached(options.detached()).ephemeral(options.ephemeral())
                 .labels(options.labels()).replaceTimeout(null);
@@ -727,6 +735,14 @@ public final class Microsandbox {
                     + " " + count + " times; fork with RestoreOptions.builder().portBindings(List.of()), or restore one at a time"
                     + " with ports of its own");
         }
+        // for the whole fork, not restore by restore: a remove and a new checkpoint of the name
+        // between two of them would give the later ones other files than the earlier ones
+        try (SandboxLock pin = Checkpoints.pinForRestore(checkpoint)) {
+            return forkPinned(checkpoint, namePrefix, count, options);
+        }
+    }
+
+    private List<Sandbox> forkPinned(Checkpoint checkpoint, String namePrefix, int count, RestoreOptions options) {
         List<Sandbox> started = new ArrayList<>();
         RuntimeException failure = null;
         java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(Math.min(count, FORK_PARALLELISM), r -> {

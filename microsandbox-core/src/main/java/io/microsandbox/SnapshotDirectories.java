@@ -108,7 +108,7 @@ final class SnapshotDirectories {
         Deletion deletion = deleteUnlessWritten(dir, manifestFile, true);
         if (deletion != Deletion.DELETED) {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no " + what + " '" + nameOrPath + "'" + switch (deletion) {
-                case BEING_WRITTEN -> " (one is being written there)";
+                case BEING_WRITTEN -> " (one is being written there, or restored from)";
                 case NOT_OURS -> " (" + dir + " holds no " + what + ")";
                 default -> "";
             });
@@ -121,7 +121,7 @@ final class SnapshotDirectories {
         DELETED,
         /** no such directory, or it was replaced or removed meanwhile */
         GONE,
-        /** its writer holds the writing lock */
+        /** its writer holds the writing lock, or (a checkpoint) its supervisor or a restore holds the saving lock */
         BEING_WRITTEN,
         /** finished, and only an unfinished one was to go */
         FINISHED,

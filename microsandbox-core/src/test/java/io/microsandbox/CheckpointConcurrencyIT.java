@@ -227,6 +227,63 @@ class CheckpointConcurrencyIT {
         }
     }
 
+    /**
+     * A fork reads its checkpoint's files restore after restore: a remove, and a new checkpoint
+     * of the name, in between would give the later forks other files. The remove is refused
+     * while the fork runs, and goes once it is over.
+     */
+    @Test
+    void aRemoveDuringAForkIsRefusedAndEveryForkRestoresTheSameCheckpoint() throws Exception {
+        Path base = Files.createTempDirectory("msb-cp-fork-pin");
+        Microsandbox runtime = runtimeIn(base);
+        ExecutorService pool = Executors.newSingleThreadExecutor();
+        List<String> names = new ArrayList<>(List.of("pin-src"));
+        Future<List<Sandbox>> fork = null;
+        try {
+            Checkpoint cp;
+            try (Sandbox sb = runtime.create("pin-src", TestSandboxes.config().build())) {
+                sb.fs().writeString("/root/mark.txt", "first");
+                cp = sb.checkpoint("pinned");
+            }
+            int count = 2;
+            for (int i = 1; i <= count; i++) {
+                names.add("pin-fork-" + i);
+            }
+            fork = pool.submit(() -> runtime.fork(cp, "pin-fork", count, RestoreOptions.defaults()));
+            // the first restore's sandbox directory comes after the fork's hold on the files
+            Path firstFork = runtime.home().resolve("sandboxes").resolve("pin-fork-1");
+            for (long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(120); !Files.exists(firstFork) && !fork.isDone(); Thread.sleep(5)) {
+                assertThat(System.nanoTime()).as("a fork began").isLessThan(end);
+            }
+            assertThat(fork.isDone()).as("the fork still runs").isFalse();
+            assertThatThrownBy(() -> runtime.checkpoints().remove("pinned")).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_NOT_FOUND);
+                assertThat(e.getMessage()).contains("restored from");
+            });
+            List<Sandbox> forks = fork.get(300, TimeUnit.SECONDS);
+            try {
+                for (Sandbox f : forks) {
+                    assertThat(f.shell("cat /root/mark.txt").stdout()).isEqualTo("first");
+                }
+            } finally {
+                forks.forEach(Sandbox::close);
+            }
+            runtime.checkpoints().remove("pinned");
+            assertThat(runtime.checkpoints().list()).isEmpty();
+        } finally {
+            if (fork != null) {
+                // a failed assertion leaves it running: its sandboxes cannot be removed while they boot
+                try {
+                    fork.get(300, TimeUnit.SECONDS).forEach(Sandbox::close);
+                } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException failedToo) {
+                    // the assertion's failure is the one to report
+                }
+            }
+            pool.shutdownNow();
+            removeAll(runtime, base, names.toArray(String[]::new));
+        }
+    }
+
     /** Waits until a whole HTTP answer comes through the published port. */
     private static void awaitServing(int port) throws Exception {
         for (long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(60); ; Thread.sleep(250)) {

@@ -201,6 +201,31 @@ class SnapshotDirectoriesTest {
         }
     }
 
+    /** Restores pin a checkpoint's files (shared, any number at once): a remove waits until they end. */
+    @Test
+    void aCheckpointBeingRestoredFromIsNotRemoved() throws Exception {
+        Checkpoints checkpoints = new Checkpoints(home);
+        Path dir = checkpoints.directory().resolve("in-use");
+        SandboxLock writing = Snapshots.claimDirectory(home, checkpoints.directory(), dir, "checkpoint", Checkpoint.MANIFEST_FILE);
+        Files.writeString(dir.resolve(Checkpoint.MANIFEST_FILE), "{}");
+        SnapshotDirectories.finished(dir, writing);
+        Path pinFile = dir.resolve(CheckpointSaving.SAVING_LOCK);
+        try (SandboxLock one = SandboxLock.tryAcquireShared(pinFile); SandboxLock two = SandboxLock.tryAcquireShared(pinFile)) {
+            assertThat(one).isNotNull();
+            assertThat(two).as("restores of one checkpoint run together").isNotNull();
+            assertThatThrownBy(() -> checkpoints.remove("in-use")).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_NOT_FOUND);
+                assertThat(e.getMessage()).contains("restored from");
+            });
+            assertThat(dir.resolve(Checkpoint.MANIFEST_FILE)).exists();
+        }
+        try (SandboxLock removing = SandboxLock.tryAcquire(pinFile)) {
+            assertThat(SandboxLock.tryAcquireShared(pinFile)).as("no restore begins during a remove").isNull();
+        }
+        checkpoints.remove("in-use");
+        assertThat(dir).doesNotExist();
+    }
+
     @Test
     void concurrentRemovesOfOneCheckpointRemoveItOnceAndTheOthersFindNone() throws Exception {
         Checkpoints checkpoints = new Checkpoints(home);

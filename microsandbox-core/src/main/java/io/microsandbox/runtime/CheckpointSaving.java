@@ -21,9 +21,11 @@ import java.util.UUID;
  * holds {@value #SAVING_LOCK} too, and whoever deletes an unfinished directory takes that lock
  * first; and the client leaves a token ({@value #WRITER_TOKEN}) that the supervisor checks
  * under its lock, so it never writes into a directory claimed after the one it was sent.
+ * Restores hold the same lock shared while they read a finished checkpoint's files, so a
+ * remove (exclusive) is refused while they run.
  */
 public final class CheckpointSaving {
-    /** Held by the supervisor writing a checkpoint's files, and by whoever deletes the directory. */
+    /** Held by the supervisor writing a checkpoint's files and by whoever deletes the directory; shared by restores. */
     public static final String SAVING_LOCK = ".saving.lock";
     /** The claimant's token in the directory, sent with the request. */
     public static final String WRITER_TOKEN = ".writer";

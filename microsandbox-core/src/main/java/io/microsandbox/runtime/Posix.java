@@ -350,7 +350,16 @@ public final class Posix {
      */
     public static int tryLockFile(Path file, boolean create) throws IOException {
         load();
-        return tryLockFile0(cstring(file.toString(), "path"), create);
+        return tryLockFile0(cstring(file.toString(), "path"), create, false);
+    }
+
+    /**
+     * {@link #tryLockFile} with a shared lock: any number of shared holders at once, none while
+     * an exclusive one holds it, and no exclusive one while they do.
+     */
+    public static int tryLockFileShared(Path file, boolean create) throws IOException {
+        load();
+        return tryLockFile0(cstring(file.toString(), "path"), create, true);
     }
 
     /**
@@ -510,7 +519,7 @@ public final class Posix {
 
     private static native void renameNoReplace0(byte[] from, byte[] to) throws IOException;
 
-    private static native int tryLockFile0(byte[] path, boolean create) throws IOException;
+    private static native int tryLockFile0(byte[] path, boolean create, boolean shared) throws IOException;
 
     private static native boolean isLockHeld0(byte[] path) throws IOException;
 

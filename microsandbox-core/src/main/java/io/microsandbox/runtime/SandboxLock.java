@@ -44,6 +44,16 @@ public final class SandboxLock implements AutoCloseable {
     }
 
     /**
+     * A shared lock on {@code file} (made if missing), or null while someone holds it
+     * exclusively: readers of what the file guards hold it together, and keep the exclusive
+     * holder (a remover) out.
+     */
+    public static SandboxLock tryAcquireShared(Path file) throws IOException {
+        int fd = Posix.tryLockFileShared(file, true);
+        return fd < 0 ? null : new SandboxLock(fd);
+    }
+
+    /**
      * {@link #tryAcquire} on a file that must already be there.
      *
      * @throws NoSuchFileException when it is not

@@ -74,12 +74,25 @@ final class PoolCheckpoint {
         template.unlock();
     }
 
-    /** Removes a checkpoint of this pool's name left by an earlier run (finished or not). */
+    /**
+     * Removes a checkpoint of this pool's name left by an earlier run or an earlier take
+     * (finished, or its writer dead), unless a restore still reads it: a new checkpoint at its
+     * path would hand that restore the new one's files beside the old one's.
+     *
+     * @throws io.microsandbox.MicrosandboxException when it is still there (being restored from or written)
+     */
     void removeLeftover() {
         Path dir = runtime.checkpoints().directory().resolve(name);
-        if (Files.exists(dir)) {
+        if (Files.exists(dir, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
             log.info("pool '" + poolName + "': removing the checkpoint " + dir + " left by an earlier run");
-            SandboxPreparer.deleteTree(dir);
+            try {
+                runtime.checkpoints().remove(name);
+            } catch (io.microsandbox.MicrosandboxException e) {
+                if (Files.exists(dir, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                    throw e;
+                }
+                // removed meanwhile by another
+            }
         }
     }
 
