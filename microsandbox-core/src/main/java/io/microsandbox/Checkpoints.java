@@ -164,14 +164,29 @@ public final class Checkpoints {
      * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} while it is being removed
      */
     static SandboxLock pinForRestore(Checkpoint checkpoint) {
+        Path lockFile = checkpoint.path().resolve(io.microsandbox.runtime.CheckpointSaving.SAVING_LOCK);
         SandboxLock pin;
         try {
-            pin = SandboxLock.tryAcquireShared(checkpoint.path().resolve(io.microsandbox.runtime.CheckpointSaving.SAVING_LOCK));
+            pin = SandboxLock.tryAcquireShared(lockFile);
         } catch (IOException e) {
             return null;
         }
         if (pin == null) {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "checkpoint '" + checkpoint.name() + "' is being removed");
+        }
+        // a lock on the file of a directory removed meanwhile holds nothing, and a checkpoint
+        // taken again under the name since this one was read has other files
+        boolean same;
+        try {
+            same = pin.isOn(lockFile) && SnapshotDirectories.get(checkpoint.path(), Checkpoint.MANIFEST_FILE, "checkpoint",
+                    checkpoint.name(), Checkpoint::parse).digest().equals(checkpoint.digest());
+        } catch (MicrosandboxException e) {
+            same = false;
+        }
+        if (!same) {
+            pin.close();
+            throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "checkpoint '" + checkpoint.name()
+                    + "' was removed or taken again since it was read; get it again");
         }
         return pin;
     }

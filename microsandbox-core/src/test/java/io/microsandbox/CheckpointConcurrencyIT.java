@@ -230,10 +230,11 @@ class CheckpointConcurrencyIT {
     /**
      * A fork reads its checkpoint's files restore after restore: a remove, and a new checkpoint
      * of the name, in between would give the later forks other files. The remove is refused
-     * while the fork runs, and goes once it is over.
+     * while the fork runs, and goes once it is over; a checkpoint read before it was removed
+     * and taken again is not restored.
      */
     @Test
-    void aRemoveDuringAForkIsRefusedAndEveryForkRestoresTheSameCheckpoint() throws Exception {
+    void aRemoveDuringAForkIsRefusedAndAReplacedCheckpointIsNotRestored() throws Exception {
         Path base = Files.createTempDirectory("msb-cp-fork-pin");
         Microsandbox runtime = runtimeIn(base);
         ExecutorService pool = Executors.newSingleThreadExecutor();
@@ -270,6 +271,19 @@ class CheckpointConcurrencyIT {
             }
             runtime.checkpoints().remove("pinned");
             assertThat(runtime.checkpoints().list()).isEmpty();
+
+            // the files at its path are another checkpoint's now: restoring the one read before is refused
+            try (Sandbox sb = runtime.start("pin-src")) {
+                sb.fs().writeString("/root/mark.txt", "second");
+                sb.checkpoint("pinned");
+            }
+            names.add("pin-stale");
+            assertThatThrownBy(() -> runtime.restore("pin-stale", cp, RestoreOptions.defaults()))
+                    .isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                        assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_NOT_FOUND);
+                        assertThat(e.getMessage()).contains("taken again");
+                    });
+            runtime.checkpoints().remove("pinned");
         } finally {
             if (fork != null) {
                 // a failed assertion leaves it running: its sandboxes cannot be removed while they boot

@@ -3,7 +3,6 @@ package io.microsandbox.spring.pool;
 import io.microsandbox.Checkpoint;
 import io.microsandbox.Microsandbox;
 import io.microsandbox.Sandbox;
-import io.microsandbox.runtime.SandboxPreparer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -128,7 +127,7 @@ final class PoolCheckpoint {
             lastError = "restore from " + cp.name() + " failed: " + why.getMessage();
             log.warn("pool '" + poolName + "': dropping checkpoint " + cp.path() + " (the next member boots cold and is "
                     + "checkpointed again): " + why.getMessage());
-            SandboxPreparer.deleteTree(cp.path());
+            remove(cp);
         }
     }
 
@@ -136,7 +135,19 @@ final class PoolCheckpoint {
     void drop() {
         Checkpoint cp = current.getAndSet(null);
         if (cp != null) {
-            SandboxPreparer.deleteTree(cp.path());
+            remove(cp);
+        }
+    }
+
+    /**
+     * Removes {@code cp} unless a restore still reads it: then the next {@link #take} (or the
+     * next start's {@link #removeLeftover}) removes it, before it could make another at its path.
+     */
+    private void remove(Checkpoint cp) {
+        try {
+            runtime.checkpoints().remove(cp.path().toString());
+        } catch (io.microsandbox.MicrosandboxException e) {
+            log.info("pool '" + poolName + "': checkpoint " + cp.path() + " left for now: " + e.getMessage());
         }
     }
 
