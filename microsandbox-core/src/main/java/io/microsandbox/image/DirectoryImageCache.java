@@ -1,5 +1,6 @@
 package io.microsandbox.image;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import io.microsandbox.ErrorKind;
 import io.microsandbox.MicrosandboxException;
 import io.microsandbox.runtime.FileLocks;
@@ -104,6 +105,8 @@ public final class DirectoryImageCache {
         long deadBuildCutoff = now - DEAD_BUILD_AGE.toMillis();
         return withCollectionLock(home, () -> {
             Set<String> kept = pinnedNames(home);
+            boolean keepAll = kept == null;
+            kept = keepAll ? new HashSet<>() : kept;
             for (Path disk : keptDisks.get()) {
                 if (disk != null && disk.getFileName() != null) {
                     kept.add(disk.getFileName().toString());
@@ -113,7 +116,7 @@ public final class DirectoryImageCache {
             try (var s = Files.list(cache)) {
                 for (Path p : s.toList()) {
                     String name = p.getFileName().toString();
-                    boolean unused = RootDisks.isCachedLowerName(name) && !kept.contains(name) && modifiedBefore(p, cutoff);
+                    boolean unused = !keepAll && RootDisks.isCachedLowerName(name) && !kept.contains(name) && modifiedBefore(p, cutoff);
                     boolean deadBuild = name.startsWith(".") && name.endsWith(".ext4.part") && modifiedBefore(p, deadBuildCutoff);
                     if ((unused || deadBuild) && Files.isRegularFile(p, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
                         long size = Files.size(p);
@@ -134,7 +137,8 @@ public final class DirectoryImageCache {
     /**
      * The disk names the home's sandboxes pin (those being claimed or deleted, hidden, have none
      * yet or any more). A sandbox made before there were pins has the disk it booted on in its
-     * supervisor's spec: QEMU's command line.
+     * supervisor's spec: QEMU's command line. Null when such a spec cannot be read: that
+     * sandbox may run on any of them.
      */
     private static Set<String> pinnedNames(Path home) throws IOException {
         Set<String> names = new HashSet<>();
@@ -152,9 +156,15 @@ public final class DirectoryImageCache {
                     if (Files.isRegularFile(pin)) {
                         names.add(Files.readString(pin, StandardCharsets.UTF_8).strip());
                     } else {
-                        Path booted = diskInSpec(SandboxLayout.of(home, sb.getFileName().toString()).specFile());
-                        if (booted != null && booted.getFileName() != null) {
-                            names.add(booted.getFileName().toString());
+                        Path spec = SandboxLayout.of(home, sb.getFileName().toString()).specFile();
+                        if (Files.isRegularFile(spec)) {
+                            Path booted = diskInSpec(spec);
+                            if (booted == null) {
+                                return null;
+                            }
+                            if (booted.getFileName() != null) {
+                                names.add(booted.getFileName().toString());
+                            }
                         }
                     }
                 } catch (java.nio.file.NoSuchFileException e) {
@@ -165,19 +175,23 @@ public final class DirectoryImageCache {
         return names;
     }
 
-    /** The lower disk QEMU's command line in a supervisor's spec opens; null when it names none or cannot be read. */
+    /**
+     * The lower disk QEMU's command line in a supervisor's spec opens; {@code Path.of("")} when
+     * it names none (a disk image's sandbox), null when the spec cannot be read.
+     */
     private static Path diskInSpec(Path spec) throws java.nio.file.NoSuchFileException {
-        if (!Files.isRegularFile(spec)) {
-            return null;
-        }
         try {
             List<String> argv = new java.util.ArrayList<>();
-            Json.parse(spec).path("vmmArgv").forEach(a -> argv.add(a.asText()));
-            return LowerDiskFile.pathIn(argv);
+            JsonNode vmmArgv = Json.parse(spec).path("vmmArgv");
+            if (!vmmArgv.isArray()) {
+                return null;
+            }
+            vmmArgv.forEach(a -> argv.add(a.asText()));
+            Path lower = LowerDiskFile.pathIn(argv);
+            return lower != null ? lower : Path.of("");
         } catch (java.nio.file.NoSuchFileException e) {
             throw e;
         } catch (IOException | RuntimeException e) {
-            // a spec that does not parse boots nothing
             return null;
         }
     }

@@ -71,13 +71,17 @@ class DirectoryImageCacheTest {
         Files.delete(sandbox.resolve(DirectoryImageCache.PIN));
         Files.writeString(sandbox.resolve("supervisor.json"), "{\"vmmArgv\": [\"qemu-system-x86_64\", \"-drive\", \"id=lower,file="
                 + disk.toString().replace(",", ",,") + ",format=raw,if=none,readonly=on\"]}");
-        Path unreadable = sandbox("broken");
-        Files.writeString(unreadable.resolve("supervisor.json"), "{\"vmmArgv\": ");
         assertThat(DirectoryImageCache.collect(home(), Set::of, Duration.ZERO)).isZero();
         assertThat(disk).exists();
 
         long size = Files.size(disk);
         Files.delete(sandbox.resolve("supervisor.json"));
+        // a spec that cannot be read may be a running sandbox's: it could be on any disk
+        Path unreadable = sandbox("broken");
+        Files.writeString(unreadable.resolve("supervisor.json"), "{\"vmmArgv\": ");
+        assertThat(DirectoryImageCache.collect(home(), Set::of, Duration.ZERO)).isZero();
+        assertThat(disk).exists();
+        Files.delete(unreadable.resolve("supervisor.json"));
         assertThat(DirectoryImageCache.collect(home(), Set::of, Duration.ZERO)).as("no longer named").isEqualTo(size);
         assertThat(disk).doesNotExist();
     }

@@ -194,7 +194,6 @@ class SandboxStoreTest {
         }
     }
 
-    /** Reads neither wait for a writer nor make one wait: a long write elsewhere does not hold up a lookup or a listing. */
     /** SQLite reports a lock under several extended codes: each is one to wait out, nothing else is. */
     @Test
     void everyKindOfBusyIsALockToWaitOut() {
@@ -209,6 +208,7 @@ class SandboxStoreTest {
         assertThat(SandboxStore.busy(new java.sql.SQLException("other driver"))).isFalse();
     }
 
+    /** Reads neither wait for a writer nor make one wait: a long write elsewhere does not hold up a lookup or a listing. */
     @Test
     void readsDoNotWaitForAWriter() throws Exception {
         SandboxStore store = SandboxStore.open(home);

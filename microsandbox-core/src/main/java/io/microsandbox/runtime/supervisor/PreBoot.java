@@ -86,7 +86,7 @@ final class PreBoot {
     /** For a restore's VM: its checkpoint, and what its files were when the VM was made of them; else null. */
     private final PrebootShape.Restore checkpoint;
     private final List<Object> checkpointFiles;
-    /** The lower disk QEMU opened (a disk rebuilt at its path since is another one's); null when none. */
+    /** The lower disk as its path named it when QEMU was started (one rebuilt at the path since is another); null when none. */
     private final io.microsandbox.runtime.vmm.LowerDiskFile lowerDisk;
     /**
      * The guest memory as the fill writes it, opened before anything could close the memfd:
@@ -665,7 +665,7 @@ final class PreBoot {
         return vmm;
     }
 
-    /** The lower disk QEMU opened, as it was then; null when none or a writable one. */
+    /** The lower disk as its path named it when QEMU was started; null when none or a writable one. */
     io.microsandbox.runtime.vmm.LowerDiskFile lowerDisk() {
         return lowerDisk;
     }

@@ -8,7 +8,7 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 /**
- * The read-only lower disk a QEMU command line opens, as the file it was when QEMU opened it.
+ * The read-only lower disk a QEMU command line opens, as the file its path named when QEMU was started.
  * A cached disk deleted and built again at the same path (an image prune, then a creation) is
  * another file with the same content but not the same layout: a guest that has read the old
  * one must not be checkpointed as if it ran over the new one, nor a VM started ahead over the
