@@ -270,7 +270,7 @@ typedef struct {
     char *to;              /* rename, copy */
     char *target;          /* symlink */
     char *user;            /* NULL: the configured user */
-    bool parents, recursive, append, follow, has_mode;
+    bool parents, recursive, append, follow, has_mode, exclusive;
     uint32_t mode;
     uint64_t window;       /* initial read credit */
 } fs_args;

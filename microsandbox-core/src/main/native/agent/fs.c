@@ -89,6 +89,7 @@ int fs_args_parse(cbor_val p, fs_args *a, char *msg, size_t msglen)
     a->parents = fs_flag(p, "parents");
     a->recursive = fs_flag(p, "recursive");
     a->append = fs_flag(p, "append");
+    a->exclusive = fs_flag(p, "exclusive");
     if (cbor_map_get(p, "follow", &v) && cbor_get_bool(v, &a->follow) == false)
         a->follow = true;
     return 0;
@@ -149,14 +150,21 @@ static const char *err_kind(int err)
 static char g_tmp_path[PATH_BUF + 32];
 static volatile sig_atomic_t g_tmp_live;
 static volatile int g_append_fd = -1;
+/* The file an exclusive write in place made (at g_tmp_path), removed should the write fail. */
+static volatile int g_created_fd = -1;
 static volatile off_t g_append_size;
 /* Bytes pump() wrote so far. */
 static volatile uint64_t g_pumped;
 
 static void put_back(void)
 {
-    struct stat st;
-    if (g_tmp_live) {
+    struct stat st, made;
+    if (g_created_fd >= 0) {
+        /* only while the name still leads to the file made: the guest may have put another there */
+        if (fstat(g_created_fd, &made) == 0 && lstat(g_tmp_path, &st) == 0 && st.st_dev == made.st_dev && st.st_ino == made.st_ino)
+            unlink(g_tmp_path);
+        g_created_fd = -1;
+    } else if (g_tmp_live) {
         unlink(g_tmp_path);
         g_tmp_live = 0;
     } else if (g_append_fd >= 0) {
@@ -342,6 +350,7 @@ static void __attribute__((noreturn)) written(int fd, const char *path, uint64_t
     if (fd >= 0 && (fsync(fd) < 0 || close(fd) < 0))
         fail("write", path, errno);
     g_append_fd = -1;
+    g_created_fd = -1; /* an exclusive write in place: the file it made stays */
     sync_parent(path);
     cbor_put_map(&g_res, 1);
     cbor_put_text(&g_res, "size");
@@ -349,11 +358,22 @@ static void __attribute__((noreturn)) written(int fd, const char *path, uint64_t
     done();
 }
 
-/* Writes into the file itself: appends, and replacements a temporary cannot make (see op_write). */
+/* Writes into the file itself: appends, and replacements a temporary cannot make (see op_write).
+ * An exclusive one creates the file, and removes it again should the write fail. */
 static void __attribute__((noreturn)) write_in_place(const fs_args *a)
 {
-    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | (a->append ? O_APPEND : O_TRUNC);
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | (a->exclusive ? O_EXCL : a->append ? O_APPEND : O_TRUNC);
+    /* a cancel between the exclusive open and the note of what it made would leave the file
+     * (an ordinary open may wait for a fifo's reader: a cancel must end that wait) */
+    if (a->exclusive)
+        block_term(true);
     int fd = open(a->path, flags, a->has_mode ? a->mode : 0644);
+    if (fd >= 0 && a->exclusive) {
+        snprintf(g_tmp_path, sizeof g_tmp_path, "%s", a->path);
+        g_created_fd = fd;
+    }
+    if (a->exclusive)
+        block_term(false);
     if (fd < 0)
         fail("write", a->path, errno);
     struct stat st;
@@ -361,7 +381,7 @@ static void __attribute__((noreturn)) write_in_place(const fs_args *a)
         fail("write", a->path, S_ISDIR(st.st_mode) ? EISDIR : EINVAL);
     if (a->has_mode && fchmod(fd, a->mode) < 0)
         fail("write", a->path, errno);
-    if (a->append) {
+    if (a->append && !a->exclusive) {
         g_append_size = st.st_size;
         g_append_fd = fd;
     }
@@ -398,6 +418,28 @@ static int open_temporary(const char *target, const struct stat *existing)
     return fd;
 }
 
+/* rename(from, to) failing with EEXIST where to exists; through a second link where the
+ * filesystem has no RENAME_NOREPLACE (9p), else (no hard links either) a look, then a rename. */
+static int rename_no_replace(const char *from, const char *to)
+{
+    if (syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, 1 /* RENAME_NOREPLACE */) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS)
+        return -1;
+    if (link(from, to) == 0) {
+        unlink(from);
+        return 0;
+    }
+    if (errno != EPERM && errno != EOPNOTSUPP)
+        return -1;
+    struct stat st;
+    if (lstat(to, &st) == 0) {
+        errno = EEXIST;
+        return -1;
+    }
+    return rename(from, to);
+}
+
 /*
  * A replacing write is whole or nothing: the data goes to a temporary beside the file,
  * renamed over it once complete, so a transfer cut short (a failure, the host's cancel, a
@@ -417,6 +459,8 @@ static void op_write(const fs_args *a)
     char target[PATH_BUF];
     struct stat st;
     bool exists = lstat(a->path, &st) == 0;
+    if (exists && a->exclusive)
+        fail("write", a->path, EEXIST); /* a link too, dangling or not: open(O_EXCL) would refuse it */
     if (exists && S_ISLNK(st.st_mode)) {
         if (!realpath(a->path, target) || stat(target, &st) < 0)
             write_in_place(a); /* a dangling link: creating its file goes through it */
@@ -436,7 +480,11 @@ static void op_write(const fs_args *a)
     if (fchmod(fd, a->has_mode ? a->mode : exists ? st.st_mode & 07777 : 0644) < 0 || fsync(fd) < 0 || close(fd) < 0)
         fail("write", a->path, errno);
     block_term(true);
-    if (rename(g_tmp_path, target) < 0) {
+    if (a->exclusive) {
+        /* never over a file made meanwhile (by the guest, or another write) */
+        if (rename_no_replace(g_tmp_path, target) < 0)
+            fail("write", a->path, errno);
+    } else if (rename(g_tmp_path, target) < 0) {
         if (errno != EBUSY)
             fail("write", a->path, errno);
         /* a file mounted over its name (a bind mount) cannot be renamed over: copied into, in

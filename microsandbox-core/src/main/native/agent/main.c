@@ -257,13 +257,18 @@ cbor_buf *frame_begin(uint32_t id, uint8_t flags, const char *type, size_t npair
 
 size_t identity_pairs(bool have_uts)
 {
-    return have_uts ? 2 : 1;
+    return have_uts ? 3 : 2;
 }
 
 void put_identity(cbor_buf *b, const struct utsname *uts)
 {
     cbor_put_text(b, "agent");
     cbor_put_text(b, AGENT_VERSION);
+    /* what this agent does beyond its protocol version: the host refuses a request that
+     * needs one an older agent (of a sandbox started before) lacks, rather than see it ignored */
+    cbor_put_text(b, "features");
+    cbor_put_array(b, 1);
+    cbor_put_text(b, "fs_exclusive");
     if (uts) {
         /* the kernel in use, for Sandbox.runtimeVersion() */
         cbor_put_text(b, "kernel");

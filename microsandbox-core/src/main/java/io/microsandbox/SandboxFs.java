@@ -65,6 +65,8 @@ public final class SandboxFs {
     private static final int HOST_COPY_MODE_MASK = 0755;
 
     private final String sandbox;
+    /** The agent feature of {@code fs.write}'s {@code exclusive} (see docs/protocol.md). */
+    static final String FS_EXCLUSIVE = "fs_exclusive";
     private final AgentClient client;
     private final String user;
     private final Runnable usable;
@@ -180,13 +182,59 @@ public final class SandboxFs {
 
     /** Like {@link #writeStream(String)}, setting the permission bits to {@code mode}. */
     public WriteStream writeStream(String path, Integer mode) {
-        return new WriteStream(path, writeRequest(path, mode));
+        return new WriteStream(path, writeRequest(path, mode, false));
     }
 
-    private ObjectNode writeRequest(String path, Integer mode) {
+    /**
+     * A stream that creates the file, never replacing one: like {@link #writeStream(String, Integer)}
+     * ({@code mode} null for 0644), but a file, directory or link already at {@code path}, or put
+     * there by the guest before the stream is closed, fails the write with a
+     * {@link FilesystemException} whose {@link FilesystemException#reason() reason} is
+     * {@code exists} (at once, or at {@code close()}), and leaves that file as it is. (On a
+     * guest filesystem with neither {@code RENAME_NOREPLACE} nor hard links, a file made in the
+     * instant between the agent's last look and its rename would still be replaced.)
+     *
+     * @throws MicrosandboxException {@link ErrorKind#UNSUPPORTED_OPERATION} when the sandbox's
+     *         guest agent predates exclusive creation (a sandbox started by an earlier SDK)
+     */
+    public WriteStream createStream(String path, Integer mode) {
+        requireAgentFeature(FS_EXCLUSIVE, "creating a file exclusively");
+        return new WriteStream(path, writeRequest(path, mode, true));
+    }
+
+    /**
+     * Refuses a request that needs an agent feature the sandbox's agent did not name (one of a
+     * sandbox started by an earlier SDK): it would ignore the request's new field, not refuse it.
+     */
+    private void requireAgentFeature(String feature, String what) {
+        ObjectNode welcome = client.welcome();
+        if (welcome != null) {
+            for (JsonNode f : welcome.path("features")) {
+                if (feature.equals(f.asText())) {
+                    return;
+                }
+            }
+        }
+        throw new MicrosandboxException(ErrorKind.UNSUPPORTED_OPERATION, "sandbox '" + sandbox + "' runs a guest agent without "
+                + what + " (it was started by an earlier microsandbox); stop and start it to use this");
+    }
+
+    /** {@link #createStream} of {@code data} in one call: the file is created with it, or the call fails. */
+    public void create(String path, byte[] data, Integer mode) {
+        try (OutputStream out = createStream(path, mode)) {
+            out.write(data);
+        } catch (IOException e) {
+            throw unwrap(e, path);
+        }
+    }
+
+    private ObjectNode writeRequest(String path, Integer mode, boolean exclusive) {
         ObjectNode p = request("write", path);
         if (mode != null) {
             p.put("mode", mode & 07777);
+        }
+        if (exclusive) {
+            p.put("exclusive", true);
         }
         return p;
     }
@@ -350,7 +398,7 @@ public final class SandboxFs {
                 mkdir(guestPath, mode(hostPath));
             } else if (Files.isRegularFile(hostPath, LinkOption.NOFOLLOW_LINKS)) {
                 try (InputStream in = Files.newInputStream(hostPath, LinkOption.NOFOLLOW_LINKS)) {
-                    WriteStream out = new WriteStream(guestPath, writeRequest(guestPath, mode(hostPath)));
+                    WriteStream out = new WriteStream(guestPath, writeRequest(guestPath, mode(hostPath), false));
                     try {
                         in.transferTo(out);
                     } catch (IOException | RuntimeException e) {

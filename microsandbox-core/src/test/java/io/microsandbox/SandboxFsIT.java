@@ -354,6 +354,50 @@ class SandboxFsIT {
     }
 
     /**
+     * {@code create} never replaces: a file, a link (dangling too) or a directory at the path
+     * refuses it at once; a file the guest makes while the stream is open fails its close and
+     * stays as the guest wrote it, with no temporary left.
+     */
+    @Test
+    void createNeverReplacesAFile() throws Exception {
+        SandboxFs fs = sandbox.fs();
+        assertThat(sandbox.shell("mkdir -p /srv/c && echo theirs > /srv/c/there && ln -s nowhere /srv/c/dangling && mkdir /srv/c/dir")
+                .exitCode()).isZero();
+        fs.create("/srv/c/new", "mine".getBytes(StandardCharsets.UTF_8), 0600);
+        assertThat(fs.readString("/srv/c/new")).isEqualTo("mine");
+        assertThat(fs.stat("/srv/c/new").mode()).isEqualTo(0600);
+        for (String taken : List.of("/srv/c/there", "/srv/c/dangling", "/srv/c/dir", "/srv/c/new")) {
+            assertThatThrownBy(() -> fs.create(taken, "again".getBytes(StandardCharsets.UTF_8), null)).as(taken)
+                    .isInstanceOfSatisfying(FilesystemException.class, e -> assertThat(e.reason()).isEqualTo("exists"));
+        }
+        assertThat(fs.readString("/srv/c/there")).isEqualTo("theirs\n");
+        assertThat(sandbox.shell("test -L /srv/c/dangling && test ! -e /srv/c/nowhere").success()).isTrue();
+
+        // past the host's 4 MiB window, so the guest's worker has begun: the file is made after its first look
+        byte[] chunk = new byte[1 << 20];
+        OutputStream out = fs.createStream("/srv/c/raced", null);
+        for (int i = 0; i < 6; i++) {
+            out.write(chunk);
+        }
+        assertThat(sandbox.shell("echo guest > /srv/c/raced").exitCode()).isZero();
+        assertThatThrownBy(out::close).satisfies(e -> assertThat(filesystemReason(e)).isEqualTo("exists"));
+        assertThat(fs.readString("/srv/c/raced")).isEqualTo("guest\n");
+
+        assertThat(sandbox.shell("ls -A /srv/c | grep -c msb-write").stdout().strip()).as("temporaries left").isEqualTo("0");
+        sandbox.shell("rm -rf /srv/c");
+    }
+
+    /** The reason of the {@link FilesystemException} in {@code e}'s causes, or null. */
+    private static String filesystemReason(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            if (t instanceof FilesystemException f) {
+                return f.reason();
+            }
+        }
+        return null;
+    }
+
+    /**
      * Closing a write stream from another thread while a write waits for the guest's credit (a
      * fifo nobody reads takes nothing) gives the file up and ends that write at once, not after
      * the stall timeout.

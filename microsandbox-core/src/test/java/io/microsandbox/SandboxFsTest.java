@@ -34,6 +34,20 @@ class SandboxFsTest {
         }
     }
 
+    /** An agent that does not name the feature (an earlier SDK's) would ignore {@code exclusive} and replace the file. */
+    @Test
+    void anExclusiveCreateIsRefusedWhenTheAgentDoesNotSayItCanDoIt() throws Exception {
+        try (FakeSupervisor supervisor = new FakeSupervisor(dir)) {
+            AgentClient client = supervisor.connect();
+            SandboxFs fs = new SandboxFs("fake", client, null, () -> { });
+            assertThatThrownBy(() -> fs.create("/etc/motd", new byte[0], null)).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+                assertThat(e.kind()).isEqualTo(ErrorKind.UNSUPPORTED_OPERATION);
+                assertThat(e.getMessage()).contains("stop and start it");
+            });
+            client.close();
+        }
+    }
+
     @Test
     void anInterruptedReadLosesNothingAndTheStreamGoesOn() throws Exception {
         try (FakeSupervisor supervisor = new FakeSupervisor(dir)) {

@@ -72,6 +72,18 @@ class VolumesIT {
                 assertThat(Files.readAllLines(share.resolve("guest.log"))).hasSize(300).startsWith("guest-0").endsWith("guest-299");
                 assertThat(sb.shell("wc -l < /mnt/share/host.log; tail -1 /mnt/share/host.log").stdout()).isEqualTo("300\nhost-299\n");
 
+                // a new file only, on 9p too (which renames without RENAME_NOREPLACE)
+                sb.fs().create("/mnt/share/created.txt", "created\n".getBytes(java.nio.charset.StandardCharsets.UTF_8), null);
+                assertThat(Files.readString(share.resolve("created.txt"))).isEqualTo("created\n");
+                for (String taken : List.of("/mnt/share/created.txt", "/mnt/share/from-host.txt")) {
+                    assertThatThrownBy(() -> sb.fs().create(taken, new byte[] {'x'}, null)).as(taken)
+                            .isInstanceOfSatisfying(FilesystemException.class, e -> assertThat(e.reason()).isEqualTo("exists"));
+                }
+                assertThat(Files.readString(share.resolve("from-host.txt"))).isEqualTo("hello from host\n");
+                try (var left = Files.list(share)) {
+                    assertThat(left.map(p -> p.getFileName().toString())).noneMatch(n -> n.contains("msb-write"));
+                }
+
                 // read-only
                 ExecOutput denied = sb.exec("sh", List.of("-c", "cat /mnt/ro/ro.txt; echo x > /mnt/ro/new"), AS_ROOT);
                 assertThat(denied.stdout()).isEqualTo("read only\n");

@@ -200,6 +200,12 @@ final class GuestChannels {
         /** Whether closing without a write still leaves an empty file (new or truncated at open). */
         private final boolean replace;
         private final Truncator truncator;
+        /**
+         * Whether the stream must create the file (an open with {@code CREATE_NEW}): a file made
+         * at its path meanwhile, by the guest or another client, is then never replaced. Off once
+         * a truncate made the file itself.
+         */
+        private boolean createNew; // guarded by this
         private SandboxFs.WriteStream stream; // guarded by this
         /** Why the file is given up (a refused write, the session gone); null while it is not. */
         private volatile String givenUp;
@@ -208,8 +214,9 @@ final class GuestChannels {
         private volatile long position;
         private volatile boolean open = true;
 
-        Writer(SandboxFs fs, String path, Integer mode, boolean replace, Truncator truncator) {
+        Writer(SandboxFs fs, String path, Integer mode, boolean replace, boolean createNew, Truncator truncator) {
             this.fs = fs;
+            this.createNew = createNew;
             this.path = path;
             this.mode = mode;
             this.replace = replace;
@@ -243,9 +250,9 @@ final class GuestChannels {
         private synchronized SandboxFs.WriteStream stream() throws IOException {
             if (stream == null) {
                 try {
-                    stream = fs.writeStream(path, mode);
+                    stream = createNew ? fs.createStream(path, mode) : fs.writeStream(path, mode);
                 } catch (MicrosandboxException e) {
-                    throw new IOException(path + ": " + e.getMessage(), e);
+                    throw failure(path, e);
                 }
             }
             return stream;
@@ -304,6 +311,15 @@ final class GuestChannels {
             try {
                 synchronized (this) {
                     if (stream == null) {
+                        if (createNew) {
+                            // made here, exclusively, before anything resizes it: one made meanwhile is not touched
+                            try {
+                                fs.create(path, new byte[0], mode);
+                            } catch (MicrosandboxException e) {
+                                throw failure(path, e);
+                            }
+                            createNew = false;
+                        }
                         truncator.truncate(size);
                     } else if (size < position) {
                         giveUp("truncated below what was written");

@@ -122,7 +122,7 @@ final class GuestFileSystemProvider extends FileSystemProvider {
         View view = new View(p, true);
         // the permissions an open carries are for a file it creates (as open(2)'s mode): an
         // existing file keeps its own, so an upload cannot widen a private file's
-        return new GuestChannels.Writer(fs, p.guest(), exists ? null : mode(attrs), replace,
+        return new GuestChannels.Writer(fs, p.guest(), exists ? null : mode(attrs), replace, options.contains(StandardOpenOption.CREATE_NEW),
                 size -> view.guestCommand("truncate", "-s", Long.toString(size)));
     }
 

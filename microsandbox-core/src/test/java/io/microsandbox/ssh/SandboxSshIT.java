@@ -294,6 +294,38 @@ class SandboxSshIT {
         }
     }
 
+    /**
+     * An exclusive open (CREATE_NEW) never replaces a file: one there refuses the open, and one
+     * the guest makes while the upload runs fails its close and stays as the guest wrote it.
+     */
+    @Test
+    @Timeout(180)
+    void sftpExclusiveCreateNeverReplacesAFileMadeMeanwhile() throws Exception {
+        String path = "/tmp/exclusive.txt";
+        sandbox.shell("rm -f " + path);
+        try (SandboxSshClient client = sandbox.ssh().openClient(); SftpClient sftp = client.sftp()) {
+            SftpClient.CloseableHandle h = sftp.open(path, SftpClient.OpenMode.Write, SftpClient.OpenMode.Create, SftpClient.OpenMode.Exclusive);
+            sftp.write(h, 0, new byte[8192]);
+            awaitTemporaries(n -> n > 0);
+            assertThat(sandbox.shell("echo guest > " + path).exitCode()).isZero();
+            assertThatThrownBy(h::close).isInstanceOfSatisfying(org.apache.sshd.sftp.common.SftpException.class,
+                    e -> assertThat(e.getStatus()).isEqualTo(org.apache.sshd.sftp.common.SftpConstants.SSH_FX_FILE_ALREADY_EXISTS));
+            assertThat(sandbox.fs().readString(path)).isEqualTo("guest\n");
+            awaitTemporaries(n -> n == 0);
+
+            assertThatThrownBy(() -> sftp.open(path, SftpClient.OpenMode.Write, SftpClient.OpenMode.Create, SftpClient.OpenMode.Exclusive))
+                    .isInstanceOfSatisfying(org.apache.sshd.sftp.common.SftpException.class,
+                            e -> assertThat(e.getStatus()).isEqualTo(org.apache.sshd.sftp.common.SftpConstants.SSH_FX_FILE_ALREADY_EXISTS));
+            sandbox.shell("rm -f " + path);
+            try (OutputStream out = sftp.write(path, SftpClient.OpenMode.Write, SftpClient.OpenMode.Create, SftpClient.OpenMode.Exclusive)) {
+                out.write("mine\n".getBytes(StandardCharsets.UTF_8));
+            }
+            assertThat(sandbox.fs().readString(path)).isEqualTo("mine\n");
+        } finally {
+            sandbox.shell("rm -f " + path);
+        }
+    }
+
     /** A guest refusal found only at the first write reaches the SFTP client as what it is, not as a bare failure. */
     @Test
     void aWriteTheGuestRefusesIsPermissionDenied() throws Exception {

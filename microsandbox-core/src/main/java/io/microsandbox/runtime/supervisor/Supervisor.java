@@ -245,10 +245,12 @@ public final class Supervisor {
     private final java.util.concurrent.atomic.AtomicBoolean bootSettled = new java.util.concurrent.atomic.AtomicBoolean();
     private volatile ObjectNode readyPayload;
     /**
-     * The read-only lower disk QEMU opened, as it was then (null when none): a checkpoint over
+     * The read-only lower disk, as its path named it when QEMU was started (null when none): a checkpoint over
      * a disk rebuilt at its path since would record a disk the guest never read.
      */
     private io.microsandbox.runtime.vmm.LowerDiskFile lowerDisk;
+    /** The most features an agent's hello may name that reach clients. */
+    static final int MAX_AGENT_FEATURES = 32;
     /** QEMU's version (QMP's greeting or query-version), for Sandbox.runtimeVersion(); null when it could not be read. */
     private volatile CompletableFuture<String> qemuVersion = CompletableFuture.completedFuture(null);
     /**
@@ -796,6 +798,21 @@ public final class Supervisor {
     }
 
     /** A name the guest reported (its agent's or kernel's version), cut short for clients' welcomes. */
+    /**
+     * The features the agent named in its hello (or its core.restored), for clients to check
+     * before a request an older agent would not understand: short names only, at most
+     * {@link #MAX_AGENT_FEATURES}; anything else the guest sent is left out.
+     */
+    static com.fasterxml.jackson.databind.node.ArrayNode agentFeatures(JsonNode identity) {
+        var features = Json.array();
+        for (JsonNode f : identity.path("features")) {
+            if (features.size() < MAX_AGENT_FEATURES && f.isTextual() && f.textValue().matches("[a-z0-9_]{1,32}")) {
+                features.add(f.textValue());
+            }
+        }
+        return features;
+    }
+
     private static String guestText(String text) {
         return text == null ? null : Json.brief(text, GUEST_TEXT_CHARS);
     }
@@ -1193,6 +1210,7 @@ public final class Supervisor {
             JsonNode identity = helloFrame != null ? helloFrame.payload() : readyPayload;
             welcome.put("agent", guestText(identity.path("agent").asText(null)));
             welcome.put("kernel", guestText(identity.path("kernel").asText(null)));
+            welcome.set("features", agentFeatures(identity));
             welcome.put("qemu", qemuVersionOrNull());
             client.send(new Frame(0, 0, Protocol.SUP_WELCOME, welcome));
             SupervisorLog.debug(client + " connected");
