@@ -24,8 +24,7 @@ class DirectoryImagePruneIT {
     @Timeout(600)
     void aDirectoryImagesDiskIsKeptWhileASandboxOrCheckpointNeedsItAndPrunedAfter() throws Exception {
         Path home = Files.createTempDirectory("msb-prune-home");
-        Microsandbox runtime = Microsandbox.builder().home(home)
-                .kernelDir(KernelBundle.locate(RuntimeFiles.defaultHome()).dir()).build();
+        Microsandbox runtime = runtimeIn(home);
         Images images = Images.at(home);
         String source = "prune-src";
         String restored = "prune-restored";
@@ -55,15 +54,7 @@ class DirectoryImagePruneIT {
             assertThat(images.prune(Duration.ZERO)).isEqualTo(size);
             assertThat(disk).doesNotExist();
         } finally {
-            for (String name : List.of(source, restored)) {
-                runtime.find(name).ifPresent(h -> {
-                    h.kill();
-                    h.remove();
-                });
-            }
-            // a spare supervisor started for this home would write into it while it is deleted
-            io.microsandbox.runtime.supervisor.SpareSupervisors.release(runtime.home());
-            SandboxPreparer.deleteTree(home);
+            removeAll(runtime, source, restored);
         }
     }
 
@@ -76,8 +67,7 @@ class DirectoryImagePruneIT {
     @Timeout(600)
     void aCheckpointOverADiskBuiltAgainUnderTheRunningSandboxIsRefused() throws Exception {
         Path home = Files.createTempDirectory("msb-rebuilt-home");
-        Microsandbox runtime = Microsandbox.builder().home(home)
-                .kernelDir(KernelBundle.locate(RuntimeFiles.defaultHome()).dir()).build();
+        Microsandbox runtime = runtimeIn(home);
         String name = "rebuilt-under";
         try {
             try (Sandbox sb = runtime.create(name, TestSandboxes.config().build())) {
@@ -100,13 +90,26 @@ class DirectoryImagePruneIT {
             }
             assertThat(runtime.checkpoints().list()).hasSize(1);
         } finally {
+            removeAll(runtime, name);
+        }
+    }
+
+    /** A runtime whose home is {@code home}, with the kernel the suite set up. */
+    private static Microsandbox runtimeIn(Path home) {
+        return Microsandbox.builder().home(home).kernelDir(KernelBundle.locate(RuntimeFiles.defaultHome()).dir()).build();
+    }
+
+    /** Kills and removes {@code names}, then deletes the runtime's home. */
+    private static void removeAll(Microsandbox runtime, String... names) {
+        for (String name : names) {
             runtime.find(name).ifPresent(h -> {
                 h.kill();
                 h.remove();
             });
-            io.microsandbox.runtime.supervisor.SpareSupervisors.release(runtime.home());
-            SandboxPreparer.deleteTree(home);
         }
+        // a spare supervisor started for this home would write into it while it is deleted
+        io.microsandbox.runtime.supervisor.SpareSupervisors.release(runtime.home());
+        SandboxPreparer.deleteTree(runtime.home());
     }
 
     private static Path onlyCachedDisk(Path home) throws Exception {

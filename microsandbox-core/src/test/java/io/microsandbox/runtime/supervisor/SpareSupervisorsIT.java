@@ -143,11 +143,7 @@ class SpareSupervisorsIT {
     @Test
     @Timeout(240)
     void aCreationLikeTheLastAdoptsTheVmItsSparePreBootedAndARestartDoesNot() throws Exception {
-        sparesPreBootingSoon();
-        try (Sandbox first = runtime.create(TestSandboxes.uniqueName("pre-a"), TestSandboxes.config().ephemeral(true).build())) {
-            assertThat(first.exec("true", List.of()).exitCode()).isZero();
-            awaitPrebootDir();
-        }
+        awaitAVmBootedAheadOfACreationLike("pre-a");
         String name = TestSandboxes.uniqueName("pre-b");
         SandboxLayout layout = SandboxLayout.of(home, name);
         try (Sandbox second = runtime.create(name, TestSandboxes.config().build())) {
@@ -176,11 +172,7 @@ class SpareSupervisorsIT {
     @Test
     @Timeout(240)
     void aKilledSupervisorOfAnAdoptedVmLeavesNoSecondNameOfItsDiskOnceTheSandboxIsRemoved() throws Exception {
-        sparesPreBootingSoon();
-        try (Sandbox first = runtime.create(TestSandboxes.uniqueName("pre-k"), TestSandboxes.config().ephemeral(true).build())) {
-            assertThat(first.exec("true", List.of()).exitCode()).isZero();
-            awaitPrebootDir();
-        }
+        awaitAVmBootedAheadOfACreationLike("pre-k");
         String name = TestSandboxes.uniqueName("pre-l");
         SandboxLayout layout = SandboxLayout.of(home, name);
         Sandbox adopting = runtime.create(name, TestSandboxes.config().build());
@@ -271,11 +263,7 @@ class SpareSupervisorsIT {
     @Test
     @Timeout(240)
     void aVmBootedAheadOverADiskPrunedAndBuiltAgainIsNotAdopted() throws Exception {
-        sparesPreBootingSoon();
-        try (Sandbox first = runtime.create(TestSandboxes.uniqueName("pre-p"), TestSandboxes.config().ephemeral(true).build())) {
-            assertThat(first.exec("true", List.of()).exitCode()).isZero();
-            awaitPrebootDir();
-        }
+        awaitAVmBootedAheadOfACreationLike("pre-p");
         assertThat(io.microsandbox.Images.at(home).prune(java.time.Duration.ZERO)).as("the disk only the pre-booted VM holds").isPositive();
         String name = TestSandboxes.uniqueName("pre-q");
         try (Sandbox second = runtime.create(name, TestSandboxes.config().ephemeral(true).build())) {
@@ -284,6 +272,18 @@ class SpareSupervisorsIT {
             assertThat(second.shell("echo own").stdout()).isEqualTo("own\n");
             second.checkpoint("over-the-rebuilt-disk");
             runtime.checkpoints().remove("over-the-rebuilt-disk");
+        }
+    }
+
+    /**
+     * With spares booting VMs ahead: creates a sandbox of {@link TestSandboxes#config()}, uses and
+     * closes it, and waits for the VM its spare boots for the next creation like it.
+     */
+    private void awaitAVmBootedAheadOfACreationLike(String namePrefix) throws Exception {
+        sparesPreBootingSoon();
+        try (Sandbox first = runtime.create(TestSandboxes.uniqueName(namePrefix), TestSandboxes.config().ephemeral(true).build())) {
+            assertThat(first.exec("true", List.of()).exitCode()).isZero();
+            awaitPrebootDir();
         }
     }
 
