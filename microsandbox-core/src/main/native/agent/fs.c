@@ -151,19 +151,21 @@ static char g_tmp_path[PATH_BUF + 32];
 static volatile sig_atomic_t g_tmp_live;
 static volatile int g_append_fd = -1;
 /* The file an exclusive write in place made (at g_tmp_path), removed should the write fail. */
-static volatile int g_created_fd = -1;
+static volatile sig_atomic_t g_created;
+static dev_t g_created_dev;
+static ino_t g_created_ino;
 static volatile off_t g_append_size;
 /* Bytes pump() wrote so far. */
 static volatile uint64_t g_pumped;
 
 static void put_back(void)
 {
-    struct stat st, made;
-    if (g_created_fd >= 0) {
+    struct stat st;
+    if (g_created) {
         /* only while the name still leads to the file made: the guest may have put another there */
-        if (fstat(g_created_fd, &made) == 0 && lstat(g_tmp_path, &st) == 0 && st.st_dev == made.st_dev && st.st_ino == made.st_ino)
+        if (lstat(g_tmp_path, &st) == 0 && st.st_dev == g_created_dev && st.st_ino == g_created_ino)
             unlink(g_tmp_path);
-        g_created_fd = -1;
+        g_created = 0;
     } else if (g_tmp_live) {
         unlink(g_tmp_path);
         g_tmp_live = 0;
@@ -350,7 +352,7 @@ static void __attribute__((noreturn)) written(int fd, const char *path, uint64_t
     if (fd >= 0 && (fsync(fd) < 0 || close(fd) < 0))
         fail("write", path, errno);
     g_append_fd = -1;
-    g_created_fd = -1; /* an exclusive write in place: the file it made stays */
+    g_created = 0; /* an exclusive write in place: the file it made stays */
     sync_parent(path);
     cbor_put_map(&g_res, 1);
     cbor_put_text(&g_res, "size");
@@ -368,9 +370,12 @@ static void __attribute__((noreturn)) write_in_place(const fs_args *a)
     if (a->exclusive)
         block_term(true);
     int fd = open(a->path, flags, a->has_mode ? a->mode : 0644);
-    if (fd >= 0 && a->exclusive) {
+    struct stat made;
+    if (fd >= 0 && a->exclusive && fstat(fd, &made) == 0) {
         snprintf(g_tmp_path, sizeof g_tmp_path, "%s", a->path);
-        g_created_fd = fd;
+        g_created_dev = made.st_dev;
+        g_created_ino = made.st_ino;
+        g_created = 1;
     }
     if (a->exclusive)
         block_term(false);

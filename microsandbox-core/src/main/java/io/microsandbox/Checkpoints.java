@@ -158,37 +158,59 @@ public final class Checkpoints {
      * A shared hold on {@code checkpoint}'s files for a restore or fork that reads them: a
      * remove, which takes the same lock exclusively, is refused until every one has ended (else
      * a remove and a new checkpoint of the name during a fork could hand later restores the new
-     * one's files beside the old one's). Null when the lock cannot be made (a directory this
-     * user cannot write, or one removed meanwhile): the restore runs unpinned.
+     * one's files beside the old one's). Null when the lock cannot be made in a directory this
+     * user cannot write: the restore then runs unpinned, once the manifest is found unchanged.
      *
-     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} while it is being removed
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} while it is being removed,
+     *         or once it was removed or taken again since {@code checkpoint} was read
      */
     static SandboxLock pinForRestore(Checkpoint checkpoint) {
         Path lockFile = checkpoint.path().resolve(io.microsandbox.runtime.CheckpointSaving.SAVING_LOCK);
         SandboxLock pin;
         try {
             pin = SandboxLock.tryAcquireShared(lockFile);
+        } catch (java.nio.file.NoSuchFileException e) {
+            throw replaced(checkpoint);
         } catch (IOException e) {
+            // a directory this user cannot write: unpinned, but still the checkpoint that was read
+            requireUnchanged(checkpoint);
             return null;
         }
         if (pin == null) {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "checkpoint '" + checkpoint.name() + "' is being removed");
         }
-        // a lock on the file of a directory removed meanwhile holds nothing, and a checkpoint
-        // taken again under the name since this one was read has other files
-        boolean same;
         try {
-            same = pin.isOn(lockFile) && SnapshotDirectories.get(checkpoint.path(), Checkpoint.MANIFEST_FILE, "checkpoint",
-                    checkpoint.name(), Checkpoint::parse).digest().equals(checkpoint.digest());
-        } catch (MicrosandboxException e) {
-            same = false;
-        }
-        if (!same) {
+            // a lock on the file of a directory removed meanwhile holds nothing
+            if (!pin.isOn(lockFile)) {
+                throw replaced(checkpoint);
+            }
+            requireUnchanged(checkpoint);
+            return pin;
+        } catch (RuntimeException e) {
             pin.close();
-            throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "checkpoint '" + checkpoint.name()
-                    + "' was removed or taken again since it was read; get it again");
+            throw e;
         }
-        return pin;
+    }
+
+    /** Fails when the checkpoint at {@code checkpoint}'s path is another one (taken again under the name since it was read), or none. */
+    private static void requireUnchanged(Checkpoint checkpoint) {
+        Checkpoint now;
+        try {
+            now = SnapshotDirectories.get(checkpoint.path(), Checkpoint.MANIFEST_FILE, "checkpoint", checkpoint.name(), Checkpoint::parse);
+        } catch (MicrosandboxException e) {
+            if (e.kind() == ErrorKind.SNAPSHOT_NOT_FOUND) {
+                throw replaced(checkpoint);
+            }
+            throw e;
+        }
+        if (!now.digest().equals(checkpoint.digest())) {
+            throw replaced(checkpoint);
+        }
+    }
+
+    private static MicrosandboxException replaced(Checkpoint checkpoint) {
+        return new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "checkpoint '" + checkpoint.name()
+                + "' was removed or taken again since it was read; get it again");
     }
 
     /**

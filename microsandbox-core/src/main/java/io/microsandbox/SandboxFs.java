@@ -207,16 +207,30 @@ public final class SandboxFs {
      * sandbox started by an earlier SDK): it would ignore the request's new field, not refuse it.
      */
     private void requireAgentFeature(String feature, String what) {
+        if (!agentHas(feature)) {
+            throw new MicrosandboxException(ErrorKind.UNSUPPORTED_OPERATION, "sandbox '" + sandbox + "' runs a guest agent without "
+                    + what + " (it was started by an earlier microsandbox); stop and start it to use this");
+        }
+    }
+
+    /**
+     * Whether {@link #create}/{@link #createStream} work in this sandbox: false when its guest
+     * agent predates exclusive creation (a sandbox started by an earlier SDK).
+     */
+    public boolean canCreateExclusively() {
+        return agentHas(FS_EXCLUSIVE);
+    }
+
+    private boolean agentHas(String feature) {
         ObjectNode welcome = client.welcome();
         if (welcome != null) {
             for (JsonNode f : welcome.path("features")) {
                 if (feature.equals(f.asText())) {
-                    return;
+                    return true;
                 }
             }
         }
-        throw new MicrosandboxException(ErrorKind.UNSUPPORTED_OPERATION, "sandbox '" + sandbox + "' runs a guest agent without "
-                + what + " (it was started by an earlier microsandbox); stop and start it to use this");
+        return false;
     }
 
     /** {@link #createStream} of {@code data} in one call: the file is created with it, or the call fails. */

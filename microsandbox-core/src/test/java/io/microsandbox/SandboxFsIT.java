@@ -363,6 +363,7 @@ class SandboxFsIT {
         SandboxFs fs = sandbox.fs();
         assertThat(sandbox.shell("mkdir -p /srv/c && echo theirs > /srv/c/there && ln -s nowhere /srv/c/dangling && mkdir /srv/c/dir")
                 .exitCode()).isZero();
+        assertThat(fs.canCreateExclusively()).isTrue();
         fs.create("/srv/c/new", "mine".getBytes(StandardCharsets.UTF_8), 0600);
         assertThat(fs.readString("/srv/c/new")).isEqualTo("mine");
         assertThat(fs.stat("/srv/c/new").mode()).isEqualTo(0600);

@@ -40,6 +40,7 @@ class SandboxFsTest {
         try (FakeSupervisor supervisor = new FakeSupervisor(dir)) {
             AgentClient client = supervisor.connect();
             SandboxFs fs = new SandboxFs("fake", client, null, () -> { });
+            assertThat(fs.canCreateExclusively()).isFalse();
             assertThatThrownBy(() -> fs.create("/etc/motd", new byte[0], null)).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
                 assertThat(e.kind()).isEqualTo(ErrorKind.UNSUPPORTED_OPERATION);
                 assertThat(e.getMessage()).contains("stop and start it");

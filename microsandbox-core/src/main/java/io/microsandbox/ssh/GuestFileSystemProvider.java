@@ -114,6 +114,11 @@ final class GuestFileSystemProvider extends FileSystemProvider {
         if (exists && options.contains(StandardOpenOption.CREATE_NEW)) {
             throw new FileAlreadyExistsException(p.guest());
         }
+        if (options.contains(StandardOpenOption.CREATE_NEW) && !fs.canCreateExclusively()) {
+            // refused at the open: a client using an exclusive open as a lock must not think it got one
+            throw new UnsupportedOperationException("the sandbox's guest agent cannot create " + p.guest()
+                    + " exclusively (it was started by an earlier microsandbox)");
+        }
         if (!exists && !options.contains(StandardOpenOption.CREATE) && !options.contains(StandardOpenOption.CREATE_NEW)) {
             throw new NoSuchFileException(p.guest());
         }

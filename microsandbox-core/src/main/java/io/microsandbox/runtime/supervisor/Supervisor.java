@@ -797,7 +797,6 @@ public final class Supervisor {
         }
     }
 
-    /** A name the guest reported (its agent's or kernel's version), cut short for clients' welcomes. */
     /**
      * The features the agent named in its hello (or its core.restored), for clients to check
      * before a request an older agent would not understand: short names only, at most
@@ -813,6 +812,7 @@ public final class Supervisor {
         return features;
     }
 
+    /** A name the guest reported (its agent's or kernel's version), cut short for clients' welcomes. */
     private static String guestText(String text) {
         return text == null ? null : Json.brief(text, GUEST_TEXT_CHARS);
     }

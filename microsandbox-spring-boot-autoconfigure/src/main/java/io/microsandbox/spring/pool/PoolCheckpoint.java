@@ -145,7 +145,10 @@ final class PoolCheckpoint {
      */
     private void remove(Checkpoint cp) {
         try {
-            runtime.checkpoints().remove(cp.path().toString());
+            // not one a take made at the path meanwhile (another creator's, now current)
+            if (runtime.checkpoints().get(cp.path().toString()).digest().equals(cp.digest())) {
+                runtime.checkpoints().remove(cp.path().toString());
+            }
         } catch (io.microsandbox.MicrosandboxException e) {
             log.info("pool '" + poolName + "': checkpoint " + cp.path() + " left for now: " + e.getMessage());
         }
