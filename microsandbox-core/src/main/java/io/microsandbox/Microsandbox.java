@@ -633,8 +633,8 @@ public final class Microsandbox {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_INTEGRITY, what + " records a sandbox that " + uncapturable
                     + ": no checkpoint can have been taken of it, so its manifest was altered");
         }
-        // its files stay the ones this restore reads, to its end: a remove (and a new checkpoint
-        // of the name) waits for it
+        // its files stay the ones this restore reads, to its end: a remove (and so a new
+        // checkpoint of the name) is refused meanwhile
         try (SandboxLock pin = Checkpoints.pinForRestore(checkpoint)) {
             return restorePinned(name, checkpoint, options, what);
         }

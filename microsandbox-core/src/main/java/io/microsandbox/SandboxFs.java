@@ -64,9 +64,10 @@ public final class SandboxFs {
     /** Group and others lose write permission on the host, as a umask of 022 gives. */
     private static final int HOST_COPY_MODE_MASK = 0755;
 
-    private final String sandbox;
     /** The agent feature of {@code fs.write}'s {@code exclusive} (see docs/protocol.md). */
     static final String FS_EXCLUSIVE = "fs_exclusive";
+
+    private final String sandbox;
     private final AgentClient client;
     private final String user;
     private final Runnable usable;

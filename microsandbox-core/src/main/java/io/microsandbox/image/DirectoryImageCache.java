@@ -104,19 +104,19 @@ public final class DirectoryImageCache {
         long cutoff = now - minAge.toMillis();
         long deadBuildCutoff = now - DEAD_BUILD_AGE.toMillis();
         return withCollectionLock(home, () -> {
-            Set<String> kept = pinnedNames(home);
-            boolean keepAll = kept == null;
-            kept = keepAll ? new HashSet<>() : kept;
-            for (Path disk : keptDisks.get()) {
-                if (disk != null && disk.getFileName() != null) {
-                    kept.add(disk.getFileName().toString());
+            Set<String> kept = pinnedNames(home); // null: every disk is kept
+            if (kept != null) {
+                for (Path disk : keptDisks.get()) {
+                    if (disk != null && disk.getFileName() != null) {
+                        kept.add(disk.getFileName().toString());
+                    }
                 }
             }
             long freed = 0;
             try (var s = Files.list(cache)) {
                 for (Path p : s.toList()) {
                     String name = p.getFileName().toString();
-                    boolean unused = !keepAll && RootDisks.isCachedLowerName(name) && !kept.contains(name) && modifiedBefore(p, cutoff);
+                    boolean unused = kept != null && RootDisks.isCachedLowerName(name) && !kept.contains(name) && modifiedBefore(p, cutoff);
                     boolean deadBuild = name.startsWith(".") && name.endsWith(".ext4.part") && modifiedBefore(p, deadBuildCutoff);
                     if ((unused || deadBuild) && Files.isRegularFile(p, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
                         long size = Files.size(p);
@@ -152,19 +152,21 @@ public final class DirectoryImageCache {
                 if (sb.getFileName().toString().startsWith(".")) {
                     continue;
                 }
+                Path spec = SandboxLayout.of(home, sb.getFileName().toString()).specFile();
                 try {
                     if (Files.isRegularFile(pin)) {
                         names.add(Files.readString(pin, StandardCharsets.UTF_8).strip());
-                    } else {
-                        Path spec = SandboxLayout.of(home, sb.getFileName().toString()).specFile();
-                        if (Files.isRegularFile(spec)) {
-                            Path booted = diskInSpec(spec);
-                            if (booted == null) {
-                                return null;
-                            }
-                            if (booted.getFileName() != null) {
-                                names.add(booted.getFileName().toString());
-                            }
+                    } else if (Files.isRegularFile(spec)) {
+                        Path booted;
+                        try {
+                            booted = diskInSpec(spec);
+                        } catch (java.nio.file.NoSuchFileException e) {
+                            throw e;
+                        } catch (IOException | RuntimeException unreadable) {
+                            return null;
+                        }
+                        if (booted != null && booted.getFileName() != null) {
+                            names.add(booted.getFileName().toString());
                         }
                     }
                 } catch (java.nio.file.NoSuchFileException e) {
@@ -176,24 +178,19 @@ public final class DirectoryImageCache {
     }
 
     /**
-     * The lower disk QEMU's command line in a supervisor's spec opens; {@code Path.of("")} when
-     * it names none (a disk image's sandbox), null when the spec cannot be read.
+     * The lower disk QEMU's command line in a supervisor's spec opens; null when it names none
+     * (a disk image's sandbox).
+     *
+     * @throws IOException when the spec cannot be read or holds no command line
      */
-    private static Path diskInSpec(Path spec) throws java.nio.file.NoSuchFileException {
-        try {
-            List<String> argv = new java.util.ArrayList<>();
-            JsonNode vmmArgv = Json.parse(spec).path("vmmArgv");
-            if (!vmmArgv.isArray()) {
-                return null;
-            }
-            vmmArgv.forEach(a -> argv.add(a.asText()));
-            Path lower = LowerDiskFile.pathIn(argv);
-            return lower != null ? lower : Path.of("");
-        } catch (java.nio.file.NoSuchFileException e) {
-            throw e;
-        } catch (IOException | RuntimeException e) {
-            return null;
+    private static Path diskInSpec(Path spec) throws IOException {
+        JsonNode vmmArgv = Json.parse(spec).path("vmmArgv");
+        if (!vmmArgv.isArray()) {
+            throw new IOException(spec + " holds no vmmArgv");
         }
+        List<String> argv = new java.util.ArrayList<>();
+        vmmArgv.forEach(a -> argv.add(a.asText()));
+        return LowerDiskFile.pathIn(argv);
     }
 
     private static <T> T withCollectionLock(Path home, FileLocks.IoAction<T> action) throws IOException {

@@ -111,15 +111,16 @@ final class GuestFileSystemProvider extends FileSystemProvider {
             throw new UnsupportedOperationException("appending to a guest file (SandboxFs writes whole files)");
         }
         boolean exists = exists(p);
-        if (exists && options.contains(StandardOpenOption.CREATE_NEW)) {
+        boolean createNew = options.contains(StandardOpenOption.CREATE_NEW);
+        if (exists && createNew) {
             throw new FileAlreadyExistsException(p.guest());
         }
-        if (options.contains(StandardOpenOption.CREATE_NEW) && !fs.canCreateExclusively()) {
+        if (createNew && !fs.canCreateExclusively()) {
             // refused at the open: a client using an exclusive open as a lock must not think it got one
             throw new UnsupportedOperationException("the sandbox's guest agent cannot create " + p.guest()
                     + " exclusively (it was started by an earlier microsandbox)");
         }
-        if (!exists && !options.contains(StandardOpenOption.CREATE) && !options.contains(StandardOpenOption.CREATE_NEW)) {
+        if (!exists && !options.contains(StandardOpenOption.CREATE) && !createNew) {
             throw new NoSuchFileException(p.guest());
         }
         // a new file, or a truncated one, exists (empty) even if nothing is written
@@ -127,7 +128,7 @@ final class GuestFileSystemProvider extends FileSystemProvider {
         View view = new View(p, true);
         // the permissions an open carries are for a file it creates (as open(2)'s mode): an
         // existing file keeps its own, so an upload cannot widen a private file's
-        return new GuestChannels.Writer(fs, p.guest(), exists ? null : mode(attrs), replace, options.contains(StandardOpenOption.CREATE_NEW),
+        return new GuestChannels.Writer(fs, p.guest(), exists ? null : mode(attrs), replace, createNew,
                 size -> view.guestCommand("truncate", "-s", Long.toString(size)));
     }
 

@@ -24,7 +24,7 @@ public record LowerDiskFile(Path path, String fileKey, long modifiedNanos) {
     /** The path of the lower disk {@code argv} opens (read-only or not), or null when it opens none. */
     public static Path pathIn(List<String> argv) {
         String drive = lowerDrive(argv);
-        return drive == null ? null : Path.of(unescapedValue(drive, LOWER_DRIVE.length()));
+        return drive == null ? null : pathOf(drive);
     }
 
     /**
@@ -36,8 +36,12 @@ public record LowerDiskFile(Path path, String fileKey, long modifiedNanos) {
         if (drive == null || !drive.endsWith(",readonly=on")) {
             return null;
         }
-        Path path = Path.of(unescapedValue(drive, LOWER_DRIVE.length()));
-        return at(path);
+        return at(pathOf(drive));
+    }
+
+    /** The disk's path in the lower drive's option list. */
+    private static Path pathOf(String drive) {
+        return Path.of(unescapedValue(drive, LOWER_DRIVE.length()));
     }
 
     private static LowerDiskFile at(Path path) throws IOException {
