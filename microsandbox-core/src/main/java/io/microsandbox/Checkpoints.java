@@ -67,6 +67,18 @@ public final class Checkpoints {
         SnapshotDirectories.remove(locate(nameOrPath), Checkpoint.MANIFEST_FILE, "checkpoint", nameOrPath);
     }
 
+    /**
+     * Deletes this checkpoint and nothing else: where its directory now holds another one (removed
+     * and taken again under the name since {@code checkpoint} was read), that one stays. For
+     * callers that take and drop a checkpoint of one name over and over, such as a pool.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} when it is gone or was
+     *         taken again, or when a restore is reading it
+     */
+    public void remove(Checkpoint checkpoint) {
+        SnapshotDirectories.remove(checkpoint.path(), Checkpoint.MANIFEST_FILE, "checkpoint", checkpoint.name(), checkpoint.digest());
+    }
+
     /** A bare name under {@link #directory()}, or a path. */
     Path locate(String nameOrPath) {
         return Snapshots.locateIn(directory(), nameOrPath, "checkpoint");

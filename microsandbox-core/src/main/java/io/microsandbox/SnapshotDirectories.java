@@ -105,11 +105,27 @@ final class SnapshotDirectories {
      *         when it is still being written
      */
     static void remove(Path dir, String manifestFile, String what, String nameOrPath) {
-        Deletion deletion = deleteUnlessWritten(dir, manifestFile, true);
+        requireDeleted(deleteUnlessWritten(dir, manifestFile, true, null), dir, what, nameOrPath);
+    }
+
+    /**
+     * Deletes the finished {@code what} in {@code dir} whose manifest's digest is {@code digest},
+     * and nothing else: the digest is compared under the writing lock, so a {@code what} written
+     * again under the name since the caller read it stays.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} when it is gone or was
+     *         written again, or when it is being restored from
+     */
+    static void remove(Path dir, String manifestFile, String what, String name, String digest) {
+        requireDeleted(deleteUnlessWritten(dir, manifestFile, true, digest), dir, what, name);
+    }
+
+    private static void requireDeleted(Deletion deletion, Path dir, String what, String nameOrPath) {
         if (deletion != Deletion.DELETED) {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no " + what + " '" + nameOrPath + "'" + switch (deletion) {
                 case BEING_WRITTEN -> " (one is being written there, or restored from)";
                 case NOT_OURS -> " (" + dir + " holds no " + what + ")";
+                case REPLACED -> " as it was read (it was removed, or taken again under its name since)";
                 default -> "";
             });
         }
@@ -126,7 +142,9 @@ final class SnapshotDirectories {
         /** finished, and only an unfinished one was to go */
         FINISHED,
         /** neither a manifest nor a writing lock file: not ours, never deleted */
-        NOT_OURS
+        NOT_OURS,
+        /** finished, but not the one asked for: its manifest is another (or unreadable) */
+        REPLACED
     }
 
     /**
@@ -134,9 +152,11 @@ final class SnapshotDirectories {
      * one whose writer died, and a finished one when {@code finishedToo}. Its writing lock is
      * held from the decision to the deletion, so no writer works inside it meanwhile and no
      * other deleter swaps it for a new one under the same name: a claim can only put a new
-     * directory there once this one is gone.
+     * directory there once this one is gone. With a {@code digest}, only a finished one whose
+     * manifest has that digest is deleted; it is compared under the lock, where no claim can
+     * have put another manifest in its place.
      */
-    static Deletion deleteUnlessWritten(Path dir, String manifestFile, boolean finishedToo) {
+    static Deletion deleteUnlessWritten(Path dir, String manifestFile, boolean finishedToo, String digest) {
         Path manifest = dir.resolve(manifestFile);
         Path lockFile = dir.resolve(WRITING_LOCK);
         boolean finished = Files.isRegularFile(manifest, LinkOption.NOFOLLOW_LINKS);
@@ -167,7 +187,19 @@ final class SnapshotDirectories {
             if (Files.isRegularFile(manifest, LinkOption.NOFOLLOW_LINKS) && !finishedToo) {
                 return Deletion.FINISHED; // its writer finished between the two looks
             }
+            if (digest != null && !digest.equals(manifestDigest(manifest))) {
+                return Deletion.REPLACED;
+            }
             return deleteUnlessSaving(dir);
+        }
+    }
+
+    /** The digest of the manifest {@code file} (a snapshot's and a checkpoint's identity), or null when there is none to read. */
+    private static String manifestDigest(Path file) {
+        try {
+            return Snapshot.sha256(readManifest(file, "a snapshot or checkpoint"));
+        } catch (IOException | MicrosandboxException e) {
+            return null;
         }
     }
 

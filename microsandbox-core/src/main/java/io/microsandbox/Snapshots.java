@@ -71,6 +71,17 @@ public final class Snapshots {
     }
 
     /**
+     * Deletes this snapshot and nothing else: where its directory now holds another one (removed
+     * and written again under the name since {@code snapshot} was read), that one stays.
+     *
+     * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_NOT_FOUND} when it is gone or was
+     *         written again
+     */
+    public void remove(Snapshot snapshot) {
+        SnapshotDirectories.remove(snapshot.path(), Snapshot.MANIFEST_FILE, "snapshot", snapshot.name(), snapshot.digest());
+    }
+
+    /**
      * Checks a snapshot's upper copy against its integrity hash (see {@link Snapshot#verify()}).
      *
      * @throws MicrosandboxException {@link ErrorKind#SNAPSHOT_INTEGRITY} on a mismatch
@@ -173,7 +184,7 @@ public final class Snapshots {
             try {
                 return SnapshotDirectories.claim(dir);
             } catch (FileAlreadyExistsException e) {
-                SnapshotDirectories.Deletion abandoned = SnapshotDirectories.deleteUnlessWritten(dir, manifestFile, false);
+                SnapshotDirectories.Deletion abandoned = SnapshotDirectories.deleteUnlessWritten(dir, manifestFile, false, null);
                 if (abandoned != SnapshotDirectories.Deletion.DELETED && abandoned != SnapshotDirectories.Deletion.GONE) {
                     throw e;
                 }

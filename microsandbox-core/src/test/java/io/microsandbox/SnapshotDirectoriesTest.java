@@ -201,7 +201,7 @@ class SnapshotDirectoriesTest {
         }
     }
 
-    /** Restores pin a checkpoint's files (shared, any number at once): a remove waits until they end. */
+    /** Restores pin a checkpoint's files (shared, any number at once): a remove is refused until they end. */
     @Test
     void aCheckpointBeingRestoredFromIsNotRemoved() throws Exception {
         Checkpoints checkpoints = new Checkpoints(home);
@@ -223,6 +223,46 @@ class SnapshotDirectoriesTest {
             assertThat(SandboxLock.tryAcquireShared(pinFile)).as("no restore begins during a remove").isNull();
         }
         checkpoints.remove("in-use");
+        assertThat(dir).doesNotExist();
+    }
+
+    /** A pool drops the checkpoint it read; another creator may have taken one of the name since. */
+    @Test
+    void aRemoveOfTheCheckpointAsReadLeavesOneTakenAgainUnderItsName() throws Exception {
+        Checkpoints checkpoints = new Checkpoints(home);
+        Path dir = checkpoints.directory().resolve("retaken");
+        writeCheckpoint(dir, "2026-11-29T01:00:00Z");
+        Checkpoint first = checkpoints.get("retaken");
+        checkpoints.remove("retaken");
+        writeCheckpoint(dir, "2026-11-29T02:00:00Z");
+        Checkpoint second = checkpoints.get("retaken");
+        assertThat(second.digest()).isNotEqualTo(first.digest());
+
+        assertThatThrownBy(() -> checkpoints.remove(first)).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+            assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_NOT_FOUND);
+            assertThat(e.getMessage()).contains("'retaken'", "taken again");
+        });
+        assertThat(checkpoints.get("retaken").digest()).isEqualTo(second.digest());
+
+        checkpoints.remove(second);
+        assertThat(dir).doesNotExist();
+        assertThatThrownBy(() -> checkpoints.remove(second)).isInstanceOfSatisfying(MicrosandboxException.class,
+                e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_NOT_FOUND));
+    }
+
+    @Test
+    void aSnapshotIsRemovedAsReadAndNotOnceWrittenAgain() throws Exception {
+        Snapshots snapshots = new Snapshots(home);
+        Path dir = snapshots.directory().resolve("rewritten");
+        Files.createDirectories(dir);
+        Files.write(dir.resolve(Snapshot.MANIFEST_FILE), snapshotManifest("2026-11-29T01:00:00Z"));
+        Snapshot first = snapshots.get("rewritten");
+        Files.write(dir.resolve(Snapshot.MANIFEST_FILE), snapshotManifest("2026-11-29T02:00:00Z"));
+
+        assertThatThrownBy(() -> snapshots.remove(first)).isInstanceOfSatisfying(MicrosandboxException.class,
+                e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_NOT_FOUND));
+        assertThat(dir.resolve(Snapshot.MANIFEST_FILE)).exists();
+        snapshots.remove(snapshots.get("rewritten"));
         assertThat(dir).doesNotExist();
     }
 
@@ -442,6 +482,10 @@ class SnapshotDirectoriesTest {
         fields.put("vm", Map.of());
         fields.put("createdAt", createdAt);
         return Snapshot.canonicalManifest(fields);
+    }
+
+    private static byte[] snapshotManifest(String createdAt) {
+        return Snapshot.canonicalManifest(Map.of("format", Snapshot.FORMAT, "image", "alpine", "createdAt", createdAt));
     }
 
     private static void mkfifo(Path path) throws Exception {

@@ -140,15 +140,13 @@ final class PoolCheckpoint {
     }
 
     /**
-     * Removes {@code cp} unless a restore still reads it: then the next {@link #take} (or the
+     * Removes {@code cp}, never one a take made at its path meanwhile (another creator's, now
+     * current), and not while a restore still reads it: then the next {@link #take} (or the
      * next start's {@link #removeLeftover}) removes it, before it could make another at its path.
      */
     private void remove(Checkpoint cp) {
         try {
-            // not one a take made at the path meanwhile (another creator's, now current)
-            if (runtime.checkpoints().get(cp.path().toString()).digest().equals(cp.digest())) {
-                runtime.checkpoints().remove(cp.path().toString());
-            }
+            runtime.checkpoints().remove(cp);
         } catch (io.microsandbox.MicrosandboxException e) {
             log.info("pool '" + poolName + "': checkpoint " + cp.path() + " left for now: " + e.getMessage());
         }
