@@ -124,7 +124,8 @@ final class SnapshotDirectories {
         if (deletion != Deletion.DELETED) {
             throw new MicrosandboxException(ErrorKind.SNAPSHOT_NOT_FOUND, "no " + what + " '" + nameOrPath + "'" + switch (deletion) {
                 case BEING_WRITTEN -> " (one is being written there, or restored from)";
-                case NOT_OURS -> " (" + dir + " holds no " + what + ")";
+                case NOT_OURS -> " (" + dir + " holds no " + what + ", so it is left alone: neither a manifest nor a writer's lock;"
+                        + " delete it by hand if nothing else uses it)";
                 case REPLACED -> " as it was read (it was removed, or taken again under its name since)";
                 default -> "";
             });

@@ -250,6 +250,19 @@ class SnapshotDirectoriesTest {
                 e -> assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_NOT_FOUND));
     }
 
+    /** A directory of the name that no writer made (or an older version's cut-short delete left) is never deleted. */
+    @Test
+    void aDirectoryWithNeitherManifestNorLockIsLeftAndTheErrorSaysWhatToDo() throws Exception {
+        Checkpoints checkpoints = new Checkpoints(home);
+        Path dir = Files.createDirectories(checkpoints.directory().resolve("foreign"));
+        Files.writeString(dir.resolve("data"), "someone's");
+        assertThatThrownBy(() -> checkpoints.remove("foreign")).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+            assertThat(e.kind()).isEqualTo(ErrorKind.SNAPSHOT_NOT_FOUND);
+            assertThat(e.getMessage()).contains(dir.toString(), "holds no checkpoint", "delete it by hand");
+        });
+        assertThat(dir.resolve("data")).hasContent("someone's");
+    }
+
     @Test
     void aSnapshotIsRemovedAsReadAndNotOnceWrittenAgain() throws Exception {
         Snapshots snapshots = new Snapshots(home);
