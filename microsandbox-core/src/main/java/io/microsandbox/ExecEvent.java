@@ -42,7 +42,8 @@ public sealed interface ExecEvent {
      *
      * @param kind    not_found, permission_denied, not_executable, bad_cwd, bad_args,
      *                resource_limit, user_setup_failed, out_of_memory, pty_setup_failed or other;
-     *                sandbox_draining when the sandbox refuses new commands (draining or stopping)
+     *                sandbox_draining when the sandbox refuses new commands (draining or stopping),
+     *                sandbox_checkpointing while a checkpoint of it is being taken (try again after)
      * @param errno   the guest errno, 0 when none
      * @param message what the agent said
      * @param stage   where it failed: spawn, user, cwd, pty or exec

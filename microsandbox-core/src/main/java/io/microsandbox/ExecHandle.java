@@ -47,8 +47,11 @@ public final class ExecHandle implements AutoCloseable {
     private final String command;
     private final BlockingQueue<ExecEvent> events = new LinkedBlockingQueue<>();
     private final ScheduledExecutorService timers;
-    private final ScheduledFuture<?> timeoutTask;
+    /** Null when there is no timeout; set once after the request is sent (see {@link #finish}). */
+    private volatile ScheduledFuture<?> timeoutTask;
     private final Duration timeout;
+    /** When the request was sent: a detach hands the supervisor what is left of the timeout. */
+    private final long sentAt;
     private final long maxOutputBytes;
     private final OutputStream stdin;
     /** Guards the two windows below; never held while anything blocks. */
@@ -67,6 +70,8 @@ public final class ExecHandle implements AutoCloseable {
     private volatile boolean finished;
     private volatile boolean timedOut;
     private volatile String connectionLost;
+    /** The terminal frame that ended the session without an exit or a failure (a newer or broken agent); null otherwise. */
+    private volatile String endedWithoutStatus;
     /** How the command ended, as the guest reported it; null while it runs or when it never ran. */
     private volatile ExecEvent.Exited exit;
     private volatile ExecEvent.Failed failure;
@@ -83,6 +88,7 @@ public final class ExecHandle implements AutoCloseable {
         this.maxOutputBytes = options.maxOutputBytes();
         this.stdin = options.stdinPipe() ? new StdinStream() : null;
         request.put("window", OUTPUT_WINDOW);
+        this.sentAt = System.nanoTime();
         client.register(id, new AgentClient.SessionListener() {
             @Override
             public void onFrame(Frame frame) {
@@ -109,7 +115,12 @@ public final class ExecHandle implements AutoCloseable {
             throw e;
         }
         // The timer only queues frames: one sandbox that does not read can delay no other's timeouts.
-        this.timeoutTask = timeout == null ? null : timers.schedule(this::timeoutExpired, timeout.toMillis(), TimeUnit.MILLISECONDS);
+        if (timeout != null) {
+            timeoutTask = timers.schedule(this::timeoutExpired, timeout.toMillis(), TimeUnit.MILLISECONDS);
+            if (finished) {
+                timeoutTask.cancel(false); // it ended (or was released) while its request went out: finish() found no task yet
+            }
+        }
     }
 
     /**
@@ -314,6 +325,10 @@ public final class ExecHandle implements AutoCloseable {
             throw new MicrosandboxException(ErrorKind.INVALID_HANDLE,
                     "the sandbox handle was closed or detached while '" + command + "' ran");
         }
+        if (endedWithoutStatus != null) {
+            throw new MicrosandboxException(ErrorKind.EXEC_FAILED, "'" + command + "' ended without an exit status: the guest ended its"
+                    + " session with " + io.microsandbox.runtime.Printable.brief(endedWithoutStatus, 64) + "; its outcome is unknown");
+        }
         throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox went away while '" + command + "' ran: " + connectionLost);
     }
 
@@ -322,7 +337,9 @@ public final class ExecHandle implements AutoCloseable {
      * here (it still goes to the exec log, {@link Sandbox#logs}, and is never held up), and it
      * ends on its own, also after this sandbox handle is closed or detached or this JVM exits.
      * A piped stdin ({@link ExecOptions.Builder#stdinPipe()}) reaches its end after what was
-     * written to it; a terminal's input is left open. A detached command still counts as
+     * written to it; a terminal's input is left open. Its {@link ExecOptions.Builder#timeout
+     * timeout} still holds: the sandbox's supervisor kills it when the time left runs out (that of a
+     * sandbox started by an earlier version of this SDK does not). A detached command still counts as
      * running: the sandbox's idle timeout waits for it, a drain waits for it and a checkpoint is
      * refused while it runs.
      *
@@ -339,7 +356,13 @@ public final class ExecHandle implements AutoCloseable {
             }
             released = true;
             if (!finished) {
-                trySend(new Frame(id, 0, Protocol.EXEC_DETACH, Json.object()));
+                ObjectNode p = Json.object();
+                if (timeout != null) {
+                    // the timer here ends with this handle: the supervisor keeps the time
+                    long left = timeout.toMillis() - TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - sentAt);
+                    p.put("kill_after_ms", Math.max(1, left));
+                }
+                trySend(new Frame(id, 0, Protocol.EXEC_DETACH, p));
             }
         }
         finish(); // which unregisters and cancels the timeout, as it did if the command ended first
@@ -395,6 +418,9 @@ public final class ExecHandle implements AutoCloseable {
             }
         }
         if (frame.isTerminal()) {
+            if (exit == null && failure == null) {
+                endedWithoutStatus = frame.type();
+            }
             finish();
         }
     }
@@ -404,9 +430,10 @@ public final class ExecHandle implements AutoCloseable {
      * (a daemon it left may hold its output open), end the call anyway.
      */
     private void timeoutExpired() {
-        // decided against finish(): a command whose end came first did not time out
+        // decided against finish(): a command whose end came first did not time out (its end is
+        // recorded, and queued, a moment before finish() runs)
         synchronized (credit) {
-            if (finished) {
+            if (finished || exit != null || failure != null) {
                 return;
             }
             timedOut = true;
@@ -433,8 +460,9 @@ public final class ExecHandle implements AutoCloseable {
             credit.notifyAll();
         }
         client.unregister(id);
-        if (timeoutTask != null) {
-            timeoutTask.cancel(false);
+        ScheduledFuture<?> task = timeoutTask;
+        if (task != null) {
+            task.cancel(false);
         }
         events.add(new ExecEvent.Done());
     }
@@ -490,12 +518,14 @@ public final class ExecHandle implements AutoCloseable {
 
     /**
      * What a call whose command never ran throws: a sandbox that refuses new commands is not
-     * running, a limit reached (the guest out of processes, or not reading) may pass, anything
-     * else is the command's failure.
+     * running, a limit reached (the guest out of processes, or not reading) or a checkpoint
+     * being taken may pass, anything else is the command's failure.
      */
     static MicrosandboxException notRun(String command, ExecEvent.Failed failed) {
         return switch (failed.kind()) {
             case "sandbox_draining" -> new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "cannot run '" + command + "': " + failed.message());
+            case "sandbox_checkpointing" -> new MicrosandboxException(ErrorKind.RESOURCE_LIMIT,
+                    "cannot run '" + command + "' now: " + failed.message() + "; try again once it is taken");
             case "resource_limit" -> new MicrosandboxException(ErrorKind.RESOURCE_LIMIT,
                     "cannot run '" + command + "' now: " + failed.message() + "; try again later");
             default -> new MicrosandboxException(ErrorKind.EXEC_FAILED, "cannot run '" + command + "': " + failed.kind() + " (" + failed.message() + ")");
@@ -539,12 +569,17 @@ public final class ExecHandle implements AutoCloseable {
                 throw new IOException("stdin of '" + command + "' is closed");
             }
             int sent = 0;
-            while (sent < len) {
-                int n = sendChunk(b, off + sent, len - sent, wait);
-                if (n == 0) {
-                    break; // no credit, and not waiting for it
+            try {
+                while (sent < len) {
+                    int n = sendChunk(b, off + sent, len - sent, wait);
+                    if (n == 0) {
+                        break; // no credit, and not waiting for it
+                    }
+                    sent += n;
                 }
-                sent += n;
+            } catch (InterruptedIOException e) {
+                e.bytesTransferred = sent; // what went before the interrupt: a retry must not send it again
+                throw e;
             }
             return sent;
         }

@@ -160,13 +160,13 @@ class ExecHandleTest {
 
     @Test
     void aCommandThatCouldNotStartForALimitMayBeTriedAgain() throws Exception {
-        for (String kind : new String[] {"resource_limit", "sandbox_draining", "not_found"}) {
+        for (String kind : new String[] {"resource_limit", "sandbox_draining", "sandbox_checkpointing", "not_found"}) {
             ExecHandle handle = start(ExecOptions.builder().build());
             int id = supervisor.next(Protocol.EXEC_REQUEST).id();
             supervisor.send(new Frame(id, Protocol.FLAG_TERMINAL, Protocol.EXEC_FAILED,
                     Json.object().put("kind", kind).put("errno", 0).put("message", "said the guest").put("stage", "spawn")));
             ErrorKind expected = switch (kind) {
-                case "resource_limit" -> ErrorKind.RESOURCE_LIMIT;
+                case "resource_limit", "sandbox_checkpointing" -> ErrorKind.RESOURCE_LIMIT;
                 case "sandbox_draining" -> ErrorKind.SANDBOX_NOT_RUNNING;
                 default -> ErrorKind.EXEC_FAILED;
             };
@@ -175,6 +175,57 @@ class ExecHandleTest {
                 assertThat(e.getMessage()).contains("'cmd'").contains("said the guest");
             });
         }
+    }
+
+    /** The timer here ends with the handle: a detach hands the supervisor what is left of the timeout. */
+    @Test
+    void aDetachedCommandTakesWhatIsLeftOfItsTimeoutAlong() throws Exception {
+        ExecHandle timed = start(ExecOptions.builder().timeout(Duration.ofSeconds(60)).build());
+        supervisor.next(Protocol.EXEC_REQUEST);
+        timed.detach();
+        long left = supervisor.next(Protocol.EXEC_DETACH).payload().path("kill_after_ms").asLong(-1);
+        assertThat(left).isPositive().isLessThanOrEqualTo(60_000);
+
+        ExecHandle untimed = start(ExecOptions.builder().build());
+        supervisor.next(Protocol.EXEC_REQUEST);
+        untimed.detach();
+        assertThat(supervisor.next(Protocol.EXEC_DETACH).payload().has("kill_after_ms")).isFalse();
+    }
+
+    @Test
+    void aSessionEndedWithoutAnExitStatusSaysSo() throws Exception {
+        ExecHandle handle = start(ExecOptions.builder().build());
+        int id = supervisor.next(Protocol.EXEC_REQUEST).id();
+        supervisor.send(new Frame(id, Protocol.FLAG_TERMINAL, "exec.something_new", Json.object()));
+        assertThatThrownBy(handle::waitFor).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+            assertThat(e.kind()).isEqualTo(ErrorKind.EXEC_FAILED);
+            assertThat(e.getMessage()).contains("'cmd' ended without an exit status", "exec.something_new");
+        });
+    }
+
+    @Test
+    void anInterruptedStdinWriteSaysHowMuchWentOut() throws Exception {
+        ExecHandle handle = start(ExecOptions.builder().stdinPipe().build());
+        supervisor.next(Protocol.EXEC_REQUEST); // never returns credit
+        CompletableFuture<java.io.InterruptedIOException> writing = new CompletableFuture<>();
+        Thread writer = new Thread(() -> {
+            try {
+                handle.stdin().write(new byte[Protocol.STDIN_WINDOW + 10]);
+                writing.complete(null);
+            } catch (java.io.InterruptedIOException e) {
+                writing.complete(e);
+            } catch (IOException e) {
+                writing.completeExceptionally(e);
+            }
+        });
+        writer.start();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (writer.getState() != Thread.State.WAITING && System.nanoTime() < deadline) {
+            Thread.sleep(5);
+        }
+        writer.interrupt();
+        assertThat(writing.get(10, TimeUnit.SECONDS).bytesTransferred).isEqualTo(Protocol.STDIN_WINDOW);
+        handle.close();
     }
 
     @Test

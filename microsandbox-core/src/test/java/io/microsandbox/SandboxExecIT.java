@@ -266,6 +266,31 @@ class SandboxExecIT {
                 .as("what the detached command wrote after its 10 MB of output").isEqualTo("finished\n");
     }
 
+    /** A detached command keeps its timeout: its supervisor kills it when the time runs out, its client long gone. */
+    @Test
+    void aDetachedCommandIsStillKilledAtItsTimeout() throws Exception {
+        Sandbox client = Sandbox.connect(sandbox.name());
+        ExecHandle command = client.execStream("sh", List.of("-c", "echo $$ > /tmp/timed.pid; exec sleep 300"),
+                ExecOptions.builder().timeout(Duration.ofSeconds(4)).build());
+        assertThat(command.recv(Duration.ofSeconds(10))).isInstanceOf(ExecEvent.Started.class);
+        command.detach();
+        client.detach();
+        String probe = "p=$(cat /tmp/timed.pid 2>/dev/null); [ -n \"$p\" ] && kill -0 $p 2>/dev/null && echo alive || echo gone";
+        long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+        String state = sandbox.shell(probe).stdout().strip();
+        while (state.equals("gone") && System.nanoTime() < deadline) {
+            Thread.sleep(100); // the pid file may not be written yet
+            state = sandbox.shell(probe).stdout().strip();
+        }
+        assertThat(state).as("running once detached, before its timeout").isEqualTo("alive");
+        deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+        while (state.equals("alive") && System.nanoTime() < deadline) {
+            Thread.sleep(250);
+            state = sandbox.shell(probe).stdout().strip();
+        }
+        assertThat(state).as("killed at its timeout by the supervisor").isEqualTo("gone");
+    }
+
     /** The guest file's content once it ends with {@code end}, or as it is after {@code timeout}. */
     private String awaitFileEndingWith(String path, String end, Duration timeout) throws InterruptedException {
         long deadline = System.nanoTime() + timeout.toNanos();

@@ -87,6 +87,8 @@ public final class Supervisor {
     public static final long CLIENT_HELLO_TIMEOUT_MS = 10_000;
     /** How long file data from a client waits for room in the guest queue before its transfer is cancelled. */
     static final long FS_QUEUE_WAIT_MS = 10_000;
+    /** The longest timeout a client may hand on with a detach (a year: longer ones are not timeouts). */
+    private static final long MAX_DETACHED_TIMEOUT_MS = TimeUnit.DAYS.toMillis(365);
     /** Output credit a detached session has ahead of the exec log. */
     static final long DETACHED_WINDOW = 4L << 20;
     /** Frames waiting for the guest; past this, new requests are refused: the guest is not reading. */
@@ -1351,6 +1353,10 @@ public final class Supervisor {
                 }
             }
             grantDetachedCredit(route, false);
+            long killAfter = frame.payload().path("kill_after_ms").asLong(0);
+            if (killAfter > 0) {
+                timers.schedule(() -> detachedTimeout(route), Math.min(killAfter, MAX_DETACHED_TIMEOUT_MS), TimeUnit.MILLISECONDS);
+            }
             return;
         }
         if (Protocol.EXEC_WINDOW.equals(type) || Protocol.FS_WINDOW.equals(type)) {
@@ -1601,6 +1607,18 @@ public final class Supervisor {
      * any more; it stays open (counted, and keeping a checkpoint off) until the guest reports its
      * end.
      */
+    /**
+     * A detached command's timeout ran out (its client kept the time until the detach): it is
+     * killed as a cancel kills, and its end still closes the session. Only queues frames.
+     */
+    private void detachedTimeout(SessionRouter.Route route) {
+        if (router.ofGuest(route.guestId) != route) {
+            return; // it ended in time
+        }
+        SupervisorLog.log("detached session " + route.logId + " ran out of its timeout: killed");
+        cancelInGuest(route);
+    }
+
     private void cancelSession(SessionRouter.Route route) {
         router.cancel(route);
         cancelInGuest(route);
