@@ -144,6 +144,9 @@ public final class LogStream implements AutoCloseable, Iterable<LogEntry> {
                 }
                 ready.add(new LogEntry(source, l.session(), l.time(), l.data(), cursorOf(l.seq())));
             }
+        } catch (java.nio.channels.ClosedByInterruptException | java.io.InterruptedIOException e) {
+            Thread.currentThread().interrupt();
+            throw new MicrosandboxException(ErrorKind.CANCELLED, "interrupted while reading the logs of '" + name + "'", e);
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot read the logs of '" + name + "': " + e.getMessage(), e);
         }

@@ -257,7 +257,28 @@ public final class ExecLog implements AutoCloseable {
             return last;
         }
 
+        /**
+         * The entries written since the last poll. A failed poll (an interrupted read among
+         * them) returns nothing and changes nothing: the next one reads the same entries again.
+         */
         public List<Line> poll() throws IOException {
+            long lastBefore = last;
+            Object keyBefore = fileKey;
+            long offsetBefore = offset;
+            boolean startedBefore = started;
+            try {
+                return pollOnce();
+            } catch (IOException | RuntimeException e) {
+                last = lastBefore;
+                fileKey = keyBefore;
+                offset = offsetBefore;
+                started = startedBefore;
+                partial.reset();
+                throw e;
+            }
+        }
+
+        private List<Line> pollOnce() throws IOException {
             List<Line> out = new ArrayList<>();
             if (!started) {
                 // the older generation first, as if it were the one being followed

@@ -15,6 +15,27 @@ class ExecLogFollowerTest {
     @TempDir
     Path dir;
 
+    /** A poll that fails part-way (here, after the older generation was read) loses no entry: the next one returns them. */
+    @Test
+    void aFailedPollReturnsNothingAndTheNextReadsItsEntriesAgain() throws Exception {
+        Path scratch = dir.resolve("scratch.log");
+        try (ExecLog log = ExecLog.append(scratch)) {
+            for (int i = 1; i <= 5; i++) {
+                log.write("stdout", 1L, ("line " + i + "\n").getBytes(StandardCharsets.UTF_8));
+            }
+        }
+        List<String> written = Files.readAllLines(scratch);
+        Path file = dir.resolve("exec.log");
+        Files.write(ExecLog.rotated(file), written.subList(0, 3));
+        Files.createDirectory(file); // a read of it fails after the older generation's entries were taken
+        ExecLog.Follower follower = new ExecLog.Follower(file, 0);
+        org.assertj.core.api.Assertions.assertThatThrownBy(follower::poll).isInstanceOf(java.io.IOException.class);
+        assertThat(follower.last()).isZero();
+        Files.delete(file);
+        Files.write(file, written.subList(3, 5));
+        assertThat(follower.poll()).extracting(ExecLog.Line::text).containsExactly("line 1\n", "line 2\n", "line 3\n", "line 4\n", "line 5\n");
+    }
+
     @Test
     void numbersContinueAcrossAReopenAndARotation() throws Exception {
         Path file = dir.resolve("exec.log");
