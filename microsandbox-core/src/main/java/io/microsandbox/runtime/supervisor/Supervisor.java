@@ -87,6 +87,11 @@ public final class Supervisor {
     public static final long CLIENT_HELLO_TIMEOUT_MS = 10_000;
     /** How long file data from a client waits for room in the guest queue before its transfer is cancelled. */
     static final long FS_QUEUE_WAIT_MS = 10_000;
+    /**
+     * How long a client's {@code core.stats} waits for the guest before it is answered from the
+     * supervisor's own last sample (at most a few seconds old, or empty when the guest never gave one).
+     */
+    static final long GUEST_STATS_WAIT_MS = 2_000;
     /** The longest timeout a client may hand on with a detach (a year: longer ones are not timeouts). */
     private static final long MAX_DETACHED_TIMEOUT_MS = TimeUnit.DAYS.toMillis(365);
     /** Output credit a detached session has ahead of the exec log. */
@@ -1317,6 +1322,8 @@ public final class Supervisor {
                     }
                     return;
                 }
+                // a guest that does not answer (busy, or hostile) must not take the host's figures with it
+                timers.schedule(() -> answerStatsFromSample(route), GUEST_STATS_WAIT_MS, TimeUnit.MILLISECONDS);
             }
             if (!toGuestQueueRequest(route, frame)) {
                 clientStatsRequests.remove(route);
@@ -1708,11 +1715,13 @@ public final class Supervisor {
 
     /** Clients' {@code core.stats} the guest had not answered when it was paused: answered from the sample. */
     private void answerStatsRequestsFromSample() {
-        for (SessionRouter.Route route : clientStatsRequests) {
-            clientStatsRequests.remove(route);
-            if (router.close(route)) {
-                route.client.send(statsFromSample(route.clientId));
-            }
+        clientStatsRequests.forEach(this::answerStatsFromSample);
+    }
+
+    /** Answers a client's {@code core.stats} from the sample unless the guest has answered it. */
+    private void answerStatsFromSample(SessionRouter.Route route) {
+        if (clientStatsRequests.remove(route) && router.close(route)) {
+            route.client.send(statsFromSample(route.clientId));
         }
     }
 

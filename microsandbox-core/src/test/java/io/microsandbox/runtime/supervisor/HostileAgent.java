@@ -116,8 +116,12 @@ public final class HostileAgent {
                     }
                 }
                 case Protocol.CORE_PING, Protocol.CORE_TOUCH -> link.write(new Frame(frame.id(), Protocol.FLAG_TERMINAL, Protocol.CORE_PONG, null));
-                case Protocol.CORE_STATS -> link.write(new Frame(frame.id(), Protocol.FLAG_TERMINAL, Protocol.CORE_STATS,
-                        NODES.objectNode().put("mem_total_bytes", 1 << 29).put("mem_available_bytes", 1 << 28)));
+                case Protocol.CORE_STATS -> {
+                    if (!scenario.equals("stats-mute")) { // stats-mute: answers everything but its figures
+                        link.write(new Frame(frame.id(), Protocol.FLAG_TERMINAL, Protocol.CORE_STATS,
+                                NODES.objectNode().put("mem_total_bytes", 1 << 29).put("mem_available_bytes", 1 << 28)));
+                    }
+                }
                 case Protocol.EXEC_REQUEST -> exec(scenario, frame.id(), link, raw);
                 case Protocol.FS_REQUEST -> fs(scenario, frame.id(), frame.payload().path("op").asText(), link);
                 default -> {

@@ -275,6 +275,23 @@ class HostileGuestIT {
         }
     }
 
+    /** A guest that never gives its figures does not take the host's with it: metrics come, the guest's part empty. */
+    @Test
+    void metricsOfAGuestThatKeepsItsFiguresStillCome() throws Exception {
+        try (HostileSandboxes.Booted booted = HostileSandboxes.boot("stats-mute")) {
+            long start = System.nanoTime();
+            io.microsandbox.Metrics metrics = booted.sandbox().metrics();
+            assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(8));
+            assertThat(metrics.uptime()).isPositive();
+            assertThat(metrics.memoryAvailableBytes()).as("the guest's part").isNull();
+            try (io.microsandbox.MetricsStream stream = booted.sandbox().metricsStream(Duration.ofMillis(100))) {
+                assertThat(stream.recv(Duration.ofSeconds(10))).as("a stream goes on").isNotNull();
+                assertThat(stream.recv(Duration.ofSeconds(10))).isNotNull();
+            }
+            booted.sandbox().kill();
+        }
+    }
+
     /** Finding 5: one sandbox that does not read delays no other sandbox's timeouts. */
     @Test
     void aStuckSandboxDelaysNoOtherSandboxsTimeouts() throws Exception {
