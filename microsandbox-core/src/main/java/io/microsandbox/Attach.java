@@ -60,6 +60,8 @@ final class Attach {
         Thread pump = null;
         boolean detached = false;
         AtomicReference<Object> end = new AtomicReference<>();
+        // set once detached: output still queued is not written over what the caller prints next
+        AtomicBoolean quiet = new AtomicBoolean();
         try {
             handle = sandbox.execStream(command, args, options);
             ExecHandle h = handle;
@@ -67,6 +69,9 @@ final class Attach {
                 try {
                     ExecEvent e;
                     while ((e = h.recv()) != null) {
+                        if (quiet.get()) {
+                            continue;
+                        }
                         if (e instanceof ExecEvent.Stdout s) {
                             out.write(s.data());
                             out.flush();
@@ -81,8 +86,9 @@ final class Attach {
                     }
                 } catch (IOException | MicrosandboxException ex) {
                     end.compareAndSet(null, ex);
+                } finally {
+                    end.compareAndSet(null, "gone"); // whatever ended the pump ends the attach
                 }
-                end.compareAndSet(null, "gone");
             }, "msb-attach-output");
             pump.setDaemon(true);
             pump.start();
@@ -165,13 +171,7 @@ final class Attach {
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "attach to '" + command + "' failed: " + e.getMessage(), e);
         } finally {
-            restore.run();
-            try {
-                Runtime.getRuntime().removeShutdownHook(hook);
-            } catch (IllegalStateException ignored) {
-                // shutting down: the hook runs (and finds the terminal restored)
-            }
-            Winch.restore(previousWinch);
+            quiet.set(detached);
             if (handle != null) {
                 if (detached) {
                     handle.detach();
@@ -179,13 +179,21 @@ final class Attach {
                     handle.close(); // after its end a no-op; otherwise the command is not left behind
                 }
             }
-            if (pump != null && !detached) {
+            if (pump != null) {
+                // its last writes land before the terminal is restored, and none after attach returns
                 try {
                     pump.join(2000);
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
                 }
             }
+            restore.run();
+            try {
+                Runtime.getRuntime().removeShutdownHook(hook);
+            } catch (IllegalStateException ignored) {
+                // shutting down: the hook runs (and finds the terminal restored)
+            }
+            Winch.restore(previousWinch);
         }
         if (detached) {
             return Sandbox.ATTACH_DETACHED;
