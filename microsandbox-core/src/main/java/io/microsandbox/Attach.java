@@ -172,28 +172,31 @@ final class Attach {
             throw new MicrosandboxException(ErrorKind.IO, "attach to '" + command + "' failed: " + e.getMessage(), e);
         } finally {
             quiet.set(detached);
-            if (handle != null) {
-                if (detached) {
-                    handle.detach();
-                } else {
-                    handle.close(); // after its end a no-op; otherwise the command is not left behind
-                }
-            }
-            if (pump != null) {
-                // its last writes land before the terminal is restored, and none after attach returns
-                try {
-                    pump.join(2000);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                }
-            }
-            restore.run();
             try {
-                Runtime.getRuntime().removeShutdownHook(hook);
-            } catch (IllegalStateException ignored) {
-                // shutting down: the hook runs (and finds the terminal restored)
+                if (handle != null) {
+                    if (detached) {
+                        handle.detach(); // fails when the connection went first: the caller is told
+                    } else {
+                        handle.close(); // after its end a no-op; otherwise the command is not left behind
+                    }
+                }
+            } finally {
+                if (pump != null) {
+                    // its last writes land before the terminal is restored, and none after attach returns
+                    try {
+                        pump.join(2000);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                }
+                restore.run();
+                try {
+                    Runtime.getRuntime().removeShutdownHook(hook);
+                } catch (IllegalStateException ignored) {
+                    // shutting down: the hook runs (and finds the terminal restored)
+                }
+                Winch.restore(previousWinch);
             }
-            Winch.restore(previousWinch);
         }
         if (detached) {
             return Sandbox.ATTACH_DETACHED;

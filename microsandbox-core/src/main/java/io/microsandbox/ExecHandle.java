@@ -345,9 +345,13 @@ public final class ExecHandle implements AutoCloseable {
      *
      * @throws MicrosandboxException {@link ErrorKind#UNSUPPORTED_OPERATION} while part of
      *         {@link ExecOptions.Builder#stdin(byte[]) the stdin given up front} is still to be
-     *         sent (the command would get it cut short): wait for the command to take it
+     *         sent (the command would get it cut short): wait for the command to take it;
+     *         {@link ErrorKind#INVALID_HANDLE} when the sandbox handle was closed or detached
+     *         first (its commands ended with it), {@link ErrorKind#SANDBOX_NOT_RUNNING} when
+     *         the sandbox is gone
      */
     public void detach() {
+        MicrosandboxException notSent = null;
         synchronized (credit) {
             // under the credit lock: no stdin chunk can follow the detach, which its route would drop
             if (!finished && pendingStdin != null) {
@@ -362,10 +366,23 @@ public final class ExecHandle implements AutoCloseable {
                     long left = timeout.toMillis() - TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - sentAt);
                     p.put("kill_after_ms", Math.max(1, left));
                 }
-                trySend(new Frame(id, 0, Protocol.EXEC_DETACH, p));
+                try {
+                    client.send(new Frame(id, 0, Protocol.EXEC_DETACH, p));
+                } catch (MicrosandboxException e) {
+                    notSent = e;
+                }
+            } else if (exit == null && failure == null && connectionLost != null) {
+                // ended with its connection, not on its own: it does not run on either
+                notSent = client.closedWhileRunning()
+                        ? new MicrosandboxException(ErrorKind.INVALID_HANDLE, "the sandbox handle was closed or detached first")
+                        : new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox went away: " + connectionLost);
             }
         }
         finish(); // which unregisters and cancels the timeout, as it did if the command ended first
+        if (notSent != null) {
+            throw new MicrosandboxException(notSent.kind(), "cannot detach '" + command + "': " + notSent.getMessage()
+                    + "; the command did not outlive it", notSent);
+        }
     }
 
     /** Kills the process if it still runs, discards its unread output and releases the handle. */

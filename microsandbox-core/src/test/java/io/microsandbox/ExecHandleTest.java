@@ -192,6 +192,18 @@ class ExecHandleTest {
         assertThat(supervisor.next(Protocol.EXEC_DETACH).payload().has("kill_after_ms")).isFalse();
     }
 
+    /** A detach that cannot reach the supervisor says so: the command ended with the connection, it did not run on. */
+    @Test
+    void aDetachAfterTheConnectionWasClosedFails() throws Exception {
+        ExecHandle handle = start(ExecOptions.builder().build());
+        supervisor.next(Protocol.EXEC_REQUEST);
+        client.close();
+        assertThatThrownBy(handle::detach).isInstanceOfSatisfying(MicrosandboxException.class, e -> {
+            assertThat(e.kind()).isEqualTo(ErrorKind.INVALID_HANDLE);
+            assertThat(e.getMessage()).contains("cannot detach 'cmd'", "did not outlive it");
+        });
+    }
+
     @Test
     void aSessionEndedWithoutAnExitStatusSaysSo() throws Exception {
         ExecHandle handle = start(ExecOptions.builder().build());

@@ -219,14 +219,18 @@ public final class AgentClient implements AutoCloseable {
         } catch (IllegalArgumentException e) {
             throw new MicrosandboxException(ErrorKind.INVALID_ARGUMENT, e.getMessage(), e);
         }
-        if (closed) {
-            throw new MicrosandboxException(ErrorKind.INVALID_HANDLE, "the connection to sandbox '" + name + "' is closed");
+        // the look and the queueing are one step against close(): a frame that gets past the
+        // look is queued ahead of the end marker, never silently dropped behind it
+        synchronized (outbound) {
+            if (closed) {
+                throw new MicrosandboxException(ErrorKind.INVALID_HANDLE, "the connection to sandbox '" + name + "' is closed");
+            }
+            String lost = lostReason;
+            if (lost != null) {
+                throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name + "' is not running (" + lost + ")");
+            }
+            outbound.add(encoded); // an unbounded queue: never blocks
         }
-        String lost = lostReason;
-        if (lost != null) {
-            throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + name + "' is not running (" + lost + ")");
-        }
-        outbound.add(encoded);
     }
 
     /** Sends a supervisor or agent request and waits for its answer. */
@@ -356,12 +360,15 @@ public final class AgentClient implements AutoCloseable {
      */
     @Override
     public void close() {
-        if (!closed) {
+        synchronized (outbound) {
+            if (closed) {
+                return;
+            }
             closed = true;
-            firstExchange.complete(null);
             outbound.add(END);
-            CLOSER.schedule(link::close, 2, TimeUnit.SECONDS);
         }
+        firstExchange.complete(null);
+        CLOSER.schedule(link::close, 2, TimeUnit.SECONDS);
     }
 
     /** Why the link failed, never null: a link this process closed fails with no message of its own. */
