@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# the core alone takes the kernel jar (and the parent pom) from the local repository
+mvn -B -ntp -q install -DskipTests -pl microsandbox-kernel -am
 mvn -B -ntp verify -pl microsandbox-core -Dmsb.setup.home="${MSB_HOME:-$HOME/.microsandbox}" \
   -Dtest=NONE -Dsurefire.failIfNoSpecifiedTests=false -Dit.test=SandboxSoakIT \
   -Dmsb.soak.sandboxes="${SOAK_SANDBOXES:-200}" "$@"
