@@ -300,7 +300,8 @@ public final class ExecHandle implements AutoCloseable {
                 if (total > limit) {
                     kill();
                     throw new MicrosandboxException(ErrorKind.EXEC_FAILED, "'" + command + "' printed more than "
-                            + limit + " bytes and was killed; raise ExecOptions.builder().maxOutputBytes(...) or read the "
+                            + limit + " bytes and was killed; raise ExecOptions.builder().maxOutputBytes(...) (with Spring's SandboxTemplate,"
+                            + " withMaxOutputBytes(...)) or read the "
                             + "output as it comes with execStream(...).recv()");
                 }
                 (event instanceof ExecEvent.Stdout ? out : err).writeBytes(data);

@@ -101,6 +101,7 @@ public final class NetworkPolicy {
         return b.build();
     }
 
+    /** An empty policy to build: no rules, default action deny, names resolved, rebinding protection on. */
     public static Builder builder() {
         return new Builder();
     }
@@ -119,6 +120,7 @@ public final class NetworkPolicy {
         return b;
     }
 
+    /** The rules in order; the first that matches a connection decides. */
     public List<NetworkRule> rules() {
         return rules;
     }
@@ -133,6 +135,11 @@ public final class NetworkPolicy {
         return resolveNames;
     }
 
+    /**
+     * Whether answers to the guest's name lookups that are not public addresses are refused
+     * unless a rule naming addresses (CIDR or group) allows them: a public name must not lead
+     * the guest to the host's network (DNS rebinding).
+     */
     public boolean rebindingProtection() {
         return rebindingProtection;
     }
@@ -283,16 +290,26 @@ public final class NetworkPolicy {
             return this;
         }
 
+        /** What happens to a connection no rule matches; {@link NetworkRule.Action#DENY} unless set. */
         public Builder defaultAction(NetworkRule.Action action) {
             this.defaultAction = java.util.Objects.requireNonNull(action, "action");
             return this;
         }
 
+        /**
+         * Whether the guest's name lookups are answered at all (true unless set); with false
+         * every lookup gets NXDOMAIN and only rules by address can let a connection out.
+         */
         public Builder resolveNames(boolean resolveNames) {
             this.resolveNames = resolveNames;
             return this;
         }
 
+        /**
+         * Refuse lookup answers that are not public addresses unless an address rule allows
+         * them (on unless set; see {@link NetworkPolicy#rebindingProtection()}). Turning it off
+         * lets any allowed name lead the guest to private or loopback addresses.
+         */
         public Builder rebindingProtection(boolean on) {
             this.rebindingProtection = on;
             return this;

@@ -35,6 +35,7 @@ public final class RestoreOptions {
         return builder().build();
     }
 
+    /** Options to build, starting from {@link #defaults()}. */
     public static Builder builder() {
         return new Builder();
     }
@@ -44,14 +45,17 @@ public final class RestoreOptions {
         return hostname;
     }
 
+    /** Labels added to the source's (a label of the same key replaces the source's). */
     public Map<String, String> labels() {
         return labels;
     }
 
+    /** Whether the restored sandbox outlives this process, as {@link SandboxConfig#detached()}. */
     public boolean detached() {
         return detached;
     }
 
+    /** Whether the restored sandbox is removed when it stops, as {@link SandboxConfig#ephemeral()}. */
     public boolean ephemeral() {
         return ephemeral;
     }
@@ -84,16 +88,19 @@ public final class RestoreOptions {
             return this;
         }
 
+        /** Adds labels to the source's (a label of the same key replaces the source's). */
         public Builder labels(Map<String, String> labels) {
             this.labels.putAll(Objects.requireNonNull(labels, "labels"));
             return this;
         }
 
+        /** The restored sandbox outlives this process (see {@link SandboxConfig.Builder#detached(boolean)}); attached by default. */
         public Builder detached(boolean detached) {
             this.detached = detached;
             return this;
         }
 
+        /** The restored sandbox is removed when it stops (see {@link SandboxConfig.Builder#ephemeral(boolean)}); kept by default. */
         public Builder ephemeral(boolean ephemeral) {
             this.ephemeral = ephemeral;
             return this;
@@ -121,6 +128,7 @@ public final class RestoreOptions {
             return this;
         }
 
+        /** The options as set. */
         public RestoreOptions build() {
             return new RestoreOptions(this);
         }

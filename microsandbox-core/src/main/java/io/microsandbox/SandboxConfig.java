@@ -164,7 +164,7 @@ public final class SandboxConfig {
         return upperSizeMib;
     }
 
-    /** Default working directory of commands, or null for the user's home. */
+    /** Default working directory of commands, or null for the OCI image's {@code WorkingDir}, else the user's home. */
     public String workdir() {
         return workdir;
     }
@@ -179,7 +179,7 @@ public final class SandboxConfig {
         return hostname;
     }
 
-    /** Default guest user (name, uid or uid:gid), or null for root. */
+    /** Default guest user (name, uid or uid:gid), or null for the OCI image's {@code User}, else root. */
     public String user() {
         return user;
     }
@@ -826,7 +826,10 @@ public final class SandboxConfig {
             return this;
         }
 
-        /** Default working directory of commands (absolute guest path, at most 4095 bytes). */
+        /**
+         * Default working directory of commands (absolute guest path, at most 4095 bytes); when
+         * unset, an OCI image's {@code WorkingDir}, else the user's home.
+         */
         public Builder workdir(String workdir) {
             this.workdir = workdir;
             return this;
@@ -844,7 +847,10 @@ public final class SandboxConfig {
             return this;
         }
 
-        /** Default guest user for every command: a name, a uid or uid:gid (at most 255 bytes). */
+        /**
+         * Default guest user for every command: a name, a uid or uid:gid (at most 255 bytes);
+         * when unset, an OCI image's {@code User}, else root.
+         */
         public Builder user(String user) {
             this.user = user;
             return this;

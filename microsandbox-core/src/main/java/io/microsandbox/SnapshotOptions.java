@@ -23,14 +23,17 @@ public final class SnapshotOptions {
         return builder().build();
     }
 
+    /** Options to build, starting from {@link #defaults()}. */
     public static Builder builder() {
         return new Builder();
     }
 
+    /** Labels recorded in the manifest. */
     public Map<String, String> labels() {
         return labels;
     }
 
+    /** Whether the upper disk's content digest is recorded (checked by {@link Snapshot#verify()} and at boot). */
     public boolean integrity() {
         return integrity;
     }
@@ -55,6 +58,7 @@ public final class SnapshotOptions {
             return this;
         }
 
+        /** The options as set. */
         public SnapshotOptions build() {
             return new SnapshotOptions(this);
         }

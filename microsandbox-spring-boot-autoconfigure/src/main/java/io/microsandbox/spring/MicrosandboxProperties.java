@@ -64,10 +64,10 @@ public class MicrosandboxProperties {
     /** Labels attached to every sandbox, in addition to the pool's own labels. */
     private Map<String, String> labels = new LinkedHashMap<>();
 
-    /** Working directory of commands inside the sandboxes; the image's default when unset. */
+    /** Working directory of commands inside the sandboxes; the OCI image's WorkingDir, else the user's home, when unset. */
     private String workdir;
 
-    /** User that commands run as inside the sandboxes (a name from the image's /etc/passwd); root when unset. */
+    /** User that commands run as inside the sandboxes (a name from the image's /etc/passwd, a uid or uid:gid); the OCI image's User, else root, when unset. */
     private String user;
 
     /** Shell used by SandboxTemplate.shell(...) inside the sandboxes; /bin/sh when unset. */

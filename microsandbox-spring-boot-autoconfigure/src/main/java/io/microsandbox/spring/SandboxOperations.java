@@ -45,9 +45,20 @@ public interface SandboxOperations {
 
     /**
      * A copy whose commands are killed after {@code timeout} (then {@link SandboxTimeoutException});
-     * null, zero or negative: no time limit.
+     * null or zero: no time limit.
+     *
+     * @throws SandboxAccessException {@link io.microsandbox.ErrorKind#INVALID_ARGUMENT} when negative
      */
     SandboxOperations withTimeout(Duration timeout);
+
+    /**
+     * A copy whose commands may print up to {@code maxOutputBytes} (stdout and stderr together)
+     * into their {@link ExecOutput}; one that prints more is killed and fails with
+     * {@link SandboxExecutionFailedException}. The default is 16 MiB.
+     *
+     * @throws SandboxAccessException {@link io.microsandbox.ErrorKind#INVALID_ARGUMENT} when not positive
+     */
+    SandboxOperations withMaxOutputBytes(long maxOutputBytes);
 
     /** A copy that adds these environment variables to its commands. */
     SandboxOperations withEnv(Map<String, String> env);

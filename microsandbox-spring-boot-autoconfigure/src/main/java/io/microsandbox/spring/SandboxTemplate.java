@@ -33,44 +33,72 @@ public class SandboxTemplate implements SandboxOperations {
     private final Map<String, String> env;
     private final String cwd;
     private final String stdin;
+    /** The most output a command's result may hold; 0 for the core's default. */
+    private final long maxOutputBytes;
     /** The lease a callback works on, or null outside {@link #execute}. */
     private final Lease bound;
 
+    /**
+     * A template over {@code source} (a pool, or sandboxes booted on demand).
+     *
+     * @param observer told of every command (metrics, tracing); null for none
+     * @param defaultTimeout the time limit of every command unless {@link #withTimeout} says
+     *        otherwise; null or zero for none
+     * @throws SandboxAccessException {@link ErrorKind#INVALID_ARGUMENT} when {@code defaultTimeout} is negative
+     */
     public SandboxTemplate(SandboxSource source, ExecObserver observer, Duration defaultTimeout) {
-        this(source, observer == null ? ExecObserver.NOOP : observer, defaultTimeout, Map.of(), null, null, null);
+        this(source, observer == null ? ExecObserver.NOOP : observer, checkedTimeout(defaultTimeout), Map.of(), null, null, 0, null);
     }
 
     private SandboxTemplate(SandboxSource source, ExecObserver observer, Duration timeout, Map<String, String> env,
-                            String cwd, String stdin, Lease bound) {
+                            String cwd, String stdin, long maxOutputBytes, Lease bound) {
         this.source = source;
         this.observer = observer;
-        this.timeout = timeout == null || timeout.isZero() || timeout.isNegative() ? null : timeout;
+        this.timeout = timeout;
         this.env = env;
         this.cwd = cwd;
         this.stdin = stdin;
+        this.maxOutputBytes = maxOutputBytes;
         this.bound = bound;
+    }
+
+    /** Null for no limit; a negative one is refused: a typo must not lift the limit on untrusted code. */
+    private static Duration checkedTimeout(Duration timeout) {
+        if (timeout != null && timeout.isNegative()) {
+            throw new SandboxAccessException(ErrorKind.INVALID_ARGUMENT, "a timeout must not be negative, got " + timeout.toMillis()
+                    + " ms; zero or null means none", null);
+        }
+        return timeout == null || timeout.isZero() ? null : timeout;
     }
 
     @Override
     public SandboxTemplate withTimeout(Duration timeout) {
-        return new SandboxTemplate(source, observer, timeout, env, cwd, stdin, bound);
+        return new SandboxTemplate(source, observer, checkedTimeout(timeout), env, cwd, stdin, maxOutputBytes, bound);
+    }
+
+    @Override
+    public SandboxTemplate withMaxOutputBytes(long maxOutputBytes) {
+        if (maxOutputBytes <= 0) {
+            throw new SandboxAccessException(ErrorKind.INVALID_ARGUMENT, "maxOutputBytes must be positive, got " + maxOutputBytes, null);
+        }
+        return new SandboxTemplate(source, observer, timeout, env, cwd, stdin, maxOutputBytes, bound);
     }
 
     @Override
     public SandboxTemplate withEnv(Map<String, String> more) {
         Map<String, String> merged = new LinkedHashMap<>(env);
         merged.putAll(more);
-        return new SandboxTemplate(source, observer, timeout, Map.copyOf(merged), cwd, stdin, bound);
+        return new SandboxTemplate(source, observer, timeout, Map.copyOf(merged), cwd, stdin, maxOutputBytes, bound);
     }
 
     @Override
     public SandboxTemplate withCwd(String cwd) {
-        return new SandboxTemplate(source, observer, timeout, env, cwd, stdin, bound);
+        return new SandboxTemplate(source, observer, timeout, env, cwd, stdin, maxOutputBytes, bound);
     }
 
     @Override
     public SandboxTemplate withStdin(String stdin) {
-        return new SandboxTemplate(source, observer, timeout, env, cwd, stdin, bound);
+        return new SandboxTemplate(source, observer, timeout, env, cwd, stdin, maxOutputBytes, bound);
     }
 
     @Override
@@ -152,7 +180,7 @@ public class SandboxTemplate implements SandboxOperations {
         }
         Lease lease = borrow();
         try {
-            return callback.doInSandbox(new SandboxTemplate(source, observer, timeout, env, cwd, stdin, lease));
+            return callback.doInSandbox(new SandboxTemplate(source, observer, timeout, env, cwd, stdin, maxOutputBytes, lease));
         } finally {
             source.giveBack(lease);
         }
@@ -203,6 +231,9 @@ public class SandboxTemplate implements SandboxOperations {
             if (stdin != null) {
                 opts.stdin(stdin);
             }
+            if (maxOutputBytes > 0) {
+                opts.maxOutputBytes(maxOutputBytes);
+            }
             long t0 = System.nanoTime();
             ExecOutput out = null;
             RuntimeException error = null;
@@ -240,7 +271,8 @@ public class SandboxTemplate implements SandboxOperations {
     public static SandboxAccessException translate(MicrosandboxException e) {
         ErrorKind kind = e.kind();
         return switch (kind) {
-            case EXEC_TIMEOUT -> new SandboxTimeoutException(kind, e.getMessage(), e);
+            case EXEC_TIMEOUT -> new SandboxTimeoutException(kind, e.getMessage()
+                    + "; raise microsandbox.exec-timeout, or give this call more with withTimeout(...)", e);
             case EXEC_FAILED -> new SandboxExecutionFailedException(kind, e.getMessage(), e);
             case CANCELLED -> new SandboxInterruptedException(kind, e.getMessage(), e);
             case SANDBOX_NOT_RUNNING, SANDBOX_NOT_FOUND, INVALID_HANDLE, IO, INTERNAL, UNKNOWN, BOOT_FAILED ->

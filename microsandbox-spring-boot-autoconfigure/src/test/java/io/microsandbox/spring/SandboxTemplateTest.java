@@ -103,4 +103,38 @@ class SandboxTemplateTest {
         assertThat(returned).isNotNull();
         assertThat(returned.brokenReason()).isNull();
     }
+
+    /** A negative timeout is a typo, not "no limit" on untrusted code; zero and null are none. */
+    @Test
+    void aNegativeTimeoutIsRefusedAndZeroMeansNone() {
+        for (Runnable negative : List.<Runnable>of(() -> template(Duration.ofSeconds(-5)), () -> template(null).withTimeout(Duration.ofMillis(-1)))) {
+            assertThatThrownBy(negative::run).isInstanceOfSatisfying(SandboxAccessException.class, e -> {
+                assertThat(e.getKind()).isEqualTo(ErrorKind.INVALID_ARGUMENT);
+                assertThat(e.getMessage()).contains("must not be negative");
+            });
+        }
+        template(Duration.ofSeconds(5)).withTimeout(Duration.ZERO).shell("true");
+        ArgumentCaptor<ExecOptions> options = ArgumentCaptor.forClass(ExecOptions.class);
+        verify(sandbox).shell(eq("true"), options.capture());
+        assertThat(options.getValue().timeout()).isNull();
+    }
+
+    @Test
+    void aCommandMayBeGivenMoreOutputThanTheDefault() {
+        template(null).withMaxOutputBytes(64L << 20).withCwd("/tmp").shell("true");
+        ArgumentCaptor<ExecOptions> options = ArgumentCaptor.forClass(ExecOptions.class);
+        verify(sandbox).shell(eq("true"), options.capture());
+        assertThat(options.getValue().maxOutputBytes()).isEqualTo(64L << 20);
+        assertThat(options.getValue().cwd()).isEqualTo("/tmp");
+        assertThatThrownBy(() -> template(null).withMaxOutputBytes(0)).isInstanceOfSatisfying(SandboxAccessException.class,
+                e -> assertThat(e.getKind()).isEqualTo(ErrorKind.INVALID_ARGUMENT));
+    }
+
+    @Test
+    void aTimeoutSaysWhichSettingRaisesIt() {
+        when(sandbox.shell(eq("sleep 5"), any(ExecOptions.class)))
+                .thenThrow(new MicrosandboxException(ErrorKind.EXEC_TIMEOUT, "'sh' did not finish within PT1S and was killed"));
+        assertThatThrownBy(() -> template(Duration.ofSeconds(1)).shell("sleep 5")).isInstanceOfSatisfying(SandboxTimeoutException.class,
+                e -> assertThat(e.getMessage()).contains("microsandbox.exec-timeout", "withTimeout"));
+    }
 }

@@ -50,11 +50,13 @@ public class MicrosandboxEndpoint {
     private final Microsandbox runtime;
     private final SandboxPool pool;
 
+    /** The endpoint over {@code runtime}'s sandboxes and, when there is one, {@code pool}'s members. */
     public MicrosandboxEndpoint(Microsandbox runtime, @Nullable SandboxPool pool) {
         this.runtime = runtime;
         this.pool = pool;
     }
 
+    /** {@code GET /actuator/microsandbox}: every sandbox of the home and the pool's state. */
     @ReadOperation
     public Map<String, Object> sandboxes() {
         Map<String, Object> body = new LinkedHashMap<>();
@@ -78,6 +80,7 @@ public class MicrosandboxEndpoint {
         return body;
     }
 
+    /** {@code GET /actuator/microsandbox/{name}}: one sandbox, its live metrics and masked configuration; 404 when none. */
     @ReadOperation
     public Map<String, Object> sandbox(@Selector String name) {
         Optional<SandboxHandle> h = find(name);
@@ -103,6 +106,7 @@ public class MicrosandboxEndpoint {
         return d;
     }
 
+    /** {@code POST /actuator/microsandbox/{name}} with {@code drain}, {@code stop} or {@code kill}. */
     @WriteOperation
     public Map<String, Object> operate(@Selector String name, String action) {
         if (!List.of("drain", "stop", "kill").contains(action)) {
@@ -150,6 +154,7 @@ public class MicrosandboxEndpoint {
         return result;
     }
 
+    /** {@code POST /actuator/microsandbox} with {@code drain}: drains every pool member. */
     @WriteOperation
     public Map<String, Object> drainPool(String action) {
         if (!"drain".equals(action)) {

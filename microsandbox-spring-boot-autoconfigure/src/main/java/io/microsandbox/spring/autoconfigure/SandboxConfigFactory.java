@@ -27,6 +27,11 @@ public final class SandboxConfigFactory {
         }
     }
 
+    /**
+     * The sandbox configuration {@code microsandbox.*} describes, after the customizers.
+     *
+     * @throws MicrosandboxConfigurationException when a property is missing or wrong, saying which
+     */
     public static SandboxConfig create(MicrosandboxProperties p, List<SandboxConfigCustomizer> customizers) {
         if (p.getImage() == null || p.getImage().isBlank()) {
             throw new MicrosandboxConfigurationException("microsandbox.image is not set: the sandboxes need a root filesystem.",

@@ -16,15 +16,18 @@ public final class Lease {
     private boolean returned;
     private int usesUnderWay;
 
+    /** A loan of {@code sandbox} by {@code owner}, the source it goes back to. */
     public Lease(Sandbox sandbox, Object owner) {
         this.sandbox = sandbox;
         this.owner = owner;
     }
 
+    /** The sandbox lent; for the borrower until it gives the lease back. */
     public Sandbox sandbox() {
         return sandbox;
     }
 
+    /** The lent sandbox's name. */
     public String name() {
         return sandbox.name();
     }
@@ -44,6 +47,7 @@ public final class Lease {
         }
     }
 
+    /** Why the sandbox must not be lent again ({@link #markBroken}), or null when it may. */
     public synchronized String brokenReason() {
         return brokenReason;
     }
@@ -57,6 +61,7 @@ public final class Lease {
         return true;
     }
 
+    /** Ends a use {@link #beginUse()} started. */
     public synchronized void endUse() {
         usesUnderWay--;
     }

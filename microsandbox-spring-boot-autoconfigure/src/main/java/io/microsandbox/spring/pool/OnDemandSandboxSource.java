@@ -49,7 +49,8 @@ public final class OnDemandSandboxSource implements SandboxSource {
         try {
             if (!running.tryAcquire(acquireTimeout.toNanos(), TimeUnit.NANOSECONDS)) {
                 throw new SandboxPoolExhaustedException(ErrorKind.RESOURCE_LIMIT, "no sandbox could start for '" + name + "' within "
-                        + acquireTimeout + ": " + maxSize + " (microsandbox.pool.max-size) are running", null);
+                        + acquireTimeout.toMillis() + " ms: " + maxSize + " (microsandbox.pool.max-size) are running; raise it or"
+                        + " microsandbox.pool.acquire-timeout, or hold each sandbox for less time", null);
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();

@@ -210,6 +210,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         };
     }
 
+    /** Tells {@code listener} of the pool's events, starting with a {@code memberAdded} for each current member. */
     public void addListener(PoolListener listener) {
         listeners.add(listener);
         for (Member m : members.values()) {
@@ -217,6 +218,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         }
     }
 
+    /** Stops telling {@code listener} of the pool's events. */
     public void removeListener(PoolListener listener) {
         listeners.remove(listener);
     }
@@ -231,14 +233,17 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         return instanceId;
     }
 
+    /** The labels every member carries (the pool's name and instance id among them). */
     public Map<String, String> labels() {
         return poolLabels;
     }
 
+    /** The configuration members are created with. */
     public SandboxConfig config() {
         return config;
     }
 
+    /** The pool's settings ({@code microsandbox.pool.*}). */
     public MicrosandboxProperties.Pool settings() {
         return settings;
     }
@@ -416,11 +421,13 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
 
     private SandboxPoolExhaustedException exhausted() {
         PoolStats s = stats();
-        String message = "no sandbox became free in pool '" + name() + "' within " + settings.getAcquireTimeout()
+        String message = "no sandbox became free in pool '" + name() + "' within " + settings.getAcquireTimeout().toMillis() + " ms"
                 + " (idle " + s.idle() + ", active " + s.active() + ", booting " + s.pending()
                 + (s.stopping() > 0 ? ", stopping " + s.stopping() : "") + ", max-size " + s.maxSize() + ")";
         if (s.lastBootError() != null && s.consecutiveBootFailures() > 0) {
             message += "; sandboxes fail to boot: " + s.lastBootError();
+        } else {
+            message += "; raise microsandbox.pool.max-size or microsandbox.pool.acquire-timeout, or hold each sandbox for less time";
         }
         return new SandboxPoolExhaustedException(ErrorKind.RESOURCE_LIMIT, message, null);
     }
@@ -575,6 +582,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         return true;
     }
 
+    /** The members by state, borrowers waiting, and boot failures, as of now. */
     public PoolStats stats() {
         int active = 0;
         int idleCount = 0;
@@ -603,10 +611,12 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
         return checkpoint == null ? null : checkpoint.name();
     }
 
+    /** The current members, as of now. */
     public Collection<PoolMemberView> members() {
         return List.copyOf(members.values());
     }
 
+    /** The member of this name, if it is one. */
     public Optional<PoolMemberView> member(String name) {
         return Optional.ofNullable(members.get(name));
     }
@@ -869,7 +879,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             ExecOutput out = sb.shell(warmUp, ExecOptions.builder().timeout(settings.getWarmUpTimeout()).build());
             if (!out.success()) {
                 String stderr = out.stderr().strip();
-                throw new MicrosandboxException(ErrorKind.EXEC_FAILED, "the warm-up command exited with " + out.exitCode()
+                throw new MicrosandboxException(ErrorKind.EXEC_FAILED, "the warm-up command (microsandbox.pool.warm-up-command) exited with " + out.exitCode()
                         + (stderr.isEmpty() ? "" : ": " + (stderr.length() > 300 ? stderr.substring(stderr.length() - 300) : stderr)));
             }
             return sb;

@@ -593,7 +593,7 @@ class MicrosandboxAutoConfigurationTests {
                     // a borrower gets pool-exhausted with the reason, not a hang
                     org.assertj.core.api.Assertions.assertThatThrownBy(() -> context.getBean(SandboxTemplate.class).exec("true"))
                             .isInstanceOf(io.microsandbox.spring.SandboxPoolExhaustedException.class)
-                            .hasMessageContaining("within PT0.2S").hasMessageContaining("fail to boot");
+                            .hasMessageContaining("within 200 ms").hasMessageContaining("fail to boot");
                 });
     }
 
