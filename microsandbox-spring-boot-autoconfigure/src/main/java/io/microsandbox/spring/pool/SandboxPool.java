@@ -879,7 +879,7 @@ public final class SandboxPool implements SandboxSource, AutoCloseable {
             ExecOutput out = sb.shell(warmUp, ExecOptions.builder().timeout(settings.getWarmUpTimeout()).build());
             if (!out.success()) {
                 String stderr = out.stderr().strip();
-                throw new MicrosandboxException(ErrorKind.EXEC_FAILED, "the warm-up command (microsandbox.pool.warm-up-command) exited with " + out.exitCode()
+                throw new MicrosandboxException(ErrorKind.EXEC_FAILED, "the warm-up command exited with " + out.exitCode() + " (microsandbox.pool.warm-up-command)"
                         + (stderr.isEmpty() ? "" : ": " + (stderr.length() > 300 ? stderr.substring(stderr.length() - 300) : stderr)));
             }
             return sb;
