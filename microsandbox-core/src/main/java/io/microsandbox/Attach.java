@@ -84,10 +84,10 @@ final class Attach {
                             end.compareAndSet(null, f);
                         }
                     }
-                } catch (IOException | MicrosandboxException ex) {
+                } catch (Throwable ex) { // whatever ends the pump ends the attach, and is reported
                     end.compareAndSet(null, ex);
                 } finally {
-                    end.compareAndSet(null, "gone"); // whatever ended the pump ends the attach
+                    end.compareAndSet(null, "gone");
                 }
             }, "msb-attach-output");
             pump.setDaemon(true);
@@ -214,6 +214,10 @@ final class Attach {
         if (result instanceof IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot write the output of '" + command + "': " + e.getMessage()
                     + "; the command was killed", e);
+        }
+        if (result instanceof Throwable t) {
+            throw new MicrosandboxException(ErrorKind.INTERNAL, "the output of '" + command + "' could not be shown: " + t
+                    + "; the command was killed", t);
         }
         throw new MicrosandboxException(ErrorKind.SANDBOX_NOT_RUNNING, "sandbox '" + sandbox.name() + "' went away while '" + command + "' ran");
     }

@@ -271,7 +271,7 @@ class SandboxExecIT {
     void aDetachedCommandIsStillKilledAtItsTimeout() throws Exception {
         Sandbox client = Sandbox.connect(sandbox.name());
         ExecHandle command = client.execStream("sh", List.of("-c", "echo $$ > /tmp/timed.pid; exec sleep 300"),
-                ExecOptions.builder().timeout(Duration.ofSeconds(4)).build());
+                ExecOptions.builder().timeout(Duration.ofSeconds(15)).build());
         assertThat(command.recv(Duration.ofSeconds(10))).isInstanceOf(ExecEvent.Started.class);
         command.detach();
         client.detach();
@@ -283,7 +283,7 @@ class SandboxExecIT {
             state = sandbox.shell(probe).stdout().strip();
         }
         assertThat(state).as("running once detached, before its timeout").isEqualTo("alive");
-        deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+        deadline = System.nanoTime() + Duration.ofSeconds(90).toNanos();
         while (state.equals("alive") && System.nanoTime() < deadline) {
             Thread.sleep(250);
             state = sandbox.shell(probe).stdout().strip();

@@ -56,9 +56,13 @@ public interface SandboxOperations {
      * into their {@link ExecOutput}; one that prints more is killed and fails with
      * {@link SandboxExecutionFailedException}. The default is 16 MiB.
      *
-     * @throws SandboxAccessException {@link io.microsandbox.ErrorKind#INVALID_ARGUMENT} when not positive
+     * @throws SandboxAccessException {@link io.microsandbox.ErrorKind#INVALID_ARGUMENT} when not positive;
+     *         {@link io.microsandbox.ErrorKind#UNSUPPORTED_OPERATION} from an implementation that predates it
      */
-    SandboxOperations withMaxOutputBytes(long maxOutputBytes);
+    default SandboxOperations withMaxOutputBytes(long maxOutputBytes) {
+        throw new SandboxAccessException(io.microsandbox.ErrorKind.UNSUPPORTED_OPERATION,
+                getClass().getName() + " does not implement withMaxOutputBytes", null);
+    }
 
     /** A copy that adds these environment variables to its commands. */
     SandboxOperations withEnv(Map<String, String> env);

@@ -315,9 +315,12 @@ public final class AgentClient implements AutoCloseable {
             // a listener failed: the connection cannot be trusted to deliver in order any more
             reason = "client failure: " + e;
         } finally {
-            lostReason = reason;
+            synchronized (outbound) {
+                // as in close(): a send either sees the loss or is queued ahead of the end marker
+                lostReason = reason;
+                outbound.add(END);
+            }
             link.close();
-            outbound.add(END);
             // sessions first: what completes below may run callbacks that wait for them
             for (var entry : sessions.entrySet()) {
                 sessions.remove(entry.getKey());

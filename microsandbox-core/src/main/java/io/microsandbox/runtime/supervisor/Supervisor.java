@@ -89,7 +89,7 @@ public final class Supervisor {
     static final long FS_QUEUE_WAIT_MS = 10_000;
     /**
      * How long a client's {@code core.stats} waits for the guest before it is answered from the
-     * supervisor's own last sample (at most a few seconds old, or empty when the guest never gave one).
+     * supervisor's own last sample (when that is at most twice this old; else with no figures).
      */
     static final long GUEST_STATS_WAIT_MS = 2_000;
     /** The longest timeout a client may hand on with a detach (a year: longer ones are not timeouts). */
@@ -265,6 +265,8 @@ public final class Supervisor {
      * and for clients' requests while the guest is not running.
      */
     private volatile ObjectNode guestStats;
+    /** When {@link #guestStats} came (System.nanoTime()). */
+    private volatile long guestStatsAt;
     /** Clients' core.stats on their way to the guest, answered from {@link #guestStats} if it is paused first. */
     private final java.util.Set<SessionRouter.Route> clientStatsRequests = ConcurrentHashMap.newKeySet();
     /** Guards the metrics file against a last sample written after the run files were removed. */
@@ -1048,8 +1050,10 @@ public final class Supervisor {
         // a one-shot request is answered by its first frame, whatever the guest flags it with
         if (!route.session) {
             clientStatsRequests.remove(route);
-        }
-        if ((frame.isTerminal() || !route.session) && router.close(route) && route.session) {
+            if (!router.close(route)) {
+                return; // answered meanwhile from the sample (a pause, or a guest slower than the wait)
+            }
+        } else if (frame.isTerminal() && router.close(route)) {
             sessionEnded(route);
         }
         route.client.send(new Frame(route.clientId, frame.flags(), frame.type(), frame.payload()));
@@ -1141,6 +1145,7 @@ public final class Supervisor {
             }
             case Protocol.CORE_STATS -> {
                 guestStats = knownGuestFigures(frame.payload());
+                guestStatsAt = System.nanoTime();
                 guestFileBytes = frame.payload().path("mem_file_bytes").asLong(-1);
             }
             case Protocol.CORE_ERROR -> SupervisorLog.warn("agent error: " + Json.brief(frame.payload()));
@@ -1323,7 +1328,7 @@ public final class Supervisor {
                     return;
                 }
                 // a guest that does not answer (busy, or hostile) must not take the host's figures with it
-                timers.schedule(() -> answerStatsFromSample(route), GUEST_STATS_WAIT_MS, TimeUnit.MILLISECONDS);
+                timers.schedule(() -> answerUnansweredStats(route), GUEST_STATS_WAIT_MS, TimeUnit.MILLISECONDS);
             }
             if (!toGuestQueueRequest(route, frame)) {
                 clientStatsRequests.remove(route);
@@ -1362,7 +1367,8 @@ public final class Supervisor {
             grantDetachedCredit(route, false);
             long killAfter = frame.payload().path("kill_after_ms").asLong(0);
             if (killAfter > 0) {
-                timers.schedule(() -> detachedTimeout(route), Math.min(killAfter, MAX_DETACHED_TIMEOUT_MS), TimeUnit.MILLISECONDS);
+                int guestId = route.guestId;
+                timers.schedule(() -> detachedTimeout(guestId), Math.min(killAfter, MAX_DETACHED_TIMEOUT_MS), TimeUnit.MILLISECONDS);
             }
             return;
         }
@@ -1610,22 +1616,26 @@ public final class Supervisor {
     }
 
     /**
+     * A detached command's timeout ran out (its client kept the time until the detach): it is
+     * killed as a cancel kills, and its end still closes the session. Looked up by its guest id,
+     * never handed out twice, so that the pending task holds no route or client.
+     */
+    private void detachedTimeout(int guestId) {
+        SessionRouter.Route route = router.ofGuest(guestId);
+        if (route == null || !route.detached) {
+            return; // it ended in time
+        }
+        String message = "detached session " + route.logId + " ran out of its timeout and was killed";
+        SupervisorLog.log(message);
+        logSystem(message);
+        cancelInGuest(route);
+    }
+
+    /**
      * A client's cancel: its client has let the session go, so nothing of it goes to a client
      * any more; it stays open (counted, and keeping a checkpoint off) until the guest reports its
      * end.
      */
-    /**
-     * A detached command's timeout ran out (its client kept the time until the detach): it is
-     * killed as a cancel kills, and its end still closes the session. Only queues frames.
-     */
-    private void detachedTimeout(SessionRouter.Route route) {
-        if (router.ofGuest(route.guestId) != route) {
-            return; // it ended in time
-        }
-        SupervisorLog.log("detached session " + route.logId + " ran out of its timeout: killed");
-        cancelInGuest(route);
-    }
-
     private void cancelSession(SessionRouter.Route route) {
         router.cancel(route);
         cancelInGuest(route);
@@ -1722,6 +1732,19 @@ public final class Supervisor {
     private void answerStatsFromSample(SessionRouter.Route route) {
         if (clientStatsRequests.remove(route) && router.close(route)) {
             route.client.send(statsFromSample(route.clientId));
+        }
+    }
+
+    /**
+     * A client's {@code core.stats} the running guest has not answered in time: answered from a
+     * recent sample, else with no figures (a guest that stopped answering must not have its
+     * last figures passed off as current ones).
+     */
+    private void answerUnansweredStats(SessionRouter.Route route) {
+        if (clientStatsRequests.remove(route) && router.close(route)) {
+            boolean recent = guestStats != null && System.nanoTime() - guestStatsAt <= 2 * GUEST_STATS_WAIT_MS * 1_000_000L;
+            route.client.send(recent ? statsFromSample(route.clientId)
+                    : new Frame(route.clientId, Protocol.FLAG_TERMINAL, Protocol.CORE_STATS, Json.object()));
         }
     }
 

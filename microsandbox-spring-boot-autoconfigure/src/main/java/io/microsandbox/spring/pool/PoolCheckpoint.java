@@ -141,14 +141,16 @@ final class PoolCheckpoint {
 
     /**
      * Removes {@code cp}, never one a take made at its path meanwhile (another creator's, now
-     * current), and not while a restore still reads it: then the next {@link #take} (or the
-     * next start's {@link #removeLeftover}) removes it, before it could make another at its path.
+     * current, which stays), and not while a restore still reads it: then the next
+     * {@link #take} (or the next start's {@link #removeLeftover}) removes it, before it could
+     * make another at its path.
      */
     private void remove(Checkpoint cp) {
         try {
             runtime.checkpoints().remove(cp);
         } catch (io.microsandbox.MicrosandboxException e) {
-            log.info("pool '" + poolName + "': checkpoint " + cp.path() + " left for now: " + e.getMessage());
+            log.info("pool '" + poolName + "': checkpoint " + cp.path() + " not removed (gone, taken again, or still read by a restore,"
+                    + " which the next take removes): " + e.getMessage());
         }
     }
 
