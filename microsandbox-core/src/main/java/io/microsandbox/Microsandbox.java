@@ -203,18 +203,41 @@ public final class Microsandbox {
 
     /**
      * Removes the row and files of a creation that failed with {@code failure}, which a failing
-     * clean-up does not hide. An unexpected failure after the supervisor took the sandbox over
-     * (the creation lock let go) leaves it be: it runs, and is the supervisor's to end.
+     * clean-up does not hide, under the creation lock. An unexpected failure after the supervisor
+     * took the sandbox over (the creation lock let go) leaves it be: it runs, and is the
+     * supervisor's to end. A typed one there (the first connection failed) comes after the
+     * supervisor ended it: the lock is taken again, so that nothing a creation of the same name
+     * made since is erased.
      */
     private static void forgetFailedCreation(SandboxStore store, SandboxLayout layout, SandboxLock createLock, RuntimeException failure) {
-        if (!(failure instanceof MicrosandboxException) && !createLock.isOn(SandboxLock.createLockFile(layout))) {
-            return;
+        Path lockFile = SandboxLock.createLockFile(layout);
+        SandboxLock lock = createLock;
+        if (!createLock.isOn(lockFile)) {
+            if (!(failure instanceof MicrosandboxException)) {
+                return;
+            }
+            try {
+                lock = SandboxLock.tryAcquire(lockFile);
+                if (lock == null || !lock.isOn(lockFile) || supervisorAlive(layout)) {
+                    release(lock);
+                    return; // another creation's now
+                }
+            } catch (IOException | RuntimeException cleanUp) {
+                release(lock);
+                failure.addSuppressed(cleanUp);
+                return;
+            }
         }
         try {
+            // the row first, under the lock (a new creator inserts its own only once it holds it);
+            // the files go even when the row cannot (a full disk fails both, and the files are what filled it)
             store.delete(layout.name());
-            discard(layout, createLock);
         } catch (RuntimeException cleanUp) {
-            release(createLock);
+            failure.addSuppressed(cleanUp);
+        }
+        try {
+            discard(layout, lock);
+        } catch (RuntimeException cleanUp) {
             failure.addSuppressed(cleanUp);
         }
     }
@@ -270,19 +293,17 @@ public final class Microsandbox {
         } catch (IOException e) {
             throw new MicrosandboxException(ErrorKind.IO, "cannot lock sandbox '" + name + "': " + e.getMessage(), e);
         }
-        if (createLock == null || supervisorAlive(layout)) {
-            release(createLock);
-            throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING, "sandbox '" + name + "' is being started by another process");
-        }
-        // under the lock: a remove that erased the sandbox since get() took its directory (and lock file) away
-        if (!createLock.isOn(lockFile) || store().find(name).isEmpty()) {
-            release(createLock);
-            throw removedMeanwhile(name);
-        }
         try {
+            if (createLock == null || supervisorAlive(layout)) {
+                throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING, "sandbox '" + name + "' is being started by another process");
+            }
+            // under the lock: a remove that erased the sandbox since get() took its directory (and lock file) away
+            if (!createLock.isOn(lockFile) || store().find(name).isEmpty()) {
+                throw removedMeanwhile(name);
+            }
             return boot(layout, config, false, createLock, null, spec -> spec);
         } catch (RuntimeException e) {
-            release(createLock);
+            release(createLock); // whatever failed, the check (a busy database, say) or the boot
             throw e;
         }
     }
@@ -538,24 +559,43 @@ public final class Microsandbox {
         SandboxLayout layout = SandboxLayout.of(home, name);
         // The database may lag behind the locks: another process may be starting it right now.
         // Holding its creation lock while erasing keeps a start from beginning meanwhile.
-        SandboxLock createLock;
-        try {
-            createLock = Files.isDirectory(layout.dir()) ? SandboxLock.tryAcquire(SandboxLock.createLockFile(layout)) : null;
-            if (createLock != null) {
-                awaitExitingSupervisor(layout);
-            }
-            if ((Files.isDirectory(layout.dir()) && createLock == null) || supervisorAlive(layout)) {
-                release(createLock);
-                throw new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING,
-                        "sandbox '" + name + "' is being started or run by another process; stop it before removing it");
-            }
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot lock sandbox '" + name + "': " + e.getMessage(), e);
-        }
+        SandboxLock createLock = lockStopped(layout, true, () -> new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING,
+                "sandbox '" + name + "' is being started or run by another process; stop it before removing it"));
         try {
             erase(store(), layout);
         } finally {
             release(createLock);
+        }
+    }
+
+    /**
+     * The creation lock of a sandbox that is stopped, for a remove or a snapshot, once a
+     * supervisor that is exiting has let go (see {@link #awaitExitingSupervisor}); null when
+     * {@code withoutDirectory} and the sandbox has no directory. Released on every failure, an
+     * interrupt among them: a lock left held would refuse the sandbox to every process until
+     * this JVM exits.
+     *
+     * @throws MicrosandboxException {@code busy} when another process holds it or a supervisor runs it
+     */
+    private static SandboxLock lockStopped(SandboxLayout layout, boolean withoutDirectory,
+                                           java.util.function.Supplier<MicrosandboxException> busy) {
+        SandboxLock lock = null;
+        try {
+            boolean directory = Files.isDirectory(layout.dir());
+            lock = directory || !withoutDirectory ? SandboxLock.tryAcquire(SandboxLock.createLockFile(layout)) : null;
+            if (lock != null) {
+                awaitExitingSupervisor(layout);
+            }
+            if ((lock == null && (directory || !withoutDirectory)) || supervisorAlive(layout)) {
+                throw busy.get();
+            }
+            return lock;
+        } catch (IOException e) {
+            release(lock);
+            throw new MicrosandboxException(ErrorKind.IO, "cannot lock sandbox '" + layout.name() + "': " + e.getMessage(), e);
+        } catch (RuntimeException e) {
+            release(lock);
+            throw e;
         }
     }
 
@@ -779,24 +819,33 @@ public final class Microsandbox {
             }
         } finally {
             pool.shutdown();
+        }
+        try {
+            if (failure == null) {
+                return started;
+            }
+            // the interrupt is put back after this: with it set, each kill would fail at once
+            for (Sandbox sb : started) {
+                try {
+                    sb.kill();
+                    if (!options.ephemeral()) {
+                        remove(sb.name());
+                    }
+                } catch (RuntimeException cleanup) {
+                    failure.addSuppressed(cleanup);
+                    try {
+                        sb.close(); // stops it when the kill could not: no fork is left running unseen
+                    } catch (RuntimeException closing) {
+                        failure.addSuppressed(closing);
+                    }
+                }
+            }
+            throw failure;
+        } finally {
             if (interrupted) {
                 Thread.currentThread().interrupt();
             }
         }
-        if (failure == null) {
-            return started;
-        }
-        for (Sandbox sb : started) {
-            try {
-                sb.kill();
-                if (!options.ephemeral()) {
-                    remove(sb.name());
-                }
-            } catch (MicrosandboxException cleanup) {
-                failure.addSuppressed(cleanup);
-            }
-        }
-        throw failure;
     }
 
     /** The disk snapshots of this runtime's home, and those at explicit paths. */
@@ -814,19 +863,7 @@ public final class Microsandbox {
             throw snapshotRunning(name, handle.status().wireName());
         }
         SandboxLayout layout = SandboxLayout.of(home, name);
-        SandboxLock createLock;
-        try {
-            createLock = SandboxLock.tryAcquire(SandboxLock.createLockFile(layout));
-            if (createLock != null) {
-                awaitExitingSupervisor(layout);
-            }
-            if (createLock == null || supervisorAlive(layout)) {
-                release(createLock);
-                throw snapshotRunning(name, "being started or run by another process");
-            }
-        } catch (IOException e) {
-            throw new MicrosandboxException(ErrorKind.IO, "cannot lock sandbox '" + name + "': " + e.getMessage(), e);
-        }
+        SandboxLock createLock = lockStopped(layout, false, () -> snapshotRunning(name, "being started or run by another process"));
         try {
             return snapshots().take(layout, handle.config(), dir, options);
         } finally {

@@ -319,6 +319,46 @@ class CheckpointConcurrencyIT {
     }
 
     /** A runtime of its own under {@code base}, with the kernel the suite set up. */
+    /**
+     * A fork one of whose restores fails removes the forks it started, also when its caller was
+     * interrupted meanwhile (the interrupt is put back after the clean-up, which it would fail).
+     */
+    @Test
+    void aFailedForkOfAnInterruptedCallerLeavesNoForkRunning() throws Exception {
+        Path base = Files.createTempDirectory("msb-cp-fork-fail");
+        Microsandbox runtime = runtimeIn(base);
+        List<String> names = new ArrayList<>(List.of("ff-src", "ff-1", "ff-2", "ff-3"));
+        try {
+            Checkpoint cp;
+            try (Sandbox sb = runtime.create("ff-src", TestSandboxes.config().build())) {
+                cp = sb.checkpoint("ff");
+            }
+            // the third fork's name is taken: its restore fails
+            runtime.create("ff-3", TestSandboxes.config().build()).close();
+            java.util.concurrent.atomic.AtomicReference<Object> outcome = new java.util.concurrent.atomic.AtomicReference<>();
+            AtomicBoolean interruptedAfter = new AtomicBoolean();
+            Thread caller = new Thread(() -> {
+                try {
+                    outcome.set(runtime.fork(cp, "ff", 3, RestoreOptions.defaults()));
+                } catch (MicrosandboxException e) {
+                    outcome.set(e);
+                }
+                interruptedAfter.set(Thread.currentThread().isInterrupted());
+            });
+            caller.start();
+            Thread.sleep(200);
+            caller.interrupt();
+            caller.join(TimeUnit.SECONDS.toMillis(300));
+            assertThat(outcome.get()).isInstanceOfSatisfying(MicrosandboxException.class,
+                    e -> assertThat(e.kind()).isEqualTo(ErrorKind.SANDBOX_ALREADY_EXISTS));
+            assertThat(interruptedAfter.get()).as("the caller's interrupt is put back").isTrue();
+            assertThat(runtime.list()).extracting(SandboxHandle::name).as("no fork left").doesNotContain("ff-1", "ff-2");
+            runtime.checkpoints().remove("ff");
+        } finally {
+            removeAll(runtime, base, names.toArray(String[]::new));
+        }
+    }
+
     private static Microsandbox runtimeIn(Path base) {
         return Microsandbox.builder().home(base.resolve("home"))
                 .kernelDir(io.microsandbox.runtime.vmm.KernelBundle.locate(io.microsandbox.runtime.RuntimeFiles.defaultHome()).dir()).build();

@@ -490,6 +490,10 @@ public final class SandboxStore {
                     throw e;
                 }
             } catch (SQLException e) {
+                if (diskFailure(e)) {
+                    throw new MicrosandboxException(ErrorKind.IO, "sandbox database " + url + ": " + e.getMessage()
+                            + "; check the disk under the home (free space, errors)", e);
+                }
                 if (!busy(e)) {
                     throw new MicrosandboxException(ErrorKind.INTERNAL, "sandbox database " + url + ": " + e.getMessage(), e);
                 }
@@ -505,6 +509,15 @@ public final class SandboxStore {
                 }
             }
         }
+    }
+
+    /** A full disk or an I/O error (SQLITE_FULL, SQLITE_IOERR and its extended codes): the disk's trouble, not ours. */
+    static boolean diskFailure(SQLException e) {
+        if (!(e instanceof org.sqlite.SQLiteException lite)) {
+            return false;
+        }
+        int primary = lite.getResultCode().code & 0xff;
+        return primary == org.sqlite.SQLiteErrorCode.SQLITE_FULL.code || primary == org.sqlite.SQLiteErrorCode.SQLITE_IOERR.code;
     }
 
     /** SQLITE_BUSY, or one of its extended codes (recovery, snapshot, timeout). */

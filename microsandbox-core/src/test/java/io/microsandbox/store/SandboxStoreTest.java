@@ -208,6 +208,17 @@ class SandboxStoreTest {
         assertThat(SandboxStore.busy(new java.sql.SQLException("other driver"))).isFalse();
     }
 
+    /** A full disk is the disk's trouble (IO, check the disk), not an internal error. */
+    @Test
+    void aFullDiskOrAnIoErrorIsTheDisksTrouble() {
+        for (var code : java.util.List.of(org.sqlite.SQLiteErrorCode.SQLITE_FULL, org.sqlite.SQLiteErrorCode.SQLITE_IOERR,
+                org.sqlite.SQLiteErrorCode.SQLITE_IOERR_WRITE, org.sqlite.SQLiteErrorCode.SQLITE_IOERR_FSYNC)) {
+            assertThat(SandboxStore.diskFailure(new org.sqlite.SQLiteException("disk", code))).as(code.name()).isTrue();
+        }
+        assertThat(SandboxStore.diskFailure(new org.sqlite.SQLiteException("busy", org.sqlite.SQLiteErrorCode.SQLITE_BUSY))).isFalse();
+        assertThat(SandboxStore.diskFailure(new org.sqlite.SQLiteException("corrupt", org.sqlite.SQLiteErrorCode.SQLITE_CORRUPT))).isFalse();
+    }
+
     /** Reads neither wait for a writer nor make one wait: a long write elsewhere does not hold up a lookup or a listing. */
     @Test
     void readsDoNotWaitForAWriter() throws Exception {
