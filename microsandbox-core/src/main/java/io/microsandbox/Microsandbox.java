@@ -375,7 +375,11 @@ public final class Microsandbox {
             if (e instanceof MicrosandboxException m) {
                 throw m;
             }
-            throw new MicrosandboxException(ErrorKind.IO, "cannot prepare sandbox '" + layout.name() + "': " + e.getMessage(), e);
+            if (e instanceof IOException || e instanceof java.io.UncheckedIOException) {
+                throw new MicrosandboxException(ErrorKind.IO, "cannot prepare sandbox '" + layout.name() + "': " + e.getMessage(), e);
+            }
+            // not the disk's trouble: a defect, said as one
+            throw new MicrosandboxException(ErrorKind.INTERNAL, "cannot prepare sandbox '" + layout.name() + "': " + e, e);
         }
         // the supervisor owns the sandbox now and holds its own lock
         release(createLock);
@@ -562,7 +566,13 @@ public final class Microsandbox {
         SandboxLock createLock = lockStopped(layout, true, () -> new MicrosandboxException(ErrorKind.SANDBOX_STILL_RUNNING,
                 "sandbox '" + name + "' is being started or run by another process; stop it before removing it"));
         try {
-            erase(store(), layout);
+            if (createLock == null) {
+                // no directory (an earlier remove's files went, its row did not): nothing is
+                // locked, so only the row read above goes; a creation of the name since has its own
+                store().delete(name, handle.createdAt());
+            } else {
+                erase(store(), layout);
+            }
         } finally {
             release(createLock);
         }

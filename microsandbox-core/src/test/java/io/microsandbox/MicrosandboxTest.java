@@ -226,6 +226,16 @@ class MicrosandboxTest {
         assertThat(home.resolve("sandboxes").resolve("half-removed")).doesNotExist();
     }
 
+    /** A sandbox whose files an earlier remove took, and not its row, is removed by its row alone. */
+    @Test
+    void aRemoveOfARowWithoutItsDirectoryRemovesTheRow(@TempDir Path home) {
+        Microsandbox runtime = Microsandbox.builder().home(home).accelerator(Accelerator.TCG).build();
+        SandboxStore.open(home).insert("rows-only", SandboxConfig.builder().image("/nonexistent").build().toJson(), Map.of(), false, "stopped");
+        runtime.remove("rows-only");
+        assertThat(runtime.find("rows-only")).isEmpty();
+        assertThat(home.resolve("sandboxes").resolve("rows-only")).doesNotExist();
+    }
+
     @Test
     void labelsAreFewShortAndNeverNull() {
         for (java.util.function.Consumer<SandboxConfig.Builder> bad : java.util.List.<java.util.function.Consumer<SandboxConfig.Builder>>of(
