@@ -262,12 +262,10 @@ public final class Supervisor {
     private volatile CompletableFuture<String> qemuVersion = CompletableFuture.completedFuture(null);
     /**
      * The agent's latest answer to the supervisor's own core.stats (id 0), for the metrics file
-     * and for clients' requests while the guest is not running.
+     * and for clients' requests the guest does not answer, and when it came (System.nanoTime()).
      */
-    private volatile ObjectNode guestStats;
-    /** When {@link #guestStats} came (System.nanoTime()). */
-    private volatile long guestStatsAt;
-    /** Clients' core.stats on their way to the guest, answered from {@link #guestStats} if it is paused first. */
+    private volatile GuestSample guestSample;
+    /** Clients' core.stats on their way to the guest, answered from {@link #guestSample} if it is paused first. */
     private final java.util.Set<SessionRouter.Route> clientStatsRequests = ConcurrentHashMap.newKeySet();
     /** Guards the metrics file against a last sample written after the run files were removed. */
     private final Object metricsFileLock = new Object();
@@ -1144,8 +1142,7 @@ public final class Supervisor {
                 }
             }
             case Protocol.CORE_STATS -> {
-                guestStats = knownGuestFigures(frame.payload());
-                guestStatsAt = System.nanoTime();
+                guestSample = new GuestSample(knownGuestFigures(frame.payload()), System.nanoTime());
                 guestFileBytes = frame.payload().path("mem_file_bytes").asLong(-1);
             }
             case Protocol.CORE_ERROR -> SupervisorLog.warn("agent error: " + Json.brief(frame.payload()));
@@ -1264,7 +1261,7 @@ public final class Supervisor {
         checkpointGate.readLock().lock();
         try {
             if (Protocol.CORE_STATS.equals(frame.type()) && (paused || checkpointing || runState.isLocked())) {
-                client.send(statsFromSample(frame.id()));
+                client.send(statsFromSample(frame.id(), false));
                 return;
             }
             if (checkpointing) {
@@ -1323,12 +1320,12 @@ public final class Supervisor {
                 if (paused) {
                     // a pause that landed after the check above: its own look may have missed this one
                     if (clientStatsRequests.remove(route) && router.close(route)) {
-                        client.send(statsFromSample(frame.id()));
+                        client.send(statsFromSample(frame.id(), false));
                     }
                     return;
                 }
                 // a guest that does not answer (busy, or hostile) must not take the host's figures with it
-                timers.schedule(() -> answerUnansweredStats(route), GUEST_STATS_WAIT_MS, TimeUnit.MILLISECONDS);
+                timers.schedule(() -> answerStatsFromSample(route, true), GUEST_STATS_WAIT_MS, TimeUnit.MILLISECONDS);
             }
             if (!toGuestQueueRequest(route, frame)) {
                 clientStatsRequests.remove(route);
@@ -1715,37 +1712,32 @@ public final class Supervisor {
     }
 
     /**
-     * The answer to a client's {@code core.stats} that a guest that is not running cannot give:
-     * its last figures, as the metrics file has them.
+     * The answer to a client's {@code core.stats} that the guest cannot give (not running) or
+     * did not give in time: its last figures, as the metrics file has them; with
+     * {@code recentOnly}, only figures at most twice {@link #GUEST_STATS_WAIT_MS} old, else none
+     * (a running guest that stopped answering must not have old figures passed off as current).
      */
-    private Frame statsFromSample(int clientId) {
-        ObjectNode figures = guestStats;
-        return new Frame(clientId, Protocol.FLAG_TERMINAL, Protocol.CORE_STATS, figures != null ? figures.deepCopy() : Json.object());
+    private Frame statsFromSample(int clientId, boolean recentOnly) {
+        GuestSample sample = guestSample;
+        boolean usable = sample != null
+                && (!recentOnly || System.nanoTime() - sample.receivedAt() <= 2 * TimeUnit.MILLISECONDS.toNanos(GUEST_STATS_WAIT_MS));
+        return new Frame(clientId, Protocol.FLAG_TERMINAL, Protocol.CORE_STATS, usable ? sample.figures().deepCopy() : Json.object());
     }
 
     /** Clients' {@code core.stats} the guest had not answered when it was paused: answered from the sample. */
     private void answerStatsRequestsFromSample() {
-        clientStatsRequests.forEach(this::answerStatsFromSample);
+        clientStatsRequests.forEach(route -> answerStatsFromSample(route, false));
     }
 
-    /** Answers a client's {@code core.stats} from the sample unless the guest has answered it. */
-    private void answerStatsFromSample(SessionRouter.Route route) {
+    /** Answers a client's {@code core.stats} from the sample (see {@link #statsFromSample}) unless the guest has answered it. */
+    private void answerStatsFromSample(SessionRouter.Route route, boolean recentOnly) {
         if (clientStatsRequests.remove(route) && router.close(route)) {
-            route.client.send(statsFromSample(route.clientId));
+            route.client.send(statsFromSample(route.clientId, recentOnly));
         }
     }
 
-    /**
-     * A client's {@code core.stats} the running guest has not answered in time: answered from a
-     * recent sample, else with no figures (a guest that stopped answering must not have its
-     * last figures passed off as current ones).
-     */
-    private void answerUnansweredStats(SessionRouter.Route route) {
-        if (clientStatsRequests.remove(route) && router.close(route)) {
-            boolean recent = guestStats != null && System.nanoTime() - guestStatsAt <= 2 * GUEST_STATS_WAIT_MS * 1_000_000L;
-            route.client.send(recent ? statsFromSample(route.clientId)
-                    : new Frame(route.clientId, Protocol.FLAG_TERMINAL, Protocol.CORE_STATS, Json.object()));
-        }
+    /** The agent's figures in an answer to the supervisor's own {@code core.stats}, and when it came (System.nanoTime()). */
+    private record GuestSample(ObjectNode figures, long receivedAt) {
     }
 
     /** {@code sup.pause} / {@code sup.resume}: QMP {@code stop} / {@code cont}, one run-state change at a time. */
@@ -1931,8 +1923,9 @@ public final class Supervisor {
         ObjectNode sample = Json.object();
         sample.put("sampled_at_ms", System.currentTimeMillis());
         sample.set("host", hostMetrics());
-        if (guestStats != null) {
-            sample.set("guest", guestStats);
+        GuestSample guest = guestSample;
+        if (guest != null) {
+            sample.set("guest", guest.figures());
         }
         Path file = layout.metricsFile();
         synchronized (metricsFileLock) {
